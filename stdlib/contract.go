@@ -1,0 +1,78 @@
+package stdlib
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrEndOfInput is returned by Source.Read when a bounded source is exhausted.
+var ErrEndOfInput = errors.New("end of input")
+
+// Source reads records from an external system. The executor creates one
+// Source per task of a source stage (Config.Task of Config.Tasks) and drives
+// it from that task's goroutine only.
+type Source interface {
+	// Open connects and positions the source. For every partition it reads,
+	// it asks resume for the last position already durable downstream and
+	// continues just after it; where resume has none it starts as configured.
+	Open(ctx context.Context, resume Resumer) error
+	// Read blocks until records are available and returns a batch. The batch
+	// belongs to the caller. A bounded source returns ErrEndOfInput when done.
+	Read(ctx context.Context) ([]Record, error)
+	// Commit is called after every sink has made the records up to these
+	// positions durable (a completed checkpoint): a Kafka source commits
+	// group offsets here. Positions only grow; a source must tolerate a
+	// partition it no longer owns.
+	Commit(ctx context.Context, positions []Position) error
+	// Close releases the source.
+	Close(ctx context.Context) error
+}
+
+// Resumer tells a source where to continue a partition: the last position
+// made durable by the checkpoint store or an exactly-once sink.
+type Resumer interface {
+	Resume(partition string) (offset int64, ok bool)
+}
+
+// ResumeMap is a Resumer backed by a map.
+type ResumeMap map[string]int64
+
+// Resume implements Resumer.
+func (m ResumeMap) Resume(partition string) (int64, bool) {
+	off, ok := m[partition]
+	return off, ok
+}
+
+// Checkpoint is a barrier that reached a sink: everything written before it
+// must become durable together with Positions.
+type Checkpoint struct {
+	ID        uint64
+	Positions []Position // per source partition, the last position the checkpoint covers
+}
+
+// Sink writes records to an external system. The executor creates one Sink
+// per task of a sink stage and drives it from that task's goroutine only.
+type Sink interface {
+	// Open connects. An exactly-once sink returns the positions it already
+	// holds durably: sources resume after them and the executor drops
+	// replayed records at or below them before they reach Write.
+	Open(ctx context.Context) (held []Position, err error)
+	// Write hands over a batch. The sink may buffer; nothing is durable
+	// before Checkpoint returns. A RecordErrors result rejects single
+	// records; any other error fails the batch.
+	Write(ctx context.Context, batch []Record) error
+	// Checkpoint makes everything written so far durable, together with
+	// the positions (atomically for exactly_once: one database
+	// transaction, one Kafka transaction, one rename).
+	Checkpoint(ctx context.Context, cp Checkpoint) error
+	// Close flushes nothing: unflushed data is replayed after a restart.
+	Close(ctx context.Context) error
+}
+
+// Transform is a record-at-a-time transform component (the built-in filter,
+// map and route stages are compiled by the executor itself).
+type Transform interface {
+	// Apply transforms r, passing zero or more records to emit. An error
+	// applies the stage's error policy to r.
+	Apply(ctx context.Context, r *Record, emit func(Record)) error
+}

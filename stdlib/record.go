@@ -1,0 +1,63 @@
+package stdlib
+
+import (
+	"fmt"
+	"time"
+)
+
+// Position is where a record came from: a source stage, one of its
+// partitions (a Kafka "topic/3", a file path, a table) and an offset that
+// grows along the partition. A checkpoint covers, per partition, every
+// record at or below its position.
+type Position struct {
+	Source    string `json:"source"`    // source stage name
+	Partition string `json:"partition"` // partition within the source
+	Offset    int64  `json:"offset"`    // offset within the partition
+}
+
+func (p Position) String() string {
+	return fmt.Sprintf("%s[%s]@%d", p.Source, p.Partition, p.Offset)
+}
+
+// Header is one record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Record is the unit of data that flows through a pipeline.
+//
+// Value holds the decoded value in the representation documented in
+// lang/types (map[string]any for structured records); Raw keeps the bytes it
+// was decoded from when the source has them, for dead-letter envelopes.
+type Record struct {
+	Key       any // nil, string, []byte or a structured value
+	Value     any
+	Headers   []Header
+	Time      time.Time // event or log-append time; zero if unknown
+	Topic     string    // Kafka topic read from, or to write to ("" = the sink's own)
+	Partition int32     // Kafka partition read from, or -1
+	Pos       Position
+	Raw       []byte
+}
+
+// RecordError is the failure of one record of a batch handed to a sink or a
+// transform: the runtime applies the stage's error policy to that record.
+type RecordError struct {
+	Index int // index in the batch
+	Err   error
+}
+
+func (e RecordError) Error() string { return fmt.Sprintf("record %d: %v", e.Index, e.Err) }
+
+// RecordErrors is returned by Sink.Write when some records of a batch were
+// rejected on their own merits (bad value, constraint violation) while the
+// others were accepted. Any other error fails the whole batch.
+type RecordErrors []RecordError
+
+func (es RecordErrors) Error() string {
+	if len(es) == 1 {
+		return es[0].Error()
+	}
+	return fmt.Sprintf("%d records rejected; first: %v", len(es), es[0])
+}

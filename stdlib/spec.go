@@ -1,0 +1,371 @@
+package stdlib
+
+import (
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sort"
+	"time"
+
+	"pipe.dev/pipe/lang/types"
+)
+
+// Kind is the kind of a component.
+type Kind string
+
+const (
+	SourceKind    Kind = "source"
+	TransformKind Kind = "transform"
+	SinkKind      Kind = "sink"
+)
+
+// Delivery is a sink's delivery guarantee.
+type Delivery string
+
+const (
+	ExactlyOnce Delivery = "exactly_once"
+	AtLeastOnce Delivery = "at_least_once"
+	AtMostOnce  Delivery = "at_most_once"
+)
+
+// ParamKind is the kind of value an attribute takes.
+type ParamKind string
+
+const (
+	StringParam   ParamKind = "string"
+	IntParam      ParamKind = "int"
+	FloatParam    ParamKind = "float"
+	BoolParam     ParamKind = "bool"
+	DurationParam ParamKind = "duration" // 250ms, 1m30s
+	SizeParam     ParamKind = "size"     // 1MiB; a bare int means bytes
+	EnumParam     ParamKind = "enum"     // an identifier from Enum: json, upsert
+	ListParam     ParamKind = "list"     // [Elem, ...]
+	MapParam      ParamKind = "map"      // { key = Elem, ... }
+	BlockParam    ParamKind = "block"    // name { Block attributes }
+	SchemaParam   ParamKind = "schema"   // a schema name: schema = Order
+	TimeParam     ParamKind = "time"     // an RFC 3339 timestamp string
+	AnyParam      ParamKind = "any"      // any literal
+)
+
+// ParamType describes the value an attribute takes.
+type ParamType struct {
+	Kind  ParamKind
+	Elem  *ParamType // ListParam, MapParam
+	Enum  []string   // EnumParam: allowed identifiers
+	Block []Param    // BlockParam: nested attributes
+	// OrEnum lets a value of Kind also be one of these identifiers
+	// (start = earliest | latest | "2024-01-01T00:00:00Z").
+	OrEnum []string
+}
+
+func (t ParamType) String() string {
+	switch t.Kind {
+	case ListParam:
+		return "list<" + t.Elem.String() + ">"
+	case MapParam:
+		return "map<string, " + t.Elem.String() + ">"
+	case EnumParam:
+		return joinAlt(t.Enum)
+	}
+	if len(t.OrEnum) > 0 {
+		return joinAlt(t.OrEnum) + " | " + string(t.Kind)
+	}
+	return string(t.Kind)
+}
+
+func joinAlt(s []string) string {
+	out := ""
+	for i, v := range s {
+		if i > 0 {
+			out += " | "
+		}
+		out += v
+	}
+	return out
+}
+
+// Convenience constructors for ParamType.
+var (
+	String   = ParamType{Kind: StringParam}
+	Int      = ParamType{Kind: IntParam}
+	Float    = ParamType{Kind: FloatParam}
+	Bool     = ParamType{Kind: BoolParam}
+	Duration = ParamType{Kind: DurationParam}
+	Size     = ParamType{Kind: SizeParam}
+	Schema   = ParamType{Kind: SchemaParam}
+	Time     = ParamType{Kind: TimeParam}
+	AnyValue = ParamType{Kind: AnyParam}
+)
+
+// Enum returns an enum type of the given identifiers.
+func Enum(values ...string) ParamType { return ParamType{Kind: EnumParam, Enum: values} }
+
+// ListOf returns list<elem>.
+func ListOf(elem ParamType) ParamType { return ParamType{Kind: ListParam, Elem: &elem} }
+
+// MapOf returns map<string, elem>.
+func MapOf(elem ParamType) ParamType { return ParamType{Kind: MapParam, Elem: &elem} }
+
+// Block returns a nested block of attributes.
+func Block(params ...Param) ParamType { return ParamType{Kind: BlockParam, Block: params} }
+
+// Param describes one attribute of a component.
+type Param struct {
+	Name     string
+	Type     ParamType
+	Required bool
+	// Default is the value used when the attribute is absent, as the Go
+	// value a Config holds (see Config); nil for none.
+	Default any
+	Doc     string
+	// Secret marks a credential: a literal value is linted (hard-coded
+	// secret), and the value is never printed.
+	Secret bool
+	// Expr marks an attribute set per record with := (a sink's key or
+	// topic). The executor evaluates it into the record before Write.
+	Expr bool
+}
+
+// Spec describes a component to the compiler and builds it for the executor.
+type Spec struct {
+	Kind    Kind
+	Name    string // matches ^[a-z0-9]+(_[a-z0-9]+)*$
+	Summary string // one line, for `pipe connectors`
+	Params  []Param
+
+	// Delivery lists the guarantees a sink can honour, strongest first.
+	Delivery []Delivery
+	// Bounded reports that the source ends by itself (a file, a count).
+	Bounded bool
+	// Schema reports that the component takes `schema = Name` (a source
+	// decodes by it; a sink asserts it).
+	Schema bool
+
+	// Output returns the type of the records a source emits when it can be
+	// told from its attributes alone (generate's fields, a raw format's
+	// {value: string}); nil if unknown. A declared schema takes precedence.
+	Output func(attrs map[string]any) *types.Type
+
+	// Check validates a stage's attributes beyond their kinds (conflicts,
+	// ranges). It returns one AttrError per problem; the compiler reports
+	// each at the attribute's position. Attributes absent are not in attrs.
+	Check func(attrs map[string]any) []AttrError
+
+	NewSource    func(cfg Config) (Source, error)
+	NewSink      func(cfg Config) (Sink, error)
+	NewTransform func(cfg Config) (Transform, error)
+}
+
+// Param returns the spec's parameter called name, or nil.
+func (s *Spec) Param(name string) *Param {
+	for i := range s.Params {
+		if s.Params[i].Name == name {
+			return &s.Params[i]
+		}
+	}
+	return nil
+}
+
+// AttrError is a problem with one attribute, found by Spec.Check.
+type AttrError struct {
+	Attr    string // attribute name, dotted for nested blocks ("sasl.mechanism")
+	Message string
+}
+
+// Values held by Config.Attrs and Param.Default, by ParamKind:
+//
+//	string, time       string
+//	int                int64
+//	float              float64
+//	bool               bool
+//	duration           time.Duration
+//	size               int64 (bytes)
+//	enum               Ident
+//	list               []any
+//	map, block         map[string]any
+//	schema             *types.Type (also in Config.Schema)
+//	call (retry(...))  *Call
+type (
+	// Ident is an identifier value: json, upsert, earliest.
+	Ident string
+	// Call is a call value: retry(max = 5, backoff = 1s).
+	Call struct {
+		Name string
+		Args map[string]any // positional arguments are named "0", "1", ...
+	}
+)
+
+// Config is what a component constructor receives: one stage's attributes
+// (defaults filled, secrets resolved) and its place in the pipeline.
+type Config struct {
+	Pipeline string
+	Stage    string
+	Attrs    map[string]any
+	// Schema is the declared schema (`schema = X`), or nil.
+	Schema *types.Type
+	// Input is the type of records reaching a sink (nil: unknown).
+	Input *types.Type
+	// Delivery is a sink's guarantee.
+	Delivery Delivery
+	// Task is this instance's index among Tasks instances of the stage.
+	Task, Tasks int
+	// StateDir is a directory the component may keep local state in.
+	StateDir string
+	Logger   *slog.Logger
+}
+
+// Has reports whether attribute name is set.
+func (c Config) Has(name string) bool { _, ok := c.Attrs[name]; return ok }
+
+// String returns a string or identifier attribute, or "".
+func (c Config) String(name string) string {
+	switch v := c.Attrs[name].(type) {
+	case string:
+		return v
+	case Ident:
+		return string(v)
+	}
+	return ""
+}
+
+// Int returns an int or size attribute, or 0.
+func (c Config) Int(name string) int64 {
+	switch v := c.Attrs[name].(type) {
+	case int64:
+		return v
+	case float64:
+		return int64(v)
+	}
+	return 0
+}
+
+// Float returns a numeric attribute, or 0.
+func (c Config) Float(name string) float64 {
+	switch v := c.Attrs[name].(type) {
+	case int64:
+		return float64(v)
+	case float64:
+		return v
+	}
+	return 0
+}
+
+// Bool returns a bool attribute, or false.
+func (c Config) Bool(name string) bool { v, _ := c.Attrs[name].(bool); return v }
+
+// Duration returns a duration attribute, or 0.
+func (c Config) Duration(name string) time.Duration {
+	v, _ := c.Attrs[name].(time.Duration)
+	return v
+}
+
+// Strings returns a list attribute's string (or identifier) items.
+func (c Config) Strings(name string) []string {
+	l, _ := c.Attrs[name].([]any)
+	out := make([]string, 0, len(l))
+	for _, v := range l {
+		switch v := v.(type) {
+		case string:
+			out = append(out, v)
+		case Ident:
+			out = append(out, string(v))
+		}
+	}
+	return out
+}
+
+// Block returns a nested block (or map) attribute as a Config sharing c's
+// other fields, and whether it was set.
+func (c Config) Block(name string) (Config, bool) {
+	m, ok := c.Attrs[name].(map[string]any)
+	b := c
+	b.Attrs = m
+	if b.Attrs == nil {
+		b.Attrs = map[string]any{}
+	}
+	return b, ok
+}
+
+// Registry holds component specs by kind and name.
+type Registry struct {
+	specs map[Kind]map[string]*Spec
+}
+
+// NewRegistry returns a registry holding specs; it panics on an invalid or
+// duplicate spec (a programming error).
+func NewRegistry(specs ...*Spec) *Registry {
+	r := &Registry{specs: map[Kind]map[string]*Spec{}}
+	for _, s := range specs {
+		if err := r.Register(s); err != nil {
+			panic(err)
+		}
+	}
+	return r
+}
+
+// Default is the registry component packages register into from init.
+var Default = NewRegistry()
+
+var nameRx = regexp.MustCompile(`^[a-z0-9]+(_[a-z0-9]+)*$`)
+
+// Register adds s; it rejects bad names and duplicates.
+func (r *Registry) Register(s *Spec) error {
+	if !nameRx.MatchString(s.Name) {
+		return fmt.Errorf("stdlib: invalid component name %q", s.Name)
+	}
+	switch s.Kind {
+	case SourceKind, TransformKind, SinkKind:
+	default:
+		return fmt.Errorf("stdlib: component %q has invalid kind %q", s.Name, s.Kind)
+	}
+	if r.specs[s.Kind] == nil {
+		r.specs[s.Kind] = map[string]*Spec{}
+	}
+	if _, dup := r.specs[s.Kind][s.Name]; dup {
+		return fmt.Errorf("stdlib: %s %q registered twice", s.Kind, s.Name)
+	}
+	r.specs[s.Kind][s.Name] = s
+	return nil
+}
+
+// MustRegister registers s into Default, panicking on error. Call it from init.
+func MustRegister(s *Spec) {
+	if err := Default.Register(s); err != nil {
+		panic(err)
+	}
+}
+
+// Lookup returns the spec of kind and name, or nil.
+func (r *Registry) Lookup(kind Kind, name string) *Spec {
+	return r.specs[kind][name]
+}
+
+// Specs returns every spec of kind (all kinds if kind is ""), sorted by kind then name.
+func (r *Registry) Specs(kind Kind) []*Spec {
+	var out []*Spec
+	for k, m := range r.specs {
+		if kind != "" && k != kind {
+			continue
+		}
+		for _, s := range m {
+			out = append(out, s)
+		}
+	}
+	order := map[Kind]int{SourceKind: 0, TransformKind: 1, SinkKind: 2}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Kind != out[j].Kind {
+			return order[out[i].Kind] < order[out[j].Kind]
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+// Names returns the names of every spec of kind, sorted.
+func (r *Registry) Names(kind Kind) []string {
+	var out []string
+	for _, s := range r.Specs(kind) {
+		out = append(out, s.Name)
+	}
+	return out
+}
