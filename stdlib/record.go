@@ -39,6 +39,7 @@ type Record struct {
 	Partition int32     // Kafka partition read from, or -1
 	Pos       Position
 	Raw       []byte
+	Err       error // decode failure: the record goes through the source stage's error policy
 }
 
 // RecordError is the failure of one record of a batch handed to a sink or a

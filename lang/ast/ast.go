@@ -145,7 +145,8 @@ type Def struct {
 	Name      string      `parser:"@Ident"`
 	Params    []*Param    `parser:"'(' ( @@ ( ',' @@ )* ','? )? ')' ':'"`
 	Component *RefOrCall  `parser:"@@"`
-	Items     []*BodyItem `parser:"( '{' @@* '}' )?"`
+	Body      bool        `parser:"( @'{'"`
+	Items     []*BodyItem `parser:"  @@* '}' )?"`
 }
 
 // Param is one def parameter: `name: type [= default]`.

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"pipe.dev/pipe/stdlib/kafka/devbroker"
+)
+
+func cmdBroker(e *env, args []string) int {
+	fs := newFlags(e, "broker", "",
+		"Run an embedded Kafka-protocol broker for development and tests: it creates the listed\n"+
+			"topics, auto-creates others on first use, prints its address and runs until signalled.\n"+
+			"It is not a production broker: one process, no replication, no security by default.")
+	port := fs.Int("port", 9092, "port to listen on (0 picks a free one)")
+	host := fs.String("host", "127.0.0.1", "address to listen on")
+	partitions := fs.Int("partitions", 1, "partitions of auto-created topics and of --topic without a count")
+	topics := fs.StringArray("topic", nil, "topic to create, NAME or NAME:PARTITIONS (repeatable)")
+	dataDir := fs.String("data-dir", "", "directory that keeps the broker's data across restarts (default: memory only)")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	opts := devbroker.Options{Port: *port, Host: *host, Partitions: *partitions, DataDir: *dataDir}
+	for _, t := range *topics {
+		name, n, err := parseTopicFlag(t)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "pipe: --topic %q: %v\n", t, err)
+			return exitUsage
+		}
+		opts.Topics = append(opts.Topics, devbroker.Topic{Name: name, Partitions: n})
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	b, err := devbroker.Start(ctx, opts)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pipe: broker: %v\n", err)
+		return exitUsage
+	}
+	defer b.Close()
+	fmt.Fprintf(e.stdout, "%s\n", b.Addr())
+	fmt.Fprintf(e.stderr, "pipe: development broker listening on %s (not for production); Ctrl-C stops it\n", b.Addr())
+	<-ctx.Done()
+	return exitOK
+}
+
+// parseTopicFlag parses NAME or NAME:PARTITIONS.
+func parseTopicFlag(s string) (string, int, error) {
+	name, count, found := strings.Cut(s, ":")
+	if name == "" {
+		return "", 0, fmt.Errorf("empty topic name")
+	}
+	if !found {
+		return name, 0, nil
+	}
+	n, err := strconv.Atoi(count)
+	if err != nil || n < 1 {
+		return "", 0, fmt.Errorf("partitions must be a positive integer")
+	}
+	return name, n, nil
+}

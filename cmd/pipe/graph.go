@@ -1,0 +1,103 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"pipe.dev/pipe/compiler/plan"
+)
+
+func cmdGraph(e *env, args []string) int {
+	fs := newFlags(e, "graph", "FILE", "Draw a pipeline's stage graph in Graphviz dot or Mermaid syntax.")
+	format := fs.String("format", "dot", "graph format: dot or mermaid")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	if *format != "dot" && *format != "mermaid" {
+		fmt.Fprintf(e.stderr, "pipe: unknown --format %q (want dot or mermaid)\n", *format)
+		return exitUsage
+	}
+	p, code := buildPlan(e, fs.Arg(0), "text")
+	if p == nil {
+		return code
+	}
+	if *format == "dot" {
+		writeDot(e.stdout, p)
+	} else {
+		writeMermaid(e.stdout, p)
+	}
+	return exitOK
+}
+
+// stageLabel is "name\nkind: component (xN)".
+func stageLabel(s *plan.Stage, sep string) string {
+	l := s.Name + sep + s.Kind + ": " + s.Component
+	if s.Tasks > 1 {
+		l += fmt.Sprintf(" ×%d", s.Tasks)
+	}
+	if s.Delivery != "" {
+		l += sep + s.Delivery
+	}
+	return l
+}
+
+func writeDot(w io.Writer, p *plan.Plan) {
+	fmt.Fprintf(w, "digraph %q {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n", p.Pipeline)
+	for _, s := range p.Stages {
+		shape := "box"
+		switch s.Kind {
+		case "source":
+			shape = "invhouse"
+		case "sink":
+			shape = "house"
+		}
+		fmt.Fprintf(w, "  %q [label=%q, shape=%s];\n", s.Name, stageLabel(s, "\n"), shape)
+	}
+	for _, ed := range p.Edges {
+		var attrs []string
+		if ed.Port != "" {
+			attrs = append(attrs, fmt.Sprintf("label=%q", ed.Port))
+		}
+		if ed.DeadLetter {
+			attrs = append(attrs, `style=dashed`, `color=red`, `label="dead letter"`)
+		}
+		a := ""
+		if len(attrs) > 0 {
+			a = " [" + strings.Join(attrs, ", ") + "]"
+		}
+		fmt.Fprintf(w, "  %q -> %q%s;\n", ed.From, ed.To, a)
+	}
+	fmt.Fprintln(w, "}")
+}
+
+func mermaidID(name string) string { return "s_" + name }
+
+func writeMermaid(w io.Writer, p *plan.Plan) {
+	fmt.Fprintln(w, "flowchart LR")
+	for _, s := range p.Stages {
+		open, close := "[", "]"
+		switch s.Kind {
+		case "source":
+			open, close = "[/", "/]"
+		case "sink":
+			open, close = "[\\", "\\]"
+		}
+		label := strings.ReplaceAll(stageLabel(s, "<br/>"), `"`, "#quot;")
+		fmt.Fprintf(w, "  %s%s\"%s\"%s\n", mermaidID(s.Name), open, label, close)
+	}
+	for _, ed := range p.Edges {
+		switch {
+		case ed.DeadLetter:
+			fmt.Fprintf(w, "  %s -. dead letter .-> %s\n", mermaidID(ed.From), mermaidID(ed.To))
+		case ed.Port != "":
+			fmt.Fprintf(w, "  %s -- %s --> %s\n", mermaidID(ed.From), ed.Port, mermaidID(ed.To))
+		default:
+			fmt.Fprintf(w, "  %s --> %s\n", mermaidID(ed.From), mermaidID(ed.To))
+		}
+	}
+}

@@ -1,0 +1,170 @@
+// Command pipe checks, formats, compiles, tests and runs .pipe pipelines.
+//
+// The command is thin: it parses flags, calls the lang, compiler and exec
+// packages, prints their results and maps them to exit codes: 0 clean,
+// 1 findings (diagnostics, failed tests), 2 usage or internal failure.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	_ "pipe.dev/pipe/stdlib/all" // every component, registered into stdlib.Default
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+// Exit codes.
+const (
+	exitOK       = 0
+	exitFindings = 1
+	exitUsage    = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// env is what a command needs from the process: its streams.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(e *env, args []string) int
+}
+
+func commands() []command {
+	return []command{
+		{"check", "check .pipe files for errors", cmdCheck},
+		{"lint", "check .pipe files and report lint warnings", cmdLint},
+		{"fmt", "print .pipe files in canonical form", cmdFmt},
+		{"compile", "compile a .pipe file into a task plan (JSON)", cmdCompile},
+		{"graph", "draw a pipeline's graph (dot or mermaid)", cmdGraph},
+		{"connectors", "list components with their attributes", cmdConnectors},
+		{"run", "run a pipeline (.pipe file or compiled plan)", cmdRun},
+		{"test", "run the inline tests of .pipe files", cmdTest},
+		{"broker", "run an embedded Kafka-protocol broker for development", cmdBroker},
+		{"version", "print the version", cmdVersion},
+	}
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(stderr, "pipe: internal error: %v\n", r)
+			code = exitUsage
+		}
+	}()
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		if len(args) > 1 {
+			return run([]string{args[1], "--help"}, stdin, stdout, stderr)
+		}
+		usage(stdout)
+		return exitOK
+	case "-v", "--version":
+		return cmdVersion(e, nil)
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(e, args[1:])
+		}
+	}
+	fmt.Fprintf(stderr, "pipe: unknown command %q%s\n", args[0], suggestCommand(args[0]))
+	usage(stderr)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "pipe moves data between Kafka and other systems, from pipelines written in .pipe files.")
+	fmt.Fprintln(w, "\nUsage:\n  pipe <command> [flags] [arguments]\n\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'pipe <command> --help' for a command's flags.")
+	fmt.Fprintln(w, "Exit codes: 0 clean, 1 findings, 2 usage or internal error.")
+}
+
+func suggestCommand(name string) string {
+	best, bestD := "", 3
+	for _, c := range commands() {
+		if d := editDistance(name, c.name); d < bestD {
+			best, bestD = c.name, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf("; did you mean %q?", best)
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+func cmdVersion(e *env, args []string) int {
+	fmt.Fprintf(e.stdout, "pipe %s\n", version)
+	return exitOK
+}
+
+// expandFiles turns the arguments into .pipe files: directories are walked
+// for *.pipe files (sorted); files are kept as given.
+func expandFiles(args []string) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		st, err := os.Stat(a)
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			out = append(out, a)
+			continue
+		}
+		var found []string
+		err = walkPipeFiles(a, func(p string) { found = append(found, p) })
+		if err != nil {
+			return nil, err
+		}
+		sort.Strings(found)
+		out = append(out, found...)
+	}
+	return out, nil
+}
+
+func hasPrefixAny(s string, prefixes ...string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"pipe.dev/pipe/compiler/plan"
+	"pipe.dev/pipe/exec"
+)
+
+func cmdRun(e *env, args []string) int {
+	fs := newFlags(e, "run", "FILE.pipe|PLAN.json",
+		"Run a pipeline until its bounded sources are exhausted, or until SIGINT/SIGTERM:\n"+
+			"the first signal drains in-flight records, takes a final checkpoint and exits 0;\n"+
+			"a second exits at once (nothing is lost: the next run resumes from the last checkpoint).")
+	stateDir := fs.String("state-dir", "", "directory of the checkpoint store (default .pipe-state/<pipeline>)")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	statusEvery := fs.Duration("status-interval", 0, "how often to report per-stage counts (default 1s on a terminal, 10s otherwise)")
+	quiet := fs.BoolP("quiet", "q", false, "no live status or periodic count lines")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	path := fs.Arg(0)
+	var p *plan.Plan
+	if strings.HasSuffix(path, ".json") {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
+			return exitUsage
+		}
+		if p, err = plan.Unmarshal(data); err != nil {
+			fmt.Fprintf(e.stderr, "pipe: %s: %v\n", path, err)
+			return exitUsage
+		}
+	} else {
+		var code int
+		if p, code = buildPlan(e, path, "text"); p == nil {
+			return code
+		}
+	}
+
+	logger, err := newLogger(e.stderr, *logFormat, *logLevel)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
+		return exitUsage
+	}
+	cfg := &exec.Config{StateDir: *stateDir, Logger: logger}
+	tty := isTerminal(e.stderr)
+	if !*quiet {
+		cfg.StatusInterval = *statusEvery
+		if tty {
+			if cfg.StatusInterval == 0 {
+				cfg.StatusInterval = time.Second
+			}
+			cfg.Status = (&liveStatus{w: e.stderr}).update
+		} else {
+			if cfg.StatusInterval == 0 {
+				cfg.StatusInterval = 10 * time.Second
+			}
+			cfg.Status = func(s exec.Snapshot) { logStatus(logger, s) }
+		}
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		s, ok := <-sigs
+		if !ok {
+			return
+		}
+		logger.Info("stopping: draining in-flight records and taking a final checkpoint", "signal", s.String())
+		cancel()
+		if _, ok := <-sigs; ok {
+			logger.Warn("second signal: exiting at once; the next run resumes from the last checkpoint")
+			os.Exit(130)
+		}
+	}()
+
+	if err := exec.Run(ctx, p, cfg); err != nil {
+		fmt.Fprintf(e.stderr, "pipe: run %s: %v\n", p.Pipeline, err)
+		return exitFindings
+	}
+	return exitOK
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("unknown --log-level %q", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("unknown --log-format %q (want text or json)", format)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func logStatus(logger *slog.Logger, s exec.Snapshot) {
+	for _, st := range s.Stages {
+		logger.Info("stage", "stage", st.Name, "kind", st.Kind, "tasks", st.Tasks,
+			"in", st.In, "out", st.Out, "errors", st.Errors, "rate", int64(st.Rate),
+			"checkpoint", s.Checkpoint)
+	}
+}
+
+// liveStatus redraws one line per stage on a terminal.
+type liveStatus struct {
+	w     io.Writer
+	lines int
+}
+
+func (l *liveStatus) update(s exec.Snapshot) {
+	var b strings.Builder
+	if l.lines > 0 {
+		fmt.Fprintf(&b, "\x1b[%dA", l.lines) // cursor up
+	}
+	fmt.Fprintf(&b, "\x1b[2K%s elapsed, checkpoint %d\n", s.Elapsed.Round(time.Second), s.Checkpoint)
+	for _, st := range s.Stages {
+		fmt.Fprintf(&b, "\x1b[2K  %-20s %-9s in %12d  out %12d  %10.0f rec/s  errors %d\n",
+			st.Name, st.Kind, st.In, st.Out, st.Rate, st.Errors)
+	}
+	l.lines = len(s.Stages) + 1
+	io.WriteString(l.w, b.String())
+}

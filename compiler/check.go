@@ -1,0 +1,143 @@
+package compiler
+
+import (
+	"strings"
+	"time"
+
+	"pipe.dev/pipe/compiler/ir"
+	"pipe.dev/pipe/lang"
+	"pipe.dev/pipe/lang/ast"
+	"pipe.dev/pipe/stdlib"
+)
+
+// check runs every phase on the main file and builds the IR.
+func (c *checker) check() *ir.Program {
+	c.prog = &ir.Program{File: c.main.name, Checkpoint: 5 * time.Second}
+	c.readPipeline()
+	c.declareStages()
+	for _, st := range c.order {
+		c.finishAttrs(st)
+	}
+	c.buildGraph()
+	topo := c.checkGraph()
+	c.flowTypes(topo)
+	c.graphLints()
+	c.readTests()
+	c.unusedLints()
+
+	for _, st := range topo {
+		tasks := st.tasks
+		if tasks == 0 {
+			tasks = c.prog.Tasks
+		}
+		if tasks == 0 {
+			tasks = 1
+		}
+		is := &ir.Stage{
+			Name: st.name, Kind: st.kind, Component: st.component, Spec: st.spec,
+			Span: st.span, Decl: st.declSpan, Def: st.defName, Order: st.order, Tasks: tasks,
+			Attrs: st.attrs, Exprs: st.exprs, Ports: portsOf(st), Else: st.elsePort, Mode: st.mode,
+			Schema: st.schema, Input: st.in, Output: st.out,
+			OnError: st.onError, PartitionBy: st.partitionBy, Params: st.paramList,
+		}
+		for _, k := range st.keep {
+			is.Keep = append(is.Keep, strings.Join(k.path, "."))
+		}
+		for _, d := range st.drop {
+			is.Drop = append(is.Drop, strings.Join(d.path, "."))
+		}
+		if st.kind == stdlib.SinkKind {
+			is.Delivery = st.delivery
+		}
+		c.prog.Stages = append(c.prog.Stages, is)
+	}
+	c.prog.Edges = c.irEdges()
+	return c.prog
+}
+
+func portsOf(st *stage) []string {
+	var out []string
+	for _, cs := range st.cases {
+		out = append(out, cs.target)
+	}
+	return out
+}
+
+// readPipeline reads the pipeline { ... } block.
+func (c *checker) readPipeline() {
+	u := c.main
+	var first lang.Span
+	params := []stdlib.Param{
+		{Name: "name", Type: stdlib.String},
+		{Name: "delivery", Type: stdlib.Enum(string(stdlib.ExactlyOnce), string(stdlib.AtLeastOnce), string(stdlib.AtMostOnce))},
+		{Name: "checkpoint", Type: stdlib.Duration},
+		{Name: "tasks", Type: stdlib.Int},
+	}
+	for _, it := range u.file.Items {
+		p := it.Pipeline
+		if p == nil {
+			continue
+		}
+		span := u.nodeSpan(ast.SpanOf(p.Pos, p.EndPos))
+		if first.IsValid() {
+			d := c.errorf(lang.DuplicateName, span, "the file has two pipeline blocks")
+			d.Related = []lang.Related{{Span: first, Message: "first defined here"}}
+			continue
+		}
+		first = span
+		c.prog.Span = span
+		c.prog.Pipeline = p.Name
+		vc := valCtx{u: u, noSecret: "the pipeline block"}
+		seen := map[string]lang.Span{}
+		for _, b := range p.Items {
+			bspan := u.nodeSpan(ast.SpanOf(b.Pos, b.EndPos))
+			if b.Member == nil || b.Member.Value == nil || len(b.Member.Path.Parts) != 1 {
+				c.errorf(lang.MisplacedItem, bspan, "only name, delivery, checkpoint and tasks may be set in the pipeline block")
+				continue
+			}
+			m := b.Member
+			name := m.Path.Parts[0]
+			nspan := u.nodeSpan(ast.SpanOf(m.Path.Pos, m.Path.EndPos))
+			pp := findParam(params, name)
+			if pp == nil {
+				d := c.errorf(lang.UnknownAttribute, nspan, "the pipeline block has no attribute %q", name)
+				d.Detail = suggest(name, paramNames(params))
+				continue
+			}
+			if prev, dup := seen[name]; dup {
+				d := c.errorf(lang.DuplicateAttribute, nspan, "attribute %q is set twice", name)
+				d.Related = []lang.Related{{Span: prev, Message: "first set here"}}
+				continue
+			}
+			seen[name] = nspan
+			v, ok := c.convert(m.Value, pp.Type, name, vc)
+			if !ok {
+				continue
+			}
+			vspan := valueSpan(u, m.Value)
+			switch name {
+			case "name":
+				s, _ := v.(string)
+				c.prog.Pipeline = s
+			case "delivery":
+				id, _ := v.(stdlib.Ident)
+				c.prog.Delivery = stdlib.Delivery(id)
+				c.pipelineDelivery = vspan
+			case "checkpoint":
+				d, _ := v.(time.Duration)
+				if d <= 0 {
+					c.errorf(lang.BadAttributeValue, vspan, "checkpoint must be positive")
+					continue
+				}
+				c.prog.Checkpoint = d
+			case "tasks":
+				n, _ := v.(int64)
+				if n < 1 {
+					c.errorf(lang.BadAttributeValue, vspan, "tasks must be at least 1")
+					continue
+				}
+				c.prog.Tasks = int(n)
+			}
+		}
+	}
+}

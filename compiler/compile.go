@@ -1,0 +1,373 @@
+package compiler
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+
+	"pipe.dev/pipe/compiler/ir"
+	"pipe.dev/pipe/lang"
+	"pipe.dev/pipe/lang/ast"
+	"pipe.dev/pipe/lang/parser"
+	"pipe.dev/pipe/lang/types"
+	"pipe.dev/pipe/stdlib"
+)
+
+// Config configures a compilation. Its zero value works.
+type Config struct {
+	// Registry holds the component specs (nil: stdlib.Default).
+	Registry *stdlib.Registry
+	// ReadFile reads imported files (nil: os.ReadFile). Import paths are
+	// relative to the importing file's directory.
+	ReadFile func(path string) ([]byte, error)
+}
+
+// Program is a checked pipeline (see package ir).
+type Program = ir.Program
+
+// Compile parses and checks the file name holding src. It returns the
+// program (nil when any error was found) and every diagnostic, sorted.
+func Compile(cfg *Config, name string, src []byte) (prog *Program, diags lang.Diagnostics) {
+	defer func() {
+		if r := recover(); r != nil {
+			prog = nil
+			diags = append(diags, internalError(name, r))
+			diags.Sort()
+		}
+	}()
+	f, pd := parser.ParseFile(name, src)
+	if f == nil || pd.HasErrors() {
+		pd.Sort()
+		return nil, pd
+	}
+	prog, diags = CompileFile(cfg, f, src)
+	diags = append(pd, diags...)
+	diags.Sort()
+	return prog, diags
+}
+
+// CompileFile checks an already parsed file; src is the file's source (for
+// positions inside expressions).
+func CompileFile(cfg *Config, f *ast.File, src []byte) (prog *Program, diags lang.Diagnostics) {
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	name := f.Name
+	defer func() {
+		if r := recover(); r != nil {
+			prog = nil
+			diags = append(diags, internalError(name, r))
+			diags.Sort()
+		}
+	}()
+	c := newChecker(cfg)
+	u := c.newUnit(name, f, src)
+	c.main = u
+	c.loading[cleanPath(name)] = true
+	c.resolveUnit(u)
+	prog = c.check()
+	c.diags.Sort()
+	if c.diags.HasErrors() {
+		prog = nil
+	}
+	return prog, c.diags
+}
+
+func internalError(file string, r any) lang.Diagnostic {
+	d := lang.Errorf(lang.Internal, lang.Span{File: file}, "internal error: %v", r)
+	d.Detail = string(debug.Stack())
+	return d
+}
+
+// checker holds the state of one compilation.
+type checker struct {
+	reg      *stdlib.Registry
+	readFile func(string) ([]byte, error)
+	diags    lang.Diagnostics
+
+	main    *unit
+	units   map[string]*unit // imported files by cleaned path
+	loading map[string]bool  // files being imported (cycle detection)
+
+	stages           map[string]*stage
+	order            []*stage
+	edges            []*edge
+	prog             *ir.Program
+	inFlow           map[string]bool
+	flowPos          map[string]lang.Span // first flow mention of a stage
+	pipelineDelivery lang.Span            // where the pipeline sets delivery
+}
+
+func newChecker(cfg *Config) *checker {
+	c := &checker{
+		reg:      cfg.Registry,
+		readFile: cfg.ReadFile,
+		units:    map[string]*unit{},
+		loading:  map[string]bool{},
+		stages:   map[string]*stage{},
+		inFlow:   map[string]bool{},
+		flowPos:  map[string]lang.Span{},
+	}
+	if c.reg == nil {
+		c.reg = stdlib.Default
+	}
+	if c.readFile == nil {
+		c.readFile = os.ReadFile
+	}
+	return c
+}
+
+func cleanPath(p string) string { return filepath.Clean(p) }
+
+func (c *checker) add(d lang.Diagnostic, rel []lang.Related) {
+	if len(rel) > 0 {
+		d.Related = append(d.Related, rel...)
+	}
+	c.diags = append(c.diags, d)
+}
+
+func (c *checker) errorf(code lang.Code, span lang.Span, format string, args ...any) *lang.Diagnostic {
+	c.diags = append(c.diags, lang.Errorf(code, span, format, args...))
+	return &c.diags[len(c.diags)-1]
+}
+
+func (c *checker) warnf(code lang.Code, span lang.Span, format string, args ...any) *lang.Diagnostic {
+	c.diags = append(c.diags, lang.Warningf(code, span, format, args...))
+	return &c.diags[len(c.diags)-1]
+}
+
+// unit is one file: the main file or an imported one.
+type unit struct {
+	name    string
+	file    *ast.File
+	src     []byte
+	lines   *lang.Lines
+	schemas map[string]*schemaInfo
+	defs    map[string]*defInfo
+	imports map[string]*importInfo
+	// names maps every top-level name (schema, def, import) to where it was
+	// first defined, for duplicate checks.
+	names map[string]lang.Span
+}
+
+type schemaInfo struct {
+	decl      *ast.Schema
+	u         *unit
+	span      lang.Span
+	typ       *types.Type
+	done      bool
+	resolving bool
+	used      bool
+}
+
+type defInfo struct {
+	decl      *ast.Def
+	u         *unit
+	span      lang.Span
+	used      bool
+	paramUsed map[string]bool
+}
+
+type importInfo struct {
+	alias string
+	u     *unit // nil when the import failed
+	span  lang.Span
+	used  bool
+}
+
+func (c *checker) newUnit(name string, f *ast.File, src []byte) *unit {
+	return &unit{
+		name:    name,
+		file:    f,
+		src:     src,
+		lines:   lang.NewLines(name, src),
+		schemas: map[string]*schemaInfo{},
+		defs:    map[string]*defInfo{},
+		imports: map[string]*importInfo{},
+		names:   map[string]lang.Span{},
+	}
+}
+
+// nodeSpan returns the span of an AST node from its participle positions,
+// with the file name set to the unit's.
+func (u *unit) nodeSpan(s lang.Span) lang.Span {
+	if s.File == "" {
+		s.File = u.name
+	}
+	return s
+}
+
+// nameSpan returns the span of the identifier name at or after offset from.
+func (u *unit) nameSpan(from int, name string) lang.Span {
+	if from < 0 {
+		from = 0
+	}
+	for i := from; i+len(name) <= len(u.src); i++ {
+		if string(u.src[i:i+len(name)]) != name {
+			continue
+		}
+		if i > 0 && isIdentByte(u.src[i-1]) {
+			continue
+		}
+		if j := i + len(name); j < len(u.src) && isIdentByte(u.src[j]) {
+			continue
+		}
+		return u.lines.Span(i, i+len(name))
+	}
+	return u.lines.Span(from, from)
+}
+
+func isIdentByte(b byte) bool {
+	return b == '_' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
+}
+
+// declare records a top-level name in u, reporting duplicates and reserved
+// names; it reports whether the name is new.
+func (c *checker) declare(u *unit, name string, span lang.Span, what string) bool {
+	if reserved[name] {
+		c.errorf(lang.ReservedName, span, "%s name %q is reserved", what, name)
+	}
+	if first, dup := u.names[name]; dup {
+		d := c.errorf(lang.DuplicateName, span, "%s %q is already defined", what, name)
+		d.Related = []lang.Related{{Span: first, Message: "first defined here"}}
+		return false
+	}
+	u.names[name] = span
+	return true
+}
+
+// reserved holds names no stage, schema, def, import or field may take.
+var reserved = map[string]bool{
+	"meta": true, "params": true,
+	"source": true, "transform": true, "sink": true, "pipeline": true, "import": true,
+	"schema": true, "def": true, "test": true, "where": true, "case": true, "when": true,
+	"else": true, "drop": true, "keep": true, "as": true, "true": true, "false": true,
+	"null": true, "nil": true, "given": true, "expect": true, "count": true, "empty": true,
+	"list": true, "map": true,
+	"any": true, "string": true, "int": true, "float": true, "bool": true,
+	"timestamp": true, "bytes": true,
+}
+
+// resolveUnit declares u's imports, schemas and defs.
+func (c *checker) resolveUnit(u *unit) {
+	for _, it := range u.file.Items {
+		switch {
+		case it.Import != nil:
+			c.loadImport(u, it.Import)
+		case it.Schema != nil:
+			s := it.Schema
+			span := u.nameSpan(s.Pos.Offset+len("schema"), s.Name)
+			if c.declare(u, s.Name, span, "schema") {
+				u.schemas[s.Name] = &schemaInfo{decl: s, u: u, span: span}
+			}
+		case it.Def != nil:
+			d := it.Def
+			span := u.nameSpan(d.Pos.Offset+len("def")+len(d.Kind)+1, d.Name)
+			if c.declare(u, d.Name, span, "def") {
+				u.defs[d.Name] = &defInfo{decl: d, u: u, span: span, paramUsed: map[string]bool{}}
+			}
+			c.checkDefParams(u, d)
+		}
+	}
+	// Resolve every schema now so errors in unused ones are reported too.
+	for _, it := range u.file.Items {
+		if it.Schema != nil {
+			if si := u.schemas[it.Schema.Name]; si != nil && si.decl == it.Schema {
+				c.schemaType(si)
+			}
+		}
+	}
+}
+
+func (c *checker) loadImport(u *unit, im *ast.Import) {
+	span := u.nodeSpan(ast.SpanOf(im.Pos, im.EndPos))
+	rel := im.Path.Value()
+	alias := im.Alias
+	if alias == "" {
+		base := filepath.Base(rel)
+		alias = base[:len(base)-len(filepath.Ext(base))]
+	}
+	aspan := span
+	if im.Alias != "" {
+		aspan = u.nameSpan(im.Path.EndPos.Offset, im.Alias)
+	}
+	info := &importInfo{alias: alias, span: aspan}
+	if c.declare(u, alias, aspan, "import") {
+		u.imports[alias] = info
+	}
+	path := rel
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(filepath.Dir(u.name), rel)
+	}
+	key := cleanPath(path)
+	pspan := u.nodeSpan(ast.SpanOf(im.Path.Pos, im.Path.EndPos))
+	if c.loading[key] {
+		c.errorf(lang.ImportError, pspan, "import cycle: %q imports itself", rel)
+		return
+	}
+	if iu, ok := c.units[key]; ok {
+		info.u = iu
+		return
+	}
+	src, err := c.readFile(path)
+	if err != nil {
+		c.errorf(lang.ImportError, pspan, "cannot read import %q: %v", rel, unwrapPathErr(err))
+		return
+	}
+	f, pd := parser.ParseFile(path, src)
+	if f == nil || pd.HasErrors() {
+		d := c.errorf(lang.ImportError, pspan, "cannot parse import %q", rel)
+		for _, e := range pd.Errors() {
+			d.Related = append(d.Related, lang.Related{Span: e.Span, Message: e.Message})
+		}
+		return
+	}
+	iu := c.newUnit(path, f, src)
+	c.units[key] = iu
+	info.u = iu
+	c.loading[key] = true
+	c.resolveUnit(iu)
+	delete(c.loading, key)
+}
+
+func unwrapPathErr(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+// importOf returns the unit imported as alias in u, marking it used.
+func (c *checker) importOf(u *unit, alias string, span lang.Span) (*unit, bool) {
+	im, ok := u.imports[alias]
+	if !ok {
+		return nil, false
+	}
+	im.used = true
+	return im.u, true
+}
+
+func plural(n int, s string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, s)
+	}
+	return fmt.Sprintf("%d %ss", n, s)
+}
+
+// checkDefParams reports duplicate and reserved parameter names of a def.
+func (c *checker) checkDefParams(u *unit, d *ast.Def) {
+	seen := map[string]lang.Span{}
+	for _, p := range d.Params {
+		span := u.nameSpan(p.Pos.Offset, p.Name)
+		if reserved[p.Name] {
+			c.errorf(lang.ReservedName, span, "parameter name %q is reserved", p.Name)
+		}
+		if first, dup := seen[p.Name]; dup {
+			e := c.errorf(lang.DuplicateName, span, "parameter %q is already defined", p.Name)
+			e.Related = []lang.Related{{Span: first, Message: "first defined here"}}
+			continue
+		}
+		seen[p.Name] = span
+	}
+}

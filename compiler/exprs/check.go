@@ -1,0 +1,394 @@
+package exprs
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/builtin"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/parser"
+	"github.com/expr-lang/expr/vm"
+
+	"pipe.dev/pipe/compiler/plan"
+	"pipe.dev/pipe/lang"
+	"pipe.dev/pipe/lang/types"
+	"pipe.dev/pipe/stdlib/fn"
+)
+
+// Check type-checks src in ctx. It returns the inferred result and the
+// issues found: errors (PIPE001, PIPE104 to PIPE107, PIPE113) and the lint
+// warning PIPE450 (optional used unchecked). Offsets are byte offsets into
+// src. Lints that need the stage's context are left to the caller, which
+// reads them from the result: PIPE420 from Const, PIPE453 from UsesNow and
+// PIPE451 (an unannotated := of type any) from Type.
+func Check(src string, ctx Context) (res Result, issues []Issue) {
+	res.Type = types.AnyType
+	defer func() {
+		if r := recover(); r != nil {
+			s, e := trimmedSpan(src)
+			issues = append(issues, Issue{Start: s, End: e, Code: lang.Internal, Severity: lang.Error,
+				Message: fmt.Sprintf("internal error checking expression: %v", r)})
+		}
+	}()
+	if strings.TrimSpace(src) == "" {
+		return res, []Issue{{Start: 0, End: len(src), Code: lang.SyntaxError, Severity: lang.Error,
+			Message: "empty expression"}}
+	}
+	env := newTypedEnv(ctx)
+	opts := []expr.Option{expr.Env(env.zero())}
+	if ctx.Input == nil {
+		opts = append(opts, expr.AllowUndefinedVariables())
+	}
+	predicate := ctx.Kind == plan.WhereExpr || ctx.Kind == plan.CaseExpr
+	if predicate {
+		opts = append(opts, expr.AsBool())
+	}
+	opts = append(opts, fn.Options(nil)...)
+	prog, err := compileSafe(src, opts)
+	if err != nil {
+		return res, issuesOf(src, err, env, ctx)
+	}
+	root := prog.Node()
+	if ctx.Input == nil {
+		// Unknown names are allowed without a schema, unknown functions not.
+		if is := unknownCalls(src); len(is) > 0 {
+			return res, is
+		}
+	}
+	t := env.inferType(root)
+	res.Type = t
+	res.UsesNow = usesNow(root, env)
+
+	if predicate {
+		if t.Kind != types.Any && (t.Kind != types.Bool || t.Optional) {
+			s, e := trimmedSpan(src)
+			issues = append(issues, Issue{Start: s, End: e, Code: lang.NotBool, Severity: lang.Error,
+				Message: fmt.Sprintf("%s must be bool, got %s", predicateName(ctx.Kind), t)})
+		}
+		if c, ok := constantBool(prog, root, env); ok {
+			res.Const = &c
+		}
+	}
+	if ctx.Want != nil {
+		if err := types.AssignableTo(t, ctx.Want); err != nil {
+			s, e := trimmedSpan(src)
+			issues = append(issues, Issue{Start: s, End: e, Code: lang.AnnotationMismatch, Severity: lang.Error,
+				Message: fmt.Sprintf("expression of type %s does not match annotation %s", t, ctx.Want),
+				Detail:  err.Error()})
+		}
+		if t.Kind == types.Any {
+			res.Type = ctx.Want
+		}
+	}
+	if ctx.Input != nil {
+		issues = append(issues, optionalIssues(src, root, ctx, env)...)
+	}
+	return res, issues
+}
+
+func predicateName(k plan.ExprKind) string {
+	if k == plan.CaseExpr {
+		return "case condition"
+	}
+	return "where predicate"
+}
+
+// compileSafe runs expr.Compile, turning a panic into an error.
+func compileSafe(src string, opts []expr.Option) (p *vm.Program, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("%v", r)
+		}
+	}()
+	return expr.Compile(src, opts...)
+}
+
+// issuesOf maps an expr compile error to issues. env may be nil (Compile).
+func issuesOf(src string, err error, env *typedEnv, ctx Context) []Issue {
+	var names map[string]string
+	if env != nil {
+		names = env.names
+	}
+	var fe *file.Error
+	if !errors.As(err, &fe) {
+		s, e := trimmedSpan(src)
+		msg := rewriteMessage(err.Error(), names)
+		if got, ok := strings.CutPrefix(msg, "expected bool, but got "); ok {
+			return []Issue{{Start: s, End: e, Code: lang.NotBool, Severity: lang.Error,
+				Message: fmt.Sprintf("%s must be bool, got %s", predicateName(ctx.Kind), got)}}
+		}
+		return []Issue{{Start: s, End: e, Code: lang.ExprTypeError, Severity: lang.Error, Message: msg}}
+	}
+	start, end := byteSpan(src, fe.From, fe.To)
+	is := Issue{Start: start, End: end, Severity: lang.Error}
+	raw := fe.Message
+
+	if _, perr := parser.Parse(src); perr != nil {
+		is.Code = lang.SyntaxError
+		is.Message = rewriteMessage(raw, names)
+		if strings.Contains(raw, "EOF") {
+			_, e := trimmedSpan(src)
+			is.Start, is.End = e, e
+		}
+		return []Issue{is}
+	}
+	if name, ok := strings.CutPrefix(raw, "unknown name "); ok {
+		if calledNames(src)[name] {
+			is.Code = lang.UnknownFunction
+			is.Message = fmt.Sprintf("unknown function %q", name)
+			if s := didYouMean(name, functionNames()); s != "" {
+				is.Detail = fmt.Sprintf("did you mean %q?", s)
+			}
+			return []Issue{is}
+		}
+		is.Code = lang.UnknownField
+		var cands []string
+		if name == "params" && ctx.Params == nil {
+			is.Message = "params is only defined inside a def"
+			return []Issue{is}
+		}
+		if ctx.Input != nil {
+			is.Message = fmt.Sprintf("unknown field %q in %s", name, ctx.Input)
+			for _, f := range ctx.Input.Fields {
+				cands = append(cands, f.Name)
+			}
+		} else {
+			is.Message = fmt.Sprintf("unknown name %q", name)
+		}
+		if env != nil && env.hasMeta {
+			cands = append(cands, "meta")
+		}
+		if env != nil && env.hasPrm {
+			cands = append(cands, "params")
+		}
+		if s := didYouMean(name, cands); s != "" {
+			is.Detail = fmt.Sprintf("did you mean %q?", s)
+		}
+		return []Issue{is}
+	}
+	if rest, ok := strings.CutPrefix(raw, "type "); ok {
+		for _, sep := range []string{" has no field ", " has no method "} {
+			i := strings.LastIndex(rest, sep)
+			if i < 0 {
+				continue
+			}
+			goName, name := rest[:i], rest[i+len(sep):]
+			owner := rewriteMessage(goName, names)
+			if sep == " has no method " {
+				is.Code = lang.UnknownFunction
+				is.Message = fmt.Sprintf("unknown method %q of %s", name, owner)
+				return []Issue{is}
+			}
+			var rec *types.Type
+			if env != nil {
+				rec = env.recordByGoName(strings.TrimPrefix(goName, "*"))
+			}
+			if rec == nil {
+				// Not a record: a scalar, list or map has no fields.
+				is.Code = lang.ExprTypeError
+				is.Message = fmt.Sprintf("cannot read field %q of %s", name, owner)
+				return []Issue{is}
+			}
+			is.Code = lang.UnknownField
+			is.Message = fmt.Sprintf("unknown field %q in %s", name, owner)
+			var cands []string
+			for _, f := range rec.Fields {
+				cands = append(cands, f.Name)
+			}
+			if s := didYouMean(name, cands); s != "" {
+				is.Detail = fmt.Sprintf("did you mean %q?", s)
+			}
+			return []Issue{is}
+		}
+	}
+	if name, ok := strings.CutPrefix(raw, "unknown field "); ok {
+		is.Code = lang.UnknownField
+		is.Message = fmt.Sprintf("unknown field %q", name)
+		return []Issue{is}
+	}
+	is.Code = lang.ExprTypeError
+	is.Message = rewriteMessage(raw, names)
+	return []Issue{is}
+}
+
+// calledNames returns the identifiers that src calls as functions.
+func calledNames(src string) map[string]bool {
+	out := map[string]bool{}
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return out
+	}
+	ast.Walk(&tree.Node, visitFunc(func(n *ast.Node) {
+		if c, ok := (*n).(*ast.CallNode); ok {
+			if id, ok := c.Callee.(*ast.IdentifierNode); ok {
+				out[id.Value] = true
+			}
+		}
+	}))
+	return out
+}
+
+// unknownCalls reports calls of names that are neither builtins nor
+// library functions (PIPE113).
+func unknownCalls(src string) []Issue {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return nil
+	}
+	known := map[string]bool{}
+	for _, n := range functionNames() {
+		known[n] = true
+	}
+	var out []Issue
+	ast.Walk(&tree.Node, visitFunc(func(n *ast.Node) {
+		c, ok := (*n).(*ast.CallNode)
+		if !ok {
+			return
+		}
+		id, ok := c.Callee.(*ast.IdentifierNode)
+		if !ok || known[id.Value] {
+			return
+		}
+		loc := id.Location()
+		start, end := byteSpan(src, loc.From, loc.To)
+		is := Issue{Start: start, End: end, Code: lang.UnknownFunction, Severity: lang.Error,
+			Message: fmt.Sprintf("unknown function %q", id.Value)}
+		if s := didYouMean(id.Value, functionNames()); s != "" {
+			is.Detail = fmt.Sprintf("did you mean %q?", s)
+		}
+		out = append(out, is)
+	}))
+	return out
+}
+
+// functionNames lists every callable name: expr builtins and the library.
+func functionNames() []string {
+	var out []string
+	for _, b := range builtin.Builtins {
+		out = append(out, b.Name)
+	}
+	for _, f := range fn.Functions {
+		out = append(out, f.Name)
+	}
+	return out
+}
+
+// inferType returns the pipe type of a checked node. It refines two cases
+// where expr types as any: `a ?? b` with an optional a of b's type, and a
+// ternary whose branches differ only by optionality or int/float.
+func (e *typedEnv) inferType(n ast.Node) *types.Type {
+	switch x := n.(type) {
+	case *ast.BinaryNode:
+		if x.Operator == "??" {
+			l := e.inferType(x.Left).WithOptional(false)
+			r := e.inferType(x.Right)
+			if u := unify(l, r); u != nil {
+				return u
+			}
+		}
+	case *ast.ConditionalNode:
+		if u := unify(e.inferType(x.Exp1), e.inferType(x.Exp2)); u != nil {
+			return u
+		}
+	case *ast.NilNode:
+		return types.AnyType.WithOptional(true)
+	case *ast.CallNode:
+		// coalesce(a, b, ...) has its arguments' common type; it is
+		// optional only when every argument is.
+		if id, ok := x.Callee.(*ast.IdentifierNode); ok && id.Value == "coalesce" && e.input.Field("coalesce") == nil && len(x.Arguments) > 0 {
+			var u *types.Type
+			opt := true
+			for _, a := range x.Arguments {
+				at := e.inferType(a)
+				if _, isNil := a.(*ast.NilNode); isNil {
+					continue
+				}
+				opt = opt && at.Optional
+				if u == nil {
+					u = at.WithOptional(false)
+				} else if u = unify(u, at.WithOptional(false)); u == nil {
+					break
+				}
+			}
+			if u != nil {
+				return u.WithOptional(opt)
+			}
+		}
+	}
+	return e.pipeType(n.Type())
+}
+
+// unify returns the common type of a and b, or nil.
+func unify(a, b *types.Type) *types.Type {
+	if a.Kind == types.Any && a.Optional { // nil
+		return b.WithOptional(true)
+	}
+	if b.Kind == types.Any && b.Optional {
+		return a.WithOptional(true)
+	}
+	opt := a.Optional || b.Optional
+	a, b = a.WithOptional(false), b.WithOptional(false)
+	switch {
+	case a.Kind == types.Any || b.Kind == types.Any:
+		return nil
+	case types.Equal(a, b):
+		return a.WithOptional(opt)
+	case a.Kind == types.Int && b.Kind == types.Float, a.Kind == types.Float && b.Kind == types.Int:
+		return types.FloatType.WithOptional(opt)
+	}
+	return nil
+}
+
+// usesNow reports whether the tree calls a non-deterministic function.
+func usesNow(root ast.Node, env *typedEnv) bool {
+	found := false
+	ast.Walk(&root, visitFunc(func(n *ast.Node) {
+		c, ok := (*n).(*ast.CallNode)
+		if !ok {
+			return
+		}
+		if id, ok := c.Callee.(*ast.IdentifierNode); ok && fn.IsNonDeterministic(id.Value) && env.input.Field(id.Value) == nil {
+			found = true
+		}
+	}))
+	return found
+}
+
+// constantBool reports the value of a predicate that reads no field, no
+// meta, no params and calls nothing non-deterministic.
+func constantBool(prog *vm.Program, root ast.Node, env *typedEnv) (val, ok bool) {
+	if b, isBool := root.(*ast.BoolNode); isBool {
+		return b.Value, true
+	}
+	constant := true
+	ast.Walk(&root, visitFunc(func(n *ast.Node) {
+		switch x := (*n).(type) {
+		case *ast.IdentifierNode:
+			constant = false
+		case *ast.CallNode:
+			if id, ok := x.Callee.(*ast.IdentifierNode); ok && fn.IsNonDeterministic(id.Value) {
+				constant = false
+			}
+		}
+	}))
+	if !constant || usesNow(root, env) {
+		return false, false
+	}
+	defer func() { _ = recover() }()
+	out, err := expr.Run(prog, env.zero())
+	if err != nil {
+		return false, false
+	}
+	b, isBool := out.(bool)
+	return b, isBool
+}
+
+// isOptionalNode reports whether a checked node has an optional type.
+func isOptionalNode(n ast.Node) bool {
+	t := n.Type()
+	return t != nil && t.Kind() == reflect.Pointer
+}

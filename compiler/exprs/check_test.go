@@ -1,0 +1,302 @@
+package exprs
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"pipe.dev/pipe/compiler/plan"
+	"pipe.dev/pipe/lang/types"
+)
+
+// dump formats issues compactly: CODE@start:end[severity] message (detail).
+func dump(src string, is []Issue) string {
+	var parts []string
+	for _, i := range is {
+		s := fmt.Sprintf("%s@%d:%d[%s] %s", i.Code, i.Start, i.End, i.Severity, i.Message)
+		if i.Detail != "" {
+			s += " (" + i.Detail + ")"
+		}
+		if i.Start < 0 || i.End > len(src) || i.Start > i.End {
+			s += " BAD SPAN"
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, "\n")
+}
+
+func TestCheckTypes(t *testing.T) {
+	params := types.RecordOf(field("region", types.StringType), field("limit", types.IntType))
+	tests := []struct {
+		src  string
+		kind plan.ExprKind
+		want string
+	}{
+		{`status == "PAID" && amount > 0`, plan.WhereExpr, "bool"},
+		{`customer.id`, plan.AssignExpr, "string"},
+		{`customer`, plan.AssignExpr, "Customer"},
+		{`customer.tier`, plan.AssignExpr, "string?"},
+		{`customer.tier ?? ""`, plan.AssignExpr, "string"},
+		{`risk ?? 0.0`, plan.AssignExpr, "float"},
+		{`risk ?? 0`, plan.AssignExpr, "float"},
+		{`int(amount * 100)`, plan.AssignExpr, "int"},
+		{`qty * 2`, plan.AssignExpr, "int"},
+		{`amount * qty`, plan.AssignExpr, "float"},
+		{`sum(items, .qty)`, plan.AssignExpr, "int"},
+		{`items[0]`, plan.AssignExpr, "{sku: string, qty: int, price: float}"},
+		{`items`, plan.AssignExpr, "list<{sku: string, qty: int, price: float}>"},
+		{`map(items, .sku)`, plan.AssignExpr, "list<any>"},
+		{`tags["channel"] ?? "web"`, plan.AssignExpr, "string"},
+		{`tags`, plan.AssignExpr, "map<string, string>"},
+		{`placed_at`, plan.AssignExpr, "timestamp"},
+		{`now()`, plan.AssignExpr, "timestamp"},
+		{`now() - placed_at`, plan.AssignExpr, "int"},
+		{`split(id, "-")`, plan.AssignExpr, "list<string>"},
+		{`amount > 100 ? "big" : "small"`, plan.AssignExpr, "string"},
+		{`amount > 100 ? 1 : 2.5`, plan.AssignExpr, "float"},
+		{`note != nil ? note : nil`, plan.AssignExpr, "string?"},
+		{`mask(customer.id, 4)`, plan.AssignExpr, "string"},
+		{`sha256(id)`, plan.AssignExpr, "string"},
+		{`regex_match(id, "^o[0-9]+$")`, plan.WhereExpr, "bool"},
+		{`parse_time("2024-01-01T00:00:00Z")`, plan.AssignExpr, "timestamp"},
+		{`unix(placed_at)`, plan.AssignExpr, "int"},
+		{`to_float(qty)`, plan.AssignExpr, "float"},
+		{`merge(customer, {"x": 1})`, plan.AssignExpr, "map<string, any>"},
+		{`flatten(customer, "_")`, plan.AssignExpr, "map<string, any>"},
+		{`random_int(1, 6)`, plan.AssignExpr, "int"},
+		{`meta.partition`, plan.AssignExpr, "int"},
+		{`meta.headers["trace"]`, plan.AssignExpr, "string"},
+		{`params.region == "eu"`, plan.WhereExpr, "bool"},
+		{`params.limit`, plan.AssignExpr, "int"},
+		{`toBase64(id)`, plan.AssignExpr, "string"},
+		{`coalesce(note, id)`, plan.AssignExpr, "string"},
+		{`coalesce(note, customer.tier)`, plan.AssignExpr, "string?"},
+		{`coalesce(risk, qty)`, plan.AssignExpr, "float"},
+		{"amount > 1 &&\n  currency in [\"EUR\"]", plan.CaseExpr, "bool"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.src, func(t *testing.T) {
+			res, is := Check(tt.src, Context{Kind: tt.kind, Input: orderType, Params: params})
+			for _, i := range is {
+				if i.Severity == 1 {
+					t.Fatalf("unexpected issues:\n%s", dump(tt.src, is))
+				}
+			}
+			if got := res.Type.String(); got != tt.want {
+				t.Errorf("type %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckIssues(t *testing.T) {
+	tests := []struct {
+		src  string
+		kind plan.ExprKind
+		want string
+	}{
+		// Unknown fields: at the field, nested or not, with a suggestion.
+		{`customer.vipp`, plan.WhereExpr,
+			`PIPE104@9:13[error] unknown field "vipp" in Customer (did you mean "vip"?)`},
+		{`customer.vip || customer.vipp`, plan.WhereExpr,
+			`PIPE104@25:29[error] unknown field "vipp" in Customer (did you mean "vip"?)`},
+		{`amout > 1`, plan.WhereExpr,
+			`PIPE104@0:5[error] unknown field "amout" in Order (did you mean "amount"?)`},
+		{`items[0].skux`, plan.AssignExpr,
+			`PIPE104@9:13[error] unknown field "skux" in {sku: string, qty: int, price: float} (did you mean "sku"?)`},
+		{`meta.topik`, plan.AssignExpr,
+			`PIPE104@5:10[error] unknown field "topik" in meta (did you mean "topic"?)`},
+		{`params.x`, plan.AssignExpr,
+			`PIPE104@0:6[error] params is only defined inside a def`},
+		{`amount.cents`, plan.AssignExpr, `PIPE105@7:12[error] cannot read field "cents" of float`},
+		{`customer.id.foo()`, plan.AssignExpr, `PIPE113@12:15[error] unknown method "foo" of string`},
+		// Multi-line: byte offsets count the newline and the indentation.
+		{"amount > 1 &&\n    customer.vipp", plan.WhereExpr,
+			`PIPE104@27:31[error] unknown field "vipp" in Customer (did you mean "vip"?)`},
+		// Multi-byte characters before the error: offsets are bytes, not runes.
+		{"\"ünïcode\" == id &&\n customer.vipp", plan.WhereExpr,
+			`PIPE104@31:35[error] unknown field "vipp" in Customer (did you mean "vip"?)`},
+		// Unknown functions.
+		{`frobnicate(amount)`, plan.AssignExpr, `PIPE113@0:10[error] unknown function "frobnicate"`},
+		{`uper(status)`, plan.AssignExpr, `PIPE113@0:4[error] unknown function "uper" (did you mean "upper"?)`},
+		{`regex_mach(id, "x")`, plan.WhereExpr,
+			`PIPE113@0:10[error] unknown function "regex_mach" (did you mean "regex_match"?)`},
+		// Type errors, with Go types rewritten.
+		{`amount + "x"`, plan.AssignExpr,
+			`PIPE105@7:8[error] invalid operation: + (mismatched types float and string)`},
+		{`customer + 1`, plan.AssignExpr,
+			`PIPE105@9:10[error] invalid operation: + (mismatched types Customer and int)`},
+		{`items + 1`, plan.AssignExpr,
+			`PIPE105@6:7[error] invalid operation: + (mismatched types list<{sku: string, qty: int, price: float}> and int)`},
+		{`tags + placed_at`, plan.AssignExpr,
+			`PIPE105@5:6[error] invalid operation: + (mismatched types map<string, string> and timestamp)`},
+		{`mask(id, "4")`, plan.AssignExpr,
+			`PIPE105@9:12[error] cannot use string as argument (type int) to call mask`},
+		{`upper(qty)`, plan.AssignExpr,
+			`PIPE105@6:9[error] cannot use int as argument (type string) to call upper`},
+		{`len(customer)`, plan.AssignExpr, `PIPE105@0:3[error] invalid argument for len (type Customer)`},
+		// Predicates must be bool.
+		{`amount`, plan.WhereExpr, `PIPE106@0:6[error] where predicate must be bool, got float`},
+		{`  customer `, plan.CaseExpr, `PIPE106@2:10[error] case condition must be bool, got Customer`},
+		{`customer.tier`, plan.WhereExpr, `PIPE106@0:13[error] where predicate must be bool, got string?`},
+		// Syntax.
+		{`amount >`, plan.WhereExpr, `PIPE001@8:8[error] unexpected token EOF`},
+		{`   `, plan.WhereExpr, `PIPE001@0:3[error] empty expression`},
+		// Optional fields (PIPE450).
+		{`note > "a"`, plan.WhereExpr,
+			`PIPE450@0:4[warning] optional field "note" used without a nil check (a null note fails here at run time; use note ?? default, ?. or check note != nil)`},
+		{`upper(customer.tier) == "GOLD"`, plan.WhereExpr,
+			`PIPE450@15:19[warning] optional field "customer.tier" used without a nil check (a null customer.tier fails here at run time; use customer.tier ?? default, ?. or check customer.tier != nil)`},
+		{`risk * 100`, plan.AssignExpr,
+			`PIPE450@0:4[warning] optional field "risk" used without a nil check (a null risk fails here at run time; use risk ?? default, ?. or check risk != nil)`},
+		{`note != nil && note > "a"`, plan.WhereExpr, ``},
+		{`note == nil || note > "a"`, plan.WhereExpr, ``},
+		{`note != nil ? upper(note) : ""`, plan.AssignExpr, ``},
+		{`(note ?? "") > "a"`, plan.WhereExpr, ``},
+		{`customer.tier == "gold"`, plan.WhereExpr,
+			`PIPE450@9:13[warning] optional field "customer.tier" used without a nil check (a null customer.tier fails here at run time; use customer.tier ?? default, ?. or check customer.tier != nil)`},
+		{`customer.tier != nil && customer.tier == "gold"`, plan.WhereExpr, ``},
+		{`nil == note || note == "x"`, plan.WhereExpr, ``},
+		{`note`, plan.AssignExpr, ``},
+		{`[note, id]`, plan.AssignExpr, ``},
+		{`coalesce(note, id)`, plan.AssignExpr, ``},
+	}
+	for _, tt := range tests {
+		t.Run(tt.src, func(t *testing.T) {
+			_, is := Check(tt.src, Context{Kind: tt.kind, Input: orderType})
+			if got := dump(tt.src, is); got != tt.want {
+				t.Errorf("issues:\n%s\nwant:\n%s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckAnnotation(t *testing.T) {
+	tests := []struct {
+		src      string
+		want     *types.Type
+		issues   string
+		resultTy string
+	}{
+		{`"x"`, types.IntType, `PIPE107@0:3[error] expression of type string does not match annotation int (string is not int)`, "string"},
+		{`qty`, types.FloatType, ``, "int"},
+		{`note`, types.StringType, `PIPE107@0:4[error] expression of type string? does not match annotation string (string? may be null, string may not)`, "string?"},
+		{`amount > 1 ? 1 : "x"`, types.StringType, ``, "string"},
+		{`fromJSON(id)`, types.MapOf(types.AnyType), ``, "map<string, any>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.src, func(t *testing.T) {
+			res, is := Check(tt.src, Context{Kind: plan.AssignExpr, Input: orderType, Want: tt.want})
+			if got := dump(tt.src, is); got != tt.issues {
+				t.Errorf("issues:\n%s\nwant:\n%s", got, tt.issues)
+			}
+			if res.Type.String() != tt.resultTy {
+				t.Errorf("type %s, want %s", res.Type, tt.resultTy)
+			}
+		})
+	}
+}
+
+func TestCheckConst(t *testing.T) {
+	tests := []struct {
+		src   string
+		want  string // "true", "false" or "" (not constant)
+		isNow bool
+	}{
+		{`1 > 2`, "false", false},
+		{`true`, "true", false},
+		{`amount > 1 || true`, "true", false},
+		{`amount > 1 && 1 == 2`, "false", false},
+		{`"a" in ["a", "b"]`, "true", false},
+		{`len("abc") == 3`, "true", false},
+		{`amount > 1`, "", false},
+		{`params.region == "eu"`, "", false},
+		{`now() > placed_at`, "", true},
+		{`random() < 0.5`, "", true},
+		{`uuid() != ""`, "", true},
+	}
+	params := types.RecordOf(field("region", types.StringType))
+	for _, tt := range tests {
+		t.Run(tt.src, func(t *testing.T) {
+			res, is := Check(tt.src, Context{Kind: plan.WhereExpr, Input: orderType, Params: params})
+			if len(is) > 0 {
+				t.Fatalf("unexpected issues:\n%s", dump(tt.src, is))
+			}
+			got := ""
+			if res.Const != nil {
+				got = fmt.Sprint(*res.Const)
+			}
+			if got != tt.want {
+				t.Errorf("const %q, want %q", got, tt.want)
+			}
+			if res.UsesNow != tt.isNow {
+				t.Errorf("UsesNow %v, want %v", res.UsesNow, tt.isNow)
+			}
+		})
+	}
+}
+
+func TestCheckUntyped(t *testing.T) {
+	res, is := Check(`value.anything + 1`, Context{Kind: plan.AssignExpr})
+	if len(is) > 0 {
+		t.Fatalf("unexpected issues:\n%s", dump("", is))
+	}
+	if res.Type.Kind != types.Any {
+		t.Errorf("type %s, want any", res.Type)
+	}
+	_, is = Check(`frob(value)`, Context{Kind: plan.AssignExpr})
+	if got := dump("frob(value)", is); !strings.HasPrefix(got, `PIPE113@0:4[error] unknown function "frob"`) {
+		t.Errorf("issues:\n%s", got)
+	}
+	res, is = Check(`value == "x"`, Context{Kind: plan.WhereExpr})
+	if len(is) > 0 || res.Type.Kind != types.Bool {
+		t.Errorf("got %s, issues:\n%s", res.Type, dump("", is))
+	}
+}
+
+func TestRewriteMessage(t *testing.T) {
+	names := map[string]string{
+		`struct { F0 string "expr:\"id\"" }`: "{id: string}",
+	}
+	tests := []struct{ in, want string }{
+		{`mismatched types float64 and int64`, `mismatched types float and int`},
+		{`cannot use *string as argument`, `cannot use string? as argument`},
+		{`got []interface {}`, `got list<any>`},
+		{`got map[string]interface {}`, `got map<string, any>`},
+		{`got []uint8 and time.Time`, `got bytes and timestamp`},
+		{`type struct { F0 string "expr:\"id\"" } has no field x`, `type {id: string} has no field x`},
+		{`got *struct { F0 string "expr:\"id\"" }`, `got {id: string}?`},
+		{`got []struct { F0 string "expr:\"id\"" }`, `got list<{id: string}>`},
+		{`cannot fetch x from <nil>`, `cannot fetch x from null`},
+		{`pointint64 stays`, `pointint64 stays`},
+	}
+	for _, tt := range tests {
+		if got := rewriteMessage(tt.in, names); got != tt.want {
+			t.Errorf("rewriteMessage(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// FuzzCheck checks that Check never panics, reports no internal error and
+// keeps every span inside the source.
+func FuzzCheck(f *testing.F) {
+	for _, s := range []string{
+		`customer.vipp`, `amount + "x"`, "a &&\n b", `frob(1)`, `(1`, `note ?? ""`,
+		`map(items, .sku)`, `"ü" + id`, `items[0].qty > 2`, `note != nil && note > "a"`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		for _, kind := range []plan.ExprKind{plan.WhereExpr, plan.AssignExpr} {
+			_, is := Check(src, Context{Kind: kind, Input: orderType})
+			for _, i := range is {
+				if i.Start < 0 || i.End > len(src) || i.Start > i.End {
+					t.Fatalf("%q: span %d:%d outside the source: %s", src, i.Start, i.End, i.Message)
+				}
+				if i.Code == 901 {
+					t.Fatalf("%q: internal error: %s", src, i.Message)
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,384 @@
+package compiler
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"pipe.dev/pipe/compiler/exprs"
+	"pipe.dev/pipe/compiler/ir"
+	"pipe.dev/pipe/compiler/plan"
+	"pipe.dev/pipe/lang"
+	"pipe.dev/pipe/lang/types"
+	"pipe.dev/pipe/stdlib"
+)
+
+// builtins are expression builtins a field name would hide.
+var builtins = []string{
+	"abs", "all", "any", "ceil", "concat", "count", "date", "duration", "filter", "find",
+	"first", "float", "floor", "fromJSON", "get", "groupBy", "hasPrefix", "hasSuffix",
+	"indexOf", "int", "join", "keys", "last", "len", "lower", "map", "max", "mean",
+	"median", "min", "none", "now", "one", "reduce", "repeat", "replace", "reverse",
+	"round", "sort", "split", "string", "sum", "toJSON", "trim", "type", "upper", "values",
+}
+
+// flowTypes computes each stage's input and output types in topological
+// order and checks its expressions against them.
+func (c *checker) flowTypes(topo []*stage) {
+	preds := map[string][]*edge{}
+	for _, e := range c.edges {
+		if !e.dl {
+			preds[e.to] = append(preds[e.to], e)
+		}
+	}
+	for _, st := range topo {
+		if !st.ok {
+			continue
+		}
+		c.inputType(st, preds[st.name])
+		switch {
+		case st.kind == stdlib.SourceKind:
+			c.sourceType(st)
+		case st.component == "filter":
+			st.out = st.in
+			for _, w := range st.wheres {
+				c.checkExpr(st, w, st.in)
+			}
+		case st.component == "route":
+			st.out = st.in
+			for _, cs := range st.cases {
+				c.checkExpr(st, cs, st.in)
+			}
+		case st.component == "map":
+			c.mapType(st)
+		case st.kind == stdlib.SinkKind:
+			st.out = nil
+			for _, ae := range st.attrExpr {
+				c.checkExpr(st, ae, st.in)
+			}
+			c.sinkChecks(st)
+		default:
+			// A transform component without compiler semantics passes
+			// records through unchanged.
+			st.out = st.in
+		}
+	}
+}
+
+func (c *checker) inputType(st *stage, in []*edge) {
+	if st.kind == stdlib.SourceKind || len(in) == 0 {
+		st.in, st.typed = nil, st.kind == stdlib.SourceKind
+		return
+	}
+	st.typed = true
+	var first *types.Type
+	var firstFrom string
+	for i, e := range in {
+		from := c.stages[e.from]
+		t := from.out
+		if !from.typed || t == nil {
+			st.typed = false
+			continue
+		}
+		if i == 0 || first == nil {
+			first, firstFrom = t, e.from
+			continue
+		}
+		if !types.Equal(first, t) {
+			d := c.errorf(lang.FanInMismatch, e.span, "%q and %q flow into %q with different types", firstFrom, e.from, st.name)
+			d.Detail = fmt.Sprintf("%s: %s; %s: %s", firstFrom, first, e.from, t)
+		}
+	}
+	if st.typed {
+		st.in = first
+	} else {
+		st.in = nil
+	}
+}
+
+func (c *checker) sourceType(st *stage) {
+	switch {
+	case st.schema != nil:
+		st.out = st.schema
+	case st.spec.Output != nil:
+		st.out = st.spec.Output(plainAttrs(st.attrs, st.schema))
+	}
+	if st.out == nil {
+		st.typed = false
+		d := c.lint(st, lang.UntypedSource, st.span, st.instRel, "source %q has no schema: nothing downstream is type-checked", st.name)
+		if st.spec.Schema {
+			d.Detail = "set schema = Name"
+		}
+	}
+}
+
+// mapType computes a map's output: (input, or only its keep fields) - drop
+// + := fields, each := reading the input.
+func (c *checker) mapType(st *stage) {
+	in := st.in
+	typed := st.typed && in != nil && in.Kind == types.Record
+	for _, ps := range [][]*pathItem{st.keep, st.drop} {
+		for _, p := range ps {
+			if typed && pathType(in, p.path) == nil {
+				d := lang.Errorf(lang.UnknownField, p.span, "field %q does not exist in %s", strings.Join(p.path, "."), in)
+				d.Detail = suggest(p.path[len(p.path)-1], fieldNames(pathType(in, p.path[:len(p.path)-1])))
+				c.add(d, p.vc.rel)
+			}
+		}
+	}
+	if !typed {
+		for _, a := range st.assigns {
+			c.checkExpr(st, a, nil)
+		}
+		st.out = nil
+		return
+	}
+	out := in
+	if len(st.keep) > 0 {
+		var paths [][]string
+		for _, k := range st.keep {
+			paths = append(paths, k.path)
+		}
+		out = keepFields(in, paths)
+	} else {
+		cp := *in
+		out = &cp
+	}
+	for _, d := range st.drop {
+		out = withoutField(out, d.path)
+	}
+	for _, a := range st.assigns {
+		t := c.checkExpr(st, a, in)
+		if a.want != nil {
+			t = a.want
+		}
+		if t == nil {
+			t = types.AnyType
+		}
+		if old := pathType(in, a.path); old != nil && !types.Equal(old.WithOptional(false), t.WithOptional(false)) &&
+			t.Kind != types.Any && old.Kind != types.Any {
+			c.lint(st, lang.FieldRetyped, a.span, a.vc.rel, "field %q changes type from %s to %s", a.target, old, t)
+		}
+		last := a.path[len(a.path)-1]
+		if slices.Contains(builtins, last) {
+			c.lint(st, lang.ShadowsBuiltin, a.span, a.vc.rel, "field %q hides the expression builtin %s()", a.target, last)
+		}
+		out = withField(out, a.path, t)
+	}
+	out.Name = ""
+	st.out = out
+}
+
+func fieldNames(t *types.Type) []string {
+	if t == nil {
+		return nil
+	}
+	out := make([]string, len(t.Fields))
+	for i, f := range t.Fields {
+		out[i] = f.Name
+	}
+	return out
+}
+
+// checkExpr type-checks one expression and records it; it returns the
+// result type (nil when unknown).
+func (c *checker) checkExpr(st *stage, ei *exprItem, in *types.Type) *types.Type {
+	u := ei.vc.u
+	start := ei.e.Pos.Offset
+	text := ei.e.Text
+	ctx := exprs.Context{Kind: plan.ExprKind(ei.kind), Input: in, Want: ei.want}
+	if ei.vc.params != nil {
+		ctx.Params = st.paramType
+		for name := range ei.vc.params {
+			if refersToParam(text, name) && ei.vc.def != nil {
+				ei.vc.def.paramUsed[name] = true
+			}
+		}
+	}
+	res, issues := exprs.Check(text, ctx)
+	for _, is := range issues {
+		span := u.lines.Span(start+is.Start, start+max(is.End, is.Start))
+		d := lang.Diagnostic{Severity: is.Severity, Code: is.Code, Span: span, Message: is.Message, Detail: is.Detail}
+		if d.Severity == 0 {
+			d.Severity = lang.Error
+		}
+		if d.Severity == lang.Warning && st.allow[d.Code] {
+			continue
+		}
+		c.add(d, ei.vc.rel)
+	}
+	t := res.Type
+	exprSpan := u.lines.Span(start, start+len(text))
+	switch ei.kind {
+	case ir.WhereExpr, ir.CaseExpr:
+		if res.Const != nil {
+			what := "filter condition"
+			if ei.kind == ir.CaseExpr {
+				what = fmt.Sprintf("case %q", ei.target)
+			}
+			c.lint(st, lang.ConstantPredicate, exprSpan, ei.vc.rel, "%s is always %t", what, *res.Const)
+		}
+		if res.UsesNow {
+			c.lint(st, lang.NonDeterministic, exprSpan, ei.vc.rel, "now() or a random function in a %s: replays may route records differently", st.component)
+		}
+	case ir.AssignExpr, ir.AttrExpr:
+		if in != nil && ei.want == nil && (t == nil || t.Kind == types.Any) {
+			c.lint(st, lang.AnyResult, exprSpan, ei.vc.rel, "the type of %q is unknown", ei.target).
+				Detail = fmt.Sprintf("annotate it: %s: <type> := ...", ei.target)
+		}
+	}
+	if t != nil && t.Kind == types.Any && ei.want == nil {
+		t = nil
+	}
+	if ei.want != nil {
+		t = ei.want
+	}
+	exec := text
+	if ei.vc.params != nil {
+		exec = substituteParams(text, ei.vc.params)
+	}
+	st.exprs = append(st.exprs, &ir.Expr{Kind: ei.kind, Target: ei.target, Source: text, Exec: exec, Type: t, Span: exprSpan})
+	return t
+}
+
+func (c *checker) sinkChecks(st *stage) {
+	if st.schema != nil && st.typed && st.in != nil {
+		if err := types.AssignableTo(st.in, st.schema); err != nil {
+			d := c.errorf(lang.SinkSchemaMismatch, st.span, "records reaching sink %q do not match schema %s: %v", st.name, st.schema.Name, err)
+			d.Detail = "incoming: " + st.in.String()
+		}
+	}
+	del := st.delivery
+	switch {
+	case st.deliverySet:
+	case c.prog.Delivery != "":
+		del = c.prog.Delivery
+	default:
+		del = stdlib.AtLeastOnce
+	}
+	st.delivery = del
+	if len(st.spec.Delivery) > 0 && !slices.Contains(st.spec.Delivery, del) {
+		span := st.span
+		if fa := st.flatSeen["delivery"]; fa != nil {
+			span = fa.span
+		} else if c.pipelineDelivery.IsValid() {
+			span = st.span
+		}
+		names := make([]string, len(st.spec.Delivery))
+		for i, d := range st.spec.Delivery {
+			names[i] = string(d)
+		}
+		d := lang.Errorf(lang.DeliveryUnsupported, span, "sink %q (%s) cannot honour %s", st.name, st.component, del)
+		d.Detail = fmt.Sprintf("%s supports %s", st.component, strings.Join(names, ", "))
+		if !st.deliverySet && c.prog.Delivery != "" {
+			d.Related = []lang.Related{{Span: c.pipelineDelivery, Message: "pipeline default set here"}}
+		}
+		c.add(d, st.instRel)
+	}
+	if !st.deliverySet && c.prog.Delivery == "" {
+		c.lint(st, lang.NoDelivery, st.span, st.instRel, "sink %q has no explicit delivery guarantee (at_least_once assumed)", st.name).
+			Detail = "set delivery = exactly_once | at_least_once | at_most_once on the sink or in pipeline {}"
+	}
+}
+
+// refersToParam reports whether expression src reads params.name.
+func refersToParam(src, name string) bool {
+	found := false
+	scanParams(src, func(start, end int, n string) {
+		if n == name {
+			found = true
+		}
+	})
+	return found
+}
+
+// scanParams calls fn for every params.NAME outside string literals.
+func scanParams(src string, fn func(start, end int, name string)) {
+	for i := 0; i < len(src); i++ {
+		ch := src[i]
+		if ch == '"' || ch == '\'' || ch == '`' {
+			j := i + 1
+			for j < len(src) && src[j] != ch {
+				if src[j] == '\\' && ch != '`' {
+					j++
+				}
+				j++
+			}
+			i = j
+			continue
+		}
+		if !strings.HasPrefix(src[i:], "params.") || (i > 0 && (isIdentByte(src[i-1]) || src[i-1] == '.')) {
+			continue
+		}
+		j := i + len("params.")
+		k := j
+		for k < len(src) && isIdentByte(src[k]) {
+			k++
+		}
+		if k > j {
+			fn(i, k, src[j:k])
+			i = k - 1
+		}
+	}
+}
+
+// substituteParams replaces params.NAME by the literal value of NAME, so
+// the executor compiles a self-contained expression.
+func substituteParams(src string, params map[string]any) string {
+	var b strings.Builder
+	last := 0
+	scanParams(src, func(start, end int, name string) {
+		v, ok := params[name]
+		if !ok {
+			return
+		}
+		b.WriteString(src[last:start])
+		b.WriteString("(" + exprLiteral(v) + ")")
+		last = end
+	})
+	b.WriteString(src[last:])
+	return b.String()
+}
+
+// exprLiteral writes v as an expr-lang literal.
+func exprLiteral(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "nil"
+	case string:
+		return strconv.Quote(v)
+	case ir.Secret:
+		return strconv.Quote(string(v))
+	case stdlib.Ident:
+		return strconv.Quote(string(v))
+	case int64:
+		return strconv.FormatInt(v, 10)
+	case float64:
+		s := strconv.FormatFloat(v, 'g', -1, 64)
+		if !strings.ContainsAny(s, ".eEn") {
+			s += ".0"
+		}
+		return s
+	case bool:
+		return strconv.FormatBool(v)
+	case time.Duration:
+		return "duration(" + strconv.Quote(v.String()) + ")"
+	case ir.Size:
+		return strconv.FormatInt(int64(v), 10)
+	case []any:
+		parts := make([]string, len(v))
+		for i, x := range v {
+			parts[i] = exprLiteral(x)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	case ir.Map:
+		parts := make([]string, len(v))
+		for i, e := range v {
+			parts[i] = strconv.Quote(e.Key) + ": " + exprLiteral(e.Value)
+		}
+		return "{" + strings.Join(parts, ", ") + "}"
+	}
+	return strconv.Quote(fmt.Sprint(v))
+}

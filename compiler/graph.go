@@ -1,0 +1,312 @@
+package compiler
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	"pipe.dev/pipe/compiler/ir"
+	"pipe.dev/pipe/lang"
+	"pipe.dev/pipe/lang/ast"
+	"pipe.dev/pipe/stdlib"
+)
+
+// edge is a flow edge with the span that wrote it.
+type edge struct {
+	from, port, to string
+	dl             bool
+	span           lang.Span
+}
+
+// buildGraph reads the flow lines and dead-letter policies into edges.
+func (c *checker) buildGraph() {
+	u := c.main
+	seen := map[[3]string]bool{}
+	for _, it := range u.file.Items {
+		f := it.Flow
+		if f == nil {
+			continue
+		}
+		for i := 0; i+1 < len(f.Nodes); i++ {
+			left, right := f.Nodes[i], f.Nodes[i+1]
+			if len(left.Refs) > 1 && len(right.Refs) > 1 {
+				span := u.nodeSpan(ast.SpanOf(left.Pos, right.EndPos))
+				if st := c.stages[right.Refs[0].Stage]; st != nil {
+					c.lint(st, lang.CrossProduct, span, nil, "%s -> %s wires every input to every output", flowNodeString(left), flowNodeString(right)).
+						Detail = "write one flow line per edge if that is not meant"
+				} else {
+					c.warnf(lang.CrossProduct, span, "%s -> %s wires every input to every output", flowNodeString(left), flowNodeString(right))
+				}
+			}
+			for _, l := range left.Refs {
+				from, okL := c.flowRef(l, true)
+				for _, r := range right.Refs {
+					to, okR := c.flowRef(r, false)
+					if !okL || !okR {
+						continue
+					}
+					span := u.nodeSpan(ast.SpanOf(l.Pos, r.EndPos))
+					if from.kind == stdlib.SinkKind {
+						c.errorf(lang.BadEdge, u.nodeSpan(ast.SpanOf(l.Pos, l.EndPos)), "sink %q has no output: it cannot flow into %q", from.name, to.name)
+						continue
+					}
+					if to.kind == stdlib.SourceKind {
+						c.errorf(lang.BadEdge, u.nodeSpan(ast.SpanOf(r.Pos, r.EndPos)), "source %q takes no input: %q cannot flow into it", to.name, from.name)
+						continue
+					}
+					if from == to {
+						c.errorf(lang.Cycle, span, "cycle: %s -> %s", from.name, to.name)
+						continue
+					}
+					k := [3]string{from.name, l.Port, to.name}
+					if seen[k] {
+						continue
+					}
+					seen[k] = true
+					c.edges = append(c.edges, &edge{from: from.name, port: l.Port, to: to.name, span: span})
+				}
+			}
+		}
+	}
+	// Dead-letter edges.
+	for _, st := range c.order {
+		for _, t := range st.dlTargets {
+			dst := c.stages[t.name]
+			if dst == nil {
+				d := lang.Errorf(lang.UnknownName, t.span, "unknown stage %q", t.name)
+				d.Detail = suggest(t.name, c.stageNames())
+				c.add(d, t.rel)
+				continue
+			}
+			if dst.kind != stdlib.SinkKind {
+				c.add(lang.Errorf(lang.DeadLetterNotSink, t.span, "dead_letter target %q is a %s, not a sink", t.name, dst.kind), t.rel)
+				continue
+			}
+			if dst == st {
+				c.add(lang.Errorf(lang.DeadLetterNotSink, t.span, "sink %q cannot be its own dead-letter sink", t.name), t.rel)
+				continue
+			}
+			k := [3]string{st.name, "\x00dl", dst.name}
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			c.edges = append(c.edges, &edge{from: st.name, to: dst.name, dl: true, span: t.span})
+		}
+	}
+}
+
+func flowNodeString(n *ast.FlowNode) string {
+	parts := make([]string, len(n.Refs))
+	for i, r := range n.Refs {
+		parts[i] = r.String()
+	}
+	if n.Bracket || len(parts) > 1 {
+		return "[" + strings.Join(parts, ", ") + "]"
+	}
+	return parts[0]
+}
+
+func (c *checker) stageNames() []string {
+	out := make([]string, len(c.order))
+	for i, s := range c.order {
+		out[i] = s.name
+	}
+	return out
+}
+
+// flowRef resolves one side of a flow edge.
+func (c *checker) flowRef(r *ast.PortRef, isFrom bool) (*stage, bool) {
+	u := c.main
+	span := u.nodeSpan(ast.SpanOf(r.Pos, r.EndPos))
+	st := c.stages[r.Stage]
+	if st == nil {
+		d := c.errorf(lang.UnknownName, u.nameSpan(r.Pos.Offset, r.Stage), "unknown stage %q", r.Stage)
+		d.Detail = suggest(r.Stage, c.stageNames())
+		return nil, false
+	}
+	if !c.inFlow[st.name] {
+		c.inFlow[st.name] = true
+		c.flowPos[st.name] = span
+	}
+	if r.Port == "" {
+		return st, true
+	}
+	if !isFrom {
+		c.errorf(lang.BadEdge, span, "%q: a port can only be read from, not flowed into", r.String())
+		return nil, false
+	}
+	if st.component != "route" {
+		if st.ok {
+			c.errorf(lang.BadEdge, span, "%s %q is not a route: it has no port %q", st.kind, st.name, r.Port)
+		}
+		return nil, false
+	}
+	ports := st.portNames()
+	if !slices.Contains(ports, r.Port) {
+		d := c.errorf(lang.UnknownName, span, "route %q has no port %q", st.name, r.Port)
+		d.Detail = suggest(r.Port, ports)
+		if d.Detail == "" && len(ports) > 0 {
+			d.Detail = "ports: " + strings.Join(ports, ", ")
+		}
+		return nil, false
+	}
+	return st, true
+}
+
+func (st *stage) portNames() []string {
+	var out []string
+	for _, cs := range st.cases {
+		out = append(out, cs.target)
+	}
+	if st.elsePort != "" {
+		out = append(out, st.elsePort)
+	}
+	return out
+}
+
+// checkGraph reports cycles, stages without input and pipelines without a
+// source or sink, and returns the stages in topological order.
+func (c *checker) checkGraph() []*stage {
+	succ := map[string][]*edge{}
+	pred := map[string][]*edge{}
+	for _, e := range c.edges {
+		succ[e.from] = append(succ[e.from], e)
+		pred[e.to] = append(pred[e.to], e)
+	}
+	// Cycles (data edges only; dead-letter edges end at sinks).
+	const (
+		white = iota
+		grey
+		black
+	)
+	_ = black
+	color := map[string]int{}
+	var nodes []string
+	reported := map[string]bool{}
+	var visit func(n string)
+	visit = func(n string) {
+		color[n] = grey
+		nodes = append(nodes, n)
+		for _, e := range succ[n] {
+			if e.dl {
+				continue
+			}
+			switch color[e.to] {
+			case white:
+				visit(e.to)
+			case grey:
+				i := slices.Index(nodes, e.to)
+				path := append(slices.Clone(nodes[i:]), e.to)
+				if key := cycleKey(path); !reported[key] {
+					reported[key] = true
+					c.errorf(lang.Cycle, e.span, "cycle: %s", strings.Join(path, " -> "))
+				}
+			}
+		}
+		nodes = nodes[:len(nodes)-1]
+		color[n] = black
+	}
+	for _, st := range c.order {
+		if color[st.name] == white {
+			visit(st.name)
+		}
+	}
+
+	hasSource, hasSink := false, false
+	for _, st := range c.order {
+		switch st.kind {
+		case stdlib.SourceKind:
+			hasSource = true
+		case stdlib.SinkKind:
+			hasSink = true
+		}
+		if st.kind != stdlib.SourceKind && len(pred[st.name]) == 0 && c.inFlow[st.name] {
+			c.errorf(lang.NoInput, st.span, "%s %q has no input", st.kind, st.name).
+				Detail = fmt.Sprintf("add a flow line into it: ... -> %s", st.name)
+		}
+	}
+	span := lang.Span{File: c.main.name, Start: lang.Pos{Offset: 0, Line: 1, Column: 1}, End: lang.Pos{Offset: 0, Line: 1, Column: 1}}
+	if len(c.order) > 0 || hasTopLevelFlow(c.main.file) {
+		if !hasSource {
+			c.errorf(lang.NoSource, span, "the pipeline has no source")
+		}
+		if !hasSink {
+			c.errorf(lang.NoSource, span, "the pipeline has no sink")
+		}
+	}
+
+	// Topological order: level = longest path from a root; ties by source order.
+	level := map[string]int{}
+	indeg := map[string]int{}
+	for _, st := range c.order {
+		indeg[st.name] = len(pred[st.name])
+	}
+	var queue []*stage
+	for _, st := range c.order {
+		if indeg[st.name] == 0 {
+			queue = append(queue, st)
+		}
+	}
+	done := map[string]bool{}
+	for len(queue) > 0 {
+		st := queue[0]
+		queue = queue[1:]
+		done[st.name] = true
+		for _, e := range succ[st.name] {
+			level[e.to] = max(level[e.to], level[st.name]+1)
+			indeg[e.to]--
+			if indeg[e.to] == 0 {
+				queue = append(queue, c.stages[e.to])
+			}
+		}
+	}
+	out := slices.Clone(c.order)
+	slices.SortStableFunc(out, func(a, b *stage) int {
+		// Stages caught in a cycle go last, in source order.
+		if done[a.name] != done[b.name] {
+			if done[a.name] {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Or(cmp.Compare(level[a.name], level[b.name]), cmp.Compare(a.order, b.order))
+	})
+	return out
+}
+
+func hasTopLevelFlow(f *ast.File) bool {
+	for _, it := range f.Items {
+		if it.Flow != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func cycleKey(path []string) string {
+	p := slices.Clone(path[:len(path)-1])
+	slices.Sort(p)
+	return strings.Join(p, ",")
+}
+
+// irEdges returns the edges sorted for the IR.
+func (c *checker) irEdges() []*ir.Edge {
+	out := make([]*ir.Edge, 0, len(c.edges))
+	for _, e := range c.edges {
+		out = append(out, &ir.Edge{From: e.from, Port: e.port, To: e.to, DeadLetter: e.dl})
+	}
+	slices.SortFunc(out, func(a, b *ir.Edge) int {
+		return cmp.Or(cmp.Compare(a.From, b.From), cmp.Compare(a.Port, b.Port), cmp.Compare(a.To, b.To),
+			cmp.Compare(boolInt(a.DeadLetter), boolInt(b.DeadLetter)))
+	})
+	return out
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

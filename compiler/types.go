@@ -1,0 +1,239 @@
+package compiler
+
+import (
+	"slices"
+
+	"pipe.dev/pipe/lang"
+	"pipe.dev/pipe/lang/ast"
+	"pipe.dev/pipe/lang/types"
+)
+
+// schemaType returns the record type of schema si, resolving it once.
+func (c *checker) schemaType(si *schemaInfo) *types.Type {
+	if si.done {
+		return si.typ
+	}
+	if si.resolving {
+		c.errorf(lang.UnknownName, si.span, "schema %q refers to itself", si.decl.Name)
+		return types.AnyType
+	}
+	si.resolving = true
+	t := c.recordType(si.u, si.decl.Fields, nil)
+	t.Name = si.decl.Name
+	if si.u != c.main {
+		t.Name = si.decl.Name
+	}
+	si.typ, si.done, si.resolving = t, true, false
+	return t
+}
+
+// recordType builds a record type from fields, reporting duplicate fields.
+func (c *checker) recordType(u *unit, fields []*ast.Field, rel []lang.Related) *types.Type {
+	t := &types.Type{Kind: types.Record}
+	seen := map[string]lang.Span{}
+	for _, f := range fields {
+		span := u.nameSpan(f.Pos.Offset, f.Name)
+		if first, dup := seen[f.Name]; dup {
+			d := lang.Errorf(lang.DuplicateName, span, "field %q is already defined", f.Name)
+			d.Related = []lang.Related{{Span: first, Message: "first defined here"}}
+			c.add(d, rel)
+			continue
+		}
+		seen[f.Name] = span
+		if f.Name == "meta" {
+			c.add(lang.Errorf(lang.ReservedName, span, "field name %q is reserved", f.Name), rel)
+		}
+		t.Fields = append(t.Fields, &types.Field{Name: f.Name, Type: c.resolveType(u, f.Type, rel)})
+	}
+	return t
+}
+
+// resolveType turns a type expression of unit u into a type.
+func (c *checker) resolveType(u *unit, at *ast.Type, rel []lang.Related) *types.Type {
+	if at == nil {
+		return types.AnyType
+	}
+	var t *types.Type
+	switch {
+	case at.List != nil:
+		t = types.ListOf(c.resolveType(u, at.List, rel))
+	case at.MapKey != nil:
+		k := c.resolveType(u, at.MapKey, rel)
+		if k.Kind != types.String && k.Kind != types.Int || k.Optional {
+			c.add(lang.Errorf(lang.BadMapKey, u.nodeSpan(ast.SpanOf(at.MapKey.Pos, at.MapKey.EndPos)),
+				"map key type must be string or int, not %s", k), rel)
+		}
+		t = types.MapOf(c.resolveType(u, at.MapValue, rel))
+	case at.Name != nil:
+		t = c.namedType(u, at.Name, rel)
+	default:
+		t = c.recordType(u, at.Record, rel)
+	}
+	if at.Optional {
+		t = t.WithOptional(true)
+	}
+	return t
+}
+
+// namedType resolves a scalar, schema or alias.Schema name.
+func (c *checker) namedType(u *unit, p *ast.Path, rel []lang.Related) *types.Type {
+	span := u.nodeSpan(ast.SpanOf(p.Pos, p.EndPos))
+	switch len(p.Parts) {
+	case 1:
+		if k, ok := types.Scalars[p.Parts[0]]; ok {
+			return &types.Type{Kind: k}
+		}
+		if si := u.schemas[p.Parts[0]]; si != nil {
+			si.used = true
+			return c.schemaType(si)
+		}
+		d := lang.Errorf(lang.UnknownName, span, "unknown type %q", p.Parts[0])
+		cands := slices.Sorted(mapKeys(u.schemas))
+		for k := range types.Scalars {
+			cands = append(cands, k)
+		}
+		d.Detail = suggest(p.Parts[0], cands)
+		c.add(d, rel)
+	case 2:
+		iu, ok := c.importOf(u, p.Parts[0], span)
+		if !ok {
+			c.add(lang.Errorf(lang.UnknownName, span, "unknown import %q", p.Parts[0]), rel)
+			return types.AnyType
+		}
+		if iu == nil {
+			return types.AnyType // import failed; already reported
+		}
+		if si := iu.schemas[p.Parts[1]]; si != nil {
+			si.used = true
+			return c.schemaType(si)
+		}
+		d := lang.Errorf(lang.UnknownName, span, "unknown schema %q in %q", p.Parts[1], p.Parts[0])
+		d.Detail = suggest(p.Parts[1], slices.Sorted(mapKeys(iu.schemas)))
+		c.add(d, rel)
+	default:
+		c.add(lang.Errorf(lang.UnknownName, span, "unknown type %q", p.String()), rel)
+	}
+	return types.AnyType
+}
+
+// lookupSchema resolves a schema reference (Name or alias.Name) used as an
+// attribute value.
+func (c *checker) lookupSchema(u *unit, p *ast.Path, rel []lang.Related) (*types.Type, bool) {
+	span := u.nodeSpan(ast.SpanOf(p.Pos, p.EndPos))
+	switch len(p.Parts) {
+	case 1:
+		if si := u.schemas[p.Parts[0]]; si != nil {
+			si.used = true
+			return c.schemaType(si), true
+		}
+		d := lang.Errorf(lang.UnknownName, span, "unknown schema %q", p.Parts[0])
+		d.Detail = suggest(p.Parts[0], slices.Sorted(mapKeys(u.schemas)))
+		c.add(d, rel)
+	case 2:
+		t := c.namedType(u, p, rel)
+		return t, t.Kind == types.Record
+	default:
+		c.add(lang.Errorf(lang.UnknownName, span, "unknown schema %q", p.String()), rel)
+	}
+	return nil, false
+}
+
+// pathType returns the type at a dotted field path of t, or nil.
+func pathType(t *types.Type, path []string) *types.Type {
+	for _, p := range path {
+		if t == nil || t.Kind != types.Record {
+			return nil
+		}
+		f := t.Field(p)
+		if f == nil {
+			return nil
+		}
+		t = f.Type
+	}
+	return t
+}
+
+// withField returns a copy of record t with the field at path set to ft
+// (intermediate records are created or copied; a new field goes last).
+func withField(t *types.Type, path []string, ft *types.Type) *types.Type {
+	var out types.Type
+	if t != nil && t.Kind == types.Record {
+		out = *t
+	} else {
+		out = types.Type{Kind: types.Record}
+	}
+	out.Name = ""
+	out.Fields = slices.Clone(out.Fields)
+	nt := ft
+	if len(path) > 1 {
+		var inner *types.Type
+		if f := out.Field(path[0]); f != nil {
+			inner = f.Type
+		}
+		nt = withField(inner, path[1:], ft)
+	}
+	for i, f := range out.Fields {
+		if f.Name == path[0] {
+			out.Fields[i] = &types.Field{Name: f.Name, Type: nt}
+			return &out
+		}
+	}
+	out.Fields = append(out.Fields, &types.Field{Name: path[0], Type: nt})
+	return &out
+}
+
+// withoutField returns a copy of record t without the field at path.
+func withoutField(t *types.Type, path []string) *types.Type {
+	if t == nil || t.Kind != types.Record {
+		return t
+	}
+	out := *t
+	out.Name = ""
+	out.Fields = nil
+	for _, f := range t.Fields {
+		if f.Name != path[0] {
+			out.Fields = append(out.Fields, f)
+			continue
+		}
+		if len(path) > 1 {
+			out.Fields = append(out.Fields, &types.Field{Name: f.Name, Type: withoutField(f.Type, path[1:])})
+		}
+	}
+	return &out
+}
+
+// keepFields returns record t restricted to the given paths, in t's order.
+func keepFields(t *types.Type, paths [][]string) *types.Type {
+	out := &types.Type{Kind: types.Record}
+	for _, f := range t.Fields {
+		var subs [][]string
+		whole := false
+		for _, p := range paths {
+			if p[0] != f.Name {
+				continue
+			}
+			if len(p) == 1 {
+				whole = true
+			} else {
+				subs = append(subs, p[1:])
+			}
+		}
+		switch {
+		case whole:
+			out.Fields = append(out.Fields, f)
+		case len(subs) > 0 && f.Type.Kind == types.Record:
+			out.Fields = append(out.Fields, &types.Field{Name: f.Name, Type: keepFields(f.Type, subs)})
+		}
+	}
+	return out
+}
+
+func mapKeys[M ~map[string]V, V any](m M) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}

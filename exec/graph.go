@@ -1,0 +1,235 @@
+package exec
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"pipe.dev/pipe/compiler/plan"
+	"pipe.dev/pipe/stdlib"
+)
+
+// message is what flows on a task's input channel: a batch, a barrier or
+// the end of a sender's stream. from is the sender's index among the
+// receiving task's senders.
+type message struct {
+	from    int
+	batch   []stdlib.Record
+	barrier *barrier
+	eos     bool
+}
+
+// barrier is checkpoint id travelling downstream with the positions of the
+// source partitions upstream of where it is. Barriers are immutable.
+type barrier struct {
+	id    uint64
+	final bool
+	pos   []stdlib.Position
+}
+
+// partKey identifies a source partition.
+type partKey struct{ source, partition string }
+
+// errStopped is returned by blocked operations when the run is failing.
+var errStopped = errors.New("run stopped")
+
+// stageRT is a stage at run time.
+type stageRT struct {
+	idx  int
+	st   *plan.Stage
+	spec *stdlib.Spec // nil for the built-in filter, map and route
+	at   string       // file:line of the stage
+
+	inboxes []chan message
+	// senders is the number of upstream tasks sending to each task.
+	senders int
+	// senderBase gives, per upstream stage index, the sender index of its
+	// task 0 at this stage.
+	senderBase map[int]int
+
+	// ports maps an output port ("" for the main output) to the stages
+	// it feeds; dlq is the dead-letter sink, if any.
+	ports map[string][]*stageRT
+	dlq   *stageRT
+	// outs lists every distinct downstream stage, dead-letter sink included.
+	outs []*stageRT
+
+	policy *plan.ErrorPolicy
+	// partBy is the expression picking this stage's task for a record
+	// when partition_by names one.
+	partBy *program
+	byKey  bool
+	// clone: records reaching this stage on a fan-out are deep-copied
+	// (custom transforms may mutate them).
+	clone bool
+
+	in, out, errs atomic.Int64
+}
+
+func (s *stageRT) isSink() bool      { return s.st.Kind == string(stdlib.SinkKind) }
+func (s *stageRT) isSource() bool    { return s.st.Kind == string(stdlib.SourceKind) }
+func (s *stageRT) isTransform() bool { return s.st.Kind == string(stdlib.TransformKind) }
+
+// batchPool recycles batch slices between stages.
+type batchPool struct {
+	size int
+	p    sync.Pool
+}
+
+func (bp *batchPool) get() []stdlib.Record {
+	if v := bp.p.Get(); v != nil {
+		return (*(v.(*[]stdlib.Record)))[:0]
+	}
+	return make([]stdlib.Record, 0, bp.size)
+}
+
+func (bp *batchPool) put(b []stdlib.Record) {
+	if cap(b) != bp.size {
+		return
+	}
+	clear(b)
+	b = b[:0]
+	bp.p.Put(&b)
+}
+
+// buildGraph resolves the plan's stages and edges.
+func buildGraph(p *plan.Plan, reg *stdlib.Registry, depth int) ([]*stageRT, error) {
+	if len(p.Stages) == 0 {
+		return nil, errors.New("plan has no stages")
+	}
+	byName := map[string]*stageRT{}
+	stages := make([]*stageRT, len(p.Stages))
+	for i, st := range p.Stages {
+		if st == nil {
+			return nil, fmt.Errorf("plan stage %d is empty", i)
+		}
+		if _, dup := byName[st.Name]; dup {
+			return nil, fmt.Errorf("stage %q appears twice in the plan", st.Name)
+		}
+		s := &stageRT{
+			idx: i, st: st, at: atSpan(st.Span.File, st.Span.Start.Line),
+			ports: map[string][]*stageRT{}, senderBase: map[int]int{},
+			policy: st.OnError,
+		}
+		if st.Tasks < 1 {
+			st = cloneStageTasks(st)
+			s.st = st
+		}
+		switch st.Kind {
+		case string(stdlib.SourceKind), string(stdlib.SinkKind):
+			s.spec = reg.Lookup(stdlib.Kind(st.Kind), st.Component)
+			if s.spec == nil {
+				return nil, fmt.Errorf("%s: stage %q: unknown %s %q", s.at, st.Name, st.Kind, st.Component)
+			}
+		case string(stdlib.TransformKind):
+			switch st.Component {
+			case "filter", "map", "route":
+			default:
+				s.spec = reg.Lookup(stdlib.TransformKind, st.Component)
+				if s.spec == nil || s.spec.NewTransform == nil {
+					return nil, fmt.Errorf("%s: stage %q: unknown transform %q", s.at, st.Name, st.Component)
+				}
+				s.clone = true
+			}
+		default:
+			return nil, fmt.Errorf("%s: stage %q has unknown kind %q", s.at, st.Name, st.Kind)
+		}
+		if (s.isSource() && s.spec.NewSource == nil) || (s.isSink() && s.spec.NewSink == nil) {
+			return nil, fmt.Errorf("%s: stage %q: component %q cannot run as a %s", s.at, st.Name, st.Component, st.Kind)
+		}
+		switch st.PartitionBy {
+		case "", "partition":
+		case "key":
+			s.byKey = true
+		default:
+			prog, err := compileExpr(&plan.Expr{Kind: plan.AttrExpr, Source: st.PartitionBy, Span: st.Span})
+			if err != nil {
+				return nil, fmt.Errorf("stage %q: partition_by: %w", st.Name, err)
+			}
+			s.partBy = prog
+		}
+		byName[st.Name] = s
+		stages[i] = s
+	}
+	upstream := make([][]*stageRT, len(stages))
+	addUp := func(to, from *stageRT) {
+		for _, u := range upstream[to.idx] {
+			if u == from {
+				return
+			}
+		}
+		upstream[to.idx] = append(upstream[to.idx], from)
+		from.outs = append(from.outs, to)
+	}
+	for _, e := range p.Edges {
+		from, to := byName[e.From], byName[e.To]
+		if from == nil || to == nil {
+			return nil, fmt.Errorf("plan edge %s -> %s names an unknown stage", e.From, e.To)
+		}
+		if from.isSink() && !e.DeadLetter {
+			return nil, fmt.Errorf("plan edge %s -> %s leaves a sink", e.From, e.To)
+		}
+		if to.isSource() {
+			return nil, fmt.Errorf("plan edge %s -> %s enters a source", e.From, e.To)
+		}
+		if e.DeadLetter {
+			if !to.isSink() {
+				return nil, fmt.Errorf("dead-letter edge %s -> %s does not end at a sink", e.From, e.To)
+			}
+			if from.dlq != nil && from.dlq != to {
+				return nil, fmt.Errorf("stage %q has two dead-letter sinks", e.From)
+			}
+			from.dlq = to
+		} else {
+			from.ports[e.Port] = appendOnce(from.ports[e.Port], to)
+		}
+		addUp(to, from)
+	}
+	for _, s := range stages {
+		if pol := s.policy; pol != nil {
+			if t := deadLetterTarget(pol); t != "" && (s.dlq == nil || s.dlq.st.Name != t) {
+				return nil, fmt.Errorf("%s: stage %q: dead-letter sink %q has no dead-letter edge in the plan", s.at, s.st.Name, t)
+			}
+		}
+		if !s.isSource() && len(upstream[s.idx]) == 0 {
+			return nil, fmt.Errorf("%s: stage %q has no input", s.at, s.st.Name)
+		}
+		n := 0
+		for _, u := range upstream[s.idx] {
+			s.senderBase[u.idx] = n
+			n += u.st.Tasks
+		}
+		s.senders = n
+		s.inboxes = make([]chan message, s.st.Tasks)
+		for i := range s.inboxes {
+			s.inboxes[i] = make(chan message, depth)
+		}
+	}
+	return stages, nil
+}
+
+func cloneStageTasks(st *plan.Stage) *plan.Stage {
+	c := *st
+	c.Tasks = 1
+	return &c
+}
+
+func appendOnce(l []*stageRT, s *stageRT) []*stageRT {
+	for _, x := range l {
+		if x == s {
+			return l
+		}
+	}
+	return append(l, s)
+}
+
+// deadLetterTarget returns the dead-letter sink a policy may use.
+func deadLetterTarget(p *plan.ErrorPolicy) string {
+	for ; p != nil; p = p.Then {
+		if p.Action == "dead_letter" {
+			return p.Target
+		}
+	}
+	return ""
+}

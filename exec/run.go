@@ -1,0 +1,422 @@
+package exec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"pipe.dev/pipe/compiler/plan"
+	"pipe.dev/pipe/exec/state"
+	"pipe.dev/pipe/stdlib"
+)
+
+// defaultCheckpoint is the checkpoint interval when the plan sets none.
+const defaultCheckpoint = 10 * time.Second
+
+// run is one execution of a plan.
+type run struct {
+	p      *plan.Plan
+	cfg    Config
+	stages []*stageRT
+	pool   batchPool
+	store  *state.Store
+	prev   *state.Checkpoint
+
+	// ictx is cancelled when the run fails; rctx (sources' Read) also
+	// when the caller's context is.
+	ictx    context.Context
+	icancel context.CancelFunc
+	rctx    context.Context
+	rcancel context.CancelFunc
+
+	errMu sync.Mutex
+	err   error
+
+	ctrl      chan ctrlMsg
+	sources   []*sourceTask
+	sinks     []*sinkTask
+	finished  chan struct{} // closed when the final checkpoint completed
+	lastCP    atomic.Uint64
+	startTime time.Time
+}
+
+type ctrlKind int
+
+const (
+	ctrlDone   ctrlKind = iota // a source task is exhausted or stopped
+	ctrlReport                 // a source task injected a barrier
+	ctrlAck                    // a sink task made a checkpoint durable
+)
+
+type ctrlMsg struct {
+	kind ctrlKind
+	id   uint64
+	src  *sourceTask
+	pos  []stdlib.Position
+}
+
+// Run executes p until every source is exhausted and its output committed,
+// or until ctx is cancelled: then sources stop reading, in-flight batches
+// drain, a final checkpoint completes and Run returns nil. It returns an
+// error when a stage fails (policy fail) or a component cannot be opened.
+func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
+	if p == nil {
+		return errors.New("nil plan")
+	}
+	r := &run{p: p, cfg: cfg.withDefaults(p), finished: make(chan struct{}), startTime: time.Now()}
+	r.pool.size = r.cfg.BatchSize
+	r.stages, err = buildGraph(p, r.cfg.Registry, r.cfg.ChannelDepth)
+	if err != nil {
+		return err
+	}
+	if r.store, err = state.Open(r.cfg.StateDir); err != nil {
+		return err
+	}
+	if r.prev, err = r.store.Load(); err != nil {
+		return err
+	}
+	r.ictx, r.icancel = context.WithCancel(context.WithoutCancel(ctx))
+	defer r.icancel()
+	r.rctx, r.rcancel = context.WithCancel(ctx)
+	defer r.rcancel()
+	transforms, err := r.open(ctx)
+	if err != nil {
+		r.closeAll()
+		return err
+	}
+	r.ctrl = make(chan ctrlMsg, len(r.sources)+len(r.sinks)+1)
+
+	var wg sync.WaitGroup
+	for _, t := range r.sinks {
+		wg.Go(func() { r.task(t.run) })
+	}
+	for _, t := range transforms {
+		wg.Go(func() { r.task(t.run) })
+	}
+	for _, t := range r.sources {
+		wg.Go(func() { r.task(t.run) })
+	}
+	var aux sync.WaitGroup
+	aux.Go(r.coordinate)
+	statusDone := make(chan struct{})
+	if r.cfg.Status != nil {
+		aux.Go(func() { r.status(statusDone) })
+	}
+	wg.Wait()
+	r.icancel()
+	close(statusDone)
+	aux.Wait()
+	if r.cfg.Status != nil {
+		r.cfg.Status(r.snapshot())
+	}
+	r.errMu.Lock()
+	defer r.errMu.Unlock()
+	return r.err
+}
+
+// task runs a task body and records its error.
+func (r *run) task(body func(ctx context.Context) error) {
+	err := body(r.ictx)
+	if err != nil && !errors.Is(err, errStopped) {
+		r.fail(err)
+	}
+}
+
+// fail records the first error and stops the run.
+func (r *run) fail(err error) {
+	r.errMu.Lock()
+	if r.err == nil {
+		r.err = err
+	}
+	r.errMu.Unlock()
+	r.icancel()
+	r.rcancel()
+}
+
+// send puts m on ch unless the run is stopping.
+func (r *run) send(ctx context.Context, ch chan message, m message) error {
+	select {
+	case ch <- m:
+		return nil
+	case <-ctx.Done():
+		return errStopped
+	}
+}
+
+func (r *run) control(m ctrlMsg) error {
+	select {
+	case r.ctrl <- m:
+		return nil
+	case <-r.ictx.Done():
+		return errStopped
+	}
+}
+
+// open builds every component, opens the sinks, computes where each source
+// partition resumes and opens the sources.
+func (r *run) open(ctx context.Context) ([]*transformTask, error) {
+	var transforms []*transformTask
+	held := map[partKey]int64{}
+	heldSet := map[partKey]bool{}
+	for _, s := range r.stages {
+		attrs, err := configAttrs(s.st, r.cfg.Secrets)
+		if err != nil {
+			return nil, err
+		}
+		for i := 0; i < s.st.Tasks; i++ {
+			cfg := stdlib.Config{
+				Pipeline: r.p.Pipeline, Stage: s.st.Name, Attrs: attrs,
+				Schema: s.st.Schema, Input: s.st.Input, Delivery: stdlib.Delivery(s.st.Delivery),
+				Task: i, Tasks: s.st.Tasks, StateDir: r.cfg.StateDir,
+				Logger: r.cfg.Logger.With("stage", s.st.Name, "task", i),
+			}
+			switch {
+			case s.isSource():
+				src, err := s.spec.NewSource(cfg)
+				if err != nil {
+					return nil, fmt.Errorf("%s: stage %q: %w", s.at, s.st.Name, err)
+				}
+				r.sources = append(r.sources, newSourceTask(r, s, i, src))
+			case s.isSink():
+				snk, err := s.spec.NewSink(cfg)
+				if err != nil {
+					return nil, fmt.Errorf("%s: stage %q: %w", s.at, s.st.Name, err)
+				}
+				t, err := newSinkTask(r, s, i, snk)
+				if err != nil {
+					return nil, err
+				}
+				r.sinks = append(r.sinks, t)
+				h, err := snk.Open(ctx)
+				if err != nil {
+					return nil, fmt.Errorf("%s: stage %q: opening: %w", s.at, s.st.Name, err)
+				}
+				t.opened = true
+				for _, p := range h {
+					k := partKey{p.Source, p.Partition}
+					t.held[k] = p.Offset
+					if old, ok := held[k]; !ok || p.Offset < old {
+						held[k] = p.Offset
+					}
+					heldSet[k] = true
+				}
+			default:
+				t, err := newTransformTask(r, s, i, cfg)
+				if err != nil {
+					return nil, err
+				}
+				transforms = append(transforms, t)
+			}
+		}
+	}
+	// A partition resumes after the store's position, lowered to what any
+	// exactly-once sink holds; with no stored position it starts afresh
+	// (sinks drop what they already hold).
+	resume := map[string]stdlib.ResumeMap{}
+	if r.prev != nil {
+		for _, p := range r.prev.Positions {
+			off := p.Offset
+			if h, ok := held[partKey{p.Source, p.Partition}]; ok && h < off {
+				off = h
+			}
+			if resume[p.Source] == nil {
+				resume[p.Source] = stdlib.ResumeMap{}
+			}
+			resume[p.Source][p.Partition] = off
+		}
+	}
+	for _, t := range r.sources {
+		if r.prev != nil {
+			for _, p := range r.prev.Positions {
+				if p.Source == t.s.st.Name {
+					t.committed[partKey{p.Source, p.Partition}] = p.Offset
+				}
+			}
+		}
+		rm := resume[t.s.st.Name]
+		if rm == nil {
+			rm = stdlib.ResumeMap{}
+		}
+		t.resume = rm
+		if err := t.src.Open(ctx, rm); err != nil {
+			return nil, fmt.Errorf("%s: stage %q: opening: %w", t.s.at, t.s.st.Name, err)
+		}
+		t.opened = true
+		r.cfg.Logger.Debug("source opened", "stage", t.s.st.Name, "task", t.task, "resume", len(rm))
+	}
+	return transforms, nil
+}
+
+// closeAll closes components opened before a failed start.
+func (r *run) closeAll() {
+	ctx := context.WithoutCancel(r.ictx)
+	for _, t := range r.sources {
+		if t.opened {
+			t.src.Close(ctx)
+		}
+	}
+	for _, t := range r.sinks {
+		if t.opened {
+			t.sink.Close(ctx)
+		}
+	}
+}
+
+// pending is a checkpoint in flight.
+type pending struct {
+	id      uint64
+	final   bool
+	reports int
+	acks    int
+	pos     map[*sourceTask][]stdlib.Position
+}
+
+// coordinate starts checkpoints and completes them once every source task
+// reported and every sink task acknowledged.
+func (r *run) coordinate() {
+	interval := time.Duration(r.p.Checkpoint)
+	if interval <= 0 {
+		interval = defaultCheckpoint
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	next := uint64(1)
+	stored := map[partKey]stdlib.Position{}
+	if r.prev != nil {
+		next = r.prev.ID + 1
+		for _, p := range r.prev.Positions {
+			stored[partKey{p.Source, p.Partition}] = p
+		}
+	}
+	var cur *pending
+	done, finishing := 0, false
+	start := func(final bool) bool {
+		cur = &pending{id: next, final: final, pos: map[*sourceTask][]stdlib.Position{}}
+		next++
+		for _, t := range r.sources {
+			select {
+			case t.req <- &barrier{id: cur.id, final: final}:
+			case <-r.ictx.Done():
+				return false
+			}
+		}
+		return true
+	}
+	if len(r.sources) == 0 {
+		return
+	}
+	for {
+		select {
+		case <-r.ictx.Done():
+			return
+		case <-tick.C:
+			if cur == nil && !finishing {
+				if !start(false) {
+					return
+				}
+			}
+		case m := <-r.ctrl:
+			switch m.kind {
+			case ctrlDone:
+				done++
+				if done == len(r.sources) {
+					finishing = true
+					if cur == nil && !start(true) {
+						return
+					}
+				}
+			case ctrlReport:
+				if cur == nil || m.id != cur.id {
+					r.fail(fmt.Errorf("internal: report for checkpoint %d out of turn", m.id))
+					return
+				}
+				cur.reports++
+				cur.pos[m.src] = m.pos
+			case ctrlAck:
+				if cur == nil || m.id != cur.id {
+					r.fail(fmt.Errorf("internal: acknowledgement for checkpoint %d out of turn", m.id))
+					return
+				}
+				cur.acks++
+			}
+		}
+		if cur == nil || cur.reports < len(r.sources) || cur.acks < len(r.sinks) {
+			continue
+		}
+		// Stored positions only grow: a partition resumed below the
+		// store for some sink's sake reports a lower position until it
+		// catches up, and the sinks keep their own positions.
+		for _, ps := range cur.pos {
+			for _, p := range ps {
+				k := partKey{p.Source, p.Partition}
+				if old, ok := stored[k]; !ok || p.Offset > old.Offset {
+					stored[k] = p
+				}
+			}
+		}
+		cp := state.Checkpoint{ID: cur.id}
+		for _, p := range stored {
+			cp.Positions = append(cp.Positions, p)
+		}
+		if err := r.store.Save(cp); err != nil {
+			r.fail(fmt.Errorf("checkpoint %d: %w", cur.id, err))
+			return
+		}
+		r.lastCP.Store(cur.id)
+		r.cfg.Logger.Debug("checkpoint completed", "id", cur.id, "partitions", len(cp.Positions))
+		for t, ps := range cur.pos {
+			commit := make([]stdlib.Position, len(ps))
+			for i, p := range ps {
+				commit[i] = stored[partKey{p.Source, p.Partition}]
+			}
+			t.postCommit(commit)
+		}
+		if cur.final {
+			close(r.finished)
+			return
+		}
+		cur = nil
+		if finishing && !start(true) {
+			return
+		}
+	}
+}
+
+// status reports snapshots until done is closed.
+func (r *run) status(done chan struct{}) {
+	t := time.NewTicker(r.cfg.StatusInterval)
+	defer t.Stop()
+	prev := make([]int64, len(r.stages))
+	last := time.Now()
+	for {
+		select {
+		case <-done:
+			return
+		case now := <-t.C:
+			snap := r.snapshot()
+			el := now.Sub(last).Seconds()
+			last = now
+			for i := range snap.Stages {
+				if el > 0 {
+					snap.Stages[i].Rate = float64(snap.Stages[i].Out-prev[i]) / el
+				}
+				prev[i] = snap.Stages[i].Out
+			}
+			r.cfg.Status(snap)
+		}
+	}
+}
+
+func (r *run) snapshot() Snapshot {
+	snap := Snapshot{Time: r.cfg.Now(), Elapsed: time.Since(r.startTime), Checkpoint: r.lastCP.Load()}
+	for _, s := range r.stages {
+		snap.Stages = append(snap.Stages, StageStatus{
+			Name: s.st.Name, Kind: s.st.Kind, Tasks: s.st.Tasks,
+			In: s.in.Load(), Out: s.out.Load(), Errors: s.errs.Load(),
+		})
+	}
+	return snap
+}

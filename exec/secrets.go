@@ -1,0 +1,120 @@
+package exec
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Secrets resolves one secret reference: ${provider:ref}.
+type Secrets interface {
+	Resolve(provider, ref string) (string, error)
+}
+
+// EnvFileSecrets is the default Secrets: ${env:NAME} reads an environment
+// variable; ${file:path} reads a whole file (trailing newline removed);
+// ${file:path:key} reads key from a Java-properties-style file of key=value
+// (or key: value) lines. Errors name the reference, never its value.
+type EnvFileSecrets struct {
+	// LookupEnv defaults to os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+	// ReadFile defaults to os.ReadFile.
+	ReadFile func(string) ([]byte, error)
+}
+
+// Resolve implements Secrets.
+func (s EnvFileSecrets) Resolve(provider, ref string) (string, error) {
+	lookup, read := s.LookupEnv, s.ReadFile
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	if read == nil {
+		read = os.ReadFile
+	}
+	switch provider {
+	case "env":
+		v, ok := lookup(ref)
+		if !ok {
+			return "", fmt.Errorf("environment variable %q is not set", ref)
+		}
+		return v, nil
+	case "file":
+		if data, err := read(ref); err == nil {
+			return strings.TrimRight(string(data), "\r\n"), nil
+		} else if !errors.Is(err, os.ErrNotExist) || !strings.Contains(ref, ":") {
+			return "", fmt.Errorf("reading secret file %q: %w", ref, unwrapPath(err))
+		}
+		i := strings.LastIndexByte(ref, ':')
+		path, key := ref[:i], ref[i+1:]
+		data, err := read(path)
+		if err != nil {
+			return "", fmt.Errorf("reading secret file %q: %w", path, unwrapPath(err))
+		}
+		v, ok := propertiesValue(data, key)
+		if !ok {
+			return "", fmt.Errorf("secret file %q has no key %q", path, key)
+		}
+		return v, nil
+	}
+	return "", fmt.Errorf("unknown secret provider %q", provider)
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// propertiesValue finds key in a properties file: key=value or key: value
+// lines, # and ! comments, surrounding blanks trimmed.
+func propertiesValue(data []byte, key string) (string, bool) {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' || line[0] == '!' {
+			continue
+		}
+		i := strings.IndexAny(line, "=:")
+		if i < 0 {
+			continue
+		}
+		if strings.TrimSpace(line[:i]) == key {
+			return strings.TrimSpace(line[i+1:]), true
+		}
+	}
+	return "", false
+}
+
+// expandSecrets replaces every ${provider:ref} in s.
+func expandSecrets(s string, sec Secrets) (string, error) {
+	var b strings.Builder
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String(), nil
+		}
+		j := strings.IndexByte(s[i:], '}')
+		if j < 0 {
+			return "", errors.New("unterminated secret reference")
+		}
+		ref := s[i+2 : i+j]
+		provider, name, ok := strings.Cut(ref, ":")
+		if !ok {
+			return "", fmt.Errorf("secret reference %q has no provider", ref)
+		}
+		v, err := sec.Resolve(provider, name)
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(s[:i])
+		b.WriteString(v)
+		s = s[i+j+1:]
+	}
+}

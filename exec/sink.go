@@ -1,0 +1,269 @@
+package exec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"sort"
+	"strings"
+
+	"github.com/expr-lang/expr/vm"
+
+	"pipe.dev/pipe/compiler/plan"
+	"pipe.dev/pipe/stdlib"
+)
+
+// sinkTask runs one Sink: it drops replayed records the sink already
+// holds, evaluates per-record attributes, writes batches under the stage's
+// error policy and makes them durable on each barrier.
+type sinkTask struct {
+	r      *run
+	s      *stageRT
+	task   int
+	sink   stdlib.Sink
+	rt     *router // dead-letter output
+	opened bool
+	vm     vm.VM
+
+	// held is the last position per partition the sink held when opened;
+	// covers grows from it with every checkpoint.
+	held   map[partKey]int64
+	covers map[partKey]int64
+	attrs  []*program
+}
+
+func newSinkTask(r *run, s *stageRT, task int, snk stdlib.Sink) (*sinkTask, error) {
+	t := &sinkTask{r: r, s: s, task: task, sink: snk, held: map[partKey]int64{}}
+	progs, err := stagePrograms(s)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range progs[plan.AttrExpr] {
+		switch {
+		case p.target == "key", p.target == "topic", p.target == "partition", strings.HasPrefix(p.target, "headers."):
+		default:
+			return nil, fmt.Errorf("%s: stage %q: attribute %q cannot be set per record", p.at, s.st.Name, p.target)
+		}
+		t.attrs = append(t.attrs, p)
+	}
+	return t, nil
+}
+
+func (t *sinkTask) run(ctx context.Context) (err error) {
+	defer func() {
+		if cerr := t.sink.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+			err = &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("closing: %w", cerr)}
+		}
+	}()
+	defer func() {
+		if p := recover(); p != nil {
+			err = &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("panic: %v", p)}
+		}
+	}()
+	t.rt = newRouter(t.r, t.s, t.task)
+	return t.r.receive(ctx, t.s.inboxes[t.task], t.s.senders, t)
+}
+
+func (t *sinkTask) batch(ctx context.Context, b []stdlib.Record) error {
+	t.s.in.Add(int64(len(b)))
+	if len(t.held) > 0 {
+		n := 0
+		for i := range b {
+			if off, ok := t.held[partKey{b[i].Pos.Source, b[i].Pos.Partition}]; ok && b[i].Pos.Offset <= off {
+				continue
+			}
+			b[n] = b[i]
+			n++
+		}
+		clear(b[n:])
+		b = b[:n]
+	}
+	if len(t.attrs) > 0 {
+		n := 0
+		for i := range b {
+			rec := &b[i]
+			at, err := t.setAttrs(rec)
+			if err != nil {
+				if err := t.r.failure(ctx, t.s, t.rt, t.s.policy, rec, at, err, nil); err != nil {
+					return err
+				}
+				continue
+			}
+			b[n] = *rec
+			n++
+		}
+		b = b[:n]
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	return t.write(ctx, b)
+}
+
+// setAttrs evaluates the sink's := attributes into the record.
+func (t *sinkTask) setAttrs(rec *stdlib.Record) (string, error) {
+	for _, p := range t.attrs {
+		v, err := p.eval(&t.vm, rec)
+		if err != nil {
+			return p.at, err
+		}
+		switch {
+		case p.target == "key":
+			rec.Key = v
+		case p.target == "topic":
+			s, ok := v.(string)
+			if !ok && v != nil {
+				return p.at, fmt.Errorf("topic is %T, want string", v)
+			}
+			rec.Topic = s
+		case p.target == "partition":
+			switch n := v.(type) {
+			case int:
+				rec.Partition = int32(n)
+			case int64:
+				rec.Partition = int32(n)
+			case float64:
+				rec.Partition = int32(n)
+			default:
+				return p.at, fmt.Errorf("partition is %T, want int", v)
+			}
+		default:
+			name := strings.TrimPrefix(p.target, "headers.")
+			var val []byte
+			switch x := v.(type) {
+			case string:
+				val = []byte(x)
+			case []byte:
+				val = x
+			case nil:
+			default:
+				val = fmt.Append(nil, x)
+			}
+			h := make([]stdlib.Header, 0, len(rec.Headers)+1)
+			for _, old := range rec.Headers {
+				if old.Key != name {
+					h = append(h, old)
+				}
+			}
+			rec.Headers = append(h, stdlib.Header{Key: name, Value: val})
+		}
+	}
+	return "", nil
+}
+
+// write hands b to the sink under the stage's error policy: rejected
+// records go through the policy one by one; a failed batch is retried as a
+// whole when the policy says retry, then falls back.
+func (t *sinkTask) write(ctx context.Context, b []stdlib.Record) error {
+	pol := t.s.policy
+	err := t.sink.Write(ctx, b)
+	if err != nil && !isRecordErrors(err) && pol != nil && pol.Action == "retry" {
+		for i := 0; i < pol.Max && err != nil && !isRecordErrors(err); i++ {
+			if serr := sleepCtx(ctx, backoff(pol.Backoff, i)); serr != nil {
+				return serr
+			}
+			err = t.sink.Write(ctx, b)
+		}
+		if err != nil && !isRecordErrors(err) {
+			t.s.log(t.r, "retries exhausted", t.s.at, err)
+			pol = pol.Then
+		}
+	}
+	if err == nil {
+		t.s.out.Add(int64(len(b)))
+		return nil
+	}
+	var res stdlib.RecordErrors
+	if errors.As(err, &res) {
+		t.s.out.Add(int64(len(b) - len(res)))
+		for _, re := range res {
+			if re.Index < 0 || re.Index >= len(b) {
+				return &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("sink rejected record %d of a batch of %d", re.Index, len(b))}
+			}
+			rec := b[re.Index]
+			if err := t.r.failure(ctx, t.s, t.rt, t.s.policy, &rec, t.s.at, re.Err, func() (bool, error) {
+				err := t.sink.Write(ctx, []stdlib.Record{rec})
+				if err == nil {
+					t.s.out.Add(1)
+				}
+				return err == nil, err
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// The whole batch failed and retries (if any) ran out: the fallback
+	// applies to each record.
+	if pol == nil || pol.Action == "fail" || pol.Action == "retry" {
+		return &StageError{Stage: t.s.st.Name, At: t.s.at, Err: err}
+	}
+	for i := range b {
+		if err := t.r.failure(ctx, t.s, t.rt, pol, &b[i], t.s.at, err, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func isRecordErrors(err error) bool {
+	var res stdlib.RecordErrors
+	return errors.As(err, &res)
+}
+
+// barrier forwards the barrier to the dead-letter sink, then makes the
+// sink's output durable with the barrier's positions and acknowledges.
+func (t *sinkTask) barrier(ctx context.Context, b *barrier) error {
+	if len(t.rt.dests) > 0 {
+		if err := t.rt.control(ctx, message{barrier: b}); err != nil {
+			return err
+		}
+	}
+	// A sink's positions only grow: a checkpoint covers what the task
+	// held before (partitions not read since the restart, or resumed
+	// lower for another sink's sake) as well as the barrier's positions.
+	if t.covers == nil {
+		t.covers = maps.Clone(t.held)
+	}
+	for _, p := range b.pos {
+		k := partKey{p.Source, p.Partition}
+		if off, ok := t.covers[k]; !ok || p.Offset > off {
+			t.covers[k] = p.Offset
+		}
+	}
+	cp := stdlib.Checkpoint{ID: b.id, Positions: make([]stdlib.Position, 0, len(t.covers))}
+	for k, off := range t.covers {
+		cp.Positions = append(cp.Positions, stdlib.Position{Source: k.source, Partition: k.partition, Offset: off})
+	}
+	sortPositions(cp.Positions)
+	err := t.sink.Checkpoint(ctx, cp)
+	if pol := t.s.policy; err != nil && pol != nil && pol.Action == "retry" {
+		for i := 0; i < pol.Max && err != nil; i++ {
+			if serr := sleepCtx(ctx, backoff(pol.Backoff, i)); serr != nil {
+				return serr
+			}
+			err = t.sink.Checkpoint(ctx, cp)
+		}
+	}
+	if err != nil {
+		return &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("checkpoint %d: %w", b.id, err)}
+	}
+	return t.r.control(ctrlMsg{kind: ctrlAck, id: b.id})
+}
+
+func (t *sinkTask) end(ctx context.Context) error {
+	if len(t.rt.dests) > 0 {
+		return t.rt.control(ctx, message{eos: true})
+	}
+	return nil
+}
+
+func sortPositions(ps []stdlib.Position) {
+	sort.Slice(ps, func(i, j int) bool {
+		if ps[i].Source != ps[j].Source {
+			return ps[i].Source < ps[j].Source
+		}
+		return ps[i].Partition < ps[j].Partition
+	})
+}

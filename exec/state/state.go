@@ -1,0 +1,155 @@
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"pipe.dev/pipe/stdlib"
+)
+
+// fileName is the name of the checkpoint file inside a store's directory.
+const fileName = "checkpoint.json"
+
+// tempPrefix starts the names of files being written.
+const tempPrefix = ".checkpoint-"
+
+// formatVersion is the version of the checkpoint file format.
+const formatVersion = 1
+
+// Checkpoint is a completed checkpoint.
+type Checkpoint struct {
+	ID uint64 `json:"id"`
+	// Positions holds, per source partition, the last position covered,
+	// sorted by source then partition.
+	Positions []stdlib.Position `json:"positions"`
+}
+
+// Position returns the position held for a source partition.
+func (c *Checkpoint) Position(source, partition string) (int64, bool) {
+	if c == nil {
+		return 0, false
+	}
+	for _, p := range c.Positions {
+		if p.Source == source && p.Partition == partition {
+			return p.Offset, true
+		}
+	}
+	return 0, false
+}
+
+type fileFormat struct {
+	Version int `json:"version"`
+	Checkpoint
+}
+
+// Store is a checkpoint store in a local directory. A Store is safe for use
+// by one process at a time.
+type Store struct {
+	dir string
+}
+
+// Open returns the store in dir, creating the directory if needed and
+// removing temporary files left by an interrupted Save.
+func Open(dir string) (*Store, error) {
+	if dir == "" {
+		return nil, errors.New("state: empty directory")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), tempPrefix) {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return nil, fmt.Errorf("state: removing partial file: %w", err)
+			}
+		}
+	}
+	return &Store{dir: dir}, nil
+}
+
+// Dir returns the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Load returns the last completed checkpoint, or nil if there is none.
+func (s *Store) Load() (*Checkpoint, error) {
+	path := filepath.Join(s.dir, fileName)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	var f fileFormat
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("state: %s is corrupt: %w", path, err)
+	}
+	if f.Version != formatVersion {
+		return nil, fmt.Errorf("state: %s has format version %d, want %d", path, f.Version, formatVersion)
+	}
+	cp := f.Checkpoint
+	return &cp, nil
+}
+
+// Save durably replaces the stored checkpoint with cp.
+func (s *Store) Save(cp Checkpoint) error {
+	pos := append([]stdlib.Position(nil), cp.Positions...)
+	sort.Slice(pos, func(i, j int) bool {
+		if pos[i].Source != pos[j].Source {
+			return pos[i].Source < pos[j].Source
+		}
+		return pos[i].Partition < pos[j].Partition
+	})
+	cp.Positions = pos
+	data, err := json.MarshalIndent(fileFormat{Version: formatVersion, Checkpoint: cp}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	data = append(data, '\n')
+	tmp, err := os.CreateTemp(s.dir, tempPrefix+"*")
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	name := tmp.Name()
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(name)
+		return fmt.Errorf("state: writing checkpoint: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		os.Remove(name)
+		return fmt.Errorf("state: syncing checkpoint: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(name)
+		return fmt.Errorf("state: %w", err)
+	}
+	if err := os.Rename(name, filepath.Join(s.dir, fileName)); err != nil {
+		os.Remove(name)
+		return fmt.Errorf("state: %w", err)
+	}
+	return syncDir(s.dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("state: syncing directory: %w", err)
+	}
+	return nil
+}

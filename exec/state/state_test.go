@@ -1,0 +1,115 @@
+package state
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"pipe.dev/pipe/stdlib"
+)
+
+func TestSaveLoad(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := s.Load()
+	if err != nil || cp != nil {
+		t.Fatalf("empty store: got %v, %v", cp, err)
+	}
+	want := Checkpoint{ID: 3, Positions: []stdlib.Position{
+		{Source: "b", Partition: "p1", Offset: 9},
+		{Source: "a", Partition: "x", Offset: 4},
+	}}
+	if err := s.Save(want); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s2.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != 3 || len(got.Positions) != 2 || got.Positions[0].Source != "a" {
+		t.Fatalf("got %+v", got)
+	}
+	if off, ok := got.Position("b", "p1"); !ok || off != 9 {
+		t.Fatalf("Position(b, p1) = %d, %v", off, ok)
+	}
+	if _, ok := got.Position("b", "p2"); ok {
+		t.Fatal("Position(b, p2) found")
+	}
+}
+
+// TestCrashLeavesPrevious simulates a crash in the middle of a Save: a
+// partial temporary file next to the last good checkpoint.
+func TestCrashLeavesPrevious(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := Checkpoint{ID: 7, Positions: []stdlib.Position{{Source: "s", Partition: "0", Offset: 70}}}
+	if err := s.Save(good); err != nil {
+		t.Fatal(err)
+	}
+	partial := filepath.Join(dir, tempPrefix+"12345")
+	if err := os.WriteFile(partial, []byte(`{"version":1,"id":8,"posi`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s2.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(*got, good) {
+		t.Fatalf("got %+v, want %+v", got, good)
+	}
+	if _, err := os.Stat(partial); !os.IsNotExist(err) {
+		t.Fatalf("partial file not removed: %v", err)
+	}
+}
+
+func TestCorruptFileIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, fileName), []byte("{nope"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(); err == nil {
+		t.Fatal("corrupt checkpoint loaded without error")
+	}
+}
+
+func TestOverwrite(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1); i <= 5; i++ {
+		if err := s.Save(Checkpoint{ID: i, Positions: []stdlib.Position{{Source: "s", Partition: "0", Offset: int64(i * 10)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != 5 || got.Positions[0].Offset != 50 {
+		t.Fatalf("got %+v", got)
+	}
+	entries, _ := os.ReadDir(s.Dir())
+	if len(entries) != 1 {
+		t.Fatalf("store holds %d files, want 1", len(entries))
+	}
+}

@@ -1,0 +1,353 @@
+package exec
+
+import (
+	"context"
+	"fmt"
+	"maps"
+
+	"github.com/expr-lang/expr/vm"
+
+	"pipe.dev/pipe/compiler/plan"
+	"pipe.dev/pipe/stdlib"
+)
+
+// transformTask runs one task of a filter, map, route or component
+// transform stage.
+type transformTask struct {
+	r    *run
+	s    *stageRT
+	task int
+	rt   *router
+	vm   vm.VM
+
+	where  []*program // filter
+	assign []*program // map
+	keep   [][]string
+	drop   [][]string
+	cases  []*program // route, in port order
+	all    bool       // route mode = all
+	elseP  []*dest    // route else port
+	caseD  [][]*dest  // route: dests per case
+	custom stdlib.Transform
+	out    []stdlib.Record // custom transform output of one record
+}
+
+func newTransformTask(r *run, s *stageRT, task int, cfg stdlib.Config) (*transformTask, error) {
+	t := &transformTask{r: r, s: s, task: task}
+	progs, err := stagePrograms(s)
+	if err != nil {
+		return nil, err
+	}
+	switch s.st.Component {
+	case "filter":
+		t.where = progs[plan.WhereExpr]
+	case "map":
+		t.assign = progs[plan.AssignExpr]
+		for _, k := range s.st.Keep {
+			t.keep = append(t.keep, splitPath(k))
+		}
+		for _, d := range s.st.Drop {
+			t.drop = append(t.drop, splitPath(d))
+		}
+	case "route":
+		t.cases = progs[plan.CaseExpr]
+		switch m := cfg.String("mode"); m {
+		case "", "first":
+		case "all":
+			t.all = true
+		default:
+			return nil, fmt.Errorf("%s: stage %q: unknown route mode %q", s.at, s.st.Name, m)
+		}
+	default:
+		tr, err := s.spec.NewTransform(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("%s: stage %q: %w", s.at, s.st.Name, err)
+		}
+		t.custom = tr
+	}
+	return t, nil
+}
+
+// stagePrograms compiles a stage's expressions by kind, in source order.
+func stagePrograms(s *stageRT) (map[plan.ExprKind][]*program, error) {
+	out := map[plan.ExprKind][]*program{}
+	for _, e := range s.st.Exprs {
+		p, err := compileExpr(e)
+		if err != nil {
+			return nil, fmt.Errorf("stage %q: %w", s.st.Name, err)
+		}
+		out[e.Kind] = append(out[e.Kind], p)
+	}
+	return out, nil
+}
+
+func (t *transformTask) run(ctx context.Context) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("panic: %v", p)}
+		}
+	}()
+	t.rt = newRouter(t.r, t.s, t.task)
+	if t.cases != nil {
+		for _, c := range t.cases {
+			t.caseD = append(t.caseD, t.rt.ports[c.target])
+		}
+		t.elseP = t.rt.ports[t.s.st.Else]
+	}
+	return t.r.receive(ctx, t.s.inboxes[t.task], t.s.senders, t)
+}
+
+func (t *transformTask) batch(ctx context.Context, b []stdlib.Record) error {
+	t.s.in.Add(int64(len(b)))
+	sent := t.rt.sent
+	var err error
+	if t.rt.direct != nil && t.cases == nil && t.custom == nil {
+		err = t.batchInPlace(ctx, b)
+	} else {
+		err = t.batchRouted(ctx, b)
+		t.r.pool.put(b)
+	}
+	t.s.out.Add(t.rt.sent - sent)
+	return err
+}
+
+// batchInPlace runs a filter or map whose output is one task: outputs
+// overwrite the batch from its start and the batch itself goes on.
+func (t *transformTask) batchInPlace(ctx context.Context, b []stdlib.Record) error {
+	n := 0
+	for i := range b {
+		rec := &b[i]
+		v, keep, at, err := t.compute(rec)
+		if err != nil {
+			ok := false
+			if err := t.r.failure(ctx, t.s, t.rt, t.s.policy, rec, at, err, func() (bool, error) {
+				var err error
+				v, keep, _, err = t.compute(rec)
+				ok = err == nil
+				return ok, err
+			}); err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+		}
+		if keep {
+			if n != i {
+				b[n] = *rec
+			}
+			b[n].Value = v
+			n++
+		}
+	}
+	clear(b[n:])
+	if err := t.rt.sendDirect(ctx, b[:n]); err != nil {
+		return err
+	}
+	return t.rt.flush(ctx)
+}
+
+// batchRouted evaluates each record and buffers its output per
+// destination task.
+func (t *transformTask) batchRouted(ctx context.Context, b []stdlib.Record) error {
+	for i := range b {
+		rec := &b[i]
+		at, err := t.apply(ctx, rec)
+		if err == nil {
+			continue
+		}
+		if err == errStopped {
+			return err
+		}
+		if err := t.r.failure(ctx, t.s, t.rt, t.s.policy, rec, at, err, func() (bool, error) {
+			_, err := t.apply(ctx, rec)
+			if err == errStopped {
+				return false, err
+			}
+			return err == nil, err
+		}); err != nil {
+			return err
+		}
+	}
+	return t.rt.flush(ctx)
+}
+
+// compute evaluates a filter (keep: the record passes; v is its value) or
+// a map (v is the new value).
+func (t *transformTask) compute(rec *stdlib.Record) (v any, keep bool, at string, err error) {
+	if t.where != nil {
+		for _, p := range t.where {
+			ok, err := p.test(&t.vm, rec)
+			if err != nil {
+				return nil, false, p.at, err
+			}
+			if !ok {
+				return nil, false, "", nil
+			}
+		}
+		return rec.Value, true, "", nil
+	}
+	m, at, err := t.mapValue(rec)
+	if err != nil {
+		return nil, false, at, err
+	}
+	return m, true, "", nil
+}
+
+// apply processes one record, emitting its output only if every
+// expression succeeded; on failure it returns where.
+func (t *transformTask) apply(ctx context.Context, rec *stdlib.Record) (string, error) {
+	switch {
+	case t.cases != nil:
+		matched := -1
+		var all []int
+		for i, p := range t.cases {
+			ok, err := p.test(&t.vm, rec)
+			if err != nil {
+				return p.at, err
+			}
+			if ok {
+				if !t.all {
+					matched = i
+					break
+				}
+				all = append(all, i)
+			}
+		}
+		switch {
+		case matched >= 0:
+			return "", t.emit(ctx, *rec, t.caseD[matched])
+		case len(all) > 0:
+			for _, i := range all {
+				if err := t.emit(ctx, *rec, t.caseD[i]); err != nil {
+					return "", err
+				}
+			}
+			return "", nil
+		}
+		return "", t.emit(ctx, *rec, t.elseP)
+	case t.custom != nil:
+		t.out = t.out[:0]
+		if err := t.custom.Apply(ctx, rec, func(r stdlib.Record) { t.out = append(t.out, r) }); err != nil {
+			return t.s.at, err
+		}
+		for _, r := range t.out {
+			if err := t.emit(ctx, r, t.rt.main); err != nil {
+				return "", err
+			}
+		}
+		clear(t.out)
+		return "", nil
+	}
+	v, keep, at, err := t.compute(rec)
+	if err != nil || !keep {
+		return at, err
+	}
+	out := *rec
+	out.Value = v
+	return "", t.emit(ctx, out, t.rt.main)
+}
+
+func (t *transformTask) emit(ctx context.Context, rec stdlib.Record, ds []*dest) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	return t.rt.emit(ctx, rec, ds)
+}
+
+// mapValue builds a map stage's output: the input's fields (or only the
+// kept ones), minus the dropped ones, plus each assignment evaluated
+// against the input record. Nested maps of the input are copied before
+// they are changed, so the input is never mutated.
+func (t *transformTask) mapValue(rec *stdlib.Record) (map[string]any, string, error) {
+	in, ok := rec.Value.(map[string]any)
+	if !ok {
+		in = map[string]any{"value": rec.Value}
+	}
+	var out map[string]any
+	if t.keep != nil {
+		out = make(map[string]any, len(t.keep)+len(t.assign))
+		for _, k := range t.keep {
+			if v, ok := getPath(in, k); ok {
+				setPath(out, k, v)
+			}
+		}
+	} else {
+		out = maps.Clone(in)
+	}
+	for _, d := range t.drop {
+		deletePath(out, d)
+	}
+	for _, p := range t.assign {
+		v, err := p.value(&t.vm, rec, in)
+		if err != nil {
+			return nil, p.at, err
+		}
+		if len(p.path) == 1 {
+			out[p.target] = v
+		} else {
+			setPath(out, p.path, v)
+		}
+	}
+	return out, "", nil
+}
+
+func getPath(m map[string]any, path []string) (any, bool) {
+	var cur any = m
+	for _, k := range path {
+		mm, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = mm[k]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// setPath sets a dotted path, creating nested maps and copying the ones on
+// the way (they may belong to the input record).
+func setPath(m map[string]any, path []string, v any) {
+	for _, k := range path[:len(path)-1] {
+		next, ok := m[k].(map[string]any)
+		if ok {
+			next = cloneMap(next)
+		} else {
+			next = map[string]any{}
+		}
+		m[k] = next
+		m = next
+	}
+	m[path[len(path)-1]] = v
+}
+
+// deletePath removes a dotted path, copying the nested maps on the way.
+func deletePath(m map[string]any, path []string) {
+	for _, k := range path[:len(path)-1] {
+		next, ok := m[k].(map[string]any)
+		if !ok {
+			return
+		}
+		next = cloneMap(next)
+		m[k] = next
+		m = next
+	}
+	delete(m, path[len(path)-1])
+}
+
+func cloneMap(m map[string]any) map[string]any {
+	c := make(map[string]any, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+func (t *transformTask) barrier(ctx context.Context, b *barrier) error {
+	return t.rt.control(ctx, message{barrier: b})
+}
+
+func (t *transformTask) end(ctx context.Context) error {
+	return t.rt.control(ctx, message{eos: true})
+}

@@ -1,0 +1,12 @@
+// Package all registers every component package of the standard library
+// into stdlib.Default by importing them for their side effects.
+//
+// Role: wiring for binaries and tests (cmd/pipe, spec, examples); library
+// code takes a *stdlib.Registry instead of importing this package.
+package all
+
+import (
+	_ "pipe.dev/pipe/stdlib/core"     // generate, file, stdin, stdout, discard, filter, map, route
+	_ "pipe.dev/pipe/stdlib/kafka"    // kafka source and sink
+	_ "pipe.dev/pipe/stdlib/postgres" // postgres sink
+)

@@ -1,0 +1,311 @@
+package codec
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"pipe.dev/pipe/lang/types"
+)
+
+const benchLine = `{"id":123456,"user":"u17","amount":79.19,"country":"NL","event":"purchase","ts":"2024-01-01T00:00:01Z"}`
+
+func mustNew(t testing.TB, format string, schema *types.Type, opts Options) Codec {
+	t.Helper()
+	c, err := New(format, schema, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestJSONDecode(t *testing.T) {
+	c := mustNew(t, "json", nil, Options{})
+	m, err := c.Decode([]byte(` {"a":1,"b":-2.5,"c":"x\"y\u00e9\ud83d\ude00","d":[true,false,null],"e":{"f":1e3},"g":12345678901234567890, "h":-0} `))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"a": int64(1), "b": -2.5, "c": "x\"yé😀", "d": []any{true, false, nil},
+		"e": map[string]any{"f": 1000.0}, "g": 12345678901234567890.0, "h": int64(0),
+	}
+	if !reflect.DeepEqual(m, want) {
+		t.Fatalf("got %#v\nwant %#v", m, want)
+	}
+}
+
+func TestJSONDecodeErrors(t *testing.T) {
+	c := mustNew(t, "json", nil, Options{})
+	for _, in := range []string{
+		``, `[1]`, `"x"`, `{`, `{"a"}`, `{"a":}`, `{"a":1,}`, `{"a":01}`, `{"a":1.}`, `{"a":1e}`,
+		`{"a":tru}`, `{"a":"x}`, "{\"a\":\"\x01\"}", `{"a":1} x`, `{"a":"\q"}`, `{"a":[1,]}`, `{a:1}`,
+		`{"a":-}`, `{"a":"\u12"}`,
+	} {
+		if _, err := c.Decode([]byte(in)); err == nil {
+			t.Errorf("Decode(%q) succeeded", in)
+		} else if !strings.HasPrefix(err.Error(), "json: ") {
+			t.Errorf("Decode(%q): error %q lacks the json: prefix", in, err)
+		}
+	}
+}
+
+// TestJSONAgreesWithEncodingJSON checks decode and encode against the
+// standard library on a set of documents.
+func TestJSONAgreesWithEncodingJSON(t *testing.T) {
+	c := mustNew(t, "json", nil, Options{})
+	docs := []string{
+		benchLine,
+		`{"s":"<&>\u2028\u2029\t\n\r\u0001\\/","n":[1.5e-7,1e21,123.456,-0.0,3e300],"o":{"z":1,"a":{"b":[]}}}`,
+		`{"": "", "k": "\ud800", "u": "日本語"}`,
+		`{"f": 0.1, "i": 42}`,
+	}
+	for _, doc := range docs {
+		m, err := c.Decode([]byte(doc))
+		if err != nil {
+			t.Fatalf("Decode(%s): %v", doc, err)
+		}
+		var std map[string]any
+		if err := json.Unmarshal([]byte(doc), &std); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.Append(nil, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(std); err != nil {
+			t.Fatal(err)
+		}
+		want := strings.TrimSuffix(buf.String(), "\n")
+		if string(got) != want {
+			t.Errorf("round trip of %s\n got %s\nwant %s", doc, got, want)
+		}
+	}
+}
+
+func TestJSONInt64Exact(t *testing.T) {
+	c := mustNew(t, "json", nil, Options{})
+	in := `{"big":9223372036854775807,"neg":-9223372036854775808,"over":9223372036854775808}`
+	m, err := c.Decode([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["big"] != int64(9223372036854775807) || m["neg"] != int64(-9223372036854775808) || m["over"] != 9223372036854775808.0 {
+		t.Fatalf("got %#v", m)
+	}
+}
+
+func TestJSONEncodeCachedKeys(t *testing.T) {
+	c := mustNew(t, "json", nil, Options{})
+	for _, tc := range []struct {
+		in   map[string]any
+		want string
+	}{
+		{map[string]any{"b": int64(1), "a": "x"}, `{"a":"x","b":1}`},
+		{map[string]any{"b": int64(2), "a": "y"}, `{"a":"y","b":2}`},
+		{map[string]any{"b": int64(2), "c": "y"}, `{"b":2,"c":"y"}`},
+		{map[string]any{"b": int64(2)}, `{"b":2}`},
+		{map[string]any{}, `{}`},
+		{map[string]any{"t": time.Date(2024, 1, 1, 0, 0, 1, 500, time.UTC), "b": []byte("hi"), "x": nil}, `{"b":"aGk=","t":"2024-01-01T00:00:01.0000005Z","x":null}`},
+	} {
+		got, err := c.Append(nil, tc.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != tc.want {
+			t.Errorf("got %s, want %s", got, tc.want)
+		}
+	}
+	if _, err := c.Append(nil, map[string]any{"x": struct{}{}}); err == nil || !strings.Contains(err.Error(), `field "x"`) {
+		t.Errorf("unsupported value: err = %v", err)
+	}
+}
+
+var orderType = types.RecordOf(
+	&types.Field{Name: "id", Type: types.IntType},
+	&types.Field{Name: "amount", Type: types.FloatType},
+	&types.Field{Name: "ts", Type: types.TimestampType},
+	&types.Field{Name: "note", Type: types.StringType.WithOptional(true)},
+	&types.Field{Name: "customer", Type: types.RecordOf(&types.Field{Name: "vip", Type: types.BoolType})},
+	&types.Field{Name: "tags", Type: types.ListOf(types.StringType)},
+)
+
+func TestJSONSchema(t *testing.T) {
+	c := mustNew(t, "json", orderType, Options{})
+	m, err := c.Decode([]byte(`{"extra":1,"tags":["a"],"customer":{"vip":true,"x":2},"ts":"2024-01-01T00:00:01Z","amount":5,"id":7.0}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"id": int64(7), "amount": 5.0, "ts": time.Date(2024, 1, 1, 0, 0, 1, 0, time.UTC),
+		"customer": map[string]any{"vip": true}, "tags": []any{"a"},
+	}
+	if !reflect.DeepEqual(m, want) {
+		t.Fatalf("got %#v\nwant %#v", m, want)
+	}
+	out, err := c.Append(nil, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := `{"id":7,"amount":5,"ts":"2024-01-01T00:00:01Z","note":null,"customer":{"vip":true},"tags":["a"]}`; string(out) != w {
+		t.Errorf("typed encode\n got %s\nwant %s", out, w)
+	}
+	m["zz"], m["aa"] = "1", "2"
+	out, _ = c.Append(nil, m)
+	if !strings.HasSuffix(string(out), `"tags":["a"],"aa":"2","zz":"1"}`) {
+		t.Errorf("undeclared fields not appended sorted: %s", out)
+	}
+	for in, msg := range map[string]string{
+		`{"amount":1,"ts":"2024-01-01T00:00:01Z","customer":{"vip":true},"tags":[]}`:           `field "id" is missing`,
+		`{"id":"x","amount":1,"ts":"2024-01-01T00:00:01Z","customer":{"vip":true},"tags":[]}`:  `field "id": want int, got string`,
+		`{"id":1,"amount":1,"ts":"yesterday","customer":{"vip":true},"tags":[]}`:               `field "ts": want an RFC 3339 timestamp`,
+		`{"id":1,"amount":1,"ts":"2024-01-01T00:00:01Z","customer":{"vip":1},"tags":[]}`:       `field "customer.vip": want bool, got int`,
+		`{"id":1,"amount":1,"ts":"2024-01-01T00:00:01Z","customer":{"vip":true},"tags":[1]}`:   `field "tags[0]": want string, got int`,
+		`{"id":1.5,"amount":1,"ts":"2024-01-01T00:00:01Z","customer":{"vip":true},"tags":[]}`:  `field "id": want int, got 1.5`,
+		`{"id":null,"amount":1,"ts":"2024-01-01T00:00:01Z","customer":{"vip":true},"tags":[]}`: `field "id" is null`,
+	} {
+		_, err := c.Decode([]byte(in))
+		if err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("Decode(%s): err = %v, want %q", in, err, msg)
+		}
+	}
+}
+
+func TestCSV(t *testing.T) {
+	schema := types.RecordOf(
+		&types.Field{Name: "id", Type: types.IntType},
+		&types.Field{Name: "name", Type: types.StringType},
+		&types.Field{Name: "score", Type: types.FloatType.WithOptional(true)},
+		&types.Field{Name: "ok", Type: types.BoolType},
+	)
+	c := mustNew(t, "csv", schema, Options{Header: true})
+	hc := c.(HeaderCodec)
+	if err := hc.DecodeHeader([]byte("id,name,score,ok")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.Decode([]byte(`7,"a, ""b""",,true`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]any{"id": int64(7), "name": `a, "b"`, "ok": true}; !reflect.DeepEqual(m, want) {
+		t.Fatalf("got %#v, want %#v", m, want)
+	}
+	head, _ := hc.AppendHeader(nil, m)
+	row, err := c.Append(nil, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(head) != "id,name,score,ok" || string(row) != `7,"a, ""b""",,true` {
+		t.Errorf("encode: %s / %s", head, row)
+	}
+	for in, msg := range map[string]string{
+		`x,a,1,true`:   `field "id": want int, got "x"`,
+		`1,a,1`:        `row has 3 fields, want 4`,
+		`1,"a,1,true`:  `unterminated quoted field`,
+		`1,a"b,1,true`: `bare "`,
+		`1,a,1,maybe`:  `field "ok": want bool`,
+		`,a,1,true`:    `field "id" is empty`,
+	} {
+		if _, err := c.Decode([]byte(in)); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("Decode(%s): err = %v, want %q", in, err, msg)
+		}
+	}
+
+	u := mustNew(t, "csv", nil, Options{Header: true}).(HeaderCodec)
+	if _, err := u.Decode([]byte("1,2")); err == nil {
+		t.Error("decode without columns succeeded")
+	}
+	if err := u.DecodeHeader([]byte("a;b,c")); err != nil {
+		t.Fatal(err)
+	}
+	m, err = u.Decode([]byte("1;2,3"))
+	if err != nil || !reflect.DeepEqual(m, map[string]any{"a;b": "1;2", "c": "3"}) {
+		t.Errorf("untyped: %v %v", m, err)
+	}
+	e := mustNew(t, "csv", nil, Options{Comma: ';'}).(HeaderCodec)
+	head, _ = e.AppendHeader(nil, map[string]any{"b": 1.5, "a": "x;y"})
+	row, _ = e.Append(nil, map[string]any{"b": 1.5, "a": "x;y"})
+	if string(head) != "a;b" || string(row) != `"x;y";1.5` {
+		t.Errorf("sorted columns: %s / %s", head, row)
+	}
+}
+
+func TestRaw(t *testing.T) {
+	l := mustNew(t, "lines", nil, Options{})
+	buf := []byte("hello")
+	m, _ := l.Decode(buf)
+	buf[0] = 'j'
+	if m["value"] != "hello" {
+		t.Errorf("lines decode: %v", m)
+	}
+	out, _ := l.Append(nil, m)
+	if string(out) != "hello" {
+		t.Errorf("lines encode: %s", out)
+	}
+	b := mustNew(t, "bytes", nil, Options{})
+	m, _ = b.Decode(buf)
+	buf[0] = 'x'
+	if !bytes.Equal(m["value"].([]byte), []byte("jello")) {
+		t.Errorf("bytes decode aliases its input: %q", m["value"])
+	}
+	if _, err := New("xml", nil, Options{}); err == nil || !strings.Contains(err.Error(), `"xml"`) {
+		t.Errorf("unknown format: %v", err)
+	}
+	if _, err := New("json", types.IntType, Options{}); err == nil {
+		t.Error("non-record schema accepted")
+	}
+}
+
+func FuzzJSON(f *testing.F) {
+	f.Add([]byte(benchLine))
+	f.Add([]byte(`{"a":[1,{"b":"\u00e9"}],"c":-1.5e-9}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := newJSON(nil)
+		m, err := c.Decode(data)
+		var std map[string]any
+		stdErr := json.Unmarshal(data, &std)
+		if (err == nil) != (stdErr == nil) && !(stdErr == nil && std == nil) {
+			t.Fatalf("Decode(%q): err %v, encoding/json err %v", data, err, stdErr)
+		}
+		if err != nil {
+			return
+		}
+		out, err := c.Append(nil, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m2, err := c.Decode(out)
+		if err != nil {
+			t.Fatalf("re-decode of %q: %v", out, err)
+		}
+		out2, _ := c.Append(nil, m2)
+		if !bytes.Equal(out, out2) {
+			t.Fatalf("not stable: %s vs %s", out, out2)
+		}
+	})
+}
+
+func TestArena(t *testing.T) {
+	var a Arena
+	ts := time.Date(2024, 1, 1, 0, 0, 1, 0, time.UTC)
+	var vals []any
+	for i := range 1000 {
+		vals = append(vals, a.String(fmt.Sprint("s", i)), a.Int(int64(i)*1000-7), a.Float(float64(i)+0.5), a.Time(ts.Add(time.Duration(i))))
+	}
+	runtime.GC()
+	for i := range 1000 {
+		want := []any{fmt.Sprint("s", i), int64(i)*1000 - 7, float64(i) + 0.5, ts.Add(time.Duration(i))}
+		for k, w := range want {
+			if got := vals[4*i+k]; got != w {
+				t.Fatalf("value %d/%d: got %#v, want %#v", i, k, got, w)
+			}
+		}
+	}
+}

@@ -1,0 +1,367 @@
+package codec
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// jsonDecoder parses one JSON document held in s. Strings without escapes
+// are substrings of s, so a message costs one string allocation for all its
+// text.
+type jsonDecoder struct {
+	s     string
+	i     int
+	depth int
+	a     *Arena // boxes scalar values
+}
+
+const maxDepth = 1000
+
+// decodeObject parses data, which must hold exactly one JSON object.
+func decodeObject(data []byte, a *Arena) (map[string]any, error) {
+	d := jsonDecoder{s: a.Text(data), a: a}
+	d.skipSpace()
+	if d.i >= len(d.s) {
+		return nil, errors.New("json: empty message")
+	}
+	if d.s[d.i] != '{' {
+		return nil, fmt.Errorf("json: message is not an object (starts with %q)", d.s[d.i])
+	}
+	m, err := d.object()
+	if err != nil {
+		return nil, err
+	}
+	d.skipSpace()
+	if d.i < len(d.s) {
+		return nil, d.errorf("unexpected %q after the object", d.s[d.i])
+	}
+	return m, nil
+}
+
+func (d *jsonDecoder) errorf(format string, args ...any) error {
+	return fmt.Errorf("json: offset %d: %s", d.i, fmt.Sprintf(format, args...))
+}
+
+func (d *jsonDecoder) skipSpace() {
+	for d.i < len(d.s) {
+		switch d.s[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+func (d *jsonDecoder) value() (any, error) {
+	d.skipSpace()
+	if d.i >= len(d.s) {
+		return nil, d.errorf("unexpected end of input")
+	}
+	switch c := d.s[d.i]; c {
+	case '"':
+		s, err := d.str()
+		if err != nil {
+			return nil, err
+		}
+		return d.a.String(s), nil
+	case '{':
+		return d.object()
+	case '[':
+		return d.array()
+	case 't':
+		return d.literal("true", true)
+	case 'f':
+		return d.literal("false", false)
+	case 'n':
+		return d.literal("null", nil)
+	default:
+		if c == '-' || (c >= '0' && c <= '9') {
+			return d.number()
+		}
+		return nil, d.errorf("unexpected %q", c)
+	}
+}
+
+func (d *jsonDecoder) literal(word string, v any) (any, error) {
+	if len(d.s)-d.i >= len(word) && d.s[d.i:d.i+len(word)] == word {
+		d.i += len(word)
+		return v, nil
+	}
+	return nil, d.errorf("invalid literal")
+}
+
+func (d *jsonDecoder) object() (map[string]any, error) {
+	d.depth++
+	if d.depth > maxDepth {
+		return nil, d.errorf("nesting deeper than %d", maxDepth)
+	}
+	d.i++ // '{'
+	m := make(map[string]any, 8)
+	d.skipSpace()
+	if d.i < len(d.s) && d.s[d.i] == '}' {
+		d.i++
+		d.depth--
+		return m, nil
+	}
+	for {
+		d.skipSpace()
+		if d.i >= len(d.s) || d.s[d.i] != '"' {
+			return nil, d.errorf("expected a string key")
+		}
+		k, err := d.str()
+		if err != nil {
+			return nil, err
+		}
+		d.skipSpace()
+		if d.i >= len(d.s) || d.s[d.i] != ':' {
+			return nil, d.errorf("expected ':' after key %q", k)
+		}
+		d.i++
+		v, err := d.value()
+		if err != nil {
+			return nil, err
+		}
+		m[k] = v
+		d.skipSpace()
+		if d.i >= len(d.s) {
+			return nil, d.errorf("unexpected end of input in object")
+		}
+		switch d.s[d.i] {
+		case ',':
+			d.i++
+		case '}':
+			d.i++
+			d.depth--
+			return m, nil
+		default:
+			return nil, d.errorf("expected ',' or '}' in object, found %q", d.s[d.i])
+		}
+	}
+}
+
+func (d *jsonDecoder) array() ([]any, error) {
+	d.depth++
+	if d.depth > maxDepth {
+		return nil, d.errorf("nesting deeper than %d", maxDepth)
+	}
+	d.i++ // '['
+	l := []any{}
+	d.skipSpace()
+	if d.i < len(d.s) && d.s[d.i] == ']' {
+		d.i++
+		d.depth--
+		return l, nil
+	}
+	for {
+		v, err := d.value()
+		if err != nil {
+			return nil, err
+		}
+		l = append(l, v)
+		d.skipSpace()
+		if d.i >= len(d.s) {
+			return nil, d.errorf("unexpected end of input in array")
+		}
+		switch d.s[d.i] {
+		case ',':
+			d.i++
+		case ']':
+			d.i++
+			d.depth--
+			return l, nil
+		default:
+			return nil, d.errorf("expected ',' or ']' in array, found %q", d.s[d.i])
+		}
+	}
+}
+
+// str parses a string starting at the opening quote.
+func (d *jsonDecoder) str() (string, error) {
+	start := d.i + 1
+	for j := start; j < len(d.s); j++ {
+		c := d.s[j]
+		switch {
+		case c == '"':
+			d.i = j + 1
+			return d.s[start:j], nil
+		case c == '\\':
+			return d.strEscaped(start, j)
+		case c < 0x20:
+			d.i = j
+			return "", d.errorf("control character in string")
+		case c >= utf8.RuneSelf:
+			r, size := utf8.DecodeRuneInString(d.s[j:])
+			if r == utf8.RuneError && size == 1 {
+				return d.strEscaped(start, j)
+			}
+			j += size - 1
+		}
+	}
+	d.i = len(d.s)
+	return "", d.errorf("unterminated string")
+}
+
+// strEscaped finishes a string holding escapes (or invalid UTF-8, which
+// becomes U+FFFD); s[start:j] is its plain prefix.
+func (d *jsonDecoder) strEscaped(start, j int) (string, error) {
+	b := make([]byte, 0, j-start+16)
+	b = append(b, d.s[start:j]...)
+	for j < len(d.s) {
+		c := d.s[j]
+		switch {
+		case c == '"':
+			d.i = j + 1
+			return string(b), nil
+		case c < 0x20:
+			d.i = j
+			return "", d.errorf("control character in string")
+		case c == '\\':
+			if j+1 >= len(d.s) {
+				d.i = j
+				return "", d.errorf("unterminated string")
+			}
+			e := d.s[j+1]
+			j += 2
+			switch e {
+			case '"', '\\', '/':
+				b = append(b, e)
+			case 'b':
+				b = append(b, '\b')
+			case 'f':
+				b = append(b, '\f')
+			case 'n':
+				b = append(b, '\n')
+			case 'r':
+				b = append(b, '\r')
+			case 't':
+				b = append(b, '\t')
+			case 'u':
+				r, ok := hex4(d.s, j)
+				if !ok {
+					d.i = j
+					return "", d.errorf("invalid \\u escape")
+				}
+				j += 4
+				if utf16.IsSurrogate(r) {
+					r2, ok := rune(-1), false
+					if j+6 <= len(d.s) && d.s[j] == '\\' && d.s[j+1] == 'u' {
+						r2, ok = hex4(d.s, j+2)
+					}
+					if dec := utf16.DecodeRune(r, r2); ok && dec != utf8.RuneError {
+						r = dec
+						j += 6
+					} else {
+						r = utf8.RuneError
+					}
+				}
+				b = utf8.AppendRune(b, r)
+			default:
+				d.i = j - 1
+				return "", d.errorf("invalid escape %q", "\\"+string(e))
+			}
+		case c < utf8.RuneSelf:
+			b = append(b, c)
+			j++
+		default:
+			r, size := utf8.DecodeRuneInString(d.s[j:])
+			j += size
+			b = utf8.AppendRune(b, r)
+		}
+	}
+	d.i = len(d.s)
+	return "", d.errorf("unterminated string")
+}
+
+func hex4(s string, j int) (rune, bool) {
+	if j+4 > len(s) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range []byte(s[j : j+4]) {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
+// number parses a JSON number: int64 when it has no fraction or exponent
+// and fits, float64 otherwise.
+func (d *jsonDecoder) number() (any, error) {
+	start := d.i
+	j := d.i
+	if d.s[j] == '-' {
+		j++
+	}
+	intStart := j
+	for j < len(d.s) && d.s[j] >= '0' && d.s[j] <= '9' {
+		j++
+	}
+	if j == intStart || (d.s[intStart] == '0' && j-intStart > 1) {
+		d.i = start
+		return nil, d.errorf("invalid number")
+	}
+	isInt := true
+	if j < len(d.s) && d.s[j] == '.' {
+		isInt = false
+		j++
+		f := j
+		for j < len(d.s) && d.s[j] >= '0' && d.s[j] <= '9' {
+			j++
+		}
+		if j == f {
+			d.i = start
+			return nil, d.errorf("invalid number")
+		}
+	}
+	if j < len(d.s) && (d.s[j] == 'e' || d.s[j] == 'E') {
+		isInt = false
+		j++
+		if j < len(d.s) && (d.s[j] == '+' || d.s[j] == '-') {
+			j++
+		}
+		f := j
+		for j < len(d.s) && d.s[j] >= '0' && d.s[j] <= '9' {
+			j++
+		}
+		if j == f {
+			d.i = start
+			return nil, d.errorf("invalid number")
+		}
+	}
+	d.i = j
+	lit := d.s[start:j]
+	if isInt && j-intStart <= 18 {
+		var n int64
+		for k := intStart; k < j; k++ {
+			n = n*10 + int64(d.s[k]-'0')
+		}
+		if intStart > start {
+			n = -n
+		}
+		return d.a.Int(n), nil
+	}
+	if isInt {
+		if n, err := strconv.ParseInt(lit, 10, 64); err == nil {
+			return d.a.Int(n), nil
+		}
+	}
+	f, err := strconv.ParseFloat(lit, 64)
+	if err != nil {
+		d.i = start
+		return nil, d.errorf("number %s out of range", lit)
+	}
+	return d.a.Float(f), nil
+}

@@ -1,0 +1,303 @@
+package codec
+
+import (
+	"encoding/base64"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"pipe.dev/pipe/lang/types"
+)
+
+// jsonCodec is the json format.
+type jsonCodec struct {
+	schema *types.Type
+	// keys caches the sorted key order (with each key's encoded prefix) of
+	// the last untyped record: records of one stream share their keys.
+	keys []cachedKey
+	// fields holds the schema's fields with their encoded prefixes.
+	fields []cachedKey
+	arena  Arena
+}
+
+type cachedKey struct {
+	name   string
+	prefix []byte // "name": (with the separating comma for all but the first)
+	typ    *types.Type
+}
+
+func newJSON(schema *types.Type) *jsonCodec {
+	c := &jsonCodec{schema: schema}
+	if schema != nil {
+		for i, f := range schema.Fields {
+			c.fields = append(c.fields, cachedKey{name: f.Name, prefix: keyPrefix(f.Name, i > 0), typ: f.Type})
+		}
+	}
+	return c
+}
+
+func keyPrefix(name string, comma bool) []byte {
+	var b []byte
+	if comma {
+		b = append(b, ',')
+	}
+	b = appendString(b, name)
+	return append(b, ':')
+}
+
+// Decode implements Codec.
+func (c *jsonCodec) Decode(data []byte) (map[string]any, error) {
+	m, err := decodeObject(data, &c.arena)
+	if err != nil {
+		return nil, err
+	}
+	if c.schema != nil {
+		if err := coerceRecord(m, c.schema, ""); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Append implements Codec.
+func (c *jsonCodec) Append(dst []byte, v map[string]any) ([]byte, error) {
+	if c.schema != nil {
+		return c.appendTyped(dst, v)
+	}
+	return c.appendUntyped(dst, v)
+}
+
+func (c *jsonCodec) appendUntyped(dst []byte, m map[string]any) ([]byte, error) {
+	if len(c.keys) != len(m) || !c.keysMatch(m) {
+		c.keys = c.keys[:0]
+		for _, k := range sortedKeys(m) {
+			c.keys = append(c.keys, cachedKey{name: k, prefix: keyPrefix(k, len(c.keys) > 0)})
+		}
+	}
+	dst = append(dst, '{')
+	for i := range c.keys {
+		k := &c.keys[i]
+		dst = append(dst, k.prefix...)
+		var err error
+		if dst, err = appendValue(dst, m[k.name]); err != nil {
+			return dst, fmt.Errorf("field %q: %w", k.name, err)
+		}
+	}
+	return append(dst, '}'), nil
+}
+
+func (c *jsonCodec) keysMatch(m map[string]any) bool {
+	for i := range c.keys {
+		if _, ok := m[c.keys[i].name]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *jsonCodec) appendTyped(dst []byte, m map[string]any) ([]byte, error) {
+	dst = append(dst, '{')
+	seen := 0
+	for i := range c.fields {
+		f := &c.fields[i]
+		dst = append(dst, f.prefix...)
+		v, ok := m[f.name]
+		if ok {
+			seen++
+		}
+		var err error
+		if dst, err = appendValue(dst, v); err != nil {
+			return dst, fmt.Errorf("field %q: %w", f.name, err)
+		}
+	}
+	if seen < len(m) {
+		// Fields the type does not declare follow, sorted.
+		extra := make([]string, 0, len(m)-seen)
+		for k := range m {
+			if c.schema.Field(k) == nil {
+				extra = append(extra, k)
+			}
+		}
+		slices.Sort(extra)
+		for _, k := range extra {
+			if len(dst) > 1 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, k)
+			dst = append(dst, ':')
+			var err error
+			if dst, err = appendValue(dst, m[k]); err != nil {
+				return dst, fmt.Errorf("field %q: %w", k, err)
+			}
+		}
+	}
+	return append(dst, '}'), nil
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// AppendJSON appends the JSON encoding of one value in the runtime
+// representation of lang/types (maps with sorted keys).
+func AppendJSON(dst []byte, v any) ([]byte, error) { return appendValue(dst, v) }
+
+func appendValue(dst []byte, v any) ([]byte, error) {
+	switch v := v.(type) {
+	case nil:
+		return append(dst, "null"...), nil
+	case string:
+		return appendString(dst, v), nil
+	case int64:
+		return strconv.AppendInt(dst, v, 10), nil
+	case float64:
+		return appendFloat(dst, v, 64)
+	case bool:
+		return strconv.AppendBool(dst, v), nil
+	case time.Time:
+		dst = append(dst, '"')
+		dst = v.AppendFormat(dst, time.RFC3339Nano)
+		return append(dst, '"'), nil
+	case map[string]any:
+		dst = append(dst, '{')
+		for i, k := range sortedKeys(v) {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, k)
+			dst = append(dst, ':')
+			var err error
+			if dst, err = appendValue(dst, v[k]); err != nil {
+				return dst, fmt.Errorf("key %q: %w", k, err)
+			}
+		}
+		return append(dst, '}'), nil
+	case []any:
+		dst = append(dst, '[')
+		for i, e := range v {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			var err error
+			if dst, err = appendValue(dst, e); err != nil {
+				return dst, fmt.Errorf("item %d: %w", i, err)
+			}
+		}
+		return append(dst, ']'), nil
+	case []byte:
+		dst = append(dst, '"')
+		dst = base64.StdEncoding.AppendEncode(dst, v)
+		return append(dst, '"'), nil
+	case int:
+		return strconv.AppendInt(dst, int64(v), 10), nil
+	case int32:
+		return strconv.AppendInt(dst, int64(v), 10), nil
+	case uint64:
+		return strconv.AppendUint(dst, v, 10), nil
+	case float32:
+		return appendFloat(dst, float64(v), 32)
+	case time.Duration:
+		return appendString(dst, v.String()), nil
+	case []string:
+		dst = append(dst, '[')
+		for i, e := range v {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, e)
+		}
+		return append(dst, ']'), nil
+	}
+	return dst, fmt.Errorf("cannot encode a value of Go type %T", v)
+}
+
+// appendFloat formats like encoding/json: shortest round-trip digits,
+// exponent form outside [1e-6, 1e21).
+func appendFloat(dst []byte, f float64, bits int) ([]byte, error) {
+	if math.IsInf(f, 0) || math.IsNaN(f) {
+		return dst, fmt.Errorf("cannot encode %v as json", f)
+	}
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 {
+		if bits == 64 && (abs < 1e-6 || abs >= 1e21) || bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21) {
+			format = 'e'
+		}
+	}
+	dst = strconv.AppendFloat(dst, f, format, -1, bits)
+	if format == 'e' {
+		// clean up e-09 to e-9
+		n := len(dst)
+		if n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
+			dst[n-2] = dst[n-1]
+			dst = dst[:n-1]
+		}
+	}
+	return dst, nil
+}
+
+// safe[c] reports whether ASCII byte c needs no escaping in a JSON string.
+var safe = func() (t [utf8.RuneSelf]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+const hexDigits = "0123456789abcdef"
+
+func appendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if safe[c] {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

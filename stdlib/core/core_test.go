@@ -1,0 +1,583 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"pipe.dev/pipe/lang/types"
+	"pipe.dev/pipe/stdlib"
+)
+
+// benchFields is the template of the benchmark record
+// {"id":1,"user":"u1","amount":79.19,"country":"NL","event":"purchase","ts":"2024-01-01T00:00:01Z"}.
+func benchFields() map[string]any {
+	return map[string]any{
+		"id":      &stdlib.Call{Name: "seq"},
+		"user":    &stdlib.Call{Name: "format", Args: map[string]any{"0": "u%d", "1": &stdlib.Call{Name: "random_int", Args: map[string]any{"0": int64(1), "1": int64(1000)}}}},
+		"amount":  &stdlib.Call{Name: "random_float", Args: map[string]any{"0": 1.0, "1": 100.0}},
+		"country": &stdlib.Call{Name: "pick", Args: map[string]any{"0": []any{"NL", "DE", "FR", "US"}}},
+		"event":   "purchase",
+		"ts":      &stdlib.Call{Name: "timestamp", Args: map[string]any{"start": "2024-01-01T00:00:01Z", "step": time.Second}},
+	}
+}
+
+func config(stage string, attrs map[string]any) stdlib.Config {
+	return stdlib.Config{Pipeline: "test", Stage: stage, Attrs: attrs, Tasks: 1}
+}
+
+// drain reads src until its end, checking that it ends by itself.
+func drain(t *testing.T, src stdlib.Source, resume stdlib.Resumer) []stdlib.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if resume == nil {
+		resume = stdlib.ResumeMap{}
+	}
+	if err := src.Open(ctx, resume); err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close(ctx)
+	var out []stdlib.Record
+	for {
+		b, err := src.Read(ctx)
+		if errors.Is(err, stdlib.ErrEndOfInput) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b...)
+	}
+}
+
+func TestRegistered(t *testing.T) {
+	for _, c := range []struct {
+		kind stdlib.Kind
+		name string
+	}{
+		{stdlib.SourceKind, "generate"}, {stdlib.SourceKind, "file"}, {stdlib.SourceKind, "stdin"},
+		{stdlib.SinkKind, "stdout"}, {stdlib.SinkKind, "file"}, {stdlib.SinkKind, "discard"},
+	} {
+		s := stdlib.Default.Lookup(c.kind, c.name)
+		if s == nil {
+			t.Errorf("%s %q not registered", c.kind, c.name)
+			continue
+		}
+		if s.Summary == "" {
+			t.Errorf("%s %q has no summary", c.kind, c.name)
+		}
+		for _, p := range s.Params {
+			if p.Doc == "" {
+				t.Errorf("%s %q: param %q has no doc", c.kind, c.name, p.Name)
+			}
+		}
+		if c.kind == stdlib.SinkKind && len(s.Delivery) == 0 {
+			t.Errorf("sink %q declares no delivery", c.name)
+		}
+	}
+}
+
+func TestGenerate(t *testing.T) {
+	attrs := map[string]any{"count": int64(10), "seed": int64(7), "batch": int64(3), "fields": benchFields()}
+	g, err := newGenerate(config("gen", attrs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := drain(t, g, nil)
+	if len(recs) != 10 {
+		t.Fatalf("got %d records, want 10", len(recs))
+	}
+	first := recs[0].Value.(map[string]any)
+	if first["id"] != int64(1) || first["event"] != "purchase" || first["ts"] != time.Date(2024, 1, 1, 0, 0, 1, 0, time.UTC) {
+		t.Errorf("first record %v", first)
+	}
+	if u := first["user"].(string); !strings.HasPrefix(u, "u") {
+		t.Errorf("user %q", u)
+	}
+	if a := first["amount"].(float64); a < 1 || a >= 100 || a*100 != float64(int64(a*100+0.5)) && a*100-float64(int64(a*100)) > 1e-6 {
+		t.Errorf("amount %v", a)
+	}
+	for i, r := range recs {
+		if r.Pos != (stdlib.Position{Source: "gen", Partition: "gen/0", Offset: int64(i)}) {
+			t.Fatalf("record %d position %v", i, r.Pos)
+		}
+		if id := r.Value.(map[string]any)["id"]; id != int64(i+1) {
+			t.Fatalf("record %d id %v", i, id)
+		}
+	}
+	// Same seed, same records; resuming after offset 5 regenerates 6..9.
+	g2, _ := newGenerate(config("gen", attrs))
+	again := drain(t, g2, stdlib.ResumeMap{"gen/0": 5})
+	if len(again) != 4 || !reflect.DeepEqual(again[0].Value, recs[6].Value) || !reflect.DeepEqual(again[3].Value, recs[9].Value) {
+		t.Fatalf("resume: got %d records, first %v want %v", len(again), again[0].Value, recs[6].Value)
+	}
+	// Another seed gives other random values.
+	attrs["seed"] = int64(8)
+	g3, _ := newGenerate(config("gen", attrs))
+	other := drain(t, g3, nil)
+	same := 0
+	for i := range other {
+		if other[i].Value.(map[string]any)["amount"] == recs[i].Value.(map[string]any)["amount"] {
+			same++
+		}
+	}
+	if same == len(other) {
+		t.Error("seed does not change the random fields")
+	}
+}
+
+func TestGenerateTasks(t *testing.T) {
+	seen := map[int64]bool{}
+	for task := range 3 {
+		cfg := config("gen", map[string]any{"count": int64(100), "fields": map[string]any{"id": &stdlib.Call{Name: "seq", Args: map[string]any{"start": int64(0)}}}})
+		cfg.Task, cfg.Tasks = task, 3
+		g, err := newGenerate(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range drain(t, g, nil) {
+			id := r.Value.(map[string]any)["id"].(int64)
+			if seen[id] || id%3 != int64(task) {
+				t.Fatalf("task %d produced id %d", task, id)
+			}
+			seen[id] = true
+			if r.Pos.Partition != fmt.Sprintf("gen/%d", task) {
+				t.Fatalf("partition %q", r.Pos.Partition)
+			}
+		}
+	}
+	if len(seen) != 100 {
+		t.Fatalf("%d distinct ids, want 100", len(seen))
+	}
+}
+
+func TestGenerateRate(t *testing.T) {
+	g, err := newGenerate(config("gen", map[string]any{"count": int64(60), "rate": 200.0, "fields": map[string]any{"x": int64(1)}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if n := len(drain(t, g, nil)); n != 60 {
+		t.Fatalf("got %d records", n)
+	}
+	// 60 records at 200/s come in batches of 20 due at 0, 0.1 s and 0.2 s.
+	if d := time.Since(start); d < 190*time.Millisecond {
+		t.Errorf("rate not applied: 60 records in %v", d)
+	}
+}
+
+func TestGenerateSpec(t *testing.T) {
+	out := GenerateSpec.Output(map[string]any{"fields": benchFields()})
+	want := "{amount: float, country: string, event: string, id: int, ts: timestamp, user: string}"
+	if out.String() != want {
+		t.Errorf("output %s, want %s", out, want)
+	}
+	errs := GenerateSpec.Check(map[string]any{
+		"count": int64(-1),
+		"fields": map[string]any{
+			"a": &stdlib.Call{Name: "nope"},
+			"b": &stdlib.Call{Name: "random_int", Args: map[string]any{"0": int64(5), "1": int64(1)}},
+			"c": &stdlib.Call{Name: "pick", Args: map[string]any{"0": []any{}}},
+			"d": &stdlib.Call{Name: "timestamp", Args: map[string]any{"start": "soon"}},
+			"e": &stdlib.Call{Name: "seq", Args: map[string]any{"start": "x"}},
+		},
+	})
+	got := map[string]string{}
+	for _, e := range errs {
+		got[e.Attr] = e.Message
+	}
+	for attr, msg := range map[string]string{
+		"count": "must not be negative", "fields.a": `unknown generator "nope"`, "fields.b": "below min",
+		"fields.c": "non-empty list", "fields.d": "RFC 3339", "fields.e": "start must be an int",
+	} {
+		if !strings.Contains(got[attr], msg) {
+			t.Errorf("check %s: got %q, want %q", attr, got[attr], msg)
+		}
+	}
+	u, _ := compileGenerator(&stdlib.Call{Name: "uuid"}, 1, 1)
+	if s := u.fn(0).(string); len(s) != 36 || s[14] != '4' || s != u.fn(0) {
+		t.Errorf("uuid %q", s)
+	}
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func values(recs []stdlib.Record) []any {
+	var out []any
+	for _, r := range recs {
+		if r.Err != nil {
+			out = append(out, "error")
+			continue
+		}
+		out = append(out, r.Value)
+	}
+	return out
+}
+
+func TestFileSourceJSON(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "in.jsonl")
+	data := "{\"a\":1}\n\n{bad\r\n{\"a\":2}\n{\"a\":3}"
+	writeFile(t, p, data)
+	src, err := newFileSource(config("in", map[string]any{"path": p, "batch": int64(2)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := drain(t, src, nil)
+	want := []any{map[string]any{"a": int64(1)}, "error", map[string]any{"a": int64(2)}, map[string]any{"a": int64(3)}}
+	if !reflect.DeepEqual(values(recs), want) {
+		t.Fatalf("got %v, want %v", values(recs), want)
+	}
+	offsets := []int64{8, 15, 23, int64(len(data))}
+	for i, r := range recs {
+		if r.Pos.Offset != offsets[i] || r.Pos.Partition != p || r.Pos.Source != "in" {
+			t.Errorf("record %d position %v, want offset %d", i, r.Pos, offsets[i])
+		}
+	}
+	if string(recs[1].Raw) != "{bad" || !strings.Contains(recs[1].Err.Error(), "in.jsonl at byte 9: json:") {
+		t.Errorf("bad line: raw %q err %v", recs[1].Raw, recs[1].Err)
+	}
+	// Resume after the second record.
+	src2, _ := newFileSource(config("in", map[string]any{"path": p}))
+	recs = drain(t, src2, stdlib.ResumeMap{p: 15})
+	if !reflect.DeepEqual(values(recs), want[2:]) {
+		t.Fatalf("resume: got %v", values(recs))
+	}
+}
+
+func TestFileSourceCSVGlobTasks(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 6 {
+		writeFile(t, filepath.Join(dir, fmt.Sprintf("part-%d.csv", i)), fmt.Sprintf("id,name\n%d,a\n%d,\"b, c\"\n", 2*i, 2*i+1))
+	}
+	schema := types.RecordOf(&types.Field{Name: "id", Type: types.IntType}, &types.Field{Name: "name", Type: types.StringType})
+	ids := map[int64]int{}
+	for task := range 2 {
+		cfg := config("in", map[string]any{"path": filepath.Join(dir, "*.csv"), "format": stdlib.Ident("csv"), "header": true})
+		cfg.Schema, cfg.Task, cfg.Tasks = schema, task, 2
+		src, err := newFileSource(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range drain(t, src, nil) {
+			if r.Err != nil {
+				t.Fatal(r.Err)
+			}
+			ids[r.Value.(map[string]any)["id"].(int64)]++
+		}
+	}
+	if len(ids) != 12 {
+		t.Fatalf("ids %v", ids)
+	}
+	// Resuming in the middle of a CSV file still knows the header.
+	p := filepath.Join(dir, "part-0.csv")
+	cfg := config("in", map[string]any{"path": p, "format": stdlib.Ident("csv"), "header": true})
+	cfg.Schema = schema
+	src, _ := newFileSource(cfg)
+	recs := drain(t, src, stdlib.ResumeMap{p: 12})
+	if want := []any{map[string]any{"id": int64(1), "name": "b, c"}}; !reflect.DeepEqual(values(recs), want) {
+		t.Fatalf("got %v", values(recs))
+	}
+	if _, err := newFileSource(config("in", map[string]any{"path": "["})); err == nil {
+		t.Error("bad glob accepted")
+	}
+	missing, _ := newFileSource(config("in", map[string]any{"path": filepath.Join(dir, "none-*.jsonl")}))
+	if err := missing.Open(t.Context(), stdlib.ResumeMap{}); err == nil || !strings.Contains(err.Error(), "no file matches") {
+		t.Errorf("missing files: %v", err)
+	}
+}
+
+func TestFileSourceFollow(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "log.txt")
+	writeFile(t, p, "old\n")
+	src, err := newFileSource(config("in", map[string]any{
+		"path": filepath.Join(dir, "*.txt"), "format": stdlib.Ident("lines"), "follow": true,
+		"poll": 10 * time.Millisecond, "start": stdlib.Ident("end"),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := src.Open(ctx, stdlib.ResumeMap{}); err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close(ctx)
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+		f.WriteString("new 1\nnew ")
+		f.Sync()
+		time.Sleep(30 * time.Millisecond)
+		f.WriteString("2\n")
+		f.Close()
+		writeFile(t, filepath.Join(dir, "later.txt"), "other\n")
+	}()
+	var got []string
+	for len(got) < 3 {
+		recs, err := src.Read(ctx)
+		if err != nil {
+			t.Fatalf("after %v: %v", got, err)
+		}
+		for _, r := range recs {
+			got = append(got, r.Value.(map[string]any)["value"].(string))
+		}
+	}
+	if want := []string{"new 1", "new 2", "other"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	cancel()
+	if _, err := src.Read(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("read after cancel: %v", err)
+	}
+}
+
+func TestStdin(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := newStdin(config("in", map[string]any{"format": stdlib.Ident("json")}), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		w.WriteString("{\"a\":1}\n{\"a\":")
+		time.Sleep(20 * time.Millisecond)
+		w.WriteString("2}\nnope\n{\"a\":3}")
+		w.Close()
+	}()
+	recs := drain(t, src, nil)
+	want := []any{map[string]any{"a": int64(1)}, map[string]any{"a": int64(2)}, "error", map[string]any{"a": int64(3)}}
+	if !reflect.DeepEqual(values(recs), want) {
+		t.Fatalf("got %v", values(recs))
+	}
+	if recs[1].Pos.Offset != 16 || recs[1].Pos.Partition != "stdin" || string(recs[2].Raw) != "nope" {
+		t.Errorf("positions %v raw %q", recs[1].Pos, recs[2].Raw)
+	}
+	// Fed the same input again, it resumes after the stored offset.
+	r2, w2, _ := os.Pipe()
+	go func() { w2.WriteString("{\"a\":1}\n{\"a\":2}\nnope\n{\"a\":3}"); w2.Close() }()
+	src2, _ := newStdin(config("in", map[string]any{}), r2)
+	recs = drain(t, src2, stdlib.ResumeMap{"stdin": 16})
+	if got := values(recs); !reflect.DeepEqual(got, []any{map[string]any{"value": "nope"}, map[string]any{"value": `{"a":3}`}}) {
+		t.Fatalf("resume: got %v", got)
+	}
+}
+
+func TestStdout(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config("out", map[string]any{"format": stdlib.Ident("csv"), "header": true})
+	s, err := newStdout(cfg, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if _, err := s.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Write(ctx, []stdlib.Record{
+		{Value: map[string]any{"b": int64(1), "a": "x"}},
+		{Value: "not a record"},
+		{Value: map[string]any{"b": 2.5, "a": "y,z"}},
+	})
+	var rerr stdlib.RecordErrors
+	if !errors.As(err, &rerr) || len(rerr) != 1 || rerr[0].Index != 1 {
+		t.Fatalf("write: %v", err)
+	}
+	s.Close(ctx)
+	b, _ := os.ReadFile(f.Name())
+	if string(b) != "a,b\nx,1\n\"y,z\",2.5\n" {
+		t.Fatalf("stdout got %q", b)
+	}
+}
+
+func TestDiscard(t *testing.T) {
+	s, _ := DiscardSpec.NewSink(config("d", nil))
+	if err := s.Write(t.Context(), make([]stdlib.Record, 5)); err != nil {
+		t.Fatal(err)
+	}
+	if s.(*discard).n != 5 {
+		t.Fatal("discard did not count")
+	}
+}
+
+func recs(from, to int, source, partition string) []stdlib.Record {
+	var out []stdlib.Record
+	for i := from; i < to; i++ {
+		out = append(out, stdlib.Record{Value: map[string]any{"i": int64(i)}, Pos: stdlib.Position{Source: source, Partition: partition, Offset: int64(i)}})
+	}
+	return out
+}
+
+func sinkConfig(path string, delivery stdlib.Delivery, attrs map[string]any) stdlib.Config {
+	a := map[string]any{"path": path}
+	for k, v := range attrs {
+		a[k] = v
+	}
+	cfg := config("out", a)
+	cfg.Delivery = delivery
+	return cfg
+}
+
+func TestFileSinkExactlyOnce(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "sub", "out.jsonl")
+	ctx := t.Context()
+	s, err := newFileSink(sinkConfig(p, stdlib.ExactlyOnce, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := s.Open(ctx)
+	if err != nil || len(held) != 0 {
+		t.Fatalf("open: %v %v", held, err)
+	}
+	must(t, s.Write(ctx, recs(0, 3, "src", "a")))
+	must(t, s.Checkpoint(ctx, stdlib.Checkpoint{ID: 1, Positions: []stdlib.Position{{Source: "src", Partition: "a", Offset: 2}}}))
+	must(t, s.Write(ctx, recs(3, 5, "src", "a")))
+	must(t, s.flush()) // written but not committed: a crash now
+	s.Close(ctx)
+
+	s, _ = newFileSink(sinkConfig(p, stdlib.ExactlyOnce, nil))
+	held, err = s.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []stdlib.Position{{Source: "src", Partition: "a", Offset: 2}}; !reflect.DeepEqual(held, want) {
+		t.Fatalf("held %v, want %v", held, want)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "{\"i\":0}\n{\"i\":1}\n{\"i\":2}\n" {
+		t.Fatalf("after recovery %q", b)
+	}
+	must(t, s.Write(ctx, recs(3, 4, "src", "a")))
+	must(t, s.Checkpoint(ctx, stdlib.Checkpoint{ID: 2, Positions: []stdlib.Position{{Source: "src", Partition: "a", Offset: 3}, {Source: "src", Partition: "b", Offset: 9}}}))
+	s.Close(ctx)
+	if b, _ := os.ReadFile(p); string(b) != "{\"i\":0}\n{\"i\":1}\n{\"i\":2}\n{\"i\":3}\n" {
+		t.Fatalf("final %q", b)
+	}
+	s, _ = newFileSink(sinkConfig(p, stdlib.ExactlyOnce, nil))
+	held, _ = s.Open(ctx)
+	s.Close(ctx)
+	if len(held) != 2 || held[0].Offset != 3 || held[1].Offset != 9 {
+		t.Fatalf("held %v", held)
+	}
+	// At least once: same files, no held positions.
+	s, _ = newFileSink(sinkConfig(p, stdlib.AtLeastOnce, nil))
+	if held, _ = s.Open(ctx); held != nil {
+		t.Fatalf("at_least_once held %v", held)
+	}
+	s.Close(ctx)
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFileSinkRotation(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "ev.jsonl")
+	ctx := t.Context()
+	open := func() *fileSink {
+		cfg := sinkConfig(p, stdlib.ExactlyOnce, map[string]any{"rotate_size": int64(20)})
+		cfg.Tasks, cfg.Task = 2, 1
+		s, err := newFileSink(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Open(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	must(t, s.Write(ctx, recs(0, 5, "src", "a"))) // 8 bytes a line: 2 per file
+	must(t, s.Checkpoint(ctx, stdlib.Checkpoint{ID: 1}))
+	must(t, s.Write(ctx, recs(5, 9, "src", "a")))
+	s.Close(ctx) // crash: files 4 and 5 are uncommitted
+	files, _ := filepath.Glob(filepath.Join(dir, "ev-t1-*.jsonl"))
+	if len(files) != 5 {
+		t.Fatalf("before recovery: %v", files)
+	}
+	s = open()
+	s.Close(ctx)
+	files, _ = filepath.Glob(filepath.Join(dir, "ev-t1-*.jsonl"))
+	var all []string
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		all = append(all, filepath.Base(f)+"="+strings.ReplaceAll(string(b), "\n", " "))
+	}
+	want := []string{`ev-t1-000001.jsonl={"i":0} {"i":1} `, `ev-t1-000002.jsonl={"i":2} {"i":3} `, `ev-t1-000003.jsonl={"i":4} `}
+	if !reflect.DeepEqual(all, want) {
+		t.Fatalf("after recovery:\n%q\nwant\n%q", all, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".ev-t1.jsonl.pipe-sink.json")); err != nil {
+		t.Errorf("state file: %v", err)
+	}
+}
+
+func TestFileSinkCSVInterval(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "o.csv")
+	ctx := t.Context()
+	s, err := newFileSink(sinkConfig(p, stdlib.AtLeastOnce, map[string]any{"format": stdlib.Ident("csv"), "header": true, "rotate_interval": time.Millisecond}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	must(t, s.Write(ctx, recs(0, 2, "src", "a")))
+	time.Sleep(5 * time.Millisecond)
+	must(t, s.Write(ctx, recs(2, 3, "src", "a")))
+	must(t, s.Checkpoint(ctx, stdlib.Checkpoint{ID: 1}))
+	s.Close(ctx)
+	b1, _ := os.ReadFile(filepath.Join(dir, "o-000001.csv"))
+	b2, _ := os.ReadFile(filepath.Join(dir, "o-000002.csv"))
+	if string(b1) != "i\n0\n1\n" || string(b2) != "i\n2\n" {
+		t.Fatalf("files %q %q", b1, b2)
+	}
+}
+
+// TestResolvedReferenceAttrs covers attributes written as references
+// (count = "${env:N}"), which reach the constructors as strings.
+func TestResolvedReferenceAttrs(t *testing.T) {
+	g, err := newGenerate(config("gen", map[string]any{"count": "25", "rate": "0", "seed": "3", "batch": "10", "fields": map[string]any{"x": int64(1)}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(drain(t, g, nil)); n != 25 {
+		t.Fatalf("got %d records, want 25", n)
+	}
+	if _, err := newGenerate(config("gen", map[string]any{"count": "lots", "fields": map[string]any{"x": int64(1)}})); err == nil || !strings.Contains(err.Error(), `attribute "count" must be an int, not lots`) {
+		t.Errorf("bad count: %v", err)
+	}
+	s, err := newFileSink(sinkConfig(filepath.Join(t.TempDir(), "o.jsonl"), stdlib.ExactlyOnce, map[string]any{"rotate_size": "1.5KiB", "rotate_interval": "1m", "header": "false"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.rotSize != 1536 || s.rotEvery != time.Minute {
+		t.Errorf("rotate_size %d rotate_interval %v", s.rotSize, s.rotEvery)
+	}
+	if _, err := newFileSource(config("in", map[string]any{"path": "x", "follow": "sometimes"})); err == nil {
+		t.Error("bad follow accepted")
+	}
+}

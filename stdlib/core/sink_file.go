@@ -1,0 +1,422 @@
+package core
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/codec"
+)
+
+func init() { stdlib.MustRegister(FileSinkSpec) }
+
+// FileSinkSpec is the file sink: records to local files, one per line.
+var FileSinkSpec = &stdlib.Spec{
+	Kind:    stdlib.SinkKind,
+	Name:    "file",
+	Summary: "records to local files, one per line (JSON lines, CSV or raw lines); rotation by size or time; exactly once",
+	Params: append([]stdlib.Param{
+		{Name: "path", Type: stdlib.String, Required: true, Doc: fileSinkPathDoc},
+		{Name: "format", Type: stdlib.Enum("json", "csv", "lines"), Default: stdlib.Ident("json"), Doc: "json: one object per line; csv: one row per line (a header row opens each file when header = true); lines: the record's value field as text"},
+		{Name: "rotate_size", Type: stdlib.Size, Default: int64(0), Doc: "start a new file before one would grow past this size; 0 never rotates by size"},
+		{Name: "rotate_interval", Type: stdlib.Duration, Default: time.Duration(0), Doc: "start a new file when the current one has been open this long; 0 never rotates by time"},
+	}, csvParams...),
+	Delivery: []stdlib.Delivery{stdlib.ExactlyOnce, stdlib.AtLeastOnce},
+	Schema:   true,
+	Check: func(attrs map[string]any) []stdlib.AttrError {
+		var errs []stdlib.AttrError
+		if n, ok := attrs["rotate_size"].(int64); ok && n < 0 {
+			errs = append(errs, stdlib.AttrError{Attr: "rotate_size", Message: "rotate_size must not be negative"})
+		}
+		if d, ok := attrs["rotate_interval"].(time.Duration); ok && d < 0 {
+			errs = append(errs, stdlib.AttrError{Attr: "rotate_interval", Message: "rotate_interval must not be negative"})
+		}
+		if p, ok := attrs["path"].(string); ok && (p == "" || strings.HasSuffix(p, "/")) {
+			errs = append(errs, stdlib.AttrError{Attr: "path", Message: fmt.Sprintf("path %q does not name a file", p)})
+		}
+		return errs
+	},
+	NewSink: func(cfg stdlib.Config) (stdlib.Sink, error) {
+		return newFileSink(cfg)
+	},
+}
+
+const fileSinkPathDoc = `the output file. Without rotation a single task writes exactly this file; with rotate_size or rotate_interval the files are numbered before the extension (out/events.jsonl: out/events-000001.jsonl, out/events-000002.jsonl, ...). With tasks > 1 each task writes its own files, "-t<task>" added to the name (events-t0.jsonl or events-t0-000001.jsonl). The sink owns these names: it truncates them when it starts them afresh. Beside them it keeps a state file .<name>.pipe-sink.json recording how many bytes of which file are committed and the source positions they cover`
+
+// flushSize is how much encoded data the sink buffers before writing.
+const flushSize = 1 << 20
+
+// fileSink is one task of a file sink stage.
+//
+// Exactly once: records are appended to the current file (buffered, not
+// synced). On Checkpoint the file is synced, then the state file — the
+// current file's sequence number, its committed length and the positions
+// covered — is replaced atomically (write, sync, rename, sync the
+// directory). That rename is the commit point: on Open, the current file
+// is truncated back to the committed length, files numbered after it are
+// removed, and the recorded positions are returned as held.
+type fileSink struct {
+	cfg      stdlib.Config
+	codec    codec.Codec
+	exactly  bool
+	csvHead  bool // the format has a header row to write
+	dir      string
+	stem     string // file name without extension, task suffix included
+	ext      string
+	rotSize  int64
+	rotEvery time.Duration
+	rotating bool
+
+	seq     int // current file's number; 0 without rotation
+	f       *os.File
+	size    int64 // bytes written to f
+	opened  time.Time
+	header  bool // a header row is due
+	buf     []byte
+	held    map[[2]string]stdlib.Position
+	lastCP  uint64
+	scratch []byte
+}
+
+// sinkState is the state file's content.
+type sinkState struct {
+	Version    int               `json:"version"`
+	Seq        int               `json:"seq"`
+	File       string            `json:"file"`
+	Size       int64             `json:"size"`
+	Opened     time.Time         `json:"opened"`
+	Checkpoint uint64            `json:"checkpoint"`
+	Positions  []stdlib.Position `json:"positions"`
+}
+
+func newFileSink(cfg stdlib.Config) (*fileSink, error) {
+	path := cfg.String("path")
+	if path == "" {
+		return nil, fmt.Errorf("file %q: path is empty", cfg.Stage)
+	}
+	c, err := newCodec(cfg, sinkType(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
+	}
+	header, err := boolAttr(cfg, "header", true)
+	if err != nil {
+		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
+	}
+	rotSize, err := sizeAttr(cfg, "rotate_size", 0)
+	if err != nil {
+		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
+	}
+	rotEvery, err := durationAttr(cfg, "rotate_interval", 0)
+	if err != nil {
+		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
+	}
+	_, isCSV := c.(codec.HeaderCodec)
+	s := &fileSink{
+		cfg: cfg, codec: c, exactly: cfg.Delivery == stdlib.ExactlyOnce,
+		csvHead: isCSV && header,
+		dir:     filepath.Dir(path), rotSize: rotSize, rotEvery: rotEvery,
+		held: map[[2]string]stdlib.Position{},
+	}
+	base := filepath.Base(path)
+	s.ext = filepath.Ext(base)
+	s.stem = strings.TrimSuffix(base, s.ext)
+	if cfg.Tasks > 1 {
+		s.stem += "-t" + strconv.Itoa(cfg.Task)
+	}
+	s.rotating = s.rotSize > 0 || s.rotEvery > 0
+	return s, nil
+}
+
+// name returns the path of file number seq.
+func (s *fileSink) name(seq int) string {
+	if !s.rotating {
+		return filepath.Join(s.dir, s.stem+s.ext)
+	}
+	return filepath.Join(s.dir, fmt.Sprintf("%s-%06d%s", s.stem, seq, s.ext))
+}
+
+func (s *fileSink) statePath() string {
+	return filepath.Join(s.dir, "."+s.stem+s.ext+".pipe-sink.json")
+}
+
+func (s *fileSink) errorf(format string, args ...any) error {
+	return fmt.Errorf("file %q: %s", s.cfg.Stage, fmt.Sprintf(format, args...))
+}
+
+// Open implements stdlib.Sink.
+func (s *fileSink) Open(ctx context.Context) ([]stdlib.Position, error) {
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return nil, s.errorf("%v", err)
+	}
+	st, err := s.readState()
+	if err != nil {
+		return nil, err
+	}
+	flags := os.O_RDWR | os.O_CREATE
+	if st == nil {
+		st = &sinkState{Opened: time.Now()}
+		if s.rotating {
+			st.Seq = 1
+		}
+		flags |= os.O_TRUNC
+	}
+	s.seq, s.size, s.opened, s.lastCP = st.Seq, st.Size, st.Opened, st.Checkpoint
+	for _, p := range st.Positions {
+		s.held[[2]string{p.Source, p.Partition}] = p
+	}
+	if err := s.removeAfter(s.seq); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(s.name(s.seq), flags, 0o644)
+	if err != nil {
+		return nil, s.errorf("%v", err)
+	}
+	// Drop whatever was written after the last commit.
+	if err := f.Truncate(s.size); err != nil {
+		f.Close()
+		return nil, s.errorf("truncating %s: %v", f.Name(), err)
+	}
+	if _, err := f.Seek(s.size, 0); err != nil {
+		f.Close()
+		return nil, s.errorf("%v", err)
+	}
+	s.f = f
+	s.header = s.csvHead && s.size == 0
+	if !s.exactly {
+		return nil, nil
+	}
+	return s.heldPositions(), nil
+}
+
+func (s *fileSink) heldPositions() []stdlib.Position {
+	out := make([]stdlib.Position, 0, len(s.held))
+	for _, p := range s.held {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b stdlib.Position) int {
+		return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.Partition, b.Partition))
+	})
+	return out
+}
+
+func (s *fileSink) readState() (*sinkState, error) {
+	b, err := os.ReadFile(s.statePath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, s.errorf("%v", err)
+	}
+	var st sinkState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, s.errorf("state file %s is corrupt: %v", s.statePath(), err)
+	}
+	if st.Version != 1 {
+		return nil, s.errorf("state file %s has version %d, want 1", s.statePath(), st.Version)
+	}
+	if s.rotating != (st.Seq > 0) {
+		return nil, s.errorf("state file %s was written with rotation %s; remove it (and the output) to change rotation", s.statePath(), map[bool]string{true: "on", false: "off"}[st.Seq > 0])
+	}
+	return &st, nil
+}
+
+// removeAfter removes the numbered files after seq: uncommitted rotations.
+func (s *fileSink) removeAfter(seq int) error {
+	if !s.rotating {
+		return nil
+	}
+	matches, err := filepath.Glob(filepath.Join(s.dir, globEscape(s.stem)+"-[0-9][0-9][0-9][0-9][0-9][0-9]*"+globEscape(s.ext)))
+	if err != nil {
+		return s.errorf("%v", err)
+	}
+	for _, m := range matches {
+		num := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(m), s.stem+"-"), s.ext)
+		n, err := strconv.Atoi(num)
+		if err != nil || n <= seq {
+			continue
+		}
+		if err := os.Remove(m); err != nil {
+			return s.errorf("removing uncommitted %s: %v", m, err)
+		}
+	}
+	return nil
+}
+
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// Write implements stdlib.Sink.
+func (s *fileSink) Write(ctx context.Context, batch []stdlib.Record) error {
+	if s.rotEvery > 0 && s.size+int64(len(s.buf)) > 0 && time.Since(s.opened) >= s.rotEvery {
+		if err := s.rotate(); err != nil {
+			return err
+		}
+	}
+	var errs stdlib.RecordErrors
+	for i := range batch {
+		m, ok := batch[i].Value.(map[string]any)
+		if !ok {
+			if batch[i].Value != nil {
+				errs = append(errs, stdlib.RecordError{Index: i, Err: fmt.Errorf("value is %T, not a record", batch[i].Value)})
+				continue
+			}
+			m = map[string]any{}
+		}
+		line, err := s.codec.Append(s.scratch[:0], m)
+		if err != nil {
+			errs = append(errs, stdlib.RecordError{Index: i, Err: err})
+			continue
+		}
+		line = append(line, '\n')
+		s.scratch = line
+		if s.rotSize > 0 && s.size+int64(len(s.buf)+len(line)) > s.rotSize && s.size+int64(len(s.buf)) > 0 {
+			if err := s.rotate(); err != nil {
+				return err
+			}
+		}
+		if s.header {
+			s.header = false
+			if s.buf, err = s.codec.(codec.HeaderCodec).AppendHeader(s.buf, m); err != nil {
+				return s.errorf("header: %v", err)
+			}
+			s.buf = append(s.buf, '\n')
+		}
+		s.buf = append(s.buf, line...)
+		if len(s.buf) >= flushSize {
+			if err := s.flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// flush writes the buffer to the current file (not synced).
+func (s *fileSink) flush() error {
+	if len(s.buf) == 0 {
+		return nil
+	}
+	n, err := s.f.Write(s.buf)
+	s.size += int64(n)
+	s.buf = s.buf[:0]
+	if err != nil {
+		return s.errorf("writing %s: %v", s.f.Name(), err)
+	}
+	return nil
+}
+
+// rotate completes the current file (written and synced, so that a later
+// commit naming a newer file implies this one) and starts the next.
+func (s *fileSink) rotate() error {
+	if err := s.flush(); err != nil {
+		return err
+	}
+	if err := s.f.Sync(); err != nil {
+		return s.errorf("syncing %s: %v", s.f.Name(), err)
+	}
+	if err := s.f.Close(); err != nil {
+		return s.errorf("closing %s: %v", s.f.Name(), err)
+	}
+	s.seq++
+	f, err := os.OpenFile(s.name(s.seq), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return s.errorf("%v", err)
+	}
+	s.f, s.size, s.opened, s.header = f, 0, time.Now(), s.csvHead
+	return nil
+}
+
+// Checkpoint implements stdlib.Sink: it syncs the data, then commits the
+// state file naming the committed length and the positions.
+func (s *fileSink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
+	if err := s.flush(); err != nil {
+		return err
+	}
+	if err := s.f.Sync(); err != nil {
+		return s.errorf("syncing %s: %v", s.f.Name(), err)
+	}
+	for _, p := range cp.Positions {
+		k := [2]string{p.Source, p.Partition}
+		if old, ok := s.held[k]; !ok || p.Offset > old.Offset {
+			s.held[k] = p
+		}
+	}
+	s.lastCP = cp.ID
+	st := sinkState{
+		Version: 1, Seq: s.seq, File: filepath.Base(s.name(s.seq)), Size: s.size,
+		Opened: s.opened, Checkpoint: cp.ID, Positions: s.heldPositions(),
+	}
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return s.errorf("%v", err)
+	}
+	if err := writeAtomic(s.statePath(), append(b, '\n')); err != nil {
+		return s.errorf("committing checkpoint %d: %v", cp.ID, err)
+	}
+	return nil
+}
+
+// writeAtomic replaces path with data durably: write a temporary file,
+// sync it, rename it over path, sync the directory.
+func writeAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Close implements stdlib.Sink. Data written since the last checkpoint is
+// left uncommitted: the next Open truncates it and it is replayed.
+func (s *fileSink) Close(context.Context) error {
+	if s.f == nil {
+		return nil
+	}
+	err := s.f.Close()
+	s.f = nil
+	if err != nil {
+		return s.errorf("%v", err)
+	}
+	return nil
+}

@@ -1,0 +1,123 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"pipe.dev/pipe/lang/types"
+	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/codec"
+)
+
+func init() { stdlib.MustRegister(StdoutSpec) }
+
+// StdoutSpec is the stdout sink: one line per record on standard output.
+var StdoutSpec = &stdlib.Spec{
+	Kind:    stdlib.SinkKind,
+	Name:    "stdout",
+	Summary: "records to standard output, one per line (JSON lines, CSV or raw lines)",
+	Params: append([]stdlib.Param{
+		{Name: "format", Type: stdlib.Enum("json", "csv", "lines"), Default: stdlib.Ident("json"), Doc: "json: one object per line; csv: one row per line (header row first when header = true); lines: the record's value field as text"},
+	}, csvParams...),
+	Delivery: []stdlib.Delivery{stdlib.AtLeastOnce, stdlib.AtMostOnce},
+	Schema:   true,
+	NewSink: func(cfg stdlib.Config) (stdlib.Sink, error) {
+		return newStdout(cfg, os.Stdout)
+	},
+}
+
+// stdoutSink writes each batch with one write: after a crash, records
+// since the last checkpoint are written again (at least once).
+type stdoutSink struct {
+	cfg    stdlib.Config
+	out    io.Writer
+	codec  codec.Codec
+	header bool
+	buf    []byte
+}
+
+func newStdout(cfg stdlib.Config, out io.Writer) (*stdoutSink, error) {
+	c, err := newCodec(cfg, sinkType(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("stdout %q: %v", cfg.Stage, err)
+	}
+	header, err := boolAttr(cfg, "header", true)
+	if err != nil {
+		return nil, fmt.Errorf("stdout %q: %v", cfg.Stage, err)
+	}
+	_, isCSV := c.(codec.HeaderCodec)
+	return &stdoutSink{cfg: cfg, out: out, codec: c, header: isCSV && header}, nil
+}
+
+// sinkType is the record type a sink encodes by: the declared schema, else
+// the compiler's type of its input when that is a record.
+func sinkType(cfg stdlib.Config) *types.Type {
+	if cfg.Schema != nil {
+		return cfg.Schema
+	}
+	if cfg.Input != nil && cfg.Input.Kind == types.Record && len(cfg.Input.Fields) > 0 {
+		return cfg.Input
+	}
+	return nil
+}
+
+// Open implements stdlib.Sink.
+func (s *stdoutSink) Open(context.Context) ([]stdlib.Position, error) { return nil, nil }
+
+// Write implements stdlib.Sink.
+func (s *stdoutSink) Write(ctx context.Context, batch []stdlib.Record) error {
+	buf, errs := encodeBatch(s.buf[:0], s.codec, batch, &s.header)
+	s.buf = buf
+	if len(buf) > 0 {
+		if _, err := s.out.Write(buf); err != nil {
+			return fmt.Errorf("stdout %q: %v", s.cfg.Stage, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// encodeBatch appends one line per record of batch; records that cannot be
+// encoded are left out and reported. *header says a CSV header row is due
+// before the first record.
+func encodeBatch(dst []byte, c codec.Codec, batch []stdlib.Record, header *bool) ([]byte, stdlib.RecordErrors) {
+	var errs stdlib.RecordErrors
+	for i := range batch {
+		m, ok := batch[i].Value.(map[string]any)
+		if !ok {
+			if batch[i].Value != nil {
+				errs = append(errs, stdlib.RecordError{Index: i, Err: fmt.Errorf("value is %T, not a record", batch[i].Value)})
+				continue
+			}
+			m = map[string]any{}
+		}
+		if *header {
+			*header = false
+			var err error
+			if dst, err = c.(codec.HeaderCodec).AppendHeader(dst, m); err != nil {
+				errs = append(errs, stdlib.RecordError{Index: i, Err: err})
+				continue
+			}
+			dst = append(dst, '\n')
+		}
+		n := len(dst)
+		var err error
+		if dst, err = c.Append(dst, m); err != nil {
+			dst = dst[:n]
+			errs = append(errs, stdlib.RecordError{Index: i, Err: err})
+			continue
+		}
+		dst = append(dst, '\n')
+	}
+	return dst, errs
+}
+
+// Checkpoint implements stdlib.Sink: every batch is already written.
+func (s *stdoutSink) Checkpoint(context.Context, stdlib.Checkpoint) error { return nil }
+
+// Close implements stdlib.Sink.
+func (s *stdoutSink) Close(context.Context) error { return nil }

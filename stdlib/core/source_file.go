@@ -1,0 +1,390 @@
+package core
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/codec"
+)
+
+func init() { stdlib.MustRegister(FileSourceSpec) }
+
+// FileSourceSpec is the file source: records from files, one per line.
+var FileSourceSpec = &stdlib.Spec{
+	Kind:    stdlib.SourceKind,
+	Name:    "file",
+	Summary: "records from local files (JSON lines, CSV or raw lines); a path or glob; resumes at byte offsets",
+	Params: append([]stdlib.Param{
+		{Name: "path", Type: stdlib.String, Required: true, Doc: "a file, or a glob (*, ?, [...]) of files; each file is a partition, spread over the tasks by a hash of its path and read in path order"},
+		{Name: "format", Type: stdlib.Enum("json", "csv", "lines"), Default: stdlib.Ident("json"), Doc: "json: one object per line; csv: one row per line; lines: each line as {value: string}"},
+		{Name: "follow", Type: stdlib.Bool, Default: false, Doc: "keep reading data appended to the files (and files newly matching the glob), polling every poll; the source then never ends"},
+		{Name: "poll", Type: stdlib.Duration, Default: 250 * time.Millisecond, Doc: "how often a followed file is checked for new data"},
+		{Name: "start", Type: stdlib.Enum("beginning", "end"), Default: stdlib.Ident("beginning"), Doc: "where a file present at start and without a stored position is read from: its beginning, or its end (only data appended later); files appearing later are read from their beginning"},
+		batchParam,
+	}, csvParams...),
+	Bounded: true,
+	Schema:  true,
+	Output:  rawOutput,
+	Check:   checkBatch,
+	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {
+		return newFileSource(cfg)
+	},
+}
+
+// readChunk is how much a file read asks for.
+const readChunk = 1 << 20
+
+// fileSource is one task of a file source stage.
+type fileSource struct {
+	cfg     stdlib.Config
+	pattern string
+	follow  bool
+	poll    time.Duration
+	atEnd   bool
+	batch   int
+	resume  stdlib.Resumer
+	opened  bool // Open has scanned: later files start at their beginning
+	header  bool // csv: files start with a header row
+
+	files []*tailFile // this task's files, in path order
+	known map[string]bool
+	cur   int // index of the file being read
+	idle  int // files found without data in a row
+}
+
+// tailFile is one file being read.
+type tailFile struct {
+	path  string
+	f     *os.File
+	codec codec.Codec
+	off   int64  // offset of buf[0] in the file
+	buf   []byte // read but not yet consumed
+	eof   bool
+	err   error // a read error, reported once
+}
+
+func newFileSource(cfg stdlib.Config) (*fileSource, error) {
+	path := cfg.String("path")
+	if path == "" {
+		return nil, fmt.Errorf("file %q: path is empty", cfg.Stage)
+	}
+	if _, err := filepath.Match(path, ""); err != nil {
+		return nil, fmt.Errorf("file %q: bad glob %q: %v", cfg.Stage, path, err)
+	}
+	// Build one codec now so that a bad format fails at start.
+	if _, err := newCodec(cfg, cfg.Schema); err != nil {
+		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
+	}
+	poll, err := durationAttr(cfg, "poll", 250*time.Millisecond)
+	if err != nil {
+		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
+	}
+	if poll <= 0 {
+		poll = 250 * time.Millisecond
+	}
+	follow, err := boolAttr(cfg, "follow", false)
+	if err != nil {
+		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
+	}
+	header, err := boolAttr(cfg, "header", true)
+	if err != nil {
+		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
+	}
+	batch, err := batchSize(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
+	}
+	return &fileSource{
+		cfg: cfg, pattern: path, follow: follow, poll: poll, header: header,
+		atEnd: cfg.String("start") == "end", batch: batch, known: map[string]bool{},
+	}, nil
+}
+
+// mine reports whether path belongs to this task.
+func (s *fileSource) mine(path string) bool {
+	if s.cfg.Tasks <= 1 {
+		return true
+	}
+	h := fnv.New32a()
+	h.Write([]byte(path))
+	return int(h.Sum32()%uint32(s.cfg.Tasks)) == s.cfg.Task
+}
+
+// scan adds files newly matching the pattern.
+func (s *fileSource) scan() error {
+	matches, err := filepath.Glob(s.pattern)
+	if err != nil {
+		return fmt.Errorf("file %q: %v", s.cfg.Stage, err)
+	}
+	slices.Sort(matches)
+	for _, p := range matches {
+		p = filepath.Clean(p)
+		if s.known[p] || !s.mine(p) {
+			continue
+		}
+		if st, err := os.Stat(p); err != nil || st.IsDir() {
+			continue
+		}
+		s.known[p] = true
+		tf, err := s.open(p)
+		if err != nil {
+			return err
+		}
+		s.files = append(s.files, tf)
+	}
+	return nil
+}
+
+// open opens path at its resume position.
+func (s *fileSource) open(path string) (*tailFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("file %q: %v", s.cfg.Stage, err)
+	}
+	c, err := newCodec(s.cfg, s.cfg.Schema)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("file %q: %v", s.cfg.Stage, err)
+	}
+	tf := &tailFile{path: path, f: f, codec: c}
+	var start int64
+	if off, ok := s.resume.Resume(path); ok {
+		start = off
+	} else if s.atEnd && !s.opened {
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("file %q: %v", s.cfg.Stage, err)
+		}
+		start = st.Size()
+	}
+	if hc, ok := c.(codec.HeaderCodec); ok && s.header {
+		// The header row is read at every open, so that a resumed file
+		// knows its columns.
+		end, err := readHeader(f, hc)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("file %q: %s: %v", s.cfg.Stage, path, err)
+		}
+		start = max(start, end)
+	}
+	if _, err := f.Seek(start, io.SeekStart); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("file %q: %v", s.cfg.Stage, err)
+	}
+	tf.off = start
+	return tf, nil
+}
+
+// readHeader reads the first line of f into hc and returns the offset just
+// after it (0 for an empty file).
+func readHeader(f *os.File, hc codec.HeaderCodec) (int64, error) {
+	buf := make([]byte, 64<<10)
+	var line []byte
+	for off := int64(0); ; {
+		n, err := f.ReadAt(buf, off)
+		if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
+			line = append(line, buf[:i]...)
+			return off + int64(i) + 1, hc.DecodeHeader(bytes.TrimSuffix(line, []byte("\r")))
+		}
+		line = append(line, buf[:n]...)
+		off += int64(n)
+		if err == io.EOF {
+			if len(line) == 0 {
+				return 0, nil
+			}
+			return off, hc.DecodeHeader(bytes.TrimSuffix(line, []byte("\r")))
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+// Open implements stdlib.Source.
+func (s *fileSource) Open(ctx context.Context, resume stdlib.Resumer) error {
+	s.resume = resume
+	if err := s.scan(); err != nil {
+		return err
+	}
+	s.opened = true
+	if len(s.known) == 0 && !s.follow && s.cfg.Task == 0 {
+		if matches, _ := filepath.Glob(s.pattern); len(matches) == 0 {
+			return fmt.Errorf("file %q: no file matches %q", s.cfg.Stage, s.pattern)
+		}
+	}
+	return nil
+}
+
+// Read implements stdlib.Source.
+func (s *fileSource) Read(ctx context.Context) ([]stdlib.Record, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if s.cur < len(s.files) {
+			tf := s.files[s.cur]
+			recs, err := s.readFile(tf)
+			if err != nil {
+				return nil, err
+			}
+			if len(recs) > 0 {
+				s.idle = 0
+				return recs, nil
+			}
+			if !s.follow {
+				tf.f.Close()
+				s.cur++
+				continue
+			}
+			// Following: try the next file; after a full round without
+			// data, wait and look for new files.
+			s.cur = (s.cur + 1) % len(s.files)
+			s.idle++
+			if s.idle < len(s.files) {
+				continue
+			}
+		} else if !s.follow {
+			return nil, stdlib.ErrEndOfInput
+		}
+		s.idle = 0
+		t := time.NewTimer(s.poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		if err := s.scan(); err != nil {
+			return nil, err
+		}
+		for _, tf := range s.files {
+			tf.eof = false
+		}
+	}
+}
+
+// readFile returns the next batch of complete lines of tf, or none at its
+// end. A final line without a newline counts at the end of a file that is
+// not followed.
+func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
+	if s.follow {
+		if err := tf.checkTruncated(); err != nil {
+			return nil, fmt.Errorf("file %q: %v", s.cfg.Stage, err)
+		}
+	}
+	for !tf.eof && bytes.Count(tf.buf, []byte{'\n'}) < s.batch {
+		if err := tf.fill(); err != nil {
+			return nil, fmt.Errorf("file %q: %s: %v", s.cfg.Stage, tf.path, err)
+		}
+	}
+	// One copy of the batch's bytes backs every record's Raw.
+	data := tf.buf
+	n := 0
+	end := 0
+	for n < s.batch {
+		i := bytes.IndexByte(data[end:], '\n')
+		if i < 0 {
+			if tf.eof && !s.follow && end < len(data) {
+				end = len(data)
+				n++
+			}
+			break
+		}
+		end += i + 1
+		n++
+	}
+	if end == 0 {
+		return nil, nil
+	}
+	chunk := bytes.Clone(data[:end])
+	recs := make([]stdlib.Record, 0, n)
+	for start := 0; start < len(chunk); {
+		i := bytes.IndexByte(chunk[start:], '\n')
+		stop := len(chunk)
+		if i >= 0 {
+			stop = start + i + 1
+		}
+		line := chunk[start:stop]
+		lineStart := tf.off + int64(start)
+		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+		pos := stdlib.Position{Source: s.cfg.Stage, Partition: tf.path, Offset: tf.off + int64(stop)}
+		start = stop
+		if len(bytes.TrimSpace(line)) == 0 {
+			// Blank lines carry no record; their bytes are covered by the
+			// next record's offset.
+			continue
+		}
+		r := stdlib.Record{Partition: -1, Pos: pos, Raw: line}
+		v, err := tf.codec.Decode(line)
+		if err != nil {
+			r.Err = fmt.Errorf("%s at byte %d: %w", tf.path, lineStart, err)
+		} else {
+			r.Value = v
+		}
+		recs = append(recs, r)
+	}
+	tf.buf = tf.buf[end:]
+	tf.off += int64(end)
+	if len(recs) == 0 {
+		// Only blank lines: report progress through an empty read.
+		return s.readFile(tf)
+	}
+	return recs, nil
+}
+
+// fill reads more of the file into buf.
+func (tf *tailFile) fill() error {
+	if len(tf.buf) > 0 && cap(tf.buf)-len(tf.buf) < readChunk/2 {
+		nb := make([]byte, len(tf.buf), max(2*len(tf.buf), readChunk)+readChunk)
+		copy(nb, tf.buf)
+		tf.buf = nb
+	} else if len(tf.buf) == 0 && cap(tf.buf) < readChunk {
+		tf.buf = make([]byte, 0, 2*readChunk)
+	} else if len(tf.buf) == 0 {
+		tf.buf = tf.buf[:0:cap(tf.buf)]
+	}
+	n, err := tf.f.Read(tf.buf[len(tf.buf):cap(tf.buf)])
+	tf.buf = tf.buf[:len(tf.buf)+n]
+	if errors.Is(err, io.EOF) || (n == 0 && err == nil) {
+		tf.eof = true
+		return nil
+	}
+	return err
+}
+
+// checkTruncated restarts a followed file that shrank below the read
+// offset (truncated in place, as copytruncate rotation does).
+func (tf *tailFile) checkTruncated() error {
+	st, err := tf.f.Stat()
+	if err != nil {
+		return err
+	}
+	if read := tf.off + int64(len(tf.buf)); st.Size() < read {
+		if _, err := tf.f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		tf.off, tf.buf, tf.eof = 0, tf.buf[:0], false
+	}
+	return nil
+}
+
+// Commit implements stdlib.Source; files need no commit.
+func (s *fileSource) Commit(context.Context, []stdlib.Position) error { return nil }
+
+// Close implements stdlib.Source.
+func (s *fileSource) Close(context.Context) error {
+	for _, tf := range s.files {
+		tf.f.Close()
+	}
+	return nil
+}

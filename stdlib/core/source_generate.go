@@ -1,0 +1,461 @@
+package core
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+
+	"pipe.dev/pipe/lang/types"
+	"pipe.dev/pipe/stdlib"
+)
+
+func init() { stdlib.MustRegister(GenerateSpec) }
+
+// GenerateSpec is the generate source: synthetic records from a template.
+var GenerateSpec = &stdlib.Spec{
+	Kind:    stdlib.SourceKind,
+	Name:    "generate",
+	Summary: "synthetic records from a template of generators (deterministic for a seed)",
+	Params: []stdlib.Param{
+		{Name: "count", Type: stdlib.Int, Default: int64(0), Doc: "records to generate over all tasks; 0 generates without end"},
+		{Name: "rate", Type: stdlib.Float, Default: 0.0, Doc: "records per second over all tasks; 0 is as fast as possible"},
+		{Name: "seed", Type: stdlib.Int, Default: int64(0), Doc: "seed of the random generators: the same seed gives the same records"},
+		batchParam,
+		{Name: "fields", Type: stdlib.MapOf(stdlib.AnyValue), Required: true, Doc: generatorDoc},
+	},
+	Bounded: false,
+	Output:  generateOutput,
+	Check:   generateCheck,
+	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {
+		return newGenerate(cfg)
+	},
+}
+
+const generatorDoc = `the record template: field name = generator or literal. Record number n counts from 0 over all tasks. Generators:
+seq(start = 1, step = 1) int: start + n*step;
+pick(list) the list's item type: a random item;
+random_int(min, max) int: uniform in [min, max];
+random_float(min, max, decimals = 2) float: uniform in [min, max), rounded;
+random_bool() bool;
+timestamp(start = "2024-01-01T00:00:00Z", step = 1s) timestamp: start + n*step;
+now() timestamp: the wall clock (not deterministic);
+uuid() string: a random version 4 UUID;
+format(pattern, args...) string: fmt-style, each arg a generator or literal ("u%d", random_int(1, 100)).
+Literals (strings, numbers, bools) are constant fields. Random generators depend only on seed, field and n, so a restart regenerates the same records`
+
+// genFunc produces a field's value for record number n (over all tasks).
+type genFunc func(n uint64) any
+
+// generator describes a compiled field generator.
+type generator struct {
+	fn  genFunc
+	typ *types.Type
+}
+
+// compileGenerator compiles a field's value; salt separates random streams.
+func compileGenerator(v any, seed, salt uint64) (generator, error) {
+	call, ok := v.(*stdlib.Call)
+	if !ok {
+		switch v := v.(type) {
+		case string, int64, float64, bool:
+			c := v
+			return generator{fn: func(uint64) any { return c }, typ: literalType(v)}, nil
+		case stdlib.Ident:
+			c := string(v)
+			return generator{fn: func(uint64) any { return c }, typ: types.StringType}, nil
+		case nil:
+			return generator{fn: func(uint64) any { return nil }, typ: types.AnyType.WithOptional(true)}, nil
+		}
+		return generator{}, fmt.Errorf("want a generator call or a literal, not %T", v)
+	}
+	a := args{call: call}
+	key := seed*0x9E3779B97F4A7C15 ^ salt*0xC2B2AE3D27D4EB4F
+	var g generator
+	switch call.Name {
+	case "seq":
+		start, step := a.int("start", 0, 1), a.int("step", 1, 1)
+		g = generator{fn: func(n uint64) any { return start + int64(n)*step }, typ: types.IntType}
+	case "pick":
+		l, ok := a.get("list", 0).([]any)
+		if !ok || len(l) == 0 {
+			return g, fmt.Errorf("pick wants a non-empty list")
+		}
+		items := slices.Clone(l)
+		for i, it := range items {
+			if id, ok := it.(stdlib.Ident); ok {
+				items[i] = string(id)
+			}
+		}
+		k := uint64(len(items))
+		g = generator{fn: func(n uint64) any { return items[mix(key, n)%k] }, typ: listItemType(items)}
+	case "random_int":
+		lo, hi := a.int("min", 0, 0), a.int("max", 1, 100)
+		if hi < lo {
+			return g, fmt.Errorf("random_int: max %d is below min %d", hi, lo)
+		}
+		span := uint64(hi-lo) + 1
+		g = generator{fn: func(n uint64) any {
+			if span == 0 { // the full int64 range
+				return int64(mix(key, n))
+			}
+			return lo + int64(mix(key, n)%span)
+		}, typ: types.IntType}
+	case "random_float":
+		lo, hi := a.float("min", 0, 0), a.float("max", 1, 1)
+		if hi < lo {
+			return g, fmt.Errorf("random_float: max %v is below min %v", hi, lo)
+		}
+		dec := a.int("decimals", 2, 2)
+		if dec < 0 || dec > 15 {
+			return g, fmt.Errorf("random_float: decimals must be between 0 and 15, not %d", dec)
+		}
+		scale := math.Pow(10, float64(dec))
+		g = generator{fn: func(n uint64) any {
+			f := lo + (hi-lo)*float64(mix(key, n)>>11)/(1<<53)
+			return math.Floor(f*scale) / scale
+		}, typ: types.FloatType}
+	case "random_bool":
+		g = generator{fn: func(n uint64) any { return mix(key, n)&1 == 1 }, typ: types.BoolType}
+	case "timestamp":
+		start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+		if s, ok := a.get("start", 0).(string); ok {
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return g, fmt.Errorf("timestamp: start %q is not an RFC 3339 timestamp", s)
+			}
+			start = t
+		}
+		step := time.Second
+		if d, ok := a.get("step", 1).(time.Duration); ok {
+			step = d
+		}
+		g = generator{fn: func(n uint64) any { return start.Add(time.Duration(n) * step) }, typ: types.TimestampType}
+	case "now":
+		g = generator{fn: func(uint64) any { return time.Now().UTC() }, typ: types.TimestampType}
+	case "uuid":
+		g = generator{fn: func(n uint64) any { return uuid4(mix(key, n), mix(key^0xA5A5A5A5, n)) }, typ: types.StringType}
+	case "format":
+		pattern, ok := a.get("pattern", 0).(string)
+		if !ok {
+			return g, fmt.Errorf("format wants a pattern string first")
+		}
+		var subs []genFunc
+		for i := 1; ; i++ {
+			v, ok := call.Args[strconv.Itoa(i)]
+			if !ok {
+				break
+			}
+			sg, err := compileGenerator(v, seed, salt*31+uint64(i))
+			if err != nil {
+				return g, fmt.Errorf("format argument %d: %v", i, err)
+			}
+			subs = append(subs, sg.fn)
+		}
+		vals := make([]any, len(subs))
+		g = generator{fn: func(n uint64) any {
+			for i, f := range subs {
+				vals[i] = f(n)
+			}
+			return fmt.Sprintf(pattern, vals...)
+		}, typ: types.StringType}
+	default:
+		return g, fmt.Errorf("unknown generator %q (want seq, pick, random_int, random_float, random_bool, timestamp, now, uuid or format)", call.Name)
+	}
+	if err := a.err; err != nil {
+		return generator{}, fmt.Errorf("%s: %v", call.Name, err)
+	}
+	return g, nil
+}
+
+// args reads a call's arguments by name or position.
+type args struct {
+	call *stdlib.Call
+	err  error
+}
+
+func (a *args) get(name string, pos int) any {
+	if v, ok := a.call.Args[name]; ok {
+		return v
+	}
+	return a.call.Args[strconv.Itoa(pos)]
+}
+
+func (a *args) int(name string, pos int, def int64) int64 {
+	switch v := a.get(name, pos).(type) {
+	case nil:
+		return def
+	case int64:
+		return v
+	default:
+		a.err = fmt.Errorf("%s must be an int, not %v", name, v)
+		return def
+	}
+}
+
+func (a *args) float(name string, pos int, def float64) float64 {
+	switch v := a.get(name, pos).(type) {
+	case nil:
+		return def
+	case int64:
+		return float64(v)
+	case float64:
+		return v
+	default:
+		a.err = fmt.Errorf("%s must be a number, not %v", name, v)
+		return def
+	}
+}
+
+// mix is a counter-based random function (splitmix64 finaliser): the
+// value for record n depends only on key and n, so a restart at any record
+// regenerates the same values.
+func mix(key, n uint64) uint64 {
+	z := key + (n+1)*0x9E3779B97F4A7C15
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+	return z ^ (z >> 31)
+}
+
+func uuid4(a, b uint64) string {
+	var u [16]byte
+	for i := range 8 {
+		u[i] = byte(a >> (8 * i))
+		u[8+i] = byte(b >> (8 * i))
+	}
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	var s [36]byte
+	hex.Encode(s[0:8], u[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], u[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], u[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], u[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], u[10:])
+	return string(s[:])
+}
+
+func literalType(v any) *types.Type {
+	switch v.(type) {
+	case string:
+		return types.StringType
+	case int64:
+		return types.IntType
+	case float64:
+		return types.FloatType
+	case bool:
+		return types.BoolType
+	}
+	return types.AnyType
+}
+
+func listItemType(items []any) *types.Type {
+	var t *types.Type
+	for _, it := range items {
+		lt := literalType(it)
+		switch {
+		case t == nil:
+			t = lt
+		case t.Kind == types.Int && lt.Kind == types.Float || t.Kind == types.Float && lt.Kind == types.Int:
+			t = types.FloatType
+		case t.Kind != lt.Kind:
+			return types.AnyType
+		}
+	}
+	return t
+}
+
+// fieldNames returns the template's field names, sorted: the order of the
+// output type's fields.
+func fieldNames(fields map[string]any) []string {
+	names := make([]string, 0, len(fields))
+	for k := range fields {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// compileFields compiles every field, in sorted order.
+func compileFields(fields map[string]any, seed uint64) ([]string, []generator, []stdlib.AttrError) {
+	names := fieldNames(fields)
+	gens := make([]generator, len(names))
+	var errs []stdlib.AttrError
+	for i, name := range names {
+		g, err := compileGenerator(fields[name], seed, uint64(i)+1)
+		if err != nil {
+			errs = append(errs, stdlib.AttrError{Attr: "fields." + name, Message: err.Error()})
+		}
+		gens[i] = g
+	}
+	return names, gens, errs
+}
+
+func generateOutput(attrs map[string]any) *types.Type {
+	fields, _ := attrs["fields"].(map[string]any)
+	names, gens, errs := compileFields(fields, 0)
+	if errs != nil {
+		return nil
+	}
+	t := &types.Type{Kind: types.Record}
+	for i, name := range names {
+		t.Fields = append(t.Fields, &types.Field{Name: name, Type: gens[i].typ})
+	}
+	return t
+}
+
+func generateCheck(attrs map[string]any) []stdlib.AttrError {
+	errs := checkBatch(attrs)
+	if n, ok := attrs["count"].(int64); ok && n < 0 {
+		errs = append(errs, stdlib.AttrError{Attr: "count", Message: fmt.Sprintf("count must not be negative, not %d", n)})
+	}
+	if r, ok := attrs["rate"].(float64); ok && r < 0 {
+		errs = append(errs, stdlib.AttrError{Attr: "rate", Message: fmt.Sprintf("rate must not be negative, not %v", r)})
+	}
+	fields, _ := attrs["fields"].(map[string]any)
+	if len(fields) == 0 {
+		if _, set := attrs["fields"]; set {
+			errs = append(errs, stdlib.AttrError{Attr: "fields", Message: "fields must name at least one field"})
+		}
+	}
+	_, _, ferrs := compileFields(fields, 0)
+	return append(errs, ferrs...)
+}
+
+// generate is one task of a generate stage. Task t of T produces the
+// records numbered t, t+T, t+2T, ...; its partition is "gen/<t>" and the
+// offset of its k-th record is k.
+type generate struct {
+	stage     string
+	partition string
+	names     []string
+	gens      []genFunc
+	task      uint64
+	tasks     uint64
+	local     uint64 // next local sequence number
+	end       uint64 // local records to produce; 0 = no end
+	bounded   bool
+	batch     int
+	rate      float64 // records per second for this task
+	started   time.Time
+	startSeq  uint64
+}
+
+func newGenerate(cfg stdlib.Config) (*generate, error) {
+	fail := func(err error) (*generate, error) { return nil, fmt.Errorf("generate %q: %v", cfg.Stage, err) }
+	fields, _ := cfg.Attrs["fields"].(map[string]any)
+	if len(fields) == 0 {
+		return fail(fmt.Errorf("fields must name at least one field"))
+	}
+	seed, err := intAttr(cfg, "seed", 0)
+	if err != nil {
+		return fail(err)
+	}
+	count, err := intAttr(cfg, "count", 0)
+	if err != nil {
+		return fail(err)
+	}
+	if count < 0 {
+		return fail(fmt.Errorf("count must not be negative, not %d", count))
+	}
+	rate, err := floatAttr(cfg, "rate", 0)
+	if err != nil {
+		return fail(err)
+	}
+	batch, err := batchSize(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	names, gens, errs := compileFields(fields, uint64(seed))
+	if errs != nil {
+		return fail(fmt.Errorf("%s: %s", errs[0].Attr, errs[0].Message))
+	}
+	tasks := max(cfg.Tasks, 1)
+	g := &generate{
+		stage:     cfg.Stage,
+		partition: "gen/" + strconv.Itoa(cfg.Task),
+		names:     names,
+		task:      uint64(cfg.Task),
+		tasks:     uint64(tasks),
+		batch:     batch,
+	}
+	for _, gen := range gens {
+		g.gens = append(g.gens, gen.fn)
+	}
+	if count > 0 {
+		g.bounded = true
+		g.end = uint64(count) / g.tasks
+		if g.task < uint64(count)%g.tasks {
+			g.end++
+		}
+	}
+	if rate > 0 {
+		g.rate = rate / float64(tasks)
+	}
+	return g, nil
+}
+
+// Open implements stdlib.Source.
+func (g *generate) Open(ctx context.Context, resume stdlib.Resumer) error {
+	if off, ok := resume.Resume(g.partition); ok {
+		g.local = uint64(off) + 1
+	}
+	g.started, g.startSeq = time.Now(), g.local
+	return nil
+}
+
+// Read implements stdlib.Source.
+func (g *generate) Read(ctx context.Context) ([]stdlib.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	n := uint64(g.batch)
+	if g.bounded {
+		if g.local >= g.end {
+			return nil, stdlib.ErrEndOfInput
+		}
+		n = min(n, g.end-g.local)
+	}
+	if g.rate > 0 {
+		// Wait until the first record of this batch is due, and emit no
+		// more than are due within a tenth of a second.
+		n = min(n, uint64(max(1, g.rate/10)))
+		due := g.started.Add(time.Duration(float64(g.local-g.startSeq) / g.rate * float64(time.Second)))
+		if d := time.Until(due); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, ctx.Err()
+			case <-t.C:
+			}
+		}
+	}
+	batch := make([]stdlib.Record, n)
+	for i := range batch {
+		seq := g.local + uint64(i)
+		global := seq*g.tasks + g.task
+		m := make(map[string]any, len(g.names))
+		for j, name := range g.names {
+			m[name] = g.gens[j](global)
+		}
+		r := &batch[i]
+		r.Value = m
+		r.Partition = -1
+		r.Pos = stdlib.Position{Source: g.stage, Partition: g.partition, Offset: int64(seq)}
+	}
+	g.local += n
+	return batch, nil
+}
+
+// Commit implements stdlib.Source; generated records need no commit.
+func (g *generate) Commit(context.Context, []stdlib.Position) error { return nil }
+
+// Close implements stdlib.Source.
+func (g *generate) Close(context.Context) error { return nil }

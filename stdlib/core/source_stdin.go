@@ -1,0 +1,221 @@
+package core
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"pipe.dev/pipe/lang/types"
+	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/codec"
+)
+
+func init() { stdlib.MustRegister(StdinSpec) }
+
+// StdinSpec is the stdin source: records from standard input, one per line.
+var StdinSpec = &stdlib.Spec{
+	Kind:    stdlib.SourceKind,
+	Name:    "stdin",
+	Summary: "records from standard input, one per line (JSON lines, CSV or raw lines); ends at end of input",
+	Params: append([]stdlib.Param{
+		{Name: "format", Type: stdlib.Enum("json", "csv", "lines"), Default: stdlib.Ident("lines"), Doc: "json: one object per line; csv: one row per line; lines: each line as {value: string}"},
+		batchParam,
+	}, csvParams...),
+	Bounded: true,
+	Schema:  true,
+	Output: func(attrs map[string]any) *types.Type {
+		if _, ok := attrs["format"]; !ok {
+			return rawOutput(map[string]any{"format": stdlib.Ident("lines")})
+		}
+		return rawOutput(attrs)
+	},
+	Check: checkBatch,
+	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {
+		return newStdin(cfg, os.Stdin)
+	},
+}
+
+// stdinSource reads one stream. Only task 0 reads; other tasks end at once.
+// The partition is "stdin" and offsets are byte offsets after each line: a
+// restart fed the same input skips what is already durable downstream.
+type stdinSource struct {
+	cfg    stdlib.Config
+	in     io.Reader
+	codec  codec.Codec
+	header bool
+	batch  int
+	chunks chan []byte
+	errc   chan error
+	buf    []byte
+	off    int64 // stream offset of buf[0]
+	skip   int64 // bytes to skip: the resume position
+	eof    bool
+	stop   chan struct{}
+}
+
+func newStdin(cfg stdlib.Config, in io.Reader) (*stdinSource, error) {
+	if cfg.String("format") == "" {
+		cfg.Attrs = mergeAttr(cfg.Attrs, "format", stdlib.Ident("lines"))
+	}
+	c, err := newCodec(cfg, cfg.Schema)
+	if err != nil {
+		return nil, fmt.Errorf("stdin %q: %v", cfg.Stage, err)
+	}
+	header, err := boolAttr(cfg, "header", true)
+	if err != nil {
+		return nil, fmt.Errorf("stdin %q: %v", cfg.Stage, err)
+	}
+	batch, err := batchSize(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("stdin %q: %v", cfg.Stage, err)
+	}
+	_, isCSV := c.(codec.HeaderCodec)
+	return &stdinSource{cfg: cfg, in: in, codec: c, header: isCSV && header, batch: batch}, nil
+}
+
+func mergeAttr(attrs map[string]any, k string, v any) map[string]any {
+	out := make(map[string]any, len(attrs)+1)
+	for ak, av := range attrs {
+		out[ak] = av
+	}
+	out[k] = v
+	return out
+}
+
+// Open implements stdlib.Source.
+func (s *stdinSource) Open(ctx context.Context, resume stdlib.Resumer) error {
+	if s.cfg.Task != 0 {
+		s.eof = true
+		return nil
+	}
+	if off, ok := resume.Resume("stdin"); ok {
+		s.skip = off
+	}
+	s.chunks = make(chan []byte, 4)
+	s.errc = make(chan error, 1)
+	s.stop = make(chan struct{})
+	go s.pump()
+	return nil
+}
+
+// pump reads the stream into chunks until its end or Close.
+func (s *stdinSource) pump() {
+	defer close(s.chunks)
+	for {
+		b := make([]byte, 256<<10)
+		n, err := s.in.Read(b)
+		if n > 0 {
+			select {
+			case s.chunks <- b[:n]:
+			case <-s.stop:
+				return
+			}
+		}
+		if err != nil {
+			if err != io.EOF {
+				s.errc <- err
+			}
+			return
+		}
+	}
+}
+
+// Read implements stdlib.Source.
+func (s *stdinSource) Read(ctx context.Context) ([]stdlib.Record, error) {
+	for {
+		if recs := s.lines(); len(recs) > 0 {
+			return recs, nil
+		}
+		if s.eof {
+			return nil, stdlib.ErrEndOfInput
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case b, ok := <-s.chunks:
+			if !ok {
+				select {
+				case err := <-s.errc:
+					return nil, fmt.Errorf("stdin %q: %v", s.cfg.Stage, err)
+				default:
+				}
+				s.eof = true
+				continue
+			}
+			s.buf = append(s.buf, b...)
+			// Take whatever else is already there without waiting.
+			for more := true; more && bytes.Count(s.buf, []byte{'\n'}) < s.batch; {
+				select {
+				case b, ok := <-s.chunks:
+					if !ok {
+						more = false
+						s.eof = true
+						break
+					}
+					s.buf = append(s.buf, b...)
+				default:
+					more = false
+				}
+			}
+		}
+	}
+}
+
+// lines decodes up to a batch of complete lines from buf.
+func (s *stdinSource) lines() []stdlib.Record {
+	var recs []stdlib.Record
+	end := 0
+	for len(recs) < s.batch {
+		i := bytes.IndexByte(s.buf[end:], '\n')
+		stop := end + i + 1
+		if i < 0 {
+			if !s.eof || end == len(s.buf) {
+				break
+			}
+			stop = len(s.buf)
+		}
+		lineStart := s.off + int64(end)
+		line := bytes.TrimSuffix(bytes.TrimSuffix(s.buf[end:stop], []byte("\n")), []byte("\r"))
+		offset := s.off + int64(stop)
+		end = stop
+		if s.header {
+			s.header = false
+			if err := s.codec.(codec.HeaderCodec).DecodeHeader(line); err != nil {
+				recs = append(recs, stdlib.Record{Partition: -1, Raw: bytes.Clone(line), Err: err,
+					Pos: stdlib.Position{Source: s.cfg.Stage, Partition: "stdin", Offset: offset}})
+			}
+			continue
+		}
+		if offset <= s.skip || len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		r := stdlib.Record{Partition: -1, Raw: bytes.Clone(line),
+			Pos: stdlib.Position{Source: s.cfg.Stage, Partition: "stdin", Offset: offset}}
+		if v, err := s.codec.Decode(line); err != nil {
+			r.Err = fmt.Errorf("stdin at byte %d: %w", lineStart, err)
+		} else {
+			r.Value = v
+		}
+		recs = append(recs, r)
+	}
+	s.buf = s.buf[end:]
+	s.off += int64(end)
+	if len(s.buf) == 0 {
+		s.buf = nil
+	}
+	return recs
+}
+
+// Commit implements stdlib.Source.
+func (s *stdinSource) Commit(context.Context, []stdlib.Position) error { return nil }
+
+// Close implements stdlib.Source. The standard input itself stays open.
+func (s *stdinSource) Close(context.Context) error {
+	if s.stop != nil {
+		close(s.stop)
+		s.stop = nil
+	}
+	return nil
+}

@@ -1,0 +1,194 @@
+package kafka
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
+
+	"pipe.dev/pipe/stdlib"
+)
+
+// connParams are the connection attributes shared by source and sink.
+var connParams = []stdlib.Param{
+	{Name: "brokers", Type: stdlib.ListOf(stdlib.String), Required: true, Doc: "bootstrap brokers, host:port"},
+	{Name: "client_id", Type: stdlib.String, Default: "pipe", Doc: "client id sent to the brokers"},
+	{Name: "tls", Type: stdlib.Block(
+		stdlib.Param{Name: "ca", Type: stdlib.String, Doc: "CA certificates: a PEM file path or PEM text"},
+		stdlib.Param{Name: "cert", Type: stdlib.String, Doc: "client certificate: a PEM file path or PEM text"},
+		stdlib.Param{Name: "key", Type: stdlib.String, Secret: true, Doc: "client key: a PEM file path or PEM text"},
+		stdlib.Param{Name: "server_name", Type: stdlib.String, Doc: "name to verify the broker certificate against"},
+		stdlib.Param{Name: "insecure_skip_verify", Type: stdlib.Bool, Default: false, Doc: "do not verify the broker certificate (unsafe)"},
+	), Doc: "connect with TLS"},
+	{Name: "sasl", Type: stdlib.Block(
+		stdlib.Param{Name: "mechanism", Type: stdlib.Enum("plain", "scram_sha_256", "scram_sha_512"), Required: true},
+		stdlib.Param{Name: "username", Type: stdlib.String, Required: true},
+		stdlib.Param{Name: "password", Type: stdlib.String, Required: true, Secret: true},
+	), Doc: "authenticate with SASL"},
+}
+
+// conn is a resolved connection configuration.
+type conn struct {
+	brokers  []string
+	clientID string
+	tls      *tls.Config
+	sasl     sasl.Mechanism
+}
+
+func newConn(cfg stdlib.Config) (*conn, error) {
+	c := &conn{brokers: cfg.Strings("brokers"), clientID: cfg.String("client_id")}
+	if c.clientID == "" {
+		c.clientID = "pipe"
+	}
+	var bs []string
+	for _, b := range c.brokers {
+		for _, p := range strings.Split(b, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				bs = append(bs, p)
+			}
+		}
+	}
+	c.brokers = bs
+	if len(c.brokers) == 0 {
+		return nil, errors.New("no brokers")
+	}
+	if t, ok := cfg.Block("tls"); ok {
+		tc, err := tlsConfig(t)
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		c.tls = tc
+	}
+	if s, ok := cfg.Block("sasl"); ok {
+		m, err := saslMechanism(s.String("mechanism"), s.String("username"), s.String("password"))
+		if err != nil {
+			return nil, fmt.Errorf("sasl: %w", err)
+		}
+		c.sasl = m
+	}
+	return c, nil
+}
+
+// pemOrFile returns v itself when it holds PEM text, else the file it names.
+func pemOrFile(v string) ([]byte, error) {
+	if strings.Contains(v, "-----BEGIN") {
+		return []byte(v), nil
+	}
+	return os.ReadFile(v)
+}
+
+func tlsConfig(t stdlib.Config) (*tls.Config, error) {
+	tc := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         t.String("server_name"),
+		InsecureSkipVerify: t.Bool("insecure_skip_verify"),
+	}
+	if ca := t.String("ca"); ca != "" {
+		b, err := pemOrFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, errors.New("ca: no PEM certificate found")
+		}
+		tc.RootCAs = pool
+	}
+	cert, key := t.String("cert"), t.String("key")
+	if (cert == "") != (key == "") {
+		return nil, errors.New("cert and key must be set together")
+	}
+	if cert != "" {
+		cb, err := pemOrFile(cert)
+		if err != nil {
+			return nil, fmt.Errorf("cert: %w", err)
+		}
+		kb, err := pemOrFile(key)
+		if err != nil {
+			return nil, fmt.Errorf("key: %w", err)
+		}
+		pair, err := tls.X509KeyPair(cb, kb)
+		if err != nil {
+			return nil, fmt.Errorf("cert and key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	return tc, nil
+}
+
+func saslMechanism(mech, user, pass string) (sasl.Mechanism, error) {
+	switch mech {
+	case "plain":
+		return plain.Mechanism{Username: user, Password: pass}, nil
+	case "scram_sha_256":
+		return scram.Mechanism(scram.SHA256, user, pass)
+	case "scram_sha_512":
+		return scram.Mechanism(scram.SHA512, user, pass)
+	}
+	return nil, fmt.Errorf("unknown mechanism %q", mech)
+}
+
+// transport returns a fresh transport: its connection pool is this
+// component's own.
+func (c *conn) transport() *kafka.Transport {
+	return &kafka.Transport{
+		ClientID:    c.clientID,
+		TLS:         c.tls,
+		SASL:        c.sasl,
+		DialTimeout: 10 * time.Second,
+		MetadataTTL: 5 * time.Second,
+	}
+}
+
+func (c *conn) client(t *kafka.Transport) *kafka.Client {
+	return &kafka.Client{Addr: kafka.TCP(c.brokers...), Transport: t, Timeout: 30 * time.Second}
+}
+
+func (c *conn) dialer() *kafka.Dialer {
+	return &kafka.Dialer{
+		ClientID:      c.clientID,
+		Timeout:       10 * time.Second,
+		DualStack:     true,
+		TLS:           c.tls,
+		SASLMechanism: c.sasl,
+	}
+}
+
+// partitions returns the partitions of topic with their leaders.
+func partitions(ctx context.Context, cl *kafka.Client, topics ...string) (map[string][]kafka.Partition, error) {
+	res, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]kafka.Partition{}
+	for _, t := range res.Topics {
+		if t.Error != nil {
+			return nil, fmt.Errorf("topic %q: %w", t.Name, t.Error)
+		}
+		out[t.Name] = t.Partitions
+	}
+	return out, nil
+}
+
+// createTopic creates topic unless it exists.
+func createTopic(ctx context.Context, cl *kafka.Client, topic string, parts, repl int, configs []kafka.ConfigEntry) error {
+	res, err := cl.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+		Topic: topic, NumPartitions: parts, ReplicationFactor: repl, ConfigEntries: configs,
+	}}})
+	if err != nil {
+		return fmt.Errorf("create topic %q: %w", topic, err)
+	}
+	if err := res.Errors[topic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+		return fmt.Errorf("create topic %q: %w", topic, err)
+	}
+	return nil
+}

@@ -1,0 +1,363 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
+
+	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/kafka/devbroker"
+	"pipe.dev/pipe/stdlib/kafka/txn"
+)
+
+func txnProducer(t testing.TB, brokers, id string) *txn.Producer {
+	t.Helper()
+	cl := &kafka.Client{Addr: kafka.TCP(brokers), Transport: &kafka.Transport{}}
+	p, err := txn.New(t.Context(), txn.Config{Client: cl, TransactionalID: id})
+	if err != nil {
+		t.Fatalf("new transactional producer: %v", err)
+	}
+	return p
+}
+
+func protoRecords(vals ...string) []protocol.Record {
+	out := make([]protocol.Record, len(vals))
+	for i, v := range vals {
+		out[i] = protocol.Record{Value: protocol.NewBytes([]byte(v))}
+	}
+	return out
+}
+
+func TestReadCommittedSkipsAbortedTransactions(t *testing.T) {
+	brokers := testBroker(t, devbroker.Options{})
+	topic := uniq("txn")
+	newTopic(t, brokers, topic, 1)
+	p := txnProducer(t, brokers, uniq("tid"))
+	ctx := t.Context()
+
+	produce(t, brokers, topic, `{"n":"plain1"}`)
+	if err := p.Produce(ctx, topic, 0, protoRecords(`{"n":"aborted1"}`, `{"n":"aborted2"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Abort(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Produce(ctx, topic, 0, protoRecords(`{"n":"committed1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Produce(ctx, topic, 0, protoRecords(`{"n":"committed2"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, brokers, topic, `{"n":"plain2"}`)
+
+	src := openSource(t, config("in", brokers, map[string]any{"topic": topic}), nil)
+	defer closeAll(t, src)
+	got := append(readN(t, src, 4), readFor(t, src, 300*time.Millisecond)...)
+	if want := "committed1,committed2,plain1,plain2"; strings.Join(values(got, "n"), ",") != want {
+		t.Fatalf("read_committed read %v, want %s", values(got, "n"), want)
+	}
+
+	// read_uncommitted sees the aborted records but never the markers.
+	unc := openSource(t, config("in", brokers, map[string]any{"topic": topic, "isolation": stdlib.Ident("read_uncommitted")}), nil)
+	defer closeAll(t, unc)
+	got = append(readN(t, unc, 6), readFor(t, unc, 300*time.Millisecond)...)
+	if want := "aborted1,aborted2,committed1,committed2,plain1,plain2"; strings.Join(values(got, "n"), ",") != want {
+		t.Fatalf("read_uncommitted read %v, want %s", values(got, "n"), want)
+	}
+}
+
+func TestTransactionalProducerFencing(t *testing.T) {
+	brokers := testBroker(t, devbroker.Options{})
+	topic, id := uniq("fence"), uniq("tid")
+	newTopic(t, brokers, topic, 1)
+	ctx := t.Context()
+	old := txnProducer(t, brokers, id)
+	if err := old.Produce(ctx, topic, 0, protoRecords(`{"n":"dangling"}`)); err != nil {
+		t.Fatal(err)
+	}
+	young := txnProducer(t, brokers, id) // fences old and aborts its transaction
+	if _, e1 := old.ProducerID(); true {
+		if _, e2 := young.ProducerID(); e2 <= e1 {
+			t.Errorf("new epoch %d is not above old epoch %d", e2, e1)
+		}
+	}
+	// The stale producer's write may already be refused (the broker
+	// reports a fenced epoch or an invalid transaction state); its commit is
+	// refused as fenced either way.
+	perr := old.Produce(ctx, topic, 0, protoRecords(`{"n":"stale"}`))
+	if err := old.Commit(ctx); !errors.Is(err, txn.ErrFenced) {
+		t.Fatalf("stale producer commit: err = %v (produce: %v), want ErrFenced", err, perr)
+	}
+	if err := young.Produce(ctx, topic, 0, protoRecords(`{"n":"fresh"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := young.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	src := openSource(t, config("in", brokers, map[string]any{"topic": topic}), nil)
+	defer closeAll(t, src)
+	got := append(readN(t, src, 1), readFor(t, src, 300*time.Millisecond)...)
+	if want := "fresh"; strings.Join(values(got, "n"), ",") != want {
+		t.Fatalf("read %v, want %s", values(got, "n"), want)
+	}
+}
+
+func eosSink(t testing.TB, brokers, topic string, attrs map[string]any) stdlib.Sink {
+	t.Helper()
+	a := map[string]any{"topic": topic}
+	for k, v := range attrs {
+		a[k] = v
+	}
+	cfg := config("out", brokers, a)
+	cfg.Pipeline = "eos-" + topic
+	cfg.Delivery = stdlib.ExactlyOnce
+	snk, err := SinkSpec.NewSink(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snk
+}
+
+func TestExactlyOnceSink(t *testing.T) {
+	brokers := testBroker(t, devbroker.Options{})
+	topic := uniq("eos")
+	newTopic(t, brokers, topic, 2)
+	ctx := t.Context()
+
+	snk := eosSink(t, brokers, topic, nil)
+	held, err := snk.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(held) != 0 {
+		t.Fatalf("fresh sink holds %v", held)
+	}
+	src := openSource(t, config("in", brokers, map[string]any{"topic": topic}), nil)
+	defer closeAll(t, src)
+
+	if err := snk.Write(ctx, records(10, "a")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFor(t, src, 300*time.Millisecond); len(got) != 0 {
+		t.Fatalf("read_committed saw %d records before the checkpoint", len(got))
+	}
+	pos := []stdlib.Position{{Source: "in", Partition: "src/0", Offset: 41}, {Source: "in", Partition: "src/1", Offset: 7}}
+	if err := snk.Checkpoint(ctx, stdlib.Checkpoint{ID: 1, Positions: pos}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readN(t, src, 10); len(got) != 10 {
+		t.Fatalf("read %d records after the checkpoint, want 10", len(got))
+	}
+
+	// Records written after the last checkpoint are aborted by Close.
+	if err := snk.Write(ctx, records(5, "b")); err != nil {
+		t.Fatal(err)
+	}
+	closeAll(t, snk)
+
+	snk = eosSink(t, brokers, topic, nil)
+	held, err = snk.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(sortPositions(held)) != fmt.Sprint(pos) {
+		t.Fatalf("reopened sink holds %v, want %v", held, pos)
+	}
+	if got := readFor(t, src, 300*time.Millisecond); len(got) != 0 {
+		t.Fatalf("read %d records of an unfinished transaction", len(got))
+	}
+
+	// A dangling transaction of a killed instance is aborted by the next Open.
+	if err := snk.Write(ctx, records(5, "c")); err != nil {
+		t.Fatal(err)
+	}
+	if err := snk.(*sink).flush(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	next := eosSink(t, brokers, topic, nil)
+	if _, err := next.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll(t, next)
+	if err := snk.Checkpoint(ctx, stdlib.Checkpoint{ID: 2, Positions: pos}); !errors.Is(err, txn.ErrFenced) {
+		t.Fatalf("checkpoint of a fenced sink: err = %v, want ErrFenced", err)
+	}
+	if err := next.Write(ctx, records(3, "d")); err != nil {
+		t.Fatal(err)
+	}
+	pos2 := []stdlib.Position{{Source: "in", Partition: "src/0", Offset: 50}, {Source: "in", Partition: "src/1", Offset: 7}}
+	if err := next.Checkpoint(ctx, stdlib.Checkpoint{ID: 3, Positions: pos2}); err != nil {
+		t.Fatal(err)
+	}
+	got := append(readN(t, src, 3), readFor(t, src, 300*time.Millisecond)...)
+	if want := "d0,d1,d2"; strings.Join(values(got, "name"), ",") != want {
+		t.Fatalf("read %v, want %s", values(got, "name"), want)
+	}
+	third := eosSink(t, brokers, topic, nil)
+	held, err = third.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll(t, third)
+	if fmt.Sprint(sortPositions(held)) != fmt.Sprint(pos2) {
+		t.Fatalf("sink holds %v, want %v", held, pos2)
+	}
+}
+
+func sortPositions(ps []stdlib.Position) []stdlib.Position {
+	out := append([]stdlib.Position(nil), ps...)
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j].Partition < out[i].Partition {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+}
+
+func TestCompressions(t *testing.T) {
+	brokers := testBroker(t, devbroker.Options{})
+	for _, delivery := range []stdlib.Delivery{stdlib.AtLeastOnce, stdlib.ExactlyOnce} {
+		for _, c := range []string{"none", "gzip", "snappy", "lz4", "zstd"} {
+			t.Run(string(delivery)+"/"+c, func(t *testing.T) {
+				topic := uniq("comp")
+				cfg := config("out", brokers, map[string]any{
+					"topic": topic, "compression": stdlib.Ident(c), "create_topic": map[string]any{"partitions": int64(2)},
+				})
+				cfg.Delivery = delivery
+				snk, err := SinkSpec.NewSink(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := snk.Open(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				defer closeAll(t, snk)
+				if err := snk.Write(t.Context(), records(100, "x")); err != nil {
+					t.Fatal(err)
+				}
+				if err := snk.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 1}); err != nil {
+					t.Fatal(err)
+				}
+				src := openSource(t, config("in", brokers, map[string]any{"topic": topic}), nil)
+				defer closeAll(t, src)
+				got := append(readN(t, src, 100), readFor(t, src, 200*time.Millisecond)...)
+				if len(got) != 100 {
+					t.Fatalf("read %d records, want 100", len(got))
+				}
+			})
+		}
+	}
+}
+
+func TestSinkPartitioners(t *testing.T) {
+	brokers := testBroker(t, devbroker.Options{})
+	for _, part := range []string{"hash", "round_robin", "source"} {
+		t.Run(part, func(t *testing.T) {
+			topic := uniq("part")
+			cfg := config("out", brokers, map[string]any{
+				"topic": topic, "partitioner": stdlib.Ident(part), "create_topic": map[string]any{"partitions": int64(4)},
+			})
+			snk, err := SinkSpec.NewSink(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := snk.Open(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			defer closeAll(t, snk)
+			recs := records(40, "p")
+			for i := range recs {
+				recs[i].Partition = int32(i % 3)
+			}
+			if err := snk.Write(t.Context(), recs); err != nil {
+				t.Fatal(err)
+			}
+			if err := snk.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 1}); err != nil {
+				t.Fatal(err)
+			}
+			src := openSource(t, config("in", brokers, map[string]any{"topic": topic}), nil)
+			defer closeAll(t, src)
+			got := readN(t, src, 40)
+			byPart := map[int32]int{}
+			keyPart := map[any]int32{}
+			for _, r := range got {
+				byPart[r.Partition]++
+				keyPart[r.Key] = r.Partition
+			}
+			switch part {
+			case "round_robin":
+				for p := range int32(4) {
+					if byPart[p] != 10 {
+						t.Errorf("round_robin put %d records in partition %d, want 10", byPart[p], p)
+					}
+				}
+			case "source":
+				for i := range recs {
+					if keyPart[recs[i].Key] != recs[i].Partition {
+						t.Errorf("record %v went to partition %d, want its source partition %d", recs[i].Key, keyPart[recs[i].Key], recs[i].Partition)
+					}
+				}
+			case "hash":
+				b := &kafka.Murmur2Balancer{Consistent: true}
+				for i := range recs {
+					k := []byte(recs[i].Key.(string))
+					if want := b.Balance(kafka.Message{Key: k}, 0, 1, 2, 3); int(keyPart[recs[i].Key]) != want {
+						t.Errorf("key %v in partition %d, want %d", recs[i].Key, keyPart[recs[i].Key], want)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestSinkPerRecordTopic(t *testing.T) {
+	brokers := testBroker(t, devbroker.Options{})
+	a, b := uniq("a"), uniq("b")
+	newTopic(t, brokers, a, 1)
+	newTopic(t, brokers, b, 1)
+	for _, d := range []stdlib.Delivery{stdlib.AtLeastOnce, stdlib.ExactlyOnce} {
+		cfg := config("out", brokers, nil)
+		cfg.Delivery = d
+		snk, err := SinkSpec.NewSink(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := snk.Open(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		recs := records(4, string(d))
+		for i := range recs {
+			recs[i].Topic = []string{a, b}[i%2]
+		}
+		noTopic := stdlib.Record{Value: map[string]any{"x": int64(1)}}
+		err = snk.Write(t.Context(), append(recs, noTopic))
+		var rerrs stdlib.RecordErrors
+		if !errors.As(err, &rerrs) || len(rerrs) != 1 || rerrs[0].Index != 4 {
+			t.Fatalf("write with a record without topic: err = %v, want one RecordError at 4", err)
+		}
+		if err := snk.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 1}); err != nil {
+			t.Fatal(err)
+		}
+		closeAll(t, snk)
+	}
+	for _, topic := range []string{a, b} {
+		src := openSource(t, config("in", brokers, map[string]any{"topic": topic}), nil)
+		got := append(readN(t, src, 4), readFor(t, src, 200*time.Millisecond)...)
+		if len(got) != 4 {
+			t.Errorf("topic %s has %d records, want 4", topic, len(got))
+		}
+		closeAll(t, src)
+	}
+	_ = context.Background
+}

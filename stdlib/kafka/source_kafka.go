@@ -1,0 +1,787 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
+	fetchAPI "github.com/segmentio/kafka-go/protocol/fetch"
+
+	"pipe.dev/pipe/lang/types"
+	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/codec"
+)
+
+func init() { stdlib.MustRegister(SourceSpec) }
+
+// SourceSpec describes the kafka source.
+var SourceSpec = &stdlib.Spec{
+	Kind:    stdlib.SourceKind,
+	Name:    "kafka",
+	Summary: "read records from Kafka topics through a consumer group",
+	Schema:  true,
+	Params: append(slices.Clone(connParams),
+		stdlib.Param{Name: "topic", Type: stdlib.String, Doc: "topic to read (or topics)"},
+		stdlib.Param{Name: "topics", Type: stdlib.ListOf(stdlib.String), Doc: "topics to read (or topic)"},
+		stdlib.Param{Name: "group", Type: stdlib.String, Doc: "consumer group: spreads partitions over tasks and processes and holds committed offsets"},
+		stdlib.Param{Name: "start", Type: stdlib.ParamType{Kind: stdlib.TimeParam, OrEnum: []string{"earliest", "latest", "committed"}},
+			Default: stdlib.Ident("earliest"),
+			Doc:     "where a partition without a resume position or committed offset begins: earliest, latest, committed (latest when none) or an RFC 3339 time"},
+		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes"), Default: stdlib.Ident("json"), Doc: "value format"},
+		stdlib.Param{Name: "key_format", Type: stdlib.Enum("json", "string", "bytes"), Default: stdlib.Ident("string"), Doc: "key format"},
+		stdlib.Param{Name: "isolation", Type: stdlib.Enum("read_committed", "read_uncommitted"), Default: stdlib.Ident("read_committed"),
+			Doc: "read_committed skips records of aborted transactions"},
+		stdlib.Param{Name: "fetch_max_bytes", Type: stdlib.Size, Default: int64(16 << 20), Doc: "largest fetch response"},
+		stdlib.Param{Name: "max_wait", Type: stdlib.Duration, Default: 250 * time.Millisecond, Doc: "longest a fetch waits for data"},
+		stdlib.Param{Name: "session_timeout", Type: stdlib.Duration, Default: 10 * time.Second, Doc: "group session timeout"},
+		stdlib.Param{Name: "heartbeat_interval", Type: stdlib.Duration, Default: 3 * time.Second, Doc: "group heartbeat interval"},
+	),
+	Output: rawOutput,
+	Check:  checkSource,
+	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {
+		return newSource(cfg)
+	},
+}
+
+// rawOutput is the record type of the raw value formats.
+func rawOutput(attrs map[string]any) *types.Type {
+	switch attrs["format"] {
+	case stdlib.Ident("string"):
+		return types.RecordOf(&types.Field{Name: "value", Type: types.StringType})
+	case stdlib.Ident("bytes"):
+		return types.RecordOf(&types.Field{Name: "value", Type: types.BytesType})
+	}
+	return nil
+}
+
+func checkSource(attrs map[string]any) []stdlib.AttrError {
+	var errs []stdlib.AttrError
+	_, one := attrs["topic"]
+	_, many := attrs["topics"]
+	switch {
+	case one && many:
+		errs = append(errs, stdlib.AttrError{Attr: "topics", Message: "set topic or topics, not both"})
+	case !one && !many:
+		errs = append(errs, stdlib.AttrError{Attr: "topic", Message: "topic or topics is required"})
+	}
+	if s, ok := attrs["start"].(string); ok {
+		if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
+			errs = append(errs, stdlib.AttrError{Attr: "start", Message: fmt.Sprintf("start %q is not earliest, latest, committed or an RFC 3339 time", s)})
+		}
+	}
+	if v, ok := attrs["session_timeout"].(time.Duration); ok && v <= 0 {
+		errs = append(errs, stdlib.AttrError{Attr: "session_timeout", Message: "session_timeout must be positive"})
+	}
+	errs = append(errs, checkTLS(attrs)...)
+	return errs
+}
+
+func checkTLS(attrs map[string]any) []stdlib.AttrError {
+	t, ok := attrs["tls"].(map[string]any)
+	if !ok {
+		return nil
+	}
+	_, c := t["cert"]
+	_, k := t["key"]
+	if c != k {
+		return []stdlib.AttrError{{Attr: "tls.cert", Message: "tls cert and key must be set together"}}
+	}
+	return nil
+}
+
+// partKey names a partition as positions do: "topic/N".
+func partKey(topic string, partition int) string { return topic + "/" + strconv.Itoa(partition) }
+
+func parsePartKey(s string) (string, int, bool) {
+	i := strings.LastIndexByte(s, '/')
+	if i <= 0 {
+		return "", 0, false
+	}
+	n, err := strconv.Atoi(s[i+1:])
+	return s[:i], n, err == nil
+}
+
+type partState struct {
+	topic     string
+	partition int
+	key       string // "topic/N"
+	next      int64  // next offset to fetch
+	leader    int    // broker id, -1 unknown
+}
+
+type source struct {
+	cfg       stdlib.Config
+	log       *slog.Logger
+	conn      *conn
+	tr        *kafka.Transport
+	cl        *kafka.Client
+	topics    []string
+	group     string
+	start     string // earliest, latest, committed, or "" with startTime
+	startTime time.Time
+	iso       kafka.IsolationLevel
+	maxBytes  int32
+	maxWait   time.Duration
+	val       codec.Codec
+	keyFormat string
+
+	resume  stdlib.Resumer
+	cg      *kafka.ConsumerGroup
+	gen     *kafka.Generation
+	genDone chan struct{}
+	parts   map[string]*partState
+	stale   bool // leaders must be looked up again
+}
+
+func newSource(cfg stdlib.Config) (*source, error) {
+	cn, err := newConn(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kafka source %q: %w", cfg.Stage, err)
+	}
+	s := &source{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		conn:      cn,
+		group:     cfg.String("group"),
+		maxBytes:  int32(min(cfg.Int("fetch_max_bytes"), 1<<30)),
+		maxWait:   cfg.Duration("max_wait"),
+		keyFormat: cfg.String("key_format"),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if t := cfg.String("topic"); t != "" {
+		s.topics = []string{t}
+	}
+	s.topics = append(s.topics, cfg.Strings("topics")...)
+	if len(s.topics) == 0 {
+		return nil, fmt.Errorf("kafka source %q: no topic", cfg.Stage)
+	}
+	switch st := cfg.Attrs["start"].(type) {
+	case nil:
+		s.start = "earliest"
+	case stdlib.Ident:
+		s.start = string(st)
+	case string:
+		t, err := time.Parse(time.RFC3339Nano, st)
+		if err != nil {
+			return nil, fmt.Errorf("kafka source %q: start %q is not an RFC 3339 time", cfg.Stage, st)
+		}
+		s.startTime = t
+	default:
+		return nil, fmt.Errorf("kafka source %q: start has unexpected value %v", cfg.Stage, st)
+	}
+	if s.maxBytes <= 0 {
+		s.maxBytes = 16 << 20
+	}
+	if s.maxWait <= 0 {
+		s.maxWait = 250 * time.Millisecond
+	}
+	if cfg.String("isolation") != "read_uncommitted" {
+		s.iso = kafka.ReadCommitted
+	}
+	if s.keyFormat == "" {
+		s.keyFormat = "string"
+	}
+	format := cfg.String("format")
+	if format == "" {
+		format = "json"
+	}
+	s.val, err = codec.New(format, cfg.Schema, codec.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("kafka source %q: %w", cfg.Stage, err)
+	}
+	return s, nil
+}
+
+func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
+	if resume == nil {
+		resume = stdlib.ResumeMap(nil)
+	}
+	s.resume = resume
+	s.tr = s.conn.transport()
+	s.cl = s.conn.client(s.tr)
+	meta, err := partitions(ctx, s.cl, s.topics...)
+	if err != nil {
+		return fmt.Errorf("kafka source %q: %w", s.cfg.Stage, err)
+	}
+	if s.group == "" {
+		return s.assignStatic(ctx, meta)
+	}
+	d := s.cfg.Duration("session_timeout")
+	if d <= 0 {
+		d = 10 * time.Second
+	}
+	hb := s.cfg.Duration("heartbeat_interval")
+	if hb <= 0 || hb >= d {
+		hb = d / 3
+	}
+	s.cg, err = kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                    s.group,
+		Brokers:               s.conn.brokers,
+		Dialer:                s.conn.dialer(),
+		Topics:                s.topics,
+		StartOffset:           kafka.FirstOffset,
+		SessionTimeout:        d,
+		HeartbeatInterval:     hb,
+		RebalanceTimeout:      d,
+		JoinGroupBackoff:      200 * time.Millisecond,
+		WatchPartitionChanges: true,
+	})
+	if err != nil {
+		return fmt.Errorf("kafka source %q: group %q: %w", s.cfg.Stage, s.group, err)
+	}
+	return s.join(ctx)
+}
+
+// assignStatic spreads the partitions of every topic over the stage's tasks
+// when no group is set.
+func (s *source) assignStatic(ctx context.Context, meta map[string][]kafka.Partition) error {
+	var all []*partState
+	for _, t := range s.topics {
+		ps := meta[t]
+		sort.Slice(ps, func(i, j int) bool { return ps[i].ID < ps[j].ID })
+		for _, p := range ps {
+			all = append(all, &partState{topic: t, partition: p.ID, key: partKey(t, p.ID), next: -1, leader: p.Leader.ID})
+		}
+	}
+	tasks := max(s.cfg.Tasks, 1)
+	s.parts = map[string]*partState{}
+	for i, p := range all {
+		if i%tasks == s.cfg.Task {
+			s.parts[p.key] = p
+		}
+	}
+	return s.position(ctx, nil)
+}
+
+// join waits for the next group generation and positions its partitions.
+func (s *source) join(ctx context.Context) error {
+	gen, err := s.cg.Next(ctx)
+	if err != nil {
+		return fmt.Errorf("kafka source %q: join group %q: %w", s.cfg.Stage, s.group, err)
+	}
+	done := make(chan struct{})
+	gen.Start(func(gctx context.Context) {
+		<-gctx.Done()
+		close(done)
+	})
+	s.gen, s.genDone = gen, done
+	s.parts = map[string]*partState{}
+	committed := map[string]int64{}
+	for t, pas := range gen.Assignments {
+		for _, pa := range pas {
+			k := partKey(t, pa.ID)
+			s.parts[k] = &partState{topic: t, partition: pa.ID, key: k, next: -1, leader: -1}
+			if pa.Offset >= 0 {
+				committed[k] = pa.Offset
+			}
+		}
+	}
+	s.stale = true
+	s.log.Debug("kafka group generation", "stage", s.cfg.Stage, "group", s.group, "generation", gen.ID, "partitions", len(s.parts))
+	return s.position(ctx, committed)
+}
+
+// position sets the next offset of every partition: after its resume
+// position, else at its committed offset, else as start says.
+func (s *source) position(ctx context.Context, committed map[string]int64) error {
+	req := map[string][]kafka.OffsetRequest{}
+	for k, p := range s.parts {
+		if off, ok := s.resume.Resume(k); ok {
+			p.next = off + 1
+			if c, ok := committed[k]; ok && c > p.next {
+				p.next = c // the group moved on since the resume position was taken
+			}
+			continue
+		}
+		if c, ok := committed[k]; ok {
+			p.next = c
+			continue
+		}
+		var r kafka.OffsetRequest
+		switch {
+		case !s.startTime.IsZero():
+			r = kafka.TimeOffsetOf(p.partition, s.startTime)
+		case s.start == "earliest":
+			r = kafka.FirstOffsetOf(p.partition)
+		default: // latest, committed with nothing committed
+			r = kafka.LastOffsetOf(p.partition)
+		}
+		req[p.topic] = append(req[p.topic], r)
+	}
+	if len(req) == 0 {
+		return nil
+	}
+	res, err := s.cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: req, IsolationLevel: s.iso})
+	if err != nil {
+		return fmt.Errorf("kafka source %q: list offsets: %w", s.cfg.Stage, err)
+	}
+	late := map[string][]kafka.OffsetRequest{} // time start past the last record
+	for t, pos := range res.Topics {
+		for _, po := range pos {
+			p := s.parts[partKey(t, po.Partition)]
+			if p == nil {
+				continue
+			}
+			if po.Error != nil {
+				return fmt.Errorf("kafka source %q: list offsets of %s: %w", s.cfg.Stage, p.key, po.Error)
+			}
+			switch {
+			case !s.startTime.IsZero():
+				p.next = -1
+				for off := range po.Offsets {
+					if off >= 0 && (p.next < 0 || off < p.next) {
+						p.next = off
+					}
+				}
+				if p.next < 0 {
+					late[t] = append(late[t], kafka.LastOffsetOf(p.partition))
+				}
+			case s.start == "earliest":
+				p.next = po.FirstOffset
+			default:
+				p.next = po.LastOffset
+			}
+		}
+	}
+	if len(late) > 0 {
+		res, err := s.cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: late, IsolationLevel: s.iso})
+		if err != nil {
+			return fmt.Errorf("kafka source %q: list offsets: %w", s.cfg.Stage, err)
+		}
+		for t, pos := range res.Topics {
+			for _, po := range pos {
+				if p := s.parts[partKey(t, po.Partition)]; p != nil && po.Error == nil {
+					p.next = po.LastOffset
+				}
+			}
+		}
+	}
+	for _, p := range s.parts {
+		if p.next < 0 {
+			return fmt.Errorf("kafka source %q: no offset found for %s", s.cfg.Stage, p.key)
+		}
+	}
+	return nil
+}
+
+// refreshLeaders looks up the leader of every owned partition.
+func (s *source) refreshLeaders(ctx context.Context) error {
+	meta, err := partitions(ctx, s.cl, s.topics...)
+	if err != nil {
+		return fmt.Errorf("kafka source %q: metadata: %w", s.cfg.Stage, err)
+	}
+	for t, ps := range meta {
+		for _, mp := range ps {
+			if p := s.parts[partKey(t, mp.ID)]; p != nil {
+				p.leader = mp.Leader.ID
+			}
+		}
+	}
+	s.stale = false
+	return nil
+}
+
+func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if s.cg != nil {
+			select {
+			case <-s.genDone:
+				if err := s.join(ctx); err != nil {
+					return nil, err
+				}
+			default:
+			}
+		}
+		if s.stale {
+			if err := s.refreshLeaders(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if len(s.parts) == 0 {
+			// Nothing assigned: wait for a rebalance.
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-s.genDone:
+			case <-time.After(s.maxWait):
+			}
+			continue
+		}
+		recs, err := s.fetch(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if len(recs) > 0 {
+			return recs, nil
+		}
+	}
+}
+
+// fetch sends one fetch per leader broker and decodes the answers.
+func (s *source) fetch(ctx context.Context) ([]stdlib.Record, error) {
+	byLeader := map[int][]*partState{}
+	for _, p := range s.parts {
+		byLeader[p.leader] = append(byLeader[p.leader], p)
+	}
+	if len(byLeader) == 1 {
+		for _, ps := range byLeader {
+			return s.fetchFrom(ctx, ps)
+		}
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		out  []stdlib.Record
+		errs []error
+	)
+	for _, ps := range byLeader {
+		wg.Go(func() {
+			recs, err := s.fetchFrom(ctx, ps)
+			mu.Lock()
+			defer mu.Unlock()
+			out = append(out, recs...)
+			if err != nil {
+				errs = append(errs, err)
+			}
+		})
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+func (s *source) fetchFrom(ctx context.Context, ps []*partState) ([]stdlib.Record, error) {
+	wait := s.maxWait
+	if dl, ok := ctx.Deadline(); ok {
+		// Keep the broker's wait inside the caller's deadline, so that the
+		// connection's deadline does not fire first.
+		left := time.Until(dl) - 50*time.Millisecond
+		if left <= 0 {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		wait = min(wait, left)
+	}
+	req := &fetchAPI.Request{
+		ReplicaID:      -1,
+		MaxWaitTime:    int32(wait / time.Millisecond),
+		MinBytes:       1,
+		MaxBytes:       s.maxBytes,
+		IsolationLevel: int8(s.iso),
+		SessionID:      -1,
+		SessionEpoch:   -1,
+	}
+	idx := map[string]int{}
+	byKey := map[string]*partState{}
+	for _, p := range ps {
+		i, ok := idx[p.topic]
+		if !ok {
+			i = len(req.Topics)
+			idx[p.topic] = i
+			req.Topics = append(req.Topics, fetchAPI.RequestTopic{Topic: p.topic})
+		}
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, fetchAPI.RequestPartition{
+			Partition:          int32(p.partition),
+			CurrentLeaderEpoch: -1,
+			FetchOffset:        p.next,
+			LogStartOffset:     -1,
+			PartitionMaxBytes:  s.maxBytes,
+		})
+		byKey[p.key] = p
+	}
+	m, err := s.tr.RoundTrip(ctx, s.cl.Addr, req)
+	if err != nil {
+		if _, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) {
+			// The caller's deadline reached the connection first.
+			<-ctx.Done()
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var fe *fetchAPI.Error
+		if errors.As(err, &fe) {
+			s.stale = true // leaders moved
+			return nil, nil
+		}
+		return nil, fmt.Errorf("kafka source %q: fetch: %w", s.cfg.Stage, err)
+	}
+	res, ok := m.(*fetchAPI.Response)
+	if !ok {
+		return nil, fmt.Errorf("kafka source %q: fetch: unexpected response %T", s.cfg.Stage, m)
+	}
+	if res.ErrorCode != 0 {
+		return nil, fmt.Errorf("kafka source %q: fetch: %w", s.cfg.Stage, kafka.Error(res.ErrorCode))
+	}
+	var out []stdlib.Record
+	for ti := range res.Topics {
+		rt := &res.Topics[ti]
+		for pi := range rt.Partitions {
+			rp := &rt.Partitions[pi]
+			p := byKey[partKey(rt.Topic, int(rp.Partition))]
+			if p == nil {
+				continue
+			}
+			if rp.ErrorCode != 0 {
+				if err := s.partitionError(ctx, p, kafka.Error(rp.ErrorCode)); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			out, err = s.decode(out, p, rp)
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+func (s *source) partitionError(ctx context.Context, p *partState, err kafka.Error) error {
+	switch err {
+	case kafka.OffsetOutOfRange:
+		// The log was truncated under us: continue as start says.
+		r := kafka.FirstOffsetOf(p.partition)
+		if s.start == "latest" {
+			r = kafka.LastOffsetOf(p.partition)
+		}
+		res, lerr := s.cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{p.topic: {r}}})
+		if lerr != nil {
+			return fmt.Errorf("kafka source %q: list offsets of %s: %w", s.cfg.Stage, p.key, lerr)
+		}
+		for _, po := range res.Topics[p.topic] {
+			if po.Partition == p.partition && po.Error == nil {
+				old := p.next
+				if s.start == "latest" {
+					p.next = po.LastOffset
+				} else {
+					p.next = po.FirstOffset
+				}
+				s.log.Warn("kafka offset out of range", "stage", s.cfg.Stage, "partition", p.key, "offset", old, "now", p.next)
+			}
+		}
+		return nil
+	case kafka.NotLeaderForPartition, kafka.LeaderNotAvailable, kafka.UnknownTopicOrPartition, kafka.FencedLeaderEpoch, kafka.UnknownLeaderEpoch:
+		s.stale = true
+		return nil
+	}
+	if err.Temporary() {
+		return nil
+	}
+	return fmt.Errorf("kafka source %q: fetch %s: %w", s.cfg.Stage, p.key, err)
+}
+
+// decode appends the records of one fetched partition to out, dropping
+// control markers and, under read_committed, aborted transactions.
+func (s *source) decode(out []stdlib.Record, p *partState, rp *fetchAPI.ResponsePartition) ([]stdlib.Record, error) {
+	if rp.RecordSet.Records == nil {
+		return out, nil
+	}
+	var batches []protocol.RecordReader
+	if st, ok := rp.RecordSet.Records.(*protocol.RecordStream); ok {
+		batches = st.Records
+	} else {
+		batches = []protocol.RecordReader{rp.RecordSet.Records}
+	}
+	aborted := slices.Clone(rp.AbortedTransactions)
+	sort.Slice(aborted, func(i, j int) bool { return aborted[i].FirstOffset < aborted[j].FirstOffset })
+	abortedPIDs := map[int64]bool{}
+	for _, b := range batches {
+		switch b := b.(type) {
+		case *protocol.ControlBatch:
+			if err := s.skipControl(p, b, abortedPIDs); err != nil {
+				return out, err
+			}
+			continue
+		case *protocol.RecordBatch:
+			if s.iso == kafka.ReadCommitted && b.Attributes.Transactional() {
+				for len(aborted) > 0 && aborted[0].FirstOffset <= b.BaseOffset {
+					abortedPIDs[aborted[0].ProducerID] = true
+					aborted = aborted[1:]
+				}
+				if abortedPIDs[b.ProducerID] {
+					if err := s.skipBatch(p, b); err != nil {
+						return out, err
+					}
+					continue
+				}
+			}
+		}
+		var err error
+		out, err = s.decodeBatch(out, p, b)
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+func (s *source) skipControl(p *partState, b *protocol.ControlBatch, abortedPIDs map[int64]bool) error {
+	for {
+		r, err := b.ReadRecord()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("kafka source %q: read control batch of %s: %w", s.cfg.Stage, p.key, err)
+		}
+		if r.Offset >= p.next {
+			p.next = r.Offset + 1
+		}
+		cr, err := protocol.ReadControlRecord(r)
+		if err == nil && cr.Type == 0 { // abort marker
+			delete(abortedPIDs, b.ProducerID)
+		}
+	}
+}
+
+func (s *source) skipBatch(p *partState, b protocol.RecordReader) error {
+	for {
+		r, err := b.ReadRecord()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("kafka source %q: read batch of %s: %w", s.cfg.Stage, p.key, err)
+		}
+		closeRecord(r)
+		if r.Offset >= p.next {
+			p.next = r.Offset + 1
+		}
+	}
+}
+
+func closeRecord(r *protocol.Record) {
+	if r.Key != nil {
+		r.Key.Close()
+	}
+	if r.Value != nil {
+		r.Value.Close()
+	}
+}
+
+func (s *source) decodeBatch(out []stdlib.Record, p *partState, b protocol.RecordReader) ([]stdlib.Record, error) {
+	for {
+		r, err := b.ReadRecord()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, fmt.Errorf("kafka source %q: read batch of %s: %w", s.cfg.Stage, p.key, err)
+		}
+		if r.Offset < p.next {
+			closeRecord(r)
+			continue
+		}
+		rec, err := s.record(p, r)
+		closeRecord(r)
+		if err != nil {
+			return out, err
+		}
+		p.next = r.Offset + 1
+		out = append(out, rec)
+	}
+}
+
+func (s *source) record(p *partState, r *protocol.Record) (stdlib.Record, error) {
+	val, err := protocol.ReadAll(r.Value)
+	if err != nil {
+		return stdlib.Record{}, fmt.Errorf("kafka source %q: read %s@%d: %w", s.cfg.Stage, p.key, r.Offset, err)
+	}
+	kb, err := protocol.ReadAll(r.Key)
+	if err != nil {
+		return stdlib.Record{}, fmt.Errorf("kafka source %q: read %s@%d: %w", s.cfg.Stage, p.key, r.Offset, err)
+	}
+	v, err := s.val.Decode(val)
+	if err != nil {
+		return stdlib.Record{}, fmt.Errorf("kafka source %q: decode value of %s@%d: %w", s.cfg.Stage, p.key, r.Offset, err)
+	}
+	key, err := decodeKey(s.keyFormat, kb)
+	if err != nil {
+		return stdlib.Record{}, fmt.Errorf("kafka source %q: decode key of %s@%d: %w", s.cfg.Stage, p.key, r.Offset, err)
+	}
+	var hs []stdlib.Header
+	if len(r.Headers) > 0 {
+		hs = make([]stdlib.Header, len(r.Headers))
+		for i, h := range r.Headers {
+			hs[i] = stdlib.Header{Key: h.Key, Value: h.Value}
+		}
+	}
+	return stdlib.Record{
+		Key:       key,
+		Value:     v,
+		Headers:   hs,
+		Time:      r.Time,
+		Topic:     p.topic,
+		Partition: int32(p.partition),
+		Pos:       stdlib.Position{Source: s.cfg.Stage, Partition: p.key, Offset: r.Offset},
+		Raw:       val,
+	}, nil
+}
+
+// Commit commits group offsets just after positions, for the partitions
+// this task owns now.
+func (s *source) Commit(ctx context.Context, positions []stdlib.Position) error {
+	if s.gen == nil {
+		return nil
+	}
+	offs := map[string]map[int]int64{}
+	for _, pos := range positions {
+		if pos.Source != "" && pos.Source != s.cfg.Stage {
+			continue
+		}
+		t, n, ok := parsePartKey(pos.Partition)
+		if !ok || s.parts[pos.Partition] == nil {
+			continue
+		}
+		if offs[t] == nil {
+			offs[t] = map[int]int64{}
+		}
+		if pos.Offset+1 > offs[t][n] {
+			offs[t][n] = pos.Offset + 1
+		}
+	}
+	if len(offs) == 0 {
+		return nil
+	}
+	err := s.gen.CommitOffsets(offs)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, kafka.RebalanceInProgress), errors.Is(err, kafka.IllegalGeneration), errors.Is(err, kafka.UnknownMemberId):
+		// The partitions moved on; their new owner continues from the last
+		// commit and the executor's replay rules cover the gap.
+		s.log.Warn("kafka group offsets not committed: group is rebalancing", "stage", s.cfg.Stage, "group", s.group, "err", err)
+		return nil
+	}
+	return fmt.Errorf("kafka source %q: commit group %q offsets: %w", s.cfg.Stage, s.group, err)
+}
+
+func (s *source) Close(ctx context.Context) error {
+	var err error
+	if s.cg != nil {
+		err = s.cg.Close()
+		s.cg = nil
+	}
+	if s.tr != nil {
+		s.tr.CloseIdleConnections()
+	}
+	if err != nil {
+		return fmt.Errorf("kafka source %q: close group: %w", s.cfg.Stage, err)
+	}
+	return nil
+}

@@ -1,0 +1,231 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// connect opens one connection, retrying transient failures (server down,
+// starting up, restarting) with backoff until deadline.
+func connect(ctx context.Context, dsn string, deadline time.Time, log *slog.Logger) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		// The DSN is a secret: never repeat it.
+		return nil, errors.New("invalid dsn: cannot parse connection string")
+	}
+	// Timestamps without time zone are read and written as UTC.
+	cfg.RuntimeParams["timezone"] = "UTC"
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	var b backoff
+	for {
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err == nil {
+			return conn, nil
+		}
+		if !transient(err) {
+			return nil, fmt.Errorf("connect: %w", err)
+		}
+		if err := b.wait(ctx, deadline, err, log); err != nil {
+			return nil, fmt.Errorf("connect: %w", err)
+		}
+	}
+}
+
+// backoff is an exponential backoff with jitter: 100ms doubling up to 5s.
+type backoff struct{ n int }
+
+// wait sleeps before the next attempt after cause, or returns an error when
+// ctx ends or the next attempt would start after deadline.
+func (b *backoff) wait(ctx context.Context, deadline time.Time, cause error, log *slog.Logger) error {
+	d := 100 * time.Millisecond << min(b.n, 6)
+	d = min(d, 5*time.Second)
+	d = d/2 + rand.N(d/2+1)
+	b.n++
+	if time.Now().Add(d).After(deadline) {
+		return fmt.Errorf("gave up after %d attempts: %w", b.n, cause)
+	}
+	if log != nil {
+		log.Warn("postgres: retrying", "attempt", b.n, "in", d.Round(time.Millisecond), "error", cause.Error())
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// transient reports whether err is a failure of the connection or of the
+// server's availability (as opposed to a problem with the statement or the
+// data), after which reconnecting and replaying the transaction may succeed.
+func transient(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case strings.HasPrefix(pe.Code, "08"): // connection exception
+			return true
+		case pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03": // admin/crash shutdown, cannot connect now
+			return true
+		case pe.Code == "40001", pe.Code == "40P01": // serialization failure, deadlock
+			return true
+		case pe.Code == "53300": // too many connections
+			return true
+		}
+		return false
+	}
+	if pgconn.SafeToRetry(err) || pgconn.Timeout(err) {
+		return true
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce), errors.As(err, &ne):
+		return true
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE):
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "conn closed") || strings.Contains(msg, "conn busy") ||
+		strings.Contains(msg, "unexpected EOF") || strings.Contains(msg, "broken pipe")
+}
+
+// recordError reports whether err is the server rejecting a row for its
+// content: a data exception (class 22) or an integrity constraint violation
+// (class 23).
+func recordError(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23"))
+}
+
+// tableName is a table, schema-qualified or not.
+type tableName struct {
+	Schema string // "" until resolved
+	Name   string
+}
+
+func parseTable(s string) (tableName, error) {
+	parts := strings.Split(s, ".")
+	for _, p := range parts {
+		if p == "" {
+			return tableName{}, fmt.Errorf("invalid table name %q", s)
+		}
+	}
+	switch len(parts) {
+	case 1:
+		return tableName{Name: parts[0]}, nil
+	case 2:
+		return tableName{Schema: parts[0], Name: parts[1]}, nil
+	}
+	return tableName{}, fmt.Errorf("invalid table name %q: want table or schema.table", s)
+}
+
+// ident returns the table as a pgx identifier.
+func (t tableName) ident() pgx.Identifier {
+	if t.Schema == "" {
+		return pgx.Identifier{t.Name}
+	}
+	return pgx.Identifier{t.Schema, t.Name}
+}
+
+// sql returns the quoted, qualified name.
+func (t tableName) sql() string { return t.ident().Sanitize() }
+
+func (t tableName) String() string {
+	if t.Schema == "" {
+		return t.Name
+	}
+	return t.Schema + "." + t.Name
+}
+
+// quote quotes one identifier.
+func quote(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+// column is one column of a table as the catalog describes it.
+type column struct {
+	Name       string
+	Type       string // udt_name: int8, text, timestamptz, _int4, ...
+	SQLType    string // format_type: bigint, character varying(20), ...
+	Nullable   bool
+	HasDefault bool
+	MaxLen     int // character_maximum_length, 0 if none
+}
+
+// queryer is what both a connection and a transaction offer.
+type queryer interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// resolveSchema fills t.Schema with the current schema when it is empty.
+func resolveSchema(ctx context.Context, q queryer, t tableName) (tableName, error) {
+	if t.Schema != "" {
+		return t, nil
+	}
+	if err := q.QueryRow(ctx, "SELECT current_schema()").Scan(&t.Schema); err != nil {
+		return t, fmt.Errorf("read current schema: %w", err)
+	}
+	return t, nil
+}
+
+// readColumns returns the columns of t in order; none if t does not exist.
+func readColumns(ctx context.Context, q queryer, t tableName) ([]column, error) {
+	rows, err := q.Query(ctx, `
+SELECT a.attname, t.typname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, a.atthasdef,
+       COALESCE(information_schema._pg_char_max_length(a.atttypid, a.atttypmod), 0)
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type t ON t.oid = a.atttypid
+WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum`, t.Schema, t.Name)
+	if err != nil {
+		return nil, fmt.Errorf("read columns of %q: %w", t.String(), err)
+	}
+	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (column, error) {
+		var c column
+		var maxLen int32
+		err := r.Scan(&c.Name, &c.Type, &c.SQLType, &c.Nullable, &c.HasDefault, &maxLen)
+		c.MaxLen = int(maxLen)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read columns of %q: %w", t.String(), err)
+	}
+	return cols, nil
+}
+
+// primaryKey returns the primary key columns of t in key order.
+func primaryKey(ctx context.Context, q queryer, t tableName) ([]string, error) {
+	rows, err := q.Query(ctx, `
+SELECT a.attname
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary
+ORDER BY k.ord`, t.Schema, t.Name)
+	if err != nil {
+		return nil, fmt.Errorf("read primary key of %q: %w", t.String(), err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}

@@ -1,0 +1,56 @@
+// Package postgres holds the PostgreSQL sink and source, built on pgx.
+//
+// Role: run-time components. The compiler sees only their specs
+// ([SinkSpec], [SourceSpec]); the executor builds one instance per task and
+// drives it through the stdlib contracts. Nothing here dials the server
+// before Open.
+//
+// # Sink
+//
+// The sink writes the records it receives into one table, by COPY (insert
+// mode) or by COPY into a session temporary table followed by one
+// INSERT ... ON CONFLICT DO UPDATE (upsert mode) or DELETE ... USING (delete
+// mode). Rows reach the server during the Write that brought them, inside the
+// task's open transaction, so a row the server rejects (a NOT NULL, CHECK,
+// foreign key or unique violation) is reported as a [stdlib.RecordError]
+// naming that record: the batch statement is retried row by row under
+// savepoints to find it. Values are also checked against the column types
+// before they are sent.
+//
+// Delivery:
+//   - exactly_once: the transaction stays open until Checkpoint, which
+//     upserts the checkpoint's positions into the offsets table
+//     (pipe_offsets by default) and commits data and positions together.
+//     Open returns the stored positions as held. The offsets rows are keyed
+//     by (pipeline, sink, source, partition); sink is the stage name, with
+//     "/<task>" appended when the stage runs several tasks, so that each
+//     task holds exactly what it committed. One extra row per sink with
+//     source = "" and partition = "" carries a random commit token: after a
+//     COMMIT whose outcome is unknown (the connection died while it was in
+//     flight) the sink reads it back to decide whether to replay.
+//   - at_least_once: the transaction commits every `batch` rows, every
+//     `flush` interval and at every checkpoint; positions are not stored.
+//
+// The rows written in the open transaction are kept until it commits. When
+// the connection is lost or the server restarts, the sink reconnects with
+// exponential backoff (bounded by retry_timeout), opens a new transaction,
+// replays them and carries on: the transaction either committed or did not,
+// so nothing is lost and nothing doubled.
+//
+// In upsert mode a record deletes its key when its value is nil (a
+// tombstone: the key columns then come from the record key, a map of key
+// fields or, for a one-column key, a scalar) or when its value has the field
+// "__op" equal to "delete". Within one batch the last record of a key wins.
+// The field "__op" is never written to a column. Fields absent from a record
+// are written as null.
+//
+// # Source
+//
+// The source reads one table or query, by an incrementing column, a
+// timestamp column, both, or in bulk (a single ordered read). It reads an
+// initial snapshot in batches, then polls. Positions: partition is the table
+// name (or "query"); the offset is the incrementing column's value, or the
+// timestamp in microseconds since the Unix epoch. A Read never splits the
+// rows sharing one timestamp, so a checkpoint always covers whole
+// timestamp groups and a resume after it (timestamp > offset) misses none.
+package postgres

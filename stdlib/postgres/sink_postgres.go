@@ -1,0 +1,664 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"pipe.dev/pipe/lang/types"
+	"pipe.dev/pipe/stdlib"
+)
+
+func init() { stdlib.MustRegister(SinkSpec) }
+
+// SinkSpec describes the postgres sink.
+var SinkSpec = &stdlib.Spec{
+	Kind:    stdlib.SinkKind,
+	Name:    "postgres",
+	Summary: "write records into a PostgreSQL table (insert, upsert or delete), exactly once",
+	Params: []stdlib.Param{
+		{Name: "dsn", Type: stdlib.String, Required: true, Secret: true,
+			Doc: "connection string: postgres://user:pass@host:5432/db?sslmode=... or key=value form"},
+		{Name: "table", Type: stdlib.String, Required: true, Doc: "target table, optionally schema-qualified"},
+		{Name: "mode", Type: stdlib.Enum("insert", "upsert", "delete"), Default: stdlib.Ident("insert"),
+			Doc: "insert rows; upsert (insert or update) by key; delete by key"},
+		{Name: "key", Type: stdlib.ListOf(stdlib.String),
+			Doc: "key columns for upsert and delete (default: the table's primary key)"},
+		{Name: "batch", Type: stdlib.Int, Default: int64(10000),
+			Doc: "rows per statement; at_least_once also commits every batch rows"},
+		{Name: "flush", Type: stdlib.Duration, Default: time.Second,
+			Doc: "at_least_once: commit at least this often while records arrive"},
+		{Name: "create_table", Type: stdlib.Bool, Default: false,
+			Doc: "create the table from the record type when it does not exist"},
+		{Name: "evolve", Type: stdlib.Enum("none", "add_columns"), Default: stdlib.Ident("none"),
+			Doc: "add_columns: add a nullable column for each new field"},
+		{Name: "retry_timeout", Type: stdlib.Duration, Default: 5 * time.Minute,
+			Doc: "how long to keep reconnecting after a connection loss before failing"},
+		{Name: "offsets_table", Type: stdlib.String, Default: "pipe_offsets",
+			Doc: "exactly_once: table holding the positions committed with the data"},
+		{Name: "schema", Type: stdlib.Schema, Doc: "asserts the shape of the records written"},
+	},
+	Delivery: []stdlib.Delivery{stdlib.ExactlyOnce, stdlib.AtLeastOnce},
+	Schema:   true,
+	Check:    checkSink,
+	NewSink:  func(cfg stdlib.Config) (stdlib.Sink, error) { return newSink(cfg) },
+}
+
+func checkSink(attrs map[string]any) []stdlib.AttrError {
+	var errs []stdlib.AttrError
+	if s, ok := attrs["table"].(string); ok {
+		if _, err := parseTable(s); err != nil {
+			errs = append(errs, stdlib.AttrError{Attr: "table", Message: err.Error()})
+		}
+	}
+	if s, ok := attrs["offsets_table"].(string); ok {
+		if _, err := parseTable(s); err != nil {
+			errs = append(errs, stdlib.AttrError{Attr: "offsets_table", Message: err.Error()})
+		}
+	}
+	if n, ok := attrs["batch"].(int64); ok && n <= 0 {
+		errs = append(errs, stdlib.AttrError{Attr: "batch", Message: "batch must be positive"})
+	}
+	if d, ok := attrs["retry_timeout"].(time.Duration); ok && d < 0 {
+		errs = append(errs, stdlib.AttrError{Attr: "retry_timeout", Message: "retry_timeout must not be negative"})
+	}
+	if l, ok := attrs["key"].([]any); ok && len(l) == 0 {
+		errs = append(errs, stdlib.AttrError{Attr: "key", Message: "key must name at least one column"})
+	}
+	return errs
+}
+
+type opKind int
+
+const (
+	opInsert opKind = iota
+	opUpsert
+	opDelete
+	opDDL
+)
+
+// step is one unit of work done in the open transaction, kept so that it can
+// be replayed in a new transaction after a connection loss.
+type step struct {
+	op   opKind
+	cols []string // insert, upsert: the columns written; delete: the key columns
+	rows [][]any
+	idx  []int  // index of each row in the Write batch that brought it
+	ddl  string // opDDL
+}
+
+type sink struct {
+	log          *slog.Logger
+	dsn          string
+	table        tableName
+	offsets      tableName
+	mode         opKind // opInsert, opUpsert or opDelete
+	keys         []string
+	batch        int
+	flush        time.Duration
+	create       bool
+	evolve       bool
+	retryTimeout time.Duration
+	exactly      bool
+	pipeline     string
+	sinkID       string
+	rtype        *types.Type // record type, nil if unknown
+
+	conn         *pgx.Conn
+	backendStart time.Time // of conn's server process
+	tx           pgx.Tx
+	txStart      time.Time
+	txRows       int
+	done         []step          // steps of the open transaction
+	tmp          map[string]bool // temp tables known to exist in the open transaction
+	cols         map[string]*column
+	order        []string // table columns in table order
+}
+
+func newSink(cfg stdlib.Config) (*sink, error) {
+	s := &sink{
+		log:          cfg.Logger,
+		dsn:          cfg.String("dsn"),
+		batch:        int(cfg.Int("batch")),
+		flush:        cfg.Duration("flush"),
+		create:       cfg.Bool("create_table"),
+		evolve:       cfg.String("evolve") == "add_columns",
+		retryTimeout: cfg.Duration("retry_timeout"),
+		exactly:      cfg.Delivery == stdlib.ExactlyOnce,
+		pipeline:     cfg.Pipeline,
+		sinkID:       cfg.Stage,
+		keys:         cfg.Strings("key"),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.log = s.log.With("stage", cfg.Stage, "task", cfg.Task)
+	if cfg.Tasks > 1 {
+		s.sinkID = fmt.Sprintf("%s/%d", cfg.Stage, cfg.Task)
+	}
+	if s.dsn == "" {
+		return nil, errors.New("postgres sink: dsn is empty")
+	}
+	var err error
+	if s.table, err = parseTable(cfg.String("table")); err != nil {
+		return nil, fmt.Errorf("postgres sink: %w", err)
+	}
+	off := cfg.String("offsets_table")
+	if off == "" {
+		off = "pipe_offsets"
+	}
+	if s.offsets, err = parseTable(off); err != nil {
+		return nil, fmt.Errorf("postgres sink: %w", err)
+	}
+	switch cfg.String("mode") {
+	case "", "insert":
+		s.mode = opInsert
+	case "upsert":
+		s.mode = opUpsert
+	case "delete":
+		s.mode = opDelete
+	default:
+		return nil, fmt.Errorf("postgres sink: unknown mode %q", cfg.String("mode"))
+	}
+	if s.batch <= 0 {
+		s.batch = 10000
+	}
+	if s.flush <= 0 {
+		s.flush = time.Second
+	}
+	if s.retryTimeout <= 0 {
+		s.retryTimeout = 5 * time.Minute
+	}
+	s.rtype = cfg.Schema
+	if s.rtype == nil {
+		s.rtype = cfg.Input
+	}
+	if s.rtype != nil && s.rtype.Kind != types.Record {
+		if s.rtype.Kind != types.Any {
+			return nil, fmt.Errorf("postgres sink: records of type %s cannot be written to a table: want a record", s.rtype)
+		}
+		s.rtype = nil
+	}
+	return s, nil
+}
+
+func (s *sink) deadline() time.Time { return time.Now().Add(s.retryTimeout) }
+
+// Open connects, prepares the table and returns the positions held.
+func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
+	if err := s.dial(ctx); err != nil {
+		return nil, fmt.Errorf("postgres sink %q: %w", s.sinkID, err)
+	}
+	held, err := s.prepare(ctx)
+	if err != nil {
+		s.conn.Close(context.Background())
+		s.conn = nil
+		return nil, fmt.Errorf("postgres sink %q: %w", s.sinkID, err)
+	}
+	return held, nil
+}
+
+func (s *sink) prepare(ctx context.Context) ([]stdlib.Position, error) {
+	var err error
+	if s.table, err = resolveSchema(ctx, s.conn, s.table); err != nil {
+		return nil, err
+	}
+	if s.offsets, err = resolveSchema(ctx, s.conn, s.offsets); err != nil {
+		return nil, err
+	}
+	cols, err := readColumns(ctx, s.conn, s.table)
+	if err != nil {
+		return nil, err
+	}
+	if len(cols) == 0 {
+		if !s.create {
+			return nil, fmt.Errorf("table %q does not exist (set create_table = true to create it)", s.table.String())
+		}
+		if err := s.createTable(ctx); err != nil {
+			return nil, err
+		}
+		if cols, err = readColumns(ctx, s.conn, s.table); err != nil {
+			return nil, err
+		}
+	}
+	s.setColumns(cols)
+	if s.mode != opInsert && len(s.keys) == 0 {
+		pk, err := primaryKey(ctx, s.conn, s.table)
+		if err != nil {
+			return nil, err
+		}
+		if len(pk) == 0 {
+			return nil, fmt.Errorf("mode %s needs key columns: set key = [...] or give table %q a primary key", s.modeName(), s.table.String())
+		}
+		s.keys = pk
+	}
+	for _, k := range s.keys {
+		if s.cols[k] == nil {
+			return nil, fmt.Errorf("key column %q is not a column of table %q", k, s.table.String())
+		}
+	}
+	if s.rtype != nil {
+		if err := s.checkType(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if !s.exactly {
+		return nil, nil
+	}
+	if err := s.createOffsets(ctx); err != nil {
+		return nil, err
+	}
+	return s.readHeld(ctx)
+}
+
+func (s *sink) modeName() string {
+	return [...]string{"insert", "upsert", "delete"}[s.mode]
+}
+
+func (s *sink) setColumns(cols []column) {
+	s.cols = make(map[string]*column, len(cols))
+	s.order = s.order[:0]
+	for i := range cols {
+		s.cols[cols[i].Name] = &cols[i]
+		s.order = append(s.order, cols[i].Name)
+	}
+}
+
+// createTable creates the table (and its schema) from the record type.
+func (s *sink) createTable(ctx context.Context) error {
+	if s.rtype == nil || len(s.rtype.Fields) == 0 {
+		return fmt.Errorf("create_table needs the record type: declare schema = ... on sink %q", s.sinkID)
+	}
+	var defs []string
+	for _, f := range s.rtype.Fields {
+		if f.Name == "__op" {
+			continue
+		}
+		d := quote(f.Name) + " " + sqlTypeOf(f.Type)
+		defs = append(defs, d)
+	}
+	for _, k := range s.keys {
+		if s.rtype.Field(k) == nil {
+			return fmt.Errorf("key column %q is not a field of the records (%s)", k, s.rtype)
+		}
+	}
+	if len(s.keys) > 0 {
+		ks := make([]string, len(s.keys))
+		for i, k := range s.keys {
+			ks[i] = quote(k)
+		}
+		defs = append(defs, "PRIMARY KEY ("+strings.Join(ks, ", ")+")")
+	}
+	sql := "CREATE SCHEMA IF NOT EXISTS " + quote(s.table.Schema) + ";\n" +
+		"CREATE TABLE IF NOT EXISTS " + s.table.sql() + " (\n  " + strings.Join(defs, ",\n  ") + "\n)"
+	if _, err := s.conn.Exec(ctx, sql); err != nil && !alreadyExists(err) {
+		return fmt.Errorf("create table %q: %w", s.table.String(), err)
+	}
+	s.log.Info("postgres: created table", "table", s.table.String())
+	return nil
+}
+
+// alreadyExists reports the error of a concurrent CREATE ... IF NOT EXISTS.
+func alreadyExists(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "42P07" || pe.Code == "23505" || pe.Code == "42P06")
+}
+
+// checkType checks the record type against the table's columns, adding
+// columns for new fields when evolve = add_columns.
+func (s *sink) checkType(ctx context.Context) error {
+	var problems []string
+	var add []string
+	for _, f := range s.rtype.Fields {
+		if f.Name == "__op" {
+			continue
+		}
+		c := s.cols[f.Name]
+		if c == nil {
+			if s.evolve {
+				add = append(add, "ADD COLUMN IF NOT EXISTS "+quote(f.Name)+" "+sqlTypeOf(f.Type))
+				continue
+			}
+			problems = append(problems, fmt.Sprintf("field %q has no column in table %q (add the column or set evolve = add_columns)", f.Name, s.table.String()))
+			continue
+		}
+		if err := compatible(f.Type, *c); err != nil {
+			problems = append(problems, fmt.Sprintf("field %q (%s) does not fit column %q (%s) of table %q: %v",
+				f.Name, f.Type, c.Name, c.SQLType, s.table.String(), err))
+			continue
+		}
+		if f.Type.Optional && !c.Nullable && !c.HasDefault && !slices.Contains(s.keys, f.Name) {
+			s.log.Warn("postgres: optional field feeds a NOT NULL column; null values will be rejected",
+				"field", f.Name, "column", c.Name)
+		}
+	}
+	if s.mode != opDelete {
+		for _, name := range s.order {
+			c := s.cols[name]
+			if !c.Nullable && !c.HasDefault && s.rtype.Field(name) == nil {
+				problems = append(problems, fmt.Sprintf("column %q of table %q is NOT NULL without a default, and the records have no field %q",
+					name, s.table.String(), name))
+			}
+		}
+	}
+	for _, k := range s.keys {
+		if s.rtype.Field(k) == nil {
+			problems = append(problems, fmt.Sprintf("key column %q is not a field of the records (%s)", k, s.rtype))
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	if len(add) == 0 {
+		return nil
+	}
+	if _, err := s.conn.Exec(ctx, "ALTER TABLE "+s.table.sql()+" "+strings.Join(add, ", ")); err != nil {
+		return fmt.Errorf("evolve table %q: %w", s.table.String(), err)
+	}
+	s.log.Info("postgres: added columns", "table", s.table.String(), "count", len(add))
+	cols, err := readColumns(ctx, s.conn, s.table)
+	if err != nil {
+		return err
+	}
+	s.setColumns(cols)
+	return nil
+}
+
+func (s *sink) createOffsets(ctx context.Context) error {
+	sql := "CREATE TABLE IF NOT EXISTS " + s.offsets.sql() + ` (
+  pipeline  text   NOT NULL,
+  sink      text   NOT NULL,
+  source    text   NOT NULL,
+  partition text   NOT NULL,
+  "offset"  bigint NOT NULL,
+  PRIMARY KEY (pipeline, sink, source, partition)
+)`
+	if _, err := s.conn.Exec(ctx, sql); err != nil && !alreadyExists(err) {
+		return fmt.Errorf("create offsets table %q: %w", s.offsets.String(), err)
+	}
+	return nil
+}
+
+func (s *sink) readHeld(ctx context.Context) ([]stdlib.Position, error) {
+	rows, err := s.conn.Query(ctx, `SELECT source, partition, "offset" FROM `+s.offsets.sql()+
+		` WHERE pipeline = $1 AND sink = $2 AND source <> '' ORDER BY source, partition`, s.pipeline, s.sinkID)
+	if err != nil {
+		return nil, fmt.Errorf("read offsets: %w", err)
+	}
+	held, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (stdlib.Position, error) {
+		var p stdlib.Position
+		err := r.Scan(&p.Source, &p.Partition, &p.Offset)
+		return p, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read offsets: %w", err)
+	}
+	return held, nil
+}
+
+// Write sends the batch into the open transaction.
+func (s *sink) Write(ctx context.Context, batch []stdlib.Record) error {
+	if s.cols == nil {
+		return fmt.Errorf("postgres sink %q: not open", s.sinkID)
+	}
+	var rejected stdlib.RecordErrors
+	if s.evolve {
+		if err := s.evolveFor(ctx, batch); err != nil {
+			return err
+		}
+	}
+	steps, rerrs := s.build(batch)
+	rejected = append(rejected, rerrs...)
+	for _, st := range steps {
+		for start := 0; start < len(st.rows); start += s.batch {
+			end := min(start+s.batch, len(st.rows))
+			chunk := step{op: st.op, cols: st.cols, rows: st.rows[start:end], idx: st.idx[start:end]}
+			rerrs, err := s.apply(ctx, chunk)
+			if err != nil {
+				return fmt.Errorf("postgres sink %q: %w", s.sinkID, err)
+			}
+			rejected = append(rejected, rerrs...)
+		}
+	}
+	if !s.exactly && s.tx != nil && (s.txRows >= s.batch || time.Since(s.txStart) >= s.flush) {
+		if err := s.commit(ctx, nil); err != nil {
+			return fmt.Errorf("postgres sink %q: %w", s.sinkID, err)
+		}
+	}
+	if len(rejected) > 0 {
+		slices.SortFunc(rejected, func(a, b stdlib.RecordError) int { return a.Index - b.Index })
+		return rejected
+	}
+	return nil
+}
+
+// isDelete reports whether r deletes its key (in upsert mode).
+func isDelete(r *stdlib.Record) bool {
+	if r.Value == nil {
+		return true
+	}
+	m, ok := r.Value.(map[string]any)
+	if !ok {
+		return false
+	}
+	op, _ := m["__op"].(string)
+	return op == "delete"
+}
+
+// keyValues returns r's key column values, converted.
+func (s *sink) keyValues(r *stdlib.Record) ([]any, error) {
+	out := make([]any, len(s.keys))
+	var src map[string]any
+	if r.Value != nil {
+		src, _ = r.Value.(map[string]any)
+		if src == nil {
+			return nil, fmt.Errorf("record value is %s, not a record", describe(r.Value))
+		}
+	} else {
+		switch k := r.Key.(type) {
+		case map[string]any:
+			src = k
+		case nil:
+			return nil, errors.New("tombstone without a key")
+		default:
+			if len(s.keys) != 1 {
+				return nil, fmt.Errorf("tombstone key is %s; a key of %d columns needs a record key", describe(k), len(s.keys))
+			}
+			v := k
+			if b, ok := k.([]byte); ok {
+				v = string(b)
+			}
+			if str, ok := v.(string); ok && classOf(s.cols[s.keys[0]].Type) == classInt {
+				n, err := strconv.ParseInt(str, 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("tombstone key %q is not an integer for column %q", str, s.keys[0])
+				}
+				v = n
+			}
+			src = map[string]any{s.keys[0]: v}
+		}
+	}
+	for i, k := range s.keys {
+		v, ok := src[k]
+		if !ok || v == nil {
+			return nil, fmt.Errorf("record has no value for key field %q", k)
+		}
+		cv, err := toColumn(s.cols[k], v)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = cv
+	}
+	return out, nil
+}
+
+// build converts a batch into steps: rows for COPY/upsert and keys to
+// delete, rejecting records whose values do not fit their columns.
+func (s *sink) build(batch []stdlib.Record) ([]step, stdlib.RecordErrors) {
+	var rejected stdlib.RecordErrors
+	reject := func(i int, err error) {
+		rejected = append(rejected, stdlib.RecordError{Index: i, Err: err})
+	}
+	// Columns written: the fields present in the batch, in table order.
+	present := map[string]bool{}
+	writes := make([]bool, len(batch)) // record i writes a row (else it deletes)
+	for i := range batch {
+		r := &batch[i]
+		switch s.mode {
+		case opInsert:
+			writes[i] = true
+		case opUpsert:
+			writes[i] = !isDelete(r)
+		}
+		if !writes[i] {
+			continue
+		}
+		m, ok := r.Value.(map[string]any)
+		if !ok {
+			continue
+		}
+		for f := range m {
+			present[f] = true
+		}
+	}
+	var cols []string
+	for _, name := range s.order {
+		if present[name] || slices.Contains(s.keys, name) {
+			cols = append(cols, name)
+		}
+	}
+	keyPos := make([]int, len(s.keys)) // position of each key column in cols
+	for i, k := range s.keys {
+		keyPos[i] = slices.Index(cols, k)
+	}
+	type keyed struct {
+		del bool
+		row []any
+		idx int
+	}
+	var last map[string]int // key -> index into items (upsert, delete)
+	var items []keyed
+	if s.mode != opInsert {
+		last = make(map[string]int, len(batch))
+	}
+	var sb strings.Builder
+	for i := range batch {
+		r := &batch[i]
+		if !writes[i] {
+			if s.mode == opInsert {
+				continue
+			}
+			kv, err := s.keyValues(r)
+			if err != nil {
+				reject(i, err)
+				continue
+			}
+			items = append(items, keyed{del: true, row: kv, idx: i})
+			last[keyString(&sb, kv)] = len(items) - 1
+			continue
+		}
+		m, ok := r.Value.(map[string]any)
+		if !ok {
+			if r.Value == nil {
+				reject(i, errors.New("a tombstone cannot be inserted (use mode = upsert to delete)"))
+			} else {
+				reject(i, fmt.Errorf("record value is %s, not a record", describe(r.Value)))
+			}
+			continue
+		}
+		row := make([]any, len(cols))
+		var bad error
+		for j, name := range cols {
+			v, err := toColumn(s.cols[name], m[name])
+			if err != nil {
+				bad = fmt.Errorf("field %q: %w", name, err)
+				break
+			}
+			row[j] = v
+		}
+		if bad == nil {
+			for f := range m {
+				if s.cols[f] == nil && f != "__op" && m[f] != nil {
+					bad = fmt.Errorf("field %q has no column in table %q (add the column or set evolve = add_columns)", f, s.table.String())
+					break
+				}
+			}
+		}
+		if bad != nil {
+			reject(i, bad)
+			continue
+		}
+		items = append(items, keyed{row: row, idx: i})
+		if s.mode != opInsert {
+			kv := make([]any, 0, len(s.keys))
+			for _, j := range keyPos {
+				kv = append(kv, row[j])
+			}
+			last[keyString(&sb, kv)] = len(items) - 1
+		}
+	}
+	var keep []bool // upsert, delete: only the last record of a key counts
+	if last != nil {
+		keep = make([]bool, len(items))
+		for _, n := range last {
+			keep[n] = true
+		}
+	}
+	up := step{op: s.mode, cols: cols}
+	del := step{op: opDelete, cols: s.keys}
+	for n, it := range items {
+		if keep != nil && !keep[n] {
+			continue
+		}
+		if it.del {
+			del.rows = append(del.rows, it.row)
+			del.idx = append(del.idx, it.idx)
+		} else {
+			up.rows = append(up.rows, it.row)
+			up.idx = append(up.idx, it.idx)
+		}
+	}
+	var steps []step
+	if len(up.rows) > 0 && s.mode != opDelete {
+		steps = append(steps, up)
+	}
+	if len(del.rows) > 0 {
+		steps = append(steps, del)
+	}
+	return steps, rejected
+}
+
+// keyString encodes converted key values as a map key.
+func keyString(sb *strings.Builder, kv []any) string {
+	sb.Reset()
+	for i, v := range kv {
+		if i > 0 {
+			sb.WriteByte(0)
+		}
+		switch x := v.(type) {
+		case int64:
+			sb.WriteString(strconv.FormatInt(x, 10))
+		case int32:
+			sb.WriteString(strconv.FormatInt(int64(x), 10))
+		case int16:
+			sb.WriteString(strconv.FormatInt(int64(x), 10))
+		case string:
+			sb.WriteString(x)
+		case []byte:
+			sb.Write(x)
+		case time.Time:
+			sb.WriteString(x.UTC().Format(time.RFC3339Nano))
+		default:
+			fmt.Fprintf(sb, "%v", x)
+		}
+	}
+	return sb.String()
+}

@@ -1,0 +1,503 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"pipe.dev/pipe/stdlib"
+)
+
+// Temporary tables of the sink's session: rows to upsert and keys to delete
+// are copied into them, then merged into the target by one statement.
+const (
+	tmpUpsert = "pipe_sink_upsert"
+	tmpDelete = "pipe_sink_delete"
+)
+
+// begin makes sure a connection and an open transaction exist; a new
+// transaction first replays the steps of the one that was lost.
+func (s *sink) begin(ctx context.Context) error {
+	if err := s.dial(ctx); err != nil {
+		return err
+	}
+	if s.tx != nil {
+		return nil
+	}
+	tx, err := s.conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	s.tx = tx
+	s.tmp = map[string]bool{}
+	s.txStart = time.Now()
+	if len(s.done) > 0 {
+		s.log.Info("postgres: replaying transaction", "steps", len(s.done), "rows", s.txRows)
+	}
+	for _, st := range s.done {
+		if err := s.exec(ctx, tx, st); err != nil {
+			if recordError(err) {
+				// Not this Write's rows: fail rather than blame them.
+				return fmt.Errorf("replay: %v", err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// dial connects unless connected.
+func (s *sink) dial(ctx context.Context) error {
+	if s.conn != nil && !s.conn.IsClosed() {
+		return nil
+	}
+	s.conn, s.tx, s.tmp = nil, nil, nil
+	conn, err := connect(ctx, s.dsn, s.deadline(), s.log)
+	if err != nil {
+		return err
+	}
+	if err := conn.QueryRow(ctx, "SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()").
+		Scan(&s.backendStart); err != nil {
+		conn.Close(ctx)
+		return err
+	}
+	s.conn = conn
+	return nil
+}
+
+// reset drops the connection and the transaction it held.
+func (s *sink) reset() {
+	if s.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		s.conn.Close(ctx)
+		cancel()
+	}
+	s.conn, s.tx, s.tmp = nil, nil, nil
+}
+
+// abort rolls the open transaction back, keeping the connection.
+func (s *sink) abort(ctx context.Context) {
+	if s.tx != nil {
+		if err := s.tx.Rollback(ctx); err != nil {
+			s.reset()
+			return
+		}
+	}
+	s.tx, s.tmp = nil, nil
+}
+
+// inTx runs fn in the open transaction, reconnecting and replaying on
+// connection loss until retry_timeout.
+func (s *sink) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	var deadline time.Time
+	var b backoff
+	for {
+		err := s.begin(ctx)
+		if err == nil {
+			err = fn(s.tx)
+		}
+		if err == nil {
+			return nil
+		}
+		if !transient(err) || ctx.Err() != nil {
+			return err
+		}
+		s.reset()
+		if deadline.IsZero() {
+			deadline = s.deadline()
+		}
+		if werr := b.wait(ctx, deadline, err, s.log); werr != nil {
+			return werr
+		}
+	}
+}
+
+// apply runs one step of a Write. Rows the server rejects for their
+// content are found by bisection under savepoints and returned.
+func (s *sink) apply(ctx context.Context, st step) (stdlib.RecordErrors, error) {
+	err := s.inTx(ctx, func(tx pgx.Tx) error { return s.exec(ctx, tx, st) })
+	if err == nil {
+		s.done = append(s.done, st)
+		s.txRows += len(st.rows)
+		return nil, nil
+	}
+	if !recordError(err) {
+		return nil, err
+	}
+	// The transaction is aborted: start it again and find the bad rows.
+	s.abort(ctx)
+	var rejected stdlib.RecordErrors
+	good := step{op: st.op, cols: st.cols}
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		rejected, good.rows, good.idx = nil, nil, nil
+		if err := s.ensureTmp(ctx, tx, st.op); err != nil {
+			return err
+		}
+		return s.bisect(ctx, tx, st, &good, &rejected)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(good.rows) > 0 {
+		s.done = append(s.done, good)
+		s.txRows += len(good.rows)
+	}
+	return rejected, nil
+}
+
+func (s *sink) bisect(ctx context.Context, tx pgx.Tx, st step, good *step, rejected *stdlib.RecordErrors) error {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	err = s.exec(ctx, sp, st)
+	if err == nil {
+		if err := sp.Commit(ctx); err != nil {
+			return err
+		}
+		good.rows = append(good.rows, st.rows...)
+		good.idx = append(good.idx, st.idx...)
+		return nil
+	}
+	if !recordError(err) {
+		return err
+	}
+	if err := sp.Rollback(ctx); err != nil {
+		return err
+	}
+	if len(st.rows) == 1 {
+		*rejected = append(*rejected, stdlib.RecordError{Index: st.idx[0], Err: rowError(err)})
+		return nil
+	}
+	mid := len(st.rows) / 2
+	first := step{op: st.op, cols: st.cols, rows: st.rows[:mid], idx: st.idx[:mid]}
+	second := step{op: st.op, cols: st.cols, rows: st.rows[mid:], idx: st.idx[mid:]}
+	if err := s.bisect(ctx, tx, first, good, rejected); err != nil {
+		return err
+	}
+	return s.bisect(ctx, tx, second, good, rejected)
+}
+
+// rowError is the server's verdict on one row, without the statement.
+func rowError(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		msg := "rejected by the database: " + pe.Message
+		if pe.ColumnName != "" && !strings.Contains(pe.Message, pe.ColumnName) {
+			msg += fmt.Sprintf(" (column %q)", pe.ColumnName)
+		}
+		return errors.New(msg)
+	}
+	return err
+}
+
+// ensureTmp creates the temporary table op needs, once per transaction.
+func (s *sink) ensureTmp(ctx context.Context, tx pgx.Tx, op opKind) error {
+	var name, sql string
+	switch op {
+	case opUpsert:
+		name = tmpUpsert
+		sql = "CREATE TEMP TABLE IF NOT EXISTS " + quote(name) + " (LIKE " + s.table.sql() + " INCLUDING DEFAULTS)"
+	case opDelete:
+		name = tmpDelete
+		ks := make([]string, len(s.keys))
+		for i, k := range s.keys {
+			ks[i] = quote(k)
+		}
+		sql = "CREATE TEMP TABLE IF NOT EXISTS " + quote(name) + " AS SELECT " + strings.Join(ks, ", ") +
+			" FROM " + s.table.sql() + " WITH NO DATA"
+	default:
+		return nil
+	}
+	if s.tmp[name] {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, sql); err != nil {
+		return err
+	}
+	s.tmp[name] = true
+	return nil
+}
+
+// exec runs one step in tx (a transaction or a savepoint).
+func (s *sink) exec(ctx context.Context, tx pgx.Tx, st step) error {
+	switch st.op {
+	case opDDL:
+		_, err := tx.Exec(ctx, st.ddl)
+		s.tmp = map[string]bool{}
+		return err
+	case opInsert:
+		_, err := tx.CopyFrom(ctx, s.table.ident(), st.cols, pgx.CopyFromRows(st.rows))
+		return err
+	case opUpsert:
+		if err := s.ensureTmp(ctx, tx, opUpsert); err != nil {
+			return err
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{tmpUpsert}, st.cols, pgx.CopyFromRows(st.rows)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, s.upsertSQL(st.cols))
+		return err
+	case opDelete:
+		if err := s.ensureTmp(ctx, tx, opDelete); err != nil {
+			return err
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{tmpDelete}, st.cols, pgx.CopyFromRows(st.rows)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, s.deleteSQL())
+		return err
+	}
+	return fmt.Errorf("unknown step %d", st.op)
+}
+
+func (s *sink) upsertSQL(cols []string) string {
+	qc := make([]string, len(cols))
+	var set []string
+	for i, c := range cols {
+		qc[i] = quote(c)
+		if !contains(s.keys, c) {
+			set = append(set, qc[i]+" = EXCLUDED."+qc[i])
+		}
+	}
+	qk := make([]string, len(s.keys))
+	for i, k := range s.keys {
+		qk[i] = quote(k)
+	}
+	list := strings.Join(qc, ", ")
+	sql := "INSERT INTO " + s.table.sql() + " (" + list + ") SELECT " + list + " FROM " + quote(tmpUpsert) +
+		" ON CONFLICT (" + strings.Join(qk, ", ") + ") DO "
+	if len(set) == 0 {
+		sql += "NOTHING"
+	} else {
+		sql += "UPDATE SET " + strings.Join(set, ", ")
+	}
+	return sql + "; TRUNCATE " + quote(tmpUpsert)
+}
+
+func (s *sink) deleteSQL() string {
+	conds := make([]string, len(s.keys))
+	for i, k := range s.keys {
+		conds[i] = "t." + quote(k) + " = d." + quote(k)
+	}
+	return "DELETE FROM " + s.table.sql() + " t USING " + quote(tmpDelete) + " d WHERE " +
+		strings.Join(conds, " AND ") + "; TRUNCATE " + quote(tmpDelete)
+}
+
+func contains(l []string, s string) bool {
+	for _, v := range l {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// evolveFor adds a nullable column for every field of the batch that the
+// table lacks.
+func (s *sink) evolveFor(ctx context.Context, batch []stdlib.Record) error {
+	seen := map[string]bool{}
+	var adds []string
+	for i := range batch {
+		m, ok := batch[i].Value.(map[string]any)
+		if !ok {
+			continue
+		}
+		for f, v := range m {
+			if s.cols[f] != nil || seen[f] || f == "__op" {
+				continue
+			}
+			typ := ""
+			if s.rtype != nil && s.rtype.Field(f) != nil {
+				typ = sqlTypeOf(s.rtype.Field(f).Type)
+			} else {
+				typ = sqlTypeOfValue(v)
+			}
+			if typ == "" {
+				continue // a null says nothing of the type: wait for a value
+			}
+			seen[f] = true
+			adds = append(adds, "ADD COLUMN IF NOT EXISTS "+quote(f)+" "+typ)
+		}
+	}
+	if len(adds) == 0 {
+		return nil
+	}
+	st := step{op: opDDL, ddl: "ALTER TABLE " + s.table.sql() + " " + strings.Join(adds, ", ") +
+		"; DROP TABLE IF EXISTS pg_temp." + quote(tmpUpsert) + ", pg_temp." + quote(tmpDelete)}
+	var cols []column
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := s.exec(ctx, tx, st); err != nil {
+			return err
+		}
+		var err error
+		cols, err = readColumns(ctx, tx, s.table)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("postgres sink %q: evolve table %q: %w", s.sinkID, s.table.String(), err)
+	}
+	s.done = append(s.done, st)
+	s.setColumns(cols)
+	s.log.Info("postgres: added columns", "table", s.table.String(), "count", len(adds))
+	return nil
+}
+
+// Checkpoint commits the open transaction; exactly_once stores the
+// checkpoint's positions in it first.
+func (s *sink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
+	if s.cols == nil {
+		return fmt.Errorf("postgres sink %q: not open", s.sinkID)
+	}
+	if s.tx == nil && len(s.done) == 0 && (!s.exactly || len(cp.Positions) == 0) {
+		return nil
+	}
+	if err := s.commit(ctx, &cp); err != nil {
+		return fmt.Errorf("postgres sink %q: checkpoint %d: %w", s.sinkID, cp.ID, err)
+	}
+	return nil
+}
+
+// commit commits the open transaction (replaying it on a new connection if
+// the old one was lost). With exactly_once and cp, the positions are stored
+// in the same transaction, and a COMMIT whose outcome is unknown is decided
+// by reading back the commit token.
+func (s *sink) commit(ctx context.Context, cp *stdlib.Checkpoint) error {
+	var deadline time.Time
+	var b backoff
+	for {
+		err := s.begin(ctx)
+		token := rand.Int64()
+		if err == nil && s.exactly && cp != nil {
+			err = s.storePositions(ctx, s.tx, cp.Positions, token)
+		}
+		if err == nil {
+			pid, start := s.conn.PgConn().PID(), s.backendStart
+			err = s.tx.Commit(ctx)
+			if err == nil {
+				s.committed()
+				return nil
+			}
+			s.reset()
+			if transient(err) && s.exactly && cp != nil {
+				ok, cerr := s.decide(ctx, token, pid, start)
+				if cerr != nil {
+					return fmt.Errorf("commit outcome unknown: %w", cerr)
+				}
+				if ok {
+					s.committed()
+					return nil
+				}
+			}
+		}
+		if !transient(err) || ctx.Err() != nil {
+			if s.tx != nil {
+				s.abort(ctx)
+			}
+			return err
+		}
+		s.reset()
+		if deadline.IsZero() {
+			deadline = s.deadline()
+		}
+		if werr := b.wait(ctx, deadline, err, s.log); werr != nil {
+			return werr
+		}
+	}
+}
+
+func (s *sink) committed() {
+	s.tx, s.tmp = nil, nil
+	s.done = nil
+	s.txRows = 0
+}
+
+func (s *sink) storePositions(ctx context.Context, tx pgx.Tx, ps []stdlib.Position, token int64) error {
+	srcs := make([]string, 0, len(ps)+1)
+	parts := make([]string, 0, len(ps)+1)
+	offs := make([]int64, 0, len(ps)+1)
+	for _, p := range ps {
+		srcs = append(srcs, p.Source)
+		parts = append(parts, p.Partition)
+		offs = append(offs, p.Offset)
+	}
+	srcs, parts, offs = append(srcs, ""), append(parts, ""), append(offs, token)
+	_, err := tx.Exec(ctx, `INSERT INTO `+s.offsets.sql()+` (pipeline, sink, source, partition, "offset")
+SELECT $1, $2, u.s, u.p, u.o FROM unnest($3::text[], $4::text[], $5::int8[]) AS u(s, p, o)
+ON CONFLICT (pipeline, sink, source, partition) DO UPDATE SET "offset" = EXCLUDED."offset"`,
+		s.pipeline, s.sinkID, srcs, parts, offs)
+	return err
+}
+
+// decide tells whether the transaction that carried token committed. The
+// backend that ran it (pid, started at start) is terminated first if it
+// still runs, so that its fate is sealed before the token is read.
+func (s *sink) decide(ctx context.Context, token int64, pid uint32, start time.Time) (bool, error) {
+	var deadline = s.deadline()
+	var b backoff
+	for {
+		ok, err := s.readToken(ctx, token, pid, start)
+		if err == nil {
+			return ok, nil
+		}
+		if !transient(err) {
+			return false, err
+		}
+		s.reset()
+		if werr := b.wait(ctx, deadline, err, s.log); werr != nil {
+			return false, werr
+		}
+	}
+}
+
+func (s *sink) readToken(ctx context.Context, token int64, pid uint32, start time.Time) (bool, error) {
+	if err := s.dial(ctx); err != nil {
+		return false, err
+	}
+	for range 100 {
+		var alive bool
+		if err := s.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND backend_start = $2)`,
+			int32(pid), start).Scan(&alive); err != nil {
+			return false, err
+		}
+		if !alive {
+			break
+		}
+		if _, err := s.conn.Exec(ctx, "SELECT pg_terminate_backend($1)", int32(pid)); err != nil {
+			return false, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var got int64
+	err := s.conn.QueryRow(ctx, `SELECT "offset" FROM `+s.offsets.sql()+
+		` WHERE pipeline = $1 AND sink = $2 AND source = '' AND partition = ''`, s.pipeline, s.sinkID).Scan(&got)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return got == token, nil
+}
+
+// Close rolls back whatever is not committed and disconnects.
+func (s *sink) Close(ctx context.Context) error {
+	if s.tx != nil {
+		_ = s.tx.Rollback(ctx)
+	}
+	s.tx, s.done, s.txRows = nil, nil, 0
+	if s.conn != nil {
+		err := s.conn.Close(ctx)
+		s.conn = nil
+		if err != nil {
+			return fmt.Errorf("postgres sink %q: close: %w", s.sinkID, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,422 @@
+package postgres
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/big"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"pipe.dev/pipe/lang/types"
+)
+
+// pgClass groups PostgreSQL column types by the values they take.
+type pgClass int
+
+const (
+	classOther pgClass = iota
+	classInt
+	classFloat
+	classNumeric
+	classText
+	classBool
+	classTime
+	classBytes
+	classJSON
+	classUUID
+)
+
+func classOf(udt string) pgClass {
+	switch udt {
+	case "int2", "int4", "int8":
+		return classInt
+	case "float4", "float8":
+		return classFloat
+	case "numeric":
+		return classNumeric
+	case "text", "varchar", "bpchar", "name", "citext":
+		return classText
+	case "bool":
+		return classBool
+	case "timestamptz", "timestamp", "date":
+		return classTime
+	case "bytea":
+		return classBytes
+	case "json", "jsonb":
+		return classJSON
+	case "uuid":
+		return classUUID
+	}
+	return classOther
+}
+
+// sqlTypeOf returns the column type create_table and evolve use for t.
+func sqlTypeOf(t *types.Type) string {
+	if t == nil {
+		return "jsonb"
+	}
+	switch t.Kind {
+	case types.String:
+		return "text"
+	case types.Int:
+		return "bigint"
+	case types.Float:
+		return "double precision"
+	case types.Bool:
+		return "boolean"
+	case types.Timestamp:
+		return "timestamptz"
+	case types.Bytes:
+		return "bytea"
+	}
+	return "jsonb" // list, map, record, any
+}
+
+// sqlTypeOfValue returns the column type evolve uses for a field of an
+// untyped record, from its value; "" when the value says nothing (nil).
+func sqlTypeOfValue(v any) string {
+	switch v.(type) {
+	case nil:
+		return ""
+	case string:
+		return "text"
+	case int64, int, int32:
+		return "bigint"
+	case float64, float32:
+		return "double precision"
+	case bool:
+		return "boolean"
+	case time.Time:
+		return "timestamptz"
+	case []byte:
+		return "bytea"
+	}
+	return "jsonb"
+}
+
+// compatible reports why values of field type t cannot be written to column
+// c, or nil if they can.
+func compatible(t *types.Type, c column) error {
+	if t == nil || t.Kind == types.Any {
+		return nil
+	}
+	cl := classOf(c.Type)
+	ok := false
+	switch t.Kind {
+	case types.String:
+		ok = cl == classText || cl == classUUID || cl == classJSON || cl == classTime || cl == classOther
+	case types.Int:
+		ok = cl == classInt || cl == classFloat || cl == classNumeric || cl == classJSON
+	case types.Float:
+		ok = cl == classFloat || cl == classNumeric || cl == classJSON
+	case types.Bool:
+		ok = cl == classBool || cl == classJSON
+	case types.Timestamp:
+		ok = cl == classTime || cl == classJSON
+	case types.Bytes:
+		ok = cl == classBytes
+	case types.List, types.Map, types.Record:
+		ok = cl == classJSON
+	}
+	if !ok {
+		return fmt.Errorf("a %s cannot be written to a %s column", t.WithOptional(false), c.SQLType)
+	}
+	return nil
+}
+
+// toColumn converts v (in the lang/types representation) to the Go value pgx
+// encodes into column c, checking what the server would otherwise reject
+// for the whole batch.
+func toColumn(c *column, v any) (any, error) {
+	if v == nil {
+		if !c.Nullable && !c.HasDefault {
+			return nil, fmt.Errorf("column %q is NOT NULL", c.Name)
+		}
+		return nil, nil
+	}
+	bad := func() error {
+		return fmt.Errorf("column %q (%s) cannot take %s", c.Name, c.SQLType, describe(v))
+	}
+	switch classOf(c.Type) {
+	case classInt:
+		var n int64
+		switch x := v.(type) {
+		case int64:
+			n = x
+		case int:
+			n = int64(x)
+		case int32:
+			n = int64(x)
+		case float64:
+			if x != math.Trunc(x) || math.Abs(x) > 1<<63 {
+				return nil, bad()
+			}
+			n = int64(x)
+		default:
+			return nil, bad()
+		}
+		switch c.Type {
+		case "int2":
+			if n < math.MinInt16 || n > math.MaxInt16 {
+				return nil, fmt.Errorf("column %q (smallint): %d out of range", c.Name, n)
+			}
+			return int16(n), nil
+		case "int4":
+			if n < math.MinInt32 || n > math.MaxInt32 {
+				return nil, fmt.Errorf("column %q (integer): %d out of range", c.Name, n)
+			}
+			return int32(n), nil
+		}
+		return n, nil
+	case classFloat, classNumeric:
+		var f float64
+		switch x := v.(type) {
+		case float64:
+			f = x
+		case float32:
+			f = float64(x)
+		case int64:
+			if classOf(c.Type) == classNumeric {
+				return pgtype.Numeric{Int: big.NewInt(x), Valid: true}, nil
+			}
+			f = float64(x)
+		case int:
+			f = float64(x)
+		default:
+			return nil, bad()
+		}
+		if classOf(c.Type) == classNumeric {
+			if math.IsNaN(f) || math.IsInf(f, 0) {
+				return nil, fmt.Errorf("column %q (numeric) cannot take %v", c.Name, f)
+			}
+			var n pgtype.Numeric
+			if err := n.Scan(strconv.FormatFloat(f, 'f', -1, 64)); err != nil {
+				return nil, fmt.Errorf("column %q (numeric): %v", c.Name, err)
+			}
+			return n, nil
+		}
+		if c.Type == "float4" {
+			return float32(f), nil
+		}
+		return f, nil
+	case classText:
+		s, ok := v.(string)
+		if !ok {
+			return nil, bad()
+		}
+		if strings.IndexByte(s, 0) >= 0 {
+			return nil, fmt.Errorf("column %q: text cannot hold a NUL character", c.Name)
+		}
+		if !utf8.ValidString(s) {
+			return nil, fmt.Errorf("column %q: invalid UTF-8", c.Name)
+		}
+		if c.MaxLen > 0 && utf8.RuneCountInString(s) > c.MaxLen {
+			if c.Type != "bpchar" || len(strings.TrimRight(s, " ")) > c.MaxLen {
+				return nil, fmt.Errorf("column %q (%s): value of %d characters too long", c.Name, c.SQLType, utf8.RuneCountInString(s))
+			}
+		}
+		return s, nil
+	case classBool:
+		if b, ok := v.(bool); ok {
+			return b, nil
+		}
+		return nil, bad()
+	case classTime:
+		switch x := v.(type) {
+		case time.Time:
+			return x, nil
+		case string:
+			t, err := time.Parse(time.RFC3339Nano, x)
+			if err != nil {
+				return nil, fmt.Errorf("column %q (%s): %q is not an RFC 3339 timestamp", c.Name, c.SQLType, x)
+			}
+			return t, nil
+		}
+		return nil, bad()
+	case classBytes:
+		switch x := v.(type) {
+		case []byte:
+			return x, nil
+		case string:
+			return []byte(x), nil
+		}
+		return nil, bad()
+	case classJSON:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("column %q (%s): %v", c.Name, c.SQLType, err)
+		}
+		if c.Type == "jsonb" && bytes.Contains(b, []byte(`\u0000`)) {
+			return nil, fmt.Errorf("column %q (jsonb) cannot hold a NUL character", c.Name)
+		}
+		return json.RawMessage(b), nil
+	case classUUID:
+		s, ok := v.(string)
+		if !ok {
+			return nil, bad()
+		}
+		var u pgtype.UUID
+		if err := u.Scan(s); err != nil {
+			return nil, fmt.Errorf("column %q (uuid): %q is not a UUID", c.Name, s)
+		}
+		return u, nil
+	}
+	// Other column types (enums, inet, intervals, arrays ...) take their
+	// text form.
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	}
+	return nil, bad()
+}
+
+// describe names the kind of a runtime value for messages.
+func describe(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case int64, int, int32:
+		return "an int"
+	case float64, float32:
+		return "a float"
+	case bool:
+		return "a bool"
+	case time.Time:
+		return "a timestamp"
+	case []byte:
+		return "bytes"
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a map"
+	}
+	return fmt.Sprintf("a %T", v)
+}
+
+// typeOfColumn returns the lang type of values read from column c.
+func typeOfColumn(c column) *types.Type {
+	var t *types.Type
+	if strings.HasPrefix(c.Type, "_") {
+		elem := typeOfColumn(column{Name: c.Name, Type: c.Type[1:], Nullable: true})
+		t = types.ListOf(elem)
+	} else {
+		switch classOf(c.Type) {
+		case classInt:
+			t = types.IntType
+		case classFloat, classNumeric:
+			t = types.FloatType
+		case classBool:
+			t = types.BoolType
+		case classTime:
+			t = types.TimestampType
+		case classBytes:
+			t = types.BytesType
+		case classJSON:
+			t = types.AnyType
+		default:
+			t = types.StringType
+		}
+	}
+	return t.WithOptional(c.Nullable)
+}
+
+// fromColumn converts a value pgx decoded from column c into the lang/types
+// representation. raw is the column's wire bytes, used for JSON.
+func fromColumn(c *column, v any, raw []byte) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	if classOf(c.Type) == classJSON && raw != nil {
+		return decodeJSON(raw, c.Type == "jsonb")
+	}
+	return normalize(v)
+}
+
+func normalize(v any) (any, error) {
+	switch x := v.(type) {
+	case nil, string, int64, float64, bool, time.Time, []byte:
+		return x, nil
+	case int16:
+		return int64(x), nil
+	case int32:
+		return int64(x), nil
+	case int8:
+		return int64(x), nil
+	case uint32:
+		return int64(x), nil
+	case float32:
+		return float64(x), nil
+	case pgtype.Numeric:
+		f, err := x.Float64Value()
+		if err != nil {
+			return nil, err
+		}
+		return f.Float64, nil
+	case [16]byte:
+		return pgtype.UUID{Bytes: x, Valid: true}.String(), nil
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			n, err := normalize(e)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = n
+		}
+		return out, nil
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			n, err := normalize(e)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = n
+		}
+		return out, nil
+	case fmt.Stringer:
+		return x.String(), nil
+	}
+	return fmt.Sprint(v), nil
+}
+
+// decodeJSON decodes a json or jsonb wire value; numbers become int64 when
+// integral and in range, float64 otherwise.
+func decodeJSON(raw []byte, binary bool) (any, error) {
+	if binary && len(raw) > 0 && raw[0] == 1 { // jsonb binary format version byte
+		raw = raw[1:]
+	}
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return nil, fmt.Errorf("decode json: %w", err)
+	}
+	return numbers(v), nil
+}
+
+func numbers(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if n, err := x.Int64(); err == nil {
+			return n
+		}
+		f, _ := x.Float64()
+		return f
+	case []any:
+		for i := range x {
+			x[i] = numbers(x[i])
+		}
+	case map[string]any:
+		for k := range x {
+			x[k] = numbers(x[k])
+		}
+	}
+	return v
+}
