@@ -14,6 +14,7 @@ N=${N:-1000000}
 WORK=${BENCH_DIR:-$(mktemp -d)}
 RESULTS=bench/RESULTS.md
 mkdir -p bin "$WORK"
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "building" >&2
 go build -o bin/pipe ./cmd/pipe
@@ -31,15 +32,10 @@ field() { # field NAME JSON
   printf '%s' "$2" | sed -n "s/.*\"$1\":\([-0-9.e+]*\).*/\1/p"
 }
 
-measure() { # measure NAME [measure flags] -- command...
+measure() { # measure NAME [measure flags] -- command...: a failure is recorded, not fatal
   local name=$1; shift
   echo "running $name" >&2
-  local out
-  if ! out=$(bin/measure "$@"); then
-    echo "$name failed: $out" >&2
-    return 1
-  fi
-  printf '%s\n' "$out" >"$WORK/$name.json"
+  bin/measure "$@" >"$WORK/$name.json" || echo "$name failed: $(cat "$WORK/$name.json")" >&2
 }
 
 rm -rf "$WORK/state-"* "$WORK"/out-* "$WORK"/.out-*
@@ -53,8 +49,8 @@ measure stdin_map_stdout -i "$IN" -o "$WORK/out-stdin_map_stdout.jsonl" -- \
 # The pipelines must write what the baseline writes.
 want=$(wc -l <"$WORK/out-baseline.jsonl")
 for p in file_map_file stdin_map_stdout; do
-  got=$(wc -l <"$WORK/out-$p.jsonl")
-  if [ "$got" != "$want" ]; then
+  got=$(wc -l <"$WORK/out-$p.jsonl" 2>/dev/null || echo 0)
+  if [ "$got" != "$want" ] && [ "$(field exit_code "$(cat "$WORK/$p.json")")" = 0 ]; then
     echo "$p wrote $got records, the baseline $want" >&2
     exit 1
   fi
@@ -62,21 +58,27 @@ done
 
 base=$(cat "$WORK/baseline.json")
 base_rate=$(awk -v n="$N" -v w="$(field wall_s "$base")" 'BEGIN { printf "%.0f", n / w }')
+base_cpu=$(field cpu_s "$base")
 {
   echo
   echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — $N records"
   echo
-  echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); $(go version | cut -d' ' -f3); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); load before the run: $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); $(go version | cut -d' ' -f3); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); load average before the run: $LOAD."
   echo
-  echo "| run | wall s | records/s | CPU s | peak RSS MiB | × baseline |"
-  echo "|---|---:|---:|---:|---:|---:|"
+  echo "| run | wall s | records/s | CPU s | peak RSS MiB | × baseline (records/s) | × baseline (CPU) |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
   for p in baseline file_map_file gen_map_discard stdin_map_stdout; do
     j=$(cat "$WORK/$p.json")
+    code=$(field exit_code "$j")
+    if [ "$code" != 0 ]; then
+      echo "| $p | failed (exit $code) | | | | | |"
+      continue
+    fi
     wall=$(field wall_s "$j")
-    awk -v p="$p" -v n="$N" -v w="$wall" -v c="$(field cpu_s "$j")" -v r="$(field max_rss_kib "$j")" -v b="$base_rate" \
-      'BEGIN { rate = n / w; printf "| %s | %.2f | %.0f | %.2f | %.1f | %.2f |\n", p, w, rate, c, r / 1024, rate / b }'
+    awk -v p="$p" -v n="$N" -v w="$wall" -v c="$(field cpu_s "$j")" -v r="$(field max_rss_kib "$j")" -v b="$base_rate" -v bc="$base_cpu" \
+      'BEGIN { rate = n / w; printf "| %s | %.2f | %.0f | %.2f | %.1f | %.2f | %.2f |\n", p, w, rate, c, r / 1024, rate / b, bc / c }'
   done
   echo
-  echo "records/s counts input records (all $N, before the filter) per wall-clock second; CPU s is user + system time. Command: \`bench/run.sh\`."
+  echo "records/s counts input records (all $N, before the filter) per wall-clock second; CPU s is user + system time; × baseline (CPU) is the baseline's CPU seconds over the run's, which other load on the machine disturbs least. Command: \`bench/run.sh\`."
 } >>"$RESULTS"
 tail -n 12 "$RESULTS"

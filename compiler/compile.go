@@ -67,6 +67,7 @@ func CompileFile(cfg *Config, f *ast.File, src []byte) (prog *Program, diags lan
 	c.loading[cleanPath(name)] = true
 	c.resolveUnit(u)
 	prog = c.check()
+	c.diags = dedupe(c.diags)
 	c.diags.Sort()
 	if c.diags.HasErrors() {
 		prog = nil
@@ -167,6 +168,7 @@ type defInfo struct {
 	span      lang.Span
 	used      bool
 	paramUsed map[string]bool
+	ptypes    map[string]*types.Type // parameter types, resolved once
 }
 
 type importInfo struct {
@@ -264,10 +266,10 @@ func (c *checker) resolveUnit(u *unit) {
 		case it.Def != nil:
 			d := it.Def
 			span := u.nameSpan(d.Pos.Offset+len("def")+len(d.Kind)+1, d.Name)
+			pt := c.checkDefParams(u, d)
 			if c.declare(u, d.Name, span, "def") {
-				u.defs[d.Name] = &defInfo{decl: d, u: u, span: span, paramUsed: map[string]bool{}}
+				u.defs[d.Name] = &defInfo{decl: d, u: u, span: span, paramUsed: map[string]bool{}, ptypes: pt}
 			}
-			c.checkDefParams(u, d)
 		}
 	}
 	// Resolve every schema now so errors in unused ones are reported too.
@@ -355,8 +357,10 @@ func plural(n int, s string) string {
 	return fmt.Sprintf("%d %ss", n, s)
 }
 
-// checkDefParams reports duplicate and reserved parameter names of a def.
-func (c *checker) checkDefParams(u *unit, d *ast.Def) {
+// checkDefParams reports duplicate and reserved parameter names of a def
+// and resolves the parameter types.
+func (c *checker) checkDefParams(u *unit, d *ast.Def) map[string]*types.Type {
+	pt := map[string]*types.Type{}
 	seen := map[string]lang.Span{}
 	for _, p := range d.Params {
 		span := u.nameSpan(p.Pos.Offset, p.Name)
@@ -369,5 +373,23 @@ func (c *checker) checkDefParams(u *unit, d *ast.Def) {
 			continue
 		}
 		seen[p.Name] = span
+		pt[p.Name] = c.resolveType(u, p.Type, nil)
 	}
+	return pt
+}
+
+// dedupe drops exact repeats of a diagnostic (same code, span, message and
+// related spans), which a def's parameters can produce once per use.
+func dedupe(ds lang.Diagnostics) lang.Diagnostics {
+	seen := map[string]bool{}
+	out := ds[:0]
+	for _, d := range ds {
+		k := fmt.Sprintf("%d|%v|%d|%d|%s|%v", d.Code, d.Span, d.Span.Start.Offset, d.Span.End.Offset, d.Message, d.Related)
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		out = append(out, d)
+	}
+	return out
 }

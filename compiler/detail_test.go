@@ -194,3 +194,26 @@ func TestImportedSchema(t *testing.T) {
 		t.Errorf("source output = %v", out)
 	}
 }
+
+func TestDefParamSubstitution(t *testing.T) {
+	src := "def sink topic_out(name: string, n: int = 3): bus {\n  brokers = [\"b\"]\n  topic = \"events.${param:name}\"\n  key := string(params.n) + s\n}\n" +
+		"source s: gen {}\nsink o: topic_out(name = \"x\") { delivery = at_least_once }\ns -> o\n"
+	prog, diags := Compile(testConfig(), "main.pipe", []byte(src))
+	if prog == nil {
+		t.Fatal(diags)
+	}
+	for _, d := range diags {
+		t.Errorf("unexpected %v", d)
+	}
+	o := prog.Stage("o")
+	if v := o.Attr("topic").Value; v != "events.x" {
+		t.Errorf("topic = %#v, want events.x", v)
+	}
+	if o.Def != "topic_out" || len(o.Exprs) != 1 {
+		t.Fatalf("def %q exprs %v", o.Def, o.Exprs)
+	}
+	e := o.Exprs[0]
+	if e.Source != "string(params.n) + s" || e.Exec != "string((3)) + s" || e.Span.Start.Line != 4 {
+		t.Errorf("expr %+v", e)
+	}
+}

@@ -198,7 +198,11 @@ func (c *checker) checkExpr(st *stage, ei *exprItem, in *types.Type) *types.Type
 		}
 	}
 	res, issues := exprs.Check(text, ctx)
+	failed := false
 	for _, is := range issues {
+		if is.Severity == 0 || is.Severity == lang.Error {
+			failed = true
+		}
 		span := u.lines.Span(start+is.Start, start+max(is.End, is.Start))
 		d := lang.Diagnostic{Severity: is.Severity, Code: is.Code, Span: span, Message: is.Message, Detail: is.Detail}
 		if d.Severity == 0 {
@@ -224,7 +228,7 @@ func (c *checker) checkExpr(st *stage, ei *exprItem, in *types.Type) *types.Type
 			c.lint(st, lang.NonDeterministic, exprSpan, ei.vc.rel, "now() or a random function in a %s: replays may route records differently", st.component)
 		}
 	case ir.AssignExpr, ir.AttrExpr:
-		if in != nil && ei.want == nil && (t == nil || t.Kind == types.Any) {
+		if in != nil && ei.want == nil && !failed && (t == nil || t.Kind == types.Any) {
 			c.lint(st, lang.AnyResult, exprSpan, ei.vc.rel, "the type of %q is unknown", ei.target).
 				Detail = fmt.Sprintf("annotate it: %s: <type> := ...", ei.target)
 		}

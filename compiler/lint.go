@@ -113,8 +113,18 @@ func (c *checker) graphLints() {
 
 // unusedLints reports unused imports, defs, schemas and def parameters of
 // the main file.
+//
+// A file without stages is a library: its schemas and defs are what it
+// offers to importers, so only their parameters are checked.
 func (c *checker) unusedLints() {
 	u := c.main
+	library := true
+	for _, it := range u.file.Items {
+		if it.Stage != nil || it.Flow != nil {
+			library = false
+			break
+		}
+	}
 	for _, alias := range slices.Sorted(mapKeys(u.imports)) {
 		if im := u.imports[alias]; !im.used {
 			c.warnf(lang.Unused, im.span, "import %q is not used", im.alias)
@@ -123,7 +133,7 @@ func (c *checker) unusedLints() {
 	for _, it := range u.file.Items {
 		switch {
 		case it.Schema != nil:
-			if si := u.schemas[it.Schema.Name]; si != nil && si.decl == it.Schema && !si.used {
+			if si := u.schemas[it.Schema.Name]; si != nil && si.decl == it.Schema && !si.used && !library {
 				c.warnf(lang.Unused, si.span, "schema %q is not used", si.decl.Name)
 			}
 		case it.Def != nil:
@@ -131,9 +141,18 @@ func (c *checker) unusedLints() {
 			if di == nil || di.decl != it.Def {
 				continue
 			}
-			if !di.used {
+			if !di.used && !library {
 				c.warnf(lang.Unused, di.span, "def %q is not used", di.decl.Name)
 				continue
+			}
+			if !di.used {
+				// Never instantiated here: find parameter uses in the body's text.
+				body := string(di.u.src[di.decl.Pos.Offset:min(di.decl.EndPos.Offset, len(di.u.src))])
+				for _, p := range di.decl.Params {
+					if strings.Contains(body, "params."+p.Name) || strings.Contains(body, "${param:"+p.Name+"}") {
+						di.paramUsed[p.Name] = true
+					}
+				}
 			}
 			c.unusedParams(di)
 		}

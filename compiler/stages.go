@@ -243,9 +243,12 @@ func (c *checker) bindArgs(st *stage, di *defInfo, ref *ast.RefOrCall) {
 	var names []string
 	for _, p := range di.decl.Params {
 		if _, dup := ptypes[p.Name]; dup {
-			continue // reported once, in checkDefs
+			continue // reported once, in checkDefParams
 		}
-		t := c.resolveType(di.u, p.Type, st.instRel)
+		t := di.ptypes[p.Name]
+		if t == nil {
+			t = types.AnyType
+		}
 		ptypes[p.Name] = t
 		names = append(names, p.Name)
 		st.paramType.Fields = append(st.paramType.Fields, &types.Field{Name: p.Name, Type: t})

@@ -250,6 +250,13 @@ func (c *checker) convert(v *ast.Value, pt stdlib.ParamType, attr string, vc val
 		c.add(d, vc.rel)
 		return nil, false
 	}
+	// A reference such as count = "${env:N}" stays symbolic; the executor
+	// converts the resolved text to the attribute's kind when a task starts.
+	if v.String != nil && v.String.HasInterp() && scalarParam(pt.Kind) {
+		if sec, ok := c.literal(v, vc).(ir.Secret); ok {
+			return sec, true
+		}
+	}
 	switch pt.Kind {
 	case stdlib.AnyParam:
 		return c.literal(v, vc), true
@@ -491,4 +498,15 @@ func (c *checker) blockFromMap(m *ast.Map, params []stdlib.Param, attr string, v
 		v, _ := c.convert(e.Value, p.Type, attr+"."+p.Name, vc)
 		return v
 	})
+}
+
+// scalarParam reports whether values of kind k are single literals that a
+// ${env:...} reference may stand for.
+func scalarParam(k stdlib.ParamKind) bool {
+	switch k {
+	case stdlib.IntParam, stdlib.FloatParam, stdlib.BoolParam, stdlib.DurationParam,
+		stdlib.SizeParam, stdlib.EnumParam, stdlib.TimeParam:
+		return true
+	}
+	return false
 }

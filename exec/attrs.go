@@ -2,6 +2,7 @@ package exec
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -11,16 +12,51 @@ import (
 
 // configAttrs converts a stage's static attributes to the Go values a
 // stdlib.Config holds, resolving secrets.
-func configAttrs(st *plan.Stage, sec Secrets) (map[string]any, error) {
+// A secret reference in an attribute that is not a string (count =
+// "${env:N}") is converted to the attribute's kind once resolved.
+func configAttrs(st *plan.Stage, spec *stdlib.Spec, sec Secrets) (map[string]any, error) {
 	out := make(map[string]any, len(st.Attrs))
 	for name, v := range st.Attrs {
 		g, err := goValue(v, st, sec)
+		if err == nil && v != nil && v.Kind == plan.SecretValue && spec != nil {
+			if p := spec.Param(name); p != nil {
+				g, err = convertSecret(g.(string), p.Type)
+			}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("stage %q: attribute %q: %w", st.Name, name, err)
 		}
 		out[name] = g
 	}
 	return out, nil
+}
+
+// convertSecret converts a resolved reference to the kind of its
+// attribute. Errors never show the value.
+func convertSecret(s string, t stdlib.ParamType) (any, error) {
+	s = strings.TrimSpace(s)
+	var v any
+	var err error
+	switch t.Kind {
+	case stdlib.IntParam:
+		v, err = strconv.ParseInt(s, 10, 64)
+	case stdlib.FloatParam:
+		v, err = strconv.ParseFloat(s, 64)
+	case stdlib.BoolParam:
+		v, err = strconv.ParseBool(s)
+	case stdlib.DurationParam:
+		v, err = time.ParseDuration(s)
+	case stdlib.SizeParam:
+		v, err = strconv.ParseInt(s, 10, 64)
+	case stdlib.EnumParam:
+		return stdlib.Ident(s), nil
+	default:
+		return s, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("resolved value is not a valid %s", t.Kind)
+	}
+	return v, nil
 }
 
 func goValue(v *plan.Value, st *plan.Stage, sec Secrets) (any, error) {

@@ -39,7 +39,7 @@ func (g *genSource) Read(ctx context.Context) ([]stdlib.Record, error) {
 		id := g.at + int64(i)
 		out[i] = stdlib.Record{
 			Value: newEvent(id, g.users[id%1000], float64(id%10000)/100, ts),
-			Pos: stdlib.Position{Source: g.cfg.Stage, Partition: "0", Offset: id},
+			Pos:   stdlib.Position{Source: g.cfg.Stage, Partition: "0", Offset: id},
 		}
 	}
 	g.at += k
@@ -70,8 +70,8 @@ func benchRegistry() *stdlib.Registry {
 func benchPlan(n int, mapTasks int) *plan.Plan {
 	return newPlan(time.Second, []*plan.Stage{
 		stage("gen", "source", "gen", 1, attr("count", ival(int64(n)))),
-		stage("t", "transform", "filter", 2, tasks(mapTasks), exprs(plan.WhereExpr, "", "amount > 50")),
-		stage("m", "transform", "map", 3, tasks(mapTasks), exprs(plan.AssignExpr, "customer", "user", "region", `"EU"`),
+		stage("t", "transform", "filter", 2, tasks(mapTasks), withExprs(plan.WhereExpr, "", "amount > 50")),
+		stage("m", "transform", "map", 3, tasks(mapTasks), withExprs(plan.AssignExpr, "customer", "user", "region", `"EU"`),
 			func(s *plan.Stage) { s.Drop = []string{"user"} }),
 		stage("out", "sink", "discard", 4),
 	}, edge("gen", "t"), edge("t", "m"), edge("m", "out"))
@@ -104,7 +104,7 @@ func BenchmarkEngineOnly(b *testing.B) {
 	)
 	p := newPlan(time.Second, []*plan.Stage{
 		stage("pre", "source", "pre", 1, attr("count", ival(int64(b.N)))),
-		stage("f", "transform", "filter", 2, exprs(plan.WhereExpr, "", "true")),
+		stage("f", "transform", "filter", 2, withExprs(plan.WhereExpr, "", "true")),
 		stage("out", "sink", "discard", 3),
 	}, edge("pre", "f"), edge("f", "out"))
 	b.ReportAllocs()
@@ -167,4 +167,40 @@ func newEvent(id int64, user string, amount float64, ts time.Time) map[string]an
 	m["event"] = "purchase"
 	m["ts"] = ts
 	return m
+}
+
+// BenchmarkMapRecord measures one map stage evaluation (customer := user,
+// region := "EU", drop user) on the benchmark record.
+func BenchmarkMapRecord(b *testing.B) {
+	st := stage("m", "transform", "map", 1, withExprs(plan.AssignExpr, "customer", "user", "region", `"EU"`),
+		func(s *plan.Stage) { s.Drop = []string{"user"} })
+	r := &run{cfg: Config{Now: time.Now}}
+	t, err := newTransformTask(r, &stageRT{st: st}, 0, stdlib.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec := stdlib.Record{Value: newEvent(1, "u1", 79.19, time.Now())}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, _, err := t.compute(&rec); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFilterRecord measures one filter evaluation (amount > 50).
+func BenchmarkFilterRecord(b *testing.B) {
+	st := stage("f", "transform", "filter", 1, withExprs(plan.WhereExpr, "", "amount > 50"))
+	r := &run{cfg: Config{Now: time.Now}}
+	t, err := newTransformTask(r, &stageRT{st: st}, 0, stdlib.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec := stdlib.Record{Value: newEvent(1, "u1", 79.19, time.Now())}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, _, err := t.compute(&rec); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

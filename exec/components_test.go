@@ -16,7 +16,8 @@ import (
 
 // memSource emits count records per partition: {"id", "part", "amount",
 // "user"}, offsets 0..count-1. attrs: partitions, count, batch, bad (every
-// bad-th offset is malformed), endless (ignore count), delay (per Read).
+// bad-th offset is malformed), endless (ignore count), delay (per Read),
+// idle (Read blocks until cancelled).
 type memSource struct {
 	cfg     stdlib.Config
 	parts   []string
@@ -60,6 +61,10 @@ func (s *memSource) Open(ctx context.Context, resume stdlib.Resumer) error {
 func (s *memSource) Read(ctx context.Context) ([]stdlib.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if s.cfg.Bool("idle") {
+		<-ctx.Done()
+		return nil, ctx.Err()
 	}
 	if s.delay > 0 {
 		select {
@@ -277,7 +282,7 @@ func dur(d time.Duration) *plan.Value { return &plan.Value{Kind: plan.DurationVa
 func onError(p *plan.ErrorPolicy) stageOpt {
 	return func(s *plan.Stage) { s.OnError = p }
 }
-func exprs(kind plan.ExprKind, pairs ...string) stageOpt {
+func withExprs(kind plan.ExprKind, pairs ...string) stageOpt {
 	return func(s *plan.Stage) {
 		for i := 0; i+1 < len(pairs); i += 2 {
 			s.Exprs = append(s.Exprs, &plan.Expr{Kind: kind, Target: pairs[i], Source: pairs[i+1],

@@ -30,9 +30,10 @@
 // state store's position and the positions held for it, and each sink task
 // drops replayed records at or below its own held position before Write.
 //
-// Sources are driven from their task goroutine only: barriers are injected
-// and Commit is called between two Read calls, so a source's Read should
-// return (with an empty batch if need be) within a poll interval.
+// Each source task has a goroutine that alone calls the Source (Read, and
+// Commit between two reads) and another that routes the batches and injects
+// barriers, so a source blocked in Read on an idle input does not hold
+// checkpoints back; only its commits wait for the Read to return.
 //
 // Malformed input: a source returns records with [stdlib.Record.Err] set;
 // they go through the source stage's error policy. Transform errors and sink

@@ -47,8 +47,8 @@ func TestOrderAcrossTaskCounts(t *testing.T) {
 	env := newTestEnv(t)
 	p := newPlan(5*time.Millisecond, []*plan.Stage{
 		stage("src", "source", "mem", 1, tasks(2), attr("partitions", ival(6)), attr("count", ival(3000)), attr("batch", ival(37))),
-		stage("big", "transform", "filter", 2, tasks(3), exprs(plan.WhereExpr, "", "amount > 50")),
-		stage("shape", "transform", "map", 4, tasks(2), exprs(plan.AssignExpr, "customer", "user", "region", `"EU"`, "deep.x", "id * 2"),
+		stage("big", "transform", "filter", 2, tasks(3), withExprs(plan.WhereExpr, "", "amount > 50")),
+		stage("shape", "transform", "map", 4, tasks(2), withExprs(plan.AssignExpr, "customer", "user", "region", `"EU"`, "deep.x", "id * 2"),
 			func(s *plan.Stage) { s.Drop = []string{"user", "nested.a"} }),
 		stage("out", "sink", "memsink", 8, tasks(3)),
 	}, edge("src", "big"), edge("big", "shape"), edge("shape", "out"))
@@ -82,7 +82,7 @@ func TestMapKeepDoesNotMutateInput(t *testing.T) {
 	env := newTestEnv(t)
 	p := newPlan(time.Second, []*plan.Stage{
 		stage("src", "source", "mem", 1, attr("count", ival(50))),
-		stage("k", "transform", "map", 2, exprs(plan.AssignExpr, "nested.b", "id"),
+		stage("k", "transform", "map", 2, withExprs(plan.AssignExpr, "nested.b", "id"),
 			func(s *plan.Stage) { s.Keep = []string{"id", "nested"} }),
 		stage("out", "sink", "memsink", 3),
 		stage("raw", "sink", "memsink", 4),
@@ -109,7 +109,7 @@ func TestFanOutFanIn(t *testing.T) {
 	env := newTestEnv(t)
 	p := newPlan(2*time.Millisecond, []*plan.Stage{
 		stage("src", "source", "mem", 1, tasks(2), attr("partitions", ival(4)), attr("count", ival(500))),
-		stage("a", "transform", "map", 2, tasks(2), exprs(plan.AssignExpr, "branch", `"a"`)),
+		stage("a", "transform", "map", 2, tasks(2), withExprs(plan.AssignExpr, "branch", `"a"`)),
 		stage("b", "transform", "upper", 3, tasks(3), onError(&plan.ErrorPolicy{Action: "skip"})),
 		stage("out", "sink", "memsink", 4, tasks(2)),
 	}, edge("src", "a"), edge("src", "b"), edge("a", "out"), edge("b", "out"))
@@ -147,7 +147,7 @@ func TestRoute(t *testing.T) {
 			p := newPlan(time.Second, []*plan.Stage{
 				stage("src", "source", "mem", 1, attr("count", ival(100))),
 				stage("r", "transform", "route", 2, attr("mode", ident(mode)),
-					exprs(plan.CaseExpr, "small", "amount < 10", "even", "id % 2 == 0"),
+					withExprs(plan.CaseExpr, "small", "amount < 10", "even", "id % 2 == 0"),
 					func(s *plan.Stage) { s.Ports = []string{"small", "even", "rest"}; s.Else = "rest" }),
 				stage("small", "sink", "memsink", 5),
 				stage("even", "sink", "memsink", 6),
@@ -188,7 +188,7 @@ func TestPolicyFail(t *testing.T) {
 	env := newTestEnv(t)
 	p := newPlan(time.Second, []*plan.Stage{
 		stage("src", "source", "mem", 1, attr("count", ival(100))),
-		stage("m", "transform", "map", 10, exprs(plan.AssignExpr, "x", badExpr)),
+		stage("m", "transform", "map", 10, withExprs(plan.AssignExpr, "x", badExpr)),
 		stage("out", "sink", "memsink", 20),
 	}, edge("src", "m"), edge("m", "out"))
 	err := env.run(t.Context(), p, t.TempDir())
@@ -205,7 +205,7 @@ func TestPolicySkip(t *testing.T) {
 	env := newTestEnv(t)
 	p := newPlan(time.Second, []*plan.Stage{
 		stage("src", "source", "mem", 1, attr("count", ival(100))),
-		stage("m", "transform", "map", 10, exprs(plan.AssignExpr, "x", badExpr), onError(&plan.ErrorPolicy{Action: "skip"})),
+		stage("m", "transform", "map", 10, withExprs(plan.AssignExpr, "x", badExpr), onError(&plan.ErrorPolicy{Action: "skip"})),
 		stage("out", "sink", "memsink", 20),
 	}, edge("src", "m"), edge("m", "out"))
 	var last Snapshot
@@ -229,7 +229,7 @@ func TestPolicyDeadLetter(t *testing.T) {
 	p := newPlan(time.Second, []*plan.Stage{
 		stage("src", "source", "mem", 1, attr("count", ival(40)), attr("bad", ival(10)),
 			onError(&plan.ErrorPolicy{Action: "dead_letter", Target: "dlq"})),
-		stage("m", "transform", "map", 10, tasks(2), exprs(plan.AssignExpr, "x", badExpr),
+		stage("m", "transform", "map", 10, tasks(2), withExprs(plan.AssignExpr, "x", badExpr),
 			onError(&plan.ErrorPolicy{Action: "dead_letter", Target: "dlq"})),
 		stage("out", "sink", "memsink", 20, attr("reject", ival(7)),
 			onError(&plan.ErrorPolicy{Action: "retry", Max: 2, Backoff: int64(time.Millisecond),
@@ -353,7 +353,7 @@ func TestCrashRecovery(t *testing.T) {
 	mk := func(crashA, crashB int) *plan.Plan {
 		return newPlan(time.Millisecond, []*plan.Stage{
 			stage("src", "source", "mem", 1, tasks(2), attr("partitions", ival(parts)), attr("count", ival(count)), attr("batch", ival(25))),
-			stage("m", "transform", "map", 2, tasks(3), exprs(plan.AssignExpr, "region", `"EU"`)),
+			stage("m", "transform", "map", 2, tasks(3), withExprs(plan.AssignExpr, "region", `"EU"`)),
 			stage("a", "sink", "memsink", 3, tasks(2), attr("exactly", bval(true)), attr("crash_at", ival(int64(crashA)))),
 			stage("b", "sink", "memsink", 4, attr("exactly", bval(true)), attr("crash_at", ival(int64(crashB)))),
 			stage("c", "sink", "memsink", 5),
@@ -427,7 +427,7 @@ func TestShutdown(t *testing.T) {
 	p := newPlan(20*time.Millisecond, []*plan.Stage{
 		stage("src", "source", "mem", 1, tasks(2), attr("partitions", ival(4)), attr("endless", bval(true)),
 			attr("delay", dur(100*time.Microsecond))),
-		stage("f", "transform", "filter", 2, tasks(2), exprs(plan.WhereExpr, "", "amount > 10")),
+		stage("f", "transform", "filter", 2, tasks(2), withExprs(plan.WhereExpr, "", "amount > 10")),
 		stage("out", "sink", "memsink", 3, attr("exactly", bval(true))),
 	}, edge("src", "f"), edge("f", "out"))
 	ctx, cancel := context.WithCancel(t.Context())
@@ -470,5 +470,175 @@ func TestShutdown(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before {
 		buf := make([]byte, 1<<16)
 		t.Fatalf("%d goroutines left (had %d):\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func TestMapInPlace(t *testing.T) {
+	env := newTestEnv(t)
+	p := newPlan(time.Second, []*plan.Stage{
+		stage("src", "source", "mem", 1, attr("count", ival(100))),
+		stage("f", "transform", "filter", 2, withExprs(plan.WhereExpr, "", "id >= 10")),
+		stage("m", "transform", "map", 3, withExprs(plan.AssignExpr, "x", "amount * 2", "who", "user"),
+			func(s *plan.Stage) { s.Keep = []string{"id", "user", "amount"}; s.Drop = []string{"amount"} }),
+		stage("out", "sink", "memsink", 4),
+	}, edge("src", "f"), edge("f", "m"), edge("m", "out"))
+	runOK(t, env, p)
+	out := env.output("out")
+	if len(out) != 90 {
+		t.Fatalf("got %d records", len(out))
+	}
+	for _, r := range out {
+		m := r.Value.(map[string]any)
+		id := m["id"].(int64)
+		want := map[string]any{"id": id, "user": fmt.Sprintf("u%d", id), "x": (float64(id%100) + 0.5) * 2, "who": fmt.Sprintf("u%d", id)}
+		if fmt.Sprint(m) != fmt.Sprint(want) {
+			t.Fatalf("got %v, want %v", m, want)
+		}
+	}
+}
+
+func TestExclusive(t *testing.T) {
+	p := newPlan(time.Second, []*plan.Stage{
+		stage("src", "source", "mem", 1),
+		stage("f", "transform", "filter", 2, withExprs(plan.WhereExpr, "", "true")),
+		stage("m1", "transform", "map", 3),
+		stage("m2", "transform", "map", 4),
+		stage("m3", "transform", "map", 5),
+		stage("a", "sink", "memsink", 6),
+		stage("b", "sink", "memsink", 7),
+	}, edge("src", "f"), edge("f", "m1"), edge("m1", "m2"), edge("m1", "m3"), edge("m2", "a"), edge("m3", "b"))
+	env := newTestEnv(t)
+	stages, err := buildGraph(p, env.reg, 1, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, s := range stages {
+		got[s.st.Name] = s.exclusive
+	}
+	want := map[string]bool{"src": false, "f": true, "m1": true, "m2": false, "m3": false, "a": true, "b": true}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("exclusive: got %v, want %v", got, want)
+	}
+}
+
+// TestPartitionBy spreads records over sink tasks by a field: records with
+// one value of it go to one task, in order.
+func TestPartitionBy(t *testing.T) {
+	env := newTestEnv(t)
+	p := newPlan(time.Second, []*plan.Stage{
+		stage("src", "source", "mem", 1, attr("partitions", ival(2)), attr("count", ival(300))),
+		stage("out", "sink", "memsink", 2, tasks(3), func(s *plan.Stage) { s.PartitionBy = "part" }),
+	}, edge("src", "out"))
+	runOK(t, env, p)
+	if n := len(env.output("out")); n != 600 {
+		t.Fatalf("got %d records", n)
+	}
+	checkOrdered(t, env.output("out"))
+}
+
+func TestSinkAttrs(t *testing.T) {
+	env := newTestEnv(t)
+	p := newPlan(time.Second, []*plan.Stage{
+		stage("src", "source", "mem", 1, attr("count", ival(20))),
+		stage("out", "sink", "memsink", 2, withExprs(plan.AttrExpr,
+			"key", "user", "topic", `"t-" + part`, "partition", "id % 3", "headers.src", "part", "headers.n", "id"),
+			onError(&plan.ErrorPolicy{Action: "skip"})),
+	}, edge("src", "out"))
+	runOK(t, env, p)
+	out := env.output("out")
+	if len(out) != 20 {
+		t.Fatalf("got %d records", len(out))
+	}
+	for _, r := range out {
+		id := r.Value.(map[string]any)["id"].(int64)
+		if r.Key != fmt.Sprintf("u%d", id) || r.Topic != "t-p0" || r.Partition != int32(id%3) {
+			t.Fatalf("record %d: key %v topic %q partition %d", id, r.Key, r.Topic, r.Partition)
+		}
+		if len(r.Headers) != 2 || string(r.Headers[0].Value) != "p0" || r.Headers[1].Key != "n" || string(r.Headers[1].Value) != fmt.Sprint(id) {
+			t.Fatalf("record %d: headers %v", id, r.Headers)
+		}
+	}
+}
+
+// TestIdleSourceDoesNotBlockCheckpoints: one source blocks in Read for the
+// whole run; checkpoints still complete for the other.
+func TestIdleSourceDoesNotBlockCheckpoints(t *testing.T) {
+	env := newTestEnv(t)
+	p := newPlan(5*time.Millisecond, []*plan.Stage{
+		stage("busy", "source", "mem", 1, attr("endless", bval(true)), attr("delay", dur(time.Millisecond))),
+		stage("quiet", "source", "mem", 2, attr("idle", bval(true))),
+		stage("out", "sink", "memsink", 3, attr("exactly", bval(true))),
+	}, edge("busy", "out"), edge("quiet", "out"))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- env.run(ctx, p, t.TempDir()) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := env.sink("out")
+		st.mu.Lock()
+		n := len(st.cps)
+		st.mu.Unlock()
+		if n >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d checkpoints in 10s with an idle source", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(env.output("out")) == 0 {
+		t.Fatal("nothing written")
+	}
+}
+
+// TestCrashRecoveryDeadLetter crashes runs whose malformed records go to an
+// exactly-once dead-letter sink: after the restarts the dead-letter sink
+// holds each malformed record once, the main sink each good record once.
+func TestCrashRecoveryDeadLetter(t *testing.T) {
+	env := newTestEnv(t)
+	dir := t.TempDir()
+	const count, bad = 500, 7
+	for i := 1; ; i++ {
+		crash := (i*5)%17 + 2
+		if i > 25 {
+			crash = 0
+		}
+		p := newPlan(time.Millisecond, []*plan.Stage{
+			stage("src", "source", "mem", 1, attr("partitions", ival(2)), attr("count", ival(count)), attr("batch", ival(20)), attr("bad", ival(bad)),
+				onError(&plan.ErrorPolicy{Action: "dead_letter", Target: "dlq"})),
+			stage("out", "sink", "memsink", 2, attr("exactly", bval(true)), attr("crash_at", ival(int64(crash)))),
+			stage("dlq", "sink", "memsink", 3, attr("exactly", bval(true))),
+		}, edge("src", "out"), dlqEdge("src", "dlq"))
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		err := env.run(ctx, p, dir)
+		cancel()
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "simulated crash") || i > 100 {
+			t.Fatal(err)
+		}
+	}
+	for name, want := range map[string]func(int64) bool{
+		"out": func(off int64) bool { return off%bad != bad-1 },
+		"dlq": func(off int64) bool { return off%bad == bad-1 },
+	} {
+		got := offsetsByPart(env.output(name))
+		for _, part := range []string{"p0", "p1"} {
+			var exp []int64
+			for off := int64(0); off < count; off++ {
+				if want(off) {
+					exp = append(exp, off)
+				}
+			}
+			if fmt.Sprint(got[part]) != fmt.Sprint(exp) {
+				t.Fatalf("sink %s partition %s:\n got %v\nwant %v", name, part, got[part], exp)
+			}
+		}
 	}
 }

@@ -3,26 +3,34 @@ package exec
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/vm"
 
+	"pipe.dev/pipe/compiler/exprs"
 	"pipe.dev/pipe/compiler/plan"
+	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 )
 
 // program is one compiled per-record expression of a stage. Programs are
 // shared by the stage's tasks; each task evaluates with its own vm.VM.
 type program struct {
-	prog   *vm.Program
-	meta   bool // the expression reads meta
+	prog   *exprs.Program
+	src    string
+	line   int // line of the expression's start
+	file   string
 	target string
 	path   []string // target split at dots
 	at     string   // file:line of the expression
+	want   *types.Type
 
-	// Fast paths, decided from the compiled tree: a constant, a bare
-	// field, or a field compared with a number.
+	// Fast paths, decided from the expression's tree: a constant, a bare
+	// field, or a field compared with a number. Each falls back to the
+	// program when the value is not of the expected kind, so results are
+	// the program's.
 	fast  fastKind
 	konst any
 	field string
@@ -39,20 +47,39 @@ const (
 	comparePath
 )
 
-// classify picks p's fast path, if any.
+// compileExpr compiles e of stage st for evaluation against record maps.
+func compileExpr(st *plan.Stage, e *plan.Expr, now func() time.Time) (*program, error) {
+	at := atSpan(e.Span.File, e.Span.Start.Line)
+	ctx := exprs.Context{Kind: e.Kind, Input: st.Input, Want: e.Type}
+	p, err := exprs.Compile(e.Source, ctx, exprs.Options{Now: now})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", at, err)
+	}
+	if p.UsesParams() {
+		return nil, fmt.Errorf("%s: expression %q reads params, which a plan does not carry", at, e.Source)
+	}
+	prog := &program{
+		prog: p, src: e.Source, file: e.Span.File, line: e.Span.Start.Line,
+		target: e.Target, path: splitPath(e.Target), at: at, want: e.Type,
+	}
+	if !p.UsesMeta() {
+		prog.classify()
+	}
+	return prog, nil
+}
+
+// classify picks p's fast path, if any, from expr's parse of the source.
 func (p *program) classify() {
-	if p.meta {
+	tree, err := expr.Compile(p.src, expr.AllowUndefinedVariables())
+	if err != nil {
 		return
 	}
-	switch n := p.prog.Node().(type) {
-	case *ast.StringNode:
-		p.fast, p.konst = constPath, n.Value
-	case *ast.IntegerNode:
-		p.fast, p.konst = constPath, int64(n.Value)
-	case *ast.FloatNode:
-		p.fast, p.konst = constPath, n.Value
-	case *ast.BoolNode:
-		p.fast, p.konst = constPath, n.Value
+	switch n := tree.Node().(type) {
+	case *ast.StringNode, *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode:
+		v, err := p.prog.Run(nil, map[string]any{})
+		if err == nil {
+			p.fast, p.konst = constPath, v
+		}
 	case *ast.IdentifierNode:
 		p.fast, p.field = fieldPath, n.Value
 	case *ast.BinaryNode:
@@ -78,15 +105,13 @@ func (p *program) classify() {
 }
 
 // compare evaluates a comparePath program; ok is false when the field is
-// not a number (the general path then decides).
+// not a number (the program then decides).
 func (p *program) compare(v any) (result, ok bool) {
 	var f float64
 	switch x := v.(type) {
 	case float64:
 		f = x
 	case int64:
-		f = float64(x)
-	case int:
 		f = float64(x)
 	default:
 		return false, false
@@ -100,6 +125,27 @@ func (p *program) compare(v any) (result, ok bool) {
 		return f > p.num, true
 	}
 	return f >= p.num, true
+}
+
+// plain reports whether a field value can be returned as it is: it is of
+// the kind the expression was checked to produce.
+func (p *program) plain(v any) bool {
+	if p.want == nil || p.want.Kind == types.Any {
+		return v != nil
+	}
+	switch v.(type) {
+	case string:
+		return p.want.Kind == types.String
+	case int64:
+		return p.want.Kind == types.Int
+	case float64:
+		return p.want.Kind == types.Float
+	case bool:
+		return p.want.Kind == types.Bool
+	case time.Time:
+		return p.want.Kind == types.Timestamp
+	}
+	return false
 }
 
 // test evaluates a boolean program (where, case).
@@ -128,34 +174,15 @@ func (p *program) value(m *vm.VM, r *stdlib.Record, in map[string]any) (any, err
 	case constPath:
 		return p.konst, nil
 	case fieldPath:
-		return in[p.field], nil
+		if v := in[p.field]; p.plain(v) {
+			return v, nil
+		}
 	case comparePath:
 		if res, ok := p.compare(in[p.field]); ok {
 			return res, nil
 		}
 	}
 	return p.eval(m, r)
-}
-
-// compileExpr compiles e for evaluation against record maps.
-func compileExpr(e *plan.Expr) (*program, error) {
-	opts := []expr.Option{expr.AllowUndefinedVariables()}
-	if e.Kind == plan.WhereExpr || e.Kind == plan.CaseExpr {
-		opts = append(opts, expr.AsBool())
-	}
-	p, err := expr.Compile(e.Source, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("%s: compiling %q: %w", atSpan(e.Span.File, e.Span.Start.Line), e.Source, err)
-	}
-	prog := &program{
-		prog:   p,
-		meta:   strings.Contains(e.Source, "meta"),
-		target: e.Target,
-		path:   splitPath(e.Target),
-		at:     atSpan(e.Span.File, e.Span.Start.Line),
-	}
-	prog.classify()
-	return prog, nil
 }
 
 // eval runs p against a record's value. A record value that is not a map is
@@ -167,7 +194,7 @@ func (p *program) eval(m *vm.VM, r *stdlib.Record) (any, error) {
 	if !ok {
 		env = map[string]any{"value": r.Value}
 	}
-	if p.meta {
+	if p.prog.UsesMeta() {
 		c := make(map[string]any, len(env)+1)
 		for k, v := range env {
 			c[k] = v
@@ -175,11 +202,39 @@ func (p *program) eval(m *vm.VM, r *stdlib.Record) (any, error) {
 		c["meta"] = metaOf(r)
 		env = c
 	}
-	v, err := m.Run(p.prog, env)
-	if i, ok := v.(int); ok {
-		return int64(i), err
+	v, err := p.prog.Run(m, env)
+	if err != nil {
+		return nil, p.runError(err)
 	}
-	return v, err
+	return v, nil
+}
+
+// runError places an evaluation error: its position in the file when the
+// expression's error carries one.
+func (p *program) runError(err error) error {
+	if re, ok := err.(*exprs.RunError); ok && re.End > re.Start && re.Start <= len(p.src) {
+		line := p.line + strings.Count(p.src[:re.Start], "\n")
+		return &exprError{at: atSpan(p.file, line), err: err}
+	}
+	return err
+}
+
+// exprError is an evaluation error at a known file:line.
+type exprError struct {
+	at  string
+	err error
+}
+
+func (e *exprError) Error() string { return e.err.Error() }
+func (e *exprError) Unwrap() error { return e.err }
+
+// errAt returns where err happened: its own position when it has one,
+// else def.
+func errAt(err error, def string) string {
+	if e, ok := err.(*exprError); ok {
+		return e.at
+	}
+	return def
 }
 
 // metaOf returns the meta value of a record: topic, partition, offset, key,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"pipe.dev/pipe/compiler/plan"
 	"pipe.dev/pipe/stdlib"
@@ -56,13 +57,18 @@ type stageRT struct {
 	outs []*stageRT
 
 	policy *plan.ErrorPolicy
+	// progs holds the stage's compiled expressions by kind (built once,
+	// when the first task is created).
+	progs map[plan.ExprKind][]*program
 	// partBy is the expression picking this stage's task for a record
 	// when partition_by names one.
 	partBy *program
-	byKey  bool
 	// clone: records reaching this stage on a fan-out are deep-copied
 	// (custom transforms may mutate them).
 	clone bool
+	// exclusive: every record value reaching this stage is referenced by
+	// no other record or stage, so a map stage may change it in place.
+	exclusive bool
 
 	in, out, errs atomic.Int64
 }
@@ -94,7 +100,7 @@ func (bp *batchPool) put(b []stdlib.Record) {
 }
 
 // buildGraph resolves the plan's stages and edges.
-func buildGraph(p *plan.Plan, reg *stdlib.Registry, depth int) ([]*stageRT, error) {
+func buildGraph(p *plan.Plan, reg *stdlib.Registry, depth int, now func() time.Time) ([]*stageRT, error) {
 	if len(p.Stages) == 0 {
 		return nil, errors.New("plan has no stages")
 	}
@@ -140,10 +146,8 @@ func buildGraph(p *plan.Plan, reg *stdlib.Registry, depth int) ([]*stageRT, erro
 		}
 		switch st.PartitionBy {
 		case "", "partition":
-		case "key":
-			s.byKey = true
 		default:
-			prog, err := compileExpr(&plan.Expr{Kind: plan.AttrExpr, Source: st.PartitionBy, Span: st.Span})
+			prog, err := compileExpr(st, &plan.Expr{Kind: plan.AttrExpr, Source: st.PartitionBy, Span: st.Span}, now)
 			if err != nil {
 				return nil, fmt.Errorf("stage %q: partition_by: %w", st.Name, err)
 			}
@@ -186,6 +190,14 @@ func buildGraph(p *plan.Plan, reg *stdlib.Registry, depth int) ([]*stageRT, erro
 		}
 		addUp(to, from)
 	}
+	hasSource := false
+	for _, s := range stages {
+		hasSource = hasSource || s.isSource()
+	}
+	if !hasSource {
+		return nil, errors.New("plan has no source")
+	}
+	markExclusive(stages, upstream)
 	for _, s := range stages {
 		if pol := s.policy; pol != nil {
 			if t := deadLetterTarget(pol); t != "" && (s.dlq == nil || s.dlq.st.Name != t) {
@@ -232,4 +244,41 @@ func deadLetterTarget(p *plan.ErrorPolicy) string {
 		}
 	}
 	return ""
+}
+
+// markExclusive finds the stages whose input values nobody else holds:
+// each upstream stage produces values of its own (a source, whose values
+// are fresh per record, or a map) or passes on exclusive input (filter,
+// route in mode first), and feeds no other stage.
+func markExclusive(stages []*stageRT, upstream [][]*stageRT) {
+	owns := make([]bool, len(stages)) // the stage's output values are exclusive
+	for _, s := range stages {        // topological order: upstream first
+		in := len(upstream[s.idx]) > 0
+		for _, u := range upstream[s.idx] {
+			n := 0
+			for _, o := range u.outs {
+				if o != u.dlq {
+					n++
+				}
+			}
+			if !owns[u.idx] || n != 1 || (u.dlq == s) {
+				in = false
+			}
+		}
+		s.exclusive = in && !s.isSource()
+		switch {
+		case s.isSource():
+			owns[s.idx] = true
+		case s.st.Component == "map":
+			owns[s.idx] = true
+		case s.st.Component == "filter":
+			owns[s.idx] = s.exclusive
+		case s.st.Component == "route":
+			mode := ""
+			if v := s.st.Attrs["mode"]; v != nil {
+				mode = v.Str
+			}
+			owns[s.idx] = s.exclusive && mode != "all"
+		}
+	}
 }

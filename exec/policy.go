@@ -87,8 +87,8 @@ func (r *run) failure(ctx context.Context, s *stageRT, rt *router, pol *plan.Err
 						err = rerr
 					}
 				}
+				s.log(r, "retries exhausted", at, err)
 			}
-			s.log(r, "retries exhausted", at, err)
 			pol = pol.Then
 			if pol == nil {
 				pol = &plan.ErrorPolicy{Action: "fail"}

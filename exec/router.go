@@ -69,10 +69,7 @@ func (d *dest) pick(rec *stdlib.Record) (int, error) {
 		return 0, nil
 	}
 	s := d.stage
-	switch {
-	case s.byKey:
-		return int(hashValue(rec.Key) % uint64(n)), nil
-	case s.partBy != nil:
+	if s.partBy != nil {
 		v, err := s.partBy.eval(&d.vm, rec)
 		if err != nil {
 			return 0, fmt.Errorf("stage %q: partition_by: %w", s.st.Name, err)
@@ -98,6 +95,12 @@ func hashValue(v any) uint64 {
 		return maphash.String(hashSeed, v)
 	case []byte:
 		return maphash.Bytes(hashSeed, v)
+	case int64:
+		return maphash.Comparable(hashSeed, v)
+	case float64:
+		return maphash.Comparable(hashSeed, v)
+	case bool:
+		return maphash.Comparable(hashSeed, v)
 	case nil:
 		return 0
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,7 +70,7 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 	}
 	r := &run{p: p, cfg: cfg.withDefaults(p), finished: make(chan struct{}), startTime: time.Now()}
 	r.pool.size = r.cfg.BatchSize
-	r.stages, err = buildGraph(p, r.cfg.Registry, r.cfg.ChannelDepth)
+	r.stages, err = buildGraph(p, r.cfg.Registry, r.cfg.ChannelDepth, r.cfg.Now)
 	if err != nil {
 		return err
 	}
@@ -77,6 +79,14 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 	}
 	if r.prev, err = r.store.Load(); err != nil {
 		return err
+	}
+	if lim := r.cfg.MemoryLimit; lim > 0 && os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
+		oldLimit := debug.SetMemoryLimit(lim)
+		oldGC := debug.SetGCPercent(400)
+		defer func() {
+			debug.SetGCPercent(oldGC)
+			debug.SetMemoryLimit(oldLimit)
+		}()
 	}
 	r.ictx, r.icancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer r.icancel()
@@ -98,6 +108,7 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 	}
 	for _, t := range r.sources {
 		wg.Go(func() { r.task(t.run) })
+		wg.Go(func() { r.task(t.read) })
 	}
 	var aux sync.WaitGroup
 	aux.Go(r.coordinate)
@@ -162,7 +173,7 @@ func (r *run) open(ctx context.Context) ([]*transformTask, error) {
 	held := map[partKey]int64{}
 	heldSet := map[partKey]bool{}
 	for _, s := range r.stages {
-		attrs, err := configAttrs(s.st, r.cfg.Secrets)
+		attrs, err := configAttrs(s.st, s.spec, r.cfg.Secrets)
 		if err != nil {
 			return nil, err
 		}

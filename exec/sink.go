@@ -35,7 +35,7 @@ type sinkTask struct {
 
 func newSinkTask(r *run, s *stageRT, task int, snk stdlib.Sink) (*sinkTask, error) {
 	t := &sinkTask{r: r, s: s, task: task, sink: snk, held: map[partKey]int64{}}
-	progs, err := stagePrograms(s)
+	progs, err := stagePrograms(s, r.cfg.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +106,7 @@ func (t *sinkTask) setAttrs(rec *stdlib.Record) (string, error) {
 	for _, p := range t.attrs {
 		v, err := p.eval(&t.vm, rec)
 		if err != nil {
-			return p.at, err
+			return errAt(err, p.at), err
 		}
 		switch {
 		case p.target == "key":

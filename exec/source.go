@@ -9,8 +9,9 @@ import (
 	"pipe.dev/pipe/stdlib"
 )
 
-// sourceTask drives one Source from one goroutine: it reads batches,
-// injects barriers between reads, and commits completed checkpoints.
+// sourceTask runs one Source with two goroutines: read drives the Source
+// (the only one calling it) and run routes the batches and injects
+// barriers, so an idle source does not hold checkpoints back.
 type sourceTask struct {
 	r      *run
 	s      *stageRT
@@ -20,7 +21,8 @@ type sourceTask struct {
 	resume stdlib.ResumeMap
 	opened bool
 
-	req chan *barrier
+	req     chan *barrier
+	results chan readResult
 
 	commitMu  sync.Mutex
 	commitPos []stdlib.Position
@@ -29,17 +31,17 @@ type sourceTask struct {
 
 	// last emitted position per partition; cur caches the partition of the
 	// previous record so the map is touched once per partition run.
-	last    map[partKey]int64
-	cur     partKey
-	curOff  int64
-	curSet  bool
-	stopped bool
+	last   map[partKey]int64
+	cur    partKey
+	curOff int64
+	curSet bool
 }
 
 func newSourceTask(r *run, s *stageRT, task int, src stdlib.Source) *sourceTask {
 	return &sourceTask{
 		r: r, s: s, task: task, src: src,
 		req:       make(chan *barrier, 1),
+		results:   make(chan readResult),
 		commitCh:  make(chan struct{}, 1),
 		committed: map[partKey]int64{},
 		last:      map[partKey]int64{},
@@ -84,7 +86,17 @@ func (t *sourceTask) commit(ctx context.Context) error {
 	return nil
 }
 
-func (t *sourceTask) run(ctx context.Context) (err error) {
+// readResult is what one Read returned.
+type readResult struct {
+	batch []stdlib.Record
+	err   error
+}
+
+// read is the goroutine that drives the Source (Read, Commit, Close: no
+// other goroutine calls it). It commits completed checkpoints between two
+// reads, hands each batch to the task goroutine, and after the last read
+// keeps committing until the final checkpoint completed.
+func (t *sourceTask) read(ctx context.Context) (err error) {
 	defer func() {
 		if cerr := t.src.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
 			err = &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("closing: %w", cerr)}
@@ -95,28 +107,8 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 			err = &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("panic: %v", p)}
 		}
 	}()
-	t.rt = newRouter(t.r, t.s, t.task)
 	for {
-		if t.stopped {
-			select {
-			case b := <-t.req:
-				if done, err := t.inject(ctx, b); done || err != nil {
-					return err
-				}
-			case <-t.commitCh:
-				if err := t.commit(ctx); err != nil {
-					return err
-				}
-			case <-ctx.Done():
-				return errStopped
-			}
-			continue
-		}
 		select {
-		case b := <-t.req:
-			if _, err := t.inject(ctx, b); err != nil {
-				return err
-			}
 		case <-t.commitCh:
 			if err := t.commit(ctx); err != nil {
 				return err
@@ -124,26 +116,70 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 		default:
 		}
 		batch, rerr := t.src.Read(t.r.rctx)
-		if len(batch) > 0 {
-			if err := t.emit(ctx, batch); err != nil {
-				return err
-			}
+		if len(batch) == 0 && rerr == nil {
+			continue
 		}
-		switch {
-		case rerr == nil:
-		case errors.Is(rerr, stdlib.ErrEndOfInput) || t.r.rctx.Err() != nil:
-			if ctx.Err() != nil {
-				return errStopped
-			}
-			t.stopped = true
-			if err := t.rt.flush(ctx); err != nil {
+		select {
+		case t.results <- readResult{batch, rerr}:
+		case <-ctx.Done():
+			return errStopped
+		}
+		if rerr != nil {
+			break
+		}
+	}
+	for {
+		select {
+		case <-t.commitCh:
+			if err := t.commit(ctx); err != nil {
 				return err
 			}
-			if err := t.r.control(ctrlMsg{kind: ctrlDone, src: t}); err != nil {
+		case <-t.r.finished:
+			return t.commit(ctx)
+		case <-ctx.Done():
+			return errStopped
+		}
+	}
+}
+
+// run is the task goroutine: it routes what the reader read and injects
+// barriers when the coordinator asks, even while a Read is blocked.
+func (t *sourceTask) run(ctx context.Context) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("panic: %v", p)}
+		}
+	}()
+	t.rt = newRouter(t.r, t.s, t.task)
+	for {
+		select {
+		case res := <-t.results:
+			if len(res.batch) > 0 {
+				if err := t.emit(ctx, res.batch); err != nil {
+					return err
+				}
+			}
+			switch {
+			case res.err == nil:
+			case errors.Is(res.err, stdlib.ErrEndOfInput) || t.r.rctx.Err() != nil:
+				if ctx.Err() != nil {
+					return errStopped
+				}
+				if err := t.rt.flush(ctx); err != nil {
+					return err
+				}
+				if err := t.r.control(ctrlMsg{kind: ctrlDone, src: t}); err != nil {
+					return err
+				}
+			default:
+				return &StageError{Stage: t.s.st.Name, At: t.s.at, Err: res.err}
+			}
+		case b := <-t.req:
+			if err := t.inject(ctx, b); err != nil || b.final {
 				return err
 			}
-		default:
-			return &StageError{Stage: t.s.st.Name, At: t.s.at, Err: rerr}
+		case <-ctx.Done():
+			return errStopped
 		}
 	}
 }
@@ -195,9 +231,8 @@ func (t *sourceTask) emit(ctx context.Context, batch []stdlib.Record) error {
 }
 
 // inject sends barrier b downstream with the task's positions and reports
-// them to the coordinator. After the final barrier it ends the stream,
-// waits for the final checkpoint and commits it; done is then true.
-func (t *sourceTask) inject(ctx context.Context, b *barrier) (done bool, err error) {
+// them to the coordinator; after the final barrier it ends the stream.
+func (t *sourceTask) inject(ctx context.Context, b *barrier) error {
 	if t.curSet {
 		t.last[t.cur] = t.curOff
 	}
@@ -207,21 +242,13 @@ func (t *sourceTask) inject(ctx context.Context, b *barrier) (done bool, err err
 	}
 	mine := &barrier{id: b.id, final: b.final, pos: pos}
 	if err := t.rt.control(ctx, message{barrier: mine}); err != nil {
-		return false, err
+		return err
 	}
 	if err := t.r.control(ctrlMsg{kind: ctrlReport, id: b.id, src: t, pos: pos}); err != nil {
-		return false, err
+		return err
 	}
 	if !b.final {
-		return false, nil
+		return nil
 	}
-	if err := t.rt.control(ctx, message{eos: true}); err != nil {
-		return false, err
-	}
-	select {
-	case <-t.r.finished:
-	case <-ctx.Done():
-		return true, errStopped
-	}
-	return true, t.commit(ctx)
+	return t.rt.control(ctx, message{eos: true})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"time"
 
 	"github.com/expr-lang/expr/vm"
 
@@ -30,11 +31,18 @@ type transformTask struct {
 	caseD  [][]*dest  // route: dests per case
 	custom stdlib.Transform
 	out    []stdlib.Record // custom transform output of one record
+
+	// inPlace: the map changes its exclusive input instead of copying it
+	// (every path is a top-level field); keepSet holds the kept fields.
+	matched []int // route mode all: the cases a record matched
+	inPlace bool
+	keepSet map[string]bool
+	vals    []any
 }
 
 func newTransformTask(r *run, s *stageRT, task int, cfg stdlib.Config) (*transformTask, error) {
 	t := &transformTask{r: r, s: s, task: task}
-	progs, err := stagePrograms(s)
+	progs, err := stagePrograms(s, r.cfg.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -48,6 +56,19 @@ func newTransformTask(r *run, s *stageRT, task int, cfg stdlib.Config) (*transfo
 		}
 		for _, d := range s.st.Drop {
 			t.drop = append(t.drop, splitPath(d))
+		}
+		t.inPlace = s.exclusive
+		for _, p := range append(append([][]string{}, t.keep...), t.drop...) {
+			t.inPlace = t.inPlace && len(p) == 1
+		}
+		for _, p := range t.assign {
+			t.inPlace = t.inPlace && len(p.path) == 1
+		}
+		if t.keep != nil {
+			t.keepSet = map[string]bool{}
+			for _, k := range t.keep {
+				t.keepSet[k[0]] = true
+			}
 		}
 	case "route":
 		t.cases = progs[plan.CaseExpr]
@@ -69,15 +90,20 @@ func newTransformTask(r *run, s *stageRT, task int, cfg stdlib.Config) (*transfo
 }
 
 // stagePrograms compiles a stage's expressions by kind, in source order.
-func stagePrograms(s *stageRT) (map[plan.ExprKind][]*program, error) {
+// Programs are compiled once per stage and shared by its tasks.
+func stagePrograms(s *stageRT, now func() time.Time) (map[plan.ExprKind][]*program, error) {
+	if s.progs != nil {
+		return s.progs, nil
+	}
 	out := map[plan.ExprKind][]*program{}
 	for _, e := range s.st.Exprs {
-		p, err := compileExpr(e)
+		p, err := compileExpr(s.st, e, now)
 		if err != nil {
 			return nil, fmt.Errorf("stage %q: %w", s.st.Name, err)
 		}
 		out[e.Kind] = append(out[e.Kind], p)
 	}
+	s.progs = out
 	return out, nil
 }
 
@@ -179,7 +205,7 @@ func (t *transformTask) compute(rec *stdlib.Record) (v any, keep bool, at string
 		for _, p := range t.where {
 			ok, err := p.test(&t.vm, rec)
 			if err != nil {
-				return nil, false, p.at, err
+				return nil, false, errAt(err, p.at), err
 			}
 			if !ok {
 				return nil, false, "", nil
@@ -200,11 +226,11 @@ func (t *transformTask) apply(ctx context.Context, rec *stdlib.Record) (string, 
 	switch {
 	case t.cases != nil:
 		matched := -1
-		var all []int
+		all := t.matched[:0]
 		for i, p := range t.cases {
 			ok, err := p.test(&t.vm, rec)
 			if err != nil {
-				return p.at, err
+				return errAt(err, p.at), err
 			}
 			if ok {
 				if !t.all {
@@ -218,6 +244,7 @@ func (t *transformTask) apply(ctx context.Context, rec *stdlib.Record) (string, 
 		case matched >= 0:
 			return "", t.emit(ctx, *rec, t.caseD[matched])
 		case len(all) > 0:
+			t.matched = all
 			for _, i := range all {
 				if err := t.emit(ctx, *rec, t.caseD[i]); err != nil {
 					return "", err
@@ -264,6 +291,9 @@ func (t *transformTask) mapValue(rec *stdlib.Record) (map[string]any, string, er
 	if !ok {
 		in = map[string]any{"value": rec.Value}
 	}
+	if t.inPlace {
+		return t.mapInPlace(rec, in)
+	}
 	var out map[string]any
 	if t.keep != nil {
 		out = make(map[string]any, len(t.keep)+len(t.assign))
@@ -281,7 +311,7 @@ func (t *transformTask) mapValue(rec *stdlib.Record) (map[string]any, string, er
 	for _, p := range t.assign {
 		v, err := p.value(&t.vm, rec, in)
 		if err != nil {
-			return nil, p.at, err
+			return nil, errAt(err, p.at), err
 		}
 		if len(p.path) == 1 {
 			out[p.target] = v
@@ -290,6 +320,35 @@ func (t *transformTask) mapValue(rec *stdlib.Record) (map[string]any, string, er
 		}
 	}
 	return out, "", nil
+}
+
+// mapInPlace is mapValue on an input nobody else holds: every assignment
+// is evaluated first (against the input), then fields are removed and set.
+func (t *transformTask) mapInPlace(rec *stdlib.Record, in map[string]any) (map[string]any, string, error) {
+	t.vals = t.vals[:0]
+	for _, p := range t.assign {
+		v, err := p.value(&t.vm, rec, in)
+		if err != nil {
+			clear(t.vals)
+			return nil, errAt(err, p.at), err
+		}
+		t.vals = append(t.vals, v)
+	}
+	if t.keepSet != nil {
+		for k := range in {
+			if !t.keepSet[k] {
+				delete(in, k)
+			}
+		}
+	}
+	for _, d := range t.drop {
+		delete(in, d[0])
+	}
+	for i, p := range t.assign {
+		in[p.target] = t.vals[i]
+	}
+	clear(t.vals)
+	return in, "", nil
 }
 
 func getPath(m map[string]any, path []string) (any, bool) {

@@ -31,6 +31,10 @@ const (
 	wantSection = "want"
 	planSection = "plan.json"
 	skipSection = "skip"
+	// flagsSection holds options of the run, one a line; require-tests
+	// adds the PIPE480 lint (compiler.Untested), as pipe lint
+	// --require-tests does.
+	flagsSection = "flags"
 )
 
 // conformanceCase is one parsed archive.
@@ -43,6 +47,7 @@ type conformanceCase struct {
 	plan    []byte // expected plan (hasPlan)
 	hasPlan bool
 	skip    string // reason to skip, or ""
+	flags   map[string]bool
 }
 
 func loadCase(path string) (*conformanceCase, error) {
@@ -50,7 +55,7 @@ func loadCase(path string) (*conformanceCase, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &conformanceCase{path: path, archive: a, files: map[string][]byte{}}
+	c := &conformanceCase{path: path, archive: a, files: map[string][]byte{}, flags: map[string]bool{}}
 	for _, f := range a.Files {
 		switch f.Name {
 		case wantSection:
@@ -62,6 +67,13 @@ func loadCase(path string) (*conformanceCase, error) {
 			}
 		case planSection:
 			c.plan, c.hasPlan = f.Data, true
+		case flagsSection:
+			for _, f := range strings.Fields(string(f.Data)) {
+				if f != "require-tests" {
+					return nil, fmt.Errorf("%s: unknown flag %q", path, f)
+				}
+				c.flags[f] = true
+			}
 		case skipSection:
 			c.skip = strings.TrimSpace(string(f.Data))
 			if c.skip == "" {
@@ -87,7 +99,6 @@ func loadCase(path string) (*conformanceCase, error) {
 // there with the full component registry. File names in spans are
 // relative to the directory, so they read as in the archive.
 func compileDir(t *testing.T, files map[string][]byte) (*compiler.Program, lang.Diagnostics) {
-	t.Helper()
 	dir := t.TempDir()
 	for name, data := range files {
 		p := filepath.Join(dir, filepath.FromSlash(name))
@@ -125,7 +136,6 @@ func diagLine(d lang.Diagnostic) string {
 // a file of the case, a lower-case message without a final period, and
 // never an internal error.
 func checkInvariants(t *testing.T, ds lang.Diagnostics, files map[string][]byte) {
-	t.Helper()
 	for _, d := range ds {
 		if d.Code == lang.Internal {
 			t.Errorf("internal error: %s\n%s", d, d.Detail)
@@ -202,7 +212,6 @@ func sortLines(lines []string) {
 }
 
 func caseFiles(t *testing.T) []string {
-	t.Helper()
 	paths, err := filepath.Glob(filepath.Join("conformance", "*.txtar"))
 	if err != nil {
 		t.Fatal(err)
@@ -222,10 +231,11 @@ func TestConformance(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.skip != "" {
-				t.Skipf("compiler lacks a check: %s", c.skip)
-			}
 			prog, ds := compileDir(t, c.files)
+			if c.flags["require-tests"] {
+				ds = append(ds, compiler.Untested(prog)...)
+				ds.Sort()
+			}
 			checkInvariants(t, ds, c.files)
 			got := make([]string, len(ds))
 			for i, d := range ds {
@@ -234,6 +244,12 @@ func TestConformance(t *testing.T) {
 			sortLines(got)
 			want := slices.Clone(c.want)
 			sortLines(want)
+			if c.skip != "" {
+				if slices.Equal(got, want) {
+					t.Skipf("compiler lacked a check (%s), but the case now passes: remove its skip section", c.skip)
+				}
+				t.Skipf("compiler lacks a check: %s", c.skip)
+			}
 			if (prog == nil) != ds.HasErrors() {
 				t.Errorf("program is nil: %v, but errors reported: %v", prog == nil, ds.HasErrors())
 			}
@@ -266,7 +282,6 @@ func TestConformance(t *testing.T) {
 
 // writeCase rewrites the want and plan.json sections of c.
 func writeCase(t *testing.T, c *conformanceCase, got []string, plan []byte) {
-	t.Helper()
 	for i := range c.archive.Files {
 		f := &c.archive.Files[i]
 		switch f.Name {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,53 @@ import (
 	"pipe.dev/pipe/exec"
 	_ "pipe.dev/pipe/stdlib/core"
 )
+
+// runFile compiles and runs a benchmark pipeline.
+func runFile(tb testing.TB, name, stateDir string) {
+	tb.Helper()
+	src, err := os.ReadFile(filepath.Join("..", "..", "examples", "bench", name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	prog, diags := compiler.Compile(&compiler.Config{}, name, src)
+	if prog == nil {
+		tb.Fatalf("compile: %v", diags)
+	}
+	p, err := plan.Build(prog)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := exec.Run(ctx, p, &exec.Config{StateDir: stateDir}); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// BenchmarkFileMapFile runs file_map_file.pipe over 200,000 records per
+// iteration (for profiling: go test -bench . -cpuprofile cpu.out).
+func BenchmarkFileMapFile(b *testing.B) {
+	dir := b.TempDir()
+	in := filepath.Join(dir, "in.jsonl")
+	f, err := os.Create(in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const records = 200000
+	if err := gen.Write(f, records, 3); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	b.Setenv("PIPE_IN", in)
+	n := 0
+	for b.Loop() {
+		run := filepath.Join(dir, strconv.Itoa(n))
+		b.Setenv("PIPE_OUT", filepath.Join(run, "out.jsonl"))
+		runFile(b, "file_map_file.pipe", filepath.Join(run, "state"))
+		n++
+	}
+	b.ReportMetric(float64(n*records)/b.Elapsed().Seconds(), "records/s")
+}
 
 // TestFileMapFileRuns runs file_map_file.pipe end to end on a small input
 // and compares its output with the benchmark transform done by hand.
@@ -33,23 +81,7 @@ func TestFileMapFileRuns(t *testing.T) {
 	}
 	t.Setenv("PIPE_IN", in)
 	t.Setenv("PIPE_OUT", out)
-	src, err := os.ReadFile("../../examples/bench/file_map_file.pipe")
-	if err != nil {
-		t.Fatal(err)
-	}
-	prog, diags := compiler.Compile(&compiler.Config{}, "file_map_file.pipe", src)
-	if prog == nil {
-		t.Fatalf("compile: %v", diags)
-	}
-	p, err := plan.Build(prog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	if err := exec.Run(ctx, p, &exec.Config{StateDir: filepath.Join(dir, "state")}); err != nil {
-		t.Fatal(err)
-	}
+	runFile(t, "file_map_file.pipe", filepath.Join(dir, "state"))
 	var want []string
 	for _, line := range strings.Split(strings.TrimSpace(input.String()), "\n") {
 		m := map[string]any{}
@@ -75,4 +107,18 @@ func TestFileMapFileRuns(t *testing.T) {
 			t.Fatalf("record %d: got %s (%v), want %s", i+1, l, err, want[i])
 		}
 	}
+}
+
+// BenchmarkGenMapDiscard runs gen_map_discard.pipe over 1,000,000 records
+// per iteration.
+func BenchmarkGenMapDiscard(b *testing.B) {
+	const records = 1000000
+	b.Setenv("N", strconv.Itoa(records))
+	dir := b.TempDir()
+	n := 0
+	for b.Loop() {
+		runFile(b, "gen_map_discard.pipe", filepath.Join(dir, strconv.Itoa(n)))
+		n++
+	}
+	b.ReportMetric(float64(n*records)/b.Elapsed().Seconds(), "records/s")
 }

@@ -44,3 +44,12 @@ func BenchmarkRunNestedReflect(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkCheck(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, is := Check(`customer.vip || (customer.tier ?? "") == "gold"`, Context{Kind: plan.AssignExpr, Input: orderType}); len(is) > 0 {
+			b.Fatal(is)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -47,7 +48,7 @@ func Check(src string, ctx Context) (res Result, issues []Issue) {
 	if predicate {
 		opts = append(opts, expr.AsBool())
 	}
-	opts = append(opts, fn.Options(nil)...)
+	opts = append(opts, checkFuncs()...)
 	prog, err := compileSafe(src, opts)
 	if err != nil {
 		return res, issuesOf(src, err, env, ctx)
@@ -89,6 +90,10 @@ func Check(src string, ctx Context) (res Result, issues []Issue) {
 	}
 	return res, issues
 }
+
+// checkFuncs is the function library as Check installs it, built once:
+// checking never depends on the clock, and the options are read-only.
+var checkFuncs = sync.OnceValue(func() []expr.Option { return fn.Options(nil) })
 
 func predicateName(k plan.ExprKind) string {
 	if k == plan.CaseExpr {

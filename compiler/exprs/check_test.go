@@ -300,3 +300,24 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckConcurrent(t *testing.T) {
+	done := make(chan string, 8)
+	for range 8 {
+		go func() {
+			for range 50 {
+				_, is := Check(`customer.vipp`, Context{Kind: plan.WhereExpr, Input: orderType})
+				if len(is) != 1 {
+					done <- dump(`customer.vipp`, is)
+					return
+				}
+			}
+			done <- ""
+		}()
+	}
+	for range 8 {
+		if msg := <-done; msg != "" {
+			t.Error(msg)
+		}
+	}
+}

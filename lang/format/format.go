@@ -28,11 +28,22 @@ func Source(name string, src []byte) ([]byte, lang.Diagnostics) {
 
 // Format prints f in canonical form. It uses the positions in f to keep
 // comments, blank lines between items (at most one) and the one-line or
-// multi-line layout of lists and maps.
-func Format(f *ast.File) []byte {
+// multi-line layout of lists and maps. f should come from a parse without
+// errors; a partial tree is printed as far as it goes.
+func Format(f *ast.File) (out []byte) {
+	if f == nil {
+		return nil
+	}
 	p := &printer{comments: f.Comments}
+	defer func() {
+		// A partial tree may lack nodes the printer needs: keep what was
+		// printed rather than fail.
+		if r := recover(); r != nil {
+			out = p.buf.Bytes()
+		}
+	}()
 	p.file(f)
-	out := p.buf.Bytes()
+	out = p.buf.Bytes()
 	out = bytes.TrimLeft(out, "\n")
 	if len(out) > 0 && out[len(out)-1] != '\n' {
 		out = append(out, '\n')
@@ -200,7 +211,7 @@ func (p *printer) topItem(it *ast.TopItem, limit int) {
 		}
 		p.write("): " + refOrCall(d.Component))
 		if d.Body || len(d.Items) > 0 {
-			p.body(d.Items, d.Component.EndPos, d.EndPos, limit)
+			p.body(d.Items, endOf(d.Component, d.Pos), d.EndPos, limit)
 		} else {
 			p.trailing(d.EndPos, limit)
 		}
@@ -208,14 +219,14 @@ func (p *printer) topItem(it *ast.TopItem, limit int) {
 		d := it.Stage
 		p.write(string(d.Kind) + " " + d.Name + ": " + refOrCall(d.Component))
 		if d.Body || len(d.Items) > 0 {
-			p.body(d.Items, d.Component.EndPos, d.EndPos, limit)
+			p.body(d.Items, endOf(d.Component, d.Pos), d.EndPos, limit)
 		} else {
 			p.trailing(d.EndPos, limit)
 		}
 	case it.Test != nil:
 		d := it.Test
 		p.write("test " + str(d.Name))
-		p.testBody(d.Items, d.Name.EndPos, d.EndPos, limit)
+		p.testBody(d.Items, endOfString(d.Name, d.Pos), d.EndPos, limit)
 	case it.Flow != nil:
 		d := it.Flow
 		for i, n := range d.Nodes {
@@ -305,10 +316,10 @@ func (p *printer) bodyItem(it *ast.BodyItem, width int, limit int) {
 		p.write("where ")
 		p.expr(it.Where)
 	case it.Case != nil:
-		p.write("case " + it.Case.Port.Name + " when ")
+		p.write("case " + ident(it.Case.Port) + " when ")
 		p.expr(it.Case.When)
 	case it.Else != nil:
-		p.write("else " + it.Else.Name)
+		p.write("else " + ident(it.Else))
 	case it.Drop != nil:
 		p.write("drop " + paths(it.Drop))
 	case it.Keep != nil:
@@ -328,10 +339,10 @@ func (p *printer) member(m *ast.Member, width int, limit int) {
 		p.expr(m.Assign)
 	case m.Value != nil:
 		p.write(pad(key, width) + " = ")
-		p.value(m.Value, m.EndPos)
+		p.value(m.Value)
 	default:
 		p.write(key)
-		p.body(m.Items, m.Path.EndPos, m.EndPos, limit)
+		p.body(m.Items, endOfPath(m.Path, m.Pos), m.EndPos, limit)
 		return
 	}
 	p.trailing(m.EndPos, limit)
@@ -499,7 +510,7 @@ func (p *printer) fields(fields []*ast.Field, header lexer.Position, end lexer.P
 		p.write(pad(fd.Name+":", widths[i]) + " ")
 		if multiRecord(fd.Type) {
 			p.write("{")
-			p.fieldsInner(fd.Type.Record, fd.Type.Pos.Line, closeOffset(fd.Type.EndPos), next)
+			p.fieldsInner(fd.Type.Record, fd.Type.Pos.Line, closeOffset(fd.Type.EndPos))
 			p.write("}")
 			if fd.Type.Optional {
 				p.write("?")
@@ -515,7 +526,7 @@ func (p *printer) fields(fields []*ast.Field, header lexer.Position, end lexer.P
 
 // fieldsInner prints the fields of a multi-line inline record type; the
 // caller writes the braces.
-func (p *printer) fieldsInner(fields []*ast.Field, headerLine int, closeOff int, limit int) {
+func (p *printer) fieldsInner(fields []*ast.Field, headerLine int, closeOff int) {
 	p.trailing(lexer.Position{Line: headerLine, Offset: -1}, firstFieldOff(fields, closeOff))
 	p.indent++
 	p.atStart = true
@@ -536,7 +547,7 @@ func (p *printer) fieldsInner(fields []*ast.Field, headerLine int, closeOff int,
 		p.write(pad(fd.Name+":", widths[i]) + " ")
 		if multiRecord(fd.Type) {
 			p.write("{")
-			p.fieldsInner(fd.Type.Record, fd.Type.Pos.Line, closeOffset(fd.Type.EndPos), next)
+			p.fieldsInner(fd.Type.Record, fd.Type.Pos.Line, closeOffset(fd.Type.EndPos))
 			p.write("}")
 			if fd.Type.Optional {
 				p.write("?")
@@ -549,7 +560,6 @@ func (p *printer) fieldsInner(fields []*ast.Field, headerLine int, closeOff int,
 	p.leading(closeOff, 0)
 	p.indent--
 	p.startLine()
-	_ = limit
 }
 
 func firstFieldOff(fields []*ast.Field, closeOff int) int {
@@ -575,7 +585,8 @@ func typ(t *ast.Type) string {
 		s = "list<" + typ(t.List) + ">"
 	case t.MapKey != nil:
 		s = "map<" + typ(t.MapKey) + ", " + typ(t.MapValue) + ">"
-	case t.Record != nil:
+	case t.Name == nil:
+		// A record type; "{}" has no fields.
 		parts := make([]string, len(t.Record))
 		for i, f := range t.Record {
 			parts[i] = f.Name + ": " + typ(f.Type)
@@ -585,7 +596,7 @@ func typ(t *ast.Type) string {
 		} else {
 			s = "{ " + strings.Join(parts, ", ") + " }"
 		}
-	case t.Name != nil:
+	default:
 		s = t.Name.String()
 	}
 	if t.Optional {
@@ -628,11 +639,13 @@ func (p *printer) testBody(items []*ast.TestItem, header lexer.Position, end lex
 		p.startLine()
 		switch {
 		case it.Given != nil:
-			p.write("given " + it.Given.Source.Name + " ")
-			p.list(it.Given.Records)
+			p.write("given " + ident(it.Given.Source) + " ")
+			if it.Given.Records != nil {
+				p.list(it.Given.Records)
+			}
 		case it.Expect != nil:
 			e := it.Expect
-			p.write("expect " + e.Target.String())
+			p.write("expect " + portRef(e.Target))
 			switch {
 			case e.Records != nil:
 				p.write(" ")
@@ -661,6 +674,9 @@ func (p *printer) testBody(items []*ast.TestItem, header lexer.Position, end lex
 // their alignment with it is kept (unless the text holds a raw string,
 // whose content must not change).
 func (p *printer) expr(e *ast.Expr) {
+	if e == nil {
+		return
+	}
 	text := e.Text
 	if !strings.Contains(text, "\n") || strings.Contains(text, "`") || e.Pos.Line == 0 {
 		p.write(text)
@@ -694,6 +710,8 @@ func (p *printer) expr(e *ast.Expr) {
 // multiline reports whether v is printed over several lines.
 func (p *printer) multiline(v *ast.Value) bool {
 	switch {
+	case v == nil:
+		return false
 	case v.List != nil:
 		return !p.listOneLine(v.List)
 	case v.Map != nil:
@@ -729,8 +747,9 @@ func (p *printer) mapOneLine(m *ast.Map) bool {
 }
 
 // value writes v; lists and maps may span lines.
-func (p *printer) value(v *ast.Value, _ lexer.Position) {
+func (p *printer) value(v *ast.Value) {
 	switch {
+	case v == nil:
 	case v.List != nil:
 		p.list(v.List)
 	case v.Map != nil:
@@ -761,7 +780,7 @@ func (p *printer) list(l *ast.List) {
 		}
 		p.leading(it.Pos.Offset, 0)
 		p.startLine()
-		p.value(it, it.EndPos)
+		p.value(it)
 		p.trailing(it.EndPos, next)
 	}
 	p.leading(closeOff, 0)
@@ -792,7 +811,7 @@ func (p *printer) mapValue(m *ast.Map) {
 		p.leading(e.Pos.Offset, 0)
 		p.startLine()
 		p.write(entryKey(e))
-		p.value(e.Value, e.EndPos)
+		p.value(e.Value)
 		p.trailing(e.EndPos, next)
 	}
 	p.leading(closeOff, 0)
@@ -909,11 +928,46 @@ func flowNode(n *ast.FlowNode) string {
 		if len(n.Refs) == 0 {
 			return ""
 		}
-		return n.Refs[0].String()
+		return portRef(n.Refs[0])
 	}
 	parts := make([]string, len(n.Refs))
 	for i, r := range n.Refs {
-		parts[i] = r.String()
+		parts[i] = portRef(r)
 	}
 	return "[" + strings.Join(parts, ", ") + "]"
+}
+
+func ident(id *ast.Ident) string {
+	if id == nil {
+		return ""
+	}
+	return id.Name
+}
+
+func portRef(r *ast.PortRef) string {
+	if r == nil {
+		return ""
+	}
+	return r.String()
+}
+
+func endOf(r *ast.RefOrCall, def lexer.Position) lexer.Position {
+	if r == nil {
+		return lineOnly(def)
+	}
+	return r.EndPos
+}
+
+func endOfPath(x *ast.Path, def lexer.Position) lexer.Position {
+	if x == nil {
+		return lineOnly(def)
+	}
+	return x.EndPos
+}
+
+func endOfString(x *ast.StringLit, def lexer.Position) lexer.Position {
+	if x == nil {
+		return lineOnly(def)
+	}
+	return x.EndPos
 }

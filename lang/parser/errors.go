@@ -161,7 +161,11 @@ func explain(lines *lang.Lines, toks []lexer.Token, idx int, unexpected lexer.To
 
 	// A closing bracket that closes nothing, or the wrong thing.
 	if unexpected.Type == tokPunct && strings.Contains("}])", unexpected.Value) {
-		if len(stack) == 0 {
+		opened := false
+		for _, b := range stack {
+			opened = opened || string(closerOf(b.Value[0])) == unexpected.Value
+		}
+		if !opened {
 			return lang.Errorf(lang.SyntaxError, spanOf(unexpected), "unexpected %q: nothing to close", unexpected.Value)
 		}
 		top := stack[len(stack)-1]
@@ -178,6 +182,21 @@ func explain(lines *lang.Lines, toks []lexer.Token, idx int, unexpected lexer.To
 		at = spanOf(*prev)
 	}
 	what := describe(unexpected)
+	// `topic =` then `x = 1` on the next line: the value is missing at
+	// the end of the first line (newlines do not end values, so x was
+	// taken as the value of topic).
+	if unexpected.Type == tokPunct && (unexpected.Value == "=" || unexpected.Value == ":=") && prev != nil && prev.Type == tokIdent {
+		if pp := prevSignificant(toks, prev); pp != nil && pp.Type == tokPunct && pp.Value == "=" && pp.Pos.Line < prev.Pos.Line {
+			return lang.Errorf(lang.SyntaxError, spanOf(*pp), "expected a value after \"=\" at the end of the line")
+		}
+	}
+	if unexpected.Type == tokPunct && (unexpected.Value == "=" || unexpected.Value == ":=") &&
+		(prev == nil || (prev.Type == tokPunct && (prev.Value == "{" || prev.Value == ",")) || prev.Pos.Line < unexpected.Pos.Line) {
+		return lang.Errorf(lang.SyntaxError, spanOf(unexpected), "expected a name before %q", unexpected.Value)
+	}
+	if prev != nil && prev.Type == tokPunct && prev.Value == "," && len(stack) > 0 && stack[len(stack)-1].Value == "[" {
+		return lang.Errorf(lang.SyntaxError, at, "expected a value or \"]\" after \",\", found %s", what)
+	}
 	if prev != nil && prev.Type == tokPunct {
 		switch prev.Value {
 		case "=":
@@ -192,6 +211,11 @@ func explain(lines *lang.Lines, toks []lexer.Token, idx int, unexpected lexer.To
 			if e := plainExpect(expect); e != "" {
 				return lang.Errorf(lang.SyntaxError, at, "expected %s after \":\", found %s", e, what)
 			}
+		}
+	}
+	if prev != nil && prev.Type == tokIdent {
+		if want, ok := afterKeyword[prev.Value]; ok && (unexpected.Type != tokIdent || want.name == "") {
+			return lang.Errorf(lang.SyntaxError, at, "expected %s after %q, found %s", want.what, prev.Value, what)
 		}
 	}
 	// `tasks 4`: a name then a value on the same line.
@@ -297,4 +321,38 @@ func indentOf(toks []lexer.Token, i int) int {
 		}
 	}
 	return col
+}
+
+// afterKeyword says what must follow a keyword. name is set when a name
+// (an Ident token) is what must follow.
+var afterKeyword = map[string]struct{ what, name string }{
+	"keep":      {"a field name", "name"},
+	"drop":      {"a field name", "name"},
+	"case":      {"a port name", "name"},
+	"else":      {"a port name", "name"},
+	"given":     {"a source name", "name"},
+	"expect":    {"a sink or port name", "name"},
+	"as":        {"an import alias", "name"},
+	"schema":    {"a schema name", "name"},
+	"source":    {"a stage name", "name"},
+	"transform": {"a stage name", "name"},
+	"sink":      {"a stage name", "name"},
+	"import":    {"a string (the file to import)", ""},
+	"test":      {"a string (the test name)", ""},
+	"count":     {"a number", ""},
+	"def":       {"source, transform or sink", ""},
+}
+
+// prevSignificant returns the significant token before t in toks, or nil.
+func prevSignificant(toks []lexer.Token, t *lexer.Token) *lexer.Token {
+	var last *lexer.Token
+	for i := range toks {
+		if toks[i].Pos.Offset >= t.Pos.Offset {
+			return last
+		}
+		if toks[i].Type != tokWhitespace && toks[i].Type != tokComment {
+			last = &toks[i]
+		}
+	}
+	return last
 }

@@ -70,9 +70,8 @@ func checkRoundTrip(t *testing.T, name string, src []byte) {
 		}
 	}
 	if diags.HasErrors() {
-		if len(diags.Errors()) == 0 {
-			t.Fatal("errors without error diagnostics")
-		}
+		// The partial tree must not make the printer fail either.
+		format.Format(f)
 		return
 	}
 	out := format.Format(f)

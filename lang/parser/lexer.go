@@ -43,16 +43,16 @@ var symbols = map[string]lexer.TokenType{
 	"Punct":      tokPunct,
 }
 
-// Definition is the hand-written lexer of .pipe files as a participle
+// lexDefinition is the hand-written lexer of .pipe files as a participle
 // lexer definition. Lex reports the first lexical error as an error;
 // [ParseFile] uses the lexer directly and keeps every diagnostic.
-type Definition struct{}
+type lexDefinition struct{}
 
 // Symbols implements lexer.Definition.
-func (Definition) Symbols() map[string]lexer.TokenType { return symbols }
+func (lexDefinition) Symbols() map[string]lexer.TokenType { return symbols }
 
 // Lex implements lexer.Definition.
-func (d Definition) Lex(filename string, r io.Reader) (lexer.Lexer, error) {
+func (d lexDefinition) Lex(filename string, r io.Reader) (lexer.Lexer, error) {
 	src, err := io.ReadAll(r)
 	if err != nil {
 		return nil, err
@@ -61,12 +61,12 @@ func (d Definition) Lex(filename string, r io.Reader) (lexer.Lexer, error) {
 }
 
 // LexString implements lexer.StringDefinition.
-func (d Definition) LexString(filename string, input string) (lexer.Lexer, error) {
+func (d lexDefinition) LexString(filename string, input string) (lexer.Lexer, error) {
 	return d.LexBytes(filename, []byte(input))
 }
 
 // LexBytes implements lexer.BytesDefinition.
-func (Definition) LexBytes(filename string, input []byte) (lexer.Lexer, error) {
+func (lexDefinition) LexBytes(filename string, input []byte) (lexer.Lexer, error) {
 	toks, diags := lex(filename, input)
 	if len(diags) > 0 {
 		d := diags[0]
@@ -163,9 +163,7 @@ func (s *scanner) advance(end int) {
 // emit appends a token covering [s.off, end) with the given value and
 // moves past it.
 func (s *scanner) emit(typ lexer.TokenType, end int, value string) {
-	if typ != tokWhitespace {
-		s.toks = append(s.toks, lexer.Token{Type: typ, Value: value, Pos: s.pos()})
-	}
+	s.toks = append(s.toks, lexer.Token{Type: typ, Value: value, Pos: s.pos()})
 	s.advance(end)
 }
 
@@ -513,7 +511,7 @@ func numberHint(t string) string {
 			return "durations take whole numbers: use a smaller unit, e.g. 1500ms"
 		}
 	}
-	return "numbers are 42 or 4.2, durations 250ms or 1m30s (units ns us ms s m h d), sizes 1MiB (units B KB MB GB TB KiB MiB GiB TiB)"
+	return "write a number (42, 4.2), a duration (250ms, 1m30s; units ns us ms s m h d) or a size (1MiB; units B KB MB GB TB KiB MiB GiB TiB)"
 }
 
 // str lexes a double-quoted string; it may not span lines.
@@ -797,15 +795,29 @@ func startsItem(src []byte, off int, dedented bool, top byte) bool {
 	return isIdentStart(src[m]) || (word == "pipeline" && src[m] == '{')
 }
 
-// restOfLineBlank reports whether only blanks or a // comment follow off
-// on its line.
+// restOfLineBlank reports whether, after off, the expression has nothing
+// more on its line: only blanks and comments up to the end of the line or
+// a closing bracket (which ends the expression at depth 0).
 func restOfLineBlank(src []byte, off int) bool {
 	for off < len(src) && src[off] != '\n' {
 		switch src[off] {
 		case ' ', '\t', '\r':
 			off++
 		case '/':
-			return off+1 < len(src) && src[off+1] == '/'
+			if off+1 < len(src) && src[off+1] == '/' {
+				return true
+			}
+			if off+1 < len(src) && src[off+1] == '*' {
+				j := bytes.Index(src[off+2:], []byte("*/"))
+				if j < 0 {
+					return true
+				}
+				off += 2 + j + 2
+				continue
+			}
+			return false
+		case ')', ']', '}':
+			return true
 		default:
 			return false
 		}

@@ -216,6 +216,16 @@ func TestErrors(t *testing.T) {
 		{"missing colon", "source s kafka {}", lang.SyntaxError, "1:10", `expected ":"`},
 		{"missing flow target", "a -> \n", lang.SyntaxError, "1:3", `after "->"`},
 		{"missing type", "schema X { a: }", lang.SyntaxError, "1:15", `expected a type after ":"`},
+		{"stray token at top level", "sink s: x {}\n42\n", lang.SyntaxError, "2:1", `expected a declaration`},
+		{"stray bracket in body", "source s: kafka { x = 1 ] }", lang.SyntaxError, "1:25", `unexpected "]": nothing to close`},
+		{"import without string", "import lib", lang.SyntaxError, "1:8", `expected a string (the file to import) after "import"`},
+		{"test without name", "test x {}", lang.SyntaxError, "1:6", `after "test"`},
+		{"stage without name", "source: kafka {}", lang.SyntaxError, "1:7", `expected a stage name after "source"`},
+		{"keep without field", "transform t: map { keep }", lang.SyntaxError, "1:25", `expected a field name after "keep"`},
+		{"attribute without name", "source s: kafka { = 1 }", lang.SyntaxError, "1:19", `expected a name before "="`},
+		{"empty list item", "source s: kafka { x = [1, , 2] }", lang.SyntaxError, "1:27", `expected a value or "]" after ","`},
+		{"double arrow", "a -> -> b", lang.SyntaxError, "1:6", `after "->"`},
+		{"missing call argument value", "sink s: x { on_error = retry(max = ) }", lang.SyntaxError, "1:36", `expected a value after "="`},
 		{"invalid utf-8", "sink s: x { a = 1 }\xff", lang.SyntaxError, "1:20", `invalid UTF-8`},
 	}
 	for _, tt := range tests {

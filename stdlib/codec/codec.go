@@ -33,6 +33,14 @@ type Options struct {
 	Comma byte
 }
 
+// OwnedDecoder is implemented by codecs that can decode without copying
+// the message first.
+type OwnedDecoder interface {
+	// DecodeOwned is Decode for a message the caller never modifies
+	// again: the result may alias data.
+	DecodeOwned(data []byte) (map[string]any, error)
+}
+
 // HeaderCodec is implemented by formats with a header row (csv).
 type HeaderCodec interface {
 	Codec

@@ -5,12 +5,9 @@ import (
 	"testing"
 )
 
-// The benchmarks below measure one record of the benchmark shape. For the
-// library comparison behind the package doc, on the same machine (ns/op,
-// decode into map[string]any / encode with sorted keys): encoding/json
-// 4219 / 3149, goccy/go-json 1432 / 1039, bytedance/sonic 1408 / 2026,
-// valyala/fastjson (parse + build map) 1288 / -, segmentio/encoding
-// 4655 / 982.
+// The benchmarks below measure one record of the benchmark shape. The
+// comparison with JSON libraries behind the package doc is recorded in
+// bench/RESULTS.md.
 
 func BenchmarkDecodeJSON(b *testing.B) {
 	c := newJSON(nil)

@@ -309,3 +309,15 @@ func TestArena(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeOwned(t *testing.T) {
+	c := mustNew(t, "json", nil, Options{})
+	data := []byte(`{"a":"xyz","b":"q\"r"}`)
+	m, err := c.(OwnedDecoder).DecodeOwned(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["a"] != "xyz" || m["b"] != `q"r` {
+		t.Fatalf("got %v", m)
+	}
+}

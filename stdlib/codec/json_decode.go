@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // jsonDecoder parses one JSON document held in s. Strings without escapes
@@ -20,9 +21,15 @@ type jsonDecoder struct {
 
 const maxDepth = 1000
 
-// decodeObject parses data, which must hold exactly one JSON object.
-func decodeObject(data []byte, a *Arena) (map[string]any, error) {
-	d := jsonDecoder{s: a.Text(data), a: a}
+// decodeObject parses data, which must hold exactly one JSON object. With
+// owned set, strings of the result alias data.
+func decodeObject(data []byte, a *Arena, owned bool) (map[string]any, error) {
+	d := jsonDecoder{a: a}
+	if owned && len(data) > 0 {
+		d.s = unsafe.String(&data[0], len(data))
+	} else {
+		d.s = a.Text(data)
+	}
 	d.skipSpace()
 	if d.i >= len(d.s) {
 		return nil, errors.New("json: empty message")

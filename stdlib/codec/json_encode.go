@@ -49,8 +49,13 @@ func keyPrefix(name string, comma bool) []byte {
 }
 
 // Decode implements Codec.
-func (c *jsonCodec) Decode(data []byte) (map[string]any, error) {
-	m, err := decodeObject(data, &c.arena)
+func (c *jsonCodec) Decode(data []byte) (map[string]any, error) { return c.decode(data, false) }
+
+// DecodeOwned implements OwnedDecoder.
+func (c *jsonCodec) DecodeOwned(data []byte) (map[string]any, error) { return c.decode(data, true) }
+
+func (c *jsonCodec) decode(data []byte, owned bool) (map[string]any, error) {
+	m, err := decodeObject(data, &c.arena, owned)
 	if err != nil {
 		return nil, err
 	}
@@ -71,11 +76,33 @@ func (c *jsonCodec) Append(dst []byte, v map[string]any) ([]byte, error) {
 }
 
 func (c *jsonCodec) appendUntyped(dst []byte, m map[string]any) ([]byte, error) {
-	if len(c.keys) != len(m) || !c.keysMatch(m) {
-		c.keys = c.keys[:0]
-		for _, k := range sortedKeys(m) {
-			c.keys = append(c.keys, cachedKey{name: k, prefix: keyPrefix(k, len(c.keys) > 0)})
+	start := len(dst)
+	if len(c.keys) == len(m) {
+		// Optimistically encode in the cached order; a key that is not
+		// there means another key set, so start again.
+		dst = append(dst, '{')
+		ok := true
+		for i := range c.keys {
+			k := &c.keys[i]
+			v, found := m[k.name]
+			if !found {
+				ok = false
+				break
+			}
+			dst = append(dst, k.prefix...)
+			var err error
+			if dst, err = appendValue(dst, v); err != nil {
+				return dst, fmt.Errorf("field %q: %w", k.name, err)
+			}
 		}
+		if ok {
+			return append(dst, '}'), nil
+		}
+		dst = dst[:start]
+	}
+	c.keys = c.keys[:0]
+	for _, k := range sortedKeys(m) {
+		c.keys = append(c.keys, cachedKey{name: k, prefix: keyPrefix(k, len(c.keys) > 0)})
 	}
 	dst = append(dst, '{')
 	for i := range c.keys {
@@ -87,15 +114,6 @@ func (c *jsonCodec) appendUntyped(dst []byte, m map[string]any) ([]byte, error) 
 		}
 	}
 	return append(dst, '}'), nil
-}
-
-func (c *jsonCodec) keysMatch(m map[string]any) bool {
-	for i := range c.keys {
-		if _, ok := m[c.keys[i].name]; !ok {
-			return false
-		}
-	}
-	return true
 }
 
 func (c *jsonCodec) appendTyped(dst []byte, m map[string]any) ([]byte, error) {

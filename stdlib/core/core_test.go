@@ -13,6 +13,7 @@ import (
 
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/codec"
 )
 
 // benchFields is the template of the benchmark record
@@ -202,7 +203,8 @@ func TestGenerateSpec(t *testing.T) {
 		}
 	}
 	u, _ := compileGenerator(&stdlib.Call{Name: "uuid"}, 1, 1)
-	if s := u.fn(0).(string); len(s) != 36 || s[14] != '4' || s != u.fn(0) {
+	var a codec.Arena
+	if s := u.fn(0, &a).(string); len(s) != 36 || s[14] != '4' || s != u.fn(0, &a) {
 		t.Errorf("uuid %q", s)
 	}
 }

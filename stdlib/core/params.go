@@ -68,10 +68,17 @@ func newCodec(cfg stdlib.Config, schema *types.Type) (codec.Codec, error) {
 	return codec.New(format, schema, opts)
 }
 
-// csvParams are the attributes of a CSV source or sink.
-var csvParams = []stdlib.Param{
-	{Name: "header", Type: stdlib.Bool, Default: true, Doc: "csv: the input starts with a header row naming the columns (a sink writes one at the top of each file)"},
-	{Name: "columns", Type: stdlib.ListOf(stdlib.String), Doc: "csv: the column names in order (default: the schema's fields, else the header row, else a sink's first record's sorted keys)"},
+// csvSourceParams are the CSV attributes of a source.
+var csvSourceParams = []stdlib.Param{
+	{Name: "header", Type: stdlib.Bool, Default: true, Doc: "csv: each file (or the stream) starts with a header row naming the columns; it is read again when a file is resumed"},
+	{Name: "columns", Type: stdlib.ListOf(stdlib.String), Doc: "csv: the column names in order (default: the schema's fields, else the header row); declared columns win over a header row, which is then skipped"},
+	{Name: "delimiter", Type: stdlib.String, Default: ",", Doc: "csv: the one-byte field delimiter"},
+}
+
+// csvSinkParams are the CSV attributes of a sink.
+var csvSinkParams = []stdlib.Param{
+	{Name: "header", Type: stdlib.Bool, Default: true, Doc: "csv: start each output file (or the stream) with a header row naming the columns"},
+	{Name: "columns", Type: stdlib.ListOf(stdlib.String), Doc: "csv: the columns to write, in order (default: the schema's or input type's fields, else the first record's sorted keys); a missing field is an empty cell"},
 	{Name: "delimiter", Type: stdlib.String, Default: ",", Doc: "csv: the one-byte field delimiter"},
 }
 

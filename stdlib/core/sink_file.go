@@ -30,7 +30,7 @@ var FileSinkSpec = &stdlib.Spec{
 		{Name: "format", Type: stdlib.Enum("json", "csv", "lines"), Default: stdlib.Ident("json"), Doc: "json: one object per line; csv: one row per line (a header row opens each file when header = true); lines: the record's value field as text"},
 		{Name: "rotate_size", Type: stdlib.Size, Default: int64(0), Doc: "start a new file before one would grow past this size; 0 never rotates by size"},
 		{Name: "rotate_interval", Type: stdlib.Duration, Default: time.Duration(0), Doc: "start a new file when the current one has been open this long; 0 never rotates by time"},
-	}, csvParams...),
+	}, csvSinkParams...),
 	Delivery: []stdlib.Delivery{stdlib.ExactlyOnce, stdlib.AtLeastOnce},
 	Schema:   true,
 	Check: func(attrs map[string]any) []stdlib.AttrError {

@@ -20,7 +20,7 @@ var StdoutSpec = &stdlib.Spec{
 	Summary: "records to standard output, one per line (JSON lines, CSV or raw lines)",
 	Params: append([]stdlib.Param{
 		{Name: "format", Type: stdlib.Enum("json", "csv", "lines"), Default: stdlib.Ident("json"), Doc: "json: one object per line; csv: one row per line (header row first when header = true); lines: the record's value field as text"},
-	}, csvParams...),
+	}, csvSinkParams...),
 	Delivery: []stdlib.Delivery{stdlib.AtLeastOnce, stdlib.AtMostOnce},
 	Schema:   true,
 	NewSink: func(cfg stdlib.Config) (stdlib.Sink, error) {

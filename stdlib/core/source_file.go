@@ -30,7 +30,7 @@ var FileSourceSpec = &stdlib.Spec{
 		{Name: "poll", Type: stdlib.Duration, Default: 250 * time.Millisecond, Doc: "how often a followed file is checked for new data"},
 		{Name: "start", Type: stdlib.Enum("beginning", "end"), Default: stdlib.Ident("beginning"), Doc: "where a file present at start and without a stored position is read from: its beginning, or its end (only data appended later); files appearing later are read from their beginning"},
 		batchParam,
-	}, csvParams...),
+	}, csvSourceParams...),
 	Bounded: true,
 	Schema:  true,
 	Output:  rawOutput,
@@ -68,6 +68,7 @@ type tailFile struct {
 	codec codec.Codec
 	off   int64  // offset of buf[0] in the file
 	buf   []byte // read but not yet consumed
+	lines int    // newlines in buf
 	eof   bool
 	err   error // a read error, reported once
 }
@@ -282,7 +283,7 @@ func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
 			return nil, fmt.Errorf("file %q: %v", s.cfg.Stage, err)
 		}
 	}
-	for !tf.eof && bytes.Count(tf.buf, []byte{'\n'}) < s.batch {
+	for !tf.eof && tf.lines < s.batch {
 		if err := tf.fill(); err != nil {
 			return nil, fmt.Errorf("file %q: %s: %v", s.cfg.Stage, tf.path, err)
 		}
@@ -291,6 +292,7 @@ func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
 	data := tf.buf
 	n := 0
 	end := 0
+	newlines := 0
 	for n < s.batch {
 		i := bytes.IndexByte(data[end:], '\n')
 		if i < 0 {
@@ -302,6 +304,7 @@ func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
 		}
 		end += i + 1
 		n++
+		newlines++
 	}
 	if end == 0 {
 		return nil, nil
@@ -325,7 +328,14 @@ func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
 			continue
 		}
 		r := stdlib.Record{Partition: -1, Pos: pos, Raw: line}
-		v, err := tf.codec.Decode(line)
+		var v map[string]any
+		var err error
+		if od, ok := tf.codec.(codec.OwnedDecoder); ok {
+			// chunk is this batch's own copy, never written again.
+			v, err = od.DecodeOwned(line)
+		} else {
+			v, err = tf.codec.Decode(line)
+		}
 		if err != nil {
 			r.Err = fmt.Errorf("%s at byte %d: %w", tf.path, lineStart, err)
 		} else {
@@ -335,6 +345,7 @@ func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
 	}
 	tf.buf = tf.buf[end:]
 	tf.off += int64(end)
+	tf.lines -= newlines
 	if len(recs) == 0 {
 		// Only blank lines: report progress through an empty read.
 		return s.readFile(tf)
@@ -354,6 +365,7 @@ func (tf *tailFile) fill() error {
 		tf.buf = tf.buf[:0:cap(tf.buf)]
 	}
 	n, err := tf.f.Read(tf.buf[len(tf.buf):cap(tf.buf)])
+	tf.lines += bytes.Count(tf.buf[len(tf.buf):len(tf.buf)+n], []byte{'\n'})
 	tf.buf = tf.buf[:len(tf.buf)+n]
 	if errors.Is(err, io.EOF) || (n == 0 && err == nil) {
 		tf.eof = true
@@ -373,7 +385,7 @@ func (tf *tailFile) checkTruncated() error {
 		if _, err := tf.f.Seek(0, io.SeekStart); err != nil {
 			return err
 		}
-		tf.off, tf.buf, tf.eof = 0, tf.buf[:0], false
+		tf.off, tf.buf, tf.eof, tf.lines = 0, tf.buf[:0], false, 0
 	}
 	return nil
 }

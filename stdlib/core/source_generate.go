@@ -11,6 +11,7 @@ import (
 
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/codec"
 )
 
 func init() { stdlib.MustRegister(GenerateSpec) }
@@ -35,20 +36,21 @@ var GenerateSpec = &stdlib.Spec{
 	},
 }
 
-const generatorDoc = `the record template: field name = generator or literal. Record number n counts from 0 over all tasks. Generators:
-seq(start = 1, step = 1) int: start + n*step;
-pick(list) the list's item type: a random item;
-random_int(min, max) int: uniform in [min, max];
-random_float(min, max, decimals = 2) float: uniform in [min, max), rounded;
-random_bool() bool;
-timestamp(start = "2024-01-01T00:00:00Z", step = 1s) timestamp: start + n*step;
-now() timestamp: the wall clock (not deterministic);
-uuid() string: a random version 4 UUID;
-format(pattern, args...) string: fmt-style, each arg a generator or literal ("u%d", random_int(1, 100)).
-Literals (strings, numbers, bools) are constant fields. Random generators depend only on seed, field and n, so a restart regenerates the same records`
+const generatorDoc = "the record template { field = generator or literal, ... }; record number n counts from 0 over all tasks. " +
+	"Generators: seq(start = 1, step = 1) int, start + n*step; " +
+	"pick(list) an item of the list at random; " +
+	"random_int(min, max) int in [min, max]; " +
+	"random_float(min, max, decimals = 2) float in [min, max), rounded down; " +
+	"random_bool() bool; " +
+	"timestamp(start = \"2024-01-01T00:00:00Z\", step = 1s) timestamp, start + n*step; " +
+	"now() timestamp, the wall clock (not deterministic); " +
+	"uuid() string, a random version 4 UUID; " +
+	"format(pattern, args...) string, fmt-style, each arg a generator or literal: format(\"u%d\", random_int(1, 100)). " +
+	"Literals (strings, numbers, bools) are constant fields. Random values depend only on seed, field and n, so a restart regenerates the same records; " +
+	"the output type's fields are in name order"
 
 // genFunc produces a field's value for record number n (over all tasks).
-type genFunc func(n uint64) any
+type genFunc func(n uint64, a *codec.Arena) any
 
 // generator describes a compiled field generator.
 type generator struct {
@@ -63,12 +65,12 @@ func compileGenerator(v any, seed, salt uint64) (generator, error) {
 		switch v := v.(type) {
 		case string, int64, float64, bool:
 			c := v
-			return generator{fn: func(uint64) any { return c }, typ: literalType(v)}, nil
+			return generator{fn: func(uint64, *codec.Arena) any { return c }, typ: literalType(v)}, nil
 		case stdlib.Ident:
-			c := string(v)
-			return generator{fn: func(uint64) any { return c }, typ: types.StringType}, nil
+			var c any = string(v)
+			return generator{fn: func(uint64, *codec.Arena) any { return c }, typ: types.StringType}, nil
 		case nil:
-			return generator{fn: func(uint64) any { return nil }, typ: types.AnyType.WithOptional(true)}, nil
+			return generator{fn: func(uint64, *codec.Arena) any { return nil }, typ: types.AnyType.WithOptional(true)}, nil
 		}
 		return generator{}, fmt.Errorf("want a generator call or a literal, not %T", v)
 	}
@@ -78,7 +80,7 @@ func compileGenerator(v any, seed, salt uint64) (generator, error) {
 	switch call.Name {
 	case "seq":
 		start, step := a.int("start", 0, 1), a.int("step", 1, 1)
-		g = generator{fn: func(n uint64) any { return start + int64(n)*step }, typ: types.IntType}
+		g = generator{fn: func(n uint64, a *codec.Arena) any { return a.Int(start + int64(n)*step) }, typ: types.IntType}
 	case "pick":
 		l, ok := a.get("list", 0).([]any)
 		if !ok || len(l) == 0 {
@@ -91,18 +93,18 @@ func compileGenerator(v any, seed, salt uint64) (generator, error) {
 			}
 		}
 		k := uint64(len(items))
-		g = generator{fn: func(n uint64) any { return items[mix(key, n)%k] }, typ: listItemType(items)}
+		g = generator{fn: func(n uint64, a *codec.Arena) any { return items[mix(key, n)%k] }, typ: listItemType(items)}
 	case "random_int":
 		lo, hi := a.int("min", 0, 0), a.int("max", 1, 100)
 		if hi < lo {
 			return g, fmt.Errorf("random_int: max %d is below min %d", hi, lo)
 		}
 		span := uint64(hi-lo) + 1
-		g = generator{fn: func(n uint64) any {
+		g = generator{fn: func(n uint64, a *codec.Arena) any {
 			if span == 0 { // the full int64 range
-				return int64(mix(key, n))
+				return a.Int(int64(mix(key, n)))
 			}
-			return lo + int64(mix(key, n)%span)
+			return a.Int(lo + int64(mix(key, n)%span))
 		}, typ: types.IntType}
 	case "random_float":
 		lo, hi := a.float("min", 0, 0), a.float("max", 1, 1)
@@ -114,12 +116,12 @@ func compileGenerator(v any, seed, salt uint64) (generator, error) {
 			return g, fmt.Errorf("random_float: decimals must be between 0 and 15, not %d", dec)
 		}
 		scale := math.Pow(10, float64(dec))
-		g = generator{fn: func(n uint64) any {
+		g = generator{fn: func(n uint64, a *codec.Arena) any {
 			f := lo + (hi-lo)*float64(mix(key, n)>>11)/(1<<53)
-			return math.Floor(f*scale) / scale
+			return a.Float(math.Floor(f*scale) / scale)
 		}, typ: types.FloatType}
 	case "random_bool":
-		g = generator{fn: func(n uint64) any { return mix(key, n)&1 == 1 }, typ: types.BoolType}
+		g = generator{fn: func(n uint64, a *codec.Arena) any { return mix(key, n)&1 == 1 }, typ: types.BoolType}
 	case "timestamp":
 		start := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 		if s, ok := a.get("start", 0).(string); ok {
@@ -133,11 +135,11 @@ func compileGenerator(v any, seed, salt uint64) (generator, error) {
 		if d, ok := a.get("step", 1).(time.Duration); ok {
 			step = d
 		}
-		g = generator{fn: func(n uint64) any { return start.Add(time.Duration(n) * step) }, typ: types.TimestampType}
+		g = generator{fn: func(n uint64, a *codec.Arena) any { return a.Time(start.Add(time.Duration(n) * step)) }, typ: types.TimestampType}
 	case "now":
-		g = generator{fn: func(uint64) any { return time.Now().UTC() }, typ: types.TimestampType}
+		g = generator{fn: func(uint64, *codec.Arena) any { return time.Now().UTC() }, typ: types.TimestampType}
 	case "uuid":
-		g = generator{fn: func(n uint64) any { return uuid4(mix(key, n), mix(key^0xA5A5A5A5, n)) }, typ: types.StringType}
+		g = generator{fn: func(n uint64, a *codec.Arena) any { return a.String(uuid4(mix(key, n), mix(key^0xA5A5A5A5, n))) }, typ: types.StringType}
 	case "format":
 		pattern, ok := a.get("pattern", 0).(string)
 		if !ok {
@@ -156,11 +158,11 @@ func compileGenerator(v any, seed, salt uint64) (generator, error) {
 			subs = append(subs, sg.fn)
 		}
 		vals := make([]any, len(subs))
-		g = generator{fn: func(n uint64) any {
+		g = generator{fn: func(n uint64, a *codec.Arena) any {
 			for i, f := range subs {
-				vals[i] = f(n)
+				vals[i] = f(n, a)
 			}
-			return fmt.Sprintf(pattern, vals...)
+			return a.String(fmt.Sprintf(pattern, vals...))
 		}, typ: types.StringType}
 	default:
 		return g, fmt.Errorf("unknown generator %q (want seq, pick, random_int, random_float, random_bool, timestamp, now, uuid or format)", call.Name)
@@ -318,11 +320,11 @@ func generateCheck(attrs map[string]any) []stdlib.AttrError {
 	if r, ok := attrs["rate"].(float64); ok && r < 0 {
 		errs = append(errs, stdlib.AttrError{Attr: "rate", Message: fmt.Sprintf("rate must not be negative, not %v", r)})
 	}
-	fields, _ := attrs["fields"].(map[string]any)
-	if len(fields) == 0 {
-		if _, set := attrs["fields"]; set {
-			errs = append(errs, stdlib.AttrError{Attr: "fields", Message: "fields must name at least one field"})
-		}
+	fields, isMap := attrs["fields"].(map[string]any)
+	if v, set := attrs["fields"]; set && !isMap {
+		errs = append(errs, stdlib.AttrError{Attr: "fields", Message: fmt.Sprintf("fields must be a map of field name to generator, not %T", v)})
+	} else if set && len(fields) == 0 {
+		errs = append(errs, stdlib.AttrError{Attr: "fields", Message: "fields must name at least one field"})
 	}
 	_, _, ferrs := compileFields(fields, 0)
 	return append(errs, ferrs...)
@@ -333,6 +335,7 @@ func generateCheck(attrs map[string]any) []stdlib.AttrError {
 // offset of its k-th record is k.
 type generate struct {
 	stage     string
+	arena     codec.Arena
 	partition string
 	names     []string
 	gens      []genFunc
@@ -443,7 +446,7 @@ func (g *generate) Read(ctx context.Context) ([]stdlib.Record, error) {
 		global := seq*g.tasks + g.task
 		m := make(map[string]any, len(g.names))
 		for j, name := range g.names {
-			m[name] = g.gens[j](global)
+			m[name] = g.gens[j](global, &g.arena)
 		}
 		r := &batch[i]
 		r.Value = m

@@ -22,7 +22,7 @@ var StdinSpec = &stdlib.Spec{
 	Params: append([]stdlib.Param{
 		{Name: "format", Type: stdlib.Enum("json", "csv", "lines"), Default: stdlib.Ident("lines"), Doc: "json: one object per line; csv: one row per line; lines: each line as {value: string}"},
 		batchParam,
-	}, csvParams...),
+	}, csvSourceParams...),
 	Bounded: true,
 	Schema:  true,
 	Output: func(attrs map[string]any) *types.Type {

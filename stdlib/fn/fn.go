@@ -53,9 +53,9 @@ func IsNonDeterministic(name string) bool {
 	return ok && f.NonDeterministic
 }
 
-// Disabled lists expr builtins that the library replaces; callers pass them
-// to expr.DisableBuiltin (Options already does).
-var Disabled = []string{"now"}
+// replaced lists the expr builtins that the library replaces; Options
+// disables them.
+var replaced = []string{"now"}
 
 // def is a registry entry: documentation, implementation and the typed
 // signatures the checker matches calls against.
@@ -80,8 +80,8 @@ func Options(now func() time.Time) []expr.Option {
 		now = time.Now
 	}
 	st := &state{now: now, regexps: newRegexpCache(512)}
-	opts := make([]expr.Option, 0, len(registry)+len(Disabled))
-	for _, name := range Disabled {
+	opts := make([]expr.Option, 0, len(registry)+len(replaced))
+	for _, name := range replaced {
 		opts = append(opts, expr.DisableBuiltin(name))
 	}
 	for _, d := range registry {

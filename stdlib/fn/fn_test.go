@@ -30,7 +30,6 @@ func env() map[string]any {
 }
 
 func eval(t *testing.T, src string) (any, error) {
-	t.Helper()
 	opts := append([]expr.Option{expr.Env(env())}, fn.Options(func() time.Time { return clock })...)
 	p, err := expr.Compile(src, opts...)
 	if err != nil {

@@ -180,7 +180,7 @@ func TestExactlyOnceSink(t *testing.T) {
 	if err := snk.Write(ctx, records(5, "c")); err != nil {
 		t.Fatal(err)
 	}
-	if err := snk.(*sink).flush(ctx, nil); err != nil {
+	if err := snk.(*sink).flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	next := eosSink(t, brokers, topic, nil)

@@ -209,9 +209,11 @@ func (s *sink) completed(msgs []kafka.Message, err error) {
 // the sink's.
 func (s *sink) message(r *stdlib.Record, buf []byte) (kafka.Message, []byte, error) {
 	var m kafka.Message
-	m.Topic = r.Topic
+	// A fixed topic wins over the topic a record was read from; without
+	// one, topic := expr (or the source topic) decides.
+	m.Topic = s.topic
 	if m.Topic == "" {
-		m.Topic = s.topic
+		m.Topic = r.Topic
 	}
 	if m.Topic == "" {
 		return m, buf, errors.New("record has no topic and the sink sets none")

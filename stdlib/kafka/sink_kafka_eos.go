@@ -192,7 +192,8 @@ func (s *sink) readHeld(ctx context.Context) (map[string]stdlib.Position, error)
 
 func (s *sink) writeEOS(ctx context.Context, msgs []kafka.Message) error {
 	e := s.eos
-	var full []topicPart
+	limit := min(s.batchBytes, maxBatchBytes)
+	ready := map[topicPart][][]protocol.Record{}
 	for i := range msgs {
 		m := &msgs[i]
 		ids, err := e.partitions(ctx, s.cl, m.Topic)
@@ -206,50 +207,58 @@ func (s *sink) writeEOS(ctx context.Context, msgs []kafka.Message) error {
 			e.buf[key] = b
 		}
 		r := protocol.Record{Time: m.Time, Key: protocol.NewBytes(m.Key), Value: protocol.NewBytes(m.Value)}
+		size := int64(len(m.Key) + len(m.Value) + 24)
 		if len(m.Headers) > 0 {
 			r.Headers = make([]protocol.Header, len(m.Headers))
 			for j, h := range m.Headers {
 				r.Headers[j] = protocol.Header{Key: h.Key, Value: h.Value}
+				size += int64(len(h.Key) + len(h.Value) + 8)
 			}
+		}
+		if b.bytes+size > limit && len(b.recs) > 0 {
+			ready[key] = append(ready[key], b.recs)
+			b.recs, b.bytes = nil, 0
 		}
 		b.recs = append(b.recs, r)
-		b.bytes += int64(len(m.Key) + len(m.Value) + 16)
-		if b.bytes >= s.batchBytes && (len(full) == 0 || full[len(full)-1] != key) {
-			full = append(full, key)
-		}
+		b.bytes += size
 	}
-	return s.flush(ctx, full)
+	return s.produce(ctx, ready)
 }
 
-// flush produces the buffers of keys (all buffers when keys is nil) into
-// the open transaction, one request per partition, concurrently.
-func (s *sink) flush(ctx context.Context, keys []topicPart) error {
-	e := s.eos
-	if keys == nil {
-		for k, b := range e.buf {
-			if len(b.recs) > 0 {
-				keys = append(keys, k)
-			}
+// maxBatchBytes keeps a batch under the brokers' default message.max.bytes.
+const maxBatchBytes = 1000000
+
+// flush produces every buffered record into the open transaction.
+func (s *sink) flush(ctx context.Context) error {
+	ready := map[topicPart][][]protocol.Record{}
+	for k, b := range s.eos.buf {
+		if len(b.recs) > 0 {
+			ready[k] = append(ready[k], b.recs)
+			b.recs, b.bytes = nil, 0
 		}
 	}
+	return s.produce(ctx, ready)
+}
+
+// produce sends the batches of each partition in order, partitions
+// concurrently.
+func (s *sink) produce(ctx context.Context, ready map[topicPart][][]protocol.Record) error {
+	e := s.eos
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
 		errs []error
 	)
-	for _, k := range keys {
-		b := e.buf[k]
-		if b == nil || len(b.recs) == 0 {
-			continue
-		}
-		recs := b.recs
-		b.recs, b.bytes = nil, 0
+	for k, batches := range ready {
 		e.dirty = true
 		wg.Go(func() {
-			if err := e.p.Produce(ctx, k.topic, k.partition, recs); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
+			for _, recs := range batches {
+				if err := e.p.Produce(ctx, k.topic, k.partition, recs); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
 			}
 		})
 	}
@@ -262,7 +271,7 @@ func (s *sink) flush(ctx context.Context, keys []topicPart) error {
 
 func (s *sink) checkpointEOS(ctx context.Context, cp stdlib.Checkpoint) error {
 	e := s.eos
-	if err := s.flush(ctx, nil); err != nil {
+	if err := s.flush(ctx); err != nil {
 		return err
 	}
 	var recs []protocol.Record

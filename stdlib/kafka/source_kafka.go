@@ -142,6 +142,10 @@ type source struct {
 	genDone chan struct{}
 	parts   map[string]*partState
 	stale   bool // leaders must be looked up again
+
+	// mu serialises the decoding of concurrent fetches (one per leader):
+	// the codec and the partition states are not safe for concurrent use.
+	mu sync.Mutex
 }
 
 func newSource(cfg stdlib.Config) (*source, error) {
@@ -237,6 +241,7 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 		HeartbeatInterval:     hb,
 		RebalanceTimeout:      d,
 		JoinGroupBackoff:      200 * time.Millisecond,
+		Timeout:               2*d + 5*time.Second, // a join waits up to the rebalance timeout
 		WatchPartitionChanges: true,
 	})
 	if err != nil {
@@ -268,9 +273,19 @@ func (s *source) assignStatic(ctx context.Context, meta map[string][]kafka.Parti
 
 // join waits for the next group generation and positions its partitions.
 func (s *source) join(ctx context.Context) error {
-	gen, err := s.cg.Next(ctx)
-	if err != nil {
-		return fmt.Errorf("kafka source %q: join group %q: %w", s.cfg.Stage, s.group, err)
+	var gen *kafka.Generation
+	for {
+		var err error
+		gen, err = s.cg.Next(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
+			return fmt.Errorf("kafka source %q: join group %q: %w", s.cfg.Stage, s.group, err)
+		}
+		// The group retries by itself (a member that died is still being
+		// waited for, the coordinator moved): report and wait for it.
+		s.log.Warn("kafka group join failed; retrying", "stage", s.cfg.Stage, "group", s.group, "err", err)
 	}
 	done := make(chan struct{})
 	gen.Start(func(gctx context.Context) {
@@ -423,13 +438,9 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 			}
 			continue
 		}
-		recs, err := s.fetch(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if len(recs) > 0 {
-			return recs, nil
-		}
+		// An empty answer returns too (after max_wait), so that the
+		// caller gets to commit between reads of an idle source.
+		return s.fetch(ctx)
 	}
 }
 
@@ -515,7 +526,9 @@ func (s *source) fetchFrom(ctx context.Context, ps []*partState) ([]stdlib.Recor
 		}
 		var fe *fetchAPI.Error
 		if errors.As(err, &fe) {
+			s.mu.Lock()
 			s.stale = true // leaders moved
+			s.mu.Unlock()
 			return nil, nil
 		}
 		return nil, fmt.Errorf("kafka source %q: fetch: %w", s.cfg.Stage, err)
@@ -527,6 +540,8 @@ func (s *source) fetchFrom(ctx context.Context, ps []*partState) ([]stdlib.Recor
 	if res.ErrorCode != 0 {
 		return nil, fmt.Errorf("kafka source %q: fetch: %w", s.cfg.Stage, kafka.Error(res.ErrorCode))
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var out []stdlib.Record
 	for ti := range res.Topics {
 		rt := &res.Topics[ti]
@@ -706,13 +721,17 @@ func (s *source) record(p *partState, r *protocol.Record) (stdlib.Record, error)
 	if err != nil {
 		return stdlib.Record{}, fmt.Errorf("kafka source %q: read %s@%d: %w", s.cfg.Stage, p.key, r.Offset, err)
 	}
+	// A message that does not decode goes on with Err set: the stage's
+	// error policy decides (fail, skip, dead letter).
+	var derr error
 	v, err := s.val.Decode(val)
 	if err != nil {
-		return stdlib.Record{}, fmt.Errorf("kafka source %q: decode value of %s@%d: %w", s.cfg.Stage, p.key, r.Offset, err)
+		derr = fmt.Errorf("decode value of %s@%d: %w", p.key, r.Offset, err)
 	}
 	key, err := decodeKey(s.keyFormat, kb)
 	if err != nil {
-		return stdlib.Record{}, fmt.Errorf("kafka source %q: decode key of %s@%d: %w", s.cfg.Stage, p.key, r.Offset, err)
+		key = kb
+		derr = errors.Join(derr, fmt.Errorf("decode key of %s@%d: %w", p.key, r.Offset, err))
 	}
 	var hs []stdlib.Header
 	if len(r.Headers) > 0 {
@@ -730,6 +749,7 @@ func (s *source) record(p *partState, r *protocol.Record) (stdlib.Record, error)
 		Partition: int32(p.partition),
 		Pos:       stdlib.Position{Source: s.cfg.Stage, Partition: p.key, Offset: r.Offset},
 		Raw:       val,
+		Err:       derr,
 	}, nil
 }
 

@@ -164,6 +164,7 @@ type column struct {
 	Name       string
 	Type       string // udt_name: int8, text, timestamptz, _int4, ...
 	SQLType    string // format_type: bigint, character varying(20), ...
+	BaseType   string // format_type without modifiers: character varying
 	Nullable   bool
 	HasDefault bool
 	MaxLen     int // character_maximum_length, 0 if none
@@ -189,7 +190,7 @@ func resolveSchema(ctx context.Context, q queryer, t tableName) (tableName, erro
 // readColumns returns the columns of t in order; none if t does not exist.
 func readColumns(ctx context.Context, q queryer, t tableName) ([]column, error) {
 	rows, err := q.Query(ctx, `
-SELECT a.attname, t.typname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, a.atthasdef,
+SELECT a.attname, t.typname, format_type(a.atttypid, a.atttypmod), format_type(a.atttypid, NULL), NOT a.attnotnull, a.atthasdef,
        COALESCE(information_schema._pg_char_max_length(a.atttypid, a.atttypmod), 0)
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
@@ -203,7 +204,7 @@ ORDER BY a.attnum`, t.Schema, t.Name)
 	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (column, error) {
 		var c column
 		var maxLen int32
-		err := r.Scan(&c.Name, &c.Type, &c.SQLType, &c.Nullable, &c.HasDefault, &maxLen)
+		err := r.Scan(&c.Name, &c.Type, &c.SQLType, &c.BaseType, &c.Nullable, &c.HasDefault, &maxLen)
 		c.MaxLen = int(maxLen)
 		return c, err
 	})

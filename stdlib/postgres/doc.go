@@ -7,15 +7,21 @@
 //
 // # Sink
 //
-// The sink writes the records it receives into one table, by COPY (insert
-// mode) or by COPY into a session temporary table followed by one
-// INSERT ... ON CONFLICT DO UPDATE (upsert mode) or DELETE ... USING (delete
-// mode). Rows reach the server during the Write that brought them, inside the
-// task's open transaction, so a row the server rejects (a NOT NULL, CHECK,
-// foreign key or unique violation) is reported as a [stdlib.RecordError]
-// naming that record: the batch statement is retried row by row under
-// savepoints to find it. Values are also checked against the column types
-// before they are sent.
+// The sink writes the records it receives into one table: by COPY (insert
+// mode), or by one INSERT ... SELECT FROM unnest(...) ON CONFLICT DO UPDATE
+// (upsert mode) or DELETE ... USING unnest(...) (delete mode) taking one
+// array per column. Statements run inside the task's open transaction.
+//
+// Each record is checked against the real columns in Write (type, range,
+// length, NOT NULL, text the server cannot store): a record that fails is a
+// [stdlib.RecordError] naming it, and the executor's error policy applies.
+// When nothing else in the table can reject a row (no CHECK, foreign key,
+// exclusion or unique constraint beyond the upsert key, no trigger, no
+// domain type), rows of several Writes are buffered and sent together,
+// every `batch` rows or `flush` interval and at every checkpoint. Otherwise
+// the rows go to the server before Write returns, so that a row it rejects
+// (a CHECK or unique violation, say) is still reported against its record:
+// the statement is retried by bisection under savepoints to find it.
 //
 // Delivery:
 //   - exactly_once: the transaction stays open until Checkpoint, which

@@ -103,7 +103,7 @@ type sink struct {
 	mode         opKind // opInsert, opUpsert or opDelete
 	keys         []string
 	batch        int
-	flush        time.Duration
+	flushEvery   time.Duration
 	create       bool
 	evolve       bool
 	retryTimeout time.Duration
@@ -117,10 +117,13 @@ type sink struct {
 	tx           pgx.Tx
 	txStart      time.Time
 	txRows       int
-	done         []step          // steps of the open transaction
-	tmp          map[string]bool // temp tables known to exist in the open transaction
+	done         []step // steps of the open transaction
 	cols         map[string]*column
 	order        []string // table columns in table order
+
+	writes   uint64    // Write calls so far
+	buf      rowBuffer // rows not yet sent
+	coalesce bool      // rows of several Writes may share a statement
 }
 
 func newSink(cfg stdlib.Config) (*sink, error) {
@@ -128,7 +131,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		log:          cfg.Logger,
 		dsn:          cfg.String("dsn"),
 		batch:        int(cfg.Int("batch")),
-		flush:        cfg.Duration("flush"),
+		flushEvery:   cfg.Duration("flush"),
 		create:       cfg.Bool("create_table"),
 		evolve:       cfg.String("evolve") == "add_columns",
 		retryTimeout: cfg.Duration("retry_timeout"),
@@ -140,7 +143,6 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.log = s.log.With("stage", cfg.Stage, "task", cfg.Task)
 	if cfg.Tasks > 1 {
 		s.sinkID = fmt.Sprintf("%s/%d", cfg.Stage, cfg.Task)
 	}
@@ -171,8 +173,8 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	if s.batch <= 0 {
 		s.batch = 10000
 	}
-	if s.flush <= 0 {
-		s.flush = time.Second
+	if s.flushEvery <= 0 {
+		s.flushEvery = time.Second
 	}
 	if s.retryTimeout <= 0 {
 		s.retryTimeout = 5 * time.Minute
@@ -250,6 +252,14 @@ func (s *sink) prepare(ctx context.Context) ([]stdlib.Position, error) {
 			return nil, err
 		}
 	}
+	why, err := s.bufferable(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.coalesce = why == ""
+	if !s.coalesce {
+		s.log.Info("postgres: rows are sent at the end of every Write", "table", s.table.String(), "because", why)
+	}
 	if !s.exactly {
 		return nil, nil
 	}
@@ -257,6 +267,55 @@ func (s *sink) prepare(ctx context.Context) ([]stdlib.Position, error) {
 		return nil, err
 	}
 	return s.readHeld(ctx)
+}
+
+// bufferable tells why rows of several Writes may not share a statement,
+// or "" if they may: the table has nothing but column types and NOT NULL
+// (which convert checks before sending) that could make the server reject a
+// row. Otherwise a rejected row must be found while the Write that brought
+// it is still running.
+func (s *sink) bufferable(ctx context.Context) (string, error) {
+	var why string
+	err := s.conn.QueryRow(ctx, `
+WITH rel AS (SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = $2)
+SELECT CASE
+  WHEN (SELECT relkind FROM rel) <> 'r' THEN 'not a plain table'
+  WHEN EXISTS (SELECT 1 FROM pg_constraint k, rel WHERE k.conrelid = rel.oid AND k.contype IN ('c', 'f', 'x', 't'))
+    THEN 'check, foreign key or exclusion constraints'
+  WHEN EXISTS (SELECT 1 FROM pg_constraint k, rel WHERE k.confrelid = rel.oid) THEN 'referenced by foreign keys'
+  WHEN EXISTS (SELECT 1 FROM pg_trigger g, rel WHERE g.tgrelid = rel.oid AND NOT g.tgisinternal) THEN 'triggers'
+  WHEN EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid, rel
+               WHERE a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped AND t.typtype = 'd') THEN 'domain types'
+  WHEN EXISTS (SELECT 1 FROM rel, pg_class c WHERE c.oid = rel.oid AND c.relrowsecurity) THEN 'row level security'
+  ELSE '' END`,
+		s.table.Schema, s.table.Name).Scan(&why)
+	if err != nil {
+		return "", fmt.Errorf("read constraints of %q: %w", s.table.String(), err)
+	}
+	if why != "" {
+		return why, nil
+	}
+	var uniques []string
+	if err := s.conn.QueryRow(ctx, `
+SELECT COALESCE(array_agg(array_to_string(ARRAY(
+    SELECT a.attname FROM unnest(i.indkey) k(n) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
+    ORDER BY a.attname), ',')), '{}')
+FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique`, s.table.Schema, s.table.Name).Scan(&uniques); err != nil {
+		return "", fmt.Errorf("read unique indexes of %q: %w", s.table.String(), err)
+	}
+	keys := slices.Clone(s.keys)
+	slices.Sort(keys)
+	for _, u := range uniques {
+		if s.mode == opInsert {
+			return "unique indexes in insert mode", nil
+		}
+		if u != strings.Join(keys, ",") {
+			return "unique indexes other than the key", nil
+		}
+	}
+	return "", nil
 }
 
 func (s *sink) modeName() string {
@@ -404,31 +463,38 @@ func (s *sink) readHeld(ctx context.Context) ([]stdlib.Position, error) {
 	return held, nil
 }
 
-// Write sends the batch into the open transaction.
+// Write converts the batch and buffers its rows. The buffer goes to the
+// server when it holds batch rows or is older than flush, or at the end of
+// every Write when the table has constraints only the server can check
+// (see [sink.bufferable]): then a row the server rejects is still reported
+// against the Write that brought it.
 func (s *sink) Write(ctx context.Context, batch []stdlib.Record) error {
 	if s.cols == nil {
 		return fmt.Errorf("postgres sink %q: not open", s.sinkID)
 	}
-	var rejected stdlib.RecordErrors
+	s.writes++
 	if s.evolve {
 		if err := s.evolveFor(ctx, batch); err != nil {
 			return err
 		}
 	}
-	steps, rerrs := s.build(batch)
-	rejected = append(rejected, rerrs...)
-	for _, st := range steps {
-		for start := 0; start < len(st.rows); start += s.batch {
-			end := min(start+s.batch, len(st.rows))
-			chunk := step{op: st.op, cols: st.cols, rows: st.rows[start:end], idx: st.idx[start:end]}
-			rerrs, err := s.apply(ctx, chunk)
-			if err != nil {
-				return fmt.Errorf("postgres sink %q: %w", s.sinkID, err)
-			}
-			rejected = append(rejected, rerrs...)
+	items, cols, rejected := s.convert(batch)
+	if len(s.buf.items) > 0 && !slices.Equal(cols, s.buf.cols) {
+		rerrs, err := s.flush(ctx)
+		if err != nil {
+			return err
 		}
+		rejected = append(rejected, rerrs...)
 	}
-	if !s.exactly && s.tx != nil && (s.txRows >= s.batch || time.Since(s.txStart) >= s.flush) {
+	s.buffer(items, cols)
+	if len(s.buf.items) > 0 && (!s.coalesce || len(s.buf.items) >= s.batch || time.Since(s.buf.since) >= s.flushEvery) {
+		rerrs, err := s.flush(ctx)
+		if err != nil {
+			return err
+		}
+		rejected = append(rejected, rerrs...)
+	}
+	if !s.exactly && s.tx != nil && (s.txRows >= s.batch || time.Since(s.txStart) >= s.flushEvery) {
 		if err := s.commit(ctx, nil); err != nil {
 			return fmt.Errorf("postgres sink %q: %w", s.sinkID, err)
 		}
@@ -438,6 +504,103 @@ func (s *sink) Write(ctx context.Context, batch []stdlib.Record) error {
 		return rejected
 	}
 	return nil
+}
+
+// item is one converted record.
+type item struct {
+	del   bool   // delete the key (else write the row)
+	row   []any  // the row, or the key values when del
+	key   string // upsert, delete: the key, encoded
+	write uint64 // the Write that brought it
+	idx   int    // its index in that Write's batch
+	pos   stdlib.Position
+}
+
+// rowBuffer holds the rows not yet sent.
+type rowBuffer struct {
+	cols  []string // columns of every buffered row
+	items []item
+	last  map[string]int // upsert, delete: key -> the item that counts
+	since time.Time      // when the oldest item came
+}
+
+func (s *sink) buffer(items []item, cols []string) {
+	if len(items) == 0 {
+		return
+	}
+	if len(s.buf.items) == 0 {
+		s.buf.cols = cols
+		s.buf.since = time.Now()
+		if s.mode != opInsert {
+			s.buf.last = make(map[string]int, len(items))
+		}
+	}
+	for _, it := range items {
+		s.buf.items = append(s.buf.items, it)
+		if s.mode != opInsert {
+			s.buf.last[it.key] = len(s.buf.items) - 1
+		}
+	}
+}
+
+// flush sends the buffered rows. It returns the rejection of rows of the
+// current Write; the rejection of a row of an earlier Write fails the call.
+func (s *sink) flush(ctx context.Context) (stdlib.RecordErrors, error) {
+	buf := s.buf
+	s.buf = rowBuffer{}
+	var keep []bool // upsert, delete: only the last item of a key counts
+	if buf.last != nil {
+		keep = make([]bool, len(buf.items))
+		for _, n := range buf.last {
+			keep[n] = true
+		}
+	}
+	up := step{op: s.mode, cols: buf.cols}
+	del := step{op: opDelete, cols: s.keys}
+	for n, it := range buf.items {
+		if keep != nil && !keep[n] {
+			continue
+		}
+		if it.del {
+			del.rows = append(del.rows, it.row)
+			del.idx = append(del.idx, n)
+		} else {
+			up.rows = append(up.rows, it.row)
+			up.idx = append(up.idx, n)
+		}
+	}
+	var steps []step
+	if len(up.rows) > 0 && s.mode != opDelete {
+		steps = append(steps, up)
+	}
+	if len(del.rows) > 0 {
+		steps = append(steps, del)
+	}
+	var rejected stdlib.RecordErrors
+	var late []string
+	for _, st := range steps {
+		for start := 0; start < len(st.rows); start += s.batch {
+			end := min(start+s.batch, len(st.rows))
+			chunk := step{op: st.op, cols: st.cols, rows: st.rows[start:end], idx: st.idx[start:end]}
+			rerrs, err := s.apply(ctx, chunk)
+			if err != nil {
+				return nil, fmt.Errorf("postgres sink %q: %w", s.sinkID, err)
+			}
+			for _, re := range rerrs {
+				it := buf.items[re.Index]
+				if it.write == s.writes {
+					rejected = append(rejected, stdlib.RecordError{Index: it.idx, Err: re.Err})
+				} else {
+					late = append(late, fmt.Sprintf("record at %s: %v", it.pos, re.Err))
+				}
+			}
+		}
+	}
+	if len(late) > 0 {
+		return nil, fmt.Errorf("postgres sink %q: %d buffered records rejected by the database: %s",
+			s.sinkID, len(late), strings.Join(late, "; "))
+	}
+	return rejected, nil
 }
 
 // isDelete reports whether r deletes its key (in upsert mode).
@@ -500,14 +663,14 @@ func (s *sink) keyValues(r *stdlib.Record) ([]any, error) {
 	return out, nil
 }
 
-// build converts a batch into steps: rows for COPY/upsert and keys to
-// delete, rejecting records whose values do not fit their columns.
-func (s *sink) build(batch []stdlib.Record) ([]step, stdlib.RecordErrors) {
+// convert converts a batch into items, rejecting the records whose values
+// do not fit their columns. cols are the columns written: the fields present
+// in the batch (and the key columns), in table order.
+func (s *sink) convert(batch []stdlib.Record) ([]item, []string, stdlib.RecordErrors) {
 	var rejected stdlib.RecordErrors
 	reject := func(i int, err error) {
 		rejected = append(rejected, stdlib.RecordError{Index: i, Err: err})
 	}
-	// Columns written: the fields present in the batch, in table order.
 	present := map[string]bool{}
 	writes := make([]bool, len(batch)) // record i writes a row (else it deletes)
 	for i := range batch {
@@ -521,48 +684,36 @@ func (s *sink) build(batch []stdlib.Record) ([]step, stdlib.RecordErrors) {
 		if !writes[i] {
 			continue
 		}
-		m, ok := r.Value.(map[string]any)
-		if !ok {
-			continue
-		}
-		for f := range m {
-			present[f] = true
+		if m, ok := r.Value.(map[string]any); ok {
+			for f := range m {
+				present[f] = true
+			}
 		}
 	}
 	var cols []string
+	var missing error // a NOT NULL column without default no record feeds
 	for _, name := range s.order {
 		if present[name] || slices.Contains(s.keys, name) {
 			cols = append(cols, name)
+		} else if c := s.cols[name]; !c.Nullable && !c.HasDefault && missing == nil {
+			missing = fmt.Errorf("column %q is NOT NULL and the record has no field %q", name, name)
 		}
 	}
 	keyPos := make([]int, len(s.keys)) // position of each key column in cols
 	for i, k := range s.keys {
 		keyPos[i] = slices.Index(cols, k)
 	}
-	type keyed struct {
-		del bool
-		row []any
-		idx int
-	}
-	var last map[string]int // key -> index into items (upsert, delete)
-	var items []keyed
-	if s.mode != opInsert {
-		last = make(map[string]int, len(batch))
-	}
+	items := make([]item, 0, len(batch))
 	var sb strings.Builder
 	for i := range batch {
 		r := &batch[i]
 		if !writes[i] {
-			if s.mode == opInsert {
-				continue
-			}
 			kv, err := s.keyValues(r)
 			if err != nil {
 				reject(i, err)
 				continue
 			}
-			items = append(items, keyed{del: true, row: kv, idx: i})
-			last[keyString(&sb, kv)] = len(items) - 1
+			items = append(items, item{del: true, row: kv, key: keyString(&sb, kv), write: s.writes, idx: i, pos: r.Pos})
 			continue
 		}
 		m, ok := r.Value.(map[string]any)
@@ -574,17 +725,26 @@ func (s *sink) build(batch []stdlib.Record) ([]step, stdlib.RecordErrors) {
 			}
 			continue
 		}
+		if missing != nil {
+			reject(i, missing)
+			continue
+		}
 		row := make([]any, len(cols))
 		var bad error
+		found := 0 // fields of m that have a column
 		for j, name := range cols {
-			v, err := toColumn(s.cols[name], m[name])
+			v, ok := m[name]
+			if ok {
+				found++
+			}
+			v, err := toColumn(s.cols[name], v)
 			if err != nil {
 				bad = fmt.Errorf("field %q: %w", name, err)
 				break
 			}
 			row[j] = v
 		}
-		if bad == nil {
+		if bad == nil && found < len(m) {
 			for f := range m {
 				if s.cols[f] == nil && f != "__op" && m[f] != nil {
 					bad = fmt.Errorf("field %q has no column in table %q (add the column or set evolve = add_columns)", f, s.table.String())
@@ -596,44 +756,17 @@ func (s *sink) build(batch []stdlib.Record) ([]step, stdlib.RecordErrors) {
 			reject(i, bad)
 			continue
 		}
-		items = append(items, keyed{row: row, idx: i})
+		it := item{row: row, write: s.writes, idx: i, pos: r.Pos}
 		if s.mode != opInsert {
-			kv := make([]any, 0, len(s.keys))
-			for _, j := range keyPos {
-				kv = append(kv, row[j])
+			kv := make([]any, len(keyPos))
+			for k, j := range keyPos {
+				kv[k] = row[j]
 			}
-			last[keyString(&sb, kv)] = len(items) - 1
+			it.key = keyString(&sb, kv)
 		}
+		items = append(items, it)
 	}
-	var keep []bool // upsert, delete: only the last record of a key counts
-	if last != nil {
-		keep = make([]bool, len(items))
-		for _, n := range last {
-			keep[n] = true
-		}
-	}
-	up := step{op: s.mode, cols: cols}
-	del := step{op: opDelete, cols: s.keys}
-	for n, it := range items {
-		if keep != nil && !keep[n] {
-			continue
-		}
-		if it.del {
-			del.rows = append(del.rows, it.row)
-			del.idx = append(del.idx, it.idx)
-		} else {
-			up.rows = append(up.rows, it.row)
-			up.idx = append(up.idx, it.idx)
-		}
-	}
-	var steps []step
-	if len(up.rows) > 0 && s.mode != opDelete {
-		steps = append(steps, up)
-	}
-	if len(del.rows) > 0 {
-		steps = append(steps, del)
-	}
-	return steps, rejected
+	return items, cols, rejected
 }
 
 // keyString encodes converted key values as a map key.

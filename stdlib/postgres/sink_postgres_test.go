@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
@@ -53,10 +54,16 @@ WHERE table_schema = '` + e.schema + `' AND table_name = 'events' ORDER BY ordin
 }
 
 func TestSinkTypesAndJSON(t *testing.T) {
+	for _, mode := range []string{"insert", "upsert"} {
+		t.Run(mode, func(t *testing.T) { testSinkTypes(t, mode) })
+	}
+}
+
+func testSinkTypes(t *testing.T, mode string) {
 	e := newPG(t)
 	e.exec(`CREATE TABLE ` + e.table("t") + ` (id int4 PRIMARY KEY, n int2, f real, d numeric(10,2), s varchar(5),
   b bytea, ok boolean, j jsonb, u uuid, at timestamp)`)
-	s, _ := e.openSink(e.sinkConfig(map[string]any{"table": e.table("t")}, nil, stdlib.AtLeastOnce))
+	s, _ := e.openSink(e.sinkConfig(map[string]any{"table": e.table("t"), "mode": stdlib.Ident(mode)}, nil, stdlib.AtLeastOnce))
 	batch := []stdlib.Record{
 		{Value: map[string]any{"id": int64(1), "n": int64(7), "f": 1.5, "d": 12.25, "s": "abc", "b": []byte{1, 2},
 			"ok": true, "j": map[string]any{"a": []any{int64(1), "x"}}, "u": "6ba7b810-9dad-11d1-80b4-00c04fd430c8",
@@ -436,5 +443,55 @@ func TestSinkCommitOutcome(t *testing.T) {
 	}
 	if n := e.count(e.table("co")); n != 2 {
 		t.Fatalf("%d rows, want 2", n)
+	}
+}
+
+// TestSinkBuffering checks that rows of several Writes share statements
+// when the table allows it, with the last record of a key winning across
+// Writes, and that a row the server rejects after its Write returned fails
+// the sink with its position.
+func TestSinkBuffering(t *testing.T) {
+	e := newPG(t)
+	e.exec(`CREATE TABLE ` + e.table("b") + ` (id bigint PRIMARY KEY, name text)`)
+	s, _ := e.openSink(e.sinkConfig(map[string]any{"table": e.table("b"), "mode": stdlib.Ident("upsert"),
+		"batch": int64(4), "flush": time.Hour}, nil, stdlib.ExactlyOnce))
+	if !s.coalesce {
+		t.Fatal("upsert into a table with only its primary key does not buffer")
+	}
+	rec := func(id int64, name string, off int64) stdlib.Record {
+		return stdlib.Record{Value: map[string]any{"id": id, "name": name}, Pos: stdlib.Position{Source: "in", Partition: "p0", Offset: off}}
+	}
+	if err := s.Write(t.Context(), []stdlib.Record{rec(1, "a", 1), rec(2, "b", 2)}); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.buf.items) != 2 || len(s.done) != 0 {
+		t.Fatalf("buffered %d, sent %d steps; want 2 buffered", len(s.buf.items), len(s.done))
+	}
+	if err := s.Write(t.Context(), []stdlib.Record{rec(1, "a2", 3), {Value: map[string]any{"id": int64(2), "__op": "delete"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.buf.items) != 0 || len(s.done) == 0 {
+		t.Fatalf("a full buffer was not sent: %d buffered", len(s.buf.items))
+	}
+	if err := s.Write(t.Context(), []stdlib.Record{rec(3, "c", 5)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 1, Positions: pos(5)}); err != nil {
+		t.Fatal(err)
+	}
+	got := e.rows("SELECT * FROM " + e.table("b") + " ORDER BY id")
+	if want := []string{"id=1 name=a2", "id=3 name=c"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("rows %v, want %v", got, want)
+	}
+
+	// A constraint added behind the sink's back: the buffered row is
+	// rejected after its Write returned.
+	e.exec(`ALTER TABLE ` + e.table("b") + ` ADD CHECK (name <> 'bad')`)
+	if err := s.Write(t.Context(), []stdlib.Record{rec(4, "bad", 6)}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Write(t.Context(), []stdlib.Record{rec(5, "e", 7), rec(6, "f", 8), rec(7, "g", 9)})
+	if err == nil || errors.As(err, new(stdlib.RecordErrors)) || !strings.Contains(err.Error(), "record at in[p0]@6") {
+		t.Fatalf("Write = %v, want the failure of the earlier record at in[p0]@6", err)
 	}
 }

@@ -14,13 +14,6 @@ import (
 	"pipe.dev/pipe/stdlib"
 )
 
-// Temporary tables of the sink's session: rows to upsert and keys to delete
-// are copied into them, then merged into the target by one statement.
-const (
-	tmpUpsert = "pipe_sink_upsert"
-	tmpDelete = "pipe_sink_delete"
-)
-
 // begin makes sure a connection and an open transaction exist; a new
 // transaction first replays the steps of the one that was lost.
 func (s *sink) begin(ctx context.Context) error {
@@ -35,7 +28,6 @@ func (s *sink) begin(ctx context.Context) error {
 		return err
 	}
 	s.tx = tx
-	s.tmp = map[string]bool{}
 	s.txStart = time.Now()
 	if len(s.done) > 0 {
 		s.log.Info("postgres: replaying transaction", "steps", len(s.done), "rows", s.txRows)
@@ -57,7 +49,7 @@ func (s *sink) dial(ctx context.Context) error {
 	if s.conn != nil && !s.conn.IsClosed() {
 		return nil
 	}
-	s.conn, s.tx, s.tmp = nil, nil, nil
+	s.conn, s.tx = nil, nil
 	conn, err := connect(ctx, s.dsn, s.deadline(), s.log)
 	if err != nil {
 		return err
@@ -78,7 +70,7 @@ func (s *sink) reset() {
 		s.conn.Close(ctx)
 		cancel()
 	}
-	s.conn, s.tx, s.tmp = nil, nil, nil
+	s.conn, s.tx = nil, nil
 }
 
 // abort rolls the open transaction back, keeping the connection.
@@ -89,7 +81,7 @@ func (s *sink) abort(ctx context.Context) {
 			return
 		}
 	}
-	s.tx, s.tmp = nil, nil
+	s.tx = nil
 }
 
 // inTx runs fn in the open transaction, reconnecting and replaying on
@@ -136,9 +128,6 @@ func (s *sink) apply(ctx context.Context, st step) (stdlib.RecordErrors, error) 
 	good := step{op: st.op, cols: st.cols}
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		rejected, good.rows, good.idx = nil, nil, nil
-		if err := s.ensureTmp(ctx, tx, st.op); err != nil {
-			return err
-		}
 		return s.bisect(ctx, tx, st, &good, &rejected)
 	})
 	if err != nil {
@@ -197,64 +186,49 @@ func rowError(err error) error {
 	return err
 }
 
-// ensureTmp creates the temporary table op needs, once per transaction.
-func (s *sink) ensureTmp(ctx context.Context, tx pgx.Tx, op opKind) error {
-	var name, sql string
-	switch op {
-	case opUpsert:
-		name = tmpUpsert
-		sql = "CREATE TEMP TABLE IF NOT EXISTS " + quote(name) + " (LIKE " + s.table.sql() + " INCLUDING DEFAULTS)"
-	case opDelete:
-		name = tmpDelete
-		ks := make([]string, len(s.keys))
-		for i, k := range s.keys {
-			ks[i] = quote(k)
-		}
-		sql = "CREATE TEMP TABLE IF NOT EXISTS " + quote(name) + " AS SELECT " + strings.Join(ks, ", ") +
-			" FROM " + s.table.sql() + " WITH NO DATA"
-	default:
-		return nil
-	}
-	if s.tmp[name] {
-		return nil
-	}
-	if _, err := tx.Exec(ctx, sql); err != nil {
-		return err
-	}
-	s.tmp[name] = true
-	return nil
-}
-
-// exec runs one step in tx (a transaction or a savepoint).
+// exec runs one step in tx (a transaction or a savepoint). Inserts go by
+// COPY; upserts and deletes by one statement over unnest() of one array
+// per column: a single round trip, measured faster than COPY into a
+// temporary table followed by INSERT ... SELECT ... ON CONFLICT.
 func (s *sink) exec(ctx context.Context, tx pgx.Tx, st step) error {
 	switch st.op {
 	case opDDL:
 		_, err := tx.Exec(ctx, st.ddl)
-		s.tmp = map[string]bool{}
 		return err
 	case opInsert:
 		_, err := tx.CopyFrom(ctx, s.table.ident(), st.cols, pgx.CopyFromRows(st.rows))
 		return err
 	case opUpsert:
-		if err := s.ensureTmp(ctx, tx, opUpsert); err != nil {
-			return err
-		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{tmpUpsert}, st.cols, pgx.CopyFromRows(st.rows)); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, s.upsertSQL(st.cols))
+		_, err := tx.Exec(ctx, s.upsertSQL(st.cols), columnArrays(st)...)
 		return err
 	case opDelete:
-		if err := s.ensureTmp(ctx, tx, opDelete); err != nil {
-			return err
-		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{tmpDelete}, st.cols, pgx.CopyFromRows(st.rows)); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, s.deleteSQL())
+		_, err := tx.Exec(ctx, s.deleteSQL(), columnArrays(st)...)
 		return err
 	}
 	return fmt.Errorf("unknown step %d", st.op)
+}
+
+// columnArrays turns a step's rows into one array argument per column.
+func columnArrays(st step) []any {
+	args := make([]any, len(st.cols))
+	for j := range st.cols {
+		col := make([]any, len(st.rows))
+		for i, row := range st.rows {
+			col[i] = row[j]
+		}
+		args[j] = col
+	}
+	return args
+}
+
+// unnest returns "unnest($1::type[], ...)" over cols.
+func (s *sink) unnest(cols []string) string {
+	params := make([]string, len(cols))
+	for i, c := range cols {
+		// Without modifiers: an explicit cast to varchar(n) would truncate.
+		params[i] = fmt.Sprintf("$%d::%s[]", i+1, s.cols[c].BaseType)
+	}
+	return "unnest(" + strings.Join(params, ", ") + ")"
 }
 
 func (s *sink) upsertSQL(cols []string) string {
@@ -270,24 +244,23 @@ func (s *sink) upsertSQL(cols []string) string {
 	for i, k := range s.keys {
 		qk[i] = quote(k)
 	}
-	list := strings.Join(qc, ", ")
-	sql := "INSERT INTO " + s.table.sql() + " (" + list + ") SELECT " + list + " FROM " + quote(tmpUpsert) +
+	sql := "INSERT INTO " + s.table.sql() + " (" + strings.Join(qc, ", ") + ") SELECT * FROM " + s.unnest(cols) +
 		" ON CONFLICT (" + strings.Join(qk, ", ") + ") DO "
 	if len(set) == 0 {
-		sql += "NOTHING"
-	} else {
-		sql += "UPDATE SET " + strings.Join(set, ", ")
+		return sql + "NOTHING"
 	}
-	return sql + "; TRUNCATE " + quote(tmpUpsert)
+	return sql + "UPDATE SET " + strings.Join(set, ", ")
 }
 
 func (s *sink) deleteSQL() string {
 	conds := make([]string, len(s.keys))
+	qk := make([]string, len(s.keys))
 	for i, k := range s.keys {
-		conds[i] = "t." + quote(k) + " = d." + quote(k)
+		qk[i] = quote(k)
+		conds[i] = "t." + qk[i] + " = d." + qk[i]
 	}
-	return "DELETE FROM " + s.table.sql() + " t USING " + quote(tmpDelete) + " d WHERE " +
-		strings.Join(conds, " AND ") + "; TRUNCATE " + quote(tmpDelete)
+	return "DELETE FROM " + s.table.sql() + " t USING " + s.unnest(s.keys) + " AS d(" + strings.Join(qk, ", ") +
+		") WHERE " + strings.Join(conds, " AND ")
 }
 
 func contains(l []string, s string) bool {
@@ -329,8 +302,12 @@ func (s *sink) evolveFor(ctx context.Context, batch []stdlib.Record) error {
 	if len(adds) == 0 {
 		return nil
 	}
-	st := step{op: opDDL, ddl: "ALTER TABLE " + s.table.sql() + " " + strings.Join(adds, ", ") +
-		"; DROP TABLE IF EXISTS pg_temp." + quote(tmpUpsert) + ", pg_temp." + quote(tmpDelete)}
+	if len(s.buf.items) > 0 {
+		if _, err := s.flush(ctx); err != nil {
+			return err
+		}
+	}
+	st := step{op: opDDL, ddl: "ALTER TABLE " + s.table.sql() + " " + strings.Join(adds, ", ")}
 	var cols []column
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		if err := s.exec(ctx, tx, st); err != nil {
@@ -354,6 +331,11 @@ func (s *sink) evolveFor(ctx context.Context, batch []stdlib.Record) error {
 func (s *sink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
 	if s.cols == nil {
 		return fmt.Errorf("postgres sink %q: not open", s.sinkID)
+	}
+	if len(s.buf.items) > 0 {
+		if _, err := s.flush(ctx); err != nil {
+			return fmt.Errorf("checkpoint %d: %w", cp.ID, err)
+		}
 	}
 	if s.tx == nil && len(s.done) == 0 && (!s.exactly || len(cp.Positions) == 0) {
 		return nil
@@ -413,7 +395,7 @@ func (s *sink) commit(ctx context.Context, cp *stdlib.Checkpoint) error {
 }
 
 func (s *sink) committed() {
-	s.tx, s.tmp = nil, nil
+	s.tx = nil
 	s.done = nil
 	s.txRows = 0
 }
@@ -491,7 +473,7 @@ func (s *sink) Close(ctx context.Context) error {
 	if s.tx != nil {
 		_ = s.tx.Rollback(ctx)
 	}
-	s.tx, s.done, s.txRows = nil, nil, 0
+	s.tx, s.done, s.txRows, s.buf = nil, nil, 0, rowBuffer{}
 	if s.conn != nil {
 		err := s.conn.Close(ctx)
 		s.conn = nil

@@ -130,7 +130,6 @@ func newSource(cfg stdlib.Config) (*source, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.log = s.log.With("stage", cfg.Stage, "task", cfg.Task)
 	if s.dsn == "" {
 		return nil, errors.New("postgres source: dsn is empty")
 	}

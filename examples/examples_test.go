@@ -1,0 +1,236 @@
+package examples
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"pipe.dev/pipe/compiler"
+	"pipe.dev/pipe/compiler/plan"
+	"pipe.dev/pipe/exec"
+	"pipe.dev/pipe/exec/testrun"
+	"pipe.dev/pipe/lang"
+	"pipe.dev/pipe/stdlib"
+	_ "pipe.dev/pipe/stdlib/all"
+)
+
+func compile(t *testing.T, path string) (*compiler.Program, lang.Diagnostics) {
+	t.Helper()
+	src, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return compiler.Compile(&compiler.Config{Registry: stdlib.Default}, path, src)
+}
+
+func goodExamples(t *testing.T) []string {
+	var files []string
+	for _, pattern := range []string{"*.pipe", "bench/*.pipe", "lib/*.pipe"} {
+		m, err := filepath.Glob(pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, m...)
+	}
+	if len(files) < 6 {
+		t.Fatalf("found %d examples, want at least 6", len(files))
+	}
+	return files
+}
+
+// TestExamplesCompile compiles every example: no errors, and a plan builds.
+func TestExamplesCompile(t *testing.T) {
+	for _, f := range goodExamples(t) {
+		t.Run(f, func(t *testing.T) {
+			prog, diags := compile(t, f)
+			if diags.HasErrors() {
+				t.Fatalf("unexpected errors:\n%s", diags.Errors())
+			}
+			if _, err := plan.Build(prog); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestBadExamples checks that each example in bad/ gives exactly the
+// diagnostics (code and line:col) its .want file lists.
+func TestBadExamples(t *testing.T) {
+	files, _ := filepath.Glob("bad/*.pipe")
+	if len(files) < 3 {
+		t.Fatalf("found %d bad examples, want at least 3", len(files))
+	}
+	for _, f := range files {
+		t.Run(f, func(t *testing.T) {
+			want, err := os.ReadFile(strings.TrimSuffix(f, ".pipe") + ".want")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, diags := compile(t, f)
+			diags = diags.Errors()
+			diags.Sort()
+			var got []string
+			for _, d := range diags {
+				got = append(got, fmt.Sprintf("%s %d:%d", d.Code, d.Span.Start.Line, d.Span.Start.Column))
+			}
+			if g, w := strings.Join(got, "\n"), strings.TrimSpace(string(want)); g != w {
+				t.Errorf("diagnostics differ\n got:\n%s\nwant:\n%s\nfull:\n%s", g, w, diags)
+			}
+		})
+	}
+}
+
+// TestExampleInlineTests runs the inline tests of every example, as
+// `pipe test examples` does.
+func TestExampleInlineTests(t *testing.T) {
+	total := 0
+	for _, f := range goodExamples(t) {
+		prog, diags := compile(t, f)
+		if diags.HasErrors() {
+			t.Fatalf("%s: %s", f, diags.Errors())
+		}
+		p, err := plan.Build(prog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range testrun.Run(t.Context(), p, nil) {
+			total++
+			t.Run(f+"/"+r.Test, func(t *testing.T) {
+				if r.Err != nil {
+					t.Fatalf("%s: %v", r.Span, r.Err)
+				}
+				for _, fl := range r.Failures {
+					t.Errorf("%s: %s\n%s", fl.Span, fl.Message, fl.Diff)
+				}
+			})
+		}
+	}
+	if total < 5 {
+		t.Errorf("examples hold %d inline tests, want at least 5", total)
+	}
+}
+
+// TestBrokenExpectationFails checks that a wrong expected value fails the
+// test with its position and a diff.
+func TestBrokenExpectationFails(t *testing.T) {
+	src, err := os.ReadFile("quickstart.pipe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := strings.Replace(string(src), `{ id: 1, customer: "u1", region: "EU" }`, `{ id: 1, customer: "u1", region: "ROW" }`, 1)
+	if broken == string(src) {
+		t.Fatal("quickstart.pipe no longer holds the expectation this test breaks")
+	}
+	prog, diags := compiler.Compile(&compiler.Config{Registry: stdlib.Default}, "quickstart.pipe", []byte(broken))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	p, err := plan.Build(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for _, r := range testrun.Run(t.Context(), p, nil) {
+		if r.Passed() {
+			continue
+		}
+		failed++
+		if len(r.Failures) != 1 {
+			t.Fatalf("%s: want one failure, got %d (err %v)", r.Test, len(r.Failures), r.Err)
+		}
+		f := r.Failures[0]
+		if f.Span.Start.Line == 0 || !strings.Contains(f.Message, `"region"`) {
+			t.Errorf("failure %s: %q does not name the field", f.Span, f.Message)
+		}
+		if !strings.Contains(f.Diff, `-{"customer":"u1","id":1,"region":"ROW"}`) || !strings.Contains(f.Diff, `+{"customer":"u1","id":1,"region":"EU"}`) {
+			t.Errorf("diff does not show expected and actual:\n%s", f.Diff)
+		}
+	}
+	if failed != 1 {
+		t.Errorf("%d tests failed, want 1", failed)
+	}
+}
+
+// TestQuickstartRuns runs the quickstart end to end in a scratch directory:
+// it ends by itself, every big purchase is written once to the file of its
+// region, and a second run resumes after the last checkpoint and adds
+// nothing.
+func TestQuickstartRuns(t *testing.T) {
+	src, err := filepath.Abs("quickstart.pipe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	t.Chdir(dir)
+	prog, diags := compile(t, src)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	p, err := plan.Build(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for run := 0; run < 2; run++ {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		err := exec.Run(ctx, p, &exec.Config{})
+		cancel()
+		if err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		eu := readJSONL(t, filepath.Join(dir, "out/quickstart-eu.jsonl"))
+		rest := readJSONL(t, filepath.Join(dir, "out/quickstart-rest.jsonl"))
+		seen := map[float64]bool{}
+		for _, r := range append(eu, rest...) {
+			id, _ := r["id"].(float64)
+			if seen[id] {
+				t.Fatalf("run %d: id %v written twice", run, id)
+			}
+			seen[id] = true
+			if amount, _ := r["amount"].(float64); amount <= 50 {
+				t.Errorf("run %d: record %v passed the filter", run, r)
+			}
+			if _, ok := r["user"]; ok {
+				t.Errorf("run %d: user was not renamed: %v", run, r)
+			}
+		}
+		for _, r := range eu {
+			if r["region"] != "EU" {
+				t.Errorf("run %d: %v in the EU file", run, r)
+			}
+		}
+		for _, r := range rest {
+			if r["region"] != "ROW" {
+				t.Errorf("run %d: %v in the rest file", run, r)
+			}
+		}
+		// 1000 generated amounts uniform in [1, 100): about half pass.
+		if n := len(seen); n < 400 || n > 600 {
+			t.Errorf("run %d: %d records written, want about 500", run, n)
+		}
+	}
+}
+
+func readJSONL(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []map[string]any
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}

@@ -1,0 +1,61 @@
+package spec
+
+import (
+	"fmt"
+	"testing"
+
+	"pipe.dev/pipe/compiler/plan"
+	"pipe.dev/pipe/exec/testrun"
+	"pipe.dev/pipe/stdlib"
+)
+
+// TestInlineTests runs, on the real executor, the inline tests of every
+// pipe block of spec.md and of every clean conformance case: the examples
+// of the reference mean what they say.
+func TestInlineTests(t *testing.T) {
+	type input struct {
+		name  string
+		files map[string][]byte
+	}
+	var inputs []input
+	_, blocks := readSpec(t)
+	for _, b := range blocks {
+		if b.info == "pipe" {
+			inputs = append(inputs, input{fmt.Sprintf("spec.md:%d", b.line), map[string][]byte{mainFile: []byte(b.src)}})
+		}
+	}
+	for _, path := range caseFiles(t) {
+		c, err := loadCase(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c.want) == 0 && c.skip == "" {
+			inputs = append(inputs, input{path, c.files})
+		}
+	}
+	ran := 0
+	for _, in := range inputs {
+		prog, ds := compileDir(t, in.files)
+		if prog == nil || len(prog.Tests) == 0 {
+			continue // compile failures are reported by TestSpecBlocks and TestConformance
+		}
+		ran += len(prog.Tests)
+		t.Run(in.name, func(t *testing.T) {
+			p, err := plan.Build(prog)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, ds.Error())
+			}
+			for _, r := range testrun.Run(t.Context(), p, &testrun.Options{Registry: stdlib.Default}) {
+				if r.Err != nil {
+					t.Errorf("test %q: %v", r.Test, r.Err)
+				}
+				for _, f := range r.Failures {
+					t.Errorf("test %q failed: %+v", r.Test, f)
+				}
+			}
+		})
+	}
+	if ran < 3 {
+		t.Errorf("only %d inline tests ran; the reference and the suite should hold more", ran)
+	}
+}

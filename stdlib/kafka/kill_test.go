@@ -1,0 +1,230 @@
+package kafka
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"pipe.dev/pipe/stdlib"
+)
+
+// TestKill runs examples/kafka_to_kafka.pipe under `pipe run` against
+// `pipe broker`, SIGKILLs it at random moments, restarts it, and checks
+// with a read_committed consumer that every expected record arrived exactly
+// once (at_least_once: at least once). Set PIPE_KILLTEST=1 to run it;
+// PIPE_KILLTEST_RECORDS and PIPE_KILLTEST_KILLS scale it.
+func TestKill(t *testing.T) {
+	if os.Getenv("PIPE_KILLTEST") != "1" {
+		t.Skip("set PIPE_KILLTEST=1 to run the kill test")
+	}
+	n, kills := envInt("PIPE_KILLTEST_RECORDS", 100000), envInt("PIPE_KILLTEST_KILLS", 20)
+	root := moduleRoot(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "pipe")
+	if out, err := osexec.Command("go", "build", "-o", bin, "./cmd/pipe").CombinedOutput(); err != nil {
+		t.Fatalf("build pipe: %v\n%s", err, out)
+	}
+	brokers := startPipeBroker(t, bin)
+	src, err := os.ReadFile(filepath.Join(root, "examples", "kafka_to_kafka.pipe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, delivery := range []string{"exactly_once", "at_least_once"} {
+		t.Run(delivery, func(t *testing.T) {
+			in, out := uniq("kill-in-"+delivery), uniq("kill-out-"+delivery)
+			newTopic(t, brokers, in, 4)
+			newTopic(t, brokers, out, 4)
+			file := filepath.Join(dir, delivery+".pipe")
+			text := strings.ReplaceAll(string(src), "exactly_once", delivery)
+			// A killed member holds its partitions until its session times
+			// out: keep that short so that restarts make progress.
+			text = strings.Replace(text, "  start   = earliest\n", "  start   = earliest\n  session_timeout = 1s\n", 1)
+			if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			want := produceEvents(t, brokers, in, n)
+			env := append(os.Environ(), "KAFKA_BROKERS="+brokers, "IN_TOPIC="+in, "OUT_TOPIC="+out, "GROUP="+uniq("kill"))
+			state := filepath.Join(dir, "state-"+delivery)
+			run := func() *osexec.Cmd {
+				args := []string{"run", "-q", "--state-dir", state}
+				if lvl := os.Getenv("PIPE_KILLTEST_LOG"); lvl != "" {
+					args = append(args, "--log-level", lvl)
+				}
+				cmd := osexec.Command(bin, append(args, file)...)
+				cmd.Env = env
+				cmd.Dir = root
+				cmd.Stderr = &tailWriter{t: t, prefix: delivery + ": "}
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				return cmd
+			}
+			for i := range kills {
+				cmd := run()
+				time.Sleep(time.Duration(1000+rand.IntN(3000)) * time.Millisecond)
+				cmd.Process.Signal(syscall.SIGKILL)
+				cmd.Wait()
+				t.Logf("kill %d done", i+1)
+			}
+			cmd := run()
+			got := readOutput(t, brokers, out, len(want), 3*time.Minute)
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+
+			seen := map[int64]int{}
+			for _, r := range got {
+				m := r.Value.(map[string]any)
+				id, _ := m["id"].(int64)
+				seen[id]++
+				if m["region"] != "EU" || m["customer"] == nil || m["user"] != nil {
+					t.Fatalf("record not transformed: %v", m)
+				}
+			}
+			missing, doubled := 0, 0
+			for id := range want {
+				switch c := seen[id]; {
+				case c == 0:
+					missing++
+				case c > 1:
+					doubled++
+				}
+			}
+			extra := 0
+			for id := range seen {
+				if !want[id] {
+					extra++
+				}
+			}
+			t.Logf("%s: %d records in, %d expected out, %d read, %d missing, %d doubled, %d unexpected",
+				delivery, n, len(want), len(got), missing, doubled, extra)
+			if missing > 0 || extra > 0 || (delivery == "exactly_once" && doubled > 0) {
+				t.Fatalf("%s broken: %d missing, %d doubled, %d unexpected", delivery, missing, doubled, extra)
+			}
+		})
+	}
+}
+
+func envInt(name string, def int) int {
+	var v int
+	if _, err := fmt.Sscan(os.Getenv(name), &v); err == nil && v >= 0 {
+		return v
+	}
+	return def
+}
+
+func moduleRoot(t *testing.T) string {
+	out, err := osexec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(out)))
+	if err := os.Chdir(root); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// startPipeBroker runs `pipe broker` on a free port and returns its address.
+func startPipeBroker(t *testing.T, bin string) string {
+	cmd := osexec.Command(bin, "broker", "--port", "0", "--partitions", "4")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("pipe broker printed no address: %v", err)
+	}
+	return strings.TrimSpace(line)
+}
+
+// produceEvents writes n events of the example's shape and returns the ids
+// the pipeline keeps (amount > 50).
+func produceEvents(t *testing.T, brokers, topic string, n int) map[int64]bool {
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	w := &kafka.Writer{Addr: kafka.TCP(brokers), Topic: topic, Transport: tr, RequiredAcks: kafka.RequireAll,
+		BatchSize: 5000, BatchTimeout: 5 * time.Millisecond, Balancer: &kafka.RoundRobin{}}
+	defer w.Close()
+	want := map[int64]bool{}
+	msgs := make([]kafka.Message, 0, 5000)
+	for i := range n {
+		amount := float64((i*7919)%10000) / 100
+		if amount > 50 {
+			want[int64(i)] = true
+		}
+		v := fmt.Sprintf(`{"id":%d,"user":"u%d","amount":%.2f,"country":"NL","event":"purchase","ts":"2024-01-01T00:00:%02dZ"}`, i, i%100, amount, i%60)
+		msgs = append(msgs, kafka.Message{Value: []byte(v)})
+		if len(msgs) == cap(msgs) || i == n-1 {
+			if err := w.WriteMessages(t.Context(), msgs...); err != nil {
+				t.Fatal(err)
+			}
+			msgs = msgs[:0]
+		}
+	}
+	return want
+}
+
+// readOutput reads topic read_committed until want records arrived and no
+// more come for a while, or until timeout.
+func readOutput(t *testing.T, brokers, topic string, want int, timeout time.Duration) []stdlib.Record {
+	src := openSource(t, config("check", brokers, map[string]any{"topic": topic}), nil)
+	defer closeAll(t, src)
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	var got []stdlib.Record
+	quiet := time.Time{}
+	for ctx.Err() == nil {
+		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		recs, err := src.Read(rctx)
+		rcancel()
+		if err != nil && ctx.Err() == nil && rctx.Err() == nil {
+			t.Fatalf("read output: %v", err)
+		}
+		got = append(got, recs...)
+		if len(recs) > 0 {
+			quiet = time.Time{}
+			continue
+		}
+		if len(got) >= want {
+			if quiet.IsZero() {
+				quiet = time.Now()
+			} else if time.Since(quiet) > 3*time.Second {
+				break // nothing more: no late duplicates either
+			}
+		}
+	}
+	return got
+}
+
+// tailWriter logs the lines a child process writes.
+type tailWriter struct {
+	t      *testing.T
+	prefix string
+}
+
+func (w *tailWriter) Write(p []byte) (int, error) {
+	for _, l := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		if l != "" {
+			w.t.Log(w.prefix + l)
+		}
+	}
+	return len(p), nil
+}

@@ -1,0 +1,270 @@
+package postgres
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// TestKill runs examples/kafka_to_postgres.pipe under `pipe run` against
+// `pipe broker` and the test server, SIGKILLs it at random moments,
+// restarts it, and checks that the table holds every expected record
+// exactly once. The "insert" variant writes to a table without a key, so
+// that a record written twice would show as two rows. With PIPE_PG_RESTART=1
+// a last variant restarts PostgreSQL itself twice during a run. Set
+// PIPE_KILLTEST=1 to run it; PIPE_KILLTEST_RECORDS and PIPE_KILLTEST_KILLS
+// scale it.
+func TestKill(t *testing.T) {
+	if os.Getenv("PIPE_KILLTEST") != "1" {
+		t.Skip("set PIPE_KILLTEST=1 to run the kill test")
+	}
+	e := newPG(t)
+	n, kills := envInt("PIPE_KILLTEST_RECORDS", 100000), envInt("PIPE_KILLTEST_KILLS", 20)
+	root := moduleRoot(t)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "pipe")
+	build := osexec.Command("go", "build", "-o", bin, "./cmd/pipe")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build pipe: %v\n%s", err, out)
+	}
+	brokers := startPipeBroker(t, bin)
+	src, err := os.ReadFile(filepath.Join(root, "examples", "kafka_to_postgres.pipe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	variants := []string{"upsert", "insert"}
+	if os.Getenv("PIPE_PG_RESTART") == "1" {
+		variants = append(variants, "pg_restart")
+	}
+	for _, variant := range variants {
+		t.Run(variant, func(t *testing.T) {
+			in := fmt.Sprintf("kill-in-%s-%d", variant, rand.IntN(1e9))
+			newTopic(t, brokers, in, 4)
+			text := string(src)
+			// A killed member holds its partitions until its session times
+			// out: keep that short so that restarts make progress.
+			text = strings.Replace(text, "  start   = earliest\n", "  start   = earliest\n  session_timeout = 1s\n", 1)
+			if variant == "insert" {
+				text = strings.Replace(text, "  mode         = upsert\n  key          = [\"id\"]\n", "  mode         = insert\n", 1)
+			}
+			file := filepath.Join(dir, variant+".pipe")
+			if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// Records arrive while the pipeline runs, so that kills and
+			// restarts hit it in the middle of transactions.
+			span := time.Duration(kills) * 2500 * time.Millisecond
+			if variant == "pg_restart" {
+				span = 6 * time.Second
+			}
+			want := expectedIDs(n)
+			produced := make(chan error, 1)
+			go func() { produced <- produceEvents(context.Background(), brokers, in, n, span) }()
+			table := e.table("kill_" + variant)
+			env := append(os.Environ(), "KAFKA_BROKERS="+brokers, "IN_TOPIC="+in, "GROUP="+in,
+				"PG_URL="+testDSN(), "PG_TABLE="+table)
+			state := filepath.Join(dir, "state-"+variant)
+			run := func() *osexec.Cmd {
+				cmd := osexec.Command(bin, "run", "-q", "--state-dir", state, file)
+				cmd.Env = env
+				cmd.Dir = root
+				cmd.Stderr = &tailWriter{t: t, prefix: variant + ": "}
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				return cmd
+			}
+			if variant != "pg_restart" {
+				for i := range kills {
+					cmd := run()
+					time.Sleep(time.Duration(1000+rand.IntN(3000)) * time.Millisecond)
+					cmd.Process.Signal(syscall.SIGKILL)
+					cmd.Wait()
+					t.Logf("kill %d: %d rows", i+1, e.count(table+" WHERE true"))
+				}
+			}
+			cmd := run()
+			if variant == "pg_restart" {
+				for range 2 {
+					time.Sleep(time.Duration(1500+rand.IntN(1500)) * time.Millisecond)
+					restartServer(t)
+				}
+				ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+				waitConn(ctx, t, e)
+				cancel()
+			}
+			if err := <-produced; err != nil {
+				t.Fatalf("produce: %v", err)
+			}
+			waitRows(t, e, table, len(want), 3*time.Minute)
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+
+			got := e.rows(fmt.Sprintf(`SELECT count(*) AS rows, count(DISTINCT id) AS ids,
+  count(*) FILTER (WHERE region = 'EU' AND customer IS NOT NULL AND amount > 50) AS shaped FROM %s`, table))
+			wantRow := fmt.Sprintf("rows=%d ids=%d shaped=%d", len(want), len(want), len(want))
+			rows, err := e.conn.Query(t.Context(), "SELECT id FROM "+table)
+			if err != nil {
+				t.Fatal(err)
+			}
+			unexpected := 0
+			for rows.Next() {
+				var id int64
+				if err := rows.Scan(&id); err != nil {
+					t.Fatal(err)
+				}
+				if !want[id] {
+					unexpected++
+				}
+			}
+			rows.Close()
+			t.Logf("%s: %d records in, %d expected rows; table: %s; %d unexpected ids", variant, n, len(want), got[0], unexpected)
+			if got[0] != wantRow || unexpected > 0 {
+				t.Fatalf("%s broken: table has %s, want %s; %d unexpected ids", variant, got[0], wantRow, unexpected)
+			}
+		})
+	}
+}
+
+// waitRows waits until table holds want rows and no more come for a while.
+func waitRows(t *testing.T, e *pgEnv, table string, want int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var quiet time.Time
+	last := int64(-1)
+	for time.Now().Before(deadline) {
+		var n int64
+		if err := e.conn.QueryRow(t.Context(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+			n = -1 // the table may not exist yet
+		}
+		if n != last {
+			last, quiet = n, time.Time{}
+		} else if n >= int64(want) {
+			if quiet.IsZero() {
+				quiet = time.Now()
+			} else if time.Since(quiet) > 3*time.Second {
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("table %s has %d rows after %v, want %d", table, last, timeout, want)
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func moduleRoot(t *testing.T) string {
+	out, err := osexec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out)))
+}
+
+// startPipeBroker runs `pipe broker` on a free port and returns its address.
+func startPipeBroker(t *testing.T, bin string) string {
+	cmd := osexec.Command(bin, "broker", "--port", "0", "--partitions", "4")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("pipe broker printed no address: %v", err)
+	}
+	return strings.TrimSpace(line)
+}
+
+func newTopic(t *testing.T, brokers, topic string, partitions int) {
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &kafka.Client{Addr: kafka.TCP(brokers), Transport: tr, Timeout: 10 * time.Second}
+	res, err := c.CreateTopics(t.Context(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
+		{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Errors[topic]; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// expectedIDs returns the ids of the events produceEvents writes that the
+// pipeline keeps (amount > 50).
+func expectedIDs(n int) map[int64]bool {
+	want := map[int64]bool{}
+	for i := range n {
+		if eventAmount(i) > 50 {
+			want[int64(i)] = true
+		}
+	}
+	return want
+}
+
+func eventAmount(i int) float64 { return float64((i*7919)%10000) / 100 }
+
+// produceEvents writes n events of the example's shape, spread over span.
+func produceEvents(ctx context.Context, brokers, topic string, n int, span time.Duration) error {
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	w := &kafka.Writer{Addr: kafka.TCP(brokers), Topic: topic, Transport: tr, RequiredAcks: kafka.RequireAll,
+		BatchSize: 1000, BatchTimeout: 5 * time.Millisecond, Balancer: &kafka.RoundRobin{}}
+	defer w.Close()
+	const chunk = 1000
+	start := time.Now()
+	msgs := make([]kafka.Message, 0, chunk)
+	for i := range n {
+		v := fmt.Sprintf(`{"id":%d,"user":"u%d","amount":%.2f,"country":"NL","event":"purchase","ts":"2024-01-01T00:00:%02dZ"}`,
+			i, i%100, eventAmount(i), i%60)
+		msgs = append(msgs, kafka.Message{Value: []byte(v)})
+		if len(msgs) == cap(msgs) || i == n-1 {
+			if err := w.WriteMessages(ctx, msgs...); err != nil {
+				return err
+			}
+			msgs = msgs[:0]
+			if due := start.Add(span * time.Duration(i+1) / time.Duration(n)); time.Until(due) > 0 {
+				time.Sleep(time.Until(due))
+			}
+		}
+	}
+	return nil
+}
+
+// tailWriter logs the lines a child process writes.
+type tailWriter struct {
+	t      *testing.T
+	prefix string
+}
+
+func (w *tailWriter) Write(p []byte) (int, error) {
+	for _, l := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		if l != "" {
+			w.t.Log(w.prefix + l)
+		}
+	}
+	return len(p), nil
+}
