@@ -1,6 +1,7 @@
 package compiler
 
 import (
+	"pipe.dev/pipe/compiler/ir"
 	"testing"
 
 	"pipe.dev/pipe/lang"
@@ -42,5 +43,22 @@ def transform keep_domain(domain: string, unused: int = 1): filter {
 	}
 	if len(got) != 1 || got[0] != `parameter "unused" of def "keep_domain" is not used` {
 		t.Errorf("unused lints = %q", got)
+	}
+}
+
+// A map attribute may be written as a block: name { key = value ... }.
+func TestMapAttributeAsBlock(t *testing.T) {
+	src := "source s: gen {\n  labels {\n    team = \"core\"\n    tier = \"gold\"\n  }\n}" + okTail
+	prog, diags := Compile(testConfig(), "main.pipe", []byte(src))
+	if prog == nil {
+		t.Fatal(diags)
+	}
+	m, _ := prog.Stage("s").Attr("labels").Value.(ir.Map)
+	if v, _ := m.Get("tier"); len(m) != 2 || v != "gold" {
+		t.Errorf("labels = %#v", m)
+	}
+	dup := "source s: gen {\n  labels {\n    team = \"a\"\n    team = \"b\"\n  }\n}" + okTail
+	if find(compileSrc(t, testConfig(), dup), lang.DuplicateAttribute) == nil {
+		t.Error("a key set twice was not reported")
 	}
 }

@@ -15,6 +15,7 @@ func testRegistry() *stdlib.Registry {
 			Params: []stdlib.Param{
 				{Name: "count", Type: stdlib.Int, Default: int64(10)},
 				{Name: "interval", Type: stdlib.Duration, Default: time.Second},
+				{Name: "labels", Type: stdlib.MapOf(stdlib.String)},
 			},
 			Output: func(map[string]any) *types.Type {
 				return types.RecordOf(&types.Field{Name: "n", Type: types.IntType}, &types.Field{Name: "s", Type: types.StringType})

@@ -606,6 +606,10 @@ func (c *checker) member(st *stage, params []stdlib.Param, prefix []string, m *a
 		}
 	}
 	path := append(slices.Clone(prefix), m.Path.Parts...)
+	if m.Block && p.Type.Kind == stdlib.MapParam {
+		c.setFlat(st, path, p, c.mapFromBlock(m, *p.Type.Elem, strings.Join(path, "."), vc), nameSpan, nameSpan, it, useSite)
+		return
+	}
 	if m.Block {
 		if p.Type.Kind != stdlib.BlockParam {
 			c.add(lang.Errorf(lang.AttributeType, nameSpan, "attribute %q takes %s, not a block", strings.Join(path, "."), articled(p.Type)), vc.rel)
@@ -790,4 +794,31 @@ var builtinTransforms = map[string]*stdlib.Spec{
 	"route": {Kind: stdlib.TransformKind, Name: "route", Summary: "send records to ports by case predicates",
 		Params: []stdlib.Param{{Name: "mode", Type: stdlib.Enum("first", "all"), Default: "first",
 			Doc: "first: the first matching case only; all: every matching case"}}},
+}
+
+// mapFromBlock reads a map attribute written as a block, name { k = v ... }:
+// each item is one entry whose value has kind elem.
+func (c *checker) mapFromBlock(m *ast.Member, elem stdlib.ParamType, attr string, vc valCtx) ir.Map {
+	u := vc.u
+	out := ir.Map{}
+	seen := map[string]lang.Span{}
+	for _, b := range m.Items {
+		span := u.nodeSpan(ast.SpanOf(b.Pos, b.EndPos))
+		if b.Member == nil || b.Member.Value == nil || len(b.Member.Path.Parts) != 1 {
+			c.add(lang.Errorf(lang.MisplacedItem, span, "only key = value entries are allowed in map %q", attr), vc.rel)
+			continue
+		}
+		key := b.Member.Path.Parts[0]
+		keySpan := u.nodeSpan(ast.SpanOf(b.Member.Path.Pos, b.Member.Path.EndPos))
+		if prev, dup := seen[key]; dup {
+			d := lang.Errorf(lang.DuplicateAttribute, keySpan, "key %q is set twice in %q", key, attr)
+			d.Related = []lang.Related{{Span: prev, Message: "first set here"}}
+			c.add(d, vc.rel)
+			continue
+		}
+		seen[key] = keySpan
+		v, _ := c.convert(b.Member.Value, elem, attr+"."+key, vc)
+		out = append(out, ir.MapEntry{Key: key, Value: v})
+	}
+	return out
 }

@@ -2,6 +2,7 @@ package exec
 
 import (
 	"context"
+	"reflect"
 
 	"pipe.dev/pipe/stdlib"
 )
@@ -17,44 +18,42 @@ type handler interface {
 	end(ctx context.Context) error
 }
 
-// receive runs a task's input loop: it hands batches to h, aligns barriers
-// (input from a sender whose barrier arrived is held back until the
-// barrier arrived from every sender still running) and returns when every
-// sender ended its stream.
-func (r *run) receive(ctx context.Context, in chan message, senders int, h handler) error {
-	blocked := make([]bool, senders)
+// receive runs a task's input loop over one channel per sender: it hands
+// batches to h and aligns barriers — once a sender's barrier arrived, that
+// sender's channel is not read (it fills up and the sender blocks) until
+// the barrier arrived from every sender still running. It returns when
+// every sender ended its stream.
+func (r *run) receive(ctx context.Context, ins []chan message, h handler) error {
+	if len(ins) == 1 {
+		return r.receiveOne(ctx, ins[0], h)
+	}
+	cases := make([]reflect.SelectCase, len(ins)+1)
+	cases[0] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())}
+	for i, in := range ins {
+		cases[i+1] = reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(in)}
+	}
+	senders := len(ins)
 	ended := make([]bool, senders)
 	nblocked, nended := 0, 0
-	var held, replay []message
 	var parts []*barrier
 	for nended < senders {
-		var m message
-		if len(replay) > 0 {
-			m = replay[0]
-			replay[0] = message{}
-			replay = replay[1:]
-		} else {
-			select {
-			case m = <-in:
-			case <-ctx.Done():
-				return errStopped
-			}
+		i, v, _ := reflect.Select(cases)
+		if i == 0 {
+			return errStopped
 		}
-		if blocked[m.from] {
-			held = append(held, m)
-			continue
-		}
+		m := v.Interface().(message)
 		switch {
 		case m.batch != nil:
 			if err := h.batch(ctx, m.batch); err != nil {
 				return err
 			}
 		case m.barrier != nil:
-			blocked[m.from] = true
+			cases[i].Chan = reflect.Value{} // stop reading this sender
 			nblocked++
 			parts = append(parts, m.barrier)
 		case m.eos:
-			ended[m.from] = true
+			cases[i].Chan = reflect.Value{}
+			ended[i-1] = true
 			nended++
 		}
 		if nblocked > 0 && nblocked == senders-nended {
@@ -63,13 +62,39 @@ func (r *run) receive(ctx context.Context, in chan message, senders int, h handl
 			if err := h.barrier(ctx, b); err != nil {
 				return err
 			}
-			clear(blocked)
 			nblocked = 0
-			replay = append(held, replay...)
-			held = nil
+			for j, in := range ins {
+				if !ended[j] {
+					cases[j+1].Chan = reflect.ValueOf(in)
+				}
+			}
 		}
 	}
 	return h.end(ctx)
+}
+
+// receiveOne is receive for a task with a single sender: nothing to align.
+func (r *run) receiveOne(ctx context.Context, in chan message, h handler) error {
+	for {
+		var m message
+		select {
+		case m = <-in:
+		case <-ctx.Done():
+			return errStopped
+		}
+		switch {
+		case m.batch != nil:
+			if err := h.batch(ctx, m.batch); err != nil {
+				return err
+			}
+		case m.barrier != nil:
+			if err := h.barrier(ctx, m.barrier); err != nil {
+				return err
+			}
+		case m.eos:
+			return h.end(ctx)
+		}
+	}
 }
 
 // mergeBarriers merges the barriers of one checkpoint from several senders,

@@ -17,10 +17,12 @@ type genSource struct {
 	cfg   stdlib.Config
 	n, at int64
 	users []string
+	part  string
 }
 
 func (g *genSource) Open(ctx context.Context, resume stdlib.Resumer) error {
-	g.n = g.cfg.Int("count")
+	g.n = g.cfg.Int("count") / int64(g.cfg.Tasks)
+	g.part = strconv.Itoa(g.cfg.Task)
 	g.users = make([]string, 1000)
 	for i := range g.users {
 		g.users[i] = "u" + strconv.Itoa(i)
@@ -69,7 +71,7 @@ func benchRegistry() *stdlib.Registry {
 
 func benchPlan(n int, mapTasks int) *plan.Plan {
 	return newPlan(time.Second, []*plan.Stage{
-		stage("gen", "source", "gen", 1, attr("count", ival(int64(n)))),
+		stage("gen", "source", "gen", 1, tasks(mapTasks), attr("count", ival(int64(n)))),
 		stage("t", "transform", "filter", 2, tasks(mapTasks), withExprs(plan.WhereExpr, "", "amount > 50")),
 		stage("m", "transform", "map", 3, tasks(mapTasks), withExprs(plan.AssignExpr, "customer", "user", "region", `"EU"`),
 			func(s *plan.Stage) { s.Drop = []string{"user"} }),
@@ -86,6 +88,19 @@ func BenchmarkGenMapDiscard(b *testing.B) {
 	b.ResetTimer()
 	start, cpu := time.Now(), cpuTime()
 	if err := Run(b.Context(), benchPlan(b.N, 1), &Config{Registry: reg, StateDir: dir}); err != nil {
+		b.Fatal(err)
+	}
+	report(b, start, cpu)
+}
+
+// BenchmarkGenMapDiscardParallel is BenchmarkGenMapDiscard with two tasks
+// per stage before the sink (the sink's task aligns two senders).
+func BenchmarkGenMapDiscardParallel(b *testing.B) {
+	reg := benchRegistry()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start, cpu := time.Now(), cpuTime()
+	if err := Run(b.Context(), benchPlan(b.N, 2), &Config{Registry: reg, StateDir: b.TempDir()}); err != nil {
 		b.Fatal(err)
 	}
 	report(b, start, cpu)

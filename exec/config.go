@@ -32,8 +32,8 @@ type Config struct {
 	// BatchSize is the most records a batch carries between stages
 	// (default 1024).
 	BatchSize int
-	// ChannelDepth is the number of batches each task's input channel
-	// buffers (default 8).
+	// ChannelDepth is the number of batches a task's input buffers
+	// (default 8), split over its senders' channels (at least 2 each).
 	ChannelDepth int
 	// MemoryLimit, when positive, tunes the Go garbage collector for the
 	// run (process-wide, restored when Run returns): GOGC 400 under this

@@ -9,26 +9,33 @@
 // batches of records over bounded channels, so memory stays bounded whatever
 // the input rate (a full channel blocks its sender). Between stages records
 // are dispatched by partition: the hash of a record's source partition (or
-// of its key, or of an expression, when the receiving stage sets
-// partition_by) picks the receiving task, so per-partition order holds
-// across stages with different task counts.
+// of the field the receiving stage names in partition_by) picks the
+// receiving task, so per-partition order holds across stages with different
+// task counts. A map stage whose input values nobody else holds changes
+// them in place; elsewhere it builds new values, and records fanned out to
+// a component transform are deep-copied. Sources must return a fresh value
+// per record.
 //
 // Checkpoints follow DESIGN.md §4. A coordinator starts checkpoint n every
 // plan.Checkpoint interval, when every source is exhausted or stopped, and
 // on shutdown. Source tasks inject barrier n after the last batch they
 // emitted, carrying the last position of every partition they emitted; a
-// task forwards a barrier once it arrived from every upstream task (input
-// from an upstream task whose barrier arrived is held back until then); a
-// sink task makes its output durable with the positions of every source
-// upstream of it (Sink.Checkpoint) and acknowledges. When every sink task,
+// task forwards a barrier once it arrived from every upstream task (each
+// upstream task has its own channel to it, which the task stops reading
+// once that task's barrier arrived: the sender blocks, so alignment needs
+// no buffer); a sink task makes its output durable with the positions of
+// every source upstream of it, merged with what it held before, so its
+// positions only grow (Sink.Checkpoint), and acknowledges. When every sink task,
 // dead-letter sinks included, acknowledged n, the coordinator saves n in the
 // state store and then hands each source task its positions to Commit.
 // Positions are never committed before that, and never twice.
 //
 // Recovery: sinks are opened first; each exactly-once sink task reports the
-// positions it holds. Every source partition resumes after the lowest of the
-// state store's position and the positions held for it, and each sink task
-// drops replayed records at or below its own held position before Write.
+// positions it holds (a sink with several tasks keeps them per task, see
+// stdlib.Config.Task). Every source partition resumes after the lowest of
+// the state store's position and the positions held for it (from its
+// configured start when the store has none), and each sink task drops
+// replayed records at or below its own held position before Write.
 //
 // Each source task has a goroutine that alone calls the Source (Read, and
 // Commit between two reads) and another that routes the batches and injects

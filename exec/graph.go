@@ -42,7 +42,10 @@ type stageRT struct {
 	spec *stdlib.Spec // nil for the built-in filter, map and route
 	at   string       // file:line of the stage
 
-	inboxes []chan message
+	// inboxes[task][sender] is the channel from one upstream task to one
+	// task of this stage: a task can stop reading one sender (barrier
+	// alignment) while the others go on.
+	inboxes [][]chan message
 	// senders is the number of upstream tasks sending to each task.
 	senders int
 	// senderBase gives, per upstream stage index, the sender index of its
@@ -213,9 +216,13 @@ func buildGraph(p *plan.Plan, reg *stdlib.Registry, depth int, now func() time.T
 			n += u.st.Tasks
 		}
 		s.senders = n
-		s.inboxes = make([]chan message, s.st.Tasks)
+		per := max(2, (depth+n-1)/max(n, 1))
+		s.inboxes = make([][]chan message, s.st.Tasks)
 		for i := range s.inboxes {
-			s.inboxes[i] = make(chan message, depth)
+			s.inboxes[i] = make([]chan message, n)
+			for j := range s.inboxes[i] {
+				s.inboxes[i][j] = make(chan message, per)
+			}
 		}
 	}
 	return stages, nil

@@ -19,6 +19,11 @@ type dest struct {
 
 	lastSrc, lastPart string
 	lastTask          int
+	// fixed is the one task every record goes to, or -1: a stage of one
+	// task, or a forward edge (same task count, no partition_by: task i
+	// feeds task i, which keeps per-partition order since a partition
+	// reaches a single task of the sending stage).
+	fixed int
 }
 
 // router buffers a task's output per downstream task and sends full
@@ -30,8 +35,8 @@ type router struct {
 	ports map[string][]*dest // by output port
 	dlq   *dest
 	main  []*dest
-	// direct is the main output when it is one stage of one task: whole
-	// batches are handed to it without copying.
+	// direct is the main output when it is one stage whose task is fixed:
+	// whole batches are handed to it without copying.
 	direct *dest
 	// sent counts records handed downstream (not to the dead-letter sink).
 	sent int64
@@ -41,7 +46,13 @@ func newRouter(r *run, s *stageRT, task int) *router {
 	rt := &router{r: r, owner: s, ports: map[string][]*dest{}}
 	byStage := map[*stageRT]*dest{}
 	for _, o := range s.outs {
-		d := &dest{stage: o, from: o.senderBase[s.idx] + task, bufs: make([][]stdlib.Record, o.st.Tasks), lastTask: -1}
+		d := &dest{stage: o, from: o.senderBase[s.idx] + task, bufs: make([][]stdlib.Record, o.st.Tasks), lastTask: -1, fixed: -1}
+		switch {
+		case o.st.Tasks == 1:
+			d.fixed = 0
+		case o.st.Tasks == s.st.Tasks && o.partBy == nil:
+			d.fixed = task
+		}
 		byStage[o] = d
 		rt.dests = append(rt.dests, d)
 	}
@@ -51,7 +62,7 @@ func newRouter(r *run, s *stageRT, task int) *router {
 		}
 	}
 	rt.main = rt.ports[""]
-	if len(rt.main) == 1 && len(rt.main[0].bufs) == 1 && len(s.ports) <= 1 {
+	if len(rt.main) == 1 && rt.main[0].fixed >= 0 && len(s.ports) <= 1 {
 		rt.direct = rt.main[0]
 	}
 	if s.dlq != nil {
@@ -64,10 +75,10 @@ var hashSeed = maphash.MakeSeed()
 
 // pick returns the task of d's stage that rec goes to.
 func (d *dest) pick(rec *stdlib.Record) (int, error) {
-	n := len(d.bufs)
-	if n == 1 {
-		return 0, nil
+	if d.fixed >= 0 {
+		return d.fixed, nil
 	}
+	n := len(d.bufs)
 	s := d.stage
 	if s.partBy != nil {
 		v, err := s.partBy.eval(&d.vm, rec)
@@ -126,7 +137,7 @@ func (rt *router) emit(ctx context.Context, rec stdlib.Record, ds []*dest) error
 		b = append(b, r)
 		if len(b) >= rt.r.cfg.BatchSize {
 			d.bufs[t] = nil
-			if err := rt.r.send(ctx, d.stage.inboxes[t], message{from: d.from, batch: b}); err != nil {
+			if err := rt.r.send(ctx, d.stage.inboxes[t][d.from], message{from: d.from, batch: b}); err != nil {
 				return err
 			}
 		} else {
@@ -143,9 +154,9 @@ func (rt *router) emit(ctx context.Context, rec stdlib.Record, ds []*dest) error
 // output, to the direct destination; buffered records go first.
 func (rt *router) sendDirect(ctx context.Context, b []stdlib.Record) error {
 	d := rt.direct
-	if buf := d.bufs[0]; len(buf) > 0 {
-		d.bufs[0] = nil
-		if err := rt.r.send(ctx, d.stage.inboxes[0], message{from: d.from, batch: buf}); err != nil {
+	if buf := d.bufs[d.fixed]; len(buf) > 0 {
+		d.bufs[d.fixed] = nil
+		if err := rt.r.send(ctx, d.stage.inboxes[d.fixed][d.from], message{from: d.from, batch: buf}); err != nil {
 			return err
 		}
 	}
@@ -153,7 +164,7 @@ func (rt *router) sendDirect(ctx context.Context, b []stdlib.Record) error {
 	if len(b) == 0 {
 		return nil
 	}
-	return rt.r.send(ctx, d.stage.inboxes[0], message{from: d.from, batch: b})
+	return rt.r.send(ctx, d.stage.inboxes[d.fixed][d.from], message{from: d.from, batch: b})
 }
 
 // flush sends every non-empty buffer.
@@ -164,7 +175,7 @@ func (rt *router) flush(ctx context.Context) error {
 				continue
 			}
 			d.bufs[t] = nil
-			if err := rt.r.send(ctx, d.stage.inboxes[t], message{from: d.from, batch: b}); err != nil {
+			if err := rt.r.send(ctx, d.stage.inboxes[t][d.from], message{from: d.from, batch: b}); err != nil {
 				return err
 			}
 		}
@@ -181,7 +192,7 @@ func (rt *router) control(ctx context.Context, m message) error {
 	for _, d := range rt.dests {
 		m.from = d.from
 		for _, in := range d.stage.inboxes {
-			if err := rt.r.send(ctx, in, m); err != nil {
+			if err := rt.r.send(ctx, in[d.from], m); err != nil {
 				return err
 			}
 		}

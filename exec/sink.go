@@ -62,7 +62,7 @@ func (t *sinkTask) run(ctx context.Context) (err error) {
 		}
 	}()
 	t.rt = newRouter(t.r, t.s, t.task)
-	return t.r.receive(ctx, t.s.inboxes[t.task], t.s.senders, t)
+	return t.r.receive(ctx, t.s.inboxes[t.task], t)
 }
 
 func (t *sinkTask) batch(ctx context.Context, b []stdlib.Record) error {

@@ -120,7 +120,7 @@ func (t *transformTask) run(ctx context.Context) (err error) {
 		}
 		t.elseP = t.rt.ports[t.s.st.Else]
 	}
-	return t.r.receive(ctx, t.s.inboxes[t.task], t.s.senders, t)
+	return t.r.receive(ctx, t.s.inboxes[t.task], t)
 }
 
 func (t *transformTask) batch(ctx context.Context, b []stdlib.Record) error {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -25,6 +26,7 @@ func cmdRun(e *env, args []string) int {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	statusEvery := fs.Duration("status-interval", 0, "how often to report per-stage counts (default 1s on a terminal, 10s otherwise)")
 	quiet := fs.BoolP("quiet", "q", false, "no live status or periodic count lines")
+	memLimit := fs.String("memory-limit", "64MiB", "soft memory limit of the Go heap (GOGC 400 under it); 0 keeps Go's defaults, as do GOGC or GOMEMLIMIT in the environment")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -56,7 +58,12 @@ func cmdRun(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
 		return exitUsage
 	}
-	cfg := &exec.Config{StateDir: *stateDir, Logger: logger}
+	limit, err := parseSize(*memLimit)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pipe: --memory-limit: %v\n", err)
+		return exitUsage
+	}
+	cfg := &exec.Config{StateDir: *stateDir, Logger: logger, MemoryLimit: limit}
 	tty := isTerminal(e.stderr)
 	if !*quiet {
 		cfg.StatusInterval = *statusEvery
@@ -148,4 +155,25 @@ func (l *liveStatus) update(s exec.Snapshot) {
 	}
 	l.lines = len(s.Stages) + 1
 	io.WriteString(l.w, b.String())
+}
+
+// parseSize parses 64MiB, 1GB, 512KiB or a number of bytes.
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	mult := int64(1)
+	num := s
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			num, mult = n, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size such as 64MiB", s)
+	}
+	return n * mult, nil
 }

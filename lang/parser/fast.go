@@ -3,6 +3,7 @@ package parser
 import (
 	"github.com/alecthomas/participle/v2/lexer"
 
+	"pipe.dev/pipe/lang"
 	"pipe.dev/pipe/lang/ast"
 )
 
@@ -16,9 +17,9 @@ import (
 // Each choice below follows participle's with lookahead 1: an alternative
 // is taken when its first two tokens match, which is exactly when
 // participle, having consumed more than one token of it, would no longer
-// backtrack.
-func fastParse(toks []lexer.Token) (f *ast.File, ok bool) {
-	p := &fastParser{toks: toks}
+// backtrack. Strings are decoded on the way.
+func fastParse(name string, toks []lexer.Token) (f *ast.File, diags lang.Diagnostics, ok bool) {
+	p := &fastParser{name: name, toks: toks}
 	for i, t := range toks {
 		if t.Type != tokWhitespace && t.Type != tokComment {
 			p.sig = append(p.sig, i)
@@ -29,14 +30,14 @@ func fastParse(toks []lexer.Token) (f *ast.File, ok bool) {
 			if r != errGiveUp {
 				panic(r)
 			}
-			f, ok = nil, false
+			f, diags, ok = nil, nil, false
 		}
 	}()
 	f = &ast.File{}
 	for !p.at(0).EOF() {
 		f.Items = append(f.Items, p.topItem())
 	}
-	return f, true
+	return f, p.diags, true
 }
 
 type giveUp struct{}
@@ -44,9 +45,11 @@ type giveUp struct{}
 var errGiveUp = &giveUp{}
 
 type fastParser struct {
-	toks []lexer.Token
-	sig  []int // indices in toks of the significant tokens; the last is EOF
-	i    int   // next significant token
+	name  string
+	diags lang.Diagnostics // from decoding strings
+	toks  []lexer.Token
+	sig   []int // indices in toks of the significant tokens; the last is EOF
+	i     int   // next significant token
 }
 
 // at returns the significant token k places ahead.
@@ -493,6 +496,9 @@ func (p *fastParser) stringLit() *ast.StringLit {
 	n := &ast.StringLit{Pos: p.pos()}
 	n.Raw = p.next().Value
 	n.EndPos = p.end()
+	var d lang.Diagnostics
+	n.Parts, d = decodeString(p.name, n.Raw, n.Pos)
+	p.diags = append(p.diags, d...)
 	return n
 }
 

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -61,6 +62,11 @@ func FuzzParse(f *testing.F) {
 func checkRoundTrip(t *testing.T, name string, src []byte) {
 	t.Helper()
 	f, diags := parser.ParseFile(name, src)
+	// The hand-written fast path and participle build the same tree.
+	pf, pdiags := parser.ParseWithParticiple(name, src)
+	if !reflect.DeepEqual(f, pf) || !reflect.DeepEqual(diags, pdiags) {
+		t.Fatalf("fast path and participle differ on %q\nfast:       %s\n%v\nparticiple: %s\n%v", src, dump(f), diags, dump(pf), pdiags)
+	}
 	for _, b := range checkSpans(name, src, f, diags) {
 		t.Error(b)
 	}

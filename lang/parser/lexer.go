@@ -107,6 +107,7 @@ func (s *tokenStream) Next() (lexer.Token, error) {
 type scanner struct {
 	name  string
 	src   []byte
+	text  string // src as a string: token values are substrings of it
 	off   int
 	line  int
 	col   int
@@ -119,7 +120,7 @@ type scanner struct {
 // records a diagnostic and resumes, so the parser still gets a usable
 // token stream. The last token is always EOF.
 func lex(name string, src []byte) ([]lexer.Token, lang.Diagnostics) {
-	s := &scanner{name: name, src: src, line: 1, col: 1, toks: make([]lexer.Token, 0, len(src)/3+8)}
+	s := &scanner{name: name, src: src, text: string(src), line: 1, col: 1, toks: make([]lexer.Token, 0, len(src)/3+8)}
 	s.run()
 	return s.toks, s.diags
 }
@@ -168,7 +169,7 @@ func (s *scanner) emit(typ lexer.TokenType, end int, value string) {
 }
 
 func (s *scanner) emitText(typ lexer.TokenType, end int) {
-	s.emit(typ, end, string(s.src[s.off:end]))
+	s.emit(typ, end, s.text[s.off:end])
 }
 
 // prevSignificant returns the last token that is neither whitespace nor a
@@ -215,7 +216,7 @@ func (s *scanner) run() {
 			for end < len(src) && isIdentChar(src[end]) {
 				end++
 			}
-			word := string(src[s.off:end])
+			word := s.text[s.off:end]
 			if (word == "where" || word == "when") && s.startsExpr(end) {
 				kw := s.off
 				s.emit(tokIdent, end, word)

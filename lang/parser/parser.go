@@ -27,7 +27,13 @@ var elided = []lexer.TokenType{tokComment, tokWhitespace}
 // build (nil only when nothing could be parsed) together with the
 // diagnostics found: lexical errors, at most one syntax error, and
 // malformed string escapes or ${...} references. It never panics.
-func ParseFile(name string, src []byte) (f *ast.File, diags lang.Diagnostics) {
+func ParseFile(name string, src []byte) (*ast.File, lang.Diagnostics) {
+	return parse(name, src, true)
+}
+
+// parse is ParseFile; fast says whether to try the hand-written parser
+// (fast.go) before participle.
+func parse(name string, src []byte, fast bool) (f *ast.File, diags lang.Diagnostics) {
 	defer func() {
 		if r := recover(); r != nil {
 			f = nil
@@ -38,6 +44,11 @@ func ParseFile(name string, src []byte) (f *ast.File, diags lang.Diagnostics) {
 	}()
 	toks, lexDiags := lex(name, src)
 	diags = append(diags, lexDiags...)
+	if fast && len(lexDiags) == 0 {
+		if ff, d, ok := fastParse(name, toks); ok {
+			return finish(name, toks, ff, append(diags, d...), false)
+		}
+	}
 
 	peek, err := lexer.Upgrade(&tokenStream{toks: toks}, elided...)
 	if err != nil {
@@ -54,6 +65,12 @@ func ParseFile(name string, src []byte) (f *ast.File, diags lang.Diagnostics) {
 			diags = append(diags, syntaxError(name, src, toks, f, err))
 		}
 	}
+	return finish(name, toks, f, diags, true)
+}
+
+// finish completes a parsed tree: name, positions and comments, and, for
+// a tree from participle (fix), node positions and strings.
+func finish(name string, toks []lexer.Token, f *ast.File, diags lang.Diagnostics, fix bool) (*ast.File, lang.Diagnostics) {
 	if f == nil {
 		f = &ast.File{}
 	}
@@ -67,7 +84,9 @@ func ParseFile(name string, src []byte) (f *ast.File, diags lang.Diagnostics) {
 			f.Comments = append(f.Comments, &ast.Comment{Pos: t.Pos, EndPos: end, Text: t.Value})
 		}
 	}
-	diags = append(diags, fixNodes(name, f)...)
+	if fix {
+		diags = append(diags, fixNodes(name, f)...)
+	}
 	diags.Sort()
 	return f, diags
 }

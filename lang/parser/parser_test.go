@@ -58,6 +58,7 @@ func TestExamples(t *testing.T) {
 			for _, b := range checkSpans(path, src, f, diags) {
 				t.Error(b)
 			}
+			checkRoundTrip(t, path, src)
 			walkNodes(reflectOf(f), func(v reflectValue) {
 				if s, ok := v.Interface().(*ast.StringLit); ok && s.Parts == nil {
 					t.Errorf("string %s at %v has no parts", s.Raw, s.Pos)
@@ -127,6 +128,7 @@ func TestParseTrees(t *testing.T) {
 			for _, b := range checkSpans("t.pipe", []byte(tt.src), f, diags) {
 				t.Error(b)
 			}
+			checkRoundTrip(t, "t.pipe", []byte(tt.src))
 		})
 	}
 }
@@ -245,6 +247,7 @@ func TestErrors(t *testing.T) {
 			for _, b := range checkSpans("e.pipe", []byte(tt.src), f, diags) {
 				t.Error(b)
 			}
+			checkRoundTrip(t, "e.pipe", []byte(tt.src))
 		})
 	}
 }

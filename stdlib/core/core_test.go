@@ -378,6 +378,15 @@ func TestStdin(t *testing.T) {
 	if got := values(recs); !reflect.DeepEqual(got, []any{map[string]any{"value": "nope"}, map[string]any{"value": `{"a":3}`}}) {
 		t.Fatalf("resume: got %v", got)
 	}
+	// Skipping more lines than a batch holds, at the end of the input.
+	r3, w3, _ := os.Pipe()
+	go func() { w3.WriteString("a\nb\nc\nd\ne\n"); w3.Close() }()
+	time.Sleep(20 * time.Millisecond) // the whole input is written and closed before the first read
+	src3, _ := newStdin(config("in", map[string]any{"batch": int64(1)}), r3)
+	recs = drain(t, src3, stdlib.ResumeMap{"stdin": 6})
+	if got := values(recs); !reflect.DeepEqual(got, []any{map[string]any{"value": "d"}, map[string]any{"value": "e"}}) {
+		t.Fatalf("long skip: got %v", got)
+	}
 }
 
 func TestStdout(t *testing.T) {

@@ -125,8 +125,12 @@ func (s *stdinSource) pump() {
 // Read implements stdlib.Source.
 func (s *stdinSource) Read(ctx context.Context) ([]stdlib.Record, error) {
 	for {
-		if recs := s.lines(); len(recs) > 0 {
+		recs, consumed := s.lines()
+		if len(recs) > 0 {
 			return recs, nil
+		}
+		if consumed {
+			continue
 		}
 		if s.eof {
 			return nil, stdlib.ErrEndOfInput
@@ -163,37 +167,58 @@ func (s *stdinSource) Read(ctx context.Context) ([]stdlib.Record, error) {
 	}
 }
 
-// lines decodes up to a batch of complete lines from buf.
-func (s *stdinSource) lines() []stdlib.Record {
-	var recs []stdlib.Record
-	end := 0
-	for len(recs) < s.batch {
+// lines decodes up to a batch of complete lines from buf; it reports
+// whether it consumed any (all may have been skipped).
+func (s *stdinSource) lines() ([]stdlib.Record, bool) {
+	// Find the batch's lines, then copy them once: the copy backs every
+	// record's Raw and the decoded strings.
+	end, n := 0, 0
+	for n < s.batch {
 		i := bytes.IndexByte(s.buf[end:], '\n')
-		stop := end + i + 1
 		if i < 0 {
-			if !s.eof || end == len(s.buf) {
-				break
+			if s.eof && end < len(s.buf) {
+				end = len(s.buf)
+				n++
 			}
-			stop = len(s.buf)
+			break
 		}
-		lineStart := s.off + int64(end)
-		line := bytes.TrimSuffix(bytes.TrimSuffix(s.buf[end:stop], []byte("\n")), []byte("\r"))
-		offset := s.off + int64(stop)
-		end = stop
+		end += i + 1
+		n++
+	}
+	if end == 0 {
+		return nil, false
+	}
+	chunk := bytes.Clone(s.buf[:end])
+	recs := make([]stdlib.Record, 0, n)
+	od, owned := s.codec.(codec.OwnedDecoder)
+	for start := 0; start < len(chunk); {
+		stop := len(chunk)
+		if i := bytes.IndexByte(chunk[start:], '\n'); i >= 0 {
+			stop = start + i + 1
+		}
+		lineStart := s.off + int64(start)
+		line := bytes.TrimSuffix(bytes.TrimSuffix(chunk[start:stop], []byte("\n")), []byte("\r"))
+		pos := stdlib.Position{Source: s.cfg.Stage, Partition: "stdin", Offset: s.off + int64(stop)}
+		start = stop
 		if s.header {
 			s.header = false
 			if err := s.codec.(codec.HeaderCodec).DecodeHeader(line); err != nil {
-				recs = append(recs, stdlib.Record{Partition: -1, Raw: bytes.Clone(line), Err: err,
-					Pos: stdlib.Position{Source: s.cfg.Stage, Partition: "stdin", Offset: offset}})
+				recs = append(recs, stdlib.Record{Partition: -1, Raw: line, Err: fmt.Errorf("stdin: %w", err), Pos: pos})
 			}
 			continue
 		}
-		if offset <= s.skip || len(bytes.TrimSpace(line)) == 0 {
+		if pos.Offset <= s.skip || len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		r := stdlib.Record{Partition: -1, Raw: bytes.Clone(line),
-			Pos: stdlib.Position{Source: s.cfg.Stage, Partition: "stdin", Offset: offset}}
-		if v, err := s.codec.Decode(line); err != nil {
+		r := stdlib.Record{Partition: -1, Raw: line, Pos: pos}
+		var v map[string]any
+		var err error
+		if owned {
+			v, err = od.DecodeOwned(line)
+		} else {
+			v, err = s.codec.Decode(line)
+		}
+		if err != nil {
 			r.Err = fmt.Errorf("stdin at byte %d: %w", lineStart, err)
 		} else {
 			r.Value = v
@@ -205,7 +230,7 @@ func (s *stdinSource) lines() []stdlib.Record {
 	if len(s.buf) == 0 {
 		s.buf = nil
 	}
-	return recs
+	return recs, true
 }
 
 // Commit implements stdlib.Source.

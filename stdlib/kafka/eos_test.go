@@ -361,3 +361,26 @@ func TestSinkPerRecordTopic(t *testing.T) {
 	}
 	_ = context.Background
 }
+
+func TestExactlyOnceSinkSplitsLargeBatches(t *testing.T) {
+	brokers := testBroker(t, devbroker.Options{})
+	topic := uniq("large")
+	newTopic(t, brokers, topic, 1)
+	snk := eosSink(t, brokers, topic, nil)
+	if _, err := snk.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll(t, snk)
+	recs := records(20000, strings.Repeat("x", 200)) // about 4.5 MB for one partition
+	if err := snk.Write(t.Context(), recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := snk.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	src := openSource(t, config("in", brokers, map[string]any{"topic": topic}), nil)
+	defer closeAll(t, src)
+	if got := readN(t, src, 20000); len(got) != 20000 {
+		t.Fatalf("read %d records, want 20000", len(got))
+	}
+}

@@ -52,7 +52,11 @@ func TestKill(t *testing.T) {
 			if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			want := produceEvents(t, brokers, in, n)
+			// Input keeps arriving while pipe run is killed and restarted, so
+			// that every kill lands in the middle of the stream.
+			want := expectedEvents(n)
+			produced := make(chan error, 1)
+			go func() { produced <- produceEvents(brokers, in, n, time.Duration(kills)*2500*time.Millisecond) }()
 			env := append(os.Environ(), "KAFKA_BROKERS="+brokers, "IN_TOPIC="+in, "OUT_TOPIC="+out, "GROUP="+uniq("kill"))
 			state := filepath.Join(dir, "state-"+delivery)
 			run := func() *osexec.Cmd {
@@ -74,7 +78,10 @@ func TestKill(t *testing.T) {
 				time.Sleep(time.Duration(1000+rand.IntN(3000)) * time.Millisecond)
 				cmd.Process.Signal(syscall.SIGKILL)
 				cmd.Wait()
-				t.Logf("kill %d done", i+1)
+				t.Logf("kill %d: input log end %d, output log end %d", i+1, logEnd(t, brokers, in), logEnd(t, brokers, out))
+			}
+			if err := <-produced; err != nil {
+				t.Fatal(err)
 			}
 			cmd := run()
 			got := readOutput(t, brokers, out, len(want), 3*time.Minute)
@@ -155,31 +162,63 @@ func startPipeBroker(t *testing.T, bin string) string {
 	return strings.TrimSpace(line)
 }
 
-// produceEvents writes n events of the example's shape and returns the ids
-// the pipeline keeps (amount > 50).
-func produceEvents(t *testing.T, brokers, topic string, n int) map[int64]bool {
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	w := &kafka.Writer{Addr: kafka.TCP(brokers), Topic: topic, Transport: tr, RequiredAcks: kafka.RequireAll,
-		BatchSize: 5000, BatchTimeout: 5 * time.Millisecond, Balancer: &kafka.RoundRobin{}}
-	defer w.Close()
+// expectedEvents returns the ids of the n events the pipeline keeps
+// (amount > 50).
+func expectedEvents(n int) map[int64]bool {
 	want := map[int64]bool{}
-	msgs := make([]kafka.Message, 0, 5000)
 	for i := range n {
-		amount := float64((i*7919)%10000) / 100
-		if amount > 50 {
+		if eventAmount(i) > 50 {
 			want[int64(i)] = true
-		}
-		v := fmt.Sprintf(`{"id":%d,"user":"u%d","amount":%.2f,"country":"NL","event":"purchase","ts":"2024-01-01T00:00:%02dZ"}`, i, i%100, amount, i%60)
-		msgs = append(msgs, kafka.Message{Value: []byte(v)})
-		if len(msgs) == cap(msgs) || i == n-1 {
-			if err := w.WriteMessages(t.Context(), msgs...); err != nil {
-				t.Fatal(err)
-			}
-			msgs = msgs[:0]
 		}
 	}
 	return want
+}
+
+func eventAmount(i int) float64 { return float64((i*7919)%10000) / 100 }
+
+// produceEvents writes n events of the example's shape, spread evenly over
+// d.
+func produceEvents(brokers, topic string, n int, d time.Duration) error {
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	w := &kafka.Writer{Addr: kafka.TCP(brokers), Topic: topic, Transport: tr, RequiredAcks: kafka.RequireAll,
+		BatchSize: 1000, BatchTimeout: 5 * time.Millisecond, Balancer: &kafka.RoundRobin{}}
+	defer w.Close()
+	const chunk = 500
+	pause := d / time.Duration(max(n/chunk, 1))
+	msgs := make([]kafka.Message, 0, chunk)
+	for i := range n {
+		v := fmt.Sprintf(`{"id":%d,"user":"u%d","amount":%.2f,"country":"NL","event":"purchase","ts":"2024-01-01T00:00:%02dZ"}`, i, i%100, eventAmount(i), i%60)
+		msgs = append(msgs, kafka.Message{Value: []byte(v)})
+		if len(msgs) == cap(msgs) || i == n-1 {
+			if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+				return fmt.Errorf("produce input: %w", err)
+			}
+			msgs = msgs[:0]
+			time.Sleep(pause)
+		}
+	}
+	return nil
+}
+
+// logEnd returns the sum of the end offsets of topic's partitions.
+func logEnd(t *testing.T, brokers, topic string) int64 {
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	cl := &kafka.Client{Addr: kafka.TCP(brokers), Transport: tr}
+	var reqs []kafka.OffsetRequest
+	for p := range 4 {
+		reqs = append(reqs, kafka.LastOffsetOf(p))
+	}
+	res, err := cl.ListOffsets(t.Context(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return -1
+	}
+	var sum int64
+	for _, po := range res.Topics[topic] {
+		sum += po.LastOffset
+	}
+	return sum
 }
 
 // readOutput reads topic read_committed until want records arrived and no

@@ -316,9 +316,6 @@ func (s *source) position(ctx context.Context, committed map[string]int64) error
 	for k, p := range s.parts {
 		if off, ok := s.resume.Resume(k); ok {
 			p.next = off + 1
-			if c, ok := committed[k]; ok && c > p.next {
-				p.next = c // the group moved on since the resume position was taken
-			}
 			continue
 		}
 		if c, ok := committed[k]; ok {

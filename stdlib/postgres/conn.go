@@ -104,7 +104,7 @@ func transient(err error) bool {
 		return true
 	}
 	msg := err.Error()
-	return strings.Contains(msg, "conn closed") || strings.Contains(msg, "conn busy") ||
+	return strings.Contains(msg, "conn closed") ||
 		strings.Contains(msg, "unexpected EOF") || strings.Contains(msg, "broken pipe")
 }
 
