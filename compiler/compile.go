@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 
+	"pipe.dev/pipe/compiler/exprs"
 	"pipe.dev/pipe/compiler/ir"
 	"pipe.dev/pipe/lang"
 	"pipe.dev/pipe/lang/ast"
@@ -98,6 +99,7 @@ type checker struct {
 	inFlow           map[string]bool
 	flowPos          map[string]lang.Span // first flow mention of a stage
 	pipelineDelivery lang.Span            // where the pipeline sets delivery
+	exprs            exprs.Checker        // reuses typed environments across expressions
 }
 
 func newChecker(cfg *Config) *checker {
@@ -169,6 +171,16 @@ type defInfo struct {
 	used      bool
 	paramUsed map[string]bool
 	ptypes    map[string]*types.Type // parameter types, resolved once
+}
+
+// declares reports whether the def has a parameter called name.
+func (di *defInfo) declares(name string) bool {
+	for _, p := range di.decl.Params {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 type importInfo struct {
@@ -325,12 +337,44 @@ func (c *checker) loadImport(u *unit, im *ast.Import) {
 		}
 		return
 	}
+	c.libraryOnly(f, pspan, rel)
 	iu := c.newUnit(path, f, src)
 	c.units[key] = iu
 	info.u = iu
 	c.loading[key] = true
 	c.resolveUnit(iu)
 	delete(c.loading, key)
+}
+
+// libraryOnly reports an imported file that holds more than schemas, defs
+// and imports: its stages, flows, tests and pipeline block would be ignored.
+// One error at the import names the first; the others are related spans.
+func (c *checker) libraryOnly(f *ast.File, pspan lang.Span, rel string) {
+	var d *lang.Diagnostic
+	for _, it := range f.Items {
+		var what string
+		switch {
+		case it.Stage != nil:
+			what = fmt.Sprintf("%s %q", it.Stage.Kind, it.Stage.Name)
+		case it.Flow != nil:
+			what = "a flow"
+		case it.Test != nil:
+			what = fmt.Sprintf("test %q", it.Test.Name.Value())
+		case it.Pipeline != nil:
+			what = "a pipeline block"
+		default:
+			continue
+		}
+		span := ast.SpanOf(it.Pos, it.EndPos)
+		if span.File == "" {
+			span.File = f.Name
+		}
+		if d == nil {
+			d = c.errorf(lang.ImportError, pspan, "imported file %q holds %s: a library holds only schemas, defs and imports", rel, what)
+			d.Detail = "move the stages, flows, tests and pipeline block into the importing file"
+		}
+		d.Related = append(d.Related, lang.Related{Span: span, Message: what + " declared here"})
+	}
 }
 
 func unwrapPathErr(err error) error {

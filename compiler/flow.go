@@ -107,6 +107,9 @@ func (c *checker) sourceType(st *stage) {
 	}
 	if st.out == nil {
 		st.typed = false
+		if st.flatSeen["schema"] != nil {
+			return // schema set but wrong: reported where it is set
+		}
 		d := c.lint(st, lang.UntypedSource, st.span, st.instRel, "source %q has no schema: nothing downstream is type-checked", st.name)
 		if st.spec.Schema {
 			d.Detail = "set schema = Name"
@@ -191,13 +194,17 @@ func (c *checker) checkExpr(st *stage, ei *exprItem, in *types.Type) *types.Type
 	ctx := exprs.Context{Kind: plan.ExprKind(ei.kind), Input: in, Want: ei.want}
 	if ei.vc.params != nil {
 		ctx.Params = st.paramType
-		for name := range ei.vc.params {
-			if refersToParam(text, name) && ei.vc.def != nil {
-				ei.vc.def.paramUsed[name] = true
+		// Every declared parameter counts, bound or not: an argument
+		// error is reported at the use site, not as an unused parameter.
+		if ei.vc.def != nil && st.paramType != nil {
+			for _, f := range st.paramType.Fields {
+				if refersToParam(text, f.Name) {
+					ei.vc.def.paramUsed[f.Name] = true
+				}
 			}
 		}
 	}
-	res, issues := exprs.Check(text, ctx)
+	res, issues := c.exprs.Check(text, ctx)
 	failed := false
 	for _, is := range issues {
 		if is.Severity == 0 || is.Severity == lang.Error {

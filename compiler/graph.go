@@ -51,6 +51,13 @@ func (c *checker) buildGraph() {
 						c.errorf(lang.BadEdge, u.nodeSpan(ast.SpanOf(l.Pos, l.EndPos)), "sink %q has no output: it cannot flow into %q", from.name, to.name)
 						continue
 					}
+					if from.component == "route" && l.Port == "" {
+						d := c.errorf(lang.BadEdge, u.nodeSpan(ast.SpanOf(l.Pos, l.EndPos)), "route %q sends records through its ports: name one, as in %s.<port> -> %s", from.name, from.name, to.name)
+						if ports := from.portNames(); len(ports) > 0 {
+							d.Detail = "ports: " + strings.Join(ports, ", ")
+						}
+						continue
+					}
 					if to.kind == stdlib.SourceKind {
 						c.errorf(lang.BadEdge, u.nodeSpan(ast.SpanOf(r.Pos, r.EndPos)), "source %q takes no input: %q cannot flow into it", to.name, from.name)
 						continue

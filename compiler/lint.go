@@ -71,15 +71,14 @@ func (c *checker) graphLints() {
 			for _, e := range out[st.name] {
 				wired[e.port] = true
 			}
-			if !wired[""] {
-				for _, cs := range st.cases {
-					if !wired[cs.target] {
-						c.lint(st, lang.PortUnwired, cs.span, cs.vc.rel, "port %q of route %q is not wired: its records are discarded", cs.target, st.name)
-					}
+			// Every edge out of a route names a port (PIPE202 otherwise).
+			for _, cs := range st.cases {
+				if !wired[cs.target] {
+					c.lint(st, lang.PortUnwired, cs.span, cs.vc.rel, "port %q of route %q is not wired: its records are discarded", cs.target, st.name)
 				}
-				if st.elsePort != "" && !wired[st.elsePort] {
-					c.lint(st, lang.PortUnwired, st.elseSpan, nil, "port %q of route %q is not wired: its records are discarded", st.elsePort, st.name)
-				}
+			}
+			if st.elsePort != "" && !wired[st.elsePort] {
+				c.lint(st, lang.PortUnwired, st.elseSpan, nil, "port %q of route %q is not wired: its records are discarded", st.elsePort, st.name)
 			}
 			if st.elsePort == "" && st.mode != "all" {
 				c.lint(st, lang.RouteNoElse, st.span, st.instRel, "route %q has no else port: records no case matches are dropped", st.name).
@@ -126,7 +125,8 @@ func (c *checker) unusedLints() {
 		}
 	}
 	for _, alias := range slices.Sorted(mapKeys(u.imports)) {
-		if im := u.imports[alias]; !im.used {
+		// An import that failed to load was reported already.
+		if im := u.imports[alias]; !im.used && im.u != nil {
 			c.warnf(lang.Unused, im.span, "import %q is not used", im.alias)
 		}
 	}

@@ -305,91 +305,107 @@ func (c *checker) bindArgs(st *stage, di *defInfo, ref *ast.RefOrCall) {
 // typedValue converts v to a value of type t; it returns a description of
 // v when it does not fit.
 func (c *checker) typedValue(v *ast.Value, t *types.Type, vc valCtx) (any, string) {
+	x, msg, _ := c.typedValueAt(v, t, vc)
+	return x, msg
+}
+
+// typedValueAt is typedValue that also returns the span of the innermost
+// part of v that does not fit (a list element, a record field or key).
+func (c *checker) typedValueAt(v *ast.Value, t *types.Type, vc valCtx) (any, string, lang.Span) {
+	x, msg, span := c.typedValueIn(v, t, vc)
+	if msg != "" && !span.IsValid() {
+		span = valueSpan(vc.u, v)
+	}
+	return x, msg, span
+}
+
+func (c *checker) typedValueIn(v *ast.Value, t *types.Type, vc valCtx) (any, string, lang.Span) {
+	var none lang.Span
 	if v.Null {
 		if t.Optional || t.Kind == types.Any {
-			return nil, ""
+			return nil, "", none
 		}
-		return nil, "null"
+		return nil, "null", none
 	}
 	switch t.Kind {
 	case types.Any:
-		return c.literal(v, vc), ""
+		return c.literal(v, vc), "", none
 	case types.String, types.Bytes:
 		if v.String != nil || v.Raw != nil {
-			return c.literal(v, vc), ""
+			return c.literal(v, vc), "", none
 		}
 	case types.Timestamp:
 		if v.String != nil || v.Raw != nil {
 			s, _ := c.literal(v, vc).(string)
 			if _, err := time.Parse(time.RFC3339Nano, s); err == nil {
-				return s, ""
+				return s, "", none
 			}
-			return nil, fmt.Sprintf("%q (not an RFC 3339 time)", s)
+			return nil, fmt.Sprintf("%q (not an RFC 3339 time)", s), none
 		}
 	case types.Int:
 		if v.Number != nil && !v.Number.IsFloat() {
-			return c.literal(v, vc), ""
+			return c.literal(v, vc), "", none
 		}
 	case types.Float:
 		if v.Number != nil {
 			x := c.literal(v, vc)
 			if i, ok := x.(int64); ok {
-				return float64(i), ""
+				return float64(i), "", none
 			}
-			return x, ""
+			return x, "", none
 		}
 	case types.Bool:
 		if v.Bool != nil {
-			return bool(*v.Bool), ""
+			return bool(*v.Bool), "", none
 		}
 	case types.List:
 		if v.List != nil {
 			out := []any{}
 			for _, it := range v.List.Items {
-				x, msg := c.typedValue(it, t.Elem, vc)
+				x, msg, span := c.typedValueAt(it, t.Elem, vc)
 				if msg != "" {
-					return nil, "a list holding " + msg
+					return nil, "a list holding " + msg, span
 				}
 				out = append(out, x)
 			}
-			return out, ""
+			return out, "", none
 		}
 	case types.Map:
 		if v.Map != nil {
-			bad := ""
+			bad, badSpan := "", none
 			m := c.mapLit(v.Map, vc, func(e *ast.MapEntry) any {
-				x, msg := c.typedValue(e.Value, t.Elem, vc)
+				x, msg, span := c.typedValueAt(e.Value, t.Elem, vc)
 				if msg != "" && bad == "" {
-					bad = "a map holding " + msg
+					bad, badSpan = "a map holding "+msg, span
 				}
 				return x
 			})
-			return m, bad
+			return m, bad, badSpan
 		}
 	case types.Record:
 		if v.Map != nil {
-			m, msg := c.recordValue(v.Map, t, vc)
-			return m, msg
+			return c.recordValue(v.Map, t, vc)
 		}
 	}
-	return nil, strings.TrimPrefix(strings.TrimPrefix(describe(v), "an "), "a ")
+	return nil, strings.TrimPrefix(strings.TrimPrefix(describe(v), "an "), "a "), none
 }
 
 // recordValue converts a map literal to a record of type t; it reports a
-// description of the first mismatch.
-func (c *checker) recordValue(m *ast.Map, t *types.Type, vc valCtx) (ir.Map, string) {
-	bad := ""
+// description of the first mismatch and the span of the offending key or
+// value (invalid when a field is missing: the whole record is at fault).
+func (c *checker) recordValue(m *ast.Map, t *types.Type, vc valCtx) (ir.Map, string, lang.Span) {
+	bad, badSpan := "", lang.Span{}
 	out := c.mapLit(m, vc, func(e *ast.MapEntry) any {
 		f := t.Field(e.KeyName())
 		if f == nil {
 			if bad == "" {
-				bad = fmt.Sprintf("a record with unknown field %q", e.KeyName())
+				bad, badSpan = fmt.Sprintf("a record with unknown field %q", e.KeyName()), keySpan(vc.u, e)
 			}
 			return c.literal(e.Value, vc)
 		}
-		x, msg := c.typedValue(e.Value, f.Type, vc)
+		x, msg, span := c.typedValueAt(e.Value, f.Type, vc)
 		if msg != "" && bad == "" {
-			bad = fmt.Sprintf("a record whose field %q is %s", e.KeyName(), msg)
+			bad, badSpan = fmt.Sprintf("a record whose field %q is %s", e.KeyName(), msg), span
 		}
 		return x
 	})
@@ -401,7 +417,15 @@ func (c *checker) recordValue(m *ast.Map, t *types.Type, vc valCtx) (ir.Map, str
 			}
 		}
 	}
-	return out, bad
+	return out, bad, badSpan
+}
+
+// keySpan returns the span of a map entry's key.
+func keySpan(u *unit, e *ast.MapEntry) lang.Span {
+	if e.Key != nil {
+		return u.nodeSpan(ast.SpanOf(e.Key.Pos, e.Key.EndPos))
+	}
+	return u.lines.Span(e.Pos.Offset, e.Pos.Offset+len(e.Ident))
 }
 
 // commonParams returns the attributes every stage of st's kind takes

@@ -100,9 +100,12 @@ func (c *checker) testRecord(v *ast.Value, t *types.Type, typed bool, vc valCtx,
 		}
 		check = &cp
 	}
-	m, msg := c.recordValue(v.Map, check, vc)
+	m, msg, at := c.recordValue(v.Map, check, vc)
 	if msg != "" {
-		d := c.errorf(lang.BadTestRecord, span, "test record does not fit %s: it is %s", t, msg)
+		if !at.IsValid() {
+			at = span // a missing field: the record as a whole
+		}
+		d := c.errorf(lang.BadTestRecord, at, "test record does not fit %s: it is %s", t, msg)
 		d.Detail = "type: " + t.String()
 	}
 	return m
@@ -162,7 +165,7 @@ func (c *checker) expect(e *ast.Expect, vc valCtx) *ir.Expect {
 		if typed {
 			input = in
 		}
-		res, issues := exprs.Check(text, exprs.Context{Kind: plan.WhereExpr, Input: input})
+		res, issues := c.exprs.Check(text, exprs.Context{Kind: plan.WhereExpr, Input: input})
 		for _, is := range issues {
 			d := lang.Diagnostic{Severity: is.Severity, Code: is.Code, Span: u.lines.Span(start+is.Start, start+max(is.End, is.Start)), Message: is.Message, Detail: is.Detail}
 			if d.Severity == 0 {

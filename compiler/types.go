@@ -43,6 +43,13 @@ func (c *checker) recordType(u *unit, fields []*ast.Field, rel []lang.Related) *
 		if f.Name == "meta" {
 			c.add(lang.Errorf(lang.ReservedName, span, "field name %q is reserved", f.Name), rel)
 		}
+		// Imported files are linted when they are checked themselves.
+		// count is left out: it is also a keyword of the language
+		// (expect ... count N), so a field of that name is a deliberate
+		// choice the grammar supports (spec case clean_keyword_field_names).
+		if u == c.main && f.Name != "count" && slices.Contains(builtins, f.Name) {
+			c.add(lang.Warningf(lang.ShadowsBuiltin, span, "field %q hides the expression builtin %s()", f.Name, f.Name), rel)
+		}
 		t.Fields = append(t.Fields, &types.Field{Name: f.Name, Type: c.resolveType(u, f.Type, rel)})
 	}
 	return t

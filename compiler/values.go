@@ -78,6 +78,12 @@ func (c *checker) str(sl *ast.StringLit, vc valCtx) any {
 				continue
 			}
 			v, ok := vc.params[in.Key]
+			if !ok && vc.def != nil && vc.def.declares(in.Key) {
+				// A declared parameter whose argument was wrong or
+				// missing: that error is reported at the use site.
+				vc.def.paramUsed[in.Key] = true
+				continue
+			}
 			if !ok {
 				d := lang.Errorf(lang.UnknownName, span, "unknown def parameter %q", in.Key)
 				d.Detail = suggest(in.Key, keysOf(vc.params))

@@ -108,6 +108,7 @@ func cmdLint(e *env, args []string) int {
 			"Warnings do not fail the run unless denied with --deny.")
 	format := fs.String("format", "text", "diagnostics format: text, json or github")
 	denyList := fs.StringSlice("deny", nil, "lint codes that fail the run (PIPE430,PIPE450) or \"all\"")
+	requireTests := fs.Bool("require-tests", false, "also report every source and sink no inline test covers (PIPE480)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -129,7 +130,42 @@ func cmdLint(e *env, args []string) int {
 		}
 		deny = append(deny, c)
 	}
-	return checkFiles(e, fs.Args(), *format, true, deny, denyAll)
+	if !*requireTests {
+		return checkFiles(e, fs.Args(), *format, true, deny, denyAll)
+	}
+	// As checkFiles, with the PIPE480 lint of every file that compiles.
+	if !validFormat(*format, diagFormats) {
+		fmt.Fprintf(e.stderr, "pipe: unknown --format %q (want %s)\n", *format, strings.Join(diagFormats, ", "))
+		return exitUsage
+	}
+	files, err := expandArgs(fs.Args())
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
+		return exitUsage
+	}
+	if len(files) == 0 {
+		fmt.Fprintln(e.stderr, "pipe: no .pipe files given")
+		return exitUsage
+	}
+	var all lang.Diagnostics
+	for _, f := range files {
+		prog, diags, err := compileFile(f)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
+			return exitUsage
+		}
+		diags = append(diags, compiler.Untested(prog)...)
+		all = append(all, compiler.ApplyLintPolicy(diags, deny, denyAll)...)
+	}
+	all.Sort()
+	if err := printDiagnostics(e.stdout, *format, all, sources{}); err != nil {
+		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
+		return exitUsage
+	}
+	if all.HasErrors() {
+		return exitFindings
+	}
+	return exitOK
 }
 
 // buildPlan compiles one file into a plan, printing diagnostics on failure.

@@ -10,7 +10,12 @@ import (
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/builtin"
+	"github.com/expr-lang/expr/checker"
+	"github.com/expr-lang/expr/checker/nature"
+	"github.com/expr-lang/expr/compiler"
+	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/optimizer"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 
@@ -26,7 +31,33 @@ import (
 // src. Lints that need the stage's context are left to the caller, which
 // reads them from the result: PIPE420 from Const, PIPE453 from UsesNow and
 // PIPE451 (an unannotated := of type any) from Type.
+//
+// Check builds the typed environment afresh; a caller checking many
+// expressions uses a [Checker], which reuses it.
 func Check(src string, ctx Context) (res Result, issues []Issue) {
+	var c Checker
+	return c.Check(src, ctx)
+}
+
+// Checker type-checks expressions as [Check] does, building the typed
+// environment and expr's configuration once per distinct context (input
+// and params types compared by structure, predicate or not) and reusing
+// them for every expression checked in that context. Its zero value is
+// ready to use. A Checker is not safe for concurrent use: one compilation
+// owns one.
+type Checker struct {
+	envs map[string]*checkEnv
+	key  []byte
+}
+
+// checkEnv is what a Checker keeps for one context.
+type checkEnv struct {
+	env *typedEnv
+	cfg *conf.Config
+}
+
+// Check is [Check], reusing what c built for an equal context before.
+func (c *Checker) Check(src string, ctx Context) (res Result, issues []Issue) {
 	res.Type = types.AnyType
 	defer func() {
 		if r := recover(); r != nil {
@@ -39,17 +70,10 @@ func Check(src string, ctx Context) (res Result, issues []Issue) {
 		return res, []Issue{{Start: 0, End: len(src), Code: lang.SyntaxError, Severity: lang.Error,
 			Message: "empty expression"}}
 	}
-	env := newTypedEnv(ctx)
-	opts := []expr.Option{expr.Env(env.zero())}
-	if ctx.Input == nil {
-		opts = append(opts, expr.AllowUndefinedVariables())
-	}
 	predicate := ctx.Kind == plan.WhereExpr || ctx.Kind == plan.CaseExpr
-	if predicate {
-		opts = append(opts, expr.AsBool())
-	}
-	opts = append(opts, checkFuncs()...)
-	prog, err := compileSafe(src, opts)
+	ce := c.envFor(ctx, predicate)
+	env := ce.env
+	prog, err := compileWith(src, ce.cfg)
 	if err != nil {
 		return res, issuesOf(src, err, env, ctx)
 	}
@@ -70,8 +94,8 @@ func Check(src string, ctx Context) (res Result, issues []Issue) {
 			issues = append(issues, Issue{Start: s, End: e, Code: lang.NotBool, Severity: lang.Error,
 				Message: fmt.Sprintf("%s must be bool, got %s", predicateName(ctx.Kind), t)})
 		}
-		if c, ok := constantBool(prog, root, env); ok {
-			res.Const = &c
+		if v, ok := constantBool(prog, root, env); ok {
+			res.Const = &v
 		}
 	}
 	if ctx.Want != nil {
@@ -94,6 +118,111 @@ func Check(src string, ctx Context) (res Result, issues []Issue) {
 // checkFuncs is the function library as Check installs it, built once:
 // checking never depends on the clock, and the options are read-only.
 var checkFuncs = sync.OnceValue(func() []expr.Option { return fn.Options(nil) })
+
+// baseConfig is expr's configuration with the builtins and the function
+// library installed and no environment, built once. Its maps are only
+// read after it is built; each context gets a shallow copy.
+var baseConfig = sync.OnceValue(func() *conf.Config {
+	cfg := conf.CreateNew()
+	for _, op := range checkFuncs() {
+		op(cfg)
+	}
+	for name := range cfg.Disabled {
+		delete(cfg.Builtins, name)
+	}
+	return cfg
+})
+
+// envFor returns the environment and configuration for ctx, building them
+// on first use. The configuration is what expr.Compile would build from
+// expr.Env, expr.AllowUndefinedVariables (untyped input), expr.AsBool
+// (predicates) and the function library.
+func (c *Checker) envFor(ctx Context, predicate bool) *checkEnv {
+	c.key = c.key[:0]
+	if predicate {
+		c.key = append(c.key, 'P')
+	}
+	c.key = typeKey(c.key, ctx.Input)
+	c.key = append(c.key, '|')
+	c.key = typeKey(c.key, ctx.Params)
+	if ce, ok := c.envs[string(c.key)]; ok {
+		return ce
+	}
+	env := newTypedEnv(ctx)
+	cfg := new(conf.Config)
+	*cfg = *baseConfig()
+	cfg.NtCache = nature.Cache{}
+	cfg.WithEnv(env.zero())
+	if ctx.Input == nil {
+		cfg.Strict = false
+	}
+	if predicate {
+		cfg.Expect, cfg.ExpectAny = reflect.Bool, true
+	}
+	cfg.Check()
+	ce := &checkEnv{env: env, cfg: cfg}
+	if c.envs == nil {
+		c.envs = map[string]*checkEnv{}
+	}
+	c.envs[string(c.key)] = ce
+	return ce
+}
+
+// typeKey appends a canonical form of t to b: two types have the same key
+// exactly when they have the same structure, names and optionality.
+func typeKey(b []byte, t *types.Type) []byte {
+	if t == nil {
+		return append(b, '-')
+	}
+	b = append(b, t.Kind...)
+	if t.Optional {
+		b = append(b, '?')
+	}
+	if t.Name != "" {
+		b = append(b, '=')
+		b = append(b, t.Name...)
+	}
+	switch t.Kind {
+	case types.List, types.Map:
+		b = append(b, '<')
+		b = typeKey(b, t.Elem)
+		b = append(b, '>')
+	case types.Record:
+		b = append(b, '{')
+		for _, f := range t.Fields {
+			b = append(b, f.Name...)
+			b = append(b, ':')
+			b = typeKey(b, f.Type)
+			b = append(b, ',')
+		}
+		b = append(b, '}')
+	}
+	return b
+}
+
+// compileWith is expr.Compile with a prepared configuration; a panic
+// becomes an error.
+func compileWith(src string, cfg *conf.Config) (p *vm.Program, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("%v", r)
+		}
+	}()
+	tree, err := checker.ParseCheck(src, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Optimize {
+		if err := optimizer.Optimize(&tree.Node, cfg); err != nil {
+			var fe *file.Error
+			if errors.As(err, &fe) {
+				return nil, fe.Bind(tree.Source)
+			}
+			return nil, err
+		}
+	}
+	return compiler.Compile(tree, cfg)
+}
 
 func predicateName(k plan.ExprKind) string {
 	if k == plan.CaseExpr {

@@ -321,3 +321,54 @@ func TestCheckConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckerReuse checks that a shared Checker answers exactly as a fresh
+// Check for every expression, whatever it checked before, and that equal
+// contexts share one environment.
+func TestCheckerReuse(t *testing.T) {
+	params := types.RecordOf(field("region", types.StringType), field("limit", types.IntType))
+	renamed := *orderType
+	renamed.Name = "Purchase"
+	copied := *orderType // same structure and name, another pointer
+	ctxs := []Context{
+		{Kind: plan.WhereExpr, Input: orderType},
+		{Kind: plan.AssignExpr, Input: orderType},
+		{Kind: plan.AssignExpr, Input: orderType, Params: params},
+		{Kind: plan.CaseExpr, Input: &renamed},
+		{Kind: plan.AssignExpr, Input: &copied, Want: types.StringType},
+		{Kind: plan.WhereExpr},
+		{Kind: plan.AssignExpr},
+	}
+	srcs := []string{
+		`status == "PAID" && amount > 0`, `customer.vipp`, `amout > 1`, `customer.tier`,
+		`customer.tier == "gold"`, `1 > 2`, `now() > placed_at`, `params.limit`, `frobnicate(amount)`,
+		`amount +`, `sum(items, .qty)`, `id`, `x.y ?? "a"`, `coalesce(note, id)`,
+	}
+	var c Checker
+	for round := range 2 {
+		for i, ctx := range ctxs {
+			for _, src := range srcs {
+				wantRes, wantIs := Check(src, ctx)
+				gotRes, gotIs := c.Check(src, ctx)
+				name := fmt.Sprintf("round %d, context %d, %q", round, i, src)
+				if got, want := dump(src, gotIs), dump(src, wantIs); got != want {
+					t.Errorf("%s: issues\n got: %s\nwant: %s", name, got, want)
+				}
+				if got, want := gotRes.Type.String(), wantRes.Type.String(); got != want {
+					t.Errorf("%s: type %s, want %s", name, got, want)
+				}
+				if (gotRes.Const == nil) != (wantRes.Const == nil) || gotRes.Const != nil && *gotRes.Const != *wantRes.Const {
+					t.Errorf("%s: const %v, want %v", name, gotRes.Const, wantRes.Const)
+				}
+				if gotRes.UsesNow != wantRes.UsesNow {
+					t.Errorf("%s: uses now %v, want %v", name, gotRes.UsesNow, wantRes.UsesNow)
+				}
+			}
+		}
+	}
+	// orderType and its copy share an environment; the renamed type, the
+	// params and the untyped contexts do not.
+	if n := len(c.envs); n != 6 {
+		t.Errorf("%d environments built, want 6", n)
+	}
+}

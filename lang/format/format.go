@@ -160,6 +160,21 @@ func (p *printer) hasComment(from, to int) bool {
 	return false
 }
 
+// hasOwnLineComment reports whether a comment starting on a line after
+// prevEnd's line lies before offset to. A comment trailing the previous
+// line does not break an aligned run; one on its own line does.
+func (p *printer) hasOwnLineComment(prevEnd lexer.Position, to int) bool {
+	for _, c := range p.comments[p.next:] {
+		if c.Pos.Offset >= to {
+			return false
+		}
+		if c.Pos.Offset >= prevEnd.Offset && c.Pos.Line > prevEnd.Line {
+			return true
+		}
+	}
+	return false
+}
+
 const maxOffset = int(^uint(0) >> 1)
 
 // --- file and declarations ------------------------------------------------
@@ -462,7 +477,7 @@ func alignRuns(n int, widths []int, key func(int) (int, bool), span func(int) (l
 			}
 			_, prevEnd := span(j - 1)
 			start, _ := span(j)
-			if start.Line > prevEnd.Line+1 || p.hasComment(prevEnd.Offset, start.Offset) {
+			if start.Line > prevEnd.Line+1 || p.hasOwnLineComment(prevEnd, start.Offset) {
 				break
 			}
 			j++

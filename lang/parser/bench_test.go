@@ -40,3 +40,14 @@ func BenchmarkParse(b *testing.B) {
 		parser.ParseFile("gen.pipe", src)
 	}
 }
+
+// BenchmarkParseParticiple parses the same file with participle alone, as
+// on a syntax error.
+func BenchmarkParseParticiple(b *testing.B) {
+	src := generate(1000)
+	b.SetBytes(int64(len(src)))
+	b.ReportAllocs()
+	for b.Loop() {
+		parser.ParseWithParticiple("gen.pipe", src)
+	}
+}

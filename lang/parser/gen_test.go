@@ -149,7 +149,7 @@ func (g *gen) file() string {
 		case 5:
 			decls = append(decls, g.plainName()+" -> "+g.pick("b", "b.p", "[c, d.e]")+g.pick("", " -> f"))
 		default:
-			decls = append(decls, g.pick("source", "transform", "sink")+" "+g.plainName()+": "+g.value(2)+g.pick("", " {"+g.body(0)+"}"))
+			decls = append(decls, g.pick("source", "transform", "sink")+" "+g.plainName()+": "+g.pick("kafka", "lib.f(a = 1, b)", "retry(max = [1,\n 2])", "m()")+g.pick("", " {"+g.body(0)+"}"))
 		}
 	}
 	return strings.Join(decls, g.pick("\n", "\n\n", "\n// between\n"))

@@ -523,8 +523,12 @@ func (s *scanner) str() {
 	for i < len(src) {
 		switch src[i] {
 		case '\\':
-			i += 2
-			continue
+			// An escape never takes the line break: the string would
+			// span lines.
+			if i+1 < len(src) && src[i+1] != '\n' {
+				i += 2
+				continue
+			}
 		case '"':
 			s.emitText(tokString, i+1)
 			return
@@ -690,7 +694,7 @@ func skipQuoted(src []byte, i int) (int, bool) {
 	for j < len(src) {
 		c := src[j]
 		if q != '`' {
-			if c == '\\' {
+			if c == '\\' && j+1 < len(src) && src[j+1] != '\n' {
 				j += 2
 				continue
 			}

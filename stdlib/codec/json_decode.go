@@ -365,10 +365,71 @@ func (d *jsonDecoder) number() (any, error) {
 			return d.a.Int(n), nil
 		}
 	}
+	if f, ok := fastFloat(d.s[intStart:j]); ok {
+		if intStart > start {
+			f = -f
+		}
+		return d.a.Float(f), nil
+	}
 	f, err := strconv.ParseFloat(lit, 64)
 	if err != nil {
 		d.i = start
 		return nil, d.errorf("number %s out of range", lit)
 	}
 	return d.a.Float(f), nil
+}
+
+// pow10 holds the powers of ten a float64 represents exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// fastFloat converts an unsigned JSON number of at most 15 digits whose
+// decimal exponent is within ±22: the digits and the power of ten are then
+// exact float64s, and one correctly rounded multiplication or division
+// gives the same result as strconv.ParseFloat. ok is false otherwise.
+func fastFloat(s string) (f float64, ok bool) {
+	var mant uint64
+	digits, frac, exp, i := 0, 0, 0, 0
+	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+		mant = mant*10 + uint64(s[i]-'0')
+		digits++
+	}
+	if i < len(s) && s[i] == '.' {
+		for i++; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+			mant = mant*10 + uint64(s[i]-'0')
+			digits++
+			frac++
+		}
+	}
+	if digits > 15 {
+		return 0, false
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		neg := false
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			neg = s[i] == '-'
+			i++
+		}
+		for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+			if exp = exp*10 + int(s[i]-'0'); exp > 100 {
+				return 0, false
+			}
+		}
+		if neg {
+			exp = -exp
+		}
+	}
+	if i != len(s) {
+		return 0, false
+	}
+	switch e := exp - frac; {
+	case e == 0:
+		return float64(mant), true
+	case e > 0 && e < len(pow10):
+		return float64(mant) * pow10[e], true
+	case e < 0 && -e < len(pow10):
+		return float64(mant) / pow10[-e], true
+	}
+	return 0, false
 }

@@ -250,6 +250,11 @@ func appendFloat(dst []byte, f float64, bits int) ([]byte, error) {
 			format = 'e'
 		}
 	}
+	if format == 'f' && bits == 64 {
+		if b, ok := appendDecimal(dst, f); ok {
+			return b, nil
+		}
+	}
 	dst = strconv.AppendFloat(dst, f, format, -1, bits)
 	if format == 'e' {
 		// clean up e-09 to e-9
@@ -260,6 +265,46 @@ func appendFloat(dst []byte, f float64, bits int) ([]byte, error) {
 		}
 	}
 	return dst, nil
+}
+
+// appendDecimal appends f as strconv.AppendFloat(dst, f, 'f', -1, 64) does
+// when f has a decimal form of at most 15 significant digits and 6
+// decimals: two such decimals are never the same float64, so the one that
+// converts back to f is the shortest. ok is false for other values.
+func appendDecimal(dst []byte, f float64) ([]byte, bool) {
+	if f == 0 || math.Abs(f) >= 1e15 {
+		return dst, false
+	}
+	for d := 0; d <= 6; d++ {
+		m := f * pow10[d]
+		if m != math.Trunc(m) || m/pow10[d] != f {
+			continue
+		}
+		if math.Abs(m) >= 1e15 {
+			return dst, false
+		}
+		n := int64(m)
+		if n < 0 {
+			dst = append(dst, '-')
+			n = -n
+		}
+		for d > 0 && n%10 == 0 {
+			n /= 10
+			d--
+		}
+		if d == 0 {
+			return strconv.AppendInt(dst, n, 10), true
+		}
+		scale := int64(pow10[d])
+		dst = strconv.AppendInt(dst, n/scale, 10)
+		dst = append(dst, '.')
+		frac := n % scale
+		for z := scale / 10; z > frac && z > 1; z /= 10 {
+			dst = append(dst, '0')
+		}
+		return strconv.AppendInt(dst, frac, 10), true
+	}
+	return dst, false
 }
 
 // safe[c] reports whether ASCII byte c needs no escaping in a JSON string.

@@ -9,7 +9,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"pipe.dev/pipe/stdlib"
@@ -68,9 +70,13 @@ type tailFile struct {
 	codec codec.Codec
 	off   int64  // offset of buf[0] in the file
 	buf   []byte // read but not yet consumed
+	base  []byte // the buffer buf is a window of
 	lines int    // newlines in buf
 	eof   bool
 	err   error // a read error, reported once
+
+	codecs []codec.Codec // more codecs, to decode parts of a batch in parallel
+	starts []int64       // file offset of each line of the batch being read
 }
 
 func newFileSource(cfg stdlib.Config) (*fileSource, error) {
@@ -311,6 +317,7 @@ func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
 	}
 	chunk := bytes.Clone(data[:end])
 	recs := make([]stdlib.Record, 0, n)
+	tf.starts = tf.starts[:0]
 	for start := 0; start < len(chunk); {
 		i := bytes.IndexByte(chunk[start:], '\n')
 		stop := len(chunk)
@@ -318,8 +325,8 @@ func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
 			stop = start + i + 1
 		}
 		line := chunk[start:stop]
-		lineStart := tf.off + int64(start)
 		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+		lineStart := tf.off + int64(start)
 		pos := stdlib.Position{Source: s.cfg.Stage, Partition: tf.path, Offset: tf.off + int64(stop)}
 		start = stop
 		if len(bytes.TrimSpace(line)) == 0 {
@@ -327,22 +334,10 @@ func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
 			// next record's offset.
 			continue
 		}
-		r := stdlib.Record{Partition: -1, Pos: pos, Raw: line}
-		var v map[string]any
-		var err error
-		if od, ok := tf.codec.(codec.OwnedDecoder); ok {
-			// chunk is this batch's own copy, never written again.
-			v, err = od.DecodeOwned(line)
-		} else {
-			v, err = tf.codec.Decode(line)
-		}
-		if err != nil {
-			r.Err = fmt.Errorf("%s at byte %d: %w", tf.path, lineStart, err)
-		} else {
-			r.Value = v
-		}
-		recs = append(recs, r)
+		recs = append(recs, stdlib.Record{Partition: -1, Pos: pos, Raw: line})
+		tf.starts = append(tf.starts, lineStart)
 	}
+	s.decode(tf, recs, len(recs)/minDecodePart)
 	tf.buf = tf.buf[end:]
 	tf.off += int64(end)
 	tf.lines -= newlines
@@ -353,16 +348,77 @@ func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
 	return recs, nil
 }
 
+// minDecodePart is the fewest records a batch part decoded in parallel
+// holds.
+const minDecodePart = 256
+
+// decode decodes recs[i].Raw into recs[i].Value (or Err), in up to parts
+// parts in parallel when the format allows one codec per part (every
+// format but csv with a header row, whose columns live in the file's
+// codec). A part's codec is used by one goroutine at a time.
+func (s *fileSource) decode(tf *tailFile, recs []stdlib.Record, parts int) {
+	if _, hc := tf.codec.(codec.HeaderCodec); hc {
+		parts = 1
+	}
+	parts = max(1, min(parts, runtime.GOMAXPROCS(0), 4))
+	for len(tf.codecs) < parts-1 {
+		c, err := newCodec(s.cfg, s.cfg.Schema)
+		if err != nil { // the first codec was built the same way
+			parts = len(tf.codecs) + 1
+			break
+		}
+		tf.codecs = append(tf.codecs, c)
+	}
+	size := (len(recs) + parts - 1) / parts
+	var wg sync.WaitGroup
+	for p := 1; p < parts; p++ {
+		lo, hi := p*size, min((p+1)*size, len(recs))
+		if lo < hi {
+			wg.Go(func() { tf.decodeRecords(recs[lo:hi], tf.starts[lo:hi], tf.codecs[p-1]) })
+		}
+	}
+	tf.decodeRecords(recs[:min(size, len(recs))], tf.starts, tf.codec)
+	wg.Wait()
+}
+
+// decodeRecords decodes each record's Raw (starting at file offset
+// starts[i]), a line of the batch's own copy
+// of the file's bytes (never written again), with c.
+func (tf *tailFile) decodeRecords(recs []stdlib.Record, starts []int64, c codec.Codec) {
+	od, owned := c.(codec.OwnedDecoder)
+	for i := range recs {
+		r := &recs[i]
+		var v map[string]any
+		var err error
+		if owned {
+			v, err = od.DecodeOwned(r.Raw)
+		} else {
+			v, err = c.Decode(r.Raw)
+		}
+		if err != nil {
+			r.Err = fmt.Errorf("%s at byte %d: %w", tf.path, starts[i], err)
+		} else {
+			r.Value = v
+		}
+	}
+}
+
 // fill reads more of the file into buf.
 func (tf *tailFile) fill() error {
-	if len(tf.buf) > 0 && cap(tf.buf)-len(tf.buf) < readChunk/2 {
-		nb := make([]byte, len(tf.buf), max(2*len(tf.buf), readChunk)+readChunk)
-		copy(nb, tf.buf)
-		tf.buf = nb
-	} else if len(tf.buf) == 0 && cap(tf.buf) < readChunk {
-		tf.buf = make([]byte, 0, 2*readChunk)
-	} else if len(tf.buf) == 0 {
-		tf.buf = tf.buf[:0:cap(tf.buf)]
+	// buf is a window of base. Records never alias it (a batch copies its
+	// bytes), so the unconsumed bytes move to the front of base when the
+	// room after them gets short, or to a larger base when they fill it.
+	switch {
+	case len(tf.base) == 0:
+		tf.base = make([]byte, 2*readChunk)
+		tf.buf = tf.base[:0]
+	case len(tf.buf) == 0:
+		tf.buf = tf.base[:0]
+	case cap(tf.buf)-len(tf.buf) < readChunk/2:
+		if len(tf.buf)+readChunk > len(tf.base) {
+			tf.base = make([]byte, max(2*len(tf.buf), readChunk)+readChunk)
+		}
+		tf.buf = tf.base[:copy(tf.base, tf.buf)]
 	}
 	n, err := tf.f.Read(tf.buf[len(tf.buf):cap(tf.buf)])
 	tf.lines += bytes.Count(tf.buf[len(tf.buf):len(tf.buf)+n], []byte{'\n'})

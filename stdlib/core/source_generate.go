@@ -5,8 +5,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"pipe.dev/pipe/lang/types"
@@ -157,8 +159,15 @@ func compileGenerator(v any, seed, salt uint64) (generator, error) {
 			}
 			subs = append(subs, sg.fn)
 		}
-		vals := make([]any, len(subs))
+		pieces, fast := parseFormat(pattern, len(subs))
 		g = generator{fn: func(n uint64, a *codec.Arena) any {
+			if fast {
+				var buf [64]byte
+				if b, ok := appendFormat(buf[:0], pieces, subs, n, a); ok {
+					return a.String(a.Text(b))
+				}
+			}
+			vals := make([]any, len(subs))
 			for i, f := range subs {
 				vals[i] = f(n, a)
 			}
@@ -220,6 +229,77 @@ func mix(key, n uint64) uint64 {
 	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
 	z = (z ^ (z >> 27)) * 0x94D049BB133111EB
 	return z ^ (z >> 31)
+}
+
+// formatPiece is a part of a format pattern: literal text, then the verb
+// ('d', 's' or 'v') of the next argument, or 0 after the last one.
+type formatPiece struct {
+	text string
+	verb byte
+}
+
+// parseFormat splits pattern into pieces when every verb is a plain %d,
+// %s or %v (or %%) and there is one argument per verb; fast is false
+// otherwise, and fmt.Sprintf formats it.
+func parseFormat(pattern string, nargs int) (pieces []formatPiece, fast bool) {
+	var text []byte
+	verbs := 0
+	for i := 0; i < len(pattern); i++ {
+		c := pattern[i]
+		if c != '%' {
+			text = append(text, c)
+			continue
+		}
+		if i+1 >= len(pattern) {
+			return nil, false
+		}
+		i++
+		switch v := pattern[i]; v {
+		case '%':
+			text = append(text, '%')
+		case 'd', 's', 'v':
+			pieces = append(pieces, formatPiece{text: string(text), verb: v})
+			text = text[:0]
+			verbs++
+		default:
+			return nil, false
+		}
+	}
+	if verbs != nargs {
+		return nil, false
+	}
+	return append(pieces, formatPiece{text: string(text)}), true
+}
+
+// appendFormat formats record n's arguments into b as fmt.Sprintf would;
+// ok is false for an argument whose type it does not format the same way.
+func appendFormat(b []byte, pieces []formatPiece, subs []genFunc, n uint64, a *codec.Arena) ([]byte, bool) {
+	for i, p := range pieces {
+		b = append(b, p.text...)
+		if p.verb == 0 {
+			break
+		}
+		switch v := subs[i](n, a).(type) {
+		case int64:
+			if p.verb == 's' {
+				return b, false
+			}
+			b = strconv.AppendInt(b, v, 10)
+		case string:
+			if p.verb == 'd' {
+				return b, false
+			}
+			b = append(b, v...)
+		case bool:
+			if p.verb != 'v' {
+				return b, false
+			}
+			b = strconv.AppendBool(b, v)
+		default:
+			return b, false
+		}
+	}
+	return b, true
 }
 
 func uuid4(a, b uint64) string {
@@ -335,7 +415,7 @@ func generateCheck(attrs map[string]any) []stdlib.AttrError {
 // offset of its k-th record is k.
 type generate struct {
 	stage     string
-	arena     codec.Arena
+	arenas    []codec.Arena // one per part of a batch built in parallel
 	partition string
 	names     []string
 	gens      []genFunc
@@ -391,6 +471,7 @@ func newGenerate(cfg stdlib.Config) (*generate, error) {
 	for _, gen := range gens {
 		g.gens = append(g.gens, gen.fn)
 	}
+	g.arenas = make([]codec.Arena, genParts(batch))
 	if count > 0 {
 		g.bounded = true
 		g.end = uint64(count) / g.tasks
@@ -441,20 +522,44 @@ func (g *generate) Read(ctx context.Context) ([]stdlib.Record, error) {
 		}
 	}
 	batch := make([]stdlib.Record, n)
+	parts := min(len(g.arenas), (len(batch)+minGenPart-1)/minGenPart)
+	size := (len(batch) + parts - 1) / parts
+	var wg sync.WaitGroup
+	for p := 1; p < parts; p++ {
+		lo, hi := p*size, min((p+1)*size, len(batch))
+		if lo < hi {
+			wg.Go(func() { g.fill(batch[lo:hi], g.local+uint64(lo), &g.arenas[p]) })
+		}
+	}
+	g.fill(batch[:min(size, len(batch))], g.local, &g.arenas[0])
+	wg.Wait()
+	g.local += n
+	return batch, nil
+}
+
+// minGenPart is the fewest records a batch part built in parallel holds.
+const minGenPart = 256
+
+// genParts is how many parts a batch of size records is built in, in
+// parallel: a record's values depend only on its number, so parts are
+// independent.
+func genParts(size int) int {
+	return max(1, min(runtime.GOMAXPROCS(0), 4, size/minGenPart))
+}
+
+// fill builds the records numbered from local seq (of this task) on.
+func (g *generate) fill(batch []stdlib.Record, seq uint64, a *codec.Arena) {
 	for i := range batch {
-		seq := g.local + uint64(i)
-		global := seq*g.tasks + g.task
+		s := seq + uint64(i)
 		m := make(map[string]any, len(g.names))
 		for j, name := range g.names {
-			m[name] = g.gens[j](global, &g.arena)
+			m[name] = g.gens[j](s*g.tasks+g.task, a)
 		}
 		r := &batch[i]
 		r.Value = m
 		r.Partition = -1
-		r.Pos = stdlib.Position{Source: g.stage, Partition: g.partition, Offset: int64(seq)}
+		r.Pos = stdlib.Position{Source: g.stage, Partition: g.partition, Offset: int64(s)}
 	}
-	g.local += n
-	return batch, nil
 }
 
 // Commit implements stdlib.Source; generated records need no commit.

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,12 +50,35 @@ func benchProduce(b *testing.B, brokers, topic string, n int) {
 	}
 }
 
+// BenchmarkPlainProduce is kafka-go's Writer at its fastest: asynchronous,
+// acks=all, batches of up to 10,000 records.
 func BenchmarkPlainProduce(b *testing.B) {
 	brokers := testBroker(b, devbroker.Options{})
 	topic := uniq("bench")
 	newTopic(b, brokers, topic, 4)
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	var failed atomic.Int64
+	w := &kafka.Writer{Addr: kafka.TCP(brokers), Topic: topic, Transport: tr, RequiredAcks: kafka.RequireAll,
+		BatchSize: 10000, BatchBytes: 1 << 20, BatchTimeout: 5 * time.Millisecond, Balancer: &kafka.RoundRobin{},
+		Async: true, Completion: func(msgs []kafka.Message, err error) {
+			if err != nil {
+				failed.Add(int64(len(msgs)))
+			}
+		}}
+	msgs := benchMessages(benchBatch)
 	b.ResetTimer()
-	benchProduce(b, brokers, topic, b.N)
+	for done := 0; done < b.N; done += benchBatch {
+		if err := w.WriteMessages(context.Background(), msgs[:min(benchBatch, b.N-done)]...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil { // flushes
+		b.Fatal(err)
+	}
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d records failed", n)
+	}
 	reportRate(b, b.N)
 }
 

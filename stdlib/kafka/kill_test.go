@@ -129,7 +129,7 @@ func envInt(name string, def int) int {
 	return def
 }
 
-func moduleRoot(t *testing.T) string {
+func moduleRoot(t testing.TB) string {
 	out, err := osexec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		t.Fatal(err)
@@ -179,6 +179,9 @@ func eventAmount(i int) float64 { return float64((i*7919)%10000) / 100 }
 // produceEvents writes n events of the example's shape, spread evenly over
 // d.
 func produceEvents(brokers, topic string, n int, d time.Duration) error {
+	if d <= 0 {
+		d = time.Nanosecond
+	}
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections()
 	w := &kafka.Writer{Addr: kafka.TCP(brokers), Topic: topic, Transport: tr, RequiredAcks: kafka.RequireAll,
@@ -223,7 +226,7 @@ func logEnd(t *testing.T, brokers, topic string) int64 {
 
 // readOutput reads topic read_committed until want records arrived and no
 // more come for a while, or until timeout.
-func readOutput(t *testing.T, brokers, topic string, want int, timeout time.Duration) []stdlib.Record {
+func readOutput(t testing.TB, brokers, topic string, want int, timeout time.Duration) []stdlib.Record {
 	src := openSource(t, config("check", brokers, map[string]any{"topic": topic}), nil)
 	defer closeAll(t, src)
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
@@ -255,7 +258,7 @@ func readOutput(t *testing.T, brokers, topic string, want int, timeout time.Dura
 
 // tailWriter logs the lines a child process writes.
 type tailWriter struct {
-	t      *testing.T
+	t      testing.TB
 	prefix string
 }
 

@@ -183,7 +183,7 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 		Addr:         s.cl.Addr,
 		Transport:    s.tr,
 		Balancer:     s.balancer,
-		BatchSize:    1 << 20,
+		BatchSize:    10000,
 		BatchBytes:   s.batchBytes,
 		BatchTimeout: s.linger,
 		RequiredAcks: kafka.RequireAll,

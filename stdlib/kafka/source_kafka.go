@@ -42,7 +42,7 @@ var SourceSpec = &stdlib.Spec{
 		stdlib.Param{Name: "key_format", Type: stdlib.Enum("json", "string", "bytes"), Default: stdlib.Ident("string"), Doc: "key format"},
 		stdlib.Param{Name: "isolation", Type: stdlib.Enum("read_committed", "read_uncommitted"), Default: stdlib.Ident("read_committed"),
 			Doc: "read_committed skips records of aborted transactions"},
-		stdlib.Param{Name: "fetch_max_bytes", Type: stdlib.Size, Default: int64(16 << 20), Doc: "largest fetch response"},
+		stdlib.Param{Name: "fetch_max_bytes", Type: stdlib.Size, Default: int64(1 << 20), Doc: "largest fetch response (larger answers cost more copying than they save)"},
 		stdlib.Param{Name: "max_wait", Type: stdlib.Duration, Default: 250 * time.Millisecond, Doc: "longest a fetch waits for data"},
 		stdlib.Param{Name: "session_timeout", Type: stdlib.Duration, Default: 10 * time.Second, Doc: "group session timeout"},
 		stdlib.Param{Name: "heartbeat_interval", Type: stdlib.Duration, Default: 3 * time.Second, Doc: "group heartbeat interval"},
@@ -187,7 +187,7 @@ func newSource(cfg stdlib.Config) (*source, error) {
 		return nil, fmt.Errorf("kafka source %q: start has unexpected value %v", cfg.Stage, st)
 	}
 	if s.maxBytes <= 0 {
-		s.maxBytes = 16 << 20
+		s.maxBytes = 1 << 20
 	}
 	if s.maxWait <= 0 {
 		s.maxWait = 250 * time.Millisecond

@@ -167,7 +167,8 @@ type column struct {
 	BaseType   string // format_type without modifiers: character varying
 	Nullable   bool
 	HasDefault bool
-	MaxLen     int // character_maximum_length, 0 if none
+	MaxLen     int     // character_maximum_length, 0 if none
+	Class      pgClass // classOf(Type)
 }
 
 // queryer is what both a connection and a transaction offer.
@@ -206,6 +207,7 @@ ORDER BY a.attnum`, t.Schema, t.Name)
 		var maxLen int32
 		err := r.Scan(&c.Name, &c.Type, &c.SQLType, &c.BaseType, &c.Nullable, &c.HasDefault, &maxLen)
 		c.MaxLen = int(maxLen)
+		c.Class = classOf(c.Type)
 		return c, err
 	})
 	if err != nil {

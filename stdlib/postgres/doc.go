@@ -37,18 +37,34 @@
 //   - at_least_once: the transaction commits every `batch` rows, every
 //     `flush` interval and at every checkpoint; positions are not stored.
 //
+// The `batch` and `flush` limits are checked when records arrive; rows
+// still buffered when none arrive go at the next checkpoint.
+//
 // The rows written in the open transaction are kept until it commits. When
 // the connection is lost or the server restarts, the sink reconnects with
 // exponential backoff (bounded by retry_timeout), opens a new transaction,
 // replays them and carries on: the transaction either committed or did not,
-// so nothing is lost and nothing doubled.
+// so nothing is lost and nothing doubled. Any other failure of Write or
+// Checkpoint leaves the transaction in doubt: the sink then refuses further
+// calls, and the pipeline restarts from its last checkpoint.
 //
 // In upsert mode a record deletes its key when its value is nil (a
 // tombstone: the key columns then come from the record key, a map of key
 // fields or, for a one-column key, a scalar) or when its value has the field
-// "__op" equal to "delete". Within one batch the last record of a key wins.
+// "__op" equal to "delete". Among rows sent together the last record of a
+// key wins.
 // The field "__op" is never written to a column. Fields absent from a record
 // are written as null.
+//
+// At Open the table's real columns are read from the catalog and checked
+// against the record type (the declared schema, else the compiler's input
+// type): every field needs a column its values fit, every NOT NULL column
+// without a default needs a field, and the key columns must be fields.
+// create_table = true creates a missing table from the record type (string
+// text, int bigint, float double precision, bool boolean, timestamp
+// timestamptz, bytes bytea, list, map and record jsonb; the key columns form
+// the primary key); evolve = add_columns adds a nullable column for each new
+// field, at Open for the record type and in Write for untyped records.
 //
 // # Source
 //
@@ -59,4 +75,10 @@
 // timestamp in microseconds since the Unix epoch. A Read never splits the
 // rows sharing one timestamp, so a checkpoint always covers whole
 // timestamp groups and a resume after it (timestamp > offset) misses none.
+// In timestamp_incrementing mode the offset is the timestamp and the
+// incrementing column orders the rows within one. Column types map to
+// lang/types (integers int, float and numeric float, text-like and other
+// types string, json and jsonb any, arrays lists); nullable columns are
+// optional. A declared schema is checked against the columns at Open. Only
+// task 0 of the stage reads: a table is one partition.
 package postgres

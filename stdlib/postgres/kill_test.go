@@ -56,6 +56,9 @@ func TestKill(t *testing.T) {
 			// A killed member holds its partitions until its session times
 			// out: keep that short so that restarts make progress.
 			text = strings.Replace(text, "  start   = earliest\n", "  start   = earliest\n  session_timeout = 1s\n", 1)
+			// Positions go to the test's own schema.
+			text = strings.Replace(text, "  create_table = true\n",
+				"  create_table = true\n  offsets_table = \""+e.table("pipe_offsets")+"\"\n", 1)
 			if variant == "insert" {
 				text = strings.Replace(text, "  mode         = upsert\n  key          = [\"id\"]\n", "  mode         = insert\n", 1)
 			}

@@ -121,6 +121,7 @@ type sink struct {
 	cols         map[string]*column
 	order        []string // table columns in table order
 
+	failed   error     // a failure that left the transaction in doubt
 	writes   uint64    // Write calls so far
 	buf      rowBuffer // rows not yet sent
 	coalesce bool      // rows of several Writes may share a statement
@@ -196,16 +197,27 @@ func (s *sink) deadline() time.Time { return time.Now().Add(s.retryTimeout) }
 
 // Open connects, prepares the table and returns the positions held.
 func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
-	if err := s.dial(ctx); err != nil {
-		return nil, fmt.Errorf("postgres sink %q: %w", s.sinkID, err)
+	s.failed, s.buf, s.done, s.tx, s.txRows = nil, rowBuffer{}, nil, nil, 0
+	deadline := s.deadline()
+	var b backoff
+	for {
+		err := s.dial(ctx)
+		var held []stdlib.Position
+		if err == nil {
+			held, err = s.prepare(ctx)
+		}
+		if err == nil {
+			return held, nil
+		}
+		s.reset()
+		s.cols = nil
+		if !transient(err) || ctx.Err() != nil {
+			return nil, fmt.Errorf("postgres sink %q: %w", s.sinkID, err)
+		}
+		if werr := b.wait(ctx, deadline, err, s.log); werr != nil {
+			return nil, fmt.Errorf("postgres sink %q: %w", s.sinkID, werr)
+		}
 	}
-	held, err := s.prepare(ctx)
-	if err != nil {
-		s.conn.Close(context.Background())
-		s.conn = nil
-		return nil, fmt.Errorf("postgres sink %q: %w", s.sinkID, err)
-	}
-	return held, nil
 }
 
 func (s *sink) prepare(ctx context.Context) ([]stdlib.Position, error) {
@@ -247,6 +259,14 @@ func (s *sink) prepare(ctx context.Context) ([]stdlib.Position, error) {
 			return nil, fmt.Errorf("key column %q is not a column of table %q", k, s.table.String())
 		}
 	}
+	uniques, err := s.uniqueIndexes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if s.mode == opUpsert && !slices.Contains(uniques, s.keyList()) {
+		return nil, fmt.Errorf("mode upsert needs a primary key or unique index on exactly the key columns (%s) of table %q",
+			strings.Join(s.keys, ", "), s.table.String())
+	}
 	if s.rtype != nil {
 		if err := s.checkType(ctx); err != nil {
 			return nil, err
@@ -284,6 +304,8 @@ SELECT CASE
   WHEN EXISTS (SELECT 1 FROM pg_constraint k, rel WHERE k.conrelid = rel.oid AND k.contype IN ('c', 'f', 'x', 't'))
     THEN 'check, foreign key or exclusion constraints'
   WHEN EXISTS (SELECT 1 FROM pg_constraint k, rel WHERE k.confrelid = rel.oid) THEN 'referenced by foreign keys'
+  WHEN EXISTS (SELECT 1 FROM pg_index i, rel WHERE i.indrelid = rel.oid AND i.indisunique
+               AND (i.indpred IS NOT NULL OR i.indexprs IS NOT NULL)) THEN 'partial or expression unique indexes'
   WHEN EXISTS (SELECT 1 FROM pg_trigger g, rel WHERE g.tgrelid = rel.oid AND NOT g.tgisinternal) THEN 'triggers'
   WHEN EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid, rel
                WHERE a.attrelid = rel.oid AND a.attnum > 0 AND NOT a.attisdropped AND t.typtype = 'd') THEN 'domain types'
@@ -296,26 +318,41 @@ SELECT CASE
 	if why != "" {
 		return why, nil
 	}
+	uniques, err := s.uniqueIndexes(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, u := range uniques {
+		if s.mode == opInsert {
+			return "unique indexes in insert mode", nil
+		}
+		if u != s.keyList() {
+			return "unique indexes other than the key", nil
+		}
+	}
+	return "", nil
+}
+
+// uniqueIndexes returns the column lists of the table's unique indexes,
+// each sorted and comma-joined.
+func (s *sink) uniqueIndexes(ctx context.Context) ([]string, error) {
 	var uniques []string
 	if err := s.conn.QueryRow(ctx, `
 SELECT COALESCE(array_agg(array_to_string(ARRAY(
     SELECT a.attname FROM unnest(i.indkey) k(n) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
     ORDER BY a.attname), ',')), '{}')
 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique`, s.table.Schema, s.table.Name).Scan(&uniques); err != nil {
-		return "", fmt.Errorf("read unique indexes of %q: %w", s.table.String(), err)
+WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique AND i.indpred IS NULL`, s.table.Schema, s.table.Name).Scan(&uniques); err != nil {
+		return nil, fmt.Errorf("read unique indexes of %q: %w", s.table.String(), err)
 	}
+	return uniques, nil
+}
+
+// keyList returns the key columns sorted and comma-joined.
+func (s *sink) keyList() string {
 	keys := slices.Clone(s.keys)
 	slices.Sort(keys)
-	for _, u := range uniques {
-		if s.mode == opInsert {
-			return "unique indexes in insert mode", nil
-		}
-		if u != strings.Join(keys, ",") {
-			return "unique indexes other than the key", nil
-		}
-	}
-	return "", nil
+	return strings.Join(keys, ",")
 }
 
 func (s *sink) modeName() string {
@@ -468,10 +505,35 @@ func (s *sink) readHeld(ctx context.Context) ([]stdlib.Position, error) {
 // every Write when the table has constraints only the server can check
 // (see [sink.bufferable]): then a row the server rejects is still reported
 // against the Write that brought it.
+//
+// A failure other than rejected records leaves the open transaction in an
+// unknown state (rows of this and earlier Writes may or may not be in it):
+// the sink then refuses every further Write and Checkpoint, so that the
+// pipeline restarts from its last checkpoint rather than commit a partial
+// transaction.
 func (s *sink) Write(ctx context.Context, batch []stdlib.Record) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
+	err := s.write(ctx, batch)
+	if err != nil && !errors.As(err, new(stdlib.RecordErrors)) {
+		s.failed = err
+	}
+	return err
+}
+
+// usable reports why the sink cannot take Write or Checkpoint calls.
+func (s *sink) usable() error {
 	if s.cols == nil {
 		return fmt.Errorf("postgres sink %q: not open", s.sinkID)
 	}
+	if s.failed != nil {
+		return fmt.Errorf("postgres sink %q: failed earlier, a restart is needed: %w", s.sinkID, s.failed)
+	}
+	return nil
+}
+
+func (s *sink) write(ctx context.Context, batch []stdlib.Record) error {
 	s.writes++
 	if s.evolve {
 		if err := s.evolveFor(ctx, batch); err != nil {
@@ -671,7 +733,14 @@ func (s *sink) convert(batch []stdlib.Record) ([]item, []string, stdlib.RecordEr
 	reject := func(i int, err error) {
 		rejected = append(rejected, stdlib.RecordError{Index: i, Err: err})
 	}
+	// With a record type the columns are its fields; otherwise the fields
+	// present in the batch.
 	present := map[string]bool{}
+	if s.rtype != nil {
+		for _, f := range s.rtype.Fields {
+			present[f.Name] = true
+		}
+	}
 	writes := make([]bool, len(batch)) // record i writes a row (else it deletes)
 	for i := range batch {
 		r := &batch[i]
@@ -681,7 +750,7 @@ func (s *sink) convert(batch []stdlib.Record) ([]item, []string, stdlib.RecordEr
 		case opUpsert:
 			writes[i] = !isDelete(r)
 		}
-		if !writes[i] {
+		if !writes[i] || s.rtype != nil {
 			continue
 		}
 		if m, ok := r.Value.(map[string]any); ok {
@@ -698,6 +767,10 @@ func (s *sink) convert(batch []stdlib.Record) ([]item, []string, stdlib.RecordEr
 		} else if c := s.cols[name]; !c.Nullable && !c.HasDefault && missing == nil {
 			missing = fmt.Errorf("column %q is NOT NULL and the record has no field %q", name, name)
 		}
+	}
+	colPtrs := make([]*column, len(cols))
+	for j, name := range cols {
+		colPtrs[j] = s.cols[name]
 	}
 	keyPos := make([]int, len(s.keys)) // position of each key column in cols
 	for i, k := range s.keys {
@@ -737,7 +810,7 @@ func (s *sink) convert(batch []stdlib.Record) ([]item, []string, stdlib.RecordEr
 			if ok {
 				found++
 			}
-			v, err := toColumn(s.cols[name], v)
+			v, err := toColumn(colPtrs[j], v)
 			if err != nil {
 				bad = fmt.Errorf("field %q: %w", name, err)
 				break

@@ -235,6 +235,10 @@ func TestSinkColumnMismatch(t *testing.T) {
 		{"key", types.RecordOf(&types.Field{Name: "required", Type: types.StringType}),
 			map[string]any{"mode": stdlib.Ident("upsert"), "key": []any{"id"}},
 			[]string{`key column "id" is not a field of the records`}},
+		{"upsert key", types.RecordOf(&types.Field{Name: "id", Type: types.IntType}, &types.Field{Name: "user", Type: types.StringType},
+			&types.Field{Name: "required", Type: types.StringType}),
+			map[string]any{"mode": stdlib.Ident("upsert"), "key": []any{"user"}},
+			[]string{`mode upsert needs a primary key or unique index on exactly the key columns (user) of table "` + e.table("m") + `"`}},
 		{"no table", eventType, map[string]any{"table": e.table("absent")},
 			[]string{`table "` + e.table("absent") + `" does not exist (set create_table = true to create it)`}},
 	} {
@@ -493,5 +497,15 @@ func TestSinkBuffering(t *testing.T) {
 	err := s.Write(t.Context(), []stdlib.Record{rec(5, "e", 7), rec(6, "f", 8), rec(7, "g", 9)})
 	if err == nil || errors.As(err, new(stdlib.RecordErrors)) || !strings.Contains(err.Error(), "record at in[p0]@6") {
 		t.Fatalf("Write = %v, want the failure of the earlier record at in[p0]@6", err)
+	}
+	// The transaction is in doubt: the sink refuses to go on.
+	if err := s.Write(t.Context(), []stdlib.Record{rec(8, "h", 10)}); err == nil || !strings.Contains(err.Error(), "a restart is needed") {
+		t.Fatalf("Write after a failure = %v", err)
+	}
+	if err := s.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 2, Positions: pos(10)}); err == nil {
+		t.Fatal("Checkpoint after a failure succeeded")
+	}
+	if got := e.rows("SELECT count(*) FROM " + e.table("b")); got[0] != "count=2" {
+		t.Fatalf("table has %s after the failure, want the 2 rows of the last checkpoint", got[0])
 	}
 }

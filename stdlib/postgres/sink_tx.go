@@ -34,6 +34,7 @@ func (s *sink) begin(ctx context.Context) error {
 	}
 	for _, st := range s.done {
 		if err := s.exec(ctx, tx, st); err != nil {
+			s.abort(ctx)
 			if recordError(err) {
 				// Not this Write's rows: fail rather than blame them.
 				return fmt.Errorf("replay: %v", err)
@@ -329,9 +330,17 @@ func (s *sink) evolveFor(ctx context.Context, batch []stdlib.Record) error {
 // Checkpoint commits the open transaction; exactly_once stores the
 // checkpoint's positions in it first.
 func (s *sink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
-	if s.cols == nil {
-		return fmt.Errorf("postgres sink %q: not open", s.sinkID)
+	if err := s.usable(); err != nil {
+		return err
 	}
+	if err := s.checkpoint(ctx, cp); err != nil {
+		s.failed = err
+		return err
+	}
+	return nil
+}
+
+func (s *sink) checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
 	if len(s.buf.items) > 0 {
 		if _, err := s.flush(ctx); err != nil {
 			return fmt.Errorf("checkpoint %d: %w", cp.ID, err)

@@ -143,11 +143,14 @@ func toColumn(c *column, v any) (any, error) {
 	bad := func() error {
 		return fmt.Errorf("column %q (%s) cannot take %s", c.Name, c.SQLType, describe(v))
 	}
-	switch classOf(c.Type) {
+	switch c.Class {
 	case classInt:
 		var n int64
 		switch x := v.(type) {
 		case int64:
+			if c.Type == "int8" {
+				return v, nil // already what pgx encodes: no new allocation
+			}
 			n = x
 		case int:
 			n = int64(x)
@@ -178,11 +181,14 @@ func toColumn(c *column, v any) (any, error) {
 		var f float64
 		switch x := v.(type) {
 		case float64:
+			if c.Type == "float8" {
+				return v, nil
+			}
 			f = x
 		case float32:
 			f = float64(x)
 		case int64:
-			if classOf(c.Type) == classNumeric {
+			if c.Class == classNumeric {
 				return pgtype.Numeric{Int: big.NewInt(x), Valid: true}, nil
 			}
 			f = float64(x)
@@ -191,7 +197,7 @@ func toColumn(c *column, v any) (any, error) {
 		default:
 			return nil, bad()
 		}
-		if classOf(c.Type) == classNumeric {
+		if c.Class == classNumeric {
 			if math.IsNaN(f) || math.IsInf(f, 0) {
 				return nil, fmt.Errorf("column %q (numeric) cannot take %v", c.Name, f)
 			}
@@ -221,16 +227,16 @@ func toColumn(c *column, v any) (any, error) {
 				return nil, fmt.Errorf("column %q (%s): value of %d characters too long", c.Name, c.SQLType, utf8.RuneCountInString(s))
 			}
 		}
-		return s, nil
+		return v, nil
 	case classBool:
-		if b, ok := v.(bool); ok {
-			return b, nil
+		if _, ok := v.(bool); ok {
+			return v, nil
 		}
 		return nil, bad()
 	case classTime:
 		switch x := v.(type) {
 		case time.Time:
-			return x, nil
+			return v, nil
 		case string:
 			t, err := time.Parse(time.RFC3339Nano, x)
 			if err != nil {
@@ -242,7 +248,7 @@ func toColumn(c *column, v any) (any, error) {
 	case classBytes:
 		switch x := v.(type) {
 		case []byte:
-			return x, nil
+			return v, nil
 		case string:
 			return []byte(x), nil
 		}

@@ -1,0 +1,80 @@
+package codec
+
+import (
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+)
+
+// numberSamples returns decimal numbers of many shapes: few decimals (the
+// fast paths), many digits, exponents, and values at the paths' limits.
+func numberSamples() []string {
+	out := []string{"0.0", "-0.0", "1.5", "79.19", "-79.19", "0.05", "1e3", "1E-3", "12.5e2", "123456789012345.0",
+		"1234567890123456.0", "0.1", "0.3", "1.1", "9007199254740993.0", "1e22", "1e23", "1e-22", "1e-23",
+		"3.141592653589793", "2.2250738585072014e-308", "1.7976931348623157e308", "5e-324", "0.000001", "100.000"}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		var s string
+		switch r.IntN(4) {
+		case 0:
+			s = strconv.FormatFloat(math.Floor((1+99*r.Float64())*100)/100, 'f', -1, 64)
+		case 1:
+			s = strconv.FormatFloat(r.NormFloat64()*math.Pow(10, float64(r.IntN(30)-15)), 'g', -1, 64)
+		case 2:
+			s = strconv.Itoa(r.IntN(1000000)) + "." + strconv.Itoa(r.IntN(1000000))
+		default:
+			s = strconv.FormatFloat(math.Float64frombits(r.Uint64()), 'g', -1, 64)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func TestFastFloatMatchesParseFloat(t *testing.T) {
+	for _, s := range numberSamples() {
+		want, err := strconv.ParseFloat(s, 64)
+		if err != nil || math.IsInf(want, 0) || math.IsNaN(want) {
+			continue
+		}
+		d := jsonDecoder{s: s, a: &Arena{}}
+		v, err := d.number()
+		if err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		got, isFloat := v.(float64)
+		if !isFloat {
+			if n, ok := v.(int64); ok && float64(n) == want {
+				continue
+			}
+			t.Fatalf("%s: decoded %T %v, want float64 %v", s, v, v, want)
+		}
+		if math.Float64bits(got) != math.Float64bits(want) {
+			t.Fatalf("%s: decoded %v, want %v", s, got, want)
+		}
+	}
+}
+
+func TestAppendFloatMatchesStrconv(t *testing.T) {
+	for _, s := range numberSamples() {
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+			continue
+		}
+		for _, v := range []float64{f, -f, math.Nextafter(f, 0), math.Nextafter(f, math.Inf(1))} {
+			if math.IsInf(v, 0) {
+				continue
+			}
+			got, err := appendFloat(nil, v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a := math.Abs(v); a != 0 && (a < 1e-6 || a >= 1e21) {
+				continue // exponent form, not the decimal path
+			}
+			if want := strconv.FormatFloat(v, 'f', -1, 64); string(got) != want {
+				t.Fatalf("%v: encoded %s, want %s", v, got, want)
+			}
+		}
+	}
+}
