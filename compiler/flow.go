@@ -59,6 +59,8 @@ func (c *checker) flowTypes(topo []*stage) {
 				c.checkExpr(st, ae, st.in)
 			}
 			c.sinkChecks(st)
+		case st.spec.Result != nil:
+			c.transformResult(st)
 		default:
 			// A transform component without compiler semantics passes
 			// records through unchanged.
@@ -392,4 +394,23 @@ func exprLiteral(v any) string {
 		return "{" + strings.Join(parts, ", ") + "}"
 	}
 	return strconv.Quote(fmt.Sprint(v))
+}
+
+// transformResult computes a transform component's output type from its
+// spec; an error makes the rest of the flow untyped.
+func (c *checker) transformResult(st *stage) {
+	in := st.in
+	if !st.typed {
+		in = nil
+	}
+	out, err := st.spec.Result(plainAttrs(st.attrs, st.schema), in)
+	if err != nil {
+		c.errorf(lang.BadAttributeValue, st.span, "%s %q: %v", st.component, st.name, err)
+		st.typed, st.out = false, nil
+		return
+	}
+	st.out = out
+	if out == nil {
+		st.typed = false
+	}
 }

@@ -146,6 +146,12 @@ type Spec struct {
 	// {value: string}); nil if unknown. A declared schema takes precedence.
 	Output func(attrs map[string]any) *types.Type
 
+	// Result returns the type of the records a transform emits for input
+	// records of type in (nil: untyped input, for which it returns nil);
+	// an error is reported at the stage. Without Result a transform's
+	// output has its input's type.
+	Result func(attrs map[string]any, in *types.Type) (*types.Type, error)
+
 	// Check validates a stage's attributes beyond their kinds (conflicts,
 	// ranges). It returns one AttrError per problem; the compiler reports
 	// each at the attribute's position. Attributes absent are not in attrs.

@@ -5,16 +5,38 @@
 // compiler checks their attributes against [SourceSpec] and [SinkSpec]
 // without constructing anything; the executor builds one instance per task.
 //
-// The source reads through the group protocol (kafka-go ConsumerGroup) and
-// fetches with the protocol packages so that read_committed drops aborted
-// records and control markers (kafka-go's Reader does not). It continues
-// from resume positions, else committed group offsets, else `start`, and
-// commits group offsets only in Commit, at completed checkpoints. Record
-// positions are partition "topic/N" and the record's Kafka offset.
+// # Source
 //
-// The sink writes through kafka-go's Writer for at_least_once and through a
-// Kafka transaction ([pipe.dev/pipe/stdlib/kafka/txn]) for exactly_once:
-// each checkpoint commits one transaction holding the records and the
-// positions they cover, which are written to the compacted topic
-// __pipe_offsets and read back by Open.
+// With `group` set, every task is a member of the consumer group (kafka-go
+// ConsumerGroup), so Kafka spreads the partitions over the stage's tasks and
+// over every `pipe run` process of the pipeline; without it, the partitions
+// are dealt to the tasks by index. Records are fetched with the protocol
+// packages, not kafka-go's Reader, so that read_committed drops the records
+// of aborted transactions and the control markers (the Reader does not). A
+// partition continues just after its resume position, else at the group's
+// committed offset, else as `start` says. Group offsets are committed only
+// in Commit, that is at completed checkpoints. A record's position is
+// partition "topic/N" and its Kafka offset; Topic, Partition, Key, Headers
+// and Time are set. A value that does not decode comes with Record.Err set,
+// so that the stage's error policy decides.
+//
+// # Sink
+//
+// at_least_once writes through kafka-go's Writer (acks=all, asynchronous);
+// Checkpoint returns once every record written before it is acknowledged.
+//
+// exactly_once writes through a Kafka transaction
+// ([pipe.dev/pipe/stdlib/kafka/txn]) whose transactional.id is
+// [TransactionalID] of pipeline, stage and task. Checkpoint commits one
+// transaction holding the records written since the last one and the
+// source positions they cover, which are stored in the compacted topic
+// [OffsetsTopic]. Open initialises the producer (fencing an older instance
+// and aborting its open transaction) and then reads those positions back:
+// they are the positions the sink holds. Close aborts an open transaction.
+//
+// Limits: one exactly_once sink task per transactional.id, so several
+// processes of one pipeline with an exactly_once Kafka sink fence each
+// other; spread such a pipeline with tasks, not processes. A restart after
+// a crash waits for the group to drop the dead member (up to about the
+// session timeout, as kafka-go has no static membership).
 package kafka
