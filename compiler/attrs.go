@@ -46,7 +46,7 @@ func (c *checker) finishAttrs(st *stage) {
 		}
 		a.Value = setNested(a.Value, fa.path[1:], fa.value)
 	}
-	params := topParams(st)
+	params := c.topParams(st)
 	for _, name := range order {
 		a := top[name]
 		if p := findParam(params, name); p != nil && p.Type.Kind == stdlib.BlockParam {

@@ -100,6 +100,7 @@ type checker struct {
 	flowPos          map[string]lang.Span // first flow mention of a stage
 	pipelineDelivery lang.Span            // where the pipeline sets delivery
 	exprs            exprs.Checker        // reuses typed environments across expressions
+	tops             map[topKey][]stdlib.Param
 }
 
 func newChecker(cfg *Config) *checker {

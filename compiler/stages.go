@@ -450,9 +450,27 @@ func commonParams(st *stage) []stdlib.Param {
 	return ps
 }
 
-// topParams returns every top-level attribute st takes.
-func topParams(st *stage) []stdlib.Param {
-	return append(slices.Clone(st.spec.Params), commonParams(st)...)
+// topParams returns every top-level attribute st takes. The list depends
+// only on the stage's spec and kind, so it is built once per spec and
+// shared: callers must not modify it.
+func (c *checker) topParams(st *stage) []stdlib.Param {
+	k := topKey{st.spec, st.kind, st.component}
+	if ps, ok := c.tops[k]; ok {
+		return ps
+	}
+	ps := append(slices.Clone(st.spec.Params), commonParams(st)...)
+	if c.tops == nil {
+		c.tops = map[topKey][]stdlib.Param{}
+	}
+	c.tops[k] = ps
+	return ps
+}
+
+// topKey identifies what topParams depends on.
+type topKey struct {
+	spec      *stdlib.Spec
+	kind      stdlib.Kind
+	component string
 }
 
 func findParam(ps []stdlib.Param, name string) *stdlib.Param {
@@ -597,7 +615,7 @@ func (c *checker) readBody(st *stage, items []item) {
 				c.add(d, vc.rel)
 			}
 		case b.Member != nil:
-			c.member(st, topParams(st), nil, b.Member, it, useSite)
+			c.member(st, c.topParams(st), nil, b.Member, it, useSite)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"pipe.dev/pipe/exec"
 	"pipe.dev/pipe/exec/testrun"
 	"pipe.dev/pipe/lang"
+	"pipe.dev/pipe/lang/format"
 	"pipe.dev/pipe/stdlib"
 	_ "pipe.dev/pipe/stdlib/all"
 )
@@ -56,6 +57,24 @@ func TestExamplesCompile(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestExamplesFormatted checks that every example is in the canonical form
+// `pipe fmt` prints, and that formatting is idempotent on it.
+func TestExamplesFormatted(t *testing.T) {
+	for _, f := range goodExamples(t) {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, diags := format.Source(f, src)
+		if diags.HasErrors() {
+			t.Fatalf("%s: %s", f, diags)
+		}
+		if string(out) != string(src) {
+			t.Errorf("%s is not formatted: run pipe fmt -w %s", f, f)
+		}
 	}
 }
 

@@ -799,6 +799,7 @@ func (p *printer) list(l *ast.List) {
 		p.trailing(it.EndPos, next)
 	}
 	p.leading(closeOff, 0)
+	p.atStart = false
 	p.indent--
 	p.startLine()
 	p.write("]")
@@ -818,6 +819,16 @@ func (p *printer) mapValue(m *ast.Map) {
 	p.trailing(lexer.Position{Line: m.Pos.Line, Offset: -1}, first)
 	p.indent++
 	p.atStart = true
+	// "key = value" entries on consecutive lines align their "=" like
+	// block attributes; "key: value" entries (test records) are not padded.
+	widths := make([]int, len(m.Entries))
+	alignRuns(len(m.Entries), widths, func(i int) (int, bool) {
+		e := m.Entries[i]
+		if !e.Equals || p.multiline(e.Value) {
+			return 0, false
+		}
+		return utf8.RuneCountInString(entryName(e)), true
+	}, func(i int) (lexer.Position, lexer.Position) { return m.Entries[i].Pos, m.Entries[i].EndPos }, p)
 	for i, e := range m.Entries {
 		next := closeOff
 		if i+1 < len(m.Entries) {
@@ -825,21 +836,31 @@ func (p *printer) mapValue(m *ast.Map) {
 		}
 		p.leading(e.Pos.Offset, 0)
 		p.startLine()
-		p.write(entryKey(e))
+		key := entryKey(e)
+		if pad := widths[i] - utf8.RuneCountInString(entryName(e)); pad > 0 {
+			key = entryName(e) + strings.Repeat(" ", pad) + key[len(entryName(e)):]
+		}
+		p.write(key)
 		p.value(e.Value)
 		p.trailing(e.EndPos, next)
 	}
 	p.leading(closeOff, 0)
+	p.atStart = false
 	p.indent--
 	p.startLine()
 	p.write("}")
 }
 
-func entryKey(e *ast.MapEntry) string {
-	k := e.Ident
+// entryName is an entry's key as printed (quoted if it was).
+func entryName(e *ast.MapEntry) string {
 	if e.Key != nil {
-		k = str(e.Key)
+		return str(e.Key)
 	}
+	return e.Ident
+}
+
+func entryKey(e *ast.MapEntry) string {
+	k := entryName(e)
 	if e.Equals {
 		return k + " = "
 	}

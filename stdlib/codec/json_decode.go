@@ -190,6 +190,12 @@ func (d *jsonDecoder) array() ([]any, error) {
 func (d *jsonDecoder) str() (string, error) {
 	start := d.i + 1
 	for j := start; j < len(d.s); j++ {
+		for j+8 <= len(d.s) && plainWord(loadWord(d.s, j)) {
+			j += 8
+		}
+		if j >= len(d.s) {
+			break
+		}
 		c := d.s[j]
 		switch {
 		case c == '"':
@@ -432,4 +438,20 @@ func fastFloat(s string) (f float64, ok bool) {
 		return float64(mant) / pow10[-e], true
 	}
 	return 0, false
+}
+
+// loadWord returns the 8 bytes of s from i on, little endian (one load on
+// the usual machines).
+func loadWord(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// plainWord reports whether none of the 8 bytes in w needs a closer look
+// inside a JSON string: no control character, '"', '\\' or non-ASCII byte.
+func plainWord(w uint64) bool {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	q, b := w^(lo*'"'), w^(lo*'\\')
+	return ((w-lo*0x20)&^w|(q-lo)&^q|(b-lo)&^b|w)&hi == 0
 }

@@ -1,9 +1,11 @@
 package codec
 
 import (
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -75,6 +77,42 @@ func TestAppendFloatMatchesStrconv(t *testing.T) {
 			if want := strconv.FormatFloat(v, 'f', -1, 64); string(got) != want {
 				t.Fatalf("%v: encoded %s, want %s", v, got, want)
 			}
+		}
+	}
+}
+
+func TestPlainWord(t *testing.T) {
+	for c := range 256 {
+		want := c >= 0x20 && c < 0x80 && c != '"' && c != '\\'
+		for pos := range 8 {
+			b := []byte("abcdefgh")
+			b[pos] = byte(c)
+			if got := plainWord(loadWord(string(b), 0)); got != want {
+				t.Fatalf("byte %#x at %d: plainWord %v, want %v", c, pos, got, want)
+			}
+		}
+	}
+}
+
+func TestStringsAcrossWords(t *testing.T) {
+	c := newJSON(nil)
+	for _, s := range []string{"", "a", "abcdefgh", "abcdefghi", "0123456789abcdef\"x", "abcdefg\\\"hijklmnop", "abcdefgh\u00e9ijklmnop",
+		"abcdefghijklmn\u2028op", "abcdefgh\x01ijklmnop", "\xffabcdefghijkl"} {
+		line, err := c.Append(nil, map[string]any{"k": s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := c.Decode(line)
+		if err != nil {
+			t.Fatalf("%q: %s: %v", s, line, err)
+		}
+		want := strings.ToValidUTF8(s, "\ufffd")
+		if m["k"] != want {
+			t.Fatalf("%q: encoded %s, decoded %q", s, line, m["k"])
+		}
+		var std map[string]string
+		if err := json.Unmarshal(line, &std); err != nil || std["k"] != want {
+			t.Fatalf("%q: encoded %s, encoding/json reads %q (%v)", s, line, std["k"], err)
 		}
 	}
 }
