@@ -46,8 +46,9 @@ func Check(src string, ctx Context) (res Result, issues []Issue) {
 // ready to use. A Checker is not safe for concurrent use: one compilation
 // owns one.
 type Checker struct {
-	envs map[string]*checkEnv
-	key  []byte
+	envs    map[string]*checkEnv
+	structs map[string]reflect.Type // environment structs by shape
+	key     []byte
 }
 
 // checkEnv is what a Checker keeps for one context.
@@ -73,11 +74,11 @@ func (c *Checker) Check(src string, ctx Context) (res Result, issues []Issue) {
 	predicate := ctx.Kind == plan.WhereExpr || ctx.Kind == plan.CaseExpr
 	ce := c.envFor(ctx, predicate)
 	env := ce.env
-	prog, err := compileWith(src, ce.cfg)
+	tree, err := checkTree(src, ce.cfg)
 	if err != nil {
 		return res, issuesOf(src, err, env, ctx)
 	}
-	root := prog.Node()
+	root := tree.Node
 	if ctx.Input == nil {
 		// Unknown names are allowed without a schema, unknown functions not.
 		if is := unknownCalls(src); len(is) > 0 {
@@ -94,7 +95,7 @@ func (c *Checker) Check(src string, ctx Context) (res Result, issues []Issue) {
 			issues = append(issues, Issue{Start: s, End: e, Code: lang.NotBool, Severity: lang.Error,
 				Message: fmt.Sprintf("%s must be bool, got %s", predicateName(ctx.Kind), t)})
 		}
-		if v, ok := constantBool(prog, root, env); ok {
+		if v, ok := constantBool(tree, ce.cfg, env); ok {
 			res.Const = &v
 		}
 	}
@@ -142,13 +143,16 @@ func (c *Checker) envFor(ctx Context, predicate bool) *checkEnv {
 	if predicate {
 		c.key = append(c.key, 'P')
 	}
-	c.key = typeKey(c.key, ctx.Input)
+	c.key = typeKey(c.key, ctx.Input, true)
 	c.key = append(c.key, '|')
-	c.key = typeKey(c.key, ctx.Params)
+	c.key = typeKey(c.key, ctx.Params, true)
 	if ce, ok := c.envs[string(c.key)]; ok {
 		return ce
 	}
-	env := newTypedEnv(ctx)
+	if c.structs == nil {
+		c.structs = map[string]reflect.Type{}
+	}
+	env := newTypedEnv(ctx, c.structs)
 	cfg := new(conf.Config)
 	*cfg = *baseConfig()
 	cfg.NtCache = nature.Cache{}
@@ -169,8 +173,9 @@ func (c *Checker) envFor(ctx Context, predicate bool) *checkEnv {
 }
 
 // typeKey appends a canonical form of t to b: two types have the same key
-// exactly when they have the same structure, names and optionality.
-func typeKey(b []byte, t *types.Type) []byte {
+// exactly when they have the same structure and optionality, and, when
+// named is set, the same type names.
+func typeKey(b []byte, t *types.Type, named bool) []byte {
 	if t == nil {
 		return append(b, '-')
 	}
@@ -178,21 +183,21 @@ func typeKey(b []byte, t *types.Type) []byte {
 	if t.Optional {
 		b = append(b, '?')
 	}
-	if t.Name != "" {
+	if named && t.Name != "" {
 		b = append(b, '=')
 		b = append(b, t.Name...)
 	}
 	switch t.Kind {
 	case types.List, types.Map:
 		b = append(b, '<')
-		b = typeKey(b, t.Elem)
+		b = typeKey(b, t.Elem, named)
 		b = append(b, '>')
 	case types.Record:
 		b = append(b, '{')
 		for _, f := range t.Fields {
 			b = append(b, f.Name...)
 			b = append(b, ':')
-			b = typeKey(b, f.Type)
+			b = typeKey(b, f.Type, named)
 			b = append(b, ',')
 		}
 		b = append(b, '}')
@@ -200,15 +205,17 @@ func typeKey(b []byte, t *types.Type) []byte {
 	return b
 }
 
-// compileWith is expr.Compile with a prepared configuration; a panic
-// becomes an error.
-func compileWith(src string, cfg *conf.Config) (p *vm.Program, err error) {
+// checkTree is the checking half of expr.Compile with a prepared
+// configuration: parse, type-check and optimise, leaving out the bytecode,
+// which only a constant predicate needs (see constantBool). A panic becomes
+// an error.
+func checkTree(src string, cfg *conf.Config) (tree *parser.Tree, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			p, err = nil, fmt.Errorf("%v", r)
+			tree, err = nil, fmt.Errorf("%v", r)
 		}
 	}()
-	tree, err := checker.ParseCheck(src, cfg)
+	tree, err = checker.ParseCheck(src, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +228,7 @@ func compileWith(src string, cfg *conf.Config) (p *vm.Program, err error) {
 			return nil, err
 		}
 	}
-	return compiler.Compile(tree, cfg)
+	return tree, nil
 }
 
 func predicateName(k plan.ExprKind) string {
@@ -493,8 +500,10 @@ func usesNow(root ast.Node, env *typedEnv) bool {
 }
 
 // constantBool reports the value of a predicate that reads no field, no
-// meta, no params and calls nothing non-deterministic.
-func constantBool(prog *vm.Program, root ast.Node, env *typedEnv) (val, ok bool) {
+// meta, no params and calls nothing non-deterministic; it compiles the
+// checked tree and runs it.
+func constantBool(tree *parser.Tree, cfg *conf.Config, env *typedEnv) (val, ok bool) {
+	root := tree.Node
 	if b, isBool := root.(*ast.BoolNode); isBool {
 		return b.Value, true
 	}
@@ -513,6 +522,10 @@ func constantBool(prog *vm.Program, root ast.Node, env *typedEnv) (val, ok bool)
 		return false, false
 	}
 	defer func() { _ = recover() }()
+	prog, err := compiler.Compile(tree, cfg)
+	if err != nil {
+		return false, false
+	}
 	out, err := expr.Run(prog, env.zero())
 	if err != nil {
 		return false, false

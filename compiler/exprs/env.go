@@ -25,6 +25,10 @@ type typedEnv struct {
 	input   *types.Type
 	hasMeta bool
 	hasPrm  bool
+	// structs, when set, holds the struct types built so far by shape
+	// (field names and types, type names left out), shared by the
+	// environments of one Checker: reflect.StructOf is costly.
+	structs map[string]reflect.Type
 }
 
 // metaType is the record type of meta.
@@ -37,11 +41,12 @@ var metaType = &types.Type{Kind: types.Record, Name: "meta", Fields: []*types.Fi
 	{Name: "headers", Type: types.MapOf(types.StringType)},
 }}
 
-func newTypedEnv(ctx Context) *typedEnv {
+func newTypedEnv(ctx Context, structs map[string]reflect.Type) *typedEnv {
 	e := &typedEnv{
 		records: make(map[reflect.Type]*types.Type),
 		names:   make(map[string]string),
 		input:   ctx.Input,
+		structs: structs,
 	}
 	var fields []*types.Field
 	if ctx.Input != nil && ctx.Input.Kind == types.Record {
@@ -75,13 +80,29 @@ func (e *typedEnv) zero() any { return reflect.New(e.typ).Elem().Interface() }
 func (e *typedEnv) structOf(fields []*types.Field) reflect.Type {
 	sf := make([]reflect.StructField, len(fields))
 	for i, f := range fields {
+		// goType registers nested records even when the struct is cached.
 		sf[i] = reflect.StructField{
 			Name: "F" + strconv.Itoa(i),
 			Type: e.goType(f.Type),
 			Tag:  reflect.StructTag(`expr:"` + f.Name + `"`),
 		}
 	}
-	return reflect.StructOf(sf)
+	if e.structs == nil {
+		return reflect.StructOf(sf)
+	}
+	var key []byte
+	for _, f := range fields {
+		key = append(key, f.Name...)
+		key = append(key, ':')
+		key = typeKey(key, f.Type, false)
+		key = append(key, ',')
+	}
+	if g, ok := e.structs[string(key)]; ok {
+		return g
+	}
+	g := reflect.StructOf(sf)
+	e.structs[string(key)] = g
+	return g
 }
 
 // goType maps a pipe type to the Go type of the typed environment.

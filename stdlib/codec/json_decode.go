@@ -189,14 +189,15 @@ func (d *jsonDecoder) array() ([]any, error) {
 // str parses a string starting at the opening quote.
 func (d *jsonDecoder) str() (string, error) {
 	start := d.i + 1
-	for j := start; j < len(d.s); j++ {
-		for j+8 <= len(d.s) && plainWord(loadWord(d.s, j)) {
-			j += 8
-		}
-		if j >= len(d.s) {
-			break
-		}
+	j := start
+	for j+8 <= len(d.s) && plainWord(loadWord(d.s, j)) {
+		j += 8
+	}
+	for ; j < len(d.s); j++ {
 		c := d.s[j]
+		if !strStop[c] {
+			continue
+		}
 		switch {
 		case c == '"':
 			d.i = j + 1
@@ -439,6 +440,15 @@ func fastFloat(s string) (f float64, ok bool) {
 	}
 	return 0, false
 }
+
+// strStop[c] reports whether byte c ends a run of plain string bytes: a
+// control character, '"', '\\' or a non-ASCII byte.
+var strStop = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf
+	}
+	return t
+}()
 
 // loadWord returns the 8 bytes of s from i on, little endian (one load on
 // the usual machines).

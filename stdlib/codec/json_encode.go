@@ -319,14 +319,11 @@ const hexDigits = "0123456789abcdef"
 
 func appendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		for i+8 <= len(s) && plainWord(loadWord(s, i)) {
-			i += 8
-		}
-		if i >= len(s) {
-			break
-		}
+	start, i := 0, 0
+	for i+8 <= len(s) && plainWord(loadWord(s, i)) {
+		i += 8
+	}
+	for i < len(s) {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if safe[c] {
