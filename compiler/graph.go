@@ -176,11 +176,18 @@ func (st *stage) portNames() []string {
 // checkGraph reports cycles, stages without input and pipelines without a
 // source or sink, and returns the stages in topological order.
 func (c *checker) checkGraph() []*stage {
-	succ := map[string][]*edge{}
-	pred := map[string][]*edge{}
+	// Stages are numbered by their place in c.order; every edge joins
+	// two of them.
+	n := len(c.order)
+	idx := make(map[string]int, n)
+	for i, st := range c.order {
+		idx[st.name] = i
+	}
+	succ := make([][]*edge, n)
+	npred := make([]int, n)
 	for _, e := range c.edges {
-		succ[e.from] = append(succ[e.from], e)
-		pred[e.to] = append(pred[e.to], e)
+		succ[idx[e.from]] = append(succ[idx[e.from]], e)
+		npred[idx[e.to]]++
 	}
 	// Cycles (data edges only; dead-letter edges end at sinks).
 	const (
@@ -188,24 +195,28 @@ func (c *checker) checkGraph() []*stage {
 		grey
 		black
 	)
-	_ = black
-	color := map[string]int{}
-	var nodes []string
+	color := make([]int, n)
+	var nodes []int
 	reported := map[string]bool{}
-	var visit func(n string)
-	visit = func(n string) {
-		color[n] = grey
-		nodes = append(nodes, n)
-		for _, e := range succ[n] {
+	var visit func(v int)
+	visit = func(v int) {
+		color[v] = grey
+		nodes = append(nodes, v)
+		for _, e := range succ[v] {
 			if e.dl {
 				continue
 			}
-			switch color[e.to] {
+			to := idx[e.to]
+			switch color[to] {
 			case white:
-				visit(e.to)
+				visit(to)
 			case grey:
-				i := slices.Index(nodes, e.to)
-				path := append(slices.Clone(nodes[i:]), e.to)
+				i := slices.Index(nodes, to)
+				path := make([]string, 0, len(nodes)-i+1)
+				for _, k := range nodes[i:] {
+					path = append(path, c.order[k].name)
+				}
+				path = append(path, e.to)
 				if key := cycleKey(path); !reported[key] {
 					reported[key] = true
 					c.errorf(lang.Cycle, e.span, "cycle: %s", strings.Join(path, " -> "))
@@ -213,23 +224,23 @@ func (c *checker) checkGraph() []*stage {
 			}
 		}
 		nodes = nodes[:len(nodes)-1]
-		color[n] = black
+		color[v] = black
 	}
-	for _, st := range c.order {
-		if color[st.name] == white {
-			visit(st.name)
+	for v := range c.order {
+		if color[v] == white {
+			visit(v)
 		}
 	}
 
 	hasSource, hasSink := false, false
-	for _, st := range c.order {
+	for v, st := range c.order {
 		switch st.kind {
 		case stdlib.SourceKind:
 			hasSource = true
 		case stdlib.SinkKind:
 			hasSink = true
 		}
-		if st.kind != stdlib.SourceKind && len(pred[st.name]) == 0 && c.inFlow[st.name] {
+		if st.kind != stdlib.SourceKind && npred[v] == 0 && c.inFlow[st.name] {
 			c.errorf(lang.NoInput, st.span, "%s %q has no input", st.kind, st.name).
 				Detail = fmt.Sprintf("add a flow line into it: ... -> %s", st.name)
 		}
@@ -245,41 +256,46 @@ func (c *checker) checkGraph() []*stage {
 	}
 
 	// Topological order: level = longest path from a root; ties by source order.
-	level := map[string]int{}
-	indeg := map[string]int{}
-	for _, st := range c.order {
-		indeg[st.name] = len(pred[st.name])
-	}
-	var queue []*stage
-	for _, st := range c.order {
-		if indeg[st.name] == 0 {
-			queue = append(queue, st)
+	level := make([]int, n)
+	indeg := slices.Clone(npred)
+	done := make([]bool, n)
+	var queue []int
+	for v := range c.order {
+		if indeg[v] == 0 {
+			queue = append(queue, v)
 		}
 	}
-	done := map[string]bool{}
 	for len(queue) > 0 {
-		st := queue[0]
+		v := queue[0]
 		queue = queue[1:]
-		done[st.name] = true
-		for _, e := range succ[st.name] {
-			level[e.to] = max(level[e.to], level[st.name]+1)
-			indeg[e.to]--
-			if indeg[e.to] == 0 {
-				queue = append(queue, c.stages[e.to])
+		done[v] = true
+		for _, e := range succ[v] {
+			to := idx[e.to]
+			level[to] = max(level[to], level[v]+1)
+			indeg[to]--
+			if indeg[to] == 0 {
+				queue = append(queue, to)
 			}
 		}
 	}
-	out := slices.Clone(c.order)
-	slices.SortStableFunc(out, func(a, b *stage) int {
+	perm := make([]int, n)
+	for v := range perm {
+		perm[v] = v
+	}
+	slices.SortStableFunc(perm, func(a, b int) int {
 		// Stages caught in a cycle go last, in source order.
-		if done[a.name] != done[b.name] {
-			if done[a.name] {
+		if done[a] != done[b] {
+			if done[a] {
 				return -1
 			}
 			return 1
 		}
-		return cmp.Or(cmp.Compare(level[a.name], level[b.name]), cmp.Compare(a.order, b.order))
+		return cmp.Or(cmp.Compare(level[a], level[b]), cmp.Compare(c.order[a].order, c.order[b].order))
 	})
+	out := make([]*stage, n)
+	for i, v := range perm {
+		out[i] = c.order[v]
+	}
 	return out
 }
 

@@ -19,6 +19,7 @@ import (
 	"pipe.dev/pipe/lang/format"
 	"pipe.dev/pipe/stdlib"
 	_ "pipe.dev/pipe/stdlib/all"
+	"pipe.dev/pipe/stdlib/kafka/devbroker"
 )
 
 func compile(t *testing.T, path string) (*compiler.Program, lang.Diagnostics) {
@@ -252,4 +253,65 @@ func readJSONL(t *testing.T, path string) []map[string]any {
 		out = append(out, m)
 	}
 	return out
+}
+
+// TestQuickstartKafkaRuns runs the Kafka quickstart on an in-process
+// development broker until everything generated has come back through the
+// topic, then stops it as a signal would: the file holds every purchase
+// over 50 exactly once.
+func TestQuickstartKafkaRuns(t *testing.T) {
+	src, err := filepath.Abs("quickstart_kafka.pipe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	t.Chdir(dir)
+	b, err := devbroker.Start(t.Context(), devbroker.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	t.Setenv("KAFKA_BROKERS", b.Addr())
+	prog, diags := compile(t, src)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	p, err := plan.Build(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	var want int64
+	status := func(s exec.Snapshot) {
+		counts := map[string]exec.StageStatus{}
+		for _, st := range s.Stages {
+			counts[st.Name] = st
+		}
+		if counts["from_kafka"].In == 2000 && counts["big_purchases"].Out == counts["big"].Out && s.Checkpoint > 0 {
+			want = counts["big"].Out
+			cancel() // as SIGINT does: drain, final checkpoint
+		}
+	}
+	if err := exec.Run(ctx, p, &exec.Config{Status: status, StatusInterval: 200 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if want == 0 {
+		t.Fatal("the run ended before every generated record came back through Kafka")
+	}
+	got := readJSONL(t, filepath.Join(dir, "out/quickstart-kafka.jsonl"))
+	seen := map[float64]bool{}
+	for _, r := range got {
+		id, _ := r["id"].(float64)
+		if seen[id] {
+			t.Fatalf("id %v written twice", id)
+		}
+		seen[id] = true
+		if amount, _ := r["amount"].(float64); amount <= 50 || r["customer"] == nil {
+			t.Errorf("record %v should not be in the output", r)
+		}
+	}
+	if int64(len(got)) != want {
+		t.Errorf("%d records in the file, the filter passed %d", len(got), want)
+	}
 }

@@ -7,6 +7,7 @@
 #   bench/check/run.sh               # 5 runs a size, median reported
 #   RUNS=9 bench/check/run.sh
 #   SIZES="100 1000 10000 100000" bench/check/run.sh
+#   COMPARE=/tmp/pipe-old bench/check/run.sh   # also time another pipe binary
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -32,24 +33,30 @@ median() { # median of the numbers on stdin
 }
 
 declare -A CPU WALL RSS BYTES
-for n in $SIZES; do
-  f="$WORK/check-$n.pipe"
-  bin/checkgen -n "$n" -o "$f"
-  BYTES[$n]=$(wc -c <"$f")
-  echo "checking $n stages ($RUNS runs)" >&2
-  : >"$WORK/runs-$n"
+timeit() { # timeit PIPE N KEY: RUNS runs of PIPE check on the N-stage file
+  local pipe=$1 n=$2 key=$3 j
+  : >"$WORK/runs-$key"
   for _ in $(seq "$RUNS"); do
-    j=$(bin/measure -- bin/pipe check "$f")
+    j=$(bin/measure -- "$pipe" check "$WORK/check-$n.pipe")
     if [ "$(field exit_code "$j")" != 0 ]; then
-      echo "pipe check failed on $n stages: $j" >&2
-      bin/pipe check "$f" | head -20 >&2
+      echo "$pipe check failed on $n stages: $j" >&2
+      "$pipe" check "$WORK/check-$n.pipe" | head -20 >&2
       exit 1
     fi
-    echo "$(field cpu_s "$j") $(field wall_s "$j") $(field max_rss_kib "$j")" >>"$WORK/runs-$n"
+    echo "$(field cpu_s "$j") $(field wall_s "$j") $(field max_rss_kib "$j")" >>"$WORK/runs-$key"
   done
-  CPU[$n]=$(cut -d' ' -f1 "$WORK/runs-$n" | median)
-  WALL[$n]=$(cut -d' ' -f2 "$WORK/runs-$n" | median)
-  RSS[$n]=$(cut -d' ' -f3 "$WORK/runs-$n" | sort -g | tail -1)
+  CPU[$key]=$(cut -d' ' -f1 "$WORK/runs-$key" | median)
+  WALL[$key]=$(cut -d' ' -f2 "$WORK/runs-$key" | median)
+  RSS[$key]=$(cut -d' ' -f3 "$WORK/runs-$key" | sort -g | tail -1)
+}
+for n in $SIZES; do
+  bin/checkgen -n "$n" -o "$WORK/check-$n.pipe"
+  BYTES[$n]=$(wc -c <"$WORK/check-$n.pipe")
+  echo "checking $n stages ($RUNS runs)" >&2
+  timeit bin/pipe "$n" "$n"
+  if [ -n "${COMPARE:-}" ]; then
+    timeit "$COMPARE" "$n" "cmp$n"
+  fi
 done
 
 echo "running the phase benchmarks" >&2
@@ -89,6 +96,17 @@ ns() { # ns BENCH N: ns/op of a benchmark line
       }'
     prev=$n
   done
+  if [ -n "${COMPARE:-}" ]; then
+    echo
+    echo "Compared with \`$COMPARE\` (${COMPARE_NOTE:-another build}), timed the same way:"
+    echo
+    echo "| stages | CPU s | wall s | peak RSS MiB | this build's CPU | this build's wall |"
+    echo "|---:|---:|---:|---:|---:|---:|"
+    for n in $SIZES; do
+      awk -v n="$n" -v c="${CPU[cmp$n]}" -v w="${WALL[cmp$n]}" -v r="${RSS[cmp$n]}" -v tc="${CPU[$n]}" -v tw="${WALL[$n]}" \
+        'BEGIN { printf "| %d | %.3f | %.3f | %.1f | %.2f× | %.2f× |\n", n, c, w, r / 1024, tc / c, tw / w }'
+    done
+  fi
   echo
   echo "## Where the time goes"
   echo

@@ -20,7 +20,8 @@ import (
 	_ "pipe.dev/pipe/stdlib/core"
 )
 
-// runFile compiles and runs a benchmark pipeline.
+// runFile compiles and runs a benchmark pipeline with the garbage
+// collector settings of pipe run.
 func runFile(tb testing.TB, name, stateDir string) {
 	tb.Helper()
 	src, err := os.ReadFile(filepath.Join("..", "..", "examples", "bench", name))
@@ -37,7 +38,7 @@ func runFile(tb testing.TB, name, stateDir string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := exec.Run(ctx, p, &exec.Config{StateDir: stateDir}); err != nil {
+	if err := exec.Run(ctx, p, &exec.Config{StateDir: stateDir, MemoryLimit: 64 << 20}); err != nil {
 		tb.Fatal(err)
 	}
 }

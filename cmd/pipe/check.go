@@ -46,9 +46,16 @@ func compileFile(path string) (*compiler.Program, lang.Diagnostics, error) {
 	return prog, diags, nil
 }
 
-// checkFiles compiles every file and prints diagnostics; warnings are kept
-// when lint is set. It returns the exit code.
-func checkFiles(e *env, args []string, format string, lint bool, deny []lang.Code, denyAll bool) int {
+// lintOptions says which warnings checkFiles reports and which fail.
+type lintOptions struct {
+	deny         []lang.Code
+	denyAll      bool
+	requireTests bool // also PIPE480 for every file that compiles
+}
+
+// checkFiles compiles every file and prints its diagnostics: errors only,
+// or with lint set, warnings too under its policy. It returns the exit code.
+func checkFiles(e *env, args []string, format string, lint *lintOptions) int {
 	if !validFormat(format, diagFormats) {
 		fmt.Fprintf(e.stderr, "pipe: unknown --format %q (want %s)\n", format, strings.Join(diagFormats, ", "))
 		return exitUsage
@@ -64,15 +71,19 @@ func checkFiles(e *env, args []string, format string, lint bool, deny []lang.Cod
 	}
 	var all lang.Diagnostics
 	for _, f := range files {
-		_, diags, err := compileFile(f)
+		prog, diags, err := compileFile(f)
 		if err != nil {
 			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
 			return exitUsage
 		}
-		if lint {
-			diags = compiler.ApplyLintPolicy(diags, deny, denyAll)
-		} else {
+		switch {
+		case lint == nil:
 			diags = diags.Errors()
+		case lint.requireTests:
+			diags = append(diags, compiler.Untested(prog)...)
+			fallthrough
+		default:
+			diags = compiler.ApplyLintPolicy(diags, lint.deny, lint.denyAll)
 		}
 		all = append(all, diags...)
 	}
@@ -99,7 +110,7 @@ func cmdCheck(e *env, args []string) int {
 		fs.Usage()
 		return exitUsage
 	}
-	return checkFiles(e, fs.Args(), *format, false, nil, false)
+	return checkFiles(e, fs.Args(), *format, nil)
 }
 
 func cmdLint(e *env, args []string) int {
@@ -116,11 +127,10 @@ func cmdLint(e *env, args []string) int {
 		fs.Usage()
 		return exitUsage
 	}
-	var deny []lang.Code
-	denyAll := false
+	opts := &lintOptions{requireTests: *requireTests}
 	for _, d := range *denyList {
 		if d == "all" {
-			denyAll = true
+			opts.denyAll = true
 			continue
 		}
 		c, ok := lang.ParseCode(strings.ToUpper(d))
@@ -128,44 +138,9 @@ func cmdLint(e *env, args []string) int {
 			fmt.Fprintf(e.stderr, "pipe: --deny %q is not a lint code (PIPE4xx)\n", d)
 			return exitUsage
 		}
-		deny = append(deny, c)
+		opts.deny = append(opts.deny, c)
 	}
-	if !*requireTests {
-		return checkFiles(e, fs.Args(), *format, true, deny, denyAll)
-	}
-	// As checkFiles, with the PIPE480 lint of every file that compiles.
-	if !validFormat(*format, diagFormats) {
-		fmt.Fprintf(e.stderr, "pipe: unknown --format %q (want %s)\n", *format, strings.Join(diagFormats, ", "))
-		return exitUsage
-	}
-	files, err := expandArgs(fs.Args())
-	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return exitUsage
-	}
-	if len(files) == 0 {
-		fmt.Fprintln(e.stderr, "pipe: no .pipe files given")
-		return exitUsage
-	}
-	var all lang.Diagnostics
-	for _, f := range files {
-		prog, diags, err := compileFile(f)
-		if err != nil {
-			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-			return exitUsage
-		}
-		diags = append(diags, compiler.Untested(prog)...)
-		all = append(all, compiler.ApplyLintPolicy(diags, deny, denyAll)...)
-	}
-	all.Sort()
-	if err := printDiagnostics(e.stdout, *format, all, sources{}); err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return exitUsage
-	}
-	if all.HasErrors() {
-		return exitFindings
-	}
-	return exitOK
+	return checkFiles(e, fs.Args(), *format, opts)
 }
 
 // buildPlan compiles one file into a plan, printing diagnostics on failure.

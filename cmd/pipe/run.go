@@ -14,6 +14,7 @@ import (
 
 	"pipe.dev/pipe/compiler/plan"
 	"pipe.dev/pipe/exec"
+	"pipe.dev/pipe/stdlib/kafka/devbroker"
 )
 
 func cmdRun(e *env, args []string) int {
@@ -26,6 +27,8 @@ func cmdRun(e *env, args []string) int {
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	statusEvery := fs.Duration("status-interval", 0, "how often to report per-stage counts (default 1s on a terminal, 10s otherwise)")
 	quiet := fs.BoolP("quiet", "q", false, "no live status or periodic count lines")
+	devBroker := fs.Bool("dev-broker", false, "start an embedded development Kafka broker (not for production) and point ${env:KAFKA_BROKERS} at it")
+	devBrokerDir := fs.String("dev-broker-dir", "", "with --dev-broker: keep the broker's data in this directory across runs (default: memory only)")
 	memLimit := fs.String("memory-limit", "64MiB", "soft memory limit of the Go heap (GOGC 400 under it); 0 keeps Go's defaults, as do GOGC or GOMEMLIMIT in the environment")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -34,6 +37,14 @@ func cmdRun(e *env, args []string) int {
 		fs.Usage()
 		return exitUsage
 	}
+	// Signals are caught from the start: one that arrives while the plan is
+	// compiled or the broker starts is handled once the run begins.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
 	path := fs.Arg(0)
 	var p *plan.Plan
 	if strings.HasSuffix(path, ".json") {
@@ -80,11 +91,17 @@ func cmdRun(e *env, args []string) int {
 		}
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
+	if *devBroker {
+		// Its own context: the broker must outlive the drain after a signal.
+		b, err := devbroker.Start(context.Background(), devbroker.Options{Partitions: 1, DataDir: *devBrokerDir})
+		if err != nil {
+			fmt.Fprintf(e.stderr, "pipe: dev broker: %v\n", err)
+			return exitUsage
+		}
+		defer b.Close()
+		os.Setenv("KAFKA_BROKERS", b.Addr())
+		logger.Info("development broker started (not for production)", "addr", b.Addr())
+	}
 	go func() {
 		s, ok := <-sigs
 		if !ok {

@@ -12,7 +12,11 @@
 //
 // Invariants: [Check] builds a typed environment from the record type with
 // reflect.StructOf, so unknown nested fields are errors; messages never show
-// Go types. [Compile] uses expr's map environment, so top-level field loads
+// Go types. A [Checker] (one per compilation, not shared between
+// goroutines) builds that environment and expr's configuration once per
+// distinct context and reuses them, so checking costs little more than
+// expr's parse and type-check of each expression; [Check] is a Checker used
+// once. [Compile] uses expr's map environment, so top-level field loads
 // take expr's fast map path (OpLoadFast), and rewrites nested field reads
 // (customer.id) into a direct map index instead of expr's reflection-based
 // fetch. Both install the same function library

@@ -38,7 +38,10 @@
 // decoder slices every string out of one copy of the message and boxes
 // scalars through an [Arena] (2 allocations per record, the map itself,
 // against 11–19 for the libraries); the encoder caches the sorted key order
-// of the previous record and allocates nothing. Decoding is as fast as the
+// of the previous record and allocates nothing. Both scan string bytes
+// eight at a time, and numbers of at most 15 digits (the usual prices and
+// amounts) convert without strconv in both directions, with the results
+// strconv gives. Decoding is as fast as the
 // fastest library and encoding about 1.5–3× faster; decode + encode is
 // about 4× encoding/json.
 //

@@ -16,6 +16,13 @@
 // such strings by the attribute's kind (int, float, bool, duration, size)
 // and report a value that does not parse as an error naming the attribute.
 //
+// Parallelism within a task: with more than one P, generate builds each
+// batch of at least 512 records on up to 4 goroutines (a record's values
+// depend only on its number, so the records are the same), and file decodes
+// each batch the same way, with one codec per goroutine (not csv with a
+// header row, whose columns the file's codec holds). Read returns only when
+// the whole batch is done, so callers see one goroutine calling the Source.
+//
 // Decode failures (a malformed JSON line, a CSV row of the wrong width, a
 // value not of the declared schema's type) do not fail a read: the record
 // carries the error in Record.Err and the original bytes in Record.Raw, and

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"pipe.dev/pipe/stdlib"
@@ -348,9 +349,12 @@ func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
 	return recs, nil
 }
 
-// minDecodePart is the fewest records a batch part decoded in parallel
-// holds.
-const minDecodePart = 256
+// minDecodePart is the fewest records per goroutine worth decoding a
+// batch in parallel for; goroutines take decodeChunk records at a time.
+const (
+	minDecodePart = 256
+	decodeChunk   = 64
+)
 
 // decode decodes recs[i].Raw into recs[i].Value (or Err), in up to parts
 // parts in parallel when the format allows one codec per part (every
@@ -369,15 +373,25 @@ func (s *fileSource) decode(tf *tailFile, recs []stdlib.Record, parts int) {
 		}
 		tf.codecs = append(tf.codecs, c)
 	}
-	size := (len(recs) + parts - 1) / parts
-	var wg sync.WaitGroup
-	for p := 1; p < parts; p++ {
-		lo, hi := p*size, min((p+1)*size, len(recs))
-		if lo < hi {
-			wg.Go(func() { tf.decodeRecords(recs[lo:hi], tf.starts[lo:hi], tf.codecs[p-1]) })
+	if parts == 1 {
+		tf.decodeRecords(recs, tf.starts, tf.codec)
+		return
+	}
+	// Goroutines take chunks of records in turn, so that one that gets
+	// less of a core still finishes with the others.
+	chunks := (len(recs) + decodeChunk - 1) / decodeChunk
+	var next atomic.Int64
+	work := func(c codec.Codec) {
+		for k := int(next.Add(1) - 1); k < chunks; k = int(next.Add(1) - 1) {
+			lo, hi := k*decodeChunk, min((k+1)*decodeChunk, len(recs))
+			tf.decodeRecords(recs[lo:hi], tf.starts[lo:hi], c)
 		}
 	}
-	tf.decodeRecords(recs[:min(size, len(recs))], tf.starts, tf.codec)
+	var wg sync.WaitGroup
+	for _, c := range tf.codecs[:parts-1] {
+		wg.Go(func() { work(c) })
+	}
+	work(tf.codec)
 	wg.Wait()
 }
 

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"pipe.dev/pipe/lang/types"
@@ -522,27 +523,39 @@ func (g *generate) Read(ctx context.Context) ([]stdlib.Record, error) {
 		}
 	}
 	batch := make([]stdlib.Record, n)
-	parts := min(len(g.arenas), (len(batch)+minGenPart-1)/minGenPart)
-	size := (len(batch) + parts - 1) / parts
-	var wg sync.WaitGroup
-	for p := 1; p < parts; p++ {
-		lo, hi := p*size, min((p+1)*size, len(batch))
-		if lo < hi {
-			wg.Go(func() { g.fill(batch[lo:hi], g.local+uint64(lo), &g.arenas[p]) })
+	if parts := min(len(g.arenas), len(batch)/minGenPart); parts <= 1 {
+		g.fill(batch, g.local, &g.arenas[0])
+	} else {
+		// Goroutines take chunks of records in turn, so that one that
+		// gets less of a core still finishes with the others.
+		chunks := (len(batch) + genChunk - 1) / genChunk
+		var next atomic.Int64
+		work := func(a *codec.Arena) {
+			for k := int(next.Add(1) - 1); k < chunks; k = int(next.Add(1) - 1) {
+				lo, hi := k*genChunk, min((k+1)*genChunk, len(batch))
+				g.fill(batch[lo:hi], g.local+uint64(lo), a)
+			}
 		}
+		var wg sync.WaitGroup
+		for p := 1; p < parts; p++ {
+			wg.Go(func() { work(&g.arenas[p]) })
+		}
+		work(&g.arenas[0])
+		wg.Wait()
 	}
-	g.fill(batch[:min(size, len(batch))], g.local, &g.arenas[0])
-	wg.Wait()
 	g.local += n
 	return batch, nil
 }
 
-// minGenPart is the fewest records a batch part built in parallel holds.
-const minGenPart = 256
+// minGenPart is the fewest records per goroutine worth building a batch
+// in parallel for; goroutines take genChunk records at a time.
+const (
+	minGenPart = 256
+	genChunk   = 64
+)
 
-// genParts is how many parts a batch of size records is built in, in
-// parallel: a record's values depend only on its number, so parts are
-// independent.
+// genParts is how many goroutines build a batch of size records: a
+// record's values depend only on its number, so parts are independent.
 func genParts(size int) int {
 	return max(1, min(runtime.GOMAXPROCS(0), 4, size/minGenPart))
 }

@@ -1,0 +1,144 @@
+package core
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/codec"
+)
+
+// TestGenerateBatchParts checks that a batch built in parallel parts holds
+// the records a batch of one part holds.
+func TestGenerateBatchParts(t *testing.T) {
+	fields := benchTemplate()
+	fields["name"] = &stdlib.Call{Name: "format", Args: map[string]any{"0": "u%d-%s", "1": &stdlib.Call{Name: "random_int", Args: map[string]any{"0": int64(1), "1": int64(1000)}}, "2": &stdlib.Call{Name: "pick", Args: map[string]any{"0": []any{"a", "b"}}}}}
+	read := func(batch int64) []stdlib.Record {
+		g, err := newGenerate(config("gen", map[string]any{"fields": fields, "batch": batch, "count": int64(5000), "seed": int64(7)}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return drain(t, g, nil)
+	}
+	whole, small := read(2048), read(100)
+	if len(whole) != 5000 || len(small) != 5000 {
+		t.Fatalf("%d and %d records, want 5000", len(whole), len(small))
+	}
+	for i := range whole {
+		if !reflect.DeepEqual(whole[i].Value, small[i].Value) || whole[i].Pos != small[i].Pos {
+			t.Fatalf("record %d: %v at %v in batches of 2048, %v at %v in batches of 100", i, whole[i].Value, whole[i].Pos, small[i].Value, small[i].Pos)
+		}
+	}
+}
+
+// TestGenerateFormat checks the format generator against fmt.Sprintf,
+// for the patterns it formats itself and the ones it leaves to fmt.
+func TestGenerateFormat(t *testing.T) {
+	ri := &stdlib.Call{Name: "random_int", Args: map[string]any{"0": int64(-50), "1": int64(50)}}
+	rf := &stdlib.Call{Name: "random_float", Args: map[string]any{"0": 0.0, "1": 1.0}}
+	pk := &stdlib.Call{Name: "pick", Args: map[string]any{"0": []any{"x", "yy", true}}}
+	cases := []struct {
+		pattern string
+		args    []any
+	}{
+		{"u%d", []any{ri}},
+		{"%s/%v/%d%%", []any{pk, pk, ri}},
+		{"%v and %v", []any{rf, "lit"}},
+		{"%05d", []any{ri}},
+		{"%s", []any{ri}},
+		{"%d %d", []any{ri}},
+		{"no verbs", nil},
+		{"trailing %", []any{}},
+	}
+	for _, c := range cases {
+		args := map[string]any{"0": c.pattern}
+		for i, a := range c.args {
+			args[fmt.Sprint(i+1)] = a
+		}
+		g, err := compileGenerator(&stdlib.Call{Name: "format", Args: args}, 3, 1)
+		if err != nil {
+			t.Fatalf("%q: %v", c.pattern, err)
+		}
+		var subs []genFunc
+		for i, a := range c.args {
+			sg, err := compileGenerator(a, 3, 1*31+uint64(i+1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			subs = append(subs, sg.fn)
+		}
+		var arena codec.Arena
+		for n := range uint64(200) {
+			vals := make([]any, len(subs))
+			for i, f := range subs {
+				vals[i] = f(n, &arena)
+			}
+			if got, want := g.fn(n, &arena), fmt.Sprintf(c.pattern, vals...); got != want {
+				t.Fatalf("%q record %d: %q, want %q", c.pattern, n, got, want)
+			}
+		}
+	}
+}
+
+// TestFileSourceParallelDecode reads a file whose batches are decoded in
+// parts, with malformed lines, blank lines and CRLF endings, and checks
+// every record's value, position and error offset.
+func TestFileSourceParallelDecode(t *testing.T) {
+	var b strings.Builder
+	type want struct {
+		id    int64
+		start int
+		end   int
+		bad   bool
+	}
+	var wants []want
+	for i := range 3000 {
+		start := b.Len()
+		switch {
+		case i%97 == 5:
+			b.WriteString("\n") // blank: no record
+			continue
+		case i%101 == 7:
+			fmt.Fprintf(&b, "{\"id\":%d,bad}\n", i)
+			wants = append(wants, want{id: int64(i), start: start, end: b.Len(), bad: true})
+			continue
+		case i%2 == 0:
+			fmt.Fprintf(&b, "{\"id\":%d,\"name\":\"n\\u00e9%d\"}\r\n", i, i)
+		default:
+			fmt.Fprintf(&b, "{\"id\":%d,\"name\":\"né%d\"}\n", i, i)
+		}
+		wants = append(wants, want{id: int64(i), start: start, end: b.Len()})
+	}
+	p := filepath.Join(t.TempDir(), "in.jsonl")
+	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, err := newFileSource(config("in", map[string]any{"path": p, "batch": int64(1500)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := drain(t, src, nil)
+	if len(recs) != len(wants) {
+		t.Fatalf("%d records, want %d", len(recs), len(wants))
+	}
+	for i, r := range recs {
+		w := wants[i]
+		if r.Pos.Offset != int64(w.end) {
+			t.Fatalf("record %d: offset %d, want %d", i, r.Pos.Offset, w.end)
+		}
+		if w.bad {
+			if r.Err == nil || !strings.Contains(r.Err.Error(), fmt.Sprintf("at byte %d:", w.start)) {
+				t.Fatalf("record %d: error %v, want one at byte %d", i, r.Err, w.start)
+			}
+			continue
+		}
+		m, ok := r.Value.(map[string]any)
+		if r.Err != nil || !ok || m["id"] != w.id || m["name"] != fmt.Sprintf("né%d", w.id) {
+			t.Fatalf("record %d: %v (%v), want id %d", i, r.Value, r.Err, w.id)
+		}
+	}
+}
