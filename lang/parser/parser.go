@@ -371,3 +371,7 @@ func errorOffset(err error, size int) int {
 	}
 	return size
 }
+
+// Grammar returns the grammar the parser accepts, in participle's EBNF, as
+// built from the lang/ast node types (the language reference prints it).
+func Grammar() string { return grammar.String() }

@@ -19,8 +19,8 @@
 // Parallelism within a task: with more than one P, generate builds each
 // batch of at least 512 records on up to 4 goroutines (a record's values
 // depend only on its number, so the records are the same), and file decodes
-// each batch the same way, with one codec per goroutine (not csv with a
-// header row, whose columns the file's codec holds). Read returns only when
+// each batch the same way, with one codec per goroutine (not csv, whose
+// header row's columns the file's codec holds). Read returns only when
 // the whole batch is done, so callers see one goroutine calling the Source.
 //
 // Decode failures (a malformed JSON line, a CSV row of the wrong width, a

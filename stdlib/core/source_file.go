@@ -356,10 +356,10 @@ const (
 	decodeChunk   = 64
 )
 
-// decode decodes recs[i].Raw into recs[i].Value (or Err), in up to parts
-// parts in parallel when the format allows one codec per part (every
-// format but csv with a header row, whose columns live in the file's
-// codec). A part's codec is used by one goroutine at a time.
+// decode decodes recs[i].Raw into recs[i].Value (or Err) on up to parts
+// goroutines, one codec each, when the format allows several codecs per
+// file (every format but csv, whose header row's columns live in the
+// file's codec).
 func (s *fileSource) decode(tf *tailFile, recs []stdlib.Record, parts int) {
 	if _, hc := tf.codec.(codec.HeaderCodec); hc {
 		parts = 1
@@ -395,9 +395,9 @@ func (s *fileSource) decode(tf *tailFile, recs []stdlib.Record, parts int) {
 	wg.Wait()
 }
 
-// decodeRecords decodes each record's Raw (starting at file offset
-// starts[i]), a line of the batch's own copy
-// of the file's bytes (never written again), with c.
+// decodeRecords decodes each record's Raw with c. Raw is a line (starting
+// at file offset starts[i]) of the batch's own copy of the file's bytes,
+// never written again.
 func (tf *tailFile) decodeRecords(recs []stdlib.Record, starts []int64, c codec.Codec) {
 	od, owned := c.(codec.OwnedDecoder)
 	for i := range recs {
