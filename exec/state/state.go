@@ -7,8 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"pipe.dev/pipe/internal/durable"
 	"sort"
-	"strings"
 
 	"pipe.dev/pipe/stdlib"
 )
@@ -17,7 +17,7 @@ import (
 const fileName = "checkpoint.json"
 
 // tempPrefix starts the names of files being written.
-const tempPrefix = ".checkpoint-"
+var tempPrefix = durable.TempPrefix(fileName)
 
 // formatVersion is the version of the checkpoint file format.
 const formatVersion = 1
@@ -63,16 +63,8 @@ func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("state: %w", err)
-	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), tempPrefix) {
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
-				return nil, fmt.Errorf("state: removing partial file: %w", err)
-			}
-		}
+	if err := durable.RemoveTemps(filepath.Join(dir, fileName)); err != nil {
+		return nil, fmt.Errorf("state: removing partial file: %w", err)
 	}
 	return &Store{dir: dir}, nil
 }
@@ -116,40 +108,8 @@ func (s *Store) Save(cp Checkpoint) error {
 		return fmt.Errorf("state: %w", err)
 	}
 	data = append(data, '\n')
-	tmp, err := os.CreateTemp(s.dir, tempPrefix+"*")
-	if err != nil {
+	if err := durable.WriteFile(filepath.Join(s.dir, fileName), data, 0o600); err != nil {
 		return fmt.Errorf("state: %w", err)
-	}
-	name := tmp.Name()
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(name)
-		return fmt.Errorf("state: writing checkpoint: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		os.Remove(name)
-		return fmt.Errorf("state: syncing checkpoint: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(name)
-		return fmt.Errorf("state: %w", err)
-	}
-	if err := os.Rename(name, filepath.Join(s.dir, fileName)); err != nil {
-		os.Remove(name)
-		return fmt.Errorf("state: %w", err)
-	}
-	return syncDir(s.dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("state: syncing directory: %w", err)
 	}
 	return nil
 }

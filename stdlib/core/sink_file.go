@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"pipe.dev/pipe/internal/durable"
 	"slices"
 	"strconv"
 	"strings"
@@ -157,6 +158,9 @@ func (s *fileSink) errorf(format string, args ...any) error {
 func (s *fileSink) Open(ctx context.Context) ([]stdlib.Position, error) {
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, s.errorf("%v", err)
+	}
+	if err := durable.RemoveTemps(s.statePath()); err != nil {
+		return nil, s.errorf("removing a partial state file: %v", err)
 	}
 	st, err := s.readState()
 	if err != nil {
@@ -371,40 +375,10 @@ func (s *fileSink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
 	if err != nil {
 		return s.errorf("%v", err)
 	}
-	if err := writeAtomic(s.statePath(), append(b, '\n')); err != nil {
+	if err := durable.WriteFile(s.statePath(), append(b, '\n'), 0o644); err != nil {
 		return s.errorf("committing checkpoint %d: %v", cp.ID, err)
 	}
 	return nil
-}
-
-// writeAtomic replaces path with data durably: write a temporary file,
-// sync it, rename it over path, sync the directory.
-func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // Close implements stdlib.Sink. Data written since the last checkpoint is

@@ -1,11 +1,12 @@
 package kafka
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
+
+	"pipe.dev/pipe/stdlib/codec"
 )
 
 // decodeKey decodes a message key: nil stays nil.
@@ -17,36 +18,9 @@ func decodeKey(format string, b []byte) (any, error) {
 	case "bytes":
 		return b, nil
 	case "json":
-		d := json.NewDecoder(bytes.NewReader(b))
-		d.UseNumber()
-		var v any
-		if err := d.Decode(&v); err != nil {
-			return nil, err
-		}
-		return numbers(v), nil
+		return codec.DecodeJSONValue(b)
 	}
 	return string(b), nil
-}
-
-// numbers converts json.Number values to int64 or float64.
-func numbers(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return i
-		}
-		f, _ := x.Float64()
-		return f
-	case []any:
-		for i := range x {
-			x[i] = numbers(x[i])
-		}
-	case map[string]any:
-		for k := range x {
-			x[k] = numbers(x[k])
-		}
-	}
-	return v
 }
 
 // encodeKey renders a record key as message key bytes.

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"pipe.dev/pipe/lang/types"
+	"pipe.dev/pipe/stdlib/codec"
 )
 
 // pgClass groups PostgreSQL column types by the values they take.
@@ -398,31 +399,9 @@ func decodeJSON(raw []byte, binary bool) (any, error) {
 	if binary && len(raw) > 0 && raw[0] == 1 { // jsonb binary format version byte
 		raw = raw[1:]
 	}
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
+	v, err := codec.DecodeJSONValue(raw)
+	if err != nil {
 		return nil, fmt.Errorf("decode json: %w", err)
 	}
-	return numbers(v), nil
-}
-
-func numbers(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if n, err := x.Int64(); err == nil {
-			return n
-		}
-		f, _ := x.Float64()
-		return f
-	case []any:
-		for i := range x {
-			x[i] = numbers(x[i])
-		}
-	case map[string]any:
-		for k := range x {
-			x[k] = numbers(x[k])
-		}
-	}
-	return v
+	return v, nil
 }
