@@ -315,3 +315,37 @@ func TestQuickstartKafkaRuns(t *testing.T) {
 		t.Errorf("%d records in the file, the filter passed %d", len(got), want)
 	}
 }
+
+// TestReadmePipeline compiles the pipeline the README shows, lint-clean,
+// and runs its inline test.
+func TestReadmePipeline(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(readme)
+	i := strings.Index(s, "## A pipeline")
+	start := strings.Index(s[max(i, 0):], "```hcl\n")
+	if i < 0 || start < 0 {
+		t.Fatal("README.md has no pipeline under \"## A pipeline\"")
+	}
+	body := s[i+start+len("```hcl\n"):]
+	body = body[:strings.Index(body, "```")]
+	prog, diags := compiler.Compile(&compiler.Config{Registry: stdlib.Default}, "README.md", []byte(body))
+	if len(diags) > 0 {
+		t.Fatalf("README pipeline:\n%s", diags)
+	}
+	p, err := plan.Build(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := testrun.Run(t.Context(), p, nil)
+	if len(results) == 0 {
+		t.Fatal("the README pipeline has no inline test")
+	}
+	for _, r := range results {
+		if !r.Passed() {
+			t.Errorf("README test %q: %v %v", r.Test, r.Err, r.Failures)
+		}
+	}
+}
