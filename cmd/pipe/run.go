@@ -48,13 +48,9 @@ func cmdRun(e *env, args []string) int {
 	path := fs.Arg(0)
 	var p *plan.Plan
 	if strings.HasSuffix(path, ".json") {
-		data, err := os.ReadFile(path)
-		if err != nil {
+		var err error
+		if p, err = exec.Load(path); err != nil {
 			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-			return exitUsage
-		}
-		if p, err = plan.Unmarshal(data); err != nil {
-			fmt.Fprintf(e.stderr, "pipe: %s: %v\n", path, err)
 			return exitUsage
 		}
 	} else {
