@@ -228,7 +228,7 @@ func (samePartition) Balance(msg kafka.Message, partitions ...int) int {
 // user to customer, add region "EU", produce to topic out on the source
 // partition with acks=all, and every second, once every produced message is
 // acknowledged, commit the consumed offsets. It runs until ctx ends.
-func plainLoop(ctx context.Context, brokers, in, out, group string, transform func([]byte) ([]byte, bool, error)) error {
+func plainLoop(ctx context.Context, brokers, in, out, group string, transform func(dst, msg []byte) ([]byte, bool, error)) error {
 	if brokers == "" || in == "" || out == "" || group == "" {
 		return errors.New("KAFKA_BROKERS, IN_TOPIC, OUT_TOPIC and GROUP must be set")
 	}
@@ -332,15 +332,22 @@ func plainLoop(ctx context.Context, brokers, in, out, group string, transform fu
 		}
 		linger.Stop()
 		msgs := make([]kafka.Message, 0, len(batch))
+		buf := make([]byte, 0, 128*len(batch)) // the batch's encoded values
 		for _, m := range batch {
 			last[m.Partition] = m
-			v, keep, err := transform(m.Value)
+			start := len(buf)
+			var (
+				keep bool
+				err  error
+			)
+			buf, keep, err = transform(buf, m.Value)
 			if err != nil {
 				return fmt.Errorf("offset %d: %w", m.Offset, err)
 			}
 			if !keep {
 				continue
 			}
+			v := buf[start:len(buf):len(buf)]
 			msgs = append(msgs, kafka.Message{Key: m.Key, Value: v, WriterData: m.Partition})
 		}
 		if len(msgs) == 0 {
@@ -361,7 +368,8 @@ func plainLoop(ctx context.Context, brokers, in, out, group string, transform fu
 // plainTransform returns the example's transform (keep amount > 50,
 // rename user to customer, add region "EU") over JSON messages, decoded
 // and encoded as mode says.
-func plainTransform(mode string) (func([]byte) ([]byte, bool, error), error) {
+// The encoding is appended to dst.
+func plainTransform(mode string) (func(dst, msg []byte) ([]byte, bool, error), error) {
 	shape := func(ev map[string]any) bool {
 		switch a := ev["amount"].(type) {
 		case float64:
@@ -378,16 +386,16 @@ func plainTransform(mode string) (func([]byte) ([]byte, bool, error), error) {
 	}
 	switch mode {
 	case "json":
-		return func(b []byte) ([]byte, bool, error) {
+		return func(dst, b []byte) ([]byte, bool, error) {
 			var ev map[string]any
 			if err := json.Unmarshal(b, &ev); err != nil {
-				return nil, false, err
+				return dst, false, err
 			}
 			if !shape(ev) {
-				return nil, false, nil
+				return dst, false, nil
 			}
 			v, err := json.Marshal(ev)
-			return v, true, err
+			return append(dst, v...), true, err
 		}, nil
 	case "codec":
 		schema := types.RecordOf(
@@ -406,16 +414,16 @@ func plainTransform(mode string) (func([]byte) ([]byte, bool, error), error) {
 		if err != nil {
 			return nil, err
 		}
-		return func(b []byte) ([]byte, bool, error) {
+		return func(dst, b []byte) ([]byte, bool, error) {
 			ev, err := dec.Decode(b)
 			if err != nil {
-				return nil, false, err
+				return dst, false, err
 			}
 			if !shape(ev) {
-				return nil, false, nil
+				return dst, false, nil
 			}
-			v, err := enc.Append(make([]byte, 0, len(b)+16), ev)
-			return v, true, err
+			dst, err = enc.Append(dst, ev)
+			return dst, true, err
 		}, nil
 	}
 	return nil, fmt.Errorf("unknown %s %q", plainCodecEnv, mode)
