@@ -57,14 +57,16 @@ func TestMain(m *testing.M) {
 //
 //   - plain_produce: kafka-go's asynchronous Writer (acks=all) writing them;
 //   - plain_consume: a kafka-go group Reader reading them, group join included;
-//   - plain_loop: a child process doing the pipeline's job with plain
-//     kafka-go and encoding/json: group-consume, keep amount > 50, rename
-//     user to customer, add region, produce (acks=all, same partition) and
-//     commit the consumed offsets every second once the output is acknowledged;
+//   - plain_loop_json, plain_loop_codec: a child process doing the
+//     pipeline's job with plain kafka-go (plainLoop): group-consume, keep
+//     amount > 50, rename user to customer, add region, produce (acks=all,
+//     same partition) and commit the consumed offsets every second once the
+//     output is acknowledged; decoding and encoding with encoding/json or
+//     with package codec and the example's schema;
 //   - at_least_once, exactly_once: examples/kafka_to_kafka.pipe under
 //     `pipe run` (built from this tree) with that delivery.
 //
-// For the last three the time runs from the start of the child process
+// For the last four the time runs from the start of the child process
 // until a read_committed consumer has read every expected output record,
 // so it includes the process start, the group join and (for the pipeline)
 // the last checkpoint. Set PIPE_BENCH_PIPELINE=1 to run it:
