@@ -144,8 +144,16 @@ type source struct {
 	stale   bool // leaders must be looked up again
 
 	// mu serialises the decoding of concurrent fetches (one per leader):
-	// the codec and the partition states are not safe for concurrent use.
+	// the codec, the partition states and the fields below are not safe
+	// for concurrent use.
 	mu sync.Mutex
+	// lastCount is how many records the last fetch answer held: the
+	// capacity the next answer's batch starts with.
+	lastCount int
+	// arena holds the raw values of the records decoded last; a record's
+	// Raw is a slice of it (a new arena is started when one is full, the
+	// old one lives on with the records that point into it).
+	arena []byte
 }
 
 func newSource(cfg stdlib.Config) (*source, error) {
@@ -539,7 +547,23 @@ func (s *source) fetchFrom(ctx context.Context, ps []*partState) ([]stdlib.Recor
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Size the batch once: at most the records between each partition's
+	// position and its high watermark, about as many as last time.
+	remaining := int64(0)
+	for ti := range res.Topics {
+		rt := &res.Topics[ti]
+		for pi := range rt.Partitions {
+			rp := &rt.Partitions[pi]
+			if p := byKey[partKey(rt.Topic, int(rp.Partition))]; p != nil && rp.HighWatermark > p.next {
+				remaining += rp.HighWatermark - p.next
+			}
+		}
+	}
 	var out []stdlib.Record
+	if remaining > 0 {
+		out = make([]stdlib.Record, 0, min(remaining, int64(max(s.lastCount+s.lastCount/4, 256))))
+	}
+	defer func() { s.lastCount = len(out) }()
 	for ti := range res.Topics {
 		rt := &res.Topics[ti]
 		for pi := range rt.Partitions {
@@ -709,8 +733,31 @@ func (s *source) decodeBatch(out []stdlib.Record, p *partState, b protocol.Recor
 	}
 }
 
+// arenaSize is the size of the buffers that raw values are copied into:
+// one allocation for many records instead of one for each.
+const arenaSize = 256 << 10
+
+// readValue copies a record's value into the arena.
+func (s *source) readValue(b protocol.Bytes) ([]byte, error) {
+	if b == nil {
+		return nil, nil
+	}
+	n := b.Len()
+	if n > arenaSize/4 {
+		return protocol.ReadAll(b)
+	}
+	if cap(s.arena)-len(s.arena) < n {
+		s.arena = make([]byte, 0, arenaSize)
+	}
+	start := len(s.arena)
+	s.arena = s.arena[:start+n]
+	val := s.arena[start : start+n : start+n]
+	_, err := io.ReadFull(b, val)
+	return val, err
+}
+
 func (s *source) record(p *partState, r *protocol.Record) (stdlib.Record, error) {
-	val, err := protocol.ReadAll(r.Value)
+	val, err := s.readValue(r.Value)
 	if err != nil {
 		return stdlib.Record{}, fmt.Errorf("kafka source %q: read %s@%d: %w", s.cfg.Stage, p.key, r.Offset, err)
 	}
