@@ -76,9 +76,8 @@ type stageRT struct {
 	in, out, errs atomic.Int64
 }
 
-func (s *stageRT) isSink() bool      { return s.st.Kind == string(stdlib.SinkKind) }
-func (s *stageRT) isSource() bool    { return s.st.Kind == string(stdlib.SourceKind) }
-func (s *stageRT) isTransform() bool { return s.st.Kind == string(stdlib.TransformKind) }
+func (s *stageRT) isSink() bool   { return s.st.Kind == string(stdlib.SinkKind) }
+func (s *stageRT) isSource() bool { return s.st.Kind == string(stdlib.SourceKind) }
 
 // batchPool recycles batch slices between stages.
 type batchPool struct {

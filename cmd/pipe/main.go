@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strings"
 
 	_ "pipe.dev/pipe/stdlib/all" // every component, registered into stdlib.Default
 )
@@ -158,13 +157,4 @@ func expandFiles(args []string) ([]string, error) {
 		out = append(out, found...)
 	}
 	return out, nil
-}
-
-func hasPrefixAny(s string, prefixes ...string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(s, p) {
-			return true
-		}
-	}
-	return false
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/optimizer"
 	"github.com/expr-lang/expr/parser"
-	"github.com/expr-lang/expr/vm"
 
 	"pipe.dev/pipe/compiler/plan"
 	"pipe.dev/pipe/lang"
@@ -236,16 +235,6 @@ func predicateName(k plan.ExprKind) string {
 		return "case condition"
 	}
 	return "where predicate"
-}
-
-// compileSafe runs expr.Compile, turning a panic into an error.
-func compileSafe(src string, opts []expr.Option) (p *vm.Program, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			p, err = nil, fmt.Errorf("%v", r)
-		}
-	}()
-	return expr.Compile(src, opts...)
 }
 
 // issuesOf maps an expr compile error to issues. env may be nil (Compile).

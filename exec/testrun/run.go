@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -227,13 +228,13 @@ func swapComponents(p *plan.Plan, t *plan.Test) {
 	}
 }
 
-func cutPort(target string) (string, string, bool) {
-	for i := len(target) - 1; i >= 0; i-- {
-		if target[i] == '.' {
-			return target[:i], target[i+1:], true
-		}
+// cutPort splits "stage.port".
+func cutPort(target string) (stage, port string, ok bool) {
+	i := strings.LastIndexByte(target, '.')
+	if i < 0 {
+		return "", "", false
 	}
-	return "", "", false
+	return target[:i], target[i+1:], true
 }
 
 // check evaluates one expectation against the records a target received.

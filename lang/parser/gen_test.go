@@ -25,7 +25,6 @@ func TestGenerated(t *testing.T) {
 
 type gen struct {
 	r *rand.Rand
-	b strings.Builder
 }
 
 func (g *gen) pick(xs ...string) string { return xs[g.r.IntN(len(xs))] }

@@ -74,7 +74,6 @@ type tailFile struct {
 	base  []byte // the buffer buf is a window of
 	lines int    // newlines in buf
 	eof   bool
-	err   error // a read error, reported once
 
 	codecs []codec.Codec // more codecs, to decode parts of a batch in parallel
 	starts []int64       // file offset of each line of the batch being read
