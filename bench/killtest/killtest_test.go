@@ -23,46 +23,24 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"pipe.dev/pipe/internal/proctest"
+
 	"pipe.dev/pipe/bench/gen"
 )
-
-func envInt(name string, def int) int {
-	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
-		return n
-	}
-	return def
-}
-
-// moduleRoot returns the directory holding go.mod.
-func moduleRoot(t *testing.T) string {
-	out, err := osexec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatalf("go env GOMOD: %v", err)
-	}
-	return filepath.Dir(strings.TrimSpace(string(out)))
-}
 
 func TestKill(t *testing.T) {
 	if os.Getenv("PIPE_KILLTEST") != "1" {
 		t.Skip("set PIPE_KILLTEST=1 to run the kill test")
 	}
-	records := envInt("PIPE_KILLTEST_RECORDS", 500000)
-	wantKills := envInt("PIPE_KILLTEST_KILLS", 25)
-	root := moduleRoot(t)
+	records := proctest.EnvInt("PIPE_KILLTEST_RECORDS", 500000)
+	wantKills := proctest.EnvInt("PIPE_KILLTEST_KILLS", 25)
+	root := proctest.ModuleRoot(t)
 	dir := t.TempDir()
-
-	bin := filepath.Join(dir, "pipe")
-	build := osexec.Command("go", "build", "-o", bin, "./cmd/pipe")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building pipe: %v\n%s", err, out)
-	}
+	bin := proctest.BuildPipe(t)
 
 	in := filepath.Join(dir, "in.jsonl")
 	f, err := os.Create(in)

@@ -1,7 +1,6 @@
 package kafka
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"pipe.dev/pipe/internal/proctest"
 
 	"github.com/segmentio/kafka-go"
 
@@ -27,14 +28,12 @@ func TestKill(t *testing.T) {
 	if os.Getenv("PIPE_KILLTEST") != "1" {
 		t.Skip("set PIPE_KILLTEST=1 to run the kill test")
 	}
-	n, kills := envInt("PIPE_KILLTEST_RECORDS", 100000), envInt("PIPE_KILLTEST_KILLS", 20)
-	root := moduleRoot(t)
+	n, kills := proctest.EnvInt("PIPE_KILLTEST_RECORDS", 100000), proctest.EnvInt("PIPE_KILLTEST_KILLS", 20)
+	root := proctest.ModuleRoot(t)
+	t.Chdir(root)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "pipe")
-	if out, err := osexec.Command("go", "build", "-o", bin, "./cmd/pipe").CombinedOutput(); err != nil {
-		t.Fatalf("build pipe: %v\n%s", err, out)
-	}
-	brokers := startPipeBroker(t, bin)
+	bin := proctest.BuildPipe(t)
+	brokers := proctest.StartBroker(t, bin, 4)
 	src, err := os.ReadFile(filepath.Join(root, "examples", "kafka_to_kafka.pipe"))
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +66,7 @@ func TestKill(t *testing.T) {
 				cmd := osexec.Command(bin, append(args, file)...)
 				cmd.Env = env
 				cmd.Dir = root
-				cmd.Stderr = &tailWriter{t: t, prefix: delivery + ": "}
+				cmd.Stderr = &proctest.LogWriter{T: t, Prefix: delivery + ": "}
 				if err := cmd.Start(); err != nil {
 					t.Fatal(err)
 				}
@@ -119,47 +118,6 @@ func TestKill(t *testing.T) {
 			}
 		})
 	}
-}
-
-func envInt(name string, def int) int {
-	var v int
-	if _, err := fmt.Sscan(os.Getenv(name), &v); err == nil && v >= 0 {
-		return v
-	}
-	return def
-}
-
-func moduleRoot(t testing.TB) string {
-	out, err := osexec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(out)))
-	if err := os.Chdir(root); err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
-
-// startPipeBroker runs `pipe broker` on a free port and returns its address.
-func startPipeBroker(t *testing.T, bin string) string {
-	cmd := osexec.Command(bin, "broker", "--port", "0", "--partitions", "4")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("pipe broker printed no address: %v", err)
-	}
-	return strings.TrimSpace(line)
 }
 
 // expectedEvents returns the ids of the n events the pipeline keeps
@@ -254,19 +212,4 @@ func readOutput(t testing.TB, brokers, topic string, want int, timeout time.Dura
 		}
 	}
 	return got
-}
-
-// tailWriter logs the lines a child process writes.
-type tailWriter struct {
-	t      testing.TB
-	prefix string
-}
-
-func (w *tailWriter) Write(p []byte) (int, error) {
-	for _, l := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
-		if l != "" {
-			w.t.Log(w.prefix + l)
-		}
-	}
-	return len(p), nil
 }

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"pipe.dev/pipe/internal/proctest"
+
 	"github.com/segmentio/kafka-go"
 
 	"pipe.dev/pipe/lang/types"
@@ -76,12 +78,10 @@ func BenchmarkPipeline(b *testing.B) {
 	if os.Getenv("PIPE_BENCH_PIPELINE") != "1" {
 		b.Skip("set PIPE_BENCH_PIPELINE=1 to run the pipeline benchmark")
 	}
-	root := moduleRoot(b)
+	root := proctest.ModuleRoot(b)
+	b.Chdir(root)
 	dir := b.TempDir()
-	bin := filepath.Join(dir, "pipe")
-	if out, err := osexec.Command("go", "build", "-o", bin, "./cmd/pipe").CombinedOutput(); err != nil {
-		b.Fatalf("build pipe: %v\n%s", err, out)
-	}
+	bin := proctest.BuildPipe(b)
 	src, err := os.ReadFile(filepath.Join(root, "examples", "kafka_to_kafka.pipe"))
 	if err != nil {
 		b.Fatal(err)
@@ -162,7 +162,7 @@ func BenchmarkPipeline(b *testing.B) {
 		}
 		c := cmd(brokers, in, out)
 		c.Env = append(append(os.Environ(), c.Env...), "KAFKA_BROKERS="+brokers, "IN_TOPIC="+in, "OUT_TOPIC="+out, "GROUP="+uniq("bench"))
-		c.Stderr = &tailWriter{t: b, prefix: name + ": "}
+		c.Stderr = &proctest.LogWriter{T: b, Prefix: name + ": "}
 		b.ResetTimer()
 		start := time.Now()
 		if err := c.Start(); err != nil {

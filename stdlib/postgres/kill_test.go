@@ -1,18 +1,18 @@
 package postgres
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"pipe.dev/pipe/internal/proctest"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -30,16 +30,11 @@ func TestKill(t *testing.T) {
 		t.Skip("set PIPE_KILLTEST=1 to run the kill test")
 	}
 	e := newPG(t)
-	n, kills := envInt("PIPE_KILLTEST_RECORDS", 100000), envInt("PIPE_KILLTEST_KILLS", 20)
-	root := moduleRoot(t)
+	n, kills := proctest.EnvInt("PIPE_KILLTEST_RECORDS", 100000), proctest.EnvInt("PIPE_KILLTEST_KILLS", 20)
+	root := proctest.ModuleRoot(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "pipe")
-	build := osexec.Command("go", "build", "-o", bin, "./cmd/pipe")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build pipe: %v\n%s", err, out)
-	}
-	brokers := startPipeBroker(t, bin)
+	bin := proctest.BuildPipe(t)
+	brokers := proctest.StartBroker(t, bin, 4)
 	src, err := os.ReadFile(filepath.Join(root, "examples", "kafka_to_postgres.pipe"))
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +78,7 @@ func TestKill(t *testing.T) {
 				cmd := osexec.Command(bin, "run", "-q", "--state-dir", state, file)
 				cmd.Env = env
 				cmd.Dir = root
-				cmd.Stderr = &tailWriter{t: t, prefix: variant + ": "}
+				cmd.Stderr = &proctest.LogWriter{T: t, Prefix: variant + ": "}
 				if err := cmd.Start(); err != nil {
 					t.Fatal(err)
 				}
@@ -166,42 +161,6 @@ func waitRows(t *testing.T, e *pgEnv, table string, want int, timeout time.Durat
 	t.Fatalf("table %s has %d rows after %v, want %d", table, last, timeout, want)
 }
 
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
-
-func moduleRoot(t *testing.T) string {
-	out, err := osexec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return filepath.Dir(strings.TrimSpace(string(out)))
-}
-
-// startPipeBroker runs `pipe broker` on a free port and returns its address.
-func startPipeBroker(t *testing.T, bin string) string {
-	cmd := osexec.Command(bin, "broker", "--port", "0", "--partitions", "4")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("pipe broker printed no address: %v", err)
-	}
-	return strings.TrimSpace(line)
-}
-
 func newTopic(t *testing.T, brokers, topic string, partitions int) {
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections()
@@ -255,19 +214,4 @@ func produceEvents(ctx context.Context, brokers, topic string, n int, span time.
 		}
 	}
 	return nil
-}
-
-// tailWriter logs the lines a child process writes.
-type tailWriter struct {
-	t      *testing.T
-	prefix string
-}
-
-func (w *tailWriter) Write(p []byte) (int, error) {
-	for _, l := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
-		if l != "" {
-			w.t.Log(w.prefix + l)
-		}
-	}
-	return len(p), nil
 }
