@@ -105,7 +105,7 @@ func (p *Program) Run(v *vm.VM, env map[string]any) (out any, err error) {
 	switch p.kind {
 	case plan.WhereExpr, plan.CaseExpr:
 		if _, ok := out.(bool); !ok {
-			return nil, &RunError{Message: fmt.Sprintf("predicate is %s, not bool", valueTypeName(out))}
+			return nil, &RunError{Message: fmt.Sprintf("predicate is %s, not bool", fn.TypeName(out))}
 		}
 		return out, nil
 	}
@@ -148,7 +148,7 @@ func coerce(v any, t *types.Type) (any, error) {
 		_, ok = v.(map[string]any)
 	}
 	if !ok {
-		return nil, &RunError{Message: fmt.Sprintf("result is %s, want %s", valueTypeName(v), t)}
+		return nil, &RunError{Message: fmt.Sprintf("result is %s, want %s", fn.TypeName(v), t)}
 	}
 	return v, nil
 }
@@ -252,31 +252,6 @@ func normalize(v any) (any, bool) {
 	return v, false
 }
 
-func valueTypeName(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case string:
-		return "string"
-	case int, int64, int32, int16, int8, uint, uint64, uint32, uint16, uint8:
-		return "int"
-	case float64, float32:
-		return "float"
-	case bool:
-		return "bool"
-	case time.Time:
-		return "timestamp"
-	case []byte:
-		return "bytes"
-	case map[string]any:
-		return "record"
-	}
-	if k := reflect.ValueOf(v).Kind(); k == reflect.Slice || k == reflect.Array {
-		return "list"
-	}
-	return "any"
-}
-
 // runtimeEnv describes the run-time environment to expr's checker with
 // expr's map types, so the compiled program loads fields from
 // map[string]any records (OpLoadFast) instead of struct fields.
@@ -365,7 +340,7 @@ func fetch(args ...any) (any, error) {
 func fetchSlow(from any, name string) (out any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			out, err = nil, fmt.Errorf("cannot fetch %q from %s", name, valueTypeName(from))
+			out, err = nil, fmt.Errorf("cannot fetch %q from %s", name, fn.TypeName(from))
 		}
 	}()
 	return runtime.Fetch(from, name), nil

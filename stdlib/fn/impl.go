@@ -41,8 +41,8 @@ func arity(name string, args []any, min, max int) error {
 	return nil
 }
 
-// typeName names the pipe type of a runtime value for error messages.
-func typeName(v any) string {
+// TypeName names the pipe type of a run-time value, for error messages.
+func TypeName(v any) string {
 	switch v.(type) {
 	case nil:
 		return "null"
@@ -77,7 +77,7 @@ func typeName(v any) string {
 func argString(name string, args []any, i int) (string, error) {
 	s, ok := args[i].(string)
 	if !ok {
-		return "", fmt.Errorf("%s: argument %d must be a string, got %s", name, i+1, typeName(args[i]))
+		return "", fmt.Errorf("%s: argument %d must be a string, got %s", name, i+1, TypeName(args[i]))
 	}
 	return s, nil
 }
@@ -85,7 +85,7 @@ func argString(name string, args []any, i int) (string, error) {
 func argInt(name string, args []any, i int) (int64, error) {
 	n, ok := intOf(args[i])
 	if !ok {
-		return 0, fmt.Errorf("%s: argument %d must be an int, got %s", name, i+1, typeName(args[i]))
+		return 0, fmt.Errorf("%s: argument %d must be an int, got %s", name, i+1, TypeName(args[i]))
 	}
 	return n, nil
 }
@@ -93,7 +93,7 @@ func argInt(name string, args []any, i int) (int64, error) {
 func argTime(name string, args []any, i int) (time.Time, error) {
 	t, ok := args[i].(time.Time)
 	if !ok {
-		return time.Time{}, fmt.Errorf("%s: argument %d must be a timestamp, got %s", name, i+1, typeName(args[i]))
+		return time.Time{}, fmt.Errorf("%s: argument %d must be a timestamp, got %s", name, i+1, TypeName(args[i]))
 	}
 	return t, nil
 }
@@ -174,7 +174,7 @@ func bytesArg(name string, args []any) ([]byte, error) {
 	case []byte:
 		return v, nil
 	}
-	return nil, fmt.Errorf("%s: argument must be a string or bytes, got %s", name, typeName(args[0]))
+	return nil, fmt.Errorf("%s: argument must be a string or bytes, got %s", name, TypeName(args[0]))
 }
 
 func implSHA256(name string) impl {
@@ -437,7 +437,7 @@ var implFromUnix = stateless(func(args ...any) (any, error) {
 	}
 	f, ok := args[0].(float64)
 	if !ok {
-		return nil, fmt.Errorf("from_unix: argument must be an int or float, got %s", typeName(args[0]))
+		return nil, fmt.Errorf("from_unix: argument must be an int or float, got %s", TypeName(args[0]))
 	}
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return nil, fmt.Errorf("from_unix: %v is not a time", f)
@@ -490,7 +490,7 @@ var implToInt = stateless(func(args ...any) (any, error) {
 	case time.Duration:
 		return int64(x), nil
 	}
-	return nil, fmt.Errorf("to_int: cannot convert %s to int", typeName(v))
+	return nil, fmt.Errorf("to_int: cannot convert %s to int", TypeName(v))
 })
 
 var implToFloat = stateless(func(args ...any) (any, error) {
@@ -513,7 +513,7 @@ var implToFloat = stateless(func(args ...any) (any, error) {
 		}
 		return f, nil
 	}
-	return nil, fmt.Errorf("to_float: cannot convert %s to float", typeName(v))
+	return nil, fmt.Errorf("to_float: cannot convert %s to float", TypeName(v))
 })
 
 var implToString = stateless(func(args ...any) (any, error) {
@@ -544,7 +544,7 @@ var implToString = stateless(func(args ...any) (any, error) {
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
-		return nil, fmt.Errorf("to_string: cannot convert %s to string: %v", typeName(v), err)
+		return nil, fmt.Errorf("to_string: cannot convert %s to string: %v", TypeName(v), err)
 	}
 	return string(b), nil
 })
@@ -583,7 +583,7 @@ var implToBool = stateless(func(args ...any) (any, error) {
 		}
 		return nil, fmt.Errorf("to_bool: cannot convert %v to bool (want 0 or 1)", x)
 	}
-	return nil, fmt.Errorf("to_bool: cannot convert %s to bool", typeName(v))
+	return nil, fmt.Errorf("to_bool: cannot convert %s to bool", TypeName(v))
 })
 
 // Records.
@@ -605,7 +605,7 @@ func recordOf(name string, v any, i int) (map[string]any, error) {
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("%s: argument %d must be a record, got %s", name, i+1, typeName(v))
+	return nil, fmt.Errorf("%s: argument %d must be a record, got %s", name, i+1, TypeName(v))
 }
 
 const maxDepth = 100
@@ -617,7 +617,7 @@ var implFlatten = stateless(func(args ...any) (any, error) {
 	if len(args) == 1 {
 		rv := reflect.ValueOf(args[0])
 		if args[0] == nil || (rv.Kind() != reflect.Slice && rv.Kind() != reflect.Array) {
-			return nil, fmt.Errorf("flatten: with one argument, want a list, got %s (give a separator to flatten a record)", typeName(args[0]))
+			return nil, fmt.Errorf("flatten: with one argument, want a list, got %s (give a separator to flatten a record)", TypeName(args[0]))
 		}
 		out := []any{}
 		if err := flattenList(&out, rv, 0); err != nil {
