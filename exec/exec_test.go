@@ -317,7 +317,7 @@ func (h *recHandler) end(context.Context) error { h.log = append(h.log, "end"); 
 
 func TestBarrierAlignment(t *testing.T) {
 	r := &run{cfg: Config{BatchSize: 4}}
-	r.pool.size = 4
+	r.recycler = stdlib.NewRecycler(4)
 	ins := []chan message{make(chan message, 16), make(chan message, 16)}
 	batch := func(from int, name string) message {
 		return message{from: from, batch: []stdlib.Record{{Pos: stdlib.Position{Partition: name}}}}

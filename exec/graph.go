@@ -3,7 +3,6 @@ package exec
 import (
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -72,34 +71,15 @@ type stageRT struct {
 	// exclusive: every record value reaching this stage is referenced by
 	// no other record or stage, so a map stage may change it in place.
 	exclusive bool
+	// release: a sink that keeps no reference to the batches it wrote
+	// (its spec Releases them); they go back to the sources.
+	release bool
 
 	in, out, errs atomic.Int64
 }
 
 func (s *stageRT) isSink() bool   { return s.st.Kind == string(stdlib.SinkKind) }
 func (s *stageRT) isSource() bool { return s.st.Kind == string(stdlib.SourceKind) }
-
-// batchPool recycles batch slices between stages.
-type batchPool struct {
-	size int
-	p    sync.Pool
-}
-
-func (bp *batchPool) get() []stdlib.Record {
-	if v := bp.p.Get(); v != nil {
-		return (*(v.(*[]stdlib.Record)))[:0]
-	}
-	return make([]stdlib.Record, 0, bp.size)
-}
-
-func (bp *batchPool) put(b []stdlib.Record) {
-	if cap(b) != bp.size {
-		return
-	}
-	clear(b)
-	b = b[:0]
-	bp.p.Put(&b)
-}
 
 // buildGraph resolves the plan's stages and edges.
 func buildGraph(p *plan.Plan, reg *stdlib.Registry, depth int, now func() time.Time) ([]*stageRT, error) {
@@ -143,6 +123,7 @@ func buildGraph(p *plan.Plan, reg *stdlib.Registry, depth int, now func() time.T
 		default:
 			return nil, fmt.Errorf("%s: stage %q has unknown kind %q", s.at, st.Name, st.Kind)
 		}
+		s.release = s.isSink() && s.spec.Releases
 		if (s.isSource() && s.spec.NewSource == nil) || (s.isSink() && s.spec.NewSink == nil) {
 			return nil, fmt.Errorf("%s: stage %q: component %q cannot run as a %s", s.at, st.Name, st.Component, st.Kind)
 		}

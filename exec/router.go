@@ -132,7 +132,7 @@ func (rt *router) emit(ctx context.Context, rec stdlib.Record, ds []*dest) error
 		}
 		b := d.bufs[t]
 		if b == nil {
-			b = rt.r.pool.get()
+			b = rt.r.recycler.Batch(0)
 		}
 		b = append(b, r)
 		if len(b) >= rt.r.cfg.BatchSize {

@@ -23,9 +23,10 @@ type run struct {
 	p      *plan.Plan
 	cfg    Config
 	stages []*stageRT
-	pool   batchPool
 	store  *state.Store
 	prev   *state.Checkpoint
+	// recycler passes batches done with back to the sources.
+	recycler *stdlib.Recycler
 
 	// ictx is cancelled when the run fails; rctx (sources' Read) also
 	// when the caller's context is.
@@ -69,7 +70,7 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 		return errors.New("nil plan")
 	}
 	r := &run{p: p, cfg: cfg.withDefaults(p), finished: make(chan struct{}), startTime: time.Now()}
-	r.pool.size = r.cfg.BatchSize
+	r.recycler = stdlib.NewRecycler(r.cfg.BatchSize)
 	r.stages, err = buildGraph(p, r.cfg.Registry, r.cfg.ChannelDepth, r.cfg.Now)
 	if err != nil {
 		return err
@@ -182,7 +183,8 @@ func (r *run) open(ctx context.Context) ([]*transformTask, error) {
 				Pipeline: r.p.Pipeline, Stage: s.st.Name, Attrs: attrs,
 				Schema: s.st.Schema, Input: s.st.Input, Delivery: stdlib.Delivery(s.st.Delivery),
 				Task: i, Tasks: s.st.Tasks, StateDir: r.cfg.StateDir,
-				Logger: r.cfg.Logger.With("stage", s.st.Name, "task", i),
+				Logger:   r.cfg.Logger.With("stage", s.st.Name, "task", i),
+				Recycler: r.recycler,
 			}
 			switch {
 			case s.isSource():

@@ -172,6 +172,9 @@ func (t *sinkTask) write(ctx context.Context, b []stdlib.Record) error {
 	}
 	if err == nil {
 		t.s.out.Add(int64(len(b)))
+		if t.s.release {
+			t.r.recycler.PutBatch(b)
+		}
 		return nil
 	}
 	var res stdlib.RecordErrors

@@ -225,6 +225,8 @@ func (t *sourceTask) emit(ctx context.Context, batch []stdlib.Record) error {
 		if err := t.rt.sendDirect(ctx, batch[:n]); err != nil {
 			return err
 		}
+	} else {
+		t.r.recycler.PutBatch(batch) // its records were copied on
 	}
 	t.s.out.Add(t.rt.sent - sent)
 	return t.rt.flush(ctx)

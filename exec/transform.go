@@ -131,7 +131,7 @@ func (t *transformTask) batch(ctx context.Context, b []stdlib.Record) error {
 		err = t.batchInPlace(ctx, b)
 	} else {
 		err = t.batchRouted(ctx, b)
-		t.r.pool.put(b)
+		t.r.recycler.PutBatch(b)
 	}
 	t.s.out.Add(t.rt.sent - sent)
 	return err

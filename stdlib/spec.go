@@ -140,6 +140,10 @@ type Spec struct {
 	// Schema reports that the component takes `schema = Name` (a source
 	// decodes by it; a sink asserts it).
 	Schema bool
+	// Releases reports that a sink keeps no reference to a batch slice
+	// once Write returned nil (it encodes or copies what it keeps): the
+	// executor may then reuse the slice for new records.
+	Releases bool
 
 	// Output returns the type of the records a source emits when it can be
 	// told from its attributes alone (generate's fields, a raw format's
@@ -218,6 +222,9 @@ type Config struct {
 	// StateDir is a directory the component may keep local state in.
 	StateDir string
 	Logger   *slog.Logger
+	// Recycler, when not nil, holds batches a source may fill instead of
+	// allocating its own (Recycler.Batch).
+	Recycler *Recycler
 }
 
 // Has reports whether attribute name is set.

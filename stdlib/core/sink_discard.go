@@ -14,6 +14,7 @@ var DiscardSpec = &stdlib.Spec{
 	Name:     "discard",
 	Summary:  "drops every record (for benchmarks and dry runs); trivially exactly once",
 	Delivery: []stdlib.Delivery{stdlib.ExactlyOnce, stdlib.AtLeastOnce, stdlib.AtMostOnce},
+	Releases: true,
 	NewSink:  func(stdlib.Config) (stdlib.Sink, error) { return &discard{}, nil },
 }
 

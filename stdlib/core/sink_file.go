@@ -33,6 +33,7 @@ var FileSinkSpec = &stdlib.Spec{
 		{Name: "rotate_interval", Type: stdlib.Duration, Default: time.Duration(0), Doc: "start a new file when the current one has been open this long; 0 never rotates by time"},
 	}, csvSinkParams...),
 	Delivery: []stdlib.Delivery{stdlib.ExactlyOnce, stdlib.AtLeastOnce},
+	Releases: true,
 	Schema:   true,
 	Check: func(attrs map[string]any) []stdlib.AttrError {
 		var errs []stdlib.AttrError

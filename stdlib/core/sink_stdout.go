@@ -22,6 +22,7 @@ var StdoutSpec = &stdlib.Spec{
 		{Name: "format", Type: stdlib.Enum("json", "csv", "lines"), Default: stdlib.Ident("json"), Doc: "json: one object per line; csv: one row per line (header row first when header = true); lines: the record's value field as text"},
 	}, csvSinkParams...),
 	Delivery: []stdlib.Delivery{stdlib.AtLeastOnce, stdlib.AtMostOnce},
+	Releases: true,
 	Schema:   true,
 	NewSink: func(cfg stdlib.Config) (stdlib.Sink, error) {
 		return newStdout(cfg, os.Stdout)

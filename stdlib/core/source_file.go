@@ -316,7 +316,7 @@ func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
 		return nil, nil
 	}
 	chunk := bytes.Clone(data[:end])
-	recs := make([]stdlib.Record, 0, n)
+	recs := s.cfg.Recycler.Batch(n)[:0]
 	tf.starts = tf.starts[:0]
 	for start := 0; start < len(chunk); {
 		i := bytes.IndexByte(chunk[start:], '\n')

@@ -417,6 +417,7 @@ func generateCheck(attrs map[string]any) []stdlib.AttrError {
 type generate struct {
 	stage     string
 	arenas    []codec.Arena // one per part of a batch built in parallel
+	recycler  *stdlib.Recycler
 	partition string
 	names     []string
 	gens      []genFunc
@@ -468,6 +469,7 @@ func newGenerate(cfg stdlib.Config) (*generate, error) {
 		task:      uint64(cfg.Task),
 		tasks:     uint64(tasks),
 		batch:     batch,
+		recycler:  cfg.Recycler,
 	}
 	for _, gen := range gens {
 		g.gens = append(g.gens, gen.fn)
@@ -522,7 +524,7 @@ func (g *generate) Read(ctx context.Context) ([]stdlib.Record, error) {
 			}
 		}
 	}
-	batch := make([]stdlib.Record, n)
+	batch := g.recycler.Batch(int(n))
 	if parts := min(len(g.arenas), len(batch)/minGenPart); parts <= 1 {
 		g.fill(batch, g.local, &g.arenas[0])
 	} else {

@@ -189,7 +189,7 @@ func (s *stdinSource) lines() ([]stdlib.Record, bool) {
 		return nil, false
 	}
 	chunk := bytes.Clone(s.buf[:end])
-	recs := make([]stdlib.Record, 0, n)
+	recs := s.cfg.Recycler.Batch(n)[:0]
 	od, owned := s.codec.(codec.OwnedDecoder)
 	for start := 0; start < len(chunk); {
 		stop := len(chunk)
