@@ -74,6 +74,11 @@ type stageRT struct {
 	// release: a sink that keeps no reference to the batches it wrote
 	// (its spec Releases them); they go back to the sources.
 	release bool
+	// chained: a built-in transform whose task i runs inside task i of
+	// its only upstream stage, called with each batch instead of fed
+	// through a channel; tasks holds those tasks (see markChained).
+	chained bool
+	tasks   []*transformTask
 
 	in, out, errs atomic.Int64
 }
@@ -181,6 +186,7 @@ func buildGraph(p *plan.Plan, reg *stdlib.Registry, depth int, now func() time.T
 		return nil, errors.New("plan has no source")
 	}
 	markExclusive(stages, upstream)
+	markChained(stages, upstream)
 	for _, s := range stages {
 		if pol := s.policy; pol != nil {
 			if t := deadLetterTarget(pol); t != "" && (s.dlq == nil || s.dlq.st.Name != t) {
@@ -267,5 +273,30 @@ func markExclusive(stages []*stageRT, upstream [][]*stageRT) {
 			}
 			owns[s.idx] = s.exclusive && mode != "all"
 		}
+	}
+}
+
+// chaining enables markChained (tests compare runs without it).
+var chaining = true
+
+// markChained finds the built-in transforms (filter, map, route) that run
+// inside their upstream stage's tasks: the stage has one upstream stage,
+// whose only main output it is, with as many tasks and a forward edge
+// (task i feeds task i). Its records then need no channel, no goroutine
+// switch, and are processed while the upstream task's cache still holds
+// them; a chain of such stages runs in one task.
+func markChained(stages []*stageRT, upstream [][]*stageRT) {
+	if !chaining {
+		return
+	}
+	for _, s := range stages {
+		if s.spec != nil || s.isSource() || s.isSink() || s.partBy != nil || len(upstream[s.idx]) != 1 {
+			continue
+		}
+		u := upstream[s.idx][0]
+		if u.isSink() || u.dlq == s || u.st.Tasks != s.st.Tasks || len(u.ports) != 1 || len(u.ports[""]) != 1 || u.ports[""][0] != s {
+			continue
+		}
+		s.chained = true
 	}
 }

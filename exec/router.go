@@ -24,6 +24,9 @@ type dest struct {
 	// feeds task i, which keeps per-partition order since a partition
 	// reaches a single task of the sending stage).
 	fixed int
+	// chained is task fixed of a chained stage: batches, barriers and the
+	// end of stream are handed to it by calls instead of messages.
+	chained *transformTask
 }
 
 // router buffers a task's output per downstream task and sends full
@@ -52,6 +55,9 @@ func newRouter(r *run, s *stageRT, task int) *router {
 			d.fixed = 0
 		case o.st.Tasks == s.st.Tasks && o.partBy == nil:
 			d.fixed = task
+		}
+		if o.chained {
+			d.chained = o.tasks[d.fixed]
 		}
 		byStage[o] = d
 		rt.dests = append(rt.dests, d)
@@ -137,7 +143,7 @@ func (rt *router) emit(ctx context.Context, rec stdlib.Record, ds []*dest) error
 		b = append(b, r)
 		if len(b) >= rt.r.cfg.BatchSize {
 			d.bufs[t] = nil
-			if err := rt.r.send(ctx, d.stage.inboxes[t][d.from], message{from: d.from, batch: b}); err != nil {
+			if err := rt.deliver(ctx, d, t, b); err != nil {
 				return err
 			}
 		} else {
@@ -156,7 +162,7 @@ func (rt *router) sendDirect(ctx context.Context, b []stdlib.Record) error {
 	d := rt.direct
 	if buf := d.bufs[d.fixed]; len(buf) > 0 {
 		d.bufs[d.fixed] = nil
-		if err := rt.r.send(ctx, d.stage.inboxes[d.fixed][d.from], message{from: d.from, batch: buf}); err != nil {
+		if err := rt.deliver(ctx, d, d.fixed, buf); err != nil {
 			return err
 		}
 	}
@@ -164,7 +170,16 @@ func (rt *router) sendDirect(ctx context.Context, b []stdlib.Record) error {
 	if len(b) == 0 {
 		return nil
 	}
-	return rt.r.send(ctx, d.stage.inboxes[d.fixed][d.from], message{from: d.from, batch: b})
+	return rt.deliver(ctx, d, d.fixed, b)
+}
+
+// deliver hands batch b to task t of d's stage: on its channel, or by a
+// call when that task is chained to this one.
+func (rt *router) deliver(ctx context.Context, d *dest, t int, b []stdlib.Record) error {
+	if d.chained != nil {
+		return d.chained.chainedCall(func() error { return d.chained.batch(ctx, b) })
+	}
+	return rt.r.send(ctx, d.stage.inboxes[t][d.from], message{from: d.from, batch: b})
 }
 
 // flush sends every non-empty buffer.
@@ -175,7 +190,7 @@ func (rt *router) flush(ctx context.Context) error {
 				continue
 			}
 			d.bufs[t] = nil
-			if err := rt.r.send(ctx, d.stage.inboxes[t][d.from], message{from: d.from, batch: b}); err != nil {
+			if err := rt.deliver(ctx, d, t, b); err != nil {
 				return err
 			}
 		}
@@ -190,6 +205,17 @@ func (rt *router) control(ctx context.Context, m message) error {
 		return err
 	}
 	for _, d := range rt.dests {
+		if c := d.chained; c != nil {
+			if err := c.chainedCall(func() error {
+				if m.eos {
+					return c.end(ctx)
+				}
+				return c.barrier(ctx, m.barrier)
+			}); err != nil {
+				return err
+			}
+			continue
+		}
 		m.from = d.from
 		for _, in := range d.stage.inboxes {
 			if err := rt.r.send(ctx, in[d.from], m); err != nil {

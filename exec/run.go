@@ -105,6 +105,10 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 		wg.Go(func() { r.task(t.run) })
 	}
 	for _, t := range transforms {
+		if t.s.chained {
+			t.start() // its upstream task calls it
+			continue
+		}
 		wg.Go(func() { r.task(t.run) })
 	}
 	for _, t := range r.sources {
@@ -222,6 +226,9 @@ func (r *run) open(ctx context.Context) ([]*transformTask, error) {
 					return nil, err
 				}
 				transforms = append(transforms, t)
+				if s.chained {
+					s.tasks = append(s.tasks, t)
+				}
 			}
 		}
 	}

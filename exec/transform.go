@@ -108,11 +108,13 @@ func stagePrograms(s *stageRT, now func() time.Time) (map[plan.ExprKind][]*progr
 }
 
 func (t *transformTask) run(ctx context.Context) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("panic: %v", p)}
-		}
-	}()
+	defer t.recoverPanic(&err)
+	t.start()
+	return t.r.receive(ctx, t.s.inboxes[t.task], t)
+}
+
+// start builds the task's output router.
+func (t *transformTask) start() {
 	t.rt = newRouter(t.r, t.s, t.task)
 	if t.cases != nil {
 		for _, c := range t.cases {
@@ -120,7 +122,19 @@ func (t *transformTask) run(ctx context.Context) (err error) {
 		}
 		t.elseP = t.rt.ports[t.s.st.Else]
 	}
-	return t.r.receive(ctx, t.s.inboxes[t.task], t)
+}
+
+// chainedCall runs f, a call into the chained task t by its upstream
+// task: a panic fails t's stage, as it would in t's own goroutine.
+func (t *transformTask) chainedCall(f func() error) (err error) {
+	defer t.recoverPanic(&err)
+	return f()
+}
+
+func (t *transformTask) recoverPanic(err *error) {
+	if p := recover(); p != nil {
+		*err = &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("panic: %v", p)}
+	}
 }
 
 func (t *transformTask) batch(ctx context.Context, b []stdlib.Record) error {
