@@ -564,11 +564,13 @@ func genParts(size int) int {
 
 // fill builds the records numbered from local seq (of this task) on.
 func (g *generate) fill(batch []stdlib.Record, seq uint64, a *codec.Arena) {
+	names, gens := g.names, g.gens[:len(g.names)]
 	for i := range batch {
 		s := seq + uint64(i)
-		m := make(map[string]any, len(g.names))
-		for j, name := range g.names {
-			m[name] = g.gens[j](s*g.tasks+g.task, a)
+		n := s*g.tasks + g.task
+		m := make(map[string]any, len(names))
+		for j, name := range names {
+			m[name] = gens[j](n, a)
 		}
 		r := &batch[i]
 		r.Value = m
