@@ -14,12 +14,16 @@ import (
 	"pipe.dev/pipe/lang/ast"
 )
 
-// grammar is built once; participle parsers are safe for concurrent use.
-var grammar = participle.MustBuild[ast.File](
-	participle.Lexer(lexDefinition{}),
-	participle.Elide("Comment", "Whitespace"),
-	participle.UseLookahead(1),
-)
+// grammar is built once, when first needed (the hand-written parser takes
+// most files: building it would cost every pipe command 2 ms at start);
+// participle parsers are safe for concurrent use.
+var grammar = sync.OnceValue(func() *participle.Parser[ast.File] {
+	return participle.MustBuild[ast.File](
+		participle.Lexer(lexDefinition{}),
+		participle.Elide("Comment", "Whitespace"),
+		participle.UseLookahead(1),
+	)
+})
 
 var elided = []lexer.TokenType{tokComment, tokWhitespace}
 
@@ -55,7 +59,7 @@ func parse(name string, src []byte, fast bool) (f *ast.File, diags lang.Diagnost
 		diags = append(diags, lang.Errorf(lang.Internal, lang.NewLines(name, src).Span(0, 0), "%v", err))
 		return nil, diags
 	}
-	f, err = grammar.ParseFromLexer(peek)
+	f, err = grammar().ParseFromLexer(peek)
 	if err != nil {
 		// A lexical error usually causes the syntax error; report the
 		// syntax error only when participle met it first.
@@ -374,4 +378,4 @@ func errorOffset(err error, size int) int {
 
 // Grammar returns the grammar the parser accepts, in participle's EBNF, as
 // built from the lang/ast node types (the language reference prints it).
-func Grammar() string { return grammar.String() }
+func Grammar() string { return grammar().String() }
