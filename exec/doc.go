@@ -7,7 +7,11 @@
 //
 // Model. A stage with tasks = N runs as N goroutines. Stages exchange
 // batches of records over bounded channels, so memory stays bounded whatever
-// the input rate (a full channel blocks its sender). Between stages records
+// the input rate (a full channel blocks its sender). A built-in filter, map
+// or route fed by one stage only, as its only main output and over a
+// forward edge, is chained instead: the upstream task calls it with each
+// batch, barrier and end of stream. Batches written by a sink that releases
+// them go back to the sources (stdlib.Recycler). Between stages records
 // are dispatched by partition: the hash of a record's source partition (or
 // of the field the receiving stage names in partition_by) picks the
 // receiving task, so per-partition order holds across stages with different
