@@ -41,6 +41,14 @@
 // configured start when the store has none), and each sink task drops
 // replayed records at or below its own held position before Write.
 //
+// Partitions that move between processes (a Kafka consumer group): the
+// Resumer a source gets is a [stdlib.Handover]. Before a source gives its
+// partitions up it calls Settle, which asks the coordinator for a
+// checkpoint at once, waits for it and commits; for the partitions it is
+// given it calls Acquire, which asks every exactly-once sink downstream
+// that is a [stdlib.Acquirer] to fence earlier writers and report what it
+// holds, and resets that sink task's held and covered positions to it.
+//
 // Each source task has a goroutine that alone calls the Source (Read, and
 // Commit between two reads) and another that routes the batches and injects
 // barriers, so a source blocked in Read on an idle input does not hold

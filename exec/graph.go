@@ -58,6 +58,10 @@ type stageRT struct {
 	// outs lists every distinct downstream stage, dead-letter sink included.
 	outs []*stageRT
 
+	// sources names the source stages upstream of a sink (dead-letter
+	// paths included).
+	sources map[string]bool
+
 	policy *plan.ErrorPolicy
 	// progs holds the stage's compiled expressions by kind (built once,
 	// when the first task is created).
@@ -188,6 +192,11 @@ func buildGraph(p *plan.Plan, reg *stdlib.Registry, depth int, now func() time.T
 	markExclusive(stages, upstream)
 	markChained(stages, upstream)
 	for _, s := range stages {
+		if s.isSink() {
+			s.sources = upstreamSources(s, upstream)
+		}
+	}
+	for _, s := range stages {
 		if pol := s.policy; pol != nil {
 			if t := deadLetterTarget(pol); t != "" && (s.dlq == nil || s.dlq.st.Name != t) {
 				return nil, fmt.Errorf("%s: stage %q: dead-letter sink %q has no dead-letter edge in the plan", s.at, s.st.Name, t)
@@ -299,4 +308,24 @@ func markChained(stages []*stageRT, upstream [][]*stageRT) {
 		}
 		s.chained = true
 	}
+}
+
+// upstreamSources returns the names of the source stages upstream of s.
+func upstreamSources(s *stageRT, upstream [][]*stageRT) map[string]bool {
+	out, seen := map[string]bool{}, map[int]bool{}
+	var walk func(*stageRT)
+	walk = func(s *stageRT) {
+		if seen[s.idx] {
+			return
+		}
+		seen[s.idx] = true
+		if s.isSource() {
+			out[s.st.Name] = true
+		}
+		for _, u := range upstream[s.idx] {
+			walk(u)
+		}
+	}
+	walk(s)
+	return out
 }

@@ -44,6 +44,13 @@ type run struct {
 	finished  chan struct{} // closed when the final checkpoint completed
 	lastCP    atomic.Uint64
 	startTime time.Time
+
+	// cpReq asks the coordinator for a checkpoint now; it answers with
+	// the id of a checkpoint that starts after the request.
+	cpReq chan chan uint64
+	// cpWake is closed and replaced whenever a checkpoint completes.
+	cpMu   sync.Mutex
+	cpWake chan struct{}
 }
 
 type ctrlKind int
@@ -69,7 +76,10 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 	if p == nil {
 		return errors.New("nil plan")
 	}
-	r := &run{p: p, cfg: cfg.withDefaults(p), finished: make(chan struct{}), startTime: time.Now()}
+	r := &run{
+		p: p, cfg: cfg.withDefaults(p), startTime: time.Now(),
+		finished: make(chan struct{}), cpReq: make(chan chan uint64), cpWake: make(chan struct{}),
+	}
 	r.recycler = stdlib.NewRecycler(r.cfg.BatchSize)
 	r.stages, err = buildGraph(p, r.cfg.Registry, r.cfg.ChannelDepth, r.cfg.Now)
 	if err != nil {
@@ -260,8 +270,8 @@ func (r *run) open(ctx context.Context) ([]*transformTask, error) {
 		if rm == nil {
 			rm = stdlib.ResumeMap{}
 		}
-		t.resume = rm
-		if err := t.src.Open(ctx, rm); err != nil {
+		t.resume = &handover{t: t, m: rm}
+		if err := t.src.Open(ctx, t.resume); err != nil {
 			return nil, fmt.Errorf("%s: stage %q: opening: %w", t.s.at, t.s.st.Name, err)
 		}
 		t.opened = true
@@ -313,6 +323,7 @@ func (r *run) coordinate() {
 	}
 	var cur *pending
 	done, finishing := 0, false
+	again := false // a checkpoint was asked for while one was in flight
 	start := func(final bool) bool {
 		cur = &pending{id: next, final: final, pos: map[*sourceTask][]stdlib.Position{}}
 		next++
@@ -337,6 +348,19 @@ func (r *run) coordinate() {
 				if !start(false) {
 					return
 				}
+			}
+		case reply := <-r.cpReq:
+			switch {
+			case cur == nil && !finishing:
+				if !start(false) {
+					return
+				}
+				reply <- cur.id
+			case cur != nil && !cur.final:
+				again = true
+				reply <- cur.id + 1
+			default: // the final checkpoint is under way
+				reply <- next - 1
 			}
 		case m := <-r.ctrl:
 			switch m.kind {
@@ -386,6 +410,10 @@ func (r *run) coordinate() {
 			return
 		}
 		r.lastCP.Store(cur.id)
+		r.cpMu.Lock()
+		close(r.cpWake)
+		r.cpWake = make(chan struct{})
+		r.cpMu.Unlock()
 		r.cfg.Logger.Debug("checkpoint completed", "id", cur.id, "partitions", len(cp.Positions))
 		for t, ps := range cur.pos {
 			commit := make([]stdlib.Position, len(ps))
@@ -401,6 +429,12 @@ func (r *run) coordinate() {
 		cur = nil
 		if finishing && !start(true) {
 			return
+		}
+		if again && cur == nil {
+			again = false
+			if !start(false) {
+				return
+			}
 		}
 	}
 }
@@ -439,4 +473,40 @@ func (r *run) snapshot() Snapshot {
 		})
 	}
 	return snap
+}
+
+// awaitCheckpoint asks for a checkpoint to start now and waits until it
+// completed.
+func (r *run) awaitCheckpoint(ctx context.Context) error {
+	reply := make(chan uint64, 1)
+	select {
+	case r.cpReq <- reply:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.ictx.Done():
+		return errStopped
+	}
+	var id uint64
+	select {
+	case id = <-reply:
+	case <-r.ictx.Done():
+		return errStopped
+	}
+	for {
+		r.cpMu.Lock()
+		wake := r.cpWake
+		r.cpMu.Unlock()
+		if r.lastCP.Load() >= id {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-r.finished:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.ictx.Done():
+			return errStopped
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/expr-lang/expr/vm"
 
@@ -26,8 +27,10 @@ type sinkTask struct {
 	opened bool
 	vm     vm.VM
 
-	// held is the last position per partition the sink held when opened;
-	// covers grows from it with every checkpoint.
+	// held is the last position per partition the sink held when opened
+	// or when the partition was acquired; covers grows from it with every
+	// checkpoint. mu guards both: Acquire runs on a source's goroutine.
+	mu     sync.Mutex
 	held   map[partKey]int64
 	covers map[partKey]int64
 	attrs  []*program
@@ -67,6 +70,7 @@ func (t *sinkTask) run(ctx context.Context) (err error) {
 
 func (t *sinkTask) batch(ctx context.Context, b []stdlib.Record) error {
 	t.s.in.Add(int64(len(b)))
+	t.mu.Lock()
 	if len(t.held) > 0 {
 		n := 0
 		for i := range b {
@@ -79,6 +83,7 @@ func (t *sinkTask) batch(ctx context.Context, b []stdlib.Record) error {
 		clear(b[n:])
 		b = b[:n]
 	}
+	t.mu.Unlock()
 	if len(t.attrs) > 0 {
 		n := 0
 		for i := range b {
@@ -226,6 +231,7 @@ func (t *sinkTask) barrier(ctx context.Context, b *barrier) error {
 	// A sink's positions only grow: a checkpoint covers what the task
 	// held before (partitions not read since the restart, or resumed
 	// lower for another sink's sake) as well as the barrier's positions.
+	t.mu.Lock()
 	if t.covers == nil {
 		t.covers = maps.Clone(t.held)
 	}
@@ -239,6 +245,7 @@ func (t *sinkTask) barrier(ctx context.Context, b *barrier) error {
 	for k, off := range t.covers {
 		cp.Positions = append(cp.Positions, stdlib.Position{Source: k.source, Partition: k.partition, Offset: off})
 	}
+	t.mu.Unlock()
 	sortPositions(cp.Positions)
 	err := t.sink.Checkpoint(ctx, cp)
 	if pol := t.s.policy; err != nil && pol != nil && pol.Action == "retry" {
@@ -269,4 +276,26 @@ func sortPositions(ps []stdlib.Position) {
 		}
 		return ps[i].Partition < ps[j].Partition
 	})
+}
+
+// acquired records what the sink holds for partitions of source just
+// taken over: replayed records at or below it are dropped, and the
+// positions it checkpoints start from it again (what this task covered
+// before the partition moved away is no longer its to claim).
+func (t *sinkTask) acquired(source string, partitions []string, held []stdlib.Position) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.covers == nil {
+		t.covers = maps.Clone(t.held)
+	}
+	for _, p := range partitions {
+		k := partKey{source, p}
+		delete(t.held, k)
+		delete(t.covers, k)
+	}
+	for _, p := range held {
+		k := partKey{source, p.Partition}
+		t.held[k] = p.Offset
+		t.covers[k] = p.Offset
+	}
 }

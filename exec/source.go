@@ -18,7 +18,7 @@ type sourceTask struct {
 	task   int
 	src    stdlib.Source
 	rt     *router
-	resume stdlib.ResumeMap
+	resume *handover
 	opened bool
 
 	req     chan *barrier
@@ -253,4 +253,47 @@ func (t *sourceTask) inject(ctx context.Context, b *barrier) error {
 		return nil
 	}
 	return t.rt.control(ctx, message{eos: true})
+}
+
+// handover is the Resumer a source task hands its Source: the resume
+// positions computed at start, and the partition handover of
+// [stdlib.Handover].
+type handover struct {
+	t *sourceTask
+	m stdlib.ResumeMap
+}
+
+// Resume implements stdlib.Resumer.
+func (h *handover) Resume(partition string) (int64, bool) { return h.m.Resume(partition) }
+
+// Settle implements stdlib.Handover: it runs on the task's read goroutine
+// (inside Source.Read), so it may commit.
+func (h *handover) Settle(ctx context.Context) error {
+	if err := h.t.r.awaitCheckpoint(ctx); err != nil {
+		return err
+	}
+	return h.t.commit(ctx)
+}
+
+// Acquire implements stdlib.Handover.
+func (h *handover) Acquire(ctx context.Context, partitions []string) (map[string]int64, error) {
+	name := h.t.s.st.Name
+	out := map[string]int64{}
+	for _, st := range h.t.r.sinks {
+		a, ok := st.sink.(stdlib.Acquirer)
+		if !ok || !st.s.sources[name] {
+			continue
+		}
+		held, err := a.Acquire(ctx, name, partitions)
+		if err != nil {
+			return nil, &StageError{Stage: st.s.st.Name, At: st.s.at, Err: fmt.Errorf("acquiring partitions of %q: %w", name, err)}
+		}
+		st.acquired(name, partitions, held)
+		for _, p := range held {
+			if old, ok := out[p.Partition]; !ok || p.Offset < old {
+				out[p.Partition] = p.Offset
+			}
+		}
+	}
+	return out, nil
 }

@@ -34,6 +34,36 @@ type Resumer interface {
 	Resume(partition string) (offset int64, ok bool)
 }
 
+// Handover is what the Resumer a source gets also does when the executor
+// runs it: it lets a source whose partitions move between processes (a
+// Kafka consumer group) hand partitions over without loss or doubling.
+// Such a source calls Settle before it gives its partitions up and Acquire
+// for the partitions it is given, and continues each acquired partition
+// after the returned position.
+type Handover interface {
+	Resumer
+	// Settle blocks until everything the source emitted so far is durable
+	// in every sink (a checkpoint started after the call completed) and
+	// the source's positions are committed (Source.Commit, called from
+	// inside Settle).
+	Settle(ctx context.Context) error
+	// Acquire takes partitions over for this process: every exactly-once
+	// sink downstream that can (an [Acquirer]) fences earlier writers of
+	// them, and the lowest position any of them holds is returned per
+	// partition. Records at or below it are dropped before those sinks.
+	Acquire(ctx context.Context, partitions []string) (map[string]int64, error)
+}
+
+// Acquirer is implemented by an exactly-once sink that fences its writes
+// per source partition, so that the processes of one pipeline can share a
+// source's partitions: the process that acquires a partition fences any
+// other still writing for it (which then fails instead of committing).
+// Acquire is called from a source's goroutine, concurrently with Write and
+// Checkpoint, and returns the positions the sink holds for partitions.
+type Acquirer interface {
+	Acquire(ctx context.Context, source string, partitions []string) ([]Position, error)
+}
+
 // ResumeMap is a Resumer backed by a map.
 type ResumeMap map[string]int64
 

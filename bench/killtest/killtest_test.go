@@ -33,11 +33,7 @@ import (
 )
 
 func TestKill(t *testing.T) {
-	if os.Getenv("PIPE_KILLTEST") != "1" {
-		t.Skip("set PIPE_KILLTEST=1 to run the kill test")
-	}
-	records := proctest.EnvInt("PIPE_KILLTEST_RECORDS", 500000)
-	wantKills := proctest.EnvInt("PIPE_KILLTEST_KILLS", 25)
+	records, wantKills := proctest.KillTest(t, 500000, 25)
 	root := proctest.ModuleRoot(t)
 	dir := t.TempDir()
 	bin := proctest.BuildPipe(t)

@@ -38,10 +38,12 @@ func BuildPipe(t testing.TB) string {
 }
 
 // StartBroker runs `pipe broker` on a free port, with partitions for
-// auto-created topics, until the test ends, and returns its address.
-func StartBroker(t testing.TB, bin string, partitions int) string {
+// auto-created topics and the extra flags given, until the test ends, and
+// returns its address.
+func StartBroker(t testing.TB, bin string, partitions int, flags ...string) string {
 	t.Helper()
-	cmd := osexec.Command(bin, "broker", "--port", "0", "--partitions", strconv.Itoa(partitions))
+	args := append([]string{"broker", "--port", "0", "--partitions", strconv.Itoa(partitions)}, flags...)
+	cmd := osexec.Command(bin, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -60,8 +62,19 @@ func StartBroker(t testing.TB, bin string, partitions int) string {
 	return strings.TrimSpace(line)
 }
 
-// EnvInt returns the environment variable name as a non-negative int, or def.
-func EnvInt(name string, def int) int {
+// KillTest skips t unless PIPE_KILLTEST=1 and returns how many records
+// and kills to run: PIPE_KILLTEST_RECORDS and PIPE_KILLTEST_KILLS when
+// set, else the defaults given.
+func KillTest(t testing.TB, records, kills int) (int, int) {
+	t.Helper()
+	if os.Getenv("PIPE_KILLTEST") != "1" {
+		t.Skip("set PIPE_KILLTEST=1 to run the kill test")
+	}
+	return envInt("PIPE_KILLTEST_RECORDS", records), envInt("PIPE_KILLTEST_KILLS", kills)
+}
+
+// envInt returns the environment variable name as a non-negative int, or def.
+func envInt(name string, def int) int {
 	if n, err := strconv.Atoi(strings.TrimSpace(os.Getenv(name))); err == nil && n >= 0 {
 		return n
 	}

@@ -1,12 +1,14 @@
 package kafka
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -174,7 +176,12 @@ func partitions(ctx context.Context, cl *kafka.Client, topics ...string) (map[st
 		if t.Error != nil {
 			return nil, fmt.Errorf("topic %q: %w", t.Name, t.Error)
 		}
-		out[t.Name] = t.Partitions
+		// By id: brokers need not answer in order, and the partition a
+		// key hashes to, or the __pipe_offsets partition a writer keeps
+		// its positions in, must not change between calls.
+		ps := slices.Clone(t.Partitions)
+		slices.SortFunc(ps, func(a, b kafka.Partition) int { return cmp.Compare(a.ID, b.ID) })
+		out[t.Name] = ps
 	}
 	return out, nil
 }

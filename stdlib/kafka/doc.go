@@ -12,9 +12,11 @@
 // over every `pipe run` process of the pipeline; without it, the partitions
 // are dealt to the tasks by index. Records are fetched with the protocol
 // packages, not kafka-go's Reader, so that read_committed drops the records
-// of aborted transactions and the control markers (the Reader does not). A
-// partition continues just after its resume position, else at the group's
-// committed offset, else as `start` says. Group offsets are committed only
+// of aborted transactions and the control markers (the Reader does not). In
+// its first generation a partition continues just after its resume
+// position (the state store's, lowered to what exactly-once sinks hold),
+// later at the group's committed offset, lowered to what the sinks that
+// acquired it hold; with neither, as `start` says. Group offsets are committed only
 // in Commit, that is at completed checkpoints. A record's position is
 // partition "topic/N" and its Kafka offset; Topic, Partition, Key, Headers
 // and Time are set. A value that does not decode comes with Record.Err set,
@@ -25,18 +27,40 @@
 // at_least_once writes through kafka-go's Writer (acks=all, asynchronous);
 // Checkpoint returns once every record written before it is acknowledged.
 //
-// exactly_once writes through a Kafka transaction
-// ([pipe.dev/pipe/stdlib/kafka/txn]) whose transactional.id is
-// [TransactionalID] of pipeline, stage and task. Checkpoint commits one
-// transaction holding the records written since the last one and the
-// source positions they cover, which are stored in the compacted topic
-// [OffsetsTopic]. Open initialises the producer (fencing an older instance
-// and aborting its open transaction) and then reads those positions back:
-// they are the positions the sink holds. Close aborts an open transaction.
+// exactly_once writes through Kafka transactions
+// ([pipe.dev/pipe/stdlib/kafka/txn]) and stores the source positions they
+// cover in the compacted topic [OffsetsTopic], inside the same
+// transaction. Checkpoint commits one transaction per writer:
 //
-// Limits: one exactly_once sink task per transactional.id, so several
-// processes of one pipeline with an exactly_once Kafka sink fence each
-// other; spread such a pipeline with tasks, not processes. A restart after
-// a crash waits for the group to drop the dead member (up to about the
-// session timeout, as kafka-go has no static membership).
+//   - the task's own writer, whose transactional.id is [TransactionalID] of
+//     pipeline, stage and task, takes the records of sources that do not
+//     move between processes (files, generate, a Kafka source without a
+//     group). Open initialises it (fencing an older instance of the task
+//     and aborting its open transaction) and reads its positions back:
+//     they are the positions the sink holds.
+//   - every consumer-group partition this process acquired has a writer
+//     of its own, whose transactional.id adds the source and partition to
+//     the task's. Acquire ([stdlib.Acquirer]) initialises it, which fences
+//     any other process still writing for that partition and settles its
+//     open transaction, then reads the partition's position back.
+//
+// Close aborts open transactions.
+//
+// # Several processes
+//
+// Processes of one pipeline share a grouped source's partitions, exactly
+// once: when the group rebalances, the source first settles
+// ([stdlib.Handover]): the generation's group goroutine holds kafka-go's
+// rejoin back until a checkpoint has made everything read so far durable
+// and committed the group offsets under the ending generation. Only then
+// does the process rejoin; on assignment it acquires its partitions and
+// continues after what the sinks hold. A process that stalls past the
+// group's rebalance timeout loses its partitions without settling: the
+// process that acquires them fences its writers, so its transactions abort
+// and it fails with an error naming the partition (restart it).
+//
+// Limits: a restart after a crash waits for the group to drop the dead
+// member (up to about the session timeout, as kafka-go has no static
+// membership). The task's own writer is still one per task, so sources
+// that do not move between processes run in one process only.
 package kafka

@@ -384,3 +384,89 @@ func TestExactlyOnceSinkSplitsLargeBatches(t *testing.T) {
 		t.Fatalf("read %d records, want 20000", len(got))
 	}
 }
+
+// TestAcquireFencesOtherProcess: two instances of one sink task stand for
+// two processes of a pipeline. The one that acquires a source partition
+// fences the other's writer for it, aborting its open transaction, and
+// reads back the position committed for it; the fenced one fails at its
+// next checkpoint, naming the partition. Acquiring again in the same
+// process replaces the writer without an error.
+func TestAcquireFencesOtherProcess(t *testing.T) {
+	brokers := testBroker(t, devbroker.Options{})
+	topic := uniq("acq")
+	newTopic(t, brokers, topic, 1)
+	ctx := t.Context()
+	from := func(recs []stdlib.Record, partition string, first int64) []stdlib.Record {
+		for i := range recs {
+			recs[i].Pos = stdlib.Position{Source: "in", Partition: partition, Offset: first + int64(i)}
+		}
+		return recs
+	}
+	acquire := func(snk stdlib.Sink, want int64) {
+		t.Helper()
+		held, err := snk.(stdlib.Acquirer).Acquire(ctx, "in", []string{"src/0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case want < 0 && len(held) != 0:
+			t.Fatalf("acquire: holds %v, want nothing", held)
+		case want >= 0 && (len(held) != 1 || held[0].Offset != want):
+			t.Fatalf("acquire: holds %v, want src/0 at %d", held, want)
+		}
+	}
+	cp := func(id uint64, off int64) stdlib.Checkpoint {
+		return stdlib.Checkpoint{ID: id, Positions: []stdlib.Position{{Source: "in", Partition: "src/0", Offset: off}}}
+	}
+
+	a := eosSink(t, brokers, topic, nil)
+	if _, err := a.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll(t, a)
+	acquire(a, -1)
+	if err := a.Write(ctx, from(records(3, "a"), "src/0", 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Checkpoint(ctx, cp(1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	// Re-acquiring in the same process: the old writer is replaced.
+	acquire(a, 2)
+	if err := a.Write(ctx, from(records(2, "b"), "src/0", 3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.(*sink).flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another process takes src/0 over while a's transaction is open.
+	b := eosSink(t, brokers, topic, nil)
+	if _, err := b.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll(t, b)
+	acquire(b, 2)
+	err := a.Checkpoint(ctx, cp(2, 4))
+	if !errors.Is(err, txn.ErrFenced) || !strings.Contains(err.Error(), "src/0") {
+		t.Fatalf("checkpoint of the fenced process: err = %v, want ErrFenced naming src/0", err)
+	}
+	if err := b.Write(ctx, from(records(2, "c"), "src/0", 3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Checkpoint(ctx, cp(1, 4)); err != nil {
+		t.Fatal(err)
+	}
+	src := openSource(t, config("in", brokers, map[string]any{"topic": topic}), nil)
+	defer closeAll(t, src)
+	got := append(readN(t, src, 5), readFor(t, src, 300*time.Millisecond)...)
+	if want := "a0,a1,a2,c0,c1"; strings.Join(values(got, "name"), ",") != want {
+		t.Fatalf("read %v, want %s", values(got, "name"), want)
+	}
+	c := eosSink(t, brokers, topic, nil)
+	if _, err := c.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll(t, c)
+	acquire(c, 4)
+}

@@ -25,99 +25,169 @@ import (
 // once (at_least_once: at least once). Set PIPE_KILLTEST=1 to run it;
 // PIPE_KILLTEST_RECORDS and PIPE_KILLTEST_KILLS scale it.
 func TestKill(t *testing.T) {
-	if os.Getenv("PIPE_KILLTEST") != "1" {
-		t.Skip("set PIPE_KILLTEST=1 to run the kill test")
-	}
-	n, kills := proctest.EnvInt("PIPE_KILLTEST_RECORDS", 100000), proctest.EnvInt("PIPE_KILLTEST_KILLS", 20)
-	root := proctest.ModuleRoot(t)
-	t.Chdir(root)
-	dir := t.TempDir()
-	bin := proctest.BuildPipe(t)
-	brokers := proctest.StartBroker(t, bin, 4)
-	src, err := os.ReadFile(filepath.Join(root, "examples", "kafka_to_kafka.pipe"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, kills := proctest.KillTest(t, 100000, 20)
+	h := newProcHarness(t)
 	for _, delivery := range []string{"exactly_once", "at_least_once"} {
 		t.Run(delivery, func(t *testing.T) {
 			in, out := uniq("kill-in-"+delivery), uniq("kill-out-"+delivery)
-			newTopic(t, brokers, in, 4)
-			newTopic(t, brokers, out, 4)
-			file := filepath.Join(dir, delivery+".pipe")
-			text := strings.ReplaceAll(string(src), "exactly_once", delivery)
-			// A killed member holds its partitions until its session times
-			// out: keep that short so that restarts make progress.
-			text = strings.Replace(text, "  start   = earliest\n", "  start   = earliest\n  session_timeout = 1s\n", 1)
-			if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			newTopic(t, h.brokers, in, 4)
+			newTopic(t, h.brokers, out, 4)
+			file := h.pipeline(t, delivery)
 			// Input keeps arriving while pipe run is killed and restarted, so
 			// that every kill lands in the middle of the stream.
 			want := expectedEvents(n)
 			produced := make(chan error, 1)
-			go func() { produced <- produceEvents(brokers, in, n, time.Duration(kills)*2500*time.Millisecond) }()
-			env := append(os.Environ(), "KAFKA_BROKERS="+brokers, "IN_TOPIC="+in, "OUT_TOPIC="+out, "GROUP="+uniq("kill"))
-			state := filepath.Join(dir, "state-"+delivery)
-			run := func() *osexec.Cmd {
-				args := []string{"run", "-q", "--state-dir", state}
-				if lvl := os.Getenv("PIPE_KILLTEST_LOG"); lvl != "" {
-					args = append(args, "--log-level", lvl)
-				}
-				cmd := osexec.Command(bin, append(args, file)...)
-				cmd.Env = env
-				cmd.Dir = root
-				cmd.Stderr = &proctest.LogWriter{T: t, Prefix: delivery + ": "}
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				return cmd
-			}
+			go func() { produced <- produceEvents(h.brokers, in, n, time.Duration(kills)*2500*time.Millisecond) }()
+			env := h.env(in, out, uniq("kill"))
+			state := filepath.Join(h.dir, "state-"+delivery)
 			for i := range kills {
-				cmd := run()
+				cmd := h.start(t, file, env, state, delivery+": ")
 				time.Sleep(time.Duration(1000+rand.IntN(3000)) * time.Millisecond)
 				cmd.Process.Signal(syscall.SIGKILL)
 				cmd.Wait()
-				t.Logf("kill %d: input log end %d, output log end %d", i+1, logEnd(t, brokers, in), logEnd(t, brokers, out))
+				t.Logf("kill %d: input log end %d, output log end %d", i+1, logEnd(t, h.brokers, in), logEnd(t, h.brokers, out))
 			}
 			if err := <-produced; err != nil {
 				t.Fatal(err)
 			}
-			cmd := run()
-			got := readOutput(t, brokers, out, len(want), 3*time.Minute)
+			cmd := h.start(t, file, env, state, delivery+": ")
+			got := readOutput(t, h.brokers, out, len(want), 3*time.Minute)
 			cmd.Process.Signal(syscall.SIGTERM)
 			cmd.Wait()
-
-			seen := map[int64]int{}
-			for _, r := range got {
-				m := r.Value.(map[string]any)
-				id, _ := m["id"].(int64)
-				seen[id]++
-				if m["region"] != "EU" || m["customer"] == nil || m["user"] != nil {
-					t.Fatalf("record not transformed: %v", m)
-				}
-			}
-			missing, doubled := 0, 0
-			for id := range want {
-				switch c := seen[id]; {
-				case c == 0:
-					missing++
-				case c > 1:
-					doubled++
-				}
-			}
-			extra := 0
-			for id := range seen {
-				if !want[id] {
-					extra++
-				}
-			}
-			t.Logf("%s: %d records in, %d expected out, %d read, %d missing, %d doubled, %d unexpected",
-				delivery, n, len(want), len(got), missing, doubled, extra)
-			if missing > 0 || extra > 0 || (delivery == "exactly_once" && doubled > 0) {
-				t.Fatalf("%s broken: %d missing, %d doubled, %d unexpected", delivery, missing, doubled, extra)
-			}
+			checkEvents(t, delivery, n, want, got, func(topic string, partition int, from, to int64) {
+				dumpLog(t, h.brokers, topic, partition, from, to)
+			})
 		})
 	}
+}
+
+// procHarness runs examples/kafka_to_kafka.pipe under `pipe run` processes
+// against a `pipe broker`.
+type procHarness struct {
+	root, dir, bin, brokers string
+	src                     []byte
+}
+
+// newProcHarness builds pipe and starts `pipe broker` with 4 partitions
+// for auto-created topics and the extra flags given.
+func newProcHarness(t *testing.T, brokerFlags ...string) *procHarness {
+	h := &procHarness{root: proctest.ModuleRoot(t), dir: t.TempDir()}
+	t.Chdir(h.root)
+	h.bin = proctest.BuildPipe(t)
+	h.brokers = proctest.StartBroker(t, h.bin, 4, brokerFlags...)
+	var err error
+	if h.src, err = os.ReadFile(filepath.Join(h.root, "examples", "kafka_to_kafka.pipe")); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// pipeline writes the example with the given delivery and returns its path.
+func (h *procHarness) pipeline(t *testing.T, delivery string) string {
+	file := filepath.Join(h.dir, delivery+".pipe")
+	text := strings.ReplaceAll(string(h.src), "exactly_once", delivery)
+	// A killed member holds its partitions until its session times out:
+	// keep that short so that restarts make progress.
+	text = strings.Replace(text, "  start   = earliest\n", "  start   = earliest\n  session_timeout = 1s\n", 1)
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+func (h *procHarness) env(in, out, group string) []string {
+	return append(os.Environ(), "KAFKA_BROKERS="+h.brokers, "IN_TOPIC="+in, "OUT_TOPIC="+out, "GROUP="+group)
+}
+
+// start starts `pipe run file` with its own state directory.
+func (h *procHarness) start(t *testing.T, file string, env []string, state, prefix string) *osexec.Cmd {
+	args := []string{"run", "-q", "--state-dir", state}
+	if lvl := os.Getenv("PIPE_KILLTEST_LOG"); lvl != "" {
+		args = append(args, "--log-level", lvl)
+	}
+	cmd := osexec.Command(h.bin, append(args, file)...)
+	cmd.Env = env
+	cmd.Dir = h.root
+	cmd.Stderr = &proctest.LogWriter{T: t, Prefix: prefix}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+// checkEvents checks the records read from the output against want: none
+// missing or unexpected, none doubled for exactly_once.
+func checkEvents(t *testing.T, delivery string, n int, want map[int64]bool, got []stdlib.Record, dump func(topic string, partition int, from, to int64)) {
+	t.Helper()
+	ids := make([]int64, 0, len(got))
+	for _, r := range got {
+		m := r.Value.(map[string]any)
+		id, _ := m["id"].(int64)
+		ids = append(ids, id)
+		if m["region"] != "EU" || m["customer"] == nil || m["user"] != nil {
+			t.Fatalf("record not transformed: %v", m)
+		}
+	}
+	missing, doubled, extra := tally(want, ids)
+	if doubled > 0 && delivery == "exactly_once" {
+		at := map[int64][]stdlib.Position{}
+		for _, r := range got {
+			id, _ := r.Value.(map[string]any)["id"].(int64)
+			at[id] = append(at[id], r.Pos)
+		}
+		shown := 0
+		span := map[string][2]int64{} // output offsets the doubled records span
+		for id, where := range at {
+			if len(where) < 2 {
+				continue
+			}
+			if shown < 10 {
+				t.Logf("id %d read at %v", id, where)
+				shown++
+			}
+			for _, p := range where {
+				sp, ok := span[p.Partition]
+				if !ok {
+					sp = [2]int64{p.Offset, p.Offset}
+				}
+				span[p.Partition] = [2]int64{min(sp[0], p.Offset), max(sp[1], p.Offset)}
+			}
+		}
+		if dump != nil {
+			for part, sp := range span {
+				topic, n, _ := parsePartKey(part)
+				dump(topic, n, sp[0]-50, sp[1]+50)
+			}
+		}
+	}
+	t.Logf("%s: %d records in, %d expected out, %d read, %d missing, %d doubled, %d unexpected",
+		delivery, n, len(want), len(got), missing, doubled, extra)
+	if missing > 0 || extra > 0 || (delivery == "exactly_once" && doubled > 0) {
+		t.Fatalf("%s broken: %d missing, %d doubled, %d unexpected", delivery, missing, doubled, extra)
+	}
+}
+
+// tally counts the expected ids not read, those read more than once, and
+// the ids read that were not expected.
+func tally(want map[int64]bool, ids []int64) (missing, doubled, extra int) {
+	seen := map[int64]int{}
+	for _, id := range ids {
+		seen[id]++
+	}
+	for id := range want {
+		switch c := seen[id]; {
+		case c == 0:
+			missing++
+		case c > 1:
+			doubled++
+		}
+	}
+	for id := range seen {
+		if !want[id] {
+			extra++
+		}
+	}
+	return missing, doubled, extra
 }
 
 // expectedEvents returns the ids of the n events the pipeline keeps

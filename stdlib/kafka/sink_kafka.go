@@ -250,8 +250,9 @@ func (s *sink) message(r *stdlib.Record, buf []byte) (kafka.Message, []byte, err
 
 // messages converts a batch; records that cannot be encoded are reported
 // as RecordErrors and left out.
-func (s *sink) messages(batch []stdlib.Record) ([]kafka.Message, stdlib.RecordErrors) {
+func (s *sink) messages(batch []stdlib.Record) ([]kafka.Message, []int, stdlib.RecordErrors) {
 	msgs := make([]kafka.Message, 0, len(batch))
+	from := make([]int, 0, len(batch))
 	buf := make([]byte, 0, 128*len(batch))
 	var rerrs stdlib.RecordErrors
 	for i := range batch {
@@ -265,14 +266,15 @@ func (s *sink) messages(batch []stdlib.Record) ([]kafka.Message, stdlib.RecordEr
 			continue
 		}
 		msgs = append(msgs, m)
+		from = append(from, i)
 	}
-	return msgs, rerrs
+	return msgs, from, rerrs
 }
 
 func (s *sink) Write(ctx context.Context, batch []stdlib.Record) error {
-	msgs, rerrs := s.messages(batch)
+	msgs, from, rerrs := s.messages(batch)
 	if s.exactlyOnce() {
-		if err := s.writeEOS(ctx, msgs); err != nil {
+		if err := s.writeEOS(ctx, batch, msgs, from); err != nil {
 			return err
 		}
 	} else if len(msgs) > 0 {

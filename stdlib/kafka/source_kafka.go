@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -140,8 +141,21 @@ type source struct {
 	cg      *kafka.ConsumerGroup
 	gen     *kafka.Generation
 	genDone chan struct{}
-	parts   map[string]*partState
-	stale   bool // leaders must be looked up again
+	// released is closed when the source has settled what it read in
+	// the generation that ended: the group rejoins only then (or after
+	// settleMax), so the partitions it gives up are durable first.
+	released  chan struct{}
+	settleMax time.Duration
+	joined    bool // a generation was positioned: the resume map is spent
+	parts     map[string]*partState
+	stale     bool // leaders must be looked up again
+
+	// open, when set, makes the source settle transactions itself under
+	// read_uncommitted: the records of a transaction wait here, by
+	// producer id, until its commit marker releases them or its abort
+	// marker drops them. Unlike read_committed, reading then never waits
+	// for other producers' open transactions.
+	open map[int64][]stdlib.Record
 
 	// mu serialises the decoding of concurrent fetches (one per leader):
 	// the codec, the partition states and the fields below are not safe
@@ -235,6 +249,7 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 	if d <= 0 {
 		d = 10 * time.Second
 	}
+	s.settleMax = d / 2
 	hb := s.cfg.Duration("heartbeat_interval")
 	if hb <= 0 || hb >= d {
 		hb = d / 3
@@ -295,12 +310,21 @@ func (s *source) join(ctx context.Context) error {
 		// waited for, the coordinator moved): report and wait for it.
 		s.log.Warn("kafka group join failed; retrying", "stage", s.cfg.Stage, "group", s.group, "err", err)
 	}
-	done := make(chan struct{})
+	done, released, wait := make(chan struct{}), make(chan struct{}), s.settleMax
 	gen.Start(func(gctx context.Context) {
 		<-gctx.Done()
 		close(done)
+		// The group rejoins when this returns: not before what was read
+		// in this generation is durable and committed (Read settles),
+		// unless that takes longer than the group waits for a member.
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-released:
+		case <-t.C:
+		}
 	})
-	s.gen, s.genDone = gen, done
+	s.gen, s.genDone, s.released = gen, done, released
 	s.parts = map[string]*partState{}
 	committed := map[string]int64{}
 	for t, pas := range gen.Assignments {
@@ -318,16 +342,39 @@ func (s *source) join(ctx context.Context) error {
 }
 
 // position sets the next offset of every partition: after its resume
-// position, else at its committed offset, else as start says.
+// position (the first generation only: the state store's is this
+// process's, and the partition may have moved on since), else at its
+// committed offset, lowered to what the exactly-once sinks hold for it
+// when the group hands it over; else as start says (after what those
+// sinks hold, unless start is earliest).
 func (s *source) position(ctx context.Context, committed map[string]int64) error {
+	var acquired map[string]int64
+	if h, ok := s.resume.(stdlib.Handover); ok && s.cg != nil && len(s.parts) > 0 {
+		keys := slices.Sorted(maps.Keys(s.parts))
+		var err error
+		if acquired, err = h.Acquire(ctx, keys); err != nil {
+			return fmt.Errorf("kafka source %q: %w", s.cfg.Stage, err)
+		}
+	}
+	first := !s.joined
+	s.joined = true
 	req := map[string][]kafka.OffsetRequest{}
 	for k, p := range s.parts {
-		if off, ok := s.resume.Resume(k); ok {
-			p.next = off + 1
-			continue
+		last, have := int64(0), false
+		if off, ok := s.resume.Resume(k); ok && first {
+			last, have = off, true
+		} else if c, ok := committed[k]; ok {
+			last, have = c-1, true
 		}
-		if c, ok := committed[k]; ok {
-			p.next = c
+		if off, ok := acquired[k]; ok && (!have && s.start != "earliest" || have && off < last) {
+			// With nothing committed, only earliest re-reads what an
+			// exactly-once sink already holds (for other sinks' sake);
+			// latest or a time would skip what was read after it.
+			last, have = off, true
+		}
+		if have {
+			p.next = last + 1
+			s.log.Debug("kafka partition positioned", "stage", s.cfg.Stage, "partition", k, "next", p.next)
 			continue
 		}
 		var r kafka.OffsetRequest
@@ -422,6 +469,14 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 		if s.cg != nil {
 			select {
 			case <-s.genDone:
+				// Hand the partitions over: make what was read durable
+				// and commit it under the ending generation, then rejoin.
+				if h, ok := s.resume.(stdlib.Handover); ok {
+					if err := h.Settle(ctx); err != nil {
+						return nil, fmt.Errorf("kafka source %q: settling before rebalance: %w", s.cfg.Stage, err)
+					}
+				}
+				s.release()
 				if err := s.join(ctx); err != nil {
 					return nil, err
 				}
@@ -639,11 +694,25 @@ func (s *source) decode(out []stdlib.Record, p *partState, rp *fetchAPI.Response
 	for _, b := range batches {
 		switch b := b.(type) {
 		case *protocol.ControlBatch:
-			if err := s.skipControl(p, b, abortedPIDs); err != nil {
+			commit, err := s.skipControl(p, b, abortedPIDs)
+			if err != nil {
 				return out, err
+			}
+			if s.open != nil {
+				if commit {
+					out = append(out, s.open[b.ProducerID]...)
+				}
+				delete(s.open, b.ProducerID)
 			}
 			continue
 		case *protocol.RecordBatch:
+			if s.open != nil && b.Attributes.Transactional() {
+				var err error
+				if s.open[b.ProducerID], err = s.decodeBatch(s.open[b.ProducerID], p, b); err != nil {
+					return out, err
+				}
+				continue
+			}
 			if s.iso == kafka.ReadCommitted && b.Attributes.Transactional() {
 				for len(aborted) > 0 && aborted[0].FirstOffset <= b.BaseOffset {
 					abortedPIDs[aborted[0].ProducerID] = true
@@ -666,21 +735,27 @@ func (s *source) decode(out []stdlib.Record, p *partState, rp *fetchAPI.Response
 	return out, nil
 }
 
-func (s *source) skipControl(p *partState, b *protocol.ControlBatch, abortedPIDs map[int64]bool) error {
+// skipControl reads past a control batch and reports whether it held a
+// commit marker.
+func (s *source) skipControl(p *partState, b *protocol.ControlBatch, abortedPIDs map[int64]bool) (commit bool, err error) {
 	for {
 		r, err := b.ReadRecord()
 		if errors.Is(err, io.EOF) {
-			return nil
+			return commit, nil
 		}
 		if err != nil {
-			return fmt.Errorf("kafka source %q: read control batch of %s: %w", s.cfg.Stage, p.key, err)
+			return false, fmt.Errorf("kafka source %q: read control batch of %s: %w", s.cfg.Stage, p.key, err)
 		}
 		if r.Offset >= p.next {
 			p.next = r.Offset + 1
 		}
 		cr, err := protocol.ReadControlRecord(r)
-		if err == nil && cr.Type == 0 { // abort marker
+		switch {
+		case err != nil:
+		case cr.Type == 0: // abort marker
 			delete(abortedPIDs, b.ProducerID)
+		case cr.Type == 1:
+			commit = true
 		}
 	}
 }
@@ -835,7 +910,16 @@ func (s *source) Commit(ctx context.Context, positions []stdlib.Position) error 
 	return fmt.Errorf("kafka source %q: commit group %q offsets: %w", s.cfg.Stage, s.group, err)
 }
 
+// release lets the group rejoin after a generation ended.
+func (s *source) release() {
+	if s.released != nil {
+		close(s.released)
+		s.released = nil
+	}
+}
+
 func (s *source) Close(ctx context.Context) error {
+	s.release()
 	var err error
 	if s.cg != nil {
 		err = s.cg.Close()

@@ -26,11 +26,8 @@ import (
 // PIPE_KILLTEST=1 to run it; PIPE_KILLTEST_RECORDS and PIPE_KILLTEST_KILLS
 // scale it.
 func TestKill(t *testing.T) {
-	if os.Getenv("PIPE_KILLTEST") != "1" {
-		t.Skip("set PIPE_KILLTEST=1 to run the kill test")
-	}
+	n, kills := proctest.KillTest(t, 100000, 20)
 	e := newPG(t)
-	n, kills := proctest.EnvInt("PIPE_KILLTEST_RECORDS", 100000), proctest.EnvInt("PIPE_KILLTEST_KILLS", 20)
 	root := proctest.ModuleRoot(t)
 	dir := t.TempDir()
 	bin := proctest.BuildPipe(t)
