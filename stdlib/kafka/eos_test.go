@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -469,4 +470,138 @@ func TestAcquireFencesOtherProcess(t *testing.T) {
 	}
 	defer closeAll(t, c)
 	acquire(c, 4)
+}
+
+// TestCheckpointCutShortKeepsRecordsWithPositions cuts checkpoints short at
+// random moments, as a crash would while several partition writers commit,
+// and checks after each that a new instance, once it has acquired the
+// partitions, holds each partition's position exactly as far as its records
+// are visible to read_committed readers.
+func TestCheckpointCutShortKeepsRecordsWithPositions(t *testing.T) {
+	brokers := testBroker(t, devbroker.Options{})
+	topic := uniq("cut")
+	newTopic(t, brokers, topic, 4)
+	parts := []string{"src/0", "src/1", "src/2", "src/3"}
+	seen := make([]int64, len(parts)) // records visible per output partition
+	src := openSource(t, config("in", brokers, map[string]any{"topic": topic}), nil)
+	defer closeAll(t, src)
+	rounds := 30
+	if testing.Short() {
+		rounds = 8
+	}
+	var last []int64 // positions held at the start of the previous round
+	partial := 0     // rounds whose checkpoint committed some partitions only
+	for round := range rounds {
+		snk := eosSink(t, brokers, topic, map[string]any{"partitioner": stdlib.Ident("source")})
+		if _, err := snk.Open(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		held, err := snk.(stdlib.Acquirer).Acquire(t.Context(), "in", parts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := make([]int64, len(parts))
+		for _, h := range held {
+			for i, p := range parts {
+				if h.Partition == p {
+					next[i] = h.Offset + 1
+				}
+			}
+		}
+		for _, r := range readFor(t, src, 300*time.Millisecond) {
+			seen[r.Partition]++
+		}
+		for i := range parts {
+			if seen[i] != next[i] {
+				t.Fatalf("round %d: %s is held up to %d, but %d of its records are visible", round, parts[i], next[i]-1, seen[i])
+			}
+		}
+		if last != nil {
+			moved := 0
+			for i := range parts {
+				if next[i] != last[i] {
+					moved++
+				}
+			}
+			if moved > 0 && moved < len(parts) {
+				partial++
+			}
+		}
+		last = next
+		// 50 more records a partition, and a checkpoint cut short.
+		var batch []stdlib.Record
+		var pos []stdlib.Position
+		for i, p := range parts {
+			for j := range int64(50) {
+				batch = append(batch, stdlib.Record{
+					Value: map[string]any{"id": next[i] + j}, Partition: int32(i),
+					Pos: stdlib.Position{Source: "in", Partition: p, Offset: next[i] + j},
+				})
+			}
+			pos = append(pos, stdlib.Position{Source: "in", Partition: p, Offset: next[i] + 49})
+		}
+		if err := snk.Write(t.Context(), batch); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Duration(rand.IntN(8000))*time.Microsecond)
+		snk.Checkpoint(ctx, stdlib.Checkpoint{ID: uint64(round + 1), Positions: pos})
+		cancel()
+		// The instance dies here: the next one fences it.
+	}
+	t.Logf("%d of %d checkpoints were cut short between partitions", partial, rounds-1)
+}
+
+// TestReadCommittedFullResponse: a fetch answer that fills up in the middle
+// of a partition must still come with that partition's aborted
+// transactions (the embedded broker leaves them out when the answer's
+// overall limit cuts a partition short), so the source asks for room for
+// every partition's limit.
+func TestReadCommittedFullResponse(t *testing.T) {
+	brokers := testBroker(t, devbroker.Options{})
+	topic := uniq("full")
+	newTopic(t, brokers, topic, 2)
+	ctx := t.Context()
+	p := txnProducer(t, brokers, uniq("tid"))
+	pad := strings.Repeat("x", 300)
+	batch := func(prefix string, n int) []protocol.Record {
+		var vals []string
+		for i := range n {
+			vals = append(vals, fmt.Sprintf(`{"n":"%s%d","pad":"%s"}`, prefix, i, pad))
+		}
+		return protoRecords(vals...)
+	}
+	if err := p.Produce(ctx, topic, 0, batch("a", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Produce(ctx, topic, 1, batch("b", 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Produce(ctx, topic, 1, batch("aborted", 4)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Abort(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if err := p.Produce(ctx, topic, 1, batch(fmt.Sprintf("c%d-", i), 2)); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := openSource(t, config("in", brokers, map[string]any{"topic": topic, "fetch_max_bytes": int64(2000)}), nil)
+	defer closeAll(t, src)
+	got := append(readN(t, src, 11), readFor(t, src, 300*time.Millisecond)...)
+	for _, v := range values(got, "n") {
+		if strings.HasPrefix(v, "aborted") {
+			t.Fatalf("read_committed read %v: records of an aborted transaction", values(got, "n"))
+		}
+	}
+	if len(got) != 11 {
+		t.Fatalf("read %d records, want 11: %v", len(got), values(got, "n"))
+	}
 }

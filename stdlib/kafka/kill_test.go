@@ -20,7 +20,8 @@ import (
 )
 
 // TestKill runs examples/kafka_to_kafka.pipe under `pipe run` against
-// `pipe broker`, SIGKILLs it at random moments, restarts it, and checks
+// `pipe broker`, SIGKILLs it at random moments (some runs paused with
+// SIGSTOP past the group's session timeout first), restarts it, and checks
 // with a read_committed consumer that every expected record arrived exactly
 // once (at_least_once: at least once). Set PIPE_KILLTEST=1 to run it;
 // PIPE_KILLTEST_RECORDS and PIPE_KILLTEST_KILLS scale it.
@@ -43,6 +44,14 @@ func TestKill(t *testing.T) {
 			for i := range kills {
 				cmd := h.start(t, file, env, state, delivery+": ")
 				time.Sleep(time.Duration(1000+rand.IntN(3000)) * time.Millisecond)
+				if rand.IntN(4) == 0 {
+					// Paused past its session timeout, the member is
+					// evicted: on waking it settles and acquires again.
+					cmd.Process.Signal(syscall.SIGSTOP)
+					time.Sleep(1500 * time.Millisecond)
+					cmd.Process.Signal(syscall.SIGCONT)
+					time.Sleep(time.Duration(500+rand.IntN(1500)) * time.Millisecond)
+				}
 				cmd.Process.Signal(syscall.SIGKILL)
 				cmd.Wait()
 				t.Logf("kill %d: input log end %d, output log end %d", i+1, logEnd(t, h.brokers, in), logEnd(t, h.brokers, out))

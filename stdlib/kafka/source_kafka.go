@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"os"
 	"slices"
 	"sort"
@@ -43,7 +44,7 @@ var SourceSpec = &stdlib.Spec{
 		stdlib.Param{Name: "key_format", Type: stdlib.Enum("json", "string", "bytes"), Default: stdlib.Ident("string"), Doc: "key format"},
 		stdlib.Param{Name: "isolation", Type: stdlib.Enum("read_committed", "read_uncommitted"), Default: stdlib.Ident("read_committed"),
 			Doc: "read_committed skips records of aborted transactions"},
-		stdlib.Param{Name: "fetch_max_bytes", Type: stdlib.Size, Default: int64(1 << 20), Doc: "largest fetch response (larger answers cost more copying than they save)"},
+		stdlib.Param{Name: "fetch_max_bytes", Type: stdlib.Size, Default: int64(1 << 20), Doc: "largest fetch answer per partition (larger answers cost more copying than they save)"},
 		stdlib.Param{Name: "max_wait", Type: stdlib.Duration, Default: 250 * time.Millisecond, Doc: "longest a fetch waits for data"},
 		stdlib.Param{Name: "session_timeout", Type: stdlib.Duration, Default: 10 * time.Second, Doc: "group session timeout"},
 		stdlib.Param{Name: "heartbeat_interval", Type: stdlib.Duration, Default: 3 * time.Second, Doc: "group heartbeat interval"},
@@ -548,11 +549,16 @@ func (s *source) fetchFrom(ctx context.Context, ps []*partState) ([]stdlib.Recor
 		}
 		wait = min(wait, left)
 	}
+	// Room for every partition's limit: an answer cut short by its
+	// overall limit in the middle of a partition comes without that
+	// partition's aborted transactions from the development broker, and
+	// read_committed would then return aborted records.
+	total := min(int64(s.maxBytes)*int64(len(ps)), math.MaxInt32)
 	req := &fetchAPI.Request{
 		ReplicaID:      -1,
 		MaxWaitTime:    int32(wait / time.Millisecond),
 		MinBytes:       1,
-		MaxBytes:       s.maxBytes,
+		MaxBytes:       int32(total),
 		IsolationLevel: int8(s.iso),
 		SessionID:      -1,
 		SessionEpoch:   -1,
