@@ -1,7 +1,8 @@
 // Package killtest is the crash test of exactly-once delivery: it runs
-// examples/bench/file_map_file.pipe, SIGKILLs `pipe run` at random moments
-// many times, restarts it each time with the same state directory, and
-// checks that the output equals the expected output exactly: nothing
+// examples/bench/file_map_file.pipe (its source following the input file,
+// which the test appends to meanwhile), SIGKILLs `pipe run` at random
+// moments many times, restarts it each time with the same state directory,
+// and checks that the output equals the expected output exactly: nothing
 // missing, nothing doubled, in order.
 //
 // It builds the binary and takes tens of seconds, so it runs only with
@@ -19,10 +20,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -38,22 +41,27 @@ func TestKill(t *testing.T) {
 	dir := t.TempDir()
 	bin := proctest.BuildPipe(t)
 
-	in := filepath.Join(dir, "in.jsonl")
-	f, err := os.Create(in)
-	if err != nil {
+	// The input is generated up front, for the expected output, and fed
+	// to the input file in chunks while pipe run is killed and restarted:
+	// the source follows the file, so every kill lands while records are
+	// in flight, however fast the pipeline is.
+	var input bytes.Buffer
+	if err := gen.Write(&input, records, 7); err != nil {
 		t.Fatal(err)
 	}
-	if err := gen.Write(f, records, 7); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	want := expected(t, in)
+	want := expected(t, bytes.NewReader(input.Bytes()))
 	t.Logf("%d input records, %d expected output records", records, len(want))
+	in := filepath.Join(dir, "in.jsonl")
+	if err := os.WriteFile(in, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pipeline := followed(t, root, dir)
+	fed := make(chan error, 1)
+	go func() { fed <- feed(in, input.Bytes(), 4*wantKills, time.Duration(wantKills)*600*time.Millisecond) }()
 
 	out := filepath.Join(dir, "out", "out.jsonl")
 	state := filepath.Join(dir, "state")
-	pipeline := filepath.Join(root, "examples", "bench", "file_map_file.pipe")
-	start := func() (*osexec.Cmd, *bytes.Buffer) {
+	start := func() (*osexec.Cmd, *bytes.Buffer, chan error) {
 		cmd := osexec.Command(bin, "run", pipeline, "--state-dir", state)
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "PIPE_IN="+in, "PIPE_OUT="+out)
@@ -62,98 +70,106 @@ func TestKill(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		return cmd, &logs
-	}
-
-	// A first uninterrupted run elsewhere times the pipeline. Kills come
-	// within a fifth of that after a start, so that most land while the
-	// pipeline works and the output grows by a few checkpoints (200ms
-	// apart) between them.
-	full := timeRun(t, bin, pipeline, dir, in)
-	t.Logf("an uninterrupted run takes %v", full)
-	window := max(full/5, 300*time.Millisecond)
-
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-	kills, progress := 0, 0
-	prev := 0
-	for attempt := 0; kills < wantKills; attempt++ {
-		if attempt > 10*wantKills {
-			t.Fatalf("only %d of %d runs could be killed before finishing: use more records (PIPE_KILLTEST_RECORDS)", kills, wantKills)
-		}
-		cmd, logs := start()
-		delay := time.Duration(rng.Int64N(int64(window)))
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
+		return cmd, &logs, done
+	}
+
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	progress, prev := 0, 0
+	for kill := range wantKills {
+		cmd, logs, done := start()
 		select {
 		case err := <-done:
-			if err != nil {
-				t.Fatalf("run %d failed on its own: %v\n%s", attempt, err, logs)
-			}
-			// It finished before the kill; later runs find little or
-			// nothing left, so kill them sooner.
-			window = max(window/2, 20*time.Millisecond)
-			continue
-		case <-time.After(delay):
+			t.Fatalf("run %d ended on its own (a followed source never ends): %v\n%s", kill, err, logs)
+		case <-time.After(time.Duration(200+rng.IntN(700)) * time.Millisecond):
 		}
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		err := <-done
 		var ee *osexec.ExitError
-		if errors.As(err, &ee) && ee.ProcessState.Sys().(syscall.WaitStatus).Signal() == syscall.SIGKILL {
-			kills++
-		} else if err != nil {
-			t.Fatalf("run %d: %v\n%s", attempt, err, logs)
+		if !errors.As(err, &ee) || ee.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("run %d: %v\n%s", kill, err, logs)
 		}
 		if n := countLines(out); n > prev {
 			progress++
 			prev = n
 		}
 	}
-	t.Logf("%d kills, output grew after %d of them", kills, progress)
-
-	// The last run goes to the end.
-	cmd, logs := start()
-	finished := make(chan error, 1)
-	go func() { finished <- cmd.Wait() }()
-	select {
-	case err := <-finished:
-		if err != nil {
-			t.Fatalf("final run: %v\n%s", err, logs)
-		}
-	case <-time.After(5*full + time.Minute):
-		cmd.Process.Kill()
-		t.Fatalf("final run did not end\n%s", logs)
+	if err := <-fed; err != nil {
+		t.Fatal(err)
 	}
+	t.Logf("%d kills, output grew after %d of them (%d of %d records then)", wantKills, progress, prev, len(want))
 
+	// The last run catches up with the whole input, then stops cleanly.
+	cmd, logs, done := start()
+	deadline := time.Now().Add(2 * time.Minute)
+	for countLines(out) < len(want) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("final run wrote %d of %d records in 2 minutes\n%s", countLines(out), len(want), logs)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("final run ended early: %v\n%s", err, logs)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-done; err != nil {
+		t.Fatalf("final run: %v\n%s", err, logs)
+	}
 	got := readCanonical(t, out)
 	compare(t, got, want)
 }
 
-// timeRun runs the pipeline once to the end in a scratch directory and
-// checks its output too.
-func timeRun(t *testing.T, bin, pipeline, dir, in string) time.Duration {
-	scratch := filepath.Join(dir, "scratch")
-	out := filepath.Join(scratch, "out.jsonl")
-	cmd := osexec.Command(bin, "run", pipeline, "--state-dir", filepath.Join(scratch, "state"))
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "PIPE_IN="+in, "PIPE_OUT="+out)
-	start := time.Now()
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("uninterrupted run: %v\n%s", err, b)
-	}
-	return time.Since(start)
-}
-
-// expected computes the output from the input with encoding/json.
-func expected(t *testing.T, in string) []string {
-	f, err := os.Open(in)
+// followed writes examples/bench/file_map_file.pipe with its source
+// following the input file and returns the copy's path.
+func followed(t *testing.T, root, dir string) string {
+	src, err := os.ReadFile(filepath.Join(root, "examples", "bench", "file_map_file.pipe"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	text := strings.Replace(string(src), "  format = json\n}", "  format = json\n  follow = true\n  poll   = 20ms\n}", 1)
+	if text == string(src) {
+		t.Fatal("file_map_file.pipe: source block not found")
+	}
+	path := filepath.Join(dir, "file_map_file.pipe")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// feed appends data to path in n chunks of whole lines, spread over d.
+func feed(path string, data []byte, n int, d time.Duration) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
 	defer f.Close()
+	size := len(data)/n + 1
+	for len(data) > 0 {
+		end := min(size, len(data))
+		if i := bytes.IndexByte(data[end-1:], '\n'); i >= 0 {
+			end += i
+		} else {
+			end = len(data)
+		}
+		if _, err := f.Write(data[:end]); err != nil {
+			return err
+		}
+		data = data[end:]
+		time.Sleep(d / time.Duration(n))
+	}
+	return nil
+}
+
+// expected computes the output from the input with encoding/json.
+func expected(t *testing.T, in io.Reader) []string {
 	var out []string
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(in)
 	for sc.Scan() {
 		var m map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
