@@ -554,8 +554,9 @@ func TestCheckpointCutShortKeepsRecordsWithPositions(t *testing.T) {
 // TestReadCommittedFullResponse: a fetch answer that fills up in the middle
 // of a partition must still come with that partition's aborted
 // transactions (the embedded broker leaves them out when the answer's
-// overall limit cuts a partition short), so the source asks for room for
-// every partition's limit.
+// overall limit cuts a partition short, and counts against that limit
+// the batch it left out of each earlier full partition), so the source
+// asks for room for every partition's limit and a batch more.
 func TestReadCommittedFullResponse(t *testing.T) {
 	brokers := testBroker(t, devbroker.Options{})
 	topic := uniq("full")
@@ -570,16 +571,20 @@ func TestReadCommittedFullResponse(t *testing.T) {
 		}
 		return protoRecords(vals...)
 	}
-	if err := p.Produce(ctx, topic, 0, batch("a", 1)); err != nil {
-		t.Fatal(err)
+	// Partition 0 holds more than one fetch's worth, in small batches:
+	// the broker counts the batch it leaves out against the whole answer.
+	for i := range 8 {
+		if err := p.Produce(ctx, topic, 0, batch(fmt.Sprintf("a%d-", i), 1)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := p.Produce(ctx, topic, 1, batch("b", 2)); err != nil {
+	if err := p.Produce(ctx, topic, 1, batch("b", 1)); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Produce(ctx, topic, 1, batch("aborted", 4)); err != nil {
+	if err := p.Produce(ctx, topic, 1, batch("aborted", 2)); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Abort(ctx); err != nil {
@@ -595,13 +600,13 @@ func TestReadCommittedFullResponse(t *testing.T) {
 	}
 	src := openSource(t, config("in", brokers, map[string]any{"topic": topic, "fetch_max_bytes": int64(2000)}), nil)
 	defer closeAll(t, src)
-	got := append(readN(t, src, 11), readFor(t, src, 300*time.Millisecond)...)
+	got := append(readN(t, src, 17), readFor(t, src, 300*time.Millisecond)...)
 	for _, v := range values(got, "n") {
 		if strings.HasPrefix(v, "aborted") {
 			t.Fatalf("read_committed read %v: records of an aborted transaction", values(got, "n"))
 		}
 	}
-	if len(got) != 11 {
-		t.Fatalf("read %d records, want 11: %v", len(got), values(got, "n"))
+	if len(got) != 17 {
+		t.Fatalf("read %d records, want 17: %v", len(got), values(got, "n"))
 	}
 }

@@ -65,6 +65,14 @@ func TestKill(t *testing.T) {
 			cmd.Wait()
 			checkEvents(t, delivery, n, want, got, func(topic string, partition int, from, to int64) {
 				dumpLog(t, h.brokers, topic, partition, from, to)
+				again := readOutput(t, h.brokers, out, len(want), time.Minute)
+				ids := make([]int64, 0, len(again))
+				for _, r := range again {
+					id, _ := r.Value.(map[string]any)["id"].(int64)
+					ids = append(ids, id)
+				}
+				_, doubled, _ := tally(want, ids)
+				t.Logf("a second read_committed pass reads %d records, %d doubled", len(again), doubled)
 			})
 		})
 	}

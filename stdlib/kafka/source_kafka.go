@@ -549,11 +549,13 @@ func (s *source) fetchFrom(ctx context.Context, ps []*partState) ([]stdlib.Recor
 		}
 		wait = min(wait, left)
 	}
-	// Room for every partition's limit: an answer cut short by its
-	// overall limit in the middle of a partition comes without that
+	// Room for every partition's limit and then some: an answer cut short
+	// by its overall limit in the middle of a partition comes without that
 	// partition's aborted transactions from the development broker, and
-	// read_committed would then return aborted records.
-	total := min(int64(s.maxBytes)*int64(len(ps)), math.MaxInt32)
+	// read_committed would then return aborted records. That broker also
+	// counts against the overall limit the batch it leaves out of each
+	// full partition (up to a message's largest size, 1 MiB by default).
+	total := min(int64(len(ps))*(int64(s.maxBytes)+maxBatch), math.MaxInt32)
 	req := &fetchAPI.Request{
 		ReplicaID:      -1,
 		MaxWaitTime:    int32(wait / time.Millisecond),
@@ -813,6 +815,10 @@ func (s *source) decodeBatch(out []stdlib.Record, p *partState, b protocol.Recor
 		out = append(out, rec)
 	}
 }
+
+// maxBatch is the size of the largest record batch a broker accepts by
+// default (message.max.bytes).
+const maxBatch = 1 << 20
 
 // arenaSize is the size of the buffers that raw values are copied into:
 // one allocation for many records instead of one for each.
