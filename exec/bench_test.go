@@ -187,25 +187,18 @@ func newEvent(id int64, user string, amount float64, ts time.Time) map[string]an
 // BenchmarkMapRecord measures one map stage evaluation (customer := user,
 // region := "EU", drop user) on the benchmark record.
 func BenchmarkMapRecord(b *testing.B) {
-	st := stage("m", "transform", "map", 1, withExprs(plan.AssignExpr, "customer", "user", "region", `"EU"`),
-		func(s *plan.Stage) { s.Drop = []string{"user"} })
-	r := &run{cfg: Config{Now: time.Now}}
-	t, err := newTransformTask(r, &stageRT{st: st}, 0, stdlib.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	rec := stdlib.Record{Value: newEvent(1, "u1", 79.19, time.Now())}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, _, _, err := t.compute(&rec); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchCompute(b, stage("m", "transform", "map", 1, withExprs(plan.AssignExpr, "customer", "user", "region", `"EU"`),
+		func(s *plan.Stage) { s.Drop = []string{"user"} }))
 }
 
 // BenchmarkFilterRecord measures one filter evaluation (amount > 50).
 func BenchmarkFilterRecord(b *testing.B) {
-	st := stage("f", "transform", "filter", 1, withExprs(plan.WhereExpr, "", "amount > 50"))
+	benchCompute(b, stage("f", "transform", "filter", 1, withExprs(plan.WhereExpr, "", "amount > 50")))
+}
+
+// benchCompute measures one evaluation of a built-in transform stage on
+// the benchmark record.
+func benchCompute(b *testing.B, st *plan.Stage) {
 	r := &run{cfg: Config{Now: time.Now}}
 	t, err := newTransformTask(r, &stageRT{st: st}, 0, stdlib.Config{})
 	if err != nil {

@@ -420,11 +420,7 @@ func TestAcquireFencesOtherProcess(t *testing.T) {
 		return stdlib.Checkpoint{ID: id, Positions: []stdlib.Position{{Source: "in", Partition: "src/0", Offset: off}}}
 	}
 
-	a := eosSink(t, brokers, topic, nil)
-	if _, err := a.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer closeAll(t, a)
+	a := openedEOSSink(t, brokers, topic)
 	acquire(a, -1)
 	if err := a.Write(ctx, from(records(3, "a"), "src/0", 0)); err != nil {
 		t.Fatal(err)
@@ -442,11 +438,7 @@ func TestAcquireFencesOtherProcess(t *testing.T) {
 	}
 
 	// Another process takes src/0 over while a's transaction is open.
-	b := eosSink(t, brokers, topic, nil)
-	if _, err := b.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer closeAll(t, b)
+	b := openedEOSSink(t, brokers, topic)
 	acquire(b, 2)
 	err := a.Checkpoint(ctx, cp(2, 4))
 	if !errors.Is(err, txn.ErrFenced) || !strings.Contains(err.Error(), "src/0") {
@@ -464,12 +456,18 @@ func TestAcquireFencesOtherProcess(t *testing.T) {
 	if want := "a0,a1,a2,c0,c1"; strings.Join(values(got, "name"), ",") != want {
 		t.Fatalf("read %v, want %s", values(got, "name"), want)
 	}
-	c := eosSink(t, brokers, topic, nil)
-	if _, err := c.Open(ctx); err != nil {
+	acquire(openedEOSSink(t, brokers, topic), 4)
+}
+
+// openedEOSSink opens an exactly-once sink that the test closes at its end.
+func openedEOSSink(t *testing.T, brokers, topic string) stdlib.Sink {
+	t.Helper()
+	snk := eosSink(t, brokers, topic, nil)
+	if _, err := snk.Open(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	defer closeAll(t, c)
-	acquire(c, 4)
+	t.Cleanup(func() { closeAll(t, snk) })
+	return snk
 }
 
 // TestCheckpointCutShortKeepsRecordsWithPositions cuts checkpoints short at
