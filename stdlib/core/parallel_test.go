@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -12,8 +13,8 @@ import (
 	"pipe.dev/pipe/stdlib/codec"
 )
 
-// TestGenerateBatchParts checks that a batch built in parallel parts holds
-// the records a batch of one part holds.
+// TestGenerateBatchParts checks that records do not depend on the batch
+// size, nor on which of the workers building batches ahead built them.
 func TestGenerateBatchParts(t *testing.T) {
 	fields := benchTemplate()
 	fields["name"] = &stdlib.Call{Name: "format", Args: map[string]any{"0": "u%d-%s", "1": &stdlib.Call{Name: "random_int", Args: map[string]any{"0": int64(1), "1": int64(1000)}}, "2": &stdlib.Call{Name: "pick", Args: map[string]any{"0": []any{"a", "b"}}}}}
@@ -32,6 +33,60 @@ func TestGenerateBatchParts(t *testing.T) {
 		if !reflect.DeepEqual(whole[i].Value, small[i].Value) || whole[i].Pos != small[i].Pos {
 			t.Fatalf("record %d: %v at %v in batches of 2048, %v at %v in batches of 100", i, whole[i].Value, whole[i].Pos, small[i].Value, small[i].Pos)
 		}
+	}
+}
+
+// TestGenerateWorkersStop checks that the workers building batches ahead
+// of an endless generate stop at Close, and that a generate resumed after
+// record k goes on from k+1 whatever was built ahead before.
+func TestGenerateWorkersStop(t *testing.T) {
+	before := runtime.NumGoroutine()
+	attrs := map[string]any{"fields": benchTemplate(), "batch": int64(100), "seed": int64(3)}
+	g, err := newGenerate(config("gen", attrs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := g.Open(ctx, stdlib.ResumeMap{}); err != nil {
+		t.Fatal(err)
+	}
+	var first []stdlib.Record
+	for range 3 {
+		b, err := g.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first = append(first, b...)
+	}
+	if runtime.NumGoroutine() <= before {
+		t.Fatalf("%d goroutines while reading, %d before: no workers", runtime.NumGoroutine(), before)
+	}
+	if err := g.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Fatalf("%d goroutines after Close, %d before", n, before)
+	}
+	for i, r := range first {
+		if r.Pos.Offset != int64(i) {
+			t.Fatalf("record %d has offset %d", i, r.Pos.Offset)
+		}
+	}
+
+	g2, err := newGenerate(config("gen", attrs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g2.Open(ctx, stdlib.ResumeMap{"gen/0": 149}); err != nil {
+		t.Fatal(err)
+	}
+	defer g2.Close(ctx)
+	b, err := g2.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[0].Pos.Offset != 150 || !reflect.DeepEqual(b[0].Value, first[150].Value) || !reflect.DeepEqual(b[99].Value, first[249].Value) {
+		t.Fatalf("resumed after 149: first record %v at %d, want %v at 150", b[0].Value, b[0].Pos.Offset, first[150].Value)
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"pipe.dev/pipe/lang/types"
@@ -414,22 +413,39 @@ func generateCheck(attrs map[string]any) []stdlib.AttrError {
 // generate is one task of a generate stage. Task t of T produces the
 // records numbered t, t+T, t+2T, ...; its partition is "gen/<t>" and the
 // offset of its k-th record is k.
+//
+// Without a rate, worker goroutines build the next batches while the
+// executor works on the current one (a record's values depend only on its
+// number, so batches are independent); Read hands them out in order.
 type generate struct {
 	stage     string
-	arenas    []codec.Arena // one per part of a batch built in parallel
+	arena     codec.Arena // the reading goroutine's, with a rate
 	recycler  *stdlib.Recycler
 	partition string
 	names     []string
 	gens      []genFunc
 	task      uint64
 	tasks     uint64
-	local     uint64 // next local sequence number
+	local     uint64 // next local sequence number to hand out
 	end       uint64 // local records to produce; 0 = no end
 	bounded   bool
 	batch     int
 	rate      float64 // records per second for this task
 	started   time.Time
 	startSeq  uint64
+
+	workers int
+	jobs    chan *genJob   // to the workers; nil until the first Read
+	ahead   []*genJob      // batches handed to the workers, in order
+	next    uint64         // local sequence number of the next batch to hand out
+	wg      sync.WaitGroup // the workers
+}
+
+// genJob is a batch of records a worker builds from local number seq on.
+type genJob struct {
+	batch []stdlib.Record
+	seq   uint64
+	done  chan struct{}
 }
 
 func newGenerate(cfg stdlib.Config) (*generate, error) {
@@ -474,7 +490,7 @@ func newGenerate(cfg stdlib.Config) (*generate, error) {
 	for _, gen := range gens {
 		g.gens = append(g.gens, gen.fn)
 	}
-	g.arenas = make([]codec.Arena, genParts(batch))
+	g.workers = genWorkers()
 	if count > 0 {
 		g.bounded = true
 		g.end = uint64(count) / g.tasks
@@ -493,7 +509,7 @@ func (g *generate) Open(ctx context.Context, resume stdlib.Resumer) error {
 	if off, ok := resume.Resume(g.partition); ok {
 		g.local = uint64(off) + 1
 	}
-	g.started, g.startSeq = time.Now(), g.local
+	g.started, g.startSeq, g.next = time.Now(), g.local, g.local
 	return nil
 }
 
@@ -502,6 +518,9 @@ func (g *generate) Read(ctx context.Context) ([]stdlib.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if g.rate == 0 {
+		return g.readAhead(ctx)
+	}
 	n := uint64(g.batch)
 	if g.bounded {
 		if g.local >= g.end {
@@ -509,57 +528,72 @@ func (g *generate) Read(ctx context.Context) ([]stdlib.Record, error) {
 		}
 		n = min(n, g.end-g.local)
 	}
-	if g.rate > 0 {
-		// Wait until the first record of this batch is due, and emit no
-		// more than are due within a tenth of a second.
-		n = min(n, uint64(max(1, g.rate/10)))
-		due := g.started.Add(time.Duration(float64(g.local-g.startSeq) / g.rate * float64(time.Second)))
-		if d := time.Until(due); d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil, ctx.Err()
-			case <-t.C:
-			}
+	// Wait until the first record of this batch is due, and emit no
+	// more than are due within a tenth of a second.
+	n = min(n, uint64(max(1, g.rate/10)))
+	due := g.started.Add(time.Duration(float64(g.local-g.startSeq) / g.rate * float64(time.Second)))
+	if d := time.Until(due); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
 		}
 	}
 	batch := g.recycler.Batch(int(n))
-	if parts := min(len(g.arenas), len(batch)/minGenPart); parts <= 1 {
-		g.fill(batch, g.local, &g.arenas[0])
-	} else {
-		// Goroutines take chunks of records in turn, so that one that
-		// gets less of a core still finishes with the others.
-		chunks := (len(batch) + genChunk - 1) / genChunk
-		var next atomic.Int64
-		work := func(a *codec.Arena) {
-			for k := int(next.Add(1) - 1); k < chunks; k = int(next.Add(1) - 1) {
-				lo, hi := k*genChunk, min((k+1)*genChunk, len(batch))
-				g.fill(batch[lo:hi], g.local+uint64(lo), a)
-			}
-		}
-		var wg sync.WaitGroup
-		for p := 1; p < parts; p++ {
-			wg.Go(func() { work(&g.arenas[p]) })
-		}
-		work(&g.arenas[0])
-		wg.Wait()
-	}
+	g.fill(batch, g.local, &g.arena)
 	g.local += n
 	return batch, nil
 }
 
-// minGenPart is the fewest records per goroutine worth building a batch
-// in parallel for; goroutines take genChunk records at a time.
-const (
-	minGenPart = 256
-	genChunk   = 64
-)
+// readAhead keeps genAhead batches per worker handed out to the workers
+// and returns the first once it is built.
+func (g *generate) readAhead(ctx context.Context) ([]stdlib.Record, error) {
+	if g.jobs == nil {
+		g.jobs = make(chan *genJob, genAhead*g.workers)
+		for range g.workers {
+			g.wg.Go(func() {
+				var a codec.Arena
+				for j := range g.jobs {
+					g.fill(j.batch, j.seq, &a)
+					close(j.done)
+				}
+			})
+		}
+	}
+	for len(g.ahead) < cap(g.jobs) && (!g.bounded || g.next < g.end) {
+		n := uint64(g.batch)
+		if g.bounded {
+			n = min(n, g.end-g.next)
+		}
+		j := &genJob{batch: g.recycler.Batch(int(n)), seq: g.next, done: make(chan struct{})}
+		g.next += n
+		g.jobs <- j // never blocks: the channel holds as many as ahead may
+		g.ahead = append(g.ahead, j)
+	}
+	if len(g.ahead) == 0 {
+		return nil, stdlib.ErrEndOfInput
+	}
+	j := g.ahead[0]
+	select {
+	case <-j.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	g.ahead[0] = nil
+	g.ahead = append(g.ahead[:0], g.ahead[1:]...)
+	g.local = j.seq + uint64(len(j.batch))
+	return j.batch, nil
+}
 
-// genParts is how many goroutines build a batch of size records: a
-// record's values depend only on its number, so parts are independent.
-func genParts(size int) int {
-	return max(1, min(runtime.GOMAXPROCS(0), 4, size/minGenPart))
+// genAhead is how many batches per worker are built ahead of Read.
+const genAhead = 2
+
+// genWorkers is how many goroutines build batches ahead: one per P, up
+// to 4.
+func genWorkers() int {
+	return max(1, min(runtime.GOMAXPROCS(0), 4))
 }
 
 // fill builds the records numbered from local seq (of this task) on.
@@ -582,5 +616,12 @@ func (g *generate) fill(batch []stdlib.Record, seq uint64, a *codec.Arena) {
 // Commit implements stdlib.Source; generated records need no commit.
 func (g *generate) Commit(context.Context, []stdlib.Position) error { return nil }
 
-// Close implements stdlib.Source.
-func (g *generate) Close(context.Context) error { return nil }
+// Close implements stdlib.Source: it stops the workers.
+func (g *generate) Close(context.Context) error {
+	if g.jobs != nil {
+		close(g.jobs)
+		g.wg.Wait()
+		g.jobs, g.ahead = nil, nil
+	}
+	return nil
+}
