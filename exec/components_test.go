@@ -17,7 +17,7 @@ import (
 // memSource emits count records per partition: {"id", "part", "amount",
 // "user"}, offsets 0..count-1. attrs: partitions, count, batch, bad (every
 // bad-th offset is malformed), endless (ignore count), delay (per Read),
-// idle (Read blocks until cancelled).
+// idle (Read blocks until cancelled), rows (emit stdlib.Row values).
 type memSource struct {
 	cfg     stdlib.Config
 	parts   []string
@@ -87,9 +87,17 @@ func (s *memSource) Read(ctx context.Context) ([]stdlib.Record, error) {
 				r.Raw = []byte(fmt.Sprintf("{bad %d", off))
 				r.Err = errors.New("unexpected end of JSON input")
 			} else {
-				r.Value = map[string]any{
+				m := map[string]any{
 					"id": off, "part": p, "amount": float64(off%100) + 0.5,
 					"user": fmt.Sprintf("u%d", off), "nested": map[string]any{"a": int64(1)},
+				}
+				r.Value = m
+				if s.cfg.Rows && s.cfg.Bool("rows") {
+					row := stdlib.NewRow(memShape)
+					for i, name := range memShape.Names() {
+						row.Vals()[i] = m[name]
+					}
+					r.Value = row
 				}
 			}
 			out = append(out, r)
@@ -100,6 +108,9 @@ func (s *memSource) Read(ctx context.Context) ([]stdlib.Record, error) {
 	}
 	return nil, stdlib.ErrEndOfInput
 }
+
+// memShape is the shape of memSource's rows (attribute rows).
+var memShape = stdlib.NewShape("amount", "id", "nested", "part", "user")
 
 func (s *memSource) Commit(ctx context.Context, pos []stdlib.Position) error {
 	s.env.mu.Lock()
@@ -236,6 +247,9 @@ func newTestEnv(t *testing.T) *testEnv {
 			return &memSource{cfg: cfg, env: env}, nil
 		}},
 		&stdlib.Spec{Kind: stdlib.SinkKind, Name: "memsink", NewSink: func(cfg stdlib.Config) (stdlib.Sink, error) {
+			return &memSink{cfg: cfg, st: env.sink(cfg.Stage)}, nil
+		}},
+		&stdlib.Spec{Kind: stdlib.SinkKind, Name: "memrows", ReadsRows: true, NewSink: func(cfg stdlib.Config) (stdlib.Sink, error) {
 			return &memSink{cfg: cfg, st: env.sink(cfg.Stage)}, nil
 		}},
 		&stdlib.Spec{Kind: stdlib.TransformKind, Name: "upper", NewTransform: func(cfg stdlib.Config) (stdlib.Transform, error) {

@@ -151,9 +151,16 @@ func (p *program) plain(v any) bool {
 // test evaluates a boolean program (where, case).
 func (p *program) test(m *vm.VM, r *stdlib.Record) (bool, error) {
 	if p.fast == comparePath {
-		if in, ok := r.Value.(map[string]any); ok {
+		switch in := r.Value.(type) {
+		case map[string]any:
 			if res, ok := p.compare(in[p.field]); ok {
 				return res, nil
+			}
+		case *stdlib.Row:
+			if v, ok := in.Get(p.field); ok {
+				if res, ok := p.compare(v); ok {
+					return res, nil
+				}
 			}
 		}
 	}
@@ -185,14 +192,38 @@ func (p *program) value(m *vm.VM, r *stdlib.Record, in map[string]any) (any, err
 	return p.eval(m, r)
 }
 
+// rowValue is value for a row by p's fast path alone: ok is false when
+// the program must run.
+func (p *program) rowValue(row *stdlib.Row) (any, bool) {
+	switch p.fast {
+	case constPath:
+		return p.konst, true
+	case fieldPath:
+		if v, ok := row.Get(p.field); ok && p.plain(v) {
+			return v, true
+		}
+	case comparePath:
+		if v, ok := row.Get(p.field); ok {
+			if res, ok := p.compare(v); ok {
+				return res, true
+			}
+		}
+	}
+	return nil, false
+}
+
 // eval runs p against a record's value. A record value that is not a map is
-// seen as {value: v}. When the expression reads meta, it sees a shallow
+// seen as {value: v}, a Row as its map. When the expression reads meta, it sees a shallow
 // copy of the record with meta added (the record itself may be shared with
 // other stages' tasks and is never written to).
 func (p *program) eval(m *vm.VM, r *stdlib.Record) (any, error) {
 	env, ok := r.Value.(map[string]any)
 	if !ok {
-		env = map[string]any{"value": r.Value}
+		if row, isRow := r.Value.(*stdlib.Row); isRow {
+			env = row.Map()
+		} else {
+			env = map[string]any{"value": r.Value}
+		}
 	}
 	if p.prog.UsesMeta() {
 		c := make(map[string]any, len(env)+1)

@@ -29,7 +29,7 @@ func (e *StageError) Unwrap() error { return e.Err }
 //	 "stage": name, "at": "file:line", "error": message,
 //	 "source": {"source", "partition", "offset"}, "time": RFC 3339}
 func Envelope(rec *stdlib.Record, stage, at string, err error, now time.Time) map[string]any {
-	var orig any = rec.Value
+	orig := stdlib.Materialize(rec.Value)
 	if orig == nil && rec.Raw != nil {
 		orig = string(rec.Raw)
 	}

@@ -229,6 +229,8 @@ func (rt *router) control(ctx context.Context, m message) error {
 // deepCopy copies maps and lists of a record value.
 func deepCopy(v any) any {
 	switch v := v.(type) {
+	case *stdlib.Row:
+		return deepCopy(v.Map())
 	case map[string]any:
 		m := make(map[string]any, len(v))
 		for k, x := range v {

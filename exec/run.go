@@ -199,6 +199,7 @@ func (r *run) open(ctx context.Context) ([]*transformTask, error) {
 				Task: i, Tasks: s.st.Tasks, StateDir: r.cfg.StateDir,
 				Logger:   r.cfg.Logger.With("stage", s.st.Name, "task", i),
 				Recycler: r.recycler,
+				Rows:     s.isSource(), // stages materialize rows on entry
 			}
 			switch {
 			case s.isSource():

@@ -70,6 +70,9 @@ func (t *sinkTask) run(ctx context.Context) (err error) {
 
 func (t *sinkTask) batch(ctx context.Context, b []stdlib.Record) error {
 	t.s.in.Add(int64(len(b)))
+	if !t.s.spec.ReadsRows || len(t.attrs) > 0 { // the sink, or its := attributes, read maps
+		stdlib.MaterializeBatch(b)
+	}
 	t.mu.Lock()
 	if len(t.held) > 0 {
 		n := 0

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/expr-lang/expr/vm"
@@ -38,6 +39,21 @@ type transformTask struct {
 	inPlace bool
 	keepSet map[string]bool
 	vals    []any
+
+	// rows: the stage works on stdlib.Row values as they are (a filter
+	// or an in-place map whose expressions all have fast paths); other
+	// stages materialize them on entry.
+	rows  bool
+	plan  rowPlan
+	rowIn []any // a row's input values while it is reshaped
+}
+
+// rowPlan is how a map stage reshapes rows of shape in: output field k
+// takes input value from[k], or for from[k] < 0 the value of assignment
+// -1-from[k].
+type rowPlan struct {
+	in, out *stdlib.Shape
+	from    []int
 }
 
 func newTransformTask(r *run, s *stageRT, task int, cfg stdlib.Config) (*transformTask, error) {
@@ -49,6 +65,10 @@ func newTransformTask(r *run, s *stageRT, task int, cfg stdlib.Config) (*transfo
 	switch s.st.Component {
 	case "filter":
 		t.where = progs[plan.WhereExpr]
+		t.rows = true
+		for _, p := range t.where {
+			t.rows = t.rows && p.fast == comparePath
+		}
 	case "map":
 		t.assign = progs[plan.AssignExpr]
 		for _, k := range s.st.Keep {
@@ -69,6 +89,10 @@ func newTransformTask(r *run, s *stageRT, task int, cfg stdlib.Config) (*transfo
 			for _, k := range t.keep {
 				t.keepSet[k[0]] = true
 			}
+		}
+		t.rows = t.inPlace
+		for _, p := range t.assign {
+			t.rows = t.rows && p.fast != slowPath
 		}
 	case "route":
 		t.cases = progs[plan.CaseExpr]
@@ -139,6 +163,9 @@ func (t *transformTask) recoverPanic(err *error) {
 
 func (t *transformTask) batch(ctx context.Context, b []stdlib.Record) error {
 	t.s.in.Add(int64(len(b)))
+	if !t.rows {
+		stdlib.MaterializeBatch(b)
+	}
 	sent := t.rt.sent
 	var err error
 	if t.rt.direct != nil && t.cases == nil && t.custom == nil {
@@ -300,7 +327,13 @@ func (t *transformTask) emit(ctx context.Context, rec stdlib.Record, ds []*dest)
 // kept ones), minus the dropped ones, plus each assignment evaluated
 // against the input record. Nested maps of the input are copied before
 // they are changed, so the input is never mutated.
-func (t *transformTask) mapValue(rec *stdlib.Record) (map[string]any, string, error) {
+func (t *transformTask) mapValue(rec *stdlib.Record) (any, string, error) {
+	if row, ok := rec.Value.(*stdlib.Row); ok {
+		if t.rows && t.mapRow(row) {
+			return row, "", nil
+		}
+		rec.Value = row.Map()
+	}
 	in, ok := rec.Value.(map[string]any)
 	if !ok {
 		in = map[string]any{"value": rec.Value}
@@ -363,6 +396,63 @@ func (t *transformTask) mapInPlace(rec *stdlib.Record, in map[string]any) (map[s
 	}
 	clear(t.vals)
 	return in, "", nil
+}
+
+// mapRow is mapInPlace on a row, which it reshapes to the stage's output
+// for the row's shape. It returns false, leaving the row as it was, when
+// an assignment needs its program run.
+func (t *transformTask) mapRow(row *stdlib.Row) bool {
+	t.vals = t.vals[:0]
+	for _, p := range t.assign {
+		v, ok := p.rowValue(row)
+		if !ok {
+			clear(t.vals)
+			return false
+		}
+		t.vals = append(t.vals, v)
+	}
+	pl := t.rowPlan(row.Shape())
+	in := append(t.rowIn[:0], row.Vals()...)
+	out := row.Reshape(pl.out)
+	for k, f := range pl.from {
+		if f >= 0 {
+			out[k] = in[f]
+		} else {
+			out[k] = t.vals[-1-f]
+		}
+	}
+	clear(in)
+	t.rowIn = in[:0]
+	clear(t.vals)
+	return true
+}
+
+// rowPlan returns the plan for rows of shape in: the fields mapInPlace
+// would leave (kept, not dropped) in their order, then the assigned ones
+// not among them.
+func (t *transformTask) rowPlan(in *stdlib.Shape) *rowPlan {
+	if t.plan.in == in {
+		return &t.plan
+	}
+	var names []string
+	var from []int
+	for i, n := range in.Names() {
+		if t.keepSet != nil && !t.keepSet[n] || slices.ContainsFunc(t.drop, func(d []string) bool { return d[0] == n }) {
+			continue
+		}
+		names = append(names, n)
+		from = append(from, i)
+	}
+	for k, p := range t.assign {
+		if j := slices.Index(names, p.target); j >= 0 {
+			from[j] = -1 - k
+		} else {
+			names = append(names, p.target)
+			from = append(from, -1-k)
+		}
+	}
+	t.plan = rowPlan{in: in, out: stdlib.NewShape(names...), from: from}
+	return &t.plan
 }
 
 func getPath(m map[string]any, path []string) (any, bool) {

@@ -144,6 +144,9 @@ type Spec struct {
 	// once Write returned nil (it encodes or copies what it keeps): the
 	// executor may then reuse the slice for new records.
 	Releases bool
+	// ReadsRows reports that a sink takes *Row values as they are (it
+	// reads no value, or handles rows); other sinks get maps.
+	ReadsRows bool
 
 	// Output returns the type of the records a source emits when it can be
 	// told from its attributes alone (generate's fields, a raw format's
@@ -225,6 +228,9 @@ type Config struct {
 	// Recycler, when not nil, holds batches a source may fill instead of
 	// allocating its own (Recycler.Batch).
 	Recycler *Recycler
+	// Rows tells a source that it may emit *Row values instead of
+	// map[string]any: the executor materializes them where needed.
+	Rows bool
 }
 
 // Has reports whether attribute name is set.

@@ -36,6 +36,33 @@ func TestGenerateBatchParts(t *testing.T) {
 	}
 }
 
+// TestGenerateRows checks that the rows generate builds when the executor
+// takes rows stand for the maps it builds otherwise.
+func TestGenerateRows(t *testing.T) {
+	read := func(rows bool) []stdlib.Record {
+		cfg := config("gen", map[string]any{"fields": benchTemplate(), "count": int64(3000), "seed": int64(5)})
+		cfg.Rows = rows
+		g, err := newGenerate(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return drain(t, g, nil)
+	}
+	rows, maps := read(true), read(false)
+	if len(rows) != 3000 || len(maps) != 3000 {
+		t.Fatalf("%d and %d records, want 3000", len(rows), len(maps))
+	}
+	for i := range rows {
+		row, ok := rows[i].Value.(*stdlib.Row)
+		if !ok {
+			t.Fatalf("record %d is %T, want a row", i, rows[i].Value)
+		}
+		if !reflect.DeepEqual(row.Map(), maps[i].Value) || rows[i].Pos != maps[i].Pos {
+			t.Fatalf("record %d: row %v at %v, map %v at %v", i, row.Map(), rows[i].Pos, maps[i].Value, maps[i].Pos)
+		}
+	}
+}
+
 // TestGenerateWorkersStop checks that the workers building batches ahead
 // of an endless generate stop at Close, and that a generate resumed after
 // record k goes on from k+1 whatever was built ahead before.

@@ -423,6 +423,7 @@ type generate struct {
 	recycler  *stdlib.Recycler
 	partition string
 	names     []string
+	shape     *stdlib.Shape // of the rows built, when the executor takes rows
 	gens      []genFunc
 	task      uint64
 	tasks     uint64
@@ -491,6 +492,9 @@ func newGenerate(cfg stdlib.Config) (*generate, error) {
 		g.gens = append(g.gens, gen.fn)
 	}
 	g.workers = genWorkers()
+	if cfg.Rows {
+		g.shape = stdlib.NewShape(names...)
+	}
 	if count > 0 {
 		g.bounded = true
 		g.end = uint64(count) / g.tasks
@@ -602,12 +606,21 @@ func (g *generate) fill(batch []stdlib.Record, seq uint64, a *codec.Arena) {
 	for i := range batch {
 		s := seq + uint64(i)
 		n := s*g.tasks + g.task
-		m := make(map[string]any, len(names))
-		for j, name := range names {
-			m[name] = gens[j](n, a)
-		}
 		r := &batch[i]
-		r.Value = m
+		if g.shape != nil {
+			row := stdlib.NewRow(g.shape)
+			vals := row.Vals()
+			for j := range vals {
+				vals[j] = gens[j](n, a)
+			}
+			r.Value = row
+		} else {
+			m := make(map[string]any, len(names))
+			for j, name := range names {
+				m[name] = gens[j](n, a)
+			}
+			r.Value = m
+		}
 		r.Partition = -1
 		r.Pos = stdlib.Position{Source: g.stage, Partition: g.partition, Offset: int64(s)}
 	}
