@@ -4,21 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"math/rand/v2"
-	"net"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"pipe.dev/pipe/stdlib/retry"
 )
 
-// connect opens one connection, retrying transient failures (server down,
-// starting up, restarting) with backoff until deadline.
-func connect(ctx context.Context, dsn string, deadline time.Time, log *slog.Logger) (*pgx.Conn, error) {
+// connect opens one connection. Callers retry its transient failures
+// (server down, starting up, restarting) with a [retry.Backoff].
+func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		// The DSN is a secret: never repeat it.
@@ -29,45 +26,11 @@ func connect(ctx context.Context, dsn string, deadline time.Time, log *slog.Logg
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 10 * time.Second
 	}
-	var b backoff
-	for {
-		conn, err := pgx.ConnectConfig(ctx, cfg)
-		if err == nil {
-			return conn, nil
-		}
-		if !transient(err) {
-			return nil, fmt.Errorf("connect: %w", err)
-		}
-		if err := b.wait(ctx, deadline, err, log); err != nil {
-			return nil, fmt.Errorf("connect: %w", err)
-		}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
 	}
-}
-
-// backoff is an exponential backoff with jitter: 100ms doubling up to 5s.
-type backoff struct{ n int }
-
-// wait sleeps before the next attempt after cause, or returns an error when
-// ctx ends or the next attempt would start after deadline.
-func (b *backoff) wait(ctx context.Context, deadline time.Time, cause error, log *slog.Logger) error {
-	d := 100 * time.Millisecond << min(b.n, 6)
-	d = min(d, 5*time.Second)
-	d = d/2 + rand.N(d/2+1)
-	b.n++
-	if time.Now().Add(d).After(deadline) {
-		return fmt.Errorf("gave up after %d attempts: %w", b.n, cause)
-	}
-	if log != nil {
-		log.Warn("postgres: retrying", "attempt", b.n, "in", d.Round(time.Millisecond), "error", cause.Error())
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return conn, nil
 }
 
 // transient reports whether err is a failure of the connection or of the
@@ -91,21 +54,9 @@ func transient(err error) bool {
 		}
 		return false
 	}
-	if pgconn.SafeToRetry(err) || pgconn.Timeout(err) {
-		return true
-	}
 	var ce *pgconn.ConnectError
-	var ne net.Error
-	switch {
-	case errors.As(err, &ce), errors.As(err, &ne):
-		return true
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE):
-		return true
-	}
-	msg := err.Error()
-	return strings.Contains(msg, "conn closed") ||
-		strings.Contains(msg, "unexpected EOF") || strings.Contains(msg, "broken pipe")
+	return pgconn.SafeToRetry(err) || pgconn.Timeout(err) || errors.As(err, &ce) ||
+		retry.Network(err) || strings.Contains(err.Error(), "conn closed")
 }
 
 // recordError reports whether err is the server rejecting a row for its

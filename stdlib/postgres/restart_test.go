@@ -90,7 +90,7 @@ func TestServerRestart(t *testing.T) {
 func waitConn(ctx context.Context, t *testing.T, e *pgEnv) {
 	t.Helper()
 	for {
-		c, err := connect(ctx, testDSN(), time.Now().Add(time.Minute), nil)
+		c, err := connect(ctx, testDSN())
 		if err == nil {
 			e.conn = c
 			return

@@ -15,6 +15,7 @@ import (
 
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/retry"
 )
 
 func init() { stdlib.MustRegister(SinkSpec) }
@@ -40,8 +41,7 @@ var SinkSpec = &stdlib.Spec{
 			Doc: "create the table from the record type when it does not exist"},
 		{Name: "evolve", Type: stdlib.Enum("none", "add_columns"), Default: stdlib.Ident("none"),
 			Doc: "add_columns: add a nullable column for each new field"},
-		{Name: "retry_timeout", Type: stdlib.Duration, Default: 5 * time.Minute,
-			Doc: "how long to keep reconnecting after a connection loss before failing"},
+		retry.Param,
 		{Name: "offsets_table", Type: stdlib.String, Default: "pipe_offsets",
 			Doc: "exactly_once: table holding the positions committed with the data"},
 		{Name: "schema", Type: stdlib.Schema, Doc: "asserts the shape of the records written"},
@@ -67,9 +67,7 @@ func checkSink(attrs map[string]any) []stdlib.AttrError {
 	if n, ok := attrs["batch"].(int64); ok && n <= 0 {
 		errs = append(errs, stdlib.AttrError{Attr: "batch", Message: "batch must be positive"})
 	}
-	if d, ok := attrs["retry_timeout"].(time.Duration); ok && d < 0 {
-		errs = append(errs, stdlib.AttrError{Attr: "retry_timeout", Message: "retry_timeout must not be negative"})
-	}
+	errs = append(errs, retry.Check(attrs)...)
 	if l, ok := attrs["key"].([]any); ok && len(l) == 0 {
 		errs = append(errs, stdlib.AttrError{Attr: "key", Message: "key must name at least one column"})
 	}
@@ -135,7 +133,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		flushEvery:   cfg.Duration("flush"),
 		create:       cfg.Bool("create_table"),
 		evolve:       cfg.String("evolve") == "add_columns",
-		retryTimeout: cfg.Duration("retry_timeout"),
+		retryTimeout: retry.Timeout(cfg),
 		exactly:      cfg.Delivery == stdlib.ExactlyOnce,
 		pipeline:     cfg.Pipeline,
 		sinkID:       cfg.Stage,
@@ -177,9 +175,6 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	if s.flushEvery <= 0 {
 		s.flushEvery = time.Second
 	}
-	if s.retryTimeout <= 0 {
-		s.retryTimeout = 5 * time.Minute
-	}
 	s.rtype = cfg.Schema
 	if s.rtype == nil {
 		s.rtype = cfg.Input
@@ -193,13 +188,13 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	return s, nil
 }
 
-func (s *sink) deadline() time.Time { return time.Now().Add(s.retryTimeout) }
+// backoff paces the retries of one operation.
+func (s *sink) backoff() *retry.Backoff { return retry.New(s.retryTimeout, s.log, "postgres sink") }
 
 // Open connects, prepares the table and returns the positions held.
 func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 	s.failed, s.buf, s.done, s.tx, s.txRows = nil, rowBuffer{}, nil, nil, 0
-	deadline := s.deadline()
-	var b backoff
+	b := s.backoff()
 	for {
 		err := s.dial(ctx)
 		var held []stdlib.Position
@@ -214,7 +209,7 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 		if !transient(err) || ctx.Err() != nil {
 			return nil, fmt.Errorf("postgres sink %q: %w", s.sinkID, err)
 		}
-		if werr := b.wait(ctx, deadline, err, s.log); werr != nil {
+		if werr := b.Wait(ctx, err); werr != nil {
 			return nil, fmt.Errorf("postgres sink %q: %w", s.sinkID, werr)
 		}
 	}

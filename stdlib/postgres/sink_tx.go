@@ -51,7 +51,7 @@ func (s *sink) dial(ctx context.Context) error {
 		return nil
 	}
 	s.conn, s.tx = nil, nil
-	conn, err := connect(ctx, s.dsn, s.deadline(), s.log)
+	conn, err := connect(ctx, s.dsn)
 	if err != nil {
 		return err
 	}
@@ -88,8 +88,7 @@ func (s *sink) abort(ctx context.Context) {
 // inTx runs fn in the open transaction, reconnecting and replaying on
 // connection loss until retry_timeout.
 func (s *sink) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	var deadline time.Time
-	var b backoff
+	b := s.backoff()
 	for {
 		err := s.begin(ctx)
 		if err == nil {
@@ -102,10 +101,7 @@ func (s *sink) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 			return err
 		}
 		s.reset()
-		if deadline.IsZero() {
-			deadline = s.deadline()
-		}
-		if werr := b.wait(ctx, deadline, err, s.log); werr != nil {
+		if werr := b.Wait(ctx, err); werr != nil {
 			return werr
 		}
 	}
@@ -360,8 +356,7 @@ func (s *sink) checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
 // in the same transaction, and a COMMIT whose outcome is unknown is decided
 // by reading back the commit token.
 func (s *sink) commit(ctx context.Context, cp *stdlib.Checkpoint) error {
-	var deadline time.Time
-	var b backoff
+	b := s.backoff()
 	for {
 		err := s.begin(ctx)
 		token := rand.Int64()
@@ -394,10 +389,7 @@ func (s *sink) commit(ctx context.Context, cp *stdlib.Checkpoint) error {
 			return err
 		}
 		s.reset()
-		if deadline.IsZero() {
-			deadline = s.deadline()
-		}
-		if werr := b.wait(ctx, deadline, err, s.log); werr != nil {
+		if werr := b.Wait(ctx, err); werr != nil {
 			return werr
 		}
 	}
@@ -430,8 +422,7 @@ ON CONFLICT (pipeline, sink, source, partition) DO UPDATE SET "offset" = EXCLUDE
 // backend that ran it (pid, started at start) is terminated first if it
 // still runs, so that its fate is sealed before the token is read.
 func (s *sink) decide(ctx context.Context, token int64, pid uint32, start time.Time) (bool, error) {
-	var deadline = s.deadline()
-	var b backoff
+	b := s.backoff()
 	for {
 		ok, err := s.readToken(ctx, token, pid, start)
 		if err == nil {
@@ -441,7 +432,7 @@ func (s *sink) decide(ctx context.Context, token int64, pid uint32, start time.T
 			return false, err
 		}
 		s.reset()
-		if werr := b.wait(ctx, deadline, err, s.log); werr != nil {
+		if werr := b.Wait(ctx, err); werr != nil {
 			return false, werr
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/retry"
 )
 
 func init() { stdlib.MustRegister(SourceSpec) }
@@ -35,8 +36,7 @@ var SourceSpec = &stdlib.Spec{
 		{Name: "batch", Type: stdlib.Int, Default: int64(10000), Doc: "rows per query"},
 		{Name: "delay", Type: stdlib.Duration, Default: time.Duration(0),
 			Doc: "timestamp modes: only read rows older than this, so that transactions still open are not overtaken"},
-		{Name: "retry_timeout", Type: stdlib.Duration, Default: 5 * time.Minute,
-			Doc: "how long to keep reconnecting after a connection loss before failing"},
+		retry.Param,
 		{Name: "schema", Type: stdlib.Schema, Doc: "the record type, checked against the columns at start"},
 	},
 	Schema:    true,
@@ -74,7 +74,7 @@ func checkSource(attrs map[string]any) []stdlib.AttrError {
 	if n, ok := attrs["batch"].(int64); ok && n <= 0 {
 		errs = append(errs, stdlib.AttrError{Attr: "batch", Message: "batch must be positive"})
 	}
-	return errs
+	return append(errs, retry.Check(attrs)...)
 }
 
 type readMode int
@@ -122,7 +122,7 @@ func newSource(cfg stdlib.Config) (*source, error) {
 		poll:         cfg.Duration("poll"),
 		delay:        cfg.Duration("delay"),
 		batch:        int(cfg.Int("batch")),
-		retryTimeout: cfg.Duration("retry_timeout"),
+		retryTimeout: retry.Timeout(cfg),
 		stage:        cfg.Stage,
 		task:         cfg.Task,
 		schema:       cfg.Schema,
@@ -164,9 +164,6 @@ func newSource(cfg stdlib.Config) (*source, error) {
 	if s.poll <= 0 {
 		s.poll = time.Second
 	}
-	if s.retryTimeout <= 0 {
-		s.retryTimeout = 5 * time.Minute
-	}
 	return s, nil
 }
 
@@ -176,14 +173,18 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 	if s.task != 0 {
 		return nil // one reader per table: other tasks stay idle
 	}
-	conn, err := connect(ctx, s.dsn, time.Now().Add(s.retryTimeout), s.log)
+	err := retry.Do(ctx, s.backoff(), transient, func() error {
+		var err error
+		if s.conn, err = connect(ctx, s.dsn); err != nil {
+			return err
+		}
+		s.cols = nil
+		if err = s.describe(ctx); err != nil {
+			s.dropConn()
+		}
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("postgres source %q: %w", s.stage, err)
-	}
-	s.conn = conn
-	if err := s.describe(ctx); err != nil {
-		conn.Close(ctx)
-		s.conn = nil
 		return fmt.Errorf("postgres source %q: %w", s.stage, err)
 	}
 	if resume != nil {
@@ -308,8 +309,7 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 	if s.conn == nil && s.cols == nil {
 		return nil, fmt.Errorf("postgres source %q: not open", s.stage)
 	}
-	var deadline time.Time
-	var b backoff
+	b := s.backoff()
 	for {
 		if s.done {
 			return nil, stdlib.ErrEndOfInput
@@ -325,7 +325,7 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 		}
 		recs, err := s.fetch(ctx)
 		if err == nil {
-			deadline = time.Time{}
+			b.Reset()
 			if len(recs) > 0 {
 				s.idle = false
 				return recs, nil
@@ -341,14 +341,14 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 			return nil, fmt.Errorf("postgres source %q: %w", s.stage, err)
 		}
 		s.dropConn()
-		if deadline.IsZero() {
-			deadline = time.Now().Add(s.retryTimeout)
-		}
-		if werr := b.wait(ctx, deadline, err, s.log); werr != nil {
+		if werr := b.Wait(ctx, err); werr != nil {
 			return nil, fmt.Errorf("postgres source %q: %w", s.stage, werr)
 		}
 	}
 }
+
+// backoff paces the retries of one operation.
+func (s *source) backoff() *retry.Backoff { return retry.New(s.retryTimeout, s.log, "postgres source") }
 
 func (s *source) dropConn() {
 	if s.bulk != nil {
@@ -365,7 +365,7 @@ func (s *source) dropConn() {
 
 func (s *source) fetch(ctx context.Context) ([]stdlib.Record, error) {
 	if s.conn == nil || s.conn.IsClosed() {
-		conn, err := connect(ctx, s.dsn, time.Now().Add(s.retryTimeout), s.log)
+		conn, err := connect(ctx, s.dsn)
 		if err != nil {
 			return nil, err
 		}
