@@ -7,9 +7,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -18,6 +20,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl/scram"
 
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/retry"
 )
 
 // connParams are the connection attributes shared by source and sink.
@@ -36,6 +39,7 @@ var connParams = []stdlib.Param{
 		stdlib.Param{Name: "username", Type: stdlib.String, Required: true},
 		stdlib.Param{Name: "password", Type: stdlib.String, Required: true, Secret: true},
 	), Doc: "authenticate with SASL"},
+	retry.Param,
 }
 
 // conn is a resolved connection configuration.
@@ -44,10 +48,11 @@ type conn struct {
 	clientID string
 	tls      *tls.Config
 	sasl     sasl.Mechanism
+	retry    time.Duration // retry_timeout
 }
 
 func newConn(cfg stdlib.Config) (*conn, error) {
-	c := &conn{brokers: cfg.Strings("brokers"), clientID: cfg.String("client_id")}
+	c := &conn{brokers: cfg.Strings("brokers"), clientID: cfg.String("client_id"), retry: retry.Timeout(cfg)}
 	if c.clientID == "" {
 		c.clientID = "pipe"
 	}
@@ -139,6 +144,11 @@ func saslMechanism(mech, user, pass string) (sasl.Mechanism, error) {
 	return nil, fmt.Errorf("unknown mechanism %q", mech)
 }
 
+// backoff returns a fresh backoff for one component's retries.
+func (c *conn) backoff(log *slog.Logger, what string) *retry.Backoff {
+	return retry.New(c.retry, log, what)
+}
+
 // transport returns a fresh transport: its connection pool is this
 // component's own.
 func (c *conn) transport() *kafka.Transport {
@@ -163,6 +173,78 @@ func (c *conn) dialer() *kafka.Dialer {
 		TLS:           c.tls,
 		SASLMechanism: c.sasl,
 	}
+}
+
+// link is a component's way to the cluster: a client over a transport of
+// its own, replaced by a fresh one when a connection breaks. kafka-go's
+// pool keeps a broken connection until a request fails on it, so after a
+// broker restart every pooled connection would fail once more; a fresh
+// transport dials anew. Safe for concurrent use.
+type link struct {
+	conn *conn
+	mu   sync.Mutex
+	cl   *kafka.Client
+}
+
+func newLink(c *conn) *link { return &link{conn: c, cl: c.client(c.transport())} }
+
+// client returns the current client.
+func (l *link) client() *kafka.Client {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cl
+}
+
+// renew replaces the transport after a request on cl failed, unless it
+// was replaced since cl was taken, and returns the current client.
+func (l *link) renew(cl *kafka.Client) *kafka.Client {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cl == cl {
+		closeIdle(l.cl)
+		l.cl = l.conn.client(l.conn.transport())
+	}
+	return l.cl
+}
+
+// do runs op on the current client until it succeeds, replacing the
+// transport and waiting as b says after each transient failure.
+func (l *link) do(ctx context.Context, b *retry.Backoff, op func(cl *kafka.Client) error) error {
+	return retry.Do(ctx, b, transient, func() error {
+		cl := l.client()
+		err := op(cl)
+		if err != nil && transient(err) {
+			l.renew(cl)
+		}
+		return err
+	})
+}
+
+// close closes the idle connections of the current transport.
+func (l *link) close() { closeIdle(l.client()) }
+
+func closeIdle(cl *kafka.Client) {
+	if tr, ok := cl.Transport.(*kafka.Transport); ok {
+		tr.CloseIdleConnections()
+	}
+}
+
+// transient reports whether err is worth retrying on a fresh connection:
+// the connection was refused or broke, a request timed out (callers check
+// their own context first), or the broker answered with an error that goes
+// away by itself (a coordinator loading or moving, a leader being
+// elected, no broker reachable). An unknown topic is not one: it fails at
+// once.
+func transient(err error) bool {
+	if retry.Network(err) || errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ke kafka.Error
+	if errors.As(err, &ke) {
+		return ke == kafka.BrokerNotAvailable ||
+			ke.Temporary() && ke != kafka.UnknownTopicOrPartition && ke != kafka.InvalidMessage
+	}
+	return false
 }
 
 // partitions returns the partitions of topic with their leaders.

@@ -63,4 +63,50 @@
 // member (up to about the session timeout, as kafka-go has no static
 // membership). The task's own writer is still one per task, so sources
 // that do not move between processes run in one process only.
+//
+// # Lost connections
+//
+// A request that fails on a refused or broken connection, a timeout or a
+// broker error that passes by itself (see transient) is retried with
+// [pipe.dev/pipe/stdlib/retry.Backoff] until retry_timeout, at Open as
+// later, each component on a fresh kafka.Transport after a failure (a
+// link): kafka-go's pool keeps a dead connection until a request fails on
+// it, so after a broker restart every pooled connection would fail once
+// more.
+//
+//   - The source fetches again from its partitions' positions, which
+//     advance only over records handed on. Its consumer group rejoins
+//     (each failed join waits for the backoff); group offsets a lost
+//     connection kept from being committed are committed with the next
+//     checkpoint, and position the partitions of the next generation if
+//     the group's own are older.
+//   - The at_least_once sink writes the messages the lost connection left
+//     unacknowledged again, on a new Writer, before any new one.
+//   - The exactly_once sink recovers inside the connector rather than
+//     failing the stage for the run to restart from the last checkpoint:
+//     what that restart would replay into the sink — the records handed to
+//     the open transactions since they began — the producers still hold
+//     (they keep every batch until its transaction ends), so the sink
+//     starts the transactions over without rereading its input, and the
+//     run goes on. After any lost connection, every writer with an open
+//     transaction takes the next epoch of its transactional id (KIP-360:
+//     InitProducerID with its current producer id and epoch), which aborts
+//     whatever the broker still holds of the transaction — a broker that
+//     restarted may have aborted it and bumped the epoch already, so
+//     fencing errors seen together with the lost connection are taken for
+//     that — and sends the held batches into a new one. The broker refuses
+//     the new epoch when another producer took the transactional id over
+//     meanwhile: that is fencing, handled as before. (The development
+//     broker grants any older epoch: there a process fenced at the moment
+//     it lost its connection takes the id back, and the other process
+//     fails as fenced at its next commit; a restart settles it.) A commit
+//     whose answer was lost may have committed: every transaction stores a
+//     random commit token in __pipe_offsets (key "<transactional
+//     id>#commit"), which the sink reads back once the new epoch has
+//     settled the old transaction — found, it committed and nothing is
+//     sent again; else it is replayed. So a transaction is never committed
+//     partly or twice. Acquire and the restart are serialised, so that a
+//     writer Acquire replaced is never revived. The cost: the open
+//     transactions' batches, at most a checkpoint interval of output, stay
+//     in memory until they commit.
 package kafka

@@ -179,7 +179,10 @@ func TestSASL(t *testing.T) {
 	})
 	t.Run("wrong_password", func(t *testing.T) {
 		auth := map[string]any{"mechanism": stdlib.Ident("scram_sha_256"), "username": "bob", "password": "nope"}
-		cfg := config("in", brokers, map[string]any{"topic": "x", "sasl": auth})
+		// The development broker closes the connection instead of
+		// answering a failed authentication, which reads as a lost
+		// connection: it fails after retry_timeout.
+		cfg := config("in", brokers, map[string]any{"topic": "x", "sasl": auth, "retry_timeout": time.Second})
 		src, err := SourceSpec.NewSource(cfg)
 		if err != nil {
 			t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/codec"
+	"pipe.dev/pipe/stdlib/retry"
 )
 
 func init() { stdlib.MustRegister(SinkSpec) }
@@ -48,7 +49,7 @@ var SinkSpec = &stdlib.Spec{
 }
 
 func checkSink(attrs map[string]any) []stdlib.AttrError {
-	errs := checkTLS(attrs)
+	errs := append(checkTLS(attrs), retry.Check(attrs)...)
 	if ct, ok := attrs["create_topic"].(map[string]any); ok {
 		if n, ok := ct["partitions"].(int64); ok && n < 1 {
 			errs = append(errs, stdlib.AttrError{Attr: "create_topic.partitions", Message: "partitions must be at least 1"})
@@ -78,15 +79,18 @@ type sink struct {
 	batchBytes  int64
 	linger      time.Duration
 
-	tr *kafka.Transport
-	cl *kafka.Client
+	link *link
+	bo   *retry.Backoff // Write and Checkpoint
 
 	// at_least_once
 	w       *kafka.Writer
+	wcl     *kafka.Client // w's
 	mu      sync.Mutex
 	cond    *sync.Cond
-	pending int
-	werr    error
+	pending int             // messages handed to w, not yet acknowledged
+	failed  []kafka.Message // messages a broken connection left unacknowledged
+	ferr    error           // why they failed
+	werr    error           // a failure that is not transient
 
 	// exactly_once
 	eos *eosState
@@ -161,8 +165,8 @@ func (b sourceBalancer) Balance(msg kafka.Message, partitions ...int) int {
 func (s *sink) exactlyOnce() bool { return s.cfg.Delivery == stdlib.ExactlyOnce }
 
 func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
-	s.tr = s.conn.transport()
-	s.cl = s.conn.client(s.tr)
+	s.link = newLink(s.conn)
+	s.bo = s.conn.backoff(s.log, "kafka sink")
 	if ct, ok := s.cfg.Block("create_topic"); ok && s.topic != "" {
 		parts, repl := int(ct.Int("partitions")), int(ct.Int("replication"))
 		if parts < 1 {
@@ -171,17 +175,41 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 		if repl < 1 {
 			repl = 1
 		}
-		if err := createTopic(ctx, s.cl, s.topic, parts, repl, nil); err != nil {
+		err := s.do(ctx, func(cl *kafka.Client) error { return createTopic(ctx, cl, s.topic, parts, repl, nil) })
+		if err != nil {
 			return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
 		}
 	}
 	if s.exactlyOnce() {
 		return s.openEOS(ctx)
 	}
+	// The writer connects on first use: see now that the brokers answer.
+	err := s.do(ctx, func(cl *kafka.Client) error {
+		_, err := cl.ApiVersions(ctx, &kafka.ApiVersionsRequest{})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+	}
 	s.cond = sync.NewCond(&s.mu)
-	s.w = &kafka.Writer{
-		Addr:         s.cl.Addr,
-		Transport:    s.tr,
+	s.wcl = s.link.client()
+	s.w = s.writer(s.wcl)
+	return nil, nil
+}
+
+// do runs op until it succeeds, retrying transient failures on a fresh
+// transport with backoff until retry_timeout.
+func (s *sink) do(ctx context.Context, op func(cl *kafka.Client) error) error {
+	return s.link.do(ctx, s.conn.backoff(s.log, "kafka sink"), op)
+}
+
+// writer returns an at_least_once writer over cl's transport. It retries a
+// failed batch a few times itself; what still fails on a lost connection
+// is written again by [sink.resend].
+func (s *sink) writer(cl *kafka.Client) *kafka.Writer {
+	return &kafka.Writer{
+		Addr:         cl.Addr,
+		Transport:    cl.Transport,
 		Balancer:     s.balancer,
 		BatchSize:    10000,
 		BatchBytes:   s.batchBytes,
@@ -189,20 +217,70 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 		RequiredAcks: kafka.RequireAll,
 		Compression:  s.compression,
 		Async:        true,
-		MaxAttempts:  10,
+		MaxAttempts:  3,
 		Completion:   s.completed,
 	}
-	return nil, nil
 }
 
 func (s *sink) completed(msgs []kafka.Message, err error) {
 	s.mu.Lock()
 	s.pending -= len(msgs)
-	if err != nil && s.werr == nil {
+	switch {
+	case err == nil:
+	case transient(err):
+		s.failed = append(s.failed, msgs...)
+		s.ferr = err
+	case s.werr == nil:
 		s.werr = fmt.Errorf("kafka sink %q: write: %w", s.cfg.Stage, err)
 	}
 	s.cond.Broadcast()
 	s.mu.Unlock()
+}
+
+// send hands msgs to the writer. Messages a lost connection refuses wait
+// in failed for resend.
+func (s *sink) send(ctx context.Context, msgs []kafka.Message) error {
+	s.mu.Lock()
+	err := s.werr
+	s.pending += len(msgs)
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := s.w.WriteMessages(ctx, msgs...); err != nil {
+		s.completed(msgs, err)
+		if ctx.Err() != nil || !transient(err) {
+			return fmt.Errorf("kafka sink %q: write: %w", s.cfg.Stage, err)
+		}
+	}
+	return nil
+}
+
+// resend writes again, after waiting for the backoff and on a fresh
+// transport, the messages a lost connection left unacknowledged. They may
+// have been written already: at_least_once.
+func (s *sink) resend(ctx context.Context) error {
+	s.mu.Lock()
+	n, cause, werr := len(s.failed), s.ferr, s.werr
+	s.mu.Unlock()
+	if werr != nil || n == 0 {
+		return werr
+	}
+	if err := s.bo.Wait(ctx, cause); err != nil {
+		return fmt.Errorf("kafka sink %q: write: %w", s.cfg.Stage, err)
+	}
+	// Closing the writer waits for its batches: those that fail join
+	// failed.
+	if err := s.w.Close(); err != nil {
+		s.log.Debug("kafka sink: closing the writer of a lost connection", "err", err)
+	}
+	s.wcl = s.link.renew(s.wcl)
+	s.w = s.writer(s.wcl)
+	s.mu.Lock()
+	msgs := s.failed
+	s.failed, s.ferr = nil, nil
+	s.mu.Unlock()
+	return s.send(ctx, msgs)
 }
 
 // message converts a record to a message; topic is the record's own or
@@ -278,16 +356,12 @@ func (s *sink) Write(ctx context.Context, batch []stdlib.Record) error {
 			return err
 		}
 	} else if len(msgs) > 0 {
-		s.mu.Lock()
-		err := s.werr
-		s.pending += len(msgs)
-		s.mu.Unlock()
-		if err != nil {
+		// What a lost connection left unwritten goes first.
+		if err := s.resend(ctx); err != nil {
 			return err
 		}
-		if err := s.w.WriteMessages(ctx, msgs...); err != nil {
-			s.completed(msgs, err)
-			return fmt.Errorf("kafka sink %q: write: %w", s.cfg.Stage, err)
+		if err := s.send(ctx, msgs); err != nil {
+			return err
 		}
 	}
 	if len(rerrs) > 0 {
@@ -300,22 +374,34 @@ func (s *sink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
 	if s.exactlyOnce() {
 		return s.checkpointEOS(ctx, cp)
 	}
-	// Wait until every message handed to the writer is acknowledged.
+	// Wait until every message handed to the writer is acknowledged,
+	// writing again what a lost connection left unacknowledged.
 	stop := context.AfterFunc(ctx, func() {
 		s.mu.Lock()
 		s.cond.Broadcast()
 		s.mu.Unlock()
 	})
 	defer stop()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for s.pending > 0 && s.werr == nil && ctx.Err() == nil {
-		s.cond.Wait()
+	for {
+		s.mu.Lock()
+		for s.pending > 0 && s.werr == nil && ctx.Err() == nil {
+			s.cond.Wait()
+		}
+		werr, failed := s.werr, len(s.failed)
+		s.mu.Unlock()
+		switch {
+		case werr != nil:
+			return werr
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case failed == 0:
+			s.bo.Reset()
+			return nil
+		}
+		if err := s.resend(ctx); err != nil {
+			return err
+		}
 	}
-	if s.werr != nil {
-		return s.werr
-	}
-	return ctx.Err()
 }
 
 func (s *sink) Close(ctx context.Context) error {
@@ -326,8 +412,8 @@ func (s *sink) Close(ctx context.Context) error {
 	if s.eos != nil {
 		err = errors.Join(err, s.closeEOS(ctx))
 	}
-	if s.tr != nil {
-		s.tr.CloseIdleConnections()
+	if s.link != nil {
+		s.link.close()
 	}
 	if err != nil {
 		return fmt.Errorf("kafka sink %q: close: %w", s.cfg.Stage, err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"maps"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,9 @@ type eosState struct {
 
 	mu    sync.Mutex // guards units: Acquire runs on a source's goroutine
 	units map[unitKey]*txnWriter
+	// initMu orders Acquire's new writers and restart's new epochs of
+	// writers, so that restart never revives a writer Acquire replaced.
+	initMu sync.Mutex
 }
 
 type unitKey struct{ source, partition string }
@@ -50,7 +54,20 @@ type txnWriter struct {
 	buf     map[topicPart]*partBuf
 	stored  map[string]int64 // position key -> offset already stored
 	dirty   bool             // the open transaction holds records
+	// doubt is the commit whose outcome a lost connection hid, until
+	// [sink.restart] decides it.
+	doubt *commitToken
 }
+
+// commitToken marks one commit: a random value stored in __pipe_offsets
+// (key [tokenKey]) inside the transaction, with the positions it stores.
+type commitToken struct {
+	value   int64
+	changed map[string]int64
+}
+
+// tokenKey is the __pipe_offsets key of a writer's commit token.
+func tokenKey(txid string) string { return txid + "#commit" }
 
 type topicPart struct {
 	topic     string
@@ -81,13 +98,15 @@ func heldKey(txid string, p stdlib.Position) string {
 
 func (s *sink) openEOS(ctx context.Context) ([]stdlib.Position, error) {
 	e := &eosState{parts: map[string][]int{}, units: map[unitKey]*txnWriter{}}
-	err := createTopic(ctx, s.cl, OffsetsTopic, offsetsPartitions, -1, []kafka.ConfigEntry{
-		{ConfigName: "cleanup.policy", ConfigValue: "compact"},
+	err := s.do(ctx, func(cl *kafka.Client) error {
+		return createTopic(ctx, cl, OffsetsTopic, offsetsPartitions, -1, []kafka.ConfigEntry{
+			{ConfigName: "cleanup.policy", ConfigValue: "compact"},
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
 	}
-	if e.offsets, err = e.partitions(ctx, s.cl, OffsetsTopic); err != nil {
+	if e.offsets, err = s.partitions(ctx, e, OffsetsTopic); err != nil {
 		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
 	}
 	s.eos = e
@@ -122,12 +141,14 @@ func (s *sink) newWriter(ctx context.Context, txid string, unit *unitKey) (*txnW
 		buf:     map[topicPart]*partBuf{},
 		stored:  map[string]int64{},
 	}
-	var err error
-	w.p, err = txn.New(ctx, txn.Config{
-		Client:          s.cl,
-		TransactionalID: txid,
-		Timeout:         s.cfg.Duration("transaction_timeout"),
-		Compression:     s.compression,
+	err := s.do(ctx, func(cl *kafka.Client) (err error) {
+		w.p, err = txn.New(ctx, txn.Config{
+			Client:          cl,
+			TransactionalID: txid,
+			Timeout:         s.cfg.Duration("transaction_timeout"),
+			Compression:     s.compression,
+		})
+		return err
 	})
 	return w, err
 }
@@ -141,6 +162,8 @@ func (s *sink) Acquire(ctx context.Context, source string, partitions []string) 
 	if e == nil || len(partitions) == 0 {
 		return nil, nil
 	}
+	e.initMu.Lock()
+	defer e.initMu.Unlock()
 	ws := make([]*txnWriter, len(partitions))
 	errs := make([]error, len(partitions))
 	var wg sync.WaitGroup
@@ -187,12 +210,16 @@ func (s *sink) Acquire(ctx context.Context, source string, partitions []string) 
 	return out, nil
 }
 
-// partitions returns the partition ids of topic, cached.
-func (e *eosState) partitions(ctx context.Context, cl *kafka.Client, topic string) ([]int, error) {
+// partitions returns the partition ids of topic, cached in e.
+func (s *sink) partitions(ctx context.Context, e *eosState, topic string) ([]int, error) {
 	if ps, ok := e.parts[topic]; ok {
 		return ps, nil
 	}
-	meta, err := partitions(ctx, cl, topic)
+	var meta map[string][]kafka.Partition
+	err := s.do(ctx, func(cl *kafka.Client) (err error) {
+		meta, err = partitions(ctx, cl, topic)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -208,75 +235,86 @@ func (e *eosState) partitions(ctx context.Context, cl *kafka.Client, topic strin
 }
 
 // readHeld reads the committed positions whose keys want accepts from
-// partition part of __pipe_offsets, up to the end of the log as it was at
-// the call. The writers of those keys are fenced by then, so their
-// transactions are settled; other writers' transactions may still be
-// open, and are skipped rather than waited for (read_uncommitted, with
-// transactions settled by their markers).
+// partition part of __pipe_offsets.
 func (s *sink) readHeld(ctx context.Context, part int, want func(string) bool) (map[string]stdlib.Position, error) {
-	res, err := s.cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
-		OffsetsTopic: {kafka.FirstOffsetOf(part), kafka.LastOffsetOf(part)},
-	}})
+	recs, err := s.readLatest(ctx, part, want)
 	if err != nil {
 		return nil, err
 	}
-	var first, end int64 = -1, -1
-	for _, po := range res.Topics[OffsetsTopic] {
-		if po.Partition != part {
-			continue
+	held := make(map[string]stdlib.Position, len(recs))
+	for k, r := range recs {
+		var pos stdlib.Position
+		if err := json.Unmarshal(r.Raw, &pos); err != nil {
+			return nil, fmt.Errorf("position record %q at %d: %w", k, r.Pos.Offset, err)
 		}
-		if po.Error != nil {
-			return nil, po.Error
-		}
-		first, end = po.FirstOffset, po.LastOffset
-	}
-	if first < 0 || end < 0 {
-		return nil, fmt.Errorf("no offsets for partition %d", part)
-	}
-	raw, _ := codec.New("bytes", nil, codec.Options{})
-	rd := &source{
-		cfg:       stdlib.Config{Stage: s.cfg.Stage},
-		log:       s.log,
-		tr:        s.tr,
-		cl:        s.cl,
-		topics:    []string{OffsetsTopic},
-		iso:       kafka.ReadUncommitted,
-		open:      map[int64][]stdlib.Record{},
-		maxBytes:  8 << 20,
-		maxWait:   100 * time.Millisecond,
-		val:       raw,
-		keyFormat: "string",
-		stale:     true,
-	}
-	p := &partState{topic: OffsetsTopic, partition: part, key: partKey(OffsetsTopic, part), next: first, leader: -1}
-	rd.parts = map[string]*partState{p.key: p}
-	held := map[string]stdlib.Position{}
-	for p.next < end {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		if rd.stale {
-			if err := rd.refreshLeaders(ctx); err != nil {
-				return nil, err
-			}
-		}
-		recs, err := rd.fetch(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range recs {
-			k, _ := r.Key.(string)
-			if !want(k) {
-				continue
-			}
-			var pos stdlib.Position
-			if err := json.Unmarshal(r.Raw, &pos); err != nil {
-				return nil, fmt.Errorf("position record %q at %d: %w", k, r.Pos.Offset, err)
-			}
-			held[k] = pos
-		}
+		held[k] = pos
 	}
 	return held, nil
+}
+
+// readLatest reads the last committed record of every key want accepts
+// from partition part of __pipe_offsets, up to the end of the log as it
+// was at the call. The writers of those keys are fenced by then, so their
+// transactions are settled; other writers' transactions may still be
+// open, and are skipped rather than waited for (read_uncommitted, with
+// transactions settled by their markers). A lost connection starts the
+// read over.
+func (s *sink) readLatest(ctx context.Context, part int, want func(string) bool) (map[string]stdlib.Record, error) {
+	var latest map[string]stdlib.Record
+	err := s.do(ctx, func(cl *kafka.Client) error {
+		latest = map[string]stdlib.Record{}
+		res, err := cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
+			OffsetsTopic: {kafka.FirstOffsetOf(part), kafka.LastOffsetOf(part)},
+		}})
+		if err != nil {
+			return err
+		}
+		var first, end int64 = -1, -1
+		for _, po := range res.Topics[OffsetsTopic] {
+			if po.Partition != part {
+				continue
+			}
+			if po.Error != nil {
+				return po.Error
+			}
+			first, end = po.FirstOffset, po.LastOffset
+		}
+		if first < 0 || end < 0 {
+			return fmt.Errorf("no offsets for partition %d", part)
+		}
+		raw, _ := codec.New("bytes", nil, codec.Options{})
+		rd := &source{
+			cfg:       stdlib.Config{Stage: s.cfg.Stage},
+			log:       s.log,
+			conn:      s.conn,
+			link:      s.link,
+			topics:    []string{OffsetsTopic},
+			iso:       kafka.ReadUncommitted,
+			open:      map[int64][]stdlib.Record{},
+			maxBytes:  8 << 20,
+			maxWait:   100 * time.Millisecond,
+			val:       raw,
+			keyFormat: "string",
+		}
+		p := &partState{topic: OffsetsTopic, partition: part, key: partKey(OffsetsTopic, part), next: first, leader: -1}
+		rd.parts = map[string]*partState{p.key: p}
+		for p.next < end {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			recs, err := rd.fetch(ctx, cl)
+			if err != nil {
+				return err
+			}
+			for _, r := range recs {
+				if k, _ := r.Key.(string); want(k) {
+					latest[k] = r
+				}
+			}
+		}
+		return nil
+	})
+	return latest, err
 }
 
 // writeEOS buffers msgs (converted from batch[from[i]]) per writer and
@@ -286,7 +324,7 @@ func (s *sink) writeEOS(ctx context.Context, batch []stdlib.Record, msgs []kafka
 	ids := make([][]int, len(msgs))
 	for i := range msgs {
 		var err error
-		if ids[i], err = e.partitions(ctx, s.cl, msgs[i].Topic); err != nil {
+		if ids[i], err = s.partitions(ctx, e, msgs[i].Topic); err != nil {
 			return fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
 		}
 	}
@@ -348,34 +386,150 @@ func (e *eosState) writers() []*txnWriter {
 }
 
 // produce sends the batches of each writer and partition in order,
-// partitions concurrently.
+// partitions concurrently, and recovers from a lost connection.
 func (s *sink) produce(ctx context.Context, ready map[*txnWriter]map[topicPart][][]protocol.Record) error {
+	if _, err := s.recover(ctx, s.sendTxn(ctx, ready)); err != nil {
+		return fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+	}
+	return nil
+}
+
+// sendTxn sends the batches of each writer and partition in order,
+// partitions concurrently, and returns each failed writer's first error.
+// After an error every batch is still handed to the writer's producer,
+// which keeps what it cannot send for a replay.
+func (s *sink) sendTxn(ctx context.Context, ready map[*txnWriter]map[topicPart][][]protocol.Record) map[*txnWriter]error {
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
-		errs []error
+		errs = map[*txnWriter]error{}
 	)
 	for w, parts := range ready {
 		for k, batches := range parts {
 			w.dirty = true
 			wg.Go(func() {
+				var first error
 				for _, recs := range batches {
-					if err := w.p.Produce(ctx, k.topic, k.partition, recs); err != nil {
-						err = s.writerErr(w, err)
-						mu.Lock()
-						errs = append(errs, err)
-						mu.Unlock()
-						return
+					if err := w.p.Produce(ctx, k.topic, k.partition, recs); err != nil && first == nil {
+						first = err
 					}
+				}
+				if first != nil {
+					mu.Lock()
+					if errs[w] == nil {
+						errs[w] = first
+					}
+					mu.Unlock()
 				}
 			})
 		}
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+	return errs
+}
+
+// recover deals with the errors of the writers in errs. When any is a
+// lost connection, every open transaction is suspect (a broker that
+// restarted aborted them; fencing errors seen meanwhile may come from
+// that): restart starts them over and recover reports restarted. Else
+// each error is qualified by writerErr.
+func (s *sink) recover(ctx context.Context, errs map[*txnWriter]error) (restarted bool, err error) {
+	for _, err := range errs {
+		if transient(err) && ctx.Err() == nil {
+			return true, s.restart(ctx, err)
+		}
 	}
-	return nil
+	var out []error
+	for w, err := range errs {
+		if err = s.writerErr(w, err); err != nil {
+			out = append(out, err)
+		}
+	}
+	return false, errors.Join(out...)
+}
+
+// restart brings every writer with an open transaction back after a lost
+// connection: after the backoff's wait and on a fresh transport, it
+// initialises the writer's producer again for its next epoch, which
+// aborts the open transaction (the broker refuses when another process
+// took the transactional id over: that is fencing, as before). A commit
+// whose outcome the loss hid is decided by reading back its token: done
+// if it committed; else, as for every other writer, the records handed to
+// the transaction since it began are sent again in a new one. Nothing is
+// committed twice and nothing partial is committed. It gives up after
+// retry_timeout.
+func (s *sink) restart(ctx context.Context, cause error) error {
+	for {
+		if err := s.bo.Wait(ctx, cause); err != nil {
+			return err
+		}
+		cl := s.link.renew(s.link.client())
+		cause = nil
+		for _, w := range s.eos.writers() {
+			if !w.dirty {
+				continue
+			}
+			err := s.restartCurrent(ctx, w, cl)
+			if err == nil {
+				continue
+			}
+			if transient(err) && ctx.Err() == nil {
+				cause = err
+				break
+			}
+			if err = s.writerErr(w, err); err != nil {
+				return err
+			}
+		}
+		if cause == nil {
+			return nil
+		}
+	}
+}
+
+// restartCurrent restarts w unless Acquire replaced it meanwhile: its
+// transaction is then gone, and its partition replayed from what was
+// committed.
+func (s *sink) restartCurrent(ctx context.Context, w *txnWriter, cl *kafka.Client) error {
+	e := s.eos
+	e.initMu.Lock()
+	defer e.initMu.Unlock()
+	if !e.current(w) {
+		return nil
+	}
+	return s.restartWriter(ctx, w, cl)
+}
+
+// current reports whether w is the task's writer or the writer of a
+// partition this process holds now.
+func (e *eosState) current(w *txnWriter) bool {
+	if w.unit == nil {
+		return true
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.units[*w.unit] == w
+}
+
+func (s *sink) restartWriter(ctx context.Context, w *txnWriter, cl *kafka.Client) error {
+	if err := w.p.Restart(ctx, cl); err != nil {
+		return err
+	}
+	if t := w.doubt; t != nil {
+		got, err := s.readLatest(ctx, w.offPart, func(k string) bool { return k == tokenKey(w.txid) })
+		if err != nil {
+			return err
+		}
+		w.doubt = nil
+		var v int64
+		if r, ok := got[tokenKey(w.txid)]; ok && json.Unmarshal(r.Raw, &v) == nil && v == t.value {
+			s.log.Info("kafka sink: commit in doubt had committed", "txid", w.txid)
+			w.p.Forget()
+			w.committed(t.changed)
+			return nil
+		}
+	}
+	return w.p.Replay(ctx)
 }
 
 // writerErr qualifies a writer's error. A writer fenced because this
@@ -390,11 +544,7 @@ func (s *sink) writerErr(w *txnWriter, err error) error {
 	if w.unit == nil {
 		return fmt.Errorf("another process runs task %d of this sink: %w", s.cfg.Task, err)
 	}
-	e := s.eos
-	e.mu.Lock()
-	current := e.units[*w.unit] == w
-	e.mu.Unlock()
-	if !current {
+	if !s.eos.current(w) {
 		return nil
 	}
 	return fmt.Errorf("partition %s of %q was taken over by another process: %w", w.unit.partition, w.unit.source, err)
@@ -419,49 +569,54 @@ func (s *sink) flush(ctx context.Context) error {
 
 func (s *sink) checkpointEOS(ctx context.Context, cp stdlib.Checkpoint) error {
 	e := s.eos
-	if err := s.flush(ctx); err != nil {
-		return err
-	}
-	// Each writer stores its positions: a unit its own partition's, the
-	// task's writer every other.
-	ws := e.writers()
-	owner := map[unitKey]*txnWriter{}
-	for _, w := range ws[1:] {
-		owner[*w.unit] = w
-	}
-	pos := map[*txnWriter][]stdlib.Position{}
-	for _, p := range cp.Positions {
-		w := owner[unitKey{p.Source, p.Partition}]
-		if w == nil {
-			w = e.main
+	for {
+		if err := s.flush(ctx); err != nil {
+			return err
 		}
-		pos[w] = append(pos[w], p)
-	}
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	for _, w := range ws {
-		wg.Go(func() {
-			if err := s.commitWriter(ctx, w, pos[w]); err != nil {
-				if err = s.writerErr(w, err); err != nil {
+		// Each writer stores its positions: a unit its own partition's,
+		// the task's writer every other.
+		ws := e.writers()
+		owner := map[unitKey]*txnWriter{}
+		for _, w := range ws[1:] {
+			owner[*w.unit] = w
+		}
+		pos := map[*txnWriter][]stdlib.Position{}
+		for _, p := range cp.Positions {
+			w := owner[unitKey{p.Source, p.Partition}]
+			if w == nil {
+				w = e.main
+			}
+			pos[w] = append(pos[w], p)
+		}
+		var (
+			wg   sync.WaitGroup
+			mu   sync.Mutex
+			errs = map[*txnWriter]error{}
+		)
+		for _, w := range ws {
+			wg.Go(func() {
+				if err := s.commitWriter(ctx, w, pos[w]); err != nil {
 					mu.Lock()
-					errs = append(errs, err)
+					errs[w] = err
 					mu.Unlock()
 				}
-			}
-		})
+			})
+		}
+		wg.Wait()
+		restarted, err := s.recover(ctx, errs)
+		if err != nil {
+			return fmt.Errorf("kafka sink %q: checkpoint %d: %w", s.cfg.Stage, cp.ID, err)
+		}
+		if !restarted {
+			s.bo.Reset()
+			return nil
+		}
+		// The open transactions start over: commit them again.
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("kafka sink %q: checkpoint %d: %w", s.cfg.Stage, cp.ID, err)
-	}
-	return nil
 }
 
-// commitWriter stores the positions that changed in w's transaction and
-// commits it, if it holds anything.
+// commitWriter stores the positions that changed in w's transaction, with
+// a new commit token, and commits it, if it holds anything.
 func (s *sink) commitWriter(ctx context.Context, w *txnWriter, positions []stdlib.Position) error {
 	var recs []protocol.Record
 	changed := map[string]int64{}
@@ -477,22 +632,33 @@ func (s *sink) commitWriter(ctx context.Context, w *txnWriter, positions []stdli
 		recs = append(recs, protocol.Record{Key: protocol.NewBytes([]byte(k)), Value: protocol.NewBytes(v)})
 		changed[k] = pos.Offset
 	}
-	if len(recs) > 0 {
-		if err := w.p.Produce(ctx, OffsetsTopic, w.offPart, recs); err != nil {
-			return fmt.Errorf("store positions: %w", err)
-		}
-		w.dirty = true
-	}
-	if !w.dirty {
+	if len(recs) == 0 && !w.dirty {
 		return nil
 	}
+	t := &commitToken{value: rand.Int64(), changed: changed}
+	recs = append(recs, protocol.Record{
+		Key:   protocol.NewBytes([]byte(tokenKey(w.txid))),
+		Value: protocol.NewBytes(strconv.AppendInt(nil, t.value, 10)),
+	})
+	w.dirty = true
+	if err := w.p.Produce(ctx, OffsetsTopic, w.offPart, recs); err != nil {
+		return fmt.Errorf("store positions: %w", err)
+	}
 	if err := w.p.Commit(ctx); err != nil {
+		if !errors.Is(err, txn.ErrFenced) {
+			w.doubt = t // it may have committed
+		}
 		return err
 	}
-	w.dirty = false
-	maps.Copy(w.stored, changed)
+	w.committed(changed)
 	s.log.Debug("kafka sink committed", "stage", s.cfg.Stage, "txid", w.txid, "positions", changed)
 	return nil
+}
+
+// committed records that w's transaction, storing changed, committed.
+func (w *txnWriter) committed(changed map[string]int64) {
+	w.dirty = false
+	maps.Copy(w.stored, changed)
 }
 
 func (s *sink) closeEOS(ctx context.Context) error {
@@ -504,8 +670,9 @@ func (s *sink) closeEOS(ctx context.Context) error {
 		}
 		// Unflushed work is replayed after a restart; aborting now releases
 		// read_committed consumers at once instead of at the transaction
-		// timeout.
-		if err := w.p.Abort(ctx); err != nil && !errors.Is(err, txn.ErrFenced) {
+		// timeout. A writer that lost its connection or was fenced has
+		// nothing to abort that the next instance does not abort anyway.
+		if err := w.p.Abort(ctx); err != nil && !errors.Is(err, txn.ErrFenced) && !transient(err) {
 			errs = append(errs, err)
 		}
 		w.dirty = false

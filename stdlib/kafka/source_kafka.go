@@ -23,6 +23,7 @@ import (
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/codec"
+	"pipe.dev/pipe/stdlib/retry"
 )
 
 func init() { stdlib.MustRegister(SourceSpec) }
@@ -86,7 +87,7 @@ func checkSource(attrs map[string]any) []stdlib.AttrError {
 		errs = append(errs, stdlib.AttrError{Attr: "session_timeout", Message: "session_timeout must be positive"})
 	}
 	errs = append(errs, checkTLS(attrs)...)
-	return errs
+	return append(errs, retry.Check(attrs)...)
 }
 
 func checkTLS(attrs map[string]any) []stdlib.AttrError {
@@ -126,8 +127,8 @@ type source struct {
 	cfg       stdlib.Config
 	log       *slog.Logger
 	conn      *conn
-	tr        *kafka.Transport
-	cl        *kafka.Client
+	link      *link
+	bo        *retry.Backoff // fetches
 	topics    []string
 	group     string
 	start     string // earliest, latest, committed, or "" with startTime
@@ -150,6 +151,9 @@ type source struct {
 	joined    bool // a generation was positioned: the resume map is spent
 	parts     map[string]*partState
 	stale     bool // leaders must be looked up again
+	// owed holds group offsets whose commit a lost connection prevented:
+	// the next Commit commits them too.
+	owed map[string]map[int]int64
 
 	// open, when set, makes the source settle transactions itself under
 	// read_uncommitted: the records of a transaction wait here, by
@@ -237,9 +241,13 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 		resume = stdlib.ResumeMap(nil)
 	}
 	s.resume = resume
-	s.tr = s.conn.transport()
-	s.cl = s.conn.client(s.tr)
-	meta, err := partitions(ctx, s.cl, s.topics...)
+	s.link = newLink(s.conn)
+	s.bo = s.conn.backoff(s.log, "kafka source")
+	var meta map[string][]kafka.Partition
+	err := s.do(ctx, func(cl *kafka.Client) (err error) {
+		meta, err = partitions(ctx, cl, s.topics...)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("kafka source %q: %w", s.cfg.Stage, err)
 	}
@@ -264,7 +272,7 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 		SessionTimeout:        d,
 		HeartbeatInterval:     hb,
 		RebalanceTimeout:      d,
-		JoinGroupBackoff:      200 * time.Millisecond,
+		JoinGroupBackoff:      joinBackoff,
 		Timeout:               2*d + 5*time.Second, // a join waits up to the rebalance timeout
 		WatchPartitionChanges: true,
 	})
@@ -295,17 +303,46 @@ func (s *source) assignStatic(ctx context.Context, meta map[string][]kafka.Parti
 	return s.position(ctx, nil)
 }
 
+// do runs op until it succeeds, retrying transient failures on a fresh
+// transport with backoff until retry_timeout.
+func (s *source) do(ctx context.Context, op func(cl *kafka.Client) error) error {
+	return s.link.do(ctx, s.conn.backoff(s.log, "kafka source"), op)
+}
+
+// joinBackoff is how long the consumer group waits after a failed join
+// before the next attempt.
+const joinBackoff = 200 * time.Millisecond
+
 // join waits for the next group generation and positions its partitions.
 func (s *source) join(ctx context.Context) error {
 	var gen *kafka.Generation
+	b := s.conn.backoff(s.log, "kafka source: join group")
+	waited := false
 	for {
 		var err error
+		asked := time.Now()
 		gen, err = s.cg.Next(ctx)
 		if err == nil {
+			b.Reset()
 			break
 		}
 		if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
 			return fmt.Errorf("kafka source %q: join group %q: %w", s.cfg.Stage, s.group, err)
+		}
+		if transient(err) {
+			// The brokers are away. The group makes its next attempt
+			// joinBackoff after Next took its last error: pace them. An
+			// error that comes at once after a wait is from the attempt
+			// made before it: ask again.
+			if waited && time.Since(asked) < joinBackoff/2 {
+				waited = false
+				continue
+			}
+			if werr := b.Wait(ctx, err); werr != nil {
+				return fmt.Errorf("kafka source %q: join group %q: %w", s.cfg.Stage, s.group, werr)
+			}
+			waited = true
+			continue
 		}
 		// The group retries by itself (a member that died is still being
 		// waited for, the coordinator moved): report and wait for it.
@@ -334,6 +371,11 @@ func (s *source) join(ctx context.Context) error {
 			s.parts[k] = &partState{topic: t, partition: pa.ID, key: k, next: -1, leader: -1}
 			if pa.Offset >= 0 {
 				committed[k] = pa.Offset
+			}
+			// Offsets a lost connection kept from being committed are
+			// durable all the same.
+			if off, ok := s.owed[t][pa.ID]; ok && (pa.Offset < 0 || off > pa.Offset) {
+				committed[k] = off
 			}
 		}
 	}
@@ -392,7 +434,7 @@ func (s *source) position(ctx context.Context, committed map[string]int64) error
 	if len(req) == 0 {
 		return nil
 	}
-	res, err := s.cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: req, IsolationLevel: s.iso})
+	res, err := s.listOffsets(ctx, req)
 	if err != nil {
 		return fmt.Errorf("kafka source %q: list offsets: %w", s.cfg.Stage, err)
 	}
@@ -425,7 +467,7 @@ func (s *source) position(ctx context.Context, committed map[string]int64) error
 		}
 	}
 	if len(late) > 0 {
-		res, err := s.cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: late, IsolationLevel: s.iso})
+		res, err := s.listOffsets(ctx, late)
 		if err != nil {
 			return fmt.Errorf("kafka source %q: list offsets: %w", s.cfg.Stage, err)
 		}
@@ -445,9 +487,22 @@ func (s *source) position(ctx context.Context, committed map[string]int64) error
 	return nil
 }
 
+// listOffsets looks offsets up, retrying on a lost connection.
+func (s *source) listOffsets(ctx context.Context, req map[string][]kafka.OffsetRequest) (res *kafka.ListOffsetsResponse, err error) {
+	err = s.do(ctx, func(cl *kafka.Client) error {
+		res, err = cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: req, IsolationLevel: s.iso})
+		return err
+	})
+	return res, err
+}
+
 // refreshLeaders looks up the leader of every owned partition.
 func (s *source) refreshLeaders(ctx context.Context) error {
-	meta, err := partitions(ctx, s.cl, s.topics...)
+	var meta map[string][]kafka.Partition
+	err := s.do(ctx, func(cl *kafka.Client) (err error) {
+		meta, err = partitions(ctx, cl, s.topics...)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("kafka source %q: metadata: %w", s.cfg.Stage, err)
 	}
@@ -501,19 +556,38 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 		}
 		// An empty answer returns too (after max_wait), so that the
 		// caller gets to commit between reads of an idle source.
-		return s.fetch(ctx)
+		cl := s.link.client()
+		recs, err := s.fetch(ctx, cl)
+		switch {
+		case err == nil:
+			s.bo.Reset()
+			return recs, nil
+		case ctx.Err() != nil || !transient(err):
+			return recs, err
+		}
+		// The connection broke or the broker is away: positions stay
+		// where the records handed on end, so the next fetch, on a fresh
+		// transport, continues there.
+		s.link.renew(cl)
+		s.stale = true
+		if len(recs) > 0 {
+			return recs, nil // other leaders answered
+		}
+		if werr := s.bo.Wait(ctx, err); werr != nil {
+			return nil, werr
+		}
 	}
 }
 
 // fetch sends one fetch per leader broker and decodes the answers.
-func (s *source) fetch(ctx context.Context) ([]stdlib.Record, error) {
+func (s *source) fetch(ctx context.Context, cl *kafka.Client) ([]stdlib.Record, error) {
 	byLeader := map[int][]*partState{}
 	for _, p := range s.parts {
 		byLeader[p.leader] = append(byLeader[p.leader], p)
 	}
 	if len(byLeader) == 1 {
 		for _, ps := range byLeader {
-			return s.fetchFrom(ctx, ps)
+			return s.fetchFrom(ctx, cl, ps)
 		}
 	}
 	var (
@@ -524,7 +598,7 @@ func (s *source) fetch(ctx context.Context) ([]stdlib.Record, error) {
 	)
 	for _, ps := range byLeader {
 		wg.Go(func() {
-			recs, err := s.fetchFrom(ctx, ps)
+			recs, err := s.fetchFrom(ctx, cl, ps)
 			mu.Lock()
 			defer mu.Unlock()
 			out = append(out, recs...)
@@ -537,7 +611,7 @@ func (s *source) fetch(ctx context.Context) ([]stdlib.Record, error) {
 	return out, errors.Join(errs...)
 }
 
-func (s *source) fetchFrom(ctx context.Context, ps []*partState) ([]stdlib.Record, error) {
+func (s *source) fetchFrom(ctx context.Context, cl *kafka.Client, ps []*partState) ([]stdlib.Record, error) {
 	wait := s.maxWait
 	if dl, ok := ctx.Deadline(); ok {
 		// Keep the broker's wait inside the caller's deadline, so that the
@@ -583,7 +657,7 @@ func (s *source) fetchFrom(ctx context.Context, ps []*partState) ([]stdlib.Recor
 		})
 		byKey[p.key] = p
 	}
-	m, err := s.tr.RoundTrip(ctx, s.cl.Addr, req)
+	m, err := cl.Transport.RoundTrip(ctx, cl.Addr, req)
 	if err != nil {
 		if _, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) {
 			// The caller's deadline reached the connection first.
@@ -658,7 +732,7 @@ func (s *source) partitionError(ctx context.Context, p *partState, err kafka.Err
 		if s.start == "latest" {
 			r = kafka.LastOffsetOf(p.partition)
 		}
-		res, lerr := s.cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{p.topic: {r}}})
+		res, lerr := s.listOffsets(ctx, map[string][]kafka.OffsetRequest{p.topic: {r}})
 		if lerr != nil {
 			return fmt.Errorf("kafka source %q: list offsets of %s: %w", s.cfg.Stage, p.key, lerr)
 		}
@@ -891,6 +965,16 @@ func (s *source) Commit(ctx context.Context, positions []stdlib.Position) error 
 		return nil
 	}
 	offs := map[string]map[int]int64{}
+	for t, ps := range s.owed {
+		for n, off := range ps {
+			if s.parts[partKey(t, n)] != nil {
+				if offs[t] == nil {
+					offs[t] = map[int]int64{}
+				}
+				offs[t][n] = off
+			}
+		}
+	}
 	for _, pos := range positions {
 		if pos.Source != "" && pos.Source != s.cfg.Stage {
 			continue
@@ -910,8 +994,17 @@ func (s *source) Commit(ctx context.Context, positions []stdlib.Position) error 
 		return nil
 	}
 	err := s.gen.CommitOffsets(offs)
+	s.owed = nil
 	switch {
 	case err == nil:
+		return nil
+	case transient(err):
+		// What the sinks made durable stays durable: commit it with the
+		// next checkpoint (the generation may end first; the partitions
+		// then resume from the sinks' positions or the last commit).
+		s.owed = offs
+		s.log.Warn("kafka group offsets not committed: connection lost; committing them with the next checkpoint",
+			"group", s.group, "err", err)
 		return nil
 	case errors.Is(err, kafka.RebalanceInProgress), errors.Is(err, kafka.IllegalGeneration), errors.Is(err, kafka.UnknownMemberId):
 		// The partitions moved on; their new owner continues from the last
@@ -937,8 +1030,8 @@ func (s *source) Close(ctx context.Context) error {
 		err = s.cg.Close()
 		s.cg = nil
 	}
-	if s.tr != nil {
-		s.tr.CloseIdleConnections()
+	if s.link != nil {
+		s.link.close()
 	}
 	if err != nil {
 		return fmt.Errorf("kafka source %q: close group: %w", s.cfg.Stage, err)
