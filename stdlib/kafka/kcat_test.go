@@ -45,7 +45,7 @@ func TestKcat(t *testing.T) {
 		var buf bytes.Buffer
 		pause := time.Duration(kills) * 2 * time.Second / time.Duration(n/500)
 		for i := range n {
-			fmt.Fprintf(&buf, `{"id":%d,"user":"u%d","amount":%.2f,"country":"NL","event":"purchase","ts":"2024-01-01T00:00:%02dZ"}`+"\n", i, i%100, eventAmount(i), i%60)
+			fmt.Fprintln(&buf, proctest.Event(i))
 			if (i+1)%500 == 0 || i == n-1 {
 				if _, err := io.Copy(stdin, &buf); err != nil {
 					fed <- err
@@ -79,7 +79,7 @@ func TestKcat(t *testing.T) {
 
 	// kcat -C reads the whole output, committed records only, until the
 	// expected count is reached and stays put.
-	want := expectedEvents(n)
+	want := proctest.KeptEvents(n)
 	var ids []int64
 	deadline, stable := time.Now().Add(3*time.Minute), 0
 	for time.Now().Before(deadline) && stable < 3 {
@@ -111,7 +111,7 @@ func TestKcat(t *testing.T) {
 			stable = 0
 		}
 	}
-	missing, doubled, extra := tally(want, ids)
+	missing, doubled, extra := proctest.Tally(want, ids)
 	t.Logf("kcat read %d records of %d expected after %d SIGKILLs: %d missing, %d doubled, %d unexpected",
 		len(ids), len(want), kills, missing, doubled, extra)
 	if missing > 0 || doubled > 0 || extra > 0 {

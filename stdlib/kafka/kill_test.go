@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	osexec "os/exec"
@@ -36,9 +35,11 @@ func TestKill(t *testing.T) {
 			file := h.pipeline(t, delivery)
 			// Input keeps arriving while pipe run is killed and restarted, so
 			// that every kill lands in the middle of the stream.
-			want := expectedEvents(n)
+			want := proctest.KeptEvents(n)
 			produced := make(chan error, 1)
-			go func() { produced <- produceEvents(h.brokers, in, n, time.Duration(kills)*2500*time.Millisecond) }()
+			go func() {
+				produced <- proctest.ProduceEvents(context.Background(), nil, h.brokers, in, 0, n, time.Duration(kills)*2500*time.Millisecond)
+			}()
 			env := h.env(in, out, uniq("kill"))
 			state := filepath.Join(h.dir, "state-"+delivery)
 			for i := range kills {
@@ -71,7 +72,7 @@ func TestKill(t *testing.T) {
 					id, _ := r.Value.(map[string]any)["id"].(int64)
 					ids = append(ids, id)
 				}
-				_, doubled, _ := tally(want, ids)
+				_, doubled, _ := proctest.Tally(want, ids)
 				t.Logf("a second read_committed pass reads %d records, %d doubled", len(again), doubled)
 			})
 		})
@@ -88,10 +89,16 @@ type procHarness struct {
 // newProcHarness builds pipe and starts `pipe broker` with 4 partitions
 // for auto-created topics and the extra flags given.
 func newProcHarness(t *testing.T, brokerFlags ...string) *procHarness {
+	h := newHarness(t)
+	h.brokers = proctest.StartBroker(t, h.bin, 4, brokerFlags...)
+	return h
+}
+
+// newHarness builds pipe; the caller starts the broker.
+func newHarness(t *testing.T) *procHarness {
 	h := &procHarness{root: proctest.ModuleRoot(t), dir: t.TempDir()}
 	t.Chdir(h.root)
 	h.bin = proctest.BuildPipe(t)
-	h.brokers = proctest.StartBroker(t, h.bin, 4, brokerFlags...)
 	var err error
 	if h.src, err = os.ReadFile(filepath.Join(h.root, "examples", "kafka_to_kafka.pipe")); err != nil {
 		t.Fatal(err)
@@ -145,7 +152,7 @@ func checkEvents(t *testing.T, delivery string, n int, want map[int64]bool, got 
 			t.Fatalf("record not transformed: %v", m)
 		}
 	}
-	missing, doubled, extra := tally(want, ids)
+	missing, doubled, extra := proctest.Tally(want, ids)
 	if doubled > 0 && delivery == "exactly_once" {
 		at := map[int64][]stdlib.Position{}
 		for _, r := range got {
@@ -182,71 +189,6 @@ func checkEvents(t *testing.T, delivery string, n int, want map[int64]bool, got 
 	if missing > 0 || extra > 0 || (delivery == "exactly_once" && doubled > 0) {
 		t.Fatalf("%s broken: %d missing, %d doubled, %d unexpected", delivery, missing, doubled, extra)
 	}
-}
-
-// tally counts the expected ids not read, those read more than once, and
-// the ids read that were not expected.
-func tally(want map[int64]bool, ids []int64) (missing, doubled, extra int) {
-	seen := map[int64]int{}
-	for _, id := range ids {
-		seen[id]++
-	}
-	for id := range want {
-		switch c := seen[id]; {
-		case c == 0:
-			missing++
-		case c > 1:
-			doubled++
-		}
-	}
-	for id := range seen {
-		if !want[id] {
-			extra++
-		}
-	}
-	return missing, doubled, extra
-}
-
-// expectedEvents returns the ids of the n events the pipeline keeps
-// (amount > 50).
-func expectedEvents(n int) map[int64]bool {
-	want := map[int64]bool{}
-	for i := range n {
-		if eventAmount(i) > 50 {
-			want[int64(i)] = true
-		}
-	}
-	return want
-}
-
-func eventAmount(i int) float64 { return float64((i*7919)%10000) / 100 }
-
-// produceEvents writes n events of the example's shape, spread evenly over
-// d.
-func produceEvents(brokers, topic string, n int, d time.Duration) error {
-	if d <= 0 {
-		d = time.Nanosecond
-	}
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	w := &kafka.Writer{Addr: kafka.TCP(brokers), Topic: topic, Transport: tr, RequiredAcks: kafka.RequireAll,
-		BatchSize: 1000, BatchTimeout: 5 * time.Millisecond, Balancer: &kafka.RoundRobin{}}
-	defer w.Close()
-	const chunk = 500
-	pause := d / time.Duration(max(n/chunk, 1))
-	msgs := make([]kafka.Message, 0, chunk)
-	for i := range n {
-		v := fmt.Sprintf(`{"id":%d,"user":"u%d","amount":%.2f,"country":"NL","event":"purchase","ts":"2024-01-01T00:00:%02dZ"}`, i, i%100, eventAmount(i), i%60)
-		msgs = append(msgs, kafka.Message{Value: []byte(v)})
-		if len(msgs) == cap(msgs) || i == n-1 {
-			if err := w.WriteMessages(context.Background(), msgs...); err != nil {
-				return fmt.Errorf("produce input: %w", err)
-			}
-			msgs = msgs[:0]
-			time.Sleep(pause)
-		}
-	}
-	return nil
 }
 
 // logEnd returns the sum of the end offsets of topic's partitions.

@@ -128,7 +128,7 @@ func BenchmarkPipeline(b *testing.B) {
 		brokers := testBroker(b, devbroker.Options{})
 		in := uniq("bench-in")
 		newTopic(b, brokers, in, 4)
-		if err := produceEvents(brokers, in, b.N, 0); err != nil {
+		if err := proctest.ProduceEvents(context.Background(), nil, brokers, in, 0, b.N, 0); err != nil {
 			b.Fatal(err)
 		}
 		b.ResetTimer()
@@ -156,8 +156,8 @@ func BenchmarkPipeline(b *testing.B) {
 		in, out := uniq("bench-in"), uniq("bench-out")
 		newTopic(b, brokers, in, 4)
 		newTopic(b, brokers, out, 4)
-		want := expectedEvents(b.N)
-		if err := produceEvents(brokers, in, b.N, 0); err != nil {
+		want := proctest.KeptEvents(b.N)
+		if err := proctest.ProduceEvents(context.Background(), nil, brokers, in, 0, b.N, 0); err != nil {
 			b.Fatal(err)
 		}
 		c := cmd(brokers, in, out)
@@ -211,7 +211,7 @@ func BenchmarkPipeline(b *testing.B) {
 func eventMessages(n int) []kafka.Message {
 	msgs := make([]kafka.Message, n)
 	for i := range msgs {
-		msgs[i] = kafka.Message{Value: fmt.Appendf(nil, `{"id":%d,"user":"u%d","amount":%.2f,"country":"NL","event":"purchase","ts":"2024-01-01T00:00:%02dZ"}`, i, i%100, eventAmount(i), i%60)}
+		msgs[i] = kafka.Message{Value: []byte(proctest.Event(i))}
 	}
 	return msgs
 }

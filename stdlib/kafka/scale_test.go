@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	osexec "os/exec"
@@ -26,9 +27,11 @@ func TestScaleOut(t *testing.T) {
 	newTopic(t, h.brokers, in, 8)
 	newTopic(t, h.brokers, out, 4)
 	file := h.pipeline(t, "exactly_once")
-	want := expectedEvents(n)
+	want := proctest.KeptEvents(n)
 	produced := make(chan error, 1)
-	go func() { produced <- produceEvents(h.brokers, in, n, time.Duration(kills)*2500*time.Millisecond) }()
+	go func() {
+		produced <- proctest.ProduceEvents(context.Background(), nil, h.brokers, in, 0, n, time.Duration(kills)*2500*time.Millisecond)
+	}()
 	env := h.env(in, out, uniq("scale"))
 
 	const slots = 3

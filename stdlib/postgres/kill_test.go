@@ -22,9 +22,10 @@ import (
 // restarts it, and checks that the table holds every expected record
 // exactly once. The "insert" variant writes to a table without a key, so
 // that a record written twice would show as two rows. With PIPE_PG_RESTART=1
-// a last variant restarts PostgreSQL itself twice during a run. Set
-// PIPE_KILLTEST=1 to run it; PIPE_KILLTEST_RECORDS and PIPE_KILLTEST_KILLS
-// scale it.
+// a last variant restarts PostgreSQL itself twice during a run. The
+// "broker_restart" variant takes the broker down twice instead
+// (testBrokerRestart). Set PIPE_KILLTEST=1 to run it; PIPE_KILLTEST_RECORDS
+// and PIPE_KILLTEST_KILLS scale it.
 func TestKill(t *testing.T) {
 	n, kills := proctest.KillTest(t, 100000, 20)
 	e := newPG(t)
@@ -44,29 +45,16 @@ func TestKill(t *testing.T) {
 		t.Run(variant, func(t *testing.T) {
 			in := fmt.Sprintf("kill-in-%s-%d", variant, rand.IntN(1e9))
 			newTopic(t, brokers, in, 4)
-			text := string(src)
-			// A killed member holds its partitions until its session times
-			// out: keep that short so that restarts make progress.
-			text = strings.Replace(text, "  start   = earliest\n", "  start   = earliest\n  session_timeout = 1s\n", 1)
-			// Positions go to the test's own schema.
-			text = strings.Replace(text, "  create_table = true\n",
-				"  create_table = true\n  offsets_table = \""+e.table("pipe_offsets")+"\"\n", 1)
-			if variant == "insert" {
-				text = strings.Replace(text, "  mode         = upsert\n  key          = [\"id\"]\n", "  mode         = insert\n", 1)
-			}
-			file := filepath.Join(dir, variant+".pipe")
-			if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			file := pipelineFile(t, src, e, dir, variant, variant == "insert")
 			// Records arrive while the pipeline runs, so that kills and
 			// restarts hit it in the middle of transactions.
 			span := time.Duration(kills) * 2500 * time.Millisecond
 			if variant == "pg_restart" {
 				span = 6 * time.Second
 			}
-			want := expectedIDs(n)
+			want := proctest.KeptEvents(n)
 			produced := make(chan error, 1)
-			go func() { produced <- produceEvents(context.Background(), brokers, in, n, span) }()
+			go func() { produced <- proctest.ProduceEvents(context.Background(), nil, brokers, in, 0, n, span) }()
 			table := e.table("kill_" + variant)
 			env := append(os.Environ(), "KAFKA_BROKERS="+brokers, "IN_TOPIC="+in, "GROUP="+in,
 				"PG_URL="+testDSN(), "PG_TABLE="+table)
@@ -131,6 +119,28 @@ func TestKill(t *testing.T) {
 			}
 		})
 	}
+	t.Run("broker_restart", func(t *testing.T) { testBrokerRestart(t, e, bin, root, dir, src, n) })
+}
+
+// pipelineFile writes the example as name.pipe, upserting or, with
+// insert, inserting into a table without a key (where a record written
+// twice shows as two rows), and returns its path.
+func pipelineFile(t *testing.T, src []byte, e *pgEnv, dir, name string, insert bool) string {
+	text := string(src)
+	// A killed member holds its partitions until its session times
+	// out: keep that short so that restarts make progress.
+	text = strings.Replace(text, "  start   = earliest\n", "  start   = earliest\n  session_timeout = 1s\n", 1)
+	// Positions go to the test's own schema.
+	text = strings.Replace(text, "  create_table = true\n",
+		"  create_table = true\n  offsets_table = \""+e.table("pipe_offsets")+"\"\n", 1)
+	if insert {
+		text = strings.Replace(text, "  mode         = upsert\n  key          = [\"id\"]\n", "  mode         = insert\n", 1)
+	}
+	file := filepath.Join(dir, name+".pipe")
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
 }
 
 // waitRows waits until table holds want rows and no more come for a while.
@@ -170,45 +180,4 @@ func newTopic(t *testing.T, brokers, topic string, partitions int) {
 	if err := res.Errors[topic]; err != nil {
 		t.Fatal(err)
 	}
-}
-
-// expectedIDs returns the ids of the events produceEvents writes that the
-// pipeline keeps (amount > 50).
-func expectedIDs(n int) map[int64]bool {
-	want := map[int64]bool{}
-	for i := range n {
-		if eventAmount(i) > 50 {
-			want[int64(i)] = true
-		}
-	}
-	return want
-}
-
-func eventAmount(i int) float64 { return float64((i*7919)%10000) / 100 }
-
-// produceEvents writes n events of the example's shape, spread over span.
-func produceEvents(ctx context.Context, brokers, topic string, n int, span time.Duration) error {
-	tr := &kafka.Transport{}
-	defer tr.CloseIdleConnections()
-	w := &kafka.Writer{Addr: kafka.TCP(brokers), Topic: topic, Transport: tr, RequiredAcks: kafka.RequireAll,
-		BatchSize: 1000, BatchTimeout: 5 * time.Millisecond, Balancer: &kafka.RoundRobin{}}
-	defer w.Close()
-	const chunk = 1000
-	start := time.Now()
-	msgs := make([]kafka.Message, 0, chunk)
-	for i := range n {
-		v := fmt.Sprintf(`{"id":%d,"user":"u%d","amount":%.2f,"country":"NL","event":"purchase","ts":"2024-01-01T00:00:%02dZ"}`,
-			i, i%100, eventAmount(i), i%60)
-		msgs = append(msgs, kafka.Message{Value: []byte(v)})
-		if len(msgs) == cap(msgs) || i == n-1 {
-			if err := w.WriteMessages(ctx, msgs...); err != nil {
-				return err
-			}
-			msgs = msgs[:0]
-			if due := start.Add(span * time.Duration(i+1) / time.Duration(n)); time.Until(due) > 0 {
-				time.Sleep(time.Until(due))
-			}
-		}
-	}
-	return nil
 }
