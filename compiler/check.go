@@ -1,6 +1,7 @@
 package compiler
 
 import (
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -63,10 +64,29 @@ func portsOf(st *stage) []string {
 	return out
 }
 
+// nameOfFile is the name of a pipeline without one: its file's name
+// without directory and extension, with characters other than letters,
+// digits, '_', '-' and '.' replaced by '_' (it names the state directory,
+// transactional ids and offset rows, so it must be one path element).
+func nameOfFile(path string) string {
+	base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	if path == "" || base == "" || base == "." || base == ".." {
+		return ""
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '-', r == '.':
+			return r
+		}
+		return '_'
+	}, base)
+}
+
 // readPipeline reads the pipeline { ... } block.
 func (c *checker) readPipeline() {
 	u := c.main
 	var first lang.Span
+	c.prog.Pipeline = nameOfFile(u.name)
 	params := []stdlib.Param{
 		{Name: "name", Type: stdlib.String},
 		{Name: "delivery", Type: stdlib.Enum(string(stdlib.ExactlyOnce), string(stdlib.AtLeastOnce), string(stdlib.AtMostOnce))},

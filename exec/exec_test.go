@@ -424,8 +424,8 @@ func TestCrashRecovery(t *testing.T) {
 		t.Fatalf("no checkpoint stored: %v", err)
 	}
 	for p := 0; p < parts; p++ {
-		if off, _ := cp.Position("src", fmt.Sprintf("p%d", p)); off != count-1 {
-			t.Fatalf("stored position of p%d is %d", p, off)
+		if pos, _ := cp.Lookup("src", fmt.Sprintf("p%d", p)); pos.Offset != count-1 {
+			t.Fatalf("stored position of p%d is %d", p, pos.Offset)
 		}
 	}
 	t.Logf("%d crashes, %d checkpoints", crashes, cp.ID)
@@ -469,7 +469,8 @@ func TestShutdown(t *testing.T) {
 		last[r.Pos.Partition] = r.Pos.Offset
 	}
 	for part := range last {
-		off, ok := cp.Position("src", part)
+		pos, ok := cp.Lookup("src", part)
+		off := pos.Offset
 		if !ok || off < last[part] {
 			t.Fatalf("final checkpoint holds %s at %d, output reaches %d", part, off, last[part])
 		}

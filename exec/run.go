@@ -51,6 +51,11 @@ type run struct {
 	// cpWake is closed and replaced whenever a checkpoint completes.
 	cpMu   sync.Mutex
 	cpWake chan struct{}
+
+	// warned holds the stored positions already reported as pointing
+	// into another incarnation of their partition.
+	warnMu sync.Mutex
+	warned map[string]bool
 }
 
 type ctrlKind int
@@ -88,6 +93,7 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 	if r.store, err = state.Open(r.cfg.StateDir); err != nil {
 		return err
 	}
+	defer r.store.Close()
 	if r.prev, err = r.store.Load(); err != nil {
 		return err
 	}
@@ -185,8 +191,6 @@ func (r *run) control(m ctrlMsg) error {
 // partition resumes and opens the sources.
 func (r *run) open(ctx context.Context) ([]*transformTask, error) {
 	var transforms []*transformTask
-	held := map[partKey]int64{}
-	heldSet := map[partKey]bool{}
 	for _, s := range r.stages {
 		attrs, err := configAttrs(s.st, s.spec, r.cfg.Secrets)
 		if err != nil {
@@ -224,12 +228,7 @@ func (r *run) open(ctx context.Context) ([]*transformTask, error) {
 				}
 				t.opened = true
 				for _, p := range h {
-					k := partKey{p.Source, p.Partition}
-					t.held[k] = p.Offset
-					if old, ok := held[k]; !ok || p.Offset < old {
-						held[k] = p.Offset
-					}
-					heldSet[k] = true
+					t.stored[partKey{p.Source, p.Partition}] = p
 				}
 			default:
 				t, err := newTransformTask(r, s, i, cfg)
@@ -243,42 +242,44 @@ func (r *run) open(ctx context.Context) ([]*transformTask, error) {
 			}
 		}
 	}
-	// A partition resumes after the store's position, lowered to what any
-	// exactly-once sink holds; with no stored position it starts afresh
-	// (sinks drop what they already hold).
-	resume := map[string]stdlib.ResumeMap{}
-	if r.prev != nil {
-		for _, p := range r.prev.Positions {
-			off := p.Offset
-			if h, ok := held[partKey{p.Source, p.Partition}]; ok && h < off {
-				off = h
-			}
-			if resume[p.Source] == nil {
-				resume[p.Source] = stdlib.ResumeMap{}
-			}
-			resume[p.Source][p.Partition] = off
-		}
-	}
+	// Each partition resumes when its source asks (handover.Resume), so
+	// that the identity of what it reads is checked first.
 	for _, t := range r.sources {
 		if r.prev != nil {
 			for _, p := range r.prev.Positions {
 				if p.Source == t.s.st.Name {
-					t.committed[partKey{p.Source, p.Partition}] = p.Offset
+					t.committed[partKey{p.Source, p.Partition}] = p
 				}
 			}
 		}
-		rm := resume[t.s.st.Name]
-		if rm == nil {
-			rm = stdlib.ResumeMap{}
-		}
-		t.resume = &handover{t: t, m: rm}
+		t.resume = &handover{t: t}
 		if err := t.src.Open(ctx, t.resume); err != nil {
 			return nil, fmt.Errorf("%s: stage %q: opening: %w", t.s.at, t.s.st.Name, err)
 		}
 		t.opened = true
-		r.cfg.Logger.Debug("source opened", "stage", t.s.st.Name, "task", t.task, "resume", len(rm))
+		r.cfg.Logger.Debug("source opened", "stage", t.s.st.Name, "task", t.task)
 	}
 	return transforms, nil
+}
+
+// mismatch reports, once, that a position held by holder is not applied
+// because its partition now has another identity.
+func (r *run) mismatch(holder string, p stdlib.Position, current string) {
+	key := holder + "\x00" + p.Source + "\x00" + p.Partition
+	r.warnMu.Lock()
+	seen := r.warned[key]
+	if r.warned == nil {
+		r.warned = map[string]bool{}
+	}
+	r.warned[key] = true
+	r.warnMu.Unlock()
+	if seen {
+		return
+	}
+	r.cfg.Logger.Warn("stored position not applied: the partition is not what it pointed into",
+		"stage", p.Source, "partition", p.Partition, "held_by", holder, "offset", p.Offset,
+		"stored_identity", p.Identity, "identity", current,
+		"then", "the partition starts as the source's start says and its records are written again")
 }
 
 // closeAll closes components opened before a failed start.
@@ -393,11 +394,12 @@ func (r *run) coordinate() {
 		}
 		// Stored positions only grow: a partition resumed below the
 		// store for some sink's sake reports a lower position until it
-		// catches up, and the sinks keep their own positions.
+		// catches up, and the sinks keep their own positions. A position
+		// of another incarnation of the partition is replaced.
 		for _, ps := range cur.pos {
 			for _, p := range ps {
 				k := partKey{p.Source, p.Partition}
-				if old, ok := stored[k]; !ok || p.Offset > old.Offset {
+				if old, ok := stored[k]; !ok || p.Offset > old.Offset || p.Identity != old.Identity {
 					stored[k] = p
 				}
 			}

@@ -1,10 +1,12 @@
 package exec
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -27,17 +29,22 @@ type sinkTask struct {
 	opened bool
 	vm     vm.VM
 
-	// held is the last position per partition the sink held when opened
-	// or when the partition was acquired; covers grows from it with every
-	// checkpoint. mu guards both: Acquire runs on a source's goroutine.
-	mu     sync.Mutex
-	held   map[partKey]int64
-	covers map[partKey]int64
-	attrs  []*program
+	// stored is what the sink held when opened. held is the last position
+	// per partition it holds whose identity its source confirmed (when it
+	// resumed or acquired the partition): replays at or below it are
+	// dropped, and dropped counts them until the next checkpoint. covers
+	// grows from stored with every checkpoint. mu guards them all: sources
+	// resume and acquire partitions from their own goroutines.
+	mu      sync.Mutex
+	stored  map[partKey]stdlib.Position
+	held    map[partKey]int64
+	covers  map[partKey]stdlib.Position
+	dropped int64
+	attrs   []*program
 }
 
 func newSinkTask(r *run, s *stageRT, task int, snk stdlib.Sink) (*sinkTask, error) {
-	t := &sinkTask{r: r, s: s, task: task, sink: snk, held: map[partKey]int64{}}
+	t := &sinkTask{r: r, s: s, task: task, sink: snk, stored: map[partKey]stdlib.Position{}, held: map[partKey]int64{}}
 	progs, err := stagePrograms(s, r.cfg.Now)
 	if err != nil {
 		return nil, err
@@ -83,6 +90,7 @@ func (t *sinkTask) batch(ctx context.Context, b []stdlib.Record) error {
 			b[n] = b[i]
 			n++
 		}
+		t.dropped += int64(len(b) - n)
 		clear(b[n:])
 		b = b[:n]
 	}
@@ -234,21 +242,30 @@ func (t *sinkTask) barrier(ctx context.Context, b *barrier) error {
 	// A sink's positions only grow: a checkpoint covers what the task
 	// held before (partitions not read since the restart, or resumed
 	// lower for another sink's sake) as well as the barrier's positions.
+	// A position of another incarnation of a partition replaces it.
 	t.mu.Lock()
 	if t.covers == nil {
-		t.covers = maps.Clone(t.held)
+		t.covers = maps.Clone(t.stored)
 	}
 	for _, p := range b.pos {
 		k := partKey{p.Source, p.Partition}
-		if off, ok := t.covers[k]; !ok || p.Offset > off {
-			t.covers[k] = p.Offset
+		if c, ok := t.covers[k]; !ok || p.Offset > c.Offset || p.Identity != c.Identity {
+			t.covers[k] = p
 		}
 	}
-	cp := stdlib.Checkpoint{ID: b.id, Positions: make([]stdlib.Position, 0, len(t.covers))}
-	for k, off := range t.covers {
-		cp.Positions = append(cp.Positions, stdlib.Position{Source: k.source, Partition: k.partition, Offset: off})
+	cp := stdlib.Checkpoint{ID: b.id, Positions: slices.Collect(maps.Values(t.covers))}
+	dropped, held := t.dropped, ""
+	if dropped > 0 {
+		held = heldSummary(t.held)
 	}
+	t.dropped = 0
 	t.mu.Unlock()
+	if dropped > 0 {
+		t.r.cfg.Logger.Info("dropped replayed records the sink already holds",
+			"stage", t.s.st.Name, "task", t.task, "records", dropped,
+			"why", "at or below the positions it made durable before (pipe offsets show/reset)",
+			"held", held)
+	}
 	sortPositions(cp.Positions)
 	err := t.sink.Checkpoint(ctx, cp)
 	if pol := t.s.policy; err != nil && pol != nil && pol.Action == "retry" {
@@ -289,7 +306,7 @@ func (t *sinkTask) acquired(source string, partitions []string, held []stdlib.Po
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.covers == nil {
-		t.covers = maps.Clone(t.held)
+		t.covers = maps.Clone(t.stored)
 	}
 	for _, p := range partitions {
 		k := partKey{source, p}
@@ -299,6 +316,44 @@ func (t *sinkTask) acquired(source string, partitions []string, held []stdlib.Po
 	for _, p := range held {
 		k := partKey{source, p.Partition}
 		t.held[k] = p.Offset
-		t.covers[k] = p.Offset
+		t.covers[k] = p
 	}
+}
+
+// confirm is called when a source resumes partition k with identity: the
+// position the sink stored for it, if of that identity, starts dropping
+// replays and is returned; one of another identity is reported and left
+// out (the partition's records are written again).
+func (t *sinkTask) confirm(k partKey, identity string) (int64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p, ok := t.stored[k]
+	if !ok {
+		return 0, false
+	}
+	if !stdlib.SameIdentity(p.Identity, identity) {
+		t.r.mismatch(fmt.Sprintf("sink %q", t.s.st.Name), p, identity)
+		return 0, false
+	}
+	t.held[k] = p.Offset
+	return p.Offset, true
+}
+
+// heldSummary names the first few held positions for a log line.
+func heldSummary(held map[partKey]int64) string {
+	keys := slices.SortedFunc(maps.Keys(held), func(a, b partKey) int {
+		return cmp.Or(strings.Compare(a.source, b.source), strings.Compare(a.partition, b.partition))
+	})
+	var b strings.Builder
+	for i, k := range keys {
+		if i == 3 {
+			fmt.Fprintf(&b, " and %d more", len(keys)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s[%s]@%d", k.source, k.partition, held[k])
+	}
+	return b.String()
 }

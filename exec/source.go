@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 
 	"pipe.dev/pipe/stdlib"
@@ -27,7 +29,12 @@ type sourceTask struct {
 	commitMu  sync.Mutex
 	commitPos []stdlib.Position
 	commitCh  chan struct{}
-	committed map[partKey]int64
+	committed map[partKey]stdlib.Position
+
+	// ident holds the identity of every partition the source resumed or
+	// acquired; barriers carry it in their positions.
+	identMu sync.Mutex
+	ident   map[partKey]string
 
 	// last emitted position per partition; cur caches the partition of the
 	// previous record so the map is touched once per partition run.
@@ -43,7 +50,8 @@ func newSourceTask(r *run, s *stageRT, task int, src stdlib.Source) *sourceTask 
 		req:       make(chan *barrier, 1),
 		results:   make(chan readResult),
 		commitCh:  make(chan struct{}, 1),
-		committed: map[partKey]int64{},
+		committed: map[partKey]stdlib.Position{},
+		ident:     map[partKey]string{},
 		last:      map[partKey]int64{},
 	}
 }
@@ -69,7 +77,7 @@ func (t *sourceTask) commit(ctx context.Context) error {
 	var todo []stdlib.Position
 	for _, p := range pos {
 		k := partKey{p.Source, p.Partition}
-		if off, ok := t.committed[k]; ok && off >= p.Offset {
+		if c, ok := t.committed[k]; ok && c.Offset >= p.Offset && c.Identity == p.Identity {
 			continue
 		}
 		todo = append(todo, p)
@@ -81,7 +89,7 @@ func (t *sourceTask) commit(ctx context.Context) error {
 		return &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("committing positions: %w", err)}
 	}
 	for _, p := range todo {
-		t.committed[partKey{p.Source, p.Partition}] = p.Offset
+		t.committed[partKey{p.Source, p.Partition}] = p
 	}
 	return nil
 }
@@ -239,9 +247,11 @@ func (t *sourceTask) inject(ctx context.Context, b *barrier) error {
 		t.last[t.cur] = t.curOff
 	}
 	pos := make([]stdlib.Position, 0, len(t.last))
+	t.identMu.Lock()
 	for k, off := range t.last {
-		pos = append(pos, stdlib.Position{Source: k.source, Partition: k.partition, Offset: off})
+		pos = append(pos, stdlib.Position{Source: k.source, Partition: k.partition, Offset: off, Identity: t.ident[k]})
 	}
+	t.identMu.Unlock()
 	mine := &barrier{id: b.id, final: b.final, pos: pos}
 	if err := t.rt.control(ctx, message{barrier: mine}); err != nil {
 		return err
@@ -255,16 +265,41 @@ func (t *sourceTask) inject(ctx context.Context, b *barrier) error {
 	return t.rt.control(ctx, message{eos: true})
 }
 
-// handover is the Resumer a source task hands its Source: the resume
-// positions computed at start, and the partition handover of
-// [stdlib.Handover].
+// handover is the Resumer a source task hands its Source: it checks the
+// identity of each partition against the positions stored for it and
+// implements the partition handover of [stdlib.Handover].
 type handover struct {
 	t *sourceTask
-	m stdlib.ResumeMap
 }
 
-// Resume implements stdlib.Resumer.
-func (h *handover) Resume(partition string) (int64, bool) { return h.m.Resume(partition) }
+// Resume implements stdlib.Resumer. A partition resumes after the state
+// store's position, lowered to what any exactly-once sink holds for it;
+// with no stored position it starts afresh (sinks drop what they already
+// hold). Positions of another identity are left out, with a warning.
+func (h *handover) Resume(partition, identity string) (int64, bool) {
+	t := h.t
+	k := partKey{t.s.st.Name, partition}
+	t.identMu.Lock()
+	t.ident[k] = identity
+	t.identMu.Unlock()
+	off, have := int64(0), false
+	if p, ok := t.r.prev.Lookup(k.source, k.partition); ok {
+		if stdlib.SameIdentity(p.Identity, identity) {
+			off, have = p.Offset, true
+		} else {
+			t.r.mismatch("the state store", p, identity)
+		}
+	}
+	for _, st := range t.r.sinks {
+		if !st.s.sources[k.source] {
+			continue
+		}
+		if held, ok := st.confirm(k, identity); ok && have && held < off {
+			off = held
+		}
+	}
+	return off, have
+}
 
 // Settle implements stdlib.Handover: it runs on the task's read goroutine
 // (inside Source.Read), so it may commit.
@@ -276,20 +311,34 @@ func (h *handover) Settle(ctx context.Context) error {
 }
 
 // Acquire implements stdlib.Handover.
-func (h *handover) Acquire(ctx context.Context, partitions []string) (map[string]int64, error) {
+func (h *handover) Acquire(ctx context.Context, partitions map[string]string) (map[string]int64, error) {
 	name := h.t.s.st.Name
+	h.t.identMu.Lock()
+	for p, id := range partitions {
+		h.t.ident[partKey{name, p}] = id
+	}
+	h.t.identMu.Unlock()
+	names := slices.Sorted(maps.Keys(partitions))
 	out := map[string]int64{}
 	for _, st := range h.t.r.sinks {
 		a, ok := st.sink.(stdlib.Acquirer)
 		if !ok || !st.s.sources[name] {
 			continue
 		}
-		held, err := a.Acquire(ctx, name, partitions)
+		held, err := a.Acquire(ctx, name, names)
 		if err != nil {
 			return nil, &StageError{Stage: st.s.st.Name, At: st.s.at, Err: fmt.Errorf("acquiring partitions of %q: %w", name, err)}
 		}
-		st.acquired(name, partitions, held)
+		kept := held[:0:0]
 		for _, p := range held {
+			if id := partitions[p.Partition]; !stdlib.SameIdentity(p.Identity, id) {
+				h.t.r.mismatch(fmt.Sprintf("sink %q", st.s.st.Name), p, id)
+				continue
+			}
+			kept = append(kept, p)
+		}
+		st.acquired(name, names, kept)
+		for _, p := range kept {
 			if old, ok := out[p.Partition]; !ok || p.Offset < old {
 				out[p.Partition] = p.Offset
 			}

@@ -31,7 +31,14 @@ type Source interface {
 // Resumer tells a source where to continue a partition: the last position
 // made durable by the checkpoint store or an exactly-once sink.
 type Resumer interface {
-	Resume(partition string) (offset int64, ok bool)
+	// Resume returns the last durable position of partition, whose
+	// identity (see [Position]) the source gives. A position stored for
+	// another identity is not applied (the executor logs both); neither are
+	// the positions sinks hold for it, so its records are not dropped as
+	// replays. A source calls Resume for a partition before it emits any
+	// of its records; a stream that cannot be read again (stdin) never
+	// calls it, so it never resumes and no record of it is dropped.
+	Resume(partition, identity string) (offset int64, ok bool)
 }
 
 // Handover is what the Resumer a source gets also does when the executor
@@ -51,7 +58,9 @@ type Handover interface {
 	// sink downstream that can (an [Acquirer]) fences earlier writers of
 	// them, and the lowest position any of them holds is returned per
 	// partition. Records at or below it are dropped before those sinks.
-	Acquire(ctx context.Context, partitions []string) (map[string]int64, error)
+	// partitions maps each partition to its identity: a position held for
+	// another identity is neither returned nor used to drop records.
+	Acquire(ctx context.Context, partitions map[string]string) (map[string]int64, error)
 }
 
 // Acquirer is implemented by an exactly-once sink that fences its writes
@@ -64,11 +73,11 @@ type Acquirer interface {
 	Acquire(ctx context.Context, source string, partitions []string) ([]Position, error)
 }
 
-// ResumeMap is a Resumer backed by a map.
+// ResumeMap is a Resumer backed by a map, whatever the identity.
 type ResumeMap map[string]int64
 
 // Resume implements Resumer.
-func (m ResumeMap) Resume(partition string) (int64, bool) {
+func (m ResumeMap) Resume(partition, _ string) (int64, bool) {
 	off, ok := m[partition]
 	return off, ok
 }

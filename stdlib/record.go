@@ -9,14 +9,33 @@ import (
 // partitions (a Kafka "topic/3", a file path, a table) and an offset that
 // grows along the partition. A checkpoint covers, per partition, every
 // record at or below its position.
+//
+// Identity names what the offsets point into: the incarnation of the
+// partition (a Kafka cluster and topic id, a file's device, inode and
+// fingerprint, a database's system id and table oid). Records leave it
+// empty; the executor fills it into the positions a checkpoint stores, and
+// a stored position whose identity differs from the partition's is never
+// applied. An empty identity (positions stored before identities, sources
+// that have none) matches any.
 type Position struct {
-	Source    string `json:"source"`    // source stage name
-	Partition string `json:"partition"` // partition within the source
-	Offset    int64  `json:"offset"`    // offset within the partition
+	Source    string `json:"source"`             // source stage name
+	Partition string `json:"partition"`          // partition within the source
+	Offset    int64  `json:"offset"`             // offset within the partition
+	Identity  string `json:"identity,omitempty"` // what the offsets point into
 }
 
 func (p Position) String() string {
+	if p.Identity != "" {
+		return fmt.Sprintf("%s[%s]@%d (%s)", p.Source, p.Partition, p.Offset, p.Identity)
+	}
 	return fmt.Sprintf("%s[%s]@%d", p.Source, p.Partition, p.Offset)
+}
+
+// SameIdentity reports whether a position stored with identity stored may
+// be applied to a partition whose identity is now current: they are equal,
+// or one of them is unknown.
+func SameIdentity(stored, current string) bool {
+	return stored == "" || current == "" || stored == current
 }
 
 // Header is one record header.

@@ -164,7 +164,7 @@ func (s *fileSource) open(path string) (*tailFile, error) {
 	}
 	tf := &tailFile{path: path, f: f, codec: c}
 	var start int64
-	if off, ok := s.resume.Resume(path); ok {
+	if off, ok := s.resume.Resume(path, ""); ok {
 		start = off
 	} else if s.atEnd && !s.opened {
 		st, err := f.Stat()

@@ -510,7 +510,7 @@ func newGenerate(cfg stdlib.Config) (*generate, error) {
 
 // Open implements stdlib.Source.
 func (g *generate) Open(ctx context.Context, resume stdlib.Resumer) error {
-	if off, ok := resume.Resume(g.partition); ok {
+	if off, ok := resume.Resume(g.partition, ""); ok {
 		g.local = uint64(off) + 1
 	}
 	g.started, g.startSeq, g.next = time.Now(), g.local, g.local

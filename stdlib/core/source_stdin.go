@@ -38,8 +38,10 @@ var StdinSpec = &stdlib.Spec{
 }
 
 // stdinSource reads one stream. Only task 0 reads; other tasks end at once.
-// The partition is "stdin" and offsets are byte offsets after each line: a
-// restart fed the same input skips what is already durable downstream.
+// The partition is "stdin" and offsets are byte offsets after each line. A
+// stream cannot be read again, so the source never resumes: every run reads
+// its standard input from the start, and no sink drops its records as
+// replays of an earlier run's.
 type stdinSource struct {
 	cfg    stdlib.Config
 	in     io.Reader
@@ -50,7 +52,6 @@ type stdinSource struct {
 	errc   chan error
 	buf    []byte
 	off    int64 // stream offset of buf[0]
-	skip   int64 // bytes to skip: the resume position
 	eof    bool
 	stop   chan struct{}
 }
@@ -89,9 +90,6 @@ func (s *stdinSource) Open(ctx context.Context, resume stdlib.Resumer) error {
 	if s.cfg.Task != 0 {
 		s.eof = true
 		return nil
-	}
-	if off, ok := resume.Resume("stdin"); ok {
-		s.skip = off
 	}
 	s.chunks = make(chan []byte, 4)
 	s.errc = make(chan error, 1)
@@ -207,7 +205,7 @@ func (s *stdinSource) lines() ([]stdlib.Record, bool) {
 			}
 			continue
 		}
-		if pos.Offset <= s.skip || len(bytes.TrimSpace(line)) == 0 {
+		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
 		r := stdlib.Record{Partition: -1, Raw: line, Pos: pos}

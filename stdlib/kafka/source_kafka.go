@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"math"
 	"os"
 	"slices"
@@ -342,6 +341,9 @@ func (s *source) join(ctx context.Context) error {
 	return s.position(ctx, committed)
 }
 
+// identity is the identity of a partition's offsets (stdlib.Position).
+func (s *source) identity(string) string { return "" }
+
 // position sets the next offset of every partition: after its resume
 // position (the first generation only: the state store's is this
 // process's, and the partition may have moved on since), else at its
@@ -349,20 +351,32 @@ func (s *source) join(ctx context.Context) error {
 // when the group hands it over; else as start says (after what those
 // sinks hold, unless start is earliest).
 func (s *source) position(ctx context.Context, committed map[string]int64) error {
+	first := !s.joined
+	s.joined = true
+	// Every partition is resumed (which confirms its identity to the
+	// sinks) before Acquire, which then has the last word on what the
+	// sinks that fence hold; only the first generation uses the result.
+	resumed := map[string]int64{}
+	for k := range s.parts {
+		if off, ok := s.resume.Resume(k, s.identity(k)); ok && first {
+			resumed[k] = off
+		}
+	}
 	var acquired map[string]int64
 	if h, ok := s.resume.(stdlib.Handover); ok && s.cg != nil && len(s.parts) > 0 {
-		keys := slices.Sorted(maps.Keys(s.parts))
+		ids := make(map[string]string, len(s.parts))
+		for k := range s.parts {
+			ids[k] = s.identity(k)
+		}
 		var err error
-		if acquired, err = h.Acquire(ctx, keys); err != nil {
+		if acquired, err = h.Acquire(ctx, ids); err != nil {
 			return fmt.Errorf("kafka source %q: %w", s.cfg.Stage, err)
 		}
 	}
-	first := !s.joined
-	s.joined = true
 	req := map[string][]kafka.OffsetRequest{}
 	for k, p := range s.parts {
 		last, have := int64(0), false
-		if off, ok := s.resume.Resume(k); ok && first {
+		if off, ok := resumed[k]; ok {
 			last, have = off, true
 		} else if c, ok := committed[k]; ok {
 			last, have = c-1, true

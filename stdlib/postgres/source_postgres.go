@@ -187,7 +187,7 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 		return fmt.Errorf("postgres source %q: %w", s.stage, err)
 	}
 	if resume != nil {
-		if off, ok := resume.Resume(s.partition); ok {
+		if off, ok := resume.Resume(s.partition, ""); ok {
 			s.last, s.hasLast = off, true
 		}
 	}

@@ -1,0 +1,155 @@
+package exec
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"pipe.dev/pipe/compiler/plan"
+	"pipe.dev/pipe/exec/state"
+)
+
+// logBuf is a concurrency-safe log destination.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestIdentityChange runs a pipeline three times over partitions whose
+// offsets restart: the second run reads another incarnation (a new broker
+// reusing the topic name, a replaced file) with the same offsets. Its
+// records must all be written, with a warning naming both identities, and
+// a third run over that incarnation must write nothing again, saying why.
+func TestIdentityChange(t *testing.T) {
+	env := newTestEnv(t)
+	dir := t.TempDir()
+	mk := func(identity string) *plan.Plan {
+		return newPlan(time.Millisecond, []*plan.Stage{
+			stage("src", "source", "mem", 1, tasks(2), attr("partitions", ival(3)), attr("count", ival(100)), attr("batch", ival(30)), attr("identity", sval(identity))),
+			stage("out", "sink", "memsink", 2, tasks(2), attr("exactly", bval(true))),
+		}, edge("src", "out"))
+	}
+	run := func(identity string) string {
+		t.Helper()
+		var logs logBuf
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		cfg := &Config{Registry: env.reg, StateDir: dir, BatchSize: 64, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+		if err := Run(ctx, mk(identity), cfg); err != nil {
+			t.Fatal(err)
+		}
+		return logs.String()
+	}
+
+	run("cluster-A")
+	if n := len(env.output("out")); n != 300 {
+		t.Fatalf("first run wrote %d records, want 300", n)
+	}
+	logs := run("cluster-A")
+	if n := len(env.output("out")); n != 300 {
+		t.Fatalf("a rerun over the same input wrote %d records, want none", n-300)
+	}
+	_ = logs
+
+	logs = run("cluster-B")
+	got := offsetsByPart(env.output("out"))
+	for _, p := range []string{"p0", "p1", "p2"} {
+		if len(got[p]) != 200 {
+			t.Fatalf("partition %s: %d records after the new incarnation, want 200 (100 of each)", p, len(got[p]))
+		}
+	}
+	for _, want := range []string{"stored position not applied", "stored_identity=cluster-A", "identity=cluster-B", `held_by="the state store"`, `held_by="sink \"out\""`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+	st, err := state.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, _ := st.Load()
+	st.Close()
+	for _, p := range []string{"p0", "p1", "p2"} {
+		if pos, _ := cp.Lookup("src", p); pos.Offset != 99 || pos.Identity != "cluster-B" {
+			t.Fatalf("stored position of %s: %+v", p, pos)
+		}
+	}
+	for _, h := range env.sink("out").held {
+		for _, pos := range h {
+			if pos.Identity != "cluster-B" {
+				t.Fatalf("sink holds %+v", pos)
+			}
+		}
+	}
+
+	// The state store lost (deleted by hand): the sink's positions still
+	// hold, so nothing is written twice, and the log says so.
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	clear(env.commits) // what the source committed is forgotten with the store
+	logs = run("cluster-B")
+	if n := len(env.output("out")); n != 600 {
+		t.Fatalf("run without a state store wrote %d records again", n-600)
+	}
+	if !strings.Contains(logs, "dropped replayed records the sink already holds") || strings.Contains(logs, "not applied") {
+		t.Errorf("log:\n%s", logs)
+	}
+}
+
+// TestStateDirLocked: a second run on a state directory in use fails at
+// once with a clear error and takes nothing over.
+func TestStateDirLocked(t *testing.T) {
+	env := newTestEnv(t)
+	dir := t.TempDir()
+	p := newPlan(time.Millisecond, []*plan.Stage{
+		stage("src", "source", "mem", 1, attr("idle", bval(true))),
+		stage("out", "sink", "memsink", 2),
+	}, edge("src", "out"))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- env.run(ctx, p, dir) }()
+	for i := 0; ; i++ { // until the first run has locked the directory
+		if b, _ := os.ReadFile(filepath.Join(dir, "lock")); len(b) > 0 {
+			break
+		}
+		if i == 5000 {
+			t.Fatal("the first run never locked its state directory")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	short, stop := context.WithTimeout(t.Context(), 5*time.Second)
+	defer stop()
+	err := env.run(short, p, dir)
+	if !errors.Is(err, state.ErrLocked) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("second run: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	again, stop2 := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer stop2()
+	if err := env.run(again, p, dir); err != nil {
+		t.Fatalf("run after the first ended: %v", err)
+	}
+}
