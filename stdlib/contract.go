@@ -115,3 +115,20 @@ type Transform interface {
 	// applies the stage's error policy to r.
 	Apply(ctx context.Context, r *Record, emit func(Record)) error
 }
+
+// PositionStore is implemented by an exactly-once sink that keeps the
+// positions it holds in its target (a table, a topic, a sidecar file), so
+// that `pipe offsets` can show and change them. The sink is built by its
+// spec's constructor (task 0 of Config.Tasks) but not opened: these methods
+// connect as they need and must not write records or fence writers. They
+// cover the positions of every task of the stage.
+type PositionStore interface {
+	// StoredPositions returns every position the sink holds, with the
+	// identity stored with it.
+	StoredPositions(ctx context.Context) ([]Position, error)
+	// SetPositions replaces what the sink holds for the partitions of
+	// source listed in reset (every partition of source when reset is
+	// empty) with set, positions of source (empty: the partitions are
+	// forgotten and the sink drops nothing of them as replays).
+	SetPositions(ctx context.Context, source string, reset []string, set []Position) error
+}
