@@ -91,6 +91,20 @@ func propertiesValue(data []byte, key string) (string, bool) {
 	return "", false
 }
 
+// redactingSecrets adds every value its Secrets resolves to a Redactor.
+type redactingSecrets struct {
+	Secrets
+	red *Redactor
+}
+
+func (s redactingSecrets) Resolve(provider, ref string) (string, error) {
+	v, err := s.Secrets.Resolve(provider, ref)
+	if err == nil {
+		s.red.Add(v, "${"+provider+":"+ref+"}")
+	}
+	return v, err
+}
+
 // expandSecrets replaces every ${provider:ref} in s.
 func expandSecrets(s string, sec Secrets) (string, error) {
 	var b strings.Builder
