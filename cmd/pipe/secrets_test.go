@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -108,4 +109,56 @@ func TestRunRedactsSecretInAnyAttribute(t *testing.T) {
 		t.Errorf("the error does not name the reference:\n%s", out)
 	}
 	assertHidden(t, out, secret)
+}
+
+// A password with the characters a URL reserves works when spliced into a
+// URL dsn: the reference is percent-encoded. A connection failure shows no
+// piece of it, and a whole dsn secret it breaks is refused at once.
+func TestRunDSNPasswordSpecialCharacters(t *testing.T) {
+	u, conn := pgServer(t)
+	t.Run("connects", func(t *testing.T) {
+		// The test server trusts every password: this checks that the URL
+		// still names the right server, database and user.
+		const secret = `Zq7Kx@Vb9Wm/Hj4Lp#Tn6Rc% Yd8'Fg\`
+		t.Setenv("PIPE_TEST_PG_PW", secret)
+		table := fmt.Sprintf("secrets_dsn_%06d", rand.IntN(1000000))
+		if _, err := conn.Exec(t.Context(), "CREATE TABLE "+table+" (id bigint)"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Exec(context.Background(), "DROP TABLE "+table) })
+		code, out := runPipe(t, fmt.Sprintf(pgSinkPipe, pgURL(u, "${env:PIPE_TEST_PG_PW}", ""), table))
+		if code != exitOK {
+			t.Fatalf("exit %d:\n%s", code, out)
+		}
+		assertHidden(t, out, secret)
+		var n int
+		if err := conn.QueryRow(t.Context(), "SELECT count(*) FROM "+table).Scan(&n); err != nil || n != 3 {
+			t.Fatalf("table holds %d rows (%v), want 3", n, err)
+		}
+	})
+	for _, c := range []struct {
+		name, dsn, want string
+		env             map[string]string
+	}{
+		{"spliced, connection fails", pgURL(u, "${env:PIPE_TEST_PG_PW}", "no_such_db_secrets"),
+			`database "no_such_db_secrets" does not exist`,
+			map[string]string{"PIPE_TEST_PG_PW": "Zq7Kx@Vb9Wm/Hj4Lp#Tn6Rc"}},
+		{"whole dsn unencoded", "${env:PIPE_TEST_PG_DSN}", `invalid dsn: "@" in its host or database name`,
+			map[string]string{"PIPE_TEST_PG_DSN": pgURL(u, "Zq7Kx@Vb9Wm/Hj4Lp#Tn6Rc", "")}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for k, v := range c.env {
+				t.Setenv(k, v)
+			}
+			start := time.Now()
+			code, out := runPipe(t, fmt.Sprintf(pgSinkPipe, c.dsn, "never_written"))
+			if code != exitFindings || !strings.Contains(out, c.want) {
+				t.Fatalf("exit %d, want %d and an error with %q:\n%s", code, exitFindings, c.want, out)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("the run took %s to fail: it retried", d)
+			}
+			assertHidden(t, out, "Zq7Kx@Vb9Wm/Hj4Lp#Tn6Rc")
+		})
+	}
 }
