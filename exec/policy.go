@@ -68,7 +68,7 @@ func (r *run) failure(ctx context.Context, s *stageRT, rt *router, pol *plan.Err
 			}
 			dl := stdlib.Record{
 				Key:   rec.Key,
-				Value: Envelope(rec, s.st.Name, at, err, r.cfg.Now()),
+				Value: Envelope(rec, s.st.Name, at, r.cfg.Redactor.Error(err), r.cfg.Now()),
 				Time:  r.cfg.Now(),
 				Pos:   rec.Pos,
 			}

@@ -85,6 +85,7 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 		p: p, cfg: cfg.withDefaults(p), startTime: time.Now(),
 		finished: make(chan struct{}), cpReq: make(chan chan uint64), cpWake: make(chan struct{}),
 	}
+	defer func() { err = r.cfg.Redactor.Error(err) }()
 	r.recycler = stdlib.NewRecycler(r.cfg.BatchSize)
 	r.stages, err = buildGraph(p, r.cfg.Registry, r.cfg.ChannelDepth, r.cfg.Now)
 	if err != nil {
@@ -191,14 +192,20 @@ func (r *run) control(m ctrlMsg) error {
 // partition resumes and opens the sources.
 func (r *run) open(ctx context.Context) ([]*transformTask, error) {
 	var transforms []*transformTask
-	for _, s := range r.stages {
-		attrs, err := configAttrs(s.st, s.spec, r.cfg.Secrets)
+	// Every secret is resolved before any component is built, so that the
+	// redactor knows them all before a logger or an error can carry one.
+	attrs := make([]map[string]any, len(r.stages))
+	for i, s := range r.stages {
+		a, err := configAttrs(s.st, s.spec, r.cfg.Secrets)
 		if err != nil {
 			return nil, err
 		}
+		attrs[i] = a
+	}
+	for si, s := range r.stages {
 		for i := 0; i < s.st.Tasks; i++ {
 			cfg := stdlib.Config{
-				Pipeline: r.p.Pipeline, Stage: s.st.Name, Attrs: attrs,
+				Pipeline: r.p.Pipeline, Stage: s.st.Name, Attrs: attrs[si],
 				Schema: s.st.Schema, Input: s.st.Input, Delivery: stdlib.Delivery(s.st.Delivery),
 				Task: i, Tasks: s.st.Tasks, StateDir: r.cfg.StateDir,
 				Logger:   r.cfg.Logger.With("stage", s.st.Name, "task", i),

@@ -25,8 +25,7 @@ var SinkSpec = &stdlib.Spec{
 	Name:    "postgres",
 	Summary: "write records into a PostgreSQL table (insert, upsert or delete), exactly once",
 	Params: []stdlib.Param{
-		{Name: "dsn", Type: stdlib.String, Required: true, Secret: true,
-			Doc: "connection string: postgres://user:pass@host:5432/db?sslmode=... or key=value form"},
+		dsnParam,
 		{Name: "table", Type: stdlib.String, Required: true, Doc: "target table, optionally schema-qualified"},
 		{Name: "mode", Type: stdlib.Enum("insert", "upsert", "delete"), Default: stdlib.Ident("insert"),
 			Doc: "insert rows; upsert (insert or update) by key; delete by key"},

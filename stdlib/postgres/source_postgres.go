@@ -22,8 +22,7 @@ var SourceSpec = &stdlib.Spec{
 	Name:    "postgres",
 	Summary: "read a PostgreSQL table or query incrementally (by id, timestamp or both) or in bulk",
 	Params: []stdlib.Param{
-		{Name: "dsn", Type: stdlib.String, Required: true, Secret: true,
-			Doc: "connection string: postgres://user:pass@host:5432/db?sslmode=... or key=value form"},
+		dsnParam,
 		{Name: "table", Type: stdlib.String, Doc: "table to read, optionally schema-qualified"},
 		{Name: "query", Type: stdlib.String, Doc: "SELECT to read instead of a table; the mode's columns must be in its output"},
 		{Name: "mode", Type: stdlib.Enum("incrementing", "timestamp", "timestamp_incrementing", "bulk"),
