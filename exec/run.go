@@ -419,12 +419,8 @@ func (r *run) coordinate() {
 			r.fail(fmt.Errorf("checkpoint %d: %w", cur.id, err))
 			return
 		}
-		r.lastCP.Store(cur.id)
-		r.cpMu.Lock()
-		close(r.cpWake)
-		r.cpWake = make(chan struct{})
-		r.cpMu.Unlock()
-		r.cfg.Logger.Debug("checkpoint completed", "id", cur.id, "partitions", len(cp.Positions))
+		// Positions are posted before the checkpoint counts as completed:
+		// a Settle that saw it completed commits them.
 		for t, ps := range cur.pos {
 			commit := make([]stdlib.Position, len(ps))
 			for i, p := range ps {
@@ -432,6 +428,12 @@ func (r *run) coordinate() {
 			}
 			t.postCommit(commit)
 		}
+		r.lastCP.Store(cur.id)
+		r.cpMu.Lock()
+		close(r.cpWake)
+		r.cpWake = make(chan struct{})
+		r.cpMu.Unlock()
+		r.cfg.Logger.Debug("checkpoint completed", "id", cur.id, "partitions", len(cp.Positions))
 		if cur.final {
 			close(r.finished)
 			return
