@@ -63,8 +63,8 @@ type StageStatus struct {
 	Tasks  int
 	In     int64   // records received (read, for a source)
 	Out    int64   // records emitted (written, for a sink)
-	Errors int64   // records that failed (skipped, dead-lettered or retried)
-	Rate   float64 // records out per second since the previous snapshot
+	Errors int64   // records that failed (skipped, dead-lettered, or failing the run)
+	Rate   float64 // records out per second since the previous snapshot; in a run's last snapshot, since the start
 }
 
 func (c *Config) withDefaults(p *plan.Plan) Config {

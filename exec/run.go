@@ -143,7 +143,14 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 	close(statusDone)
 	aux.Wait()
 	if r.cfg.Status != nil {
-		r.cfg.Status(r.snapshot())
+		// The last snapshot gives the run's average rates.
+		snap := r.snapshot()
+		if el := snap.Elapsed.Seconds(); el > 0 {
+			for i := range snap.Stages {
+				snap.Stages[i].Rate = float64(snap.Stages[i].Out) / el
+			}
+		}
+		r.cfg.Status(snap)
 	}
 	r.errMu.Lock()
 	defer r.errMu.Unlock()

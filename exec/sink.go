@@ -216,6 +216,7 @@ func (t *sinkTask) write(ctx context.Context, b []stdlib.Record) error {
 	// The whole batch failed and retries (if any) ran out: the fallback
 	// applies to each record.
 	if pol == nil || pol.Action == "fail" || pol.Action == "retry" {
+		t.s.errs.Add(int64(len(b)))
 		return &StageError{Stage: t.s.st.Name, At: t.s.at, Err: err}
 	}
 	for i := range b {

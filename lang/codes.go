@@ -87,6 +87,9 @@ const (
 	// UnknownFunction: an expression calls a function that does not exist.
 	//   x := frobnicate(a)
 	UnknownFunction Code = 113
+	// DivisionByZero: an expression divides by a constant zero.
+	//   per_seat := total / 0
+	DivisionByZero Code = 114
 )
 
 // Graph and plan (2xx).
@@ -212,6 +215,7 @@ var codeInfo = map[Code]codeDoc{
 	BadDefArgs:          {"bad-def-args", "def used with missing, unknown or mistyped arguments"},
 	BadTestRecord:       {"bad-test-record", "test record or target does not fit the schema or graph"},
 	UnknownFunction:     {"unknown-function", "call of an unknown function"},
+	DivisionByZero:      {"division-by-zero", "division by a constant zero"},
 	Cycle:               {"cycle", "the flow graph has a cycle"},
 	BadEdge:             {"bad-edge", "an impossible flow edge"},
 	DeadLetterNotSink:   {"dead-letter-not-sink", "dead_letter target is not a sink"},

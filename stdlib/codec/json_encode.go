@@ -241,7 +241,7 @@ func appendValue(dst []byte, v any) ([]byte, error) {
 // exponent form outside [1e-6, 1e21).
 func appendFloat(dst []byte, f float64, bits int) ([]byte, error) {
 	if math.IsInf(f, 0) || math.IsNaN(f) {
-		return dst, fmt.Errorf("cannot encode %v as json", f)
+		return dst, fmt.Errorf("cannot encode %v: not a finite number", f)
 	}
 	abs := math.Abs(f)
 	format := byte('f')

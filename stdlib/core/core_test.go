@@ -248,14 +248,26 @@ func TestFileSourceJSON(t *testing.T) {
 			t.Errorf("record %d position %v, want offset %d", i, r.Pos, offsets[i])
 		}
 	}
-	if string(recs[1].Raw) != "{bad" || !strings.Contains(recs[1].Err.Error(), "in.jsonl at byte 9: json:") {
+	// Records carry the line number and the offset the line starts at;
+	// an error names both.
+	lines, starts := []int64{1, 3, 4, 5}, []int64{0, 9, 15, 23}
+	for i, r := range recs {
+		if r.Line != lines[i] || r.Start != starts[i] {
+			t.Errorf("record %d at line %d byte %d, want line %d byte %d", i, r.Line, r.Start, lines[i], starts[i])
+		}
+	}
+	if string(recs[1].Raw) != "{bad" || !strings.Contains(recs[1].Err.Error(), "in.jsonl:3 (byte 9): json:") {
 		t.Errorf("bad line: raw %q err %v", recs[1].Raw, recs[1].Err)
 	}
-	// Resume after the second record.
+	// Resume after the second record: line numbers count the lines
+	// before the resume position.
 	src2, _ := newFileSource(config("in", map[string]any{"path": p}))
 	recs = drain(t, src2, stdlib.ResumeMap{p: 15})
 	if !reflect.DeepEqual(values(recs), want[2:]) {
 		t.Fatalf("resume: got %v", values(recs))
+	}
+	if recs[0].Line != 4 || recs[0].Start != 15 || recs[1].Line != 5 || recs[1].Start != 23 {
+		t.Errorf("resumed records at lines %d, %d (bytes %d, %d), want 4, 5 (15, 23)", recs[0].Line, recs[1].Line, recs[0].Start, recs[1].Start)
 	}
 }
 

@@ -70,13 +70,13 @@ type tailFile struct {
 	f     *os.File
 	codec codec.Codec
 	off   int64  // offset of buf[0] in the file
+	line  int64  // lines before off
 	buf   []byte // read but not yet consumed
 	base  []byte // the buffer buf is a window of
 	lines int    // newlines in buf
 	eof   bool
 
 	codecs []codec.Codec // more codecs, to decode parts of a batch in parallel
-	starts []int64       // file offset of each line of the batch being read
 }
 
 func newFileSource(cfg stdlib.Config) (*fileSource, error) {
@@ -188,8 +188,32 @@ func (s *fileSource) open(path string) (*tailFile, error) {
 		f.Close()
 		return nil, fmt.Errorf("file %q: %v", s.cfg.Stage, err)
 	}
+	if tf.line, err = countLines(f, start); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("file %q: %s: %v", s.cfg.Stage, path, err)
+	}
 	tf.off = start
 	return tf, nil
+}
+
+// countLines counts the newlines of f before offset end, so that the line
+// numbers of a file read from a later offset (resumed, or read from its
+// end) are those of the file.
+func countLines(f *os.File, end int64) (int64, error) {
+	var n int64
+	buf := make([]byte, min(end, readChunk))
+	for off := int64(0); off < end; {
+		k, err := f.ReadAt(buf[:min(int64(len(buf)), end-off)], off)
+		n += int64(bytes.Count(buf[:k], []byte{'\n'}))
+		off += int64(k)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
 }
 
 // readHeader reads the first line of f into hc and returns the offset just
@@ -317,29 +341,29 @@ func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
 	}
 	chunk := bytes.Clone(data[:end])
 	recs := s.cfg.Recycler.Batch(n)[:0]
-	tf.starts = tf.starts[:0]
+	line := tf.line
 	for start := 0; start < len(chunk); {
 		i := bytes.IndexByte(chunk[start:], '\n')
 		stop := len(chunk)
 		if i >= 0 {
 			stop = start + i + 1
 		}
-		line := chunk[start:stop]
-		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+		text := bytes.TrimSuffix(bytes.TrimSuffix(chunk[start:stop], []byte("\n")), []byte("\r"))
 		lineStart := tf.off + int64(start)
 		pos := stdlib.Position{Source: s.cfg.Stage, Partition: tf.path, Offset: tf.off + int64(stop)}
 		start = stop
-		if len(bytes.TrimSpace(line)) == 0 {
+		line++
+		if len(bytes.TrimSpace(text)) == 0 {
 			// Blank lines carry no record; their bytes are covered by the
 			// next record's offset.
 			continue
 		}
-		recs = append(recs, stdlib.Record{Partition: -1, Pos: pos, Raw: line})
-		tf.starts = append(tf.starts, lineStart)
+		recs = append(recs, stdlib.Record{Partition: -1, Pos: pos, Raw: text, Line: line, Start: lineStart})
 	}
 	s.decode(tf, recs, len(recs)/minDecodePart)
 	tf.buf = tf.buf[end:]
 	tf.off += int64(end)
+	tf.line += int64(newlines)
 	tf.lines -= newlines
 	if len(recs) == 0 {
 		// Only blank lines: report progress through an empty read.
@@ -373,7 +397,7 @@ func (s *fileSource) decode(tf *tailFile, recs []stdlib.Record, parts int) {
 		tf.codecs = append(tf.codecs, c)
 	}
 	if parts == 1 {
-		tf.decodeRecords(recs, tf.starts, tf.codec)
+		tf.decodeRecords(recs, tf.codec)
 		return
 	}
 	// Goroutines take chunks of records in turn, so that one that gets
@@ -383,7 +407,7 @@ func (s *fileSource) decode(tf *tailFile, recs []stdlib.Record, parts int) {
 	work := func(c codec.Codec) {
 		for k := int(next.Add(1) - 1); k < chunks; k = int(next.Add(1) - 1) {
 			lo, hi := k*decodeChunk, min((k+1)*decodeChunk, len(recs))
-			tf.decodeRecords(recs[lo:hi], tf.starts[lo:hi], c)
+			tf.decodeRecords(recs[lo:hi], c)
 		}
 	}
 	var wg sync.WaitGroup
@@ -394,10 +418,9 @@ func (s *fileSource) decode(tf *tailFile, recs []stdlib.Record, parts int) {
 	wg.Wait()
 }
 
-// decodeRecords decodes each record's Raw with c. Raw is a line (starting
-// at file offset starts[i]) of the batch's own copy of the file's bytes,
-// never written again.
-func (tf *tailFile) decodeRecords(recs []stdlib.Record, starts []int64, c codec.Codec) {
+// decodeRecords decodes each record's Raw with c. Raw is a line of the
+// batch's own copy of the file's bytes, never written again.
+func (tf *tailFile) decodeRecords(recs []stdlib.Record, c codec.Codec) {
 	od, owned := c.(codec.OwnedDecoder)
 	for i := range recs {
 		r := &recs[i]
@@ -409,7 +432,7 @@ func (tf *tailFile) decodeRecords(recs []stdlib.Record, starts []int64, c codec.
 			v, err = c.Decode(r.Raw)
 		}
 		if err != nil {
-			r.Err = fmt.Errorf("%s at byte %d: %w", tf.path, starts[i], err)
+			r.Err = fmt.Errorf("%s: %w", stdlib.LineRef(tf.path, r.Line, r.Start), err)
 		} else {
 			r.Value = v
 		}
@@ -454,7 +477,7 @@ func (tf *tailFile) checkTruncated() error {
 		if _, err := tf.f.Seek(0, io.SeekStart); err != nil {
 			return err
 		}
-		tf.off, tf.buf, tf.eof, tf.lines = 0, tf.buf[:0], false, 0
+		tf.off, tf.line, tf.buf, tf.eof, tf.lines = 0, 0, tf.buf[:0], false, 0
 	}
 	return nil
 }

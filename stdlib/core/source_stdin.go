@@ -52,6 +52,7 @@ type stdinSource struct {
 	errc   chan error
 	buf    []byte
 	off    int64 // stream offset of buf[0]
+	line   int64 // lines before off
 	eof    bool
 	stop   chan struct{}
 }
@@ -198,17 +199,19 @@ func (s *stdinSource) lines() ([]stdlib.Record, bool) {
 		line := bytes.TrimSuffix(bytes.TrimSuffix(chunk[start:stop], []byte("\n")), []byte("\r"))
 		pos := stdlib.Position{Source: s.cfg.Stage, Partition: "stdin", Offset: s.off + int64(stop)}
 		start = stop
+		s.line++
 		if s.header {
 			s.header = false
 			if err := s.codec.(codec.HeaderCodec).DecodeHeader(line); err != nil {
-				recs = append(recs, stdlib.Record{Partition: -1, Raw: line, Err: fmt.Errorf("stdin: %w", err), Pos: pos})
+				recs = append(recs, stdlib.Record{Partition: -1, Raw: line, Err: fmt.Errorf("%s: %w", stdlib.LineRef("stdin", s.line, lineStart), err),
+					Pos: pos, Line: s.line, Start: lineStart})
 			}
 			continue
 		}
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		r := stdlib.Record{Partition: -1, Raw: line, Pos: pos}
+		r := stdlib.Record{Partition: -1, Raw: line, Pos: pos, Line: s.line, Start: lineStart}
 		var v map[string]any
 		var err error
 		if owned {
@@ -217,7 +220,7 @@ func (s *stdinSource) lines() ([]stdlib.Record, bool) {
 			v, err = s.codec.Decode(line)
 		}
 		if err != nil {
-			r.Err = fmt.Errorf("stdin at byte %d: %w", lineStart, err)
+			r.Err = fmt.Errorf("%s: %w", stdlib.LineRef("stdin", s.line, lineStart), err)
 		} else {
 			r.Value = v
 		}

@@ -291,7 +291,8 @@ func (s *sink) prepare(ctx context.Context) ([]stdlib.Position, error) {
 // bufferable tells why rows of several Writes may not share a statement,
 // or "" if they may: the table has nothing but column types and NOT NULL
 // (which convert checks before sending) that could make the server reject a
-// row. Otherwise a rejected row must be found while the Write that brought
+// row; a numeric(p, s) column (overflow, infinities) or a column of another
+// type (enum labels, inet, arrays, ...) is checked by the server only. Otherwise a rejected row must be found while the Write that brought
 // it is still running.
 func (s *sink) bufferable(ctx context.Context) (string, error) {
 	var why string
@@ -316,6 +317,11 @@ SELECT CASE
 	}
 	if why != "" {
 		return why, nil
+	}
+	for _, name := range s.order {
+		if c := s.cols[name]; c.Class == classOther || c.Class == classNumeric && c.SQLType != c.BaseType {
+			return fmt.Sprintf("column %q of type %s takes values only the server checks", c.Name, c.SQLType), nil
+		}
 	}
 	uniques, err := s.uniqueIndexes(ctx)
 	if err != nil {
