@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -151,5 +153,58 @@ func TestStateDirLocked(t *testing.T) {
 	defer stop2()
 	if err := env.run(again, p, dir); err != nil {
 		t.Fatalf("run after the first ended: %v", err)
+	}
+}
+
+// TestOffsets shows, sets and resets the positions of the state store and
+// of a sink that keeps its own, and a run then follows them.
+func TestOffsets(t *testing.T) {
+	env := newTestEnv(t)
+	dir := t.TempDir()
+	p := newPlan(time.Millisecond, []*plan.Stage{
+		stage("src", "source", "mem", 1, attr("partitions", ival(2)), attr("count", ival(10)), attr("identity", sval("id-1"))),
+		stage("out", "sink", "memsink", 2, attr("exactly", bval(true))),
+	}, edge("src", "out"))
+	cfg := &Config{Registry: env.reg, StateDir: dir}
+	if err := Run(t.Context(), p, cfg); err != nil {
+		t.Fatal(err)
+	}
+	o, err := OpenOffsets(p, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := o.Positions(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, h := range held {
+		got = append(got, fmt.Sprintf("%s %s@%d %s", h.Holder, h.Partition, h.Offset, h.Identity))
+	}
+	want := []string{"state store p0@9 id-1", "out p0@9 id-1", "state store p1@9 id-1", "out p1@9 id-1"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("positions %q, want %q", got, want)
+	}
+	if err := Run(t.Context(), p, cfg); !errors.Is(err, state.ErrLocked) {
+		t.Fatalf("a run while offsets are open: %v", err)
+	}
+	if err := o.Set(t.Context(), "src", "p0", 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Reset(t.Context(), "src", []string{"p1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Reset(t.Context(), "nope", nil); err == nil {
+		t.Fatal("reset of an unknown source succeeded")
+	}
+	o.Close()
+	clear(env.commits) // the source commits positions it committed before again
+	before := len(env.output("out"))
+	if err := Run(t.Context(), p, cfg); err != nil {
+		t.Fatal(err)
+	}
+	again := offsetsByPart(env.output("out")[before:])
+	if !slices.Equal(again["p0"], []int64{7, 8, 9}) || len(again["p1"]) != 10 {
+		t.Fatalf("after set p0=7 and reset p1 the run wrote %v", again)
 	}
 }
