@@ -168,11 +168,12 @@ func TestGenerateFormat(t *testing.T) {
 
 // TestFileSourceParallelDecode reads a file whose batches are decoded in
 // parts, with malformed lines, blank lines and CRLF endings, and checks
-// every record's value, position and error offset.
+// every record's value, position and error line and offset.
 func TestFileSourceParallelDecode(t *testing.T) {
 	var b strings.Builder
 	type want struct {
 		id    int64
+		line  int
 		start int
 		end   int
 		bad   bool
@@ -186,7 +187,7 @@ func TestFileSourceParallelDecode(t *testing.T) {
 			continue
 		case i%101 == 7:
 			fmt.Fprintf(&b, "{\"id\":%d,bad}\n", i)
-			wants = append(wants, want{id: int64(i), start: start, end: b.Len(), bad: true})
+			wants = append(wants, want{id: int64(i), line: i + 1, start: start, end: b.Len(), bad: true})
 			continue
 		case i%2 == 0:
 			fmt.Fprintf(&b, "{\"id\":%d,\"name\":\"n\\u00e9%d\"}\r\n", i, i)
@@ -213,8 +214,8 @@ func TestFileSourceParallelDecode(t *testing.T) {
 			t.Fatalf("record %d: offset %d, want %d", i, r.Pos.Offset, w.end)
 		}
 		if w.bad {
-			if r.Err == nil || !strings.Contains(r.Err.Error(), fmt.Sprintf("at byte %d:", w.start)) {
-				t.Fatalf("record %d: error %v, want one at byte %d", i, r.Err, w.start)
+			if r.Err == nil || !strings.Contains(r.Err.Error(), fmt.Sprintf("in.jsonl:%d (byte %d):", w.line, w.start)) {
+				t.Fatalf("record %d: error %v, want one at line %d, byte %d", i, r.Err, w.line, w.start)
 			}
 			continue
 		}
