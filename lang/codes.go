@@ -136,6 +136,10 @@ const (
 	DuplicateAttribute Code = 307
 	// SecretNotAllowed: a ${env:}/${file:} reference where a secret cannot be used.
 	SecretNotAllowed Code = 308
+	// SchemaRawFormat: a schema on a source whose format cannot carry one
+	// (lines, string, bytes: each record is {value}).
+	//   source in: stdin { format = lines  schema = Order }
+	SchemaRawFormat Code = 309
 )
 
 // Lints (4xx): warnings; `pipe lint --deny` makes them failures and
@@ -230,6 +234,7 @@ var codeInfo = map[Code]codeDoc{
 	MisplacedItem:       {"misplaced-item", "body item the component cannot use"},
 	DuplicateAttribute:  {"duplicate-attribute", "attribute set twice"},
 	SecretNotAllowed:    {"secret-not-allowed", "secret reference where none may be used"},
+	SchemaRawFormat:     {"schema-raw-format", "schema on a source whose format cannot carry one"},
 	StageNotInFlow:      {"stage-not-in-flow", "stage used by no flow"},
 	DeadEnd:             {"dead-end", "output that goes nowhere"},
 	SinkUnreachable:     {"sink-unreachable", "sink no source reaches"},

@@ -2,6 +2,7 @@ package testrun
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -19,6 +20,10 @@ import (
 // errorSink is the capture stage that receives every failed record when
 // generating.
 const errorSink = "__errors"
+
+// ErrNoSchema is Generate's error for a pipeline without a typed source:
+// there is nothing to generate.
+var ErrNoSchema = errors.New("no source declares a schema: nothing to generate")
 
 // Problem is one finding of Generate.
 type Problem struct {
@@ -57,19 +62,25 @@ func Generate(ctx context.Context, p *plan.Plan, n int, seed uint64, opts *Optio
 		fed = true
 	}
 	if !fed {
-		return nil, fmt.Errorf("no source of %q declares a schema: nothing to generate", p.Pipeline)
+		return nil, ErrNoSchema
 	}
 	swapComponents(clone, &plan.Test{})
 	// Every stage dead-letters into one capture, so each failing record is
-	// reported rather than stopping the run.
-	clone.Stages = append(clone.Stages, &plan.Stage{Name: errorSink, Kind: "sink", Component: captureComponent,
-		Tasks: 1, Delivery: string(stdlib.AtLeastOnce)})
+	// reported rather than stopping the run. The pipeline's own dead-letter
+	// sinks, which only dead-letter edges fed, would get nothing: they go.
 	var edges []*plan.Edge
+	hasInput := map[string]bool{}
 	for _, e := range clone.Edges {
 		if !e.DeadLetter {
 			edges = append(edges, e)
+			hasInput[e.To] = true
 		}
 	}
+	clone.Stages = slices.DeleteFunc(clone.Stages, func(s *plan.Stage) bool {
+		return s.Kind == "sink" && !hasInput[s.Name]
+	})
+	clone.Stages = append(clone.Stages, &plan.Stage{Name: errorSink, Kind: "sink", Component: captureComponent,
+		Tasks: 1, Delivery: string(stdlib.AtLeastOnce)})
 	for _, s := range clone.Stages {
 		if s.Name == errorSink {
 			continue

@@ -21,6 +21,8 @@ type jsonCodec struct {
 	// fields holds the schema's fields with their encoded prefixes.
 	fields []cachedKey
 	arena  Arena
+	// keepInvalid keeps invalid UTF-8 when decoding (Options.KeepInvalidUTF8).
+	keepInvalid bool
 }
 
 type cachedKey struct {
@@ -55,7 +57,7 @@ func (c *jsonCodec) Decode(data []byte) (map[string]any, error) { return c.decod
 func (c *jsonCodec) DecodeOwned(data []byte) (map[string]any, error) { return c.decode(data, true) }
 
 func (c *jsonCodec) decode(data []byte, owned bool) (map[string]any, error) {
-	m, err := decodeObject(data, &c.arena, owned)
+	m, err := decodeObject(data, &c.arena, owned, c.keepInvalid)
 	if err != nil {
 		return nil, err
 	}

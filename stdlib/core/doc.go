@@ -27,7 +27,10 @@
 // the whole batch is done, so callers see one goroutine calling the Source.
 //
 // Decode failures (a malformed JSON line, a CSV row of the wrong width, a
-// value not of the declared schema's type) do not fail a read: the record
-// carries the error in Record.Err and the original bytes in Record.Raw, and
-// the executor applies the source stage's error policy to it.
+// value not of the declared schema's type, invalid UTF-8) do not fail a
+// read: the record carries the error, which names the input, the line
+// number and the line's byte offset, in Record.Err and the original bytes
+// in Record.Raw, and the executor applies the source stage's error policy
+// to it. A CSV header row that does not match the declared columns does
+// fail the read: it is a configuration error, not a record's.
 package core

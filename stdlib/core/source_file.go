@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -28,16 +29,16 @@ var FileSourceSpec = &stdlib.Spec{
 	Summary: "records from local files (JSON lines, CSV or raw lines); a path or glob; resumes at byte offsets",
 	Params: append([]stdlib.Param{
 		{Name: "path", Type: stdlib.String, Required: true, Doc: "a file, or a glob (*, ?, [...]) of files; each file is a partition, spread over the tasks by a hash of its path and read in path order"},
-		{Name: "format", Type: stdlib.Enum("json", "csv", "lines"), Default: stdlib.Ident("json"), Doc: "json: one object per line; csv: one row per line; lines: each line as {value: string}"},
+		formatParam,
 		{Name: "follow", Type: stdlib.Bool, Default: false, Doc: "keep reading data appended to the files (and files newly matching the glob), polling every poll; the source then never ends"},
 		{Name: "poll", Type: stdlib.Duration, Default: 250 * time.Millisecond, Doc: "how often a followed file is checked for new data"},
 		{Name: "start", Type: stdlib.Enum("beginning", "end"), Default: stdlib.Ident("beginning"), Doc: "where a file present at start and without a stored position is read from: its beginning, or its end (only data appended later); files appearing later are read from their beginning"},
 		batchParam,
-	}, csvSourceParams...),
+	}, textSourceParams...),
 	Bounded: true,
 	Schema:  true,
 	Output:  rawOutput,
-	Check:   checkBatch,
+	Check:   checkTextSource,
 	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {
 		return newFileSource(cfg)
 	},
@@ -55,8 +56,8 @@ type fileSource struct {
 	atEnd   bool
 	batch   int
 	resume  stdlib.Resumer
-	opened  bool // Open has scanned: later files start at their beginning
-	header  bool // csv: files start with a header row
+	opened  bool       // Open has scanned: later files start at their beginning
+	header  headerMode // csv: whether files start with a header row
 
 	files []*tailFile // this task's files, in path order
 	known map[string]bool
@@ -70,11 +71,14 @@ type tailFile struct {
 	f     *os.File
 	codec codec.Codec
 	off   int64  // offset of buf[0] in the file
-	line  int64  // lines before off
 	buf   []byte // read but not yet consumed
 	base  []byte // the buffer buf is a window of
 	lines int    // newlines in buf
 	eof   bool
+	line  int64 // number (from 1) of the line at off
+	// headed: the file's first non-blank line may be a csv header row;
+	// headerDue: that line is still to come.
+	headed, headerDue bool
 
 	codecs []codec.Codec // more codecs, to decode parts of a batch in parallel
 }
@@ -102,7 +106,7 @@ func newFileSource(cfg stdlib.Config) (*fileSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
 	}
-	header, err := boolAttr(cfg, "header", true)
+	header, err := headerAttr(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
 	}
@@ -162,7 +166,9 @@ func (s *fileSource) open(path string) (*tailFile, error) {
 		f.Close()
 		return nil, fmt.Errorf("file %q: %v", s.cfg.Stage, err)
 	}
-	tf := &tailFile{path: path, f: f, codec: c}
+	_, csv := c.(codec.HeaderCodec)
+	headed := csv && s.header != headerFalse
+	tf := &tailFile{path: path, f: f, codec: c, line: 1, headed: headed, headerDue: headed}
 	var start int64
 	if off, ok := s.resume.Resume(path, ""); ok {
 		start = off
@@ -174,71 +180,66 @@ func (s *fileSource) open(path string) (*tailFile, error) {
 		}
 		start = st.Size()
 	}
-	if hc, ok := c.(codec.HeaderCodec); ok && s.header {
-		// The header row is read at every open, so that a resumed file
-		// knows its columns.
-		end, err := readHeader(f, hc)
+	if start > 0 {
+		// Reading from the middle: count the lines before, and read the
+		// header row there, so that a resumed file knows its columns.
+		lines, first, err := scanPrefix(f, start, tf.headerDue)
+		if err == nil && first != nil {
+			tf.headerDue = false
+			_, err = takeHeader(c.(codec.HeaderCodec), s.header, first)
+		}
 		if err != nil {
 			f.Close()
 			return nil, fmt.Errorf("file %q: %s: %v", s.cfg.Stage, path, err)
 		}
-		start = max(start, end)
+		tf.line += lines
 	}
 	if _, err := f.Seek(start, io.SeekStart); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("file %q: %v", s.cfg.Stage, err)
 	}
-	if tf.line, err = countLines(f, start); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("file %q: %s: %v", s.cfg.Stage, path, err)
-	}
 	tf.off = start
 	return tf, nil
 }
 
-// countLines counts the newlines of f before offset end, so that the line
-// numbers of a file read from a later offset (resumed, or read from its
-// end) are those of the file.
-func countLines(f *os.File, end int64) (int64, error) {
-	var n int64
-	buf := make([]byte, min(end, readChunk))
-	for off := int64(0); off < end; {
-		k, err := f.ReadAt(buf[:min(int64(len(buf)), end-off)], off)
-		n += int64(bytes.Count(buf[:k], []byte{'\n'}))
-		off += int64(k)
+// scanPrefix reads f up to offset end: it returns the number of newlines
+// there and, when first is set, the first non-blank line (without its line
+// terminator; nil if there is none).
+func scanPrefix(f *os.File, end int64, first bool) (int64, []byte, error) {
+	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, end), 64<<10)
+	var lines int64
+	var head []byte
+	for first {
+		b, err := r.ReadBytes('\n')
+		if err == nil {
+			lines++
+		}
+		if t := trimEOL(b); len(bytes.TrimSpace(t)) > 0 {
+			head, first = t, false
+		}
 		if err == io.EOF {
-			break
+			return lines, head, nil
 		}
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 	}
-	return n, nil
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := r.Read(buf)
+		lines += int64(bytes.Count(buf[:n], []byte{'\n'}))
+		if err == io.EOF {
+			return lines, head, nil
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+	}
 }
 
-// readHeader reads the first line of f into hc and returns the offset just
-// after it (0 for an empty file).
-func readHeader(f *os.File, hc codec.HeaderCodec) (int64, error) {
-	buf := make([]byte, 64<<10)
-	var line []byte
-	for off := int64(0); ; {
-		n, err := f.ReadAt(buf, off)
-		if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
-			line = append(line, buf[:i]...)
-			return off + int64(i) + 1, hc.DecodeHeader(bytes.TrimSuffix(line, []byte("\r")))
-		}
-		line = append(line, buf[:n]...)
-		off += int64(n)
-		if err == io.EOF {
-			if len(line) == 0 {
-				return 0, nil
-			}
-			return off, hc.DecodeHeader(bytes.TrimSuffix(line, []byte("\r")))
-		}
-		if err != nil {
-			return 0, err
-		}
-	}
+// trimEOL returns line without its line terminator (\n or \r\n).
+func trimEOL(line []byte) []byte {
+	return bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
 }
 
 // Open implements stdlib.Source.
@@ -341,29 +342,36 @@ func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
 	}
 	chunk := bytes.Clone(data[:end])
 	recs := s.cfg.Recycler.Batch(n)[:0]
-	line := tf.line
-	for start := 0; start < len(chunk); {
+	for start := 0; start < len(chunk); tf.line++ {
 		i := bytes.IndexByte(chunk[start:], '\n')
 		stop := len(chunk)
 		if i >= 0 {
 			stop = start + i + 1
 		}
-		text := bytes.TrimSuffix(bytes.TrimSuffix(chunk[start:stop], []byte("\n")), []byte("\r"))
-		lineStart := tf.off + int64(start)
+		line := trimEOL(chunk[start:stop])
+		at := tf.off + int64(start)
 		pos := stdlib.Position{Source: s.cfg.Stage, Partition: tf.path, Offset: tf.off + int64(stop)}
 		start = stop
-		line++
-		if len(bytes.TrimSpace(text)) == 0 {
+		if len(bytes.TrimSpace(line)) == 0 {
 			// Blank lines carry no record; their bytes are covered by the
-			// next record's offset.
+			// next record's offset. So does a header row.
 			continue
 		}
-		recs = append(recs, stdlib.Record{Partition: -1, Pos: pos, Raw: text, Line: line, Start: lineStart})
+		if tf.headerDue {
+			tf.headerDue = false
+			isHeader, err := takeHeader(tf.codec.(codec.HeaderCodec), s.header, line)
+			if err != nil {
+				return nil, fmt.Errorf("file %q: %v", s.cfg.Stage, lineError(tf.path, tf.line, at, err))
+			}
+			if isHeader {
+				continue
+			}
+		}
+		recs = append(recs, stdlib.Record{Partition: -1, Pos: pos, Raw: line, Line: tf.line, Start: at})
 	}
 	s.decode(tf, recs, len(recs)/minDecodePart)
 	tf.buf = tf.buf[end:]
 	tf.off += int64(end)
-	tf.line += int64(newlines)
 	tf.lines -= newlines
 	if len(recs) == 0 {
 		// Only blank lines: report progress through an empty read.
@@ -418,8 +426,9 @@ func (s *fileSource) decode(tf *tailFile, recs []stdlib.Record, parts int) {
 	wg.Wait()
 }
 
-// decodeRecords decodes each record's Raw with c. Raw is a line of the
-// batch's own copy of the file's bytes, never written again.
+// decodeRecords decodes each record's Raw with c. Raw is a line (at
+// r.Line, starting at r.Start) of the batch's own copy of the file's bytes,
+// never written again.
 func (tf *tailFile) decodeRecords(recs []stdlib.Record, c codec.Codec) {
 	od, owned := c.(codec.OwnedDecoder)
 	for i := range recs {
@@ -432,7 +441,7 @@ func (tf *tailFile) decodeRecords(recs []stdlib.Record, c codec.Codec) {
 			v, err = c.Decode(r.Raw)
 		}
 		if err != nil {
-			r.Err = fmt.Errorf("%s: %w", stdlib.LineRef(tf.path, r.Line, r.Start), err)
+			r.Err = lineError(tf.path, r.Line, r.Start, err)
 		} else {
 			r.Value = v
 		}
@@ -477,7 +486,7 @@ func (tf *tailFile) checkTruncated() error {
 		if _, err := tf.f.Seek(0, io.SeekStart); err != nil {
 			return err
 		}
-		tf.off, tf.line, tf.buf, tf.eof, tf.lines = 0, 0, tf.buf[:0], false, 0
+		tf.off, tf.buf, tf.eof, tf.lines, tf.line, tf.headerDue = 0, tf.buf[:0], false, 0, 1, tf.headed
 	}
 	return nil
 }
