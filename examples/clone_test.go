@@ -45,9 +45,17 @@ func TestReadmeQuickstartsInClone(t *testing.T) {
 	if out, err := osexec.Command("git", "clone", "-q", root, clone).CombinedOutput(); err != nil {
 		t.Skipf("git clone: %v\n%s", err, out) // not a git checkout
 	}
+	// `go run ./cmd/pipe` builds and runs the command; it is built once
+	// here, so that SIGINT reaches pipe alone (go run exits 1 after one).
+	bin := filepath.Join(t.TempDir(), "pipe")
+	build := osexec.Command("go", "build", "-o", bin, "./cmd/pipe")
+	build.Dir = clone
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build in the clone: %v\n%s", err, out)
+	}
 	for _, c := range cmds {
 		t.Run(c, func(t *testing.T) {
-			runQuickstart(t, clone, c)
+			runQuickstart(t, clone, strings.Replace(c, "go run ./cmd/pipe", bin, 1))
 		})
 	}
 	status, err := osexec.Command("git", "-C", clone, "status", "--porcelain", "--ignored=no").Output()
@@ -75,9 +83,9 @@ func runQuickstart(t *testing.T, dir, command string) {
 	if files == nil {
 		t.Fatalf("the test does not know the output of %q", command)
 	}
-	cmd := osexec.Command("bash", "-c", command)
+	args := strings.Fields(command)
+	cmd := osexec.Command(args[0], args[1:]...)
 	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Start(); err != nil {
@@ -104,7 +112,7 @@ func runQuickstart(t *testing.T, dir, command string) {
 			}
 			ended = true
 		case <-deadline:
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd.Process.Kill()
 			<-done
 			t.Fatalf("%s: no result within 3 minutes\n%s", command, stderr.Bytes())
 		case <-time.After(time.Second):
@@ -116,14 +124,14 @@ func runQuickstart(t *testing.T, dir, command string) {
 			}
 			last = n
 			if stable == 5 { // five seconds without growth: stop it as Ctrl-C does
-				syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+				cmd.Process.Signal(syscall.SIGINT)
 				select {
 				case err := <-done:
 					if err != nil {
 						t.Fatalf("%s: after SIGINT: %v\n%s", command, err, stderr.Bytes())
 					}
 				case <-time.After(time.Minute):
-					syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+					cmd.Process.Kill()
 					t.Fatalf("%s: did not stop within a minute of SIGINT\n%s", command, stderr.Bytes())
 				}
 				ended = true
