@@ -51,7 +51,7 @@ func newTopic(t testing.TB, brokers, topic string, parts int) {
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections()
 	cl := &kafka.Client{Addr: kafka.TCP(brokers), Transport: tr}
-	if err := createTopic(t.Context(), cl, topic, parts, 1, nil); err != nil {
+	if _, err := createTopic(t.Context(), cl, topic, parts, 1, nil); err != nil {
 		t.Fatal(err)
 	}
 }

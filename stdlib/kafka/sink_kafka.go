@@ -90,6 +90,10 @@ type sink struct {
 
 	// exactly_once
 	eos *eosState
+	// created is set when Open created the topic; target is the identity
+	// of the sink's topic (see [sink.holds]).
+	created bool
+	target  string
 }
 
 func newSink(cfg stdlib.Config) (*sink, error) {
@@ -171,7 +175,8 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 		if repl < 1 {
 			repl = 1
 		}
-		if err := createTopic(ctx, s.cl, s.topic, parts, repl, nil); err != nil {
+		var err error
+		if s.created, err = createTopic(ctx, s.cl, s.topic, parts, repl, nil); err != nil {
 			return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
 		}
 	}

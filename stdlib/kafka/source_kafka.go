@@ -150,6 +150,9 @@ type source struct {
 	parts     map[string]*partState
 	stale     bool // leaders must be looked up again
 
+	// ident is the identity of each topic read, looked up per generation.
+	ident map[string]string
+
 	// open, when set, makes the source settle transactions itself under
 	// read_uncommitted: the records of a transaction wait here, by
 	// producer id, until its commit marker releases them or its abort
@@ -341,8 +344,24 @@ func (s *source) join(ctx context.Context) error {
 	return s.position(ctx, committed)
 }
 
-// identity is the identity of a partition's offsets (stdlib.Position).
-func (s *source) identity(string) string { return "" }
+// identity is the identity of a partition's offsets (stdlib.Position):
+// that of its topic, looked up by lookupIdentities.
+func (s *source) identity(k string) string {
+	t, _, _ := parsePartKey(k)
+	return s.ident[t]
+}
+
+// lookupIdentities looks up the identity of every topic read: the cluster
+// and topic id, so that a stored position is never applied to a topic of
+// the same name on another cluster, or created again.
+func (s *source) lookupIdentities(ctx context.Context) error {
+	ids, err := s.conn.topicIdentities(ctx, s.topics)
+	if err != nil {
+		return fmt.Errorf("kafka source %q: %w", s.cfg.Stage, err)
+	}
+	s.ident = ids
+	return nil
+}
 
 // position sets the next offset of every partition: after its resume
 // position (the first generation only: the state store's is this
@@ -353,6 +372,9 @@ func (s *source) identity(string) string { return "" }
 func (s *source) position(ctx context.Context, committed map[string]int64) error {
 	first := !s.joined
 	s.joined = true
+	if err := s.lookupIdentities(ctx); err != nil {
+		return err
+	}
 	// Acquire comes first: what the sinks that fence hold has the last
 	// word. Every partition is then resumed (which confirms its identity
 	// to the other sinks); only the first generation uses the result, and
