@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"pipe.dev/pipe/compiler"
 	"pipe.dev/pipe/compiler/plan"
 	"pipe.dev/pipe/exec"
@@ -348,4 +350,129 @@ func TestReadmePipeline(t *testing.T) {
 			t.Errorf("README test %q: %v %v", r.Test, r.Err, r.Failures)
 		}
 	}
+}
+
+// TestKafkaToKafkaNewBroker runs examples/kafka_to_kafka.pipe against a
+// broker, then against a new broker with the same topic names and new
+// records, on the same state directory: the stored positions point into the
+// first broker's topics, so the second run must write every record of the
+// new broker exactly once (it wrote only those past the first run's offsets
+// before positions carried the identity of their cluster and topic).
+func TestKafkaToKafkaNewBroker(t *testing.T) {
+	src, err := filepath.Abs("kafka_to_kafka.pipe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog, diags := compile(t, src)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	p, err := plan.Build(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	t.Setenv("IN_TOPIC", "in")
+	t.Setenv("OUT_TOPIC", "out")
+	t.Setenv("GROUP", "k2k")
+	for round, first := range []int{0, 1000} {
+		b, err := devbroker.Start(t.Context(), devbroker.Options{Topics: []devbroker.Topic{{Name: "in", Partitions: 4}, {Name: "out", Partitions: 4}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("KAFKA_BROKERS", b.Addr())
+		const n = 400
+		want := produceEvents(t, b.Addr(), "in", first, n)
+		// Until every record was read and written, or a while without.
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		status := func(s exec.Snapshot) {
+			counts := map[string]exec.StageStatus{}
+			for _, st := range s.Stages {
+				counts[st.Name] = st
+			}
+			if counts["events"].In == n && counts["out"].Out == counts["big"].Out && s.Checkpoint > 0 {
+				cancel()
+			}
+		}
+		err = exec.Run(ctx, p, &exec.Config{StateDir: state, Status: status, StatusInterval: 100 * time.Millisecond})
+		cancel()
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		seen := map[int64]int{}
+		for _, r := range readCommitted(t, b.Addr(), "out", len(want)) {
+			id, _ := r.Value.(map[string]any)["id"].(int64)
+			seen[id]++
+		}
+		missing, doubled := 0, 0
+		for id := range want {
+			switch seen[id] {
+			case 0:
+				missing++
+			case 1:
+			default:
+				doubled++
+			}
+		}
+		if missing > 0 || doubled > 0 || len(seen) != len(want) {
+			t.Fatalf("round %d: of %d records %d missing, %d doubled, %d read", round, len(want), missing, doubled, len(seen))
+		}
+		b.Close()
+	}
+}
+
+// produceEvents writes n events of kafka_to_kafka.pipe's shape with ids
+// from first to topic and returns the ids the pipeline keeps.
+func produceEvents(t *testing.T, brokers, topic string, first, n int) map[int64]bool {
+	t.Helper()
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	w := &kafka.Writer{Addr: kafka.TCP(brokers), Topic: topic, Transport: tr, RequiredAcks: kafka.RequireAll,
+		BatchTimeout: time.Millisecond, Balancer: &kafka.RoundRobin{}}
+	defer w.Close()
+	want := map[int64]bool{}
+	msgs := make([]kafka.Message, n)
+	for i := range msgs {
+		id := first + i
+		amount := float64(id*7919%10000) / 100
+		msgs[i].Value = fmt.Appendf(nil, `{"id":%d,"user":"u%d","amount":%.2f,"country":"NL","event":"purchase","ts":"2024-01-01T00:00:00Z"}`, id, id%10, amount)
+		if amount > 50 {
+			want[int64(id)] = true
+		}
+	}
+	if err := w.WriteMessages(t.Context(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	return want
+}
+
+// readCommitted reads topic with read_committed until want records arrived
+// and no more came for a second.
+func readCommitted(t *testing.T, brokers, topic string, want int) []stdlib.Record {
+	t.Helper()
+	spec := stdlib.Default.Lookup(stdlib.SourceKind, "kafka")
+	src, err := spec.NewSource(stdlib.Config{Pipeline: "check", Stage: "check", Tasks: 1,
+		Attrs: map[string]any{"brokers": []any{brokers}, "topic": topic}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Open(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close(context.Background())
+	var got []stdlib.Record
+	deadline := time.Now().Add(30 * time.Second)
+	for quiet := 0; quiet < 4 && time.Now().Before(deadline); {
+		ctx, cancel := context.WithTimeout(t.Context(), 250*time.Millisecond)
+		recs, err := src.Read(ctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			t.Fatal(err)
+		}
+		got = append(got, recs...)
+		if len(recs) == 0 && len(got) >= want {
+			quiet++
+		}
+	}
+	return got
 }
