@@ -33,6 +33,21 @@ func compile(t *testing.T, path string) (*compiler.Program, lang.Diagnostics) {
 	return compiler.Compile(&compiler.Config{Registry: stdlib.Default}, path, src)
 }
 
+// examplePlan compiles the example file (in the examples directory) into a
+// plan.
+func examplePlan(t *testing.T, file string) *plan.Plan {
+	t.Helper()
+	prog, diags := compile(t, file)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	p, err := plan.Build(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func goodExamples(t *testing.T) []string {
 	var files []string
 	for _, pattern := range []string{"*.pipe", "bench/*.pipe", "lib/*.pipe"} {
@@ -184,20 +199,9 @@ func TestBrokenExpectationFails(t *testing.T) {
 // region, and a second run resumes after the last checkpoint and adds
 // nothing.
 func TestQuickstartRuns(t *testing.T) {
-	src, err := filepath.Abs("quickstart.pipe")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := examplePlan(t, "quickstart.pipe")
 	dir := t.TempDir()
 	t.Chdir(dir)
-	prog, diags := compile(t, src)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	p, err := plan.Build(prog)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for run := 0; run < 2; run++ {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 		err := exec.Run(ctx, p, &exec.Config{})
@@ -262,10 +266,7 @@ func readJSONL(t *testing.T, path string) []map[string]any {
 // topic, then stops it as a signal would: the file holds every purchase
 // over 50 exactly once.
 func TestQuickstartKafkaRuns(t *testing.T) {
-	src, err := filepath.Abs("quickstart_kafka.pipe")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := examplePlan(t, "quickstart_kafka.pipe")
 	dir := t.TempDir()
 	t.Chdir(dir)
 	b, err := devbroker.Start(t.Context(), devbroker.Options{})
@@ -274,14 +275,6 @@ func TestQuickstartKafkaRuns(t *testing.T) {
 	}
 	defer b.Close()
 	t.Setenv("KAFKA_BROKERS", b.Addr())
-	prog, diags := compile(t, src)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	p, err := plan.Build(prog)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	var want int64
@@ -359,18 +352,7 @@ func TestReadmePipeline(t *testing.T) {
 // new broker exactly once (it wrote only those past the first run's offsets
 // before positions carried the identity of their cluster and topic).
 func TestKafkaToKafkaNewBroker(t *testing.T) {
-	src, err := filepath.Abs("kafka_to_kafka.pipe")
-	if err != nil {
-		t.Fatal(err)
-	}
-	prog, diags := compile(t, src)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	p, err := plan.Build(prog)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := examplePlan(t, "kafka_to_kafka.pipe")
 	state := t.TempDir()
 	t.Setenv("IN_TOPIC", "in")
 	t.Setenv("OUT_TOPIC", "out")
