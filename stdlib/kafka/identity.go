@@ -52,15 +52,17 @@ func (c *conn) topicIdentities(ctx context.Context, topics []string) (map[string
 		if t.Topic == nil {
 			continue
 		}
-		switch err := kerr.ErrorForCode(t.ErrorCode); err {
-		case nil:
-		case kerr.UnknownTopicOrPartition:
+		// A topic with an id exists, whatever else its answer says (a
+		// topic just created may have no leader yet).
+		hasID := t.TopicID != [16]byte{}
+		switch err := kerr.ErrorForCode(t.ErrorCode); {
+		case err == kerr.UnknownTopicOrPartition:
 			continue
-		default:
+		case err != nil && !hasID:
 			return nil, fmt.Errorf("topic ids: topic %q: %w", *t.Topic, err)
 		}
 		id := cluster
-		if t.TopicID != [16]byte{} {
+		if hasID {
 			id += "/" + base64.RawURLEncoding.EncodeToString(t.TopicID[:])
 		}
 		out[*t.Topic] = id
