@@ -372,8 +372,10 @@ func (s *source) lookupIdentities(ctx context.Context) error {
 func (s *source) position(ctx context.Context, committed map[string]int64) error {
 	first := !s.joined
 	s.joined = true
-	if err := s.lookupIdentities(ctx); err != nil {
-		return err
+	if len(s.parts) > 0 {
+		if err := s.lookupIdentities(ctx); err != nil {
+			return err
+		}
 	}
 	// Acquire comes first: what the sinks that fence hold has the last
 	// word. Every partition is then resumed (which confirms its identity
