@@ -3,6 +3,8 @@ package examples
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/segmentio/kafka-go"
 
 	"pipe.dev/pipe/compiler"
@@ -353,10 +356,96 @@ func TestReadmePipeline(t *testing.T) {
 // before positions carried the identity of their cluster and topic).
 func TestKafkaToKafkaNewBroker(t *testing.T) {
 	p := examplePlan(t, "kafka_to_kafka.pipe")
+	t.Setenv("OUT_TOPIC", "out")
+	newBrokerRounds(t, p, func(round int, brokers string, want map[int64]bool) {
+		seen := map[int64]int{}
+		for _, r := range readCommitted(t, brokers, "out", len(want)) {
+			id, _ := r.Value.(map[string]any)["id"].(int64)
+			seen[id]++
+		}
+		missing, doubled := 0, 0
+		for id := range want {
+			switch seen[id] {
+			case 0:
+				missing++
+			case 1:
+			default:
+				doubled++
+			}
+		}
+		if missing > 0 || doubled > 0 || len(seen) != len(want) {
+			t.Fatalf("round %d: of %d records %d missing, %d doubled, %d read", round, len(want), missing, doubled, len(seen))
+		}
+	})
+}
+
+// TestKafkaToPostgresNewBroker is TestKafkaToKafkaNewBroker for
+// examples/kafka_to_postgres.pipe, into the same table both times: every
+// record of the new broker must be in the table.
+func TestKafkaToPostgresNewBroker(t *testing.T) {
+	dsn := os.Getenv("PIPE_PG_URL")
+	if dsn == "" {
+		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("postgresql (PIPE_PG_URL or 127.0.0.1:5432) is not reachable: %v", err)
+		}
+		t.Skipf("postgresql (PIPE_PG_URL or 127.0.0.1:5432) is not reachable: %v", err)
+	}
+	defer conn.Close(context.Background())
+	var b [4]byte
+	rand.Read(b[:])
+	table, offsets := "k2pg_newbroker_"+hex.EncodeToString(b[:]), "k2pg_newbroker_offsets_"+hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table+", "+offsets)
+	})
+	// Positions of its own, so that no other run of the example shares them.
+	src, err := os.ReadFile("kafka_to_postgres.pipe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(src), "  create_table = true\n", "  create_table = true\n  offsets_table = \""+offsets+"\"\n", 1)
+	prog, diags := compiler.Compile(&compiler.Config{Registry: stdlib.Default}, "kafka_to_postgres.pipe", []byte(text))
+	if diags.HasErrors() || !strings.Contains(text, offsets) {
+		t.Fatalf("%s\n%s", diags, text)
+	}
+	p, err := plan.Build(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PG_URL", dsn)
+	t.Setenv("PG_TABLE", table)
+	newBrokerRounds(t, p, func(round int, _ string, want map[int64]bool) {
+		rows, err := conn.Query(t.Context(), "SELECT id FROM "+table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			t.Fatal(err)
+		}
+		missing := len(want)
+		for _, id := range ids {
+			if want[id] {
+				missing--
+			}
+		}
+		if missing > 0 {
+			t.Fatalf("round %d: %d of %d records missing from the table", round, missing, len(want))
+		}
+	})
+}
+
+// newBrokerRounds runs p (a Kafka example reading events from topic "in"
+// through big into out) twice on one state directory, each time against a
+// new broker whose topic "in" holds 400 new events, until all are read and
+// written, and then calls check with the ids the pipeline keeps.
+func newBrokerRounds(t *testing.T, p *plan.Plan, check func(round int, brokers string, want map[int64]bool)) {
 	state := t.TempDir()
 	t.Setenv("IN_TOPIC", "in")
-	t.Setenv("OUT_TOPIC", "out")
-	t.Setenv("GROUP", "k2k")
+	t.Setenv("GROUP", "newbroker")
 	for round, first := range []int{0, 1000} {
 		b, err := devbroker.Start(t.Context(), devbroker.Options{Topics: []devbroker.Topic{{Name: "in", Partitions: 4}, {Name: "out", Partitions: 4}}})
 		if err != nil {
@@ -381,24 +470,7 @@ func TestKafkaToKafkaNewBroker(t *testing.T) {
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
-		seen := map[int64]int{}
-		for _, r := range readCommitted(t, b.Addr(), "out", len(want)) {
-			id, _ := r.Value.(map[string]any)["id"].(int64)
-			seen[id]++
-		}
-		missing, doubled := 0, 0
-		for id := range want {
-			switch seen[id] {
-			case 0:
-				missing++
-			case 1:
-			default:
-				doubled++
-			}
-		}
-		if missing > 0 || doubled > 0 || len(seen) != len(want) {
-			t.Fatalf("round %d: of %d records %d missing, %d doubled, %d read", round, len(want), missing, doubled, len(seen))
-		}
+		check(round, b.Addr(), want)
 		b.Close()
 	}
 }
