@@ -34,7 +34,7 @@ var SinkSpec = &stdlib.Spec{
 			Doc: "hash of the key (murmur2, as the Java client), round_robin, or the partition the record was read from"},
 		stdlib.Param{Name: "compression", Type: stdlib.Enum("none", "gzip", "snappy", "lz4", "zstd"), Default: stdlib.Ident("none")},
 		stdlib.Param{Name: "batch_size", Type: stdlib.Size, Default: int64(1 << 20), Doc: "largest batch sent to one partition"},
-		stdlib.Param{Name: "linger", Type: stdlib.Duration, Default: 5 * time.Millisecond, Doc: "longest a partial batch waits for more records"},
+		stdlib.Param{Name: "linger", Type: stdlib.Duration, Default: 5 * time.Millisecond, Doc: "longest a partial batch waits for more records; 0 sends at once"},
 		stdlib.Param{Name: "transaction_timeout", Type: stdlib.Duration, Default: time.Minute, Doc: "exactly_once: transaction timeout enforced by the broker"},
 		stdlib.Param{Name: "create_topic", Type: stdlib.Block(
 			stdlib.Param{Name: "partitions", Type: stdlib.Int, Default: int64(1)},
@@ -59,6 +59,9 @@ func checkSink(attrs map[string]any) []stdlib.AttrError {
 	}
 	if v, ok := attrs["batch_size"].(int64); ok && v < 1 {
 		errs = append(errs, stdlib.AttrError{Attr: "batch_size", Message: "batch_size must be positive"})
+	}
+	if v, ok := attrs["linger"].(time.Duration); ok && v < 0 {
+		errs = append(errs, stdlib.AttrError{Attr: "linger", Message: "linger must not be negative"})
 	}
 	return errs
 }
@@ -108,21 +111,11 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	if s.batchBytes <= 0 {
-		s.batchBytes = 1 << 20
-	}
-	if s.linger <= 0 {
-		s.linger = 5 * time.Millisecond
-	}
-	format := cfg.String("format")
-	if format == "" {
-		format = "json"
-	}
-	if s.val, err = codec.New(format, nil, codec.Options{}); err != nil {
+	if s.val, err = codec.New(cfg.String("format"), nil, codec.Options{}); err != nil {
 		return nil, fmt.Errorf("kafka sink %q: %w", cfg.Stage, err)
 	}
 	switch cfg.String("compression") {
-	case "", "none":
+	case "none":
 	case "gzip":
 		s.compression = kafka.Gzip
 	case "snappy":
@@ -135,7 +128,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		return nil, fmt.Errorf("kafka sink %q: unknown compression %q", cfg.Stage, cfg.String("compression"))
 	}
 	switch cfg.String("partitioner") {
-	case "", "hash":
+	case "hash":
 		s.balancer = &kafka.Murmur2Balancer{Consistent: true}
 	case "round_robin":
 		s.balancer = &kafka.RoundRobin{}
@@ -165,12 +158,6 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 	s.cl = s.conn.client(s.tr)
 	if ct, ok := s.cfg.Block("create_topic"); ok && s.topic != "" {
 		parts, repl := int(ct.Int("partitions")), int(ct.Int("replication"))
-		if parts < 1 {
-			parts = 1
-		}
-		if repl < 1 {
-			repl = 1
-		}
 		if err := createTopic(ctx, s.cl, s.topic, parts, repl, nil); err != nil {
 			return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
 		}
@@ -185,7 +172,7 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 		Balancer:     s.balancer,
 		BatchSize:    10000,
 		BatchBytes:   s.batchBytes,
-		BatchTimeout: s.linger,
+		BatchTimeout: max(s.linger, time.Nanosecond), // kafka-go takes 0 for 1s
 		RequiredAcks: kafka.RequireAll,
 		Compression:  s.compression,
 		Async:        true,
