@@ -225,6 +225,13 @@ func (c *checker) checkExpr(st *stage, ei *exprItem, in *types.Type) *types.Type
 	start := ei.e.Pos.Offset
 	text := ei.e.Text
 	ctx := exprs.Context{Kind: plan.ExprKind(ei.kind), Input: in, Want: ei.want}
+	var attrType *types.Type // the type a sink attribute's := must have
+	if ei.kind == ir.AttrExpr && ei.want == nil {
+		if p := st.spec.Param(ei.target); p != nil {
+			attrType = exprType(p.Type)
+			ctx.Want = attrType
+		}
+	}
 	if ei.vc.params != nil {
 		ctx.Params = st.paramType
 		// Every declared parameter counts, bound or not: an argument
@@ -250,6 +257,10 @@ func (c *checker) checkExpr(st *stage, ei *exprItem, in *types.Type) *types.Type
 		}
 		if d.Severity == lang.Warning && st.allow[d.Code] {
 			continue
+		}
+		if attrType != nil && d.Code == lang.AnnotationMismatch {
+			d.Code = lang.AttributeType
+			d.Message = fmt.Sprintf("attribute %q takes %s, not %s", ei.target, attrType.WithOptional(false), res.Type)
 		}
 		c.add(d, ei.vc.rel)
 	}
@@ -325,6 +336,35 @@ func (c *checker) sinkChecks(st *stage) {
 		c.lint(st, lang.NoDelivery, st.span, st.instRel, "sink %q has no explicit delivery guarantee (at_least_once assumed)", st.name).
 			Detail = "set delivery = exactly_once | at_least_once | at_most_once on the sink or in pipeline {}"
 	}
+}
+
+// exprType is the type of the values of an attribute of type pt as an
+// expression gives them, null standing for unset; nil when any value goes.
+func exprType(pt stdlib.ParamType) *types.Type {
+	var t *types.Type
+	switch pt.Kind {
+	case stdlib.StringParam, stdlib.EnumParam, stdlib.TimeParam:
+		t = types.StringType
+	case stdlib.IntParam, stdlib.SizeParam:
+		t = types.IntType
+	case stdlib.FloatParam:
+		t = types.FloatType
+	case stdlib.BoolParam:
+		t = types.BoolType
+	case stdlib.ListParam, stdlib.MapParam:
+		elem := exprType(*pt.Elem)
+		if elem == nil {
+			elem = types.AnyType
+		}
+		if pt.Kind == stdlib.ListParam {
+			t = types.ListOf(elem.WithOptional(false))
+		} else {
+			t = types.MapOf(elem.WithOptional(false))
+		}
+	default:
+		return nil
+	}
+	return t.WithOptional(true)
 }
 
 // refersToParam reports whether expression src reads params.name.

@@ -121,8 +121,10 @@ type Param struct {
 	// Secret marks a credential: a literal value is linted (hard-coded
 	// secret), and the value is never printed.
 	Secret bool
-	// Expr marks an attribute set per record with := (a sink's key or
-	// topic). The executor evaluates it into the record before Write.
+	// Expr marks a sink attribute that may be set per record with :=
+	// (a Kafka key or topic, a NATS subject). The executor evaluates it
+	// for each record before Write, into Record.Attrs (see
+	// Config.ExprIndex); the expression must have the attribute's type.
 	Expr bool
 }
 
@@ -237,6 +239,21 @@ type Config struct {
 	// Rows tells a source that it may emit *Row values instead of
 	// map[string]any: the executor materializes them where needed.
 	Rows bool
+	// Exprs names the attributes the stage sets per record (attr :=
+	// expr), in the order of their values in Record.Attrs.
+	Exprs []string
+}
+
+// ExprIndex returns the index in Record.Attrs of the value of attribute
+// name when the stage sets it per record, else -1. A sink looks it up once
+// and reads each record's value with Record.Attr.
+func (c Config) ExprIndex(name string) int {
+	for i, n := range c.Exprs {
+		if n == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // Has reports whether attribute name is set.

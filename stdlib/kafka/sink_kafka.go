@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -80,6 +81,8 @@ type sink struct {
 	compression kafka.Compression
 	batchBytes  int64
 	linger      time.Duration
+	// indexes of key, topic and headers := in Record.Attrs, or -1
+	keyAt, topicAt, headersAt int
 
 	tr *kafka.Transport
 	cl *kafka.Client
@@ -107,6 +110,9 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		topic:      cfg.String("topic"),
 		batchBytes: cfg.Int("batch_size"),
 		linger:     cfg.Duration("linger"),
+		keyAt:      cfg.ExprIndex("key"),
+		topicAt:    cfg.ExprIndex("topic"),
+		headersAt:  cfg.ExprIndex("headers"),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -199,14 +205,21 @@ func (s *sink) message(r *stdlib.Record, buf []byte) (kafka.Message, []byte, err
 	// A fixed topic wins over the topic a record was read from; without
 	// one, topic := expr (or the source topic) decides.
 	m.Topic = s.topic
+	if v, ok := r.Attr(s.topicAt); ok && m.Topic == "" {
+		m.Topic, _ = v.(string)
+	}
 	if m.Topic == "" {
 		m.Topic = r.Topic
 	}
 	if m.Topic == "" {
 		return m, buf, errors.New("record has no topic and the sink sets none")
 	}
+	key := r.Key
+	if v, ok := r.Attr(s.keyAt); ok {
+		key = v
+	}
 	var err error
-	if m.Key, err = encodeKey(r.Key); err != nil {
+	if m.Key, err = encodeKey(key); err != nil {
 		return m, buf, err
 	}
 	start := len(buf)
@@ -224,15 +237,37 @@ func (s *sink) message(r *stdlib.Record, buf []byte) (kafka.Message, []byte, err
 		return m, buf[:start], fmt.Errorf("encode value: %w", err)
 	}
 	m.Value = buf[start:len(buf):len(buf)]
-	if len(r.Headers) > 0 {
-		m.Headers = make([]kafka.Header, len(r.Headers))
-		for i, h := range r.Headers {
-			m.Headers[i] = kafka.Header{Key: h.Key, Value: h.Value}
-		}
+	set, _ := r.Attr(s.headersAt)
+	if m.Headers, err = messageHeaders(r.Headers, set); err != nil {
+		return m, buf[:start], err
 	}
 	m.Time = r.Time
 	m.WriterData = r.Partition
 	return m, buf, nil
+}
+
+// messageHeaders returns a record's headers with those of set (headers :=
+// expr, a map or nil) replacing the ones of the same name, in key order;
+// a value is encoded as a key is.
+func messageHeaders(hs []stdlib.Header, set any) ([]kafka.Header, error) {
+	m, _ := set.(map[string]any)
+	if len(hs) == 0 && len(m) == 0 {
+		return nil, nil
+	}
+	out := make([]kafka.Header, 0, len(hs)+len(m))
+	for _, h := range hs {
+		if _, ok := m[h.Key]; !ok {
+			out = append(out, kafka.Header{Key: h.Key, Value: h.Value})
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		v, err := encodeKey(m[k])
+		if err != nil {
+			return nil, fmt.Errorf("header %q: %w", k, err)
+		}
+		out = append(out, kafka.Header{Key: k, Value: v})
+	}
+	return out, nil
 }
 
 // messages converts a batch; records that cannot be encoded are reported
