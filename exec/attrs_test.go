@@ -36,7 +36,7 @@ func (s *subjectSink) Close(context.Context) error                         { ret
 
 // TestDeclaredExprAttr runs a pipeline whose sink declares an attribute
 // of its own as a per-record expression: the compiler types it and the
-// executor hands each record's value to the sink.
+// executor hands each record's value (here reading meta) to the sink.
 func TestDeclaredExprAttr(t *testing.T) {
 	var (
 		mu  sync.Mutex
@@ -55,7 +55,7 @@ source gen: generate {
 }
 sink out: subjects {
   delivery = at_least_once
-  subject := "orders." + region + "." + string(n)
+  subject := "orders." + region + "." + string(n) + "@" + string(meta.offset)
 }
 gen -> out
 `
@@ -70,12 +70,12 @@ gen -> out
 	if err := Run(t.Context(), p, &Config{Registry: reg, StateDir: t.TempDir()}); err != nil {
 		t.Fatal(err)
 	}
-	want := []any{"orders.eu.1", "orders.eu.2", "orders.eu.3"}
+	want := []any{"orders.eu.1@0", "orders.eu.2@1", "orders.eu.3@2"}
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
 		t.Fatalf("subjects %v, want %v", got, want)
 	}
 	// An expression of another type than the attribute's is a compile error.
-	bad := strings.Replace(src, `"orders." + region + "." + string(n)`, "n", 1)
+	bad := strings.Replace(src, `"orders." + region + "." + string(n) + "@" + string(meta.offset)`, "n", 1)
 	if _, diags := compiler.Compile(&compiler.Config{Registry: reg}, "subject.pipe", []byte(bad)); !diags.HasErrors() || diags[0].Code != lang.AttributeType {
 		t.Errorf("subject := n: %v, want PIPE303", diags)
 	}

@@ -139,6 +139,10 @@ type Spec struct {
 	Delivery []Delivery
 	// Bounded reports that the source ends by itself (a file, a count).
 	Bounded bool
+	// Meta lists the metadata fields a source sets on its records
+	// (MetaOffset, MetaTopic, ...): expressions downstream of it may read
+	// those as meta.x, and no others.
+	Meta []MetaField
 	// Schema reports that the component takes `schema = Name` (a source
 	// decodes by it; a sink asserts it).
 	Schema bool
@@ -352,6 +356,9 @@ func (r *Registry) Register(s *Spec) error {
 		return fmt.Errorf("stdlib: component %q has invalid kind %q", s.Name, s.Kind)
 	}
 	if err := checkDefaults(s.Params); err != nil {
+		return fmt.Errorf("stdlib: %s %q: %v", s.Kind, s.Name, err)
+	}
+	if err := checkMeta(s.Meta); err != nil {
 		return fmt.Errorf("stdlib: %s %q: %v", s.Kind, s.Name, err)
 	}
 	if r.specs[s.Kind] == nil {

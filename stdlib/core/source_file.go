@@ -37,6 +37,7 @@ var FileSourceSpec = &stdlib.Spec{
 	}, textSourceParams...),
 	Bounded: true,
 	Schema:  true,
+	Meta:    []stdlib.MetaField{stdlib.MetaOffset},
 	Output:  rawOutput,
 	Check: func(attrs map[string]any) []stdlib.AttrError {
 		errs := checkTextSource(attrs)

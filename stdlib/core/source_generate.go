@@ -31,6 +31,7 @@ var GenerateSpec = &stdlib.Spec{
 		{Name: "fields", Type: stdlib.MapOf(stdlib.AnyValue), Required: true, Doc: generatorDoc},
 	},
 	Bounded: false,
+	Meta:    []stdlib.MetaField{stdlib.MetaOffset},
 	Output:  generateOutput,
 	Check:   generateCheck,
 	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {

@@ -24,6 +24,7 @@ var StdinSpec = &stdlib.Spec{
 	}, textSourceParams...),
 	Bounded: true,
 	Schema:  true,
+	Meta:    []stdlib.MetaField{stdlib.MetaOffset},
 	Output:  rawOutput,
 	Check:   checkTextSource,
 	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {

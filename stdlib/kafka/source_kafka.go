@@ -32,6 +32,8 @@ var SourceSpec = &stdlib.Spec{
 	Name:    "kafka",
 	Summary: "read records from Kafka topics through a consumer group",
 	Schema:  true,
+	Meta: []stdlib.MetaField{stdlib.MetaTopic, stdlib.MetaPartition, stdlib.MetaOffset,
+		stdlib.MetaKey, stdlib.MetaTimestamp, stdlib.MetaHeaders},
 	Params: append(slices.Clone(connParams),
 		stdlib.Param{Name: "topic", Type: stdlib.String, Doc: "topic to read (or topics)"},
 		stdlib.Param{Name: "topics", Type: stdlib.ListOf(stdlib.String), Doc: "topics to read (or topic)"},

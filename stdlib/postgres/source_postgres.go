@@ -39,6 +39,7 @@ var SourceSpec = &stdlib.Spec{
 		{Name: "schema", Type: stdlib.Schema, Doc: "the record type, checked against the columns at start"},
 	},
 	Schema:    true,
+	Meta:      []stdlib.MetaField{stdlib.MetaOffset},
 	Check:     checkSource,
 	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) { return newSource(cfg) },
 }
