@@ -3,11 +3,13 @@ package stdlib
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"pipe.dev/pipe/lang"
 )
@@ -57,44 +59,26 @@ func ParseDuration(s string) (time.Duration, error) {
 // with a unit (see lang.SizeUnit) such as 64MiB or 1.5GB, or as a whole
 // number of bytes.
 func ParseSize(s string) (int64, error) {
-	i := 0
-	for i < len(s) && isDigit(s[i]) {
-		i++
-	}
-	if i == 0 {
+	num := strings.TrimRightFunc(s, unicode.IsLetter)
+	whole, frac, dot := strings.Cut(num, ".")
+	if !allDigits(whole) || dot && !allDigits(frac) || dot && num == s {
 		return 0, errSize
 	}
-	if i == len(s) {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("size %w", errRange)
-		}
-		return n, nil
-	}
-	if s[i] == '.' {
-		j := i + 1
-		for j < len(s) && isDigit(s[j]) {
-			j++
-		}
-		if j == i+1 {
+	unit := int64(1) // a number of bytes
+	if num != s {
+		var ok bool
+		if unit, ok = lang.SizeUnit(s[len(num):]); !ok {
 			return 0, errSize
 		}
-		i = j
 	}
-	unit, ok := lang.SizeUnit(s[i:])
-	if !ok {
-		return 0, errSize
+	n, err := strconv.ParseFloat(num, 64)
+	if b := n * float64(unit); err == nil && b < math.MaxInt64 {
+		return int64(b), nil
 	}
-	n, err := strconv.ParseFloat(s[:i], 64)
-	if err != nil {
-		return 0, errSize
-	}
-	b := n * float64(unit)
-	if b >= math.MaxInt64 {
-		return 0, fmt.Errorf("size %w", errRange)
-	}
-	return int64(b), nil
+	return 0, fmt.Errorf("size %w", errRange)
 }
+
+func allDigits(s string) bool { return s != "" && strings.TrimLeft(s, "0123456789") == "" }
 
 // ParseTime checks an RFC 3339 timestamp, the value of a time attribute.
 func ParseTime(s string) (time.Time, error) {
@@ -227,12 +211,11 @@ func CheckValue(v any, t ParamType) (any, error) {
 			break
 		}
 		out := make([]any, len(l))
+		var err error
 		for i, x := range l {
-			c, err := CheckValue(x, *t.Elem)
-			if err != nil {
+			if out[i], err = CheckValue(x, *t.Elem); err != nil {
 				return nil, fmt.Errorf("item %d: %w", i+1, err)
 			}
-			out[i] = c
 		}
 		return out, nil
 	case MapParam:
@@ -241,8 +224,8 @@ func CheckValue(v any, t ParamType) (any, error) {
 			break
 		}
 		out := make(map[string]any, len(m))
-		for k, x := range m {
-			c, err := CheckValue(x, *t.Elem)
+		for _, k := range slices.Sorted(maps.Keys(m)) { // the first error is always the same
+			c, err := CheckValue(m[k], *t.Elem)
 			if err != nil {
 				return nil, fmt.Errorf("key %q: %w", k, err)
 			}
