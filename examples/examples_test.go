@@ -505,8 +505,11 @@ func produceEvents(t *testing.T, brokers, topic string, first, n int) map[int64]
 func readCommitted(t *testing.T, brokers, topic string, want int) []stdlib.Record {
 	t.Helper()
 	spec := stdlib.Default.Lookup(stdlib.SourceKind, "kafka")
-	src, err := spec.NewSource(stdlib.Config{Pipeline: "check", Stage: "check", Tasks: 1,
-		Attrs: map[string]any{"brokers": []any{brokers}, "topic": topic}})
+	attrs, err := spec.Values(map[string]any{"brokers": []any{brokers}, "topic": topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := spec.NewSource(stdlib.Config{Pipeline: "check", Stage: "check", Tasks: 1, Attrs: attrs})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,9 +48,6 @@ type conn struct {
 
 func newConn(cfg stdlib.Config) (*conn, error) {
 	c := &conn{brokers: cfg.Strings("brokers"), clientID: cfg.String("client_id")}
-	if c.clientID == "" {
-		c.clientID = "pipe"
-	}
 	var bs []string
 	for _, b := range c.brokers {
 		for _, p := range strings.Split(b, ",") {
