@@ -6,7 +6,7 @@ import (
 )
 
 // Position is where a record came from: a source stage, one of its
-// partitions (a Kafka "topic/3", a file path, a table) and an offset that
+// partitions (a Kafka "topic/3", a file's content, a table) and an offset that
 // grows along the partition. A checkpoint covers, per partition, every
 // record at or below its position.
 //

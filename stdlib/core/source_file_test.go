@@ -390,3 +390,24 @@ func TestFileSourceFollowRotation(t *testing.T) {
 		}
 	}
 }
+
+// TestFileIDText: an identity's text form parses back to it, and text of
+// another form is no identity (so it matches no file).
+func TestFileIDText(t *testing.T) {
+	for _, id := range []fileID{
+		{sum: "0123456789abcdef", n: 1024},
+		{sum: "0123456789abcdef", n: 12, bound: true, key: fileKey{dev: 64769, ino: 1 << 40}},
+		{sum: "fedcba9876543210", n: 1024, from: 77},
+	} {
+		got, ok := parseFileID(id.String())
+		if !ok || got != id {
+			t.Errorf("%s parsed as %+v, %v", id, got, ok)
+		}
+	}
+	for _, s := range []string{"", "cluster-A", "sha256:0123/12", "sha256:0123456789abcdef/0", "sha256:0123456789abcdeg/12",
+		"sha256:0123456789abcdef/12@1", "sha256:0123456789abcdef/12+0", "sha256:0123456789abcdef/x"} {
+		if id, ok := parseFileID(s); ok {
+			t.Errorf("%q parsed as %+v", s, id)
+		}
+	}
+}
