@@ -101,11 +101,18 @@ func (c *checker) inputType(st *stage, in []*edge) {
 }
 
 func (c *checker) sourceType(st *stage) {
+	var fixed *types.Type // the type the attributes alone give
+	if st.spec.Output != nil {
+		fixed = st.spec.Output(plainAttrs(st.attrs, st.schema))
+	}
 	switch {
 	case st.schema != nil:
 		st.out = st.schema
-	case st.spec.Output != nil:
-		st.out = st.spec.Output(plainAttrs(st.attrs, st.schema))
+		if fixed != nil {
+			c.rawFormatSchema(st, fixed)
+		}
+	default:
+		st.out = fixed
 	}
 	if st.out == nil {
 		st.typed = false
@@ -117,6 +124,30 @@ func (c *checker) sourceType(st *stage) {
 			d.Detail = "set schema = Name"
 		}
 	}
+}
+
+// rawFormatSchema reports a schema on a source whose attributes fix its
+// records' type: a raw format, whose records are {value: ...} whatever the
+// schema says.
+func (c *checker) rawFormatSchema(st *stage, fixed *types.Type) {
+	span, rel := st.span, st.instRel
+	if fa := st.flatSeen["format"]; fa != nil {
+		span, rel = fa.span, fa.rel()
+	} else if fa := st.flatSeen["schema"]; fa != nil {
+		span, rel = fa.span, fa.rel()
+	}
+	format := "format"
+	for _, a := range st.attrs {
+		if a.Name == "format" {
+			format = fmt.Sprintf("format %s", plainString(a.Value))
+		}
+	}
+	d := lang.Errorf(lang.SchemaRawFormat, span, "%s cannot carry a schema: its records are %s", format, fixed)
+	d.Detail = "use format = json to decode by the schema, or remove the schema"
+	if fa := st.flatSeen["schema"]; fa != nil && span != fa.span {
+		rel = append(slices.Clone(rel), lang.Related{Span: fa.span, Message: "schema set here"})
+	}
+	c.add(d, rel)
 }
 
 // mapType computes a map's output: (input, or only its keep fields) - drop

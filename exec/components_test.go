@@ -337,3 +337,39 @@ func newPlan(cp time.Duration, stages []*plan.Stage, edges ...*plan.Edge) *plan.
 func (e *testEnv) run(ctx context.Context, p *plan.Plan, dir string) error {
 	return Run(ctx, p, &Config{Registry: e.reg, StateDir: dir, BatchSize: 64})
 }
+
+// StoredPositions implements stdlib.PositionStore (attribute exactly).
+func (s *memSink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
+	s.st.mu.Lock()
+	defer s.st.mu.Unlock()
+	var out []stdlib.Position
+	for _, h := range s.st.held {
+		for _, p := range h {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// SetPositions implements stdlib.PositionStore: set goes to task 0.
+func (s *memSink) SetPositions(ctx context.Context, source string, reset []string, set []stdlib.Position) error {
+	s.st.mu.Lock()
+	defer s.st.mu.Unlock()
+	for _, h := range s.st.held {
+		for k := range h {
+			if k.source == source && (len(reset) == 0 || slices.Contains(reset, k.partition)) {
+				delete(h, k)
+			}
+		}
+	}
+	for _, p := range set {
+		if s.st.held == nil {
+			s.st.held = map[int]map[partKey]stdlib.Position{}
+		}
+		if s.st.held[0] == nil {
+			s.st.held[0] = map[partKey]stdlib.Position{}
+		}
+		s.st.held[0][partKey{p.Source, p.Partition}] = p
+	}
+	return nil
+}

@@ -26,9 +26,13 @@ type Config struct {
 	// StatusInterval (default 1s) and once at the end of the run.
 	Status         func(Snapshot)
 	StatusInterval time.Duration
-	// Secrets resolves ${provider:ref} attributes when tasks start; nil
+	// Secrets resolves ${provider:ref} attributes when the run starts; nil
 	// means EnvFileSecrets.
 	Secrets Secrets
+	// Redactor receives every value Secrets resolves; nil means a new one.
+	// Run redacts with it its error, the dead-letter envelopes' error text
+	// and whatever goes to Logger. Pass one to redact output of your own.
+	Redactor *Redactor
 	// BatchSize is the most records a batch carries between stages
 	// (default 1024).
 	BatchSize int
@@ -59,8 +63,8 @@ type StageStatus struct {
 	Tasks  int
 	In     int64   // records received (read, for a source)
 	Out    int64   // records emitted (written, for a sink)
-	Errors int64   // records that failed (skipped, dead-lettered or retried)
-	Rate   float64 // records out per second since the previous snapshot
+	Errors int64   // records that failed (skipped, dead-lettered, or failing the run)
+	Rate   float64 // records out per second since the previous snapshot; in a run's last snapshot, since the start
 }
 
 func (c *Config) withDefaults(p *plan.Plan) Config {
@@ -86,6 +90,11 @@ func (c *Config) withDefaults(p *plan.Plan) Config {
 	if out.Secrets == nil {
 		out.Secrets = EnvFileSecrets{}
 	}
+	if out.Redactor == nil {
+		out.Redactor = &Redactor{}
+	}
+	out.Secrets = redactingSecrets{out.Secrets, out.Redactor}
+	out.Logger = slog.New(out.Redactor.Handler(out.Logger.Handler()))
 	if out.BatchSize <= 0 {
 		out.BatchSize = 1024
 	}

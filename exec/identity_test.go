@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +16,7 @@ import (
 
 	"pipe.dev/pipe/compiler/plan"
 	"pipe.dev/pipe/exec/state"
+	"pipe.dev/pipe/stdlib"
 )
 
 // logBuf is a concurrency-safe log destination.
@@ -182,5 +185,100 @@ func TestStateDirLocked(t *testing.T) {
 	defer stop2()
 	if err := env.run(again, p, dir); err != nil {
 		t.Fatalf("run after the first ended: %v", err)
+	}
+}
+
+// TestOffsets shows, sets and resets the positions of the state store and
+// of a sink that keeps its own, and a run then follows them.
+func TestOffsets(t *testing.T) {
+	env := newTestEnv(t)
+	dir := t.TempDir()
+	p := newPlan(time.Millisecond, []*plan.Stage{
+		stage("src", "source", "mem", 1, attr("partitions", ival(2)), attr("count", ival(10)), attr("identity", sval("id-1"))),
+		stage("out", "sink", "memsink", 2, attr("exactly", bval(true))),
+	}, edge("src", "out"))
+	cfg := &Config{Registry: env.reg, StateDir: dir}
+	if err := Run(t.Context(), p, cfg); err != nil {
+		t.Fatal(err)
+	}
+	o, err := OpenOffsets(p, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := o.Positions(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, h := range held {
+		got = append(got, fmt.Sprintf("%s %s@%d %s", h.Holder, h.Partition, h.Offset, h.Identity))
+	}
+	want := []string{"state store p0@9 id-1", "out p0@9 id-1", "state store p1@9 id-1", "out p1@9 id-1"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("positions %q, want %q", got, want)
+	}
+	if err := Run(t.Context(), p, cfg); !errors.Is(err, state.ErrLocked) {
+		t.Fatalf("a run while offsets are open: %v", err)
+	}
+	if err := o.Set(t.Context(), "src", "p0", 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Reset(t.Context(), "src", []string{"p1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Reset(t.Context(), "nope", nil); err == nil {
+		t.Fatal("reset of an unknown source succeeded")
+	}
+	o.Close()
+	clear(env.commits) // the source commits positions it committed before again
+	before := len(env.output("out"))
+	if err := Run(t.Context(), p, cfg); err != nil {
+		t.Fatal(err)
+	}
+	again := offsetsByPart(env.output("out")[before:])
+	if !slices.Equal(again["p0"], []int64{7, 8, 9}) || len(again["p1"]) != 10 {
+		t.Fatalf("after set p0=7 and reset p1 the run wrote %v", again)
+	}
+}
+
+// eo makes a memsink an exactly-once sink that keeps its positions.
+func eo(s *plan.Stage) {
+	s.Delivery = string(stdlib.ExactlyOnce)
+	attr("exactly", bval(true))(s)
+}
+
+// TestNewSinkTarget: an exactly-once sink whose target is new (it holds
+// nothing, here its store is emptied between runs) gets every record
+// again, though the state store has read them all; a sink that holds them
+// writes nothing twice.
+func TestNewSinkTarget(t *testing.T) {
+	env := newTestEnv(t)
+	dir := t.TempDir()
+	p := newPlan(time.Millisecond, []*plan.Stage{
+		stage("src", "source", "mem", 1, attr("partitions", ival(2)), attr("count", ival(50))),
+		stage("a", "sink", "memsink", 2, tasks(2), eo),
+		stage("b", "sink", "memsink", 3, eo),
+	}, edge("src", "a"), edge("src", "b"))
+	var logs logBuf
+	cfg := &Config{Registry: env.reg, StateDir: dir, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	if err := Run(t.Context(), p, cfg); err != nil {
+		t.Fatal(err)
+	}
+	a := env.sink("a")
+	a.mu.Lock()
+	a.durable, a.held = nil, nil // a new table, a deleted output with its sidecar
+	a.mu.Unlock()
+	clear(env.commits)
+	if err := Run(t.Context(), p, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(env.output("a")); n != 100 {
+		t.Errorf("the sink with a new target got %d records, want 100", n)
+	}
+	if n := len(env.output("b")); n != 100 {
+		t.Errorf("the sink that held everything has %d records, want 100", n)
+	}
+	if !strings.Contains(logs.String(), "an exactly-once sink holds nothing of a partition read before") {
+		t.Errorf("no warning:\n%s", logs.String())
 	}
 }

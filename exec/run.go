@@ -85,6 +85,7 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 		p: p, cfg: cfg.withDefaults(p), startTime: time.Now(),
 		finished: make(chan struct{}), cpReq: make(chan chan uint64), cpWake: make(chan struct{}),
 	}
+	defer func() { err = r.cfg.Redactor.Error(err) }()
 	r.recycler = stdlib.NewRecycler(r.cfg.BatchSize)
 	r.stages, err = buildGraph(p, r.cfg.Registry, r.cfg.ChannelDepth, r.cfg.Now)
 	if err != nil {
@@ -142,7 +143,14 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 	close(statusDone)
 	aux.Wait()
 	if r.cfg.Status != nil {
-		r.cfg.Status(r.snapshot())
+		// The last snapshot gives the run's average rates.
+		snap := r.snapshot()
+		if el := snap.Elapsed.Seconds(); el > 0 {
+			for i := range snap.Stages {
+				snap.Stages[i].Rate = float64(snap.Stages[i].Out) / el
+			}
+		}
+		r.cfg.Status(snap)
 	}
 	r.errMu.Lock()
 	defer r.errMu.Unlock()
@@ -191,14 +199,20 @@ func (r *run) control(m ctrlMsg) error {
 // partition resumes and opens the sources.
 func (r *run) open(ctx context.Context) ([]*transformTask, error) {
 	var transforms []*transformTask
-	for _, s := range r.stages {
-		attrs, err := configAttrs(s.st, s.spec, r.cfg.Secrets)
+	// Every secret is resolved before any component is built, so that the
+	// redactor knows them all before a logger or an error can carry one.
+	attrs := make([]map[string]any, len(r.stages))
+	for i, s := range r.stages {
+		a, err := configAttrs(s.st, s.spec, r.cfg.Secrets)
 		if err != nil {
 			return nil, err
 		}
+		attrs[i] = a
+	}
+	for si, s := range r.stages {
 		for i := 0; i < s.st.Tasks; i++ {
 			cfg := stdlib.Config{
-				Pipeline: r.p.Pipeline, Stage: s.st.Name, Attrs: attrs,
+				Pipeline: r.p.Pipeline, Stage: s.st.Name, Attrs: attrs[si],
 				Schema: s.st.Schema, Input: s.st.Input, Delivery: stdlib.Delivery(s.st.Delivery),
 				Task: i, Tasks: s.st.Tasks, StateDir: r.cfg.StateDir,
 				Logger:   r.cfg.Logger.With("stage", s.st.Name, "task", i),
@@ -412,12 +426,8 @@ func (r *run) coordinate() {
 			r.fail(fmt.Errorf("checkpoint %d: %w", cur.id, err))
 			return
 		}
-		r.lastCP.Store(cur.id)
-		r.cpMu.Lock()
-		close(r.cpWake)
-		r.cpWake = make(chan struct{})
-		r.cpMu.Unlock()
-		r.cfg.Logger.Debug("checkpoint completed", "id", cur.id, "partitions", len(cp.Positions))
+		// Positions are posted before the checkpoint counts as completed:
+		// a Settle that saw it completed commits them.
 		for t, ps := range cur.pos {
 			commit := make([]stdlib.Position, len(ps))
 			for i, p := range ps {
@@ -425,6 +435,12 @@ func (r *run) coordinate() {
 			}
 			t.postCommit(commit)
 		}
+		r.lastCP.Store(cur.id)
+		r.cpMu.Lock()
+		close(r.cpWake)
+		r.cpWake = make(chan struct{})
+		r.cpMu.Unlock()
+		r.cfg.Logger.Debug("checkpoint completed", "id", cur.id, "partitions", len(cp.Positions))
 		if cur.final {
 			close(r.finished)
 			return

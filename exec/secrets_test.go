@@ -85,3 +85,25 @@ func TestLoad(t *testing.T) {
 		t.Fatal("plan version 2 loaded")
 	}
 }
+
+// A reference in a URL's user-info is percent-encoded, so that a password
+// may hold "@", "/", "#", "%" or a blank; elsewhere it is spliced as is.
+func TestSecretInURLUserinfo(t *testing.T) {
+	sec := EnvFileSecrets{LookupEnv: func(k string) (string, bool) {
+		return map[string]string{"PW": "p@ss/w#rd% x", "U": "a:b", "H": "db:5432/x?y#z"}[k], true
+	}, ReadFile: func(string) ([]byte, error) { return []byte("us/er"), nil }}
+	for _, c := range []struct{ in, want string }{
+		{"postgres://u:${env:PW}@h/db", "postgres://u:p%40ss%2Fw%23rd%25%20x@h/db"},
+		{"postgres://${env:U}:${env:PW}@${env:H}", "postgres://a%3Ab:p%40ss%2Fw%23rd%25%20x@db:5432/x?y#z"},
+		{"postgres://${env:H}/db?password=${env:PW}", "postgres://db:5432/x?y#z/db?password=p@ss/w#rd% x"},
+		// The file path in the second reference does not end the user-info.
+		{"postgres://${file:/run/user}:${file:/run/pw}@h", "postgres://us%2Fer:us%2Fer@h"},
+		{"${env:PW}", "p@ss/w#rd% x"},
+		{"u:${env:PW}@h", "u:p@ss/w#rd% x@h"},
+	} {
+		got, err := expandSecrets(c.in, sec)
+		if err != nil || got != c.want {
+			t.Errorf("expand(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+}

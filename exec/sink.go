@@ -37,6 +37,7 @@ type sinkTask struct {
 	// resume and acquire partitions from their own goroutines.
 	mu      sync.Mutex
 	stored  map[partKey]stdlib.Position
+	taken   map[partKey]bool // partitions whose held position Acquire set
 	held    map[partKey]int64
 	covers  map[partKey]stdlib.Position
 	dropped int64
@@ -44,7 +45,7 @@ type sinkTask struct {
 }
 
 func newSinkTask(r *run, s *stageRT, task int, snk stdlib.Sink) (*sinkTask, error) {
-	t := &sinkTask{r: r, s: s, task: task, sink: snk, stored: map[partKey]stdlib.Position{}, held: map[partKey]int64{}}
+	t := &sinkTask{r: r, s: s, task: task, sink: snk, stored: map[partKey]stdlib.Position{}, taken: map[partKey]bool{}, held: map[partKey]int64{}}
 	progs, err := stagePrograms(s, r.cfg.Now)
 	if err != nil {
 		return nil, err
@@ -216,6 +217,7 @@ func (t *sinkTask) write(ctx context.Context, b []stdlib.Record) error {
 	// The whole batch failed and retries (if any) ran out: the fallback
 	// applies to each record.
 	if pol == nil || pol.Action == "fail" || pol.Action == "retry" {
+		t.s.errs.Add(int64(len(b)))
 		return &StageError{Stage: t.s.st.Name, At: t.s.at, Err: err}
 	}
 	for i := range b {
@@ -312,6 +314,7 @@ func (t *sinkTask) acquired(source string, partitions []string, held []stdlib.Po
 		k := partKey{source, p}
 		delete(t.held, k)
 		delete(t.covers, k)
+		t.taken[k] = true
 	}
 	for _, p := range held {
 		k := partKey{source, p.Partition}
@@ -323,20 +326,25 @@ func (t *sinkTask) acquired(source string, partitions []string, held []stdlib.Po
 // confirm is called when a source resumes partition k with identity: the
 // position the sink stored for it, if of that identity, starts dropping
 // replays and is returned; one of another identity is reported and left
-// out (the partition's records are written again).
-func (t *sinkTask) confirm(k partKey, identity string) (int64, bool) {
+// out (the partition's records are written again). A partition acquired
+// before keeps what Acquire set (acquired is then true).
+func (t *sinkTask) confirm(k partKey, identity string) (held int64, ok, acquired bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.taken[k] {
+		held, ok = t.held[k]
+		return held, ok, true
+	}
 	p, ok := t.stored[k]
 	if !ok {
-		return 0, false
+		return 0, false, false
 	}
 	if !stdlib.SameIdentity(p.Identity, identity) {
 		t.r.mismatch(fmt.Sprintf("sink %q", t.s.st.Name), p, identity)
-		return 0, false
+		return 0, false, false
 	}
 	t.held[k] = p.Offset
-	return p.Offset, true
+	return p.Offset, true, false
 }
 
 // heldSummary names the first few held positions for a log line.

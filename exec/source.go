@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	"pipe.dev/pipe/stdlib"
@@ -32,9 +33,11 @@ type sourceTask struct {
 	committed map[partKey]stdlib.Position
 
 	// ident holds the identity of every partition the source resumed or
-	// acquired; barriers carry it in their positions.
+	// acquired; barriers carry it in their positions. restart holds the
+	// partitions Resume started afresh for an exactly-once sink's sake.
 	identMu sync.Mutex
 	ident   map[partKey]string
+	restart map[partKey]bool
 
 	// last emitted position per partition; cur caches the partition of the
 	// previous record so the map is touched once per partition run.
@@ -52,6 +55,7 @@ func newSourceTask(r *run, s *stageRT, task int, src stdlib.Source) *sourceTask 
 		commitCh:  make(chan struct{}, 1),
 		committed: map[partKey]stdlib.Position{},
 		ident:     map[partKey]string{},
+		restart:   map[partKey]bool{},
 		last:      map[partKey]int64{},
 	}
 }
@@ -265,6 +269,17 @@ func (t *sourceTask) inject(ctx context.Context, b *barrier) error {
 	return t.rt.control(ctx, message{eos: true})
 }
 
+// fresh reports whether partition k was started afresh by Resume; set
+// records that it was.
+func (t *sourceTask) fresh(k partKey, set bool) bool {
+	t.identMu.Lock()
+	defer t.identMu.Unlock()
+	if set {
+		t.restart[k] = true
+	}
+	return t.restart[k]
+}
+
 // handover is the Resumer a source task hands its Source: it checks the
 // identity of each partition against the positions stored for it and
 // implements the partition handover of [stdlib.Handover].
@@ -275,7 +290,10 @@ type handover struct {
 // Resume implements stdlib.Resumer. A partition resumes after the state
 // store's position, lowered to what any exactly-once sink holds for it;
 // with no stored position it starts afresh (sinks drop what they already
-// hold). Positions of another identity are left out, with a warning.
+// hold). Positions of another identity are left out, with a warning. When
+// an exactly-once sink holds nothing of a partition the store has (its
+// target is new, or its positions were reset), the partition starts afresh
+// too, so that sink gets its records: the others drop them as replays.
 func (h *handover) Resume(partition, identity string) (int64, bool) {
 	t := h.t
 	k := partKey{t.s.st.Name, partition}
@@ -290,13 +308,25 @@ func (h *handover) Resume(partition, identity string) (int64, bool) {
 			t.r.mismatch("the state store", p, identity)
 		}
 	}
+	var empty []string
 	for _, st := range t.r.sinks {
 		if !st.s.sources[k.source] {
 			continue
 		}
-		if held, ok := st.confirm(k, identity); ok && have && held < off {
+		held, ok, acquired := st.confirm(k, identity)
+		switch {
+		case ok && have && held < off:
 			off = held
+		case !ok && !acquired && st.s.st.Delivery == string(stdlib.ExactlyOnce):
+			empty = append(empty, st.s.st.Name)
 		}
+	}
+	if have && len(empty) > 0 {
+		have = false
+		t.fresh(k, true)
+		t.r.cfg.Logger.Warn("an exactly-once sink holds nothing of a partition read before: it is read again from where the source starts",
+			"stage", k.source, "partition", k.partition, "sinks", strings.Join(slices.Compact(empty), ", "), "stored_offset", off,
+			"then", "sinks that hold its records drop them as replays")
 	}
 	return off, have
 }
@@ -326,6 +356,11 @@ func (h *handover) StoredPositions() []stdlib.Position {
 		st.mu.Unlock()
 	}
 	return out
+}
+
+// Fresh implements stdlib.Handover.
+func (h *handover) Fresh(partition string) bool {
+	return h.t.fresh(partKey{h.t.s.st.Name, partition}, false)
 }
 
 // Settle implements stdlib.Handover: it runs on the task's read goroutine

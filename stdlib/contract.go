@@ -75,6 +75,11 @@ type Handover interface {
 	// partitions maps each partition to its identity: a position held for
 	// another identity is neither returned nor used to drop records.
 	Acquire(ctx context.Context, partitions map[string]string) (map[string]int64, error)
+	// Fresh reports whether Resume started partition afresh because an
+	// exactly-once sink holds nothing of it (its target is new or was
+	// reset): the source then starts it as its start attribute says, not
+	// at an offset committed elsewhere (a consumer group's).
+	Fresh(partition string) bool
 }
 
 // Acquirer is implemented by an exactly-once sink that fences its writes

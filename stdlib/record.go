@@ -59,6 +59,30 @@ type Record struct {
 	Pos       Position
 	Raw       []byte
 	Err       error // decode failure: the record goes through the source stage's error policy
+
+	// Line and Start locate a record read from a line format (JSON
+	// lines, CSV, raw lines) in its file or stream: its line number,
+	// from 1, and the byte offset its line starts at (Pos.Offset is the
+	// offset after the line, where a resumed read continues). Line is 0
+	// when the source has no lines.
+	Line  int64
+	Start int64
+}
+
+// Where names the record's place in its source for messages: "path:line
+// (byte start)" for a record of a line format, else "partition@offset".
+func (r *Record) Where() string {
+	if r.Line > 0 {
+		return LineRef(r.Pos.Partition, r.Line, r.Start)
+	}
+	return fmt.Sprintf("%s@%d", r.Pos.Partition, r.Pos.Offset)
+}
+
+// LineRef names a line of a file or stream for messages: "in.jsonl:3
+// (byte 41)", the line number counted from 1 and the byte offset the line
+// starts at.
+func LineRef(name string, line, start int64) string {
+	return fmt.Sprintf("%s:%d (byte %d)", name, line, start)
 }
 
 // RecordError is the failure of one record of a batch handed to a sink or a

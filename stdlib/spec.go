@@ -150,7 +150,8 @@ type Spec struct {
 
 	// Output returns the type of the records a source emits when it can be
 	// told from its attributes alone (generate's fields, a raw format's
-	// {value: string}); nil if unknown. A declared schema takes precedence.
+	// {value: string}); nil if unknown. Such attributes leave no room for a
+	// declared schema: the compiler reports one as PIPE309.
 	Output func(attrs map[string]any) *types.Type
 
 	// Result returns the type of the records a transform emits for input

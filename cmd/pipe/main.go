@@ -50,6 +50,7 @@ func commands() []command {
 		{"connectors", "list components with their attributes", cmdConnectors},
 		{"run", "run a pipeline (.pipe file or compiled plan)", cmdRun},
 		{"test", "run the inline tests of .pipe files", cmdTest},
+		{"offsets", "show or change the positions a pipeline resumes from", cmdOffsets},
 		{"broker", "run an embedded Kafka-protocol broker for development", cmdBroker},
 		{"version", "print the version", cmdVersion},
 	}

@@ -65,12 +65,16 @@ func cmdRun(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
 		return exitUsage
 	}
+	// The run adds each secret it resolves to red; every log line is
+	// redacted with it, and so is the error Run returns.
+	red := &exec.Redactor{}
+	logger = slog.New(red.Handler(logger.Handler()))
 	limit, err := parseSize(*memLimit)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "pipe: --memory-limit: %v\n", err)
 		return exitUsage
 	}
-	cfg := &exec.Config{StateDir: *stateDir, Logger: logger, MemoryLimit: limit}
+	cfg := &exec.Config{StateDir: *stateDir, Logger: logger, MemoryLimit: limit, Redactor: red}
 	tty := isTerminal(e.stderr)
 	if !*quiet {
 		cfg.StatusInterval = *statusEvery

@@ -160,6 +160,21 @@ func TestCheckIssues(t *testing.T) {
 		{`note`, plan.AssignExpr, ``},
 		{`[note, id]`, plan.AssignExpr, ``},
 		{`coalesce(note, id)`, plan.AssignExpr, ``},
+		// Division by a constant zero (PIPE114), at the divisor; a
+		// division by a field is not checked.
+		{`amount / 0`, plan.AssignExpr,
+			`PIPE114@9:10[error] division by zero (it gives +Inf, -Inf or NaN, which JSON and CSV cannot hold)`},
+		{`1 / 0`, plan.AssignExpr,
+			`PIPE114@4:5[error] division by zero (it gives +Inf, -Inf or NaN, which JSON and CSV cannot hold)`},
+		{`amount / -0.0 > 1`, plan.WhereExpr,
+			`PIPE114@9:13[error] division by zero (it gives +Inf, -Inf or NaN, which JSON and CSV cannot hold)`},
+		{`qty % (3 - 1 * 3)`, plan.AssignExpr,
+			`PIPE114@7:16[error] remainder of a division by zero (it fails for every record)`},
+		{`5 % 0`, plan.AssignExpr,
+			`PIPE114@4:5[error] remainder of a division by zero (it fails for every record)`},
+		{`amount / qty`, plan.AssignExpr, ``},
+		{`amount / 0.5`, plan.AssignExpr, ``},
+		{`qty % (2 - 1)`, plan.AssignExpr, ``},
 	}
 	for _, tt := range tests {
 		t.Run(tt.src, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"pipe.dev/pipe/internal/durable"
 	"sort"
+	"time"
 
 	"pipe.dev/pipe/stdlib"
 )
@@ -25,6 +26,8 @@ const formatVersion = 1
 // Checkpoint is a completed checkpoint.
 type Checkpoint struct {
 	ID uint64 `json:"id"`
+	// Time is when the checkpoint was saved (set by Save).
+	Time time.Time `json:"time,omitzero"`
 	// Positions holds, per source partition, the last position covered,
 	// sorted by source then partition.
 	Positions []stdlib.Position `json:"positions"`
@@ -127,6 +130,9 @@ func (s *Store) Save(cp Checkpoint) error {
 		return pos[i].Partition < pos[j].Partition
 	})
 	cp.Positions = pos
+	if cp.Time.IsZero() {
+		cp.Time = time.Now().UTC().Truncate(time.Millisecond)
+	}
 	data, err := json.MarshalIndent(fileFormat{Version: formatVersion, Checkpoint: cp}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("state: %w", err)

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"pipe.dev/pipe/stdlib"
 )
@@ -57,7 +58,7 @@ func TestCrashLeavesPrevious(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := Checkpoint{ID: 7, Positions: []stdlib.Position{{Source: "s", Partition: "0", Offset: 70}}}
+	good := Checkpoint{ID: 7, Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Positions: []stdlib.Position{{Source: "s", Partition: "0", Offset: 70}}}
 	if err := s.Save(good); err != nil {
 		t.Fatal(err)
 	}

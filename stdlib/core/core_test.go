@@ -36,26 +36,50 @@ func config(stage string, attrs map[string]any) stdlib.Config {
 // drain reads src until its end, checking that it ends by itself.
 func drain(t *testing.T, src stdlib.Source, resume stdlib.Resumer) []stdlib.Record {
 	t.Helper()
+	out, err := readAll(t, src, resume)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// readAll opens src and reads it to its end; it returns the records read
+// until the first error.
+func readAll(t *testing.T, src stdlib.Source, resume stdlib.Resumer) ([]stdlib.Record, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	if resume == nil {
 		resume = stdlib.ResumeMap{}
 	}
 	if err := src.Open(ctx, resume); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer src.Close(ctx)
 	var out []stdlib.Record
 	for {
 		b, err := src.Read(ctx)
 		if errors.Is(err, stdlib.ErrEndOfInput) {
-			return out
+			return out, nil
 		}
 		if err != nil {
-			t.Fatal(err)
+			return out, err
 		}
 		out = append(out, b...)
 	}
+}
+
+// openFollowed opens a source that never ends by itself, for reads until
+// the returned context's deadline or cancel.
+func openFollowed(t *testing.T, src stdlib.Source) (context.Context, context.CancelFunc) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	if err := src.Open(ctx, stdlib.ResumeMap{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close(context.Background()) })
+	return ctx, cancel
 }
 
 func TestRegistered(t *testing.T) {
@@ -249,14 +273,26 @@ func TestFileSourceJSON(t *testing.T) {
 			t.Errorf("record %d position %v, want offset %d", i, r.Pos, offsets[i])
 		}
 	}
-	if string(recs[1].Raw) != "{bad" || !strings.Contains(recs[1].Err.Error(), "in.jsonl at byte 9: json:") {
+	// Records carry the line number and the offset the line starts at;
+	// an error names both.
+	lines, starts := []int64{1, 3, 4, 5}, []int64{0, 9, 15, 23}
+	for i, r := range recs {
+		if r.Line != lines[i] || r.Start != starts[i] {
+			t.Errorf("record %d at line %d byte %d, want line %d byte %d", i, r.Line, r.Start, lines[i], starts[i])
+		}
+	}
+	if string(recs[1].Raw) != "{bad" || !strings.Contains(recs[1].Err.Error(), "in.jsonl:3 (byte 9): json:") {
 		t.Errorf("bad line: raw %q err %v", recs[1].Raw, recs[1].Err)
 	}
-	// Resume after the second record.
+	// Resume after the second record: line numbers count the lines
+	// before the resume position.
 	src2, _ := newFileSource(config("in", map[string]any{"path": p}))
 	recs = drain(t, src2, res.checkpoint(recs[:2]))
 	if !reflect.DeepEqual(values(recs), want[2:]) {
 		t.Fatalf("resume: got %v", values(recs))
+	}
+	if recs[0].Line != 4 || recs[0].Start != 15 || recs[1].Line != 5 || recs[1].Start != 23 {
+		t.Errorf("resumed records at lines %d, %d (bytes %d, %d), want 4, 5 (15, 23)", recs[0].Line, recs[1].Line, recs[0].Start, recs[1].Start)
 	}
 }
 
@@ -316,12 +352,7 @@ func TestFileSourceFollow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if err := src.Open(ctx, stdlib.ResumeMap{}); err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close(ctx)
+	ctx, cancel := openFollowed(t, src)
 	go func() {
 		time.Sleep(30 * time.Millisecond)
 		f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
@@ -351,12 +382,193 @@ func TestFileSourceFollow(t *testing.T) {
 	}
 }
 
+// TestFileSourceCSVHeader checks the header modes: rows map to columns by
+// the header's names, and a header not matching the schema fails at the
+// first line, naming the columns.
+func TestFileSourceCSVHeader(t *testing.T) {
+	dir := t.TempDir()
+	schema := types.RecordOf(&types.Field{Name: "first", Type: types.StringType}, &types.Field{Name: "last", Type: types.StringType})
+	ada := map[string]any{"first": "Ada", "last": "Lovelace"}
+	alan := map[string]any{"first": "Alan", "last": "Turing"}
+	for _, tc := range []struct {
+		name, data string
+		header     any // the attribute; nil: absent
+		want       []any
+		err        string
+	}{
+		{"by name", "last,first\nLovelace,Ada\n\nTuring,Alan\n", nil, []any{ada, alan}, ""},
+		{"leading blank lines", "\r\n\nlast,first\nLovelace,Ada\n", true, []any{ada}, ""},
+		{"typo", "first,lsat\nAda,Lovelace\n", nil, nil, `h.csv:1 (byte 0): csv header does not match the declared columns (first, last): unknown column "lsat"; missing column "last"`},
+		{"no header", "Ada,Lovelace\n", nil, nil, `unknown columns "Ada", "Lovelace"`},
+		{"false", "Ada,Lovelace\nlast,first\n", false, []any{ada, map[string]any{"first": "last", "last": "first"}}, ""},
+		{"auto header", "\nlast,first\nLovelace,Ada\n", stdlib.Ident("auto"), []any{ada}, ""},
+		{"auto data", "Ada,Lovelace\nAlan,Turing", stdlib.Ident("auto"), []any{ada, alan}, ""},
+		{"auto typo is data", "first,lsat\n", "auto", []any{map[string]any{"first": "first", "last": "lsat"}}, ""},
+		{"bad row", "first,last\nAda,Lovelace\n\nAlan\n", nil, []any{ada, "error"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, "h.csv")
+			writeFile(t, p, tc.data)
+			attrs := map[string]any{"path": p, "format": stdlib.Ident("csv")}
+			if tc.header != nil {
+				attrs["header"] = tc.header
+			}
+			cfg := config("in", attrs)
+			cfg.Schema = schema
+			src, err := newFileSource(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs, err := readAll(t, src, stdlib.ResumeMap{})
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := values(recs); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+	// A bad row's error names its line; so does one after a resume.
+	p := filepath.Join(dir, "rows.csv")
+	writeFile(t, p, "last,first\nLovelace,Ada\n\nTuring\nx,y\n")
+	cfg := config("in", map[string]any{"path": p, "format": stdlib.Ident("csv")})
+	cfg.Schema = schema
+	res := &stored{}
+	for _, resumed := range []bool{false, true} {
+		src, _ := newFileSource(cfg)
+		recs, err := readAll(t, src, res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 3
+		if resumed {
+			want = 2
+		}
+		if len(recs) != want {
+			t.Fatalf("resumed %v: %d records, want %d", resumed, len(recs), want)
+		}
+		bad := recs[len(recs)-2]
+		if want := "rows.csv:4 (byte 25): csv: row has 1 fields, want 2"; bad.Err == nil || !strings.Contains(bad.Err.Error(), want) {
+			t.Errorf("resumed %v: error %v, want %q", resumed, bad.Err, want)
+		}
+		if last := recs[len(recs)-1].Value; !reflect.DeepEqual(last, map[string]any{"first": "y", "last": "x"}) {
+			t.Errorf("resumed %v: last record %v", resumed, last)
+		}
+		res = res.checkpoint(recs[:1]) // after Lovelace,Ada
+	}
+}
+
+// TestFileSourceCSVHeaderLater checks that the header row of a followed
+// file that was empty when found is read when it arrives.
+func TestFileSourceCSVHeaderLater(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "late.csv")
+	writeFile(t, p, "")
+	cfg := config("in", map[string]any{"path": p, "format": stdlib.Ident("csv"), "follow": true, "poll": 5 * time.Millisecond})
+	cfg.Schema = types.RecordOf(&types.Field{Name: "a", Type: types.StringType}, &types.Field{Name: "b", Type: types.StringType})
+	src, err := newFileSource(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, _ := openFollowed(t, src)
+	writeFile(t, p, "b,a\n1,2\n")
+	recs, err := src.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := values(recs); !reflect.DeepEqual(got, []any{map[string]any{"a": "2", "b": "1"}}) {
+		t.Fatalf("got %v", got)
+	}
+}
+
+// TestSourceInvalidUTF8 checks that invalid UTF-8 is a record error naming
+// its line and offset, or kept as it is with invalid_utf8 = keep.
+func TestSourceInvalidUTF8(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "u.txt")
+	writeFile(t, p, "fine\nbad \xff\n")
+	for _, tc := range []struct {
+		format, keep string
+		want         string
+	}{
+		{"lines", "", "u.txt:2 (byte 5): lines: invalid UTF-8 at offset 4"},
+		{"lines", "keep", "bad \xff"},
+	} {
+		attrs := map[string]any{"path": p, "format": stdlib.Ident(tc.format)}
+		if tc.keep != "" {
+			attrs["invalid_utf8"] = stdlib.Ident(tc.keep)
+		}
+		src, err := newFileSource(config("in", attrs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs := drain(t, src, nil)
+		if len(recs) != 2 {
+			t.Fatalf("%d records", len(recs))
+		}
+		if tc.keep == "" {
+			if err := recs[1].Err; !errors.Is(err, codec.ErrInvalidUTF8) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want %q", err, tc.want)
+			}
+		} else if v := recs[1].Value.(map[string]any)["value"]; v != tc.want {
+			t.Errorf("kept %q, want %q", v, tc.want)
+		}
+	}
+	// stdin: the same, for json.
+	r, w, _ := os.Pipe()
+	go func() { w.WriteString("{\"a\":\"\xc0\"}\n"); w.Close() }()
+	src, _ := newStdin(config("in", map[string]any{}), r)
+	recs := drain(t, src, nil)
+	if len(recs) != 1 || !errors.Is(recs[0].Err, codec.ErrInvalidUTF8) || !strings.Contains(recs[0].Err.Error(), "stdin:1 (byte 0): json: offset 6") {
+		t.Errorf("stdin: %v", values(recs))
+	}
+}
+
+// TestStdinCSVHeader checks stdin's header row: mapped by name, and a
+// mismatch is an error of the run, not a record.
+func TestStdinCSVHeader(t *testing.T) {
+	schema := types.RecordOf(&types.Field{Name: "id", Type: types.IntType}, &types.Field{Name: "name", Type: types.StringType})
+	for _, tc := range []struct {
+		in   string
+		want []any
+		err  string
+	}{
+		{"name,id\nAda,1\n", []any{map[string]any{"id": int64(1), "name": "Ada"}}, ""},
+		{"id,nme\n1,Ada\n", nil, `stdin "in": stdin:1 (byte 0): csv header does not match the declared columns (id, name): unknown column "nme"; missing column "name"`},
+	} {
+		r, w, _ := os.Pipe()
+		go func() { w.WriteString(tc.in); w.Close() }()
+		cfg := config("in", map[string]any{"format": stdlib.Ident("csv")})
+		cfg.Schema = schema
+		src, err := newStdin(cfg, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, err := readAll(t, src, stdlib.ResumeMap{})
+		if tc.err != "" {
+			if err == nil || err.Error() != tc.err {
+				t.Errorf("%q: err = %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(values(recs), tc.want) {
+			t.Errorf("%q: got %v, %v", tc.in, values(recs), err)
+		}
+	}
+}
+
 func TestStdin(t *testing.T) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := newStdin(config("in", map[string]any{"format": stdlib.Ident("json")}), r)
+	src, err := newStdin(config("in", map[string]any{}), r) // json, as for file
+
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +590,7 @@ func TestStdin(t *testing.T) {
 	// stream is never resumed.
 	r2, w2, _ := os.Pipe()
 	go func() { w2.WriteString("{\"a\":1}\n{\"a\":2}\nnope\n{\"a\":3}"); w2.Close() }()
-	src2, _ := newStdin(config("in", map[string]any{}), r2)
+	src2, _ := newStdin(config("in", map[string]any{"format": stdlib.Ident("lines")}), r2)
 	recs = drain(t, src2, stdlib.ResumeMap{"stdin": 16})
 	if got := values(recs); len(got) != 4 || !reflect.DeepEqual(got[0], map[string]any{"value": `{"a":1}`}) {
 		t.Fatalf("resume: got %v", got)

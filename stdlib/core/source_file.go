@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -29,19 +30,19 @@ var FileSourceSpec = &stdlib.Spec{
 	Name:    "file",
 	Summary: "records from local files (JSON lines, CSV or raw lines); a path or glob; resumes at byte offsets, follows renamed and copied files",
 	Params: append([]stdlib.Param{
-		{Name: "path", Type: stdlib.String, Required: true, Doc: "a file, or a glob (*, ?, [...]) of files, read in path order; each file's content is a partition (see fingerprint_bytes), spread over the tasks by a hash of its first line (csv with a header: its first two lines)"},
-		{Name: "format", Type: stdlib.Enum("json", "csv", "lines"), Default: stdlib.Ident("json"), Doc: "json: one object per line; csv: one row per line; lines: each line as {value: string}"},
+		{Name: "path", Type: stdlib.String, Required: true, Doc: "a file, or a glob (*, ?, [...]) of files, read in path order; each file's content is a partition (see fingerprint_bytes), spread over the tasks by a hash of its first line (csv with a header, true or auto: its first two lines)"},
+		formatParam,
 		{Name: "follow", Type: stdlib.Bool, Default: false, Doc: "keep reading data appended to the files (and files newly matching the glob), polling every poll; the source then never ends. Rotation is followed, by rename or copytruncate, when the glob matches the rotated files too"},
 		{Name: "poll", Type: stdlib.Duration, Default: 250 * time.Millisecond, Doc: "how often a followed file is checked for new data"},
 		{Name: "start", Type: stdlib.Enum("beginning", "end"), Default: stdlib.Ident("beginning"), Doc: "where a file present at start and without a stored position is read from: its beginning, or its end (only data appended later); files appearing later are read from their beginning"},
 		{Name: "fingerprint_bytes", Type: stdlib.Size, Default: int64(defaultFingerprint), Doc: "how many leading bytes identify a file (1 to 1MiB): a file renamed, moved or copied keeps its position, a file replaced by one with other leading bytes is read from its beginning, and files with the same leading bytes are one file. A file shorter than this is known by its device and inode as well, until it grows this long"},
 		batchParam,
-	}, csvSourceParams...),
+	}, textSourceParams...),
 	Bounded: true,
 	Schema:  true,
 	Output:  rawOutput,
 	Check: func(attrs map[string]any) []stdlib.AttrError {
-		errs := checkBatch(attrs)
+		errs := checkTextSource(attrs)
 		if n, ok := attrs["fingerprint_bytes"].(int64); ok && (n < 1 || n > maxFingerprint) {
 			errs = append(errs, stdlib.AttrError{Attr: "fingerprint_bytes", Message: fmt.Sprintf("fingerprint_bytes must be between 1 and 1MiB, not %d", n)})
 		}
@@ -74,8 +75,8 @@ type fileSource struct {
 	fpBytes int64 // fingerprint_bytes
 	lead    int   // leading lines that assign a file to a task
 	resume  stdlib.Resumer
-	opened  bool // Open has scanned: later files start at their beginning
-	header  bool // csv: files start with a header row
+	opened  bool       // Open has scanned: later files start at their beginning
+	header  headerMode // csv: whether files start with a header row
 
 	streams []*fileStream         // partitions: stored when the run started, or made in it
 	files   []*tailFile           // this task's open files, in the order found
@@ -104,9 +105,12 @@ type tailFile struct {
 	base  []byte // the buffer buf is a window of
 	lines int    // newlines in buf
 	eof   bool
+	line  int64 // number (from 1) of the line at off
+	// headed: the file's first non-blank line may be a csv header row;
+	// headerDue: that line is still to come.
+	headed, headerDue bool
 
 	codecs []codec.Codec // more codecs, to decode parts of a batch in parallel
-	starts []int64       // file offset of each line of the batch being read
 }
 
 func newFileSource(cfg stdlib.Config) (*fileSource, error) {
@@ -133,7 +137,7 @@ func newFileSource(cfg stdlib.Config) (*fileSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
 	}
-	header, err := boolAttr(cfg, "header", true)
+	header, err := headerAttr(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
 	}
@@ -149,7 +153,7 @@ func newFileSource(cfg stdlib.Config) (*fileSource, error) {
 		return nil, fmt.Errorf("file %q: fingerprint_bytes must be between 1 and 1MiB, not %d", cfg.Stage, fp)
 	}
 	lead := 1
-	if _, ok := c.(codec.HeaderCodec); ok && header {
+	if _, ok := c.(codec.HeaderCodec); ok && header != headerFalse {
 		lead = 2 // a header row is the same in many files
 	}
 	log := cfg.Logger
@@ -266,7 +270,8 @@ func (s *fileSource) take(path string, k fileKey) error {
 		f.Close()
 		return fmt.Errorf("file %q: %v", s.cfg.Stage, err)
 	}
-	tf := &tailFile{path: path, f: f, key: k, codec: c, limit: -1}
+	_, csv := c.(codec.HeaderCodec)
+	tf := &tailFile{path: path, f: f, key: k, codec: c, limit: -1, headed: csv && s.header != headerFalse}
 	s.open[k] = tf
 	s.files = append(s.files, tf)
 	return s.attach(tf)
@@ -326,14 +331,19 @@ func (s *fileSource) attach(tf *tailFile) error {
 	if tf.next != nil {
 		tf.next.file = tf
 	}
-	if hc, ok := tf.codec.(codec.HeaderCodec); ok && s.header {
-		// The header row is read at every open, so that a resumed file
-		// knows its columns.
-		end, err := readHeader(tf.f, hc)
+	tf.line, tf.headerDue = 1, tf.headed
+	if start > 0 {
+		// Reading from the middle: count the lines before, and read the
+		// header row there, so that a resumed file knows its columns.
+		lines, first, err := scanPrefix(tf.f, start, tf.headerDue)
+		if err == nil && first != nil {
+			tf.headerDue = false
+			_, err = takeHeader(tf.codec.(codec.HeaderCodec), s.header, first)
+		}
 		if err != nil {
 			return fmt.Errorf("file %q: %s: %v", s.cfg.Stage, tf.path, err)
 		}
-		start = max(start, end)
+		tf.line += lines
 	}
 	if _, err := tf.f.Seek(start, io.SeekStart); err != nil {
 		return fmt.Errorf("file %q: %v", s.cfg.Stage, err)
@@ -509,29 +519,44 @@ func (s *fileSource) drop(tf *tailFile) {
 	tf.dead = true
 }
 
-// readHeader reads the first line of f into hc and returns the offset just
-// after it (0 for an empty file).
-func readHeader(f *os.File, hc codec.HeaderCodec) (int64, error) {
-	buf := make([]byte, 64<<10)
-	var line []byte
-	for off := int64(0); ; {
-		n, err := f.ReadAt(buf, off)
-		if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
-			line = append(line, buf[:i]...)
-			return off + int64(i) + 1, hc.DecodeHeader(bytes.TrimSuffix(line, []byte("\r")))
+// scanPrefix reads f up to offset end: it returns the number of newlines
+// there and, when first is set, the first non-blank line (without its line
+// terminator; nil if there is none).
+func scanPrefix(f *os.File, end int64, first bool) (int64, []byte, error) {
+	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, end), 64<<10)
+	var lines int64
+	var head []byte
+	for first {
+		b, err := r.ReadBytes('\n')
+		if err == nil {
+			lines++
 		}
-		line = append(line, buf[:n]...)
-		off += int64(n)
+		if t := trimEOL(b); len(bytes.TrimSpace(t)) > 0 {
+			head, first = t, false
+		}
 		if err == io.EOF {
-			if len(line) == 0 {
-				return 0, nil
-			}
-			return off, hc.DecodeHeader(bytes.TrimSuffix(line, []byte("\r")))
+			return lines, head, nil
 		}
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 	}
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := r.Read(buf)
+		lines += int64(bytes.Count(buf[:n], []byte{'\n'}))
+		if err == io.EOF {
+			return lines, head, nil
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+	}
+}
+
+// trimEOL returns line without its line terminator (\n or \r\n).
+func trimEOL(line []byte) []byte {
+	return bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
 }
 
 // Open implements stdlib.Source.
@@ -680,25 +705,32 @@ func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
 	}
 	chunk := bytes.Clone(data[:end])
 	recs := s.cfg.Recycler.Batch(n)[:0]
-	tf.starts = tf.starts[:0]
-	for start := 0; start < len(chunk); {
+	for start := 0; start < len(chunk); tf.line++ {
 		i := bytes.IndexByte(chunk[start:], '\n')
 		stop := len(chunk)
 		if i >= 0 {
 			stop = start + i + 1
 		}
-		line := chunk[start:stop]
-		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
-		lineStart := tf.off + int64(start)
+		line := trimEOL(chunk[start:stop])
+		at := tf.off + int64(start)
 		pos := stdlib.Position{Source: s.cfg.Stage, Partition: tf.st.name, Offset: tf.off + int64(stop)}
 		start = stop
 		if len(bytes.TrimSpace(line)) == 0 {
 			// Blank lines carry no record; their bytes are covered by the
-			// next record's offset.
+			// next record's offset. So does a header row.
 			continue
 		}
-		recs = append(recs, stdlib.Record{Partition: -1, Pos: pos, Raw: line})
-		tf.starts = append(tf.starts, lineStart)
+		if tf.headerDue {
+			tf.headerDue = false
+			isHeader, err := takeHeader(tf.codec.(codec.HeaderCodec), s.header, line)
+			if err != nil {
+				return nil, fmt.Errorf("file %q: %v", s.cfg.Stage, lineError(tf.path, tf.line, at, err))
+			}
+			if isHeader {
+				continue
+			}
+		}
+		recs = append(recs, stdlib.Record{Partition: -1, Pos: pos, Raw: line, Line: tf.line, Start: at})
 	}
 	s.decode(tf, recs, len(recs)/minDecodePart)
 	tf.buf = tf.buf[end:]
@@ -737,7 +769,7 @@ func (s *fileSource) decode(tf *tailFile, recs []stdlib.Record, parts int) {
 		tf.codecs = append(tf.codecs, c)
 	}
 	if parts == 1 {
-		tf.decodeRecords(recs, tf.starts, tf.codec)
+		tf.decodeRecords(recs, tf.codec)
 		return
 	}
 	// Goroutines take chunks of records in turn, so that one that gets
@@ -747,7 +779,7 @@ func (s *fileSource) decode(tf *tailFile, recs []stdlib.Record, parts int) {
 	work := func(c codec.Codec) {
 		for k := int(next.Add(1) - 1); k < chunks; k = int(next.Add(1) - 1) {
 			lo, hi := k*decodeChunk, min((k+1)*decodeChunk, len(recs))
-			tf.decodeRecords(recs[lo:hi], tf.starts[lo:hi], c)
+			tf.decodeRecords(recs[lo:hi], c)
 		}
 	}
 	var wg sync.WaitGroup
@@ -758,10 +790,10 @@ func (s *fileSource) decode(tf *tailFile, recs []stdlib.Record, parts int) {
 	wg.Wait()
 }
 
-// decodeRecords decodes each record's Raw with c. Raw is a line (starting
-// at file offset starts[i]) of the batch's own copy of the file's bytes,
+// decodeRecords decodes each record's Raw with c. Raw is a line (at
+// r.Line, starting at r.Start) of the batch's own copy of the file's bytes,
 // never written again.
-func (tf *tailFile) decodeRecords(recs []stdlib.Record, starts []int64, c codec.Codec) {
+func (tf *tailFile) decodeRecords(recs []stdlib.Record, c codec.Codec) {
 	od, owned := c.(codec.OwnedDecoder)
 	for i := range recs {
 		r := &recs[i]
@@ -773,7 +805,7 @@ func (tf *tailFile) decodeRecords(recs []stdlib.Record, starts []int64, c codec.
 			v, err = c.Decode(r.Raw)
 		}
 		if err != nil {
-			r.Err = fmt.Errorf("%s at byte %d: %w", tf.path, starts[i], err)
+			r.Err = lineError(tf.path, r.Line, r.Start, err)
 		} else {
 			r.Value = v
 		}

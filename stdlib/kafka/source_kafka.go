@@ -353,17 +353,14 @@ func (s *source) identity(string) string { return "" }
 func (s *source) position(ctx context.Context, committed map[string]int64) error {
 	first := !s.joined
 	s.joined = true
-	// Every partition is resumed (which confirms its identity to the
-	// sinks) before Acquire, which then has the last word on what the
-	// sinks that fence hold; only the first generation uses the result.
-	resumed := map[string]int64{}
-	for k := range s.parts {
-		if off, ok := s.resume.Resume(k, s.identity(k)); ok && first {
-			resumed[k] = off
-		}
-	}
+	// Acquire comes first: what the sinks that fence hold has the last
+	// word. Every partition is then resumed (which confirms its identity
+	// to the other sinks); only the first generation uses the result, and
+	// a partition started afresh for a sink's sake ignores its committed
+	// offset.
 	var acquired map[string]int64
-	if h, ok := s.resume.(stdlib.Handover); ok && s.cg != nil && len(s.parts) > 0 {
+	h, handover := s.resume.(stdlib.Handover)
+	if handover && s.cg != nil && len(s.parts) > 0 {
 		ids := make(map[string]string, len(s.parts))
 		for k := range s.parts {
 			ids[k] = s.identity(k)
@@ -373,12 +370,18 @@ func (s *source) position(ctx context.Context, committed map[string]int64) error
 			return fmt.Errorf("kafka source %q: %w", s.cfg.Stage, err)
 		}
 	}
+	resumed := map[string]int64{}
+	for k := range s.parts {
+		if off, ok := s.resume.Resume(k, s.identity(k)); ok && first {
+			resumed[k] = off
+		}
+	}
 	req := map[string][]kafka.OffsetRequest{}
 	for k, p := range s.parts {
 		last, have := int64(0), false
 		if off, ok := resumed[k]; ok {
 			last, have = off, true
-		} else if c, ok := committed[k]; ok {
+		} else if c, ok := committed[k]; ok && !(handover && h.Fresh(k)) {
 			last, have = c-1, true
 		}
 		if off, ok := acquired[k]; ok && (!have && s.start != "earliest" || have && off < last) {
