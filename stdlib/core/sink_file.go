@@ -272,7 +272,10 @@ func (s *fileSink) openCommitted(st *sinkState) (*os.File, error) {
 // file says was committed to it.
 func (s *fileSink) notCommitted(name string, st *sinkState, what string) error {
 	again := "delete " + s.statePath()
-	if s.cfg.StateDir != "" {
+	switch {
+	case s.exactly:
+		again += " (the sink then holds nothing, and the sources read its partitions again)"
+	case s.cfg.StateDir != "":
 		again += " and the pipeline's state directory " + s.cfg.StateDir + " (for the sources to read everything again)"
 	}
 	return s.errorf("%s %s, but its state file %s records %d committed bytes of it: the output was deleted, truncated or replaced since. To start the output afresh, %s; to keep it, restore %s",

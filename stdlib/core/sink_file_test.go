@@ -13,8 +13,10 @@ import (
 
 // TestFileSinkOutputChanged: an output file missing, shorter or different
 // from what its state file says was committed fails the sink at open, with
-// an error naming both files and how to start afresh, and nothing is
-// written; deleting the state file starts a new output holding nothing.
+// an error naming both files and how to start afresh (for an exactly-once
+// sink, deleting the state file is enough: its partitions are read again),
+// and nothing is written; deleting the state file starts a new output
+// holding nothing.
 func TestFileSinkOutputChanged(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
@@ -49,7 +51,7 @@ func TestFileSinkOutputChanged(t *testing.T) {
 		tc.change()
 		before, _ := os.ReadFile(p)
 		_, err := open()
-		if err == nil || !strings.Contains(err.Error(), p+" "+tc.what) || !strings.Contains(err.Error(), "delete "+state) || !strings.Contains(err.Error(), cfg.StateDir) {
+		if err == nil || !strings.Contains(err.Error(), p+" "+tc.what) || !strings.Contains(err.Error(), "delete "+state+" (the sink then holds nothing") || strings.Contains(err.Error(), cfg.StateDir) {
 			t.Errorf("%s: %v", tc.name, err)
 		}
 		if after, _ := os.ReadFile(p); string(after) != string(before) {
@@ -57,6 +59,19 @@ func TestFileSinkOutputChanged(t *testing.T) {
 		}
 		writeFile(t, p, string(committed))
 	}
+	// An at-least-once sink holding nothing gets only what the sources read
+	// next: starting afresh takes the state directory too.
+	must(t, os.Remove(p))
+	least := sinkConfig(p, stdlib.AtLeastOnce, nil)
+	least.StateDir = cfg.StateDir
+	s, err = newFileSink(least)
+	must(t, err)
+	_, err = s.Open(ctx)
+	s.Close(ctx)
+	if err == nil || !strings.Contains(err.Error(), "delete "+state+" and the pipeline's state directory "+cfg.StateDir) {
+		t.Errorf("at least once: %v", err)
+	}
+	writeFile(t, p, string(committed))
 	// Longer (uncommitted data): truncated back, positions held.
 	writeFile(t, p, string(committed)+`{"i":3}`+"\n")
 	held, err := open()
