@@ -6,11 +6,13 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 )
 
@@ -86,6 +88,15 @@ func as(t *testing.T, recs []stdlib.Record) []int64 {
 			t.Fatalf("%v: %v", r.Pos, r.Err)
 		}
 		out = append(out, r.Value.(map[string]any)["a"].(int64))
+	}
+	return out
+}
+
+// lineNums returns each record's line number.
+func lineNums(recs []stdlib.Record) []int64 {
+	var out []int64
+	for _, r := range recs {
+		out = append(out, r.Line)
 	}
 	return out
 }
@@ -167,7 +178,8 @@ func TestFileSourceReplaced(t *testing.T) {
 
 // TestFileSourceRotated: between runs a file is renamed (and grows), then
 // rotated by copytruncate; each run reads exactly what is new, whatever
-// file holds it, and every record keeps the partition its bytes had.
+// file holds it, and every record keeps the partition its bytes had and
+// the line number it has in its file.
 func TestFileSourceRotated(t *testing.T) {
 	dir := t.TempDir()
 	log, glob := filepath.Join(dir, "app.log"), filepath.Join(dir, "app.log*")
@@ -202,6 +214,9 @@ func TestFileSourceRotated(t *testing.T) {
 	if got := parts(recs); !slices.Equal(got, []string{short + "+"}) {
 		t.Fatalf("run 2 partitions %q, want %q", got, short+"+")
 	}
+	if got := lineNums(recs); !slices.Equal(got, int64s(seq(3, 8))) {
+		t.Fatalf("run 2 lines %v", got)
+	}
 
 	// Copytruncate: app.log.1 grows, is copied to app.log.2 and truncated,
 	// then gets new lines. The copy's new lines continue its partition.
@@ -217,6 +232,9 @@ func TestFileSourceRotated(t *testing.T) {
 	}
 	if got := parts(recs); len(got) != 2 || got[1] != short+"+" || got[0] == short || got[0] == short+"+" {
 		t.Fatalf("run 3 partitions %q", got)
+	}
+	if got := lineNums(recs); !slices.Equal(got, []int64{1, 2, 6, 7, 8, 9, 10}) {
+		t.Fatalf("run 3 lines %v", got)
 	}
 	if got := as(t, drain(t, src(), cp.checkpoint(recs))); len(got) != 0 {
 		t.Fatalf("run 4 read %v again", got)
@@ -388,6 +406,50 @@ func TestFileSourceFollowRotation(t *testing.T) {
 		if n != 1 || a < 1 || a > total {
 			t.Fatalf("line %d read %d times", a, n)
 		}
+	}
+}
+
+// TestFileSourceCSVCopytruncate: a followed CSV file truncated and
+// started again with another header row is read by that header, its lines
+// counted from 1 again; its copy is not read again.
+func TestFileSourceCSVCopytruncate(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "app.csv")
+	pad := strings.Repeat("x", 40)
+	writeFile(t, p, "a,b\n1,"+pad+"\n\n2,"+pad+"\n")
+	cfg := config("in", map[string]any{"path": p + "*", "format": stdlib.Ident("csv"), "follow": true, "poll": 2 * time.Millisecond, "fingerprint_bytes": int64(64)})
+	cfg.Schema = types.RecordOf(&types.Field{Name: "a", Type: types.IntType}, &types.Field{Name: "b", Type: types.StringType})
+	src, err := newFileSource(cfg)
+	must(t, err)
+	ctx, _ := openFollowed(t, src)
+	read := func(n int) []stdlib.Record {
+		t.Helper()
+		var out []stdlib.Record
+		for len(out) < n {
+			recs, err := src.Read(ctx)
+			if err != nil {
+				t.Fatalf("after %d records: %v", len(out), err)
+			}
+			out = append(out, recs...)
+		}
+		return out
+	}
+	recs := read(2)
+	if got, lines := as(t, recs), lineNums(recs); !slices.Equal(got, []int64{1, 2}) || !slices.Equal(lines, []int64{2, 4}) {
+		t.Fatalf("before: %v at lines %v", got, lines)
+	}
+	b, err := os.ReadFile(p)
+	must(t, err)
+	writeFile(t, p+".1", string(b))
+	writeFile(t, p, "b,a\nnew,3\n")
+	recs = read(1)
+	if len(recs) != 1 || recs[0].Line != 2 || recs[0].Start != 4 || !reflect.DeepEqual(recs[0].Value, map[string]any{"a": int64(3), "b": "new"}) {
+		t.Fatalf("after truncation: %v at line %d (byte %d)", values(recs), recs[0].Line, recs[0].Start)
+	}
+	more, stop := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer stop()
+	if recs, err := src.Read(more); err == nil {
+		t.Fatalf("read again: %v", values(recs))
 	}
 }
 
