@@ -69,8 +69,10 @@ type Record struct {
 	Start int64
 }
 
-// Where names the record's place in its source for messages: "path:line
-// (byte start)" for a record of a line format, else "partition@offset".
+// Where names the record's place in its source for messages:
+// "partition:line (byte start)" for a record of a line format (a file's
+// partition is its path and a hash of its content), else
+// "partition@offset".
 func (r *Record) Where() string {
 	if r.Line > 0 {
 		return LineRef(r.Pos.Partition, r.Line, r.Start)
