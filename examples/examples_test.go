@@ -200,7 +200,8 @@ func TestBrokenExpectationFails(t *testing.T) {
 // TestQuickstartRuns runs the quickstart end to end in a scratch directory:
 // it ends by itself, every big purchase is written once to the file of its
 // region, and a second run resumes after the last checkpoint and adds
-// nothing.
+// nothing. Deleting .pipe-state/quickstart and out/, as the README says,
+// starts over: a third run writes the first run's output again.
 func TestQuickstartRuns(t *testing.T) {
 	p := examplePlan(t, "quickstart.pipe")
 	dir := t.TempDir()
@@ -242,6 +243,23 @@ func TestQuickstartRuns(t *testing.T) {
 		if n := len(seen); n < 400 || n > 600 {
 			t.Errorf("run %d: %d records written, want about 500", run, n)
 		}
+	}
+	first, err := os.ReadFile(filepath.Join(dir, "out/quickstart-eu.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{".pipe-state/quickstart", "out"} {
+		if err := os.RemoveAll(filepath.Join(dir, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	if err := exec.Run(ctx, p, &exec.Config{}); err != nil {
+		t.Fatalf("run after starting over: %v", err)
+	}
+	if again, _ := os.ReadFile(filepath.Join(dir, "out/quickstart-eu.jsonl")); string(again) != string(first) {
+		t.Fatalf("after starting over the EU file has %d bytes, want the %d of the first run", len(again), len(first))
 	}
 }
 

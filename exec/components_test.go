@@ -38,6 +38,11 @@ func (s *memSource) Open(ctx context.Context, resume stdlib.Resumer) error {
 		n = 1
 	}
 	s.next = map[string]int64{}
+	if l, ok := resume.(stdlib.PositionLister); ok {
+		s.env.mu.Lock()
+		s.env.listed = append(s.env.listed, l.StoredPositions()...)
+		s.env.mu.Unlock()
+	}
 	for i := 0; i < n; i++ {
 		if i%s.cfg.Tasks != s.cfg.Task {
 			continue
@@ -242,6 +247,7 @@ type testEnv struct {
 	commits     map[string]int64
 	commitIDs   map[string]string
 	commitCalls int
+	listed      []stdlib.Position // what sources' Resumers listed
 }
 
 func newTestEnv(t *testing.T) *testEnv {

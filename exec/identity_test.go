@@ -119,6 +119,37 @@ func TestIdentityChange(t *testing.T) {
 	}
 }
 
+// TestStoredPositionsListed: a source's Resumer lists the positions stored
+// for its partitions, by the state store and by each exactly-once sink it
+// feeds, with their identities.
+func TestStoredPositionsListed(t *testing.T) {
+	env := newTestEnv(t)
+	dir := t.TempDir()
+	p := newPlan(time.Millisecond, []*plan.Stage{
+		stage("src", "source", "mem", 1, attr("partitions", ival(2)), attr("count", ival(10)), attr("identity", sval("id-1"))),
+		stage("out", "sink", "memsink", 2, attr("exactly", bval(true))),
+	}, edge("src", "out"))
+	if err := env.run(t.Context(), p, dir); err != nil {
+		t.Fatal(err)
+	}
+	if len(env.listed) != 0 {
+		t.Fatalf("first run listed %v", env.listed)
+	}
+	if err := env.run(t.Context(), p, dir); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, pos := range env.listed {
+		if pos.Source != "src" || pos.Offset != 9 || pos.Identity != "id-1" {
+			t.Fatalf("listed %v", pos)
+		}
+		got[pos.Partition]++
+	}
+	if got["p0"] != 2 || got["p1"] != 2 || len(got) != 2 {
+		t.Fatalf("listed %v: want p0 and p1 from the state store and the sink", env.listed)
+	}
+}
+
 // TestStateDirLocked: a second run on a state directory in use fails at
 // once with a clear error and takes nothing over.
 func TestStateDirLocked(t *testing.T) {

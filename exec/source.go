@@ -331,6 +331,33 @@ func (h *handover) Resume(partition, identity string) (int64, bool) {
 	return off, have
 }
 
+// StoredPositions implements stdlib.PositionLister.
+func (h *handover) StoredPositions() []stdlib.Position {
+	t := h.t
+	name := t.s.st.Name
+	var out []stdlib.Position
+	if t.r.prev != nil {
+		for _, p := range t.r.prev.Positions {
+			if p.Source == name {
+				out = append(out, p)
+			}
+		}
+	}
+	for _, st := range t.r.sinks {
+		if !st.s.sources[name] {
+			continue
+		}
+		st.mu.Lock()
+		for k, p := range st.stored {
+			if k.source == name {
+				out = append(out, p)
+			}
+		}
+		st.mu.Unlock()
+	}
+	return out
+}
+
 // Fresh implements stdlib.Handover.
 func (h *handover) Fresh(partition string) bool {
 	return h.t.fresh(partKey{h.t.s.st.Name, partition}, false)

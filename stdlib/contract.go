@@ -41,6 +41,20 @@ type Resumer interface {
 	Resume(partition, identity string) (offset int64, ok bool)
 }
 
+// PositionLister is what the Resumer a source gets also does when the
+// executor runs it: it lists what is stored for the source's partitions,
+// so that a source whose partitions follow what they hold rather than
+// where it is (the file source: a renamed or copied file keeps its
+// partition) can find, by identity, the partition a file continues. The
+// source then resumes that partition as usual.
+type PositionLister interface {
+	// StoredPositions returns the positions stored for the source's
+	// partitions when the run started, by the checkpoint store and by the
+	// exactly-once sinks the source feeds, each with its identity; a
+	// partition appears once per holder.
+	StoredPositions() []Position
+}
+
 // Handover is what the Resumer a source gets also does when the executor
 // runs it: it lets a source whose partitions move between processes (a
 // Kafka consumer group) hand partitions over without loss or doubling.

@@ -6,7 +6,7 @@ import (
 )
 
 // Position is where a record came from: a source stage, one of its
-// partitions (a Kafka "topic/3", a file path, a table) and an offset that
+// partitions (a Kafka "topic/3", a file's content, a table) and an offset that
 // grows along the partition. A checkpoint covers, per partition, every
 // record at or below its position.
 //
@@ -83,8 +83,10 @@ func (r *Record) Attr(i int) (any, bool) {
 	return r.Attrs[i], true
 }
 
-// Where names the record's place in its source for messages: "path:line
-// (byte start)" for a record of a line format, else "partition@offset".
+// Where names the record's place in its source for messages:
+// "partition:line (byte start)" for a record of a line format (a file's
+// partition is its path and a hash of its content), else
+// "partition@offset".
 func (r *Record) Where() string {
 	if r.Line > 0 {
 		return LineRef(r.Pos.Partition, r.Line, r.Start)

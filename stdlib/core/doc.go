@@ -6,13 +6,15 @@
 // `pipe connectors` lists). Each component registers its spec from init.
 //
 // Positions: generate uses one partition per task ("gen/<task>", offset =
-// the task's record sequence); file uses one partition per file (its path,
-// offset = the byte offset just after the record's line); stdin uses
-// partition "stdin" with the same byte offsets. A restart resumes just
-// after the last durable offset of each partition. File and stdin records
-// also carry their line number and the offset their line starts at
-// (Record.Line, Record.Start), which decode errors name; a file opened at
-// a later offset has the lines before it counted first.
+// the task's record sequence); file uses one partition per file content
+// (named by the path it was first read at and a hash of its identity, the
+// fingerprint of its first bytes: see fileid.go; offset = the byte offset
+// just after the record's line); stdin uses partition "stdin" with the
+// same byte offsets. A restart resumes just after the last durable offset
+// of each partition. File and stdin records also carry their line number
+// and the offset their line starts at (Record.Line, Record.Start), which
+// decode errors name; a file opened at a later offset has the lines before
+// it counted first.
 //
 // An attribute written as a reference (count = "${env:N}") reaches a
 // constructor as a string once the task resolved it; the constructors parse
