@@ -1,11 +1,9 @@
 package exec
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"pipe.dev/pipe/compiler/plan"
@@ -110,13 +108,7 @@ func (o *Offsets) Positions(ctx context.Context) ([]HeldPosition, error) {
 			out = append(out, HeldPosition{Holder: s.st.Name, Component: s.st.Component, Position: p})
 		}
 	}
-	slices.SortStableFunc(out, func(a, b HeldPosition) int {
-		return cmp.Or(
-			strings.Compare(a.Source, b.Source),
-			strings.Compare(a.Partition, b.Partition),
-			cmp.Compare(holderRank(a.Holder), holderRank(b.Holder)),
-			strings.Compare(a.Holder, b.Holder))
-	})
+	sortHeld(out)
 	return out, nil
 }
 

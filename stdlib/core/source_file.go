@@ -63,6 +63,8 @@ type fileSource struct {
 	known map[string]bool
 	cur   int // index of the file being read
 	idle  int // files found without data in a row
+
+	lag fileLag // what was read of each file, for Lag
 }
 
 // tailFile is one file being read.
@@ -151,6 +153,7 @@ func (s *fileSource) scan() error {
 			return err
 		}
 		s.files = append(s.files, tf)
+		s.lag.note(p, tf.off)
 	}
 	return nil
 }
@@ -271,6 +274,7 @@ func (s *fileSource) Read(ctx context.Context) ([]stdlib.Record, error) {
 			}
 			if len(recs) > 0 {
 				s.idle = 0
+				s.lag.note(tf.path, recs[len(recs)-1].Pos.Offset)
 				return recs, nil
 			}
 			if !s.follow {
