@@ -35,19 +35,17 @@ var ErrNotRunning = errors.New("the pipeline is not running")
 // stop). Pass one in [Config.Handle]; its methods are safe for concurrent
 // use and work before the run starts and after it ended.
 type Handle struct {
-	mu      sync.Mutex
-	r       *run
-	state   RunState
-	err     error
-	stop    bool // Stop was called before the run attached
-	opened  time.Time
-	rates   []float64 // per stage, records out per second over the last second
-	lags    map[*sourceTask][]stdlib.Lag
-	lagTime time.Time
+	mu     sync.Mutex
+	r      *run
+	state  RunState
+	err    error
+	stop   bool // Stop was called before the run attached
+	opened time.Time
+	rates  []float64 // per stage, records out per second over the last second
 }
 
 // NewHandle returns a handle for one run.
-func NewHandle() *Handle { return &Handle{state: Starting, lags: map[*sourceTask][]stdlib.Lag{}} }
+func NewHandle() *Handle { return &Handle{state: Starting} }
 
 func (h *Handle) attach(r *run) {
 	h.mu.Lock()
@@ -164,54 +162,53 @@ func (h *Handle) Snapshot(ctx context.Context) Snapshot {
 	}
 	snap := r.snapshot()
 	snap.State = state
-	if state == Running || state == Stopping {
-		h.pollLag(ctx, r)
-	}
+	r.addLag(ctx, &snap, state == Running || state == Stopping)
 	h.mu.Lock()
 	for i := range snap.Stages {
 		if i < len(h.rates) {
 			snap.Stages[i].Rate = h.rates[i]
 		}
 	}
+	h.mu.Unlock()
+	return snap
+}
+
+// addLag adds to snap the lag of every source that reports it: asked now
+// when ask is set (the sources are open), else as last asked.
+func (r *run) addLag(ctx context.Context, snap *Snapshot, ask bool) {
+	if ask {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		got := map[*sourceTask][]stdlib.Lag{}
+		for _, t := range r.sources {
+			if l, ok := t.src.(stdlib.Lagger); ok && t.opened {
+				got[t] = l.Lag(ctx)
+			}
+		}
+		r.lagMu.Lock()
+		if r.lags == nil {
+			r.lags = map[*sourceTask][]stdlib.Lag{}
+		}
+		maps.Copy(r.lags, got)
+		r.lagMu.Unlock()
+	}
+	r.lagMu.Lock()
+	defer r.lagMu.Unlock()
 	for _, t := range r.sources {
 		ps := snap.Stages[t.s.idx].Partitions
-		for _, l := range h.lags[t] {
-			j := slices.IndexFunc(ps, func(p PartitionStatus) bool { return p.Partition == l.Partition })
+		for _, l := range r.lags[t] {
+			j := slices.IndexFunc(ps, func(p PartitionStatus) bool { return p.Partition == l.Partition && p.Task == t.task })
 			if j < 0 {
-				ps = append(ps, PartitionStatus{Partition: l.Partition, Task: t.task, Offset: -1})
+				ps = append(ps, PartitionStatus{Partition: l.Partition, Task: t.task, Offset: -1, Committed: -1})
 				j = len(ps) - 1
 			}
 			ps[j].Lag, ps[j].LagUnit, ps[j].HasLag = l.Behind, l.Unit, true
 		}
 		snap.Stages[t.s.idx].Partitions = ps
 	}
-	h.mu.Unlock()
 	for i := range snap.Stages {
 		sortPartitions(snap.Stages[i].Partitions)
 	}
-	return snap
-}
-
-// pollLag asks every source that reports lag, at most every 100ms.
-func (h *Handle) pollLag(ctx context.Context, r *run) {
-	h.mu.Lock()
-	fresh := time.Since(h.lagTime) < 100*time.Millisecond
-	h.mu.Unlock()
-	if fresh {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	got := map[*sourceTask][]stdlib.Lag{}
-	for _, t := range r.sources {
-		if l, ok := t.src.(stdlib.Lagger); ok && t.opened {
-			got[t] = l.Lag(ctx)
-		}
-	}
-	h.mu.Lock()
-	maps.Copy(h.lags, got)
-	h.lagTime = time.Now()
-	h.mu.Unlock()
 }
 
 // sampleRates computes each stage's rate every second until done closes.
@@ -294,7 +291,7 @@ func (h *Handle) Health() Health {
 			out.CheckpointAge.Round(100*time.Millisecond), what, out.CheckpointAge.Round(100*time.Millisecond), out.Bound))
 	}
 	for _, t := range r.sinks {
-		ts := t.rt.m.snapshot(t.task, true, now)
+		ts := t.s.metrics[t.task].snapshot(t.task, true, now)
 		if ts.Busy > out.Bound {
 			msg := fmt.Sprintf("sink %q task %d: a %s call has not returned for %s", t.s.st.Name, t.task, ts.BusyOp, ts.Busy.Round(100*time.Millisecond))
 			if e := t.s.lastErr.get(); e != nil && now.Sub(e.Time) < ts.Busy {

@@ -67,6 +67,9 @@ type run struct {
 	lastCPTime atomic.Int64
 	pubMu      sync.Mutex
 	pubCP      state.Checkpoint
+	// lags holds what each source reporting lag said last.
+	lagMu sync.Mutex
+	lags  map[*sourceTask][]stdlib.Lag
 }
 
 type ctrlKind int
@@ -181,6 +184,7 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 	if r.cfg.Status != nil {
 		// The last snapshot gives the run's average rates.
 		snap := r.snapshot()
+		r.addLag(r.ictx, &snap, false)
 		if el := snap.Elapsed.Seconds(); el > 0 {
 			for i := range snap.Stages {
 				snap.Stages[i].Rate = float64(snap.Stages[i].Out) / el
@@ -517,6 +521,7 @@ func (r *run) status(done chan struct{}) {
 			return
 		case now := <-t.C:
 			snap := r.snapshot()
+			r.addLag(r.ictx, &snap, true)
 			el := now.Sub(last).Seconds()
 			last = now
 			for i := range snap.Stages {

@@ -142,6 +142,10 @@ func (t *sourceTask) read(ctx context.Context) (err error) {
 		if len(batch) == 0 && rerr == nil {
 			continue
 		}
+		// A batch read while the run was paused waits for the resume.
+		if err := t.whilePaused(ctx); err != nil {
+			return err
+		}
 		select {
 		case t.results <- readResult{batch, rerr}:
 		case <-ctx.Done():
@@ -285,7 +289,9 @@ func (t *sourceTask) positions() map[partKey]int64 {
 }
 
 // whilePaused waits while the run is paused, committing what completed
-// checkpoints post; it returns at once when the run stops reading.
+// checkpoints post; it returns at once when the run stops reading. The
+// read goroutine calls it before each Read and before it hands a batch on,
+// so that a Read in flight when the run paused emits nothing until Resume.
 func (t *sourceTask) whilePaused(ctx context.Context) error {
 	for {
 		gate := t.r.paused.Load()
