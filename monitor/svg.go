@@ -86,7 +86,8 @@ func DrawSVG(w io.Writer, p *plan.Plan) {
 			label = "dead letter"
 		}
 		if label != "" {
-			fmt.Fprintf(w, `<text class="port" x="%d" y="%d" text-anchor="middle">%s</text>`+"\n", mid, (y1+y2)/2-4, html.EscapeString(label))
+			// Beside the arrowhead: labels of one port's edges stay apart.
+			fmt.Fprintf(w, `<text class="port" x="%d" y="%d" text-anchor="end">%s</text>`+"\n", x2-10, y2-6, html.EscapeString(label))
 		}
 	}
 	for _, n := range order {
