@@ -178,6 +178,11 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 		})
 	}
 	wg.Wait()
+	// The lag where the sources stopped, for the snapshots after the run.
+	final := r.snapshot()
+	if h != nil || r.cfg.Status != nil {
+		r.addLag(context.WithoutCancel(ctx), &final, true)
+	}
 	r.icancel()
 	close(statusDone)
 	aux.Wait()

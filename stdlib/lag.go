@@ -13,8 +13,9 @@ type Lag struct {
 // still to read: a Kafka partition's high watermark minus the next offset,
 // a file's size minus the bytes read, the records a bounded generator has
 // still to produce. The executor calls Lag from another goroutine than the
-// one calling Read, concurrently with Read and Close, and bounds it with
-// ctx: it must be safe for that and should answer from what the source
+// one calling Read, concurrently with Read and Close and once after Close
+// (the lag where the source stopped), and bounds it with ctx: it must be
+// safe for that and should answer from what the source
 // already knows (one stat of a file at most). A partition whose end is not
 // known yet is left out.
 type Lagger interface {
