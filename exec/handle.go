@@ -170,7 +170,19 @@ func (h *Handle) Snapshot(ctx context.Context) Snapshot {
 		}
 	}
 	h.mu.Unlock()
+	r.redact(&snap)
 	return snap
+}
+
+// redact replaces every secret value in the partition names of snap (a
+// file path may hold one) by its reference.
+func (r *run) redact(snap *Snapshot) {
+	for i := range snap.Stages {
+		for j := range snap.Stages[i].Partitions {
+			p := &snap.Stages[i].Partitions[j]
+			p.Partition = r.cfg.Redactor.Redact(p.Partition)
+		}
+	}
 }
 
 // addLag adds to snap the lag of every source that reports it: asked now
@@ -340,6 +352,10 @@ func (h *Handle) Positions() []HeldPosition {
 		t.mu.Unlock()
 	}
 	out = append(out, slices.Collect(maps.Values(best))...)
+	for i := range out {
+		out[i].Partition = r.cfg.Redactor.Redact(out[i].Partition)
+		out[i].Identity = r.cfg.Redactor.Redact(out[i].Identity)
+	}
 	sortHeld(out)
 	return out
 }

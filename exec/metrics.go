@@ -196,7 +196,7 @@ func (l *lastError) get() *ErrorStatus {
 func (r *run) noteError(s *stageRT, kind ErrorKind, at string, rec *stdlib.Record, err error) {
 	e := &ErrorStatus{Time: time.Now(), Kind: kind.String(), At: at, Message: r.cfg.Redactor.Redact(err.Error())}
 	if rec != nil && rec.Pos.Partition != "" {
-		e.Record = rec.Where()
+		e.Record = r.cfg.Redactor.Redact(rec.Where())
 	}
 	s.lastErr.set(e)
 }

@@ -190,6 +190,7 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 		// The last snapshot gives the run's average rates.
 		snap := r.snapshot()
 		r.addLag(r.ictx, &snap, false)
+		r.redact(&snap)
 		if el := snap.Elapsed.Seconds(); el > 0 {
 			for i := range snap.Stages {
 				snap.Stages[i].Rate = float64(snap.Stages[i].Out) / el
@@ -527,6 +528,7 @@ func (r *run) status(done chan struct{}) {
 		case now := <-t.C:
 			snap := r.snapshot()
 			r.addLag(r.ictx, &snap, true)
+			r.redact(&snap)
 			el := now.Sub(last).Seconds()
 			last = now
 			for i := range snap.Stages {

@@ -459,3 +459,58 @@ func TestAddressInUse(t *testing.T) {
 		t.Error("TLS with missing files: no error")
 	}
 }
+
+// TestNoSecretInAnswers: a secret in a source's path (its partition name)
+// appears in no answer; its reference does.
+func TestNoSecretInAnswers(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("MON_SECRET_DIR", dir)
+	appendLines(t, filepath.Join(dir, "in.jsonl"), 0, 20, 5)
+	p := compile(t, `
+pipeline mon_secret {
+  checkpoint = 50ms
+  delivery   = at_least_once
+}
+source in: file {
+  path     = "${env:MON_SECRET_DIR}/in.jsonl"
+  follow   = true
+  poll     = 10ms
+  on_error = skip
+}
+transform calc: map {
+  n := to_int(v)
+  on_error = skip
+}
+sink out: discard {}
+in -> calc -> out
+`)
+	r := start(t, p, Options{})
+	url := r.srv.URL()
+	m := eventually(t, url, "the records", func(m metrics) bool {
+		n, _ := m.get("pipe_component_sent_events_total", "stage=out")
+		return n == 18
+	})
+	if _, ok := m.get("pipe_source_partition_position", "partition=${env:MON_SECRET_DIR}/in.jsonl"); !ok {
+		t.Error("no position labelled with the path's reference")
+	}
+	if _, err := r.h.Checkpoint(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	check := func() {
+		t.Helper()
+		for _, path := range []string{"/metrics", "/status", "/offsets", "/health", "/graph.svg", "/"} {
+			_, body := call(t, "GET", url+path, "")
+			if strings.Contains(body, dir) {
+				t.Errorf("GET %s shows the secret %q:\n%s", path, dir, body)
+			}
+		}
+	}
+	check()
+	if _, body := call(t, "GET", url+"/status", ""); !strings.Contains(body, `"record": "${env:MON_SECRET_DIR}/in.jsonl:`) {
+		t.Errorf("the last error does not name the record by the path's reference:\n%s", body)
+	}
+	if err := r.stop(t, ""); err != nil {
+		t.Fatal(err)
+	}
+	check()
+}
