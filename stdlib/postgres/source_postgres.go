@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
@@ -186,11 +187,49 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 		return fmt.Errorf("postgres source %q: %w", s.stage, err)
 	}
 	if resume != nil {
-		if off, ok := resume.Resume(s.partition, ""); ok {
+		id, err := s.identity(ctx)
+		if err != nil {
+			conn.Close(ctx)
+			s.conn = nil
+			return fmt.Errorf("postgres source %q: %w", s.stage, err)
+		}
+		if off, ok := resume.Resume(s.partition, id); ok {
 			s.last, s.hasLast = off, true
 		}
 	}
 	return nil
+}
+
+// identity is what the source's offsets point into (stdlib.Position): the
+// server's system identifier (which pg_control_system() gives, and a
+// physical copy keeps), the database's OID and the table's, so that a table
+// dropped and created again, another database or a new server are not
+// taken for the one read before. A query is identified by its database.
+// When pg_control_system() cannot be called (revoked, not offered by the
+// service) the identity goes without the system identifier, and the log
+// says so.
+func (s *source) identity(ctx context.Context) (string, error) {
+	var db, rel uint32
+	err := s.conn.QueryRow(ctx, `SELECT (SELECT oid FROM pg_database WHERE datname = current_database()),
+  coalesce((SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2), 0)`,
+		s.table.Schema, s.table.Name).Scan(&db, &rel)
+	if err != nil {
+		return "", fmt.Errorf("read the table's identity: %w", err)
+	}
+	id := fmt.Sprintf("database %d", db)
+	if s.hasTable {
+		id += fmt.Sprintf(" table %d", rel)
+	}
+	var sys int64
+	if err := s.conn.QueryRow(ctx, "SELECT system_identifier FROM pg_control_system()").Scan(&sys); err != nil {
+		if !errors.As(err, new(*pgconn.PgError)) {
+			return "", fmt.Errorf("read the system identifier: %w", err)
+		}
+		s.log.Info("postgres: the identity of the source's positions goes without the server's system identifier",
+			"because", err.Error(), "identity", id)
+		return id, nil
+	}
+	return fmt.Sprintf("system %d %s", uint64(sys), id), nil
 }
 
 func (s *source) describe(ctx context.Context) error {

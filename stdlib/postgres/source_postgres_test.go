@@ -12,7 +12,7 @@ import (
 	"pipe.dev/pipe/stdlib"
 )
 
-func (e *pgEnv) openSource(attrs map[string]any, schema *types.Type, resume stdlib.ResumeMap) *source {
+func (e *pgEnv) openSource(attrs map[string]any, schema *types.Type, resume stdlib.Resumer) *source {
 	e.t.Helper()
 	a := map[string]any{"dsn": testDSN()}
 	for _, p := range SourceSpec.Params {
