@@ -91,6 +91,10 @@ type StageStatus struct {
 	Skipped      int64   `json:"skipped"`
 	Retries      int64   `json:"retries"`
 	Rate         float64 `json:"rate"` // records out per second over the last second; in a run's last Status snapshot, since the start
+	// CheckpointAge is, for a sink, the time since its task that is most
+	// behind last made a checkpoint durable; for other stages, the time
+	// since the last checkpoint completed. 0: none yet.
+	CheckpointAge time.Duration `json:"checkpoint_age_ns,omitempty"`
 	// LastError is the stage's last error, if any.
 	LastError  *ErrorStatus      `json:"last_error,omitempty"`
 	Partitions []PartitionStatus `json:"partitions,omitempty"` // sources

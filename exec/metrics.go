@@ -99,6 +99,9 @@ type taskMetrics struct {
 	// none), busyOp what it is.
 	busySince atomic.Int64
 	busyOp    atomic.Int32
+	// durableAt is when the sink task last made a checkpoint durable (unix
+	// ns; 0: not yet in this run).
+	durableAt atomic.Int64
 
 	_ [64]byte // tasks' metrics do not share a cache line
 }
@@ -139,6 +142,8 @@ type TaskStatus struct {
 	// Busy is how long the sink call in flight (Busy names it) has run.
 	Busy   time.Duration `json:"busy_ns,omitempty"`
 	BusyOp string        `json:"busy_op,omitempty"`
+	// LastCheckpoint is when the sink task last made a checkpoint durable.
+	LastCheckpoint time.Time `json:"last_checkpoint,omitzero"`
 }
 
 func (m *taskMetrics) snapshot(task int, sink bool, now time.Time) TaskStatus {
@@ -154,6 +159,9 @@ func (m *taskMetrics) snapshot(task int, sink bool, now time.Time) TaskStatus {
 	if sink {
 		w, c := m.write.snapshot(), m.checkpoint.snapshot()
 		ts.Write, ts.Checkpoint = &w, &c
+		if at := m.durableAt.Load(); at != 0 {
+			ts.LastCheckpoint = time.Unix(0, at)
+		}
 		if since := m.busySince.Load(); since != 0 {
 			ts.Busy = max(now.Sub(time.Unix(0, since)), 0)
 			ts.BusyOp = "write"

@@ -579,6 +579,17 @@ func (r *run) snapshot() Snapshot {
 			}
 			st.TaskStats = append(st.TaskStats, ts)
 		}
+		st.CheckpointAge = snap.CheckpointAge
+		if s.isSink() {
+			st.CheckpointAge = 0
+			for _, ts := range st.TaskStats {
+				if ts.LastCheckpoint.IsZero() {
+					st.CheckpointAge = 0
+					break
+				}
+				st.CheckpointAge = max(st.CheckpointAge, now.Sub(ts.LastCheckpoint))
+			}
+		}
 		snap.Stages = append(snap.Stages, st)
 	}
 	for _, t := range r.sources {

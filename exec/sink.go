@@ -250,7 +250,9 @@ func (t *sinkTask) sinkCheckpoint(ctx context.Context, cp stdlib.Checkpoint) err
 	m := t.rt.m
 	defer m.end(&m.checkpoint, m.begin(opCheckpoint))
 	err := t.sink.Checkpoint(ctx, cp)
-	if err != nil {
+	if err == nil {
+		m.durableAt.Store(time.Now().UnixNano())
+	} else {
 		m.errors[CheckpointError].Add(1)
 		t.r.cpFailed.Add(1)
 		t.r.noteError(t.s, CheckpointError, t.s.at, nil, fmt.Errorf("checkpoint %d: %w", cp.ID, err))

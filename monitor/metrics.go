@@ -29,6 +29,7 @@ var (
 	descBatch         = newDesc("pipe_component_batch_duration_seconds", "Time a stage's task spent on one batch, passing it on included.", taskLabels)
 	descWrite         = newDesc("pipe_sink_write_duration_seconds", "Duration of a sink's Write of one batch (the flush of a batch).", taskLabels)
 	descSinkCP        = newDesc("pipe_sink_checkpoint_duration_seconds", "Duration of a sink making a checkpoint durable (the commit).", taskLabels)
+	descSinkCPAge     = newDesc("pipe_sink_checkpoint_age_seconds", "Time since a sink's task last made a checkpoint durable (absent before its first).", taskLabels)
 	descBusy          = newDesc("pipe_sink_call_in_flight_seconds", "How long the sink call in flight (a write or a checkpoint) has run; 0 when none.", taskLabels)
 
 	descPosition  = newDesc("pipe_source_partition_position", "Offset of the last record a source's task read from the partition.", partLabels)
@@ -60,7 +61,7 @@ type collector struct {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descReceived, descReceivedBytes, descSent, descErrors, descDeadLettered,
-		descSkipped, descRetries, descReplays, descBatch, descWrite, descSinkCP, descBusy, descPosition, descCommitted, descLag,
+		descSkipped, descRetries, descReplays, descBatch, descWrite, descSinkCP, descSinkCPAge, descBusy, descPosition, descCommitted, descLag,
 		descCPTotal, descCPFailed, descCPDuration, descCPID, descCPAge, descCPInterval, descState, descPaused, descHealthy, descInfo} {
 		ch <- d
 	}
@@ -116,6 +117,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				hist(descWrite, *ts.Write, l...)
 				hist(descSinkCP, *ts.Checkpoint, l...)
 				gauge(descBusy, ts.Busy.Seconds(), l...)
+				if !ts.LastCheckpoint.IsZero() {
+					gauge(descSinkCPAge, snap.Time.Sub(ts.LastCheckpoint).Seconds(), l...)
+				}
 			}
 		}
 		for _, p := range st.Partitions {

@@ -10,7 +10,7 @@ import (
 
 // Layout of the stage graph, in SVG user units.
 const (
-	nodeW, nodeH = 190, 70
+	nodeW, nodeH = 230, 70
 	colGap       = 80
 	rowGap       = 30
 	margin       = 20

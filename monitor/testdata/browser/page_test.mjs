@@ -50,6 +50,8 @@ try {
   const err = await page.locator(`#row-${failing} td.error`).textContent();
   if (!err.includes("to_int")) fail(`stage ${failing} shows the error ${JSON.stringify(err)}`);
   if (!(await page.$(`svg #stage-${failing}.failing`))) fail(`the graph does not mark stage ${failing} as failing`);
+  const age = await page.locator(`#row-${last} td.checkpoint-age`).textContent();
+  if (!/^\d+\.\ds$/.test(age)) fail(`stage ${last} shows the checkpoint age ${JSON.stringify(age)}`);
   const health = await page.locator("#health").textContent();
   if (health !== "health ok") fail(`the header shows ${JSON.stringify(health)}`);
   console.log(`ok: ${stages.length} stages drawn, ${last} received ${before} then ${after}, ${failing}: ${err}`);
