@@ -6,13 +6,13 @@ import "context"
 type Lag struct {
 	Partition string
 	Behind    int64  // in Unit
-	Unit      string // "records" or "bytes"
+	Unit      string // "records", "bytes", "ids" or "ms"
 }
 
 // Lagger is implemented by a source that knows how much of its input is
 // still to read: a Kafka partition's high watermark minus the next offset,
 // a file's size minus the bytes read, the records a bounded generator has
-// still to produce. The executor calls Lag from another goroutine than the
+// still to produce, the ids or time a database source is behind. The executor calls Lag from another goroutine than the
 // one calling Read, concurrently with Read and Close and once after Close
 // (the lag where the source stopped), and bounds it with ctx: it must be
 // safe for that and should answer from what the source
