@@ -286,6 +286,20 @@ func TestMetricsCounts(t *testing.T) {
 		t.Error("no Go runtime metrics")
 	}
 
+	// OpenMetrics when the scraper asks for it.
+	req, _ := http.NewRequest("GET", url+"/metrics", nil)
+	req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	om, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if ct := res.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/openmetrics-text") || !strings.HasSuffix(string(om), "# EOF\n") ||
+		!strings.Contains(string(om), `pipe_component_sent_events_total{component="file",kind="sink",pipeline="mon_counts",stage="out",task="0"} 180.0`) {
+		t.Errorf("OpenMetrics answer: %s\n%s", ct, om)
+	}
+
 	// More lines while it runs.
 	appendLines(t, in, 200, 300, -1)
 	m = eventually(t, url, "the next 100 records", written(270, 31))
