@@ -294,13 +294,12 @@ func (h *Handle) Health() Health {
 	}
 	out.CheckpointAge = now.Sub(last)
 	if out.CheckpointAge > out.Bound {
-		id := r.lastCP.Load()
-		what := fmt.Sprintf("checkpoint %d completed", id)
+		last := fmt.Sprintf("the last was checkpoint %d", r.lastCP.Load())
 		if r.cpCount.Load() == 0 {
-			what = "the run started"
+			last = "none since the run started"
 		}
-		out.Reasons = append(out.Reasons, fmt.Sprintf("no checkpoint completed for %s (%s %s ago; the bound is %s)",
-			out.CheckpointAge.Round(100*time.Millisecond), what, out.CheckpointAge.Round(100*time.Millisecond), out.Bound))
+		out.Reasons = append(out.Reasons, fmt.Sprintf("no checkpoint completed for %s (the bound is %s; %s)",
+			out.CheckpointAge.Round(100*time.Millisecond), out.Bound, last))
 	}
 	for _, t := range r.sinks {
 		ts := t.s.metrics[t.task].snapshot(t.task, true, now)
