@@ -132,6 +132,7 @@ func (s *memSource) Close(ctx context.Context) error { return nil }
 
 // sinkStore is a sink stage's durable state across runs.
 type sinkStore struct {
+	cfg     stdlib.Config // of the last task built
 	mu      sync.Mutex
 	durable []stdlib.Record
 	held    map[int]map[partKey]stdlib.Position // per task
@@ -250,7 +251,11 @@ func newTestEnv(t *testing.T) *testEnv {
 			return &memSource{cfg: cfg, env: env}, nil
 		}},
 		&stdlib.Spec{Kind: stdlib.SinkKind, Name: "memsink", NewSink: func(cfg stdlib.Config) (stdlib.Sink, error) {
-			return &memSink{cfg: cfg, st: env.sink(cfg.Stage)}, nil
+			st := env.sink(cfg.Stage)
+			st.mu.Lock()
+			st.cfg = cfg
+			st.mu.Unlock()
+			return &memSink{cfg: cfg, st: st}, nil
 		}},
 		&stdlib.Spec{Kind: stdlib.SinkKind, Name: "memrows", ReadsRows: true, NewSink: func(cfg stdlib.Config) (stdlib.Sink, error) {
 			return &memSink{cfg: cfg, st: env.sink(cfg.Stage)}, nil

@@ -23,7 +23,7 @@ const minRedact = 4
 // path and user-info style) and, for a connection string, its password (a
 // URL's user-info or password parameter, a key=value string's password).
 // A form of [minRedact] bytes or more is replaced wherever it occurs; a
-// shorter one only where neither neighbour is a letter, digit, '_' or
+// shorter one only where neither neighbour is a letter, digit, '_', '-' or
 // non-ASCII byte. A blank value is never replaced.
 //
 // The zero value is ready to use; a nil *Redactor changes nothing. Its
@@ -102,7 +102,7 @@ func (r *Redactor) match(s string, i int) string {
 }
 
 func wordByte(c byte) bool {
-	return c == '_' || c >= 0x80 || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+	return c == '_' || c == '-' || c >= 0x80 || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
 }
 
 // Error returns err with its message redacted, or err itself when its

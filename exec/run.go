@@ -248,12 +248,18 @@ func (r *run) open(ctx context.Context) ([]*transformTask, error) {
 	// Every secret is resolved before any component is built, so that the
 	// redactor knows them all before a logger or an error can carry one.
 	attrs := make([]map[string]any, len(r.stages))
+	exprs := make([][]string, len(r.stages))
 	for i, s := range r.stages {
 		a, err := configAttrs(s.st, s.spec, r.cfg.Secrets)
 		if err != nil {
 			return nil, err
 		}
 		attrs[i] = a
+		for _, e := range s.st.Exprs {
+			if e.Kind == plan.AttrExpr {
+				exprs[i] = append(exprs[i], e.Target)
+			}
+		}
 	}
 	for si, s := range r.stages {
 		for i := 0; i < s.st.Tasks; i++ {
@@ -264,6 +270,7 @@ func (r *run) open(ctx context.Context) ([]*transformTask, error) {
 				Logger:   r.cfg.Logger.With("stage", s.st.Name, "task", i),
 				Recycler: r.recycler,
 				Rows:     s.isSource(), // stages materialize rows on entry
+				Exprs:    exprs[si],
 			}
 			switch {
 			case s.isSource():

@@ -54,14 +54,7 @@ func newSinkTask(r *run, s *stageRT, task int, snk stdlib.Sink) (*sinkTask, erro
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range progs[plan.AttrExpr] {
-		switch {
-		case p.target == "key", p.target == "topic", p.target == "partition", strings.HasPrefix(p.target, "headers."):
-		default:
-			return nil, fmt.Errorf("%s: stage %q: attribute %q cannot be set per record", p.at, s.st.Name, p.target)
-		}
-		t.attrs = append(t.attrs, p)
-	}
+	t.attrs = progs[plan.AttrExpr]
 	return t, nil
 }
 
@@ -104,9 +97,13 @@ func (t *sinkTask) batch(ctx context.Context, b []stdlib.Record) error {
 	}
 	t.mu.Unlock()
 	if len(t.attrs) > 0 {
+		// One array holds the values of the whole batch.
+		k := len(t.attrs)
+		vals := make([]any, len(b)*k)
 		n := 0
 		for i := range b {
 			rec := &b[i]
+			rec.Attrs = vals[i*k : (i+1)*k : (i+1)*k]
 			at, err := t.setAttrs(rec)
 			if err != nil {
 				if err := t.r.failure(ctx, t.s, t.rt, EvaluateError, t.s.policy, rec, at, err, nil); err != nil {
@@ -125,53 +122,15 @@ func (t *sinkTask) batch(ctx context.Context, b []stdlib.Record) error {
 	return t.write(ctx, b)
 }
 
-// setAttrs evaluates the sink's := attributes into the record.
+// setAttrs evaluates the sink's := attributes into rec.Attrs, in the
+// order of stdlib.Config.Exprs.
 func (t *sinkTask) setAttrs(rec *stdlib.Record) (string, error) {
-	for _, p := range t.attrs {
+	for i, p := range t.attrs {
 		v, err := p.eval(&t.vm, rec)
 		if err != nil {
 			return errAt(err, p.at), err
 		}
-		switch {
-		case p.target == "key":
-			rec.Key = v
-		case p.target == "topic":
-			s, ok := v.(string)
-			if !ok && v != nil {
-				return p.at, fmt.Errorf("topic is %T, want string", v)
-			}
-			rec.Topic = s
-		case p.target == "partition":
-			switch n := v.(type) {
-			case int:
-				rec.Partition = int32(n)
-			case int64:
-				rec.Partition = int32(n)
-			case float64:
-				rec.Partition = int32(n)
-			default:
-				return p.at, fmt.Errorf("partition is %T, want int", v)
-			}
-		default:
-			name := strings.TrimPrefix(p.target, "headers.")
-			var val []byte
-			switch x := v.(type) {
-			case string:
-				val = []byte(x)
-			case []byte:
-				val = x
-			case nil:
-			default:
-				val = fmt.Append(nil, x)
-			}
-			h := make([]stdlib.Header, 0, len(rec.Headers)+1)
-			for _, old := range rec.Headers {
-				if old.Key != name {
-					h = append(h, old)
-				}
-			}
-			rec.Headers = append(h, stdlib.Header{Key: name, Value: val})
-		}
+		rec.Attrs[i] = v
 	}
 	return "", nil
 }

@@ -90,6 +90,10 @@ const (
 	// DivisionByZero: an expression divides by a constant zero.
 	//   per_seat := total / 0
 	DivisionByZero Code = 114
+	// UndeclaredMeta: an expression reads a meta field that a source its
+	// records come from does not set (its spec does not declare it).
+	//   source s: stdin {}  ...  topic := meta.topic
+	UndeclaredMeta Code = 115
 )
 
 // Graph and plan (2xx).
@@ -220,6 +224,7 @@ var codeInfo = map[Code]codeDoc{
 	BadTestRecord:       {"bad-test-record", "test record or target does not fit the schema or graph"},
 	UnknownFunction:     {"unknown-function", "call of an unknown function"},
 	DivisionByZero:      {"division-by-zero", "division by a constant zero"},
+	UndeclaredMeta:      {"undeclared-meta", "a meta field a source upstream does not set"},
 	Cycle:               {"cycle", "the flow graph has a cycle"},
 	BadEdge:             {"bad-edge", "an impossible flow edge"},
 	DeadLetterNotSink:   {"dead-letter-not-sink", "dead_letter target is not a sink"},

@@ -60,6 +60,11 @@ type Record struct {
 	Raw       []byte
 	Err       error // decode failure: the record goes through the source stage's error policy
 
+	// Attrs holds, in a record handed to a sink, the values of the
+	// sink's per-record attributes (subject := expr) in the order of
+	// Config.Exprs; nil when the stage sets none. Read it with Attr.
+	Attrs []any
+
 	// Line and Start locate a record read from a line format (JSON
 	// lines, CSV, raw lines) in its file or stream: its line number,
 	// from 1, and the byte offset its line starts at (Pos.Offset is the
@@ -67,6 +72,15 @@ type Record struct {
 	// when the source has no lines.
 	Line  int64
 	Start int64
+}
+
+// Attr returns the record's value of the per-record attribute at index i
+// (Config.ExprIndex), and false when the stage does not set it (i < 0).
+func (r *Record) Attr(i int) (any, bool) {
+	if i < 0 || i >= len(r.Attrs) {
+		return nil, false
+	}
+	return r.Attrs[i], true
 }
 
 // Where names the record's place in its source for messages: "path:line

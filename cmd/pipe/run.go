@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"pipe.dev/pipe/compiler/plan"
 	"pipe.dev/pipe/exec"
 	"pipe.dev/pipe/monitor"
+	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/kafka/devbroker"
 )
 
@@ -76,9 +76,9 @@ func cmdRun(e *env, args []string) int {
 	// redacted with it, and so is the error Run returns.
 	red := &exec.Redactor{}
 	logger = slog.New(red.Handler(logger.Handler()))
-	limit, err := parseSize(*memLimit)
+	limit, err := stdlib.ParseSize(*memLimit)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: --memory-limit: %v\n", err)
+		fmt.Fprintf(e.stderr, "pipe: --memory-limit: %q: %v\n", *memLimit, err)
 		return exitUsage
 	}
 	cfg := &exec.Config{StateDir: *stateDir, Logger: logger, MemoryLimit: limit, Redactor: red}
@@ -257,25 +257,4 @@ func (l *liveStatus) update(s exec.Snapshot) {
 	}
 	l.lines = len(s.Stages) + 1
 	io.WriteString(l.w, b.String())
-}
-
-// parseSize parses 64MiB, 1GB, 512KiB or a number of bytes.
-func parseSize(s string) (int64, error) {
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
-	mult := int64(1)
-	num := s
-	for _, u := range units {
-		if n, ok := strings.CutSuffix(s, u.suffix); ok {
-			num, mult = n, u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%q is not a size such as 64MiB", s)
-	}
-	return n * mult, nil
 }

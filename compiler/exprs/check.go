@@ -112,7 +112,42 @@ func (c *Checker) Check(src string, ctx Context) (res Result, issues []Issue) {
 	if ctx.Input != nil {
 		issues = append(issues, optionalIssues(src, root, ctx, env)...)
 	}
+	if env.hasMeta {
+		issues = append(issues, undeclaredMeta(src, root, ctx.Meta)...)
+	}
 	return res, issues
+}
+
+// undeclaredMeta reports each read of a metadata field that meta does not
+// have (PIPE115), at the whole meta.x. A name that is no metadata field at
+// all is left to the type checker (PIPE104).
+func undeclaredMeta(src string, root ast.Node, meta *types.Type) []Issue {
+	if meta == nil {
+		return nil
+	}
+	var out []Issue
+	ast.Walk(&root, visitFunc(func(n *ast.Node) {
+		m, ok := (*n).(*ast.MemberNode)
+		if !ok {
+			return
+		}
+		id, isIdent := m.Node.(*ast.IdentifierNode)
+		name, isName := m.Property.(*ast.StringNode)
+		if !isIdent || id.Value != "meta" || !isName || meta.Field(name.Value) != nil || metaType.Field(name.Value) == nil {
+			return
+		}
+		from, to := m.Location().From, m.Location().To
+		for _, c := range []ast.Node{m.Node, m.Property} {
+			from, to = min(from, c.Location().From), max(to, c.Location().To)
+		}
+		start, end := byteSpan(src, from, to)
+		if i := len(src) - len(strings.TrimLeft(src[end:], " \t\n")); strings.Contains(src[start:end], "[") && i < len(src) && src[i] == ']' {
+			end = i + 1 // meta["x"]: the closing bracket too
+		}
+		out = append(out, Issue{Start: start, End: end, Code: lang.UndeclaredMeta, Severity: lang.Error,
+			Message: fmt.Sprintf("meta.%s is not set by every source the records come from", name.Value)})
+	}))
+	return out
 }
 
 // checkFuncs is the function library as Check installs it, built once:

@@ -7,6 +7,7 @@ import (
 
 	"pipe.dev/pipe/compiler/plan"
 	"pipe.dev/pipe/lang/types"
+	"pipe.dev/pipe/stdlib"
 )
 
 // dump formats issues compactly: CODE@start:end[severity] message (detail).
@@ -385,5 +386,31 @@ func TestCheckerReuse(t *testing.T) {
 	// params and the untyped contexts do not.
 	if n := len(c.envs); n != 6 {
 		t.Errorf("%d environments built, want 6", n)
+	}
+}
+
+func TestCheckUndeclaredMeta(t *testing.T) {
+	meta := stdlib.MetaType([]stdlib.MetaField{stdlib.MetaOffset, stdlib.MetaKey})
+	for _, c := range []struct {
+		src  string
+		want string
+	}{
+		{`meta.offset + 1`, ``},
+		{`string(meta.key) + meta.topic`, `PIPE115@19:29[error] meta.topic is not set by every source the records come from`},
+		{`meta["partition"] > 1 && meta?.headers != nil`, "PIPE115@0:17[error] meta.partition is not set by every source the records come from\n" +
+			"PIPE115@25:38[error] meta.headers is not set by every source the records come from"},
+		{`meta.topik`, `PIPE104@5:10[error] unknown field "topik" in meta (did you mean "topic"?)`},
+		{`{"a": 1}[meta.topic] ?? 0`, `PIPE115@9:19[error] meta.topic is not set by every source the records come from`},
+	} {
+		for _, in := range []*types.Type{nil, orderType} {
+			_, is := Check(c.src, Context{Kind: plan.AssignExpr, Input: in, Meta: meta})
+			if got := dump(c.src, is); got != c.want {
+				t.Errorf("%s (input %v):\n%s\nwant:\n%s", c.src, in, got, c.want)
+			}
+		}
+	}
+	// Without Meta every field may be read.
+	if _, is := Check(`meta.topic`, Context{Kind: plan.AssignExpr}); len(is) > 0 {
+		t.Errorf("issues:\n%s", dump("meta.topic", is))
 	}
 }

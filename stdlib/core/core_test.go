@@ -29,8 +29,14 @@ func benchFields() map[string]any {
 	}
 }
 
-func config(stage string, attrs map[string]any) stdlib.Config {
-	return stdlib.Config{Pipeline: "test", Stage: stage, Attrs: attrs, Tasks: 1}
+// config is the Config of a one-task stage of spec with attrs, checked as
+// the executor checks it (defaults filled in); it panics on bad attrs.
+func config(spec *stdlib.Spec, stage string, attrs map[string]any) stdlib.Config {
+	a, err := spec.Values(attrs)
+	if err != nil {
+		panic(fmt.Sprintf("stage %q: %v", stage, err))
+	}
+	return stdlib.Config{Pipeline: "test", Stage: stage, Attrs: a, Tasks: 1}
 }
 
 // drain reads src until its end, checking that it ends by itself.
@@ -111,7 +117,7 @@ func TestRegistered(t *testing.T) {
 
 func TestGenerate(t *testing.T) {
 	attrs := map[string]any{"count": int64(10), "seed": int64(7), "batch": int64(3), "fields": benchFields()}
-	g, err := newGenerate(config("gen", attrs))
+	g, err := newGenerate(config(GenerateSpec, "gen", attrs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,14 +144,14 @@ func TestGenerate(t *testing.T) {
 		}
 	}
 	// Same seed, same records; resuming after offset 5 regenerates 6..9.
-	g2, _ := newGenerate(config("gen", attrs))
+	g2, _ := newGenerate(config(GenerateSpec, "gen", attrs))
 	again := drain(t, g2, stdlib.ResumeMap{"gen/0": 5})
 	if len(again) != 4 || !reflect.DeepEqual(again[0].Value, recs[6].Value) || !reflect.DeepEqual(again[3].Value, recs[9].Value) {
 		t.Fatalf("resume: got %d records, first %v want %v", len(again), again[0].Value, recs[6].Value)
 	}
 	// Another seed gives other random values.
 	attrs["seed"] = int64(8)
-	g3, _ := newGenerate(config("gen", attrs))
+	g3, _ := newGenerate(config(GenerateSpec, "gen", attrs))
 	other := drain(t, g3, nil)
 	same := 0
 	for i := range other {
@@ -161,7 +167,7 @@ func TestGenerate(t *testing.T) {
 func TestGenerateTasks(t *testing.T) {
 	seen := map[int64]bool{}
 	for task := range 3 {
-		cfg := config("gen", map[string]any{"count": int64(100), "fields": map[string]any{"id": &stdlib.Call{Name: "seq", Args: map[string]any{"start": int64(0)}}}})
+		cfg := config(GenerateSpec, "gen", map[string]any{"count": int64(100), "fields": map[string]any{"id": &stdlib.Call{Name: "seq", Args: map[string]any{"start": int64(0)}}}})
 		cfg.Task, cfg.Tasks = task, 3
 		g, err := newGenerate(cfg)
 		if err != nil {
@@ -184,7 +190,7 @@ func TestGenerateTasks(t *testing.T) {
 }
 
 func TestGenerateRate(t *testing.T) {
-	g, err := newGenerate(config("gen", map[string]any{"count": int64(60), "rate": 200.0, "fields": map[string]any{"x": int64(1)}}))
+	g, err := newGenerate(config(GenerateSpec, "gen", map[string]any{"count": int64(60), "rate": 200.0, "fields": map[string]any{"x": int64(1)}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +263,7 @@ func TestFileSourceJSON(t *testing.T) {
 	p := filepath.Join(dir, "in.jsonl")
 	data := "{\"a\":1}\n\n{bad\r\n{\"a\":2}\n{\"a\":3}"
 	writeFile(t, p, data)
-	src, err := newFileSource(config("in", map[string]any{"path": p, "batch": int64(2)}))
+	src, err := newFileSource(config(FileSourceSpec, "in", map[string]any{"path": p, "batch": int64(2)}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +291,7 @@ func TestFileSourceJSON(t *testing.T) {
 	}
 	// Resume after the second record: line numbers count the lines
 	// before the resume position.
-	src2, _ := newFileSource(config("in", map[string]any{"path": p}))
+	src2, _ := newFileSource(config(FileSourceSpec, "in", map[string]any{"path": p}))
 	recs = drain(t, src2, stdlib.ResumeMap{p: 15})
 	if !reflect.DeepEqual(values(recs), want[2:]) {
 		t.Fatalf("resume: got %v", values(recs))
@@ -303,7 +309,7 @@ func TestFileSourceCSVGlobTasks(t *testing.T) {
 	schema := types.RecordOf(&types.Field{Name: "id", Type: types.IntType}, &types.Field{Name: "name", Type: types.StringType})
 	ids := map[int64]int{}
 	for task := range 2 {
-		cfg := config("in", map[string]any{"path": filepath.Join(dir, "*.csv"), "format": stdlib.Ident("csv"), "header": true})
+		cfg := config(FileSourceSpec, "in", map[string]any{"path": filepath.Join(dir, "*.csv"), "format": stdlib.Ident("csv"), "header": true})
 		cfg.Schema, cfg.Task, cfg.Tasks = schema, task, 2
 		src, err := newFileSource(cfg)
 		if err != nil {
@@ -321,17 +327,17 @@ func TestFileSourceCSVGlobTasks(t *testing.T) {
 	}
 	// Resuming in the middle of a CSV file still knows the header.
 	p := filepath.Join(dir, "part-0.csv")
-	cfg := config("in", map[string]any{"path": p, "format": stdlib.Ident("csv"), "header": true})
+	cfg := config(FileSourceSpec, "in", map[string]any{"path": p, "format": stdlib.Ident("csv"), "header": true})
 	cfg.Schema = schema
 	src, _ := newFileSource(cfg)
 	recs := drain(t, src, stdlib.ResumeMap{p: 12})
 	if want := []any{map[string]any{"id": int64(1), "name": "b, c"}}; !reflect.DeepEqual(values(recs), want) {
 		t.Fatalf("got %v", values(recs))
 	}
-	if _, err := newFileSource(config("in", map[string]any{"path": "["})); err == nil {
+	if _, err := newFileSource(config(FileSourceSpec, "in", map[string]any{"path": "["})); err == nil {
 		t.Error("bad glob accepted")
 	}
-	missing, _ := newFileSource(config("in", map[string]any{"path": filepath.Join(dir, "none-*.jsonl")}))
+	missing, _ := newFileSource(config(FileSourceSpec, "in", map[string]any{"path": filepath.Join(dir, "none-*.jsonl")}))
 	if err := missing.Open(t.Context(), stdlib.ResumeMap{}); err == nil || !strings.Contains(err.Error(), "no file matches") {
 		t.Errorf("missing files: %v", err)
 	}
@@ -341,7 +347,7 @@ func TestFileSourceFollow(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "log.txt")
 	writeFile(t, p, "old\n")
-	src, err := newFileSource(config("in", map[string]any{
+	src, err := newFileSource(config(FileSourceSpec, "in", map[string]any{
 		"path": filepath.Join(dir, "*.txt"), "format": stdlib.Ident("lines"), "follow": true,
 		"poll": 10 * time.Millisecond, "start": stdlib.Ident("end"),
 	}))
@@ -409,7 +415,7 @@ func TestFileSourceCSVHeader(t *testing.T) {
 			if tc.header != nil {
 				attrs["header"] = tc.header
 			}
-			cfg := config("in", attrs)
+			cfg := config(FileSourceSpec, "in", attrs)
 			cfg.Schema = schema
 			src, err := newFileSource(cfg)
 			if err != nil {
@@ -433,7 +439,7 @@ func TestFileSourceCSVHeader(t *testing.T) {
 	// A bad row's error names its line; so does one after a resume.
 	p := filepath.Join(dir, "rows.csv")
 	writeFile(t, p, "last,first\nLovelace,Ada\n\nTuring\nx,y\n")
-	cfg := config("in", map[string]any{"path": p, "format": stdlib.Ident("csv")})
+	cfg := config(FileSourceSpec, "in", map[string]any{"path": p, "format": stdlib.Ident("csv")})
 	cfg.Schema = schema
 	for _, off := range []int64{0, 24} {
 		src, _ := newFileSource(cfg)
@@ -457,7 +463,7 @@ func TestFileSourceCSVHeaderLater(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "late.csv")
 	writeFile(t, p, "")
-	cfg := config("in", map[string]any{"path": p, "format": stdlib.Ident("csv"), "follow": true, "poll": 5 * time.Millisecond})
+	cfg := config(FileSourceSpec, "in", map[string]any{"path": p, "format": stdlib.Ident("csv"), "follow": true, "poll": 5 * time.Millisecond})
 	cfg.Schema = types.RecordOf(&types.Field{Name: "a", Type: types.StringType}, &types.Field{Name: "b", Type: types.StringType})
 	src, err := newFileSource(cfg)
 	if err != nil {
@@ -490,7 +496,7 @@ func TestSourceInvalidUTF8(t *testing.T) {
 		if tc.keep != "" {
 			attrs["invalid_utf8"] = stdlib.Ident(tc.keep)
 		}
-		src, err := newFileSource(config("in", attrs))
+		src, err := newFileSource(config(FileSourceSpec, "in", attrs))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -509,7 +515,7 @@ func TestSourceInvalidUTF8(t *testing.T) {
 	// stdin: the same, for json.
 	r, w, _ := os.Pipe()
 	go func() { w.WriteString("{\"a\":\"\xc0\"}\n"); w.Close() }()
-	src, _ := newStdin(config("in", map[string]any{}), r)
+	src, _ := newStdin(config(StdinSpec, "in", map[string]any{}), r)
 	recs := drain(t, src, nil)
 	if len(recs) != 1 || !errors.Is(recs[0].Err, codec.ErrInvalidUTF8) || !strings.Contains(recs[0].Err.Error(), "stdin:1 (byte 0): json: offset 6") {
 		t.Errorf("stdin: %v", values(recs))
@@ -530,7 +536,7 @@ func TestStdinCSVHeader(t *testing.T) {
 	} {
 		r, w, _ := os.Pipe()
 		go func() { w.WriteString(tc.in); w.Close() }()
-		cfg := config("in", map[string]any{"format": stdlib.Ident("csv")})
+		cfg := config(StdinSpec, "in", map[string]any{"format": stdlib.Ident("csv")})
 		cfg.Schema = schema
 		src, err := newStdin(cfg, r)
 		if err != nil {
@@ -554,7 +560,7 @@ func TestStdin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := newStdin(config("in", map[string]any{}), r) // json, as for file
+	src, err := newStdin(config(StdinSpec, "in", map[string]any{}), r) // json, as for file
 
 	if err != nil {
 		t.Fatal(err)
@@ -577,7 +583,7 @@ func TestStdin(t *testing.T) {
 	// stream is never resumed.
 	r2, w2, _ := os.Pipe()
 	go func() { w2.WriteString("{\"a\":1}\n{\"a\":2}\nnope\n{\"a\":3}"); w2.Close() }()
-	src2, _ := newStdin(config("in", map[string]any{"format": stdlib.Ident("lines")}), r2)
+	src2, _ := newStdin(config(StdinSpec, "in", map[string]any{"format": stdlib.Ident("lines")}), r2)
 	recs = drain(t, src2, stdlib.ResumeMap{"stdin": 16})
 	if got := values(recs); len(got) != 4 || !reflect.DeepEqual(got[0], map[string]any{"value": `{"a":1}`}) {
 		t.Fatalf("resume: got %v", got)
@@ -589,7 +595,7 @@ func TestStdout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := config("out", map[string]any{"format": stdlib.Ident("csv"), "header": true})
+	cfg := config(StdoutSpec, "out", map[string]any{"format": stdlib.Ident("csv"), "header": true})
 	s, err := newStdout(cfg, f)
 	if err != nil {
 		t.Fatal(err)
@@ -615,7 +621,7 @@ func TestStdout(t *testing.T) {
 }
 
 func TestDiscard(t *testing.T) {
-	s, _ := DiscardSpec.NewSink(config("d", nil))
+	s, _ := DiscardSpec.NewSink(config(DiscardSpec, "d", nil))
 	if err := s.Write(t.Context(), make([]stdlib.Record, 5)); err != nil {
 		t.Fatal(err)
 	}
@@ -637,7 +643,7 @@ func sinkConfig(path string, delivery stdlib.Delivery, attrs map[string]any) std
 	for k, v := range attrs {
 		a[k] = v
 	}
-	cfg := config("out", a)
+	cfg := config(FileSinkSpec, "out", a)
 	cfg.Delivery = delivery
 	return cfg
 }
@@ -764,26 +770,26 @@ func TestFileSinkCSVInterval(t *testing.T) {
 }
 
 // TestResolvedReferenceAttrs covers attributes written as references
-// (count = "${env:N}"), which reach the constructors as strings.
+// (count = "${env:N}"), which reach Spec.Values as strings.
 func TestResolvedReferenceAttrs(t *testing.T) {
-	g, err := newGenerate(config("gen", map[string]any{"count": "25", "rate": "0", "seed": "3", "batch": "10", "fields": map[string]any{"x": int64(1)}}))
+	g, err := newGenerate(config(GenerateSpec, "gen", map[string]any{"count": "25", "rate": "0", "seed": "3", "batch": "10", "fields": map[string]any{"x": int64(1)}}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n := len(drain(t, g, nil)); n != 25 {
 		t.Fatalf("got %d records, want 25", n)
 	}
-	if _, err := newGenerate(config("gen", map[string]any{"count": "lots", "fields": map[string]any{"x": int64(1)}})); err == nil || !strings.Contains(err.Error(), `attribute "count" must be an int, not lots`) {
+	if _, err := GenerateSpec.Values(map[string]any{"count": "lots"}); err == nil || err.Error() != `attribute "count": not an int` {
 		t.Errorf("bad count: %v", err)
 	}
-	s, err := newFileSink(sinkConfig(filepath.Join(t.TempDir(), "o.jsonl"), stdlib.ExactlyOnce, map[string]any{"rotate_size": "1.5KiB", "rotate_interval": "1m", "header": "false"}))
+	s, err := newFileSink(sinkConfig(filepath.Join(t.TempDir(), "o.jsonl"), stdlib.ExactlyOnce, map[string]any{"rotate_size": "1.5KiB", "rotate_interval": "1d", "header": "false"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.rotSize != 1536 || s.rotEvery != time.Minute {
+	if s.rotSize != 1536 || s.rotEvery != 24*time.Hour {
 		t.Errorf("rotate_size %d rotate_interval %v", s.rotSize, s.rotEvery)
 	}
-	if _, err := newFileSource(config("in", map[string]any{"path": "x", "follow": "sometimes"})); err == nil {
+	if _, err := FileSourceSpec.Values(map[string]any{"path": "x", "follow": "sometimes"}); err == nil {
 		t.Error("bad follow accepted")
 	}
 }

@@ -19,7 +19,7 @@ func TestStdinLines(t *testing.T) {
 			t.Fatal(err)
 		}
 		go func() { w.WriteString(input); w.Close() }()
-		src, err := newStdin(config("in", map[string]any{"format": stdlib.Ident("json")}), r)
+		src, err := newStdin(config(StdinSpec, "in", map[string]any{"format": stdlib.Ident("json")}), r)
 		if err != nil {
 			t.Fatal(err)
 		}

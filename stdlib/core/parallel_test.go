@@ -19,7 +19,7 @@ func TestGenerateBatchParts(t *testing.T) {
 	fields := benchTemplate()
 	fields["name"] = &stdlib.Call{Name: "format", Args: map[string]any{"0": "u%d-%s", "1": &stdlib.Call{Name: "random_int", Args: map[string]any{"0": int64(1), "1": int64(1000)}}, "2": &stdlib.Call{Name: "pick", Args: map[string]any{"0": []any{"a", "b"}}}}}
 	read := func(batch int64) []stdlib.Record {
-		g, err := newGenerate(config("gen", map[string]any{"fields": fields, "batch": batch, "count": int64(5000), "seed": int64(7)}))
+		g, err := newGenerate(config(GenerateSpec, "gen", map[string]any{"fields": fields, "batch": batch, "count": int64(5000), "seed": int64(7)}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,7 +40,7 @@ func TestGenerateBatchParts(t *testing.T) {
 // takes rows stand for the maps it builds otherwise.
 func TestGenerateRows(t *testing.T) {
 	read := func(rows bool) []stdlib.Record {
-		cfg := config("gen", map[string]any{"fields": benchTemplate(), "count": int64(3000), "seed": int64(5)})
+		cfg := config(GenerateSpec, "gen", map[string]any{"fields": benchTemplate(), "count": int64(3000), "seed": int64(5)})
 		cfg.Rows = rows
 		g, err := newGenerate(cfg)
 		if err != nil {
@@ -69,7 +69,7 @@ func TestGenerateRows(t *testing.T) {
 func TestGenerateWorkersStop(t *testing.T) {
 	before := runtime.NumGoroutine()
 	attrs := map[string]any{"fields": benchTemplate(), "batch": int64(100), "seed": int64(3)}
-	g, err := newGenerate(config("gen", attrs))
+	g, err := newGenerate(config(GenerateSpec, "gen", attrs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestGenerateWorkersStop(t *testing.T) {
 		}
 	}
 
-	g2, err := newGenerate(config("gen", attrs))
+	g2, err := newGenerate(config(GenerateSpec, "gen", attrs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestFileSourceParallelDecode(t *testing.T) {
 	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	src, err := newFileSource(config("in", map[string]any{"path": p, "batch": int64(1500)}))
+	src, err := newFileSource(config(FileSourceSpec, "in", map[string]any{"path": p, "batch": int64(1500)}))
 	if err != nil {
 		t.Fatal(err)
 	}

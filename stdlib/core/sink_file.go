@@ -110,23 +110,11 @@ func newFileSink(cfg stdlib.Config) (*fileSink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
 	}
-	header, err := boolAttr(cfg, "header", true)
-	if err != nil {
-		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
-	}
-	rotSize, err := sizeAttr(cfg, "rotate_size", 0)
-	if err != nil {
-		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
-	}
-	rotEvery, err := durationAttr(cfg, "rotate_interval", 0)
-	if err != nil {
-		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
-	}
 	_, isCSV := c.(codec.HeaderCodec)
 	s := &fileSink{
 		cfg: cfg, codec: c, exactly: cfg.Delivery == stdlib.ExactlyOnce,
-		csvHead: isCSV && header,
-		dir:     filepath.Dir(path), rotSize: rotSize, rotEvery: rotEvery,
+		csvHead: isCSV && cfg.Bool("header"),
+		dir:     filepath.Dir(path), rotSize: cfg.Int("rotate_size"), rotEvery: cfg.Duration("rotate_interval"),
 		held: map[[2]string]stdlib.Position{},
 	}
 	base := filepath.Base(path)

@@ -44,12 +44,8 @@ func newStdout(cfg stdlib.Config, out io.Writer) (*stdoutSink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stdout %q: %v", cfg.Stage, err)
 	}
-	header, err := boolAttr(cfg, "header", true)
-	if err != nil {
-		return nil, fmt.Errorf("stdout %q: %v", cfg.Stage, err)
-	}
 	_, isCSV := c.(codec.HeaderCodec)
-	return &stdoutSink{cfg: cfg, out: out, codec: c, header: isCSV && header}, nil
+	return &stdoutSink{cfg: cfg, out: out, codec: c, header: isCSV && cfg.Bool("header")}, nil
 }
 
 // sinkType is the record type a sink encodes by: the declared schema, else

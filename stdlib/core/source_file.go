@@ -37,8 +37,15 @@ var FileSourceSpec = &stdlib.Spec{
 	}, textSourceParams...),
 	Bounded: true,
 	Schema:  true,
+	Meta:    []stdlib.MetaField{stdlib.MetaOffset},
 	Output:  rawOutput,
-	Check:   checkTextSource,
+	Check: func(attrs map[string]any) []stdlib.AttrError {
+		errs := checkTextSource(attrs)
+		if d, ok := attrs["poll"].(time.Duration); ok && d <= 0 {
+			errs = append(errs, stdlib.AttrError{Attr: "poll", Message: "poll must be positive"})
+		}
+		return errs
+	},
 	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {
 		return newFileSource(cfg)
 	},
@@ -97,28 +104,9 @@ func newFileSource(cfg stdlib.Config) (*fileSource, error) {
 	if _, err := newCodec(cfg, cfg.Schema); err != nil {
 		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
 	}
-	poll, err := durationAttr(cfg, "poll", 250*time.Millisecond)
-	if err != nil {
-		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
-	}
-	if poll <= 0 {
-		poll = 250 * time.Millisecond
-	}
-	follow, err := boolAttr(cfg, "follow", false)
-	if err != nil {
-		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
-	}
-	header, err := headerAttr(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
-	}
-	batch, err := batchSize(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
-	}
 	return &fileSource{
-		cfg: cfg, pattern: path, follow: follow, poll: poll, header: header,
-		atEnd: cfg.String("start") == "end", batch: batch, known: map[string]bool{},
+		cfg: cfg, pattern: path, follow: cfg.Bool("follow"), poll: cfg.Duration("poll"), header: headerAttr(cfg),
+		atEnd: cfg.String("start") == "end", batch: int(cfg.Int("batch")), known: map[string]bool{},
 	}, nil
 }
 

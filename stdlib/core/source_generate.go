@@ -32,6 +32,7 @@ var GenerateSpec = &stdlib.Spec{
 		{Name: "fields", Type: stdlib.MapOf(stdlib.AnyValue), Required: true, Doc: generatorDoc},
 	},
 	Bounded: false,
+	Meta:    []stdlib.MetaField{stdlib.MetaOffset},
 	Output:  generateOutput,
 	Check:   generateCheck,
 	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {
@@ -457,26 +458,8 @@ func newGenerate(cfg stdlib.Config) (*generate, error) {
 	if len(fields) == 0 {
 		return fail(fmt.Errorf("fields must name at least one field"))
 	}
-	seed, err := intAttr(cfg, "seed", 0)
-	if err != nil {
-		return fail(err)
-	}
-	count, err := intAttr(cfg, "count", 0)
-	if err != nil {
-		return fail(err)
-	}
-	if count < 0 {
-		return fail(fmt.Errorf("count must not be negative, not %d", count))
-	}
-	rate, err := floatAttr(cfg, "rate", 0)
-	if err != nil {
-		return fail(err)
-	}
-	batch, err := batchSize(cfg)
-	if err != nil {
-		return fail(err)
-	}
-	names, gens, errs := compileFields(fields, uint64(seed))
+	count, rate := cfg.Int("count"), cfg.Float("rate")
+	names, gens, errs := compileFields(fields, uint64(cfg.Int("seed")))
 	if errs != nil {
 		return fail(fmt.Errorf("%s: %s", errs[0].Attr, errs[0].Message))
 	}
@@ -487,7 +470,7 @@ func newGenerate(cfg stdlib.Config) (*generate, error) {
 		names:     names,
 		task:      uint64(cfg.Task),
 		tasks:     uint64(tasks),
-		batch:     batch,
+		batch:     int(cfg.Int("batch")),
 		recycler:  cfg.Recycler,
 	}
 	for _, gen := range gens {

@@ -24,6 +24,7 @@ var StdinSpec = &stdlib.Spec{
 	}, textSourceParams...),
 	Bounded: true,
 	Schema:  true,
+	Meta:    []stdlib.MetaField{stdlib.MetaOffset},
 	Output:  rawOutput,
 	Check:   checkTextSource,
 	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {
@@ -58,16 +59,9 @@ func newStdin(cfg stdlib.Config, in io.Reader) (*stdinSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stdin %q: %v", cfg.Stage, err)
 	}
-	header, err := headerAttr(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("stdin %q: %v", cfg.Stage, err)
-	}
-	batch, err := batchSize(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("stdin %q: %v", cfg.Stage, err)
-	}
+	header := headerAttr(cfg)
 	_, isCSV := c.(codec.HeaderCodec)
-	return &stdinSource{cfg: cfg, in: in, codec: c, header: header, headerDue: isCSV && header != headerFalse, line: 1, batch: batch}, nil
+	return &stdinSource{cfg: cfg, in: in, codec: c, header: header, headerDue: isCSV && header != headerFalse, line: 1, batch: int(cfg.Int("batch"))}, nil
 }
 
 // Open implements stdlib.Source.

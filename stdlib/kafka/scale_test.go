@@ -29,7 +29,7 @@ func TestScaleOut(t *testing.T) {
 	want := expectedEvents(n)
 	produced := make(chan error, 1)
 	go func() { produced <- produceEvents(h.brokers, in, n, time.Duration(kills)*2500*time.Millisecond) }()
-	env := h.env(in, out, uniq("scale"))
+	env := h.env(h.brokers, in, out, uniq("scale"))
 
 	const slots = 3
 	procs := make([]*osexec.Cmd, slots)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -34,7 +35,7 @@ var SinkSpec = &stdlib.Spec{
 			Doc: "hash of the key (murmur2, as the Java client), round_robin, or the partition the record was read from"},
 		stdlib.Param{Name: "compression", Type: stdlib.Enum("none", "gzip", "snappy", "lz4", "zstd"), Default: stdlib.Ident("none")},
 		stdlib.Param{Name: "batch_size", Type: stdlib.Size, Default: int64(1 << 20), Doc: "largest batch sent to one partition"},
-		stdlib.Param{Name: "linger", Type: stdlib.Duration, Default: 5 * time.Millisecond, Doc: "longest a partial batch waits for more records"},
+		stdlib.Param{Name: "linger", Type: stdlib.Duration, Default: 5 * time.Millisecond, Doc: "longest a partial batch waits for more records; 0 sends at once"},
 		stdlib.Param{Name: "transaction_timeout", Type: stdlib.Duration, Default: time.Minute, Doc: "exactly_once: transaction timeout enforced by the broker"},
 		stdlib.Param{Name: "create_topic", Type: stdlib.Block(
 			stdlib.Param{Name: "partitions", Type: stdlib.Int, Default: int64(1)},
@@ -60,6 +61,9 @@ func checkSink(attrs map[string]any) []stdlib.AttrError {
 	if v, ok := attrs["batch_size"].(int64); ok && v < 1 {
 		errs = append(errs, stdlib.AttrError{Attr: "batch_size", Message: "batch_size must be positive"})
 	}
+	if v, ok := attrs["linger"].(time.Duration); ok && v < 0 {
+		errs = append(errs, stdlib.AttrError{Attr: "linger", Message: "linger must not be negative"})
+	}
 	return errs
 }
 
@@ -77,6 +81,8 @@ type sink struct {
 	compression kafka.Compression
 	batchBytes  int64
 	linger      time.Duration
+	// indexes of key, topic and headers := in Record.Attrs, or -1
+	keyAt, topicAt, headersAt int
 
 	tr *kafka.Transport
 	cl *kafka.Client
@@ -90,6 +96,10 @@ type sink struct {
 
 	// exactly_once
 	eos *eosState
+	// created is set when Open created the topic; target is the identity
+	// of the sink's topic (see [sink.holds]).
+	created bool
+	target  string
 }
 
 func newSink(cfg stdlib.Config) (*sink, error) {
@@ -104,25 +114,18 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		topic:      cfg.String("topic"),
 		batchBytes: cfg.Int("batch_size"),
 		linger:     cfg.Duration("linger"),
+		keyAt:      cfg.ExprIndex("key"),
+		topicAt:    cfg.ExprIndex("topic"),
+		headersAt:  cfg.ExprIndex("headers"),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	if s.batchBytes <= 0 {
-		s.batchBytes = 1 << 20
-	}
-	if s.linger <= 0 {
-		s.linger = 5 * time.Millisecond
-	}
-	format := cfg.String("format")
-	if format == "" {
-		format = "json"
-	}
-	if s.val, err = codec.New(format, nil, codec.Options{}); err != nil {
+	if s.val, err = codec.New(cfg.String("format"), nil, codec.Options{}); err != nil {
 		return nil, fmt.Errorf("kafka sink %q: %w", cfg.Stage, err)
 	}
 	switch cfg.String("compression") {
-	case "", "none":
+	case "none":
 	case "gzip":
 		s.compression = kafka.Gzip
 	case "snappy":
@@ -135,7 +138,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		return nil, fmt.Errorf("kafka sink %q: unknown compression %q", cfg.Stage, cfg.String("compression"))
 	}
 	switch cfg.String("partitioner") {
-	case "", "hash":
+	case "hash":
 		s.balancer = &kafka.Murmur2Balancer{Consistent: true}
 	case "round_robin":
 		s.balancer = &kafka.RoundRobin{}
@@ -165,13 +168,8 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 	s.cl = s.conn.client(s.tr)
 	if ct, ok := s.cfg.Block("create_topic"); ok && s.topic != "" {
 		parts, repl := int(ct.Int("partitions")), int(ct.Int("replication"))
-		if parts < 1 {
-			parts = 1
-		}
-		if repl < 1 {
-			repl = 1
-		}
-		if err := createTopic(ctx, s.cl, s.topic, parts, repl, nil); err != nil {
+		var err error
+		if s.created, err = createTopic(ctx, s.cl, s.topic, parts, repl, nil); err != nil {
 			return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
 		}
 	}
@@ -185,7 +183,7 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 		Balancer:     s.balancer,
 		BatchSize:    10000,
 		BatchBytes:   s.batchBytes,
-		BatchTimeout: s.linger,
+		BatchTimeout: max(s.linger, time.Nanosecond), // kafka-go takes 0 for 1s
 		RequiredAcks: kafka.RequireAll,
 		Compression:  s.compression,
 		Async:        true,
@@ -212,14 +210,21 @@ func (s *sink) message(r *stdlib.Record, buf []byte) (kafka.Message, []byte, err
 	// A fixed topic wins over the topic a record was read from; without
 	// one, topic := expr (or the source topic) decides.
 	m.Topic = s.topic
+	if v, ok := r.Attr(s.topicAt); ok && m.Topic == "" {
+		m.Topic, _ = v.(string)
+	}
 	if m.Topic == "" {
 		m.Topic = r.Topic
 	}
 	if m.Topic == "" {
 		return m, buf, errors.New("record has no topic and the sink sets none")
 	}
+	key := r.Key
+	if v, ok := r.Attr(s.keyAt); ok {
+		key = v
+	}
 	var err error
-	if m.Key, err = encodeKey(r.Key); err != nil {
+	if m.Key, err = encodeKey(key); err != nil {
 		return m, buf, err
 	}
 	start := len(buf)
@@ -237,15 +242,37 @@ func (s *sink) message(r *stdlib.Record, buf []byte) (kafka.Message, []byte, err
 		return m, buf[:start], fmt.Errorf("encode value: %w", err)
 	}
 	m.Value = buf[start:len(buf):len(buf)]
-	if len(r.Headers) > 0 {
-		m.Headers = make([]kafka.Header, len(r.Headers))
-		for i, h := range r.Headers {
-			m.Headers[i] = kafka.Header{Key: h.Key, Value: h.Value}
-		}
+	set, _ := r.Attr(s.headersAt)
+	if m.Headers, err = messageHeaders(r.Headers, set); err != nil {
+		return m, buf[:start], err
 	}
 	m.Time = r.Time
 	m.WriterData = r.Partition
 	return m, buf, nil
+}
+
+// messageHeaders returns a record's headers with those of set (headers :=
+// expr, a map or nil) replacing the ones of the same name, in key order;
+// a value is encoded as a key is.
+func messageHeaders(hs []stdlib.Header, set any) ([]kafka.Header, error) {
+	m, _ := set.(map[string]any)
+	if len(hs) == 0 && len(m) == 0 {
+		return nil, nil
+	}
+	out := make([]kafka.Header, 0, len(hs)+len(m))
+	for _, h := range hs {
+		if _, ok := m[h.Key]; !ok {
+			out = append(out, kafka.Header{Key: h.Key, Value: h.Value})
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		v, err := encodeKey(m[k])
+		if err != nil {
+			return nil, fmt.Errorf("header %q: %w", k, err)
+		}
+		out = append(out, kafka.Header{Key: k, Value: v})
+	}
+	return out, nil
 }
 
 // messages converts a batch; records that cannot be encoded are reported

@@ -1,12 +1,14 @@
 package kafka
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,8 +50,8 @@ type txnWriter struct {
 	p       *txn.Producer
 	offPart int // its partition of __pipe_offsets
 	buf     map[topicPart]*partBuf
-	stored  map[string]int64 // position key -> offset already stored
-	dirty   bool             // the open transaction holds records
+	stored  map[string]stdlib.Position // position key -> position already stored
+	dirty   bool                       // the open transaction holds records
 }
 
 type topicPart struct {
@@ -79,14 +81,69 @@ func heldKey(txid string, p stdlib.Position) string {
 	return txid + "|" + p.Source + "|" + p.Partition
 }
 
-func (s *sink) openEOS(ctx context.Context) ([]stdlib.Position, error) {
-	e := &eosState{parts: map[string][]int{}, units: map[unitKey]*txnWriter{}}
-	err := createTopic(ctx, s.cl, OffsetsTopic, offsetsPartitions, -1, []kafka.ConfigEntry{
+// heldRecord is the value of a position record in __pipe_offsets: the
+// position (with the identity of its source partition) and the identity of
+// the sink's topic its records were written to ("" when the sink has no
+// fixed topic, and in records written before pipe stored it). A null
+// value (a tombstone: SetPositions, [sink.forget]) forgets the key.
+type heldRecord struct {
+	stdlib.Position
+	Target string `json:"target,omitempty"`
+}
+
+// holds reports whether a stored position still holds for the sink's
+// topic as it is now: one stored for another incarnation of the topic
+// (deleted and created again, on another cluster, or gone) does not, and
+// when Open created the topic none stored before does.
+func (s *sink) holds(r heldRecord) bool {
+	switch {
+	case s.topic == "":
+		return true
+	case r.Target == "":
+		return !s.created
+	}
+	return r.Target == s.target
+}
+
+// lookupTarget looks up the identity of the sink's topic ("" when it does
+// not exist).
+func (s *sink) lookupTarget(ctx context.Context) error {
+	if s.topic == "" {
+		return nil
+	}
+	ids, err := s.conn.topicIdentities(ctx, []string{s.topic})
+	if err != nil {
+		return err
+	}
+	s.target = ids[s.topic]
+	return nil
+}
+
+// offsetsPartition is the partition of __pipe_offsets (of offs) where the
+// writer txid keeps its positions.
+func offsetsPartition(txid string, offs []int) int {
+	h := fnv.New32a()
+	h.Write([]byte(txid))
+	return offs[int(h.Sum32()%uint32(len(offs)))]
+}
+
+// createOffsetsTopic creates __pipe_offsets unless it exists.
+func createOffsetsTopic(ctx context.Context, cl *kafka.Client) error {
+	_, err := createTopic(ctx, cl, OffsetsTopic, offsetsPartitions, -1, []kafka.ConfigEntry{
 		{ConfigName: "cleanup.policy", ConfigValue: "compact"},
 	})
-	if err != nil {
+	return err
+}
+
+func (s *sink) openEOS(ctx context.Context) ([]stdlib.Position, error) {
+	e := &eosState{parts: map[string][]int{}, units: map[unitKey]*txnWriter{}}
+	if err := createOffsetsTopic(ctx, s.cl); err != nil {
 		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
 	}
+	if err := s.lookupTarget(ctx); err != nil {
+		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+	}
+	var err error
 	if e.offsets, err = e.partitions(ctx, s.cl, OffsetsTopic); err != nil {
 		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
 	}
@@ -98,29 +155,57 @@ func (s *sink) openEOS(ctx context.Context) ([]stdlib.Position, error) {
 		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
 	}
 	prefix := e.main.txid + "|"
-	held, err := s.readHeld(ctx, e.main.offPart, func(k string) bool { return strings.HasPrefix(k, prefix) })
+	held, _, err := s.readHeld(ctx, e.main.offPart, func(k string) bool { return strings.HasPrefix(k, prefix) })
 	if err != nil {
 		return nil, fmt.Errorf("kafka sink %q: read %s: %w", s.cfg.Stage, OffsetsTopic, err)
 	}
 	out := make([]stdlib.Position, 0, len(held))
-	for k, p := range held {
-		e.main.stored[k] = p.Offset
-		out = append(out, p)
+	var gone []string
+	for k, r := range held {
+		if !s.holds(r) {
+			gone = append(gone, k)
+			continue
+		}
+		e.main.stored[k] = r.Position
+		out = append(out, r.Position)
+	}
+	if err := s.forget(ctx, e.main, gone); err != nil {
+		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
 	}
 	return out, nil
+}
+
+// forget deletes the position records keys of writer w that do not hold
+// (see [sink.holds]) in a transaction of their own, at once: the topic
+// they were stored for is gone, and what is stored next is for this one.
+func (s *sink) forget(ctx context.Context, w *txnWriter, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	s.log.Warn("kafka sink: positions stored for another incarnation of its topic dropped",
+		"stage", s.cfg.Stage, "topic", s.topic, "positions", len(keys), "created_now", s.created,
+		"then", "the records they covered are written again")
+	recs := make([]protocol.Record, len(keys))
+	for i, k := range keys {
+		recs[i] = protocol.Record{Key: protocol.NewBytes([]byte(k))}
+	}
+	if err := w.p.Produce(ctx, OffsetsTopic, w.offPart, recs); err != nil {
+		return fmt.Errorf("forget positions: %w", err)
+	}
+	if err := w.p.Commit(ctx); err != nil {
+		return fmt.Errorf("forget positions: %w", err)
+	}
+	return nil
 }
 
 // newWriter initialises a transactional producer for txid, fencing every
 // older one.
 func (s *sink) newWriter(ctx context.Context, txid string, unit *unitKey) (*txnWriter, error) {
-	h := fnv.New32a()
-	h.Write([]byte(txid))
-	offs := s.eos.offsets
 	w := &txnWriter{
 		txid: txid, unit: unit,
-		offPart: offs[int(h.Sum32()%uint32(len(offs)))],
+		offPart: offsetsPartition(txid, s.eos.offsets),
 		buf:     map[topicPart]*partBuf{},
-		stored:  map[string]int64{},
+		stored:  map[string]stdlib.Position{},
 	}
 	var err error
 	w.p, err = txn.New(ctx, txn.Config{
@@ -162,21 +247,31 @@ func (s *sink) Acquire(ctx context.Context, source string, partitions []string) 
 		}
 		byPart[w.offPart][heldKey(w.txid, stdlib.Position{Source: source, Partition: w.unit.partition})] = true
 	}
-	held := map[string]stdlib.Position{}
+	held := map[string]heldRecord{}
 	for part, keys := range byPart {
-		h, err := s.readHeld(ctx, part, func(k string) bool { return keys[k] })
+		h, _, err := s.readHeld(ctx, part, func(k string) bool { return keys[k] })
 		if err != nil {
 			return nil, fmt.Errorf("kafka sink %q: read %s: %w", s.cfg.Stage, OffsetsTopic, err)
 		}
 		maps.Copy(held, h)
+	}
+	for _, w := range ws {
+		k := heldKey(w.txid, stdlib.Position{Source: source, Partition: w.unit.partition})
+		if r, ok := held[k]; ok && !s.holds(r) {
+			delete(held, k)
+			if err := s.forget(ctx, w, []string{k}); err != nil {
+				return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+			}
+		}
 	}
 	var out []stdlib.Position
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, w := range ws {
 		k := heldKey(w.txid, stdlib.Position{Source: source, Partition: w.unit.partition})
-		if p, ok := held[k]; ok {
-			w.stored[k] = p.Offset
+		if r, ok := held[k]; ok {
+			p := r.Position
+			w.stored[k] = p
 			out = append(out, p)
 			s.log.Debug("kafka sink acquired partition", "stage", s.cfg.Stage, "source", source, "partition", w.unit.partition, "held", p.Offset)
 		} else {
@@ -212,13 +307,14 @@ func (e *eosState) partitions(ctx context.Context, cl *kafka.Client, topic strin
 // the call. The writers of those keys are fenced by then, so their
 // transactions are settled; other writers' transactions may still be
 // open, and are skipped rather than waited for (read_uncommitted, with
-// transactions settled by their markers).
-func (s *sink) readHeld(ctx context.Context, part int, want func(string) bool) (map[string]stdlib.Position, error) {
+// transactions settled by their markers). pending reports that one of
+// those open transactions holds a wanted key.
+func (s *sink) readHeld(ctx context.Context, part int, want func(string) bool) (held map[string]heldRecord, pending bool, err error) {
 	res, err := s.cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
 		OffsetsTopic: {kafka.FirstOffsetOf(part), kafka.LastOffsetOf(part)},
 	}})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var first, end int64 = -1, -1
 	for _, po := range res.Topics[OffsetsTopic] {
@@ -226,12 +322,12 @@ func (s *sink) readHeld(ctx context.Context, part int, want func(string) bool) (
 			continue
 		}
 		if po.Error != nil {
-			return nil, po.Error
+			return nil, false, po.Error
 		}
 		first, end = po.FirstOffset, po.LastOffset
 	}
 	if first < 0 || end < 0 {
-		return nil, fmt.Errorf("no offsets for partition %d", part)
+		return nil, false, fmt.Errorf("no offsets for partition %d", part)
 	}
 	raw, _ := codec.New("bytes", nil, codec.Options{})
 	rd := &source{
@@ -250,33 +346,44 @@ func (s *sink) readHeld(ctx context.Context, part int, want func(string) bool) (
 	}
 	p := &partState{topic: OffsetsTopic, partition: part, key: partKey(OffsetsTopic, part), next: first, leader: -1}
 	rd.parts = map[string]*partState{p.key: p}
-	held := map[string]stdlib.Position{}
+	held = map[string]heldRecord{}
 	for p.next < end {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if rd.stale {
 			if err := rd.refreshLeaders(ctx); err != nil {
-				return nil, err
+				return nil, false, err
 			}
 		}
 		recs, err := rd.fetch(ctx)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		for _, r := range recs {
 			k, _ := r.Key.(string)
 			if !want(k) {
 				continue
 			}
-			var pos stdlib.Position
-			if err := json.Unmarshal(r.Raw, &pos); err != nil {
-				return nil, fmt.Errorf("position record %q at %d: %w", k, r.Pos.Offset, err)
+			if len(r.Raw) == 0 {
+				delete(held, k)
+				continue
 			}
-			held[k] = pos
+			var hr heldRecord
+			if err := json.Unmarshal(r.Raw, &hr); err != nil {
+				return nil, false, fmt.Errorf("position record %q at %d: %w", k, r.Pos.Offset, err)
+			}
+			held[k] = hr
 		}
 	}
-	return held, nil
+	for _, recs := range rd.open {
+		for _, r := range recs {
+			if k, _ := r.Key.(string); want(k) {
+				pending = true
+			}
+		}
+	}
+	return held, pending, nil
 }
 
 // writeEOS buffers msgs (converted from batch[from[i]]) per writer and
@@ -464,18 +571,18 @@ func (s *sink) checkpointEOS(ctx context.Context, cp stdlib.Checkpoint) error {
 // commits it, if it holds anything.
 func (s *sink) commitWriter(ctx context.Context, w *txnWriter, positions []stdlib.Position) error {
 	var recs []protocol.Record
-	changed := map[string]int64{}
+	changed := map[string]stdlib.Position{}
 	for _, pos := range positions {
 		k := heldKey(w.txid, pos)
-		if old, ok := w.stored[k]; ok && old == pos.Offset {
+		if old, ok := w.stored[k]; ok && old == pos {
 			continue
 		}
-		v, err := json.Marshal(pos)
+		v, err := json.Marshal(heldRecord{Position: pos, Target: s.target})
 		if err != nil {
 			return fmt.Errorf("encode position: %w", err)
 		}
 		recs = append(recs, protocol.Record{Key: protocol.NewBytes([]byte(k)), Value: protocol.NewBytes(v)})
-		changed[k] = pos.Offset
+		changed[k] = pos
 	}
 	if len(recs) > 0 {
 		if err := w.p.Produce(ctx, OffsetsTopic, w.offPart, recs); err != nil {
@@ -511,4 +618,172 @@ func (s *sink) closeEOS(ctx context.Context) error {
 		w.dirty = false
 	}
 	return errors.Join(errs...)
+}
+
+// stageKeys reports whether a __pipe_offsets key is one of the stage's:
+// of any task's own writer or of a writer of a partition it acquired.
+func (s *sink) stageKeys() func(string) bool {
+	prefix := strings.TrimSuffix(TransactionalID(s.cfg.Pipeline, s.cfg.Stage, 0), "0")
+	return func(k string) bool { return strings.HasPrefix(k, prefix) }
+}
+
+// storedRecords reads the committed position records of every writer of
+// the stage, by key, with the partition of __pipe_offsets each is in, and
+// the partitions of __pipe_offsets (none when it does not exist). pending
+// reports a transaction of the stage's writers still open: one that
+// stores positions (a run is checkpointing), or one a crashed run left,
+// which the broker aborts after transaction_timeout.
+func (s *sink) storedRecords(ctx context.Context) (recs map[string]heldRecord, where map[string]int, offs []int, pending bool, err error) {
+	meta, err := partitions(ctx, s.cl, OffsetsTopic)
+	if errors.Is(err, kafka.UnknownTopicOrPartition) {
+		return nil, nil, nil, false, nil
+	}
+	if err != nil {
+		return nil, nil, nil, false, err
+	}
+	for _, p := range meta[OffsetsTopic] {
+		offs = append(offs, p.ID)
+	}
+	recs, where = map[string]heldRecord{}, map[string]int{}
+	want := s.stageKeys()
+	for _, part := range offs {
+		h, open, err := s.readHeld(ctx, part, want)
+		if err != nil {
+			return nil, nil, nil, false, fmt.Errorf("read %s: %w", OffsetsTopic, err)
+		}
+		pending = pending || open
+		for k, r := range h {
+			recs[k], where[k] = r, part
+		}
+	}
+	return recs, where, offs, pending, nil
+}
+
+// connectUnopened gives a sink that was not opened (pipe offsets) a
+// connection until the returned function is called.
+func (s *sink) connectUnopened() func() {
+	if s.cl != nil {
+		return func() {}
+	}
+	s.tr = s.conn.transport()
+	s.cl = s.conn.client(s.tr)
+	return func() {
+		s.tr.CloseIdleConnections()
+		s.tr, s.cl = nil, nil
+	}
+}
+
+// StoredPositions implements stdlib.PositionStore: the positions the
+// stage's writers committed to __pipe_offsets that hold for its topic as
+// it is now (see [sink.holds]). Writers that hold the same position for a
+// partition (the tasks SetPositions wrote it for) give it once; writers
+// that hold different ones each give theirs. Open transactions are not
+// read.
+func (s *sink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
+	if !s.exactlyOnce() {
+		return nil, nil
+	}
+	defer s.connectUnopened()()
+	recs, _, _, _, err := s.storedRecords(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+	}
+	if err := s.lookupTarget(ctx); err != nil {
+		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+	}
+	seen := map[stdlib.Position]bool{}
+	var out []stdlib.Position
+	for _, r := range recs {
+		if s.holds(r) && !seen[r.Position] {
+			seen[r.Position] = true
+			out = append(out, r.Position)
+		}
+	}
+	slices.SortFunc(out, func(a, b stdlib.Position) int {
+		return cmp.Or(strings.Compare(a.Source, b.Source), strings.Compare(a.Partition, b.Partition),
+			cmp.Compare(a.Offset, b.Offset), strings.Compare(a.Identity, b.Identity))
+	})
+	return out, nil
+}
+
+// SetPositions implements stdlib.PositionStore. It writes, outside any
+// transaction, a tombstone for every position record of the partitions
+// reset (of every writer of the stage), then set for every task's own
+// writer, which reads them back when the next run opens the sink. It
+// refuses while a transaction of the stage's writers is open: one
+// committed after these records would bring its positions back on the
+// next read. The pipeline must not run meanwhile (pipe offsets holds its
+// state directory; stop its other processes too): a running writer
+// stores its own positions again at its next checkpoint.
+func (s *sink) SetPositions(ctx context.Context, source string, reset []string, set []stdlib.Position) error {
+	if !s.exactlyOnce() {
+		return nil
+	}
+	defer s.connectUnopened()()
+	recs, where, offs, pending, err := s.storedRecords(ctx)
+	if err != nil {
+		return fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+	}
+	if pending {
+		return fmt.Errorf("kafka sink %q: a transaction of its writers is still open in %s: stop the pipeline, or wait out its transaction_timeout after a crash, and try again", s.cfg.Stage, OffsetsTopic)
+	}
+	writes := map[int]map[string]*heldRecord{} // partition -> key -> value (nil: tombstone)
+	put := func(part int, k string, v *heldRecord) {
+		if writes[part] == nil {
+			writes[part] = map[string]*heldRecord{}
+		}
+		writes[part][k] = v
+	}
+	for k, r := range recs {
+		if r.Source == source && (len(reset) == 0 || slices.Contains(reset, r.Partition)) {
+			put(where[k], k, nil)
+		}
+	}
+	if len(set) > 0 {
+		if offs == nil {
+			if err := createOffsetsTopic(ctx, s.cl); err != nil {
+				return fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+			}
+			meta, err := partitions(ctx, s.cl, OffsetsTopic)
+			if err != nil {
+				return fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+			}
+			for _, p := range meta[OffsetsTopic] {
+				offs = append(offs, p.ID)
+			}
+		}
+		if err := s.lookupTarget(ctx); err != nil {
+			return fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+		}
+		for task := range max(s.cfg.Tasks, 1) {
+			txid := TransactionalID(s.cfg.Pipeline, s.cfg.Stage, task)
+			for _, p := range set {
+				put(offsetsPartition(txid, offs), heldKey(txid, p), &heldRecord{Position: p, Target: s.target})
+			}
+		}
+	}
+	for part, kv := range writes {
+		recs := make([]kafka.Record, 0, len(kv))
+		for k, v := range kv {
+			r := kafka.Record{Key: kafka.NewBytes([]byte(k))}
+			if v != nil {
+				b, err := json.Marshal(v)
+				if err != nil {
+					return fmt.Errorf("kafka sink %q: encode position: %w", s.cfg.Stage, err)
+				}
+				r.Value = kafka.NewBytes(b)
+			}
+			recs = append(recs, r)
+		}
+		res, err := s.cl.Produce(ctx, &kafka.ProduceRequest{
+			Topic: OffsetsTopic, Partition: part, RequiredAcks: kafka.RequireAll, Records: kafka.NewRecordReader(recs...),
+		})
+		if err == nil {
+			err = res.Error
+		}
+		if err != nil {
+			return fmt.Errorf("kafka sink %q: write %s: %w", s.cfg.Stage, OffsetsTopic, err)
+		}
+	}
+	return nil
 }

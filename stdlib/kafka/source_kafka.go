@@ -32,6 +32,8 @@ var SourceSpec = &stdlib.Spec{
 	Name:    "kafka",
 	Summary: "read records from Kafka topics through a consumer group",
 	Schema:  true,
+	Meta: []stdlib.MetaField{stdlib.MetaTopic, stdlib.MetaPartition, stdlib.MetaOffset,
+		stdlib.MetaKey, stdlib.MetaTimestamp, stdlib.MetaHeaders},
 	Params: append(slices.Clone(connParams),
 		stdlib.Param{Name: "topic", Type: stdlib.String, Doc: "topic to read (or topics)"},
 		stdlib.Param{Name: "topics", Type: stdlib.ListOf(stdlib.String), Doc: "topics to read (or topic)"},
@@ -76,13 +78,17 @@ func checkSource(attrs map[string]any) []stdlib.AttrError {
 	case !one && !many:
 		errs = append(errs, stdlib.AttrError{Attr: "topic", Message: "topic or topics is required"})
 	}
-	if s, ok := attrs["start"].(string); ok {
-		if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
-			errs = append(errs, stdlib.AttrError{Attr: "start", Message: fmt.Sprintf("start %q is not earliest, latest, committed or an RFC 3339 time", s)})
+	for _, name := range []string{"max_wait", "session_timeout", "heartbeat_interval", "fetch_max_bytes"} {
+		if v, ok := attrs[name].(time.Duration); ok && v <= 0 {
+			errs = append(errs, stdlib.AttrError{Attr: name, Message: name + " must be positive"})
+		}
+		if v, ok := attrs[name].(int64); ok && v <= 0 {
+			errs = append(errs, stdlib.AttrError{Attr: name, Message: name + " must be positive"})
 		}
 	}
-	if v, ok := attrs["session_timeout"].(time.Duration); ok && v <= 0 {
-		errs = append(errs, stdlib.AttrError{Attr: "session_timeout", Message: "session_timeout must be positive"})
+	hb, hbOK := attrs["heartbeat_interval"].(time.Duration)
+	if st, ok := attrs["session_timeout"].(time.Duration); ok && hbOK && hb >= st {
+		errs = append(errs, stdlib.AttrError{Attr: "heartbeat_interval", Message: fmt.Sprintf("heartbeat_interval (%v) must be shorter than session_timeout (%v)", hb, st)})
 	}
 	errs = append(errs, checkTLS(attrs)...)
 	return errs
@@ -150,6 +156,9 @@ type source struct {
 	parts     map[string]*partState
 	stale     bool // leaders must be looked up again
 
+	// ident is the identity of each topic read, looked up per generation.
+	ident map[string]string
+
 	// open, when set, makes the source settle transactions itself under
 	// read_uncommitted: the records of a transaction wait here, by
 	// producer id, until its commit marker releases them or its abort
@@ -197,36 +206,17 @@ func newSource(cfg stdlib.Config) (*source, error) {
 		return nil, fmt.Errorf("kafka source %q: no topic", cfg.Stage)
 	}
 	switch st := cfg.Attrs["start"].(type) {
-	case nil:
-		s.start = "earliest"
 	case stdlib.Ident:
 		s.start = string(st)
 	case string:
-		t, err := time.Parse(time.RFC3339Nano, st)
-		if err != nil {
-			return nil, fmt.Errorf("kafka source %q: start %q is not an RFC 3339 time", cfg.Stage, st)
-		}
-		s.startTime = t
+		s.startTime, _ = stdlib.ParseTime(st) // checked by Spec.Values
 	default:
 		return nil, fmt.Errorf("kafka source %q: start has unexpected value %v", cfg.Stage, st)
-	}
-	if s.maxBytes <= 0 {
-		s.maxBytes = 1 << 20
-	}
-	if s.maxWait <= 0 {
-		s.maxWait = 250 * time.Millisecond
 	}
 	if cfg.String("isolation") != "read_uncommitted" {
 		s.iso = kafka.ReadCommitted
 	}
-	if s.keyFormat == "" {
-		s.keyFormat = "string"
-	}
-	format := cfg.String("format")
-	if format == "" {
-		format = "json"
-	}
-	s.val, err = codec.New(format, cfg.Schema, codec.Options{})
+	s.val, err = codec.New(cfg.String("format"), cfg.Schema, codec.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("kafka source %q: %w", cfg.Stage, err)
 	}
@@ -248,14 +238,8 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 		return s.assignStatic(ctx, meta)
 	}
 	d := s.cfg.Duration("session_timeout")
-	if d <= 0 {
-		d = 10 * time.Second
-	}
 	s.settleMax = d / 2
 	hb := s.cfg.Duration("heartbeat_interval")
-	if hb <= 0 || hb >= d {
-		hb = d / 3
-	}
 	s.cg, err = kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                    s.group,
 		Brokers:               s.conn.brokers,
@@ -344,8 +328,24 @@ func (s *source) join(ctx context.Context) error {
 	return s.position(ctx, committed)
 }
 
-// identity is the identity of a partition's offsets (stdlib.Position).
-func (s *source) identity(string) string { return "" }
+// identity is the identity of a partition's offsets (stdlib.Position):
+// that of its topic, looked up by lookupIdentities.
+func (s *source) identity(k string) string {
+	t, _, _ := parsePartKey(k)
+	return s.ident[t]
+}
+
+// lookupIdentities looks up the identity of every topic read: the cluster
+// and topic id, so that a stored position is never applied to a topic of
+// the same name on another cluster, or created again.
+func (s *source) lookupIdentities(ctx context.Context) error {
+	ids, err := s.conn.topicIdentities(ctx, s.topics)
+	if err != nil {
+		return fmt.Errorf("kafka source %q: %w", s.cfg.Stage, err)
+	}
+	s.ident = ids
+	return nil
+}
 
 // position sets the next offset of every partition: after its resume
 // position (the first generation only: the state store's is this
@@ -356,6 +356,11 @@ func (s *source) identity(string) string { return "" }
 func (s *source) position(ctx context.Context, committed map[string]int64) error {
 	first := !s.joined
 	s.joined = true
+	if len(s.parts) > 0 {
+		if err := s.lookupIdentities(ctx); err != nil {
+			return err
+		}
+	}
 	// Acquire comes first: what the sinks that fence hold has the last
 	// word. Every partition is then resumed (which confirms its identity
 	// to the other sinks); only the first generation uses the result, and

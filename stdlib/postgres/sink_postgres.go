@@ -40,7 +40,7 @@ var SinkSpec = &stdlib.Spec{
 		{Name: "evolve", Type: stdlib.Enum("none", "add_columns"), Default: stdlib.Ident("none"),
 			Doc: "add_columns: add a nullable column for each new field"},
 		{Name: "retry_timeout", Type: stdlib.Duration, Default: 5 * time.Minute,
-			Doc: "how long to keep reconnecting after a connection loss before failing"},
+			Doc: "how long to keep reconnecting after a connection loss before failing; 0 fails at once"},
 		{Name: "offsets_table", Type: stdlib.String, Default: "pipe_offsets",
 			Doc: "exactly_once: table holding the positions committed with the data"},
 		{Name: "schema", Type: stdlib.Schema, Doc: "asserts the shape of the records written"},
@@ -66,8 +66,10 @@ func checkSink(attrs map[string]any) []stdlib.AttrError {
 	if n, ok := attrs["batch"].(int64); ok && n <= 0 {
 		errs = append(errs, stdlib.AttrError{Attr: "batch", Message: "batch must be positive"})
 	}
-	if d, ok := attrs["retry_timeout"].(time.Duration); ok && d < 0 {
-		errs = append(errs, stdlib.AttrError{Attr: "retry_timeout", Message: "retry_timeout must not be negative"})
+	for _, name := range []string{"flush", "retry_timeout"} {
+		if d, ok := attrs[name].(time.Duration); ok && d < 0 {
+			errs = append(errs, stdlib.AttrError{Attr: name, Message: name + " must not be negative"})
+		}
 	}
 	if l, ok := attrs["key"].([]any); ok && len(l) == 0 {
 		errs = append(errs, stdlib.AttrError{Attr: "key", Message: "key must name at least one column"})
@@ -158,15 +160,11 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	if s.table, err = parseTable(cfg.String("table")); err != nil {
 		return nil, fmt.Errorf("postgres sink: %w", err)
 	}
-	off := cfg.String("offsets_table")
-	if off == "" {
-		off = "pipe_offsets"
-	}
-	if s.offsets, err = parseTable(off); err != nil {
+	if s.offsets, err = parseTable(cfg.String("offsets_table")); err != nil {
 		return nil, fmt.Errorf("postgres sink: %w", err)
 	}
 	switch cfg.String("mode") {
-	case "", "insert":
+	case "insert":
 		s.mode = opInsert
 	case "upsert":
 		s.mode = opUpsert
@@ -174,15 +172,6 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		s.mode = opDelete
 	default:
 		return nil, fmt.Errorf("postgres sink: unknown mode %q", cfg.String("mode"))
-	}
-	if s.batch <= 0 {
-		s.batch = 10000
-	}
-	if s.flushEvery <= 0 {
-		s.flushEvery = time.Second
-	}
-	if s.retryTimeout <= 0 {
-		s.retryTimeout = 5 * time.Minute
 	}
 	s.rtype = cfg.Schema
 	if s.rtype == nil {

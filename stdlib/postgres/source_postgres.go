@@ -36,10 +36,11 @@ var SourceSpec = &stdlib.Spec{
 		{Name: "delay", Type: stdlib.Duration, Default: time.Duration(0),
 			Doc: "timestamp modes: only read rows older than this, so that transactions still open are not overtaken"},
 		{Name: "retry_timeout", Type: stdlib.Duration, Default: 5 * time.Minute,
-			Doc: "how long to keep reconnecting after a connection loss before failing"},
+			Doc: "how long to keep reconnecting after a connection loss before failing; 0 fails at once"},
 		{Name: "schema", Type: stdlib.Schema, Doc: "the record type, checked against the columns at start"},
 	},
 	Schema:    true,
+	Meta:      []stdlib.MetaField{stdlib.MetaOffset},
 	Check:     checkSource,
 	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) { return newSource(cfg) },
 }
@@ -59,10 +60,7 @@ func checkSource(attrs map[string]any) []stdlib.AttrError {
 			errs = append(errs, stdlib.AttrError{Attr: "table", Message: err.Error()})
 		}
 	}
-	mode := "incrementing"
-	if m, ok := attrs["mode"].(stdlib.Ident); ok {
-		mode = string(m)
-	}
+	mode, _ := attrs["mode"].(stdlib.Ident)
 	_, hasInc := attrs["incrementing_column"]
 	_, hasTS := attrs["timestamp_column"]
 	if (mode == "incrementing" || mode == "timestamp_incrementing") && !hasInc {
@@ -73,6 +71,14 @@ func checkSource(attrs map[string]any) []stdlib.AttrError {
 	}
 	if n, ok := attrs["batch"].(int64); ok && n <= 0 {
 		errs = append(errs, stdlib.AttrError{Attr: "batch", Message: "batch must be positive"})
+	}
+	if d, ok := attrs["poll"].(time.Duration); ok && d <= 0 {
+		errs = append(errs, stdlib.AttrError{Attr: "poll", Message: "poll must be positive"})
+	}
+	for _, name := range []string{"delay", "retry_timeout"} {
+		if d, ok := attrs[name].(time.Duration); ok && d < 0 {
+			errs = append(errs, stdlib.AttrError{Attr: name, Message: name + " must not be negative"})
+		}
 	}
 	return errs
 }
@@ -149,7 +155,7 @@ func newSource(cfg stdlib.Config) (*source, error) {
 		s.partition = "query"
 	}
 	switch cfg.String("mode") {
-	case "", "incrementing":
+	case "incrementing":
 		s.mode = modeIncrementing
 	case "timestamp":
 		s.mode = modeTimestamp
@@ -159,15 +165,6 @@ func newSource(cfg stdlib.Config) (*source, error) {
 		s.mode = modeBulk
 	default:
 		return nil, fmt.Errorf("postgres source: unknown mode %q", cfg.String("mode"))
-	}
-	if s.batch <= 0 {
-		s.batch = 10000
-	}
-	if s.poll <= 0 {
-		s.poll = time.Second
-	}
-	if s.retryTimeout <= 0 {
-		s.retryTimeout = 5 * time.Minute
 	}
 	return s, nil
 }

@@ -271,7 +271,11 @@ func TestSpecsCheck(t *testing.T) {
 		{SinkSpec, map[string]any{"table": "s.t", "mode": stdlib.Ident("upsert")}, nil},
 	} {
 		var got []string
-		for _, e := range tc.spec.Check(tc.attrs) {
+		attrs, err := tc.spec.Values(tc.attrs) // Check sees the defaults
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range tc.spec.Check(attrs) {
 			got = append(got, e.Attr+": "+e.Message)
 		}
 		if !reflect.DeepEqual(got, tc.want) {
