@@ -1,11 +1,9 @@
 package exec
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"pipe.dev/pipe/compiler/plan"
@@ -110,13 +108,7 @@ func (o *Offsets) Positions(ctx context.Context) ([]HeldPosition, error) {
 			out = append(out, HeldPosition{Holder: s.st.Name, Component: s.st.Component, Position: p})
 		}
 	}
-	slices.SortStableFunc(out, func(a, b HeldPosition) int {
-		return cmp.Or(
-			strings.Compare(a.Source, b.Source),
-			strings.Compare(a.Partition, b.Partition),
-			cmp.Compare(holderRank(a.Holder), holderRank(b.Holder)),
-			strings.Compare(a.Holder, b.Holder))
-	})
+	sortHeld(out)
 	return out, nil
 }
 
@@ -196,3 +188,40 @@ func (o *Offsets) hasSource(name string) bool {
 // ErrStateLocked is wrapped by OpenOffsets' error while a run (or another
 // Offsets) has the state directory.
 var ErrStateLocked = state.ErrLocked
+
+// OffsetsReport is the JSON form of held positions: `pipe offsets show
+// --format json` and a running pipeline's /offsets (version 1: fields may
+// be added, never renamed).
+type OffsetsReport struct {
+	Version   int              `json:"version"`
+	Pipeline  string           `json:"pipeline"`
+	Positions []ReportPosition `json:"positions"`
+}
+
+// ReportPosition is one position of an [OffsetsReport]; Next is the offset
+// a resumed run reads first.
+type ReportPosition struct {
+	Source    string     `json:"source"`
+	Partition string     `json:"partition"`
+	Holder    string     `json:"holder"`
+	Component string     `json:"component,omitempty"`
+	Offset    int64      `json:"offset"`
+	Next      int64      `json:"next"`
+	Identity  string     `json:"identity,omitempty"`
+	Time      *time.Time `json:"time,omitempty"`
+}
+
+// NewOffsetsReport builds the report of held positions of pipeline.
+func NewOffsetsReport(pipeline string, held []HeldPosition) OffsetsReport {
+	out := OffsetsReport{Version: 1, Pipeline: pipeline, Positions: []ReportPosition{}}
+	for _, h := range held {
+		j := ReportPosition{Source: h.Source, Partition: h.Partition, Holder: h.Holder, Component: h.Component,
+			Offset: h.Offset, Next: h.Offset + 1, Identity: h.Identity}
+		if !h.Time.IsZero() {
+			t := h.Time.UTC()
+			j.Time = &t
+		}
+		out.Positions = append(out.Positions, j)
+	}
+	return out
+}

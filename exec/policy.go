@@ -163,8 +163,9 @@ func finite(v any) (any, bool) {
 // attempts the record again (true: it succeeded); it is nil for failures a
 // retry cannot fix (malformed input). fail stops the run with a
 // [StageError] naming the record's place; skip, dead_letter and fail count
-// the record as an error.
-func (r *run) failure(ctx context.Context, s *stageRT, rt *router, pol *plan.ErrorPolicy, rec *stdlib.Record, at string, err error, retry func() (bool, error)) error {
+// the record as an error of kind in the metrics of rt's task.
+func (r *run) failure(ctx context.Context, s *stageRT, rt *router, kind ErrorKind, pol *plan.ErrorPolicy, rec *stdlib.Record, at string, err error, retry func() (bool, error)) error {
+	m := rt.m
 	for {
 		action := "fail"
 		if pol != nil {
@@ -172,11 +173,14 @@ func (r *run) failure(ctx context.Context, s *stageRT, rt *router, pol *plan.Err
 		}
 		switch action {
 		case "skip":
-			s.errs.Add(1)
+			m.errors[kind].Add(1)
+			m.skipped.Add(1)
+			r.noteError(s, kind, at, rec, err)
 			return nil
 		case "dead_letter":
-			s.errs.Add(1)
-			if rt == nil || rt.dlq == nil {
+			m.errors[kind].Add(1)
+			r.noteError(s, kind, at, rec, err)
+			if rt.dlq == nil {
 				return &StageError{Stage: s.st.Name, At: at, Err: fmt.Errorf("no dead-letter sink for: %w", err)}
 			}
 			dl := stdlib.Record{
@@ -187,6 +191,7 @@ func (r *run) failure(ctx context.Context, s *stageRT, rt *router, pol *plan.Err
 				Line:  rec.Line,
 				Start: rec.Start,
 			}
+			m.deadLettered.Add(1)
 			return rt.emit(ctx, dl, []*dest{rt.dlq})
 		case "retry":
 			if retry != nil {
@@ -194,6 +199,7 @@ func (r *run) failure(ctx context.Context, s *stageRT, rt *router, pol *plan.Err
 					if err := sleepCtx(ctx, backoff(pol.Backoff, i)); err != nil {
 						return err
 					}
+					m.retries.Add(1)
 					ok, rerr := retry()
 					if ok {
 						return nil
@@ -210,7 +216,8 @@ func (r *run) failure(ctx context.Context, s *stageRT, rt *router, pol *plan.Err
 			}
 			continue
 		}
-		s.errs.Add(1)
+		m.errors[kind].Add(1)
+		r.noteError(s, kind, at, rec, err)
 		if rec.Err == nil && rec.Pos.Partition != "" { // a decode error names the place itself
 			err = fmt.Errorf("record %s: %w", rec.Where(), err)
 		}

@@ -56,6 +56,20 @@ type run struct {
 	// into another incarnation of their partition.
 	warnMu sync.Mutex
 	warned map[string]bool
+
+	// paused, when set, holds the channel Resume closes.
+	paused atomic.Pointer[chan struct{}]
+	// Checkpoints of this run: completed and failed attempts, durations,
+	// when the last one completed (unix ns), and its positions (pubCP).
+	cpCount    atomic.Uint64
+	cpFailed   atomic.Uint64
+	cpDur      histogram
+	lastCPTime atomic.Int64
+	pubMu      sync.Mutex
+	pubCP      state.Checkpoint
+	// lags holds what each source reporting lag said last.
+	lagMu sync.Mutex
+	lags  map[*sourceTask][]stdlib.Lag
 }
 
 type ctrlKind int
@@ -85,7 +99,15 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 		p: p, cfg: cfg.withDefaults(p), startTime: time.Now(),
 		finished: make(chan struct{}), cpReq: make(chan chan uint64), cpWake: make(chan struct{}),
 	}
-	defer func() { err = r.cfg.Redactor.Error(err) }()
+	h := r.cfg.Handle
+	defer func() {
+		err = r.cfg.Redactor.Error(err)
+		if err != nil {
+			h.setState(Failed, err)
+		} else {
+			h.setState(Finished, nil)
+		}
+	}()
 	r.recycler = stdlib.NewRecycler(r.cfg.BatchSize)
 	r.stages, err = buildGraph(p, r.cfg.Registry, r.cfg.ChannelDepth, r.cfg.Now)
 	if err != nil {
@@ -97,6 +119,9 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 	defer r.store.Close()
 	if r.prev, err = r.store.Load(); err != nil {
 		return err
+	}
+	if r.prev != nil {
+		r.pubCP = *r.prev
 	}
 	if lim := r.cfg.MemoryLimit; lim > 0 && os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
 		oldLimit := debug.SetMemoryLimit(lim)
@@ -110,6 +135,9 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 	defer r.icancel()
 	r.rctx, r.rcancel = context.WithCancel(ctx)
 	defer r.rcancel()
+	if h != nil {
+		h.attach(r)
+	}
 	transforms, err := r.open(ctx)
 	if err != nil {
 		r.closeAll()
@@ -138,13 +166,31 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 	if r.cfg.Status != nil {
 		aux.Go(func() { r.status(statusDone) })
 	}
+	if h != nil {
+		h.setState(Running, nil)
+		aux.Go(func() { h.sampleRates(r, statusDone) })
+		aux.Go(func() {
+			select {
+			case <-r.rctx.Done():
+				h.setState(Stopping, nil)
+			case <-statusDone:
+			}
+		})
+	}
 	wg.Wait()
+	// The lag where the sources stopped, for the snapshots after the run.
+	final := r.snapshot()
+	if h != nil || r.cfg.Status != nil {
+		r.addLag(context.WithoutCancel(ctx), &final, true)
+	}
 	r.icancel()
 	close(statusDone)
 	aux.Wait()
 	if r.cfg.Status != nil {
 		// The last snapshot gives the run's average rates.
 		snap := r.snapshot()
+		r.addLag(r.ictx, &snap, false)
+		r.redact(&snap)
 		if el := snap.Elapsed.Seconds(); el > 0 {
 			for i := range snap.Stages {
 				snap.Stages[i].Rate = float64(snap.Stages[i].Out) / el
@@ -251,6 +297,7 @@ func (r *run) open(ctx context.Context) ([]*transformTask, error) {
 				for _, p := range h {
 					t.stored[partKey{p.Source, p.Partition}] = p
 				}
+				t.durable = h
 			default:
 				t, err := newTransformTask(r, s, i, cfg)
 				if err != nil {
@@ -345,10 +392,12 @@ func (r *run) coordinate() {
 		}
 	}
 	var cur *pending
+	var began time.Time
 	done, finishing := 0, false
 	again := false // a checkpoint was asked for while one was in flight
 	start := func(final bool) bool {
 		cur = &pending{id: next, final: final, pos: map[*sourceTask][]stdlib.Position{}}
+		began = time.Now()
 		next++
 		for _, t := range r.sources {
 			select {
@@ -425,14 +474,19 @@ func (r *run) coordinate() {
 				}
 			}
 		}
-		cp := state.Checkpoint{ID: cur.id}
+		cp := state.Checkpoint{ID: cur.id, Time: time.Now().UTC().Truncate(time.Millisecond)}
 		for _, p := range stored {
 			cp.Positions = append(cp.Positions, p)
 		}
 		if err := r.store.Save(cp); err != nil {
+			r.cpFailed.Add(1)
 			r.fail(fmt.Errorf("checkpoint %d: %w", cur.id, err))
 			return
 		}
+		sortPositions(cp.Positions)
+		r.pubMu.Lock()
+		r.pubCP = cp
+		r.pubMu.Unlock()
 		// Positions are posted before the checkpoint counts as completed:
 		// a Settle that saw it completed commits them.
 		for t, ps := range cur.pos {
@@ -443,6 +497,9 @@ func (r *run) coordinate() {
 			t.postCommit(commit)
 		}
 		r.lastCP.Store(cur.id)
+		r.cpDur.since(began)
+		r.cpCount.Add(1)
+		r.lastCPTime.Store(time.Now().UnixNano())
 		r.cpMu.Lock()
 		close(r.cpWake)
 		r.cpWake = make(chan struct{})
@@ -477,6 +534,8 @@ func (r *run) status(done chan struct{}) {
 			return
 		case now := <-t.C:
 			snap := r.snapshot()
+			r.addLag(r.ictx, &snap, true)
+			r.redact(&snap)
 			el := now.Sub(last).Seconds()
 			last = now
 			for i := range snap.Stages {
@@ -491,12 +550,64 @@ func (r *run) status(done chan struct{}) {
 }
 
 func (r *run) snapshot() Snapshot {
-	snap := Snapshot{Time: r.cfg.Now(), Elapsed: time.Since(r.startTime), Checkpoint: r.lastCP.Load()}
+	now := time.Now()
+	snap := Snapshot{
+		Time: r.cfg.Now(), Elapsed: now.Sub(r.startTime), Checkpoint: r.lastCP.Load(),
+		Paused: r.paused.Load() != nil,
+		Checkpoints: CheckpointStats{
+			Completed: r.cpCount.Load(), Failed: r.cpFailed.Load(), Duration: r.cpDur.snapshot(),
+			Interval: time.Duration(r.p.Checkpoint),
+		},
+	}
+	if snap.Checkpoints.Interval <= 0 {
+		snap.Checkpoints.Interval = defaultCheckpoint
+	}
+	if ns := r.lastCPTime.Load(); ns != 0 {
+		snap.CheckpointTime = time.Unix(0, ns)
+		snap.CheckpointAge = now.Sub(snap.CheckpointTime)
+	}
+	r.pubMu.Lock()
+	committed := map[partKey]int64{}
+	for _, p := range r.pubCP.Positions {
+		committed[partKey{p.Source, p.Partition}] = p.Offset
+	}
+	r.pubMu.Unlock()
 	for _, s := range r.stages {
-		snap.Stages = append(snap.Stages, StageStatus{
-			Name: s.st.Name, Kind: s.st.Kind, Tasks: s.st.Tasks,
-			In: s.in.Load(), Out: s.out.Load(), Errors: s.errs.Load(),
-		})
+		st := StageStatus{Name: s.st.Name, Kind: s.st.Kind, Component: s.st.Component, Tasks: s.st.Tasks, LastError: s.lastErr.get()}
+		for i, m := range s.metrics {
+			ts := m.snapshot(i, s.isSink(), now)
+			st.In += ts.Received
+			st.Out += ts.Sent
+			st.DeadLettered += ts.DeadLettered
+			st.Skipped += ts.Skipped
+			st.Retries += ts.Retries
+			for _, n := range ts.Errors {
+				st.Errors += n
+			}
+			st.TaskStats = append(st.TaskStats, ts)
+		}
+		st.CheckpointAge = snap.CheckpointAge
+		if s.isSink() {
+			st.CheckpointAge = 0
+			for _, ts := range st.TaskStats {
+				if ts.LastCheckpoint.IsZero() {
+					st.CheckpointAge = 0
+					break
+				}
+				st.CheckpointAge = max(st.CheckpointAge, now.Sub(ts.LastCheckpoint))
+			}
+		}
+		snap.Stages = append(snap.Stages, st)
+	}
+	for _, t := range r.sources {
+		st := &snap.Stages[t.s.idx]
+		for k, off := range t.positions() {
+			ps := PartitionStatus{Partition: k.partition, Task: t.task, Offset: off, Committed: -1}
+			if c, ok := committed[k]; ok {
+				ps.Committed = c
+			}
+			st.Partitions = append(st.Partitions, ps)
+		}
 	}
 	return snap
 }

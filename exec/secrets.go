@@ -163,3 +163,16 @@ func inUserinfo(before, after string) bool {
 	}
 	return false
 }
+
+// ExpandSecrets resolves every ${provider:ref} in s with sec (nil:
+// EnvFileSecrets) and adds each value to red (when not nil), so that it is
+// redacted wherever red is used.
+func ExpandSecrets(s string, sec Secrets, red *Redactor) (string, error) {
+	if sec == nil {
+		sec = EnvFileSecrets{}
+	}
+	if red != nil {
+		sec = redactingSecrets{sec, red}
+	}
+	return expandSecrets(s, sec)
+}

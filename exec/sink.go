@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/expr-lang/expr/vm"
 
@@ -41,6 +42,9 @@ type sinkTask struct {
 	held    map[partKey]int64
 	covers  map[partKey]stdlib.Position
 	dropped int64
+	// durable is what the sink made durable at its last checkpoint (what
+	// it held when opened, before).
+	durable []stdlib.Position
 	attrs   []*program
 }
 
@@ -70,7 +74,9 @@ func (t *sinkTask) run(ctx context.Context) (err error) {
 }
 
 func (t *sinkTask) batch(ctx context.Context, b []stdlib.Record) error {
-	t.s.in.Add(int64(len(b)))
+	start := time.Now()
+	defer t.rt.m.batch.since(start)
+	t.rt.m.received.Add(int64(len(b)))
 	if !t.s.spec.ReadsRows || len(t.attrs) > 0 { // the sink, or its := attributes, read maps
 		stdlib.MaterializeBatch(b)
 	}
@@ -85,6 +91,7 @@ func (t *sinkTask) batch(ctx context.Context, b []stdlib.Record) error {
 			n++
 		}
 		t.dropped += int64(len(b) - n)
+		t.rt.m.replays.Add(int64(len(b) - n))
 		clear(b[n:])
 		b = b[:n]
 	}
@@ -99,7 +106,7 @@ func (t *sinkTask) batch(ctx context.Context, b []stdlib.Record) error {
 			rec.Attrs = vals[i*k : (i+1)*k : (i+1)*k]
 			at, err := t.setAttrs(rec)
 			if err != nil {
-				if err := t.r.failure(ctx, t.s, t.rt, t.s.policy, rec, at, err, nil); err != nil {
+				if err := t.r.failure(ctx, t.s, t.rt, EvaluateError, t.s.policy, rec, at, err, nil); err != nil {
 					return err
 				}
 				continue
@@ -133,13 +140,16 @@ func (t *sinkTask) setAttrs(rec *stdlib.Record) (string, error) {
 // whole when the policy says retry, then falls back.
 func (t *sinkTask) write(ctx context.Context, b []stdlib.Record) error {
 	pol := t.s.policy
-	err := t.sink.Write(ctx, b)
+	m := t.rt.m
+	err := t.sinkWrite(ctx, b)
 	if err != nil && !isRecordErrors(err) && pol != nil && pol.Action == "retry" {
 		for i := 0; i < pol.Max && err != nil && !isRecordErrors(err); i++ {
+			t.r.noteError(t.s, WriteError, t.s.at, nil, err)
 			if serr := sleepCtx(ctx, backoff(pol.Backoff, i)); serr != nil {
 				return serr
 			}
-			err = t.sink.Write(ctx, b)
+			m.retries.Add(1)
+			err = t.sinkWrite(ctx, b)
 		}
 		if err != nil && !isRecordErrors(err) {
 			t.s.log(t.r, "retries exhausted", t.s.at, err)
@@ -147,7 +157,7 @@ func (t *sinkTask) write(ctx context.Context, b []stdlib.Record) error {
 		}
 	}
 	if err == nil {
-		t.s.out.Add(int64(len(b)))
+		m.sent.Add(int64(len(b)))
 		if t.s.release {
 			t.r.recycler.PutBatch(b)
 		}
@@ -155,16 +165,16 @@ func (t *sinkTask) write(ctx context.Context, b []stdlib.Record) error {
 	}
 	var res stdlib.RecordErrors
 	if errors.As(err, &res) {
-		t.s.out.Add(int64(len(b) - len(res)))
+		m.sent.Add(int64(len(b) - len(res)))
 		for _, re := range res {
 			if re.Index < 0 || re.Index >= len(b) {
 				return &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("sink rejected record %d of a batch of %d", re.Index, len(b))}
 			}
 			rec := b[re.Index]
-			if err := t.r.failure(ctx, t.s, t.rt, t.s.policy, &rec, t.s.at, re.Err, func() (bool, error) {
-				err := t.sink.Write(ctx, []stdlib.Record{rec})
+			if err := t.r.failure(ctx, t.s, t.rt, WriteError, t.s.policy, &rec, t.s.at, re.Err, func() (bool, error) {
+				err := t.sinkWrite(ctx, []stdlib.Record{rec})
 				if err == nil {
-					t.s.out.Add(1)
+					m.sent.Add(1)
 				}
 				return err == nil, err
 			}); err != nil {
@@ -176,15 +186,37 @@ func (t *sinkTask) write(ctx context.Context, b []stdlib.Record) error {
 	// The whole batch failed and retries (if any) ran out: the fallback
 	// applies to each record.
 	if pol == nil || pol.Action == "fail" || pol.Action == "retry" {
-		t.s.errs.Add(int64(len(b)))
+		m.errors[WriteError].Add(int64(len(b)))
 		return &StageError{Stage: t.s.st.Name, At: t.s.at, Err: err}
 	}
 	for i := range b {
-		if err := t.r.failure(ctx, t.s, t.rt, pol, &b[i], t.s.at, err, nil); err != nil {
+		if err := t.r.failure(ctx, t.s, t.rt, WriteError, pol, &b[i], t.s.at, err, nil); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// sinkWrite calls the sink's Write, timed.
+func (t *sinkTask) sinkWrite(ctx context.Context, b []stdlib.Record) error {
+	m := t.rt.m
+	defer m.end(&m.write, m.begin(opWrite))
+	return t.sink.Write(ctx, b)
+}
+
+// sinkCheckpoint calls the sink's Checkpoint, timed; a failure is counted.
+func (t *sinkTask) sinkCheckpoint(ctx context.Context, cp stdlib.Checkpoint) error {
+	m := t.rt.m
+	defer m.end(&m.checkpoint, m.begin(opCheckpoint))
+	err := t.sink.Checkpoint(ctx, cp)
+	if err == nil {
+		m.durableAt.Store(time.Now().UnixNano())
+	} else {
+		m.errors[CheckpointError].Add(1)
+		t.r.cpFailed.Add(1)
+		t.r.noteError(t.s, CheckpointError, t.s.at, nil, fmt.Errorf("checkpoint %d: %w", cp.ID, err))
+	}
+	return err
 }
 
 func isRecordErrors(err error) bool {
@@ -228,18 +260,22 @@ func (t *sinkTask) barrier(ctx context.Context, b *barrier) error {
 			"held", held)
 	}
 	sortPositions(cp.Positions)
-	err := t.sink.Checkpoint(ctx, cp)
+	err := t.sinkCheckpoint(ctx, cp)
 	if pol := t.s.policy; err != nil && pol != nil && pol.Action == "retry" {
 		for i := 0; i < pol.Max && err != nil; i++ {
 			if serr := sleepCtx(ctx, backoff(pol.Backoff, i)); serr != nil {
 				return serr
 			}
-			err = t.sink.Checkpoint(ctx, cp)
+			t.rt.m.retries.Add(1)
+			err = t.sinkCheckpoint(ctx, cp)
 		}
 	}
 	if err != nil {
 		return &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("checkpoint %d: %w", b.id, err)}
 	}
+	t.mu.Lock()
+	t.durable = cp.Positions
+	t.mu.Unlock()
 	return t.r.control(ctrlMsg{kind: ctrlAck, id: b.id})
 }
 

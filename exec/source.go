@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"pipe.dev/pipe/stdlib"
 )
@@ -45,6 +46,12 @@ type sourceTask struct {
 	cur    partKey
 	curOff int64
 	curSet bool
+
+	// touched lists the partitions emit left this batch; pub holds the
+	// last emitted positions for snapshots (updated once per batch).
+	touched []partKey
+	pubMu   sync.Mutex
+	pub     map[partKey]int64
 }
 
 func newSourceTask(r *run, s *stageRT, task int, src stdlib.Source) *sourceTask {
@@ -57,6 +64,7 @@ func newSourceTask(r *run, s *stageRT, task int, src stdlib.Source) *sourceTask 
 		ident:     map[partKey]string{},
 		restart:   map[partKey]bool{},
 		last:      map[partKey]int64{},
+		pub:       map[partKey]int64{},
 	}
 }
 
@@ -127,9 +135,16 @@ func (t *sourceTask) read(ctx context.Context) (err error) {
 			}
 		default:
 		}
+		if err := t.whilePaused(ctx); err != nil {
+			return err
+		}
 		batch, rerr := t.src.Read(t.r.rctx)
 		if len(batch) == 0 && rerr == nil {
 			continue
+		}
+		// A batch read while the run was paused waits for the resume.
+		if err := t.whilePaused(ctx); err != nil {
+			return err
 		}
 		select {
 		case t.results <- readResult{batch, rerr}:
@@ -199,10 +214,13 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 // emit routes a batch read from the source (the batch is ours: when the
 // main output is a single task it goes on as it is).
 func (t *sourceTask) emit(ctx context.Context, batch []stdlib.Record) error {
-	t.s.in.Add(int64(len(batch)))
+	start := time.Now()
+	m := t.rt.m
+	m.received.Add(int64(len(batch)))
 	sent := t.rt.sent
 	direct := t.rt.direct != nil
 	n := 0
+	var bytes int
 	for i := range batch {
 		rec := &batch[i]
 		if rec.Pos.Source == "" {
@@ -211,12 +229,14 @@ func (t *sourceTask) emit(ctx context.Context, batch []stdlib.Record) error {
 		if !t.curSet || rec.Pos.Partition != t.cur.partition || rec.Pos.Source != t.cur.source {
 			if t.curSet {
 				t.last[t.cur] = t.curOff
+				t.touched = append(t.touched, t.cur)
 			}
 			t.cur, t.curSet = partKey{rec.Pos.Source, rec.Pos.Partition}, true
 		}
 		t.curOff = rec.Pos.Offset
+		bytes += len(rec.Raw)
 		if rec.Err != nil {
-			if err := t.r.failure(ctx, t.s, t.rt, t.s.policy, rec, t.s.at, fmt.Errorf("malformed input: %w", rec.Err), nil); err != nil {
+			if err := t.r.failure(ctx, t.s, t.rt, DecodeError, t.s.policy, rec, t.s.at, fmt.Errorf("malformed input: %w", rec.Err), nil); err != nil {
 				return err
 			}
 			continue
@@ -240,8 +260,55 @@ func (t *sourceTask) emit(ctx context.Context, batch []stdlib.Record) error {
 	} else {
 		t.r.recycler.PutBatch(batch) // its records were copied on
 	}
-	t.s.out.Add(t.rt.sent - sent)
-	return t.rt.flush(ctx)
+	m.receivedBytes.Add(int64(bytes))
+	m.sent.Add(t.rt.sent - sent)
+	t.publish()
+	err := t.rt.flush(ctx)
+	m.batch.since(start)
+	return err
+}
+
+// publish makes the positions emit reached visible to snapshots.
+func (t *sourceTask) publish() {
+	t.pubMu.Lock()
+	for _, k := range t.touched {
+		t.pub[k] = t.last[k]
+	}
+	if t.curSet {
+		t.pub[t.cur] = t.curOff
+	}
+	t.pubMu.Unlock()
+	t.touched = t.touched[:0]
+}
+
+// positions returns the last emitted offset of every partition.
+func (t *sourceTask) positions() map[partKey]int64 {
+	t.pubMu.Lock()
+	defer t.pubMu.Unlock()
+	return maps.Clone(t.pub)
+}
+
+// whilePaused waits while the run is paused, committing what completed
+// checkpoints post; it returns at once when the run stops reading. The
+// read goroutine calls it before each Read and before it hands a batch on,
+// so that a Read in flight when the run paused emits nothing until Resume.
+func (t *sourceTask) whilePaused(ctx context.Context) error {
+	for {
+		gate := t.r.paused.Load()
+		if gate == nil || t.r.rctx.Err() != nil {
+			return nil
+		}
+		select {
+		case <-*gate:
+		case <-t.commitCh:
+			if err := t.commit(ctx); err != nil {
+				return err
+			}
+		case <-t.r.rctx.Done():
+		case <-ctx.Done():
+			return errStopped
+		}
+	}
 }
 
 // inject sends barrier b downstream with the task's positions and reports

@@ -132,34 +132,8 @@ func printOffsets(e *env, held []exec.HeldPosition) {
 	w.Flush()
 }
 
-// offsetJSON is one position in `pipe offsets show --format json`
-// (version 1: fields may be added, never renamed).
-type offsetJSON struct {
-	Source    string     `json:"source"`
-	Partition string     `json:"partition"`
-	Holder    string     `json:"holder"`
-	Component string     `json:"component,omitempty"`
-	Offset    int64      `json:"offset"`
-	Next      int64      `json:"next"`
-	Identity  string     `json:"identity,omitempty"`
-	Time      *time.Time `json:"time,omitempty"`
-}
-
 func printOffsetsJSON(e *env, pipeline string, held []exec.HeldPosition) int {
-	out := struct {
-		Version   int          `json:"version"`
-		Pipeline  string       `json:"pipeline"`
-		Positions []offsetJSON `json:"positions"`
-	}{Version: 1, Pipeline: pipeline, Positions: []offsetJSON{}}
-	for _, h := range held {
-		j := offsetJSON{Source: h.Source, Partition: h.Partition, Holder: h.Holder, Component: h.Component,
-			Offset: h.Offset, Next: h.Offset + 1, Identity: h.Identity}
-		if !h.Time.IsZero() {
-			t := h.Time.UTC()
-			j.Time = &t
-		}
-		out.Positions = append(out.Positions, j)
-	}
+	out := exec.NewOffsetsReport(pipeline, held)
 	enc := json.NewEncoder(e.stdout)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(out); err != nil {

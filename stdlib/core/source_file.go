@@ -88,6 +88,8 @@ type fileSource struct {
 	later   map[fileKey]int64     // files left alone (another task's, or without a complete line), by their size then
 	cur     int                   // index of the file being read
 	idle    int                   // files found without data in a row
+
+	lag fileLag // what was read of each file, for Lag
 }
 
 // maxFingerprint bounds fingerprint_bytes.
@@ -330,6 +332,7 @@ func (s *fileSource) attach(tf *tailFile) error {
 	}
 	tf.off, tf.size, tf.st.off = start, size, start
 	tf.buf, tf.lines, tf.eof = tf.buf[:0], 0, false
+	s.lag.note(tf.path, tf.st.name, start)
 	return nil
 }
 
@@ -571,6 +574,7 @@ func (s *fileSource) Read(ctx context.Context) ([]stdlib.Record, error) {
 			}
 			if len(recs) > 0 {
 				s.idle = 0
+				s.lag.note(tf.path, tf.st.name, recs[len(recs)-1].Pos.Offset)
 				return recs, nil
 			}
 			if !s.follow {

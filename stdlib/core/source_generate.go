@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"pipe.dev/pipe/lang/types"
@@ -428,8 +429,9 @@ type generate struct {
 	gens      []genFunc
 	task      uint64
 	tasks     uint64
-	local     uint64 // next local sequence number to hand out
-	end       uint64 // local records to produce; 0 = no end
+	local     uint64        // next local sequence number to hand out
+	handed    atomic.Uint64 // local, for Lag (another goroutine)
+	end       uint64        // local records to produce; 0 = no end
 	bounded   bool
 	batch     int
 	rate      float64 // records per second for this task
@@ -497,7 +499,17 @@ func (g *generate) Open(ctx context.Context, resume stdlib.Resumer) error {
 		g.local = uint64(off) + 1
 	}
 	g.started, g.startSeq, g.next = time.Now(), g.local, g.local
+	g.handed.Store(g.local)
 	return nil
+}
+
+// Lag implements stdlib.Lagger for a bounded generator: the records it
+// has still to produce.
+func (g *generate) Lag(context.Context) []stdlib.Lag {
+	if !g.bounded {
+		return nil
+	}
+	return []stdlib.Lag{{Partition: g.partition, Behind: int64(g.end - min(g.handed.Load(), g.end)), Unit: "records"}}
 }
 
 // Read implements stdlib.Source.
@@ -531,6 +543,7 @@ func (g *generate) Read(ctx context.Context) ([]stdlib.Record, error) {
 	batch := g.recycler.Batch(int(n))
 	g.fill(batch, g.local, &g.arena)
 	g.local += n
+	g.handed.Store(g.local)
 	return batch, nil
 }
 
@@ -571,6 +584,7 @@ func (g *generate) readAhead(ctx context.Context) ([]stdlib.Record, error) {
 	g.ahead[0] = nil
 	g.ahead = append(g.ahead[:0], g.ahead[1:]...)
 	g.local = j.seq + uint64(len(j.batch))
+	g.handed.Store(g.local)
 	return j.batch, nil
 }
 

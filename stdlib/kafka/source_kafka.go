@@ -177,6 +177,8 @@ type source struct {
 	// Raw is a slice of it (a new arena is started when one is full, the
 	// old one lives on with the records that point into it).
 	arena []byte
+
+	lag partLag // per partition, the high watermark minus the next offset
 }
 
 func newSource(cfg stdlib.Config) (*source, error) {
@@ -310,6 +312,7 @@ func (s *source) join(ctx context.Context) error {
 	})
 	s.gen, s.genDone, s.released = gen, done, released
 	s.parts = map[string]*partState{}
+	s.lag.reset()
 	committed := map[string]int64{}
 	for t, pas := range gen.Assignments {
 		for _, pa := range pas {
@@ -667,6 +670,7 @@ func (s *source) fetchFrom(ctx context.Context, ps []*partState) ([]stdlib.Recor
 			if err != nil {
 				return nil, err
 			}
+			s.lag.note(p.key, rp.HighWatermark-p.next)
 		}
 	}
 	return out, nil

@@ -116,6 +116,8 @@ type source struct {
 	bulk    pgx.Rows
 	ordinal int64 // bulk: rows of the current read so far
 	done    bool  // bulk read finished
+
+	lag sourceLag
 }
 
 func newSource(cfg stdlib.Config) (*source, error) {
@@ -361,6 +363,7 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 		recs, err := s.fetch(ctx)
 		if err == nil {
 			deadline = time.Time{}
+			s.noteLag(ctx, len(recs))
 			if len(recs) > 0 {
 				s.idle = false
 				return recs, nil
