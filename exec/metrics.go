@@ -90,6 +90,9 @@ type taskMetrics struct {
 	skipped       atomic.Int64
 	retries       atomic.Int64
 	replays       atomic.Int64 // sinks: replayed records dropped as already held
+	// sentBytes reads the bytes a sink wrote (a stdlib.ByteCounter); nil
+	// for other tasks.
+	sentBytes func() int64
 
 	batch      histogram // time a task spent on a batch, passing it on included
 	write      histogram // sinks: Write
@@ -131,6 +134,7 @@ type TaskStatus struct {
 	Received      int64            `json:"received"`
 	ReceivedBytes int64            `json:"received_bytes,omitempty"`
 	Sent          int64            `json:"sent"`
+	SentBytes     int64            `json:"sent_bytes,omitempty"`
 	Errors        map[string]int64 `json:"errors"` // by ErrorKind name
 	DeadLettered  int64            `json:"dead_lettered"`
 	Skipped       int64            `json:"skipped"`
@@ -155,6 +159,9 @@ func (m *taskMetrics) snapshot(task int, sink bool, now time.Time) TaskStatus {
 	}
 	for k := range m.errors {
 		ts.Errors[ErrorKind(k).String()] = m.errors[k].Load()
+	}
+	if m.sentBytes != nil {
+		ts.SentBytes = m.sentBytes()
 	}
 	if sink {
 		w, c := m.write.snapshot(), m.checkpoint.snapshot()

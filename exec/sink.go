@@ -50,6 +50,9 @@ type sinkTask struct {
 
 func newSinkTask(r *run, s *stageRT, task int, snk stdlib.Sink) (*sinkTask, error) {
 	t := &sinkTask{r: r, s: s, task: task, sink: snk, stored: map[partKey]stdlib.Position{}, taken: map[partKey]bool{}, held: map[partKey]int64{}}
+	if bc, ok := snk.(stdlib.ByteCounter); ok {
+		s.metrics[task].sentBytes = bc.SentBytes
+	}
 	progs, err := stagePrograms(s, r.cfg.Now)
 	if err != nil {
 		return nil, err

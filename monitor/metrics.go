@@ -21,6 +21,7 @@ var (
 	descReceived      = newDesc("pipe_component_received_events_total", "Records a stage's task received (read, for a source).", taskLabels)
 	descReceivedBytes = newDesc("pipe_component_received_bytes_total", "Bytes a source's task read (of records that keep them: files, stdin, Kafka values).", taskLabels)
 	descSent          = newDesc("pipe_component_sent_events_total", "Records a stage's task passed on (wrote, for a sink).", taskLabels)
+	descSentBytes     = newDesc("pipe_component_sent_bytes_total", "Bytes a sink's task wrote to its target (encoded records: file and stdout lines, Kafka message keys and values).", taskLabels)
 	descErrors        = newDesc("pipe_component_errors_total", "Records that failed in a stage's task, by error_type (decode, evaluate, write), and failed checkpoint attempts (checkpoint).", append(taskLabels[:len(taskLabels):len(taskLabels)], "error_type"))
 	descDeadLettered  = newDesc("pipe_component_dead_lettered_events_total", "Failed records a stage's task sent to its dead-letter sink.", taskLabels)
 	descSkipped       = newDesc("pipe_component_skipped_events_total", "Failed records a stage's task skipped (on_error = skip).", taskLabels)
@@ -60,7 +61,7 @@ type collector struct {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReceived, descReceivedBytes, descSent, descErrors, descDeadLettered,
+	for _, d := range []*prometheus.Desc{descReceived, descReceivedBytes, descSent, descSentBytes, descErrors, descDeadLettered,
 		descSkipped, descRetries, descReplays, descBatch, descWrite, descSinkCP, descSinkCPAge, descBusy, descPosition, descCommitted, descLag,
 		descCPTotal, descCPFailed, descCPDuration, descCPID, descCPAge, descCPInterval, descState, descPaused, descHealthy, descInfo} {
 		ch <- d
@@ -105,6 +106,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				counter(descReceivedBytes, float64(ts.ReceivedBytes), l...)
 			}
 			counter(descSent, float64(ts.Sent), l...)
+			if st.Kind == "sink" {
+				counter(descSentBytes, float64(ts.SentBytes), l...)
+			}
 			for _, kind := range errorKinds[st.Kind] {
 				counter(descErrors, float64(ts.Errors[kind]), append(l, kind)...)
 			}

@@ -339,6 +339,17 @@ func TestMetricsCounts(t *testing.T) {
 	if v := m.must(t, "pipe_run_state", "state=finished"); v != 1 {
 		t.Errorf("after stop: pipe_run_state{state=finished} = %v", v)
 	}
+	// A sink's bytes are those of its file.
+	for _, f := range []struct {
+		labels []string
+		path   string
+	}{{outL, "out.jsonl"}, {dlqL, "dlq.jsonl"}} {
+		st, err := os.Stat(filepath.Join(dir, f.path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(m, "pipe_component_sent_bytes_total", f.labels, float64(st.Size()))
+	}
 }
 
 const pausePipe = `

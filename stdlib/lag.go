@@ -21,3 +21,12 @@ type Lag struct {
 type Lagger interface {
 	Lag(ctx context.Context) []Lag
 }
+
+// ByteCounter is implemented by a sink that counts the bytes it wrote to
+// its target (encoded records, as sent: a file's lines, Kafka message keys
+// and values). SentBytes is cumulative since the sink was built and is
+// called from other goroutines than the sink's task, so it must be safe
+// for that (an atomic counter).
+type ByteCounter interface {
+	SentBytes() int64
+}

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"pipe.dev/pipe/internal/durable"
@@ -72,6 +73,7 @@ const flushSize = 1 << 20
 // removed, and the recorded positions are returned as held.
 type fileSink struct {
 	cfg      stdlib.Config
+	sent     atomic.Int64 // bytes written (stdlib.ByteCounter)
 	codec    codec.Codec
 	exactly  bool
 	csvHead  bool // the format has a header row to write
@@ -421,6 +423,9 @@ func (s *fileSink) Write(ctx context.Context, batch []stdlib.Record) error {
 	return nil
 }
 
+// SentBytes implements stdlib.ByteCounter.
+func (s *fileSink) SentBytes() int64 { return s.sent.Load() }
+
 // flush writes the buffer to the current file (not synced).
 func (s *fileSink) flush() error {
 	if len(s.buf) == 0 {
@@ -428,6 +433,7 @@ func (s *fileSink) flush() error {
 	}
 	n, err := s.f.Write(s.buf)
 	s.size += int64(n)
+	s.sent.Add(int64(n))
 	s.buf = s.buf[:0]
 	if err != nil {
 		return s.errorf("writing %s: %v", s.f.Name(), err)

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -73,6 +74,7 @@ const OffsetsTopic = "__pipe_offsets"
 
 type sink struct {
 	cfg         stdlib.Config
+	sent        atomic.Int64 // bytes of keys and values handed to the broker
 	log         *slog.Logger
 	conn        *conn
 	topic       string
@@ -298,8 +300,17 @@ func (s *sink) messages(batch []stdlib.Record) ([]kafka.Message, []int, stdlib.R
 	return msgs, from, rerrs
 }
 
+// SentBytes implements stdlib.ByteCounter: the keys and values of the
+// messages handed to the broker.
+func (s *sink) SentBytes() int64 { return s.sent.Load() }
+
 func (s *sink) Write(ctx context.Context, batch []stdlib.Record) error {
 	msgs, from, rerrs := s.messages(batch)
+	var n int
+	for i := range msgs {
+		n += len(msgs[i].Key) + len(msgs[i].Value)
+	}
+	defer s.sent.Add(int64(n))
 	if s.exactlyOnce() {
 		if err := s.writeEOS(ctx, batch, msgs, from); err != nil {
 			return err
