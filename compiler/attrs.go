@@ -2,10 +2,9 @@ package compiler
 
 import (
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
-	"time"
 
 	"pipe.dev/pipe/compiler/ir"
 	"pipe.dev/pipe/lang"
@@ -109,7 +108,14 @@ func (c *checker) finishAttrs(st *stage) {
 			c.add(d, st.instRel)
 		}
 	}
-	// Component checks on the attributes as set.
+	// Defaults.
+	for _, p := range st.spec.Params {
+		if top[p.Name] != nil || p.Default == nil {
+			continue
+		}
+		st.attrs = append(st.attrs, &ir.Attr{Name: p.Name, Value: fromDefault(p.Default, p.Type), Default: true})
+	}
+	// Component checks on the attributes as set, defaults applied.
 	if st.spec.Check != nil {
 		for _, e := range st.spec.Check(plainAttrs(st.attrs, st.schema)) {
 			span := st.span
@@ -119,13 +125,6 @@ func (c *checker) finishAttrs(st *stage) {
 			}
 			c.add(lang.Errorf(lang.BadAttributeValue, span, "%s", e.Message), rel)
 		}
-	}
-	// Defaults.
-	for _, p := range st.spec.Params {
-		if top[p.Name] != nil || p.Default == nil {
-			continue
-		}
-		st.attrs = append(st.attrs, &ir.Attr{Name: p.Name, Value: fromDefault(p.Default, p.Type), Default: true})
 	}
 	if st.component == "route" {
 		if st.mode == "" {
@@ -297,83 +296,44 @@ func plain(v any) any {
 	return v
 }
 
-// fromDefault converts a spec default (a stdlib.Config value) to an IR value.
+// fromDefault converts a spec default to an IR value.
 func fromDefault(v any, pt stdlib.ParamType) any {
-	switch x := v.(type) {
-	case int:
-		v = int64(x)
-	case int32:
-		v = int64(x)
-	case float32:
-		v = float64(x)
-	case []string:
-		l := make([]any, len(x))
-		for i, s := range x {
-			l[i] = s
-		}
-		v = l
-	}
-	switch pt.Kind {
-	case stdlib.SizeParam:
-		if n, ok := v.(int64); ok {
-			return ir.Size(n)
-		}
-	case stdlib.EnumParam:
-		if s, ok := v.(string); ok {
-			return stdlib.Ident(s)
-		}
-	case stdlib.DurationParam:
-		if d, ok := v.(time.Duration); ok {
-			return d
-		}
-	case stdlib.FloatParam:
-		if n, ok := v.(int64); ok {
-			return float64(n)
-		}
-	}
-	if len(pt.OrEnum) > 0 {
-		if s, ok := v.(string); ok && slices.Contains(pt.OrEnum, s) {
-			return stdlib.Ident(s)
-		}
+	v, _ = stdlib.CheckValue(v, pt) // checked when the spec was registered
+	return fromConfig(v, pt)
+}
+
+// fromConfig converts a value a stdlib.Config holds for type pt to an IR
+// value; map keys are sorted.
+func fromConfig(v any, pt stdlib.ParamType) any {
+	elem := stdlib.AnyValue
+	if pt.Elem != nil {
+		elem = *pt.Elem
 	}
 	switch x := v.(type) {
+	case int64:
+		if pt.Kind == stdlib.SizeParam {
+			return ir.Size(x)
+		}
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			if pt.Elem != nil {
-				out[i] = fromDefault(e, *pt.Elem)
-			} else {
-				out[i] = fromDefault(e, stdlib.AnyValue)
-			}
+			out[i] = fromConfig(e, elem)
 		}
 		return out
 	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
 		m := ir.Map{}
-		for _, k := range keys {
-			ept := stdlib.AnyValue
-			if pt.Elem != nil {
-				ept = *pt.Elem
-			}
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			ept := elem
 			if p := findParam(pt.Block, k); p != nil {
 				ept = p.Type
 			}
-			m = append(m, ir.MapEntry{Key: k, Value: fromDefault(x[k], ept)})
+			m = append(m, ir.MapEntry{Key: k, Value: fromConfig(x[k], ept)})
 		}
 		return m
 	case *stdlib.Call:
 		cl := &ir.Call{Name: x.Name}
-		keys := make([]string, 0, len(x.Args))
-		for k := range x.Args {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			cl.Args = append(cl.Args, ir.MapEntry{Key: k, Value: fromDefault(x.Args[k], stdlib.AnyValue)})
+		for _, k := range slices.Sorted(maps.Keys(x.Args)) {
+			cl.Args = append(cl.Args, ir.MapEntry{Key: k, Value: fromConfig(x.Args[k], stdlib.AnyValue)})
 		}
 		return cl
 	}

@@ -1,6 +1,7 @@
 package compiler
 
 import (
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -63,15 +64,38 @@ func portsOf(st *stage) []string {
 	return out
 }
 
+// nameOfFile is the name of a pipeline without one: its file's name
+// without directory and extension, with characters other than letters,
+// digits, '_', '-' and '.' replaced by '_' (it names the state directory,
+// transactional ids and offset rows, so it must be one path element).
+func nameOfFile(path string) string {
+	base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	if path == "" || base == "" || base == "." || base == ".." {
+		return ""
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '-', r == '.':
+			return r
+		}
+		return '_'
+	}, base)
+}
+
 // readPipeline reads the pipeline { ... } block.
 func (c *checker) readPipeline() {
 	u := c.main
 	var first lang.Span
+	c.prog.Pipeline = nameOfFile(u.name)
 	params := []stdlib.Param{
 		{Name: "name", Type: stdlib.String},
 		{Name: "delivery", Type: stdlib.Enum(string(stdlib.ExactlyOnce), string(stdlib.AtLeastOnce), string(stdlib.AtMostOnce))},
 		{Name: "checkpoint", Type: stdlib.Duration},
 		{Name: "tasks", Type: stdlib.Int},
+		{Name: "http", Type: stdlib.String},
+		{Name: "http_token", Type: stdlib.String},
+		{Name: "http_tls_cert", Type: stdlib.String},
+		{Name: "http_tls_key", Type: stdlib.String},
 	}
 	for _, it := range u.file.Items {
 		p := it.Pipeline
@@ -92,7 +116,7 @@ func (c *checker) readPipeline() {
 		for _, b := range p.Items {
 			bspan := u.nodeSpan(ast.SpanOf(b.Pos, b.EndPos))
 			if b.Member == nil || b.Member.Value == nil || len(b.Member.Path.Parts) != 1 {
-				c.errorf(lang.MisplacedItem, bspan, "only name, delivery, checkpoint and tasks may be set in the pipeline block")
+				c.errorf(lang.MisplacedItem, bspan, "only name, delivery, checkpoint, tasks and the http attributes may be set in the pipeline block")
 				continue
 			}
 			m := b.Member
@@ -110,7 +134,11 @@ func (c *checker) readPipeline() {
 				continue
 			}
 			seen[name] = nspan
-			v, ok := c.convert(m.Value, pp.Type, name, vc)
+			pvc := vc
+			if name == "http_token" {
+				pvc.noSecret = "" // a token is only ever a secret reference
+			}
+			v, ok := c.convert(m.Value, pp.Type, name, pvc)
 			if !ok {
 				continue
 			}
@@ -137,6 +165,19 @@ func (c *checker) readPipeline() {
 					continue
 				}
 				c.prog.Tasks = int(n)
+			case "http":
+				c.prog.HTTP.Addr, _ = v.(string)
+			case "http_token":
+				sec, ok := v.(ir.Secret)
+				if !ok {
+					c.errorf(lang.BadAttributeValue, vspan, "http_token must be a ${env:NAME} or ${file:path} reference, not a token written in the file")
+					continue
+				}
+				c.prog.HTTP.Token = string(sec)
+			case "http_tls_cert":
+				c.prog.HTTP.TLSCert, _ = v.(string)
+			case "http_tls_key":
+				c.prog.HTTP.TLSKey, _ = v.(string)
 			}
 		}
 	}

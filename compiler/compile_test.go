@@ -128,6 +128,7 @@ func TestEveryCodeTested(t *testing.T) {
 		lang.RouteNoElse, lang.CrossProduct, lang.NoDelivery, lang.ConstantPredicate, lang.DuplicateCase,
 		lang.SkipWithoutDLQ, lang.RetryWithoutThen, lang.FieldRetyped, lang.ShadowsBuiltin, lang.AnyResult,
 		lang.UntypedSource, lang.NonDeterministic, lang.HardcodedSecret, lang.InsecureTLS, lang.Unused,
+		lang.UndeclaredMeta,
 	}
 	for _, code := range emitted {
 		if !seen[code] && !slices.Contains(separately, code) {

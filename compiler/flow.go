@@ -27,17 +27,19 @@ var builtins = []string{
 // flowTypes computes each stage's input and output types in topological
 // order and checks its expressions against them.
 func (c *checker) flowTypes(topo []*stage) {
-	preds := map[string][]*edge{}
+	preds, ins := map[string][]*edge{}, map[string][]*edge{}
 	for _, e := range c.edges {
 		if !e.dl {
 			preds[e.to] = append(preds[e.to], e)
 		}
+		ins[e.to] = append(ins[e.to], e)
 	}
 	for _, st := range topo {
 		if !st.ok {
 			continue
 		}
 		c.inputType(st, preds[st.name])
+		c.flowMeta(st, ins[st.name])
 		switch {
 		case st.kind == stdlib.SourceKind:
 			c.sourceType(st)
@@ -67,6 +69,63 @@ func (c *checker) flowTypes(topo []*stage) {
 			st.out = st.in
 		}
 	}
+}
+
+// metaOrigin is where records come from, for the metadata they carry: a
+// source stage, or the envelopes of dead-letter edges.
+type metaOrigin struct {
+	what   string // source "in" (stdin)
+	fields []stdlib.MetaField
+}
+
+// flowMeta collects the origins of st's records from its input edges and
+// sets the type of meta in its expressions: the fields every origin sets
+// (nil, all fields, when it has no input).
+func (c *checker) flowMeta(st *stage, in []*edge) {
+	if st.kind == stdlib.SourceKind {
+		st.metaFrom = []metaOrigin{{fmt.Sprintf("source %q (%s)", st.name, st.component), st.spec.Meta}}
+	}
+	for _, e := range in {
+		from := []metaOrigin{{"dead-letter envelopes", stdlib.DeadLetterMeta()}}
+		if !e.dl {
+			from = c.stages[e.from].metaFrom
+		}
+		for _, o := range from {
+			if !slices.ContainsFunc(st.metaFrom, func(x metaOrigin) bool { return x.what == o.what }) {
+				st.metaFrom = append(st.metaFrom, o)
+			}
+		}
+	}
+	if len(st.metaFrom) == 0 {
+		return
+	}
+	var fields []stdlib.MetaField
+	for _, f := range stdlib.MetaFields() {
+		all := true
+		for _, o := range st.metaFrom {
+			all = all && slices.ContainsFunc(o.fields, func(g stdlib.MetaField) bool { return g.Name == f.Name })
+		}
+		if all {
+			fields = append(fields, f)
+		}
+	}
+	st.meta = stdlib.MetaType(fields)
+}
+
+// metaDetail says which metadata st's records carry, by origin.
+func (st *stage) metaDetail() string {
+	parts := make([]string, len(st.metaFrom))
+	for i, o := range st.metaFrom {
+		names := make([]string, len(o.fields))
+		for j, f := range o.fields {
+			names[j] = "meta." + f.Name
+		}
+		parts[i] = o.what + " sets " + strings.Join(names, ", ")
+		if len(names) == 0 {
+			parts[i] = o.what + " sets no metadata"
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 func (c *checker) inputType(st *stage, in []*edge) {
@@ -101,11 +160,18 @@ func (c *checker) inputType(st *stage, in []*edge) {
 }
 
 func (c *checker) sourceType(st *stage) {
+	var fixed *types.Type // the type the attributes alone give
+	if st.spec.Output != nil {
+		fixed = st.spec.Output(plainAttrs(st.attrs, st.schema))
+	}
 	switch {
 	case st.schema != nil:
 		st.out = st.schema
-	case st.spec.Output != nil:
-		st.out = st.spec.Output(plainAttrs(st.attrs, st.schema))
+		if fixed != nil {
+			c.rawFormatSchema(st, fixed)
+		}
+	default:
+		st.out = fixed
 	}
 	if st.out == nil {
 		st.typed = false
@@ -117,6 +183,30 @@ func (c *checker) sourceType(st *stage) {
 			d.Detail = "set schema = Name"
 		}
 	}
+}
+
+// rawFormatSchema reports a schema on a source whose attributes fix its
+// records' type: a raw format, whose records are {value: ...} whatever the
+// schema says.
+func (c *checker) rawFormatSchema(st *stage, fixed *types.Type) {
+	span, rel := st.span, st.instRel
+	if fa := st.flatSeen["format"]; fa != nil {
+		span, rel = fa.span, fa.rel()
+	} else if fa := st.flatSeen["schema"]; fa != nil {
+		span, rel = fa.span, fa.rel()
+	}
+	format := "format"
+	for _, a := range st.attrs {
+		if a.Name == "format" {
+			format = fmt.Sprintf("format %s", plainString(a.Value))
+		}
+	}
+	d := lang.Errorf(lang.SchemaRawFormat, span, "%s cannot carry a schema: its records are %s", format, fixed)
+	d.Detail = "use format = json to decode by the schema, or remove the schema"
+	if fa := st.flatSeen["schema"]; fa != nil && span != fa.span {
+		rel = append(slices.Clone(rel), lang.Related{Span: fa.span, Message: "schema set here"})
+	}
+	c.add(d, rel)
 }
 
 // mapType computes a map's output: (input, or only its keep fields) - drop
@@ -193,7 +283,14 @@ func (c *checker) checkExpr(st *stage, ei *exprItem, in *types.Type) *types.Type
 	u := ei.vc.u
 	start := ei.e.Pos.Offset
 	text := ei.e.Text
-	ctx := exprs.Context{Kind: plan.ExprKind(ei.kind), Input: in, Want: ei.want}
+	ctx := exprs.Context{Kind: plan.ExprKind(ei.kind), Input: in, Want: ei.want, Meta: st.meta}
+	var attrType *types.Type // the type a sink attribute's := must have
+	if ei.kind == ir.AttrExpr && ei.want == nil {
+		if p := st.spec.Param(ei.target); p != nil {
+			attrType = exprType(p.Type)
+			ctx.Want = attrType
+		}
+	}
 	if ei.vc.params != nil {
 		ctx.Params = st.paramType
 		// Every declared parameter counts, bound or not: an argument
@@ -219,6 +316,13 @@ func (c *checker) checkExpr(st *stage, ei *exprItem, in *types.Type) *types.Type
 		}
 		if d.Severity == lang.Warning && st.allow[d.Code] {
 			continue
+		}
+		if d.Code == lang.UndeclaredMeta {
+			d.Detail = st.metaDetail()
+		}
+		if attrType != nil && d.Code == lang.AnnotationMismatch {
+			d.Code = lang.AttributeType
+			d.Message = fmt.Sprintf("attribute %q takes %s, not %s", ei.target, attrType.WithOptional(false), res.Type)
 		}
 		c.add(d, ei.vc.rel)
 	}
@@ -294,6 +398,35 @@ func (c *checker) sinkChecks(st *stage) {
 		c.lint(st, lang.NoDelivery, st.span, st.instRel, "sink %q has no explicit delivery guarantee (at_least_once assumed)", st.name).
 			Detail = "set delivery = exactly_once | at_least_once | at_most_once on the sink or in pipeline {}"
 	}
+}
+
+// exprType is the type of the values of an attribute of type pt as an
+// expression gives them, null standing for unset; nil when any value goes.
+func exprType(pt stdlib.ParamType) *types.Type {
+	var t *types.Type
+	switch pt.Kind {
+	case stdlib.StringParam, stdlib.EnumParam, stdlib.TimeParam:
+		t = types.StringType
+	case stdlib.IntParam, stdlib.SizeParam:
+		t = types.IntType
+	case stdlib.FloatParam:
+		t = types.FloatType
+	case stdlib.BoolParam:
+		t = types.BoolType
+	case stdlib.ListParam, stdlib.MapParam:
+		elem := exprType(*pt.Elem)
+		if elem == nil {
+			elem = types.AnyType
+		}
+		if pt.Kind == stdlib.ListParam {
+			t = types.ListOf(elem.WithOptional(false))
+		} else {
+			t = types.MapOf(elem.WithOptional(false))
+		}
+	default:
+		return nil
+	}
+	return t.WithOptional(true)
 }
 
 // refersToParam reports whether expression src reads params.name.

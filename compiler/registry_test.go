@@ -22,6 +22,7 @@ func testRegistry() *stdlib.Registry {
 			},
 		},
 		&stdlib.Spec{Kind: stdlib.SourceKind, Name: "bus", Schema: true,
+			Meta: []stdlib.MetaField{stdlib.MetaTopic, stdlib.MetaOffset, stdlib.MetaHeaders},
 			Params: []stdlib.Param{
 				{Name: "brokers", Type: stdlib.ListOf(stdlib.String), Required: true},
 				{Name: "topic", Type: stdlib.String, Required: true},

@@ -59,6 +59,10 @@ type stage struct {
 	out   *types.Type
 	typed bool // input type known (or a source)
 	ok    bool // component resolved
+	// metaFrom is where the stage's records come from, for the metadata
+	// they carry; meta is the type of meta its expressions see.
+	metaFrom []metaOrigin
+	meta     *types.Type
 }
 
 type flatAttr struct {

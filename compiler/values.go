@@ -2,7 +2,6 @@ package compiler
 
 import (
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -148,13 +147,13 @@ func (c *checker) literal(v *ast.Value, vc valCtx) any {
 		}
 		return s
 	case v.Duration != nil:
-		d, err := parseDuration(*v.Duration)
+		d, err := stdlib.ParseDuration(*v.Duration)
 		if err != nil {
 			c.add(lang.Errorf(lang.BadLiteral, span, "bad duration %q: %v", *v.Duration, err), vc.rel)
 		}
 		return d
 	case v.Size != nil:
-		n, err := parseSize(*v.Size)
+		n, err := stdlib.ParseSize(*v.Size)
 		if err != nil {
 			c.add(lang.Errorf(lang.BadLiteral, span, "bad size %q: %v", *v.Size, err), vc.rel)
 		}
@@ -277,7 +276,7 @@ func (c *checker) convert(v *ast.Value, pt stdlib.ParamType, attr string, vc val
 	case stdlib.TimeParam:
 		if v.String != nil || v.Raw != nil {
 			s, _ := c.literal(v, vc).(string)
-			if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
+			if _, err := stdlib.ParseTime(s); err != nil {
 				c.add(lang.Errorf(lang.BadAttributeValue, span, "attribute %q takes an RFC 3339 time, not %q", attr, s), vc.rel)
 				return nil, false
 			}
@@ -314,7 +313,7 @@ func (c *checker) convert(v *ast.Value, pt stdlib.ParamType, attr string, vc val
 			return wrong("did you mean " + v.Number.Text + "s?")
 		}
 		if v.String != nil {
-			if _, err := parseDuration(v.String.Value()); err == nil {
+			if _, err := stdlib.ParseDuration(v.String.Value()); err == nil {
 				return wrong("did you mean " + v.String.Value() + " (without quotes)?")
 			}
 		}
@@ -412,83 +411,6 @@ func articled(pt stdlib.ParamType) string {
 		return s
 	}
 	return "a " + s
-}
-
-// parseDuration parses 250ms, 1m30s, 2d (d = 24h).
-func parseDuration(s string) (time.Duration, error) {
-	if s == "" {
-		return 0, fmt.Errorf("empty duration")
-	}
-	var total time.Duration
-	i := 0
-	for i < len(s) {
-		j := i
-		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
-			j++
-		}
-		if j == i {
-			return 0, fmt.Errorf("expected a number at %q", s[i:])
-		}
-		n, err := strconv.ParseInt(s[i:j], 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("number out of range")
-		}
-		k := j
-		for k < len(s) && (s[k] < '0' || s[k] > '9') {
-			k++
-		}
-		var unit time.Duration
-		switch s[j:k] {
-		case "ns":
-			unit = time.Nanosecond
-		case "us", "µs":
-			unit = time.Microsecond
-		case "ms":
-			unit = time.Millisecond
-		case "s":
-			unit = time.Second
-		case "m":
-			unit = time.Minute
-		case "h":
-			unit = time.Hour
-		case "d":
-			unit = 24 * time.Hour
-		default:
-			return 0, fmt.Errorf("unknown unit %q", s[j:k])
-		}
-		if n > math.MaxInt64/int64(unit) {
-			return 0, fmt.Errorf("duration out of range")
-		}
-		total += time.Duration(n) * unit
-		i = k
-	}
-	return total, nil
-}
-
-var sizeUnits = map[string]float64{
-	"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
-	"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
-}
-
-// parseSize parses 1MiB, 1.5GB, 512B into bytes.
-func parseSize(s string) (int64, error) {
-	i := 0
-	for i < len(s) && (s[i] >= '0' && s[i] <= '9' || s[i] == '.') {
-		i++
-	}
-	unit, ok := sizeUnits[s[i:]]
-	if !ok {
-		return 0, fmt.Errorf("unknown unit %q", s[i:])
-	}
-	n, err := strconv.ParseFloat(s[:i], 64)
-	if err != nil {
-		return 0, fmt.Errorf("bad number %q", s[:i])
-	}
-	b := n * unit
-	if b > math.MaxInt64 {
-		return 0, fmt.Errorf("size out of range")
-	}
-	return int64(b), nil
 }
 
 // blockFromMap converts a map literal given where a block is expected.

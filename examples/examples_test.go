@@ -3,6 +3,8 @@ package examples
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/segmentio/kafka-go"
 
 	"pipe.dev/pipe/compiler"
 	"pipe.dev/pipe/compiler/plan"
@@ -29,6 +34,21 @@ func compile(t *testing.T, path string) (*compiler.Program, lang.Diagnostics) {
 		t.Fatal(err)
 	}
 	return compiler.Compile(&compiler.Config{Registry: stdlib.Default}, path, src)
+}
+
+// examplePlan compiles the example file (in the examples directory) into a
+// plan.
+func examplePlan(t *testing.T, file string) *plan.Plan {
+	t.Helper()
+	prog, diags := compile(t, file)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	p, err := plan.Build(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func goodExamples(t *testing.T) []string {
@@ -180,22 +200,12 @@ func TestBrokenExpectationFails(t *testing.T) {
 // TestQuickstartRuns runs the quickstart end to end in a scratch directory:
 // it ends by itself, every big purchase is written once to the file of its
 // region, and a second run resumes after the last checkpoint and adds
-// nothing.
+// nothing. Deleting .pipe-state/quickstart and out/, as the README says,
+// starts over: a third run writes the first run's output again.
 func TestQuickstartRuns(t *testing.T) {
-	src, err := filepath.Abs("quickstart.pipe")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := examplePlan(t, "quickstart.pipe")
 	dir := t.TempDir()
 	t.Chdir(dir)
-	prog, diags := compile(t, src)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	p, err := plan.Build(prog)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for run := 0; run < 2; run++ {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 		err := exec.Run(ctx, p, &exec.Config{})
@@ -234,6 +244,23 @@ func TestQuickstartRuns(t *testing.T) {
 			t.Errorf("run %d: %d records written, want about 500", run, n)
 		}
 	}
+	first, err := os.ReadFile(filepath.Join(dir, "out/quickstart-eu.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{".pipe-state/quickstart", "out"} {
+		if err := os.RemoveAll(filepath.Join(dir, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	if err := exec.Run(ctx, p, &exec.Config{}); err != nil {
+		t.Fatalf("run after starting over: %v", err)
+	}
+	if again, _ := os.ReadFile(filepath.Join(dir, "out/quickstart-eu.jsonl")); string(again) != string(first) {
+		t.Fatalf("after starting over the EU file has %d bytes, want the %d of the first run", len(again), len(first))
+	}
 }
 
 func readJSONL(t *testing.T, path string) []map[string]any {
@@ -260,10 +287,7 @@ func readJSONL(t *testing.T, path string) []map[string]any {
 // topic, then stops it as a signal would: the file holds every purchase
 // over 50 exactly once.
 func TestQuickstartKafkaRuns(t *testing.T) {
-	src, err := filepath.Abs("quickstart_kafka.pipe")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := examplePlan(t, "quickstart_kafka.pipe")
 	dir := t.TempDir()
 	t.Chdir(dir)
 	b, err := devbroker.Start(t.Context(), devbroker.Options{})
@@ -272,14 +296,6 @@ func TestQuickstartKafkaRuns(t *testing.T) {
 	}
 	defer b.Close()
 	t.Setenv("KAFKA_BROKERS", b.Addr())
-	prog, diags := compile(t, src)
-	if diags.HasErrors() {
-		t.Fatal(diags)
-	}
-	p, err := plan.Build(prog)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	var want int64
@@ -348,4 +364,190 @@ func TestReadmePipeline(t *testing.T) {
 			t.Errorf("README test %q: %v %v", r.Test, r.Err, r.Failures)
 		}
 	}
+}
+
+// TestKafkaToKafkaNewBroker runs examples/kafka_to_kafka.pipe against a
+// broker, then against a new broker with the same topic names and new
+// records, on the same state directory: the stored positions point into the
+// first broker's topics, so the second run must write every record of the
+// new broker exactly once (it wrote only those past the first run's offsets
+// before positions carried the identity of their cluster and topic).
+func TestKafkaToKafkaNewBroker(t *testing.T) {
+	p := examplePlan(t, "kafka_to_kafka.pipe")
+	t.Setenv("OUT_TOPIC", "out")
+	newBrokerRounds(t, p, func(round int, brokers string, want map[int64]bool) {
+		seen := map[int64]int{}
+		for _, r := range readCommitted(t, brokers, "out", len(want)) {
+			id, _ := r.Value.(map[string]any)["id"].(int64)
+			seen[id]++
+		}
+		missing, doubled := 0, 0
+		for id := range want {
+			switch seen[id] {
+			case 0:
+				missing++
+			case 1:
+			default:
+				doubled++
+			}
+		}
+		if missing > 0 || doubled > 0 || len(seen) != len(want) {
+			t.Fatalf("round %d: of %d records %d missing, %d doubled, %d read", round, len(want), missing, doubled, len(seen))
+		}
+	})
+}
+
+// TestKafkaToPostgresNewBroker is TestKafkaToKafkaNewBroker for
+// examples/kafka_to_postgres.pipe, into the same table both times: every
+// record of the new broker must be in the table.
+func TestKafkaToPostgresNewBroker(t *testing.T) {
+	dsn := os.Getenv("PIPE_PG_URL")
+	if dsn == "" {
+		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("postgresql (PIPE_PG_URL or 127.0.0.1:5432) is not reachable: %v", err)
+		}
+		t.Skipf("postgresql (PIPE_PG_URL or 127.0.0.1:5432) is not reachable: %v", err)
+	}
+	defer conn.Close(context.Background())
+	var b [4]byte
+	rand.Read(b[:])
+	table, offsets := "k2pg_newbroker_"+hex.EncodeToString(b[:]), "k2pg_newbroker_offsets_"+hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		conn.Exec(context.Background(), "DROP TABLE IF EXISTS "+table+", "+offsets)
+	})
+	// Positions of its own, so that no other run of the example shares them.
+	src, err := os.ReadFile("kafka_to_postgres.pipe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(src), "  create_table = true\n", "  create_table = true\n  offsets_table = \""+offsets+"\"\n", 1)
+	prog, diags := compiler.Compile(&compiler.Config{Registry: stdlib.Default}, "kafka_to_postgres.pipe", []byte(text))
+	if diags.HasErrors() || !strings.Contains(text, offsets) {
+		t.Fatalf("%s\n%s", diags, text)
+	}
+	p, err := plan.Build(prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PG_URL", dsn)
+	t.Setenv("PG_TABLE", table)
+	newBrokerRounds(t, p, func(round int, _ string, want map[int64]bool) {
+		rows, err := conn.Query(t.Context(), "SELECT id FROM "+table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			t.Fatal(err)
+		}
+		missing := len(want)
+		for _, id := range ids {
+			if want[id] {
+				missing--
+			}
+		}
+		if missing > 0 {
+			t.Fatalf("round %d: %d of %d records missing from the table", round, missing, len(want))
+		}
+	})
+}
+
+// newBrokerRounds runs p (a Kafka example reading events from topic "in"
+// through big into out) twice on one state directory, each time against a
+// new broker whose topic "in" holds 400 new events, until all are read and
+// written, and then calls check with the ids the pipeline keeps.
+func newBrokerRounds(t *testing.T, p *plan.Plan, check func(round int, brokers string, want map[int64]bool)) {
+	state := t.TempDir()
+	t.Setenv("IN_TOPIC", "in")
+	t.Setenv("GROUP", "newbroker")
+	for round, first := range []int{0, 1000} {
+		b, err := devbroker.Start(t.Context(), devbroker.Options{Topics: []devbroker.Topic{{Name: "in", Partitions: 4}, {Name: "out", Partitions: 4}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("KAFKA_BROKERS", b.Addr())
+		const n = 400
+		want := produceEvents(t, b.Addr(), "in", first, n)
+		// Until every record was read and written, or a while without.
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		status := func(s exec.Snapshot) {
+			counts := map[string]exec.StageStatus{}
+			for _, st := range s.Stages {
+				counts[st.Name] = st
+			}
+			if counts["events"].In == n && counts["out"].Out == counts["big"].Out && s.Checkpoint > 0 {
+				cancel()
+			}
+		}
+		err = exec.Run(ctx, p, &exec.Config{StateDir: state, Status: status, StatusInterval: 100 * time.Millisecond})
+		cancel()
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		check(round, b.Addr(), want)
+		b.Close()
+	}
+}
+
+// produceEvents writes n events of kafka_to_kafka.pipe's shape with ids
+// from first to topic and returns the ids the pipeline keeps.
+func produceEvents(t *testing.T, brokers, topic string, first, n int) map[int64]bool {
+	t.Helper()
+	tr := &kafka.Transport{}
+	defer tr.CloseIdleConnections()
+	w := &kafka.Writer{Addr: kafka.TCP(brokers), Topic: topic, Transport: tr, RequiredAcks: kafka.RequireAll,
+		BatchTimeout: time.Millisecond, Balancer: &kafka.RoundRobin{}}
+	defer w.Close()
+	want := map[int64]bool{}
+	msgs := make([]kafka.Message, n)
+	for i := range msgs {
+		id := first + i
+		amount := float64(id*7919%10000) / 100
+		msgs[i].Value = fmt.Appendf(nil, `{"id":%d,"user":"u%d","amount":%.2f,"country":"NL","event":"purchase","ts":"2024-01-01T00:00:00Z"}`, id, id%10, amount)
+		if amount > 50 {
+			want[int64(id)] = true
+		}
+	}
+	if err := w.WriteMessages(t.Context(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	return want
+}
+
+// readCommitted reads topic with read_committed until want records arrived
+// and no more came for a second.
+func readCommitted(t *testing.T, brokers, topic string, want int) []stdlib.Record {
+	t.Helper()
+	spec := stdlib.Default.Lookup(stdlib.SourceKind, "kafka")
+	attrs, err := spec.Values(map[string]any{"brokers": []any{brokers}, "topic": topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := spec.NewSource(stdlib.Config{Pipeline: "check", Stage: "check", Tasks: 1, Attrs: attrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Open(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close(context.Background())
+	var got []stdlib.Record
+	deadline := time.Now().Add(30 * time.Second)
+	for quiet := 0; quiet < 4 && time.Now().Before(deadline); {
+		ctx, cancel := context.WithTimeout(t.Context(), 250*time.Millisecond)
+		recs, err := src.Read(ctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			t.Fatal(err)
+		}
+		got = append(got, recs...)
+		if len(recs) == 0 && len(got) >= want {
+			quiet++
+		}
+	}
+	return got
 }

@@ -2,7 +2,6 @@ package exec
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -11,52 +10,62 @@ import (
 )
 
 // configAttrs converts a stage's static attributes to the Go values a
-// stdlib.Config holds, resolving secrets.
-// A secret reference in an attribute that is not a string (count =
-// "${env:N}") is converted to the attribute's kind once resolved.
+// stdlib.Config holds: secrets resolved, then checked by spec.Values (a
+// reference in an attribute that is not a string, count = "${env:N}", is
+// parsed as a literal of the attribute's kind) and by spec.Check, as the
+// compiler checked the literals. Errors never show a resolved value.
 func configAttrs(st *plan.Stage, spec *stdlib.Spec, sec Secrets) (map[string]any, error) {
 	out := make(map[string]any, len(st.Attrs))
 	for name, v := range st.Attrs {
 		g, err := goValue(v, st, sec)
-		if err == nil && v != nil && v.Kind == plan.SecretValue && spec != nil {
-			if p := spec.Param(name); p != nil {
-				g, err = convertSecret(g.(string), p.Type)
-			}
-		}
 		if err != nil {
 			return nil, fmt.Errorf("stage %q: attribute %q: %w", st.Name, name, err)
 		}
 		out[name] = g
 	}
+	if spec == nil {
+		return out, nil
+	}
+	out, err := spec.Values(out)
+	if err != nil {
+		return nil, fmt.Errorf("stage %q: %w", st.Name, err)
+	}
+	if spec.Check != nil && hasSecret(st.Attrs) {
+		if errs := spec.Check(out); len(errs) > 0 {
+			return nil, fmt.Errorf("stage %q: attribute %q: %s", st.Name, errs[0].Attr, errs[0].Message)
+		}
+	}
 	return out, nil
 }
 
-// convertSecret converts a resolved reference to the kind of its
-// attribute. Errors never show the value.
-func convertSecret(s string, t stdlib.ParamType) (any, error) {
-	s = strings.TrimSpace(s)
-	var v any
-	var err error
-	switch t.Kind {
-	case stdlib.IntParam:
-		v, err = strconv.ParseInt(s, 10, 64)
-	case stdlib.FloatParam:
-		v, err = strconv.ParseFloat(s, 64)
-	case stdlib.BoolParam:
-		v, err = strconv.ParseBool(s)
-	case stdlib.DurationParam:
-		v, err = time.ParseDuration(s)
-	case stdlib.SizeParam:
-		v, err = strconv.ParseInt(s, 10, 64)
-	case stdlib.EnumParam:
-		return stdlib.Ident(s), nil
-	default:
-		return s, nil
+// hasSecret reports whether a value of attrs holds a reference.
+func hasSecret(attrs map[string]*plan.Value) bool {
+	var has func(v *plan.Value) bool
+	has = func(v *plan.Value) bool {
+		if v == nil {
+			return false
+		}
+		if v.Kind == plan.SecretValue {
+			return true
+		}
+		for _, x := range v.List {
+			if has(x) {
+				return true
+			}
+		}
+		for _, e := range v.Map {
+			if has(e.Value) {
+				return true
+			}
+		}
+		return false
 	}
-	if err != nil {
-		return nil, fmt.Errorf("resolved value is not a valid %s", t.Kind)
+	for _, v := range attrs {
+		if has(v) {
+			return true
+		}
 	}
-	return v, nil
+	return false
 }
 
 func goValue(v *plan.Value, st *plan.Stage, sec Secrets) (any, error) {

@@ -17,7 +17,8 @@ import (
 // memSource emits count records per partition: {"id", "part", "amount",
 // "user"}, offsets 0..count-1. attrs: partitions, count, batch, bad (every
 // bad-th offset is malformed), endless (ignore count), delay (per Read),
-// idle (Read blocks until cancelled), rows (emit stdlib.Row values).
+// idle (Read blocks until cancelled), rows (emit stdlib.Row values),
+// identity (of every partition).
 type memSource struct {
 	cfg     stdlib.Config
 	parts   []string
@@ -37,13 +38,18 @@ func (s *memSource) Open(ctx context.Context, resume stdlib.Resumer) error {
 		n = 1
 	}
 	s.next = map[string]int64{}
+	if l, ok := resume.(stdlib.PositionLister); ok {
+		s.env.mu.Lock()
+		s.env.listed = append(s.env.listed, l.StoredPositions()...)
+		s.env.mu.Unlock()
+	}
 	for i := 0; i < n; i++ {
 		if i%s.cfg.Tasks != s.cfg.Task {
 			continue
 		}
 		p := fmt.Sprintf("p%d", i)
 		s.parts = append(s.parts, p)
-		if off, ok := resume.Resume(p); ok {
+		if off, ok := resume.Resume(p, s.cfg.String("identity")); ok {
 			s.next[p] = off + 1
 		}
 	}
@@ -117,10 +123,11 @@ func (s *memSource) Commit(ctx context.Context, pos []stdlib.Position) error {
 	defer s.env.mu.Unlock()
 	for _, p := range pos {
 		k := p.Source + "/" + p.Partition
-		if old, ok := s.env.commits[k]; ok && p.Offset <= old {
+		if old, ok := s.env.commits[k]; ok && p.Offset <= old && p.Identity == s.env.commitIDs[k] {
 			s.env.t.Errorf("commit of %v not above %d", p, old)
 		}
 		s.env.commits[k] = p.Offset
+		s.env.commitIDs[k] = p.Identity
 	}
 	s.env.commitCalls++
 	return nil
@@ -130,9 +137,10 @@ func (s *memSource) Close(ctx context.Context) error { return nil }
 
 // sinkStore is a sink stage's durable state across runs.
 type sinkStore struct {
+	cfg     stdlib.Config // of the last task built
 	mu      sync.Mutex
 	durable []stdlib.Record
-	held    map[int]map[partKey]int64 // per task
+	held    map[int]map[partKey]stdlib.Position // per task
 	writes  int
 	cps     []stdlib.Checkpoint
 }
@@ -161,8 +169,8 @@ func (s *memSink) Open(ctx context.Context) ([]stdlib.Position, error) {
 	s.st.mu.Lock()
 	defer s.st.mu.Unlock()
 	var out []stdlib.Position
-	for k, off := range s.st.held[s.cfg.Task] {
-		out = append(out, stdlib.Position{Source: k.source, Partition: k.partition, Offset: off})
+	for _, p := range s.st.held[s.cfg.Task] {
+		out = append(out, p)
 	}
 	return out, nil
 }
@@ -204,11 +212,11 @@ func (s *memSink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
 	s.st.durable = append(s.st.durable, s.buf...)
 	s.buf = nil
 	if s.st.held == nil {
-		s.st.held = map[int]map[partKey]int64{}
+		s.st.held = map[int]map[partKey]stdlib.Position{}
 	}
-	h := map[partKey]int64{}
+	h := map[partKey]stdlib.Position{}
 	for _, p := range cp.Positions {
-		h[partKey{p.Source, p.Partition}] = p.Offset
+		h[partKey{p.Source, p.Partition}] = p
 	}
 	s.st.held[s.cfg.Task] = h
 	s.st.cps = append(s.st.cps, cp)
@@ -237,17 +245,23 @@ type testEnv struct {
 	mu          sync.Mutex
 	sinks       map[string]*sinkStore
 	commits     map[string]int64
+	commitIDs   map[string]string
 	commitCalls int
+	listed      []stdlib.Position // what sources' Resumers listed
 }
 
 func newTestEnv(t *testing.T) *testEnv {
-	env := &testEnv{t: t, sinks: map[string]*sinkStore{}, commits: map[string]int64{}}
+	env := &testEnv{t: t, sinks: map[string]*sinkStore{}, commits: map[string]int64{}, commitIDs: map[string]string{}}
 	env.reg = stdlib.NewRegistry(
 		&stdlib.Spec{Kind: stdlib.SourceKind, Name: "mem", Bounded: true, NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {
 			return &memSource{cfg: cfg, env: env}, nil
 		}},
 		&stdlib.Spec{Kind: stdlib.SinkKind, Name: "memsink", NewSink: func(cfg stdlib.Config) (stdlib.Sink, error) {
-			return &memSink{cfg: cfg, st: env.sink(cfg.Stage)}, nil
+			st := env.sink(cfg.Stage)
+			st.mu.Lock()
+			st.cfg = cfg
+			st.mu.Unlock()
+			return &memSink{cfg: cfg, st: st}, nil
 		}},
 		&stdlib.Spec{Kind: stdlib.SinkKind, Name: "memrows", ReadsRows: true, NewSink: func(cfg stdlib.Config) (stdlib.Sink, error) {
 			return &memSink{cfg: cfg, st: env.sink(cfg.Stage)}, nil
@@ -327,4 +341,40 @@ func newPlan(cp time.Duration, stages []*plan.Stage, edges ...*plan.Edge) *plan.
 
 func (e *testEnv) run(ctx context.Context, p *plan.Plan, dir string) error {
 	return Run(ctx, p, &Config{Registry: e.reg, StateDir: dir, BatchSize: 64})
+}
+
+// StoredPositions implements stdlib.PositionStore (attribute exactly).
+func (s *memSink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
+	s.st.mu.Lock()
+	defer s.st.mu.Unlock()
+	var out []stdlib.Position
+	for _, h := range s.st.held {
+		for _, p := range h {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// SetPositions implements stdlib.PositionStore: set goes to task 0.
+func (s *memSink) SetPositions(ctx context.Context, source string, reset []string, set []stdlib.Position) error {
+	s.st.mu.Lock()
+	defer s.st.mu.Unlock()
+	for _, h := range s.st.held {
+		for k := range h {
+			if k.source == source && (len(reset) == 0 || slices.Contains(reset, k.partition)) {
+				delete(h, k)
+			}
+		}
+	}
+	for _, p := range set {
+		if s.st.held == nil {
+			s.st.held = map[int]map[partKey]stdlib.Position{}
+		}
+		if s.st.held[0] == nil {
+			s.st.held[0] = map[partKey]stdlib.Position{}
+		}
+		s.st.held[0][partKey{p.Source, p.Partition}] = p
+	}
+	return nil
 }

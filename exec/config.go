@@ -26,15 +26,22 @@ type Config struct {
 	// StatusInterval (default 1s) and once at the end of the run.
 	Status         func(Snapshot)
 	StatusInterval time.Duration
-	// Secrets resolves ${provider:ref} attributes when tasks start; nil
+	// Secrets resolves ${provider:ref} attributes when the run starts; nil
 	// means EnvFileSecrets.
 	Secrets Secrets
+	// Redactor receives every value Secrets resolves; nil means a new one.
+	// Run redacts with it its error, the dead-letter envelopes' error text
+	// and whatever goes to Logger. Pass one to redact output of your own.
+	Redactor *Redactor
 	// BatchSize is the most records a batch carries between stages
 	// (default 1024).
 	BatchSize int
 	// ChannelDepth is the number of batches a task's input buffers
 	// (default 8), split over its senders' channels (at least 2 each).
 	ChannelDepth int
+	// Handle, if set, gives other goroutines the run's state, counters,
+	// positions and health, and control over it, while it lasts.
+	Handle *Handle
 	// MemoryLimit, when positive, tunes the Go garbage collector for the
 	// run (process-wide, restored when Run returns): GOGC 400 under this
 	// soft memory limit in bytes. Collection then costs about 40% less CPU
@@ -45,22 +52,66 @@ type Config struct {
 
 // Snapshot is the state of a run at one moment.
 type Snapshot struct {
-	Time    time.Time
-	Elapsed time.Duration
-	// Checkpoint is the id of the last completed checkpoint (0: none yet).
-	Checkpoint uint64
-	Stages     []StageStatus
+	Time    time.Time     `json:"time"`
+	Elapsed time.Duration `json:"elapsed_ns"`
+	// State is set in a [Handle]'s snapshots; Paused says the sources
+	// are paused.
+	State  RunState `json:"state,omitempty"`
+	Paused bool     `json:"paused"`
+	// Checkpoint is the id of the last completed checkpoint (0: none yet);
+	// CheckpointTime when this run completed it (zero: none yet) and
+	// CheckpointAge how long ago.
+	Checkpoint     uint64          `json:"checkpoint"`
+	CheckpointTime time.Time       `json:"checkpoint_time,omitzero"`
+	CheckpointAge  time.Duration   `json:"checkpoint_age_ns,omitempty"`
+	Checkpoints    CheckpointStats `json:"checkpoints"`
+	Stages         []StageStatus   `json:"stages"`
+}
+
+// CheckpointStats counts the checkpoints of a run.
+type CheckpointStats struct {
+	Completed uint64        `json:"completed"`
+	Failed    uint64        `json:"failed"` // failed attempts: a sink's, or saving the state store
+	Duration  Histogram     `json:"duration_seconds"`
+	Interval  time.Duration `json:"interval_ns"`
 }
 
 // StageStatus holds one stage's counters.
 type StageStatus struct {
-	Name   string
-	Kind   string
-	Tasks  int
-	In     int64   // records received (read, for a source)
-	Out    int64   // records emitted (written, for a sink)
-	Errors int64   // records that failed (skipped, dead-lettered or retried)
-	Rate   float64 // records out per second since the previous snapshot
+	Name      string `json:"name"`
+	Kind      string `json:"kind"`
+	Component string `json:"component"`
+	Tasks     int    `json:"tasks"`
+	In        int64  `json:"received"` // records received (read, for a source)
+	Out       int64  `json:"sent"`     // records emitted (written, for a sink)
+	// Errors counts records that failed (skipped, dead-lettered, or
+	// failing the run) and failed checkpoint attempts.
+	Errors       int64   `json:"errors"`
+	DeadLettered int64   `json:"dead_lettered"`
+	Skipped      int64   `json:"skipped"`
+	Retries      int64   `json:"retries"`
+	Rate         float64 `json:"rate"` // records out per second over the last second; in a run's last Status snapshot, since the start
+	// CheckpointAge is, for a sink, the time since its task that is most
+	// behind last made a checkpoint durable; for other stages, the time
+	// since the last checkpoint completed. 0: none yet.
+	CheckpointAge time.Duration `json:"checkpoint_age_ns,omitempty"`
+	// LastError is the stage's last error, if any.
+	LastError  *ErrorStatus      `json:"last_error,omitempty"`
+	Partitions []PartitionStatus `json:"partitions,omitempty"` // sources
+	TaskStats  []TaskStatus      `json:"task_stats"`
+}
+
+// PartitionStatus is one partition a source task read.
+type PartitionStatus struct {
+	Partition string `json:"partition"`
+	Task      int    `json:"task"`
+	Offset    int64  `json:"offset"`    // of the last record emitted; -1: none yet
+	Committed int64  `json:"committed"` // in the last completed checkpoint; -1: none
+	// Lag is how far the partition's end is ahead of what was read, in
+	// LagUnit, when the source reports it (HasLag).
+	Lag     int64  `json:"lag"`
+	LagUnit string `json:"lag_unit,omitempty"`
+	HasLag  bool   `json:"has_lag"`
 }
 
 func (c *Config) withDefaults(p *plan.Plan) Config {
@@ -86,6 +137,11 @@ func (c *Config) withDefaults(p *plan.Plan) Config {
 	if out.Secrets == nil {
 		out.Secrets = EnvFileSecrets{}
 	}
+	if out.Redactor == nil {
+		out.Redactor = &Redactor{}
+	}
+	out.Secrets = redactingSecrets{out.Secrets, out.Redactor}
+	out.Logger = slog.New(out.Redactor.Handler(out.Logger.Handler()))
 	if out.BatchSize <= 0 {
 		out.BatchSize = 1024
 	}

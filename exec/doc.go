@@ -54,6 +54,18 @@
 // barriers, so a source blocked in Read on an idle input does not hold
 // checkpoints back; only its commits wait for the Read to return.
 //
+// Observing and steering a run: every task counts what it received, sent,
+// failed (by [ErrorKind]), dead-lettered, skipped and retried, and times its
+// batches (and a sink its Write and Checkpoint calls), with atomic additions
+// once per batch into counters of its own. A [Handle] passed in
+// [Config.Handle] reads them ([Handle.Snapshot], with each partition's
+// position, committed position and, from a [stdlib.Lagger] source, lag),
+// judges health ([Handle.Health]: a checkpoint completed within
+// [HealthBound] and no sink call in flight longer), lists the held
+// positions, and pauses (the read goroutines wait before each Read and
+// before handing a batch on; barriers still flow), resumes, checkpoints
+// and stops the run.
+//
 // Malformed input: a source returns records with [stdlib.Record.Err] set;
 // they go through the source stage's error policy. Transform errors and sink
 // record or batch errors go through their stage's policy: fail, skip,

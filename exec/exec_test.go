@@ -424,8 +424,8 @@ func TestCrashRecovery(t *testing.T) {
 		t.Fatalf("no checkpoint stored: %v", err)
 	}
 	for p := 0; p < parts; p++ {
-		if off, _ := cp.Position("src", fmt.Sprintf("p%d", p)); off != count-1 {
-			t.Fatalf("stored position of p%d is %d", p, off)
+		if pos, _ := cp.Lookup("src", fmt.Sprintf("p%d", p)); pos.Offset != count-1 {
+			t.Fatalf("stored position of p%d is %d", p, pos.Offset)
 		}
 	}
 	t.Logf("%d crashes, %d checkpoints", crashes, cp.ID)
@@ -469,7 +469,8 @@ func TestShutdown(t *testing.T) {
 		last[r.Pos.Partition] = r.Pos.Offset
 	}
 	for part := range last {
-		off, ok := cp.Position("src", part)
+		pos, ok := cp.Lookup("src", part)
+		off := pos.Offset
 		if !ok || off < last[part] {
 			t.Fatalf("final checkpoint holds %s at %d, output reaches %d", part, off, last[part])
 		}
@@ -551,27 +552,33 @@ func TestPartitionBy(t *testing.T) {
 	checkOrdered(t, env.output("out"))
 }
 
+// TestSinkAttrs: every := attribute of a sink is evaluated per record into
+// Record.Attrs, in the order of Config.Exprs, whatever its name; a record
+// whose attribute fails goes through the stage's error policy.
 func TestSinkAttrs(t *testing.T) {
 	env := newTestEnv(t)
 	p := newPlan(time.Second, []*plan.Stage{
 		stage("src", "source", "mem", 1, attr("count", ival(20))),
 		stage("out", "sink", "memsink", 2, withExprs(plan.AttrExpr,
-			"key", "user", "topic", `"t-" + part`, "partition", "id % 3", "headers.src", "part", "headers.n", "id"),
+			"subject", `"orders." + part + "." + user`, "weight", "100 % (7 - id)"),
 			onError(&plan.ErrorPolicy{Action: "skip"})),
 	}, edge("src", "out"))
 	runOK(t, env, p)
 	out := env.output("out")
-	if len(out) != 20 {
-		t.Fatalf("got %d records", len(out))
+	if len(out) != 19 {
+		t.Fatalf("got %d records, want 19 (id 7 divides by zero)", len(out))
 	}
+	subject, weight := env.sink("out").cfg.ExprIndex("subject"), env.sink("out").cfg.ExprIndex("weight")
 	for _, r := range out {
 		id := r.Value.(map[string]any)["id"].(int64)
-		if r.Key != fmt.Sprintf("u%d", id) || r.Topic != "t-p0" || r.Partition != int32(id%3) {
-			t.Fatalf("record %d: key %v topic %q partition %d", id, r.Key, r.Topic, r.Partition)
+		s, _ := r.Attr(subject)
+		w, _ := r.Attr(weight)
+		if s != fmt.Sprintf("orders.p0.u%d", id) || w != 100%(7-id) || r.Key != nil {
+			t.Fatalf("record %d: subject %v, weight %v, key %v", id, s, w, r.Key)
 		}
-		if len(r.Headers) != 2 || string(r.Headers[0].Value) != "p0" || r.Headers[1].Key != "n" || string(r.Headers[1].Value) != fmt.Sprint(id) {
-			t.Fatalf("record %d: headers %v", id, r.Headers)
-		}
+	}
+	if i := env.sink("out").cfg.ExprIndex("key"); i != -1 {
+		t.Errorf("ExprIndex of an attribute not set per record = %d", i)
 	}
 }
 

@@ -230,7 +230,7 @@ func (p *program) eval(m *vm.VM, r *stdlib.Record) (any, error) {
 		for k, v := range env {
 			c[k] = v
 		}
-		c["meta"] = metaOf(r)
+		c["meta"] = stdlib.Meta(r)
 		env = c
 	}
 	v, err := p.prog.Run(m, env)
@@ -266,27 +266,4 @@ func errAt(err error, def string) string {
 		return e.at
 	}
 	return def
-}
-
-// metaOf returns the meta value of a record: topic, partition, offset, key,
-// timestamp, headers, source and source partition.
-func metaOf(r *stdlib.Record) map[string]any {
-	h := make(map[string]any, len(r.Headers))
-	for _, x := range r.Headers {
-		h[x.Key] = string(x.Value)
-	}
-	var ts any
-	if !r.Time.IsZero() {
-		ts = r.Time
-	}
-	return map[string]any{
-		"topic":            r.Topic,
-		"partition":        int64(r.Partition),
-		"offset":           r.Pos.Offset,
-		"key":              r.Key,
-		"timestamp":        ts,
-		"headers":          h,
-		"source":           r.Pos.Source,
-		"source_partition": r.Pos.Partition,
-	}
 }

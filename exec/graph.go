@@ -3,7 +3,6 @@ package exec
 import (
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"pipe.dev/pipe/compiler/plan"
@@ -84,7 +83,9 @@ type stageRT struct {
 	chained bool
 	tasks   []*transformTask
 
-	in, out, errs atomic.Int64
+	// metrics holds each task's counters; lastErr the stage's last error.
+	metrics []*taskMetrics
+	lastErr lastError
 }
 
 func (s *stageRT) isSink() bool   { return s.st.Kind == string(stdlib.SinkKind) }
@@ -144,6 +145,10 @@ func buildGraph(p *plan.Plan, reg *stdlib.Registry, depth int, now func() time.T
 				return nil, fmt.Errorf("stage %q: partition_by: %w", st.Name, err)
 			}
 			s.partBy = prog
+		}
+		s.metrics = make([]*taskMetrics, st.Tasks)
+		for t := range s.metrics {
+			s.metrics[t] = &taskMetrics{}
 		}
 		byName[st.Name] = s
 		stages[i] = s

@@ -47,7 +47,7 @@ func (s *handoverSource) Read(ctx context.Context) ([]stdlib.Record, error) {
 		}
 		s.env.mu.Unlock()
 		var err error
-		if s.got, err = s.h.Acquire(ctx, []string{"p0"}); err != nil {
+		if s.got, err = s.h.Acquire(ctx, map[string]string{"p0": ""}); err != nil {
 			return nil, err
 		}
 		s.step, s.next = 1, 250

@@ -2,11 +2,18 @@ package exec
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"pipe.dev/pipe/compiler/plan"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/codec"
 )
 
 // maxBackoff caps one retry's wait.
@@ -23,35 +30,142 @@ type StageError struct {
 func (e *StageError) Error() string { return fmt.Sprintf("%s: stage %q: %v", e.At, e.Stage, e.Err) }
 func (e *StageError) Unwrap() error { return e.Err }
 
-// Envelope builds the dead-letter value for a record that failed at stage:
+// Envelope builds the dead-letter value for a record that failed at stage
+// (spec §8.2):
 //
-//	{"original": <record value, or its raw text when it has no value>,
+//	{"original": <the record's value, or its raw bytes when it could not be decoded>,
+//	 "original_encoding": "value" | "text" | "base64",
+//	 "key": <key>, "key_encoding": ..., "headers": [{"key", "value", "encoding"}],
 //	 "stage": name, "at": "file:line", "error": message,
-//	 "source": {"source", "partition", "offset"}, "time": RFC 3339}
+//	 "source": {"source", "partition", "offset", "line" (line formats), "topic", "kafka_partition" (Kafka)},
+//	 "time": RFC 3339}
+//
+// Every format can write it: raw bytes are text when they are valid UTF-8
+// and base64 otherwise, and a NaN or an infinity in the value is written
+// as the string "NaN", "+Inf" or "-Inf".
 func Envelope(rec *stdlib.Record, stage, at string, err error, now time.Time) map[string]any {
-	orig := stdlib.Materialize(rec.Value)
-	if orig == nil && rec.Raw != nil {
-		orig = string(rec.Raw)
+	orig, origEnc := envelopeValue(stdlib.Materialize(rec.Value), rec.Err == nil, rec.Raw)
+	key, keyEnc := envelopeValue(rec.Key, true, nil)
+	headers := make([]any, len(rec.Headers))
+	for i, h := range rec.Headers {
+		v, enc := rawText(h.Value)
+		headers[i] = map[string]any{"key": h.Key, "value": v, "encoding": enc}
+	}
+	src := map[string]any{
+		"source":    rec.Pos.Source,
+		"partition": rec.Pos.Partition,
+		"offset":    rec.Pos.Offset,
+	}
+	if rec.Line > 0 {
+		src["line"] = rec.Line
+		src["offset"] = rec.Start
+	}
+	if rec.Topic != "" && rec.Partition >= 0 {
+		src["topic"] = rec.Topic
+		src["kafka_partition"] = int64(rec.Partition)
 	}
 	return map[string]any{
-		"original": orig,
-		"stage":    stage,
-		"at":       at,
-		"error":    err.Error(),
-		"source": map[string]any{
-			"source":    rec.Pos.Source,
-			"partition": rec.Pos.Partition,
-			"offset":    rec.Pos.Offset,
-		},
-		"time": now.UTC().Format(time.RFC3339),
+		"original":          orig,
+		"original_encoding": origEnc,
+		"key":               key,
+		"key_encoding":      keyEnc,
+		"headers":           headers,
+		"stage":             stage,
+		"at":                at,
+		"error":             err.Error(),
+		"source":            src,
+		"time":              now.UTC().Format(time.RFC3339),
 	}
+}
+
+// envelopeValue returns v as an envelope holds it, with its encoding
+// ("value", "text" or "base64"; nil for nothing). A value that is not
+// decoded, is nil or has a type no format encodes gives way to raw; raw
+// bytes, []byte values and strings that are not UTF-8 are written as text
+// or base64; NaNs and infinities become strings.
+func envelopeValue(v any, decoded bool, raw []byte) (any, any) {
+	if decoded && v != nil {
+		switch x := v.(type) {
+		case []byte:
+			return rawText(x)
+		case string:
+			if !utf8.ValidString(x) {
+				return rawText([]byte(x))
+			}
+			return x, "text"
+		}
+		v, _ = finite(v)
+		if _, err := codec.AppendJSON(nil, v); err == nil {
+			return v, "value"
+		}
+		if raw == nil {
+			return fmt.Sprint(v), "text"
+		}
+	}
+	if raw == nil {
+		return nil, nil
+	}
+	return rawText(raw)
+}
+
+// rawText returns b as text when it is valid UTF-8, else as base64.
+func rawText(b []byte) (string, string) {
+	if utf8.Valid(b) {
+		return string(b), "text"
+	}
+	return base64.StdEncoding.EncodeToString(b), "base64"
+}
+
+// finite returns v with every NaN and infinity in it replaced by the
+// string "NaN", "+Inf" or "-Inf", copying the maps and lists it changes;
+// it reports whether anything changed.
+func finite(v any) (any, bool) {
+	switch x := v.(type) {
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return strconv.FormatFloat(x, 'g', -1, 64), true
+		}
+	case float32:
+		if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
+			return strconv.FormatFloat(f, 'g', -1, 64), true
+		}
+	case map[string]any:
+		var out map[string]any
+		for k, e := range x {
+			if f, changed := finite(e); changed {
+				if out == nil {
+					out = maps.Clone(x)
+				}
+				out[k] = f
+			}
+		}
+		if out != nil {
+			return out, true
+		}
+	case []any:
+		var out []any
+		for i, e := range x {
+			if f, changed := finite(e); changed {
+				if out == nil {
+					out = slices.Clone(x)
+				}
+				out[i] = f
+			}
+		}
+		if out != nil {
+			return out, true
+		}
+	}
+	return v, false
 }
 
 // failure applies policy pol to one failed record. retry, when not nil,
 // attempts the record again (true: it succeeded); it is nil for failures a
 // retry cannot fix (malformed input). fail stops the run with a
-// [StageError]; skip and dead_letter count the record as an error.
-func (r *run) failure(ctx context.Context, s *stageRT, rt *router, pol *plan.ErrorPolicy, rec *stdlib.Record, at string, err error, retry func() (bool, error)) error {
+// [StageError] naming the record's place; skip, dead_letter and fail count
+// the record as an error of kind in the metrics of rt's task.
+func (r *run) failure(ctx context.Context, s *stageRT, rt *router, kind ErrorKind, pol *plan.ErrorPolicy, rec *stdlib.Record, at string, err error, retry func() (bool, error)) error {
+	m := rt.m
 	for {
 		action := "fail"
 		if pol != nil {
@@ -59,19 +173,25 @@ func (r *run) failure(ctx context.Context, s *stageRT, rt *router, pol *plan.Err
 		}
 		switch action {
 		case "skip":
-			s.errs.Add(1)
+			m.errors[kind].Add(1)
+			m.skipped.Add(1)
+			r.noteError(s, kind, at, rec, err)
 			return nil
 		case "dead_letter":
-			s.errs.Add(1)
-			if rt == nil || rt.dlq == nil {
+			m.errors[kind].Add(1)
+			r.noteError(s, kind, at, rec, err)
+			if rt.dlq == nil {
 				return &StageError{Stage: s.st.Name, At: at, Err: fmt.Errorf("no dead-letter sink for: %w", err)}
 			}
 			dl := stdlib.Record{
 				Key:   rec.Key,
-				Value: Envelope(rec, s.st.Name, at, err, r.cfg.Now()),
+				Value: Envelope(rec, s.st.Name, at, r.cfg.Redactor.Error(err), r.cfg.Now()),
 				Time:  r.cfg.Now(),
 				Pos:   rec.Pos,
+				Line:  rec.Line,
+				Start: rec.Start,
 			}
+			m.deadLettered.Add(1)
 			return rt.emit(ctx, dl, []*dest{rt.dlq})
 		case "retry":
 			if retry != nil {
@@ -79,6 +199,7 @@ func (r *run) failure(ctx context.Context, s *stageRT, rt *router, pol *plan.Err
 					if err := sleepCtx(ctx, backoff(pol.Backoff, i)); err != nil {
 						return err
 					}
+					m.retries.Add(1)
 					ok, rerr := retry()
 					if ok {
 						return nil
@@ -94,6 +215,11 @@ func (r *run) failure(ctx context.Context, s *stageRT, rt *router, pol *plan.Err
 				pol = &plan.ErrorPolicy{Action: "fail"}
 			}
 			continue
+		}
+		m.errors[kind].Add(1)
+		r.noteError(s, kind, at, rec, err)
+		if rec.Err == nil && rec.Pos.Partition != "" { // a decode error names the place itself
+			err = fmt.Errorf("record %s: %w", rec.Where(), err)
 		}
 		return &StageError{Stage: s.st.Name, At: at, Err: err}
 	}

@@ -43,10 +43,12 @@ type router struct {
 	direct *dest
 	// sent counts records handed downstream (not to the dead-letter sink).
 	sent int64
+	// m is the owning task's metrics.
+	m *taskMetrics
 }
 
 func newRouter(r *run, s *stageRT, task int) *router {
-	rt := &router{r: r, owner: s, ports: map[string][]*dest{}}
+	rt := &router{r: r, owner: s, ports: map[string][]*dest{}, m: s.metrics[task]}
 	byStage := map[*stageRT]*dest{}
 	for _, o := range s.outs {
 		d := &dest{stage: o, from: o.senderBase[s.idx] + task, bufs: make([][]stdlib.Record, o.st.Tasks), lastTask: -1, fixed: -1}

@@ -51,6 +51,25 @@ type run struct {
 	// cpWake is closed and replaced whenever a checkpoint completes.
 	cpMu   sync.Mutex
 	cpWake chan struct{}
+
+	// warned holds the stored positions already reported as pointing
+	// into another incarnation of their partition.
+	warnMu sync.Mutex
+	warned map[string]bool
+
+	// paused, when set, holds the channel Resume closes.
+	paused atomic.Pointer[chan struct{}]
+	// Checkpoints of this run: completed and failed attempts, durations,
+	// when the last one completed (unix ns), and its positions (pubCP).
+	cpCount    atomic.Uint64
+	cpFailed   atomic.Uint64
+	cpDur      histogram
+	lastCPTime atomic.Int64
+	pubMu      sync.Mutex
+	pubCP      state.Checkpoint
+	// lags holds what each source reporting lag said last.
+	lagMu sync.Mutex
+	lags  map[*sourceTask][]stdlib.Lag
 }
 
 type ctrlKind int
@@ -80,6 +99,15 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 		p: p, cfg: cfg.withDefaults(p), startTime: time.Now(),
 		finished: make(chan struct{}), cpReq: make(chan chan uint64), cpWake: make(chan struct{}),
 	}
+	h := r.cfg.Handle
+	defer func() {
+		err = r.cfg.Redactor.Error(err)
+		if err != nil {
+			h.setState(Failed, err)
+		} else {
+			h.setState(Finished, nil)
+		}
+	}()
 	r.recycler = stdlib.NewRecycler(r.cfg.BatchSize)
 	r.stages, err = buildGraph(p, r.cfg.Registry, r.cfg.ChannelDepth, r.cfg.Now)
 	if err != nil {
@@ -88,8 +116,12 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 	if r.store, err = state.Open(r.cfg.StateDir); err != nil {
 		return err
 	}
+	defer r.store.Close()
 	if r.prev, err = r.store.Load(); err != nil {
 		return err
+	}
+	if r.prev != nil {
+		r.pubCP = *r.prev
 	}
 	if lim := r.cfg.MemoryLimit; lim > 0 && os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
 		oldLimit := debug.SetMemoryLimit(lim)
@@ -103,6 +135,9 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 	defer r.icancel()
 	r.rctx, r.rcancel = context.WithCancel(ctx)
 	defer r.rcancel()
+	if h != nil {
+		h.attach(r)
+	}
 	transforms, err := r.open(ctx)
 	if err != nil {
 		r.closeAll()
@@ -131,12 +166,37 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 	if r.cfg.Status != nil {
 		aux.Go(func() { r.status(statusDone) })
 	}
+	if h != nil {
+		h.setState(Running, nil)
+		aux.Go(func() { h.sampleRates(r, statusDone) })
+		aux.Go(func() {
+			select {
+			case <-r.rctx.Done():
+				h.setState(Stopping, nil)
+			case <-statusDone:
+			}
+		})
+	}
 	wg.Wait()
+	// The lag where the sources stopped, for the snapshots after the run.
+	final := r.snapshot()
+	if h != nil || r.cfg.Status != nil {
+		r.addLag(context.WithoutCancel(ctx), &final, true)
+	}
 	r.icancel()
 	close(statusDone)
 	aux.Wait()
 	if r.cfg.Status != nil {
-		r.cfg.Status(r.snapshot())
+		// The last snapshot gives the run's average rates.
+		snap := r.snapshot()
+		r.addLag(r.ictx, &snap, false)
+		r.redact(&snap)
+		if el := snap.Elapsed.Seconds(); el > 0 {
+			for i := range snap.Stages {
+				snap.Stages[i].Rate = float64(snap.Stages[i].Out) / el
+			}
+		}
+		r.cfg.Status(snap)
 	}
 	r.errMu.Lock()
 	defer r.errMu.Unlock()
@@ -185,21 +245,32 @@ func (r *run) control(m ctrlMsg) error {
 // partition resumes and opens the sources.
 func (r *run) open(ctx context.Context) ([]*transformTask, error) {
 	var transforms []*transformTask
-	held := map[partKey]int64{}
-	heldSet := map[partKey]bool{}
-	for _, s := range r.stages {
-		attrs, err := configAttrs(s.st, s.spec, r.cfg.Secrets)
+	// Every secret is resolved before any component is built, so that the
+	// redactor knows them all before a logger or an error can carry one.
+	attrs := make([]map[string]any, len(r.stages))
+	exprs := make([][]string, len(r.stages))
+	for i, s := range r.stages {
+		a, err := configAttrs(s.st, s.spec, r.cfg.Secrets)
 		if err != nil {
 			return nil, err
 		}
+		attrs[i] = a
+		for _, e := range s.st.Exprs {
+			if e.Kind == plan.AttrExpr {
+				exprs[i] = append(exprs[i], e.Target)
+			}
+		}
+	}
+	for si, s := range r.stages {
 		for i := 0; i < s.st.Tasks; i++ {
 			cfg := stdlib.Config{
-				Pipeline: r.p.Pipeline, Stage: s.st.Name, Attrs: attrs,
+				Pipeline: r.p.Pipeline, Stage: s.st.Name, Attrs: attrs[si],
 				Schema: s.st.Schema, Input: s.st.Input, Delivery: stdlib.Delivery(s.st.Delivery),
 				Task: i, Tasks: s.st.Tasks, StateDir: r.cfg.StateDir,
 				Logger:   r.cfg.Logger.With("stage", s.st.Name, "task", i),
 				Recycler: r.recycler,
 				Rows:     s.isSource(), // stages materialize rows on entry
+				Exprs:    exprs[si],
 			}
 			switch {
 			case s.isSource():
@@ -224,13 +295,9 @@ func (r *run) open(ctx context.Context) ([]*transformTask, error) {
 				}
 				t.opened = true
 				for _, p := range h {
-					k := partKey{p.Source, p.Partition}
-					t.held[k] = p.Offset
-					if old, ok := held[k]; !ok || p.Offset < old {
-						held[k] = p.Offset
-					}
-					heldSet[k] = true
+					t.stored[partKey{p.Source, p.Partition}] = p
 				}
+				t.durable = h
 			default:
 				t, err := newTransformTask(r, s, i, cfg)
 				if err != nil {
@@ -243,42 +310,44 @@ func (r *run) open(ctx context.Context) ([]*transformTask, error) {
 			}
 		}
 	}
-	// A partition resumes after the store's position, lowered to what any
-	// exactly-once sink holds; with no stored position it starts afresh
-	// (sinks drop what they already hold).
-	resume := map[string]stdlib.ResumeMap{}
-	if r.prev != nil {
-		for _, p := range r.prev.Positions {
-			off := p.Offset
-			if h, ok := held[partKey{p.Source, p.Partition}]; ok && h < off {
-				off = h
-			}
-			if resume[p.Source] == nil {
-				resume[p.Source] = stdlib.ResumeMap{}
-			}
-			resume[p.Source][p.Partition] = off
-		}
-	}
+	// Each partition resumes when its source asks (handover.Resume), so
+	// that the identity of what it reads is checked first.
 	for _, t := range r.sources {
 		if r.prev != nil {
 			for _, p := range r.prev.Positions {
 				if p.Source == t.s.st.Name {
-					t.committed[partKey{p.Source, p.Partition}] = p.Offset
+					t.committed[partKey{p.Source, p.Partition}] = p
 				}
 			}
 		}
-		rm := resume[t.s.st.Name]
-		if rm == nil {
-			rm = stdlib.ResumeMap{}
-		}
-		t.resume = &handover{t: t, m: rm}
+		t.resume = &handover{t: t}
 		if err := t.src.Open(ctx, t.resume); err != nil {
 			return nil, fmt.Errorf("%s: stage %q: opening: %w", t.s.at, t.s.st.Name, err)
 		}
 		t.opened = true
-		r.cfg.Logger.Debug("source opened", "stage", t.s.st.Name, "task", t.task, "resume", len(rm))
+		r.cfg.Logger.Debug("source opened", "stage", t.s.st.Name, "task", t.task)
 	}
 	return transforms, nil
+}
+
+// mismatch reports, once, that a position held by holder is not applied
+// because its partition now has another identity.
+func (r *run) mismatch(holder string, p stdlib.Position, current string) {
+	key := holder + "\x00" + p.Source + "\x00" + p.Partition
+	r.warnMu.Lock()
+	seen := r.warned[key]
+	if r.warned == nil {
+		r.warned = map[string]bool{}
+	}
+	r.warned[key] = true
+	r.warnMu.Unlock()
+	if seen {
+		return
+	}
+	r.cfg.Logger.Warn("stored position not applied: the partition is not what it pointed into",
+		"stage", p.Source, "partition", p.Partition, "held_by", holder, "offset", p.Offset,
+		"stored_identity", p.Identity, "identity", current,
+		"then", "the partition starts as the source's start says and its records are written again")
 }
 
 // closeAll closes components opened before a failed start.
@@ -323,10 +392,12 @@ func (r *run) coordinate() {
 		}
 	}
 	var cur *pending
+	var began time.Time
 	done, finishing := 0, false
 	again := false // a checkpoint was asked for while one was in flight
 	start := func(final bool) bool {
 		cur = &pending{id: next, final: final, pos: map[*sourceTask][]stdlib.Position{}}
+		began = time.Now()
 		next++
 		for _, t := range r.sources {
 			select {
@@ -393,25 +464,31 @@ func (r *run) coordinate() {
 		}
 		// Stored positions only grow: a partition resumed below the
 		// store for some sink's sake reports a lower position until it
-		// catches up, and the sinks keep their own positions.
+		// catches up, and the sinks keep their own positions. A position
+		// of another incarnation of the partition is replaced.
 		for _, ps := range cur.pos {
 			for _, p := range ps {
 				k := partKey{p.Source, p.Partition}
-				if old, ok := stored[k]; !ok || p.Offset > old.Offset {
+				if old, ok := stored[k]; !ok || p.Offset > old.Offset || p.Identity != old.Identity {
 					stored[k] = p
 				}
 			}
 		}
-		cp := state.Checkpoint{ID: cur.id}
+		cp := state.Checkpoint{ID: cur.id, Time: time.Now().UTC().Truncate(time.Millisecond)}
 		for _, p := range stored {
 			cp.Positions = append(cp.Positions, p)
 		}
 		if err := r.store.Save(cp); err != nil {
+			r.cpFailed.Add(1)
 			r.fail(fmt.Errorf("checkpoint %d: %w", cur.id, err))
 			return
 		}
-		// Positions are posted before waiters wake: a source settling
-		// before a rebalance commits what this checkpoint covers.
+		sortPositions(cp.Positions)
+		r.pubMu.Lock()
+		r.pubCP = cp
+		r.pubMu.Unlock()
+		// Positions are posted before the checkpoint counts as completed:
+		// a Settle that saw it completed commits them.
 		for t, ps := range cur.pos {
 			commit := make([]stdlib.Position, len(ps))
 			for i, p := range ps {
@@ -420,6 +497,9 @@ func (r *run) coordinate() {
 			t.postCommit(commit)
 		}
 		r.lastCP.Store(cur.id)
+		r.cpDur.since(began)
+		r.cpCount.Add(1)
+		r.lastCPTime.Store(time.Now().UnixNano())
 		r.cpMu.Lock()
 		close(r.cpWake)
 		r.cpWake = make(chan struct{})
@@ -454,6 +534,8 @@ func (r *run) status(done chan struct{}) {
 			return
 		case now := <-t.C:
 			snap := r.snapshot()
+			r.addLag(r.ictx, &snap, true)
+			r.redact(&snap)
 			el := now.Sub(last).Seconds()
 			last = now
 			for i := range snap.Stages {
@@ -468,12 +550,64 @@ func (r *run) status(done chan struct{}) {
 }
 
 func (r *run) snapshot() Snapshot {
-	snap := Snapshot{Time: r.cfg.Now(), Elapsed: time.Since(r.startTime), Checkpoint: r.lastCP.Load()}
+	now := time.Now()
+	snap := Snapshot{
+		Time: r.cfg.Now(), Elapsed: now.Sub(r.startTime), Checkpoint: r.lastCP.Load(),
+		Paused: r.paused.Load() != nil,
+		Checkpoints: CheckpointStats{
+			Completed: r.cpCount.Load(), Failed: r.cpFailed.Load(), Duration: r.cpDur.snapshot(),
+			Interval: time.Duration(r.p.Checkpoint),
+		},
+	}
+	if snap.Checkpoints.Interval <= 0 {
+		snap.Checkpoints.Interval = defaultCheckpoint
+	}
+	if ns := r.lastCPTime.Load(); ns != 0 {
+		snap.CheckpointTime = time.Unix(0, ns)
+		snap.CheckpointAge = now.Sub(snap.CheckpointTime)
+	}
+	r.pubMu.Lock()
+	committed := map[partKey]int64{}
+	for _, p := range r.pubCP.Positions {
+		committed[partKey{p.Source, p.Partition}] = p.Offset
+	}
+	r.pubMu.Unlock()
 	for _, s := range r.stages {
-		snap.Stages = append(snap.Stages, StageStatus{
-			Name: s.st.Name, Kind: s.st.Kind, Tasks: s.st.Tasks,
-			In: s.in.Load(), Out: s.out.Load(), Errors: s.errs.Load(),
-		})
+		st := StageStatus{Name: s.st.Name, Kind: s.st.Kind, Component: s.st.Component, Tasks: s.st.Tasks, LastError: s.lastErr.get()}
+		for i, m := range s.metrics {
+			ts := m.snapshot(i, s.isSink(), now)
+			st.In += ts.Received
+			st.Out += ts.Sent
+			st.DeadLettered += ts.DeadLettered
+			st.Skipped += ts.Skipped
+			st.Retries += ts.Retries
+			for _, n := range ts.Errors {
+				st.Errors += n
+			}
+			st.TaskStats = append(st.TaskStats, ts)
+		}
+		st.CheckpointAge = snap.CheckpointAge
+		if s.isSink() {
+			st.CheckpointAge = 0
+			for _, ts := range st.TaskStats {
+				if ts.LastCheckpoint.IsZero() {
+					st.CheckpointAge = 0
+					break
+				}
+				st.CheckpointAge = max(st.CheckpointAge, now.Sub(ts.LastCheckpoint))
+			}
+		}
+		snap.Stages = append(snap.Stages, st)
+	}
+	for _, t := range r.sources {
+		st := &snap.Stages[t.s.idx]
+		for k, off := range t.positions() {
+			ps := PartitionStatus{Partition: k.partition, Task: t.task, Offset: off, Committed: -1}
+			if c, ok := committed[k]; ok {
+				ps.Committed = c
+			}
+			st.Partitions = append(st.Partitions, ps)
+		}
 	}
 	return snap
 }

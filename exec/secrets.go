@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 )
@@ -91,7 +92,23 @@ func propertiesValue(data []byte, key string) (string, bool) {
 	return "", false
 }
 
-// expandSecrets replaces every ${provider:ref} in s.
+// redactingSecrets adds every value its Secrets resolves to a Redactor.
+type redactingSecrets struct {
+	Secrets
+	red *Redactor
+}
+
+func (s redactingSecrets) Resolve(provider, ref string) (string, error) {
+	v, err := s.Secrets.Resolve(provider, ref)
+	if err == nil {
+		s.red.Add(v, "${"+provider+":"+ref+"}")
+	}
+	return v, err
+}
+
+// expandSecrets replaces every ${provider:ref} in s. A reference in the
+// user-info of a URL (scheme://user:${env:PW}@host) is percent-encoded, so
+// that the value may hold any character.
 func expandSecrets(s string, sec Secrets) (string, error) {
 	var b strings.Builder
 	for {
@@ -114,7 +131,48 @@ func expandSecrets(s string, sec Secrets) (string, error) {
 			return "", err
 		}
 		b.WriteString(s[:i])
-		b.WriteString(v)
 		s = s[i+j+1:]
+		if inUserinfo(b.String(), s) {
+			v = url.User(v).String()
+		}
+		b.WriteString(v)
 	}
+}
+
+// inUserinfo reports whether a reference between before (expanded) and after
+// (still holding references) stands in the user-info of a URL: after the
+// scheme's "//" with no "/", "?", "#" or "@" yet, and followed by an "@"
+// before the authority ends.
+func inUserinfo(before, after string) bool {
+	i := strings.Index(before, "://")
+	if i < 0 || strings.ContainsAny(before[i+3:], "/?#@") {
+		return false
+	}
+	for after != "" {
+		if rest, ok := strings.CutPrefix(after, "${"); ok {
+			_, after, _ = strings.Cut(rest, "}")
+			continue
+		}
+		switch after[0] {
+		case '@':
+			return true
+		case '/', '?', '#':
+			return false
+		}
+		after = after[1:]
+	}
+	return false
+}
+
+// ExpandSecrets resolves every ${provider:ref} in s with sec (nil:
+// EnvFileSecrets) and adds each value to red (when not nil), so that it is
+// redacted wherever red is used.
+func ExpandSecrets(s string, sec Secrets, red *Redactor) (string, error) {
+	if sec == nil {
+		sec = EnvFileSecrets{}
+	}
+	if red != nil {
+		sec = redactingSecrets{sec, red}
+	}
+	return expandSecrets(s, sec)
 }

@@ -1,13 +1,16 @@
 package exec
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/expr-lang/expr/vm"
 
@@ -27,29 +30,34 @@ type sinkTask struct {
 	opened bool
 	vm     vm.VM
 
-	// held is the last position per partition the sink held when opened
-	// or when the partition was acquired; covers grows from it with every
-	// checkpoint. mu guards both: Acquire runs on a source's goroutine.
-	mu     sync.Mutex
-	held   map[partKey]int64
-	covers map[partKey]int64
-	attrs  []*program
+	// stored is what the sink held when opened. held is the last position
+	// per partition it holds whose identity its source confirmed (when it
+	// resumed or acquired the partition): replays at or below it are
+	// dropped, and dropped counts them until the next checkpoint. covers
+	// grows from stored with every checkpoint. mu guards them all: sources
+	// resume and acquire partitions from their own goroutines.
+	mu      sync.Mutex
+	stored  map[partKey]stdlib.Position
+	taken   map[partKey]bool // partitions whose held position Acquire set
+	held    map[partKey]int64
+	covers  map[partKey]stdlib.Position
+	dropped int64
+	// durable is what the sink made durable at its last checkpoint (what
+	// it held when opened, before).
+	durable []stdlib.Position
+	attrs   []*program
 }
 
 func newSinkTask(r *run, s *stageRT, task int, snk stdlib.Sink) (*sinkTask, error) {
-	t := &sinkTask{r: r, s: s, task: task, sink: snk, held: map[partKey]int64{}}
+	t := &sinkTask{r: r, s: s, task: task, sink: snk, stored: map[partKey]stdlib.Position{}, taken: map[partKey]bool{}, held: map[partKey]int64{}}
+	if bc, ok := snk.(stdlib.ByteCounter); ok {
+		s.metrics[task].sentBytes = bc.SentBytes
+	}
 	progs, err := stagePrograms(s, r.cfg.Now)
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range progs[plan.AttrExpr] {
-		switch {
-		case p.target == "key", p.target == "topic", p.target == "partition", strings.HasPrefix(p.target, "headers."):
-		default:
-			return nil, fmt.Errorf("%s: stage %q: attribute %q cannot be set per record", p.at, s.st.Name, p.target)
-		}
-		t.attrs = append(t.attrs, p)
-	}
+	t.attrs = progs[plan.AttrExpr]
 	return t, nil
 }
 
@@ -69,7 +77,9 @@ func (t *sinkTask) run(ctx context.Context) (err error) {
 }
 
 func (t *sinkTask) batch(ctx context.Context, b []stdlib.Record) error {
-	t.s.in.Add(int64(len(b)))
+	start := time.Now()
+	defer t.rt.m.batch.since(start)
+	t.rt.m.received.Add(int64(len(b)))
 	if !t.s.spec.ReadsRows || len(t.attrs) > 0 { // the sink, or its := attributes, read maps
 		stdlib.MaterializeBatch(b)
 	}
@@ -83,17 +93,23 @@ func (t *sinkTask) batch(ctx context.Context, b []stdlib.Record) error {
 			b[n] = b[i]
 			n++
 		}
+		t.dropped += int64(len(b) - n)
+		t.rt.m.replays.Add(int64(len(b) - n))
 		clear(b[n:])
 		b = b[:n]
 	}
 	t.mu.Unlock()
 	if len(t.attrs) > 0 {
+		// One array holds the values of the whole batch.
+		k := len(t.attrs)
+		vals := make([]any, len(b)*k)
 		n := 0
 		for i := range b {
 			rec := &b[i]
+			rec.Attrs = vals[i*k : (i+1)*k : (i+1)*k]
 			at, err := t.setAttrs(rec)
 			if err != nil {
-				if err := t.r.failure(ctx, t.s, t.rt, t.s.policy, rec, at, err, nil); err != nil {
+				if err := t.r.failure(ctx, t.s, t.rt, EvaluateError, t.s.policy, rec, at, err, nil); err != nil {
 					return err
 				}
 				continue
@@ -109,53 +125,15 @@ func (t *sinkTask) batch(ctx context.Context, b []stdlib.Record) error {
 	return t.write(ctx, b)
 }
 
-// setAttrs evaluates the sink's := attributes into the record.
+// setAttrs evaluates the sink's := attributes into rec.Attrs, in the
+// order of stdlib.Config.Exprs.
 func (t *sinkTask) setAttrs(rec *stdlib.Record) (string, error) {
-	for _, p := range t.attrs {
+	for i, p := range t.attrs {
 		v, err := p.eval(&t.vm, rec)
 		if err != nil {
 			return errAt(err, p.at), err
 		}
-		switch {
-		case p.target == "key":
-			rec.Key = v
-		case p.target == "topic":
-			s, ok := v.(string)
-			if !ok && v != nil {
-				return p.at, fmt.Errorf("topic is %T, want string", v)
-			}
-			rec.Topic = s
-		case p.target == "partition":
-			switch n := v.(type) {
-			case int:
-				rec.Partition = int32(n)
-			case int64:
-				rec.Partition = int32(n)
-			case float64:
-				rec.Partition = int32(n)
-			default:
-				return p.at, fmt.Errorf("partition is %T, want int", v)
-			}
-		default:
-			name := strings.TrimPrefix(p.target, "headers.")
-			var val []byte
-			switch x := v.(type) {
-			case string:
-				val = []byte(x)
-			case []byte:
-				val = x
-			case nil:
-			default:
-				val = fmt.Append(nil, x)
-			}
-			h := make([]stdlib.Header, 0, len(rec.Headers)+1)
-			for _, old := range rec.Headers {
-				if old.Key != name {
-					h = append(h, old)
-				}
-			}
-			rec.Headers = append(h, stdlib.Header{Key: name, Value: val})
-		}
+		rec.Attrs[i] = v
 	}
 	return "", nil
 }
@@ -165,13 +143,16 @@ func (t *sinkTask) setAttrs(rec *stdlib.Record) (string, error) {
 // whole when the policy says retry, then falls back.
 func (t *sinkTask) write(ctx context.Context, b []stdlib.Record) error {
 	pol := t.s.policy
-	err := t.sink.Write(ctx, b)
+	m := t.rt.m
+	err := t.sinkWrite(ctx, b)
 	if err != nil && !isRecordErrors(err) && pol != nil && pol.Action == "retry" {
 		for i := 0; i < pol.Max && err != nil && !isRecordErrors(err); i++ {
+			t.r.noteError(t.s, WriteError, t.s.at, nil, err)
 			if serr := sleepCtx(ctx, backoff(pol.Backoff, i)); serr != nil {
 				return serr
 			}
-			err = t.sink.Write(ctx, b)
+			m.retries.Add(1)
+			err = t.sinkWrite(ctx, b)
 		}
 		if err != nil && !isRecordErrors(err) {
 			t.s.log(t.r, "retries exhausted", t.s.at, err)
@@ -179,7 +160,7 @@ func (t *sinkTask) write(ctx context.Context, b []stdlib.Record) error {
 		}
 	}
 	if err == nil {
-		t.s.out.Add(int64(len(b)))
+		m.sent.Add(int64(len(b)))
 		if t.s.release {
 			t.r.recycler.PutBatch(b)
 		}
@@ -187,16 +168,16 @@ func (t *sinkTask) write(ctx context.Context, b []stdlib.Record) error {
 	}
 	var res stdlib.RecordErrors
 	if errors.As(err, &res) {
-		t.s.out.Add(int64(len(b) - len(res)))
+		m.sent.Add(int64(len(b) - len(res)))
 		for _, re := range res {
 			if re.Index < 0 || re.Index >= len(b) {
 				return &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("sink rejected record %d of a batch of %d", re.Index, len(b))}
 			}
 			rec := b[re.Index]
-			if err := t.r.failure(ctx, t.s, t.rt, t.s.policy, &rec, t.s.at, re.Err, func() (bool, error) {
-				err := t.sink.Write(ctx, []stdlib.Record{rec})
+			if err := t.r.failure(ctx, t.s, t.rt, WriteError, t.s.policy, &rec, t.s.at, re.Err, func() (bool, error) {
+				err := t.sinkWrite(ctx, []stdlib.Record{rec})
 				if err == nil {
-					t.s.out.Add(1)
+					m.sent.Add(1)
 				}
 				return err == nil, err
 			}); err != nil {
@@ -208,14 +189,37 @@ func (t *sinkTask) write(ctx context.Context, b []stdlib.Record) error {
 	// The whole batch failed and retries (if any) ran out: the fallback
 	// applies to each record.
 	if pol == nil || pol.Action == "fail" || pol.Action == "retry" {
+		m.errors[WriteError].Add(int64(len(b)))
 		return &StageError{Stage: t.s.st.Name, At: t.s.at, Err: err}
 	}
 	for i := range b {
-		if err := t.r.failure(ctx, t.s, t.rt, pol, &b[i], t.s.at, err, nil); err != nil {
+		if err := t.r.failure(ctx, t.s, t.rt, WriteError, pol, &b[i], t.s.at, err, nil); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// sinkWrite calls the sink's Write, timed.
+func (t *sinkTask) sinkWrite(ctx context.Context, b []stdlib.Record) error {
+	m := t.rt.m
+	defer m.end(&m.write, m.begin(opWrite))
+	return t.sink.Write(ctx, b)
+}
+
+// sinkCheckpoint calls the sink's Checkpoint, timed; a failure is counted.
+func (t *sinkTask) sinkCheckpoint(ctx context.Context, cp stdlib.Checkpoint) error {
+	m := t.rt.m
+	defer m.end(&m.checkpoint, m.begin(opCheckpoint))
+	err := t.sink.Checkpoint(ctx, cp)
+	if err == nil {
+		m.durableAt.Store(time.Now().UnixNano())
+	} else {
+		m.errors[CheckpointError].Add(1)
+		t.r.cpFailed.Add(1)
+		t.r.noteError(t.s, CheckpointError, t.s.at, nil, fmt.Errorf("checkpoint %d: %w", cp.ID, err))
+	}
+	return err
 }
 
 func isRecordErrors(err error) bool {
@@ -234,34 +238,47 @@ func (t *sinkTask) barrier(ctx context.Context, b *barrier) error {
 	// A sink's positions only grow: a checkpoint covers what the task
 	// held before (partitions not read since the restart, or resumed
 	// lower for another sink's sake) as well as the barrier's positions.
+	// A position of another incarnation of a partition replaces it.
 	t.mu.Lock()
 	if t.covers == nil {
-		t.covers = maps.Clone(t.held)
+		t.covers = maps.Clone(t.stored)
 	}
 	for _, p := range b.pos {
 		k := partKey{p.Source, p.Partition}
-		if off, ok := t.covers[k]; !ok || p.Offset > off {
-			t.covers[k] = p.Offset
+		if c, ok := t.covers[k]; !ok || p.Offset > c.Offset || p.Identity != c.Identity {
+			t.covers[k] = p
 		}
 	}
-	cp := stdlib.Checkpoint{ID: b.id, Positions: make([]stdlib.Position, 0, len(t.covers))}
-	for k, off := range t.covers {
-		cp.Positions = append(cp.Positions, stdlib.Position{Source: k.source, Partition: k.partition, Offset: off})
+	cp := stdlib.Checkpoint{ID: b.id, Positions: slices.Collect(maps.Values(t.covers))}
+	dropped, held := t.dropped, ""
+	if dropped > 0 {
+		held = heldSummary(t.held)
 	}
+	t.dropped = 0
 	t.mu.Unlock()
+	if dropped > 0 {
+		t.r.cfg.Logger.Info("dropped replayed records the sink already holds",
+			"stage", t.s.st.Name, "task", t.task, "records", dropped,
+			"why", "at or below the positions it made durable before (pipe offsets show/reset)",
+			"held", held)
+	}
 	sortPositions(cp.Positions)
-	err := t.sink.Checkpoint(ctx, cp)
+	err := t.sinkCheckpoint(ctx, cp)
 	if pol := t.s.policy; err != nil && pol != nil && pol.Action == "retry" {
 		for i := 0; i < pol.Max && err != nil; i++ {
 			if serr := sleepCtx(ctx, backoff(pol.Backoff, i)); serr != nil {
 				return serr
 			}
-			err = t.sink.Checkpoint(ctx, cp)
+			t.rt.m.retries.Add(1)
+			err = t.sinkCheckpoint(ctx, cp)
 		}
 	}
 	if err != nil {
 		return &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("checkpoint %d: %w", b.id, err)}
 	}
+	t.mu.Lock()
+	t.durable = cp.Positions
+	t.mu.Unlock()
 	return t.r.control(ctrlMsg{kind: ctrlAck, id: b.id})
 }
 
@@ -289,16 +306,60 @@ func (t *sinkTask) acquired(source string, partitions []string, held []stdlib.Po
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.covers == nil {
-		t.covers = maps.Clone(t.held)
+		t.covers = maps.Clone(t.stored)
 	}
 	for _, p := range partitions {
 		k := partKey{source, p}
 		delete(t.held, k)
 		delete(t.covers, k)
+		t.taken[k] = true
 	}
 	for _, p := range held {
 		k := partKey{source, p.Partition}
 		t.held[k] = p.Offset
-		t.covers[k] = p.Offset
+		t.covers[k] = p
 	}
+}
+
+// confirm is called when a source resumes partition k with identity: the
+// position the sink stored for it, if of that identity, starts dropping
+// replays and is returned; one of another identity is reported and left
+// out (the partition's records are written again). A partition acquired
+// before keeps what Acquire set (acquired is then true).
+func (t *sinkTask) confirm(k partKey, identity string) (held int64, ok, acquired bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.taken[k] {
+		held, ok = t.held[k]
+		return held, ok, true
+	}
+	p, ok := t.stored[k]
+	if !ok {
+		return 0, false, false
+	}
+	if !stdlib.SameIdentity(p.Identity, identity) {
+		t.r.mismatch(fmt.Sprintf("sink %q", t.s.st.Name), p, identity)
+		return 0, false, false
+	}
+	t.held[k] = p.Offset
+	return p.Offset, true, false
+}
+
+// heldSummary names the first few held positions for a log line.
+func heldSummary(held map[partKey]int64) string {
+	keys := slices.SortedFunc(maps.Keys(held), func(a, b partKey) int {
+		return cmp.Or(strings.Compare(a.source, b.source), strings.Compare(a.partition, b.partition))
+	})
+	var b strings.Builder
+	for i, k := range keys {
+		if i == 3 {
+			fmt.Fprintf(&b, " and %d more", len(keys)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s[%s]@%d", k.source, k.partition, held[k])
+	}
+	return b.String()
 }

@@ -162,7 +162,9 @@ func (t *transformTask) recoverPanic(err *error) {
 }
 
 func (t *transformTask) batch(ctx context.Context, b []stdlib.Record) error {
-	t.s.in.Add(int64(len(b)))
+	start := time.Now()
+	m := t.rt.m
+	m.received.Add(int64(len(b)))
 	if !t.rows {
 		stdlib.MaterializeBatch(b)
 	}
@@ -174,7 +176,8 @@ func (t *transformTask) batch(ctx context.Context, b []stdlib.Record) error {
 		err = t.batchRouted(ctx, b)
 		t.r.recycler.PutBatch(b)
 	}
-	t.s.out.Add(t.rt.sent - sent)
+	m.sent.Add(t.rt.sent - sent)
+	m.batch.since(start)
 	return err
 }
 
@@ -187,7 +190,7 @@ func (t *transformTask) batchInPlace(ctx context.Context, b []stdlib.Record) err
 		v, keep, at, err := t.compute(rec)
 		if err != nil {
 			ok := false
-			if err := t.r.failure(ctx, t.s, t.rt, t.s.policy, rec, at, err, func() (bool, error) {
+			if err := t.r.failure(ctx, t.s, t.rt, EvaluateError, t.s.policy, rec, at, err, func() (bool, error) {
 				var err error
 				v, keep, _, err = t.compute(rec)
 				ok = err == nil
@@ -226,7 +229,7 @@ func (t *transformTask) batchRouted(ctx context.Context, b []stdlib.Record) erro
 		if err == errStopped {
 			return err
 		}
-		if err := t.r.failure(ctx, t.s, t.rt, t.s.policy, rec, at, err, func() (bool, error) {
+		if err := t.r.failure(ctx, t.s, t.rt, EvaluateError, t.s.policy, rec, at, err, func() (bool, error) {
 			_, err := t.apply(ctx, rec)
 			if err == errStopped {
 				return false, err

@@ -87,6 +87,13 @@ const (
 	// UnknownFunction: an expression calls a function that does not exist.
 	//   x := frobnicate(a)
 	UnknownFunction Code = 113
+	// DivisionByZero: an expression divides by a constant zero.
+	//   per_seat := total / 0
+	DivisionByZero Code = 114
+	// UndeclaredMeta: an expression reads a meta field that a source its
+	// records come from does not set (its spec does not declare it).
+	//   source s: stdin {}  ...  topic := meta.topic
+	UndeclaredMeta Code = 115
 )
 
 // Graph and plan (2xx).
@@ -133,6 +140,10 @@ const (
 	DuplicateAttribute Code = 307
 	// SecretNotAllowed: a ${env:}/${file:} reference where a secret cannot be used.
 	SecretNotAllowed Code = 308
+	// SchemaRawFormat: a schema on a source whose format cannot carry one
+	// (lines, string, bytes: each record is {value}).
+	//   source in: stdin { format = lines  schema = Order }
+	SchemaRawFormat Code = 309
 )
 
 // Lints (4xx): warnings; `pipe lint --deny` makes them failures and
@@ -212,6 +223,8 @@ var codeInfo = map[Code]codeDoc{
 	BadDefArgs:          {"bad-def-args", "def used with missing, unknown or mistyped arguments"},
 	BadTestRecord:       {"bad-test-record", "test record or target does not fit the schema or graph"},
 	UnknownFunction:     {"unknown-function", "call of an unknown function"},
+	DivisionByZero:      {"division-by-zero", "division by a constant zero"},
+	UndeclaredMeta:      {"undeclared-meta", "a meta field a source upstream does not set"},
 	Cycle:               {"cycle", "the flow graph has a cycle"},
 	BadEdge:             {"bad-edge", "an impossible flow edge"},
 	DeadLetterNotSink:   {"dead-letter-not-sink", "dead_letter target is not a sink"},
@@ -226,6 +239,7 @@ var codeInfo = map[Code]codeDoc{
 	MisplacedItem:       {"misplaced-item", "body item the component cannot use"},
 	DuplicateAttribute:  {"duplicate-attribute", "attribute set twice"},
 	SecretNotAllowed:    {"secret-not-allowed", "secret reference where none may be used"},
+	SchemaRawFormat:     {"schema-raw-format", "schema on a source whose format cannot carry one"},
 	StageNotInFlow:      {"stage-not-in-flow", "stage used by no flow"},
 	DeadEnd:             {"dead-end", "output that goes nowhere"},
 	SinkUnreachable:     {"sink-unreachable", "sink no source reaches"},

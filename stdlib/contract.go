@@ -31,7 +31,28 @@ type Source interface {
 // Resumer tells a source where to continue a partition: the last position
 // made durable by the checkpoint store or an exactly-once sink.
 type Resumer interface {
-	Resume(partition string) (offset int64, ok bool)
+	// Resume returns the last durable position of partition, whose
+	// identity (see [Position]) the source gives. A position stored for
+	// another identity is not applied (the executor logs both); neither are
+	// the positions sinks hold for it, so its records are not dropped as
+	// replays. A source calls Resume for a partition before it emits any
+	// of its records; a stream that cannot be read again (stdin) never
+	// calls it, so it never resumes and no record of it is dropped.
+	Resume(partition, identity string) (offset int64, ok bool)
+}
+
+// PositionLister is what the Resumer a source gets also does when the
+// executor runs it: it lists what is stored for the source's partitions,
+// so that a source whose partitions follow what they hold rather than
+// where it is (the file source: a renamed or copied file keeps its
+// partition) can find, by identity, the partition a file continues. The
+// source then resumes that partition as usual.
+type PositionLister interface {
+	// StoredPositions returns the positions stored for the source's
+	// partitions when the run started, by the checkpoint store and by the
+	// exactly-once sinks the source feeds, each with its identity; a
+	// partition appears once per holder.
+	StoredPositions() []Position
 }
 
 // Handover is what the Resumer a source gets also does when the executor
@@ -51,7 +72,14 @@ type Handover interface {
 	// sink downstream that can (an [Acquirer]) fences earlier writers of
 	// them, and the lowest position any of them holds is returned per
 	// partition. Records at or below it are dropped before those sinks.
-	Acquire(ctx context.Context, partitions []string) (map[string]int64, error)
+	// partitions maps each partition to its identity: a position held for
+	// another identity is neither returned nor used to drop records.
+	Acquire(ctx context.Context, partitions map[string]string) (map[string]int64, error)
+	// Fresh reports whether Resume started partition afresh because an
+	// exactly-once sink holds nothing of it (its target is new or was
+	// reset): the source then starts it as its start attribute says, not
+	// at an offset committed elsewhere (a consumer group's).
+	Fresh(partition string) bool
 }
 
 // Acquirer is implemented by an exactly-once sink that fences its writes
@@ -64,11 +92,11 @@ type Acquirer interface {
 	Acquire(ctx context.Context, source string, partitions []string) ([]Position, error)
 }
 
-// ResumeMap is a Resumer backed by a map.
+// ResumeMap is a Resumer backed by a map, whatever the identity.
 type ResumeMap map[string]int64
 
 // Resume implements Resumer.
-func (m ResumeMap) Resume(partition string) (int64, bool) {
+func (m ResumeMap) Resume(partition, _ string) (int64, bool) {
 	off, ok := m[partition]
 	return off, ok
 }
@@ -105,4 +133,21 @@ type Transform interface {
 	// Apply transforms r, passing zero or more records to emit. An error
 	// applies the stage's error policy to r.
 	Apply(ctx context.Context, r *Record, emit func(Record)) error
+}
+
+// PositionStore is implemented by an exactly-once sink that keeps the
+// positions it holds in its target (a table, a topic, a sidecar file), so
+// that `pipe offsets` can show and change them. The sink is built by its
+// spec's constructor (task 0 of Config.Tasks) but not opened: these methods
+// connect as they need and must not write records or fence writers. They
+// cover the positions of every task of the stage.
+type PositionStore interface {
+	// StoredPositions returns every position the sink holds, with the
+	// identity stored with it.
+	StoredPositions(ctx context.Context) ([]Position, error)
+	// SetPositions replaces what the sink holds for the partitions of
+	// source listed in reset (every partition of source when reset is
+	// empty) with set, positions of source (empty: the partitions are
+	// forgotten and the sink drops nothing of them as replays).
+	SetPositions(ctx context.Context, source string, reset []string, set []Position) error
 }

@@ -6,17 +6,36 @@ import (
 )
 
 // Position is where a record came from: a source stage, one of its
-// partitions (a Kafka "topic/3", a file path, a table) and an offset that
+// partitions (a Kafka "topic/3", a file's content, a table) and an offset that
 // grows along the partition. A checkpoint covers, per partition, every
 // record at or below its position.
+//
+// Identity names what the offsets point into: the incarnation of the
+// partition (a Kafka cluster and topic id, a file's device, inode and
+// fingerprint, a database's system id and table oid). Records leave it
+// empty; the executor fills it into the positions a checkpoint stores, and
+// a stored position whose identity differs from the partition's is never
+// applied. An empty identity (positions stored before identities, sources
+// that have none) matches any.
 type Position struct {
-	Source    string `json:"source"`    // source stage name
-	Partition string `json:"partition"` // partition within the source
-	Offset    int64  `json:"offset"`    // offset within the partition
+	Source    string `json:"source"`             // source stage name
+	Partition string `json:"partition"`          // partition within the source
+	Offset    int64  `json:"offset"`             // offset within the partition
+	Identity  string `json:"identity,omitempty"` // what the offsets point into
 }
 
 func (p Position) String() string {
+	if p.Identity != "" {
+		return fmt.Sprintf("%s[%s]@%d (%s)", p.Source, p.Partition, p.Offset, p.Identity)
+	}
 	return fmt.Sprintf("%s[%s]@%d", p.Source, p.Partition, p.Offset)
+}
+
+// SameIdentity reports whether a position stored with identity stored may
+// be applied to a partition whose identity is now current: they are equal,
+// or one of them is unknown.
+func SameIdentity(stored, current string) bool {
+	return stored == "" || current == "" || stored == current
 }
 
 // Header is one record header.
@@ -40,6 +59,46 @@ type Record struct {
 	Pos       Position
 	Raw       []byte
 	Err       error // decode failure: the record goes through the source stage's error policy
+
+	// Attrs holds, in a record handed to a sink, the values of the
+	// sink's per-record attributes (subject := expr) in the order of
+	// Config.Exprs; nil when the stage sets none. Read it with Attr.
+	Attrs []any
+
+	// Line and Start locate a record read from a line format (JSON
+	// lines, CSV, raw lines) in its file or stream: its line number,
+	// from 1, and the byte offset its line starts at (Pos.Offset is the
+	// offset after the line, where a resumed read continues). Line is 0
+	// when the source has no lines.
+	Line  int64
+	Start int64
+}
+
+// Attr returns the record's value of the per-record attribute at index i
+// (Config.ExprIndex), and false when the stage does not set it (i < 0).
+func (r *Record) Attr(i int) (any, bool) {
+	if i < 0 || i >= len(r.Attrs) {
+		return nil, false
+	}
+	return r.Attrs[i], true
+}
+
+// Where names the record's place in its source for messages:
+// "partition:line (byte start)" for a record of a line format (a file's
+// partition is its path and a hash of its content), else
+// "partition@offset".
+func (r *Record) Where() string {
+	if r.Line > 0 {
+		return LineRef(r.Pos.Partition, r.Line, r.Start)
+	}
+	return fmt.Sprintf("%s@%d", r.Pos.Partition, r.Pos.Offset)
+}
+
+// LineRef names a line of a file or stream for messages: "in.jsonl:3
+// (byte 41)", the line number counted from 1 and the byte offset the line
+// starts at.
+func LineRef(name string, line, start int64) string {
+	return fmt.Sprintf("%s:%d (byte %d)", name, line, start)
 }
 
 // RecordError is the failure of one record of a batch handed to a sink or a

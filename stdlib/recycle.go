@@ -4,7 +4,7 @@ import "sync"
 
 // Recycler passes batches the executor is done with back to sources, which
 // fill them again instead of allocating new ones: a batch of a thousand
-// records is some 190 KB to allocate and zero, and its garbage a good part
+// records is some 200 KB to allocate and zero, and its garbage a good part
 // of the collector's work. A batch is recycled once nothing refers to it:
 // after a [Spec.Releases] sink wrote it, or after its records were copied
 // on. The record values it held are not recycled.

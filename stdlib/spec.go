@@ -121,8 +121,10 @@ type Param struct {
 	// Secret marks a credential: a literal value is linted (hard-coded
 	// secret), and the value is never printed.
 	Secret bool
-	// Expr marks an attribute set per record with := (a sink's key or
-	// topic). The executor evaluates it into the record before Write.
+	// Expr marks a sink attribute that may be set per record with :=
+	// (a Kafka key or topic, a NATS subject). The executor evaluates it
+	// for each record before Write, into Record.Attrs (see
+	// Config.ExprIndex); the expression must have the attribute's type.
 	Expr bool
 }
 
@@ -137,6 +139,10 @@ type Spec struct {
 	Delivery []Delivery
 	// Bounded reports that the source ends by itself (a file, a count).
 	Bounded bool
+	// Meta lists the metadata fields a source sets on its records
+	// (MetaOffset, MetaTopic, ...): expressions downstream of it may read
+	// those as meta.x, and no others.
+	Meta []MetaField
 	// Schema reports that the component takes `schema = Name` (a source
 	// decodes by it; a sink asserts it).
 	Schema bool
@@ -150,7 +156,8 @@ type Spec struct {
 
 	// Output returns the type of the records a source emits when it can be
 	// told from its attributes alone (generate's fields, a raw format's
-	// {value: string}); nil if unknown. A declared schema takes precedence.
+	// {value: string}); nil if unknown. Such attributes leave no room for a
+	// declared schema: the compiler reports one as PIPE309.
 	Output func(attrs map[string]any) *types.Type
 
 	// Result returns the type of the records a transform emits for input
@@ -161,7 +168,11 @@ type Spec struct {
 
 	// Check validates a stage's attributes beyond their kinds (conflicts,
 	// ranges). It returns one AttrError per problem; the compiler reports
-	// each at the attribute's position. Attributes absent are not in attrs.
+	// each at the attribute's position. attrs holds the attributes set and
+	// the defaults of the others; an attribute absent without a default is
+	// not in it. The compiler calls Check with the attributes as written
+	// (a reference is still its text, ${env:N}); the executor calls it again
+	// once references are resolved.
 	Check func(attrs map[string]any) []AttrError
 
 	NewSource    func(cfg Config) (Source, error)
@@ -209,7 +220,8 @@ type (
 )
 
 // Config is what a component constructor receives: one stage's attributes
-// (defaults filled, secrets resolved) and its place in the pipeline.
+// (checked by Spec.Values: defaults filled, secrets resolved and converted)
+// and its place in the pipeline.
 type Config struct {
 	Pipeline string
 	Stage    string
@@ -231,12 +243,34 @@ type Config struct {
 	// Rows tells a source that it may emit *Row values instead of
 	// map[string]any: the executor materializes them where needed.
 	Rows bool
+	// Exprs names the attributes the stage sets per record (attr :=
+	// expr), in the order of their values in Record.Attrs.
+	Exprs []string
+}
+
+// ExprIndex returns the index in Record.Attrs of the value of attribute
+// name when the stage sets it per record, else -1. A sink looks it up once
+// and reads each record's value with Record.Attr.
+func (c Config) ExprIndex(name string) int {
+	for i, n := range c.Exprs {
+		if n == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // Has reports whether attribute name is set.
 func (c Config) Has(name string) bool { _, ok := c.Attrs[name]; return ok }
 
-// String returns a string or identifier attribute, or "".
+// The accessors below read attributes of a checked Config: the executor
+// builds every Config from [Spec.Values], so an attribute the spec
+// declares holds its param's kind, default applied, and a constructor
+// reads it with the accessor of that kind (String for string, time and
+// enum attributes, Int for int and size ones). An attribute absent and
+// without a default reads as the zero value.
+
+// String returns a string, time or enum attribute.
 func (c Config) String(name string) string {
 	switch v := c.Attrs[name].(type) {
 	case string:
@@ -247,32 +281,16 @@ func (c Config) String(name string) string {
 	return ""
 }
 
-// Int returns an int or size attribute, or 0.
-func (c Config) Int(name string) int64 {
-	switch v := c.Attrs[name].(type) {
-	case int64:
-		return v
-	case float64:
-		return int64(v)
-	}
-	return 0
-}
+// Int returns an int or size attribute.
+func (c Config) Int(name string) int64 { v, _ := c.Attrs[name].(int64); return v }
 
-// Float returns a numeric attribute, or 0.
-func (c Config) Float(name string) float64 {
-	switch v := c.Attrs[name].(type) {
-	case int64:
-		return float64(v)
-	case float64:
-		return v
-	}
-	return 0
-}
+// Float returns a float attribute.
+func (c Config) Float(name string) float64 { v, _ := c.Attrs[name].(float64); return v }
 
-// Bool returns a bool attribute, or false.
+// Bool returns a bool attribute.
 func (c Config) Bool(name string) bool { v, _ := c.Attrs[name].(bool); return v }
 
-// Duration returns a duration attribute, or 0.
+// Duration returns a duration attribute.
 func (c Config) Duration(name string) time.Duration {
 	v, _ := c.Attrs[name].(time.Duration)
 	return v
@@ -336,6 +354,12 @@ func (r *Registry) Register(s *Spec) error {
 	case SourceKind, TransformKind, SinkKind:
 	default:
 		return fmt.Errorf("stdlib: component %q has invalid kind %q", s.Name, s.Kind)
+	}
+	if err := checkDefaults(s.Params); err != nil {
+		return fmt.Errorf("stdlib: %s %q: %v", s.Kind, s.Name, err)
+	}
+	if err := checkMeta(s.Meta); err != nil {
+		return fmt.Errorf("stdlib: %s %q: %v", s.Kind, s.Name, err)
 	}
 	if r.specs[s.Kind] == nil {
 		r.specs[s.Kind] = map[string]*Spec{}

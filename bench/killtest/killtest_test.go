@@ -3,15 +3,16 @@
 // which the test appends to meanwhile), SIGKILLs `pipe run` at random
 // moments many times, restarts it each time with the same state directory,
 // and checks that the output equals the expected output exactly: nothing
-// missing, nothing doubled, in order.
+// missing, nothing doubled, in order. TestKillRotateRename and
+// TestKillRotateCopytruncate do the same while the input is rotated.
 //
 // It builds the binary and takes tens of seconds, so it runs only with
 // PIPE_KILLTEST=1 (CI sets it):
 //
-//	PIPE_KILLTEST=1 go test -v -run TestKill ./bench/killtest/
+//	PIPE_KILLTEST=1 go test -v -run 'TestKill.*' ./bench/killtest/
 //
-// PIPE_KILLTEST_RECORDS (default 500000) and PIPE_KILLTEST_KILLS (default
-// 25) tune it.
+// PIPE_KILLTEST_RECORDS (default 500000; 200000 when rotating) and
+// PIPE_KILLTEST_KILLS (default 25; 12 when rotating) tune it.
 package killtest
 
 import (
@@ -57,28 +58,51 @@ func TestKill(t *testing.T) {
 	}
 	pipeline := followed(t, root, dir)
 	fed := make(chan error, 1)
-	go func() { fed <- feed(in, input.Bytes(), 4*wantKills, time.Duration(wantKills)*600*time.Millisecond) }()
+	go func() {
+		fed <- feed(in, input.Bytes(), 4*wantKills, time.Duration(wantKills)*600*time.Millisecond, nil)
+	}()
 
 	out := filepath.Join(dir, "out", "out.jsonl")
-	state := filepath.Join(dir, "state")
-	start := func() (*osexec.Cmd, *bytes.Buffer, chan error) {
-		cmd := osexec.Command(bin, "run", pipeline, "--state-dir", state)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "PIPE_IN="+in, "PIPE_OUT="+out)
-		var logs bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		return cmd, &logs, done
+	r := &runner{t: t, bin: bin, dir: dir, pipeline: pipeline, in: in, out: out}
+	r.killRuns(wantKills)
+	if err := <-fed; err != nil {
+		t.Fatal(err)
 	}
+	r.finish(len(want))
+	got := readCanonical(t, out)
+	compare(t, got, want)
+}
 
+// runner runs the pipeline again and again on one state directory.
+type runner struct {
+	t                  *testing.T
+	bin, dir, pipeline string
+	in, out            string // $PIPE_IN and $PIPE_OUT
+}
+
+// start starts `pipe run`; the channel gets its end.
+func (r *runner) start() (*osexec.Cmd, *bytes.Buffer, chan error) {
+	cmd := osexec.Command(r.bin, "run", r.pipeline, "--state-dir", filepath.Join(r.dir, "state"))
+	cmd.Dir = r.dir
+	cmd.Env = append(os.Environ(), "PIPE_IN="+r.in, "PIPE_OUT="+r.out)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return cmd, &logs, done
+}
+
+// killRuns starts pipe run n times, SIGKILLing each after a random 0.2 to
+// 0.9 seconds.
+func (r *runner) killRuns(n int) {
+	t := r.t
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	progress, prev := 0, 0
-	for kill := range wantKills {
-		cmd, logs, done := start()
+	for kill := range n {
+		cmd, logs, done := r.start()
 		select {
 		case err := <-done:
 			t.Fatalf("run %d ended on its own (a followed source never ends): %v\n%s", kill, err, logs)
@@ -92,23 +116,25 @@ func TestKill(t *testing.T) {
 		if !errors.As(err, &ee) || ee.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 			t.Fatalf("run %d: %v\n%s", kill, err, logs)
 		}
-		if n := countLines(out); n > prev {
+		if n := countLines(r.out); n > prev {
 			progress++
 			prev = n
 		}
 	}
-	if err := <-fed; err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("%d kills, output grew after %d of them (%d of %d records then)", wantKills, progress, prev, len(want))
+	t.Logf("%d kills, output grew after %d of them (%d records then)", n, progress, prev)
+}
 
-	// The last run catches up with the whole input, then stops cleanly.
-	cmd, logs, done := start()
+// finish runs pipe run until the output has n records, then stops it
+// cleanly. It runs for a second at least: a SIGTERM before pipe run
+// handles signals would kill it.
+func (r *runner) finish(n int) {
+	t := r.t
+	cmd, logs, done := r.start()
 	deadline := time.Now().Add(2 * time.Minute)
-	for countLines(out) < len(want) {
+	for early := time.Now().Add(time.Second); countLines(r.out) < n || time.Now().Before(early); {
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
-			t.Fatalf("final run wrote %d of %d records in 2 minutes\n%s", countLines(out), len(want), logs)
+			t.Fatalf("final run wrote %d of %d records in 2 minutes\n%s", countLines(r.out), n, logs)
 		}
 		select {
 		case err := <-done:
@@ -120,8 +146,6 @@ func TestKill(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("final run: %v\n%s", err, logs)
 	}
-	got := readCanonical(t, out)
-	compare(t, got, want)
 }
 
 // followed writes examples/bench/file_map_file.pipe with its source
@@ -143,14 +167,16 @@ func followed(t *testing.T, root, dir string) string {
 }
 
 // feed appends data to path in n chunks of whole lines, spread over d.
-func feed(path string, data []byte, n int, d time.Duration) error {
+// rotate, when not nil, is called after each chunk with the file written
+// and returns the file to write to next.
+func feed(path string, data []byte, n int, d time.Duration, rotate func(chunk int, f *os.File) (*os.File, error)) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer func() { f.Close() }()
 	size := len(data)/n + 1
-	for len(data) > 0 {
+	for chunk := 0; len(data) > 0; chunk++ {
 		end := min(size, len(data))
 		if i := bytes.IndexByte(data[end-1:], '\n'); i >= 0 {
 			end += i
@@ -162,6 +188,11 @@ func feed(path string, data []byte, n int, d time.Duration) error {
 		}
 		data = data[end:]
 		time.Sleep(d / time.Duration(n))
+		if rotate != nil && len(data) > 0 {
+			if f, err = rotate(chunk, f); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

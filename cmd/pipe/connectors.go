@@ -87,6 +87,12 @@ func writeSpecText(w io.Writer, s *stdlib.Spec) {
 	if s.Schema {
 		fmt.Fprintln(w, "  takes schema = Name")
 	}
+	if len(s.Meta) > 0 {
+		fmt.Fprintln(w, "  sets metadata:")
+		for _, m := range s.Meta {
+			fmt.Fprintf(w, "    meta.%s %s\n        %s\n", m.Name, m.Type, m.Doc)
+		}
+	}
 	fmt.Fprintln(w, "  attributes:")
 	writeParams(w, s.Params, "    ")
 }
@@ -157,7 +163,14 @@ type jsonSpec struct {
 	Delivery []string    `json:"delivery,omitempty"`
 	Bounded  bool        `json:"bounded,omitempty"`
 	Schema   bool        `json:"schema,omitempty"`
+	Meta     []jsonMeta  `json:"meta,omitempty"`
 	Params   []jsonParam `json:"params"`
+}
+
+type jsonMeta struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+	Doc  string `json:"doc,omitempty"`
 }
 
 func toJSONParams(ps []stdlib.Param) []jsonParam {
@@ -184,6 +197,9 @@ func writeSpecsJSON(w io.Writer, specs []*stdlib.Spec) int {
 		js := jsonSpec{Kind: string(s.Kind), Name: s.Name, Summary: s.Summary, Bounded: s.Bounded, Schema: s.Schema, Params: toJSONParams(s.Params)}
 		for _, d := range s.Delivery {
 			js.Delivery = append(js.Delivery, string(d))
+		}
+		for _, m := range s.Meta {
+			js.Meta = append(js.Meta, jsonMeta{Name: m.Name, Type: m.Type.String(), Doc: m.Doc})
 		}
 		out.Components = append(out.Components, js)
 	}

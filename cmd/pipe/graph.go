@@ -6,11 +6,12 @@ import (
 	"strings"
 
 	"pipe.dev/pipe/compiler/plan"
+	"pipe.dev/pipe/monitor"
 )
 
 func cmdGraph(e *env, args []string) int {
-	fs := newFlags(e, "graph", "FILE", "Draw a pipeline's stage graph in Graphviz dot or Mermaid syntax.")
-	format := fs.String("format", "dot", "graph format: dot or mermaid")
+	fs := newFlags(e, "graph", "FILE", "Draw a pipeline's stage graph in Graphviz dot or Mermaid syntax, or as SVG\n(the drawing of the status page of pipe run --http).")
+	format := fs.String("format", "dot", "graph format: dot, mermaid or svg")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -18,18 +19,21 @@ func cmdGraph(e *env, args []string) int {
 		fs.Usage()
 		return exitUsage
 	}
-	if *format != "dot" && *format != "mermaid" {
-		fmt.Fprintf(e.stderr, "pipe: unknown --format %q (want dot or mermaid)\n", *format)
+	if *format != "dot" && *format != "mermaid" && *format != "svg" {
+		fmt.Fprintf(e.stderr, "pipe: unknown --format %q (want dot, mermaid or svg)\n", *format)
 		return exitUsage
 	}
 	p, code := buildPlan(e, fs.Arg(0), "text")
 	if p == nil {
 		return code
 	}
-	if *format == "dot" {
+	switch *format {
+	case "dot":
 		writeDot(e.stdout, p)
-	} else {
+	case "mermaid":
 		writeMermaid(e.stdout, p)
+	default:
+		monitor.DrawSVG(e.stdout, p)
 	}
 	return exitOK
 }

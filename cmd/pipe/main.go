@@ -46,10 +46,12 @@ func commands() []command {
 		{"lint", "check .pipe files and report lint warnings", cmdLint},
 		{"fmt", "print .pipe files in canonical form", cmdFmt},
 		{"compile", "compile a .pipe file into a task plan (JSON)", cmdCompile},
-		{"graph", "draw a pipeline's graph (dot or mermaid)", cmdGraph},
+		{"graph", "draw a pipeline's graph (dot, mermaid or svg)", cmdGraph},
 		{"connectors", "list components with their attributes", cmdConnectors},
 		{"run", "run a pipeline (.pipe file or compiled plan)", cmdRun},
 		{"test", "run the inline tests of .pipe files", cmdTest},
+		{"offsets", "show or change the positions a pipeline resumes from", cmdOffsets},
+		{"top", "show a running pipeline live (from its --http server)", cmdTop},
 		{"broker", "run an embedded Kafka-protocol broker for development", cmdBroker},
 		{"version", "print the version", cmdVersion},
 	}

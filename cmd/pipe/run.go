@@ -1,19 +1,22 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"pipe.dev/pipe/compiler/plan"
 	"pipe.dev/pipe/exec"
+	"pipe.dev/pipe/monitor"
+	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/kafka/devbroker"
 )
 
@@ -30,6 +33,10 @@ func cmdRun(e *env, args []string) int {
 	devBroker := fs.Bool("dev-broker", false, "start an embedded development Kafka broker (not for production) and point ${env:KAFKA_BROKERS} at it")
 	devBrokerDir := fs.String("dev-broker-dir", "", "with --dev-broker: keep the broker's data in this directory across runs (default: memory only)")
 	memLimit := fs.String("memory-limit", "64MiB", "soft memory limit of the Go heap (GOGC 400 under it); 0 keeps Go's defaults, as do GOGC or GOMEMLIMIT in the environment")
+	httpAddr := fs.String("http", "", "serve /metrics, /health, /ready, /status, /offsets, control and a status page on ADDR (host:port, :port or port; no host binds 127.0.0.1; port 0 picks a free one); default: the pipeline block's http, else no server")
+	httpToken := fs.String("http-token", "", "a ${env:NAME} or ${file:path} reference to the bearer token the server requires (default: the pipeline block's http_token)")
+	httpCert := fs.String("http-tls-cert", "", "PEM certificate file: serve HTTPS (with --http-tls-key)")
+	httpKey := fs.String("http-tls-key", "", "PEM private key file of --http-tls-cert")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -65,12 +72,36 @@ func cmdRun(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
 		return exitUsage
 	}
-	limit, err := parseSize(*memLimit)
+	// The run adds each secret it resolves to red; every log line is
+	// redacted with it, and so is the error Run returns.
+	red := &exec.Redactor{}
+	logger = slog.New(red.Handler(logger.Handler()))
+	limit, err := stdlib.ParseSize(*memLimit)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: --memory-limit: %v\n", err)
+		fmt.Fprintf(e.stderr, "pipe: --memory-limit: %q: %v\n", *memLimit, err)
 		return exitUsage
 	}
-	cfg := &exec.Config{StateDir: *stateDir, Logger: logger, MemoryLimit: limit}
+	cfg := &exec.Config{StateDir: *stateDir, Logger: logger, MemoryLimit: limit, Redactor: red}
+	hopts, err := httpOptions(p, *httpAddr, *httpToken, *httpCert, *httpKey, red)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pipe: %v\n", red.Redact(err.Error()))
+		return exitUsage
+	}
+	if hopts != nil {
+		hopts.Logger = logger
+		cfg.Handle = exec.NewHandle()
+		srv, err := monitor.Listen(*hopts, cfg.Handle, p)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
+			return exitUsage
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.Close(ctx)
+		}()
+		logger.Info("serving metrics, health, status and control", "url", srv.URL(), "token", hopts.Token != "")
+	}
 	tty := isTerminal(e.stderr)
 	if !*quiet {
 		cfg.StatusInterval = *statusEvery
@@ -118,6 +149,38 @@ func cmdRun(e *env, args []string) int {
 	return exitOK
 }
 
+// httpOptions returns the server options from the flags, else the plan's
+// http attributes; nil when neither asks for a server. The token is
+// resolved from its reference and added to red.
+func httpOptions(p *plan.Plan, addr, token, cert, key string, red *exec.Redactor) (*monitor.Options, error) {
+	o := monitor.Options{Addr: addr, TLSCert: cert, TLSKey: key}
+	if h := p.HTTP; h != nil {
+		o.Addr = cmp.Or(o.Addr, h.Addr)
+		token = cmp.Or(token, h.Token)
+		o.TLSCert, o.TLSKey = cmp.Or(o.TLSCert, h.TLSCert), cmp.Or(o.TLSKey, h.TLSKey)
+	}
+	if o.Addr == "" {
+		if token != "" || o.TLSCert != "" || o.TLSKey != "" {
+			return nil, errors.New("the http token and TLS settings need an address: --http ADDR or http in the pipeline block")
+		}
+		return nil, nil
+	}
+	if token != "" {
+		if !strings.HasPrefix(token, "${env:") && !strings.HasPrefix(token, "${file:") || !strings.HasSuffix(token, "}") {
+			return nil, errors.New("--http-token takes a ${env:NAME} or ${file:path} reference, not the token itself (a command line is visible to every user of the machine)")
+		}
+		v, err := exec.ExpandSecrets(token, nil, red)
+		if err != nil {
+			return nil, fmt.Errorf("http token %s: %w", token, err)
+		}
+		if v == "" {
+			return nil, fmt.Errorf("http token %s is empty", token)
+		}
+		o.Token = v
+	}
+	return &o, nil
+}
+
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
@@ -144,10 +207,32 @@ func isTerminal(w io.Writer) bool {
 
 func logStatus(logger *slog.Logger, s exec.Snapshot) {
 	for _, st := range s.Stages {
-		logger.Info("stage", "stage", st.Name, "kind", st.Kind, "tasks", st.Tasks,
+		args := []any{"stage", st.Name, "kind", st.Kind, "tasks", st.Tasks,
 			"in", st.In, "out", st.Out, "errors", st.Errors, "rate", int64(st.Rate),
-			"checkpoint", s.Checkpoint)
+			"checkpoint", s.Checkpoint, "checkpoint_age", checkpointAge(s)}
+		if lag, unit, ok := stageLag(st); ok {
+			args = append(args, "lag", lag, "lag_unit", unit)
+		}
+		logger.Info("stage", args...)
 	}
+}
+
+// stageLag sums the lag of a source's partitions.
+func stageLag(st exec.StageStatus) (lag int64, unit string, ok bool) {
+	for _, p := range st.Partitions {
+		if p.HasLag {
+			lag, unit, ok = lag+p.Lag, p.LagUnit, true
+		}
+	}
+	return lag, unit, ok
+}
+
+// checkpointAge is how long ago the last checkpoint completed ("-": none yet).
+func checkpointAge(s exec.Snapshot) string {
+	if s.CheckpointTime.IsZero() {
+		return "-"
+	}
+	return s.CheckpointAge.Round(100 * time.Millisecond).String()
 }
 
 // liveStatus redraws one line per stage on a terminal.
@@ -161,32 +246,15 @@ func (l *liveStatus) update(s exec.Snapshot) {
 	if l.lines > 0 {
 		fmt.Fprintf(&b, "\x1b[%dA", l.lines) // cursor up
 	}
-	fmt.Fprintf(&b, "\x1b[2K%s elapsed, checkpoint %d\n", s.Elapsed.Round(time.Second), s.Checkpoint)
+	fmt.Fprintf(&b, "\x1b[2K%s elapsed, checkpoint %d (%s ago)\n", s.Elapsed.Round(time.Second), s.Checkpoint, checkpointAge(s))
 	for _, st := range s.Stages {
-		fmt.Fprintf(&b, "\x1b[2K  %-20s %-9s in %12d  out %12d  %10.0f rec/s  errors %d\n",
+		fmt.Fprintf(&b, "\x1b[2K  %-20s %-9s in %12d  out %12d  %10.0f rec/s  errors %d",
 			st.Name, st.Kind, st.In, st.Out, st.Rate, st.Errors)
+		if lag, unit, ok := stageLag(st); ok {
+			fmt.Fprintf(&b, "  lag %d %s", lag, unit)
+		}
+		b.WriteString("\n")
 	}
 	l.lines = len(s.Stages) + 1
 	io.WriteString(l.w, b.String())
-}
-
-// parseSize parses 64MiB, 1GB, 512KiB or a number of bytes.
-func parseSize(s string) (int64, error) {
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
-	mult := int64(1)
-	num := s
-	for _, u := range units {
-		if n, ok := strings.CutSuffix(s, u.suffix); ok {
-			num, mult = n, u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%q is not a size such as 64MiB", s)
-	}
-	return n * mult, nil
 }

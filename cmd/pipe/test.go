@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"os/signal"
@@ -243,8 +244,13 @@ func generateFiles(ctx context.Context, e *env, files []string, n int, seed uint
 			continue
 		}
 		found, err := testrun.Generate(ctx, p, n, seed, opts)
-		if err != nil {
+		if errors.Is(err, testrun.ErrNoSchema) {
 			fmt.Fprintf(e.stdout, "%s: skipped: %v\n", f, err)
+			continue
+		}
+		if err != nil {
+			fmt.Fprintf(e.stderr, "pipe: %s: %v\n", f, err)
+			code = max(code, exitFindings)
 			continue
 		}
 		for _, pr := range found {

@@ -73,7 +73,7 @@ func (c *Checker) Check(src string, ctx Context) (res Result, issues []Issue) {
 	predicate := ctx.Kind == plan.WhereExpr || ctx.Kind == plan.CaseExpr
 	ce := c.envFor(ctx, predicate)
 	env := ce.env
-	tree, err := checkTree(src, ce.cfg)
+	tree, issues, err := checkTree(src, ce.cfg)
 	if err != nil {
 		return res, issuesOf(src, err, env, ctx)
 	}
@@ -112,7 +112,42 @@ func (c *Checker) Check(src string, ctx Context) (res Result, issues []Issue) {
 	if ctx.Input != nil {
 		issues = append(issues, optionalIssues(src, root, ctx, env)...)
 	}
+	if env.hasMeta {
+		issues = append(issues, undeclaredMeta(src, root, ctx.Meta)...)
+	}
 	return res, issues
+}
+
+// undeclaredMeta reports each read of a metadata field that meta does not
+// have (PIPE115), at the whole meta.x. A name that is no metadata field at
+// all is left to the type checker (PIPE104).
+func undeclaredMeta(src string, root ast.Node, meta *types.Type) []Issue {
+	if meta == nil {
+		return nil
+	}
+	var out []Issue
+	ast.Walk(&root, visitFunc(func(n *ast.Node) {
+		m, ok := (*n).(*ast.MemberNode)
+		if !ok {
+			return
+		}
+		id, isIdent := m.Node.(*ast.IdentifierNode)
+		name, isName := m.Property.(*ast.StringNode)
+		if !isIdent || id.Value != "meta" || !isName || meta.Field(name.Value) != nil || metaType.Field(name.Value) == nil {
+			return
+		}
+		from, to := m.Location().From, m.Location().To
+		for _, c := range []ast.Node{m.Node, m.Property} {
+			from, to = min(from, c.Location().From), max(to, c.Location().To)
+		}
+		start, end := byteSpan(src, from, to)
+		if i := len(src) - len(strings.TrimLeft(src[end:], " \t\n")); strings.Contains(src[start:end], "[") && i < len(src) && src[i] == ']' {
+			end = i + 1 // meta["x"]: the closing bracket too
+		}
+		out = append(out, Issue{Start: start, End: end, Code: lang.UndeclaredMeta, Severity: lang.Error,
+			Message: fmt.Sprintf("meta.%s is not set by every source the records come from", name.Value)})
+	}))
+	return out
 }
 
 // checkFuncs is the function library as Check installs it, built once:
@@ -206,28 +241,98 @@ func typeKey(b []byte, t *types.Type, named bool) []byte {
 
 // checkTree is the checking half of expr.Compile with a prepared
 // configuration: parse, type-check and optimise, leaving out the bytecode,
-// which only a constant predicate needs (see constantBool). A panic becomes
-// an error.
-func checkTree(src string, cfg *conf.Config) (tree *parser.Tree, err error) {
+// which only a constant predicate needs (see constantBool). Divisions by
+// a constant zero (PIPE114) are returned as issues and leave the tree
+// unoptimised: folding would hide them. A panic becomes an error.
+func checkTree(src string, cfg *conf.Config) (tree *parser.Tree, issues []Issue, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			tree, err = nil, fmt.Errorf("%v", r)
+			tree, issues, err = nil, nil, fmt.Errorf("%v", r)
 		}
 	}()
 	tree, err = checker.ParseCheck(src, cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if issues = zeroDivisors(src, tree.Node); len(issues) > 0 {
+		return tree, issues, nil
 	}
 	if cfg.Optimize {
 		if err := optimizer.Optimize(&tree.Node, cfg); err != nil {
 			var fe *file.Error
 			if errors.As(err, &fe) {
-				return nil, fe.Bind(tree.Source)
+				return nil, nil, fe.Bind(tree.Source)
 			}
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return tree, nil
+	return tree, nil, nil
+}
+
+// zeroDivisors reports the divisions and remainders whose divisor is a
+// constant zero (0, 0.0, -0, 2 - 2): a division gives an infinity or NaN,
+// which JSON and CSV cannot hold, and a remainder fails. A division by a
+// field is left alone.
+func zeroDivisors(src string, root ast.Node) []Issue {
+	var out []Issue
+	ast.Walk(&root, visitFunc(func(n *ast.Node) {
+		b, ok := (*n).(*ast.BinaryNode)
+		if !ok || b.Operator != "/" && b.Operator != "%" {
+			return
+		}
+		if v, ok := constNumber(b.Right); !ok || v != 0 {
+			return
+		}
+		// The divisor's span runs from its first to its last node.
+		from, to := b.Right.Location().From, b.Right.Location().To
+		ast.Walk(&b.Right, visitFunc(func(n *ast.Node) {
+			loc := (*n).Location()
+			from, to = min(from, loc.From), max(to, loc.To)
+		}))
+		start, end := byteSpan(src, from, to)
+		is := Issue{Start: start, End: end, Code: lang.DivisionByZero, Severity: lang.Error,
+			Message: "division by zero",
+			Detail:  "it gives +Inf, -Inf or NaN, which JSON and CSV cannot hold"}
+		if b.Operator == "%" {
+			is.Message, is.Detail = "remainder of a division by zero", "it fails for every record"
+		}
+		out = append(out, is)
+	}))
+	return out
+}
+
+// constNumber returns the value of a number literal, or of signs and
+// +, -, * over number literals.
+func constNumber(n ast.Node) (float64, bool) {
+	switch x := n.(type) {
+	case *ast.IntegerNode:
+		return float64(x.Value), true
+	case *ast.FloatNode:
+		return x.Value, true
+	case *ast.UnaryNode:
+		v, ok := constNumber(x.Node)
+		switch {
+		case ok && x.Operator == "-":
+			return -v, true
+		case ok && x.Operator == "+":
+			return v, true
+		}
+	case *ast.BinaryNode:
+		a, aok := constNumber(x.Left)
+		b, bok := constNumber(x.Right)
+		if !aok || !bok {
+			return 0, false
+		}
+		switch x.Operator {
+		case "+":
+			return a + b, true
+		case "-":
+			return a - b, true
+		case "*":
+			return a * b, true
+		}
+	}
+	return 0, false
 }
 
 func predicateName(k plan.ExprKind) string {

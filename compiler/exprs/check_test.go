@@ -7,6 +7,7 @@ import (
 
 	"pipe.dev/pipe/compiler/plan"
 	"pipe.dev/pipe/lang/types"
+	"pipe.dev/pipe/stdlib"
 )
 
 // dump formats issues compactly: CODE@start:end[severity] message (detail).
@@ -160,6 +161,21 @@ func TestCheckIssues(t *testing.T) {
 		{`note`, plan.AssignExpr, ``},
 		{`[note, id]`, plan.AssignExpr, ``},
 		{`coalesce(note, id)`, plan.AssignExpr, ``},
+		// Division by a constant zero (PIPE114), at the divisor; a
+		// division by a field is not checked.
+		{`amount / 0`, plan.AssignExpr,
+			`PIPE114@9:10[error] division by zero (it gives +Inf, -Inf or NaN, which JSON and CSV cannot hold)`},
+		{`1 / 0`, plan.AssignExpr,
+			`PIPE114@4:5[error] division by zero (it gives +Inf, -Inf or NaN, which JSON and CSV cannot hold)`},
+		{`amount / -0.0 > 1`, plan.WhereExpr,
+			`PIPE114@9:13[error] division by zero (it gives +Inf, -Inf or NaN, which JSON and CSV cannot hold)`},
+		{`qty % (3 - 1 * 3)`, plan.AssignExpr,
+			`PIPE114@7:16[error] remainder of a division by zero (it fails for every record)`},
+		{`5 % 0`, plan.AssignExpr,
+			`PIPE114@4:5[error] remainder of a division by zero (it fails for every record)`},
+		{`amount / qty`, plan.AssignExpr, ``},
+		{`amount / 0.5`, plan.AssignExpr, ``},
+		{`qty % (2 - 1)`, plan.AssignExpr, ``},
 	}
 	for _, tt := range tests {
 		t.Run(tt.src, func(t *testing.T) {
@@ -370,5 +386,31 @@ func TestCheckerReuse(t *testing.T) {
 	// params and the untyped contexts do not.
 	if n := len(c.envs); n != 6 {
 		t.Errorf("%d environments built, want 6", n)
+	}
+}
+
+func TestCheckUndeclaredMeta(t *testing.T) {
+	meta := stdlib.MetaType([]stdlib.MetaField{stdlib.MetaOffset, stdlib.MetaKey})
+	for _, c := range []struct {
+		src  string
+		want string
+	}{
+		{`meta.offset + 1`, ``},
+		{`string(meta.key) + meta.topic`, `PIPE115@19:29[error] meta.topic is not set by every source the records come from`},
+		{`meta["partition"] > 1 && meta?.headers != nil`, "PIPE115@0:17[error] meta.partition is not set by every source the records come from\n" +
+			"PIPE115@25:38[error] meta.headers is not set by every source the records come from"},
+		{`meta.topik`, `PIPE104@5:10[error] unknown field "topik" in meta (did you mean "topic"?)`},
+		{`{"a": 1}[meta.topic] ?? 0`, `PIPE115@9:19[error] meta.topic is not set by every source the records come from`},
+	} {
+		for _, in := range []*types.Type{nil, orderType} {
+			_, is := Check(c.src, Context{Kind: plan.AssignExpr, Input: in, Meta: meta})
+			if got := dump(c.src, is); got != c.want {
+				t.Errorf("%s (input %v):\n%s\nwant:\n%s", c.src, in, got, c.want)
+			}
+		}
+	}
+	// Without Meta every field may be read.
+	if _, is := Check(`meta.topic`, Context{Kind: plan.AssignExpr}); len(is) > 0 {
+		t.Errorf("issues:\n%s", dump("meta.topic", is))
 	}
 }

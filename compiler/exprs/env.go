@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"pipe.dev/pipe/lang/types"
+	"pipe.dev/pipe/stdlib"
 )
 
 var (
@@ -31,15 +32,9 @@ type typedEnv struct {
 	structs map[string]reflect.Type
 }
 
-// metaType is the record type of meta.
-var metaType = &types.Type{Kind: types.Record, Name: "meta", Fields: []*types.Field{
-	{Name: "topic", Type: types.StringType},
-	{Name: "partition", Type: types.IntType},
-	{Name: "offset", Type: types.IntType},
-	{Name: "key", Type: types.AnyType},
-	{Name: "timestamp", Type: types.TimestampType},
-	{Name: "headers", Type: types.MapOf(types.StringType)},
-}}
+// metaType is the record type of meta with every field: Check reports
+// the ones the context's sources do not declare (Context.Meta) itself.
+var metaType = stdlib.MetaType(stdlib.MetaFields())
 
 func newTypedEnv(ctx Context, structs map[string]reflect.Type) *typedEnv {
 	e := &typedEnv{

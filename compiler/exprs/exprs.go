@@ -22,6 +22,10 @@ type Context struct {
 	// Want is the annotated type (n: int := ...), nil if none; a mismatch
 	// is PIPE107.
 	Want *types.Type
+	// Meta is the type of meta (stdlib.MetaType): the metadata fields the
+	// records reaching the expression carry. Reading another of stdlib's
+	// metadata fields is PIPE115; nil allows them all.
+	Meta *types.Type
 }
 
 // Result is what [Check] learns about an expression.

@@ -264,14 +264,7 @@ func runtimeEnv(ctx Context) exprtypes.Map {
 	} else {
 		env[exprtypes.Extra] = exprtypes.Any
 	}
-	env["meta"] = exprtypes.Map{
-		"topic":     exprtypes.String,
-		"partition": exprtypes.Int64,
-		"offset":    exprtypes.Int64,
-		"key":       exprtypes.Any,
-		"timestamp": exprtypes.TypeOf(time.Time{}),
-		"headers":   exprtypes.Any,
-	}
+	env["meta"] = runtimeType(metaType)
 	if ctx.Params != nil {
 		env["params"] = runtimeType(ctx.Params.WithOptional(false))
 	}

@@ -19,12 +19,21 @@ type Program struct {
 	Delivery stdlib.Delivery
 	// Tasks is the pipeline's default task count (0 when unset).
 	Tasks int
+	// HTTP is where `pipe run` serves metrics, health and control.
+	HTTP HTTP
 	// Stages in topological order: by level (longest path from a source),
 	// then by source order.
 	Stages []*Stage
 	// Edges sorted by From, Port, To, DeadLetter.
 	Edges []*Edge
 	Tests []*Test
+}
+
+// HTTP configures the server of a running pipeline (empty: none).
+type HTTP struct {
+	Addr            string
+	Token           string // a ${env:…}/${file:…} reference, kept symbolic
+	TLSCert, TLSKey string // files
 }
 
 // Stage returns the stage called name, or nil.

@@ -28,6 +28,9 @@ func Build(p *ir.Program) (pl *Plan, err error) {
 		Stages:     []*Stage{},
 		Edges:      []*Edge{},
 	}
+	if h := p.HTTP; h != (ir.HTTP{}) {
+		pl.HTTP = &HTTP{Addr: h.Addr, Token: h.Token, TLSCert: h.TLSCert, TLSKey: h.TLSKey}
+	}
 	for _, s := range p.Stages {
 		ps, err := buildStage(s)
 		if err != nil {

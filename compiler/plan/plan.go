@@ -25,8 +25,19 @@ type Plan struct {
 	// Stages in topological order (sources first).
 	Stages []*Stage `json:"stages"`
 	Edges  []*Edge  `json:"edges"`
+	// HTTP is where `pipe run` serves metrics, health, status and control
+	// (the pipeline block's http attributes); nil: only --http starts it.
+	HTTP *HTTP `json:"http,omitempty"`
 	// Tests holds the file's inline tests (run by `pipe test`, ignored by `pipe run`).
 	Tests []*Test `json:"tests,omitempty"`
+}
+
+// HTTP is the server of a running pipeline.
+type HTTP struct {
+	Addr    string `json:"addr,omitempty"`
+	Token   string `json:"token,omitempty"` // a ${env:…}/${file:…} reference, never a value
+	TLSCert string `json:"tls_cert,omitempty"`
+	TLSKey  string `json:"tls_key,omitempty"`
 }
 
 // Stage is one node of the plan.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"pipe.dev/pipe/internal/durable"
 	"sort"
+	"time"
 
 	"pipe.dev/pipe/stdlib"
 )
@@ -25,22 +26,24 @@ const formatVersion = 1
 // Checkpoint is a completed checkpoint.
 type Checkpoint struct {
 	ID uint64 `json:"id"`
+	// Time is when the checkpoint was saved (set by Save).
+	Time time.Time `json:"time,omitzero"`
 	// Positions holds, per source partition, the last position covered,
 	// sorted by source then partition.
 	Positions []stdlib.Position `json:"positions"`
 }
 
-// Position returns the position held for a source partition.
-func (c *Checkpoint) Position(source, partition string) (int64, bool) {
+// Lookup returns the position held for a source partition.
+func (c *Checkpoint) Lookup(source, partition string) (stdlib.Position, bool) {
 	if c == nil {
-		return 0, false
+		return stdlib.Position{}, false
 	}
 	for _, p := range c.Positions {
 		if p.Source == source && p.Partition == partition {
-			return p.Offset, true
+			return p, true
 		}
 	}
-	return 0, false
+	return stdlib.Position{}, false
 }
 
 type fileFormat struct {
@@ -48,14 +51,23 @@ type fileFormat struct {
 	Checkpoint
 }
 
-// Store is a checkpoint store in a local directory. A Store is safe for use
-// by one process at a time.
+// lockName is the name of the lock file inside a store's directory.
+const lockName = "lock"
+
+// Store is a checkpoint store in a local directory. One Store at a time
+// has a directory: Open locks it until Close.
 type Store struct {
-	dir string
+	dir  string
+	lock *os.File
 }
 
-// Open returns the store in dir, creating the directory if needed and
-// removing temporary files left by an interrupted Save.
+// ErrLocked is returned by Open when another Store (in this or another
+// process) has the directory.
+var ErrLocked = errors.New("in use")
+
+// Open returns the store in dir, creating the directory if needed, locking
+// it and removing temporary files left by an interrupted Save. It fails
+// with an error wrapping [ErrLocked] while another store has the directory.
 func Open(dir string) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("state: empty directory")
@@ -63,10 +75,25 @@ func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
 	if err := durable.RemoveTemps(filepath.Join(dir, fileName)); err != nil {
+		unlock(lock)
 		return nil, fmt.Errorf("state: removing partial file: %w", err)
 	}
-	return &Store{dir: dir}, nil
+	return &Store{dir: dir, lock: lock}, nil
+}
+
+// Close unlocks the directory.
+func (s *Store) Close() error {
+	if s == nil || s.lock == nil {
+		return nil
+	}
+	err := unlock(s.lock)
+	s.lock = nil
+	return err
 }
 
 // Dir returns the store's directory.
@@ -103,6 +130,9 @@ func (s *Store) Save(cp Checkpoint) error {
 		return pos[i].Partition < pos[j].Partition
 	})
 	cp.Positions = pos
+	if cp.Time.IsZero() {
+		cp.Time = time.Now().UTC().Truncate(time.Millisecond)
+	}
 	data, err := json.MarshalIndent(fileFormat{Version: formatVersion, Checkpoint: cp}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("state: %w", err)

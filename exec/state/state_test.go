@@ -1,10 +1,14 @@
 package state
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
+	"time"
 
 	"pipe.dev/pipe/stdlib"
 )
@@ -26,6 +30,7 @@ func TestSaveLoad(t *testing.T) {
 	if err := s.Save(want); err != nil {
 		t.Fatal(err)
 	}
+	s.Close()
 	s2, err := Open(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -37,11 +42,11 @@ func TestSaveLoad(t *testing.T) {
 	if got.ID != 3 || len(got.Positions) != 2 || got.Positions[0].Source != "a" {
 		t.Fatalf("got %+v", got)
 	}
-	if off, ok := got.Position("b", "p1"); !ok || off != 9 {
-		t.Fatalf("Position(b, p1) = %d, %v", off, ok)
+	if p, ok := got.Lookup("b", "p1"); !ok || p.Offset != 9 {
+		t.Fatalf("Lookup(b, p1) = %v, %v", p, ok)
 	}
-	if _, ok := got.Position("b", "p2"); ok {
-		t.Fatal("Position(b, p2) found")
+	if _, ok := got.Lookup("b", "p2"); ok {
+		t.Fatal("Lookup(b, p2) found")
 	}
 }
 
@@ -53,10 +58,11 @@ func TestCrashLeavesPrevious(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := Checkpoint{ID: 7, Positions: []stdlib.Position{{Source: "s", Partition: "0", Offset: 70}}}
+	good := Checkpoint{ID: 7, Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Positions: []stdlib.Position{{Source: "s", Partition: "0", Offset: 70}}}
 	if err := s.Save(good); err != nil {
 		t.Fatal(err)
 	}
+	s.Close()
 	partial := filepath.Join(dir, tempPrefix+"12345")
 	if err := os.WriteFile(partial, []byte(`{"version":1,"id":8,"posi`), 0o644); err != nil {
 		t.Fatal(err)
@@ -109,7 +115,29 @@ func TestOverwrite(t *testing.T) {
 		t.Fatalf("got %+v", got)
 	}
 	entries, _ := os.ReadDir(s.Dir())
-	if len(entries) != 1 {
-		t.Fatalf("store holds %d files, want 1", len(entries))
+	if len(entries) != 2 {
+		t.Fatalf("store holds %d files, want the checkpoint and the lock", len(entries))
 	}
+}
+
+// TestLock: a second store on a directory fails, naming the holder, until
+// the first is closed.
+func TestLock(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(dir)
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), fmt.Sprintf("process %d", os.Getpid())) {
+		t.Fatalf("second Open: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(dir)
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	s2.Close()
 }

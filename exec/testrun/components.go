@@ -57,7 +57,7 @@ type givenSource struct {
 }
 
 func (s *givenSource) Open(ctx context.Context, resume stdlib.Resumer) error {
-	if off, ok := resume.Resume("given"); ok {
+	if off, ok := resume.Resume("given", ""); ok {
 		s.from = int(off) + 1
 	}
 	return nil

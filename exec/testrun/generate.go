@@ -2,9 +2,13 @@ package testrun
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"time"
 
 	"pipe.dev/pipe/compiler/plan"
@@ -16,6 +20,10 @@ import (
 // errorSink is the capture stage that receives every failed record when
 // generating.
 const errorSink = "__errors"
+
+// ErrNoSchema is Generate's error for a pipeline without a typed source:
+// there is nothing to generate.
+var ErrNoSchema = errors.New("no source declares a schema: nothing to generate")
 
 // Problem is one finding of Generate.
 type Problem struct {
@@ -54,19 +62,25 @@ func Generate(ctx context.Context, p *plan.Plan, n int, seed uint64, opts *Optio
 		fed = true
 	}
 	if !fed {
-		return nil, fmt.Errorf("no source of %q declares a schema: nothing to generate", p.Pipeline)
+		return nil, ErrNoSchema
 	}
 	swapComponents(clone, &plan.Test{})
 	// Every stage dead-letters into one capture, so each failing record is
-	// reported rather than stopping the run.
-	clone.Stages = append(clone.Stages, &plan.Stage{Name: errorSink, Kind: "sink", Component: captureComponent,
-		Tasks: 1, Delivery: string(stdlib.AtLeastOnce)})
+	// reported rather than stopping the run. The pipeline's own dead-letter
+	// sinks, which only dead-letter edges fed, would get nothing: they go.
 	var edges []*plan.Edge
+	hasInput := map[string]bool{}
 	for _, e := range clone.Edges {
 		if !e.DeadLetter {
 			edges = append(edges, e)
+			hasInput[e.To] = true
 		}
 	}
+	clone.Stages = slices.DeleteFunc(clone.Stages, func(s *plan.Stage) bool {
+		return s.Kind == "sink" && !hasInput[s.Name]
+	})
+	clone.Stages = append(clone.Stages, &plan.Stage{Name: errorSink, Kind: "sink", Component: captureComponent,
+		Tasks: 1, Delivery: string(stdlib.AtLeastOnce)})
 	for _, s := range clone.Stages {
 		if s.Name == errorSink {
 			continue
@@ -97,16 +111,55 @@ func Generate(ctx context.Context, p *plan.Plan, n int, seed uint64, opts *Optio
 		out = append(out, Problem{Stage: stage, Message: msg, Record: normalize(env["original"])})
 	}
 	for _, s := range p.Stages {
-		if s.Kind != "sink" || s.Schema == nil {
+		if s.Kind != "sink" {
 			continue
 		}
 		for _, r := range w.captured[s.Name] {
+			if path, f, ok := nonFinite(r.Value, ""); ok {
+				out = append(out, Problem{Stage: s.Name, Message: fmt.Sprintf("field %q is %v, which JSON and CSV cannot hold (a division by zero?)", path, f), Record: normalize(r.Value)})
+				continue
+			}
+			if s.Schema == nil {
+				continue
+			}
 			if err := conforms(r.Value, s.Schema, ""); err != nil {
 				out = append(out, Problem{Stage: s.Name, Message: fmt.Sprintf("record does not match schema %s: %v", s.Schema, err), Record: normalize(r.Value)})
 			}
 		}
 	}
 	return out, nil
+}
+
+// nonFinite returns the path of the first NaN or infinity in v, in the
+// order of sorted keys, and its value.
+func nonFinite(v any, path string) (string, float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return path, x, true
+		}
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			if p, f, ok := nonFinite(x[k], join(path, k)); ok {
+				return p, f, true
+			}
+		}
+	case []any:
+		for i, e := range x {
+			if p, f, ok := nonFinite(e, fmt.Sprintf("%s[%d]", path, i)); ok {
+				return p, f, true
+			}
+		}
+	}
+	return "", 0, false
+}
+
+// join appends field k to a dotted path.
+func join(path, k string) string {
+	if path == "" {
+		return k
+	}
+	return path + "." + k
 }
 
 var words = []string{"alpha", "beta", "gamma", "", "DE", "NL", "x@example.com", "Ünïcode", "0", "-1", " "}
@@ -190,12 +243,6 @@ func conforms(v any, t *types.Type, path string) error {
 		return fmt.Errorf("field %q is null", path)
 	}
 	bad := func() error { return fmt.Errorf("field %q: %T is not %s", path, v, t.WithOptional(false)) }
-	join := func(k string) string {
-		if path == "" {
-			return k
-		}
-		return path + "." + k
-	}
 	switch t.Kind {
 	case types.Any:
 		return nil
@@ -241,7 +288,7 @@ func conforms(v any, t *types.Type, path string) error {
 			return bad()
 		}
 		for k, e := range m {
-			if err := conforms(e, t.Elem, join(k)); err != nil {
+			if err := conforms(e, t.Elem, join(path, k)); err != nil {
 				return err
 			}
 		}
@@ -251,7 +298,7 @@ func conforms(v any, t *types.Type, path string) error {
 			return bad()
 		}
 		for _, f := range t.Fields {
-			if err := conforms(m[f.Name], f.Type, join(f.Name)); err != nil {
+			if err := conforms(m[f.Name], f.Type, join(path, f.Name)); err != nil {
 				return err
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,7 +46,8 @@ func goValue(v *plan.Value) any {
 }
 
 // normalize turns a run-time value into a JSON-like form for comparison and
-// display: numbers as float64, times as RFC 3339 strings, bytes as strings.
+// display: numbers as float64 (NaN and infinities as the strings "NaN",
+// "+Inf", "-Inf"), times as RFC 3339 strings, bytes as strings.
 func normalize(v any) any {
 	switch x := v.(type) {
 	case int64:
@@ -55,7 +57,11 @@ func normalize(v any) any {
 	case int32:
 		return float64(x)
 	case float32:
-		return float64(x)
+		return normalize(float64(x))
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return strconv.FormatFloat(x, 'g', -1, 64) // as JSON can hold it
+		}
 	case time.Time:
 		return x.UTC().Format(time.RFC3339Nano)
 	case time.Duration:

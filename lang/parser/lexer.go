@@ -306,23 +306,9 @@ func (s *scanner) comment() {
 	s.emitText(tokComment, start+2+i+2)
 }
 
-// Units of durations and sizes.
-var (
-	durationUnits = []string{"ns", "us", "ms", "s", "m", "h", "d"}
-	sizeUnits     = map[string]bool{
-		"B": true, "KB": true, "MB": true, "GB": true, "TB": true,
-		"KiB": true, "MiB": true, "GiB": true, "TiB": true,
-	}
-)
+func isDurationUnit(u string) bool { _, ok := lang.DurationUnit(u); return ok }
 
-func isDurationUnit(u string) bool {
-	for _, d := range durationUnits {
-		if u == d {
-			return true
-		}
-	}
-	return false
-}
+func isSizeUnit(u string) bool { _, ok := lang.SizeUnit(u); return ok }
 
 // number lexes Int, Float, Duration and Size literals. The whole run of
 // letters, digits and dots is classified at once so that 5sx or 1.5s is
@@ -362,7 +348,7 @@ func (s *scanner) number() {
 			if typ == tokFloat && isDurationUnit(unit) {
 				d.Message = fmt.Sprintf("malformed duration %q: durations take whole numbers", string(src[start:unitEnd]))
 			}
-			if sizeUnits[unit] {
+			if isSizeUnit(unit) {
 				s.emit(tokSize, unitEnd, joined)
 			} else {
 				s.emit(tokDuration, unitEnd, joined)
@@ -407,10 +393,10 @@ func (s *scanner) spacedUnit(end int, typ lexer.TokenType) (int, string) {
 		j++
 	}
 	unit := string(src[i:j])
-	if !isDurationUnit(unit) && !sizeUnits[unit] {
+	if !isDurationUnit(unit) && !isSizeUnit(unit) {
 		return 0, ""
 	}
-	if typ == tokFloat && !sizeUnits[unit] && !isDurationUnit(unit) {
+	if typ == tokFloat && !isSizeUnit(unit) && !isDurationUnit(unit) {
 		return 0, ""
 	}
 	k := j
@@ -448,7 +434,7 @@ func classifyNumber(t string) (lexer.TokenType, bool) {
 		if rest == "" {
 			return tokFloat, true
 		}
-		if sizeUnits[rest] {
+		if isSizeUnit(rest) {
 			return tokSize, true
 		}
 		if isExponent(rest) {
@@ -456,7 +442,7 @@ func classifyNumber(t string) (lexer.TokenType, bool) {
 		}
 		return 0, false
 	}
-	if sizeUnits[t[i:]] {
+	if isSizeUnit(t[i:]) {
 		return tokSize, true
 	}
 	// Duration: (digits unit)+.

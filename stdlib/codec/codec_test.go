@@ -3,6 +3,7 @@ package codec
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"runtime"
@@ -61,7 +62,7 @@ func TestJSONAgreesWithEncodingJSON(t *testing.T) {
 	docs := []string{
 		benchLine,
 		`{"s":"<&>\u2028\u2029\t\n\r\u0001\\/","n":[1.5e-7,1e21,123.456,-0.0,3e300],"o":{"z":1,"a":{"b":[]}}}`,
-		`{"": "", "k": "\ud800", "u": "日本語"}`,
+		`{"": "", "k": "\ud83d\ude00", "u": "日本語"}`,
 		`{"f": 0.1, "i": 42}`,
 	}
 	for _, doc := range docs {
@@ -185,7 +186,7 @@ func TestCSV(t *testing.T) {
 		&types.Field{Name: "score", Type: types.FloatType.WithOptional(true)},
 		&types.Field{Name: "ok", Type: types.BoolType},
 	)
-	c := mustNew(t, "csv", schema, Options{Header: true})
+	c := mustNew(t, "csv", schema, Options{})
 	hc := c.(HeaderCodec)
 	if err := hc.DecodeHeader([]byte("id,name,score,ok")); err != nil {
 		t.Fatal(err)
@@ -218,7 +219,7 @@ func TestCSV(t *testing.T) {
 		}
 	}
 
-	u := mustNew(t, "csv", nil, Options{Header: true}).(HeaderCodec)
+	u := mustNew(t, "csv", nil, Options{}).(HeaderCodec)
 	if _, err := u.Decode([]byte("1,2")); err == nil {
 		t.Error("decode without columns succeeded")
 	}
@@ -234,6 +235,107 @@ func TestCSV(t *testing.T) {
 	row, _ = e.Append(nil, map[string]any{"b": 1.5, "a": "x;y"})
 	if string(head) != "a;b" || string(row) != `"x;y";1.5` {
 		t.Errorf("sorted columns: %s / %s", head, row)
+	}
+}
+
+// TestCSVHeader checks that rows map to columns by the header's names and
+// that a header not matching the declared columns is an error naming them.
+func TestCSVHeader(t *testing.T) {
+	names := types.RecordOf(&types.Field{Name: "first", Type: types.StringType}, &types.Field{Name: "last", Type: types.StringType})
+	c := mustNew(t, "csv", names, Options{}).(HeaderCodec)
+	if err := c.DecodeHeader([]byte("\ufefflast,first")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.Decode([]byte("Lovelace,Ada"))
+	if want := map[string]any{"first": "Ada", "last": "Lovelace"}; err != nil || !reflect.DeepEqual(m, want) {
+		t.Fatalf("got %v, %v; want %v", m, err, want)
+	}
+
+	schema := types.RecordOf(
+		&types.Field{Name: "id", Type: types.IntType},
+		&types.Field{Name: "name", Type: types.StringType},
+		&types.Field{Name: "note", Type: types.StringType.WithOptional(true)},
+	)
+	for head, want := range map[string]string{
+		"id,nme":         `csv header does not match the declared columns (id, name, note): unknown column "nme"; missing column "name"`,
+		"name":           `missing column "id"`,
+		"id,name,x,y":    `unknown columns "x", "y"`,
+		"id,name,id":     `column "id" appears twice`,
+		"id,\"name":      `unterminated quoted field`,
+		"id,name,no\xfe": `invalid UTF-8 at offset 10`,
+	} {
+		c := mustNew(t, "csv", schema, Options{}).(HeaderCodec)
+		if err := c.DecodeHeader([]byte(head)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("DecodeHeader(%q): %v, want %q", head, err, want)
+		}
+	}
+	// An optional field's column may be left out.
+	c = mustNew(t, "csv", schema, Options{}).(HeaderCodec)
+	if err := c.DecodeHeader([]byte("name,id")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := c.Decode([]byte("x,7")); err != nil || !reflect.DeepEqual(m, map[string]any{"id": int64(7), "name": "x"}) {
+		t.Errorf("subset header: %v %v", m, err)
+	}
+	// Declared columns name the file's columns; the schema picks fields.
+	c = mustNew(t, "csv", schema, Options{Columns: []string{"id", "name", "extra"}}).(HeaderCodec)
+	if err := c.DecodeHeader([]byte("extra,name")); err == nil || !strings.Contains(err.Error(), `missing column "id"`) {
+		t.Errorf("declared columns: %v", err)
+	}
+
+	for line, want := range map[string]bool{
+		"name,id": true, "id": true, "id,note,name": true,
+		"1,Ada": false, "id,nme": false, "id,id": false, "id,\"x": false,
+	} {
+		if got := mustNew(t, "csv", schema, Options{}).(HeaderCodec).IsHeader([]byte(line)); got != want {
+			t.Errorf("IsHeader(%q) = %v, want %v", line, got, want)
+		}
+	}
+	if !mustNew(t, "csv", nil, Options{}).(HeaderCodec).IsHeader([]byte("1,2")) {
+		t.Error("without declared columns the first line is not the header")
+	}
+}
+
+// TestInvalidUTF8 checks that invalid UTF-8 in a text format is a decode
+// error naming its offset, or kept byte for byte with KeepInvalidUTF8.
+func TestInvalidUTF8(t *testing.T) {
+	schema := types.RecordOf(&types.Field{Name: "a", Type: types.StringType}, &types.Field{Name: "l", Type: types.ListOf(types.StringType).WithOptional(true)})
+	for _, tc := range []struct {
+		format string
+		schema *types.Type
+		in     string
+		err    string // with the default
+		field  string // the field kept with KeepInvalidUTF8
+		kept   string
+	}{
+		{"json", nil, "{\"a\":\"x\xffy\"}", "json: offset 7: invalid UTF-8 in a string", "a", "x\xffy"},
+		{"json", nil, "{\"a\":\"\\n\xc3\"}", "json: offset 8: invalid UTF-8", "a", "\n\xc3"},
+		{"json", nil, "{\"\xe2\x82\":1}", "json: offset 2: invalid UTF-8", "\xe2\x82", ""},
+		{"json", nil, `{"a":"x\ud800y"}`, `json: offset 7: invalid UTF-8 (lone surrogate \ud800)`, "a", "x\xed\xa0\x80y"},
+		{"json", nil, `{"a":"\udc00\ud800"}`, `lone surrogate \udc00`, "a", "\xed\xb0\x80\xed\xa0\x80"},
+		{"csv", schema, "x\xffy,", "csv: invalid UTF-8 at offset 1", "a", "x\xffy"},
+		{"csv", schema, `x,"[""\ud800""]"`, `lone surrogate \ud800`, "a", "x"},
+		{"lines", nil, "ok \xf0\x9f\x98", "lines: invalid UTF-8 at offset 3", "value", "ok \xf0\x9f\x98"},
+	} {
+		_, err := mustNew(t, tc.format, tc.schema, Options{}).Decode([]byte(tc.in))
+		if !errors.Is(err, ErrInvalidUTF8) || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("%s %q: err = %v, want %q", tc.format, tc.in, err, tc.err)
+		}
+		m, err := mustNew(t, tc.format, tc.schema, Options{KeepInvalidUTF8: true}).Decode([]byte(tc.in))
+		if err != nil {
+			t.Errorf("%s %q kept: %v", tc.format, tc.in, err)
+			continue
+		}
+		if _, ok := m[tc.field]; !ok || (tc.kept != "" && m[tc.field] != tc.kept) {
+			t.Errorf("%s %q kept: got %q", tc.format, tc.in, m)
+		}
+	}
+	// U+FFFD itself is valid text.
+	for _, f := range []string{"json", "lines"} {
+		in := "{\"a\":\"\ufffd\"}"
+		if _, err := mustNew(t, f, nil, Options{}).Decode([]byte(in)); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
 	}
 }
 

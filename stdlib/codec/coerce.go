@@ -159,8 +159,9 @@ func kindOf(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-// parseText converts CSV text to the representation of t.
-func parseText(s string, t *types.Type, path string) (any, error) {
+// parseText converts CSV text to the representation of t; keep keeps
+// invalid UTF-8 in a JSON value (jsonDecoder.keep).
+func parseText(s string, t *types.Type, path string, keep bool) (any, error) {
 	if s == "" && t.Kind != types.String {
 		if t.Optional || t.Kind == types.Any {
 			return nil, nil
@@ -191,18 +192,18 @@ func parseText(s string, t *types.Type, path string) (any, error) {
 	case types.Timestamp, types.Bytes:
 		return coerce(s, t, path)
 	case types.List, types.Map, types.Record:
-		m, err := decodeValue(s)
+		m, err := decodeValue(s, keep)
 		if err != nil {
-			return nil, fmt.Errorf("field %q: want %s as json: %v", path, t.WithOptional(false), err)
+			return nil, fmt.Errorf("field %q: want %s as json: %w", path, t.WithOptional(false), err)
 		}
 		return coerce(m, t, path)
 	}
 	return nil, fmt.Errorf("field %q: unsupported type %s", path, t)
 }
 
-// decodeValue parses any JSON value held in s.
-func decodeValue(s string) (any, error) {
-	d := jsonDecoder{s: s, a: new(Arena)}
+// decodeValue parses any JSON value held in s; keep is jsonDecoder.keep.
+func decodeValue(s string, keep bool) (any, error) {
+	d := jsonDecoder{s: s, a: new(Arena), keep: keep}
 	v, err := d.value()
 	if err != nil {
 		return nil, err

@@ -1,9 +1,11 @@
 package codec
 
 import (
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,16 +16,20 @@ import (
 // csvCodec is the csv format: one row per message (a quoted field may not
 // span lines), RFC 4180 quoting.
 type csvCodec struct {
-	schema   *types.Type
-	columns  []string
-	declared bool // columns came from Options or the schema
-	header   bool
-	comma    byte
-	fields   []string // scratch for Decode
+	schema *types.Type
+	// declared are the columns of Options.Columns or the schema, or nil.
+	declared []string
+	// columns name the fields of a row: a header row's names, else the
+	// declared columns; when encoding, the first record's keys if none
+	// are declared.
+	columns     []string
+	comma       byte
+	keepInvalid bool     // keep invalid UTF-8 (Options.KeepInvalidUTF8)
+	fields      []string // scratch for Decode
 }
 
 func newCSV(schema *types.Type, opts Options) (*csvCodec, error) {
-	c := &csvCodec{schema: schema, header: opts.Header, comma: opts.Comma}
+	c := &csvCodec{schema: schema, comma: opts.Comma, keepInvalid: opts.KeepInvalidUTF8}
 	if c.comma == 0 {
 		c.comma = ','
 	}
@@ -32,35 +38,116 @@ func newCSV(schema *types.Type, opts Options) (*csvCodec, error) {
 	}
 	switch {
 	case len(opts.Columns) > 0:
-		c.columns = opts.Columns
-		c.declared = true
+		c.declared = opts.Columns
 	case schema != nil:
 		for _, f := range schema.Fields {
-			c.columns = append(c.columns, f.Name)
+			c.declared = append(c.declared, f.Name)
 		}
-		c.declared = true
 	}
+	c.columns = c.declared
 	return c, nil
 }
 
-// DecodeHeader implements HeaderCodec. Declared columns take precedence
-// over the header row, which is then only skipped.
-func (c *csvCodec) DecodeHeader(line []byte) error {
-	if c.declared {
-		return nil
+// utf8BOM is the byte-order mark some tools write before a header row.
+var utf8BOM = []byte("\ufeff")
+
+// headerNames splits a header row into distinct column names.
+func (c *csvCodec) headerNames(line []byte) ([]string, error) {
+	line = bytes.TrimPrefix(line, utf8BOM)
+	if !c.keepInvalid {
+		if err := checkUTF8(line); err != nil {
+			return nil, err
+		}
 	}
-	fields, err := splitCSV(string(line), c.comma, nil)
+	names, err := splitCSV(string(line), c.comma, nil)
+	if err != nil {
+		return nil, err
+	}
+	for i, n := range names {
+		if slices.Contains(names[:i], n) {
+			return nil, fmt.Errorf("column %q appears twice", n)
+		}
+	}
+	return names, nil
+}
+
+// IsHeader implements HeaderCodec.
+func (c *csvCodec) IsHeader(line []byte) bool {
+	if c.declared == nil {
+		return true
+	}
+	names, err := c.headerNames(line)
+	if err != nil {
+		return false
+	}
+	for _, n := range names {
+		if !slices.Contains(c.declared, n) {
+			return false
+		}
+	}
+	return true
+}
+
+// DecodeHeader implements HeaderCodec.
+func (c *csvCodec) DecodeHeader(line []byte) error {
+	names, err := c.headerNames(line)
 	if err != nil {
 		return fmt.Errorf("csv header: %w", err)
 	}
-	c.columns = fields
+	if c.declared != nil {
+		var unknown, missing []string
+		for _, n := range names {
+			if !slices.Contains(c.declared, n) {
+				unknown = append(unknown, strconv.Quote(n))
+			}
+		}
+		for _, n := range c.declared {
+			if !slices.Contains(names, n) && c.required(n) {
+				missing = append(missing, strconv.Quote(n))
+			}
+		}
+		var problems []string
+		if len(unknown) > 0 {
+			problems = append(problems, "unknown "+plural(len(unknown), "column")+" "+strings.Join(unknown, ", "))
+		}
+		if len(missing) > 0 {
+			problems = append(problems, "missing "+plural(len(missing), "column")+" "+strings.Join(missing, ", "))
+		}
+		if problems != nil {
+			return fmt.Errorf("csv header does not match the declared columns (%s): %s",
+				strings.Join(c.declared, ", "), strings.Join(problems, "; "))
+		}
+	}
+	c.columns = names
 	return nil
+}
+
+// required reports whether a header must name declared column n: all but
+// the columns of optional and any fields must appear.
+func (c *csvCodec) required(n string) bool {
+	if c.schema == nil {
+		return true
+	}
+	f := c.schema.Field(n)
+	return f == nil || !f.Type.Optional && f.Type.Kind != types.Any
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return word
+	}
+	return word + "s"
 }
 
 // Decode implements Codec.
 func (c *csvCodec) Decode(data []byte) (map[string]any, error) {
 	if len(c.columns) == 0 {
 		return nil, errors.New("csv: no columns: declare columns or a schema, or read a header row")
+	}
+	if !c.keepInvalid {
+		if err := checkUTF8(data); err != nil {
+			return nil, fmt.Errorf("csv: %w", err)
+		}
 	}
 	var err error
 	c.fields, err = splitCSV(string(data), c.comma, c.fields[:0])
@@ -80,7 +167,7 @@ func (c *csvCodec) Decode(data []byte) (map[string]any, error) {
 		if f == nil {
 			continue
 		}
-		v, err := parseText(c.fields[i], f.Type, name)
+		v, err := parseText(c.fields[i], f.Type, name, c.keepInvalid)
 		if err != nil {
 			return nil, err
 		}

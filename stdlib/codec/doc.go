@@ -8,8 +8,8 @@
 //
 //	json    one JSON object per message; numbers without a fraction or
 //	        exponent that fit in 64 bits decode as int64, others as float64
-//	csv     one row per message; columns from Options.Columns, the
-//	        schema's field order, or a header row (see [Options.Header])
+//	csv     one row per message; columns named by a header row (see
+//	        [HeaderCodec]), Options.Columns, or the schema's field order
 //	lines   the message as text: {"value": "<text>"} (alias: string)
 //	bytes   the message as bytes: {"value": []byte}
 //
@@ -20,6 +20,10 @@
 // that names the field ("field \"amount\": want float, got string"). Fields
 // the schema does not declare are dropped, so a decoded record is exactly of
 // the schema's type.
+//
+// Decoding never changes text: invalid UTF-8 in a json string or key, a
+// csv field or a lines message is an error wrapping [ErrInvalidUTF8] that
+// names its offset, or, with [Options.KeepInvalidUTF8], kept as it is.
 //
 // JSON encoding is deterministic: with a schema (or the compiler's inferred
 // type) fields are written in the type's field order, followed by any

@@ -17,14 +17,17 @@ type jsonDecoder struct {
 	i     int
 	depth int
 	a     *Arena // boxes scalar values
+	// keep keeps invalid UTF-8 in strings as it is, and a lone surrogate
+	// escape as its three-byte (WTF-8) sequence; otherwise both are errors.
+	keep bool
 }
 
 const maxDepth = 1000
 
 // decodeObject parses data, which must hold exactly one JSON object. With
-// owned set, strings of the result alias data.
-func decodeObject(data []byte, a *Arena, owned bool) (map[string]any, error) {
-	d := jsonDecoder{a: a}
+// owned set, strings of the result alias data; keep is jsonDecoder.keep.
+func decodeObject(data []byte, a *Arena, owned, keep bool) (map[string]any, error) {
+	d := jsonDecoder{a: a, keep: keep}
 	if owned && len(data) > 0 {
 		d.s = unsafe.String(&data[0], len(data))
 	} else {
@@ -50,6 +53,12 @@ func decodeObject(data []byte, a *Arena, owned bool) (map[string]any, error) {
 
 func (d *jsonDecoder) errorf(format string, args ...any) error {
 	return fmt.Errorf("json: offset %d: %s", d.i, fmt.Sprintf(format, args...))
+}
+
+// invalidUTF8 is the error of invalid UTF-8 at offset i of a string.
+func (d *jsonDecoder) invalidUTF8(i int, what string) error {
+	d.i = i
+	return fmt.Errorf("json: offset %d: %w%s in a string", i, ErrInvalidUTF8, what)
 }
 
 func (d *jsonDecoder) skipSpace() {
@@ -209,8 +218,8 @@ func (d *jsonDecoder) str() (string, error) {
 			return "", d.errorf("control character in string")
 		case c >= utf8.RuneSelf:
 			r, size := utf8.DecodeRuneInString(d.s[j:])
-			if r == utf8.RuneError && size == 1 {
-				return d.strEscaped(start, j)
+			if r == utf8.RuneError && size == 1 && !d.keep {
+				return "", d.invalidUTF8(j, "")
 			}
 			j += size - 1
 		}
@@ -219,8 +228,8 @@ func (d *jsonDecoder) str() (string, error) {
 	return "", d.errorf("unterminated string")
 }
 
-// strEscaped finishes a string holding escapes (or invalid UTF-8, which
-// becomes U+FFFD); s[start:j] is its plain prefix.
+// strEscaped finishes a string holding escapes; s[start:j] is its plain
+// prefix.
 func (d *jsonDecoder) strEscaped(start, j int) (string, error) {
 	b := make([]byte, 0, j-start+16)
 	b = append(b, d.s[start:j]...)
@@ -268,8 +277,11 @@ func (d *jsonDecoder) strEscaped(start, j int) (string, error) {
 					if dec := utf16.DecodeRune(r, r2); ok && dec != utf8.RuneError {
 						r = dec
 						j += 6
+					} else if !d.keep {
+						return "", d.invalidUTF8(j-6, fmt.Sprintf(" (lone surrogate \\u%04x)", r))
 					} else {
-						r = utf8.RuneError
+						b = append(b, 0xe0|byte(r>>12), 0x80|byte(r>>6)&0x3f, 0x80|byte(r)&0x3f)
+						continue
 					}
 				}
 				b = utf8.AppendRune(b, r)
@@ -282,8 +294,11 @@ func (d *jsonDecoder) strEscaped(start, j int) (string, error) {
 			j++
 		default:
 			r, size := utf8.DecodeRuneInString(d.s[j:])
+			if r == utf8.RuneError && size == 1 && !d.keep {
+				return "", d.invalidUTF8(j, "")
+			}
+			b = append(b, d.s[j:j+size]...)
 			j += size
-			b = utf8.AppendRune(b, r)
 		}
 	}
 	d.i = len(d.s)

@@ -21,6 +21,8 @@ type jsonCodec struct {
 	// fields holds the schema's fields with their encoded prefixes.
 	fields []cachedKey
 	arena  Arena
+	// keepInvalid keeps invalid UTF-8 when decoding (Options.KeepInvalidUTF8).
+	keepInvalid bool
 }
 
 type cachedKey struct {
@@ -55,7 +57,7 @@ func (c *jsonCodec) Decode(data []byte) (map[string]any, error) { return c.decod
 func (c *jsonCodec) DecodeOwned(data []byte) (map[string]any, error) { return c.decode(data, true) }
 
 func (c *jsonCodec) decode(data []byte, owned bool) (map[string]any, error) {
-	m, err := decodeObject(data, &c.arena, owned)
+	m, err := decodeObject(data, &c.arena, owned, c.keepInvalid)
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +243,7 @@ func appendValue(dst []byte, v any) ([]byte, error) {
 // exponent form outside [1e-6, 1e21).
 func appendFloat(dst []byte, f float64, bits int) ([]byte, error) {
 	if math.IsInf(f, 0) || math.IsNaN(f) {
-		return dst, fmt.Errorf("cannot encode %v as json", f)
+		return dst, fmt.Errorf("cannot encode %v: not a finite number", f)
 	}
 	abs := math.Abs(f)
 	format := byte('f')

@@ -6,9 +6,16 @@ import (
 )
 
 // linesCodec is the lines (string) format: {"value": "<text>"}.
-type linesCodec struct{}
+type linesCodec struct {
+	keepInvalid bool // keep invalid UTF-8 (Options.KeepInvalidUTF8)
+}
 
-func (linesCodec) Decode(data []byte) (map[string]any, error) {
+func (c linesCodec) Decode(data []byte) (map[string]any, error) {
+	if !c.keepInvalid {
+		if err := checkUTF8(data); err != nil {
+			return nil, fmt.Errorf("lines: %w", err)
+		}
+	}
 	return map[string]any{"value": string(data)}, nil
 }
 

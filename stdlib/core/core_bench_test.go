@@ -26,7 +26,7 @@ func benchTemplate() map[string]any {
 
 // BenchmarkGenerate measures the generate source alone, per record.
 func BenchmarkGenerate(b *testing.B) {
-	g, err := newGenerate(config("gen", map[string]any{"fields": benchTemplate(), "batch": int64(1024)}))
+	g, err := newGenerate(config(GenerateSpec, "gen", map[string]any{"fields": benchTemplate(), "batch": int64(1024)}))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func BenchmarkFileSourceJSON(b *testing.B) {
 	b.ReportAllocs()
 	n := 0
 	for b.Loop() {
-		src, _ := newFileSource(config("in", map[string]any{"path": p, "batch": int64(1024)}))
+		src, _ := newFileSource(config(FileSourceSpec, "in", map[string]any{"path": p, "batch": int64(1024)}))
 		src.Open(ctx, stdlib.ResumeMap{})
 		for {
 			recs, err := src.Read(ctx)

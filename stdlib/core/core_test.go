@@ -29,12 +29,29 @@ func benchFields() map[string]any {
 	}
 }
 
-func config(stage string, attrs map[string]any) stdlib.Config {
-	return stdlib.Config{Pipeline: "test", Stage: stage, Attrs: attrs, Tasks: 1}
+// config is the Config of a one-task stage of spec with attrs, checked as
+// the executor checks it (defaults filled in); it panics on bad attrs.
+func config(spec *stdlib.Spec, stage string, attrs map[string]any) stdlib.Config {
+	a, err := spec.Values(attrs)
+	if err != nil {
+		panic(fmt.Sprintf("stage %q: %v", stage, err))
+	}
+	return stdlib.Config{Pipeline: "test", Stage: stage, Attrs: a, Tasks: 1}
 }
 
 // drain reads src until its end, checking that it ends by itself.
 func drain(t *testing.T, src stdlib.Source, resume stdlib.Resumer) []stdlib.Record {
+	t.Helper()
+	out, err := readAll(t, src, resume)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// readAll opens src and reads it to its end; it returns the records read
+// until the first error.
+func readAll(t *testing.T, src stdlib.Source, resume stdlib.Resumer) ([]stdlib.Record, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
@@ -42,20 +59,33 @@ func drain(t *testing.T, src stdlib.Source, resume stdlib.Resumer) []stdlib.Reco
 		resume = stdlib.ResumeMap{}
 	}
 	if err := src.Open(ctx, resume); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer src.Close(ctx)
 	var out []stdlib.Record
 	for {
 		b, err := src.Read(ctx)
 		if errors.Is(err, stdlib.ErrEndOfInput) {
-			return out
+			return out, nil
 		}
 		if err != nil {
-			t.Fatal(err)
+			return out, err
 		}
 		out = append(out, b...)
 	}
+}
+
+// openFollowed opens a source that never ends by itself, for reads until
+// the returned context's deadline or cancel.
+func openFollowed(t *testing.T, src stdlib.Source) (context.Context, context.CancelFunc) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	if err := src.Open(ctx, stdlib.ResumeMap{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close(context.Background()) })
+	return ctx, cancel
 }
 
 func TestRegistered(t *testing.T) {
@@ -87,7 +117,7 @@ func TestRegistered(t *testing.T) {
 
 func TestGenerate(t *testing.T) {
 	attrs := map[string]any{"count": int64(10), "seed": int64(7), "batch": int64(3), "fields": benchFields()}
-	g, err := newGenerate(config("gen", attrs))
+	g, err := newGenerate(config(GenerateSpec, "gen", attrs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,14 +144,14 @@ func TestGenerate(t *testing.T) {
 		}
 	}
 	// Same seed, same records; resuming after offset 5 regenerates 6..9.
-	g2, _ := newGenerate(config("gen", attrs))
+	g2, _ := newGenerate(config(GenerateSpec, "gen", attrs))
 	again := drain(t, g2, stdlib.ResumeMap{"gen/0": 5})
 	if len(again) != 4 || !reflect.DeepEqual(again[0].Value, recs[6].Value) || !reflect.DeepEqual(again[3].Value, recs[9].Value) {
 		t.Fatalf("resume: got %d records, first %v want %v", len(again), again[0].Value, recs[6].Value)
 	}
 	// Another seed gives other random values.
 	attrs["seed"] = int64(8)
-	g3, _ := newGenerate(config("gen", attrs))
+	g3, _ := newGenerate(config(GenerateSpec, "gen", attrs))
 	other := drain(t, g3, nil)
 	same := 0
 	for i := range other {
@@ -137,7 +167,7 @@ func TestGenerate(t *testing.T) {
 func TestGenerateTasks(t *testing.T) {
 	seen := map[int64]bool{}
 	for task := range 3 {
-		cfg := config("gen", map[string]any{"count": int64(100), "fields": map[string]any{"id": &stdlib.Call{Name: "seq", Args: map[string]any{"start": int64(0)}}}})
+		cfg := config(GenerateSpec, "gen", map[string]any{"count": int64(100), "fields": map[string]any{"id": &stdlib.Call{Name: "seq", Args: map[string]any{"start": int64(0)}}}})
 		cfg.Task, cfg.Tasks = task, 3
 		g, err := newGenerate(cfg)
 		if err != nil {
@@ -160,7 +190,7 @@ func TestGenerateTasks(t *testing.T) {
 }
 
 func TestGenerateRate(t *testing.T) {
-	g, err := newGenerate(config("gen", map[string]any{"count": int64(60), "rate": 200.0, "fields": map[string]any{"x": int64(1)}}))
+	g, err := newGenerate(config(GenerateSpec, "gen", map[string]any{"count": int64(60), "rate": 200.0, "fields": map[string]any{"x": int64(1)}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,29 +263,42 @@ func TestFileSourceJSON(t *testing.T) {
 	p := filepath.Join(dir, "in.jsonl")
 	data := "{\"a\":1}\n\n{bad\r\n{\"a\":2}\n{\"a\":3}"
 	writeFile(t, p, data)
-	src, err := newFileSource(config("in", map[string]any{"path": p, "batch": int64(2)}))
+	src, err := newFileSource(config(FileSourceSpec, "in", map[string]any{"path": p, "batch": int64(2)}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs := drain(t, src, nil)
+	res := &stored{}
+	recs := drain(t, src, res)
 	want := []any{map[string]any{"a": int64(1)}, "error", map[string]any{"a": int64(2)}, map[string]any{"a": int64(3)}}
 	if !reflect.DeepEqual(values(recs), want) {
 		t.Fatalf("got %v, want %v", values(recs), want)
 	}
 	offsets := []int64{8, 15, 23, int64(len(data))}
 	for i, r := range recs {
-		if r.Pos.Offset != offsets[i] || r.Pos.Partition != p || r.Pos.Source != "in" {
+		if r.Pos.Offset != offsets[i] || !strings.HasPrefix(r.Pos.Partition, p+"#") || r.Pos.Source != "in" {
 			t.Errorf("record %d position %v, want offset %d", i, r.Pos, offsets[i])
 		}
 	}
-	if string(recs[1].Raw) != "{bad" || !strings.Contains(recs[1].Err.Error(), "in.jsonl at byte 9: json:") {
+	// Records carry the line number and the offset the line starts at;
+	// an error names both.
+	lines, starts := []int64{1, 3, 4, 5}, []int64{0, 9, 15, 23}
+	for i, r := range recs {
+		if r.Line != lines[i] || r.Start != starts[i] {
+			t.Errorf("record %d at line %d byte %d, want line %d byte %d", i, r.Line, r.Start, lines[i], starts[i])
+		}
+	}
+	if string(recs[1].Raw) != "{bad" || !strings.Contains(recs[1].Err.Error(), "in.jsonl:3 (byte 9): json:") {
 		t.Errorf("bad line: raw %q err %v", recs[1].Raw, recs[1].Err)
 	}
-	// Resume after the second record.
-	src2, _ := newFileSource(config("in", map[string]any{"path": p}))
-	recs = drain(t, src2, stdlib.ResumeMap{p: 15})
+	// Resume after the second record: line numbers count the lines
+	// before the resume position.
+	src2, _ := newFileSource(config(FileSourceSpec, "in", map[string]any{"path": p}))
+	recs = drain(t, src2, res.checkpoint(recs[:2]))
 	if !reflect.DeepEqual(values(recs), want[2:]) {
 		t.Fatalf("resume: got %v", values(recs))
+	}
+	if recs[0].Line != 4 || recs[0].Start != 15 || recs[1].Line != 5 || recs[1].Start != 23 {
+		t.Errorf("resumed records at lines %d, %d (bytes %d, %d), want 4, 5 (15, 23)", recs[0].Line, recs[1].Line, recs[0].Start, recs[1].Start)
 	}
 }
 
@@ -267,7 +310,7 @@ func TestFileSourceCSVGlobTasks(t *testing.T) {
 	schema := types.RecordOf(&types.Field{Name: "id", Type: types.IntType}, &types.Field{Name: "name", Type: types.StringType})
 	ids := map[int64]int{}
 	for task := range 2 {
-		cfg := config("in", map[string]any{"path": filepath.Join(dir, "*.csv"), "format": stdlib.Ident("csv"), "header": true})
+		cfg := config(FileSourceSpec, "in", map[string]any{"path": filepath.Join(dir, "*.csv"), "format": stdlib.Ident("csv"), "header": true})
 		cfg.Schema, cfg.Task, cfg.Tasks = schema, task, 2
 		src, err := newFileSource(cfg)
 		if err != nil {
@@ -285,17 +328,20 @@ func TestFileSourceCSVGlobTasks(t *testing.T) {
 	}
 	// Resuming in the middle of a CSV file still knows the header.
 	p := filepath.Join(dir, "part-0.csv")
-	cfg := config("in", map[string]any{"path": p, "format": stdlib.Ident("csv"), "header": true})
+	cfg := config(FileSourceSpec, "in", map[string]any{"path": p, "format": stdlib.Ident("csv"), "header": true})
 	cfg.Schema = schema
 	src, _ := newFileSource(cfg)
-	recs := drain(t, src, stdlib.ResumeMap{p: 12})
+	res := &stored{}
+	recs := drain(t, src, res)
+	src, _ = newFileSource(cfg)
+	recs = drain(t, src, res.checkpoint(recs[:1]))
 	if want := []any{map[string]any{"id": int64(1), "name": "b, c"}}; !reflect.DeepEqual(values(recs), want) {
 		t.Fatalf("got %v", values(recs))
 	}
-	if _, err := newFileSource(config("in", map[string]any{"path": "["})); err == nil {
+	if _, err := newFileSource(config(FileSourceSpec, "in", map[string]any{"path": "["})); err == nil {
 		t.Error("bad glob accepted")
 	}
-	missing, _ := newFileSource(config("in", map[string]any{"path": filepath.Join(dir, "none-*.jsonl")}))
+	missing, _ := newFileSource(config(FileSourceSpec, "in", map[string]any{"path": filepath.Join(dir, "none-*.jsonl")}))
 	if err := missing.Open(t.Context(), stdlib.ResumeMap{}); err == nil || !strings.Contains(err.Error(), "no file matches") {
 		t.Errorf("missing files: %v", err)
 	}
@@ -305,19 +351,14 @@ func TestFileSourceFollow(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "log.txt")
 	writeFile(t, p, "old\n")
-	src, err := newFileSource(config("in", map[string]any{
+	src, err := newFileSource(config(FileSourceSpec, "in", map[string]any{
 		"path": filepath.Join(dir, "*.txt"), "format": stdlib.Ident("lines"), "follow": true,
 		"poll": 10 * time.Millisecond, "start": stdlib.Ident("end"),
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if err := src.Open(ctx, stdlib.ResumeMap{}); err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close(ctx)
+	ctx, cancel := openFollowed(t, src)
 	go func() {
 		time.Sleep(30 * time.Millisecond)
 		f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
@@ -347,12 +388,193 @@ func TestFileSourceFollow(t *testing.T) {
 	}
 }
 
+// TestFileSourceCSVHeader checks the header modes: rows map to columns by
+// the header's names, and a header not matching the schema fails at the
+// first line, naming the columns.
+func TestFileSourceCSVHeader(t *testing.T) {
+	dir := t.TempDir()
+	schema := types.RecordOf(&types.Field{Name: "first", Type: types.StringType}, &types.Field{Name: "last", Type: types.StringType})
+	ada := map[string]any{"first": "Ada", "last": "Lovelace"}
+	alan := map[string]any{"first": "Alan", "last": "Turing"}
+	for _, tc := range []struct {
+		name, data string
+		header     any // the attribute; nil: absent
+		want       []any
+		err        string
+	}{
+		{"by name", "last,first\nLovelace,Ada\n\nTuring,Alan\n", nil, []any{ada, alan}, ""},
+		{"leading blank lines", "\r\n\nlast,first\nLovelace,Ada\n", true, []any{ada}, ""},
+		{"typo", "first,lsat\nAda,Lovelace\n", nil, nil, `h.csv:1 (byte 0): csv header does not match the declared columns (first, last): unknown column "lsat"; missing column "last"`},
+		{"no header", "Ada,Lovelace\n", nil, nil, `unknown columns "Ada", "Lovelace"`},
+		{"false", "Ada,Lovelace\nlast,first\n", false, []any{ada, map[string]any{"first": "last", "last": "first"}}, ""},
+		{"auto header", "\nlast,first\nLovelace,Ada\n", stdlib.Ident("auto"), []any{ada}, ""},
+		{"auto data", "Ada,Lovelace\nAlan,Turing", stdlib.Ident("auto"), []any{ada, alan}, ""},
+		{"auto typo is data", "first,lsat\n", "auto", []any{map[string]any{"first": "first", "last": "lsat"}}, ""},
+		{"bad row", "first,last\nAda,Lovelace\n\nAlan\n", nil, []any{ada, "error"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, "h.csv")
+			writeFile(t, p, tc.data)
+			attrs := map[string]any{"path": p, "format": stdlib.Ident("csv")}
+			if tc.header != nil {
+				attrs["header"] = tc.header
+			}
+			cfg := config(FileSourceSpec, "in", attrs)
+			cfg.Schema = schema
+			src, err := newFileSource(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs, err := readAll(t, src, stdlib.ResumeMap{})
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := values(recs); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+	// A bad row's error names its line; so does one after a resume.
+	p := filepath.Join(dir, "rows.csv")
+	writeFile(t, p, "last,first\nLovelace,Ada\n\nTuring\nx,y\n")
+	cfg := config(FileSourceSpec, "in", map[string]any{"path": p, "format": stdlib.Ident("csv")})
+	cfg.Schema = schema
+	res := &stored{}
+	for _, resumed := range []bool{false, true} {
+		src, _ := newFileSource(cfg)
+		recs, err := readAll(t, src, res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 3
+		if resumed {
+			want = 2
+		}
+		if len(recs) != want {
+			t.Fatalf("resumed %v: %d records, want %d", resumed, len(recs), want)
+		}
+		bad := recs[len(recs)-2]
+		if want := "rows.csv:4 (byte 25): csv: row has 1 fields, want 2"; bad.Err == nil || !strings.Contains(bad.Err.Error(), want) {
+			t.Errorf("resumed %v: error %v, want %q", resumed, bad.Err, want)
+		}
+		if last := recs[len(recs)-1].Value; !reflect.DeepEqual(last, map[string]any{"first": "y", "last": "x"}) {
+			t.Errorf("resumed %v: last record %v", resumed, last)
+		}
+		res = res.checkpoint(recs[:1]) // after Lovelace,Ada
+	}
+}
+
+// TestFileSourceCSVHeaderLater checks that the header row of a followed
+// file that was empty when found is read when it arrives.
+func TestFileSourceCSVHeaderLater(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "late.csv")
+	writeFile(t, p, "")
+	cfg := config(FileSourceSpec, "in", map[string]any{"path": p, "format": stdlib.Ident("csv"), "follow": true, "poll": 5 * time.Millisecond})
+	cfg.Schema = types.RecordOf(&types.Field{Name: "a", Type: types.StringType}, &types.Field{Name: "b", Type: types.StringType})
+	src, err := newFileSource(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, _ := openFollowed(t, src)
+	writeFile(t, p, "b,a\n1,2\n")
+	recs, err := src.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := values(recs); !reflect.DeepEqual(got, []any{map[string]any{"a": "2", "b": "1"}}) {
+		t.Fatalf("got %v", got)
+	}
+}
+
+// TestSourceInvalidUTF8 checks that invalid UTF-8 is a record error naming
+// its line and offset, or kept as it is with invalid_utf8 = keep.
+func TestSourceInvalidUTF8(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "u.txt")
+	writeFile(t, p, "fine\nbad \xff\n")
+	for _, tc := range []struct {
+		format, keep string
+		want         string
+	}{
+		{"lines", "", "u.txt:2 (byte 5): lines: invalid UTF-8 at offset 4"},
+		{"lines", "keep", "bad \xff"},
+	} {
+		attrs := map[string]any{"path": p, "format": stdlib.Ident(tc.format)}
+		if tc.keep != "" {
+			attrs["invalid_utf8"] = stdlib.Ident(tc.keep)
+		}
+		src, err := newFileSource(config(FileSourceSpec, "in", attrs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs := drain(t, src, nil)
+		if len(recs) != 2 {
+			t.Fatalf("%d records", len(recs))
+		}
+		if tc.keep == "" {
+			if err := recs[1].Err; !errors.Is(err, codec.ErrInvalidUTF8) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want %q", err, tc.want)
+			}
+		} else if v := recs[1].Value.(map[string]any)["value"]; v != tc.want {
+			t.Errorf("kept %q, want %q", v, tc.want)
+		}
+	}
+	// stdin: the same, for json.
+	r, w, _ := os.Pipe()
+	go func() { w.WriteString("{\"a\":\"\xc0\"}\n"); w.Close() }()
+	src, _ := newStdin(config(StdinSpec, "in", map[string]any{}), r)
+	recs := drain(t, src, nil)
+	if len(recs) != 1 || !errors.Is(recs[0].Err, codec.ErrInvalidUTF8) || !strings.Contains(recs[0].Err.Error(), "stdin:1 (byte 0): json: offset 6") {
+		t.Errorf("stdin: %v", values(recs))
+	}
+}
+
+// TestStdinCSVHeader checks stdin's header row: mapped by name, and a
+// mismatch is an error of the run, not a record.
+func TestStdinCSVHeader(t *testing.T) {
+	schema := types.RecordOf(&types.Field{Name: "id", Type: types.IntType}, &types.Field{Name: "name", Type: types.StringType})
+	for _, tc := range []struct {
+		in   string
+		want []any
+		err  string
+	}{
+		{"name,id\nAda,1\n", []any{map[string]any{"id": int64(1), "name": "Ada"}}, ""},
+		{"id,nme\n1,Ada\n", nil, `stdin "in": stdin:1 (byte 0): csv header does not match the declared columns (id, name): unknown column "nme"; missing column "name"`},
+	} {
+		r, w, _ := os.Pipe()
+		go func() { w.WriteString(tc.in); w.Close() }()
+		cfg := config(StdinSpec, "in", map[string]any{"format": stdlib.Ident("csv")})
+		cfg.Schema = schema
+		src, err := newStdin(cfg, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, err := readAll(t, src, stdlib.ResumeMap{})
+		if tc.err != "" {
+			if err == nil || err.Error() != tc.err {
+				t.Errorf("%q: err = %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(values(recs), tc.want) {
+			t.Errorf("%q: got %v, %v", tc.in, values(recs), err)
+		}
+	}
+}
+
 func TestStdin(t *testing.T) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := newStdin(config("in", map[string]any{"format": stdlib.Ident("json")}), r)
+	src, err := newStdin(config(StdinSpec, "in", map[string]any{}), r) // json, as for file
+
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,22 +592,14 @@ func TestStdin(t *testing.T) {
 	if recs[1].Pos.Offset != 16 || recs[1].Pos.Partition != "stdin" || string(recs[2].Raw) != "nope" {
 		t.Errorf("positions %v raw %q", recs[1].Pos, recs[2].Raw)
 	}
-	// Fed the same input again, it resumes after the stored offset.
+	// Fed again with a stored position, it reads the new stream whole: a
+	// stream is never resumed.
 	r2, w2, _ := os.Pipe()
 	go func() { w2.WriteString("{\"a\":1}\n{\"a\":2}\nnope\n{\"a\":3}"); w2.Close() }()
-	src2, _ := newStdin(config("in", map[string]any{}), r2)
+	src2, _ := newStdin(config(StdinSpec, "in", map[string]any{"format": stdlib.Ident("lines")}), r2)
 	recs = drain(t, src2, stdlib.ResumeMap{"stdin": 16})
-	if got := values(recs); !reflect.DeepEqual(got, []any{map[string]any{"value": "nope"}, map[string]any{"value": `{"a":3}`}}) {
+	if got := values(recs); len(got) != 4 || !reflect.DeepEqual(got[0], map[string]any{"value": `{"a":1}`}) {
 		t.Fatalf("resume: got %v", got)
-	}
-	// Skipping more lines than a batch holds, at the end of the input.
-	r3, w3, _ := os.Pipe()
-	go func() { w3.WriteString("a\nb\nc\nd\ne\n"); w3.Close() }()
-	time.Sleep(20 * time.Millisecond) // the whole input is written and closed before the first read
-	src3, _ := newStdin(config("in", map[string]any{"batch": int64(1)}), r3)
-	recs = drain(t, src3, stdlib.ResumeMap{"stdin": 6})
-	if got := values(recs); !reflect.DeepEqual(got, []any{map[string]any{"value": "d"}, map[string]any{"value": "e"}}) {
-		t.Fatalf("long skip: got %v", got)
 	}
 }
 
@@ -394,7 +608,7 @@ func TestStdout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := config("out", map[string]any{"format": stdlib.Ident("csv"), "header": true})
+	cfg := config(StdoutSpec, "out", map[string]any{"format": stdlib.Ident("csv"), "header": true})
 	s, err := newStdout(cfg, f)
 	if err != nil {
 		t.Fatal(err)
@@ -420,7 +634,7 @@ func TestStdout(t *testing.T) {
 }
 
 func TestDiscard(t *testing.T) {
-	s, _ := DiscardSpec.NewSink(config("d", nil))
+	s, _ := DiscardSpec.NewSink(config(DiscardSpec, "d", nil))
 	if err := s.Write(t.Context(), make([]stdlib.Record, 5)); err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +656,7 @@ func sinkConfig(path string, delivery stdlib.Delivery, attrs map[string]any) std
 	for k, v := range attrs {
 		a[k] = v
 	}
-	cfg := config("out", a)
+	cfg := config(FileSinkSpec, "out", a)
 	cfg.Delivery = delivery
 	return cfg
 }
@@ -569,26 +783,26 @@ func TestFileSinkCSVInterval(t *testing.T) {
 }
 
 // TestResolvedReferenceAttrs covers attributes written as references
-// (count = "${env:N}"), which reach the constructors as strings.
+// (count = "${env:N}"), which reach Spec.Values as strings.
 func TestResolvedReferenceAttrs(t *testing.T) {
-	g, err := newGenerate(config("gen", map[string]any{"count": "25", "rate": "0", "seed": "3", "batch": "10", "fields": map[string]any{"x": int64(1)}}))
+	g, err := newGenerate(config(GenerateSpec, "gen", map[string]any{"count": "25", "rate": "0", "seed": "3", "batch": "10", "fields": map[string]any{"x": int64(1)}}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n := len(drain(t, g, nil)); n != 25 {
 		t.Fatalf("got %d records, want 25", n)
 	}
-	if _, err := newGenerate(config("gen", map[string]any{"count": "lots", "fields": map[string]any{"x": int64(1)}})); err == nil || !strings.Contains(err.Error(), `attribute "count" must be an int, not lots`) {
+	if _, err := GenerateSpec.Values(map[string]any{"count": "lots"}); err == nil || err.Error() != `attribute "count": not an int` {
 		t.Errorf("bad count: %v", err)
 	}
-	s, err := newFileSink(sinkConfig(filepath.Join(t.TempDir(), "o.jsonl"), stdlib.ExactlyOnce, map[string]any{"rotate_size": "1.5KiB", "rotate_interval": "1m", "header": "false"}))
+	s, err := newFileSink(sinkConfig(filepath.Join(t.TempDir(), "o.jsonl"), stdlib.ExactlyOnce, map[string]any{"rotate_size": "1.5KiB", "rotate_interval": "1d", "header": "false"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.rotSize != 1536 || s.rotEvery != time.Minute {
+	if s.rotSize != 1536 || s.rotEvery != 24*time.Hour {
 		t.Errorf("rotate_size %d rotate_interval %v", s.rotSize, s.rotEvery)
 	}
-	if _, err := newFileSource(config("in", map[string]any{"path": "x", "follow": "sometimes"})); err == nil {
+	if _, err := FileSourceSpec.Values(map[string]any{"path": "x", "follow": "sometimes"}); err == nil {
 		t.Error("bad follow accepted")
 	}
 }

@@ -19,7 +19,7 @@ func TestGenerateBatchParts(t *testing.T) {
 	fields := benchTemplate()
 	fields["name"] = &stdlib.Call{Name: "format", Args: map[string]any{"0": "u%d-%s", "1": &stdlib.Call{Name: "random_int", Args: map[string]any{"0": int64(1), "1": int64(1000)}}, "2": &stdlib.Call{Name: "pick", Args: map[string]any{"0": []any{"a", "b"}}}}}
 	read := func(batch int64) []stdlib.Record {
-		g, err := newGenerate(config("gen", map[string]any{"fields": fields, "batch": batch, "count": int64(5000), "seed": int64(7)}))
+		g, err := newGenerate(config(GenerateSpec, "gen", map[string]any{"fields": fields, "batch": batch, "count": int64(5000), "seed": int64(7)}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,7 +40,7 @@ func TestGenerateBatchParts(t *testing.T) {
 // takes rows stand for the maps it builds otherwise.
 func TestGenerateRows(t *testing.T) {
 	read := func(rows bool) []stdlib.Record {
-		cfg := config("gen", map[string]any{"fields": benchTemplate(), "count": int64(3000), "seed": int64(5)})
+		cfg := config(GenerateSpec, "gen", map[string]any{"fields": benchTemplate(), "count": int64(3000), "seed": int64(5)})
 		cfg.Rows = rows
 		g, err := newGenerate(cfg)
 		if err != nil {
@@ -69,7 +69,7 @@ func TestGenerateRows(t *testing.T) {
 func TestGenerateWorkersStop(t *testing.T) {
 	before := runtime.NumGoroutine()
 	attrs := map[string]any{"fields": benchTemplate(), "batch": int64(100), "seed": int64(3)}
-	g, err := newGenerate(config("gen", attrs))
+	g, err := newGenerate(config(GenerateSpec, "gen", attrs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestGenerateWorkersStop(t *testing.T) {
 		}
 	}
 
-	g2, err := newGenerate(config("gen", attrs))
+	g2, err := newGenerate(config(GenerateSpec, "gen", attrs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,33 +173,34 @@ func TestFileSourceParallelDecode(t *testing.T) {
 	var b strings.Builder
 	type want struct {
 		id    int64
+		line  int64
 		start int
 		end   int
 		bad   bool
 	}
 	var wants []want
 	for i := range 3000 {
-		start := b.Len()
+		start, line := b.Len(), int64(i+1)
 		switch {
 		case i%97 == 5:
 			b.WriteString("\n") // blank: no record
 			continue
 		case i%101 == 7:
 			fmt.Fprintf(&b, "{\"id\":%d,bad}\n", i)
-			wants = append(wants, want{id: int64(i), start: start, end: b.Len(), bad: true})
+			wants = append(wants, want{id: int64(i), line: line, start: start, end: b.Len(), bad: true})
 			continue
 		case i%2 == 0:
 			fmt.Fprintf(&b, "{\"id\":%d,\"name\":\"n\\u00e9%d\"}\r\n", i, i)
 		default:
 			fmt.Fprintf(&b, "{\"id\":%d,\"name\":\"né%d\"}\n", i, i)
 		}
-		wants = append(wants, want{id: int64(i), start: start, end: b.Len()})
+		wants = append(wants, want{id: int64(i), line: line, start: start, end: b.Len()})
 	}
 	p := filepath.Join(t.TempDir(), "in.jsonl")
 	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	src, err := newFileSource(config("in", map[string]any{"path": p, "batch": int64(1500)}))
+	src, err := newFileSource(config(FileSourceSpec, "in", map[string]any{"path": p, "batch": int64(1500)}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,12 +210,12 @@ func TestFileSourceParallelDecode(t *testing.T) {
 	}
 	for i, r := range recs {
 		w := wants[i]
-		if r.Pos.Offset != int64(w.end) {
-			t.Fatalf("record %d: offset %d, want %d", i, r.Pos.Offset, w.end)
+		if r.Pos.Offset != int64(w.end) || r.Line != w.line || r.Start != int64(w.start) {
+			t.Fatalf("record %d: offset %d, line %d from byte %d, want %d, %d, %d", i, r.Pos.Offset, r.Line, r.Start, w.end, w.line, w.start)
 		}
 		if w.bad {
-			if r.Err == nil || !strings.Contains(r.Err.Error(), fmt.Sprintf("at byte %d:", w.start)) {
-				t.Fatalf("record %d: error %v, want one at byte %d", i, r.Err, w.start)
+			if r.Err == nil || !strings.Contains(r.Err.Error(), fmt.Sprintf("in.jsonl:%d (byte %d):", w.line, w.start)) {
+				t.Fatalf("record %d: error %v, want one at line %d, byte %d", i, r.Err, w.line, w.start)
 			}
 			continue
 		}

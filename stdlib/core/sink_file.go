@@ -3,17 +3,21 @@ package core
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"pipe.dev/pipe/internal/durable"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"pipe.dev/pipe/internal/durable"
 
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/codec"
@@ -53,7 +57,7 @@ var FileSinkSpec = &stdlib.Spec{
 	},
 }
 
-const fileSinkPathDoc = `the output file. Without rotation a single task writes exactly this file; with rotate_size or rotate_interval the files are numbered before the extension (out/events.jsonl: out/events-000001.jsonl, out/events-000002.jsonl, ...). With tasks > 1 each task writes its own files, "-t<task>" added to the name (events-t0.jsonl or events-t0-000001.jsonl). The sink owns these names: it truncates them when it starts them afresh. Beside them it keeps a state file .<name>.pipe-sink.json recording how many bytes of which file are committed and the source positions they cover`
+const fileSinkPathDoc = `the output file. Without rotation a single task writes exactly this file; with rotate_size or rotate_interval the files are numbered before the extension (out/events.jsonl: out/events-000001.jsonl, out/events-000002.jsonl, ...). With tasks > 1 each task writes its own files, "-t<task>" added to the name (events-t0.jsonl or events-t0-000001.jsonl). The sink owns these names: it truncates them when it starts them afresh. Beside them it keeps a state file .<name>.pipe-sink.json recording how many bytes of which file are committed, a fingerprint of them and the source positions they cover; a run fails at start when that file is missing, shorter or different. Delete the state file to start the output afresh`
 
 // flushSize is how much encoded data the sink buffers before writing.
 const flushSize = 1 << 20
@@ -69,6 +73,7 @@ const flushSize = 1 << 20
 // removed, and the recorded positions are returned as held.
 type fileSink struct {
 	cfg      stdlib.Config
+	sent     atomic.Int64 // bytes written (stdlib.ByteCounter)
 	codec    codec.Codec
 	exactly  bool
 	csvHead  bool // the format has a header row to write
@@ -92,14 +97,27 @@ type fileSink struct {
 
 // sinkState is the state file's content.
 type sinkState struct {
-	Version    int               `json:"version"`
-	Seq        int               `json:"seq"`
-	File       string            `json:"file"`
-	Size       int64             `json:"size"`
-	Opened     time.Time         `json:"opened"`
-	Checkpoint uint64            `json:"checkpoint"`
-	Positions  []stdlib.Position `json:"positions"`
+	Version int    `json:"version"`
+	Seq     int    `json:"seq"`
+	File    string `json:"file"`
+	Size    int64  `json:"size"`
+	// Fingerprint is a hash of the committed bytes' first and last
+	// fingerprintSpan bytes (since version 2): the file holds what was
+	// written to it.
+	Fingerprint string            `json:"fingerprint,omitempty"`
+	Opened      time.Time         `json:"opened"`
+	Checkpoint  uint64            `json:"checkpoint"`
+	Positions   []stdlib.Position `json:"positions"` // with their identities
 }
+
+// sinkStateVersion is the version of the state file written; version 1
+// (without a fingerprint) is read too.
+const sinkStateVersion = 2
+
+// fingerprintSpan is how many bytes at each end of the committed part of
+// a file its fingerprint covers: enough to tell a file replaced or
+// rewritten, cheap to read at every checkpoint.
+const fingerprintSpan = 4 << 10
 
 func newFileSink(cfg stdlib.Config) (*fileSink, error) {
 	path := cfg.String("path")
@@ -110,33 +128,28 @@ func newFileSink(cfg stdlib.Config) (*fileSink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
 	}
-	header, err := boolAttr(cfg, "header", true)
-	if err != nil {
-		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
-	}
-	rotSize, err := sizeAttr(cfg, "rotate_size", 0)
-	if err != nil {
-		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
-	}
-	rotEvery, err := durationAttr(cfg, "rotate_interval", 0)
-	if err != nil {
-		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
-	}
 	_, isCSV := c.(codec.HeaderCodec)
 	s := &fileSink{
 		cfg: cfg, codec: c, exactly: cfg.Delivery == stdlib.ExactlyOnce,
-		csvHead: isCSV && header,
-		dir:     filepath.Dir(path), rotSize: rotSize, rotEvery: rotEvery,
+		csvHead: isCSV && cfg.Bool("header"),
+		dir:     filepath.Dir(path), rotSize: cfg.Int("rotate_size"), rotEvery: cfg.Duration("rotate_interval"),
 		held: map[[2]string]stdlib.Position{},
 	}
-	base := filepath.Base(path)
-	s.ext = filepath.Ext(base)
-	s.stem = strings.TrimSuffix(base, s.ext)
-	if cfg.Tasks > 1 {
-		s.stem += "-t" + strconv.Itoa(cfg.Task)
-	}
+	s.stem, s.ext = sinkStem(path, cfg.Tasks, cfg.Task)
 	s.rotating = s.rotSize > 0 || s.rotEvery > 0
 	return s, nil
+}
+
+// sinkStem returns the file name (without extension) and the extension of
+// the files of one task of a file sink writing path.
+func sinkStem(path string, tasks, task int) (stem, ext string) {
+	base := filepath.Base(path)
+	ext = filepath.Ext(base)
+	stem = strings.TrimSuffix(base, ext)
+	if tasks > 1 {
+		stem += "-t" + strconv.Itoa(task)
+	}
+	return stem, ext
 }
 
 // name returns the path of file number seq.
@@ -148,7 +161,11 @@ func (s *fileSink) name(seq int) string {
 }
 
 func (s *fileSink) statePath() string {
-	return filepath.Join(s.dir, "."+s.stem+s.ext+".pipe-sink.json")
+	return sinkStatePath(s.dir, s.stem, s.ext)
+}
+
+func sinkStatePath(dir, stem, ext string) string {
+	return filepath.Join(dir, "."+stem+ext+".pipe-sink.json")
 }
 
 func (s *fileSink) errorf(format string, args ...any) error {
@@ -167,24 +184,27 @@ func (s *fileSink) Open(ctx context.Context) ([]stdlib.Position, error) {
 	if err != nil {
 		return nil, err
 	}
-	flags := os.O_RDWR | os.O_CREATE
+	var f *os.File
 	if st == nil {
+		// A new output: it holds nothing.
 		st = &sinkState{Opened: time.Now()}
 		if s.rotating {
 			st.Seq = 1
 		}
-		flags |= os.O_TRUNC
+		f, err = os.OpenFile(s.name(st.Seq), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return nil, s.errorf("%v", err)
+		}
+	} else if f, err = s.openCommitted(st); err != nil {
+		return nil, err
 	}
 	s.seq, s.size, s.opened, s.lastCP = st.Seq, st.Size, st.Opened, st.Checkpoint
 	for _, p := range st.Positions {
 		s.held[[2]string{p.Source, p.Partition}] = p
 	}
 	if err := s.removeAfter(s.seq); err != nil {
+		f.Close()
 		return nil, err
-	}
-	f, err := os.OpenFile(s.name(s.seq), flags, 0o644)
-	if err != nil {
-		return nil, s.errorf("%v", err)
 	}
 	// Drop whatever was written after the last commit.
 	if err := f.Truncate(s.size); err != nil {
@@ -203,36 +223,122 @@ func (s *fileSink) Open(ctx context.Context) ([]stdlib.Position, error) {
 	return s.heldPositions(), nil
 }
 
+// openCommitted opens the file the state file names, once sure it holds
+// what the state file says was committed to it: never extended, never
+// written into another file.
+func (s *fileSink) openCommitted(st *sinkState) (*os.File, error) {
+	name := s.name(st.Seq)
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, s.notCommitted(name, st, "is missing")
+	}
+	if err != nil {
+		return nil, s.errorf("%v", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, s.errorf("%v", err)
+	}
+	if fi.Size() < st.Size {
+		f.Close()
+		return nil, s.notCommitted(name, st, fmt.Sprintf("has %d bytes", fi.Size()))
+	}
+	if st.Fingerprint != "" {
+		fp, err := fileFingerprint(f, st.Size)
+		if err != nil {
+			f.Close()
+			return nil, s.errorf("reading %s: %v", name, err)
+		}
+		if fp != st.Fingerprint {
+			f.Close()
+			return nil, s.notCommitted(name, st, "does not hold what was written to it")
+		}
+	}
+	return f, nil
+}
+
+// notCommitted is the error for an output file that is not what its state
+// file says was committed to it.
+func (s *fileSink) notCommitted(name string, st *sinkState, what string) error {
+	again := "delete " + s.statePath()
+	switch {
+	case s.exactly:
+		again += " (the sink then holds nothing, and the sources read its partitions again)"
+	case s.cfg.StateDir != "":
+		again += " and the pipeline's state directory " + s.cfg.StateDir + " (for the sources to read everything again)"
+	}
+	return s.errorf("%s %s, but its state file %s records %d committed bytes of it: the output was deleted, truncated or replaced since. To start the output afresh, %s; to keep it, restore %s",
+		name, what, s.statePath(), st.Size, again, name)
+}
+
+// fileFingerprint hashes the first and the last fingerprintSpan bytes of
+// the first size bytes of f.
+func fileFingerprint(f *os.File, size int64) (string, error) {
+	h := sha256.New()
+	head := min(size, fingerprintSpan)
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, head)); err != nil {
+		return "", err
+	}
+	tail := max(head, size-fingerprintSpan)
+	if _, err := io.Copy(h, io.NewSectionReader(f, tail, size-tail)); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("sha256:%x", h.Sum(nil)[:16]), nil
+}
+
 func (s *fileSink) heldPositions() []stdlib.Position {
 	out := make([]stdlib.Position, 0, len(s.held))
 	for _, p := range s.held {
 		out = append(out, p)
 	}
-	slices.SortFunc(out, func(a, b stdlib.Position) int {
-		return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.Partition, b.Partition))
-	})
+	slices.SortFunc(out, comparePositions)
 	return out
 }
 
+func comparePositions(a, b stdlib.Position) int {
+	return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.Partition, b.Partition))
+}
+
 func (s *fileSink) readState() (*sinkState, error) {
-	b, err := os.ReadFile(s.statePath())
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, s.errorf("%v", err)
-	}
-	var st sinkState
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, s.errorf("state file %s is corrupt: %v", s.statePath(), err)
-	}
-	if st.Version != 1 {
-		return nil, s.errorf("state file %s has version %d, want 1", s.statePath(), st.Version)
+	st, err := readSinkState(s.statePath())
+	if err != nil || st == nil {
+		return nil, err
 	}
 	if s.rotating != (st.Seq > 0) {
 		return nil, s.errorf("state file %s was written with rotation %s; remove it (and the output) to change rotation", s.statePath(), map[bool]string{true: "on", false: "off"}[st.Seq > 0])
 	}
+	return st, nil
+}
+
+// readSinkState reads a state file; nil if there is none.
+func readSinkState(path string) (*sinkState, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st sinkState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("state file %s is corrupt: %v", path, err)
+	}
+	if st.Version != 1 && st.Version != sinkStateVersion {
+		return nil, fmt.Errorf("state file %s has version %d, want %d", path, st.Version, sinkStateVersion)
+	}
 	return &st, nil
+}
+
+// writeSinkState commits a state file (write, sync, rename, sync the
+// directory).
+func writeSinkState(path string, st *sinkState) error {
+	st.Version = sinkStateVersion
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return durable.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 // removeAfter removes the numbered files after seq: uncommitted rotations.
@@ -317,6 +423,9 @@ func (s *fileSink) Write(ctx context.Context, batch []stdlib.Record) error {
 	return nil
 }
 
+// SentBytes implements stdlib.ByteCounter.
+func (s *fileSink) SentBytes() int64 { return s.sent.Load() }
+
 // flush writes the buffer to the current file (not synced).
 func (s *fileSink) flush() error {
 	if len(s.buf) == 0 {
@@ -324,6 +433,7 @@ func (s *fileSink) flush() error {
 	}
 	n, err := s.f.Write(s.buf)
 	s.size += int64(n)
+	s.sent.Add(int64(n))
 	s.buf = s.buf[:0]
 	if err != nil {
 		return s.errorf("writing %s: %v", s.f.Name(), err)
@@ -362,22 +472,78 @@ func (s *fileSink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
 		return s.errorf("syncing %s: %v", s.f.Name(), err)
 	}
 	for _, p := range cp.Positions {
+		// A position of another incarnation of the partition replaces
+		// the one held.
 		k := [2]string{p.Source, p.Partition}
-		if old, ok := s.held[k]; !ok || p.Offset > old.Offset {
+		if old, ok := s.held[k]; !ok || p.Offset > old.Offset || p.Identity != old.Identity {
 			s.held[k] = p
 		}
 	}
 	s.lastCP = cp.ID
+	fp, err := fileFingerprint(s.f, s.size)
+	if err != nil {
+		return s.errorf("reading %s: %v", s.f.Name(), err)
+	}
 	st := sinkState{
-		Version: 1, Seq: s.seq, File: filepath.Base(s.name(s.seq)), Size: s.size,
+		Seq: s.seq, File: filepath.Base(s.name(s.seq)), Size: s.size, Fingerprint: fp,
 		Opened: s.opened, Checkpoint: cp.ID, Positions: s.heldPositions(),
 	}
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return s.errorf("%v", err)
-	}
-	if err := durable.WriteFile(s.statePath(), append(b, '\n'), 0o644); err != nil {
+	if err := writeSinkState(s.statePath(), &st); err != nil {
 		return s.errorf("committing checkpoint %d: %v", cp.ID, err)
+	}
+	return nil
+}
+
+// statePaths returns the state files of every task of the stage.
+func (s *fileSink) statePaths() []string {
+	var out []string
+	for task := range max(1, s.cfg.Tasks) {
+		stem, ext := sinkStem(s.cfg.String("path"), s.cfg.Tasks, task)
+		out = append(out, sinkStatePath(s.dir, stem, ext))
+	}
+	return out
+}
+
+// StoredPositions implements stdlib.PositionStore: the positions in the
+// state files of every task.
+func (s *fileSink) StoredPositions(context.Context) ([]stdlib.Position, error) {
+	var out []stdlib.Position
+	for _, path := range s.statePaths() {
+		st, err := readSinkState(path)
+		if err != nil {
+			return nil, s.errorf("%v", err)
+		}
+		if st != nil {
+			out = append(out, st.Positions...)
+		}
+	}
+	return out, nil
+}
+
+// SetPositions implements stdlib.PositionStore: it rewrites the positions
+// of the state file of every task that has one (a task without one holds
+// nothing), leaving the output files alone.
+func (s *fileSink) SetPositions(_ context.Context, source string, reset []string, set []stdlib.Position) error {
+	for _, path := range s.statePaths() {
+		st, err := readSinkState(path)
+		if err != nil {
+			return s.errorf("%v", err)
+		}
+		if st == nil {
+			continue
+		}
+		st.Positions = slices.DeleteFunc(st.Positions, func(p stdlib.Position) bool {
+			return p.Source == source && (len(reset) == 0 || slices.Contains(reset, p.Partition) ||
+				slices.ContainsFunc(set, func(q stdlib.Position) bool { return q.Partition == p.Partition }))
+		})
+		for _, p := range set {
+			p.Source = source
+			st.Positions = append(st.Positions, p)
+		}
+		slices.SortFunc(st.Positions, comparePositions)
+		if err := writeSinkState(path, st); err != nil {
+			return s.errorf("writing %s: %v", path, err)
+		}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
@@ -33,6 +34,7 @@ var StdoutSpec = &stdlib.Spec{
 // since the last checkpoint are written again (at least once).
 type stdoutSink struct {
 	cfg    stdlib.Config
+	sent   atomic.Int64 // bytes written (stdlib.ByteCounter)
 	out    io.Writer
 	codec  codec.Codec
 	header bool
@@ -44,12 +46,8 @@ func newStdout(cfg stdlib.Config, out io.Writer) (*stdoutSink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stdout %q: %v", cfg.Stage, err)
 	}
-	header, err := boolAttr(cfg, "header", true)
-	if err != nil {
-		return nil, fmt.Errorf("stdout %q: %v", cfg.Stage, err)
-	}
 	_, isCSV := c.(codec.HeaderCodec)
-	return &stdoutSink{cfg: cfg, out: out, codec: c, header: isCSV && header}, nil
+	return &stdoutSink{cfg: cfg, out: out, codec: c, header: isCSV && cfg.Bool("header")}, nil
 }
 
 // sinkType is the record type a sink encodes by: the declared schema, else
@@ -67,12 +65,17 @@ func sinkType(cfg stdlib.Config) *types.Type {
 // Open implements stdlib.Sink.
 func (s *stdoutSink) Open(context.Context) ([]stdlib.Position, error) { return nil, nil }
 
+// SentBytes implements stdlib.ByteCounter.
+func (s *stdoutSink) SentBytes() int64 { return s.sent.Load() }
+
 // Write implements stdlib.Sink.
 func (s *stdoutSink) Write(ctx context.Context, batch []stdlib.Record) error {
 	buf, errs := encodeBatch(s.buf[:0], s.codec, batch, &s.header)
 	s.buf = buf
 	if len(buf) > 0 {
-		if _, err := s.out.Write(buf); err != nil {
+		n, err := s.out.Write(buf)
+		s.sent.Add(int64(n))
+		if err != nil {
 			return fmt.Errorf("stdout %q: %v", s.cfg.Stage, err)
 		}
 	}

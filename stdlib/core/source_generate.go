@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"pipe.dev/pipe/lang/types"
@@ -31,6 +32,7 @@ var GenerateSpec = &stdlib.Spec{
 		{Name: "fields", Type: stdlib.MapOf(stdlib.AnyValue), Required: true, Doc: generatorDoc},
 	},
 	Bounded: false,
+	Meta:    []stdlib.MetaField{stdlib.MetaOffset},
 	Output:  generateOutput,
 	Check:   generateCheck,
 	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {
@@ -427,8 +429,9 @@ type generate struct {
 	gens      []genFunc
 	task      uint64
 	tasks     uint64
-	local     uint64 // next local sequence number to hand out
-	end       uint64 // local records to produce; 0 = no end
+	local     uint64        // next local sequence number to hand out
+	handed    atomic.Uint64 // local, for Lag (another goroutine)
+	end       uint64        // local records to produce; 0 = no end
 	bounded   bool
 	batch     int
 	rate      float64 // records per second for this task
@@ -455,26 +458,8 @@ func newGenerate(cfg stdlib.Config) (*generate, error) {
 	if len(fields) == 0 {
 		return fail(fmt.Errorf("fields must name at least one field"))
 	}
-	seed, err := intAttr(cfg, "seed", 0)
-	if err != nil {
-		return fail(err)
-	}
-	count, err := intAttr(cfg, "count", 0)
-	if err != nil {
-		return fail(err)
-	}
-	if count < 0 {
-		return fail(fmt.Errorf("count must not be negative, not %d", count))
-	}
-	rate, err := floatAttr(cfg, "rate", 0)
-	if err != nil {
-		return fail(err)
-	}
-	batch, err := batchSize(cfg)
-	if err != nil {
-		return fail(err)
-	}
-	names, gens, errs := compileFields(fields, uint64(seed))
+	count, rate := cfg.Int("count"), cfg.Float("rate")
+	names, gens, errs := compileFields(fields, uint64(cfg.Int("seed")))
 	if errs != nil {
 		return fail(fmt.Errorf("%s: %s", errs[0].Attr, errs[0].Message))
 	}
@@ -485,7 +470,7 @@ func newGenerate(cfg stdlib.Config) (*generate, error) {
 		names:     names,
 		task:      uint64(cfg.Task),
 		tasks:     uint64(tasks),
-		batch:     batch,
+		batch:     int(cfg.Int("batch")),
 		recycler:  cfg.Recycler,
 	}
 	for _, gen := range gens {
@@ -510,11 +495,21 @@ func newGenerate(cfg stdlib.Config) (*generate, error) {
 
 // Open implements stdlib.Source.
 func (g *generate) Open(ctx context.Context, resume stdlib.Resumer) error {
-	if off, ok := resume.Resume(g.partition); ok {
+	if off, ok := resume.Resume(g.partition, ""); ok {
 		g.local = uint64(off) + 1
 	}
 	g.started, g.startSeq, g.next = time.Now(), g.local, g.local
+	g.handed.Store(g.local)
 	return nil
+}
+
+// Lag implements stdlib.Lagger for a bounded generator: the records it
+// has still to produce.
+func (g *generate) Lag(context.Context) []stdlib.Lag {
+	if !g.bounded {
+		return nil
+	}
+	return []stdlib.Lag{{Partition: g.partition, Behind: int64(g.end - min(g.handed.Load(), g.end)), Unit: "records"}}
 }
 
 // Read implements stdlib.Source.
@@ -548,6 +543,7 @@ func (g *generate) Read(ctx context.Context) ([]stdlib.Record, error) {
 	batch := g.recycler.Batch(int(n))
 	g.fill(batch, g.local, &g.arena)
 	g.local += n
+	g.handed.Store(g.local)
 	return batch, nil
 }
 
@@ -588,6 +584,7 @@ func (g *generate) readAhead(ctx context.Context) ([]stdlib.Record, error) {
 	g.ahead[0] = nil
 	g.ahead = append(g.ahead[:0], g.ahead[1:]...)
 	g.local = j.seq + uint64(len(j.batch))
+	g.handed.Store(g.local)
 	return j.batch, nil
 }
 

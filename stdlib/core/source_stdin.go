@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 
-	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/codec"
 )
@@ -20,18 +19,14 @@ var StdinSpec = &stdlib.Spec{
 	Name:    "stdin",
 	Summary: "records from standard input, one per line (JSON lines, CSV or raw lines); ends at end of input",
 	Params: append([]stdlib.Param{
-		{Name: "format", Type: stdlib.Enum("json", "csv", "lines"), Default: stdlib.Ident("lines"), Doc: "json: one object per line; csv: one row per line; lines: each line as {value: string}"},
+		formatParam,
 		batchParam,
-	}, csvSourceParams...),
+	}, textSourceParams...),
 	Bounded: true,
 	Schema:  true,
-	Output: func(attrs map[string]any) *types.Type {
-		if _, ok := attrs["format"]; !ok {
-			return rawOutput(map[string]any{"format": stdlib.Ident("lines")})
-		}
-		return rawOutput(attrs)
-	},
-	Check: checkBatch,
+	Meta:    []stdlib.MetaField{stdlib.MetaOffset},
+	Output:  rawOutput,
+	Check:   checkTextSource,
 	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {
 		return newStdin(cfg, os.Stdin)
 	},
@@ -39,49 +34,34 @@ var StdinSpec = &stdlib.Spec{
 
 // stdinSource reads one stream. Only task 0 reads; other tasks end at once.
 // The partition is "stdin" and offsets are byte offsets after each line: a
-// restart fed the same input skips what is already durable downstream.
+// stream cannot be read again, so the source never resumes: every run reads
+// its standard input from the start, and no sink drops its records as
+// replays of an earlier run's.
 type stdinSource struct {
 	cfg    stdlib.Config
 	in     io.Reader
 	codec  codec.Codec
-	header bool
-	batch  int
-	chunks chan []byte
-	errc   chan error
-	buf    []byte
-	off    int64 // stream offset of buf[0]
-	skip   int64 // bytes to skip: the resume position
-	eof    bool
-	stop   chan struct{}
+	header headerMode
+	// headerDue: the next non-blank line may be the csv header row.
+	headerDue bool
+	line      int64 // number (from 1) of the line at off
+	batch     int
+	chunks    chan []byte
+	errc      chan error
+	buf       []byte
+	off       int64 // stream offset of buf[0]
+	eof       bool
+	stop      chan struct{}
 }
 
 func newStdin(cfg stdlib.Config, in io.Reader) (*stdinSource, error) {
-	if cfg.String("format") == "" {
-		cfg.Attrs = mergeAttr(cfg.Attrs, "format", stdlib.Ident("lines"))
-	}
 	c, err := newCodec(cfg, cfg.Schema)
 	if err != nil {
 		return nil, fmt.Errorf("stdin %q: %v", cfg.Stage, err)
 	}
-	header, err := boolAttr(cfg, "header", true)
-	if err != nil {
-		return nil, fmt.Errorf("stdin %q: %v", cfg.Stage, err)
-	}
-	batch, err := batchSize(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("stdin %q: %v", cfg.Stage, err)
-	}
+	header := headerAttr(cfg)
 	_, isCSV := c.(codec.HeaderCodec)
-	return &stdinSource{cfg: cfg, in: in, codec: c, header: isCSV && header, batch: batch}, nil
-}
-
-func mergeAttr(attrs map[string]any, k string, v any) map[string]any {
-	out := make(map[string]any, len(attrs)+1)
-	for ak, av := range attrs {
-		out[ak] = av
-	}
-	out[k] = v
-	return out
+	return &stdinSource{cfg: cfg, in: in, codec: c, header: header, headerDue: isCSV && header != headerFalse, line: 1, batch: int(cfg.Int("batch"))}, nil
 }
 
 // Open implements stdlib.Source.
@@ -89,9 +69,6 @@ func (s *stdinSource) Open(ctx context.Context, resume stdlib.Resumer) error {
 	if s.cfg.Task != 0 {
 		s.eof = true
 		return nil
-	}
-	if off, ok := resume.Resume("stdin"); ok {
-		s.skip = off
 	}
 	s.chunks = make(chan []byte, 4)
 	s.errc = make(chan error, 1)
@@ -125,7 +102,10 @@ func (s *stdinSource) pump() {
 // Read implements stdlib.Source.
 func (s *stdinSource) Read(ctx context.Context) ([]stdlib.Record, error) {
 	for {
-		recs, consumed := s.lines()
+		recs, consumed, err := s.lines()
+		if err != nil {
+			return nil, fmt.Errorf("stdin %q: %v", s.cfg.Stage, err)
+		}
 		if len(recs) > 0 {
 			return recs, nil
 		}
@@ -168,8 +148,9 @@ func (s *stdinSource) Read(ctx context.Context) ([]stdlib.Record, error) {
 }
 
 // lines decodes up to a batch of complete lines from buf; it reports
-// whether it consumed any (all may have been skipped).
-func (s *stdinSource) lines() ([]stdlib.Record, bool) {
+// whether it consumed any (all may have been skipped). Its error is a csv
+// header row that does not fit.
+func (s *stdinSource) lines() ([]stdlib.Record, bool, error) {
 	// Find the batch's lines, then copy them once: the copy backs every
 	// record's Raw and the decoded strings.
 	end, n := 0, 0
@@ -186,31 +167,35 @@ func (s *stdinSource) lines() ([]stdlib.Record, bool) {
 		n++
 	}
 	if end == 0 {
-		return nil, false
+		return nil, false, nil
 	}
 	chunk := bytes.Clone(s.buf[:end])
 	recs := s.cfg.Recycler.Batch(n)[:0]
 	od, owned := s.codec.(codec.OwnedDecoder)
-	for start := 0; start < len(chunk); {
+	for start := 0; start < len(chunk); s.line++ {
 		stop := len(chunk)
 		if i := bytes.IndexByte(chunk[start:], '\n'); i >= 0 {
 			stop = start + i + 1
 		}
 		lineStart := s.off + int64(start)
-		line := bytes.TrimSuffix(bytes.TrimSuffix(chunk[start:stop], []byte("\n")), []byte("\r"))
+		line := trimEOL(chunk[start:stop])
 		pos := stdlib.Position{Source: s.cfg.Stage, Partition: "stdin", Offset: s.off + int64(stop)}
 		start = stop
-		if s.header {
-			s.header = false
-			if err := s.codec.(codec.HeaderCodec).DecodeHeader(line); err != nil {
-				recs = append(recs, stdlib.Record{Partition: -1, Raw: line, Err: fmt.Errorf("stdin: %w", err), Pos: pos})
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		if s.headerDue {
+			// Read even when resuming past it: it names the columns.
+			s.headerDue = false
+			isHeader, err := takeHeader(s.codec.(codec.HeaderCodec), s.header, line)
+			if err != nil {
+				return nil, true, lineError("stdin", s.line, lineStart, err)
 			}
-			continue
+			if isHeader {
+				continue
+			}
 		}
-		if pos.Offset <= s.skip || len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
-		r := stdlib.Record{Partition: -1, Raw: line, Pos: pos}
+		r := stdlib.Record{Partition: -1, Raw: line, Pos: pos, Line: s.line, Start: lineStart}
 		var v map[string]any
 		var err error
 		if owned {
@@ -219,7 +204,7 @@ func (s *stdinSource) lines() ([]stdlib.Record, bool) {
 			v, err = s.codec.Decode(line)
 		}
 		if err != nil {
-			r.Err = fmt.Errorf("stdin at byte %d: %w", lineStart, err)
+			r.Err = lineError("stdin", s.line, lineStart, err)
 		} else {
 			r.Value = v
 		}
@@ -230,7 +215,7 @@ func (s *stdinSource) lines() ([]stdlib.Record, bool) {
 	if len(s.buf) == 0 {
 		s.buf = nil
 	}
-	return recs, true
+	return recs, true, nil
 }
 
 // Commit implements stdlib.Source.

@@ -21,9 +21,6 @@ var FlattenSpec = &stdlib.Spec{
 			return nil, nil
 		}
 		sep, _ := attrs["separator"].(string)
-		if sep == "" {
-			sep = "_"
-		}
 		out := &types.Type{Kind: types.Record}
 		var walk func(t *types.Type, prefix string, optional bool)
 		walk = func(t *types.Type, prefix string, optional bool) {
@@ -40,11 +37,7 @@ var FlattenSpec = &stdlib.Spec{
 		return out, nil
 	},
 	NewTransform: func(cfg stdlib.Config) (stdlib.Transform, error) {
-		sep := cfg.String("separator")
-		if sep == "" {
-			sep = "_"
-		}
-		return &flatten{sep: sep, in: cfg.Input}, nil
+		return &flatten{sep: cfg.String("separator"), in: cfg.Input}, nil
 	},
 }
 

@@ -70,8 +70,8 @@ func TestFlattenApply(t *testing.T) {
 	if _, ok := got["ship_to"]; ok || len(got) != 2 {
 		t.Errorf("flatten of a null record = %v", got)
 	}
-	// Untyped: every nested object is flattened.
-	tr, _ = FlattenSpec.NewTransform(stdlib.Config{Attrs: map[string]any{}})
+	// Untyped: every nested object is flattened (separator by default).
+	tr, _ = FlattenSpec.NewTransform(config(FlattenSpec, "f", nil))
 	got, _ = applyOne(t, tr, map[string]any{"a": map[string]any{"b": map[string]any{"c": "x"}}})
 	if !reflect.DeepEqual(got, map[string]any{"a_b_c": "x"}) {
 		t.Errorf("untyped flatten = %v", got)

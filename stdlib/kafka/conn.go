@@ -52,10 +52,7 @@ type conn struct {
 }
 
 func newConn(cfg stdlib.Config) (*conn, error) {
-	c := &conn{brokers: cfg.Strings("brokers"), clientID: cfg.String("client_id"), retry: retry.Timeout(cfg)}
-	if c.clientID == "" {
-		c.clientID = "pipe"
-	}
+	c := &conn{brokers: cfg.Strings("brokers"), clientID: cfg.String("client_id"), retry: cfg.Duration(retry.Param.Name)}
 	var bs []string
 	for _, b := range c.brokers {
 		for _, p := range strings.Split(b, ",") {
@@ -268,16 +265,20 @@ func partitions(ctx context.Context, cl *kafka.Client, topics ...string) (map[st
 	return out, nil
 }
 
-// createTopic creates topic unless it exists.
-func createTopic(ctx context.Context, cl *kafka.Client, topic string, parts, repl int, configs []kafka.ConfigEntry) error {
+// createTopic creates topic unless it exists, and reports whether it did.
+func createTopic(ctx context.Context, cl *kafka.Client, topic string, parts, repl int, configs []kafka.ConfigEntry) (bool, error) {
 	res, err := cl.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
 		Topic: topic, NumPartitions: parts, ReplicationFactor: repl, ConfigEntries: configs,
 	}}})
 	if err != nil {
-		return fmt.Errorf("create topic %q: %w", topic, err)
+		return false, fmt.Errorf("create topic %q: %w", topic, err)
 	}
-	if err := res.Errors[topic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-		return fmt.Errorf("create topic %q: %w", topic, err)
+	switch err := res.Errors[topic]; {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, kafka.TopicAlreadyExists):
+		return false, nil
+	default:
+		return false, fmt.Errorf("create topic %q: %w", topic, err)
 	}
-	return nil
 }

@@ -22,6 +22,19 @@
 // and Time are set. A value that does not decode comes with Record.Err set,
 // so that the stage's error policy decides.
 //
+// # Identity
+//
+// A partition's identity ([stdlib.Position]) is "<cluster id>/<topic id>"
+// (ids as kafka-topics.sh shows them), looked up for every topic read when
+// the source positions a generation, and passed to Resume and Acquire: a
+// position stored for a topic of the same name on another cluster (a new
+// broker), or for a topic deleted and created again, is not applied. Topic
+// ids come with Metadata v10 (Kafka 2.8); kafka-go's protocol package stops
+// at v8, so this one request goes through franz-go's client (kgo) with the
+// same brokers, TLS and SASL. A broker without topic ids gives the cluster
+// id alone; then a topic created again on the same cluster is not told
+// apart.
+//
 // # Sink
 //
 // at_least_once writes through kafka-go's Writer (acks=all, asynchronous);
@@ -45,6 +58,28 @@
 //     open transaction, then reads the partition's position back.
 //
 // Close aborts open transactions.
+//
+// A position record (key: writer's transactional.id, source and partition)
+// holds the position with its identity and the identity of the sink's
+// `topic` ("target"). Open and Acquire return the positions with their
+// identity (records written before identities were stored have none: they
+// apply to any partition) and drop, with a tombstone committed at once,
+// those stored for another incarnation of the topic: deleted and created
+// again, gone, on another cluster, or created by this Open (create_topic),
+// which then holds nothing stored before. Without a fixed topic
+// (topic := expr) positions have no target and always hold.
+//
+// The sink is a [stdlib.PositionStore] (pipe offsets): StoredPositions reads
+// the committed records of every writer of the stage from all partitions
+// of __pipe_offsets; SetPositions writes, outside any transaction, a
+// tombstone for every record of the partitions reset and the new positions
+// for every task's own writer, which reads them back at the next Open. Both
+// skip transactions still open; SetPositions refuses while one of the
+// stage's writers has one (a run checkpointing, or a crashed run's before
+// the broker aborts it after transaction_timeout), since its positions,
+// committed later, would win over the ones set. The pipeline must not run
+// meanwhile: a running writer keeps its positions in memory and stores
+// them again at its next checkpoint.
 //
 // # Several processes
 //
@@ -101,10 +136,10 @@
 //     it lost its connection takes the id back, and the other process
 //     fails as fenced at its next commit; a restart settles it.) A commit
 //     whose answer was lost may have committed: every transaction stores a
-//     random commit token in __pipe_offsets (key "<transactional
-//     id>#commit"), which the sink reads back once the new epoch has
-//     settled the old transaction — found, it committed and nothing is
-//     sent again; else it is replayed. So a transaction is never committed
+//     random commit token in __pipe_offsets (key "commit|<transactional
+//     id>", apart from the writer's position keys), which the sink reads
+//     back once the new epoch has settled the old transaction — found, it
+//     committed and nothing is sent again; else it is replayed. So a transaction is never committed
 //     partly or twice. Acquire and the restart are serialised, so that a
 //     writer Acquire replaced is never revived. The cost: the open
 //     transactions' batches, at most a checkpoint interval of output, stay

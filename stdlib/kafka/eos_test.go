@@ -322,6 +322,9 @@ func TestSinkPartitioners(t *testing.T) {
 	}
 }
 
+// TestSinkPerRecordTopic writes records whose topic is their own (the
+// topic they were read from) or set per record (topic := expr, in
+// Record.Attrs), as are their key and headers, under both guarantees.
 func TestSinkPerRecordTopic(t *testing.T) {
 	brokers := testBroker(t, devbroker.Options{})
 	a, b := uniq("a"), uniq("b")
@@ -330,6 +333,7 @@ func TestSinkPerRecordTopic(t *testing.T) {
 	for _, d := range []stdlib.Delivery{stdlib.AtLeastOnce, stdlib.ExactlyOnce} {
 		cfg := config("out", brokers, nil)
 		cfg.Delivery = d
+		cfg.Exprs = []string{"headers", "topic", "key"}
 		snk, err := SinkSpec.NewSink(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -339,7 +343,11 @@ func TestSinkPerRecordTopic(t *testing.T) {
 		}
 		recs := records(4, string(d))
 		for i := range recs {
-			recs[i].Topic = []string{a, b}[i%2]
+			recs[i].Topic = a
+			recs[i].Attrs = []any{map[string]any{"h": "set", "n": int64(i)}, nil, fmt.Sprintf("k%d", i)}
+			if i%2 == 1 {
+				recs[i].Attrs[1] = b // topic := wins over the record's own
+			}
 		}
 		noTopic := stdlib.Record{Value: map[string]any{"x": int64(1)}}
 		err = snk.Write(t.Context(), append(recs, noTopic))
@@ -357,6 +365,16 @@ func TestSinkPerRecordTopic(t *testing.T) {
 		got := append(readN(t, src, 4), readFor(t, src, 200*time.Millisecond)...)
 		if len(got) != 4 {
 			t.Errorf("topic %s has %d records, want 4", topic, len(got))
+		}
+		for _, r := range got {
+			id := fmt.Sprint(r.Value.(map[string]any)["id"])
+			h := map[string]string{}
+			for _, x := range r.Headers {
+				h[x.Key] = string(x.Value)
+			}
+			if r.Key != "k"+id || len(h) != 2 || h["h"] != "set" || h["n"] != id {
+				t.Errorf("topic %s record %s: key %v headers %v", topic, id, r.Key, h)
+			}
 		}
 		closeAll(t, src)
 	}

@@ -38,10 +38,19 @@ func uniq(name string) string {
 	return name + "-" + hex.EncodeToString(b[:])
 }
 
+// config is the Config of a one-task source or sink stage, checked as the
+// executor checks it: defaults filled in from both specs (each keeps the
+// other's attributes; the ones they share have the same default).
 func config(stage, brokers string, attrs map[string]any) stdlib.Config {
 	a := map[string]any{"brokers": []any{brokers}}
 	for k, v := range attrs {
 		a[k] = v
+	}
+	for _, spec := range []*stdlib.Spec{SourceSpec, SinkSpec} {
+		var err error
+		if a, err = spec.Values(a); err != nil {
+			panic(fmt.Sprintf("stage %q: %v", stage, err))
+		}
 	}
 	return stdlib.Config{Pipeline: "test", Stage: stage, Attrs: a, Tasks: 1, Delivery: stdlib.AtLeastOnce}
 }
@@ -51,7 +60,7 @@ func newTopic(t testing.TB, brokers, topic string, parts int) {
 	tr := &kafka.Transport{}
 	defer tr.CloseIdleConnections()
 	cl := &kafka.Client{Addr: kafka.TCP(brokers), Transport: tr}
-	if err := createTopic(t.Context(), cl, topic, parts, 1, nil); err != nil {
+	if _, err := createTopic(t.Context(), cl, topic, parts, 1, nil); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -57,7 +57,7 @@ func TestKcat(t *testing.T) {
 		fed <- stdin.Close()
 	}()
 
-	env := h.env("in", "out", "kcat")
+	env := h.env(h.brokers, "in", "out", "kcat")
 	state := filepath.Join(h.dir, "state")
 	for range kills {
 		cmd := h.start(t, file, env, state, "pipe run: ")

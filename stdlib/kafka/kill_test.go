@@ -22,61 +22,80 @@ import (
 // `pipe broker`, SIGKILLs it at random moments (some runs paused with
 // SIGSTOP past the group's session timeout first), restarts it, and checks
 // with a read_committed consumer that every expected record arrived exactly
-// once (at_least_once: at least once). Set PIPE_KILLTEST=1 to run it;
-// PIPE_KILLTEST_RECORDS and PIPE_KILLTEST_KILLS scale it.
+// once (at_least_once: at least once). A second, shorter round does the
+// same against a new broker with the same topic and group names, on the
+// same state directory: the positions stored in the first round point into
+// the first broker's topics and must not be applied. Set PIPE_KILLTEST=1
+// to run it; PIPE_KILLTEST_RECORDS and PIPE_KILLTEST_KILLS scale it.
 func TestKill(t *testing.T) {
 	n, kills := proctest.KillTest(t, 100000, 20)
 	h := newProcHarness(t)
+	second := proctest.StartBroker(t, h.bin, 4)
 	for _, delivery := range []string{"exactly_once", "at_least_once"} {
 		t.Run(delivery, func(t *testing.T) {
-			in, out := uniq("kill-in-"+delivery), uniq("kill-out-"+delivery)
-			newTopic(t, h.brokers, in, 4)
-			newTopic(t, h.brokers, out, 4)
-			file := h.pipeline(t, delivery)
-			// Input keeps arriving while pipe run is killed and restarted, so
-			// that every kill lands in the middle of the stream.
-			want := proctest.KeptEvents(n)
-			produced := make(chan error, 1)
-			go func() {
-				produced <- proctest.ProduceEvents(context.Background(), nil, h.brokers, in, 0, n, time.Duration(kills)*2500*time.Millisecond)
-			}()
-			env := h.env(in, out, uniq("kill"))
+			in, out, group := uniq("kill-in-"+delivery), uniq("kill-out-"+delivery), uniq("kill")
 			state := filepath.Join(h.dir, "state-"+delivery)
-			for i := range kills {
-				cmd := h.start(t, file, env, state, delivery+": ")
-				time.Sleep(time.Duration(1000+rand.IntN(3000)) * time.Millisecond)
-				if rand.IntN(4) == 0 {
-					// Paused past its session timeout, the member is
-					// evicted: on waking it settles and acquires again.
-					cmd.Process.Signal(syscall.SIGSTOP)
-					time.Sleep(1500 * time.Millisecond)
-					cmd.Process.Signal(syscall.SIGCONT)
-					time.Sleep(time.Duration(500+rand.IntN(1500)) * time.Millisecond)
-				}
-				cmd.Process.Signal(syscall.SIGKILL)
-				cmd.Wait()
-				t.Logf("kill %d: input log end %d, output log end %d", i+1, logEnd(t, h.brokers, in), logEnd(t, h.brokers, out))
-			}
-			if err := <-produced; err != nil {
-				t.Fatal(err)
-			}
-			cmd := h.start(t, file, env, state, delivery+": ")
-			got := readOutput(t, h.brokers, out, len(want), 3*time.Minute)
-			cmd.Process.Signal(syscall.SIGTERM)
-			cmd.Wait()
-			checkEvents(t, delivery, n, want, got, func(topic string, partition int, from, to int64) {
-				dumpLog(t, h.brokers, topic, partition, from, to)
-				again := readOutput(t, h.brokers, out, len(want), time.Minute)
-				ids := make([]int64, 0, len(again))
-				for _, r := range again {
-					id, _ := r.Value.(map[string]any)["id"].(int64)
-					ids = append(ids, id)
-				}
-				_, doubled, _ := proctest.Tally(want, ids)
-				t.Logf("a second read_committed pass reads %d records, %d doubled", len(again), doubled)
-			})
+			h.killRound(t, h.brokers, delivery, in, out, group, state, 0, n, kills)
+			// As many records as before are there at the first start, so
+			// that the stored positions are inside the new partitions
+			// (beyond their end they would be reset as out of range).
+			h.killRound(t, second, delivery, in, out, group, state, n, max(n/4, 1), max(kills/4, 2))
 		})
 	}
+}
+
+// killRound creates topics in and out on brokers and writes before events
+// to in, then n more while pipe run (on state) is killed and restarted
+// kills times, and checks the output.
+func (h *procHarness) killRound(t *testing.T, brokers, delivery, in, out, group, state string, before, n, kills int) {
+	newTopic(t, brokers, in, 4)
+	newTopic(t, brokers, out, 4)
+	file := h.pipeline(t, delivery)
+	if err := proctest.ProduceEvents(t.Context(), nil, brokers, in, 0, before, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Input keeps arriving while pipe run is killed and restarted, so
+	// that every kill lands in the middle of the stream.
+	n += before
+	want := proctest.KeptEvents(n)
+	produced := make(chan error, 1)
+	go func() {
+		produced <- proctest.ProduceEvents(context.Background(), nil, brokers, in, before, n, time.Duration(kills)*2500*time.Millisecond)
+	}()
+	env := h.env(brokers, in, out, group)
+	for i := range kills {
+		cmd := h.start(t, file, env, state, delivery+": ")
+		time.Sleep(time.Duration(1000+rand.IntN(3000)) * time.Millisecond)
+		if rand.IntN(4) == 0 {
+			// Paused past its session timeout, the member is
+			// evicted: on waking it settles and acquires again.
+			cmd.Process.Signal(syscall.SIGSTOP)
+			time.Sleep(1500 * time.Millisecond)
+			cmd.Process.Signal(syscall.SIGCONT)
+			time.Sleep(time.Duration(500+rand.IntN(1500)) * time.Millisecond)
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		t.Logf("kill %d: input log end %d, output log end %d", i+1, logEnd(t, brokers, in), logEnd(t, brokers, out))
+	}
+	if err := <-produced; err != nil {
+		t.Fatal(err)
+	}
+	cmd := h.start(t, file, env, state, delivery+": ")
+	got := readOutput(t, brokers, out, len(want), 3*time.Minute)
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	checkEvents(t, delivery, n, want, got, func(topic string, partition int, from, to int64) {
+		dumpLog(t, brokers, topic, partition, from, to)
+		again := readOutput(t, brokers, out, len(want), time.Minute)
+		ids := make([]int64, 0, len(again))
+		for _, r := range again {
+			id, _ := r.Value.(map[string]any)["id"].(int64)
+			ids = append(ids, id)
+		}
+		_, doubled, _ := proctest.Tally(want, ids)
+		t.Logf("a second read_committed pass reads %d records, %d doubled", len(again), doubled)
+	})
 }
 
 // procHarness runs examples/kafka_to_kafka.pipe under `pipe run` processes
@@ -119,8 +138,8 @@ func (h *procHarness) pipeline(t *testing.T, delivery string) string {
 	return file
 }
 
-func (h *procHarness) env(in, out, group string) []string {
-	return append(os.Environ(), "KAFKA_BROKERS="+h.brokers, "IN_TOPIC="+in, "OUT_TOPIC="+out, "GROUP="+group)
+func (h *procHarness) env(brokers, in, out, group string) []string {
+	return append(os.Environ(), "KAFKA_BROKERS="+brokers, "IN_TOPIC="+in, "OUT_TOPIC="+out, "GROUP="+group)
 }
 
 // start starts `pipe run file` with its own state directory.

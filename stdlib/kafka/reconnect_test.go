@@ -251,7 +251,7 @@ func TestRestartDecidesCommitInDoubt(t *testing.T) {
 		return recs
 	}
 	token := func() int64 {
-		got, err := s.readLatest(ctx, w.offPart, func(k string) bool { return k == tokenKey(w.txid) })
+		got, _, err := s.readLatest(ctx, w.offPart, func(k string) bool { return k == tokenKey(w.txid) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -279,7 +279,7 @@ func TestRestartDecidesCommitInDoubt(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(at(records(3, "a"), 0))
-	w.doubt = &commitToken{value: token(), changed: map[string]int64{heldKey(w.txid, pos): 2}}
+	w.doubt = &commitToken{value: token(), changed: map[string]stdlib.Position{heldKey(w.txid, pos): pos}}
 	if err := s.restartWriter(ctx, w, s.link.client()); err != nil {
 		t.Fatal(err)
 	}

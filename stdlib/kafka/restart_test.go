@@ -41,7 +41,7 @@ func TestServerRestart(t *testing.T) {
 	for _, delivery := range []string{"exactly_once", "at_least_once"} {
 		r := &run{delivery: delivery, out: uniq("restart-out-" + delivery), exited: make(chan error, 1)}
 		newTopic(t, h.brokers, r.out, 4)
-		env := h.env(in, r.out, uniq("restart"))
+		env := h.env(h.brokers, in, r.out, uniq("restart"))
 		r.cmd = h.start(t, h.pipeline(t, delivery), env, filepath.Join(h.dir, "state-"+delivery), delivery+": ")
 		go func() { r.exited <- r.cmd.Wait() }()
 		runs = append(runs, r)

@@ -32,7 +32,7 @@ func TestScaleOut(t *testing.T) {
 	go func() {
 		produced <- proctest.ProduceEvents(context.Background(), nil, h.brokers, in, 0, n, time.Duration(kills)*2500*time.Millisecond)
 	}()
-	env := h.env(in, out, uniq("scale"))
+	env := h.env(h.brokers, in, out, uniq("scale"))
 
 	const slots = 3
 	procs := make([]*osexec.Cmd, slots)

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -35,7 +37,7 @@ var SinkSpec = &stdlib.Spec{
 			Doc: "hash of the key (murmur2, as the Java client), round_robin, or the partition the record was read from"},
 		stdlib.Param{Name: "compression", Type: stdlib.Enum("none", "gzip", "snappy", "lz4", "zstd"), Default: stdlib.Ident("none")},
 		stdlib.Param{Name: "batch_size", Type: stdlib.Size, Default: int64(1 << 20), Doc: "largest batch sent to one partition"},
-		stdlib.Param{Name: "linger", Type: stdlib.Duration, Default: 5 * time.Millisecond, Doc: "longest a partial batch waits for more records"},
+		stdlib.Param{Name: "linger", Type: stdlib.Duration, Default: 5 * time.Millisecond, Doc: "longest a partial batch waits for more records; 0 sends at once"},
 		stdlib.Param{Name: "transaction_timeout", Type: stdlib.Duration, Default: time.Minute, Doc: "exactly_once: transaction timeout enforced by the broker"},
 		stdlib.Param{Name: "create_topic", Type: stdlib.Block(
 			stdlib.Param{Name: "partitions", Type: stdlib.Int, Default: int64(1)},
@@ -61,6 +63,9 @@ func checkSink(attrs map[string]any) []stdlib.AttrError {
 	if v, ok := attrs["batch_size"].(int64); ok && v < 1 {
 		errs = append(errs, stdlib.AttrError{Attr: "batch_size", Message: "batch_size must be positive"})
 	}
+	if v, ok := attrs["linger"].(time.Duration); ok && v < 0 {
+		errs = append(errs, stdlib.AttrError{Attr: "linger", Message: "linger must not be negative"})
+	}
 	return errs
 }
 
@@ -70,6 +75,7 @@ const OffsetsTopic = "__pipe_offsets"
 
 type sink struct {
 	cfg         stdlib.Config
+	sent        atomic.Int64 // bytes of keys and values handed to the broker
 	log         *slog.Logger
 	conn        *conn
 	topic       string
@@ -78,6 +84,8 @@ type sink struct {
 	compression kafka.Compression
 	batchBytes  int64
 	linger      time.Duration
+	// indexes of key, topic and headers := in Record.Attrs, or -1
+	keyAt, topicAt, headersAt int
 
 	link *link
 	bo   *retry.Backoff // Write and Checkpoint
@@ -94,6 +102,10 @@ type sink struct {
 
 	// exactly_once
 	eos *eosState
+	// created is set when Open created the topic; target is the identity
+	// of the sink's topic (see [sink.holds]).
+	created bool
+	target  string
 }
 
 func newSink(cfg stdlib.Config) (*sink, error) {
@@ -108,25 +120,18 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		topic:      cfg.String("topic"),
 		batchBytes: cfg.Int("batch_size"),
 		linger:     cfg.Duration("linger"),
+		keyAt:      cfg.ExprIndex("key"),
+		topicAt:    cfg.ExprIndex("topic"),
+		headersAt:  cfg.ExprIndex("headers"),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	if s.batchBytes <= 0 {
-		s.batchBytes = 1 << 20
-	}
-	if s.linger <= 0 {
-		s.linger = 5 * time.Millisecond
-	}
-	format := cfg.String("format")
-	if format == "" {
-		format = "json"
-	}
-	if s.val, err = codec.New(format, nil, codec.Options{}); err != nil {
+	if s.val, err = codec.New(cfg.String("format"), nil, codec.Options{}); err != nil {
 		return nil, fmt.Errorf("kafka sink %q: %w", cfg.Stage, err)
 	}
 	switch cfg.String("compression") {
-	case "", "none":
+	case "none":
 	case "gzip":
 		s.compression = kafka.Gzip
 	case "snappy":
@@ -139,7 +144,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		return nil, fmt.Errorf("kafka sink %q: unknown compression %q", cfg.Stage, cfg.String("compression"))
 	}
 	switch cfg.String("partitioner") {
-	case "", "hash":
+	case "hash":
 		s.balancer = &kafka.Murmur2Balancer{Consistent: true}
 	case "round_robin":
 		s.balancer = &kafka.RoundRobin{}
@@ -169,13 +174,12 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 	s.bo = s.conn.backoff(s.log, "kafka sink")
 	if ct, ok := s.cfg.Block("create_topic"); ok && s.topic != "" {
 		parts, repl := int(ct.Int("partitions")), int(ct.Int("replication"))
-		if parts < 1 {
-			parts = 1
-		}
-		if repl < 1 {
-			repl = 1
-		}
-		err := s.do(ctx, func(cl *kafka.Client) error { return createTopic(ctx, cl, s.topic, parts, repl, nil) })
+		err := s.do(ctx, func(cl *kafka.Client) error {
+			// An attempt whose answer was lost may have created it.
+			created, err := createTopic(ctx, cl, s.topic, parts, repl, nil)
+			s.created = s.created || created
+			return err
+		})
 		if err != nil {
 			return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
 		}
@@ -213,7 +217,7 @@ func (s *sink) writer(cl *kafka.Client) *kafka.Writer {
 		Balancer:     s.balancer,
 		BatchSize:    10000,
 		BatchBytes:   s.batchBytes,
-		BatchTimeout: s.linger,
+		BatchTimeout: max(s.linger, time.Nanosecond), // kafka-go takes 0 for 1s
 		RequiredAcks: kafka.RequireAll,
 		Compression:  s.compression,
 		Async:        true,
@@ -290,14 +294,21 @@ func (s *sink) message(r *stdlib.Record, buf []byte) (kafka.Message, []byte, err
 	// A fixed topic wins over the topic a record was read from; without
 	// one, topic := expr (or the source topic) decides.
 	m.Topic = s.topic
+	if v, ok := r.Attr(s.topicAt); ok && m.Topic == "" {
+		m.Topic, _ = v.(string)
+	}
 	if m.Topic == "" {
 		m.Topic = r.Topic
 	}
 	if m.Topic == "" {
 		return m, buf, errors.New("record has no topic and the sink sets none")
 	}
+	key := r.Key
+	if v, ok := r.Attr(s.keyAt); ok {
+		key = v
+	}
 	var err error
-	if m.Key, err = encodeKey(r.Key); err != nil {
+	if m.Key, err = encodeKey(key); err != nil {
 		return m, buf, err
 	}
 	start := len(buf)
@@ -315,15 +326,37 @@ func (s *sink) message(r *stdlib.Record, buf []byte) (kafka.Message, []byte, err
 		return m, buf[:start], fmt.Errorf("encode value: %w", err)
 	}
 	m.Value = buf[start:len(buf):len(buf)]
-	if len(r.Headers) > 0 {
-		m.Headers = make([]kafka.Header, len(r.Headers))
-		for i, h := range r.Headers {
-			m.Headers[i] = kafka.Header{Key: h.Key, Value: h.Value}
-		}
+	set, _ := r.Attr(s.headersAt)
+	if m.Headers, err = messageHeaders(r.Headers, set); err != nil {
+		return m, buf[:start], err
 	}
 	m.Time = r.Time
 	m.WriterData = r.Partition
 	return m, buf, nil
+}
+
+// messageHeaders returns a record's headers with those of set (headers :=
+// expr, a map or nil) replacing the ones of the same name, in key order;
+// a value is encoded as a key is.
+func messageHeaders(hs []stdlib.Header, set any) ([]kafka.Header, error) {
+	m, _ := set.(map[string]any)
+	if len(hs) == 0 && len(m) == 0 {
+		return nil, nil
+	}
+	out := make([]kafka.Header, 0, len(hs)+len(m))
+	for _, h := range hs {
+		if _, ok := m[h.Key]; !ok {
+			out = append(out, kafka.Header{Key: h.Key, Value: h.Value})
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		v, err := encodeKey(m[k])
+		if err != nil {
+			return nil, fmt.Errorf("header %q: %w", k, err)
+		}
+		out = append(out, kafka.Header{Key: k, Value: v})
+	}
+	return out, nil
 }
 
 // messages converts a batch; records that cannot be encoded are reported
@@ -349,8 +382,17 @@ func (s *sink) messages(batch []stdlib.Record) ([]kafka.Message, []int, stdlib.R
 	return msgs, from, rerrs
 }
 
+// SentBytes implements stdlib.ByteCounter: the keys and values of the
+// messages handed to the broker.
+func (s *sink) SentBytes() int64 { return s.sent.Load() }
+
 func (s *sink) Write(ctx context.Context, batch []stdlib.Record) error {
 	msgs, from, rerrs := s.messages(batch)
+	var n int
+	for i := range msgs {
+		n += len(msgs[i].Key) + len(msgs[i].Value)
+	}
+	defer s.sent.Add(int64(n))
 	if s.exactlyOnce() {
 		if err := s.writeEOS(ctx, batch, msgs, from); err != nil {
 			return err

@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"hash/fnv"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +21,7 @@ import (
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/codec"
 	"pipe.dev/pipe/stdlib/kafka/txn"
+	"pipe.dev/pipe/stdlib/retry"
 )
 
 // offsetsPartitions is the partition count __pipe_offsets is created with.
@@ -52,8 +55,8 @@ type txnWriter struct {
 	p       *txn.Producer
 	offPart int // its partition of __pipe_offsets
 	buf     map[topicPart]*partBuf
-	stored  map[string]int64 // position key -> offset already stored
-	dirty   bool             // the open transaction holds records
+	stored  map[string]stdlib.Position // position key -> position already stored
+	dirty   bool                       // the open transaction holds records
 	// doubt is the commit whose outcome a lost connection hid, until
 	// [sink.restart] decides it.
 	doubt *commitToken
@@ -63,11 +66,13 @@ type txnWriter struct {
 // (key [tokenKey]) inside the transaction, with the positions it stores.
 type commitToken struct {
 	value   int64
-	changed map[string]int64
+	changed map[string]stdlib.Position
 }
 
-// tokenKey is the __pipe_offsets key of a writer's commit token.
-func tokenKey(txid string) string { return txid + "#commit" }
+// tokenKey is the __pipe_offsets key of a writer's commit token. Unlike
+// the writer's position keys ([heldKey]) it does not begin with txid, so
+// that no reader of positions takes it for one.
+func tokenKey(txid string) string { return "commit|" + txid }
 
 type topicPart struct {
 	topic     string
@@ -96,14 +101,67 @@ func heldKey(txid string, p stdlib.Position) string {
 	return txid + "|" + p.Source + "|" + p.Partition
 }
 
+// heldRecord is the value of a position record in __pipe_offsets: the
+// position (with the identity of its source partition) and the identity of
+// the sink's topic its records were written to ("" when the sink has no
+// fixed topic, and in records written before pipe stored it). A null
+// value (a tombstone: SetPositions, [sink.forget]) forgets the key.
+type heldRecord struct {
+	stdlib.Position
+	Target string `json:"target,omitempty"`
+}
+
+// holds reports whether a stored position still holds for the sink's
+// topic as it is now: one stored for another incarnation of the topic
+// (deleted and created again, on another cluster, or gone) does not, and
+// when Open created the topic none stored before does.
+func (s *sink) holds(r heldRecord) bool {
+	switch {
+	case s.topic == "":
+		return true
+	case r.Target == "":
+		return !s.created
+	}
+	return r.Target == s.target
+}
+
+// lookupTarget looks up the identity of the sink's topic ("" when it does
+// not exist).
+func (s *sink) lookupTarget(ctx context.Context) error {
+	if s.topic == "" {
+		return nil
+	}
+	ids, err := s.conn.identities(ctx, s.log, "kafka sink", []string{s.topic})
+	if err != nil {
+		return err
+	}
+	s.target = ids[s.topic]
+	return nil
+}
+
+// offsetsPartition is the partition of __pipe_offsets (of offs) where the
+// writer txid keeps its positions.
+func offsetsPartition(txid string, offs []int) int {
+	h := fnv.New32a()
+	h.Write([]byte(txid))
+	return offs[int(h.Sum32()%uint32(len(offs)))]
+}
+
+// createOffsetsTopic creates __pipe_offsets unless it exists.
+func createOffsetsTopic(ctx context.Context, cl *kafka.Client) error {
+	_, err := createTopic(ctx, cl, OffsetsTopic, offsetsPartitions, -1, []kafka.ConfigEntry{
+		{ConfigName: "cleanup.policy", ConfigValue: "compact"},
+	})
+	return err
+}
+
 func (s *sink) openEOS(ctx context.Context) ([]stdlib.Position, error) {
 	e := &eosState{parts: map[string][]int{}, units: map[unitKey]*txnWriter{}}
-	err := s.do(ctx, func(cl *kafka.Client) error {
-		return createTopic(ctx, cl, OffsetsTopic, offsetsPartitions, -1, []kafka.ConfigEntry{
-			{ConfigName: "cleanup.policy", ConfigValue: "compact"},
-		})
-	})
+	err := s.do(ctx, func(cl *kafka.Client) error { return createOffsetsTopic(ctx, cl) })
 	if err != nil {
+		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+	}
+	if err := s.lookupTarget(ctx); err != nil {
 		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
 	}
 	if e.offsets, err = s.partitions(ctx, e, OffsetsTopic); err != nil {
@@ -117,29 +175,71 @@ func (s *sink) openEOS(ctx context.Context) ([]stdlib.Position, error) {
 		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
 	}
 	prefix := e.main.txid + "|"
-	held, err := s.readHeld(ctx, e.main.offPart, func(k string) bool { return strings.HasPrefix(k, prefix) })
+	held, _, err := s.readHeld(ctx, e.main.offPart, func(k string) bool { return strings.HasPrefix(k, prefix) })
 	if err != nil {
 		return nil, fmt.Errorf("kafka sink %q: read %s: %w", s.cfg.Stage, OffsetsTopic, err)
 	}
 	out := make([]stdlib.Position, 0, len(held))
-	for k, p := range held {
-		e.main.stored[k] = p.Offset
-		out = append(out, p)
+	var gone []string
+	for k, r := range held {
+		if !s.holds(r) {
+			gone = append(gone, k)
+			continue
+		}
+		e.main.stored[k] = r.Position
+		out = append(out, r.Position)
+	}
+	if err := s.forget(ctx, e.main, gone); err != nil {
+		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
 	}
 	return out, nil
+}
+
+// forget deletes the position records keys of writer w that do not hold
+// (see [sink.holds]) in a transaction of their own, at once: the topic
+// they were stored for is gone, and what is stored next is for this one.
+// A lost connection starts the transaction over in the writer's next
+// epoch; deleting twice does no harm.
+func (s *sink) forget(ctx context.Context, w *txnWriter, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	s.log.Warn("kafka sink: positions stored for another incarnation of its topic dropped",
+		"stage", s.cfg.Stage, "topic", s.topic, "positions", len(keys), "created_now", s.created,
+		"then", "the records they covered are written again")
+	recs := make([]protocol.Record, len(keys))
+	for i, k := range keys {
+		recs[i] = protocol.Record{Key: protocol.NewBytes([]byte(k))}
+	}
+	again := false
+	err := retry.Do(ctx, s.conn.backoff(s.log, "kafka sink"), transient, func() error {
+		if again {
+			if err := w.p.Restart(ctx, s.link.renew(s.link.client())); err != nil {
+				return err
+			}
+			w.p.Forget() // produced again below
+		}
+		again = true
+		err := w.p.Produce(ctx, OffsetsTopic, w.offPart, recs)
+		if err == nil {
+			err = w.p.Commit(ctx)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("forget positions: %w", err)
+	}
+	return nil
 }
 
 // newWriter initialises a transactional producer for txid, fencing every
 // older one.
 func (s *sink) newWriter(ctx context.Context, txid string, unit *unitKey) (*txnWriter, error) {
-	h := fnv.New32a()
-	h.Write([]byte(txid))
-	offs := s.eos.offsets
 	w := &txnWriter{
 		txid: txid, unit: unit,
-		offPart: offs[int(h.Sum32()%uint32(len(offs)))],
+		offPart: offsetsPartition(txid, s.eos.offsets),
 		buf:     map[topicPart]*partBuf{},
-		stored:  map[string]int64{},
+		stored:  map[string]stdlib.Position{},
 	}
 	err := s.do(ctx, func(cl *kafka.Client) (err error) {
 		w.p, err = txn.New(ctx, txn.Config{
@@ -185,21 +285,31 @@ func (s *sink) Acquire(ctx context.Context, source string, partitions []string) 
 		}
 		byPart[w.offPart][heldKey(w.txid, stdlib.Position{Source: source, Partition: w.unit.partition})] = true
 	}
-	held := map[string]stdlib.Position{}
+	held := map[string]heldRecord{}
 	for part, keys := range byPart {
-		h, err := s.readHeld(ctx, part, func(k string) bool { return keys[k] })
+		h, _, err := s.readHeld(ctx, part, func(k string) bool { return keys[k] })
 		if err != nil {
 			return nil, fmt.Errorf("kafka sink %q: read %s: %w", s.cfg.Stage, OffsetsTopic, err)
 		}
 		maps.Copy(held, h)
+	}
+	for _, w := range ws {
+		k := heldKey(w.txid, stdlib.Position{Source: source, Partition: w.unit.partition})
+		if r, ok := held[k]; ok && !s.holds(r) {
+			delete(held, k)
+			if err := s.forget(ctx, w, []string{k}); err != nil {
+				return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+			}
+		}
 	}
 	var out []stdlib.Position
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, w := range ws {
 		k := heldKey(w.txid, stdlib.Position{Source: source, Partition: w.unit.partition})
-		if p, ok := held[k]; ok {
-			w.stored[k] = p.Offset
+		if r, ok := held[k]; ok {
+			p := r.Position
+			w.stored[k] = p
 			out = append(out, p)
 			s.log.Debug("kafka sink acquired partition", "stage", s.cfg.Stage, "source", source, "partition", w.unit.partition, "held", p.Offset)
 		} else {
@@ -234,22 +344,27 @@ func (s *sink) partitions(ctx context.Context, e *eosState, topic string) ([]int
 	return ids, nil
 }
 
-// readHeld reads the committed positions whose keys want accepts from
-// partition part of __pipe_offsets.
-func (s *sink) readHeld(ctx context.Context, part int, want func(string) bool) (map[string]stdlib.Position, error) {
-	recs, err := s.readLatest(ctx, part, want)
+// readHeld reads the committed position records whose keys want accepts
+// from partition part of __pipe_offsets (see [sink.readLatest]); a key
+// whose last record is a tombstone is not held. pending reports that a
+// transaction still open holds a wanted key.
+func (s *sink) readHeld(ctx context.Context, part int, want func(string) bool) (held map[string]heldRecord, pending bool, err error) {
+	recs, pending, err := s.readLatest(ctx, part, want)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	held := make(map[string]stdlib.Position, len(recs))
+	held = make(map[string]heldRecord, len(recs))
 	for k, r := range recs {
-		var pos stdlib.Position
-		if err := json.Unmarshal(r.Raw, &pos); err != nil {
-			return nil, fmt.Errorf("position record %q at %d: %w", k, r.Pos.Offset, err)
+		if len(r.Raw) == 0 {
+			continue
 		}
-		held[k] = pos
+		var hr heldRecord
+		if err := json.Unmarshal(r.Raw, &hr); err != nil {
+			return nil, false, fmt.Errorf("position record %q at %d: %w", k, r.Pos.Offset, err)
+		}
+		held[k] = hr
 	}
-	return held, nil
+	return held, pending, nil
 }
 
 // readLatest reads the last committed record of every key want accepts
@@ -257,12 +372,11 @@ func (s *sink) readHeld(ctx context.Context, part int, want func(string) bool) (
 // was at the call. The writers of those keys are fenced by then, so their
 // transactions are settled; other writers' transactions may still be
 // open, and are skipped rather than waited for (read_uncommitted, with
-// transactions settled by their markers). A lost connection starts the
-// read over.
-func (s *sink) readLatest(ctx context.Context, part int, want func(string) bool) (map[string]stdlib.Record, error) {
-	var latest map[string]stdlib.Record
-	err := s.do(ctx, func(cl *kafka.Client) error {
-		latest = map[string]stdlib.Record{}
+// transactions settled by their markers); pending reports that one of
+// those holds a wanted key. A lost connection starts the read over.
+func (s *sink) readLatest(ctx context.Context, part int, want func(string) bool) (latest map[string]stdlib.Record, pending bool, err error) {
+	err = s.do(ctx, func(cl *kafka.Client) error {
+		latest, pending = map[string]stdlib.Record{}, false
 		res, err := cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{
 			OffsetsTopic: {kafka.FirstOffsetOf(part), kafka.LastOffsetOf(part)},
 		}})
@@ -312,9 +426,16 @@ func (s *sink) readLatest(ctx context.Context, part int, want func(string) bool)
 				}
 			}
 		}
+		for _, recs := range rd.open {
+			for _, r := range recs {
+				if k, _ := r.Key.(string); want(k) {
+					pending = true
+				}
+			}
+		}
 		return nil
 	})
-	return latest, err
+	return latest, pending, err
 }
 
 // writeEOS buffers msgs (converted from batch[from[i]]) per writer and
@@ -516,7 +637,7 @@ func (s *sink) restartWriter(ctx context.Context, w *txnWriter, cl *kafka.Client
 		return err
 	}
 	if t := w.doubt; t != nil {
-		got, err := s.readLatest(ctx, w.offPart, func(k string) bool { return k == tokenKey(w.txid) })
+		got, _, err := s.readLatest(ctx, w.offPart, func(k string) bool { return k == tokenKey(w.txid) })
 		if err != nil {
 			return err
 		}
@@ -619,18 +740,18 @@ func (s *sink) checkpointEOS(ctx context.Context, cp stdlib.Checkpoint) error {
 // a new commit token, and commits it, if it holds anything.
 func (s *sink) commitWriter(ctx context.Context, w *txnWriter, positions []stdlib.Position) error {
 	var recs []protocol.Record
-	changed := map[string]int64{}
+	changed := map[string]stdlib.Position{}
 	for _, pos := range positions {
 		k := heldKey(w.txid, pos)
-		if old, ok := w.stored[k]; ok && old == pos.Offset {
+		if old, ok := w.stored[k]; ok && old == pos {
 			continue
 		}
-		v, err := json.Marshal(pos)
+		v, err := json.Marshal(heldRecord{Position: pos, Target: s.target})
 		if err != nil {
 			return fmt.Errorf("encode position: %w", err)
 		}
 		recs = append(recs, protocol.Record{Key: protocol.NewBytes([]byte(k)), Value: protocol.NewBytes(v)})
-		changed[k] = pos.Offset
+		changed[k] = pos
 	}
 	if len(recs) == 0 && !w.dirty {
 		return nil
@@ -656,7 +777,7 @@ func (s *sink) commitWriter(ctx context.Context, w *txnWriter, positions []stdli
 }
 
 // committed records that w's transaction, storing changed, committed.
-func (w *txnWriter) committed(changed map[string]int64) {
+func (w *txnWriter) committed(changed map[string]stdlib.Position) {
 	w.dirty = false
 	maps.Copy(w.stored, changed)
 }
@@ -678,4 +799,183 @@ func (s *sink) closeEOS(ctx context.Context) error {
 		w.dirty = false
 	}
 	return errors.Join(errs...)
+}
+
+// stageKeys reports whether a __pipe_offsets key is one of the stage's:
+// of any task's own writer or of a writer of a partition it acquired.
+func (s *sink) stageKeys() func(string) bool {
+	prefix := strings.TrimSuffix(TransactionalID(s.cfg.Pipeline, s.cfg.Stage, 0), "0")
+	return func(k string) bool { return strings.HasPrefix(k, prefix) }
+}
+
+// storedRecords reads the committed position records of every writer of
+// the stage, by key, with the partition of __pipe_offsets each is in, and
+// the partitions of __pipe_offsets (none when it does not exist). pending
+// reports a transaction of the stage's writers still open: one that
+// stores positions (a run is checkpointing), or one a crashed run left,
+// which the broker aborts after transaction_timeout.
+func (s *sink) storedRecords(ctx context.Context) (recs map[string]heldRecord, where map[string]int, offs []int, pending bool, err error) {
+	offs, err = s.offsetsPartitions(ctx)
+	if errors.Is(err, kafka.UnknownTopicOrPartition) {
+		return nil, nil, nil, false, nil
+	}
+	if err != nil {
+		return nil, nil, nil, false, err
+	}
+	recs, where = map[string]heldRecord{}, map[string]int{}
+	want := s.stageKeys()
+	for _, part := range offs {
+		h, open, err := s.readHeld(ctx, part, want)
+		if err != nil {
+			return nil, nil, nil, false, fmt.Errorf("read %s: %w", OffsetsTopic, err)
+		}
+		pending = pending || open
+		for k, r := range h {
+			recs[k], where[k] = r, part
+		}
+	}
+	return recs, where, offs, pending, nil
+}
+
+// offsetsPartitions returns the partition ids of __pipe_offsets.
+func (s *sink) offsetsPartitions(ctx context.Context) ([]int, error) {
+	var meta map[string][]kafka.Partition
+	err := s.do(ctx, func(cl *kafka.Client) (err error) {
+		meta, err = partitions(ctx, cl, OffsetsTopic)
+		return err
+	})
+	var offs []int
+	for _, p := range meta[OffsetsTopic] {
+		offs = append(offs, p.ID)
+	}
+	return offs, err
+}
+
+// connectUnopened gives a sink that was not opened (pipe offsets) a
+// connection until the returned function is called.
+func (s *sink) connectUnopened() func() {
+	if s.link != nil {
+		return func() {}
+	}
+	s.link = newLink(s.conn)
+	return func() {
+		s.link.close()
+		s.link = nil
+	}
+}
+
+// StoredPositions implements stdlib.PositionStore: the positions the
+// stage's writers committed to __pipe_offsets that hold for its topic as
+// it is now (see [sink.holds]). Writers that hold the same position for a
+// partition (the tasks SetPositions wrote it for) give it once; writers
+// that hold different ones each give theirs. Open transactions are not
+// read.
+func (s *sink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
+	if !s.exactlyOnce() {
+		return nil, nil
+	}
+	defer s.connectUnopened()()
+	recs, _, _, _, err := s.storedRecords(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+	}
+	if err := s.lookupTarget(ctx); err != nil {
+		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+	}
+	seen := map[stdlib.Position]bool{}
+	var out []stdlib.Position
+	for _, r := range recs {
+		if s.holds(r) && !seen[r.Position] {
+			seen[r.Position] = true
+			out = append(out, r.Position)
+		}
+	}
+	slices.SortFunc(out, func(a, b stdlib.Position) int {
+		return cmp.Or(strings.Compare(a.Source, b.Source), strings.Compare(a.Partition, b.Partition),
+			cmp.Compare(a.Offset, b.Offset), strings.Compare(a.Identity, b.Identity))
+	})
+	return out, nil
+}
+
+// SetPositions implements stdlib.PositionStore. It writes, outside any
+// transaction, a tombstone for every position record of the partitions
+// reset (of every writer of the stage), then set for every task's own
+// writer, which reads them back when the next run opens the sink. It
+// refuses while a transaction of the stage's writers is open: one
+// committed after these records would bring its positions back on the
+// next read. The pipeline must not run meanwhile (pipe offsets holds its
+// state directory; stop its other processes too): a running writer
+// stores its own positions again at its next checkpoint.
+func (s *sink) SetPositions(ctx context.Context, source string, reset []string, set []stdlib.Position) error {
+	if !s.exactlyOnce() {
+		return nil
+	}
+	defer s.connectUnopened()()
+	recs, where, offs, pending, err := s.storedRecords(ctx)
+	if err != nil {
+		return fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+	}
+	if pending {
+		return fmt.Errorf("kafka sink %q: a transaction of its writers is still open in %s: stop the pipeline, or wait out its transaction_timeout after a crash, and try again", s.cfg.Stage, OffsetsTopic)
+	}
+	writes := map[int]map[string]*heldRecord{} // partition -> key -> value (nil: tombstone)
+	put := func(part int, k string, v *heldRecord) {
+		if writes[part] == nil {
+			writes[part] = map[string]*heldRecord{}
+		}
+		writes[part][k] = v
+	}
+	for k, r := range recs {
+		if r.Source == source && (len(reset) == 0 || slices.Contains(reset, r.Partition)) {
+			put(where[k], k, nil)
+		}
+	}
+	if len(set) > 0 {
+		if offs == nil {
+			if err := s.do(ctx, func(cl *kafka.Client) error { return createOffsetsTopic(ctx, cl) }); err != nil {
+				return fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+			}
+			if offs, err = s.offsetsPartitions(ctx); err != nil {
+				return fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+			}
+		}
+		if err := s.lookupTarget(ctx); err != nil {
+			return fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+		}
+		for task := range max(s.cfg.Tasks, 1) {
+			txid := TransactionalID(s.cfg.Pipeline, s.cfg.Stage, task)
+			for _, p := range set {
+				put(offsetsPartition(txid, offs), heldKey(txid, p), &heldRecord{Position: p, Target: s.target})
+			}
+		}
+	}
+	for part, kv := range writes {
+		recs := make([]kafka.Record, 0, len(kv))
+		for k, v := range kv {
+			r := kafka.Record{Key: kafka.NewBytes([]byte(k))}
+			if v != nil {
+				b, err := json.Marshal(v)
+				if err != nil {
+					return fmt.Errorf("kafka sink %q: encode position: %w", s.cfg.Stage, err)
+				}
+				r.Value = kafka.NewBytes(b)
+			}
+			recs = append(recs, r)
+		}
+		// Written again after a lost connection: the same records again
+		// change nothing.
+		err := s.do(ctx, func(cl *kafka.Client) error {
+			res, err := cl.Produce(ctx, &kafka.ProduceRequest{
+				Topic: OffsetsTopic, Partition: part, RequiredAcks: kafka.RequireAll, Records: kafka.NewRecordReader(recs...),
+			})
+			if err == nil {
+				err = res.Error
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("kafka sink %q: write %s: %w", s.cfg.Stage, OffsetsTopic, err)
+		}
+	}
+	return nil
 }

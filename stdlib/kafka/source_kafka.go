@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"math"
 	"os"
 	"slices"
@@ -34,6 +33,8 @@ var SourceSpec = &stdlib.Spec{
 	Name:    "kafka",
 	Summary: "read records from Kafka topics through a consumer group",
 	Schema:  true,
+	Meta: []stdlib.MetaField{stdlib.MetaTopic, stdlib.MetaPartition, stdlib.MetaOffset,
+		stdlib.MetaKey, stdlib.MetaTimestamp, stdlib.MetaHeaders},
 	Params: append(slices.Clone(connParams),
 		stdlib.Param{Name: "topic", Type: stdlib.String, Doc: "topic to read (or topics)"},
 		stdlib.Param{Name: "topics", Type: stdlib.ListOf(stdlib.String), Doc: "topics to read (or topic)"},
@@ -78,13 +79,17 @@ func checkSource(attrs map[string]any) []stdlib.AttrError {
 	case !one && !many:
 		errs = append(errs, stdlib.AttrError{Attr: "topic", Message: "topic or topics is required"})
 	}
-	if s, ok := attrs["start"].(string); ok {
-		if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
-			errs = append(errs, stdlib.AttrError{Attr: "start", Message: fmt.Sprintf("start %q is not earliest, latest, committed or an RFC 3339 time", s)})
+	for _, name := range []string{"max_wait", "session_timeout", "heartbeat_interval", "fetch_max_bytes"} {
+		if v, ok := attrs[name].(time.Duration); ok && v <= 0 {
+			errs = append(errs, stdlib.AttrError{Attr: name, Message: name + " must be positive"})
+		}
+		if v, ok := attrs[name].(int64); ok && v <= 0 {
+			errs = append(errs, stdlib.AttrError{Attr: name, Message: name + " must be positive"})
 		}
 	}
-	if v, ok := attrs["session_timeout"].(time.Duration); ok && v <= 0 {
-		errs = append(errs, stdlib.AttrError{Attr: "session_timeout", Message: "session_timeout must be positive"})
+	hb, hbOK := attrs["heartbeat_interval"].(time.Duration)
+	if st, ok := attrs["session_timeout"].(time.Duration); ok && hbOK && hb >= st {
+		errs = append(errs, stdlib.AttrError{Attr: "heartbeat_interval", Message: fmt.Sprintf("heartbeat_interval (%v) must be shorter than session_timeout (%v)", hb, st)})
 	}
 	errs = append(errs, checkTLS(attrs)...)
 	return append(errs, retry.Check(attrs)...)
@@ -155,6 +160,9 @@ type source struct {
 	// the next Commit commits them too.
 	owed map[string]map[int]int64
 
+	// ident is the identity of each topic read, looked up per generation.
+	ident map[string]string
+
 	// open, when set, makes the source settle transactions itself under
 	// read_uncommitted: the records of a transaction wait here, by
 	// producer id, until its commit marker releases them or its abort
@@ -173,6 +181,8 @@ type source struct {
 	// Raw is a slice of it (a new arena is started when one is full, the
 	// old one lives on with the records that point into it).
 	arena []byte
+
+	lag partLag // per partition, the high watermark minus the next offset
 }
 
 func newSource(cfg stdlib.Config) (*source, error) {
@@ -200,36 +210,17 @@ func newSource(cfg stdlib.Config) (*source, error) {
 		return nil, fmt.Errorf("kafka source %q: no topic", cfg.Stage)
 	}
 	switch st := cfg.Attrs["start"].(type) {
-	case nil:
-		s.start = "earliest"
 	case stdlib.Ident:
 		s.start = string(st)
 	case string:
-		t, err := time.Parse(time.RFC3339Nano, st)
-		if err != nil {
-			return nil, fmt.Errorf("kafka source %q: start %q is not an RFC 3339 time", cfg.Stage, st)
-		}
-		s.startTime = t
+		s.startTime, _ = stdlib.ParseTime(st) // checked by Spec.Values
 	default:
 		return nil, fmt.Errorf("kafka source %q: start has unexpected value %v", cfg.Stage, st)
-	}
-	if s.maxBytes <= 0 {
-		s.maxBytes = 1 << 20
-	}
-	if s.maxWait <= 0 {
-		s.maxWait = 250 * time.Millisecond
 	}
 	if cfg.String("isolation") != "read_uncommitted" {
 		s.iso = kafka.ReadCommitted
 	}
-	if s.keyFormat == "" {
-		s.keyFormat = "string"
-	}
-	format := cfg.String("format")
-	if format == "" {
-		format = "json"
-	}
-	s.val, err = codec.New(format, cfg.Schema, codec.Options{})
+	s.val, err = codec.New(cfg.String("format"), cfg.Schema, codec.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("kafka source %q: %w", cfg.Stage, err)
 	}
@@ -255,14 +246,8 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 		return s.assignStatic(ctx, meta)
 	}
 	d := s.cfg.Duration("session_timeout")
-	if d <= 0 {
-		d = 10 * time.Second
-	}
 	s.settleMax = d / 2
 	hb := s.cfg.Duration("heartbeat_interval")
-	if hb <= 0 || hb >= d {
-		hb = d / 3
-	}
 	s.cg, err = kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                    s.group,
 		Brokers:               s.conn.brokers,
@@ -364,6 +349,7 @@ func (s *source) join(ctx context.Context) error {
 	})
 	s.gen, s.genDone, s.released = gen, done, released
 	s.parts = map[string]*partState{}
+	s.lag.reset()
 	committed := map[string]int64{}
 	for t, pas := range gen.Assignments {
 		for _, pa := range pas {
@@ -384,6 +370,25 @@ func (s *source) join(ctx context.Context) error {
 	return s.position(ctx, committed)
 }
 
+// identity is the identity of a partition's offsets (stdlib.Position):
+// that of its topic, looked up by lookupIdentities.
+func (s *source) identity(k string) string {
+	t, _, _ := parsePartKey(k)
+	return s.ident[t]
+}
+
+// lookupIdentities looks up the identity of every topic read: the cluster
+// and topic id, so that a stored position is never applied to a topic of
+// the same name on another cluster, or created again.
+func (s *source) lookupIdentities(ctx context.Context) error {
+	ids, err := s.conn.identities(ctx, s.log, "kafka source", s.topics)
+	if err != nil {
+		return fmt.Errorf("kafka source %q: %w", s.cfg.Stage, err)
+	}
+	s.ident = ids
+	return nil
+}
+
 // position sets the next offset of every partition: after its resume
 // position (the first generation only: the state store's is this
 // process's, and the partition may have moved on since), else at its
@@ -391,22 +396,42 @@ func (s *source) join(ctx context.Context) error {
 // when the group hands it over; else as start says (after what those
 // sinks hold, unless start is earliest).
 func (s *source) position(ctx context.Context, committed map[string]int64) error {
+	first := !s.joined
+	s.joined = true
+	if len(s.parts) > 0 {
+		if err := s.lookupIdentities(ctx); err != nil {
+			return err
+		}
+	}
+	// Acquire comes first: what the sinks that fence hold has the last
+	// word. Every partition is then resumed (which confirms its identity
+	// to the other sinks); only the first generation uses the result, and
+	// a partition started afresh for a sink's sake ignores its committed
+	// offset.
 	var acquired map[string]int64
-	if h, ok := s.resume.(stdlib.Handover); ok && s.cg != nil && len(s.parts) > 0 {
-		keys := slices.Sorted(maps.Keys(s.parts))
+	h, handover := s.resume.(stdlib.Handover)
+	if handover && s.cg != nil && len(s.parts) > 0 {
+		ids := make(map[string]string, len(s.parts))
+		for k := range s.parts {
+			ids[k] = s.identity(k)
+		}
 		var err error
-		if acquired, err = h.Acquire(ctx, keys); err != nil {
+		if acquired, err = h.Acquire(ctx, ids); err != nil {
 			return fmt.Errorf("kafka source %q: %w", s.cfg.Stage, err)
 		}
 	}
-	first := !s.joined
-	s.joined = true
+	resumed := map[string]int64{}
+	for k := range s.parts {
+		if off, ok := s.resume.Resume(k, s.identity(k)); ok && first {
+			resumed[k] = off
+		}
+	}
 	req := map[string][]kafka.OffsetRequest{}
 	for k, p := range s.parts {
 		last, have := int64(0), false
-		if off, ok := s.resume.Resume(k); ok && first {
+		if off, ok := resumed[k]; ok {
 			last, have = off, true
-		} else if c, ok := committed[k]; ok {
+		} else if c, ok := committed[k]; ok && !(handover && h.Fresh(k)) {
 			last, have = c-1, true
 		}
 		if off, ok := acquired[k]; ok && (!have && s.start != "earliest" || have && off < last) {
@@ -719,6 +744,7 @@ func (s *source) fetchFrom(ctx context.Context, cl *kafka.Client, ps []*partStat
 			if err != nil {
 				return nil, err
 			}
+			s.lag.note(p.key, rp.HighWatermark-p.next)
 		}
 	}
 	return out, nil

@@ -10,16 +10,20 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/retry"
 )
+
+// dsnParam is the connection string attribute of the source and the sink.
+var dsnParam = stdlib.Param{Name: "dsn", Type: stdlib.String, Required: true, Secret: true,
+	Doc: "connection string: postgres://user:pass@host:5432/db?sslmode=... (a literal @ or / in user or pass written %40, %2F; a ${env:...} there is encoded for you) or key=value form"}
 
 // connect opens one connection. Callers retry its transient failures
 // (server down, starting up, restarting) with a [retry.Backoff].
 func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(dsn)
+	cfg, err := parseDSN(dsn)
 	if err != nil {
-		// The DSN is a secret: never repeat it.
-		return nil, errors.New("invalid dsn: cannot parse connection string")
+		return nil, err
 	}
 	// Timestamps without time zone are read and written as UTC.
 	cfg.RuntimeParams["timezone"] = "UTC"
@@ -31,6 +35,29 @@ func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	return conn, nil
+}
+
+// parseDSN parses a connection string. Its errors never show it, nor any
+// piece of it: it usually holds a password.
+func parseDSN(dsn string) (*pgx.ConnConfig, error) {
+	// In a URL, the user-info ends at the first "@" (before any "/"), as in
+	// libpq: the rest of a password holding "@" or "/" would be taken for
+	// the host or the database, and shown in connection errors.
+	for _, scheme := range []string{"postgres://", "postgresql://"} {
+		if rest, ok := strings.CutPrefix(dsn, scheme); ok {
+			if i := strings.IndexAny(rest, "@/"); i >= 0 && rest[i] == '@' {
+				rest = rest[i+1:]
+			}
+			if hostDB, _, _ := strings.Cut(rest, "?"); strings.Contains(hostDB, "@") {
+				return nil, errors.New(`invalid dsn: "@" in its host or database name: write "@" in the user or password as %40 and "/" as %2F`)
+			}
+		}
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, errors.New("invalid dsn: cannot parse connection string (in a URL, write \"%\" in the user or password as %25; in key=value form, quote a value holding blanks: password='...')")
+	}
+	return cfg, nil
 }
 
 // transient reports whether err is a failure of the connection or of the

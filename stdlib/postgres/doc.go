@@ -30,10 +30,20 @@
 //     Open returns the stored positions as held. The offsets rows are keyed
 //     by (pipeline, sink, source, partition); sink is the stage name, with
 //     "/<task>" appended when the stage runs several tasks, so that each
-//     task holds exactly what it committed. One extra row per sink with
-//     source = "" and partition = "" carries a random commit token: after a
-//     COMMIT whose outcome is unknown (the connection died while it was in
-//     flight) the sink reads it back to decide whether to replay.
+//     task holds exactly what it committed. Each row also stores the
+//     position's identity and target, the OID of the table the rows went
+//     into: rows stored for another table (dropped and created again, or
+//     `table` changed) are not held, with a warning, and are deleted by the
+//     next commit; a table renamed keeps its OID and so its positions. A
+//     table the sink creates holds nothing: the transaction that creates
+//     it deletes the stage's positions. Older offsets tables get the two
+//     columns at Open (rows without them match any identity and table).
+//     One extra row per sink with source = "" and partition = "" carries a
+//     random commit token: after a COMMIT whose outcome is unknown (the
+//     connection died while it was in flight) the sink reads it back to
+//     decide whether to replay. The sink is a [stdlib.PositionStore]:
+//     StoredPositions and SetPositions read and change the positions of
+//     every task of the stage, SetPositions in one transaction.
 //   - at_least_once: the transaction commits every `batch` rows, every
 //     `flush` interval and at every checkpoint; positions are not stored.
 //
@@ -80,5 +90,10 @@
 // lang/types (integers int, float and numeric float, text-like and other
 // types string, json and jsonb any, arrays lists); nullable columns are
 // optional. A declared schema is checked against the columns at Open. Only
-// task 0 of the stage reads: a table is one partition.
+// task 0 of the stage reads: a table is one partition. Its identity (see
+// [stdlib.Position]) is the server's system identifier, the database's OID
+// and the table's OID (a query: the database's), so that a position stored
+// for a table dropped and created again, or for another server, is not
+// applied; where pg_control_system() may not be called, it goes without
+// the system identifier.
 package postgres

@@ -21,9 +21,13 @@ import (
 // `pipe broker` and the test server, SIGKILLs it at random moments,
 // restarts it, and checks that the table holds every expected record
 // exactly once. The "insert" variant writes to a table without a key, so
-// that a record written twice would show as two rows. With PIPE_PG_RESTART=1
-// a last variant restarts PostgreSQL itself twice during a run. The
-// "broker_restart" variant takes the broker down twice instead
+// that a record written twice would show as two rows. Each variant runs
+// twice in a row with the same state directory, topic and group names: the
+// second round against a fresh broker, whose offsets start again at 0, into
+// a new table (with half the kills); the new table must get every record,
+// not only those past the first round's offsets. With PIPE_PG_RESTART=1 a
+// last variant (one round) restarts PostgreSQL itself twice during a run.
+// The "broker_restart" variant takes the broker down twice instead
 // (testBrokerRestart). Set PIPE_KILLTEST=1 to run it; PIPE_KILLTEST_RECORDS
 // and PIPE_KILLTEST_KILLS scale it.
 func TestKill(t *testing.T) {
@@ -32,7 +36,6 @@ func TestKill(t *testing.T) {
 	root := proctest.ModuleRoot(t)
 	dir := t.TempDir()
 	bin := proctest.BuildPipe(t)
-	brokers := proctest.StartBroker(t, bin, 4)
 	src, err := os.ReadFile(filepath.Join(root, "examples", "kafka_to_postgres.pipe"))
 	if err != nil {
 		t.Fatal(err)
@@ -44,78 +47,24 @@ func TestKill(t *testing.T) {
 	for _, variant := range variants {
 		t.Run(variant, func(t *testing.T) {
 			in := fmt.Sprintf("kill-in-%s-%d", variant, rand.IntN(1e9))
-			newTopic(t, brokers, in, 4)
 			file := pipelineFile(t, src, e, dir, variant, variant == "insert")
-			// Records arrive while the pipeline runs, so that kills and
-			// restarts hit it in the middle of transactions.
-			span := time.Duration(kills) * 2500 * time.Millisecond
+			k := &killCase{e: e, bin: bin, root: root, file: file, state: filepath.Join(dir, "state-"+variant),
+				variant: variant, topic: in}
+			rounds, roundKills := 2, kills
 			if variant == "pg_restart" {
-				span = 6 * time.Second
+				rounds = 1
 			}
-			want := proctest.KeptEvents(n)
-			produced := make(chan error, 1)
-			go func() { produced <- proctest.ProduceEvents(context.Background(), nil, brokers, in, 0, n, span) }()
-			table := e.table("kill_" + variant)
-			env := append(os.Environ(), "KAFKA_BROKERS="+brokers, "IN_TOPIC="+in, "GROUP="+in,
-				"PG_URL="+testDSN(), "PG_TABLE="+table)
-			state := filepath.Join(dir, "state-"+variant)
-			run := func() *osexec.Cmd {
-				cmd := osexec.Command(bin, "run", "-q", "--state-dir", state, file)
-				cmd.Env = env
-				cmd.Dir = root
-				cmd.Stderr = &proctest.LogWriter{T: t, Prefix: variant + ": "}
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
+			for round := 1; round <= rounds; round++ {
+				ok := t.Run(fmt.Sprintf("round%d", round), func(t *testing.T) {
+					brokers := proctest.StartBroker(t, bin, 4) // stopped when the round ends
+					newTopic(t, brokers, in, 4)
+					table := e.table(fmt.Sprintf("kill_%s_%d", variant, round))
+					k.round(t, brokers, table, n, roundKills)
+				})
+				if !ok {
+					break
 				}
-				return cmd
-			}
-			if variant != "pg_restart" {
-				for i := range kills {
-					cmd := run()
-					time.Sleep(time.Duration(1000+rand.IntN(3000)) * time.Millisecond)
-					cmd.Process.Signal(syscall.SIGKILL)
-					cmd.Wait()
-					t.Logf("kill %d: %d rows", i+1, e.count(table+" WHERE true"))
-				}
-			}
-			cmd := run()
-			if variant == "pg_restart" {
-				for range 2 {
-					time.Sleep(time.Duration(1500+rand.IntN(1500)) * time.Millisecond)
-					restartServer(t)
-				}
-				ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-				waitConn(ctx, t, e)
-				cancel()
-			}
-			if err := <-produced; err != nil {
-				t.Fatalf("produce: %v", err)
-			}
-			waitRows(t, e, table, len(want), 3*time.Minute)
-			cmd.Process.Signal(syscall.SIGTERM)
-			cmd.Wait()
-
-			got := e.rows(fmt.Sprintf(`SELECT count(*) AS rows, count(DISTINCT id) AS ids,
-  count(*) FILTER (WHERE region = 'EU' AND customer IS NOT NULL AND amount > 50) AS shaped FROM %s`, table))
-			wantRow := fmt.Sprintf("rows=%d ids=%d shaped=%d", len(want), len(want), len(want))
-			rows, err := e.conn.Query(t.Context(), "SELECT id FROM "+table)
-			if err != nil {
-				t.Fatal(err)
-			}
-			unexpected := 0
-			for rows.Next() {
-				var id int64
-				if err := rows.Scan(&id); err != nil {
-					t.Fatal(err)
-				}
-				if !want[id] {
-					unexpected++
-				}
-			}
-			rows.Close()
-			t.Logf("%s: %d records in, %d expected rows; table: %s; %d unexpected ids", variant, n, len(want), got[0], unexpected)
-			if got[0] != wantRow || unexpected > 0 {
-				t.Fatalf("%s broken: table has %s, want %s; %d unexpected ids", variant, got[0], wantRow, unexpected)
+				roundKills = kills / 2
 			}
 		})
 	}
@@ -141,6 +90,68 @@ func pipelineFile(t *testing.T, src []byte, e *pgEnv, dir, name string, insert b
 		t.Fatal(err)
 	}
 	return file
+}
+
+// killCase is one variant of TestKill: its pipeline file and state
+// directory, kept across rounds.
+type killCase struct {
+	e                      *pgEnv
+	bin, root, file, state string
+	variant, topic         string
+}
+
+// round produces n events into the topic on brokers while it runs the
+// pipeline kills times, SIGKILLing it at random moments, then once to the
+// end, and checks that table holds every expected record exactly once
+// (checkRows).
+func (k *killCase) round(t *testing.T, brokers, table string, n, kills int) {
+	e, variant := k.e, k.variant
+	// Records arrive while the pipeline runs, so that kills and restarts
+	// hit it in the middle of transactions.
+	span := time.Duration(kills) * 2500 * time.Millisecond
+	if variant == "pg_restart" {
+		span = 6 * time.Second
+	}
+	produced := make(chan error, 1)
+	go func() { produced <- proctest.ProduceEvents(context.Background(), nil, brokers, k.topic, 0, n, span) }()
+	env := append(os.Environ(), "KAFKA_BROKERS="+brokers, "IN_TOPIC="+k.topic, "GROUP="+k.topic,
+		"PG_URL="+testDSN(), "PG_TABLE="+table)
+	run := func() *osexec.Cmd {
+		cmd := osexec.Command(k.bin, "run", "-q", "--state-dir", k.state, k.file)
+		cmd.Env = env
+		cmd.Dir = k.root
+		cmd.Stderr = &proctest.LogWriter{T: t, Prefix: variant + ": "}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	if variant != "pg_restart" {
+		for i := range kills {
+			cmd := run()
+			time.Sleep(time.Duration(1000+rand.IntN(3000)) * time.Millisecond)
+			cmd.Process.Signal(syscall.SIGKILL)
+			cmd.Wait()
+			t.Logf("kill %d: %d rows", i+1, e.count(table+" WHERE true"))
+		}
+	}
+	cmd := run()
+	if variant == "pg_restart" {
+		for range 2 {
+			time.Sleep(time.Duration(1500+rand.IntN(1500)) * time.Millisecond)
+			restartServer(t)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		waitConn(ctx, t, e)
+		cancel()
+	}
+	if err := <-produced; err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	waitRows(t, e, table, len(proctest.KeptEvents(n)), 3*time.Minute)
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	checkRows(t, e, table, n)
 }
 
 // waitRows waits until table holds want rows and no more come for a while.

@@ -26,8 +26,7 @@ var SinkSpec = &stdlib.Spec{
 	Name:    "postgres",
 	Summary: "write records into a PostgreSQL table (insert, upsert or delete), exactly once",
 	Params: []stdlib.Param{
-		{Name: "dsn", Type: stdlib.String, Required: true, Secret: true,
-			Doc: "connection string: postgres://user:pass@host:5432/db?sslmode=... or key=value form"},
+		dsnParam,
 		{Name: "table", Type: stdlib.String, Required: true, Doc: "target table, optionally schema-qualified"},
 		{Name: "mode", Type: stdlib.Enum("insert", "upsert", "delete"), Default: stdlib.Ident("insert"),
 			Doc: "insert rows; upsert (insert or update) by key; delete by key"},
@@ -66,6 +65,9 @@ func checkSink(attrs map[string]any) []stdlib.AttrError {
 	}
 	if n, ok := attrs["batch"].(int64); ok && n <= 0 {
 		errs = append(errs, stdlib.AttrError{Attr: "batch", Message: "batch must be positive"})
+	}
+	if d, ok := attrs["flush"].(time.Duration); ok && d < 0 {
+		errs = append(errs, stdlib.AttrError{Attr: "flush", Message: "flush must not be negative"})
 	}
 	errs = append(errs, retry.Check(attrs)...)
 	if l, ok := attrs["key"].([]any); ok && len(l) == 0 {
@@ -107,8 +109,14 @@ type sink struct {
 	retryTimeout time.Duration
 	exactly      bool
 	pipeline     string
-	sinkID       string
+	stage        string
+	tasks        int
+	sinkID       string      // the task's name in the offsets table
 	rtype        *types.Type // record type, nil if unknown
+
+	target     uint32 // OID of the table the positions are held for
+	hasOffsets bool   // the offsets table exists (StoredPositions, SetPositions)
+	stale      bool   // the offsets table holds positions of another table
 
 	conn         *pgx.Conn
 	backendStart time.Time // of conn's server process
@@ -133,17 +141,16 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		flushEvery:   cfg.Duration("flush"),
 		create:       cfg.Bool("create_table"),
 		evolve:       cfg.String("evolve") == "add_columns",
-		retryTimeout: retry.Timeout(cfg),
+		retryTimeout: cfg.Duration(retry.Param.Name),
 		exactly:      cfg.Delivery == stdlib.ExactlyOnce,
 		pipeline:     cfg.Pipeline,
-		sinkID:       cfg.Stage,
+		stage:        cfg.Stage,
+		tasks:        cfg.Tasks,
+		sinkID:       taskSinkID(cfg.Stage, cfg.Task, cfg.Tasks),
 		keys:         cfg.Strings("key"),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Tasks > 1 {
-		s.sinkID = fmt.Sprintf("%s/%d", cfg.Stage, cfg.Task)
 	}
 	if s.dsn == "" {
 		return nil, errors.New("postgres sink: dsn is empty")
@@ -152,15 +159,11 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	if s.table, err = parseTable(cfg.String("table")); err != nil {
 		return nil, fmt.Errorf("postgres sink: %w", err)
 	}
-	off := cfg.String("offsets_table")
-	if off == "" {
-		off = "pipe_offsets"
-	}
-	if s.offsets, err = parseTable(off); err != nil {
+	if s.offsets, err = parseTable(cfg.String("offsets_table")); err != nil {
 		return nil, fmt.Errorf("postgres sink: %w", err)
 	}
 	switch cfg.String("mode") {
-	case "", "insert":
+	case "insert":
 		s.mode = opInsert
 	case "upsert":
 		s.mode = opUpsert
@@ -168,12 +171,6 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		s.mode = opDelete
 	default:
 		return nil, fmt.Errorf("postgres sink: unknown mode %q", cfg.String("mode"))
-	}
-	if s.batch <= 0 {
-		s.batch = 10000
-	}
-	if s.flushEvery <= 0 {
-		s.flushEvery = time.Second
 	}
 	s.rtype = cfg.Schema
 	if s.rtype == nil {
@@ -278,7 +275,10 @@ func (s *sink) prepare(ctx context.Context) ([]stdlib.Position, error) {
 	if !s.exactly {
 		return nil, nil
 	}
-	if err := s.createOffsets(ctx); err != nil {
+	if err := s.createOffsets(ctx, s.conn); err != nil {
+		return nil, err
+	}
+	if s.target, err = tableOID(ctx, s.conn, s.table); err != nil {
 		return nil, err
 	}
 	return s.readHeld(ctx)
@@ -287,7 +287,8 @@ func (s *sink) prepare(ctx context.Context) ([]stdlib.Position, error) {
 // bufferable tells why rows of several Writes may not share a statement,
 // or "" if they may: the table has nothing but column types and NOT NULL
 // (which convert checks before sending) that could make the server reject a
-// row. Otherwise a rejected row must be found while the Write that brought
+// row; a numeric(p, s) column (overflow, infinities) or a column of another
+// type (enum labels, inet, arrays, ...) is checked by the server only. Otherwise a rejected row must be found while the Write that brought
 // it is still running.
 func (s *sink) bufferable(ctx context.Context) (string, error) {
 	var why string
@@ -312,6 +313,11 @@ SELECT CASE
 	}
 	if why != "" {
 		return why, nil
+	}
+	for _, name := range s.order {
+		if c := s.cols[name]; c.Class == classOther || c.Class == classNumeric && c.SQLType != c.BaseType {
+			return fmt.Sprintf("column %q of type %s takes values only the server checks", c.Name, c.SQLType), nil
+		}
 	}
 	uniques, err := s.uniqueIndexes(ctx)
 	if err != nil {
@@ -363,7 +369,10 @@ func (s *sink) setColumns(cols []column) {
 	}
 }
 
-// createTable creates the table (and its schema) from the record type.
+// createTable creates the table (and its schema) from the record type. An
+// exactly-once sink holds nothing of a table it creates: in the same
+// transaction it forgets what every task of the stage held for the table's
+// previous incarnation (or for the table `table` named before).
 func (s *sink) createTable(ctx context.Context) error {
 	if s.rtype == nil || len(s.rtype.Fields) == 0 {
 		return fmt.Errorf("create_table needs the record type: declare schema = ... on sink %q", s.sinkID)
@@ -388,12 +397,33 @@ func (s *sink) createTable(ctx context.Context) error {
 		}
 		defs = append(defs, "PRIMARY KEY ("+strings.Join(ks, ", ")+")")
 	}
-	sql := "CREATE SCHEMA IF NOT EXISTS " + quote(s.table.Schema) + ";\n" +
-		"CREATE TABLE IF NOT EXISTS " + s.table.sql() + " (\n  " + strings.Join(defs, ",\n  ") + "\n)"
-	if _, err := s.conn.Exec(ctx, sql); err != nil && !alreadyExists(err) {
+	if _, err := s.conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+quote(s.table.Schema)); err != nil && !alreadyExists(err) {
+		return fmt.Errorf("create schema %q: %w", s.table.Schema, err)
+	}
+	if s.exactly {
+		if err := s.createOffsets(ctx, s.conn); err != nil {
+			return err
+		}
+	}
+	var forgot int64
+	err := pgx.BeginFunc(ctx, s.conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "CREATE TABLE "+s.table.sql()+" (\n  "+strings.Join(defs, ",\n  ")+"\n)"); err != nil {
+			return err
+		}
+		if !s.exactly {
+			return nil
+		}
+		tag, err := tx.Exec(ctx, "DELETE FROM "+s.offsets.sql()+" "+forgetSQL, s.pipeline, s.stage)
+		forgot = tag.RowsAffected()
+		return err
+	})
+	if alreadyExists(err) {
+		return nil // another task created it meanwhile
+	}
+	if err != nil {
 		return fmt.Errorf("create table %q: %w", s.table.String(), err)
 	}
-	s.log.Info("postgres: created table", "table", s.table.String())
+	s.log.Info("postgres: created table", "table", s.table.String(), "positions_forgotten", forgot)
 	return nil
 }
 
@@ -461,38 +491,6 @@ func (s *sink) checkType(ctx context.Context) error {
 	}
 	s.setColumns(cols)
 	return nil
-}
-
-func (s *sink) createOffsets(ctx context.Context) error {
-	sql := "CREATE TABLE IF NOT EXISTS " + s.offsets.sql() + ` (
-  pipeline  text   NOT NULL,
-  sink      text   NOT NULL,
-  source    text   NOT NULL,
-  partition text   NOT NULL,
-  "offset"  bigint NOT NULL,
-  PRIMARY KEY (pipeline, sink, source, partition)
-)`
-	if _, err := s.conn.Exec(ctx, sql); err != nil && !alreadyExists(err) {
-		return fmt.Errorf("create offsets table %q: %w", s.offsets.String(), err)
-	}
-	return nil
-}
-
-func (s *sink) readHeld(ctx context.Context) ([]stdlib.Position, error) {
-	rows, err := s.conn.Query(ctx, `SELECT source, partition, "offset" FROM `+s.offsets.sql()+
-		` WHERE pipeline = $1 AND sink = $2 AND source <> '' ORDER BY source, partition`, s.pipeline, s.sinkID)
-	if err != nil {
-		return nil, fmt.Errorf("read offsets: %w", err)
-	}
-	held, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (stdlib.Position, error) {
-		var p stdlib.Position
-		err := r.Scan(&p.Source, &p.Partition, &p.Offset)
-		return p, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read offsets: %w", err)
-	}
-	return held, nil
 }
 
 // Write converts the batch and buffers its rows. The buffer goes to the

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -507,5 +508,85 @@ func TestSinkBuffering(t *testing.T) {
 	}
 	if got := e.rows("SELECT count(*) FROM " + e.table("b")); got[0] != "count=2" {
 		t.Fatalf("table has %s after the failure, want the 2 rows of the last checkpoint", got[0])
+	}
+}
+
+// TestSinkNonFinite checks that NaN and infinities go where PostgreSQL
+// takes them (float columns, numeric) and that a column rejecting a value
+// rejects that record alone, in upsert mode too (where rows of several
+// Writes may share a statement): the client's own check (NaN in an int
+// column) and the server's (an infinity or an overflow in numeric(10,2))
+// alike.
+func TestSinkNonFinite(t *testing.T) {
+	e := newPG(t)
+	e.exec(`CREATE TABLE ` + e.table("nf") + ` (id bigint PRIMARY KEY, f float8, r real, n numeric, d numeric(10,2), i int8)`)
+	for _, mode := range []string{"insert", "upsert"} {
+		t.Run(mode, func(t *testing.T) {
+			e.exec("TRUNCATE " + e.table("nf"))
+			s, _ := e.openSink(e.sinkConfig(map[string]any{"table": e.table("nf"), "mode": stdlib.Ident(mode)}, nil, stdlib.AtLeastOnce))
+			defer s.Close(t.Context())
+			nan, inf := math.NaN(), math.Inf(1)
+			batch := []stdlib.Record{
+				{Value: map[string]any{"id": int64(1), "f": nan, "r": inf, "n": nan, "d": 1.5}},
+				{Value: map[string]any{"id": int64(2), "f": -inf, "n": inf}},
+				{Value: map[string]any{"id": int64(3), "d": inf}}, // the server rejects it
+				{Value: map[string]any{"id": int64(4), "i": nan}}, // the client rejects it
+				{Value: map[string]any{"id": int64(5), "n": -inf, "d": nan}},
+				{Value: map[string]any{"id": int64(6), "d": 1e9}}, // overflow: the server rejects it
+			}
+			checkRejected(t, s.Write(t.Context(), batch), []int{2, 3, 5}, 3)
+			if err := s.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 1}); err != nil {
+				t.Fatal(err)
+			}
+			got := e.rows("SELECT id, f::text, r::text, n::text, d::text FROM " + e.table("nf") + " ORDER BY id")
+			want := []string{
+				"id=1 f=NaN r=Infinity n=NaN d=1.50",
+				"id=2 f=-Infinity r=<nil> n=Infinity d=<nil>",
+				"id=5 f=<nil> r=<nil> n=-Infinity d=NaN",
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("rows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		})
+	}
+}
+
+// TestSinkServerCheckedTypes checks that a value only the server can judge
+// (an enum label) is rejected with its own record in a table whose rows
+// could otherwise be buffered across Writes.
+func TestSinkServerCheckedTypes(t *testing.T) {
+	e := newPG(t)
+	e.exec(`CREATE TYPE ` + e.table("mood") + ` AS ENUM ('happy', 'sad')`)
+	e.exec(`CREATE TABLE ` + e.table("moods") + ` (id bigint, m ` + e.table("mood") + `)`)
+	s, _ := e.openSink(e.sinkConfig(map[string]any{"table": e.table("moods")}, nil, stdlib.AtLeastOnce))
+	defer s.Close(t.Context())
+	batch := []stdlib.Record{
+		{Value: map[string]any{"id": int64(1), "m": "happy"}},
+		{Value: map[string]any{"id": int64(2), "m": "angry"}},
+	}
+	checkRejected(t, s.Write(t.Context(), batch), []int{1}, -1)
+	if err := s.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.rows("SELECT id, m::text FROM " + e.table("moods")); !reflect.DeepEqual(got, []string{"id=1 m=happy"}) {
+		t.Fatalf("rows %v", got)
+	}
+}
+
+// checkRejected checks that err rejects exactly the records at want, each
+// by the server's verdict but the one at client (-1: none).
+func checkRejected(t *testing.T, err error, want []int, client int) {
+	t.Helper()
+	var rerrs stdlib.RecordErrors
+	errors.As(err, &rerrs)
+	var idx []int
+	for _, re := range rerrs {
+		idx = append(idx, re.Index)
+		if re.Index != client && !strings.Contains(re.Error(), "rejected by the database") {
+			t.Errorf("record %d: %v, want the server's verdict", re.Index, re)
+		}
+	}
+	if !reflect.DeepEqual(idx, want) {
+		t.Fatalf("Write = %v, want records %v rejected", err, want)
 	}
 }

@@ -399,23 +399,7 @@ func (s *sink) committed() {
 	s.tx = nil
 	s.done = nil
 	s.txRows = 0
-}
-
-func (s *sink) storePositions(ctx context.Context, tx pgx.Tx, ps []stdlib.Position, token int64) error {
-	srcs := make([]string, 0, len(ps)+1)
-	parts := make([]string, 0, len(ps)+1)
-	offs := make([]int64, 0, len(ps)+1)
-	for _, p := range ps {
-		srcs = append(srcs, p.Source)
-		parts = append(parts, p.Partition)
-		offs = append(offs, p.Offset)
-	}
-	srcs, parts, offs = append(srcs, ""), append(parts, ""), append(offs, token)
-	_, err := tx.Exec(ctx, `INSERT INTO `+s.offsets.sql()+` (pipeline, sink, source, partition, "offset")
-SELECT $1, $2, u.s, u.p, u.o FROM unnest($3::text[], $4::text[], $5::int8[]) AS u(s, p, o)
-ON CONFLICT (pipeline, sink, source, partition) DO UPDATE SET "offset" = EXCLUDED."offset"`,
-		s.pipeline, s.sinkID, srcs, parts, offs)
-	return err
+	s.stale = false
 }
 
 // decide tells whether the transaction that carried token committed. The

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
@@ -23,8 +24,7 @@ var SourceSpec = &stdlib.Spec{
 	Name:    "postgres",
 	Summary: "read a PostgreSQL table or query incrementally (by id, timestamp or both) or in bulk",
 	Params: []stdlib.Param{
-		{Name: "dsn", Type: stdlib.String, Required: true, Secret: true,
-			Doc: "connection string: postgres://user:pass@host:5432/db?sslmode=... or key=value form"},
+		dsnParam,
 		{Name: "table", Type: stdlib.String, Doc: "table to read, optionally schema-qualified"},
 		{Name: "query", Type: stdlib.String, Doc: "SELECT to read instead of a table; the mode's columns must be in its output"},
 		{Name: "mode", Type: stdlib.Enum("incrementing", "timestamp", "timestamp_incrementing", "bulk"),
@@ -40,6 +40,7 @@ var SourceSpec = &stdlib.Spec{
 		{Name: "schema", Type: stdlib.Schema, Doc: "the record type, checked against the columns at start"},
 	},
 	Schema:    true,
+	Meta:      []stdlib.MetaField{stdlib.MetaOffset},
 	Check:     checkSource,
 	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) { return newSource(cfg) },
 }
@@ -59,10 +60,7 @@ func checkSource(attrs map[string]any) []stdlib.AttrError {
 			errs = append(errs, stdlib.AttrError{Attr: "table", Message: err.Error()})
 		}
 	}
-	mode := "incrementing"
-	if m, ok := attrs["mode"].(stdlib.Ident); ok {
-		mode = string(m)
-	}
+	mode, _ := attrs["mode"].(stdlib.Ident)
 	_, hasInc := attrs["incrementing_column"]
 	_, hasTS := attrs["timestamp_column"]
 	if (mode == "incrementing" || mode == "timestamp_incrementing") && !hasInc {
@@ -73,6 +71,12 @@ func checkSource(attrs map[string]any) []stdlib.AttrError {
 	}
 	if n, ok := attrs["batch"].(int64); ok && n <= 0 {
 		errs = append(errs, stdlib.AttrError{Attr: "batch", Message: "batch must be positive"})
+	}
+	if d, ok := attrs["poll"].(time.Duration); ok && d <= 0 {
+		errs = append(errs, stdlib.AttrError{Attr: "poll", Message: "poll must be positive"})
+	}
+	if d, ok := attrs["delay"].(time.Duration); ok && d < 0 {
+		errs = append(errs, stdlib.AttrError{Attr: "delay", Message: "delay must not be negative"})
 	}
 	return append(errs, retry.Check(attrs)...)
 }
@@ -110,6 +114,8 @@ type source struct {
 	bulk    pgx.Rows
 	ordinal int64 // bulk: rows of the current read so far
 	done    bool  // bulk read finished
+
+	lag sourceLag
 }
 
 func newSource(cfg stdlib.Config) (*source, error) {
@@ -122,7 +128,7 @@ func newSource(cfg stdlib.Config) (*source, error) {
 		poll:         cfg.Duration("poll"),
 		delay:        cfg.Duration("delay"),
 		batch:        int(cfg.Int("batch")),
-		retryTimeout: retry.Timeout(cfg),
+		retryTimeout: cfg.Duration(retry.Param.Name),
 		stage:        cfg.Stage,
 		task:         cfg.Task,
 		schema:       cfg.Schema,
@@ -147,7 +153,7 @@ func newSource(cfg stdlib.Config) (*source, error) {
 		s.partition = "query"
 	}
 	switch cfg.String("mode") {
-	case "", "incrementing":
+	case "incrementing":
 		s.mode = modeIncrementing
 	case "timestamp":
 		s.mode = modeTimestamp
@@ -158,12 +164,6 @@ func newSource(cfg stdlib.Config) (*source, error) {
 	default:
 		return nil, fmt.Errorf("postgres source: unknown mode %q", cfg.String("mode"))
 	}
-	if s.batch <= 0 {
-		s.batch = 10000
-	}
-	if s.poll <= 0 {
-		s.poll = time.Second
-	}
 	return s, nil
 }
 
@@ -173,13 +173,17 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 	if s.task != 0 {
 		return nil // one reader per table: other tasks stay idle
 	}
+	var id string // what the positions point into, when resuming
 	err := retry.Do(ctx, s.backoff(), transient, func() error {
 		var err error
 		if s.conn, err = connect(ctx, s.dsn); err != nil {
 			return err
 		}
 		s.cols = nil
-		if err = s.describe(ctx); err != nil {
+		if err = s.describe(ctx); err == nil && resume != nil {
+			id, err = s.identity(ctx)
+		}
+		if err != nil {
 			s.dropConn()
 		}
 		return err
@@ -188,11 +192,43 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 		return fmt.Errorf("postgres source %q: %w", s.stage, err)
 	}
 	if resume != nil {
-		if off, ok := resume.Resume(s.partition); ok {
+		if off, ok := resume.Resume(s.partition, id); ok {
 			s.last, s.hasLast = off, true
 		}
 	}
 	return nil
+}
+
+// identity is what the source's offsets point into (stdlib.Position): the
+// server's system identifier (which pg_control_system() gives, and a
+// physical copy keeps), the database's OID and the table's, so that a table
+// dropped and created again, another database or a new server are not
+// taken for the one read before. A query is identified by its database.
+// When pg_control_system() cannot be called (revoked, not offered by the
+// service) the identity goes without the system identifier, and the log
+// says so.
+func (s *source) identity(ctx context.Context) (string, error) {
+	var db, rel uint32
+	err := s.conn.QueryRow(ctx, `SELECT (SELECT oid FROM pg_database WHERE datname = current_database()),
+  coalesce((SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2), 0)`,
+		s.table.Schema, s.table.Name).Scan(&db, &rel)
+	if err != nil {
+		return "", fmt.Errorf("read the table's identity: %w", err)
+	}
+	id := fmt.Sprintf("database %d", db)
+	if s.hasTable {
+		id += fmt.Sprintf(" table %d", rel)
+	}
+	var sys int64
+	if err := s.conn.QueryRow(ctx, "SELECT system_identifier FROM pg_control_system()").Scan(&sys); err != nil {
+		if !errors.As(err, new(*pgconn.PgError)) {
+			return "", fmt.Errorf("read the system identifier: %w", err)
+		}
+		s.log.Info("postgres: the identity of the source's positions goes without the server's system identifier",
+			"because", err.Error(), "identity", id)
+		return id, nil
+	}
+	return fmt.Sprintf("system %d %s", uint64(sys), id), nil
 }
 
 func (s *source) describe(ctx context.Context) error {
@@ -326,6 +362,7 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 		recs, err := s.fetch(ctx)
 		if err == nil {
 			b.Reset()
+			s.noteLag(ctx, len(recs))
 			if len(recs) > 0 {
 				s.idle = false
 				return recs, nil

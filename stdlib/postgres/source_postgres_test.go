@@ -12,7 +12,7 @@ import (
 	"pipe.dev/pipe/stdlib"
 )
 
-func (e *pgEnv) openSource(attrs map[string]any, schema *types.Type, resume stdlib.ResumeMap) *source {
+func (e *pgEnv) openSource(attrs map[string]any, schema *types.Type, resume stdlib.Resumer) *source {
 	e.t.Helper()
 	a := map[string]any{"dsn": testDSN()}
 	for _, p := range SourceSpec.Params {
@@ -271,7 +271,11 @@ func TestSpecsCheck(t *testing.T) {
 		{SinkSpec, map[string]any{"table": "s.t", "mode": stdlib.Ident("upsert")}, nil},
 	} {
 		var got []string
-		for _, e := range tc.spec.Check(tc.attrs) {
+		attrs, err := tc.spec.Values(tc.attrs) // Check sees the defaults
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range tc.spec.Check(attrs) {
 			got = append(got, e.Attr+": "+e.Message)
 		}
 		if !reflect.DeepEqual(got, tc.want) {

@@ -199,8 +199,15 @@ func toColumn(c *column, v any) (any, error) {
 			return nil, bad()
 		}
 		if c.Class == classNumeric {
-			if math.IsNaN(f) || math.IsInf(f, 0) {
-				return nil, fmt.Errorf("column %q (numeric) cannot take %v", c.Name, f)
+			// The server judges NaN and infinities: numeric takes them,
+			// numeric(p, s) rejects an infinity (a record error).
+			switch {
+			case math.IsNaN(f):
+				return pgtype.Numeric{NaN: true, Valid: true}, nil
+			case math.IsInf(f, 1):
+				return pgtype.Numeric{InfinityModifier: pgtype.Infinity, Valid: true}, nil
+			case math.IsInf(f, -1):
+				return pgtype.Numeric{InfinityModifier: pgtype.NegativeInfinity, Valid: true}, nil
 			}
 			var n pgtype.Numeric
 			if err := n.Scan(strconv.FormatFloat(f, 'f', -1, 64)); err != nil {

@@ -42,7 +42,7 @@ const (
 
 // Param is the retry_timeout attribute every connector takes.
 var Param = stdlib.Param{Name: "retry_timeout", Type: stdlib.Duration, Default: DefaultTimeout,
-	Doc: "how long to keep retrying an unreachable server or a lost connection (at start too) before the stage fails"}
+	Doc: "how long to keep retrying an unreachable server or a lost connection (at start too) before the stage fails; 0 fails at once"}
 
 // Check reports a negative retry_timeout.
 func Check(attrs map[string]any) []stdlib.AttrError {
@@ -52,20 +52,11 @@ func Check(attrs map[string]any) []stdlib.AttrError {
 	return nil
 }
 
-// Timeout returns cfg's retry_timeout: [DefaultTimeout] when it is absent
-// or not positive.
-func Timeout(cfg stdlib.Config) time.Duration {
-	if d := cfg.Duration(Param.Name); d > 0 {
-		return d
-	}
-	return DefaultTimeout
-}
-
-// Backoff paces the attempts of one connection (or one operation). The
-// zero value retries for [DefaultTimeout] without logging. A Backoff is
-// not safe for concurrent use.
+// Backoff paces the attempts of one connection (or one operation). A
+// connector takes its Timeout from the checked retry_timeout attribute
+// (cfg.Duration(Param.Name)). A Backoff is not safe for concurrent use.
 type Backoff struct {
-	Timeout time.Duration // how long after the first failure to keep trying
+	Timeout time.Duration // how long after the first failure to keep trying; 0: not at all
 	Log     *slog.Logger  // nil: attempts are not logged
 	What    string        // names the connection in log lines: "kafka source"
 
@@ -84,9 +75,6 @@ func New(timeout time.Duration, log *slog.Logger, what string) *Backoff {
 // start after the deadline, and ctx's error when ctx ends first.
 func (b *Backoff) Wait(ctx context.Context, cause error) error {
 	timeout := b.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
 	now := time.Now()
 	if b.since.IsZero() {
 		b.since = now

@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"pipe.dev/pipe/stdlib"
 )
 
 func TestBackoffGivesUpAfterTimeout(t *testing.T) {
@@ -43,7 +41,7 @@ func TestBackoffGivesUpAfterTimeout(t *testing.T) {
 }
 
 func TestBackoffDelaysGrowCappedWithJitter(t *testing.T) {
-	var b Backoff
+	b := Backoff{Timeout: time.Hour}
 	seen := map[time.Duration]bool{}
 	for n := range 40 {
 		bound := min(first<<min(n, 10), maxDelay)
@@ -122,10 +120,11 @@ func TestParam(t *testing.T) {
 	if errs := Check(map[string]any{"retry_timeout": time.Second}); len(errs) != 0 {
 		t.Fatalf("Check(1s) = %v", errs)
 	}
-	if d := Timeout(stdlib.Config{}); d != DefaultTimeout {
-		t.Fatalf("Timeout of no attribute = %v", d)
-	}
-	if d := Timeout(stdlib.Config{Attrs: map[string]any{"retry_timeout": time.Minute}}); d != time.Minute {
-		t.Fatalf("Timeout = %v", d)
+}
+
+func TestZeroTimeoutGivesUpAtOnce(t *testing.T) {
+	cause := errors.New("connection refused")
+	if err := New(0, nil, "").Wait(t.Context(), cause); !errors.Is(err, cause) || !strings.Contains(err.Error(), "gave up after 1 attempts") {
+		t.Fatalf("Wait with retry_timeout 0 = %v, want giving up at once", err)
 	}
 }

@@ -2,7 +2,9 @@ package devbroker
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"strconv"
@@ -38,8 +40,9 @@ type Options struct {
 	Host       string  // listen host; "" means 127.0.0.1
 	Partitions int     // partitions of auto-created topics; <= 0 means 1
 	Topics     []Topic // created at start
-	// DataDir keeps the broker's log on disk so that it survives a restart;
-	// "" keeps everything in memory.
+	// DataDir keeps the broker's log and cluster id on disk so that they
+	// survive a restart; "" keeps everything in memory. Every new broker
+	// (in memory, or on a new data directory) has a random cluster id.
 	DataDir string
 	// TLS, when set, makes the broker accept TLS connections only.
 	TLS *tls.Config
@@ -66,6 +69,12 @@ func Start(ctx context.Context, o Options) (*Broker, error) {
 	}
 	port := o.Port
 	opts := []kfake.Opt{
+		// A cluster id of its own, as a Kafka cluster has: positions
+		// name the cluster they point into, so that a new broker reusing
+		// topic names is told apart. A data directory keeps the id of the
+		// broker that created it (kfake stores it there and reads it back
+		// in place of this one).
+		kfake.ClusterID(newClusterID()),
 		kfake.NumBrokers(1),
 		kfake.AllowAutoTopicCreation(),
 		kfake.DefaultNumPartitions(parts),
@@ -118,6 +127,14 @@ func Start(ctx context.Context, o Options) (*Broker, error) {
 		}()
 	}
 	return b, nil
+}
+
+// newClusterID returns a random cluster id in Kafka's form: 16 random bytes
+// in unpadded URL-safe base64.
+func newClusterID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // Addr returns the broker's bootstrap address, host:port.

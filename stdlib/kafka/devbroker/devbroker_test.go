@@ -60,3 +60,33 @@ func TestCloseOnContextEnd(t *testing.T) {
 		t.Fatal("unknown sasl mechanism accepted")
 	}
 }
+
+// TestClusterID: every new broker has a cluster id of its own, and one
+// started again on the same data directory keeps it.
+func TestClusterID(t *testing.T) {
+	id := func(o Options) string {
+		t.Helper()
+		b, err := Start(t.Context(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		tr := &kafka.Transport{}
+		defer tr.CloseIdleConnections()
+		cl := &kafka.Client{Addr: kafka.TCP(b.Addr()), Transport: tr}
+		res, err := cl.Metadata(t.Context(), &kafka.MetadataRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.ClusterID
+	}
+	a, b := id(Options{}), id(Options{})
+	if a == "" || a == b {
+		t.Fatalf("two new brokers have cluster ids %q and %q", a, b)
+	}
+	dir := t.TempDir()
+	first := id(Options{DataDir: dir})
+	if again := id(Options{DataDir: dir}); again != first || first == a || first == b {
+		t.Fatalf("cluster id %q, on the same data directory again %q (others %q, %q)", first, again, a, b)
+	}
+}

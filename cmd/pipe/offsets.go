@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"pipe.dev/pipe/compiler/plan"
+	"pipe.dev/pipe/exec"
+)
+
+func cmdOffsets(e *env, args []string) int {
+	fs := newFlags(e, "offsets", "show|reset|set FILE.pipe|PLAN.json",
+		"Show or change the positions a pipeline resumes from: those of its state store and of every\n"+
+			"exactly-once sink that keeps positions in its target (a table, a topic, a sidecar file).\n"+
+			"  show                        every position, per source partition and holder\n"+
+			"  reset --source S [--partition P]...\n"+
+			"                              forget them: the next run reads those partitions as the\n"+
+			"                              source's start attribute says, and no sink drops them as replays\n"+
+			"  set --source S --partition P --offset N\n"+
+			"                              the next run reads the partition from offset N, everywhere\n"+
+			"It locks the state directory: it fails while the pipeline runs there.")
+	stateDir := fs.String("state-dir", "", "directory of the checkpoint store (default .pipe-state/<pipeline>)")
+	format := fs.String("format", "text", "output of show: text or json")
+	source := fs.String("source", "", "the source stage whose positions reset or set changes")
+	parts := fs.StringArray("partition", nil, "a partition of the source (repeatable; reset: all when none)")
+	offset := fs.String("offset", "", "set: the offset the next run reads first")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 2 {
+		fs.Usage()
+		return exitUsage
+	}
+	verb, path := fs.Arg(0), fs.Arg(1)
+	switch verb {
+	case "show":
+		if *format != "text" && *format != "json" {
+			fmt.Fprintf(e.stderr, "pipe: offsets: --format is text or json, not %q\n", *format)
+			return exitUsage
+		}
+	case "reset":
+		if *source == "" || *offset != "" {
+			fmt.Fprintln(e.stderr, "pipe: offsets reset takes --source and optionally --partition")
+			return exitUsage
+		}
+	case "set":
+		if *source == "" || len(*parts) != 1 || *offset == "" {
+			fmt.Fprintln(e.stderr, "pipe: offsets set takes --source, one --partition and --offset")
+			return exitUsage
+		}
+	default:
+		fs.Usage()
+		return exitUsage
+	}
+	var p *plan.Plan
+	if strings.HasSuffix(path, ".json") {
+		var err error
+		if p, err = exec.Load(path); err != nil {
+			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
+			return exitUsage
+		}
+	} else {
+		var code int
+		if p, code = buildPlan(e, path, "text"); p == nil {
+			return code
+		}
+	}
+	o, err := exec.OpenOffsets(p, &exec.Config{StateDir: *stateDir})
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pipe: offsets %s: %v\n", p.Pipeline, err)
+		return exitFindings
+	}
+	defer o.Close()
+	ctx := context.Background()
+	switch verb {
+	case "show":
+		held, err := o.Positions(ctx)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "pipe: offsets %s: %v\n", p.Pipeline, err)
+			return exitFindings
+		}
+		if *format == "json" {
+			return printOffsetsJSON(e, p.Pipeline, held)
+		}
+		printOffsets(e, held)
+	case "reset":
+		err = o.Reset(ctx, *source, *parts)
+	case "set":
+		n, perr := strconv.ParseInt(*offset, 10, 64)
+		if perr != nil || n < 0 {
+			fmt.Fprintf(e.stderr, "pipe: offsets set: --offset %q is not an offset (0 or more)\n", *offset)
+			return exitUsage
+		}
+		err = o.Set(ctx, *source, (*parts)[0], n)
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pipe: offsets %s: %v\n", p.Pipeline, err)
+		return exitFindings
+	}
+	return exitOK
+}
+
+// printOffsets prints held positions as a table.
+func printOffsets(e *env, held []exec.HeldPosition) {
+	if len(held) == 0 {
+		fmt.Fprintln(e.stdout, "no positions held: the next run starts every source as its start attribute says")
+		return
+	}
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "SOURCE\tPARTITION\tHELD BY\tNEXT OFFSET\tIDENTITY\tSTORED")
+	now := time.Now()
+	for _, h := range held {
+		holder := h.Holder
+		if h.Component != "" {
+			holder = fmt.Sprintf("sink %s (%s)", h.Holder, h.Component)
+		}
+		id := h.Identity
+		if id == "" {
+			id = "-"
+		}
+		stored := "-"
+		if !h.Time.IsZero() {
+			stored = fmt.Sprintf("%s (%s ago)", h.Time.UTC().Format(time.RFC3339), now.Sub(h.Time).Round(time.Second))
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", h.Source, h.Partition, holder, h.Offset+1, id, stored)
+	}
+	w.Flush()
+}
+
+func printOffsetsJSON(e *env, pipeline string, held []exec.HeldPosition) int {
+	out := exec.NewOffsetsReport(pipeline, held)
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(out); err != nil {
+		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
+		return exitUsage
+	}
+	return exitOK
+}

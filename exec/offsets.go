@@ -1,0 +1,227 @@
+package exec
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"pipe.dev/pipe/compiler/plan"
+	"pipe.dev/pipe/exec/state"
+	"pipe.dev/pipe/stdlib"
+)
+
+// StateHolder is the holder name of the state store's positions.
+const StateHolder = "state store"
+
+// HeldPosition is a position one holder keeps for a source partition: the
+// state store, or an exactly-once sink that keeps positions in its target.
+type HeldPosition struct {
+	// Holder is StateHolder or a sink stage's name; Component is the
+	// sink's component ("" for the state store).
+	Holder    string
+	Component string
+	stdlib.Position
+	// Time is when the position was stored, where the holder knows it.
+	Time time.Time
+}
+
+// Offsets shows and changes the positions a pipeline's state store and
+// exactly-once sinks hold: the job of Kafka Connect's offsets API. It
+// locks the state directory, so it fails while the pipeline runs there,
+// and a run cannot start while it is open.
+type Offsets struct {
+	p     *plan.Plan
+	store *state.Store
+	sinks []offsetSink
+}
+
+type offsetSink struct {
+	st    *plan.Stage
+	store stdlib.PositionStore
+}
+
+// OpenOffsets opens the state store of p (cfg.StateDir as for Run) and
+// builds every sink of p that keeps positions (a [stdlib.PositionStore])
+// with its secrets resolved, without opening it.
+func OpenOffsets(p *plan.Plan, cfg *Config) (o *Offsets, err error) {
+	c := cfg.withDefaults(p)
+	defer func() { err = c.Redactor.Error(err) }()
+	if _, err := buildGraph(p, c.Registry, c.ChannelDepth, c.Now); err != nil {
+		return nil, err
+	}
+	o = &Offsets{p: p}
+	if o.store, err = state.Open(c.StateDir); err != nil {
+		return nil, err
+	}
+	for _, st := range p.Stages {
+		if st.Kind != string(stdlib.SinkKind) {
+			continue
+		}
+		spec := c.Registry.Lookup(stdlib.SinkKind, st.Component)
+		if spec == nil || spec.NewSink == nil {
+			continue
+		}
+		attrs, err := configAttrs(st, spec, c.Secrets)
+		if err != nil {
+			o.Close()
+			return nil, err
+		}
+		snk, err := spec.NewSink(stdlib.Config{
+			Pipeline: p.Pipeline, Stage: st.Name, Attrs: attrs, Schema: st.Schema, Input: st.Input,
+			Delivery: stdlib.Delivery(st.Delivery), Task: 0, Tasks: st.Tasks, StateDir: c.StateDir,
+			Logger: c.Logger.With("stage", st.Name),
+		})
+		if err != nil {
+			o.Close()
+			return nil, fmt.Errorf("stage %q: %w", st.Name, err)
+		}
+		if ps, ok := snk.(stdlib.PositionStore); ok {
+			o.sinks = append(o.sinks, offsetSink{st, ps})
+		}
+	}
+	return o, nil
+}
+
+// Close unlocks the state directory.
+func (o *Offsets) Close() error { return o.store.Close() }
+
+// Positions returns every held position, sorted by source, partition and
+// holder (the state store first).
+func (o *Offsets) Positions(ctx context.Context) ([]HeldPosition, error) {
+	cp, err := o.store.Load()
+	if err != nil {
+		return nil, err
+	}
+	var out []HeldPosition
+	if cp != nil {
+		for _, p := range cp.Positions {
+			out = append(out, HeldPosition{Holder: StateHolder, Position: p, Time: cp.Time})
+		}
+	}
+	for _, s := range o.sinks {
+		ps, err := s.store.StoredPositions(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("sink %q: reading its positions: %w", s.st.Name, err)
+		}
+		for _, p := range ps {
+			out = append(out, HeldPosition{Holder: s.st.Name, Component: s.st.Component, Position: p})
+		}
+	}
+	sortHeld(out)
+	return out, nil
+}
+
+func holderRank(h string) int {
+	if h == StateHolder {
+		return 0
+	}
+	return 1
+}
+
+// Reset forgets the positions of source (only of partitions, when given)
+// in the state store and every sink, so that the next run reads them as
+// the source's start attribute says and no sink drops them as replays.
+func (o *Offsets) Reset(ctx context.Context, source string, partitions []string) error {
+	return o.change(ctx, source, partitions, nil)
+}
+
+// Set makes the next run read partition of source from offset next: every
+// holder keeps next-1 as the last position done, with the identity the
+// partition has where one holder knows it.
+func (o *Offsets) Set(ctx context.Context, source, partition string, next int64) error {
+	held, err := o.Positions(ctx)
+	if err != nil {
+		return err
+	}
+	p := stdlib.Position{Source: source, Partition: partition, Offset: next - 1}
+	for _, h := range held {
+		if h.Source == source && h.Partition == partition && h.Identity != "" {
+			p.Identity = h.Identity
+			break
+		}
+	}
+	return o.change(ctx, source, []string{partition}, []stdlib.Position{p})
+}
+
+// change replaces what every holder keeps for the partitions of source.
+func (o *Offsets) change(ctx context.Context, source string, partitions []string, set []stdlib.Position) error {
+	if !o.hasSource(source) {
+		return fmt.Errorf("the pipeline has no source %q", source)
+	}
+	for _, s := range o.sinks {
+		if err := s.store.SetPositions(ctx, source, partitions, set); err != nil {
+			return fmt.Errorf("sink %q: changing its positions: %w", s.st.Name, err)
+		}
+	}
+	cp, err := o.store.Load()
+	if err != nil {
+		return err
+	}
+	if cp == nil {
+		if len(set) == 0 {
+			return nil
+		}
+		cp = &state.Checkpoint{}
+	}
+	kept := cp.Positions[:0:0]
+	for _, p := range cp.Positions {
+		if p.Source == source && (len(partitions) == 0 || slices.Contains(partitions, p.Partition)) {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	cp.Positions = append(kept, set...)
+	cp.Time = time.Time{}
+	return o.store.Save(*cp)
+}
+
+func (o *Offsets) hasSource(name string) bool {
+	for _, st := range o.p.Stages {
+		if st.Kind == string(stdlib.SourceKind) && st.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// ErrStateLocked is wrapped by OpenOffsets' error while a run (or another
+// Offsets) has the state directory.
+var ErrStateLocked = state.ErrLocked
+
+// OffsetsReport is the JSON form of held positions: `pipe offsets show
+// --format json` and a running pipeline's /offsets (version 1: fields may
+// be added, never renamed).
+type OffsetsReport struct {
+	Version   int              `json:"version"`
+	Pipeline  string           `json:"pipeline"`
+	Positions []ReportPosition `json:"positions"`
+}
+
+// ReportPosition is one position of an [OffsetsReport]; Next is the offset
+// a resumed run reads first.
+type ReportPosition struct {
+	Source    string     `json:"source"`
+	Partition string     `json:"partition"`
+	Holder    string     `json:"holder"`
+	Component string     `json:"component,omitempty"`
+	Offset    int64      `json:"offset"`
+	Next      int64      `json:"next"`
+	Identity  string     `json:"identity,omitempty"`
+	Time      *time.Time `json:"time,omitempty"`
+}
+
+// NewOffsetsReport builds the report of held positions of pipeline.
+func NewOffsetsReport(pipeline string, held []HeldPosition) OffsetsReport {
+	out := OffsetsReport{Version: 1, Pipeline: pipeline, Positions: []ReportPosition{}}
+	for _, h := range held {
+		j := ReportPosition{Source: h.Source, Partition: h.Partition, Holder: h.Holder, Component: h.Component,
+			Offset: h.Offset, Next: h.Offset + 1, Identity: h.Identity}
+		if !h.Time.IsZero() {
+			t := h.Time.UTC()
+			j.Time = &t
+		}
+		out.Positions = append(out.Positions, j)
+	}
+	return out
+}

@@ -1,0 +1,97 @@
+package stdlib
+
+import (
+	"fmt"
+	"slices"
+
+	"pipe.dev/pipe/lang/types"
+)
+
+// MetaField is a metadata field of records, read in expressions as
+// meta.Name. Every field is defined here, once (see MetaFields); a source
+// spec declares the ones its records carry (Spec.Meta), and the compiler
+// lets an expression read only the fields every source upstream of it
+// declares.
+type MetaField struct {
+	Name string
+	Type *types.Type
+	Doc  string
+	get  func(*Record) any
+}
+
+// The metadata fields.
+var (
+	MetaTopic = MetaField{Name: "topic", Type: types.StringType,
+		Doc: "the Kafka topic the record was read from",
+		get: func(r *Record) any { return r.Topic }}
+	MetaPartition = MetaField{Name: "partition", Type: types.IntType,
+		Doc: "the Kafka partition the record was read from",
+		get: func(r *Record) any { return int64(r.Partition) }}
+	MetaOffset = MetaField{Name: "offset", Type: types.IntType,
+		Doc: "the record's offset in its source partition (a Kafka offset, a byte offset in a file or stream, a generated record's number, a row's incrementing value)",
+		get: func(r *Record) any { return r.Pos.Offset }}
+	MetaKey = MetaField{Name: "key", Type: types.AnyType,
+		Doc: "the record key (a Kafka key as decoded by key_format), or null",
+		get: func(r *Record) any { return r.Key }}
+	MetaTimestamp = MetaField{Name: "timestamp", Type: types.TimestampType,
+		Doc: "the event or log-append time",
+		get: func(r *Record) any {
+			if r.Time.IsZero() {
+				return nil
+			}
+			return r.Time
+		}}
+	MetaHeaders = MetaField{Name: "headers", Type: types.MapOf(types.StringType),
+		Doc: "the record's headers, by name",
+		get: func(r *Record) any {
+			h := make(map[string]any, len(r.Headers))
+			for _, x := range r.Headers {
+				h[x.Key] = string(x.Value)
+			}
+			return h
+		}}
+)
+
+// metaFields is every metadata field, in the order meta lists them.
+var metaFields = []MetaField{MetaTopic, MetaPartition, MetaOffset, MetaKey, MetaTimestamp, MetaHeaders}
+
+// MetaFields returns every metadata field, in the order meta lists them.
+func MetaFields() []MetaField { return slices.Clone(metaFields) }
+
+// DeadLetterMeta is the metadata of the records a dead-letter edge
+// carries, the executor's envelopes: the failed record's key and offset,
+// and the time it failed.
+func DeadLetterMeta() []MetaField { return []MetaField{MetaOffset, MetaKey, MetaTimestamp} }
+
+// MetaType returns the record type of meta with fields.
+func MetaType(fields []MetaField) *types.Type {
+	t := &types.Type{Kind: types.Record, Name: "meta"}
+	for _, f := range fields {
+		t.Fields = append(t.Fields, &types.Field{Name: f.Name, Type: f.Type})
+	}
+	return t
+}
+
+// Meta returns the value of meta for r: every field of MetaFields by name.
+func Meta(r *Record) map[string]any {
+	m := make(map[string]any, len(metaFields))
+	for _, f := range metaFields {
+		m[f.Name] = f.get(r)
+	}
+	return m
+}
+
+// checkMeta reports a declared metadata field that is not one of
+// MetaFields.
+func checkMeta(fields []MetaField) error {
+	for _, f := range fields {
+		known := false
+		for _, m := range metaFields {
+			known = known || m.Name == f.Name && types.Equal(m.Type, f.Type)
+		}
+		if !known {
+			return fmt.Errorf("metadata field %q is not one of stdlib.MetaFields", f.Name)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,54 @@
+package postgres
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"pipe.dev/pipe/stdlib"
+)
+
+// sourceLag is what Lag reports, from another goroutine than Read.
+type sourceLag struct {
+	mu     sync.Mutex
+	known  bool
+	behind int64
+	unit   string
+}
+
+// noteLag records how far the source is behind after a read of n rows: 0
+// when the read found fewer rows than a batch (caught up); otherwise, in
+// incrementing mode, the greatest id of the table minus the last one read
+// ("ids": the rows behind when ids have no gaps), and in timestamp modes
+// how old the last row read is ("ms"). Bulk reads report nothing.
+func (s *source) noteLag(ctx context.Context, n int) {
+	behind, unit := int64(0), "ids"
+	switch {
+	case s.mode == modeBulk:
+		return
+	case s.mode != modeIncrementing:
+		unit = "ms"
+		if n >= s.batch && s.hasLast {
+			behind = max(time.Since(time.UnixMicro(s.last)).Milliseconds(), 0)
+		}
+	case n >= s.batch && s.hasLast:
+		var top *int64
+		if err := s.conn.QueryRow(ctx, "SELECT max("+quote(s.inc)+") FROM "+s.from()).Scan(&top); err != nil || top == nil {
+			return
+		}
+		behind = max(*top-s.last, 0)
+	}
+	s.lag.mu.Lock()
+	s.lag.known, s.lag.behind, s.lag.unit = true, behind, unit
+	s.lag.mu.Unlock()
+}
+
+// Lag implements stdlib.Lagger.
+func (s *source) Lag(context.Context) []stdlib.Lag {
+	s.lag.mu.Lock()
+	defer s.lag.mu.Unlock()
+	if !s.lag.known {
+		return nil
+	}
+	return []stdlib.Lag{{Partition: s.partition, Behind: s.lag.behind, Unit: s.lag.unit}}
+}
