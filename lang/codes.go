@@ -138,7 +138,9 @@ const (
 	MisplacedItem Code = 306
 	// DuplicateAttribute: an attribute set twice in one body.
 	DuplicateAttribute Code = 307
-	// SecretNotAllowed: a ${env:}/${file:} reference where a secret cannot be used.
+	// SecretNotAllowed: a ${env:}/${file:} reference where a secret cannot be
+	// used, or a reference inside an expression's string (never resolved).
+	//   h := sha256("${env:KEY}" + id)
 	SecretNotAllowed Code = 308
 	// SchemaRawFormat: a schema on a source whose format cannot carry one
 	// (lines, string, bytes: each record is {value}).

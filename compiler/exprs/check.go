@@ -70,6 +70,9 @@ func (c *Checker) Check(src string, ctx Context) (res Result, issues []Issue) {
 		return res, []Issue{{Start: 0, End: len(src), Code: lang.SyntaxError, Severity: lang.Error,
 			Message: "empty expression"}}
 	}
+	if is := references(src); len(is) > 0 {
+		return res, is
+	}
 	predicate := ctx.Kind == plan.WhereExpr || ctx.Kind == plan.CaseExpr
 	ce := c.envFor(ctx, predicate)
 	env := ce.env
@@ -116,6 +119,67 @@ func (c *Checker) Check(src string, ctx Context) (res Result, issues []Issue) {
 		issues = append(issues, undeclaredMeta(src, root, ctx.Meta)...)
 	}
 	return res, issues
+}
+
+// references reports each ${env:…}, ${file:…} or ${param:…} written
+// inside a string literal of src (PIPE308): an expression string is text,
+// never resolved, so the reference would silently be the literal text.
+func references(src string) []Issue {
+	var out []Issue
+	for i := 0; i < len(src); i++ {
+		q := src[i]
+		if q != '"' && q != '\'' && q != '`' {
+			continue
+		}
+		j := i + 1
+		for ; j < len(src) && src[j] != q; j++ {
+			if src[j] == '\\' && q != '`' {
+				j++
+				continue
+			}
+			if !strings.HasPrefix(src[j:], "${") {
+				continue
+			}
+			end := strings.IndexAny(src[j:], "}"+string(q))
+			if end < 0 || src[j+end] != '}' {
+				continue
+			}
+			ref := src[j : j+end+1]
+			provider, name, ok := strings.Cut(ref[2:len(ref)-1], ":")
+			if !ok || provider != "env" && provider != "file" && provider != "param" {
+				continue
+			}
+			is := Issue{Start: j, End: j + end + 1, Code: lang.SecretNotAllowed, Severity: lang.Error,
+				Message: fmt.Sprintf("%s in an expression is the literal text, not its value", ref)}
+			if provider == "param" {
+				is.Detail = fmt.Sprintf("read the def parameter as params.%s", name)
+			} else {
+				is.Detail = fmt.Sprintf("declare a parameter at the top of the file, param %s: secret = %q (or another type), and use params.%s", paramName(name), ref, paramName(name))
+			}
+			out = append(out, is)
+			j += end
+		}
+		i = j
+	}
+	return out
+}
+
+// paramName suggests a parameter name for the key of a reference
+// (KAFKA_KEY -> kafka_key, /run/x.properties:hmac -> hmac).
+func paramName(key string) string {
+	if i := strings.LastIndexByte(key, ':'); i >= 0 {
+		key = key[i+1:]
+	}
+	b := []byte(strings.ToLower(key))
+	for i, c := range b {
+		if !isIdentByte(c) || c == '$' {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 || b[0] >= '0' && b[0] <= '9' {
+		b = append([]byte("p_"), b...)
+	}
+	return string(b)
 }
 
 // undeclaredMeta reports each read of a metadata field that meta does not
