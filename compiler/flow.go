@@ -354,7 +354,7 @@ func (c *checker) checkExpr(st *stage, ei *exprItem, in *types.Type) *types.Type
 	}
 	exec := text
 	if ei.vc.params != nil {
-		exec = substituteParams(text, ei.vc.params)
+		exec = substituteParams(text, ei.vc.params, st.paramType)
 	}
 	st.exprs = append(st.exprs, &ir.Expr{Kind: ei.kind, Target: ei.target, Source: text, Exec: exec, Type: t, Span: exprSpan})
 	return t
@@ -470,9 +470,10 @@ func scanParams(src string, fn func(start, end int, name string)) {
 	}
 }
 
-// substituteParams replaces params.NAME by the literal value of NAME, so
-// the executor compiles a self-contained expression.
-func substituteParams(src string, params map[string]any) string {
+// substituteParams replaces params.NAME by the literal value of NAME, of
+// its type in ptype (the params record), so the executor compiles a
+// self-contained expression.
+func substituteParams(src string, params map[string]any, ptype *types.Type) string {
 	var b strings.Builder
 	last := 0
 	scanParams(src, func(start, end int, name string) {
@@ -480,20 +481,33 @@ func substituteParams(src string, params map[string]any) string {
 		if !ok {
 			return
 		}
+		var t *types.Type
+		if f := ptype.Field(name); f != nil {
+			t = f.Type
+		}
 		b.WriteString(src[last:start])
-		b.WriteString("(" + exprLiteral(v) + ")")
+		b.WriteString("(" + exprLiteral(v, t) + ")")
 		last = end
 	})
 	b.WriteString(src[last:])
 	return b.String()
 }
 
-// exprLiteral writes v as an expr-lang literal.
-func exprLiteral(v any) string {
+// exprLiteral writes v, a value of type t (nil: unknown), as an expr-lang
+// literal. A timestamp, held as its RFC 3339 text, becomes a call of
+// exprs.TimeFunc.
+func exprLiteral(v any, t *types.Type) string {
+	var elem *types.Type
+	if t != nil {
+		elem = t.Elem
+	}
 	switch v := v.(type) {
 	case nil:
 		return "nil"
 	case string:
+		if t != nil && t.Kind == types.Timestamp {
+			return exprs.TimeFunc + "(" + strconv.Quote(v) + ")"
+		}
 		return strconv.Quote(v)
 	case ir.Secret:
 		return strconv.Quote(string(v))
@@ -516,13 +530,17 @@ func exprLiteral(v any) string {
 	case []any:
 		parts := make([]string, len(v))
 		for i, x := range v {
-			parts[i] = exprLiteral(x)
+			parts[i] = exprLiteral(x, elem)
 		}
 		return "[" + strings.Join(parts, ", ") + "]"
 	case ir.Map:
 		parts := make([]string, len(v))
 		for i, e := range v {
-			parts[i] = strconv.Quote(e.Key) + ": " + exprLiteral(e.Value)
+			ft := elem
+			if f := t.Field(e.Key); f != nil {
+				ft = f.Type
+			}
+			parts[i] = strconv.Quote(e.Key) + ": " + exprLiteral(e.Value, ft)
 		}
 		return "{" + strings.Join(parts, ", ") + "}"
 	}

@@ -54,6 +54,7 @@ func Compile(src string, ctx Context, opts Options) (p *Program, err error) {
 	eo := []expr.Option{expr.Env(runtimeEnv(ctx))}
 	eo = append(eo, fn.Options(opts.Now)...)
 	eo = append(eo, expr.Function(fetchName, fetch, new(func(any, string) any)), expr.Patch(fetchPatch{}))
+	eo = append(eo, expr.Function(TimeFunc, parseTime, new(func(string) time.Time)))
 	prog, err := expr.Compile(src, eo...)
 	if err != nil {
 		is := issuesOf(src, err, nil, ctx)
@@ -303,6 +304,16 @@ func runtimeType(t *types.Type) exprtypes.Type {
 		return m
 	}
 	return exprtypes.Any
+}
+
+// TimeFunc is the internal function that turns an RFC 3339 text into a
+// timestamp: the compiler writes a def's timestamp parameter as a call of
+// it. Its "$" keeps it apart from the language's own names.
+const TimeFunc = "$time"
+
+func parseTime(args ...any) (any, error) {
+	s, _ := args[0].(string)
+	return time.Parse(time.RFC3339Nano, s)
 }
 
 // fetchName is the internal function that reads a field of a nested
