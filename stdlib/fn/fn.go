@@ -55,7 +55,7 @@ func IsNonDeterministic(name string) bool {
 
 // replaced lists the expr builtins that the library replaces; Options
 // disables them.
-var replaced = []string{"now"}
+var replaced = []string{"now", "string"}
 
 // def is a registry entry: documentation, implementation and the typed
 // signatures the checker matches calls against.
@@ -165,7 +165,10 @@ var registry = []def{
 		implToFloat, []any{new(func(any) float64)}},
 	{Func{Name: "to_string", Signature: "to_string(v: any) -> string",
 		Doc: "v as a string: timestamps in RFC 3339, bytes as UTF-8, lists and records as JSON"},
-		implToString, []any{new(func(any) string)}},
+		implToString("to_string"), []any{new(func(any) string)}},
+	{Func{Name: "string", Signature: "string(v: any) -> string",
+		Doc: "the same as to_string (replaces expr's builtin)"},
+		implToString("string"), []any{new(func(any) string)}},
 	{Func{Name: "to_bool", Signature: "to_bool(v: any) -> bool",
 		Doc: "v as a bool: bools, \"true\"/\"false\"/\"1\"/\"0\" and the numbers 0 and 1 convert; anything else is an error"},
 		implToBool, []any{new(func(any) bool)}},

@@ -516,8 +516,14 @@ var implToFloat = stateless(func(args ...any) (any, error) {
 	return nil, fmt.Errorf("to_float: cannot convert %s to float", TypeName(v))
 })
 
-var implToString = stateless(func(args ...any) (any, error) {
-	if err := arity("to_string", args, 1, 1); err != nil {
+// implToString is to_string, and string, which replaces expr's builtin
+// (Go's %v: "<nil>" for null, Go syntax for records and times).
+func implToString(name string) impl {
+	return stateless(func(args ...any) (any, error) { return toString(name, args) })
+}
+
+func toString(name string, args []any) (any, error) {
+	if err := arity(name, args, 1, 1); err != nil {
 		return nil, err
 	}
 	v := args[0]
@@ -526,7 +532,7 @@ var implToString = stateless(func(args ...any) (any, error) {
 	}
 	switch x := v.(type) {
 	case nil:
-		return nil, fmt.Errorf("to_string: cannot convert null to string")
+		return nil, fmt.Errorf("%s: cannot convert null to string", name)
 	case string:
 		return x, nil
 	case float64:
@@ -544,10 +550,10 @@ var implToString = stateless(func(args ...any) (any, error) {
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
-		return nil, fmt.Errorf("to_string: cannot convert %s to string: %v", TypeName(v), err)
+		return nil, fmt.Errorf("%s: cannot convert %s to string: %v", name, TypeName(v), err)
 	}
 	return string(b), nil
-})
+}
 
 var implToBool = stateless(func(args ...any) (any, error) {
 	if err := arity("to_bool", args, 1, 1); err != nil {
