@@ -44,15 +44,16 @@ func (c *checker) flowTypes(topo []*stage) {
 		case st.kind == stdlib.SourceKind:
 			c.sourceType(st)
 		case st.component == "filter":
+			// The wheres run in order until one fails: each sees what
+			// the earlier ones prove.
 			st.out = st.in
 			for _, w := range st.wheres {
-				c.checkExpr(st, w, st.in)
+				c.checkExpr(st, w, st.out)
+				st.out = narrow(st.out, exprs.NonNull(w.e.Text, true))
 			}
 		case st.component == "route":
 			st.out = st.in
-			for _, cs := range st.cases {
-				c.checkExpr(st, cs, st.in)
-			}
+			st.portOut = c.routeTypes(st)
 		case st.component == "map":
 			c.mapType(st)
 		case st.kind == stdlib.SinkKind:
@@ -128,6 +129,38 @@ func (st *stage) metaDetail() string {
 	return strings.Join(parts, "; ")
 }
 
+// routeTypes checks the cases of route st and returns the type of the
+// records on each port: the input narrowed by what the port's case proves
+// when it holds and, with mode = first, what every earlier case proves by
+// failing (it runs only then, so its expression sees that too); the else
+// port gets what every case proves by failing.
+func (c *checker) routeTypes(st *stage) map[string]*types.Type {
+	out := map[string]*types.Type{}
+	var failed []string // proven when every case so far fails
+	for _, cs := range st.cases {
+		in := st.in
+		if st.mode != "all" {
+			in = narrow(st.in, failed)
+		}
+		c.checkExpr(st, cs, in)
+		out[cs.target] = narrow(in, exprs.NonNull(cs.e.Text, true))
+		failed = append(failed, exprs.NonNull(cs.e.Text, false)...)
+	}
+	if st.elsePort != "" {
+		out[st.elsePort] = narrow(st.in, failed)
+	}
+	return out
+}
+
+// outType is the type of the records st sends on port ("" for its only
+// output).
+func (st *stage) outType(port string) *types.Type {
+	if t, ok := st.portOut[port]; ok {
+		return t
+	}
+	return st.out
+}
+
 func (c *checker) inputType(st *stage, in []*edge) {
 	if st.kind == stdlib.SourceKind || len(in) == 0 {
 		st.in, st.typed = nil, st.kind == stdlib.SourceKind
@@ -138,13 +171,17 @@ func (c *checker) inputType(st *stage, in []*edge) {
 	var firstFrom string
 	for i, e := range in {
 		from := c.stages[e.from]
-		t := from.out
+		t := from.outType(e.port)
 		if !from.typed || t == nil {
 			st.typed = false
 			continue
 		}
 		if i == 0 || first == nil {
 			first, firstFrom = t, e.from
+			continue
+		}
+		if w := widen(first, t); w != nil {
+			first = w
 			continue
 		}
 		if !types.Equal(first, t) {

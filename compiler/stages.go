@@ -57,8 +57,11 @@ type stage struct {
 	exprs []*ir.Expr
 	in    *types.Type
 	out   *types.Type
-	typed bool // input type known (or a source)
-	ok    bool // component resolved
+	// portOut holds a route's output type by port, each narrowed by its
+	// case (see routeTypes).
+	portOut map[string]*types.Type
+	typed   bool // input type known (or a source)
+	ok      bool // component resolved
 	// metaFrom is where the stage's records come from, for the metadata
 	// they carry; meta is the type of meta its expressions see.
 	metaFrom []metaOrigin

@@ -94,6 +94,12 @@ const (
 	// records come from does not set (its spec does not declare it).
 	//   source s: stdin {}  ...  topic := meta.topic
 	UndeclaredMeta Code = 115
+	// NullableValue: a value that may be null (an optional field, a ?.
+	// chain, nil) used where null fails: an operand, a function argument,
+	// the base of a field access, a condition; unless narrowed by a check
+	// (x != nil && …), defaulted (x ?? d) or taken by a filter or route case.
+	//   where upper(note) == "X"    (note: string?)
+	NullableValue Code = 116
 )
 
 // Graph and plan (2xx).
@@ -177,8 +183,9 @@ const (
 	FieldRetyped Code = 440
 	// ShadowsBuiltin: a field named like an expression builtin (len, now).
 	ShadowsBuiltin Code = 441
-	// OptionalUnchecked: an optional field used without ??, ?. or a nil check.
-	OptionalUnchecked Code = 450
+	// Retired: the lint optional-unchecked, replaced by the error
+	// NullableValue (PIPE116).
+	_ Code = 450
 	// AnyResult: an expression whose type is unknown; annotate it.
 	AnyResult Code = 451
 	// UntypedSource: a source without a schema: nothing downstream is type-checked.
@@ -227,6 +234,7 @@ var codeInfo = map[Code]codeDoc{
 	UnknownFunction:     {"unknown-function", "call of an unknown function"},
 	DivisionByZero:      {"division-by-zero", "division by a constant zero"},
 	UndeclaredMeta:      {"undeclared-meta", "a meta field a source upstream does not set"},
+	NullableValue:       {"nullable-value", "a value that may be null used where null fails"},
 	Cycle:               {"cycle", "the flow graph has a cycle"},
 	BadEdge:             {"bad-edge", "an impossible flow edge"},
 	DeadLetterNotSink:   {"dead-letter-not-sink", "dead_letter target is not a sink"},
@@ -255,7 +263,6 @@ var codeInfo = map[Code]codeDoc{
 	RetryWithoutThen:    {"retry-without-then", "retry without then fails when retries run out"},
 	FieldRetyped:        {"field-retyped", ":= gives a field a new type"},
 	ShadowsBuiltin:      {"shadows-builtin", "field named like an expression builtin"},
-	OptionalUnchecked:   {"optional-unchecked", "optional field used without nil check"},
 	AnyResult:           {"any-result", "expression of unknown type"},
 	UntypedSource:       {"untyped-source", "source without schema"},
 	NonDeterministic:    {"non-deterministic", "now()/random in filter or route"},

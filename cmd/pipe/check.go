@@ -118,7 +118,7 @@ func cmdLint(e *env, args []string) int {
 		"Check .pipe files and report lint warnings (PIPE4xx) besides errors.\n"+
 			"Warnings do not fail the run unless denied with --deny.")
 	format := fs.String("format", "text", "diagnostics format: text, json or github")
-	denyList := fs.StringSlice("deny", nil, "lint codes that fail the run (PIPE430,PIPE450) or \"all\"")
+	denyList := fs.StringSlice("deny", nil, "lint codes that fail the run (PIPE430,PIPE410) or \"all\"")
 	requireTests := fs.Bool("require-tests", false, "also report every source and sink no inline test covers (PIPE480)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code

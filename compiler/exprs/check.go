@@ -25,8 +25,8 @@ import (
 )
 
 // Check type-checks src in ctx. It returns the inferred result and the
-// issues found: errors (PIPE001, PIPE104 to PIPE107, PIPE113) and the lint
-// warning PIPE450 (optional used unchecked). Offsets are byte offsets into
+// issues found: errors (PIPE001, PIPE104 to PIPE107, PIPE113 to PIPE116,
+// PIPE308). Offsets are byte offsets into
 // src. Lints that need the stage's context are left to the caller, which
 // reads them from the result: PIPE420 from Const, PIPE453 from UsesNow and
 // PIPE451 (an unannotated := of type any) from Type.
@@ -76,9 +76,20 @@ func (c *Checker) Check(src string, ctx Context) (res Result, issues []Issue) {
 	predicate := ctx.Kind == plan.WhereExpr || ctx.Kind == plan.CaseExpr
 	ce := c.envFor(ctx, predicate)
 	env := ce.env
-	tree, issues, err := checkTree(src, ce.cfg)
+	var nulls []Issue
+	tree, issues, err := checkTree(src, ce.cfg, func(root ast.Node) {
+		if ctx.Input != nil {
+			nulls = nullIssues(src, root, env)
+		}
+	})
 	if err != nil {
-		return res, issuesOf(src, err, env, ctx)
+		issues := issuesOf(src, err, env, ctx)
+		for i, is := range issues {
+			if msg, ok := callMismatch(src, is, ce.cfg, env); ok && is.Code == lang.ExprTypeError {
+				issues[i].Message = msg
+			}
+		}
+		return res, issues
 	}
 	root := tree.Node
 	if ctx.Input == nil {
@@ -112,9 +123,7 @@ func (c *Checker) Check(src string, ctx Context) (res Result, issues []Issue) {
 			res.Type = ctx.Want
 		}
 	}
-	if ctx.Input != nil {
-		issues = append(issues, optionalIssues(src, root, ctx, env)...)
-	}
+	issues = append(issues, nulls...)
 	if env.hasMeta {
 		issues = append(issues, undeclaredMeta(src, root, ctx.Meta)...)
 	}
@@ -305,10 +314,12 @@ func typeKey(b []byte, t *types.Type, named bool) []byte {
 
 // checkTree is the checking half of expr.Compile with a prepared
 // configuration: parse, type-check and optimise, leaving out the bytecode,
-// which only a constant predicate needs (see constantBool). Divisions by
-// a constant zero (PIPE114) are returned as issues and leave the tree
-// unoptimised: folding would hide them. A panic becomes an error.
-func checkTree(src string, cfg *conf.Config) (tree *parser.Tree, issues []Issue, err error) {
+// which only a constant predicate needs (see constantBool). checked sees
+// the checked tree before optimisation, whose folding changes its shape
+// (b && true becomes b). Divisions by a constant zero (PIPE114) are
+// returned as issues and leave the tree unoptimised: folding would hide
+// them. A panic becomes an error.
+func checkTree(src string, cfg *conf.Config, checked func(ast.Node)) (tree *parser.Tree, issues []Issue, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			tree, issues, err = nil, nil, fmt.Errorf("%v", r)
@@ -318,6 +329,7 @@ func checkTree(src string, cfg *conf.Config) (tree *parser.Tree, issues []Issue,
 	if err != nil {
 		return nil, nil, err
 	}
+	checked(tree.Node)
 	if issues = zeroDivisors(src, tree.Node); len(issues) > 0 {
 		return tree, issues, nil
 	}
@@ -690,10 +702,4 @@ func constantBool(tree *parser.Tree, cfg *conf.Config, env *typedEnv) (val, ok b
 	}
 	b, isBool := out.(bool)
 	return b, isBool
-}
-
-// isOptionalNode reports whether a checked node has an optional type.
-func isOptionalNode(n ast.Node) bool {
-	t := n.Type()
-	return t != nil && t.Kind() == reflect.Pointer
 }
