@@ -363,6 +363,7 @@ func (c *checker) checkExpr(st *stage, ei *exprItem, in *types.Type) *types.Type
 		}
 		c.add(d, ei.vc.rel)
 	}
+	st.mayFail = st.mayFail || failed || !res.CannotFail
 	t := res.Type
 	exprSpan := u.lines.Span(start, start+len(text))
 	switch ei.kind {
@@ -375,7 +376,7 @@ func (c *checker) checkExpr(st *stage, ei *exprItem, in *types.Type) *types.Type
 			c.lint(st, lang.ConstantPredicate, exprSpan, ei.vc.rel, "%s is always %t", what, *res.Const)
 		}
 		if res.UsesNow {
-			c.lint(st, lang.NonDeterministic, exprSpan, ei.vc.rel, "now() or a random function in a %s: replays may route records differently", st.component)
+			c.lint(st, lang.NonDeterministic, u.lines.Span(start+res.NowStart, start+res.NowEnd), ei.vc.rel, "now() or a random function in a %s: replays may route records differently", st.component)
 		}
 	case ir.AssignExpr, ir.AttrExpr:
 		if in != nil && ei.want == nil && !failed && (t == nil || t.Kind == types.Any) {

@@ -61,6 +61,8 @@ type stage struct {
 	// case (see routeTypes).
 	portOut map[string]*types.Type
 	typed   bool // input type known (or a source)
+	// mayFail: one of the stage's expressions may fail on a record.
+	mayFail bool
 	ok      bool // component resolved
 	// metaFrom is where the stage's records come from, for the metadata
 	// they carry; meta is the type of meta its expressions see.

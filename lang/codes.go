@@ -179,6 +179,15 @@ const (
 	SkipWithoutDLQ Code = 430
 	// RetryWithoutThen: retry(...) without then = ... fails the pipeline when retries run out.
 	RetryWithoutThen Code = 432
+	// DeadLetterDiscards: a dead_letter(...) target that drops what it
+	// receives (a discard sink): failed records are lost silently.
+	//   on_error = dead_letter(devnull)   (sink devnull: discard {})
+	DeadLetterDiscards Code = 433
+	// PolicyNeverFires: an on_error policy on a stage that never fails a
+	// record: a filter, map or route whose expressions cannot fail, or a
+	// component that fails no record alone (generate, discard).
+	//   transform f: filter { where amount > 0  on_error = skip }
+	PolicyNeverFires Code = 434
 	// FieldRetyped: a := gives an existing field a new type.
 	FieldRetyped Code = 440
 	// ShadowsBuiltin: a field named like an expression builtin (len, now).
@@ -261,6 +270,8 @@ var codeInfo = map[Code]codeDoc{
 	DuplicateCase:       {"duplicate-case", "two route cases with the same condition"},
 	SkipWithoutDLQ:      {"skip-without-dlq", "on_error = skip loses records silently"},
 	RetryWithoutThen:    {"retry-without-then", "retry without then fails when retries run out"},
+	DeadLetterDiscards:  {"dead-letter-discards", "dead-letter sink that drops what it receives"},
+	PolicyNeverFires:    {"policy-never-fires", "on_error on a stage that never fails a record"},
 	FieldRetyped:        {"field-retyped", ":= gives a field a new type"},
 	ShadowsBuiltin:      {"shadows-builtin", "field named like an expression builtin"},
 	AnyResult:           {"any-result", "expression of unknown type"},

@@ -80,6 +80,7 @@ func (c *Checker) Check(src string, ctx Context) (res Result, issues []Issue) {
 	tree, issues, err := checkTree(src, ce.cfg, func(root ast.Node) {
 		if ctx.Input != nil {
 			nulls = nullIssues(src, root, env)
+			res.CannotFail = cannotFail(root)
 		}
 	})
 	if err != nil {
@@ -100,7 +101,10 @@ func (c *Checker) Check(src string, ctx Context) (res Result, issues []Issue) {
 	}
 	t := env.inferType(root)
 	res.Type = t
-	res.UsesNow = usesNow(root, env)
+	if call := nowCall(root, env); call != nil {
+		res.UsesNow = true
+		res.NowStart, res.NowEnd = nodeSpan(src, call)
+	}
 
 	if predicate {
 		if t.Kind != types.Any && (t.Kind != types.Bool || t.Optional) {
@@ -654,16 +658,19 @@ func unify(a, b *types.Type) *types.Type {
 	return nil
 }
 
-// usesNow reports whether the tree calls a non-deterministic function.
-func usesNow(root ast.Node, env *typedEnv) bool {
-	found := false
+// nowCall returns the first call of a non-deterministic function in the
+// tree, or nil.
+func nowCall(root ast.Node, env *typedEnv) ast.Node {
+	var found ast.Node
 	ast.Walk(&root, visitFunc(func(n *ast.Node) {
 		c, ok := (*n).(*ast.CallNode)
 		if !ok {
 			return
 		}
 		if id, ok := c.Callee.(*ast.IdentifierNode); ok && fn.IsNonDeterministic(id.Value) && env.input.Field(id.Value) == nil {
-			found = true
+			if found == nil || c.Location().From < found.Location().From {
+				found = c
+			}
 		}
 	}))
 	return found
@@ -688,7 +695,7 @@ func constantBool(tree *parser.Tree, cfg *conf.Config, env *typedEnv) (val, ok b
 			}
 		}
 	}))
-	if !constant || usesNow(root, env) {
+	if !constant || nowCall(root, env) != nil {
 		return false, false
 	}
 	defer func() { _ = recover() }()

@@ -32,6 +32,8 @@ var GenerateSpec = &stdlib.Spec{
 	},
 	Bounded: false,
 	Meta:    []stdlib.MetaField{stdlib.MetaOffset},
+	// A template is checked when the stage starts: no record fails alone.
+	NoRecordErrors: true,
 	Output:  generateOutput,
 	Check:   generateCheck,
 	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {
