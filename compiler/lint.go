@@ -50,6 +50,9 @@ func (c *checker) graphLints() {
 	}
 	for _, st := range c.order {
 		if !c.inFlow[st.name] && !dlq[st.name] {
+			if st.kind != stdlib.SourceKind {
+				continue // no input: PIPE205
+			}
 			c.lint(st, lang.StageNotInFlow, st.span, nil, "%s %q is not used in any flow", st.kind, st.name).
 				Detail = fmt.Sprintf("wire it with a flow line such as ... -> %s", st.name)
 			continue

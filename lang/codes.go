@@ -116,9 +116,12 @@ const (
 	// DeliveryUnsupported: a sink cannot honour the requested delivery guarantee.
 	//   sink s: stdout { delivery = exactly_once }
 	DeliveryUnsupported Code = 204
-	// NoInput: a transform or sink with no input edge when one is required.
+	// NoInput: a transform or sink with no input edge, in a flow or not.
+	//   sink spare: stdout {}    (in no flow)
 	NoInput Code = 205
-	// NoSource: a pipeline with no source or no sink.
+	// NoSource: a pipeline with no source or no sink; a file with no stages
+	// that is not a library (or a library given to pipe run).
+	//   (an empty file)
 	NoSource Code = 206
 )
 
@@ -157,7 +160,7 @@ const (
 // Lints (4xx): warnings; `pipe lint --deny` makes them failures and
 // `lint.allow = [...]` on a stage silences them there.
 const (
-	// StageNotInFlow: a stage that no flow line uses.
+	// StageNotInFlow: a source that no flow line uses.
 	StageNotInFlow Code = 401
 	// DeadEnd: a source or transform whose output goes nowhere.
 	DeadEnd Code = 402
