@@ -61,6 +61,7 @@ func (c *checker) flowTypes(topo []*stage) {
 			for _, ae := range st.attrExpr {
 				c.checkExpr(st, ae, st.in)
 			}
+			c.checkPartitionBy(st)
 			c.sinkChecks(st)
 		case st.spec.Result != nil:
 			c.transformResult(st)
@@ -396,6 +397,28 @@ func (c *checker) checkExpr(st *stage, ei *exprItem, in *types.Type) *types.Type
 	}
 	st.exprs = append(st.exprs, &ir.Expr{Kind: ei.kind, Target: ei.target, Source: text, Exec: exec, Type: t, Span: exprSpan})
 	return t
+}
+
+// checkPartitionBy checks a sink's partition_by, an expression the
+// executor evaluates per record (a field name, usually), against the
+// sink's input; its errors are reported at the attribute's value.
+func (c *checker) checkPartitionBy(st *stage) {
+	fa := st.flatSeen["partition_by"]
+	if fa == nil || st.partitionBy == "" || st.partitionBy == "partition" {
+		return
+	}
+	in := st.in
+	if !st.typed {
+		in = nil
+	}
+	_, issues := c.exprs.Check(st.partitionBy, exprs.Context{Kind: plan.AttrExpr, Input: in, Meta: st.meta})
+	for _, is := range issues {
+		if is.Severity == lang.Error {
+			d := lang.Errorf(is.Code, fa.span, "partition_by %q: %s", st.partitionBy, is.Message)
+			d.Detail = is.Detail
+			c.add(d, fa.rel())
+		}
+	}
 }
 
 func (c *checker) sinkChecks(st *stage) {
