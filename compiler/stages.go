@@ -189,8 +189,8 @@ func (c *checker) resolveComponent(st *stage) {
 			return
 		}
 		st.def, st.defName = di, name
-		at := u.lines.Pos(st.declSpan.Start.Offset)
-		st.instRel = []lang.Related{{Span: st.compSpan, Message: fmt.Sprintf("instantiated at %s:%d", u.name, at.Line)}}
+		// The related span says where; the file's path is not repeated.
+		st.instRel = []lang.Related{{Span: st.compSpan, Message: fmt.Sprintf("instantiated by %s %q", st.kind, st.name)}}
 		c.bindArgs(st, di, ref)
 		dvc := valCtx{u: di.u, rel: st.instRel, params: st.params, def: di}
 		for _, b := range di.decl.Items {

@@ -455,7 +455,7 @@ func issuesOf(src string, err error, env *typedEnv, ctx Context) []Issue {
 		if calledNames(src)[name] {
 			is.Code = lang.UnknownFunction
 			is.Message = fmt.Sprintf("unknown function %q", name)
-			if s := didYouMean(name, functionNames()); s != "" {
+			if s := functionLike(name); s != "" {
 				is.Detail = fmt.Sprintf("did you mean %q?", s)
 			}
 			return []Issue{is}
@@ -572,12 +572,33 @@ func unknownCalls(src string) []Issue {
 		start, end := byteSpan(src, loc.From, loc.To)
 		is := Issue{Start: start, End: end, Code: lang.UnknownFunction, Severity: lang.Error,
 			Message: fmt.Sprintf("unknown function %q", id.Value)}
-		if s := didYouMean(id.Value, functionNames()); s != "" {
+		if s := functionLike(id.Value); s != "" {
 			is.Detail = fmt.Sprintf("did you mean %q?", s)
 		}
 		out = append(out, is)
 	}))
 	return out
+}
+
+// functionLike returns the function a call of an unknown name most likely
+// meant: one spelt alike, one that differs only in case and underscores
+// (toUpper, parseTime for parse_time), or the longest one its name
+// contains (uppercase, to_upper: upper; strlen: len).
+func functionLike(name string) string {
+	if s := didYouMean(name, functionNames()); s != "" {
+		return s
+	}
+	norm := func(s string) string { return strings.ReplaceAll(strings.ToLower(s), "_", "") }
+	n, best := norm(name), ""
+	for _, f := range functionNames() {
+		switch nf := norm(f); {
+		case nf == n:
+			return f
+		case len(nf) >= 3 && strings.Contains(n, nf) && len(f) > len(best):
+			best = f
+		}
+	}
+	return best
 }
 
 // functionNames lists every callable name: expr builtins and the library.

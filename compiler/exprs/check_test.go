@@ -111,6 +111,13 @@ func TestCheckIssues(t *testing.T) {
 			`PIPE104@0:6[error] params is only defined inside a def`},
 		{`amount.cents`, plan.AssignExpr, `PIPE105@7:12[error] cannot read field "cents" of float`},
 		{`customer.id.foo()`, plan.AssignExpr, `PIPE113@12:15[error] unknown method "foo" of string`},
+		// Unknown functions: a name spelt alike, alike but for case and
+		// underscores, or containing a function's name.
+		{`uper(id)`, plan.AssignExpr, `PIPE113@0:4[error] unknown function "uper" (did you mean "upper"?)`},
+		{`toUpper(id)`, plan.AssignExpr, `PIPE113@0:7[error] unknown function "toUpper" (did you mean "upper"?)`},
+		{`uppercase(id)`, plan.AssignExpr, `PIPE113@0:9[error] unknown function "uppercase" (did you mean "upper"?)`},
+		{`parseTime(id)`, plan.AssignExpr, `PIPE113@0:9[error] unknown function "parseTime" (did you mean "parse_time"?)`},
+		{`frobnicate(id)`, plan.AssignExpr, `PIPE113@0:10[error] unknown function "frobnicate"`},
 		// Multi-line: byte offsets count the newline and the indentation.
 		{"amount > 1 &&\n    customer.vipp", plan.WhereExpr,
 			`PIPE104@27:31[error] unknown field "vipp" in Customer (did you mean "vip"?)`},
