@@ -2,6 +2,7 @@ package compiler
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -840,11 +841,25 @@ func (c *checker) policy(st *stage, v *ast.Value, vc valCtx, depth int) (*ir.Err
 // builtinTransforms are the transforms whose semantics the compiler itself
 // implements; a registry that does not describe them gets these specs.
 var builtinTransforms = map[string]*stdlib.Spec{
-	"filter": {Kind: stdlib.TransformKind, Name: "filter", Summary: "keep the records every where predicate accepts"},
-	"map":    {Kind: stdlib.TransformKind, Name: "map", Summary: "reshape records: keep, drop and := fields"},
-	"route": {Kind: stdlib.TransformKind, Name: "route", Summary: "send records to ports by case predicates",
-		Params: []stdlib.Param{{Name: "mode", Type: stdlib.Enum("first", "all"), Default: "first",
+	"filter": {Kind: stdlib.TransformKind, Name: "filter",
+		Summary: "keeps the records every where predicate accepts; body: where EXPR, one or more"},
+	"map": {Kind: stdlib.TransformKind, Name: "map",
+		Summary: "reshapes records; body: keep a, b; drop a, b; field [: type] := EXPR"},
+	"route": {Kind: stdlib.TransformKind, Name: "route",
+		Summary: "sends records to ports by case predicates; body: case PORT when EXPR; else PORT",
+		Params: []stdlib.Param{{Name: "mode", Type: stdlib.Enum("first", "all"), Default: stdlib.Ident("first"),
 			Doc: "first: the first matching case only; all: every matching case"}}},
+}
+
+// BuiltinTransforms returns the specs of the transforms the compiler
+// implements itself (filter, map, route), sorted by name: they are in no
+// registry, but are components all the same (pipe connectors lists them).
+func BuiltinTransforms() []*stdlib.Spec {
+	out := make([]*stdlib.Spec, 0, len(builtinTransforms))
+	for _, name := range slices.Sorted(maps.Keys(builtinTransforms)) {
+		out = append(out, builtinTransforms[name])
+	}
+	return out
 }
 
 // mapFromBlock reads a map attribute written as a block, name { k = v ... }:
