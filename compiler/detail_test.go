@@ -222,3 +222,20 @@ func TestDefParamSubstitution(t *testing.T) {
 		t.Errorf("expr %+v", e)
 	}
 }
+
+// TestMissingAttributeDetail: a missing attribute's detail gives its type
+// and the first clause of its documentation, not all of it.
+func TestMissingAttributeDetail(t *testing.T) {
+	spec := &stdlib.Spec{Kind: stdlib.SourceKind, Name: "tmpl", Params: []stdlib.Param{{
+		Name: "fields", Type: stdlib.MapOf(stdlib.AnyValue), Required: true,
+		Doc: "the record template { field = generator, ... }; generators: seq(), pick(list). Literals are constant",
+	}}}
+	cfg := &Config{Registry: stdlib.NewRegistry(spec, &stdlib.Spec{Kind: stdlib.SinkKind, Name: "out"})}
+	d := find(compileSrc(t, cfg, "source s: tmpl {}"+okTail), lang.MissingAttribute)
+	if d == nil {
+		t.Fatal("no PIPE304")
+	}
+	if want := "fields: map<string, any> — the record template { field = generator, ... } (pipe connectors tmpl says more)"; d.Detail != want {
+		t.Errorf("detail = %q, want %q", d.Detail, want)
+	}
+}
