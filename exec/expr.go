@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -13,6 +14,7 @@ import (
 	"pipe.dev/pipe/compiler/plan"
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/fn"
 )
 
 // program is one compiled per-record expression of a stage. Programs are
@@ -21,6 +23,7 @@ type program struct {
 	prog   *exprs.Program
 	src    string
 	line   int // line of the expression's start
+	col    int // column (in runes) of the expression's start
 	file   string
 	target string
 	path   []string // target split at dots
@@ -59,7 +62,7 @@ func compileExpr(st *plan.Stage, e *plan.Expr, now func() time.Time) (*program, 
 		return nil, fmt.Errorf("%s: expression %q reads params, which a plan does not carry", at, e.Source)
 	}
 	prog := &program{
-		prog: p, src: e.Source, file: e.Span.File, line: e.Span.Start.Line,
+		prog: p, src: e.Source, file: e.Span.File, line: e.Span.Start.Line, col: e.Span.Start.Column,
 		target: e.Target, path: splitPath(e.Target), at: at, want: e.Type,
 	}
 	if !p.UsesMeta() {
@@ -170,7 +173,7 @@ func (p *program) test(m *vm.VM, r *stdlib.Record) (bool, error) {
 	}
 	b, ok := v.(bool)
 	if !ok {
-		return false, fmt.Errorf("condition is %T, want bool", v)
+		return false, fmt.Errorf("condition is %s, want bool", fn.TypeName(v))
 	}
 	return b, nil
 }
@@ -240,12 +243,20 @@ func (p *program) eval(m *vm.VM, r *stdlib.Record) (any, error) {
 	return v, nil
 }
 
-// runError places an evaluation error: its position in the file when the
-// expression's error carries one.
+// runError places an evaluation error: at file:line:col of the part of
+// the expression that failed, when the error says which.
 func (p *program) runError(err error) error {
 	if re, ok := err.(*exprs.RunError); ok && re.End > re.Start && re.Start <= len(p.src) {
-		line := p.line + strings.Count(p.src[:re.Start], "\n")
-		return &exprError{at: atSpan(p.file, line), err: err}
+		before := p.src[:re.Start]
+		line, col := p.line+strings.Count(before, "\n"), p.col+utf8.RuneCountInString(before)
+		if i := strings.LastIndexByte(before, '\n'); i >= 0 {
+			col = 1 + utf8.RuneCountInString(before[i+1:])
+		}
+		at := atSpan(p.file, line)
+		if p.col > 0 {
+			at = fmt.Sprintf("%s:%d", at, col)
+		}
+		return &exprError{at: at, err: err}
 	}
 	return err
 }

@@ -362,16 +362,69 @@ func nodeSpan(src string, n ast.Node) (int, int) {
 		from, to = min(from, loc.From), max(to, loc.To)
 	}))
 	start, end := byteSpan(src, from, to)
-	switch n.(type) {
-	case *ast.CallNode, *ast.BuiltinNode:
-		end = closingParen(src, start, end)
+	start, end = balanced(src, start, end)
+	switch x := n.(type) {
+	case *ast.CallNode:
+		if id, ok := x.Callee.(*ast.IdentifierNode); ok && id.Value != fetchName {
+			end = closingParen(src, start, start+len(id.Value), end)
+		}
+	case *ast.BuiltinNode:
+		end = closingParen(src, start, start+len(x.Name), end)
+	case *ast.MemberNode:
+		if _, name := x.Property.(*ast.StringNode); !name {
+			// An index: its closing bracket too.
+			if i := len(src) - len(strings.TrimLeft(src[end:], " \t\n\"'")); i < len(src) && src[i] == ']' {
+				end = i + 1
+			}
+		}
+	}
+	return start, end
+}
+
+// balanced widens src[start:end] over the parentheses it opens or closes
+// without their partner ((a + b) * c spans from a: its "(" is taken in).
+func balanced(src string, start, end int) (int, int) {
+	depth, low := 0, 0
+	for i := start; i < end; i++ {
+		switch src[i] {
+		case '"', '\'', '`':
+			q := src[i]
+			for i++; i < end && src[i] != q; i++ {
+				if src[i] == '\\' && q != '`' {
+					i++
+				}
+			}
+		case '(':
+			depth++
+		case ')':
+			depth--
+			low = min(low, depth)
+		}
+	}
+	for ; low < 0 && start > 0; start-- {
+		if c := src[start-1]; c == '(' {
+			low++
+			depth++
+		} else if c != ' ' && c != '\t' && c != '\n' {
+			break
+		}
+	}
+	for ; depth > 0 && end < len(src); end++ {
+		if c := src[end]; c == ')' {
+			depth--
+		} else if c != ' ' && c != '\t' && c != '\n' {
+			break
+		}
 	}
 	return start, end
 }
 
 // closingParen returns the offset after the parenthesis that closes the
-// first one opened in src[start:], when it lies at or after end.
-func closingParen(src string, start, end int) int {
+// call whose name is src[start:name], when it lies at or after end.
+func closingParen(src string, start, name, end int) int {
+	if name > len(src) || !strings.HasPrefix(strings.TrimLeft(src[name:], " \t\n"), "(") {
+		return end
+	}
 	depth := 0
 	for i := start; i < len(src); i++ {
 		switch ch := src[i]; ch {
@@ -389,10 +442,7 @@ func closingParen(src string, start, end int) int {
 		case ')', ']', '}':
 			depth--
 			if depth == 0 {
-				if i+1 >= end {
-					return i + 1
-				}
-				return end
+				return max(i+1, end)
 			}
 		}
 	}
