@@ -627,6 +627,13 @@ func (e *typedEnv) inferType(n ast.Node) *types.Type {
 			}
 		}
 	case *ast.ConditionalNode:
+		// A branch that fails the record gives no value: the other's type.
+		switch {
+		case e.fails(x.Exp1):
+			return e.inferType(x.Exp2)
+		case e.fails(x.Exp2):
+			return e.inferType(x.Exp1)
+		}
 		if u := unify(e.inferType(x.Exp1), e.inferType(x.Exp2)); u != nil {
 			return u
 		}
@@ -657,6 +664,9 @@ func (e *typedEnv) inferType(n ast.Node) *types.Type {
 	}
 	return e.pipeType(n.Type())
 }
+
+// fails reports whether n is a call of fail, which never returns a value.
+func (e *typedEnv) fails(n ast.Node) bool { return isFail(n) && e.input.Field("fail") == nil }
 
 // unify returns the common type of a and b, or nil.
 func unify(a, b *types.Type) *types.Type {

@@ -233,6 +233,10 @@ func TestCheckNullSafety(t *testing.T) {
 		{`note == "x" && upper(note) == "X"`, plan.WhereExpr, ``},
 		{`note in ["x", "y"] && upper(note) == "X"`, plan.WhereExpr, ``},
 		{`customer.tier != nil && customer.tier == "gold"`, plan.WhereExpr, ``},
+		// A check that fails the record otherwise narrows too.
+		{`(note != nil || fail("no note")) && upper(note) == "A"`, plan.WhereExpr, ``},
+		{`assert(risk != nil, "no risk") && risk > 0.5`, plan.WhereExpr, ``},
+		{`note != nil ? upper(note) : fail("no note")`, plan.AssignExpr, ``},
 		// A check proves nothing where it may not hold.
 		{`note != nil || note > "a"`, plan.WhereExpr, bad("15:19", "note", "string?", "operator >")},
 		{`note == nil && note > "a"`, plan.WhereExpr, bad("15:19", "note", "string?", "operator >")},

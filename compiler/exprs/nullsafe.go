@@ -273,6 +273,11 @@ func proven(n ast.Node, when bool) []string {
 		if x.Operator == "!" || x.Operator == "not" {
 			return proven(x.Node, !when)
 		}
+	case *ast.CallNode:
+		// assert(c, "...") is true only where c is.
+		if id, ok := x.Callee.(*ast.IdentifierNode); ok && id.Value == "assert" && len(x.Arguments) == 2 && when {
+			return proven(x.Arguments[0], true)
+		}
 	case *ast.BinaryNode:
 		switch x.Operator {
 		case "&&", "and":
@@ -280,8 +285,13 @@ func proven(n ast.Node, when bool) []string {
 				return append(proven(x.Left, true), proven(x.Right, true)...)
 			}
 		case "||", "or":
-			if !when {
+			switch {
+			case !when:
 				return append(proven(x.Left, false), proven(x.Right, false)...)
+			case isFail(x.Right): // a || fail("..."): a holds, or the record failed
+				return proven(x.Left, true)
+			case isFail(x.Left):
+				return proven(x.Right, true)
 			}
 		case "!=", "==":
 			eq := x.Operator == "=="
@@ -305,6 +315,16 @@ func proven(n ast.Node, when bool) []string {
 		}
 	}
 	return out
+}
+
+// isFail reports whether n is a call of fail, which never returns.
+func isFail(n ast.Node) bool {
+	c, ok := n.(*ast.CallNode)
+	if !ok {
+		return false
+	}
+	id, ok := c.Callee.(*ast.IdentifierNode)
+	return ok && id.Value == "fail"
 }
 
 // isLiteral reports whether n is a literal that is not null.

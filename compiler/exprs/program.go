@@ -168,6 +168,13 @@ func runError(prog *vm.Program, err error, env map[string]any) error {
 	}
 	src := prog.Source().String()
 	start, end := byteSpan(src, fe.From, fe.To)
+	if f := (*fn.Failure)(nil); errors.As(err, &f) {
+		// fail("...") or assert: the expression's own words, as they are.
+		if n := failingNode(prog.Node(), fe.From, src); n != nil {
+			start, end = nodeSpan(src, n)
+		}
+		return &RunError{Start: start, End: end, Message: f.Message, Err: f}
+	}
 	msg := runMessage(fe.Message)
 	if n := failingNode(prog.Node(), fe.From, src); n != nil {
 		start, end = nodeSpan(src, n)

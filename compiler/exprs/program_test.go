@@ -180,6 +180,9 @@ func TestRunErrors(t *testing.T) {
 		{`risk > 0.5`, "risk > 0.5: invalid operation: null > float (risk = null)", plan.WhereExpr},
 		{`to_int("x1")`, `to_int("x1"): cannot convert "x1" to int`, plan.AssignExpr},
 		{`status`, "predicate is string, not bool", plan.WhereExpr},
+		// fail and assert: the expression's own message, as it is.
+		{`amount < 100 || fail("amount " + string(amount) + " is too large")`, "amount 120.5 is too large", plan.WhereExpr},
+		{`assert(status == "NEW", "status must be NEW")`, "status must be NEW", plan.WhereExpr},
 		{`upper(risk) + status`, "upper(risk): got null, want string (risk = null)", plan.AssignExpr},
 		{`!risk`, "!risk: got null, want bool (risk = null)", plan.WhereExpr},
 		{`int(risk)`, "int(risk): got null (risk = null)", plan.AssignExpr},

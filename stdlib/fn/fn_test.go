@@ -85,6 +85,7 @@ func TestFunctions(t *testing.T) {
 		{`to_string(b)`, "abc"},
 		{`to_string(other)`, `{"id":"c2","vip":true}`},
 		{`string(t)`, "2024-06-01T10:00:00Z"},
+		{`assert(n > 40, "n must be over 40")`, true},
 		{`string(other)`, `{"id":"c2","vip":true}`},
 		{`string(n) + string(f)`, "422.5"},
 		{`to_bool("true")`, true},
@@ -124,6 +125,8 @@ func TestFunctionErrors(t *testing.T) {
 		{`to_float("x")`, `to_float: cannot convert "x" to float`},
 		{`to_string(null)`, "to_string: cannot convert null to string"},
 		{`string(null)`, "string: cannot convert null to string"},
+		{`fail("amount " + to_string(f) + " is negative")`, "amount 2.5 is negative"},
+		{`assert(n > 50, "n must be over 50")`, "n must be over 50"},
 		{`to_bool("maybe")`, `to_bool: cannot convert "maybe" to bool`},
 		{`to_bool(2)`, "to_bool: cannot convert 2 to bool (want 0 or 1)"},
 		{`flatten(card)`, "flatten: with one argument, want a list, got string (give a separator to flatten a record)"},
@@ -198,7 +201,7 @@ func TestRegistry(t *testing.T) {
 	}
 	for _, want := range []string{"mask", "hash", "sha256", "md5", "regex_match", "regex_replace", "substr",
 		"coalesce", "uuid", "now", "parse_time", "format_time", "unix", "from_unix", "to_int", "to_float",
-		"to_string", "to_bool", "flatten", "merge", "without", "random", "random_int"} {
+		"to_string", "to_bool", "flatten", "merge", "without", "random", "random_int", "fail", "assert"} {
 		if !seen[want] {
 			t.Errorf("function %q missing", want)
 		}

@@ -314,6 +314,40 @@ var implCoalesce = stateless(func(args ...any) (any, error) {
 	return nil, nil
 })
 
+// Failure is the error of fail and assert: a record failed on purpose,
+// with the expression's own message.
+type Failure struct{ Message string }
+
+func (f *Failure) Error() string { return f.Message }
+
+var implFail = stateless(func(args ...any) (any, error) {
+	if err := arity("fail", args, 1, 1); err != nil {
+		return nil, err
+	}
+	msg, err := argString("fail", args, 0)
+	if err != nil {
+		return nil, err
+	}
+	return nil, &Failure{Message: msg}
+})
+
+var implAssert = stateless(func(args ...any) (any, error) {
+	if err := arity("assert", args, 2, 2); err != nil {
+		return nil, err
+	}
+	ok, isBool := args[0].(bool)
+	msg, err := argString("assert", args, 1)
+	switch {
+	case err != nil:
+		return nil, err
+	case !isBool:
+		return nil, fmt.Errorf("assert: condition is %s, not bool", TypeName(args[0]))
+	case !ok:
+		return nil, &Failure{Message: msg}
+	}
+	return true, nil
+})
+
 var implUUID = stateless(func(args ...any) (any, error) {
 	if err := arity("uuid", args, 0, 0); err != nil {
 		return nil, err
