@@ -32,13 +32,14 @@ var GenerateSpec = &stdlib.Spec{
 	},
 	Bounded: false,
 	Meta:    []stdlib.MetaField{stdlib.MetaOffset},
-	// A template is checked when the stage starts: no record fails alone.
-	NoRecordErrors: true,
 	Output:  generateOutput,
 	Check:   generateCheck,
 	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {
 		return newGenerate(cfg)
 	},
+
+	// A template is checked when the stage starts: no record fails alone.
+	NoRecordErrors: true,
 }
 
 const generatorDoc = "the record template { field = generator or literal, ... }; record number n counts from 0 over all tasks. " +
