@@ -329,8 +329,9 @@ func (c *checker) checkExpr(st *stage, ei *exprItem, in *types.Type) *types.Type
 			ctx.Want = attrType
 		}
 	}
+	var defParams *types.Type
 	if ei.vc.params != nil {
-		ctx.Params = st.paramType
+		defParams = st.paramType
 		// Every declared parameter counts, bound or not: an argument
 		// error is reported at the use site, not as an unused parameter.
 		if ei.vc.def != nil && st.paramType != nil {
@@ -341,6 +342,8 @@ func (c *checker) checkExpr(st *stage, ei *exprItem, in *types.Type) *types.Type
 			}
 		}
 	}
+	ctx.Params = c.paramsType(defParams)
+	c.useParams(text, ei.vc.def)
 	res, issues := c.exprs.Check(text, ctx)
 	failed := false
 	for _, is := range issues {
@@ -504,16 +507,8 @@ func refersToParam(src, name string) bool {
 // scanParams calls fn for every params.NAME outside string literals.
 func scanParams(src string, fn func(start, end int, name string)) {
 	for i := 0; i < len(src); i++ {
-		ch := src[i]
-		if ch == '"' || ch == '\'' || ch == '`' {
-			j := i + 1
-			for j < len(src) && src[j] != ch {
-				if src[j] == '\\' && ch != '`' {
-					j++
-				}
-				j++
-			}
-			i = j
+		if ch := src[i]; ch == '"' || ch == '\'' || ch == '`' {
+			i = exprs.StringEnd(src, i)
 			continue
 		}
 		if !strings.HasPrefix(src[i:], "params.") || (i > 0 && (isIdentByte(src[i-1]) || src[i-1] == '.')) {

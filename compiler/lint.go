@@ -145,6 +145,7 @@ func (c *checker) policyNeverFires(st *stage) {
 // A file without stages is a library: its schemas and defs are what it
 // offers to importers, so only their parameters are checked.
 func (c *checker) unusedLints() {
+	c.unusedParamLints()
 	u := c.main
 	library := true
 	for _, it := range u.file.Items {

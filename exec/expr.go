@@ -29,6 +29,7 @@ type program struct {
 	path   []string // target split at dots
 	at     string   // file:line of the expression
 	want   *types.Type
+	params map[string]any // params.x, when the expression reads them
 
 	// Fast paths, decided from the expression's tree: a constant, a bare
 	// field, or a field compared with a number. Each falls back to the
@@ -51,19 +52,19 @@ const (
 )
 
 // compileExpr compiles e of stage st for evaluation against record maps.
-func compileExpr(st *plan.Stage, e *plan.Expr, now func() time.Time) (*program, error) {
+func compileExpr(st *plan.Stage, e *plan.Expr, now func() time.Time, params runParams) (*program, error) {
 	at := atSpan(e.Span.File, e.Span.Start.Line)
-	ctx := exprs.Context{Kind: e.Kind, Input: st.Input, Want: e.Type}
+	ctx := exprs.Context{Kind: e.Kind, Input: st.Input, Want: e.Type, Params: params.typ}
 	p, err := exprs.Compile(e.Source, ctx, exprs.Options{Now: now})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", at, err)
 	}
-	if p.UsesParams() {
-		return nil, fmt.Errorf("%s: expression %q reads params, which a plan does not carry", at, e.Source)
-	}
 	prog := &program{
 		prog: p, src: e.Source, file: e.Span.File, line: e.Span.Start.Line, col: e.Span.Start.Column,
 		target: e.Target, path: splitPath(e.Target), at: at, want: e.Type,
+	}
+	if p.UsesParams() {
+		prog.params = params.values
 	}
 	if !p.UsesMeta() {
 		prog.classify()
@@ -216,9 +217,9 @@ func (p *program) rowValue(row *stdlib.Row) (any, bool) {
 }
 
 // eval runs p against a record's value. A record value that is not a map is
-// seen as {value: v}, a Row as its map. When the expression reads meta, it sees a shallow
-// copy of the record with meta added (the record itself may be shared with
-// other stages' tasks and is never written to).
+// seen as {value: v}, a Row as its map. When the expression reads meta or
+// params, it sees a shallow copy of the record with them added (the record
+// itself may be shared with other stages' tasks and is never written to).
 func (p *program) eval(m *vm.VM, r *stdlib.Record) (any, error) {
 	env, ok := r.Value.(map[string]any)
 	if !ok {
@@ -228,12 +229,17 @@ func (p *program) eval(m *vm.VM, r *stdlib.Record) (any, error) {
 			env = map[string]any{"value": r.Value}
 		}
 	}
-	if p.prog.UsesMeta() {
-		c := make(map[string]any, len(env)+1)
+	if p.prog.UsesMeta() || p.params != nil {
+		c := make(map[string]any, len(env)+2)
 		for k, v := range env {
 			c[k] = v
 		}
-		c["meta"] = stdlib.Meta(r)
+		if p.prog.UsesMeta() {
+			c["meta"] = stdlib.Meta(r)
+		}
+		if p.params != nil {
+			c["params"] = p.params
+		}
 		env = c
 	}
 	v, err := p.prog.Run(m, env)

@@ -162,11 +162,17 @@ transform f: filter { where amount > }
 sink out: stdout {}
 s -> f -> out
 `},
-	"%s: expression %q reads params, which a plan does not carry": {code: lang.UnknownField, src: `
-source s: stdin { schema = R }
-transform f: filter { where amount > params.min }
-sink out: stdout {}
-s -> f -> out
+	"plan param %v is incomplete": {none: planOnly},
+	"param %q: a param cannot be a %s": {code: lang.AttributeType, src: `
+param tags: list<string> = ["a"]
+`},
+	"param %q: %w":                    {none: environment},
+	"param %q: the value of %s is %v": {none: environment},
+	"param %q: a value of kind %s": {code: lang.AttributeType, src: `
+param region: string = eu
+`},
+	"param %q: %v": {code: lang.AttributeType, src: `
+param since: timestamp = "yesterday"
 `},
 	"stage %q: attribute %q: %w": {none: environment},
 	"stage %q: attribute %q: %s": {none: environment},

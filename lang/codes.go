@@ -100,6 +100,10 @@ const (
 	// (x != nil && …), defaulted (x ?? d) or taken by a filter or route case.
 	//   where upper(note) == "X"    (note: string?)
 	NullableValue Code = 116
+	// SecretExposed: a secret parameter used other than as the key of an
+	// hmac function: it would reach a record, a log or a decision.
+	//   token := params.api_key     (param api_key: secret = "${env:K}")
+	SecretExposed Code = 117
 )
 
 // Graph and plan (2xx).
@@ -204,11 +208,13 @@ const (
 	UntypedSource Code = 452
 	// NonDeterministic: now()/random in a filter or route: replays may differ.
 	NonDeterministic Code = 453
-	// HardcodedSecret: a credential written as a literal.
+	// HardcodedSecret: a credential written as a literal (a secret
+	// attribute, a secret param's value, an hmac function's key).
+	//   h := hmac_sha256("k3y", user)
 	HardcodedSecret Code = 460
 	// InsecureTLS: TLS certificate verification switched off.
 	InsecureTLS Code = 462
-	// Unused: an unused import, def, schema or param.
+	// Unused: an unused import, def, schema, def param or run-time param.
 	Unused Code = 470
 	// Untested: a source or sink that no test covers (--require-tests).
 	Untested Code = 480
@@ -247,6 +253,7 @@ var codeInfo = map[Code]codeDoc{
 	DivisionByZero:      {"division-by-zero", "division by a constant zero"},
 	UndeclaredMeta:      {"undeclared-meta", "a meta field a source upstream does not set"},
 	NullableValue:       {"nullable-value", "a value that may be null used where null fails"},
+	SecretExposed:       {"secret-exposed", "a secret parameter used other than as a key"},
 	Cycle:               {"cycle", "the flow graph has a cycle"},
 	BadEdge:             {"bad-edge", "an impossible flow edge"},
 	DeadLetterNotSink:   {"dead-letter-not-sink", "dead_letter target is not a sink"},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
@@ -73,6 +74,10 @@ func (c *Checker) Check(src string, ctx Context) (res Result, issues []Issue) {
 	if is := references(src); len(is) > 0 {
 		return res, is
 	}
+	keyIssues := secretIssues(src, ctx.Params)
+	if slices.ContainsFunc(keyIssues, func(is Issue) bool { return is.Severity == lang.Error }) {
+		return res, keyIssues
+	}
 	predicate := ctx.Kind == plan.WhereExpr || ctx.Kind == plan.CaseExpr
 	ce := c.envFor(ctx, predicate)
 	env := ce.env
@@ -128,6 +133,7 @@ func (c *Checker) Check(src string, ctx Context) (res Result, issues []Issue) {
 		}
 	}
 	issues = append(issues, nulls...)
+	issues = append(issues, keyIssues...)
 	if env.hasMeta {
 		issues = append(issues, undeclaredMeta(src, root, ctx.Meta)...)
 	}
@@ -144,17 +150,13 @@ func references(src string) []Issue {
 		if q != '"' && q != '\'' && q != '`' {
 			continue
 		}
-		j := i + 1
-		for ; j < len(src) && src[j] != q; j++ {
-			if src[j] == '\\' && q != '`' {
-				j++
+		close := StringEnd(src, i)
+		for j := i + 1; j < close; j++ {
+			if !strings.HasPrefix(src[j:close], "${") {
 				continue
 			}
-			if !strings.HasPrefix(src[j:], "${") {
-				continue
-			}
-			end := strings.IndexAny(src[j:], "}"+string(q))
-			if end < 0 || src[j+end] != '}' {
+			end := strings.IndexByte(src[j:close], '}')
+			if end < 0 {
 				continue
 			}
 			ref := src[j : j+end+1]
@@ -172,8 +174,58 @@ func references(src string) []Issue {
 			out = append(out, is)
 			j += end
 		}
-		i = j
+		i = close
 	}
+	return out
+}
+
+// secretIssues reports each read of a secret parameter (params of type
+// secret) that is not the key argument of an hmac function or the argument
+// of reveal (PIPE117), and each string literal given as a key (the lint
+// PIPE460: a credential in the file).
+func secretIssues(src string, params *types.Type) []Issue {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return nil
+	}
+	root := tree.Node
+	keys := map[ast.Node]bool{} // nodes in a key position
+	var out []Issue
+	ast.Walk(&root, visitFunc(func(n *ast.Node) {
+		c, ok := (*n).(*ast.CallNode)
+		if !ok || len(c.Arguments) == 0 {
+			return
+		}
+		id, ok := c.Callee.(*ast.IdentifierNode)
+		if !ok || !slices.Contains(fn.KeyFuncs, id.Value) && id.Value != "reveal" {
+			return
+		}
+		keys[c.Arguments[0]] = true
+		if lit, ok := c.Arguments[0].(*ast.StringNode); ok && id.Value != "reveal" {
+			start, end := nodeSpan(src, lit)
+			out = append(out, Issue{Start: start, End: end, Code: lang.HardcodedSecret, Severity: lang.Warning,
+				Message: fmt.Sprintf("the key of %s is written in the file", id.Value),
+				Detail:  fmt.Sprintf(`declare it as a secret parameter, param key: secret = "${env:KEY}", and write %s(params.key, ...)`, id.Value)})
+		}
+	}))
+	ast.Walk(&root, visitFunc(func(n *ast.Node) {
+		m, ok := (*n).(*ast.MemberNode)
+		if !ok || keys[*n] {
+			return
+		}
+		base, isIdent := m.Node.(*ast.IdentifierNode)
+		name, isName := m.Property.(*ast.StringNode)
+		if !isIdent || base.Value != "params" || !isName {
+			return
+		}
+		if f := params.Field(name.Value); f == nil || f.Type.Kind != types.Secret {
+			return
+		}
+		start, end := nodeSpan(src, m)
+		out = append(out, Issue{Start: start, End: end, Code: lang.SecretExposed, Severity: lang.Error,
+			Message: fmt.Sprintf("secret params.%s may only be the key of %s", name.Value, strings.Join(fn.KeyFuncs, ", ")),
+			Detail:  fmt.Sprintf("it must not reach a record, a log or a decision; reveal(params.%s) lets its value into the record on purpose", name.Value)})
+	}))
 	return out
 }
 

@@ -57,6 +57,7 @@ func isWordByte(c byte) bool {
 
 var goScalars = []struct{ goName, pipe string }{
 	{"interface {}", "any"},
+	{"fn.Secret", "secret"},
 	{"time.Time", "timestamp"},
 	{"time.Duration", "duration"},
 	{"float64", "float"},

@@ -408,12 +408,7 @@ func balanced(src string, start, end int) (int, int) {
 	for i := start; i < end; i++ {
 		switch src[i] {
 		case '"', '\'', '`':
-			q := src[i]
-			for i++; i < end && src[i] != q; i++ {
-				if src[i] == '\\' && q != '`' {
-					i++
-				}
-			}
+			i = StringEnd(src, i)
 		case '(':
 			depth++
 		case ')':
@@ -447,16 +442,9 @@ func closingParen(src string, start, name, end int) int {
 	}
 	depth := 0
 	for i := start; i < len(src); i++ {
-		switch ch := src[i]; ch {
+		switch src[i] {
 		case '"', '\'', '`':
-			j := i + 1
-			for j < len(src) && src[j] != ch {
-				if src[j] == '\\' && ch != '`' {
-					j++
-				}
-				j++
-			}
-			i = j
+			i = StringEnd(src, i)
 		case '(', '[', '{':
 			depth++
 		case ')', ']', '}':
@@ -467,4 +455,17 @@ func closingParen(src string, start, name, end int) int {
 		}
 	}
 	return end
+}
+
+// StringEnd returns the offset of the quote that closes the string literal
+// opening at src[i] (", ' or `; only a back-quoted one has no escapes), or
+// len(src) when it is not closed.
+func StringEnd(src string, i int) int {
+	q := src[i]
+	for i++; i < len(src) && src[i] != q; i++ {
+		if src[i] == '\\' && q != '`' {
+			i++
+		}
+	}
+	return min(i, len(src))
 }

@@ -447,6 +447,8 @@ func runtimeType(t *types.Type) exprtypes.Type {
 		return exprtypes.TypeOf(time.Time{})
 	case types.Bytes:
 		return exprtypes.TypeOf([]byte(nil))
+	case types.Secret:
+		return exprtypes.TypeOf(fn.Secret{})
 	case types.List:
 		return exprtypes.Array(runtimeType(t.Elem))
 	case types.Map:

@@ -25,6 +25,18 @@ type Program struct {
 	// Edges sorted by From, Port, To, DeadLetter.
 	Edges []*Edge
 	Tests []*Test
+	// Params holds the file's run-time parameters in source order.
+	Params []*Param
+}
+
+// Param is a run-time parameter: `param name: type = value`.
+type Param struct {
+	Name string
+	Type *types.Type // a scalar or types.SecretType
+	// Value is a literal of Type, or a Secret: the text of its references,
+	// read and parsed as Type when the run starts.
+	Value any
+	Span  lang.Span // the name
 }
 
 // Stage returns the stage called name, or nil.
@@ -194,6 +206,7 @@ type Test struct {
 	Name   string
 	Span   lang.Span
 	Clock  string
+	Params Map // values of the file's params for the test
 	Given  []*Given
 	Expect []*Expect
 }

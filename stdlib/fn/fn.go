@@ -1,6 +1,10 @@
 package fn
 
 import (
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
 	"fmt"
 	"slices"
 	"time"
@@ -103,6 +107,17 @@ func guard(name string, f func(args ...any) (any, error)) func(args ...any) (any
 	}
 }
 
+var (
+	digestTypes = []any{new(func(string) string), new(func([]byte) string)}
+	hmacTypes   = []any{new(func(Secret, string) string), new(func(string, string) string),
+		new(func(Secret, []byte) string), new(func(string, []byte) string)}
+)
+
+// KeyFuncs are the functions whose first argument is a key: the one place
+// a secret parameter goes, and where a string literal is a hard-coded
+// credential.
+var KeyFuncs = []string{"hmac_sha1", "hmac_sha256", "hmac_sha512"}
+
 var registry = []def{
 	// Strings.
 	{Func{Name: "mask", Signature: "mask(s: string, keep: int) -> string",
@@ -110,13 +125,31 @@ var registry = []def{
 		implMask, []any{new(func(string, int64) string)}},
 	{Func{Name: "hash", Signature: "hash(s: string | bytes) -> string",
 		Doc: "sha-256 digest of s as lower-case hex (same as sha256)"},
-		implSHA256("hash"), []any{new(func(string) string), new(func([]byte) string)}},
+		implDigest("hash", sha256.New), digestTypes},
 	{Func{Name: "sha256", Signature: "sha256(s: string | bytes) -> string",
 		Doc: "sha-256 digest of s as lower-case hex"},
-		implSHA256("sha256"), []any{new(func(string) string), new(func([]byte) string)}},
+		implDigest("sha256", sha256.New), digestTypes},
+	{Func{Name: "sha512", Signature: "sha512(s: string | bytes) -> string",
+		Doc: "sha-512 digest of s as lower-case hex"},
+		implDigest("sha512", sha512.New), digestTypes},
+	{Func{Name: "sha1", Signature: "sha1(s: string | bytes) -> string",
+		Doc: "sha-1 digest of s as lower-case hex (not for security)"},
+		implDigest("sha1", sha1.New), digestTypes},
 	{Func{Name: "md5", Signature: "md5(s: string | bytes) -> string",
 		Doc: "md5 digest of s as lower-case hex (not for security)"},
-		implMD5, []any{new(func(string) string), new(func([]byte) string)}},
+		implDigest("md5", md5.New), digestTypes},
+	{Func{Name: "hmac_sha256", Signature: "hmac_sha256(key: secret | string, message: string | bytes) -> string",
+		Doc: "HMAC-SHA-256 of message under key as lower-case hex; the key is a secret parameter"},
+		implHMAC("hmac_sha256", sha256.New), hmacTypes},
+	{Func{Name: "hmac_sha512", Signature: "hmac_sha512(key: secret | string, message: string | bytes) -> string",
+		Doc: "HMAC-SHA-512 of message under key as lower-case hex"},
+		implHMAC("hmac_sha512", sha512.New), hmacTypes},
+	{Func{Name: "hmac_sha1", Signature: "hmac_sha1(key: secret | string, message: string | bytes) -> string",
+		Doc: "HMAC-SHA-1 of message under key as lower-case hex (for systems that require it)"},
+		implHMAC("hmac_sha1", sha1.New), hmacTypes},
+	{Func{Name: "reveal", Signature: "reveal(s: secret) -> string",
+		Doc: "the value of a secret parameter as a string: the one way to let a secret into a record"},
+		implReveal, []any{new(func(Secret) string)}},
 	{Func{Name: "regex_match", Signature: "regex_match(s: string, re: string) -> bool",
 		Doc: "reports whether s contains a match of the RE2 regular expression re"},
 		implRegexMatch, []any{new(func(string, string) bool)}},

@@ -1,12 +1,12 @@
 package fn
 
 import (
-	"crypto/md5"
+	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"math"
 	mrand "math/rand/v2"
 	"reflect"
@@ -64,6 +64,8 @@ func TypeName(v any) string {
 		return "list"
 	case map[string]any:
 		return "record"
+	case Secret:
+		return "secret"
 	}
 	switch reflect.ValueOf(v).Kind() {
 	case reflect.Slice, reflect.Array:
@@ -177,24 +179,70 @@ func bytesArg(name string, args []any) ([]byte, error) {
 	return nil, fmt.Errorf("%s: argument must be a string or bytes, got %s", name, TypeName(args[0]))
 }
 
-func implSHA256(name string) impl {
+// implDigest is a digest function: the hex digest of a string or bytes.
+func implDigest(name string, h func() hash.Hash) impl {
 	return stateless(func(args ...any) (any, error) {
 		b, err := bytesArg(name, args)
 		if err != nil {
 			return nil, err
 		}
-		sum := sha256.Sum256(b)
-		return hex.EncodeToString(sum[:]), nil
+		d := h()
+		d.Write(b)
+		return hex.EncodeToString(d.Sum(nil)), nil
 	})
 }
 
-var implMD5 = stateless(func(args ...any) (any, error) {
-	b, err := bytesArg("md5", args)
-	if err != nil {
+// implHMAC is an HMAC function: the hex HMAC of a message (string or
+// bytes) under a key, a secret parameter or a string.
+func implHMAC(name string, h func() hash.Hash) impl {
+	return stateless(func(args ...any) (any, error) {
+		if err := arity(name, args, 2, 2); err != nil {
+			return nil, err
+		}
+		var key []byte
+		switch k := args[0].(type) {
+		case Secret:
+			key = []byte(k.value)
+		case string:
+			key = []byte(k)
+		default:
+			return nil, fmt.Errorf("%s: the key must be a secret or a string, got %s", name, TypeName(args[0]))
+		}
+		msg, err := bytesArg(name, args[1:])
+		if err != nil {
+			return nil, err
+		}
+		m := hmac.New(h, key)
+		m.Write(msg)
+		return hex.EncodeToString(m.Sum(nil)), nil
+	})
+}
+
+// Secret is the value of a secret parameter in expressions. It prints,
+// formats and marshals as the reference it was read from, never as its
+// value; only the hmac functions and reveal read the value.
+type Secret struct {
+	value, ref string
+}
+
+// NewSecret returns the secret value read from reference ref.
+func NewSecret(value, ref string) Secret { return Secret{value: value, ref: ref} }
+
+func (s Secret) String() string   { return s.ref }
+func (s Secret) GoString() string { return s.ref }
+
+// MarshalJSON writes the reference.
+func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.ref) }
+
+var implReveal = stateless(func(args ...any) (any, error) {
+	if err := arity("reveal", args, 1, 1); err != nil {
 		return nil, err
 	}
-	sum := md5.Sum(b)
-	return hex.EncodeToString(sum[:]), nil
+	s, ok := args[0].(Secret)
+	if !ok {
+		return nil, fmt.Errorf("reveal: argument must be a secret, got %s", TypeName(args[0]))
+	}
+	return s.value, nil
 })
 
 // regexpCache holds compiled regular expressions by source. It stops
