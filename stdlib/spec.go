@@ -37,7 +37,7 @@ const (
 	FloatParam    ParamKind = "float"
 	BoolParam     ParamKind = "bool"
 	DurationParam ParamKind = "duration" // 250ms, 1m30s
-	SizeParam     ParamKind = "size"     // 1MiB; a bare int means bytes
+	SizeParam     ParamKind = "size"     // 1MiB, 512B: a unit is required
 	EnumParam     ParamKind = "enum"     // an identifier from Enum: json, upsert
 	ListParam     ParamKind = "list"     // [Elem, ...]
 	MapParam      ParamKind = "map"      // { key = Elem, ... }
