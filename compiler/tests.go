@@ -202,7 +202,7 @@ func (c *checker) expect(e *ast.Expect, vc valCtx) *ir.Expect {
 			d.Detail = suggest(e.Target.Port, ports)
 			return nil
 		}
-		in = st.in
+		in = st.outType(e.Target.Port)
 	case st.kind != stdlib.SinkKind:
 		c.errorf(lang.BadTestRecord, tspan, "expect needs a sink or a route port, and %q is a %s", st.name, st.kind)
 		return nil
