@@ -102,8 +102,11 @@ func (c *checker) finishAttrs(st *stage) {
 		if p.Required && top[p.Name] == nil {
 			d := lang.Errorf(lang.MissingAttribute, st.span, "%s %q (%s) needs attribute %q", st.kind, st.name, st.component, p.Name)
 			d.Detail = fmt.Sprintf("%s: %s", p.Name, p.Type)
-			if p.Doc != "" {
-				d.Detail += " — " + p.Doc
+			if doc, cut := firstClause(p.Doc); doc != "" {
+				d.Detail += " — " + doc
+				if cut {
+					d.Detail += fmt.Sprintf(" (pipe connectors %s says more)", st.component)
+				}
 			}
 			c.add(d, st.instRel)
 		}
@@ -338,4 +341,16 @@ func fromConfig(v any, pt stdlib.ParamType) any {
 		return cl
 	}
 	return v
+}
+
+// firstClause returns the first clause of a parameter's documentation (up
+// to "; " or a sentence's ". ", not an ellipsis's), and whether anything
+// was left out.
+func firstClause(doc string) (string, bool) {
+	for i := 0; i+1 < len(doc); i++ {
+		if doc[i+1] == ' ' && (doc[i] == ';' || doc[i] == '.' && (i == 0 || doc[i-1] != '.')) {
+			return doc[:i], true
+		}
+	}
+	return doc, false
 }

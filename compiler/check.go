@@ -15,6 +15,7 @@ import (
 func (c *checker) check() *ir.Program {
 	c.prog = &ir.Program{File: c.main.name, Checkpoint: 5 * time.Second}
 	c.readPipeline()
+	c.readParams()
 	c.declareStages()
 	for _, st := range c.order {
 		c.finishAttrs(st)

@@ -101,17 +101,23 @@ type checker struct {
 	pipelineDelivery lang.Span            // where the pipeline sets delivery
 	exprs            exprs.Checker        // reuses typed environments across expressions
 	tops             map[topKey][]stdlib.Param
+	// fileParams is the type of the file's run-time parameters as
+	// expressions see them (params.x), nil without any; paramUsed holds
+	// those an expression reads.
+	fileParams *types.Type
+	paramUsed  map[string]bool
 }
 
 func newChecker(cfg *Config) *checker {
 	c := &checker{
-		reg:      cfg.Registry,
-		readFile: cfg.ReadFile,
-		units:    map[string]*unit{},
-		loading:  map[string]bool{},
-		stages:   map[string]*stage{},
-		inFlow:   map[string]bool{},
-		flowPos:  map[string]lang.Span{},
+		reg:       cfg.Registry,
+		readFile:  cfg.ReadFile,
+		units:     map[string]*unit{},
+		loading:   map[string]bool{},
+		stages:    map[string]*stage{},
+		inFlow:    map[string]bool{},
+		flowPos:   map[string]lang.Span{},
+		paramUsed: map[string]bool{},
 	}
 	if c.reg == nil {
 		c.reg = stdlib.Default
@@ -254,7 +260,7 @@ func (c *checker) declare(u *unit, name string, span lang.Span, what string) boo
 
 // reserved holds names no stage, schema, def, import or field may take.
 var reserved = map[string]bool{
-	"meta": true, "params": true,
+	"meta": true, "params": true, "param": true,
 	"source": true, "transform": true, "sink": true, "pipeline": true, "import": true,
 	"schema": true, "def": true, "test": true, "where": true, "case": true, "when": true,
 	"else": true, "drop": true, "keep": true, "as": true, "true": true, "false": true,
@@ -363,6 +369,8 @@ func (c *checker) libraryOnly(f *ast.File, pspan lang.Span, rel string) {
 			what = fmt.Sprintf("test %q", it.Test.Name.Value())
 		case it.Pipeline != nil:
 			what = "a pipeline block"
+		case it.Param != nil:
+			what = fmt.Sprintf("param %q", it.Param.Param.Name)
 		default:
 			continue
 		}
@@ -372,7 +380,7 @@ func (c *checker) libraryOnly(f *ast.File, pspan lang.Span, rel string) {
 		}
 		if d == nil {
 			d = c.errorf(lang.ImportError, pspan, "imported file %q holds %s: a library holds only schemas, defs and imports", rel, what)
-			d.Detail = "move the stages, flows, tests and pipeline block into the importing file"
+			d.Detail = "move the stages, flows, tests, params and pipeline block into the importing file"
 		}
 		d.Related = append(d.Related, lang.Related{Span: span, Message: what + " declared here"})
 	}

@@ -73,8 +73,13 @@ func TestDefInstantiatedAt(t *testing.T) {
 	if d.Span.File != "lib.pipe" || d.Span.Start.Line != 3 {
 		t.Errorf("error at %v, want lib.pipe:3", d.Span)
 	}
-	if len(d.Related) == 0 || !strings.Contains(d.Related[len(d.Related)-1].Message, "instantiated at main.pipe:5") {
-		t.Errorf("related = %+v, want instantiated at main.pipe:5", d.Related)
+	if len(d.Related) == 0 {
+		t.Fatalf("no related span")
+	}
+	// The related span says where, its message not again (a path there
+	// would be absolute for an absolute file argument).
+	if r := d.Related[len(d.Related)-1]; r.Span.File != "main.pipe" || r.Span.Start.Line != 5 || r.Message != `instantiated by transform "f"` {
+		t.Errorf("related = %+v, want main.pipe:5 instantiated by transform \"f\"", r)
 	}
 }
 
@@ -215,5 +220,22 @@ func TestDefParamSubstitution(t *testing.T) {
 	e := o.Exprs[0]
 	if e.Source != "string(params.n) + s" || e.Exec != "string((3)) + s" || e.Span.Start.Line != 4 {
 		t.Errorf("expr %+v", e)
+	}
+}
+
+// TestMissingAttributeDetail: a missing attribute's detail gives its type
+// and the first clause of its documentation, not all of it.
+func TestMissingAttributeDetail(t *testing.T) {
+	spec := &stdlib.Spec{Kind: stdlib.SourceKind, Name: "tmpl", Params: []stdlib.Param{{
+		Name: "fields", Type: stdlib.MapOf(stdlib.AnyValue), Required: true,
+		Doc: "the record template { field = generator, ... }; generators: seq(), pick(list). Literals are constant",
+	}}}
+	cfg := &Config{Registry: stdlib.NewRegistry(spec, &stdlib.Spec{Kind: stdlib.SinkKind, Name: "out"})}
+	d := find(compileSrc(t, cfg, "source s: tmpl {}"+okTail), lang.MissingAttribute)
+	if d == nil {
+		t.Fatal("no PIPE304")
+	}
+	if want := "fields: map<string, any> — the record template { field = generator, ... } (pipe connectors tmpl says more)"; d.Detail != want {
+		t.Errorf("detail = %q, want %q", d.Detail, want)
 	}
 }

@@ -44,15 +44,16 @@ func (c *checker) flowTypes(topo []*stage) {
 		case st.kind == stdlib.SourceKind:
 			c.sourceType(st)
 		case st.component == "filter":
+			// The wheres run in order until one fails: each sees what
+			// the earlier ones prove.
 			st.out = st.in
 			for _, w := range st.wheres {
-				c.checkExpr(st, w, st.in)
+				c.checkExpr(st, w, st.out)
+				st.out = narrow(st.out, exprs.NonNull(w.e.Text, true))
 			}
 		case st.component == "route":
 			st.out = st.in
-			for _, cs := range st.cases {
-				c.checkExpr(st, cs, st.in)
-			}
+			st.portOut = c.routeTypes(st)
 		case st.component == "map":
 			c.mapType(st)
 		case st.kind == stdlib.SinkKind:
@@ -60,6 +61,7 @@ func (c *checker) flowTypes(topo []*stage) {
 			for _, ae := range st.attrExpr {
 				c.checkExpr(st, ae, st.in)
 			}
+			c.checkPartitionBy(st)
 			c.sinkChecks(st)
 		case st.spec.Result != nil:
 			c.transformResult(st)
@@ -128,6 +130,38 @@ func (st *stage) metaDetail() string {
 	return strings.Join(parts, "; ")
 }
 
+// routeTypes checks the cases of route st and returns the type of the
+// records on each port: the input narrowed by what the port's case proves
+// when it holds and, with mode = first, what every earlier case proves by
+// failing (it runs only then, so its expression sees that too); the else
+// port gets what every case proves by failing.
+func (c *checker) routeTypes(st *stage) map[string]*types.Type {
+	out := map[string]*types.Type{}
+	var failed []string // proven when every case so far fails
+	for _, cs := range st.cases {
+		in := st.in
+		if st.mode != "all" {
+			in = narrow(st.in, failed)
+		}
+		c.checkExpr(st, cs, in)
+		out[cs.target] = narrow(in, exprs.NonNull(cs.e.Text, true))
+		failed = append(failed, exprs.NonNull(cs.e.Text, false)...)
+	}
+	if st.elsePort != "" {
+		out[st.elsePort] = narrow(st.in, failed)
+	}
+	return out
+}
+
+// outType is the type of the records st sends on port ("" for its only
+// output).
+func (st *stage) outType(port string) *types.Type {
+	if t, ok := st.portOut[port]; ok {
+		return t
+	}
+	return st.out
+}
+
 func (c *checker) inputType(st *stage, in []*edge) {
 	if st.kind == stdlib.SourceKind || len(in) == 0 {
 		st.in, st.typed = nil, st.kind == stdlib.SourceKind
@@ -138,13 +172,17 @@ func (c *checker) inputType(st *stage, in []*edge) {
 	var firstFrom string
 	for i, e := range in {
 		from := c.stages[e.from]
-		t := from.out
+		t := from.outType(e.port)
 		if !from.typed || t == nil {
 			st.typed = false
 			continue
 		}
 		if i == 0 || first == nil {
 			first, firstFrom = t, e.from
+			continue
+		}
+		if w := widen(first, t); w != nil {
+			first = w
 			continue
 		}
 		if !types.Equal(first, t) {
@@ -291,8 +329,9 @@ func (c *checker) checkExpr(st *stage, ei *exprItem, in *types.Type) *types.Type
 			ctx.Want = attrType
 		}
 	}
+	var defParams *types.Type
 	if ei.vc.params != nil {
-		ctx.Params = st.paramType
+		defParams = st.paramType
 		// Every declared parameter counts, bound or not: an argument
 		// error is reported at the use site, not as an unused parameter.
 		if ei.vc.def != nil && st.paramType != nil {
@@ -303,6 +342,8 @@ func (c *checker) checkExpr(st *stage, ei *exprItem, in *types.Type) *types.Type
 			}
 		}
 	}
+	ctx.Params = c.paramsType(defParams)
+	c.useParams(text, ei.vc.def)
 	res, issues := c.exprs.Check(text, ctx)
 	failed := false
 	for _, is := range issues {
@@ -326,6 +367,7 @@ func (c *checker) checkExpr(st *stage, ei *exprItem, in *types.Type) *types.Type
 		}
 		c.add(d, ei.vc.rel)
 	}
+	st.mayFail = st.mayFail || failed || !res.CannotFail
 	t := res.Type
 	exprSpan := u.lines.Span(start, start+len(text))
 	switch ei.kind {
@@ -338,7 +380,7 @@ func (c *checker) checkExpr(st *stage, ei *exprItem, in *types.Type) *types.Type
 			c.lint(st, lang.ConstantPredicate, exprSpan, ei.vc.rel, "%s is always %t", what, *res.Const)
 		}
 		if res.UsesNow {
-			c.lint(st, lang.NonDeterministic, exprSpan, ei.vc.rel, "now() or a random function in a %s: replays may route records differently", st.component)
+			c.lint(st, lang.NonDeterministic, u.lines.Span(start+res.NowStart, start+res.NowEnd), ei.vc.rel, "now() or a random function in a %s: replays may route records differently", st.component)
 		}
 	case ir.AssignExpr, ir.AttrExpr:
 		if in != nil && ei.want == nil && !failed && (t == nil || t.Kind == types.Any) {
@@ -354,10 +396,32 @@ func (c *checker) checkExpr(st *stage, ei *exprItem, in *types.Type) *types.Type
 	}
 	exec := text
 	if ei.vc.params != nil {
-		exec = substituteParams(text, ei.vc.params)
+		exec = substituteParams(text, ei.vc.params, st.paramType)
 	}
 	st.exprs = append(st.exprs, &ir.Expr{Kind: ei.kind, Target: ei.target, Source: text, Exec: exec, Type: t, Span: exprSpan})
 	return t
+}
+
+// checkPartitionBy checks a sink's partition_by, an expression the
+// executor evaluates per record (a field name, usually), against the
+// sink's input; its errors are reported at the attribute's value.
+func (c *checker) checkPartitionBy(st *stage) {
+	fa := st.flatSeen["partition_by"]
+	if fa == nil || st.partitionBy == "" || st.partitionBy == "partition" {
+		return
+	}
+	in := st.in
+	if !st.typed {
+		in = nil
+	}
+	_, issues := c.exprs.Check(st.partitionBy, exprs.Context{Kind: plan.AttrExpr, Input: in, Meta: st.meta})
+	for _, is := range issues {
+		if is.Severity == lang.Error {
+			d := lang.Errorf(is.Code, fa.span, "partition_by %q: %s", st.partitionBy, is.Message)
+			d.Detail = is.Detail
+			c.add(d, fa.rel())
+		}
+	}
 }
 
 func (c *checker) sinkChecks(st *stage) {
@@ -443,16 +507,8 @@ func refersToParam(src, name string) bool {
 // scanParams calls fn for every params.NAME outside string literals.
 func scanParams(src string, fn func(start, end int, name string)) {
 	for i := 0; i < len(src); i++ {
-		ch := src[i]
-		if ch == '"' || ch == '\'' || ch == '`' {
-			j := i + 1
-			for j < len(src) && src[j] != ch {
-				if src[j] == '\\' && ch != '`' {
-					j++
-				}
-				j++
-			}
-			i = j
+		if ch := src[i]; ch == '"' || ch == '\'' || ch == '`' {
+			i = exprs.StringEnd(src, i)
 			continue
 		}
 		if !strings.HasPrefix(src[i:], "params.") || (i > 0 && (isIdentByte(src[i-1]) || src[i-1] == '.')) {
@@ -470,9 +526,10 @@ func scanParams(src string, fn func(start, end int, name string)) {
 	}
 }
 
-// substituteParams replaces params.NAME by the literal value of NAME, so
-// the executor compiles a self-contained expression.
-func substituteParams(src string, params map[string]any) string {
+// substituteParams replaces params.NAME by the literal value of NAME, of
+// its type in ptype (the params record), so the executor compiles a
+// self-contained expression.
+func substituteParams(src string, params map[string]any, ptype *types.Type) string {
 	var b strings.Builder
 	last := 0
 	scanParams(src, func(start, end int, name string) {
@@ -480,20 +537,33 @@ func substituteParams(src string, params map[string]any) string {
 		if !ok {
 			return
 		}
+		var t *types.Type
+		if f := ptype.Field(name); f != nil {
+			t = f.Type
+		}
 		b.WriteString(src[last:start])
-		b.WriteString("(" + exprLiteral(v) + ")")
+		b.WriteString("(" + exprLiteral(v, t) + ")")
 		last = end
 	})
 	b.WriteString(src[last:])
 	return b.String()
 }
 
-// exprLiteral writes v as an expr-lang literal.
-func exprLiteral(v any) string {
+// exprLiteral writes v, a value of type t (nil: unknown), as an expr-lang
+// literal. A timestamp, held as its RFC 3339 text, becomes a call of
+// exprs.TimeFunc.
+func exprLiteral(v any, t *types.Type) string {
+	var elem *types.Type
+	if t != nil {
+		elem = t.Elem
+	}
 	switch v := v.(type) {
 	case nil:
 		return "nil"
 	case string:
+		if t != nil && t.Kind == types.Timestamp {
+			return exprs.TimeFunc + "(" + strconv.Quote(v) + ")"
+		}
 		return strconv.Quote(v)
 	case ir.Secret:
 		return strconv.Quote(string(v))
@@ -516,13 +586,17 @@ func exprLiteral(v any) string {
 	case []any:
 		parts := make([]string, len(v))
 		for i, x := range v {
-			parts[i] = exprLiteral(x)
+			parts[i] = exprLiteral(x, elem)
 		}
 		return "[" + strings.Join(parts, ", ") + "]"
 	case ir.Map:
 		parts := make([]string, len(v))
 		for i, e := range v {
-			parts[i] = strconv.Quote(e.Key) + ": " + exprLiteral(e.Value)
+			ft := elem
+			if f := t.Field(e.Key); f != nil {
+				ft = f.Type
+			}
+			parts[i] = strconv.Quote(e.Key) + ": " + exprLiteral(e.Value, ft)
 		}
 		return "{" + strings.Join(parts, ", ") + "}"
 	}

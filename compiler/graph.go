@@ -240,12 +240,19 @@ func (c *checker) checkGraph() []*stage {
 		case stdlib.SinkKind:
 			hasSink = true
 		}
-		if st.kind != stdlib.SourceKind && npred[v] == 0 && c.inFlow[st.name] {
-			c.errorf(lang.NoInput, st.span, "%s %q has no input", st.kind, st.name).
-				Detail = fmt.Sprintf("add a flow line into it: ... -> %s", st.name)
+		if st.kind != stdlib.SourceKind && npred[v] == 0 {
+			// pipe run cannot run it, in a flow or not.
+			d := c.errorf(lang.NoInput, st.span, "%s %q has no input", st.kind, st.name)
+			d.Detail = fmt.Sprintf("add a flow line into it: ... -> %s", st.name)
+			if !c.inFlow[st.name] {
+				d.Detail = fmt.Sprintf("it is in no flow: wire it (... -> %s) or remove it", st.name)
+			}
 		}
 	}
 	span := lang.Span{File: c.main.name, Start: lang.Pos{Offset: 0, Line: 1, Column: 1}, End: lang.Pos{Offset: 0, Line: 1, Column: 1}}
+	if len(c.order) == 0 && !isLibrary(c.main.file) {
+		c.errorf(lang.NoSource, span, "the file has no stages: there is nothing to run")
+	}
 	if len(c.order) > 0 || hasTopLevelFlow(c.main.file) {
 		if !hasSource {
 			c.errorf(lang.NoSource, span, "the pipeline has no source")
@@ -297,6 +304,17 @@ func (c *checker) checkGraph() []*stage {
 		out[i] = c.order[v]
 	}
 	return out
+}
+
+// isLibrary reports whether f holds only imports, schemas and defs, at
+// least one: a library offered to importers, not a pipeline.
+func isLibrary(f *ast.File) bool {
+	for _, it := range f.Items {
+		if it.Import == nil && it.Schema == nil && it.Def == nil {
+			return false
+		}
+	}
+	return len(f.Items) > 0
 }
 
 func hasTopLevelFlow(f *ast.File) bool {

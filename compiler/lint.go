@@ -50,6 +50,9 @@ func (c *checker) graphLints() {
 	}
 	for _, st := range c.order {
 		if !c.inFlow[st.name] && !dlq[st.name] {
+			if st.kind != stdlib.SourceKind {
+				continue // no input: PIPE205
+			}
 			c.lint(st, lang.StageNotInFlow, st.span, nil, "%s %q is not used in any flow", st.kind, st.name).
 				Detail = fmt.Sprintf("wire it with a flow line such as ... -> %s", st.name)
 			continue
@@ -106,8 +109,34 @@ func (c *checker) graphLints() {
 				c.lint(st, lang.RetryWithoutThen, st.onErrorSpan, nil, "retry without then fails the pipeline when retries run out").
 					Detail = "add then = dead_letter(sink) or then = skip"
 			}
+			c.policyNeverFires(st)
+		}
+		for _, t := range st.dlTargets {
+			if dst := c.stages[t.name]; dst != nil && dst != st && dst.ok && dst.kind == stdlib.SinkKind && dst.spec.Discards {
+				c.lint(st, lang.DeadLetterDiscards, t.span, t.rel, "dead-letter sink %q (%s) drops what it receives: failed records of %q are lost silently", t.name, dst.component, st.name).
+					Detail = "dead-letter into a sink that keeps them (a file, a topic), or write on_error = skip if losing them is meant"
+			}
 		}
 	}
+}
+
+// policyNeverFires reports an on_error policy on a stage that never fails a
+// record: its component says so, or it is a filter, map or route on typed
+// records whose expressions cannot fail.
+func (c *checker) policyNeverFires(st *stage) {
+	var why string
+	switch {
+	case !st.ok:
+		return
+	case st.spec.NoRecordErrors:
+		why = fmt.Sprintf("%s never fails a record", st.component)
+	case (st.component == "filter" || st.component == "map" || st.component == "route") && st.typed && st.in != nil && !st.mayFail:
+		why = fmt.Sprintf("no expression of %s %q can fail on its records", st.component, st.name)
+	default:
+		return
+	}
+	c.lint(st, lang.PolicyNeverFires, st.onErrorSpan, nil, "on_error of %q never fires: %s", st.name, why).
+		Detail = "remove it, or keep it with lint { allow = [\"PIPE434\"] } if the stage will change"
 }
 
 // unusedLints reports unused imports, defs, schemas and def parameters of
@@ -116,6 +145,7 @@ func (c *checker) graphLints() {
 // A file without stages is a library: its schemas and defs are what it
 // offers to importers, so only their parameters are checked.
 func (c *checker) unusedLints() {
+	c.unusedParamLints()
 	u := c.main
 	library := true
 	for _, it := range u.file.Items {

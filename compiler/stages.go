@@ -2,6 +2,7 @@ package compiler
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -57,8 +58,13 @@ type stage struct {
 	exprs []*ir.Expr
 	in    *types.Type
 	out   *types.Type
-	typed bool // input type known (or a source)
-	ok    bool // component resolved
+	// portOut holds a route's output type by port, each narrowed by its
+	// case (see routeTypes).
+	portOut map[string]*types.Type
+	typed   bool // input type known (or a source)
+	// mayFail: one of the stage's expressions may fail on a record.
+	mayFail bool
+	ok      bool // component resolved
 	// metaFrom is where the stage's records come from, for the metadata
 	// they carry; meta is the type of meta its expressions see.
 	metaFrom []metaOrigin
@@ -184,8 +190,8 @@ func (c *checker) resolveComponent(st *stage) {
 			return
 		}
 		st.def, st.defName = di, name
-		at := u.lines.Pos(st.declSpan.Start.Offset)
-		st.instRel = []lang.Related{{Span: st.compSpan, Message: fmt.Sprintf("instantiated at %s:%d", u.name, at.Line)}}
+		// The related span says where; the file's path is not repeated.
+		st.instRel = []lang.Related{{Span: st.compSpan, Message: fmt.Sprintf("instantiated by %s %q", st.kind, st.name)}}
 		c.bindArgs(st, di, ref)
 		dvc := valCtx{u: di.u, rel: st.instRel, params: st.params, def: di}
 		for _, b := range di.decl.Items {
@@ -835,11 +841,25 @@ func (c *checker) policy(st *stage, v *ast.Value, vc valCtx, depth int) (*ir.Err
 // builtinTransforms are the transforms whose semantics the compiler itself
 // implements; a registry that does not describe them gets these specs.
 var builtinTransforms = map[string]*stdlib.Spec{
-	"filter": {Kind: stdlib.TransformKind, Name: "filter", Summary: "keep the records every where predicate accepts"},
-	"map":    {Kind: stdlib.TransformKind, Name: "map", Summary: "reshape records: keep, drop and := fields"},
-	"route": {Kind: stdlib.TransformKind, Name: "route", Summary: "send records to ports by case predicates",
-		Params: []stdlib.Param{{Name: "mode", Type: stdlib.Enum("first", "all"), Default: "first",
+	"filter": {Kind: stdlib.TransformKind, Name: "filter",
+		Summary: "keeps the records every where predicate accepts; body: where EXPR, one or more"},
+	"map": {Kind: stdlib.TransformKind, Name: "map",
+		Summary: "reshapes records; body: keep a, b; drop a, b; field [: type] := EXPR"},
+	"route": {Kind: stdlib.TransformKind, Name: "route",
+		Summary: "sends records to ports by case predicates; body: case PORT when EXPR; else PORT",
+		Params: []stdlib.Param{{Name: "mode", Type: stdlib.Enum("first", "all"), Default: stdlib.Ident("first"),
 			Doc: "first: the first matching case only; all: every matching case"}}},
+}
+
+// BuiltinTransforms returns the specs of the transforms the compiler
+// implements itself (filter, map, route), sorted by name: they are in no
+// registry, but are components all the same (pipe connectors lists them).
+func BuiltinTransforms() []*stdlib.Spec {
+	out := make([]*stdlib.Spec, 0, len(builtinTransforms))
+	for _, name := range slices.Sorted(maps.Keys(builtinTransforms)) {
+		out = append(out, builtinTransforms[name])
+	}
+	return out
 }
 
 // mapFromBlock reads a map attribute written as a block, name { k = v ... }:

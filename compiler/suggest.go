@@ -5,6 +5,10 @@ import (
 	"slices"
 )
 
+// Suggest returns `did you mean "x"?` for the candidate closest to name, or
+// "" when none is close enough.
+func Suggest(name string, candidates []string) string { return suggest(name, candidates) }
+
 // suggest returns `did you mean "x"?` for the candidate closest to name, or
 // "" when none is close enough.
 func suggest(name string, candidates []string) string {

@@ -1,6 +1,8 @@
 package compiler
 
 import (
+	"fmt"
+	"slices"
 	"strconv"
 
 	"pipe.dev/pipe/compiler/exprs"
@@ -40,12 +42,14 @@ func (c *checker) readTests() {
 				if e := c.expect(ti.Expect, vc); e != nil {
 					it.Expect = append(it.Expect, e)
 				}
+			case ti.Member != nil && ti.Member.Path.String() == "params" && (ti.Member.Block || ti.Member.Value != nil && ti.Member.Value.Map != nil):
+				it.Params = c.testParams(ti.Member, it.Params, vc)
 			case ti.Member != nil:
 				m := ti.Member
 				nspan := u.nodeSpan(ast.SpanOf(m.Path.Pos, m.Path.EndPos))
 				if m.Path.String() != "clock" || m.Value == nil {
 					d := c.errorf(lang.UnknownAttribute, nspan, "a test has no attribute %q", m.Path.String())
-					d.Detail = suggest(m.Path.String(), []string{"clock"})
+					d.Detail = suggest(m.Path.String(), []string{"clock", "params"})
 					continue
 				}
 				v, ok := c.convert(m.Value, stdlib.Time, "clock", vc)
@@ -54,8 +58,68 @@ func (c *checker) readTests() {
 				}
 			}
 		}
+		// A parameter read when the run starts has no value in a test
+		// unless the test gives one.
+		for _, p := range c.prog.Params {
+			if _, ref := p.Value.(ir.Secret); ref {
+				if _, set := it.Params.Get(p.Name); !set {
+					c.errorf(lang.BadTestRecord, names[name], "test %q needs a value for param %q, which is read when the run starts", name, p.Name).
+						Detail = fmt.Sprintf("set it in the test: params { %s = … }", p.Name)
+				}
+			}
+		}
 		c.prog.Tests = append(c.prog.Tests, it)
 	}
+}
+
+// testParams reads a test's params { name = value … } (or params = {…})
+// into ps: values of the file's parameters for the test.
+func (c *checker) testParams(m *ast.Member, ps ir.Map, vc valCtx) ir.Map {
+	u := c.main
+	type entry struct {
+		name  string
+		span  lang.Span
+		value *ast.Value
+	}
+	var entries []entry
+	for _, b := range m.Items {
+		if b.Member == nil || b.Member.Value == nil || len(b.Member.Path.Parts) != 1 {
+			c.errorf(lang.MisplacedItem, u.nodeSpan(ast.SpanOf(b.Pos, b.EndPos)), "only name = value entries are allowed in params")
+			continue
+		}
+		entries = append(entries, entry{b.Member.Path.Parts[0], u.nodeSpan(ast.SpanOf(b.Member.Path.Pos, b.Member.Path.EndPos)), b.Member.Value})
+	}
+	if m.Value != nil {
+		for _, e := range m.Value.Map.Entries {
+			entries = append(entries, entry{e.KeyName(), keySpan(u, e), e.Value})
+		}
+	}
+	for _, e := range entries {
+		i := slices.IndexFunc(c.prog.Params, func(p *ir.Param) bool { return p.Name == e.name })
+		if i < 0 {
+			var names []string
+			for _, p := range c.prog.Params {
+				names = append(names, p.Name)
+			}
+			c.errorf(lang.UnknownName, e.span, "unknown param %q", e.name).Detail = suggest(e.name, names)
+			continue
+		}
+		if _, dup := ps.Get(e.name); dup {
+			c.errorf(lang.DuplicateAttribute, e.span, "param %q is set twice", e.name)
+			continue
+		}
+		t := c.prog.Params[i].Type
+		if t.Kind == types.Secret {
+			t = types.StringType // a test's key is a string
+		}
+		v, msg := c.typedValue(e.value, t, vc)
+		if msg != "" {
+			c.errorf(lang.BadTestRecord, valueSpan(u, e.value), "param %q takes %s, not %s", e.name, t, msg)
+			continue
+		}
+		ps = append(ps, ir.MapEntry{Key: e.name, Value: v})
+	}
+	return ps
 }
 
 func (c *checker) given(g *ast.Given, vc valCtx) *ir.Given {
@@ -138,7 +202,7 @@ func (c *checker) expect(e *ast.Expect, vc valCtx) *ir.Expect {
 			d.Detail = suggest(e.Target.Port, ports)
 			return nil
 		}
-		in = st.in
+		in = st.outType(e.Target.Port)
 	case st.kind != stdlib.SinkKind:
 		c.errorf(lang.BadTestRecord, tspan, "expect needs a sink or a route port, and %q is a %s", st.name, st.kind)
 		return nil

@@ -2,6 +2,7 @@ package compiler
 
 import (
 	"slices"
+	"strings"
 
 	"pipe.dev/pipe/lang"
 	"pipe.dev/pipe/lang/ast"
@@ -243,4 +244,72 @@ func mapKeys[M ~map[string]V, V any](m M) func(func(string) bool) {
 			}
 		}
 	}
+}
+
+// narrow returns record t with the fields at the dotted paths made
+// non-optional, their parent records too: what a filter or route case
+// that proves them non-null lets through. Other paths are ignored.
+func narrow(t *types.Type, paths []string) *types.Type {
+	for _, p := range paths {
+		if n := narrowPath(t, strings.Split(p, ".")); n != nil {
+			t = n
+		}
+	}
+	return t
+}
+
+// narrowPath returns t with the field at path non-optional, or nil when t
+// has no such field.
+func narrowPath(t *types.Type, path []string) *types.Type {
+	if t == nil || t.Kind != types.Record {
+		return nil
+	}
+	i := slices.IndexFunc(t.Fields, func(f *types.Field) bool { return f.Name == path[0] })
+	if i < 0 {
+		return nil
+	}
+	ft := t.Fields[i].Type.WithOptional(false)
+	if len(path) > 1 {
+		if ft = narrowPath(ft, path[1:]); ft == nil {
+			return nil
+		}
+	}
+	if ft == t.Fields[i].Type {
+		return t
+	}
+	out := *t
+	out.Fields = slices.Clone(t.Fields)
+	out.Fields[i] = &types.Field{Name: path[0], Type: ft}
+	return &out
+}
+
+// widen returns the type of the values of a and b when they differ at
+// most in which values are optional (inputs of a fan-in, one narrowed by a
+// filter or route case): optional where either is. It returns nil when
+// they differ otherwise.
+func widen(a, b *types.Type) *types.Type {
+	if a == nil || b == nil || a.Kind != b.Kind {
+		return nil
+	}
+	out := *a
+	out.Optional = a.Optional || b.Optional
+	switch a.Kind {
+	case types.List, types.Map:
+		if out.Elem = widen(a.Elem, b.Elem); out.Elem == nil {
+			return nil
+		}
+	case types.Record:
+		if len(a.Fields) != len(b.Fields) {
+			return nil
+		}
+		out.Fields = make([]*types.Field, len(a.Fields))
+		for i, f := range a.Fields {
+			wt := widen(f.Type, b.Fields[i].Type)
+			if f.Name != b.Fields[i].Name || wt == nil {
+				return nil
+			}
+			out.Fields[i] = &types.Field{Name: f.Name, Type: wt}
+		}
+	}
+	return &out
 }

@@ -322,13 +322,16 @@ func (c *checker) convert(v *ast.Value, pt stdlib.ParamType, attr string, vc val
 		if v.Size != nil {
 			return c.literal(v, vc), true
 		}
-		if v.Number != nil && !v.Number.IsFloat() {
+		if v.Number != nil && !v.Number.IsFloat() && !v.Number.Neg {
+			// A size needs its unit, as a duration does: 128 is not
+			// obviously bytes.
 			n, _ := c.literal(v, vc).(int64)
-			if n < 0 {
-				c.add(lang.Errorf(lang.BadAttributeValue, span, "attribute %q takes a size, not a negative number", attr), vc.rel)
-				return nil, false
+			return wrong("did you mean " + sizeLiteral(n) + "?")
+		}
+		if v.String != nil {
+			if _, err := stdlib.ParseSize(v.String.Value()); err == nil {
+				return wrong("did you mean " + v.String.Value() + " (without quotes)?")
 			}
-			return ir.Size(n), true
 		}
 		return wrong("")
 	case stdlib.EnumParam:
@@ -437,4 +440,18 @@ func scalarParam(k stdlib.ParamKind) bool {
 		return true
 	}
 	return false
+}
+
+// sizeLiteral writes n bytes as a size literal in the largest binary unit
+// that divides it: 1048576 is 1MiB, 1500 is 1500B.
+func sizeLiteral(n int64) string {
+	for _, u := range []struct {
+		name string
+		size int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.size && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(n, 10) + "B"
 }

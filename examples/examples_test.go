@@ -81,6 +81,18 @@ func TestExamplesCompile(t *testing.T) {
 	}
 }
 
+// TestExamplesLintClean checks that every example is clean under pipe lint
+// --deny all: no error and no warning.
+func TestExamplesLintClean(t *testing.T) {
+	for _, f := range goodExamples(t) {
+		t.Run(f, func(t *testing.T) {
+			if _, diags := compile(t, f); len(diags) > 0 {
+				t.Errorf("diagnostics:\n%s", diags)
+			}
+		})
+	}
+}
+
 // TestExamplesFormatted checks that every example is in the canonical form
 // `pipe fmt` prints, and that formatting is idempotent on it.
 func TestExamplesFormatted(t *testing.T) {

@@ -46,7 +46,7 @@ func TestMarkChained(t *testing.T) {
 			stage("out", "sink", "memsink", 7), stage("out2", "sink", "memsink", 8),
 		}, edge("src", "r"), port("r", "x", "a"), port("r", "y", "b"), edge("a", "u"), edge("u", "c"), edge("c", "out"), edge("b", "out2")), []string{"c", "r"}},
 	} {
-		stages, err := buildGraph(c.p, newTestEnv(t).reg, 1, time.Now)
+		stages, err := buildGraph(c.p, newTestEnv(t).reg, 1, time.Now, runParams{})
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}

@@ -523,7 +523,7 @@ func TestExclusive(t *testing.T) {
 		stage("b", "sink", "memsink", 7),
 	}, edge("src", "f"), edge("f", "m1"), edge("m1", "m2"), edge("m1", "m3"), edge("m2", "a"), edge("m3", "b"))
 	env := newTestEnv(t)
-	stages, err := buildGraph(p, env.reg, 1, time.Now)
+	stages, err := buildGraph(p, env.reg, 1, time.Now, runParams{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -13,6 +14,7 @@ import (
 	"pipe.dev/pipe/compiler/plan"
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/fn"
 )
 
 // program is one compiled per-record expression of a stage. Programs are
@@ -21,11 +23,13 @@ type program struct {
 	prog   *exprs.Program
 	src    string
 	line   int // line of the expression's start
+	col    int // column (in runes) of the expression's start
 	file   string
 	target string
 	path   []string // target split at dots
 	at     string   // file:line of the expression
 	want   *types.Type
+	params map[string]any // params.x, when the expression reads them
 
 	// Fast paths, decided from the expression's tree: a constant, a bare
 	// field, or a field compared with a number. Each falls back to the
@@ -48,19 +52,19 @@ const (
 )
 
 // compileExpr compiles e of stage st for evaluation against record maps.
-func compileExpr(st *plan.Stage, e *plan.Expr, now func() time.Time) (*program, error) {
+func compileExpr(st *plan.Stage, e *plan.Expr, now func() time.Time, params runParams) (*program, error) {
 	at := atSpan(e.Span.File, e.Span.Start.Line)
-	ctx := exprs.Context{Kind: e.Kind, Input: st.Input, Want: e.Type}
+	ctx := exprs.Context{Kind: e.Kind, Input: st.Input, Want: e.Type, Params: params.typ}
 	p, err := exprs.Compile(e.Source, ctx, exprs.Options{Now: now})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", at, err)
 	}
-	if p.UsesParams() {
-		return nil, fmt.Errorf("%s: expression %q reads params, which a plan does not carry", at, e.Source)
-	}
 	prog := &program{
-		prog: p, src: e.Source, file: e.Span.File, line: e.Span.Start.Line,
+		prog: p, src: e.Source, file: e.Span.File, line: e.Span.Start.Line, col: e.Span.Start.Column,
 		target: e.Target, path: splitPath(e.Target), at: at, want: e.Type,
+	}
+	if p.UsesParams() {
+		prog.params = params.values
 	}
 	if !p.UsesMeta() {
 		prog.classify()
@@ -170,7 +174,7 @@ func (p *program) test(m *vm.VM, r *stdlib.Record) (bool, error) {
 	}
 	b, ok := v.(bool)
 	if !ok {
-		return false, fmt.Errorf("condition is %T, want bool", v)
+		return false, fmt.Errorf("condition is %s, want bool", fn.TypeName(v))
 	}
 	return b, nil
 }
@@ -213,9 +217,9 @@ func (p *program) rowValue(row *stdlib.Row) (any, bool) {
 }
 
 // eval runs p against a record's value. A record value that is not a map is
-// seen as {value: v}, a Row as its map. When the expression reads meta, it sees a shallow
-// copy of the record with meta added (the record itself may be shared with
-// other stages' tasks and is never written to).
+// seen as {value: v}, a Row as its map. When the expression reads meta or
+// params, it sees a shallow copy of the record with them added (the record
+// itself may be shared with other stages' tasks and is never written to).
 func (p *program) eval(m *vm.VM, r *stdlib.Record) (any, error) {
 	env, ok := r.Value.(map[string]any)
 	if !ok {
@@ -225,12 +229,17 @@ func (p *program) eval(m *vm.VM, r *stdlib.Record) (any, error) {
 			env = map[string]any{"value": r.Value}
 		}
 	}
-	if p.prog.UsesMeta() {
-		c := make(map[string]any, len(env)+1)
+	if p.prog.UsesMeta() || p.params != nil {
+		c := make(map[string]any, len(env)+2)
 		for k, v := range env {
 			c[k] = v
 		}
-		c["meta"] = stdlib.Meta(r)
+		if p.prog.UsesMeta() {
+			c["meta"] = stdlib.Meta(r)
+		}
+		if p.params != nil {
+			c["params"] = p.params
+		}
 		env = c
 	}
 	v, err := p.prog.Run(m, env)
@@ -240,12 +249,20 @@ func (p *program) eval(m *vm.VM, r *stdlib.Record) (any, error) {
 	return v, nil
 }
 
-// runError places an evaluation error: its position in the file when the
-// expression's error carries one.
+// runError places an evaluation error: at file:line:col of the part of
+// the expression that failed, when the error says which.
 func (p *program) runError(err error) error {
 	if re, ok := err.(*exprs.RunError); ok && re.End > re.Start && re.Start <= len(p.src) {
-		line := p.line + strings.Count(p.src[:re.Start], "\n")
-		return &exprError{at: atSpan(p.file, line), err: err}
+		before := p.src[:re.Start]
+		line, col := p.line+strings.Count(before, "\n"), p.col+utf8.RuneCountInString(before)
+		if i := strings.LastIndexByte(before, '\n'); i >= 0 {
+			col = 1 + utf8.RuneCountInString(before[i+1:])
+		}
+		at := atSpan(p.file, line)
+		if p.col > 0 {
+			at = fmt.Sprintf("%s:%d", at, col)
+		}
+		return &exprError{at: at, err: err}
 	}
 	return err
 }

@@ -77,6 +77,8 @@ type stageRT struct {
 	// release: a sink that keeps no reference to the batches it wrote
 	// (its spec Releases them); they go back to the sources.
 	release bool
+	// params are the run's parameters, which its expressions read.
+	params runParams
 	// chained: a built-in transform whose task i runs inside task i of
 	// its only upstream stage, called with each batch instead of fed
 	// through a channel; tasks holds those tasks (see markChained).
@@ -92,7 +94,7 @@ func (s *stageRT) isSink() bool   { return s.st.Kind == string(stdlib.SinkKind) 
 func (s *stageRT) isSource() bool { return s.st.Kind == string(stdlib.SourceKind) }
 
 // buildGraph resolves the plan's stages and edges.
-func buildGraph(p *plan.Plan, reg *stdlib.Registry, depth int, now func() time.Time) ([]*stageRT, error) {
+func buildGraph(p *plan.Plan, reg *stdlib.Registry, depth int, now func() time.Time, params runParams) ([]*stageRT, error) {
 	if len(p.Stages) == 0 {
 		return nil, errors.New("plan has no stages")
 	}
@@ -108,7 +110,7 @@ func buildGraph(p *plan.Plan, reg *stdlib.Registry, depth int, now func() time.T
 		s := &stageRT{
 			idx: i, st: st, at: atSpan(st.Span.File, st.Span.Start.Line),
 			ports: map[string][]*stageRT{}, senderBase: map[int]int{},
-			policy: st.OnError,
+			policy: st.OnError, params: params,
 		}
 		if st.Tasks < 1 {
 			st = cloneStageTasks(st)
@@ -140,7 +142,7 @@ func buildGraph(p *plan.Plan, reg *stdlib.Registry, depth int, now func() time.T
 		switch st.PartitionBy {
 		case "", "partition":
 		default:
-			prog, err := compileExpr(st, &plan.Expr{Kind: plan.AttrExpr, Source: st.PartitionBy, Span: st.Span}, now)
+			prog, err := compileExpr(st, &plan.Expr{Kind: plan.AttrExpr, Source: st.PartitionBy, Span: st.Span}, now, params)
 			if err != nil {
 				return nil, fmt.Errorf("stage %q: partition_by: %w", st.Name, err)
 			}

@@ -47,7 +47,8 @@ type offsetSink struct {
 func OpenOffsets(p *plan.Plan, cfg *Config) (o *Offsets, err error) {
 	c := cfg.withDefaults(p)
 	defer func() { err = c.Redactor.Error(err) }()
-	if _, err := buildGraph(p, c.Registry, c.ChannelDepth, c.Now); err != nil {
+	// The graph only: the parameters' types, not their values.
+	if _, err := buildGraph(p, c.Registry, c.ChannelDepth, c.Now, runParams{typ: paramsRecord(p.Params)}); err != nil {
 		return nil, err
 	}
 	o = &Offsets{p: p}

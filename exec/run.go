@@ -109,7 +109,13 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 		}
 	}()
 	r.recycler = stdlib.NewRecycler(r.cfg.BatchSize)
-	r.stages, err = buildGraph(p, r.cfg.Registry, r.cfg.ChannelDepth, r.cfg.Now)
+	// Parameters are resolved first, so that the redactor knows their
+	// values before anything can print one.
+	params, err := resolveParams(p.Params, r.cfg.Secrets)
+	if err != nil {
+		return err
+	}
+	r.stages, err = buildGraph(p, r.cfg.Registry, r.cfg.ChannelDepth, r.cfg.Now, params)
 	if err != nil {
 		return err
 	}

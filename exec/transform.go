@@ -121,7 +121,7 @@ func stagePrograms(s *stageRT, now func() time.Time) (map[plan.ExprKind][]*progr
 	}
 	out := map[plan.ExprKind][]*program{}
 	for _, e := range s.st.Exprs {
-		p, err := compileExpr(s.st, e, now)
+		p, err := compileExpr(s.st, e, now, s.params)
 		if err != nil {
 			return nil, fmt.Errorf("stage %q: %w", s.st.Name, err)
 		}

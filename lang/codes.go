@@ -94,6 +94,16 @@ const (
 	// records come from does not set (its spec does not declare it).
 	//   source s: stdin {}  ...  topic := meta.topic
 	UndeclaredMeta Code = 115
+	// NullableValue: a value that may be null (an optional field, a ?.
+	// chain, nil) used where null fails: an operand, a function argument,
+	// the base of a field access, a condition; unless narrowed by a check
+	// (x != nil && …), defaulted (x ?? d) or taken by a filter or route case.
+	//   where upper(note) == "X"    (note: string?)
+	NullableValue Code = 116
+	// SecretExposed: a secret parameter used other than as the key of an
+	// hmac function: it would reach a record, a log or a decision.
+	//   token := params.api_key     (param api_key: secret = "${env:K}")
+	SecretExposed Code = 117
 )
 
 // Graph and plan (2xx).
@@ -110,9 +120,12 @@ const (
 	// DeliveryUnsupported: a sink cannot honour the requested delivery guarantee.
 	//   sink s: stdout { delivery = exactly_once }
 	DeliveryUnsupported Code = 204
-	// NoInput: a transform or sink with no input edge when one is required.
+	// NoInput: a transform or sink with no input edge, in a flow or not.
+	//   sink spare: stdout {}    (in no flow)
 	NoInput Code = 205
-	// NoSource: a pipeline with no source or no sink.
+	// NoSource: a pipeline with no source or no sink; a file with no stages
+	// that is not a library (or a library given to pipe run).
+	//   (an empty file)
 	NoSource Code = 206
 )
 
@@ -138,7 +151,9 @@ const (
 	MisplacedItem Code = 306
 	// DuplicateAttribute: an attribute set twice in one body.
 	DuplicateAttribute Code = 307
-	// SecretNotAllowed: a ${env:}/${file:} reference where a secret cannot be used.
+	// SecretNotAllowed: a ${env:}/${file:} reference where a secret cannot be
+	// used, or a reference inside an expression's string (never resolved).
+	//   h := sha256("${env:KEY}" + id)
 	SecretNotAllowed Code = 308
 	// SchemaRawFormat: a schema on a source whose format cannot carry one
 	// (lines, string, bytes: each record is {value}).
@@ -149,7 +164,7 @@ const (
 // Lints (4xx): warnings; `pipe lint --deny` makes them failures and
 // `lint.allow = [...]` on a stage silences them there.
 const (
-	// StageNotInFlow: a stage that no flow line uses.
+	// StageNotInFlow: a source that no flow line uses.
 	StageNotInFlow Code = 401
 	// DeadEnd: a source or transform whose output goes nowhere.
 	DeadEnd Code = 402
@@ -171,23 +186,35 @@ const (
 	SkipWithoutDLQ Code = 430
 	// RetryWithoutThen: retry(...) without then = ... fails the pipeline when retries run out.
 	RetryWithoutThen Code = 432
+	// DeadLetterDiscards: a dead_letter(...) target that drops what it
+	// receives (a discard sink): failed records are lost silently.
+	//   on_error = dead_letter(devnull)   (sink devnull: discard {})
+	DeadLetterDiscards Code = 433
+	// PolicyNeverFires: an on_error policy on a stage that never fails a
+	// record: a filter, map or route whose expressions cannot fail, or a
+	// component that fails no record alone (generate, discard).
+	//   transform f: filter { where amount > 0  on_error = skip }
+	PolicyNeverFires Code = 434
 	// FieldRetyped: a := gives an existing field a new type.
 	FieldRetyped Code = 440
 	// ShadowsBuiltin: a field named like an expression builtin (len, now).
 	ShadowsBuiltin Code = 441
-	// OptionalUnchecked: an optional field used without ??, ?. or a nil check.
-	OptionalUnchecked Code = 450
+	// Retired: the lint optional-unchecked, replaced by the error
+	// NullableValue (PIPE116).
+	_ Code = 450
 	// AnyResult: an expression whose type is unknown; annotate it.
 	AnyResult Code = 451
 	// UntypedSource: a source without a schema: nothing downstream is type-checked.
 	UntypedSource Code = 452
 	// NonDeterministic: now()/random in a filter or route: replays may differ.
 	NonDeterministic Code = 453
-	// HardcodedSecret: a credential written as a literal.
+	// HardcodedSecret: a credential written as a literal (a secret
+	// attribute, a secret param's value, an hmac function's key).
+	//   h := hmac_sha256("k3y", user)
 	HardcodedSecret Code = 460
 	// InsecureTLS: TLS certificate verification switched off.
 	InsecureTLS Code = 462
-	// Unused: an unused import, def, schema or param.
+	// Unused: an unused import, def, schema, def param or run-time param.
 	Unused Code = 470
 	// Untested: a source or sink that no test covers (--require-tests).
 	Untested Code = 480
@@ -225,6 +252,8 @@ var codeInfo = map[Code]codeDoc{
 	UnknownFunction:     {"unknown-function", "call of an unknown function"},
 	DivisionByZero:      {"division-by-zero", "division by a constant zero"},
 	UndeclaredMeta:      {"undeclared-meta", "a meta field a source upstream does not set"},
+	NullableValue:       {"nullable-value", "a value that may be null used where null fails"},
+	SecretExposed:       {"secret-exposed", "a secret parameter used other than as a key"},
 	Cycle:               {"cycle", "the flow graph has a cycle"},
 	BadEdge:             {"bad-edge", "an impossible flow edge"},
 	DeadLetterNotSink:   {"dead-letter-not-sink", "dead_letter target is not a sink"},
@@ -251,9 +280,10 @@ var codeInfo = map[Code]codeDoc{
 	DuplicateCase:       {"duplicate-case", "two route cases with the same condition"},
 	SkipWithoutDLQ:      {"skip-without-dlq", "on_error = skip loses records silently"},
 	RetryWithoutThen:    {"retry-without-then", "retry without then fails when retries run out"},
+	DeadLetterDiscards:  {"dead-letter-discards", "dead-letter sink that drops what it receives"},
+	PolicyNeverFires:    {"policy-never-fires", "on_error on a stage that never fails a record"},
 	FieldRetyped:        {"field-retyped", ":= gives a field a new type"},
 	ShadowsBuiltin:      {"shadows-builtin", "field named like an expression builtin"},
-	OptionalUnchecked:   {"optional-unchecked", "optional field used without nil check"},
 	AnyResult:           {"any-result", "expression of unknown type"},
 	UntypedSource:       {"untyped-source", "source without schema"},
 	NonDeterministic:    {"non-deterministic", "now()/random in filter or route"},

@@ -37,7 +37,7 @@ const (
 	FloatParam    ParamKind = "float"
 	BoolParam     ParamKind = "bool"
 	DurationParam ParamKind = "duration" // 250ms, 1m30s
-	SizeParam     ParamKind = "size"     // 1MiB; a bare int means bytes
+	SizeParam     ParamKind = "size"     // 1MiB, 512B: a unit is required
 	EnumParam     ParamKind = "enum"     // an identifier from Enum: json, upsert
 	ListParam     ParamKind = "list"     // [Elem, ...]
 	MapParam      ParamKind = "map"      // { key = Elem, ... }
@@ -153,6 +153,13 @@ type Spec struct {
 	// ReadsRows reports that a sink takes *Row values as they are (it
 	// reads no value, or handles rows); other sinks get maps.
 	ReadsRows bool
+	// Discards reports that a sink drops what it receives (discard): as
+	// a dead-letter sink it loses the failed records (a lint).
+	Discards bool
+	// NoRecordErrors reports that the component never fails one record
+	// alone (generate, discard): an on_error policy on its stage has
+	// nothing to catch (a lint).
+	NoRecordErrors bool
 
 	// Output returns the type of the records a source emits when it can be
 	// told from its attributes alone (generate's fields, a raw format's

@@ -21,7 +21,7 @@ import (
 
 var (
 	errDuration = errors.New("not a duration: write whole numbers with units ns, us, ms, s, m, h or d, such as 250ms, 1m30s or 2d")
-	errSize     = errors.New("not a size: write a number of bytes or a number with a unit B, KB, MB, GB, TB, KiB, MiB, GiB or TiB, such as 64MiB")
+	errSize     = errors.New("not a size: write a number with a unit B, KB, MB, GB, TB, KiB, MiB, GiB or TiB, such as 64MiB or 100B")
 	errRange    = errors.New("out of range")
 )
 
@@ -55,21 +55,18 @@ func ParseDuration(s string) (time.Duration, error) {
 	return total, nil
 }
 
-// ParseSize parses a size in bytes as its literal is written, a number
-// with a unit (see lang.SizeUnit) such as 64MiB or 1.5GB, or as a whole
-// number of bytes.
+// ParseSize parses a size in bytes as its literal is written: a number
+// with a unit (see lang.SizeUnit) such as 64MiB, 1.5GB or 512B. A number
+// without a unit is not a size, as a duration needs its unit too.
 func ParseSize(s string) (int64, error) {
 	num := strings.TrimRightFunc(s, unicode.IsLetter)
 	whole, frac, dot := strings.Cut(num, ".")
-	if !allDigits(whole) || dot && !allDigits(frac) || dot && num == s {
+	if !allDigits(whole) || dot && !allDigits(frac) || num == s {
 		return 0, errSize
 	}
-	unit := int64(1) // a number of bytes
-	if num != s {
-		var ok bool
-		if unit, ok = lang.SizeUnit(s[len(num):]); !ok {
-			return 0, errSize
-		}
+	unit, ok := lang.SizeUnit(s[len(num):])
+	if !ok {
+		return 0, errSize
 	}
 	n, err := strconv.ParseFloat(num, 64)
 	if b := n * float64(unit); err == nil && b < math.MaxInt64 {

@@ -14,7 +14,7 @@ func TestParseValue(t *testing.T) {
 	}{
 		{"1MiB", Size, int64(1 << 20)},
 		{" 1.5KB ", Size, int64(1500)},
-		{"512", Size, int64(512)},
+		{"512B", Size, int64(512)},
 		{"1d", Duration, 24 * time.Hour},
 		{"1m30s", Duration, 90 * time.Second},
 		{"0s", Duration, time.Duration(0)},
@@ -35,7 +35,7 @@ func TestParseValue(t *testing.T) {
 		in string
 		t  ParamType
 	}{
-		{"1 MiB", Size}, {"1.5", Size}, {"-1", Size}, {"1XB", Size}, {"99999999TiB", Size},
+		{"1 MiB", Size}, {"1.5", Size}, {"-1", Size}, {"512", Size}, {"1XB", Size}, {"99999999TiB", Size},
 		{"1.5h", Duration}, {"10", Duration}, {"5x", Duration}, {"-1s", Duration}, {"999999999999d", Duration},
 		{"1e", Int}, {"Inf", Float}, {"1", Bool}, {"xml", Enum("json", "csv")}, {"yesterday", Time},
 		{"xyz", ListOf(String)},
@@ -76,7 +76,7 @@ func TestValues(t *testing.T) {
 		{map[string]any{"n": "x"}, `attribute "n": not an int`},
 		{map[string]any{"n": 1.5}, `attribute "n": is float64, want int`},
 		{map[string]any{"mode": Ident("c")}, `attribute "mode": not one of a, b`},
-		{map[string]any{"hosts": []any{"1", "x"}}, `attribute "hosts": item 2: not a size`},
+		{map[string]any{"hosts": []any{"1B", "x"}}, `attribute "hosts": item 2: not a size`},
 		{map[string]any{"tls": map[string]any{"verify": "yes"}}, `attribute "tls.verify": not true or false`},
 	} {
 		if _, err := spec.Values(c.attrs); err == nil || !strings.HasPrefix(err.Error(), c.want) {

@@ -118,7 +118,7 @@ func cmdLint(e *env, args []string) int {
 		"Check .pipe files and report lint warnings (PIPE4xx) besides errors.\n"+
 			"Warnings do not fail the run unless denied with --deny.")
 	format := fs.String("format", "text", "diagnostics format: text, json or github")
-	denyList := fs.StringSlice("deny", nil, "lint codes that fail the run (PIPE430,PIPE450) or \"all\"")
+	denyList := fs.StringSlice("deny", nil, "lint codes that fail the run (PIPE430,PIPE410) or \"all\"")
 	requireTests := fs.Bool("require-tests", false, "also report every source and sink no inline test covers (PIPE480)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -145,10 +145,23 @@ func cmdLint(e *env, args []string) int {
 
 // buildPlan compiles one file into a plan, printing diagnostics on failure.
 func buildPlan(e *env, path, format string) (*plan.Plan, int) {
+	return compilePlan(e, path, format, false)
+}
+
+// compilePlan is buildPlan; a library (a file of schemas and defs) is an
+// error, PIPE206, unless library is set: it checks clean, but holds
+// nothing to run.
+func compilePlan(e *env, path, format string, library bool) (*plan.Plan, int) {
 	prog, diags, err := compileFile(path)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
 		return nil, exitUsage
+	}
+	if !diags.HasErrors() && len(prog.Stages) == 0 && !library {
+		// A library checks clean, but there is nothing to run in it.
+		start := lang.Pos{Offset: 0, Line: 1, Column: 1}
+		diags = append(diags, lang.Errorf(lang.NoSource, lang.Span{File: path, Start: start, End: start},
+			"the file is a library of schemas and defs: it has no stages to run"))
 	}
 	if diags.HasErrors() {
 		printDiagnostics(e.stderr, format, diags.Errors(), sources{})

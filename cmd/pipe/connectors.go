@@ -1,13 +1,16 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"pipe.dev/pipe/compiler"
 	"pipe.dev/pipe/stdlib"
 )
 
@@ -19,8 +22,11 @@ func cmdConnectors(e *env, args []string) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	reg := stdlib.Default
-	specs := reg.Specs("")
+	// The registry's components and the compiler's own transforms.
+	specs := append(stdlib.Default.Specs(""), compiler.BuiltinTransforms()...)
+	slices.SortStableFunc(specs, func(a, b *stdlib.Spec) int {
+		return cmp.Or(cmp.Compare(kindOrder(a.Kind), kindOrder(b.Kind)), strings.Compare(a.Name, b.Name))
+	})
 	if fs.NArg() > 0 {
 		name := fs.Arg(0)
 		var found []*stdlib.Spec
@@ -34,7 +40,12 @@ func cmdConnectors(e *env, args []string) int {
 			for _, s := range specs {
 				names = append(names, s.Name)
 			}
-			fmt.Fprintf(e.stderr, "pipe: no component %q (have %s)\n", name, strings.Join(dedupe(names), ", "))
+			names = dedupe(names)
+			if d := compiler.Suggest(name, names); d != "" {
+				fmt.Fprintf(e.stderr, "pipe: no component %q; %s\n", name, d)
+				return exitFindings
+			}
+			fmt.Fprintf(e.stderr, "pipe: no component %q (have %s)\n", name, strings.Join(names, ", "))
 			return exitFindings
 		}
 		specs = found
@@ -55,6 +66,11 @@ func cmdConnectors(e *env, args []string) int {
 		writeSpecText(e.stdout, s)
 	}
 	return exitOK
+}
+
+// kindOrder orders components: sources, transforms, sinks.
+func kindOrder(k stdlib.Kind) int {
+	return slices.Index([]stdlib.Kind{stdlib.SourceKind, stdlib.TransformKind, stdlib.SinkKind}, k)
 }
 
 func dedupe(s []string) []string {

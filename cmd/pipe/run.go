@@ -76,7 +76,10 @@ func cmdRun(e *env, args []string) int {
 	// redacted with it, and so is the error Run returns.
 	red := &exec.Redactor{}
 	logger = slog.New(red.Handler(logger.Handler()))
-	limit, err := stdlib.ParseSize(*memLimit)
+	var limit int64
+	if *memLimit != "0" {
+		limit, err = stdlib.ParseSize(*memLimit)
+	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "pipe: --memory-limit: %q: %v\n", *memLimit, err)
 		return exitUsage

@@ -71,7 +71,7 @@ func cmdTest(e *env, args []string) int {
 	var all []fileResults
 	code := exitOK
 	for _, f := range files {
-		p, c := buildPlan(e, f, "text")
+		p, c := compilePlan(e, f, "text", true)
 		if p == nil {
 			code = max(code, c)
 			continue
@@ -238,7 +238,7 @@ func generateFiles(ctx context.Context, e *env, files []string, n int, seed uint
 	code := exitOK
 	problems := 0
 	for _, f := range files {
-		p, c := buildPlan(e, f, "text")
+		p, c := compilePlan(e, f, "text", true)
 		if p == nil {
 			code = max(code, c)
 			continue

@@ -60,7 +60,7 @@ gen -> calc -> out
 		"top_test  finished  health unhealthy",
 		"gen  source: generate      1       300   300       0       0              0  0 records",
 		"calc    transform: map      1       300   200       0     100            100",
-		`calc: last error`, `to_int: cannot convert "x" to int`,
+		`calc: last error`, `cannot convert "x" to int`,
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("pipe top does not show %q:\n%s", want, got)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
@@ -25,8 +26,8 @@ import (
 )
 
 // Check type-checks src in ctx. It returns the inferred result and the
-// issues found: errors (PIPE001, PIPE104 to PIPE107, PIPE113) and the lint
-// warning PIPE450 (optional used unchecked). Offsets are byte offsets into
+// issues found: errors (PIPE001, PIPE104 to PIPE107, PIPE113 to PIPE116,
+// PIPE308). Offsets are byte offsets into
 // src. Lints that need the stage's context are left to the caller, which
 // reads them from the result: PIPE420 from Const, PIPE453 from UsesNow and
 // PIPE451 (an unannotated := of type any) from Type.
@@ -70,12 +71,31 @@ func (c *Checker) Check(src string, ctx Context) (res Result, issues []Issue) {
 		return res, []Issue{{Start: 0, End: len(src), Code: lang.SyntaxError, Severity: lang.Error,
 			Message: "empty expression"}}
 	}
+	if is := references(src); len(is) > 0 {
+		return res, is
+	}
+	keyIssues := secretIssues(src, ctx.Params)
+	if slices.ContainsFunc(keyIssues, func(is Issue) bool { return is.Severity == lang.Error }) {
+		return res, keyIssues
+	}
 	predicate := ctx.Kind == plan.WhereExpr || ctx.Kind == plan.CaseExpr
 	ce := c.envFor(ctx, predicate)
 	env := ce.env
-	tree, issues, err := checkTree(src, ce.cfg)
+	var nulls []Issue
+	tree, issues, err := checkTree(src, ce.cfg, func(root ast.Node) {
+		if ctx.Input != nil {
+			nulls = nullIssues(src, root, env)
+			res.CannotFail = cannotFail(root)
+		}
+	})
 	if err != nil {
-		return res, issuesOf(src, err, env, ctx)
+		issues := issuesOf(src, err, env, ctx)
+		for i, is := range issues {
+			if msg, ok := callMismatch(src, is, ce.cfg, env); ok && is.Code == lang.ExprTypeError {
+				issues[i].Message = msg
+			}
+		}
+		return res, issues
 	}
 	root := tree.Node
 	if ctx.Input == nil {
@@ -86,7 +106,10 @@ func (c *Checker) Check(src string, ctx Context) (res Result, issues []Issue) {
 	}
 	t := env.inferType(root)
 	res.Type = t
-	res.UsesNow = usesNow(root, env)
+	if call := nowCall(root, env); call != nil {
+		res.UsesNow = true
+		res.NowStart, res.NowEnd = nodeSpan(src, call)
+	}
 
 	if predicate {
 		if t.Kind != types.Any && (t.Kind != types.Bool || t.Optional) {
@@ -109,13 +132,119 @@ func (c *Checker) Check(src string, ctx Context) (res Result, issues []Issue) {
 			res.Type = ctx.Want
 		}
 	}
-	if ctx.Input != nil {
-		issues = append(issues, optionalIssues(src, root, ctx, env)...)
-	}
+	issues = append(issues, nulls...)
+	issues = append(issues, keyIssues...)
 	if env.hasMeta {
 		issues = append(issues, undeclaredMeta(src, root, ctx.Meta)...)
 	}
 	return res, issues
+}
+
+// references reports each ${env:…}, ${file:…} or ${param:…} written
+// inside a string literal of src (PIPE308): an expression string is text,
+// never resolved, so the reference would silently be the literal text.
+func references(src string) []Issue {
+	var out []Issue
+	for i := 0; i < len(src); i++ {
+		q := src[i]
+		if q != '"' && q != '\'' && q != '`' {
+			continue
+		}
+		close := StringEnd(src, i)
+		for j := i + 1; j < close; j++ {
+			if !strings.HasPrefix(src[j:close], "${") {
+				continue
+			}
+			end := strings.IndexByte(src[j:close], '}')
+			if end < 0 {
+				continue
+			}
+			ref := src[j : j+end+1]
+			provider, name, ok := strings.Cut(ref[2:len(ref)-1], ":")
+			if !ok || provider != "env" && provider != "file" && provider != "param" {
+				continue
+			}
+			is := Issue{Start: j, End: j + end + 1, Code: lang.SecretNotAllowed, Severity: lang.Error,
+				Message: fmt.Sprintf("%s in an expression is the literal text, not its value", ref)}
+			if provider == "param" {
+				is.Detail = fmt.Sprintf("read the def parameter as params.%s", name)
+			} else {
+				is.Detail = fmt.Sprintf("declare a parameter at the top of the file, param %s: secret = %q (or another type), and use params.%s", paramName(name), ref, paramName(name))
+			}
+			out = append(out, is)
+			j += end
+		}
+		i = close
+	}
+	return out
+}
+
+// secretIssues reports each read of a secret parameter (params of type
+// secret) that is not the key argument of an hmac function or the argument
+// of reveal (PIPE117), and each string literal given as a key (the lint
+// PIPE460: a credential in the file).
+func secretIssues(src string, params *types.Type) []Issue {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return nil
+	}
+	root := tree.Node
+	keys := map[ast.Node]bool{} // nodes in a key position
+	var out []Issue
+	ast.Walk(&root, visitFunc(func(n *ast.Node) {
+		c, ok := (*n).(*ast.CallNode)
+		if !ok || len(c.Arguments) == 0 {
+			return
+		}
+		id, ok := c.Callee.(*ast.IdentifierNode)
+		if !ok || !slices.Contains(fn.KeyFuncs, id.Value) && id.Value != "reveal" {
+			return
+		}
+		keys[c.Arguments[0]] = true
+		if lit, ok := c.Arguments[0].(*ast.StringNode); ok && id.Value != "reveal" {
+			start, end := nodeSpan(src, lit)
+			out = append(out, Issue{Start: start, End: end, Code: lang.HardcodedSecret, Severity: lang.Warning,
+				Message: fmt.Sprintf("the key of %s is written in the file", id.Value),
+				Detail:  fmt.Sprintf(`declare it as a secret parameter, param key: secret = "${env:KEY}", and write %s(params.key, ...)`, id.Value)})
+		}
+	}))
+	ast.Walk(&root, visitFunc(func(n *ast.Node) {
+		m, ok := (*n).(*ast.MemberNode)
+		if !ok || keys[*n] {
+			return
+		}
+		base, isIdent := m.Node.(*ast.IdentifierNode)
+		name, isName := m.Property.(*ast.StringNode)
+		if !isIdent || base.Value != "params" || !isName {
+			return
+		}
+		if f := params.Field(name.Value); f == nil || f.Type.Kind != types.Secret {
+			return
+		}
+		start, end := nodeSpan(src, m)
+		out = append(out, Issue{Start: start, End: end, Code: lang.SecretExposed, Severity: lang.Error,
+			Message: fmt.Sprintf("secret params.%s may only be the key of %s", name.Value, strings.Join(fn.KeyFuncs, ", ")),
+			Detail:  fmt.Sprintf("it must not reach a record, a log or a decision; reveal(params.%s) lets its value into the record on purpose", name.Value)})
+	}))
+	return out
+}
+
+// paramName suggests a parameter name for the key of a reference
+// (KAFKA_KEY -> kafka_key, /run/x.properties:hmac -> hmac).
+func paramName(key string) string {
+	if i := strings.LastIndexByte(key, ':'); i >= 0 {
+		key = key[i+1:]
+	}
+	b := []byte(strings.ToLower(key))
+	for i, c := range b {
+		if !isIdentByte(c) || c == '$' {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 || b[0] >= '0' && b[0] <= '9' {
+		b = append([]byte("p_"), b...)
+	}
+	return string(b)
 }
 
 // undeclaredMeta reports each read of a metadata field that meta does not
@@ -241,10 +370,12 @@ func typeKey(b []byte, t *types.Type, named bool) []byte {
 
 // checkTree is the checking half of expr.Compile with a prepared
 // configuration: parse, type-check and optimise, leaving out the bytecode,
-// which only a constant predicate needs (see constantBool). Divisions by
-// a constant zero (PIPE114) are returned as issues and leave the tree
-// unoptimised: folding would hide them. A panic becomes an error.
-func checkTree(src string, cfg *conf.Config) (tree *parser.Tree, issues []Issue, err error) {
+// which only a constant predicate needs (see constantBool). checked sees
+// the checked tree before optimisation, whose folding changes its shape
+// (b && true becomes b). Divisions by a constant zero (PIPE114) are
+// returned as issues and leave the tree unoptimised: folding would hide
+// them. A panic becomes an error.
+func checkTree(src string, cfg *conf.Config, checked func(ast.Node)) (tree *parser.Tree, issues []Issue, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			tree, issues, err = nil, nil, fmt.Errorf("%v", r)
@@ -254,6 +385,7 @@ func checkTree(src string, cfg *conf.Config) (tree *parser.Tree, issues []Issue,
 	if err != nil {
 		return nil, nil, err
 	}
+	checked(tree.Node)
 	if issues = zeroDivisors(src, tree.Node); len(issues) > 0 {
 		return tree, issues, nil
 	}
@@ -375,7 +507,7 @@ func issuesOf(src string, err error, env *typedEnv, ctx Context) []Issue {
 		if calledNames(src)[name] {
 			is.Code = lang.UnknownFunction
 			is.Message = fmt.Sprintf("unknown function %q", name)
-			if s := didYouMean(name, functionNames()); s != "" {
+			if s := functionLike(name); s != "" {
 				is.Detail = fmt.Sprintf("did you mean %q?", s)
 			}
 			return []Issue{is}
@@ -492,12 +624,33 @@ func unknownCalls(src string) []Issue {
 		start, end := byteSpan(src, loc.From, loc.To)
 		is := Issue{Start: start, End: end, Code: lang.UnknownFunction, Severity: lang.Error,
 			Message: fmt.Sprintf("unknown function %q", id.Value)}
-		if s := didYouMean(id.Value, functionNames()); s != "" {
+		if s := functionLike(id.Value); s != "" {
 			is.Detail = fmt.Sprintf("did you mean %q?", s)
 		}
 		out = append(out, is)
 	}))
 	return out
+}
+
+// functionLike returns the function a call of an unknown name most likely
+// meant: one spelt alike, one that differs only in case and underscores
+// (toUpper, parseTime for parse_time), or the longest one its name
+// contains (uppercase, to_upper: upper; strlen: len).
+func functionLike(name string) string {
+	if s := didYouMean(name, functionNames()); s != "" {
+		return s
+	}
+	norm := func(s string) string { return strings.ReplaceAll(strings.ToLower(s), "_", "") }
+	n, best := norm(name), ""
+	for _, f := range functionNames() {
+		switch nf := norm(f); {
+		case nf == n:
+			return f
+		case len(nf) >= 3 && strings.Contains(n, nf) && len(f) > len(best):
+			best = f
+		}
+	}
+	return best
 }
 
 // functionNames lists every callable name: expr builtins and the library.
@@ -526,6 +679,13 @@ func (e *typedEnv) inferType(n ast.Node) *types.Type {
 			}
 		}
 	case *ast.ConditionalNode:
+		// A branch that fails the record gives no value: the other's type.
+		switch {
+		case e.fails(x.Exp1):
+			return e.inferType(x.Exp2)
+		case e.fails(x.Exp2):
+			return e.inferType(x.Exp1)
+		}
 		if u := unify(e.inferType(x.Exp1), e.inferType(x.Exp2)); u != nil {
 			return u
 		}
@@ -557,6 +717,9 @@ func (e *typedEnv) inferType(n ast.Node) *types.Type {
 	return e.pipeType(n.Type())
 }
 
+// fails reports whether n is a call of fail, which never returns a value.
+func (e *typedEnv) fails(n ast.Node) bool { return isFail(n) && e.input.Field("fail") == nil }
+
 // unify returns the common type of a and b, or nil.
 func unify(a, b *types.Type) *types.Type {
 	if a.Kind == types.Any && a.Optional { // nil
@@ -578,16 +741,19 @@ func unify(a, b *types.Type) *types.Type {
 	return nil
 }
 
-// usesNow reports whether the tree calls a non-deterministic function.
-func usesNow(root ast.Node, env *typedEnv) bool {
-	found := false
+// nowCall returns the first call of a non-deterministic function in the
+// tree, or nil.
+func nowCall(root ast.Node, env *typedEnv) ast.Node {
+	var found ast.Node
 	ast.Walk(&root, visitFunc(func(n *ast.Node) {
 		c, ok := (*n).(*ast.CallNode)
 		if !ok {
 			return
 		}
 		if id, ok := c.Callee.(*ast.IdentifierNode); ok && fn.IsNonDeterministic(id.Value) && env.input.Field(id.Value) == nil {
-			found = true
+			if found == nil || c.Location().From < found.Location().From {
+				found = c
+			}
 		}
 	}))
 	return found
@@ -612,7 +778,7 @@ func constantBool(tree *parser.Tree, cfg *conf.Config, env *typedEnv) (val, ok b
 			}
 		}
 	}))
-	if !constant || usesNow(root, env) {
+	if !constant || nowCall(root, env) != nil {
 		return false, false
 	}
 	defer func() { _ = recover() }()
@@ -626,10 +792,4 @@ func constantBool(tree *parser.Tree, cfg *conf.Config, env *typedEnv) (val, ok b
 	}
 	b, isBool := out.(bool)
 	return b, isBool
-}
-
-// isOptionalNode reports whether a checked node has an optional type.
-func isOptionalNode(n ast.Node) bool {
-	t := n.Type()
-	return t != nil && t.Kind() == reflect.Pointer
 }

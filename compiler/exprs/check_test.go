@@ -111,6 +111,13 @@ func TestCheckIssues(t *testing.T) {
 			`PIPE104@0:6[error] params is only defined inside a def`},
 		{`amount.cents`, plan.AssignExpr, `PIPE105@7:12[error] cannot read field "cents" of float`},
 		{`customer.id.foo()`, plan.AssignExpr, `PIPE113@12:15[error] unknown method "foo" of string`},
+		// Unknown functions: a name spelt alike, alike but for case and
+		// underscores, or containing a function's name.
+		{`uper(id)`, plan.AssignExpr, `PIPE113@0:4[error] unknown function "uper" (did you mean "upper"?)`},
+		{`toUpper(id)`, plan.AssignExpr, `PIPE113@0:7[error] unknown function "toUpper" (did you mean "upper"?)`},
+		{`uppercase(id)`, plan.AssignExpr, `PIPE113@0:9[error] unknown function "uppercase" (did you mean "upper"?)`},
+		{`parseTime(id)`, plan.AssignExpr, `PIPE113@0:9[error] unknown function "parseTime" (did you mean "parse_time"?)`},
+		{`frobnicate(id)`, plan.AssignExpr, `PIPE113@0:10[error] unknown function "frobnicate"`},
 		// Multi-line: byte offsets count the newline and the indentation.
 		{"amount > 1 &&\n    customer.vipp", plan.WhereExpr,
 			`PIPE104@27:31[error] unknown field "vipp" in Customer (did you mean "vip"?)`},
@@ -132,10 +139,15 @@ func TestCheckIssues(t *testing.T) {
 		{`tags + placed_at`, plan.AssignExpr,
 			`PIPE105@5:6[error] invalid operation: + (mismatched types map<string, string> and timestamp)`},
 		{`mask(id, "4")`, plan.AssignExpr,
-			`PIPE105@9:12[error] cannot use string as argument (type int) to call mask`},
+			`PIPE105@9:12[error] mask takes (string, int), not (string, string)`},
 		{`upper(qty)`, plan.AssignExpr,
-			`PIPE105@6:9[error] cannot use int as argument (type string) to call upper`},
+			`PIPE105@6:9[error] upper takes string, not int`},
 		{`len(customer)`, plan.AssignExpr, `PIPE105@0:3[error] invalid argument for len (type Customer)`},
+		// A call whose arguments fit no signature says what it takes.
+		{`trim(amount)`, plan.AssignExpr, `PIPE105@0:4[error] trim takes string or (string, string), not float`},
+		{`trim(id, 1)`, plan.AssignExpr, `PIPE105@9:10[error] trim takes string or (string, string), not (string, int)`},
+		{`sha256(qty)`, plan.AssignExpr, `PIPE105@7:10[error] sha256 takes string or bytes, not int`},
+		{`substr(id)`, plan.AssignExpr, `PIPE105@0:6[error] substr takes (string, int) or (string, int, int), not 1 argument`},
 		// Predicates must be bool.
 		{`amount`, plan.WhereExpr, `PIPE106@0:6[error] where predicate must be bool, got float`},
 		{`  customer `, plan.CaseExpr, `PIPE106@2:10[error] case condition must be bool, got Customer`},
@@ -143,24 +155,6 @@ func TestCheckIssues(t *testing.T) {
 		// Syntax.
 		{`amount >`, plan.WhereExpr, `PIPE001@8:8[error] unexpected token EOF`},
 		{`   `, plan.WhereExpr, `PIPE001@0:3[error] empty expression`},
-		// Optional fields (PIPE450).
-		{`note > "a"`, plan.WhereExpr,
-			`PIPE450@0:4[warning] optional field "note" used without a nil check (a null note fails here at run time; use note ?? default, ?. or check note != nil)`},
-		{`upper(customer.tier) == "GOLD"`, plan.WhereExpr,
-			`PIPE450@15:19[warning] optional field "customer.tier" used without a nil check (a null customer.tier fails here at run time; use customer.tier ?? default, ?. or check customer.tier != nil)`},
-		{`risk * 100`, plan.AssignExpr,
-			`PIPE450@0:4[warning] optional field "risk" used without a nil check (a null risk fails here at run time; use risk ?? default, ?. or check risk != nil)`},
-		{`note != nil && note > "a"`, plan.WhereExpr, ``},
-		{`note == nil || note > "a"`, plan.WhereExpr, ``},
-		{`note != nil ? upper(note) : ""`, plan.AssignExpr, ``},
-		{`(note ?? "") > "a"`, plan.WhereExpr, ``},
-		{`customer.tier == "gold"`, plan.WhereExpr,
-			`PIPE450@9:13[warning] optional field "customer.tier" used without a nil check (a null customer.tier fails here at run time; use customer.tier ?? default, ?. or check customer.tier != nil)`},
-		{`customer.tier != nil && customer.tier == "gold"`, plan.WhereExpr, ``},
-		{`nil == note || note == "x"`, plan.WhereExpr, ``},
-		{`note`, plan.AssignExpr, ``},
-		{`[note, id]`, plan.AssignExpr, ``},
-		{`coalesce(note, id)`, plan.AssignExpr, ``},
 		// Division by a constant zero (PIPE114), at the divisor; a
 		// division by a field is not checked.
 		{`amount / 0`, plan.AssignExpr,
@@ -176,6 +170,79 @@ func TestCheckIssues(t *testing.T) {
 		{`amount / qty`, plan.AssignExpr, ``},
 		{`amount / 0.5`, plan.AssignExpr, ``},
 		{`qty % (2 - 1)`, plan.AssignExpr, ``},
+	}
+	for _, tt := range tests {
+		t.Run(tt.src, func(t *testing.T) {
+			_, is := Check(tt.src, Context{Kind: tt.kind, Input: orderType})
+			if got := dump(tt.src, is); got != tt.want {
+				t.Errorf("issues:\n%s\nwant:\n%s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestCheckNullSafety: a value that may be null, used where null fails, is
+// PIPE116 at the value, unless a check in the same expression narrows it
+// or ?? gives a default; ==, !=, in, contains and ?? take null.
+func TestCheckNullSafety(t *testing.T) {
+	const hint = "check it first (%[1]s != nil && …), give a default (%[1]s ?? …), or let a filter or route case take the nulls"
+	bad := func(at, text, typ, what string) string {
+		msg := text + " may be null, and " + what + " fails on null"
+		if typ != "" {
+			msg = text + " is " + typ + " and may be null, and " + what + " fails on null"
+		}
+		p := text
+		if strings.ContainsAny(text, "(?") {
+			p = "(" + text + ")"
+		}
+		return "PIPE116@" + at + "[error] " + msg + " (" + fmt.Sprintf(hint, p) + ")"
+	}
+	tests := []struct {
+		src  string
+		kind plan.ExprKind
+		want string
+	}{
+		{`note > "a"`, plan.WhereExpr, bad("0:4", "note", "string?", "operator >")},
+		{`upper(customer.tier) == "GOLD"`, plan.WhereExpr, bad("6:19", "customer.tier", "string?", "upper()")},
+		{`risk * 100`, plan.AssignExpr, bad("0:4", "risk", "float?", "operator *")},
+		{`-risk`, plan.AssignExpr, bad("1:5", "risk", "float?", "operator -")},
+		{`string(note)`, plan.AssignExpr, bad("7:11", "note", "string?", "string()")},
+		{`upper(coalesce(note, customer.tier))`, plan.AssignExpr, bad("6:35", "coalesce(note, customer.tier)", "", "upper()")},
+		{`len(note ?? customer.tier)`, plan.AssignExpr, bad("4:25", "note ?? customer.tier", "", "len()")},
+		{`let t = customer.tier; upper(t)`, plan.AssignExpr, bad("29:30", "t", "string?", "upper()")},
+		// Null is accepted.
+		{`note == "x" || note != "y"`, plan.WhereExpr, ``},
+		{`note in ["a", "b"]`, plan.WhereExpr, ``},
+		{`note not in ["a"]`, plan.WhereExpr, ``},
+		{`note contains "x" || note startsWith "y"`, plan.WhereExpr, ``},
+		{`note`, plan.AssignExpr, ``},
+		{`[note, id]`, plan.AssignExpr, ``},
+		{`{"n": note}`, plan.AssignExpr, ``},
+		{`coalesce(note, id)`, plan.AssignExpr, ``},
+		{`toJSON(note)`, plan.AssignExpr, ``},
+		{`(note ?? "") > "a"`, plan.WhereExpr, ``},
+		{`upper(coalesce(note, id))`, plan.AssignExpr, ``},
+		// Narrowing in the same expression.
+		{`note != nil && note > "a"`, plan.WhereExpr, ``},
+		{`nil != note && upper(note) == "A"`, plan.WhereExpr, ``},
+		{`note == nil || note > "a"`, plan.WhereExpr, ``},
+		{`!(note == nil) && note > "a"`, plan.WhereExpr, ``},
+		{`not (note == nil || risk == nil) && risk > 0.5 && note > "a"`, plan.WhereExpr, ``},
+		{`note != nil ? upper(note) : ""`, plan.AssignExpr, ``},
+		{`note == nil ? "" : upper(note)`, plan.AssignExpr, ``},
+		{`note == "x" && upper(note) == "X"`, plan.WhereExpr, ``},
+		{`note in ["x", "y"] && upper(note) == "X"`, plan.WhereExpr, ``},
+		{`customer.tier != nil && customer.tier == "gold"`, plan.WhereExpr, ``},
+		// A check that fails the record otherwise narrows too.
+		{`(note != nil || fail("no note")) && upper(note) == "A"`, plan.WhereExpr, ``},
+		{`assert(risk != nil, "no risk") && risk > 0.5`, plan.WhereExpr, ``},
+		{`note != nil ? upper(note) : fail("no note")`, plan.AssignExpr, ``},
+		// A check proves nothing where it may not hold.
+		{`note != nil || note > "a"`, plan.WhereExpr, bad("15:19", "note", "string?", "operator >")},
+		{`note == nil && note > "a"`, plan.WhereExpr, bad("15:19", "note", "string?", "operator >")},
+		{`note != nil ? "" : upper(note)`, plan.AssignExpr, bad("25:29", "note", "string?", "upper()")},
+		{`note in ["x", nil] && upper(note) == "X"`, plan.WhereExpr, bad("28:32", "note", "string?", "upper()")},
+		{`risk != nil && note > "a"`, plan.WhereExpr, bad("15:19", "note", "string?", "operator >")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.src, func(t *testing.T) {

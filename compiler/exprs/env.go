@@ -7,6 +7,7 @@ import (
 
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/fn"
 )
 
 var (
@@ -14,6 +15,7 @@ var (
 	timeGoType     = reflect.TypeOf(time.Time{})
 	durationGoType = reflect.TypeOf(time.Duration(0))
 	bytesGoType    = reflect.TypeOf([]byte(nil))
+	secretGoType   = reflect.TypeOf(fn.Secret{})
 )
 
 // typedEnv is the typed environment of [Check]: a Go struct type built
@@ -119,6 +121,8 @@ func (e *typedEnv) goType(t *types.Type) reflect.Type {
 		g = timeGoType
 	case types.Bytes:
 		g = bytesGoType
+	case types.Secret:
+		g = secretGoType
 	case types.List:
 		g = reflect.SliceOf(e.goType(t.Elem))
 	case types.Map:
@@ -154,6 +158,8 @@ func (e *typedEnv) pipeType(g reflect.Type) *types.Type {
 		return types.IntType
 	case bytesGoType:
 		return types.BytesType
+	case secretGoType:
+		return types.SecretType
 	}
 	switch g.Kind() {
 	case reflect.Pointer:

@@ -35,8 +35,14 @@ type Result struct {
 	Type *types.Type
 	// Const is set when a bool predicate (where/case) is constant.
 	Const *bool
-	// UsesNow reports a call of now() or of a random function.
-	UsesNow bool
+	// UsesNow reports a call of now() or of a random function; NowStart
+	// and NowEnd are the byte offsets of the first such call.
+	UsesNow          bool
+	NowStart, NowEnd int
+	// CannotFail reports that evaluating the expression can never fail
+	// on a record of the (typed) input: an error policy has nothing to
+	// catch from it.
+	CannotFail bool
 }
 
 // Issue is one finding about an expression. Start and End are byte offsets

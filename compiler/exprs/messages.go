@@ -1,10 +1,16 @@
 package exprs
 
 import (
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/checker"
+	"github.com/expr-lang/expr/conf"
+	"github.com/expr-lang/expr/parser"
 )
 
 // rewriteMessage rewrites an expr message so that no Go type shows: the
@@ -51,6 +57,7 @@ func isWordByte(c byte) bool {
 
 var goScalars = []struct{ goName, pipe string }{
 	{"interface {}", "any"},
+	{"fn.Secret", "secret"},
 	{"time.Time", "timestamp"},
 	{"time.Duration", "duration"},
 	{"float64", "float"},
@@ -210,4 +217,94 @@ func levenshtein(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(rb)]
+}
+
+// callMismatch rewrites expr's messages about a call whose arguments fit
+// none of the function's signatures ("not enough arguments to call trim"
+// for trim(amount), since expr reports the last signature it tried) into
+// what the function takes and what it was given: "trim takes string or
+// (string, string), not float". It reports false when it cannot tell.
+func callMismatch(src string, is Issue, cfg *conf.Config, env *typedEnv) (string, bool) {
+	name := ""
+	for _, p := range []string{"not enough arguments to call ", "too many arguments to call "} {
+		if n, ok := strings.CutPrefix(is.Message, p); ok {
+			name = n
+		}
+	}
+	if i := strings.Index(is.Message, " to call "); name == "" && strings.HasPrefix(is.Message, "cannot use ") && i > 0 {
+		name = is.Message[i+len(" to call "):]
+	}
+	f := cfg.Functions[name]
+	if f == nil {
+		f = cfg.Builtins[name]
+	}
+	if f == nil || len(f.Types) == 0 {
+		return "", false
+	}
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return "", false
+	}
+	var args []ast.Node
+	found := false
+	ast.Walk(&tree.Node, visitFunc(func(n *ast.Node) {
+		callee, as := "", []ast.Node(nil)
+		switch x := (*n).(type) {
+		case *ast.CallNode:
+			if id, ok := x.Callee.(*ast.IdentifierNode); ok {
+				callee, as = id.Value, x.Arguments
+			}
+		case *ast.BuiltinNode:
+			callee, as = x.Name, x.Arguments
+		}
+		// The innermost call of that name around the issue: a walk
+		// visits children first.
+		if start, end := nodeSpan(src, *n); !found && callee == name && start <= is.Start && is.Start < end {
+			args, found = as, true
+		}
+	}))
+	if !found {
+		return "", false
+	}
+	given := make([]string, len(args))
+	for i, a := range args {
+		s, e := nodeSpan(src, a)
+		t, err := checker.ParseCheck(src[s:e], cfg)
+		if err != nil {
+			return "", false
+		}
+		given[i] = env.pipeType(t.Node.Type()).String()
+	}
+	var sigs []string
+	arity := false
+	for _, ft := range f.Types {
+		in := make([]string, ft.NumIn())
+		for i := range in {
+			in[i] = env.pipeType(ft.In(i)).String()
+			if ft.IsVariadic() && i == len(in)-1 {
+				in[i] = env.pipeType(ft.In(i).Elem()).String() + "..."
+			}
+		}
+		arity = arity || len(in) == len(args) || ft.IsVariadic() && len(args) >= len(in)-1
+		sig := strings.Join(in, ", ")
+		if len(in) != 1 {
+			sig = "(" + sig + ")"
+		}
+		sigs = append(sigs, sig)
+	}
+	if !arity {
+		return fmt.Sprintf("%s takes %s, not %s", name, strings.Join(sigs, " or "), plural(len(args), "argument")), true
+	}
+	got := strings.Join(given, ", ")
+	if len(given) != 1 {
+		got = "(" + got + ")"
+	}
+	return fmt.Sprintf("%s takes %s, not %s", name, strings.Join(sigs, " or "), got), true
+}
+
+func plural(n int, s string) string {
+	if n == 1 {
+		return "1 " + s
+	}
+	return strconv.Itoa(n) + " " + s + "s"
 }

@@ -1,10 +1,13 @@
 package exprs
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -54,6 +57,7 @@ func Compile(src string, ctx Context, opts Options) (p *Program, err error) {
 	eo := []expr.Option{expr.Env(runtimeEnv(ctx))}
 	eo = append(eo, fn.Options(opts.Now)...)
 	eo = append(eo, expr.Function(fetchName, fetch, new(func(any, string) any)), expr.Patch(fetchPatch{}))
+	eo = append(eo, expr.Function(TimeFunc, parseTime, new(func(string) time.Time)))
 	prog, err := expr.Compile(src, eo...)
 	if err != nil {
 		is := issuesOf(src, err, nil, ctx)
@@ -100,7 +104,7 @@ func (p *Program) Run(v *vm.VM, env map[string]any) (out any, err error) {
 	}
 	out, err = v.Run(p.prog, env)
 	if err != nil {
-		return nil, runError(p.prog, err)
+		return nil, runError(p.prog, err, env)
 	}
 	switch p.kind {
 	case plan.WhereExpr, plan.CaseExpr:
@@ -153,17 +157,169 @@ func coerce(v any, t *types.Type) (any, error) {
 	return v, nil
 }
 
-// runError turns an expr run-time error into a *RunError with a clean
-// message and byte offsets.
-func runError(prog *vm.Program, err error) error {
+// runError turns an expr run-time error into a *RunError whose message
+// says, in the language's words, which part of the expression failed, why,
+// and the values of the fields it read: `upper(note): got null, want string
+// (note = null)`. Start and End are the failing part's byte offsets.
+func runError(prog *vm.Program, err error, env map[string]any) error {
 	var fe *file.Error
 	if !errors.As(err, &fe) {
-		return &RunError{Message: err.Error(), Err: err}
+		return &RunError{Message: runMessage(err.Error()), Err: err}
 	}
 	src := prog.Source().String()
 	start, end := byteSpan(src, fe.From, fe.To)
-	msg := rewriteMessage(fe.Message, nil)
+	if f := (*fn.Failure)(nil); errors.As(err, &f) {
+		// fail("...") or assert: the expression's own words, as they are.
+		if n := failingNode(prog.Node(), fe.From, src); n != nil {
+			start, end = nodeSpan(src, n)
+		}
+		return &RunError{Start: start, End: end, Message: f.Message, Err: f}
+	}
+	msg := runMessage(fe.Message)
+	if n := failingNode(prog.Node(), fe.From, src); n != nil {
+		start, end = nodeSpan(src, n)
+		if c, ok := n.(*ast.CallNode); ok {
+			if id, ok := c.Callee.(*ast.IdentifierNode); ok {
+				msg = strings.TrimPrefix(msg, id.Value+": ") // sha256: argument must be ...
+			}
+		}
+		if text := src[start:end]; !strings.HasPrefix(msg, text) {
+			msg = text + ": " + msg
+		}
+		if vals := fieldValues(n, env); vals != "" {
+			msg += " (" + vals + ")"
+		}
+	}
 	return &RunError{Start: start, End: end, Message: msg, Err: fe.Unwrap()}
+}
+
+// runMessage rewrites a run-time message of expr or Go so that no Go type
+// or internal shows: "interface conversion: any is nil, not string" is
+// "got null, want string".
+func runMessage(msg string) string {
+	if rest, ok := strings.CutPrefix(msg, "interface conversion: "); ok {
+		// "interface {} is nil, not string", "any is float64, not string"
+		if _, rest, ok = strings.Cut(rest, " is "); ok {
+			if got, want, ok := strings.Cut(rest, ", not "); ok {
+				if got == "nil" {
+					got = "null"
+				}
+				msg = fmt.Sprintf("got %s, want %s", got, want)
+			}
+		}
+	}
+	if strings.HasPrefix(msg, "reflect: ") {
+		if strings.Contains(msg, "zero Value") {
+			msg = "got null"
+		} else {
+			msg = "got a value of another type"
+		}
+	}
+	msg = strings.TrimPrefix(msg, "runtime error: ")
+	msg = strings.ReplaceAll(msg, "integer divide by zero", "division by zero")
+	msg = strings.ReplaceAll(msg, "(array length is", "(list length is")
+	return rewriteMessage(msg, nil)
+}
+
+// failingNode returns the node an error at rune offset from belongs to:
+// the widest node that starts there (expr places an error at its node).
+func failingNode(root ast.Node, from int, src string) ast.Node {
+	var best ast.Node
+	bestLen := -1
+	ast.Walk(&root, visitFunc(func(n *ast.Node) {
+		if (*n).Location().From != from {
+			return
+		}
+		if s, e := nodeSpan(src, *n); e-s > bestLen {
+			best, bestLen = *n, e-s
+		}
+	}))
+	return best
+}
+
+// fieldValues lists the record fields n reads with their values in env,
+// "note = null, amount = 1.5", each value at most 40 bytes of JSON; an
+// absent field is null. Names of functions and let variables are no fields.
+func fieldValues(n ast.Node, env map[string]any) string {
+	lets := map[string]bool{}
+	ast.Walk(&n, visitFunc(func(c *ast.Node) {
+		if v, ok := (*c).(*ast.VariableDeclaratorNode); ok {
+			lets[v.Name] = true
+		}
+	}))
+	var parts []string
+	seen := map[string]bool{}
+	ast.Walk(&n, visitFunc(func(c *ast.Node) {
+		p := runPath(*c)
+		top, _, _ := strings.Cut(p, ".")
+		if p == "" || top == "params" || lets[top] || (*c).Type().Kind() == reflect.Func {
+			return
+		}
+		p, v, ok := lookupPath(env, p)
+		if !ok || seen[p] {
+			return
+		}
+		// A path's prefix (customer in customer.id) adds nothing.
+		for i, q := range parts {
+			if strings.HasPrefix(p, strings.SplitN(q, " = ", 2)[0]+".") {
+				parts = append(parts[:i], parts[i+1:]...)
+				break
+			}
+		}
+		seen[p] = true
+		b, err := json.Marshal(Normalize(v))
+		text := string(b)
+		if err != nil {
+			text = fn.TypeName(v)
+		}
+		if len(text) > 40 {
+			i := 37
+			for i > 0 && !utf8.RuneStart(text[i]) {
+				i--
+			}
+			text = text[:i] + "..."
+		}
+		parts = append(parts, p+" = "+text)
+	}))
+	return strings.Join(parts, ", ")
+}
+
+// runPath is path for the run-time tree, where a nested field read is a
+// call of fetchName.
+func runPath(n ast.Node) string {
+	if c, ok := n.(*ast.CallNode); ok {
+		id, isIdent := c.Callee.(*ast.IdentifierNode)
+		if !isIdent || id.Value != fetchName || len(c.Arguments) != 2 {
+			return ""
+		}
+		base, name := runPath(c.Arguments[0]), c.Arguments[1]
+		if s, ok := name.(*ast.StringNode); ok && base != "" {
+			return base + "." + s.Value
+		}
+		return ""
+	}
+	if id, ok := n.(*ast.IdentifierNode); ok && (id.Value == fetchName || id.Value == TimeFunc) {
+		return ""
+	}
+	return path(n)
+}
+
+// lookupPath reads a dotted field path in a record. Where a record on the
+// way is null or absent it returns the path up to it, with null.
+func lookupPath(env map[string]any, p string) (string, any, bool) {
+	var v any = env
+	parts := strings.Split(p, ".")
+	for i, part := range parts {
+		m, ok := v.(map[string]any)
+		if !ok {
+			if v == nil && i > 0 {
+				return strings.Join(parts[:i], "."), nil, true
+			}
+			return "", nil, false
+		}
+		v = m[part]
+	}
+	return p, v, true
 }
 
 // Normalize converts a value produced by expr into the run-time
@@ -291,6 +447,8 @@ func runtimeType(t *types.Type) exprtypes.Type {
 		return exprtypes.TypeOf(time.Time{})
 	case types.Bytes:
 		return exprtypes.TypeOf([]byte(nil))
+	case types.Secret:
+		return exprtypes.TypeOf(fn.Secret{})
 	case types.List:
 		return exprtypes.Array(runtimeType(t.Elem))
 	case types.Map:
@@ -303,6 +461,16 @@ func runtimeType(t *types.Type) exprtypes.Type {
 		return m
 	}
 	return exprtypes.Any
+}
+
+// TimeFunc is the internal function that turns an RFC 3339 text into a
+// timestamp: the compiler writes a def's timestamp parameter as a call of
+// it. Its "$" keeps it apart from the language's own names.
+const TimeFunc = "$time"
+
+func parseTime(args ...any) (any, error) {
+	s, _ := args[0].(string)
+	return time.Parse(time.RFC3339Nano, s)
 }
 
 // fetchName is the internal function that reads a field of a nested

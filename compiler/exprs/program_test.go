@@ -152,11 +152,11 @@ func TestRunNestedUntyped(t *testing.T) {
 	}
 	_, err = p.Run(nil, map[string]any{"a": map[string]any{}})
 	var re *RunError
-	if !errors.As(err, &re) || re.Message != `cannot fetch "c" from null` {
-		t.Fatalf("got %v, want cannot fetch \"c\" from null", err)
+	if want := `a.b.c: cannot fetch "c" from null (a.b = null)`; !errors.As(err, &re) || re.Message != want {
+		t.Fatalf("got %v, want %s", err, want)
 	}
-	if got := `a.b.c + 1`[re.Start:re.End]; got != "c" {
-		t.Errorf("error span covers %q, want \"c\"", got)
+	if got := `a.b.c + 1`[re.Start:re.End]; got != "a.b.c" {
+		t.Errorf("error span covers %q, want \"a.b.c\"", got)
 	}
 }
 
@@ -176,9 +176,18 @@ func TestRunErrors(t *testing.T) {
 		src, msg string
 		kind     plan.ExprKind
 	}{
-		{`risk > 0.5`, "invalid operation: null > float", plan.WhereExpr},
-		{`to_int("x1")`, `to_int: cannot convert "x1" to int`, plan.AssignExpr},
+		// What failed, why, and the fields it read, with no Go in it.
+		{`risk > 0.5`, "risk > 0.5: invalid operation: null > float (risk = null)", plan.WhereExpr},
+		{`to_int("x1")`, `to_int("x1"): cannot convert "x1" to int`, plan.AssignExpr},
 		{`status`, "predicate is string, not bool", plan.WhereExpr},
+		// fail and assert: the expression's own message, as it is.
+		{`amount < 100 || fail("amount " + string(amount) + " is too large")`, "amount 120.5 is too large", plan.WhereExpr},
+		{`assert(status == "NEW", "status must be NEW")`, "status must be NEW", plan.WhereExpr},
+		{`upper(risk) + status`, "upper(risk): got null, want string (risk = null)", plan.AssignExpr},
+		{`!risk`, "!risk: got null, want bool (risk = null)", plan.WhereExpr},
+		{`int(risk)`, "int(risk): got null (risk = null)", plan.AssignExpr},
+		{`customer.id + (amount / (qty % 0))`, "qty % 0: division by zero (qty = 7)", plan.AssignExpr},
+		{`let s = status; customer.tier + len(items[9].sku)`, "items[9]: index out of range: 9 (list length is 2) (items = [{\"price\":1.5,\"qty\":2,\"sku\":\"a\"},{\"pr...)", plan.AssignExpr},
 	}
 	for _, tt := range tests {
 		t.Run(tt.src, func(t *testing.T) {

@@ -27,6 +27,18 @@ type Program struct {
 	// Edges sorted by From, Port, To, DeadLetter.
 	Edges []*Edge
 	Tests []*Test
+	// Params holds the file's run-time parameters in source order.
+	Params []*Param
+}
+
+// Param is a run-time parameter: `param name: type = value`.
+type Param struct {
+	Name string
+	Type *types.Type // a scalar or types.SecretType
+	// Value is a literal of Type, or a Secret: the text of its references,
+	// read and parsed as Type when the run starts.
+	Value any
+	Span  lang.Span // the name
 }
 
 // HTTP configures the server of a running pipeline (empty: none).
@@ -203,6 +215,7 @@ type Test struct {
 	Name   string
 	Span   lang.Span
 	Clock  string
+	Params Map // values of the file's params for the test
 	Given  []*Given
 	Expect []*Expect
 }

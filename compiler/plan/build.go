@@ -41,8 +41,22 @@ func Build(p *ir.Program) (pl *Plan, err error) {
 	for _, e := range p.Edges {
 		pl.Edges = append(pl.Edges, &Edge{From: e.From, Port: e.Port, To: e.To, DeadLetter: e.DeadLetter})
 	}
+	for _, prm := range p.Params {
+		v, err := value(prm.Value)
+		if err != nil {
+			return nil, fmt.Errorf("plan: param %q: %v", prm.Name, err)
+		}
+		pl.Params = append(pl.Params, &Param{Name: prm.Name, Type: prm.Type, Value: v, Span: prm.Span})
+	}
 	for _, t := range p.Tests {
 		pt := &Test{Name: t.Name, Span: t.Span, Clock: t.Clock}
+		for _, e := range t.Params {
+			v, err := value(e.Value)
+			if err != nil {
+				return nil, fmt.Errorf("plan: test %q: %v", t.Name, err)
+			}
+			pt.Params = append(pt.Params, &MapEntry{Key: e.Key, Value: v})
+		}
 		for _, g := range t.Given {
 			pg := &Given{Source: g.Source, Span: g.Span, Records: []*Value{}}
 			for _, r := range g.Records {

@@ -30,6 +30,20 @@ type Plan struct {
 	HTTP *HTTP `json:"http,omitempty"`
 	// Tests holds the file's inline tests (run by `pipe test`, ignored by `pipe run`).
 	Tests []*Test `json:"tests,omitempty"`
+	// Params holds the run-time parameters that expressions read as
+	// params.x, in source order.
+	Params []*Param `json:"params,omitempty"`
+}
+
+// Param is a run-time parameter. Its Value is a literal of its type, or a
+// SecretValue: the text of its references, which the executor resolves and
+// reads as the type when the run starts. The plan never holds the value of
+// a reference.
+type Param struct {
+	Name  string      `json:"name"`
+	Type  *types.Type `json:"type"`
+	Value *Value      `json:"value"`
+	Span  lang.Span   `json:"span"`
 }
 
 // HTTP is the server of a running pipeline.
@@ -158,11 +172,13 @@ type Call struct {
 // Test is an inline test: records given to sources, expectations on sinks
 // or route ports.
 type Test struct {
-	Name   string    `json:"name"`
-	Span   lang.Span `json:"span"`
-	Clock  string    `json:"clock,omitempty"` // RFC 3339; pins now()
-	Given  []*Given  `json:"given,omitempty"`
-	Expect []*Expect `json:"expect,omitempty"`
+	Name  string    `json:"name"`
+	Span  lang.Span `json:"span"`
+	Clock string    `json:"clock,omitempty"` // RFC 3339; pins now()
+	// Params holds the test's values of run-time parameters.
+	Params []*MapEntry `json:"params,omitempty"`
+	Given  []*Given    `json:"given,omitempty"`
+	Expect []*Expect   `json:"expect,omitempty"`
 }
 
 // Given feeds records to a source in a test.

@@ -34,7 +34,8 @@ type Problem struct {
 
 // Generate feeds n random records per typed source through p (seeded, so a
 // run is repeatable) and returns the records that made a stage fail or
-// reached a sink not matching its declared schema.
+// reached a sink not matching its declared schema. A parameter read when
+// the run starts takes the value the file's tests give it.
 func Generate(ctx context.Context, p *plan.Plan, n int, seed uint64, opts *Options) ([]Problem, error) {
 	o := opts.defaults()
 	clone, err := clonePlan(p)
@@ -64,7 +65,7 @@ func Generate(ctx context.Context, p *plan.Plan, n int, seed uint64, opts *Optio
 	if !fed {
 		return nil, ErrNoSchema
 	}
-	swapComponents(clone, &plan.Test{})
+	swapComponents(clone, &plan.Test{Params: testParams(p)})
 	// Every stage dead-letters into one capture, so each failing record is
 	// reported rather than stopping the run. The pipeline's own dead-letter
 	// sinks, which only dead-letter edges fed, would get nothing: they go.
@@ -304,4 +305,18 @@ func conforms(v any, t *types.Type, path string) error {
 		}
 	}
 	return nil
+}
+
+// testParams returns the parameter values the file's tests give, the first
+// test's for a parameter several give.
+func testParams(p *plan.Plan) []*plan.MapEntry {
+	var out []*plan.MapEntry
+	for _, t := range p.Tests {
+		for _, e := range t.Params {
+			if !slices.ContainsFunc(out, func(o *plan.MapEntry) bool { return o.Key == e.Key }) {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
 }

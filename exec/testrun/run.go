@@ -191,8 +191,16 @@ func clonePlan(p *plan.Plan) (*plan.Plan, error) {
 }
 
 // swapComponents replaces sources and sinks with test components and adds a
-// capture stage for each route port an expectation names.
+// capture stage for each route port an expectation names; the test's
+// parameter values replace the plan's.
 func swapComponents(p *plan.Plan, t *plan.Test) {
+	for _, e := range t.Params {
+		for _, prm := range p.Params {
+			if prm.Name == e.Key {
+				prm.Value = e.Value
+			}
+		}
+	}
 	byName := map[string]*plan.Stage{}
 	for _, s := range p.Stages {
 		byName[s.Name] = s

@@ -55,13 +55,14 @@ type TopItem struct {
 	Pos    lexer.Position
 	EndPos lexer.Position
 
-	Pipeline *Pipeline `parser:"  @@"`
-	Import   *Import   `parser:"| @@"`
-	Schema   *Schema   `parser:"| @@"`
-	Def      *Def      `parser:"| @@"`
-	Stage    *Stage    `parser:"| @@"`
-	Test     *Test     `parser:"| @@"`
-	Flow     *Flow     `parser:"| @@"`
+	Pipeline *Pipeline  `parser:"  @@"`
+	Import   *Import    `parser:"| @@"`
+	Schema   *Schema    `parser:"| @@"`
+	Def      *Def       `parser:"| @@"`
+	Stage    *Stage     `parser:"| @@"`
+	Test     *Test      `parser:"| @@"`
+	Param    *ParamDecl `parser:"| @@"`
+	Flow     *Flow      `parser:"| @@"`
 }
 
 // Pipeline is the `pipeline [name] { ... }` settings block.
@@ -157,6 +158,15 @@ type Param struct {
 	Name    string `parser:"@Ident ':'"`
 	Type    *Type  `parser:"@@"`
 	Default *Value `parser:"( '=' @@ )?"`
+}
+
+// ParamDecl is a run-time parameter: `param name: type = value`, read by
+// expressions as params.name.
+type ParamDecl struct {
+	Pos    lexer.Position
+	EndPos lexer.Position
+
+	Param *Param `parser:"'param' @@"`
 }
 
 // BodyItem is one item of a stage, def, pipeline or nested block body.

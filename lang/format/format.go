@@ -238,6 +238,13 @@ func (p *printer) topItem(it *ast.TopItem, limit int) {
 		} else {
 			p.trailing(d.EndPos, limit)
 		}
+	case it.Param != nil:
+		d := it.Param
+		p.write("param " + d.Param.Name + ": " + typ(d.Param.Type))
+		if d.Param.Default != nil {
+			p.write(" = " + flat(d.Param.Default))
+		}
+		p.trailing(d.EndPos, limit)
 	case it.Test != nil:
 		d := it.Test
 		p.write("test " + str(d.Name))

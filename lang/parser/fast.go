@@ -131,6 +131,8 @@ func (p *fastParser) topItem() *ast.TopItem {
 		it.Stage = p.stage()
 	case t.Value == "test" && p.isType(1, tokString):
 		it.Test = p.test()
+	case t.Value == "param" && p.isType(1, tokIdent):
+		it.Param = p.paramDecl()
 	default:
 		it.Flow = p.flow()
 	}
@@ -238,6 +240,14 @@ func (p *fastParser) def() *ast.Def {
 		n.Items = p.bodyItems()
 		p.expect("}")
 	}
+	n.EndPos = p.end()
+	return n
+}
+
+func (p *fastParser) paramDecl() *ast.ParamDecl {
+	n := &ast.ParamDecl{Pos: p.pos()}
+	p.expect("param")
+	n.Param = p.param()
 	n.EndPos = p.end()
 	return n
 }

@@ -130,7 +130,7 @@ func (g *gen) body(depth int) string {
 func (g *gen) file() string {
 	var decls []string
 	for j := 1 + g.r.IntN(6); j > 0; j-- {
-		switch g.r.IntN(8) {
+		switch g.r.IntN(9) {
 		case 0:
 			decls = append(decls, "pipeline"+g.pick("", " p")+" {"+g.body(0)+"}")
 		case 1:
@@ -147,6 +147,8 @@ func (g *gen) file() string {
 			decls = append(decls, "test \"t\" {\n  clock = \"x\"\n  given a ["+g.value(0)+"]\n  expect b "+g.pick("count 2", "empty", "where a > 1", "[{ x: 1 }]")+"\n}")
 		case 5:
 			decls = append(decls, g.plainName()+" -> "+g.pick("b", "b.p", "[c, d.e]")+g.pick("", " -> f"))
+		case 6:
+			decls = append(decls, "param "+g.plainName()+": "+g.typ(0)+g.pick("", " = "+g.value(0), ` = "${env:X}"`))
 		default:
 			decls = append(decls, g.pick("source", "transform", "sink")+" "+g.plainName()+": "+g.pick("kafka", "lib.f(a = 1, b)", "retry(max = [1,\n 2])", "m()")+g.pick("", " {"+g.body(0)+"}"))
 		}

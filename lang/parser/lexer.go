@@ -729,7 +729,7 @@ func nextLineStart(src []byte, off int) int {
 var itemKeywords = map[string]bool{
 	"where": false, "case": false, "else": false, "drop": false, "keep": false,
 	"source": false, "transform": false, "sink": false, "def": false, "schema": false,
-	"pipeline": false, "given": false, "expect": false,
+	"pipeline": false, "given": false, "expect": false, "param": false,
 	"test": true, "import": true,
 }
 

@@ -36,6 +36,9 @@ const (
 	List      Kind = "list"
 	Map       Kind = "map"
 	Record    Kind = "record"
+	// Secret is the type of a secret run-time parameter (param k: secret):
+	// never a field's; only key arguments (hmac_sha256) and reveal take it.
+	Secret Kind = "secret"
 )
 
 // Scalars maps the scalar type names of the language to their kinds.
@@ -68,6 +71,7 @@ var (
 	BoolType      = &Type{Kind: Bool}
 	TimestampType = &Type{Kind: Timestamp}
 	BytesType     = &Type{Kind: Bytes}
+	SecretType    = &Type{Kind: Secret}
 )
 
 // ListOf returns list<elem>.

@@ -155,8 +155,37 @@ func TestJSONSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w := `{"id":7,"amount":5,"ts":"2024-01-01T00:00:01Z","note":null,"customer":{"vip":true},"tags":["a"]}`; string(out) != w {
+	// An absent optional field stays absent: what was read is written.
+	if w := `{"id":7,"amount":5,"ts":"2024-01-01T00:00:01Z","customer":{"vip":true},"tags":["a"]}`; string(out) != w {
 		t.Errorf("typed encode\n got %s\nwant %s", out, w)
+	}
+	// A null one is null; a record with its first fields absent starts
+	// with no comma, appended to what the buffer holds.
+	m["note"] = nil
+	if out, _ = c.Append(nil, m); !strings.Contains(string(out), `"ts":"2024-01-01T00:00:01Z","note":null,"customer"`) {
+		t.Errorf("null optional field: %s", out)
+	}
+	first := mustNew(t, "json", types.RecordOf(
+		&types.Field{Name: "a", Type: types.IntType.WithOptional(true)},
+		&types.Field{Name: "b", Type: types.IntType.WithOptional(true)},
+		&types.Field{Name: "c", Type: types.IntType}), Options{})
+	for _, tc := range []struct {
+		m    map[string]any
+		want string
+	}{
+		{map[string]any{"c": int64(3)}, `x{"c":3}`},
+		{map[string]any{"b": int64(2), "c": int64(3)}, `x{"b":2,"c":3}`},
+		{map[string]any{"a": int64(1), "c": int64(3)}, `x{"a":1,"c":3}`},
+		{map[string]any{}, `x{"c":null}`},
+		{map[string]any{"z": int64(9)}, `x{"c":null,"z":9}`},
+	} {
+		if out, err := first.Append([]byte("x"), tc.m); err != nil || string(out) != tc.want {
+			t.Errorf("Append(%v) = %s, %v; want %s", tc.m, out, err, tc.want)
+		}
+	}
+	fewer := mustNew(t, "json", types.RecordOf(&types.Field{Name: "a", Type: types.IntType.WithOptional(true)}), Options{})
+	if out, _ := fewer.Append([]byte("x"), map[string]any{"z": int64(9)}); string(out) != `x{"z":9}` {
+		t.Errorf("only an undeclared field: %s", out)
 	}
 	m["zz"], m["aa"] = "1", "2"
 	out, _ = c.Append(nil, m)

@@ -118,13 +118,28 @@ func (c *jsonCodec) appendUntyped(dst []byte, m map[string]any) ([]byte, error) 
 	return append(dst, '}'), nil
 }
 
+// appendTyped writes m in the order of the type's fields, then the fields
+// the type does not declare, sorted. An absent optional field stays absent
+// (a pass-through pipeline writes what it read); a null one is null.
 func (c *jsonCodec) appendTyped(dst []byte, m map[string]any) ([]byte, error) {
 	dst = append(dst, '{')
-	seen := 0
+	seen, written := 0, 0
 	for i := range c.fields {
 		f := &c.fields[i]
-		dst = append(dst, f.prefix...)
 		v, ok := m[f.name]
+		if !ok && f.typ.Optional {
+			continue
+		}
+		// The prefix has the comma a field after the first needs.
+		switch prefix := f.prefix; {
+		case written == 0 && prefix[0] == ',':
+			dst = append(dst, prefix[1:]...)
+		case written > 0 && prefix[0] != ',':
+			dst = append(append(dst, ','), prefix...)
+		default:
+			dst = append(dst, prefix...)
+		}
+		written++
 		if ok {
 			seen++
 		}
@@ -143,9 +158,10 @@ func (c *jsonCodec) appendTyped(dst []byte, m map[string]any) ([]byte, error) {
 		}
 		slices.Sort(extra)
 		for _, k := range extra {
-			if len(dst) > 1 {
+			if written > 0 {
 				dst = append(dst, ',')
 			}
+			written++
 			dst = appendString(dst, k)
 			dst = append(dst, ':')
 			var err error

@@ -10,13 +10,15 @@ func init() { stdlib.MustRegister(DiscardSpec) }
 
 // DiscardSpec is the discard sink: it drops every record.
 var DiscardSpec = &stdlib.Spec{
-	Kind:      stdlib.SinkKind,
-	Name:      "discard",
-	Summary:   "drops every record (for benchmarks and dry runs); trivially exactly once",
-	Delivery:  []stdlib.Delivery{stdlib.ExactlyOnce, stdlib.AtLeastOnce, stdlib.AtMostOnce},
-	Releases:  true,
-	ReadsRows: true,
-	NewSink:   func(stdlib.Config) (stdlib.Sink, error) { return &discard{}, nil },
+	Kind:           stdlib.SinkKind,
+	Name:           "discard",
+	Summary:        "drops every record (for benchmarks and dry runs); trivially exactly once",
+	Delivery:       []stdlib.Delivery{stdlib.ExactlyOnce, stdlib.AtLeastOnce, stdlib.AtMostOnce},
+	Releases:       true,
+	ReadsRows:      true,
+	Discards:       true,
+	NoRecordErrors: true,
+	NewSink:        func(stdlib.Config) (stdlib.Sink, error) { return &discard{}, nil },
 }
 
 // discard counts what it drops.

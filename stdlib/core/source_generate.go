@@ -38,6 +38,9 @@ var GenerateSpec = &stdlib.Spec{
 	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {
 		return newGenerate(cfg)
 	},
+
+	// A template is checked when the stage starts: no record fails alone.
+	NoRecordErrors: true,
 }
 
 const generatorDoc = "the record template { field = generator or literal, ... }; record number n counts from 0 over all tasks. " +

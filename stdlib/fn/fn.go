@@ -1,6 +1,10 @@
 package fn
 
 import (
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
 	"fmt"
 	"slices"
 	"time"
@@ -55,7 +59,7 @@ func IsNonDeterministic(name string) bool {
 
 // replaced lists the expr builtins that the library replaces; Options
 // disables them.
-var replaced = []string{"now"}
+var replaced = []string{"now", "string"}
 
 // def is a registry entry: documentation, implementation and the typed
 // signatures the checker matches calls against.
@@ -103,6 +107,17 @@ func guard(name string, f func(args ...any) (any, error)) func(args ...any) (any
 	}
 }
 
+var (
+	digestTypes = []any{new(func(string) string), new(func([]byte) string)}
+	hmacTypes   = []any{new(func(Secret, string) string), new(func(string, string) string),
+		new(func(Secret, []byte) string), new(func(string, []byte) string)}
+)
+
+// KeyFuncs are the functions whose first argument is a key: the one place
+// a secret parameter goes, and where a string literal is a hard-coded
+// credential.
+var KeyFuncs = []string{"hmac_sha1", "hmac_sha256", "hmac_sha512"}
+
 var registry = []def{
 	// Strings.
 	{Func{Name: "mask", Signature: "mask(s: string, keep: int) -> string",
@@ -110,13 +125,31 @@ var registry = []def{
 		implMask, []any{new(func(string, int64) string)}},
 	{Func{Name: "hash", Signature: "hash(s: string | bytes) -> string",
 		Doc: "sha-256 digest of s as lower-case hex (same as sha256)"},
-		implSHA256("hash"), []any{new(func(string) string), new(func([]byte) string)}},
+		implDigest("hash", sha256.New), digestTypes},
 	{Func{Name: "sha256", Signature: "sha256(s: string | bytes) -> string",
 		Doc: "sha-256 digest of s as lower-case hex"},
-		implSHA256("sha256"), []any{new(func(string) string), new(func([]byte) string)}},
+		implDigest("sha256", sha256.New), digestTypes},
+	{Func{Name: "sha512", Signature: "sha512(s: string | bytes) -> string",
+		Doc: "sha-512 digest of s as lower-case hex"},
+		implDigest("sha512", sha512.New), digestTypes},
+	{Func{Name: "sha1", Signature: "sha1(s: string | bytes) -> string",
+		Doc: "sha-1 digest of s as lower-case hex (not for security)"},
+		implDigest("sha1", sha1.New), digestTypes},
 	{Func{Name: "md5", Signature: "md5(s: string | bytes) -> string",
 		Doc: "md5 digest of s as lower-case hex (not for security)"},
-		implMD5, []any{new(func(string) string), new(func([]byte) string)}},
+		implDigest("md5", md5.New), digestTypes},
+	{Func{Name: "hmac_sha256", Signature: "hmac_sha256(key: secret | string, message: string | bytes) -> string",
+		Doc: "HMAC-SHA-256 of message under key as lower-case hex; the key is a secret parameter"},
+		implHMAC("hmac_sha256", sha256.New), hmacTypes},
+	{Func{Name: "hmac_sha512", Signature: "hmac_sha512(key: secret | string, message: string | bytes) -> string",
+		Doc: "HMAC-SHA-512 of message under key as lower-case hex"},
+		implHMAC("hmac_sha512", sha512.New), hmacTypes},
+	{Func{Name: "hmac_sha1", Signature: "hmac_sha1(key: secret | string, message: string | bytes) -> string",
+		Doc: "HMAC-SHA-1 of message under key as lower-case hex (for systems that require it)"},
+		implHMAC("hmac_sha1", sha1.New), hmacTypes},
+	{Func{Name: "reveal", Signature: "reveal(s: secret) -> string",
+		Doc: "the value of a secret parameter as a string: the one way to let a secret into a record"},
+		implReveal, []any{new(func(Secret) string)}},
 	{Func{Name: "regex_match", Signature: "regex_match(s: string, re: string) -> bool",
 		Doc: "reports whether s contains a match of the RE2 regular expression re"},
 		implRegexMatch, []any{new(func(string, string) bool)}},
@@ -129,6 +162,12 @@ var registry = []def{
 	{Func{Name: "coalesce", Signature: "coalesce(a: any, b: any, ...) -> any",
 		Doc: "the first argument that is not null, or null"},
 		implCoalesce, []any{new(func(any, ...any) any)}},
+	{Func{Name: "fail", Signature: "fail(message: string) -> never",
+		Doc: "fails the record with message, which its stage's on_error gets (a dead-letter envelope's error)"},
+		implFail, []any{new(func(string) any)}},
+	{Func{Name: "assert", Signature: "assert(cond: bool, message: string) -> bool",
+		Doc: "true when cond holds; else fails the record with message, as fail does"},
+		implAssert, []any{new(func(bool, string) bool)}},
 	{Func{Name: "uuid", Signature: "uuid() -> string",
 		Doc: "a random version 4 uuid", NonDeterministic: true},
 		implUUID, []any{new(func() string)}},
@@ -165,7 +204,10 @@ var registry = []def{
 		implToFloat, []any{new(func(any) float64)}},
 	{Func{Name: "to_string", Signature: "to_string(v: any) -> string",
 		Doc: "v as a string: timestamps in RFC 3339, bytes as UTF-8, lists and records as JSON"},
-		implToString, []any{new(func(any) string)}},
+		implToString("to_string"), []any{new(func(any) string)}},
+	{Func{Name: "string", Signature: "string(v: any) -> string",
+		Doc: "the same as to_string (replaces expr's builtin)"},
+		implToString("string"), []any{new(func(any) string)}},
 	{Func{Name: "to_bool", Signature: "to_bool(v: any) -> bool",
 		Doc: "v as a bool: bools, \"true\"/\"false\"/\"1\"/\"0\" and the numbers 0 and 1 convert; anything else is an error"},
 		implToBool, []any{new(func(any) bool)}},

@@ -1,6 +1,7 @@
 package fn_test
 
 import (
+	"fmt"
 	"reflect"
 	"regexp"
 	"strings"
@@ -26,6 +27,8 @@ func env() map[string]any {
 		"rec":   map[string]any{"id": "c1", "addr": map[string]any{"city": "Paris", "zip": "75001"}},
 		"other": map[string]any{"id": "c2", "vip": true},
 		"list":  []any{int64(1), []any{int64(2), []any{int64(3)}}},
+		"key":   fn.NewSecret("key", "${env:KEY}"),
+		"fox":   "The quick brown fox jumps over the lazy dog",
 	}
 }
 
@@ -50,6 +53,17 @@ func TestFunctions(t *testing.T) {
 		{`sha256("abc")`, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
 		{`sha256(b)`, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
 		{`md5("abc")`, "900150983cd24fb0d6963f7d28e17f72"},
+		{`sha1("abc")`, "a9993e364706816aba3e25717850c26c9cd0d89d"},
+		{`sha512("abc")`, "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"},
+		// HMAC under a secret parameter or a string (RFC 2104 vectors).
+		{`hmac_sha256(key, fox)`, "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"},
+		{`hmac_sha256("key", fox)`, "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"},
+		{`hmac_sha1(key, fox)`, "de7c9b85b8b78aa6bc8a7a36f70a90701c9db4d9"},
+		{`hmac_sha512(key, fox)`, "b42af09057bac1e2d41708e48a902e09b5ff7f12ab428a4fe86653c73dd248fb82f948a549f7b791a5b41915ee4d1ec3935357e4e2317250d0372afa2ebeeb3a"},
+		{`reveal(key)`, "key"},
+		// A secret prints as its reference, never as its value.
+		{`to_string(key)`, `"${env:KEY}"`},
+		{`toJSON({"k": key})`, "{\n  \"k\": \"${env:KEY}\"\n}"},
 		{`regex_match("order-17", "^order-[0-9]+$")`, true},
 		{`regex_match("order-x", "^order-[0-9]+$")`, false},
 		{`regex_replace("a1b22", "[0-9]+", "#")`, "a#b#"},
@@ -84,6 +98,10 @@ func TestFunctions(t *testing.T) {
 		{`to_string(t)`, "2024-06-01T10:00:00Z"},
 		{`to_string(b)`, "abc"},
 		{`to_string(other)`, `{"id":"c2","vip":true}`},
+		{`string(t)`, "2024-06-01T10:00:00Z"},
+		{`assert(n > 40, "n must be over 40")`, true},
+		{`string(other)`, `{"id":"c2","vip":true}`},
+		{`string(n) + string(f)`, "422.5"},
 		{`to_bool("true")`, true},
 		{`to_bool("0")`, false},
 		{`to_bool(1)`, true},
@@ -120,6 +138,9 @@ func TestFunctionErrors(t *testing.T) {
 		{`to_int(rec)`, "to_int: cannot convert record to int"},
 		{`to_float("x")`, `to_float: cannot convert "x" to float`},
 		{`to_string(null)`, "to_string: cannot convert null to string"},
+		{`string(null)`, "string: cannot convert null to string"},
+		{`fail("amount " + to_string(f) + " is negative")`, "amount 2.5 is negative"},
+		{`assert(n > 50, "n must be over 50")`, "n must be over 50"},
 		{`to_bool("maybe")`, `to_bool: cannot convert "maybe" to bool`},
 		{`to_bool(2)`, "to_bool: cannot convert 2 to bool (want 0 or 1)"},
 		{`flatten(card)`, "flatten: with one argument, want a list, got string (give a separator to flatten a record)"},
@@ -194,7 +215,8 @@ func TestRegistry(t *testing.T) {
 	}
 	for _, want := range []string{"mask", "hash", "sha256", "md5", "regex_match", "regex_replace", "substr",
 		"coalesce", "uuid", "now", "parse_time", "format_time", "unix", "from_unix", "to_int", "to_float",
-		"to_string", "to_bool", "flatten", "merge", "without", "random", "random_int"} {
+		"to_string", "to_bool", "flatten", "merge", "without", "random", "random_int", "fail", "assert",
+		"sha1", "sha512", "hmac_sha1", "hmac_sha256", "hmac_sha512", "reveal"} {
 		if !seen[want] {
 			t.Errorf("function %q missing", want)
 		}
@@ -222,4 +244,15 @@ func TestConcurrentRegexCache(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestSecretNeverPrinted: a secret formats, prints and marshals as its
+// reference.
+func TestSecretNeverPrinted(t *testing.T) {
+	s := fn.NewSecret("hunter2", "${env:KEY}")
+	for _, got := range []string{fmt.Sprint(s), fmt.Sprintf("%v %s %#v %+v", s, s, s, s), fmt.Sprint([]any{s}), fmt.Sprint(map[string]any{"k": s})} {
+		if strings.Contains(got, "hunter2") || !strings.Contains(got, "${env:KEY}") {
+			t.Errorf("printed %q", got)
+		}
+	}
 }

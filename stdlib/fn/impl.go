@@ -1,12 +1,12 @@
 package fn
 
 import (
-	"crypto/md5"
+	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"math"
 	mrand "math/rand/v2"
 	"reflect"
@@ -64,6 +64,8 @@ func TypeName(v any) string {
 		return "list"
 	case map[string]any:
 		return "record"
+	case Secret:
+		return "secret"
 	}
 	switch reflect.ValueOf(v).Kind() {
 	case reflect.Slice, reflect.Array:
@@ -177,24 +179,70 @@ func bytesArg(name string, args []any) ([]byte, error) {
 	return nil, fmt.Errorf("%s: argument must be a string or bytes, got %s", name, TypeName(args[0]))
 }
 
-func implSHA256(name string) impl {
+// implDigest is a digest function: the hex digest of a string or bytes.
+func implDigest(name string, h func() hash.Hash) impl {
 	return stateless(func(args ...any) (any, error) {
 		b, err := bytesArg(name, args)
 		if err != nil {
 			return nil, err
 		}
-		sum := sha256.Sum256(b)
-		return hex.EncodeToString(sum[:]), nil
+		d := h()
+		d.Write(b)
+		return hex.EncodeToString(d.Sum(nil)), nil
 	})
 }
 
-var implMD5 = stateless(func(args ...any) (any, error) {
-	b, err := bytesArg("md5", args)
-	if err != nil {
+// implHMAC is an HMAC function: the hex HMAC of a message (string or
+// bytes) under a key, a secret parameter or a string.
+func implHMAC(name string, h func() hash.Hash) impl {
+	return stateless(func(args ...any) (any, error) {
+		if err := arity(name, args, 2, 2); err != nil {
+			return nil, err
+		}
+		var key []byte
+		switch k := args[0].(type) {
+		case Secret:
+			key = []byte(k.value)
+		case string:
+			key = []byte(k)
+		default:
+			return nil, fmt.Errorf("%s: the key must be a secret or a string, got %s", name, TypeName(args[0]))
+		}
+		msg, err := bytesArg(name, args[1:])
+		if err != nil {
+			return nil, err
+		}
+		m := hmac.New(h, key)
+		m.Write(msg)
+		return hex.EncodeToString(m.Sum(nil)), nil
+	})
+}
+
+// Secret is the value of a secret parameter in expressions. It prints,
+// formats and marshals as the reference it was read from, never as its
+// value; only the hmac functions and reveal read the value.
+type Secret struct {
+	value, ref string
+}
+
+// NewSecret returns the secret value read from reference ref.
+func NewSecret(value, ref string) Secret { return Secret{value: value, ref: ref} }
+
+func (s Secret) String() string   { return s.ref }
+func (s Secret) GoString() string { return s.ref }
+
+// MarshalJSON writes the reference.
+func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.ref) }
+
+var implReveal = stateless(func(args ...any) (any, error) {
+	if err := arity("reveal", args, 1, 1); err != nil {
 		return nil, err
 	}
-	sum := md5.Sum(b)
-	return hex.EncodeToString(sum[:]), nil
+	s, ok := args[0].(Secret)
+	if !ok {
+		return nil, fmt.Errorf("reveal: argument must be a secret, got %s", TypeName(args[0]))
+	}
+	return s.value, nil
 })
 
 // regexpCache holds compiled regular expressions by source. It stops
@@ -312,6 +360,40 @@ var implCoalesce = stateless(func(args ...any) (any, error) {
 		}
 	}
 	return nil, nil
+})
+
+// Failure is the error of fail and assert: a record failed on purpose,
+// with the expression's own message.
+type Failure struct{ Message string }
+
+func (f *Failure) Error() string { return f.Message }
+
+var implFail = stateless(func(args ...any) (any, error) {
+	if err := arity("fail", args, 1, 1); err != nil {
+		return nil, err
+	}
+	msg, err := argString("fail", args, 0)
+	if err != nil {
+		return nil, err
+	}
+	return nil, &Failure{Message: msg}
+})
+
+var implAssert = stateless(func(args ...any) (any, error) {
+	if err := arity("assert", args, 2, 2); err != nil {
+		return nil, err
+	}
+	ok, isBool := args[0].(bool)
+	msg, err := argString("assert", args, 1)
+	switch {
+	case err != nil:
+		return nil, err
+	case !isBool:
+		return nil, fmt.Errorf("assert: condition is %s, not bool", TypeName(args[0]))
+	case !ok:
+		return nil, &Failure{Message: msg}
+	}
+	return true, nil
 })
 
 var implUUID = stateless(func(args ...any) (any, error) {
@@ -516,8 +598,14 @@ var implToFloat = stateless(func(args ...any) (any, error) {
 	return nil, fmt.Errorf("to_float: cannot convert %s to float", TypeName(v))
 })
 
-var implToString = stateless(func(args ...any) (any, error) {
-	if err := arity("to_string", args, 1, 1); err != nil {
+// implToString is to_string, and string, which replaces expr's builtin
+// (Go's %v: "<nil>" for null, Go syntax for records and times).
+func implToString(name string) impl {
+	return stateless(func(args ...any) (any, error) { return toString(name, args) })
+}
+
+func toString(name string, args []any) (any, error) {
+	if err := arity(name, args, 1, 1); err != nil {
 		return nil, err
 	}
 	v := args[0]
@@ -526,7 +614,7 @@ var implToString = stateless(func(args ...any) (any, error) {
 	}
 	switch x := v.(type) {
 	case nil:
-		return nil, fmt.Errorf("to_string: cannot convert null to string")
+		return nil, fmt.Errorf("%s: cannot convert null to string", name)
 	case string:
 		return x, nil
 	case float64:
@@ -544,10 +632,10 @@ var implToString = stateless(func(args ...any) (any, error) {
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
-		return nil, fmt.Errorf("to_string: cannot convert %s to string: %v", TypeName(v), err)
+		return nil, fmt.Errorf("%s: cannot convert %s to string: %v", name, TypeName(v), err)
 	}
 	return string(b), nil
-})
+}
 
 var implToBool = stateless(func(args ...any) (any, error) {
 	if err := arity("to_bool", args, 1, 1); err != nil {

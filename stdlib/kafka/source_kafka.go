@@ -49,7 +49,7 @@ var SourceSpec = &stdlib.Spec{
 		stdlib.Param{Name: "fetch_max_bytes", Type: stdlib.Size, Default: int64(1 << 20), Doc: "largest fetch answer per partition (larger answers cost more copying than they save)"},
 		stdlib.Param{Name: "max_wait", Type: stdlib.Duration, Default: 250 * time.Millisecond, Doc: "longest a fetch waits for data"},
 		stdlib.Param{Name: "session_timeout", Type: stdlib.Duration, Default: 10 * time.Second, Doc: "group session timeout"},
-		stdlib.Param{Name: "heartbeat_interval", Type: stdlib.Duration, Default: 3 * time.Second, Doc: "group heartbeat interval"},
+		stdlib.Param{Name: "heartbeat_interval", Type: stdlib.Duration, Doc: "group heartbeat interval (default: a third of session_timeout, at most 3s); shorter than session_timeout"},
 	),
 	Output: rawOutput,
 	Check:  checkSource,
@@ -247,7 +247,10 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 	}
 	d := s.cfg.Duration("session_timeout")
 	s.settleMax = d / 2
-	hb := s.cfg.Duration("heartbeat_interval")
+	hb, ok := s.cfg.Attrs["heartbeat_interval"].(time.Duration)
+	if !ok {
+		hb = min(d/3, 3*time.Second) // Kafka's advice: at most a third of the session
+	}
 	s.cg, err = kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                    s.group,
 		Brokers:               s.conn.brokers,
