@@ -155,7 +155,8 @@ func followed(t *testing.T, root, dir string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := strings.Replace(string(src), "  format = json\n}", "  format = json\n  follow = true\n  poll   = 20ms\n}", 1)
+	in := "  path   = \"${env:PIPE_IN}\"\n"
+	text := strings.Replace(string(src), in, in+"  follow = true\n  poll   = 20ms\n", 1)
 	if text == string(src) {
 		t.Fatal("file_map_file.pipe: source block not found")
 	}
