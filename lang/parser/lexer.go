@@ -246,8 +246,11 @@ func (s *scanner) run() {
 			case c == '\'':
 				end, _ := skipQuoted(src, s.off)
 				s.errorf(lang.SyntaxError, s.off, s.off+1, "strings use double quotes, not '")
+				// Parsed on as a double-quoted string of the same length,
+				// so that positions inside it stay those of the source: a
+				// double quote in it becomes a single one (the file has an error anyway).
 				body := strings.TrimSuffix(string(src[s.off+1:end]), "'")
-				s.emit(tokString, end, `"`+strings.ReplaceAll(body, `"`, `\"`)+`"`)
+				s.emit(tokString, end, `"`+strings.ReplaceAll(body, `"`, `'`)+`"`)
 				continue
 			default:
 				s.errorf(lang.SyntaxError, s.off, s.off+w, "unexpected character %q", r)
