@@ -9,6 +9,7 @@ import (
 
 	"pipe.dev/pipe/compiler"
 	"pipe.dev/pipe/compiler/plan"
+	"pipe.dev/pipe/exec"
 	"pipe.dev/pipe/lang"
 	"pipe.dev/pipe/stdlib"
 )
@@ -144,6 +145,20 @@ func cmdLint(e *env, args []string) int {
 }
 
 // buildPlan compiles one file into a plan, printing diagnostics on failure.
+// loadPlan reads a compiled plan (a .json file) or compiles a .pipe file;
+// on failure it has reported why and returns the exit code.
+func loadPlan(e *env, path string) (*plan.Plan, int) {
+	if !strings.HasSuffix(path, ".json") {
+		return buildPlan(e, path, "text")
+	}
+	p, err := exec.Load(path)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
+		return nil, exitUsage
+	}
+	return p, exitOK
+}
+
 func buildPlan(e *env, path, format string) (*plan.Plan, int) {
 	return compilePlan(e, path, format, false)
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -58,17 +57,9 @@ func cmdOffsets(e *env, args []string) int {
 		return exitUsage
 	}
 	var p *plan.Plan
-	if strings.HasSuffix(path, ".json") {
-		var err error
-		if p, err = exec.Load(path); err != nil {
-			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-			return exitUsage
-		}
-	} else {
-		var code int
-		if p, code = buildPlan(e, path, "text"); p == nil {
-			return code
-		}
+	p, code := loadPlan(e, path)
+	if p == nil {
+		return code
 	}
 	o, err := exec.OpenOffsets(p, &exec.Config{StateDir: *stateDir})
 	if err != nil {

@@ -54,17 +54,9 @@ func cmdRun(e *env, args []string) int {
 
 	path := fs.Arg(0)
 	var p *plan.Plan
-	if strings.HasSuffix(path, ".json") {
-		var err error
-		if p, err = exec.Load(path); err != nil {
-			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-			return exitUsage
-		}
-	} else {
-		var code int
-		if p, code = buildPlan(e, path, "text"); p == nil {
-			return code
-		}
+	p, code := loadPlan(e, path)
+	if p == nil {
+		return code
 	}
 
 	logger, err := newLogger(e.stderr, *logFormat, *logLevel)
