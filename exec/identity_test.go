@@ -125,10 +125,7 @@ func TestIdentityChange(t *testing.T) {
 func TestStoredPositionsListed(t *testing.T) {
 	env := newTestEnv(t)
 	dir := t.TempDir()
-	p := newPlan(time.Millisecond, []*plan.Stage{
-		stage("src", "source", "mem", 1, attr("partitions", ival(2)), attr("count", ival(10)), attr("identity", sval("id-1"))),
-		stage("out", "sink", "memsink", 2, attr("exactly", bval(true))),
-	}, edge("src", "out"))
+	p := twoPartitionPlan()
 	if err := env.run(t.Context(), p, dir); err != nil {
 		t.Fatal(err)
 	}
@@ -193,10 +190,7 @@ func TestStateDirLocked(t *testing.T) {
 func TestOffsets(t *testing.T) {
 	env := newTestEnv(t)
 	dir := t.TempDir()
-	p := newPlan(time.Millisecond, []*plan.Stage{
-		stage("src", "source", "mem", 1, attr("partitions", ival(2)), attr("count", ival(10)), attr("identity", sval("id-1"))),
-		stage("out", "sink", "memsink", 2, attr("exactly", bval(true))),
-	}, edge("src", "out"))
+	p := twoPartitionPlan()
 	cfg := &Config{Registry: env.reg, StateDir: dir}
 	if err := Run(t.Context(), p, cfg); err != nil {
 		t.Fatal(err)
@@ -281,4 +275,13 @@ func TestNewSinkTarget(t *testing.T) {
 	if !strings.Contains(logs.String(), "an exactly-once sink holds nothing of a partition read before") {
 		t.Errorf("no warning:\n%s", logs.String())
 	}
+}
+
+// twoPartitionPlan reads two partitions of 10 records, identity id-1, into
+// a sink that keeps its positions.
+func twoPartitionPlan() *plan.Plan {
+	return newPlan(time.Millisecond, []*plan.Stage{
+		stage("src", "source", "mem", 1, attr("partitions", ival(2)), attr("count", ival(10)), attr("identity", sval("id-1"))),
+		stage("out", "sink", "memsink", 2, attr("exactly", bval(true))),
+	}, edge("src", "out"))
 }
