@@ -100,12 +100,12 @@ func (c *checker) graphLints() {
 		}
 		if p := st.onError; p != nil {
 			for q := p; q != nil; q = q.Then {
-				if q.Action == "skip" {
+				if q.Action == stdlib.ActionSkip {
 					c.lint(st, lang.SkipWithoutDLQ, st.onErrorSpan, nil, "on_error = skip drops failed records of %q silently", st.name).
 						Detail = "use dead_letter(sink) to keep them"
 				}
 			}
-			if p.Action == "retry" && p.Then == nil {
+			if p.Action == stdlib.ActionRetry && p.Then == nil {
 				c.lint(st, lang.RetryWithoutThen, st.onErrorSpan, nil, "retry without then fails the pipeline when retries run out").
 					Detail = "add then = dead_letter(sink) or then = skip"
 			}

@@ -777,12 +777,12 @@ func (c *checker) policy(st *stage, v *ast.Value, vc valCtx, depth int) (*ir.Err
 	}
 	name := v.Ref.Name.Parts[0]
 	switch name {
-	case "fail", "skip":
+	case string(stdlib.ActionFail), string(stdlib.ActionSkip):
 		if v.Ref.Call {
 			return bad("%s takes no arguments", name)
 		}
-		return &ir.ErrorPolicy{Action: name}, true
-	case "dead_letter":
+		return &ir.ErrorPolicy{Action: stdlib.Action(name)}, true
+	case string(stdlib.ActionDeadLetter):
 		if !v.Ref.Call || len(v.Ref.Args) != 1 || v.Ref.Args[0].Value.Ref == nil || v.Ref.Args[0].Value.Ref.Call ||
 			len(v.Ref.Args[0].Value.Ref.Name.Parts) != 1 || (v.Ref.Args[0].Name != "" && v.Ref.Args[0].Name != "sink") {
 			return bad("dead_letter takes one sink name: dead_letter(dlq)")
@@ -790,12 +790,12 @@ func (c *checker) policy(st *stage, v *ast.Value, vc valCtx, depth int) (*ir.Err
 		a := v.Ref.Args[0].Value
 		target := a.Ref.Name.Parts[0]
 		st.dlTargets = append(st.dlTargets, dlTarget{name: target, span: valueSpan(vc.u, a), rel: vc.rel})
-		return &ir.ErrorPolicy{Action: "dead_letter", Target: target}, true
-	case "retry":
+		return &ir.ErrorPolicy{Action: stdlib.ActionDeadLetter, Target: target}, true
+	case string(stdlib.ActionRetry):
 		if depth > 0 {
 			return bad("then cannot retry again")
 		}
-		pol := &ir.ErrorPolicy{Action: "retry", Max: 3, Backoff: time.Second}
+		pol := &ir.ErrorPolicy{Action: stdlib.ActionRetry, Max: 3, Backoff: time.Second}
 		ok := true
 		for _, a := range v.Ref.Args {
 			aspan := valueSpan(vc.u, a.Value)
