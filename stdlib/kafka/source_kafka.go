@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -46,7 +47,7 @@ var SourceSpec = &stdlib.Spec{
 		stdlib.Param{Name: "key_format", Type: stdlib.Enum("json", "string", "bytes"), Default: stdlib.Ident("string"), Doc: "key format"},
 		stdlib.Param{Name: "isolation", Type: stdlib.Enum("read_committed", "read_uncommitted"), Default: stdlib.Ident("read_committed"),
 			Doc: "read_committed skips records of aborted transactions"},
-		stdlib.Param{Name: "fetch_max_bytes", Type: stdlib.Size, Default: int64(1 << 20), Doc: "largest fetch answer per partition (larger answers cost more copying than they save)"},
+		stdlib.Param{Name: "fetch_max_bytes", Type: stdlib.Size, Default: int64(1 << 20), Doc: "largest fetch answer, shared by the partitions fetched together (larger answers cost more copying and memory than they save)"},
 		stdlib.Param{Name: "max_wait", Type: stdlib.Duration, Default: 250 * time.Millisecond, Doc: "longest a fetch waits for data"},
 		stdlib.Param{Name: "session_timeout", Type: stdlib.Duration, Default: 10 * time.Second, Doc: "group session timeout"},
 		stdlib.Param{Name: "heartbeat_interval", Type: stdlib.Duration, Doc: "group heartbeat interval (default: a third of session_timeout, at most 3s); shorter than session_timeout"},
@@ -130,6 +131,7 @@ type partState struct {
 
 type source struct {
 	cfg       stdlib.Config
+	rotate    atomic.Uint32 // where the next fetch starts among its partitions
 	log       *slog.Logger
 	conn      *conn
 	link      *link
@@ -651,13 +653,20 @@ func (s *source) fetchFrom(ctx context.Context, cl *kafka.Client, ps []*partStat
 		}
 		wait = min(wait, left)
 	}
-	// Room for every partition's limit and then some: an answer cut short
-	// by its overall limit in the middle of a partition comes without that
-	// partition's aborted transactions from the development broker, and
-	// read_committed would then return aborted records. That broker also
-	// counts against the overall limit the batch it leaves out of each
-	// full partition (up to a message's largest size, 1 MiB by default).
-	total := min(int64(len(ps))*(int64(s.maxBytes)+maxBatch), math.MaxInt32)
+	// fetch_max_bytes is shared by the partitions of a fetch, each asking
+	// for its part: larger answers cost more copying and memory than they
+	// save. The overall limit leaves room for every part and then some:
+	// an answer cut short by its overall limit in the middle of a
+	// partition comes without that partition's aborted transactions from
+	// the development broker, and read_committed would then return
+	// aborted records. That broker also counts against the overall limit
+	// the batch it leaves out of each full partition (up to a message's
+	// largest size, 1 MiB by default).
+	// A broker returns a batch larger than a partition's part only when
+	// it comes first in the answer: the partitions take turns at being
+	// first, so that none waits behind others that always have data.
+	part := max(s.maxBytes/int32(len(ps)), minPartitionBytes)
+	total := min(int64(len(ps))*(int64(part)+maxBatch), math.MaxInt32)
 	req := &fetchAPI.Request{
 		ReplicaID:      -1,
 		MaxWaitTime:    int32(wait / time.Millisecond),
@@ -669,7 +678,9 @@ func (s *source) fetchFrom(ctx context.Context, cl *kafka.Client, ps []*partStat
 	}
 	idx := map[string]int{}
 	byKey := map[string]*partState{}
-	for _, p := range ps {
+	first := int(s.rotate.Add(1)) % len(ps)
+	for k := range ps {
+		p := ps[(first+k)%len(ps)]
 		i, ok := idx[p.topic]
 		if !ok {
 			i = len(req.Topics)
@@ -681,7 +692,7 @@ func (s *source) fetchFrom(ctx context.Context, cl *kafka.Client, ps []*partStat
 			CurrentLeaderEpoch: -1,
 			FetchOffset:        p.next,
 			LogStartOffset:     -1,
-			PartitionMaxBytes:  s.maxBytes,
+			PartitionMaxBytes:  part,
 		})
 		byKey[p.key] = p
 	}
@@ -918,6 +929,9 @@ func (s *source) decodeBatch(out []stdlib.Record, p *partState, b protocol.Recor
 		out = append(out, rec)
 	}
 }
+
+// minPartitionBytes is the least a partition asks for in a fetch.
+const minPartitionBytes = 1 << 10
 
 // maxBatch is the size of the largest record batch a broker accepts by
 // default (message.max.bytes).
