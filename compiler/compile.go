@@ -240,6 +240,10 @@ func (c *checker) declare(u *unit, name string, span lang.Span, what string) boo
 }
 
 // reserved holds names no stage, schema, def, import or field may take.
+// IsReserved says whether name cannot name a stage, schema, def, import
+// or parameter (PIPE103).
+func IsReserved(name string) bool { return reserved[name] }
+
 var reserved = map[string]bool{
 	"meta": true, "params": true, "param": true,
 	"source": true, "transform": true, "sink": true, "pipeline": true, "import": true,

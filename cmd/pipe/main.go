@@ -73,6 +73,7 @@ func commands() []command {
 		{"run", "run a pipeline (.pipe file or compiled plan)", cmdRun},
 		{"test", "run the inline tests of .pipe files", cmdTest},
 		{"offsets", "show or change the positions a pipeline resumes from", cmdOffsets},
+		{"import", "write .pipe files from Kafka Connect connector configs", cmdImport},
 		{"top", "show a running pipeline live (from its --http server)", cmdTop},
 		{"broker", "run an embedded Kafka-protocol broker for development", cmdBroker},
 		{"version", "print the version", cmdVersion},
