@@ -210,7 +210,7 @@ func transient(err error) bool {
 	}
 	for _, e := range []error{nats.ErrNoServers, nats.ErrTimeout, nats.ErrConnectionReconnecting,
 		nats.ErrDisconnected, nats.ErrNoResponders, nats.ErrReconnectBufExceeded, nats.ErrStaleConnection,
-		nats.ErrConnectionDraining, jetstream.ErrNoHeartbeat, jetstream.ErrJetStreamNotEnabled,
+		nats.ErrConnectionDraining, jetstream.ErrServerShutdown, jetstream.ErrNoHeartbeat, jetstream.ErrJetStreamNotEnabled,
 		jetstream.ErrJetStreamNotEnabledForAccount, jetstream.ErrNoStreamResponse, jetstream.ErrAsyncPublishTimeout} {
 		if errors.Is(err, e) {
 			return true

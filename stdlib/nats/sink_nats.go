@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -48,6 +49,8 @@ var SinkSpec = &stdlib.Spec{
 		stdlib.Param{Name: "subjects", Type: stdlib.ListOf(stdlib.String), Doc: "subjects of a created stream (default: subject)"},
 		stdlib.Param{Name: "duplicate_window", Type: stdlib.Duration, Default: 2 * time.Minute,
 			Doc: "duplicate window of a created stream: a replay after a crash is dropped only within it"},
+		stdlib.Param{Name: "offsets_bucket", Type: stdlib.String, Default: "pipe_offsets",
+			Doc: "key-value bucket (created when missing) where the sink keeps the source positions its checkpoints cover"},
 		stdlib.Param{Name: "max_pending", Type: stdlib.Int, Default: int64(4096), Doc: "publishes awaiting their acknowledgement at a time"},
 		stdlib.Param{Name: "timeout", Type: stdlib.Duration, Default: 10 * time.Second, Doc: "longest a publish waits for its acknowledgement before it is sent again"},
 	),
@@ -87,6 +90,9 @@ func checkSink(attrs map[string]any) []stdlib.AttrError {
 	}
 	if v, ok := attrs["duplicate_window"].(time.Duration); ok && v <= 0 {
 		errs = append(errs, stdlib.AttrError{Attr: "duplicate_window", Message: "duplicate_window must be positive: without it nothing is deduplicated"})
+	}
+	if v, ok := attrs["offsets_bucket"].(string); ok && !validName(v) {
+		errs = append(errs, stdlib.AttrError{Attr: "offsets_bucket", Message: "offsets_bucket must be a name without '.', '*', '>' or blanks"})
 	}
 	if v, ok := attrs["max_pending"].(int64); ok && v <= 0 {
 		errs = append(errs, stdlib.AttrError{Attr: "max_pending", Message: "max_pending must be positive"})
@@ -178,9 +184,11 @@ type sink struct {
 	window   time.Duration
 	chunk    int
 	timeout  time.Duration
+	bucket   string
 
 	nc *nats.Conn
 	js jetstream.JetStream
+	kv jetstream.KeyValue
 	bo *retry.Backoff
 
 	// last and dup number the records of one source position (a
@@ -207,6 +215,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		window:   cfg.Duration("duplicate_window"),
 		chunk:    int(cfg.Int("max_pending")),
 		timeout:  cfg.Duration("timeout"),
+		bucket:   cfg.String("offsets_bucket"),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -222,9 +231,11 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 
 func (s *sink) what() string { return fmt.Sprintf("nats sink %q", s.cfg.Stage) }
 
-// Open connects and creates or checks the stream. The sink holds no
-// positions: after a crash the records since the last checkpoint come
-// again and JetStream drops those it has by their message ids.
+// Open connects, creates or checks the stream, and returns the positions
+// the sink's last checkpoint covers, kept in the offsets bucket: the
+// executor drops records at or below them. Records published after that
+// checkpoint come again after a crash, and JetStream drops those it stored
+// already by their message ids (within the duplicate window).
 func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 	var err error
 	if s.nc, err = s.conn.connect(ctx, s.log, s.what()); err != nil {
@@ -235,11 +246,62 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 		return nil, fmt.Errorf("%s: %w", s.what(), err)
 	}
 	s.bo = s.conn.backoff(s.log, s.what())
-	if s.stream == "" {
+	if s.stream != "" {
+		if err := s.openStream(ctx); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.what(), err)
+		}
+	}
+	if s.cfg.Delivery != stdlib.ExactlyOnce {
 		return nil, nil
 	}
-	var info *jetstream.StreamInfo
+	var held []stdlib.Position
 	err = retry.Do(ctx, s.conn.backoff(s.log, s.what()), transient, func() error {
+		kv, err := s.js.KeyValue(ctx, s.bucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			kv, err = s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: s.bucket, Description: "source positions of pipe's nats sinks"})
+			if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				kv, err = s.js.KeyValue(ctx, s.bucket)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("offsets bucket %q: %w", s.bucket, err)
+		}
+		s.kv = kv
+		e, err := kv.Get(ctx, s.key())
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			held = nil
+			return nil
+		case err != nil:
+			return fmt.Errorf("offsets bucket %q: %w", s.bucket, err)
+		}
+		if err := json.Unmarshal(e.Value(), &held); err != nil {
+			return fmt.Errorf("offsets bucket %q, key %s: %w", s.bucket, s.key(), err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.what(), err)
+	}
+	return held, nil
+}
+
+// key is the sink task's key in the offsets bucket.
+func (s *sink) key() string {
+	clean := func(v string) string {
+		return strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+				return r
+			}
+			return '_'
+		}, v)
+	}
+	return clean(s.cfg.Pipeline) + "." + clean(s.cfg.Stage) + "." + strconv.Itoa(s.cfg.Task)
+}
+
+func (s *sink) openStream(ctx context.Context) error {
+	var info *jetstream.StreamInfo
+	err := retry.Do(ctx, s.conn.backoff(s.log, s.what()), transient, func() error {
 		st, err := s.js.Stream(ctx, s.stream)
 		if errors.Is(err, jetstream.ErrStreamNotFound) && s.create {
 			st, err = s.js.CreateStream(ctx, jetstream.StreamConfig{Name: s.stream, Subjects: s.subjects, Duplicates: s.window})
@@ -254,13 +316,13 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.what(), err)
+		return err
 	}
 	if s.cfg.Delivery == stdlib.ExactlyOnce {
 		s.log.Info(s.what()+": replays are dropped within the stream's duplicate window",
 			"stream", s.stream, "duplicate_window", info.Config.Duplicates)
 	}
-	return nil, nil
+	return nil
 }
 
 // msgID names a record by where it came from, so that the same record
@@ -398,9 +460,26 @@ func (s *sink) noStream(ctx context.Context, subject string) bool {
 	return errors.Is(err, jetstream.ErrStreamNotFound)
 }
 
-// Checkpoint has nothing left to do: Write returned only once JetStream
-// acknowledged every message, that is stored it.
-func (s *sink) Checkpoint(context.Context, stdlib.Checkpoint) error { return nil }
+// Checkpoint stores the positions the checkpoint covers in the offsets
+// bucket (exactly_once): every message before it is stored already, Write
+// having returned only once JetStream acknowledged each.
+func (s *sink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
+	if s.kv == nil || len(cp.Positions) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(cp.Positions)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.what(), err)
+	}
+	err = retry.Do(ctx, s.bo, transient, func() error {
+		_, err := s.kv.Put(ctx, s.key(), b)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%s: store positions in %q: %w", s.what(), s.bucket, err)
+	}
+	return nil
+}
 
 func (s *sink) Close(context.Context) error {
 	if s.nc != nil {
