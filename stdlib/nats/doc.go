@@ -40,9 +40,11 @@
 // acknowledgement before Write returns, so a checkpoint covers only stored
 // messages. Each message carries a Nats-Msg-Id made of the pipeline, the
 // sink stage and the record's source position (source, partition, offset,
-// and a number for the second and later records of one position). After a
-// crash the records since the last checkpoint are written again with the
-// same ids, and JetStream drops those it stored already — but only within
+// and a number for the second and later records of one position). With
+// exactly_once the sink keeps the positions each checkpoint covers in a
+// key-value bucket (offsets_bucket), so that sources resume after them.
+// After a crash the records since the last checkpoint are written again
+// with the same ids, and JetStream drops those it stored already — but only within
 // the stream's duplicate window (duplicate_window, 2m by default): a
 // replay later than that after the first publish is stored twice. The sink
 // is exactly once under that condition only, and at least once beyond it.

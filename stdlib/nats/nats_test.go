@@ -385,3 +385,28 @@ func TestSinkDeduplicates(t *testing.T) {
 		t.Fatalf("stream holds %v, want %v", got, want)
 	}
 }
+
+// TestSecretsAndTLS checks that a bad credential is reported without its
+// value, and that the tls block is applied: the test server speaks no
+// TLS, so a source asking for it fails at once instead of connecting in
+// plain text.
+func TestSecretsAndTLS(t *testing.T) {
+	e := newNATS(t)
+	_, err := newSource(config(t, SourceSpec, "in", map[string]any{"url": testURL(), "stream": "S", "consumer": "c",
+		"nkey_seed": "SUAhunter2hunter2"}))
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("bad nkey_seed: %v", err)
+	}
+	sn, subj := name("tls"), name("tls")
+	e.stream(t, sn, subj)
+	src, err := newSource(config(t, SourceSpec, "in", map[string]any{"url": testURL(), "stream": sn, "consumer": "c",
+		"tls": map[string]any{"insecure_skip_verify": true}, "retry_timeout": time.Duration(0)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = src.Open(t.Context(), nil)
+	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "secure") || time.Since(start) > 10*time.Second {
+		t.Fatalf("Open with tls against a plain server: %v (after %v)", err, time.Since(start))
+	}
+}
