@@ -42,7 +42,9 @@
 // sink stage and the record's source position (source, partition, offset,
 // and a number for the second and later records of one position). With
 // exactly_once the sink keeps the positions each checkpoint covers in a
-// key-value bucket (offsets_bucket), so that sources resume after them.
+// key-value bucket (offsets_bucket), so that sources resume after them,
+// with the identity of its stream: positions kept for a stream deleted
+// and created again do not apply.
 // After a crash the records since the last checkpoint are written again
 // with the same ids, and JetStream drops those it stored already — but only within
 // the stream's duplicate window (duplicate_window, 2m by default): a

@@ -244,6 +244,7 @@ func TestKillNATSSink(t *testing.T) {
 	dir := t.TempDir()
 	sn := name("killsink")
 	t.Cleanup(func() { e.js.DeleteStream(context.Background(), sn) })
+	t.Cleanup(func() { e.purgeKey("nats_kill_sink.out.0") })
 	file := filepath.Join(dir, "sink.pipe")
 	// About 12 s of records at the rate: the kills land in the middle.
 	rate := float64(n) / (float64(kills) * 1.0)
@@ -323,6 +324,7 @@ func TestServerRestartNATS(t *testing.T) {
 	in, outStream := name("rsin"), name("rsout")
 	e.stream(t, in, in)
 	t.Cleanup(func() { e.js.DeleteStream(context.Background(), outStream) })
+	t.Cleanup(func() { e.purgeKey("nats_restart.nats_out.0") })
 	out := filepath.Join(dir, "out.jsonl")
 	file := filepath.Join(dir, "restart.pipe")
 	text := fmt.Sprintf(`pipeline nats_restart {

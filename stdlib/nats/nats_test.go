@@ -410,3 +410,55 @@ func TestSecretsAndTLS(t *testing.T) {
 		t.Fatalf("Open with tls against a plain server: %v (after %v)", err, time.Since(start))
 	}
 }
+
+// purgeKey removes a sink's positions from the default offsets bucket.
+func (e *natsEnv) purgeKey(key string) {
+	if kv, err := e.js.KeyValue(context.Background(), "pipe_offsets"); err == nil {
+		kv.Purge(context.Background(), key)
+	}
+}
+
+// TestSinkPositions checks that the sink returns the positions its last
+// checkpoint stored, and none once its stream was deleted and created
+// again (the positions are of another stream then).
+func TestSinkPositions(t *testing.T) {
+	e := newNATS(t)
+	sn := name("pos")
+	bucket := name("offsets")
+	t.Cleanup(func() { e.js.DeleteKeyValue(context.Background(), bucket) })
+	t.Cleanup(func() { e.js.DeleteStream(context.Background(), sn) })
+	open := func() (*sink, []stdlib.Position) {
+		s, err := newSink(config(t, SinkSpec, "out", map[string]any{"url": testURL(), "stream": sn, "create_stream": true,
+			"subject": sn + ".x", "offsets_bucket": bucket}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		held, err := s.Open(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close(context.Background()) })
+		return s, held
+	}
+	s, held := open()
+	if len(held) != 0 {
+		t.Fatalf("a new sink holds %v", held)
+	}
+	pos := []stdlib.Position{{Source: "in", Partition: "p", Offset: 41, Identity: "x"}}
+	if err := s.Write(t.Context(), []stdlib.Record{{Value: map[string]any{"id": int64(1)}, Pos: pos[0]}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 1, Positions: pos}); err != nil {
+		t.Fatal(err)
+	}
+	if _, held = open(); !slices.Equal(held, pos) {
+		t.Fatalf("reopened: holds %v, want %v", held, pos)
+	}
+	if err := e.js.DeleteStream(t.Context(), sn); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if _, held = open(); len(held) != 0 {
+		t.Fatalf("stream created again: holds %v, want nothing", held)
+	}
+}

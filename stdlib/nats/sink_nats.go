@@ -190,6 +190,9 @@ type sink struct {
 	js jetstream.JetStream
 	kv jetstream.KeyValue
 	bo *retry.Backoff
+	// target is the identity of the stream the sink publishes to: its
+	// name and creation time ("" without a stream attribute).
+	target string
 
 	// last and dup number the records of one source position (a
 	// flattened record's parts), so that each gets its own message id.
@@ -275,8 +278,17 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 		case err != nil:
 			return fmt.Errorf("offsets bucket %q: %w", s.bucket, err)
 		}
-		if err := json.Unmarshal(e.Value(), &held); err != nil {
+		var st storedPositions
+		if err := json.Unmarshal(e.Value(), &st); err != nil {
 			return fmt.Errorf("offsets bucket %q, key %s: %w", s.bucket, s.key(), err)
+		}
+		held = st.Positions
+		if st.Target != s.target {
+			// Positions of another stream (deleted and created again, or
+			// another one now): this one holds nothing of them.
+			s.log.Warn(s.what()+": the positions kept are of another stream: the sink holds nothing",
+				"bucket", s.bucket, "key", s.key(), "kept_for", st.Target, "stream", s.target)
+			held = nil
 		}
 		return nil
 	})
@@ -284,6 +296,14 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 		return nil, fmt.Errorf("%s: %w", s.what(), err)
 	}
 	return held, nil
+}
+
+// storedPositions is what the sink keeps in the offsets bucket: the
+// positions its last checkpoint covers and the identity of the stream they
+// were published to (empty without a stream attribute: they always apply).
+type storedPositions struct {
+	Target    string            `json:"target,omitempty"`
+	Positions []stdlib.Position `json:"positions"`
 }
 
 // key is the sink task's key in the offsets bucket.
@@ -318,6 +338,7 @@ func (s *sink) openStream(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.target = fmt.Sprintf("stream %s created %s", s.stream, info.Created.UTC().Format(time.RFC3339Nano))
 	if s.cfg.Delivery == stdlib.ExactlyOnce {
 		s.log.Info(s.what()+": replays are dropped within the stream's duplicate window",
 			"stream", s.stream, "duplicate_window", info.Config.Duplicates)
@@ -467,7 +488,7 @@ func (s *sink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
 	if s.kv == nil || len(cp.Positions) == 0 {
 		return nil
 	}
-	b, err := json.Marshal(cp.Positions)
+	b, err := json.Marshal(storedPositions{Target: s.target, Positions: cp.Positions})
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.what(), err)
 	}
