@@ -462,3 +462,58 @@ func TestSinkPositions(t *testing.T) {
 		t.Fatalf("stream created again: holds %v, want nothing", held)
 	}
 }
+
+// TestCore publishes through the nats_core sink and receives through the
+// nats_core source: subjects by expression, headers, and a message that
+// does not decode reaching the stage's error policy as Record.Err.
+func TestCore(t *testing.T) {
+	e := newNATS(t)
+	subj := name("core")
+	src, err := newCoreSource(config(t, CoreSourceSpec, "in", map[string]any{"url": testURL(), "subject": subj + ".>"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Open(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close(context.Background())
+	cfg := config(t, CoreSinkSpec, "out", map[string]any{"url": testURL()}, "subject", "headers")
+	cfg.Delivery = stdlib.AtMostOnce
+	s, err := newCoreSink(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(context.Background())
+	var batch []stdlib.Record
+	for i := range 10 {
+		batch = append(batch, stdlib.Record{Value: map[string]any{"id": int64(i)}, Attrs: []any{fmt.Sprintf("%s.%d", subj, i%2), map[string]any{"n": fmt.Sprint(i)}}})
+	}
+	batch = append(batch, stdlib.Record{Value: map[string]any{"id": int64(99)}, Attrs: []any{"bad subject", nil}})
+	err = s.Write(t.Context(), batch)
+	var rerrs stdlib.RecordErrors
+	if !errors.As(err, &rerrs) || len(rerrs) != 1 || rerrs[0].Index != 10 {
+		t.Fatalf("Write = %v, want a record error for the bad subject", err)
+	}
+	if err := s.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.nc.Publish(subj+".raw", []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	recs := readAll(t, src, 11, 5*time.Second)
+	if len(recs) != 11 {
+		t.Fatalf("received %d messages, want 11", len(recs))
+	}
+	for i, r := range recs[:10] {
+		if r.Err != nil || r.Value.(map[string]any)["id"] != int64(i) || r.Subject != fmt.Sprintf("%s.%d", subj, i%2) ||
+			len(r.Headers) != 1 || string(r.Headers[0].Value) != fmt.Sprint(i) || r.Pos.Offset != int64(i+1) {
+			t.Fatalf("record %d = %+v", i, r)
+		}
+	}
+	if recs[10].Err == nil || string(recs[10].Raw) != "not json" {
+		t.Fatalf("undecodable message: %+v", recs[10])
+	}
+}
