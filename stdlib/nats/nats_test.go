@@ -454,6 +454,27 @@ func TestSinkPositions(t *testing.T) {
 	if _, held = open(); !slices.Equal(held, pos) {
 		t.Fatalf("reopened: holds %v, want %v", held, pos)
 	}
+	// pipe offsets: show, set, reset.
+	var ps stdlib.PositionStore = s
+	if got, err := ps.StoredPositions(t.Context()); err != nil || !slices.Equal(got, pos) {
+		t.Fatalf("StoredPositions = %v, %v", got, err)
+	}
+	moved := []stdlib.Position{{Source: "in", Partition: "p", Offset: 7, Identity: "x"}}
+	if err := ps.SetPositions(t.Context(), "in", []string{"p"}, moved); err != nil {
+		t.Fatal(err)
+	}
+	if _, held = open(); !slices.Equal(held, moved) {
+		t.Fatalf("after SetPositions: holds %v, want %v", held, moved)
+	}
+	if err := ps.SetPositions(t.Context(), "in", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ps.StoredPositions(t.Context()); err != nil || len(got) != 0 {
+		t.Fatalf("after reset: StoredPositions = %v, %v", got, err)
+	}
+	if err := s.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 2, Positions: pos}); err != nil {
+		t.Fatal(err)
+	}
 	if err := e.js.DeleteStream(t.Context(), sn); err != nil {
 		t.Fatal(err)
 	}

@@ -338,7 +338,7 @@ func (s *sink) openStream(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.target = fmt.Sprintf("stream %s created %s", s.stream, info.Created.UTC().Format(time.RFC3339Nano))
+	s.target = streamIdentity(s.stream, info.Created)
 	if s.cfg.Delivery == stdlib.ExactlyOnce {
 		s.log.Info(s.what()+": replays are dropped within the stream's duplicate window",
 			"stream", s.stream, "duplicate_window", info.Config.Duplicates)

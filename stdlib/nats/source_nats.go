@@ -262,7 +262,7 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 		s.log.Warn(s.what()+": the stream has interest retention: creating the consumer again at a resume position can lose messages no other consumer holds",
 			"stream", s.stream)
 	}
-	s.ident = fmt.Sprintf("stream %s created %s", s.stream, sinfo.Created.UTC().Format(time.RFC3339Nano))
+	s.ident = streamIdentity(s.stream, sinfo.Created)
 	off, resumed := resume.Resume(s.stream, s.ident)
 	fresh := false
 	if h, ok := resume.(stdlib.Handover); ok && !resumed {
