@@ -197,9 +197,22 @@ func TestSourceAcksAfterCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close(context.Background())
-	recs := readAll(t, src, 100, 10*time.Second)
+	if lag := src.Lag(t.Context()); lag != nil {
+		t.Fatalf("lag before reading = %v", lag)
+	}
+	recs, err := src.Read(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lag := src.Lag(t.Context()); len(lag) != 1 || lag[0].Behind != int64(100-len(recs)) || lag[0].Partition != sn {
+		t.Fatalf("lag after reading %d = %v", len(recs), lag)
+	}
+	recs = append(recs, readAll(t, src, 100-len(recs), 10*time.Second)...)
 	if got := offsets(recs); !slices.Equal(got, seq(1, 100)) {
 		t.Fatalf("offsets = %v", got)
+	}
+	if lag := src.Lag(t.Context()); len(lag) != 1 || lag[0].Behind != 0 {
+		t.Fatalf("lag after reading all = %v", lag)
 	}
 	r := recs[60]
 	if r.Subject != subj+".b" || r.Pos.Partition != sn || r.Value.(map[string]any)["id"].(int64) != 60 ||

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -174,6 +175,10 @@ type source struct {
 	reconnects uint64 // the connection's reconnect count when last looked at
 	acks       []ackRef
 	owed       *ackRef // an acknowledgement a lost connection prevented
+
+	// behind is the number of messages matching the consumer not
+	// delivered yet, as the last message read says; -1 before one.
+	behind atomic.Int64
 }
 
 func newSource(cfg stdlib.Config) (*source, error) {
@@ -199,6 +204,7 @@ func newSource(cfg stdlib.Config) (*source, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.behind.Store(-1)
 	switch st := cfg.Attrs["start"].(type) {
 	case stdlib.Ident:
 		s.start = string(st)
@@ -509,6 +515,7 @@ func (s *source) collect(ctx context.Context) (out []stdlib.Record, done bool, e
 			continue // delivered again (ack_wait passed): emitted already
 		}
 		s.emitted = sseq
+		s.behind.Store(int64(md.NumPending))
 		out = append(out, s.record(m, md))
 		last = ackRef{seq: sseq, reply: m.Reply(), gen: s.gen}
 	}
@@ -643,6 +650,15 @@ func (s *source) Commit(ctx context.Context, positions []stdlib.Position) error 
 		return nil
 	}
 	return fmt.Errorf("%s: acknowledge %s@%d: %w", s.what(), s.stream, a.seq, err)
+}
+
+// Lag implements stdlib.Lagger: the messages matching the consumer that
+// were not delivered yet when the last one was read.
+func (s *source) Lag(context.Context) []stdlib.Lag {
+	if n := s.behind.Load(); n >= 0 {
+		return []stdlib.Lag{{Partition: s.stream, Behind: n, Unit: "records"}}
+	}
+	return nil
 }
 
 func (s *source) Close(ctx context.Context) error {
