@@ -118,8 +118,8 @@ func RecordType(cfg stdlib.Config) (*types.Type, error) {
 type Column interface {
 	ColumnName() string
 	ColumnType() string // the type as the catalog writes it
-	Required() bool  // NOT NULL without a default
-	Integer() bool   // an integer type
+	Required() bool     // NOT NULL without a default
+	Integer() bool      // an integer type
 }
 
 // Step is one unit of work done in the open transaction, kept so that it
