@@ -278,7 +278,7 @@ func TestSecretsRedacted(t *testing.T) {
 		{"dsn": "nobody:" + pw + "@tcp(" + testAddr() + ")/" + e.name},
 		{"dsn": "nobody@tcp(" + testAddr() + ")/" + e.name, "password": pw},
 		{"dsn": "nobody:" + pw + "@tcp(" + testAddr() + "/" + e.name}, // unparseable
-		{"dsn": "nobody:" + pw + "@tcp(127.0.0.1:1)/" + e.name},        // refused
+		{"dsn": "nobody:" + pw + "@tcp(127.0.0.1:1)/" + e.name},       // refused
 	} {
 		attrs["table"] = "x"
 		attrs["retry_timeout"] = time.Duration(0)

@@ -63,14 +63,15 @@ type source struct {
 	task         int
 	schema       *types.Type
 
-	db      *sql.DB
-	cols    []*column
-	last    int64 // offset of the last record emitted
-	hasLast bool
-	idle    bool // the last query found nothing new: wait poll before the next
-	done    bool // bulk read finished
-	ordinal int64
-	bulk    *sql.Rows
+	db       *sql.DB
+	cols     []*column
+	last     int64 // offset of the last record emitted
+	hasLast  bool
+	idle     bool // the last query found nothing new: wait poll before the next
+	done     bool // bulk read finished
+	ordinal  int64
+	bulk     *sql.Rows
+	bulkScan *scanner
 }
 
 func newSource(cfg stdlib.Config) (*source, error) {
@@ -324,6 +325,9 @@ func (s *source) fetchBulk(ctx context.Context) ([]stdlib.Record, error) {
 		}
 		s.bulk = rows
 		s.ordinal = 0
+		if s.bulkScan, err = s.scanner(rows); err != nil {
+			return nil, err
+		}
 	}
 	var recs []stdlib.Record
 	for len(recs) < s.batch && s.bulk.Next() {
@@ -331,7 +335,7 @@ func (s *source) fetchBulk(ctx context.Context) ([]stdlib.Record, error) {
 		if s.hasLast && s.ordinal <= s.last {
 			continue
 		}
-		r, err := s.record(s.bulk, s.ordinal, false)
+		r, err := s.record(s.bulk, s.bulkScan, s.ordinal, false)
 		if err != nil {
 			return nil, err
 		}
@@ -360,9 +364,13 @@ func (s *source) collect(ctx context.Context, query string, args []any, ts bool)
 		return nil, err
 	}
 	defer rows.Close()
+	sc, err := s.scanner(rows)
+	if err != nil {
+		return nil, err
+	}
 	var recs []stdlib.Record
 	for rows.Next() {
-		r, err := s.record(rows, 0, ts)
+		r, err := s.record(rows, sc, 0, ts)
 		if err != nil {
 			return nil, err
 		}
@@ -377,29 +385,42 @@ func (s *source) collect(ctx context.Context, query string, args []any, ts bool)
 	return recs, nil
 }
 
-// record converts the current row. The offset is ordinal in bulk mode,
-// else read from the mode's column.
-func (s *source) record(rows *sql.Rows, ordinal int64, ts bool) (stdlib.Record, error) {
+// scanner holds what the rows of one query are scanned with.
+type scanner struct {
+	names []string
+	cols  []*column // of each name
+	vals  []any
+	ptrs  []any
+}
+
+func (s *source) scanner(rows *sql.Rows) (*scanner, error) {
 	names, err := rows.Columns()
 	if err != nil {
-		return stdlib.Record{}, err
+		return nil, err
 	}
-	vals := make([]any, len(names))
-	ptrs := make([]any, len(names))
-	for i := range vals {
-		ptrs[i] = &vals[i]
+	sc := &scanner{names: names, cols: make([]*column, len(names)), vals: make([]any, len(names)), ptrs: make([]any, len(names))}
+	for i, n := range names {
+		sc.ptrs[i] = &sc.vals[i]
+		sc.cols[i] = &column{Name: n}
+		if i < len(s.cols) && s.cols[i].Name == n {
+			sc.cols[i] = s.cols[i]
+		}
 	}
-	if err := rows.Scan(ptrs...); err != nil {
+	return sc, nil
+}
+
+// record converts the current row. The offset is ordinal in bulk mode,
+// else read from the mode's column.
+func (s *source) record(rows *sql.Rows, sc *scanner, ordinal int64, ts bool) (stdlib.Record, error) {
+	vals := sc.vals
+	if err := rows.Scan(sc.ptrs...); err != nil {
 		return stdlib.Record{}, err
 	}
 	m := make(map[string]any, len(vals))
 	r := stdlib.Record{Partition: -1}
 	off := ordinal
 	for i, v := range vals {
-		c := &column{Name: names[i]}
-		if i < len(s.cols) && s.cols[i].Name == names[i] {
-			c = s.cols[i]
-		}
+		c := sc.cols[i]
 		nv, err := fromColumn(c, v)
 		if err != nil {
 			return stdlib.Record{}, fmt.Errorf("column %q: %w", c.Name, err)
