@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -31,6 +32,28 @@ var connParams = []stdlib.Param{
 		stdlib.Param{Name: "server_name", Type: stdlib.String, Doc: "name to verify the server certificate against (default: the dsn's host)"},
 		stdlib.Param{Name: "insecure_skip_verify", Type: stdlib.Bool, Default: false, Doc: "do not verify the server certificate (unsafe)"},
 	), Doc: "connect with TLS (a dsn's tls=true|skip-verify|preferred works too)"},
+}
+
+// checkConn checks what the compiler can of the connection attributes: a
+// dsn written without references must parse and name a database, and a
+// client certificate goes with its key. Messages never show the dsn.
+func checkConn(attrs map[string]any) []stdlib.AttrError {
+	var errs []stdlib.AttrError
+	if dsn, ok := attrs["dsn"].(string); ok && !strings.Contains(dsn, "${") {
+		if c, err := mysql.ParseDSN(dsn); err != nil {
+			errs = append(errs, stdlib.AttrError{Attr: "dsn", Message: "invalid dsn: want user:pass@tcp(host:3306)/db?param=value"})
+		} else if c.DBName == "" {
+			errs = append(errs, stdlib.AttrError{Attr: "dsn", Message: "the dsn names no database: user:pass@tcp(host:3306)/db"})
+		}
+	}
+	if t, ok := attrs["tls"].(map[string]any); ok {
+		_, cert := t["cert"]
+		_, key := t["key"]
+		if cert != key {
+			errs = append(errs, stdlib.AttrError{Attr: "tls.cert", Message: "cert and key must be set together"})
+		}
+	}
+	return errs
 }
 
 // connConfig is a resolved connection configuration. Its String never
@@ -265,6 +288,9 @@ func parseTable(s string) (tableName, error) {
 	for _, p := range parts {
 		if p == "" || strings.ContainsRune(p, 0) {
 			return tableName{}, fmt.Errorf("invalid table name %q", s)
+		}
+		if utf8.RuneCountInString(p) > 64 && !strings.Contains(p, "${") {
+			return tableName{}, fmt.Errorf("invalid table name %q: a name has at most 64 characters", s)
 		}
 	}
 	switch len(parts) {

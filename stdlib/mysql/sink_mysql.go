@@ -33,7 +33,8 @@ var SinkSpec = &stdlib.Spec{
 }
 
 func checkSink(attrs map[string]any) []stdlib.AttrError {
-	return sqlcommon.CheckSink(attrs, func(s string) error { _, err := parseTable(s); return err })
+	errs := sqlcommon.CheckSink(attrs, func(s string) error { _, err := parseTable(s); return err })
+	return append(errs, checkConn(attrs)...)
 }
 
 type sink struct {

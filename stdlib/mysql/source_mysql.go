@@ -32,7 +32,8 @@ var SourceSpec = &stdlib.Spec{
 }
 
 func checkSource(attrs map[string]any) []stdlib.AttrError {
-	return sqlcommon.CheckSource(attrs, func(s string) error { _, err := parseTable(s); return err })
+	errs := sqlcommon.CheckSource(attrs, func(s string) error { _, err := parseTable(s); return err })
+	return append(errs, checkConn(attrs)...)
 }
 
 // dialect is MySQL's SQL for the incremental queries. DATETIME values are
