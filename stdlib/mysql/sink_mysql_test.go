@@ -297,3 +297,61 @@ func TestSecretsRedacted(t *testing.T) {
 		t.Log(err)
 	}
 }
+
+// TestSinkCommitOutcome: after a COMMIT whose answer was lost, the sink
+// decides by the commit token: a transaction that committed is not
+// replayed; one still open on the old connection is killed with it first,
+// so that it can no longer commit after the sink replayed it.
+func TestSinkCommitOutcome(t *testing.T) {
+	e := newMy(t)
+	cfg := e.sinkConfig(map[string]any{"table": "co", "create_table": true, "batch": int64(10)}, eventType, stdlib.ExactlyOnce)
+	s, _ := e.openSink(cfg)
+	ctx := t.Context()
+	if err := s.Write(ctx, events(0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.storePositions(ctx, pos(9), 111); err != nil {
+		t.Fatal(err)
+	}
+	id := s.connID
+	if err := s.tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	s.tx = nil
+	s.reset()
+	if ok, err := s.decide(ctx, 111, id); err != nil || !ok {
+		t.Fatalf("decide on a committed token: %v %v", ok, err)
+	}
+	s.committed()
+	// A transaction left open on its connection, as when COMMIT's answer
+	// is lost before the server got it.
+	if err := s.Write(ctx, events(10, 20)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.storePositions(ctx, pos(19), 222); err != nil {
+		t.Fatal(err)
+	}
+	oldConn, oldTx, oldID := s.conn, s.tx, s.connID
+	s.conn, s.tx = nil, nil
+	if ok, err := s.decide(ctx, 222, oldID); err != nil || ok {
+		t.Fatalf("decide on an open transaction: %v %v", ok, err)
+	}
+	if got := e.rows("SELECT count(*) AS n FROM information_schema.PROCESSLIST WHERE ID = " + itoa(oldID)); got[0] != "n=0" {
+		t.Fatalf("the old connection still runs: %v", got)
+	}
+	if err := oldTx.Commit(); err == nil {
+		t.Fatal("the old transaction committed after decide")
+	}
+	oldConn.Close()
+	if n := e.count("co"); n != 10 {
+		t.Fatalf("%d rows, want 10", n)
+	}
+	// The sink replays the open transaction and commits it once.
+	if err := s.Checkpoint(ctx, stdlib.Checkpoint{ID: 3, Positions: pos(19)}); err != nil {
+		t.Fatal(err)
+	}
+	got := e.rows("SELECT count(*) AS n, count(DISTINCT id) AS ids FROM co")
+	if got[0] != "n=20 ids=20" {
+		t.Fatalf("%v, want 20 rows once", got)
+	}
+}
