@@ -355,3 +355,29 @@ func TestSinkCommitOutcome(t *testing.T) {
 		t.Fatalf("%v, want 20 rows once", got)
 	}
 }
+
+// TestSinkServerCheckedTypes: a DECIMAL overflow and an ENUM label the
+// column lacks are judged by the server; the rows are sent at the end of
+// every Write, and the rejected ones reported against their records.
+func TestSinkServerCheckedTypes(t *testing.T) {
+	e := newMy(t)
+	e.exec("CREATE TABLE d (id int PRIMARY KEY, price decimal(4,2), size enum('s','m','l'))")
+	s, _ := e.openSink(e.sinkConfig(map[string]any{"table": "d", "mode": stdlib.Ident("upsert")}, nil, stdlib.ExactlyOnce))
+	if s.coalesce {
+		t.Fatal("rows of a table with decimal and enum columns are buffered across Writes")
+	}
+	rec := func(id int64, price float64, size string) stdlib.Record {
+		return stdlib.Record{Value: map[string]any{"id": id, "price": price, "size": size}, Partition: -1}
+	}
+	err := s.Write(t.Context(), []stdlib.Record{rec(1, 12.5, "s"), rec(2, 12345.6, "m"), rec(3, 1, "xl"), rec(4, 99.99, "l")})
+	var rerrs stdlib.RecordErrors
+	if !errors.As(err, &rerrs) || len(rerrs) != 2 || rerrs[0].Index != 1 || rerrs[1].Index != 2 {
+		t.Fatalf("Write: %v, want records 1 and 2 rejected", err)
+	}
+	if err := s.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 1, Positions: pos(4)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.rows("SELECT id, price, size FROM d ORDER BY id"); !slices.Equal(got, []string{"id=1 price=12.50 size=s", "id=4 price=99.99 size=l"}) {
+		t.Fatalf("rows %v", got)
+	}
+}
