@@ -17,7 +17,7 @@ import (
 )
 
 // TestImportedJdbcSinkRuns imports a JDBC sink connector config (upsert by
-// a value field, auto.create, a ReplaceField rename, a password) and runs
+// a value field, a ReplaceField rename and exclude, a password) and runs
 // the pipeline it becomes against `pipe broker` and the PostgreSQL test
 // server: the table ends holding every kept event once, renamed as the
 // transform says, and the password reached the pipeline only through the
@@ -38,6 +38,12 @@ func TestImportedJdbcSinkRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+	// auto.create needs a schema in pipe (the import says so): the table
+	// is there, as a database administrator would have it.
+	if _, err := conn.Exec(ctx, "CREATE TABLE "+schema+`.orders (id bigint PRIMARY KEY, customer text,
+		amount double precision, country text, event text)`); err != nil {
+		t.Fatal(err)
+	}
 
 	bin := proctest.BuildPipe(t)
 	brokers := proctest.StartBroker(t, bin, 2, "--topic", "orders:2")
@@ -72,8 +78,8 @@ func TestImportedJdbcSinkRuns(t *testing.T) {
 	if strings.Contains(string(text), "not-used-by-trust-auth") {
 		t.Fatalf("the password is in the pipeline:\n%s", text)
 	}
-	// A connector replaced by its pipeline: the group starts from its
-	// committed offsets, none here; start from the beginning then.
+	// The group has no committed offsets: the topic is read from its
+	// beginning, as Connect's sink consumers do.
 	run := osexec.Command(bin, "run", "-q", "--state-dir", filepath.Join(dir, "state"), out)
 	run.Env = append(os.Environ(), "KAFKA_BROKERS="+brokers, "ORDERS_SINK_CONNECTION_PASSWORD=not-used-by-trust-auth")
 	run.Stderr = &proctest.LogWriter{T: t, Prefix: "pipe run: "}
@@ -94,11 +100,7 @@ func TestImportedJdbcSinkRuns(t *testing.T) {
 		t.Fatalf("the table holds %d rows of %d ids, want %d of each:\n%s", rows, ids, n, text)
 	}
 	var customer string
-	var hasTS bool
 	if err := conn.QueryRow(ctx, "SELECT customer FROM "+schema+".orders WHERE id = 7").Scan(&customer); err != nil || customer != "u7" {
 		t.Fatalf("row 7: customer %q, %v (want u7)", customer, err)
-	}
-	if err := conn.QueryRow(ctx, "SELECT count(*) > 0 FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'orders' AND column_name IN ('ts', 'user')", schema).Scan(&hasTS); err != nil || hasTS {
-		t.Fatalf("the table has a ts or user column (excluded and renamed away): %v", err)
 	}
 }

@@ -181,6 +181,12 @@ type Spec struct {
 	// (a reference is still its text, ${env:N}); the executor calls it again
 	// once references are resolved.
 	Check func(attrs map[string]any) []AttrError
+	// CheckInput, for a sink, validates its attributes against the type
+	// of the records it writes: its schema, else the type of the records
+	// reaching it; nil when they have no known type. The compiler calls
+	// it after Check, so that what the sink would refuse at open for want
+	// of a type (a table to create from it) pipe check refuses first.
+	CheckInput func(attrs map[string]any, records *types.Type) []AttrError
 
 	NewSource    func(cfg Config) (Source, error)
 	NewSink      func(cfg Config) (Sink, error)
