@@ -21,7 +21,8 @@ import (
 
 // killPipeline follows a JSON lines file into the test bucket, partitioned
 // by a per-record prefix, exactly once, with objects rotated every 40
-// records so that some are uploaded ahead of their checkpoint.
+// records and uploaded as soon as they are complete, ahead of their
+// checkpoint: a kill leaves uploaded objects that no checkpoint covers.
 const killPipeline = `pipeline s3kill {
   delivery   = exactly_once
   checkpoint = 300ms
@@ -50,6 +51,7 @@ sink out: s3 {
   format         = FORMAT
   prefix        := "out/k=" + string(id % 3) + "/"
   rotate_records = 40
+  upload_size    = 0B
 }
 
 in -> out

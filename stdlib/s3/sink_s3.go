@@ -38,6 +38,7 @@ var SinkSpec = &stdlib.Spec{
 		stdlib.Param{Name: "rotate_size", Type: stdlib.Size, Default: int64(64 << 20), Doc: "complete an object once it has grown to this size (Parquet: of its row groups written); 0: no limit. Objects are held in memory until uploaded"},
 		stdlib.Param{Name: "rotate_interval", Type: stdlib.Duration, Default: time.Duration(0), Doc: "complete an object once it has been open this long; 0: no limit. Every object is also completed at each checkpoint"},
 		stdlib.Param{Name: "part_size", Type: stdlib.Size, Default: int64(16 << 20), Doc: "an object larger than this is uploaded in parts of this size (multipart upload; at least 5MiB)"},
+		stdlib.Param{Name: "upload_size", Type: stdlib.Size, Default: int64(64 << 20), Doc: "completed objects are uploaded once they add up to this size, ahead of the checkpoint (which uploads the rest); 0 uploads each as soon as it is completed. Bounds the memory completed objects hold"},
 		stdlib.Param{Name: "uploads", Type: stdlib.Int, Default: int64(4), Doc: "objects uploaded at once"},
 		stdlib.Param{Name: "compression", Type: stdlib.Enum("snappy", "zstd", "gzip", "none"), Default: stdlib.Ident("snappy"), Doc: "parquet: the compression of its pages"},
 		stdlib.Param{Name: "state_prefix", Type: stdlib.String, Default: "_pipe/", Doc: "where in the bucket the sink keeps its commit record, <state_prefix><pipeline>.<stage>.<task>.json: the source positions its objects cover and the objects being written"},
@@ -64,6 +65,9 @@ func checkSink(attrs map[string]any) []stdlib.AttrError {
 	}
 	if n, ok := attrs["part_size"].(int64); ok && (n < minPartSize || n > 5<<30) {
 		errs = append(errs, stdlib.AttrError{Attr: "part_size", Message: "part_size must be between 5MiB and 5GiB (what S3 takes)"})
+	}
+	if n, ok := attrs["upload_size"].(int64); ok && n < 0 {
+		errs = append(errs, stdlib.AttrError{Attr: "upload_size", Message: "upload_size must not be negative"})
 	}
 	if n, ok := attrs["uploads"].(int64); ok && (n < 1 || n > 64) {
 		errs = append(errs, stdlib.AttrError{Attr: "uploads", Message: "uploads must be between 1 and 64"})
@@ -118,6 +122,7 @@ type sink struct {
 	rotAge  time.Duration
 	part    uint64
 	uploads int
+	upSize  int64
 	key     string // commit record key
 	sent    atomic.Int64
 
@@ -153,10 +158,6 @@ type commitState struct {
 // rowGroupRows is how many records a Parquet row group holds at most.
 const rowGroupRows = 65536
 
-// flushBytes is how much completed data the sink holds before it uploads
-// it ahead of the checkpoint.
-const flushBytes = 64 << 20
-
 func newSink(cfg stdlib.Config) (*sink, error) {
 	c, err := newConn(cfg, "s3 sink")
 	if err != nil {
@@ -166,7 +167,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		cfg: cfg, c: c, exactly: cfg.Delivery == stdlib.ExactlyOnce, typ: sinkType(cfg),
 		format: cfg.String("format"), static: cfg.String("prefix"), at: cfg.ExprIndex("prefix"),
 		rotN: cfg.Int("rotate_records"), rotSize: cfg.Int("rotate_size"), rotAge: cfg.Duration("rotate_interval"),
-		part: uint64(cfg.Int("part_size")), uploads: int(cfg.Int("uploads")),
+		part: uint64(cfg.Int("part_size")), uploads: int(cfg.Int("uploads")), upSize: cfg.Int("upload_size"),
 		key:  fmt.Sprintf("%s%s.%s.%d.json", cfg.String("state_prefix"), cfg.Pipeline, cfg.Stage, cfg.Task),
 		open: map[objKey]*object{},
 	}
@@ -221,7 +222,7 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 	if err := s.c.checkBucket(ctx); err != nil {
 		return nil, s.errorf("%v", err)
 	}
-	st, err := s.readState(ctx)
+	st, err := s.readState(ctx, s.key)
 	if err != nil {
 		return nil, err
 	}
@@ -242,10 +243,10 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 }
 
 // readState reads the commit record; an empty one when there is none.
-func (s *sink) readState(ctx context.Context) (*commitState, error) {
+func (s *sink) readState(ctx context.Context, key string) (*commitState, error) {
 	var b []byte
 	err := s.c.do(ctx, func() error {
-		o, err := s.c.cli.GetObject(ctx, s.c.bucket, s.key, minio.GetObjectOptions{})
+		o, err := s.c.cli.GetObject(ctx, s.c.bucket, key, minio.GetObjectOptions{})
 		if err != nil {
 			return err
 		}
@@ -259,32 +260,35 @@ func (s *sink) readState(ctx context.Context) (*commitState, error) {
 		return &commitState{Version: 1}, nil
 	}
 	if err != nil {
-		return nil, s.errorf("reading the commit record %s: %v", s.key, err)
+		return nil, s.errorf("reading the commit record %s: %v", key, err)
 	}
 	var st commitState
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, s.errorf("the commit record %s is corrupt: %v", s.key, err)
+		return nil, s.errorf("the commit record %s is corrupt: %v", key, err)
 	}
 	if st.Version != 1 {
-		return nil, s.errorf("the commit record %s has version %d, want 1", s.key, st.Version)
+		return nil, s.errorf("the commit record %s has version %d, want 1", key, st.Version)
 	}
 	return &st, nil
 }
 
 // writeState replaces the commit record by s.state (one PUT: atomic).
-func (s *sink) writeState(ctx context.Context) error {
-	s.state.Version = 1
-	b, err := json.MarshalIndent(&s.state, "", "  ")
+func (s *sink) writeState(ctx context.Context) error { return s.putState(ctx, s.key, &s.state) }
+
+// putState replaces the commit record at key by st.
+func (s *sink) putState(ctx context.Context, key string, st *commitState) error {
+	st.Version = 1
+	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
 	}
 	err = s.c.do(ctx, func() error {
-		_, err := s.c.cli.PutObject(ctx, s.c.bucket, s.key, bytes.NewReader(b), int64(len(b)),
+		_, err := s.c.cli.PutObject(ctx, s.c.bucket, key, bytes.NewReader(b), int64(len(b)),
 			minio.PutObjectOptions{ContentType: "application/json"})
 		return err
 	})
 	if err != nil {
-		return s.errorf("writing the commit record %s: %v", s.key, err)
+		return s.errorf("writing the commit record %s: %v", key, err)
 	}
 	return nil
 }
@@ -361,7 +365,7 @@ func (s *sink) Write(ctx context.Context, batch []stdlib.Record) error {
 		o.last = r.Pos.Offset
 		o.n++
 	}
-	if s.doneLen >= flushBytes {
+	if len(s.done) > 0 && s.doneLen >= s.upSize {
 		if err := s.upload(ctx); err != nil {
 			return err
 		}
@@ -512,5 +516,52 @@ func (s *sink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
 func (s *sink) Close(context.Context) error {
 	clear(s.open)
 	s.done = nil
+	return nil
+}
+
+// stateKeys returns the commit record keys of every task of the stage.
+func (s *sink) stateKeys() []string {
+	var out []string
+	for task := range max(1, s.cfg.Tasks) {
+		out = append(out, fmt.Sprintf("%s%s.%s.%d.json", s.cfg.String("state_prefix"), s.cfg.Pipeline, s.cfg.Stage, task))
+	}
+	return out
+}
+
+// StoredPositions implements stdlib.PositionStore: the positions of the
+// commit records of every task.
+func (s *sink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
+	var out []stdlib.Position
+	for _, k := range s.stateKeys() {
+		st, err := s.readState(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st.Positions...)
+	}
+	return out, nil
+}
+
+// SetPositions implements stdlib.PositionStore: it rewrites the positions
+// of the commit record of every task that has one, leaving the objects
+// and the pending list alone.
+func (s *sink) SetPositions(ctx context.Context, source string, reset []string, set []stdlib.Position) error {
+	for _, k := range s.stateKeys() {
+		st, err := s.readState(ctx, k)
+		if err != nil {
+			return err
+		}
+		st.Positions = slices.DeleteFunc(st.Positions, func(p stdlib.Position) bool {
+			return p.Source == source && (len(reset) == 0 || slices.Contains(reset, p.Partition) ||
+				slices.ContainsFunc(set, func(q stdlib.Position) bool { return q.Partition == p.Partition }))
+		})
+		for _, p := range set {
+			p.Source = source
+			st.Positions = append(st.Positions, p)
+		}
+		if err := s.putState(ctx, k, st); err != nil {
+			return err
+		}
+	}
 	return nil
 }

@@ -334,3 +334,33 @@ func TestSinkSecretNotInErrors(t *testing.T) {
 		t.Fatalf("error shows the secret: %v", err)
 	}
 }
+
+// TestSinkPositionStore: pipe offsets reads and sets the positions of the
+// commit records.
+func TestSinkPositionStore(t *testing.T) {
+	e := newEnv(t)
+	cfg := config(t, SinkSpec, e.attrs(nil))
+	s, _ := openSink(t, cfg)
+	if err := s.Write(t.Context(), recs(1, 3)); err != nil {
+		t.Fatal(err)
+	}
+	cp := []stdlib.Position{{Source: "in", Partition: "p0", Offset: 3, Identity: "i"}, {Source: "in", Partition: "p1", Offset: 7, Identity: "i"}}
+	if err := s.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 1, Positions: cp}); err != nil {
+		t.Fatal(err)
+	}
+	store, err := newSink(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := store.StoredPositions(t.Context())
+	if err != nil || !reflect.DeepEqual(got, cp) {
+		t.Fatalf("StoredPositions = %v, %v; want %v", got, err, cp)
+	}
+	if err := store.SetPositions(t.Context(), "in", []string{"p1"}, []stdlib.Position{{Partition: "p0", Offset: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	_, held := openSink(t, cfg)
+	if want := []stdlib.Position{{Source: "in", Partition: "p0", Offset: 1}}; !reflect.DeepEqual(held, want) {
+		t.Fatalf("held after SetPositions %v, want %v", held, want)
+	}
+}
