@@ -56,11 +56,15 @@ func (e *lineEncoder) finish() ([]byte, error) { return e.buf, nil }
 // parquetEncoder writes a Parquet file whose schema follows the record
 // type.
 type parquetEncoder struct {
-	t   *types.Type
-	buf bytes.Buffer
-	w   *parquet.GenericWriter[map[string]any]
-	row [1]map[string]any
+	t    *types.Type
+	buf  bytes.Buffer
+	w    *parquet.GenericWriter[map[string]any]
+	rows []map[string]any // checked, not yet handed to w
 }
+
+// parquetRows is how many records the Parquet encoder hands to the writer
+// at once.
+const parquetRows = 512
 
 func newParquetEncoder(s *parquet.Schema, t *types.Type, opts []parquet.WriterOption) *parquetEncoder {
 	e := &parquetEncoder{t: t}
@@ -68,24 +72,42 @@ func newParquetEncoder(s *parquet.Schema, t *types.Type, opts []parquet.WriterOp
 	return e
 }
 
-func (e *parquetEncoder) add(m map[string]any) (err error) {
+// add checks the record against the type (parquetValue), so that what
+// the writer is handed later cannot fail on its own.
+func (e *parquetEncoder) add(m map[string]any) error {
 	v, err := parquetValue(e.t, m, "")
 	if err != nil {
 		return err
+	}
+	e.rows = append(e.rows, v.(map[string]any))
+	if len(e.rows) >= parquetRows {
+		return e.flush()
+	}
+	return nil
+}
+
+// flush hands the checked rows to the writer.
+func (e *parquetEncoder) flush() (err error) {
+	if len(e.rows) == 0 {
+		return nil
 	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("parquet: %v", r)
 		}
 	}()
-	e.row[0] = v.(map[string]any)
-	_, err = e.w.Write(e.row[:])
+	_, err = e.w.Write(e.rows)
+	clear(e.rows)
+	e.rows = e.rows[:0]
 	return err
 }
 
 func (e *parquetEncoder) size() int64 { return int64(e.buf.Len()) }
 
 func (e *parquetEncoder) finish() ([]byte, error) {
+	if err := e.flush(); err != nil {
+		return nil, err
+	}
 	if err := e.w.Close(); err != nil {
 		return nil, err
 	}
@@ -208,9 +230,11 @@ func parquetValue(t *types.Type, v any, path string) (any, error) {
 			return bad()
 		}
 	case types.Bytes:
-		if _, ok := v.([]byte); !ok {
+		b, ok := v.([]byte)
+		if !ok {
 			return bad()
 		}
+		return bytes.Clone(b), nil // held until flushed
 	case types.Any:
 		b, err := json.Marshal(v)
 		if err != nil {
