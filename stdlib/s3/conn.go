@@ -86,6 +86,12 @@ type conn struct {
 	backoff *retry.Backoff
 }
 
+// newBackoff returns a Backoff like c's, for a goroutine of its own (a
+// Backoff is not safe for concurrent use).
+func (c *conn) newBackoff() *retry.Backoff {
+	return retry.New(c.backoff.Timeout, c.backoff.Log, c.backoff.What)
+}
+
 // newConn builds the client of a stage's connection attributes; it does
 // not connect.
 func newConn(cfg stdlib.Config, what string) (*conn, error) {

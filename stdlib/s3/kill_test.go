@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -69,41 +70,13 @@ func TestKillS3(t *testing.T) {
 	bin := proctest.BuildPipe(t)
 	for _, format := range []string{"json", "parquet"} {
 		t.Run(format, func(t *testing.T) {
-			e := newEnv(t)
-			began := time.Now()
-			dir := t.TempDir()
-			file := filepath.Join(dir, "kill.pipe")
-			if err := os.WriteFile(file, []byte(strings.Replace(killPipeline, "FORMAT", format, 1)), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			in := filepath.Join(dir, "in.jsonl")
-			if err := os.WriteFile(in, nil, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			var input bytes.Buffer
-			for id := 1; id <= n; id++ {
-				fmt.Fprintf(&input, "{\"id\":%d,\"name\":\"n%d\"}\n", id, id)
-			}
+			k := newKillRun(t, newEnv(t), testEndpoint, bin, format, n)
 			// The input grows while the pipeline is killed, so that kills
 			// land while records are in flight.
 			fed := make(chan error, 1)
-			span := time.Duration(kills) * 700 * time.Millisecond
-			go func() { fed <- feed(in, input.Bytes(), 3*kills, span) }()
-			env := append(os.Environ(), "PIPE_IN="+in, "S3_ENDPOINT=http://"+testEndpoint, "S3_BUCKET="+e.bucket,
-				"S3_ACCESS_KEY="+testAccessKey, "S3_SECRET_KEY="+testSecretKey)
-			run := func() (*osexec.Cmd, chan error) {
-				cmd := osexec.Command(bin, "run", "-q", "--state-dir", filepath.Join(dir, "state"), file)
-				cmd.Env, cmd.Dir = env, dir
-				cmd.Stderr = &proctest.LogWriter{T: t, Prefix: format + ": "}
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				done := make(chan error, 1)
-				go func() { done <- cmd.Wait() }()
-				return cmd, done
-			}
+			go func() { fed <- feed(k.in, k.input, 3*kills, time.Duration(kills)*700*time.Millisecond) }()
 			for i := range kills {
-				cmd, done := run()
+				cmd, done := k.start()
 				select {
 				case err := <-done:
 					t.Fatalf("run %d ended on its own: %v", i, err)
@@ -115,42 +88,184 @@ func TestKillS3(t *testing.T) {
 				if !errors.As(err, &ee) || ee.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 					t.Fatalf("run %d: %v", i, err)
 				}
-				t.Logf("kill %d at %v: %d objects", i+1, time.Since(began).Round(time.Millisecond), len(e.keys(t, "out/")))
+				t.Logf("kill %d at %v: %d objects", i+1, time.Since(k.began).Round(time.Millisecond), len(k.e.keys(t, "out/")))
 			}
 			if err := <-fed; err != nil {
 				t.Fatal(err)
 			}
-			cmd, done := run()
-			deadline := time.Now().Add(60 * time.Second)
-			for len(e.readIDs(t, format)) < n && time.Now().Before(deadline) {
-				time.Sleep(300 * time.Millisecond)
-			}
-			t.Logf("last run: every record in after %v", time.Since(began).Round(time.Millisecond))
-			time.Sleep(time.Second) // anything more that would come
-			cmd.Process.Signal(syscall.SIGTERM)
-			if err := <-done; err != nil {
-				t.Fatalf("last run: %v", err)
-			}
-			got := e.readIDs(t, format)
-			slices.Sort(got)
-			var missing, doubled []int64
-			for id, i := int64(1), 0; id <= int64(n); id++ {
-				c := 0
-				for ; i < len(got) && got[i] == id; i++ {
-					c++
-				}
-				if c == 0 {
-					missing = append(missing, id)
-				} else if c > 1 {
-					doubled = append(doubled, id)
-				}
-			}
-			if len(missing) > 0 || len(doubled) > 0 || len(got) != n {
-				t.Fatalf("%d records in %d objects, want %d: missing %v, doubled %v", len(got), len(e.keys(t, "out/")), n, head(missing), head(doubled))
-			}
-			t.Logf("%d records in %d objects after %d kills: each once", len(got), len(e.keys(t, "out/")), kills)
+			cmd, done := k.start()
+			k.finish(cmd, done)
 		})
 	}
+}
+
+// TestKillS3ServerRestart stops the S3 server twice while the pipeline
+// runs (SIGKILL, down for 2s, started again on the same data): the sink
+// retries, and the objects hold every record once. It runs a server of
+// its own (versitygw, as .ci/s3server installs it). Set PIPE_KILLTEST=1
+// to run it.
+func TestKillS3ServerRestart(t *testing.T) {
+	n, _ := proctest.KillTest(t, 3000, 0)
+	gw := startGateway(t)
+	bin := proctest.BuildPipe(t)
+	k := newKillRun(t, newEnvAt(t, gw.addr), gw.addr, bin, "json", n)
+	fed := make(chan error, 1)
+	go func() { fed <- feed(k.in, k.input, 30, 8*time.Second) }()
+	cmd, done := k.start()
+	for range 2 {
+		time.Sleep(time.Duration(1500+rand.IntN(1500)) * time.Millisecond)
+		gw.restart(2 * time.Second)
+	}
+	if err := <-fed; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("pipe run ended during the outages: %v", err)
+	default:
+	}
+	k.finish(cmd, done)
+}
+
+// gateway is a versitygw process of a test's own.
+type gateway struct {
+	t          *testing.T
+	bin, addr  string
+	data, side string
+	cmd        *osexec.Cmd
+}
+
+func startGateway(t *testing.T) *gateway {
+	bin, err := osexec.LookPath("versitygw")
+	if err != nil {
+		gopath, _ := osexec.Command("go", "env", "GOPATH").Output()
+		bin = filepath.Join(strings.TrimSpace(string(gopath)), "bin", "versitygw")
+		if _, err := os.Stat(bin); err != nil {
+			msg := "no versitygw to run (.ci/s3server installs it)"
+			if os.Getenv("CI") == "true" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	g := &gateway{t: t, bin: bin, addr: addr, data: t.TempDir(), side: t.TempDir()}
+	g.start()
+	t.Cleanup(func() {
+		g.cmd.Process.Kill()
+		g.cmd.Wait()
+	})
+	return g
+}
+
+func (g *gateway) start() {
+	g.cmd = osexec.Command(g.bin, "--port", g.addr, "--access", testAccessKey, "--secret", testSecretKey, "--quiet",
+		"posix", "--sidecar", g.side, g.data)
+	g.cmd.Stderr = &proctest.LogWriter{T: g.t, Prefix: "versitygw: "}
+	if err := g.cmd.Start(); err != nil {
+		g.t.Fatal(err)
+	}
+	for range 100 {
+		if c, err := net.Dial("tcp", g.addr); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	g.t.Fatalf("versitygw did not listen on %s", g.addr)
+}
+
+// restart kills the server, keeps it down for d and starts it again.
+func (g *gateway) restart(d time.Duration) {
+	g.cmd.Process.Kill()
+	g.cmd.Wait()
+	g.t.Logf("s3 server down for %v", d)
+	time.Sleep(d)
+	g.start()
+}
+
+// killRun is one pipeline of the kill tests: its files, input and bucket.
+type killRun struct {
+	t              *testing.T
+	e              *s3Env
+	bin, dir, file string
+	in, format     string
+	input          []byte
+	env            []string
+	n              int
+	began          time.Time
+}
+
+func newKillRun(t *testing.T, e *s3Env, endpoint, bin, format string, n int) *killRun {
+	k := &killRun{t: t, e: e, bin: bin, dir: t.TempDir(), format: format, n: n, began: time.Now()}
+	k.file = filepath.Join(k.dir, "kill.pipe")
+	if err := os.WriteFile(k.file, []byte(strings.Replace(killPipeline, "FORMAT", format, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k.in = filepath.Join(k.dir, "in.jsonl")
+	if err := os.WriteFile(k.in, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var input bytes.Buffer
+	for id := 1; id <= n; id++ {
+		fmt.Fprintf(&input, "{\"id\":%d,\"name\":\"n%d\"}\n", id, id)
+	}
+	k.input = input.Bytes()
+	k.env = append(os.Environ(), "PIPE_IN="+k.in, "S3_ENDPOINT=http://"+endpoint, "S3_BUCKET="+e.bucket,
+		"S3_ACCESS_KEY="+testAccessKey, "S3_SECRET_KEY="+testSecretKey)
+	return k
+}
+
+// start starts pipe run; the channel gets its end.
+func (k *killRun) start() (*osexec.Cmd, chan error) {
+	cmd := osexec.Command(k.bin, "run", "-q", "--state-dir", filepath.Join(k.dir, "state"), k.file)
+	cmd.Env, cmd.Dir = k.env, k.dir
+	cmd.Stderr = &proctest.LogWriter{T: k.t, Prefix: k.format + ": "}
+	if err := cmd.Start(); err != nil {
+		k.t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return cmd, done
+}
+
+// finish waits until the objects hold n records, stops the last run and
+// checks that they hold every input record exactly once.
+func (k *killRun) finish(cmd *osexec.Cmd, done chan error) {
+	t, e, n := k.t, k.e, k.n
+	deadline := time.Now().Add(60 * time.Second)
+	for len(e.readIDs(t, k.format)) < n && time.Now().Before(deadline) {
+		time.Sleep(300 * time.Millisecond)
+	}
+	t.Logf("last run: every record in after %v", time.Since(k.began).Round(time.Millisecond))
+	time.Sleep(time.Second) // anything more that would come
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := <-done; err != nil {
+		t.Fatalf("last run: %v", err)
+	}
+	got := e.readIDs(t, k.format)
+	slices.Sort(got)
+	var missing, doubled []int64
+	for id, i := int64(1), 0; id <= int64(n); id++ {
+		c := 0
+		for ; i < len(got) && got[i] == id; i++ {
+			c++
+		}
+		if c == 0 {
+			missing = append(missing, id)
+		} else if c > 1 {
+			doubled = append(doubled, id)
+		}
+	}
+	if len(missing) > 0 || len(doubled) > 0 || len(got) != n {
+		t.Fatalf("%d records in %d objects, want %d: missing %v, doubled %v", len(got), len(e.keys(t, "out/")), n, head(missing), head(doubled))
+	}
+	t.Logf("%d records in %d objects: each once", len(got), len(e.keys(t, "out/")))
 }
 
 func head(l []int64) []int64 { return l[:min(len(l), 20)] }

@@ -42,10 +42,17 @@ type s3Env struct {
 	bucket string
 }
 
-// newEnv creates a bucket of its own for the test, removed when it ends.
+// newEnv creates a bucket of its own for the test on the test server,
+// removed when it ends.
 func newEnv(t testing.TB) *s3Env {
 	t.Helper()
-	host, secure, err := parseEndpoint(testEndpoint)
+	return newEnvAt(t, testEndpoint)
+}
+
+// newEnvAt creates a bucket of the test's own on the server at endpoint.
+func newEnvAt(t testing.TB, endpoint string) *s3Env {
+	t.Helper()
+	host, secure, err := parseEndpoint(endpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +64,7 @@ func newEnv(t testing.TB) *s3Env {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if _, err := cli.ListBuckets(ctx); err != nil {
-		msg := fmt.Sprintf("no S3-compatible server at %s (start one with .ci/s3server): %v", testEndpoint, err)
+		msg := fmt.Sprintf("no S3-compatible server at %s (start one with .ci/s3server): %v", endpoint, err)
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}

@@ -19,6 +19,7 @@ import (
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/codec"
+	"pipe.dev/pipe/stdlib/retry"
 )
 
 func init() { stdlib.MustRegister(SinkSpec) }
@@ -442,8 +443,9 @@ func (s *sink) upload(ctx context.Context) error {
 	work := make(chan *object)
 	for range min(s.uploads, len(s.done)) {
 		wg.Go(func() {
+			b := s.c.newBackoff()
 			for o := range work {
-				if err := s.put(ctx, o); err != nil {
+				if err := s.put(ctx, b, o); err != nil {
 					mu.Lock()
 					ferr = cmp.Or(ferr, err)
 					mu.Unlock()
@@ -466,9 +468,9 @@ func (s *sink) upload(ctx context.Context) error {
 
 // put uploads one object: in one request, or in parts of part_size when
 // it is larger.
-func (s *sink) put(ctx context.Context, o *object) error {
+func (s *sink) put(ctx context.Context, b *retry.Backoff, o *object) error {
 	ct := map[string]string{".jsonl": "application/x-ndjson", ".csv": "text/csv", ".parquet": "application/vnd.apache.parquet"}[s.ext]
-	err := s.c.do(ctx, func() error {
+	err := retry.Do(ctx, b, retriable, func() error {
 		_, err := s.c.cli.PutObject(ctx, s.c.bucket, o.name, bytes.NewReader(o.data), int64(len(o.data)),
 			minio.PutObjectOptions{ContentType: ct, PartSize: s.part, DisableContentSha256: true})
 		return err
@@ -490,9 +492,11 @@ func (s *sink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
 	// Upload in a fixed order, so that a replay names the same objects
 	// in the same pending order.
 	slices.SortFunc(s.done, func(a, b *object) int { return strings.Compare(a.name, b.name) })
+	uploaded := len(s.done) > 0
 	if err := s.upload(ctx); err != nil {
 		return err
 	}
+	changed := uploaded || len(s.state.Pending) > 0
 	for _, p := range cp.Positions {
 		i := slices.IndexFunc(s.state.Positions, func(q stdlib.Position) bool {
 			return q.Source == p.Source && q.Partition == p.Partition
@@ -500,13 +504,18 @@ func (s *sink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
 		switch {
 		case i < 0:
 			s.state.Positions = append(s.state.Positions, p)
+			changed = true
 		case p.Offset > s.state.Positions[i].Offset || p.Identity != s.state.Positions[i].Identity:
 			s.state.Positions[i] = p
+			changed = true
 		}
 	}
 	slices.SortFunc(s.state.Positions, func(a, b stdlib.Position) int {
 		return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.Partition, b.Partition))
 	})
+	if !changed {
+		return nil // nothing new: an idle pipeline writes nothing
+	}
 	s.state.Checkpoint, s.state.Pending = cp.ID, nil
 	return s.writeState(ctx)
 }
