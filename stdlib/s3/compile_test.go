@@ -52,7 +52,7 @@ func TestCompileChecks(t *testing.T) {
 		{"bucket", `bucket     = "events"`, `bucket     = "a/b"`, "is not a bucket name"},
 		{"secret without key", `access_key = "${env:S3_ACCESS_KEY}"`, "", "access_key and secret_key must be set together"},
 		{"delivery", "format     = parquet", "format = parquet\n  delivery = at_most_once", "at_most_once"},
-		{"source format", "in -> out", "in -> out\nsource objs: s3 {\n  endpoint = \"127.0.0.1:9123\"\n  bucket = \"events\"\n  format = parquet\n}\nobjs -> out", "format"},
+		{"source format", "in -> out", "in -> out\nsource objs: s3 {\n  endpoint = \"127.0.0.1:9123\"\n  bucket = \"events\"\n  format = avro\n}\nobjs -> out", "format"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			src := strings.Replace(compileSrc, c.old, c.new, 1)

@@ -55,8 +55,10 @@
 // # Source
 //
 // The source lists the objects under a prefix in key order, each a
-// partition named by its key, and reads JSON lines or CSV. Offsets are the
-// byte offsets after each line; the identity of an object's positions is
+// partition named by its key, and reads JSON lines, CSV or Parquet.
+// Offsets are the byte offsets after each line, or Parquet row numbers
+// (from 1; a Parquet object is read by ranged GETs, footer first, and a
+// resumed one seeks to its row); the identity of an object's positions is
 // its ETag (and version ID), so a replaced object is read again from its
 // start while an unchanged one resumes where it was, by a ranged GET that
 // must match the ETag listed. Records carry meta.object (the key) and

@@ -23,10 +23,10 @@ func init() { stdlib.MustRegister(SourceSpec) }
 // SourceSpec is the s3 source.
 var SourceSpec = &stdlib.Spec{
 	Kind: stdlib.SourceKind, Name: "s3",
-	Summary: "records from the objects under a prefix of an S3-compatible bucket (JSON lines, CSV); each object a partition, resumed at byte offsets, read again when replaced",
+	Summary: "records from the objects under a prefix of an S3-compatible bucket (JSON lines, CSV, Parquet); each object a partition, resumed where it was, read again when replaced",
 	Params: append(slices.Clone(connParams),
 		stdlib.Param{Name: "prefix", Type: stdlib.String, Default: "", Doc: "read the objects whose keys start with this (all of the bucket when empty), in key order; keys ending in / are skipped"},
-		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "csv"), Default: stdlib.Ident("json"), Doc: "json: one object per line; csv: one row per line"},
+		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "csv", "parquet"), Default: stdlib.Ident("json"), Doc: "json: one object per line; csv: one row per line (offsets: the byte offset after each line); parquet: one record per row (offsets: the row number, from 1), timestamps as timestamp, JSON columns decoded"},
 		stdlib.Param{Name: "header", Type: stdlib.Bool, Default: true, Doc: "csv: the first line of each object is a header row naming the columns (read again when an object is resumed)"},
 		stdlib.Param{Name: "columns", Type: stdlib.ListOf(stdlib.String), Doc: "csv: the column names in order (default: the schema's fields, else the header row)"},
 		stdlib.Param{Name: "delimiter", Type: stdlib.String, Default: ",", Doc: "csv: the field delimiter, one byte"},
@@ -72,6 +72,8 @@ type source struct {
 	queue  []minio.ObjectInfo
 	seen   map[string]string // key -> ETag of the objects taken this run
 	cur    *objReader
+	pq     *pqReader // the Parquet object being read
+	pqInfo minio.ObjectInfo
 }
 
 // objReader reads one object.
@@ -91,8 +93,10 @@ func newSource(cfg stdlib.Config) (*source, error) {
 	}
 	s := &source{cfg: cfg, c: c, prefix: cfg.String("prefix"), header: cfg.String("format") == "csv" && cfg.Bool("header"),
 		batch: int(cfg.Int("batch")), watch: cfg.Bool("watch"), poll: cfg.Duration("poll"), seen: map[string]string{}}
-	if _, err := s.newCodec(); err != nil {
-		return nil, fmt.Errorf("s3 %q: %v", cfg.Stage, err)
+	if cfg.String("format") != "parquet" {
+		if _, err := s.newCodec(); err != nil {
+			return nil, fmt.Errorf("s3 %q: %v", cfg.Stage, err)
+		}
 	}
 	return s, nil
 }
@@ -160,6 +164,13 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		if s.pq != nil {
+			recs, err := s.readParquet()
+			if err != nil || len(recs) > 0 {
+				return recs, err
+			}
+			continue
+		}
 		if s.cur != nil {
 			recs, err := s.readLines(ctx)
 			if err != nil || len(recs) > 0 {
@@ -196,7 +207,7 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 // identity is what an object's offsets point into: its content, told by
 // its ETag (and version, on a versioned bucket).
 func identity(o minio.ObjectInfo) string {
-	id := "etag:" + strings.Trim(o.ETag, `"`)
+	id := "etag:" + trimETag(o.ETag)
 	if o.VersionID != "" {
 		id += " version:" + o.VersionID
 	}
@@ -211,6 +222,17 @@ func (s *source) openObject(ctx context.Context, o minio.ObjectInfo) error {
 		if held, ok := s.resume.Resume(o.Key, identity(o)); ok {
 			off = held
 		}
+	}
+	if s.cfg.String("format") == "parquet" {
+		err := s.openParquet(ctx, o, off)
+		if notFound(err) || minio.ToErrorResponse(err).StatusCode == 412 {
+			delete(s.seen, o.Key) // the next listing has it
+			return nil
+		}
+		if err != nil {
+			return s.errorf("reading %s: %v", o.Key, err)
+		}
+		return nil
 	}
 	if off >= o.Size {
 		return nil
@@ -229,7 +251,7 @@ func (s *source) openObject(ctx context.Context, o minio.ObjectInfo) error {
 	}
 	err = s.c.do(ctx, func() error {
 		opts := minio.GetObjectOptions{}
-		if err := opts.SetMatchETag(strings.Trim(o.ETag, `"`)); err != nil {
+		if err := opts.SetMatchETag(trimETag(o.ETag)); err != nil {
 			return err
 		}
 		if start > 0 {
@@ -295,6 +317,8 @@ func (s *source) closeCur() {
 	}
 }
 
+func trimETag(etag string) string { return strings.Trim(etag, `"`) }
+
 func trimEOL(line []byte) []byte {
 	return bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
 }
@@ -340,5 +364,6 @@ func (s *source) Commit(context.Context, []stdlib.Position) error { return nil }
 // Close implements stdlib.Source.
 func (s *source) Close(context.Context) error {
 	s.closeCur()
+	s.closeParquet()
 	return nil
 }
