@@ -165,7 +165,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		return nil, fmt.Errorf("s3 %q: %v", cfg.Stage, err)
 	}
 	s := &sink{
-		cfg: cfg, c: c, exactly: cfg.Delivery == stdlib.ExactlyOnce, typ: sinkType(cfg),
+		cfg: cfg, c: c, exactly: cfg.Delivery == stdlib.ExactlyOnce, typ: cfg.RecordType(),
 		format: cfg.String("format"), static: cfg.String("prefix"), at: cfg.ExprIndex("prefix"),
 		rotN: cfg.Int("rotate_records"), rotSize: cfg.Int("rotate_size"), rotAge: cfg.Duration("rotate_interval"),
 		part: uint64(cfg.Int("part_size")), uploads: int(cfg.Int("uploads")), upSize: cfg.Int("upload_size"),
@@ -191,18 +191,6 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		}
 	}
 	return s, nil
-}
-
-// sinkType is the record type the sink encodes by: the declared schema,
-// else the compiler's type of its input when that is a record.
-func sinkType(cfg stdlib.Config) *types.Type {
-	if cfg.Schema != nil {
-		return cfg.Schema
-	}
-	if cfg.Input != nil && cfg.Input.Kind == types.Record && len(cfg.Input.Fields) > 0 {
-		return cfg.Input
-	}
-	return nil
 }
 
 func (s *sink) lineCodec() (codec.Codec, error) {
@@ -560,14 +548,7 @@ func (s *sink) SetPositions(ctx context.Context, source string, reset []string, 
 		if err != nil {
 			return err
 		}
-		st.Positions = slices.DeleteFunc(st.Positions, func(p stdlib.Position) bool {
-			return p.Source == source && (len(reset) == 0 || slices.Contains(reset, p.Partition) ||
-				slices.ContainsFunc(set, func(q stdlib.Position) bool { return q.Partition == p.Partition }))
-		})
-		for _, p := range set {
-			p.Source = source
-			st.Positions = append(st.Positions, p)
-		}
+		st.Positions = stdlib.ReplacePositions(st.Positions, source, reset, set)
 		if err := s.putState(ctx, k, st); err != nil {
 			return err
 		}
