@@ -49,7 +49,6 @@ func newStdout(cfg stdlib.Config, out io.Writer) (*stdoutSink, error) {
 	return &stdoutSink{cfg: cfg, out: out, codec: c, header: isCSV && cfg.Bool("header")}, nil
 }
 
-
 // Open implements stdlib.Sink.
 func (s *stdoutSink) Open(context.Context) ([]stdlib.Position, error) { return nil, nil }
 
