@@ -132,10 +132,11 @@ type gateway struct {
 	t          *testing.T
 	bin, addr  string
 	data, side string
+	flags      []string // global flags before the backend's: --cert, --key
 	cmd        *osexec.Cmd
 }
 
-func startGateway(t *testing.T) *gateway {
+func startGateway(t *testing.T, flags ...string) *gateway {
 	bin, err := osexec.LookPath("versitygw")
 	if err != nil {
 		gopath, _ := osexec.Command("go", "env", "GOPATH").Output()
@@ -154,7 +155,7 @@ func startGateway(t *testing.T) *gateway {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	g := &gateway{t: t, bin: bin, addr: addr, data: t.TempDir(), side: t.TempDir()}
+	g := &gateway{t: t, bin: bin, addr: addr, data: t.TempDir(), side: t.TempDir(), flags: flags}
 	g.start()
 	t.Cleanup(func() {
 		g.cmd.Process.Kill()
@@ -164,8 +165,8 @@ func startGateway(t *testing.T) *gateway {
 }
 
 func (g *gateway) start() {
-	g.cmd = osexec.Command(g.bin, "--port", g.addr, "--access", testAccessKey, "--secret", testSecretKey, "--quiet",
-		"posix", "--sidecar", g.side, g.data)
+	args := append([]string{"--port", g.addr, "--access", testAccessKey, "--secret", testSecretKey, "--quiet"}, g.flags...)
+	g.cmd = osexec.Command(g.bin, append(args, "posix", "--sidecar", g.side, g.data)...)
 	g.cmd.Stderr = &proctest.LogWriter{T: g.t, Prefix: "versitygw: "}
 	if err := g.cmd.Start(); err != nil {
 		g.t.Fatal(err)
