@@ -154,8 +154,9 @@ func (c *conn) do(ctx context.Context, op func() error) error {
 // retriable reports whether err is worth another attempt: the network,
 // or a server error or throttling answer (5xx, SlowDown).
 func retriable(err error) bool {
-	if retry.Network(err) {
-		return true
+	var ue *url.Error
+	if retry.Network(err) || errors.As(err, &ue) && ue.Timeout() && !errors.Is(err, context.DeadlineExceeded) {
+		return true // the network, or a server that stopped answering
 	}
 	r := minio.ToErrorResponse(err)
 	return r.StatusCode >= 500 || r.StatusCode == http.StatusTooManyRequests || r.Code == "SlowDown" || r.Code == "RequestTimeout"

@@ -6,14 +6,19 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
+	osexec "os/exec"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
+	"pipe.dev/pipe/internal/proctest"
 	"pipe.dev/pipe/stdlib"
 )
 
@@ -145,4 +150,67 @@ func config(t testing.TB, spec *stdlib.Spec, attrs map[string]any) stdlib.Config
 		t.Fatalf("%v", errs)
 	}
 	return stdlib.Config{Pipeline: "p", Stage: "out", Attrs: vals, Delivery: stdlib.ExactlyOnce, Tasks: 1}
+}
+
+// gateway is a versitygw process of a test's own.
+type gateway struct {
+	t          *testing.T
+	bin, addr  string
+	data, side string
+	flags      []string // global flags before the backend's: --cert, --key
+	cmd        *osexec.Cmd
+}
+
+func startGateway(t *testing.T, flags ...string) *gateway {
+	bin, err := osexec.LookPath("versitygw")
+	if err != nil {
+		gopath, _ := osexec.Command("go", "env", "GOPATH").Output()
+		bin = filepath.Join(strings.TrimSpace(string(gopath)), "bin", "versitygw")
+		if _, err := os.Stat(bin); err != nil {
+			msg := "no versitygw to run (.ci/s3server installs it)"
+			if os.Getenv("CI") == "true" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	g := &gateway{t: t, bin: bin, addr: addr, data: t.TempDir(), side: t.TempDir(), flags: flags}
+	g.start()
+	t.Cleanup(func() {
+		g.cmd.Process.Kill()
+		g.cmd.Wait()
+	})
+	return g
+}
+
+func (g *gateway) start() {
+	args := append([]string{"--port", g.addr, "--access", testAccessKey, "--secret", testSecretKey, "--quiet"}, g.flags...)
+	g.cmd = osexec.Command(g.bin, append(args, "posix", "--sidecar", g.side, g.data)...)
+	g.cmd.Stderr = &proctest.LogWriter{T: g.t, Prefix: "versitygw: "}
+	if err := g.cmd.Start(); err != nil {
+		g.t.Fatal(err)
+	}
+	for range 100 {
+		if c, err := net.Dial("tcp", g.addr); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	g.t.Fatalf("versitygw did not listen on %s", g.addr)
+}
+
+// restart kills the server, keeps it down for d and starts it again.
+func (g *gateway) restart(d time.Duration) {
+	g.cmd.Process.Kill()
+	g.cmd.Wait()
+	g.t.Logf("s3 server down for %v", d)
+	time.Sleep(d)
+	g.start()
 }
