@@ -53,10 +53,13 @@ var (
 			}
 			return h
 		}}
+	MetaObject = MetaField{Name: "object", Type: types.StringType,
+		Doc: "the key of the object the record was read from (s3)",
+		get: func(r *Record) any { return r.Pos.Partition }}
 )
 
 // metaFields is every metadata field, in the order meta lists them.
-var metaFields = []MetaField{MetaTopic, MetaPartition, MetaOffset, MetaKey, MetaTimestamp, MetaHeaders, MetaSubject}
+var metaFields = []MetaField{MetaTopic, MetaPartition, MetaOffset, MetaKey, MetaTimestamp, MetaHeaders, MetaSubject, MetaObject}
 
 // MetaFields returns every metadata field, in the order meta lists them.
 func MetaFields() []MetaField { return slices.Clone(metaFields) }

@@ -273,6 +273,19 @@ func (c Config) ExprIndex(name string) int {
 	return -1
 }
 
+// RecordType is the record type a sink encodes by: the declared schema,
+// else the compiler's type of its input when that is a record with
+// fields; nil when neither is known.
+func (c Config) RecordType() *types.Type {
+	if c.Schema != nil {
+		return c.Schema
+	}
+	if c.Input != nil && c.Input.Kind == types.Record && len(c.Input.Fields) > 0 {
+		return c.Input
+	}
+	return nil
+}
+
 // Has reports whether attribute name is set.
 func (c Config) Has(name string) bool { _, ok := c.Attrs[name]; return ok }
 
