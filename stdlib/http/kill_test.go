@@ -61,8 +61,10 @@ func pipeRun(t *testing.T, bin, state, file string, env []string, name string) *
 // under `pipe run` and SIGKILLs it at random moments while clients post
 // requests of several NDJSON records, each with an Idempotency-Key, and
 // retry every request until it is answered 2xx (a broken connection, a
-// 503 or 429 is retried with the same key). Some requests answered 2xx
-// are sent once more, as a client that lost the answer would. After the
+// 503 or 429 is retried with the same key). After one in eight answers a
+// request answered 2xx before, picked at random (most likely in an
+// earlier run), is sent once more, as a client that lost the answer
+// would. After the
 // last restart and a clean stop, the output must hold every record of
 // every request exactly once: a request answered 2xx was durable (none
 // lost), and no retry doubled one. Set PIPE_KILLTEST=1 to run it;
@@ -107,6 +109,10 @@ in -> t -> out
 		resent   atomic.Int64
 		stop     = make(chan struct{})
 		wg       sync.WaitGroup
+	)
+	var (
+		answeredMu sync.Mutex
+		answered   []int
 	)
 	client := &http.Client{Timeout: 20 * time.Second}
 	post := func(i int) (int, error) {
@@ -164,9 +170,15 @@ in -> t -> out
 					}
 				}
 				sent2xx.Add(1)
-				if rand.IntN(10) == 0 { // the answer "lost": sent again
+				answeredMu.Lock()
+				answered = append(answered, i)
+				again := answered[rand.IntN(len(answered))]
+				answeredMu.Unlock()
+				if rand.IntN(8) == 0 {
+					// A request answered 2xx before, most likely in an
+					// earlier run, sent again: its answer was "lost".
 					for {
-						code, err := post(i)
+						code, err := post(again)
 						if err == nil && code == 200 {
 							resent.Add(1)
 							break
@@ -256,7 +268,7 @@ in -> t -> out
 // receiver can drop the replays), and the distinct keys must be exactly
 // the records.
 func TestKillHTTPSink(t *testing.T) {
-	n, kills := proctest.KillTest(t, 8000, 10)
+	n, kills := proctest.KillTest(t, 10000, 10)
 	bin := proctest.BuildPipe(t)
 	dir := t.TempDir()
 	var (
@@ -307,11 +319,12 @@ func TestKillHTTPSink(t *testing.T) {
 source in: file {
   path   = "${env:IN}"
   format = json
+  batch  = 100
 }
 sink out: http {
   url         = "${env:URL}"
   concurrency = 8
-  rate_limit  = 4000
+  rate_limit  = 1000
 }
 in -> out
 `
