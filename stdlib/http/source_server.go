@@ -61,7 +61,7 @@ func checkServer(attrs map[string]any) []stdlib.AttrError {
 	errs = append(errs, checkAuth(attrs)...)
 	if l, ok := attrs["listen"].(string); ok && !strings.Contains(l, "${") {
 		if _, port, err := net.SplitHostPort(l); err != nil {
-			errs = append(errs, stdlib.AttrError{Attr: "listen", Message: fmt.Sprintf("listen %q is not host:port (%v)", l, errors.Unwrap(err))})
+			errs = append(errs, stdlib.AttrError{Attr: "listen", Message: fmt.Sprintf("listen %q is not host:port (%v)", l, err)})
 		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 			errs = append(errs, stdlib.AttrError{Attr: "listen", Message: fmt.Sprintf("listen %q: port %q is not a number from 0 to 65535", l, port)})
 		}
