@@ -13,6 +13,7 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -382,5 +383,104 @@ in -> out
 	t.Logf("%d records, %d requests answered 2xx, %d of them replays a receiver dropped by key", n, bodies.Load(), again)
 	if len(ids) != n {
 		t.Fatalf("%d distinct records arrived, want %d", len(ids), n)
+	}
+}
+
+// TestKillHTTPPoll runs an http_poll → file (exactly_once) pipeline under
+// `pipe run` against an API in the test that pages through its items by
+// cursor (slowly, so that runs end mid-way), SIGKILLs it at random moments
+// and restarts it. Every restart must continue at the cursor of the last
+// durable record: at the end the output holds every item exactly once.
+func TestKillHTTPPoll(t *testing.T) {
+	n, kills := proctest.KillTest(t, 3000, 10)
+	bin := proctest.BuildPipe(t)
+	dir := t.TempDir()
+	api := &pagedAPI{total: n, size: 20}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(40 * time.Millisecond) // about 500 items a second
+		api.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	out := filepath.Join(dir, "out", "items.jsonl")
+	file := filepath.Join(dir, "poll.pipe")
+	src := `pipeline poll_kill {
+  delivery   = exactly_once
+  checkpoint = 200ms
+}
+schema Item {
+  id: int
+}
+source api: http_poll {
+  url          = "${env:URL}"
+  interval     = 1s
+  records      = "body.data"
+  cursor       = "body.next"
+  cursor_param = "since"
+  bearer_token = "${env:TOKEN}"
+  schema       = Item
+}
+sink out: file {
+  path = "${env:OUT}"
+}
+api -> out
+`
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"URL=" + srv.URL + "/items", "OUT=" + out, "TOKEN=tok"}
+	state := filepath.Join(dir, "state")
+	count := func() int {
+		b, _ := os.ReadFile(out)
+		return bytes.Count(b, []byte{'\n'})
+	}
+	for k := range kills {
+		cmd := pipeRun(t, bin, state, file, env, "run")
+		time.Sleep(time.Duration(400+rand.IntN(600)) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		t.Logf("kill %d: %d lines in the output", k+1, count())
+	}
+	cmd := pipeRun(t, bin, state, file, env, "final")
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		api.mu.Lock()
+		asked := len(api.cursors) > 0 && api.cursors[len(api.cursors)-1] == strconv.Itoa(n)
+		api.mu.Unlock()
+		if asked {
+			time.Sleep(500 * time.Millisecond) // a checkpoint after the last page
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("final run: %v", err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]int{}
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte{'\n'}) {
+		var r struct{ ID int }
+		if err := json.Unmarshal(line, &r); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		seen[r.ID]++
+	}
+	bad := 0
+	for id := 1; id <= n; id++ {
+		if seen[id] != 1 {
+			bad++
+			if bad <= 5 {
+				t.Errorf("item %d written %d times", id, seen[id])
+			}
+		}
+	}
+	api.mu.Lock()
+	t.Logf("%d items, %d requests", n, len(api.cursors))
+	api.mu.Unlock()
+	if bad > 0 || len(seen) != n {
+		t.Fatalf("%d of %d items not written exactly once (%d distinct)", bad, n, len(seen))
 	}
 }
