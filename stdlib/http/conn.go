@@ -1,16 +1,15 @@
 package httpconn
 
 import (
+	"context"
 	"crypto/subtle"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
+	"time"
 
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/retry"
 )
 
 // tlsParam is the tls block of the sink and the polling source (a client:
@@ -85,62 +84,6 @@ func (a auth) allows(req *http.Request) bool {
 	return true
 }
 
-// pemOrFile returns v itself when it holds PEM text, else the file it names.
-func pemOrFile(v string) ([]byte, error) {
-	if strings.Contains(v, "-----BEGIN") {
-		return []byte(v), nil
-	}
-	return os.ReadFile(v)
-}
-
-// tlsConfig builds the configuration of a tls block; server says which
-// side it is for.
-func tlsConfig(t stdlib.Config, server bool) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if !server {
-		tc.ServerName = t.String("server_name")
-		tc.InsecureSkipVerify = t.Bool("insecure_skip_verify")
-	}
-	if ca := t.String("ca"); ca != "" {
-		b, err := pemOrFile(ca)
-		if err != nil {
-			return nil, fmt.Errorf("ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(b) {
-			return nil, errors.New("ca: no PEM certificate found")
-		}
-		if server {
-			tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
-		} else {
-			tc.RootCAs = pool
-		}
-	}
-	cert, key := t.String("cert"), t.String("key")
-	if (cert == "") != (key == "") {
-		return nil, errors.New("cert and key must be set together")
-	}
-	if server && cert == "" {
-		return nil, errors.New("a server needs cert and key")
-	}
-	if cert != "" {
-		cb, err := pemOrFile(cert)
-		if err != nil {
-			return nil, fmt.Errorf("cert: %w", err)
-		}
-		kb, err := pemOrFile(key)
-		if err != nil {
-			return nil, fmt.Errorf("key: %w", err)
-		}
-		pair, err := tls.X509KeyPair(cb, kb)
-		if err != nil {
-			return nil, errors.New("cert and key: not a matching PEM certificate and key")
-		}
-		tc.Certificates = []tls.Certificate{pair}
-	}
-	return tc, nil
-}
-
 // checkStatus reports a status code attribute outside [lo, hi].
 func checkStatus(attr string, v any, lo, hi int64) []stdlib.AttrError {
 	n, ok := v.(int64)
@@ -165,4 +108,31 @@ func checkMethod(attr string, v any) []stdlib.AttrError {
 		}
 	}
 	return []stdlib.AttrError{{Attr: attr, Message: fmt.Sprintf("method %q is not one of %s", m, strings.Join(methods, ", "))}}
+}
+
+// checkClient checks what the sink and the polling source share: url,
+// credentials, retry_timeout.
+func checkClient(attrs map[string]any) []stdlib.AttrError {
+	errs := append(retry.Check(attrs), checkAuth(attrs)...)
+	if u, ok := attrs["url"].(string); ok && !strings.Contains(u, "${") {
+		if err := checkURL(u); err != nil {
+			errs = append(errs, stdlib.AttrError{Attr: "url", Message: err.Error()})
+		}
+	}
+	return errs
+}
+
+// sleep waits d, or until ctx ends (its error).
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

@@ -2,6 +2,8 @@ package httpconn
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -288,5 +290,42 @@ func TestHTTPServerCheck(t *testing.T) {
 	vals, _ := ServerSourceSpec.Values(map[string]any{"listen": "127.0.0.1:8080"})
 	if errs := checkServer(vals); len(errs) > 0 {
 		t.Errorf("good attributes: %v", errs)
+	}
+}
+
+// TestHTTPServerMTLS: with tls { cert, key, ca } the server speaks TLS and
+// takes only clients presenting a certificate the ca signed.
+func TestHTTPServerMTLS(t *testing.T) {
+	caCert, caKey, caPEM := newCA(t)
+	_, srvPEMs := leaf(t, caCert, caKey, "127.0.0.1", false)
+	clientCert, _ := leaf(t, caCert, caKey, "client", true)
+	s := newServerFor(t, t.TempDir(), map[string]any{"tls": map[string]any{"cert": srvPEMs[0], "key": srvPEMs[1], "ca": caPEM}}, stdlib.ResumeMap{})
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(caPEM))
+	post := func(certs []tls.Certificate) (int, error) {
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: certs}}}
+		defer c.CloseIdleConnections()
+		resp, err := c.Post("https://"+s.Addr()+"/in", "application/json", strings.NewReader(`{"a":1}`))
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	if _, err := post(nil); err == nil {
+		t.Fatal("a client without a certificate was taken")
+	}
+	res := make(chan int, 1)
+	go func() {
+		code, err := post([]tls.Certificate{clientCert})
+		if err != nil {
+			t.Error(err)
+		}
+		res <- code
+	}()
+	recs := readAll(t, s, 1)
+	s.Commit(t.Context(), []stdlib.Position{recs[0].Pos})
+	if code := <-res; code != 200 {
+		t.Fatalf("status %d", code)
 	}
 }

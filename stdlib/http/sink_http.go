@@ -20,6 +20,7 @@ import (
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/codec"
 	"pipe.dev/pipe/stdlib/retry"
+	"pipe.dev/pipe/stdlib/tlsconf"
 )
 
 func init() { stdlib.MustRegister(SinkSpec) }
@@ -52,15 +53,8 @@ var SinkSpec = &stdlib.Spec{
 }
 
 func checkSink(attrs map[string]any) []stdlib.AttrError {
-	var errs []stdlib.AttrError
-	errs = append(errs, retry.Check(attrs)...)
-	errs = append(errs, checkAuth(attrs)...)
+	errs := checkClient(attrs)
 	errs = append(errs, checkMethod("method", attrs["method"])...)
-	if u, ok := attrs["url"].(string); ok && !strings.Contains(u, "${") {
-		if err := checkURL(u); err != nil {
-			errs = append(errs, stdlib.AttrError{Attr: "url", Message: err.Error()})
-		}
-	}
 	for _, a := range []string{"max_batch_records", "max_batch_bytes", "concurrency"} {
 		if n, ok := attrs[a].(int64); ok && n < 1 {
 			errs = append(errs, stdlib.AttrError{Attr: a, Message: a + " must be at least 1"})
@@ -175,7 +169,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = s.concurrency
 	if t, ok := cfg.Block("tls"); ok {
-		tc, err := tlsConfig(t, false)
+		tc, err := tlsconf.Client(t)
 		if err != nil {
 			return nil, fmt.Errorf("tls: %w", err)
 		}
@@ -489,12 +483,8 @@ func (s *sink) send(ctx context.Context, q *request) (*errRejected, error) {
 		if attempt == 0 || attempt%10 == 0 {
 			s.log.Warn("http sink: retrying", "attempt", attempt+1, "in", wait.Round(time.Millisecond), "error", cause.Error())
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
+		if err := sleep(ctx, wait); err != nil {
+			return nil, err
 		}
 	}
 }
@@ -548,15 +538,5 @@ func (l *limiter) wait(ctx context.Context) error {
 		d = time.Duration(-l.tokens / l.rate * float64(time.Second))
 	}
 	l.mu.Unlock()
-	if d == 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return sleep(ctx, d)
 }

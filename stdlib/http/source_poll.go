@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/expr-lang/expr"
@@ -20,6 +19,7 @@ import (
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/codec"
 	"pipe.dev/pipe/stdlib/retry"
+	"pipe.dev/pipe/stdlib/tlsconf"
 )
 
 func init() { stdlib.MustRegister(PollSourceSpec) }
@@ -47,16 +47,9 @@ var PollSourceSpec = &stdlib.Spec{
 }
 
 func checkPoll(attrs map[string]any) []stdlib.AttrError {
-	var errs []stdlib.AttrError
-	errs = append(errs, retry.Check(attrs)...)
-	errs = append(errs, checkAuth(attrs)...)
+	errs := checkClient(attrs)
 	if m, ok := attrs["method"].(string); ok && m != "GET" && m != "POST" {
 		errs = append(errs, stdlib.AttrError{Attr: "method", Message: fmt.Sprintf("method %q: want GET or POST", m)})
-	}
-	if u, ok := attrs["url"].(string); ok && !containsRef(u) {
-		if err := checkURL(u); err != nil {
-			errs = append(errs, stdlib.AttrError{Attr: "url", Message: err.Error()})
-		}
 	}
 	for _, a := range []string{"interval", "timeout"} {
 		if d, ok := attrs[a].(time.Duration); ok && d <= 0 {
@@ -72,8 +65,6 @@ func checkPoll(attrs map[string]any) []stdlib.AttrError {
 	}
 	return errs
 }
-
-func containsRef(s string) bool { return strings.Contains(s, "${") }
 
 // compileResponseExpr compiles an expression over a response.
 func compileResponseExpr(src string) (*vm.Program, error) {
@@ -150,7 +141,7 @@ func newPoller(cfg stdlib.Config) (*poller, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if t, ok := cfg.Block("tls"); ok {
-		tc, err := tlsConfig(t, false)
+		tc, err := tlsconf.Client(t)
 		if err != nil {
 			return nil, fmt.Errorf("tls: %w", err)
 		}
@@ -190,14 +181,7 @@ func (p *poller) Open(_ context.Context, resume stdlib.Resumer) error {
 func (p *poller) Read(ctx context.Context) ([]stdlib.Record, error) {
 	if wait := time.Until(p.nextPoll); wait > 0 {
 		// Return now and then, so that completed checkpoints get committed.
-		t := time.NewTimer(min(wait, 100*time.Millisecond))
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-t.C:
-		}
-		return nil, nil
+		return nil, sleep(ctx, min(wait, 100*time.Millisecond))
 	}
 	env, err := p.poll(ctx)
 	if err != nil {
@@ -285,12 +269,8 @@ func (p *poller) poll(ctx context.Context) (map[string]any, error) {
 			return nil, err
 		}
 		if wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil, ctx.Err()
-			case <-t.C:
+			if err := sleep(ctx, wait); err != nil {
+				return nil, err
 			}
 			continue
 		}

@@ -19,6 +19,7 @@ import (
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/codec"
+	"pipe.dev/pipe/stdlib/tlsconf"
 )
 
 func init() { stdlib.MustRegister(ServerSourceSpec) }
@@ -175,7 +176,7 @@ func newServer(cfg stdlib.Config) (*server, error) {
 	}
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	if t, ok := cfg.Block("tls"); ok {
-		tc, err := tlsConfig(t, true)
+		tc, err := tlsconf.Server(t)
 		if err != nil {
 			return nil, fmt.Errorf("tls: %w", err)
 		}
