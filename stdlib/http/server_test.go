@@ -329,3 +329,23 @@ func TestHTTPServerMTLS(t *testing.T) {
 		t.Fatalf("status %d", code)
 	}
 }
+
+// TestHTTPServerBasicAuth: with basic_auth only the right user and
+// password are taken.
+func TestHTTPServerBasicAuth(t *testing.T) {
+	s := newServerFor(t, t.TempDir(), map[string]any{"basic_auth": map[string]any{"username": "u", "password": "p"}}, stdlib.ResumeMap{})
+	for _, c := range []struct {
+		auth string
+		want int
+	}{{"", 401}, {"Basic dTp4", 401}} { // u:x
+		if a := wait(t, send(s, "POST", `{"a":1}`, "Authorization", c.auth)); a.status != c.want || a.header.Get("WWW-Authenticate") == "" {
+			t.Errorf("%q: %d %v", c.auth, a.status, a.header)
+		}
+	}
+	ch := send(s, "POST", `{"a":1}`, "Authorization", "Basic dTpw") // u:p
+	recs := readAll(t, s, 1)
+	s.Commit(t.Context(), []stdlib.Position{recs[0].Pos})
+	if a := wait(t, ch); a.status != 200 {
+		t.Fatalf("right password: %d", a.status)
+	}
+}

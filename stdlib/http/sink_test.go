@@ -366,3 +366,34 @@ func TestSinkCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestSinkRateLimitAndBasicAuth: rate_limit spaces the requests (11 at 20
+// a second take at least half a second) and basic_auth is sent.
+func TestSinkRateLimitAndBasicAuth(t *testing.T) {
+	var mu sync.Mutex
+	n := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "svc" || p != "pw" {
+			w.WriteHeader(401)
+			return
+		}
+		mu.Lock()
+		n++
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	s := newSinkFor(t, map[string]any{"url": srv.URL, "rate_limit": 20.0, "concurrency": int64(11),
+		"basic_auth": map[string]any{"username": "svc", "password": "pw"}})
+	start := time.Now()
+	if err := s.Write(t.Context(), records(11)); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 450*time.Millisecond {
+		t.Errorf("11 requests at 20/s took %v", d)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n != 11 {
+		t.Errorf("%d requests accepted", n)
+	}
+}
