@@ -38,6 +38,22 @@ func benchBody(i int) []byte {
 	return b.Bytes()
 }
 
+// postKeyed posts body with an idempotency key and wants a 200.
+func postKeyed(client *http.Client, url, key string, body io.Reader) error {
+	req, _ := http.NewRequest("POST", url, body)
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
 // postAll posts n/benchPerRequest requests to url from benchClients
 // goroutines, each with an idempotency key, and fails b on a non-2xx.
 func postAll(b *testing.B, url string, n int) {
@@ -55,17 +71,8 @@ func postAll(b *testing.B, url string, n int) {
 				if i >= reqs {
 					return
 				}
-				req, _ := http.NewRequest("POST", url, bytes.NewReader(benchBody(i)))
-				req.Header.Set("Idempotency-Key", fmt.Sprintf("k%d", i))
-				resp, err := client.Do(req)
-				if err != nil {
+				if err := postKeyed(client, url, fmt.Sprintf("k%d", i), bytes.NewReader(benchBody(i))); err != nil {
 					b.Error(err)
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					b.Errorf("status %d", resp.StatusCode)
 					return
 				}
 			}
@@ -216,15 +223,10 @@ func BenchmarkSinkPlain(b *testing.B) {
 						for _, r := range recs[i:min(i+per, len(recs))] {
 							enc.Encode(r.Value)
 						}
-						req, _ := http.NewRequest("POST", srv.URL, &body)
-						req.Header.Set("Idempotency-Key", fmt.Sprint(i))
-						resp, err := client.Do(req)
-						if err != nil {
+						if err := postKeyed(client, srv.URL, fmt.Sprint(i), &body); err != nil {
 							b.Error(err)
 							return
 						}
-						io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
 					}
 				}()
 			}
