@@ -122,7 +122,7 @@ type server struct {
 	auth                 auth
 	queue                chan *incoming
 	seq                  *seqLog
-	path0                string // the log's path
+	logFile              string // the position log
 	srv                  *http.Server
 	ln                   net.Listener
 	closed               chan struct{}
@@ -159,7 +159,7 @@ func newServer(cfg stdlib.Config) (*server, error) {
 		idemHeader: cfg.String("idempotency_header"), keepHeaders: cfg.Strings("headers"),
 		auth: newAuth(cfg), queue: make(chan *incoming, cfg.Int("max_pending")),
 		closed: make(chan struct{}), done: map[string]seqEntry{}, pending: map[string]*incoming{},
-		path0: logPath(cfg, "http_server"), readWait: 20 * time.Millisecond,
+		logFile: logPath(cfg, "http_server"), readWait: 20 * time.Millisecond,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -189,7 +189,7 @@ func newServer(cfg stdlib.Config) (*server, error) {
 // Open reads the position log, settles which requests were committed and
 // starts listening.
 func (s *server) Open(ctx context.Context, resume stdlib.Resumer) error {
-	l, entries, err := openSeqLog(s.path0)
+	l, entries, err := openSeqLog(s.logFile)
 	if err != nil {
 		return err
 	}
