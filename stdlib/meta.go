@@ -31,7 +31,7 @@ var (
 		Doc: "the record's offset in its source partition (a Kafka offset, a byte offset in a file or stream, a generated record's number, a row's incrementing value)",
 		get: func(r *Record) any { return r.Pos.Offset }}
 	MetaKey = MetaField{Name: "key", Type: types.AnyType,
-		Doc: "the record key (a Kafka key as decoded by key_format), or null",
+		Doc: "the record key (a Kafka key as decoded by key_format, an HTTP request's idempotency key), or null",
 		get: func(r *Record) any { return r.Key }}
 	MetaTimestamp = MetaField{Name: "timestamp", Type: types.TimestampType,
 		Doc: "the event or log-append time",

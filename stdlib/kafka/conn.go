@@ -4,11 +4,9 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +19,7 @@ import (
 
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/retry"
+	"pipe.dev/pipe/stdlib/tlsconf"
 )
 
 // connParams are the connection attributes shared by source and sink.
@@ -66,7 +65,7 @@ func newConn(cfg stdlib.Config) (*conn, error) {
 		return nil, errors.New("no brokers")
 	}
 	if t, ok := cfg.Block("tls"); ok {
-		tc, err := tlsConfig(t)
+		tc, err := tlsconf.Client(t)
 		if err != nil {
 			return nil, fmt.Errorf("tls: %w", err)
 		}
@@ -80,53 +79,6 @@ func newConn(cfg stdlib.Config) (*conn, error) {
 		c.sasl = m
 	}
 	return c, nil
-}
-
-// pemOrFile returns v itself when it holds PEM text, else the file it names.
-func pemOrFile(v string) ([]byte, error) {
-	if strings.Contains(v, "-----BEGIN") {
-		return []byte(v), nil
-	}
-	return os.ReadFile(v)
-}
-
-func tlsConfig(t stdlib.Config) (*tls.Config, error) {
-	tc := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		ServerName:         t.String("server_name"),
-		InsecureSkipVerify: t.Bool("insecure_skip_verify"),
-	}
-	if ca := t.String("ca"); ca != "" {
-		b, err := pemOrFile(ca)
-		if err != nil {
-			return nil, fmt.Errorf("ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(b) {
-			return nil, errors.New("ca: no PEM certificate found")
-		}
-		tc.RootCAs = pool
-	}
-	cert, key := t.String("cert"), t.String("key")
-	if (cert == "") != (key == "") {
-		return nil, errors.New("cert and key must be set together")
-	}
-	if cert != "" {
-		cb, err := pemOrFile(cert)
-		if err != nil {
-			return nil, fmt.Errorf("cert: %w", err)
-		}
-		kb, err := pemOrFile(key)
-		if err != nil {
-			return nil, fmt.Errorf("key: %w", err)
-		}
-		pair, err := tls.X509KeyPair(cb, kb)
-		if err != nil {
-			return nil, fmt.Errorf("cert and key: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{pair}
-	}
-	return tc, nil
 }
 
 func saslMechanism(mech, user, pass string) (sasl.Mechanism, error) {

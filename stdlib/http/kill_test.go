@@ -1,0 +1,486 @@
+package httpconn
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"pipe.dev/pipe/internal/proctest"
+)
+
+// freePort returns a TCP port free on 127.0.0.1.
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// waitListening waits until something listens on port.
+func waitListening(t *testing.T, port int) {
+	for range 200 {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on port %d", port)
+}
+
+// pipeRun starts `pipe run` on file with the state directory and
+// environment given.
+func pipeRun(t *testing.T, bin, state, file string, env []string, name string) *osexec.Cmd {
+	cmd := osexec.Command(bin, "run", "-q", "--state-dir", state, file)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = &proctest.LogWriter{T: t, Prefix: name + ": "}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+// TestKillHTTPServer runs an http_server → file (exactly_once) pipeline
+// under `pipe run` and SIGKILLs it at random moments while clients post
+// requests of several NDJSON records, each with an Idempotency-Key, and
+// retry every request until it is answered 2xx (a broken connection, a
+// 503 or 429 is retried with the same key). After one in eight answers a
+// request answered 2xx before, picked at random (most likely in an
+// earlier run), is sent once more, as a client that lost the answer
+// would. After the
+// last restart and a clean stop, the output must hold every record of
+// every request exactly once: a request answered 2xx was durable (none
+// lost), and no retry doubled one. Set PIPE_KILLTEST=1 to run it;
+// PIPE_KILLTEST_RECORDS (requests) and PIPE_KILLTEST_KILLS scale it.
+func TestKillHTTPServer(t *testing.T) {
+	n, kills := proctest.KillTest(t, 2000, 12)
+	bin := proctest.BuildPipe(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	out := filepath.Join(dir, "out", "records.jsonl")
+	file := filepath.Join(dir, "hook.pipe")
+	src := `pipeline hook_kill {
+  delivery   = exactly_once
+  checkpoint = 300ms
+}
+source in: http_server {
+  listen = "127.0.0.1:${env:PORT}"
+  path   = "/hook"
+  format = ndjson
+  bearer_token = "${env:TOKEN}"
+}
+transform t: map {
+  off := meta.offset
+  key := meta.key
+}
+sink out: file {
+  path = "${env:OUT}"
+}
+in -> t -> out
+`
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{fmt.Sprintf("PORT=%d", port), "OUT=" + out, "TOKEN=s3cret"}
+	state := filepath.Join(dir, "state")
+	url := fmt.Sprintf("http://127.0.0.1:%d/hook", port)
+
+	// Requests: request i holds 1 + i%5 records {req: i, n: j}.
+	var (
+		sent2xx  atomic.Int64
+		attempts atomic.Int64
+		resent   atomic.Int64
+		stop     = make(chan struct{})
+		wg       sync.WaitGroup
+	)
+	var (
+		answeredMu sync.Mutex
+		answered   []int
+	)
+	client := &http.Client{Timeout: 20 * time.Second}
+	post := func(i int) (int, error) {
+		var body bytes.Buffer
+		for j := range 1 + i%5 {
+			fmt.Fprintf(&body, "{\"req\":%d,\"n\":%d}\n", i, j)
+		}
+		req, _ := http.NewRequest("POST", url, &body)
+		req.Header.Set("Idempotency-Key", fmt.Sprintf("req-%d", i))
+		req.Header.Set("Authorization", "Bearer s3cret")
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	// Requests are started at an even pace over the kills, by tokens.
+	span := time.Duration(kills)*1650*time.Millisecond + time.Second
+	tokens := make(chan int)
+	go func() {
+		tick := time.NewTicker(span / time.Duration(n))
+		defer tick.Stop()
+		for i := range n {
+			select {
+			case tokens <- i:
+			case <-stop:
+				return
+			}
+			<-tick.C
+		}
+		close(tokens)
+	}()
+	const clients = 32
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range tokens {
+				for {
+					attempts.Add(1)
+					code, err := post(i)
+					if err == nil && code == 200 {
+						break
+					}
+					if err == nil && code != 503 && code != 429 {
+						t.Errorf("request %d: status %d", i, code)
+						return
+					}
+					select {
+					case <-stop:
+						return
+					case <-time.After(50 * time.Millisecond):
+					}
+				}
+				sent2xx.Add(1)
+				answeredMu.Lock()
+				answered = append(answered, i)
+				again := answered[rand.IntN(len(answered))]
+				answeredMu.Unlock()
+				if rand.IntN(8) == 0 {
+					// A request answered 2xx before, most likely in an
+					// earlier run, sent again: its answer was "lost".
+					for {
+						code, err := post(again)
+						if err == nil && code == 200 {
+							resent.Add(1)
+							break
+						}
+						time.Sleep(50 * time.Millisecond)
+					}
+				}
+			}
+		}()
+	}
+	for k := range kills {
+		cmd := pipeRun(t, bin, state, file, env, "run")
+		time.Sleep(time.Duration(800+rand.IntN(1700)) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		t.Logf("kill %d: %d requests answered 2xx, %d attempts", k+1, sent2xx.Load(), attempts.Load())
+	}
+	cmd := pipeRun(t, bin, state, file, env, "final")
+	waitListening(t, port)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		close(stop)
+		t.Errorf("clients did not finish: %d of %d requests answered 2xx", sent2xx.Load(), n)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("final run: %v", err)
+	}
+	t.Logf("%d requests, %d attempts, %d answered 2xx sent again", n, attempts.Load(), resent.Load())
+	if resent.Load() == 0 && n >= 100 {
+		t.Error("no request answered 2xx was sent again: the test did not cover duplicates")
+	}
+
+	// Every record of every request, once.
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	seen := map[[2]int]int{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r struct{ Req, N int }
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("output line %q: %v", sc.Text(), err)
+		}
+		seen[[2]int{r.Req, r.N}]++
+	}
+	missing, doubled, want := 0, 0, 0
+	for i := range n {
+		for j := range 1 + i%5 {
+			want++
+			switch c := seen[[2]int{i, j}]; {
+			case c == 0:
+				missing++
+				if missing <= 5 {
+					t.Errorf("request %d record %d missing", i, j)
+				}
+			case c > 1:
+				doubled++
+				if doubled <= 5 {
+					t.Errorf("request %d record %d written %d times", i, j, c)
+				}
+			}
+		}
+	}
+	if len(seen) != want || missing+doubled > 0 {
+		if os.Getenv("PIPE_KILLTEST_DUMP") != "" {
+			b, _ := os.ReadFile(out)
+			os.WriteFile(os.Getenv("PIPE_KILLTEST_DUMP"), b, 0o644)
+			l, _ := filepath.Glob(filepath.Join(state, "*"))
+			t.Log(l)
+		}
+		t.Fatalf("%d records: %d missing, %d doubled, %d distinct in the output", want, missing, doubled, len(seen))
+	}
+}
+
+// TestKillHTTPSink runs a file → http (at_least_once) pipeline under `pipe
+// run` against a receiver in the test that counts what it gets by
+// Idempotency-Key and answers 500, 503 or 429 to 3 in 100 requests;
+// the run is SIGKILLed at random moments and restarted. At the end every
+// record must have arrived (none lost), every key must always have named
+// the same record (the key is derived from the source position, so that a
+// receiver can drop the replays), and the distinct keys must be exactly
+// the records.
+func TestKillHTTPSink(t *testing.T) {
+	n, kills := proctest.KillTest(t, 10000, 10)
+	bin := proctest.BuildPipe(t)
+	dir := t.TempDir()
+	var (
+		mu     sync.Mutex
+		byKey  = map[string]string{}
+		count  = map[string]int{}
+		bodies atomic.Int64
+		bad    atomic.Int64
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		switch rand.IntN(100) {
+		case 0:
+			w.WriteHeader(500)
+			return
+		case 1:
+			w.Header().Set("Retry-After", "0")
+			w.WriteHeader(503)
+			return
+		case 2:
+			w.WriteHeader(429)
+			return
+		}
+		key := r.Header.Get("Idempotency-Key")
+		mu.Lock()
+		if prev, ok := byKey[key]; ok && prev != string(body) {
+			bad.Add(1)
+		}
+		byKey[key] = string(body)
+		count[key]++
+		mu.Unlock()
+		bodies.Add(1)
+	}))
+	defer srv.Close()
+	in := filepath.Join(dir, "in.jsonl")
+	var buf bytes.Buffer
+	for i := range n {
+		fmt.Fprintf(&buf, "{\"id\":%d,\"pad\":%q}\n", i, strings.Repeat("x", i%7))
+	}
+	if err := os.WriteFile(in, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "sink.pipe")
+	src := `pipeline sink_kill {
+  delivery   = at_least_once
+  checkpoint = 300ms
+}
+source in: file {
+  path   = "${env:IN}"
+  format = json
+  batch  = 100
+}
+sink out: http {
+  url         = "${env:URL}"
+  concurrency = 8
+  rate_limit  = 1000
+}
+in -> out
+`
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"IN=" + in, "URL=" + srv.URL + "/in"}
+	state := filepath.Join(dir, "state")
+	for k := range kills {
+		cmd := pipeRun(t, bin, state, file, env, "run")
+		time.Sleep(time.Duration(1000+rand.IntN(1500)) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		mu.Lock()
+		t.Logf("kill %d: %d keys received", k+1, len(byKey))
+		mu.Unlock()
+	}
+	// The file source is bounded: the last run ends by itself.
+	cmd := pipeRun(t, bin, state, file, env, "final")
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatalf("final run: %v", err)
+		}
+	case <-time.After(90 * time.Second):
+		cmd.Process.Signal(syscall.SIGKILL)
+		t.Fatal("final run did not end")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if bad.Load() > 0 {
+		t.Errorf("%d keys arrived with another record than before", bad.Load())
+	}
+	ids := map[int]bool{}
+	again := 0
+	for key, body := range byKey {
+		var r struct{ ID int }
+		if err := json.Unmarshal([]byte(body), &r); err != nil {
+			t.Fatalf("key %s: body %q: %v", key, body, err)
+		}
+		if ids[r.ID] {
+			t.Errorf("record %d arrived under two keys (the second %s)", r.ID, key)
+		}
+		ids[r.ID] = true
+		again += count[key] - 1
+	}
+	for i := range n {
+		if !ids[i] {
+			t.Errorf("record %d never arrived", i)
+			break
+		}
+	}
+	t.Logf("%d records, %d requests answered 2xx, %d of them replays a receiver dropped by key", n, bodies.Load(), again)
+	if len(ids) != n {
+		t.Fatalf("%d distinct records arrived, want %d", len(ids), n)
+	}
+}
+
+// TestKillHTTPPoll runs an http_poll → file (exactly_once) pipeline under
+// `pipe run` against an API in the test that pages through its items by
+// cursor (slowly, so that runs end mid-way), SIGKILLs it at random moments
+// and restarts it. Every restart must continue at the cursor of the last
+// durable record: at the end the output holds every item exactly once.
+func TestKillHTTPPoll(t *testing.T) {
+	n, kills := proctest.KillTest(t, 3000, 10)
+	bin := proctest.BuildPipe(t)
+	dir := t.TempDir()
+	api := &pagedAPI{total: n, size: 20}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(40 * time.Millisecond) // about 500 items a second
+		api.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	out := filepath.Join(dir, "out", "items.jsonl")
+	file := filepath.Join(dir, "poll.pipe")
+	src := `pipeline poll_kill {
+  delivery   = exactly_once
+  checkpoint = 200ms
+}
+schema Item {
+  id: int
+}
+source api: http_poll {
+  url          = "${env:URL}"
+  interval     = 1s
+  records      = "body.data"
+  cursor       = "body.next"
+  cursor_param = "since"
+  bearer_token = "${env:TOKEN}"
+  schema       = Item
+}
+sink out: file {
+  path = "${env:OUT}"
+}
+api -> out
+`
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"URL=" + srv.URL + "/items", "OUT=" + out, "TOKEN=tok"}
+	state := filepath.Join(dir, "state")
+	count := func() int {
+		b, _ := os.ReadFile(out)
+		return bytes.Count(b, []byte{'\n'})
+	}
+	for k := range kills {
+		cmd := pipeRun(t, bin, state, file, env, "run")
+		time.Sleep(time.Duration(400+rand.IntN(600)) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		t.Logf("kill %d: %d lines in the output", k+1, count())
+	}
+	cmd := pipeRun(t, bin, state, file, env, "final")
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		api.mu.Lock()
+		asked := len(api.cursors) > 0 && api.cursors[len(api.cursors)-1] == strconv.Itoa(n)
+		api.mu.Unlock()
+		if asked {
+			time.Sleep(500 * time.Millisecond) // a checkpoint after the last page
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("final run: %v", err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]int{}
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte{'\n'}) {
+		var r struct{ ID int }
+		if err := json.Unmarshal(line, &r); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		seen[r.ID]++
+	}
+	bad := 0
+	for id := 1; id <= n; id++ {
+		if seen[id] != 1 {
+			bad++
+			if bad <= 5 {
+				t.Errorf("item %d written %d times", id, seen[id])
+			}
+		}
+	}
+	api.mu.Lock()
+	t.Logf("%d items, %d requests", n, len(api.cursors))
+	api.mu.Unlock()
+	if bad > 0 || len(seen) != n {
+		t.Fatalf("%d of %d items not written exactly once (%d distinct)", bad, n, len(seen))
+	}
+}
