@@ -26,7 +26,8 @@ type Source interface {
 	// group offsets here. Positions only grow; a source must tolerate a
 	// partition it no longer owns.
 	Commit(ctx context.Context, positions []Position) error
-	// Close releases the source.
+	// Close releases the source. It may be called on a source never
+	// opened, and again: it then does nothing.
 	Close(ctx context.Context) error
 }
 
@@ -126,6 +127,8 @@ type Sink interface {
 	// transaction, one Kafka transaction, one rename).
 	Checkpoint(ctx context.Context, cp Checkpoint) error
 	// Close flushes nothing: unflushed data is replayed after a restart.
+	// It may be called on a sink never opened, and again: it then does
+	// nothing.
 	Close(ctx context.Context) error
 }
 

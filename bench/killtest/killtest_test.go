@@ -1,4 +1,5 @@
-// Package killtest is the crash test of exactly-once delivery: it runs
+// Package killtest is the crash test of exactly-once delivery of the file
+// connectors: through proctest.Kill, it runs
 // examples/bench/file_map_file.pipe (its source following the input file,
 // which the test appends to meanwhile), SIGKILLs `pipe run` at random
 // moments many times, restarts it each time with the same state directory,
@@ -19,15 +20,13 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
-	osexec "os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -37,114 +36,47 @@ import (
 )
 
 func TestKill(t *testing.T) {
-	records, wantKills := proctest.KillTest(t, 500000, 25)
-	root := proctest.ModuleRoot(t)
+	records, kills := proctest.KillTest(t, 500000, 25)
 	dir := t.TempDir()
-	bin := proctest.BuildPipe(t)
-
 	// The input is generated up front, for the expected output, and fed
 	// to the input file in chunks while pipe run is killed and restarted:
 	// the source follows the file, so every kill lands while records are
 	// in flight, however fast the pipeline is.
-	var input bytes.Buffer
-	if err := gen.Write(&input, records, 7); err != nil {
-		t.Fatal(err)
-	}
-	want := expected(t, bytes.NewReader(input.Bytes()))
+	input, want := generate(t, records, 7)
 	t.Logf("%d input records, %d expected output records", records, len(want))
-	in := filepath.Join(dir, "in.jsonl")
-	if err := os.WriteFile(in, nil, 0o644); err != nil {
-		t.Fatal(err)
+	in := emptyFile(t, filepath.Join(dir, "in.jsonl"))
+	k := fileKill(t, dir, in, kills, want, true)
+	k.Produce = func() error {
+		return feed(in, input, 4*kills, time.Duration(kills)*600*time.Millisecond, nil)
 	}
-	pipeline := followed(t, root, dir)
-	fed := make(chan error, 1)
-	go func() {
-		fed <- feed(in, input.Bytes(), 4*wantKills, time.Duration(wantKills)*600*time.Millisecond, nil)
-	}()
+	k.Run(t)
+}
 
+// fileKill is the kill round of examples/bench/file_map_file.pipe, its
+// source following in (a glob) and its output compared with want, in
+// order when ordered.
+func fileKill(t *testing.T, dir, in string, kills int, want []string, ordered bool) *proctest.Kill {
 	out := filepath.Join(dir, "out", "out.jsonl")
-	r := &runner{t: t, bin: bin, dir: dir, pipeline: pipeline, in: in, out: out}
-	r.killRuns(wantKills)
-	if err := <-fed; err != nil {
-		t.Fatal(err)
-	}
-	r.finish(len(want))
-	got := readCanonical(t, out)
-	compare(t, got, want)
-}
-
-// runner runs the pipeline again and again on one state directory.
-type runner struct {
-	t                  *testing.T
-	bin, dir, pipeline string
-	in, out            string // $PIPE_IN and $PIPE_OUT
-}
-
-// start starts `pipe run`; the channel gets its end.
-func (r *runner) start() (*osexec.Cmd, *bytes.Buffer, chan error) {
-	cmd := osexec.Command(r.bin, "run", r.pipeline, "--state-dir", filepath.Join(r.dir, "state"))
-	cmd.Dir = r.dir
-	cmd.Env = append(os.Environ(), "PIPE_IN="+r.in, "PIPE_OUT="+r.out)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	return cmd, &logs, done
-}
-
-// killRuns starts pipe run n times, SIGKILLing each after a random 0.2 to
-// 0.9 seconds.
-func (r *runner) killRuns(n int) {
-	t := r.t
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-	progress, prev := 0, 0
-	for kill := range n {
-		cmd, logs, done := r.start()
-		select {
-		case err := <-done:
-			t.Fatalf("run %d ended on its own (a followed source never ends): %v\n%s", kill, err, logs)
-		case <-time.After(time.Duration(200+rng.IntN(700)) * time.Millisecond):
-		}
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		err := <-done
-		var ee *osexec.ExitError
-		if !errors.As(err, &ee) || ee.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-			t.Fatalf("run %d: %v\n%s", kill, err, logs)
-		}
-		if n := countLines(r.out); n > prev {
-			progress++
-			prev = n
-		}
-	}
-	t.Logf("%d kills, output grew after %d of them (%d records then)", n, progress, prev)
-}
-
-// finish runs pipe run until the output has n records, then stops it
-// cleanly. It runs for a second at least: a SIGTERM before pipe run
-// handles signals would kill it.
-func (r *runner) finish(n int) {
-	t := r.t
-	cmd, logs, done := r.start()
-	deadline := time.Now().Add(2 * time.Minute)
-	for early := time.Now().Add(time.Second); countLines(r.out) < n || time.Now().Before(early); {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("final run wrote %d of %d records in 2 minutes\n%s", countLines(r.out), n, logs)
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("final run ended early: %v\n%s", err, logs)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-done; err != nil {
-		t.Fatalf("final run: %v\n%s", err, logs)
+	return &proctest.Kill{
+		Bin: proctest.BuildPipe(t), File: followed(t, proctest.ModuleRoot(t), dir), State: filepath.Join(dir, "state"),
+		Dir: dir, Env: []string{"PIPE_IN=" + in, "PIPE_OUT=" + out}, Name: "file", Kills: kills,
+		Life:     func() time.Duration { return time.Duration(200+rand.IntN(700)) * time.Millisecond },
+		Progress: func() string { return fmt.Sprintf("%d records out", countLines(out)) },
+		Complete: func(t *testing.T) {
+			for deadline := time.Now().Add(2 * time.Minute); countLines(out) < len(want); time.Sleep(100 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the last run wrote %d of %d records in 2 minutes", countLines(out), len(want))
+				}
+			}
+		},
+		Check: func(t *testing.T) proctest.Tallied {
+			got := readCanonical(t, out)
+			if !ordered {
+				slices.Sort(got)
+				slices.Sort(want)
+			}
+			return compare(t, got, want)
+		},
 	}
 }
 
@@ -198,6 +130,27 @@ func feed(path string, data []byte, n int, d time.Duration, rotate func(chunk in
 	return nil
 }
 
+// generate returns records input records of the generator with seed, and
+// the output expected of them.
+func generate(t *testing.T, records int, seed uint64) ([]byte, []string) {
+	var input bytes.Buffer
+	if err := gen.Write(&input, records, seed); err != nil {
+		t.Fatal(err)
+	}
+	return input.Bytes(), expected(t, bytes.NewReader(input.Bytes()))
+}
+
+// emptyFile creates path, empty, and returns it.
+func emptyFile(t *testing.T, path string) string {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // expected computes the output from the input with encoding/json.
 func expected(t *testing.T, in io.Reader) []string {
 	var out []string
@@ -243,46 +196,30 @@ func readCanonical(t *testing.T, path string) []string {
 	return out
 }
 
-// compare reports the first difference and the counts of missing and
-// doubled records.
-func compare(t *testing.T, got, want []string) {
+// compare tallies got against want and reports the first difference.
+func compare(t *testing.T, got, want []string) proctest.Tallied {
 	t.Helper()
-	if len(got) == len(want) {
-		same := true
-		for i := range got {
-			if got[i] != want[i] {
-				same = false
-				break
-			}
-		}
-		if same {
-			return
-		}
-	}
 	seen := map[string]int{}
 	for _, g := range got {
 		seen[g]++
 	}
-	missing, doubled := 0, 0
+	res := proctest.Tallied{Read: len(got)}
 	for _, w := range want {
 		switch seen[w] {
 		case 0:
-			missing++
+			res.Missing++
 		case 1:
 		default:
-			doubled++
+			res.Doubled++
 		}
+		delete(seen, w)
 	}
-	first := -1
-	for i := 0; i < min(len(got), len(want)); i++ {
+	res.Extra = len(seen)
+	for i := range min(len(got), len(want)) {
 		if got[i] != want[i] {
-			first = i
+			t.Errorf("first difference at record %d:\n got %s\nwant %s", i+1, got[i], want[i])
 			break
 		}
 	}
-	msg := fmt.Sprintf("output has %d records, want %d: %d missing, %d doubled", len(got), len(want), missing, doubled)
-	if first >= 0 {
-		msg += fmt.Sprintf("; first difference at record %d:\n got %s\nwant %s", first+1, got[first], want[first])
-	}
-	t.Fatal(msg)
+	return res
 }

@@ -1,15 +1,12 @@
 package killtest
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
-	"pipe.dev/pipe/bench/gen"
 	"pipe.dev/pipe/internal/proctest"
 )
 
@@ -70,42 +67,20 @@ func shift(log string) error {
 // the expected records: in any order across files, each exactly once.
 func rotateTest(t *testing.T, rotate func(log string, f *os.File) (*os.File, error)) {
 	records, kills := proctest.KillTest(t, 200000, 12)
-	root := proctest.ModuleRoot(t)
 	dir := t.TempDir()
-	bin := proctest.BuildPipe(t)
-	var input bytes.Buffer
-	if err := gen.Write(&input, records, 11); err != nil {
-		t.Fatal(err)
-	}
-	want := expected(t, bytes.NewReader(input.Bytes()))
-	if err := os.Mkdir(filepath.Join(dir, "logs"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	log := filepath.Join(dir, "logs", "app.log")
-	if err := os.WriteFile(log, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	input, want := generate(t, records, 11)
+	log := emptyFile(t, filepath.Join(dir, "logs", "app.log"))
 	rotations := 0
-	fed := make(chan error, 1)
-	go func() {
-		fed <- feed(log, input.Bytes(), 4*kills, time.Duration(kills)*600*time.Millisecond, func(chunk int, f *os.File) (*os.File, error) {
+	k := fileKill(t, dir, log+"*", kills, want, false)
+	k.Produce = func() error {
+		return feed(log, input, 4*kills, time.Duration(kills)*600*time.Millisecond, func(chunk int, f *os.File) (*os.File, error) {
 			if chunk%3 != 2 {
 				return f, nil
 			}
 			rotations++
 			return rotate(log, f)
 		})
-	}()
-	out := filepath.Join(dir, "out", "out.jsonl")
-	r := &runner{t: t, bin: bin, dir: dir, pipeline: followed(t, root, dir), in: log + "*", out: out}
-	r.killRuns(kills)
-	if err := <-fed; err != nil {
-		t.Fatal(err)
 	}
+	k.Run(t)
 	t.Logf("%d input records, %d expected output records, %d rotations", records, len(want), rotations)
-	r.finish(len(want))
-	got := readCanonical(t, out)
-	slices.Sort(got)
-	slices.Sort(want)
-	compare(t, got, want)
 }

@@ -293,7 +293,7 @@ func TestFileSourceJSON(t *testing.T) {
 	// Resume after the second record: line numbers count the lines
 	// before the resume position.
 	src2, _ := newFileSource(config(FileSourceSpec, "in", map[string]any{"path": p}))
-	recs = drain(t, src2, res.checkpoint(recs[:2]))
+	recs = drain(t, src2, checkpoint(res, recs[:2]))
 	if !reflect.DeepEqual(values(recs), want[2:]) {
 		t.Fatalf("resume: got %v", values(recs))
 	}
@@ -334,7 +334,7 @@ func TestFileSourceCSVGlobTasks(t *testing.T) {
 	res := &stored{}
 	recs := drain(t, src, res)
 	src, _ = newFileSource(cfg)
-	recs = drain(t, src, res.checkpoint(recs[:1]))
+	recs = drain(t, src, checkpoint(res, recs[:1]))
 	if want := []any{map[string]any{"id": int64(1), "name": "b, c"}}; !reflect.DeepEqual(values(recs), want) {
 		t.Fatalf("got %v", values(recs))
 	}
@@ -466,7 +466,7 @@ func TestFileSourceCSVHeader(t *testing.T) {
 		if last := recs[len(recs)-1].Value; !reflect.DeepEqual(last, map[string]any{"first": "y", "last": "x"}) {
 			t.Errorf("resumed %v: last record %v", resumed, last)
 		}
-		res = res.checkpoint(recs[:1]) // after Lovelace,Ada
+		res = checkpoint(res, recs[:1]) // after Lovelace,Ada
 	}
 }
 
@@ -659,55 +659,6 @@ func sinkConfig(path string, delivery stdlib.Delivery, attrs map[string]any) std
 	cfg := config(FileSinkSpec, "out", a)
 	cfg.Delivery = delivery
 	return cfg
-}
-
-func TestFileSinkExactlyOnce(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "sub", "out.jsonl")
-	ctx := t.Context()
-	s, err := newFileSink(sinkConfig(p, stdlib.ExactlyOnce, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	held, err := s.Open(ctx)
-	if err != nil || len(held) != 0 {
-		t.Fatalf("open: %v %v", held, err)
-	}
-	must(t, s.Write(ctx, recs(0, 3, "src", "a")))
-	must(t, s.Checkpoint(ctx, stdlib.Checkpoint{ID: 1, Positions: []stdlib.Position{{Source: "src", Partition: "a", Offset: 2}}}))
-	must(t, s.Write(ctx, recs(3, 5, "src", "a")))
-	must(t, s.flush()) // written but not committed: a crash now
-	s.Close(ctx)
-
-	s, _ = newFileSink(sinkConfig(p, stdlib.ExactlyOnce, nil))
-	held, err = s.Open(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []stdlib.Position{{Source: "src", Partition: "a", Offset: 2}}; !reflect.DeepEqual(held, want) {
-		t.Fatalf("held %v, want %v", held, want)
-	}
-	if b, _ := os.ReadFile(p); string(b) != "{\"i\":0}\n{\"i\":1}\n{\"i\":2}\n" {
-		t.Fatalf("after recovery %q", b)
-	}
-	must(t, s.Write(ctx, recs(3, 4, "src", "a")))
-	must(t, s.Checkpoint(ctx, stdlib.Checkpoint{ID: 2, Positions: []stdlib.Position{{Source: "src", Partition: "a", Offset: 3}, {Source: "src", Partition: "b", Offset: 9}}}))
-	s.Close(ctx)
-	if b, _ := os.ReadFile(p); string(b) != "{\"i\":0}\n{\"i\":1}\n{\"i\":2}\n{\"i\":3}\n" {
-		t.Fatalf("final %q", b)
-	}
-	s, _ = newFileSink(sinkConfig(p, stdlib.ExactlyOnce, nil))
-	held, _ = s.Open(ctx)
-	s.Close(ctx)
-	if len(held) != 2 || held[0].Offset != 3 || held[1].Offset != 9 {
-		t.Fatalf("held %v", held)
-	}
-	// At least once: same files, no held positions.
-	s, _ = newFileSink(sinkConfig(p, stdlib.AtLeastOnce, nil))
-	if held, _ = s.Open(ctx); held != nil {
-		t.Fatalf("at_least_once held %v", held)
-	}
-	s.Close(ctx)
 }
 
 func must(t *testing.T, err error) {

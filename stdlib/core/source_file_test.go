@@ -14,47 +14,28 @@ import (
 
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // stored stands for the executor's Resumer: the checkpoint store's
-// positions (state), which Resume returns when the identity matches, and
-// the positions sinks hold (held), which only the listing shows.
-type stored struct {
-	state, held []stdlib.Position
-	ident       map[string]string // partition -> identity the source resumed it with
-}
-
-func (s *stored) StoredPositions() []stdlib.Position {
-	return append(slices.Clone(s.state), s.held...)
-}
-
-func (s *stored) Resume(partition, identity string) (int64, bool) {
-	if s.ident == nil {
-		s.ident = map[string]string{}
-	}
-	s.ident[partition] = identity
-	for _, p := range s.state {
-		if p.Partition == partition && stdlib.SameIdentity(p.Identity, identity) {
-			return p.Offset, true
-		}
-	}
-	return 0, false
-}
+// positions (Held), which Resume returns when the identity matches, and
+// the positions sinks hold (Listed), which only the listing shows.
+type stored = stdlibtest.Resumer
 
 // checkpoint returns what the executor stores after recs were emitted:
 // the positions before, raised to each partition's last record, with the
 // identity the source gave.
-func (s *stored) checkpoint(recs []stdlib.Record) *stored {
+func checkpoint(s *stored, recs []stdlib.Record) *stored {
 	last := map[string]stdlib.Position{}
-	for _, p := range s.state {
+	for _, p := range s.Held {
 		last[p.Partition] = p
 	}
 	for _, r := range recs {
 		p := r.Pos
-		p.Identity = s.ident[p.Partition]
+		p.Identity = s.Identity(p.Partition)
 		last[p.Partition] = p
 	}
-	return &stored{state: slices.SortedFunc(maps.Values(last), func(a, b stdlib.Position) int { return strings.Compare(a.Partition, b.Partition) })}
+	return &stored{Held: slices.SortedFunc(maps.Values(last), func(a, b stdlib.Position) int { return strings.Compare(a.Partition, b.Partition) })}
 }
 
 // upTo returns the records of recs up to and including the first whose
@@ -162,7 +143,7 @@ func TestFileSourceReplaced(t *testing.T) {
 					if got := as(t, recs); !slices.Equal(got, []int64{1, 2, 3}) {
 						t.Fatalf("first run: %v", got)
 					}
-					cp := res.checkpoint(recs)
+					cp := checkpoint(res, recs)
 					if got := as(t, drain(t, fileSrc(t, map[string]any{"path": p}), cp)); len(got) != 0 {
 						t.Fatalf("a rerun read %v again", got)
 					}
@@ -206,7 +187,7 @@ func TestFileSourceRotated(t *testing.T) {
 	// partition known by content that continues the first.
 	must(t, os.Rename(log, log+".1"))
 	appendFile(t, log+".1", jsonLines(12, seq(3, 8)...))
-	cp := res.checkpoint(recs)
+	cp := checkpoint(res, recs)
 	recs = drain(t, src(), cp)
 	if got := as(t, recs); !slices.Equal(got, int64s(seq(3, 8))) {
 		t.Fatalf("run 2: %v", got)
@@ -220,7 +201,7 @@ func TestFileSourceRotated(t *testing.T) {
 
 	// Copytruncate: app.log.1 grows, is copied to app.log.2 and truncated,
 	// then gets new lines. The copy's new lines continue its partition.
-	cp = cp.checkpoint(upTo(recs, 5)) // the run stored only up to record 5
+	cp = checkpoint(cp, upTo(recs, 5)) // the run stored only up to record 5
 	appendFile(t, log+".1", jsonLines(12, 9, 10))
 	b, err := os.ReadFile(log + ".1")
 	must(t, err)
@@ -236,7 +217,7 @@ func TestFileSourceRotated(t *testing.T) {
 	if got := lineNums(recs); !slices.Equal(got, []int64{1, 2, 6, 7, 8, 9, 10}) {
 		t.Fatalf("run 3 lines %v", got)
 	}
-	if got := as(t, drain(t, src(), cp.checkpoint(recs))); len(got) != 0 {
+	if got := as(t, drain(t, src(), checkpoint(cp, recs))); len(got) != 0 {
 		t.Fatalf("run 4 read %v again", got)
 	}
 }
@@ -254,20 +235,20 @@ func TestFileSourceContinuesAfter(t *testing.T) {
 	res := &stored{}
 	run1 := drain(t, fileSrc(t, map[string]any{"path": log}), res)
 	appendFile(t, log, jsonLines(12, seq(3, 10)...))
-	cp := res.checkpoint(run1)
+	cp := checkpoint(res, run1)
 	run2 := drain(t, fileSrc(t, map[string]any{"path": log}), cp)
 	if got := as(t, run2); !slices.Equal(got, int64s(seq(3, 10))) {
 		t.Fatalf("run 2: %v", got)
 	}
 	// The sink holds everything; the checkpoint store only record 1.
-	state := res.checkpoint(run1[:1]).state
-	held := cp.checkpoint(run2).state
+	state := checkpoint(res, run1[:1]).Held
+	held := checkpoint(cp, run2).Held
 	// Copied to a new inode, the original removed.
 	b, err := os.ReadFile(log)
 	must(t, err)
 	must(t, os.Remove(log))
 	writeFile(t, log+".1", string(b))
-	recs := drain(t, fileSrc(t, map[string]any{"path": filepath.Join(dir, "app.log*")}), &stored{state: state, held: held})
+	recs := drain(t, fileSrc(t, map[string]any{"path": filepath.Join(dir, "app.log*")}), &stored{Held: state, Listed: held})
 	var want []stdlib.Position
 	for _, r := range append(run1[1:], run2...) {
 		want = append(want, r.Pos)
@@ -286,13 +267,13 @@ func TestFileSourceContinuesAfter(t *testing.T) {
 func TestFileSourceLegacyPosition(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "in.jsonl")
 	writeFile(t, p, jsonLines(40, 1, 2, 3))
-	res := &stored{state: []stdlib.Position{{Source: "in", Partition: p, Offset: 40}}}
+	res := &stored{Held: []stdlib.Position{{Source: "in", Partition: p, Offset: 40}}}
 	recs := drain(t, fileSrc(t, map[string]any{"path": p}), res)
-	if got := as(t, recs); !slices.Equal(got, []int64{2, 3}) || recs[0].Pos.Partition != p || res.ident[p] == "" {
-		t.Fatalf("read %v as %v, identity %q", got, recs[0].Pos, res.ident[p])
+	if got := as(t, recs); !slices.Equal(got, []int64{2, 3}) || recs[0].Pos.Partition != p || res.Identity(p) == "" {
+		t.Fatalf("read %v as %v, identity %q", got, recs[0].Pos, res.Identity(p))
 	}
 	// Not at a line's end: the position does not belong to this file.
-	res = &stored{state: []stdlib.Position{{Source: "in", Partition: p, Offset: 41}}}
+	res = &stored{Held: []stdlib.Position{{Source: "in", Partition: p, Offset: 41}}}
 	if got := as(t, drain(t, fileSrc(t, map[string]any{"path": p}), res)); !slices.Equal(got, []int64{1, 2, 3}) {
 		t.Fatalf("read %v", got)
 	}

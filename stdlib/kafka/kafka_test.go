@@ -149,6 +149,27 @@ func closeAll(t testing.TB, cs ...interface{ Close(context.Context) error }) {
 	}
 }
 
+// writeAll opens a sink of cfg, closed when the test ends, writes recs
+// and commits them.
+func writeAll(t testing.TB, cfg stdlib.Config, recs []stdlib.Record) stdlib.Sink {
+	t.Helper()
+	snk, err := SinkSpec.NewSink(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := snk.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeAll(t, snk) })
+	if err := snk.Write(t.Context(), recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := snk.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	return snk
+}
+
 func records(n int, prefix string) []stdlib.Record {
 	recs := make([]stdlib.Record, n)
 	for i := range recs {
@@ -165,22 +186,9 @@ func records(n int, prefix string) []stdlib.Record {
 func TestSinkSourceRoundTrip(t *testing.T) {
 	brokers := testBroker(t, devbroker.Options{})
 	topic := uniq("roundtrip")
-	snk, err := SinkSpec.NewSink(config("out", brokers, map[string]any{
+	writeAll(t, config("out", brokers, map[string]any{
 		"topic": topic, "create_topic": map[string]any{"partitions": int64(3)},
-	}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := snk.Open(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if err := snk.Write(t.Context(), records(50, "r")); err != nil {
-		t.Fatal(err)
-	}
-	if err := snk.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 1}); err != nil {
-		t.Fatal(err)
-	}
-	closeAll(t, snk)
+	}), records(50, "r"))
 
 	src := openSource(t, config("in", brokers, map[string]any{"topic": topic}), nil)
 	defer closeAll(t, src)

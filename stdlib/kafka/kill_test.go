@@ -2,12 +2,11 @@ package kafka
 
 import (
 	"context"
-	"math/rand/v2"
+	"fmt"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,7 +17,7 @@ import (
 	"pipe.dev/pipe/stdlib"
 )
 
-// TestKill runs examples/kafka_to_kafka.pipe under `pipe run` against
+// TestKill runs, through proctest.Kill, examples/kafka_to_kafka.pipe under `pipe run` against
 // `pipe broker`, SIGKILLs it at random moments (some runs paused with
 // SIGSTOP past the group's session timeout first), restarts it, and checks
 // with a read_committed consumer that every expected record arrived exactly
@@ -46,56 +45,44 @@ func TestKill(t *testing.T) {
 
 // killRound creates topics in and out on brokers and writes before events
 // to in, then n more while pipe run (on state) is killed and restarted
-// kills times, and checks the output.
+// kills times (proctest.Kill), and checks the output.
 func (h *procHarness) killRound(t *testing.T, brokers, delivery, in, out, group, state string, before, n, kills int) {
 	newTopic(t, brokers, in, 4)
 	newTopic(t, brokers, out, 4)
-	file := h.pipeline(t, delivery)
 	if err := proctest.ProduceEvents(t.Context(), nil, brokers, in, 0, before, 0); err != nil {
 		t.Fatal(err)
 	}
-	// Input keeps arriving while pipe run is killed and restarted, so
-	// that every kill lands in the middle of the stream.
 	n += before
 	want := proctest.KeptEvents(n)
-	produced := make(chan error, 1)
-	go func() {
-		produced <- proctest.ProduceEvents(context.Background(), nil, brokers, in, before, n, time.Duration(kills)*2500*time.Millisecond)
-	}()
-	env := h.env(brokers, in, out, group)
-	for i := range kills {
-		cmd := h.start(t, file, env, state, delivery+": ")
-		time.Sleep(time.Duration(1000+rand.IntN(3000)) * time.Millisecond)
-		if rand.IntN(4) == 0 {
-			// Paused past its session timeout, the member is
-			// evicted: on waking it settles and acquires again.
-			cmd.Process.Signal(syscall.SIGSTOP)
-			time.Sleep(1500 * time.Millisecond)
-			cmd.Process.Signal(syscall.SIGCONT)
-			time.Sleep(time.Duration(500+rand.IntN(1500)) * time.Millisecond)
-		}
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-		t.Logf("kill %d: input log end %d, output log end %d", i+1, logEnd(t, brokers, in), logEnd(t, brokers, out))
+	var got []stdlib.Record
+	k := &proctest.Kill{
+		Bin: h.bin, File: h.pipeline(t, delivery), State: state, Dir: h.root, Name: delivery, Kills: kills,
+		Env:   []string{"KAFKA_BROKERS=" + brokers, "IN_TOPIC=" + in, "OUT_TOPIC=" + out, "GROUP=" + group},
+		Pause: 1500 * time.Millisecond, Doubles: delivery != "exactly_once",
+		// Input keeps arriving while pipe run is killed and restarted,
+		// so that every kill lands in the middle of the stream.
+		Produce: func() error {
+			return proctest.ProduceEvents(context.Background(), nil, brokers, in, before, n, time.Duration(kills)*2500*time.Millisecond)
+		},
+		Progress: func() string {
+			return fmt.Sprintf("input log end %d, output log end %d", logEnd(t, brokers, in), logEnd(t, brokers, out))
+		},
+		Complete: func(t *testing.T) { got = readOutput(t, brokers, out, len(want), 3*time.Minute) },
+		Check: func(t *testing.T) proctest.Tallied {
+			return tallyEvents(t, delivery, want, got, func(topic string, partition int, from, to int64) {
+				dumpLog(t, brokers, topic, partition, from, to)
+				again := readOutput(t, brokers, out, len(want), time.Minute)
+				ids := make([]int64, 0, len(again))
+				for _, r := range again {
+					id, _ := r.Value.(map[string]any)["id"].(int64)
+					ids = append(ids, id)
+				}
+				_, doubled, _ := proctest.Tally(want, ids)
+				t.Logf("a second read_committed pass reads %d records, %d doubled", len(again), doubled)
+			})
+		},
 	}
-	if err := <-produced; err != nil {
-		t.Fatal(err)
-	}
-	cmd := h.start(t, file, env, state, delivery+": ")
-	got := readOutput(t, brokers, out, len(want), 3*time.Minute)
-	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Wait()
-	checkEvents(t, delivery, n, want, got, func(topic string, partition int, from, to int64) {
-		dumpLog(t, brokers, topic, partition, from, to)
-		again := readOutput(t, brokers, out, len(want), time.Minute)
-		ids := make([]int64, 0, len(again))
-		for _, r := range again {
-			id, _ := r.Value.(map[string]any)["id"].(int64)
-			ids = append(ids, id)
-		}
-		_, doubled, _ := proctest.Tally(want, ids)
-		t.Logf("a second read_committed pass reads %d records, %d doubled", len(again), doubled)
-	})
+	k.Run(t)
 }
 
 // procHarness runs examples/kafka_to_kafka.pipe under `pipe run` processes
@@ -162,6 +149,19 @@ func (h *procHarness) start(t *testing.T, file string, env []string, state, pref
 // missing or unexpected, none doubled for exactly_once.
 func checkEvents(t *testing.T, delivery string, n int, want map[int64]bool, got []stdlib.Record, dump func(topic string, partition int, from, to int64)) {
 	t.Helper()
+	r := tallyEvents(t, delivery, want, got, dump)
+	t.Logf("%s: %d records in, %d expected out, %d read, %d missing, %d doubled, %d unexpected",
+		delivery, n, len(want), len(got), r.Missing, r.Doubled, r.Extra)
+	if r.Missing > 0 || r.Extra > 0 || (delivery == "exactly_once" && r.Doubled > 0) {
+		t.Fatalf("%s broken: %d missing, %d doubled, %d unexpected", delivery, r.Missing, r.Doubled, r.Extra)
+	}
+}
+
+// tallyEvents checks that the records read from the output were
+// transformed and tallies them against want; for exactly_once it logs
+// where doubled records are and dumps the output log around them.
+func tallyEvents(t *testing.T, delivery string, want map[int64]bool, got []stdlib.Record, dump func(topic string, partition int, from, to int64)) proctest.Tallied {
+	t.Helper()
 	ids := make([]int64, 0, len(got))
 	for _, r := range got {
 		m := r.Value.(map[string]any)
@@ -203,11 +203,7 @@ func checkEvents(t *testing.T, delivery string, n int, want map[int64]bool, got 
 			}
 		}
 	}
-	t.Logf("%s: %d records in, %d expected out, %d read, %d missing, %d doubled, %d unexpected",
-		delivery, n, len(want), len(got), missing, doubled, extra)
-	if missing > 0 || extra > 0 || (delivery == "exactly_once" && doubled > 0) {
-		t.Fatalf("%s broken: %d missing, %d doubled, %d unexpected", delivery, missing, doubled, extra)
-	}
+	return proctest.Tallied{Read: len(got), Missing: missing, Doubled: doubled, Extra: extra}
 }
 
 // logEnd returns the sum of the end offsets of topic's partitions.

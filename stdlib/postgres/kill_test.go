@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	osexec "os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,7 +15,7 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// TestKill runs examples/kafka_to_postgres.pipe under `pipe run` against
+// TestKill runs, through proctest.Kill, examples/kafka_to_postgres.pipe under `pipe run` against
 // `pipe broker` and the test server, SIGKILLs it at random moments,
 // restarts it, and checks that the table holds every expected record
 // exactly once. The "insert" variant writes to a table without a key, so
@@ -101,57 +99,40 @@ type killCase struct {
 }
 
 // round produces n events into the topic on brokers while it runs the
-// pipeline kills times, SIGKILLing it at random moments, then once to the
-// end, and checks that table holds every expected record exactly once
-// (checkRows).
+// pipeline kills times, SIGKILLing it at random moments (proctest.Kill),
+// then once to the end (restarting the server twice meanwhile in the
+// pg_restart variant), and checks that table holds every expected record
+// exactly once (tallyRows).
 func (k *killCase) round(t *testing.T, brokers, table string, n, kills int) {
 	e, variant := k.e, k.variant
 	// Records arrive while the pipeline runs, so that kills and restarts
 	// hit it in the middle of transactions.
 	span := time.Duration(kills) * 2500 * time.Millisecond
+	var during func(t *testing.T)
 	if variant == "pg_restart" {
-		span = 6 * time.Second
-	}
-	produced := make(chan error, 1)
-	go func() { produced <- proctest.ProduceEvents(context.Background(), nil, brokers, k.topic, 0, n, span) }()
-	env := append(os.Environ(), "KAFKA_BROKERS="+brokers, "IN_TOPIC="+k.topic, "GROUP="+k.topic,
-		"PG_URL="+testDSN(), "PG_TABLE="+table)
-	run := func() *osexec.Cmd {
-		cmd := osexec.Command(k.bin, "run", "-q", "--state-dir", k.state, k.file)
-		cmd.Env = env
-		cmd.Dir = k.root
-		cmd.Stderr = &proctest.LogWriter{T: t, Prefix: variant + ": "}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd
-	}
-	if variant != "pg_restart" {
-		for i := range kills {
-			cmd := run()
-			time.Sleep(time.Duration(1000+rand.IntN(3000)) * time.Millisecond)
-			cmd.Process.Signal(syscall.SIGKILL)
-			cmd.Wait()
-			t.Logf("kill %d: %d rows", i+1, e.count(table+" WHERE true"))
+		span, kills = 6*time.Second, 0
+		during = func(t *testing.T) {
+			for range 2 {
+				time.Sleep(time.Duration(1500+rand.IntN(1500)) * time.Millisecond)
+				restartServer(t)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			waitConn(ctx, t, e)
+			cancel()
 		}
 	}
-	cmd := run()
-	if variant == "pg_restart" {
-		for range 2 {
-			time.Sleep(time.Duration(1500+rand.IntN(1500)) * time.Millisecond)
-			restartServer(t)
-		}
-		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-		waitConn(ctx, t, e)
-		cancel()
+	kill := &proctest.Kill{
+		Bin: k.bin, File: k.file, State: k.state, Dir: k.root, Name: variant, Kills: kills, During: during,
+		Env: []string{"KAFKA_BROKERS=" + brokers, "IN_TOPIC=" + k.topic, "GROUP=" + k.topic,
+			"PG_URL=" + testDSN(), "PG_TABLE=" + table},
+		Produce: func() error {
+			return proctest.ProduceEvents(context.Background(), nil, brokers, k.topic, 0, n, span)
+		},
+		Progress: func() string { return fmt.Sprintf("%d rows", e.count(table+" WHERE true")) },
+		Complete: func(t *testing.T) { waitRows(t, e, table, len(proctest.KeptEvents(n)), 3*time.Minute) },
+		Check:    func(t *testing.T) proctest.Tallied { return tallyRows(t, e, table, n) },
 	}
-	if err := <-produced; err != nil {
-		t.Fatalf("produce: %v", err)
-	}
-	waitRows(t, e, table, len(proctest.KeptEvents(n)), 3*time.Minute)
-	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Wait()
-	checkRows(t, e, table, n)
+	kill.Run(t)
 }
 
 // waitRows waits until table holds want rows and no more come for a while.

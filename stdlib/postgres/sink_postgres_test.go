@@ -314,55 +314,6 @@ func TestSinkServerRejectsRecords(t *testing.T) {
 	}
 }
 
-func TestSinkExactlyOnceRecovery(t *testing.T) {
-	e := newPG(t)
-	cfg := e.sinkConfig(map[string]any{"table": e.table("eo"), "create_table": true, "key": []any{"id"},
-		"batch": int64(100)}, eventType, stdlib.ExactlyOnce)
-	s, held := e.openSink(cfg)
-	if len(held) != 0 {
-		t.Fatalf("fresh sink holds %v", held)
-	}
-	if err := s.Write(t.Context(), events(1, 501)); err != nil {
-		t.Fatal(err)
-	}
-	if n := e.count(e.table("eo")); n != 0 {
-		t.Fatalf("%d rows visible before the checkpoint", n)
-	}
-	if err := s.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 1, Positions: pos(500)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Write(t.Context(), events(501, 800)); err != nil {
-		t.Fatal(err)
-	}
-	// Crash: close without a checkpoint.
-	if err := s.Close(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	s2, held := e.openSink(cfg)
-	if !reflect.DeepEqual(held, pos(500)) {
-		t.Fatalf("held %v, want %v", held, pos(500))
-	}
-	got := e.rows("SELECT count(*), min(id), max(id), count(DISTINCT id) FROM " + e.table("eo"))
-	if want := "count=500 min=1 max=500 count=500"; got[0] != want {
-		t.Fatalf("after the crash: %s, want %s", got[0], want)
-	}
-	// The executor resumes after the held position.
-	if err := s2.Write(t.Context(), events(501, 1001)); err != nil {
-		t.Fatal(err)
-	}
-	if err := s2.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 2, Positions: pos(1000)}); err != nil {
-		t.Fatal(err)
-	}
-	got = e.rows("SELECT count(*), min(id), max(id), count(DISTINCT id) FROM " + e.table("eo"))
-	if want := "count=1000 min=1 max=1000 count=1000"; got[0] != want {
-		t.Fatalf("after recovery: %s, want %s", got[0], want)
-	}
-	got = e.rows(`SELECT sink, source, partition, "offset" FROM ` + e.table("pipe_offsets") + ` WHERE source <> '' `)
-	if want := []string{`sink=out source=in partition=p0 offset=1000`}; !reflect.DeepEqual(got, want) {
-		t.Fatalf("offsets %v, want %v", got, want)
-	}
-}
-
 // TestSinkConnectionLoss kills the sink's server process in the middle of
 // a transaction, then before a COMMIT: the sink reconnects, replays and
 // commits every row exactly once.
