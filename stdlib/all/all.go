@@ -9,4 +9,5 @@ import (
 	_ "pipe.dev/pipe/stdlib/core"     // generate, file, stdin, stdout, discard, filter, map, route
 	_ "pipe.dev/pipe/stdlib/kafka"    // kafka source and sink
 	_ "pipe.dev/pipe/stdlib/postgres" // postgres sink
+	_ "pipe.dev/pipe/stdlib/redis"    // redis source and sink
 )

@@ -1,0 +1,194 @@
+package redis
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/retry"
+)
+
+// connParams are the connection attributes shared by source and sink.
+var connParams = []stdlib.Param{
+	{Name: "addr", Type: stdlib.String, Default: "127.0.0.1:6379", Doc: "server address, host:port"},
+	{Name: "username", Type: stdlib.String, Doc: "ACL user (Redis 6+); without it the password authenticates the default user"},
+	{Name: "password", Type: stdlib.String, Secret: true, Doc: "password of username, or of the default user"},
+	{Name: "db", Type: stdlib.Int, Default: int64(0), Doc: "database number (SELECT)"},
+	{Name: "tls", Type: stdlib.Block(
+		stdlib.Param{Name: "ca", Type: stdlib.String, Doc: "CA certificates: a PEM file path or PEM text"},
+		stdlib.Param{Name: "cert", Type: stdlib.String, Doc: "client certificate: a PEM file path or PEM text"},
+		stdlib.Param{Name: "key", Type: stdlib.String, Secret: true, Doc: "client key: a PEM file path or PEM text"},
+		stdlib.Param{Name: "server_name", Type: stdlib.String, Doc: "name to verify the server certificate against (default: the host of addr)"},
+		stdlib.Param{Name: "insecure_skip_verify", Type: stdlib.Bool, Default: false, Doc: "do not verify the server certificate (unsafe)"},
+	), Doc: "connect with TLS"},
+	{Name: "timeout", Type: stdlib.Duration, Default: 10 * time.Second, Doc: "longest one command waits for its answer (a blocking read waits max_wait more)"},
+	retry.Param,
+}
+
+// checkConn reports connection attributes out of range.
+func checkConn(attrs map[string]any) []stdlib.AttrError {
+	var errs []stdlib.AttrError
+	if n, ok := attrs["db"].(int64); ok && n < 0 {
+		errs = append(errs, stdlib.AttrError{Attr: "db", Message: "db must not be negative"})
+	}
+	if d, ok := attrs["timeout"].(time.Duration); ok && d <= 0 {
+		errs = append(errs, stdlib.AttrError{Attr: "timeout", Message: "timeout must be positive"})
+	}
+	if t, ok := attrs["tls"].(map[string]any); ok {
+		_, c := t["cert"]
+		_, k := t["key"]
+		if c != k {
+			errs = append(errs, stdlib.AttrError{Attr: "tls.cert", Message: "tls cert and key must be set together"})
+		}
+	}
+	return append(errs, retry.Check(attrs)...)
+}
+
+// conn is a resolved connection configuration.
+type conn struct {
+	opts  *goredis.Options
+	retry time.Duration
+	what  string // "redis source", "redis sink": for logs
+	log   *slog.Logger
+}
+
+func newConn(cfg stdlib.Config, what string) (*conn, error) {
+	c := &conn{retry: cfg.Duration(retry.Param.Name), what: what, log: cfg.Logger}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	timeout := cfg.Duration("timeout")
+	c.opts = &goredis.Options{
+		Addr:         cfg.String("addr"),
+		Username:     cfg.String("username"),
+		Password:     cfg.String("password"),
+		DB:           int(cfg.Int("db")),
+		ClientName:   "pipe",
+		DialTimeout:  timeout,
+		ReadTimeout:  timeout,
+		WriteTimeout: timeout,
+		// Retries are paced by retry_timeout, and a write sent twice is
+		// not for the client to decide.
+		MaxRetries: -1,
+		PoolSize:   4,
+		// RESP2: the answers used here read the same and need no HELLO.
+		Protocol:              2,
+		ContextTimeoutEnabled: true,
+		DisableIdentity:       true,
+	}
+	if c.opts.Addr == "" {
+		return nil, errors.New("addr is empty")
+	}
+	if t, ok := cfg.Block("tls"); ok {
+		tc, err := tlsConfig(t, c.opts.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		c.opts.TLSConfig = tc
+	}
+	return c, nil
+}
+
+// client returns a new client of the connection.
+func (c *conn) client() *goredis.Client { return goredis.NewClient(c.opts) }
+
+// backoff returns a Backoff for retry_timeout, logging as the connection.
+func (c *conn) backoff() *retry.Backoff { return retry.New(c.retry, c.log, c.what) }
+
+// do runs op until it succeeds or fails with an error that retrying does
+// not cure, reconnecting with backoff until retry_timeout.
+func (c *conn) do(ctx context.Context, op func() error) error {
+	return retry.Do(ctx, c.backoff(), transient, op)
+}
+
+// transient reports whether err is a connection that failed or broke, or
+// a server that is not ready yet (loading its data, a replica without its
+// master): retrying later may succeed.
+func transient(err error) bool {
+	if err == nil {
+		return false
+	}
+	if retry.Network(err) || errors.Is(err, goredis.ErrClosed) || errors.Is(err, goredis.ErrPoolTimeout) {
+		return true
+	}
+	var re goredis.Error
+	if errors.As(err, &re) {
+		for _, p := range []string{"LOADING", "BUSY ", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "READONLY"} {
+			if strings.HasPrefix(re.Error(), p) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// recordError reports whether err is the server's refusal of one command
+// on its own merits (WRONGTYPE, a value out of range, an ACL rule on a
+// key), not of the connection, the server's state or the user.
+func recordError(err error) bool {
+	var re goredis.Error
+	if !errors.As(err, &re) || transient(err) {
+		return false
+	}
+	msg := re.Error()
+	for _, p := range []string{"OOM", "NOAUTH", "WRONGPASS", "NOSCRIPT", "MISCONF", "EXECABORT"} {
+		if strings.HasPrefix(msg, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// pemOrFile returns v itself when it holds PEM text, else the file it names.
+func pemOrFile(v string) ([]byte, error) {
+	if strings.Contains(v, "-----BEGIN") {
+		return []byte(v), nil
+	}
+	return os.ReadFile(v)
+}
+
+// tlsConfig builds the TLS configuration of a tls block; the server name
+// defaults to the host of addr.
+func tlsConfig(t stdlib.Config, addr string) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.String("server_name"), InsecureSkipVerify: t.Bool("insecure_skip_verify")}
+	if tc.ServerName == "" {
+		if i := strings.LastIndexByte(addr, ':'); i > 0 {
+			tc.ServerName = strings.Trim(addr[:i], "[]")
+		}
+	}
+	if ca := t.String("ca"); ca != "" {
+		pem, err := pemOrFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("ca: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, errors.New("ca: no PEM certificate found")
+		}
+	}
+	if cert := t.String("cert"); cert != "" {
+		cb, err := pemOrFile(cert)
+		if err != nil {
+			return nil, fmt.Errorf("cert: %w", err)
+		}
+		kb, err := pemOrFile(t.String("key"))
+		if err != nil {
+			return nil, errors.New("key: cannot be read") // the path may be a secret
+		}
+		pair, err := tls.X509KeyPair(cb, kb)
+		if err != nil {
+			return nil, fmt.Errorf("cert and key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	return tc, nil
+}
