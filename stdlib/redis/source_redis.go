@@ -240,7 +240,7 @@ func (s *source) setUp(ctx context.Context, st *streamState) error {
 		cursor = next
 	}
 	if claimed > 0 {
-		s.conn.log.Info("redis source claimed pending entries of other consumers", "stage", s.cfg.Stage,
+		s.conn.log.Info("redis source claimed pending entries of other consumers",
 			"stream", st.key, "group", s.group, "consumer", s.consumer, "entries", claimed)
 	}
 	return nil
@@ -295,7 +295,7 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 			// The stream (and its groups) went away: deleted, or lost
 			// with a server restarted without persistence. Its entries
 			// are gone; the stream made again is another incarnation.
-			s.conn.log.Warn("redis source: stream or group missing; creating them again", "stage", s.cfg.Stage, "error", err.Error())
+			s.conn.log.Warn("redis source: stream or group missing; creating them again", "error", err.Error())
 			for _, st := range s.streams {
 				if err := s.conn.do(ctx, func() error { return s.setUp(ctx, st) }); err != nil {
 					return nil, s.errorf("stream %q: %w", st.key, err)
@@ -460,7 +460,7 @@ func (s *source) Commit(ctx context.Context, positions []stdlib.Position) error 
 		if err := s.cl.XAck(ctx, st.key, s.group, st.unacked[:n]...).Err(); err != nil {
 			if transient(err) || isNoGroup(err) {
 				s.conn.log.Warn("redis source: entries not acknowledged; acknowledging them with the next checkpoint",
-					"stage", s.cfg.Stage, "stream", st.key, "error", err.Error())
+					"stream", st.key, "error", err.Error())
 				continue
 			}
 			return s.errorf("acknowledge entries of %q: %w", st.key, err)
