@@ -53,6 +53,14 @@ func checkConn(attrs map[string]any) []stdlib.AttrError {
 	return append(errs, retry.Check(attrs)...)
 }
 
+// The client's own log would print what the connector logs already
+// (with retry_timeout's pacing), on standard error.
+func init() { goredis.SetLogger(quiet{}) }
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
 // conn is a resolved connection configuration.
 type conn struct {
 	opts  *goredis.Options
@@ -78,8 +86,9 @@ func newConn(cfg stdlib.Config, what string) (*conn, error) {
 		WriteTimeout: timeout,
 		// Retries are paced by retry_timeout, and a write sent twice is
 		// not for the client to decide.
-		MaxRetries: -1,
-		PoolSize:   4,
+		MaxRetries:    -1,
+		DialerRetries: 1,
+		PoolSize:      4,
 		// RESP2: the answers used here read the same and need no HELLO.
 		Protocol:              2,
 		ContextTimeoutEnabled: true,

@@ -571,6 +571,9 @@ func (s *sink) commit(ctx context.Context, chunk []pending, positions []stdlib.P
 	b := s.conn.backoff()
 	for {
 		err := commitScript.Run(ctx, s.cl, keys, args...).Err()
+		if err == nil {
+			b.Reset()
+		}
 		if err == nil || !transient(err) {
 			return err
 		}

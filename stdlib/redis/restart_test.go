@@ -1,0 +1,193 @@
+package redis
+
+import (
+	"context"
+	"net"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"pipe.dev/pipe/internal/proctest"
+)
+
+// durableServer is a redis-server of the test's own, on a free port, that
+// writes every command to its append-only file before answering
+// (appendfsync always): stopped with SHUTDOWN NOSAVE and started again
+// with the same command, it holds everything it acknowledged.
+type durableServer struct {
+	t    *testing.T
+	addr string
+	args []string
+}
+
+func startDurableServer(t *testing.T) *durableServer {
+	t.Helper()
+	if _, err := osexec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("redis-server is not installed")
+		}
+		t.Skip("redis-server is not installed")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	dir := t.TempDir()
+	s := &durableServer{t: t, addr: "127.0.0.1:" + strconv.Itoa(port), args: []string{
+		"--daemonize", "yes", "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "",
+		"--appendonly", "yes", "--appendfsync", "always", "--dir", dir,
+		"--logfile", filepath.Join(dir, "redis.log"), "--pidfile", filepath.Join(dir, "redis.pid")}}
+	s.start()
+	t.Cleanup(func() { s.stop() })
+	return s
+}
+
+func (s *durableServer) start() {
+	if out, err := osexec.Command("redis-server", s.args...).CombinedOutput(); err != nil {
+		s.t.Fatalf("redis-server: %v\n%s", err, out)
+	}
+	cl := goredis.NewClient(&goredis.Options{Addr: s.addr})
+	defer cl.Close()
+	for range 100 {
+		if cl.Ping(context.Background()).Err() == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.t.Fatalf("redis-server on %s did not come up", s.addr)
+}
+
+func (s *durableServer) stop() {
+	host, port, _ := net.SplitHostPort(s.addr)
+	osexec.Command("redis-cli", "-h", host, "-p", port, "shutdown", "nosave").Run()
+	cl := goredis.NewClient(&goredis.Options{Addr: s.addr, MaxRetries: -1})
+	defer cl.Close()
+	for range 100 {
+		if cl.Ping(context.Background()).Err() != nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// restartPipeline reads a stream and writes each entry to another stream
+// (XADD, exactly once) and to a JSON lines file (exactly once).
+const restartPipeline = `pipeline restart_redis {
+  delivery   = exactly_once
+  checkpoint = 500ms
+}
+
+schema Event {
+  id:     int
+  user:   string
+  amount: float
+}
+
+source events: redis {
+  addr   = "${env:REDIS_ADDR}"
+  stream = "${env:PREFIX}:in"
+  group  = "pipe"
+  schema = Event
+}
+
+sink copy: redis {
+  addr          = "${env:REDIS_ADDR}"
+  command       = xadd
+  key           = "${env:PREFIX}:out"
+  positions_key = "${env:PREFIX}:positions"
+}
+
+sink file: file {
+  path = "${env:OUT}"
+}
+
+events -> [copy, file]
+`
+
+// TestServerRestartRedis runs a stream -> [stream, file] pipeline against
+// a Redis server with an append-only file (appendfsync always) while
+// entries are added, stops the server (SHUTDOWN NOSAVE) and starts it
+// again twice during the run, then checks that the output stream and the
+// file hold every entry added exactly once: the source and sink reconnect,
+// the source reads its pending entries again and the sink's script either
+// ran or did not. The producer gives its entries ids of its own, so that
+// an XADD retried across the outage adds nothing twice. Set
+// PIPE_KILLTEST=1 to run it.
+//
+// A server without persistence (the default server of this machine) loses
+// every key in a restart: the entries not yet read, the output written and
+// the sink's positions. What a pipeline can promise there is only that what
+// reaches the server after the restart is read and written, once; the
+// source sees the stream made again as another incarnation (its identity
+// group is gone) and starts it afresh (TestSourceIdentity).
+func TestServerRestartRedis(t *testing.T) {
+	n, _ := proctest.KillTest(t, 2000, 0)
+	srv := startDurableServer(t)
+	cl := clientAt(t, srv.addr)
+	root := proctest.ModuleRoot(t)
+	bin := proctest.BuildPipe(t)
+	dir := t.TempDir()
+	prefix := uniq("restart")
+	file := filepath.Join(dir, "restart.pipe")
+	os.WriteFile(file, []byte(restartPipeline), 0o644)
+	out := filepath.Join(dir, "out.jsonl")
+	span := 8 * time.Second
+	produced := make(chan error, 1)
+	base := time.Now().UnixMilli()
+	go func() {
+		pause := span / time.Duration(n)
+		for i := range n {
+			for {
+				err := cl.XAdd(t.Context(), &goredis.XAddArgs{Stream: prefix + ":in", ID: strconv.FormatInt(base+int64(i), 10) + "-1",
+					Values: []any{"id", strconv.Itoa(i), "user", "u" + strconv.Itoa(i%50), "amount", "1.5"}}).Err()
+				if err == nil || strings.Contains(err.Error(), "equal or smaller") {
+					break
+				}
+				if t.Context().Err() != nil {
+					produced <- err
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			time.Sleep(pause)
+		}
+		produced <- nil
+	}()
+	cmd := pipeRun(t, bin, root, filepath.Join(dir, "state"), file, "", "REDIS_ADDR="+srv.addr, "PREFIX="+prefix, "OUT="+out)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for i := range 2 {
+		time.Sleep(2500 * time.Millisecond)
+		srv.stop()
+		t.Logf("restart %d: server stopped; %d lines in the file", i+1, len(fileIDs(t, out)))
+		time.Sleep(time.Second)
+		srv.start()
+	}
+	if err := <-produced; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "lines in the file", func() int {
+		select {
+		case err := <-exited:
+			t.Fatalf("pipe run exited: %v", err)
+		default:
+		}
+		return len(fileIDs(t, out))
+	}, n)
+	cmd.Process.Signal(syscall.SIGTERM)
+	<-exited
+	tally(t, "file", n, fileIDs(t, out))
+	tally(t, "output stream", n, streamIDs(t, cl, prefix+":out"))
+	if p := pendingCount(t, cl, prefix+":in", "pipe"); p != 0 {
+		t.Errorf("%d entries still pending", p)
+	}
+}
