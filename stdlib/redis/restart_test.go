@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"context"
 	"net"
 	"os"
 	osexec "os/exec"
@@ -17,17 +16,29 @@ import (
 	"pipe.dev/pipe/internal/proctest"
 )
 
-// durableServer is a redis-server of the test's own, on a free port, that
-// writes every command to its append-only file before answering
-// (appendfsync always): stopped with SHUTDOWN NOSAVE and started again
-// with the same command, it holds everything it acknowledged.
-type durableServer struct {
+// testServer is a redis-server of the test's own, on a free port, which
+// the test stops and starts again with the same command.
+type testServer struct {
 	t    *testing.T
 	addr string
 	args []string
+	pid  string // its pid file
+	tls  bool   // addr is its TLS port (it has no other)
 }
 
-func startDurableServer(t *testing.T) *durableServer {
+// freePort returns a TCP port nothing listens on.
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startServer starts redis-server with args added, on a free port (its
+// TLS port when tls is set), and stops it when the test ends.
+func startServer(t *testing.T, tls bool, args ...string) *testServer {
 	t.Helper()
 	if _, err := osexec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -35,30 +46,29 @@ func startDurableServer(t *testing.T) *durableServer {
 		}
 		t.Skip("redis-server is not installed")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := strconv.Itoa(freePort(t))
 	dir := t.TempDir()
-	s := &durableServer{t: t, addr: "127.0.0.1:" + strconv.Itoa(port), args: []string{
-		"--daemonize", "yes", "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "",
-		"--appendonly", "yes", "--appendfsync", "always", "--dir", dir,
-		"--logfile", filepath.Join(dir, "redis.log"), "--pidfile", filepath.Join(dir, "redis.pid")}}
+	s := &testServer{t: t, addr: "127.0.0.1:" + port, pid: filepath.Join(dir, "redis.pid"), tls: tls}
+	s.args = []string{"--daemonize", "yes", "--bind", "127.0.0.1", "--save", "", "--dir", dir,
+		"--logfile", filepath.Join(dir, "redis.log"), "--pidfile", s.pid}
+	if tls {
+		s.args = append(s.args, "--port", "0", "--tls-port", port)
+	} else {
+		s.args = append(s.args, "--port", port)
+	}
+	s.args = append(s.args, args...)
 	s.start()
-	t.Cleanup(func() { s.stop() })
+	t.Cleanup(s.stop)
 	return s
 }
 
-func (s *durableServer) start() {
+func (s *testServer) start() {
 	if out, err := osexec.Command("redis-server", s.args...).CombinedOutput(); err != nil {
 		s.t.Fatalf("redis-server: %v\n%s", err, out)
 	}
-	cl := goredis.NewClient(&goredis.Options{Addr: s.addr})
-	defer cl.Close()
 	for range 100 {
-		if cl.Ping(context.Background()).Err() == nil {
+		if c, err := net.Dial("tcp", s.addr); err == nil {
+			c.Close()
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -66,15 +76,26 @@ func (s *durableServer) start() {
 	s.t.Fatalf("redis-server on %s did not come up", s.addr)
 }
 
-func (s *durableServer) stop() {
+// stop stops the server as an operator would, `redis-cli shutdown
+// nosave` (a TLS-only server: SIGTERM to the pid it wrote), and waits
+// until it is gone.
+func (s *testServer) stop() {
 	host, port, _ := net.SplitHostPort(s.addr)
-	osexec.Command("redis-cli", "-h", host, "-p", port, "shutdown", "nosave").Run()
-	cl := goredis.NewClient(&goredis.Options{Addr: s.addr, MaxRetries: -1})
-	defer cl.Close()
+	if s.tls {
+		if b, err := os.ReadFile(s.pid); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				syscall.Kill(pid, syscall.SIGTERM)
+			}
+		}
+	} else {
+		osexec.Command("redis-cli", "-h", host, "-p", port, "shutdown", "nosave").Run()
+	}
 	for range 100 {
-		if cl.Ping(context.Background()).Err() != nil {
+		c, err := net.Dial("tcp", s.addr)
+		if err != nil {
 			return
 		}
+		c.Close()
 		time.Sleep(50 * time.Millisecond)
 	}
 }
@@ -131,7 +152,9 @@ events -> [copy, file]
 // group is gone) and starts it afresh (TestSourceIdentity).
 func TestServerRestartRedis(t *testing.T) {
 	n, _ := proctest.KillTest(t, 2000, 0)
-	srv := startDurableServer(t)
+	// Every command is in the append-only file before it is answered:
+	// stopped and started again, the server holds all it acknowledged.
+	srv := startServer(t, false, "--appendonly", "yes", "--appendfsync", "always")
 	cl := clientAt(t, srv.addr)
 	root := proctest.ModuleRoot(t)
 	bin := proctest.BuildPipe(t)
