@@ -2,12 +2,9 @@ package redis
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
@@ -15,6 +12,7 @@ import (
 
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/retry"
+	"pipe.dev/pipe/stdlib/tlsconf"
 )
 
 // connParams are the connection attributes shared by source and sink.
@@ -23,13 +21,7 @@ var connParams = []stdlib.Param{
 	{Name: "username", Type: stdlib.String, Doc: "ACL user (Redis 6+); without it the password authenticates the default user"},
 	{Name: "password", Type: stdlib.String, Secret: true, Doc: "password of username, or of the default user"},
 	{Name: "db", Type: stdlib.Int, Default: int64(0), Doc: "database number (SELECT)"},
-	{Name: "tls", Type: stdlib.Block(
-		stdlib.Param{Name: "ca", Type: stdlib.String, Doc: "CA certificates: a PEM file path or PEM text"},
-		stdlib.Param{Name: "cert", Type: stdlib.String, Doc: "client certificate: a PEM file path or PEM text"},
-		stdlib.Param{Name: "key", Type: stdlib.String, Secret: true, Doc: "client key: a PEM file path or PEM text"},
-		stdlib.Param{Name: "server_name", Type: stdlib.String, Doc: "name to verify the server certificate against (default: the host of addr)"},
-		stdlib.Param{Name: "insecure_skip_verify", Type: stdlib.Bool, Default: false, Doc: "do not verify the server certificate (unsafe)"},
-	), Doc: "connect with TLS"},
+	tlsconf.Param,
 	{Name: "timeout", Type: stdlib.Duration, Default: 10 * time.Second, Doc: "longest one command waits for its answer (a blocking read waits max_wait more)"},
 	retry.Param,
 }
@@ -43,13 +35,7 @@ func checkConn(attrs map[string]any) []stdlib.AttrError {
 	if d, ok := attrs["timeout"].(time.Duration); ok && d <= 0 {
 		errs = append(errs, stdlib.AttrError{Attr: "timeout", Message: "timeout must be positive"})
 	}
-	if t, ok := attrs["tls"].(map[string]any); ok {
-		_, c := t["cert"]
-		_, k := t["key"]
-		if c != k {
-			errs = append(errs, stdlib.AttrError{Attr: "tls.cert", Message: "tls cert and key must be set together"})
-		}
-	}
+	errs = append(errs, tlsconf.Check(attrs)...)
 	return append(errs, retry.Check(attrs)...)
 }
 
@@ -98,7 +84,7 @@ func newConn(cfg stdlib.Config, what string) (*conn, error) {
 		return nil, errors.New("addr is empty")
 	}
 	if t, ok := cfg.Block("tls"); ok {
-		tc, err := tlsConfig(t, c.opts.Addr)
+		tc, err := tlsconf.Config(t)
 		if err != nil {
 			return nil, fmt.Errorf("tls: %w", err)
 		}
@@ -155,49 +141,4 @@ func recordError(err error) bool {
 		}
 	}
 	return true
-}
-
-// pemOrFile returns v itself when it holds PEM text, else the file it names.
-func pemOrFile(v string) ([]byte, error) {
-	if strings.Contains(v, "-----BEGIN") {
-		return []byte(v), nil
-	}
-	return os.ReadFile(v)
-}
-
-// tlsConfig builds the TLS configuration of a tls block; the server name
-// defaults to the host of addr.
-func tlsConfig(t stdlib.Config, addr string) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.String("server_name"), InsecureSkipVerify: t.Bool("insecure_skip_verify")}
-	if tc.ServerName == "" {
-		if i := strings.LastIndexByte(addr, ':'); i > 0 {
-			tc.ServerName = strings.Trim(addr[:i], "[]")
-		}
-	}
-	if ca := t.String("ca"); ca != "" {
-		pem, err := pemOrFile(ca)
-		if err != nil {
-			return nil, fmt.Errorf("ca: %w", err)
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, errors.New("ca: no PEM certificate found")
-		}
-	}
-	if cert := t.String("cert"); cert != "" {
-		cb, err := pemOrFile(cert)
-		if err != nil {
-			return nil, fmt.Errorf("cert: %w", err)
-		}
-		kb, err := pemOrFile(t.String("key"))
-		if err != nil {
-			return nil, errors.New("key: cannot be read") // the path may be a secret
-		}
-		pair, err := tls.X509KeyPair(cb, kb)
-		if err != nil {
-			return nil, fmt.Errorf("cert and key: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{pair}
-	}
-	return tc, nil
 }

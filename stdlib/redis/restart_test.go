@@ -163,7 +163,7 @@ func TestServerRestartRedis(t *testing.T) {
 	file := filepath.Join(dir, "restart.pipe")
 	os.WriteFile(file, []byte(restartPipeline), 0o644)
 	out := filepath.Join(dir, "out.jsonl")
-	span := 8 * time.Second
+	span := 10 * time.Second
 	produced := make(chan error, 1)
 	base := time.Now().UnixMilli()
 	go func() {
@@ -189,7 +189,7 @@ func TestServerRestartRedis(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	for i := range 2 {
-		time.Sleep(2500 * time.Millisecond)
+		time.Sleep(3500 * time.Millisecond)
 		srv.stop()
 		t.Logf("restart %d: server stopped; %d lines in the file", i+1, len(fileIDs(t, out)))
 		time.Sleep(time.Second)

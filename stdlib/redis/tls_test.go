@@ -18,6 +18,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/tlsconf"
 )
 
 // writeCert writes a PEM certificate signed by parent (self-signed when
@@ -82,7 +83,7 @@ func TestTLS(t *testing.T) {
 	if err := open(map[string]any{"tls": map[string]any{"ca": string(caPEM)}}); err != nil {
 		t.Fatalf("with the CA: %v", err)
 	}
-	tc, err := tlsConfig(stdlib.Config{Attrs: map[string]any{"ca": filepath.Join(dir, "ca.crt")}}, srv.addr)
+	tc, err := tlsconf.Config(stdlib.Config{Attrs: map[string]any{"ca": filepath.Join(dir, "ca.crt")}})
 	if err != nil {
 		t.Fatal(err)
 	}
