@@ -29,7 +29,7 @@ var (
 		Doc: "the Kafka partition the record was read from",
 		get: func(r *Record) any { return int64(r.Partition) }}
 	MetaOffset = MetaField{Name: "offset", Type: types.IntType,
-		Doc: "the record's offset in its source partition (a Kafka offset, a byte offset in a file or stream, a generated record's number, a row's incrementing value)",
+		Doc: "the record's offset in its source partition (a Kafka offset, a byte offset in a file or stream, a generated record's number, a row's incrementing value, a Redis entry id ms-seq as ms·2^20 + seq)",
 		get: func(r *Record) any { return r.Pos.Offset }}
 	MetaKey = MetaField{Name: "key", Type: types.AnyType,
 		Doc: "the record key (a Kafka key as decoded by key_format), or null",

@@ -161,17 +161,26 @@ func TestSourceAcksAfterCommit(t *testing.T) {
 	if n := pendingCount(t, cl, stream, group); n != 6 {
 		t.Fatalf("%d pending after committing 4, want 6", n)
 	}
+	added := addEntries(t, cl, stream, 100, 102)
+	s.Commit(t.Context(), []stdlib.Position{{Source: "in", Partition: stream, Offset: recs[4].Pos.Offset}})
+	groups := cl.XInfoGroups(t.Context(), stream).Val()
+	for _, g := range groups {
+		if strings.HasPrefix(g.Name, identityPrefix) && g.LastDeliveredID != cl.XInfoStream(t.Context(), stream).Val().LastGeneratedID {
+			t.Fatalf("identity group at %s after a commit, not at the stream's end", g.LastDeliveredID)
+		}
+	}
+	cl.XDel(t.Context(), stream, added...) // not read below
 	s.Close(t.Context())
 
-	// A restart (same consumer) reads the 6 pending entries again.
+	// A restart (same consumer) reads the 5 pending entries again.
 	s2 := openSource(t, cfg, nil)
-	again := readN(t, s2, 6)
-	if again[0].Pos.Offset != recs[4].Pos.Offset {
-		t.Fatalf("restart read %s first, want %s", stdlib.StreamEntryID(again[0].Pos.Offset), ids[4])
+	again := readN(t, s2, 5)
+	if again[0].Pos.Offset != recs[5].Pos.Offset {
+		t.Fatalf("restart read %s first, want %s", stdlib.StreamEntryID(again[0].Pos.Offset), ids[5])
 	}
 	s2.Close(t.Context())
 
-	// Resumed after entry 6, the next restart skips 4..6 and acks them.
+	// Resumed after entry 6, the next restart skips 5 and 6 and acks them.
 	s3 := openSource(t, cfg, stdlib.ResumeMap{stream: recs[6].Pos.Offset})
 	addEntries(t, cl, stream, 10, 11)
 	rest := readN(t, s3, 4)

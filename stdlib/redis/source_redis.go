@@ -248,7 +248,8 @@ func (s *source) setUp(ctx context.Context, st *streamState) error {
 
 // identity returns the identity of the stream at key: the name of a
 // consumer group the source adds to it, pipe.identity.<random>, which
-// lives as long as the stream does. Trimming or deleting entries keeps
+// lives as long as the stream does (Commit keeps it at the stream's end,
+// so that it shows no lag). Trimming or deleting entries keeps
 // it; deleting the stream (or losing it in a restart of a server without
 // persistence) drops it, and the stream made again gets another. Of
 // several such groups (sources that raced to add one) the first by name
@@ -467,6 +468,11 @@ func (s *source) Commit(ctx context.Context, positions []stdlib.Position) error 
 		}
 		st.unacked = slices.Delete(st.unacked, 0, n)
 		st.offs = slices.Delete(st.offs, 0, n)
+		// The identity group reads nothing: keep it at the stream's end,
+		// so that it shows no lag to whoever watches the groups.
+		if err := s.cl.XGroupSetID(ctx, st.key, st.identity, "$").Err(); err != nil {
+			s.conn.log.Debug("redis source: identity group not moved to the end", "stream", st.key, "error", err.Error())
+		}
 	}
 	return nil
 }
