@@ -100,9 +100,33 @@ func (c *conn) client() *goredis.Client { return goredis.NewClient(c.opts) }
 func (c *conn) backoff() *retry.Backoff { return retry.New(c.retry, c.log, c.what) }
 
 // do runs op until it succeeds or fails with an error that retrying does
-// not cure, reconnecting with backoff until retry_timeout.
-func (c *conn) do(ctx context.Context, op func() error) error {
-	return retry.Do(ctx, c.backoff(), transient, op)
+// not cure, reconnecting with backoff until retry_timeout: after a
+// failure *cl is replaced by a new client, since the connections its pool
+// keeps may all have died with the server.
+func (c *conn) do(ctx context.Context, cl **goredis.Client, op func() error) error {
+	b := c.backoff()
+	for {
+		err := op()
+		if err == nil {
+			b.Reset()
+			return nil
+		}
+		if ctx.Err() != nil || !transient(err) {
+			return err
+		}
+		c.renew(cl)
+		if werr := b.Wait(ctx, err); werr != nil {
+			return werr
+		}
+	}
+}
+
+// renew replaces *cl by a new client of the connection.
+func (c *conn) renew(cl **goredis.Client) {
+	if *cl != nil {
+		(*cl).Close()
+	}
+	*cl = c.client()
 }
 
 // transient reports whether err is a connection that failed or broke, or

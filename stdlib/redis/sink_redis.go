@@ -149,12 +149,12 @@ func (s *sink) errorf(format string, args ...any) error {
 func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 	s.cl = s.conn.client()
 	if !s.exactly {
-		if err := s.conn.do(ctx, func() error { return s.cl.Ping(ctx).Err() }); err != nil {
+		if err := s.conn.do(ctx, &s.cl, func() error { return s.cl.Ping(ctx).Err() }); err != nil {
 			return nil, s.errorf("%w", err)
 		}
 		return nil, nil
 	}
-	held, err := s.held(ctx, s.cl)
+	held, err := s.held(ctx, &s.cl)
 	if err != nil {
 		return nil, s.errorf("%w", err)
 	}
@@ -162,10 +162,10 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 }
 
 // held reads the positions hash: per sink task, the positions it holds.
-func (s *sink) held(ctx context.Context, cl *goredis.Client) (map[string][]stdlib.Position, error) {
+func (s *sink) held(ctx context.Context, cl **goredis.Client) (map[string][]stdlib.Position, error) {
 	var all map[string]string
-	err := s.conn.do(ctx, func() (err error) {
-		all, err = cl.HGetAll(ctx, s.posKey).Result()
+	err := s.conn.do(ctx, cl, func() (err error) {
+		all, err = (*cl).HGetAll(ctx, s.posKey).Result()
 		return err
 	})
 	if err != nil {
@@ -354,7 +354,7 @@ func (s *sink) Write(ctx context.Context, batch []stdlib.Record) error {
 // rejects its record.
 func (s *sink) send(ctx context.Context, cmds [][]any, rejected *stdlib.RecordErrors) error {
 	var res []goredis.Cmder
-	err := s.conn.do(ctx, func() error {
+	err := s.conn.do(ctx, &s.cl, func() error {
 		var err error
 		res, err = s.cl.Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for _, a := range cmds {
@@ -418,7 +418,7 @@ func (s *sink) hold(ctx context.Context, batch []stdlib.Record, cmds [][]any, re
 		unknown = slices.Compact(unknown)
 		if len(unknown) > 0 {
 			var types []*goredis.StatusCmd
-			err := s.conn.do(ctx, func() error {
+			err := s.conn.do(ctx, &s.cl, func() error {
 				types = types[:0]
 				_, err := s.cl.Pipelined(ctx, func(p goredis.Pipeliner) error {
 					for _, k := range unknown {
@@ -580,6 +580,7 @@ func (s *sink) commit(ctx context.Context, chunk []pending, positions []stdlib.P
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		s.conn.renew(&s.cl)
 		// Did it run before the connection broke?
 		for {
 			got, gerr := s.cl.HGet(ctx, s.posKey, tokenField).Result()
@@ -593,6 +594,7 @@ func (s *sink) commit(ctx context.Context, chunk []pending, positions []stdlib.P
 			if !transient(gerr) {
 				return gerr
 			}
+			s.conn.renew(&s.cl)
 			if werr := b.Wait(ctx, gerr); werr != nil {
 				return werr
 			}
@@ -613,8 +615,8 @@ func (s *sink) Close(context.Context) error {
 // StoredPositions implements stdlib.PositionStore.
 func (s *sink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
 	cl := s.conn.client()
-	defer cl.Close()
-	held, err := s.held(ctx, cl)
+	defer func() { cl.Close() }()
+	held, err := s.held(ctx, &cl)
 	if err != nil {
 		return nil, s.errorf("%w", err)
 	}
@@ -632,8 +634,8 @@ func (s *sink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
 // of them when reset is empty) with set.
 func (s *sink) SetPositions(ctx context.Context, source string, reset []string, set []stdlib.Position) error {
 	cl := s.conn.client()
-	defer cl.Close()
-	held, err := s.held(ctx, cl)
+	defer func() { cl.Close() }()
+	held, err := s.held(ctx, &cl)
 	if err != nil {
 		return s.errorf("%w", err)
 	}
@@ -650,7 +652,7 @@ func (s *sink) SetPositions(ctx context.Context, source string, reset []string, 
 			}
 		}
 	}
-	err = s.conn.do(ctx, func() error {
+	err = s.conn.do(ctx, &cl, func() error {
 		_, err := cl.TxPipelined(ctx, func(p goredis.Pipeliner) error {
 			if len(del) > 0 {
 				p.HDel(ctx, s.posKey, del...)

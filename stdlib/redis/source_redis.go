@@ -194,7 +194,7 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 	s.cl = s.conn.client()
 	s.bo = s.conn.backoff()
 	for _, st := range s.streams {
-		if err := s.conn.do(ctx, func() error { return s.setUp(ctx, st) }); err != nil {
+		if err := s.conn.do(ctx, &s.cl, func() error { return s.setUp(ctx, st) }); err != nil {
 			return s.errorf("stream %q: %w", st.key, err)
 		}
 	}
@@ -298,7 +298,7 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 			// are gone; the stream made again is another incarnation.
 			s.conn.log.Warn("redis source: stream or group missing; creating them again", "error", err.Error())
 			for _, st := range s.streams {
-				if err := s.conn.do(ctx, func() error { return s.setUp(ctx, st) }); err != nil {
+				if err := s.conn.do(ctx, &s.cl, func() error { return s.setUp(ctx, st) }); err != nil {
 					return nil, s.errorf("stream %q: %w", st.key, err)
 				}
 			}
@@ -306,6 +306,7 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 		case !transient(err):
 			return nil, s.errorf("%w", err)
 		}
+		s.conn.renew(&s.cl)
 		if werr := s.bo.Wait(ctx, err); werr != nil {
 			return nil, s.errorf("%w", werr)
 		}
