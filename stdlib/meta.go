@@ -42,6 +42,9 @@ var (
 			}
 			return r.Time
 		}}
+	MetaSubject = MetaField{Name: "subject", Type: types.StringType,
+		Doc: "the NATS subject the message was published on",
+		get: func(r *Record) any { return r.Subject }}
 	MetaHeaders = MetaField{Name: "headers", Type: types.MapOf(types.StringType),
 		Doc: "the record's headers, by name",
 		get: func(r *Record) any {
@@ -75,7 +78,7 @@ func StreamEntryID(offset int64) string {
 }
 
 // metaFields is every metadata field, in the order meta lists them.
-var metaFields = []MetaField{MetaTopic, MetaPartition, MetaOffset, MetaKey, MetaTimestamp, MetaHeaders,
+var metaFields = []MetaField{MetaTopic, MetaPartition, MetaOffset, MetaKey, MetaTimestamp, MetaHeaders, MetaSubject,
 	MetaStream, MetaEntryID, MetaStreamFields}
 
 // MetaFields returns every metadata field, in the order meta lists them.

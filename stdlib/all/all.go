@@ -8,6 +8,8 @@ package all
 import (
 	_ "pipe.dev/pipe/stdlib/core"     // generate, file, stdin, stdout, discard, filter, map, route
 	_ "pipe.dev/pipe/stdlib/kafka"    // kafka source and sink
+	_ "pipe.dev/pipe/stdlib/mysql"    // mysql source and sink
+	_ "pipe.dev/pipe/stdlib/nats"     // nats (JetStream) and nats_core source and sink
 	_ "pipe.dev/pipe/stdlib/postgres" // postgres sink
 	_ "pipe.dev/pipe/stdlib/redis"    // redis source and sink
 )
