@@ -77,13 +77,14 @@ func Config(t stdlib.Config) (*tls.Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cert: %w", err)
 		}
+		// The key and what it holds may be secret: errors do not show them.
 		kb, err := pemOrFile(key)
 		if err != nil {
-			return nil, fmt.Errorf("key: %w", err)
+			return nil, errors.New("key: cannot read it")
 		}
 		pair, err := tls.X509KeyPair(cb, kb)
 		if err != nil {
-			return nil, fmt.Errorf("cert and key: %w", err)
+			return nil, errors.New("cert and key: not a matching PEM certificate and key")
 		}
 		tc.Certificates = []tls.Certificate{pair}
 	}
