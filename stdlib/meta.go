@@ -3,6 +3,7 @@ package stdlib
 import (
 	"fmt"
 	"slices"
+	"strconv"
 
 	"pipe.dev/pipe/lang/types"
 )
@@ -28,7 +29,7 @@ var (
 		Doc: "the Kafka partition the record was read from",
 		get: func(r *Record) any { return int64(r.Partition) }}
 	MetaOffset = MetaField{Name: "offset", Type: types.IntType,
-		Doc: "the record's offset in its source partition (a Kafka offset, a byte offset in a file or stream, a generated record's number, a row's incrementing value)",
+		Doc: "the record's offset in its source partition (a Kafka offset, a byte offset in a file or stream, a generated record's number, a row's incrementing value, a Redis entry id ms-seq as ms·2^20 + seq)",
 		get: func(r *Record) any { return r.Pos.Offset }}
 	MetaKey = MetaField{Name: "key", Type: types.AnyType,
 		Doc: "the record key (a Kafka key as decoded by key_format, an HTTP request's idempotency key), or null",
@@ -56,10 +57,32 @@ var (
 	MetaObject = MetaField{Name: "object", Type: types.StringType,
 		Doc: "the key of the object the record was read from (s3)",
 		get: func(r *Record) any { return r.Pos.Partition }}
+	MetaStream = MetaField{Name: "stream", Type: types.StringType,
+		Doc: "the Redis stream the record was read from",
+		get: func(r *Record) any { return r.Pos.Partition }}
+	MetaEntryID = MetaField{Name: "entry_id", Type: types.StringType,
+		Doc: "the id of the Redis stream entry the record was read from (\"1700000000000-0\")",
+		get: func(r *Record) any { return StreamEntryID(r.Pos.Offset) }}
+	MetaStreamFields = MetaField{Name: "fields", Type: types.MapOf(types.StringType),
+		Doc: "the fields of the Redis stream entry the record was read from, by name",
+		get: func(r *Record) any { return MetaHeaders.get(r) }}
 )
 
+// StreamSeqBits is how many low bits of the offset of a Redis stream
+// entry hold the sequence part of its id; the milliseconds part takes
+// the bits above them (see StreamEntryID).
+const StreamSeqBits = 20
+
+// StreamEntryID returns the id of the Redis stream entry at offset: the
+// offset is the id's milliseconds shifted left by StreamSeqBits, plus
+// its sequence number, so that offsets grow as ids do.
+func StreamEntryID(offset int64) string {
+	return strconv.FormatInt(offset>>StreamSeqBits, 10) + "-" + strconv.FormatInt(offset&(1<<StreamSeqBits-1), 10)
+}
+
 // metaFields is every metadata field, in the order meta lists them.
-var metaFields = []MetaField{MetaTopic, MetaPartition, MetaOffset, MetaKey, MetaTimestamp, MetaHeaders, MetaSubject, MetaObject}
+var metaFields = []MetaField{MetaTopic, MetaPartition, MetaOffset, MetaKey, MetaTimestamp, MetaHeaders, MetaSubject,
+	MetaObject, MetaStream, MetaEntryID, MetaStreamFields}
 
 // MetaFields returns every metadata field, in the order meta lists them.
 func MetaFields() []MetaField { return slices.Clone(metaFields) }

@@ -12,5 +12,6 @@ import (
 	_ "pipe.dev/pipe/stdlib/mysql"    // mysql source and sink
 	_ "pipe.dev/pipe/stdlib/nats"     // nats (JetStream) and nats_core source and sink
 	_ "pipe.dev/pipe/stdlib/postgres" // postgres sink
+	_ "pipe.dev/pipe/stdlib/redis"    // redis source and sink
 	_ "pipe.dev/pipe/stdlib/s3"       // s3 source and sink
 )

@@ -159,6 +159,12 @@ func kindOf(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
+// ParseText converts a text value (a CSV field, a Redis stream field) to
+// the representation of t; name is used in errors.
+func ParseText(s string, t *types.Type, name string) (any, error) {
+	return parseText(s, t, name, false)
+}
+
 // parseText converts CSV text to the representation of t; keep keeps
 // invalid UTF-8 in a JSON value (jsonDecoder.keep).
 func parseText(s string, t *types.Type, path string, keep bool) (any, error) {

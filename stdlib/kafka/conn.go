@@ -26,13 +26,7 @@ import (
 var connParams = []stdlib.Param{
 	{Name: "brokers", Type: stdlib.ListOf(stdlib.String), Required: true, Doc: "bootstrap brokers, host:port"},
 	{Name: "client_id", Type: stdlib.String, Default: "pipe", Doc: "client id sent to the brokers"},
-	{Name: "tls", Type: stdlib.Block(
-		stdlib.Param{Name: "ca", Type: stdlib.String, Doc: "CA certificates: a PEM file path or PEM text"},
-		stdlib.Param{Name: "cert", Type: stdlib.String, Doc: "client certificate: a PEM file path or PEM text"},
-		stdlib.Param{Name: "key", Type: stdlib.String, Secret: true, Doc: "client key: a PEM file path or PEM text"},
-		stdlib.Param{Name: "server_name", Type: stdlib.String, Doc: "name to verify the broker certificate against"},
-		stdlib.Param{Name: "insecure_skip_verify", Type: stdlib.Bool, Default: false, Doc: "do not verify the broker certificate (unsafe)"},
-	), Doc: "connect with TLS"},
+	tlsconf.Param,
 	{Name: "sasl", Type: stdlib.Block(
 		stdlib.Param{Name: "mechanism", Type: stdlib.Enum("plain", "scram_sha_256", "scram_sha_512"), Required: true},
 		stdlib.Param{Name: "username", Type: stdlib.String, Required: true},

@@ -1,9 +1,9 @@
-// Package tlsconf builds the crypto/tls configuration of a connector's
-// tls block: ca, cert and key (each a PEM file path or PEM text), and for
-// a client server_name and insecure_skip_verify.
+// Package tlsconf is the tls block the connectors share: its attributes
+// ([Param]), their check ([Check]), and the configuration they give a
+// client ([Client]) or a server ([Server]).
 //
-// Role: a run-time helper of the connector packages (kafka, http); the
-// compiler sees only their tls params.
+// Role: a run-time helper of the connector packages; the compiler sees
+// only [Param] (or a connector's own block of the same attributes).
 package tlsconf
 
 import (
@@ -17,6 +17,31 @@ import (
 	"pipe.dev/pipe/stdlib"
 )
 
+// Param is the tls attribute of a client: a block whose presence turns
+// TLS on.
+var Param = stdlib.Param{Name: "tls", Type: stdlib.Block(
+	stdlib.Param{Name: "ca", Type: stdlib.String, Doc: "CA certificates: a PEM file path or PEM text"},
+	stdlib.Param{Name: "cert", Type: stdlib.String, Doc: "client certificate: a PEM file path or PEM text"},
+	stdlib.Param{Name: "key", Type: stdlib.String, Secret: true, Doc: "client key: a PEM file path or PEM text"},
+	stdlib.Param{Name: "server_name", Type: stdlib.String, Doc: "name to verify the server certificate against (default: the host connected to)"},
+	stdlib.Param{Name: "insecure_skip_verify", Type: stdlib.Bool, Default: false, Doc: "do not verify the server certificate (unsafe)"},
+), Doc: "connect with TLS"}
+
+// Check reports a client certificate without its key or a key without
+// its certificate.
+func Check(attrs map[string]any) []stdlib.AttrError {
+	t, ok := attrs[Param.Name].(map[string]any)
+	if !ok {
+		return nil
+	}
+	_, c := t["cert"]
+	_, k := t["key"]
+	if c != k {
+		return []stdlib.AttrError{{Attr: "tls.cert", Message: "tls cert and key must be set together"}}
+	}
+	return nil
+}
+
 // PEMOrFile returns v itself when it holds PEM text, else the file it names.
 func PEMOrFile(v string) ([]byte, error) {
 	if strings.Contains(v, "-----BEGIN") {
@@ -25,9 +50,9 @@ func PEMOrFile(v string) ([]byte, error) {
 	return os.ReadFile(v)
 }
 
-// Client returns the configuration of a client's tls block: ca verifies
-// the server (the system's roots without it), cert and key are the
-// client certificate of mutual TLS.
+// Client returns the configuration of a client's checked tls block (the
+// Config of cfg.Block("tls")): ca verifies the server (the system's roots
+// without it), cert and key are the client certificate of mutual TLS.
 func Client(t stdlib.Config) (*tls.Config, error) {
 	tc := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
@@ -85,13 +110,14 @@ func load(t stdlib.Config) (*x509.CertPool, []tls.Certificate, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("cert: %w", err)
 	}
+	// The key and what it holds may be secret: errors do not show them.
 	kb, err := PEMOrFile(key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("key: %w", err)
+		return nil, nil, errors.New("key: cannot read it")
 	}
 	pair, err := tls.X509KeyPair(cb, kb)
 	if err != nil {
-		return nil, nil, fmt.Errorf("cert and key: %w", err)
+		return nil, nil, errors.New("cert and key: not a matching PEM certificate and key")
 	}
 	return pool, []tls.Certificate{pair}, nil
 }
