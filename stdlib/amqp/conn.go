@@ -2,14 +2,11 @@ package amqp
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +15,7 @@ import (
 
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/retry"
+	"pipe.dev/pipe/stdlib/tlsconf"
 )
 
 // Component is the name of the source and the sink: RabbitMQ, the broker
@@ -31,13 +29,7 @@ var exchangeTypes = []string{"direct", "fanout", "topic", "headers"}
 var connParams = []stdlib.Param{
 	{Name: "url", Type: stdlib.String, Required: true, Secret: true,
 		Doc: "amqp://user:password@host:5672/vhost, or amqps:// for TLS; user and password percent-encoded (a ${env:…} reference is)"},
-	{Name: "tls", Type: stdlib.Block(
-		stdlib.Param{Name: "ca", Type: stdlib.String, Doc: "CA certificates: a PEM file path or PEM text"},
-		stdlib.Param{Name: "cert", Type: stdlib.String, Doc: "client certificate: a PEM file path or PEM text"},
-		stdlib.Param{Name: "key", Type: stdlib.String, Secret: true, Doc: "client key: a PEM file path or PEM text"},
-		stdlib.Param{Name: "server_name", Type: stdlib.String, Doc: "name to verify the server certificate against (default: the url's host)"},
-		stdlib.Param{Name: "insecure_skip_verify", Type: stdlib.Bool, Default: false, Doc: "do not verify the server certificate (unsafe)"},
-	), Doc: "TLS settings of an amqps:// url"},
+	tlsconf.Param("TLS settings of an amqps:// url (server_name defaults to the url's host)"),
 	{Name: "heartbeat", Type: stdlib.Duration, Default: 10 * time.Second,
 		Doc: "AMQP heartbeat interval: a dead connection is noticed after about twice this"},
 	retry.Param,
@@ -60,15 +52,9 @@ func checkConn(attrs map[string]any) []stdlib.AttrError {
 			errs = append(errs, stdlib.AttrError{Attr: "url", Message: err.Error()})
 		}
 	}
-	if t, ok := attrs["tls"].(map[string]any); ok {
-		_, c := t["cert"]
-		_, k := t["key"]
-		if c != k {
-			errs = append(errs, stdlib.AttrError{Attr: "tls.cert", Message: "tls cert and key must be set together"})
-		}
-	}
-	if d, ok := attrs["heartbeat"].(time.Duration); ok && d < time.Second && d != 0 {
-		errs = append(errs, stdlib.AttrError{Attr: "heartbeat", Message: "heartbeat must be at least 1s (0 turns heartbeats off)"})
+	errs = append(errs, tlsconf.Check(attrs)...)
+	if d, ok := attrs["heartbeat"].(time.Duration); ok && d < time.Second {
+		errs = append(errs, stdlib.AttrError{Attr: "heartbeat", Message: "heartbeat must be at least 1s"})
 	}
 	return append(errs, retry.Check(attrs)...)
 }
@@ -111,56 +97,13 @@ func newConn(cfg stdlib.Config) (*conn, error) {
 		if uri.Scheme != "amqps" {
 			return nil, errors.New("tls is set but the url is not amqps://")
 		}
-		tc, err := tlsConfig(t)
+		tc, err := tlsconf.Config(t)
 		if err != nil {
 			return nil, fmt.Errorf("tls: %w", err)
 		}
 		c.cfg.TLSClientConfig = tc
 	}
 	return c, nil
-}
-
-// pemOrFile returns v itself when it holds PEM text, else the file it names.
-func pemOrFile(v string) ([]byte, error) {
-	if strings.Contains(v, "-----BEGIN") {
-		return []byte(v), nil
-	}
-	return os.ReadFile(v)
-}
-
-func tlsConfig(t stdlib.Config) (*tls.Config, error) {
-	tc := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		ServerName:         t.String("server_name"),
-		InsecureSkipVerify: t.Bool("insecure_skip_verify"),
-	}
-	if ca := t.String("ca"); ca != "" {
-		b, err := pemOrFile(ca)
-		if err != nil {
-			return nil, fmt.Errorf("ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(b) {
-			return nil, errors.New("ca: no PEM certificate found")
-		}
-		tc.RootCAs = pool
-	}
-	if cert, key := t.String("cert"), t.String("key"); cert != "" {
-		cb, err := pemOrFile(cert)
-		if err != nil {
-			return nil, fmt.Errorf("cert: %w", err)
-		}
-		kb, err := pemOrFile(key)
-		if err != nil {
-			return nil, errors.New("key: cannot be read") // its path or text may be the secret
-		}
-		pair, err := tls.X509KeyPair(cb, kb)
-		if err != nil {
-			return nil, fmt.Errorf("cert and key: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{pair}
-	}
-	return tc, nil
 }
 
 func (c *conn) backoff(log *slog.Logger, what string) *retry.Backoff {

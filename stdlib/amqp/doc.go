@@ -20,8 +20,11 @@
 // received, from 1, across reconnects: it orders acknowledgements and
 // nothing else. It means nothing after a restart (the broker hands out
 // what was not acknowledged, in another order, with new delivery tags), so
-// the source never asks for a resume position and no sink drops its
-// records as replays. The delivery is therefore at least once: a message
+// each source gives its partition an identity of its own ("session/<random>")
+// when it opens: a position stored by an earlier run is not applied (the
+// executor logs that once), no sink drops a record as a replay, and the
+// positions this run stores replace the old ones instead of being compared
+// with them. The delivery is therefore at least once: a message
 // whose acknowledgement a crash or a broken connection prevented comes
 // again with meta.redelivered set; the spec declares at_least_once (and
 // at_most_once), and the compiler rejects an exactly_once sink fed by it.

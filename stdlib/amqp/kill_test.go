@@ -19,12 +19,9 @@ import (
 	"pipe.dev/pipe/internal/proctest"
 )
 
-// sourcePipeline reads queue ${env:QUEUE} into a JSON lines file, each
+// sourceStages read queue ${env:QUEUE} into a JSON lines file, each
 // record with its redelivered flag and message id.
-const sourcePipeline = `pipeline rmq_source_kill {
-  checkpoint = 300ms
-}
-
+const sourceStages = `
 source in: rabbitmq {
   url           = "${env:AMQP_URL}"
   queue         = "${env:QUEUE}"
@@ -46,27 +43,31 @@ sink out: file {
 in -> tag -> out
 `
 
-// sinkPipeline publishes count generated records to queue ${env:QUEUE}
-// through the default exchange.
-const sinkPipeline = `pipeline rmq_sink_kill {
-  checkpoint = 300ms
-}
-
+// sinkStages publish COUNT generated records at RATE a second to queue
+// ${env:OUT_QUEUE} through the default exchange.
+const sinkStages = `
 source gen: generate {
   count  = COUNT
   rate   = RATE
   fields = { n = seq(start = 0), tag = "x" }
 }
 
-sink out: rabbitmq {
+sink pub: rabbitmq {
   url           = "${env:AMQP_URL}"
-  routing_key   = "${env:QUEUE}"
+  routing_key   = "${env:OUT_QUEUE}"
   retry_timeout = 2m
   delivery      = at_least_once
 }
 
-gen -> out
+gen -> pub
 `
+
+// pipelineText is a pipeline of stages, checkpointing every 300ms, that
+// generates count records at rate a second (sinkStages).
+func pipelineText(name string, count int, rate float64, stages ...string) string {
+	text := "pipeline " + name + " {\n  checkpoint = 300ms\n}\n" + strings.Join(stages, "")
+	return strings.NewReplacer("COUNT", fmt.Sprint(count), "RATE", fmt.Sprintf("%.1f", rate)).Replace(text)
+}
 
 // killEnv is what a kill or restart test runs: the pipe binary and a
 // directory for pipeline files, state and output.
@@ -248,17 +249,18 @@ func TestKillRabbitMQSource(t *testing.T) {
 	q := e.queue("in")
 	out := filepath.Join(k.dir, "out.jsonl")
 	env := []string{"AMQP_URL=" + testURL(), "QUEUE=" + q, "OUT=" + out}
+	text := pipelineText("rmq_source_kill", 0, 0, sourceStages)
 	span := time.Duration(kills) * 1500 * time.Millisecond
 	published := make(chan error, 1)
 	go func() { published <- publishSlowly(t.Context(), q, total, span) }()
 	for i := range kills {
-		cmd := k.start("source", sourcePipeline, env...)
+		cmd := k.start("source", text, env...)
 		time.Sleep(time.Duration(700+rand.IntN(1500)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		t.Logf("kill %d: queue holds %d", i+1, e.count(q))
 	}
-	cmd := k.start("source", sourcePipeline, env...)
+	cmd := k.start("source", text, env...)
 	if err := <-published; err != nil {
 		t.Fatal(err)
 	}
@@ -323,8 +325,8 @@ func TestKillRabbitMQSink(t *testing.T) {
 	k := newKillEnv(t)
 	q := e.queue("out")
 	rate := float64(total) / (float64(kills) * 1.2)
-	env := []string{"AMQP_URL=" + testURL(), "QUEUE=" + q}
-	text := strings.NewReplacer("COUNT", fmt.Sprint(total), "RATE", fmt.Sprintf("%.1f", rate)).Replace(sinkPipeline)
+	env := []string{"AMQP_URL=" + testURL(), "OUT_QUEUE=" + q}
+	text := pipelineText("rmq_sink_kill", total, rate, sinkStages)
 	for i := range kills {
 		cmd := k.start("sink", text, env...)
 		time.Sleep(time.Duration(700+rand.IntN(1500)) * time.Millisecond)

@@ -2,10 +2,8 @@ package amqp
 
 import (
 	"context"
-	"fmt"
 	osexec "os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -14,47 +12,6 @@ import (
 
 	"pipe.dev/pipe/internal/proctest"
 )
-
-// restartPipeline reads queue ${env:QUEUE} into a file and, beside it,
-// publishes generated records to queue ${env:OUT_QUEUE}.
-const restartPipeline = `pipeline rmq_restart {
-  checkpoint = 300ms
-}
-
-source in: rabbitmq {
-  url           = "${env:AMQP_URL}"
-  queue         = "${env:QUEUE}"
-  prefetch      = 300
-  retry_timeout = 2m
-}
-
-transform tag: map {
-  redelivered := meta.redelivered
-  id          := meta.message_id
-}
-
-sink out: file {
-  path     = "${env:OUT}"
-  format   = json
-  delivery = at_least_once
-}
-
-source gen: generate {
-  count  = COUNT
-  rate   = RATE
-  fields = { n = seq(start = 0), tag = "x" }
-}
-
-sink pub: rabbitmq {
-  url           = "${env:AMQP_URL}"
-  routing_key   = "${env:OUT_QUEUE}"
-  retry_timeout = 2m
-  delivery      = at_least_once
-}
-
-in -> tag -> out
-gen -> pub
-`
 
 // restartRabbitMQ stops the local RabbitMQ (rabbitmqctl stop) and starts
 // it again (rabbitmq-server -detached), then waits until it takes
@@ -100,7 +57,7 @@ func TestServerRestartRabbitMQ(t *testing.T) {
 	out := filepath.Join(k.dir, "out.jsonl")
 	env := []string{"AMQP_URL=" + testURL(), "QUEUE=" + in, "OUT_QUEUE=" + outQ, "OUT=" + out}
 	span := 12 * time.Second
-	text := strings.NewReplacer("COUNT", fmt.Sprint(total), "RATE", fmt.Sprintf("%.1f", float64(total)/span.Seconds())).Replace(restartPipeline)
+	text := pipelineText("rmq_restart", total, float64(total)/span.Seconds(), sourceStages, sinkStages)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	published := make(chan error, 1)

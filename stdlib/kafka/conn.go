@@ -4,11 +4,9 @@ import (
 	"cmp"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -21,19 +19,14 @@ import (
 
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/retry"
+	"pipe.dev/pipe/stdlib/tlsconf"
 )
 
 // connParams are the connection attributes shared by source and sink.
 var connParams = []stdlib.Param{
 	{Name: "brokers", Type: stdlib.ListOf(stdlib.String), Required: true, Doc: "bootstrap brokers, host:port"},
 	{Name: "client_id", Type: stdlib.String, Default: "pipe", Doc: "client id sent to the brokers"},
-	{Name: "tls", Type: stdlib.Block(
-		stdlib.Param{Name: "ca", Type: stdlib.String, Doc: "CA certificates: a PEM file path or PEM text"},
-		stdlib.Param{Name: "cert", Type: stdlib.String, Doc: "client certificate: a PEM file path or PEM text"},
-		stdlib.Param{Name: "key", Type: stdlib.String, Secret: true, Doc: "client key: a PEM file path or PEM text"},
-		stdlib.Param{Name: "server_name", Type: stdlib.String, Doc: "name to verify the broker certificate against"},
-		stdlib.Param{Name: "insecure_skip_verify", Type: stdlib.Bool, Default: false, Doc: "do not verify the broker certificate (unsafe)"},
-	), Doc: "connect with TLS"},
+	tlsconf.Param("connect with TLS"),
 	{Name: "sasl", Type: stdlib.Block(
 		stdlib.Param{Name: "mechanism", Type: stdlib.Enum("plain", "scram_sha_256", "scram_sha_512"), Required: true},
 		stdlib.Param{Name: "username", Type: stdlib.String, Required: true},
@@ -66,7 +59,7 @@ func newConn(cfg stdlib.Config) (*conn, error) {
 		return nil, errors.New("no brokers")
 	}
 	if t, ok := cfg.Block("tls"); ok {
-		tc, err := tlsConfig(t)
+		tc, err := tlsconf.Config(t)
 		if err != nil {
 			return nil, fmt.Errorf("tls: %w", err)
 		}
@@ -80,53 +73,6 @@ func newConn(cfg stdlib.Config) (*conn, error) {
 		c.sasl = m
 	}
 	return c, nil
-}
-
-// pemOrFile returns v itself when it holds PEM text, else the file it names.
-func pemOrFile(v string) ([]byte, error) {
-	if strings.Contains(v, "-----BEGIN") {
-		return []byte(v), nil
-	}
-	return os.ReadFile(v)
-}
-
-func tlsConfig(t stdlib.Config) (*tls.Config, error) {
-	tc := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		ServerName:         t.String("server_name"),
-		InsecureSkipVerify: t.Bool("insecure_skip_verify"),
-	}
-	if ca := t.String("ca"); ca != "" {
-		b, err := pemOrFile(ca)
-		if err != nil {
-			return nil, fmt.Errorf("ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(b) {
-			return nil, errors.New("ca: no PEM certificate found")
-		}
-		tc.RootCAs = pool
-	}
-	cert, key := t.String("cert"), t.String("key")
-	if (cert == "") != (key == "") {
-		return nil, errors.New("cert and key must be set together")
-	}
-	if cert != "" {
-		cb, err := pemOrFile(cert)
-		if err != nil {
-			return nil, fmt.Errorf("cert: %w", err)
-		}
-		kb, err := pemOrFile(key)
-		if err != nil {
-			return nil, fmt.Errorf("key: %w", err)
-		}
-		pair, err := tls.X509KeyPair(cb, kb)
-		if err != nil {
-			return nil, fmt.Errorf("cert and key: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{pair}
-	}
-	return tc, nil
 }
 
 func saslMechanism(mech, user, pass string) (sasl.Mechanism, error) {

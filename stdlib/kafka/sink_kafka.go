@@ -17,6 +17,7 @@ import (
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/codec"
 	"pipe.dev/pipe/stdlib/retry"
+	"pipe.dev/pipe/stdlib/tlsconf"
 )
 
 func init() { stdlib.MustRegister(SinkSpec) }
@@ -51,7 +52,7 @@ var SinkSpec = &stdlib.Spec{
 }
 
 func checkSink(attrs map[string]any) []stdlib.AttrError {
-	errs := append(checkTLS(attrs), retry.Check(attrs)...)
+	errs := append(tlsconf.Check(attrs), retry.Check(attrs)...)
 	if ct, ok := attrs["create_topic"].(map[string]any); ok {
 		if n, ok := ct["partitions"].(int64); ok && n < 1 {
 			errs = append(errs, stdlib.AttrError{Attr: "create_topic.partitions", Message: "partitions must be at least 1"})

@@ -23,6 +23,7 @@ import (
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/codec"
 	"pipe.dev/pipe/stdlib/retry"
+	"pipe.dev/pipe/stdlib/tlsconf"
 )
 
 func init() { stdlib.MustRegister(SourceSpec) }
@@ -91,21 +92,8 @@ func checkSource(attrs map[string]any) []stdlib.AttrError {
 	if st, ok := attrs["session_timeout"].(time.Duration); ok && hbOK && hb >= st {
 		errs = append(errs, stdlib.AttrError{Attr: "heartbeat_interval", Message: fmt.Sprintf("heartbeat_interval (%v) must be shorter than session_timeout (%v)", hb, st)})
 	}
-	errs = append(errs, checkTLS(attrs)...)
+	errs = append(errs, tlsconf.Check(attrs)...)
 	return append(errs, retry.Check(attrs)...)
-}
-
-func checkTLS(attrs map[string]any) []stdlib.AttrError {
-	t, ok := attrs["tls"].(map[string]any)
-	if !ok {
-		return nil
-	}
-	_, c := t["cert"]
-	_, k := t["key"]
-	if c != k {
-		return []stdlib.AttrError{{Attr: "tls.cert", Message: "tls cert and key must be set together"}}
-	}
-	return nil
 }
 
 // partKey names a partition as positions do: "topic/N".
