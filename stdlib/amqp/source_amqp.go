@@ -13,7 +13,6 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/codec"
 	"pipe.dev/pipe/stdlib/retry"
@@ -47,22 +46,11 @@ var SourceSpec = &stdlib.Spec{
 		stdlib.Param{Name: "batch", Type: stdlib.Int, Default: int64(500), Doc: "most records handed on at once"},
 		stdlib.Param{Name: "max_wait", Type: stdlib.Duration, Default: 250 * time.Millisecond, Doc: "longest a read waits for a first message"},
 	),
-	Output: rawOutput,
+	Output: stdlib.RawOutput,
 	Check:  checkSource,
 	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {
 		return newSource(cfg)
 	},
-}
-
-// rawOutput is the record type of the raw body formats.
-func rawOutput(attrs map[string]any) *types.Type {
-	switch attrs["format"] {
-	case stdlib.Ident("string"):
-		return types.RecordOf(&types.Field{Name: "value", Type: types.StringType})
-	case stdlib.Ident("bytes"):
-		return types.RecordOf(&types.Field{Name: "value", Type: types.BytesType})
-	}
-	return nil
 }
 
 func checkSource(attrs map[string]any) []stdlib.AttrError {
