@@ -69,7 +69,13 @@ func TestSourceAcksAfterCommit(t *testing.T) {
 	if !slices.Equal(got, []int64{6, 7, 8, 9}) {
 		t.Fatalf("after committing six, read %v, want [6 7 8 9]", got)
 	}
-	if err := s.Commit(t.Context(), []stdlib.Position{{Source: "src", Partition: q, Offset: recs[3].Pos.Offset}}); err != nil {
+	commitAll(t, e, s, q, recs[3].Pos)
+}
+
+// commitAll commits pos, closes s and checks that queue q is empty.
+func commitAll(t *testing.T, e *rmq, s *source, q string, pos stdlib.Position) {
+	t.Helper()
+	if err := s.Commit(t.Context(), []stdlib.Position{pos}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close(t.Context())
@@ -179,13 +185,7 @@ func TestSourceReconnect(t *testing.T) {
 	if len(s.pending) != len(seen) {
 		t.Fatalf("%d unacknowledged after committing an offset of the old channel, want %d", len(s.pending), len(seen))
 	}
-	if err := s.Commit(t.Context(), []stdlib.Position{last}); err != nil {
-		t.Fatal(err)
-	}
-	s.Close(t.Context())
-	if n := e.count(q); n != 0 {
-		t.Fatalf("queue holds %d messages after every one was committed", n)
-	}
+	commitAll(t, e, s, q, last)
 }
 
 // TestSourceQueueMissing fails at once, naming the queue: a missing queue

@@ -42,18 +42,25 @@ func fill(b *testing.B, e *rmq, q string, n int) {
 		b.Fatal(err)
 	}
 	for i := 0; i < n; i += benchBatch {
-		var dcs []*amqp.DeferredConfirmation
-		for j := i; j < min(i+benchBatch, n); j++ {
-			dc, err := ch.PublishWithDeferredConfirm("", q, false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: benchBody(j)})
-			if err != nil {
-				b.Fatal(err)
-			}
-			dcs = append(dcs, dc)
+		publishBatch(b, ch, q, i, min(i+benchBatch, n))
+	}
+}
+
+// publishBatch publishes messages from..to-1 to q, persistent and
+// mandatory, and waits for every confirm.
+func publishBatch(b *testing.B, ch *amqp.Channel, q string, from, to int) {
+	var dcs []*amqp.DeferredConfirmation
+	for j := from; j < to; j++ {
+		dc, err := ch.PublishWithDeferredConfirm("", q, true, false, amqp.Publishing{
+			DeliveryMode: amqp.Persistent, ContentType: "application/json", MessageId: fmt.Sprint(j), Body: benchBody(j)})
+		if err != nil {
+			b.Fatal(err)
 		}
-		for _, dc := range dcs {
-			if !dc.Wait() {
-				b.Fatal("not confirmed")
-			}
+		dcs = append(dcs, dc)
+	}
+	for _, dc := range dcs {
+		if !dc.Wait() {
+			b.Fatal("not confirmed")
 		}
 	}
 }
@@ -74,20 +81,7 @@ func BenchmarkPlainPublish(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i += benchBatch {
-		var dcs []*amqp.DeferredConfirmation
-		for j := i; j < min(i+benchBatch, b.N); j++ {
-			dc, err := ch.PublishWithDeferredConfirm("", q, true, false, amqp.Publishing{
-				DeliveryMode: amqp.Persistent, ContentType: "application/json", MessageId: fmt.Sprint(j), Body: benchBody(j)})
-			if err != nil {
-				b.Fatal(err)
-			}
-			dcs = append(dcs, dc)
-		}
-		for _, dc := range dcs {
-			if !dc.Wait() {
-				b.Fatal("not confirmed")
-			}
-		}
+		publishBatch(b, ch, q, i, min(i+benchBatch, b.N))
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
