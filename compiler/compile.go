@@ -183,7 +183,7 @@ type defInfo struct {
 // declares reports whether the def has a parameter called name.
 func (di *defInfo) declares(name string) bool {
 	for _, p := range di.decl.Params {
-		if p.Name == name {
+		if p.Name.Name == name {
 			return true
 		}
 	}
@@ -219,28 +219,9 @@ func (u *unit) nodeSpan(s lang.Span) lang.Span {
 	return s
 }
 
-// nameSpan returns the span of the identifier name at or after offset from.
-func (u *unit) nameSpan(from int, name string) lang.Span {
-	if from < 0 {
-		from = 0
-	}
-	for i := from; i+len(name) <= len(u.src); i++ {
-		if string(u.src[i:i+len(name)]) != name {
-			continue
-		}
-		if i > 0 && isIdentByte(u.src[i-1]) {
-			continue
-		}
-		if j := i + len(name); j < len(u.src) && isIdentByte(u.src[j]) {
-			continue
-		}
-		return u.lines.Span(i, i+len(name))
-	}
-	return u.lines.Span(from, from)
-}
-
-func isIdentByte(b byte) bool {
-	return b == '_' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
+// identSpan is the span of a name in u's source.
+func (u *unit) identSpan(id ast.Ident) lang.Span {
+	return u.lines.Span(id.Pos.Offset, id.EndPos.Offset)
 }
 
 // declare records a top-level name in u, reporting duplicates and reserved
@@ -259,6 +240,10 @@ func (c *checker) declare(u *unit, name string, span lang.Span, what string) boo
 }
 
 // reserved holds names no stage, schema, def, import or field may take.
+// IsReserved says whether name cannot name a stage, schema, def, import
+// or parameter (PIPE103).
+func IsReserved(name string) bool { return reserved[name] }
+
 var reserved = map[string]bool{
 	"meta": true, "params": true, "param": true,
 	"source": true, "transform": true, "sink": true, "pipeline": true, "import": true,
@@ -278,23 +263,23 @@ func (c *checker) resolveUnit(u *unit) {
 			c.loadImport(u, it.Import)
 		case it.Schema != nil:
 			s := it.Schema
-			span := u.nameSpan(s.Pos.Offset+len("schema"), s.Name)
-			if c.declare(u, s.Name, span, "schema") {
-				u.schemas[s.Name] = &schemaInfo{decl: s, u: u, span: span}
+			span := u.identSpan(s.Name)
+			if c.declare(u, s.Name.Name, span, "schema") {
+				u.schemas[s.Name.Name] = &schemaInfo{decl: s, u: u, span: span}
 			}
 		case it.Def != nil:
 			d := it.Def
-			span := u.nameSpan(d.Pos.Offset+len("def")+len(d.Kind)+1, d.Name)
+			span := u.identSpan(d.Name)
 			pt := c.checkDefParams(u, d)
-			if c.declare(u, d.Name, span, "def") {
-				u.defs[d.Name] = &defInfo{decl: d, u: u, span: span, paramUsed: map[string]bool{}, ptypes: pt}
+			if c.declare(u, d.Name.Name, span, "def") {
+				u.defs[d.Name.Name] = &defInfo{decl: d, u: u, span: span, paramUsed: map[string]bool{}, ptypes: pt}
 			}
 		}
 	}
 	// Resolve every schema now so errors in unused ones are reported too.
 	for _, it := range u.file.Items {
 		if it.Schema != nil {
-			if si := u.schemas[it.Schema.Name]; si != nil && si.decl == it.Schema {
+			if si := u.schemas[it.Schema.Name.Name]; si != nil && si.decl == it.Schema {
 				c.schemaType(si)
 			}
 		}
@@ -304,14 +289,10 @@ func (c *checker) resolveUnit(u *unit) {
 func (c *checker) loadImport(u *unit, im *ast.Import) {
 	span := u.nodeSpan(ast.SpanOf(im.Pos, im.EndPos))
 	rel := im.Path.Value()
-	alias := im.Alias
-	if alias == "" {
-		base := filepath.Base(rel)
-		alias = base[:len(base)-len(filepath.Ext(base))]
-	}
-	aspan := span
-	if im.Alias != "" {
-		aspan = u.nameSpan(im.Path.EndPos.Offset, im.Alias)
+	base := filepath.Base(rel)
+	alias, aspan := base[:len(base)-len(filepath.Ext(base))], span
+	if im.Alias != nil {
+		alias, aspan = im.Alias.Name, u.identSpan(*im.Alias)
 	}
 	info := &importInfo{alias: alias, span: aspan}
 	if c.declare(u, alias, aspan, "import") {
@@ -416,17 +397,17 @@ func (c *checker) checkDefParams(u *unit, d *ast.Def) map[string]*types.Type {
 	pt := map[string]*types.Type{}
 	seen := map[string]lang.Span{}
 	for _, p := range d.Params {
-		span := u.nameSpan(p.Pos.Offset, p.Name)
-		if reserved[p.Name] {
+		span := u.identSpan(p.Name)
+		if reserved[p.Name.Name] {
 			c.errorf(lang.ReservedName, span, "parameter name %q is reserved", p.Name)
 		}
-		if first, dup := seen[p.Name]; dup {
+		if first, dup := seen[p.Name.Name]; dup {
 			e := c.errorf(lang.DuplicateName, span, "parameter %q is already defined", p.Name)
 			e.Related = []lang.Related{{Span: first, Message: "first defined here"}}
 			continue
 		}
-		seen[p.Name] = span
-		pt[p.Name] = c.resolveType(u, p.Type, nil)
+		seen[p.Name.Name] = span
+		pt[p.Name.Name] = c.resolveType(u, p.Type, nil)
 	}
 	return pt
 }

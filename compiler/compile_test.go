@@ -136,3 +136,51 @@ func TestEveryCodeTested(t *testing.T) {
 		}
 	}
 }
+
+// TestNameSpans checks that diagnostics about a declared name point at the
+// name itself (the parser gives every name its span), also where the same
+// word appears before it in a comment or as the stage's component.
+func TestNameSpans(t *testing.T) {
+	src := `schema Point { y: int }
+schema
+  // Point was a list once
+  Point { x: int }
+
+source stdin: stdin { format = json }
+sink
+  // stdin was the sink's name
+  stdin: stdout { format = json }
+stdin -> stdin
+
+def transform twice(n: int): map { }
+def transform
+  // twice uses twice
+  twice(n: int): map { }
+`
+	_, diags := Compile(testConfig(), "main.pipe", []byte(src))
+	want := map[string]string{ // name → line:col of the duplicate
+		"schema": "4:3", "stage": "9:3", "def": "15:3",
+	}
+	got := map[string]string{}
+	for _, d := range diags {
+		if d.Code != lang.DuplicateName {
+			continue
+		}
+		for what := range want {
+			if strings.HasPrefix(d.Message, what) {
+				got[what] = fmt.Sprintf("%d:%d", d.Span.Start.Line, d.Span.Start.Column)
+				if d.Span.End.Offset-d.Span.Start.Offset != map[string]int{"schema": 5, "stage": 5, "def": 5}[what] {
+					t.Errorf("%s: span %v is not the name's", what, d.Span)
+				}
+			}
+		}
+	}
+	for what, at := range want {
+		if got[what] != at {
+			t.Errorf("duplicate %s reported at %q, want %q", what, got[what], at)
+			for _, d := range diags {
+				t.Log(d)
+			}
+		}
+	}
+}

@@ -640,3 +640,7 @@ func (c *checker) transformResult(st *stage) {
 		st.typed = false
 	}
 }
+
+func isIdentByte(b byte) bool {
+	return b == '_' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
+}

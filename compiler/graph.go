@@ -32,7 +32,7 @@ func (c *checker) buildGraph() {
 			left, right := f.Nodes[i], f.Nodes[i+1]
 			if len(left.Refs) > 1 && len(right.Refs) > 1 {
 				span := u.nodeSpan(ast.SpanOf(left.Pos, right.EndPos))
-				if st := c.stages[right.Refs[0].Stage]; st != nil {
+				if st := c.stages[right.Refs[0].Stage.Name]; st != nil {
 					c.lint(st, lang.CrossProduct, span, nil, "%s -> %s wires every input to every output", flowNodeString(left), flowNodeString(right)).
 						Detail = "write one flow line per edge if that is not meant"
 				} else {
@@ -127,10 +127,10 @@ func (c *checker) stageNames() []string {
 func (c *checker) flowRef(r *ast.PortRef, isFrom bool) (*stage, bool) {
 	u := c.main
 	span := u.nodeSpan(ast.SpanOf(r.Pos, r.EndPos))
-	st := c.stages[r.Stage]
+	st := c.stages[r.Stage.Name]
 	if st == nil {
-		d := c.errorf(lang.UnknownName, u.nameSpan(r.Pos.Offset, r.Stage), "unknown stage %q", r.Stage)
-		d.Detail = suggest(r.Stage, c.stageNames())
+		d := c.errorf(lang.UnknownName, u.identSpan(r.Stage), "unknown stage %q", r.Stage)
+		d.Detail = suggest(r.Stage.Name, c.stageNames())
 		return nil, false
 	}
 	if !c.inFlow[st.name] {

@@ -100,12 +100,12 @@ func (c *checker) graphLints() {
 		}
 		if p := st.onError; p != nil {
 			for q := p; q != nil; q = q.Then {
-				if q.Action == "skip" {
+				if q.Action == stdlib.ActionSkip {
 					c.lint(st, lang.SkipWithoutDLQ, st.onErrorSpan, nil, "on_error = skip drops failed records of %q silently", st.name).
 						Detail = "use dead_letter(sink) to keep them"
 				}
 			}
-			if p.Action == "retry" && p.Then == nil {
+			if p.Action == stdlib.ActionRetry && p.Then == nil {
 				c.lint(st, lang.RetryWithoutThen, st.onErrorSpan, nil, "retry without then fails the pipeline when retries run out").
 					Detail = "add then = dead_letter(sink) or then = skip"
 			}
@@ -163,11 +163,11 @@ func (c *checker) unusedLints() {
 	for _, it := range u.file.Items {
 		switch {
 		case it.Schema != nil:
-			if si := u.schemas[it.Schema.Name]; si != nil && si.decl == it.Schema && !si.used && !library {
+			if si := u.schemas[it.Schema.Name.Name]; si != nil && si.decl == it.Schema && !si.used && !library {
 				c.warnf(lang.Unused, si.span, "schema %q is not used", si.decl.Name)
 			}
 		case it.Def != nil:
-			di := u.defs[it.Def.Name]
+			di := u.defs[it.Def.Name.Name]
 			if di == nil || di.decl != it.Def {
 				continue
 			}
@@ -179,8 +179,8 @@ func (c *checker) unusedLints() {
 				// Never instantiated here: find parameter uses in the body's text.
 				body := string(di.u.src[di.decl.Pos.Offset:min(di.decl.EndPos.Offset, len(di.u.src))])
 				for _, p := range di.decl.Params {
-					if strings.Contains(body, "params."+p.Name) || strings.Contains(body, "${param:"+p.Name+"}") {
-						di.paramUsed[p.Name] = true
+					if strings.Contains(body, "params."+p.Name.Name) || strings.Contains(body, "${param:"+p.Name.Name+"}") {
+						di.paramUsed[p.Name.Name] = true
 					}
 				}
 			}
@@ -197,7 +197,7 @@ func (c *checker) unusedLints() {
 		iu := c.units[k]
 		for _, it := range iu.file.Items {
 			if it.Def != nil {
-				if di := iu.defs[it.Def.Name]; di != nil && di.decl == it.Def && di.used {
+				if di := iu.defs[it.Def.Name.Name]; di != nil && di.decl == it.Def && di.used {
 					c.unusedParams(di)
 				}
 			}
@@ -207,8 +207,8 @@ func (c *checker) unusedLints() {
 
 func (c *checker) unusedParams(di *defInfo) {
 	for _, p := range di.decl.Params {
-		if !di.paramUsed[p.Name] {
-			c.warnf(lang.Unused, di.u.nameSpan(p.Pos.Offset, p.Name), "parameter %q of def %q is not used", p.Name, di.decl.Name)
+		if !di.paramUsed[p.Name.Name] {
+			c.warnf(lang.Unused, di.u.identSpan(p.Name), "parameter %q of def %q is not used", p.Name, di.decl.Name)
 		}
 	}
 }

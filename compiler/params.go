@@ -26,13 +26,13 @@ func (c *checker) readParams() {
 			continue
 		}
 		d := it.Param.Param
-		span := u.nameSpan(d.Pos.Offset, d.Name)
-		if first, dup := seen[d.Name]; dup {
+		span := u.identSpan(d.Name)
+		if first, dup := seen[d.Name.Name]; dup {
 			e := c.errorf(lang.DuplicateName, span, "param %q is already defined", d.Name)
 			e.Related = []lang.Related{{Span: first, Message: "first defined here"}}
 			continue
 		}
-		seen[d.Name] = span
+		seen[d.Name.Name] = span
 		t := c.paramType(u, d.Type)
 		if t == nil {
 			continue
@@ -62,11 +62,11 @@ func (c *checker) readParams() {
 			}
 			val = x
 		}
-		c.prog.Params = append(c.prog.Params, &ir.Param{Name: d.Name, Type: t, Value: val, Span: span})
+		c.prog.Params = append(c.prog.Params, &ir.Param{Name: d.Name.Name, Type: t, Value: val, Span: span})
 		if c.fileParams == nil {
 			c.fileParams = &types.Type{Kind: types.Record, Name: "params"}
 		}
-		c.fileParams.Fields = append(c.fileParams.Fields, &types.Field{Name: d.Name, Type: t})
+		c.fileParams.Fields = append(c.fileParams.Fields, &types.Field{Name: d.Name.Name, Type: t})
 	}
 }
 

@@ -118,9 +118,9 @@ func (c *checker) declareStages() {
 		if sd == nil {
 			continue
 		}
-		span := u.nameSpan(sd.Pos.Offset+len(sd.Kind), sd.Name)
+		span := u.identSpan(sd.Name)
 		st := &stage{
-			name:     sd.Name,
+			name:     sd.Name.Name,
 			kind:     stdlib.Kind(sd.Kind),
 			decl:     sd,
 			span:     span,
@@ -131,19 +131,19 @@ func (c *checker) declareStages() {
 			flatSeen: map[string]*flatAttr{},
 		}
 		n++
-		if reserved[sd.Name] {
+		if reserved[sd.Name.Name] {
 			c.errorf(lang.ReservedName, span, "stage name %q is reserved", sd.Name)
 		}
-		if prev, dup := c.stages[sd.Name]; dup {
+		if prev, dup := c.stages[sd.Name.Name]; dup {
 			d := c.errorf(lang.DuplicateName, span, "stage %q is already defined", sd.Name)
 			d.Related = []lang.Related{{Span: prev.span, Message: "first defined here"}}
 			continue
 		}
-		if first, clash := u.names[sd.Name]; clash {
+		if first, clash := u.names[sd.Name.Name]; clash {
 			d := c.errorf(lang.DuplicateName, span, "stage %q has the name of a schema, def or import", sd.Name)
 			d.Related = []lang.Related{{Span: first, Message: "first defined here"}}
 		}
-		c.stages[sd.Name] = st
+		c.stages[sd.Name.Name] = st
 		c.order = append(c.order, st)
 		c.resolveComponent(st)
 	}
@@ -252,16 +252,16 @@ func (c *checker) bindArgs(st *stage, di *defInfo, ref *ast.RefOrCall) {
 	ptypes := map[string]*types.Type{}
 	var names []string
 	for _, p := range di.decl.Params {
-		if _, dup := ptypes[p.Name]; dup {
+		if _, dup := ptypes[p.Name.Name]; dup {
 			continue // reported once, in checkDefParams
 		}
-		t := di.ptypes[p.Name]
+		t := di.ptypes[p.Name.Name]
 		if t == nil {
 			t = types.AnyType
 		}
-		ptypes[p.Name] = t
-		names = append(names, p.Name)
-		st.paramType.Fields = append(st.paramType.Fields, &types.Field{Name: p.Name, Type: t})
+		ptypes[p.Name.Name] = t
+		names = append(names, p.Name.Name)
+		st.paramType.Fields = append(st.paramType.Fields, &types.Field{Name: p.Name.Name, Type: t})
 	}
 	given := map[string]bool{}
 	for i, a := range ref.Args {
@@ -272,7 +272,7 @@ func (c *checker) bindArgs(st *stage, di *defInfo, ref *ast.RefOrCall) {
 				c.errorf(lang.BadDefArgs, span, "def %q takes %s", di.decl.Name, plural(len(di.decl.Params), "parameter"))
 				continue
 			}
-			pname = di.decl.Params[i].Name
+			pname = di.decl.Params[i].Name.Name
 		}
 		t, ok := ptypes[pname]
 		if !ok {
@@ -294,20 +294,20 @@ func (c *checker) bindArgs(st *stage, di *defInfo, ref *ast.RefOrCall) {
 		st.paramList = append(st.paramList, &ir.Attr{Name: pname, Value: v, Span: valueSpan(u, a.Value)})
 	}
 	for _, p := range di.decl.Params {
-		if given[p.Name] {
+		if given[p.Name.Name] {
 			continue
 		}
 		if p.Default == nil {
 			c.errorf(lang.BadDefArgs, st.compSpan, "def %q needs parameter %q", di.decl.Name, p.Name)
 			continue
 		}
-		v, msg := c.typedValue(p.Default, ptypes[p.Name], valCtx{u: di.u, noSecret: "a def parameter"})
+		v, msg := c.typedValue(p.Default, ptypes[p.Name.Name], valCtx{u: di.u, noSecret: "a def parameter"})
 		if msg != "" {
-			c.add(lang.Errorf(lang.BadDefArgs, valueSpan(di.u, p.Default), "default of parameter %q must be %s, not %s", p.Name, ptypes[p.Name], msg), nil)
+			c.add(lang.Errorf(lang.BadDefArgs, valueSpan(di.u, p.Default), "default of parameter %q must be %s, not %s", p.Name, ptypes[p.Name.Name], msg), nil)
 			continue
 		}
-		st.params[p.Name] = v
-		st.paramList = append(st.paramList, &ir.Attr{Name: p.Name, Value: v, Span: valueSpan(di.u, p.Default), Default: true})
+		st.params[p.Name.Name] = v
+		st.paramList = append(st.paramList, &ir.Attr{Name: p.Name.Name, Value: v, Span: valueSpan(di.u, p.Default), Default: true})
 	}
 	slices.SortStableFunc(st.paramList, func(a, b *ir.Attr) int { return strings.Compare(a.Name, b.Name) })
 }
@@ -777,12 +777,12 @@ func (c *checker) policy(st *stage, v *ast.Value, vc valCtx, depth int) (*ir.Err
 	}
 	name := v.Ref.Name.Parts[0]
 	switch name {
-	case "fail", "skip":
+	case string(stdlib.ActionFail), string(stdlib.ActionSkip):
 		if v.Ref.Call {
 			return bad("%s takes no arguments", name)
 		}
-		return &ir.ErrorPolicy{Action: name}, true
-	case "dead_letter":
+		return &ir.ErrorPolicy{Action: stdlib.Action(name)}, true
+	case string(stdlib.ActionDeadLetter):
 		if !v.Ref.Call || len(v.Ref.Args) != 1 || v.Ref.Args[0].Value.Ref == nil || v.Ref.Args[0].Value.Ref.Call ||
 			len(v.Ref.Args[0].Value.Ref.Name.Parts) != 1 || (v.Ref.Args[0].Name != "" && v.Ref.Args[0].Name != "sink") {
 			return bad("dead_letter takes one sink name: dead_letter(dlq)")
@@ -790,12 +790,12 @@ func (c *checker) policy(st *stage, v *ast.Value, vc valCtx, depth int) (*ir.Err
 		a := v.Ref.Args[0].Value
 		target := a.Ref.Name.Parts[0]
 		st.dlTargets = append(st.dlTargets, dlTarget{name: target, span: valueSpan(vc.u, a), rel: vc.rel})
-		return &ir.ErrorPolicy{Action: "dead_letter", Target: target}, true
-	case "retry":
+		return &ir.ErrorPolicy{Action: stdlib.ActionDeadLetter, Target: target}, true
+	case string(stdlib.ActionRetry):
 		if depth > 0 {
 			return bad("then cannot retry again")
 		}
-		pol := &ir.ErrorPolicy{Action: "retry", Max: 3, Backoff: time.Second}
+		pol := &ir.ErrorPolicy{Action: stdlib.ActionRetry, Max: 3, Backoff: time.Second}
 		ok := true
 		for _, a := range v.Ref.Args {
 			aspan := valueSpan(vc.u, a.Value)

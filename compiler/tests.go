@@ -178,10 +178,10 @@ func (c *checker) testRecord(v *ast.Value, t *types.Type, typed bool, vc valCtx,
 func (c *checker) expect(e *ast.Expect, vc valCtx) *ir.Expect {
 	u := c.main
 	tspan := u.nodeSpan(ast.SpanOf(e.Target.Pos, e.Target.EndPos))
-	st := c.stages[e.Target.Stage]
+	st := c.stages[e.Target.Stage.Name]
 	if st == nil {
 		d := c.errorf(lang.UnknownName, tspan, "unknown stage %q", e.Target.Stage)
-		d.Detail = suggest(e.Target.Stage, c.stageNames())
+		d.Detail = suggest(e.Target.Stage.Name, c.stageNames())
 		return nil
 	}
 	var in *types.Type

@@ -20,9 +20,9 @@ func (c *checker) schemaType(si *schemaInfo) *types.Type {
 	}
 	si.resolving = true
 	t := c.recordType(si.u, si.decl.Fields, nil)
-	t.Name = si.decl.Name
+	t.Name = si.decl.Name.Name
 	if si.u != c.main {
-		t.Name = si.decl.Name
+		t.Name = si.decl.Name.Name
 	}
 	si.typ, si.done, si.resolving = t, true, false
 	return t
@@ -33,25 +33,25 @@ func (c *checker) recordType(u *unit, fields []*ast.Field, rel []lang.Related) *
 	t := &types.Type{Kind: types.Record}
 	seen := map[string]lang.Span{}
 	for _, f := range fields {
-		span := u.nameSpan(f.Pos.Offset, f.Name)
-		if first, dup := seen[f.Name]; dup {
+		span := u.identSpan(f.Name)
+		if first, dup := seen[f.Name.Name]; dup {
 			d := lang.Errorf(lang.DuplicateName, span, "field %q is already defined", f.Name)
 			d.Related = []lang.Related{{Span: first, Message: "first defined here"}}
 			c.add(d, rel)
 			continue
 		}
-		seen[f.Name] = span
-		if f.Name == "meta" {
+		seen[f.Name.Name] = span
+		if f.Name.Name == "meta" {
 			c.add(lang.Errorf(lang.ReservedName, span, "field name %q is reserved", f.Name), rel)
 		}
 		// Imported files are linted when they are checked themselves.
 		// count is left out: it is also a keyword of the language
 		// (expect ... count N), so a field of that name is a deliberate
 		// choice the grammar supports (spec case clean_keyword_field_names).
-		if u == c.main && f.Name != "count" && slices.Contains(builtins, f.Name) {
+		if u == c.main && f.Name.Name != "count" && slices.Contains(builtins, f.Name.Name) {
 			c.add(lang.Warningf(lang.ShadowsBuiltin, span, "field %q hides the expression builtin %s()", f.Name, f.Name), rel)
 		}
-		t.Fields = append(t.Fields, &types.Field{Name: f.Name, Type: c.resolveType(u, f.Type, rel)})
+		t.Fields = append(t.Fields, &types.Field{Name: f.Name.Name, Type: c.resolveType(u, f.Type, rel)})
 	}
 	return t
 }

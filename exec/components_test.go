@@ -320,7 +320,7 @@ func withExprs(kind plan.ExprKind, pairs ...string) stageOpt {
 }
 
 func stage(name, kind, comp string, line int, opts ...stageOpt) *plan.Stage {
-	s := &plan.Stage{Name: name, Kind: kind, Component: comp, Tasks: 1}
+	s := &plan.Stage{Name: name, Kind: stdlib.Kind(kind), Component: comp, Tasks: 1}
 	s.Span.File = "test.pipe"
 	s.Span.Start.Line = line
 	for _, o := range opts {

@@ -78,12 +78,12 @@ type CheckpointStats struct {
 
 // StageStatus holds one stage's counters.
 type StageStatus struct {
-	Name      string `json:"name"`
-	Kind      string `json:"kind"`
-	Component string `json:"component"`
-	Tasks     int    `json:"tasks"`
-	In        int64  `json:"received"` // records received (read, for a source)
-	Out       int64  `json:"sent"`     // records emitted (written, for a sink)
+	Name      string      `json:"name"`
+	Kind      stdlib.Kind `json:"kind"`
+	Component string      `json:"component"`
+	Tasks     int         `json:"tasks"`
+	In        int64       `json:"received"` // records received (read, for a source)
+	Out       int64       `json:"sent"`     // records emitted (written, for a sink)
 	// Errors counts records that failed (skipped, dead-lettered, or
 	// failing the run) and failed checkpoint attempts.
 	Errors       int64   `json:"errors"`

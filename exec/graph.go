@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -90,8 +91,33 @@ type stageRT struct {
 	lastErr lastError
 }
 
-func (s *stageRT) isSink() bool   { return s.st.Kind == string(stdlib.SinkKind) }
-func (s *stageRT) isSource() bool { return s.st.Kind == string(stdlib.SourceKind) }
+func (s *stageRT) isSink() bool { return s.st.Kind == stdlib.SinkKind }
+
+// fail makes err the stage's error, placed at its declaration: the one
+// place that adds the file, line and stage name to what a component says.
+func (s *stageRT) fail(err error) error { return s.failAt(s.at, err) }
+
+// failAt is fail placed at an expression or attribute of the stage.
+func (s *stageRT) failAt(at string, err error) error {
+	return &StageError{Stage: s.st.Name, At: at, Err: err}
+}
+
+// recoverPanic, deferred by every goroutine and call that runs the
+// stage's code, turns a panic there into the stage's error.
+func (s *stageRT) recoverPanic(err *error) {
+	if p := recover(); p != nil {
+		*err = s.fail(fmt.Errorf("panic: %v", p))
+	}
+}
+
+// closeInto closes a component when its task ends; a close error is the
+// task's error unless it already has one.
+func (s *stageRT) closeInto(ctx context.Context, err *error, close func(context.Context) error) {
+	if cerr := close(context.WithoutCancel(ctx)); cerr != nil && *err == nil {
+		*err = s.fail(fmt.Errorf("closing: %w", cerr))
+	}
+}
+func (s *stageRT) isSource() bool { return s.st.Kind == stdlib.SourceKind }
 
 // buildGraph resolves the plan's stages and edges.
 func buildGraph(p *plan.Plan, reg *stdlib.Registry, depth int, now func() time.Time, params runParams) ([]*stageRT, error) {
@@ -117,14 +143,14 @@ func buildGraph(p *plan.Plan, reg *stdlib.Registry, depth int, now func() time.T
 			s.st = st
 		}
 		switch st.Kind {
-		case string(stdlib.SourceKind), string(stdlib.SinkKind):
+		case stdlib.SourceKind, stdlib.SinkKind:
 			s.spec = reg.Lookup(stdlib.Kind(st.Kind), st.Component)
 			if s.spec == nil {
 				return nil, fmt.Errorf("%s: stage %q: unknown %s %q", s.at, st.Name, st.Kind, st.Component)
 			}
-		case string(stdlib.TransformKind):
+		case stdlib.TransformKind:
 			switch st.Component {
-			case "filter", "map", "route":
+			case stdlib.FilterComponent, stdlib.MapComponent, stdlib.RouteComponent:
 			default:
 				s.spec = reg.Lookup(stdlib.TransformKind, st.Component)
 				if s.spec == nil || s.spec.NewTransform == nil {
@@ -248,7 +274,7 @@ func appendOnce(l []*stageRT, s *stageRT) []*stageRT {
 // deadLetterTarget returns the dead-letter sink a policy may use.
 func deadLetterTarget(p *plan.ErrorPolicy) string {
 	for ; p != nil; p = p.Then {
-		if p.Action == "dead_letter" {
+		if p.Action == stdlib.ActionDeadLetter {
 			return p.Target
 		}
 	}

@@ -56,7 +56,7 @@ func OpenOffsets(p *plan.Plan, cfg *Config) (o *Offsets, err error) {
 		return nil, err
 	}
 	for _, st := range p.Stages {
-		if st.Kind != string(stdlib.SinkKind) {
+		if st.Kind != stdlib.SinkKind {
 			continue
 		}
 		spec := c.Registry.Lookup(stdlib.SinkKind, st.Component)
@@ -179,7 +179,7 @@ func (o *Offsets) change(ctx context.Context, source string, partitions []string
 
 func (o *Offsets) hasSource(name string) bool {
 	for _, st := range o.p.Stages {
-		if st.Kind == string(stdlib.SourceKind) && st.Name == name {
+		if st.Kind == stdlib.SourceKind && st.Name == name {
 			return true
 		}
 	}

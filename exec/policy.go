@@ -167,21 +167,21 @@ func finite(v any) (any, bool) {
 func (r *run) failure(ctx context.Context, s *stageRT, rt *router, kind ErrorKind, pol *plan.ErrorPolicy, rec *stdlib.Record, at string, err error, retry func() (bool, error)) error {
 	m := rt.m
 	for {
-		action := "fail"
+		action := stdlib.ActionFail
 		if pol != nil {
 			action = pol.Action
 		}
 		switch action {
-		case "skip":
+		case stdlib.ActionSkip:
 			m.errors[kind].Add(1)
 			m.skipped.Add(1)
 			r.noteError(s, kind, at, rec, err)
 			return nil
-		case "dead_letter":
+		case stdlib.ActionDeadLetter:
 			m.errors[kind].Add(1)
 			r.noteError(s, kind, at, rec, err)
 			if rt.dlq == nil {
-				return &StageError{Stage: s.st.Name, At: at, Err: fmt.Errorf("no dead-letter sink for: %w", err)}
+				return s.failAt(at, fmt.Errorf("no dead-letter sink for: %w", err))
 			}
 			dl := stdlib.Record{
 				Key:   rec.Key,
@@ -193,7 +193,7 @@ func (r *run) failure(ctx context.Context, s *stageRT, rt *router, kind ErrorKin
 			}
 			m.deadLettered.Add(1)
 			return rt.emit(ctx, dl, []*dest{rt.dlq})
-		case "retry":
+		case stdlib.ActionRetry:
 			if retry != nil {
 				for i := 0; i < pol.Max; i++ {
 					if err := sleepCtx(ctx, backoff(pol.Backoff, i)); err != nil {
@@ -212,7 +212,7 @@ func (r *run) failure(ctx context.Context, s *stageRT, rt *router, kind ErrorKin
 			}
 			pol = pol.Then
 			if pol == nil {
-				pol = &plan.ErrorPolicy{Action: "fail"}
+				pol = &plan.ErrorPolicy{Action: stdlib.ActionFail}
 			}
 			continue
 		}
@@ -221,7 +221,7 @@ func (r *run) failure(ctx context.Context, s *stageRT, rt *router, kind ErrorKin
 		if rec.Err == nil && rec.Pos.Partition != "" { // a decode error names the place itself
 			err = fmt.Errorf("record %s: %w", rec.Where(), err)
 		}
-		return &StageError{Stage: s.st.Name, At: at, Err: err}
+		return s.failAt(at, err)
 	}
 }
 

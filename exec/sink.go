@@ -62,16 +62,8 @@ func newSinkTask(r *run, s *stageRT, task int, snk stdlib.Sink) (*sinkTask, erro
 }
 
 func (t *sinkTask) run(ctx context.Context) (err error) {
-	defer func() {
-		if cerr := t.sink.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
-			err = &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("closing: %w", cerr)}
-		}
-	}()
-	defer func() {
-		if p := recover(); p != nil {
-			err = &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("panic: %v", p)}
-		}
-	}()
+	defer t.s.closeInto(ctx, &err, t.sink.Close)
+	defer t.s.recoverPanic(&err)
 	t.rt = newRouter(t.r, t.s, t.task)
 	return t.r.receive(ctx, t.s.inboxes[t.task], t)
 }
@@ -145,7 +137,7 @@ func (t *sinkTask) write(ctx context.Context, b []stdlib.Record) error {
 	pol := t.s.policy
 	m := t.rt.m
 	err := t.sinkWrite(ctx, b)
-	if err != nil && !isRecordErrors(err) && pol != nil && pol.Action == "retry" {
+	if err != nil && !isRecordErrors(err) && pol != nil && pol.Action == stdlib.ActionRetry {
 		for i := 0; i < pol.Max && err != nil && !isRecordErrors(err); i++ {
 			t.r.noteError(t.s, WriteError, t.s.at, nil, err)
 			if serr := sleepCtx(ctx, backoff(pol.Backoff, i)); serr != nil {
@@ -171,7 +163,7 @@ func (t *sinkTask) write(ctx context.Context, b []stdlib.Record) error {
 		m.sent.Add(int64(len(b) - len(res)))
 		for _, re := range res {
 			if re.Index < 0 || re.Index >= len(b) {
-				return &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("sink rejected record %d of a batch of %d", re.Index, len(b))}
+				return t.s.fail(fmt.Errorf("sink rejected record %d of a batch of %d", re.Index, len(b)))
 			}
 			rec := b[re.Index]
 			if err := t.r.failure(ctx, t.s, t.rt, WriteError, t.s.policy, &rec, t.s.at, re.Err, func() (bool, error) {
@@ -188,9 +180,9 @@ func (t *sinkTask) write(ctx context.Context, b []stdlib.Record) error {
 	}
 	// The whole batch failed and retries (if any) ran out: the fallback
 	// applies to each record.
-	if pol == nil || pol.Action == "fail" || pol.Action == "retry" {
+	if pol == nil || pol.Action == stdlib.ActionFail || pol.Action == stdlib.ActionRetry {
 		m.errors[WriteError].Add(int64(len(b)))
-		return &StageError{Stage: t.s.st.Name, At: t.s.at, Err: err}
+		return t.s.fail(err)
 	}
 	for i := range b {
 		if err := t.r.failure(ctx, t.s, t.rt, WriteError, pol, &b[i], t.s.at, err, nil); err != nil {
@@ -264,7 +256,7 @@ func (t *sinkTask) barrier(ctx context.Context, b *barrier) error {
 	}
 	sortPositions(cp.Positions)
 	err := t.sinkCheckpoint(ctx, cp)
-	if pol := t.s.policy; err != nil && pol != nil && pol.Action == "retry" {
+	if pol := t.s.policy; err != nil && pol != nil && pol.Action == stdlib.ActionRetry {
 		for i := 0; i < pol.Max && err != nil; i++ {
 			if serr := sleepCtx(ctx, backoff(pol.Backoff, i)); serr != nil {
 				return serr
@@ -274,7 +266,7 @@ func (t *sinkTask) barrier(ctx context.Context, b *barrier) error {
 		}
 	}
 	if err != nil {
-		return &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("checkpoint %d: %w", b.id, err)}
+		return t.s.fail(fmt.Errorf("checkpoint %d: %w", b.id, err))
 	}
 	t.mu.Lock()
 	t.durable = cp.Positions

@@ -98,7 +98,7 @@ func (t *sourceTask) commit(ctx context.Context) error {
 		return nil
 	}
 	if err := t.src.Commit(ctx, todo); err != nil {
-		return &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("committing positions: %w", err)}
+		return t.s.fail(fmt.Errorf("committing positions: %w", err))
 	}
 	for _, p := range todo {
 		t.committed[partKey{p.Source, p.Partition}] = p
@@ -117,16 +117,8 @@ type readResult struct {
 // reads, hands each batch to the task goroutine, and after the last read
 // keeps committing until the final checkpoint completed.
 func (t *sourceTask) read(ctx context.Context) (err error) {
-	defer func() {
-		if cerr := t.src.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
-			err = &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("closing: %w", cerr)}
-		}
-	}()
-	defer func() {
-		if p := recover(); p != nil {
-			err = &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("panic: %v", p)}
-		}
-	}()
+	defer t.s.closeInto(ctx, &err, t.src.Close)
+	defer t.s.recoverPanic(&err)
 	for {
 		select {
 		case <-t.commitCh:
@@ -172,11 +164,7 @@ func (t *sourceTask) read(ctx context.Context) (err error) {
 // run is the task goroutine: it routes what the reader read and injects
 // barriers when the coordinator asks, even while a Read is blocked.
 func (t *sourceTask) run(ctx context.Context) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("panic: %v", p)}
-		}
-	}()
+	defer t.s.recoverPanic(&err)
 	t.rt = newRouter(t.r, t.s, t.task)
 	for {
 		select {
@@ -199,7 +187,7 @@ func (t *sourceTask) run(ctx context.Context) (err error) {
 					return err
 				}
 			default:
-				return &StageError{Stage: t.s.st.Name, At: t.s.at, Err: res.err}
+				return t.s.fail(res.err)
 			}
 		case b := <-t.req:
 			if err := t.inject(ctx, b); err != nil || b.final {
@@ -456,7 +444,7 @@ func (h *handover) Acquire(ctx context.Context, partitions map[string]string) (m
 		}
 		held, err := a.Acquire(ctx, name, names)
 		if err != nil {
-			return nil, &StageError{Stage: st.s.st.Name, At: st.s.at, Err: fmt.Errorf("acquiring partitions of %q: %w", name, err)}
+			return nil, st.s.fail(fmt.Errorf("acquiring partitions of %q: %w", name, err))
 		}
 		kept := held[:0:0]
 		for _, p := range held {

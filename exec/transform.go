@@ -63,7 +63,7 @@ func newTransformTask(r *run, s *stageRT, task int, cfg stdlib.Config) (*transfo
 		return nil, err
 	}
 	switch s.st.Component {
-	case "filter":
+	case stdlib.FilterComponent:
 		t.where = progs[plan.WhereExpr]
 		t.rows = true
 		for _, p := range t.where {
@@ -132,7 +132,7 @@ func stagePrograms(s *stageRT, now func() time.Time) (map[plan.ExprKind][]*progr
 }
 
 func (t *transformTask) run(ctx context.Context) (err error) {
-	defer t.recoverPanic(&err)
+	defer t.s.recoverPanic(&err)
 	t.start()
 	return t.r.receive(ctx, t.s.inboxes[t.task], t)
 }
@@ -151,14 +151,8 @@ func (t *transformTask) start() {
 // chainedCall runs f, a call into the chained task t by its upstream
 // task: a panic fails t's stage, as it would in t's own goroutine.
 func (t *transformTask) chainedCall(f func() error) (err error) {
-	defer t.recoverPanic(&err)
+	defer t.s.recoverPanic(&err)
 	return f()
-}
-
-func (t *transformTask) recoverPanic(err *error) {
-	if p := recover(); p != nil {
-		*err = &StageError{Stage: t.s.st.Name, At: t.s.at, Err: fmt.Errorf("panic: %v", p)}
-	}
 }
 
 func (t *transformTask) batch(ctx context.Context, b []stdlib.Record) error {

@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"context"
+	"pipe.dev/pipe/stdlib"
 	"strconv"
 	"time"
 
@@ -100,13 +101,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descCPInterval, time.Duration(c.p.Checkpoint).Seconds(), pl)
 	for _, st := range snap.Stages {
 		for _, ts := range st.TaskStats {
-			l := []string{pl, st.Name, st.Kind, st.Component, strconv.Itoa(ts.Task)}
+			l := []string{pl, st.Name, string(st.Kind), st.Component, strconv.Itoa(ts.Task)}
 			counter(descReceived, float64(ts.Received), l...)
-			if st.Kind == "source" {
+			if st.Kind == stdlib.SourceKind {
 				counter(descReceivedBytes, float64(ts.ReceivedBytes), l...)
 			}
 			counter(descSent, float64(ts.Sent), l...)
-			if st.Kind == "sink" {
+			if st.Kind == stdlib.SinkKind {
 				counter(descSentBytes, float64(ts.SentBytes), l...)
 			}
 			for _, kind := range errorKinds[st.Kind] {
@@ -116,7 +117,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descSkipped, float64(ts.Skipped), l...)
 			counter(descRetries, float64(ts.Retries), l...)
 			hist(descBatch, ts.Batch, l...)
-			if st.Kind == "sink" {
+			if st.Kind == stdlib.SinkKind {
 				counter(descReplays, float64(ts.Replays), l...)
 				hist(descWrite, *ts.Write, l...)
 				hist(descSinkCP, *ts.Checkpoint, l...)
@@ -142,10 +143,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // errorKinds are the error_type values each kind of stage reports.
-var errorKinds = map[string][]string{
-	"source":    {"decode"},
-	"transform": {"evaluate"},
-	"sink":      {"evaluate", "write", "checkpoint"},
+var errorKinds = map[stdlib.Kind][]string{
+	stdlib.SourceKind:    {"decode"},
+	stdlib.TransformKind: {"evaluate"},
+	stdlib.SinkKind:      {"evaluate", "write", "checkpoint"},
 }
 
 func b2f(b bool) float64 {

@@ -92,14 +92,14 @@ func DrawSVG(w io.Writer, p *plan.Plan) {
 	}
 	for _, n := range order {
 		s := n.s
-		what := s.Kind + ": " + s.Component
+		what := string(s.Kind) + ": " + s.Component
 		if s.Tasks > 1 {
 			what += fmt.Sprintf(" ×%d", s.Tasks)
 		}
 		if s.Delivery != "" {
 			what += " · " + s.Delivery
 		}
-		fmt.Fprintf(w, `<g class="stage %s" id="stage-%s" transform="translate(%d,%d)">`, attr(s.Kind), attr(s.Name), n.x, n.y)
+		fmt.Fprintf(w, `<g class="stage %s" id="stage-%s" transform="translate(%d,%d)">`, attr(string(s.Kind)), attr(s.Name), n.x, n.y)
 		fmt.Fprintf(w, `<rect width="%d" height="%d" rx="6"/>`, nodeW, nodeH)
 		fmt.Fprintf(w, `<text class="name" x="10" y="20">%s</text>`, html.EscapeString(s.Name))
 		fmt.Fprintf(w, `<text class="what" x="10" y="38">%s</text>`, html.EscapeString(what))

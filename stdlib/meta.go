@@ -41,6 +41,9 @@ var (
 			}
 			return r.Time
 		}}
+	MetaSubject = MetaField{Name: "subject", Type: types.StringType,
+		Doc: "the NATS subject the message was published on",
+		get: func(r *Record) any { return r.Subject }}
 	MetaHeaders = MetaField{Name: "headers", Type: types.MapOf(types.StringType),
 		Doc: "the record's headers, by name",
 		get: func(r *Record) any {
@@ -89,7 +92,7 @@ var (
 )
 
 // metaFields is every metadata field, in the order meta lists them.
-var metaFields = []MetaField{MetaTopic, MetaPartition, MetaOffset, MetaKey, MetaTimestamp, MetaHeaders,
+var metaFields = []MetaField{MetaTopic, MetaPartition, MetaOffset, MetaKey, MetaTimestamp, MetaHeaders, MetaSubject,
 	MetaExchange, MetaRoutingKey, MetaRedelivered, MetaMessageID}
 
 // MetaFields returns every metadata field, in the order meta lists them.

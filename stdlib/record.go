@@ -56,6 +56,7 @@ type Record struct {
 	Time      time.Time // event or log-append time; zero if unknown
 	Topic     string    // Kafka topic read from, or to write to ("" = the sink's own)
 	Partition int32     // Kafka partition read from, or -1
+	Subject   string    // NATS subject read from, or to publish on ("" = the sink's own)
 	Pos       Position
 	Raw       []byte
 	Err       error // decode failure: the record goes through the source stage's error policy

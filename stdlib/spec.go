@@ -423,3 +423,22 @@ func (r *Registry) Names(kind Kind) []string {
 	}
 	return out
 }
+
+// Action is what a stage's on_error does with a record that failed there
+// (spec §8.1). The compiler, the plan and the executor share these values.
+type Action string
+
+const (
+	ActionFail       Action = "fail"        // stop the run
+	ActionSkip       Action = "skip"        // drop the record, counted
+	ActionDeadLetter Action = "dead_letter" // send the record's envelope to a sink
+	ActionRetry      Action = "retry"       // try again, then the policy's then
+)
+
+// The built-in transforms: their stages have no Spec of a registered
+// component, and the compiler and the executor handle them themselves.
+const (
+	FilterComponent = "filter"
+	MapComponent    = "map"
+	RouteComponent  = "route"
+)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"pipe.dev/pipe/stdlib"
 	"strings"
 
 	"pipe.dev/pipe/compiler/plan"
@@ -40,7 +41,7 @@ func cmdGraph(e *env, args []string) int {
 
 // stageLabel is "name\nkind: component (xN)".
 func stageLabel(s *plan.Stage, sep string) string {
-	l := s.Name + sep + s.Kind + ": " + s.Component
+	l := s.Name + sep + string(s.Kind) + ": " + s.Component
 	if s.Tasks > 1 {
 		l += fmt.Sprintf(" ×%d", s.Tasks)
 	}
@@ -55,9 +56,9 @@ func writeDot(w io.Writer, p *plan.Plan) {
 	for _, s := range p.Stages {
 		shape := "box"
 		switch s.Kind {
-		case "source":
+		case stdlib.SourceKind:
 			shape = "invhouse"
-		case "sink":
+		case stdlib.SinkKind:
 			shape = "house"
 		}
 		fmt.Fprintf(w, "  %q [label=%q, shape=%s];\n", s.Name, stageLabel(s, "\n"), shape)
@@ -86,9 +87,9 @@ func writeMermaid(w io.Writer, p *plan.Plan) {
 	for _, s := range p.Stages {
 		open, close := "[", "]"
 		switch s.Kind {
-		case "source":
+		case stdlib.SourceKind:
 			open, close = "[/", "/]"
-		case "sink":
+		case stdlib.SinkKind:
 			open, close = "[\\", "\\]"
 		}
 		label := strings.ReplaceAll(stageLabel(s, "<br/>"), `"`, "#quot;")

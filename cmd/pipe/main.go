@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"sort"
 
 	_ "pipe.dev/pipe/stdlib/all" // every component, registered into stdlib.Default
@@ -25,7 +26,28 @@ const (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	os.Exit(profiled(func() int { return run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr) }))
+}
+
+// profiled runs f, writing a CPU profile of it to the file that
+// PIPE_CPUPROFILE names, if any (for bench/: `go tool pprof bin/pipe FILE`).
+func profiled(f func() int) int {
+	path := os.Getenv("PIPE_CPUPROFILE")
+	if path == "" {
+		return f()
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pipe: PIPE_CPUPROFILE: %v\n", err)
+		return exitUsage
+	}
+	defer out.Close()
+	if err := pprof.StartCPUProfile(out); err != nil {
+		fmt.Fprintf(os.Stderr, "pipe: PIPE_CPUPROFILE: %v\n", err)
+		return exitUsage
+	}
+	defer pprof.StopCPUProfile()
+	return f()
 }
 
 // env is what a command needs from the process: its streams.
@@ -51,6 +73,7 @@ func commands() []command {
 		{"run", "run a pipeline (.pipe file or compiled plan)", cmdRun},
 		{"test", "run the inline tests of .pipe files", cmdTest},
 		{"offsets", "show or change the positions a pipeline resumes from", cmdOffsets},
+		{"import", "write .pipe files from Kafka Connect connector configs", cmdImport},
 		{"top", "show a running pipeline live (from its --http server)", cmdTop},
 		{"broker", "run an embedded Kafka-protocol broker for development", cmdBroker},
 		{"version", "print the version", cmdVersion},

@@ -109,7 +109,7 @@ func writeTop(w io.Writer, st *monitor.Status) {
 		if n, unit, ok := stageLag(s); ok {
 			lag = fmt.Sprintf("%d %s", n, unit)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.0f\t%d\t%d\t%s\t\n", s.Name, s.Kind+": "+s.Component, s.Tasks,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.0f\t%d\t%d\t%s\t\n", s.Name, string(s.Kind)+": "+s.Component, s.Tasks,
 			s.In, s.Out, s.Rate, s.Errors, s.DeadLettered, lag)
 	}
 	tw.Flush()

@@ -195,7 +195,7 @@ type Expr struct {
 
 // ErrorPolicy is a stage's on_error.
 type ErrorPolicy struct {
-	Action  string // fail | skip | dead_letter | retry
+	Action  stdlib.Action
 	Target  string // dead_letter sink
 	Max     int
 	Backoff time.Duration

@@ -94,7 +94,7 @@ func Build(p *ir.Program) (pl *Plan, err error) {
 func buildStage(s *ir.Stage) (*Stage, error) {
 	ps := &Stage{
 		Name:        s.Name,
-		Kind:        string(s.Kind),
+		Kind:        s.Kind,
 		Component:   s.Component,
 		Span:        s.Span,
 		Tasks:       s.Tasks,

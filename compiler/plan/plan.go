@@ -11,6 +11,7 @@ package plan
 import (
 	"pipe.dev/pipe/lang"
 	"pipe.dev/pipe/lang/types"
+	"pipe.dev/pipe/stdlib"
 )
 
 // Version is the plan format version; readers reject other versions.
@@ -56,11 +57,11 @@ type HTTP struct {
 
 // Stage is one node of the plan.
 type Stage struct {
-	Name      string    `json:"name"`
-	Kind      string    `json:"kind"`      // source | transform | sink
-	Component string    `json:"component"` // generate, kafka, filter, map, route, ...
-	Span      lang.Span `json:"span"`
-	Tasks     int       `json:"tasks"`
+	Name      string      `json:"name"`
+	Kind      stdlib.Kind `json:"kind"`
+	Component string      `json:"component"` // generate, kafka, filter, map, route, ...
+	Span      lang.Span   `json:"span"`
+	Tasks     int         `json:"tasks"`
 
 	// Attrs holds static attributes by name, defaults filled.
 	Attrs map[string]*Value `json:"attrs,omitempty"`
@@ -108,11 +109,11 @@ type Expr struct {
 
 // ErrorPolicy is a stage's on_error.
 type ErrorPolicy struct {
-	Action  string       `json:"action"`           // fail | skip | dead_letter | retry
-	Target  string       `json:"target,omitempty"` // dead_letter sink
-	Max     int          `json:"max,omitempty"`    // retry
-	Backoff int64        `json:"backoff_ns,omitempty"`
-	Then    *ErrorPolicy `json:"then,omitempty"` // retry: what happens when retries run out (default fail)
+	Action  stdlib.Action `json:"action"`
+	Target  string        `json:"target,omitempty"` // dead_letter sink
+	Max     int           `json:"max,omitempty"`    // retry
+	Backoff int64         `json:"backoff_ns,omitempty"`
+	Then    *ErrorPolicy  `json:"then,omitempty"` // retry: what happens when retries run out (default fail)
 }
 
 // Edge is a data edge between stages; DeadLetter edges carry failed records

@@ -46,7 +46,7 @@ func Generate(ctx context.Context, p *plan.Plan, n int, seed uint64, opts *Optio
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	fed := false
 	for _, s := range clone.Stages {
-		if s.Kind != "source" {
+		if s.Kind != stdlib.SourceKind {
 			continue
 		}
 		typ := s.Schema
@@ -78,15 +78,15 @@ func Generate(ctx context.Context, p *plan.Plan, n int, seed uint64, opts *Optio
 		}
 	}
 	clone.Stages = slices.DeleteFunc(clone.Stages, func(s *plan.Stage) bool {
-		return s.Kind == "sink" && !hasInput[s.Name]
+		return s.Kind == stdlib.SinkKind && !hasInput[s.Name]
 	})
-	clone.Stages = append(clone.Stages, &plan.Stage{Name: errorSink, Kind: "sink", Component: captureComponent,
+	clone.Stages = append(clone.Stages, &plan.Stage{Name: errorSink, Kind: stdlib.SinkKind, Component: captureComponent,
 		Tasks: 1, Delivery: string(stdlib.AtLeastOnce)})
 	for _, s := range clone.Stages {
 		if s.Name == errorSink {
 			continue
 		}
-		s.OnError = &plan.ErrorPolicy{Action: "dead_letter", Target: errorSink}
+		s.OnError = &plan.ErrorPolicy{Action: stdlib.ActionDeadLetter, Target: errorSink}
 		edges = append(edges, &plan.Edge{From: s.Name, To: errorSink, DeadLetter: true})
 	}
 	clone.Edges = edges
@@ -112,7 +112,7 @@ func Generate(ctx context.Context, p *plan.Plan, n int, seed uint64, opts *Optio
 		out = append(out, Problem{Stage: stage, Message: msg, Record: normalize(env["original"])})
 	}
 	for _, s := range p.Stages {
-		if s.Kind != "sink" {
+		if s.Kind != stdlib.SinkKind {
 			continue
 		}
 		for _, r := range w.captured[s.Name] {

@@ -205,11 +205,11 @@ func swapComponents(p *plan.Plan, t *plan.Test) {
 	for _, s := range p.Stages {
 		byName[s.Name] = s
 		switch s.Kind {
-		case "source":
+		case stdlib.SourceKind:
 			s.Component = givenComponent
 			s.Tasks = 1
 			s.Attrs = nil
-		case "sink":
+		case stdlib.SinkKind:
 			s.Component = captureComponent
 			s.Tasks = 1
 			s.Attrs = nil // per-record attributes (key, topic) stay in Exprs
@@ -228,7 +228,7 @@ func swapComponents(p *plan.Plan, t *plan.Test) {
 		if byName[name] != nil {
 			continue
 		}
-		s := &plan.Stage{Name: name, Kind: "sink", Component: captureComponent, Span: e.Span, Tasks: 1,
+		s := &plan.Stage{Name: name, Kind: stdlib.SinkKind, Component: captureComponent, Span: e.Span, Tasks: 1,
 			Input: route.Output, Delivery: string(stdlib.AtLeastOnce)}
 		byName[name] = s
 		p.Stages = append(p.Stages, s)

@@ -80,7 +80,7 @@ type Import struct {
 	EndPos lexer.Position
 
 	Path  *StringLit `parser:"'import' @@"`
-	Alias string     `parser:"( 'as' @Ident )?"`
+	Alias *Ident     `parser:"( 'as' @@ )?"`
 }
 
 // Schema is `schema Name { field: type ... }`.
@@ -88,7 +88,7 @@ type Schema struct {
 	Pos    lexer.Position
 	EndPos lexer.Position
 
-	Name   string   `parser:"'schema' @Ident"`
+	Name   Ident    `parser:"'schema' @@"`
 	Fields []*Field `parser:"'{' @@* '}'"`
 }
 
@@ -97,8 +97,8 @@ type Field struct {
 	Pos    lexer.Position
 	EndPos lexer.Position
 
-	Name string `parser:"@Ident ':'"`
-	Type *Type  `parser:"@@ ','?"`
+	Name Ident `parser:"@@ ':'"`
+	Type *Type `parser:"@@ ','?"`
 }
 
 // Type is a type expression: list<T>, map<K,V>, { fields }, a scalar or schema
@@ -130,7 +130,7 @@ type Stage struct {
 	EndPos lexer.Position
 
 	Kind      Kind        `parser:"@( 'source' | 'transform' | 'sink' )"`
-	Name      string      `parser:"@Ident ':'"`
+	Name      Ident       `parser:"@@ ':'"`
 	Component *RefOrCall  `parser:"@@"`
 	Body      bool        `parser:"( @'{'"`
 	Items     []*BodyItem `parser:"  @@* '}' )?"`
@@ -143,7 +143,7 @@ type Def struct {
 	EndPos lexer.Position
 
 	Kind      Kind        `parser:"'def' @( 'source' | 'transform' | 'sink' )"`
-	Name      string      `parser:"@Ident"`
+	Name      Ident       `parser:"@@"`
 	Params    []*Param    `parser:"'(' ( @@ ( ',' @@ )* ','? )? ')' ':'"`
 	Component *RefOrCall  `parser:"@@"`
 	Body      bool        `parser:"( @'{'"`
@@ -155,7 +155,7 @@ type Param struct {
 	Pos    lexer.Position
 	EndPos lexer.Position
 
-	Name    string `parser:"@Ident ':'"`
+	Name    Ident  `parser:"@@ ':'"`
 	Type    *Type  `parser:"@@"`
 	Default *Value `parser:"( '=' @@ )?"`
 }
@@ -220,13 +220,19 @@ type Expr struct {
 	Text string `parser:"@Expr"`
 }
 
-// Ident is a bare identifier with its position.
+// Ident is a bare identifier with its position: declared names (of
+// stages, schemas, fields, defs, parameters, import aliases) and stage
+// references are Idents, so that a diagnostic about a name points at the
+// name itself.
 type Ident struct {
 	Pos    lexer.Position
 	EndPos lexer.Position
 
 	Name string `parser:"@Ident"`
 }
+
+// String returns the name.
+func (i Ident) String() string { return i.Name }
 
 // Path is a dotted name: a, a.b, lib.stamp.
 type Path struct {
@@ -470,14 +476,14 @@ type PortRef struct {
 	Pos    lexer.Position
 	EndPos lexer.Position
 
-	Stage string `parser:"@Ident"`
+	Stage Ident  `parser:"@@"`
 	Port  string `parser:"( '.' @Ident )?"`
 }
 
 // String returns stage or stage.port.
 func (p *PortRef) String() string {
 	if p.Port == "" {
-		return p.Stage
+		return p.Stage.Name
 	}
-	return p.Stage + "." + p.Port
+	return p.Stage.Name + "." + p.Port
 }

@@ -204,22 +204,22 @@ func (p *printer) topItem(it *ast.TopItem, limit int) {
 	case it.Import != nil:
 		d := it.Import
 		p.write("import " + str(d.Path))
-		if d.Alias != "" {
-			p.write(" as " + d.Alias)
+		if d.Alias != nil {
+			p.write(" as " + d.Alias.Name)
 		}
 		p.trailing(d.EndPos, limit)
 	case it.Schema != nil:
 		d := it.Schema
-		p.write("schema " + d.Name)
+		p.write("schema " + d.Name.Name)
 		p.fields(d.Fields, lineOnly(d.Pos), d.EndPos, limit)
 	case it.Def != nil:
 		d := it.Def
-		p.write("def " + string(d.Kind) + " " + d.Name + "(")
+		p.write("def " + string(d.Kind) + " " + d.Name.Name + "(")
 		for i, prm := range d.Params {
 			if i > 0 {
 				p.write(", ")
 			}
-			p.write(prm.Name + ": " + typ(prm.Type))
+			p.write(prm.Name.Name + ": " + typ(prm.Type))
 			if prm.Default != nil {
 				p.write(" = " + flat(prm.Default))
 			}
@@ -232,7 +232,7 @@ func (p *printer) topItem(it *ast.TopItem, limit int) {
 		}
 	case it.Stage != nil:
 		d := it.Stage
-		p.write(string(d.Kind) + " " + d.Name + ": " + refOrCall(d.Component))
+		p.write(string(d.Kind) + " " + d.Name.Name + ": " + refOrCall(d.Component))
 		if d.Body || len(d.Items) > 0 {
 			p.body(d.Items, endOf(d.Component, d.Pos), d.EndPos, limit)
 		} else {
@@ -240,7 +240,7 @@ func (p *printer) topItem(it *ast.TopItem, limit int) {
 		}
 	case it.Param != nil:
 		d := it.Param
-		p.write("param " + d.Param.Name + ": " + typ(d.Param.Type))
+		p.write("param " + d.Param.Name.Name + ": " + typ(d.Param.Type))
 		if d.Param.Default != nil {
 			p.write(" = " + flat(d.Param.Default))
 		}
@@ -515,34 +515,7 @@ func (p *printer) fields(fields []*ast.Field, header lexer.Position, end lexer.P
 		first = fields[0].Pos.Offset
 	}
 	p.open(header, first)
-	widths := make([]int, len(fields))
-	alignRuns(len(fields), widths, func(i int) (int, bool) {
-		if multiRecord(fields[i].Type) {
-			return 0, false
-		}
-		return utf8.RuneCountInString(fields[i].Name) + 1, true
-	}, func(i int) (lexer.Position, lexer.Position) { return fields[i].Pos, fields[i].EndPos }, p)
-	for i, fd := range fields {
-		next := closeOff
-		if i+1 < len(fields) {
-			next = fields[i+1].Pos.Offset
-		}
-		p.leading(fd.Pos.Offset, fd.Pos.Line)
-		p.startLine()
-		p.write(pad(fd.Name+":", widths[i]) + " ")
-		if multiRecord(fd.Type) {
-			p.write("{")
-			p.fieldsInner(fd.Type.Record, fd.Type.Pos.Line, closeOffset(fd.Type.EndPos))
-			p.write("}")
-			if fd.Type.Optional {
-				p.write("?")
-			}
-			p.trailing(fd.EndPos, next)
-			continue
-		}
-		p.write(typ(fd.Type))
-		p.trailing(fd.EndPos, next)
-	}
+	p.fieldList(fields, closeOff)
 	p.close(closeOff, end, limit)
 }
 
@@ -552,12 +525,21 @@ func (p *printer) fieldsInner(fields []*ast.Field, headerLine int, closeOff int)
 	p.trailing(lexer.Position{Line: headerLine, Offset: -1}, firstFieldOff(fields, closeOff))
 	p.indent++
 	p.atStart = true
+	p.fieldList(fields, closeOff)
+	p.leading(closeOff, 0)
+	p.indent--
+	p.startLine()
+}
+
+// fieldList prints fields one a line, their types aligned in runs; a
+// multi-line inline record type nests.
+func (p *printer) fieldList(fields []*ast.Field, closeOff int) {
 	widths := make([]int, len(fields))
 	alignRuns(len(fields), widths, func(i int) (int, bool) {
 		if multiRecord(fields[i].Type) {
 			return 0, false
 		}
-		return utf8.RuneCountInString(fields[i].Name) + 1, true
+		return utf8.RuneCountInString(fields[i].Name.Name) + 1, true
 	}, func(i int) (lexer.Position, lexer.Position) { return fields[i].Pos, fields[i].EndPos }, p)
 	for i, fd := range fields {
 		next := closeOff
@@ -566,7 +548,7 @@ func (p *printer) fieldsInner(fields []*ast.Field, headerLine int, closeOff int)
 		}
 		p.leading(fd.Pos.Offset, fd.Pos.Line)
 		p.startLine()
-		p.write(pad(fd.Name+":", widths[i]) + " ")
+		p.write(pad(fd.Name.Name+":", widths[i]) + " ")
 		if multiRecord(fd.Type) {
 			p.write("{")
 			p.fieldsInner(fd.Type.Record, fd.Type.Pos.Line, closeOffset(fd.Type.EndPos))
@@ -579,9 +561,6 @@ func (p *printer) fieldsInner(fields []*ast.Field, headerLine int, closeOff int)
 		}
 		p.trailing(fd.EndPos, next)
 	}
-	p.leading(closeOff, 0)
-	p.indent--
-	p.startLine()
 }
 
 func firstFieldOff(fields []*ast.Field, closeOff int) int {
@@ -611,7 +590,7 @@ func typ(t *ast.Type) string {
 		// A record type; "{}" has no fields.
 		parts := make([]string, len(t.Record))
 		for i, f := range t.Record {
-			parts[i] = f.Name + ": " + typ(f.Type)
+			parts[i] = f.Name.Name + ": " + typ(f.Type)
 		}
 		if len(parts) == 0 {
 			s = "{}"

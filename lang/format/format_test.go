@@ -82,7 +82,7 @@ func TestSourceError(t *testing.T) {
 func TestFormatBuiltTree(t *testing.T) {
 	f := &ast.File{Items: []*ast.TopItem{
 		{Stage: &ast.Stage{
-			Kind: ast.SourceKind, Name: "s",
+			Kind: ast.SourceKind, Name: ast.Ident{Name: "s"},
 			Component: &ast.RefOrCall{Name: &ast.Path{Parts: []string{"kafka"}}},
 			Body:      true,
 			Items: []*ast.BodyItem{
@@ -92,8 +92,8 @@ func TestFormatBuiltTree(t *testing.T) {
 			},
 		}},
 		{Flow: &ast.Flow{Nodes: []*ast.FlowNode{
-			{Refs: []*ast.PortRef{{Stage: "s"}}},
-			{Bracket: true, Refs: []*ast.PortRef{{Stage: "a"}, {Stage: "b", Port: "p"}}},
+			{Refs: []*ast.PortRef{{Stage: ast.Ident{Name: "s"}}}},
+			{Bracket: true, Refs: []*ast.PortRef{{Stage: ast.Ident{Name: "a"}}, {Stage: ast.Ident{Name: "b"}, Port: "p"}}},
 		}}},
 	}}
 	want := "source s: kafka {\n  topic = \"t\"\n  key  := id\n  where a > 1\n}\ns -> [a, b.p]\n"

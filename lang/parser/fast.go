@@ -159,7 +159,7 @@ func (p *fastParser) importDecl() *ast.Import {
 	n.Path = p.stringLit()
 	if p.is(0, "as") && p.isType(1, tokIdent) {
 		p.i++
-		n.Alias = p.next().Value
+		n.Alias = p.identNode()
 	}
 	n.EndPos = p.end()
 	return n
@@ -168,7 +168,7 @@ func (p *fastParser) importDecl() *ast.Import {
 func (p *fastParser) schema() *ast.Schema {
 	n := &ast.Schema{Pos: p.pos()}
 	p.expect("schema")
-	n.Name = p.ident()
+	n.Name = *p.identNode()
 	p.expect("{")
 	n.Fields = p.fields()
 	p.expect("}")
@@ -181,7 +181,7 @@ func (p *fastParser) fields() []*ast.Field {
 	var out []*ast.Field
 	for p.isType(0, tokIdent) {
 		f := &ast.Field{Pos: p.pos()}
-		f.Name = p.next().Value
+		f.Name = *p.identNode()
 		p.expect(":")
 		f.Type = p.typ()
 		p.accept(",")
@@ -222,7 +222,7 @@ func (p *fastParser) def() *ast.Def {
 	n := &ast.Def{Pos: p.pos()}
 	p.expect("def")
 	n.Kind = ast.Kind(p.next().Value)
-	n.Name = p.ident()
+	n.Name = *p.identNode()
 	p.expect("(")
 	if p.isType(0, tokIdent) {
 		n.Params = append(n.Params, p.param())
@@ -254,7 +254,7 @@ func (p *fastParser) paramDecl() *ast.ParamDecl {
 
 func (p *fastParser) param() *ast.Param {
 	n := &ast.Param{Pos: p.pos()}
-	n.Name = p.ident()
+	n.Name = *p.identNode()
 	p.expect(":")
 	n.Type = p.typ()
 	if p.accept("=") {
@@ -267,7 +267,7 @@ func (p *fastParser) param() *ast.Param {
 func (p *fastParser) stage() *ast.Stage {
 	n := &ast.Stage{Pos: p.pos()}
 	n.Kind = ast.Kind(p.next().Value)
-	n.Name = p.ident()
+	n.Name = *p.identNode()
 	p.expect(":")
 	n.Component = p.refOrCall()
 	if p.accept("{") {
@@ -580,7 +580,7 @@ func (p *fastParser) testItem() *ast.TestItem {
 
 func (p *fastParser) portRef() *ast.PortRef {
 	n := &ast.PortRef{Pos: p.pos()}
-	n.Stage = p.ident()
+	n.Stage = *p.identNode()
 	if p.is(0, ".") && p.isType(1, tokIdent) {
 		p.i++
 		n.Port = p.next().Value

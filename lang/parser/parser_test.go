@@ -73,45 +73,45 @@ func TestParseTrees(t *testing.T) {
 		name, src, want string
 	}{
 		{"import", `import "lib/x.pipe" as x`,
-			`(TopItem (Import Path=(StringLit Raw="\"lib/x.pipe\"" Parts=["lib/x.pipe"]) Alias="x"))`},
+			`(TopItem (Import Path=(StringLit Raw="\"lib/x.pipe\"" Parts=["lib/x.pipe"]) Alias=(Ident Name="x")))`},
 		{"import without alias", `import "x.pipe"`,
 			`(TopItem (Import Path=(StringLit Raw="\"x.pipe\"" Parts=["x.pipe"])))`},
 		{"pipeline without name", `pipeline { tasks = 2 }`,
 			`(TopItem (Pipeline Items=[(BodyItem Member=(Member Path=(Path Parts=["tasks"]) Value=(Value (Number Text="2"))))]))`},
 		{"schema types", "schema S {\n a: list<map<string, int?>>\n b: { x: int, y: lib.T }?\n}",
-			`(TopItem (Schema Name="S" Fields=[(Field Name="a" Type=(Type List=(Type MapKey=(Type Name=(Path Parts=["string"])) MapValue=(Type Name=(Path Parts=["int"]) Optional=true)))) (Field Name="b" Type=(Type Record=[(Field Name="x" Type=(Type Name=(Path Parts=["int"]))) (Field Name="y" Type=(Type Name=(Path Parts=["lib" "T"])))] Optional=true))]))`},
+			`(TopItem (Schema Name=(Ident Name="S") Fields=[(Field Name=(Ident Name="a") Type=(Type List=(Type MapKey=(Type Name=(Path Parts=["string"])) MapValue=(Type Name=(Path Parts=["int"]) Optional=true)))) (Field Name=(Ident Name="b") Type=(Type Record=[(Field Name=(Ident Name="x") Type=(Type Name=(Path Parts=["int"]))) (Field Name=(Ident Name="y") Type=(Type Name=(Path Parts=["lib" "T"])))] Optional=true))]))`},
 		{"stage without body", `transform t: lib.f(a = 1, b)`,
-			`(TopItem (Stage Kind="transform" Name="t" Component=(RefOrCall Name=(Path Parts=["lib" "f"]) Call=true Args=[(Arg Name="a" Value=(Value (Number Text="1"))) (Arg Value=(Value (RefOrCall Name=(Path Parts=["b"]))))])))`},
+			`(TopItem (Stage Kind="transform" Name=(Ident Name="t") Component=(RefOrCall Name=(Path Parts=["lib" "f"]) Call=true Args=[(Arg Name="a" Value=(Value (Number Text="1"))) (Arg Value=(Value (RefOrCall Name=(Path Parts=["b"]))))])))`},
 		{"empty body", `sink s: stdout {}`,
-			`(TopItem (Stage Kind="sink" Name="s" Component=(RefOrCall Name=(Path Parts=["stdout"])) Body=true))`},
+			`(TopItem (Stage Kind="sink" Name=(Ident Name="s") Component=(RefOrCall Name=(Path Parts=["stdout"])) Body=true))`},
 		{"literals", "source s: gen { a = -1.5 b = 1m30s c = 1.5MiB d = true e = false f = null g = `raw` h = [1 2, 3,] i = { k: 1, \"q k\" = 2 } }",
-			`(TopItem (Stage Kind="source" Name="s" Component=(RefOrCall Name=(Path Parts=["gen"])) Body=true Items=[(BodyItem Member=(Member Path=(Path Parts=["a"]) Value=(Value (Number Neg=true Text="1.5")))) (BodyItem Member=(Member Path=(Path Parts=["b"]) Value=(Value "1m30s"))) (BodyItem Member=(Member Path=(Path Parts=["c"]) Value=(Value "1.5MiB"))) (BodyItem Member=(Member Path=(Path Parts=["d"]) Value=(Value true))) (BodyItem Member=(Member Path=(Path Parts=["e"]) Value=(Value false))) (BodyItem Member=(Member Path=(Path Parts=["f"]) Value=(Value true))) (BodyItem Member=(Member Path=(Path Parts=["g"]) Value=(Value "` + "`raw`" + `"))) (BodyItem Member=(Member Path=(Path Parts=["h"]) Value=(Value (List Items=[(Value (Number Text="1")) (Value (Number Text="2")) (Value (Number Text="3"))])))) (BodyItem Member=(Member Path=(Path Parts=["i"]) Value=(Value (Map Entries=[(MapEntry Ident="k" Value=(Value (Number Text="1"))) (MapEntry Key=(StringLit Raw="\"q k\"" Parts=["q k"]) Equals=true Value=(Value (Number Text="2")))]))))]))`},
+			`(TopItem (Stage Kind="source" Name=(Ident Name="s") Component=(RefOrCall Name=(Path Parts=["gen"])) Body=true Items=[(BodyItem Member=(Member Path=(Path Parts=["a"]) Value=(Value (Number Neg=true Text="1.5")))) (BodyItem Member=(Member Path=(Path Parts=["b"]) Value=(Value "1m30s"))) (BodyItem Member=(Member Path=(Path Parts=["c"]) Value=(Value "1.5MiB"))) (BodyItem Member=(Member Path=(Path Parts=["d"]) Value=(Value true))) (BodyItem Member=(Member Path=(Path Parts=["e"]) Value=(Value false))) (BodyItem Member=(Member Path=(Path Parts=["f"]) Value=(Value true))) (BodyItem Member=(Member Path=(Path Parts=["g"]) Value=(Value "` + "`raw`" + `"))) (BodyItem Member=(Member Path=(Path Parts=["h"]) Value=(Value (List Items=[(Value (Number Text="1")) (Value (Number Text="2")) (Value (Number Text="3"))])))) (BodyItem Member=(Member Path=(Path Parts=["i"]) Value=(Value (Map Entries=[(MapEntry Ident="k" Value=(Value (Number Text="1"))) (MapEntry Key=(StringLit Raw="\"q k\"" Parts=["q k"]) Equals=true Value=(Value (Number Text="2")))]))))]))`},
 		{"where and one-line body", `transform f: filter { where a > 1 }`,
-			`(TopItem (Stage Kind="transform" Name="f" Component=(RefOrCall Name=(Path Parts=["filter"])) Body=true Items=[(BodyItem Where=(Expr Text="a > 1"))]))`},
+			`(TopItem (Stage Kind="transform" Name=(Ident Name="f") Component=(RefOrCall Name=(Path Parts=["filter"])) Body=true Items=[(BodyItem Where=(Expr Text="a > 1"))]))`},
 		{"expression stops at comment", "transform m: map {\n  x := a + \"//\" // note\n}",
-			`(TopItem (Stage Kind="transform" Name="m" Component=(RefOrCall Name=(Path Parts=["map"])) Body=true Items=[(BodyItem Member=(Member Path=(Path Parts=["x"]) Assign=(Expr Text="a + \"//\"")))]))`},
+			`(TopItem (Stage Kind="transform" Name=(Ident Name="m") Component=(RefOrCall Name=(Path Parts=["map"])) Body=true Items=[(BodyItem Member=(Member Path=(Path Parts=["x"]) Assign=(Expr Text="a + \"//\"")))]))`},
 		{"multi-line expression", "transform m: map {\n  x: int := f(a,\n    b) + g[\n  1]\n  y := 2\n}",
-			`(TopItem (Stage Kind="transform" Name="m" Component=(RefOrCall Name=(Path Parts=["map"])) Body=true Items=[(BodyItem Member=(Member Path=(Path Parts=["x"]) Type=(Type Name=(Path Parts=["int"])) Assign=(Expr Text="f(a,\n    b) + g[\n  1]"))) (BodyItem Member=(Member Path=(Path Parts=["y"]) Assign=(Expr Text="2")))]))`},
+			`(TopItem (Stage Kind="transform" Name=(Ident Name="m") Component=(RefOrCall Name=(Path Parts=["map"])) Body=true Items=[(BodyItem Member=(Member Path=(Path Parts=["x"]) Type=(Type Name=(Path Parts=["int"])) Assign=(Expr Text="f(a,\n    b) + g[\n  1]"))) (BodyItem Member=(Member Path=(Path Parts=["y"]) Assign=(Expr Text="2")))]))`},
 		{"brackets inside strings", "transform m: map { x := \")\" + '(' + `}` + y }",
-			`(TopItem (Stage Kind="transform" Name="m" Component=(RefOrCall Name=(Path Parts=["map"])) Body=true Items=[(BodyItem Member=(Member Path=(Path Parts=["x"]) Assign=(Expr Text="\")\" + '(' + ` + "`}`" + ` + y")))]))`},
+			`(TopItem (Stage Kind="transform" Name=(Ident Name="m") Component=(RefOrCall Name=(Path Parts=["map"])) Body=true Items=[(BodyItem Member=(Member Path=(Path Parts=["x"]) Assign=(Expr Text="\")\" + '(' + ` + "`}`" + ` + y")))]))`},
 		{"expr map literal and closure", "transform m: map { x := {a: 1}.a + len(filter(l, {# > 1})) }",
-			`(TopItem (Stage Kind="transform" Name="m" Component=(RefOrCall Name=(Path Parts=["map"])) Body=true Items=[(BodyItem Member=(Member Path=(Path Parts=["x"]) Assign=(Expr Text="{a: 1}.a + len(filter(l, {# > 1}))")))]))`},
+			`(TopItem (Stage Kind="transform" Name=(Ident Name="m") Component=(RefOrCall Name=(Path Parts=["map"])) Body=true Items=[(BodyItem Member=(Member Path=(Path Parts=["x"]) Assign=(Expr Text="{a: 1}.a + len(filter(l, {# > 1}))")))]))`},
 		{"when and where as names", "sink s: x { when = 1 a.where = 2 where: int := 3 }",
-			`(TopItem (Stage Kind="sink" Name="s" Component=(RefOrCall Name=(Path Parts=["x"])) Body=true Items=[(BodyItem Member=(Member Path=(Path Parts=["when"]) Value=(Value (Number Text="1")))) (BodyItem Member=(Member Path=(Path Parts=["a" "where"]) Value=(Value (Number Text="2")))) (BodyItem Member=(Member Path=(Path Parts=["where"]) Type=(Type Name=(Path Parts=["int"])) Assign=(Expr Text="3")))]))`},
+			`(TopItem (Stage Kind="sink" Name=(Ident Name="s") Component=(RefOrCall Name=(Path Parts=["x"])) Body=true Items=[(BodyItem Member=(Member Path=(Path Parts=["when"]) Value=(Value (Number Text="1")))) (BodyItem Member=(Member Path=(Path Parts=["a" "where"]) Value=(Value (Number Text="2")))) (BodyItem Member=(Member Path=(Path Parts=["where"]) Type=(Type Name=(Path Parts=["int"])) Assign=(Expr Text="3")))]))`},
 		{"route", "transform r: route {\n  case hi when x > 1\n  else lo\n}",
-			`(TopItem (Stage Kind="transform" Name="r" Component=(RefOrCall Name=(Path Parts=["route"])) Body=true Items=[(BodyItem Case=(Case Port=(Ident Name="hi") When=(Expr Text="x > 1"))) (BodyItem Else=(Ident Name="lo"))]))`},
+			`(TopItem (Stage Kind="transform" Name=(Ident Name="r") Component=(RefOrCall Name=(Path Parts=["route"])) Body=true Items=[(BodyItem Case=(Case Port=(Ident Name="hi") When=(Expr Text="x > 1"))) (BodyItem Else=(Ident Name="lo"))]))`},
 		{"keep and drop", "transform m: map { keep a, b.c\n drop d }",
-			`(TopItem (Stage Kind="transform" Name="m" Component=(RefOrCall Name=(Path Parts=["map"])) Body=true Items=[(BodyItem Keep=[(Path Parts=["a"]) (Path Parts=["b" "c"])]) (BodyItem Drop=[(Path Parts=["d"])])]))`},
+			`(TopItem (Stage Kind="transform" Name=(Ident Name="m") Component=(RefOrCall Name=(Path Parts=["map"])) Body=true Items=[(BodyItem Keep=[(Path Parts=["a"]) (Path Parts=["b" "c"])]) (BodyItem Drop=[(Path Parts=["d"])])]))`},
 		{"def", "def sink s(a: int, b: string = \"x\",): stdout { }",
-			`(TopItem (Def Kind="sink" Name="s" Params=[(Param Name="a" Type=(Type Name=(Path Parts=["int"]))) (Param Name="b" Type=(Type Name=(Path Parts=["string"])) Default=(Value (StringLit Raw="\"x\"" Parts=["x"])))] Component=(RefOrCall Name=(Path Parts=["stdout"])) Body=true))`},
+			`(TopItem (Def Kind="sink" Name=(Ident Name="s") Params=[(Param Name=(Ident Name="a") Type=(Type Name=(Path Parts=["int"]))) (Param Name=(Ident Name="b") Type=(Type Name=(Path Parts=["string"])) Default=(Value (StringLit Raw="\"x\"" Parts=["x"])))] Component=(RefOrCall Name=(Path Parts=["stdout"])) Body=true))`},
 		{"flows", "a -> b.p -> [c, d.q,]",
-			`(TopItem (Flow Nodes=[(FlowNode Refs=[(PortRef Stage="a")]) (FlowNode Refs=[(PortRef Stage="b" Port="p")]) (FlowNode Bracket=true Refs=[(PortRef Stage="c") (PortRef Stage="d" Port="q")])]))`},
+			`(TopItem (Flow Nodes=[(FlowNode Refs=[(PortRef Stage=(Ident Name="a"))]) (FlowNode Refs=[(PortRef Stage=(Ident Name="b") Port="p")]) (FlowNode Bracket=true Refs=[(PortRef Stage=(Ident Name="c")) (PortRef Stage=(Ident Name="d") Port="q")])]))`},
 		{"test", "test \"t\" {\n clock = \"x\"\n given a [{ v: 1 }]\n expect b count 2\n expect c empty\n expect d where v > 1\n expect e [{ v: 1 }]\n}",
-			`(TopItem (Test Name=(StringLit Raw="\"t\"" Parts=["t"]) Items=[(TestItem (Member Path=(Path Parts=["clock"]) Value=(Value (StringLit Raw="\"x\"" Parts=["x"])))) (TestItem (Given Source=(Ident Name="a") Records=(List Items=[(Value (Map Entries=[(MapEntry Ident="v" Value=(Value (Number Text="1")))]))]))) (TestItem (Expect Target=(PortRef Stage="b") Count=(Number Text="2"))) (TestItem (Expect Target=(PortRef Stage="c") Empty=true)) (TestItem (Expect Target=(PortRef Stage="d") Where=(Expr Text="v > 1"))) (TestItem (Expect Target=(PortRef Stage="e") Records=(List Items=[(Value (Map Entries=[(MapEntry Ident="v" Value=(Value (Number Text="1")))]))])))]))`},
+			`(TopItem (Test Name=(StringLit Raw="\"t\"" Parts=["t"]) Items=[(TestItem (Member Path=(Path Parts=["clock"]) Value=(Value (StringLit Raw="\"x\"" Parts=["x"])))) (TestItem (Given Source=(Ident Name="a") Records=(List Items=[(Value (Map Entries=[(MapEntry Ident="v" Value=(Value (Number Text="1")))]))]))) (TestItem (Expect Target=(PortRef Stage=(Ident Name="b")) Count=(Number Text="2"))) (TestItem (Expect Target=(PortRef Stage=(Ident Name="c")) Empty=true)) (TestItem (Expect Target=(PortRef Stage=(Ident Name="d")) Where=(Expr Text="v > 1"))) (TestItem (Expect Target=(PortRef Stage=(Ident Name="e")) Records=(List Items=[(Value (Map Entries=[(MapEntry Ident="v" Value=(Value (Number Text="1")))]))])))]))`},
 		{"string escapes and references", `sink s: x { a = "q\"\\\n\t\$${env:A}${file:/a:b/c.properties:key}${param:p}\u00e9" }`,
-			`(TopItem (Stage Kind="sink" Name="s" Component=(RefOrCall Name=(Path Parts=["x"])) Body=true Items=[(BodyItem Member=(Member Path=(Path Parts=["a"]) Value=(Value (StringLit Raw="\"q\\\"\\\\\\n\\t\\$${env:A}${file:/a:b/c.properties:key}${param:p}\\u00e9\"" Parts=["q\"\\\n\t$" (Interp ${env:A}) (Interp ${file:/a:b/c.properties:key}) (Interp ${param:p}) "é"]))))]))`},
+			`(TopItem (Stage Kind="sink" Name=(Ident Name="s") Component=(RefOrCall Name=(Path Parts=["x"])) Body=true Items=[(BodyItem Member=(Member Path=(Path Parts=["a"]) Value=(Value (StringLit Raw="\"q\\\"\\\\\\n\\t\\$${env:A}${file:/a:b/c.properties:key}${param:p}\\u00e9\"" Parts=["q\"\\\n\t$" (Interp ${env:A}) (Interp ${file:/a:b/c.properties:key}) (Interp ${param:p}) "é"]))))]))`},
 		{"crlf line endings", "sink s: x {\r\n  a = 1\r\n  b := c\r\n}\r\n",
-			`(TopItem (Stage Kind="sink" Name="s" Component=(RefOrCall Name=(Path Parts=["x"])) Body=true Items=[(BodyItem Member=(Member Path=(Path Parts=["a"]) Value=(Value (Number Text="1")))) (BodyItem Member=(Member Path=(Path Parts=["b"]) Assign=(Expr Text="c")))]))`},
+			`(TopItem (Stage Kind="sink" Name=(Ident Name="s") Component=(RefOrCall Name=(Path Parts=["x"])) Body=true Items=[(BodyItem Member=(Member Path=(Path Parts=["a"]) Value=(Value (Number Text="1")))) (BodyItem Member=(Member Path=(Path Parts=["b"]) Assign=(Expr Text="c")))]))`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -258,7 +258,7 @@ func TestPartialTree(t *testing.T) {
 	if !diags.HasErrors() {
 		t.Fatal("want an error")
 	}
-	if f == nil || len(f.Items) == 0 || f.Items[0].Stage == nil || f.Items[0].Stage.Name != "a" {
+	if f == nil || len(f.Items) == 0 || f.Items[0].Stage == nil || f.Items[0].Stage.Name.Name != "a" {
 		t.Fatalf("partial tree = %s", dump(f))
 	}
 }

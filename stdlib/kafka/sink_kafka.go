@@ -112,7 +112,7 @@ type sink struct {
 func newSink(cfg stdlib.Config) (*sink, error) {
 	cn, err := newConn(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("kafka sink %q: %w", cfg.Stage, err)
+		return nil, err
 	}
 	s := &sink{
 		cfg:        cfg,
@@ -129,7 +129,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.val, err = codec.New(cfg.String("format"), nil, codec.Options{}); err != nil {
-		return nil, fmt.Errorf("kafka sink %q: %w", cfg.Stage, err)
+		return nil, err
 	}
 	switch cfg.String("compression") {
 	case "none":
@@ -142,7 +142,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	case "zstd":
 		s.compression = kafka.Zstd
 	default:
-		return nil, fmt.Errorf("kafka sink %q: unknown compression %q", cfg.Stage, cfg.String("compression"))
+		return nil, fmt.Errorf("unknown compression %q", cfg.String("compression"))
 	}
 	switch cfg.String("partitioner") {
 	case "hash":
@@ -152,7 +152,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	case "source":
 		s.balancer = sourceBalancer{hash: &kafka.Murmur2Balancer{Consistent: true}}
 	default:
-		return nil, fmt.Errorf("kafka sink %q: unknown partitioner %q", cfg.Stage, cfg.String("partitioner"))
+		return nil, fmt.Errorf("unknown partitioner %q", cfg.String("partitioner"))
 	}
 	return s, nil
 }
@@ -182,7 +182,7 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 			return err
 		})
 		if err != nil {
-			return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+			return nil, err
 		}
 	}
 	if s.exactlyOnce() {
@@ -194,7 +194,7 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+		return nil, err
 	}
 	s.cond = sync.NewCond(&s.mu)
 	s.wcl = s.link.client()
@@ -236,7 +236,7 @@ func (s *sink) completed(msgs []kafka.Message, err error) {
 		s.failed = append(s.failed, msgs...)
 		s.ferr = err
 	case s.werr == nil:
-		s.werr = fmt.Errorf("kafka sink %q: write: %w", s.cfg.Stage, err)
+		s.werr = fmt.Errorf("write: %w", err)
 	}
 	s.cond.Broadcast()
 	s.mu.Unlock()
@@ -255,7 +255,7 @@ func (s *sink) send(ctx context.Context, msgs []kafka.Message) error {
 	if err := s.w.WriteMessages(ctx, msgs...); err != nil {
 		s.completed(msgs, err)
 		if ctx.Err() != nil || !transient(err) {
-			return fmt.Errorf("kafka sink %q: write: %w", s.cfg.Stage, err)
+			return fmt.Errorf("write: %w", err)
 		}
 	}
 	return nil
@@ -272,7 +272,7 @@ func (s *sink) resend(ctx context.Context) error {
 		return werr
 	}
 	if err := s.bo.Wait(ctx, cause); err != nil {
-		return fmt.Errorf("kafka sink %q: write: %w", s.cfg.Stage, err)
+		return fmt.Errorf("write: %w", err)
 	}
 	// Closing the writer waits for its batches: those that fail join
 	// failed.
@@ -459,7 +459,7 @@ func (s *sink) Close(ctx context.Context) error {
 		s.link.close()
 	}
 	if err != nil {
-		return fmt.Errorf("kafka sink %q: close: %w", s.cfg.Stage, err)
+		return fmt.Errorf("close: %w", err)
 	}
 	return nil
 }

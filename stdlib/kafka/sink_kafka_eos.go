@@ -159,25 +159,25 @@ func (s *sink) openEOS(ctx context.Context) ([]stdlib.Position, error) {
 	e := &eosState{parts: map[string][]int{}, units: map[unitKey]*txnWriter{}}
 	err := s.do(ctx, func(cl *kafka.Client) error { return createOffsetsTopic(ctx, cl) })
 	if err != nil {
-		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+		return nil, err
 	}
 	if err := s.lookupTarget(ctx); err != nil {
-		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+		return nil, err
 	}
 	if e.offsets, err = s.partitions(ctx, e, OffsetsTopic); err != nil {
-		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+		return nil, err
 	}
 	s.eos = e
 	// Fence older instances and abort their open transaction first, so that
 	// the positions read next are final.
 	e.main, err = s.newWriter(ctx, TransactionalID(s.cfg.Pipeline, s.cfg.Stage, s.cfg.Task), nil)
 	if err != nil {
-		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+		return nil, err
 	}
 	prefix := e.main.txid + "|"
 	held, _, err := s.readHeld(ctx, e.main.offPart, func(k string) bool { return strings.HasPrefix(k, prefix) })
 	if err != nil {
-		return nil, fmt.Errorf("kafka sink %q: read %s: %w", s.cfg.Stage, OffsetsTopic, err)
+		return nil, fmt.Errorf("read %s: %w", OffsetsTopic, err)
 	}
 	out := make([]stdlib.Position, 0, len(held))
 	var gone []string
@@ -190,7 +190,7 @@ func (s *sink) openEOS(ctx context.Context) ([]stdlib.Position, error) {
 		out = append(out, r.Position)
 	}
 	if err := s.forget(ctx, e.main, gone); err != nil {
-		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+		return nil, err
 	}
 	return out, nil
 }
@@ -205,7 +205,7 @@ func (s *sink) forget(ctx context.Context, w *txnWriter, keys []string) error {
 		return nil
 	}
 	s.log.Warn("kafka sink: positions stored for another incarnation of its topic dropped",
-		"stage", s.cfg.Stage, "topic", s.topic, "positions", len(keys), "created_now", s.created,
+		"topic", s.topic, "positions", len(keys), "created_now", s.created,
 		"then", "the records they covered are written again")
 	recs := make([]protocol.Record, len(keys))
 	for i, k := range keys {
@@ -275,7 +275,7 @@ func (s *sink) Acquire(ctx context.Context, source string, partitions []string) 
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+		return nil, err
 	}
 	// Every earlier writer is fenced now: the positions read are final.
 	byPart := map[int]map[string]bool{}
@@ -289,7 +289,7 @@ func (s *sink) Acquire(ctx context.Context, source string, partitions []string) 
 	for part, keys := range byPart {
 		h, _, err := s.readHeld(ctx, part, func(k string) bool { return keys[k] })
 		if err != nil {
-			return nil, fmt.Errorf("kafka sink %q: read %s: %w", s.cfg.Stage, OffsetsTopic, err)
+			return nil, fmt.Errorf("read %s: %w", OffsetsTopic, err)
 		}
 		maps.Copy(held, h)
 	}
@@ -298,7 +298,7 @@ func (s *sink) Acquire(ctx context.Context, source string, partitions []string) 
 		if r, ok := held[k]; ok && !s.holds(r) {
 			delete(held, k)
 			if err := s.forget(ctx, w, []string{k}); err != nil {
-				return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+				return nil, err
 			}
 		}
 	}
@@ -311,9 +311,9 @@ func (s *sink) Acquire(ctx context.Context, source string, partitions []string) 
 			p := r.Position
 			w.stored[k] = p
 			out = append(out, p)
-			s.log.Debug("kafka sink acquired partition", "stage", s.cfg.Stage, "source", source, "partition", w.unit.partition, "held", p.Offset)
+			s.log.Debug("kafka sink acquired partition", "source", source, "partition", w.unit.partition, "held", p.Offset)
 		} else {
-			s.log.Debug("kafka sink acquired partition", "stage", s.cfg.Stage, "source", source, "partition", w.unit.partition)
+			s.log.Debug("kafka sink acquired partition", "source", source, "partition", w.unit.partition)
 		}
 		e.units[*w.unit] = w
 	}
@@ -446,7 +446,7 @@ func (s *sink) writeEOS(ctx context.Context, batch []stdlib.Record, msgs []kafka
 	for i := range msgs {
 		var err error
 		if ids[i], err = s.partitions(ctx, e, msgs[i].Topic); err != nil {
-			return fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+			return err
 		}
 	}
 	limit := min(s.batchBytes, maxBatchBytes)
@@ -510,7 +510,7 @@ func (e *eosState) writers() []*txnWriter {
 // partitions concurrently, and recovers from a lost connection.
 func (s *sink) produce(ctx context.Context, ready map[*txnWriter]map[topicPart][][]protocol.Record) error {
 	if _, err := s.recover(ctx, s.sendTxn(ctx, ready)); err != nil {
-		return fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+		return err
 	}
 	return nil
 }
@@ -726,7 +726,7 @@ func (s *sink) checkpointEOS(ctx context.Context, cp stdlib.Checkpoint) error {
 		wg.Wait()
 		restarted, err := s.recover(ctx, errs)
 		if err != nil {
-			return fmt.Errorf("kafka sink %q: checkpoint %d: %w", s.cfg.Stage, cp.ID, err)
+			return fmt.Errorf("checkpoint %d: %w", cp.ID, err)
 		}
 		if !restarted {
 			s.bo.Reset()
@@ -772,7 +772,7 @@ func (s *sink) commitWriter(ctx context.Context, w *txnWriter, positions []stdli
 		return err
 	}
 	w.committed(changed)
-	s.log.Debug("kafka sink committed", "stage", s.cfg.Stage, "txid", w.txid, "positions", changed)
+	s.log.Debug("kafka sink committed", "txid", w.txid, "positions", changed)
 	return nil
 }
 
@@ -877,10 +877,10 @@ func (s *sink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
 	defer s.connectUnopened()()
 	recs, _, _, _, err := s.storedRecords(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+		return nil, err
 	}
 	if err := s.lookupTarget(ctx); err != nil {
-		return nil, fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+		return nil, err
 	}
 	seen := map[stdlib.Position]bool{}
 	var out []stdlib.Position
@@ -913,10 +913,10 @@ func (s *sink) SetPositions(ctx context.Context, source string, reset []string, 
 	defer s.connectUnopened()()
 	recs, where, offs, pending, err := s.storedRecords(ctx)
 	if err != nil {
-		return fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+		return err
 	}
 	if pending {
-		return fmt.Errorf("kafka sink %q: a transaction of its writers is still open in %s: stop the pipeline, or wait out its transaction_timeout after a crash, and try again", s.cfg.Stage, OffsetsTopic)
+		return fmt.Errorf("a transaction of its writers is still open in %s: stop the pipeline, or wait out its transaction_timeout after a crash, and try again", OffsetsTopic)
 	}
 	writes := map[int]map[string]*heldRecord{} // partition -> key -> value (nil: tombstone)
 	put := func(part int, k string, v *heldRecord) {
@@ -933,14 +933,14 @@ func (s *sink) SetPositions(ctx context.Context, source string, reset []string, 
 	if len(set) > 0 {
 		if offs == nil {
 			if err := s.do(ctx, func(cl *kafka.Client) error { return createOffsetsTopic(ctx, cl) }); err != nil {
-				return fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+				return err
 			}
 			if offs, err = s.offsetsPartitions(ctx); err != nil {
-				return fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+				return err
 			}
 		}
 		if err := s.lookupTarget(ctx); err != nil {
-			return fmt.Errorf("kafka sink %q: %w", s.cfg.Stage, err)
+			return err
 		}
 		for task := range max(s.cfg.Tasks, 1) {
 			txid := TransactionalID(s.cfg.Pipeline, s.cfg.Stage, task)
@@ -956,7 +956,7 @@ func (s *sink) SetPositions(ctx context.Context, source string, reset []string, 
 			if v != nil {
 				b, err := json.Marshal(v)
 				if err != nil {
-					return fmt.Errorf("kafka sink %q: encode position: %w", s.cfg.Stage, err)
+					return fmt.Errorf("encode position: %w", err)
 				}
 				r.Value = kafka.NewBytes(b)
 			}
@@ -974,7 +974,7 @@ func (s *sink) SetPositions(ctx context.Context, source string, reset []string, 
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("kafka sink %q: write %s: %w", s.cfg.Stage, OffsetsTopic, err)
+			return fmt.Errorf("write %s: %w", OffsetsTopic, err)
 		}
 	}
 	return nil

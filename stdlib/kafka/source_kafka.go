@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -46,7 +47,7 @@ var SourceSpec = &stdlib.Spec{
 		stdlib.Param{Name: "key_format", Type: stdlib.Enum("json", "string", "bytes"), Default: stdlib.Ident("string"), Doc: "key format"},
 		stdlib.Param{Name: "isolation", Type: stdlib.Enum("read_committed", "read_uncommitted"), Default: stdlib.Ident("read_committed"),
 			Doc: "read_committed skips records of aborted transactions"},
-		stdlib.Param{Name: "fetch_max_bytes", Type: stdlib.Size, Default: int64(1 << 20), Doc: "largest fetch answer per partition (larger answers cost more copying than they save)"},
+		stdlib.Param{Name: "fetch_max_bytes", Type: stdlib.Size, Default: int64(1 << 20), Doc: "largest fetch answer, shared by the partitions fetched together (larger answers cost more copying and memory than they save)"},
 		stdlib.Param{Name: "max_wait", Type: stdlib.Duration, Default: 250 * time.Millisecond, Doc: "longest a fetch waits for data"},
 		stdlib.Param{Name: "session_timeout", Type: stdlib.Duration, Default: 10 * time.Second, Doc: "group session timeout"},
 		stdlib.Param{Name: "heartbeat_interval", Type: stdlib.Duration, Doc: "group heartbeat interval (default: a third of session_timeout, at most 3s); shorter than session_timeout"},
@@ -106,6 +107,7 @@ type partState struct {
 
 type source struct {
 	cfg       stdlib.Config
+	rotate    atomic.Uint32 // where the next fetch starts among its partitions
 	log       *slog.Logger
 	conn      *conn
 	link      *link
@@ -164,7 +166,7 @@ type source struct {
 func newSource(cfg stdlib.Config) (*source, error) {
 	cn, err := newConn(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("kafka source %q: %w", cfg.Stage, err)
+		return nil, err
 	}
 	s := &source{
 		cfg:       cfg,
@@ -183,7 +185,7 @@ func newSource(cfg stdlib.Config) (*source, error) {
 	}
 	s.topics = append(s.topics, cfg.Strings("topics")...)
 	if len(s.topics) == 0 {
-		return nil, fmt.Errorf("kafka source %q: no topic", cfg.Stage)
+		return nil, errors.New("no topic")
 	}
 	switch st := cfg.Attrs["start"].(type) {
 	case stdlib.Ident:
@@ -191,14 +193,14 @@ func newSource(cfg stdlib.Config) (*source, error) {
 	case string:
 		s.startTime, _ = stdlib.ParseTime(st) // checked by Spec.Values
 	default:
-		return nil, fmt.Errorf("kafka source %q: start has unexpected value %v", cfg.Stage, st)
+		return nil, fmt.Errorf("start has unexpected value %v", st)
 	}
 	if cfg.String("isolation") != "read_uncommitted" {
 		s.iso = kafka.ReadCommitted
 	}
 	s.val, err = codec.New(cfg.String("format"), cfg.Schema, codec.Options{})
 	if err != nil {
-		return nil, fmt.Errorf("kafka source %q: %w", cfg.Stage, err)
+		return nil, err
 	}
 	return s, nil
 }
@@ -216,7 +218,7 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("kafka source %q: %w", s.cfg.Stage, err)
+		return err
 	}
 	if s.group == "" {
 		return s.assignStatic(ctx, meta)
@@ -241,7 +243,7 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 		WatchPartitionChanges: true,
 	})
 	if err != nil {
-		return fmt.Errorf("kafka source %q: group %q: %w", s.cfg.Stage, s.group, err)
+		return fmt.Errorf("group %q: %w", s.group, err)
 	}
 	return s.join(ctx)
 }
@@ -291,7 +293,7 @@ func (s *source) join(ctx context.Context) error {
 			break
 		}
 		if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
-			return fmt.Errorf("kafka source %q: join group %q: %w", s.cfg.Stage, s.group, err)
+			return fmt.Errorf("join group %q: %w", s.group, err)
 		}
 		if transient(err) {
 			// The brokers are away. The group makes its next attempt
@@ -303,14 +305,14 @@ func (s *source) join(ctx context.Context) error {
 				continue
 			}
 			if werr := b.Wait(ctx, err); werr != nil {
-				return fmt.Errorf("kafka source %q: join group %q: %w", s.cfg.Stage, s.group, werr)
+				return fmt.Errorf("join group %q: %w", s.group, werr)
 			}
 			waited = true
 			continue
 		}
 		// The group retries by itself (a member that died is still being
 		// waited for, the coordinator moved): report and wait for it.
-		s.log.Warn("kafka group join failed; retrying", "stage", s.cfg.Stage, "group", s.group, "err", err)
+		s.log.Warn("kafka group join failed; retrying", "group", s.group, "err", err)
 	}
 	done, released, wait := make(chan struct{}), make(chan struct{}), s.settleMax
 	gen.Start(func(gctx context.Context) {
@@ -345,7 +347,7 @@ func (s *source) join(ctx context.Context) error {
 		}
 	}
 	s.stale = true
-	s.log.Debug("kafka group generation", "stage", s.cfg.Stage, "group", s.group, "generation", gen.ID, "partitions", len(s.parts))
+	s.log.Debug("kafka group generation", "group", s.group, "generation", gen.ID, "partitions", len(s.parts))
 	return s.position(ctx, committed)
 }
 
@@ -362,7 +364,7 @@ func (s *source) identity(k string) string {
 func (s *source) lookupIdentities(ctx context.Context) error {
 	ids, err := s.conn.identities(ctx, s.log, "kafka source", s.topics)
 	if err != nil {
-		return fmt.Errorf("kafka source %q: %w", s.cfg.Stage, err)
+		return err
 	}
 	s.ident = ids
 	return nil
@@ -396,7 +398,7 @@ func (s *source) position(ctx context.Context, committed map[string]int64) error
 		}
 		var err error
 		if acquired, err = h.Acquire(ctx, ids); err != nil {
-			return fmt.Errorf("kafka source %q: %w", s.cfg.Stage, err)
+			return err
 		}
 	}
 	resumed := map[string]int64{}
@@ -421,7 +423,7 @@ func (s *source) position(ctx context.Context, committed map[string]int64) error
 		}
 		if have {
 			p.next = last + 1
-			s.log.Debug("kafka partition positioned", "stage", s.cfg.Stage, "partition", k, "next", p.next)
+			s.log.Debug("kafka partition positioned", "partition", k, "next", p.next)
 			continue
 		}
 		var r kafka.OffsetRequest
@@ -440,7 +442,7 @@ func (s *source) position(ctx context.Context, committed map[string]int64) error
 	}
 	res, err := s.listOffsets(ctx, req)
 	if err != nil {
-		return fmt.Errorf("kafka source %q: list offsets: %w", s.cfg.Stage, err)
+		return fmt.Errorf("list offsets: %w", err)
 	}
 	late := map[string][]kafka.OffsetRequest{} // time start past the last record
 	for t, pos := range res.Topics {
@@ -450,7 +452,7 @@ func (s *source) position(ctx context.Context, committed map[string]int64) error
 				continue
 			}
 			if po.Error != nil {
-				return fmt.Errorf("kafka source %q: list offsets of %s: %w", s.cfg.Stage, p.key, po.Error)
+				return fmt.Errorf("list offsets of %s: %w", p.key, po.Error)
 			}
 			switch {
 			case !s.startTime.IsZero():
@@ -473,7 +475,7 @@ func (s *source) position(ctx context.Context, committed map[string]int64) error
 	if len(late) > 0 {
 		res, err := s.listOffsets(ctx, late)
 		if err != nil {
-			return fmt.Errorf("kafka source %q: list offsets: %w", s.cfg.Stage, err)
+			return fmt.Errorf("list offsets: %w", err)
 		}
 		for t, pos := range res.Topics {
 			for _, po := range pos {
@@ -485,7 +487,7 @@ func (s *source) position(ctx context.Context, committed map[string]int64) error
 	}
 	for _, p := range s.parts {
 		if p.next < 0 {
-			return fmt.Errorf("kafka source %q: no offset found for %s", s.cfg.Stage, p.key)
+			return fmt.Errorf("no offset found for %s", p.key)
 		}
 	}
 	return nil
@@ -508,7 +510,7 @@ func (s *source) refreshLeaders(ctx context.Context) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("kafka source %q: metadata: %w", s.cfg.Stage, err)
+		return fmt.Errorf("metadata: %w", err)
 	}
 	for t, ps := range meta {
 		for _, mp := range ps {
@@ -533,7 +535,7 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 				// and commit it under the ending generation, then rejoin.
 				if h, ok := s.resume.(stdlib.Handover); ok {
 					if err := h.Settle(ctx); err != nil {
-						return nil, fmt.Errorf("kafka source %q: settling before rebalance: %w", s.cfg.Stage, err)
+						return nil, fmt.Errorf("settling before rebalance: %w", err)
 					}
 				}
 				s.release()
@@ -627,13 +629,20 @@ func (s *source) fetchFrom(ctx context.Context, cl *kafka.Client, ps []*partStat
 		}
 		wait = min(wait, left)
 	}
-	// Room for every partition's limit and then some: an answer cut short
-	// by its overall limit in the middle of a partition comes without that
-	// partition's aborted transactions from the development broker, and
-	// read_committed would then return aborted records. That broker also
-	// counts against the overall limit the batch it leaves out of each
-	// full partition (up to a message's largest size, 1 MiB by default).
-	total := min(int64(len(ps))*(int64(s.maxBytes)+maxBatch), math.MaxInt32)
+	// fetch_max_bytes is shared by the partitions of a fetch, each asking
+	// for its part: larger answers cost more copying and memory than they
+	// save. The overall limit leaves room for every part and then some:
+	// an answer cut short by its overall limit in the middle of a
+	// partition comes without that partition's aborted transactions from
+	// the development broker, and read_committed would then return
+	// aborted records. That broker also counts against the overall limit
+	// the batch it leaves out of each full partition (up to a message's
+	// largest size, 1 MiB by default).
+	// A broker returns a batch larger than a partition's part only when
+	// it comes first in the answer: the partitions take turns at being
+	// first, so that none waits behind others that always have data.
+	part := max(s.maxBytes/int32(len(ps)), minPartitionBytes)
+	total := min(int64(len(ps))*(int64(part)+maxBatch), math.MaxInt32)
 	req := &fetchAPI.Request{
 		ReplicaID:      -1,
 		MaxWaitTime:    int32(wait / time.Millisecond),
@@ -645,7 +654,9 @@ func (s *source) fetchFrom(ctx context.Context, cl *kafka.Client, ps []*partStat
 	}
 	idx := map[string]int{}
 	byKey := map[string]*partState{}
-	for _, p := range ps {
+	first := int(s.rotate.Add(1)) % len(ps)
+	for k := range ps {
+		p := ps[(first+k)%len(ps)]
 		i, ok := idx[p.topic]
 		if !ok {
 			i = len(req.Topics)
@@ -657,7 +668,7 @@ func (s *source) fetchFrom(ctx context.Context, cl *kafka.Client, ps []*partStat
 			CurrentLeaderEpoch: -1,
 			FetchOffset:        p.next,
 			LogStartOffset:     -1,
-			PartitionMaxBytes:  s.maxBytes,
+			PartitionMaxBytes:  part,
 		})
 		byKey[p.key] = p
 	}
@@ -677,14 +688,14 @@ func (s *source) fetchFrom(ctx context.Context, cl *kafka.Client, ps []*partStat
 			s.mu.Unlock()
 			return nil, nil
 		}
-		return nil, fmt.Errorf("kafka source %q: fetch: %w", s.cfg.Stage, err)
+		return nil, fmt.Errorf("fetch: %w", err)
 	}
 	res, ok := m.(*fetchAPI.Response)
 	if !ok {
-		return nil, fmt.Errorf("kafka source %q: fetch: unexpected response %T", s.cfg.Stage, m)
+		return nil, fmt.Errorf("fetch: unexpected response %T", m)
 	}
 	if res.ErrorCode != 0 {
-		return nil, fmt.Errorf("kafka source %q: fetch: %w", s.cfg.Stage, kafka.Error(res.ErrorCode))
+		return nil, fmt.Errorf("fetch: %w", kafka.Error(res.ErrorCode))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -739,7 +750,7 @@ func (s *source) partitionError(ctx context.Context, p *partState, err kafka.Err
 		}
 		res, lerr := s.listOffsets(ctx, map[string][]kafka.OffsetRequest{p.topic: {r}})
 		if lerr != nil {
-			return fmt.Errorf("kafka source %q: list offsets of %s: %w", s.cfg.Stage, p.key, lerr)
+			return fmt.Errorf("list offsets of %s: %w", p.key, lerr)
 		}
 		for _, po := range res.Topics[p.topic] {
 			if po.Partition == p.partition && po.Error == nil {
@@ -749,7 +760,7 @@ func (s *source) partitionError(ctx context.Context, p *partState, err kafka.Err
 				} else {
 					p.next = po.FirstOffset
 				}
-				s.log.Warn("kafka offset out of range", "stage", s.cfg.Stage, "partition", p.key, "offset", old, "now", p.next)
+				s.log.Warn("kafka offset out of range", "partition", p.key, "offset", old, "now", p.next)
 			}
 		}
 		return nil
@@ -760,7 +771,7 @@ func (s *source) partitionError(ctx context.Context, p *partState, err kafka.Err
 	if err.Temporary() {
 		return nil
 	}
-	return fmt.Errorf("kafka source %q: fetch %s: %w", s.cfg.Stage, p.key, err)
+	return fmt.Errorf("fetch %s: %w", p.key, err)
 }
 
 // decode appends the records of one fetched partition to out, dropping
@@ -831,7 +842,7 @@ func (s *source) skipControl(p *partState, b *protocol.ControlBatch, abortedPIDs
 			return commit, nil
 		}
 		if err != nil {
-			return false, fmt.Errorf("kafka source %q: read control batch of %s: %w", s.cfg.Stage, p.key, err)
+			return false, fmt.Errorf("read control batch of %s: %w", p.key, err)
 		}
 		if r.Offset >= p.next {
 			p.next = r.Offset + 1
@@ -854,7 +865,7 @@ func (s *source) skipBatch(p *partState, b protocol.RecordReader) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("kafka source %q: read batch of %s: %w", s.cfg.Stage, p.key, err)
+			return fmt.Errorf("read batch of %s: %w", p.key, err)
 		}
 		closeRecord(r)
 		if r.Offset >= p.next {
@@ -879,7 +890,7 @@ func (s *source) decodeBatch(out []stdlib.Record, p *partState, b protocol.Recor
 			return out, nil
 		}
 		if err != nil {
-			return out, fmt.Errorf("kafka source %q: read batch of %s: %w", s.cfg.Stage, p.key, err)
+			return out, fmt.Errorf("read batch of %s: %w", p.key, err)
 		}
 		if r.Offset < p.next {
 			closeRecord(r)
@@ -894,6 +905,9 @@ func (s *source) decodeBatch(out []stdlib.Record, p *partState, b protocol.Recor
 		out = append(out, rec)
 	}
 }
+
+// minPartitionBytes is the least a partition asks for in a fetch.
+const minPartitionBytes = 1 << 10
 
 // maxBatch is the size of the largest record batch a broker accepts by
 // default (message.max.bytes).
@@ -925,11 +939,11 @@ func (s *source) readValue(b protocol.Bytes) ([]byte, error) {
 func (s *source) record(p *partState, r *protocol.Record) (stdlib.Record, error) {
 	val, err := s.readValue(r.Value)
 	if err != nil {
-		return stdlib.Record{}, fmt.Errorf("kafka source %q: read %s@%d: %w", s.cfg.Stage, p.key, r.Offset, err)
+		return stdlib.Record{}, fmt.Errorf("read %s@%d: %w", p.key, r.Offset, err)
 	}
 	kb, err := protocol.ReadAll(r.Key)
 	if err != nil {
-		return stdlib.Record{}, fmt.Errorf("kafka source %q: read %s@%d: %w", s.cfg.Stage, p.key, r.Offset, err)
+		return stdlib.Record{}, fmt.Errorf("read %s@%d: %w", p.key, r.Offset, err)
 	}
 	// A message that does not decode goes on with Err set: the stage's
 	// error policy decides (fail, skip, dead letter).
@@ -1014,10 +1028,10 @@ func (s *source) Commit(ctx context.Context, positions []stdlib.Position) error 
 	case errors.Is(err, kafka.RebalanceInProgress), errors.Is(err, kafka.IllegalGeneration), errors.Is(err, kafka.UnknownMemberId):
 		// The partitions moved on; their new owner continues from the last
 		// commit and the executor's replay rules cover the gap.
-		s.log.Warn("kafka group offsets not committed: group is rebalancing", "stage", s.cfg.Stage, "group", s.group, "err", err)
+		s.log.Warn("kafka group offsets not committed: group is rebalancing", "group", s.group, "err", err)
 		return nil
 	}
-	return fmt.Errorf("kafka source %q: commit group %q offsets: %w", s.cfg.Stage, s.group, err)
+	return fmt.Errorf("commit group %q offsets: %w", s.group, err)
 }
 
 // release lets the group rejoin after a generation ended.
@@ -1039,7 +1053,7 @@ func (s *source) Close(ctx context.Context) error {
 		s.link.close()
 	}
 	if err != nil {
-		return fmt.Errorf("kafka source %q: close group: %w", s.cfg.Stage, err)
+		return fmt.Errorf("close group: %w", err)
 	}
 	return nil
 }

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"pipe.dev/pipe/compiler"
+	"pipe.dev/pipe/importer"
+	"pipe.dev/pipe/lang/format"
+	"pipe.dev/pipe/stdlib"
+)
+
+func cmdImport(e *env, args []string) int {
+	fs := newFlags(e, "import", "CONFIG...",
+		"Write .pipe files from Kafka Connect connector configs: the REST form ({\"name\", \"config\"}),\n"+
+			"a bare config object, an array of them, the answer of GET /connectors?expand=info, or a\n"+
+			"standalone .properties file. Each file is formatted and checked; what a connector sets that\n"+
+			"the pipeline does not carry over is listed at the file's top and on standard error.\n"+
+			"With one pipeline and no -o it is printed on standard output.")
+	out := fs.StringP("output", "o", "", "write to this file (one pipeline) or directory (one file a pipeline)")
+	joinFlag := fs.Bool("join", false, "join a source connector and a sink connector that share a topic into one pipeline, without Kafka between them")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return exitUsage
+	}
+	var conns []importer.Connector
+	for _, name := range fs.Args() {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
+			return exitUsage
+		}
+		cs, err := importer.Load(name, data)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
+			return exitFindings
+		}
+		conns = append(conns, cs...)
+	}
+	files, err := importer.Convert(conns, importer.Options{Join: *joinFlag, HasComponent: func(kind, name string) bool {
+		return stdlib.Default.Lookup(stdlib.Kind(kind), name) != nil
+	}})
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
+		return exitFindings
+	}
+	dir := ""
+	switch {
+	case *out == "" && len(files) > 1:
+		fmt.Fprintf(e.stderr, "pipe: %d pipelines: name a directory with -o\n", len(files))
+		return exitUsage
+	case *out != "" && (strings.HasSuffix(*out, "/") || isDir(*out) || len(files) > 1):
+		dir = *out
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
+			return exitUsage
+		}
+	}
+	code := exitOK
+	for _, f := range files {
+		path := *out
+		if dir != "" {
+			path = filepath.Join(dir, f.Name+".pipe")
+		}
+		name := path
+		if name == "" {
+			name = f.Name + ".pipe"
+		}
+		src, diags := format.Source(name, []byte(f.Text))
+		if diags.HasErrors() {
+			printDiagnostics(e.stderr, "text", diags, sources{name: []byte(f.Text)})
+			return exitFindings
+		}
+		if _, diags := compiler.Compile(&compiler.Config{}, name, src); diags.HasErrors() {
+			// A file that does not check is still written, for the user to
+			// finish; the diagnostics say what is missing.
+			printDiagnostics(e.stderr, "text", diags.Errors(), sources{name: src})
+			code = exitFindings
+		}
+		for _, n := range f.Notes {
+			fmt.Fprintf(e.stderr, "%s: %s\n", name, n)
+		}
+		if path == "" {
+			e.stdout.Write(src)
+			continue
+		}
+		if err := os.WriteFile(path, src, 0o644); err != nil {
+			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
+			return exitUsage
+		}
+		fmt.Fprintf(e.stdout, "wrote %s\n", path)
+	}
+	return code
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}

@@ -1,0 +1,705 @@
+package importer
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// File is one pipeline written from one connector, or from a source and a
+// sink connector joined on their topic.
+type File struct {
+	Name  string // the pipeline's name, also the file's base name
+	Text  string // the .pipe source (unformatted)
+	Notes []Note
+	Envs  map[string]string // environment variables the pipeline reads
+}
+
+// Options change what Convert writes.
+type Options struct {
+	// Join writes one pipeline for a source connector and a sink
+	// connector that share a topic, with no Kafka in between.
+	Join bool
+	// HasComponent says whether a component exists (a sink "mysql",
+	// say); nil: only those every build has.
+	HasComponent func(kind, name string) bool
+}
+
+// Convert turns connectors into pipelines.
+func Convert(conns []Connector, opt Options) ([]File, error) {
+	var ps []*pipeline
+	for i := range conns {
+		p, err := convert(&conns[i], opt)
+		if err != nil {
+			return nil, fmt.Errorf("%s: connector %q: %w", conns[i].From, conns[i].Name, err)
+		}
+		ps = append(ps, p)
+	}
+	if opt.Join {
+		ps = join(ps)
+	}
+	seen := map[string]int{}
+	var out []File
+	for _, p := range ps {
+		if n := seen[p.name]; n > 0 {
+			p.name = fmt.Sprintf("%s_%d", p.name, n+1)
+		}
+		seen[p.name]++
+		out = append(out, File{Name: p.name, Text: p.text(), Notes: p.notes, Envs: p.envs})
+	}
+	return out, nil
+}
+
+// converter holds what converting one connector needs.
+type converter struct {
+	c    *Connector
+	p    *pipeline
+	opt  Options
+	used map[string]bool // keys carried over (or noted)
+	// sourceKind says which end of Kafka the connector is: a source
+	// connector writes to Kafka, a sink connector reads from it.
+	sourceKind bool
+	// of a sink connector
+	topics []string
+}
+
+func (cv *converter) get(key string) string {
+	cv.used[key] = true
+	return cv.c.Config[key]
+}
+
+// note notes key (marking it read).
+func (cv *converter) note(key, format string, args ...any) {
+	cv.used[key] = true
+	cv.p.note(key, format, args...)
+}
+
+func (cv *converter) has(key string) bool {
+	_, ok := cv.c.Config[key]
+	return ok
+}
+
+// str writes a config value as a literal; a reference of a provider pipe
+// does not know becomes an environment variable.
+func (cv *converter) str(key string) string {
+	v := cv.get(key)
+	lit, ok := value(v)
+	if !ok {
+		env := envName(cv.c.Name, key)
+		cv.p.envs[env] = fmt.Sprintf("the value of %s (%s)", key, v)
+		cv.note(key, "a config provider reference pipe does not resolve; read from $%s instead", env)
+		return `"${env:` + env + `}"`
+	}
+	return lit
+}
+
+// secret returns a reference to an environment variable holding the
+// value of key: pipeline files never hold credentials.
+func (cv *converter) secret(key string) string {
+	v := cv.get(key)
+	if connectRef.MatchString(v) {
+		return v
+	}
+	env := envName(cv.c.Name, key)
+	cv.p.envs[env] = "the value of " + key
+	return "${env:" + env + "}"
+}
+
+func convert(c *Connector, opt Options) (*pipeline, error) {
+	p := &pipeline{name: ident(c.Name), envs: map[string]string{}}
+	p.header = []string{
+		fmt.Sprintf("Written by pipe import from %s: Kafka Connect connector %q", c.From, c.Name),
+		fmt.Sprintf("(%s).", c.Config["connector.class"]),
+	}
+	cv := &converter{c: c, p: p, opt: opt, used: map[string]bool{"name": true, "connector.class": true}}
+	var err error
+	switch c.Class() {
+	case "FileStreamSourceConnector":
+		err = cv.fileSource()
+	case "FileStreamSinkConnector":
+		err = cv.fileSink()
+	case "JdbcSourceConnector":
+		err = cv.jdbcSource()
+	case "JdbcSinkConnector":
+		err = cv.jdbcSink()
+	case "MirrorSourceConnector":
+		err = cv.mirror()
+	case "":
+		return nil, fmt.Errorf("no connector.class")
+	default:
+		return nil, fmt.Errorf("connector class %s has no counterpart in pipe (known: FileStreamSource, FileStreamSink, JdbcSource, JdbcSink, MirrorSource)", c.Config["connector.class"])
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := cv.transforms(); err != nil {
+		return nil, err
+	}
+	cv.errors()
+	cv.leftovers()
+	if cv.sourceKind && len(p.chains) == 1 && p.chains[0].sink != nil {
+		if t := p.chains[0].sink.get("topic"); strings.HasPrefix(t, `"`) {
+			p.writes = strings.Trim(t, `"`)
+		}
+	}
+	p.reads = cv.topics
+	return p, nil
+}
+
+// kafkaStage is the Kafka end of a connector: the topics a source
+// connector writes or a sink connector reads.
+func (cv *converter) kafkaStage(kind, name string) *stage {
+	s := &stage{kind: kind, name: name, component: "kafka"}
+	s.set("brokers", `["${env:KAFKA_BROKERS}"]`)
+	cv.p.envs["KAFKA_BROKERS"] = "the Kafka bootstrap servers (the Connect worker's bootstrap.servers), host:port"
+	return s
+}
+
+// format sets a Kafka stage's value (and key) format from the converters.
+func (cv *converter) format(s *stage) {
+	conv := func(which string) string {
+		key := which + ".converter"
+		cl := cv.get(key)
+		short := cl[strings.LastIndexByte(cl, '.')+1:]
+		switch short {
+		case "":
+			if which == "value" {
+				cv.note(key, "not set: the worker's converter applies; JSON assumed")
+			}
+			return "json"
+		case "JsonConverter":
+			if cv.get(key+".schemas.enable") != "false" && which == "value" {
+				cv.note(key+".schemas.enable", "records are read and written as plain JSON, without the {schema, payload} envelope")
+			}
+			return "json"
+		case "StringConverter":
+			return "string"
+		case "ByteArrayConverter":
+			return "bytes"
+		}
+		cv.note(key, "%s is not supported yet: records pass as bytes", short)
+		return "bytes"
+	}
+	for k := range cv.c.Config {
+		if strings.HasPrefix(k, "value.converter.") || strings.HasPrefix(k, "key.converter.") {
+			cv.used[k] = true
+		}
+	}
+	if f := conv("value"); f != "json" {
+		s.set("format", f)
+	}
+	if cv.has("key.converter") {
+		s.set("key_format", conv("key"))
+	}
+}
+
+func (cv *converter) tasks(s *stage) {
+	if !cv.has("tasks.max") {
+		return
+	}
+	n, err := strconv.Atoi(cv.get("tasks.max"))
+	if err != nil || n < 1 {
+		cv.note("tasks.max", "%q is not a task count", cv.c.Config["tasks.max"])
+		return
+	}
+	if n > 1 {
+		s.set("tasks", strconv.Itoa(n))
+	}
+}
+
+// bestDelivery is the delivery written: exactly once where the sink
+// gives it.
+func (cv *converter) bestDelivery(sink string) {
+	switch sink {
+	case "kafka", "postgres", "file", "mysql":
+		cv.p.delivery = "exactly_once"
+	default:
+		cv.p.delivery = "at_least_once"
+	}
+}
+
+func (cv *converter) fileSource() error {
+	cv.sourceKind = true
+	src := &stage{kind: "source", name: "lines", component: "file"}
+	if !cv.has("file") {
+		return fmt.Errorf("no file: FileStreamSource reading standard input has no counterpart (use the stdin source)")
+	}
+	src.set("path", cv.str("file"))
+	src.set("format", "lines")
+	if cv.has("batch.size") {
+		src.set("batch", cv.get("batch.size"))
+	}
+	snk := cv.kafkaStage("sink", "out")
+	snk.set("topic", cv.str("topic"))
+	snk.set("format", "string")
+	cv.used["value.converter"] = true
+	cv.used["key.converter"] = true
+	cv.tasks(src)
+	cv.bestDelivery("kafka")
+	cv.p.chains = []*chain{{source: src, sink: snk}}
+	return nil
+}
+
+// kafkaSource is the Kafka source of a sink connector.
+func (cv *converter) kafkaSource() (*stage, error) {
+	src := cv.kafkaStage("source", "in")
+	if cv.has("topics.regex") {
+		return nil, fmt.Errorf("topics.regex: the kafka source reads named topics; list them in topics")
+	}
+	cv.topics = list(cv.get("topics"))
+	if len(cv.topics) == 0 {
+		return nil, fmt.Errorf("no topics")
+	}
+	if len(cv.topics) == 1 {
+		src.set("topic", quote(cv.topics[0]))
+	} else {
+		src.set("topics", quoteList(cv.topics))
+	}
+	src.set("group", quote("connect-"+cv.c.Name))
+	src.set("start", "committed")
+	cv.note("", "the consumer group is connect-%s, as Kafka Connect's: the pipeline starts at its committed offsets", cv.c.Name)
+	cv.format(src)
+	cv.tasks(src)
+	return src, nil
+}
+
+func (cv *converter) fileSink() error {
+	src, err := cv.kafkaSource()
+	if err != nil {
+		return err
+	}
+	snk := &stage{kind: "sink", name: "out", component: "file"}
+	if !cv.has("file") {
+		return fmt.Errorf("no file: FileStreamSink writing standard output: use the stdout sink")
+	}
+	snk.set("path", cv.str("file"))
+	if src.get("format") == "" {
+		snk.set("format", "json") // a JSON line a record
+	} else {
+		snk.set("format", "lines")
+	}
+	cv.bestDelivery("file")
+	cv.p.chains = []*chain{{source: src, sink: snk}}
+	return nil
+}
+
+// jdbc parses connection.url into a component and its dsn.
+func (cv *converter) jdbc(kind string) (component, dsn string, err error) {
+	raw := cv.get("connection.url")
+	if raw == "" {
+		return "", "", fmt.Errorf("no connection.url")
+	}
+	rest, ok := strings.CutPrefix(raw, "jdbc:")
+	if !ok {
+		return "", "", fmt.Errorf("connection.url %q is not a JDBC URL", raw)
+	}
+	sub, _, _ := strings.Cut(rest, ":")
+	switch sub {
+	case "postgresql":
+		component = "postgres"
+	case "mysql", "mariadb":
+		component = "mysql"
+	default:
+		return "", "", fmt.Errorf("connection.url: %s databases have no pipe component", sub)
+	}
+	if cv.opt.HasComponent != nil && !cv.opt.HasComponent(kind, component) {
+		return "", "", fmt.Errorf("connection.url: this build of pipe has no %s %s", component, kind)
+	}
+	u, err := url.Parse(rest)
+	if err != nil || u.Host == "" {
+		return "", "", fmt.Errorf("connection.url %q: not host:port/database", raw)
+	}
+	q := u.Query()
+	user := cv.get("connection.user")
+	if user == "" {
+		user = q.Get("user")
+	}
+	q.Del("user")
+	var pass string
+	if cv.has("connection.password") {
+		pass = cv.secret("connection.password")
+	} else if q.Has("password") {
+		env := envName(cv.c.Name, "password")
+		cv.p.envs[env] = "the password of connection.url"
+		pass = "${env:" + env + "}"
+		cv.note("connection.url", "its password is read from $%s", env)
+	}
+	q.Del("password")
+	db := strings.TrimPrefix(u.Path, "/")
+	userinfo := ""
+	if user != "" || pass != "" {
+		userinfo = url.PathEscape(user)
+		if pass != "" {
+			userinfo += ":" + pass
+		}
+		userinfo += "@"
+	}
+	switch component {
+	case "postgres":
+		dsn = "postgres://" + userinfo + u.Host + "/" + db
+		if enc := q.Encode(); enc != "" {
+			dsn += "?" + enc
+		}
+	case "mysql":
+		dsn = "mysql://" + userinfo + u.Host + "/" + db
+	}
+	return component, dsn, nil
+}
+
+func (cv *converter) jdbcSource() error {
+	cv.sourceKind = true
+	comp, dsn, err := cv.jdbc("source")
+	if err != nil {
+		return err
+	}
+	mode := cv.get("mode")
+	modes := map[string]string{"bulk": "bulk", "incrementing": "incrementing", "timestamp": "timestamp", "timestamp+incrementing": "timestamp_incrementing"}
+	pm, ok := modes[mode]
+	if !ok {
+		return fmt.Errorf("mode %q: one of bulk, incrementing, timestamp, timestamp+incrementing", mode)
+	}
+	prefix := cv.get("topic.prefix")
+	var tables []string
+	for _, k := range []string{"table.whitelist", "table.include.list"} {
+		tables = append(tables, list(cv.get(k))...)
+	}
+	query := cv.get("query")
+	if query == "" && len(tables) == 0 {
+		return fmt.Errorf("neither query nor table.whitelist: a source reading every table of a database has no counterpart; list the tables")
+	}
+	for _, k := range []string{"table.blacklist", "table.exclude.list", "schema.pattern", "catalog.pattern", "table.types"} {
+		if cv.has(k) {
+			cv.note(k, "the tables read are those listed; %s is not applied", k)
+		}
+	}
+	base := func(name string) *stage {
+		s := &stage{kind: "source", name: name, component: comp}
+		s.set("dsn", quoteRefs(dsn))
+		s.set("mode", pm)
+		if strings.Contains(mode, "incrementing") {
+			col := cv.get("incrementing.column.name")
+			if col == "" {
+				cv.note("incrementing.column.name", "not set: Kafka Connect would take the autoincrement column; name it in incrementing_column")
+				col = "id"
+			}
+			s.set("incrementing_column", quote(col))
+		}
+		if strings.HasPrefix(mode, "timestamp") {
+			cols := list(cv.get("timestamp.column.name"))
+			if len(cols) == 0 {
+				return nil
+			}
+			if len(cols) > 1 {
+				cv.note("timestamp.column.name", "only the first column, %s, is used (COALESCE of several is not supported)", cols[0])
+			}
+			s.set("timestamp_column", quote(cols[0]))
+		}
+		if v := cv.get("poll.interval.ms"); v != "" {
+			if d, err := millis(v); err == nil {
+				s.set("poll", d)
+			}
+		}
+		if v := cv.get("timestamp.delay.interval.ms"); v != "" {
+			if d, err := millis(v); err == nil {
+				s.set("delay", d)
+			}
+		}
+		if v := cv.get("batch.max.rows"); v != "" {
+			s.set("batch", v)
+		}
+		return s
+	}
+	for _, k := range []string{"numeric.mapping", "validate.non.null", "db.timezone", "dialect.name", "table.poll.interval.ms", "connection.attempts", "connection.backoff.ms", "quote.sql.identifiers"} {
+		if cv.has(k) {
+			cv.used[k] = true
+		}
+	}
+	if query != "" {
+		s := base("rows")
+		if s == nil {
+			return fmt.Errorf("timestamp.column.name is required in mode %s", mode)
+		}
+		s.set("query", quote(query))
+		snk := cv.kafkaStage("sink", "out")
+		snk.set("topic", quote(prefix))
+		cv.format(snk)
+		cv.p.chains = append(cv.p.chains, &chain{source: s, sink: snk})
+	} else {
+		for _, t := range tables {
+			s := base(ident(t))
+			if s == nil {
+				return fmt.Errorf("timestamp.column.name is required in mode %s", mode)
+			}
+			s.set("table", quote(t))
+			snk := cv.kafkaStage("sink", ident(t)+"_out")
+			snk.set("topic", quote(prefix+t))
+			cv.format(snk)
+			cv.p.chains = append(cv.p.chains, &chain{source: s, sink: snk})
+		}
+		if len(tables) > 1 {
+			cv.note("", "one source and one kafka sink a table, each into topic.prefix + table")
+		}
+	}
+	cv.used["tasks.max"] = true
+	cv.bestDelivery("kafka")
+	return nil
+}
+
+func (cv *converter) jdbcSink() error {
+	src, err := cv.kafkaSource()
+	if err != nil {
+		return err
+	}
+	comp, dsn, err := cv.jdbc("sink")
+	if err != nil {
+		return err
+	}
+	format := cv.get("table.name.format")
+	if format == "" {
+		format = "${topic}"
+	}
+	sinkFor := func(name, table string) *stage {
+		s := &stage{kind: "sink", name: name, component: comp}
+		s.set("dsn", quoteRefs(dsn))
+		s.set("table", quote(table))
+		return s
+	}
+	var sinks []*stage
+	if strings.Contains(format, "${topic}") && len(cv.topics) > 1 {
+		route := &stage{kind: "transform", name: "by_topic", component: "route"}
+		for _, t := range cv.topics {
+			port := ident(t)
+			route.body = append(route.body, fmt.Sprintf("case %s when meta.topic == %s", port, quote(t)))
+			s := sinkFor(ident(t)+"_out", strings.ReplaceAll(format, "${topic}", t))
+			sinks = append(sinks, s)
+			cv.p.flows = append(cv.p.flows, fmt.Sprintf("by_topic.%s -> %s", port, s.name))
+		}
+		cv.p.extra = append(cv.p.extra, sinks...)
+		cv.p.chains = []*chain{{source: src, transforms: []*stage{route}}}
+		cv.note("table.name.format", "a route sends each topic's records to the sink of its table")
+	} else {
+		s := sinkFor("out", strings.ReplaceAll(format, "${topic}", cv.topics[0]))
+		sinks = []*stage{s}
+		cv.p.chains = []*chain{{source: src, sink: s}}
+	}
+	mode := "insert"
+	switch m := cv.get("insert.mode"); m {
+	case "", "insert":
+	case "upsert":
+		mode = "upsert"
+	case "update":
+		mode = "upsert"
+		cv.note("insert.mode", "update became upsert: a record whose row is missing inserts it")
+	default:
+		return fmt.Errorf("insert.mode %q: one of insert, upsert, update", m)
+	}
+	var keys []string
+	var keyMap []string
+	switch pk := cv.get("pk.mode"); pk {
+	case "", "none":
+		if mode == "upsert" {
+			return fmt.Errorf("insert.mode %s needs pk.mode", cv.c.Config["insert.mode"])
+		}
+	case "record_value":
+		keys = list(cv.get("pk.fields"))
+		if len(keys) == 0 {
+			return fmt.Errorf("pk.mode record_value without pk.fields: name the key fields")
+		}
+	case "record_key":
+		keys = list(cv.get("pk.fields"))
+		if len(keys) == 0 {
+			return fmt.Errorf("pk.mode record_key without pk.fields: name the key fields")
+		}
+		for _, k := range keys {
+			f, ok := field(k)
+			if !ok {
+				return fmt.Errorf("pk.fields: %q is not a field name pipe can write", k)
+			}
+			if len(keys) == 1 && src.get("key_format") != "json" {
+				keyMap = append(keyMap, fmt.Sprintf("%s := meta.key", f))
+			} else {
+				keyMap = append(keyMap, fmt.Sprintf("%s := meta.key.%s", f, f))
+			}
+		}
+	case "kafka":
+		keys = list(cv.get("pk.fields"))
+		if len(keys) == 0 {
+			keys = []string{"__connect_topic", "__connect_partition", "__connect_offset"}
+		}
+		if len(keys) != 3 {
+			return fmt.Errorf("pk.mode kafka takes three pk.fields (topic, partition, offset)")
+		}
+		for i, m := range []string{"meta.topic", "meta.partition", "meta.offset"} {
+			f, ok := field(keys[i])
+			if !ok {
+				return fmt.Errorf("pk.fields: %q is not a field name pipe can write", keys[i])
+			}
+			keyMap = append(keyMap, fmt.Sprintf("%s := %s", f, m))
+		}
+	default:
+		return fmt.Errorf("pk.mode %q: one of none, kafka, record_key, record_value", pk)
+	}
+	if len(keyMap) > 0 {
+		m := &stage{kind: "transform", name: "key_fields", component: "map", body: keyMap}
+		c := cv.p.chains[0]
+		c.transforms = append([]*stage{m}, c.transforms...)
+	}
+	for _, s := range sinks {
+		if mode != "insert" {
+			s.set("mode", mode)
+		}
+		if len(keys) > 0 {
+			s.set("key", quoteList(keys))
+		}
+		if cv.get("auto.create") == "true" {
+			s.set("create_table", "true")
+		}
+		if cv.get("auto.evolve") == "true" {
+			s.set("evolve", "add_columns")
+		}
+		if v := cv.get("batch.size"); v != "" {
+			s.set("batch", v)
+		}
+	}
+	if cv.get("delete.enabled") == "true" {
+		cv.note("delete.enabled", "tombstones do not delete rows: a second pipeline with mode = delete would")
+	}
+	for _, k := range []string{"fields.whitelist", "fields.include.list"} {
+		if fs := list(cv.get(k)); len(fs) > 0 {
+			keep := &stage{kind: "transform", name: "fields", component: "map", body: []string{"keep " + strings.Join(fs, ", ")}}
+			c := cv.p.chains[0]
+			c.transforms = append(c.transforms, keep)
+		}
+	}
+	for _, k := range []string{"db.timezone", "dialect.name", "max.retries", "retry.backoff.ms", "quote.sql.identifiers", "connection.attempts", "connection.backoff.ms"} {
+		if cv.has(k) {
+			cv.used[k] = true
+		}
+	}
+	if cv.has("max.retries") || cv.has("retry.backoff.ms") {
+		cv.note("max.retries", "the sink retries a lost connection for retry_timeout (default 5m) instead")
+	}
+	cv.bestDelivery(comp)
+	return nil
+}
+
+func (cv *converter) mirror() error {
+	src := cv.kafkaStage("source", "in")
+	from := cv.get("source.cluster.bootstrap.servers")
+	to := cv.get("target.cluster.bootstrap.servers")
+	if from == "" || to == "" {
+		return fmt.Errorf("source.cluster.bootstrap.servers and target.cluster.bootstrap.servers are required")
+	}
+	src.set("brokers", quoteList(list(from)))
+	topics := list(cv.get("topics"))
+	if len(topics) == 0 {
+		return fmt.Errorf("no topics")
+	}
+	for _, t := range topics {
+		if regexp.QuoteMeta(t) != t {
+			return fmt.Errorf("topics: %q is a pattern; the kafka source reads named topics", t)
+		}
+	}
+	if len(topics) == 1 {
+		src.set("topic", quote(topics[0]))
+	} else {
+		src.set("topics", quoteList(topics))
+	}
+	src.set("group", quote("mirror-"+cv.c.Name))
+	src.set("format", "bytes")
+	src.set("key_format", "bytes")
+	snk := cv.kafkaStage("sink", "out")
+	snk.set("brokers", quoteList(list(to)))
+	delete(cv.p.envs, "KAFKA_BROKERS")
+	alias := cv.get("source.cluster.alias")
+	if alias == "" {
+		alias = "source"
+	}
+	cv.used["target.cluster.alias"] = true
+	policy := cv.get("replication.policy.class")
+	if strings.HasSuffix(policy, "IdentityReplicationPolicy") {
+		snk.set("topic", ":= meta.topic")
+	} else {
+		sep := cv.get("replication.policy.separator")
+		if sep == "" {
+			sep = "."
+		}
+		snk.set("topic", ":= "+quote(alias+sep)+" + meta.topic")
+	}
+	snk.set("key", ":= meta.key")
+	snk.set("headers", ":= meta.headers")
+	snk.set("format", "bytes")
+	snk.set("partitioner", "source")
+	for _, k := range []string{"sync.topic.configs.enabled", "sync.topic.acls.enabled", "emit.checkpoints.enabled", "emit.heartbeats.enabled", "sync.group.offsets.enabled", "refresh.topics.enabled", "refresh.groups.enabled", "replication.factor", "offset-syncs.topic.replication.factor"} {
+		if cv.has(k) {
+			cv.note(k, "not mirrored: pipe copies records only (topic configs, ACLs, checkpoints and group offsets are not)")
+		}
+	}
+	cv.note("", "target topics must exist with the source's partition count (partitioner = source keeps each record's partition)")
+	cv.tasks(src)
+	cv.bestDelivery("kafka")
+	cv.p.chains = []*chain{{source: src, sink: snk}}
+	return nil
+}
+
+// errors maps errors.tolerance and the dead-letter queue to on_error.
+func (cv *converter) errors() {
+	tol := cv.get("errors.tolerance")
+	dlq := cv.get("errors.deadletterqueue.topic.name")
+	for _, k := range []string{"errors.log.enable", "errors.log.include.messages", "errors.deadletterqueue.context.headers.enable", "errors.deadletterqueue.topic.replication.factor", "errors.retry.timeout", "errors.retry.delay.max.ms"} {
+		if cv.has(k) {
+			cv.used[k] = true
+		}
+	}
+	if cv.has("errors.retry.timeout") {
+		cv.note("errors.retry.timeout", "a record error is not retried; lost connections are, for retry_timeout")
+	}
+	if tol != "all" {
+		return
+	}
+	policy := "skip"
+	if dlq != "" {
+		d := cv.kafkaStage("sink", "dlq")
+		if b := cv.p.chains[0].source.get("brokers"); cv.p.chains[0].source.component == "kafka" && b != "" {
+			d.set("brokers", b)
+		}
+		d.set("topic", quote(dlq))
+		cv.p.extra = append(cv.p.extra, d)
+		policy = "dead_letter(dlq)"
+		cv.note("errors.deadletterqueue.topic.name", "dead letters carry pipe's envelope (the record, the error and its position) as their value, not the original bytes with error headers")
+	}
+	for _, c := range cv.p.chains {
+		for _, s := range append(append([]*stage{c.source}, c.transforms...), c.sink) {
+			if s != nil && s.component != "route" {
+				s.onError = policy
+			}
+		}
+	}
+	for _, s := range cv.p.extra {
+		if s.name != "dlq" {
+			s.onError = policy
+		}
+	}
+}
+
+// leftovers notes every key nothing read.
+func (cv *converter) leftovers() {
+	for _, k := range sortedKeys(cv.c.Config) {
+		if !cv.used[k] {
+			cv.note(k, "not carried over (%s = %s)", k, shown(k, cv.c.Config[k]))
+		}
+	}
+}
+
+// shown is a config value as a note may show it: never a credential.
+func shown(key, v string) string {
+	k := strings.ToLower(key)
+	for _, w := range []string{"password", "secret", "token", "jaas", "credential", "key"} {
+		if strings.Contains(k, w) && !strings.HasSuffix(k, ".converter") {
+			return "…"
+		}
+	}
+	return v
+}

@@ -1,0 +1,428 @@
+package nats
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"pipe.dev/pipe/internal/proctest"
+)
+
+// pipeRun runs `pipe run` on file with the state in state until the test
+// ends (or the caller stops it), logging its output.
+func pipeRun(t *testing.T, bin, file, state, prefix string, env ...string) *osexec.Cmd {
+	t.Helper()
+	cmd := osexec.Command(bin, "run", "-q", "--state-dir", state, file)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = &proctest.LogWriter{T: t, Prefix: prefix}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd
+}
+
+// publishSpread publishes messages {"id": i} for i in [0, n) on subject,
+// in chunks spread over span, each acknowledged by JetStream; a chunk the
+// server did not acknowledge (it is restarting) is published again with
+// the same message ids, so each id is stored once.
+func publishSpread(ctx context.Context, subject string, n int, span time.Duration) error {
+	nc, err := nats.Connect(testURL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.ReconnectBufSize(-1))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	const chunk = 100
+	start := time.Now()
+	for from := 0; from < n; from += chunk {
+		for attempt := 0; ; attempt++ {
+			ok := true
+			var futs []jetstream.PubAckFuture
+			for i := from; i < min(from+chunk, n); i++ {
+				f, err := js.PublishMsgAsync(&nats.Msg{Subject: subject, Data: fmt.Appendf(nil, `{"id":%d}`, i)}, jetstream.WithMsgID("in-"+strconv.Itoa(i)))
+				if err != nil {
+					ok = false
+					break
+				}
+				futs = append(futs, f)
+			}
+			for _, f := range futs {
+				select {
+				case <-f.Ok():
+				case <-f.Err():
+					ok = false
+				case <-time.After(10 * time.Second):
+					ok = false
+				}
+			}
+			if ok {
+				break
+			}
+			if attempt > 300 || ctx.Err() != nil {
+				return fmt.Errorf("publish chunk at %d: not acknowledged", from)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if d := time.Duration(float64(span) * float64(from+chunk) / float64(n)); time.Since(start) < d {
+			time.Sleep(d - time.Since(start))
+		}
+	}
+	return nil
+}
+
+// fileIDs returns the id field of every line of a JSON lines file.
+func fileIDs(t *testing.T, path string) []int64 {
+	t.Helper()
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []int64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r struct {
+			ID int64 `json:"id"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("%s: line %q: %v", path, sc.Text(), err)
+		}
+		out = append(out, r.ID)
+	}
+	return out
+}
+
+// checkOnce fails unless ids holds each of 0..n-1 exactly once.
+func checkOnce(t *testing.T, what string, ids []int64, n int) {
+	t.Helper()
+	seen := make([]int, n)
+	var bad []int64
+	for _, id := range ids {
+		if id < 0 || id >= int64(n) {
+			bad = append(bad, id)
+			continue
+		}
+		seen[id]++
+	}
+	var missing, doubled []int
+	for i, c := range seen {
+		switch {
+		case c == 0:
+			missing = append(missing, i)
+		case c > 1:
+			doubled = append(doubled, i)
+		}
+	}
+	if len(missing)+len(doubled)+len(bad) > 0 {
+		t.Fatalf("%s: %d records; %d missing (first %v), %d doubled (first %v), %d unexpected",
+			what, len(ids), len(missing), missing[:min(len(missing), 10)], len(doubled), doubled[:min(len(doubled), 10)], len(bad))
+	}
+}
+
+// waitFor polls count until it reaches want and stays there a while.
+func waitFor(t *testing.T, what string, count func() int, want int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last, quiet := -1, time.Time{}
+	for time.Now().Before(deadline) {
+		n := count()
+		switch {
+		case n != last:
+			last, quiet = n, time.Time{}
+		case n >= want && quiet.IsZero():
+			quiet = time.Now()
+		case n >= want && time.Since(quiet) > 2*time.Second:
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s: %d records after %v, want %d", what, last, timeout, want)
+}
+
+// TestKillNATSSource runs a pipeline reading a JetStream stream through a
+// durable consumer into an exactly-once file sink, SIGKILLs `pipe run` at
+// random moments while messages are published, restarts it, and checks
+// that the file holds every message published exactly once. Set
+// PIPE_KILLTEST=1 to run it; PIPE_KILLTEST_RECORDS and PIPE_KILLTEST_KILLS
+// scale it.
+func TestKillNATSSource(t *testing.T) {
+	n, kills := proctest.KillTest(t, 4000, 12)
+	e := newNATS(t)
+	bin := proctest.BuildPipe(t)
+	dir := t.TempDir()
+	sn := name("killsrc")
+	e.stream(t, sn, sn)
+	out := filepath.Join(dir, "out.jsonl")
+	file := filepath.Join(dir, "src.pipe")
+	text := fmt.Sprintf(`pipeline nats_kill_source {
+  checkpoint = 300ms
+}
+
+source in: nats {
+  url      = "${env:NATS_URL}"
+  stream   = %q
+  consumer = "pipe"
+  batch    = 50
+}
+
+transform shape: map {
+  keep id
+  subject := meta.subject
+  seq     := meta.offset
+}
+
+sink out: file {
+  path     = %q
+  format   = json
+  delivery = exactly_once
+}
+
+in -> shape -> out
+`, sn, out)
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := "NATS_URL=" + testURL()
+	state := filepath.Join(dir, "state")
+	published := make(chan error, 1)
+	go func() {
+		published <- publishSpread(t.Context(), sn+".events", n, time.Duration(kills)*1500*time.Millisecond)
+	}()
+	for i := range kills {
+		cmd := pipeRun(t, bin, file, state, "source: ", env)
+		time.Sleep(time.Duration(500+rand.IntN(1500)) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		t.Logf("kill %d: %d lines", i+1, len(fileIDs(t, out)))
+	}
+	cmd := pipeRun(t, bin, file, state, "source: ", env)
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "file", func() int { return len(fileIDs(t, out)) }, n, time.Minute)
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	checkOnce(t, "file sink", fileIDs(t, out), n)
+	if info := consumerInfo(t, e, sn, "pipe"); info.AckFloor.Stream != uint64(n) {
+		t.Errorf("consumer acknowledged up to %d, want %d", info.AckFloor.Stream, n)
+	}
+}
+
+// TestKillNATSSink runs a pipeline writing generated records to JetStream
+// through the exactly-once nats sink, SIGKILLs `pipe run` at random
+// moments, restarts it, and reads the stream: it must hold every record
+// exactly once (the replays after each kill fall within the duplicate
+// window and are dropped by their message ids). Set PIPE_KILLTEST=1 to run
+// it.
+func TestKillNATSSink(t *testing.T) {
+	n, kills := proctest.KillTest(t, 4000, 12)
+	e := newNATS(t)
+	bin := proctest.BuildPipe(t)
+	dir := t.TempDir()
+	sn := name("killsink")
+	t.Cleanup(func() { e.js.DeleteStream(context.Background(), sn) })
+	t.Cleanup(func() { e.purgeKey("nats_kill_sink.out.0") })
+	file := filepath.Join(dir, "sink.pipe")
+	// About 12 s of records at the rate: the kills land in the middle.
+	rate := float64(n) / (float64(kills) * 1.0)
+	text := fmt.Sprintf(`pipeline nats_kill_sink {
+  checkpoint = 300ms
+}
+
+source gen: generate {
+  count  = %d
+  rate   = %g
+  batch  = 20
+  fields = { id = seq(start = 0), region = pick(["eu", "us", "ap"]) }
+}
+
+sink out: nats {
+  url           = "${env:NATS_URL}"
+  stream        = %q
+  create_stream = true
+  subjects      = [%q]
+  subject      := %q + "." + region
+  headers      := { "region": region }
+  delivery      = exactly_once
+}
+
+gen -> out
+`, n, rate, sn, sn+".>", sn)
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := "NATS_URL=" + testURL()
+	state := filepath.Join(dir, "state")
+	count := func() int {
+		st, err := e.js.Stream(t.Context(), sn)
+		if err != nil {
+			return 0
+		}
+		return int(st.CachedInfo().State.Msgs)
+	}
+	for i := range kills {
+		cmd := pipeRun(t, bin, file, state, "sink: ", env)
+		time.Sleep(time.Duration(400+rand.IntN(1200)) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		t.Logf("kill %d: %d messages", i+1, count())
+	}
+	cmd := pipeRun(t, bin, file, state, "sink: ", env)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("last run: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the last run did not end")
+	}
+	checkOnce(t, "stream", e.ids(t, sn), n)
+}
+
+// TestServerRestartNATS runs a pipeline reading a JetStream stream into
+// an exactly-once file sink and an exactly-once nats sink, restarts
+// nats-server twice in the middle of the run (stopping the process and
+// starting it again with its start command) while messages are published,
+// and checks that both outputs hold every message exactly once. Set
+// PIPE_KILLTEST=1 to run it.
+func TestServerRestartNATS(t *testing.T) {
+	n, _ := proctest.KillTest(t, 4000, 0)
+	e := newNATS(t)
+	if _, err := osexec.LookPath("start-stop-daemon"); err != nil {
+		t.Skip("start-stop-daemon is needed to start nats-server again")
+	}
+	if pid := serverPID(t); pid == 0 {
+		t.Skip("no local nats-server process to restart")
+	}
+	bin := proctest.BuildPipe(t)
+	dir := t.TempDir()
+	in, outStream := name("rsin"), name("rsout")
+	e.stream(t, in, in)
+	t.Cleanup(func() { e.js.DeleteStream(context.Background(), outStream) })
+	t.Cleanup(func() { e.purgeKey("nats_restart.nats_out.0") })
+	out := filepath.Join(dir, "out.jsonl")
+	file := filepath.Join(dir, "restart.pipe")
+	text := fmt.Sprintf(`pipeline nats_restart {
+  checkpoint = 300ms
+  delivery   = exactly_once
+}
+
+source in: nats {
+  url      = "${env:NATS_URL}"
+  stream   = %q
+  consumer = "pipe"
+  batch    = 100
+}
+
+sink file_out: file {
+  path   = %q
+  format = json
+}
+
+sink nats_out: nats {
+  url           = "${env:NATS_URL}"
+  stream        = %q
+  create_stream = true
+  subjects      = [%q]
+  subject      := %q + ".copy"
+}
+
+in -> [file_out, nats_out]
+`, in, out, outStream, outStream+".>", outStream)
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	published := make(chan error, 1)
+	go func() { published <- publishSpread(t.Context(), in+".events", n, 10*time.Second) }()
+	cmd := pipeRun(t, bin, file, filepath.Join(dir, "state"), "restart: ", "NATS_URL="+testURL())
+	for range 2 {
+		time.Sleep(time.Duration(2000+rand.IntN(1500)) * time.Millisecond)
+		restartServer(t)
+		t.Logf("restarted nats-server: %d lines", len(fileIDs(t, out)))
+	}
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "file", func() int { return len(fileIDs(t, out)) }, n, time.Minute)
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	checkOnce(t, "file sink", fileIDs(t, out), n)
+	checkOnce(t, "nats sink", e.ids(t, outStream), n)
+}
+
+// serverPID returns the pid of the local nats-server, or 0.
+func serverPID(t *testing.T) int {
+	out, err := osexec.Command("pgrep", "-x", "nats-server").Output()
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.Fields(string(out))[0])
+	return pid
+}
+
+// restartServer stops nats-server (SIGTERM to its process, waiting for it
+// to exit) and starts it again with the command it is started with.
+func restartServer(t *testing.T) {
+	t.Helper()
+	pid := serverPID(t)
+	if pid == 0 {
+		t.Fatal("nats-server is not running")
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; syscall.Kill(pid, 0) == nil; i++ {
+		if i > 300 {
+			t.Fatal("nats-server did not stop")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	start := osexec.Command("start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/nats-server", "--",
+		"-a", "127.0.0.1", "-p", "4222", "-js", "-sd", "/var/lib/nats-server", "-l", "/var/log/nats-server.log")
+	if out, err := start.CombinedOutput(); err != nil {
+		t.Fatalf("starting nats-server: %v\n%s", err, out)
+	}
+	// Wait until JetStream answers again.
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		nc, err := nats.Connect(testURL())
+		if err == nil {
+			js, _ := jetstream.New(nc)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, err = js.AccountInfo(ctx)
+			cancel()
+			nc.Close()
+			if err == nil {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("nats-server did not come back with JetStream")
+}
