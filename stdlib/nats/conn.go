@@ -2,12 +2,9 @@ package nats
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
@@ -17,6 +14,7 @@ import (
 
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/retry"
+	"pipe.dev/pipe/stdlib/tlsconf"
 )
 
 // connParams are the connection attributes every component of the
@@ -29,13 +27,7 @@ var connParams = []stdlib.Param{
 	{Name: "token", Type: stdlib.String, Secret: true, Doc: "authentication token"},
 	{Name: "nkey_seed", Type: stdlib.String, Secret: true, Doc: "NKey seed (SU...) to sign the server's challenge with"},
 	{Name: "creds", Type: stdlib.String, Doc: "path of a .creds file holding a user JWT and its NKey seed"},
-	{Name: "tls", Type: stdlib.Block(
-		stdlib.Param{Name: "ca", Type: stdlib.String, Doc: "CA certificates: a PEM file path or PEM text"},
-		stdlib.Param{Name: "cert", Type: stdlib.String, Doc: "client certificate: a PEM file path or PEM text"},
-		stdlib.Param{Name: "key", Type: stdlib.String, Secret: true, Doc: "client key: a PEM file path or PEM text"},
-		stdlib.Param{Name: "server_name", Type: stdlib.String, Doc: "name to verify the server certificate against"},
-		stdlib.Param{Name: "insecure_skip_verify", Type: stdlib.Bool, Default: false, Doc: "do not verify the server certificate (unsafe)"},
-	), Doc: "connect with TLS"},
+	tlsconf.Param("connect with TLS"),
 	retry.Param,
 }
 
@@ -59,13 +51,7 @@ func checkConn(attrs map[string]any) []stdlib.AttrError {
 	if u, ok := attrs["url"].(string); ok && strings.Contains(u, "@") && !strings.Contains(u, "${") {
 		errs = append(errs, stdlib.AttrError{Attr: "url", Message: "url holds credentials: set them in user/password or token (secrets)"})
 	}
-	if t, ok := attrs["tls"].(map[string]any); ok {
-		_, c := t["cert"]
-		_, k := t["key"]
-		if c != k {
-			errs = append(errs, stdlib.AttrError{Attr: "tls.cert", Message: "tls cert and key must be set together"})
-		}
-	}
+	errs = append(errs, tlsconf.Check(attrs)...)
 	return append(errs, retry.Check(attrs)...)
 }
 
@@ -114,56 +100,13 @@ func newConn(cfg stdlib.Config) (*conn, error) {
 		c.opts = append(c.opts, nats.UserCredentials(p))
 	}
 	if t, ok := cfg.Block("tls"); ok {
-		tc, err := tlsConfig(t)
+		tc, err := tlsconf.Config(t)
 		if err != nil {
 			return nil, fmt.Errorf("tls: %w", err)
 		}
 		c.opts = append(c.opts, nats.Secure(tc))
 	}
 	return c, nil
-}
-
-// pemOrFile returns v itself when it holds PEM text, else the file it names.
-func pemOrFile(v string) ([]byte, error) {
-	if strings.Contains(v, "-----BEGIN") {
-		return []byte(v), nil
-	}
-	return os.ReadFile(v)
-}
-
-func tlsConfig(t stdlib.Config) (*tls.Config, error) {
-	tc := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		ServerName:         t.String("server_name"),
-		InsecureSkipVerify: t.Bool("insecure_skip_verify"),
-	}
-	if ca := t.String("ca"); ca != "" {
-		b, err := pemOrFile(ca)
-		if err != nil {
-			return nil, fmt.Errorf("ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(b) {
-			return nil, errors.New("ca: no PEM certificate found")
-		}
-		tc.RootCAs = pool
-	}
-	if cert, key := t.String("cert"), t.String("key"); cert != "" || key != "" {
-		cb, err := pemOrFile(cert)
-		if err != nil {
-			return nil, fmt.Errorf("cert: %w", err)
-		}
-		kb, err := pemOrFile(key)
-		if err != nil {
-			return nil, errors.New("key: cannot read it")
-		}
-		pair, err := tls.X509KeyPair(cb, kb)
-		if err != nil {
-			return nil, errors.New("cert and key: not a matching PEM certificate and key")
-		}
-		tc.Certificates = []tls.Certificate{pair}
-	}
-	return tc, nil
 }
 
 // backoff returns a fresh backoff for one component's retries.

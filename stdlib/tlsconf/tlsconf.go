@@ -1,5 +1,5 @@
 // Package tlsconf is the tls block of the connectors that connect to a
-// server (kafka, rabbitmq): its attributes, their check, and the
+// server (kafka, nats, rabbitmq): its attributes, their check, and the
 // crypto/tls configuration they make.
 //
 // Role: shared by connector packages; the compiler sees only [Param].
@@ -78,11 +78,11 @@ func Config(t stdlib.Config) (*tls.Config, error) {
 		}
 		kb, err := pemOrFile(key)
 		if err != nil {
-			return nil, fmt.Errorf("key: %w", err)
+			return nil, errors.New("key: cannot read it") // the key is a secret: say nothing of it
 		}
 		pair, err := tls.X509KeyPair(cb, kb)
 		if err != nil {
-			return nil, fmt.Errorf("cert and key: %w", err)
+			return nil, errors.New("cert and key: not a matching PEM certificate and key")
 		}
 		tc.Certificates = []tls.Certificate{pair}
 	}
