@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/internal/sqlcommon"
 )
 
 // sourceLag is what Lag reports, from another goroutine than Read.
@@ -24,9 +25,9 @@ type sourceLag struct {
 func (s *source) noteLag(ctx context.Context, n int) {
 	behind, unit := int64(0), "ids"
 	switch {
-	case s.mode == modeBulk:
+	case s.mode == sqlcommon.ModeBulk:
 		return
-	case s.mode != modeIncrementing:
+	case s.mode != sqlcommon.ModeIncrementing:
 		unit = "ms"
 		if n >= s.batch && s.hasLast {
 			behind = max(time.Since(time.UnixMicro(s.last)).Milliseconds(), 0)

@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
-	"strconv"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/internal/sqlcommon"
 )
 
 // The offsets table (pipe_offsets) holds, per pipeline, sink task, source
@@ -86,12 +84,9 @@ WHERE n.nspname = $1 AND c.relname = $2`, t.Schema, t.Name).Scan(&oid)
 	return oid, nil
 }
 
-// heldRow is one position row of the offsets table.
-type heldRow struct {
-	stdlib.Position
-	target uint32 // OID of the table its rows went to, 0 if unknown
-	was    string // that table's name now, "" if it no longer exists
-}
+// heldRow is one position row of the offsets table; its target is the
+// OID of the table its rows went to.
+type heldRow = sqlcommon.Held[uint32]
 
 // readHeld returns the positions the sink task holds for its table: those
 // stored for another table are reported and left out, and deleted with the
@@ -132,7 +127,7 @@ func (s *sink) readRows(ctx context.Context, q queryer, where string, arg string
 	}
 	held, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (heldRow, error) {
 		var h heldRow
-		err := r.Scan(&h.Source, &h.Partition, &h.Offset, &h.Identity, &h.target, &h.was)
+		err := r.Scan(&h.Source, &h.Partition, &h.Offset, &h.Identity, &h.Target, &h.Was)
 		return h, err
 	})
 	if err != nil {
@@ -144,27 +139,7 @@ func (s *sink) readRows(ctx context.Context, q queryer, where string, arg string
 // forTarget returns the rows stored for the sink's table (or for an
 // unknown one) and warns, once per table, of those stored for another.
 func (s *sink) forTarget(rows []heldRow) []heldRow {
-	var keep []heldRow
-	other := map[uint32][]heldRow{}
-	for _, r := range rows {
-		if r.target == 0 || r.target == s.target {
-			keep = append(keep, r)
-		} else {
-			other[r.target] = append(other[r.target], r)
-		}
-	}
-	for _, oid := range slices.Sorted(maps.Keys(other)) {
-		rs := other[oid]
-		was := "a table since dropped"
-		if rs[0].was != "" {
-			was = "table " + rs[0].was
-		}
-		s.log.Warn("postgres: held positions not applied: they were stored for another table",
-			"table", s.table.String(), "table_oid", s.target,
-			"stored_for", was, "stored_oid", oid, "positions", len(rs), "first", rs[0].Position.String(),
-			"then", "their records are written again into "+s.table.String())
-	}
-	return keep
+	return sqlcommon.ForTarget(s.log, "postgres", s.table.String(), s.target, rows)
 }
 
 // storePositions upserts the checkpoint's positions, with the commit token,
@@ -223,15 +198,7 @@ func (s *sink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
 		if err != nil {
 			return err
 		}
-		for _, r := range s.forTarget(rows) {
-			if n := len(out); n > 0 && out[n-1].Source == r.Source && out[n-1].Partition == r.Partition {
-				if r.Offset < out[n-1].Offset {
-					out[n-1] = r.Position
-				}
-				continue
-			}
-			out = append(out, r.Position)
-		}
+		out = sqlcommon.Lowest(s.forTarget(rows))
 		return nil
 	})
 	if err != nil {
@@ -271,7 +238,7 @@ func (s *sink) SetPositions(ctx context.Context, source string, reset []string, 
 			return fmt.Errorf("reset positions: %w", err)
 		}
 		for task := range max(s.tasks, 1) {
-			if err := upsertPositions(ctx, tx, s.offsets, s.pipeline, taskSinkID(s.stage, task, s.tasks), s.target, set, nil); err != nil {
+			if err := upsertPositions(ctx, tx, s.offsets, s.pipeline, sqlcommon.TaskSinkID(s.stage, task, s.tasks), s.target, set, nil); err != nil {
 				return fmt.Errorf("set positions: %w", err)
 			}
 		}
@@ -306,15 +273,6 @@ func (s *sink) offline(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	}
 	s.hasOffsets = off != 0
 	return pgx.BeginFunc(ctx, s.conn, fn)
-}
-
-// taskSinkID is the sink column of a stage's task: the stage name, with
-// "/<task>" appended when the stage runs several tasks.
-func taskSinkID(stage string, task, tasks int) string {
-	if tasks > 1 {
-		return stage + "/" + strconv.Itoa(task)
-	}
-	return stage
 }
 
 var _ stdlib.PositionStore = (*sink)(nil)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/internal/sqlcommon"
 	"pipe.dev/pipe/stdlib/retry"
 )
 
@@ -22,29 +22,10 @@ func init() { stdlib.MustRegister(SinkSpec) }
 
 // SinkSpec describes the postgres sink.
 var SinkSpec = &stdlib.Spec{
-	Kind:    stdlib.SinkKind,
-	Name:    "postgres",
-	Summary: "write records into a PostgreSQL table (insert, upsert or delete), exactly once",
-	Params: []stdlib.Param{
-		dsnParam,
-		{Name: "table", Type: stdlib.String, Required: true, Doc: "target table, optionally schema-qualified"},
-		{Name: "mode", Type: stdlib.Enum("insert", "upsert", "delete"), Default: stdlib.Ident("insert"),
-			Doc: "insert rows; upsert (insert or update) by key; delete by key"},
-		{Name: "key", Type: stdlib.ListOf(stdlib.String),
-			Doc: "key columns for upsert and delete (default: the table's primary key)"},
-		{Name: "batch", Type: stdlib.Int, Default: int64(10000),
-			Doc: "rows per statement; at_least_once also commits every batch rows"},
-		{Name: "flush", Type: stdlib.Duration, Default: time.Second,
-			Doc: "at_least_once: commit at least this often while records arrive"},
-		{Name: "create_table", Type: stdlib.Bool, Default: false,
-			Doc: "create the table from the record type when it does not exist"},
-		{Name: "evolve", Type: stdlib.Enum("none", "add_columns"), Default: stdlib.Ident("none"),
-			Doc: "add_columns: add a nullable column for each new field"},
-		retry.Param,
-		{Name: "offsets_table", Type: stdlib.String, Default: "pipe_offsets",
-			Doc: "exactly_once: table holding the positions committed with the data"},
-		{Name: "schema", Type: stdlib.Schema, Doc: "asserts the shape of the records written"},
-	},
+	Kind:     stdlib.SinkKind,
+	Name:     "postgres",
+	Summary:  "write records into a PostgreSQL table (insert, upsert or delete), exactly once",
+	Params:   sqlcommon.SinkParams(dsnParam),
 	Delivery: []stdlib.Delivery{stdlib.ExactlyOnce, stdlib.AtLeastOnce},
 	Schema:   true,
 	Check:    checkSink,
@@ -52,47 +33,7 @@ var SinkSpec = &stdlib.Spec{
 }
 
 func checkSink(attrs map[string]any) []stdlib.AttrError {
-	var errs []stdlib.AttrError
-	if s, ok := attrs["table"].(string); ok {
-		if _, err := parseTable(s); err != nil {
-			errs = append(errs, stdlib.AttrError{Attr: "table", Message: err.Error()})
-		}
-	}
-	if s, ok := attrs["offsets_table"].(string); ok {
-		if _, err := parseTable(s); err != nil {
-			errs = append(errs, stdlib.AttrError{Attr: "offsets_table", Message: err.Error()})
-		}
-	}
-	if n, ok := attrs["batch"].(int64); ok && n <= 0 {
-		errs = append(errs, stdlib.AttrError{Attr: "batch", Message: "batch must be positive"})
-	}
-	if d, ok := attrs["flush"].(time.Duration); ok && d < 0 {
-		errs = append(errs, stdlib.AttrError{Attr: "flush", Message: "flush must not be negative"})
-	}
-	errs = append(errs, retry.Check(attrs)...)
-	if l, ok := attrs["key"].([]any); ok && len(l) == 0 {
-		errs = append(errs, stdlib.AttrError{Attr: "key", Message: "key must name at least one column"})
-	}
-	return errs
-}
-
-type opKind int
-
-const (
-	opInsert opKind = iota
-	opUpsert
-	opDelete
-	opDDL
-)
-
-// step is one unit of work done in the open transaction, kept so that it can
-// be replayed in a new transaction after a connection loss.
-type step struct {
-	op   opKind
-	cols []string // insert, upsert: the columns written; delete: the key columns
-	rows [][]any
-	idx  []int  // index of each row in the Write batch that brought it
-	ddl  string // opDDL
+	return sqlcommon.CheckSink(attrs, func(s string) error { _, err := parseTable(s); return err })
 }
 
 type sink struct {
@@ -100,8 +41,7 @@ type sink struct {
 	dsn          string
 	table        tableName
 	offsets      tableName
-	mode         opKind // opInsert, opUpsert or opDelete
-	keys         []string
+	tbl          sqlcommon.Table[*column] // columns, mode, keys, record type
 	batch        int
 	flushEvery   time.Duration
 	create       bool
@@ -111,8 +51,7 @@ type sink struct {
 	pipeline     string
 	stage        string
 	tasks        int
-	sinkID       string      // the task's name in the offsets table
-	rtype        *types.Type // record type, nil if unknown
+	sinkID       string // the task's name in the offsets table
 
 	target     uint32 // OID of the table the positions are held for
 	hasOffsets bool   // the offsets table exists (StoredPositions, SetPositions)
@@ -123,14 +62,12 @@ type sink struct {
 	tx           pgx.Tx
 	txStart      time.Time
 	txRows       int
-	done         []step // steps of the open transaction
-	cols         map[string]*column
-	order        []string // table columns in table order
+	done         []sqlcommon.Step // steps of the open transaction
 
-	failed   error     // a failure that left the transaction in doubt
-	writes   uint64    // Write calls so far
-	buf      rowBuffer // rows not yet sent
-	coalesce bool      // rows of several Writes may share a statement
+	failed   error            // a failure that left the transaction in doubt
+	writes   uint64           // Write calls so far
+	buf      sqlcommon.Buffer // rows not yet sent
+	coalesce bool             // rows of several Writes may share a statement
 }
 
 func newSink(cfg stdlib.Config) (*sink, error) {
@@ -146,9 +83,10 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		pipeline:     cfg.Pipeline,
 		stage:        cfg.Stage,
 		tasks:        cfg.Tasks,
-		sinkID:       taskSinkID(cfg.Stage, cfg.Task, cfg.Tasks),
-		keys:         cfg.Strings("key"),
+		sinkID:       sqlcommon.TaskSinkID(cfg.Stage, cfg.Task, cfg.Tasks),
 	}
+	s.tbl.Keys = cfg.Strings("key")
+	s.tbl.ToColumn = toColumn
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -162,25 +100,11 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	if s.offsets, err = parseTable(cfg.String("offsets_table")); err != nil {
 		return nil, fmt.Errorf("postgres sink: %w", err)
 	}
-	switch cfg.String("mode") {
-	case "insert":
-		s.mode = opInsert
-	case "upsert":
-		s.mode = opUpsert
-	case "delete":
-		s.mode = opDelete
-	default:
-		return nil, fmt.Errorf("postgres sink: unknown mode %q", cfg.String("mode"))
+	if s.tbl.Mode, err = sqlcommon.ParseMode(cfg.String("mode")); err != nil {
+		return nil, fmt.Errorf("postgres sink: %w", err)
 	}
-	s.rtype = cfg.Schema
-	if s.rtype == nil {
-		s.rtype = cfg.Input
-	}
-	if s.rtype != nil && s.rtype.Kind != types.Record {
-		if s.rtype.Kind != types.Any {
-			return nil, fmt.Errorf("postgres sink: records of type %s cannot be written to a table: want a record", s.rtype)
-		}
-		s.rtype = nil
+	if s.tbl.RType, err = sqlcommon.RecordType(cfg); err != nil {
+		return nil, fmt.Errorf("postgres sink: %w", err)
 	}
 	return s, nil
 }
@@ -190,7 +114,7 @@ func (s *sink) backoff() *retry.Backoff { return retry.New(s.retryTimeout, s.log
 
 // Open connects, prepares the table and returns the positions held.
 func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
-	s.failed, s.buf, s.done, s.tx, s.txRows = nil, rowBuffer{}, nil, nil, 0
+	s.failed, s.buf, s.done, s.tx, s.txRows = nil, sqlcommon.Buffer{}, nil, nil, 0
 	b := s.backoff()
 	for {
 		err := s.dial(ctx)
@@ -202,7 +126,7 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 			return held, nil
 		}
 		s.reset()
-		s.cols = nil
+		s.tbl.Cols = nil
 		if !transient(err) || ctx.Err() != nil {
 			return nil, fmt.Errorf("postgres sink %q: %w", s.sinkID, err)
 		}
@@ -236,30 +160,28 @@ func (s *sink) prepare(ctx context.Context) ([]stdlib.Position, error) {
 		}
 	}
 	s.setColumns(cols)
-	if s.mode != opInsert && len(s.keys) == 0 {
+	if s.tbl.Mode != sqlcommon.OpInsert && len(s.tbl.Keys) == 0 {
 		pk, err := primaryKey(ctx, s.conn, s.table)
 		if err != nil {
 			return nil, err
 		}
 		if len(pk) == 0 {
-			return nil, fmt.Errorf("mode %s needs key columns: set key = [...] or give table %q a primary key", s.modeName(), s.table.String())
+			return nil, fmt.Errorf("mode %s needs key columns: set key = [...] or give table %q a primary key", s.tbl.Mode, s.table.String())
 		}
-		s.keys = pk
+		s.tbl.Keys = pk
 	}
-	for _, k := range s.keys {
-		if s.cols[k] == nil {
-			return nil, fmt.Errorf("key column %q is not a column of table %q", k, s.table.String())
-		}
+	if err := s.tbl.CheckKeys(); err != nil {
+		return nil, err
 	}
 	uniques, err := s.uniqueIndexes(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if s.mode == opUpsert && !slices.Contains(uniques, s.keyList()) {
+	if s.tbl.Mode == sqlcommon.OpUpsert && !slices.Contains(uniques, s.keyList()) {
 		return nil, fmt.Errorf("mode upsert needs a primary key or unique index on exactly the key columns (%s) of table %q",
-			strings.Join(s.keys, ", "), s.table.String())
+			strings.Join(s.tbl.Keys, ", "), s.table.String())
 	}
-	if s.rtype != nil {
+	if s.tbl.RType != nil {
 		if err := s.checkType(ctx); err != nil {
 			return nil, err
 		}
@@ -314,8 +236,8 @@ SELECT CASE
 	if why != "" {
 		return why, nil
 	}
-	for _, name := range s.order {
-		if c := s.cols[name]; c.Class == classOther || c.Class == classNumeric && c.SQLType != c.BaseType {
+	for _, name := range s.tbl.Order {
+		if c := s.tbl.Cols[name]; c.Class == classOther || c.Class == classNumeric && c.SQLType != c.BaseType {
 			return fmt.Sprintf("column %q of type %s takes values only the server checks", c.Name, c.SQLType), nil
 		}
 	}
@@ -324,7 +246,7 @@ SELECT CASE
 		return "", err
 	}
 	for _, u := range uniques {
-		if s.mode == opInsert {
+		if s.tbl.Mode == sqlcommon.OpInsert {
 			return "unique indexes in insert mode", nil
 		}
 		if u != s.keyList() {
@@ -350,23 +272,15 @@ WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique AND i.indpred IS NULL`
 }
 
 // keyList returns the key columns sorted and comma-joined.
-func (s *sink) keyList() string {
-	keys := slices.Clone(s.keys)
-	slices.Sort(keys)
-	return strings.Join(keys, ",")
-}
-
-func (s *sink) modeName() string {
-	return [...]string{"insert", "upsert", "delete"}[s.mode]
-}
+func (s *sink) keyList() string { return sqlcommon.KeyList(s.tbl.Keys) }
 
 func (s *sink) setColumns(cols []column) {
-	s.cols = make(map[string]*column, len(cols))
-	s.order = s.order[:0]
+	ptrs := make([]*column, len(cols))
 	for i := range cols {
-		s.cols[cols[i].Name] = &cols[i]
-		s.order = append(s.order, cols[i].Name)
+		ptrs[i] = &cols[i]
 	}
+	s.tbl.SetColumns(ptrs)
+	s.tbl.Name = s.table.String()
 }
 
 // createTable creates the table (and its schema) from the record type. An
@@ -374,25 +288,24 @@ func (s *sink) setColumns(cols []column) {
 // transaction it forgets what every task of the stage held for the table's
 // previous incarnation (or for the table `table` named before).
 func (s *sink) createTable(ctx context.Context) error {
-	if s.rtype == nil || len(s.rtype.Fields) == 0 {
+	if s.tbl.RType == nil || len(s.tbl.RType.Fields) == 0 {
 		return fmt.Errorf("create_table needs the record type: declare schema = ... on sink %q", s.sinkID)
 	}
 	var defs []string
-	for _, f := range s.rtype.Fields {
+	for _, f := range s.tbl.RType.Fields {
 		if f.Name == "__op" {
 			continue
 		}
-		d := quote(f.Name) + " " + sqlTypeOf(f.Type)
-		defs = append(defs, d)
+		defs = append(defs, quote(f.Name)+" "+pgTypes.Of(f.Type))
 	}
-	for _, k := range s.keys {
-		if s.rtype.Field(k) == nil {
-			return fmt.Errorf("key column %q is not a field of the records (%s)", k, s.rtype)
+	for _, k := range s.tbl.Keys {
+		if s.tbl.RType.Field(k) == nil {
+			return fmt.Errorf("key column %q is not a field of the records (%s)", k, s.tbl.RType)
 		}
 	}
-	if len(s.keys) > 0 {
-		ks := make([]string, len(s.keys))
-		for i, k := range s.keys {
+	if len(s.tbl.Keys) > 0 {
+		ks := make([]string, len(s.tbl.Keys))
+		for i, k := range s.tbl.Keys {
 			ks[i] = quote(k)
 		}
 		defs = append(defs, "PRIMARY KEY ("+strings.Join(ks, ", ")+")")
@@ -436,48 +349,15 @@ func alreadyExists(err error) bool {
 // checkType checks the record type against the table's columns, adding
 // columns for new fields when evolve = add_columns.
 func (s *sink) checkType(ctx context.Context) error {
-	var problems []string
-	var add []string
-	for _, f := range s.rtype.Fields {
-		if f.Name == "__op" {
-			continue
-		}
-		c := s.cols[f.Name]
-		if c == nil {
-			if s.evolve {
-				add = append(add, "ADD COLUMN IF NOT EXISTS "+quote(f.Name)+" "+sqlTypeOf(f.Type))
-				continue
-			}
-			problems = append(problems, fmt.Sprintf("field %q has no column in table %q (add the column or set evolve = add_columns)", f.Name, s.table.String()))
-			continue
-		}
-		if err := compatible(f.Type, *c); err != nil {
-			problems = append(problems, fmt.Sprintf("field %q (%s) does not fit column %q (%s) of table %q: %v",
-				f.Name, f.Type, c.Name, c.SQLType, s.table.String(), err))
-			continue
-		}
-		if f.Type.Optional && !c.Nullable && !c.HasDefault && !slices.Contains(s.keys, f.Name) {
+	newCols, err := s.tbl.CheckType(s.evolve, compatible, func(f *types.Field) string { return pgTypes.Of(f.Type) },
+		func(field string) {
 			s.log.Warn("postgres: optional field feeds a NOT NULL column; null values will be rejected",
-				"field", f.Name, "column", c.Name)
-		}
+				"field", field, "column", field)
+		})
+	if err != nil {
+		return err
 	}
-	if s.mode != opDelete {
-		for _, name := range s.order {
-			c := s.cols[name]
-			if !c.Nullable && !c.HasDefault && s.rtype.Field(name) == nil {
-				problems = append(problems, fmt.Sprintf("column %q of table %q is NOT NULL without a default, and the records have no field %q",
-					name, s.table.String(), name))
-			}
-		}
-	}
-	for _, k := range s.keys {
-		if s.rtype.Field(k) == nil {
-			problems = append(problems, fmt.Sprintf("key column %q is not a field of the records (%s)", k, s.rtype))
-		}
-	}
-	if len(problems) > 0 {
-		return errors.New(strings.Join(problems, "; "))
-	}
+	add := addColumns(newCols)
 	if len(add) == 0 {
 		return nil
 	}
@@ -491,6 +371,15 @@ func (s *sink) checkType(ctx context.Context) error {
 	}
 	s.setColumns(cols)
 	return nil
+}
+
+// addColumns returns the ALTER TABLE clauses adding cols.
+func addColumns(cols []sqlcommon.NewColumn) []string {
+	var add []string
+	for _, c := range cols {
+		add = append(add, "ADD COLUMN IF NOT EXISTS "+quote(c.Name)+" "+c.SQL)
+	}
+	return add
 }
 
 // Write converts the batch and buffers its rows. The buffer goes to the
@@ -517,7 +406,7 @@ func (s *sink) Write(ctx context.Context, batch []stdlib.Record) error {
 
 // usable reports why the sink cannot take Write or Checkpoint calls.
 func (s *sink) usable() error {
-	if s.cols == nil {
+	if s.tbl.Cols == nil {
 		return fmt.Errorf("postgres sink %q: not open", s.sinkID)
 	}
 	if s.failed != nil {
@@ -533,16 +422,16 @@ func (s *sink) write(ctx context.Context, batch []stdlib.Record) error {
 			return err
 		}
 	}
-	items, cols, rejected := s.convert(batch)
-	if len(s.buf.items) > 0 && !slices.Equal(cols, s.buf.cols) {
+	items, cols, rejected := s.tbl.Convert(batch, s.writes)
+	if len(s.buf.Items) > 0 && !slices.Equal(cols, s.buf.Cols) {
 		rerrs, err := s.flush(ctx)
 		if err != nil {
 			return err
 		}
 		rejected = append(rejected, rerrs...)
 	}
-	s.buffer(items, cols)
-	if len(s.buf.items) > 0 && (!s.coalesce || len(s.buf.items) >= s.batch || time.Since(s.buf.since) >= s.flushEvery) {
+	s.buf.Add(s.tbl.Mode, items, cols)
+	if len(s.buf.Items) > 0 && (!s.coalesce || len(s.buf.Items) >= s.batch || time.Since(s.buf.Since) >= s.flushEvery) {
 		rerrs, err := s.flush(ctx)
 		if err != nil {
 			return err
@@ -561,303 +450,14 @@ func (s *sink) write(ctx context.Context, batch []stdlib.Record) error {
 	return nil
 }
 
-// item is one converted record.
-type item struct {
-	del   bool   // delete the key (else write the row)
-	row   []any  // the row, or the key values when del
-	key   string // upsert, delete: the key, encoded
-	write uint64 // the Write that brought it
-	idx   int    // its index in that Write's batch
-	pos   stdlib.Position
-}
-
-// rowBuffer holds the rows not yet sent.
-type rowBuffer struct {
-	cols  []string // columns of every buffered row
-	items []item
-	last  map[string]int // upsert, delete: key -> the item that counts
-	since time.Time      // when the oldest item came
-}
-
-func (s *sink) buffer(items []item, cols []string) {
-	if len(items) == 0 {
-		return
-	}
-	if len(s.buf.items) == 0 {
-		s.buf.cols = cols
-		s.buf.since = time.Now()
-		if s.mode != opInsert {
-			s.buf.last = make(map[string]int, len(items))
-		}
-	}
-	for _, it := range items {
-		s.buf.items = append(s.buf.items, it)
-		if s.mode != opInsert {
-			s.buf.last[it.key] = len(s.buf.items) - 1
-		}
-	}
-}
-
 // flush sends the buffered rows. It returns the rejection of rows of the
 // current Write; the rejection of a row of an earlier Write fails the call.
 func (s *sink) flush(ctx context.Context) (stdlib.RecordErrors, error) {
-	buf := s.buf
-	s.buf = rowBuffer{}
-	var keep []bool // upsert, delete: only the last item of a key counts
-	if buf.last != nil {
-		keep = make([]bool, len(buf.items))
-		for _, n := range buf.last {
-			keep[n] = true
-		}
-	}
-	up := step{op: s.mode, cols: buf.cols}
-	del := step{op: opDelete, cols: s.keys}
-	for n, it := range buf.items {
-		if keep != nil && !keep[n] {
-			continue
-		}
-		if it.del {
-			del.rows = append(del.rows, it.row)
-			del.idx = append(del.idx, n)
-		} else {
-			up.rows = append(up.rows, it.row)
-			up.idx = append(up.idx, n)
-		}
-	}
-	var steps []step
-	if len(up.rows) > 0 && s.mode != opDelete {
-		steps = append(steps, up)
-	}
-	if len(del.rows) > 0 {
-		steps = append(steps, del)
-	}
-	var rejected stdlib.RecordErrors
-	var late []string
-	for _, st := range steps {
-		for start := 0; start < len(st.rows); start += s.batch {
-			end := min(start+s.batch, len(st.rows))
-			chunk := step{op: st.op, cols: st.cols, rows: st.rows[start:end], idx: st.idx[start:end]}
-			rerrs, err := s.apply(ctx, chunk)
-			if err != nil {
-				return nil, fmt.Errorf("postgres sink %q: %w", s.sinkID, err)
-			}
-			for _, re := range rerrs {
-				it := buf.items[re.Index]
-				if it.write == s.writes {
-					rejected = append(rejected, stdlib.RecordError{Index: it.idx, Err: re.Err})
-				} else {
-					late = append(late, fmt.Sprintf("record at %s: %v", it.pos, re.Err))
-				}
-			}
-		}
-	}
-	if len(late) > 0 {
-		return nil, fmt.Errorf("postgres sink %q: %d buffered records rejected by the database: %s",
-			s.sinkID, len(late), strings.Join(late, "; "))
+	rejected, err := s.buf.Flush(s.tbl.Mode, s.tbl.Keys, s.batch, s.writes, func(st sqlcommon.Step) (stdlib.RecordErrors, error) {
+		return s.apply(ctx, st)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres sink %q: %w", s.sinkID, err)
 	}
 	return rejected, nil
-}
-
-// isDelete reports whether r deletes its key (in upsert mode).
-func isDelete(r *stdlib.Record) bool {
-	if r.Value == nil {
-		return true
-	}
-	m, ok := r.Value.(map[string]any)
-	if !ok {
-		return false
-	}
-	op, _ := m["__op"].(string)
-	return op == "delete"
-}
-
-// keyValues returns r's key column values, converted.
-func (s *sink) keyValues(r *stdlib.Record) ([]any, error) {
-	out := make([]any, len(s.keys))
-	var src map[string]any
-	if r.Value != nil {
-		src, _ = r.Value.(map[string]any)
-		if src == nil {
-			return nil, fmt.Errorf("record value is %s, not a record", describe(r.Value))
-		}
-	} else {
-		switch k := r.Key.(type) {
-		case map[string]any:
-			src = k
-		case nil:
-			return nil, errors.New("tombstone without a key")
-		default:
-			if len(s.keys) != 1 {
-				return nil, fmt.Errorf("tombstone key is %s; a key of %d columns needs a record key", describe(k), len(s.keys))
-			}
-			v := k
-			if b, ok := k.([]byte); ok {
-				v = string(b)
-			}
-			if str, ok := v.(string); ok && classOf(s.cols[s.keys[0]].Type) == classInt {
-				n, err := strconv.ParseInt(str, 10, 64)
-				if err != nil {
-					return nil, fmt.Errorf("tombstone key %q is not an integer for column %q", str, s.keys[0])
-				}
-				v = n
-			}
-			src = map[string]any{s.keys[0]: v}
-		}
-	}
-	for i, k := range s.keys {
-		v, ok := src[k]
-		if !ok || v == nil {
-			return nil, fmt.Errorf("record has no value for key field %q", k)
-		}
-		cv, err := toColumn(s.cols[k], v)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = cv
-	}
-	return out, nil
-}
-
-// convert converts a batch into items, rejecting the records whose values
-// do not fit their columns. cols are the columns written: the fields present
-// in the batch (and the key columns), in table order.
-func (s *sink) convert(batch []stdlib.Record) ([]item, []string, stdlib.RecordErrors) {
-	var rejected stdlib.RecordErrors
-	reject := func(i int, err error) {
-		rejected = append(rejected, stdlib.RecordError{Index: i, Err: err})
-	}
-	// With a record type the columns are its fields; otherwise the fields
-	// present in the batch.
-	present := map[string]bool{}
-	if s.rtype != nil {
-		for _, f := range s.rtype.Fields {
-			present[f.Name] = true
-		}
-	}
-	writes := make([]bool, len(batch)) // record i writes a row (else it deletes)
-	for i := range batch {
-		r := &batch[i]
-		switch s.mode {
-		case opInsert:
-			writes[i] = true
-		case opUpsert:
-			writes[i] = !isDelete(r)
-		}
-		if !writes[i] || s.rtype != nil {
-			continue
-		}
-		if m, ok := r.Value.(map[string]any); ok {
-			for f := range m {
-				present[f] = true
-			}
-		}
-	}
-	var cols []string
-	var missing error // a NOT NULL column without default no record feeds
-	for _, name := range s.order {
-		if present[name] || slices.Contains(s.keys, name) {
-			cols = append(cols, name)
-		} else if c := s.cols[name]; !c.Nullable && !c.HasDefault && missing == nil {
-			missing = fmt.Errorf("column %q is NOT NULL and the record has no field %q", name, name)
-		}
-	}
-	colPtrs := make([]*column, len(cols))
-	for j, name := range cols {
-		colPtrs[j] = s.cols[name]
-	}
-	keyPos := make([]int, len(s.keys)) // position of each key column in cols
-	for i, k := range s.keys {
-		keyPos[i] = slices.Index(cols, k)
-	}
-	items := make([]item, 0, len(batch))
-	var sb strings.Builder
-	for i := range batch {
-		r := &batch[i]
-		if !writes[i] {
-			kv, err := s.keyValues(r)
-			if err != nil {
-				reject(i, err)
-				continue
-			}
-			items = append(items, item{del: true, row: kv, key: keyString(&sb, kv), write: s.writes, idx: i, pos: r.Pos})
-			continue
-		}
-		m, ok := r.Value.(map[string]any)
-		if !ok {
-			if r.Value == nil {
-				reject(i, errors.New("a tombstone cannot be inserted (use mode = upsert to delete)"))
-			} else {
-				reject(i, fmt.Errorf("record value is %s, not a record", describe(r.Value)))
-			}
-			continue
-		}
-		if missing != nil {
-			reject(i, missing)
-			continue
-		}
-		row := make([]any, len(cols))
-		var bad error
-		found := 0 // fields of m that have a column
-		for j, name := range cols {
-			v, ok := m[name]
-			if ok {
-				found++
-			}
-			v, err := toColumn(colPtrs[j], v)
-			if err != nil {
-				bad = fmt.Errorf("field %q: %w", name, err)
-				break
-			}
-			row[j] = v
-		}
-		if bad == nil && found < len(m) {
-			for f := range m {
-				if s.cols[f] == nil && f != "__op" && m[f] != nil {
-					bad = fmt.Errorf("field %q has no column in table %q (add the column or set evolve = add_columns)", f, s.table.String())
-					break
-				}
-			}
-		}
-		if bad != nil {
-			reject(i, bad)
-			continue
-		}
-		it := item{row: row, write: s.writes, idx: i, pos: r.Pos}
-		if s.mode != opInsert {
-			kv := make([]any, len(keyPos))
-			for k, j := range keyPos {
-				kv[k] = row[j]
-			}
-			it.key = keyString(&sb, kv)
-		}
-		items = append(items, it)
-	}
-	return items, cols, rejected
-}
-
-// keyString encodes converted key values as a map key.
-func keyString(sb *strings.Builder, kv []any) string {
-	sb.Reset()
-	for i, v := range kv {
-		if i > 0 {
-			sb.WriteByte(0)
-		}
-		switch x := v.(type) {
-		case int64:
-			sb.WriteString(strconv.FormatInt(x, 10))
-		case int32:
-			sb.WriteString(strconv.FormatInt(int64(x), 10))
-		case int16:
-			sb.WriteString(strconv.FormatInt(int64(x), 10))
-		case string:
-			sb.WriteString(x)
-		case []byte:
-			sb.Write(x)
-		case time.Time:
-			sb.WriteString(x.UTC().Format(time.RFC3339Nano))
-		default:
-			fmt.Fprintf(sb, "%v", x)
-		}
-	}
-	return sb.String()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -179,7 +180,7 @@ func TestSinkEvolve(t *testing.T) {
 		t.Fatal(err)
 	}
 	// At Write: untyped records gain fields.
-	s.rtype = nil
+	s.tbl.RType = nil
 	if err := s.Write(t.Context(), []stdlib.Record{
 		{Value: map[string]any{"id": int64(3), "tags": []any{"a"}, "score": int64(5), "note": nil}},
 	}); err != nil {
@@ -202,7 +203,7 @@ WHERE table_schema = '` + e.schema + `' AND table_name = 'ev' ORDER BY ordinal_p
 		t.Fatalf("columns:\n%s", strings.Join(got, "\n"))
 	}
 	rest := got[6:]
-	if !(contains(rest, "column_name=tags data_type=jsonb is_nullable=YES") && contains(rest, "column_name=score data_type=bigint is_nullable=YES")) {
+	if !(slices.Contains(rest, "column_name=tags data_type=jsonb is_nullable=YES") && slices.Contains(rest, "column_name=score data_type=bigint is_nullable=YES")) {
 		t.Fatalf("columns added at Write: %v", rest)
 	}
 	got = e.rows("SELECT id, \"user\", amount, tags::text, score FROM " + e.table("ev") + " ORDER BY id")
@@ -469,14 +470,14 @@ func TestSinkBuffering(t *testing.T) {
 	if err := s.Write(t.Context(), []stdlib.Record{rec(1, "a", 1), rec(2, "b", 2)}); err != nil {
 		t.Fatal(err)
 	}
-	if len(s.buf.items) != 2 || len(s.done) != 0 {
-		t.Fatalf("buffered %d, sent %d steps; want 2 buffered", len(s.buf.items), len(s.done))
+	if len(s.buf.Items) != 2 || len(s.done) != 0 {
+		t.Fatalf("buffered %d, sent %d steps; want 2 buffered", len(s.buf.Items), len(s.done))
 	}
 	if err := s.Write(t.Context(), []stdlib.Record{rec(1, "a2", 3), {Value: map[string]any{"id": int64(2), "__op": "delete"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if len(s.buf.items) != 0 || len(s.done) == 0 {
-		t.Fatalf("a full buffer was not sent: %d buffered", len(s.buf.items))
+	if len(s.buf.Items) != 0 || len(s.done) == 0 {
+		t.Fatalf("a full buffer was not sent: %d buffered", len(s.buf.Items))
 	}
 	if err := s.Write(t.Context(), []stdlib.Record{rec(3, "c", 5)}); err != nil {
 		t.Fatal(err)

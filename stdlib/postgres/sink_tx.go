@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/internal/sqlcommon"
 )
 
 // begin makes sure a connection and an open transaction exist; a new
@@ -109,11 +111,11 @@ func (s *sink) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 
 // apply runs one step of a Write. Rows the server rejects for their
 // content are found by bisection under savepoints and returned.
-func (s *sink) apply(ctx context.Context, st step) (stdlib.RecordErrors, error) {
+func (s *sink) apply(ctx context.Context, st sqlcommon.Step) (stdlib.RecordErrors, error) {
 	err := s.inTx(ctx, func(tx pgx.Tx) error { return s.exec(ctx, tx, st) })
 	if err == nil {
 		s.done = append(s.done, st)
-		s.txRows += len(st.rows)
+		s.txRows += len(st.Rows)
 		return nil, nil
 	}
 	if !recordError(err) {
@@ -122,22 +124,22 @@ func (s *sink) apply(ctx context.Context, st step) (stdlib.RecordErrors, error) 
 	// The transaction is aborted: start it again and find the bad rows.
 	s.abort(ctx)
 	var rejected stdlib.RecordErrors
-	good := step{op: st.op, cols: st.cols}
+	good := sqlcommon.Step{Op: st.Op, Cols: st.Cols}
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		rejected, good.rows, good.idx = nil, nil, nil
+		rejected, good.Rows, good.Idx = nil, nil, nil
 		return s.bisect(ctx, tx, st, &good, &rejected)
 	})
 	if err != nil {
 		return nil, err
 	}
-	if len(good.rows) > 0 {
+	if len(good.Rows) > 0 {
 		s.done = append(s.done, good)
-		s.txRows += len(good.rows)
+		s.txRows += len(good.Rows)
 	}
 	return rejected, nil
 }
 
-func (s *sink) bisect(ctx context.Context, tx pgx.Tx, st step, good *step, rejected *stdlib.RecordErrors) error {
+func (s *sink) bisect(ctx context.Context, tx pgx.Tx, st sqlcommon.Step, good *sqlcommon.Step, rejected *stdlib.RecordErrors) error {
 	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return err
@@ -147,8 +149,8 @@ func (s *sink) bisect(ctx context.Context, tx pgx.Tx, st step, good *step, rejec
 		if err := sp.Commit(ctx); err != nil {
 			return err
 		}
-		good.rows = append(good.rows, st.rows...)
-		good.idx = append(good.idx, st.idx...)
+		good.Rows = append(good.Rows, st.Rows...)
+		good.Idx = append(good.Idx, st.Idx...)
 		return nil
 	}
 	if !recordError(err) {
@@ -157,13 +159,13 @@ func (s *sink) bisect(ctx context.Context, tx pgx.Tx, st step, good *step, rejec
 	if err := sp.Rollback(ctx); err != nil {
 		return err
 	}
-	if len(st.rows) == 1 {
-		*rejected = append(*rejected, stdlib.RecordError{Index: st.idx[0], Err: rowError(err)})
+	if len(st.Rows) == 1 {
+		*rejected = append(*rejected, stdlib.RecordError{Index: st.Idx[0], Err: rowError(err)})
 		return nil
 	}
-	mid := len(st.rows) / 2
-	first := step{op: st.op, cols: st.cols, rows: st.rows[:mid], idx: st.idx[:mid]}
-	second := step{op: st.op, cols: st.cols, rows: st.rows[mid:], idx: st.idx[mid:]}
+	mid := len(st.Rows) / 2
+	first := sqlcommon.Step{Op: st.Op, Cols: st.Cols, Rows: st.Rows[:mid], Idx: st.Idx[:mid]}
+	second := sqlcommon.Step{Op: st.Op, Cols: st.Cols, Rows: st.Rows[mid:], Idx: st.Idx[mid:]}
 	if err := s.bisect(ctx, tx, first, good, rejected); err != nil {
 		return err
 	}
@@ -187,30 +189,30 @@ func rowError(err error) error {
 // COPY; upserts and deletes by one statement over unnest() of one array
 // per column: a single round trip, measured faster than COPY into a
 // temporary table followed by INSERT ... SELECT ... ON CONFLICT.
-func (s *sink) exec(ctx context.Context, tx pgx.Tx, st step) error {
-	switch st.op {
-	case opDDL:
-		_, err := tx.Exec(ctx, st.ddl)
+func (s *sink) exec(ctx context.Context, tx pgx.Tx, st sqlcommon.Step) error {
+	switch st.Op {
+	case sqlcommon.OpDDL:
+		_, err := tx.Exec(ctx, st.DDL)
 		return err
-	case opInsert:
-		_, err := tx.CopyFrom(ctx, s.table.ident(), st.cols, pgx.CopyFromRows(st.rows))
+	case sqlcommon.OpInsert:
+		_, err := tx.CopyFrom(ctx, s.table.ident(), st.Cols, pgx.CopyFromRows(st.Rows))
 		return err
-	case opUpsert:
-		_, err := tx.Exec(ctx, s.upsertSQL(st.cols), columnArrays(st)...)
+	case sqlcommon.OpUpsert:
+		_, err := tx.Exec(ctx, s.upsertSQL(st.Cols), columnArrays(st)...)
 		return err
-	case opDelete:
+	case sqlcommon.OpDelete:
 		_, err := tx.Exec(ctx, s.deleteSQL(), columnArrays(st)...)
 		return err
 	}
-	return fmt.Errorf("unknown step %d", st.op)
+	return fmt.Errorf("unknown step %d", st.Op)
 }
 
 // columnArrays turns a step's rows into one array argument per column.
-func columnArrays(st step) []any {
-	args := make([]any, len(st.cols))
-	for j := range st.cols {
-		col := make([]any, len(st.rows))
-		for i, row := range st.rows {
+func columnArrays(st sqlcommon.Step) []any {
+	args := make([]any, len(st.Cols))
+	for j := range st.Cols {
+		col := make([]any, len(st.Rows))
+		for i, row := range st.Rows {
 			col[i] = row[j]
 		}
 		args[j] = col
@@ -223,7 +225,7 @@ func (s *sink) unnest(cols []string) string {
 	params := make([]string, len(cols))
 	for i, c := range cols {
 		// Without modifiers: an explicit cast to varchar(n) would truncate.
-		params[i] = fmt.Sprintf("$%d::%s[]", i+1, s.cols[c].BaseType)
+		params[i] = fmt.Sprintf("$%d::%s[]", i+1, s.tbl.Cols[c].BaseType)
 	}
 	return "unnest(" + strings.Join(params, ", ") + ")"
 }
@@ -233,12 +235,12 @@ func (s *sink) upsertSQL(cols []string) string {
 	var set []string
 	for i, c := range cols {
 		qc[i] = quote(c)
-		if !contains(s.keys, c) {
+		if !slices.Contains(s.tbl.Keys, c) {
 			set = append(set, qc[i]+" = EXCLUDED."+qc[i])
 		}
 	}
-	qk := make([]string, len(s.keys))
-	for i, k := range s.keys {
+	qk := make([]string, len(s.tbl.Keys))
+	for i, k := range s.tbl.Keys {
 		qk[i] = quote(k)
 	}
 	sql := "INSERT INTO " + s.table.sql() + " (" + strings.Join(qc, ", ") + ") SELECT * FROM " + s.unnest(cols) +
@@ -250,61 +252,29 @@ func (s *sink) upsertSQL(cols []string) string {
 }
 
 func (s *sink) deleteSQL() string {
-	conds := make([]string, len(s.keys))
-	qk := make([]string, len(s.keys))
-	for i, k := range s.keys {
+	conds := make([]string, len(s.tbl.Keys))
+	qk := make([]string, len(s.tbl.Keys))
+	for i, k := range s.tbl.Keys {
 		qk[i] = quote(k)
 		conds[i] = "t." + qk[i] + " = d." + qk[i]
 	}
-	return "DELETE FROM " + s.table.sql() + " t USING " + s.unnest(s.keys) + " AS d(" + strings.Join(qk, ", ") +
+	return "DELETE FROM " + s.table.sql() + " t USING " + s.unnest(s.tbl.Keys) + " AS d(" + strings.Join(qk, ", ") +
 		") WHERE " + strings.Join(conds, " AND ")
-}
-
-func contains(l []string, s string) bool {
-	for _, v := range l {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // evolveFor adds a nullable column for every field of the batch that the
 // table lacks.
 func (s *sink) evolveFor(ctx context.Context, batch []stdlib.Record) error {
-	seen := map[string]bool{}
-	var adds []string
-	for i := range batch {
-		m, ok := batch[i].Value.(map[string]any)
-		if !ok {
-			continue
-		}
-		for f, v := range m {
-			if s.cols[f] != nil || seen[f] || f == "__op" {
-				continue
-			}
-			typ := ""
-			if s.rtype != nil && s.rtype.Field(f) != nil {
-				typ = sqlTypeOf(s.rtype.Field(f).Type)
-			} else {
-				typ = sqlTypeOfValue(v)
-			}
-			if typ == "" {
-				continue // a null says nothing of the type: wait for a value
-			}
-			seen[f] = true
-			adds = append(adds, "ADD COLUMN IF NOT EXISTS "+quote(f)+" "+typ)
-		}
-	}
+	adds := addColumns(s.tbl.Evolve(batch, &pgTypes))
 	if len(adds) == 0 {
 		return nil
 	}
-	if len(s.buf.items) > 0 {
+	if len(s.buf.Items) > 0 {
 		if _, err := s.flush(ctx); err != nil {
 			return err
 		}
 	}
-	st := step{op: opDDL, ddl: "ALTER TABLE " + s.table.sql() + " " + strings.Join(adds, ", ")}
+	st := sqlcommon.Step{Op: sqlcommon.OpDDL, DDL: "ALTER TABLE " + s.table.sql() + " " + strings.Join(adds, ", ")}
 	var cols []column
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		if err := s.exec(ctx, tx, st); err != nil {
@@ -337,7 +307,7 @@ func (s *sink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
 }
 
 func (s *sink) checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
-	if len(s.buf.items) > 0 {
+	if len(s.buf.Items) > 0 {
 		if _, err := s.flush(ctx); err != nil {
 			return fmt.Errorf("checkpoint %d: %w", cp.ID, err)
 		}
@@ -457,7 +427,7 @@ func (s *sink) Close(ctx context.Context) error {
 	if s.tx != nil {
 		_ = s.tx.Rollback(ctx)
 	}
-	s.tx, s.done, s.txRows, s.buf = nil, nil, 0, rowBuffer{}
+	s.tx, s.done, s.txRows, s.buf = nil, nil, 0, sqlcommon.Buffer{}
 	if s.conn != nil {
 		err := s.conn.Close(ctx)
 		s.conn = nil

@@ -13,6 +13,7 @@ import (
 
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/internal/sqlcommon"
 	"pipe.dev/pipe/stdlib/retry"
 )
 
@@ -20,25 +21,10 @@ func init() { stdlib.MustRegister(SourceSpec) }
 
 // SourceSpec describes the postgres source.
 var SourceSpec = &stdlib.Spec{
-	Kind:    stdlib.SourceKind,
-	Name:    "postgres",
-	Summary: "read a PostgreSQL table or query incrementally (by id, timestamp or both) or in bulk",
-	Params: []stdlib.Param{
-		dsnParam,
-		{Name: "table", Type: stdlib.String, Doc: "table to read, optionally schema-qualified"},
-		{Name: "query", Type: stdlib.String, Doc: "SELECT to read instead of a table; the mode's columns must be in its output"},
-		{Name: "mode", Type: stdlib.Enum("incrementing", "timestamp", "timestamp_incrementing", "bulk"),
-			Default: stdlib.Ident("incrementing"),
-			Doc:     "incrementing: new rows by a growing id; timestamp: new or updated rows by a timestamp; both; bulk: one ordered read"},
-		{Name: "incrementing_column", Type: stdlib.String, Doc: "a strictly growing integer column (incrementing modes)"},
-		{Name: "timestamp_column", Type: stdlib.String, Doc: "a timestamp column set on insert and update (timestamp modes)"},
-		{Name: "poll", Type: stdlib.Duration, Default: time.Second, Doc: "how often to look for new rows once caught up"},
-		{Name: "batch", Type: stdlib.Int, Default: int64(10000), Doc: "rows per query"},
-		{Name: "delay", Type: stdlib.Duration, Default: time.Duration(0),
-			Doc: "timestamp modes: only read rows older than this, so that transactions still open are not overtaken"},
-		retry.Param,
-		{Name: "schema", Type: stdlib.Schema, Doc: "the record type, checked against the columns at start"},
-	},
+	Kind:      stdlib.SourceKind,
+	Name:      "postgres",
+	Summary:   "read a PostgreSQL table or query incrementally (by id, timestamp or both) or in bulk",
+	Params:    sqlcommon.SourceParams(dsnParam),
 	Schema:    true,
 	Meta:      []stdlib.MetaField{stdlib.MetaOffset},
 	Check:     checkSource,
@@ -46,49 +32,19 @@ var SourceSpec = &stdlib.Spec{
 }
 
 func checkSource(attrs map[string]any) []stdlib.AttrError {
-	var errs []stdlib.AttrError
-	_, hasTable := attrs["table"]
-	_, hasQuery := attrs["query"]
-	switch {
-	case hasTable && hasQuery:
-		errs = append(errs, stdlib.AttrError{Attr: "query", Message: "set table or query, not both"})
-	case !hasTable && !hasQuery:
-		errs = append(errs, stdlib.AttrError{Attr: "table", Message: "set table or query"})
-	}
-	if s, ok := attrs["table"].(string); ok {
-		if _, err := parseTable(s); err != nil {
-			errs = append(errs, stdlib.AttrError{Attr: "table", Message: err.Error()})
-		}
-	}
-	mode, _ := attrs["mode"].(stdlib.Ident)
-	_, hasInc := attrs["incrementing_column"]
-	_, hasTS := attrs["timestamp_column"]
-	if (mode == "incrementing" || mode == "timestamp_incrementing") && !hasInc {
-		errs = append(errs, stdlib.AttrError{Attr: "mode", Message: fmt.Sprintf("mode %s needs incrementing_column", mode)})
-	}
-	if (mode == "timestamp" || mode == "timestamp_incrementing") && !hasTS {
-		errs = append(errs, stdlib.AttrError{Attr: "mode", Message: fmt.Sprintf("mode %s needs timestamp_column", mode)})
-	}
-	if n, ok := attrs["batch"].(int64); ok && n <= 0 {
-		errs = append(errs, stdlib.AttrError{Attr: "batch", Message: "batch must be positive"})
-	}
-	if d, ok := attrs["poll"].(time.Duration); ok && d <= 0 {
-		errs = append(errs, stdlib.AttrError{Attr: "poll", Message: "poll must be positive"})
-	}
-	if d, ok := attrs["delay"].(time.Duration); ok && d < 0 {
-		errs = append(errs, stdlib.AttrError{Attr: "delay", Message: "delay must not be negative"})
-	}
-	return append(errs, retry.Check(attrs)...)
+	return sqlcommon.CheckSource(attrs, func(s string) error { _, err := parseTable(s); return err })
 }
 
-type readMode int
+// pgDialect is PostgreSQL's SQL for the incremental queries.
+type pgDialect struct{}
 
-const (
-	modeIncrementing readMode = iota
-	modeTimestamp
-	modeTimestampIncrementing
-	modeBulk
-)
+func (pgDialect) Quote(name string) string { return quote(name) }
+func (pgDialect) Param(n int) string       { return fmt.Sprintf("$%d", n) }
+func (pgDialect) Older(ts, arg string) string {
+	return ts + " < now() - make_interval(secs => " + arg + ")"
+}
+func (pgDialect) DelayArg(d time.Duration) any { return d.Seconds() }
+func (pgDialect) TimeArg(t time.Time) any      { return t }
 
 type source struct {
 	log          *slog.Logger
@@ -96,7 +52,7 @@ type source struct {
 	table        tableName
 	hasTable     bool
 	query        string
-	mode         readMode
+	mode         sqlcommon.ReadMode
 	inc, ts      string
 	poll, delay  time.Duration
 	batch        int
@@ -142,8 +98,8 @@ func newSource(cfg stdlib.Config) (*source, error) {
 	if errs := checkSource(cfg.Attrs); len(errs) > 0 {
 		return nil, fmt.Errorf("postgres source: %s", errs[0].Message)
 	}
+	var err error
 	if t := cfg.String("table"); t != "" {
-		var err error
 		if s.table, err = parseTable(t); err != nil {
 			return nil, fmt.Errorf("postgres source: %w", err)
 		}
@@ -152,17 +108,8 @@ func newSource(cfg stdlib.Config) (*source, error) {
 	} else {
 		s.partition = "query"
 	}
-	switch cfg.String("mode") {
-	case "incrementing":
-		s.mode = modeIncrementing
-	case "timestamp":
-		s.mode = modeTimestamp
-	case "timestamp_incrementing":
-		s.mode = modeTimestampIncrementing
-	case "bulk":
-		s.mode = modeBulk
-	default:
-		return nil, fmt.Errorf("postgres source: unknown mode %q", cfg.String("mode"))
+	if s.mode, err = sqlcommon.ParseReadMode(cfg.String("mode")); err != nil {
+		return nil, fmt.Errorf("postgres source: %w", err)
 	}
 	return s, nil
 }
@@ -262,55 +209,13 @@ func (s *source) describe(ctx context.Context) error {
 			s.cols = append(s.cols, column{Name: fd.Name, Type: name, SQLType: name, Nullable: true})
 		}
 	}
-	find := func(name string) *column {
-		for i := range s.cols {
-			if s.cols[i].Name == name {
-				return &s.cols[i]
-			}
-		}
-		return nil
+	cols := make([]*column, len(s.cols))
+	for i := range s.cols {
+		cols[i] = &s.cols[i]
 	}
-	if s.mode == modeIncrementing || s.mode == modeTimestampIncrementing {
-		c := find(s.inc)
-		if c == nil {
-			return fmt.Errorf("incrementing_column %q is not a column of %s", s.inc, s.what())
-		}
-		if classOf(c.Type) != classInt {
-			return fmt.Errorf("incrementing_column %q is %s, not an integer", s.inc, c.SQLType)
-		}
-	}
-	if s.mode == modeTimestamp || s.mode == modeTimestampIncrementing {
-		c := find(s.ts)
-		if c == nil {
-			return fmt.Errorf("timestamp_column %q is not a column of %s", s.ts, s.what())
-		}
-		if c.Type != "timestamptz" && c.Type != "timestamp" && c.Type != "date" {
-			return fmt.Errorf("timestamp_column %q is %s, not a timestamp", s.ts, c.SQLType)
-		}
-	}
-	if s.schema != nil {
-		var problems []string
-		for _, f := range s.schema.Fields {
-			c := find(f.Name)
-			if c == nil {
-				problems = append(problems, fmt.Sprintf("field %q of schema %s has no column in %s", f.Name, s.schema, s.what()))
-				continue
-			}
-			ct := typeOfColumn(*c)
-			if err := types.AssignableTo(ct.WithOptional(false), f.Type.WithOptional(false)); err != nil {
-				problems = append(problems, fmt.Sprintf("field %q (%s) does not fit column %q (%s) of %s: %v",
-					f.Name, f.Type, c.Name, c.SQLType, s.what(), err))
-				continue
-			}
-			if ct.Optional && !f.Type.Optional {
-				s.log.Warn("postgres: nullable column read into a non-optional field", "column", c.Name)
-			}
-		}
-		if len(problems) > 0 {
-			return errors.New(strings.Join(problems, "; "))
-		}
-	}
-	return nil
+	return sqlcommon.CheckColumns(cols, s.mode, s.inc, s.ts, s.schema, s.what(), func(col string) {
+		s.log.Warn("postgres: nullable column read into a non-optional field", "column", col)
+	})
 }
 
 func (s *source) what() string {
@@ -322,11 +227,11 @@ func (s *source) what() string {
 
 // Type returns the record type the columns give.
 func (s *source) Type() *types.Type {
-	fields := make([]*types.Field, len(s.cols))
-	for i, c := range s.cols {
-		fields[i] = &types.Field{Name: c.Name, Type: typeOfColumn(c)}
+	cols := make([]*column, len(s.cols))
+	for i := range s.cols {
+		cols[i] = &s.cols[i]
 	}
-	return types.RecordOf(fields...)
+	return sqlcommon.ColumnsType(cols)
 }
 
 func (s *source) from() string {
@@ -367,7 +272,7 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 				s.idle = false
 				return recs, nil
 			}
-			if s.mode == modeBulk {
+			if s.mode == sqlcommon.ModeBulk {
 				s.done = true
 				return nil, stdlib.ErrEndOfInput
 			}
@@ -408,52 +313,28 @@ func (s *source) fetch(ctx context.Context) ([]stdlib.Record, error) {
 		}
 		s.conn = conn
 	}
-	switch s.mode {
-	case modeIncrementing:
-		sql := "SELECT * FROM " + s.from()
-		args := []any{}
-		if s.hasLast {
-			sql += " WHERE " + quote(s.inc) + " > $1"
-			args = append(args, s.last)
-		}
-		sql += " ORDER BY " + quote(s.inc) + fmt.Sprintf(" LIMIT %d", s.batch)
-		return s.collect(ctx, sql, args, false)
-	case modeTimestamp, modeTimestampIncrementing:
-		return s.fetchTimestamp(ctx)
+	if s.mode == sqlcommon.ModeBulk {
+		return s.fetchBulk(ctx)
 	}
-	return s.fetchBulk(ctx)
-}
-
-func (s *source) fetchTimestamp(ctx context.Context) ([]stdlib.Record, error) {
-	order := quote(s.ts)
-	if s.mode == modeTimestampIncrementing {
-		order += ", " + quote(s.inc)
-	}
-	conds := []string{quote(s.ts) + " < now() - make_interval(secs => $1)"}
-	args := []any{s.delay.Seconds()}
-	if s.hasLast {
-		conds = append(conds, quote(s.ts)+" > $2")
-		args = append(args, time.UnixMicro(s.last).UTC())
-	}
-	where := " WHERE " + strings.Join(conds, " AND ")
-	sql := "SELECT * FROM " + s.from() + where + " ORDER BY " + order + fmt.Sprintf(" LIMIT %d", s.batch)
-	recs, err := s.collect(ctx, sql, args, true)
-	if err != nil || len(recs) < s.batch {
+	q := s.queries()
+	sql, args := q.Next(s.last, s.hasLast)
+	ts := s.mode.Timestamped()
+	recs, err := s.collect(ctx, sql, args, ts)
+	if err != nil || !ts {
 		return recs, err
 	}
-	// A full batch may end inside a group of rows sharing one timestamp:
-	// keep whole groups only, so that a position covers its whole group.
-	lastTS := recs[len(recs)-1].Pos.Offset
-	n := len(recs)
-	for n > 0 && recs[n-1].Pos.Offset == lastTS {
-		n--
-	}
-	if n > 0 {
-		return recs[:n], nil
+	keep, group, whole := sqlcommon.WholeGroups(recs, s.batch)
+	if !whole {
+		return keep, nil
 	}
 	// The whole batch is one group: read all of it.
-	sql = "SELECT * FROM " + s.from() + " WHERE " + quote(s.ts) + " = $1 ORDER BY " + order
-	return s.collect(ctx, sql, []any{time.UnixMicro(lastTS).UTC()}, true)
+	sql, args = q.Group(group)
+	return s.collect(ctx, sql, args, true)
+}
+
+// queries builds the source's incremental queries.
+func (s *source) queries() *sqlcommon.Query {
+	return &sqlcommon.Query{D: pgDialect{}, From: s.from(), Mode: s.mode, Inc: s.inc, TS: s.ts, Batch: s.batch, Delay: s.delay}
 }
 
 func (s *source) fetchBulk(ctx context.Context) ([]stdlib.Record, error) {
@@ -565,7 +446,7 @@ func (s *source) record(rows pgx.Rows, ordinal int64, ts bool) (stdlib.Record, e
 		}
 		m[c.Name] = nv
 		switch {
-		case s.mode == modeBulk:
+		case s.mode == sqlcommon.ModeBulk:
 		case ts && c.Name == s.ts:
 			t, ok := nv.(time.Time)
 			if !ok {

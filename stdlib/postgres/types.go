@@ -15,6 +15,7 @@ import (
 
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib/codec"
+	"pipe.dev/pipe/stdlib/internal/sqlcommon"
 )
 
 // pgClass groups PostgreSQL column types by the values they take.
@@ -57,53 +58,13 @@ func classOf(udt string) pgClass {
 	return classOther
 }
 
-// sqlTypeOf returns the column type create_table and evolve use for t.
-func sqlTypeOf(t *types.Type) string {
-	if t == nil {
-		return "jsonb"
-	}
-	switch t.Kind {
-	case types.String:
-		return "text"
-	case types.Int:
-		return "bigint"
-	case types.Float:
-		return "double precision"
-	case types.Bool:
-		return "boolean"
-	case types.Timestamp:
-		return "timestamptz"
-	case types.Bytes:
-		return "bytea"
-	}
-	return "jsonb" // list, map, record, any
-}
-
-// sqlTypeOfValue returns the column type evolve uses for a field of an
-// untyped record, from its value; "" when the value says nothing (nil).
-func sqlTypeOfValue(v any) string {
-	switch v.(type) {
-	case nil:
-		return ""
-	case string:
-		return "text"
-	case int64, int, int32:
-		return "bigint"
-	case float64, float32:
-		return "double precision"
-	case bool:
-		return "boolean"
-	case time.Time:
-		return "timestamptz"
-	case []byte:
-		return "bytea"
-	}
-	return "jsonb"
-}
+// pgTypes are the column types create_table and evolve use.
+var pgTypes = sqlcommon.TypeNames{String: "text", Int: "bigint", Float: "double precision", Bool: "boolean",
+	Timestamp: "timestamptz", Bytes: "bytea", JSON: "jsonb"}
 
 // compatible reports why values of field type t cannot be written to column
 // c, or nil if they can.
-func compatible(t *types.Type, c column) error {
+func compatible(t *types.Type, c *column) error {
 	if t == nil || t.Kind == types.Any {
 		return nil
 	}
@@ -142,7 +103,7 @@ func toColumn(c *column, v any) (any, error) {
 		return nil, nil
 	}
 	bad := func() error {
-		return fmt.Errorf("column %q (%s) cannot take %s", c.Name, c.SQLType, describe(v))
+		return fmt.Errorf("column %q (%s) cannot take %s", c.Name, c.SQLType, sqlcommon.Describe(v))
 	}
 	switch c.Class {
 	case classInt:
@@ -290,29 +251,6 @@ func toColumn(c *column, v any) (any, error) {
 	return nil, bad()
 }
 
-// describe names the kind of a runtime value for messages.
-func describe(v any) string {
-	switch v.(type) {
-	case string:
-		return "a string"
-	case int64, int, int32:
-		return "an int"
-	case float64, float32:
-		return "a float"
-	case bool:
-		return "a bool"
-	case time.Time:
-		return "a timestamp"
-	case []byte:
-		return "bytes"
-	case []any:
-		return "a list"
-	case map[string]any:
-		return "a map"
-	}
-	return fmt.Sprintf("a %T", v)
-}
-
 // typeOfColumn returns the lang type of values read from column c.
 func typeOfColumn(c column) *types.Type {
 	var t *types.Type
@@ -412,3 +350,12 @@ func decodeJSON(raw []byte, binary bool) (any, error) {
 	}
 	return v, nil
 }
+
+func (c *column) ColumnName() string { return c.Name }
+func (c *column) ColumnType() string { return c.SQLType }
+func (c *column) Required() bool     { return !c.Nullable && !c.HasDefault }
+func (c *column) Integer() bool      { return classOf(c.Type) == classInt }
+func (c *column) Timestamp() bool {
+	return c.Type == "timestamptz" || c.Type == "timestamp" || c.Type == "date"
+}
+func (c *column) LangType() *types.Type { return typeOfColumn(*c) }

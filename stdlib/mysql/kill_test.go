@@ -1,0 +1,185 @@
+package mysql
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"pipe.dev/pipe/internal/proctest"
+)
+
+// killPipeline generates ids 1..n at a steady rate into a MySQL table,
+// exactly once: by upsert on the key id, or by insert into a table
+// without a key, where a record written twice shows as two rows.
+const killPipeline = `pipeline kill_mysql_%s {
+  delivery   = exactly_once
+  checkpoint = 300ms
+}
+
+source gen: generate {
+  count = %d
+  rate  = %d
+  seed  = 7
+  batch = 20
+  fields = {
+    id   = seq()
+    name = format("n%%d", random_int(1, 1000000))
+    at   = timestamp(start = "2024-01-01T00:00:00Z", step = 1s)
+  }
+}
+
+sink out: mysql {
+  dsn          = "${env:MYSQL_DSN}"
+  table        = "${env:MYSQL_TABLE}"
+  %s
+  create_table = true
+  batch        = 50
+  delivery     = exactly_once
+}
+
+gen -> out
+`
+
+// TestKillMySQL SIGKILLs `pipe run` of a generate -> mysql pipeline at
+// random moments, restarts it, and checks that the table holds every
+// generated id exactly once. The "insert" variant writes to a table
+// without a key, so that a record committed twice would show as two rows.
+// The "server_restart" variant (insert) is not killed: MariaDB is
+// stopped and started again twice during one run instead.
+// Set PIPE_KILLTEST=1 to run it; PIPE_KILLTEST_RECORDS and
+// PIPE_KILLTEST_KILLS scale it.
+func TestKillMySQL(t *testing.T) {
+	n, kills := proctest.KillTest(t, 3000, 12)
+	e := newMy(t)
+	root := proctest.ModuleRoot(t)
+	bin := proctest.BuildPipe(t)
+	dir := t.TempDir()
+	for _, variant := range []string{"upsert", "insert", "server_restart"} {
+		t.Run(variant, func(t *testing.T) {
+			mode := "mode = upsert\n  key  = [\"id\"]"
+			if variant != "upsert" {
+				mode = "mode = insert"
+			}
+			k := kills
+			if variant == "server_restart" {
+				k = 0
+			}
+			// The records come over about as long as the kills take.
+			rate := max(n*1000/(k*1050+2000), 1)
+			if variant == "server_restart" {
+				rate = max(n/8, 1) // about 8s: both restarts fall inside the run
+			}
+			file := filepath.Join(dir, variant+".pipe")
+			if err := os.WriteFile(file, fmt.Appendf(nil, killPipeline, variant, n, rate, mode), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			table := "kill_" + variant
+			env := append(os.Environ(), "MYSQL_DSN="+e.dsn(), "MYSQL_TABLE="+table)
+			state := filepath.Join(dir, "state-"+variant)
+			run := func() *osexec.Cmd {
+				cmd := osexec.Command(bin, "run", "-q", "--state-dir", state, file)
+				cmd.Env = env
+				cmd.Dir = root
+				cmd.Stderr = &proctest.LogWriter{T: t, Prefix: variant + ": "}
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				return cmd
+			}
+			for i := range k {
+				cmd := run()
+				time.Sleep(time.Duration(500+rand.IntN(1100)) * time.Millisecond)
+				cmd.Process.Signal(syscall.SIGKILL)
+				cmd.Wait()
+				var rows int64
+				e.db.QueryRow("SELECT count(*) FROM " + table).Scan(&rows)
+				t.Logf("kill %d: %d rows", i+1, rows)
+			}
+			cmd := run()
+			if variant == "server_restart" {
+				// MariaDB stops and starts again twice during the run.
+				for range 2 {
+					time.Sleep(time.Duration(1500+rand.IntN(1500)) * time.Millisecond)
+					restartServer(t)
+				}
+				ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+				waitServer(ctx, t, e)
+				cancel()
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("last run: %v", err)
+				}
+			case <-time.After(60 * time.Second):
+				cmd.Process.Kill()
+				t.Fatal("the last run did not end in 60s")
+			}
+			checkIDs(t, e, table, n)
+		})
+	}
+}
+
+// checkIDs checks that table holds ids 1..n, each once.
+func checkIDs(t *testing.T, e *myEnv, table string, n int) {
+	t.Helper()
+	got := e.rows("SELECT count(*) AS rows_, count(DISTINCT id) AS ids, min(id) AS lo, max(id) AS hi FROM " + table)
+	if want := fmt.Sprintf("rows_=%d ids=%d lo=1 hi=%d", n, n, n); got[0] != want {
+		dup := e.rows("SELECT id, count(*) AS c FROM " + table + " GROUP BY id HAVING c > 1 LIMIT 5")
+		t.Fatalf("table %s: %s, want %s (doubled: %v)", table, got[0], want, dup)
+	}
+}
+
+// restartServer stops MariaDB and starts it again with the machine's
+// start command (root only), and waits until it answers. It may run in
+// another goroutine than the test's: it reports with t.Error.
+func restartServer(t *testing.T) {
+	t.Helper()
+	if out, err := osexec.Command("mariadb-admin", "-uroot", "-h127.0.0.1", "shutdown").CombinedOutput(); err != nil {
+		t.Errorf("stop mariadb: %v: %s", err, out)
+	}
+	// The shutdown command returns before the process ends: the start
+	// command does nothing while it runs.
+	deadline := time.Now().Add(time.Minute)
+	for osexec.Command("pidof", "mariadbd").Run() == nil {
+		if time.Now().After(deadline) {
+			t.Error("mariadbd did not stop in a minute")
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out, err := osexec.Command("start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd").CombinedOutput(); err != nil {
+		t.Errorf("start mariadb: %v: %s", err, out)
+	}
+	deadline = time.Now().Add(time.Minute)
+	for osexec.Command("mariadb-admin", "-uroot", "-h127.0.0.1", "--connect-timeout=1", "ping").Run() != nil {
+		if time.Now().After(deadline) {
+			t.Error("mariadb did not come back in a minute")
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitServer waits until the server answers again.
+func waitServer(ctx context.Context, t *testing.T, e *myEnv) {
+	t.Helper()
+	for {
+		err := e.db.PingContext(ctx)
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

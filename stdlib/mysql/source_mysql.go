@@ -1,0 +1,470 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"pipe.dev/pipe/lang/types"
+	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/internal/sqlcommon"
+	"pipe.dev/pipe/stdlib/retry"
+)
+
+func init() { stdlib.MustRegister(SourceSpec) }
+
+// SourceSpec describes the mysql source.
+var SourceSpec = &stdlib.Spec{
+	Kind:      stdlib.SourceKind,
+	Name:      "mysql",
+	Summary:   "read a MySQL or MariaDB table or query incrementally (by id, timestamp or both) or in bulk",
+	Params:    sqlcommon.SourceParams(connParams...),
+	Schema:    true,
+	Meta:      []stdlib.MetaField{stdlib.MetaOffset},
+	Check:     checkSource,
+	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) { return newSource(cfg) },
+}
+
+func checkSource(attrs map[string]any) []stdlib.AttrError {
+	errs := sqlcommon.CheckSource(attrs, func(s string) error { _, err := parseTable(s); return err })
+	return append(errs, checkConn(attrs)...)
+}
+
+// dialect is MySQL's SQL for the incremental queries. DATETIME values are
+// UTC (the session's time zone is +00:00).
+type dialect struct{}
+
+func (dialect) Quote(name string) string { return quote(name) }
+func (dialect) Param(int) string         { return "?" }
+func (dialect) Older(ts, arg string) string {
+	return ts + " < NOW(6) - INTERVAL " + arg + " MICROSECOND"
+}
+func (dialect) DelayArg(d time.Duration) any { return d.Microseconds() }
+func (dialect) TimeArg(t time.Time) any      { return t }
+
+type source struct {
+	log          *slog.Logger
+	conf         *connConfig
+	table        tableName
+	hasTable     bool
+	query        string
+	mode         sqlcommon.ReadMode
+	inc, ts      string
+	poll, delay  time.Duration
+	batch        int
+	retryTimeout time.Duration
+	stage        string
+	partition    string
+	task         int
+	schema       *types.Type
+
+	db       *sql.DB
+	cols     []*column
+	last     int64 // offset of the last record emitted
+	hasLast  bool
+	idle     bool // the last query found nothing new: wait poll before the next
+	done     bool // bulk read finished
+	ordinal  int64
+	bulk     *sql.Rows
+	bulkScan *scanner
+}
+
+func newSource(cfg stdlib.Config) (*source, error) {
+	conf, err := newConnConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("mysql source: %w", err)
+	}
+	s := &source{
+		log:          sqlcommon.Logger(cfg.Logger),
+		conf:         conf,
+		query:        cfg.String("query"),
+		inc:          cfg.String("incrementing_column"),
+		ts:           cfg.String("timestamp_column"),
+		poll:         cfg.Duration("poll"),
+		delay:        cfg.Duration("delay"),
+		batch:        int(cfg.Int("batch")),
+		retryTimeout: cfg.Duration(retry.Param.Name),
+		stage:        cfg.Stage,
+		task:         cfg.Task,
+		schema:       cfg.Schema,
+	}
+	if errs := checkSource(cfg.Attrs); len(errs) > 0 {
+		return nil, fmt.Errorf("mysql source: %s", errs[0].Message)
+	}
+	if t := cfg.String("table"); t != "" {
+		if s.table, err = parseTable(t); err != nil {
+			return nil, fmt.Errorf("mysql source: %w", err)
+		}
+		s.hasTable = true
+		s.partition = t
+	} else {
+		s.partition = "query"
+	}
+	if s.mode, err = sqlcommon.ParseReadMode(cfg.String("mode")); err != nil {
+		return nil, fmt.Errorf("mysql source: %w", err)
+	}
+	return s, nil
+}
+
+// backoff paces the retries of one operation.
+func (s *source) backoff() *retry.Backoff { return retry.New(s.retryTimeout, s.log, "mysql source") }
+
+// Open connects, reads the columns, checks the declared schema and the
+// mode's columns, and positions after the resumed offset.
+func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
+	if s.task != 0 {
+		return nil // one reader per table: other tasks stay idle
+	}
+	db, err := s.conf.open()
+	if err != nil {
+		return fmt.Errorf("mysql source %q: %w", s.stage, err)
+	}
+	db.SetMaxOpenConns(2)
+	s.db = db
+	var id string // what the positions point into, when resuming
+	err = retry.Do(ctx, s.backoff(), transient, func() error {
+		s.cols = nil
+		err := s.describe(ctx)
+		if err == nil && resume != nil {
+			id, err = s.identity(ctx)
+		}
+		return s.conf.redact(err)
+	})
+	if err != nil {
+		return fmt.Errorf("mysql source %q: %w", s.stage, err)
+	}
+	if resume != nil {
+		if off, ok := resume.Resume(s.partition, id); ok {
+			s.last, s.hasLast = off, true
+		}
+	}
+	return nil
+}
+
+// identity is what the source's offsets point into (stdlib.Position): the
+// server (MySQL's @@server_uuid, else MariaDB's @@server_id), the database
+// and the table's InnoDB id, which changes when the table is dropped and
+// created again. A query is identified by its server and database.
+func (s *source) identity(ctx context.Context) (string, error) {
+	var server string
+	err := s.db.QueryRowContext(ctx, "SELECT @@server_uuid").Scan(&server)
+	var me *mysql.MySQLError
+	if errors.As(err, &me) && !transient(err) { // MariaDB: no server_uuid
+		var sid int64
+		err = s.db.QueryRowContext(ctx, "SELECT @@server_id").Scan(&sid)
+		server = fmt.Sprintf("id %d", sid)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the server's identity: %w", err)
+	}
+	t, err := resolveDB(ctx, s.db, s.table)
+	if err != nil {
+		return "", err
+	}
+	id := fmt.Sprintf("server %s database %s", server, t.DB)
+	if s.hasTable {
+		tid, err := tableID(ctx, s.db, s.table)
+		if err != nil {
+			return "", err
+		}
+		id += fmt.Sprintf(" table %d", tid)
+	}
+	return id, nil
+}
+
+func (s *source) describe(ctx context.Context) error {
+	var err error
+	if s.hasTable {
+		if s.table, err = resolveDB(ctx, s.db, s.table); err != nil {
+			return err
+		}
+		cols, err := readColumns(ctx, s.db, s.table)
+		if err != nil {
+			return err
+		}
+		if len(cols) == 0 {
+			return fmt.Errorf("table %q does not exist", s.table.String())
+		}
+		for i := range cols {
+			s.cols = append(s.cols, &cols[i])
+		}
+	} else {
+		rows, err := s.db.QueryContext(ctx, "SELECT * FROM ("+s.query+") AS pipe_q LIMIT 0")
+		if err != nil {
+			return fmt.Errorf("query: %w", err)
+		}
+		cts, err := rows.ColumnTypes()
+		rows.Close()
+		if err != nil {
+			return fmt.Errorf("query: %w", err)
+		}
+		for _, ct := range cts {
+			dt := strings.ToLower(strings.TrimPrefix(ct.DatabaseTypeName(), "UNSIGNED "))
+			c := &column{Name: ct.Name(), DataType: dt, SQLType: strings.ToLower(ct.DatabaseTypeName()), Nullable: true,
+				Unsigned: strings.HasPrefix(ct.DatabaseTypeName(), "UNSIGNED ")}
+			c.Class = classOf(dt, dt, false)
+			s.cols = append(s.cols, c)
+		}
+	}
+	return sqlcommon.CheckColumns(s.cols, s.mode, s.inc, s.ts, s.schema, s.what(), func(col string) {
+		s.log.Warn("mysql: nullable column read into a non-optional field", "column", col)
+	})
+}
+
+func (s *source) what() string {
+	if s.hasTable {
+		return fmt.Sprintf("table %q", s.table.String())
+	}
+	return "the query"
+}
+
+// Type returns the record type the columns give.
+func (s *source) Type() *types.Type { return sqlcommon.ColumnsType(s.cols) }
+
+func (s *source) from() string {
+	if s.hasTable {
+		return s.table.sql()
+	}
+	return "(" + s.query + ") AS pipe_q"
+}
+
+// Read returns the next batch of rows, polling once caught up.
+func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
+	if s.task != 0 {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	if s.db == nil {
+		return nil, fmt.Errorf("mysql source %q: not open", s.stage)
+	}
+	b := s.backoff()
+	for {
+		if s.done {
+			return nil, stdlib.ErrEndOfInput
+		}
+		if s.idle {
+			t := time.NewTimer(s.poll)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, ctx.Err()
+			case <-t.C:
+			}
+		}
+		recs, err := s.fetch(ctx)
+		if err == nil {
+			b.Reset()
+			if len(recs) > 0 {
+				s.idle = false
+				return recs, nil
+			}
+			if s.mode == sqlcommon.ModeBulk {
+				s.done = true
+				return nil, stdlib.ErrEndOfInput
+			}
+			s.idle = true
+			continue
+		}
+		if s.bulk != nil {
+			s.bulk.Close()
+			s.bulk = nil
+		}
+		err = s.conf.redact(err)
+		if !transient(err) || ctx.Err() != nil {
+			return nil, fmt.Errorf("mysql source %q: %w", s.stage, err)
+		}
+		if werr := b.Wait(ctx, err); werr != nil {
+			return nil, fmt.Errorf("mysql source %q: %w", s.stage, werr)
+		}
+	}
+}
+
+func (s *source) fetch(ctx context.Context) ([]stdlib.Record, error) {
+	if s.mode == sqlcommon.ModeBulk {
+		return s.fetchBulk(ctx)
+	}
+	q := &sqlcommon.Query{D: dialect{}, From: s.from(), Mode: s.mode, Inc: s.inc, TS: s.ts, Batch: s.batch, Delay: s.delay}
+	query, args := q.Next(s.last, s.hasLast)
+	ts := s.mode.Timestamped()
+	recs, err := s.collect(ctx, query, args, ts)
+	if err != nil || !ts {
+		return recs, err
+	}
+	keep, group, whole := sqlcommon.WholeGroups(recs, s.batch)
+	if !whole {
+		if len(keep) > 0 {
+			s.last = keep[len(keep)-1].Pos.Offset
+		}
+		return keep, nil
+	}
+	// The whole batch is one group: read all of it.
+	query, args = q.Group(group)
+	return s.collect(ctx, query, args, true)
+}
+
+func (s *source) fetchBulk(ctx context.Context) ([]stdlib.Record, error) {
+	if s.bulk == nil {
+		query := "SELECT * FROM " + s.from()
+		if s.hasTable {
+			_, pk, err := indexes(ctx, s.db, s.table)
+			if err != nil {
+				return nil, err
+			}
+			if len(pk) > 0 {
+				query += " ORDER BY " + columnList(pk)
+			}
+		}
+		rows, err := s.db.QueryContext(ctx, query)
+		if err != nil {
+			return nil, err
+		}
+		s.bulk = rows
+		s.ordinal = 0
+		if s.bulkScan, err = s.scanner(rows); err != nil {
+			return nil, err
+		}
+	}
+	var recs []stdlib.Record
+	for len(recs) < s.batch && s.bulk.Next() {
+		s.ordinal++
+		if s.hasLast && s.ordinal <= s.last {
+			continue
+		}
+		r, err := s.record(s.bulk, s.bulkScan, s.ordinal, false)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, r)
+	}
+	if len(recs) < s.batch {
+		err := s.bulk.Err()
+		s.bulk.Close()
+		s.bulk = nil
+		if err != nil {
+			return nil, err
+		}
+		s.done = true // the next Read ends the input
+	}
+	if len(recs) > 0 {
+		s.last, s.hasLast = recs[len(recs)-1].Pos.Offset, true
+	}
+	return recs, nil
+}
+
+// collect runs query and converts its rows; ts says the offset is the
+// timestamp column in microseconds (else the incrementing column).
+func (s *source) collect(ctx context.Context, query string, args []any, ts bool) ([]stdlib.Record, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	sc, err := s.scanner(rows)
+	if err != nil {
+		return nil, err
+	}
+	var recs []stdlib.Record
+	for rows.Next() {
+		r, err := s.record(rows, sc, 0, ts)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(recs) > 0 {
+		s.last, s.hasLast = recs[len(recs)-1].Pos.Offset, true
+	}
+	return recs, nil
+}
+
+// scanner holds what the rows of one query are scanned with.
+type scanner struct {
+	names []string
+	cols  []*column // of each name
+	vals  []any
+	ptrs  []any
+}
+
+func (s *source) scanner(rows *sql.Rows) (*scanner, error) {
+	names, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	sc := &scanner{names: names, cols: make([]*column, len(names)), vals: make([]any, len(names)), ptrs: make([]any, len(names))}
+	for i, n := range names {
+		sc.ptrs[i] = &sc.vals[i]
+		sc.cols[i] = &column{Name: n}
+		if i < len(s.cols) && s.cols[i].Name == n {
+			sc.cols[i] = s.cols[i]
+		}
+	}
+	return sc, nil
+}
+
+// record converts the current row. The offset is ordinal in bulk mode,
+// else read from the mode's column.
+func (s *source) record(rows *sql.Rows, sc *scanner, ordinal int64, ts bool) (stdlib.Record, error) {
+	vals := sc.vals
+	if err := rows.Scan(sc.ptrs...); err != nil {
+		return stdlib.Record{}, err
+	}
+	m := make(map[string]any, len(vals))
+	r := stdlib.Record{Partition: -1}
+	off := ordinal
+	for i, v := range vals {
+		c := sc.cols[i]
+		nv, err := fromColumn(c, v)
+		if err != nil {
+			return stdlib.Record{}, fmt.Errorf("column %q: %w", c.Name, err)
+		}
+		m[c.Name] = nv
+		switch {
+		case s.mode == sqlcommon.ModeBulk:
+		case ts && c.Name == s.ts:
+			t, ok := nv.(time.Time)
+			if !ok {
+				return stdlib.Record{}, fmt.Errorf("timestamp column %q is null", s.ts)
+			}
+			off = t.UnixMicro()
+			r.Time = t
+		case !ts && c.Name == s.inc:
+			n, ok := nv.(int64)
+			if !ok {
+				return stdlib.Record{}, fmt.Errorf("incrementing column %q is null", s.inc)
+			}
+			off = n
+		}
+	}
+	r.Value = m
+	r.Pos = stdlib.Position{Source: s.stage, Partition: s.partition, Offset: off}
+	return r, nil
+}
+
+// Commit has nothing to do: positions live in the executor's state store
+// or with the sinks.
+func (s *source) Commit(ctx context.Context, positions []stdlib.Position) error { return nil }
+
+// Close disconnects.
+func (s *source) Close(ctx context.Context) error {
+	if s.bulk != nil {
+		s.bulk.Close()
+		s.bulk = nil
+	}
+	if s.db != nil {
+		err := s.db.Close()
+		s.db = nil
+		if err != nil {
+			return fmt.Errorf("mysql source %q: close: %w", s.stage, s.conf.redact(err))
+		}
+	}
+	return nil
+}
