@@ -29,7 +29,7 @@ var exchangeTypes = []string{"direct", "fanout", "topic", "headers"}
 var connParams = []stdlib.Param{
 	{Name: "url", Type: stdlib.String, Required: true, Secret: true,
 		Doc: "amqp://user:password@host:5672/vhost, or amqps:// for TLS; user and password percent-encoded (a ${env:…} reference is)"},
-	tlsconf.Param("TLS settings of an amqps:// url (server_name defaults to the url's host)"),
+	tlsconf.Param("TLS settings of an amqps:// url"),
 	{Name: "heartbeat", Type: stdlib.Duration, Default: 10 * time.Second,
 		Doc: "AMQP heartbeat interval: a dead connection is noticed after about twice this"},
 	retry.Param,

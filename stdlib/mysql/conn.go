@@ -3,13 +3,11 @@ package mysql
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -18,6 +16,7 @@ import (
 
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/retry"
+	"pipe.dev/pipe/stdlib/tlsconf"
 )
 
 // connParams are the connection attributes of the source and the sink.
@@ -25,13 +24,7 @@ var connParams = []stdlib.Param{
 	{Name: "dsn", Type: stdlib.String, Required: true, Secret: true,
 		Doc: "data source name: user:pass@tcp(host:3306)/db?param=value (the Go MySQL driver's form; a password may instead be given by `password`)"},
 	{Name: "password", Type: stdlib.String, Secret: true, Doc: "the user's password, replacing the one in dsn"},
-	{Name: "tls", Type: stdlib.Block(
-		stdlib.Param{Name: "ca", Type: stdlib.String, Doc: "CA certificates: a PEM file path or PEM text"},
-		stdlib.Param{Name: "cert", Type: stdlib.String, Doc: "client certificate: a PEM file path or PEM text"},
-		stdlib.Param{Name: "key", Type: stdlib.String, Secret: true, Doc: "client key: a PEM file path or PEM text"},
-		stdlib.Param{Name: "server_name", Type: stdlib.String, Doc: "name to verify the server certificate against (default: the dsn's host)"},
-		stdlib.Param{Name: "insecure_skip_verify", Type: stdlib.Bool, Default: false, Doc: "do not verify the server certificate (unsafe)"},
-	), Doc: "connect with TLS (a dsn's tls=true|skip-verify|preferred works too)"},
+	tlsconf.Param("connect with TLS (a dsn's tls=true|skip-verify|preferred works too)"),
 }
 
 // checkConn checks what the compiler can of the connection attributes: a
@@ -46,14 +39,7 @@ func checkConn(attrs map[string]any) []stdlib.AttrError {
 			errs = append(errs, stdlib.AttrError{Attr: "dsn", Message: "the dsn names no database: user:pass@tcp(host:3306)/db"})
 		}
 	}
-	if t, ok := attrs["tls"].(map[string]any); ok {
-		_, cert := t["cert"]
-		_, key := t["key"]
-		if cert != key {
-			errs = append(errs, stdlib.AttrError{Attr: "tls.cert", Message: "cert and key must be set together"})
-		}
-	}
-	return errs
+	return append(errs, tlsconf.Check(attrs)...)
 }
 
 // connConfig is a resolved connection configuration. Its String never
@@ -159,52 +145,18 @@ type redacted struct {
 func (r redacted) Error() string { return r.msg }
 func (r redacted) Unwrap() error { return r.err }
 
-// pemOrFile returns v itself when it holds PEM text, else the file it names.
-func pemOrFile(v string) ([]byte, error) {
-	if strings.Contains(v, "-----BEGIN") {
-		return []byte(v), nil
-	}
-	return os.ReadFile(v)
-}
-
+// tlsConfig is the TLS configuration of a tls block; the server name
+// defaults to the host of addr.
 func tlsConfig(t stdlib.Config, addr string) (*tls.Config, error) {
-	host := addr
-	if i := strings.LastIndexByte(addr, ':'); i >= 0 {
-		host = addr[:i]
+	tc, err := tlsconf.Config(t)
+	if err != nil {
+		return nil, err
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host, InsecureSkipVerify: t.Bool("insecure_skip_verify")}
-	if n := t.String("server_name"); n != "" {
-		tc.ServerName = n
-	}
-	if ca := t.String("ca"); ca != "" {
-		b, err := pemOrFile(ca)
-		if err != nil {
-			return nil, fmt.Errorf("ca: %w", err)
+	if tc.ServerName == "" {
+		tc.ServerName = addr
+		if i := strings.LastIndexByte(addr, ':'); i >= 0 {
+			tc.ServerName = addr[:i]
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(b) {
-			return nil, errors.New("ca: no PEM certificate found")
-		}
-		tc.RootCAs = pool
-	}
-	cert, key := t.String("cert"), t.String("key")
-	if (cert == "") != (key == "") {
-		return nil, errors.New("cert and key must be set together")
-	}
-	if cert != "" {
-		cb, err := pemOrFile(cert)
-		if err != nil {
-			return nil, fmt.Errorf("cert: %w", err)
-		}
-		kb, err := pemOrFile(key)
-		if err != nil {
-			return nil, errors.New("key: cannot read it")
-		}
-		pair, err := tls.X509KeyPair(cb, kb)
-		if err != nil {
-			return nil, errors.New("cert and key: not a valid pair")
-		}
-		tc.Certificates = []tls.Certificate{pair}
 	}
 	return tc, nil
 }

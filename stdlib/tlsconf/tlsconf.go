@@ -1,5 +1,5 @@
 // Package tlsconf is the tls block of the connectors that connect to a
-// server (kafka, nats, rabbitmq): its attributes, their check, and the
+// server (kafka, mysql, nats, rabbitmq): its attributes, their check, and the
 // crypto/tls configuration they make.
 //
 // Role: shared by connector packages; the compiler sees only [Param].
@@ -22,7 +22,7 @@ func Param(doc string) stdlib.Param {
 		stdlib.Param{Name: "ca", Type: stdlib.String, Doc: "CA certificates: a PEM file path or PEM text"},
 		stdlib.Param{Name: "cert", Type: stdlib.String, Doc: "client certificate: a PEM file path or PEM text"},
 		stdlib.Param{Name: "key", Type: stdlib.String, Secret: true, Doc: "client key: a PEM file path or PEM text"},
-		stdlib.Param{Name: "server_name", Type: stdlib.String, Doc: "name to verify the server certificate against"},
+		stdlib.Param{Name: "server_name", Type: stdlib.String, Doc: "name to verify the server certificate against (default: the host connected to)"},
 		stdlib.Param{Name: "insecure_skip_verify", Type: stdlib.Bool, Default: false, Doc: "do not verify the server certificate (unsafe)"},
 	), Doc: doc}
 }
