@@ -434,6 +434,19 @@ func (c *checker) sinkChecks(st *stage) {
 			d.Detail = "incoming: " + st.in.String()
 		}
 	}
+	if st.spec.CheckInput != nil {
+		records := st.schema
+		if records == nil && st.typed {
+			records = st.in
+		}
+		for _, e := range st.spec.CheckInput(plainAttrs(st.attrs, st.schema), records) {
+			span, rel := st.span, st.instRel
+			if fa := st.flatSeen[e.Attr]; fa != nil {
+				span, rel = fa.span, fa.rel()
+			}
+			c.add(lang.Errorf(lang.BadAttributeValue, span, "%s", e.Message), rel)
+		}
+	}
 	del := st.delivery
 	switch {
 	case st.deliverySet:

@@ -258,8 +258,15 @@ func (cv *converter) kafkaSource() (*stage, error) {
 		src.set("topics", quoteList(cv.topics))
 	}
 	src.set("group", quote("connect-"+cv.c.Name))
-	src.set("start", "committed")
-	cv.note("", "the consumer group is connect-%s, as Kafka Connect's: the pipeline starts at its committed offsets", cv.c.Name)
+	// Connect's sink consumers read a partition without a committed
+	// offset from its beginning (auto.offset.reset = earliest).
+	switch cv.get("consumer.override.auto.offset.reset") {
+	case "latest":
+		src.set("start", "latest")
+	default:
+		src.set("start", "earliest")
+	}
+	cv.note("", "the consumer group is connect-%s, as Kafka Connect's: the pipeline continues from its committed offsets", cv.c.Name)
 	cv.format(src)
 	cv.tasks(src)
 	return src, nil
@@ -286,14 +293,14 @@ func (cv *converter) fileSink() error {
 }
 
 // jdbc parses connection.url into a component and its dsn.
-func (cv *converter) jdbc(kind string) (component, dsn string, err error) {
+func (cv *converter) jdbc(kind string) (component, dsn, password string, err error) {
 	raw := cv.get("connection.url")
 	if raw == "" {
-		return "", "", fmt.Errorf("no connection.url")
+		return "", "", "", fmt.Errorf("no connection.url")
 	}
 	rest, ok := strings.CutPrefix(raw, "jdbc:")
 	if !ok {
-		return "", "", fmt.Errorf("connection.url %q is not a JDBC URL", raw)
+		return "", "", "", fmt.Errorf("connection.url %q is not a JDBC URL", raw)
 	}
 	sub, _, _ := strings.Cut(rest, ":")
 	switch sub {
@@ -302,14 +309,14 @@ func (cv *converter) jdbc(kind string) (component, dsn string, err error) {
 	case "mysql", "mariadb":
 		component = "mysql"
 	default:
-		return "", "", fmt.Errorf("connection.url: %s databases have no pipe component", sub)
+		return "", "", "", fmt.Errorf("connection.url: %s databases have no pipe component", sub)
 	}
 	if cv.opt.HasComponent != nil && !cv.opt.HasComponent(kind, component) {
-		return "", "", fmt.Errorf("connection.url: this build of pipe has no %s %s", component, kind)
+		return "", "", "", fmt.Errorf("connection.url: this build of pipe has no %s %s", component, kind)
 	}
 	u, err := url.Parse(rest)
 	if err != nil || u.Host == "" {
-		return "", "", fmt.Errorf("connection.url %q: not host:port/database", raw)
+		return "", "", "", fmt.Errorf("connection.url %q: not host:port/database", raw)
 	}
 	q := u.Query()
 	user := cv.get("connection.user")
@@ -328,29 +335,38 @@ func (cv *converter) jdbc(kind string) (component, dsn string, err error) {
 	}
 	q.Del("password")
 	db := strings.TrimPrefix(u.Path, "/")
-	userinfo := ""
-	if user != "" || pass != "" {
-		userinfo = url.PathEscape(user)
-		if pass != "" {
-			userinfo += ":" + pass
-		}
-		userinfo += "@"
-	}
 	switch component {
 	case "postgres":
+		userinfo := ""
+		if user != "" || pass != "" {
+			userinfo = url.PathEscape(user)
+			if pass != "" {
+				userinfo += ":" + pass
+			}
+			userinfo += "@"
+		}
 		dsn = "postgres://" + userinfo + u.Host + "/" + db
 		if enc := q.Encode(); enc != "" {
 			dsn += "?" + enc
 		}
 	case "mysql":
-		dsn = "mysql://" + userinfo + u.Host + "/" + db
+		// The Go MySQL driver's form; the password goes in its own
+		// attribute.
+		if user != "" {
+			dsn = user + "@"
+		}
+		dsn += "tcp(" + u.Host + ")/" + db
+		if enc := q.Encode(); enc != "" {
+			dsn += "?" + enc
+		}
+		password = pass
 	}
-	return component, dsn, nil
+	return component, dsn, password, nil
 }
 
 func (cv *converter) jdbcSource() error {
 	cv.sourceKind = true
-	comp, dsn, err := cv.jdbc("source")
+	comp, dsn, password, err := cv.jdbc("source")
 	if err != nil {
 		return err
 	}
@@ -377,6 +393,9 @@ func (cv *converter) jdbcSource() error {
 	base := func(name string) *stage {
 		s := &stage{kind: "source", name: name, component: comp}
 		s.set("dsn", quoteRefs(dsn))
+		if password != "" {
+			s.set("password", quoteRefs(password))
+		}
 		s.set("mode", pm)
 		if strings.Contains(mode, "incrementing") {
 			col := cv.get("incrementing.column.name")
@@ -452,7 +471,7 @@ func (cv *converter) jdbcSink() error {
 	if err != nil {
 		return err
 	}
-	comp, dsn, err := cv.jdbc("sink")
+	comp, dsn, password, err := cv.jdbc("sink")
 	if err != nil {
 		return err
 	}
@@ -463,6 +482,9 @@ func (cv *converter) jdbcSink() error {
 	sinkFor := func(name, table string) *stage {
 		s := &stage{kind: "sink", name: name, component: comp}
 		s.set("dsn", quoteRefs(dsn))
+		if password != "" {
+			s.set("password", quoteRefs(password))
+		}
 		s.set("table", quote(table))
 		return s
 	}
@@ -554,7 +576,10 @@ func (cv *converter) jdbcSink() error {
 			s.set("key", quoteList(keys))
 		}
 		if cv.get("auto.create") == "true" {
-			s.set("create_table", "true")
+			// Connect creates the table from each record's schema; pipe
+			// from the pipeline's record type, which a config does not
+			// give.
+			cv.note("auto.create", "create_table needs a schema: create the table first, or declare a schema for the records and set create_table = true")
 		}
 		if cv.get("auto.evolve") == "true" {
 			s.set("evolve", "add_columns")

@@ -1,8 +1,10 @@
 package stdlib
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 )
 
 // ErrEndOfInput is returned by Source.Read when a bounded source is exhausted.
@@ -133,6 +135,25 @@ type Transform interface {
 	// Apply transforms r, passing zero or more records to emit. An error
 	// applies the stage's error policy to r.
 	Apply(ctx context.Context, r *Record, emit func(Record)) error
+}
+
+// ReplacePositions returns held after a PositionStore.SetPositions: the
+// positions of source in the partitions of reset (all of its partitions
+// when reset is empty) and in those of set are dropped, and set added as
+// positions of source, sorted by source and partition.
+func ReplacePositions(held []Position, source string, reset []string, set []Position) []Position {
+	held = slices.DeleteFunc(held, func(p Position) bool {
+		return p.Source == source && (len(reset) == 0 || slices.Contains(reset, p.Partition) ||
+			slices.ContainsFunc(set, func(q Position) bool { return q.Partition == p.Partition }))
+	})
+	for _, p := range set {
+		p.Source = source
+		held = append(held, p)
+	}
+	slices.SortFunc(held, func(a, b Position) int {
+		return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.Partition, b.Partition))
+	})
+	return held
 }
 
 // PositionStore is implemented by an exactly-once sink that keeps the

@@ -53,6 +53,9 @@ var (
 			}
 			return h
 		}}
+	MetaObject = MetaField{Name: "object", Type: types.StringType,
+		Doc: "the key of the object the record was read from (s3)",
+		get: func(r *Record) any { return r.Pos.Partition }}
 )
 
 // The metadata of message broker sources (Record.Msg).
@@ -92,7 +95,7 @@ var (
 )
 
 // metaFields is every metadata field, in the order meta lists them.
-var metaFields = []MetaField{MetaTopic, MetaPartition, MetaOffset, MetaKey, MetaTimestamp, MetaHeaders, MetaSubject,
+var metaFields = []MetaField{MetaTopic, MetaPartition, MetaOffset, MetaKey, MetaTimestamp, MetaHeaders, MetaSubject, MetaObject,
 	MetaExchange, MetaRoutingKey, MetaRedelivered, MetaMessageID}
 
 // MetaFields returns every metadata field, in the order meta lists them.

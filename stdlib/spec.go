@@ -185,6 +185,12 @@ type Spec struct {
 	// (a reference is still its text, ${env:N}); the executor calls it again
 	// once references are resolved.
 	Check func(attrs map[string]any) []AttrError
+	// CheckInput, for a sink, validates its attributes against the type
+	// of the records it writes: its schema, else the type of the records
+	// reaching it; nil when they have no known type. The compiler calls
+	// it after Check, so that what the sink would refuse at open for want
+	// of a type (a table to create from it) pipe check refuses first.
+	CheckInput func(attrs map[string]any, records *types.Type) []AttrError
 
 	NewSource    func(cfg Config) (Source, error)
 	NewSink      func(cfg Config) (Sink, error)
@@ -269,6 +275,19 @@ func (c Config) ExprIndex(name string) int {
 		}
 	}
 	return -1
+}
+
+// RecordType is the record type a sink encodes by: the declared schema,
+// else the compiler's type of its input when that is a record with
+// fields; nil when neither is known.
+func (c Config) RecordType() *types.Type {
+	if c.Schema != nil {
+		return c.Schema
+	}
+	if c.Input != nil && c.Input.Kind == types.Record && len(c.Input.Fields) > 0 {
+		return c.Input
+	}
+	return nil
 }
 
 // Has reports whether attribute name is set.

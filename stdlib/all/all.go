@@ -12,4 +12,5 @@ import (
 	_ "pipe.dev/pipe/stdlib/mysql"    // mysql source and sink
 	_ "pipe.dev/pipe/stdlib/nats"     // nats (JetStream) and nats_core source and sink
 	_ "pipe.dev/pipe/stdlib/postgres" // postgres sink
+	_ "pipe.dev/pipe/stdlib/s3"       // s3 source and sink
 )

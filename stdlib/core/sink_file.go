@@ -124,7 +124,7 @@ func newFileSink(cfg stdlib.Config) (*fileSink, error) {
 	if path == "" {
 		return nil, fmt.Errorf("file %q: path is empty", cfg.Stage)
 	}
-	c, err := newCodec(cfg, sinkType(cfg))
+	c, err := newCodec(cfg, cfg.RecordType())
 	if err != nil {
 		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
 	}
@@ -532,15 +532,7 @@ func (s *fileSink) SetPositions(_ context.Context, source string, reset []string
 		if st == nil {
 			continue
 		}
-		st.Positions = slices.DeleteFunc(st.Positions, func(p stdlib.Position) bool {
-			return p.Source == source && (len(reset) == 0 || slices.Contains(reset, p.Partition) ||
-				slices.ContainsFunc(set, func(q stdlib.Position) bool { return q.Partition == p.Partition }))
-		})
-		for _, p := range set {
-			p.Source = source
-			st.Positions = append(st.Positions, p)
-		}
-		slices.SortFunc(st.Positions, comparePositions)
+		st.Positions = stdlib.ReplacePositions(st.Positions, source, reset, set)
 		if err := writeSinkState(path, st); err != nil {
 			return s.errorf("writing %s: %v", path, err)
 		}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"sync/atomic"
 
-	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/codec"
 )
@@ -42,24 +41,12 @@ type stdoutSink struct {
 }
 
 func newStdout(cfg stdlib.Config, out io.Writer) (*stdoutSink, error) {
-	c, err := newCodec(cfg, sinkType(cfg))
+	c, err := newCodec(cfg, cfg.RecordType())
 	if err != nil {
 		return nil, fmt.Errorf("stdout %q: %v", cfg.Stage, err)
 	}
 	_, isCSV := c.(codec.HeaderCodec)
 	return &stdoutSink{cfg: cfg, out: out, codec: c, header: isCSV && cfg.Bool("header")}, nil
-}
-
-// sinkType is the record type a sink encodes by: the declared schema, else
-// the compiler's type of its input when that is a record.
-func sinkType(cfg stdlib.Config) *types.Type {
-	if cfg.Schema != nil {
-		return cfg.Schema
-	}
-	if cfg.Input != nil && cfg.Input.Kind == types.Record && len(cfg.Input.Fields) > 0 {
-		return cfg.Input
-	}
-	return nil
 }
 
 // Open implements stdlib.Sink.

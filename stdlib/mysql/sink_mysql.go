@@ -22,14 +22,15 @@ func init() { stdlib.MustRegister(SinkSpec) }
 
 // SinkSpec describes the mysql sink.
 var SinkSpec = &stdlib.Spec{
-	Kind:     stdlib.SinkKind,
-	Name:     "mysql",
-	Summary:  "write records into a MySQL or MariaDB table (insert, upsert or delete), exactly once",
-	Params:   sqlcommon.SinkParams(connParams...),
-	Delivery: []stdlib.Delivery{stdlib.ExactlyOnce, stdlib.AtLeastOnce},
-	Schema:   true,
-	Check:    checkSink,
-	NewSink:  func(cfg stdlib.Config) (stdlib.Sink, error) { return newSink(cfg) },
+	Kind:       stdlib.SinkKind,
+	Name:       "mysql",
+	Summary:    "write records into a MySQL or MariaDB table (insert, upsert or delete), exactly once",
+	Params:     sqlcommon.SinkParams(connParams...),
+	Delivery:   []stdlib.Delivery{stdlib.ExactlyOnce, stdlib.AtLeastOnce},
+	Schema:     true,
+	Check:      checkSink,
+	CheckInput: sqlcommon.CheckInput,
+	NewSink:    func(cfg stdlib.Config) (stdlib.Sink, error) { return newSink(cfg) },
 }
 
 func checkSink(attrs map[string]any) []stdlib.AttrError {

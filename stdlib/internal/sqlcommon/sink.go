@@ -97,6 +97,19 @@ func CheckSink(attrs map[string]any, parseTable func(string) error) []stdlib.Att
 	return errs
 }
 
+// CheckInput is the Spec.CheckInput of the SQL sinks: create_table needs
+// the type of the records, a record with fields.
+func CheckInput(attrs map[string]any, records *types.Type) []stdlib.AttrError {
+	if create, _ := attrs["create_table"].(bool); !create {
+		return nil
+	}
+	if records == nil || records.Kind != types.Record || len(records.Fields) == 0 {
+		return []stdlib.AttrError{{Attr: "create_table", Message: "create_table needs the type of the records to create the table from: " +
+			"declare schema = Name on the sink or its source"}}
+	}
+	return nil
+}
+
 // RecordType returns the type of the records a sink writes: the declared
 // schema, else the input type; nil when unknown. Records that are not
 // records cannot be written to a table.
