@@ -80,9 +80,45 @@ func StreamEntryID(offset int64) string {
 	return strconv.FormatInt(offset>>StreamSeqBits, 10) + "-" + strconv.FormatInt(offset&(1<<StreamSeqBits-1), 10)
 }
 
+// The metadata of message broker sources (Record.Msg).
+var (
+	MetaExchange = MetaField{Name: "exchange", Type: types.StringType,
+		Doc: "the RabbitMQ exchange the message was published to (\"\" for the default exchange)",
+		get: func(r *Record) any {
+			if r.Msg == nil {
+				return ""
+			}
+			return r.Msg.Exchange
+		}}
+	MetaRoutingKey = MetaField{Name: "routing_key", Type: types.StringType,
+		Doc: "the routing key the RabbitMQ message was published with",
+		get: func(r *Record) any {
+			if r.Msg == nil {
+				return ""
+			}
+			return r.Msg.RoutingKey
+		}}
+	MetaRedelivered = MetaField{Name: "redelivered", Type: types.BoolType,
+		Doc: "true when the broker delivered the message before without an acknowledgement (a consumer died or its connection broke): it may have been processed already",
+		get: func(r *Record) any {
+			if r.Msg == nil {
+				return false
+			}
+			return r.Msg.Redelivered
+		}}
+	MetaMessageID = MetaField{Name: "message_id", Type: types.StringType.WithOptional(true),
+		Doc: "the message id its producer set (AMQP message-id property), or null",
+		get: func(r *Record) any {
+			if r.Msg == nil || r.Msg.MessageID == "" {
+				return nil
+			}
+			return r.Msg.MessageID
+		}}
+)
+
 // metaFields is every metadata field, in the order meta lists them.
-var metaFields = []MetaField{MetaTopic, MetaPartition, MetaOffset, MetaKey, MetaTimestamp, MetaHeaders, MetaSubject,
-	MetaObject, MetaStream, MetaEntryID, MetaStreamFields}
+var metaFields = []MetaField{MetaTopic, MetaPartition, MetaOffset, MetaKey, MetaTimestamp, MetaHeaders, MetaSubject, MetaObject,
+	MetaStream, MetaEntryID, MetaStreamFields, MetaExchange, MetaRoutingKey, MetaRedelivered, MetaMessageID}
 
 // MetaFields returns every metadata field, in the order meta lists them.
 func MetaFields() []MetaField { return slices.Clone(metaFields) }

@@ -16,6 +16,15 @@ func TestMeta(t *testing.T) {
 		m["timestamp"] != time.Unix(5, 0) || m["headers"].(map[string]any)["h"] != "v" || m["subject"] != "s.1" || len(m) != len(MetaFields()) {
 		t.Fatalf("Meta = %v", m)
 	}
+	r.Msg = &MessageMeta{Exchange: "x", RoutingKey: "rk", Redelivered: true, MessageID: "id"}
+	if m := Meta(r); m["exchange"] != "x" || m["routing_key"] != "rk" || m["redelivered"] != true || m["message_id"] != "id" {
+		t.Fatalf("Meta of a message = %v", m)
+	}
+	// A record of another source (a test's given record) reads as an
+	// unrouted message never delivered before, without an id.
+	if m := Meta(&Record{}); m["exchange"] != "" || m["routing_key"] != "" || m["redelivered"] != false || m["message_id"] != nil {
+		t.Fatalf("Meta of a record without message metadata = %v", m)
+	}
 	if m := Meta(&Record{}); m["timestamp"] != nil {
 		t.Errorf("timestamp of a record without time = %v, want null", m["timestamp"])
 	}

@@ -73,6 +73,22 @@ type Record struct {
 	// when the source has no lines.
 	Line  int64
 	Start int64
+
+	// Msg holds what a message broker source knows of the record beyond
+	// the fields above (see MessageMeta); nil for other sources.
+	Msg *MessageMeta
+}
+
+// MessageMeta is what a message broker source (RabbitMQ) knows of a
+// record beyond the fields every source has: how the message was routed,
+// whether it is a redelivery, the id its producer gave it. Expressions
+// read it as meta.exchange, meta.routing_key, meta.redelivered and
+// meta.message_id.
+type MessageMeta struct {
+	Exchange    string // the exchange the message was published to ("" for the default exchange)
+	RoutingKey  string // the routing key it was published with
+	Redelivered bool   // the broker delivered it before and it was not acknowledged
+	MessageID   string // the message id its producer set; "" when none
 }
 
 // Attr returns the record's value of the per-record attribute at index i

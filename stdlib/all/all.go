@@ -6,6 +6,7 @@
 package all
 
 import (
+	_ "pipe.dev/pipe/stdlib/amqp"     // rabbitmq source and sink
 	_ "pipe.dev/pipe/stdlib/core"     // generate, file, stdin, stdout, discard, filter, map, route
 	_ "pipe.dev/pipe/stdlib/http"     // http sink, http_server and http_poll sources
 	_ "pipe.dev/pipe/stdlib/kafka"    // kafka source and sink

@@ -22,17 +22,6 @@ func checkBatch(attrs map[string]any) []stdlib.AttrError {
 	return nil
 }
 
-// rawOutput is the type of records of a raw format: {value: string}.
-func rawOutput(attrs map[string]any) *types.Type {
-	switch f, _ := attrs["format"].(stdlib.Ident); f {
-	case "lines", "string":
-		return types.RecordOf(&types.Field{Name: "value", Type: types.StringType})
-	case "bytes":
-		return types.RecordOf(&types.Field{Name: "value", Type: types.BytesType})
-	}
-	return nil
-}
-
 // newCodec builds the codec of a stage's format attribute.
 func newCodec(cfg stdlib.Config, schema *types.Type) (codec.Codec, error) {
 	opts := codec.Options{Columns: cfg.Strings("columns"), KeepInvalidUTF8: cfg.String("invalid_utf8") == "keep"}

@@ -41,7 +41,7 @@ var FileSourceSpec = &stdlib.Spec{
 	Bounded: true,
 	Schema:  true,
 	Meta:    []stdlib.MetaField{stdlib.MetaOffset},
-	Output:  rawOutput,
+	Output:  stdlib.RawOutput,
 	Check: func(attrs map[string]any) []stdlib.AttrError {
 		errs := checkTextSource(attrs)
 		if d, ok := attrs["poll"].(time.Duration); ok && d <= 0 {

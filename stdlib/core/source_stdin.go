@@ -25,7 +25,7 @@ var StdinSpec = &stdlib.Spec{
 	Bounded: true,
 	Schema:  true,
 	Meta:    []stdlib.MetaField{stdlib.MetaOffset},
-	Output:  rawOutput,
+	Output:  stdlib.RawOutput,
 	Check:   checkTextSource,
 	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {
 		return newStdin(cfg, os.Stdin)

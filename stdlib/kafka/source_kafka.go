@@ -20,7 +20,6 @@ import (
 	"github.com/segmentio/kafka-go/protocol"
 	fetchAPI "github.com/segmentio/kafka-go/protocol/fetch"
 
-	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/codec"
 	"pipe.dev/pipe/stdlib/retry"
@@ -53,22 +52,11 @@ var SourceSpec = &stdlib.Spec{
 		stdlib.Param{Name: "session_timeout", Type: stdlib.Duration, Default: 10 * time.Second, Doc: "group session timeout"},
 		stdlib.Param{Name: "heartbeat_interval", Type: stdlib.Duration, Doc: "group heartbeat interval (default: a third of session_timeout, at most 3s); shorter than session_timeout"},
 	),
-	Output: rawOutput,
+	Output: stdlib.RawOutput,
 	Check:  checkSource,
 	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {
 		return newSource(cfg)
 	},
-}
-
-// rawOutput is the record type of the raw value formats.
-func rawOutput(attrs map[string]any) *types.Type {
-	switch attrs["format"] {
-	case stdlib.Ident("string"):
-		return types.RecordOf(&types.Field{Name: "value", Type: types.StringType})
-	case stdlib.Ident("bytes"):
-		return types.RecordOf(&types.Field{Name: "value", Type: types.BytesType})
-	}
-	return nil
 }
 
 func checkSource(attrs map[string]any) []stdlib.AttrError {

@@ -29,7 +29,7 @@ var CoreSourceSpec = &stdlib.Spec{
 		stdlib.Param{Name: "buffer", Type: stdlib.Int, Default: int64(65536), Doc: "messages the subscription holds before it drops (a slow consumer)"},
 		stdlib.Param{Name: "max_wait", Type: stdlib.Duration, Default: 250 * time.Millisecond, Doc: "longest a read waits for messages"},
 	),
-	Output: rawOutput,
+	Output: stdlib.RawOutput,
 	Check: func(attrs map[string]any) []stdlib.AttrError {
 		errs := checkConn(attrs)
 		if v, ok := attrs["subject"].(string); ok && !validSubject(v, true) {

@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/codec"
 	"pipe.dev/pipe/stdlib/retry"
@@ -51,22 +50,11 @@ var SourceSpec = &stdlib.Spec{
 		stdlib.Param{Name: "max_ack_pending", Type: stdlib.Int, Default: int64(1000000),
 			Doc: "messages delivered and not yet acknowledged the consumer allows: at least what one checkpoint interval reads"},
 	),
-	Output: rawOutput,
+	Output: stdlib.RawOutput,
 	Check:  checkSource,
 	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {
 		return newSource(cfg)
 	},
-}
-
-// rawOutput is the record type of the raw value formats.
-func rawOutput(attrs map[string]any) *types.Type {
-	switch attrs["format"] {
-	case stdlib.Ident("string"):
-		return types.RecordOf(&types.Field{Name: "value", Type: types.StringType})
-	case stdlib.Ident("bytes"):
-		return types.RecordOf(&types.Field{Name: "value", Type: types.BytesType})
-	}
-	return nil
 }
 
 func checkSource(attrs map[string]any) []stdlib.AttrError {

@@ -1,0 +1,81 @@
+package tlsconf
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"pipe.dev/pipe/stdlib"
+)
+
+// selfSigned returns a certificate and its key, PEM encoded.
+func selfSigned(t *testing.T) (certPEM, keyPEM string) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}))
+}
+
+func config(t *testing.T, attrs map[string]any) stdlib.Config {
+	t.Helper()
+	spec := &stdlib.Spec{Params: []stdlib.Param{Param}}
+	vals, err := spec.Values(map[string]any{"tls": attrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := stdlib.Config{Attrs: vals}.Block("tls")
+	return b
+}
+
+// TestConfig builds configurations from PEM text and files, and checks
+// that a bad key says nothing of the key.
+func TestClient(t *testing.T) {
+	cert, key := selfSigned(t)
+	dir := t.TempDir()
+	certFile := filepath.Join(dir, "c.pem")
+	if err := os.WriteFile(certFile, []byte(cert), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tc, err := Client(config(t, map[string]any{"ca": certFile, "cert": cert, "key": key, "server_name": "h"}))
+	if err != nil || tc.RootCAs == nil || len(tc.Certificates) != 1 || tc.ServerName != "h" || tc.InsecureSkipVerify {
+		t.Fatalf("Config: %+v, %v", tc, err)
+	}
+	if _, err := Client(config(t, map[string]any{"ca": "-----BEGIN nothing"})); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("bad CA: %v", err)
+	}
+	const secret = "-----BEGIN EC PRIVATE KEY-----\nc2VjcmV0LXZhbHVl\n-----END EC PRIVATE KEY-----\n"
+	if _, err := Client(config(t, map[string]any{"cert": cert, "key": secret})); err == nil || strings.Contains(err.Error(), "c2VjcmV0") {
+		t.Errorf("bad key: %v", err)
+	}
+	if _, err := Client(config(t, map[string]any{"cert": cert, "key": "/no/such/key-file"})); err == nil || strings.Contains(err.Error(), "key-file") {
+		t.Errorf("missing key file: %v", err)
+	}
+	if errs := Check(map[string]any{"tls": map[string]any{"cert": cert}}); len(errs) != 1 || errs[0].Attr != "tls.cert" {
+		t.Errorf("Check of a cert without key: %v", errs)
+	}
+	if errs := Check(map[string]any{"tls": map[string]any{"cert": cert, "key": key}}); len(errs) != 0 {
+		t.Errorf("Check: %v", errs)
+	}
+}
