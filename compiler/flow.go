@@ -78,6 +78,9 @@ func (c *checker) flowTypes(topo []*stage) {
 type metaOrigin struct {
 	what   string // source "in" (stdin)
 	fields []stdlib.MetaField
+	// delivery lists the guarantees a source gives its records (its
+	// spec's Delivery); empty: any.
+	delivery []stdlib.Delivery
 }
 
 // flowMeta collects the origins of st's records from its input edges and
@@ -85,10 +88,10 @@ type metaOrigin struct {
 // (nil, all fields, when it has no input).
 func (c *checker) flowMeta(st *stage, in []*edge) {
 	if st.kind == stdlib.SourceKind {
-		st.metaFrom = []metaOrigin{{fmt.Sprintf("source %q (%s)", st.name, st.component), st.spec.Meta}}
+		st.metaFrom = []metaOrigin{{fmt.Sprintf("source %q (%s)", st.name, st.component), st.spec.Meta, st.spec.Delivery}}
 	}
 	for _, e := range in {
-		from := []metaOrigin{{"dead-letter envelopes", stdlib.DeadLetterMeta()}}
+		from := []metaOrigin{{"dead-letter envelopes", stdlib.DeadLetterMeta(), nil}}
 		if !e.dl {
 			from = c.stages[e.from].metaFrom
 		}
@@ -466,6 +469,22 @@ func (c *checker) sinkChecks(st *stage) {
 		}
 		d := lang.Errorf(lang.DeliveryUnsupported, span, "sink %q (%s) cannot honour %s", st.name, st.component, del)
 		d.Detail = fmt.Sprintf("%s supports %s", st.component, strings.Join(names, ", "))
+		if !st.deliverySet && c.prog.Delivery != "" {
+			d.Related = []lang.Related{{Span: c.pipelineDelivery, Message: "pipeline default set here"}}
+		}
+		c.add(d, st.instRel)
+	}
+	for _, o := range st.metaFrom {
+		if len(o.delivery) == 0 || slices.Contains(o.delivery, del) {
+			continue
+		}
+		span := st.span
+		if fa := st.flatSeen["delivery"]; fa != nil {
+			span = fa.span
+		}
+		d := lang.Errorf(lang.DeliveryUnsupported, span, "sink %q cannot honour %s: its records come from %s, which gives %s at best",
+			st.name, del, o.what, o.delivery[0])
+		d.Detail = "a source that cannot be read again from a position (a queue redelivers what was not acknowledged) limits every sink it feeds"
 		if !st.deliverySet && c.prog.Delivery != "" {
 			d.Related = []lang.Related{{Span: c.pipelineDelivery, Message: "pipeline default set here"}}
 		}

@@ -73,6 +73,19 @@ type Record struct {
 	// when the source has no lines.
 	Line  int64
 	Start int64
+
+	// Msg holds what a message broker source knows of the record beyond
+	// the fields above (see MessageMeta); nil for other sources.
+	Msg *MessageMeta
+}
+
+// MessageMeta is what a message broker source (MQTT) knows of a record
+// beyond the fields every source has. Expressions read it as meta.qos,
+// meta.retained and meta.packet_id.
+type MessageMeta struct {
+	QoS      int  // the QoS the message was delivered with (MQTT: 0, 1 or 2)
+	Retained bool // the broker kept the message for its topic and sent it on subscribing (MQTT retain flag)
+	PacketID int  // the MQTT packet identifier the broker delivered it under; 0 at QoS 0
 }
 
 // Attr returns the record's value of the per-record attribute at index i

@@ -136,6 +136,10 @@ type Spec struct {
 	Params  []Param
 
 	// Delivery lists the guarantees a sink can honour, strongest first.
+	// A source that cannot give its records every guarantee lists those
+	// it can (a queue that redelivers what was not acknowledged gives
+	// at_least_once at best): the compiler rejects a sink downstream of
+	// it whose delivery is not listed. Empty: any.
 	Delivery []Delivery
 	// Bounded reports that the source ends by itself (a file, a count).
 	Bounded bool
