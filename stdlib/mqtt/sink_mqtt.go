@@ -252,7 +252,7 @@ func (s *sink) flush(ctx context.Context) error {
 			cause = lost
 		}
 		if len(failed) > 0 && !s.resend {
-			s.conn.log.Warn("mqtt sink: messages lost with the connection (at_most_once)", "stage", s.cfg.Stage, "messages", len(failed))
+			s.conn.log.Warn("mqtt sink: messages lost with the connection (at_most_once)", "messages", len(failed))
 		}
 		if err := s.reconnect(ctx, cause); err != nil {
 			return err
@@ -288,7 +288,7 @@ func (s *sink) lostErr() error {
 
 // reconnect replaces a lost connection after the backoff.
 func (s *sink) reconnect(ctx context.Context, cause error) error {
-	s.conn.log.Warn("mqtt sink: connection lost", "stage", s.cfg.Stage, "error", s.conn.redact(cause).Error())
+	s.conn.log.Warn("mqtt sink: connection lost", "error", s.conn.redact(cause).Error())
 	s.cl.Disconnect(0)
 	if err := s.bo.Wait(ctx, s.conn.redact(cause)); err != nil {
 		return fmt.Errorf("mqtt sink %q: %w", s.cfg.Stage, err)

@@ -363,7 +363,7 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 // The session keeps the messages not acknowledged: the broker sends them
 // again, and they are handed on again (at least once).
 func (s *source) reconnect(ctx context.Context, cause error) error {
-	s.log.Warn("mqtt source: connection lost", "stage", s.cfg.Stage, "error", s.conn.redact(cause).Error())
+	s.log.Warn("mqtt source: connection lost", "error", s.conn.redact(cause).Error())
 	if s.cl != nil {
 		s.cl.Disconnect(0)
 	}
