@@ -16,8 +16,12 @@ func TestMeta(t *testing.T) {
 		m["timestamp"] != time.Unix(5, 0) || m["headers"].(map[string]any)["h"] != "v" || m["subject"] != "s.1" || len(m) != len(MetaFields()) {
 		t.Fatalf("Meta = %v", m)
 	}
-	if m := Meta(&Record{}); m["timestamp"] != nil {
-		t.Errorf("timestamp of a record without time = %v, want null", m["timestamp"])
+	if m := Meta(&Record{}); m["timestamp"] != nil || m["qos"] != nil {
+		t.Errorf("timestamp and qos of a record without them = %v, %v, want null", m["timestamp"], m["qos"])
+	}
+	m = Meta(&Record{Msg: &MessageMeta{QoS: 1, Retained: true, PacketID: 7}})
+	if m["qos"] != int64(1) || m["retained"] != true || m["packet_id"] != int64(7) {
+		t.Errorf("Meta of an MQTT message = %v", m)
 	}
 	typ := MetaType([]MetaField{MetaOffset, MetaKey})
 	if typ.String() != "meta" || len(typ.Fields) != 2 || typ.Field("offset").Type.Kind != types.Int {
