@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +17,7 @@ import (
 
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/retry"
+	"pipe.dev/pipe/stdlib/tlsconf"
 )
 
 // connParams are the connection attributes shared by source and sink.
@@ -145,14 +145,14 @@ func newConn(cfg stdlib.Config) (*conn, error) {
 	if len(c.clientID) > 65535 {
 		return nil, errors.New("client_id longer than 65535 bytes")
 	}
-	t, withTLS := cfg.Block("tls")
-	if withTLS {
-		tc, err := tlsConfig(t)
+	if t, ok := cfg.Block("tls"); ok {
+		tc, err := tlsconf.Client(t)
 		if err != nil {
 			return nil, fmt.Errorf("tls: %w", err)
 		}
 		c.tls = tc
 	}
+	withTLS := c.tls != nil
 	for _, b := range cfg.Strings("brokers") {
 		for _, p := range strings.Split(b, ",") {
 			if strings.TrimSpace(p) == "" {
@@ -169,44 +169,6 @@ func newConn(cfg stdlib.Config) (*conn, error) {
 		return nil, errors.New("no brokers")
 	}
 	return c, nil
-}
-
-// pemOrFile returns v itself when it holds PEM text, else the file it names.
-func pemOrFile(v string) ([]byte, error) {
-	if strings.Contains(v, "-----BEGIN") {
-		return []byte(v), nil
-	}
-	return os.ReadFile(v)
-}
-
-func tlsConfig(t stdlib.Config) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.String("server_name"), InsecureSkipVerify: t.Bool("insecure_skip_verify")}
-	if ca := t.String("ca"); ca != "" {
-		b, err := pemOrFile(ca)
-		if err != nil {
-			return nil, fmt.Errorf("ca: %w", err)
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(b) {
-			return nil, errors.New("ca: no PEM certificate found")
-		}
-	}
-	if cert := t.String("cert"); cert != "" {
-		cb, err := pemOrFile(cert)
-		if err != nil {
-			return nil, fmt.Errorf("cert: %w", err)
-		}
-		kb, err := pemOrFile(t.String("key"))
-		if err != nil {
-			return nil, fmt.Errorf("key: %w", err)
-		}
-		pair, err := tls.X509KeyPair(cb, kb)
-		if err != nil {
-			return nil, fmt.Errorf("cert and key: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{pair}
-	}
-	return tc, nil
 }
 
 // identity names what the source's session lives in: the first broker

@@ -370,6 +370,8 @@ func TestCheck(t *testing.T) {
 		{SinkSpec, map[string]any{"topic": "a/+"}, "wildcards"},
 		{SinkSpec, map[string]any{"topic": "a/#"}, "wildcards"},
 		{SinkSpec, map[string]any{"qos": int64(3)}, "qos must be 0 to 2"},
+		{SinkSpec, map[string]any{"qos": int64(0), "delivery": stdlib.Ident("at_least_once")}, "qos 0 cannot honour at_least_once"},
+		{SinkSpec, map[string]any{"qos": int64(0), "delivery": stdlib.Ident("at_most_once")}, ""},
 		{SinkSpec, map[string]any{"qos": int64(-1)}, "qos must be 0 to 2"},
 		{SinkSpec, map[string]any{"password": "x"}, "password needs username"},
 		{SinkSpec, map[string]any{"brokers": []any{"http://h:1"}}, "unknown scheme"},
@@ -379,9 +381,14 @@ func TestCheck(t *testing.T) {
 		for k, v := range c.attrs {
 			a[k] = v
 		}
+		d, hasDelivery := a["delivery"] // what the compiler adds for a sink
+		delete(a, "delivery")
 		vals, err := c.spec.Values(a)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if hasDelivery {
+			vals["delivery"] = d
 		}
 		var msgs []string
 		for _, e := range c.spec.Check(vals) {

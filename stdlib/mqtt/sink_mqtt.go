@@ -44,6 +44,9 @@ var SinkSpec = &stdlib.Spec{
 
 func checkSink(attrs map[string]any) []stdlib.AttrError {
 	errs := checkConn(attrs, 0)
+	if q, ok := attrs["qos"].(int64); ok && q == 0 && attrs["delivery"] == stdlib.Ident(stdlib.AtLeastOnce) {
+		errs = append(errs, stdlib.AttrError{Attr: "qos", Message: "qos 0 cannot honour at_least_once (nothing acknowledges a message): set qos = 1 or delivery = at_most_once"})
+	}
 	if t, ok := attrs["topic"].(string); ok && !strings.Contains(t, "${") {
 		if err := checkTopicName(t); err != nil {
 			errs = append(errs, stdlib.AttrError{Attr: "topic", Message: err.Error()})
