@@ -110,7 +110,6 @@ func brokerURL(s string, tls bool) (*url.URL, error) {
 
 // conn is a resolved connection configuration.
 type conn struct {
-	stage     string
 	brokers   []*url.URL
 	clientID  string
 	username  string
@@ -124,7 +123,6 @@ type conn struct {
 
 func newConn(cfg stdlib.Config) (*conn, error) {
 	c := &conn{
-		stage:     cfg.Stage,
 		clientID:  cfg.String("client_id"),
 		username:  cfg.String("username"),
 		password:  cfg.String("password"),

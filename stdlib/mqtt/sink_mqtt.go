@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -101,30 +102,27 @@ type pub struct {
 func newSink(cfg stdlib.Config) (*sink, error) {
 	cn, err := newConn(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("mqtt sink %q: %w", cfg.Stage, err)
+		return nil, err
 	}
 	s := &sink{cfg: cfg, conn: cn, topic: cfg.String("topic"), topicAt: cfg.ExprIndex("topic"), retainAt: cfg.ExprIndex("retain"),
 		qos: byte(cfg.Int("qos")), retain: cfg.Bool("retain"), resend: cfg.Delivery != stdlib.AtMostOnce}
 	if s.topic != "" {
 		if err := checkTopicName(s.topic); err != nil {
-			return nil, fmt.Errorf("mqtt sink %q: %w", cfg.Stage, err)
+			return nil, err
 		}
 	}
 	if s.qos == 0 && cfg.Delivery == stdlib.AtLeastOnce {
-		return nil, fmt.Errorf("mqtt sink %q: qos 0 cannot honour at_least_once (nothing acknowledges a message): set qos = 1 or delivery = at_most_once", cfg.Stage)
+		return nil, errors.New("qos 0 cannot honour at_least_once (nothing acknowledges a message): set qos = 1 or delivery = at_most_once")
 	}
 	if s.val, err = codec.New(cfg.String("format"), nil, codec.Options{}); err != nil {
-		return nil, fmt.Errorf("mqtt sink %q: %w", cfg.Stage, err)
+		return nil, err
 	}
 	return s, nil
 }
 
 func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 	s.bo = retry.New(s.conn.retry, s.conn.log, "mqtt sink")
-	if err := s.connect(ctx); err != nil {
-		return nil, fmt.Errorf("mqtt sink %q: %w", s.cfg.Stage, err)
-	}
-	return nil, nil
+	return nil, s.connect(ctx)
 }
 
 // connect connects with a clean session (what was not acknowledged is
@@ -240,7 +238,7 @@ func (s *sink) flush(ctx context.Context) error {
 					return ctx.Err()
 				}
 				if !transient(err) {
-					return fmt.Errorf("mqtt sink %q: publish to %q: %w", s.cfg.Stage, p.topic, s.conn.redact(err))
+					return fmt.Errorf("publish to %q: %w", p.topic, s.conn.redact(err))
 				}
 				failed, cause = append(failed, p), err
 			}
@@ -294,12 +292,9 @@ func (s *sink) reconnect(ctx context.Context, cause error) error {
 	s.conn.log.Warn("mqtt sink: connection lost", "error", s.conn.redact(cause).Error())
 	s.cl.Disconnect(0)
 	if err := s.bo.Wait(ctx, s.conn.redact(cause)); err != nil {
-		return fmt.Errorf("mqtt sink %q: %w", s.cfg.Stage, err)
+		return err
 	}
-	if err := s.connect(ctx); err != nil {
-		return fmt.Errorf("mqtt sink %q: %w", s.cfg.Stage, err)
-	}
-	return nil
+	return s.connect(ctx)
 }
 
 func (s *sink) Close(context.Context) error {

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -182,7 +183,7 @@ type ackOf struct {
 func newSource(cfg stdlib.Config) (*source, error) {
 	cn, err := newConn(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("mqtt source %q: %w", cfg.Stage, err)
+		return nil, err
 	}
 	s := &source{cfg: cfg, conn: cn, log: cn.log, filters: map[string]byte{},
 		maxInflight: int(cfg.Int("max_inflight")), wake: make(chan struct{}, 1)}
@@ -191,23 +192,23 @@ func newSource(cfg stdlib.Config) (*source, error) {
 	for _, f := range append(cfg.Strings("topics"), cfg.String("topic")) {
 		if f != "" {
 			if err := checkFilter(f); err != nil {
-				return nil, fmt.Errorf("mqtt source %q: %w", cfg.Stage, err)
+				return nil, err
 			}
 			s.filters[f] = qos
 		}
 	}
 	if len(s.filters) == 0 {
-		return nil, fmt.Errorf("mqtt source %q: no topic", cfg.Stage)
+		return nil, errors.New("no topic")
 	}
 	if cfg.Tasks > 1 {
 		for f := range s.filters {
 			if !strings.HasPrefix(f, "$share/") {
-				return nil, fmt.Errorf("mqtt source %q: with tasks > 1 every task would receive every message of %q: subscribe to shared subscriptions ($share/GROUP/FILTER) or run one task", cfg.Stage, f)
+				return nil, fmt.Errorf("with tasks > 1 every task would receive every message of %q: subscribe to shared subscriptions ($share/GROUP/FILTER) or run one task", f)
 			}
 		}
 	}
 	if s.val, err = codec.New(cfg.String("format"), cfg.Schema, codec.Options{}); err != nil {
-		return nil, fmt.Errorf("mqtt source %q: %w", cfg.Stage, err)
+		return nil, err
 	}
 	s.part = cn.clientID
 	s.ident = cn.identity()
@@ -228,10 +229,7 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 		s.next = last + 1
 	}
 	s.bo = retry.New(s.conn.retry, s.log, "mqtt source")
-	if err := s.connect(ctx); err != nil {
-		return fmt.Errorf("mqtt source %q: %w", s.cfg.Stage, err)
-	}
-	return nil
+	return s.connect(ctx)
 }
 
 // connect connects (a new connection number) and subscribes, retrying
@@ -368,12 +366,9 @@ func (s *source) reconnect(ctx context.Context, cause error) error {
 		s.cl.Disconnect(0)
 	}
 	if err := s.bo.Wait(ctx, s.conn.redact(cause)); err != nil {
-		return fmt.Errorf("mqtt source %q: %w", s.cfg.Stage, err)
+		return err
 	}
-	if err := s.connect(ctx); err != nil {
-		return fmt.Errorf("mqtt source %q: %w", s.cfg.Stage, err)
-	}
-	return nil
+	return s.connect(ctx)
 }
 
 // records turns messages into records and keeps them for Commit.
