@@ -39,7 +39,8 @@
 // commits) when max_inflight messages wait. Throughput is then a window
 // per checkpoint (bench/RESULTS-mqtt.md).
 //
-// A record's position is partition <client id> and an offset that counts
+// A record's position is partition <client id> (identity
+// mqtt://<first broker>/<client id>) and an offset that counts
 // the messages handed on, continuing after the stored position, so that
 // offsets grow across runs. It names no message: MQTT has no offsets and
 // no message identity (a packet id is reused once acknowledged). Record
