@@ -435,7 +435,10 @@ func TestServerRestartMQTT(t *testing.T) {
 	t.Run("sink", func(t *testing.T) {
 		topic := uniq("pipe-restart")
 		sub := newSubscriber(t, topic)
-		k := newKillEnv(t, bin, sinkPipeline(topic, n, n/8))
+		// What the sink could not publish while the broker was down
+		// follows in a burst; the test's subscriber, reconnecting too,
+		// must not be more than Mosquitto's queue (1000) behind.
+		k := newKillEnv(t, bin, sinkPipeline(topic, n, n/16))
 		cmd := k.start("run: ")
 		for range 2 {
 			time.Sleep(time.Duration(1500+rand.IntN(1000)) * time.Millisecond)
