@@ -120,7 +120,11 @@ func (c *checker) finishAttrs(st *stage) {
 	}
 	// Component checks on the attributes as set, defaults applied.
 	if st.spec.Check != nil {
-		for _, e := range st.spec.Check(plainAttrs(st.attrs, st.schema)) {
+		attrs := plainAttrs(st.attrs, st.schema)
+		if st.kind == stdlib.SinkKind {
+			attrs["delivery"] = stdlib.Ident(c.deliveryOf(st))
+		}
+		for _, e := range st.spec.Check(attrs) {
 			span := st.span
 			rel := st.instRel
 			if fa := st.flatSeen[e.Attr]; fa != nil {
@@ -353,4 +357,16 @@ func firstClause(doc string) (string, bool) {
 		}
 	}
 	return doc, false
+}
+
+// deliveryOf is the guarantee asked of sink st: its own delivery, else the
+// pipeline's, else at_least_once.
+func (c *checker) deliveryOf(st *stage) stdlib.Delivery {
+	switch {
+	case st.deliverySet:
+		return st.delivery
+	case c.prog.Delivery != "":
+		return c.prog.Delivery
+	}
+	return stdlib.AtLeastOnce
 }

@@ -447,14 +447,7 @@ func (c *checker) sinkChecks(st *stage) {
 			c.add(lang.Errorf(lang.BadAttributeValue, span, "%s", e.Message), rel)
 		}
 	}
-	del := st.delivery
-	switch {
-	case st.deliverySet:
-	case c.prog.Delivery != "":
-		del = c.prog.Delivery
-	default:
-		del = stdlib.AtLeastOnce
-	}
+	del := c.deliveryOf(st)
 	st.delivery = del
 	if len(st.spec.Delivery) > 0 && !slices.Contains(st.spec.Delivery, del) {
 		span := st.span

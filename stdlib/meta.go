@@ -23,7 +23,7 @@ type MetaField struct {
 // The metadata fields.
 var (
 	MetaTopic = MetaField{Name: "topic", Type: types.StringType,
-		Doc: "the Kafka topic the record was read from",
+		Doc: "the topic the record was read from (a Kafka topic, an MQTT topic name)",
 		get: func(r *Record) any { return r.Topic }}
 	MetaPartition = MetaField{Name: "partition", Type: types.IntType,
 		Doc: "the Kafka partition the record was read from",
@@ -116,9 +116,38 @@ var (
 		}}
 )
 
+// The metadata of message broker sources (Record.Msg).
+var (
+	MetaQoS = MetaField{Name: "qos", Type: types.IntType,
+		Doc: "the MQTT QoS the message was delivered with: the lower of its publisher's and the subscription's",
+		get: func(r *Record) any {
+			if r.Msg == nil {
+				return nil
+			}
+			return int64(r.Msg.QoS)
+		}}
+	MetaRetained = MetaField{Name: "retained", Type: types.BoolType,
+		Doc: "true for a retained MQTT message: one the broker kept for its topic and sent on subscribing, not as it was published",
+		get: func(r *Record) any {
+			if r.Msg == nil {
+				return nil
+			}
+			return r.Msg.Retained
+		}}
+	MetaPacketID = MetaField{Name: "packet_id", Type: types.IntType,
+		Doc: "the MQTT packet identifier the broker delivered the message under (0 at QoS 0); reused once acknowledged, so no identity of the message",
+		get: func(r *Record) any {
+			if r.Msg == nil {
+				return nil
+			}
+			return int64(r.Msg.PacketID)
+		}}
+)
+
 // metaFields is every metadata field, in the order meta lists them.
 var metaFields = []MetaField{MetaTopic, MetaPartition, MetaOffset, MetaKey, MetaTimestamp, MetaHeaders, MetaSubject, MetaObject,
-	MetaStream, MetaEntryID, MetaStreamFields, MetaExchange, MetaRoutingKey, MetaRedelivered, MetaMessageID}
+	MetaStream, MetaEntryID, MetaStreamFields, MetaExchange, MetaRoutingKey, MetaRedelivered, MetaMessageID,
+	MetaQoS, MetaRetained, MetaPacketID}
 
 // MetaFields returns every metadata field, in the order meta lists them.
 func MetaFields() []MetaField { return slices.Clone(metaFields) }

@@ -28,6 +28,13 @@ func TestMeta(t *testing.T) {
 	if m := Meta(&Record{}); m["timestamp"] != nil {
 		t.Errorf("timestamp of a record without time = %v, want null", m["timestamp"])
 	}
+	if m := Meta(&Record{}); m["qos"] != nil {
+		t.Errorf("qos of a record without it = %v, want null", m["qos"])
+	}
+	m = Meta(&Record{Msg: &MessageMeta{QoS: 1, Retained: true, PacketID: 7}})
+	if m["qos"] != int64(1) || m["retained"] != true || m["packet_id"] != int64(7) {
+		t.Errorf("Meta of an MQTT message = %v", m)
+	}
 	typ := MetaType([]MetaField{MetaOffset, MetaKey})
 	if typ.String() != "meta" || len(typ.Fields) != 2 || typ.Field("offset").Type.Kind != types.Int {
 		t.Errorf("MetaType = %v", typ.Fields)

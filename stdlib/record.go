@@ -79,16 +79,20 @@ type Record struct {
 	Msg *MessageMeta
 }
 
-// MessageMeta is what a message broker source (RabbitMQ) knows of a
-// record beyond the fields every source has: how the message was routed,
-// whether it is a redelivery, the id its producer gave it. Expressions
-// read it as meta.exchange, meta.routing_key, meta.redelivered and
-// meta.message_id.
+// MessageMeta is what a message broker source knows of a record beyond
+// the fields every source has: how a RabbitMQ message was routed, whether
+// it is a redelivery, the id its producer gave it; an MQTT message's QoS,
+// retain flag and packet id. Expressions read it as meta.exchange,
+// meta.routing_key, meta.redelivered, meta.message_id, meta.qos,
+// meta.retained and meta.packet_id.
 type MessageMeta struct {
 	Exchange    string // the exchange the message was published to ("" for the default exchange)
 	RoutingKey  string // the routing key it was published with
 	Redelivered bool   // the broker delivered it before and it was not acknowledged
 	MessageID   string // the message id its producer set; "" when none
+	QoS         int    // the QoS the message was delivered with (MQTT: 0, 1 or 2)
+	Retained    bool   // the broker kept the message for its topic and sent it on subscribing (MQTT retain flag)
+	PacketID    int    // the MQTT packet identifier the broker delivered it under; 0 at QoS 0
 }
 
 // Attr returns the record's value of the per-record attribute at index i

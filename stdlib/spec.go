@@ -182,8 +182,9 @@ type Spec struct {
 	// each at the attribute's position. attrs holds the attributes set and
 	// the defaults of the others; an attribute absent without a default is
 	// not in it. The compiler calls Check with the attributes as written
-	// (a reference is still its text, ${env:N}); the executor calls it again
-	// once references are resolved.
+	// (a reference is still its text, ${env:N}), a sink's with the
+	// guarantee asked of it under "delivery" (an Ident); the executor
+	// calls it again once references are resolved, without "delivery".
 	Check func(attrs map[string]any) []AttrError
 	// CheckInput, for a sink, validates its attributes against the type
 	// of the records it writes: its schema, else the type of the records

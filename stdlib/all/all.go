@@ -10,6 +10,7 @@ import (
 	_ "pipe.dev/pipe/stdlib/core"     // generate, file, stdin, stdout, discard, filter, map, route
 	_ "pipe.dev/pipe/stdlib/http"     // http sink, http_server and http_poll sources
 	_ "pipe.dev/pipe/stdlib/kafka"    // kafka source and sink
+	_ "pipe.dev/pipe/stdlib/mqtt"     // mqtt source and sink
 	_ "pipe.dev/pipe/stdlib/mysql"    // mysql source and sink
 	_ "pipe.dev/pipe/stdlib/nats"     // nats (JetStream) and nats_core source and sink
 	_ "pipe.dev/pipe/stdlib/postgres" // postgres sink

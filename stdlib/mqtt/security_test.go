@@ -1,0 +1,190 @@
+package mqtt
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"pipe.dev/pipe/internal/proctest"
+	"pipe.dev/pipe/stdlib"
+)
+
+// tlsBroker starts a Mosquitto of the test's own on a free port with a TLS
+// listener (a certificate for 127.0.0.1 signed by a CA made here) that
+// takes only user "pipe" with password, and returns its address and the
+// CA certificate's PEM file.
+func tlsBroker(t *testing.T, password string) (addr, ca string) {
+	t.Helper()
+	bin, err := osexec.LookPath("mosquitto")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("mosquitto is not installed")
+		}
+		t.Skip("mosquitto is not installed")
+	}
+	dir := t.TempDir()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pipe test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caTmpl, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ca = write("ca.pem", "CERTIFICATE", caDER)
+	cert := write("server.pem", "CERTIFICATE", srvDER)
+	key := write("server.key", "EC PRIVATE KEY", keyDER)
+	pw := filepath.Join(dir, "passwords")
+	if err := os.WriteFile(pw, []byte("pipe:"+password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := osexec.Command("mosquitto_passwd", "-U", pw).CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_passwd: %v\n%s", err, out)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	conf := filepath.Join(dir, "mosquitto.conf")
+	text := fmt.Sprintf("user root\npersistence false\nlistener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nallow_anonymous false\npassword_file %s\n",
+		port, ca, cert, key, pw)
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := osexec.Command(bin, "-c", conf)
+	cmd.Stderr = &proctest.LogWriter{T: t, Prefix: "mosquitto: "}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	addr = "127.0.0.1:" + strconv.Itoa(port)
+	for i := 0; ; i++ {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i > 50 {
+			t.Fatalf("mosquitto with TLS did not start: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return addr, ca
+}
+
+// TestTLSAndCredentials: source and sink reach a broker over TLS, verified
+// against the CA given, with user name and password; a wrong password and
+// a CA that did not sign the broker's certificate fail at Open without
+// retrying until retry_timeout, and the password shows in no error.
+func TestTLSAndCredentials(t *testing.T) {
+	const password = "s3cr3t-pw-7781"
+	addr, ca := tlsBroker(t, password)
+	attrs := func(extra map[string]any) map[string]any {
+		a := map[string]any{"brokers": []any{"ssl://" + addr}, "username": "pipe", "password": password,
+			"tls": map[string]any{"ca": ca}, "retry_timeout": time.Minute}
+		for k, v := range extra {
+			a[k] = v
+		}
+		return a
+	}
+	topic, id := uniq("pipe-tls"), uniq("pipe-tls")
+	src, err := newSource(config(t, SourceSpec, "in", attrs(map[string]any{"topic": topic, "client_id": id})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Open(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close(t.Context())
+	snk, err := newSink(config(t, SinkSpec, "out", attrs(map[string]any{"topic": topic})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := snk.Open(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer snk.Close(t.Context())
+	if err := snk.Write(t.Context(), []stdlib.Record{{Value: map[string]any{"n": int64(1)}}, {Value: map[string]any{"n": int64(2)}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := snk.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := values(readN(t, src, 2, 10*time.Second)); !slices.Equal(got, []string{`{"n":1}`, `{"n":2}`}) {
+		t.Fatalf("read %q over TLS", got)
+	}
+
+	for name, extra := range map[string]map[string]any{
+		"wrong password": {"password": "not-" + password},
+		"no credentials": {"username": nil, "password": nil},
+		"unknown CA":     {"tls": map[string]any{}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := attrs(map[string]any{"topic": "t"})
+			for k, v := range extra {
+				if v == nil {
+					delete(a, k)
+				} else {
+					a[k] = v
+				}
+			}
+			s, err := newSink(config(t, SinkSpec, "out", a))
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			_, err = s.Open(t.Context())
+			if err == nil {
+				s.Close(t.Context())
+				t.Fatal("Open succeeded")
+			}
+			if d := time.Since(start); d > 15*time.Second {
+				t.Errorf("Open failed after %v: it retried what cannot pass (%v)", d, err)
+			}
+			if strings.Contains(err.Error(), password) {
+				t.Errorf("the password shows in %v", err)
+			}
+			t.Logf("%v", err)
+		})
+	}
+}
