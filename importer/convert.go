@@ -126,10 +126,12 @@ func convert(c *Connector, opt Options) (*pipeline, error) {
 		err = cv.jdbcSink()
 	case "MirrorSourceConnector":
 		err = cv.mirror()
+	case "S3SinkConnector":
+		err = cv.s3Sink()
 	case "":
 		return nil, fmt.Errorf("no connector.class")
 	default:
-		return nil, fmt.Errorf("connector class %s has no counterpart in pipe (known: FileStreamSource, FileStreamSink, JdbcSource, JdbcSink, MirrorSource)", c.Config["connector.class"])
+		return nil, fmt.Errorf("connector class %s has no counterpart in pipe (known: FileStreamSource, FileStreamSink, JdbcSource, JdbcSink, MirrorSource, S3Sink)", c.Config["connector.class"])
 	}
 	if err != nil {
 		return nil, err
@@ -213,7 +215,7 @@ func (cv *converter) tasks(s *stage) {
 // gives it.
 func (cv *converter) bestDelivery(sink string) {
 	switch sink {
-	case "kafka", "postgres", "file", "mysql":
+	case "kafka", "postgres", "file", "mysql", "s3":
 		cv.p.delivery = "exactly_once"
 	default:
 		cv.p.delivery = "at_least_once"
@@ -727,4 +729,155 @@ func shown(key, v string) string {
 		}
 	}
 	return v
+}
+
+// s3Sink maps the Confluent S3 sink: its partitioner becomes the sink's
+// prefix expression, flush.size and rotate.interval.ms its rotation.
+func (cv *converter) s3Sink() error {
+	src, err := cv.kafkaSource()
+	if err != nil {
+		return err
+	}
+	snk := &stage{kind: "sink", name: "out", component: "s3"}
+	region := cv.get("s3.region")
+	if region == "" {
+		region = "us-west-2" // the connector's default
+	}
+	endpoint := cv.get("store.url")
+	if endpoint == "" {
+		endpoint = "https://s3." + region + ".amazonaws.com"
+	}
+	snk.set("endpoint", quote(endpoint))
+	bucket := cv.get("s3.bucket.name")
+	if bucket == "" {
+		return fmt.Errorf("no s3.bucket.name")
+	}
+	snk.set("bucket", quote(bucket))
+	snk.set("region", quote(region))
+	if cv.get("s3.path.style.access.enabled") == "true" || cv.get("s3.path.style.access") == "true" {
+		snk.set("path_style", "true")
+	}
+	if cv.has("aws.access.key.id") {
+		snk.set("access_key", quoteRefs(cv.secret("aws.access.key.id")))
+		snk.set("secret_key", quoteRefs(cv.secret("aws.secret.access.key")))
+	} else {
+		for _, e := range []string{"S3_ACCESS_KEY", "S3_SECRET_KEY"} {
+			cv.p.envs[e] = "the S3 credentials (the connector took them from its provider chain)"
+		}
+		snk.set("access_key", `"${env:S3_ACCESS_KEY}"`)
+		snk.set("secret_key", `"${env:S3_SECRET_KEY}"`)
+		cv.used["s3.credentials.provider.class"] = true
+	}
+	format := cv.get("format.class")
+	switch short := format[strings.LastIndexByte(format, '.')+1:]; short {
+	case "JsonFormat", "":
+	case "ParquetFormat":
+		snk.set("format", "parquet")
+		codec := cv.get("parquet.codec")
+		switch codec {
+		case "", "snappy":
+		case "gzip", "zstd":
+			snk.set("compression", codec)
+		case "none", "uncompressed":
+			snk.set("compression", "none")
+		default:
+			cv.note("parquet.codec", "%s is not supported (snappy, gzip, zstd, none): snappy", codec)
+		}
+		cv.note("format.class", "Parquet columns come from the record type: declare a schema for the records and set schema = Name on the source (the connector took them from Connect schemas); pipe check says so until then")
+	default:
+		cv.note("format.class", "%s has no counterpart: JSON lines are written", short)
+	}
+	if v := cv.get("flush.size"); v != "" {
+		snk.set("rotate_records", v)
+		snk.set("rotate_size", "0B")
+	}
+	for _, k := range []string{"rotate.interval.ms", "rotate.schedule.interval.ms"} {
+		if v := cv.get(k); v != "" && v != "-1" {
+			if d, err := millis(v); err == nil {
+				snk.set("rotate_interval", d)
+			}
+			if k == "rotate.schedule.interval.ms" {
+				cv.note(k, "rotate_interval counts from each object's first record, not on the wall clock")
+			}
+		}
+	}
+	if v := cv.get("s3.part.size"); v != "" {
+		snk.set("part_size", v+"B")
+	}
+	dir := cv.get("topics.dir")
+	if dir == "" {
+		dir = "topics"
+	}
+	prefix, err := cv.s3Prefix(dir)
+	if err != nil {
+		return err
+	}
+	snk.set("prefix", ":= "+prefix)
+	for _, k := range []string{"store.kafka.keys", "store.kafka.headers", "schema.compatibility", "s3.compression.type", "s3.ssea.name", "behavior.on.null.values", "locale", "s3.acl.canned"} {
+		if cv.has(k) {
+			cv.note(k, "not carried over (%s = %s)", k, shown(k, cv.c.Config[k]))
+		}
+	}
+	for _, k := range []string{"storage.class", "s3.retry.backoff.ms", "s3.part.retries", "retry.backoff.ms"} {
+		cv.used[k] = true
+	}
+	cv.note("", "object names are <prefix><source>.<partition>.<first offset>-<last offset>.<ext>, not <topic>+<partition>+<offset>.<ext>")
+	cv.bestDelivery("s3")
+	cv.p.chains = []*chain{{source: src, sink: snk}}
+	return nil
+}
+
+// s3Prefix writes the S3 sink partitioner as a prefix expression.
+func (cv *converter) s3Prefix(dir string) (string, error) {
+	base := strconv.Quote(dir+"/") + " + meta.topic + \"/\""
+	cl := cv.get("partitioner.class")
+	switch short := cl[strings.LastIndexByte(cl, '.')+1:]; short {
+	case "", "DefaultPartitioner":
+		return base + ` + "partition=" + to_string(meta.partition) + "/"`, nil
+	case "FieldPartitioner":
+		var parts []string
+		for _, f := range list(cv.get("partition.field.name")) {
+			ff, ok := field(f)
+			if !ok {
+				return "", fmt.Errorf("partition.field.name: %q is not a field name pipe can read", f)
+			}
+			parts = append(parts, fmt.Sprintf("%s + to_string(%s) + \"/\"", strconv.Quote(f+"="), ff))
+		}
+		if len(parts) == 0 {
+			return "", fmt.Errorf("FieldPartitioner without partition.field.name")
+		}
+		return base + " + " + strings.Join(parts, " + "), nil
+	case "TimeBasedPartitioner", "DailyPartitioner", "HourlyPartitioner":
+		path := cv.get("path.format")
+		switch short {
+		case "DailyPartitioner":
+			path = "'year'=YYYY/'month'=MM/'day'=dd"
+		case "HourlyPartitioner":
+			path = "'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH"
+		}
+		if path == "" {
+			return "", fmt.Errorf("TimeBasedPartitioner without path.format")
+		}
+		cv.used["partition.duration.ms"] = true
+		if tz := cv.get("timezone"); tz != "" && tz != "UTC" {
+			cv.note("timezone", "paths are in UTC, not %s", tz)
+		}
+		ts := "meta.timestamp"
+		switch ex := cv.get("timestamp.extractor"); ex {
+		case "", "Wallclock":
+			ts = "now()"
+		case "Record":
+		case "RecordField":
+			f, ok := field(cv.get("timestamp.field"))
+			if !ok {
+				return "", fmt.Errorf("timestamp.field: %q is not a field name pipe can read", cv.c.Config["timestamp.field"])
+			}
+			ts = f
+			cv.note("timestamp.field", "the field must hold a timestamp (declare it so in a schema)")
+		default:
+			return "", fmt.Errorf("timestamp.extractor %s has no counterpart", ex)
+		}
+		return base + fmt.Sprintf(" + format_time(%s, %s) + \"/\"", ts, strconv.Quote(javaLayout(path))), nil
+	}
+	return "", fmt.Errorf("partitioner.class %s has no counterpart", cl)
 }

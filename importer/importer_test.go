@@ -52,6 +52,12 @@ func TestGolden(t *testing.T) {
 					// about untyped records may remain.
 					_, diags = compiler.Compile(&compiler.Config{}, f.Name+".pipe", src)
 					for _, d := range diags {
+						// A Parquet S3 sink needs the records' type, which
+						// a connector config does not give: the file says
+						// so and the user declares a schema.
+						if d.Code == lang.BadAttributeValue && strings.Contains(d.Message, "parquet needs the type of the records") {
+							continue
+						}
 						if d.Code != lang.UntypedSource && d.Code != lang.AnyResult {
 							t.Errorf("%s does not check clean: %v\n%s", f.Name, d, src)
 						}

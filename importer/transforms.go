@@ -469,7 +469,7 @@ func javaReplacement(s string) string {
 
 // javaLayout turns a java.text.SimpleDateFormat pattern into a Go layout.
 func javaLayout(p string) string {
-	r := strings.NewReplacer("yyyy", "2006", "yy", "06", "MM", "01", "dd", "02", "HH", "15", "mm", "04", "ss", "05",
+	r := strings.NewReplacer("yyyy", "2006", "YYYY", "2006", "yy", "06", "MM", "01", "dd", "02", "HH", "15", "mm", "04", "ss", "05",
 		"SSS", "000", "XXX", "Z07:00", "Z", "-0700", "'T'", "T", "'", "")
 	return r.Replace(p)
 }

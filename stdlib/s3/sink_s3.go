@@ -51,7 +51,13 @@ var SinkSpec = &stdlib.Spec{
 	Schema:   true,
 	Releases: true,
 	Check:    checkSink,
-	NewSink:  func(cfg stdlib.Config) (stdlib.Sink, error) { return newSink(cfg) },
+	CheckInput: func(attrs map[string]any, records *types.Type) []stdlib.AttrError {
+		if f, _ := attrs["format"].(stdlib.Ident); f == "parquet" && (records == nil || records.Kind != types.Record || len(records.Fields) == 0) {
+			return []stdlib.AttrError{{Attr: "format", Message: "parquet needs the type of the records for its columns: declare schema = Name on the sink or its source"}}
+		}
+		return nil
+	},
+	NewSink: func(cfg stdlib.Config) (stdlib.Sink, error) { return newSink(cfg) },
 }
 
 func checkSink(attrs map[string]any) []stdlib.AttrError {
