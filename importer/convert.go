@@ -128,10 +128,22 @@ func convert(c *Connector, opt Options) (*pipeline, error) {
 		err = cv.mirror()
 	case "S3SinkConnector":
 		err = cv.s3Sink()
+	case "HttpSinkConnector":
+		err = cv.httpSink()
+	case "RabbitMQSourceConnector":
+		err = cv.rabbitSource()
+	case "RabbitMQSinkConnector":
+		err = cv.rabbitSink()
+	case "MqttSourceConnector":
+		err = cv.mqttSource()
+	case "MqttSinkConnector":
+		err = cv.mqttSink()
+	case "RedisSinkConnector":
+		err = cv.redisSink()
 	case "":
 		return nil, fmt.Errorf("no connector.class")
 	default:
-		return nil, fmt.Errorf("connector class %s has no counterpart in pipe (known: FileStreamSource, FileStreamSink, JdbcSource, JdbcSink, MirrorSource, S3Sink)", c.Config["connector.class"])
+		return nil, fmt.Errorf("connector class %s has no counterpart in pipe (known: FileStreamSource, FileStreamSink, JdbcSource, JdbcSink, MirrorSource, S3Sink, HttpSink, RabbitMQSource, RabbitMQSink, MqttSource, MqttSink, RedisSink)", c.Config["connector.class"])
 	}
 	if err != nil {
 		return nil, err
@@ -880,4 +892,274 @@ func (cv *converter) s3Prefix(dir string) (string, error) {
 		return base + fmt.Sprintf(" + format_time(%s, %s) + \"/\"", ts, strconv.Quote(javaLayout(path))), nil
 	}
 	return "", fmt.Errorf("partitioner.class %s has no counterpart", cl)
+}
+
+// httpSink maps the Confluent HTTP sink.
+func (cv *converter) httpSink() error {
+	src, err := cv.kafkaSource()
+	if err != nil {
+		return err
+	}
+	snk := &stage{kind: "sink", name: "out", component: "http"}
+	u := cv.get("http.api.url")
+	if u == "" {
+		return fmt.Errorf("no http.api.url")
+	}
+	if strings.Contains(u, "${topic}") {
+		e := strings.ReplaceAll(strconv.Quote(u), "${topic}", `" + meta.topic + "`)
+		e = strings.TrimSuffix(strings.TrimPrefix(e, `"" + `), ` + ""`)
+		snk.set("url", ":= "+e)
+	} else {
+		snk.set("url", quote(u))
+	}
+	if m := strings.ToUpper(cv.get("request.method")); m != "" && m != "POST" {
+		snk.set("method", quote(m))
+	}
+	if h := cv.get("headers"); h != "" {
+		sep := cv.get("header.separator")
+		if sep == "" {
+			sep = "|"
+		}
+		var kv []string
+		for _, pair := range strings.Split(h, sep) {
+			k, v, ok := strings.Cut(pair, ":")
+			if !ok {
+				return fmt.Errorf("headers: %q is not Name:value", pair)
+			}
+			kv = append(kv, fmt.Sprintf("%s: %s", strconv.Quote(strings.TrimSpace(k)), strconv.Quote(strings.TrimSpace(v))))
+		}
+		snk.set("headers", ":= {"+strings.Join(kv, ", ")+"}")
+	}
+	if n := cv.get("batch.max.size"); n != "" && n != "1" {
+		if cv.get("batch.json.as.array") == "true" {
+			snk.set("format", "json_array")
+		} else {
+			snk.set("format", "ndjson")
+			cv.note("batch.max.size", "a batch is sent as NDJSON (batch.json.as.array = true sends a JSON array)")
+		}
+		snk.set("max_batch_records", n)
+	}
+	cv.used["batch.json.as.array"] = true
+	cv.used["header.separator"] = true
+	switch strings.ToUpper(cv.get("auth.type")) {
+	case "", "NONE":
+	case "BASIC":
+		snk.set("basic_auth", fmt.Sprintf("{ username = %s password = %s }", cv.str("connection.user"), quoteRefs(cv.secret("connection.password"))))
+	default:
+		cv.note("auth.type", "%s is not carried over: set bearer_token or basic_auth", cv.c.Config["auth.type"])
+	}
+	if codes := list(cv.get("retry.on.status.codes")); len(codes) > 0 {
+		var ints []string
+		for _, c := range codes {
+			if _, err := strconv.Atoi(c); err != nil {
+				cv.note("retry.on.status.codes", "%q is not a status code: the default list is used", c)
+				ints = nil
+				break
+			}
+			ints = append(ints, c)
+		}
+		if ints != nil {
+			snk.set("retry_on", "["+strings.Join(ints, ", ")+"]")
+		}
+	}
+	if cv.has("max.retries") || cv.has("retry.backoff.ms") {
+		cv.note("max.retries", "the sink retries with a jittered backoff (honouring Retry-After) for retry_timeout (default 5m) instead")
+	}
+	if v := cv.get("request.body.format"); v == "string" {
+		cv.note("request.body.format", "bodies are JSON")
+	}
+	cv.bestDelivery("http")
+	cv.p.chains = []*chain{{source: src, sink: snk}}
+	return nil
+}
+
+// amqpURL builds the url of the rabbitmq components from the connector's
+// host, port, vhost and credentials (the password as a reference).
+func (cv *converter) amqpURL() string {
+	host := cv.get("rabbitmq.host")
+	if host == "" {
+		host = "localhost"
+	}
+	port := cv.get("rabbitmq.port")
+	if port == "" {
+		port = "5672"
+	}
+	user := cv.get("rabbitmq.username")
+	if user == "" {
+		user = "guest"
+	}
+	var pass string
+	if cv.has("rabbitmq.password") {
+		pass = cv.secret("rabbitmq.password")
+	} else {
+		// The connector's default, guest, is not written into the file.
+		env := envName(cv.c.Name, "rabbitmq.password")
+		cv.p.envs[env] = "the RabbitMQ password (the connector's default: guest)"
+		pass = "${env:" + env + "}"
+	}
+	vhost := cv.get("rabbitmq.virtual.host")
+	if vhost == "/" {
+		vhost = ""
+	}
+	scheme := "amqp"
+	if cv.get("rabbitmq.security.protocol") == "SSL" {
+		scheme = "amqps"
+	}
+	return fmt.Sprintf("%s://%s:%s@%s:%s/%s", scheme, url.PathEscape(user), pass, host, port, url.PathEscape(vhost))
+}
+
+func (cv *converter) rabbitSource() error {
+	cv.sourceKind = true
+	queues := list(cv.get("rabbitmq.queue"))
+	if len(queues) == 0 {
+		return fmt.Errorf("no rabbitmq.queue")
+	}
+	topic := cv.get("kafka.topic")
+	if topic == "" {
+		return fmt.Errorf("no kafka.topic")
+	}
+	u := cv.amqpURL()
+	for _, q := range queues {
+		name := ident(q)
+		s := &stage{kind: "source", name: name, component: "rabbitmq"}
+		s.set("url", quoteRefs(u))
+		s.set("queue", quote(q))
+		s.set("format", "bytes")
+		if v := cv.get("rabbitmq.prefetch.count"); v != "" {
+			s.set("prefetch", v)
+		}
+		snk := cv.kafkaStage("sink", name+"_out")
+		snk.set("topic", quote(topic))
+		snk.set("format", "bytes")
+		cv.p.chains = append(cv.p.chains, &chain{source: s, sink: snk})
+	}
+	cv.used["rabbitmq.prefetch.global"] = true
+	cv.note("", "messages pass as bytes; with format = json on the source, expressions can read their fields")
+	// A queue has no offsets: the rabbitmq source is at least once.
+	cv.p.delivery = "at_least_once"
+	return nil
+}
+
+func (cv *converter) rabbitSink() error {
+	src, err := cv.kafkaSource()
+	if err != nil {
+		return err
+	}
+	snk := &stage{kind: "sink", name: "out", component: "rabbitmq"}
+	snk.set("url", quoteRefs(cv.amqpURL()))
+	snk.set("exchange", cv.str("rabbitmq.exchange"))
+	if rk := cv.get("rabbitmq.routing.key"); rk != "" {
+		snk.set("routing_key", quote(rk))
+	}
+	if dm := cv.get("rabbitmq.delivery.mode"); dm == "NON_PERSISTENT" {
+		snk.set("persistent", "false")
+	}
+	cv.bestDelivery("rabbitmq")
+	cv.p.chains = []*chain{{source: src, sink: snk}}
+	return nil
+}
+
+// mqttBrokers is the broker list of the MQTT components.
+func (cv *converter) mqttBrokers(s *stage) error {
+	uris := list(cv.get("mqtt.server.uri"))
+	if len(uris) == 0 {
+		return fmt.Errorf("no mqtt.server.uri")
+	}
+	s.set("brokers", quoteList(uris))
+	if cv.has("mqtt.username") {
+		s.set("username", cv.str("mqtt.username"))
+	}
+	if cv.has("mqtt.password") {
+		s.set("password", quoteRefs(cv.secret("mqtt.password")))
+	}
+	if v := cv.get("mqtt.qos"); v != "" {
+		s.set("qos", v)
+	}
+	if v := cv.get("mqtt.clean.session.enabled"); v == "true" {
+		cv.note("mqtt.clean.session.enabled", "the source keeps a persistent session (so that nothing is lost between runs)")
+	}
+	for _, k := range []string{"mqtt.connect.timeout.seconds", "mqtt.keepalive.interval.seconds"} {
+		if v := cv.get(k); v != "" {
+			name := map[string]string{"mqtt.connect.timeout.seconds": "connect_timeout", "mqtt.keepalive.interval.seconds": "keep_alive"}[k]
+			s.set(name, v+"s")
+		}
+	}
+	return nil
+}
+
+func (cv *converter) mqttSource() error {
+	cv.sourceKind = true
+	s := &stage{kind: "source", name: "messages", component: "mqtt"}
+	if err := cv.mqttBrokers(s); err != nil {
+		return err
+	}
+	topics := list(cv.get("mqtt.topics"))
+	if len(topics) == 0 {
+		return fmt.Errorf("no mqtt.topics")
+	}
+	if len(topics) == 1 {
+		s.set("topic", quote(topics[0]))
+	} else {
+		s.set("topics", quoteList(topics))
+	}
+	s.set("format", "bytes")
+	topic := cv.get("kafka.topic")
+	if topic == "" {
+		return fmt.Errorf("no kafka.topic")
+	}
+	snk := cv.kafkaStage("sink", "out")
+	snk.set("topic", quote(topic))
+	snk.set("format", "bytes")
+	cv.used["mqtt.client.id"] = true
+	cv.note("", "messages pass as bytes; with format = json on the source, expressions can read their fields")
+	cv.p.delivery = "at_least_once" // MQTT has no offsets: the source is at least once
+	cv.p.chains = []*chain{{source: s, sink: snk}}
+	return nil
+}
+
+func (cv *converter) mqttSink() error {
+	src, err := cv.kafkaSource()
+	if err != nil {
+		return err
+	}
+	snk := &stage{kind: "sink", name: "out", component: "mqtt"}
+	if err := cv.mqttBrokers(snk); err != nil {
+		return err
+	}
+	snk.set("topic", ":= meta.topic") // the connector publishes on the record's Kafka topic
+	if cv.get("mqtt.retain.enabled") == "true" {
+		snk.set("retain", "true")
+	}
+	cv.bestDelivery("mqtt")
+	cv.p.delivery = "at_least_once"
+	cv.p.chains = []*chain{{source: src, sink: snk}}
+	return nil
+}
+
+// redisSink maps the common Redis sink (SET of each record's key to its
+// value).
+func (cv *converter) redisSink() error {
+	src, err := cv.kafkaSource()
+	if err != nil {
+		return err
+	}
+	snk := &stage{kind: "sink", name: "out", component: "redis"}
+	hosts := list(cv.get("redis.hosts"))
+	if len(hosts) > 1 {
+		cv.note("redis.hosts", "one server is written to: %s", hosts[0])
+	}
+	if len(hosts) > 0 {
+		snk.set("addr", quote(hosts[0]))
+	}
+	if cv.has("redis.password") {
+		snk.set("password", quoteRefs(cv.secret("redis.password")))
+	}
+	if v := cv.get("redis.database"); v != "" {
+		snk.set("db", v)
+	}
+	snk.set("command", "set")
+	snk.set("key", ":= to_string(meta.key)") // the value is stored as JSON, the sink's default
+	cv.bestDelivery("redis")
+	cv.p.chains = []*chain{{source: src, sink: snk}}
+	return nil
 }
