@@ -117,6 +117,17 @@ func TestIdentityChange(t *testing.T) {
 	if !strings.Contains(logs, "dropped replayed records the sink already holds") || strings.Contains(logs, "not applied") {
 		t.Errorf("log:\n%s", logs)
 	}
+
+	// A partition that never resumes (a queue) gets a session identity
+	// each run: its records are all written, and no warning says that
+	// the positions held for it are not applied.
+	logs = run(stdlib.SessionIdentity())
+	if n := len(env.output("out")); n != 900 {
+		t.Fatalf("a session's run wrote %d records, want 300", n-600)
+	}
+	if strings.Contains(logs, "not applied") {
+		t.Errorf("a session identity was warned about:\n%s", logs)
+	}
 }
 
 // TestStoredPositionsListed: a source's Resumer lists the positions stored

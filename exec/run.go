@@ -339,6 +339,9 @@ func (r *run) open(ctx context.Context) ([]*transformTask, error) {
 // mismatch reports, once, that a position held by holder is not applied
 // because its partition now has another identity.
 func (r *run) mismatch(holder string, p stdlib.Position, current string) {
+	if stdlib.IsSessionIdentity(current) {
+		return // a partition that never resumes: nothing held applies, as expected
+	}
 	key := holder + "\x00" + p.Source + "\x00" + p.Partition
 	r.warnMu.Lock()
 	seen := r.warned[key]

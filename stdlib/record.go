@@ -2,8 +2,19 @@ package stdlib
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"strings"
 	"time"
 )
+
+// SessionIdentity returns the identity of a partition that is never
+// resumed (a queue, which has no offsets): a new one each run, so that no
+// position of an earlier run applies. The executor does not warn that
+// such positions are not applied.
+func SessionIdentity() string { return fmt.Sprintf("session/%016x", rand.Uint64()) }
+
+// IsSessionIdentity says whether identity was made by SessionIdentity.
+func IsSessionIdentity(identity string) bool { return strings.HasPrefix(identity, "session/") }
 
 // Position is where a record came from: a source stage, one of its
 // partitions (a Kafka "topic/3", a file's content, a table) and an offset that

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"time"
@@ -131,7 +130,7 @@ func newSource(cfg stdlib.Config) (*source, error) {
 		prefetch: int(cfg.Int("prefetch")),
 		batch:    int(cfg.Int("batch")),
 		maxWait:  cfg.Duration("max_wait"),
-		session:  fmt.Sprintf("session/%016x", rand.Uint64()),
+		session:  stdlib.SessionIdentity(),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
