@@ -110,7 +110,7 @@ type sink struct {
 func newSink(cfg stdlib.Config) (*sink, error) {
 	cn, err := newConn(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("rabbitmq sink %q: %w", cfg.Stage, err)
+		return nil, err
 	}
 	s := &sink{
 		cfg:        cfg,
@@ -134,7 +134,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	format := cfg.String("format")
 	s.ctype = map[string]string{"json": "application/json", "string": "text/plain", "bytes": "application/octet-stream"}[format]
 	if s.val, err = codec.New(format, nil, codec.Options{}); err != nil {
-		return nil, fmt.Errorf("rabbitmq sink %q: %w", cfg.Stage, err)
+		return nil, err
 	}
 	if b, ok := cfg.Block("declare_exchange"); ok {
 		s.decl.exchange, s.decl.exchangeType, s.decl.exchangeDur = s.exchange, b.String("type"), b.Bool("durable")
@@ -149,7 +149,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 }
 
 func (s *sink) errorf(format string, args ...any) error {
-	return fmt.Errorf("rabbitmq sink %q: "+format, append([]any{s.cfg.Stage}, args...)...)
+	return fmt.Errorf(format, args...)
 }
 
 // Open connects and declares what the stage asks for. The sink holds no

@@ -120,7 +120,7 @@ type source struct {
 func newSource(cfg stdlib.Config) (*source, error) {
 	cn, err := newConn(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("rabbitmq source %q: %w", cfg.Stage, err)
+		return nil, err
 	}
 	s := &source{
 		cfg:      cfg,
@@ -154,13 +154,13 @@ func newSource(cfg stdlib.Config) (*source, error) {
 		}
 	}
 	if s.val, err = codec.New(cfg.String("format"), cfg.Schema, codec.Options{}); err != nil {
-		return nil, fmt.Errorf("rabbitmq source %q: %w", cfg.Stage, err)
+		return nil, err
 	}
 	return s, nil
 }
 
 func (s *source) errorf(format string, args ...any) error {
-	return fmt.Errorf("rabbitmq source %q: "+format, append([]any{s.cfg.Stage}, args...)...)
+	return fmt.Errorf(format, args...)
 }
 
 // Open connects and starts consuming. It resumes nothing (see source):

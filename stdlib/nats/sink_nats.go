@@ -203,10 +203,10 @@ type sink struct {
 func newSink(cfg stdlib.Config) (*sink, error) {
 	cn, err := newConn(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("nats sink %q: %w", cfg.Stage, err)
+		return nil, err
 	}
 	if errs := checkSink(cfg.Attrs); len(errs) > 0 {
-		return nil, fmt.Errorf("nats sink %q: %s", cfg.Stage, errs[0].Message)
+		return nil, errors.New(errs[0].Message)
 	}
 	s := &sink{
 		cfg:      cfg,
@@ -224,7 +224,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.enc, err = newEncoder(cfg); err != nil {
-		return nil, fmt.Errorf("nats sink %q: %w", cfg.Stage, err)
+		return nil, err
 	}
 	if len(s.subjects) == 0 && s.enc.subject != "" {
 		s.subjects = []string{s.enc.subject}

@@ -172,10 +172,10 @@ type source struct {
 func newSource(cfg stdlib.Config) (*source, error) {
 	cn, err := newConn(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("nats source %q: %w", cfg.Stage, err)
+		return nil, err
 	}
 	if errs := checkSource(cfg.Attrs); len(errs) > 0 {
-		return nil, fmt.Errorf("nats source %q: %s", cfg.Stage, errs[0].Message)
+		return nil, errors.New(errs[0].Message)
 	}
 	s := &source{
 		cfg:      cfg,
@@ -199,11 +199,11 @@ func newSource(cfg stdlib.Config) (*source, error) {
 	case string:
 		s.startAt, _ = stdlib.ParseTime(st) // checked by Spec.Values
 	default:
-		return nil, fmt.Errorf("nats source %q: start has unexpected value %v", cfg.Stage, st)
+		return nil, fmt.Errorf("start has unexpected value %v", st)
 	}
 	s.val, err = codec.New(cfg.String("format"), cfg.Schema, codec.Options{})
 	if err != nil {
-		return nil, fmt.Errorf("nats source %q: %w", cfg.Stage, err)
+		return nil, err
 	}
 	return s, nil
 }

@@ -110,7 +110,7 @@ type sink struct {
 func newSink(cfg stdlib.Config) (*sink, error) {
 	cn, err := newConn(cfg, "redis sink "+cfg.Stage)
 	if err != nil {
-		return nil, fmt.Errorf("redis sink %q: %w", cfg.Stage, err)
+		return nil, err
 	}
 	s := &sink{
 		cfg:      cfg,
@@ -143,7 +143,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 }
 
 func (s *sink) errorf(format string, args ...any) error {
-	return fmt.Errorf("redis sink %q: "+format, append([]any{s.cfg.Stage}, args...)...)
+	return fmt.Errorf(format, args...)
 }
 
 func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {

@@ -140,7 +140,7 @@ type source struct {
 func newSource(cfg stdlib.Config) (*source, error) {
 	cn, err := newConn(cfg, "redis source "+cfg.Stage)
 	if err != nil {
-		return nil, fmt.Errorf("redis source %q: %w", cfg.Stage, err)
+		return nil, err
 	}
 	s := &source{
 		cfg:      cfg,
@@ -164,7 +164,7 @@ func newSource(cfg stdlib.Config) (*source, error) {
 	}
 	keys = append(keys, cfg.Strings("streams")...)
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("redis source %q: no stream", cfg.Stage)
+		return nil, errors.New("no stream")
 	}
 	tasks := max(cfg.Tasks, 1)
 	for i, k := range keys {
@@ -176,14 +176,14 @@ func newSource(cfg stdlib.Config) (*source, error) {
 	}
 	if cfg.String("format") == "json" {
 		if s.json, err = codec.New("json", cfg.Schema, codec.Options{}); err != nil {
-			return nil, fmt.Errorf("redis source %q: %w", cfg.Stage, err)
+			return nil, err
 		}
 	}
 	return s, nil
 }
 
 func (s *source) errorf(format string, args ...any) error {
-	return fmt.Errorf("redis source %q: "+format, append([]any{s.cfg.Stage}, args...)...)
+	return fmt.Errorf(format, args...)
 }
 
 func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
