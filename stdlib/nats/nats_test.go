@@ -105,7 +105,7 @@ func (e *natsEnv) ids(t testing.TB, stream string) []int64 {
 	}
 	var out []int64
 	for uint64(len(out)) < n {
-		b, err := c.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+		b, err := c.Fetch(min(int(n)-len(out), 1000), jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
