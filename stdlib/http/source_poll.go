@@ -105,8 +105,8 @@ type poller struct {
 	// skip is how many records the first poll after Open drops: the
 	// held position lies inside the page it fetches again, and the
 	// records up to it were made durable.
-	skip int
-	nextPoll            time.Time
+	skip     int
+	nextPoll time.Time
 }
 
 func newPoller(cfg stdlib.Config) (*poller, error) {
