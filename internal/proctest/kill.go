@@ -59,6 +59,12 @@ func Want(from, to int64) map[int64]bool {
 	return want
 }
 
+// TallyIDs tallies ids against want (Tally) as Check reports it.
+func TallyIDs(want map[int64]bool, ids []int64) Tallied {
+	missing, doubled, extra := Tally(want, ids)
+	return Tallied{Read: len(ids), Missing: missing, Doubled: doubled, Extra: extra}
+}
+
 // Tallied is what Check found: records read from the target, and the
 // expected ones missing or there more than once, and those not expected.
 type Tallied struct {

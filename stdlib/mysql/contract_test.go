@@ -3,8 +3,6 @@ package mysql
 import (
 	"fmt"
 	"math/rand/v2"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -36,23 +34,9 @@ func contract(t *testing.T) stdlibtest.Connector {
 				Sink:   map[string]any{"dsn": e.dsn(), "table": table, "key": []any{"id"}, "retry_timeout": 30 * time.Second},
 				Input:  stdlibtest.Type,
 				Produce: func(t *testing.T, ids []int64) {
-					var vals []string
-					for _, id := range ids {
-						vals = append(vals, fmt.Sprintf("(%d, 'n%d')", id, id))
-					}
-					e.exec("INSERT INTO " + table + " VALUES " + strings.Join(vals, ", "))
+					e.exec("INSERT INTO " + table + " VALUES " + stdlibtest.SQLValues(ids))
 				},
-				Written: func(t *testing.T) []int64 {
-					var ids []int64
-					for _, r := range e.rows("SELECT id FROM " + table) {
-						id, err := strconv.ParseInt(strings.TrimPrefix(r, "id="), 10, 64)
-						if err != nil {
-							t.Fatal(err)
-						}
-						ids = append(ids, id)
-					}
-					return ids
-				},
+				Written: func(t *testing.T) []int64 { return stdlibtest.RowIDs(t, e.rows("SELECT id FROM "+table)) },
 			}
 		},
 		// The table's CHECK constraint: only the server knows.

@@ -105,8 +105,7 @@ func TestKillMySQL(t *testing.T) {
 						id, _ := strconv.ParseInt(strings.TrimPrefix(r, "id="), 10, 64)
 						ids = append(ids, id)
 					}
-					missing, doubled, extra := proctest.Tally(proctest.Want(1, int64(n)+1), ids)
-					return proctest.Tallied{Read: len(ids), Missing: missing, Doubled: doubled, Extra: extra}
+					return proctest.TallyIDs(proctest.Want(1, int64(n)+1), ids)
 				},
 			}).Run(t)
 		})

@@ -98,12 +98,6 @@ func fileIDs(t *testing.T, path string) []int64 {
 	return out
 }
 
-// tally counts ids against 0..n-1 (proctest.Tally).
-func tally(ids []int64, n int) proctest.Tallied {
-	missing, doubled, extra := proctest.Tally(proctest.Want(0, int64(n)), ids)
-	return proctest.Tallied{Read: len(ids), Missing: missing, Doubled: doubled, Extra: extra}
-}
-
 // waitFor polls count until it reaches want and stays there a while.
 func waitFor(t *testing.T, what string, count func() int, want int, timeout time.Duration) {
 	t.Helper()
@@ -180,7 +174,7 @@ in -> shape -> out
 			if info := consumerInfo(t, e, sn, "pipe"); info.AckFloor.Stream != uint64(n) {
 				t.Errorf("consumer acknowledged up to %d, want %d", info.AckFloor.Stream, n)
 			}
-			return tally(fileIDs(t, out), n)
+			return proctest.TallyIDs(proctest.Want(0, int64(n)), fileIDs(t, out))
 		},
 	}).Run(t)
 }
@@ -239,7 +233,9 @@ gen -> out
 			}
 			return fmt.Sprintf("%d messages", st.CachedInfo().State.Msgs)
 		},
-		Check: func(t *testing.T) proctest.Tallied { return tally(e.ids(t, sn), n) },
+		Check: func(t *testing.T) proctest.Tallied {
+			return proctest.TallyIDs(proctest.Want(0, int64(n)), e.ids(t, sn))
+		},
 	}).Run(t)
 }
 
@@ -311,7 +307,8 @@ in -> [file_out, nats_out]
 		// Both sinks: each expected record once in the file and once in
 		// the stream.
 		Check: func(t *testing.T) proctest.Tallied {
-			f, s := tally(fileIDs(t, out), n), tally(e.ids(t, outStream), n)
+			want := proctest.Want(0, int64(n))
+			f, s := proctest.TallyIDs(want, fileIDs(t, out)), proctest.TallyIDs(want, e.ids(t, outStream))
 			t.Logf("file sink: %+v, nats sink: %+v", f, s)
 			return proctest.Tallied{Read: f.Read + s.Read, Missing: f.Missing + s.Missing, Doubled: f.Doubled + s.Doubled, Extra: f.Extra + s.Extra}
 		},

@@ -2,7 +2,6 @@ package s3
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -312,55 +311,4 @@ func fieldLine(schema, name string) string {
 		}
 	}
 	return ""
-}
-
-// TestSinkSecretNotInErrors: a wrong secret key fails Open without the
-// key in the error.
-func TestSinkSecretNotInErrors(t *testing.T) {
-	e := newEnv(t)
-	const secret = "wrong-secret-key-3141592"
-	cfg := config(t, SinkSpec, e.attrs(map[string]any{"secret_key": secret}))
-	s, err := newSink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	_, err = s.Open(ctx)
-	if err == nil {
-		t.Fatal("Open with a wrong secret key succeeded")
-	}
-	if strings.Contains(err.Error(), secret) {
-		t.Fatalf("error shows the secret: %v", err)
-	}
-}
-
-// TestSinkPositionStore: pipe offsets reads and sets the positions of the
-// commit records.
-func TestSinkPositionStore(t *testing.T) {
-	e := newEnv(t)
-	cfg := config(t, SinkSpec, e.attrs(nil))
-	s, _ := openSink(t, cfg)
-	if err := s.Write(t.Context(), recs(1, 3)); err != nil {
-		t.Fatal(err)
-	}
-	cp := []stdlib.Position{{Source: "in", Partition: "p0", Offset: 3, Identity: "i"}, {Source: "in", Partition: "p1", Offset: 7, Identity: "i"}}
-	if err := s.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 1, Positions: cp}); err != nil {
-		t.Fatal(err)
-	}
-	store, err := newSink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := store.StoredPositions(t.Context())
-	if err != nil || !reflect.DeepEqual(got, cp) {
-		t.Fatalf("StoredPositions = %v, %v; want %v", got, err, cp)
-	}
-	if err := store.SetPositions(t.Context(), "in", []string{"p1"}, []stdlib.Position{{Partition: "p0", Offset: 1}}); err != nil {
-		t.Fatal(err)
-	}
-	_, held := openSink(t, cfg)
-	if want := []stdlib.Position{{Source: "in", Partition: "p0", Offset: 1}}; !reflect.DeepEqual(held, want) {
-		t.Fatalf("held after SetPositions %v, want %v", held, want)
-	}
 }

@@ -244,6 +244,31 @@ func ID(t testing.TB, r stdlib.Record) int64 {
 	return 0
 }
 
+// SQLValues returns the rows of records {id, name} with ids for an SQL
+// INSERT: "(0, 'n0'), (1, 'n1')".
+func SQLValues(ids []int64) string {
+	vals := make([]string, len(ids))
+	for i, id := range ids {
+		vals[i] = fmt.Sprintf("(%d, 'n%d')", id, id)
+	}
+	return strings.Join(vals, ", ")
+}
+
+// RowIDs returns the ids of rows listed as "id=N" (a query of the id
+// column as the SQL connectors' tests print rows).
+func RowIDs(t testing.TB, rows []string) []int64 {
+	t.Helper()
+	ids := make([]int64, len(rows))
+	for i, r := range rows {
+		id, err := strconv.ParseInt(strings.TrimPrefix(r, "id="), 10, 64)
+		if err != nil {
+			t.Fatalf("row %q: %v", r, err)
+		}
+		ids[i] = id
+	}
+	return ids
+}
+
 // Seq returns the ids from to to-1.
 func Seq(from, to int64) []int64 {
 	var out []int64
