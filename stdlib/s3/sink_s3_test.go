@@ -14,6 +14,7 @@ import (
 
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // recs returns records with ids first..last of source "in", partition
@@ -52,14 +53,6 @@ func (e *s3Env) ids(t *testing.T, prefix string) []int64 {
 			}
 			out = append(out, m.ID)
 		}
-	}
-	return out
-}
-
-func seq(first, last int64) []int64 {
-	var out []int64
-	for i := first; i <= last; i++ {
-		out = append(out, i)
 	}
 	return out
 }
@@ -114,7 +107,7 @@ func TestSinkCommitAndRecover(t *testing.T) {
 	if err := s2.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 2, Positions: []stdlib.Position{{Source: "in", Partition: "p0", Offset: 30, Identity: "id1"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.ids(t, "out/"); !reflect.DeepEqual(got, seq(1, 30)) {
+	if got := e.ids(t, "out/"); !reflect.DeepEqual(got, stdlibtest.Seq(1, 31)) {
 		t.Fatalf("ids %v, want 1..30 once each", got)
 	}
 }
@@ -188,7 +181,7 @@ func TestSinkMultipartObject(t *testing.T) {
 	if !strings.HasSuffix(info.ETag, "-3") {
 		t.Errorf("ETag %q: want a multipart upload of 3 parts", info.ETag)
 	}
-	if got := e.ids(t, "in."); !reflect.DeepEqual(got, seq(1, 12000)) {
+	if got := e.ids(t, "in."); !reflect.DeepEqual(got, stdlibtest.Seq(1, 12001)) {
 		t.Fatalf("read back %d ids, want 1..12000", len(got))
 	}
 }

@@ -225,6 +225,41 @@ func Record(id int64, pos stdlib.Position) stdlib.Record {
 // Type is the type of the records the suite writes.
 var Type = types.RecordOf(&types.Field{Name: "id", Type: types.IntType}, &types.Field{Name: "name", Type: types.StringType})
 
+// EventType is the record shape of the connectors' benchmarks and bulk
+// tests: {id, user, amount, country, event, ts}.
+var EventType = types.RecordOf(
+	&types.Field{Name: "id", Type: types.IntType},
+	&types.Field{Name: "user", Type: types.StringType},
+	&types.Field{Name: "amount", Type: types.FloatType},
+	&types.Field{Name: "country", Type: types.StringType},
+	&types.Field{Name: "event", Type: types.StringType},
+	&types.Field{Name: "ts", Type: types.TimestampType},
+)
+
+// EventTime is the ts of event 0; event n is n seconds later.
+var EventTime = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Event returns event n of EventType, at position n of "in[p0]".
+func Event(n int64) stdlib.Record {
+	return stdlib.Record{
+		Value: map[string]any{
+			"id": n, "user": fmt.Sprintf("u%d", n%100), "amount": float64(n%10000) / 100,
+			"country": "NL", "event": "purchase", "ts": EventTime.Add(time.Duration(n) * time.Second),
+		},
+		Partition: -1,
+		Pos:       stdlib.Position{Source: "in", Partition: "p0", Offset: n},
+	}
+}
+
+// Events returns events from to to-1.
+func Events(from, to int64) []stdlib.Record {
+	out := make([]stdlib.Record, 0, to-from)
+	for n := from; n < to; n++ {
+		out = append(out, Event(n))
+	}
+	return out
+}
+
 // ID returns the id field of a record's value.
 func ID(t testing.TB, r stdlib.Record) int64 {
 	t.Helper()
