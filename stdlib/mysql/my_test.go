@@ -219,7 +219,6 @@ func (e *myEnv) openSource(attrs map[string]any, schema *types.Type, resume stdl
 // The benchmark record shape and its records (stdlibtest).
 var (
 	eventType = stdlibtest.EventType
-	baseTime  = stdlibtest.EventTime
 	events    = stdlibtest.Events
 )
 
