@@ -80,5 +80,6 @@
 // and the cursor after the poll are appended to the position log
 // (http_poll.<stage>.log) and synced. A restart continues from the cursor
 // of the last entry at or below the highest stored position: the records
-// after it were not made durable and are fetched again.
+// after it were not made durable and are fetched again, but for those of
+// the page fetched again that were (a position inside a page), dropped.
 package httpconn

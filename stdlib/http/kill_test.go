@@ -11,13 +11,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	osexec "os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -44,18 +42,6 @@ func waitListening(t *testing.T, port int) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("nothing listens on port %d", port)
-}
-
-// pipeRun starts `pipe run` on file with the state directory and
-// environment given.
-func pipeRun(t *testing.T, bin, state, file string, env []string, name string) *osexec.Cmd {
-	cmd := osexec.Command(bin, "run", "-q", "--state-dir", state, file)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stderr = &proctest.LogWriter{T: t, Prefix: name + ": "}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	return cmd
 }
 
 // TestKillHTTPServer runs an http_server → file (exactly_once) pipeline
@@ -99,8 +85,6 @@ in -> t -> out
 	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	env := []string{fmt.Sprintf("PORT=%d", port), "OUT=" + out, "TOKEN=s3cret"}
-	state := filepath.Join(dir, "state")
 	url := fmt.Sprintf("http://127.0.0.1:%d/hook", port)
 
 	// Requests: request i holds 1 + i%5 records {req: i, n: j}.
@@ -132,132 +116,116 @@ in -> t -> out
 		resp.Body.Close()
 		return resp.StatusCode, nil
 	}
-	// Requests are started at an even pace over the kills, by tokens.
-	span := time.Duration(kills)*1650*time.Millisecond + time.Second
-	tokens := make(chan int)
-	go func() {
-		tick := time.NewTicker(span / time.Duration(n))
-		defer tick.Stop()
-		for i := range n {
-			select {
-			case tokens <- i:
-			case <-stop:
-				return
-			}
-			<-tick.C
-		}
-		close(tokens)
-	}()
-	const clients = 32
-	for range clients {
-		wg.Add(1)
+	// The clients post every request until it is answered 2xx, then
+	// give up a minute after the last run started.
+	produce := func() error {
+		// Requests are started at an even pace over the kills, by tokens.
+		span := time.Duration(kills)*1650*time.Millisecond + time.Second
+		tokens := make(chan int)
 		go func() {
-			defer wg.Done()
-			for i := range tokens {
-				for {
-					attempts.Add(1)
-					code, err := post(i)
-					if err == nil && code == 200 {
-						break
-					}
-					if err == nil && code != 503 && code != 429 {
-						t.Errorf("request %d: status %d", i, code)
-						return
-					}
-					select {
-					case <-stop:
-						return
-					case <-time.After(50 * time.Millisecond):
-					}
+			tick := time.NewTicker(span / time.Duration(n))
+			defer tick.Stop()
+			for i := range n {
+				select {
+				case tokens <- i:
+				case <-stop:
+					return
 				}
-				sent2xx.Add(1)
-				answeredMu.Lock()
-				answered = append(answered, i)
-				again := answered[rand.IntN(len(answered))]
-				answeredMu.Unlock()
-				if rand.IntN(8) == 0 {
-					// A request answered 2xx before, most likely in an
-					// earlier run, sent again: its answer was "lost".
+				<-tick.C
+			}
+			close(tokens)
+		}()
+		const clients = 32
+		for range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range tokens {
 					for {
-						code, err := post(again)
+						attempts.Add(1)
+						code, err := post(i)
 						if err == nil && code == 200 {
-							resent.Add(1)
 							break
 						}
-						time.Sleep(50 * time.Millisecond)
+						if err == nil && code != 503 && code != 429 {
+							t.Errorf("request %d: status %d", i, code)
+							return
+						}
+						select {
+						case <-stop:
+							return
+						case <-time.After(50 * time.Millisecond):
+						}
+					}
+					sent2xx.Add(1)
+					answeredMu.Lock()
+					answered = append(answered, i)
+					again := answered[rand.IntN(len(answered))]
+					answeredMu.Unlock()
+					if rand.IntN(8) == 0 {
+						// A request answered 2xx before, most likely in an
+						// earlier run, sent again: its answer was "lost".
+						for {
+							code, err := post(again)
+							if err == nil && code == 200 {
+								resent.Add(1)
+								break
+							}
+							time.Sleep(50 * time.Millisecond)
+						}
 					}
 				}
-			}
-		}()
-	}
-	for k := range kills {
-		cmd := pipeRun(t, bin, state, file, env, "run")
-		time.Sleep(time.Duration(800+rand.IntN(1700)) * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-		t.Logf("kill %d: %d requests answered 2xx, %d attempts", k+1, sent2xx.Load(), attempts.Load())
-	}
-	cmd := pipeRun(t, bin, state, file, env, "final")
-	waitListening(t, port)
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		close(stop)
-		t.Errorf("clients did not finish: %d of %d requests answered 2xx", sent2xx.Load(), n)
-	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("final run: %v", err)
-	}
-	t.Logf("%d requests, %d attempts, %d answered 2xx sent again", n, attempts.Load(), resent.Load())
-	if resent.Load() == 0 && n >= 100 {
-		t.Error("no request answered 2xx was sent again: the test did not cover duplicates")
-	}
-
-	// Every record of every request, once.
-	f, err := os.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	seen := map[[2]int]int{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var r struct{ Req, N int }
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("output line %q: %v", sc.Text(), err)
+			}()
 		}
-		seen[[2]int{r.Req, r.N}]++
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+			return nil
+		case <-time.After(span + 60*time.Second):
+			close(stop)
+			return fmt.Errorf("clients did not finish: %d of %d requests answered 2xx", sent2xx.Load(), n)
+		}
 	}
-	missing, doubled, want := 0, 0, 0
-	for i := range n {
-		for j := range 1 + i%5 {
-			want++
-			switch c := seen[[2]int{i, j}]; {
-			case c == 0:
-				missing++
-				if missing <= 5 {
-					t.Errorf("request %d record %d missing", i, j)
+	(&proctest.Kill{
+		Bin: bin, File: file, State: filepath.Join(dir, "state"), Dir: dir, Name: "run", Kills: kills,
+		Env:     []string{fmt.Sprintf("PORT=%d", port), "OUT=" + out, "TOKEN=s3cret"},
+		Life:    func() time.Duration { return time.Duration(800+rand.IntN(1700)) * time.Millisecond },
+		Produce: produce,
+		Progress: func() string {
+			return fmt.Sprintf("%d requests answered 2xx, %d attempts", sent2xx.Load(), attempts.Load())
+		},
+		// Every request was answered 2xx: its records are durable.
+		Complete: func(t *testing.T) {},
+		// Every record of every request (id 10*request + record), once.
+		Check: func(t *testing.T) proctest.Tallied {
+			t.Logf("%d requests, %d attempts, %d answered 2xx sent again", n, attempts.Load(), resent.Load())
+			if resent.Load() == 0 && n >= 100 {
+				t.Error("no request answered 2xx was sent again: the test did not cover duplicates")
+			}
+			f, err := os.Open(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			var ids []int64
+			sc := bufio.NewScanner(f)
+			for sc.Scan() {
+				var r struct{ Req, N int64 }
+				if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+					t.Fatalf("output line %q: %v", sc.Text(), err)
 				}
-			case c > 1:
-				doubled++
-				if doubled <= 5 {
-					t.Errorf("request %d record %d written %d times", i, j, c)
+				ids = append(ids, 10*r.Req+r.N)
+			}
+			want := map[int64]bool{}
+			for i := range int64(n) {
+				for j := range 1 + i%5 {
+					want[10*i+j] = true
 				}
 			}
-		}
-	}
-	if len(seen) != want || missing+doubled > 0 {
-		if os.Getenv("PIPE_KILLTEST_DUMP") != "" {
-			b, _ := os.ReadFile(out)
-			os.WriteFile(os.Getenv("PIPE_KILLTEST_DUMP"), b, 0o644)
-			l, _ := filepath.Glob(filepath.Join(state, "*"))
-			t.Log(l)
-		}
-		t.Fatalf("%d records: %d missing, %d doubled, %d distinct in the output", want, missing, doubled, len(seen))
-	}
+			return proctest.TallyIDs(want, ids)
+		},
+	}).Run(t)
 }
 
 // TestKillHTTPSink runs a file → http (at_least_once) pipeline under `pipe
@@ -332,58 +300,39 @@ in -> out
 	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	env := []string{"IN=" + in, "URL=" + srv.URL + "/in"}
-	state := filepath.Join(dir, "state")
-	for k := range kills {
-		cmd := pipeRun(t, bin, state, file, env, "run")
-		time.Sleep(time.Duration(1000+rand.IntN(1500)) * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-		mu.Lock()
-		t.Logf("kill %d: %d keys received", k+1, len(byKey))
-		mu.Unlock()
-	}
-	// The file source is bounded: the last run ends by itself.
-	cmd := pipeRun(t, bin, state, file, env, "final")
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	select {
-	case err := <-waited:
-		if err != nil {
-			t.Fatalf("final run: %v", err)
-		}
-	case <-time.After(90 * time.Second):
-		cmd.Process.Signal(syscall.SIGKILL)
-		t.Fatal("final run did not end")
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if bad.Load() > 0 {
-		t.Errorf("%d keys arrived with another record than before", bad.Load())
-	}
-	ids := map[int]bool{}
-	again := 0
-	for key, body := range byKey {
-		var r struct{ ID int }
-		if err := json.Unmarshal([]byte(body), &r); err != nil {
-			t.Fatalf("key %s: body %q: %v", key, body, err)
-		}
-		if ids[r.ID] {
-			t.Errorf("record %d arrived under two keys (the second %s)", r.ID, key)
-		}
-		ids[r.ID] = true
-		again += count[key] - 1
-	}
-	for i := range n {
-		if !ids[i] {
-			t.Errorf("record %d never arrived", i)
-			break
-		}
-	}
-	t.Logf("%d records, %d requests answered 2xx, %d of them replays a receiver dropped by key", n, bodies.Load(), again)
-	if len(ids) != n {
-		t.Fatalf("%d distinct records arrived, want %d", len(ids), n)
-	}
+	(&proctest.Kill{
+		Bin: bin, File: file, State: filepath.Join(dir, "state"), Dir: dir, Name: "run", Kills: kills,
+		Env: []string{"IN=" + in, "URL=" + srv.URL + "/in"},
+		// The file source is bounded: the last run ends by itself.
+		Ends: true,
+		Life: func() time.Duration { return time.Duration(1000+rand.IntN(1500)) * time.Millisecond },
+		Progress: func() string {
+			mu.Lock()
+			defer mu.Unlock()
+			return fmt.Sprintf("%d keys received", len(byKey))
+		},
+		// The records of the distinct keys: each once (a replay comes
+		// under its key again, a record under two keys is doubled).
+		Check: func(t *testing.T) proctest.Tallied {
+			mu.Lock()
+			defer mu.Unlock()
+			if bad.Load() > 0 {
+				t.Errorf("%d keys arrived with another record than before", bad.Load())
+			}
+			var ids []int64
+			again := 0
+			for key, body := range byKey {
+				var r struct{ ID int64 }
+				if err := json.Unmarshal([]byte(body), &r); err != nil {
+					t.Fatalf("key %s: body %q: %v", key, body, err)
+				}
+				ids = append(ids, r.ID)
+				again += count[key] - 1
+			}
+			t.Logf("%d records, %d requests answered 2xx, %d of them replays a receiver dropped by key", n, bodies.Load(), again)
+			return proctest.TallyIDs(proctest.Want(0, int64(n)), ids)
+		},
+	}).Run(t)
 }
 
 // TestKillHTTPPoll runs an http_poll → file (exactly_once) pipeline under
@@ -427,60 +376,45 @@ api -> out
 	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	env := []string{"URL=" + srv.URL + "/items", "OUT=" + out, "TOKEN=tok"}
-	state := filepath.Join(dir, "state")
-	count := func() int {
-		b, _ := os.ReadFile(out)
-		return bytes.Count(b, []byte{'\n'})
-	}
-	for k := range kills {
-		cmd := pipeRun(t, bin, state, file, env, "run")
-		time.Sleep(time.Duration(400+rand.IntN(600)) * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-		t.Logf("kill %d: %d lines in the output", k+1, count())
-	}
-	cmd := pipeRun(t, bin, state, file, env, "final")
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		api.mu.Lock()
-		asked := len(api.cursors) > 0 && api.cursors[len(api.cursors)-1] == strconv.Itoa(n)
-		api.mu.Unlock()
-		if asked {
-			time.Sleep(500 * time.Millisecond) // a checkpoint after the last page
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("final run: %v", err)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[int]int{}
-	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte{'\n'}) {
-		var r struct{ ID int }
-		if err := json.Unmarshal(line, &r); err != nil {
-			t.Fatalf("line %q: %v", line, err)
-		}
-		seen[r.ID]++
-	}
-	bad := 0
-	for id := 1; id <= n; id++ {
-		if seen[id] != 1 {
-			bad++
-			if bad <= 5 {
-				t.Errorf("item %d written %d times", id, seen[id])
+	(&proctest.Kill{
+		Bin: bin, File: file, State: filepath.Join(dir, "state"), Dir: dir, Name: "run", Kills: kills,
+		Env:  []string{"URL=" + srv.URL + "/items", "OUT=" + out, "TOKEN=tok"},
+		Life: func() time.Duration { return time.Duration(400+rand.IntN(600)) * time.Millisecond },
+		Progress: func() string {
+			b, _ := os.ReadFile(out)
+			return fmt.Sprintf("%d lines in the output", bytes.Count(b, []byte{'\n'}))
+		},
+		// Until the last page was asked for, and a checkpoint after it.
+		Complete: func(t *testing.T) {
+			deadline := time.Now().Add(60 * time.Second)
+			for time.Now().Before(deadline) {
+				api.mu.Lock()
+				asked := len(api.cursors) > 0 && api.cursors[len(api.cursors)-1] == strconv.Itoa(n)
+				api.mu.Unlock()
+				if asked {
+					time.Sleep(500 * time.Millisecond)
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
 			}
-		}
-	}
-	api.mu.Lock()
-	t.Logf("%d items, %d requests", n, len(api.cursors))
-	api.mu.Unlock()
-	if bad > 0 || len(seen) != n {
-		t.Fatalf("%d of %d items not written exactly once (%d distinct)", bad, n, len(seen))
-	}
+		},
+		Check: func(t *testing.T) proctest.Tallied {
+			b, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []int64
+			for _, line := range bytes.Split(bytes.TrimSpace(b), []byte{'\n'}) {
+				var r struct{ ID int64 }
+				if err := json.Unmarshal(line, &r); err != nil {
+					t.Fatalf("line %q: %v", line, err)
+				}
+				ids = append(ids, r.ID)
+			}
+			api.mu.Lock()
+			t.Logf("%d items, %d requests", n, len(api.cursors))
+			api.mu.Unlock()
+			return proctest.TallyIDs(proctest.Want(1, int64(n)+1), ids)
+		},
+	}).Run(t)
 }

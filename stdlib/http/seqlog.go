@@ -39,6 +39,7 @@ type seqLog struct {
 // seqEntry is one line of a seqLog.
 type seqEntry struct {
 	End    int64  `json:"e"`           // last offset of the batch
+	Start  int64  `json:"s,omitempty"` // first offset of a poll's records
 	Key    string `json:"k,omitempty"` // idempotency key of a request
 	Cursor string `json:"c,omitempty"` // cursor after a poll
 	Time   int64  `json:"t,omitempty"` // unix seconds

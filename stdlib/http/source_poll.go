@@ -102,7 +102,11 @@ type poller struct {
 	logPath             string
 	since               []seqEntry // entries appended since the log was last rewritten
 	next                int64
-	nextPoll            time.Time
+	// skip is how many records the first poll after Open drops: the
+	// held position lies inside the page it fetches again, and the
+	// records up to it were made durable.
+	skip     int
+	nextPoll time.Time
 }
 
 func newPoller(cfg stdlib.Config) (*poller, error) {
@@ -169,6 +173,16 @@ func (p *poller) Open(_ context.Context, resume stdlib.Resumer) error {
 		p.cursor = kept[0].Cursor
 		p.log.Info("http_poll: resuming", "cursor", p.cursor, "offset", held)
 	}
+	// The page after the kept entry is fetched again: those of its
+	// records at or below the held position are not handed on twice.
+	for _, e := range entries {
+		if e.End > held {
+			if e.Start > 0 && e.Start <= held {
+				p.skip = int(held - e.Start + 1)
+			}
+			break
+		}
+	}
 	if err := l.rewrite(kept); err != nil {
 		return fmt.Errorf("position log: %w", err)
 	}
@@ -223,6 +237,12 @@ func (p *poller) Read(ctx context.Context) ([]stdlib.Record, error) {
 		}
 	}
 	now := time.Now()
+	if p.skip > 0 {
+		p.log.Info("http_poll: dropping the records of the page fetched again that were made durable", "records", min(p.skip, len(items)))
+		items = items[min(p.skip, len(items)):]
+		p.skip = 0
+	}
+	start := p.next
 	recs := make([]stdlib.Record, 0, len(items))
 	for _, it := range items {
 		r := stdlib.Record{Time: now, Partition: -1, Pos: stdlib.Position{Partition: p.partition, Offset: p.next}}
@@ -244,6 +264,9 @@ func (p *poller) Read(ctx context.Context) ([]stdlib.Record, error) {
 		return nil, nil
 	}
 	e := seqEntry{End: p.next - 1, Cursor: cursor, Time: now.Unix()}
+	if len(recs) > 0 {
+		e.Start = start
+	}
 	if err := p.seq.append([]seqEntry{e}); err != nil {
 		return nil, fmt.Errorf("position log: %w", err)
 	}

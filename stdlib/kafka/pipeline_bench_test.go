@@ -20,10 +20,10 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/codec"
 	"pipe.dev/pipe/stdlib/kafka/devbroker"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // plainLoopEnv makes the test binary run plainLoop instead of the tests:
@@ -400,15 +400,7 @@ func plainTransform(mode string) (func(dst, msg []byte) ([]byte, bool, error), e
 			return append(dst, v...), true, err
 		}, nil
 	case "codec":
-		schema := types.RecordOf(
-			&types.Field{Name: "id", Type: types.IntType},
-			&types.Field{Name: "user", Type: types.StringType},
-			&types.Field{Name: "amount", Type: types.FloatType},
-			&types.Field{Name: "country", Type: types.StringType},
-			&types.Field{Name: "event", Type: types.StringType},
-			&types.Field{Name: "ts", Type: types.TimestampType},
-		)
-		dec, err := codec.New("json", schema, codec.Options{})
+		dec, err := codec.New("json", stdlibtest.EventType, codec.Options{})
 		if err != nil {
 			return nil, err
 		}

@@ -7,7 +7,8 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
-	"syscall"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,7 +49,7 @@ gen -> out
 
 // TestKillMySQL SIGKILLs `pipe run` of a generate -> mysql pipeline at
 // random moments, restarts it, and checks that the table holds every
-// generated id exactly once. The "insert" variant writes to a table
+// generated id exactly once (proctest.Kill). The "insert" variant writes to a table
 // without a key, so that a record committed twice would show as two rows.
 // The "server_restart" variant (insert) is not killed: MariaDB is
 // stopped and started again twice during one run instead.
@@ -67,74 +68,47 @@ func TestKillMySQL(t *testing.T) {
 				mode = "mode = insert"
 			}
 			k := kills
-			if variant == "server_restart" {
-				k = 0
-			}
 			// The records come over about as long as the kills take.
 			rate := max(n*1000/(k*1050+2000), 1)
+			var during func(t *testing.T)
 			if variant == "server_restart" {
+				k = 0
 				rate = max(n/8, 1) // about 8s: both restarts fall inside the run
+				// MariaDB stops and starts again twice during the run.
+				during = func(t *testing.T) {
+					for range 2 {
+						time.Sleep(time.Duration(1500+rand.IntN(1500)) * time.Millisecond)
+						restartServer(t)
+					}
+					ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+					waitServer(ctx, t, e)
+					cancel()
+				}
 			}
 			file := filepath.Join(dir, variant+".pipe")
 			if err := os.WriteFile(file, fmt.Appendf(nil, killPipeline, variant, n, rate, mode), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			table := "kill_" + variant
-			env := append(os.Environ(), "MYSQL_DSN="+e.dsn(), "MYSQL_TABLE="+table)
-			state := filepath.Join(dir, "state-"+variant)
-			run := func() *osexec.Cmd {
-				cmd := osexec.Command(bin, "run", "-q", "--state-dir", state, file)
-				cmd.Env = env
-				cmd.Dir = root
-				cmd.Stderr = &proctest.LogWriter{T: t, Prefix: variant + ": "}
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				return cmd
-			}
-			for i := range k {
-				cmd := run()
-				time.Sleep(time.Duration(500+rand.IntN(1100)) * time.Millisecond)
-				cmd.Process.Signal(syscall.SIGKILL)
-				cmd.Wait()
-				var rows int64
-				e.db.QueryRow("SELECT count(*) FROM " + table).Scan(&rows)
-				t.Logf("kill %d: %d rows", i+1, rows)
-			}
-			cmd := run()
-			if variant == "server_restart" {
-				// MariaDB stops and starts again twice during the run.
-				for range 2 {
-					time.Sleep(time.Duration(1500+rand.IntN(1500)) * time.Millisecond)
-					restartServer(t)
-				}
-				ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-				waitServer(ctx, t, e)
-				cancel()
-			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatalf("last run: %v", err)
-				}
-			case <-time.After(60 * time.Second):
-				cmd.Process.Kill()
-				t.Fatal("the last run did not end in 60s")
-			}
-			checkIDs(t, e, table, n)
+			(&proctest.Kill{
+				Bin: bin, File: file, State: filepath.Join(dir, "state-"+variant), Dir: root, Name: variant,
+				Env: []string{"MYSQL_DSN=" + e.dsn(), "MYSQL_TABLE=" + table}, Kills: k, During: during, Ends: true,
+				Life: func() time.Duration { return time.Duration(500+rand.IntN(1100)) * time.Millisecond },
+				Progress: func() string {
+					var rows int64
+					e.db.QueryRow("SELECT count(*) FROM " + table).Scan(&rows)
+					return fmt.Sprintf("%d rows", rows)
+				},
+				Check: func(t *testing.T) proctest.Tallied {
+					var ids []int64
+					for _, r := range e.rows("SELECT id FROM " + table) {
+						id, _ := strconv.ParseInt(strings.TrimPrefix(r, "id="), 10, 64)
+						ids = append(ids, id)
+					}
+					return proctest.TallyIDs(proctest.Want(1, int64(n)+1), ids)
+				},
+			}).Run(t)
 		})
-	}
-}
-
-// checkIDs checks that table holds ids 1..n, each once.
-func checkIDs(t *testing.T, e *myEnv, table string, n int) {
-	t.Helper()
-	got := e.rows("SELECT count(*) AS rows_, count(DISTINCT id) AS ids, min(id) AS lo, max(id) AS hi FROM " + table)
-	if want := fmt.Sprintf("rows_=%d ids=%d lo=1 hi=%d", n, n, n); got[0] != want {
-		dup := e.rows("SELECT id, count(*) AS c FROM " + table + " GROUP BY id HAVING c > 1 LIMIT 5")
-		t.Fatalf("table %s: %s, want %s (doubled: %v)", table, got[0], want, dup)
 	}
 }
 

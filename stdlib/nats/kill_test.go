@@ -21,23 +21,6 @@ import (
 	"pipe.dev/pipe/internal/proctest"
 )
 
-// pipeRun runs `pipe run` on file with the state in state until the test
-// ends (or the caller stops it), logging its output.
-func pipeRun(t *testing.T, bin, file, state, prefix string, env ...string) *osexec.Cmd {
-	t.Helper()
-	cmd := osexec.Command(bin, "run", "-q", "--state-dir", state, file)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stderr = &proctest.LogWriter{T: t, Prefix: prefix}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	return cmd
-}
-
 // publishSpread publishes messages {"id": i} for i in [0, n) on subject,
 // in chunks spread over span, each acknowledged by JetStream; a chunk the
 // server did not acknowledge (it is restarting) is published again with
@@ -115,33 +98,6 @@ func fileIDs(t *testing.T, path string) []int64 {
 	return out
 }
 
-// checkOnce fails unless ids holds each of 0..n-1 exactly once.
-func checkOnce(t *testing.T, what string, ids []int64, n int) {
-	t.Helper()
-	seen := make([]int, n)
-	var bad []int64
-	for _, id := range ids {
-		if id < 0 || id >= int64(n) {
-			bad = append(bad, id)
-			continue
-		}
-		seen[id]++
-	}
-	var missing, doubled []int
-	for i, c := range seen {
-		switch {
-		case c == 0:
-			missing = append(missing, i)
-		case c > 1:
-			doubled = append(doubled, i)
-		}
-	}
-	if len(missing)+len(doubled)+len(bad) > 0 {
-		t.Fatalf("%s: %d records; %d missing (first %v), %d doubled (first %v), %d unexpected",
-			what, len(ids), len(missing), missing[:min(len(missing), 10)], len(doubled), doubled[:min(len(doubled), 10)], len(bad))
-	}
-}
-
 // waitFor polls count until it reaches want and stays there a while.
 func waitFor(t *testing.T, what string, count func() int, want int, timeout time.Duration) {
 	t.Helper()
@@ -205,30 +161,22 @@ in -> shape -> out
 	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	env := "NATS_URL=" + testURL()
-	state := filepath.Join(dir, "state")
-	published := make(chan error, 1)
-	go func() {
-		published <- publishSpread(t.Context(), sn+".events", n, time.Duration(kills)*1500*time.Millisecond)
-	}()
-	for i := range kills {
-		cmd := pipeRun(t, bin, file, state, "source: ", env)
-		time.Sleep(time.Duration(500+rand.IntN(1500)) * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-		t.Logf("kill %d: %d lines", i+1, len(fileIDs(t, out)))
-	}
-	cmd := pipeRun(t, bin, file, state, "source: ", env)
-	if err := <-published; err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "file", func() int { return len(fileIDs(t, out)) }, n, time.Minute)
-	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Wait()
-	checkOnce(t, "file sink", fileIDs(t, out), n)
-	if info := consumerInfo(t, e, sn, "pipe"); info.AckFloor.Stream != uint64(n) {
-		t.Errorf("consumer acknowledged up to %d, want %d", info.AckFloor.Stream, n)
-	}
+	(&proctest.Kill{
+		Bin: bin, File: file, State: filepath.Join(dir, "state"), Dir: dir, Name: "source",
+		Env: []string{"NATS_URL=" + testURL()}, Kills: kills,
+		Life: func() time.Duration { return time.Duration(500+rand.IntN(1500)) * time.Millisecond },
+		Produce: func() error {
+			return publishSpread(t.Context(), sn+".events", n, time.Duration(kills)*1500*time.Millisecond)
+		},
+		Progress: func() string { return fmt.Sprintf("%d lines", len(fileIDs(t, out))) },
+		Complete: func(t *testing.T) { waitFor(t, "file", func() int { return len(fileIDs(t, out)) }, n, time.Minute) },
+		Check: func(t *testing.T) proctest.Tallied {
+			if info := consumerInfo(t, e, sn, "pipe"); info.AckFloor.Stream != uint64(n) {
+				t.Errorf("consumer acknowledged up to %d, want %d", info.AckFloor.Stream, n)
+			}
+			return proctest.TallyIDs(proctest.Want(0, int64(n)), fileIDs(t, out))
+		},
+	}).Run(t)
 }
 
 // TestKillNATSSink runs a pipeline writing generated records to JetStream
@@ -274,34 +222,21 @@ gen -> out
 	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	env := "NATS_URL=" + testURL()
-	state := filepath.Join(dir, "state")
-	count := func() int {
-		st, err := e.js.Stream(t.Context(), sn)
-		if err != nil {
-			return 0
-		}
-		return int(st.CachedInfo().State.Msgs)
-	}
-	for i := range kills {
-		cmd := pipeRun(t, bin, file, state, "sink: ", env)
-		time.Sleep(time.Duration(400+rand.IntN(1200)) * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-		t.Logf("kill %d: %d messages", i+1, count())
-	}
-	cmd := pipeRun(t, bin, file, state, "sink: ", env)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("last run: %v", err)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("the last run did not end")
-	}
-	checkOnce(t, "stream", e.ids(t, sn), n)
+	(&proctest.Kill{
+		Bin: bin, File: file, State: filepath.Join(dir, "state"), Dir: dir, Name: "sink",
+		Env: []string{"NATS_URL=" + testURL()}, Kills: kills, Ends: true,
+		Life: func() time.Duration { return time.Duration(400+rand.IntN(1200)) * time.Millisecond },
+		Progress: func() string {
+			st, err := e.js.Stream(t.Context(), sn)
+			if err != nil {
+				return "no stream yet"
+			}
+			return fmt.Sprintf("%d messages", st.CachedInfo().State.Msgs)
+		},
+		Check: func(t *testing.T) proctest.Tallied {
+			return proctest.TallyIDs(proctest.Want(0, int64(n)), e.ids(t, sn))
+		},
+	}).Run(t)
 }
 
 // TestServerRestartNATS runs a pipeline reading a JetStream stream into
@@ -357,22 +292,27 @@ in -> [file_out, nats_out]
 	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	published := make(chan error, 1)
-	go func() { published <- publishSpread(t.Context(), in+".events", n, 10*time.Second) }()
-	cmd := pipeRun(t, bin, file, filepath.Join(dir, "state"), "restart: ", "NATS_URL="+testURL())
-	for range 2 {
-		time.Sleep(time.Duration(2000+rand.IntN(1500)) * time.Millisecond)
-		restartServer(t)
-		t.Logf("restarted nats-server: %d lines", len(fileIDs(t, out)))
-	}
-	if err := <-published; err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "file", func() int { return len(fileIDs(t, out)) }, n, time.Minute)
-	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Wait()
-	checkOnce(t, "file sink", fileIDs(t, out), n)
-	checkOnce(t, "nats sink", e.ids(t, outStream), n)
+	(&proctest.Kill{
+		Bin: bin, File: file, State: filepath.Join(dir, "state"), Dir: dir, Name: "restart",
+		Env:     []string{"NATS_URL=" + testURL()},
+		Produce: func() error { return publishSpread(t.Context(), in+".events", n, 10*time.Second) },
+		During: func(t *testing.T) {
+			for range 2 {
+				time.Sleep(time.Duration(2000+rand.IntN(1500)) * time.Millisecond)
+				restartServer(t)
+				t.Logf("restarted nats-server: %d lines", len(fileIDs(t, out)))
+			}
+		},
+		Complete: func(t *testing.T) { waitFor(t, "file", func() int { return len(fileIDs(t, out)) }, n, time.Minute) },
+		// Both sinks: each expected record once in the file and once in
+		// the stream.
+		Check: func(t *testing.T) proctest.Tallied {
+			want := proctest.Want(0, int64(n))
+			f, s := proctest.TallyIDs(want, fileIDs(t, out)), proctest.TallyIDs(want, e.ids(t, outStream))
+			t.Logf("file sink: %+v, nats sink: %+v", f, s)
+			return proctest.Tallied{Read: f.Read + s.Read, Missing: f.Missing + s.Missing, Doubled: f.Doubled + s.Doubled, Extra: f.Extra + s.Extra}
+		},
+	}).Run(t)
 }
 
 // serverPID returns the pid of the local nats-server, or 0.

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -44,23 +42,9 @@ func contract(t *testing.T) stdlibtest.Connector {
 					"offsets_table": e.table("pipe_offsets")},
 				Input: stdlibtest.Type,
 				Produce: func(t *testing.T, ids []int64) {
-					var vals []string
-					for _, id := range ids {
-						vals = append(vals, fmt.Sprintf("(%d, 'n%d')", id, id))
-					}
-					e.exec(`INSERT INTO ` + table + ` VALUES ` + strings.Join(vals, ", "))
+					e.exec(`INSERT INTO ` + table + ` VALUES ` + stdlibtest.SQLValues(ids))
 				},
-				Written: func(t *testing.T) []int64 {
-					var ids []int64
-					for _, r := range e.rows("SELECT id FROM " + table) {
-						id, err := strconv.ParseInt(strings.TrimPrefix(r, "id="), 10, 64)
-						if err != nil {
-							t.Fatal(err)
-						}
-						ids = append(ids, id)
-					}
-					return ids
-				},
+				Written: func(t *testing.T) []int64 { return stdlibtest.RowIDs(t, e.rows("SELECT id FROM "+table)) },
 			}
 		},
 		// The table's CHECK constraint: only the server knows.

@@ -15,6 +15,7 @@ import (
 
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // testDSN is the server the tests use: PIPE_PG_URL, or the local one.
@@ -161,37 +162,12 @@ func (e *pgEnv) openSink(cfg stdlib.Config) (*sink, []stdlib.Position) {
 	return s, held
 }
 
-// eventType is the benchmark record shape.
-var eventType = types.RecordOf(
-	&types.Field{Name: "id", Type: types.IntType},
-	&types.Field{Name: "user", Type: types.StringType},
-	&types.Field{Name: "amount", Type: types.FloatType},
-	&types.Field{Name: "country", Type: types.StringType},
-	&types.Field{Name: "event", Type: types.StringType},
-	&types.Field{Name: "ts", Type: types.TimestampType},
+// The benchmark record shape and its records (stdlibtest).
+var (
+	eventType = stdlibtest.EventType
+	baseTime  = stdlibtest.EventTime
+	events    = stdlibtest.Events
 )
-
-var baseTime = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-
-// event returns record n of the benchmark shape, at position n of "in[p0]".
-func event(n int64) stdlib.Record {
-	return stdlib.Record{
-		Value: map[string]any{
-			"id": n, "user": fmt.Sprintf("u%d", n%100), "amount": float64(n%10000) / 100,
-			"country": "NL", "event": "purchase", "ts": baseTime.Add(time.Duration(n) * time.Second),
-		},
-		Partition: -1,
-		Pos:       stdlib.Position{Source: "in", Partition: "p0", Offset: n},
-	}
-}
-
-func events(from, to int64) []stdlib.Record {
-	out := make([]stdlib.Record, 0, to-from)
-	for n := from; n < to; n++ {
-		out = append(out, event(n))
-	}
-	return out
-}
 
 func pos(off int64) []stdlib.Position {
 	return []stdlib.Position{{Source: "in", Partition: "p0", Offset: off}}

@@ -11,8 +11,8 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/parquet-go/parquet-go"
 
-	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // The benchmarks write and read the same records through the connector
@@ -33,14 +33,7 @@ const (
 	benchCheckpoint = 50000
 )
 
-var benchType = types.RecordOf(
-	&types.Field{Name: "id", Type: types.IntType},
-	&types.Field{Name: "user", Type: types.StringType},
-	&types.Field{Name: "amount", Type: types.FloatType},
-	&types.Field{Name: "country", Type: types.StringType},
-	&types.Field{Name: "event", Type: types.StringType},
-	&types.Field{Name: "ts", Type: types.TimestampType},
-)
+var benchType = stdlibtest.EventType
 
 type benchRec struct {
 	ID      int64     `parquet:"id" json:"id"`

@@ -158,6 +158,11 @@ func retriable(err error) bool {
 	if retry.Network(err) || errors.As(err, &ue) && ue.Timeout() && !errors.Is(err, context.DeadlineExceeded) {
 		return true // the network, or a server that stopped answering
 	}
+	// minio-go replaces the EOF of a connection the server closed by
+	// this text.
+	if errors.As(err, &ue) && strings.Contains(ue.Err.Error(), "Connection closed by foreign host") {
+		return true
+	}
 	r := minio.ToErrorResponse(err)
 	return r.StatusCode >= 500 || r.StatusCode == http.StatusTooManyRequests || r.Code == "SlowDown" || r.Code == "RequestTimeout"
 }

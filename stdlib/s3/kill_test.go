@@ -2,15 +2,11 @@ package s3
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	osexec "os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -69,31 +65,11 @@ func TestKillS3(t *testing.T) {
 	bin := proctest.BuildPipe(t)
 	for _, format := range []string{"json", "parquet"} {
 		t.Run(format, func(t *testing.T) {
-			k := newKillRun(t, newEnv(t), testEndpoint, bin, format, n)
+			k := newKillRun(t, newEnv(t), testEndpoint, bin, format, n, kills)
 			// The input grows while the pipeline is killed, so that kills
 			// land while records are in flight.
-			fed := make(chan error, 1)
-			go func() { fed <- feed(k.in, k.input, 3*kills, time.Duration(kills)*700*time.Millisecond) }()
-			for i := range kills {
-				cmd, done := k.start()
-				select {
-				case err := <-done:
-					t.Fatalf("run %d ended on its own: %v", i, err)
-				case <-time.After(time.Duration(300+rand.IntN(900)) * time.Millisecond):
-				}
-				cmd.Process.Signal(syscall.SIGKILL)
-				err := <-done
-				var ee *osexec.ExitError
-				if !errors.As(err, &ee) || ee.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-					t.Fatalf("run %d: %v", i, err)
-				}
-				t.Logf("kill %d at %v: %d objects", i+1, time.Since(k.began).Round(time.Millisecond), len(k.e.keys(t, "out/")))
-			}
-			if err := <-fed; err != nil {
-				t.Fatal(err)
-			}
-			cmd, done := k.start()
-			k.finish(cmd, done)
+			k.Produce = func() error { return feed(k.in, k.input, 3*kills, time.Duration(kills)*700*time.Millisecond) }
+			k.Run(t)
 		})
 	}
 }
@@ -107,44 +83,36 @@ func TestKillS3ServerRestart(t *testing.T) {
 	n, _ := proctest.KillTest(t, 3000, 0)
 	gw := startGateway(t)
 	bin := proctest.BuildPipe(t)
-	k := newKillRun(t, newEnvAt(t, gw.addr), gw.addr, bin, "json", n)
-	fed := make(chan error, 1)
-	go func() { fed <- feed(k.in, k.input, 30, 8*time.Second) }()
-	cmd, done := k.start()
-	for range 2 {
-		time.Sleep(time.Duration(1500+rand.IntN(1500)) * time.Millisecond)
-		gw.restart(2 * time.Second)
+	k := newKillRun(t, newEnvAt(t, gw.addr), gw.addr, bin, "json", n, 0)
+	k.Produce = func() error { return feed(k.in, k.input, 30, 8*time.Second) }
+	k.During = func(t *testing.T) {
+		for range 2 {
+			time.Sleep(time.Duration(1500+rand.IntN(1500)) * time.Millisecond)
+			gw.restart(2 * time.Second)
+		}
 	}
-	if err := <-fed; err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		t.Fatalf("pipe run ended during the outages: %v", err)
-	default:
-	}
-	k.finish(cmd, done)
+	k.Run(t)
 }
 
-// killRun is one pipeline of the kill tests: its files, input and bucket.
+// killRun is one pipeline of the kill tests (proctest.Kill): its files,
+// input and bucket.
 type killRun struct {
-	t              *testing.T
-	e              *s3Env
-	bin, dir, file string
-	in, format     string
-	input          []byte
-	env            []string
-	n              int
-	began          time.Time
+	proctest.Kill
+	e     *s3Env
+	in    string
+	input []byte
+	began time.Time
 }
 
-func newKillRun(t *testing.T, e *s3Env, endpoint, bin, format string, n int) *killRun {
-	k := &killRun{t: t, e: e, bin: bin, dir: t.TempDir(), format: format, n: n, began: time.Now()}
-	k.file = filepath.Join(k.dir, "kill.pipe")
-	if err := os.WriteFile(k.file, []byte(strings.Replace(killPipeline, "FORMAT", format, 1)), 0o644); err != nil {
+// newKillRun writes the pipeline in format and its input of n records,
+// and returns its round of kills without its Produce.
+func newKillRun(t *testing.T, e *s3Env, endpoint, bin, format string, n, kills int) *killRun {
+	dir := t.TempDir()
+	k := &killRun{e: e, began: time.Now(), in: filepath.Join(dir, "in.jsonl")}
+	file := filepath.Join(dir, "kill.pipe")
+	if err := os.WriteFile(file, []byte(strings.Replace(killPipeline, "FORMAT", format, 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	k.in = filepath.Join(k.dir, "in.jsonl")
 	if err := os.WriteFile(k.in, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -153,59 +121,32 @@ func newKillRun(t *testing.T, e *s3Env, endpoint, bin, format string, n int) *ki
 		fmt.Fprintf(&input, "{\"id\":%d,\"name\":\"n%d\"}\n", id, id)
 	}
 	k.input = input.Bytes()
-	k.env = append(os.Environ(), "PIPE_IN="+k.in, "S3_ENDPOINT=http://"+endpoint, "S3_BUCKET="+e.bucket,
-		"S3_ACCESS_KEY="+testAccessKey, "S3_SECRET_KEY="+testSecretKey)
+	k.Kill = proctest.Kill{
+		Bin: bin, File: file, State: filepath.Join(dir, "state"), Dir: dir, Name: format, Kills: kills,
+		Env: []string{"PIPE_IN=" + k.in, "S3_ENDPOINT=http://" + endpoint, "S3_BUCKET=" + e.bucket,
+			"S3_ACCESS_KEY=" + testAccessKey, "S3_SECRET_KEY=" + testSecretKey},
+		Life: func() time.Duration { return time.Duration(300+rand.IntN(900)) * time.Millisecond },
+		Progress: func() string {
+			return fmt.Sprintf("at %v: %d objects", time.Since(k.began).Round(time.Millisecond), len(e.keys(t, "out/")))
+		},
+		// Until the objects hold n records, and a second more for
+		// anything that would come after them.
+		Complete: func(t *testing.T) {
+			deadline := time.Now().Add(60 * time.Second)
+			for len(e.readIDs(t, format)) < n && time.Now().Before(deadline) {
+				time.Sleep(300 * time.Millisecond)
+			}
+			t.Logf("last run: every record in after %v", time.Since(k.began).Round(time.Millisecond))
+			time.Sleep(time.Second)
+		},
+		Check: func(t *testing.T) proctest.Tallied {
+			got := e.readIDs(t, format)
+			t.Logf("%d records in %d objects", len(got), len(e.keys(t, "out/")))
+			return proctest.TallyIDs(proctest.Want(1, int64(n)+1), got)
+		},
+	}
 	return k
 }
-
-// start starts pipe run; the channel gets its end.
-func (k *killRun) start() (*osexec.Cmd, chan error) {
-	cmd := osexec.Command(k.bin, "run", "-q", "--state-dir", filepath.Join(k.dir, "state"), k.file)
-	cmd.Env, cmd.Dir = k.env, k.dir
-	cmd.Stderr = &proctest.LogWriter{T: k.t, Prefix: k.format + ": "}
-	if err := cmd.Start(); err != nil {
-		k.t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	return cmd, done
-}
-
-// finish waits until the objects hold n records, stops the last run and
-// checks that they hold every input record exactly once.
-func (k *killRun) finish(cmd *osexec.Cmd, done chan error) {
-	t, e, n := k.t, k.e, k.n
-	deadline := time.Now().Add(60 * time.Second)
-	for len(e.readIDs(t, k.format)) < n && time.Now().Before(deadline) {
-		time.Sleep(300 * time.Millisecond)
-	}
-	t.Logf("last run: every record in after %v", time.Since(k.began).Round(time.Millisecond))
-	time.Sleep(time.Second) // anything more that would come
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-done; err != nil {
-		t.Fatalf("last run: %v", err)
-	}
-	got := e.readIDs(t, k.format)
-	slices.Sort(got)
-	var missing, doubled []int64
-	for id, i := int64(1), 0; id <= int64(n); id++ {
-		c := 0
-		for ; i < len(got) && got[i] == id; i++ {
-			c++
-		}
-		if c == 0 {
-			missing = append(missing, id)
-		} else if c > 1 {
-			doubled = append(doubled, id)
-		}
-	}
-	if len(missing) > 0 || len(doubled) > 0 || len(got) != n {
-		t.Fatalf("%d records in %d objects, want %d: missing %v, doubled %v", len(got), len(e.keys(t, "out/")), n, head(missing), head(doubled))
-	}
-	t.Logf("%d records in %d objects: each once", len(got), len(e.keys(t, "out/")))
-}
-
-func head(l []int64) []int64 { return l[:min(len(l), 20)] }
 
 // readIDs reads every object under out/ and returns the ids of the
 // records they hold, checking that each record is in its prefix.

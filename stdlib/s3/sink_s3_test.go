@@ -2,7 +2,6 @@ package s3
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -15,6 +14,7 @@ import (
 
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // recs returns records with ids first..last of source "in", partition
@@ -53,14 +53,6 @@ func (e *s3Env) ids(t *testing.T, prefix string) []int64 {
 			}
 			out = append(out, m.ID)
 		}
-	}
-	return out
-}
-
-func seq(first, last int64) []int64 {
-	var out []int64
-	for i := first; i <= last; i++ {
-		out = append(out, i)
 	}
 	return out
 }
@@ -115,7 +107,7 @@ func TestSinkCommitAndRecover(t *testing.T) {
 	if err := s2.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 2, Positions: []stdlib.Position{{Source: "in", Partition: "p0", Offset: 30, Identity: "id1"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.ids(t, "out/"); !reflect.DeepEqual(got, seq(1, 30)) {
+	if got := e.ids(t, "out/"); !reflect.DeepEqual(got, stdlibtest.Seq(1, 31)) {
 		t.Fatalf("ids %v, want 1..30 once each", got)
 	}
 }
@@ -189,7 +181,7 @@ func TestSinkMultipartObject(t *testing.T) {
 	if !strings.HasSuffix(info.ETag, "-3") {
 		t.Errorf("ETag %q: want a multipart upload of 3 parts", info.ETag)
 	}
-	if got := e.ids(t, "in."); !reflect.DeepEqual(got, seq(1, 12000)) {
+	if got := e.ids(t, "in."); !reflect.DeepEqual(got, stdlibtest.Seq(1, 12001)) {
 		t.Fatalf("read back %d ids, want 1..12000", len(got))
 	}
 }
@@ -312,55 +304,4 @@ func fieldLine(schema, name string) string {
 		}
 	}
 	return ""
-}
-
-// TestSinkSecretNotInErrors: a wrong secret key fails Open without the
-// key in the error.
-func TestSinkSecretNotInErrors(t *testing.T) {
-	e := newEnv(t)
-	const secret = "wrong-secret-key-3141592"
-	cfg := config(t, SinkSpec, e.attrs(map[string]any{"secret_key": secret}))
-	s, err := newSink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	_, err = s.Open(ctx)
-	if err == nil {
-		t.Fatal("Open with a wrong secret key succeeded")
-	}
-	if strings.Contains(err.Error(), secret) {
-		t.Fatalf("error shows the secret: %v", err)
-	}
-}
-
-// TestSinkPositionStore: pipe offsets reads and sets the positions of the
-// commit records.
-func TestSinkPositionStore(t *testing.T) {
-	e := newEnv(t)
-	cfg := config(t, SinkSpec, e.attrs(nil))
-	s, _ := openSink(t, cfg)
-	if err := s.Write(t.Context(), recs(1, 3)); err != nil {
-		t.Fatal(err)
-	}
-	cp := []stdlib.Position{{Source: "in", Partition: "p0", Offset: 3, Identity: "i"}, {Source: "in", Partition: "p1", Offset: 7, Identity: "i"}}
-	if err := s.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 1, Positions: cp}); err != nil {
-		t.Fatal(err)
-	}
-	store, err := newSink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := store.StoredPositions(t.Context())
-	if err != nil || !reflect.DeepEqual(got, cp) {
-		t.Fatalf("StoredPositions = %v, %v; want %v", got, err, cp)
-	}
-	if err := store.SetPositions(t.Context(), "in", []string{"p1"}, []stdlib.Position{{Partition: "p0", Offset: 1}}); err != nil {
-		t.Fatal(err)
-	}
-	_, held := openSink(t, cfg)
-	if want := []stdlib.Position{{Source: "in", Partition: "p0", Offset: 1}}; !reflect.DeepEqual(held, want) {
-		t.Fatalf("held after SetPositions %v, want %v", held, want)
-	}
 }
