@@ -34,6 +34,7 @@ type Offsets struct {
 	p     *plan.Plan
 	store *state.Store
 	sinks []offsetSink
+	cfg   Config // with defaults: builds a source as change needs it
 }
 
 type offsetSink struct {
@@ -51,7 +52,7 @@ func OpenOffsets(p *plan.Plan, cfg *Config) (o *Offsets, err error) {
 	if _, err := buildGraph(p, c.Registry, c.ChannelDepth, c.Now, runParams{typ: paramsRecord(p.Params)}); err != nil {
 		return nil, err
 	}
-	o = &Offsets{p: p}
+	o = &Offsets{p: p, cfg: c}
 	if o.store, err = state.Open(c.StateDir); err != nil {
 		return nil, err
 	}
@@ -82,6 +83,37 @@ func OpenOffsets(p *plan.Plan, cfg *Config) (o *Offsets, err error) {
 		}
 	}
 	return o, nil
+}
+
+// sourceStore builds source stage name (task 0), without opening it, and
+// returns it when it keeps positions of its own (a
+// [stdlib.SourcePositionStore]); the caller closes it.
+func (o *Offsets) sourceStore(name string) (stdlib.Source, stdlib.SourcePositionStore, error) {
+	c := &o.cfg
+	for _, st := range o.p.Stages {
+		if st.Kind != stdlib.SourceKind || st.Name != name {
+			continue
+		}
+		spec := c.Registry.Lookup(stdlib.SourceKind, st.Component)
+		if spec == nil || spec.NewSource == nil {
+			return nil, nil, nil
+		}
+		attrs, err := configAttrs(st, spec, c.Secrets)
+		if err != nil {
+			return nil, nil, err
+		}
+		src, err := spec.NewSource(stdlib.Config{
+			Pipeline: o.p.Pipeline, Stage: st.Name, Attrs: attrs, Schema: st.Schema,
+			Delivery: stdlib.Delivery(st.Delivery), Task: 0, Tasks: st.Tasks, StateDir: c.StateDir,
+			Logger: c.Logger.With("stage", st.Name),
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("stage %q: %w", st.Name, err)
+		}
+		ps, _ := src.(stdlib.SourcePositionStore)
+		return src, ps, nil
+	}
+	return nil, nil, nil
 }
 
 // Close unlocks the state directory.
@@ -149,6 +181,18 @@ func (o *Offsets) Set(ctx context.Context, source, partition string, next int64)
 func (o *Offsets) change(ctx context.Context, source string, partitions []string, set []stdlib.Position) error {
 	if !o.hasSource(source) {
 		return fmt.Errorf("the pipeline has no source %q", source)
+	}
+	src, ps, err := o.sourceStore(source)
+	if err != nil {
+		return err
+	}
+	if src != nil {
+		defer src.Close(ctx)
+	}
+	if ps != nil {
+		if err := ps.SetPositions(ctx, partitions, set); err != nil {
+			return fmt.Errorf("source %q: changing its positions: %w", source, err)
+		}
 	}
 	for _, s := range o.sinks {
 		if err := s.store.SetPositions(ctx, source, partitions, set); err != nil {

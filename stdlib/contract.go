@@ -175,3 +175,17 @@ type PositionStore interface {
 	// forgotten and the sink drops nothing of them as replays).
 	SetPositions(ctx context.Context, source string, reset []string, set []Position) error
 }
+
+// SourcePositionStore is implemented by a source that keeps positions of
+// its own, apart from the state store and the sinks, and resumes from
+// them where neither holds one (a Kafka consumer group's committed
+// offsets), so that `pipe offsets` changes them with the others. The
+// source is built by its spec's constructor (task 0 of Config.Tasks) but
+// not opened; the method connects as it needs.
+type SourcePositionStore interface {
+	// SetPositions replaces what the source keeps for the partitions
+	// listed in reset (every partition when reset is empty) with set:
+	// positions of the source, each the last one done; with none kept,
+	// a partition starts as the source's start attribute says.
+	SetPositions(ctx context.Context, reset []string, set []Position) error
+}

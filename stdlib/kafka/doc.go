@@ -17,7 +17,10 @@
 // position (the state store's, lowered to what exactly-once sinks hold),
 // later at the group's committed offset, lowered to what the sinks that
 // acquired it hold; with neither, as `start` says. Group offsets are committed only
-// in Commit, that is at completed checkpoints. A record's position is
+// in Commit, that is at completed checkpoints. The source is a
+// [stdlib.SourcePositionStore]: `pipe offsets reset` deletes the group's
+// offsets of the partitions, `set` commits the offset given (the broker
+// refuses while the group has members). A record's position is
 // partition "topic/N" and its Kafka offset; Topic, Partition, Key, Headers
 // and Time are set. A value that does not decode comes with Record.Err set,
 // so that the stage's error policy decides.
@@ -73,7 +76,9 @@
 // the committed records of every writer of the stage from all partitions
 // of __pipe_offsets; SetPositions writes, outside any transaction, a
 // tombstone for every record of the partitions reset and the new positions
-// for every task's own writer, which reads them back at the next Open. Both
+// for every task's own writer, which reads them back at the next Open, and
+// for every task's writer of each partition set, which Acquire reads back
+// when a consumer group hands the partition over. Both
 // skip transactions still open; SetPositions refuses while one of the
 // stage's writers has one (a run checkpointing, or a crashed run's before
 // the broker aborts it after transaction_timeout), since its positions,

@@ -900,7 +900,8 @@ func (s *sink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
 // SetPositions implements stdlib.PositionStore. It writes, outside any
 // transaction, a tombstone for every position record of the partitions
 // reset (of every writer of the stage), then set for every task's own
-// writer, which reads them back when the next run opens the sink. It
+// writer, which reads them back when the next run opens the sink, and for
+// every task's writer of each partition set, which Acquire reads back. It
 // refuses while a transaction of the stage's writers is open: one
 // committed after these records would bring its positions back on the
 // next read. The pipeline must not run meanwhile (pipe offsets holds its
@@ -942,10 +943,18 @@ func (s *sink) SetPositions(ctx context.Context, source string, reset []string, 
 		if err := s.lookupTarget(ctx); err != nil {
 			return err
 		}
+		// Every task's own writer (Open reads it back) and every task's
+		// writer of each partition set (Acquire reads it back when a
+		// consumer group hands the partition over): the sink holds the
+		// position set whichever way it resumes.
 		for task := range max(s.cfg.Tasks, 1) {
 			txid := TransactionalID(s.cfg.Pipeline, s.cfg.Stage, task)
 			for _, p := range set {
-				put(offsetsPartition(txid, offs), heldKey(txid, p), &heldRecord{Position: p, Target: s.target})
+				p.Source = source
+				r := &heldRecord{Position: p, Target: s.target}
+				put(offsetsPartition(txid, offs), heldKey(txid, p), r)
+				unit := unitTxID(txid, source, p.Partition)
+				put(offsetsPartition(unit, offs), heldKey(unit, p), r)
 			}
 		}
 	}

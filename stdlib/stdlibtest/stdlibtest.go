@@ -610,10 +610,11 @@ func sinkHeldBy(t *testing.T, c Connector, acquire bool) {
 		}
 		mustClose(t, "at_least_once sink", alo)
 	}
-	if _, ok := snk.(stdlib.PositionStore); !ok || acquire {
-		// What `pipe offsets` sets is checked as Open holds it.
+	if _, ok := snk.(stdlib.PositionStore); !ok {
 		return
 	}
+	// What `pipe offsets` sets is what the sink holds next, whether Open
+	// or Acquire hands it back.
 	ps := newSink(t, c, tg, stdlib.ExactlyOnce).(stdlib.PositionStore)
 	stored, err := ps.StoredPositions(t.Context())
 	if err != nil {
@@ -631,6 +632,17 @@ func sinkHeldBy(t *testing.T, c Connector, acquire bool) {
 	samePositions(t, "StoredPositions after SetPositions", stored, want)
 	snk, held = openHeld(t, c, tg, acquire, parts...)
 	samePositions(t, "sink opened after SetPositions holds", held, want)
+	mustClose(t, "sink", snk)
+	// A partition reset is held no more.
+	if err := ps.SetPositions(t.Context(), "in", []string{"p1"}, nil); err != nil {
+		t.Fatalf("reset positions: %v", err)
+	}
+	if stored, err = ps.StoredPositions(t.Context()); err != nil {
+		t.Fatalf("stored positions: %v", err)
+	}
+	samePositions(t, "StoredPositions after a reset", stored, set)
+	snk, held = openHeld(t, c, tg, acquire, parts...)
+	samePositions(t, "sink opened after a reset holds", held, set)
 	mustClose(t, "sink", snk)
 }
 
