@@ -226,7 +226,7 @@ SELECT CASE
 		return why, nil
 	}
 	for _, name := range s.Tbl.Order {
-		if c := s.Tbl.Cols[name]; c.Class == classOther || c.Class == classDecimal {
+		if c := s.Tbl.Cols[name]; c.Class == sqlcommon.ClassOther || c.Class == sqlcommon.ClassDecimal {
 			return fmt.Sprintf("column %q of type %s takes values only the server checks", c.Name, c.SQLType), nil
 		}
 	}

@@ -96,11 +96,8 @@ func (s *sink) readHeld(ctx context.Context) ([]stdlib.Position, error) {
 	if err != nil {
 		return nil, err
 	}
-	var held []stdlib.Position
-	for _, r := range s.forTarget(rows) {
-		held = append(held, r.Position)
-	}
-	s.stale = len(held) < len(rows)
+	held, stale := sqlcommon.HeldFor(s.log, "postgres", s.table.String(), s.target, rows)
+	s.stale = stale
 	return held, nil
 }
 

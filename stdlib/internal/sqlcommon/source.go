@@ -267,3 +267,40 @@ func Logger(l *slog.Logger) *slog.Logger {
 	}
 	return l
 }
+
+// Class groups the column types of a server by the values they take.
+type Class int
+
+// The classes of column types.
+const (
+	ClassOther Class = iota
+	ClassInt
+	ClassFloat
+	ClassDecimal // decimal, numeric
+	ClassText
+	ClassBool
+	ClassTime
+	ClassBytes
+	ClassJSON
+	ClassUUID
+)
+
+// LangType returns the lang type of the values a column of class c gives.
+func (c Class) LangType() *types.Type {
+	switch c {
+	case ClassInt:
+		return types.IntType
+	case ClassFloat, ClassDecimal:
+		return types.FloatType
+	case ClassBool:
+		return types.BoolType
+	case ClassTime:
+		return types.TimestampType
+	case ClassBytes:
+		return types.BytesType
+	case ClassJSON:
+		return types.AnyType
+	default:
+		return types.StringType
+	}
+}
