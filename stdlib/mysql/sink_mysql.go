@@ -75,31 +75,14 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		stage:        cfg.Stage,
 		tasks:        cfg.Tasks,
 	}
-	s.Sink = sqlcommon.Sink[*column]{
-		System:     "mysql",
-		ID:         sqlcommon.TaskSinkID(cfg.Stage, cfg.Task, cfg.Tasks),
-		Batch:      int(cfg.Int("batch")),
-		FlushEvery: cfg.Duration("flush"),
-		Evolve:     cfg.String("evolve") == "add_columns",
-		Exactly:    cfg.Delivery == stdlib.ExactlyOnce,
-		// At most 65,535 values in one statement, as the server's prepared
-		// statements would take: a statement stays well under
-		// max_allowed_packet for rows of usual sizes.
-		MaxValues: 65535,
-		Conn:      sinkConn{s},
-	}
-	s.Tbl.Keys = cfg.Strings("key")
-	s.Tbl.ToColumn = toColumn
+	s.Sink = sqlcommon.NewSink[*column]("mysql", cfg, toColumn, sinkConn{s})
 	if s.table, err = parseTable(cfg.String("table")); err != nil {
 		return nil, fmt.Errorf("mysql sink: %w", err)
 	}
 	if s.offsets, err = parseTable(cfg.String("offsets_table")); err != nil {
 		return nil, fmt.Errorf("mysql sink: %w", err)
 	}
-	if s.Tbl.Mode, err = sqlcommon.ParseMode(cfg.String("mode")); err != nil {
-		return nil, fmt.Errorf("mysql sink: %w", err)
-	}
-	if s.Tbl.RType, err = sqlcommon.RecordType(cfg); err != nil {
+	if err := s.Configure(cfg); err != nil {
 		return nil, fmt.Errorf("mysql sink: %w", err)
 	}
 	return s, nil
@@ -110,26 +93,8 @@ func (s *sink) backoff() *retry.Backoff { return retry.New(s.retryTimeout, s.log
 
 // Open connects, prepares the table and returns the positions held.
 func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
-	s.Failed, s.Buf, s.Done, s.tx, s.TxRows = nil, sqlcommon.Buffer{}, nil, nil, 0
-	b := s.backoff()
-	for {
-		err := s.dial(ctx)
-		var held []stdlib.Position
-		if err == nil {
-			held, err = s.prepare(ctx)
-		}
-		if err == nil {
-			return held, nil
-		}
-		s.reset()
-		s.Tbl.Cols = nil
-		if !transient(err) || ctx.Err() != nil {
-			return nil, fmt.Errorf("mysql sink %q: %w", s.ID, s.conf.redact(err))
-		}
-		if werr := b.Wait(ctx, s.conf.redact(err)); werr != nil {
-			return nil, fmt.Errorf("mysql sink %q: %w", s.ID, werr)
-		}
-	}
+	s.tx = nil
+	return s.OpenWith(ctx, s.dial, s.prepare)
 }
 
 func (s *sink) prepare(ctx context.Context) ([]stdlib.Position, error) {

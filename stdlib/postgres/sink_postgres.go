@@ -61,7 +61,7 @@ type sink struct {
 
 func newSink(cfg stdlib.Config) (*sink, error) {
 	s := &sink{
-		log:          cfg.Logger,
+		log:          sqlcommon.Logger(cfg.Logger),
 		dsn:          cfg.String("dsn"),
 		create:       cfg.Bool("create_table"),
 		retryTimeout: cfg.Duration(retry.Param.Name),
@@ -69,20 +69,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		stage:        cfg.Stage,
 		tasks:        cfg.Tasks,
 	}
-	s.Sink = sqlcommon.Sink[*column]{
-		System:     "postgres",
-		ID:         sqlcommon.TaskSinkID(cfg.Stage, cfg.Task, cfg.Tasks),
-		Batch:      int(cfg.Int("batch")),
-		FlushEvery: cfg.Duration("flush"),
-		Evolve:     cfg.String("evolve") == "add_columns",
-		Exactly:    cfg.Delivery == stdlib.ExactlyOnce,
-		Conn:       sinkConn{s},
-	}
-	s.Tbl.Keys = cfg.Strings("key")
-	s.Tbl.ToColumn = toColumn
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
+	s.Sink = sqlcommon.NewSink[*column]("postgres", cfg, toColumn, sinkConn{s})
 	if s.dsn == "" {
 		return nil, errors.New("postgres sink: dsn is empty")
 	}
@@ -93,10 +80,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	if s.offsets, err = parseTable(cfg.String("offsets_table")); err != nil {
 		return nil, fmt.Errorf("postgres sink: %w", err)
 	}
-	if s.Tbl.Mode, err = sqlcommon.ParseMode(cfg.String("mode")); err != nil {
-		return nil, fmt.Errorf("postgres sink: %w", err)
-	}
-	if s.Tbl.RType, err = sqlcommon.RecordType(cfg); err != nil {
+	if err := s.Configure(cfg); err != nil {
 		return nil, fmt.Errorf("postgres sink: %w", err)
 	}
 	return s, nil
@@ -107,26 +91,8 @@ func (s *sink) backoff() *retry.Backoff { return retry.New(s.retryTimeout, s.log
 
 // Open connects, prepares the table and returns the positions held.
 func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
-	s.Failed, s.Buf, s.Done, s.tx, s.TxRows = nil, sqlcommon.Buffer{}, nil, nil, 0
-	b := s.backoff()
-	for {
-		err := s.dial(ctx)
-		var held []stdlib.Position
-		if err == nil {
-			held, err = s.prepare(ctx)
-		}
-		if err == nil {
-			return held, nil
-		}
-		s.reset()
-		s.Tbl.Cols = nil
-		if !transient(err) || ctx.Err() != nil {
-			return nil, fmt.Errorf("postgres sink %q: %w", s.ID, err)
-		}
-		if werr := b.Wait(ctx, err); werr != nil {
-			return nil, fmt.Errorf("postgres sink %q: %w", s.ID, werr)
-		}
-	}
+	s.tx = nil
+	return s.OpenWith(ctx, s.dial, s.prepare)
 }
 
 func (s *sink) prepare(ctx context.Context) ([]stdlib.Position, error) {

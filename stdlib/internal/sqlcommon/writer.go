@@ -38,6 +38,59 @@ type Sink[C Column] struct {
 	Conn Conn
 }
 
+// NewSink returns the state of a sink of system configured by cfg (the
+// attributes of [SinkParams]); conn is the sink's side.
+func NewSink[C Column](system string, cfg stdlib.Config, toColumn func(C, any) (any, error), conn Conn) Sink[C] {
+	s := Sink[C]{
+		System:     system,
+		ID:         TaskSinkID(cfg.Stage, cfg.Task, cfg.Tasks),
+		Batch:      int(cfg.Int("batch")),
+		FlushEvery: cfg.Duration("flush"),
+		Evolve:     cfg.String("evolve") == "add_columns",
+		Exactly:    cfg.Delivery == stdlib.ExactlyOnce,
+		Conn:       conn,
+	}
+	s.Tbl.Keys = cfg.Strings("key")
+	s.Tbl.ToColumn = toColumn
+	return s
+}
+
+// Configure reads the mode and the record type of cfg.
+func (s *Sink[C]) Configure(cfg stdlib.Config) error {
+	var err error
+	if s.Tbl.Mode, err = ParseMode(cfg.String("mode")); err != nil {
+		return err
+	}
+	s.Tbl.RType, err = RecordType(cfg)
+	return err
+}
+
+// OpenWith connects by dial, prepares the table by prepare and returns the
+// positions held, retrying transient failures until retry_timeout.
+func (s *Sink[C]) OpenWith(ctx context.Context, dial func(context.Context) error,
+	prepare func(context.Context) ([]stdlib.Position, error)) ([]stdlib.Position, error) {
+	s.Failed, s.Buf, s.Done, s.TxRows = nil, Buffer{}, nil, 0
+	b := s.Conn.Backoff()
+	for {
+		err := dial(ctx)
+		var held []stdlib.Position
+		if err == nil {
+			held, err = prepare(ctx)
+		}
+		if err == nil {
+			return held, nil
+		}
+		s.Conn.Reset()
+		s.Tbl.Cols = nil
+		if !s.Conn.Transient(err) || ctx.Err() != nil {
+			return nil, fmt.Errorf("%s sink %q: %w", s.System, s.ID, s.Conn.Redact(err))
+		}
+		if werr := b.Wait(ctx, s.Conn.Redact(err)); werr != nil {
+			return nil, fmt.Errorf("%s sink %q: %w", s.System, s.ID, werr)
+		}
+	}
+}
+
 // Conn is what a SQL sink does with its server: the transaction, the
 // statements and the reading back of a commit token.
 type Conn interface {
