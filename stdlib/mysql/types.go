@@ -150,31 +150,19 @@ GROUP BY INDEX_NAME ORDER BY INDEX_NAME`, t.DB, t.Name)
 // compatible reports why values of field type t cannot be written to
 // column c, or nil if they can.
 func compatible(t *types.Type, c *column) error {
-	if t == nil || t.Kind == types.Any {
-		return nil
-	}
-	cl := c.Class
-	ok := false
-	switch t.Kind {
-	case types.String:
-		ok = cl == sqlcommon.ClassText || cl == sqlcommon.ClassJSON || cl == sqlcommon.ClassTime || cl == sqlcommon.ClassOther || cl == sqlcommon.ClassDecimal
-	case types.Int:
-		ok = cl == sqlcommon.ClassInt || cl == sqlcommon.ClassFloat || cl == sqlcommon.ClassDecimal || cl == sqlcommon.ClassJSON || cl == sqlcommon.ClassBool
-	case types.Float:
-		ok = cl == sqlcommon.ClassFloat || cl == sqlcommon.ClassDecimal || cl == sqlcommon.ClassJSON
-	case types.Bool:
-		ok = cl == sqlcommon.ClassBool || cl == sqlcommon.ClassInt || cl == sqlcommon.ClassJSON
-	case types.Timestamp:
-		ok = cl == sqlcommon.ClassTime || cl == sqlcommon.ClassJSON
-	case types.Bytes:
-		ok = cl == sqlcommon.ClassBytes
-	case types.List, types.Map, types.Record:
-		ok = cl == sqlcommon.ClassJSON || cl == sqlcommon.ClassText
-	}
-	if !ok {
-		return fmt.Errorf("a %s cannot be written to a %s column", t.WithOptional(false), c.SQLType)
-	}
-	return nil
+	return sqlcommon.Compatible(t, c.Class, c.SQLType, alsoWritable)
+}
+
+// alsoWritable names the classes of MySQL columns that take values of a
+// kind beyond those of every server: a decimal from a string, a boolean
+// (tinyint(1)) from an int and back, JSON text in a text column.
+var alsoWritable = map[types.Kind][]sqlcommon.Class{
+	types.String: {sqlcommon.ClassDecimal},
+	types.Int:    {sqlcommon.ClassBool},
+	types.Bool:   {sqlcommon.ClassInt},
+	types.List:   {sqlcommon.ClassText},
+	types.Map:    {sqlcommon.ClassText},
+	types.Record: {sqlcommon.ClassText},
 }
 
 // intRange is the range of an integer column.

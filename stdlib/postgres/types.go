@@ -49,31 +49,7 @@ var pgTypes = sqlcommon.TypeNames{String: "text", Int: "bigint", Float: "double 
 // compatible reports why values of field type t cannot be written to column
 // c, or nil if they can.
 func compatible(t *types.Type, c *column) error {
-	if t == nil || t.Kind == types.Any {
-		return nil
-	}
-	cl := classOf(c.Type)
-	ok := false
-	switch t.Kind {
-	case types.String:
-		ok = cl == sqlcommon.ClassText || cl == sqlcommon.ClassUUID || cl == sqlcommon.ClassJSON || cl == sqlcommon.ClassTime || cl == sqlcommon.ClassOther
-	case types.Int:
-		ok = cl == sqlcommon.ClassInt || cl == sqlcommon.ClassFloat || cl == sqlcommon.ClassDecimal || cl == sqlcommon.ClassJSON
-	case types.Float:
-		ok = cl == sqlcommon.ClassFloat || cl == sqlcommon.ClassDecimal || cl == sqlcommon.ClassJSON
-	case types.Bool:
-		ok = cl == sqlcommon.ClassBool || cl == sqlcommon.ClassJSON
-	case types.Timestamp:
-		ok = cl == sqlcommon.ClassTime || cl == sqlcommon.ClassJSON
-	case types.Bytes:
-		ok = cl == sqlcommon.ClassBytes
-	case types.List, types.Map, types.Record:
-		ok = cl == sqlcommon.ClassJSON
-	}
-	if !ok {
-		return fmt.Errorf("a %s cannot be written to a %s column", t.WithOptional(false), c.SQLType)
-	}
-	return nil
+	return sqlcommon.Compatible(t, classOf(c.Type), c.SQLType, nil)
 }
 
 // toColumn converts v (in the lang/types representation) to the Go value pgx
