@@ -299,31 +299,14 @@ func (s *source) fetchBulk(ctx context.Context) ([]stdlib.Record, error) {
 			return nil, err
 		}
 	}
-	var recs []stdlib.Record
-	for len(recs) < s.batch && s.bulk.Next() {
-		s.ordinal++
-		if s.hasLast && s.ordinal <= s.last {
-			continue
-		}
-		r, err := s.record(s.bulk, s.bulkScan, s.ordinal, false)
-		if err != nil {
-			return nil, err
-		}
-		recs = append(recs, r)
-	}
-	if len(recs) < s.batch {
-		err := s.bulk.Err()
-		s.bulk.Close()
-		s.bulk = nil
-		if err != nil {
-			return nil, err
-		}
-		s.Done = true // the next Read ends the input
-	}
-	if len(recs) > 0 {
-		s.last, s.hasLast = recs[len(recs)-1].Pos.Offset, true
-	}
-	return recs, nil
+	return s.Bulk(sqlcommon.Offset{Last: &s.last, HasLast: &s.hasLast}, s.batch, &s.ordinal, s.bulk.Next,
+		func(ordinal int64) (stdlib.Record, error) { return s.record(s.bulk, s.bulkScan, ordinal, false) },
+		func() error {
+			err := s.bulk.Err()
+			s.bulk.Close()
+			s.bulk = nil
+			return err
+		})
 }
 
 // collect runs query and converts its rows; ts says the offset is the
@@ -338,21 +321,8 @@ func (s *source) collect(ctx context.Context, query string, args []any, ts bool)
 	if err != nil {
 		return nil, err
 	}
-	var recs []stdlib.Record
-	for rows.Next() {
-		r, err := s.record(rows, sc, 0, ts)
-		if err != nil {
-			return nil, err
-		}
-		recs = append(recs, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if len(recs) > 0 {
-		s.last, s.hasLast = recs[len(recs)-1].Pos.Offset, true
-	}
-	return recs, nil
+	return sqlcommon.Collect(sqlcommon.Offset{Last: &s.last, HasLast: &s.hasLast}, rows.Next,
+		func() (stdlib.Record, error) { return s.record(rows, sc, 0, ts) }, rows.Err)
 }
 
 // scanner holds what the rows of one query are scanned with.

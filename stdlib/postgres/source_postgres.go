@@ -338,33 +338,21 @@ func (s *source) fetchBulk(ctx context.Context) ([]stdlib.Record, error) {
 		s.bulk = rows
 		s.ordinal = 0
 	}
-	var recs []stdlib.Record
-	for len(recs) < s.batch && s.bulk.Next() {
-		s.ordinal++
-		if s.hasLast && s.ordinal <= s.last {
-			continue
-		}
-		r, err := s.record(s.bulk, s.ordinal, false)
-		if err != nil {
+	return s.Bulk(sqlcommon.Offset{Last: &s.last, HasLast: &s.hasLast}, s.batch, &s.ordinal, s.bulk.Next,
+		func(ordinal int64) (stdlib.Record, error) {
+			r, err := s.record(s.bulk, ordinal, false)
+			if err != nil {
+				s.bulk.Close()
+				s.bulk = nil
+			}
+			return r, err
+		},
+		func() error {
+			err := s.bulk.Err()
 			s.bulk.Close()
 			s.bulk = nil
-			return nil, err
-		}
-		recs = append(recs, r)
-	}
-	if len(recs) < s.batch {
-		err := s.bulk.Err()
-		s.bulk.Close()
-		s.bulk = nil
-		if err != nil {
-			return nil, err
-		}
-		s.Done = true // the next Read ends the input
-	}
-	if len(recs) > 0 {
-		s.last, s.hasLast = recs[len(recs)-1].Pos.Offset, true
-	}
-	return recs, nil
+			return err
+		})
 }
 
 // collect runs sql and converts its rows; ts says the offset is the
@@ -375,21 +363,8 @@ func (s *source) collect(ctx context.Context, sql string, args []any, ts bool) (
 		return nil, err
 	}
 	defer rows.Close()
-	var recs []stdlib.Record
-	for rows.Next() {
-		r, err := s.record(rows, 0, ts)
-		if err != nil {
-			return nil, err
-		}
-		recs = append(recs, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if len(recs) > 0 {
-		s.last, s.hasLast = recs[len(recs)-1].Pos.Offset, true
-	}
-	return recs, nil
+	return sqlcommon.Collect(sqlcommon.Offset{Last: &s.last, HasLast: &s.hasLast}, rows.Next,
+		func() (stdlib.Record, error) { return s.record(rows, 0, ts) }, rows.Err)
 }
 
 // record converts the current row. The offset is ordinal in bulk mode,

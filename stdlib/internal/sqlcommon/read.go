@@ -103,3 +103,62 @@ func RowRecord(row Row, pos stdlib.Position) (stdlib.Record, error) {
 	r.Pos = pos
 	return r, nil
 }
+
+// Offset is where a source stands: the offset of the last record it
+// emitted, if any.
+type Offset struct {
+	Last    *int64
+	HasLast *bool
+}
+
+func (o Offset) past(recs []stdlib.Record) {
+	if len(recs) > 0 {
+		*o.Last, *o.HasLast = recs[len(recs)-1].Pos.Offset, true
+	}
+}
+
+// Collect converts the rows of a query by record while next reports one,
+// then reports rowsErr; at moves past the last record.
+func Collect(at Offset, next func() bool, record func() (stdlib.Record, error), rowsErr func() error) ([]stdlib.Record, error) {
+	var recs []stdlib.Record
+	for next() {
+		r, err := record()
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, r)
+	}
+	if err := rowsErr(); err != nil {
+		return nil, err
+	}
+	at.past(recs)
+	return recs, nil
+}
+
+// Bulk converts up to batch rows of a bulk read by record, which takes the
+// row's ordinal (counted in ordinal); rows up to the offset at were read
+// before and are skipped. When the rows run out, end closes them and
+// reports their error, and the next Read ends the input.
+func (p *Poller) Bulk(at Offset, batch int, ordinal *int64, next func() bool,
+	record func(ordinal int64) (stdlib.Record, error), end func() error) ([]stdlib.Record, error) {
+	var recs []stdlib.Record
+	for len(recs) < batch && next() {
+		*ordinal++
+		if *at.HasLast && *ordinal <= *at.Last {
+			continue
+		}
+		r, err := record(*ordinal)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, r)
+	}
+	if len(recs) < batch {
+		if err := end(); err != nil {
+			return nil, err
+		}
+		p.Done = true
+	}
+	at.past(recs)
+	return recs, nil
+}
