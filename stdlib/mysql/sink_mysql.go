@@ -233,19 +233,14 @@ func (s *sink) createTable(ctx context.Context) error {
 		}
 		defs = append(defs, quote(f.Name)+" "+typ)
 	}
-	for _, k := range s.Tbl.Keys {
-		if s.Tbl.RType.Field(k) == nil {
-			return fmt.Errorf("key column %q is not a field of the records (%s)", k, s.Tbl.RType)
-		}
+	pk, err := s.Tbl.PrimaryKey(quote)
+	if err != nil {
+		return err
 	}
-	if len(s.Tbl.Keys) > 0 {
-		ks := make([]string, len(s.Tbl.Keys))
-		for i, k := range s.Tbl.Keys {
-			ks[i] = quote(k)
-		}
-		defs = append(defs, "PRIMARY KEY ("+strings.Join(ks, ", ")+")")
+	if pk != "" {
+		defs = append(defs, pk)
 	}
-	_, err := s.conn.ExecContext(ctx, "CREATE TABLE "+s.table.sql()+" (\n  "+strings.Join(defs, ",\n  ")+"\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
+	_, err = s.conn.ExecContext(ctx, "CREATE TABLE "+s.table.sql()+" (\n  "+strings.Join(defs, ",\n  ")+"\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
 	var me *mysql.MySQLError
 	if errors.As(err, &me) && me.Number == erTableExists {
 		return nil // another task created it meanwhile

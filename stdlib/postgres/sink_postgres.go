@@ -257,17 +257,12 @@ func (s *sink) createTable(ctx context.Context) error {
 		}
 		defs = append(defs, quote(f.Name)+" "+pgTypes.Of(f.Type))
 	}
-	for _, k := range s.Tbl.Keys {
-		if s.Tbl.RType.Field(k) == nil {
-			return fmt.Errorf("key column %q is not a field of the records (%s)", k, s.Tbl.RType)
-		}
+	pk, err := s.Tbl.PrimaryKey(quote)
+	if err != nil {
+		return err
 	}
-	if len(s.Tbl.Keys) > 0 {
-		ks := make([]string, len(s.Tbl.Keys))
-		for i, k := range s.Tbl.Keys {
-			ks[i] = quote(k)
-		}
-		defs = append(defs, "PRIMARY KEY ("+strings.Join(ks, ", ")+")")
+	if pk != "" {
+		defs = append(defs, pk)
 	}
 	if _, err := s.conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+quote(s.table.Schema)); err != nil && !alreadyExists(err) {
 		return fmt.Errorf("create schema %q: %w", s.table.Schema, err)
@@ -278,7 +273,7 @@ func (s *sink) createTable(ctx context.Context) error {
 		}
 	}
 	var forgot int64
-	err := pgx.BeginFunc(ctx, s.conn, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "CREATE TABLE "+s.table.sql()+" (\n  "+strings.Join(defs, ",\n  ")+"\n)"); err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 
 	"pipe.dev/pipe/stdlib"
@@ -300,4 +301,23 @@ func (s *Sink[C]) Decide(ctx context.Context, token int64, readToken func(contex
 			return false, werr
 		}
 	}
+}
+
+// PrimaryKey returns the PRIMARY KEY clause of a table created for the
+// keys (names quoted by quote), "" without keys, or why a key is not a
+// field of the records.
+func (t *Table[C]) PrimaryKey(quote func(string) string) (string, error) {
+	for _, k := range t.Keys {
+		if t.RType.Field(k) == nil {
+			return "", fmt.Errorf("key column %q is not a field of the records (%s)", k, t.RType)
+		}
+	}
+	if len(t.Keys) == 0 {
+		return "", nil
+	}
+	ks := make([]string, len(t.Keys))
+	for i, k := range t.Keys {
+		ks[i] = quote(k)
+	}
+	return "PRIMARY KEY (" + strings.Join(ks, ", ") + ")", nil
 }
