@@ -43,15 +43,12 @@ type heldRow = sqlcommon.Held[uint64]
 // stored for another table are reported and left out, and deleted with the
 // next commit (see storePositions).
 func (s *sink) readHeld(ctx context.Context) ([]stdlib.Position, error) {
-	rows, err := s.readRows(ctx, s.conn, "sink = ?", s.sinkID)
+	rows, err := s.readRows(ctx, s.conn, "sink = ?", s.ID)
 	if err != nil {
 		return nil, err
 	}
-	var held []stdlib.Position
-	for _, r := range s.forTarget(rows) {
-		held = append(held, r.Position)
-	}
-	s.stale = len(held) < len(rows)
+	held, stale := sqlcommon.HeldFor(s.log, "mysql", s.table.String(), s.target, rows)
+	s.stale = stale
 	return held, nil
 }
 
@@ -110,11 +107,11 @@ func (s *sink) forTarget(rows []heldRow) []heldRow {
 func (s *sink) storePositions(ctx context.Context, ps []stdlib.Position, token int64) error {
 	if s.stale {
 		if _, err := s.tx.ExecContext(ctx, "DELETE FROM "+s.offsets.sql()+" WHERE pipeline = ? AND sink = ? AND target <> ?",
-			s.pipeline, s.sinkID, s.target); err != nil {
+			s.pipeline, s.ID, s.target); err != nil {
 			return err
 		}
 	}
-	return upsertPositions(ctx, s.tx, s.offsets, s.pipeline, s.sinkID, s.target, ps, &token)
+	return upsertPositions(ctx, s.tx, s.offsets, s.pipeline, s.ID, s.target, ps, &token)
 }
 
 // upsertPositions stores positions of one sink task for the table target,
@@ -146,7 +143,7 @@ func upsertPositions(ctx context.Context, q queryer, offsets tableName, pipeline
 // the lowest). An at_least_once sink, or one whose table or offsets table
 // does not exist, holds none.
 func (s *sink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
-	if !s.exactly {
+	if !s.Exactly {
 		return nil, nil
 	}
 	var out []stdlib.Position
@@ -173,7 +170,7 @@ func (s *sink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
 // given set, stored for the table the sink writes to now (which must
 // exist).
 func (s *sink) SetPositions(ctx context.Context, source string, reset []string, set []stdlib.Position) error {
-	if !s.exactly {
+	if !s.Exactly {
 		return nil
 	}
 	for _, p := range set {

@@ -43,34 +43,22 @@ type sink struct {
 	conf         *connConfig
 	table        tableName
 	offsets      tableName
-	tbl          sqlcommon.Table[*column] // columns, mode, keys, record type
-	batch        int
-	flushEvery   time.Duration
 	create       bool
-	evolve       bool
 	retryTimeout time.Duration
-	exactly      bool
 	pipeline     string
 	stage        string
 	tasks        int
-	sinkID       string // the task's name in the offsets table
 
 	target     uint64 // InnoDB id of the table the positions are held for
 	hasOffsets bool   // the offsets table exists (StoredPositions, SetPositions)
 	stale      bool   // the offsets table holds positions of another table
 
-	db      *sql.DB
-	conn    *sql.Conn
-	connID  int64 // CONNECTION_ID() of conn
-	tx      *sql.Tx
-	txStart time.Time
-	txRows  int
-	done    []sqlcommon.Step // steps of the open transaction
+	db     *sql.DB
+	conn   *sql.Conn
+	connID int64 // CONNECTION_ID() of conn
+	tx     *sql.Tx
 
-	failed   error            // a failure that left the transaction in doubt
-	writes   uint64           // Write calls so far
-	buf      sqlcommon.Buffer // rows not yet sent
-	coalesce bool             // rows of several Writes may share a statement
+	sqlcommon.Sink[*column] // the table, the buffer, the transaction's steps
 }
 
 func newSink(cfg stdlib.Config) (*sink, error) {
@@ -81,29 +69,20 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	s := &sink{
 		log:          sqlcommon.Logger(cfg.Logger),
 		conf:         conf,
-		batch:        int(cfg.Int("batch")),
-		flushEvery:   cfg.Duration("flush"),
 		create:       cfg.Bool("create_table"),
-		evolve:       cfg.String("evolve") == "add_columns",
 		retryTimeout: cfg.Duration(retry.Param.Name),
-		exactly:      cfg.Delivery == stdlib.ExactlyOnce,
 		pipeline:     cfg.Pipeline,
 		stage:        cfg.Stage,
 		tasks:        cfg.Tasks,
-		sinkID:       sqlcommon.TaskSinkID(cfg.Stage, cfg.Task, cfg.Tasks),
 	}
-	s.tbl.Keys = cfg.Strings("key")
-	s.tbl.ToColumn = toColumn
+	s.Sink = sqlcommon.NewSink[*column]("mysql", cfg, toColumn, sinkConn{s})
 	if s.table, err = parseTable(cfg.String("table")); err != nil {
 		return nil, fmt.Errorf("mysql sink: %w", err)
 	}
 	if s.offsets, err = parseTable(cfg.String("offsets_table")); err != nil {
 		return nil, fmt.Errorf("mysql sink: %w", err)
 	}
-	if s.tbl.Mode, err = sqlcommon.ParseMode(cfg.String("mode")); err != nil {
-		return nil, fmt.Errorf("mysql sink: %w", err)
-	}
-	if s.tbl.RType, err = sqlcommon.RecordType(cfg); err != nil {
+	if err := s.Configure(cfg); err != nil {
 		return nil, fmt.Errorf("mysql sink: %w", err)
 	}
 	return s, nil
@@ -114,26 +93,8 @@ func (s *sink) backoff() *retry.Backoff { return retry.New(s.retryTimeout, s.log
 
 // Open connects, prepares the table and returns the positions held.
 func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
-	s.failed, s.buf, s.done, s.tx, s.txRows = nil, sqlcommon.Buffer{}, nil, nil, 0
-	b := s.backoff()
-	for {
-		err := s.dial(ctx)
-		var held []stdlib.Position
-		if err == nil {
-			held, err = s.prepare(ctx)
-		}
-		if err == nil {
-			return held, nil
-		}
-		s.reset()
-		s.tbl.Cols = nil
-		if !transient(err) || ctx.Err() != nil {
-			return nil, fmt.Errorf("mysql sink %q: %w", s.sinkID, s.conf.redact(err))
-		}
-		if werr := b.Wait(ctx, s.conf.redact(err)); werr != nil {
-			return nil, fmt.Errorf("mysql sink %q: %w", s.sinkID, werr)
-		}
-	}
+	s.tx = nil
+	return s.OpenWith(ctx, s.dial, s.prepare)
 }
 
 func (s *sink) prepare(ctx context.Context) ([]stdlib.Position, error) {
@@ -164,21 +125,21 @@ func (s *sink) prepare(ctx context.Context) ([]stdlib.Position, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.tbl.Mode != sqlcommon.OpInsert && len(s.tbl.Keys) == 0 {
+	if s.Tbl.Mode != sqlcommon.OpInsert && len(s.Tbl.Keys) == 0 {
 		if len(pk) == 0 {
-			return nil, fmt.Errorf("mode %s needs key columns: set key = [...] or give table %q a primary key", s.tbl.Mode, s.table.String())
+			return nil, fmt.Errorf("mode %s needs key columns: set key = [...] or give table %q a primary key", s.Tbl.Mode, s.table.String())
 		}
-		s.tbl.Keys = pk
+		s.Tbl.Keys = pk
 	}
-	if err := s.tbl.CheckKeys(); err != nil {
+	if err := s.Tbl.CheckKeys(); err != nil {
 		return nil, err
 	}
-	keyList := sqlcommon.KeyList(s.tbl.Keys)
-	if s.tbl.Mode == sqlcommon.OpUpsert && !slices.Contains(uniques, keyList) {
+	keyList := sqlcommon.KeyList(s.Tbl.Keys)
+	if s.Tbl.Mode == sqlcommon.OpUpsert && !slices.Contains(uniques, keyList) {
 		return nil, fmt.Errorf("mode upsert needs a primary key or unique index on exactly the key columns (%s) of table %q",
-			strings.Join(s.tbl.Keys, ", "), s.table.String())
+			strings.Join(s.Tbl.Keys, ", "), s.table.String())
 	}
-	if s.tbl.RType != nil {
+	if s.Tbl.RType != nil {
 		if err := s.checkType(ctx); err != nil {
 			return nil, err
 		}
@@ -187,11 +148,11 @@ func (s *sink) prepare(ctx context.Context) ([]stdlib.Position, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.coalesce = why == ""
-	if !s.coalesce {
+	s.Coalesce = why == ""
+	if !s.Coalesce {
 		s.log.Info("mysql: rows are sent at the end of every Write", "table", s.table.String(), "because", why)
 	}
-	if !s.exactly {
+	if !s.Exactly {
 		return nil, nil
 	}
 	if err := s.createOffsets(ctx, s.conn); err != nil {
@@ -229,13 +190,13 @@ SELECT CASE
 	if why != "" {
 		return why, nil
 	}
-	for _, name := range s.tbl.Order {
-		if c := s.tbl.Cols[name]; c.Class == classOther || c.Class == classDecimal {
+	for _, name := range s.Tbl.Order {
+		if c := s.Tbl.Cols[name]; c.Class == sqlcommon.ClassOther || c.Class == sqlcommon.ClassDecimal {
 			return fmt.Sprintf("column %q of type %s takes values only the server checks", c.Name, c.SQLType), nil
 		}
 	}
 	for _, u := range uniques {
-		if s.tbl.Mode == sqlcommon.OpInsert {
+		if s.Tbl.Mode == sqlcommon.OpInsert {
 			return "unique indexes in insert mode", nil
 		}
 		if u != keyList {
@@ -250,41 +211,36 @@ func (s *sink) setColumns(cols []column) {
 	for i := range cols {
 		ptrs[i] = &cols[i]
 	}
-	s.tbl.SetColumns(ptrs)
-	s.tbl.Name = s.table.String()
+	s.Tbl.SetColumns(ptrs)
+	s.Tbl.Name = s.table.String()
 }
 
 // createTable creates the table from the record type. Positions held for
 // a table of that name before are not held (they carry its id), and the
 // stage's positions are deleted after the table is created.
 func (s *sink) createTable(ctx context.Context) error {
-	if s.tbl.RType == nil || len(s.tbl.RType.Fields) == 0 {
-		return fmt.Errorf("create_table needs the record type: declare schema = ... on sink %q", s.sinkID)
+	if s.Tbl.RType == nil || len(s.Tbl.RType.Fields) == 0 {
+		return fmt.Errorf("create_table needs the record type: declare schema = ... on sink %q", s.ID)
 	}
 	var defs []string
-	for _, f := range s.tbl.RType.Fields {
+	for _, f := range s.Tbl.RType.Fields {
 		if f.Name == "__op" {
 			continue
 		}
 		typ := myTypes.Of(f.Type)
-		if slices.Contains(s.tbl.Keys, f.Name) {
+		if slices.Contains(s.Tbl.Keys, f.Name) {
 			typ = keyType(f.Type) + " NOT NULL"
 		}
 		defs = append(defs, quote(f.Name)+" "+typ)
 	}
-	for _, k := range s.tbl.Keys {
-		if s.tbl.RType.Field(k) == nil {
-			return fmt.Errorf("key column %q is not a field of the records (%s)", k, s.tbl.RType)
-		}
+	pk, err := s.Tbl.PrimaryKey(quote)
+	if err != nil {
+		return err
 	}
-	if len(s.tbl.Keys) > 0 {
-		ks := make([]string, len(s.tbl.Keys))
-		for i, k := range s.tbl.Keys {
-			ks[i] = quote(k)
-		}
-		defs = append(defs, "PRIMARY KEY ("+strings.Join(ks, ", ")+")")
+	if pk != "" {
+		defs = append(defs, pk)
 	}
-	_, err := s.conn.ExecContext(ctx, "CREATE TABLE "+s.table.sql()+" (\n  "+strings.Join(defs, ",\n  ")+"\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
+	_, err = s.conn.ExecContext(ctx, "CREATE TABLE "+s.table.sql()+" (\n  "+strings.Join(defs, ",\n  ")+"\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4")
 	var me *mysql.MySQLError
 	if errors.As(err, &me) && me.Number == erTableExists {
 		return nil // another task created it meanwhile
@@ -293,7 +249,7 @@ func (s *sink) createTable(ctx context.Context) error {
 		return fmt.Errorf("create table %q: %w", s.table.String(), err)
 	}
 	var forgot int64
-	if s.exactly {
+	if s.Exactly {
 		if err := s.createOffsets(ctx, s.conn); err != nil {
 			return err
 		}
@@ -310,7 +266,7 @@ func (s *sink) createTable(ctx context.Context) error {
 // checkType checks the record type against the table's columns, adding
 // columns for new fields when evolve = add_columns.
 func (s *sink) checkType(ctx context.Context) error {
-	add, err := s.tbl.CheckType(s.evolve, compatible, func(f *types.Field) string { return myTypes.Of(f.Type) },
+	add, err := s.Tbl.CheckType(s.Evolve, compatible, func(f *types.Field) string { return myTypes.Of(f.Type) },
 		func(field string) {
 			s.log.Warn("mysql: optional field feeds a NOT NULL column; null values will be rejected", "field", field)
 		})
@@ -339,101 +295,16 @@ func (s *sink) addColumns(ctx context.Context, cols []sqlcommon.NewColumn) error
 	return nil
 }
 
-// Write converts the batch and buffers its rows. The buffer goes to the
-// server when it holds batch rows or is older than flush, or at the end of
-// every Write when the table has constraints only the server can check
-// (see [sink.bufferable]).
-//
-// A failure other than rejected records leaves the open transaction in an
-// unknown state: the sink then refuses every further Write and Checkpoint,
-// so that the pipeline restarts from its last checkpoint.
-func (s *sink) Write(ctx context.Context, batch []stdlib.Record) error {
-	if err := s.usable(); err != nil {
-		return err
-	}
-	err := s.write(ctx, batch)
-	if err != nil && !errors.As(err, new(stdlib.RecordErrors)) {
-		err = s.conf.redact(err)
-		s.failed = err
-	}
-	return err
-}
-
-// usable reports why the sink cannot take Write or Checkpoint calls.
-func (s *sink) usable() error {
-	if s.tbl.Cols == nil {
-		return fmt.Errorf("mysql sink %q: not open", s.sinkID)
-	}
-	if s.failed != nil {
-		return fmt.Errorf("mysql sink %q: failed earlier, a restart is needed: %w", s.sinkID, s.failed)
-	}
-	return nil
-}
-
-func (s *sink) write(ctx context.Context, batch []stdlib.Record) error {
-	s.writes++
-	if s.evolve {
-		if err := s.evolveFor(ctx, batch); err != nil {
-			return err
-		}
-	}
-	items, cols, rejected := s.tbl.Convert(batch, s.writes)
-	if len(s.buf.Items) > 0 && !slices.Equal(cols, s.buf.Cols) {
-		rerrs, err := s.flush(ctx)
-		if err != nil {
-			return err
-		}
-		rejected = append(rejected, rerrs...)
-	}
-	s.buf.Add(s.tbl.Mode, items, cols)
-	if len(s.buf.Items) > 0 && (!s.coalesce || len(s.buf.Items) >= s.batch || time.Since(s.buf.Since) >= s.flushEvery) {
-		rerrs, err := s.flush(ctx)
-		if err != nil {
-			return err
-		}
-		rejected = append(rejected, rerrs...)
-	}
-	if !s.exactly && s.tx != nil && (s.txRows >= s.batch || time.Since(s.txStart) >= s.flushEvery) {
-		if err := s.commit(ctx, nil); err != nil {
-			return fmt.Errorf("mysql sink %q: %w", s.sinkID, err)
-		}
-	}
-	if len(rejected) > 0 {
-		slices.SortFunc(rejected, func(a, b stdlib.RecordError) int { return a.Index - b.Index })
-		return rejected
-	}
-	return nil
-}
-
-// flush sends the buffered rows. It returns the rejection of rows of the
-// current Write; the rejection of a row of an earlier Write fails the call.
-func (s *sink) flush(ctx context.Context) (stdlib.RecordErrors, error) {
-	// At most 65,535 values in one statement, as the server's prepared
-	// statements would take: a statement stays well under
-	// max_allowed_packet for rows of usual sizes.
-	per := s.batch
-	if n := max(len(s.buf.Cols), 1); per*n > 65535 {
-		per = max(65535/n, 1)
-	}
-	rejected, err := s.buf.Flush(s.tbl.Mode, s.tbl.Keys, per, s.writes, func(st sqlcommon.Step) (stdlib.RecordErrors, error) {
-		return s.apply(ctx, st)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("mysql sink %q: %w", s.sinkID, err)
-	}
-	return rejected, nil
-}
-
 // evolveFor adds a nullable column for every field of the batch that the
 // table lacks. DDL commits the open transaction in MySQL: it is rolled
 // back first, and replayed after.
 func (s *sink) evolveFor(ctx context.Context, batch []stdlib.Record) error {
-	add := s.tbl.Evolve(batch, &myTypes)
+	add := s.Tbl.Evolve(batch, &myTypes)
 	if len(add) == 0 {
 		return nil
 	}
-	if len(s.buf.Items) > 0 {
-		if _, err := s.flush(ctx); err != nil {
+	if len(s.Buf.Items) > 0 {
+		if _, err := s.Flush(ctx); err != nil {
 			return err
 		}
 	}
@@ -448,11 +319,11 @@ func (s *sink) evolveFor(ctx context.Context, batch []stdlib.Record) error {
 			return nil
 		}
 		if !transient(err) || ctx.Err() != nil {
-			return fmt.Errorf("mysql sink %q: %w", s.sinkID, err)
+			return fmt.Errorf("mysql sink %q: %w", s.ID, err)
 		}
 		s.reset()
 		if werr := b.Wait(ctx, err); werr != nil {
-			return fmt.Errorf("mysql sink %q: %w", s.sinkID, werr)
+			return fmt.Errorf("mysql sink %q: %w", s.ID, werr)
 		}
 	}
 }

@@ -315,7 +315,7 @@ func TestSinkCommitOutcome(t *testing.T) {
 	if ok, err := s.decide(ctx, 111, id); err != nil || !ok {
 		t.Fatalf("decide on a committed token: %v %v", ok, err)
 	}
-	s.committed()
+	s.Committed()
 	// A transaction left open on its connection, as when COMMIT's answer
 	// is lost before the server got it.
 	if err := s.Write(ctx, events(10, 20)); err != nil {
@@ -356,7 +356,7 @@ func TestSinkServerCheckedTypes(t *testing.T) {
 	e := newMy(t)
 	e.exec("CREATE TABLE d (id int PRIMARY KEY, price decimal(4,2), size enum('s','m','l'))")
 	s, _ := e.openSink(e.sinkConfig(map[string]any{"table": "d", "mode": stdlib.Ident("upsert")}, nil, stdlib.ExactlyOnce))
-	if s.coalesce {
+	if s.Coalesce {
 		t.Fatal("rows of a table with decimal and enum columns are buffered across Writes")
 	}
 	rec := func(id int64, price float64, size string) stdlib.Record {

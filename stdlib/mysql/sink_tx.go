@@ -5,13 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
 
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/internal/sqlcommon"
+	"pipe.dev/pipe/stdlib/retry"
 )
 
 // dial connects unless connected: one connection of the pool, kept.
@@ -73,11 +73,11 @@ func (s *sink) begin(ctx context.Context) error {
 		return err
 	}
 	s.tx = tx
-	s.txStart = time.Now()
-	if len(s.done) > 0 {
-		s.log.Info("mysql: replaying transaction", "steps", len(s.done), "rows", s.txRows)
+	s.TxStart = time.Now()
+	if len(s.Done) > 0 {
+		s.log.Info("mysql: replaying transaction", "steps", len(s.Done), "rows", s.TxRows)
 	}
-	for _, st := range s.done {
+	for _, st := range s.Done {
 		if err := s.exec(ctx, st); err != nil {
 			s.abort(ctx)
 			if recordError(err) {
@@ -119,8 +119,8 @@ func (s *sink) inTx(ctx context.Context, fn func() error) error {
 func (s *sink) apply(ctx context.Context, st sqlcommon.Step) (stdlib.RecordErrors, error) {
 	err := s.inTx(ctx, func() error { return s.exec(ctx, st) })
 	if err == nil {
-		s.done = append(s.done, st)
-		s.txRows += len(st.Rows)
+		s.Done = append(s.Done, st)
+		s.TxRows += len(st.Rows)
 		return nil, nil
 	}
 	if !recordError(err) {
@@ -193,7 +193,7 @@ func (s *sink) insertSQL(cols []string, n int) string {
 func (s *sink) upsertSQL(cols []string, n int) string {
 	var set []string
 	for _, c := range cols {
-		if !slices.Contains(s.tbl.Keys, c) {
+		if !slices.Contains(s.Tbl.Keys, c) {
 			set = append(set, quote(c)+" = VALUES("+quote(c)+")")
 		}
 	}
@@ -204,113 +204,16 @@ func (s *sink) upsertSQL(cols []string, n int) string {
 }
 
 func (s *sink) deleteSQL(n int) string {
-	if len(s.tbl.Keys) == 1 {
-		return "DELETE FROM " + s.table.sql() + " WHERE " + quote(s.tbl.Keys[0]) + " IN (" +
+	if len(s.Tbl.Keys) == 1 {
+		return "DELETE FROM " + s.table.sql() + " WHERE " + quote(s.Tbl.Keys[0]) + " IN (" +
 			strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + ")"
 	}
-	return "DELETE FROM " + s.table.sql() + " WHERE (" + columnList(s.tbl.Keys) + ") IN (" + tuples(n, len(s.tbl.Keys)) + ")"
+	return "DELETE FROM " + s.table.sql() + " WHERE (" + columnList(s.Tbl.Keys) + ") IN (" + tuples(n, len(s.Tbl.Keys)) + ")"
 }
 
-// Checkpoint commits the open transaction; exactly_once stores the
-// checkpoint's positions in it first.
-func (s *sink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
-	if err := s.usable(); err != nil {
-		return err
-	}
-	if err := s.checkpoint(ctx, cp); err != nil {
-		err = s.conf.redact(err)
-		s.failed = err
-		return err
-	}
-	return nil
-}
-
-func (s *sink) checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
-	if len(s.buf.Items) > 0 {
-		if _, err := s.flush(ctx); err != nil {
-			return fmt.Errorf("checkpoint %d: %w", cp.ID, err)
-		}
-	}
-	if s.tx == nil && len(s.done) == 0 && (!s.exactly || len(cp.Positions) == 0) {
-		return nil
-	}
-	if err := s.commit(ctx, &cp); err != nil {
-		return fmt.Errorf("mysql sink %q: checkpoint %d: %w", s.sinkID, cp.ID, err)
-	}
-	return nil
-}
-
-// commit commits the open transaction (replaying it on a new connection if
-// the old one was lost). With exactly_once and cp, the positions are stored
-// in the same transaction, and a COMMIT whose outcome is unknown is decided
-// by reading back the commit token.
-func (s *sink) commit(ctx context.Context, cp *stdlib.Checkpoint) error {
-	b := s.backoff()
-	for {
-		err := s.begin(ctx)
-		token := rand.Int64()
-		if err == nil && s.exactly && cp != nil {
-			err = s.storePositions(ctx, cp.Positions, token)
-		}
-		if err == nil {
-			id := s.connID
-			err = s.tx.Commit()
-			if err == nil {
-				s.committed()
-				return nil
-			}
-			s.reset()
-			if transient(err) && s.exactly && cp != nil {
-				ok, cerr := s.decide(ctx, token, id)
-				if cerr != nil {
-					return fmt.Errorf("commit outcome unknown: %w", cerr)
-				}
-				if ok {
-					s.committed()
-					return nil
-				}
-			}
-		}
-		if !transient(err) || ctx.Err() != nil {
-			if s.tx != nil {
-				s.abort(ctx)
-			}
-			return err
-		}
-		s.reset()
-		if werr := b.Wait(ctx, s.conf.redact(err)); werr != nil {
-			return werr
-		}
-	}
-}
-
-func (s *sink) committed() {
-	s.tx = nil
-	s.done = nil
-	s.txRows = 0
-	s.stale = false
-}
-
-// decide tells whether the transaction that carried token committed. The
-// connection that ran it (id) is killed first if it still exists, so that
-// its fate is sealed before the token is read.
-func (s *sink) decide(ctx context.Context, token, id int64) (bool, error) {
-	b := s.backoff()
-	for {
-		ok, err := s.readToken(ctx, token, id)
-		if err == nil {
-			return ok, nil
-		}
-		if !transient(err) {
-			return false, err
-		}
-		s.reset()
-		if werr := b.Wait(ctx, s.conf.redact(err)); werr != nil {
-			return false, werr
-		}
-	}
-}
-
+// readToken tells whether the transaction that carried token committed.
+// The connection that ran it (id) is killed first if it still exists, so
+// that its fate is sealed before the token is read.
 func (s *sink) readToken(ctx context.Context, token, id int64) (bool, error) {
 	if err := s.dial(ctx); err != nil {
 		return false, err
@@ -331,7 +234,7 @@ func (s *sink) readToken(ctx context.Context, token, id int64) (bool, error) {
 	}
 	var got int64
 	err := s.conn.QueryRowContext(ctx, "SELECT `offset` FROM "+s.offsets.sql()+
-		" WHERE pipeline = ? AND sink = ? AND source = '' AND `partition` = ''", s.pipeline, s.sinkID).Scan(&got)
+		" WHERE pipeline = ? AND sink = ? AND source = '' AND `partition` = ''", s.pipeline, s.ID).Scan(&got)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -346,7 +249,7 @@ func (s *sink) Close(ctx context.Context) error {
 	if s.tx != nil {
 		_ = s.tx.Rollback()
 	}
-	s.tx, s.done, s.txRows, s.buf = nil, nil, 0, sqlcommon.Buffer{}
+	s.tx, s.Done, s.TxRows, s.Buf = nil, nil, 0, sqlcommon.Buffer{}
 	if s.conn != nil {
 		_ = s.conn.Close()
 		s.conn = nil
@@ -355,8 +258,50 @@ func (s *sink) Close(ctx context.Context) error {
 		err := s.db.Close()
 		s.db = nil
 		if err != nil {
-			return fmt.Errorf("mysql sink %q: close: %w", s.sinkID, s.conf.redact(err))
+			return fmt.Errorf("mysql sink %q: close: %w", s.ID, s.conf.redact(err))
 		}
 	}
 	return nil
 }
+
+// sinkConn is the sink's side of [sqlcommon.Conn].
+type sinkConn struct{ s *sink }
+
+func (c sinkConn) EvolveFor(ctx context.Context, batch []stdlib.Record) error {
+	return c.s.evolveFor(ctx, batch)
+}
+
+func (c sinkConn) Apply(ctx context.Context, st sqlcommon.Step) (stdlib.RecordErrors, error) {
+	return c.s.apply(ctx, st)
+}
+
+func (c sinkConn) InTx() bool                      { return c.s.tx != nil }
+func (c sinkConn) Begin(ctx context.Context) error { return c.s.begin(ctx) }
+func (c sinkConn) StorePositions(ctx context.Context, ps []stdlib.Position, token int64) error {
+	return c.s.storePositions(ctx, ps, token)
+}
+
+// CommitTx commits; a transaction whose COMMIT failed is decided by the
+// connection (its id) that ran it.
+func (c sinkConn) CommitTx(context.Context) (func(context.Context, int64) (bool, error), error) {
+	id := c.s.connID
+	err := c.s.tx.Commit()
+	return func(ctx context.Context, token int64) (bool, error) { return c.s.readToken(ctx, token, id) }, err
+}
+
+// decide tells whether the transaction that carried token, run by the
+// connection id, committed.
+func (s *sink) decide(ctx context.Context, token, id int64) (bool, error) {
+	return s.Decide(ctx, token, func(ctx context.Context, token int64) (bool, error) { return s.readToken(ctx, token, id) })
+}
+
+func (c sinkConn) Committed() {
+	c.s.tx = nil
+	c.s.stale = false
+}
+
+func (c sinkConn) Reset()                    { c.s.reset() }
+func (c sinkConn) Abort(ctx context.Context) { c.s.abort(ctx) }
+func (c sinkConn) Transient(err error) bool  { return transient(err) }
+func (c sinkConn) Redact(err error) error    { return c.s.conf.redact(err) }
+func (c sinkConn) Backoff() *retry.Backoff   { return c.s.backoff() }

@@ -56,7 +56,7 @@ type source struct {
 	query        string
 	mode         sqlcommon.ReadMode
 	inc, ts      string
-	poll, delay  time.Duration
+	delay        time.Duration
 	batch        int
 	retryTimeout time.Duration
 	stage        string
@@ -68,11 +68,11 @@ type source struct {
 	cols     []*column
 	last     int64 // offset of the last record emitted
 	hasLast  bool
-	idle     bool // the last query found nothing new: wait poll before the next
-	done     bool // bulk read finished
 	ordinal  int64
 	bulk     *sql.Rows
 	bulkScan *scanner
+
+	sqlcommon.Poller // poll, idle, done
 }
 
 func newSource(cfg stdlib.Config) (*source, error) {
@@ -81,12 +81,12 @@ func newSource(cfg stdlib.Config) (*source, error) {
 		return nil, fmt.Errorf("mysql source: %w", err)
 	}
 	s := &source{
+		Poller:       sqlcommon.Poller{Poll: cfg.Duration("poll")},
 		log:          sqlcommon.Logger(cfg.Logger),
 		conf:         conf,
 		query:        cfg.String("query"),
 		inc:          cfg.String("incrementing_column"),
 		ts:           cfg.String("timestamp_column"),
-		poll:         cfg.Duration("poll"),
 		delay:        cfg.Duration("delay"),
 		batch:        int(cfg.Int("batch")),
 		retryTimeout: cfg.Duration(retry.Param.Name),
@@ -243,46 +243,15 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 	if s.db == nil {
 		return nil, fmt.Errorf("mysql source %q: not open", s.stage)
 	}
-	b := s.backoff()
-	for {
-		if s.done {
-			return nil, stdlib.ErrEndOfInput
-		}
-		if s.idle {
-			t := time.NewTimer(s.poll)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil, ctx.Err()
-			case <-t.C:
+	return s.Poller.Read(ctx, fmt.Sprintf("mysql source %q", s.stage), s.mode == sqlcommon.ModeBulk, s.backoff(), s.fetch,
+		func(err error) (error, bool) {
+			if s.bulk != nil {
+				s.bulk.Close()
+				s.bulk = nil
 			}
-		}
-		recs, err := s.fetch(ctx)
-		if err == nil {
-			b.Reset()
-			if len(recs) > 0 {
-				s.idle = false
-				return recs, nil
-			}
-			if s.mode == sqlcommon.ModeBulk {
-				s.done = true
-				return nil, stdlib.ErrEndOfInput
-			}
-			s.idle = true
-			continue
-		}
-		if s.bulk != nil {
-			s.bulk.Close()
-			s.bulk = nil
-		}
-		err = s.conf.redact(err)
-		if !transient(err) || ctx.Err() != nil {
-			return nil, fmt.Errorf("mysql source %q: %w", s.stage, err)
-		}
-		if werr := b.Wait(ctx, err); werr != nil {
-			return nil, fmt.Errorf("mysql source %q: %w", s.stage, werr)
-		}
-	}
+			err = s.conf.redact(err)
+			return err, transient(err) && ctx.Err() == nil
+		})
 }
 
 func (s *source) fetch(ctx context.Context) ([]stdlib.Record, error) {
@@ -330,31 +299,14 @@ func (s *source) fetchBulk(ctx context.Context) ([]stdlib.Record, error) {
 			return nil, err
 		}
 	}
-	var recs []stdlib.Record
-	for len(recs) < s.batch && s.bulk.Next() {
-		s.ordinal++
-		if s.hasLast && s.ordinal <= s.last {
-			continue
-		}
-		r, err := s.record(s.bulk, s.bulkScan, s.ordinal, false)
-		if err != nil {
-			return nil, err
-		}
-		recs = append(recs, r)
-	}
-	if len(recs) < s.batch {
-		err := s.bulk.Err()
-		s.bulk.Close()
-		s.bulk = nil
-		if err != nil {
-			return nil, err
-		}
-		s.done = true // the next Read ends the input
-	}
-	if len(recs) > 0 {
-		s.last, s.hasLast = recs[len(recs)-1].Pos.Offset, true
-	}
-	return recs, nil
+	return s.Bulk(sqlcommon.Offset{Last: &s.last, HasLast: &s.hasLast}, s.batch, &s.ordinal, s.bulk.Next,
+		func(ordinal int64) (stdlib.Record, error) { return s.record(s.bulk, s.bulkScan, ordinal, false) },
+		func() error {
+			err := s.bulk.Err()
+			s.bulk.Close()
+			s.bulk = nil
+			return err
+		})
 }
 
 // collect runs query and converts its rows; ts says the offset is the
@@ -369,21 +321,8 @@ func (s *source) collect(ctx context.Context, query string, args []any, ts bool)
 	if err != nil {
 		return nil, err
 	}
-	var recs []stdlib.Record
-	for rows.Next() {
-		r, err := s.record(rows, sc, 0, ts)
-		if err != nil {
-			return nil, err
-		}
-		recs = append(recs, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if len(recs) > 0 {
-		s.last, s.hasLast = recs[len(recs)-1].Pos.Offset, true
-	}
-	return recs, nil
+	return sqlcommon.Collect(sqlcommon.Offset{Last: &s.last, HasLast: &s.hasLast}, rows.Next,
+		func() (stdlib.Record, error) { return s.record(rows, sc, 0, ts) }, rows.Err)
 }
 
 // scanner holds what the rows of one query are scanned with.
@@ -417,36 +356,12 @@ func (s *source) record(rows *sql.Rows, sc *scanner, ordinal int64, ts bool) (st
 	if err := rows.Scan(sc.ptrs...); err != nil {
 		return stdlib.Record{}, err
 	}
-	m := make(map[string]any, len(vals))
-	r := stdlib.Record{Partition: -1}
-	off := ordinal
-	for i, v := range vals {
-		c := sc.cols[i]
-		nv, err := fromColumn(c, v)
-		if err != nil {
-			return stdlib.Record{}, fmt.Errorf("column %q: %w", c.Name, err)
-		}
-		m[c.Name] = nv
-		switch {
-		case s.mode == sqlcommon.ModeBulk:
-		case ts && c.Name == s.ts:
-			t, ok := nv.(time.Time)
-			if !ok {
-				return stdlib.Record{}, fmt.Errorf("timestamp column %q is null", s.ts)
-			}
-			off = t.UnixMicro()
-			r.Time = t
-		case !ts && c.Name == s.inc:
-			n, ok := nv.(int64)
-			if !ok {
-				return stdlib.Record{}, fmt.Errorf("incrementing column %q is null", s.inc)
-			}
-			off = n
-		}
-	}
-	r.Value = m
-	r.Pos = stdlib.Position{Source: s.stage, Partition: s.partition, Offset: off}
-	return r, nil
+	return sqlcommon.RowRecord(sqlcommon.Row{Mode: s.mode, Inc: s.inc, TS: s.ts, ByTS: ts, Count: len(vals),
+		Column: func(i int) (string, any, error) {
+			c := sc.cols[i]
+			nv, err := fromColumn(c, vals[i])
+			return c.Name, nv, err
+		}}, stdlib.Position{Source: s.stage, Partition: s.partition, Offset: ordinal})
 }
 
 // Commit has nothing to do: positions live in the executor's state store

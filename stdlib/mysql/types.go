@@ -15,21 +15,6 @@ import (
 	"pipe.dev/pipe/stdlib/internal/sqlcommon"
 )
 
-// class groups MySQL column types by the values they take.
-type class int
-
-const (
-	classOther class = iota
-	classInt
-	classFloat
-	classDecimal
-	classText
-	classBool
-	classTime
-	classBytes
-	classJSON
-)
-
 // column is one column of a table as information_schema describes it.
 type column struct {
 	Name       string
@@ -40,44 +25,44 @@ type column struct {
 	MaxChars   int  // CHARACTER_MAXIMUM_LENGTH, 0 if none
 	MaxBytes   int  // CHARACTER_OCTET_LENGTH, 0 if none
 	Unsigned   bool
-	Class      class
+	Class      sqlcommon.Class
 }
 
 func (c *column) ColumnName() string    { return c.Name }
 func (c *column) ColumnType() string    { return c.SQLType }
 func (c *column) Required() bool        { return !c.Nullable && !c.HasDefault }
-func (c *column) Integer() bool         { return c.Class == classInt }
-func (c *column) Timestamp() bool       { return c.Class == classTime }
+func (c *column) Integer() bool         { return c.Class == sqlcommon.ClassInt }
+func (c *column) Timestamp() bool       { return c.Class == sqlcommon.ClassTime }
 func (c *column) LangType() *types.Type { return typeOfColumn(c) }
 
-func classOf(dataType, columnType string, json bool) class {
+func classOf(dataType, columnType string, json bool) sqlcommon.Class {
 	if json {
-		return classJSON
+		return sqlcommon.ClassJSON
 	}
 	switch dataType {
 	case "tinyint":
 		if strings.HasPrefix(columnType, "tinyint(1)") {
-			return classBool
+			return sqlcommon.ClassBool
 		}
-		return classInt
+		return sqlcommon.ClassInt
 	case "smallint", "mediumint", "int", "integer", "bigint", "year":
-		return classInt
+		return sqlcommon.ClassInt
 	case "float", "double", "real":
-		return classFloat
+		return sqlcommon.ClassFloat
 	case "decimal", "numeric":
-		return classDecimal
+		return sqlcommon.ClassDecimal
 	case "char", "varchar", "tinytext", "text", "mediumtext", "longtext":
-		return classText
+		return sqlcommon.ClassText
 	case "bool", "boolean":
-		return classBool
+		return sqlcommon.ClassBool
 	case "datetime", "timestamp", "date":
-		return classTime
+		return sqlcommon.ClassTime
 	case "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob":
-		return classBytes
+		return sqlcommon.ClassBytes
 	case "json":
-		return classJSON
+		return sqlcommon.ClassJSON
 	}
-	return classOther // enum, set, bit, time, geometry, uuid, inet6 ...
+	return sqlcommon.ClassOther // enum, set, bit, time, geometry, uuid, inet6 ...
 }
 
 // myTypes are the column types create_table and evolve use.
@@ -165,31 +150,19 @@ GROUP BY INDEX_NAME ORDER BY INDEX_NAME`, t.DB, t.Name)
 // compatible reports why values of field type t cannot be written to
 // column c, or nil if they can.
 func compatible(t *types.Type, c *column) error {
-	if t == nil || t.Kind == types.Any {
-		return nil
-	}
-	cl := c.Class
-	ok := false
-	switch t.Kind {
-	case types.String:
-		ok = cl == classText || cl == classJSON || cl == classTime || cl == classOther || cl == classDecimal
-	case types.Int:
-		ok = cl == classInt || cl == classFloat || cl == classDecimal || cl == classJSON || cl == classBool
-	case types.Float:
-		ok = cl == classFloat || cl == classDecimal || cl == classJSON
-	case types.Bool:
-		ok = cl == classBool || cl == classInt || cl == classJSON
-	case types.Timestamp:
-		ok = cl == classTime || cl == classJSON
-	case types.Bytes:
-		ok = cl == classBytes
-	case types.List, types.Map, types.Record:
-		ok = cl == classJSON || cl == classText
-	}
-	if !ok {
-		return fmt.Errorf("a %s cannot be written to a %s column", t.WithOptional(false), c.SQLType)
-	}
-	return nil
+	return sqlcommon.Compatible(t, c.Class, c.SQLType, alsoWritable)
+}
+
+// alsoWritable names the classes of MySQL columns that take values of a
+// kind beyond those of every server: a decimal from a string, a boolean
+// (tinyint(1)) from an int and back, JSON text in a text column.
+var alsoWritable = map[types.Kind][]sqlcommon.Class{
+	types.String: {sqlcommon.ClassDecimal},
+	types.Int:    {sqlcommon.ClassBool},
+	types.Bool:   {sqlcommon.ClassInt},
+	types.List:   {sqlcommon.ClassText},
+	types.Map:    {sqlcommon.ClassText},
+	types.Record: {sqlcommon.ClassText},
 }
 
 // intRange is the range of an integer column.
@@ -221,7 +194,7 @@ func toColumn(c *column, v any) (any, error) {
 		return fmt.Errorf("column %q (%s) cannot take %s", c.Name, c.SQLType, sqlcommon.Describe(v))
 	}
 	switch c.Class {
-	case classInt, classBool:
+	case sqlcommon.ClassInt, sqlcommon.ClassBool:
 		var n int64
 		switch x := v.(type) {
 		case int64:
@@ -246,7 +219,7 @@ func toColumn(c *column, v any) (any, error) {
 			return nil, fmt.Errorf("column %q (%s): %d out of range", c.Name, c.SQLType, n)
 		}
 		return n, nil
-	case classFloat, classDecimal:
+	case sqlcommon.ClassFloat, sqlcommon.ClassDecimal:
 		var f float64
 		switch x := v.(type) {
 		case float64:
@@ -254,14 +227,14 @@ func toColumn(c *column, v any) (any, error) {
 		case float32:
 			f = float64(x)
 		case int64:
-			if c.Class == classDecimal {
+			if c.Class == sqlcommon.ClassDecimal {
 				return strconv.FormatInt(x, 10), nil
 			}
 			f = float64(x)
 		case int:
 			f = float64(x)
 		case string:
-			if c.Class == classDecimal {
+			if c.Class == sqlcommon.ClassDecimal {
 				if _, err := strconv.ParseFloat(x, 64); err != nil {
 					return nil, fmt.Errorf("column %q (%s): %q is not a number", c.Name, c.SQLType, x)
 				}
@@ -277,11 +250,11 @@ func toColumn(c *column, v any) (any, error) {
 		if c.DataType == "float" && math.Abs(f) > math.MaxFloat32 {
 			return nil, fmt.Errorf("column %q (%s): %v out of range", c.Name, c.SQLType, f)
 		}
-		if c.Class == classDecimal {
+		if c.Class == sqlcommon.ClassDecimal {
 			return strconv.FormatFloat(f, 'f', -1, 64), nil
 		}
 		return f, nil
-	case classText:
+	case sqlcommon.ClassText:
 		s, ok := v.(string)
 		if !ok {
 			switch v.(type) {
@@ -299,7 +272,7 @@ func toColumn(c *column, v any) (any, error) {
 			return nil, fmt.Errorf("column %q: invalid UTF-8", c.Name)
 		}
 		return s, checkLen(c, s)
-	case classTime:
+	case sqlcommon.ClassTime:
 		var t time.Time
 		switch x := v.(type) {
 		case time.Time:
@@ -321,7 +294,7 @@ func toColumn(c *column, v any) (any, error) {
 			return nil, fmt.Errorf("column %q (%s): %s out of range", c.Name, c.SQLType, t.Format(time.RFC3339))
 		}
 		return t, nil
-	case classBytes:
+	case sqlcommon.ClassBytes:
 		var b []byte
 		switch x := v.(type) {
 		case []byte:
@@ -335,7 +308,7 @@ func toColumn(c *column, v any) (any, error) {
 			return nil, fmt.Errorf("column %q (%s): value of %d bytes too long", c.Name, c.SQLType, len(b))
 		}
 		return b, nil
-	case classJSON:
+	case sqlcommon.ClassJSON:
 		b, err := json.Marshal(v)
 		if err != nil {
 			return nil, fmt.Errorf("column %q (%s): %v", c.Name, c.SQLType, err)
@@ -359,26 +332,7 @@ func checkLen(c *column, s string) error {
 }
 
 // typeOfColumn returns the lang type of values read from column c.
-func typeOfColumn(c *column) *types.Type {
-	var t *types.Type
-	switch c.Class {
-	case classInt:
-		t = types.IntType
-	case classFloat, classDecimal:
-		t = types.FloatType
-	case classBool:
-		t = types.BoolType
-	case classTime:
-		t = types.TimestampType
-	case classBytes:
-		t = types.BytesType
-	case classJSON:
-		t = types.AnyType
-	default:
-		t = types.StringType
-	}
-	return t.WithOptional(c.Nullable)
-}
+func typeOfColumn(c *column) *types.Type { return c.Class.LangType().WithOptional(c.Nullable) }
 
 // fromColumn converts a value the driver read from column c into the
 // lang/types representation.
@@ -388,7 +342,7 @@ func fromColumn(c *column, v any) (any, error) {
 		return nil, nil
 	case []byte:
 		switch c.Class {
-		case classInt:
+		case sqlcommon.ClassInt:
 			if c.Unsigned {
 				n, err := strconv.ParseUint(string(x), 10, 64)
 				if err != nil || n > math.MaxInt64 {
@@ -397,14 +351,14 @@ func fromColumn(c *column, v any) (any, error) {
 				return int64(n), nil
 			}
 			return strconv.ParseInt(string(x), 10, 64)
-		case classBool:
+		case sqlcommon.ClassBool:
 			n, err := strconv.ParseInt(string(x), 10, 64)
 			return n != 0, err
-		case classFloat, classDecimal:
+		case sqlcommon.ClassFloat, sqlcommon.ClassDecimal:
 			return strconv.ParseFloat(string(x), 64)
-		case classBytes:
+		case sqlcommon.ClassBytes:
 			return append([]byte(nil), x...), nil
-		case classJSON:
+		case sqlcommon.ClassJSON:
 			out, err := codec.DecodeJSONValue(x)
 			if err != nil {
 				return nil, fmt.Errorf("decode json: %w", err)
@@ -413,10 +367,10 @@ func fromColumn(c *column, v any) (any, error) {
 		}
 		return string(x), nil
 	case int64:
-		if c.Class == classBool {
+		if c.Class == sqlcommon.ClassBool {
 			return x != 0, nil
 		}
-		if c.Class == classFloat || c.Class == classDecimal {
+		if c.Class == sqlcommon.ClassFloat || c.Class == sqlcommon.ClassDecimal {
 			return float64(x), nil
 		}
 		return x, nil

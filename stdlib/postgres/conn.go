@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/internal/sqlcommon"
 	"pipe.dev/pipe/stdlib/retry"
 )
 
@@ -145,8 +146,8 @@ type column struct {
 	BaseType   string // format_type without modifiers: character varying
 	Nullable   bool
 	HasDefault bool
-	MaxLen     int     // character_maximum_length, 0 if none
-	Class      pgClass // classOf(Type)
+	MaxLen     int             // character_maximum_length, 0 if none
+	Class      sqlcommon.Class // classOf(Type)
 }
 
 // queryer is what both a connection and a transaction offer.

@@ -92,15 +92,12 @@ type heldRow = sqlcommon.Held[uint32]
 // stored for another table are reported and left out, and deleted with the
 // next commit (see storePositions).
 func (s *sink) readHeld(ctx context.Context) ([]stdlib.Position, error) {
-	rows, err := s.readRows(ctx, s.conn, "sink = $2", s.sinkID)
+	rows, err := s.readRows(ctx, s.conn, "sink = $2", s.ID)
 	if err != nil {
 		return nil, err
 	}
-	var held []stdlib.Position
-	for _, r := range s.forTarget(rows) {
-		held = append(held, r.Position)
-	}
-	s.stale = len(held) < len(rows)
+	held, stale := sqlcommon.HeldFor(s.log, "postgres", s.table.String(), s.target, rows)
+	s.stale = stale
 	return held, nil
 }
 
@@ -148,11 +145,11 @@ func (s *sink) forTarget(rows []heldRow) []heldRow {
 func (s *sink) storePositions(ctx context.Context, tx pgx.Tx, ps []stdlib.Position, token int64) error {
 	if s.stale {
 		if _, err := tx.Exec(ctx, `DELETE FROM `+s.offsets.sql()+` WHERE pipeline = $1 AND sink = $2 AND target <> $3`,
-			s.pipeline, s.sinkID, s.target); err != nil {
+			s.pipeline, s.ID, s.target); err != nil {
 			return err
 		}
 	}
-	return upsertPositions(ctx, tx, s.offsets, s.pipeline, s.sinkID, s.target, ps, &token)
+	return upsertPositions(ctx, tx, s.offsets, s.pipeline, s.ID, s.target, ps, &token)
 }
 
 // upsertPositions stores positions of one sink task for the table target,
@@ -186,7 +183,7 @@ const forgetSQL = `WHERE pipeline = $1 AND ` + stageSinks + ` AND source <> ''`
 // at_least_once sink, or one whose table or offsets table does not exist,
 // holds none.
 func (s *sink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
-	if !s.exactly {
+	if !s.Exactly {
 		return nil, nil
 	}
 	var out []stdlib.Position
@@ -213,7 +210,7 @@ func (s *sink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
 // given set, stored for the table the sink writes to now (which must
 // exist). An at_least_once sink keeps none: nothing to change.
 func (s *sink) SetPositions(ctx context.Context, source string, reset []string, set []stdlib.Position) error {
-	if !s.exactly {
+	if !s.Exactly {
 		return nil
 	}
 	for _, p := range set {

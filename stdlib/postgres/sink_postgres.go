@@ -42,17 +42,11 @@ type sink struct {
 	dsn          string
 	table        tableName
 	offsets      tableName
-	tbl          sqlcommon.Table[*column] // columns, mode, keys, record type
-	batch        int
-	flushEvery   time.Duration
 	create       bool
-	evolve       bool
 	retryTimeout time.Duration
-	exactly      bool
 	pipeline     string
 	stage        string
 	tasks        int
-	sinkID       string // the task's name in the offsets table
 
 	target     uint32 // OID of the table the positions are held for
 	hasOffsets bool   // the offsets table exists (StoredPositions, SetPositions)
@@ -61,36 +55,21 @@ type sink struct {
 	conn         *pgx.Conn
 	backendStart time.Time // of conn's server process
 	tx           pgx.Tx
-	txStart      time.Time
-	txRows       int
-	done         []sqlcommon.Step // steps of the open transaction
 
-	failed   error            // a failure that left the transaction in doubt
-	writes   uint64           // Write calls so far
-	buf      sqlcommon.Buffer // rows not yet sent
-	coalesce bool             // rows of several Writes may share a statement
+	sqlcommon.Sink[*column] // the table, the buffer, the transaction's steps
 }
 
 func newSink(cfg stdlib.Config) (*sink, error) {
 	s := &sink{
-		log:          cfg.Logger,
+		log:          sqlcommon.Logger(cfg.Logger),
 		dsn:          cfg.String("dsn"),
-		batch:        int(cfg.Int("batch")),
-		flushEvery:   cfg.Duration("flush"),
 		create:       cfg.Bool("create_table"),
-		evolve:       cfg.String("evolve") == "add_columns",
 		retryTimeout: cfg.Duration(retry.Param.Name),
-		exactly:      cfg.Delivery == stdlib.ExactlyOnce,
 		pipeline:     cfg.Pipeline,
 		stage:        cfg.Stage,
 		tasks:        cfg.Tasks,
-		sinkID:       sqlcommon.TaskSinkID(cfg.Stage, cfg.Task, cfg.Tasks),
 	}
-	s.tbl.Keys = cfg.Strings("key")
-	s.tbl.ToColumn = toColumn
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
+	s.Sink = sqlcommon.NewSink[*column]("postgres", cfg, toColumn, sinkConn{s})
 	if s.dsn == "" {
 		return nil, errors.New("postgres sink: dsn is empty")
 	}
@@ -101,10 +80,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	if s.offsets, err = parseTable(cfg.String("offsets_table")); err != nil {
 		return nil, fmt.Errorf("postgres sink: %w", err)
 	}
-	if s.tbl.Mode, err = sqlcommon.ParseMode(cfg.String("mode")); err != nil {
-		return nil, fmt.Errorf("postgres sink: %w", err)
-	}
-	if s.tbl.RType, err = sqlcommon.RecordType(cfg); err != nil {
+	if err := s.Configure(cfg); err != nil {
 		return nil, fmt.Errorf("postgres sink: %w", err)
 	}
 	return s, nil
@@ -115,26 +91,8 @@ func (s *sink) backoff() *retry.Backoff { return retry.New(s.retryTimeout, s.log
 
 // Open connects, prepares the table and returns the positions held.
 func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
-	s.failed, s.buf, s.done, s.tx, s.txRows = nil, sqlcommon.Buffer{}, nil, nil, 0
-	b := s.backoff()
-	for {
-		err := s.dial(ctx)
-		var held []stdlib.Position
-		if err == nil {
-			held, err = s.prepare(ctx)
-		}
-		if err == nil {
-			return held, nil
-		}
-		s.reset()
-		s.tbl.Cols = nil
-		if !transient(err) || ctx.Err() != nil {
-			return nil, fmt.Errorf("postgres sink %q: %w", s.sinkID, err)
-		}
-		if werr := b.Wait(ctx, err); werr != nil {
-			return nil, fmt.Errorf("postgres sink %q: %w", s.sinkID, werr)
-		}
-	}
+	s.tx = nil
+	return s.OpenWith(ctx, s.dial, s.prepare)
 }
 
 func (s *sink) prepare(ctx context.Context) ([]stdlib.Position, error) {
@@ -161,28 +119,28 @@ func (s *sink) prepare(ctx context.Context) ([]stdlib.Position, error) {
 		}
 	}
 	s.setColumns(cols)
-	if s.tbl.Mode != sqlcommon.OpInsert && len(s.tbl.Keys) == 0 {
+	if s.Tbl.Mode != sqlcommon.OpInsert && len(s.Tbl.Keys) == 0 {
 		pk, err := primaryKey(ctx, s.conn, s.table)
 		if err != nil {
 			return nil, err
 		}
 		if len(pk) == 0 {
-			return nil, fmt.Errorf("mode %s needs key columns: set key = [...] or give table %q a primary key", s.tbl.Mode, s.table.String())
+			return nil, fmt.Errorf("mode %s needs key columns: set key = [...] or give table %q a primary key", s.Tbl.Mode, s.table.String())
 		}
-		s.tbl.Keys = pk
+		s.Tbl.Keys = pk
 	}
-	if err := s.tbl.CheckKeys(); err != nil {
+	if err := s.Tbl.CheckKeys(); err != nil {
 		return nil, err
 	}
 	uniques, err := s.uniqueIndexes(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if s.tbl.Mode == sqlcommon.OpUpsert && !slices.Contains(uniques, s.keyList()) {
+	if s.Tbl.Mode == sqlcommon.OpUpsert && !slices.Contains(uniques, s.keyList()) {
 		return nil, fmt.Errorf("mode upsert needs a primary key or unique index on exactly the key columns (%s) of table %q",
-			strings.Join(s.tbl.Keys, ", "), s.table.String())
+			strings.Join(s.Tbl.Keys, ", "), s.table.String())
 	}
-	if s.tbl.RType != nil {
+	if s.Tbl.RType != nil {
 		if err := s.checkType(ctx); err != nil {
 			return nil, err
 		}
@@ -191,11 +149,11 @@ func (s *sink) prepare(ctx context.Context) ([]stdlib.Position, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.coalesce = why == ""
-	if !s.coalesce {
+	s.Coalesce = why == ""
+	if !s.Coalesce {
 		s.log.Info("postgres: rows are sent at the end of every Write", "table", s.table.String(), "because", why)
 	}
-	if !s.exactly {
+	if !s.Exactly {
 		return nil, nil
 	}
 	if err := s.createOffsets(ctx, s.conn); err != nil {
@@ -237,8 +195,8 @@ SELECT CASE
 	if why != "" {
 		return why, nil
 	}
-	for _, name := range s.tbl.Order {
-		if c := s.tbl.Cols[name]; c.Class == classOther || c.Class == classNumeric && c.SQLType != c.BaseType {
+	for _, name := range s.Tbl.Order {
+		if c := s.Tbl.Cols[name]; c.Class == sqlcommon.ClassOther || c.Class == sqlcommon.ClassDecimal && c.SQLType != c.BaseType {
 			return fmt.Sprintf("column %q of type %s takes values only the server checks", c.Name, c.SQLType), nil
 		}
 	}
@@ -247,7 +205,7 @@ SELECT CASE
 		return "", err
 	}
 	for _, u := range uniques {
-		if s.tbl.Mode == sqlcommon.OpInsert {
+		if s.Tbl.Mode == sqlcommon.OpInsert {
 			return "unique indexes in insert mode", nil
 		}
 		if u != s.keyList() {
@@ -273,15 +231,15 @@ WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique AND i.indpred IS NULL`
 }
 
 // keyList returns the key columns sorted and comma-joined.
-func (s *sink) keyList() string { return sqlcommon.KeyList(s.tbl.Keys) }
+func (s *sink) keyList() string { return sqlcommon.KeyList(s.Tbl.Keys) }
 
 func (s *sink) setColumns(cols []column) {
 	ptrs := make([]*column, len(cols))
 	for i := range cols {
 		ptrs[i] = &cols[i]
 	}
-	s.tbl.SetColumns(ptrs)
-	s.tbl.Name = s.table.String()
+	s.Tbl.SetColumns(ptrs)
+	s.Tbl.Name = s.table.String()
 }
 
 // createTable creates the table (and its schema) from the record type. An
@@ -289,42 +247,37 @@ func (s *sink) setColumns(cols []column) {
 // transaction it forgets what every task of the stage held for the table's
 // previous incarnation (or for the table `table` named before).
 func (s *sink) createTable(ctx context.Context) error {
-	if s.tbl.RType == nil || len(s.tbl.RType.Fields) == 0 {
-		return fmt.Errorf("create_table needs the record type: declare schema = ... on sink %q", s.sinkID)
+	if s.Tbl.RType == nil || len(s.Tbl.RType.Fields) == 0 {
+		return fmt.Errorf("create_table needs the record type: declare schema = ... on sink %q", s.ID)
 	}
 	var defs []string
-	for _, f := range s.tbl.RType.Fields {
+	for _, f := range s.Tbl.RType.Fields {
 		if f.Name == "__op" {
 			continue
 		}
 		defs = append(defs, quote(f.Name)+" "+pgTypes.Of(f.Type))
 	}
-	for _, k := range s.tbl.Keys {
-		if s.tbl.RType.Field(k) == nil {
-			return fmt.Errorf("key column %q is not a field of the records (%s)", k, s.tbl.RType)
-		}
+	pk, err := s.Tbl.PrimaryKey(quote)
+	if err != nil {
+		return err
 	}
-	if len(s.tbl.Keys) > 0 {
-		ks := make([]string, len(s.tbl.Keys))
-		for i, k := range s.tbl.Keys {
-			ks[i] = quote(k)
-		}
-		defs = append(defs, "PRIMARY KEY ("+strings.Join(ks, ", ")+")")
+	if pk != "" {
+		defs = append(defs, pk)
 	}
 	if _, err := s.conn.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+quote(s.table.Schema)); err != nil && !alreadyExists(err) {
 		return fmt.Errorf("create schema %q: %w", s.table.Schema, err)
 	}
-	if s.exactly {
+	if s.Exactly {
 		if err := s.createOffsets(ctx, s.conn); err != nil {
 			return err
 		}
 	}
 	var forgot int64
-	err := pgx.BeginFunc(ctx, s.conn, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "CREATE TABLE "+s.table.sql()+" (\n  "+strings.Join(defs, ",\n  ")+"\n)"); err != nil {
 			return err
 		}
-		if !s.exactly {
+		if !s.Exactly {
 			return nil
 		}
 		tag, err := tx.Exec(ctx, "DELETE FROM "+s.offsets.sql()+" "+forgetSQL, s.pipeline, s.stage)
@@ -350,7 +303,7 @@ func alreadyExists(err error) bool {
 // checkType checks the record type against the table's columns, adding
 // columns for new fields when evolve = add_columns.
 func (s *sink) checkType(ctx context.Context) error {
-	newCols, err := s.tbl.CheckType(s.evolve, compatible, func(f *types.Field) string { return pgTypes.Of(f.Type) },
+	newCols, err := s.Tbl.CheckType(s.Evolve, compatible, func(f *types.Field) string { return pgTypes.Of(f.Type) },
 		func(field string) {
 			s.log.Warn("postgres: optional field feeds a NOT NULL column; null values will be rejected",
 				"field", field, "column", field)
@@ -381,84 +334,4 @@ func addColumns(cols []sqlcommon.NewColumn) []string {
 		add = append(add, "ADD COLUMN IF NOT EXISTS "+quote(c.Name)+" "+c.SQL)
 	}
 	return add
-}
-
-// Write converts the batch and buffers its rows. The buffer goes to the
-// server when it holds batch rows or is older than flush, or at the end of
-// every Write when the table has constraints only the server can check
-// (see [sink.bufferable]): then a row the server rejects is still reported
-// against the Write that brought it.
-//
-// A failure other than rejected records leaves the open transaction in an
-// unknown state (rows of this and earlier Writes may or may not be in it):
-// the sink then refuses every further Write and Checkpoint, so that the
-// pipeline restarts from its last checkpoint rather than commit a partial
-// transaction.
-func (s *sink) Write(ctx context.Context, batch []stdlib.Record) error {
-	if err := s.usable(); err != nil {
-		return err
-	}
-	err := s.write(ctx, batch)
-	if err != nil && !errors.As(err, new(stdlib.RecordErrors)) {
-		s.failed = err
-	}
-	return err
-}
-
-// usable reports why the sink cannot take Write or Checkpoint calls.
-func (s *sink) usable() error {
-	if s.tbl.Cols == nil {
-		return fmt.Errorf("postgres sink %q: not open", s.sinkID)
-	}
-	if s.failed != nil {
-		return fmt.Errorf("postgres sink %q: failed earlier, a restart is needed: %w", s.sinkID, s.failed)
-	}
-	return nil
-}
-
-func (s *sink) write(ctx context.Context, batch []stdlib.Record) error {
-	s.writes++
-	if s.evolve {
-		if err := s.evolveFor(ctx, batch); err != nil {
-			return err
-		}
-	}
-	items, cols, rejected := s.tbl.Convert(batch, s.writes)
-	if len(s.buf.Items) > 0 && !slices.Equal(cols, s.buf.Cols) {
-		rerrs, err := s.flush(ctx)
-		if err != nil {
-			return err
-		}
-		rejected = append(rejected, rerrs...)
-	}
-	s.buf.Add(s.tbl.Mode, items, cols)
-	if len(s.buf.Items) > 0 && (!s.coalesce || len(s.buf.Items) >= s.batch || time.Since(s.buf.Since) >= s.flushEvery) {
-		rerrs, err := s.flush(ctx)
-		if err != nil {
-			return err
-		}
-		rejected = append(rejected, rerrs...)
-	}
-	if !s.exactly && s.tx != nil && (s.txRows >= s.batch || time.Since(s.txStart) >= s.flushEvery) {
-		if err := s.commit(ctx, nil); err != nil {
-			return fmt.Errorf("postgres sink %q: %w", s.sinkID, err)
-		}
-	}
-	if len(rejected) > 0 {
-		slices.SortFunc(rejected, func(a, b stdlib.RecordError) int { return a.Index - b.Index })
-		return rejected
-	}
-	return nil
-}
-
-// flush sends the buffered rows. It returns the rejection of rows of the
-// current Write; the rejection of a row of an earlier Write fails the call.
-func (s *sink) flush(ctx context.Context) (stdlib.RecordErrors, error) {
-	rejected, err := s.buf.Flush(s.tbl.Mode, s.tbl.Keys, s.batch, s.writes, func(st sqlcommon.Step) (stdlib.RecordErrors, error) {
-		return s.apply(ctx, st)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("postgres sink %q: %w", s.sinkID, err)
-	}
-	return rejected, nil
 }

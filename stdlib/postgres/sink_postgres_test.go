@@ -180,7 +180,7 @@ func TestSinkEvolve(t *testing.T) {
 		t.Fatal(err)
 	}
 	// At Write: untyped records gain fields.
-	s.tbl.RType = nil
+	s.Tbl.RType = nil
 	if err := s.Write(t.Context(), []stdlib.Record{
 		{Value: map[string]any{"id": int64(3), "tags": []any{"a"}, "score": int64(5), "note": nil}},
 	}); err != nil {
@@ -412,7 +412,7 @@ func TestSinkBuffering(t *testing.T) {
 	e.exec(`CREATE TABLE ` + e.table("b") + ` (id bigint PRIMARY KEY, name text)`)
 	s, _ := e.openSink(e.sinkConfig(map[string]any{"table": e.table("b"), "mode": stdlib.Ident("upsert"),
 		"batch": int64(4), "flush": time.Hour}, nil, stdlib.ExactlyOnce))
-	if !s.coalesce {
+	if !s.Coalesce {
 		t.Fatal("upsert into a table with only its primary key does not buffer")
 	}
 	rec := func(id int64, name string, off int64) stdlib.Record {
@@ -421,14 +421,14 @@ func TestSinkBuffering(t *testing.T) {
 	if err := s.Write(t.Context(), []stdlib.Record{rec(1, "a", 1), rec(2, "b", 2)}); err != nil {
 		t.Fatal(err)
 	}
-	if len(s.buf.Items) != 2 || len(s.done) != 0 {
-		t.Fatalf("buffered %d, sent %d steps; want 2 buffered", len(s.buf.Items), len(s.done))
+	if len(s.Buf.Items) != 2 || len(s.Done) != 0 {
+		t.Fatalf("buffered %d, sent %d steps; want 2 buffered", len(s.Buf.Items), len(s.Done))
 	}
 	if err := s.Write(t.Context(), []stdlib.Record{rec(1, "a2", 3), {Value: map[string]any{"id": int64(2), "__op": "delete"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if len(s.buf.Items) != 0 || len(s.done) == 0 {
-		t.Fatalf("a full buffer was not sent: %d buffered", len(s.buf.Items))
+	if len(s.Buf.Items) != 0 || len(s.Done) == 0 {
+		t.Fatalf("a full buffer was not sent: %d buffered", len(s.Buf.Items))
 	}
 	if err := s.Write(t.Context(), []stdlib.Record{rec(3, "c", 5)}); err != nil {
 		t.Fatal(err)

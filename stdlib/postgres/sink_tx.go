@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -14,6 +13,7 @@ import (
 
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/internal/sqlcommon"
+	"pipe.dev/pipe/stdlib/retry"
 )
 
 // begin makes sure a connection and an open transaction exist; a new
@@ -30,11 +30,11 @@ func (s *sink) begin(ctx context.Context) error {
 		return err
 	}
 	s.tx = tx
-	s.txStart = time.Now()
-	if len(s.done) > 0 {
-		s.log.Info("postgres: replaying transaction", "steps", len(s.done), "rows", s.txRows)
+	s.TxStart = time.Now()
+	if len(s.Done) > 0 {
+		s.log.Info("postgres: replaying transaction", "steps", len(s.Done), "rows", s.TxRows)
 	}
-	for _, st := range s.done {
+	for _, st := range s.Done {
 		if err := s.exec(ctx, tx, st); err != nil {
 			s.abort(ctx)
 			if recordError(err) {
@@ -114,8 +114,8 @@ func (s *sink) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 func (s *sink) apply(ctx context.Context, st sqlcommon.Step) (stdlib.RecordErrors, error) {
 	err := s.inTx(ctx, func(tx pgx.Tx) error { return s.exec(ctx, tx, st) })
 	if err == nil {
-		s.done = append(s.done, st)
-		s.txRows += len(st.Rows)
+		s.Done = append(s.Done, st)
+		s.TxRows += len(st.Rows)
 		return nil, nil
 	}
 	if !recordError(err) {
@@ -133,8 +133,8 @@ func (s *sink) apply(ctx context.Context, st sqlcommon.Step) (stdlib.RecordError
 		return nil, err
 	}
 	if len(good.Rows) > 0 {
-		s.done = append(s.done, good)
-		s.txRows += len(good.Rows)
+		s.Done = append(s.Done, good)
+		s.TxRows += len(good.Rows)
 	}
 	return rejected, nil
 }
@@ -225,7 +225,7 @@ func (s *sink) unnest(cols []string) string {
 	params := make([]string, len(cols))
 	for i, c := range cols {
 		// Without modifiers: an explicit cast to varchar(n) would truncate.
-		params[i] = fmt.Sprintf("$%d::%s[]", i+1, s.tbl.Cols[c].BaseType)
+		params[i] = fmt.Sprintf("$%d::%s[]", i+1, s.Tbl.Cols[c].BaseType)
 	}
 	return "unnest(" + strings.Join(params, ", ") + ")"
 }
@@ -235,12 +235,12 @@ func (s *sink) upsertSQL(cols []string) string {
 	var set []string
 	for i, c := range cols {
 		qc[i] = quote(c)
-		if !slices.Contains(s.tbl.Keys, c) {
+		if !slices.Contains(s.Tbl.Keys, c) {
 			set = append(set, qc[i]+" = EXCLUDED."+qc[i])
 		}
 	}
-	qk := make([]string, len(s.tbl.Keys))
-	for i, k := range s.tbl.Keys {
+	qk := make([]string, len(s.Tbl.Keys))
+	for i, k := range s.Tbl.Keys {
 		qk[i] = quote(k)
 	}
 	sql := "INSERT INTO " + s.table.sql() + " (" + strings.Join(qc, ", ") + ") SELECT * FROM " + s.unnest(cols) +
@@ -252,25 +252,25 @@ func (s *sink) upsertSQL(cols []string) string {
 }
 
 func (s *sink) deleteSQL() string {
-	conds := make([]string, len(s.tbl.Keys))
-	qk := make([]string, len(s.tbl.Keys))
-	for i, k := range s.tbl.Keys {
+	conds := make([]string, len(s.Tbl.Keys))
+	qk := make([]string, len(s.Tbl.Keys))
+	for i, k := range s.Tbl.Keys {
 		qk[i] = quote(k)
 		conds[i] = "t." + qk[i] + " = d." + qk[i]
 	}
-	return "DELETE FROM " + s.table.sql() + " t USING " + s.unnest(s.tbl.Keys) + " AS d(" + strings.Join(qk, ", ") +
+	return "DELETE FROM " + s.table.sql() + " t USING " + s.unnest(s.Tbl.Keys) + " AS d(" + strings.Join(qk, ", ") +
 		") WHERE " + strings.Join(conds, " AND ")
 }
 
 // evolveFor adds a nullable column for every field of the batch that the
 // table lacks.
 func (s *sink) evolveFor(ctx context.Context, batch []stdlib.Record) error {
-	adds := addColumns(s.tbl.Evolve(batch, &pgTypes))
+	adds := addColumns(s.Tbl.Evolve(batch, &pgTypes))
 	if len(adds) == 0 {
 		return nil
 	}
-	if len(s.buf.Items) > 0 {
-		if _, err := s.flush(ctx); err != nil {
+	if len(s.Buf.Items) > 0 {
+		if _, err := s.Flush(ctx); err != nil {
 			return err
 		}
 	}
@@ -285,113 +285,17 @@ func (s *sink) evolveFor(ctx context.Context, batch []stdlib.Record) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("postgres sink %q: evolve table %q: %w", s.sinkID, s.table.String(), err)
+		return fmt.Errorf("postgres sink %q: evolve table %q: %w", s.ID, s.table.String(), err)
 	}
-	s.done = append(s.done, st)
+	s.Done = append(s.Done, st)
 	s.setColumns(cols)
 	s.log.Info("postgres: added columns", "table", s.table.String(), "count", len(adds))
 	return nil
 }
 
-// Checkpoint commits the open transaction; exactly_once stores the
-// checkpoint's positions in it first.
-func (s *sink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
-	if err := s.usable(); err != nil {
-		return err
-	}
-	if err := s.checkpoint(ctx, cp); err != nil {
-		s.failed = err
-		return err
-	}
-	return nil
-}
-
-func (s *sink) checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
-	if len(s.buf.Items) > 0 {
-		if _, err := s.flush(ctx); err != nil {
-			return fmt.Errorf("checkpoint %d: %w", cp.ID, err)
-		}
-	}
-	if s.tx == nil && len(s.done) == 0 && (!s.exactly || len(cp.Positions) == 0) {
-		return nil
-	}
-	if err := s.commit(ctx, &cp); err != nil {
-		return fmt.Errorf("postgres sink %q: checkpoint %d: %w", s.sinkID, cp.ID, err)
-	}
-	return nil
-}
-
-// commit commits the open transaction (replaying it on a new connection if
-// the old one was lost). With exactly_once and cp, the positions are stored
-// in the same transaction, and a COMMIT whose outcome is unknown is decided
-// by reading back the commit token.
-func (s *sink) commit(ctx context.Context, cp *stdlib.Checkpoint) error {
-	b := s.backoff()
-	for {
-		err := s.begin(ctx)
-		token := rand.Int64()
-		if err == nil && s.exactly && cp != nil {
-			err = s.storePositions(ctx, s.tx, cp.Positions, token)
-		}
-		if err == nil {
-			pid, start := s.conn.PgConn().PID(), s.backendStart
-			err = s.tx.Commit(ctx)
-			if err == nil {
-				s.committed()
-				return nil
-			}
-			s.reset()
-			if transient(err) && s.exactly && cp != nil {
-				ok, cerr := s.decide(ctx, token, pid, start)
-				if cerr != nil {
-					return fmt.Errorf("commit outcome unknown: %w", cerr)
-				}
-				if ok {
-					s.committed()
-					return nil
-				}
-			}
-		}
-		if !transient(err) || ctx.Err() != nil {
-			if s.tx != nil {
-				s.abort(ctx)
-			}
-			return err
-		}
-		s.reset()
-		if werr := b.Wait(ctx, err); werr != nil {
-			return werr
-		}
-	}
-}
-
-func (s *sink) committed() {
-	s.tx = nil
-	s.done = nil
-	s.txRows = 0
-	s.stale = false
-}
-
-// decide tells whether the transaction that carried token committed. The
-// backend that ran it (pid, started at start) is terminated first if it
-// still runs, so that its fate is sealed before the token is read.
-func (s *sink) decide(ctx context.Context, token int64, pid uint32, start time.Time) (bool, error) {
-	b := s.backoff()
-	for {
-		ok, err := s.readToken(ctx, token, pid, start)
-		if err == nil {
-			return ok, nil
-		}
-		if !transient(err) {
-			return false, err
-		}
-		s.reset()
-		if werr := b.Wait(ctx, err); werr != nil {
-			return false, werr
-		}
-	}
-}
-
+// readToken tells whether the transaction that carried token committed.
+// The backend that ran it (pid, started at start) is terminated first if
+// it still runs, so that its fate is sealed before the token is read.
 func (s *sink) readToken(ctx context.Context, token int64, pid uint32, start time.Time) (bool, error) {
 	if err := s.dial(ctx); err != nil {
 		return false, err
@@ -412,7 +316,7 @@ func (s *sink) readToken(ctx context.Context, token int64, pid uint32, start tim
 	}
 	var got int64
 	err := s.conn.QueryRow(ctx, `SELECT "offset" FROM `+s.offsets.sql()+
-		` WHERE pipeline = $1 AND sink = $2 AND source = '' AND partition = ''`, s.pipeline, s.sinkID).Scan(&got)
+		` WHERE pipeline = $1 AND sink = $2 AND source = '' AND partition = ''`, s.pipeline, s.ID).Scan(&got)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
@@ -427,13 +331,57 @@ func (s *sink) Close(ctx context.Context) error {
 	if s.tx != nil {
 		_ = s.tx.Rollback(ctx)
 	}
-	s.tx, s.done, s.txRows, s.buf = nil, nil, 0, sqlcommon.Buffer{}
+	s.tx, s.Done, s.TxRows, s.Buf = nil, nil, 0, sqlcommon.Buffer{}
 	if s.conn != nil {
 		err := s.conn.Close(ctx)
 		s.conn = nil
 		if err != nil {
-			return fmt.Errorf("postgres sink %q: close: %w", s.sinkID, err)
+			return fmt.Errorf("postgres sink %q: close: %w", s.ID, err)
 		}
 	}
 	return nil
+}
+
+// sinkConn is the sink's side of [sqlcommon.Conn].
+type sinkConn struct{ s *sink }
+
+func (c sinkConn) EvolveFor(ctx context.Context, batch []stdlib.Record) error {
+	return c.s.evolveFor(ctx, batch)
+}
+
+func (c sinkConn) Apply(ctx context.Context, st sqlcommon.Step) (stdlib.RecordErrors, error) {
+	return c.s.apply(ctx, st)
+}
+
+func (c sinkConn) InTx() bool                      { return c.s.tx != nil }
+func (c sinkConn) Begin(ctx context.Context) error { return c.s.begin(ctx) }
+func (c sinkConn) StorePositions(ctx context.Context, ps []stdlib.Position, token int64) error {
+	return c.s.storePositions(ctx, c.s.tx, ps, token)
+}
+
+// CommitTx commits; a transaction whose COMMIT failed is decided by the
+// backend (pid and start) that ran it.
+func (c sinkConn) CommitTx(ctx context.Context) (func(context.Context, int64) (bool, error), error) {
+	pid, start := c.s.conn.PgConn().PID(), c.s.backendStart
+	err := c.s.tx.Commit(ctx)
+	return func(ctx context.Context, token int64) (bool, error) { return c.s.readToken(ctx, token, pid, start) }, err
+}
+
+func (c sinkConn) Committed() {
+	c.s.tx = nil
+	c.s.stale = false
+}
+
+func (c sinkConn) Reset()                    { c.s.reset() }
+func (c sinkConn) Abort(ctx context.Context) { c.s.abort(ctx) }
+func (c sinkConn) Transient(err error) bool  { return transient(err) }
+func (sinkConn) Redact(err error) error      { return err }
+func (c sinkConn) Backoff() *retry.Backoff   { return c.s.backoff() }
+
+// decide tells whether the transaction that carried token, run by the
+// backend pid started at start, committed.
+func (s *sink) decide(ctx context.Context, token int64, pid uint32, start time.Time) (bool, error) {
+	return s.Decide(ctx, token, func(ctx context.Context, token int64) (bool, error) {
+		return s.readToken(ctx, token, pid, start)
+	})
 }

@@ -54,7 +54,7 @@ type source struct {
 	query        string
 	mode         sqlcommon.ReadMode
 	inc, ts      string
-	poll, delay  time.Duration
+	delay        time.Duration
 	batch        int
 	retryTimeout time.Duration
 	stage        string
@@ -66,22 +66,22 @@ type source struct {
 	cols    []column
 	last    int64 // offset of the last record emitted
 	hasLast bool
-	idle    bool // the last query found nothing new: wait poll before the next
 	bulk    pgx.Rows
 	ordinal int64 // bulk: rows of the current read so far
-	done    bool  // bulk read finished
 
 	lag sourceLag
+
+	sqlcommon.Poller // poll, idle, done
 }
 
 func newSource(cfg stdlib.Config) (*source, error) {
 	s := &source{
+		Poller:       sqlcommon.Poller{Poll: cfg.Duration("poll")},
 		log:          cfg.Logger,
 		dsn:          cfg.String("dsn"),
 		query:        cfg.String("query"),
 		inc:          cfg.String("incrementing_column"),
 		ts:           cfg.String("timestamp_column"),
-		poll:         cfg.Duration("poll"),
 		delay:        cfg.Duration("delay"),
 		batch:        int(cfg.Int("batch")),
 		retryTimeout: cfg.Duration(retry.Param.Name),
@@ -250,43 +250,21 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 	if s.conn == nil && s.cols == nil {
 		return nil, fmt.Errorf("postgres source %q: not open", s.stage)
 	}
-	b := s.backoff()
-	for {
-		if s.done {
-			return nil, stdlib.ErrEndOfInput
-		}
-		if s.idle {
-			t := time.NewTimer(s.poll)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil, ctx.Err()
-			case <-t.C:
-			}
-		}
+	fetch := func(ctx context.Context) ([]stdlib.Record, error) {
 		recs, err := s.fetch(ctx)
 		if err == nil {
-			b.Reset()
 			s.noteLag(ctx, len(recs))
-			if len(recs) > 0 {
-				s.idle = false
-				return recs, nil
-			}
-			if s.mode == sqlcommon.ModeBulk {
-				s.done = true
-				return nil, stdlib.ErrEndOfInput
-			}
-			s.idle = true
-			continue
 		}
-		if !transient(err) || ctx.Err() != nil {
-			return nil, fmt.Errorf("postgres source %q: %w", s.stage, err)
-		}
-		s.dropConn()
-		if werr := b.Wait(ctx, err); werr != nil {
-			return nil, fmt.Errorf("postgres source %q: %w", s.stage, werr)
-		}
+		return recs, err
 	}
+	return s.Poller.Read(ctx, fmt.Sprintf("postgres source %q", s.stage), s.mode == sqlcommon.ModeBulk, s.backoff(), fetch,
+		func(err error) (error, bool) {
+			if !transient(err) || ctx.Err() != nil {
+				return err, false
+			}
+			s.dropConn()
+			return err, true
+		})
 }
 
 // backoff paces the retries of one operation.
@@ -360,33 +338,21 @@ func (s *source) fetchBulk(ctx context.Context) ([]stdlib.Record, error) {
 		s.bulk = rows
 		s.ordinal = 0
 	}
-	var recs []stdlib.Record
-	for len(recs) < s.batch && s.bulk.Next() {
-		s.ordinal++
-		if s.hasLast && s.ordinal <= s.last {
-			continue
-		}
-		r, err := s.record(s.bulk, s.ordinal, false)
-		if err != nil {
+	return s.Bulk(sqlcommon.Offset{Last: &s.last, HasLast: &s.hasLast}, s.batch, &s.ordinal, s.bulk.Next,
+		func(ordinal int64) (stdlib.Record, error) {
+			r, err := s.record(s.bulk, ordinal, false)
+			if err != nil {
+				s.bulk.Close()
+				s.bulk = nil
+			}
+			return r, err
+		},
+		func() error {
+			err := s.bulk.Err()
 			s.bulk.Close()
 			s.bulk = nil
-			return nil, err
-		}
-		recs = append(recs, r)
-	}
-	if len(recs) < s.batch {
-		err := s.bulk.Err()
-		s.bulk.Close()
-		s.bulk = nil
-		if err != nil {
-			return nil, err
-		}
-		s.done = true // the next Read ends the input
-	}
-	if len(recs) > 0 {
-		s.last, s.hasLast = recs[len(recs)-1].Pos.Offset, true
-	}
-	return recs, nil
+			return err
+		})
 }
 
 // collect runs sql and converts its rows; ts says the offset is the
@@ -397,21 +363,8 @@ func (s *source) collect(ctx context.Context, sql string, args []any, ts bool) (
 		return nil, err
 	}
 	defer rows.Close()
-	var recs []stdlib.Record
-	for rows.Next() {
-		r, err := s.record(rows, 0, ts)
-		if err != nil {
-			return nil, err
-		}
-		recs = append(recs, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if len(recs) > 0 {
-		s.last, s.hasLast = recs[len(recs)-1].Pos.Offset, true
-	}
-	return recs, nil
+	return sqlcommon.Collect(sqlcommon.Offset{Last: &s.last, HasLast: &s.hasLast}, rows.Next,
+		func() (stdlib.Record, error) { return s.record(rows, 0, ts) }, rows.Err)
 }
 
 // record converts the current row. The offset is ordinal in bulk mode,
@@ -423,48 +376,24 @@ func (s *source) record(rows pgx.Rows, ordinal int64, ts bool) (stdlib.Record, e
 	}
 	raws := rows.RawValues()
 	fds := rows.FieldDescriptions()
-	m := make(map[string]any, len(vals))
-	r := stdlib.Record{Partition: -1}
-	off := ordinal
-	for i, v := range vals {
-		var c *column
-		if i < len(s.cols) && s.cols[i].Name == fds[i].Name {
-			c = &s.cols[i]
-		} else {
-			c = &column{Name: fds[i].Name}
-			if t, ok := s.conn.TypeMap().TypeForOID(fds[i].DataTypeOID); ok {
-				c.Type = t.Name
+	return sqlcommon.RowRecord(sqlcommon.Row{Mode: s.mode, Inc: s.inc, TS: s.ts, ByTS: ts, Count: len(vals),
+		Column: func(i int) (string, any, error) {
+			var c *column
+			if i < len(s.cols) && s.cols[i].Name == fds[i].Name {
+				c = &s.cols[i]
+			} else {
+				c = &column{Name: fds[i].Name}
+				if t, ok := s.conn.TypeMap().TypeForOID(fds[i].DataTypeOID); ok {
+					c.Type = t.Name
+				}
 			}
-		}
-		var raw []byte
-		if i < len(raws) {
-			raw = raws[i]
-		}
-		nv, err := fromColumn(c, v, raw)
-		if err != nil {
-			return stdlib.Record{}, fmt.Errorf("column %q: %w", c.Name, err)
-		}
-		m[c.Name] = nv
-		switch {
-		case s.mode == sqlcommon.ModeBulk:
-		case ts && c.Name == s.ts:
-			t, ok := nv.(time.Time)
-			if !ok {
-				return stdlib.Record{}, fmt.Errorf("timestamp column %q is null", s.ts)
+			var raw []byte
+			if i < len(raws) {
+				raw = raws[i]
 			}
-			off = t.UnixMicro()
-			r.Time = t
-		case !ts && c.Name == s.inc:
-			n, ok := nv.(int64)
-			if !ok {
-				return stdlib.Record{}, fmt.Errorf("incrementing column %q is null", s.inc)
-			}
-			off = n
-		}
-	}
-	r.Value = m
-	r.Pos = stdlib.Position{Source: s.stage, Partition: s.partition, Offset: off}
-	return r, nil
+			nv, err := fromColumn(c, vals[i], raw)
+			return c.Name, nv, err
+		}}, stdlib.Position{Source: s.stage, Partition: s.partition, Offset: ordinal})
 }
 
 // Commit has nothing to do: positions live in the executor's state store

@@ -18,44 +18,28 @@ import (
 	"pipe.dev/pipe/stdlib/internal/sqlcommon"
 )
 
-// pgClass groups PostgreSQL column types by the values they take.
-type pgClass int
-
-const (
-	classOther pgClass = iota
-	classInt
-	classFloat
-	classNumeric
-	classText
-	classBool
-	classTime
-	classBytes
-	classJSON
-	classUUID
-)
-
-func classOf(udt string) pgClass {
+func classOf(udt string) sqlcommon.Class {
 	switch udt {
 	case "int2", "int4", "int8":
-		return classInt
+		return sqlcommon.ClassInt
 	case "float4", "float8":
-		return classFloat
+		return sqlcommon.ClassFloat
 	case "numeric":
-		return classNumeric
+		return sqlcommon.ClassDecimal
 	case "text", "varchar", "bpchar", "name", "citext":
-		return classText
+		return sqlcommon.ClassText
 	case "bool":
-		return classBool
+		return sqlcommon.ClassBool
 	case "timestamptz", "timestamp", "date":
-		return classTime
+		return sqlcommon.ClassTime
 	case "bytea":
-		return classBytes
+		return sqlcommon.ClassBytes
 	case "json", "jsonb":
-		return classJSON
+		return sqlcommon.ClassJSON
 	case "uuid":
-		return classUUID
+		return sqlcommon.ClassUUID
 	}
-	return classOther
+	return sqlcommon.ClassOther
 }
 
 // pgTypes are the column types create_table and evolve use.
@@ -65,31 +49,7 @@ var pgTypes = sqlcommon.TypeNames{String: "text", Int: "bigint", Float: "double 
 // compatible reports why values of field type t cannot be written to column
 // c, or nil if they can.
 func compatible(t *types.Type, c *column) error {
-	if t == nil || t.Kind == types.Any {
-		return nil
-	}
-	cl := classOf(c.Type)
-	ok := false
-	switch t.Kind {
-	case types.String:
-		ok = cl == classText || cl == classUUID || cl == classJSON || cl == classTime || cl == classOther
-	case types.Int:
-		ok = cl == classInt || cl == classFloat || cl == classNumeric || cl == classJSON
-	case types.Float:
-		ok = cl == classFloat || cl == classNumeric || cl == classJSON
-	case types.Bool:
-		ok = cl == classBool || cl == classJSON
-	case types.Timestamp:
-		ok = cl == classTime || cl == classJSON
-	case types.Bytes:
-		ok = cl == classBytes
-	case types.List, types.Map, types.Record:
-		ok = cl == classJSON
-	}
-	if !ok {
-		return fmt.Errorf("a %s cannot be written to a %s column", t.WithOptional(false), c.SQLType)
-	}
-	return nil
+	return sqlcommon.Compatible(t, classOf(c.Type), c.SQLType, nil)
 }
 
 // toColumn converts v (in the lang/types representation) to the Go value pgx
@@ -106,7 +66,7 @@ func toColumn(c *column, v any) (any, error) {
 		return fmt.Errorf("column %q (%s) cannot take %s", c.Name, c.SQLType, sqlcommon.Describe(v))
 	}
 	switch c.Class {
-	case classInt:
+	case sqlcommon.ClassInt:
 		var n int64
 		switch x := v.(type) {
 		case int64:
@@ -139,7 +99,7 @@ func toColumn(c *column, v any) (any, error) {
 			return int32(n), nil
 		}
 		return n, nil
-	case classFloat, classNumeric:
+	case sqlcommon.ClassFloat, sqlcommon.ClassDecimal:
 		var f float64
 		switch x := v.(type) {
 		case float64:
@@ -150,7 +110,7 @@ func toColumn(c *column, v any) (any, error) {
 		case float32:
 			f = float64(x)
 		case int64:
-			if c.Class == classNumeric {
+			if c.Class == sqlcommon.ClassDecimal {
 				return pgtype.Numeric{Int: big.NewInt(x), Valid: true}, nil
 			}
 			f = float64(x)
@@ -159,7 +119,7 @@ func toColumn(c *column, v any) (any, error) {
 		default:
 			return nil, bad()
 		}
-		if c.Class == classNumeric {
+		if c.Class == sqlcommon.ClassDecimal {
 			// The server judges NaN and infinities: numeric takes them,
 			// numeric(p, s) rejects an infinity (a record error).
 			switch {
@@ -180,7 +140,7 @@ func toColumn(c *column, v any) (any, error) {
 			return float32(f), nil
 		}
 		return f, nil
-	case classText:
+	case sqlcommon.ClassText:
 		s, ok := v.(string)
 		if !ok {
 			return nil, bad()
@@ -197,12 +157,12 @@ func toColumn(c *column, v any) (any, error) {
 			}
 		}
 		return v, nil
-	case classBool:
+	case sqlcommon.ClassBool:
 		if _, ok := v.(bool); ok {
 			return v, nil
 		}
 		return nil, bad()
-	case classTime:
+	case sqlcommon.ClassTime:
 		switch x := v.(type) {
 		case time.Time:
 			return v, nil
@@ -214,7 +174,7 @@ func toColumn(c *column, v any) (any, error) {
 			return t, nil
 		}
 		return nil, bad()
-	case classBytes:
+	case sqlcommon.ClassBytes:
 		switch x := v.(type) {
 		case []byte:
 			return v, nil
@@ -222,7 +182,7 @@ func toColumn(c *column, v any) (any, error) {
 			return []byte(x), nil
 		}
 		return nil, bad()
-	case classJSON:
+	case sqlcommon.ClassJSON:
 		b, err := json.Marshal(v)
 		if err != nil {
 			return nil, fmt.Errorf("column %q (%s): %v", c.Name, c.SQLType, err)
@@ -231,7 +191,7 @@ func toColumn(c *column, v any) (any, error) {
 			return nil, fmt.Errorf("column %q (jsonb) cannot hold a NUL character", c.Name)
 		}
 		return json.RawMessage(b), nil
-	case classUUID:
+	case sqlcommon.ClassUUID:
 		s, ok := v.(string)
 		if !ok {
 			return nil, bad()
@@ -253,29 +213,11 @@ func toColumn(c *column, v any) (any, error) {
 
 // typeOfColumn returns the lang type of values read from column c.
 func typeOfColumn(c column) *types.Type {
-	var t *types.Type
 	if strings.HasPrefix(c.Type, "_") {
 		elem := typeOfColumn(column{Name: c.Name, Type: c.Type[1:], Nullable: true})
-		t = types.ListOf(elem)
-	} else {
-		switch classOf(c.Type) {
-		case classInt:
-			t = types.IntType
-		case classFloat, classNumeric:
-			t = types.FloatType
-		case classBool:
-			t = types.BoolType
-		case classTime:
-			t = types.TimestampType
-		case classBytes:
-			t = types.BytesType
-		case classJSON:
-			t = types.AnyType
-		default:
-			t = types.StringType
-		}
+		return types.ListOf(elem).WithOptional(c.Nullable)
 	}
-	return t.WithOptional(c.Nullable)
+	return classOf(c.Type).LangType().WithOptional(c.Nullable)
 }
 
 // fromColumn converts a value pgx decoded from column c into the lang/types
@@ -284,7 +226,7 @@ func fromColumn(c *column, v any, raw []byte) (any, error) {
 	if v == nil {
 		return nil, nil
 	}
-	if classOf(c.Type) == classJSON && raw != nil {
+	if classOf(c.Type) == sqlcommon.ClassJSON && raw != nil {
 		return decodeJSON(raw, c.Type == "jsonb")
 	}
 	return normalize(v)
@@ -354,7 +296,7 @@ func decodeJSON(raw []byte, binary bool) (any, error) {
 func (c *column) ColumnName() string { return c.Name }
 func (c *column) ColumnType() string { return c.SQLType }
 func (c *column) Required() bool     { return !c.Nullable && !c.HasDefault }
-func (c *column) Integer() bool      { return classOf(c.Type) == classInt }
+func (c *column) Integer() bool      { return classOf(c.Type) == sqlcommon.ClassInt }
 func (c *column) Timestamp() bool {
 	return c.Type == "timestamptz" || c.Type == "timestamp" || c.Type == "date"
 }

@@ -62,6 +62,16 @@ func ForTarget[T cmp.Ordered](log *slog.Logger, system, table string, target T, 
 	return keep
 }
 
+// HeldFor returns the positions of the rows stored for target (or for an
+// unknown table), warning of the others as [ForTarget] does; stale reports
+// rows stored for another table, which the next commit deletes.
+func HeldFor[T cmp.Ordered](log *slog.Logger, system, table string, target T, rows []Held[T]) (held []stdlib.Position, stale bool) {
+	for _, r := range ForTarget(log, system, table, target, rows) {
+		held = append(held, r.Position)
+	}
+	return held, len(held) < len(rows)
+}
+
 // Lowest returns one position per partition of rows sorted by source and
 // partition: the lowest offset, which every task holds.
 func Lowest[T cmp.Ordered](rows []Held[T]) []stdlib.Position {

@@ -267,3 +267,67 @@ func Logger(l *slog.Logger) *slog.Logger {
 	}
 	return l
 }
+
+// Class groups the column types of a server by the values they take.
+type Class int
+
+// The classes of column types.
+const (
+	ClassOther Class = iota
+	ClassInt
+	ClassFloat
+	ClassDecimal // decimal, numeric
+	ClassText
+	ClassBool
+	ClassTime
+	ClassBytes
+	ClassJSON
+	ClassUUID
+)
+
+// LangType returns the lang type of the values a column of class c gives.
+func (c Class) LangType() *types.Type {
+	switch c {
+	case ClassInt:
+		return types.IntType
+	case ClassFloat, ClassDecimal:
+		return types.FloatType
+	case ClassBool:
+		return types.BoolType
+	case ClassTime:
+		return types.TimestampType
+	case ClassBytes:
+		return types.BytesType
+	case ClassJSON:
+		return types.AnyType
+	default:
+		return types.StringType
+	}
+}
+
+// writable names the classes of columns that take values of each kind, on
+// every server.
+var writable = map[types.Kind][]Class{
+	types.String:    {ClassText, ClassUUID, ClassJSON, ClassTime, ClassOther},
+	types.Int:       {ClassInt, ClassFloat, ClassDecimal, ClassJSON},
+	types.Float:     {ClassFloat, ClassDecimal, ClassJSON},
+	types.Bool:      {ClassBool, ClassJSON},
+	types.Timestamp: {ClassTime, ClassJSON},
+	types.Bytes:     {ClassBytes},
+	types.List:      {ClassJSON},
+	types.Map:       {ClassJSON},
+	types.Record:    {ClassJSON},
+}
+
+// Compatible reports why values of field type t cannot be written to a
+// column of class cl and SQL type sqlType, or nil if they can. also names
+// the classes a server takes beyond those every server takes.
+func Compatible(t *types.Type, cl Class, sqlType string, also map[types.Kind][]Class) error {
+	if t == nil || t.Kind == types.Any {
+		return nil
+	}
+	if !slices.Contains(writable[t.Kind], cl) && !slices.Contains(also[t.Kind], cl) {
+		return fmt.Errorf("a %s cannot be written to a %s column", t.WithOptional(false), sqlType)
+	}
+	return nil
+}
