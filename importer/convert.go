@@ -827,7 +827,8 @@ func (cv *converter) exactlyOnce() {
 		case eos == "required" && cv.p.delivery != "exactly_once":
 			cv.note("exactly.once.support", "required, but this source gives %s: pipe's delivery is what the source and sink can honour", cv.p.delivery)
 		case eos == "required":
-			cv.note("exactly.once.support", "required: the pipeline's delivery = exactly_once carries it (checked by pipe check)")
+			// Carried over: a note without a key, which --strict accepts.
+			cv.p.note("", "exactly.once.support = required: carried by the pipeline's delivery = exactly_once, which pipe check holds the source and sink to")
 		default:
 			cv.note("exactly.once.support", "%s: the pipeline's delivery is %s, what its source and sink honour", eos, cv.p.delivery)
 		}
