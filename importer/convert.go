@@ -266,6 +266,14 @@ func (cv *converter) fileSource() error {
 	snk.set("format", "string")
 	cv.used["value.converter"] = true
 	cv.used["key.converter"] = true
+	if vc := cv.c.Config["value.converter"]; strings.HasSuffix(vc, ".JsonConverter") {
+		cv.note("value.converter", "JsonConverter would write each line as a JSON string (in quotes); the lines are written as they are (format = string)")
+	}
+	for k := range cv.c.Config {
+		if strings.HasPrefix(k, "value.converter.") || strings.HasPrefix(k, "key.converter.") {
+			cv.used[k] = true
+		}
+	}
 	cv.tasks(src)
 	cv.bestDelivery("kafka")
 	cv.p.chains = []*chain{{source: src, sink: snk}}
