@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -58,6 +59,9 @@ type converter struct {
 	p    *pipeline
 	opt  Options
 	used map[string]bool // keys carried over (or noted)
+	// pending are the keys read and not yet the origin of an attribute
+	// (see stage.reads).
+	pending reads
 	// sourceKind says which end of Kafka the connector is: a source
 	// connector writes to Kafka, a sink connector reads from it.
 	sourceKind bool
@@ -67,6 +71,9 @@ type converter struct {
 
 func (cv *converter) get(key string) string {
 	cv.used[key] = true
+	if _, ok := cv.c.Config[key]; ok {
+		cv.pending.add(key)
+	}
 	return cv.c.Config[key]
 }
 
@@ -114,6 +121,10 @@ func convert(c *Connector, opt Options) (*pipeline, error) {
 		fmt.Sprintf("(%s).", c.Config["connector.class"]),
 	}
 	cv := &converter{c: c, p: p, opt: opt, used: map[string]bool{"name": true, "connector.class": true}}
+	cv.pending.cfg, cv.pending.name = c.Config, c.Name
+	if strings.HasPrefix(c.Config["connector.class"], "io.debezium.connector.jdbc.") {
+		debeziumJDBC(c, p)
+	}
 	var err error
 	switch c.Class() {
 	case "FileStreamSourceConnector":
@@ -152,6 +163,8 @@ func convert(c *Connector, opt Options) (*pipeline, error) {
 		return nil, err
 	}
 	cv.errors()
+	cv.exactlyOnce()
+	cv.common()
 	cv.leftovers()
 	if cv.sourceKind && len(p.chains) == 1 && p.chains[0].sink != nil {
 		if t := p.chains[0].sink.get("topic"); strings.HasPrefix(t, `"`) {
@@ -167,6 +180,7 @@ func convert(c *Connector, opt Options) (*pipeline, error) {
 func (cv *converter) kafkaStage(kind, name string) *stage {
 	s := &stage{kind: kind, name: name, component: "kafka"}
 	s.set("brokers", `["${env:KAFKA_BROKERS}"]`)
+	s.reads = &cv.pending
 	cv.p.envs["KAFKA_BROKERS"] = "the Kafka bootstrap servers (the Connect worker's bootstrap.servers), host:port"
 	return s
 }
@@ -213,12 +227,14 @@ func (cv *converter) tasks(s *stage) {
 	if !cv.has("tasks.max") {
 		return
 	}
-	n, err := strconv.Atoi(cv.get("tasks.max"))
+	cv.used["tasks.max"] = true
+	n, err := strconv.Atoi(cv.c.Config["tasks.max"])
 	if err != nil || n < 1 {
 		cv.note("tasks.max", "%q is not a task count", cv.c.Config["tasks.max"])
 		return
 	}
 	if n > 1 {
+		cv.get("tasks.max")
 		s.set("tasks", strconv.Itoa(n))
 	}
 }
@@ -236,7 +252,7 @@ func (cv *converter) bestDelivery(sink string) {
 
 func (cv *converter) fileSource() error {
 	cv.sourceKind = true
-	src := &stage{kind: "source", name: "lines", component: "file"}
+	src := &stage{reads: &cv.pending, kind: "source", name: "lines", component: "file"}
 	if !cv.has("file") {
 		return fmt.Errorf("no file: FileStreamSource reading standard input has no counterpart (use the stdin source)")
 	}
@@ -250,6 +266,14 @@ func (cv *converter) fileSource() error {
 	snk.set("format", "string")
 	cv.used["value.converter"] = true
 	cv.used["key.converter"] = true
+	if vc := cv.c.Config["value.converter"]; strings.HasSuffix(vc, ".JsonConverter") {
+		cv.note("value.converter", "JsonConverter would write each line as a JSON string (in quotes); the lines are written as they are (format = string)")
+	}
+	for k := range cv.c.Config {
+		if strings.HasPrefix(k, "value.converter.") || strings.HasPrefix(k, "key.converter.") {
+			cv.used[k] = true
+		}
+	}
 	cv.tasks(src)
 	cv.bestDelivery("kafka")
 	cv.p.chains = []*chain{{source: src, sink: snk}}
@@ -291,7 +315,7 @@ func (cv *converter) fileSink() error {
 	if err != nil {
 		return err
 	}
-	snk := &stage{kind: "sink", name: "out", component: "file"}
+	snk := &stage{reads: &cv.pending, kind: "sink", name: "out", component: "file"}
 	if !cv.has("file") {
 		return fmt.Errorf("no file: FileStreamSink writing standard output: use the stdout sink")
 	}
@@ -405,8 +429,8 @@ func (cv *converter) jdbcSource() error {
 		}
 	}
 	base := func(name string) *stage {
-		s := &stage{kind: "source", name: name, component: comp}
-		s.set("dsn", quoteRefs(dsn))
+		s := &stage{reads: &cv.pending, kind: "source", name: name, component: comp}
+		s.set("dsn", cv.dsnRef(dsn))
 		if password != "" {
 			s.set("password", quoteRefs(password))
 		}
@@ -494,8 +518,8 @@ func (cv *converter) jdbcSink() error {
 		format = "${topic}"
 	}
 	sinkFor := func(name, table string) *stage {
-		s := &stage{kind: "sink", name: name, component: comp}
-		s.set("dsn", quoteRefs(dsn))
+		s := &stage{reads: &cv.pending, kind: "sink", name: name, component: comp}
+		s.set("dsn", cv.dsnRef(dsn))
 		if password != "" {
 			s.set("password", quoteRefs(password))
 		}
@@ -504,10 +528,16 @@ func (cv *converter) jdbcSink() error {
 	}
 	var sinks []*stage
 	if strings.Contains(format, "${topic}") && len(cv.topics) > 1 {
-		route := &stage{kind: "transform", name: "by_topic", component: "route"}
-		for _, t := range cv.topics {
+		route := &stage{reads: &cv.pending, kind: "transform", name: "by_topic", component: "route"}
+		for i, t := range cv.topics {
 			port := ident(t)
-			route.body = append(route.body, fmt.Sprintf("case %s when meta.topic == %s", port, quote(t)))
+			if i == len(cv.topics)-1 {
+				// The source reads these topics only: the last one is
+				// what no other case matches.
+				route.body = append(route.body, "else "+port)
+			} else {
+				route.body = append(route.body, fmt.Sprintf("case %s when meta.topic == %s", port, quote(t)))
+			}
 			s := sinkFor(ident(t)+"_out", strings.ReplaceAll(format, "${topic}", t))
 			sinks = append(sinks, s)
 			cv.p.flows = append(cv.p.flows, fmt.Sprintf("by_topic.%s -> %s", port, s.name))
@@ -546,7 +576,10 @@ func (cv *converter) jdbcSink() error {
 	case "record_key":
 		keys = list(cv.get("pk.fields"))
 		if len(keys) == 0 {
-			return fmt.Errorf("pk.mode record_key without pk.fields: name the key fields")
+			// The key's fields are in its schema, which a config does not
+			// carry: the sink inserts until they are named.
+			cv.note("pk.mode", "record_key without pk.fields: the key's fields are not in the config, so the sink inserts; for %s, name them in key and set them from meta.key in a map", cv.c.Config["insert.mode"])
+			mode = "insert"
 		}
 		for _, k := range keys {
 			f, ok := field(k)
@@ -578,7 +611,7 @@ func (cv *converter) jdbcSink() error {
 		return fmt.Errorf("pk.mode %q: one of none, kafka, record_key, record_value", pk)
 	}
 	if len(keyMap) > 0 {
-		m := &stage{kind: "transform", name: "key_fields", component: "map", body: keyMap}
+		m := &stage{reads: &cv.pending, kind: "transform", name: "key_fields", component: "map", body: keyMap}
 		c := cv.p.chains[0]
 		c.transforms = append([]*stage{m}, c.transforms...)
 	}
@@ -607,7 +640,7 @@ func (cv *converter) jdbcSink() error {
 	}
 	for _, k := range []string{"fields.whitelist", "fields.include.list"} {
 		if fs := list(cv.get(k)); len(fs) > 0 {
-			keep := &stage{kind: "transform", name: "fields", component: "map", body: []string{"keep " + strings.Join(fs, ", ")}}
+			keep := &stage{reads: &cv.pending, kind: "transform", name: "fields", component: "map", body: []string{"keep " + strings.Join(fs, ", ")}}
 			c := cv.p.chains[0]
 			c.transforms = append(c.transforms, keep)
 		}
@@ -692,14 +725,24 @@ func (cv *converter) errors() {
 			cv.used[k] = true
 		}
 	}
+	if cv.has("errors.log.enable") {
+		cv.note("errors.log.enable", "the executor always logs a record error (the stage, the record's position and the error); there is nothing to enable")
+	}
+	if cv.has("errors.log.include.messages") {
+		cv.note("errors.log.include.messages", "a logged record error names the record's position, not its content; a dead-letter sink keeps the record")
+	}
 	if cv.has("errors.retry.timeout") {
 		cv.note("errors.retry.timeout", "a record error is not retried; lost connections are, for retry_timeout")
 	}
 	if tol != "all" {
 		return
 	}
-	policy := "skip"
+	policy, from := "skip", "errors.tolerance"
+	if dlq == "" {
+		cv.note("errors.tolerance", "all without a dead-letter topic: on_error = skip drops a failed record after logging it (pipe lint warns of it); a dead_letter sink keeps them")
+	}
 	if dlq != "" {
+		from += " + errors.deadletterqueue.topic.name"
 		d := cv.kafkaStage("sink", "dlq")
 		if b := cv.p.chains[0].source.get("brokers"); cv.p.chains[0].source.component == "kafka" && b != "" {
 			d.set("brokers", b)
@@ -712,13 +755,95 @@ func (cv *converter) errors() {
 	for _, c := range cv.p.chains {
 		for _, s := range append(append([]*stage{c.source}, c.transforms...), c.sink) {
 			if s != nil && s.component != "route" {
-				s.onError = policy
+				s.onError, s.errFrom = policy, from
 			}
 		}
 	}
 	for _, s := range cv.p.extra {
 		if s.name != "dlq" {
-			s.onError = policy
+			s.onError, s.errFrom = policy, from
+		}
+	}
+}
+
+// dsnRef writes a connection string. One that holds no reference (no
+// password, or a MySQL one, whose password is an attribute of its own) is
+// read from the environment all the same: pipe takes a connection string
+// for a credential and keeps it out of files.
+func (cv *converter) dsnRef(dsn string) string {
+	if strings.Contains(dsn, "${") {
+		return quoteRefs(dsn)
+	}
+	env := envName(cv.c.Name, "dsn")
+	cv.p.envs[env] = "the connection string, " + dsn
+	return `"${env:` + env + `}"`
+}
+
+// debeziumJDBC reads the Debezium JDBC sink's keys as the Confluent JDBC
+// sink's that mean the same.
+func debeziumJDBC(c *Connector, p *pipeline) {
+	var read []string
+	for from, to := range map[string]string{"connection.username": "connection.user", "primary.key.mode": "pk.mode", "primary.key.fields": "pk.fields"} {
+		if v, ok := c.Config[from]; ok {
+			if _, set := c.Config[to]; !set {
+				c.Config[to] = v
+				delete(c.Config, from)
+				read = append(read, from+" as "+to)
+			}
+		}
+	}
+	if v, ok := c.Config["schema.evolution"]; ok {
+		delete(c.Config, "schema.evolution")
+		if v == "basic" {
+			c.Config["auto.create"], c.Config["auto.evolve"] = "true", "true"
+			read = append(read, "schema.evolution = basic as auto.create and auto.evolve")
+		} else {
+			read = append(read, "schema.evolution = "+v+" as nothing")
+		}
+	}
+	if len(read) > 0 {
+		sort.Strings(read)
+		p.header = append(p.header, wrap("The Debezium JDBC sink's keys read as the Confluent sink's: "+strings.Join(read, ", ")+".", 92)...)
+	}
+}
+
+// common handles keys every connector may carry: the default task count
+// and the Confluent licence settings.
+func (cv *converter) common() {
+	if cv.c.Config["tasks.max"] == "1" {
+		cv.used["tasks.max"] = true // one task is what pipe runs by default
+	}
+	var lic []string
+	for _, k := range sortedKeys(cv.c.Config) {
+		if !cv.used[k] && (k == "confluent.license" || strings.HasPrefix(k, "confluent.topic.")) {
+			lic = append(lic, k)
+		}
+	}
+	for _, k := range lic {
+		cv.note(k, "a Confluent licence setting: pipe needs no licence topic")
+	}
+}
+
+// exactlyOnce maps a source connector's exactly-once settings (Kafka
+// 3.3+, KIP-618) onto the pipeline's delivery.
+func (cv *converter) exactlyOnce() {
+	eos := strings.ToLower(cv.get("exactly.once.support"))
+	if cv.has("exactly.once.support") {
+		switch {
+		case !cv.sourceKind:
+			cv.note("exactly.once.support", "a setting of source connectors; the delivery is %s", cv.p.delivery)
+		case eos == "required" && cv.p.delivery != "exactly_once":
+			cv.note("exactly.once.support", "required, but this source gives %s: pipe's delivery is what the source and sink can honour", cv.p.delivery)
+		case eos == "required":
+			// Carried over: a note without a key, which --strict accepts.
+			cv.p.note("", "exactly.once.support = required: carried by the pipeline's delivery = exactly_once, which pipe check holds the source and sink to")
+		default:
+			cv.note("exactly.once.support", "%s: the pipeline's delivery is %s, what its source and sink honour", eos, cv.p.delivery)
+		}
+	}
+	for _, k := range []string{"transaction.boundary", "transaction.boundary.interval.ms"} {
+		if cv.has(k) {
+			cv.note(k, "%s = %s: pipe commits the records of a checkpoint together; its interval is the executor's checkpoint interval", k, shown(k, cv.c.Config[k]))
 		}
 	}
 }
@@ -750,7 +875,7 @@ func (cv *converter) s3Sink() error {
 	if err != nil {
 		return err
 	}
-	snk := &stage{kind: "sink", name: "out", component: "s3"}
+	snk := &stage{reads: &cv.pending, kind: "sink", name: "out", component: "s3"}
 	region := cv.get("s3.region")
 	if region == "" {
 		region = "us-west-2" // the connector's default
@@ -900,7 +1025,7 @@ func (cv *converter) httpSink() error {
 	if err != nil {
 		return err
 	}
-	snk := &stage{kind: "sink", name: "out", component: "http"}
+	snk := &stage{reads: &cv.pending, kind: "sink", name: "out", component: "http"}
 	u := cv.get("http.api.url")
 	if u == "" {
 		return fmt.Errorf("no http.api.url")
@@ -1021,7 +1146,7 @@ func (cv *converter) rabbitSource() error {
 	u := cv.amqpURL()
 	for _, q := range queues {
 		name := ident(q)
-		s := &stage{kind: "source", name: name, component: "rabbitmq"}
+		s := &stage{reads: &cv.pending, kind: "source", name: name, component: "rabbitmq"}
 		s.set("url", quoteRefs(u))
 		s.set("queue", quote(q))
 		s.set("format", "bytes")
@@ -1045,7 +1170,7 @@ func (cv *converter) rabbitSink() error {
 	if err != nil {
 		return err
 	}
-	snk := &stage{kind: "sink", name: "out", component: "rabbitmq"}
+	snk := &stage{reads: &cv.pending, kind: "sink", name: "out", component: "rabbitmq"}
 	snk.set("url", quoteRefs(cv.amqpURL()))
 	snk.set("exchange", cv.str("rabbitmq.exchange"))
 	if rk := cv.get("rabbitmq.routing.key"); rk != "" {
@@ -1089,7 +1214,7 @@ func (cv *converter) mqttBrokers(s *stage) error {
 
 func (cv *converter) mqttSource() error {
 	cv.sourceKind = true
-	s := &stage{kind: "source", name: "messages", component: "mqtt"}
+	s := &stage{reads: &cv.pending, kind: "source", name: "messages", component: "mqtt"}
 	if err := cv.mqttBrokers(s); err != nil {
 		return err
 	}
@@ -1122,7 +1247,7 @@ func (cv *converter) mqttSink() error {
 	if err != nil {
 		return err
 	}
-	snk := &stage{kind: "sink", name: "out", component: "mqtt"}
+	snk := &stage{reads: &cv.pending, kind: "sink", name: "out", component: "mqtt"}
 	if err := cv.mqttBrokers(snk); err != nil {
 		return err
 	}
@@ -1143,7 +1268,7 @@ func (cv *converter) redisSink() error {
 	if err != nil {
 		return err
 	}
-	snk := &stage{kind: "sink", name: "out", component: "redis"}
+	snk := &stage{reads: &cv.pending, kind: "sink", name: "out", component: "redis"}
 	hosts := list(cv.get("redis.hosts"))
 	if len(hosts) > 1 {
 		cv.note("redis.hosts", "one server is written to: %s", hosts[0])

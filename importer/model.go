@@ -28,18 +28,136 @@ type stage struct {
 	attrs                 []attr
 	body                  []string // map assignments, filter wheres, route cases
 	onError               string
+	// reads, when set, holds the config keys the converter read since
+	// they were last taken: set takes those its value comes from as the
+	// attribute's origin.
+	reads *reads
+	// origin names where the stage as a whole came from (a transform's
+	// keys), and errFrom the keys on_error came from.
+	origin, errFrom string
 }
 
-type attr struct{ name, value string }
+type attr struct {
+	name, value string
+	from        []string // the config keys it was written from
+}
+
+// reads are the config keys read and not yet the origin of an attribute.
+type reads struct {
+	keys []string
+	cfg  map[string]string
+	name string // the connector's, which environment variable names start with
+}
+
+func (r *reads) add(key string) { r.keys = append(r.keys, key) }
+func (r *reads) reset()         { r.keys = r.keys[:0] }
+
+// take returns the keys read that value was written from: those whose
+// value it holds (a connection URL's host, say), or, when none does, all
+// of them (a key read to decide what to write). The others stay for the
+// next attribute.
+func (r *reads) take(value string) []string {
+	var from, rest []string
+	v := squash(value)
+	for _, k := range dedupe(r.keys) {
+		if related(v, r.cfg[k], envName(r.name, k)) {
+			from = append(from, k)
+		} else {
+			rest = append(rest, k)
+		}
+	}
+	if len(from) == 0 {
+		from, rest = dedupe(r.keys), nil
+	}
+	r.keys = append(r.keys[:0], rest...)
+	return from
+}
+
+// related says whether an attribute's value (squashed) was written from
+// a config value.
+func related(v, cfg, env string) bool {
+	c := squash(cfg)
+	switch {
+	case c == "":
+		return false
+	case len(c) < 3:
+		return v == c
+	case strings.Contains(v, c), strings.Contains(v, squash(env)):
+		return true
+	}
+	// A JDBC or other URL: its host and port.
+	if i := strings.Index(cfg, "://"); i >= 0 {
+		host := cfg[i+3:]
+		if j := strings.IndexAny(host, "/?;"); j >= 0 {
+			host = host[:j]
+		}
+		if j := strings.LastIndexByte(host, '@'); j >= 0 {
+			host = host[j+1:]
+		}
+		return len(host) > 2 && strings.Contains(v, squash(host))
+	}
+	return false
+}
+
+// squash keeps the letters and digits of s, lower-cased.
+func squash(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
 
 func (s *stage) set(name, value string) {
+	var from []string
+	if s.reads != nil {
+		from = s.reads.take(value)
+	}
 	for i := range s.attrs {
 		if s.attrs[i].name == name {
 			s.attrs[i].value = value
+			if len(from) > 0 {
+				s.attrs[i].from = dedupe(append(s.attrs[i].from, from...))
+			}
 			return
 		}
 	}
-	s.attrs = append(s.attrs, attr{name, value})
+	s.attrs = append(s.attrs, attr{name, value, from})
+}
+
+func dedupe(keys []string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, k := range keys {
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// originComment is the comment written above a stage: where each of its
+// attributes came from, as attr ← key.
+func (s *stage) originComment() []string {
+	var parts []string
+	if s.origin != "" {
+		parts = append(parts, "from "+s.origin)
+	}
+	for _, a := range s.attrs {
+		if len(a.from) > 0 {
+			parts = append(parts, a.name+" ← "+strings.Join(a.from, " + "))
+		}
+	}
+	if s.onError != "" && s.errFrom != "" {
+		parts = append(parts, "on_error ← "+s.errFrom)
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	return wrap(strings.Join(parts, "; "), 92)
 }
 
 func (s *stage) get(name string) string {
@@ -122,7 +240,11 @@ func (p *pipeline) text() string {
 	}
 	all = append(all, p.extra...)
 	for _, s := range all {
-		fmt.Fprintf(&b, "\n%s %s: %s {\n", s.kind, s.name, s.component)
+		b.WriteString("\n")
+		for _, l := range s.originComment() {
+			fmt.Fprintf(&b, "// %s\n", l)
+		}
+		fmt.Fprintf(&b, "%s %s: %s {\n", s.kind, s.name, s.component)
 		for _, a := range s.attrs {
 			if strings.HasPrefix(a.value, ":=") {
 				fmt.Fprintf(&b, "%s %s\n", a.name, a.value)

@@ -41,11 +41,14 @@ func (cv *converter) transforms() error {
 			cond = e
 		}
 		cv.used[pre+"negate"] = true
+		cv.pending.reset()
 		st, err := cv.smt(name, short, pre, cond)
 		if err != nil {
 			return fmt.Errorf("transform %s (%s): %w", name, short, err)
 		}
+		cv.pending.reset()
 		if st != nil {
+			st.origin = "transforms." + name + " (" + short + ")"
 			st.name = ident(name)
 			if compiler.IsReserved(st.name) {
 				st.name += "_stage"
@@ -111,7 +114,7 @@ func (cv *converter) smt(name, short, pre, cond string) (*stage, error) {
 		return fmt.Sprintf("(%s) ? %s : %s", cond, e, old)
 	}
 	mapStage := func(lines ...string) *stage {
-		return &stage{kind: "transform", component: "map", body: lines}
+		return &stage{reads: &cv.pending, kind: "transform", component: "map", body: lines}
 	}
 	fieldOf := func(key string) (string, error) {
 		f, ok := field(cv.get(key))
@@ -247,7 +250,7 @@ func (cv *converter) smt(name, short, pre, cond string) (*stage, error) {
 		if f == "" {
 			return nil, fmt.Errorf("no field")
 		}
-		s := &stage{kind: "transform", component: "extract"}
+		s := &stage{reads: &cv.pending, kind: "transform", component: "extract"}
 		s.set("field", quote(f))
 		cv.note(pre+"field", "extract takes a field holding a record; a field holding a plain value is a record error")
 		return s, nil
@@ -255,7 +258,7 @@ func (cv *converter) smt(name, short, pre, cond string) (*stage, error) {
 		if cond != "" {
 			return nil, fmt.Errorf("a predicate on Flatten is not supported")
 		}
-		s := &stage{kind: "transform", component: "flatten"}
+		s := &stage{reads: &cv.pending, kind: "transform", component: "flatten"}
 		sep := cv.get(pre + "delimiter")
 		if sep == "" {
 			sep = "."
@@ -266,7 +269,7 @@ func (cv *converter) smt(name, short, pre, cond string) (*stage, error) {
 		if cond == "" {
 			return nil, fmt.Errorf("Filter without a predicate drops every record")
 		}
-		return &stage{kind: "transform", component: "filter", body: []string{"where !(" + cond + ")"}}, nil
+		return &stage{reads: &cv.pending, kind: "transform", component: "filter", body: []string{"where !(" + cond + ")"}}, nil
 	case "TimestampConverter":
 		f, err := fieldOf(pre + "field")
 		if err != nil {
@@ -295,8 +298,26 @@ func (cv *converter) smt(name, short, pre, cond string) (*stage, error) {
 		cv.note(pre+"type", "HoistField is not carried over: a map lists the fields to nest (wrapped := {a: a, b: b})")
 		cv.skip(pre)
 		return nil, nil
+	case "ExtractNewRecordState":
+		// Debezium's envelope {before, after, source, op}: the new state
+		// is its after field.
+		if cond != "" {
+			return nil, fmt.Errorf("a predicate on ExtractNewRecordState is not supported")
+		}
+		if f := cv.p.chains[0].source.get("format"); f == "bytes" || f == "string" {
+			cv.note(pre+"type", "ExtractNewRecordState is not carried over: the records are %s (see value.converter), so their after field cannot be read", f)
+			cv.skip(pre)
+			return nil, nil
+		}
+		s := &stage{reads: &cv.pending, kind: "transform", component: "extract"}
+		s.set("field", quote("after"))
+		cv.note(pre+"type", "ExtractNewRecordState becomes extract of the envelope's after field: a delete (after = null) is a record error, and a tombstone is not passed on")
+		cv.skip(pre)
+		return s, nil
 	}
-	return nil, fmt.Errorf("no counterpart in pipe")
+	cv.note(pre+"type", "%s has no counterpart in pipe: the records pass without it", short)
+	cv.skip(pre)
+	return nil, nil
 }
 
 // sinkSMT turns a transform of routing, keys or headers into the kafka

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,22 +14,41 @@ import (
 )
 
 func cmdImport(e *env, args []string) int {
-	fs := newFlags(e, "import", "CONFIG...",
+	fs := newFlags(e, "import", "CONFIG... | --connect URL",
 		"Write .pipe files from Kafka Connect connector configs: the REST form ({\"name\", \"config\"}),\n"+
 			"a bare config object, an array of them, the answer of GET /connectors?expand=info, or a\n"+
 			"standalone .properties file. Each file is formatted and checked; what a connector sets that\n"+
 			"the pipeline does not carry over is listed at the file's top and on standard error.\n"+
-			"With one pipeline and no -o it is printed on standard output.")
+			"With one pipeline and no -o it is printed on standard output. --connect reads every connector\n"+
+			"of a running Kafka Connect cluster from its REST API; its basic-auth credentials come from\n"+
+			"--connect-user (or PIPE_CONNECT_USER) and PIPE_CONNECT_PASSWORD, or the URL's user-info.")
 	out := fs.StringP("output", "o", "", "write to this file (one pipeline) or directory (one file a pipeline)")
 	joinFlag := fs.Bool("join", false, "join a source connector and a sink connector that share a topic into one pipeline, without Kafka between them")
+	strict := fs.Bool("strict", false, "fail (exit 1) when any config key is not carried over as it was, naming each")
+	connect := fs.String("connect", "", "read every connector from the Kafka Connect REST API at this URL (http://host:8083)")
+	connectUser := fs.String("connect-user", os.Getenv("PIPE_CONNECT_USER"), "user for the REST API's basic authentication (the password is read from $PIPE_CONNECT_PASSWORD)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	if fs.NArg() == 0 {
+	if fs.NArg() == 0 && *connect == "" {
 		fs.Usage()
 		return exitUsage
 	}
 	var conns []importer.Connector
+	if *connect != "" {
+		cs, err := importer.FetchConnectors(context.Background(), importer.Remote{
+			URL: *connect, User: *connectUser, Password: os.Getenv("PIPE_CONNECT_PASSWORD"),
+		})
+		if err != nil {
+			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
+			return exitFindings
+		}
+		if len(cs) == 0 {
+			fmt.Fprintf(e.stderr, "pipe: the Kafka Connect cluster has no connectors\n")
+			return exitFindings
+		}
+		conns = append(conns, cs...)
+	}
 	for _, name := range fs.Args() {
 		data, err := os.ReadFile(name)
 		if err != nil {
@@ -48,6 +68,23 @@ func cmdImport(e *env, args []string) int {
 	if err != nil {
 		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
 		return exitFindings
+	}
+	if *strict {
+		// Every key not carried over as it was is an error: nothing is
+		// written.
+		n := 0
+		for _, f := range files {
+			for _, note := range f.Notes {
+				if note.Key != "" {
+					fmt.Fprintf(e.stderr, "%s: error: %s\n", f.Name+".pipe", note)
+					n++
+				}
+			}
+		}
+		if n > 0 {
+			fmt.Fprintf(e.stderr, "pipe: --strict: %d config key(s) not carried over as they were\n", n)
+			return exitFindings
+		}
 	}
 	dir := ""
 	switch {
