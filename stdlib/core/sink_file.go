@@ -77,7 +77,7 @@ type fileSink struct {
 	sent     atomic.Int64 // bytes written (stdlib.ByteCounter)
 	codec    codec.Codec
 	exactly  bool
-	csvHead  bool // the format has a header row to write
+	csvHead  bool         // the format has a header row to write
 	ocf      *avro.Writer // format = avro: buf holds bufN encoded records, written as one block
 	bufN     int
 	dir      string
