@@ -1,12 +1,14 @@
 package compiler
 
 import (
+	"path/filepath"
 	"slices"
 	"strings"
 
 	"pipe.dev/pipe/lang"
 	"pipe.dev/pipe/lang/ast"
 	"pipe.dev/pipe/lang/types"
+	"pipe.dev/pipe/stdlib/avro"
 )
 
 // schemaType returns the record type of schema si, resolving it once.
@@ -19,13 +21,48 @@ func (c *checker) schemaType(si *schemaInfo) *types.Type {
 		return types.AnyType
 	}
 	si.resolving = true
-	t := c.recordType(si.u, si.decl.Fields, nil)
+	var t *types.Type
+	if si.decl.From != nil {
+		t = c.fileSchemaType(si.u, si.decl.From)
+	} else {
+		t = c.recordType(si.u, si.decl.Fields, nil)
+	}
 	t.Name = si.decl.Name.Name
 	if si.u != c.main {
 		t.Name = si.decl.Name.Name
 	}
 	si.typ, si.done, si.resolving = t, true, false
 	return t
+}
+
+// fileSchemaType reads the schema file of `schema Name from "path"` (a path
+// relative to the declaring file) and maps it to a record type. A file that
+// cannot be read, parsed or mapped is PIPE004 at the path.
+func (c *checker) fileSchemaType(u *unit, from *ast.StringLit) *types.Type {
+	rel := from.Value()
+	span := u.nodeSpan(ast.SpanOf(from.Pos, from.EndPos))
+	path := rel
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(filepath.Dir(u.name), rel)
+	}
+	if ext := filepath.Ext(rel); ext != ".avsc" {
+		c.errorf(lang.ImportError, span, "schema file %q: unknown schema format %q (want .avsc)", rel, ext)
+		return &types.Type{Kind: types.Record}
+	}
+	src, err := c.readFile(path)
+	if err != nil {
+		c.errorf(lang.ImportError, span, "cannot read schema file %q: %v", rel, unwrapPathErr(err))
+		return &types.Type{Kind: types.Record}
+	}
+	s, err := avro.ParseSchema(src)
+	if err == nil {
+		var t *types.Type
+		if t, err = avro.TypeOf(s); err == nil {
+			return t
+		}
+	}
+	c.errorf(lang.ImportError, span, "schema file %q: %v", rel, err)
+	return &types.Type{Kind: types.Record}
 }
 
 // recordType builds a record type from fields, reporting duplicate fields.

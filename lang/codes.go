@@ -38,7 +38,7 @@ const (
 	// BadLiteral: a malformed literal (duration, size, number, string escape).
 	//   timeout = 5 s
 	BadLiteral Code = 3
-	// ImportError: an imported file cannot be read or parsed.
+	// ImportError: an imported file (or a schema file) cannot be read or parsed.
 	//   import "lib/missing.pipe" as lib
 	ImportError Code = 4
 	// BadInterpolation: a malformed ${provider:...} reference.

@@ -83,13 +83,15 @@ type Import struct {
 	Alias *Ident     `parser:"( 'as' @@ )?"`
 }
 
-// Schema is `schema Name { field: type ... }`.
+// Schema is `schema Name { field: type ... }`, or `schema Name from "file"`
+// whose type is read from a schema file (an Avro .avsc).
 type Schema struct {
 	Pos    lexer.Position
 	EndPos lexer.Position
 
-	Name   Ident    `parser:"'schema' @@"`
-	Fields []*Field `parser:"'{' @@* '}'"`
+	Name   Ident      `parser:"'schema' @@"`
+	From   *StringLit `parser:"( 'from' @@"`
+	Fields []*Field   `parser:"| '{' @@* '}' )"`
 }
 
 // Field is `name: type` in a schema or inline record type.

@@ -211,6 +211,11 @@ func (p *printer) topItem(it *ast.TopItem, limit int) {
 	case it.Schema != nil:
 		d := it.Schema
 		p.write("schema " + d.Name.Name)
+		if d.From != nil {
+			p.write(" from " + str(d.From))
+			p.trailing(d.EndPos, limit)
+			break
+		}
 		p.fields(d.Fields, lineOnly(d.Pos), d.EndPos, limit)
 	case it.Def != nil:
 		d := it.Def

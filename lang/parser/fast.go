@@ -169,6 +169,12 @@ func (p *fastParser) schema() *ast.Schema {
 	n := &ast.Schema{Pos: p.pos()}
 	p.expect("schema")
 	n.Name = *p.identNode()
+	if p.is(0, "from") {
+		p.i++
+		n.From = p.stringLit()
+		n.EndPos = p.end()
+		return n
+	}
 	p.expect("{")
 	n.Fields = p.fields()
 	p.expect("}")

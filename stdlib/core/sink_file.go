@@ -20,6 +20,7 @@ import (
 	"pipe.dev/pipe/internal/durable"
 
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/avro"
 	"pipe.dev/pipe/stdlib/codec"
 )
 
@@ -32,7 +33,7 @@ var FileSinkSpec = &stdlib.Spec{
 	Summary: "records to local files, one per line (JSON lines, CSV or raw lines); rotation by size or time; exactly once",
 	Params: append([]stdlib.Param{
 		{Name: "path", Type: stdlib.String, Required: true, Doc: fileSinkPathDoc},
-		{Name: "format", Type: stdlib.Enum("json", "csv", "lines"), Default: stdlib.Ident("json"), Doc: "json: one object per line; csv: one row per line (a header row opens each file when header = true); lines: the record's value field as text"},
+		{Name: "format", Type: stdlib.Enum("json", "csv", "lines", "avro"), Default: stdlib.Ident("json"), Doc: "json: one object per line; csv: one row per line (a header row opens each file when header = true); lines: the record's value field as text; avro: an Avro object container file whose schema is derived from the records' type (at least once)"},
 		{Name: "rotate_size", Type: stdlib.Size, Default: int64(0), Doc: "start a new file before one would grow past this size; 0 never rotates by size"},
 		{Name: "rotate_interval", Type: stdlib.Duration, Default: time.Duration(0), Doc: "start a new file when the current one has been open this long; 0 never rotates by time"},
 	}, csvSinkParams...),
@@ -76,7 +77,9 @@ type fileSink struct {
 	sent     atomic.Int64 // bytes written (stdlib.ByteCounter)
 	codec    codec.Codec
 	exactly  bool
-	csvHead  bool // the format has a header row to write
+	csvHead  bool         // the format has a header row to write
+	ocf      *avro.Writer // format = avro: buf holds bufN encoded records, written as one block
+	bufN     int
 	dir      string
 	stem     string // file name without extension, task suffix included
 	ext      string
@@ -124,13 +127,24 @@ func newFileSink(cfg stdlib.Config) (*fileSink, error) {
 	if path == "" {
 		return nil, fmt.Errorf("file %q: path is empty", cfg.Stage)
 	}
-	c, err := newCodec(cfg, cfg.RecordType())
+	var ocf *avro.Writer
+	var c codec.Codec
+	var err error
+	if cfg.String("format") == "avro" {
+		if cfg.Delivery == stdlib.ExactlyOnce {
+			return nil, fmt.Errorf("file %q: format avro is at least once: set delivery = at_least_once", cfg.Stage)
+		}
+		ocf, err = avro.NewWriter(cfg.RecordType())
+		c = ocf
+	} else {
+		c, err = newCodec(cfg, cfg.RecordType())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
 	}
 	_, isCSV := c.(codec.HeaderCodec)
 	s := &fileSink{
-		cfg: cfg, codec: c, exactly: cfg.Delivery == stdlib.ExactlyOnce,
+		cfg: cfg, codec: c, ocf: ocf, exactly: cfg.Delivery == stdlib.ExactlyOnce,
 		csvHead: isCSV && cfg.Bool("header"),
 		dir:     filepath.Dir(path), rotSize: cfg.Int("rotate_size"), rotEvery: cfg.Duration("rotate_interval"),
 		held: map[[2]string]stdlib.Position{},
@@ -214,6 +228,12 @@ func (s *fileSink) Open(ctx context.Context) ([]stdlib.Position, error) {
 	if _, err := f.Seek(s.size, 0); err != nil {
 		f.Close()
 		return nil, s.errorf("%v", err)
+	}
+	if s.ocf != nil && s.size > 0 {
+		if err := s.ocf.Resume(io.NewSectionReader(f, 0, s.size)); err != nil {
+			f.Close()
+			return nil, s.errorf("appending to %s: %v", f.Name(), err)
+		}
 	}
 	s.f = f
 	s.header = s.csvHead && s.size == 0
@@ -396,7 +416,9 @@ func (s *fileSink) Write(ctx context.Context, batch []stdlib.Record) error {
 			errs = append(errs, stdlib.RecordError{Index: i, Err: err})
 			continue
 		}
-		line = append(line, '\n')
+		if s.ocf == nil {
+			line = append(line, '\n')
+		}
 		s.scratch = line
 		if s.rotSize > 0 && s.size+int64(len(s.buf)+len(line)) > s.rotSize && s.size+int64(len(s.buf)) > 0 {
 			if err := s.rotate(); err != nil {
@@ -411,6 +433,7 @@ func (s *fileSink) Write(ctx context.Context, batch []stdlib.Record) error {
 			s.buf = append(s.buf, '\n')
 		}
 		s.buf = append(s.buf, line...)
+		s.bufN++
 		if len(s.buf) >= flushSize {
 			if err := s.flush(); err != nil {
 				return err
@@ -431,10 +454,25 @@ func (s *fileSink) flush() error {
 	if len(s.buf) == 0 {
 		return nil
 	}
-	n, err := s.f.Write(s.buf)
+	out := s.buf
+	if s.ocf != nil {
+		// One OCF block per flush: every committed length (a checkpoint
+		// flushes first) ends at a block boundary, so truncating to it
+		// leaves a valid file.
+		var err error
+		if s.size == 0 {
+			if out, err = s.ocf.Header(nil); err != nil {
+				return s.errorf("avro header: %v", err)
+			}
+		} else {
+			out = nil
+		}
+		out = s.ocf.Block(out, s.bufN, s.buf)
+	}
+	n, err := s.f.Write(out)
 	s.size += int64(n)
 	s.sent.Add(int64(n))
-	s.buf = s.buf[:0]
+	s.buf, s.bufN = s.buf[:0], 0
 	if err != nil {
 		return s.errorf("writing %s: %v", s.f.Name(), err)
 	}
