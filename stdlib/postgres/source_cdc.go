@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/retry"
 )
@@ -38,9 +39,22 @@ var CDCSpec = &stdlib.Spec{
 		retry.Param,
 	},
 	Meta:      []stdlib.MetaField{stdlib.MetaOffset, stdlib.MetaKey, stdlib.MetaTimestamp},
+	Output:    func(map[string]any) *types.Type { return cdcOutput },
 	Check:     checkCDC,
 	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) { return newCDC(cfg) },
 }
+
+// cdcOutput is the type of a change record; the rows' columns are typed at
+// run time from the tables' columns.
+var cdcOutput = types.RecordOf(
+	&types.Field{Name: "op", Type: types.StringType},
+	&types.Field{Name: "table", Type: types.StringType},
+	&types.Field{Name: "xid", Type: types.IntType},
+	&types.Field{Name: "lsn", Type: types.StringType},
+	&types.Field{Name: "commit_time", Type: types.TimestampType},
+	&types.Field{Name: "before", Type: types.MapOf(types.AnyType).WithOptional(true)},
+	&types.Field{Name: "after", Type: types.MapOf(types.AnyType).WithOptional(true)},
+)
 
 // CDCIndexBits is how many low bits of a change's offset hold its index
 // within its transaction: offset = commit LSN << CDCIndexBits | index. A
