@@ -62,7 +62,7 @@ func TestKillCDC(t *testing.T) {
 	}
 	out := filepath.Join(dir, "out.jsonl")
 	w := &cdcWriter{table: table, rows: map[int]bool{}, want: map[int][]string{}}
-	span := time.Duration(kills) * 2500 * time.Millisecond
+	span := time.Duration(kills) * 2 * time.Second
 	kill := &proctest.Kill{
 		Bin: proctest.BuildPipe(t), File: file, State: filepath.Join(dir, "state"), Dir: dir, Name: "cdc", Kills: kills,
 		Env:      []string{"PG_URL=" + testDSN(), "PUB=" + c.pub, "SLOT=" + c.slot, "PG_TABLE=" + table, "OUT=" + out},

@@ -35,7 +35,7 @@ func newCDCEnv(t *testing.T) *cdcEnv {
 
 // dropCDC drops a publication and a slot (waiting for its walsender to
 // go).
-func dropCDC(t *testing.T, pub, slot string) {
+func dropCDC(t testing.TB, pub, slot string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, testDSN())
@@ -55,6 +55,18 @@ func dropCDC(t *testing.T, pub, slot string) {
 		}
 		time.Sleep(100 * time.Millisecond) // still active: its connection is closing
 	}
+}
+
+// cdcConfig is the configuration of a source of c's publication and slot.
+func cdcConfig(c *cdcEnv) stdlib.Config {
+	a := map[string]any{}
+	for _, p := range CDCSpec.Params {
+		if p.Default != nil {
+			a[p.Name] = p.Default
+		}
+	}
+	a["dsn"], a["publication"], a["slot"] = testDSN(), c.pub, c.slot
+	return stdlib.Config{Pipeline: "p", Stage: "cdc", Attrs: a, Tasks: 1, Logger: c.logger()}
 }
 
 func (c *cdcEnv) open(t *testing.T, attrs map[string]any, resume stdlib.Resumer) (*cdcSource, error) {
