@@ -159,7 +159,7 @@ func (s *cdcSource) Open(ctx context.Context, resume stdlib.Resumer) error {
 			s.skipTo, s.hasSkip = off, true
 		}
 	}
-	if err := retry.Do(ctx, s.backoff(), transient, func() error { return s.start(ctx) }); err != nil {
+	if err := retry.Do(ctx, s.backoff(), cdcTransient, func() error { return s.start(ctx) }); err != nil {
 		return fmt.Errorf("postgres_cdc source %q: %w", s.stage, err)
 	}
 	return nil
@@ -337,6 +337,13 @@ func (s *cdcSource) slotReady(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
+// cdcTransient is transient, or the slot still in use by the connection
+// of a process that just ended (the server notices it shortly).
+func cdcTransient(err error) bool {
+	var pe *pgconn.PgError
+	return transient(err) || errors.As(err, &pe) && pe.Code == "55006" // object in use
+}
+
 // start opens the replication connection and starts streaming from the
 // slot's confirmed position.
 func (s *cdcSource) start(ctx context.Context) error {
@@ -383,15 +390,14 @@ func (s *cdcSource) Read(ctx context.Context) ([]stdlib.Record, error) {
 			}
 			return recs, nil
 		}
-		var re *stdlib.RecordError
-		if !transient(err) || ctx.Err() != nil || errors.As(err, &re) {
+		if !cdcTransient(err) || ctx.Err() != nil {
 			return nil, fmt.Errorf("postgres_cdc source %q: %w", s.stage, err)
 		}
 		s.dropRepl()
 		if werr := b.Wait(ctx, err); werr != nil {
 			return nil, fmt.Errorf("postgres_cdc source %q: %w", s.stage, werr)
 		}
-		if err := s.start(ctx); err != nil && !transient(err) {
+		if err := s.start(ctx); err != nil && !cdcTransient(err) {
 			return nil, fmt.Errorf("postgres_cdc source %q: %w", s.stage, err)
 		}
 	}
