@@ -96,4 +96,26 @@
 // for a table dropped and created again, or for another server, is not
 // applied; where pg_control_system() may not be called, it goes without
 // the system identifier.
+//
+// # Change data capture
+//
+// The postgres_cdc source ([CDCSpec]) streams every insert, update, delete
+// and truncate of the tables of a publication from a logical replication
+// slot (pgoutput, protocol 1, through pglogrepl), in commit order. Open
+// checks wal_level, the REPLICATION privilege and each table's primary key
+// or replica identity, and creates the publication and the slot when
+// missing (errors name what is missing: wal_level, REPLICATION,
+// max_replication_slots, the table). A record's value is {op, table, xid,
+// lsn, commit_time, before, after}, its key the primary key, its Time the
+// commit time. An unchanged TOAST value not sent by the server is taken from
+// the old row (REPLICA IDENTITY FULL) or makes the record a record error.
+// The slot is the one partition; a change's offset is commit LSN <<
+// [CDCIndexBits] | its index in the transaction from 1, so offsets grow
+// strictly; the identity is the system identifier, the database's OID and
+// the slot's name. The slot's confirmed flush LSN advances only in Commit,
+// after a checkpoint covering the changes completed; standby status
+// answers in between repeat it. After a crash the server streams again
+// from the confirmed transaction on, and replays are dropped by offset.
+// There is no initial snapshot yet: only changes after the slot's
+// creation are captured.
 package postgres

@@ -1,0 +1,659 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"pipe.dev/pipe/lang/types"
+	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/retry"
+)
+
+func init() { stdlib.MustRegister(CDCSpec) }
+
+// CDCSpec describes the postgres_cdc source.
+var CDCSpec = &stdlib.Spec{
+	Kind:    stdlib.SourceKind,
+	Name:    "postgres_cdc",
+	Summary: "capture every insert, update, delete and truncate of PostgreSQL tables in commit order (logical replication, pgoutput)",
+	Params: []stdlib.Param{
+		dsnParam,
+		{Name: "publication", Type: stdlib.String, Required: true,
+			Doc: "publication whose tables are captured; created FOR the listed tables when missing"},
+		{Name: "tables", Type: stdlib.ListOf(stdlib.String),
+			Doc: "tables (schema.table or table) the publication must hold; needed to create it"},
+		{Name: "slot", Type: stdlib.String, Required: true,
+			Doc: "logical replication slot (pgoutput) to stream from; created when missing. The slot is the source's only partition"},
+		{Name: "batch", Type: stdlib.Int, Default: int64(1000), Doc: "most changes per batch"},
+		retry.Param,
+	},
+	Meta:      []stdlib.MetaField{stdlib.MetaOffset, stdlib.MetaKey, stdlib.MetaTimestamp},
+	Output:    func(map[string]any) *types.Type { return cdcOutput },
+	Check:     checkCDC,
+	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) { return newCDC(cfg) },
+}
+
+// cdcOutput is the type of a change record; the rows' columns are typed at
+// run time from the tables' columns.
+var cdcOutput = types.RecordOf(
+	&types.Field{Name: "op", Type: types.StringType},
+	&types.Field{Name: "table", Type: types.StringType},
+	&types.Field{Name: "xid", Type: types.IntType},
+	&types.Field{Name: "lsn", Type: types.StringType},
+	&types.Field{Name: "commit_time", Type: types.TimestampType},
+	&types.Field{Name: "before", Type: types.MapOf(types.AnyType).WithOptional(true)},
+	&types.Field{Name: "after", Type: types.MapOf(types.AnyType).WithOptional(true)},
+)
+
+// CDCIndexBits is how many low bits of a change's offset hold its index
+// within its transaction: offset = commit LSN << CDCIndexBits | index. A
+// transaction may hold at most 1<<CDCIndexBits - 1 changes, and offsets
+// stay positive while the LSN is below 2^47 (128 TiB of WAL).
+const CDCIndexBits = 16
+
+func checkCDC(attrs map[string]any) []stdlib.AttrError {
+	var errs []stdlib.AttrError
+	if l, ok := attrs["tables"].([]any); ok {
+		for _, v := range l {
+			if s, ok := v.(string); ok {
+				if _, err := parseTable(s); err != nil {
+					errs = append(errs, stdlib.AttrError{Attr: "tables", Message: err.Error()})
+				}
+			}
+		}
+	}
+	if n, ok := attrs["batch"].(int64); ok && n < 1 {
+		errs = append(errs, stdlib.AttrError{Attr: "batch", Message: "batch must be at least 1"})
+	}
+	return errs
+}
+
+// cdcSource streams the changes of a publication from a logical
+// replication slot.
+type cdcSource struct {
+	log          *slog.Logger
+	dsn          string
+	publication  string
+	tables       []tableName
+	slot         string
+	batch        int
+	retryTimeout time.Duration
+	stage        string
+	task         int
+
+	identity string
+	repl     *pgconn.PgConn
+	tmap     *pgtype.Map
+	rels     map[uint32]*pglogrepl.RelationMessage
+	pks      map[string][]string // primary key columns by schema.table
+	skipTo   int64               // resumed: changes at or below this offset were delivered
+	hasSkip  bool
+	acked    pglogrepl.LSN // confirmed to the server: changes before it are not sent again
+	received pglogrepl.LSN // last WAL position seen
+	nextAck  time.Time     // when the next status update is due
+
+	// the transaction being received
+	xid        uint32
+	commitLSN  pglogrepl.LSN
+	commitTime time.Time
+	index      int64
+}
+
+func newCDC(cfg stdlib.Config) (*cdcSource, error) {
+	s := &cdcSource{
+		log:          cfg.Logger,
+		dsn:          cfg.String("dsn"),
+		publication:  cfg.String("publication"),
+		slot:         cfg.String("slot"),
+		batch:        int(cfg.Int("batch")),
+		retryTimeout: cfg.Duration(retry.Param.Name),
+		stage:        cfg.Stage,
+		task:         cfg.Task,
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if errs := checkCDC(cfg.Attrs); len(errs) > 0 {
+		return nil, fmt.Errorf("postgres_cdc source: %s", errs[0].Message)
+	}
+	if s.dsn == "" || s.publication == "" || s.slot == "" {
+		return nil, errors.New("postgres_cdc source: dsn, publication and slot must not be empty")
+	}
+	for _, t := range cfg.Strings("tables") {
+		tn, err := parseTable(t)
+		if err != nil {
+			return nil, fmt.Errorf("postgres_cdc source: %w", err)
+		}
+		s.tables = append(s.tables, tn)
+	}
+	if s.batch < 1 {
+		s.batch = 1
+	}
+	return s, nil
+}
+
+// Open checks the server's settings and the role's privilege, creates or
+// checks the publication and the slot, and starts streaming from the
+// slot's confirmed position, dropping what the resumed position covers.
+func (s *cdcSource) Open(ctx context.Context, resume stdlib.Resumer) error {
+	if s.task != 0 {
+		return nil // one slot, one reader: other tasks stay idle
+	}
+	err := retry.Do(ctx, s.backoff(), transient, func() error { return s.prepare(ctx) })
+	if err != nil {
+		return fmt.Errorf("postgres_cdc source %q: %w", s.stage, err)
+	}
+	if resume != nil {
+		if off, ok := resume.Resume(s.slot, s.identity); ok {
+			s.skipTo, s.hasSkip = off, true
+		}
+	}
+	if err := retry.Do(ctx, s.backoff(), cdcTransient, func() error { return s.start(ctx) }); err != nil {
+		return fmt.Errorf("postgres_cdc source %q: %w", s.stage, err)
+	}
+	return nil
+}
+
+func (s *cdcSource) backoff() *retry.Backoff {
+	return retry.New(s.retryTimeout, s.log, "postgres_cdc source")
+}
+
+// prepare runs the checks and creations on an ordinary connection.
+func (s *cdcSource) prepare(ctx context.Context) error {
+	conn, err := connect(ctx, s.dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var level string
+	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&level); err != nil {
+		return fmt.Errorf("read wal_level: %w", err)
+	}
+	if level != "logical" {
+		return fmt.Errorf("the server's wal_level is %q: change data capture needs wal_level = logical (ALTER SYSTEM SET wal_level = logical, then restart the server)", level)
+	}
+	var role string
+	var repl bool
+	if err := conn.QueryRow(ctx, "SELECT rolname, rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&role, &repl); err != nil {
+		return fmt.Errorf("read the role's privileges: %w", err)
+	}
+	if !repl {
+		return fmt.Errorf("role %q has no REPLICATION privilege: change data capture needs it (ALTER ROLE %s REPLICATION)", role, quote(role))
+	}
+	if err := s.publicationReady(ctx, conn); err != nil {
+		return err
+	}
+	if err := s.slotReady(ctx, conn); err != nil {
+		return err
+	}
+	var sys int64
+	var db uint32
+	if err := conn.QueryRow(ctx, "SELECT (SELECT system_identifier FROM pg_control_system()), (SELECT oid FROM pg_database WHERE datname = current_database())").Scan(&sys, &db); err != nil {
+		return fmt.Errorf("read the system identifier: %w", err)
+	}
+	s.identity = fmt.Sprintf("system %d database %d slot %s", uint64(sys), db, s.slot)
+	return nil
+}
+
+// publicationReady creates the publication for the tables when it does
+// not exist, or checks that it holds them, and checks that every table it
+// holds has a primary key or a replica identity.
+func (s *cdcSource) publicationReady(ctx context.Context, conn *pgx.Conn) error {
+	for i, t := range s.tables {
+		var err error
+		if s.tables[i], err = resolveSchema(ctx, conn, t); err != nil {
+			return err
+		}
+	}
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", s.publication).Scan(&exists); err != nil {
+		return fmt.Errorf("read publication %q: %w", s.publication, err)
+	}
+	if !exists {
+		if len(s.tables) == 0 {
+			return fmt.Errorf("publication %q does not exist: list the tables to capture in tables to have it created", s.publication)
+		}
+		for _, t := range s.tables {
+			if err := checkIdentity(ctx, conn, t); err != nil {
+				return err
+			}
+		}
+		names := make([]string, len(s.tables))
+		for i, t := range s.tables {
+			names[i] = t.sql()
+		}
+		if _, err := conn.Exec(ctx, "CREATE PUBLICATION "+quote(s.publication)+" FOR TABLE "+strings.Join(names, ", ")); err != nil {
+			return fmt.Errorf("create publication %q: %w", s.publication, err)
+		}
+		s.log.Info("postgres_cdc: created the publication", "publication", s.publication)
+		return s.readKeys(ctx, conn, s.tables)
+	}
+	rows, err := conn.Query(ctx, "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1", s.publication)
+	if err != nil {
+		return fmt.Errorf("read publication %q: %w", s.publication, err)
+	}
+	held, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tableName, error) {
+		var t tableName
+		return t, r.Scan(&t.Schema, &t.Name)
+	})
+	if err != nil {
+		return fmt.Errorf("read publication %q: %w", s.publication, err)
+	}
+	for _, t := range s.tables {
+		if !slices.Contains(held, t) {
+			return fmt.Errorf("publication %q does not hold table %q (ALTER PUBLICATION %s ADD TABLE %s)", s.publication, t.String(), quote(s.publication), t.sql())
+		}
+	}
+	for _, t := range held {
+		if err := checkIdentity(ctx, conn, t); err != nil {
+			return err
+		}
+	}
+	return s.readKeys(ctx, conn, held)
+}
+
+// readKeys notes the primary key of every captured table.
+func (s *cdcSource) readKeys(ctx context.Context, conn *pgx.Conn, tables []tableName) error {
+	s.pks = map[string][]string{}
+	for _, t := range tables {
+		pk, err := primaryKey(ctx, conn, t)
+		if err != nil {
+			return err
+		}
+		s.pks[t.Schema+"."+t.Name] = pk
+	}
+	return nil
+}
+
+// checkIdentity fails when t does not exist or when its updates and
+// deletes cannot be identified: no replica identity, or the default one
+// without a primary key.
+func checkIdentity(ctx context.Context, conn *pgx.Conn, t tableName) error {
+	var ident string
+	var pk bool
+	err := conn.QueryRow(ctx, `SELECT c.relreplident::text, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2`, t.Schema, t.Name).Scan(&ident, &pk)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("table %q does not exist", t.String())
+	}
+	if err != nil {
+		return fmt.Errorf("read the replica identity of %q: %w", t.String(), err)
+	}
+	if ident == "n" || ident == "d" && !pk {
+		return fmt.Errorf("table %q has no primary key and no replica identity: its updates and deletes cannot be captured (add a primary key, or ALTER TABLE %s REPLICA IDENTITY FULL)", t.String(), t.sql())
+	}
+	return nil
+}
+
+// slotReady creates the slot when missing, or checks it is a pgoutput
+// slot of this database.
+func (s *cdcSource) slotReady(ctx context.Context, conn *pgx.Conn) error {
+	var plugin, db *string
+	err := conn.QueryRow(ctx, "SELECT plugin, database FROM pg_replication_slots WHERE slot_name = $1", s.slot).Scan(&plugin, &db)
+	if err == nil {
+		var cur string
+		if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&cur); err != nil {
+			return err
+		}
+		switch {
+		case plugin == nil:
+			return fmt.Errorf("replication slot %q is a physical slot, not a logical one", s.slot)
+		case *plugin != "pgoutput":
+			return fmt.Errorf("replication slot %q uses plugin %q, not pgoutput", s.slot, *plugin)
+		case db == nil || *db != cur:
+			return fmt.Errorf("replication slot %q belongs to another database", s.slot)
+		}
+		return nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("read replication slot %q: %w", s.slot, err)
+	}
+	var used, max int
+	if err := conn.QueryRow(ctx, "SELECT (SELECT count(*) FROM pg_replication_slots), current_setting('max_replication_slots')::int").Scan(&used, &max); err != nil {
+		return fmt.Errorf("read max_replication_slots: %w", err)
+	}
+	if used >= max {
+		return fmt.Errorf("cannot create replication slot %q: all max_replication_slots = %d slots are in use (raise max_replication_slots and restart the server, or drop an unused slot)", s.slot, max)
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", s.slot); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "42710" { // created meanwhile
+			return nil
+		}
+		return fmt.Errorf("create replication slot %q: %w", s.slot, err)
+	}
+	s.log.Info("postgres_cdc: created the replication slot", "slot", s.slot)
+	return nil
+}
+
+// cdcTransient is transient, or the slot still in use by the connection
+// of a process that just ended (the server notices it shortly).
+func cdcTransient(err error) bool {
+	var pe *pgconn.PgError
+	return transient(err) || errors.As(err, &pe) && pe.Code == "55006" // object in use
+}
+
+// start opens the replication connection and starts streaming from the
+// slot's confirmed position.
+func (s *cdcSource) start(ctx context.Context) error {
+	cfg, err := parseDSN(s.dsn)
+	if err != nil {
+		return err
+	}
+	pc := cfg.Config.Copy()
+	pc.RuntimeParams["replication"] = "database"
+	if pc.ConnectTimeout == 0 {
+		pc.ConnectTimeout = 10 * time.Second
+	}
+	conn, err := pgconn.ConnectConfig(ctx, pc)
+	if err != nil {
+		return fmt.Errorf("connect for replication: %w", err)
+	}
+	err = pglogrepl.StartReplication(ctx, conn, s.slot, 0, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", "publication_names '" + strings.ReplaceAll(s.publication, "'", "''") + "'"},
+	})
+	if err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return fmt.Errorf("start replication from slot %q: %w", s.slot, err)
+	}
+	s.repl = conn
+	s.tmap = pgtype.NewMap()
+	s.rels = map[uint32]*pglogrepl.RelationMessage{}
+	s.nextAck = time.Now().Add(10 * time.Second)
+	return nil
+}
+
+// Read returns the changes received, waiting at most about a second so
+// that the executor can commit completed checkpoints in between.
+func (s *cdcSource) Read(ctx context.Context) ([]stdlib.Record, error) {
+	if s.task != 0 {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	b := s.backoff()
+	for {
+		recs, err := s.receive(ctx)
+		if err == nil || len(recs) > 0 {
+			if err != nil { // keep what arrived; the next Read reconnects
+				s.dropRepl()
+			}
+			return recs, nil
+		}
+		if !cdcTransient(err) || ctx.Err() != nil {
+			return nil, fmt.Errorf("postgres_cdc source %q: %w", s.stage, err)
+		}
+		s.dropRepl()
+		if werr := b.Wait(ctx, err); werr != nil {
+			return nil, fmt.Errorf("postgres_cdc source %q: %w", s.stage, werr)
+		}
+		if err := s.start(ctx); err != nil && !cdcTransient(err) {
+			return nil, fmt.Errorf("postgres_cdc source %q: %w", s.stage, err)
+		}
+	}
+}
+
+// receive reads replication messages until a batch is full, nothing came
+// for a short while after changes, or a second passed.
+func (s *cdcSource) receive(ctx context.Context) ([]stdlib.Record, error) {
+	if s.repl == nil {
+		if err := s.start(ctx); err != nil {
+			return nil, err
+		}
+	}
+	var recs []stdlib.Record
+	until := time.Now().Add(time.Second)
+	for len(recs) < s.batch {
+		deadline := until
+		if len(recs) > 0 && s.xid == 0 {
+			deadline = time.Now().Add(5 * time.Millisecond)
+		}
+		if time.Now().After(s.nextAck) {
+			if err := s.sendStatus(ctx); err != nil {
+				return recs, err
+			}
+		}
+		rctx, cancel := context.WithDeadline(ctx, deadline)
+		msg, err := s.repl.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if pgconn.Timeout(err) && ctx.Err() == nil {
+				if len(recs) > 0 || time.Now().After(until) {
+					return recs, nil
+				}
+				continue
+			}
+			return recs, err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ErrorResponse:
+			return recs, pgconn.ErrorResponseToPgError(m)
+		case *pgproto3.CopyData:
+			if len(m.Data) == 0 {
+				continue
+			}
+			switch m.Data[0] {
+			case pglogrepl.PrimaryKeepaliveMessageByteID:
+				ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(m.Data[1:])
+				if err != nil {
+					return recs, fmt.Errorf("parse keepalive: %w", err)
+				}
+				if ka.ReplyRequested {
+					s.nextAck = time.Time{}
+				}
+			case pglogrepl.XLogDataByteID:
+				xld, err := pglogrepl.ParseXLogData(m.Data[1:])
+				if err != nil {
+					return recs, fmt.Errorf("parse xlog data: %w", err)
+				}
+				if xld.WALStart > s.received {
+					s.received = xld.WALStart
+				}
+				if recs, err = s.decode(xld.WALData, recs); err != nil {
+					return recs, err
+				}
+			}
+		}
+	}
+	return recs, nil
+}
+
+// sendStatus tells the server what is confirmed: only what a completed
+// checkpoint covers (Commit), never merely what was received.
+func (s *cdcSource) sendStatus(ctx context.Context) error {
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.repl, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: s.acked, WALFlushPosition: s.acked, WALApplyPosition: s.acked})
+	if err != nil {
+		return fmt.Errorf("send standby status: %w", err)
+	}
+	s.nextAck = time.Now().Add(10 * time.Second)
+	return nil
+}
+
+// decode handles one pgoutput message, appending the change it carries.
+func (s *cdcSource) decode(data []byte, recs []stdlib.Record) ([]stdlib.Record, error) {
+	msg, err := pglogrepl.Parse(data)
+	if err != nil {
+		return recs, fmt.Errorf("parse pgoutput message: %w", err)
+	}
+	switch m := msg.(type) {
+	case *pglogrepl.RelationMessage:
+		s.rels[m.RelationID] = m
+	case *pglogrepl.BeginMessage:
+		s.xid, s.commitLSN, s.commitTime, s.index = m.Xid, m.FinalLSN, m.CommitTime, 0
+	case *pglogrepl.CommitMessage:
+		s.xid = 0
+	case *pglogrepl.InsertMessage:
+		return s.change(recs, "insert", m.RelationID, false, nil, m.Tuple)
+	case *pglogrepl.UpdateMessage:
+		return s.change(recs, "update", m.RelationID, m.OldTupleType == pglogrepl.UpdateMessageTupleTypeKey, m.OldTuple, m.NewTuple)
+	case *pglogrepl.DeleteMessage:
+		return s.change(recs, "delete", m.RelationID, m.OldTupleType == pglogrepl.DeleteMessageTupleTypeKey, m.OldTuple, nil)
+	case *pglogrepl.TruncateMessage:
+		for _, id := range m.RelationIDs {
+			if recs, err = s.change(recs, "truncate", id, false, nil, nil); err != nil {
+				return recs, err
+			}
+		}
+	}
+	return recs, nil
+}
+
+// change appends the record of one change, unless the resumed position
+// already covers it.
+// keyOnly says before holds the replica identity's columns only.
+func (s *cdcSource) change(recs []stdlib.Record, op string, relID uint32, keyOnly bool, before, after *pglogrepl.TupleData) ([]stdlib.Record, error) {
+	rel, ok := s.rels[relID]
+	if !ok {
+		return recs, fmt.Errorf("change of relation %d before its description", relID)
+	}
+	s.index++
+	if s.index >= 1<<CDCIndexBits {
+		return recs, fmt.Errorf("transaction %d holds more than %d changes, the most a transaction may hold", s.xid, 1<<CDCIndexBits-1)
+	}
+	off := int64(s.commitLSN)<<CDCIndexBits | s.index
+	if s.hasSkip && off <= s.skipTo {
+		return recs, nil
+	}
+	r := stdlib.Record{Partition: -1, Time: s.commitTime,
+		Pos: stdlib.Position{Source: s.stage, Partition: s.slot, Offset: off, Identity: s.identity}}
+	var errs []string
+	pk := s.pks[rel.Namespace+"."+rel.RelationName]
+	b, key := s.tuple(rel, pk, keyOnly, before, nil, &errs)
+	a, akey := s.tuple(rel, pk, false, after, before, &errs)
+	if akey != nil {
+		key = akey
+	}
+	v := map[string]any{
+		"op": op, "table": rel.Namespace + "." + rel.RelationName, "xid": int64(s.xid),
+		"lsn": s.commitLSN.String(), "commit_time": s.commitTime, "before": nil, "after": nil,
+	}
+	if key != nil {
+		r.Key = key
+	}
+	if b != nil {
+		v["before"] = b
+	}
+	if a != nil {
+		v["after"] = a
+	}
+	r.Value = v
+	if len(errs) > 0 {
+		r.Err = fmt.Errorf("table %s.%s: %s", rel.Namespace, rel.RelationName, strings.Join(errs, "; "))
+	}
+	return append(recs, r), nil
+}
+
+// tuple converts a tuple to a row (nil for none) and returns the values of
+// its key columns: those of pk, the table's primary key, or without one
+// the replica identity's. With keyOnly, the tuple holds the replica
+// identity's columns only (the others are not in the row). An unchanged TOAST value the server did not send is
+// taken from old when that holds it (REPLICA IDENTITY FULL); otherwise it
+// is reported in errs, never turned into null.
+func (s *cdcSource) tuple(rel *pglogrepl.RelationMessage, pk []string, keyOnly bool, t, old *pglogrepl.TupleData, errs *[]string) (map[string]any, map[string]any) {
+	if t == nil {
+		return nil, nil
+	}
+	row := make(map[string]any, len(t.Columns))
+	var key map[string]any
+	for i, c := range t.Columns {
+		if i >= len(rel.Columns) {
+			break
+		}
+		col := rel.Columns[i]
+		if keyOnly && col.Flags&1 == 0 {
+			continue
+		}
+		var v any
+		switch c.DataType {
+		case 'n':
+			v = nil
+		case 'u':
+			if old != nil && i < len(old.Columns) && (old.Columns[i].DataType == 't' || old.Columns[i].DataType == 'b') {
+				c = old.Columns[i]
+			} else {
+				*errs = append(*errs, fmt.Sprintf("column %q is an unchanged TOAST value the server did not send (set REPLICA IDENTITY FULL on the table to have it)", col.Name))
+				continue
+			}
+			fallthrough
+		default:
+			var err error
+			if v, err = s.value(col, c.Data); err != nil {
+				*errs = append(*errs, fmt.Sprintf("column %q: %v", col.Name, err))
+				continue
+			}
+		}
+		row[col.Name] = v
+		if len(pk) == 0 && col.Flags&1 != 0 || slices.Contains(pk, col.Name) {
+			if key == nil {
+				key = map[string]any{}
+			}
+			key[col.Name] = v
+		}
+	}
+	return row, key
+}
+
+// value decodes a column's text value as its type gives.
+func (s *cdcSource) value(col *pglogrepl.RelationMessageColumn, data []byte) (any, error) {
+	dt, ok := s.tmap.TypeForOID(col.DataType)
+	if !ok {
+		return string(data), nil // an enum, a domain, a type of an extension: its text
+	}
+	c := &column{Name: col.Name, Type: dt.Name}
+	if classOf(dt.Name) == classJSON {
+		return decodeJSON(data, false)
+	}
+	v, err := dt.Codec.DecodeValue(s.tmap, col.DataType, pgtype.TextFormatCode, data)
+	if err != nil {
+		return nil, err
+	}
+	return fromColumn(c, v, nil)
+}
+
+// Commit confirms to the server the commit LSN of the last change a
+// completed checkpoint covers: the slot then keeps what follows only, and
+// a restart streams again from that transaction on (its changes already
+// delivered are dropped by their offsets).
+func (s *cdcSource) Commit(ctx context.Context, positions []stdlib.Position) error {
+	for _, p := range positions {
+		if p.Source != s.stage || p.Partition != s.slot || !stdlib.SameIdentity(p.Identity, s.identity) {
+			continue
+		}
+		if lsn := pglogrepl.LSN(p.Offset >> CDCIndexBits); lsn > s.acked {
+			s.acked = lsn
+			s.nextAck = time.Time{}
+		}
+	}
+	if s.repl != nil && s.nextAck.IsZero() {
+		if err := s.sendStatus(ctx); err != nil {
+			s.dropRepl() // the next Read reconnects and confirms it then
+		}
+	}
+	return nil
+}
+
+func (s *cdcSource) dropRepl() {
+	if s.repl != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		s.repl.Close(ctx)
+		cancel()
+		s.repl = nil
+	}
+}
+
+// Close disconnects; the slot and the publication stay.
+func (s *cdcSource) Close(ctx context.Context) error {
+	s.dropRepl()
+	return nil
+}
