@@ -17,6 +17,7 @@ import (
 
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/internal/sqlcommon"
 	"pipe.dev/pipe/stdlib/retry"
 )
 
@@ -611,7 +612,7 @@ func (s *cdcSource) value(col *pglogrepl.RelationMessageColumn, data []byte) (an
 		return string(data), nil // an enum, a domain, a type of an extension: its text
 	}
 	c := &column{Name: col.Name, Type: dt.Name}
-	if classOf(dt.Name) == classJSON {
+	if classOf(dt.Name) == sqlcommon.ClassJSON {
 		return decodeJSON(data, false)
 	}
 	v, err := dt.Codec.DecodeValue(s.tmap, col.DataType, pgtype.TextFormatCode, data)
