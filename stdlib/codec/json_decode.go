@@ -20,6 +20,10 @@ type jsonDecoder struct {
 	// keep keeps invalid UTF-8 in strings as it is, and a lone surrogate
 	// escape as its three-byte (WTF-8) sequence; otherwise both are errors.
 	keep bool
+	// names are the top-level field names expected (fields), in order;
+	// named counts those found.
+	names []string
+	named int
 }
 
 const maxDepth = 1000

@@ -21,6 +21,15 @@ type jsonCodec struct {
 	// fields holds the schema's fields with their encoded prefixes.
 	fields []cachedKey
 	arena  Arena
+	// fieldNames, fieldOrder and fieldPrefix cache AppendFields' sorted
+	// order (and encoded prefixes) for the last names slice it was given.
+	fieldNames  []string
+	fieldOrder  []int
+	fieldPrefix [][]byte
+	// hint is the last names slice DecodeFieldsOwned was given, hintOK
+	// whether its names can be matched as text.
+	hint   []string
+	hintOK bool
 	// keepInvalid keeps invalid UTF-8 when decoding (Options.KeepInvalidUTF8).
 	keepInvalid bool
 }

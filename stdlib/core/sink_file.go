@@ -37,9 +37,10 @@ var FileSinkSpec = &stdlib.Spec{
 		{Name: "rotate_size", Type: stdlib.Size, Default: int64(0), Doc: "start a new file before one would grow past this size; 0 never rotates by size"},
 		{Name: "rotate_interval", Type: stdlib.Duration, Default: time.Duration(0), Doc: "start a new file when the current one has been open this long; 0 never rotates by time"},
 	}, csvSinkParams...),
-	Delivery: []stdlib.Delivery{stdlib.ExactlyOnce, stdlib.AtLeastOnce},
-	Releases: true,
-	Schema:   true,
+	Delivery:  []stdlib.Delivery{stdlib.ExactlyOnce, stdlib.AtLeastOnce},
+	Releases:  true,
+	ReadsRows: true,
+	Schema:    true,
 	Check: func(attrs map[string]any) []stdlib.AttrError {
 		var errs []stdlib.AttrError
 		if n, ok := attrs["rotate_size"].(int64); ok && n < 0 {
@@ -402,16 +403,27 @@ func (s *fileSink) Write(ctx context.Context, batch []stdlib.Record) error {
 		}
 	}
 	var errs stdlib.RecordErrors
+	fc, _ := s.codec.(codec.FieldsCodec)
+	rows := fc != nil && fc.Fields() && !s.header
 	for i := range batch {
-		m, ok := batch[i].Value.(map[string]any)
-		if !ok {
-			if batch[i].Value != nil {
-				errs = append(errs, stdlib.RecordError{Index: i, Err: fmt.Errorf("value is %T, not a record", batch[i].Value)})
-				continue
+		var line []byte
+		var err error
+		var m map[string]any
+		if r, ok := batch[i].Value.(*stdlib.Row); ok && rows {
+			// The JSON codec encodes a row as it is, as the map it stands for.
+			line, err = fc.AppendFields(s.scratch[:0], r.Shape().Names(), r.Vals())
+		} else {
+			v := stdlib.Materialize(batch[i].Value)
+			var ok bool
+			if m, ok = v.(map[string]any); !ok {
+				if v != nil {
+					errs = append(errs, stdlib.RecordError{Index: i, Err: fmt.Errorf("value is %T, not a record", v)})
+					continue
+				}
+				m = map[string]any{}
 			}
-			m = map[string]any{}
+			line, err = s.codec.Append(s.scratch[:0], m)
 		}
-		line, err := s.codec.Append(s.scratch[:0], m)
 		if err != nil {
 			errs = append(errs, stdlib.RecordError{Index: i, Err: err})
 			continue

@@ -117,6 +117,9 @@ type tailFile struct {
 	headed, headerDue bool
 
 	codecs []codec.Codec // more codecs, to decode parts of a batch in parallel
+	// rows[i] turns what codec i (0: codec, then codecs) decodes into
+	// rows, when the executor takes rows and the codec can; nil otherwise.
+	rows []*rowDecoder
 }
 
 func newFileSource(cfg stdlib.Config) (*fileSource, error) {
@@ -752,32 +755,62 @@ func (s *fileSource) decode(tf *tailFile, recs []stdlib.Record, parts int) {
 		}
 		tf.codecs = append(tf.codecs, c)
 	}
+	if s.cfg.Rows && len(tf.rows) < parts {
+		for i := len(tf.rows); i < parts; i++ {
+			c := tf.codec
+			if i > 0 {
+				c = tf.codecs[i-1]
+			}
+			var rd *rowDecoder
+			if fc, ok := c.(codec.FieldsCodec); ok && fc.Fields() {
+				rd = &rowDecoder{codec: fc}
+			}
+			tf.rows = append(tf.rows, rd)
+		}
+	}
+	rows := func(i int) *rowDecoder {
+		if i < len(tf.rows) {
+			return tf.rows[i]
+		}
+		return nil
+	}
 	if parts == 1 {
-		tf.decodeRecords(recs, tf.codec)
+		tf.decodeRecords(recs, tf.codec, rows(0))
 		return
 	}
 	// Goroutines take chunks of records in turn, so that one that gets
 	// less of a core still finishes with the others.
 	chunks := (len(recs) + decodeChunk - 1) / decodeChunk
 	var next atomic.Int64
-	work := func(c codec.Codec) {
+	work := func(c codec.Codec, rd *rowDecoder) {
 		for k := int(next.Add(1) - 1); k < chunks; k = int(next.Add(1) - 1) {
 			lo, hi := k*decodeChunk, min((k+1)*decodeChunk, len(recs))
-			tf.decodeRecords(recs[lo:hi], c)
+			tf.decodeRecords(recs[lo:hi], c, rd)
 		}
 	}
 	var wg sync.WaitGroup
-	for _, c := range tf.codecs[:parts-1] {
-		wg.Go(func() { work(c) })
+	for i, c := range tf.codecs[:parts-1] {
+		wg.Go(func() { work(c, rows(i+1)) })
 	}
-	work(tf.codec)
+	work(tf.codec, rows(0))
 	wg.Wait()
 }
 
-// decodeRecords decodes each record's Raw with c. Raw is a line (at
-// r.Line, starting at r.Start) of the batch's own copy of the file's bytes,
-// never written again.
-func (tf *tailFile) decodeRecords(recs []stdlib.Record, c codec.Codec) {
+// decodeRecords decodes each record's Raw with c, or into a row with rd
+// when it is not nil. Raw is a line (at r.Line, starting at r.Start) of
+// the batch's own copy of the file's bytes, never written again.
+func (tf *tailFile) decodeRecords(recs []stdlib.Record, c codec.Codec, rd *rowDecoder) {
+	if rd != nil {
+		for i := range recs {
+			r := &recs[i]
+			if v, err := rd.decode(r.Raw); err != nil {
+				r.Err = lineError(tf.path, r.Line, r.Start, err)
+			} else {
+				r.Value = v
+			}
+		}
+		return
+	}
 	od, owned := c.(codec.OwnedDecoder)
 	for i := range recs {
 		r := &recs[i]
@@ -794,6 +827,71 @@ func (tf *tailFile) decodeRecords(recs []stdlib.Record, c codec.Codec) {
 			r.Value = v
 		}
 	}
+}
+
+// rowDecoder decodes messages into rows with one codec: records of a
+// stream share their field names, so it keeps the shape of the last one.
+type rowDecoder struct {
+	codec codec.FieldsCodec
+	shape *stdlib.Shape
+	keys  []string
+	vals  []any
+	// shapes counts the shapes made; past maxRowShapes the stream's
+	// layouts vary too much to intern (shapes are never freed), and
+	// every record becomes a map.
+	shapes int
+}
+
+const maxRowShapes = 64
+
+// decode returns the message data as a *Row, or as the map it stands for
+// when it names a field twice (the last value wins, as in a map).
+func (rd *rowDecoder) decode(data []byte) (any, error) {
+	var names []string
+	if rd.shape != nil {
+		names = rd.shape.Names()
+	}
+	keys, vals, same, err := rd.codec.DecodeFieldsOwned(data, names, rd.keys[:0], rd.vals[:0])
+	rd.keys, rd.vals = keys, vals
+	defer clear(vals) // drop the references the scratch slice holds
+	if err != nil {
+		return nil, err
+	}
+	if rd.shape == nil || !same && !slices.Equal(names, keys) {
+		if rd.shapes >= maxRowShapes || !distinct(keys) {
+			m := make(map[string]any, len(keys))
+			for i, k := range keys {
+				m[k] = vals[i]
+			}
+			return m, nil
+		}
+		names := make([]string, len(keys))
+		for i, k := range keys {
+			names[i] = strings.Clone(k) // keys alias the message; a shape lives on
+		}
+		rd.shape = stdlib.NewShape(names...)
+		rd.shapes++
+	}
+	row := stdlib.NewRow(rd.shape)
+	copy(row.Vals(), vals)
+	return row, nil
+}
+
+// distinct reports whether no name appears twice in names.
+func distinct(names []string) bool {
+	if len(names) > 16 {
+		seen := make(map[string]struct{}, len(names))
+		for _, n := range names {
+			seen[n] = struct{}{}
+		}
+		return len(seen) == len(names)
+	}
+	for i := 1; i < len(names); i++ {
+		if slices.Contains(names[:i], names[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // fill reads more of the file into buf.

@@ -1,0 +1,63 @@
+package core
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+
+	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/codec"
+)
+
+func TestFileRowDecoder(t *testing.T) {
+	c, err := codec.New("json", nil, codec.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := &rowDecoder{codec: c.(codec.FieldsCodec)}
+	decode := func(s string) any {
+		t.Helper()
+		v, err := rd.decode([]byte(s))
+		if err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		return v
+	}
+	asRow := func(v any) *stdlib.Row {
+		t.Helper()
+		r, ok := v.(*stdlib.Row)
+		if !ok {
+			t.Fatalf("got %T, want a row", v)
+		}
+		return r
+	}
+	line := []byte(`{"id":1,"user":"u1"}`)
+	r1, err := rd.decode(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(line, `{"xx":2,"yyyy":"u2"}`) // the shape must not alias a message
+	r2 := asRow(decode(`{"id":2,"user":"u2"}`))
+	if asRow(r1).Shape() != r2.Shape() || !reflect.DeepEqual(r2.Map(), map[string]any{"id": int64(2), "user": "u2"}) {
+		t.Fatalf("second row %v of shape %v, first of %v", r2.Map(), r2.Shape().Names(), asRow(r1).Shape().Names())
+	}
+	r3 := asRow(decode(`{"id":3,"name":"u3"}`))
+	if !reflect.DeepEqual(r3.Map(), map[string]any{"id": int64(3), "name": "u3"}) {
+		t.Fatalf("other layout: %v", r3.Map())
+	}
+	if r4 := asRow(decode(`{"id":4}`)); !reflect.DeepEqual(r4.Map(), map[string]any{"id": int64(4)}) {
+		t.Fatalf("fewer fields: %v", r4.Map())
+	}
+	if m, ok := decode(`{"id":5,"id":6}`).(map[string]any); !ok || !reflect.DeepEqual(m, map[string]any{"id": int64(6)}) {
+		t.Fatalf("a repeated name: %#v", m)
+	}
+	if _, err := rd.decode([]byte(`{"id":`)); err == nil {
+		t.Fatal("a bad message decoded")
+	}
+	for i := range maxRowShapes {
+		decode(fmt.Sprintf(`{"f%d":1}`, i))
+	}
+	if m, ok := decode(`{"g":1}`).(map[string]any); !ok || m["g"] != int64(1) {
+		t.Fatalf("past %d layouts: %#v, want a map", maxRowShapes, m)
+	}
+}
