@@ -139,6 +139,8 @@ func convert(c *Connector, opt Options) (*pipeline, error) {
 		err = cv.mirror()
 	case "S3SinkConnector":
 		err = cv.s3Sink()
+	case "PostgresConnector":
+		err = cv.debeziumPostgres()
 	case "HttpSinkConnector":
 		err = cv.httpSink()
 	case "RabbitMQSourceConnector":
@@ -154,7 +156,7 @@ func convert(c *Connector, opt Options) (*pipeline, error) {
 	case "":
 		return nil, fmt.Errorf("no connector.class")
 	default:
-		return nil, fmt.Errorf("connector class %s has no counterpart in pipe (known: FileStreamSource, FileStreamSink, JdbcSource, JdbcSink, MirrorSource, S3Sink, HttpSink, RabbitMQSource, RabbitMQSink, MqttSource, MqttSink, RedisSink)", c.Config["connector.class"])
+		return nil, fmt.Errorf("connector class %s has no counterpart in pipe (known: FileStreamSource, FileStreamSink, JdbcSource, JdbcSink, MirrorSource, S3Sink, HttpSink, RabbitMQSource, RabbitMQSink, MqttSource, MqttSink, RedisSink, Debezium PostgresConnector)", c.Config["connector.class"])
 	}
 	if err != nil {
 		return nil, err
@@ -219,7 +221,11 @@ func (cv *converter) format(s *stage) {
 		s.set("format", f)
 	}
 	if cv.has("key.converter") {
-		s.set("key_format", conv("key"))
+		if f := conv("key"); s.kind == "source" {
+			s.set("key_format", f)
+		} else if f != "json" {
+			cv.note("key.converter", "a kafka sink writes a string key as it is and other keys as JSON")
+		}
 	}
 }
 
@@ -1286,5 +1292,78 @@ func (cv *converter) redisSink() error {
 	snk.set("key", ":= to_string(meta.key)") // the value is stored as JSON, the sink's default
 	cv.bestDelivery("redis")
 	cv.p.chains = []*chain{{source: src, sink: snk}}
+	return nil
+}
+
+// debeziumPostgres maps Debezium's PostgreSQL connector onto the
+// postgres_cdc source: changes streamed from a logical replication slot
+// into a topic per table.
+func (cv *converter) debeziumPostgres() error {
+	cv.sourceKind = true
+	host, db := cv.get("database.hostname"), cv.get("database.dbname")
+	if host == "" || db == "" {
+		return fmt.Errorf("database.hostname and database.dbname are required")
+	}
+	port := cv.get("database.port")
+	if port == "" {
+		port = "5432"
+	}
+	user := cv.get("database.user")
+	userinfo := url.PathEscape(user)
+	if cv.has("database.password") {
+		userinfo += ":" + cv.secret("database.password")
+	}
+	if userinfo != "" {
+		userinfo += "@"
+	}
+	dsn := "postgres://" + userinfo + host + ":" + port + "/" + db
+	if m := cv.get("database.sslmode"); m != "" {
+		dsn += "?sslmode=" + m
+	}
+	if p := cv.get("plugin.name"); p != "" && p != "pgoutput" {
+		cv.note("plugin.name", "%s is not supported: pgoutput is used", p)
+	}
+	s := &stage{kind: "source", name: "changes", component: "postgres_cdc"}
+	s.set("dsn", quoteRefs(dsn))
+	slot := cv.get("slot.name")
+	if slot == "" {
+		slot = "debezium"
+	}
+	s.set("slot", quote(slot))
+	pub := cv.get("publication.name")
+	if pub == "" {
+		pub = "dbz_publication"
+	}
+	s.set("publication", quote(pub))
+	tables := list(cv.get("table.include.list"))
+	tables = append(tables, list(cv.get("table.whitelist"))...)
+	if len(tables) > 0 {
+		s.set("tables", quoteList(tables))
+	}
+	if mode := cv.get("snapshot.mode"); mode != "never" && mode != "no_data" {
+		cv.note("snapshot.mode", "the rows the tables hold before the slot is created are not copied (no snapshot): only later changes are streamed")
+	}
+	prefix := cv.get("topic.prefix")
+	if prefix == "" {
+		prefix = cv.get("database.server.name")
+	}
+	if prefix == "" {
+		return fmt.Errorf("no topic.prefix")
+	}
+	snk := cv.kafkaStage("sink", "out")
+	// Debezium's topic is <prefix>.<schema>.<table>; a change's table is
+	// schema-qualified.
+	snk.set("topic", ":= "+strconv.Quote(prefix+".")+" + table")
+	snk.set("key", ":= meta.key")
+	cv.format(snk)
+	cv.note("", "records are pipe's change records ({op, table, xid, lsn, commit_time, before, after}), not Debezium's envelope ({before, after, source, op, ts_ms}); op is insert, update, delete or truncate rather than c, u, d, t")
+	for _, k := range []string{"database.server.name", "schema.include.list", "publication.autocreate.mode", "slot.drop.on.stop", "heartbeat.interval.ms", "decimal.handling.mode", "time.precision.mode", "tombstones.on.delete"} {
+		if cv.has(k) && !cv.used[k] {
+			cv.note(k, "not carried over (%s = %s)", k, shown(k, cv.c.Config[k]))
+		}
+	}
+	cv.used["tasks.max"] = true
+	cv.bestDelivery("kafka")
+	cv.p.chains = []*chain{{source: s, sink: snk}}
 	return nil
 }

@@ -53,9 +53,9 @@ func (r *reads) add(key string) { r.keys = append(r.keys, key) }
 func (r *reads) reset()         { r.keys = r.keys[:0] }
 
 // take returns the keys read that value was written from: those whose
-// value it holds (a connection URL's host, say), or, when none does, all
-// of them (a key read to decide what to write). The others stay for the
-// next attribute.
+// value it holds (a connection URL's host, say; a key read only to decide
+// what to write is credited to nothing rather than guessed). The others
+// stay for the next attribute.
 func (r *reads) take(value string) []string {
 	var from, rest []string
 	v := squash(value)
@@ -65,9 +65,6 @@ func (r *reads) take(value string) []string {
 		} else {
 			rest = append(rest, k)
 		}
-	}
-	if len(from) == 0 {
-		from, rest = dedupe(r.keys), nil
 	}
 	r.keys = append(r.keys[:0], rest...)
 	return from
