@@ -13,50 +13,18 @@ package main
 
 import (
 	"bufio"
-	"fmt"
 	"io"
 	"os"
 
-	"github.com/spf13/pflag"
 	"github.com/valyala/fastjson"
+
+	"pipe.dev/pipe/bench/internal/loop"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("tuned", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	in := fs.StringP("input", "i", "-", "input file (- for standard input)")
-	out := fs.StringP("output", "o", "-", "output file (- for standard output)")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	r, w := stdin, stdout
-	if *in != "-" {
-		f, err := os.Open(*in)
-		if err != nil {
-			fmt.Fprintln(stderr, "tuned:", err)
-			return 1
-		}
-		defer f.Close()
-		r = f
-	}
-	if *out != "-" {
-		f, err := os.Create(*out)
-		if err != nil {
-			fmt.Fprintln(stderr, "tuned:", err)
-			return 1
-		}
-		defer f.Close()
-		w = f
-	}
-	n, err := transform(r, w)
-	if err != nil {
-		fmt.Fprintln(stderr, "tuned:", err)
-		return 1
-	}
-	fmt.Fprintf(stderr, "tuned: %d records written\n", n)
-	return 0
+	return loop.Run("tuned", args, stdin, stdout, stderr, transform)
 }
 
 // field is one output field: its name and its value in the parsed line.
