@@ -43,6 +43,7 @@ func (c *checker) flowTypes(topo []*stage) {
 		switch {
 		case st.kind == stdlib.SourceKind:
 			c.sourceType(st)
+			c.schemaFormat(st)
 		case st.component == "filter":
 			// The wheres run in order until one fails: each sees what
 			// the earlier ones prove.
@@ -63,6 +64,7 @@ func (c *checker) flowTypes(topo []*stage) {
 			}
 			c.checkPartitionBy(st)
 			c.sinkChecks(st)
+			c.schemaFormat(st)
 		case st.spec.Result != nil:
 			c.transformResult(st)
 		default:
@@ -224,6 +226,37 @@ func (c *checker) sourceType(st *stage) {
 			d.Detail = "set schema = Name"
 		}
 	}
+}
+
+// schemaFormat reports a format that encodes by a schema file (protobuf,
+// json_schema) on a stage whose records' type was not read from such a
+// file: the schema (a sink's, else its input's) must be.
+func (c *checker) schemaFormat(st *stage) {
+	var format string
+	for _, a := range st.attrs {
+		if a.Name == "format" {
+			format = plainString(a.Value)
+		}
+	}
+	want := map[string]string{"protobuf": `a .proto message: schema X from "x.proto#pkg.Message"`,
+		"json_schema": `a JSON Schema: schema X from "x.schema.json"`}[format]
+	if want == "" {
+		return
+	}
+	records := st.schema
+	if records == nil && st.kind == stdlib.SinkKind && st.typed {
+		records = st.in
+	}
+	if records != nil && records.Wire != nil && records.Wire.Format == format {
+		return
+	}
+	span, rel := st.span, st.instRel
+	if fa := st.flatSeen["format"]; fa != nil {
+		span, rel = fa.span, fa.rel()
+	}
+	d := lang.Errorf(lang.BadAttributeValue, span, "format %s needs a schema read from %s", format, want)
+	d.Detail = "set schema = X on the stage"
+	c.add(d, rel)
 }
 
 // rawFormatSchema reports a schema on a source whose attributes fix its

@@ -2,6 +2,8 @@ package compiler
 
 import (
 	"path/filepath"
+
+	havro "github.com/hamba/avro/v2"
 	"slices"
 	"strings"
 
@@ -9,6 +11,8 @@ import (
 	"pipe.dev/pipe/lang/ast"
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib/avro"
+	"pipe.dev/pipe/stdlib/jsonschema"
+	"pipe.dev/pipe/stdlib/protobuf"
 )
 
 // schemaType returns the record type of schema si, resolving it once.
@@ -36,33 +40,54 @@ func (c *checker) schemaType(si *schemaInfo) *types.Type {
 }
 
 // fileSchemaType reads the schema file of `schema Name from "path"` (a path
-// relative to the declaring file) and maps it to a record type. A file that
-// cannot be read, parsed or mapped is PIPE004 at the path.
+// relative to the declaring file) and maps it to a record type: an Avro
+// .avsc, a .proto message ("path.proto#pkg.Message") or a JSON Schema
+// (.json). A file that cannot be read, parsed or mapped is PIPE004 at the
+// path.
 func (c *checker) fileSchemaType(u *unit, from *ast.StringLit) *types.Type {
 	rel := from.Value()
 	span := u.nodeSpan(ast.SpanOf(from.Pos, from.EndPos))
-	path := rel
+	file, message, hasMessage := strings.Cut(rel, "#")
+	path := file
 	if !filepath.IsAbs(path) {
-		path = filepath.Join(filepath.Dir(u.name), rel)
+		path = filepath.Join(filepath.Dir(u.name), file)
 	}
-	if ext := filepath.Ext(rel); ext != ".avsc" {
-		c.errorf(lang.ImportError, span, "schema file %q: unknown schema format %q (want .avsc)", rel, ext)
+	ext := filepath.Ext(file)
+	fail := func(format string, args ...any) *types.Type {
+		c.errorf(lang.ImportError, span, format, args...)
 		return &types.Type{Kind: types.Record}
+	}
+	switch {
+	case ext == ".proto" && (!hasMessage || message == ""):
+		return fail("schema file %q: name the message: \"%s#package.Message\"", rel, file)
+	case ext != ".proto" && hasMessage:
+		return fail("schema file %q: only a .proto file names a message after #", rel)
+	case ext == ".proto":
+		t, err := protobuf.Compile(path, message, c.readFile)
+		if err != nil {
+			return fail("schema file %q: %v", rel, unwrapPathErr(err))
+		}
+		return t
+	case ext != ".avsc" && ext != ".json":
+		return fail("schema file %q: unknown schema format %q (want .avsc, .proto or .json)", rel, ext)
 	}
 	src, err := c.readFile(path)
 	if err != nil {
-		c.errorf(lang.ImportError, span, "cannot read schema file %q: %v", rel, unwrapPathErr(err))
-		return &types.Type{Kind: types.Record}
+		return fail("cannot read schema file %q: %v", rel, unwrapPathErr(err))
 	}
-	s, err := avro.ParseSchema(src)
-	if err == nil {
-		var t *types.Type
-		if t, err = avro.TypeOf(s); err == nil {
-			return t
+	var t *types.Type
+	if ext == ".json" {
+		t, err = jsonschema.TypeOf(src)
+	} else {
+		var s havro.Schema
+		if s, err = avro.ParseSchema(src); err == nil {
+			t, err = avro.TypeOf(s)
 		}
 	}
-	c.errorf(lang.ImportError, span, "schema file %q: %v", rel, err)
-	return &types.Type{Kind: types.Record}
+	if err != nil {
+		return fail("schema file %q: %v", rel, err)
+	}
+	return t
 }
 
 // recordType builds a record type from fields, reporting duplicate fields.

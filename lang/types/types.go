@@ -54,6 +54,23 @@ type Type struct {
 	Elem     *Type    `json:"elem,omitempty"`     // List and Map element (map keys are strings)
 	Fields   []*Field `json:"fields,omitempty"`   // Record fields, in declaration order
 	Name     string   `json:"name,omitempty"`     // schema name, when the type came from one
+	// Wire is the schema file a record type was read from, for the
+	// formats that encode by more than the type (protobuf, json_schema).
+	Wire *Wire `json:"wire,omitempty"`
+}
+
+// Wire is a schema as a format's codec needs it at run time, self-contained
+// so that a plan does not read the schema file again.
+type Wire struct {
+	// Format is the format the schema describes: "protobuf" or
+	// "json_schema".
+	Format string `json:"format"`
+	// Name is the full name of the protobuf message.
+	Name string `json:"name,omitempty"`
+	// Doc is the schema: a serialized FileDescriptorSet holding the
+	// message's file and its imports (protobuf), or the JSON Schema
+	// document (json_schema).
+	Doc []byte `json:"doc"`
 }
 
 // Field is a named field of a record type.

@@ -6,10 +6,11 @@ import (
 	"unicode/utf8"
 
 	"pipe.dev/pipe/lang/types"
+	"pipe.dev/pipe/stdlib/protobuf"
 )
 
 // Formats lists the format names New accepts.
-var Formats = []string{"json", "csv", "lines", "string", "bytes"}
+var Formats = []string{"json", "csv", "lines", "string", "bytes", "protobuf", "json_schema"}
 
 // Codec decodes one message into a record value and appends the encoding
 // of a record value to a buffer.
@@ -102,6 +103,10 @@ func New(format string, schema *types.Type, opts Options) (Codec, error) {
 		return linesCodec{keepInvalid: opts.KeepInvalidUTF8}, nil
 	case "bytes":
 		return bytesCodec{}, nil
+	case "protobuf":
+		return protobuf.NewCodec(schema)
+	case "json_schema":
+		return newJSONSchema(schema, opts)
 	}
-	return nil, fmt.Errorf("codec: unknown format %q (want json, csv, lines, string or bytes)", format)
+	return nil, fmt.Errorf("codec: unknown format %q (want json, csv, lines, string, bytes, protobuf or json_schema)", format)
 }

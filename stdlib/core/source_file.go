@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -31,7 +32,8 @@ var FileSourceSpec = &stdlib.Spec{
 	Summary: "records from local files (JSON lines, CSV or raw lines); a path or glob; resumes at byte offsets, follows renamed and copied files",
 	Params: append([]stdlib.Param{
 		{Name: "path", Type: stdlib.String, Required: true, Doc: "a file, or a glob (*, ?, [...]) of files, read in path order; each file's content is a partition (see fingerprint_bytes), spread over the tasks by a hash of its first line (csv with a header, true or auto: its first two lines)"},
-		formatParam,
+		{Name: "format", Type: stdlib.Enum("json", "csv", "lines", "json_schema", "protobuf"), Default: stdlib.Ident("json"),
+			Doc: "json: one object per line; csv: one row per line; lines: each line as {value: string}, which takes no schema; json_schema: json validated against the schema's JSON Schema; protobuf: length-delimited binary messages (each a varint length, then the message) of the schema's .proto message"},
 		{Name: "follow", Type: stdlib.Bool, Default: false, Doc: "keep reading data appended to the files (and files newly matching the glob), polling every poll; the source then never ends. Rotation is followed, by rename or copytruncate, when the glob matches the rotated files too"},
 		{Name: "poll", Type: stdlib.Duration, Default: 250 * time.Millisecond, Doc: "how often a followed file is checked for new data"},
 		{Name: "start", Type: stdlib.Enum("beginning", "end"), Default: stdlib.Ident("beginning"), Doc: "where a file present at start and without a stored position is read from: its beginning, or its end (only data appended later); files appearing later are read from their beginning"},
@@ -69,18 +71,20 @@ const readChunk = 1 << 20
 // path. A followed file that is truncated or rewritten loses its partition
 // to a copy of it (copytruncate rotation) and is read again as new content.
 type fileSource struct {
-	cfg     stdlib.Config
-	log     *slog.Logger
-	pattern string
-	follow  bool
-	poll    time.Duration
-	atEnd   bool
-	batch   int
-	fpBytes int64 // fingerprint_bytes
-	lead    int   // leading lines that assign a file to a task
-	resume  stdlib.Resumer
-	opened  bool       // Open has scanned: later files start at their beginning
-	header  headerMode // csv: whether files start with a header row
+	// delimited: the messages are length-delimited (protobuf), not lines.
+	delimited bool
+	cfg       stdlib.Config
+	log       *slog.Logger
+	pattern   string
+	follow    bool
+	poll      time.Duration
+	atEnd     bool
+	batch     int
+	fpBytes   int64 // fingerprint_bytes
+	lead      int   // leading lines that assign a file to a task
+	resume    stdlib.Resumer
+	opened    bool       // Open has scanned: later files start at their beginning
+	header    headerMode // csv: whether files start with a header row
 
 	streams []*fileStream         // partitions: stored when the run started, or made in it
 	files   []*tailFile           // this task's open files, in the order found
@@ -146,7 +150,8 @@ func newFileSource(cfg stdlib.Config) (*fileSource, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &fileSource{
-		cfg: cfg, log: log, pattern: path, follow: cfg.Bool("follow"), poll: cfg.Duration("poll"), header: header,
+		delimited: cfg.String("format") == "protobuf",
+		cfg:       cfg, log: log, pattern: path, follow: cfg.Bool("follow"), poll: cfg.Duration("poll"), header: header,
 		atEnd: cfg.String("start") == "end", batch: int(cfg.Int("batch")), fpBytes: fp, lead: lead,
 		open: map[fileKey]*tailFile{}, later: map[fileKey]int64{},
 	}, nil
@@ -661,7 +666,7 @@ func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
 	if ok, err := s.ready(tf); !ok || err != nil {
 		return nil, err
 	}
-	for !tf.eof && tf.lines < s.batch {
+	for !tf.eof && s.wantMore(tf) {
 		if err := tf.fill(); err != nil {
 			return nil, fmt.Errorf("file %q: %s: %v", s.cfg.Stage, tf.path, err)
 		}
@@ -672,7 +677,7 @@ func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
 	end := 0
 	newlines := 0
 	for n < s.batch {
-		i := bytes.IndexByte(data[end:], '\n')
+		i := s.frameEnd(data[end:])
 		if i < 0 {
 			if tf.eof && !s.follow && end < len(data) && tf.within(len(data)) {
 				end = len(data)
@@ -693,16 +698,21 @@ func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
 	chunk := bytes.Clone(data[:end])
 	recs := s.cfg.Recycler.Batch(n)[:0]
 	for start := 0; start < len(chunk); tf.line++ {
-		i := bytes.IndexByte(chunk[start:], '\n')
+		i := s.frameEnd(chunk[start:])
 		stop := len(chunk)
 		if i >= 0 {
 			stop = start + i + 1
 		}
-		line := trimEOL(chunk[start:stop])
+		var line []byte
+		if s.delimited {
+			line = framePayload(chunk[start:stop])
+		} else {
+			line = trimEOL(chunk[start:stop])
+		}
 		at := tf.off + int64(start)
 		pos := stdlib.Position{Source: s.cfg.Stage, Partition: tf.st.name, Offset: tf.off + int64(stop)}
 		start = stop
-		if len(bytes.TrimSpace(line)) == 0 {
+		if !s.delimited && len(bytes.TrimSpace(line)) == 0 {
 			// Blank lines carry no record; their bytes are covered by the
 			// next record's offset. So does a header row.
 			continue
@@ -723,12 +733,66 @@ func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
 	tf.buf = tf.buf[end:]
 	tf.off += int64(end)
 	tf.st.off = tf.off
+	if s.delimited {
+		newlines = bytes.Count(data[:end], []byte{'\n'})
+	}
 	tf.lines -= newlines
 	if len(recs) == 0 {
 		// Only blank lines: report progress through an empty read.
 		return s.readFile(tf)
 	}
 	return recs, nil
+}
+
+// frameEnd returns the index in data of the last byte of its first
+// message (a line, or a length-delimited message), or -1 when data does
+// not hold a whole one.
+func (s *fileSource) frameEnd(data []byte) int {
+	if !s.delimited {
+		return bytes.IndexByte(data, '\n')
+	}
+	n, k := binary.Uvarint(data)
+	if k <= 0 || uint64(len(data)-k) < n {
+		return -1
+	}
+	return k + int(n) - 1
+}
+
+// framePayload returns the message of a length-delimited frame: what
+// follows the length, all of it when the frame is cut short (at the end of
+// a file), which then fails to decode.
+func framePayload(frame []byte) []byte {
+	n, k := binary.Uvarint(frame)
+	if k <= 0 {
+		return frame
+	}
+	if uint64(len(frame)-k) < n {
+		return frame[k:]
+	}
+	return frame[k : k+int(n)]
+}
+
+// maxDelimitedFill is how many bytes of length-delimited messages a read
+// gathers at most before it takes the whole ones it has.
+const maxDelimitedFill = 1 << 20
+
+// wantMore reports whether tf's buffer lacks a batch: batch lines, or for
+// length-delimited messages, batch whole ones within maxDelimitedFill
+// bytes (or a first whole one, however long).
+func (s *fileSource) wantMore(tf *tailFile) bool {
+	if !s.delimited {
+		return tf.lines < s.batch
+	}
+	data, n := tf.buf, 0
+	for n < s.batch {
+		i := s.frameEnd(data)
+		if i < 0 {
+			return n == 0 || len(tf.buf) < maxDelimitedFill
+		}
+		data = data[i+1:]
+		n++
+	}
+	return false
 }
 
 // minDecodePart is the fewest records per goroutine worth decoding a

@@ -1,0 +1,9 @@
+// Package protobuf maps Protocol Buffers messages (.proto files) to pipe
+// types, so that `schema Name from "file.proto#pkg.Message"` declares a
+// record type the compiler checks expressions against with no network, and
+// holds the `protobuf` format: the binary encoding of one message, decoded
+// and encoded through dynamicpb from the compiled descriptor.
+//
+// The codec works on the plain payload of one message; framing (a length
+// prefix in files, a registry's header on Kafka) is the caller's.
+package protobuf
