@@ -34,7 +34,7 @@ func (c *jsonSchemaCodec) Decode(data []byte) (map[string]any, error) {
 // Append implements Codec.
 func (c *jsonSchemaCodec) Append(dst []byte, v map[string]any) ([]byte, error) {
 	n := len(dst)
-	out, err := c.json.Append(dst, v)
+	out, err := c.json.Append(dst, c.v.OmitNulls(v))
 	if err != nil {
 		return nil, err
 	}

@@ -52,7 +52,7 @@ func (noLoader) Load(url string) (any, error) {
 func syntaxError(src []byte, err error) error {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		line, col := lineCol(src, int(se.Offset))
+		line, col := lineCol(src, max(0, int(se.Offset)-1))
 		return fmt.Errorf("%d:%d: %v", line, col, err)
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {

@@ -15,6 +15,9 @@ import (
 // TypeOf keeps.
 type Validator struct {
 	s *js.Schema
+	// absent are the top-level properties that are not required: a null
+	// of one is left out when encoding.
+	absent map[string]bool
 }
 
 // NewValidator returns the validator of t's JSON Schema.
@@ -26,7 +29,44 @@ func NewValidator(t *types.Type) (*Validator, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Validator{s: s}, nil
+	v := &Validator{s: s, absent: map[string]bool{}}
+	for _, f := range t.Fields {
+		v.absent[f.Name] = true
+	}
+	if root, err := parseOrdered(t.Wire.Doc); err == nil {
+		if o, ok := root.(*object); ok {
+			if req, ok := o.get("required").([]any); ok {
+				for _, r := range req {
+					if name, ok := r.(string); ok {
+						delete(v.absent, name)
+					}
+				}
+			}
+		}
+	}
+	return v, nil
+}
+
+// OmitNulls returns rec without the nulls of properties that are not
+// required (JSON Schema tells an absent property from a null one; a pipe
+// record does not), or rec itself when it has none.
+func (v *Validator) OmitNulls(rec map[string]any) map[string]any {
+	var out map[string]any
+	for k, x := range rec {
+		if x == nil && v.absent[k] {
+			if out == nil {
+				out = make(map[string]any, len(rec))
+				for k2, x2 := range rec {
+					out[k2] = x2
+				}
+			}
+			delete(out, k)
+		}
+	}
+	if out == nil {
+		return rec
+	}
+	return out
 }
 
 // Validate reports the first place where the JSON message data breaks the
