@@ -84,7 +84,8 @@ type Import struct {
 }
 
 // Schema is `schema Name { field: type ... }`, or `schema Name from "file"`
-// whose type is read from a schema file (an Avro .avsc).
+// whose type is read from a schema file (an Avro .avsc, a .proto message
+// as "file.proto#pkg.Message", a JSON Schema .json).
 type Schema struct {
 	Pos    lexer.Position
 	EndPos lexer.Position

@@ -2,7 +2,8 @@
 // record value) into a record value and back, by format.
 //
 // Role: run time, used by sources to decode and by sinks to encode. It
-// imports only lang/types.
+// imports lang/types, and stdlib/protobuf and stdlib/jsonschema for the
+// formats read from schema files.
 //
 // Formats:
 //
@@ -12,6 +13,12 @@
 //	        [HeaderCodec]), Options.Columns, or the schema's field order
 //	lines   the message as text: {"value": "<text>"} (alias: string)
 //	bytes   the message as bytes: {"value": []byte}
+//	protobuf     one binary Protobuf message of the schema's .proto
+//	             message (the schema must come from a .proto: see
+//	             [types.Wire]); no framing
+//	json_schema  json, validated against the schema's JSON Schema (the
+//	             schema must come from a JSON Schema file) before a
+//	             message is decoded and after a record is encoded
 //
 // With a declared schema (a record [types.Type]) decoded values are coerced
 // to the schema's runtime representation (int64, float64, bool, string,
