@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"pipe.dev/pipe/stdlib"
@@ -50,24 +51,27 @@ func TestFileContract(t *testing.T) {
 				},
 			}
 		},
-		Bad: func(pos stdlib.Position) stdlib.Record { return stdlib.Record{Value: "not a record", Pos: pos} },
-		// A directory where the state file is renamed to: the commit
-		// fails after the data was written and synced.
-		BreakCommit: func(t *testing.T, tg *stdlibtest.Target) func() {
-			out := tg.Sink["path"].(string)
-			state := sinkStatePath(filepath.Dir(out), "out", ".jsonl")
-			old, err := os.ReadFile(state)
-			if err != nil && !os.IsNotExist(err) {
-				t.Fatal(err)
-			}
-			os.Remove(state)
-			must(t, os.MkdirAll(filepath.Join(state, "x"), 0o755))
-			return func() {
-				must(t, os.RemoveAll(state))
-				if old != nil {
-					must(t, os.WriteFile(state, old, 0o644))
-				}
-			}
-		},
+		Bad:         func(pos stdlib.Position) stdlib.Record { return stdlib.Record{Value: "not a record", Pos: pos} },
+		BreakCommit: breakFileCommit,
 	})
+}
+
+// breakFileCommit puts a directory where the file sink's state file is
+// renamed to: the commit fails after the data was written and synced.
+func breakFileCommit(t *testing.T, tg *stdlibtest.Target) func() {
+	out := tg.Sink["path"].(string)
+	ext := filepath.Ext(out)
+	state := sinkStatePath(filepath.Dir(out), strings.TrimSuffix(filepath.Base(out), ext), ext)
+	old, err := os.ReadFile(state)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	os.Remove(state)
+	must(t, os.MkdirAll(filepath.Join(state, "x"), 0o755))
+	return func() {
+		must(t, os.RemoveAll(state))
+		if old != nil {
+			must(t, os.WriteFile(state, old, 0o644))
+		}
+	}
 }

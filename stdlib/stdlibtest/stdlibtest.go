@@ -95,6 +95,8 @@ type Target struct {
 	StateDir string
 	// Input is the record type the sink gets (Config.Input), or nil.
 	Input *types.Type
+	// Schema is the source's declared schema (Config.Schema), or nil.
+	Schema *types.Type
 	// Produce writes records with these ids into what the source reads,
 	// through a plain client.
 	Produce func(t *testing.T, ids []int64)
@@ -327,6 +329,7 @@ func SameIDs(t testing.TB, what string, got, want []int64) {
 func newSource(t *testing.T, c Connector, tg *Target) stdlib.Source {
 	t.Helper()
 	cfg := Config(t, c.Source, tg.Pipeline, "in", tg.Source, "")
+	cfg.Schema = tg.Schema
 	if tg.StateDir != "" {
 		cfg.StateDir = tg.StateDir
 	}
