@@ -14,6 +14,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/codec"
 	"pipe.dev/pipe/stdlib/retry"
@@ -33,7 +34,7 @@ var SinkSpec = &stdlib.Spec{
 		stdlib.Param{Name: "topic", Type: stdlib.String, Expr: true, Doc: "topic to write to; topic := expr chooses it per record"},
 		stdlib.Param{Name: "key", Type: stdlib.AnyValue, Expr: true, Doc: "message key, key := expr"},
 		stdlib.Param{Name: "headers", Type: stdlib.MapOf(stdlib.String), Expr: true, Doc: "message headers, headers := expr"},
-		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes"), Default: stdlib.Ident("json"), Doc: "value format"},
+		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes", "json_schema", "protobuf"), Default: stdlib.Ident("json"), Doc: "value format; json_schema and protobuf encode by the sink's schema (read from a JSON Schema or .proto file), the plain payload without a registry's framing"},
 		stdlib.Param{Name: "partitioner", Type: stdlib.Enum("hash", "round_robin", "source"), Default: stdlib.Ident("hash"),
 			Doc: "hash of the key (murmur2, as the Java client), round_robin, or the partition the record was read from"},
 		stdlib.Param{Name: "compression", Type: stdlib.Enum("none", "gzip", "snappy", "lz4", "zstd"), Default: stdlib.Ident("none")},
@@ -128,7 +129,11 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	if s.val, err = codec.New(cfg.String("format"), nil, codec.Options{}); err != nil {
+	var schema *types.Type // json and the raw formats write what they get
+	if f := cfg.String("format"); f == "protobuf" || f == "json_schema" {
+		schema = cfg.RecordType()
+	}
+	if s.val, err = codec.New(cfg.String("format"), schema, codec.Options{}); err != nil {
 		return nil, err
 	}
 	switch cfg.String("compression") {
