@@ -108,6 +108,20 @@ func (r *Reader) Block(b []byte) (count int64, n int) {
 	return count, k1 + k2 + int(size) + 16
 }
 
+// BlockLen reads the two numbers that open a block, at the start of b:
+// its records and its length, sync marker included.
+func BlockLen(b []byte) (count, n int64, ok bool) {
+	count, k1 := varlong(b)
+	if k1 == 0 {
+		return 0, 0, false
+	}
+	size, k2 := varlong(b[k1:])
+	if k2 == 0 || size < 0 {
+		return 0, 0, false
+	}
+	return count, int64(k1+k2) + size + 16, true
+}
+
 // Records decodes the records of a whole block b (as Block delimits it),
 // calling fn with each record's index in the block and its value or
 // error. A block that cannot be read at all is an error.

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/avro"
 	"pipe.dev/pipe/stdlib/codec"
 )
 
@@ -32,8 +33,8 @@ var FileSourceSpec = &stdlib.Spec{
 	Summary: "records from local files (JSON lines, CSV or raw lines); a path or glob; resumes at byte offsets, follows renamed and copied files",
 	Params: append([]stdlib.Param{
 		{Name: "path", Type: stdlib.String, Required: true, Doc: "a file, or a glob (*, ?, [...]) of files, read in path order; each file's content is a partition (see fingerprint_bytes), spread over the tasks by a hash of its first line (csv with a header, true or auto: its first two lines)"},
-		{Name: "format", Type: stdlib.Enum("json", "csv", "lines", "json_schema", "protobuf"), Default: stdlib.Ident("json"),
-			Doc: "json: one object per line; csv: one row per line; lines: each line as {value: string}, which takes no schema; json_schema: json validated against the schema's JSON Schema; protobuf: length-delimited binary messages (each a varint length, then the message) of the schema's .proto message"},
+		{Name: "format", Type: stdlib.Enum("json", "csv", "lines", "json_schema", "protobuf", "avro"), Default: stdlib.Ident("json"),
+			Doc: "json: one object per line; csv: one row per line; lines: each line as {value: string}, which takes no schema; json_schema: json validated against the schema's JSON Schema; protobuf: length-delimited binary messages (each a varint length, then the message) of the schema's .proto message; avro: an Avro object container file, its records resolved against the schema by field name"},
 		{Name: "follow", Type: stdlib.Bool, Default: false, Doc: "keep reading data appended to the files (and files newly matching the glob), polling every poll; the source then never ends. Rotation is followed, by rename or copytruncate, when the glob matches the rotated files too"},
 		{Name: "poll", Type: stdlib.Duration, Default: 250 * time.Millisecond, Doc: "how often a followed file is checked for new data"},
 		{Name: "start", Type: stdlib.Enum("beginning", "end"), Default: stdlib.Ident("beginning"), Doc: "where a file present at start and without a stored position is read from: its beginning, or its end (only data appended later); files appearing later are read from their beginning"},
@@ -71,20 +72,21 @@ const readChunk = 1 << 20
 // path. A followed file that is truncated or rewritten loses its partition
 // to a copy of it (copytruncate rotation) and is read again as new content.
 type fileSource struct {
-	// delimited: the messages are length-delimited (protobuf), not lines.
-	delimited bool
-	cfg       stdlib.Config
-	log       *slog.Logger
-	pattern   string
-	follow    bool
-	poll      time.Duration
-	atEnd     bool
-	batch     int
-	fpBytes   int64 // fingerprint_bytes
-	lead      int   // leading lines that assign a file to a task
-	resume    stdlib.Resumer
-	opened    bool       // Open has scanned: later files start at their beginning
-	header    headerMode // csv: whether files start with a header row
+	// delimited: the messages are length-delimited (protobuf), not lines;
+	// ocf: the file is an Avro object container file.
+	delimited, ocf bool
+	cfg            stdlib.Config
+	log            *slog.Logger
+	pattern        string
+	follow         bool
+	poll           time.Duration
+	atEnd          bool
+	batch          int
+	fpBytes        int64 // fingerprint_bytes
+	lead           int   // leading lines that assign a file to a task
+	resume         stdlib.Resumer
+	opened         bool       // Open has scanned: later files start at their beginning
+	header         headerMode // csv: whether files start with a header row
 
 	streams []*fileStream         // partitions: stored when the run started, or made in it
 	files   []*tailFile           // this task's open files, in the order found
@@ -119,6 +121,10 @@ type tailFile struct {
 	// headed: the file's first non-blank line may be a csv header row;
 	// headerDue: that line is still to come.
 	headed, headerDue bool
+	// ocf reads an Avro object container file once its header is read;
+	// skip records of the next block were read before a restart.
+	ocf  *avro.Reader
+	skip int
 
 	codecs []codec.Codec // more codecs, to decode parts of a batch in parallel
 	// rows[i] turns what codec i (0: codec, then codecs) decodes into
@@ -135,7 +141,7 @@ func newFileSource(cfg stdlib.Config) (*fileSource, error) {
 		return nil, fmt.Errorf("file %q: bad glob %q: %v", cfg.Stage, path, err)
 	}
 	// Build one codec now so that a bad format fails at start.
-	c, err := newCodec(cfg, cfg.Schema)
+	c, err := fileCodec(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("file %q: %v", cfg.Stage, err)
 	}
@@ -150,8 +156,8 @@ func newFileSource(cfg stdlib.Config) (*fileSource, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &fileSource{
-		delimited: cfg.String("format") == "protobuf",
-		cfg:       cfg, log: log, pattern: path, follow: cfg.Bool("follow"), poll: cfg.Duration("poll"), header: header,
+		delimited: cfg.String("format") == "protobuf", ocf: cfg.String("format") == "avro",
+		cfg: cfg, log: log, pattern: path, follow: cfg.Bool("follow"), poll: cfg.Duration("poll"), header: header,
 		atEnd: cfg.String("start") == "end", batch: int(cfg.Int("batch")), fpBytes: fp, lead: lead,
 		open: map[fileKey]*tailFile{}, later: map[fileKey]int64{},
 	}, nil
@@ -255,7 +261,7 @@ func (s *fileSource) take(path string, k fileKey) error {
 		s.later[k] = fi.Size()
 		return nil
 	}
-	c, err := newCodec(s.cfg, s.cfg.Schema)
+	c, err := fileCodec(s.cfg)
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("file %q: %v", s.cfg.Stage, err)
@@ -322,7 +328,11 @@ func (s *fileSource) attach(tf *tailFile) error {
 		tf.next.file = tf
 	}
 	tf.line, tf.headerDue = 1, tf.headed
-	if start > 0 {
+	if s.ocf && start > 0 {
+		if start, err = tf.ocfResume(s.cfg.Schema, start); err != nil {
+			return fmt.Errorf("file %q: %s: %v", s.cfg.Stage, tf.path, err)
+		}
+	} else if start > 0 {
 		// Reading from the middle: count the lines before, and read the
 		// header row there, so that a resumed file knows its columns.
 		lines, first, err := scanPrefix(tf.f, start, tf.headerDue)
@@ -677,7 +687,7 @@ func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
 	end := 0
 	newlines := 0
 	for n < s.batch {
-		i := s.frameEnd(data[end:])
+		i := s.frameEnd(tf, data[end:], tf.off+int64(end))
 		if i < 0 {
 			if tf.eof && !s.follow && end < len(data) && tf.within(len(data)) {
 				end = len(data)
@@ -696,9 +706,12 @@ func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
 		return nil, nil
 	}
 	chunk := bytes.Clone(data[:end])
+	if s.ocf {
+		return s.ocfRead(tf, chunk)
+	}
 	recs := s.cfg.Recycler.Batch(n)[:0]
 	for start := 0; start < len(chunk); tf.line++ {
-		i := s.frameEnd(chunk[start:])
+		i := s.frameEnd(tf, chunk[start:], tf.off+int64(start))
 		stop := len(chunk)
 		if i >= 0 {
 			stop = start + i + 1
@@ -744,10 +757,14 @@ func (s *fileSource) readFile(tf *tailFile) ([]stdlib.Record, error) {
 	return recs, nil
 }
 
-// frameEnd returns the index in data of the last byte of its first
-// message (a line, or a length-delimited message), or -1 when data does
-// not hold a whole one.
-func (s *fileSource) frameEnd(data []byte) int {
+// frameEnd returns the index in data, which starts at offset at of tf,
+// of the last byte of its first message (a line, a length-delimited
+// message, an Avro header or block), or -1 when data does not hold a whole
+// one.
+func (s *fileSource) frameEnd(tf *tailFile, data []byte, at int64) int {
+	if s.ocf {
+		return tf.ocfFrameEnd(data, at, s.cfg.Schema)
+	}
 	if !s.delimited {
 		return bytes.IndexByte(data, '\n')
 	}
@@ -780,12 +797,12 @@ const maxDelimitedFill = 1 << 20
 // length-delimited messages, batch whole ones within maxDelimitedFill
 // bytes (or a first whole one, however long).
 func (s *fileSource) wantMore(tf *tailFile) bool {
-	if !s.delimited {
+	if !s.delimited && !s.ocf {
 		return tf.lines < s.batch
 	}
 	data, n := tf.buf, 0
 	for n < s.batch {
-		i := s.frameEnd(data)
+		i := s.frameEnd(tf, data, tf.off+int64(len(tf.buf)-len(data)))
 		if i < 0 {
 			return n == 0 || len(tf.buf) < maxDelimitedFill
 		}
