@@ -42,11 +42,7 @@ func (c *Codec) Decode(data []byte) (map[string]any, error) {
 
 // Append implements codec.Codec.
 func (c *Codec) Append(dst []byte, v map[string]any) ([]byte, error) {
-	m := dynamicpb.NewMessage(c.md)
-	if err := setMessage(m, v, ""); err != nil {
-		return nil, err
-	}
-	return proto.MarshalOptions{Deterministic: true}.MarshalAppend(dst, m)
+	return appendMessage(dst, c.md, v, "")
 }
 
 func messageValue(m protoreflect.Message) (map[string]any, error) {

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/dynamicpb"
+
 	"pipe.dev/pipe/lang/types"
 )
 
@@ -87,6 +90,19 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if !bytes.HasPrefix(b, []byte("prefix")) {
 		t.Fatal("Append does not append")
+	}
+	// The wire encoding decodes to the message dynamicpb builds of the
+	// same record (field order may differ: proto.Marshal puts oneofs last).
+	ref := dynamicpb.NewMessage(c.md)
+	if err := setMessage(ref, in, ""); err != nil {
+		t.Fatal(err)
+	}
+	back := dynamicpb.NewMessage(c.md)
+	if err := proto.Unmarshal(b[len("prefix"):], back); err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(ref, back) {
+		t.Errorf("encoded message differs from dynamicpb's:\n got %v\nwant %v", back, ref)
 	}
 	out, err := c.Decode(b[len("prefix"):])
 	if err != nil {
