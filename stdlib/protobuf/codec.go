@@ -7,9 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/types/dynamicpb"
 
 	"pipe.dev/pipe/lang/types"
 )
@@ -33,11 +31,11 @@ func NewCodec(t *types.Type) (*Codec, error) {
 
 // Decode implements codec.Codec.
 func (c *Codec) Decode(data []byte) (map[string]any, error) {
-	m := dynamicpb.NewMessage(c.md)
-	if err := proto.Unmarshal(data, m); err != nil {
+	m, err := decodeMessage(data, c.md)
+	if err != nil {
 		return nil, fmt.Errorf("protobuf %s: %w", c.md.FullName(), err)
 	}
-	return messageValue(m)
+	return m, nil
 }
 
 // Append implements codec.Codec.
@@ -106,11 +104,7 @@ func singleValue(fd protoreflect.FieldDescriptor, v protoreflect.Value) (any, er
 		protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
 		return v.Int(), nil
 	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind, protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
-		u := v.Uint()
-		if u > math.MaxInt64 {
-			return nil, fmt.Errorf("%d does not fit an int", u)
-		}
-		return int64(u), nil
+		return toInt(v.Uint())
 	case protoreflect.EnumKind:
 		if fd.Enum().FullName() == "google.protobuf.NullValue" {
 			return nil, nil

@@ -51,7 +51,7 @@ func TestCompileErrors(t *testing.T) {
 	for _, c := range []struct{ path, msg, want string }{
 		{"testdata/broken.proto", "t.B", "testdata/broken.proto:6:3: "},
 		{"testdata/broken.proto", "t.B", "nosuch.Type"},
-		{"testdata/all.proto", "t.Nope", `defines no message "t.Nope" (it defines t.Inner, t.All, t.Node)`},
+		{"testdata/all.proto", "t.Nope", `defines no message "t.Nope" (it defines t.Inner, t.All, t.Node, t.Packs)`},
 		{"testdata/all.proto", "t.Node", "message t.Node contains itself"},
 		{"testdata/none.proto", "t.X", "none.proto"},
 	} {
@@ -108,6 +108,10 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The wire decoder reads what dynamicpb reads.
+	if viaDynamic, err := messageValue(back); err != nil || !reflect.DeepEqual(viaDynamic, out) {
+		t.Errorf("decoded %v\ndynamicpb %v (%v)", out, viaDynamic, err)
+	}
 	if !reflect.DeepEqual(in, out) {
 		for k, v := range in {
 			if !reflect.DeepEqual(v, out[k]) {
@@ -156,5 +160,46 @@ func TestEncodeErrors(t *testing.T) {
 	}
 	if _, err := NewCodec(types.RecordOf()); err == nil || !strings.Contains(err.Error(), ".proto") {
 		t.Errorf("no descriptor: %v", err)
+	}
+}
+
+// Packed and unpacked repeated scalars and maps with non-string keys
+// round-trip, and decode as dynamicpb decodes them.
+func TestRepeated(t *testing.T) {
+	typ, err := Compile("testdata/all.proto", "t.Packs", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewCodec(typ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := map[string]any{"p": []any{int64(1), int64(-2), int64(1) << 50}, "u": []any{int64(-3), int64(4)},
+		"d": []any{0.5, -1.25}, "flags": map[string]any{"true": map[string]any{"x": "t"}, "false": map[string]any{"x": ""}}}
+	b, err := c.Append(nil, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, out) {
+		t.Errorf("got %v\nwant %v", out, in)
+	}
+	m := dynamicpb.NewMessage(c.md)
+	if err := proto.Unmarshal(b, m); err != nil {
+		t.Fatal(err)
+	}
+	if viaDynamic, err := messageValue(m); err != nil || !reflect.DeepEqual(viaDynamic, out) {
+		t.Errorf("decoded %v\ndynamicpb %v (%v)", out, viaDynamic, err)
+	}
+	// dynamicpb's own packed encoding of the same reads the same.
+	pb, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := c.Decode(pb); err != nil || !reflect.DeepEqual(again, in) {
+		t.Errorf("dynamicpb's encoding decoded as %v (%v)", again, err)
 	}
 }
