@@ -31,7 +31,7 @@ func init() { stdlib.MustRegister(FileSinkSpec) }
 var FileSinkSpec = &stdlib.Spec{
 	Kind:    stdlib.SinkKind,
 	Name:    "file",
-	Summary: "records to local files, one per line (JSON lines, CSV or raw lines); rotation by size or time; exactly once",
+	Summary: "records to local files, one per line (JSON lines, CSV or raw lines) or framed (Protobuf, Avro container files); rotation by size or time; exactly once (Avro: at least once)",
 	Params: append([]stdlib.Param{
 		{Name: "path", Type: stdlib.String, Required: true, Doc: fileSinkPathDoc},
 		{Name: "format", Type: stdlib.Enum("json", "csv", "lines", "avro", "json_schema", "protobuf"), Default: stdlib.Ident("json"), Doc: "json: one object per line; csv: one row per line (a header row opens each file when header = true); lines: the record's value field as text; avro: an Avro object container file whose schema is derived from the records' type (at least once); json_schema: json validated against the schema's JSON Schema (a record that fails is a record error); protobuf: the schema's .proto message, binary, each prefixed by its varint length"},

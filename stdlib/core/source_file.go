@@ -30,7 +30,7 @@ func init() { stdlib.MustRegister(FileSourceSpec) }
 var FileSourceSpec = &stdlib.Spec{
 	Kind:    stdlib.SourceKind,
 	Name:    "file",
-	Summary: "records from local files (JSON lines, CSV or raw lines); a path or glob; resumes at byte offsets, follows renamed and copied files",
+	Summary: "records from local files (JSON lines, CSV, raw lines, JSON Schema-validated JSON, length-delimited Protobuf or Avro container files); a path or glob; resumes at byte offsets, follows renamed and copied files",
 	Params: append([]stdlib.Param{
 		{Name: "path", Type: stdlib.String, Required: true, Doc: "a file, or a glob (*, ?, [...]) of files, read in path order; each file's content is a partition (see fingerprint_bytes), spread over the tasks by a hash of its first line (csv with a header, true or auto: its first two lines)"},
 		{Name: "format", Type: stdlib.Enum("json", "csv", "lines", "json_schema", "protobuf", "avro"), Default: stdlib.Ident("json"),
