@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // TestSourceLag: the lag is the messages ready in the queue, those the
@@ -17,10 +18,7 @@ func TestSourceLag(t *testing.T) {
 	s := openSource(t, sourceConfig(t, map[string]any{"queue": q, "prefetch": int64(20), "max_wait": 300 * time.Millisecond}))
 	want := func(behind int64) {
 		t.Helper()
-		lag := s.Lag(t.Context())
-		if len(lag) != 1 || lag[0] != (stdlib.Lag{Partition: q, Behind: behind, Unit: "records"}) {
-			t.Fatalf("lag %+v, want %d records behind on %s", lag, behind, q)
-		}
+		stdlibtest.WantLag(t, s, stdlib.Lag{Partition: q, Behind: behind, Unit: "records"})
 	}
 	readN(t, s, 20, 10*time.Second)
 	want(30)

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // TestSourceLag: the lag of a stream is the entries the group was not
@@ -17,10 +18,7 @@ func TestSourceLag(t *testing.T) {
 	s := openSource(t, config(t, SourceSpec, "in", map[string]any{"stream": stream, "group": "g", "count": int64(20)}), nil)
 	want := func(behind int64) {
 		t.Helper()
-		lag := s.Lag(t.Context())
-		if len(lag) != 1 || lag[0] != (stdlib.Lag{Partition: stream, Behind: behind, Unit: "records"}) {
-			t.Fatalf("lag %+v, want %d records behind on %s", lag, behind, stream)
-		}
+		stdlibtest.WantLag(t, s, stdlib.Lag{Partition: stream, Behind: behind, Unit: "records"})
 	}
 	want(50)
 	n := 0
