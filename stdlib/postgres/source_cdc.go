@@ -37,6 +37,8 @@ var CDCSpec = &stdlib.Spec{
 		{Name: "slot", Type: stdlib.String, Required: true,
 			Doc: "logical replication slot (pgoutput) to stream from; created when missing. The slot is the source's only partition"},
 		{Name: "batch", Type: stdlib.Int, Default: int64(1000), Doc: "most changes per batch"},
+		{Name: "snapshot", Type: stdlib.Enum("initial", "never"), Default: stdlib.Ident("initial"),
+			Doc: "initial: read the captured tables' rows (op read) in the slot's snapshot before streaming; never: stream only"},
 		retry.Param,
 	},
 	Meta:      []stdlib.MetaField{stdlib.MetaOffset, stdlib.MetaKey, stdlib.MetaTimestamp},
@@ -92,6 +94,8 @@ type cdcSource struct {
 	retryTimeout time.Duration
 	stage        string
 	task         int
+	snapshot     bool         // snapshot = initial
+	snap         *cdcSnapshot // the snapshot being read, nil when none
 
 	identity string
 	repl     *pgconn.PgConn
@@ -121,6 +125,7 @@ func newCDC(cfg stdlib.Config) (*cdcSource, error) {
 		retryTimeout: cfg.Duration(retry.Param.Name),
 		stage:        cfg.Stage,
 		task:         cfg.Task,
+		snapshot:     cfg.String("snapshot") != "never",
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -158,6 +163,16 @@ func (s *cdcSource) Open(ctx context.Context, resume stdlib.Resumer) error {
 	if resume != nil {
 		if off, ok := resume.Resume(s.slot, s.identity); ok {
 			s.skipTo, s.hasSkip = off, true
+		}
+	}
+	if s.snapshot {
+		err := retry.Do(ctx, s.backoff(), transient, func() error { return s.planSnapshot(ctx, resume, s.hasSkip) })
+		if err != nil {
+			s.closeSnapshot()
+			return fmt.Errorf("postgres_cdc source %q: %w", s.stage, err)
+		}
+		if s.snap != nil {
+			return nil // streaming starts once the snapshot is read
 		}
 	}
 	if err := retry.Do(ctx, s.backoff(), cdcTransient, func() error { return s.start(ctx) }); err != nil {
@@ -327,6 +342,9 @@ func (s *cdcSource) slotReady(ctx context.Context, conn *pgx.Conn) error {
 	if used >= max {
 		return fmt.Errorf("cannot create replication slot %q: all max_replication_slots = %d slots are in use (raise max_replication_slots and restart the server, or drop an unused slot)", s.slot, max)
 	}
+	if s.snapshot {
+		return s.createSlotSnapshot(ctx)
+	}
 	if _, err := conn.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", s.slot); err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "42710" { // created meanwhile
@@ -348,18 +366,9 @@ func cdcTransient(err error) bool {
 // start opens the replication connection and starts streaming from the
 // slot's confirmed position.
 func (s *cdcSource) start(ctx context.Context) error {
-	cfg, err := parseDSN(s.dsn)
+	conn, err := s.replConn(ctx)
 	if err != nil {
 		return err
-	}
-	pc := cfg.Config.Copy()
-	pc.RuntimeParams["replication"] = "database"
-	if pc.ConnectTimeout == 0 {
-		pc.ConnectTimeout = 10 * time.Second
-	}
-	conn, err := pgconn.ConnectConfig(ctx, pc)
-	if err != nil {
-		return fmt.Errorf("connect for replication: %w", err)
 	}
 	err = pglogrepl.StartReplication(ctx, conn, s.slot, 0, pglogrepl.StartReplicationOptions{
 		PluginArgs: []string{"proto_version '1'", "publication_names '" + strings.ReplaceAll(s.publication, "'", "''") + "'"},
@@ -381,6 +390,11 @@ func (s *cdcSource) Read(ctx context.Context) ([]stdlib.Record, error) {
 	if s.task != 0 {
 		<-ctx.Done()
 		return nil, ctx.Err()
+	}
+	if s.snap != nil {
+		if recs, err := s.snapshotRead(ctx); err != nil || len(recs) > 0 {
+			return recs, err
+		}
 	}
 	b := s.backoff()
 	for {
@@ -656,5 +670,6 @@ func (s *cdcSource) dropRepl() {
 // Close disconnects; the slot and the publication stay.
 func (s *cdcSource) Close(ctx context.Context) error {
 	s.dropRepl()
+	s.closeSnapshot()
 	return nil
 }
