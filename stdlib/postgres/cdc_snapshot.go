@@ -189,9 +189,9 @@ WHERE ns.nspname = $1 AND c.relname = $2 AND a.attname = $3`, schema, name, t.ke
 		return nil
 	}
 	if !sn.consistent {
-		s.log.Warn("postgres_cdc: continuing an interrupted snapshot with the rows as they are now; "+
-			"the stream from the slot's position then replays the changes made since, which converges a replica "+
-			"(a row changed meanwhile may come both as read and as its changes)",
+		s.log.Warn("postgres_cdc: the slot existed (an interrupted snapshot, or a slot made beforehand) and its exported snapshot is gone: "+
+			"reading the tables' rows as they are now; the stream from the slot's position then replays the changes made since, "+
+			"which converges a replica (a row changed meanwhile comes both as read and as its changes)",
 			"slot", s.slot, "position", sn.lsn.String(), "tables", strings.Join(resumed, ", "))
 	} else {
 		s.log.Info("postgres_cdc: reading the snapshot of the captured tables", "slot", s.slot, "consistent_point", sn.lsn.String(), "tables", len(sn.tables))
