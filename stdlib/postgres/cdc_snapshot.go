@@ -112,8 +112,15 @@ func (s *cdcSource) replConn(ctx context.Context) (*pgconn.PgConn, error) {
 
 // planSnapshot decides what the snapshot reads, from the positions
 // resumed. streamed says the slot's partition resumed a position: changes
-// were delivered, so the snapshot was complete and nothing is read.
-func (s *cdcSource) planSnapshot(ctx context.Context, resume stdlib.Resumer, streamed bool) error {
+// were delivered, so the snapshot was complete and nothing is read. On an
+// error the snapshot's connection is closed: a retry starts over on a new
+// one, with the rows as they are then.
+func (s *cdcSource) planSnapshot(ctx context.Context, resume stdlib.Resumer, streamed bool) (err error) {
+	defer func() {
+		if err != nil {
+			s.closeSnapshot()
+		}
+	}()
 	if streamed {
 		s.closeSnapshot()
 		return nil

@@ -3,6 +3,7 @@ package postgres
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"pipe.dev/pipe/stdlib"
@@ -177,5 +178,54 @@ func TestCDCSnapshotResume(t *testing.T) {
 	}
 	if got := snapChange(readCDC(t, s, 1)[0]); got != fmt.Sprintf("update %s.a map[id:%d] late", c.schema, n) {
 		t.Fatalf("resumed in the stream: %s", got)
+	}
+}
+
+// TestCDCSnapshotConnLost checks that a snapshot whose connection is lost
+// (its exported snapshot with it) reads on after the last row emitted,
+// with the rows as they are now, and that the stream still gives the
+// change made meanwhile.
+func TestCDCSnapshotConnLost(t *testing.T) {
+	c := newSnapEnv(t)
+	const n = cdcSnapshotChunk + 3
+	c.exec("CREATE TABLE " + c.table("a") + " (id bigint PRIMARY KEY, v text)")
+	c.exec(fmt.Sprintf("INSERT INTO %s SELECT g, 'v' || g FROM generate_series(1, %d) g", c.table("a"), n))
+	s := c.openSnap(t, nil, "a")
+	first := readCDC(t, s, cdcSnapshotChunk)
+	c.exec("SELECT pg_terminate_backend($1)", s.snap.conn.PgConn().PID())
+	c.exec(fmt.Sprintf("UPDATE %s SET v = 'late' WHERE id = %d", c.table("a"), n))
+	recs := readCDC(t, s, 3+1)
+	if len(first) != cdcSnapshotChunk || s.snap != nil {
+		t.Fatalf("%d records in the first chunk; snapshot left: %v", len(first), s.snap != nil)
+	}
+	var got []string
+	for _, r := range recs {
+		got = append(got, snapChange(r))
+	}
+	want := []string{
+		fmt.Sprintf("read %s.a map[id:%d] v%d", c.schema, n-2, n-2),
+		fmt.Sprintf("read %s.a map[id:%d] v%d", c.schema, n-1, n-1),
+		fmt.Sprintf("read %s.a map[id:%d] late", c.schema, n),
+		fmt.Sprintf("update %s.a map[id:%d] late", c.schema, n),
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after the lost connection:\n%v\nwant\n%v", got, want)
+	}
+}
+
+// TestCDCSnapshotNoKey checks that a table without a primary key (its
+// changes captured by REPLICA IDENTITY FULL) fails a snapshot with an
+// error naming it and the way out, and streams with snapshot = never.
+func TestCDCSnapshotNoKey(t *testing.T) {
+	c := newSnapEnv(t)
+	c.exec("CREATE TABLE " + c.table("nokey") + " (id int, v text)")
+	c.exec("ALTER TABLE " + c.table("nokey") + " REPLICA IDENTITY FULL")
+	_, err := c.open(t, map[string]any{"tables": []any{c.table("nokey")}, "snapshot": "initial"}, nil)
+	want := fmt.Sprintf(`table "%s.nokey" has no primary key: its snapshot cannot be read in key order (add a primary key, or set snapshot = never)`, c.schema)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v, want %q", err, want)
+	}
+	if _, err := c.open(t, map[string]any{"tables": []any{c.table("nokey")}}, nil); err != nil {
+		t.Fatalf("with snapshot = never: %v", err)
 	}
 }
