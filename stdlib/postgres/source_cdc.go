@@ -35,7 +35,7 @@ var CDCSpec = &stdlib.Spec{
 		{Name: "tables", Type: stdlib.ListOf(stdlib.String),
 			Doc: "tables (schema.table or table) the publication must hold; needed to create it"},
 		{Name: "slot", Type: stdlib.String, Required: true,
-			Doc: "logical replication slot (pgoutput) to stream from; created when missing. The slot is the source's only partition"},
+			Doc: "logical replication slot (pgoutput) to stream from; created when missing. The slot is the stream's partition (the snapshot has one per table)"},
 		{Name: "batch", Type: stdlib.Int, Default: int64(1000), Doc: "most changes per batch"},
 		{Name: "snapshot", Type: stdlib.Enum("initial", "never"), Default: stdlib.Ident("initial"),
 			Doc: "initial: read the captured tables' rows (op read) in the slot's snapshot before streaming; never: stream only"},
