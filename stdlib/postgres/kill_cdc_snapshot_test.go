@@ -131,8 +131,11 @@ func TestKillCDCSnapshot(t *testing.T) {
 		Env: []string{"PG_URL=" + testDSN(), "PUB=" + pub, "SLOT=" + slot, "SRC=" + src, "DST=" + dst},
 		Life: func() time.Duration {
 			runs++
-			if runs <= 3 { // the snapshot of the big table takes a few runs
+			switch {
+			case runs <= 3: // the snapshot of the big table takes a few runs
 				return time.Duration(1000+rand.IntN(1000)) * time.Millisecond
+			case runs > kills*2/3 && !snapshotDone(): // a loaded machine: let the last kills hit the stream
+				return time.Duration(3000+rand.IntN(3000)) * time.Millisecond
 			}
 			return time.Duration(1000+rand.IntN(3000)) * time.Millisecond
 		},
