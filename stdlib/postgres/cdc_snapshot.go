@@ -146,16 +146,16 @@ func (s *cdcSource) planSnapshot(ctx context.Context, resume stdlib.Resumer, str
 	if err := sn.conn.QueryRow(ctx, "SELECT now()").Scan(&sn.at); err != nil {
 		return fmt.Errorf("read the snapshot's time: %w", err)
 	}
-	names := make([]string, 0, len(s.pks))
-	for n := range s.pks {
-		names = append(names, n)
+	held, err := s.publicationTables(ctx, sn.conn)
+	if err != nil {
+		return err
 	}
-	slices.Sort(names)
 	var resumed []string
 	sn.tables = sn.tables[:0]
-	for _, n := range names {
-		schema, name, _ := strings.Cut(n, ".")
-		t := &snapTable{name: tableName{Schema: schema, Name: name}, key: s.pks[n]}
+	for _, tn := range held {
+		n := tn.Schema + "." + tn.Name
+		schema, name := tn.Schema, tn.Name
+		t := &snapTable{name: tn, key: s.pks[n]}
 		if len(t.key) == 0 {
 			return fmt.Errorf("table %q has no primary key: its snapshot cannot be read in key order (add a primary key, or set snapshot = never)", n)
 		}

@@ -255,16 +255,9 @@ func (s *cdcSource) publicationReady(ctx context.Context, conn *pgx.Conn) error 
 		s.log.Info("postgres_cdc: created the publication", "publication", s.publication)
 		return s.readKeys(ctx, conn, s.tables)
 	}
-	rows, err := conn.Query(ctx, "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1", s.publication)
+	held, err := s.publicationTables(ctx, conn)
 	if err != nil {
-		return fmt.Errorf("read publication %q: %w", s.publication, err)
-	}
-	held, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tableName, error) {
-		var t tableName
-		return t, r.Scan(&t.Schema, &t.Name)
-	})
-	if err != nil {
-		return fmt.Errorf("read publication %q: %w", s.publication, err)
+		return err
 	}
 	for _, t := range s.tables {
 		if !slices.Contains(held, t) {
@@ -277,6 +270,23 @@ func (s *cdcSource) publicationReady(ctx context.Context, conn *pgx.Conn) error 
 		}
 	}
 	return s.readKeys(ctx, conn, held)
+}
+
+// publicationTables returns the tables the publication holds, in the
+// order of their names.
+func (s *cdcSource) publicationTables(ctx context.Context, conn *pgx.Conn) ([]tableName, error) {
+	rows, err := conn.Query(ctx, "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1, 2", s.publication)
+	if err != nil {
+		return nil, fmt.Errorf("read publication %q: %w", s.publication, err)
+	}
+	held, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tableName, error) {
+		var t tableName
+		return t, r.Scan(&t.Schema, &t.Name)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read publication %q: %w", s.publication, err)
+	}
+	return held, nil
 }
 
 // readKeys notes the primary key of every captured table.
