@@ -124,22 +124,32 @@ func TestKillCDCSnapshot(t *testing.T) {
 		return err == nil && off == cdcSnapshotDone
 	}
 	runs := 0
+	// The writers go on until the last killed run started (at least
+	// span), so that the kills of the stream come while changes arrive.
 	span := time.Duration(kills) * 2 * time.Second
+	var lastKilled atomic.Bool
 	var written atomic.Int64
 	kill := &proctest.Kill{
 		Bin: proctest.BuildPipe(t), File: file, State: filepath.Join(dir, "state"), Dir: dir, Name: "cdcsnap", Kills: kills,
 		Env: []string{"PG_URL=" + testDSN(), "PUB=" + pub, "SLOT=" + slot, "SRC=" + src, "DST=" + dst},
 		Life: func() time.Duration {
 			runs++
+			lastKilled.Store(runs >= kills)
 			switch {
 			case runs <= 3: // the snapshot of the big table takes a few runs
 				return time.Duration(1000+rand.IntN(1000)) * time.Millisecond
-			case runs > kills*2/3 && !snapshotDone(): // a loaded machine: let the last kills hit the stream
-				return time.Duration(3000+rand.IntN(3000)) * time.Millisecond
+			case runs > kills*2/3 && !snapshotDone():
+				// A loaded machine: this run lives until the snapshot is
+				// durable (30 s at most), so that the last kills hit the
+				// stream. Life is called once the run started.
+				for end := time.Now().Add(30 * time.Second); !snapshotDone() && time.Now().Before(end); {
+					time.Sleep(200 * time.Millisecond)
+				}
+				return time.Duration(500+rand.IntN(1000)) * time.Millisecond
 			}
 			return time.Duration(1000+rand.IntN(3000)) * time.Millisecond
 		},
-		Produce: func() error { return cdcSnapWorkload(src, span, &written) },
+		Produce: func() error { return cdcSnapWorkload(src, span, &lastKilled, &written) },
 		Progress: func() string {
 			done := snapshotDone()
 			if !done {
@@ -206,12 +216,16 @@ func cdcSnapSame(t *testing.T, e *pgEnv, src, dst string) bool {
 	return true
 }
 
-// cdcSnapWorkload runs three writers for span: transactions of one to
-// three upserts, updates and deletes of random rows of random tables.
+// cdcSnapWorkload runs three writers for span and until done is set (two
+// minutes at most): transactions of one to three upserts, updates and
+// deletes of random rows of random tables.
 // Transactions that deadlock with one another are rolled back.
-func cdcSnapWorkload(src string, span time.Duration, written *atomic.Int64) error {
+func cdcSnapWorkload(src string, span time.Duration, done *atomic.Bool, written *atomic.Int64) error {
 	ctx := context.Background()
-	end := time.Now().Add(span)
+	start := time.Now()
+	more := func() bool {
+		return time.Since(start) < span || !done.Load() && time.Since(start) < 2*time.Minute
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
 	for w := range errs {
@@ -225,7 +239,7 @@ func cdcSnapWorkload(src string, span time.Duration, written *atomic.Int64) erro
 			}
 			defer conn.Close(ctx)
 			seq := int64(w) << 40
-			for time.Now().Before(end) {
+			for more() {
 				tx, err := conn.Begin(ctx)
 				if err != nil {
 					errs[w] = err
