@@ -84,7 +84,7 @@ const cdcSnapBigRows = 200000
 // (three tables, one of 200,000 rows before the first start) under `pipe
 // run` while writers insert, update and delete rows of every table
 // concurrently, SIGKILLs it at random moments, the first ones during the
-// snapshot, and checks at the end that each replica table equals its
+// snapshot and the last third once the snapshot is durable, and checks at the end that each replica table equals its
 // source row for row (a hash per table, then the rows that differ). Set
 // PIPE_KILLTEST=1 to run it; PIPE_KILLTEST_KILLS scales it.
 func TestKillCDCSnapshot(t *testing.T) {
