@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,7 +25,7 @@ import (
 // every record will resolve.
 func Decode(writer havro.Schema, t *types.Type, b []byte) (map[string]any, error) {
 	d := decoder{b: b}
-	v, err := d.value(writer, t, "")
+	v, err := d.value(writer, t)
 	if err != nil {
 		return nil, err
 	}
@@ -136,6 +137,35 @@ func fieldNamed(r *havro.RecordSchema, name string) *havro.Field {
 	return nil
 }
 
+// fieldError is an error inside a field; the levels above add their names
+// as it returns through them, so a path costs nothing until it is needed.
+type fieldError struct {
+	path []string // outermost first; list indexes as "[i]"
+	err  error
+}
+
+func (e *fieldError) Error() string {
+	var b strings.Builder
+	for i, p := range e.path {
+		if i > 0 && !strings.HasPrefix(p, "[") {
+			b.WriteByte('.')
+		}
+		b.WriteString(p)
+	}
+	return "field " + b.String() + ": " + e.err.Error()
+}
+
+func (e *fieldError) Unwrap() error { return e.err }
+
+// inField returns err as an error inside field name.
+func inField(name string, err error) error {
+	if fe, ok := err.(*fieldError); ok {
+		fe.path = append([]string{name}, fe.path...)
+		return fe
+	}
+	return &fieldError{path: []string{name}, err: err}
+}
+
 type decoder struct {
 	b []byte
 	i int
@@ -175,7 +205,7 @@ func (d *decoder) fixed(n int) ([]byte, error) {
 }
 
 // value decodes a value of schema s as pipe type t (nil: as s maps).
-func (d *decoder) value(s havro.Schema, t *types.Type, path string) (any, error) {
+func (d *decoder) value(s havro.Schema, t *types.Type) (any, error) {
 	s = derefSchema(s)
 	if t != nil && t.Kind == types.Any {
 		t = nil
@@ -197,9 +227,9 @@ func (d *decoder) value(s havro.Schema, t *types.Type, path string) (any, error)
 					continue
 				}
 			}
-			v, err := d.value(f.Type(), ft, path+"."+f.Name())
+			v, err := d.value(f.Type(), ft)
 			if err != nil {
-				return nil, err
+				return nil, inField(f.Name(), err)
 			}
 			m[f.Name()] = v
 		}
@@ -207,7 +237,7 @@ func (d *decoder) value(s havro.Schema, t *types.Type, path string) (any, error)
 			for _, f := range t.Fields {
 				if _, ok := m[f.Name]; !ok {
 					if !f.Type.Optional {
-						return nil, fmt.Errorf("field %s: the writer's schema lacks it and it is required", strings.TrimPrefix(path+"."+f.Name, "."))
+						return nil, inField(f.Name, errors.New("the writer's schema lacks it and it is required"))
 					}
 					m[f.Name] = nil
 				}
@@ -220,16 +250,16 @@ func (d *decoder) value(s havro.Schema, t *types.Type, path string) (any, error)
 			return nil, err
 		}
 		if n < 0 || int(n) >= len(s.Types()) {
-			return nil, fmt.Errorf("field %s: union branch %d out of range", strings.TrimPrefix(path, "."), n)
+			return nil, fmt.Errorf("union branch %d out of range", n)
 		}
-		return d.value(s.Types()[n], t, path)
+		return d.value(s.Types()[n], t)
 	case *havro.EnumSchema:
 		n, err := d.long()
 		if err != nil {
 			return nil, err
 		}
 		if n < 0 || int(n) >= len(s.Symbols()) {
-			return nil, fmt.Errorf("field %s: enum symbol %d out of range", strings.TrimPrefix(path, "."), n)
+			return nil, fmt.Errorf("enum symbol %d out of range", n)
 		}
 		return s.Symbols()[n], nil
 	case *havro.FixedSchema:
@@ -256,9 +286,9 @@ func (d *decoder) value(s havro.Schema, t *types.Type, path string) (any, error)
 				}
 			}
 			for range n {
-				v, err := d.value(s.Items(), et, path+"[]")
+				v, err := d.value(s.Items(), et)
 				if err != nil {
-					return nil, err
+					return nil, inField("[]", err)
 				}
 				out = append(out, v)
 			}
@@ -288,9 +318,9 @@ func (d *decoder) value(s havro.Schema, t *types.Type, path string) (any, error)
 				if err != nil {
 					return nil, err
 				}
-				v, err := d.value(s.Values(), et, path+"."+string(k))
+				v, err := d.value(s.Values(), et)
 				if err != nil {
-					return nil, err
+					return nil, inField(string(k), err)
 				}
 				out[string(k)] = v
 			}
@@ -300,7 +330,7 @@ func (d *decoder) value(s havro.Schema, t *types.Type, path string) (any, error)
 	case *havro.NullSchema:
 		return nil, nil
 	}
-	return nil, fmt.Errorf("field %s: unsupported Avro type %s", strings.TrimPrefix(path, "."), s.Type())
+	return nil, fmt.Errorf("unsupported Avro type %s", s.Type())
 }
 
 func fieldType(t *types.Type, name string) *types.Type {
@@ -427,7 +457,7 @@ func decimalText(b []byte, scale int) string {
 
 // skip reads past a value of schema s.
 func (d *decoder) skip(s havro.Schema) error {
-	_, err := d.value(s, nil, "")
+	_, err := d.value(s, nil)
 	return err
 }
 
@@ -445,22 +475,20 @@ func (e *Encoder) Schema() havro.Schema { return e.s }
 // timestamps, dates and times convert to their logical types; a decimal
 // takes its exact text (or a number); a uuid its text.
 func (e *Encoder) Append(dst []byte, v map[string]any) ([]byte, error) {
-	return encode(dst, e.s, v, "")
+	return encode(dst, e.s, v)
 }
 
 // AppendValue is Append for a value of any schema (a message key).
 func (e *Encoder) AppendValue(dst []byte, v any) ([]byte, error) {
-	return encode(dst, e.s, v, "")
+	return encode(dst, e.s, v)
 }
 
-func encErr(path string, format string, args ...any) error {
-	return fmt.Errorf("field %s: %s", strings.TrimPrefix(path, "."), fmt.Sprintf(format, args...))
-}
 
-func encode(dst []byte, s havro.Schema, v any, path string) ([]byte, error) {
+
+func encode(dst []byte, s havro.Schema, v any) ([]byte, error) {
 	s = derefSchema(s)
 	if lt, ok := s.(havro.LogicalTypeSchema); ok && lt.Logical() != nil {
-		if b, ok, err := encodeLogical(dst, s, lt.Logical(), v, path); ok || err != nil {
+		if b, ok, err := encodeLogical(dst, s, lt.Logical(), v); ok || err != nil {
 			return b, err
 		}
 	}
@@ -468,7 +496,7 @@ func encode(dst []byte, s havro.Schema, v any, path string) ([]byte, error) {
 	case *havro.RecordSchema:
 		m, ok := v.(map[string]any)
 		if !ok {
-			return nil, encErr(path, "want a record, got %T", v)
+			return nil, fmt.Errorf("want a record, got %T", v)
 		}
 		for _, f := range s.Fields() {
 			fv, ok := m[f.Name()]
@@ -476,8 +504,8 @@ func encode(dst []byte, s havro.Schema, v any, path string) ([]byte, error) {
 				fv = f.Default()
 			}
 			var err error
-			if dst, err = encode(dst, f.Type(), fv, path+"."+f.Name()); err != nil {
-				return nil, err
+			if dst, err = encode(dst, f.Type(), fv); err != nil {
+				return nil, inField(f.Name(), err)
 			}
 		}
 		return dst, nil
@@ -485,39 +513,39 @@ func encode(dst []byte, s havro.Schema, v any, path string) ([]byte, error) {
 		i := unionBranch(s, v)
 		if i < 0 {
 			if v == nil {
-				return nil, encErr(path, "null for a field that cannot be null")
+				return nil, fmt.Errorf("null for a field that cannot be null")
 			}
-			return nil, encErr(path, "no branch of the union takes a %T", v)
+			return nil, fmt.Errorf("no branch of the union takes a %T", v)
 		}
-		return encode(appendLong(dst, int64(i)), s.Types()[i], v, path)
+		return encode(appendLong(dst, int64(i)), s.Types()[i], v)
 	case *havro.EnumSchema:
 		str, ok := v.(string)
 		if !ok {
-			return nil, encErr(path, "want an enum symbol, got %T", v)
+			return nil, fmt.Errorf("want an enum symbol, got %T", v)
 		}
 		for i, sym := range s.Symbols() {
 			if sym == str {
 				return appendLong(dst, int64(i)), nil
 			}
 		}
-		return nil, encErr(path, "%q is not a symbol of enum %s", str, s.FullName())
+		return nil, fmt.Errorf("%q is not a symbol of enum %s", str, s.FullName())
 	case *havro.FixedSchema:
 		b, ok := v.([]byte)
 		if !ok || len(b) != s.Size() {
-			return nil, encErr(path, "want %d bytes for fixed %s", s.Size(), s.FullName())
+			return nil, fmt.Errorf("want %d bytes for fixed %s", s.Size(), s.FullName())
 		}
 		return append(dst, b...), nil
 	case *havro.ArraySchema:
 		l, ok := v.([]any)
 		if !ok {
-			return nil, encErr(path, "want a list, got %T", v)
+			return nil, fmt.Errorf("want a list, got %T", v)
 		}
 		if len(l) > 0 {
 			dst = appendLong(dst, int64(len(l)))
 			for i, e := range l {
 				var err error
-				if dst, err = encode(dst, s.Items(), e, fmt.Sprintf("%s[%d]", path, i)); err != nil {
-					return nil, err
+				if dst, err = encode(dst, s.Items(), e); err != nil {
+					return nil, inField("["+strconv.Itoa(i)+"]", err)
 				}
 			}
 		}
@@ -525,29 +553,29 @@ func encode(dst []byte, s havro.Schema, v any, path string) ([]byte, error) {
 	case *havro.MapSchema:
 		m, ok := v.(map[string]any)
 		if !ok {
-			return nil, encErr(path, "want a map, got %T", v)
+			return nil, fmt.Errorf("want a map, got %T", v)
 		}
 		if len(m) > 0 {
 			dst = appendLong(dst, int64(len(m)))
 			for k, e := range m {
 				dst = append(appendLong(dst, int64(len(k))), k...)
 				var err error
-				if dst, err = encode(dst, s.Values(), e, path+"."+k); err != nil {
-					return nil, err
+				if dst, err = encode(dst, s.Values(), e); err != nil {
+					return nil, inField(k, err)
 				}
 			}
 		}
 		return appendLong(dst, 0), nil
 	case *havro.PrimitiveSchema:
-		return encodePrimitive(dst, s.Type(), v, path)
+		return encodePrimitive(dst, s.Type(), v)
 	case *havro.NullSchema:
-		return encodePrimitive(dst, havro.Null, v, path)
+		return encodePrimitive(dst, havro.Null, v)
 	}
-	return nil, encErr(path, "unsupported Avro type %s", s.Type())
+	return nil, fmt.Errorf("unsupported Avro type %s", s.Type())
 }
 
-func encodePrimitive(dst []byte, k havro.Type, v any, path string) ([]byte, error) {
-	bad := func() ([]byte, error) { return nil, encErr(path, "want %s, got %T", k, v) }
+func encodePrimitive(dst []byte, k havro.Type, v any) ([]byte, error) {
+	bad := func() ([]byte, error) { return nil, fmt.Errorf("want %s, got %T", k, v) }
 	switch k {
 	case havro.Null:
 		if v != nil {
@@ -569,7 +597,7 @@ func encodePrimitive(dst []byte, k havro.Type, v any, path string) ([]byte, erro
 			return bad()
 		}
 		if k == havro.Int && (n > math.MaxInt32 || n < math.MinInt32) {
-			return nil, encErr(path, "%d does not fit an Avro int", n)
+			return nil, fmt.Errorf("%d does not fit an Avro int", n)
 		}
 		return appendLong(dst, n), nil
 	case havro.Float, havro.Double:
@@ -616,7 +644,7 @@ func toInt(v any) (int64, bool) {
 
 // encodeLogical encodes v as logical type l; ok is false when v is of the
 // underlying type and should be encoded as such.
-func encodeLogical(dst []byte, s havro.Schema, l havro.LogicalSchema, v any, path string) ([]byte, bool, error) {
+func encodeLogical(dst []byte, s havro.Schema, l havro.LogicalSchema, v any) ([]byte, bool, error) {
 	switch l.Type() {
 	case havro.Date, havro.TimestampMillis, havro.TimestampMicros, havro.LocalTimestampMillis, havro.LocalTimestampMicros:
 		ts, ok := v.(time.Time)
@@ -644,7 +672,7 @@ func encodeLogical(dst []byte, s havro.Schema, l havro.LogicalSchema, v any, pat
 		case string:
 			var ok bool
 			if r, ok = new(big.Rat).SetString(x); !ok {
-				return nil, true, encErr(path, "%q is not a decimal", x)
+				return nil, true, fmt.Errorf("%q is not a decimal", x)
 			}
 		case float64:
 			r = new(big.Rat).SetFloat64(x)
@@ -653,16 +681,16 @@ func encodeLogical(dst []byte, s havro.Schema, l havro.LogicalSchema, v any, pat
 		case []byte:
 			return nil, false, nil
 		default:
-			return nil, true, encErr(path, "want a decimal, got %T", v)
+			return nil, true, fmt.Errorf("want a decimal, got %T", v)
 		}
 		scaled := new(big.Rat).Mul(r, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(dl.Scale())), nil)))
 		if !scaled.IsInt() {
-			return nil, true, encErr(path, "%s has more than %d digits after the point", r.FloatString(dl.Scale()+4), dl.Scale())
+			return nil, true, fmt.Errorf("%s has more than %d digits after the point", r.FloatString(dl.Scale()+4), dl.Scale())
 		}
 		b := twosComplement(scaled.Num())
 		if f, ok := s.(*havro.FixedSchema); ok {
 			if len(b) > f.Size() {
-				return nil, true, encErr(path, "decimal too large for fixed(%d)", f.Size())
+				return nil, true, fmt.Errorf("decimal too large for fixed(%d)", f.Size())
 			}
 			pad := byte(0)
 			if scaled.Num().Sign() < 0 {
@@ -756,7 +784,7 @@ func takes(s havro.Schema, v any) bool {
 // it (a message key's schema is often a string or a long).
 func DecodeValue(s havro.Schema, b []byte) (any, error) {
 	d := decoder{b: b}
-	v, err := d.value(s, nil, "")
+	v, err := d.value(s, nil)
 	if err == nil && d.i != len(d.b) {
 		err = fmt.Errorf("%d bytes after the value", len(d.b)-d.i)
 	}
