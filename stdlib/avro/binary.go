@@ -483,8 +483,6 @@ func (e *Encoder) AppendValue(dst []byte, v any) ([]byte, error) {
 	return encode(dst, e.s, v)
 }
 
-
-
 func encode(dst []byte, s havro.Schema, v any) ([]byte, error) {
 	s = derefSchema(s)
 	if lt, ok := s.(havro.LogicalTypeSchema); ok && lt.Logical() != nil {
