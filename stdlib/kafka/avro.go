@@ -52,7 +52,7 @@ func checkRegistry(attrs map[string]any) []stdlib.AttrError {
 	}
 	if !avroUsed {
 		for _, a := range []string{"registry", "registry_auth", "registry_tls", "schema_id", "register"} {
-			if _, ok := attrs[a]; ok {
+			if v, ok := attrs[a]; ok && v != false { // register's default is false
 				errs = append(errs, stdlib.AttrError{Attr: a, Message: a + " applies to format avro only"})
 			}
 		}

@@ -252,3 +252,36 @@ func TestAvroSinkSourceRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// The registry attributes are checked before anything runs.
+func TestAvroAttributesChecked(t *testing.T) {
+	for _, c := range []struct {
+		spec  *stdlib.Spec
+		attrs map[string]any
+		want  string
+	}{
+		{SourceSpec, map[string]any{"format": stdlib.Ident("avro")}, "needs registry"},
+		{SourceSpec, map[string]any{"key_format": stdlib.Ident("avro")}, "needs registry"},
+		{SinkSpec, map[string]any{"registry": "http://r"}, "registry applies to format avro only"},
+		{SinkSpec, map[string]any{"format": stdlib.Ident("json"), "register": true}, "register applies to format avro only"},
+		{SinkSpec, map[string]any{"format": stdlib.Ident("avro"), "registry": "http://r", "register": true, "schema_id": int64(3)}, "not both"},
+		{SinkSpec, map[string]any{"format": stdlib.Ident("avro"), "registry": "http://r", "registry_auth": map[string]any{"username": "u"}}, "both username and password"},
+		{SinkSpec, map[string]any{"format": stdlib.Ident("avro"), "registry": "http://r", "registry_auth": map[string]any{"token": "t", "password": "p", "username": "u"}}, "token or username"},
+	} {
+		attrs := map[string]any{"brokers": []any{"x:1"}, "topic": "t"}
+		for k, v := range c.attrs {
+			attrs[k] = v
+		}
+		var msgs []string
+		for _, e := range c.spec.Check(attrs) {
+			msgs = append(msgs, e.Attr+": "+e.Message)
+		}
+		if !strings.Contains(strings.Join(msgs, "; "), c.want) {
+			t.Errorf("%v: got %v, want %q", c.attrs, msgs, c.want)
+		}
+	}
+	ok := map[string]any{"brokers": []any{"x:1"}, "topic": "t", "format": stdlib.Ident("avro"), "registry": "http://r", "register": false}
+	if errs := SinkSpec.Check(ok); len(errs) != 0 {
+		t.Errorf("valid attributes refused: %v", errs)
+	}
+}
