@@ -77,6 +77,21 @@ func checkRegistry(attrs map[string]any) []stdlib.AttrError {
 	return errs
 }
 
+// checkSinkInput checks that register = true has a record type with an
+// Avro schema to register.
+func checkSinkInput(attrs map[string]any, records *types.Type) []stdlib.AttrError {
+	if f, _ := attrs["format"].(stdlib.Ident); f != "avro" || attrs["register"] != true {
+		return nil
+	}
+	if records == nil || records.Kind != types.Record || len(records.Fields) == 0 {
+		return []stdlib.AttrError{{Attr: "register", Message: "register = true needs the type of the records written: declare the sink's schema"}}
+	}
+	if _, err := avro.SchemaOf(records); err != nil {
+		return []stdlib.AttrError{{Attr: "register", Message: "register = true: " + err.Error()}}
+	}
+	return nil
+}
+
 // newRegistry returns the registry client of cfg, or nil when it sets no
 // registry.
 func newRegistry(cfg stdlib.Config) (*schemareg.Client, error) {

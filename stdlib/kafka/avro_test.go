@@ -285,3 +285,41 @@ func TestAvroAttributesChecked(t *testing.T) {
 		t.Errorf("valid attributes refused: %v", errs)
 	}
 }
+
+// register = true registers the sink's record type (once) and writes with
+// it; the source reads the records back.
+func TestAvroSinkRegisters(t *testing.T) {
+	reg := testRegistry(t)
+	brokers := testBroker(t, devbroker.Options{})
+	topic := uniq("registry-reg")
+	ty := types.RecordOf(&types.Field{Name: "id", Type: types.IntType}, &types.Field{Name: "at", Type: types.TimestampType},
+		&types.Field{Name: "note", Type: types.StringType.WithOptional(true)})
+	ty.Name = "Reg"
+	cfg := config("out", brokers, map[string]any{"topic": topic, "format": stdlib.Ident("avro"), "registry": reg.URL(), "register": true,
+		"create_topic": map[string]any{"partitions": int64(1)}})
+	cfg.Schema = ty
+	at := time.Date(2024, 5, 6, 7, 8, 9, 123456e3, time.UTC)
+	writeAll(t, cfg, []stdlib.Record{{Value: map[string]any{"id": int64(1), "at": at, "note": "x"}, Partition: -1},
+		{Value: map[string]any{"id": int64(2), "at": at}, Partition: -1}})
+	cl, err := sr.NewClient(sr.URLs(reg.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := cl.SchemaByVersion(t.Context(), topic+"-value", -1)
+	if err != nil || ss.Version != 1 || !strings.Contains(ss.Schema.Schema, "timestamp-micros") {
+		t.Fatalf("registered: %+v %v", ss, err)
+	}
+	scfg := config("in", brokers, map[string]any{"topic": topic, "format": stdlib.Ident("avro"), "registry": reg.URL()})
+	scfg.Schema = ty
+	src := openSource(t, scfg, nil)
+	defer closeAll(t, src)
+	got := readN(t, src, 2)
+	for i, want := range []map[string]any{{"id": int64(1), "at": at, "note": "x"}, {"id": int64(2), "at": at, "note": nil}} {
+		if got[i].Err != nil {
+			t.Fatal(got[i].Err)
+		}
+		if d := diffValues(got[i].Value.(map[string]any), want); d != "" {
+			t.Errorf("record %d: %s", i, d)
+		}
+	}
+}

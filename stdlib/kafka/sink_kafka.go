@@ -48,7 +48,8 @@ var SinkSpec = &stdlib.Spec{
 			stdlib.Param{Name: "replication", Type: stdlib.Int, Default: int64(1)},
 		), Doc: "create the topic at start unless it exists"},
 	),
-	Check: checkSink,
+	Check:      checkSink,
+	CheckInput: checkSinkInput,
 	NewSink: func(cfg stdlib.Config) (stdlib.Sink, error) {
 		return newSink(cfg)
 	},
