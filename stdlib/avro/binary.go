@@ -182,6 +182,17 @@ func (d *decoder) long() (int64, error) {
 	return int64(u>>1) ^ -int64(u&1), nil
 }
 
+// block reads the count of the next block of an array or map (0: the
+// end); a negative count is followed by the block's size in bytes.
+func (d *decoder) block() (int64, error) {
+	n, err := d.long()
+	if err != nil || n >= 0 {
+		return n, err
+	}
+	_, err = d.long()
+	return -n, err
+}
+
 func (d *decoder) bytes() ([]byte, error) {
 	n, err := d.long()
 	if err != nil {
@@ -272,18 +283,9 @@ func (d *decoder) value(s havro.Schema, t *types.Type) (any, error) {
 		}
 		out := []any{}
 		for {
-			n, err := d.long()
-			if err != nil {
-				return nil, err
-			}
-			if n == 0 {
-				return out, nil
-			}
-			if n < 0 {
-				n = -n
-				if _, err := d.long(); err != nil {
-					return nil, err
-				}
+			n, err := d.block()
+			if err != nil || n == 0 {
+				return out, err
 			}
 			for range n {
 				v, err := d.value(s.Items(), et)
@@ -300,18 +302,9 @@ func (d *decoder) value(s havro.Schema, t *types.Type) (any, error) {
 		}
 		out := map[string]any{}
 		for {
-			n, err := d.long()
-			if err != nil {
-				return nil, err
-			}
-			if n == 0 {
-				return out, nil
-			}
-			if n < 0 {
-				n = -n
-				if _, err := d.long(); err != nil {
-					return nil, err
-				}
+			n, err := d.block()
+			if err != nil || n == 0 {
+				return out, err
 			}
 			for range n {
 				k, err := d.bytes()
@@ -485,6 +478,9 @@ func (e *Encoder) AppendValue(dst []byte, v any) ([]byte, error) {
 
 func encode(dst []byte, s havro.Schema, v any) ([]byte, error) {
 	s = derefSchema(s)
+	if v == nil && s.Type() != havro.Union && s.Type() != havro.Null {
+		return nil, fmt.Errorf("null for a required %s", s.Type())
+	}
 	if lt, ok := s.(havro.LogicalTypeSchema); ok && lt.Logical() != nil {
 		if b, ok, err := encodeLogical(dst, s, lt.Logical(), v); ok || err != nil {
 			return b, err
