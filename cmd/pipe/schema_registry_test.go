@@ -2,13 +2,18 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"pipe.dev/pipe/internal/proctest"
 	"pipe.dev/pipe/stdlib/avro"
 	"pipe.dev/pipe/stdlib/schemareg/devreg"
 )
@@ -57,5 +62,32 @@ func TestSchemaPull(t *testing.T) {
 	}
 	if code := run([]string{"schema", "pull", "--registry", reg.URL(), "--subject", "registry-nope", "-o", dir}, nil, &out, &errb); code == exitOK || !strings.Contains(errb.String(), "registry-nope") {
 		t.Errorf("missing subject: exit %d, %s", code, errb.String())
+	}
+}
+
+// pipe broker --schema-registry serves a registry beside the broker.
+func TestBrokerSchemaRegistry(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	bin := proctest.BuildPipe(t)
+	proctest.StartBroker(t, bin, 1, "--schema-registry", "--registry-port", strconv.Itoa(port))
+	cl, err := sr.NewClient(sr.URLs(fmt.Sprintf("http://127.0.0.1:%d", port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ss sr.SubjectSchema
+	for i := 0; ; i++ {
+		ss, err = cl.CreateSchema(t.Context(), "registry-broker-value", sr.Schema{Schema: `"string"`, Type: sr.TypeAvro})
+		if err == nil || i == 50 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil || ss.ID != 1 {
+		t.Fatalf("register with the broker's registry: %+v %v", ss, err)
 	}
 }
