@@ -20,12 +20,9 @@ func fileCodec(cfg stdlib.Config) (codec.Codec, error) {
 	return newCodec(cfg, cfg.Schema)
 }
 
-// ocfType is the type Avro records are read as: the schema, else any
-// record (every field as the file has it).
+// ocfType is the type Avro records are read as: the schema, else nil
+// (every field as the file's schema maps to pipe types).
 func ocfType(schema *types.Type) *types.Type {
-	if schema == nil {
-		return types.AnyType
-	}
 	return schema
 }
 
