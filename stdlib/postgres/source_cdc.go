@@ -221,12 +221,9 @@ func (s *cdcSource) prepare(ctx context.Context) error {
 	if err := s.slotReady(ctx, conn); err != nil {
 		return err
 	}
-	var sys int64
-	var db uint32
-	if err := conn.QueryRow(ctx, "SELECT (SELECT system_identifier FROM pg_control_system()), (SELECT oid FROM pg_database WHERE datname = current_database())").Scan(&sys, &db); err != nil {
-		return fmt.Errorf("read the system identifier: %w", err)
+	if s.identity, err = slotIdentity(ctx, conn, s.slot); err != nil {
+		return err
 	}
-	s.identity = fmt.Sprintf("system %d database %d slot %s", uint64(sys), db, s.slot)
 	var confirmed, now string
 	if err := conn.QueryRow(ctx, "SELECT coalesce(confirmed_flush_lsn, '0/0')::text, pg_current_wal_lsn()::text FROM pg_replication_slots WHERE slot_name = $1", s.slot).Scan(&confirmed, &now); err != nil {
 		return fmt.Errorf("read replication slot %q: %w", s.slot, err)
@@ -239,6 +236,60 @@ func (s *cdcSource) prepare(ctx context.Context) error {
 	}
 	s.noteAcked()
 	return nil
+}
+
+// slotIdentity is the identity of the positions of slot: the server's
+// system identifier, the database and the slot.
+func slotIdentity(ctx context.Context, conn *pgx.Conn, slot string) (string, error) {
+	var sys int64
+	var db uint32
+	if err := conn.QueryRow(ctx, "SELECT (SELECT system_identifier FROM pg_control_system()), (SELECT oid FROM pg_database WHERE datname = current_database())").Scan(&sys, &db); err != nil {
+		return "", fmt.Errorf("read the system identifier: %w", err)
+	}
+	return fmt.Sprintf("system %d database %d slot %s", uint64(sys), db, slot), nil
+}
+
+// ReportPositions implements stdlib.SourcePositionReporter: the slot's
+// confirmed flush LSN as the last position done (offset LSN <<
+// CDCIndexBits: a resumed run streams the transaction committed there and
+// after), none when the slot does not exist.
+func (s *cdcSource) ReportPositions(ctx context.Context) (string, []stdlib.Position, error) {
+	conn, err := connect(ctx, s.dsn)
+	if err != nil {
+		return "", nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var confirmed, now *string
+	err = conn.QueryRow(ctx, "SELECT confirmed_flush_lsn::text, pg_current_wal_lsn()::text FROM pg_replication_slots WHERE slot_name = $1", s.slot).Scan(&confirmed, &now)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil, nil
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("read replication slot %q: %w", s.slot, err)
+	}
+	if confirmed == nil {
+		return "", nil, nil
+	}
+	lsn, err := pglogrepl.ParseLSN(*confirmed)
+	if err != nil {
+		return "", nil, err
+	}
+	id, err := slotIdentity(ctx, conn, s.slot)
+	if err != nil {
+		return "", nil, err
+	}
+	holder := fmt.Sprintf("replication slot %s, confirmed flush LSN %s", s.slot, lsn)
+	if cur, err := pglogrepl.ParseLSN(deref(now)); err == nil && cur >= lsn {
+		holder += fmt.Sprintf(", %d bytes of WAL behind", uint64(cur-lsn))
+	}
+	return holder, []stdlib.Position{{Source: s.stage, Partition: s.slot, Offset: int64(lsn) << CDCIndexBits, Identity: id}}, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // checkWALLevel fails unless the server's wal_level is logical.

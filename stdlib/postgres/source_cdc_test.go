@@ -312,6 +312,17 @@ func TestCDCHeartbeat(t *testing.T) {
 		t.Fatal(err)
 	}
 	readUntil(after)
+
+	// pipe offsets show: the slot's confirmed position as the last done.
+	holder, ps, err := s.ReportPositions(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lsn := lsnOf(t, c.confirmed(t))
+	if len(ps) != 1 || ps[0] != (stdlib.Position{Source: "cdc", Partition: c.slot, Offset: int64(lsn) << CDCIndexBits, Identity: s.identity}) ||
+		!strings.Contains(holder, "replication slot "+c.slot+", confirmed flush LSN "+lsn.String()) {
+		t.Errorf("reported %q %v", holder, ps)
+	}
 }
 
 func keys(recs []stdlib.Record) []string {
