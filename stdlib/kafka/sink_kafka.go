@@ -33,7 +33,7 @@ var SinkSpec = &stdlib.Spec{
 		stdlib.Param{Name: "topic", Type: stdlib.String, Expr: true, Doc: "topic to write to; topic := expr chooses it per record"},
 		stdlib.Param{Name: "key", Type: stdlib.AnyValue, Expr: true, Doc: "message key, key := expr"},
 		stdlib.Param{Name: "headers", Type: stdlib.MapOf(stdlib.String), Expr: true, Doc: "message headers, headers := expr"},
-		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes"), Default: stdlib.Ident("json"), Doc: "value format"},
+		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes", "debezium"), Default: stdlib.Ident("json"), Doc: "value format; debezium: a change record (postgres_cdc) as Debezium's JSON envelope"},
 		stdlib.Param{Name: "partitioner", Type: stdlib.Enum("hash", "round_robin", "source"), Default: stdlib.Ident("hash"),
 			Doc: "hash of the key (murmur2, as the Java client), round_robin, or the partition the record was read from"},
 		stdlib.Param{Name: "compression", Type: stdlib.Enum("none", "gzip", "snappy", "lz4", "zstd"), Default: stdlib.Ident("none")},
@@ -45,7 +45,8 @@ var SinkSpec = &stdlib.Spec{
 			stdlib.Param{Name: "replication", Type: stdlib.Int, Default: int64(1)},
 		), Doc: "create the topic at start unless it exists"},
 	),
-	Check: checkSink,
+	Check:      checkSink,
+	CheckInput: stdlib.CheckDebeziumInput,
 	NewSink: func(cfg stdlib.Config) (stdlib.Sink, error) {
 		return newSink(cfg)
 	},
