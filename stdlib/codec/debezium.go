@@ -58,7 +58,7 @@ func (c *debeziumCodec) Decode(data []byte) (map[string]any, error) {
 	}
 	op, ok := debeziumNames[code]
 	if !ok {
-		return nil, fmt.Errorf("Debezium change event of unknown op %q", code)
+		return nil, fmt.Errorf("a Debezium change event of unknown op %q", code)
 	}
 	field := "after"
 	if op == "delete" {
@@ -69,7 +69,7 @@ func (c *debeziumCodec) Decode(data []byte) (map[string]any, error) {
 		if op == "truncate" {
 			return nil, errors.New("a Debezium truncate event carries no row")
 		}
-		return nil, fmt.Errorf("Debezium %s event without %s", op, field)
+		return nil, fmt.Errorf("a Debezium %s event without %s", op, field)
 	}
 	if c.schema != nil {
 		if c.schema.Field(DebeziumOp) == nil {

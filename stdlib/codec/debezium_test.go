@@ -103,7 +103,7 @@ func TestDebeziumDecode(t *testing.T) {
 		}
 	}
 	for in, want := range map[string]string{
-		`{"id":1}`: "no op field",
+		`{"id":1}`:                                      "no op field",
 		`{"op":"x","after":{"id":1}}`:                   `unknown op "x"`,
 		`{"op":"t","before":null,"after":null}`:         "truncate event carries no row",
 		`{"op":"c","before":null,"after":null}`:         "insert event without after",

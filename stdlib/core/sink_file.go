@@ -37,9 +37,9 @@ var FileSinkSpec = &stdlib.Spec{
 		{Name: "rotate_size", Type: stdlib.Size, Default: int64(0), Doc: "start a new file before one would grow past this size; 0 never rotates by size"},
 		{Name: "rotate_interval", Type: stdlib.Duration, Default: time.Duration(0), Doc: "start a new file when the current one has been open this long; 0 never rotates by time"},
 	}, csvSinkParams...),
-	Delivery:  []stdlib.Delivery{stdlib.ExactlyOnce, stdlib.AtLeastOnce},
-	Releases:  true,
-	ReadsRows: true,
+	Delivery:   []stdlib.Delivery{stdlib.ExactlyOnce, stdlib.AtLeastOnce},
+	Releases:   true,
+	ReadsRows:  true,
 	Schema:     true,
 	CheckInput: stdlib.CheckDebeziumInput,
 	Check: func(attrs map[string]any) []stdlib.AttrError {
