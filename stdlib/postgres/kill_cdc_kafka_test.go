@@ -107,7 +107,7 @@ func TestKillCDCKafka(t *testing.T) {
 		Env: []string{"PG_URL=" + testDSN(), "PUB=" + c.pub, "SLOT=" + c.slot, "PG_TABLE=" + table,
 			"KAFKA_BROKERS=" + brokers},
 		Produce:  func() error { return w.run(span) },
-		Progress: func() string { return fmt.Sprintf("%d changes written, %d in the topic", w.total(), len(read(t))) },
+		Progress: func() string { return fmt.Sprintf("%d changes written", w.total()) },
 		Complete: func(t *testing.T) {
 			deadline := time.Now().Add(60 * time.Second)
 			for len(read(t)) < w.total() {
