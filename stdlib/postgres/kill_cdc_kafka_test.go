@@ -7,6 +7,7 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -121,4 +122,17 @@ func TestKillCDCKafka(t *testing.T) {
 		Check: func(t *testing.T) proctest.Tallied { return w.check(t, read(t)) },
 	}
 	kill.Run(t)
+
+	// pipe offsets show lists the slot's position beside the sink's.
+	cmd := osexec.Command(bin, "offsets", "show", "--state-dir", kill.State, file)
+	cmd.Env = append(os.Environ(), kill.Env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("pipe offsets show: %v\n%s", err, out)
+	}
+	t.Logf("pipe offsets show:\n%s", out)
+	if !strings.Contains(string(out), "source: replication slot "+c.slot+", confirmed flush LSN ") ||
+		!strings.Contains(string(out), "sink out (kafka)") {
+		t.Errorf("pipe offsets show:\n%s", out)
+	}
 }
