@@ -116,6 +116,12 @@
 // after a checkpoint covering the changes completed; standby status
 // answers in between repeat it. After a crash the server streams again
 // from the confirmed transaction on, and replays are dropped by offset.
+// A WAL position seen outside any transaction (a keepalive's, or that of
+// the heartbeat message the source writes every heartbeat) is confirmed
+// too once every change emitted before it is covered by a checkpoint, so
+// the slot advances while the captured tables are idle. Lag reports the
+// WAL the slot holds back in bytes; ReportPositions gives `pipe offsets
+// show` the slot's confirmed position.
 // There is no initial snapshot yet: only changes after the slot's
 // creation are captured.
 package postgres
