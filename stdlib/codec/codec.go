@@ -10,7 +10,7 @@ import (
 )
 
 // Formats lists the format names New accepts.
-var Formats = []string{"json", "csv", "lines", "string", "bytes", "protobuf", "json_schema"}
+var Formats = []string{"json", "csv", "lines", "string", "bytes", "debezium", "protobuf", "json_schema"}
 
 // Codec decodes one message into a record value and appends the encoding
 // of a record value to a buffer.
@@ -103,10 +103,12 @@ func New(format string, schema *types.Type, opts Options) (Codec, error) {
 		return linesCodec{keepInvalid: opts.KeepInvalidUTF8}, nil
 	case "bytes":
 		return bytesCodec{}, nil
+	case "debezium":
+		return newDebezium(schema, opts.KeepInvalidUTF8), nil
 	case "protobuf":
 		return protobuf.NewCodec(schema)
 	case "json_schema":
 		return newJSONSchema(schema, opts)
 	}
-	return nil, fmt.Errorf("codec: unknown format %q (want json, csv, lines, string, bytes, protobuf or json_schema)", format)
+	return nil, fmt.Errorf("codec: unknown format %q (want json, csv, lines, string, bytes, debezium, protobuf or json_schema)", format)
 }

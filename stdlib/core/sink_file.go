@@ -35,7 +35,7 @@ var FileSinkSpec = &stdlib.Spec{
 	Summary: "records to local files, one per line (JSON lines, CSV or raw lines) or framed (Protobuf, Avro container files); rotation by size or time; exactly once (Avro: at least once)",
 	Params: append([]stdlib.Param{
 		{Name: "path", Type: stdlib.String, Required: true, Doc: fileSinkPathDoc},
-		{Name: "format", Type: stdlib.Enum("json", "csv", "lines", "avro", "json_schema", "protobuf"), Default: stdlib.Ident("json"), Doc: "json: one object per line; csv: one row per line (a header row opens each file when header = true); lines: the record's value field as text; avro: an Avro object container file whose schema is derived from the records' type (at least once); json_schema: json validated against the schema's JSON Schema (a record that fails is a record error); protobuf: the schema's .proto message, binary, each prefixed by its varint length"},
+		{Name: "format", Type: stdlib.Enum("json", "csv", "lines", "avro", "debezium", "json_schema", "protobuf"), Default: stdlib.Ident("json"), Doc: "json: one object per line; csv: one row per line (a header row opens each file when header = true); lines: the record's value field as text; avro: an Avro object container file whose schema is derived from the records' type (at least once); debezium: a change record (postgres_cdc) per line as Debezium's JSON envelope; json_schema: json validated against the schema's JSON Schema (a record that fails is a record error); protobuf: the schema's .proto message, binary, each prefixed by its varint length"},
 		{Name: "rotate_size", Type: stdlib.Size, Default: int64(0), Doc: "start a new file before one would grow past this size; 0 never rotates by size"},
 		{Name: "rotate_interval", Type: stdlib.Duration, Default: time.Duration(0), Doc: "start a new file when the current one has been open this long; 0 never rotates by time"},
 	}, csvSinkParams...),
@@ -61,7 +61,7 @@ var FileSinkSpec = &stdlib.Spec{
 	},
 	CheckInput: func(attrs map[string]any, records *types.Type) []stdlib.AttrError {
 		if attrs["format"] != stdlib.Ident("avro") {
-			return nil
+			return stdlib.CheckDebeziumInput(attrs, records)
 		}
 		if _, err := avro.SchemaOf(records); err != nil {
 			return []stdlib.AttrError{{Attr: "format", Message: "format avro: " + err.Error()}}

@@ -43,7 +43,7 @@ var SourceSpec = &stdlib.Spec{
 		stdlib.Param{Name: "start", Type: stdlib.ParamType{Kind: stdlib.TimeParam, OrEnum: []string{"earliest", "latest", "committed"}},
 			Default: stdlib.Ident("earliest"),
 			Doc:     "where a partition without a resume position or committed offset begins: earliest, latest, committed (latest when none) or an RFC 3339 time"},
-		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes", "avro", "json_schema", "protobuf"), Default: stdlib.Ident("json"), Doc: "value format; avro: Confluent wire format through the registry, each writer schema resolved against the declared schema; json_schema and protobuf decode by the source's schema (read from a JSON Schema or .proto file), a plain payload without a registry's framing"},
+		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes", "avro", "debezium", "json_schema", "protobuf"), Default: stdlib.Ident("json"), Doc: "value format; avro: Confluent wire format through the registry, each writer schema resolved against the declared schema; debezium: a Debezium change event (JSON) read as its row with the operation in __op; json_schema and protobuf decode by the source's schema (read from a JSON Schema or .proto file), a plain payload without a registry's framing"},
 		stdlib.Param{Name: "key_format", Type: stdlib.Enum("json", "string", "bytes", "avro"), Default: stdlib.Ident("string"), Doc: "key format"},
 		stdlib.Param{Name: "isolation", Type: stdlib.Enum("read_committed", "read_uncommitted"), Default: stdlib.Ident("read_committed"),
 			Doc: "read_committed skips records of aborted transactions"},
