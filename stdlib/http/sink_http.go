@@ -483,7 +483,7 @@ func (s *sink) send(ctx context.Context, q *request) (*errRejected, error) {
 		if attempt == 0 || attempt%10 == 0 {
 			s.log.Warn("http sink: retrying", "attempt", attempt+1, "in", wait.Round(time.Millisecond), "error", cause.Error())
 		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := retry.Sleep(ctx, wait); err != nil {
 			return nil, err
 		}
 	}
@@ -538,5 +538,5 @@ func (l *limiter) wait(ctx context.Context) error {
 		d = time.Duration(-l.tokens / l.rate * float64(time.Second))
 	}
 	l.mu.Unlock()
-	return sleep(ctx, d)
+	return retry.Sleep(ctx, d)
 }

@@ -195,7 +195,7 @@ func (p *poller) Open(_ context.Context, resume stdlib.Resumer) error {
 func (p *poller) Read(ctx context.Context) ([]stdlib.Record, error) {
 	if wait := time.Until(p.nextPoll); wait > 0 {
 		// Return now and then, so that completed checkpoints get committed.
-		return nil, sleep(ctx, min(wait, 100*time.Millisecond))
+		return nil, retry.Sleep(ctx, min(wait, 100*time.Millisecond))
 	}
 	env, err := p.poll(ctx)
 	if err != nil {
@@ -292,7 +292,7 @@ func (p *poller) poll(ctx context.Context) (map[string]any, error) {
 			return nil, err
 		}
 		if wait > 0 {
-			if err := sleep(ctx, wait); err != nil {
+			if err := retry.Sleep(ctx, wait); err != nil {
 				return nil, err
 			}
 			continue

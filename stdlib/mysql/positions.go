@@ -159,7 +159,7 @@ func (s *sink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("mysql sink %q: %w", s.stage, s.conf.redact(err))
+		return nil, s.conf.redact(err)
 	}
 	return out, nil
 }
@@ -175,7 +175,7 @@ func (s *sink) SetPositions(ctx context.Context, source string, reset []string, 
 	}
 	for _, p := range set {
 		if p.Source != source {
-			return fmt.Errorf("mysql sink %q: position %s is not of source %q", s.stage, p, source)
+			return fmt.Errorf("position %s is not of source %q", p, source)
 		}
 	}
 	if len(set) > 0 {
@@ -187,7 +187,7 @@ func (s *sink) SetPositions(ctx context.Context, source string, reset []string, 
 			return s.createOffsets(ctx, q)
 		})
 		if err != nil {
-			return fmt.Errorf("mysql sink %q: %w", s.stage, s.conf.redact(err))
+			return s.conf.redact(err)
 		}
 	}
 	err := s.offline(ctx, func(q queryer) error {
@@ -218,7 +218,7 @@ func (s *sink) SetPositions(ctx context.Context, source string, reset []string, 
 		return tx.Commit()
 	})
 	if err != nil {
-		return fmt.Errorf("mysql sink %q: %w", s.stage, s.conf.redact(err))
+		return s.conf.redact(err)
 	}
 	return nil
 }

@@ -319,11 +319,11 @@ func (s *sink) evolveFor(ctx context.Context, batch []stdlib.Record) error {
 			return nil
 		}
 		if !transient(err) || ctx.Err() != nil {
-			return fmt.Errorf("mysql sink %q: %w", s.ID, err)
+			return err
 		}
 		s.reset()
 		if werr := b.Wait(ctx, err); werr != nil {
-			return fmt.Errorf("mysql sink %q: %w", s.ID, werr)
+			return werr
 		}
 	}
 }

@@ -258,7 +258,7 @@ func (s *sink) Close(ctx context.Context) error {
 		err := s.db.Close()
 		s.db = nil
 		if err != nil {
-			return fmt.Errorf("mysql sink %q: close: %w", s.ID, s.conf.redact(err))
+			return fmt.Errorf("close: %w", s.conf.redact(err))
 		}
 	}
 	return nil

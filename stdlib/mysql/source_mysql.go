@@ -123,7 +123,7 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 	}
 	db, err := s.conf.open()
 	if err != nil {
-		return fmt.Errorf("mysql source %q: %w", s.stage, err)
+		return err
 	}
 	db.SetMaxOpenConns(2)
 	s.db = db
@@ -137,7 +137,7 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 		return s.conf.redact(err)
 	})
 	if err != nil {
-		return fmt.Errorf("mysql source %q: %w", s.stage, err)
+		return err
 	}
 	if resume != nil {
 		if off, ok := resume.Resume(s.partition, id); ok {
@@ -241,9 +241,9 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 		return nil, ctx.Err()
 	}
 	if s.db == nil {
-		return nil, fmt.Errorf("mysql source %q: not open", s.stage)
+		return nil, errors.New("not open")
 	}
-	return s.Poller.Read(ctx, fmt.Sprintf("mysql source %q", s.stage), s.mode == sqlcommon.ModeBulk, s.backoff(), s.fetch,
+	return s.Poller.Read(ctx, s.mode == sqlcommon.ModeBulk, s.backoff(), s.fetch,
 		func(err error) (error, bool) {
 			if s.bulk != nil {
 				s.bulk.Close()
@@ -378,7 +378,7 @@ func (s *source) Close(ctx context.Context) error {
 		err := s.db.Close()
 		s.db = nil
 		if err != nil {
-			return fmt.Errorf("mysql source %q: close: %w", s.stage, s.conf.redact(err))
+			return fmt.Errorf("close: %w", s.conf.redact(err))
 		}
 	}
 	return nil

@@ -199,7 +199,7 @@ func (s *sink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres sink %q: %w", s.stage, err)
+		return nil, err
 	}
 	return out, nil
 }
@@ -215,7 +215,7 @@ func (s *sink) SetPositions(ctx context.Context, source string, reset []string, 
 	}
 	for _, p := range set {
 		if p.Source != source {
-			return fmt.Errorf("postgres sink %q: position %s is not of source %q", s.stage, p, source)
+			return fmt.Errorf("position %s is not of source %q", p, source)
 		}
 	}
 	err := s.offline(ctx, func(tx pgx.Tx) error {
@@ -242,7 +242,7 @@ func (s *sink) SetPositions(ctx context.Context, source string, reset []string, 
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("postgres sink %q: %w", s.stage, err)
+		return err
 	}
 	return nil
 }

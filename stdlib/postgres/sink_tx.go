@@ -285,7 +285,7 @@ func (s *sink) evolveFor(ctx context.Context, batch []stdlib.Record) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("postgres sink %q: evolve table %q: %w", s.ID, s.table.String(), err)
+		return fmt.Errorf("evolve table %q: %w", s.table.String(), err)
 	}
 	s.Done = append(s.Done, st)
 	s.setColumns(cols)
@@ -336,7 +336,7 @@ func (s *sink) Close(ctx context.Context) error {
 		err := s.conn.Close(ctx)
 		s.conn = nil
 		if err != nil {
-			return fmt.Errorf("postgres sink %q: close: %w", s.ID, err)
+			return fmt.Errorf("close: %w", err)
 		}
 	}
 	return nil

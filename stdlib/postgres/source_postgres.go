@@ -136,7 +136,7 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("postgres source %q: %w", s.stage, err)
+		return err
 	}
 	if resume != nil {
 		if off, ok := resume.Resume(s.partition, id); ok {
@@ -248,7 +248,7 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 		return nil, ctx.Err()
 	}
 	if s.conn == nil && s.cols == nil {
-		return nil, fmt.Errorf("postgres source %q: not open", s.stage)
+		return nil, errors.New("not open")
 	}
 	fetch := func(ctx context.Context) ([]stdlib.Record, error) {
 		recs, err := s.fetch(ctx)
@@ -257,7 +257,7 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 		}
 		return recs, err
 	}
-	return s.Poller.Read(ctx, fmt.Sprintf("postgres source %q", s.stage), s.mode == sqlcommon.ModeBulk, s.backoff(), fetch,
+	return s.Poller.Read(ctx, s.mode == sqlcommon.ModeBulk, s.backoff(), fetch,
 		func(err error) (error, bool) {
 			if !transient(err) || ctx.Err() != nil {
 				return err, false
@@ -410,7 +410,7 @@ func (s *source) Close(ctx context.Context) error {
 		err := s.conn.Close(ctx)
 		s.conn = nil
 		if err != nil {
-			return fmt.Errorf("postgres source %q: close: %w", s.stage, err)
+			return fmt.Errorf("close: %w", err)
 		}
 	}
 	return nil

@@ -84,10 +84,10 @@ func (s *Sink[C]) OpenWith(ctx context.Context, dial func(context.Context) error
 		s.Conn.Reset()
 		s.Tbl.Cols = nil
 		if !s.Conn.Transient(err) || ctx.Err() != nil {
-			return nil, fmt.Errorf("%s sink %q: %w", s.System, s.ID, s.Conn.Redact(err))
+			return nil, s.Conn.Redact(err)
 		}
 		if werr := b.Wait(ctx, s.Conn.Redact(err)); werr != nil {
-			return nil, fmt.Errorf("%s sink %q: %w", s.System, s.ID, werr)
+			return nil, werr
 		}
 	}
 }
