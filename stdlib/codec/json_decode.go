@@ -340,6 +340,16 @@ func hex4(s string, j int) (rune, bool) {
 	return r, true
 }
 
+// digits returns the end of the run of decimal digits at j, and whether
+// it has any.
+func (d *jsonDecoder) digits(j int) (int, bool) {
+	i := j
+	for i < len(d.s) && d.s[i] >= '0' && d.s[i] <= '9' {
+		i++
+	}
+	return i, i > j
+}
+
 // number parses a JSON number: int64 when it has no fraction or exponent
 // and fits, float64 otherwise.
 func (d *jsonDecoder) number() (any, error) {
@@ -349,40 +359,27 @@ func (d *jsonDecoder) number() (any, error) {
 		j++
 	}
 	intStart := j
-	for j < len(d.s) && d.s[j] >= '0' && d.s[j] <= '9' {
-		j++
-	}
-	if j == intStart || (d.s[intStart] == '0' && j-intStart > 1) {
+	j, ok := d.digits(j)
+	if !ok || (d.s[intStart] == '0' && j-intStart > 1) {
 		d.i = start
 		return nil, d.errorf("invalid number")
 	}
 	isInt := true
 	if j < len(d.s) && d.s[j] == '.' {
 		isInt = false
-		j++
-		f := j
-		for j < len(d.s) && d.s[j] >= '0' && d.s[j] <= '9' {
-			j++
-		}
-		if j == f {
-			d.i = start
-			return nil, d.errorf("invalid number")
-		}
+		j, ok = d.digits(j + 1)
 	}
-	if j < len(d.s) && (d.s[j] == 'e' || d.s[j] == 'E') {
+	if ok && j < len(d.s) && (d.s[j] == 'e' || d.s[j] == 'E') {
 		isInt = false
 		j++
 		if j < len(d.s) && (d.s[j] == '+' || d.s[j] == '-') {
 			j++
 		}
-		f := j
-		for j < len(d.s) && d.s[j] >= '0' && d.s[j] <= '9' {
-			j++
-		}
-		if j == f {
-			d.i = start
-			return nil, d.errorf("invalid number")
-		}
+		j, ok = d.digits(j)
+	}
+	if !ok {
+		d.i = start
+		return nil, d.errorf("invalid number")
 	}
 	d.i = j
 	lit := d.s[start:j]

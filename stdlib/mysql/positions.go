@@ -236,13 +236,10 @@ func (s *sink) offline(ctx context.Context, fn func(q queryer) error) error {
 			s.db = nil
 		}
 	}()
+	if err := s.Resolve(ctx); err != nil {
+		return err
+	}
 	var err error
-	if s.table, err = resolveDB(ctx, s.conn, s.table); err != nil {
-		return err
-	}
-	if s.offsets, err = resolveDB(ctx, s.conn, s.offsets); err != nil {
-		return err
-	}
 	if s.target, err = tableID(ctx, s.conn, s.table); err != nil {
 		return err
 	}

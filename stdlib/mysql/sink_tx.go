@@ -93,23 +93,12 @@ func (s *sink) begin(ctx context.Context) error {
 // inTx runs fn in the open transaction, reconnecting and replaying on
 // connection loss until retry_timeout.
 func (s *sink) inTx(ctx context.Context, fn func() error) error {
-	b := s.backoff()
-	for {
-		err := s.begin(ctx)
-		if err == nil {
-			err = fn()
-		}
-		if err == nil {
-			return nil
-		}
-		if !transient(err) || ctx.Err() != nil {
+	return s.Retry(ctx, func() error {
+		if err := s.begin(ctx); err != nil {
 			return err
 		}
-		s.reset()
-		if werr := b.Wait(ctx, s.conf.redact(err)); werr != nil {
-			return werr
-		}
-	}
+		return fn()
+	})
 }
 
 // apply runs one step of a Write. A statement the server rejects for the
@@ -254,14 +243,7 @@ func (s *sink) Close(ctx context.Context) error {
 		_ = s.conn.Close()
 		s.conn = nil
 	}
-	if s.db != nil {
-		err := s.db.Close()
-		s.db = nil
-		if err != nil {
-			return fmt.Errorf("close: %w", s.conf.redact(err))
-		}
-	}
-	return nil
+	return s.conf.close(&s.db)
 }
 
 // sinkConn is the sink's side of [sqlcommon.Conn].

@@ -374,12 +374,5 @@ func (s *source) Close(ctx context.Context) error {
 		s.bulk.Close()
 		s.bulk = nil
 	}
-	if s.db != nil {
-		err := s.db.Close()
-		s.db = nil
-		if err != nil {
-			return fmt.Errorf("close: %w", s.conf.redact(err))
-		}
-	}
-	return nil
+	return s.conf.close(&s.db)
 }

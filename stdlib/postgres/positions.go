@@ -254,13 +254,10 @@ func (s *sink) offline(ctx context.Context, fn func(tx pgx.Tx) error) error {
 		return err
 	}
 	defer s.reset()
+	if err := s.Resolve(ctx); err != nil {
+		return err
+	}
 	var err error
-	if s.table, err = resolveSchema(ctx, s.conn, s.table); err != nil {
-		return err
-	}
-	if s.offsets, err = resolveSchema(ctx, s.conn, s.offsets); err != nil {
-		return err
-	}
 	if s.target, err = tableOID(ctx, s.conn, s.table); err != nil {
 		return err
 	}

@@ -90,23 +90,12 @@ func (s *sink) abort(ctx context.Context) {
 // inTx runs fn in the open transaction, reconnecting and replaying on
 // connection loss until retry_timeout.
 func (s *sink) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	b := s.backoff()
-	for {
-		err := s.begin(ctx)
-		if err == nil {
-			err = fn(s.tx)
-		}
-		if err == nil {
-			return nil
-		}
-		if !transient(err) || ctx.Err() != nil {
+	return s.Retry(ctx, func() error {
+		if err := s.begin(ctx); err != nil {
 			return err
 		}
-		s.reset()
-		if werr := b.Wait(ctx, err); werr != nil {
-			return werr
-		}
-	}
+		return fn(s.tx)
+	})
 }
 
 // apply runs one step of a Write. Rows the server rejects for their
@@ -288,7 +277,7 @@ func (s *sink) evolveFor(ctx context.Context, batch []stdlib.Record) error {
 		return fmt.Errorf("evolve table %q: %w", s.table.String(), err)
 	}
 	s.Done = append(s.Done, st)
-	s.setColumns(cols)
+	s.Tbl.SetColumns(sqlcommon.Ptrs(cols))
 	s.log.Info("postgres: added columns", "table", s.table.String(), "count", len(adds))
 	return nil
 }
@@ -332,14 +321,7 @@ func (s *sink) Close(ctx context.Context) error {
 		_ = s.tx.Rollback(ctx)
 	}
 	s.tx, s.Done, s.TxRows, s.Buf = nil, nil, 0, sqlcommon.Buffer{}
-	if s.conn != nil {
-		err := s.conn.Close(ctx)
-		s.conn = nil
-		if err != nil {
-			return fmt.Errorf("close: %w", err)
-		}
-	}
-	return nil
+	return disconnect(ctx, &s.conn)
 }
 
 // sinkConn is the sink's side of [sqlcommon.Conn].

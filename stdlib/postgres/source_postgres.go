@@ -406,12 +406,5 @@ func (s *source) Close(ctx context.Context) error {
 		s.bulk.Close()
 		s.bulk = nil
 	}
-	if s.conn != nil {
-		err := s.conn.Close(ctx)
-		s.conn = nil
-		if err != nil {
-			return fmt.Errorf("close: %w", err)
-		}
-	}
-	return nil
+	return disconnect(ctx, &s.conn)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -19,7 +20,8 @@ import (
 // without exactly_once, when it holds batch rows or is older than flush.
 // What differs between servers is behind [Conn].
 type Sink[C Column] struct {
-	System     string   // names the sink in errors: "mysql", "postgres"
+	System     string // names the sink in errors: "mysql", "postgres"
+	Log        *slog.Logger
 	ID         string   // the task's name in the offsets table
 	Tbl        Table[C] // columns, mode, keys, record type
 	Batch      int
@@ -44,6 +46,7 @@ type Sink[C Column] struct {
 func NewSink[C Column](system string, cfg stdlib.Config, toColumn func(C, any) (any, error), conn Conn) Sink[C] {
 	s := Sink[C]{
 		System:     system,
+		Log:        Logger(cfg.Logger),
 		ID:         TaskSinkID(cfg.Stage, cfg.Task, cfg.Tasks),
 		Batch:      int(cfg.Int("batch")),
 		FlushEvery: cfg.Duration("flush"),
@@ -71,23 +74,40 @@ func (s *Sink[C]) Configure(cfg stdlib.Config) error {
 func (s *Sink[C]) OpenWith(ctx context.Context, dial func(context.Context) error,
 	prepare func(context.Context) ([]stdlib.Position, error)) ([]stdlib.Position, error) {
 	s.Failed, s.Buf, s.Done, s.TxRows = nil, Buffer{}, nil, 0
-	b := s.Conn.Backoff()
-	for {
+	var held []stdlib.Position
+	err := s.Retry(ctx, func() error {
 		err := dial(ctx)
-		var held []stdlib.Position
 		if err == nil {
 			held, err = prepare(ctx)
 		}
+		if err != nil {
+			s.Conn.Reset()
+			s.Tbl.Cols = nil
+		}
+		return err
+	})
+	if err != nil {
+		return nil, s.Conn.Redact(err)
+	}
+	return held, nil
+}
+
+// Retry runs attempt until it succeeds, fails with an error a new
+// connection does not cure, or retry_timeout ends: after a transient
+// failure the connection is dropped and the next attempt waits its turn.
+func (s *Sink[C]) Retry(ctx context.Context, attempt func() error) error {
+	b := s.Conn.Backoff()
+	for {
+		err := attempt()
 		if err == nil {
-			return held, nil
+			return nil
+		}
+		if !s.Conn.Transient(err) || ctx.Err() != nil {
+			return err
 		}
 		s.Conn.Reset()
-		s.Tbl.Cols = nil
-		if !s.Conn.Transient(err) || ctx.Err() != nil {
-			return nil, s.Conn.Redact(err)
-		}
 		if werr := b.Wait(ctx, s.Conn.Redact(err)); werr != nil {
-			return nil, werr
+			return werr
 		}
 	}
 }
