@@ -5,17 +5,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/go-sql-driver/mysql"
 
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/internal/sqlcommon"
-	"pipe.dev/pipe/stdlib/retry"
 )
 
 func init() { stdlib.MustRegister(SinkSpec) }
@@ -39,15 +36,9 @@ func checkSink(attrs map[string]any) []stdlib.AttrError {
 }
 
 type sink struct {
-	log          *slog.Logger
-	conf         *connConfig
-	table        tableName
-	offsets      tableName
-	create       bool
-	retryTimeout time.Duration
-	pipeline     string
-	stage        string
-	tasks        int
+	conf    *connConfig
+	table   tableName
+	offsets tableName
 
 	target     uint64 // InnoDB id of the table the positions are held for
 	hasOffsets bool   // the offsets table exists (StoredPositions, SetPositions)
@@ -66,39 +57,21 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mysql sink: %w", err)
 	}
-	s := &sink{
-		log:          sqlcommon.Logger(cfg.Logger),
-		conf:         conf,
-		create:       cfg.Bool("create_table"),
-		retryTimeout: cfg.Duration(retry.Param.Name),
-		pipeline:     cfg.Pipeline,
-		stage:        cfg.Stage,
-		tasks:        cfg.Tasks,
-	}
+	s := &sink{conf: conf}
 	s.Sink = sqlcommon.NewSink[*column]("mysql", cfg, toColumn, sinkConn{s})
-	if s.table, err = parseTable(cfg.String("table")); err != nil {
-		return nil, fmt.Errorf("mysql sink: %w", err)
+	if s.table, s.offsets, err = sqlcommon.ParseTables(cfg, parseTable); err == nil {
+		err = s.Configure(cfg)
 	}
-	if s.offsets, err = parseTable(cfg.String("offsets_table")); err != nil {
-		return nil, fmt.Errorf("mysql sink: %w", err)
-	}
-	if err := s.Configure(cfg); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("mysql sink: %w", err)
 	}
 	return s, nil
 }
 
-// backoff paces the retries of one operation.
-func (s *sink) backoff() *retry.Backoff { return retry.New(s.retryTimeout, s.log, "mysql sink") }
-
 // Open connects, prepares the table and returns the positions held.
 func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 	s.tx = nil
-	return s.OpenWith(ctx, s.dial, s.prepare)
-}
-
-func (s *sink) prepare(ctx context.Context) ([]stdlib.Position, error) {
-	return s.Prepare(ctx, s, s.create)
+	return s.OpenWith(ctx, s.dial, s)
 }
 
 // Resolve qualifies the names of the table and of the offsets table.
@@ -134,7 +107,7 @@ func (s *sink) Held(ctx context.Context) ([]stdlib.Position, error) {
 		return nil, err
 	}
 	if s.target == 0 {
-		s.log.Warn("mysql: the table's InnoDB id cannot be read: positions are not tied to the table", "table", s.table.String())
+		s.Log.Warn("mysql: the table's InnoDB id cannot be read: positions are not tied to the table", "table", s.table.String())
 	}
 	return s.readHeld(ctx)
 }
@@ -208,13 +181,13 @@ func (s *sink) CreateTable(ctx context.Context) error {
 		if err := s.createOffsets(ctx, s.conn); err != nil {
 			return err
 		}
-		res, err := s.conn.ExecContext(ctx, "DELETE FROM "+s.offsets.sql()+" "+forgetSQL, s.pipeline, s.stage)
+		res, err := s.conn.ExecContext(ctx, "DELETE FROM "+s.offsets.sql()+" "+forgetSQL, s.Pipeline, s.Stage)
 		if err != nil {
 			return fmt.Errorf("forget positions: %w", err)
 		}
 		forgot, _ = res.RowsAffected()
 	}
-	s.log.Info("mysql: created table", "table", s.table.String(), "positions_forgotten", forgot)
+	s.Log.Info("mysql: created table", "table", s.table.String(), "positions_forgotten", forgot)
 	return nil
 }
 
@@ -223,7 +196,7 @@ func (s *sink) CreateTable(ctx context.Context) error {
 func (s *sink) CheckType(ctx context.Context) error {
 	add, err := s.Tbl.CheckType(s.Evolve, compatible, func(f *types.Field) string { return myTypes.Of(f.Type) },
 		func(field string) {
-			s.log.Warn("mysql: optional field feeds a NOT NULL column; null values will be rejected", "field", field)
+			s.Log.Warn("mysql: optional field feeds a NOT NULL column; null values will be rejected", "field", field)
 		})
 	if err != nil || len(add) == 0 {
 		return err
@@ -241,7 +214,7 @@ func (s *sink) addColumns(ctx context.Context, cols []sqlcommon.NewColumn) error
 	if _, err := s.conn.ExecContext(ctx, "ALTER TABLE "+s.table.sql()+" "+strings.Join(add, ", ")); err != nil {
 		return fmt.Errorf("evolve table %q: %w", s.table.String(), err)
 	}
-	s.log.Info("mysql: added columns", "table", s.table.String(), "count", len(add))
+	s.Log.Info("mysql: added columns", "table", s.table.String(), "count", len(add))
 	got, err := readColumns(ctx, s.conn, s.table)
 	if err != nil {
 		return err

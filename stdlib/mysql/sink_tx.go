@@ -11,7 +11,6 @@ import (
 
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/internal/sqlcommon"
-	"pipe.dev/pipe/stdlib/retry"
 )
 
 // dial connects unless connected: one connection of the pool, kept.
@@ -73,21 +72,7 @@ func (s *sink) begin(ctx context.Context) error {
 		return err
 	}
 	s.tx = tx
-	s.TxStart = time.Now()
-	if len(s.Done) > 0 {
-		s.log.Info("mysql: replaying transaction", "steps", len(s.Done), "rows", s.TxRows)
-	}
-	for _, st := range s.Done {
-		if err := s.exec(ctx, st); err != nil {
-			s.abort(ctx)
-			if recordError(err) {
-				// Not this Write's rows: fail rather than blame them.
-				return fmt.Errorf("replay: %v", err)
-			}
-			return err
-		}
-	}
-	return nil
+	return s.Replay(ctx, recordError, func(st sqlcommon.Step) error { return s.exec(ctx, st) })
 }
 
 // inTx runs fn in the open transaction, reconnecting and replaying on
@@ -223,7 +208,7 @@ func (s *sink) readToken(ctx context.Context, token, id int64) (bool, error) {
 	}
 	var got int64
 	err := s.conn.QueryRowContext(ctx, "SELECT `offset` FROM "+s.offsets.sql()+
-		" WHERE pipeline = ? AND sink = ? AND source = '' AND `partition` = ''", s.pipeline, s.ID).Scan(&got)
+		" WHERE pipeline = ? AND sink = ? AND source = '' AND `partition` = ''", s.Pipeline, s.ID).Scan(&got)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -286,4 +271,3 @@ func (c sinkConn) Reset()                    { c.s.reset() }
 func (c sinkConn) Abort(ctx context.Context) { c.s.abort(ctx) }
 func (c sinkConn) Transient(err error) bool  { return transient(err) }
 func (c sinkConn) Redact(err error) error    { return c.s.conf.redact(err) }
-func (c sinkConn) Backoff() *retry.Backoff   { return c.s.backoff() }

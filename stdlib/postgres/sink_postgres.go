@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -14,7 +13,6 @@ import (
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/internal/sqlcommon"
-	"pipe.dev/pipe/stdlib/retry"
 )
 
 func init() { stdlib.MustRegister(SinkSpec) }
@@ -37,15 +35,9 @@ func checkSink(attrs map[string]any) []stdlib.AttrError {
 }
 
 type sink struct {
-	log          *slog.Logger
-	dsn          string
-	table        tableName
-	offsets      tableName
-	create       bool
-	retryTimeout time.Duration
-	pipeline     string
-	stage        string
-	tasks        int
+	dsn     string
+	table   tableName
+	offsets tableName
 
 	target     uint32 // OID of the table the positions are held for
 	hasOffsets bool   // the offsets table exists (StoredPositions, SetPositions)
@@ -59,43 +51,25 @@ type sink struct {
 }
 
 func newSink(cfg stdlib.Config) (*sink, error) {
-	s := &sink{
-		log:          sqlcommon.Logger(cfg.Logger),
-		dsn:          cfg.String("dsn"),
-		create:       cfg.Bool("create_table"),
-		retryTimeout: cfg.Duration(retry.Param.Name),
-		pipeline:     cfg.Pipeline,
-		stage:        cfg.Stage,
-		tasks:        cfg.Tasks,
-	}
+	s := &sink{dsn: cfg.String("dsn")}
 	s.Sink = sqlcommon.NewSink[*column]("postgres", cfg, toColumn, sinkConn{s})
 	if s.dsn == "" {
 		return nil, errors.New("postgres sink: dsn is empty")
 	}
 	var err error
-	if s.table, err = parseTable(cfg.String("table")); err != nil {
-		return nil, fmt.Errorf("postgres sink: %w", err)
+	if s.table, s.offsets, err = sqlcommon.ParseTables(cfg, parseTable); err == nil {
+		err = s.Configure(cfg)
 	}
-	if s.offsets, err = parseTable(cfg.String("offsets_table")); err != nil {
-		return nil, fmt.Errorf("postgres sink: %w", err)
-	}
-	if err := s.Configure(cfg); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("postgres sink: %w", err)
 	}
 	return s, nil
 }
 
-// backoff paces the retries of one operation.
-func (s *sink) backoff() *retry.Backoff { return retry.New(s.retryTimeout, s.log, "postgres sink") }
-
 // Open connects, prepares the table and returns the positions held.
 func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 	s.tx = nil
-	return s.OpenWith(ctx, s.dial, s.prepare)
-}
-
-func (s *sink) prepare(ctx context.Context) ([]stdlib.Position, error) {
-	return s.Prepare(ctx, s, s.create)
+	return s.OpenWith(ctx, s.dial, s)
 }
 
 // Resolve qualifies the names of the table and of the offsets table.
@@ -229,7 +203,7 @@ func (s *sink) CreateTable(ctx context.Context) error {
 		if !s.Exactly {
 			return nil
 		}
-		tag, err := tx.Exec(ctx, "DELETE FROM "+s.offsets.sql()+" "+forgetSQL, s.pipeline, s.stage)
+		tag, err := tx.Exec(ctx, "DELETE FROM "+s.offsets.sql()+" "+forgetSQL, s.Pipeline, s.Stage)
 		forgot = tag.RowsAffected()
 		return err
 	})
@@ -239,7 +213,7 @@ func (s *sink) CreateTable(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create table %q: %w", s.table.String(), err)
 	}
-	s.log.Info("postgres: created table", "table", s.table.String(), "positions_forgotten", forgot)
+	s.Log.Info("postgres: created table", "table", s.table.String(), "positions_forgotten", forgot)
 	return nil
 }
 
@@ -254,7 +228,7 @@ func alreadyExists(err error) bool {
 func (s *sink) CheckType(ctx context.Context) error {
 	newCols, err := s.Tbl.CheckType(s.Evolve, compatible, func(f *types.Field) string { return pgTypes.Of(f.Type) },
 		func(field string) {
-			s.log.Warn("postgres: optional field feeds a NOT NULL column; null values will be rejected",
+			s.Log.Warn("postgres: optional field feeds a NOT NULL column; null values will be rejected",
 				"field", field, "column", field)
 		})
 	if err != nil {
@@ -267,7 +241,7 @@ func (s *sink) CheckType(ctx context.Context) error {
 	if _, err := s.conn.Exec(ctx, "ALTER TABLE "+s.table.sql()+" "+strings.Join(add, ", ")); err != nil {
 		return fmt.Errorf("evolve table %q: %w", s.table.String(), err)
 	}
-	s.log.Info("postgres: added columns", "table", s.table.String(), "count", len(add))
+	s.Log.Info("postgres: added columns", "table", s.table.String(), "count", len(add))
 	cols, err := readColumns(ctx, s.conn, s.table)
 	if err != nil {
 		return err

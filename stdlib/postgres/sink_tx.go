@@ -13,7 +13,6 @@ import (
 
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/internal/sqlcommon"
-	"pipe.dev/pipe/stdlib/retry"
 )
 
 // begin makes sure a connection and an open transaction exist; a new
@@ -30,21 +29,7 @@ func (s *sink) begin(ctx context.Context) error {
 		return err
 	}
 	s.tx = tx
-	s.TxStart = time.Now()
-	if len(s.Done) > 0 {
-		s.log.Info("postgres: replaying transaction", "steps", len(s.Done), "rows", s.TxRows)
-	}
-	for _, st := range s.Done {
-		if err := s.exec(ctx, tx, st); err != nil {
-			s.abort(ctx)
-			if recordError(err) {
-				// Not this Write's rows: fail rather than blame them.
-				return fmt.Errorf("replay: %v", err)
-			}
-			return err
-		}
-	}
-	return nil
+	return s.Replay(ctx, recordError, func(st sqlcommon.Step) error { return s.exec(ctx, tx, st) })
 }
 
 // dial connects unless connected.
@@ -278,7 +263,7 @@ func (s *sink) evolveFor(ctx context.Context, batch []stdlib.Record) error {
 	}
 	s.Done = append(s.Done, st)
 	s.Tbl.SetColumns(sqlcommon.Ptrs(cols))
-	s.log.Info("postgres: added columns", "table", s.table.String(), "count", len(adds))
+	s.Log.Info("postgres: added columns", "table", s.table.String(), "count", len(adds))
 	return nil
 }
 
@@ -305,7 +290,7 @@ func (s *sink) readToken(ctx context.Context, token int64, pid uint32, start tim
 	}
 	var got int64
 	err := s.conn.QueryRow(ctx, `SELECT "offset" FROM `+s.offsets.sql()+
-		` WHERE pipeline = $1 AND sink = $2 AND source = '' AND partition = ''`, s.pipeline, s.ID).Scan(&got)
+		` WHERE pipeline = $1 AND sink = $2 AND source = '' AND partition = ''`, s.Pipeline, s.ID).Scan(&got)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
@@ -358,7 +343,6 @@ func (c sinkConn) Reset()                    { c.s.reset() }
 func (c sinkConn) Abort(ctx context.Context) { c.s.abort(ctx) }
 func (c sinkConn) Transient(err error) bool  { return transient(err) }
 func (sinkConn) Redact(err error) error      { return err }
-func (c sinkConn) Backoff() *retry.Backoff   { return c.s.backoff() }
 
 // decide tells whether the transaction that carried token, run by the
 // backend pid started at start, committed.

@@ -35,11 +35,11 @@ type Catalog[C Column] interface {
 }
 
 // Prepare is the part of Open that follows the dial: it finds the table
-// (creating it when create is set), takes its primary key as the key when
+// (creating it when create_table is set), takes its primary key as the key when
 // none is set, checks that the mode can work on its keys and the record
 // type on its columns, decides whether Writes may share statements and,
 // exactly once, returns the positions held.
-func (s *Sink[C]) Prepare(ctx context.Context, cat Catalog[C], create bool) ([]stdlib.Position, error) {
+func (s *Sink[C]) Prepare(ctx context.Context, cat Catalog[C]) ([]stdlib.Position, error) {
 	if err := cat.Resolve(ctx); err != nil {
 		return nil, err
 	}
@@ -48,7 +48,7 @@ func (s *Sink[C]) Prepare(ctx context.Context, cat Catalog[C], create bool) ([]s
 		return nil, err
 	}
 	if len(cols) == 0 {
-		if !create {
+		if !s.Create {
 			return nil, fmt.Errorf("table %q does not exist (set create_table = true to create it)", s.Tbl.Name)
 		}
 		if err := cat.CreateTable(ctx); err != nil {
