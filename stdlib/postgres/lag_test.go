@@ -23,7 +23,7 @@ func TestSourceLag(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := src.Lag(t.Context())
-		if w := []stdlib.Lag{{Partition: src.partition, Behind: want, Unit: "ids"}}; fmt.Sprint(got) != fmt.Sprint(w) {
+		if w := []stdlib.Lag{{Partition: src.Partition, Behind: want, Unit: "ids"}}; fmt.Sprint(got) != fmt.Sprint(w) {
 			t.Fatalf("lag %v, want %v", got, w)
 		}
 	}
