@@ -134,16 +134,13 @@ type sink struct {
 
 func newSink(cfg stdlib.Config) (*sink, error) {
 	s := &sink{
-		log: cfg.Logger, pipeline: cfg.Pipeline,
+		log: cfg.Log(), pipeline: cfg.Pipeline,
 		url: cfg.String("url"), method: cfg.String("method"), format: cfg.String("format"),
 		maxRecs: int(cfg.Int("max_batch_records")), maxBytes: int(cfg.Int("max_batch_bytes")),
 		concurrency: int(cfg.Int("concurrency")), idemHeader: cfg.String("idempotency_header"),
 		auth: newAuth(cfg), retryTimeout: cfg.Duration(retry.Param.Name),
 		urlAt: cfg.ExprIndex("url"), methodAt: cfg.ExprIndex("method"), headersAt: cfg.ExprIndex("headers"),
 		retryOn: map[int]bool{},
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.format == "json" {
 		s.maxRecs = 1

@@ -114,13 +114,10 @@ func newPoller(cfg stdlib.Config) (*poller, error) {
 		return nil, errors.New("http_poll runs as one task (tasks = 1)")
 	}
 	p := &poller{
-		log: cfg.Logger, url: cfg.String("url"), method: cfg.String("method"), interval: cfg.Duration("interval"),
+		log: cfg.Log(), url: cfg.String("url"), method: cfg.String("method"), interval: cfg.Duration("interval"),
 		cursorParam: cfg.String("cursor_param"), cursor: cfg.String("start_cursor"),
 		auth: newAuth(cfg), retryTimeout: cfg.Duration(retry.Param.Name), logPath: logPath(cfg, "http_poll"),
 		schema: cfg.Schema,
-	}
-	if p.log == nil {
-		p.log = slog.New(slog.DiscardHandler)
 	}
 	if err := checkURL(p.url); err != nil {
 		return nil, err

@@ -51,10 +51,7 @@ func newCoreSink(cfg stdlib.Config) (*coreSink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats_core sink %q: %w", cfg.Stage, err)
 	}
-	s := &coreSink{cfg: cfg, log: cfg.Logger, conn: cn, timeout: cfg.Duration("timeout")}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
+	s := &coreSink{cfg: cfg, log: cfg.Log(), conn: cn, timeout: cfg.Duration("timeout")}
 	if s.enc, err = newEncoder(cfg); err != nil {
 		return nil, fmt.Errorf("nats_core sink %q: %w", cfg.Stage, err)
 	}

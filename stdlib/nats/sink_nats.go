@@ -210,7 +210,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	}
 	s := &sink{
 		cfg:      cfg,
-		log:      cfg.Logger,
+		log:      cfg.Log(),
 		conn:     cn,
 		stream:   cfg.String("stream"),
 		create:   cfg.Bool("create_stream"),
@@ -219,9 +219,6 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		chunk:    int(cfg.Int("max_pending")),
 		timeout:  cfg.Duration("timeout"),
 		bucket:   cfg.String("offsets_bucket"),
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.enc, err = newEncoder(cfg); err != nil {
 		return nil, err

@@ -69,11 +69,8 @@ func newCoreSource(cfg stdlib.Config) (*coreSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats_core source %q: %w", cfg.Stage, err)
 	}
-	s := &coreSource{cfg: cfg, log: cfg.Logger, conn: cn, subject: cfg.String("subject"), queue: cfg.String("queue"),
+	s := &coreSource{cfg: cfg, log: cfg.Log(), conn: cn, subject: cfg.String("subject"), queue: cfg.String("queue"),
 		maxWait: cfg.Duration("max_wait")}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
 	if s.val, err = codec.New(cfg.String("format"), cfg.Schema, codec.Options{}); err != nil {
 		return nil, fmt.Errorf("nats_core source %q: %w", cfg.Stage, err)
 	}

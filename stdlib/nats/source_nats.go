@@ -179,7 +179,7 @@ func newSource(cfg stdlib.Config) (*source, error) {
 	}
 	s := &source{
 		cfg:      cfg,
-		log:      cfg.Logger,
+		log:      cfg.Log(),
 		conn:     cn,
 		stream:   cfg.String("stream"),
 		consumer: cfg.String("consumer"),
@@ -188,9 +188,6 @@ func newSource(cfg stdlib.Config) (*source, error) {
 		maxWait:  cfg.Duration("max_wait"),
 		ackWait:  cfg.Duration("ack_wait"),
 		pending:  int(cfg.Int("max_ack_pending")),
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.behind.Store(-1)
 	switch st := cfg.Attrs["start"].(type) {

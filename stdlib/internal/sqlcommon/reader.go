@@ -42,7 +42,7 @@ type Source struct {
 func NewSource(system string, cfg stdlib.Config, check func(map[string]any) []stdlib.AttrError, parseTable func(string) error) (Source, error) {
 	s := Source{
 		System:       system,
-		Log:          Logger(cfg.Logger),
+		Log:          cfg.Log(),
 		SQL:          cfg.String("query"),
 		Inc:          cfg.String("incrementing_column"),
 		TS:           cfg.String("timestamp_column"),

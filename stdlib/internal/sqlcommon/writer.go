@@ -51,7 +51,7 @@ type Sink[C Column] struct {
 func NewSink[C Column](system string, cfg stdlib.Config, toColumn func(C, any) (any, error), conn Conn) Sink[C] {
 	s := Sink[C]{
 		System:       system,
-		Log:          Logger(cfg.Logger),
+		Log:          cfg.Log(),
 		Pipeline:     cfg.Pipeline,
 		Stage:        cfg.Stage,
 		Tasks:        cfg.Tasks,
