@@ -239,16 +239,16 @@ func (s *sink) what() string { return fmt.Sprintf("nats sink %q", s.cfg.Stage) }
 func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 	var err error
 	if s.nc, err = s.conn.connect(ctx, s.log, s.what()); err != nil {
-		return nil, fmt.Errorf("%s: %w", s.what(), err)
+		return nil, err
 	}
 	s.js, err = jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(s.chunk), jetstream.WithPublishAsyncTimeout(s.timeout))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.what(), err)
+		return nil, err
 	}
 	s.bo = s.conn.backoff(s.log, s.what())
 	if s.stream != "" {
 		if err := s.openStream(ctx); err != nil {
-			return nil, fmt.Errorf("%s: %w", s.what(), err)
+			return nil, err
 		}
 	}
 	if s.cfg.Delivery != stdlib.ExactlyOnce {
@@ -290,7 +290,7 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.what(), err)
+		return nil, err
 	}
 	return held, nil
 }
@@ -453,14 +453,14 @@ func (s *sink) publish(ctx context.Context, msgs []*nats.Msg) ([]rejection, erro
 			}
 		}
 		if cause != nil && !transient(cause) {
-			return nil, fmt.Errorf("%s: publish: %w", s.what(), cause)
+			return nil, fmt.Errorf("publish: %w", cause)
 		}
 		if len(again) == 0 {
 			s.bo.Reset()
 			return rejected, nil
 		}
 		if err := s.bo.Wait(ctx, cause); err != nil {
-			return nil, fmt.Errorf("%s: publish: %w", s.what(), err)
+			return nil, fmt.Errorf("publish: %w", err)
 		}
 		todo = again
 	}
@@ -487,14 +487,14 @@ func (s *sink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
 	}
 	b, err := json.Marshal(storedPositions{Target: s.target, Positions: cp.Positions})
 	if err != nil {
-		return fmt.Errorf("%s: %w", s.what(), err)
+		return err
 	}
 	err = retry.Do(ctx, s.bo, transient, func() error {
 		_, err := s.kv.Put(ctx, s.key(), b)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("%s: store positions in %q: %w", s.what(), s.bucket, err)
+		return fmt.Errorf("store positions in %q: %w", s.bucket, err)
 	}
 	return nil
 }

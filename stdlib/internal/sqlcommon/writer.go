@@ -205,7 +205,7 @@ func (s *Sink[C]) Write(ctx context.Context, batch []stdlib.Record) error {
 // Usable reports why the sink cannot take Write or Checkpoint calls.
 func (s *Sink[C]) Usable() error {
 	if s.Tbl.Cols == nil {
-		return fmt.Errorf("%s sink %q: not open", s.System, s.ID)
+		return errors.New("not open")
 	}
 	if s.Failed != nil {
 		return fmt.Errorf("%s sink %q: failed earlier, a restart is needed: %w", s.System, s.ID, s.Failed)
