@@ -141,10 +141,7 @@ func newFileSource(cfg stdlib.Config) (*fileSource, error) {
 	if _, ok := c.(codec.HeaderCodec); ok && header != headerFalse {
 		lead = 2 // a header row is the same in many files
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := cfg.Log()
 	return &fileSource{
 		cfg: cfg, log: log, pattern: path, follow: cfg.Bool("follow"), poll: cfg.Duration("poll"), header: header,
 		atEnd: cfg.String("start") == "end", batch: int(cfg.Int("batch")), fpBytes: fp, lead: lead,
