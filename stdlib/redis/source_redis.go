@@ -479,8 +479,10 @@ func (s *source) Commit(ctx context.Context, positions []stdlib.Position) error 
 }
 
 func (s *source) Close(context.Context) error {
-	if s.cl != nil {
-		return s.cl.Close()
+	cl := s.cl
+	s.cl = nil // a second Close has nothing to close
+	if cl != nil {
+		return cl.Close()
 	}
 	return nil
 }
