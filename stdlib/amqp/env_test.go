@@ -112,6 +112,21 @@ func (e *rmq) deleteExchange(x string) {
 // for the broker's confirms.
 func (e *rmq) publish(q string, from, to int) {
 	e.t.Helper()
+	var ms []amqp.Publishing
+	for n := from; n < to; n++ {
+		ms = append(ms, amqp.Publishing{
+			DeliveryMode: amqp.Persistent, MessageId: fmt.Sprintf("m%d", n),
+			Headers: amqp.Table{"h": "v", "n": int32(n)},
+			Body:    fmt.Appendf(nil, `{"n":%d}`, n),
+		})
+	}
+	e.publishAll(q, ms)
+}
+
+// publishAll publishes ms to the default exchange for queue q and waits
+// for the broker's confirms.
+func (e *rmq) publishAll(q string, ms []amqp.Publishing) {
+	e.t.Helper()
 	ch, err := e.cn.Channel()
 	if err != nil {
 		e.t.Fatal(err)
@@ -121,12 +136,8 @@ func (e *rmq) publish(q string, from, to int) {
 		e.t.Fatal(err)
 	}
 	var dcs []*amqp.DeferredConfirmation
-	for n := from; n < to; n++ {
-		dc, err := ch.PublishWithDeferredConfirm("", q, true, false, amqp.Publishing{
-			DeliveryMode: amqp.Persistent, MessageId: fmt.Sprintf("m%d", n),
-			Headers: amqp.Table{"h": "v", "n": int32(n)},
-			Body:    fmt.Appendf(nil, `{"n":%d}`, n),
-		})
+	for _, m := range ms {
+		dc, err := ch.PublishWithDeferredConfirm("", q, true, false, m)
 		if err != nil {
 			e.t.Fatal(err)
 		}

@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -70,6 +71,13 @@ type Connector struct {
 	// CheckpointAtomic checks that the target holds every record up to
 	// the held positions, each once, and none not written.
 	Replays bool
+	// Acks says the source resumes from no position of its own: the
+	// server keeps what its Commit did not acknowledge and hands that to
+	// the next instance (a queue, a persistent session), as at least once
+	// allows. SourceResume then commits the held positions through the
+	// source before opening another, which is told of no position; and
+	// Reconnect commits what was read before the server restarts.
+	Acks bool
 	// Restart stops the server and starts it again; nil skips Reconnect.
 	Restart func(t *testing.T)
 	// Secret returns the attributes of a source and of a sink stage (nil
@@ -481,7 +489,6 @@ func sourceResume(t *testing.T, c Connector) {
 		t.Fatalf("open source: %v", err)
 	}
 	first := ReadIDs(t, src, 20, 30*time.Second)
-	mustClose(t, "source", src)
 	SameIDs(t, "first read", ids(t, first), Seq(0, 20))
 
 	// Hold each partition's position of its middle record: a resumed
@@ -501,6 +508,15 @@ func sourceResume(t *testing.T, c Connector) {
 			want = append(want, ID(t, r))
 		}
 	}
+	if c.Acks {
+		// The server keeps the positions: acknowledge up to the held
+		// ones, and tell the next instance of none.
+		if err := src.Commit(t.Context(), held.Held); err != nil {
+			t.Fatalf("commit %v: %v", held.Held, err)
+		}
+		held = &Resumer{}
+	}
+	mustClose(t, "source", src)
 	tg.Produce(t, Seq(20, 25))
 	want = append(want, Seq(20, 25)...)
 	src = newSource(t, c, tg)
@@ -793,7 +809,17 @@ func Reconnect(t *testing.T, c Connector) {
 			t.Fatalf("open source: %v", err)
 		}
 		defer closeQuietly(src)
-		SameIDs(t, "read before the restart", ids(t, ReadIDs(t, src, 5, 30*time.Second)), Seq(0, 5))
+		read := ReadIDs(t, src, 5, 30*time.Second)
+		SameIDs(t, "read before the restart", ids(t, read), Seq(0, 5))
+		if c.Acks {
+			last := map[string]stdlib.Position{}
+			for _, r := range read {
+				last[r.Pos.Partition] = r.Pos
+			}
+			if err := src.Commit(t.Context(), slices.Collect(maps.Values(last))); err != nil {
+				t.Fatalf("commit: %v", err)
+			}
+		}
 	}
 	var snk stdlib.Sink
 	d := stdlib.AtLeastOnce
