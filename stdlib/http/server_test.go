@@ -3,7 +3,6 @@ package httpconn
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"pipe.dev/pipe/internal/testkit"
 	"pipe.dev/pipe/stdlib"
 )
 
@@ -296,12 +296,10 @@ func TestHTTPServerCheck(t *testing.T) {
 // TestHTTPServerMTLS: with tls { cert, key, ca } the server speaks TLS and
 // takes only clients presenting a certificate the ca signed.
 func TestHTTPServerMTLS(t *testing.T) {
-	caCert, caKey, caPEM := newCA(t)
-	_, srvPEMs := leaf(t, caCert, caKey, "127.0.0.1", false)
-	clientCert, _ := leaf(t, caCert, caKey, "client", true)
-	s := newServerFor(t, t.TempDir(), map[string]any{"tls": map[string]any{"cert": srvPEMs[0], "key": srvPEMs[1], "ca": caPEM}}, stdlib.ResumeMap{})
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM([]byte(caPEM))
+	ca := testkit.NewCA(t, "test ca")
+	srv, clientCert := ca.Server(t), ca.Client(t, "client").Pair(t)
+	s := newServerFor(t, t.TempDir(), map[string]any{"tls": map[string]any{"cert": srv.CertPEM, "key": srv.KeyPEM, "ca": ca.CertPEM}}, stdlib.ResumeMap{})
+	pool := ca.Pool()
 	post := func(certs []tls.Certificate) (int, error) {
 		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: certs}}}
 		defer c.CloseIdleConnections()
