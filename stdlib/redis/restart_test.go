@@ -152,8 +152,8 @@ func TestServerRestartRedis(t *testing.T) {
 	if r.after <= 0 {
 		t.Fatal("the producer saw no outage")
 	}
-	tally(t, "file", n, fileIDs(t, r.out))
-	tally(t, "output stream", n, streamIDs(t, cl, r.prefix+":out"))
+	proctest.ExactlyOnce(t, "file", 0, int64(n), proctest.FileIDs(t, r.out))
+	proctest.ExactlyOnce(t, "output stream", 0, int64(n), streamIDs(t, cl, r.prefix+":out"))
 	if p := pendingCount(t, cl, r.prefix+":in", "pipe"); p != 0 {
 		t.Errorf("%d entries still pending", p)
 	}
@@ -175,14 +175,14 @@ func TestServerRestartRedisVolatile(t *testing.T) {
 	if r.after <= 0 {
 		t.Fatal("the producer saw no outage")
 	}
-	suffix(t, "file", fileIDs(t, r.out), r.after, n)
+	suffix(t, "file", proctest.FileIDs(t, r.out), r.after, n)
 	suffix(t, "output stream", streamIDs(t, cl, r.prefix+":out"), r.after, n)
 }
 
 // suffix checks that ids holds no id twice and every id of after..n-1.
-func suffix(t *testing.T, what string, ids []int, after, n int) {
+func suffix(t *testing.T, what string, ids []int64, after, n int) {
 	t.Helper()
-	seen := map[int]int{}
+	seen := map[int64]int{}
 	for _, id := range ids {
 		seen[id]++
 		if seen[id] == 2 {
@@ -191,7 +191,7 @@ func suffix(t *testing.T, what string, ids []int, after, n int) {
 	}
 	missing := 0
 	for i := after; i < n; i++ {
-		if seen[i] == 0 {
+		if seen[int64(i)] == 0 {
 			missing++
 		}
 	}
@@ -246,13 +246,18 @@ func runRestarts(t *testing.T, srv *testServer, n, restarts int) (*goredis.Clien
 		}
 		produced <- after
 	}()
-	cmd := pipeRun(t, bin, root, filepath.Join(dir, "state"), file, "", "REDIS_ADDR="+srv.addr, "PREFIX="+r.prefix, "OUT="+r.out)
+	cmd := osexec.Command(bin, "run", "-q", "--state-dir", filepath.Join(dir, "state"), file)
+	cmd.Env = append(os.Environ(), "REDIS_ADDR="+srv.addr, "PREFIX="+r.prefix, "OUT="+r.out)
+	cmd.Dir, cmd.Stderr = root, &proctest.LogWriter{T: t}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	for i := range restarts {
 		time.Sleep(3500 * time.Millisecond)
 		srv.stop()
-		t.Logf("restart %d: server stopped; %d lines in the file", i+1, len(fileIDs(t, r.out)))
+		t.Logf("restart %d: server stopped; %d lines in the file", i+1, len(proctest.FileIDs(t, r.out)))
 		time.Sleep(time.Second)
 		srv.start()
 	}
@@ -260,20 +265,20 @@ func runRestarts(t *testing.T, srv *testServer, n, restarts int) (*goredis.Clien
 	if r.after < 0 {
 		return cl, r
 	}
-	waitFor(t, time.Minute, "entries added after the last restart in the file", func() int {
+	proctest.WaitSettled(t, "entries added after the last restart in the file", func() int {
 		select {
 		case err := <-exited:
 			t.Fatalf("pipe run exited: %v", err)
 		default:
 		}
 		c := 0
-		for _, id := range fileIDs(t, r.out) {
-			if id >= r.after {
+		for _, id := range proctest.FileIDs(t, r.out) {
+			if id >= int64(r.after) {
 				c++
 			}
 		}
 		return c
-	}, n-r.after)
+	}, n-r.after, time.Minute)
 	cmd.Process.Signal(syscall.SIGTERM)
 	<-exited
 	return cl, r
