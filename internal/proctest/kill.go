@@ -23,8 +23,8 @@ type Kill struct {
 	// RunEnv, when not nil, adds to the environment of run i (from 0;
 	// the last run is number Kills).
 	RunEnv func(i int) []string
-	Name  string   // prefixes the runs' log lines
-	Kills int
+	Name   string // prefixes the runs' log lines
+	Kills  int
 	// Life returns how long a run lives before its kill: 1 to 4 s when
 	// nil.
 	Life func() time.Duration
