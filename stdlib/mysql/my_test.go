@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"pipe.dev/pipe/internal/testkit"
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/stdlibtest"
@@ -172,19 +173,7 @@ func (e *myEnv) sinkConfig(attrs map[string]any, typ *types.Type, d stdlib.Deliv
 }
 
 // logger logs to the test log under -v.
-func (e *myEnv) logger() *slog.Logger {
-	if !testing.Verbose() {
-		return slog.New(slog.DiscardHandler)
-	}
-	return slog.New(slog.NewTextHandler(testLog{e.t}, nil))
-}
-
-type testLog struct{ t testing.TB }
-
-func (w testLog) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
+func (e *myEnv) logger() *slog.Logger { return testkit.Logger(e.t) }
 
 func (e *myEnv) openSink(cfg stdlib.Config) (*sink, []stdlib.Position) {
 	e.t.Helper()

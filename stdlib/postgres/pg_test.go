@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"pipe.dev/pipe/internal/testkit"
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/stdlibtest"
@@ -134,19 +135,7 @@ func (e *pgEnv) sinkConfig(attrs map[string]any, typ *types.Type, d stdlib.Deliv
 }
 
 // logger logs to the test log under -v.
-func (e *pgEnv) logger() *slog.Logger {
-	if !testing.Verbose() {
-		return slog.New(slog.DiscardHandler)
-	}
-	return slog.New(slog.NewTextHandler(testLog{e.t}, nil))
-}
-
-type testLog struct{ t testing.TB }
-
-func (w testLog) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
+func (e *pgEnv) logger() *slog.Logger { return testkit.Logger(e.t) }
 
 func (e *pgEnv) openSink(cfg stdlib.Config) (*sink, []stdlib.Position) {
 	e.t.Helper()
