@@ -177,16 +177,7 @@ func (e *myEnv) logger() *slog.Logger { return testkit.Logger(e.t) }
 
 func (e *myEnv) openSink(cfg stdlib.Config) (*sink, []stdlib.Position) {
 	e.t.Helper()
-	s, err := newSink(cfg)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	held, err := s.Open(e.t.Context())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { s.Close(context.Background()) })
-	return s, held
+	return stdlibtest.OpenSink[*sink](e.t)(newSink(cfg))
 }
 
 func (e *myEnv) openSource(attrs map[string]any, schema *types.Type, resume stdlib.Resumer) *source {

@@ -435,17 +435,8 @@ func TestSinkPositions(t *testing.T) {
 	t.Cleanup(func() { e.js.DeleteKeyValue(context.Background(), bucket) })
 	t.Cleanup(func() { e.js.DeleteStream(context.Background(), sn) })
 	open := func() (*sink, []stdlib.Position) {
-		s, err := newSink(config(t, SinkSpec, "out", map[string]any{"url": testURL(), "stream": sn, "create_stream": true,
-			"subject": sn + ".x", "offsets_bucket": bucket}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		held, err := s.Open(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close(context.Background()) })
-		return s, held
+		return stdlibtest.OpenSink[*sink](t)(newSink(config(t, SinkSpec, "out", map[string]any{"url": testURL(), "stream": sn, "create_stream": true,
+			"subject": sn + ".x", "offsets_bucket": bucket})))
 	}
 	s, held := open()
 	if len(held) != 0 {

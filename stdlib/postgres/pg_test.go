@@ -139,16 +139,7 @@ func (e *pgEnv) logger() *slog.Logger { return testkit.Logger(e.t) }
 
 func (e *pgEnv) openSink(cfg stdlib.Config) (*sink, []stdlib.Position) {
 	e.t.Helper()
-	s, err := newSink(cfg)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	held, err := s.Open(e.t.Context())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { s.Close(context.Background()) })
-	return s, held
+	return stdlibtest.OpenSink[*sink](e.t)(newSink(cfg))
 }
 
 // The benchmark record shape and its records (stdlibtest).

@@ -18,6 +18,7 @@ import (
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	_ "pipe.dev/pipe/stdlib/core" // generate, file
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // testAddr is the test server: PIPE_REDIS_ADDR or 127.0.0.1:6379.
@@ -292,16 +293,7 @@ func rec(src, part string, off int64, v map[string]any, attrs ...any) stdlib.Rec
 
 func openSink(t testing.TB, cfg stdlib.Config) (*sink, []stdlib.Position) {
 	t.Helper()
-	s, err := newSink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	held, err := s.Open(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(context.Background()) })
-	return s, held
+	return stdlibtest.OpenSink[*sink](t)(newSink(cfg))
 }
 
 // TestSinkCommands: set, hset and xadd write what they should, with a

@@ -157,6 +157,24 @@ func Config(t testing.TB, spec *stdlib.Spec, pipeline, stage string, attrs map[s
 		StateDir: t.TempDir(), Logger: logger(t, nil)}
 }
 
+// OpenSink opens s, just built with error err (which fails t), closes
+// it when the test ends, and returns it with the positions it holds: a
+// test's sink in one line, s, held := OpenSink(t)(newSink(cfg)).
+func OpenSink[S stdlib.Sink](t testing.TB) func(s S, err error) (S, []stdlib.Position) {
+	return func(s S, err error) (S, []stdlib.Position) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		held, err := s.Open(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close(context.Background()) })
+		return s, held
+	}
+}
+
 // logger returns a logger writing to t's log and, when w is not nil, to w.
 func logger(t testing.TB, w *syncBuffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(&logWriter{t: t, also: w}, &slog.HandlerOptions{Level: slog.LevelDebug}))
