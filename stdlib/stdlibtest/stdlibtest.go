@@ -22,6 +22,10 @@
 //   - SecretsAbsent: a secret attribute's value appears in no error and no
 //     log line of a component that fails to connect with it.
 //
+// A source whose server keeps what it did not acknowledge (a queue)
+// sets Connector.Acks; an at-least-once sink skips SinkHeld and
+// CheckpointAtomic.
+//
 // The records are {id: int, name: string}; a source's input and a sink's
 // output are told apart by their ids.
 package stdlibtest
