@@ -1,6 +1,7 @@
 package amqp
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -42,9 +43,10 @@ func contract(t *testing.T) stdlibtest.Connector {
 					for i, id := range ids {
 						ms[i] = amqp.Publishing{DeliveryMode: amqp.Persistent, Body: fmt.Appendf(nil, `{"id":%d,"name":"n%d"}`, id, id)}
 					}
+					e.live(t)
 					e.publishAll(in, ms)
 				},
-				Written: func(t *testing.T) []int64 { return e.peekIDs(out) },
+				Written: func(t *testing.T) []int64 { e.live(t); return e.peekIDs(out) },
 			}
 		},
 		// A value that cannot be encoded as JSON.
@@ -85,5 +87,14 @@ func (e *rmq) peekIDs(q string) []int64 {
 			e.t.Fatalf("message %q: %v", d.Body, err)
 		}
 		ids = append(ids, id)
+	}
+}
+
+// live connects e again when a server restart closed its connection.
+func (e *rmq) live(t *testing.T) {
+	if e.cn.IsClosed() {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		e.reconnect(ctx)
 	}
 }
