@@ -235,22 +235,6 @@ func openSource(t testing.TB, cfg stdlib.Config) *source {
 	return s
 }
 
-// readN reads until n records came or timeout passed.
-func readN(t testing.TB, s *source, n int, timeout time.Duration) []stdlib.Record {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), timeout)
-	defer cancel()
-	var out []stdlib.Record
-	for len(out) < n {
-		recs, err := s.Read(ctx)
-		if err != nil {
-			t.Fatalf("Read after %d records: %v", len(out), err)
-		}
-		out = append(out, recs...)
-	}
-	return out
-}
-
 // proxy forwards TCP connections to the server until the test ends; cut
 // breaks the ones open.
 type proxy struct {

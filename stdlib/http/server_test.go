@@ -15,6 +15,7 @@ import (
 
 	"pipe.dev/pipe/internal/testkit"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // newServerFor builds and opens an http_server source on a free port with
@@ -74,20 +75,7 @@ func send(s *server, method, body string, headers ...string) chan answer {
 
 // readAll reads until n records came or the deadline passed.
 func readAll(t *testing.T, s *server, n int) []stdlib.Record {
-	t.Helper()
-	var out []stdlib.Record
-	deadline := time.Now().Add(5 * time.Second)
-	for len(out) < n && time.Now().Before(deadline) {
-		recs, err := s.Read(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, recs...)
-	}
-	if len(out) != n {
-		t.Fatalf("read %d records, want %d", len(out), n)
-	}
-	return out
+	return stdlibtest.ReadExactly(t, s, n, 5*time.Second)
 }
 
 func noAnswer(t *testing.T, ch chan answer, what string) {

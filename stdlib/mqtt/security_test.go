@@ -16,6 +16,7 @@ import (
 	"pipe.dev/pipe/internal/proctest"
 	"pipe.dev/pipe/internal/testkit"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // tlsBroker starts a Mosquitto of the test's own on a free port with a TLS
@@ -116,7 +117,7 @@ func TestTLSAndCredentials(t *testing.T) {
 	if err := snk.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if got := values(readN(t, src, 2, 10*time.Second)); !slices.Equal(got, []string{`{"n":1}`, `{"n":2}`}) {
+	if got := values(stdlibtest.ReadN(t, src, 2, 10*time.Second)); !slices.Equal(got, []string{`{"n":1}`, `{"n":2}`}) {
 		t.Fatalf("read %q over TLS", got)
 	}
 

@@ -104,20 +104,7 @@ func openSource(t testing.TB, cfg stdlib.Config, resume stdlib.Resumer) *source 
 
 // readN reads until n records came (or fails after a while).
 func readN(t testing.TB, s *source, n int) []stdlib.Record {
-	t.Helper()
-	var out []stdlib.Record
-	deadline := time.Now().Add(10 * time.Second)
-	for len(out) < n && time.Now().Before(deadline) {
-		recs, err := s.Read(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, recs...)
-	}
-	if len(out) != n {
-		t.Fatalf("read %d records, want %d", len(out), n)
-	}
-	return out
+	return stdlibtest.ReadExactly(t, s, n, 10*time.Second)
 }
 
 func pendingCount(t testing.TB, cl *goredis.Client, stream, group string) int64 {

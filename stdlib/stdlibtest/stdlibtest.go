@@ -424,6 +424,34 @@ func exactly(c Connector) bool {
 	return c.Sink != nil && slices.Contains(c.Sink.Delivery, stdlib.ExactlyOnce)
 }
 
+// ReadN reads from src until n records came, failing t on a read error
+// or when timeout passes first, and returns what it read: n records or
+// more, as a batch may hold more.
+func ReadN(t testing.TB, src stdlib.Source, n int, timeout time.Duration) []stdlib.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	var out []stdlib.Record
+	for len(out) < n {
+		recs, err := src.Read(ctx)
+		if err != nil {
+			t.Fatalf("read after %d of %d records: %v", len(out), n, err)
+		}
+		out = append(out, recs...)
+	}
+	return out
+}
+
+// ReadExactly is ReadN failing t unless exactly n records came.
+func ReadExactly(t testing.TB, src stdlib.Source, n int, timeout time.Duration) []stdlib.Record {
+	t.Helper()
+	out := ReadN(t, src, n, timeout)
+	if len(out) != n {
+		t.Fatalf("read %d records, want %d", len(out), n)
+	}
+	return out
+}
+
 // ReadIDs reads from src until n records arrived (or a bounded source
 // ended), then a little longer to catch any extra, and returns the
 // records.
