@@ -15,6 +15,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"pipe.dev/pipe/internal/testkit"
 	"pipe.dev/pipe/stdlib"
 )
 
@@ -41,10 +42,7 @@ func newRMQ(t testing.TB) *rmq {
 	t.Helper()
 	cn, err := amqp.Dial(testURL())
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("rabbitmq (PIPE_AMQP_URL or 127.0.0.1:5672) is not reachable: %v", err)
-		}
-		t.Skipf("rabbitmq (PIPE_AMQP_URL or 127.0.0.1:5672) is not reachable: %v", err)
+		testkit.Missing(t, "rabbitmq (PIPE_AMQP_URL or 127.0.0.1:5672) is not reachable: %v", err)
 	}
 	ch, err := cn.Channel()
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"pipe.dev/pipe/internal/proctest"
+	"pipe.dev/pipe/internal/testkit"
 )
 
 // testServer is a redis-server of the test's own, on a free port, which
@@ -26,27 +27,14 @@ type testServer struct {
 	tls  bool   // addr is its TLS port (it has no other)
 }
 
-// freePort returns a TCP port nothing listens on.
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startServer starts redis-server with args added, on a free port (its
 // TLS port when tls is set), and stops it when the test ends.
 func startServer(t *testing.T, tls bool, args ...string) *testServer {
 	t.Helper()
 	if _, err := osexec.LookPath("redis-server"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("redis-server is not installed")
-		}
-		t.Skip("redis-server is not installed")
+		testkit.Missing(t, "redis-server is not installed")
 	}
-	port := strconv.Itoa(freePort(t))
+	port := strconv.Itoa(testkit.FreePort(t))
 	dir := t.TempDir()
 	s := &testServer{t: t, addr: "127.0.0.1:" + port, pid: filepath.Join(dir, "redis.pid"), tls: tls}
 	s.args = []string{"--daemonize", "yes", "--bind", "127.0.0.1", "--save", "", "--dir", dir,
