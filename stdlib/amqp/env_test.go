@@ -17,6 +17,7 @@ import (
 
 	"pipe.dev/pipe/internal/testkit"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // testURL is the server the tests use: PIPE_AMQP_URL, or the local one.
@@ -222,15 +223,7 @@ func sinkConfig(t testing.TB, attrs map[string]any, exprs ...string) stdlib.Conf
 
 func openSource(t testing.TB, cfg stdlib.Config) *source {
 	t.Helper()
-	s, err := newSource(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Open(t.Context(), nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(context.Background()) })
-	return s
+	return stdlibtest.OpenSource[*source](t, nil)(newSource(cfg))
 }
 
 // proxy forwards TCP connections to the server until the test ends; cut

@@ -33,15 +33,7 @@ func newServerFor(t *testing.T, dir string, attrs map[string]any, resume stdlib.
 	if errs := checkServer(vals); len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	s, err := newServer(stdlib.Config{Pipeline: "p", Stage: "in", Attrs: vals, Task: 0, Tasks: 1, StateDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Open(t.Context(), resume); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(context.Background()) })
-	return s
+	return stdlibtest.OpenSource[*server](t, resume)(newServer(stdlib.Config{Pipeline: "p", Stage: "in", Attrs: vals, Task: 0, Tasks: 1, StateDir: dir}))
 }
 
 type answer struct {

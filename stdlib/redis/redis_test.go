@@ -89,15 +89,7 @@ func addEntries(t testing.TB, cl *goredis.Client, stream string, from, to int) [
 
 func openSource(t testing.TB, cfg stdlib.Config, resume stdlib.Resumer) *source {
 	t.Helper()
-	s, err := newSource(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Open(t.Context(), resume); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(context.Background()) })
-	return s
+	return stdlibtest.OpenSource[*source](t, resume)(newSource(cfg))
 }
 
 // readN reads until n records came (or fails after a while).

@@ -179,6 +179,23 @@ func OpenSink[S stdlib.Sink](t testing.TB) func(s S, err error) (S, []stdlib.Pos
 	}
 }
 
+// OpenSource opens s, just built with error err (which fails t), with
+// resume, and closes it when the test ends: a test's source in one line,
+// src := OpenSource[*source](t, resume)(newSource(cfg)).
+func OpenSource[S stdlib.Source](t testing.TB, resume stdlib.Resumer) func(s S, err error) S {
+	return func(s S, err error) S {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Open(t.Context(), resume); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close(context.Background()) })
+		return s
+	}
+}
+
 // logger returns a logger writing to t's log and, when w is not nil, to w.
 func logger(t testing.TB, w *syncBuffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(&logWriter{t: t, also: w}, &slog.HandlerOptions{Level: slog.LevelDebug}))
