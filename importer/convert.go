@@ -1340,8 +1340,12 @@ func (cv *converter) debeziumPostgres() error {
 	if len(tables) > 0 {
 		s.set("tables", quoteList(tables))
 	}
-	if mode := cv.get("snapshot.mode"); mode != "never" && mode != "no_data" {
-		cv.note("snapshot.mode", "the rows the tables hold before the slot is created are not copied (no snapshot): only later changes are streamed")
+	switch mode := cv.get("snapshot.mode"); mode {
+	case "", "initial": // the source's default: the rows, then the changes
+	case "never", "no_data":
+		s.set("snapshot", "never")
+	default:
+		cv.note("snapshot.mode", "%s is not supported: the tables are read once, when the slot is created (initial), then streamed", mode)
 	}
 	prefix := cv.get("topic.prefix")
 	if prefix == "" {

@@ -1,6 +1,9 @@
 package stdlib
 
-import "context"
+import (
+	"context"
+	"sync"
+)
 
 // Lag is how far the end of one partition is ahead of what a source read.
 type Lag struct {
@@ -29,4 +32,60 @@ type Lagger interface {
 // for that (an atomic counter).
 type ByteCounter interface {
 	SentBytes() int64
+}
+
+// LagProbe runs a source's lag queries on a connection of their own (C), so
+// that they never share the reading connection that Read may replace while
+// they run: the probe opens it on first use, drops it after a failed query
+// (the next query opens another) and closes it on Close. Queries are
+// serialised; after Close, Lag answers the last figures it had.
+type LagProbe[C any] struct {
+	Open  func(ctx context.Context) (C, error)
+	Query func(ctx context.Context, c C) ([]Lag, error)
+	Drop  func(c C)
+
+	mu     sync.Mutex
+	conn   C
+	open   bool
+	closed bool
+	last   []Lag
+}
+
+// Lag runs Query on the probe's connection.
+func (p *LagProbe[C]) Lag(ctx context.Context) []Lag {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return p.last
+	}
+	if !p.open {
+		c, err := p.Open(ctx)
+		if err != nil {
+			return nil
+		}
+		p.conn, p.open = c, true
+	}
+	lags, err := p.Query(ctx, p.conn)
+	if err != nil {
+		p.drop()
+		return nil
+	}
+	p.last = lags
+	return lags
+}
+
+// Close closes the probe's connection; Lag answers the last figures since.
+func (p *LagProbe[C]) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	p.drop()
+}
+
+func (p *LagProbe[C]) drop() {
+	if p.open {
+		p.Drop(p.conn)
+		var zero C
+		p.conn, p.open = zero, false
+	}
 }

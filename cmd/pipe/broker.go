@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
 
 	"pipe.dev/pipe/stdlib/kafka/devbroker"
+	"pipe.dev/pipe/stdlib/schemareg/devreg"
 )
 
 func cmdBroker(e *env, args []string) int {
@@ -21,6 +23,8 @@ func cmdBroker(e *env, args []string) int {
 	partitions := fs.Int("partitions", 1, "partitions of auto-created topics and of --topic without a count")
 	topics := fs.StringArray("topic", nil, "topic to create, NAME or NAME:PARTITIONS (repeatable)")
 	dataDir := fs.String("data-dir", "", "directory that keeps the broker's data across restarts (default: memory only)")
+	withRegistry := fs.Bool("schema-registry", false, "also serve a Confluent-compatible schema registry (in memory, for development only)")
+	registryPort := fs.Int("registry-port", 8081, "port of the schema registry (0 picks a free one)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -47,6 +51,16 @@ func cmdBroker(e *env, args []string) int {
 	defer b.Close()
 	fmt.Fprintf(e.stdout, "%s\n", b.Addr())
 	fmt.Fprintf(e.stderr, "pipe: development broker listening on %s (not for production); Ctrl-C stops it\n", b.Addr())
+	if *withRegistry {
+		reg, err := devreg.Start(net.JoinHostPort(*host, strconv.Itoa(*registryPort)))
+		if err != nil {
+			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
+			return exitUsage
+		}
+		defer reg.Close()
+		fmt.Fprintf(e.stdout, "%s\n", reg.URL())
+		fmt.Fprintf(e.stderr, "pipe: development schema registry at %s (in memory, not for production)\n", reg.URL())
+	}
 	<-ctx.Done()
 	return exitOK
 }

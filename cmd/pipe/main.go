@@ -76,6 +76,7 @@ func commands() []command {
 		{"import", "write .pipe files from Kafka Connect connector configs", cmdImport},
 		{"top", "show a running pipeline live (from its --http server)", cmdTop},
 		{"broker", "run an embedded Kafka-protocol broker for development", cmdBroker},
+		{"schema", "work with schemas: pull a registry subject into files (schema pull)", cmdSchema},
 		{"version", "print the version", cmdVersion},
 	}
 }

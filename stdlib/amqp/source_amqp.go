@@ -115,6 +115,7 @@ type source struct {
 	seq       int64     // offset of the last record
 	pending   []unacked // handed on, on the current channel, not acknowledged
 	timer     *time.Timer
+	lag       stdlib.LagProbe[*amqp.Connection]
 }
 
 func newSource(cfg stdlib.Config) (*source, error) {
@@ -156,8 +157,39 @@ func newSource(cfg stdlib.Config) (*source, error) {
 	if s.val, err = codec.New(cfg.String("format"), cfg.Schema, codec.Options{}); err != nil {
 		return nil, err
 	}
+	s.lag = stdlib.LagProbe[*amqp.Connection]{
+		Open: func(context.Context) (*amqp.Connection, error) {
+			cn, ch, err := s.conn.dial()
+			if err == nil {
+				ch.Close()
+			}
+			return cn, err
+		},
+		Query: s.queryLag,
+		Drop:  func(cn *amqp.Connection) { cn.Close() },
+	}
 	return s, nil
 }
+
+// Lag implements stdlib.Lagger: the messages ready in the queue, not yet
+// handed to any consumer (tasks reading one queue each report the same
+// figure, under their own partition).
+func (s *source) Lag(ctx context.Context) []stdlib.Lag { return s.lag.Lag(ctx) }
+
+func (s *source) queryLag(_ context.Context, cn *amqp.Connection) ([]stdlib.Lag, error) {
+	ch, err := cn.Channel()
+	if err != nil {
+		return nil, err
+	}
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(s.queue, false, false, false, false, nil)
+	if err != nil {
+		return nil, err
+	}
+	return []stdlib.Lag{{Partition: s.part, Behind: int64(q.Messages), Unit: "records"}}, nil
+}
+
+var _ stdlib.Lagger = (*source)(nil)
 
 func (s *source) errorf(format string, args ...any) error {
 	return fmt.Errorf(format, args...)
@@ -377,6 +409,7 @@ func (s *source) Commit(ctx context.Context, positions []stdlib.Position) error 
 }
 
 func (s *source) Close(context.Context) error {
+	s.lag.Close()
 	if s.cn != nil {
 		// Closing the channel gives unacknowledged messages back to the
 		// queue at once; a crash leaves it to the broker noticing.

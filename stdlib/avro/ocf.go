@@ -7,9 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	"strings"
-	"time"
 
 	havro "github.com/hamba/avro/v2"
 	"github.com/hamba/avro/v2/ocf"
@@ -21,7 +18,6 @@ import (
 // object container file (OCF). Its schema is derived from the pipe type
 // (see SchemaOf); blocks are uncompressed (codec "null").
 type Writer struct {
-	typ    *types.Type
 	schema havro.Schema
 	sync   [16]byte
 }
@@ -33,7 +29,7 @@ func NewWriter(t *types.Type) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Writer{typ: t, schema: s}
+	w := &Writer{schema: s}
 	if _, err := rand.Read(w.sync[:]); err != nil {
 		return nil, err
 	}
@@ -99,7 +95,7 @@ func (w *Writer) Decode([]byte) (map[string]any, error) {
 
 // Append appends the Avro binary encoding of record v to dst.
 func (w *Writer) Append(dst []byte, v map[string]any) ([]byte, error) {
-	return appendValue(dst, w.typ, v, "")
+	return encode(dst, w.schema, v)
 }
 
 // SchemaOf derives the Avro schema written for records of pipe type t:
@@ -178,112 +174,6 @@ func schemaJSON(t *types.Type, name, path string) (any, error) {
 		return []any{"null", s}, nil
 	}
 	return s, nil
-}
-
-func appendValue(dst []byte, t *types.Type, v any, path string) ([]byte, error) {
-	if t.Optional {
-		if v == nil {
-			return appendLong(dst, 0), nil
-		}
-		dst = appendLong(dst, 1)
-	} else if v == nil {
-		return nil, fmt.Errorf("field %s: null for a required %s", strings.TrimPrefix(path, "."), t)
-	}
-	bad := func() ([]byte, error) {
-		return nil, fmt.Errorf("field %s: want %s, got %T", strings.TrimPrefix(path, "."), t.WithOptional(false), v)
-	}
-	switch t.Kind {
-	case types.String:
-		s, ok := v.(string)
-		if !ok {
-			return bad()
-		}
-		return append(appendLong(dst, int64(len(s))), s...), nil
-	case types.Bytes:
-		b, ok := v.([]byte)
-		if !ok {
-			return bad()
-		}
-		return append(appendLong(dst, int64(len(b))), b...), nil
-	case types.Int:
-		switch n := v.(type) {
-		case int64:
-			return appendLong(dst, n), nil
-		case int:
-			return appendLong(dst, int64(n)), nil
-		}
-		return bad()
-	case types.Float:
-		var f float64
-		switch n := v.(type) {
-		case float64:
-			f = n
-		case int64:
-			f = float64(n)
-		default:
-			return bad()
-		}
-		return binary.LittleEndian.AppendUint64(dst, math.Float64bits(f)), nil
-	case types.Bool:
-		b, ok := v.(bool)
-		if !ok {
-			return bad()
-		}
-		if b {
-			return append(dst, 1), nil
-		}
-		return append(dst, 0), nil
-	case types.Timestamp:
-		ts, ok := v.(time.Time)
-		if !ok {
-			return bad()
-		}
-		return appendLong(dst, ts.UnixMicro()), nil
-	case types.List:
-		l, ok := v.([]any)
-		if !ok {
-			return bad()
-		}
-		if len(l) > 0 {
-			dst = appendLong(dst, int64(len(l)))
-			for i, e := range l {
-				var err error
-				if dst, err = appendValue(dst, t.Elem, e, fmt.Sprintf("%s[%d]", path, i)); err != nil {
-					return nil, err
-				}
-			}
-		}
-		return appendLong(dst, 0), nil
-	case types.Map:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return bad()
-		}
-		if len(m) > 0 {
-			dst = appendLong(dst, int64(len(m)))
-			for k, e := range m {
-				dst = append(appendLong(dst, int64(len(k))), k...)
-				var err error
-				if dst, err = appendValue(dst, t.Elem, e, path+"."+k); err != nil {
-					return nil, err
-				}
-			}
-		}
-		return appendLong(dst, 0), nil
-	case types.Record:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return bad()
-		}
-		for _, f := range t.Fields {
-			var err error
-			if dst, err = appendValue(dst, f.Type, m[f.Name], path+"."+f.Name); err != nil {
-				return nil, err
-			}
-		}
-		return dst, nil
-	}
-	return bad()
 }
 
 // appendLong appends the zig-zag varint encoding of n.

@@ -19,6 +19,7 @@ import (
 
 	"pipe.dev/pipe/internal/durable"
 
+	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/avro"
 	"pipe.dev/pipe/stdlib/codec"
@@ -52,7 +53,19 @@ var FileSinkSpec = &stdlib.Spec{
 		if p, ok := attrs["path"].(string); ok && (p == "" || strings.HasSuffix(p, "/")) {
 			errs = append(errs, stdlib.AttrError{Attr: "path", Message: fmt.Sprintf("path %q does not name a file", p)})
 		}
+		if attrs["format"] == stdlib.Ident("avro") && attrs["delivery"] == stdlib.Ident(stdlib.ExactlyOnce) {
+			errs = append(errs, stdlib.AttrError{Attr: "format", Message: "format avro is at least once: set delivery = at_least_once"})
+		}
 		return errs
+	},
+	CheckInput: func(attrs map[string]any, records *types.Type) []stdlib.AttrError {
+		if attrs["format"] != stdlib.Ident("avro") {
+			return nil
+		}
+		if _, err := avro.SchemaOf(records); err != nil {
+			return []stdlib.AttrError{{Attr: "format", Message: "format avro: " + err.Error()}}
+		}
+		return nil
 	},
 	NewSink: func(cfg stdlib.Config) (stdlib.Sink, error) {
 		return newFileSink(cfg)

@@ -29,11 +29,14 @@ var SinkSpec = &stdlib.Spec{
 	Summary:  "write records to Kafka topics, exactly once through Kafka transactions",
 	Delivery: []stdlib.Delivery{stdlib.ExactlyOnce, stdlib.AtLeastOnce},
 	Schema:   true,
-	Params: append(slices.Clone(connParams),
+	Params: append(slices.Concat(connParams, registryParams),
 		stdlib.Param{Name: "topic", Type: stdlib.String, Expr: true, Doc: "topic to write to; topic := expr chooses it per record"},
 		stdlib.Param{Name: "key", Type: stdlib.AnyValue, Expr: true, Doc: "message key, key := expr"},
 		stdlib.Param{Name: "headers", Type: stdlib.MapOf(stdlib.String), Expr: true, Doc: "message headers, headers := expr"},
-		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes"), Default: stdlib.Ident("json"), Doc: "value format"},
+		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes", "avro"), Default: stdlib.Ident("json"), Doc: "value format; avro: Confluent wire format through the registry"},
+		stdlib.Param{Name: "key_format", Type: stdlib.Enum("string", "avro"), Default: stdlib.Ident("string"), Doc: "key format: string (text; numbers in decimal, other values as JSON) or avro (the key subject's latest schema, or schema_id's)"},
+		stdlib.Param{Name: "schema_id", Type: stdlib.Int, Doc: "format avro: write with this registered schema id"},
+		stdlib.Param{Name: "register", Type: stdlib.Bool, Default: false, Doc: "format avro: register the sink's record type as the subject's next version (refused when incompatible); default: the subject's latest version"},
 		stdlib.Param{Name: "partitioner", Type: stdlib.Enum("hash", "round_robin", "source"), Default: stdlib.Ident("hash"),
 			Doc: "hash of the key (murmur2, as the Java client), round_robin, or the partition the record was read from"},
 		stdlib.Param{Name: "compression", Type: stdlib.Enum("none", "gzip", "snappy", "lz4", "zstd"), Default: stdlib.Ident("none")},
@@ -45,7 +48,8 @@ var SinkSpec = &stdlib.Spec{
 			stdlib.Param{Name: "replication", Type: stdlib.Int, Default: int64(1)},
 		), Doc: "create the topic at start unless it exists"},
 	),
-	Check: checkSink,
+	Check:      checkSink,
+	CheckInput: checkSinkInput,
 	NewSink: func(cfg stdlib.Config) (stdlib.Sink, error) {
 		return newSink(cfg)
 	},
@@ -53,6 +57,13 @@ var SinkSpec = &stdlib.Spec{
 
 func checkSink(attrs map[string]any) []stdlib.AttrError {
 	errs := append(tlsconf.Check(attrs), retry.Check(attrs)...)
+	errs = append(errs, checkRegistry(attrs)...)
+	if _, ok := attrs["schema_id"]; ok && attrs["register"] == true {
+		errs = append(errs, stdlib.AttrError{Attr: "register", Message: "set schema_id or register, not both"})
+	}
+	if v, ok := attrs["schema_id"].(int64); ok && v < 1 {
+		errs = append(errs, stdlib.AttrError{Attr: "schema_id", Message: "schema_id must be positive"})
+	}
 	if ct, ok := attrs["create_topic"].(map[string]any); ok {
 		if n, ok := ct["partitions"].(int64); ok && n < 1 {
 			errs = append(errs, stdlib.AttrError{Attr: "create_topic.partitions", Message: "partitions must be at least 1"})
@@ -81,6 +92,8 @@ type sink struct {
 	conn        *conn
 	topic       string
 	val         codec.Codec
+	avroVal     *avroEncoder // format = avro
+	avroKey     *avroEncoder // key_format = avro
 	balancer    kafka.Balancer
 	compression kafka.Compression
 	batchBytes  int64
@@ -128,7 +141,27 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	if s.val, err = codec.New(cfg.String("format"), nil, codec.Options{}); err != nil {
+	reg, err := newRegistry(cfg)
+	if err != nil {
+		return nil, err
+	}
+	newEnc := func(isKey bool) *avroEncoder {
+		e := &avroEncoder{reg: reg, strategy: cfg.String("subject_strategy"), isKey: isKey,
+			t: cfg.RecordType(), subjects: map[string]*subjectEnc{}}
+		if !isKey {
+			e.pinned, e.register = int(cfg.Int("schema_id")), cfg.Bool("register")
+		}
+		return e
+	}
+	if cfg.String("key_format") == "avro" {
+		s.avroKey = newEnc(true)
+	}
+	if cfg.String("format") == "avro" {
+		if cfg.Bool("register") && cfg.RecordType() == nil {
+			return nil, errors.New("register = true needs the record type: declare the sink's schema")
+		}
+		s.avroVal = newEnc(false)
+	} else if s.val, err = codec.New(cfg.String("format"), nil, codec.Options{}); err != nil {
 		return nil, err
 	}
 	switch cfg.String("compression") {
@@ -171,6 +204,16 @@ func (b sourceBalancer) Balance(msg kafka.Message, partitions ...int) int {
 func (s *sink) exactlyOnce() bool { return s.cfg.Delivery == stdlib.ExactlyOnce }
 
 func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
+	// The writer schemas of a fixed topic are settled before anything is
+	// written: a refused registration or a subject without a schema stops
+	// the run here rather than failing every record.
+	for _, e := range []*avroEncoder{s.avroVal, s.avroKey} {
+		if e != nil && (s.topic != "" || e.pinned != 0) {
+			if _, err := e.forTopic(ctx, s.topic); err != nil {
+				return nil, err
+			}
+		}
+	}
 	s.link = newLink(s.conn)
 	s.bo = s.conn.backoff(s.log, "kafka sink")
 	if ct, ok := s.cfg.Block("create_topic"); ok && s.topic != "" {
@@ -309,14 +352,26 @@ func (s *sink) message(r *stdlib.Record, buf []byte) (kafka.Message, []byte, err
 		key = v
 	}
 	var err error
-	if m.Key, err = encodeKey(key); err != nil {
+	if s.avroKey != nil && key != nil {
+		if m.Key, err = s.avroKey.appendValue(nil, m.Topic, key); err != nil {
+			return m, buf, fmt.Errorf("encode key: %w", err)
+		}
+	} else if m.Key, err = encodeKey(key); err != nil {
 		return m, buf, err
 	}
 	start := len(buf)
 	switch v := r.Value.(type) {
 	case map[string]any:
-		buf, err = s.val.Append(buf, v)
+		if s.avroVal == nil {
+			buf, err = s.val.Append(buf, v)
+			break
+		}
+		buf, err = s.avroVal.appendValue(buf, m.Topic, v)
 	case nil:
+		if s.avroVal != nil {
+			err = errors.New("a null value has no Avro record encoding")
+			break
+		}
 		buf, err = s.val.Append(buf, map[string]any{})
 	default:
 		var b []byte

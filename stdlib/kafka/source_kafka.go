@@ -36,15 +36,15 @@ var SourceSpec = &stdlib.Spec{
 	Schema:  true,
 	Meta: []stdlib.MetaField{stdlib.MetaTopic, stdlib.MetaPartition, stdlib.MetaOffset,
 		stdlib.MetaKey, stdlib.MetaTimestamp, stdlib.MetaHeaders},
-	Params: append(slices.Clone(connParams),
+	Params: append(slices.Concat(connParams, registryParams),
 		stdlib.Param{Name: "topic", Type: stdlib.String, Doc: "topic to read (or topics)"},
 		stdlib.Param{Name: "topics", Type: stdlib.ListOf(stdlib.String), Doc: "topics to read (or topic)"},
 		stdlib.Param{Name: "group", Type: stdlib.String, Doc: "consumer group: spreads partitions over tasks and processes and holds committed offsets"},
 		stdlib.Param{Name: "start", Type: stdlib.ParamType{Kind: stdlib.TimeParam, OrEnum: []string{"earliest", "latest", "committed"}},
 			Default: stdlib.Ident("earliest"),
 			Doc:     "where a partition without a resume position or committed offset begins: earliest, latest, committed (latest when none) or an RFC 3339 time"},
-		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes"), Default: stdlib.Ident("json"), Doc: "value format"},
-		stdlib.Param{Name: "key_format", Type: stdlib.Enum("json", "string", "bytes"), Default: stdlib.Ident("string"), Doc: "key format"},
+		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes", "avro"), Default: stdlib.Ident("json"), Doc: "value format; avro: Confluent wire format through the registry, each writer schema resolved against the declared schema"},
+		stdlib.Param{Name: "key_format", Type: stdlib.Enum("json", "string", "bytes", "avro"), Default: stdlib.Ident("string"), Doc: "key format"},
 		stdlib.Param{Name: "isolation", Type: stdlib.Enum("read_committed", "read_uncommitted"), Default: stdlib.Ident("read_committed"),
 			Doc: "read_committed skips records of aborted transactions"},
 		stdlib.Param{Name: "fetch_max_bytes", Type: stdlib.Size, Default: int64(1 << 20), Doc: "largest fetch answer, shared by the partitions fetched together (larger answers cost more copying and memory than they save)"},
@@ -82,6 +82,7 @@ func checkSource(attrs map[string]any) []stdlib.AttrError {
 		errs = append(errs, stdlib.AttrError{Attr: "heartbeat_interval", Message: fmt.Sprintf("heartbeat_interval (%v) must be shorter than session_timeout (%v)", hb, st)})
 	}
 	errs = append(errs, tlsconf.Check(attrs)...)
+	errs = append(errs, checkRegistry(attrs)...)
 	return append(errs, retry.Check(attrs)...)
 }
 
@@ -121,6 +122,7 @@ type source struct {
 	maxWait   time.Duration
 	val       codec.Codec
 	keyFormat string
+	keyAvro   *avroDecoder // key_format = avro
 
 	resume  stdlib.Resumer
 	cg      *kafka.ConsumerGroup
@@ -197,6 +199,17 @@ func newSource(cfg stdlib.Config) (*source, error) {
 	}
 	if cfg.String("isolation") != "read_uncommitted" {
 		s.iso = kafka.ReadCommitted
+	}
+	reg, err := newRegistry(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.String("key_format") == "avro" {
+		s.keyAvro = newAvroDecoder(reg, nil)
+	}
+	if cfg.String("format") == "avro" {
+		s.val = newAvroDecoder(reg, cfg.Schema)
+		return s, nil
 	}
 	s.val, err = codec.New(cfg.String("format"), cfg.Schema, codec.Options{})
 	if err != nil {
@@ -952,7 +965,12 @@ func (s *source) record(p *partState, r *protocol.Record) (stdlib.Record, error)
 	if err != nil {
 		derr = fmt.Errorf("decode value of %s@%d: %w", p.key, r.Offset, err)
 	}
-	key, err := decodeKey(s.keyFormat, kb)
+	var key any
+	if s.keyAvro != nil && kb != nil {
+		key, err = s.keyAvro.value(kb)
+	} else {
+		key, err = decodeKey(s.keyFormat, kb)
+	}
 	if err != nil {
 		key = kb
 		derr = errors.Join(derr, fmt.Errorf("decode key of %s@%d: %w", p.key, r.Offset, err))

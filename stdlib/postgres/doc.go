@@ -109,13 +109,23 @@
 // lsn, commit_time, before, after}, its key the primary key, its Time the
 // commit time. An unchanged TOAST value not sent by the server is taken from
 // the old row (REPLICA IDENTITY FULL) or makes the record a record error.
-// The slot is the one partition; a change's offset is commit LSN <<
+// The slot is the stream's partition; a change's offset is commit LSN <<
 // [CDCIndexBits] | its index in the transaction from 1, so offsets grow
 // strictly; the identity is the system identifier, the database's OID and
 // the slot's name. The slot's confirmed flush LSN advances only in Commit,
 // after a checkpoint covering the changes completed; standby status
 // answers in between repeat it. After a crash the server streams again
 // from the confirmed transaction on, and replays are dropped by offset.
-// There is no initial snapshot yet: only changes after the slot's
-// creation are captured.
+//
+// With snapshot = initial (the default) the rows come first, as records
+// with op "read" (cdc_snapshot.go): a slot the source creates exports its
+// snapshot, which a REPEATABLE READ transaction imports to read every
+// table in primary-key chunks, exactly the rows committed before the
+// slot's consistent point, where the stream then starts. Each table is a
+// partition "snapshot:schema.table" whose offsets are the key (a
+// one-column integer key) or row numbers, its last row at MaxInt64 (read
+// whole). A snapshot interrupted (its exported snapshot gone) goes on after
+// the position held with the rows as they are then; the stream, still
+// from the consistent point, replays every change since, so a replica
+// upserting and deleting by key converges (spec: postgres_cdc, Snapshot).
 package postgres

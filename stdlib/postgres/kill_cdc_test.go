@@ -30,6 +30,7 @@ source changes: postgres_cdc {
   publication = "${env:PUB}"
   slot        = "${env:SLOT}"
   tables      = ["${env:PG_TABLE}"]
+  snapshot    = never
 }
 
 sink out: file {

@@ -1,10 +1,10 @@
 package postgres
 
 import (
-	"fmt"
 	"testing"
 
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // TestSourceLag: an incrementing source behind reports the ids between
@@ -15,16 +15,11 @@ func TestSourceLag(t *testing.T) {
 	e.exec("CREATE TABLE " + table + " (id bigint PRIMARY KEY, v text)")
 	e.exec("INSERT INTO " + table + " SELECT g, 'v' || g FROM generate_series(1, 25) g")
 	src := e.openSource(map[string]any{"table": table, "incrementing_column": "id", "batch": int64(10)}, nil, nil)
-	if got := src.Lag(t.Context()); got != nil {
-		t.Fatalf("lag before a read: %v", got)
-	}
+	stdlibtest.WantLag(t, src)
 	for _, want := range []int64{15, 5, 0} {
 		if _, err := src.Read(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		got := src.Lag(t.Context())
-		if w := []stdlib.Lag{{Partition: src.partition, Behind: want, Unit: "ids"}}; fmt.Sprint(got) != fmt.Sprint(w) {
-			t.Fatalf("lag %v, want %v", got, w)
-		}
+		stdlibtest.WantLag(t, src, stdlib.Lag{Partition: src.partition, Behind: want, Unit: "ids"})
 	}
 }

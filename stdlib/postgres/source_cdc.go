@@ -35,8 +35,10 @@ var CDCSpec = &stdlib.Spec{
 		{Name: "tables", Type: stdlib.ListOf(stdlib.String),
 			Doc: "tables (schema.table or table) the publication must hold; needed to create it"},
 		{Name: "slot", Type: stdlib.String, Required: true,
-			Doc: "logical replication slot (pgoutput) to stream from; created when missing. The slot is the source's only partition"},
+			Doc: "logical replication slot (pgoutput) to stream from; created when missing. The slot is the stream's partition (the snapshot has one per table)"},
 		{Name: "batch", Type: stdlib.Int, Default: int64(1000), Doc: "most changes per batch"},
+		{Name: "snapshot", Type: stdlib.Enum("initial", "never"), Default: stdlib.Ident("initial"),
+			Doc: "initial: read the captured tables' rows (op read) in the slot's snapshot before streaming; never: stream only"},
 		retry.Param,
 	},
 	Meta:      []stdlib.MetaField{stdlib.MetaOffset, stdlib.MetaKey, stdlib.MetaTimestamp},
@@ -92,6 +94,8 @@ type cdcSource struct {
 	retryTimeout time.Duration
 	stage        string
 	task         int
+	snapshot     bool         // snapshot = initial
+	snap         *cdcSnapshot // the snapshot being read, nil when none
 
 	identity string
 	repl     *pgconn.PgConn
@@ -121,6 +125,7 @@ func newCDC(cfg stdlib.Config) (*cdcSource, error) {
 		retryTimeout: cfg.Duration(retry.Param.Name),
 		stage:        cfg.Stage,
 		task:         cfg.Task,
+		snapshot:     cfg.String("snapshot") != "never",
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -158,6 +163,16 @@ func (s *cdcSource) Open(ctx context.Context, resume stdlib.Resumer) error {
 	if resume != nil {
 		if off, ok := resume.Resume(s.slot, s.identity); ok {
 			s.skipTo, s.hasSkip = off, true
+		}
+	}
+	if s.snapshot {
+		err := retry.Do(ctx, s.backoff(), transient, func() error { return s.planSnapshot(ctx, resume, s.hasSkip) })
+		if err != nil {
+			s.closeSnapshot()
+			return fmt.Errorf("postgres_cdc source %q: %w", s.stage, err)
+		}
+		if s.snap != nil {
+			return nil // streaming starts once the snapshot is read
 		}
 	}
 	if err := retry.Do(ctx, s.backoff(), cdcTransient, func() error { return s.start(ctx) }); err != nil {
@@ -240,16 +255,9 @@ func (s *cdcSource) publicationReady(ctx context.Context, conn *pgx.Conn) error 
 		s.log.Info("postgres_cdc: created the publication", "publication", s.publication)
 		return s.readKeys(ctx, conn, s.tables)
 	}
-	rows, err := conn.Query(ctx, "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1", s.publication)
+	held, err := s.publicationTables(ctx, conn)
 	if err != nil {
-		return fmt.Errorf("read publication %q: %w", s.publication, err)
-	}
-	held, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tableName, error) {
-		var t tableName
-		return t, r.Scan(&t.Schema, &t.Name)
-	})
-	if err != nil {
-		return fmt.Errorf("read publication %q: %w", s.publication, err)
+		return err
 	}
 	for _, t := range s.tables {
 		if !slices.Contains(held, t) {
@@ -262,6 +270,23 @@ func (s *cdcSource) publicationReady(ctx context.Context, conn *pgx.Conn) error 
 		}
 	}
 	return s.readKeys(ctx, conn, held)
+}
+
+// publicationTables returns the tables the publication holds, in the
+// order of their names.
+func (s *cdcSource) publicationTables(ctx context.Context, conn *pgx.Conn) ([]tableName, error) {
+	rows, err := conn.Query(ctx, "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1 ORDER BY 1, 2", s.publication)
+	if err != nil {
+		return nil, fmt.Errorf("read publication %q: %w", s.publication, err)
+	}
+	held, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tableName, error) {
+		var t tableName
+		return t, r.Scan(&t.Schema, &t.Name)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read publication %q: %w", s.publication, err)
+	}
+	return held, nil
 }
 
 // readKeys notes the primary key of every captured table.
@@ -327,6 +352,9 @@ func (s *cdcSource) slotReady(ctx context.Context, conn *pgx.Conn) error {
 	if used >= max {
 		return fmt.Errorf("cannot create replication slot %q: all max_replication_slots = %d slots are in use (raise max_replication_slots and restart the server, or drop an unused slot)", s.slot, max)
 	}
+	if s.snapshot {
+		return s.createSlotSnapshot(ctx)
+	}
 	if _, err := conn.Exec(ctx, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", s.slot); err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "42710" { // created meanwhile
@@ -348,18 +376,9 @@ func cdcTransient(err error) bool {
 // start opens the replication connection and starts streaming from the
 // slot's confirmed position.
 func (s *cdcSource) start(ctx context.Context) error {
-	cfg, err := parseDSN(s.dsn)
+	conn, err := s.replConn(ctx)
 	if err != nil {
 		return err
-	}
-	pc := cfg.Config.Copy()
-	pc.RuntimeParams["replication"] = "database"
-	if pc.ConnectTimeout == 0 {
-		pc.ConnectTimeout = 10 * time.Second
-	}
-	conn, err := pgconn.ConnectConfig(ctx, pc)
-	if err != nil {
-		return fmt.Errorf("connect for replication: %w", err)
 	}
 	err = pglogrepl.StartReplication(ctx, conn, s.slot, 0, pglogrepl.StartReplicationOptions{
 		PluginArgs: []string{"proto_version '1'", "publication_names '" + strings.ReplaceAll(s.publication, "'", "''") + "'"},
@@ -381,6 +400,11 @@ func (s *cdcSource) Read(ctx context.Context) ([]stdlib.Record, error) {
 	if s.task != 0 {
 		<-ctx.Done()
 		return nil, ctx.Err()
+	}
+	if s.snap != nil {
+		if recs, err := s.snapshotRead(ctx); err != nil || len(recs) > 0 {
+			return recs, err
+		}
 	}
 	b := s.backoff()
 	for {
@@ -656,5 +680,6 @@ func (s *cdcSource) dropRepl() {
 // Close disconnects; the slot and the publication stay.
 func (s *cdcSource) Close(ctx context.Context) error {
 	s.dropRepl()
+	s.closeSnapshot()
 	return nil
 }

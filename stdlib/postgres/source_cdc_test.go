@@ -66,6 +66,7 @@ func cdcConfig(c *cdcEnv) stdlib.Config {
 		}
 	}
 	a["dsn"], a["publication"], a["slot"] = testDSN(), c.pub, c.slot
+	a["snapshot"] = "never"
 	return stdlib.Config{Pipeline: "p", Stage: "cdc", Attrs: a, Tasks: 1, Logger: c.logger()}
 }
 
@@ -77,6 +78,7 @@ func (c *cdcEnv) open(t *testing.T, attrs map[string]any, resume stdlib.Resumer)
 		}
 	}
 	a["dsn"], a["publication"], a["slot"] = testDSN(), c.pub, c.slot
+	a["snapshot"] = "never" // the tests of the stream; cdc_snapshot_test.go sets initial
 	for k, v := range attrs {
 		a[k] = v
 	}

@@ -135,6 +135,7 @@ type source struct {
 	resume   stdlib.Resumer
 	streams  []*streamState
 	byKey    map[string]*streamState
+	lag      stdlib.LagProbe[*goredis.Client]
 }
 
 func newSource(cfg stdlib.Config) (*source, error) {
@@ -173,6 +174,11 @@ func newSource(cfg stdlib.Config) (*source, error) {
 			s.streams = append(s.streams, st)
 			s.byKey[k] = st
 		}
+	}
+	s.lag = stdlib.LagProbe[*goredis.Client]{
+		Open:  func(context.Context) (*goredis.Client, error) { return cn.client(), nil },
+		Query: s.queryLag,
+		Drop:  func(c *goredis.Client) { c.Close() },
 	}
 	if cfg.String("format") == "json" {
 		if s.json, err = codec.New("json", cfg.Schema, codec.Options{}); err != nil {
@@ -478,7 +484,32 @@ func (s *source) Commit(ctx context.Context, positions []stdlib.Position) error 
 	return nil
 }
 
+// Lag implements stdlib.Lagger: per stream, the entries the group has not
+// been handed yet (the lag XINFO GROUPS reports, Redis 7.0 and later). A
+// stream whose lag Redis cannot tell (entries deleted from its middle) is
+// left out.
+func (s *source) Lag(ctx context.Context) []stdlib.Lag { return s.lag.Lag(ctx) }
+
+func (s *source) queryLag(ctx context.Context, cl *goredis.Client) ([]stdlib.Lag, error) {
+	var lags []stdlib.Lag
+	for _, st := range s.streams {
+		groups, err := cl.XInfoGroups(ctx, st.key).Result()
+		if err != nil {
+			return nil, err
+		}
+		for _, g := range groups {
+			if g.Name == s.group && g.Lag >= 0 {
+				lags = append(lags, stdlib.Lag{Partition: st.key, Behind: g.Lag, Unit: "records"})
+			}
+		}
+	}
+	return lags, nil
+}
+
+var _ stdlib.Lagger = (*source)(nil)
+
 func (s *source) Close(context.Context) error {
+	s.lag.Close()
 	cl := s.cl
 	s.cl = nil // a second Close has nothing to close
 	if cl != nil {

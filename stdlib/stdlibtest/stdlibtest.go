@@ -1001,3 +1001,11 @@ func secretsAbsent(t *testing.T, c Connector) {
 		}
 	}
 }
+
+// WantLag fails t unless src reports exactly want (nil: no lag known).
+func WantLag(t testing.TB, src stdlib.Lagger, want ...stdlib.Lag) {
+	t.Helper()
+	if got := src.Lag(t.Context()); !slices.Equal(got, want) {
+		t.Fatalf("lag %+v, want %+v", got, want)
+	}
+}
