@@ -101,11 +101,11 @@ func subscribe(t testing.TB, cl paho.Client, topic string) {
 	}
 }
 
-// settled returns the payloads once none came for 300ms.
+// settled returns the payloads once none came for a second.
 func (c *collector) settled() []string {
 	n := -1
 	for {
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(time.Second)
 		p := c.payloads()
 		if len(p) == n {
 			return p
