@@ -21,6 +21,9 @@ type HeldPosition struct {
 	// sink's component ("" for the state store).
 	Holder    string
 	Component string
+	// OfSource says the source's input keeps the position (a replication
+	// slot): shown, never changed by Reset or Set.
+	OfSource bool
 	stdlib.Position
 	// Time is when the position was stored, where the holder knows it.
 	Time time.Time
@@ -89,31 +92,70 @@ func OpenOffsets(p *plan.Plan, cfg *Config) (o *Offsets, err error) {
 // returns it when it keeps positions of its own (a
 // [stdlib.SourcePositionStore]); the caller closes it.
 func (o *Offsets) sourceStore(name string) (stdlib.Source, stdlib.SourcePositionStore, error) {
-	c := &o.cfg
 	for _, st := range o.p.Stages {
 		if st.Kind != stdlib.SourceKind || st.Name != name {
 			continue
 		}
-		spec := c.Registry.Lookup(stdlib.SourceKind, st.Component)
-		if spec == nil || spec.NewSource == nil {
-			return nil, nil, nil
-		}
-		attrs, err := configAttrs(st, spec, c.Secrets)
-		if err != nil {
+		src, err := o.buildSource(st)
+		if src == nil || err != nil {
 			return nil, nil, err
-		}
-		src, err := spec.NewSource(stdlib.Config{
-			Pipeline: o.p.Pipeline, Stage: st.Name, Attrs: attrs, Schema: st.Schema,
-			Delivery: stdlib.Delivery(st.Delivery), Task: 0, Tasks: st.Tasks, StateDir: c.StateDir,
-			Logger: c.Logger.With("stage", st.Name),
-		})
-		if err != nil {
-			return nil, nil, fmt.Errorf("stage %q: %w", st.Name, err)
 		}
 		ps, _ := src.(stdlib.SourcePositionStore)
 		return src, ps, nil
 	}
 	return nil, nil, nil
+}
+
+// buildSource builds source stage st (task 0) without opening it; nil when
+// its component has no constructor.
+func (o *Offsets) buildSource(st *plan.Stage) (stdlib.Source, error) {
+	c := &o.cfg
+	spec := c.Registry.Lookup(stdlib.SourceKind, st.Component)
+	if spec == nil || spec.NewSource == nil {
+		return nil, nil
+	}
+	attrs, err := configAttrs(st, spec, c.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	src, err := spec.NewSource(stdlib.Config{
+		Pipeline: o.p.Pipeline, Stage: st.Name, Attrs: attrs, Schema: st.Schema,
+		Delivery: stdlib.Delivery(st.Delivery), Task: 0, Tasks: st.Tasks, StateDir: c.StateDir,
+		Logger: c.Logger.With("stage", st.Name),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stage %q: %w", st.Name, err)
+	}
+	return src, nil
+}
+
+// sourcePositions returns the positions the inputs of sources keep
+// themselves ([stdlib.SourcePositionReporter]).
+func (o *Offsets) sourcePositions(ctx context.Context) ([]HeldPosition, error) {
+	var out []HeldPosition
+	for _, st := range o.p.Stages {
+		if st.Kind != stdlib.SourceKind {
+			continue
+		}
+		src, err := o.buildSource(st)
+		if src == nil || err != nil {
+			return nil, err
+		}
+		r, ok := src.(stdlib.SourcePositionReporter)
+		if !ok {
+			src.Close(ctx)
+			continue
+		}
+		holder, ps, err := r.ReportPositions(ctx)
+		src.Close(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("source %q: reading its positions: %w", st.Name, err)
+		}
+		for _, p := range ps {
+			out = append(out, HeldPosition{Holder: holder, Component: st.Component, Position: p, OfSource: true})
+		}
+	}
+	return out, nil
 }
 
 // Close unlocks the state directory.
@@ -141,6 +183,11 @@ func (o *Offsets) Positions(ctx context.Context) ([]HeldPosition, error) {
 			out = append(out, HeldPosition{Holder: s.st.Name, Component: s.st.Component, Position: p})
 		}
 	}
+	kept, err := o.sourcePositions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, kept...)
 	sortHeld(out)
 	return out, nil
 }
@@ -250,6 +297,7 @@ type ReportPosition struct {
 	Partition string     `json:"partition"`
 	Holder    string     `json:"holder"`
 	Component string     `json:"component,omitempty"`
+	OfSource  bool       `json:"of_source,omitempty"`
 	Offset    int64      `json:"offset"`
 	Next      int64      `json:"next"`
 	Identity  string     `json:"identity,omitempty"`
@@ -260,7 +308,7 @@ type ReportPosition struct {
 func NewOffsetsReport(pipeline string, held []HeldPosition) OffsetsReport {
 	out := OffsetsReport{Version: 1, Pipeline: pipeline, Positions: []ReportPosition{}}
 	for _, h := range held {
-		j := ReportPosition{Source: h.Source, Partition: h.Partition, Holder: h.Holder, Component: h.Component,
+		j := ReportPosition{Source: h.Source, Partition: h.Partition, Holder: h.Holder, Component: h.Component, OfSource: h.OfSource,
 			Offset: h.Offset, Next: h.Offset + 1, Identity: h.Identity}
 		if !h.Time.IsZero() {
 			t := h.Time.UTC()

@@ -1340,6 +1340,12 @@ func (cv *converter) debeziumPostgres() error {
 	if len(tables) > 0 {
 		s.set("tables", quoteList(tables))
 	}
+	if ms := cv.get("heartbeat.interval.ms"); ms != "" {
+		if n, err := strconv.Atoi(ms); err == nil && n >= 0 {
+			s.set("heartbeat", fmt.Sprintf("%dms", n))
+			cv.used["heartbeat.interval.ms"] = true
+		}
+	}
 	switch mode := cv.get("snapshot.mode"); mode {
 	case "", "initial": // the source's default: the rows, then the changes
 	case "never", "no_data":
@@ -1360,7 +1366,12 @@ func (cv *converter) debeziumPostgres() error {
 	snk.set("topic", ":= "+strconv.Quote(prefix+".")+" + table")
 	snk.set("key", ":= meta.key")
 	cv.format(snk)
-	cv.note("", "records are pipe's change records ({op, table, xid, lsn, commit_time, before, after}), not Debezium's envelope ({before, after, source, op, ts_ms}); op is insert, update, delete or truncate rather than c, u, d, t")
+	if snk.get("format") == "" {
+		snk.set("format", "debezium")
+		cv.note("", "records are written as Debezium's envelope ({before, after, source, op, ts_ms}) with the rows' values as pipe's json format writes them (timestamps as RFC 3339 text), and source.db null")
+	} else {
+		cv.note("", "records are pipe's change records ({op, table, xid, lsn, commit_time, before, after}), not Debezium's envelope ({before, after, source, op, ts_ms}); op is insert, update, delete or truncate rather than c, u, d, t")
+	}
 	for _, k := range []string{"database.server.name", "schema.include.list", "publication.autocreate.mode", "slot.drop.on.stop", "heartbeat.interval.ms", "decimal.handling.mode", "time.precision.mode", "tombstones.on.delete"} {
 		if cv.has(k) && !cv.used[k] {
 			cv.note(k, "not carried over (%s = %s)", k, shown(k, cv.c.Config[k]))

@@ -189,3 +189,14 @@ type SourcePositionStore interface {
 	// a partition starts as the source's start attribute says.
 	SetPositions(ctx context.Context, reset []string, set []Position) error
 }
+
+// SourcePositionReporter is implemented by a source whose input keeps a
+// position of its own that a run confirms (a replication slot's confirmed
+// position), so that `pipe offsets show` shows it beside the held ones.
+// The source is built by its spec's constructor (task 0 of Config.Tasks)
+// but not opened; the method connects as it needs.
+type SourcePositionReporter interface {
+	// ReportPositions returns the positions the source's input keeps,
+	// each the last one done, and what keeps them (shown as the holder).
+	ReportPositions(ctx context.Context) (holder string, positions []Position, err error)
+}

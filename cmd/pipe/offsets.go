@@ -107,7 +107,10 @@ func printOffsets(e *env, held []exec.HeldPosition) {
 	now := time.Now()
 	for _, h := range held {
 		holder := h.Holder
-		if h.Component != "" {
+		switch {
+		case h.OfSource:
+			holder = fmt.Sprintf("source: %s", h.Holder)
+		case h.Component != "":
 			holder = fmt.Sprintf("sink %s (%s)", h.Holder, h.Component)
 		}
 		id := h.Identity

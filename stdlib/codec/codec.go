@@ -9,7 +9,7 @@ import (
 )
 
 // Formats lists the format names New accepts.
-var Formats = []string{"json", "csv", "lines", "string", "bytes"}
+var Formats = []string{"json", "csv", "lines", "string", "bytes", "debezium"}
 
 // Codec decodes one message into a record value and appends the encoding
 // of a record value to a buffer.
@@ -102,6 +102,8 @@ func New(format string, schema *types.Type, opts Options) (Codec, error) {
 		return linesCodec{keepInvalid: opts.KeepInvalidUTF8}, nil
 	case "bytes":
 		return bytesCodec{}, nil
+	case "debezium":
+		return newDebezium(schema, opts.KeepInvalidUTF8), nil
 	}
-	return nil, fmt.Errorf("codec: unknown format %q (want json, csv, lines, string or bytes)", format)
+	return nil, fmt.Errorf("codec: unknown format %q (want json, csv, lines, string, bytes or debezium)", format)
 }

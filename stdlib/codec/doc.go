@@ -12,6 +12,10 @@
 //	        [HeaderCodec]), Options.Columns, or the schema's field order
 //	lines   the message as text: {"value": "<text>"} (alias: string)
 //	bytes   the message as bytes: {"value": []byte}
+//	debezium  Debezium's JSON change event envelope: a change record
+//	        ({op, table, xid, lsn, commit_time, before, after}) is encoded
+//	        as one; an event decodes as its row with the operation in
+//	        "__op" ([DebeziumOp]), like ExtractNewRecordState
 //
 // With a declared schema (a record [types.Type]) decoded values are coerced
 // to the schema's runtime representation (int64, float64, bool, string,

@@ -36,8 +36,8 @@ func newCodec(cfg stdlib.Config, schema *types.Type) (codec.Codec, error) {
 
 // formatParam is the format of a source of lines (file, stdin).
 var formatParam = stdlib.Param{
-	Name: "format", Type: stdlib.Enum("json", "csv", "lines"), Default: stdlib.Ident("json"),
-	Doc: "json: one object per line; csv: one row per line; lines: each line as {value: string}, which takes no schema",
+	Name: "format", Type: stdlib.Enum("json", "csv", "lines", "debezium"), Default: stdlib.Ident("json"),
+	Doc: "json: one object per line; csv: one row per line; lines: each line as {value: string}, which takes no schema; debezium: a Debezium change event (JSON) per line, read as its row with the operation in __op",
 }
 
 // textSourceParams are the attributes of a source of json, csv or lines

@@ -34,14 +34,14 @@ var FileSinkSpec = &stdlib.Spec{
 	Summary: "records to local files, one per line (JSON lines, CSV or raw lines); rotation by size or time; exactly once",
 	Params: append([]stdlib.Param{
 		{Name: "path", Type: stdlib.String, Required: true, Doc: fileSinkPathDoc},
-		{Name: "format", Type: stdlib.Enum("json", "csv", "lines", "avro"), Default: stdlib.Ident("json"), Doc: "json: one object per line; csv: one row per line (a header row opens each file when header = true); lines: the record's value field as text; avro: an Avro object container file whose schema is derived from the records' type (at least once)"},
+		{Name: "format", Type: stdlib.Enum("json", "csv", "lines", "avro", "debezium"), Default: stdlib.Ident("json"), Doc: "json: one object per line; csv: one row per line (a header row opens each file when header = true); lines: the record's value field as text; avro: an Avro object container file whose schema is derived from the records' type (at least once); debezium: a change record (postgres_cdc) per line as Debezium's JSON envelope"},
 		{Name: "rotate_size", Type: stdlib.Size, Default: int64(0), Doc: "start a new file before one would grow past this size; 0 never rotates by size"},
 		{Name: "rotate_interval", Type: stdlib.Duration, Default: time.Duration(0), Doc: "start a new file when the current one has been open this long; 0 never rotates by time"},
 	}, csvSinkParams...),
-	Delivery:  []stdlib.Delivery{stdlib.ExactlyOnce, stdlib.AtLeastOnce},
-	Releases:  true,
-	ReadsRows: true,
-	Schema:    true,
+	Delivery:   []stdlib.Delivery{stdlib.ExactlyOnce, stdlib.AtLeastOnce},
+	Releases:   true,
+	ReadsRows:  true,
+	Schema:     true,
 	Check: func(attrs map[string]any) []stdlib.AttrError {
 		var errs []stdlib.AttrError
 		if n, ok := attrs["rotate_size"].(int64); ok && n < 0 {
@@ -60,7 +60,7 @@ var FileSinkSpec = &stdlib.Spec{
 	},
 	CheckInput: func(attrs map[string]any, records *types.Type) []stdlib.AttrError {
 		if attrs["format"] != stdlib.Ident("avro") {
-			return nil
+			return stdlib.CheckDebeziumInput(attrs, records)
 		}
 		if _, err := avro.SchemaOf(records); err != nil {
 			return []stdlib.AttrError{{Attr: "format", Message: "format avro: " + err.Error()}}

@@ -78,10 +78,10 @@ func checkRegistry(attrs map[string]any) []stdlib.AttrError {
 }
 
 // checkSinkInput checks that register = true has a record type with an
-// Avro schema to register.
+// Avro schema to register, and that format = debezium writes change records.
 func checkSinkInput(attrs map[string]any, records *types.Type) []stdlib.AttrError {
 	if f, _ := attrs["format"].(stdlib.Ident); f != "avro" || attrs["register"] != true {
-		return nil
+		return stdlib.CheckDebeziumInput(attrs, records)
 	}
 	if records == nil || records.Kind != types.Record || len(records.Fields) == 0 {
 		return []stdlib.AttrError{{Attr: "register", Message: "register = true needs the type of the records written: declare the sink's schema"}}

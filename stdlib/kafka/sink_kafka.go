@@ -33,7 +33,7 @@ var SinkSpec = &stdlib.Spec{
 		stdlib.Param{Name: "topic", Type: stdlib.String, Expr: true, Doc: "topic to write to; topic := expr chooses it per record"},
 		stdlib.Param{Name: "key", Type: stdlib.AnyValue, Expr: true, Doc: "message key, key := expr"},
 		stdlib.Param{Name: "headers", Type: stdlib.MapOf(stdlib.String), Expr: true, Doc: "message headers, headers := expr"},
-		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes", "avro"), Default: stdlib.Ident("json"), Doc: "value format; avro: Confluent wire format through the registry"},
+		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes", "avro", "debezium"), Default: stdlib.Ident("json"), Doc: "value format; avro: Confluent wire format through the registry; debezium: a change record (postgres_cdc) as Debezium's JSON envelope"},
 		stdlib.Param{Name: "key_format", Type: stdlib.Enum("string", "avro"), Default: stdlib.Ident("string"), Doc: "key format: string (text; numbers in decimal, other values as JSON) or avro (the key subject's latest schema, or schema_id's)"},
 		stdlib.Param{Name: "schema_id", Type: stdlib.Int, Doc: "format avro: write with this registered schema id"},
 		stdlib.Param{Name: "register", Type: stdlib.Bool, Default: false, Doc: "format avro: register the sink's record type as the subject's next version (refused when incompatible); default: the subject's latest version"},

@@ -43,7 +43,7 @@ var SourceSpec = &stdlib.Spec{
 		stdlib.Param{Name: "start", Type: stdlib.ParamType{Kind: stdlib.TimeParam, OrEnum: []string{"earliest", "latest", "committed"}},
 			Default: stdlib.Ident("earliest"),
 			Doc:     "where a partition without a resume position or committed offset begins: earliest, latest, committed (latest when none) or an RFC 3339 time"},
-		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes", "avro"), Default: stdlib.Ident("json"), Doc: "value format; avro: Confluent wire format through the registry, each writer schema resolved against the declared schema"},
+		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes", "avro", "debezium"), Default: stdlib.Ident("json"), Doc: "value format; avro: Confluent wire format through the registry, each writer schema resolved against the declared schema; debezium: a Debezium change event (JSON) read as its row with the operation in __op"},
 		stdlib.Param{Name: "key_format", Type: stdlib.Enum("json", "string", "bytes", "avro"), Default: stdlib.Ident("string"), Doc: "key format"},
 		stdlib.Param{Name: "isolation", Type: stdlib.Enum("read_committed", "read_uncommitted"), Default: stdlib.Ident("read_committed"),
 			Doc: "read_committed skips records of aborted transactions"},

@@ -48,6 +48,12 @@ type snapTable struct {
 	identity string
 	last     []any // key values of the last row emitted; nil: none yet
 	next     int64 // with !intKey: the next row's offset
+	lastOff  int64 // offset of the last record emitted in this run
+	emitted  bool  // a record of the table was emitted in this run
+}
+
+func (t *snapTable) partition() string {
+	return snapshotPartition(t.name.Schema + "." + t.name.Name)
 }
 
 // createSlotSnapshot creates the slot on a replication connection with
@@ -195,6 +201,10 @@ WHERE ns.nspname = $1 AND c.relname = $2 AND a.attname = $3`, schema, name, t.ke
 		s.closeSnapshot()
 		return nil
 	}
+	s.snapPending = map[string]int64{}
+	for _, t := range sn.tables {
+		s.snapPending[t.partition()] = cdcSnapshotDone
+	}
 	if !sn.consistent {
 		s.log.Warn("postgres_cdc: the slot existed (an interrupted snapshot, or a slot made beforehand) and its exported snapshot is gone: "+
 			"reading the tables' rows as they are now; the stream from the slot's position then replays the changes made since, "+
@@ -243,9 +253,23 @@ func (s *cdcSource) snapshotRead(ctx context.Context) ([]stdlib.Record, error) {
 			}
 			continue
 		}
+		if len(recs) > 0 {
+			t.lastOff, t.emitted = recs[len(recs)-1].Pos.Offset, true
+		}
 		if !more {
 			sn.tables = sn.tables[1:]
 			s.log.Info("postgres_cdc: snapshot of the table read", "table", t.name.String())
+			// The table is covered once a checkpoint covers its last
+			// record: the end marker, or, when the last chunk came empty,
+			// the record before it; with none in this run, at once.
+			part := t.partition()
+			switch {
+			case len(recs) > 0:
+			case t.emitted:
+				s.snapPending[part] = t.lastOff
+			default:
+				delete(s.snapPending, part)
+			}
 		}
 		if len(recs) > 0 {
 			return recs, nil

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"pipe.dev/pipe/stdlib"
 )
@@ -260,5 +261,49 @@ func TestCDCSnapshotResumeRows(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("resumed:\n%v\nwant\n%v", got, want)
+	}
+}
+
+// TestCDCSnapshotHoldsQuietPositions: while no checkpoint covers a
+// table's snapshot whole, heartbeats and keepalives do not move the slot
+// from the consistent point the snapshot's positions are tied to (a
+// restart would read the snapshot again under another identity, and
+// sinks would take its rows again); the Commit covering the snapshot
+// lets it go on.
+func TestCDCSnapshotHoldsQuietPositions(t *testing.T) {
+	c := newSnapEnv(t)
+	c.exec("CREATE TABLE " + c.table("a") + " (id int PRIMARY KEY, v text)")
+	c.exec("INSERT INTO " + c.table("a") + " VALUES (1, 'x'), (2, 'y')")
+	c.exec("CREATE TABLE " + c.table("other") + " (id int PRIMARY KEY, v text)")
+	s, err := c.open(t, map[string]any{"tables": []any{c.table("a")}, "snapshot": "initial", "heartbeat": 100 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := lsnOf(t, c.confirmed(t))
+	recs := readCDC(t, s, 2)
+	c.exec("INSERT INTO " + c.table("other") + " SELECT g, 'v' FROM generate_series(1, 1000) g")
+	for range 5 { // the stream starts; heartbeats and keepalives go by
+		if got, err := s.Read(t.Context()); err != nil || len(got) > 0 {
+			t.Fatalf("read %v, %v", got, err)
+		}
+	}
+	if got := lsnOf(t, c.confirmed(t)); got != start {
+		t.Fatalf("slot confirmed %s before a checkpoint covered the snapshot read at %s", got, start)
+	}
+	var after string
+	if err := c.conn.QueryRow(t.Context(), "SELECT pg_current_wal_lsn()::text").Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(t.Context(), []stdlib.Position{recs[1].Pos}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for lsnOf(t, c.confirmed(t)) < lsnOf(t, after) {
+		if time.Now().After(deadline) {
+			t.Fatalf("slot confirmed %s after the snapshot's commit, want at least %s", c.confirmed(t), after)
+		}
+		if _, err := s.Read(t.Context()); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -128,4 +128,10 @@
 // the position held with the rows as they are then; the stream, still
 // from the consistent point, replays every change since, so a replica
 // upserting and deleting by key converges (spec: postgres_cdc, Snapshot).
+// A WAL position seen outside any transaction (a keepalive's, or that of
+// the heartbeat message the source writes every heartbeat) is confirmed
+// too once every change emitted before it is covered by a checkpoint, so
+// the slot advances while the captured tables are idle. Lag reports the
+// WAL the slot holds back in bytes; ReportPositions gives `pipe offsets
+// show` the slot's confirmed position.
 package postgres

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pglogrepl"
+
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/internal/sqlcommon"
 )
@@ -52,4 +54,38 @@ func (s *source) Lag(context.Context) []stdlib.Lag {
 		return nil
 	}
 	return []stdlib.Lag{{Partition: s.partition, Behind: s.lag.behind, Unit: s.lag.unit}}
+}
+
+// cdcLag is what the postgres_cdc source's Lag reports: the WAL the slot
+// holds back, from the greatest WAL position the source saw (keepalives,
+// heartbeats) down to the slot's confirmed position.
+type cdcLag struct {
+	mu    sync.Mutex
+	end   uint64
+	acked uint64
+}
+
+// noteEnd records a WAL position the server reached.
+func (s *cdcSource) noteEnd(lsn pglogrepl.LSN) {
+	s.lag.mu.Lock()
+	s.lag.end = max(s.lag.end, uint64(lsn))
+	s.lag.mu.Unlock()
+}
+
+// noteAcked records the position confirmed to the server.
+func (s *cdcSource) noteAcked() {
+	s.lag.mu.Lock()
+	s.lag.acked = uint64(s.acked)
+	s.lag.mu.Unlock()
+}
+
+// Lag implements stdlib.Lagger: the slot's lag in bytes of WAL, once a
+// WAL position of the server is known.
+func (s *cdcSource) Lag(context.Context) []stdlib.Lag {
+	s.lag.mu.Lock()
+	defer s.lag.mu.Unlock()
+	if s.lag.end == 0 || s.task != 0 {
+		return nil
+	}
+	return []stdlib.Lag{{Partition: s.slot, Behind: int64(s.lag.end - min(s.lag.acked, s.lag.end)), Unit: "bytes"}}
 }

@@ -39,6 +39,8 @@ var CDCSpec = &stdlib.Spec{
 		{Name: "batch", Type: stdlib.Int, Default: int64(1000), Doc: "most changes per batch"},
 		{Name: "snapshot", Type: stdlib.Enum("initial", "never"), Default: stdlib.Ident("initial"),
 			Doc: "initial: read the captured tables' rows (op read) in the slot's snapshot before streaming; never: stream only"},
+		{Name: "heartbeat", Type: stdlib.Duration, Default: 10 * time.Second,
+			Doc: "how often a heartbeat message is written to the WAL (pg_logical_emit_message) so that the slot advances and the server releases WAL while the captured tables are idle; 0s writes none"},
 		retry.Param,
 	},
 	Meta:      []stdlib.MetaField{stdlib.MetaOffset, stdlib.MetaKey, stdlib.MetaTimestamp},
@@ -79,6 +81,9 @@ func checkCDC(attrs map[string]any) []stdlib.AttrError {
 	if n, ok := attrs["batch"].(int64); ok && n < 1 {
 		errs = append(errs, stdlib.AttrError{Attr: "batch", Message: "batch must be at least 1"})
 	}
+	if d, ok := attrs["heartbeat"].(time.Duration); ok && d < 0 {
+		errs = append(errs, stdlib.AttrError{Attr: "heartbeat", Message: "heartbeat must not be negative"})
+	}
 	return errs
 }
 
@@ -91,6 +96,7 @@ type cdcSource struct {
 	tables       []tableName
 	slot         string
 	batch        int
+	heartbeat    time.Duration
 	retryTimeout time.Duration
 	stage        string
 	task         int
@@ -107,6 +113,24 @@ type cdcSource struct {
 	acked    pglogrepl.LSN // confirmed to the server: changes before it are not sent again
 	received pglogrepl.LSN // last WAL position seen
 	nextAck  time.Time     // when the next status update is due
+	messages bool          // the server sends logical decoding messages (14 and later)
+
+	// Quiet positions: a WAL position seen outside any transaction may be
+	// confirmed once every change emitted before it is covered by a
+	// completed checkpoint, so that the slot advances (and the server
+	// releases WAL) while no captured change arrives.
+	emitted   int64         // offset of the last change emitted
+	done      int64         // greatest offset a completed checkpoint covers
+	quietLSN  pglogrepl.LSN // a quiet position not yet confirmed
+	quietNeed int64         // the offset done must reach to confirm quietLSN
+	// snapPending holds the snapshot's tables (partitions) that no
+	// completed checkpoint covers whole yet: while any is, no quiet
+	// position is confirmed, so the slot stays at the consistent point the
+	// snapshot's positions are tied to.
+	snapPending map[string]int64 // partition → the offset a checkpoint must cover
+	beat        *pgx.Conn        // the connection writing heartbeats
+	nextBeat    time.Time        // when the next heartbeat is due
+	lag         cdcLag
 
 	// the transaction being received
 	xid        uint32
@@ -122,6 +146,7 @@ func newCDC(cfg stdlib.Config) (*cdcSource, error) {
 		publication:  cfg.String("publication"),
 		slot:         cfg.String("slot"),
 		batch:        int(cfg.Int("batch")),
+		heartbeat:    cfg.Duration("heartbeat"),
 		retryTimeout: cfg.Duration(retry.Param.Name),
 		stage:        cfg.Stage,
 		task:         cfg.Task,
@@ -163,6 +188,7 @@ func (s *cdcSource) Open(ctx context.Context, resume stdlib.Resumer) error {
 	if resume != nil {
 		if off, ok := resume.Resume(s.slot, s.identity); ok {
 			s.skipTo, s.hasSkip = off, true
+			s.emitted, s.done = off, off
 		}
 	}
 	if s.snapshot {
@@ -193,19 +219,21 @@ func (s *cdcSource) prepare(ctx context.Context) error {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var level string
-	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&level); err != nil {
+	var version int
+	if err := conn.QueryRow(ctx, "SELECT current_setting('wal_level'), current_setting('server_version_num')::int").Scan(&level, &version); err != nil {
 		return fmt.Errorf("read wal_level: %w", err)
 	}
-	if level != "logical" {
-		return fmt.Errorf("the server's wal_level is %q: change data capture needs wal_level = logical (ALTER SYSTEM SET wal_level = logical, then restart the server)", level)
+	if err := checkWALLevel(level); err != nil {
+		return err
 	}
+	s.messages = version >= 140000
 	var role string
 	var repl bool
 	if err := conn.QueryRow(ctx, "SELECT rolname, rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&role, &repl); err != nil {
 		return fmt.Errorf("read the role's privileges: %w", err)
 	}
-	if !repl {
-		return fmt.Errorf("role %q has no REPLICATION privilege: change data capture needs it (ALTER ROLE %s REPLICATION)", role, quote(role))
+	if err := checkReplication(role, repl); err != nil {
+		return err
 	}
 	if err := s.publicationReady(ctx, conn); err != nil {
 		return err
@@ -213,12 +241,91 @@ func (s *cdcSource) prepare(ctx context.Context) error {
 	if err := s.slotReady(ctx, conn); err != nil {
 		return err
 	}
+	if s.identity, err = slotIdentity(ctx, conn, s.slot); err != nil {
+		return err
+	}
+	var confirmed, now string
+	if err := conn.QueryRow(ctx, "SELECT coalesce(confirmed_flush_lsn, '0/0')::text, pg_current_wal_lsn()::text FROM pg_replication_slots WHERE slot_name = $1", s.slot).Scan(&confirmed, &now); err != nil {
+		return fmt.Errorf("read replication slot %q: %w", s.slot, err)
+	}
+	if lsn, err := pglogrepl.ParseLSN(confirmed); err == nil && lsn > s.acked {
+		s.acked = lsn
+	}
+	if lsn, err := pglogrepl.ParseLSN(now); err == nil {
+		s.noteEnd(lsn)
+	}
+	s.noteAcked()
+	return nil
+}
+
+// slotIdentity is the identity of the positions of slot: the server's
+// system identifier, the database and the slot.
+func slotIdentity(ctx context.Context, conn *pgx.Conn, slot string) (string, error) {
 	var sys int64
 	var db uint32
 	if err := conn.QueryRow(ctx, "SELECT (SELECT system_identifier FROM pg_control_system()), (SELECT oid FROM pg_database WHERE datname = current_database())").Scan(&sys, &db); err != nil {
-		return fmt.Errorf("read the system identifier: %w", err)
+		return "", fmt.Errorf("read the system identifier: %w", err)
 	}
-	s.identity = fmt.Sprintf("system %d database %d slot %s", uint64(sys), db, s.slot)
+	return fmt.Sprintf("system %d database %d slot %s", uint64(sys), db, slot), nil
+}
+
+// ReportPositions implements stdlib.SourcePositionReporter: the slot's
+// confirmed flush LSN as the last position done (offset LSN <<
+// CDCIndexBits: a resumed run streams the transaction committed there and
+// after), none when the slot does not exist.
+func (s *cdcSource) ReportPositions(ctx context.Context) (string, []stdlib.Position, error) {
+	conn, err := connect(ctx, s.dsn)
+	if err != nil {
+		return "", nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var confirmed, now *string
+	err = conn.QueryRow(ctx, "SELECT confirmed_flush_lsn::text, pg_current_wal_lsn()::text FROM pg_replication_slots WHERE slot_name = $1", s.slot).Scan(&confirmed, &now)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil, nil
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("read replication slot %q: %w", s.slot, err)
+	}
+	if confirmed == nil {
+		return "", nil, nil
+	}
+	lsn, err := pglogrepl.ParseLSN(*confirmed)
+	if err != nil {
+		return "", nil, err
+	}
+	id, err := slotIdentity(ctx, conn, s.slot)
+	if err != nil {
+		return "", nil, err
+	}
+	holder := fmt.Sprintf("replication slot %s, confirmed flush LSN %s", s.slot, lsn)
+	if cur, err := pglogrepl.ParseLSN(deref(now)); err == nil && cur >= lsn {
+		holder += fmt.Sprintf(", %d bytes of WAL behind", uint64(cur-lsn))
+	}
+	return holder, []stdlib.Position{{Source: s.stage, Partition: s.slot, Offset: int64(lsn) << CDCIndexBits, Identity: id}}, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// checkWALLevel fails unless the server's wal_level is logical.
+func checkWALLevel(level string) error {
+	if level != "logical" {
+		return fmt.Errorf("the server's wal_level is %q: change data capture needs wal_level = logical (ALTER SYSTEM SET wal_level = logical, then restart the server)", level)
+	}
+	return nil
+}
+
+// checkReplication fails unless role may replicate (REPLICATION or
+// superuser).
+func checkReplication(role string, repl bool) error {
+	if !repl {
+		return fmt.Errorf("role %q has no REPLICATION privilege: change data capture needs it (ALTER ROLE %s REPLICATION)", role, quote(role))
+	}
 	return nil
 }
 
@@ -380,9 +487,11 @@ func (s *cdcSource) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	err = pglogrepl.StartReplication(ctx, conn, s.slot, 0, pglogrepl.StartReplicationOptions{
-		PluginArgs: []string{"proto_version '1'", "publication_names '" + strings.ReplaceAll(s.publication, "'", "''") + "'"},
-	})
+	args := []string{"proto_version '1'", "publication_names '" + strings.ReplaceAll(s.publication, "'", "''") + "'"}
+	if s.messages {
+		args = append(args, "messages 'true'") // heartbeats arrive with their WAL position
+	}
+	err = pglogrepl.StartReplication(ctx, conn, s.slot, 0, pglogrepl.StartReplicationOptions{PluginArgs: args})
 	if err != nil {
 		conn.Close(context.WithoutCancel(ctx))
 		return fmt.Errorf("start replication from slot %q: %w", s.slot, err)
@@ -448,6 +557,9 @@ func (s *cdcSource) receive(ctx context.Context) ([]stdlib.Record, error) {
 				return recs, err
 			}
 		}
+		if s.heartbeat > 0 && time.Now().After(s.nextBeat) {
+			s.writeHeartbeat(ctx)
+		}
 		rctx, cancel := context.WithDeadline(ctx, deadline)
 		msg, err := s.repl.ReceiveMessage(rctx)
 		cancel()
@@ -476,6 +588,10 @@ func (s *cdcSource) receive(ctx context.Context) ([]stdlib.Record, error) {
 				if ka.ReplyRequested {
 					s.nextAck = time.Time{}
 				}
+				s.noteEnd(ka.ServerWALEnd)
+				if s.xid == 0 && len(recs) == 0 {
+					s.quiet(ka.ServerWALEnd)
+				}
 			case pglogrepl.XLogDataByteID:
 				xld, err := pglogrepl.ParseXLogData(m.Data[1:])
 				if err != nil {
@@ -484,6 +600,7 @@ func (s *cdcSource) receive(ctx context.Context) ([]stdlib.Record, error) {
 				if xld.WALStart > s.received {
 					s.received = xld.WALStart
 				}
+				s.noteEnd(xld.ServerWALEnd)
 				if recs, err = s.decode(xld.WALData, recs); err != nil {
 					return recs, err
 				}
@@ -518,6 +635,10 @@ func (s *cdcSource) decode(data []byte, recs []stdlib.Record) ([]stdlib.Record, 
 		s.xid, s.commitLSN, s.commitTime, s.index = m.Xid, m.FinalLSN, m.CommitTime, 0
 	case *pglogrepl.CommitMessage:
 		s.xid = 0
+	case *pglogrepl.LogicalDecodingMessage:
+		if !m.Transactional && s.xid == 0 && len(recs) == 0 {
+			s.quiet(m.LSN)
+		}
 	case *pglogrepl.InsertMessage:
 		return s.change(recs, "insert", m.RelationID, false, nil, m.Tuple)
 	case *pglogrepl.UpdateMessage:
@@ -550,6 +671,7 @@ func (s *cdcSource) change(recs []stdlib.Record, op string, relID uint32, keyOnl
 	if s.hasSkip && off <= s.skipTo {
 		return recs, nil
 	}
+	s.emitted = off
 	r := stdlib.Record{Partition: -1, Time: s.commitTime,
 		Pos: stdlib.Position{Source: s.stage, Partition: s.slot, Offset: off, Identity: s.identity}}
 	var errs []string
@@ -652,20 +774,76 @@ func (s *cdcSource) value(col *pglogrepl.RelationMessageColumn, data []byte) (an
 // delivered are dropped by their offsets).
 func (s *cdcSource) Commit(ctx context.Context, positions []stdlib.Position) error {
 	for _, p := range positions {
+		if need, ok := s.snapPending[p.Partition]; ok && p.Source == s.stage && p.Offset >= need {
+			delete(s.snapPending, p.Partition)
+		}
 		if p.Source != s.stage || p.Partition != s.slot || !stdlib.SameIdentity(p.Identity, s.identity) {
 			continue
+		}
+		if p.Offset > s.done {
+			s.done = p.Offset
 		}
 		if lsn := pglogrepl.LSN(p.Offset >> CDCIndexBits); lsn > s.acked {
 			s.acked = lsn
 			s.nextAck = time.Time{}
 		}
 	}
+	if s.quietLSN > s.acked && s.done >= s.quietNeed && len(s.snapPending) == 0 {
+		s.acked, s.quietLSN = s.quietLSN, 0
+		s.nextAck = time.Time{}
+	}
+	s.noteAcked()
 	if s.repl != nil && s.nextAck.IsZero() {
 		if err := s.sendStatus(ctx); err != nil {
 			s.dropRepl() // the next Read reconnects and confirms it then
 		}
 	}
 	return nil
+}
+
+// quiet notes lsn, a WAL position seen outside any transaction with no
+// change received since the last Read: every transaction committed before
+// it has been received. It is confirmed at once when every change emitted
+// is covered by a completed checkpoint, or else by the Commit that covers
+// them (a later quiet position replaces an earlier one still waiting).
+func (s *cdcSource) quiet(lsn pglogrepl.LSN) {
+	if lsn <= s.acked {
+		return
+	}
+	if s.done >= s.emitted && len(s.snapPending) == 0 {
+		s.acked, s.quietLSN = lsn, 0
+		s.nextAck = time.Time{}
+		s.noteAcked()
+		return
+	}
+	s.quietLSN, s.quietNeed = lsn, s.emitted
+}
+
+// writeHeartbeat writes a non-transactional logical decoding message to
+// the WAL, so that a quiet position follows the changes of other tables
+// and databases. A failure is logged, never fatal: the next one retries.
+func (s *cdcSource) writeHeartbeat(ctx context.Context) {
+	s.nextBeat = time.Now().Add(s.heartbeat)
+	if s.beat == nil {
+		c, err := connect(ctx, s.dsn)
+		if err != nil {
+			s.log.Warn("postgres_cdc: heartbeat: connect", "err", err)
+			return
+		}
+		s.beat = c
+	}
+	bctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var at string
+	if err := s.beat.QueryRow(bctx, "SELECT pg_logical_emit_message(false, 'pipe_heartbeat', $1::text)::text", s.slot).Scan(&at); err != nil {
+		s.log.Warn("postgres_cdc: heartbeat", "err", err)
+		s.beat.Close(context.WithoutCancel(ctx))
+		s.beat = nil
+		return
+	}
+	if lsn, err := pglogrepl.ParseLSN(at); err == nil {
+		s.noteEnd(lsn)
+	}
 }
 
 func (s *cdcSource) dropRepl() {
@@ -681,5 +859,9 @@ func (s *cdcSource) dropRepl() {
 func (s *cdcSource) Close(ctx context.Context) error {
 	s.dropRepl()
 	s.closeSnapshot()
+	if s.beat != nil {
+		s.beat.Close(context.WithoutCancel(ctx))
+		s.beat = nil
+	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
 	"pipe.dev/pipe/stdlib"
@@ -211,8 +212,8 @@ func TestCDCCommit(t *testing.T) {
 	if _, err := s.Read(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if got := c.confirmed(t); got != start {
-		t.Fatalf("slot confirmed %s before any Commit (was %s)", got, start)
+	if got, first := lsnOf(t, c.confirmed(t)), lsnOf(t, recs[0].Value.(map[string]any)["lsn"].(string)); got > first {
+		t.Fatalf("slot confirmed %s before any Commit, past the first change at %s (was %s)", got, first, start)
 	}
 	s.Close(t.Context())
 	s = c.mustOpen(t, nil, "a")
@@ -240,6 +241,89 @@ func TestCDCCommit(t *testing.T) {
 	s = c.mustOpen(t, stdlib.ResumeMap{c.slot: again[2].Pos.Offset}, "a")
 	if got := keys(readCDC(t, s, 1)); !reflect.DeepEqual(got, []string{"map[id:4]"}) {
 		t.Fatalf("resumed after the 3rd change: %v", got)
+	}
+}
+
+func lsnOf(t *testing.T, s string) pglogrepl.LSN {
+	t.Helper()
+	lsn, err := pglogrepl.ParseLSN(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lsn
+}
+
+// TestCDCHeartbeat checks that the slot advances while the captured table
+// is idle and other tables are written, without any record, and that a
+// quiet position waits for the Commit of the changes emitted before it.
+func TestCDCHeartbeat(t *testing.T) {
+	c := newCDCEnv(t)
+	c.exec("CREATE TABLE " + c.table("a") + " (id int PRIMARY KEY, v text)")
+	c.exec("CREATE TABLE " + c.table("other") + " (id int PRIMARY KEY, v text)")
+	s, err := c.open(t, map[string]any{"tables": []any{c.table("a")}, "heartbeat": 100 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	current := func() pglogrepl.LSN {
+		var at string
+		if err := c.conn.QueryRow(t.Context(), "SELECT pg_current_wal_lsn()::text").Scan(&at); err != nil {
+			t.Fatal(err)
+		}
+		return lsnOf(t, at)
+	}
+	// readUntil reads until the slot confirmed at least want.
+	readUntil := func(want pglogrepl.LSN) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for lsnOf(t, c.confirmed(t)) < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("slot confirmed %s, want at least %s", c.confirmed(t), want)
+			}
+			recs, err := s.Read(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) > 0 {
+				t.Fatalf("records from the idle table: %v", keys(recs))
+			}
+		}
+	}
+	for i := range 5 {
+		c.exec(fmt.Sprintf("INSERT INTO %s SELECT g, repeat('x', 200) FROM generate_series(%d, %d) g", c.table("other"), i*1000, i*1000+999))
+		readUntil(current())
+	}
+	if l := s.Lag(t.Context()); len(l) != 1 || l[0].Unit != "bytes" || l[0].Partition != c.slot || l[0].Behind < 0 || l[0].Behind > 1<<20 {
+		t.Errorf("lag %v", l)
+	}
+
+	// A change emitted and not yet covered by a checkpoint holds the slot
+	// back; its Commit lets it go past the quiet position seen since.
+	c.exec("INSERT INTO " + c.table("a") + " VALUES (1, 'v')")
+	recs := readCDC(t, s, 1)
+	c.exec("INSERT INTO " + c.table("other") + " VALUES (-1, 'v')")
+	after := current()
+	for range 3 { // heartbeats and keepalives go by
+		if got, err := s.Read(t.Context()); err != nil || len(got) > 0 {
+			t.Fatalf("read %v, %v", got, err)
+		}
+	}
+	if got, first := lsnOf(t, c.confirmed(t)), lsnOf(t, recs[0].Value.(map[string]any)["lsn"].(string)); got > first {
+		t.Fatalf("slot confirmed %s past the change at %s a checkpoint does not cover", got, first)
+	}
+	if err := s.Commit(t.Context(), []stdlib.Position{recs[0].Pos}); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(after)
+
+	// pipe offsets show: the slot's confirmed position as the last done.
+	holder, ps, err := s.ReportPositions(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lsn := lsnOf(t, c.confirmed(t))
+	if len(ps) != 1 || ps[0] != (stdlib.Position{Source: "cdc", Partition: c.slot, Offset: int64(lsn) << CDCIndexBits, Identity: s.identity}) ||
+		!strings.Contains(holder, "replication slot "+c.slot+", confirmed flush LSN "+lsn.String()) {
+		t.Errorf("reported %q %v", holder, ps)
 	}
 }
 
@@ -318,5 +402,38 @@ func TestCDCErrors(t *testing.T) {
 	_, err = c.open(t, map[string]any{"tables": []any{c.table("ok")}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "max_replication_slots") {
 		t.Errorf("no free slot: %v", err)
+	}
+}
+
+// TestCDCCheckErrors checks the errors of the server's answers that the
+// test server cannot give (its wal_level is logical, its role a
+// superuser).
+func TestCDCCheckErrors(t *testing.T) {
+	if err := checkWALLevel("logical"); err != nil {
+		t.Errorf("logical: %v", err)
+	}
+	for _, level := range []string{"replica", "minimal"} {
+		err := checkWALLevel(level)
+		if err == nil || !strings.Contains(err.Error(), `wal_level is "`+level+`"`) || !strings.Contains(err.Error(), "ALTER SYSTEM SET wal_level = logical") {
+			t.Errorf("%s: %v", level, err)
+		}
+	}
+	if err := checkReplication("app", true); err != nil {
+		t.Errorf("replication: %v", err)
+	}
+	if err := checkReplication("app", false); err == nil || err.Error() != `role "app" has no REPLICATION privilege: change data capture needs it (ALTER ROLE "app" REPLICATION)` {
+		t.Errorf("no replication: %v", err)
+	}
+}
+
+// TestCDCReplicaIdentityNothing checks that a table whose replica identity
+// is NOTHING is refused even with a primary key.
+func TestCDCReplicaIdentityNothing(t *testing.T) {
+	c := newCDCEnv(t)
+	c.exec("CREATE TABLE " + c.table("n") + " (id int PRIMARY KEY)")
+	c.exec("ALTER TABLE " + c.table("n") + " REPLICA IDENTITY NOTHING")
+	_, err := c.open(t, map[string]any{"tables": []any{c.table("n")}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "has no primary key and no replica identity") {
+		t.Errorf("replica identity nothing: %v", err)
 	}
 }
