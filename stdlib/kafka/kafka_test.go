@@ -15,6 +15,7 @@ import (
 
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/kafka/devbroker"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // testBroker returns the bootstrap address of a broker for one test: the
@@ -107,18 +108,7 @@ func openSource(t testing.TB, cfg stdlib.Config, resume stdlib.Resumer) stdlib.S
 
 // readN reads until n records arrived, failing after a timeout.
 func readN(t testing.TB, src stdlib.Source, n int) []stdlib.Record {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	var out []stdlib.Record
-	for len(out) < n {
-		recs, err := src.Read(ctx)
-		if err != nil {
-			t.Fatalf("read after %d of %d records: %v", len(out), n, err)
-		}
-		out = append(out, recs...)
-	}
-	return out
+	return stdlibtest.ReadN(t, src, n, 30*time.Second)
 }
 
 // readFor reads everything that arrives within d.
