@@ -80,7 +80,9 @@ func (r *Row) Get(name string) (any, bool) {
 }
 
 // Reshape gives the row shape s and returns its values to set, in s's
-// order; their content is undefined. The row's former values are lost.
+// order. Values at positions below both the former and the new length,
+// and those at higher positions within cap(r.Vals()) that the caller set
+// before, are kept; values past the new length are dropped.
 func (r *Row) Reshape(s *Shape) []any {
 	r.shape = s
 	if n := len(s.names); n <= cap(r.vals) {
