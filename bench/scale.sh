@@ -31,6 +31,7 @@ WORK=${BENCH_DIR:-$(mktemp -d)}
 RESULTS=${RESULTS:-bench/RESULTS.md}
 mkdir -p bin "$WORK"
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 go build -o bin/pipe ./cmd/pipe
 go build -o bin/geninput ./bench/cmd/geninput
@@ -132,7 +133,7 @@ done
   echo
   echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — growth with input size and record width"
   echo
-  echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); $(go version | cut -d' ' -f3); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); load average before the run: $LOAD, after: $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); $(go version | cut -d' ' -f3); commit $COMMIT; load average before the run: $LOAD, after: $(cut -d' ' -f1-3 /proc/loadavg)."
   echo "Widths: narrow $(bytes_per_record narrow) bytes a line (6 fields), wide $(bytes_per_record wide) (30 fields), nested $(bytes_per_record nested) (6 fields and a nested object of arrays). CPU is user + system seconds of the whole run; µs/record divides it by the records read (before the filter); marginal is the CPU of the records a size adds over the size above it, per added record (start-up excluded). Medians of $R run(s). Command: \`SIZES=\"$SIZES\" SHAPES=\"$SHAPES\" R=$R bench/scale.sh\`."
   echo
   echo "| pipeline | shape | records | wall s | CPU s | CPU µs/record | marginal µs/record | peak RSS MiB |"
