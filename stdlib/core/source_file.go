@@ -837,6 +837,7 @@ type rowDecoder struct {
 	// layouts vary too much to intern (shapes are never freed), and
 	// every record becomes a map.
 	shapes int
+	rows   stdlib.RowArena
 }
 
 const maxRowShapes = 64
@@ -869,7 +870,7 @@ func (rd *rowDecoder) decode(data []byte) (any, error) {
 		rd.shape = stdlib.NewShape(names...)
 		rd.shapes++
 	}
-	row := stdlib.NewRow(rd.shape)
+	row := rd.rows.NewRow(rd.shape)
 	copy(row.Vals(), vals)
 	return row, nil
 }

@@ -414,6 +414,7 @@ func generateCheck(attrs map[string]any) []stdlib.AttrError {
 type generate struct {
 	stage     string
 	arena     codec.Arena // the reading goroutine's, with a rate
+	rowArena  stdlib.RowArena
 	recycler  *stdlib.Recycler
 	partition string
 	names     []string
@@ -529,7 +530,7 @@ func (g *generate) Read(ctx context.Context) ([]stdlib.Record, error) {
 		}
 	}
 	batch := g.recycler.Batch(int(n))
-	g.fill(batch, g.local, &g.arena)
+	g.fill(batch, g.local, &g.arena, &g.rowArena)
 	g.local += n
 	g.handed.Store(g.local)
 	return batch, nil
@@ -543,8 +544,9 @@ func (g *generate) readAhead(ctx context.Context) ([]stdlib.Record, error) {
 		for range g.workers {
 			g.wg.Go(func() {
 				var a codec.Arena
+				var ra stdlib.RowArena
 				for j := range g.jobs {
-					g.fill(j.batch, j.seq, &a)
+					g.fill(j.batch, j.seq, &a, &ra)
 					close(j.done)
 				}
 			})
@@ -586,14 +588,14 @@ func genWorkers() int {
 }
 
 // fill builds the records numbered from local seq (of this task) on.
-func (g *generate) fill(batch []stdlib.Record, seq uint64, a *codec.Arena) {
+func (g *generate) fill(batch []stdlib.Record, seq uint64, a *codec.Arena, ra *stdlib.RowArena) {
 	names, gens := g.names, g.gens[:len(g.names)]
 	for i := range batch {
 		s := seq + uint64(i)
 		n := s*g.tasks + g.task
 		r := &batch[i]
 		if g.shape != nil {
-			row := stdlib.NewRow(g.shape)
+			row := ra.NewRow(g.shape)
 			vals := row.Vals()
 			for j := range vals {
 				vals[j] = gens[j](n, a)
