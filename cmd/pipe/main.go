@@ -75,6 +75,10 @@ func commands() []command {
 		{"offsets", "show or change the positions a pipeline resumes from", cmdOffsets},
 		{"import", "write .pipe files from Kafka Connect connector configs", cmdImport},
 		{"top", "show a running pipeline live (from its --http server)", cmdTop},
+		{"worker", "run a worker of a cluster that shares many pipelines", cmdWorker},
+		{"deploy", "deploy a pipeline to a cluster", cmdDeploy},
+		{"status", "show the pipelines of a cluster", cmdStatus},
+		{"undeploy", "remove a pipeline from a cluster", cmdUndeploy},
 		{"broker", "run an embedded Kafka-protocol broker for development", cmdBroker},
 		{"version", "print the version", cmdVersion},
 	}
