@@ -27,8 +27,9 @@ type PipelineStatus struct {
 
 // Instance is one instance's assignment and state.
 type Instance struct {
-	ID     string `json:"instance"`
-	Worker string `json:"worker,omitempty"` // the worker assigned it; "" unassigned
+	// Assigned is the worker the current generation gives it ("": none);
+	// Status.Worker the worker that last wrote its state.
+	Assigned string `json:"assigned"`
 	Status
 	Snapshot *exec.Snapshot `json:"snapshot,omitempty"` // counters, from the worker that runs it
 }
@@ -118,7 +119,7 @@ func (w *Worker) pipelineStatus(d Definition, r *http.Request) PipelineStatus {
 		sts[st.Instance] = st
 	}
 	id := InstanceID(d.Name, 0)
-	in := Instance{ID: id, Worker: owner[id], Status: sts[id]}
+	in := Instance{Assigned: owner[id], Status: sts[id]}
 	if in.Status.Instance == "" {
 		in.Status = Status{Instance: id, Pipeline: d.Name, State: "unassigned"}
 	}

@@ -54,9 +54,9 @@ type Config struct {
 
 // meta is a member's JoinGroup metadata.
 type meta struct {
-	Worker string   `json:"worker"`
-	URL    string   `json:"url"`
-	Config int64    `json:"config"`  // how far it read the config topic
+	Worker  string   `json:"worker"`
+	URL     string   `json:"url"`
+	Config  int64    `json:"config"`  // how far it read the config topic
 	Running []string `json:"running"` // instances it runs now
 }
 
@@ -577,4 +577,3 @@ func (w *Worker) stopAll(quiet bool) {
 	w.mu.Unlock()
 	w.stopInstances(ins, quiet)
 }
-

@@ -166,11 +166,11 @@ func cmdDeploy(e *env, args []string) int {
 
 func printInstances(e *env, st cluster.PipelineStatus) {
 	for _, in := range st.Instances {
-		worker := in.Worker
+		worker := in.Assigned
 		if worker == "" {
 			worker = "-"
 		}
-		fmt.Fprintf(e.stdout, "%-24s %-10s version %-6d worker %s", in.ID, in.State, in.Version, worker)
+		fmt.Fprintf(e.stdout, "%-24s %-10s version %-6d worker %s", in.Instance, in.State, in.Version, worker)
 		if in.Error != "" {
 			fmt.Fprintf(e.stdout, "  error: %s", in.Error)
 		}
