@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -200,7 +201,7 @@ func TestCluster(t *testing.T) {
 		workers[id] = startWorker(t, bin, brokers, id, state, env)
 	}
 	ctx := context.Background()
-	c := &cluster.Client{URL: workers["w1"].url}
+	c := &cluster.Client{URL: workers["w1"].url, HTTP: &http.Client{Timeout: 30 * time.Second}}
 	eventually(t, 30*time.Second, "three workers in one generation", func() error {
 		ws, err := c.Workers(ctx)
 		if err != nil {
@@ -293,7 +294,7 @@ func TestCluster(t *testing.T) {
 	victim.cmd.Process.Signal(syscall.SIGKILL)
 	victim.cmd.Wait()
 	delete(workers, victim.id)
-	c = &cluster.Client{URL: anyWorker(workers).url}
+	c = &cluster.Client{URL: anyWorker(workers).url, HTTP: c.HTTP}
 	var after map[string]string
 	eventually(t, 60*time.Second, "every pipeline running on the survivors", func() error {
 		var err error
@@ -340,7 +341,7 @@ func TestCluster(t *testing.T) {
 		t.Errorf("worker %s after SIGTERM: %v", leaving.id, err)
 	}
 	delete(workers, leaving.id)
-	c = &cluster.Client{URL: anyWorker(workers).url}
+	c = &cluster.Client{URL: anyWorker(workers).url, HTTP: c.HTTP}
 	eventually(t, 60*time.Second, "every pipeline on the last worker", func() error {
 		got, err := running(ctx, c)
 		if err != nil {

@@ -201,15 +201,14 @@ func (s *store) catchUp(ctx context.Context, topic string) error {
 	if err != nil {
 		return err
 	}
-	for _, t := range resp.Topics {
-		for _, p := range t.Partitions {
-			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-				return fmt.Errorf("end of %s: %w", topic, err)
-			}
-			return s.waitRead(ctx, topic, p.Offset)
-		}
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		return fmt.Errorf("end of %s: no answer", topic)
 	}
-	return fmt.Errorf("end of %s: no answer", topic)
+	p := resp.Topics[0].Partitions[0]
+	if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+		return fmt.Errorf("end of %s: %w", topic, err)
+	}
+	return s.waitRead(ctx, topic, p.Offset)
 }
 
 // configRead is how far the config topic was read (the next offset).
@@ -273,7 +272,12 @@ func (s *store) remove(ctx context.Context, name string, instances []string) err
 	if err := res.FirstErr(); err != nil {
 		return fmt.Errorf("writing to %s: %w", s.config, err)
 	}
-	return s.waitRead(ctx, s.config, res[0].Record.Offset+1)
+	for _, r := range res { // in the order the writes completed
+		if r.Record.Topic == s.config {
+			return s.waitRead(ctx, s.config, r.Record.Offset+1)
+		}
+	}
+	return nil
 }
 
 // setStatus writes an instance's status.

@@ -141,6 +141,9 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 			statusTopic(cfg.Cluster): {0: kgo.NewOffset().AtStart()},
 		}),
 		kgo.ProducerLinger(0),
+		// A write that the brokers do not take within this time fails:
+		// a worker that stops while they are away must not hang.
+		kgo.RecordDeliveryTimeout(15 * time.Second),
 	}, cfg.KgoOptions...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
