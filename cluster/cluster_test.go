@@ -1,4 +1,4 @@
-package cluster_test
+package cluster
 
 import (
 	"bytes"
@@ -19,7 +19,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"pipe.dev/pipe/cluster"
 	"pipe.dev/pipe/internal/proctest"
 )
 
@@ -65,38 +64,15 @@ func startWorker(t *testing.T, bin, brokers, name, stateDir string, env []string
 	return w
 }
 
-// eventually polls f every 100ms until it returns nil or d passes.
-func eventually(t *testing.T, d time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not after %s: %v", what, d, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // running returns pipeline → worker for every pipeline whose instance
-// runs the current version, per the status topic.
-func running(ctx context.Context, c *cluster.Client) (map[string]string, error) {
-	all, err := c.Pipelines(ctx)
-	if err != nil {
-		return nil, err
-	}
+// runs its current version on the worker assigned it.
+func running(ctx context.Context, c *Client) (map[string]string, error) {
+	sts, err := runningStatuses(ctx, c)
 	out := map[string]string{}
-	for _, p := range all {
-		for _, in := range p.Instances {
-			if in.State == cluster.StateRunning && in.Version == p.Version && in.Worker == in.Assigned {
-				out[p.Name] = in.Worker
-			}
-		}
+	for n, in := range sts {
+		out[n] = in.Worker
 	}
-	return out, nil
+	return out, err
 }
 
 func produceIDs(t *testing.T, cl *kgo.Client, topic string, from, to int) {
@@ -201,8 +177,8 @@ func TestCluster(t *testing.T) {
 		workers[id] = startWorker(t, bin, brokers, id, state, env)
 	}
 	ctx := context.Background()
-	c := &cluster.Client{URL: workers["w1"].url, HTTP: &http.Client{Timeout: 30 * time.Second}}
-	eventually(t, 30*time.Second, "three workers in one generation", func() error {
+	c := &Client{URL: workers["w1"].url, HTTP: &http.Client{Timeout: 30 * time.Second}}
+	waitFor(t, 30*time.Second, "three workers in one generation", func() error {
 		ws, err := c.Workers(ctx)
 		if err != nil {
 			return err
@@ -228,7 +204,7 @@ func TestCluster(t *testing.T) {
 		}
 	}
 	var before map[string]string
-	eventually(t, 30*time.Second, "four pipelines running", func() error {
+	waitFor(t, 30*time.Second, "four pipelines running", func() error {
 		var err error
 		before, err = running(ctx, c)
 		if err == nil && len(before) != 4 {
@@ -257,8 +233,8 @@ func TestCluster(t *testing.T) {
 	}
 	want, _ := osexec.Command(bin, "check", "--format", "json", broken).Output()
 	src, _ := os.ReadFile(broken)
-	_, err = (&cluster.Client{URL: workers["w3"].url}).Deploy(ctx, "clustergen", broken, src)
-	var rej *cluster.Rejected
+	_, err = (&Client{URL: workers["w3"].url}).Deploy(ctx, "clustergen", broken, src)
+	var rej *Rejected
 	if !errors.As(err, &rej) {
 		t.Fatalf("PUT of a broken pipeline: %v, want it rejected", err)
 	}
@@ -278,7 +254,7 @@ func TestCluster(t *testing.T) {
 	defer pcl.Close()
 	produceIDs(t, pcl, "clusterin", 0, 300)
 	appendLines(t, filepath.Join(in, "a.jsonl"), 0, 300)
-	eventually(t, 30*time.Second, "first records through", func() error {
+	waitFor(t, 30*time.Second, "first records through", func() error {
 		if n := len(fileIDs(t, filepath.Join(out, "files.jsonl"))); n < 300 {
 			return fmt.Errorf("files: %d", n)
 		}
@@ -294,9 +270,9 @@ func TestCluster(t *testing.T) {
 	victim.cmd.Process.Signal(syscall.SIGKILL)
 	victim.cmd.Wait()
 	delete(workers, victim.id)
-	c = &cluster.Client{URL: anyWorker(workers).url, HTTP: c.HTTP}
+	c = &Client{URL: anyWorker(workers).url, HTTP: c.HTTP}
 	var after map[string]string
-	eventually(t, 60*time.Second, "every pipeline running on the survivors", func() error {
+	waitFor(t, 60*time.Second, "every pipeline running on the survivors", func() error {
 		var err error
 		after, err = running(ctx, c)
 		if err != nil {
@@ -317,7 +293,7 @@ func TestCluster(t *testing.T) {
 	}
 	produceIDs(t, pcl, "clusterin", 300, 600)
 	appendLines(t, filepath.Join(in, "a.jsonl"), 300, 600)
-	eventually(t, 60*time.Second, "every record exactly once after the failover", func() error {
+	waitFor(t, 60*time.Second, "every record exactly once after the failover", func() error {
 		if err := exactlyOnce(fileIDs(t, filepath.Join(out, "files.jsonl")), 0, 600); err != nil {
 			return fmt.Errorf("files: %w", err)
 		}
@@ -341,8 +317,8 @@ func TestCluster(t *testing.T) {
 		t.Errorf("worker %s after SIGTERM: %v", leaving.id, err)
 	}
 	delete(workers, leaving.id)
-	c = &cluster.Client{URL: anyWorker(workers).url, HTTP: c.HTTP}
-	eventually(t, 60*time.Second, "every pipeline on the last worker", func() error {
+	c = &Client{URL: anyWorker(workers).url, HTTP: c.HTTP}
+	waitFor(t, 60*time.Second, "every pipeline on the last worker", func() error {
 		got, err := running(ctx, c)
 		if err != nil {
 			return err
@@ -360,7 +336,7 @@ func TestCluster(t *testing.T) {
 	if err := c.Undeploy(ctx, "clustergen2"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Status(ctx, "clustergen2"); !errors.As(err, new(*cluster.NotFound)) {
+	if _, err := c.Status(ctx, "clustergen2"); !errors.As(err, new(*NotFound)) {
 		t.Errorf("status of an undeployed pipeline: %v, want not found", err)
 	}
 	size := func() int64 {
@@ -370,7 +346,7 @@ func TestCluster(t *testing.T) {
 		}
 		return st.Size()
 	}
-	eventually(t, 10*time.Second, "undeployed pipeline stops writing", func() error {
+	waitFor(t, 10*time.Second, "undeployed pipeline stops writing", func() error {
 		s := size()
 		time.Sleep(time.Second)
 		if size() != s {
@@ -397,7 +373,7 @@ func anyWorker(ws map[string]*worker) *worker {
 	return nil
 }
 
-func versions(ps []cluster.PipelineStatus) map[string]int64 {
+func versions(ps []PipelineStatus) map[string]int64 {
 	out := map[string]int64{}
 	for _, p := range ps {
 		out[p.Name] = p.Version

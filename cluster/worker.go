@@ -91,6 +91,7 @@ type Worker struct {
 	generation int32
 	members    []Member
 	joined     bool
+	lastBeat   time.Time // the last sync or heartbeat the coordinator took
 	running    map[string]*instance
 	runCtx     context.Context
 }
@@ -362,6 +363,7 @@ func (w *Worker) apply(ctx context.Context, self string, leader bool, as assignm
 		}
 	}
 	w.generation, w.members, w.joined = as.Generation, as.Members, true
+	w.lastBeat = time.Now()
 	w.mu.Unlock()
 	w.stopInstances(stop, false)
 	// The leader assigned from the config topic read to as.Config: read
@@ -394,6 +396,12 @@ func (w *Worker) heartbeat(ctx context.Context, member string, gen int32, leader
 			continue
 		case <-t.C:
 		}
+		if time.Since(last) > w.cfg.SessionTimeout {
+			// This process was paused (or starved) past its session: the
+			// group has dropped it and others may run its instances.
+			w.lost("no heartbeat for the session timeout")
+			return nil
+		}
 		hb := kmsg.NewPtrHeartbeatRequest()
 		hb.Group, hb.Generation, hb.MemberID = w.cfg.Cluster, gen, member
 		hctx, cancel := context.WithTimeout(ctx, every*2)
@@ -405,6 +413,7 @@ func (w *Worker) heartbeat(ctx context.Context, member string, gen int32, leader
 		switch {
 		case err == nil:
 			last = time.Now()
+			w.beat(last)
 		case errors.Is(err, kerr.RebalanceInProgress):
 			return nil
 		case errors.Is(err, kerr.UnknownMemberID), errors.Is(err, kerr.IllegalGeneration), errors.Is(err, kerr.FencedInstanceID):
@@ -422,6 +431,21 @@ func (w *Worker) heartbeat(ctx context.Context, member string, gen int32, leader
 			}
 		}
 	}
+}
+
+func (w *Worker) beat(t time.Time) {
+	w.mu.Lock()
+	w.lastBeat = t
+	w.mu.Unlock()
+}
+
+// isMember reports whether the coordinator took a heartbeat of this worker
+// within the session timeout: if not, it may have given the worker's
+// instances to others, and none may be started here.
+func (w *Worker) isMember() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.joined && time.Since(w.lastBeat) < w.cfg.SessionTimeout
 }
 
 // leave leaves the group so that a rebalance starts at once.
@@ -555,6 +579,15 @@ func (w *Worker) runInstance(ctx context.Context, in *instance, def Definition, 
 		case <-time.After(pause):
 		}
 		pause = min(2*pause, time.Minute)
+		for !w.isMember() {
+			// Not restarted while this worker may have lost it: the
+			// group's answer stops it or keeps it.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
 	}
 }
 

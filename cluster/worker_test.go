@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
