@@ -150,4 +150,3 @@ func TestClusterKill(t *testing.T) {
 			len(failovers), failovers[len(failovers)/2].Round(10*time.Millisecond), slices.Max(failovers).Round(10*time.Millisecond))
 	}
 }
-
