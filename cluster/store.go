@@ -32,7 +32,7 @@ type Status struct {
 	Instance   string    `json:"instance"`
 	Pipeline   string    `json:"pipeline"`
 	Worker     string    `json:"worker"`
-	State      string    `json:"state"` // running, finished, failed, stopped
+	State      string    `json:"state"` // starting, running, finished, failed, stopped
 	Error      string    `json:"error,omitempty"`
 	Version    int64     `json:"version"`    // of the definition it runs
 	Generation int32     `json:"generation"` // of the group when written
@@ -41,6 +41,7 @@ type Status struct {
 
 // Instance states in the status topic.
 const (
+	StateStarting = "starting" // opening its sources and sinks
 	StateRunning  = "running"
 	StateFinished = "finished" // its bounded sources are exhausted
 	StateFailed   = "failed"   // it stopped on an error; restarted after a pause

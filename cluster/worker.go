@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"pipe.dev/pipe/exec"
+	"pipe.dev/pipe/exec/state"
 	"pipe.dev/pipe/stdlib"
 )
 
@@ -516,7 +517,7 @@ func (w *Worker) start(id string) {
 		return
 	}
 	ctx, cancel := context.WithCancel(w.runCtx)
-	in := &instance{id: id, version: def.Version, cancel: cancel, done: make(chan struct{}), handle: exec.NewHandle()}
+	in := &instance{id: id, version: def.Version, cancel: cancel, done: make(chan struct{})}
 	w.running[id] = in
 	gen := w.generation
 	go w.runInstance(ctx, in, def, gen)
@@ -543,20 +544,43 @@ func (w *Worker) runInstance(ctx context.Context, in *instance, def Definition, 
 		}
 	}
 	pause := time.Second
+	status(StateStarting, nil, nil)
 	for {
 		p, err := compileDef(w.cfg.Registry, def)
 		red := &exec.Redactor{}
+		started := time.Now()
 		if err == nil {
-			status(StateRunning, nil, nil)
-			log.Info("instance started")
+			h := exec.NewHandle()
+			w.mu.Lock()
+			in.handle = h
+			w.mu.Unlock()
 			cfg := &exec.Config{
 				Registry: w.cfg.Registry,
 				StateDir: filepath.Join(w.cfg.StateDir, def.Name),
 				Logger:   slog.New(red.Handler(log.Handler())),
 				Redactor: red,
-				Handle:   in.handle,
+				Handle:   h,
 			}
+			done := make(chan struct{})
+			go func() {
+				// "running" once every source and sink is open.
+				t := time.NewTicker(50 * time.Millisecond)
+				defer t.Stop()
+				for {
+					select {
+					case <-done:
+						return
+					case <-t.C:
+					}
+					if st, _ := h.State(); st == exec.Running {
+						status(StateRunning, nil, nil)
+						log.Info("instance running")
+						return
+					}
+				}
+			}()
 			err = exec.Run(ctx, p, cfg)
+			close(done)
 		}
 		if ctx.Err() != nil {
 			if !in.quiet {
@@ -571,14 +595,27 @@ func (w *Worker) runInstance(ctx context.Context, in *instance, def Definition, 
 			<-ctx.Done()
 			return
 		}
-		status(StateFailed, err, red)
-		log.Warn("instance failed; starting it again", "error", red.Redact(err.Error()), "after", pause)
+		wait := pause
+		if errors.Is(err, state.ErrLocked) {
+			// Its previous owner has not let go of its state yet (it is
+			// draining, or paused and about to learn it lost the
+			// instance): retry soon, without counting a failure.
+			log.Info("instance waits for its state directory", "error", red.Redact(err.Error()))
+			wait = 200 * time.Millisecond
+		} else {
+			if time.Since(started) > 10*pause {
+				pause = time.Second // it ran a good while: a new failure
+				wait = pause
+			}
+			status(StateFailed, err, red)
+			log.Warn("instance failed; starting it again", "error", red.Redact(err.Error()), "after", wait)
+			pause = min(2*pause, time.Minute)
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(pause):
+		case <-time.After(wait):
 		}
-		pause = min(2*pause, time.Minute)
 		for !w.isMember() {
 			// Not restarted while this worker may have lost it: the
 			// group's answer stops it or keeps it.
