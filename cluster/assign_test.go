@@ -119,3 +119,21 @@ func TestAssignDropsDuplicatesAndRemoved(t *testing.T) {
 		t.Fatalf("assigned %v", d.Assigned)
 	}
 }
+
+func TestStatusSupersedes(t *testing.T) {
+	running := Status{Worker: "w2", State: StateRunning, Generation: 5}
+	for _, c := range []struct {
+		st   Status
+		want bool
+	}{
+		{Status{Worker: "w1", State: StateStopped, Generation: 4}, false}, // the old owner stopping late
+		{Status{Worker: "w1", State: StateFailed, Generation: 4}, false},  // the old owner fenced
+		{Status{Worker: "w2", State: StateFailed, Generation: 5}, true},
+		{Status{Worker: "w1", State: StateStarting, Generation: 1}, true}, // the group began again
+		{Status{Worker: "w3", State: StateRunning, Generation: 6}, true},
+	} {
+		if got := supersedes(c.st, running); got != c.want {
+			t.Errorf("%+v after %+v: supersedes %v, want %v", c.st, running, got, c.want)
+		}
+	}
+}

@@ -46,8 +46,11 @@
 //   - NAME-status: key the instance id, value a JSON [Status] (worker,
 //     state, last error, version and group generation), written by the
 //     worker running the instance when it starts, finishes, fails or
-//     stops. Of two statuses the one of the later generation wins, so a
-//     stopping worker's last word does not hide its successor's.
+//     stops. A status of an earlier generation than the one it follows,
+//     from another worker, is ignored unless it is "starting", so a
+//     stopping or fenced worker's last word does not hide its
+//     successor's, and a group whose generations begin again (it was
+//     empty) still shows its new starts.
 //
 // Every worker reads both topics from the start and keeps their latest
 // values; the REST API answers from them.

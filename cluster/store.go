@@ -151,9 +151,11 @@ func (s *store) read(ctx context.Context) {
 				if json.Unmarshal(r.Value, &st) != nil {
 					return
 				}
-				// A stopping worker's last word must not hide the
-				// state its successor wrote in a later generation.
-				if old, ok := s.statuses[key]; ok && st.Generation < old.Generation {
+				// A stopping (or fenced) worker's last word must not
+				// hide the state its successor wrote in a later
+				// generation. A start always counts: a group that was
+				// empty may begin its generations again from 1.
+				if old, ok := s.statuses[key]; ok && !supersedes(st, old) {
 					return
 				}
 				s.statuses[key] = st
@@ -168,6 +170,11 @@ func (s *store) read(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// supersedes reports whether status st, read after old, replaces it.
+func supersedes(st, old Status) bool {
+	return st.Generation >= old.Generation || st.Worker == old.Worker || st.State == StateStarting
 }
 
 // waitRead blocks until the store has read topic up to offset end

@@ -148,7 +148,7 @@ func cmdDeploy(e *env, args []string) int {
 		st, err := c.Status(ctx, d.Name)
 		if err == nil && len(st.Instances) > 0 {
 			in := st.Instances[0]
-			if in.Version == d.Version && in.State != "unassigned" {
+			if in.Version == d.Version && in.State != "unassigned" && in.State != cluster.StateStarting {
 				printInstances(e, st)
 				if in.State == cluster.StateFailed {
 					return exitFindings
