@@ -427,3 +427,15 @@ func dedupe(ds lang.Diagnostics) lang.Diagnostics {
 	}
 	return out
 }
+
+// Runnable adds to diags, for a file that checks clean but holds no
+// stages (a library of schemas and defs), the error PIPE206: a run, or a
+// deployment to a cluster, needs something to run.
+func Runnable(prog *Program, diags lang.Diagnostics, file string) lang.Diagnostics {
+	if diags.HasErrors() || prog == nil || len(prog.Stages) > 0 {
+		return diags
+	}
+	start := lang.Pos{Offset: 0, Line: 1, Column: 1}
+	return append(diags, lang.Errorf(lang.NoSource, lang.Span{File: file, Start: start, End: start},
+		"the file is a library of schemas and defs: it has no stages to run"))
+}

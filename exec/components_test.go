@@ -17,7 +17,8 @@ import (
 // memSource emits count records per partition: {"id", "part", "amount",
 // "user"}, offsets 0..count-1. attrs: partitions, count, batch, bad (every
 // bad-th offset is malformed), endless (ignore count), delay (per Read),
-// idle (Read blocks until cancelled), rows (emit stdlib.Row values),
+// idle (Read blocks until cancelled), hold (after count records Read
+// blocks until cancelled instead of ending), rows (emit stdlib.Row values),
 // identity (of every partition).
 type memSource struct {
 	cfg     stdlib.Config
@@ -111,6 +112,10 @@ func (s *memSource) Read(ctx context.Context) ([]stdlib.Record, error) {
 		}
 		s.next[p] = off
 		return out, nil
+	}
+	if s.cfg.Bool("hold") {
+		<-ctx.Done()
+		return nil, ctx.Err()
 	}
 	return nil, stdlib.ErrEndOfInput
 }

@@ -23,6 +23,10 @@ type coordinator struct {
 	done      int  // source tasks exhausted or stopped
 	finishing bool // every source task is done: the final checkpoint is due
 	again     bool // a checkpoint was asked for while one was in flight
+
+	// Records the source tasks had read when the last checkpoint started,
+	// and at the previous look for quiet input (quiet).
+	readAtStart, readAtLook int64
 }
 
 // pending is a checkpoint in flight.
@@ -53,6 +57,8 @@ func (r *run) coordinate() {
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	look := time.NewTicker(quietLook(interval))
+	defer look.Stop()
 	for {
 		var ok bool
 		select {
@@ -60,6 +66,8 @@ func (r *run) coordinate() {
 			return
 		case <-tick.C:
 			ok = c.tick()
+		case <-look.C:
+			ok = c.quiet()
 		case reply := <-r.cpReq:
 			ok = c.request(reply)
 		case m := <-r.ctrl:
@@ -80,6 +88,7 @@ func (r *run) coordinate() {
 
 // start sends the barrier of a new checkpoint to every source task.
 func (c *coordinator) start(final bool) bool {
+	c.readAtStart = c.read() // before the barriers: what it counts, they cover
 	c.cur = &pending{id: c.next, final: final, pos: map[*sourceTask][]stdlib.Position{}}
 	c.began = time.Now()
 	c.next++
@@ -96,6 +105,36 @@ func (c *coordinator) start(final bool) bool {
 // tick starts a periodic checkpoint unless one is in flight.
 func (c *coordinator) tick() bool {
 	if c.cur == nil && !c.finishing {
+		return c.start(false)
+	}
+	return true
+}
+
+// quietLook is how often the coordinator looks whether the input went
+// quiet: a twentieth of the checkpoint interval, between 5 ms and 250 ms.
+func quietLook(interval time.Duration) time.Duration {
+	return min(max(interval/20, 5*time.Millisecond), 250*time.Millisecond)
+}
+
+// read is how many records the source tasks have read.
+func (c *coordinator) read() int64 {
+	var n int64
+	for _, t := range c.r.sources {
+		n += t.s.metrics[t.task].received.Load()
+	}
+	return n
+}
+
+// quiet starts a checkpoint ahead of the interval when the sources read
+// records since the last checkpoint started and none since the previous
+// look: the input went quiet, and what it brought is made durable (for
+// exactly-once sinks: visible) now rather than up to an interval later.
+// Input that keeps coming is checkpointed at the interval as before.
+func (c *coordinator) quiet() bool {
+	n := c.read()
+	still := n == c.readAtLook
+	c.readAtLook = n
+	if still && n != c.readAtStart && c.cur == nil && !c.finishing {
 		return c.start(false)
 	}
 	return true

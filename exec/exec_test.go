@@ -617,6 +617,43 @@ func TestIdleSourceDoesNotBlockCheckpoints(t *testing.T) {
 	}
 }
 
+// TestQuietInputCheckpoints: input that stops coming without ending is
+// checkpointed without waiting for the (hour-long) interval.
+func TestQuietInputCheckpoints(t *testing.T) {
+	env := newTestEnv(t)
+	p := newPlan(time.Hour, []*plan.Stage{
+		stage("in", "source", "mem", 1, attr("count", ival(50)), attr("batch", ival(10)), attr("hold", bval(true))),
+		stage("out", "sink", "memsink", 2, attr("exactly", bval(true))),
+	}, edge("in", "out"))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- env.run(ctx, p, t.TempDir()) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := env.sink("out")
+		st.mu.Lock()
+		var covered int64 = -1
+		if n := len(st.cps); n > 0 && len(st.cps[n-1].Positions) == 1 {
+			covered = st.cps[n-1].Positions[0].Offset
+		}
+		st.mu.Unlock()
+		if covered == 49 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint covering the 50 records read 30 s ago (last covers offset %d)", covered)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	if n := len(env.output("out")); n != 50 {
+		t.Fatalf("out holds %d records, want 50", n)
+	}
+}
+
 // TestCrashRecoveryDeadLetter crashes runs whose malformed records go to an
 // exactly-once dead-letter sink: after the restarts the dead-letter sink
 // holds each malformed record once, the main sink each good record once.

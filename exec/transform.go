@@ -54,6 +54,10 @@ type transformTask struct {
 type rowPlan struct {
 	in, out *stdlib.Shape
 	from    []int
+	// forward: every kept field moves to its own position or an earlier
+	// one (from[k] >= k), so the values can be moved in place, in order,
+	// without a copy of the row's former values.
+	forward bool
 }
 
 func newTransformTask(r *run, s *stageRT, task int, cfg stdlib.Config) (*transformTask, error) {
@@ -409,6 +413,21 @@ func (t *transformTask) mapRow(row *stdlib.Row) bool {
 		t.vals = append(t.vals, v)
 	}
 	pl := t.rowPlan(row.Shape())
+	if vals := row.Vals(); pl.forward && len(pl.from) <= cap(vals) {
+		// In place: position k is written after every position below it
+		// was, and reads one at or above it, not yet written.
+		full := vals[:max(len(vals), len(pl.from))]
+		for k, f := range pl.from {
+			if f >= 0 {
+				full[k] = full[f]
+			} else {
+				full[k] = t.vals[-1-f]
+			}
+		}
+		row.Reshape(pl.out) // keeps the values set, drops those past the shape
+		clear(t.vals)
+		return true
+	}
 	in := append(t.rowIn[:0], row.Vals()...)
 	out := row.Reshape(pl.out)
 	for k, f := range pl.from {
@@ -448,7 +467,11 @@ func (t *transformTask) rowPlan(in *stdlib.Shape) *rowPlan {
 			from = append(from, -1-k)
 		}
 	}
-	t.plan = rowPlan{in: in, out: stdlib.NewShape(names...), from: from}
+	forward := true
+	for k, f := range from {
+		forward = forward && (f < 0 || f >= k)
+	}
+	t.plan = rowPlan{in: in, out: stdlib.NewShape(names...), from: from, forward: forward}
 	return &t.plan
 }
 

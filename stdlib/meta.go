@@ -82,67 +82,44 @@ func StreamEntryID(offset int64) string {
 
 // The metadata of message broker sources (Record.Msg).
 var (
-	MetaExchange = MetaField{Name: "exchange", Type: types.StringType,
-		Doc: "the RabbitMQ exchange the message was published to (\"\" for the default exchange)",
-		get: func(r *Record) any {
-			if r.Msg == nil {
-				return ""
-			}
-			return r.Msg.Exchange
-		}}
-	MetaRoutingKey = MetaField{Name: "routing_key", Type: types.StringType,
-		Doc: "the routing key the RabbitMQ message was published with",
-		get: func(r *Record) any {
-			if r.Msg == nil {
-				return ""
-			}
-			return r.Msg.RoutingKey
-		}}
-	MetaRedelivered = MetaField{Name: "redelivered", Type: types.BoolType,
-		Doc: "true when the broker delivered the message before without an acknowledgement (a consumer died or its connection broke): it may have been processed already",
-		get: func(r *Record) any {
-			if r.Msg == nil {
-				return false
-			}
-			return r.Msg.Redelivered
-		}}
-	MetaMessageID = MetaField{Name: "message_id", Type: types.StringType.WithOptional(true),
-		Doc: "the message id its producer set (AMQP message-id property), or null",
-		get: func(r *Record) any {
-			if r.Msg == nil || r.Msg.MessageID == "" {
+	MetaExchange = msgField("exchange", types.StringType,
+		"the RabbitMQ exchange the message was published to (\"\" for the default exchange)",
+		"", func(m *MessageMeta) any { return m.Exchange })
+	MetaRoutingKey = msgField("routing_key", types.StringType,
+		"the routing key the RabbitMQ message was published with",
+		"", func(m *MessageMeta) any { return m.RoutingKey })
+	MetaRedelivered = msgField("redelivered", types.BoolType,
+		"true when the broker delivered the message before without an acknowledgement (a consumer died or its connection broke): it may have been processed already",
+		false, func(m *MessageMeta) any { return m.Redelivered })
+	MetaMessageID = msgField("message_id", types.StringType.WithOptional(true),
+		"the message id its producer set (AMQP message-id property), or null",
+		nil, func(m *MessageMeta) any {
+			if m.MessageID == "" {
 				return nil
 			}
-			return r.Msg.MessageID
-		}}
+			return m.MessageID
+		})
+	MetaQoS = msgField("qos", types.IntType,
+		"the MQTT QoS the message was delivered with: the lower of its publisher's and the subscription's",
+		nil, func(m *MessageMeta) any { return int64(m.QoS) })
+	MetaRetained = msgField("retained", types.BoolType,
+		"true for a retained MQTT message: one the broker kept for its topic and sent on subscribing, not as it was published",
+		nil, func(m *MessageMeta) any { return m.Retained })
+	MetaPacketID = msgField("packet_id", types.IntType,
+		"the MQTT packet identifier the broker delivered the message under (0 at QoS 0); reused once acknowledged, so no identity of the message",
+		nil, func(m *MessageMeta) any { return int64(m.PacketID) })
 )
 
-// The metadata of message broker sources (Record.Msg).
-var (
-	MetaQoS = MetaField{Name: "qos", Type: types.IntType,
-		Doc: "the MQTT QoS the message was delivered with: the lower of its publisher's and the subscription's",
-		get: func(r *Record) any {
-			if r.Msg == nil {
-				return nil
-			}
-			return int64(r.Msg.QoS)
-		}}
-	MetaRetained = MetaField{Name: "retained", Type: types.BoolType,
-		Doc: "true for a retained MQTT message: one the broker kept for its topic and sent on subscribing, not as it was published",
-		get: func(r *Record) any {
-			if r.Msg == nil {
-				return nil
-			}
-			return r.Msg.Retained
-		}}
-	MetaPacketID = MetaField{Name: "packet_id", Type: types.IntType,
-		Doc: "the MQTT packet identifier the broker delivered the message under (0 at QoS 0); reused once acknowledged, so no identity of the message",
-		get: func(r *Record) any {
-			if r.Msg == nil {
-				return nil
-			}
-			return int64(r.Msg.PacketID)
-		}}
-)
+// msgField is a metadata field read from Record.Msg by get; it is zero
+// for a record without one.
+func msgField(name string, t *types.Type, doc string, zero any, get func(*MessageMeta) any) MetaField {
+	return MetaField{Name: name, Type: t, Doc: doc, get: func(r *Record) any {
+		if r.Msg == nil {
+			return zero
+		}
+		return get(r.Msg)
+	}}
+}
 
 // metaFields is every metadata field, in the order meta lists them.
 var metaFields = []MetaField{MetaTopic, MetaPartition, MetaOffset, MetaKey, MetaTimestamp, MetaHeaders, MetaSubject, MetaObject,

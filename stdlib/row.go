@@ -32,6 +32,31 @@ func NewRow(s *Shape) *Row {
 	return r
 }
 
+// RowArena hands out rows from chunks allocated together, so that a
+// source building a row per record allocates once per rowArenaChunk
+// records rather than once per record. A chunk stays alive while any of
+// its rows does; rows live as long as their batch, and the batches of a
+// source are handed on in order, so chunks are short-lived too. The zero
+// RowArena is ready to use; a RowArena is not safe for concurrent use.
+type RowArena struct {
+	rows []Row
+}
+
+// rowArenaChunk is how many rows a RowArena allocates at once.
+const rowArenaChunk = 128
+
+// NewRow returns a row of shape s with every value nil, as NewRow does.
+func (a *RowArena) NewRow(s *Shape) *Row {
+	if len(a.rows) == cap(a.rows) {
+		a.rows = make([]Row, 0, rowArenaChunk)
+	}
+	a.rows = a.rows[:len(a.rows)+1]
+	r := &a.rows[len(a.rows)-1]
+	r.shape = s
+	r.vals = r.slots(len(s.names))
+	return r
+}
+
 func (r *Row) slots(n int) []any {
 	if n <= rowInline {
 		return r.inline[:n]
@@ -55,7 +80,9 @@ func (r *Row) Get(name string) (any, bool) {
 }
 
 // Reshape gives the row shape s and returns its values to set, in s's
-// order; their content is undefined. The row's former values are lost.
+// order. Values at positions below both the former and the new length,
+// and those at higher positions within cap(r.Vals()) that the caller set
+// before, are kept; values past the new length are dropped.
 func (r *Row) Reshape(s *Shape) []any {
 	r.shape = s
 	if n := len(s.names); n <= cap(r.vals) {

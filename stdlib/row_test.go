@@ -96,3 +96,37 @@ func TestMaterialize(t *testing.T) {
 		t.Errorf("Materialize(row) = %v", got)
 	}
 }
+
+func TestRowArena(t *testing.T) {
+	var a RowArena
+	narrow, wide := NewShape("a", "b"), NewShape("f1", "f2", "f3", "f4", "f5", "f6", "f7", "f8", "f9", "f10")
+	var rows []*Row
+	for i := range 3 * rowArenaChunk {
+		s := narrow
+		if i%3 == 0 {
+			s = wide
+		}
+		r := a.NewRow(s)
+		if r.Shape() != s || len(r.Vals()) != s.Len() {
+			t.Fatalf("row %d: shape %v with %d values", i, r.Shape().Names(), len(r.Vals()))
+		}
+		for j := range r.Vals() {
+			if r.Vals()[j] != nil {
+				t.Fatalf("row %d: value %d not nil", i, j)
+			}
+			r.Vals()[j] = int64(i*100 + j)
+		}
+		rows = append(rows, r)
+	}
+	// No row shares its values with another.
+	for i, r := range rows {
+		for j, v := range r.Vals() {
+			if v != int64(i*100+j) {
+				t.Fatalf("row %d value %d = %v", i, j, v)
+			}
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { a.NewRow(narrow) }); n > 0.1 {
+		t.Errorf("%.2f allocations per row", n)
+	}
+}

@@ -291,6 +291,15 @@ func (c Config) RecordType() *types.Type {
 	return nil
 }
 
+// Log returns the component's logger: Logger, or one that discards
+// everything when Logger is nil.
+func (c Config) Log() *slog.Logger {
+	if c.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return c.Logger
+}
+
 // Has reports whether attribute name is set.
 func (c Config) Has(name string) bool { _, ok := c.Attrs[name]; return ok }
 

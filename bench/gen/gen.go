@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -48,12 +49,88 @@ func AppendRecord(dst []byte, seed uint64, i int) []byte {
 	return append(dst, `"}`...)
 }
 
+// Record shapes of the benchmark input: the 6 fields of AppendRecord
+// alone, those and 24 more flat fields (30 in all), or those and a nested
+// object that brings a line to about 2 KiB.
+const (
+	Narrow = "narrow"
+	Wide   = "wide"
+	Nested = "nested"
+)
+
+// Shapes lists the record shapes Write knows.
+var Shapes = []string{Narrow, Wide, Nested}
+
+// AppendShaped appends record number i of the stream for seed in the
+// given shape (one of Shapes), without a newline. Every shape starts with
+// AppendRecord's six fields, so the benchmark transform applies to each.
+func AppendShaped(dst []byte, shape string, seed uint64, i int) []byte {
+	start := len(dst)
+	dst = AppendRecord(dst, seed, i)
+	switch shape {
+	case Wide:
+		dst = dst[:len(dst)-1] // reopen the object
+		r := mix(seed^0x5A5A, uint64(i))
+		for f := 7; f <= 30; f++ {
+			dst = append(dst, `,"f`...)
+			dst = strconv.AppendInt(dst, int64(f), 10)
+			dst = append(dst, `":`...)
+			v := (r >> (f % 40)) % 100000
+			switch f % 4 {
+			case 0:
+				dst = strconv.AppendUint(dst, v, 10)
+			case 1:
+				dst = append(dst, `"s`...)
+				dst = strconv.AppendUint(dst, v, 36)
+				dst = append(dst, '"')
+			case 2:
+				dst = strconv.AppendFloat(dst, float64(v)/100, 'f', -1, 64)
+			default:
+				dst = strconv.AppendBool(dst, v%2 == 0)
+			}
+		}
+		dst = append(dst, '}')
+	case Nested:
+		dst = dst[:len(dst)-1]
+		r := mix(seed^0xA5A5, uint64(i))
+		dst = append(dst, `,"detail":{"address":{"street":"Keizersgracht `...)
+		dst = strconv.AppendUint(dst, r%999, 10)
+		dst = append(dst, `","city":"Amsterdam","zip":"1015 CJ","geo":{"lat":52.37,"lon":4.89}},"items":[`...)
+		for k := 0; k < 12; k++ {
+			if k > 0 {
+				dst = append(dst, ',')
+			}
+			v := (r >> (k * 4)) % 10000
+			dst = append(dst, `{"sku":"SKU-`...)
+			dst = strconv.AppendUint(dst, v, 10)
+			dst = append(dst, `","qty":`...)
+			dst = strconv.AppendUint(dst, 1+v%9, 10)
+			dst = append(dst, `,"price":`...)
+			dst = strconv.AppendFloat(dst, float64(v)/100, 'f', -1, 64)
+			dst = append(dst, `,"tags":["gift","sale"],"ok":true}`...)
+		}
+		dst = append(dst, `],"note":"`...)
+		for len(dst)-start < 2036 {
+			dst = append(dst, "lorem ipsum "...)
+		}
+		dst = append(dst, `"}}`...)
+	}
+	return dst
+}
+
 // Write writes records 1..n of the stream for seed to w, one per line.
-func Write(w io.Writer, n int, seed uint64) error {
+func Write(w io.Writer, n int, seed uint64) error { return WriteShaped(w, Narrow, n, seed) }
+
+// WriteShaped writes records 1..n of the stream for seed in the given
+// shape (one of Shapes) to w, one per line.
+func WriteShaped(w io.Writer, shape string, n int, seed uint64) error {
+	if !slices.Contains(Shapes, shape) {
+		return fmt.Errorf("unknown shape %q (want one of %v)", shape, Shapes)
+	}
 	bw := bufio.NewWriterSize(w, 1<<20)
 	var line []byte
 	for i := 1; i <= n; i++ {
-		line = AppendRecord(line[:0], seed, i)
+		line = AppendShaped(line[:0], shape, seed, i)
 		line = append(line, '\n')
 		if _, err := bw.Write(line); err != nil {
 			return err

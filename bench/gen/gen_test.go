@@ -64,3 +64,38 @@ func TestCanonical(t *testing.T) {
 		t.Error("bad line accepted")
 	}
 }
+
+func TestWriteShaped(t *testing.T) {
+	for _, shape := range Shapes {
+		var a bytes.Buffer
+		if err := WriteShaped(&a, shape, 200, 3); err != nil {
+			t.Fatal(err)
+		}
+		for i, l := range strings.Split(strings.TrimSuffix(a.String(), "\n"), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(l), &m); err != nil {
+				t.Fatalf("%s line %d: %v", shape, i+1, err)
+			}
+			if m["id"] != float64(i+1) || m["user"] == nil || m["amount"] == nil {
+				t.Fatalf("%s line %d: %v", shape, i+1, m)
+			}
+			switch shape {
+			case Narrow:
+				if len(m) != 6 {
+					t.Fatalf("narrow line %d: %d fields", i+1, len(m))
+				}
+			case Wide:
+				if len(m) != 30 {
+					t.Fatalf("wide line %d: %d fields", i+1, len(m))
+				}
+			case Nested:
+				if len(l) < 2000 || len(l) > 2100 {
+					t.Fatalf("nested line %d: %d bytes", i+1, len(l))
+				}
+			}
+		}
+	}
+	if err := WriteShaped(&bytes.Buffer{}, "round", 1, 1); err == nil {
+		t.Fatal("unknown shape accepted")
+	}
+}

@@ -172,11 +172,8 @@ func compilePlan(e *env, path, format string, library bool) (*plan.Plan, int) {
 		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
 		return nil, exitUsage
 	}
-	if !diags.HasErrors() && len(prog.Stages) == 0 && !library {
-		// A library checks clean, but there is nothing to run in it.
-		start := lang.Pos{Offset: 0, Line: 1, Column: 1}
-		diags = append(diags, lang.Errorf(lang.NoSource, lang.Span{File: path, Start: start, End: start},
-			"the file is a library of schemas and defs: it has no stages to run"))
+	if !library {
+		diags = compiler.Runnable(prog, diags, path)
 	}
 	if diags.HasErrors() {
 		printDiagnostics(e.stderr, format, diags.Errors(), sources{})

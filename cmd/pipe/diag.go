@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -45,7 +44,7 @@ func (s sources) line(file string, n int) string {
 func printDiagnostics(w io.Writer, format string, ds lang.Diagnostics, srcs sources) error {
 	switch format {
 	case "json":
-		return writeJSONDiagnostics(w, ds)
+		return lang.WriteJSON(w, ds)
 	case "github":
 		for _, d := range ds {
 			level := "error"
@@ -100,35 +99,4 @@ func ghEscapeProp(s string) string {
 	s = ghEscape(s)
 	s = strings.ReplaceAll(s, ":", "%3A")
 	return strings.ReplaceAll(s, ",", "%2C")
-}
-
-// jsonDiagnostic is one entry of the versioned JSON diagnostics format.
-// Fields may be added, never renamed.
-type jsonDiagnostic struct {
-	Code     string         `json:"code"`
-	Name     string         `json:"name"`
-	Severity string         `json:"severity"`
-	File     string         `json:"file"`
-	Start    lang.Pos       `json:"start"`
-	End      lang.Pos       `json:"end"`
-	Message  string         `json:"message"`
-	Detail   string         `json:"detail,omitempty"`
-	Related  []lang.Related `json:"related,omitempty"`
-}
-
-func writeJSONDiagnostics(w io.Writer, ds lang.Diagnostics) error {
-	out := struct {
-		Version     int              `json:"version"`
-		Diagnostics []jsonDiagnostic `json:"diagnostics"`
-	}{Version: 1, Diagnostics: []jsonDiagnostic{}}
-	for _, d := range ds {
-		out.Diagnostics = append(out.Diagnostics, jsonDiagnostic{
-			Code: d.Code.String(), Name: d.Code.Name(), Severity: d.Severity.String(),
-			File: d.Span.File, Start: d.Span.Start, End: d.Span.End,
-			Message: d.Message, Detail: d.Detail, Related: d.Related,
-		})
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
 }

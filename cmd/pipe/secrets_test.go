@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"pipe.dev/pipe/internal/testkit"
 )
 
 // pgServer returns the test server's URL (PIPE_PG_URL or the local one) and
@@ -33,10 +35,7 @@ func pgServer(t *testing.T) (*url.URL, *pgx.Conn) {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("postgresql (PIPE_PG_URL or 127.0.0.1:5432) is not reachable: %v", err)
-		}
-		t.Skipf("postgresql (PIPE_PG_URL or 127.0.0.1:5432) is not reachable: %v", err)
+		testkit.Missing(t, "postgresql (PIPE_PG_URL or 127.0.0.1:5432) is not reachable: %v", err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return u, conn

@@ -31,14 +31,7 @@ func TestSaveLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	s2, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := s2.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := reopen(t, dir)
 	if got.ID != 3 || len(got.Positions) != 2 || got.Positions[0].Source != "a" {
 		t.Fatalf("got %+v", got)
 	}
@@ -67,14 +60,7 @@ func TestCrashLeavesPrevious(t *testing.T) {
 	if err := os.WriteFile(partial, []byte(`{"version":1,"id":8,"posi`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := s2.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := reopen(t, dir)
 	if !reflect.DeepEqual(*got, good) {
 		t.Fatalf("got %+v, want %+v", got, good)
 	}
@@ -140,4 +126,18 @@ func TestLock(t *testing.T) {
 		t.Fatalf("Open after Close: %v", err)
 	}
 	s2.Close()
+}
+
+// reopen opens the store in dir again and loads its last checkpoint.
+func reopen(t *testing.T, dir string) *Checkpoint {
+	t.Helper()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
 }

@@ -20,8 +20,11 @@ type Kill struct {
 	State string   // the state directory, kept across runs
 	Dir   string   // the runs' working directory
 	Env   []string // added to the environment
-	Name  string   // prefixes the runs' log lines
-	Kills int
+	// RunEnv, when not nil, adds to the environment of run i (from 0;
+	// the last run is number Kills).
+	RunEnv func(i int) []string
+	Name   string // prefixes the runs' log lines
+	Kills  int
 	// Life returns how long a run lives before its kill: 1 to 4 s when
 	// nil.
 	Life func() time.Duration
@@ -77,7 +80,7 @@ type run struct {
 	done chan error
 }
 
-func (k *Kill) start(t *testing.T) *run {
+func (k *Kill) start(t *testing.T, i int) *run {
 	t.Helper()
 	args := []string{"run", "-q", "--state-dir", k.State}
 	if lvl := os.Getenv("PIPE_KILLTEST_LOG"); lvl != "" {
@@ -85,6 +88,9 @@ func (k *Kill) start(t *testing.T) *run {
 	}
 	cmd := osexec.Command(k.Bin, append(args, k.File)...)
 	cmd.Env = append(os.Environ(), k.Env...)
+	if k.RunEnv != nil {
+		cmd.Env = append(cmd.Env, k.RunEnv(i)...)
+	}
 	cmd.Dir = k.Dir
 	cmd.Stdout = &LogWriter{T: t, Prefix: k.Name + ": "}
 	cmd.Stderr = cmd.Stdout
@@ -116,7 +122,7 @@ func (k *Kill) Run(t *testing.T) {
 		produced <- k.Produce()
 	}()
 	for i := range k.Kills {
-		r := k.start(t)
+		r := k.start(t, i)
 		select {
 		case err := <-r.done:
 			if k.Ends && err == nil {
@@ -144,7 +150,7 @@ func (k *Kill) Run(t *testing.T) {
 	}
 	// The last run starts while the input may still arrive: a server
 	// restart (During) hits it in the middle of the stream.
-	r := k.start(t)
+	r := k.start(t, k.Kills)
 	early := time.After(time.Second) // a SIGTERM before pipe run handles signals would kill it
 	if k.During != nil {
 		k.During(t)

@@ -12,6 +12,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // TestSourceAcksAfterCommit checks that the source acknowledges nothing
@@ -24,7 +25,7 @@ func TestSourceAcksAfterCommit(t *testing.T) {
 	e.publish(q, 0, 10)
 
 	s := openSource(t, sourceConfig(t, map[string]any{"queue": q}))
-	recs := readN(t, s, 10, 10*time.Second)
+	recs := stdlibtest.ReadN(t, s, 10, 10*time.Second)
 	for i, r := range recs {
 		v := r.Value.(map[string]any)
 		if v["n"] != int64(i) || r.Pos.Offset != int64(i+1) || r.Pos.Partition != q || r.Pos.Source != "src" {
@@ -42,7 +43,7 @@ func TestSourceAcksAfterCommit(t *testing.T) {
 
 	// Nothing was committed: all ten come again, redelivered.
 	s = openSource(t, sourceConfig(t, map[string]any{"queue": q}))
-	recs = readN(t, s, 10, 10*time.Second)
+	recs = stdlibtest.ReadN(t, s, 10, 10*time.Second)
 	for i, r := range recs {
 		if !r.Msg.Redelivered || r.Value.(map[string]any)["n"] != int64(i) {
 			t.Fatalf("after a close without commit, record %d: redelivered %v, value %v", i, r.Msg.Redelivered, r.Value)
@@ -61,7 +62,7 @@ func TestSourceAcksAfterCommit(t *testing.T) {
 	s.Close(t.Context())
 
 	s = openSource(t, sourceConfig(t, map[string]any{"queue": q}))
-	recs = readN(t, s, 4, 10*time.Second)
+	recs = stdlibtest.ReadN(t, s, 4, 10*time.Second)
 	var got []int64
 	for _, r := range recs {
 		got = append(got, r.Value.(map[string]any)["n"].(int64))
@@ -103,7 +104,7 @@ func TestSourceDeclareBindDecodeError(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	recs := readN(t, s, 3, 10*time.Second)
+	recs := stdlibtest.ReadN(t, s, 3, 10*time.Second)
 	if recs[0].Err != nil || recs[1].Err == nil || recs[2].Err != nil {
 		t.Fatalf("errors: %v, %v, %v", recs[0].Err, recs[1].Err, recs[2].Err)
 	}
@@ -131,7 +132,7 @@ func TestSourcePrefetch(t *testing.T) {
 	q := e.queue("q")
 	e.publish(q, 0, 50)
 	s := openSource(t, sourceConfig(t, map[string]any{"queue": q, "prefetch": int64(20), "max_wait": 300 * time.Millisecond}))
-	recs := readN(t, s, 20, 10*time.Second)
+	recs := stdlibtest.ReadN(t, s, 20, 10*time.Second)
 	more, err := s.Read(t.Context())
 	if err != nil || len(recs)+len(more) != 20 {
 		t.Fatalf("read %d + %d (%v) with prefetch 20", len(recs), len(more), err)
@@ -139,7 +140,7 @@ func TestSourcePrefetch(t *testing.T) {
 	if err := s.Commit(t.Context(), []stdlib.Position{{Source: "src", Partition: q, Offset: 20}}); err != nil {
 		t.Fatal(err)
 	}
-	if recs = readN(t, s, 20, 10*time.Second); recs[0].Value.(map[string]any)["n"] != int64(20) {
+	if recs = stdlibtest.ReadN(t, s, 20, 10*time.Second); recs[0].Value.(map[string]any)["n"] != int64(20) {
 		t.Fatalf("after the commit, first record %v", recs[0].Value)
 	}
 }
@@ -153,7 +154,7 @@ func TestSourceReconnect(t *testing.T) {
 	p := newProxy(t)
 	e.publish(q, 0, 20)
 	s := openSource(t, sourceConfig(t, map[string]any{"queue": q, "url": p.url(), "retry_timeout": 30 * time.Second}))
-	first := readN(t, s, 20, 10*time.Second)
+	first := stdlibtest.ReadN(t, s, 20, 10*time.Second)
 	if err := s.Commit(t.Context(), []stdlib.Position{{Source: "src", Partition: q, Offset: first[9].Pos.Offset}}); err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +165,7 @@ func TestSourceReconnect(t *testing.T) {
 	seen := map[int64]bool{}
 	var last stdlib.Position
 	for !seen[19] {
-		for _, r := range readN(t, s, 1, 20*time.Second) {
+		for _, r := range stdlibtest.ReadN(t, s, 1, 20*time.Second) {
 			n := r.Value.(map[string]any)["n"].(int64)
 			if !r.Msg.Redelivered || r.Pos.Offset <= 20 || r.Pos.Offset <= last.Offset {
 				t.Fatalf("after reconnect, record %d: redelivered=%v at %v", n, r.Msg.Redelivered, r.Pos)

@@ -15,7 +15,9 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"pipe.dev/pipe/internal/testkit"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // testURL is the server the tests use: PIPE_AMQP_URL, or the local one.
@@ -41,10 +43,7 @@ func newRMQ(t testing.TB) *rmq {
 	t.Helper()
 	cn, err := amqp.Dial(testURL())
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("rabbitmq (PIPE_AMQP_URL or 127.0.0.1:5672) is not reachable: %v", err)
-		}
-		t.Skipf("rabbitmq (PIPE_AMQP_URL or 127.0.0.1:5672) is not reachable: %v", err)
+		testkit.Missing(t, "rabbitmq (PIPE_AMQP_URL or 127.0.0.1:5672) is not reachable: %v", err)
 	}
 	ch, err := cn.Channel()
 	if err != nil {
@@ -112,6 +111,21 @@ func (e *rmq) deleteExchange(x string) {
 // for the broker's confirms.
 func (e *rmq) publish(q string, from, to int) {
 	e.t.Helper()
+	var ms []amqp.Publishing
+	for n := from; n < to; n++ {
+		ms = append(ms, amqp.Publishing{
+			DeliveryMode: amqp.Persistent, MessageId: fmt.Sprintf("m%d", n),
+			Headers: amqp.Table{"h": "v", "n": int32(n)},
+			Body:    fmt.Appendf(nil, `{"n":%d}`, n),
+		})
+	}
+	e.publishAll(q, ms)
+}
+
+// publishAll publishes ms to the default exchange for queue q and waits
+// for the broker's confirms.
+func (e *rmq) publishAll(q string, ms []amqp.Publishing) {
+	e.t.Helper()
 	ch, err := e.cn.Channel()
 	if err != nil {
 		e.t.Fatal(err)
@@ -121,12 +135,8 @@ func (e *rmq) publish(q string, from, to int) {
 		e.t.Fatal(err)
 	}
 	var dcs []*amqp.DeferredConfirmation
-	for n := from; n < to; n++ {
-		dc, err := ch.PublishWithDeferredConfirm("", q, true, false, amqp.Publishing{
-			DeliveryMode: amqp.Persistent, MessageId: fmt.Sprintf("m%d", n),
-			Headers: amqp.Table{"h": "v", "n": int32(n)},
-			Body:    fmt.Appendf(nil, `{"n":%d}`, n),
-		})
+	for _, m := range ms {
+		dc, err := ch.PublishWithDeferredConfirm("", q, true, false, m)
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -213,31 +223,7 @@ func sinkConfig(t testing.TB, attrs map[string]any, exprs ...string) stdlib.Conf
 
 func openSource(t testing.TB, cfg stdlib.Config) *source {
 	t.Helper()
-	s, err := newSource(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Open(t.Context(), nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(context.Background()) })
-	return s
-}
-
-// readN reads until n records came or timeout passed.
-func readN(t testing.TB, s *source, n int, timeout time.Duration) []stdlib.Record {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), timeout)
-	defer cancel()
-	var out []stdlib.Record
-	for len(out) < n {
-		recs, err := s.Read(ctx)
-		if err != nil {
-			t.Fatalf("Read after %d records: %v", len(out), err)
-		}
-		out = append(out, recs...)
-	}
-	return out
+	return stdlibtest.OpenSource[*source](t, nil)(newSource(cfg))
 }
 
 // proxy forwards TCP connections to the server until the test ends; cut

@@ -2,6 +2,7 @@ package amqp
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -215,25 +216,10 @@ func checkSourceOutput(t *testing.T, file string, total int) int {
 // a while.
 func waitLines(t *testing.T, file string, want int, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last, quiet := -1, time.Time{}
-	for time.Now().Before(deadline) {
-		n := 0
-		if b, err := os.ReadFile(file); err == nil {
-			for _, c := range b {
-				if c == '\n' {
-					n++
-				}
-			}
-		}
-		if n != last {
-			last, quiet = n, time.Now()
-		} else if n >= want && time.Since(quiet) > 1500*time.Millisecond {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s has %d lines after %v, want at least %d", file, last, timeout, want)
+	proctest.WaitSettled(t, file+" lines", func() int {
+		b, _ := os.ReadFile(file)
+		return bytes.Count(b, []byte{'\n'})
+	}, want, timeout)
 }
 
 // TestKillRabbitMQSource SIGKILLs `pipe run` of a queue -> file pipeline

@@ -20,12 +20,12 @@ func TestSourceLag(t *testing.T) {
 		t.Helper()
 		stdlibtest.WantLag(t, s, stdlib.Lag{Partition: q, Behind: behind, Unit: "records"})
 	}
-	readN(t, s, 20, 10*time.Second)
+	stdlibtest.ReadN(t, s, 20, 10*time.Second)
 	want(30)
 	if err := s.Commit(t.Context(), []stdlib.Position{{Source: "src", Partition: q, Offset: 20}}); err != nil {
 		t.Fatal(err)
 	}
-	readN(t, s, 20, 10*time.Second)
+	stdlibtest.ReadN(t, s, 20, 10*time.Second)
 	want(10)
 	s.Close(t.Context())
 	e.publish(q, 50, 60)

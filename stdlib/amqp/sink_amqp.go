@@ -114,7 +114,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	}
 	s := &sink{
 		cfg:        cfg,
-		log:        cfg.Logger,
+		log:        cfg.Log(),
 		conn:       cn,
 		exchange:   cfg.String("exchange"),
 		key:        cfg.String("routing_key"),
@@ -124,9 +124,6 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		keyAt:      cfg.ExprIndex("routing_key"),
 		idAt:       cfg.ExprIndex("message_id"),
 		headersAt:  cfg.ExprIndex("headers"),
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Bool("persistent") {
 		s.mode = amqp.Persistent

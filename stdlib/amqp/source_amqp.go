@@ -125,16 +125,13 @@ func newSource(cfg stdlib.Config) (*source, error) {
 	}
 	s := &source{
 		cfg:      cfg,
-		log:      cfg.Logger,
+		log:      cfg.Log(),
 		conn:     cn,
 		queue:    cfg.String("queue"),
 		prefetch: int(cfg.Int("prefetch")),
 		batch:    int(cfg.Int("batch")),
 		maxWait:  cfg.Duration("max_wait"),
 		session:  stdlib.SessionIdentity(),
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.part = s.queue
 	if cfg.Tasks > 1 {

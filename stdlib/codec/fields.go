@@ -76,15 +76,8 @@ func (c *jsonCodec) DecodeFieldsOwned(data []byte, names, keys []string, vals []
 
 // fields is object for the top-level object, appending to keys and vals.
 func (d *jsonDecoder) fields(keys []string, vals []any) ([]string, []any, error) {
-	d.depth++
-	d.i++ // '{'
-	d.skipSpace()
-	if d.i < len(d.s) && d.s[d.i] == '}' {
-		d.i++
-		d.depth--
-		return keys, vals, nil
-	}
-	for {
+	more, err := d.open('}')
+	for more && err == nil {
 		d.skipSpace()
 		if d.i >= len(d.s) || d.s[d.i] != '"' {
 			return keys, vals, d.errorf("expected a string key")
@@ -94,37 +87,21 @@ func (d *jsonDecoder) fields(keys []string, vals []any) ([]string, []any, error)
 			k = d.names[m]
 			d.i += len(k) + 2
 			d.named++
+			err = d.colon(k)
 		} else {
-			var err error
-			if k, err = d.str(); err != nil {
-				return keys, vals, err
-			}
+			k, err = d.key()
 		}
-		d.skipSpace()
-		if d.i >= len(d.s) || d.s[d.i] != ':' {
-			return keys, vals, d.errorf("expected ':' after key %q", k)
-		}
-		d.i++
-		v, err := d.value()
 		if err != nil {
 			return keys, vals, err
 		}
+		var v any
+		if v, err = d.value(); err != nil {
+			return keys, vals, err
+		}
 		keys, vals = append(keys, k), append(vals, v)
-		d.skipSpace()
-		if d.i >= len(d.s) {
-			return keys, vals, d.errorf("unexpected end of input in object")
-		}
-		switch d.s[d.i] {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
-			d.depth--
-			return keys, vals, nil
-		default:
-			return keys, vals, d.errorf("expected ',' or '}' in object, found %q", d.s[d.i])
-		}
+		more, err = d.next('}', "object")
 	}
+	return keys, vals, err
 }
 
 // hasName reports whether the string at d.i (its opening quote) is name,

@@ -115,88 +115,98 @@ func (d *jsonDecoder) literal(word string, v any) (any, error) {
 }
 
 func (d *jsonDecoder) object() (map[string]any, error) {
-	d.depth++
-	if d.depth > maxDepth {
-		return nil, d.errorf("nesting deeper than %d", maxDepth)
-	}
-	d.i++ // '{'
 	m := make(map[string]any, 8)
-	d.skipSpace()
-	if d.i < len(d.s) && d.s[d.i] == '}' {
-		d.i++
-		d.depth--
-		return m, nil
-	}
-	for {
-		d.skipSpace()
-		if d.i >= len(d.s) || d.s[d.i] != '"' {
-			return nil, d.errorf("expected a string key")
-		}
-		k, err := d.str()
-		if err != nil {
+	more, err := d.open('}')
+	for more && err == nil {
+		var k string
+		if k, err = d.key(); err != nil {
 			return nil, err
 		}
-		d.skipSpace()
-		if d.i >= len(d.s) || d.s[d.i] != ':' {
-			return nil, d.errorf("expected ':' after key %q", k)
-		}
-		d.i++
-		v, err := d.value()
-		if err != nil {
+		if m[k], err = d.value(); err != nil {
 			return nil, err
 		}
-		m[k] = v
-		d.skipSpace()
-		if d.i >= len(d.s) {
-			return nil, d.errorf("unexpected end of input in object")
-		}
-		switch d.s[d.i] {
-		case ',':
-			d.i++
-		case '}':
-			d.i++
-			d.depth--
-			return m, nil
-		default:
-			return nil, d.errorf("expected ',' or '}' in object, found %q", d.s[d.i])
-		}
+		more, err = d.next('}', "object")
 	}
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 func (d *jsonDecoder) array() ([]any, error) {
-	d.depth++
-	if d.depth > maxDepth {
-		return nil, d.errorf("nesting deeper than %d", maxDepth)
-	}
-	d.i++ // '['
 	l := []any{}
-	d.skipSpace()
-	if d.i < len(d.s) && d.s[d.i] == ']' {
-		d.i++
-		d.depth--
-		return l, nil
-	}
-	for {
-		v, err := d.value()
-		if err != nil {
+	more, err := d.open(']')
+	for more && err == nil {
+		var v any
+		if v, err = d.value(); err != nil {
 			return nil, err
 		}
 		l = append(l, v)
-		d.skipSpace()
-		if d.i >= len(d.s) {
-			return nil, d.errorf("unexpected end of input in array")
-		}
-		switch d.s[d.i] {
-		case ',':
-			d.i++
-		case ']':
-			d.i++
-			d.depth--
-			return l, nil
-		default:
-			return nil, d.errorf("expected ',' or ']' in array, found %q", d.s[d.i])
-		}
+		more, err = d.next(']', "array")
 	}
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// open enters the object or array whose opening byte is at d.i and
+// reports whether it has members (false when closing follows at once).
+func (d *jsonDecoder) open(closing byte) (bool, error) {
+	d.depth++
+	if d.depth > maxDepth {
+		return false, d.errorf("nesting deeper than %d", maxDepth)
+	}
+	d.i++ // '{' or '['
+	d.skipSpace()
+	if d.i < len(d.s) && d.s[d.i] == closing {
+		d.i++
+		d.depth--
+		return false, nil
+	}
+	return true, nil
+}
+
+// key reads an object's key and the ':' after it.
+func (d *jsonDecoder) key() (string, error) {
+	d.skipSpace()
+	if d.i >= len(d.s) || d.s[d.i] != '"' {
+		return "", d.errorf("expected a string key")
+	}
+	k, err := d.str()
+	if err != nil {
+		return "", err
+	}
+	return k, d.colon(k)
+}
+
+// colon reads the ':' after key k.
+func (d *jsonDecoder) colon(k string) error {
+	d.skipSpace()
+	if d.i >= len(d.s) || d.s[d.i] != ':' {
+		return d.errorf("expected ':' after key %q", k)
+	}
+	d.i++
+	return nil
+}
+
+// next reads what follows a member of an object or array (in): a ','
+// (another member follows: true) or its closing byte, which leaves it.
+func (d *jsonDecoder) next(closing byte, in string) (bool, error) {
+	d.skipSpace()
+	if d.i >= len(d.s) {
+		return false, d.errorf("unexpected end of input in %s", in)
+	}
+	switch d.s[d.i] {
+	case ',':
+		d.i++
+		return true, nil
+	case closing:
+		d.i++
+		d.depth--
+		return false, nil
+	}
+	return false, d.errorf("expected ',' or '%c' in %s, found %q", closing, in, d.s[d.i])
 }
 
 // str parses a string starting at the opening quote.
@@ -330,6 +340,16 @@ func hex4(s string, j int) (rune, bool) {
 	return r, true
 }
 
+// digits returns the end of the run of decimal digits at j, and whether
+// it has any.
+func (d *jsonDecoder) digits(j int) (int, bool) {
+	i := j
+	for i < len(d.s) && d.s[i] >= '0' && d.s[i] <= '9' {
+		i++
+	}
+	return i, i > j
+}
+
 // number parses a JSON number: int64 when it has no fraction or exponent
 // and fits, float64 otherwise.
 func (d *jsonDecoder) number() (any, error) {
@@ -339,40 +359,27 @@ func (d *jsonDecoder) number() (any, error) {
 		j++
 	}
 	intStart := j
-	for j < len(d.s) && d.s[j] >= '0' && d.s[j] <= '9' {
-		j++
-	}
-	if j == intStart || (d.s[intStart] == '0' && j-intStart > 1) {
+	j, ok := d.digits(j)
+	if !ok || (d.s[intStart] == '0' && j-intStart > 1) {
 		d.i = start
 		return nil, d.errorf("invalid number")
 	}
 	isInt := true
 	if j < len(d.s) && d.s[j] == '.' {
 		isInt = false
-		j++
-		f := j
-		for j < len(d.s) && d.s[j] >= '0' && d.s[j] <= '9' {
-			j++
-		}
-		if j == f {
-			d.i = start
-			return nil, d.errorf("invalid number")
-		}
+		j, ok = d.digits(j + 1)
 	}
-	if j < len(d.s) && (d.s[j] == 'e' || d.s[j] == 'E') {
+	if ok && j < len(d.s) && (d.s[j] == 'e' || d.s[j] == 'E') {
 		isInt = false
 		j++
 		if j < len(d.s) && (d.s[j] == '+' || d.s[j] == '-') {
 			j++
 		}
-		f := j
-		for j < len(d.s) && d.s[j] >= '0' && d.s[j] <= '9' {
-			j++
-		}
-		if j == f {
-			d.i = start
-			return nil, d.errorf("invalid number")
-		}
+		j, ok = d.digits(j)
+	}
+	if !ok {
+		d.i = start
+		return nil, d.errorf("invalid number")
 	}
 	d.i = j
 	lit := d.s[start:j]

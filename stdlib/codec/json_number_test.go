@@ -116,3 +116,34 @@ func TestStringsAcrossWords(t *testing.T) {
 		}
 	}
 }
+
+// TestNumberGrammar checks that the decoder takes exactly the numbers
+// encoding/json takes, with the value it gives.
+func TestNumberGrammar(t *testing.T) {
+	for _, s := range []string{"0", "-0", "01", "-01", "1.", "1.e3", ".5", "-", "1e", "1e+", "1E-", "1.5e3", "1.5E+3",
+		"-1.25e-2", "12", "1x", "0.0e0", "9223372036854775807", "-9223372036854775808", "1.5.2", "1ee2"} {
+		var want any
+		werr := json.Unmarshal([]byte(s), &want)
+		got, err := decodeValue(s, false)
+		if (err == nil) != (werr == nil) {
+			t.Errorf("%q: decode err %v, encoding/json err %v", s, err, werr)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		var f float64
+		switch g := got.(type) {
+		case int64:
+			f = float64(g)
+		case float64:
+			f = g
+		default:
+			t.Errorf("%q: decoded %T", s, got)
+			continue
+		}
+		if f != want.(float64) {
+			t.Errorf("%q: decoded %v, want %v", s, got, want)
+		}
+	}
+}

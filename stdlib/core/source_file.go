@@ -151,10 +151,7 @@ func newFileSource(cfg stdlib.Config) (*fileSource, error) {
 	if _, ok := c.(codec.HeaderCodec); ok && header != headerFalse {
 		lead = 2 // a header row is the same in many files
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := cfg.Log()
 	return &fileSource{
 		delimited: cfg.String("format") == "protobuf", ocf: cfg.String("format") == "avro",
 		cfg: cfg, log: log, pattern: path, follow: cfg.Bool("follow"), poll: cfg.Duration("poll"), header: header,
@@ -921,6 +918,7 @@ type rowDecoder struct {
 	// layouts vary too much to intern (shapes are never freed), and
 	// every record becomes a map.
 	shapes int
+	rows   stdlib.RowArena
 }
 
 const maxRowShapes = 64
@@ -953,7 +951,7 @@ func (rd *rowDecoder) decode(data []byte) (any, error) {
 		rd.shape = stdlib.NewShape(names...)
 		rd.shapes++
 	}
-	row := stdlib.NewRow(rd.shape)
+	row := rd.rows.NewRow(rd.shape)
 	copy(row.Vals(), vals)
 	return row, nil
 }

@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 	"math"
 	"runtime"
@@ -15,6 +14,8 @@ import (
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/codec"
+	"pipe.dev/pipe/stdlib/fn"
+	"pipe.dev/pipe/stdlib/retry"
 )
 
 func init() { stdlib.MustRegister(GenerateSpec) }
@@ -313,19 +314,7 @@ func uuid4(a, b uint64) string {
 		u[i] = byte(a >> (8 * i))
 		u[8+i] = byte(b >> (8 * i))
 	}
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], u[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], u[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], u[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], u[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], u[10:])
-	return string(s[:])
+	return fn.UUID4(u)
 }
 
 func literalType(v any) *types.Type {
@@ -425,6 +414,7 @@ func generateCheck(attrs map[string]any) []stdlib.AttrError {
 type generate struct {
 	stage     string
 	arena     codec.Arena // the reading goroutine's, with a rate
+	rowArena  stdlib.RowArena
 	recycler  *stdlib.Recycler
 	partition string
 	names     []string
@@ -535,16 +525,12 @@ func (g *generate) Read(ctx context.Context) ([]stdlib.Record, error) {
 	n = min(n, uint64(max(1, g.rate/10)))
 	due := g.started.Add(time.Duration(float64(g.local-g.startSeq) / g.rate * float64(time.Second)))
 	if d := time.Until(due); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
+		if err := retry.Sleep(ctx, d); err != nil {
+			return nil, err
 		}
 	}
 	batch := g.recycler.Batch(int(n))
-	g.fill(batch, g.local, &g.arena)
+	g.fill(batch, g.local, &g.arena, &g.rowArena)
 	g.local += n
 	g.handed.Store(g.local)
 	return batch, nil
@@ -558,8 +544,9 @@ func (g *generate) readAhead(ctx context.Context) ([]stdlib.Record, error) {
 		for range g.workers {
 			g.wg.Go(func() {
 				var a codec.Arena
+				var ra stdlib.RowArena
 				for j := range g.jobs {
-					g.fill(j.batch, j.seq, &a)
+					g.fill(j.batch, j.seq, &a, &ra)
 					close(j.done)
 				}
 			})
@@ -601,14 +588,14 @@ func genWorkers() int {
 }
 
 // fill builds the records numbered from local seq (of this task) on.
-func (g *generate) fill(batch []stdlib.Record, seq uint64, a *codec.Arena) {
+func (g *generate) fill(batch []stdlib.Record, seq uint64, a *codec.Arena, ra *stdlib.RowArena) {
 	names, gens := g.names, g.gens[:len(g.names)]
 	for i := range batch {
 		s := seq + uint64(i)
 		n := s*g.tasks + g.task
 		r := &batch[i]
 		if g.shape != nil {
-			row := stdlib.NewRow(g.shape)
+			row := ra.NewRow(g.shape)
 			vals := row.Vals()
 			for j := range vals {
 				vals[j] = gens[j](n, a)

@@ -404,6 +404,12 @@ var implUUID = stateless(func(args ...any) (any, error) {
 	if _, err := rand.Read(u[:]); err != nil {
 		return nil, fmt.Errorf("uuid: %v", err)
 	}
+	return UUID4(u), nil
+})
+
+// UUID4 formats the 16 random bytes u as a version 4, RFC 4122 variant
+// UUID: xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx.
+func UUID4(u [16]byte) string {
 	u[6] = u[6]&0x0f | 0x40 // version 4
 	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
 	var b [36]byte
@@ -416,8 +422,8 @@ var implUUID = stateless(func(args ...any) (any, error) {
 	hex.Encode(b[19:23], u[8:10])
 	b[23] = '-'
 	hex.Encode(b[24:], u[10:])
-	return string(b[:]), nil
-})
+	return string(b[:])
+}
 
 // Time.
 

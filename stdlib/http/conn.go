@@ -1,12 +1,10 @@
 package httpconn
 
 import (
-	"context"
 	"crypto/subtle"
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/retry"
@@ -120,19 +118,4 @@ func checkClient(attrs map[string]any) []stdlib.AttrError {
 		}
 	}
 	return errs
-}
-
-// sleep waits d, or until ctx ends (its error).
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -17,6 +17,7 @@ import (
 	"pipe.dev/pipe/compiler"
 	"pipe.dev/pipe/compiler/plan"
 	"pipe.dev/pipe/exec"
+	"pipe.dev/pipe/internal/testkit"
 	"pipe.dev/pipe/stdlib"
 	_ "pipe.dev/pipe/stdlib/kafka"
 	"pipe.dev/pipe/stdlib/kafka/devbroker"
@@ -33,7 +34,7 @@ func TestWebhookToKafkaExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port := testkit.FreePort(t)
 	text := strings.Replace(string(src), `"127.0.0.1:8080"`, fmt.Sprintf(`"127.0.0.1:%d"`, port), 1)
 	b, err := devbroker.Start(t.Context(), devbroker.Options{Topics: []devbroker.Topic{{Name: "webhooks", Partitions: 2}}})
 	if err != nil {

@@ -20,17 +20,8 @@ import (
 	"time"
 
 	"pipe.dev/pipe/internal/proctest"
+	"pipe.dev/pipe/internal/testkit"
 )
-
-// freePort returns a TCP port free on 127.0.0.1.
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // waitListening waits until something listens on port.
 func waitListening(t *testing.T, port int) {
@@ -60,7 +51,7 @@ func TestKillHTTPServer(t *testing.T) {
 	n, kills := proctest.KillTest(t, 2000, 12)
 	bin := proctest.BuildPipe(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testkit.FreePort(t)
 	out := filepath.Join(dir, "out", "records.jsonl")
 	file := filepath.Join(dir, "hook.pipe")
 	src := `pipeline hook_kill {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // pagedAPI serves items 1..total in pages of size after the cursor given
@@ -61,15 +62,7 @@ func newPollerFor(t *testing.T, dir, url string, resume stdlib.Resumer) *poller 
 	if errs := checkPoll(vals); len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	p, err := newPoller(stdlib.Config{Pipeline: "p", Stage: "api", Attrs: vals, Tasks: 1, StateDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Open(t.Context(), resume); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close(context.Background()) })
-	return p
+	return stdlibtest.OpenSource[*poller](t, resume)(newPoller(stdlib.Config{Pipeline: "p", Stage: "api", Attrs: vals, Tasks: 1, StateDir: dir}))
 }
 
 // readIDs reads until n records came.

@@ -3,7 +3,6 @@ package httpconn
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"pipe.dev/pipe/internal/testkit"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // newServerFor builds and opens an http_server source on a free port with
@@ -32,15 +33,7 @@ func newServerFor(t *testing.T, dir string, attrs map[string]any, resume stdlib.
 	if errs := checkServer(vals); len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	s, err := newServer(stdlib.Config{Pipeline: "p", Stage: "in", Attrs: vals, Task: 0, Tasks: 1, StateDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Open(t.Context(), resume); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(context.Background()) })
-	return s
+	return stdlibtest.OpenSource[*server](t, resume)(newServer(stdlib.Config{Pipeline: "p", Stage: "in", Attrs: vals, Task: 0, Tasks: 1, StateDir: dir}))
 }
 
 type answer struct {
@@ -74,20 +67,7 @@ func send(s *server, method, body string, headers ...string) chan answer {
 
 // readAll reads until n records came or the deadline passed.
 func readAll(t *testing.T, s *server, n int) []stdlib.Record {
-	t.Helper()
-	var out []stdlib.Record
-	deadline := time.Now().Add(5 * time.Second)
-	for len(out) < n && time.Now().Before(deadline) {
-		recs, err := s.Read(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, recs...)
-	}
-	if len(out) != n {
-		t.Fatalf("read %d records, want %d", len(out), n)
-	}
-	return out
+	return stdlibtest.ReadExactly(t, s, n, 5*time.Second)
 }
 
 func noAnswer(t *testing.T, ch chan answer, what string) {
@@ -296,12 +276,10 @@ func TestHTTPServerCheck(t *testing.T) {
 // TestHTTPServerMTLS: with tls { cert, key, ca } the server speaks TLS and
 // takes only clients presenting a certificate the ca signed.
 func TestHTTPServerMTLS(t *testing.T) {
-	caCert, caKey, caPEM := newCA(t)
-	_, srvPEMs := leaf(t, caCert, caKey, "127.0.0.1", false)
-	clientCert, _ := leaf(t, caCert, caKey, "client", true)
-	s := newServerFor(t, t.TempDir(), map[string]any{"tls": map[string]any{"cert": srvPEMs[0], "key": srvPEMs[1], "ca": caPEM}}, stdlib.ResumeMap{})
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM([]byte(caPEM))
+	ca := testkit.NewCA(t, "test ca")
+	srv, clientCert := ca.Server(t), ca.Client(t, "client").Pair(t)
+	s := newServerFor(t, t.TempDir(), map[string]any{"tls": map[string]any{"cert": srv.CertPEM, "key": srv.KeyPEM, "ca": ca.CertPEM}}, stdlib.ResumeMap{})
+	pool := ca.Pool()
 	post := func(certs []tls.Certificate) (int, error) {
 		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: certs}}}
 		defer c.CloseIdleConnections()

@@ -134,16 +134,13 @@ type sink struct {
 
 func newSink(cfg stdlib.Config) (*sink, error) {
 	s := &sink{
-		log: cfg.Logger, pipeline: cfg.Pipeline,
+		log: cfg.Log(), pipeline: cfg.Pipeline,
 		url: cfg.String("url"), method: cfg.String("method"), format: cfg.String("format"),
 		maxRecs: int(cfg.Int("max_batch_records")), maxBytes: int(cfg.Int("max_batch_bytes")),
 		concurrency: int(cfg.Int("concurrency")), idemHeader: cfg.String("idempotency_header"),
 		auth: newAuth(cfg), retryTimeout: cfg.Duration(retry.Param.Name),
 		urlAt: cfg.ExprIndex("url"), methodAt: cfg.ExprIndex("method"), headersAt: cfg.ExprIndex("headers"),
 		retryOn: map[int]bool{},
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.format == "json" {
 		s.maxRecs = 1
@@ -483,7 +480,7 @@ func (s *sink) send(ctx context.Context, q *request) (*errRejected, error) {
 		if attempt == 0 || attempt%10 == 0 {
 			s.log.Warn("http sink: retrying", "attempt", attempt+1, "in", wait.Round(time.Millisecond), "error", cause.Error())
 		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := retry.Sleep(ctx, wait); err != nil {
 			return nil, err
 		}
 	}
@@ -538,5 +535,5 @@ func (l *limiter) wait(ctx context.Context) error {
 		d = time.Duration(-l.tokens / l.rate * float64(time.Second))
 	}
 	l.mu.Unlock()
-	return sleep(ctx, d)
+	return retry.Sleep(ctx, d)
 }

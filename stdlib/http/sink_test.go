@@ -3,20 +3,12 @@ package httpconn
 import (
 	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -24,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"pipe.dev/pipe/internal/testkit"
 	"pipe.dev/pipe/stdlib"
 )
 
@@ -260,20 +253,17 @@ func TestSinkPerRecordTarget(t *testing.T) {
 // and presents its client certificate; a server requiring one refuses a
 // sink without it.
 func TestSinkMTLS(t *testing.T) {
-	caCert, caKey, caPEM := newCA(t)
-	srvCert, _ := leaf(t, caCert, caKey, "127.0.0.1", false)
-	_, clientPEMs := leaf(t, caCert, caKey, "client", true)
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM([]byte(caPEM))
+	ca := testkit.NewCA(t, "test ca")
+	caPEM, client := ca.CertPEM, ca.Client(t, "client")
 	var got string
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got = r.TLS.PeerCertificates[0].Subject.CommonName
 	}))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Server(t).Pair(t)}, ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert}
 	srv.StartTLS()
 	defer srv.Close()
 	s := newSinkFor(t, map[string]any{"url": srv.URL, "retry_timeout": time.Duration(0),
-		"tls": map[string]any{"ca": caPEM, "cert": clientPEMs[0], "key": clientPEMs[1]}})
+		"tls": map[string]any{"ca": caPEM, "cert": client.CertPEM, "key": client.KeyPEM}})
 	if err := s.Write(t.Context(), records(1)); err != nil {
 		t.Fatal(err)
 	}
@@ -284,43 +274,6 @@ func TestSinkMTLS(t *testing.T) {
 	if err := s.Write(t.Context(), records(1)); err == nil {
 		t.Fatal("a sink without a client certificate was accepted")
 	}
-}
-
-func newCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey, string) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test ca"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return cert, key, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-}
-
-// leaf returns a certificate signed by the CA, and its PEM cert and key.
-func leaf(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, name string, client bool) (tls.Certificate, [2]string) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
-	if client {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP(name)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pair, [2]string{string(certPEM), string(keyPEM)}
 }
 
 // TestSinkGivesUp: a receiver that keeps answering 503 fails the batch

@@ -114,13 +114,10 @@ func newPoller(cfg stdlib.Config) (*poller, error) {
 		return nil, errors.New("http_poll runs as one task (tasks = 1)")
 	}
 	p := &poller{
-		log: cfg.Logger, url: cfg.String("url"), method: cfg.String("method"), interval: cfg.Duration("interval"),
+		log: cfg.Log(), url: cfg.String("url"), method: cfg.String("method"), interval: cfg.Duration("interval"),
 		cursorParam: cfg.String("cursor_param"), cursor: cfg.String("start_cursor"),
 		auth: newAuth(cfg), retryTimeout: cfg.Duration(retry.Param.Name), logPath: logPath(cfg, "http_poll"),
 		schema: cfg.Schema,
-	}
-	if p.log == nil {
-		p.log = slog.New(slog.DiscardHandler)
 	}
 	if err := checkURL(p.url); err != nil {
 		return nil, err
@@ -195,7 +192,7 @@ func (p *poller) Open(_ context.Context, resume stdlib.Resumer) error {
 func (p *poller) Read(ctx context.Context) ([]stdlib.Record, error) {
 	if wait := time.Until(p.nextPoll); wait > 0 {
 		// Return now and then, so that completed checkpoints get committed.
-		return nil, sleep(ctx, min(wait, 100*time.Millisecond))
+		return nil, retry.Sleep(ctx, min(wait, 100*time.Millisecond))
 	}
 	env, err := p.poll(ctx)
 	if err != nil {
@@ -292,7 +289,7 @@ func (p *poller) poll(ctx context.Context) (map[string]any, error) {
 			return nil, err
 		}
 		if wait > 0 {
-			if err := sleep(ctx, wait); err != nil {
+			if err := retry.Sleep(ctx, wait); err != nil {
 				return nil, err
 			}
 			continue

@@ -152,7 +152,7 @@ func newServer(cfg stdlib.Config) (*server, error) {
 		return nil, errors.New("http_server listens on one address: it runs as one task (tasks = 1)")
 	}
 	s := &server{
-		log: cfg.Logger, listen: cfg.String("listen"), path: cfg.String("path"), methods: map[string]bool{},
+		log: cfg.Log(), listen: cfg.String("listen"), path: cfg.String("path"), methods: map[string]bool{},
 		format: cfg.String("format"), maxBody: cfg.Int("max_body_size"),
 		replyTimeout: cfg.Duration("reply_timeout"), window: cfg.Duration("dedupe_window"),
 		status: int(cfg.Int("status")), onError: cfg.String("malformed") == "on_error",
@@ -160,9 +160,6 @@ func newServer(cfg stdlib.Config) (*server, error) {
 		auth: newAuth(cfg), queue: make(chan *incoming, cfg.Int("max_pending")),
 		closed: make(chan struct{}), done: map[string]seqEntry{}, pending: map[string]*incoming{},
 		logFile: logPath(cfg, "http_server"), readWait: 20 * time.Millisecond,
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
 	}
 	for _, m := range cfg.Strings("methods") {
 		s.methods[strings.ToUpper(m)] = true

@@ -129,10 +129,7 @@ func newConn(cfg stdlib.Config) (*conn, error) {
 		keepAlive: cfg.Duration("keep_alive"),
 		timeout:   cfg.Duration("connect_timeout"),
 		retry:     cfg.Duration(retry.Param.Name),
-		log:       cfg.Logger,
-	}
-	if c.log == nil {
-		c.log = slog.New(slog.DiscardHandler)
+		log:       cfg.Log(),
 	}
 	if c.clientID == "" {
 		c.clientID = "pipe-" + cfg.Pipeline + "-" + cfg.Stage

@@ -14,7 +14,9 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"pipe.dev/pipe/internal/testkit"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // testBroker is the Mosquitto the tests use (PIPE_MQTT_BROKER overrides it).
@@ -31,10 +33,7 @@ func needBroker(t testing.TB) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", testBroker(), 2*time.Second)
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("mosquitto (MQTT broker on %s) is not reachable: %v", testBroker(), err)
-		}
-		t.Skipf("mosquitto (MQTT broker on %s) is not reachable: %v", testBroker(), err)
+		testkit.Missing(t, "mosquitto (MQTT broker on %s) is not reachable: %v", testBroker(), err)
 	}
 	c.Close()
 }
@@ -133,22 +132,6 @@ func config(t testing.TB, spec *stdlib.Spec, stage string, attrs map[string]any)
 	return stdlib.Config{Pipeline: "test", Stage: stage, Attrs: a, Tasks: 1, Delivery: stdlib.AtLeastOnce}
 }
 
-// readN reads from src until it has n records.
-func readN(t testing.TB, src stdlib.Source, n int, d time.Duration) []stdlib.Record {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), d)
-	defer cancel()
-	var out []stdlib.Record
-	for len(out) < n {
-		b, err := src.Read(ctx)
-		if err != nil {
-			t.Fatalf("read after %d records: %v", len(out), err)
-		}
-		out = append(out, b...)
-	}
-	return out
-}
-
 // quiet reads from src for d and fails on any record.
 func quiet(t testing.TB, src stdlib.Source, d time.Duration) {
 	t.Helper()
@@ -196,7 +179,7 @@ func TestSourceAcksAfterCommit(t *testing.T) {
 	publish(t, pub, root+"/a/temp", 1, `{"n":1}`, `{"n":2}`, `{"n":3}`)
 	publish(t, pub, root+"/a/humidity", 1, `{"n":99}`) // not matched by the filter
 	publish(t, pub, root+"/b/temp", 0, `{"n":4}`)
-	rs := readN(t, s, 4, 10*time.Second)
+	rs := stdlibtest.ReadN(t, s, 4, 10*time.Second)
 	if got := values(rs); !slices.Equal(got, []string{`{"n":1}`, `{"n":2}`, `{"n":3}`, `{"n":4}`}) {
 		t.Fatalf("read %q", got)
 	}
@@ -224,7 +207,7 @@ func TestSourceAcksAfterCommit(t *testing.T) {
 	s.Close(t.Context())
 
 	s = open(stdlib.ResumeMap{id: 3})
-	rs = readN(t, s, 2, 10*time.Second)
+	rs = stdlibtest.ReadN(t, s, 2, 10*time.Second)
 	if got := values(rs); !slices.Equal(got, []string{`{"n":2}`, `{"n":3}`}) {
 		t.Fatalf("after a restart read %q, want the two messages not committed", got)
 	}
@@ -258,7 +241,7 @@ func TestSourceDecodeError(t *testing.T) {
 	}
 	defer s.Close(t.Context())
 	publish(t, testClient(t, uniq("pipe-pub"), true, nil), topic, 1, `{"n":1}`, `not json`, `{"n":3}`)
-	rs := readN(t, s, 3, 10*time.Second)
+	rs := stdlibtest.ReadN(t, s, 3, 10*time.Second)
 	if rs[0].Err != nil || rs[1].Err == nil || rs[2].Err != nil {
 		t.Fatalf("errors: %v, %v, %v", rs[0].Err, rs[1].Err, rs[2].Err)
 	}

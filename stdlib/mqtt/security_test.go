@@ -1,14 +1,7 @@
 package mqtt
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	osexec "os/exec"
@@ -21,7 +14,9 @@ import (
 	"time"
 
 	"pipe.dev/pipe/internal/proctest"
+	"pipe.dev/pipe/internal/testkit"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // tlsBroker starts a Mosquitto of the test's own on a free port with a TLS
@@ -32,43 +27,12 @@ func tlsBroker(t *testing.T, password string) (addr, ca string) {
 	t.Helper()
 	bin, err := osexec.LookPath("mosquitto")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("mosquitto is not installed")
-		}
-		t.Skip("mosquitto is not installed")
+		testkit.Missing(t, "mosquitto is not installed")
 	}
 	dir := t.TempDir()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pipe test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		KeyUsage: x509.KeyUsageDigitalSignature}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caTmpl, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(srvKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	ca = write("ca.pem", "CERTIFICATE", caDER)
-	cert := write("server.pem", "CERTIFICATE", srvDER)
-	key := write("server.key", "EC PRIVATE KEY", keyDER)
+	caCert := testkit.NewCA(t, "pipe test CA")
+	ca, _ = caCert.Write(t, dir, "ca")
+	cert, key := caCert.Server(t).Write(t, dir, "server")
 	pw := filepath.Join(dir, "passwords")
 	if err := os.WriteFile(pw, []byte("pipe:"+password+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -150,7 +114,7 @@ func TestTLSAndCredentials(t *testing.T) {
 	if err := snk.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if got := values(readN(t, src, 2, 10*time.Second)); !slices.Equal(got, []string{`{"n":1}`, `{"n":2}`}) {
+	if got := values(stdlibtest.ReadN(t, src, 2, 10*time.Second)); !slices.Equal(got, []string{`{"n":1}`, `{"n":2}`}) {
 		t.Fatalf("read %q over TLS", got)
 	}
 

@@ -123,6 +123,19 @@ func (c *connConfig) open() (*sql.DB, error) {
 	return db, nil
 }
 
+// close closes the pool *db, if open, and forgets it.
+func (c *connConfig) close(db **sql.DB) error {
+	if *db == nil {
+		return nil
+	}
+	err := (*db).Close()
+	*db = nil
+	if err != nil {
+		return fmt.Errorf("close: %w", c.redact(err))
+	}
+	return nil
+}
+
 // redact replaces the secrets err's text may hold.
 func (c *connConfig) redact(err error) error {
 	if err == nil {

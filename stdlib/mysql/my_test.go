@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"pipe.dev/pipe/internal/testkit"
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/stdlibtest"
@@ -52,10 +53,7 @@ func newMy(t testing.TB) *myEnv {
 	defer cancel()
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("mariadb (PIPE_MYSQL_ADDR or 127.0.0.1:3306) is not reachable: %v", err)
-		}
-		t.Skipf("mariadb (PIPE_MYSQL_ADDR or 127.0.0.1:3306) is not reachable: %v", err)
+		testkit.Missing(t, "mariadb (PIPE_MYSQL_ADDR or 127.0.0.1:3306) is not reachable: %v", err)
 	}
 	name := strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "_"))
 	if len(name) > 40 {
@@ -172,32 +170,11 @@ func (e *myEnv) sinkConfig(attrs map[string]any, typ *types.Type, d stdlib.Deliv
 }
 
 // logger logs to the test log under -v.
-func (e *myEnv) logger() *slog.Logger {
-	if !testing.Verbose() {
-		return slog.New(slog.DiscardHandler)
-	}
-	return slog.New(slog.NewTextHandler(testLog{e.t}, nil))
-}
-
-type testLog struct{ t testing.TB }
-
-func (w testLog) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
+func (e *myEnv) logger() *slog.Logger { return testkit.Logger(e.t) }
 
 func (e *myEnv) openSink(cfg stdlib.Config) (*sink, []stdlib.Position) {
 	e.t.Helper()
-	s, err := newSink(cfg)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	held, err := s.Open(e.t.Context())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { s.Close(context.Background()) })
-	return s, held
+	return stdlibtest.OpenSink[*sink](e.t)(newSink(cfg))
 }
 
 func (e *myEnv) openSource(attrs map[string]any, schema *types.Type, resume stdlib.Resumer) *source {

@@ -47,7 +47,7 @@ func (s *sink) readHeld(ctx context.Context) ([]stdlib.Position, error) {
 	if err != nil {
 		return nil, err
 	}
-	held, stale := sqlcommon.HeldFor(s.log, "mysql", s.table.String(), s.target, rows)
+	held, stale := sqlcommon.HeldFor(s.Log, "mysql", s.table.String(), s.target, rows)
 	s.stale = stale
 	return held, nil
 }
@@ -66,7 +66,7 @@ func (s *sink) readRows(ctx context.Context, q queryer, where string, arg string
 	rows, err := q.QueryContext(ctx, "SELECT source, `partition`, `offset`, COALESCE(identity, ''), COALESCE(target, 0), "+
 		"COALESCE((SELECT CONCAT(SUBSTRING_INDEX(t.NAME, '/', 1), '.', SUBSTRING_INDEX(t.NAME, '/', -1)) FROM information_schema.INNODB_SYS_TABLES t WHERE t.TABLE_ID = o.target), '') "+
 		"FROM "+s.offsets.sql()+" o WHERE pipeline = ? AND "+where+" AND source <> '' ORDER BY source, `partition`, sink",
-		s.pipeline, arg)
+		s.Pipeline, arg)
 	if err != nil {
 		var me *mysql.MySQLError
 		if !errors.As(err, &me) || transient(err) {
@@ -75,7 +75,7 @@ func (s *sink) readRows(ctx context.Context, q queryer, where string, arg string
 		// information_schema.INNODB_SYS_TABLES not readable: without names.
 		rows, err = q.QueryContext(ctx, "SELECT source, `partition`, `offset`, COALESCE(identity, ''), COALESCE(target, 0), '' "+
 			"FROM "+s.offsets.sql()+" o WHERE pipeline = ? AND "+where+" AND source <> '' ORDER BY source, `partition`, sink",
-			s.pipeline, arg)
+			s.Pipeline, arg)
 		if err != nil {
 			return nil, fmt.Errorf("read offsets: %w", err)
 		}
@@ -98,7 +98,7 @@ func (s *sink) readRows(ctx context.Context, q queryer, where string, arg string
 // forTarget returns the rows stored for the sink's table (or for an
 // unknown one) and warns, once per table, of those stored for another.
 func (s *sink) forTarget(rows []heldRow) []heldRow {
-	return sqlcommon.ForTarget(s.log, "mysql", s.table.String(), s.target, rows)
+	return sqlcommon.ForTarget(s.Log, "mysql", s.table.String(), s.target, rows)
 }
 
 // storePositions upserts the checkpoint's positions, with the commit token,
@@ -107,11 +107,11 @@ func (s *sink) forTarget(rows []heldRow) []heldRow {
 func (s *sink) storePositions(ctx context.Context, ps []stdlib.Position, token int64) error {
 	if s.stale {
 		if _, err := s.tx.ExecContext(ctx, "DELETE FROM "+s.offsets.sql()+" WHERE pipeline = ? AND sink = ? AND target <> ?",
-			s.pipeline, s.ID, s.target); err != nil {
+			s.Pipeline, s.ID, s.target); err != nil {
 			return err
 		}
 	}
-	return upsertPositions(ctx, s.tx, s.offsets, s.pipeline, s.ID, s.target, ps, &token)
+	return upsertPositions(ctx, s.tx, s.offsets, s.Pipeline, s.ID, s.target, ps, &token)
 }
 
 // upsertPositions stores positions of one sink task for the table target,
@@ -151,7 +151,7 @@ func (s *sink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
 		if s.target == 0 || !s.hasOffsets {
 			return nil
 		}
-		rows, err := s.readRows(ctx, q, stageSinks, s.stage)
+		rows, err := s.readRows(ctx, q, stageSinks, s.Stage)
 		if err != nil {
 			return err
 		}
@@ -159,7 +159,7 @@ func (s *sink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("mysql sink %q: %w", s.stage, s.conf.redact(err))
+		return nil, s.conf.redact(err)
 	}
 	return out, nil
 }
@@ -175,7 +175,7 @@ func (s *sink) SetPositions(ctx context.Context, source string, reset []string, 
 	}
 	for _, p := range set {
 		if p.Source != source {
-			return fmt.Errorf("mysql sink %q: position %s is not of source %q", s.stage, p, source)
+			return fmt.Errorf("position %s is not of source %q", p, source)
 		}
 	}
 	if len(set) > 0 {
@@ -187,7 +187,7 @@ func (s *sink) SetPositions(ctx context.Context, source string, reset []string, 
 			return s.createOffsets(ctx, q)
 		})
 		if err != nil {
-			return fmt.Errorf("mysql sink %q: %w", s.stage, s.conf.redact(err))
+			return s.conf.redact(err)
 		}
 	}
 	err := s.offline(ctx, func(q queryer) error {
@@ -200,7 +200,7 @@ func (s *sink) SetPositions(ctx context.Context, source string, reset []string, 
 		}
 		defer tx.Rollback()
 		del := "DELETE FROM " + s.offsets.sql() + " " + forgetSQL + " AND source = ?"
-		args := []any{s.pipeline, s.stage, source}
+		args := []any{s.Pipeline, s.Stage, source}
 		if len(reset) > 0 {
 			del += " AND `partition` IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(reset)), ", ") + ")"
 			for _, p := range reset {
@@ -210,15 +210,15 @@ func (s *sink) SetPositions(ctx context.Context, source string, reset []string, 
 		if _, err := tx.ExecContext(ctx, del, args...); err != nil {
 			return fmt.Errorf("reset positions: %w", err)
 		}
-		for task := range max(s.tasks, 1) {
-			if err := upsertPositions(ctx, tx, s.offsets, s.pipeline, sqlcommon.TaskSinkID(s.stage, task, s.tasks), s.target, set, nil); err != nil {
+		for task := range max(s.Tasks, 1) {
+			if err := upsertPositions(ctx, tx, s.offsets, s.Pipeline, sqlcommon.TaskSinkID(s.Stage, task, s.Tasks), s.target, set, nil); err != nil {
 				return fmt.Errorf("set positions: %w", err)
 			}
 		}
 		return tx.Commit()
 	})
 	if err != nil {
-		return fmt.Errorf("mysql sink %q: %w", s.stage, s.conf.redact(err))
+		return s.conf.redact(err)
 	}
 	return nil
 }
@@ -236,13 +236,10 @@ func (s *sink) offline(ctx context.Context, fn func(q queryer) error) error {
 			s.db = nil
 		}
 	}()
+	if err := s.Resolve(ctx); err != nil {
+		return err
+	}
 	var err error
-	if s.table, err = resolveDB(ctx, s.conn, s.table); err != nil {
-		return err
-	}
-	if s.offsets, err = resolveDB(ctx, s.conn, s.offsets); err != nil {
-		return err
-	}
 	if s.target, err = tableID(ctx, s.conn, s.table); err != nil {
 		return err
 	}

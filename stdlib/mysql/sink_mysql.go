@@ -5,17 +5,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/go-sql-driver/mysql"
 
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/internal/sqlcommon"
-	"pipe.dev/pipe/stdlib/retry"
 )
 
 func init() { stdlib.MustRegister(SinkSpec) }
@@ -39,15 +36,9 @@ func checkSink(attrs map[string]any) []stdlib.AttrError {
 }
 
 type sink struct {
-	log          *slog.Logger
-	conf         *connConfig
-	table        tableName
-	offsets      tableName
-	create       bool
-	retryTimeout time.Duration
-	pipeline     string
-	stage        string
-	tasks        int
+	conf    *connConfig
+	table   tableName
+	offsets tableName
 
 	target     uint64 // InnoDB id of the table the positions are held for
 	hasOffsets bool   // the offsets table exists (StoredPositions, SetPositions)
@@ -66,113 +57,67 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mysql sink: %w", err)
 	}
-	s := &sink{
-		log:          sqlcommon.Logger(cfg.Logger),
-		conf:         conf,
-		create:       cfg.Bool("create_table"),
-		retryTimeout: cfg.Duration(retry.Param.Name),
-		pipeline:     cfg.Pipeline,
-		stage:        cfg.Stage,
-		tasks:        cfg.Tasks,
-	}
+	s := &sink{conf: conf}
 	s.Sink = sqlcommon.NewSink[*column]("mysql", cfg, toColumn, sinkConn{s})
-	if s.table, err = parseTable(cfg.String("table")); err != nil {
-		return nil, fmt.Errorf("mysql sink: %w", err)
+	if s.table, s.offsets, err = sqlcommon.ParseTables(cfg, parseTable); err == nil {
+		err = s.Configure(cfg)
 	}
-	if s.offsets, err = parseTable(cfg.String("offsets_table")); err != nil {
-		return nil, fmt.Errorf("mysql sink: %w", err)
-	}
-	if err := s.Configure(cfg); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("mysql sink: %w", err)
 	}
 	return s, nil
 }
 
-// backoff paces the retries of one operation.
-func (s *sink) backoff() *retry.Backoff { return retry.New(s.retryTimeout, s.log, "mysql sink") }
-
 // Open connects, prepares the table and returns the positions held.
 func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 	s.tx = nil
-	return s.OpenWith(ctx, s.dial, s.prepare)
+	return s.OpenWith(ctx, s.dial, s)
 }
 
-func (s *sink) prepare(ctx context.Context) ([]stdlib.Position, error) {
+// Resolve qualifies the names of the table and of the offsets table.
+func (s *sink) Resolve(ctx context.Context) error {
 	var err error
 	if s.table, err = resolveDB(ctx, s.conn, s.table); err != nil {
-		return nil, err
+		return err
 	}
-	if s.offsets, err = resolveDB(ctx, s.conn, s.offsets); err != nil {
-		return nil, err
-	}
+	s.offsets, err = resolveDB(ctx, s.conn, s.offsets)
+	s.Tbl.Name = s.table.String()
+	return err
+}
+
+// Columns returns the table's columns, none if it does not exist.
+func (s *sink) Columns(ctx context.Context) ([]*column, error) {
 	cols, err := readColumns(ctx, s.conn, s.table)
-	if err != nil {
-		return nil, err
-	}
-	if len(cols) == 0 {
-		if !s.create {
-			return nil, fmt.Errorf("table %q does not exist (set create_table = true to create it)", s.table.String())
-		}
-		if err := s.createTable(ctx); err != nil {
-			return nil, err
-		}
-		if cols, err = readColumns(ctx, s.conn, s.table); err != nil {
-			return nil, err
-		}
-	}
-	s.setColumns(cols)
-	uniques, pk, err := indexes(ctx, s.conn, s.table)
-	if err != nil {
-		return nil, err
-	}
-	if s.Tbl.Mode != sqlcommon.OpInsert && len(s.Tbl.Keys) == 0 {
-		if len(pk) == 0 {
-			return nil, fmt.Errorf("mode %s needs key columns: set key = [...] or give table %q a primary key", s.Tbl.Mode, s.table.String())
-		}
-		s.Tbl.Keys = pk
-	}
-	if err := s.Tbl.CheckKeys(); err != nil {
-		return nil, err
-	}
-	keyList := sqlcommon.KeyList(s.Tbl.Keys)
-	if s.Tbl.Mode == sqlcommon.OpUpsert && !slices.Contains(uniques, keyList) {
-		return nil, fmt.Errorf("mode upsert needs a primary key or unique index on exactly the key columns (%s) of table %q",
-			strings.Join(s.Tbl.Keys, ", "), s.table.String())
-	}
-	if s.Tbl.RType != nil {
-		if err := s.checkType(ctx); err != nil {
-			return nil, err
-		}
-	}
-	why, err := s.bufferable(ctx, uniques, keyList)
-	if err != nil {
-		return nil, err
-	}
-	s.Coalesce = why == ""
-	if !s.Coalesce {
-		s.log.Info("mysql: rows are sent at the end of every Write", "table", s.table.String(), "because", why)
-	}
-	if !s.Exactly {
-		return nil, nil
-	}
+	return sqlcommon.Ptrs(cols), err
+}
+
+// Keys returns the unique indexes and the primary key of the table.
+func (s *sink) Keys(ctx context.Context) ([]string, []string, error) {
+	return indexes(ctx, s.conn, s.table)
+}
+
+// Held creates the offsets table if need be and returns the positions the
+// task holds for the table.
+func (s *sink) Held(ctx context.Context) ([]stdlib.Position, error) {
 	if err := s.createOffsets(ctx, s.conn); err != nil {
 		return nil, err
 	}
+	var err error
 	if s.target, err = tableID(ctx, s.conn, s.table); err != nil {
 		return nil, err
 	}
 	if s.target == 0 {
-		s.log.Warn("mysql: the table's InnoDB id cannot be read: positions are not tied to the table", "table", s.table.String())
+		s.Log.Warn("mysql: the table's InnoDB id cannot be read: positions are not tied to the table", "table", s.table.String())
 	}
 	return s.readHeld(ctx)
 }
 
-// bufferable tells why rows of several Writes may not share a statement,
+// Bufferable tells why rows of several Writes may not share a statement,
 // or "" if they may: nothing in the table but column types and NOT NULL
 // (which toColumn checks before sending) can make the server reject a
 // row. Otherwise a rejected row must be found while the Write that
 // brought it is still running.
-func (s *sink) bufferable(ctx context.Context, uniques []string, keyList string) (string, error) {
+func (s *sink) Bufferable(ctx context.Context, uniques []string) (string, error) {
 	var why string
 	err := s.conn.QueryRowContext(ctx, `
 SELECT CASE
@@ -195,30 +140,13 @@ SELECT CASE
 			return fmt.Sprintf("column %q of type %s takes values only the server checks", c.Name, c.SQLType), nil
 		}
 	}
-	for _, u := range uniques {
-		if s.Tbl.Mode == sqlcommon.OpInsert {
-			return "unique indexes in insert mode", nil
-		}
-		if u != keyList {
-			return "unique indexes other than the key", nil
-		}
-	}
-	return "", nil
+	return s.Tbl.UniquesBar(uniques), nil
 }
 
-func (s *sink) setColumns(cols []column) {
-	ptrs := make([]*column, len(cols))
-	for i := range cols {
-		ptrs[i] = &cols[i]
-	}
-	s.Tbl.SetColumns(ptrs)
-	s.Tbl.Name = s.table.String()
-}
-
-// createTable creates the table from the record type. Positions held for
+// CreateTable creates the table from the record type. Positions held for
 // a table of that name before are not held (they carry its id), and the
 // stage's positions are deleted after the table is created.
-func (s *sink) createTable(ctx context.Context) error {
+func (s *sink) CreateTable(ctx context.Context) error {
 	if s.Tbl.RType == nil || len(s.Tbl.RType.Fields) == 0 {
 		return fmt.Errorf("create_table needs the record type: declare schema = ... on sink %q", s.ID)
 	}
@@ -253,22 +181,22 @@ func (s *sink) createTable(ctx context.Context) error {
 		if err := s.createOffsets(ctx, s.conn); err != nil {
 			return err
 		}
-		res, err := s.conn.ExecContext(ctx, "DELETE FROM "+s.offsets.sql()+" "+forgetSQL, s.pipeline, s.stage)
+		res, err := s.conn.ExecContext(ctx, "DELETE FROM "+s.offsets.sql()+" "+forgetSQL, s.Pipeline, s.Stage)
 		if err != nil {
 			return fmt.Errorf("forget positions: %w", err)
 		}
 		forgot, _ = res.RowsAffected()
 	}
-	s.log.Info("mysql: created table", "table", s.table.String(), "positions_forgotten", forgot)
+	s.Log.Info("mysql: created table", "table", s.table.String(), "positions_forgotten", forgot)
 	return nil
 }
 
-// checkType checks the record type against the table's columns, adding
+// CheckType checks the record type against the table's columns, adding
 // columns for new fields when evolve = add_columns.
-func (s *sink) checkType(ctx context.Context) error {
+func (s *sink) CheckType(ctx context.Context) error {
 	add, err := s.Tbl.CheckType(s.Evolve, compatible, func(f *types.Field) string { return myTypes.Of(f.Type) },
 		func(field string) {
-			s.log.Warn("mysql: optional field feeds a NOT NULL column; null values will be rejected", "field", field)
+			s.Log.Warn("mysql: optional field feeds a NOT NULL column; null values will be rejected", "field", field)
 		})
 	if err != nil || len(add) == 0 {
 		return err
@@ -286,12 +214,12 @@ func (s *sink) addColumns(ctx context.Context, cols []sqlcommon.NewColumn) error
 	if _, err := s.conn.ExecContext(ctx, "ALTER TABLE "+s.table.sql()+" "+strings.Join(add, ", ")); err != nil {
 		return fmt.Errorf("evolve table %q: %w", s.table.String(), err)
 	}
-	s.log.Info("mysql: added columns", "table", s.table.String(), "count", len(add))
+	s.Log.Info("mysql: added columns", "table", s.table.String(), "count", len(add))
 	got, err := readColumns(ctx, s.conn, s.table)
 	if err != nil {
 		return err
 	}
-	s.setColumns(got)
+	s.Tbl.SetColumns(sqlcommon.Ptrs(got))
 	return nil
 }
 
@@ -308,22 +236,11 @@ func (s *sink) evolveFor(ctx context.Context, batch []stdlib.Record) error {
 			return err
 		}
 	}
-	b := s.backoff()
-	for {
+	return s.Retry(ctx, func() error {
 		s.abort(ctx)
-		err := s.dial(ctx)
-		if err == nil {
-			err = s.addColumns(ctx, add)
+		if err := s.dial(ctx); err != nil {
+			return err
 		}
-		if err == nil {
-			return nil
-		}
-		if !transient(err) || ctx.Err() != nil {
-			return fmt.Errorf("mysql sink %q: %w", s.ID, err)
-		}
-		s.reset()
-		if werr := b.Wait(ctx, err); werr != nil {
-			return fmt.Errorf("mysql sink %q: %w", s.ID, werr)
-		}
-	}
+		return s.addColumns(ctx, add)
+	})
 }

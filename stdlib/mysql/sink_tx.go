@@ -11,7 +11,6 @@ import (
 
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/internal/sqlcommon"
-	"pipe.dev/pipe/stdlib/retry"
 )
 
 // dial connects unless connected: one connection of the pool, kept.
@@ -73,43 +72,18 @@ func (s *sink) begin(ctx context.Context) error {
 		return err
 	}
 	s.tx = tx
-	s.TxStart = time.Now()
-	if len(s.Done) > 0 {
-		s.log.Info("mysql: replaying transaction", "steps", len(s.Done), "rows", s.TxRows)
-	}
-	for _, st := range s.Done {
-		if err := s.exec(ctx, st); err != nil {
-			s.abort(ctx)
-			if recordError(err) {
-				// Not this Write's rows: fail rather than blame them.
-				return fmt.Errorf("replay: %v", err)
-			}
-			return err
-		}
-	}
-	return nil
+	return s.Replay(ctx, recordError, func(st sqlcommon.Step) error { return s.exec(ctx, st) })
 }
 
 // inTx runs fn in the open transaction, reconnecting and replaying on
 // connection loss until retry_timeout.
 func (s *sink) inTx(ctx context.Context, fn func() error) error {
-	b := s.backoff()
-	for {
-		err := s.begin(ctx)
-		if err == nil {
-			err = fn()
-		}
-		if err == nil {
-			return nil
-		}
-		if !transient(err) || ctx.Err() != nil {
+	return s.Retry(ctx, func() error {
+		if err := s.begin(ctx); err != nil {
 			return err
 		}
-		s.reset()
-		if werr := b.Wait(ctx, s.conf.redact(err)); werr != nil {
-			return werr
-		}
-	}
+		return fn()
+	})
 }
 
 // apply runs one step of a Write. A statement the server rejects for the
@@ -234,7 +208,7 @@ func (s *sink) readToken(ctx context.Context, token, id int64) (bool, error) {
 	}
 	var got int64
 	err := s.conn.QueryRowContext(ctx, "SELECT `offset` FROM "+s.offsets.sql()+
-		" WHERE pipeline = ? AND sink = ? AND source = '' AND `partition` = ''", s.pipeline, s.ID).Scan(&got)
+		" WHERE pipeline = ? AND sink = ? AND source = '' AND `partition` = ''", s.Pipeline, s.ID).Scan(&got)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -254,14 +228,7 @@ func (s *sink) Close(ctx context.Context) error {
 		_ = s.conn.Close()
 		s.conn = nil
 	}
-	if s.db != nil {
-		err := s.db.Close()
-		s.db = nil
-		if err != nil {
-			return fmt.Errorf("mysql sink %q: close: %w", s.ID, s.conf.redact(err))
-		}
-	}
-	return nil
+	return s.conf.close(&s.db)
 }
 
 // sinkConn is the sink's side of [sqlcommon.Conn].
@@ -304,4 +271,3 @@ func (c sinkConn) Reset()                    { c.s.reset() }
 func (c sinkConn) Abort(ctx context.Context) { c.s.abort(ctx) }
 func (c sinkConn) Transient(err error) bool  { return transient(err) }
 func (c sinkConn) Redact(err error) error    { return c.s.conf.redact(err) }
-func (c sinkConn) Backoff() *retry.Backoff   { return c.s.backoff() }

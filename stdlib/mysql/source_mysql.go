@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -49,30 +48,15 @@ func (dialect) DelayArg(d time.Duration) any { return d.Microseconds() }
 func (dialect) TimeArg(t time.Time) any      { return t }
 
 type source struct {
-	log          *slog.Logger
-	conf         *connConfig
-	table        tableName
-	hasTable     bool
-	query        string
-	mode         sqlcommon.ReadMode
-	inc, ts      string
-	delay        time.Duration
-	batch        int
-	retryTimeout time.Duration
-	stage        string
-	partition    string
-	task         int
-	schema       *types.Type
+	conf  *connConfig
+	table tableName
 
 	db       *sql.DB
 	cols     []*column
-	last     int64 // offset of the last record emitted
-	hasLast  bool
-	ordinal  int64
 	bulk     *sql.Rows
 	bulkScan *scanner
 
-	sqlcommon.Poller // poll, idle, done
+	sqlcommon.Source // settings, offset, poller
 }
 
 func newSource(cfg stdlib.Config) (*source, error) {
@@ -80,55 +64,31 @@ func newSource(cfg stdlib.Config) (*source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mysql source: %w", err)
 	}
-	s := &source{
-		Poller:       sqlcommon.Poller{Poll: cfg.Duration("poll")},
-		log:          sqlcommon.Logger(cfg.Logger),
-		conf:         conf,
-		query:        cfg.String("query"),
-		inc:          cfg.String("incrementing_column"),
-		ts:           cfg.String("timestamp_column"),
-		delay:        cfg.Duration("delay"),
-		batch:        int(cfg.Int("batch")),
-		retryTimeout: cfg.Duration(retry.Param.Name),
-		stage:        cfg.Stage,
-		task:         cfg.Task,
-		schema:       cfg.Schema,
-	}
-	if errs := checkSource(cfg.Attrs); len(errs) > 0 {
-		return nil, fmt.Errorf("mysql source: %s", errs[0].Message)
-	}
-	if t := cfg.String("table"); t != "" {
-		if s.table, err = parseTable(t); err != nil {
-			return nil, fmt.Errorf("mysql source: %w", err)
-		}
-		s.hasTable = true
-		s.partition = t
-	} else {
-		s.partition = "query"
-	}
-	if s.mode, err = sqlcommon.ParseReadMode(cfg.String("mode")); err != nil {
+	s := &source{conf: conf}
+	s.Source, err = sqlcommon.NewSource("mysql", cfg, checkSource, func(t string) (err error) {
+		s.table, err = parseTable(t)
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("mysql source: %w", err)
 	}
 	return s, nil
 }
 
-// backoff paces the retries of one operation.
-func (s *source) backoff() *retry.Backoff { return retry.New(s.retryTimeout, s.log, "mysql source") }
-
 // Open connects, reads the columns, checks the declared schema and the
 // mode's columns, and positions after the resumed offset.
 func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
-	if s.task != 0 {
+	if s.Task != 0 {
 		return nil // one reader per table: other tasks stay idle
 	}
 	db, err := s.conf.open()
 	if err != nil {
-		return fmt.Errorf("mysql source %q: %w", s.stage, err)
+		return err
 	}
 	db.SetMaxOpenConns(2)
 	s.db = db
 	var id string // what the positions point into, when resuming
-	err = retry.Do(ctx, s.backoff(), transient, func() error {
+	err = retry.Do(ctx, s.Backoff(), transient, func() error {
 		s.cols = nil
 		err := s.describe(ctx)
 		if err == nil && resume != nil {
@@ -137,13 +97,9 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 		return s.conf.redact(err)
 	})
 	if err != nil {
-		return fmt.Errorf("mysql source %q: %w", s.stage, err)
+		return err
 	}
-	if resume != nil {
-		if off, ok := resume.Resume(s.partition, id); ok {
-			s.last, s.hasLast = off, true
-		}
-	}
+	s.Resumed(resume, id)
 	return nil
 }
 
@@ -168,7 +124,7 @@ func (s *source) identity(ctx context.Context) (string, error) {
 		return "", err
 	}
 	id := fmt.Sprintf("server %s database %s", server, t.DB)
-	if s.hasTable {
+	if s.HasTable {
 		tid, err := tableID(ctx, s.db, s.table)
 		if err != nil {
 			return "", err
@@ -180,7 +136,7 @@ func (s *source) identity(ctx context.Context) (string, error) {
 
 func (s *source) describe(ctx context.Context) error {
 	var err error
-	if s.hasTable {
+	if s.HasTable {
 		if s.table, err = resolveDB(ctx, s.db, s.table); err != nil {
 			return err
 		}
@@ -195,7 +151,7 @@ func (s *source) describe(ctx context.Context) error {
 			s.cols = append(s.cols, &cols[i])
 		}
 	} else {
-		rows, err := s.db.QueryContext(ctx, "SELECT * FROM ("+s.query+") AS pipe_q LIMIT 0")
+		rows, err := s.db.QueryContext(ctx, "SELECT * FROM ("+s.SQL+") AS pipe_q LIMIT 0")
 		if err != nil {
 			return fmt.Errorf("query: %w", err)
 		}
@@ -212,13 +168,13 @@ func (s *source) describe(ctx context.Context) error {
 			s.cols = append(s.cols, c)
 		}
 	}
-	return sqlcommon.CheckColumns(s.cols, s.mode, s.inc, s.ts, s.schema, s.what(), func(col string) {
-		s.log.Warn("mysql: nullable column read into a non-optional field", "column", col)
+	return sqlcommon.CheckColumns(s.cols, s.Mode, s.Inc, s.TS, s.Schema, s.what(), func(col string) {
+		s.Log.Warn("mysql: nullable column read into a non-optional field", "column", col)
 	})
 }
 
 func (s *source) what() string {
-	if s.hasTable {
+	if s.HasTable {
 		return fmt.Sprintf("table %q", s.table.String())
 	}
 	return "the query"
@@ -227,23 +183,18 @@ func (s *source) what() string {
 // Type returns the record type the columns give.
 func (s *source) Type() *types.Type { return sqlcommon.ColumnsType(s.cols) }
 
-func (s *source) from() string {
-	if s.hasTable {
-		return s.table.sql()
-	}
-	return "(" + s.query + ") AS pipe_q"
-}
+func (s *source) from() string { return s.From(s.table.sql()) }
 
 // Read returns the next batch of rows, polling once caught up.
 func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
-	if s.task != 0 {
+	if s.Task != 0 {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
 	if s.db == nil {
-		return nil, fmt.Errorf("mysql source %q: not open", s.stage)
+		return nil, errors.New("not open")
 	}
-	return s.Poller.Read(ctx, fmt.Sprintf("mysql source %q", s.stage), s.mode == sqlcommon.ModeBulk, s.backoff(), s.fetch,
+	return s.Poller.Read(ctx, s.Mode == sqlcommon.ModeBulk, s.Backoff(), s.fetch,
 		func(err error) (error, bool) {
 			if s.bulk != nil {
 				s.bulk.Close()
@@ -255,32 +206,16 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 }
 
 func (s *source) fetch(ctx context.Context) ([]stdlib.Record, error) {
-	if s.mode == sqlcommon.ModeBulk {
+	if s.Mode == sqlcommon.ModeBulk {
 		return s.fetchBulk(ctx)
 	}
-	q := &sqlcommon.Query{D: dialect{}, From: s.from(), Mode: s.mode, Inc: s.inc, TS: s.ts, Batch: s.batch, Delay: s.delay}
-	query, args := q.Next(s.last, s.hasLast)
-	ts := s.mode.Timestamped()
-	recs, err := s.collect(ctx, query, args, ts)
-	if err != nil || !ts {
-		return recs, err
-	}
-	keep, group, whole := sqlcommon.WholeGroups(recs, s.batch)
-	if !whole {
-		if len(keep) > 0 {
-			s.last = keep[len(keep)-1].Pos.Offset
-		}
-		return keep, nil
-	}
-	// The whole batch is one group: read all of it.
-	query, args = q.Group(group)
-	return s.collect(ctx, query, args, true)
+	return s.Fetch(ctx, s.Query(dialect{}, s.from()), s.collect)
 }
 
 func (s *source) fetchBulk(ctx context.Context) ([]stdlib.Record, error) {
 	if s.bulk == nil {
 		query := "SELECT * FROM " + s.from()
-		if s.hasTable {
+		if s.HasTable {
 			_, pk, err := indexes(ctx, s.db, s.table)
 			if err != nil {
 				return nil, err
@@ -294,12 +229,12 @@ func (s *source) fetchBulk(ctx context.Context) ([]stdlib.Record, error) {
 			return nil, err
 		}
 		s.bulk = rows
-		s.ordinal = 0
+		s.Ordinal = 0
 		if s.bulkScan, err = s.scanner(rows); err != nil {
 			return nil, err
 		}
 	}
-	return s.Bulk(sqlcommon.Offset{Last: &s.last, HasLast: &s.hasLast}, s.batch, &s.ordinal, s.bulk.Next,
+	return s.Bulk(s.At(), s.Batch, &s.Ordinal, s.bulk.Next,
 		func(ordinal int64) (stdlib.Record, error) { return s.record(s.bulk, s.bulkScan, ordinal, false) },
 		func() error {
 			err := s.bulk.Err()
@@ -321,7 +256,7 @@ func (s *source) collect(ctx context.Context, query string, args []any, ts bool)
 	if err != nil {
 		return nil, err
 	}
-	return sqlcommon.Collect(sqlcommon.Offset{Last: &s.last, HasLast: &s.hasLast}, rows.Next,
+	return sqlcommon.Collect(s.At(), rows.Next,
 		func() (stdlib.Record, error) { return s.record(rows, sc, 0, ts) }, rows.Err)
 }
 
@@ -356,12 +291,12 @@ func (s *source) record(rows *sql.Rows, sc *scanner, ordinal int64, ts bool) (st
 	if err := rows.Scan(sc.ptrs...); err != nil {
 		return stdlib.Record{}, err
 	}
-	return sqlcommon.RowRecord(sqlcommon.Row{Mode: s.mode, Inc: s.inc, TS: s.ts, ByTS: ts, Count: len(vals),
+	return sqlcommon.RowRecord(sqlcommon.Row{Mode: s.Mode, Inc: s.Inc, TS: s.TS, ByTS: ts, Count: len(vals),
 		Column: func(i int) (string, any, error) {
 			c := sc.cols[i]
 			nv, err := fromColumn(c, vals[i])
 			return c.Name, nv, err
-		}}, stdlib.Position{Source: s.stage, Partition: s.partition, Offset: ordinal})
+		}}, stdlib.Position{Source: s.Stage, Partition: s.Partition, Offset: ordinal})
 }
 
 // Commit has nothing to do: positions live in the executor's state store
@@ -374,12 +309,5 @@ func (s *source) Close(ctx context.Context) error {
 		s.bulk.Close()
 		s.bulk = nil
 	}
-	if s.db != nil {
-		err := s.db.Close()
-		s.db = nil
-		if err != nil {
-			return fmt.Errorf("mysql source %q: close: %w", s.stage, s.conf.redact(err))
-		}
-	}
-	return nil
+	return s.conf.close(&s.db)
 }

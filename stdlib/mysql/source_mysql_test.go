@@ -1,7 +1,6 @@
 package mysql
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -10,22 +9,12 @@ import (
 
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // readN reads until n records came.
 func readN(t *testing.T, s *source, n int) []stdlib.Record {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	var out []stdlib.Record
-	for len(out) < n {
-		recs, err := s.Read(ctx)
-		if err != nil {
-			t.Fatalf("Read after %d records: %v", len(out), err)
-		}
-		out = append(out, recs...)
-	}
-	return out
+	return stdlibtest.ReadN(t, s, n, 20*time.Second)
 }
 
 // TestSourceIncrementing reads a table by its id in batches, then new rows

@@ -1,9 +1,7 @@
 package nats
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -73,51 +71,6 @@ func publishSpread(ctx context.Context, subject string, n int, span time.Duratio
 	return nil
 }
 
-// fileIDs returns the id field of every line of a JSON lines file.
-func fileIDs(t *testing.T, path string) []int64 {
-	t.Helper()
-	f, err := os.Open(path)
-	if os.IsNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []int64
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var r struct {
-			ID int64 `json:"id"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("%s: line %q: %v", path, sc.Text(), err)
-		}
-		out = append(out, r.ID)
-	}
-	return out
-}
-
-// waitFor polls count until it reaches want and stays there a while.
-func waitFor(t *testing.T, what string, count func() int, want int, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last, quiet := -1, time.Time{}
-	for time.Now().Before(deadline) {
-		n := count()
-		switch {
-		case n != last:
-			last, quiet = n, time.Time{}
-		case n >= want && quiet.IsZero():
-			quiet = time.Now()
-		case n >= want && time.Since(quiet) > 2*time.Second:
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("%s: %d records after %v, want %d", what, last, timeout, want)
-}
-
 // TestKillNATSSource runs a pipeline reading a JetStream stream through a
 // durable consumer into an exactly-once file sink, SIGKILLs `pipe run` at
 // random moments while messages are published, restarts it, and checks
@@ -168,13 +121,15 @@ in -> shape -> out
 		Produce: func() error {
 			return publishSpread(t.Context(), sn+".events", n, time.Duration(kills)*1500*time.Millisecond)
 		},
-		Progress: func() string { return fmt.Sprintf("%d lines", len(fileIDs(t, out))) },
-		Complete: func(t *testing.T) { waitFor(t, "file", func() int { return len(fileIDs(t, out)) }, n, time.Minute) },
+		Progress: func() string { return fmt.Sprintf("%d lines", len(proctest.FileIDs(t, out))) },
+		Complete: func(t *testing.T) {
+			proctest.WaitSettled(t, "file", func() int { return len(proctest.FileIDs(t, out)) }, n, time.Minute)
+		},
 		Check: func(t *testing.T) proctest.Tallied {
 			if info := consumerInfo(t, e, sn, "pipe"); info.AckFloor.Stream != uint64(n) {
 				t.Errorf("consumer acknowledged up to %d, want %d", info.AckFloor.Stream, n)
 			}
-			return proctest.TallyIDs(proctest.Want(0, int64(n)), fileIDs(t, out))
+			return proctest.TallyIDs(proctest.Want(0, int64(n)), proctest.FileIDs(t, out))
 		},
 	}).Run(t)
 }
@@ -300,15 +255,17 @@ in -> [file_out, nats_out]
 			for range 2 {
 				time.Sleep(time.Duration(2000+rand.IntN(1500)) * time.Millisecond)
 				restartServer(t)
-				t.Logf("restarted nats-server: %d lines", len(fileIDs(t, out)))
+				t.Logf("restarted nats-server: %d lines", len(proctest.FileIDs(t, out)))
 			}
 		},
-		Complete: func(t *testing.T) { waitFor(t, "file", func() int { return len(fileIDs(t, out)) }, n, time.Minute) },
+		Complete: func(t *testing.T) {
+			proctest.WaitSettled(t, "file", func() int { return len(proctest.FileIDs(t, out)) }, n, time.Minute)
+		},
 		// Both sinks: each expected record once in the file and once in
 		// the stream.
 		Check: func(t *testing.T) proctest.Tallied {
 			want := proctest.Want(0, int64(n))
-			f, s := proctest.TallyIDs(want, fileIDs(t, out)), proctest.TallyIDs(want, e.ids(t, outStream))
+			f, s := proctest.TallyIDs(want, proctest.FileIDs(t, out)), proctest.TallyIDs(want, e.ids(t, outStream))
 			t.Logf("file sink: %+v, nats sink: %+v", f, s)
 			return proctest.Tallied{Read: f.Read + s.Read, Missing: f.Missing + s.Missing, Doubled: f.Doubled + s.Doubled, Extra: f.Extra + s.Extra}
 		},

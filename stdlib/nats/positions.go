@@ -97,7 +97,7 @@ func (s *sink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.what(), err)
+		return nil, err
 	}
 	return out, nil
 }
@@ -111,7 +111,7 @@ func (s *sink) SetPositions(ctx context.Context, source string, reset []string, 
 	}
 	for _, p := range set {
 		if p.Source != source {
-			return fmt.Errorf("%s: position %s is not of source %q", s.what(), p, source)
+			return fmt.Errorf("position %s is not of source %q", p, source)
 		}
 	}
 	err := s.offline(ctx, func(kv jetstream.KeyValue) error {
@@ -155,7 +155,7 @@ func (s *sink) SetPositions(ctx context.Context, source string, reset []string, 
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("%s: %w", s.what(), err)
+		return err
 	}
 	return nil
 }

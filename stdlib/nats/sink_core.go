@@ -49,14 +49,11 @@ type coreSink struct {
 func newCoreSink(cfg stdlib.Config) (*coreSink, error) {
 	cn, err := newConn(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("nats_core sink %q: %w", cfg.Stage, err)
+		return nil, err
 	}
-	s := &coreSink{cfg: cfg, log: cfg.Logger, conn: cn, timeout: cfg.Duration("timeout")}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
+	s := &coreSink{cfg: cfg, log: cfg.Log(), conn: cn, timeout: cfg.Duration("timeout")}
 	if s.enc, err = newEncoder(cfg); err != nil {
-		return nil, fmt.Errorf("nats_core sink %q: %w", cfg.Stage, err)
+		return nil, err
 	}
 	return s, nil
 }
@@ -66,7 +63,7 @@ func (s *coreSink) what() string { return fmt.Sprintf("nats_core sink %q", s.cfg
 func (s *coreSink) Open(ctx context.Context) ([]stdlib.Position, error) {
 	var err error
 	if s.nc, err = s.conn.connect(ctx, s.log, s.what()); err != nil {
-		return nil, fmt.Errorf("%s: %w", s.what(), err)
+		return nil, err
 	}
 	s.bo = s.conn.backoff(s.log, s.what())
 	return nil, nil
@@ -89,7 +86,7 @@ func (s *coreSink) Write(ctx context.Context, batch []stdlib.Record) error {
 		case err == nats.ErrMaxPayload:
 			rerrs = append(rerrs, stdlib.RecordError{Index: i, Err: err})
 		default:
-			return fmt.Errorf("%s: publish: %w", s.what(), err)
+			return fmt.Errorf("publish: %w", err)
 		}
 	}
 	if len(rerrs) > 0 {
@@ -103,7 +100,7 @@ func (s *coreSink) Write(ctx context.Context, batch []stdlib.Record) error {
 func (s *coreSink) Checkpoint(ctx context.Context, _ stdlib.Checkpoint) error {
 	err := retry.Do(ctx, s.bo, transient, func() error { return s.nc.FlushTimeout(s.timeout) })
 	if err != nil {
-		return fmt.Errorf("%s: flush: %w", s.what(), err)
+		return fmt.Errorf("flush: %w", err)
 	}
 	return nil
 }

@@ -210,7 +210,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	}
 	s := &sink{
 		cfg:      cfg,
-		log:      cfg.Logger,
+		log:      cfg.Log(),
 		conn:     cn,
 		stream:   cfg.String("stream"),
 		create:   cfg.Bool("create_stream"),
@@ -219,9 +219,6 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		chunk:    int(cfg.Int("max_pending")),
 		timeout:  cfg.Duration("timeout"),
 		bucket:   cfg.String("offsets_bucket"),
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.enc, err = newEncoder(cfg); err != nil {
 		return nil, err
@@ -242,16 +239,16 @@ func (s *sink) what() string { return fmt.Sprintf("nats sink %q", s.cfg.Stage) }
 func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 	var err error
 	if s.nc, err = s.conn.connect(ctx, s.log, s.what()); err != nil {
-		return nil, fmt.Errorf("%s: %w", s.what(), err)
+		return nil, err
 	}
 	s.js, err = jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(s.chunk), jetstream.WithPublishAsyncTimeout(s.timeout))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.what(), err)
+		return nil, err
 	}
 	s.bo = s.conn.backoff(s.log, s.what())
 	if s.stream != "" {
 		if err := s.openStream(ctx); err != nil {
-			return nil, fmt.Errorf("%s: %w", s.what(), err)
+			return nil, err
 		}
 	}
 	if s.cfg.Delivery != stdlib.ExactlyOnce {
@@ -293,7 +290,7 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.what(), err)
+		return nil, err
 	}
 	return held, nil
 }
@@ -456,14 +453,14 @@ func (s *sink) publish(ctx context.Context, msgs []*nats.Msg) ([]rejection, erro
 			}
 		}
 		if cause != nil && !transient(cause) {
-			return nil, fmt.Errorf("%s: publish: %w", s.what(), cause)
+			return nil, fmt.Errorf("publish: %w", cause)
 		}
 		if len(again) == 0 {
 			s.bo.Reset()
 			return rejected, nil
 		}
 		if err := s.bo.Wait(ctx, cause); err != nil {
-			return nil, fmt.Errorf("%s: publish: %w", s.what(), err)
+			return nil, fmt.Errorf("publish: %w", err)
 		}
 		todo = again
 	}
@@ -490,14 +487,14 @@ func (s *sink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
 	}
 	b, err := json.Marshal(storedPositions{Target: s.target, Positions: cp.Positions})
 	if err != nil {
-		return fmt.Errorf("%s: %w", s.what(), err)
+		return err
 	}
 	err = retry.Do(ctx, s.bo, transient, func() error {
 		_, err := s.kv.Put(ctx, s.key(), b)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("%s: store positions in %q: %w", s.what(), s.bucket, err)
+		return fmt.Errorf("store positions in %q: %w", s.bucket, err)
 	}
 	return nil
 }

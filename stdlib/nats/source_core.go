@@ -67,15 +67,12 @@ type coreSource struct {
 func newCoreSource(cfg stdlib.Config) (*coreSource, error) {
 	cn, err := newConn(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("nats_core source %q: %w", cfg.Stage, err)
+		return nil, err
 	}
-	s := &coreSource{cfg: cfg, log: cfg.Logger, conn: cn, subject: cfg.String("subject"), queue: cfg.String("queue"),
+	s := &coreSource{cfg: cfg, log: cfg.Log(), conn: cn, subject: cfg.String("subject"), queue: cfg.String("queue"),
 		maxWait: cfg.Duration("max_wait")}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
 	if s.val, err = codec.New(cfg.String("format"), cfg.Schema, codec.Options{}); err != nil {
-		return nil, fmt.Errorf("nats_core source %q: %w", cfg.Stage, err)
+		return nil, err
 	}
 	s.ch = make(chan *nats.Msg, max(cfg.Int("buffer"), 1))
 	return s, nil
@@ -93,7 +90,7 @@ func (s *coreSource) Open(ctx context.Context, _ stdlib.Resumer) error {
 	}
 	var err error
 	if s.nc, err = s.conn.connect(ctx, s.log, s.what()); err != nil {
-		return fmt.Errorf("%s: %w", s.what(), err)
+		return err
 	}
 	if s.queue != "" {
 		s.sub, err = s.nc.ChanQueueSubscribe(s.subject, s.queue, s.ch)
@@ -104,7 +101,7 @@ func (s *coreSource) Open(ctx context.Context, _ stdlib.Resumer) error {
 		err = s.nc.FlushTimeout(10 * time.Second) // the server has the subscription
 	}
 	if err != nil {
-		return fmt.Errorf("%s: subscribe %q: %w", s.what(), s.subject, err)
+		return fmt.Errorf("subscribe %q: %w", s.subject, err)
 	}
 	return nil
 }

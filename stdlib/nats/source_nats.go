@@ -179,7 +179,7 @@ func newSource(cfg stdlib.Config) (*source, error) {
 	}
 	s := &source{
 		cfg:      cfg,
-		log:      cfg.Logger,
+		log:      cfg.Log(),
 		conn:     cn,
 		stream:   cfg.String("stream"),
 		consumer: cfg.String("consumer"),
@@ -188,9 +188,6 @@ func newSource(cfg stdlib.Config) (*source, error) {
 		maxWait:  cfg.Duration("max_wait"),
 		ackWait:  cfg.Duration("ack_wait"),
 		pending:  int(cfg.Int("max_ack_pending")),
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.behind.Store(-1)
 	switch st := cfg.Attrs["start"].(type) {
@@ -222,10 +219,10 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 	}
 	var err error
 	if s.nc, err = s.conn.connect(ctx, s.log, s.what()); err != nil {
-		return fmt.Errorf("%s: %w", s.what(), err)
+		return err
 	}
 	if s.js, err = jetstream.New(s.nc); err != nil {
-		return fmt.Errorf("%s: %w", s.what(), err)
+		return err
 	}
 	s.bo = s.conn.backoff(s.log, s.what())
 	var (
@@ -250,7 +247,7 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("%s: %w", s.what(), err)
+		return err
 	}
 	if sinfo.Config.Retention == jetstream.InterestPolicy {
 		s.log.Warn(s.what()+": the stream has interest retention: creating the consumer again at a resume position can lose messages no other consumer holds",
@@ -291,7 +288,7 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("%s: consumer %q: %w", s.what(), s.consumer, err)
+			return fmt.Errorf("consumer %q: %w", s.consumer, err)
 		}
 		s.update(ctx, info)
 		return nil
@@ -302,7 +299,7 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 			"acknowledged", info.AckFloor.Stream, "delivered", info.Delivered.Stream, "pending", info.NumAckPending)
 	}
 	if err := s.position(ctx, start, info != nil); err != nil {
-		return fmt.Errorf("%s: %w", s.what(), err)
+		return err
 	}
 	return nil
 }
@@ -395,7 +392,7 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 		return nil, ctx.Err()
 	}
 	if s.cons == nil {
-		return nil, fmt.Errorf("%s: not open", s.what())
+		return nil, errors.New("not open")
 	}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -408,10 +405,10 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 			b, err := s.cons.Fetch(s.fetchN, jetstream.FetchMaxWait(s.maxWait))
 			if err != nil {
 				if !transient(err) {
-					return nil, fmt.Errorf("%s: pull: %w", s.what(), err)
+					return nil, fmt.Errorf("pull: %w", err)
 				}
 				if werr := s.bo.Wait(ctx, err); werr != nil {
-					return nil, fmt.Errorf("%s: pull: %w", s.what(), werr)
+					return nil, fmt.Errorf("pull: %w", werr)
 				}
 				continue
 			}
@@ -435,11 +432,11 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 				s.reconnects = ^uint64(0)
 				if len(out) == 0 {
 					if werr := s.bo.Wait(ctx, berr); werr != nil {
-						return nil, fmt.Errorf("%s: pull: %w", s.what(), werr)
+						return nil, fmt.Errorf("pull: %w", werr)
 					}
 				}
 			default:
-				return nil, fmt.Errorf("%s: pull: %w", s.what(), berr)
+				return nil, fmt.Errorf("pull: %w", berr)
 			}
 		}
 		// An empty answer returns too, so that the caller commits
@@ -483,7 +480,7 @@ func (s *source) collect(ctx context.Context) (out []stdlib.Record, done bool, e
 		}
 		md, err := m.Metadata()
 		if err != nil {
-			return nil, false, fmt.Errorf("%s: message metadata: %w", s.what(), err)
+			return nil, false, fmt.Errorf("message metadata: %w", err)
 		}
 		dseq, sseq := md.Sequence.Consumer, md.Sequence.Stream
 		if s.lastD > 0 && dseq > s.lastD+1 {
@@ -494,7 +491,7 @@ func (s *source) collect(ctx context.Context) (out []stdlib.Record, done bool, e
 				"stream", s.stream, "consumer", s.consumer, "expected", s.lastD+1, "got", dseq, "from", s.committed+1)
 			s.noteAck(last)
 			if err := s.position(ctx, s.committed+1, true); err != nil {
-				return nil, false, fmt.Errorf("%s: %w", s.what(), err)
+				return nil, false, err
 			}
 			return out, false, nil
 		}
@@ -532,7 +529,7 @@ func (s *source) checkLost(ctx context.Context) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("%s: consumer %q: %w", s.what(), s.consumer, err)
+		return fmt.Errorf("consumer %q: %w", s.consumer, err)
 	}
 	s.reconnects = s.nc.Stats().Reconnects
 	switch {
@@ -545,7 +542,7 @@ func (s *source) checkLost(ctx context.Context) error {
 		return nil
 	}
 	if err := s.position(ctx, s.committed+1, info != nil); err != nil {
-		return fmt.Errorf("%s: %w", s.what(), err)
+		return err
 	}
 	return nil
 }
@@ -637,7 +634,7 @@ func (s *source) Commit(ctx context.Context, positions []stdlib.Position) error 
 			"consumer", s.consumer, "sequence", a.seq, "error", err.Error())
 		return nil
 	}
-	return fmt.Errorf("%s: acknowledge %s@%d: %w", s.what(), s.stream, a.seq, err)
+	return fmt.Errorf("acknowledge %s@%d: %w", s.stream, a.seq, err)
 }
 
 // Lag implements stdlib.Lagger: the messages matching the consumer that

@@ -38,6 +38,19 @@ func connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
 	return conn, nil
 }
 
+// disconnect closes *conn, if open, and forgets it.
+func disconnect(ctx context.Context, conn **pgx.Conn) error {
+	if *conn == nil {
+		return nil
+	}
+	err := (*conn).Close(ctx)
+	*conn = nil
+	if err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	return nil
+}
+
 // parseDSN parses a connection string. Its errors never show it, nor any
 // piece of it: it usually holds a password.
 func parseDSN(dsn string) (*pgx.ConnConfig, error) {

@@ -27,19 +27,19 @@ type sourceLag struct {
 func (s *source) noteLag(ctx context.Context, n int) {
 	behind, unit := int64(0), "ids"
 	switch {
-	case s.mode == sqlcommon.ModeBulk:
+	case s.Mode == sqlcommon.ModeBulk:
 		return
-	case s.mode != sqlcommon.ModeIncrementing:
+	case s.Mode != sqlcommon.ModeIncrementing:
 		unit = "ms"
-		if n >= s.batch && s.hasLast {
-			behind = max(time.Since(time.UnixMicro(s.last)).Milliseconds(), 0)
+		if n >= s.Batch && s.HasLast {
+			behind = max(time.Since(time.UnixMicro(s.Last)).Milliseconds(), 0)
 		}
-	case n >= s.batch && s.hasLast:
+	case n >= s.Batch && s.HasLast:
 		var top *int64
-		if err := s.conn.QueryRow(ctx, "SELECT max("+quote(s.inc)+") FROM "+s.from()).Scan(&top); err != nil || top == nil {
+		if err := s.conn.QueryRow(ctx, "SELECT max("+quote(s.Inc)+") FROM "+s.from()).Scan(&top); err != nil || top == nil {
 			return
 		}
-		behind = max(*top-s.last, 0)
+		behind = max(*top-s.Last, 0)
 	}
 	s.lag.mu.Lock()
 	s.lag.known, s.lag.behind, s.lag.unit = true, behind, unit
@@ -53,7 +53,7 @@ func (s *source) Lag(context.Context) []stdlib.Lag {
 	if !s.lag.known {
 		return nil
 	}
-	return []stdlib.Lag{{Partition: s.partition, Behind: s.lag.behind, Unit: s.lag.unit}}
+	return []stdlib.Lag{{Partition: s.Partition, Behind: s.lag.behind, Unit: s.lag.unit}}
 }
 
 // cdcLag is what the postgres_cdc source's Lag reports: the WAL the slot

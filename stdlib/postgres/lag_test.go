@@ -20,6 +20,6 @@ func TestSourceLag(t *testing.T) {
 		if _, err := src.Read(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		stdlibtest.WantLag(t, src, stdlib.Lag{Partition: src.partition, Behind: want, Unit: "ids"})
+		stdlibtest.WantLag(t, src, stdlib.Lag{Partition: src.Partition, Behind: want, Unit: "ids"})
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"pipe.dev/pipe/internal/testkit"
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/stdlibtest"
@@ -41,10 +42,7 @@ func newPG(t testing.TB) *pgEnv {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, testDSN())
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("postgresql (PIPE_PG_URL or 127.0.0.1:5432) is not reachable: %v", err)
-		}
-		t.Skipf("postgresql (PIPE_PG_URL or 127.0.0.1:5432) is not reachable: %v", err)
+		testkit.Missing(t, "postgresql (PIPE_PG_URL or 127.0.0.1:5432) is not reachable: %v", err)
 	}
 	name := strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "_"))
 	if len(name) > 40 {
@@ -134,32 +132,11 @@ func (e *pgEnv) sinkConfig(attrs map[string]any, typ *types.Type, d stdlib.Deliv
 }
 
 // logger logs to the test log under -v.
-func (e *pgEnv) logger() *slog.Logger {
-	if !testing.Verbose() {
-		return slog.New(slog.DiscardHandler)
-	}
-	return slog.New(slog.NewTextHandler(testLog{e.t}, nil))
-}
-
-type testLog struct{ t testing.TB }
-
-func (w testLog) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
+func (e *pgEnv) logger() *slog.Logger { return testkit.Logger(e.t) }
 
 func (e *pgEnv) openSink(cfg stdlib.Config) (*sink, []stdlib.Position) {
 	e.t.Helper()
-	s, err := newSink(cfg)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	held, err := s.Open(e.t.Context())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { s.Close(context.Background()) })
-	return s, held
+	return stdlibtest.OpenSink[*sink](e.t)(newSink(cfg))
 }
 
 // The benchmark record shape and its records (stdlibtest).

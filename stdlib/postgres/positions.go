@@ -50,7 +50,7 @@ func (s *sink) createOffsets(ctx context.Context, db dbtx) error {
 		" ADD COLUMN IF NOT EXISTS identity text, ADD COLUMN IF NOT EXISTS target oid"); err != nil {
 		return fmt.Errorf("add identity and target to offsets table %q: %w", s.offsets.String(), err)
 	}
-	s.log.Info("postgres: added columns identity and target to the offsets table", "table", s.offsets.String())
+	s.Log.Info("postgres: added columns identity and target to the offsets table", "table", s.offsets.String())
 	return nil
 }
 
@@ -96,7 +96,7 @@ func (s *sink) readHeld(ctx context.Context) ([]stdlib.Position, error) {
 	if err != nil {
 		return nil, err
 	}
-	held, stale := sqlcommon.HeldFor(s.log, "postgres", s.table.String(), s.target, rows)
+	held, stale := sqlcommon.HeldFor(s.Log, "postgres", s.table.String(), s.target, rows)
 	s.stale = stale
 	return held, nil
 }
@@ -118,7 +118,7 @@ func (s *sink) readRows(ctx context.Context, q queryer, where string, arg string
 		cols = `'', 0::oid, ''`
 	}
 	rows, err := q.Query(ctx, `SELECT source, partition, "offset", `+cols+` FROM `+s.offsets.sql()+
-		` o WHERE pipeline = $1 AND `+where+` AND source <> '' ORDER BY source, partition, sink`, s.pipeline, arg)
+		` o WHERE pipeline = $1 AND `+where+` AND source <> '' ORDER BY source, partition, sink`, s.Pipeline, arg)
 	if err != nil {
 		return nil, fmt.Errorf("read offsets: %w", err)
 	}
@@ -136,7 +136,7 @@ func (s *sink) readRows(ctx context.Context, q queryer, where string, arg string
 // forTarget returns the rows stored for the sink's table (or for an
 // unknown one) and warns, once per table, of those stored for another.
 func (s *sink) forTarget(rows []heldRow) []heldRow {
-	return sqlcommon.ForTarget(s.log, "postgres", s.table.String(), s.target, rows)
+	return sqlcommon.ForTarget(s.Log, "postgres", s.table.String(), s.target, rows)
 }
 
 // storePositions upserts the checkpoint's positions, with the commit token,
@@ -145,11 +145,11 @@ func (s *sink) forTarget(rows []heldRow) []heldRow {
 func (s *sink) storePositions(ctx context.Context, tx pgx.Tx, ps []stdlib.Position, token int64) error {
 	if s.stale {
 		if _, err := tx.Exec(ctx, `DELETE FROM `+s.offsets.sql()+` WHERE pipeline = $1 AND sink = $2 AND target <> $3`,
-			s.pipeline, s.ID, s.target); err != nil {
+			s.Pipeline, s.ID, s.target); err != nil {
 			return err
 		}
 	}
-	return upsertPositions(ctx, tx, s.offsets, s.pipeline, s.ID, s.target, ps, &token)
+	return upsertPositions(ctx, tx, s.offsets, s.Pipeline, s.ID, s.target, ps, &token)
 }
 
 // upsertPositions stores positions of one sink task for the table target,
@@ -191,7 +191,7 @@ func (s *sink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
 		if s.target == 0 || !s.hasOffsets {
 			return nil
 		}
-		rows, err := s.readRows(ctx, tx, stageSinks, s.stage)
+		rows, err := s.readRows(ctx, tx, stageSinks, s.Stage)
 		if err != nil {
 			return err
 		}
@@ -199,7 +199,7 @@ func (s *sink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres sink %q: %w", s.stage, err)
+		return nil, err
 	}
 	return out, nil
 }
@@ -215,7 +215,7 @@ func (s *sink) SetPositions(ctx context.Context, source string, reset []string, 
 	}
 	for _, p := range set {
 		if p.Source != source {
-			return fmt.Errorf("postgres sink %q: position %s is not of source %q", s.stage, p, source)
+			return fmt.Errorf("position %s is not of source %q", p, source)
 		}
 	}
 	err := s.offline(ctx, func(tx pgx.Tx) error {
@@ -231,18 +231,18 @@ func (s *sink) SetPositions(ctx context.Context, source string, reset []string, 
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM `+s.offsets.sql()+` `+forgetSQL+
 			` AND source = $3 AND (coalesce(cardinality($4::text[]), 0) = 0 OR partition = ANY($4))`,
-			s.pipeline, s.stage, source, reset); err != nil {
+			s.Pipeline, s.Stage, source, reset); err != nil {
 			return fmt.Errorf("reset positions: %w", err)
 		}
-		for task := range max(s.tasks, 1) {
-			if err := upsertPositions(ctx, tx, s.offsets, s.pipeline, sqlcommon.TaskSinkID(s.stage, task, s.tasks), s.target, set, nil); err != nil {
+		for task := range max(s.Tasks, 1) {
+			if err := upsertPositions(ctx, tx, s.offsets, s.Pipeline, sqlcommon.TaskSinkID(s.Stage, task, s.Tasks), s.target, set, nil); err != nil {
 				return fmt.Errorf("set positions: %w", err)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("postgres sink %q: %w", s.stage, err)
+		return err
 	}
 	return nil
 }
@@ -254,13 +254,10 @@ func (s *sink) offline(ctx context.Context, fn func(tx pgx.Tx) error) error {
 		return err
 	}
 	defer s.reset()
+	if err := s.Resolve(ctx); err != nil {
+		return err
+	}
 	var err error
-	if s.table, err = resolveSchema(ctx, s.conn, s.table); err != nil {
-		return err
-	}
-	if s.offsets, err = resolveSchema(ctx, s.conn, s.offsets); err != nil {
-		return err
-	}
 	if s.target, err = tableOID(ctx, s.conn, s.table); err != nil {
 		return err
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"slices"
 	"strings"
 	"time"
 
@@ -15,7 +13,6 @@ import (
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/internal/sqlcommon"
-	"pipe.dev/pipe/stdlib/retry"
 )
 
 func init() { stdlib.MustRegister(SinkSpec) }
@@ -38,15 +35,9 @@ func checkSink(attrs map[string]any) []stdlib.AttrError {
 }
 
 type sink struct {
-	log          *slog.Logger
-	dsn          string
-	table        tableName
-	offsets      tableName
-	create       bool
-	retryTimeout time.Duration
-	pipeline     string
-	stage        string
-	tasks        int
+	dsn     string
+	table   tableName
+	offsets tableName
 
 	target     uint32 // OID of the table the positions are held for
 	hasOffsets bool   // the offsets table exists (StoredPositions, SetPositions)
@@ -60,118 +51,74 @@ type sink struct {
 }
 
 func newSink(cfg stdlib.Config) (*sink, error) {
-	s := &sink{
-		log:          sqlcommon.Logger(cfg.Logger),
-		dsn:          cfg.String("dsn"),
-		create:       cfg.Bool("create_table"),
-		retryTimeout: cfg.Duration(retry.Param.Name),
-		pipeline:     cfg.Pipeline,
-		stage:        cfg.Stage,
-		tasks:        cfg.Tasks,
-	}
+	s := &sink{dsn: cfg.String("dsn")}
 	s.Sink = sqlcommon.NewSink[*column]("postgres", cfg, toColumn, sinkConn{s})
 	if s.dsn == "" {
 		return nil, errors.New("postgres sink: dsn is empty")
 	}
 	var err error
-	if s.table, err = parseTable(cfg.String("table")); err != nil {
-		return nil, fmt.Errorf("postgres sink: %w", err)
+	if s.table, s.offsets, err = sqlcommon.ParseTables(cfg, parseTable); err == nil {
+		err = s.Configure(cfg)
 	}
-	if s.offsets, err = parseTable(cfg.String("offsets_table")); err != nil {
-		return nil, fmt.Errorf("postgres sink: %w", err)
-	}
-	if err := s.Configure(cfg); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("postgres sink: %w", err)
 	}
 	return s, nil
 }
 
-// backoff paces the retries of one operation.
-func (s *sink) backoff() *retry.Backoff { return retry.New(s.retryTimeout, s.log, "postgres sink") }
-
 // Open connects, prepares the table and returns the positions held.
 func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 	s.tx = nil
-	return s.OpenWith(ctx, s.dial, s.prepare)
+	return s.OpenWith(ctx, s.dial, s)
 }
 
-func (s *sink) prepare(ctx context.Context) ([]stdlib.Position, error) {
+// Resolve qualifies the names of the table and of the offsets table.
+func (s *sink) Resolve(ctx context.Context) error {
 	var err error
 	if s.table, err = resolveSchema(ctx, s.conn, s.table); err != nil {
-		return nil, err
+		return err
 	}
-	if s.offsets, err = resolveSchema(ctx, s.conn, s.offsets); err != nil {
-		return nil, err
-	}
+	s.offsets, err = resolveSchema(ctx, s.conn, s.offsets)
+	s.Tbl.Name = s.table.String()
+	return err
+}
+
+// Columns returns the table's columns, none if it does not exist.
+func (s *sink) Columns(ctx context.Context) ([]*column, error) {
 	cols, err := readColumns(ctx, s.conn, s.table)
-	if err != nil {
-		return nil, err
-	}
-	if len(cols) == 0 {
-		if !s.create {
-			return nil, fmt.Errorf("table %q does not exist (set create_table = true to create it)", s.table.String())
-		}
-		if err := s.createTable(ctx); err != nil {
-			return nil, err
-		}
-		if cols, err = readColumns(ctx, s.conn, s.table); err != nil {
-			return nil, err
-		}
-	}
-	s.setColumns(cols)
-	if s.Tbl.Mode != sqlcommon.OpInsert && len(s.Tbl.Keys) == 0 {
-		pk, err := primaryKey(ctx, s.conn, s.table)
-		if err != nil {
-			return nil, err
-		}
-		if len(pk) == 0 {
-			return nil, fmt.Errorf("mode %s needs key columns: set key = [...] or give table %q a primary key", s.Tbl.Mode, s.table.String())
-		}
-		s.Tbl.Keys = pk
-	}
-	if err := s.Tbl.CheckKeys(); err != nil {
-		return nil, err
-	}
+	return sqlcommon.Ptrs(cols), err
+}
+
+// Keys returns the unique indexes and the primary key of the table.
+func (s *sink) Keys(ctx context.Context) ([]string, []string, error) {
 	uniques, err := s.uniqueIndexes(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if s.Tbl.Mode == sqlcommon.OpUpsert && !slices.Contains(uniques, s.keyList()) {
-		return nil, fmt.Errorf("mode upsert needs a primary key or unique index on exactly the key columns (%s) of table %q",
-			strings.Join(s.Tbl.Keys, ", "), s.table.String())
-	}
-	if s.Tbl.RType != nil {
-		if err := s.checkType(ctx); err != nil {
-			return nil, err
-		}
-	}
-	why, err := s.bufferable(ctx)
-	if err != nil {
-		return nil, err
-	}
-	s.Coalesce = why == ""
-	if !s.Coalesce {
-		s.log.Info("postgres: rows are sent at the end of every Write", "table", s.table.String(), "because", why)
-	}
-	if !s.Exactly {
-		return nil, nil
-	}
+	pk, err := primaryKey(ctx, s.conn, s.table)
+	return uniques, pk, err
+}
+
+// Held creates the offsets table if need be and returns the positions the
+// task holds for the table.
+func (s *sink) Held(ctx context.Context) ([]stdlib.Position, error) {
 	if err := s.createOffsets(ctx, s.conn); err != nil {
 		return nil, err
 	}
+	var err error
 	if s.target, err = tableOID(ctx, s.conn, s.table); err != nil {
 		return nil, err
 	}
 	return s.readHeld(ctx)
 }
 
-// bufferable tells why rows of several Writes may not share a statement,
+// Bufferable tells why rows of several Writes may not share a statement,
 // or "" if they may: the table has nothing but column types and NOT NULL
 // (which convert checks before sending) that could make the server reject a
 // row; a numeric(p, s) column (overflow, infinities) or a column of another
 // type (enum labels, inet, arrays, ...) is checked by the server only. Otherwise a rejected row must be found while the Write that brought
 // it is still running.
-func (s *sink) bufferable(ctx context.Context) (string, error) {
+func (s *sink) Bufferable(ctx context.Context, uniques []string) (string, error) {
 	var why string
 	err := s.conn.QueryRow(ctx, `
 WITH rel AS (SELECT c.oid, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -200,19 +147,7 @@ SELECT CASE
 			return fmt.Sprintf("column %q of type %s takes values only the server checks", c.Name, c.SQLType), nil
 		}
 	}
-	uniques, err := s.uniqueIndexes(ctx)
-	if err != nil {
-		return "", err
-	}
-	for _, u := range uniques {
-		if s.Tbl.Mode == sqlcommon.OpInsert {
-			return "unique indexes in insert mode", nil
-		}
-		if u != s.keyList() {
-			return "unique indexes other than the key", nil
-		}
-	}
-	return "", nil
+	return s.Tbl.UniquesBar(uniques), nil
 }
 
 // uniqueIndexes returns the column lists of the table's unique indexes,
@@ -230,23 +165,11 @@ WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique AND i.indpred IS NULL`
 	return uniques, nil
 }
 
-// keyList returns the key columns sorted and comma-joined.
-func (s *sink) keyList() string { return sqlcommon.KeyList(s.Tbl.Keys) }
-
-func (s *sink) setColumns(cols []column) {
-	ptrs := make([]*column, len(cols))
-	for i := range cols {
-		ptrs[i] = &cols[i]
-	}
-	s.Tbl.SetColumns(ptrs)
-	s.Tbl.Name = s.table.String()
-}
-
-// createTable creates the table (and its schema) from the record type. An
+// CreateTable creates the table (and its schema) from the record type. An
 // exactly-once sink holds nothing of a table it creates: in the same
 // transaction it forgets what every task of the stage held for the table's
 // previous incarnation (or for the table `table` named before).
-func (s *sink) createTable(ctx context.Context) error {
+func (s *sink) CreateTable(ctx context.Context) error {
 	if s.Tbl.RType == nil || len(s.Tbl.RType.Fields) == 0 {
 		return fmt.Errorf("create_table needs the record type: declare schema = ... on sink %q", s.ID)
 	}
@@ -280,7 +203,7 @@ func (s *sink) createTable(ctx context.Context) error {
 		if !s.Exactly {
 			return nil
 		}
-		tag, err := tx.Exec(ctx, "DELETE FROM "+s.offsets.sql()+" "+forgetSQL, s.pipeline, s.stage)
+		tag, err := tx.Exec(ctx, "DELETE FROM "+s.offsets.sql()+" "+forgetSQL, s.Pipeline, s.Stage)
 		forgot = tag.RowsAffected()
 		return err
 	})
@@ -290,7 +213,7 @@ func (s *sink) createTable(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create table %q: %w", s.table.String(), err)
 	}
-	s.log.Info("postgres: created table", "table", s.table.String(), "positions_forgotten", forgot)
+	s.Log.Info("postgres: created table", "table", s.table.String(), "positions_forgotten", forgot)
 	return nil
 }
 
@@ -300,12 +223,12 @@ func alreadyExists(err error) bool {
 	return errors.As(err, &pe) && (pe.Code == "42P07" || pe.Code == "23505" || pe.Code == "42P06")
 }
 
-// checkType checks the record type against the table's columns, adding
+// CheckType checks the record type against the table's columns, adding
 // columns for new fields when evolve = add_columns.
-func (s *sink) checkType(ctx context.Context) error {
+func (s *sink) CheckType(ctx context.Context) error {
 	newCols, err := s.Tbl.CheckType(s.Evolve, compatible, func(f *types.Field) string { return pgTypes.Of(f.Type) },
 		func(field string) {
-			s.log.Warn("postgres: optional field feeds a NOT NULL column; null values will be rejected",
+			s.Log.Warn("postgres: optional field feeds a NOT NULL column; null values will be rejected",
 				"field", field, "column", field)
 		})
 	if err != nil {
@@ -318,12 +241,12 @@ func (s *sink) checkType(ctx context.Context) error {
 	if _, err := s.conn.Exec(ctx, "ALTER TABLE "+s.table.sql()+" "+strings.Join(add, ", ")); err != nil {
 		return fmt.Errorf("evolve table %q: %w", s.table.String(), err)
 	}
-	s.log.Info("postgres: added columns", "table", s.table.String(), "count", len(add))
+	s.Log.Info("postgres: added columns", "table", s.table.String(), "count", len(add))
 	cols, err := readColumns(ctx, s.conn, s.table)
 	if err != nil {
 		return err
 	}
-	s.setColumns(cols)
+	s.Tbl.SetColumns(sqlcommon.Ptrs(cols))
 	return nil
 }
 

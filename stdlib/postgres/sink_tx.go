@@ -13,7 +13,6 @@ import (
 
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/internal/sqlcommon"
-	"pipe.dev/pipe/stdlib/retry"
 )
 
 // begin makes sure a connection and an open transaction exist; a new
@@ -30,21 +29,7 @@ func (s *sink) begin(ctx context.Context) error {
 		return err
 	}
 	s.tx = tx
-	s.TxStart = time.Now()
-	if len(s.Done) > 0 {
-		s.log.Info("postgres: replaying transaction", "steps", len(s.Done), "rows", s.TxRows)
-	}
-	for _, st := range s.Done {
-		if err := s.exec(ctx, tx, st); err != nil {
-			s.abort(ctx)
-			if recordError(err) {
-				// Not this Write's rows: fail rather than blame them.
-				return fmt.Errorf("replay: %v", err)
-			}
-			return err
-		}
-	}
-	return nil
+	return s.Replay(ctx, recordError, func(st sqlcommon.Step) error { return s.exec(ctx, tx, st) })
 }
 
 // dial connects unless connected.
@@ -90,23 +75,12 @@ func (s *sink) abort(ctx context.Context) {
 // inTx runs fn in the open transaction, reconnecting and replaying on
 // connection loss until retry_timeout.
 func (s *sink) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	b := s.backoff()
-	for {
-		err := s.begin(ctx)
-		if err == nil {
-			err = fn(s.tx)
-		}
-		if err == nil {
-			return nil
-		}
-		if !transient(err) || ctx.Err() != nil {
+	return s.Retry(ctx, func() error {
+		if err := s.begin(ctx); err != nil {
 			return err
 		}
-		s.reset()
-		if werr := b.Wait(ctx, err); werr != nil {
-			return werr
-		}
-	}
+		return fn(s.tx)
+	})
 }
 
 // apply runs one step of a Write. Rows the server rejects for their
@@ -285,11 +259,11 @@ func (s *sink) evolveFor(ctx context.Context, batch []stdlib.Record) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("postgres sink %q: evolve table %q: %w", s.ID, s.table.String(), err)
+		return fmt.Errorf("evolve table %q: %w", s.table.String(), err)
 	}
 	s.Done = append(s.Done, st)
-	s.setColumns(cols)
-	s.log.Info("postgres: added columns", "table", s.table.String(), "count", len(adds))
+	s.Tbl.SetColumns(sqlcommon.Ptrs(cols))
+	s.Log.Info("postgres: added columns", "table", s.table.String(), "count", len(adds))
 	return nil
 }
 
@@ -316,7 +290,7 @@ func (s *sink) readToken(ctx context.Context, token int64, pid uint32, start tim
 	}
 	var got int64
 	err := s.conn.QueryRow(ctx, `SELECT "offset" FROM `+s.offsets.sql()+
-		` WHERE pipeline = $1 AND sink = $2 AND source = '' AND partition = ''`, s.pipeline, s.ID).Scan(&got)
+		` WHERE pipeline = $1 AND sink = $2 AND source = '' AND partition = ''`, s.Pipeline, s.ID).Scan(&got)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
@@ -332,14 +306,7 @@ func (s *sink) Close(ctx context.Context) error {
 		_ = s.tx.Rollback(ctx)
 	}
 	s.tx, s.Done, s.TxRows, s.Buf = nil, nil, 0, sqlcommon.Buffer{}
-	if s.conn != nil {
-		err := s.conn.Close(ctx)
-		s.conn = nil
-		if err != nil {
-			return fmt.Errorf("postgres sink %q: close: %w", s.ID, err)
-		}
-	}
-	return nil
+	return disconnect(ctx, &s.conn)
 }
 
 // sinkConn is the sink's side of [sqlcommon.Conn].
@@ -376,7 +343,6 @@ func (c sinkConn) Reset()                    { c.s.reset() }
 func (c sinkConn) Abort(ctx context.Context) { c.s.abort(ctx) }
 func (c sinkConn) Transient(err error) bool  { return transient(err) }
 func (sinkConn) Redact(err error) error      { return err }
-func (c sinkConn) Backoff() *retry.Backoff   { return c.s.backoff() }
 
 // decide tells whether the transaction that carried token, run by the
 // backend pid started at start, committed.

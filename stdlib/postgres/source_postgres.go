@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -47,68 +46,29 @@ func (pgDialect) DelayArg(d time.Duration) any { return d.Seconds() }
 func (pgDialect) TimeArg(t time.Time) any      { return t }
 
 type source struct {
-	log          *slog.Logger
-	dsn          string
-	table        tableName
-	hasTable     bool
-	query        string
-	mode         sqlcommon.ReadMode
-	inc, ts      string
-	delay        time.Duration
-	batch        int
-	retryTimeout time.Duration
-	stage        string
-	partition    string
-	task         int
-	schema       *types.Type
+	dsn   string
+	table tableName
 
-	conn    *pgx.Conn
-	cols    []column
-	last    int64 // offset of the last record emitted
-	hasLast bool
-	bulk    pgx.Rows
-	ordinal int64 // bulk: rows of the current read so far
+	conn *pgx.Conn
+	cols []column
+	bulk pgx.Rows
 
 	lag sourceLag
 
-	sqlcommon.Poller // poll, idle, done
+	sqlcommon.Source // settings, offset, poller
 }
 
 func newSource(cfg stdlib.Config) (*source, error) {
-	s := &source{
-		Poller:       sqlcommon.Poller{Poll: cfg.Duration("poll")},
-		log:          cfg.Logger,
-		dsn:          cfg.String("dsn"),
-		query:        cfg.String("query"),
-		inc:          cfg.String("incrementing_column"),
-		ts:           cfg.String("timestamp_column"),
-		delay:        cfg.Duration("delay"),
-		batch:        int(cfg.Int("batch")),
-		retryTimeout: cfg.Duration(retry.Param.Name),
-		stage:        cfg.Stage,
-		task:         cfg.Task,
-		schema:       cfg.Schema,
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
+	s := &source{dsn: cfg.String("dsn")}
 	if s.dsn == "" {
 		return nil, errors.New("postgres source: dsn is empty")
 	}
-	if errs := checkSource(cfg.Attrs); len(errs) > 0 {
-		return nil, fmt.Errorf("postgres source: %s", errs[0].Message)
-	}
 	var err error
-	if t := cfg.String("table"); t != "" {
-		if s.table, err = parseTable(t); err != nil {
-			return nil, fmt.Errorf("postgres source: %w", err)
-		}
-		s.hasTable = true
-		s.partition = t
-	} else {
-		s.partition = "query"
-	}
-	if s.mode, err = sqlcommon.ParseReadMode(cfg.String("mode")); err != nil {
+	s.Source, err = sqlcommon.NewSource("postgres", cfg, checkSource, func(t string) (err error) {
+		s.table, err = parseTable(t)
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("postgres source: %w", err)
 	}
 	return s, nil
@@ -117,11 +77,11 @@ func newSource(cfg stdlib.Config) (*source, error) {
 // Open connects, reads the columns, checks the declared schema and the
 // mode's columns, and positions after the resumed offset.
 func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
-	if s.task != 0 {
+	if s.Task != 0 {
 		return nil // one reader per table: other tasks stay idle
 	}
 	var id string // what the positions point into, when resuming
-	err := retry.Do(ctx, s.backoff(), transient, func() error {
+	err := retry.Do(ctx, s.Backoff(), transient, func() error {
 		var err error
 		if s.conn, err = connect(ctx, s.dsn); err != nil {
 			return err
@@ -136,13 +96,9 @@ func (s *source) Open(ctx context.Context, resume stdlib.Resumer) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("postgres source %q: %w", s.stage, err)
+		return err
 	}
-	if resume != nil {
-		if off, ok := resume.Resume(s.partition, id); ok {
-			s.last, s.hasLast = off, true
-		}
-	}
+	s.Resumed(resume, id)
 	return nil
 }
 
@@ -163,7 +119,7 @@ func (s *source) identity(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("read the table's identity: %w", err)
 	}
 	id := fmt.Sprintf("database %d", db)
-	if s.hasTable {
+	if s.HasTable {
 		id += fmt.Sprintf(" table %d", rel)
 	}
 	var sys int64
@@ -171,7 +127,7 @@ func (s *source) identity(ctx context.Context) (string, error) {
 		if !errors.As(err, new(*pgconn.PgError)) {
 			return "", fmt.Errorf("read the system identifier: %w", err)
 		}
-		s.log.Info("postgres: the identity of the source's positions goes without the server's system identifier",
+		s.Log.Info("postgres: the identity of the source's positions goes without the server's system identifier",
 			"because", err.Error(), "identity", id)
 		return id, nil
 	}
@@ -180,7 +136,7 @@ func (s *source) identity(ctx context.Context) (string, error) {
 
 func (s *source) describe(ctx context.Context) error {
 	var err error
-	if s.hasTable {
+	if s.HasTable {
 		if s.table, err = resolveSchema(ctx, s.conn, s.table); err != nil {
 			return err
 		}
@@ -191,7 +147,7 @@ func (s *source) describe(ctx context.Context) error {
 			return fmt.Errorf("table %q does not exist", s.table.String())
 		}
 	} else {
-		rows, err := s.conn.Query(ctx, "SELECT * FROM ("+s.query+") AS pipe_q LIMIT 0")
+		rows, err := s.conn.Query(ctx, "SELECT * FROM ("+s.SQL+") AS pipe_q LIMIT 0")
 		if err != nil {
 			return fmt.Errorf("query: %w", err)
 		}
@@ -213,13 +169,13 @@ func (s *source) describe(ctx context.Context) error {
 	for i := range s.cols {
 		cols[i] = &s.cols[i]
 	}
-	return sqlcommon.CheckColumns(cols, s.mode, s.inc, s.ts, s.schema, s.what(), func(col string) {
-		s.log.Warn("postgres: nullable column read into a non-optional field", "column", col)
+	return sqlcommon.CheckColumns(cols, s.Mode, s.Inc, s.TS, s.Schema, s.what(), func(col string) {
+		s.Log.Warn("postgres: nullable column read into a non-optional field", "column", col)
 	})
 }
 
 func (s *source) what() string {
-	if s.hasTable {
+	if s.HasTable {
 		return fmt.Sprintf("table %q", s.table.String())
 	}
 	return "the query"
@@ -234,21 +190,16 @@ func (s *source) Type() *types.Type {
 	return sqlcommon.ColumnsType(cols)
 }
 
-func (s *source) from() string {
-	if s.hasTable {
-		return s.table.sql()
-	}
-	return "(" + s.query + ") AS pipe_q"
-}
+func (s *source) from() string { return s.From(s.table.sql()) }
 
 // Read returns the next batch of rows, polling once caught up.
 func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
-	if s.task != 0 {
+	if s.Task != 0 {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
 	if s.conn == nil && s.cols == nil {
-		return nil, fmt.Errorf("postgres source %q: not open", s.stage)
+		return nil, errors.New("not open")
 	}
 	fetch := func(ctx context.Context) ([]stdlib.Record, error) {
 		recs, err := s.fetch(ctx)
@@ -257,7 +208,7 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 		}
 		return recs, err
 	}
-	return s.Poller.Read(ctx, fmt.Sprintf("postgres source %q", s.stage), s.mode == sqlcommon.ModeBulk, s.backoff(), fetch,
+	return s.Poller.Read(ctx, s.Mode == sqlcommon.ModeBulk, s.Backoff(), fetch,
 		func(err error) (error, bool) {
 			if !transient(err) || ctx.Err() != nil {
 				return err, false
@@ -266,9 +217,6 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 			return err, true
 		})
 }
-
-// backoff paces the retries of one operation.
-func (s *source) backoff() *retry.Backoff { return retry.New(s.retryTimeout, s.log, "postgres source") }
 
 func (s *source) dropConn() {
 	if s.bulk != nil {
@@ -291,34 +239,16 @@ func (s *source) fetch(ctx context.Context) ([]stdlib.Record, error) {
 		}
 		s.conn = conn
 	}
-	if s.mode == sqlcommon.ModeBulk {
+	if s.Mode == sqlcommon.ModeBulk {
 		return s.fetchBulk(ctx)
 	}
-	q := s.queries()
-	sql, args := q.Next(s.last, s.hasLast)
-	ts := s.mode.Timestamped()
-	recs, err := s.collect(ctx, sql, args, ts)
-	if err != nil || !ts {
-		return recs, err
-	}
-	keep, group, whole := sqlcommon.WholeGroups(recs, s.batch)
-	if !whole {
-		return keep, nil
-	}
-	// The whole batch is one group: read all of it.
-	sql, args = q.Group(group)
-	return s.collect(ctx, sql, args, true)
-}
-
-// queries builds the source's incremental queries.
-func (s *source) queries() *sqlcommon.Query {
-	return &sqlcommon.Query{D: pgDialect{}, From: s.from(), Mode: s.mode, Inc: s.inc, TS: s.ts, Batch: s.batch, Delay: s.delay}
+	return s.Fetch(ctx, s.Query(pgDialect{}, s.from()), s.collect)
 }
 
 func (s *source) fetchBulk(ctx context.Context) ([]stdlib.Record, error) {
 	if s.bulk == nil {
 		sql := "SELECT * FROM " + s.from()
-		if s.hasTable {
+		if s.HasTable {
 			pk, err := primaryKey(ctx, s.conn, s.table)
 			if err != nil {
 				return nil, err
@@ -336,9 +266,9 @@ func (s *source) fetchBulk(ctx context.Context) ([]stdlib.Record, error) {
 			return nil, err
 		}
 		s.bulk = rows
-		s.ordinal = 0
+		s.Ordinal = 0
 	}
-	return s.Bulk(sqlcommon.Offset{Last: &s.last, HasLast: &s.hasLast}, s.batch, &s.ordinal, s.bulk.Next,
+	return s.Bulk(s.At(), s.Batch, &s.Ordinal, s.bulk.Next,
 		func(ordinal int64) (stdlib.Record, error) {
 			r, err := s.record(s.bulk, ordinal, false)
 			if err != nil {
@@ -363,7 +293,7 @@ func (s *source) collect(ctx context.Context, sql string, args []any, ts bool) (
 		return nil, err
 	}
 	defer rows.Close()
-	return sqlcommon.Collect(sqlcommon.Offset{Last: &s.last, HasLast: &s.hasLast}, rows.Next,
+	return sqlcommon.Collect(s.At(), rows.Next,
 		func() (stdlib.Record, error) { return s.record(rows, 0, ts) }, rows.Err)
 }
 
@@ -376,7 +306,7 @@ func (s *source) record(rows pgx.Rows, ordinal int64, ts bool) (stdlib.Record, e
 	}
 	raws := rows.RawValues()
 	fds := rows.FieldDescriptions()
-	return sqlcommon.RowRecord(sqlcommon.Row{Mode: s.mode, Inc: s.inc, TS: s.ts, ByTS: ts, Count: len(vals),
+	return sqlcommon.RowRecord(sqlcommon.Row{Mode: s.Mode, Inc: s.Inc, TS: s.TS, ByTS: ts, Count: len(vals),
 		Column: func(i int) (string, any, error) {
 			var c *column
 			if i < len(s.cols) && s.cols[i].Name == fds[i].Name {
@@ -393,7 +323,7 @@ func (s *source) record(rows pgx.Rows, ordinal int64, ts bool) (stdlib.Record, e
 			}
 			nv, err := fromColumn(c, vals[i], raw)
 			return c.Name, nv, err
-		}}, stdlib.Position{Source: s.stage, Partition: s.partition, Offset: ordinal})
+		}}, stdlib.Position{Source: s.Stage, Partition: s.Partition, Offset: ordinal})
 }
 
 // Commit has nothing to do: positions live in the executor's state store
@@ -406,12 +336,5 @@ func (s *source) Close(ctx context.Context) error {
 		s.bulk.Close()
 		s.bulk = nil
 	}
-	if s.conn != nil {
-		err := s.conn.Close(ctx)
-		s.conn = nil
-		if err != nil {
-			return fmt.Errorf("postgres source %q: close: %w", s.stage, err)
-		}
-	}
-	return nil
+	return disconnect(ctx, &s.conn)
 }

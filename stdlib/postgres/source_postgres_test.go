@@ -152,6 +152,24 @@ INSERT INTO ` + tbl + ` VALUES (1, '2024-01-01 00:00:01'), (2, '2024-01-01 00:00
 	}
 }
 
+// TestSourceTimestampGroupCut reads a full batch whose last timestamp
+// group is cut: the next read starts after the rows handed on, so the cut
+// group comes whole with the next batch.
+func TestSourceTimestampGroupCut(t *testing.T) {
+	e := newPG(t)
+	tbl := e.table("tscut")
+	e.exec(`CREATE TABLE ` + tbl + ` (id int PRIMARY KEY, at timestamp NOT NULL);
+INSERT INTO ` + tbl + ` VALUES (1, '2024-01-01 00:00:01'), (2, '2024-01-01 00:00:02'), (3, '2024-01-01 00:00:02')`)
+	us := func(sec int) int64 { return time.Date(2024, 1, 1, 0, 0, sec, 0, time.UTC).UnixMicro() }
+	s := e.openSource(map[string]any{"table": tbl, "mode": stdlib.Ident("timestamp_incrementing"), "timestamp_column": "at",
+		"incrementing_column": "id", "batch": int64(2)}, nil, nil)
+	got := readN(t, s, 3, "id")
+	want := [][]string{{fmt.Sprintf("%d:id=1", us(1))}, {fmt.Sprintf("%d:id=2", us(2)), fmt.Sprintf("%d:id=3", us(2))}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v\nwant %v", got, want)
+	}
+}
+
 func slicesSort(s []string) {
 	for i := 1; i < len(s); i++ {
 		for j := i; j > 0 && s[j] < s[j-1]; j-- {

@@ -56,10 +56,7 @@ type conn struct {
 }
 
 func newConn(cfg stdlib.Config, what string) (*conn, error) {
-	c := &conn{retry: cfg.Duration(retry.Param.Name), what: what, log: cfg.Logger}
-	if c.log == nil {
-		c.log = slog.New(slog.DiscardHandler)
-	}
+	c := &conn{retry: cfg.Duration(retry.Param.Name), what: what, log: cfg.Log()}
 	timeout := cfg.Duration("timeout")
 	c.opts = &goredis.Options{
 		Addr:         cfg.String("addr"),

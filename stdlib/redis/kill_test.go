@@ -1,17 +1,13 @@
 package redis
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	osexec "os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,49 +15,6 @@ import (
 
 	"pipe.dev/pipe/internal/proctest"
 )
-
-// pipeRun starts `pipe run` of file with env added, its output logged.
-func pipeRun(t *testing.T, bin, root, state, file, prefix string, env ...string) *osexec.Cmd {
-	t.Helper()
-	cmd := osexec.Command(bin, "run", "-q", "--state-dir", state, file)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Dir = root
-	cmd.Stderr = &proctest.LogWriter{T: t, Prefix: prefix}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	return cmd
-}
-
-// killRuns runs the pipeline kills times, each time SIGKILLing it after
-// a random 1-2.5 s; env gives each run its environment.
-func killRuns(t *testing.T, kills int, start func(i int) *osexec.Cmd, progress func() string) {
-	for i := range kills {
-		cmd := start(i)
-		time.Sleep(time.Duration(1000+rand.IntN(1500)) * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-		t.Logf("kill %d: %s", i+1, progress())
-	}
-}
-
-// waitFor polls done until it reports true and then stays unchanged for
-// 2 s, or fails after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, count func() int, want int) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last, since := -1, time.Now()
-	for time.Now().Before(deadline) {
-		n := count()
-		if n != last {
-			last, since = n, time.Now()
-		} else if n >= want && time.Since(since) > 2*time.Second {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatalf("%s: %d after %v, want %d", what, last, timeout, want)
-}
 
 // produce adds entries id=from..to-1 to stream over span, retrying an
 // entry while the server is away (a retried XADD whose first attempt
@@ -85,66 +38,10 @@ func produce(ctx context.Context, cl *goredis.Client, stream string, from, to in
 	return nil
 }
 
-// fileIDs reads the id of every line of a JSON lines file.
-func fileIDs(t *testing.T, path string) []int {
-	f, err := os.Open(path)
-	if os.IsNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var ids []int
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var v struct{ ID int }
-		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
-			t.Fatalf("line %q: %v", sc.Text(), err)
-		}
-		ids = append(ids, v.ID)
-	}
-	return ids
-}
-
-// tally checks that ids holds every id of 0..n-1 exactly once.
-func tally(t *testing.T, what string, n int, ids []int) {
-	t.Helper()
-	seen := make([]int, n)
-	extra := 0
-	for _, id := range ids {
-		if id < 0 || id >= n {
-			extra++
-			continue
-		}
-		seen[id]++
-	}
-	missing, doubled := 0, 0
-	var firstMissing, firstDoubled []int
-	for i, c := range seen {
-		switch {
-		case c == 0:
-			missing++
-			if len(firstMissing) < 5 {
-				firstMissing = append(firstMissing, i)
-			}
-		case c > 1:
-			doubled++
-			if len(firstDoubled) < 5 {
-				firstDoubled = append(firstDoubled, i)
-			}
-		}
-	}
-	if missing+doubled+extra > 0 {
-		t.Fatalf("%s: %d records, %d missing (%v…), %d doubled (%v…), %d unexpected", what, len(ids), missing, firstMissing, doubled, firstDoubled, extra)
-	}
-	t.Logf("%s: all %d records exactly once", what, n)
-}
-
 // streamIDs reads the id field of every entry of stream.
-func streamIDs(t *testing.T, cl *goredis.Client, stream string) []int {
+func streamIDs(t *testing.T, cl *goredis.Client, stream string) []int64 {
 	t.Helper()
-	var ids []int
+	var ids []int64
 	start := "-"
 	for {
 		xs, err := cl.XRangeN(t.Context(), stream, start, "+", 5000).Result()
@@ -152,7 +49,7 @@ func streamIDs(t *testing.T, cl *goredis.Client, stream string) []int {
 			t.Fatal(err)
 		}
 		for _, x := range xs {
-			n, err := strconv.Atoi(fmt.Sprint(x.Values["id"]))
+			n, err := strconv.ParseInt(fmt.Sprint(x.Values["id"]), 10, 64)
 			if err != nil {
 				t.Fatalf("entry %s: %v", x.ID, x.Values)
 			}
@@ -190,26 +87,24 @@ func TestKillRedisSource(t *testing.T) {
 	file := filepath.Join(dir, "redis_to_file.pipe")
 	os.WriteFile(file, []byte(text), 0o644)
 	out := filepath.Join(dir, "out.jsonl")
-	state := filepath.Join(dir, "state")
-	produced := make(chan error, 1)
-	go func() {
-		produced <- produce(t.Context(), cl, stream, 0, n, time.Duration(kills)*1500*time.Millisecond)
-	}()
-	start := func(i int) *osexec.Cmd {
-		return pipeRun(t, bin, root, state, file, "", "REDIS_ADDR="+testAddr(), "IN_STREAM="+stream, "GROUP="+group,
-			"OUT="+out, "CONSUMER=c"+strconv.Itoa(i%3))
-	}
-	killRuns(t, kills, start, func() string {
-		return fmt.Sprintf("%d lines, %d pending", len(fileIDs(t, out)), pendingCount(t, cl, stream, group))
-	})
-	cmd := start(kills)
-	if err := <-produced; err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, time.Minute, "lines in the file", func() int { return len(fileIDs(t, out)) }, n)
-	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Wait()
-	tally(t, "file", n, fileIDs(t, out))
+	(&proctest.Kill{
+		Bin: bin, File: file, State: filepath.Join(dir, "state"), Dir: root, Name: "redis source", Kills: kills,
+		Env:    []string{"REDIS_ADDR=" + testAddr(), "IN_STREAM=" + stream, "GROUP=" + group, "OUT=" + out},
+		RunEnv: func(i int) []string { return []string{"CONSUMER=c" + strconv.Itoa(i%3)} },
+		Life:   func() time.Duration { return time.Duration(1000+rand.IntN(1500)) * time.Millisecond },
+		Produce: func() error {
+			return produce(t.Context(), cl, stream, 0, n, time.Duration(kills)*1500*time.Millisecond)
+		},
+		Progress: func() string {
+			return fmt.Sprintf("%d lines, %d pending", len(proctest.FileIDs(t, out)), pendingCount(t, cl, stream, group))
+		},
+		Complete: func(t *testing.T) {
+			proctest.WaitSettled(t, "lines in the file", func() int { return len(proctest.FileIDs(t, out)) }, n, time.Minute)
+		},
+		Check: func(t *testing.T) proctest.Tallied {
+			return proctest.TallyIDs(proctest.Want(0, int64(n)), proctest.FileIDs(t, out))
+		},
+	}).Run(t)
 	if p := pendingCount(t, cl, stream, group); p != 0 {
 		t.Errorf("%d entries still pending after the last checkpoint", p)
 	}
@@ -258,11 +153,10 @@ sink keys: redis {
 gen -> [stream, hashes, keys]
 `
 
-// checkSinkTargets checks what the server holds after the sink pipeline
-// wrote records 0..n-1: the stream each once, every hash and key.
-func checkSinkTargets(t *testing.T, cl *goredis.Client, prefix string, n int) {
+// checkHashesAndKeys checks that the sink pipeline wrote the hash and
+// the key of every record 0..n-1.
+func checkHashesAndKeys(t *testing.T, cl *goredis.Client, prefix string, n int) {
 	t.Helper()
-	tally(t, "stream (exactly_once)", n, streamIDs(t, cl, prefix+":stream"))
 	ctx := t.Context()
 	hs := make([]*goredis.StringCmd, n)
 	ks := make([]*goredis.StringCmd, n)
@@ -306,26 +200,25 @@ func TestKillRedisSink(t *testing.T) {
 	rate := max(n/(kills*2), 50)
 	file := filepath.Join(dir, "sink.pipe")
 	os.WriteFile(file, fmt.Appendf(nil, sinkPipeline, n, rate), 0o644)
-	state := filepath.Join(dir, "state")
-	start := func(int) *osexec.Cmd {
-		return pipeRun(t, bin, root, state, file, "", "REDIS_ADDR="+testAddr(), "PREFIX="+prefix)
-	}
-	killRuns(t, kills, start, func() string {
-		return fmt.Sprintf("%d entries", cl.XLen(t.Context(), prefix+":stream").Val())
-	})
-	cmd := start(kills)
-	waitFor(t, time.Minute, "entries in the stream", func() int { return int(cl.XLen(t.Context(), prefix+":stream").Val()) }, n)
-	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Wait()
-	checkSinkTargets(t, cl, prefix, n)
+	xlen := func() int { return int(cl.XLen(t.Context(), prefix+":stream").Val()) }
+	(&proctest.Kill{
+		Bin: bin, File: file, State: filepath.Join(dir, "state"), Dir: root, Name: "redis sink", Kills: kills, Ends: true,
+		Env:      []string{"REDIS_ADDR=" + testAddr(), "PREFIX=" + prefix},
+		Life:     func() time.Duration { return time.Duration(1000+rand.IntN(1500)) * time.Millisecond },
+		Progress: func() string { return fmt.Sprintf("%d entries", xlen()) },
+		Complete: func(t *testing.T) { proctest.WaitSettled(t, "entries in the stream", xlen, n, time.Minute) },
+		Check: func(t *testing.T) proctest.Tallied {
+			checkHashesAndKeys(t, cl, prefix, n)
+			return proctest.TallyIDs(proctest.Want(0, int64(n)), streamIDs(t, cl, prefix+":stream"))
+		},
+	}).Run(t)
 }
 
 func delPrefix(cl *goredis.Client, prefix string) {
 	ctx := context.Background()
-	iter := cl.Scan(ctx, 0, prefix+"*", 1000).Iterator()
 	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
+	for key := range cl.Scan(ctx, 0, prefix+"*", 1000).Iterator().Vals(ctx) {
+		keys = append(keys, key)
 		if len(keys) == 1000 {
 			cl.Del(ctx, keys...)
 			keys = keys[:0]

@@ -15,9 +15,11 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"pipe.dev/pipe/compiler"
+	"pipe.dev/pipe/internal/testkit"
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	_ "pipe.dev/pipe/stdlib/core" // generate, file
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // testAddr is the test server: PIPE_REDIS_ADDR or 127.0.0.1:6379.
@@ -42,10 +44,7 @@ func clientAt(t testing.TB, addr string) *goredis.Client {
 	defer cancel()
 	if err := cl.Ping(ctx).Err(); err != nil {
 		cl.Close()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis (PIPE_REDIS_ADDR or 127.0.0.1:6379) is not reachable: %v", err)
-		}
-		t.Skipf("redis (PIPE_REDIS_ADDR or 127.0.0.1:6379) is not reachable: %v", err)
+		testkit.Missing(t, "redis (PIPE_REDIS_ADDR or 127.0.0.1:6379) is not reachable: %v", err)
 	}
 	t.Cleanup(func() { cl.Close() })
 	return cl
@@ -90,33 +89,12 @@ func addEntries(t testing.TB, cl *goredis.Client, stream string, from, to int) [
 
 func openSource(t testing.TB, cfg stdlib.Config, resume stdlib.Resumer) *source {
 	t.Helper()
-	s, err := newSource(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Open(t.Context(), resume); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(context.Background()) })
-	return s
+	return stdlibtest.OpenSource[*source](t, resume)(newSource(cfg))
 }
 
 // readN reads until n records came (or fails after a while).
 func readN(t testing.TB, s *source, n int) []stdlib.Record {
-	t.Helper()
-	var out []stdlib.Record
-	deadline := time.Now().Add(10 * time.Second)
-	for len(out) < n && time.Now().Before(deadline) {
-		recs, err := s.Read(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, recs...)
-	}
-	if len(out) != n {
-		t.Fatalf("read %d records, want %d", len(out), n)
-	}
-	return out
+	return stdlibtest.ReadExactly(t, s, n, 10*time.Second)
 }
 
 func pendingCount(t testing.TB, cl *goredis.Client, stream, group string) int64 {
@@ -292,16 +270,7 @@ func rec(src, part string, off int64, v map[string]any, attrs ...any) stdlib.Rec
 
 func openSink(t testing.TB, cfg stdlib.Config) (*sink, []stdlib.Position) {
 	t.Helper()
-	s, err := newSink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	held, err := s.Open(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(context.Background()) })
-	return s, held
+	return stdlibtest.OpenSink[*sink](t)(newSink(cfg))
 }
 
 // TestSinkCommands: set, hset and xadd write what they should, with a

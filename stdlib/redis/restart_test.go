@@ -14,6 +14,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"pipe.dev/pipe/internal/proctest"
+	"pipe.dev/pipe/internal/testkit"
 )
 
 // testServer is a redis-server of the test's own, on a free port, which
@@ -26,27 +27,14 @@ type testServer struct {
 	tls  bool   // addr is its TLS port (it has no other)
 }
 
-// freePort returns a TCP port nothing listens on.
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startServer starts redis-server with args added, on a free port (its
 // TLS port when tls is set), and stops it when the test ends.
 func startServer(t *testing.T, tls bool, args ...string) *testServer {
 	t.Helper()
 	if _, err := osexec.LookPath("redis-server"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("redis-server is not installed")
-		}
-		t.Skip("redis-server is not installed")
+		testkit.Missing(t, "redis-server is not installed")
 	}
-	port := strconv.Itoa(freePort(t))
+	port := strconv.Itoa(testkit.FreePort(t))
 	dir := t.TempDir()
 	s := &testServer{t: t, addr: "127.0.0.1:" + port, pid: filepath.Join(dir, "redis.pid"), tls: tls}
 	s.args = []string{"--daemonize", "yes", "--bind", "127.0.0.1", "--save", "", "--dir", dir,
@@ -152,8 +140,8 @@ func TestServerRestartRedis(t *testing.T) {
 	if r.after <= 0 {
 		t.Fatal("the producer saw no outage")
 	}
-	tally(t, "file", n, fileIDs(t, r.out))
-	tally(t, "output stream", n, streamIDs(t, cl, r.prefix+":out"))
+	proctest.ExactlyOnce(t, "file", 0, int64(n), proctest.FileIDs(t, r.out))
+	proctest.ExactlyOnce(t, "output stream", 0, int64(n), streamIDs(t, cl, r.prefix+":out"))
 	if p := pendingCount(t, cl, r.prefix+":in", "pipe"); p != 0 {
 		t.Errorf("%d entries still pending", p)
 	}
@@ -175,14 +163,14 @@ func TestServerRestartRedisVolatile(t *testing.T) {
 	if r.after <= 0 {
 		t.Fatal("the producer saw no outage")
 	}
-	suffix(t, "file", fileIDs(t, r.out), r.after, n)
+	suffix(t, "file", proctest.FileIDs(t, r.out), r.after, n)
 	suffix(t, "output stream", streamIDs(t, cl, r.prefix+":out"), r.after, n)
 }
 
 // suffix checks that ids holds no id twice and every id of after..n-1.
-func suffix(t *testing.T, what string, ids []int, after, n int) {
+func suffix(t *testing.T, what string, ids []int64, after, n int) {
 	t.Helper()
-	seen := map[int]int{}
+	seen := map[int64]int{}
 	for _, id := range ids {
 		seen[id]++
 		if seen[id] == 2 {
@@ -191,7 +179,7 @@ func suffix(t *testing.T, what string, ids []int, after, n int) {
 	}
 	missing := 0
 	for i := after; i < n; i++ {
-		if seen[i] == 0 {
+		if seen[int64(i)] == 0 {
 			missing++
 		}
 	}
@@ -246,13 +234,18 @@ func runRestarts(t *testing.T, srv *testServer, n, restarts int) (*goredis.Clien
 		}
 		produced <- after
 	}()
-	cmd := pipeRun(t, bin, root, filepath.Join(dir, "state"), file, "", "REDIS_ADDR="+srv.addr, "PREFIX="+r.prefix, "OUT="+r.out)
+	cmd := osexec.Command(bin, "run", "-q", "--state-dir", filepath.Join(dir, "state"), file)
+	cmd.Env = append(os.Environ(), "REDIS_ADDR="+srv.addr, "PREFIX="+r.prefix, "OUT="+r.out)
+	cmd.Dir, cmd.Stderr = root, &proctest.LogWriter{T: t}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	for i := range restarts {
 		time.Sleep(3500 * time.Millisecond)
 		srv.stop()
-		t.Logf("restart %d: server stopped; %d lines in the file", i+1, len(fileIDs(t, r.out)))
+		t.Logf("restart %d: server stopped; %d lines in the file", i+1, len(proctest.FileIDs(t, r.out)))
 		time.Sleep(time.Second)
 		srv.start()
 	}
@@ -260,20 +253,20 @@ func runRestarts(t *testing.T, srv *testServer, n, restarts int) (*goredis.Clien
 	if r.after < 0 {
 		return cl, r
 	}
-	waitFor(t, time.Minute, "entries added after the last restart in the file", func() int {
+	proctest.WaitSettled(t, "entries added after the last restart in the file", func() int {
 		select {
 		case err := <-exited:
 			t.Fatalf("pipe run exited: %v", err)
 		default:
 		}
 		c := 0
-		for _, id := range fileIDs(t, r.out) {
-			if id >= r.after {
+		for _, id := range proctest.FileIDs(t, r.out) {
+			if id >= int64(r.after) {
 				c++
 			}
 		}
 		return c
-	}, n-r.after)
+	}, n-r.after, time.Minute)
 	cmd.Process.Signal(syscall.SIGTERM)
 	<-exited
 	return cl, r

@@ -606,8 +606,10 @@ func (s *sink) commit(ctx context.Context, chunk []pending, positions []stdlib.P
 }
 
 func (s *sink) Close(context.Context) error {
-	if s.cl != nil {
-		return s.cl.Close()
+	cl := s.cl
+	s.cl = nil // a second Close has nothing to close
+	if cl != nil {
+		return cl.Close()
 	}
 	return nil
 }

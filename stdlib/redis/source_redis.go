@@ -510,8 +510,10 @@ var _ stdlib.Lagger = (*source)(nil)
 
 func (s *source) Close(context.Context) error {
 	s.lag.Close()
-	if s.cl != nil {
-		return s.cl.Close()
+	cl := s.cl
+	s.cl = nil // a second Close has nothing to close
+	if cl != nil {
+		return cl.Close()
 	}
 	return nil
 }

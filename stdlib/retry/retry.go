@@ -87,6 +87,15 @@ func (b *Backoff) Wait(ctx context.Context, cause error) error {
 	if b.Log != nil {
 		b.Log.Warn(b.What+": retrying", "attempt", b.n, "in", d.Round(time.Millisecond), "error", cause.Error())
 	}
+	return Sleep(ctx, d)
+}
+
+// Sleep waits d, or until ctx ends (its error); with d <= 0 it returns at
+// once, ctx's error if it has ended.
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -30,15 +30,7 @@ func recs(first, last int64) []stdlib.Record {
 
 func openSink(t *testing.T, cfg stdlib.Config) (*sink, []stdlib.Position) {
 	t.Helper()
-	s, err := newSink(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	held, err := s.Open(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, held
+	return stdlibtest.OpenSink[*sink](t)(newSink(cfg))
 }
 
 // ids reads the JSON lines objects under prefix and returns the ids they

@@ -16,6 +16,7 @@ import (
 
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/codec"
+	"pipe.dev/pipe/stdlib/retry"
 )
 
 func init() { stdlib.MustRegister(SourceSpec) }
@@ -190,12 +191,8 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 			return nil, stdlib.ErrEndOfInput
 		}
 		if s.listed {
-			t := time.NewTimer(s.poll)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil, ctx.Err()
-			case <-t.C:
+			if err := retry.Sleep(ctx, s.poll); err != nil {
+				return nil, err
 			}
 		}
 		if err := s.list(ctx); err != nil {

@@ -22,6 +22,10 @@
 //   - SecretsAbsent: a secret attribute's value appears in no error and no
 //     log line of a component that fails to connect with it.
 //
+// A source whose server keeps what it did not acknowledge (a queue)
+// sets Connector.Acks; an at-least-once sink skips SinkHeld and
+// CheckpointAtomic.
+//
 // The records are {id: int, name: string}; a source's input and a sink's
 // output are told apart by their ids.
 package stdlibtest
@@ -31,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -70,6 +75,13 @@ type Connector struct {
 	// CheckpointAtomic checks that the target holds every record up to
 	// the held positions, each once, and none not written.
 	Replays bool
+	// Acks says the source resumes from no position of its own: the
+	// server keeps what its Commit did not acknowledge and hands that to
+	// the next instance (a queue, a persistent session), as at least once
+	// allows. SourceResume then commits the held positions through the
+	// source before opening another, which is told of no position; and
+	// Reconnect commits what was read before the server restarts.
+	Acks bool
 	// Restart stops the server and starts it again; nil skips Reconnect.
 	Restart func(t *testing.T)
 	// Secret returns the attributes of a source and of a sink stage (nil
@@ -149,6 +161,41 @@ func Config(t testing.TB, spec *stdlib.Spec, pipeline, stage string, attrs map[s
 	}
 	return stdlib.Config{Pipeline: pipeline, Stage: stage, Attrs: a, Tasks: 1, Delivery: d,
 		StateDir: t.TempDir(), Logger: logger(t, nil)}
+}
+
+// OpenSink opens s, just built with error err (which fails t), closes
+// it when the test ends, and returns it with the positions it holds: a
+// test's sink in one line, s, held := OpenSink(t)(newSink(cfg)).
+func OpenSink[S stdlib.Sink](t testing.TB) func(s S, err error) (S, []stdlib.Position) {
+	return func(s S, err error) (S, []stdlib.Position) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		held, err := s.Open(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close(context.Background()) })
+		return s, held
+	}
+}
+
+// OpenSource opens s, just built with error err (which fails t), with
+// resume, and closes it when the test ends: a test's source in one line,
+// src := OpenSource[*source](t, resume)(newSource(cfg)).
+func OpenSource[S stdlib.Source](t testing.TB, resume stdlib.Resumer) func(s S, err error) S {
+	return func(s S, err error) S {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Open(t.Context(), resume); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close(context.Background()) })
+		return s
+	}
 }
 
 // logger returns a logger writing to t's log and, when w is not nil, to w.
@@ -397,6 +444,34 @@ func exactly(c Connector) bool {
 	return c.Sink != nil && slices.Contains(c.Sink.Delivery, stdlib.ExactlyOnce)
 }
 
+// ReadN reads from src until n records came, failing t on a read error
+// or when timeout passes first, and returns what it read: n records or
+// more, as a batch may hold more.
+func ReadN(t testing.TB, src stdlib.Source, n int, timeout time.Duration) []stdlib.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	var out []stdlib.Record
+	for len(out) < n {
+		recs, err := src.Read(ctx)
+		if err != nil {
+			t.Fatalf("read after %d of %d records: %v", len(out), n, err)
+		}
+		out = append(out, recs...)
+	}
+	return out
+}
+
+// ReadExactly is ReadN failing t unless exactly n records came.
+func ReadExactly(t testing.TB, src stdlib.Source, n int, timeout time.Duration) []stdlib.Record {
+	t.Helper()
+	out := ReadN(t, src, n, timeout)
+	if len(out) != n {
+		t.Fatalf("read %d records, want %d", len(out), n)
+	}
+	return out
+}
+
 // ReadIDs reads from src until n records arrived (or a bounded source
 // ended), then a little longer to catch any extra, and returns the
 // records.
@@ -484,7 +559,6 @@ func sourceResume(t *testing.T, c Connector) {
 		t.Fatalf("open source: %v", err)
 	}
 	first := ReadIDs(t, src, 20, 30*time.Second)
-	mustClose(t, "source", src)
 	SameIDs(t, "first read", ids(t, first), Seq(0, 20))
 
 	// Hold each partition's position of its middle record: a resumed
@@ -504,6 +578,15 @@ func sourceResume(t *testing.T, c Connector) {
 			want = append(want, ID(t, r))
 		}
 	}
+	if c.Acks {
+		// The server keeps the positions: acknowledge up to the held
+		// ones, and tell the next instance of none.
+		if err := src.Commit(t.Context(), held.Held); err != nil {
+			t.Fatalf("commit %v: %v", held.Held, err)
+		}
+		held = &Resumer{}
+	}
+	mustClose(t, "source", src)
 	tg.Produce(t, Seq(20, 25))
 	want = append(want, Seq(20, 25)...)
 	src = newSource(t, c, tg)
@@ -796,7 +879,17 @@ func Reconnect(t *testing.T, c Connector) {
 			t.Fatalf("open source: %v", err)
 		}
 		defer closeQuietly(src)
-		SameIDs(t, "read before the restart", ids(t, ReadIDs(t, src, 5, 30*time.Second)), Seq(0, 5))
+		read := ReadIDs(t, src, 5, 30*time.Second)
+		SameIDs(t, "read before the restart", ids(t, read), Seq(0, 5))
+		if c.Acks {
+			last := map[string]stdlib.Position{}
+			for _, r := range read {
+				last[r.Pos.Partition] = r.Pos
+			}
+			if err := src.Commit(t.Context(), slices.Collect(maps.Values(last))); err != nil {
+				t.Fatalf("commit: %v", err)
+			}
+		}
 	}
 	var snk stdlib.Sink
 	d := stdlib.AtLeastOnce

@@ -1,42 +1,14 @@
 package tlsconf
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"pipe.dev/pipe/internal/testkit"
 	"pipe.dev/pipe/stdlib"
 )
-
-// selfSigned returns a certificate and its key, PEM encoded.
-func selfSigned(t *testing.T) (certPEM, keyPEM string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}))
-}
 
 func config(t *testing.T, attrs map[string]any) stdlib.Config {
 	t.Helper()
@@ -52,7 +24,8 @@ func config(t *testing.T, attrs map[string]any) stdlib.Config {
 // TestConfig builds configurations from PEM text and files, and checks
 // that a bad key says nothing of the key.
 func TestClient(t *testing.T) {
-	cert, key := selfSigned(t)
+	ca := testkit.NewCA(t, "test")
+	cert, key := ca.CertPEM, ca.KeyPEM
 	dir := t.TempDir()
 	certFile := filepath.Join(dir, "c.pem")
 	if err := os.WriteFile(certFile, []byte(cert), 0o600); err != nil {

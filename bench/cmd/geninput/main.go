@@ -22,6 +22,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	n := fs.IntP("records", "n", 1000000, "number of records")
 	out := fs.StringP("output", "o", "-", "output file (- for standard output)")
 	seed := fs.Uint64("seed", 1, "random seed")
+	shape := fs.String("shape", gen.Narrow, "record shape: narrow (6 fields), wide (30 fields) or nested (about 2 KiB)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -35,7 +36,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer f.Close()
 		w = f
 	}
-	if err := gen.Write(w, *n, *seed); err != nil {
+	if err := gen.WriteShaped(w, *shape, *n, *seed); err != nil {
 		fmt.Fprintln(stderr, "geninput:", err)
 		return 1
 	}

@@ -18,22 +18,17 @@ type Poller struct {
 	Done bool // bulk read finished
 }
 
-// Read returns the next rows of fetch. name names the source in errors
-// ("mysql source \"stage\""). failed sees each failure of fetch and returns
-// the error to report, and whether to retry it after a wait of b.
-func (p *Poller) Read(ctx context.Context, name string, bulk bool, b *retry.Backoff,
+// Read returns the next rows of fetch. failed sees each failure of fetch
+// and returns the error to report, and whether to retry it after a wait of b.
+func (p *Poller) Read(ctx context.Context, bulk bool, b *retry.Backoff,
 	fetch func(context.Context) ([]stdlib.Record, error), failed func(error) (error, bool)) ([]stdlib.Record, error) {
 	for {
 		if p.Done {
 			return nil, stdlib.ErrEndOfInput
 		}
 		if p.Idle {
-			t := time.NewTimer(p.Poll)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil, ctx.Err()
-			case <-t.C:
+			if err := retry.Sleep(ctx, p.Poll); err != nil {
+				return nil, err
 			}
 		}
 		recs, err := fetch(ctx)
@@ -52,10 +47,10 @@ func (p *Poller) Read(ctx context.Context, name string, bulk bool, b *retry.Back
 		}
 		err, again := failed(err)
 		if !again {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return nil, err
 		}
 		if werr := b.Wait(ctx, err); werr != nil {
-			return nil, fmt.Errorf("%s: %w", name, werr)
+			return nil, werr
 		}
 	}
 }

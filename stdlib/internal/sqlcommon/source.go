@@ -3,7 +3,6 @@ package sqlcommon
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -258,14 +257,6 @@ func ColumnsType[C SourceColumn](cols []C) *types.Type {
 		fields[i] = &types.Field{Name: c.ColumnName(), Type: c.LangType()}
 	}
 	return types.RecordOf(fields...)
-}
-
-// Logger returns l, or a logger that drops everything when l is nil.
-func Logger(l *slog.Logger) *slog.Logger {
-	if l == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return l
 }
 
 // Class groups the column types of a server by the values they take.

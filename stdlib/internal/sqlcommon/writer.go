@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -19,15 +20,21 @@ import (
 // without exactly_once, when it holds batch rows or is older than flush.
 // What differs between servers is behind [Conn].
 type Sink[C Column] struct {
-	System     string   // names the sink in errors: "mysql", "postgres"
-	ID         string   // the task's name in the offsets table
-	Tbl        Table[C] // columns, mode, keys, record type
-	Batch      int
-	FlushEvery time.Duration
-	Evolve     bool
-	Exactly    bool
-	Coalesce   bool // rows of several Writes may share a statement
-	MaxValues  int  // values one statement may carry at most; 0: no limit
+	System       string // names the sink in logs: "mysql", "postgres"
+	Log          *slog.Logger
+	Pipeline     string
+	Stage        string
+	Tasks        int
+	Create       bool          // create_table
+	RetryTimeout time.Duration // retry_timeout
+	ID           string        // the task's name in the offsets table
+	Tbl          Table[C]      // columns, mode, keys, record type
+	Batch        int
+	FlushEvery   time.Duration
+	Evolve       bool
+	Exactly      bool
+	Coalesce     bool // rows of several Writes may share a statement
+	MaxValues    int  // values one statement may carry at most; 0: no limit
 
 	Failed  error  // a failure that left the transaction in doubt
 	Writes  uint64 // Write calls so far
@@ -43,17 +50,31 @@ type Sink[C Column] struct {
 // attributes of [SinkParams]); conn is the sink's side.
 func NewSink[C Column](system string, cfg stdlib.Config, toColumn func(C, any) (any, error), conn Conn) Sink[C] {
 	s := Sink[C]{
-		System:     system,
-		ID:         TaskSinkID(cfg.Stage, cfg.Task, cfg.Tasks),
-		Batch:      int(cfg.Int("batch")),
-		FlushEvery: cfg.Duration("flush"),
-		Evolve:     cfg.String("evolve") == "add_columns",
-		Exactly:    cfg.Delivery == stdlib.ExactlyOnce,
-		Conn:       conn,
+		System:       system,
+		Log:          cfg.Log(),
+		Pipeline:     cfg.Pipeline,
+		Stage:        cfg.Stage,
+		Tasks:        cfg.Tasks,
+		Create:       cfg.Bool("create_table"),
+		RetryTimeout: cfg.Duration(retry.Param.Name),
+		ID:           TaskSinkID(cfg.Stage, cfg.Task, cfg.Tasks),
+		Batch:        int(cfg.Int("batch")),
+		FlushEvery:   cfg.Duration("flush"),
+		Evolve:       cfg.String("evolve") == "add_columns",
+		Exactly:      cfg.Delivery == stdlib.ExactlyOnce,
+		Conn:         conn,
 	}
 	s.Tbl.Keys = cfg.Strings("key")
 	s.Tbl.ToColumn = toColumn
 	return s
+}
+
+// ParseTables parses the table and offsets_table attributes of cfg.
+func ParseTables[T any](cfg stdlib.Config, parse func(string) (T, error)) (table, offsets T, err error) {
+	if table, err = parse(cfg.String("table")); err == nil {
+		offsets, err = parse(cfg.String("offsets_table"))
+	}
+	return table, offsets, err
 }
 
 // Configure reads the mode and the record type of cfg.
@@ -66,28 +87,65 @@ func (s *Sink[C]) Configure(cfg stdlib.Config) error {
 	return err
 }
 
-// OpenWith connects by dial, prepares the table by prepare and returns the
-// positions held, retrying transient failures until retry_timeout.
-func (s *Sink[C]) OpenWith(ctx context.Context, dial func(context.Context) error,
-	prepare func(context.Context) ([]stdlib.Position, error)) ([]stdlib.Position, error) {
+// OpenWith connects by dial, prepares the table in cat ([Sink.Prepare])
+// and returns the positions held, retrying transient failures until
+// retry_timeout.
+func (s *Sink[C]) OpenWith(ctx context.Context, dial func(context.Context) error, cat Catalog[C]) ([]stdlib.Position, error) {
 	s.Failed, s.Buf, s.Done, s.TxRows = nil, Buffer{}, nil, 0
-	b := s.Conn.Backoff()
-	for {
+	var held []stdlib.Position
+	err := s.Retry(ctx, func() error {
 		err := dial(ctx)
-		var held []stdlib.Position
 		if err == nil {
-			held, err = prepare(ctx)
+			held, err = s.Prepare(ctx, cat)
 		}
+		if err != nil {
+			s.Conn.Reset()
+			s.Tbl.Cols = nil
+		}
+		return err
+	})
+	if err != nil {
+		return nil, s.Conn.Redact(err)
+	}
+	return held, nil
+}
+
+// Replay starts a transaction: it runs again by exec the steps of the one
+// that was lost. A step the server rejects for a row's content fails the
+// replay (those rows are not the present Write's to blame).
+func (s *Sink[C]) Replay(ctx context.Context, recordError func(error) bool, exec func(Step) error) error {
+	s.TxStart = time.Now()
+	if len(s.Done) > 0 {
+		s.Log.Info(s.System+": replaying transaction", "steps", len(s.Done), "rows", s.TxRows)
+	}
+	for _, st := range s.Done {
+		if err := exec(st); err != nil {
+			s.Conn.Abort(ctx)
+			if recordError(err) {
+				return fmt.Errorf("replay: %v", err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// Retry runs attempt until it succeeds, fails with an error a new
+// connection does not cure, or retry_timeout ends: after a transient
+// failure the connection is dropped and the next attempt waits its turn.
+func (s *Sink[C]) Retry(ctx context.Context, attempt func() error) error {
+	b := s.Backoff()
+	for {
+		err := attempt()
 		if err == nil {
-			return held, nil
+			return nil
+		}
+		if !s.Conn.Transient(err) || ctx.Err() != nil {
+			return err
 		}
 		s.Conn.Reset()
-		s.Tbl.Cols = nil
-		if !s.Conn.Transient(err) || ctx.Err() != nil {
-			return nil, fmt.Errorf("%s sink %q: %w", s.System, s.ID, s.Conn.Redact(err))
-		}
 		if werr := b.Wait(ctx, s.Conn.Redact(err)); werr != nil {
-			return nil, fmt.Errorf("%s sink %q: %w", s.System, s.ID, werr)
+			return werr
 		}
 	}
 }
@@ -118,8 +176,10 @@ type Conn interface {
 	Transient(err error) bool
 	// Redact removes secrets from err.
 	Redact(err error) error
-	Backoff() *retry.Backoff
 }
+
+// Backoff paces the retries of one operation until retry_timeout.
+func (s *Sink[C]) Backoff() *retry.Backoff { return retry.New(s.RetryTimeout, s.Log, s.System+" sink") }
 
 // Write converts the batch and buffers its rows. The buffer goes to the
 // server when it holds batch rows or is older than flush, or at the end of
@@ -145,7 +205,7 @@ func (s *Sink[C]) Write(ctx context.Context, batch []stdlib.Record) error {
 // Usable reports why the sink cannot take Write or Checkpoint calls.
 func (s *Sink[C]) Usable() error {
 	if s.Tbl.Cols == nil {
-		return fmt.Errorf("%s sink %q: not open", s.System, s.ID)
+		return errors.New("not open")
 	}
 	if s.Failed != nil {
 		return fmt.Errorf("%s sink %q: failed earlier, a restart is needed: %w", s.System, s.ID, s.Failed)
@@ -238,7 +298,7 @@ func (s *Sink[C]) checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
 // in the same transaction, and a COMMIT whose outcome is unknown is decided
 // by reading back the commit token.
 func (s *Sink[C]) commit(ctx context.Context, cp *stdlib.Checkpoint) error {
-	b := s.Conn.Backoff()
+	b := s.Backoff()
 	for {
 		err := s.Conn.Begin(ctx)
 		token := rand.Int64()
@@ -287,7 +347,7 @@ func (s *Sink[C]) Committed() {
 // Decide tells whether the transaction that carried token committed, by
 // readToken, reconnecting until retry_timeout.
 func (s *Sink[C]) Decide(ctx context.Context, token int64, readToken func(context.Context, int64) (bool, error)) (bool, error) {
-	b := s.Conn.Backoff()
+	b := s.Backoff()
 	for {
 		ok, err := readToken(ctx, token)
 		if err == nil {

@@ -1,0 +1,255 @@
+package cluster
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"pipe.dev/pipe/exec"
+	"pipe.dev/pipe/lang"
+)
+
+// maxSource bounds the .pipe text a PUT takes.
+const maxSource = 4 << 20
+
+// PipelineStatus is the answer of GET /pipelines/NAME/status, and one
+// entry of GET /pipelines.
+type PipelineStatus struct {
+	Name      string     `json:"name"`
+	Version   int64      `json:"version"`
+	Instances []Instance `json:"instances"`
+}
+
+// Instance is one instance's assignment and state.
+type Instance struct {
+	// Assigned is the worker the current generation gives it ("": none);
+	// Status.Worker the worker that last wrote its state.
+	Assigned string `json:"assigned"`
+	Status
+	Snapshot *exec.Snapshot `json:"snapshot,omitempty"` // counters, from the worker that runs it
+}
+
+// Deployed is the answer of a PUT.
+type Deployed struct {
+	Name    string `json:"name"`
+	Version int64  `json:"version"`
+	Created bool   `json:"created"`
+}
+
+// apiError is the body of every error answer but a rejected pipeline's.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+// Handler returns the worker's REST API.
+func (w *Worker) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", w.health)
+	mux.HandleFunc("GET /workers", w.workers)
+	mux.HandleFunc("GET /pipelines", w.list)
+	mux.HandleFunc("GET /pipelines/{name}", w.get)
+	mux.HandleFunc("PUT /pipelines/{name}", w.put)
+	mux.HandleFunc("DELETE /pipelines/{name}", w.remove)
+	mux.HandleFunc("GET /pipelines/{name}/status", w.status)
+	mux.HandleFunc("POST /pipelines/{name}/restart", w.restart)
+	return mux
+}
+
+func writeJSON(rw http.ResponseWriter, code int, v any) {
+	rw.Header().Set("Content-Type", "application/json")
+	rw.WriteHeader(code)
+	enc := json.NewEncoder(rw)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func fail(rw http.ResponseWriter, code int, msg string) {
+	writeJSON(rw, code, apiError{Error: msg})
+}
+
+// health answers 200 once the worker is a member with an assignment.
+func (w *Worker) health(rw http.ResponseWriter, r *http.Request) {
+	w.mu.Lock()
+	joined, gen, member := w.joined, w.generation, w.member
+	w.mu.Unlock()
+	body := map[string]any{"worker": w.cfg.ID, "cluster": w.cfg.Cluster, "member_id": member, "generation": gen, "joined": joined}
+	if !joined {
+		body["status"] = "joining"
+		writeJSON(rw, http.StatusServiceUnavailable, body)
+		return
+	}
+	body["status"] = "ok"
+	writeJSON(rw, http.StatusOK, body)
+}
+
+// Workers is the answer of GET /workers.
+type Workers struct {
+	Generation int32    `json:"generation"`
+	Members    []Member `json:"members"`
+}
+
+func (w *Worker) workers(rw http.ResponseWriter, r *http.Request) {
+	w.mu.Lock()
+	out := Workers{Generation: w.generation, Members: slices.Clone(w.members)}
+	w.mu.Unlock()
+	if out.Members == nil {
+		out.Members = []Member{}
+	}
+	writeJSON(rw, http.StatusOK, out)
+}
+
+// pipelineStatus gathers a pipeline's instances: where the last generation
+// put them and what their workers last wrote.
+func (w *Worker) pipelineStatus(d Definition, r *http.Request) PipelineStatus {
+	w.mu.Lock()
+	owner := map[string]string{}
+	for _, m := range w.members {
+		for _, in := range m.Instances {
+			owner[in] = m.Worker
+		}
+	}
+	w.mu.Unlock()
+	sts := map[string]Status{}
+	for _, st := range w.store.statusOf(d.Name) {
+		sts[st.Instance] = st
+	}
+	id := InstanceID(d.Name, 0)
+	in := Instance{Assigned: owner[id], Status: sts[id]}
+	if in.Status.Instance == "" {
+		in.Status = Status{Instance: id, Pipeline: d.Name, State: "unassigned"}
+	}
+	if h := w.handleOf(id); h != nil && r.URL.Query().Get("snapshot") != "" {
+		s := h.Snapshot(r.Context())
+		in.Snapshot = &s
+	}
+	return PipelineStatus{Name: d.Name, Version: d.Version, Instances: []Instance{in}}
+}
+
+// handleOf returns the handle of an instance this worker runs.
+func (w *Worker) handleOf(id string) *exec.Handle {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if in := w.running[id]; in != nil {
+		return in.handle
+	}
+	return nil
+}
+
+func (w *Worker) list(rw http.ResponseWriter, r *http.Request) {
+	defs := w.store.definitions()
+	slices.SortFunc(defs, func(a, b Definition) int { return strings.Compare(a.Name, b.Name) })
+	out := []PipelineStatus{}
+	for _, d := range defs {
+		out = append(out, w.pipelineStatus(d, r))
+	}
+	writeJSON(rw, http.StatusOK, out)
+}
+
+// lookup answers 404 for a pipeline this worker does not know, after
+// reading the config topic to its end (a PUT on another worker is seen).
+func (w *Worker) lookup(rw http.ResponseWriter, r *http.Request) (Definition, bool) {
+	name := r.PathValue("name")
+	if err := w.store.catchUp(r.Context(), w.store.config); err != nil {
+		fail(rw, http.StatusServiceUnavailable, "reading the cluster's configs: "+err.Error())
+		return Definition{}, false
+	}
+	d, ok := w.store.definition(name)
+	if !ok {
+		fail(rw, http.StatusNotFound, "no pipeline "+name+" in cluster "+w.cfg.Cluster)
+	}
+	return d, ok
+}
+
+func (w *Worker) get(rw http.ResponseWriter, r *http.Request) {
+	if d, ok := w.lookup(rw, r); ok {
+		writeJSON(rw, http.StatusOK, d)
+	}
+}
+
+func (w *Worker) status(rw http.ResponseWriter, r *http.Request) {
+	if d, ok := w.lookup(rw, r); ok {
+		writeJSON(rw, http.StatusOK, w.pipelineStatus(d, r))
+	}
+}
+
+// put checks the pipeline and writes it to the config topic. Any worker
+// writes there itself: the topic's one partition orders every write, and
+// every worker (the leader among them) applies them in that order, so the
+// result is the one a leader serialising the writes would give.
+func (w *Worker) put(rw http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	src, err := io.ReadAll(http.MaxBytesReader(rw, r.Body, maxSource))
+	if err != nil {
+		fail(rw, http.StatusRequestEntityTooLarge, "reading the pipeline: "+err.Error())
+		return
+	}
+	file := r.URL.Query().Get("file")
+	if file == "" {
+		file = name + ".pipe"
+	}
+	_, diags, err := Check(w.cfg.Registry, file, src, name)
+	var ne *NameError
+	switch {
+	case errors.As(err, &ne):
+		fail(rw, http.StatusBadRequest, err.Error())
+		return
+	case err != nil:
+		fail(rw, http.StatusInternalServerError, "compiling the pipeline: "+err.Error())
+		return
+	case diags.HasErrors():
+		var b bytes.Buffer
+		lang.WriteJSON(&b, diags)
+		rw.Header().Set("Content-Type", "application/json")
+		rw.WriteHeader(http.StatusUnprocessableEntity)
+		rw.Write(b.Bytes())
+		return
+	}
+	if err := w.store.catchUp(r.Context(), w.store.config); err != nil {
+		fail(rw, http.StatusServiceUnavailable, "reading the cluster's configs: "+err.Error())
+		return
+	}
+	_, existed := w.store.definition(name)
+	v, err := w.store.put(r.Context(), Definition{Name: name, File: file, Source: string(src), Time: time.Now().UTC()})
+	if err != nil {
+		fail(rw, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	code := http.StatusOK
+	if !existed {
+		code = http.StatusCreated
+	}
+	writeJSON(rw, code, Deployed{Name: name, Version: v, Created: !existed})
+}
+
+func (w *Worker) remove(rw http.ResponseWriter, r *http.Request) {
+	d, ok := w.lookup(rw, r)
+	if !ok {
+		return
+	}
+	if err := w.store.remove(r.Context(), d.Name, []string{InstanceID(d.Name, 0)}); err != nil {
+		fail(rw, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(rw, http.StatusOK, map[string]any{"name": d.Name, "deleted": true})
+}
+
+// restart writes the definition again: a new version, which the worker
+// running it restarts (as on any new version).
+func (w *Worker) restart(rw http.ResponseWriter, r *http.Request) {
+	d, ok := w.lookup(rw, r)
+	if !ok {
+		return
+	}
+	d.Time = time.Now().UTC()
+	v, err := w.store.put(r.Context(), d)
+	if err != nil {
+		fail(rw, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(rw, http.StatusOK, Deployed{Name: d.Name, Version: v})
+}

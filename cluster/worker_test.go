@@ -1,0 +1,239 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"pipe.dev/pipe/stdlib/kafka/devbroker"
+
+	_ "pipe.dev/pipe/stdlib/all"
+)
+
+type testWorker struct {
+	w    *Worker
+	srv  *httptest.Server
+	stop context.CancelFunc
+	done chan error
+}
+
+func startTestWorker(t *testing.T, brokers, id, stateDir string) *testWorker {
+	t.Helper()
+	w, err := New(context.Background(), Config{
+		Brokers: []string{brokers}, Cluster: "clusterjoin", ID: id, StateDir: stateDir,
+		SessionTimeout: 2 * time.Second, RebalanceTimeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := &testWorker{w: w, srv: httptest.NewServer(w.Handler()), done: make(chan error, 1)}
+	w.cfg.URL = tw.srv.URL
+	ctx, cancel := context.WithCancel(context.Background())
+	tw.stop = cancel
+	go func() { tw.done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		tw.close()
+	})
+	return tw
+}
+
+func (tw *testWorker) close() {
+	if tw.stop == nil {
+		return
+	}
+	tw.stop()
+	<-tw.done
+	tw.srv.Close()
+	tw.stop = nil
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still not after %s: %v", what, d, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// runningStatuses returns the status of every running instance whose
+// worker the current generation assigns it to.
+func runningStatuses(ctx context.Context, c *Client) (map[string]Instance, error) {
+	all, err := c.Pipelines(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]Instance{}
+	for _, p := range all {
+		for _, in := range p.Instances {
+			if in.State == StateRunning && in.Version == p.Version && in.Worker == in.Assigned {
+				out[p.Name] = in
+			}
+		}
+	}
+	return out, nil
+}
+
+func genPipeline(name, out string) []byte {
+	return fmt.Appendf(nil, `pipeline %s {
+  checkpoint = 200ms
+}
+
+source ticks: generate {
+  rate = 20
+  fields {
+    id = seq(start = 1)
+  }
+}
+
+sink out: file {
+  path = %q
+}
+
+ticks -> out
+`, name, out)
+}
+
+// A worker that joins takes its share in two generations, and the
+// instances that stay put are never restarted: their status, written
+// once when an instance starts, is the one from before the join. A new
+// version restarts a pipeline where it runs; a removed one stops.
+func TestJoinMovesOnlyWhatMustMove(t *testing.T) {
+	b, err := devbroker.Start(context.Background(), devbroker.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close) // after the workers' cleanups: they write as they stop
+	dir := t.TempDir()
+	w1 := startTestWorker(t, b.Addr(), "w1", filepath.Join(dir, "state"))
+	w2 := startTestWorker(t, b.Addr(), "w2", filepath.Join(dir, "state"))
+	ctx := context.Background()
+	c := &Client{URL: w1.srv.URL, HTTP: &http.Client{Timeout: 30 * time.Second}}
+	names := []string{"clusterj1", "clusterj2", "clusterj3", "clusterj4"}
+	for _, n := range names {
+		if _, err := c.Deploy(ctx, n, n+".pipe", genPipeline(n, filepath.Join(dir, n+".jsonl"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var before map[string]Instance
+	waitFor(t, 30*time.Second, "four pipelines on two workers", func() error {
+		var err error
+		before, err = runningStatuses(ctx, c)
+		if err == nil && len(before) != 4 {
+			err = fmt.Errorf("running %d", len(before))
+		}
+		return err
+	})
+	per := map[string]int{}
+	for _, in := range before {
+		per[in.Worker]++
+	}
+	if per["w1"] != 2 || per["w2"] != 2 {
+		t.Fatalf("before the join: %v, want 2 and 2", per)
+	}
+
+	startTestWorker(t, b.Addr(), "w3", filepath.Join(dir, "state"))
+	var after map[string]Instance
+	waitFor(t, 30*time.Second, "w3 runs one pipeline", func() error {
+		var err error
+		after, err = runningStatuses(ctx, c)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, in := range after {
+			if in.Worker == "w3" {
+				n++
+			}
+		}
+		if len(after) != 4 || n != 1 {
+			return fmt.Errorf("running %d, %d on w3", len(after), n)
+		}
+		return nil
+	})
+	moved := 0
+	for n, in := range after {
+		if in.Worker != before[n].Worker {
+			moved++
+			continue
+		}
+		if in.Generation != before[n].Generation || !in.Time.Equal(before[n].Time) {
+			t.Errorf("%s stayed on %s but was restarted: generation %d at %s, before %d at %s",
+				n, in.Worker, in.Generation, in.Time, before[n].Generation, before[n].Time)
+		}
+	}
+	if moved != 1 {
+		t.Errorf("%d pipelines moved on a join, want 1", moved)
+	}
+
+	// A new version restarts the pipeline on its worker.
+	d, err := c.Deploy(ctx, "clusterj1", "clusterj1.pipe", genPipeline("clusterj1", filepath.Join(dir, "clusterj1b.jsonl")))
+	if err != nil || d.Created {
+		t.Fatalf("redeploy: %+v, %v", d, err)
+	}
+	waitFor(t, 30*time.Second, "the new version running", func() error {
+		st, err := c.Status(ctx, "clusterj1")
+		if err != nil {
+			return err
+		}
+		if in := st.Instances[0]; in.Version != d.Version || in.State != StateRunning || in.Worker != after["clusterj1"].Worker {
+			return fmt.Errorf("%+v", in.Status)
+		}
+		return nil
+	})
+
+	// A name that does not match the pipeline block is refused.
+	if _, err := c.Deploy(ctx, "clusterother", "x.pipe", genPipeline("clusterj2", filepath.Join(dir, "x.jsonl"))); err == nil {
+		t.Error("a pipeline deployed under another name than its own was taken")
+	}
+
+	// So is one that imports a file: a definition is self-contained.
+	imp := append([]byte("import \"lib.pipe\" as lib\n"), genPipeline("clusterimp", filepath.Join(dir, "imp.jsonl"))...)
+	var rej *Rejected
+	if _, err := c.Deploy(ctx, "clusterimp", "imp.pipe", imp); !errors.As(err, &rej) || !strings.Contains(string(rej.JSON), `"PIPE004"`) {
+		t.Errorf("a pipeline importing a file: %v, want it rejected with PIPE004", err)
+	}
+
+	if err := c.Undeploy(ctx, "clusterj2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Undeploy(ctx, "clusterj2"); !errors.As(err, new(*NotFound)) {
+		t.Errorf("second undeploy: %v, want not found", err)
+	}
+	waitFor(t, 30*time.Second, "clusterj2 stopped", func() error {
+		for _, tw := range []*testWorker{w1, w2} {
+			if tw.w.handleOf(InstanceID("clusterj2", 0)) != nil {
+				return errors.New("still running")
+			}
+		}
+		return nil
+	})
+	w2.close()
+	waitFor(t, 30*time.Second, "three pipelines on two workers after w2 stopped", func() error {
+		got, err := runningStatuses(ctx, c)
+		if err != nil {
+			return err
+		}
+		for n, in := range got {
+			if in.Worker == "w2" {
+				return fmt.Errorf("%s on w2", n)
+			}
+		}
+		if len(got) != 3 {
+			return fmt.Errorf("running %d", len(got))
+		}
+		return nil
+	})
+}

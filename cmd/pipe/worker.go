@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"pipe.dev/pipe/cluster"
+	"pipe.dev/pipe/stdlib"
+)
+
+func cmdWorker(e *env, args []string) int {
+	fs := newFlags(e, "worker", "",
+		"Run a worker of a pipe cluster: the workers of one --cluster share its pipelines through\n"+
+			"Kafka's group coordinator, keep definitions and statuses in the topics <cluster>-configs and\n"+
+			"<cluster>-status, and each serve the cluster's REST API. SIGINT/SIGTERM stops the worker's\n"+
+			"pipelines (each drains and checkpoints) and leaves the group at once: they move to other workers.")
+	brokers := fs.String("brokers", "", "Kafka bootstrap brokers, host:port[,host:port...] (required)")
+	name := fs.String("cluster", "", "cluster name: the Kafka group id and the prefix of its topics (required)")
+	httpAddr := fs.String("http", "127.0.0.1:8083", "serve the REST API on ADDR (host:port; port 0 picks a free one)")
+	advertise := fs.String("advertise-url", "", "the API's URL as other workers and clients reach it (default: http://ADDR)")
+	id := fs.String("id", "", "the worker's name in statuses (default host:pid)")
+	stateDir := fs.String("state-dir", ".pipe-state", "directory of the state stores: one per pipeline, DIR/<pipeline>")
+	session := fs.Duration("session-timeout", 10*time.Second, "a worker silent this long is dropped and its pipelines move")
+	rebalance := fs.Duration("rebalance-timeout", 30*time.Second, "how long a rebalance waits for the workers to rejoin")
+	replication := fs.Int16("replication-factor", -1, "replication factor of the topics the worker creates (-1: the broker's default)")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 0 || *brokers == "" || *name == "" {
+		fs.Usage()
+		return exitUsage
+	}
+	logger, err := newLogger(e.stderr, *logFormat, *logLevel)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	addr := *httpAddr
+	if !strings.Contains(addr, ":") {
+		addr = ":" + addr
+	}
+	if strings.HasPrefix(addr, ":") {
+		addr = "127.0.0.1" + addr
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pipe: --http: %v\n", err)
+		return exitUsage
+	}
+	url := *advertise
+	if url == "" {
+		url = "http://" + ln.Addr().String()
+	}
+	if *id == "" {
+		host, _ := os.Hostname()
+		*id = host + ":" + strconv.Itoa(os.Getpid())
+	}
+	w, err := cluster.New(ctx, cluster.Config{
+		Brokers: strings.Split(*brokers, ","), Cluster: *name, ID: *id, URL: url,
+		StateDir: *stateDir, SessionTimeout: *session, RebalanceTimeout: *rebalance,
+		ReplicationFactor: *replication, Registry: stdlib.Default, Logger: logger.With("worker", *id),
+	})
+	if err != nil {
+		ln.Close()
+		fmt.Fprintf(e.stderr, "pipe: worker: %v\n", err)
+		return exitUsage
+	}
+	srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	logger.Info("serving the cluster's REST API", "url", url, "cluster", *name, "worker", *id)
+	err = w.Run(ctx)
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(sctx)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pipe: worker: %v\n", err)
+		return exitFindings
+	}
+	return exitOK
+}
+
+func clusterClient(url string) *cluster.Client {
+	return &cluster.Client{URL: url, HTTP: &http.Client{Timeout: time.Minute}}
+}
+
+func cmdDeploy(e *env, args []string) int {
+	fs := newFlags(e, "deploy", "FILE.pipe",
+		"Deploy a pipeline to a cluster: check it here, then submit it to a worker, which checks it\n"+
+			"again and stores it; a pipeline already deployed under its name is replaced (a new version).\n"+
+			"Prints the diagnostics of a broken pipeline (exit 1; the cluster is left unchanged), else where it runs.")
+	url := fs.String("cluster", "", "URL of any worker of the cluster, http://host:port (required)")
+	format := fs.String("format", "text", "diagnostics format: text, json or github")
+	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the pipeline to run (0: do not wait)")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 1 || *url == "" {
+		fs.Usage()
+		return exitUsage
+	}
+	path := fs.Arg(0)
+	src, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
+		return exitUsage
+	}
+	p, code := buildPlan(e, path, *format)
+	if p == nil {
+		return code
+	}
+	ctx := context.Background()
+	c := clusterClient(*url)
+	d, err := c.Deploy(ctx, p.Pipeline, path, src)
+	var rej *cluster.Rejected
+	if errors.As(err, &rej) {
+		// The worker's components differ from ours: show its verdict.
+		fmt.Fprintf(e.stderr, "pipe: %v:\n%s", err, rej.JSON)
+		return exitFindings
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pipe: deploy: %v\n", err)
+		return exitUsage
+	}
+	verb := "updated"
+	if d.Created {
+		verb = "created"
+	}
+	fmt.Fprintf(e.stdout, "pipeline %s %s, version %d\n", d.Name, verb, d.Version)
+	if *wait <= 0 {
+		return exitOK
+	}
+	deadline := time.Now().Add(*wait)
+	for {
+		st, err := c.Status(ctx, d.Name)
+		if err == nil && len(st.Instances) > 0 {
+			in := st.Instances[0]
+			if in.Version == d.Version && in.State != "unassigned" && in.State != cluster.StateStarting {
+				printInstances(e, st)
+				if in.State == cluster.StateFailed {
+					return exitFindings
+				}
+				return exitOK
+			}
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(e.stderr, "pipe: pipeline %s is not running after %s; see pipe status --cluster %s %s\n", d.Name, *wait, *url, d.Name)
+			return exitFindings
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func printInstances(e *env, st cluster.PipelineStatus) {
+	for _, in := range st.Instances {
+		worker := in.Assigned
+		if worker == "" {
+			worker = "-"
+		}
+		fmt.Fprintf(e.stdout, "%-24s %-10s version %-6d worker %s", in.Instance, in.State, in.Version, worker)
+		if in.Error != "" {
+			fmt.Fprintf(e.stdout, "  error: %s", in.Error)
+		}
+		fmt.Fprintln(e.stdout)
+	}
+}
+
+func cmdStatus(e *env, args []string) int {
+	fs := newFlags(e, "status", "[NAME]",
+		"Show a cluster's pipelines, or one pipeline, with the worker and state of each instance.")
+	url := fs.String("cluster", "", "URL of any worker of the cluster, http://host:port (required)")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 1 || *url == "" {
+		fs.Usage()
+		return exitUsage
+	}
+	ctx := context.Background()
+	c := clusterClient(*url)
+	var all []cluster.PipelineStatus
+	if fs.NArg() == 1 {
+		st, err := c.Status(ctx, fs.Arg(0))
+		if err != nil {
+			fmt.Fprintf(e.stderr, "pipe: status: %v\n", err)
+			return exitFindings
+		}
+		all = append(all, st)
+	} else {
+		var err error
+		if all, err = c.Pipelines(ctx); err != nil {
+			fmt.Fprintf(e.stderr, "pipe: status: %v\n", err)
+			return exitUsage
+		}
+	}
+	for _, st := range all {
+		printInstances(e, st)
+	}
+	return exitOK
+}
+
+func cmdUndeploy(e *env, args []string) int {
+	fs := newFlags(e, "undeploy", "NAME",
+		"Remove a pipeline from a cluster: its instances stop (each drains and checkpoints).")
+	url := fs.String("cluster", "", "URL of any worker of the cluster, http://host:port (required)")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 1 || *url == "" {
+		fs.Usage()
+		return exitUsage
+	}
+	if err := clusterClient(*url).Undeploy(context.Background(), fs.Arg(0)); err != nil {
+		fmt.Fprintf(e.stderr, "pipe: undeploy: %v\n", err)
+		return exitFindings
+	}
+	fmt.Fprintf(e.stdout, "pipeline %s removed\n", fs.Arg(0))
+	return exitOK
+}
