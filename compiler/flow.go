@@ -208,6 +208,8 @@ func (c *checker) sourceType(st *stage) {
 		fixed = st.spec.Output(plainAttrs(st.attrs, st.schema))
 	}
 	switch {
+	case st.schema != nil && st.spec.SchemaInOutput && fixed != nil:
+		st.out = fixed
 	case st.schema != nil:
 		st.out = st.schema
 		if fixed != nil {

@@ -168,8 +168,14 @@ type Spec struct {
 	// Output returns the type of the records a source emits when it can be
 	// told from its attributes alone (generate's fields, a raw format's
 	// {value: string}); nil if unknown. Such attributes leave no room for a
-	// declared schema: the compiler reports one as PIPE309.
+	// declared schema: the compiler reports one as PIPE309, unless
+	// SchemaInOutput says otherwise.
 	Output func(attrs map[string]any) *types.Type
+	// SchemaInOutput reports that a source's declared schema types a part
+	// of its records, not the records: Output gets it under "schema" and
+	// its result is the records' type (postgres_cdc: the rows before and
+	// after a change).
+	SchemaInOutput bool
 
 	// Result returns the type of the records a transform emits for input
 	// records of type in (nil: untyped input, for which it returns nil);

@@ -17,13 +17,27 @@ import (
 func cmdSchemaPull(e *env, args []string) int {
 	fs := newFlags(e, "schema pull", "",
 		"Write a schema registry subject's schema, and the schemas it references, to files in DIR\n"+
-			"(<subject>.avsc for Avro), pinned to the version pulled, for `schema X from \"…\"`.")
+			"(<subject>.avsc for Avro), pinned to the version pulled, for `schema X from \"…\"`;\n"+
+			"or, with --postgres, the row types of PostgreSQL tables as schemas in <table>.pipe files,\n"+
+			"for `import` (the DSN may come from PIPE_POSTGRES_DSN instead).")
 	url := fs.String("registry", "", "schema registry URL")
 	subject := fs.String("subject", "", "subject to pull")
 	version := fs.Int("version", -1, "version to pull (default: the latest)")
+	dsn := fs.String("postgres", "", "PostgreSQL connection string (default: $PIPE_POSTGRES_DSN when --table is given)")
+	tables := fs.StringArray("table", nil, "with --postgres: a table (schema.table) whose row type to write; repeatable")
 	dir := fs.StringP("out", "o", ".", "directory to write to")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
+	}
+	if len(*tables) > 0 {
+		if *dsn == "" {
+			*dsn = os.Getenv("PIPE_POSTGRES_DSN")
+		}
+		if *dsn == "" || *url != "" || fs.NArg() != 0 {
+			fs.Usage()
+			return exitUsage
+		}
+		return pullPostgres(e, *dsn, *tables, *dir)
 	}
 	if *url == "" || *subject == "" || fs.NArg() != 0 {
 		fs.Usage()

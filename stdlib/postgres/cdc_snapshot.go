@@ -351,7 +351,7 @@ func (s *cdcSource) readChunk(ctx context.Context, t *snapTable) ([]stdlib.Recor
 		r := stdlib.Record{Key: key, Partition: -1, Time: s.snap.at,
 			Pos: stdlib.Position{Source: s.stage, Partition: snapshotPartition(table), Offset: off, Identity: t.identity},
 			Value: map[string]any{"op": "read", "table": table, "xid": int64(0), "lsn": s.snap.lsn.String(),
-				"commit_time": s.snap.at, "before": nil, "after": row}}
+				"commit_time": s.snap.at, "before": nil, "after": s.keep(row)}}
 		if len(errs) > 0 {
 			r.Err = fmt.Errorf("table %s: %s", table, strings.Join(errs, "; "))
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/internal/sqlcommon"
 	"pipe.dev/pipe/stdlib/retry"
@@ -223,4 +224,35 @@ ORDER BY k.ord`, t.Schema, t.Name)
 		return nil, fmt.Errorf("read primary key of %q: %w", t.String(), err)
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// TableType returns the type of the rows of table (schema.table, or a
+// table on the search path) as the postgres and postgres_cdc sources read
+// them: a field per column in the table's order, optional where the column
+// may be null. `pipe schema pull --postgres` writes it for the compiler.
+func TableType(ctx context.Context, dsn, table string) (*types.Type, error) {
+	t, err := parseTable(table)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := connect(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if t, err = resolveSchema(ctx, conn, t); err != nil {
+		return nil, err
+	}
+	cols, err := readColumns(ctx, conn, t)
+	if err != nil {
+		return nil, err
+	}
+	if len(cols) == 0 {
+		return nil, fmt.Errorf("table %q not found", t.String())
+	}
+	fields := make([]*types.Field, len(cols))
+	for i, c := range cols {
+		fields[i] = &types.Field{Name: c.Name, Type: typeOfColumn(c)}
+	}
+	return types.RecordOf(fields...), nil
 }

@@ -43,8 +43,15 @@ var CDCSpec = &stdlib.Spec{
 			Doc: "how often a heartbeat message is written to the WAL (pg_logical_emit_message) so that the slot advances and the server releases WAL while the captured tables are idle; 0s writes none"},
 		retry.Param,
 	},
-	Meta:      []stdlib.MetaField{stdlib.MetaOffset, stdlib.MetaKey, stdlib.MetaTimestamp},
-	Output:    func(map[string]any) *types.Type { return cdcOutput },
+	Meta:           []stdlib.MetaField{stdlib.MetaOffset, stdlib.MetaKey, stdlib.MetaTimestamp},
+	Schema:         true,
+	SchemaInOutput: true,
+	Output: func(attrs map[string]any) *types.Type {
+		if row, ok := attrs["schema"].(*types.Type); ok && row != nil && row.Kind == types.Record {
+			return cdcOutputOf(row)
+		}
+		return cdcOutput
+	},
 	Check:     checkCDC,
 	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) { return newCDC(cfg) },
 }
@@ -60,6 +67,22 @@ var cdcOutput = types.RecordOf(
 	&types.Field{Name: "before", Type: types.MapOf(types.AnyType).WithOptional(true)},
 	&types.Field{Name: "after", Type: types.MapOf(types.AnyType).WithOptional(true)},
 )
+
+// cdcOutputOf is the type of a change record whose rows are of type row
+// (the source's schema): after is a row; before holds the replica
+// identity's columns only (all of them with REPLICA IDENTITY FULL), so
+// each of its fields is optional.
+func cdcOutputOf(row *types.Type) *types.Type {
+	before := make([]*types.Field, len(row.Fields))
+	for i, f := range row.Fields {
+		before[i] = &types.Field{Name: f.Name, Type: f.Type.WithOptional(true)}
+	}
+	return types.RecordOf(
+		cdcOutput.Fields[0], cdcOutput.Fields[1], cdcOutput.Fields[2], cdcOutput.Fields[3], cdcOutput.Fields[4],
+		&types.Field{Name: "before", Type: types.RecordOf(before...).WithOptional(true)},
+		&types.Field{Name: "after", Type: row.WithOptional(true)},
+	)
+}
 
 // CDCIndexBits is how many low bits of a change's offset hold its index
 // within its transaction: offset = commit LSN << CDCIndexBits | index. A
@@ -108,6 +131,7 @@ type cdcSource struct {
 	tmap     *pgtype.Map
 	rels     map[uint32]*pglogrepl.RelationMessage
 	pks      map[string][]string // primary key columns by schema.table
+	row      *types.Type         // the declared schema: the rows' columns and types; nil: every column
 	skipTo   int64               // resumed: changes at or below this offset were delivered
 	hasSkip  bool
 	acked    pglogrepl.LSN // confirmed to the server: changes before it are not sent again
@@ -151,6 +175,9 @@ func newCDC(cfg stdlib.Config) (*cdcSource, error) {
 		stage:        cfg.Stage,
 		task:         cfg.Task,
 		snapshot:     cfg.String("snapshot") != "never",
+	}
+	if cfg.Schema != nil && cfg.Schema.Kind == types.Record {
+		s.row = cfg.Schema
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -376,7 +403,61 @@ func (s *cdcSource) publicationReady(ctx context.Context, conn *pgx.Conn) error 
 			return err
 		}
 	}
+	if err := s.checkRows(ctx, conn, held); err != nil {
+		return err
+	}
 	return s.readKeys(ctx, conn, held)
+}
+
+// checkRows checks, with a declared schema, that every captured table has
+// each column it declares, of its type (an optional one where the column
+// may be null): the rows then hold those columns only.
+func (s *cdcSource) checkRows(ctx context.Context, conn *pgx.Conn, tables []tableName) error {
+	if s.row == nil {
+		return nil
+	}
+	for _, t := range tables {
+		cols, err := readColumns(ctx, conn, t)
+		if err != nil {
+			return err
+		}
+		if err := rowTypeFits(s.row, cols); err != nil {
+			return fmt.Errorf("table %q does not fit the schema: %w", t.String(), err)
+		}
+	}
+	return nil
+}
+
+// rowTypeFits reports the first field of row that no column of cols
+// gives values of.
+func rowTypeFits(row *types.Type, cols []column) error {
+	for _, f := range row.Fields {
+		i := slices.IndexFunc(cols, func(c column) bool { return c.Name == f.Name })
+		if i < 0 {
+			return fmt.Errorf("it has no column %q", f.Name)
+		}
+		ct := typeOfColumn(cols[i])
+		if f.Type.Kind != types.Any && !types.Equal(ct.WithOptional(false), f.Type.WithOptional(false)) {
+			return fmt.Errorf("column %q (%s) holds %s values, the schema declares %s", f.Name, cols[i].SQLType, ct.WithOptional(false), f.Type)
+		}
+		if cols[i].Nullable && !f.Type.Optional {
+			return fmt.Errorf("column %q may be null: declare it %s", f.Name, f.Type.WithOptional(true))
+		}
+	}
+	return nil
+}
+
+// keep drops from row the columns the declared schema does not name.
+func (s *cdcSource) keep(row map[string]any) map[string]any {
+	if s.row == nil || row == nil {
+		return row
+	}
+	for k := range row {
+		if s.row.Field(k) == nil {
+			delete(row, k)
+		}
+	}
+	return row
 }
 
 // publicationTables returns the tables the publication holds, in the
@@ -689,10 +770,10 @@ func (s *cdcSource) change(recs []stdlib.Record, op string, relID uint32, keyOnl
 		r.Key = key
 	}
 	if b != nil {
-		v["before"] = b
+		v["before"] = s.keep(b)
 	}
 	if a != nil {
-		v["after"] = a
+		v["after"] = s.keep(a)
 	}
 	r.Value = v
 	if len(errs) > 0 {

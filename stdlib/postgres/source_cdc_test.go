@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 
+	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 )
 
@@ -83,7 +84,9 @@ func (c *cdcEnv) open(t *testing.T, attrs map[string]any, resume stdlib.Resumer)
 	for k, v := range attrs {
 		a[k] = v
 	}
-	s, err := newCDC(stdlib.Config{Pipeline: "p", Stage: "cdc", Attrs: a, Tasks: 1, Logger: c.logger()})
+	row, _ := a["schema"].(*types.Type) // the stage's declared schema
+	delete(a, "schema")
+	s, err := newCDC(stdlib.Config{Pipeline: "p", Stage: "cdc", Attrs: a, Tasks: 1, Logger: c.logger(), Schema: row})
 	if err != nil {
 		t.Fatal(err)
 	}
