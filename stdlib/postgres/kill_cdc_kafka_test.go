@@ -45,9 +45,10 @@ changes -> out
 // updates and deletes rows, SIGKILLs it at random moments and restarts
 // it, then reads the topic with kcat -X isolation.level=read_committed:
 // every change once, in commit order per key, keyed by its primary key.
-// Set PIPE_KILLTEST=1 to run it; PIPE_KILLTEST_KILLS scales it.
+// Set PIPE_KILLTEST=1 to run it; PIPE_KILLTEST_KILLS above 20 scales it.
 func TestKillCDCKafka(t *testing.T) {
 	_, kills := proctest.KillTest(t, 0, 20)
+	kills = max(kills, 20) // at least 20, in CI too (which asks 12 of the other kill tests)
 	kcat, err := osexec.LookPath("kcat")
 	if err != nil {
 		t.Fatal("kcat is not installed (apt-get install kcat)")
