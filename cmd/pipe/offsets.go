@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -121,7 +122,11 @@ func printOffsets(e *env, held []exec.HeldPosition) {
 		if !h.Time.IsZero() {
 			stored = fmt.Sprintf("%s (%s ago)", h.Time.UTC().Format(time.RFC3339), now.Sub(h.Time).Round(time.Second))
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", h.Source, h.Partition, holder, h.Offset+1, id, stored)
+		next := strconv.FormatInt(h.Offset+1, 10)
+		if h.Offset == math.MaxInt64 {
+			next = "end" // the partition was read whole (a postgres_cdc table's snapshot)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Source, h.Partition, holder, next, id, stored)
 	}
 	w.Flush()
 }

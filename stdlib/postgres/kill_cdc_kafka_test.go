@@ -27,6 +27,7 @@ source changes: postgres_cdc {
   slot        = "${env:SLOT}"
   tables      = ["${env:PG_TABLE}"]
   heartbeat   = 1s
+  snapshot    = never // the stream alone; TestKillCDCSnapshot covers the snapshot
 }
 
 sink out: kafka {
