@@ -592,8 +592,8 @@ func TestIdleSourceDoesNotBlockCheckpoints(t *testing.T) {
 		stage("out", "sink", "memsink", 3, attr("exactly", bval(true))),
 	}, edge("busy", "out"), edge("quiet", "out"))
 	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- env.run(ctx, p, t.TempDir()) }()
+	done, state := make(chan error, 1), t.TempDir()
+	go func() { done <- env.run(ctx, p, state) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		st := env.sink("out")
@@ -626,8 +626,8 @@ func TestQuietInputCheckpoints(t *testing.T) {
 		stage("out", "sink", "memsink", 2, attr("exactly", bval(true))),
 	}, edge("in", "out"))
 	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- env.run(ctx, p, t.TempDir()) }()
+	done, state := make(chan error, 1), t.TempDir()
+	go func() { done <- env.run(ctx, p, state) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		st := env.sink("out")

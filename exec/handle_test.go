@@ -60,8 +60,8 @@ func TestHandleHealthAndControl(t *testing.T) {
 	if hl := h.Health(); hl.OK || hl.State != Starting {
 		t.Fatalf("health before the run: %+v", hl)
 	}
-	done := make(chan error, 1)
-	go func() { done <- Run(context.Background(), p, &Config{Registry: reg, StateDir: t.TempDir(), Handle: h}) }()
+	done, state := make(chan error, 1), t.TempDir()
+	go func() { done <- Run(context.Background(), p, &Config{Registry: reg, StateDir: state, Handle: h}) }()
 	defer func() {
 		h.Stop()
 		<-done

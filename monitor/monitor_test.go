@@ -56,8 +56,11 @@ func start(t *testing.T, p *plan.Plan, opts Options) *running {
 		t.Fatal(err)
 	}
 	r := &running{h: h, srv: srv, done: make(chan error, 1)}
+	// The state directory is made before the cleanup below is registered, so
+	// that it is removed after the run has stopped writing to it.
+	state := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { r.done <- exec.Run(ctx, p, &exec.Config{Handle: h, StateDir: t.TempDir()}) }()
+	go func() { r.done <- exec.Run(ctx, p, &exec.Config{Handle: h, StateDir: state}) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
