@@ -20,9 +20,16 @@ const maxSource = 4 << 20
 // PipelineStatus is the answer of GET /pipelines/NAME/status, and one
 // entry of GET /pipelines.
 type PipelineStatus struct {
-	Name      string     `json:"name"`
-	Version   int64      `json:"version"`
-	Instances []Instance `json:"instances"`
+	Name    string `json:"name"`
+	Version int64  `json:"version"`
+	// Paused says the pipeline's target state is paused.
+	Paused bool `json:"paused"`
+	// RecordsIn and RecordsOut sum the instances' (as Instance has
+	// them; in GET /pipelines, only of instances the answering worker
+	// runs).
+	RecordsIn  int64      `json:"records_in"`
+	RecordsOut int64      `json:"records_out"`
+	Instances  []Instance `json:"instances"`
 }
 
 // Instance is one instance's assignment and state.
@@ -31,7 +38,12 @@ type Instance struct {
 	// Status.Worker the worker that last wrote its state.
 	Assigned string `json:"assigned"`
 	Status
-	Snapshot *exec.Snapshot `json:"snapshot,omitempty"` // counters, from the worker that runs it
+	// RecordsIn and RecordsOut count what the instance's current run
+	// read from its sources and wrote to its sinks (from the worker that
+	// runs it; 0 when it is not running).
+	RecordsIn  int64          `json:"records_in"`
+	RecordsOut int64          `json:"records_out"`
+	Snapshot   *exec.Snapshot `json:"snapshot,omitempty"` // counters, from the worker that runs it
 }
 
 // Deployed is the answer of a PUT.
@@ -57,6 +69,13 @@ func (w *Worker) Handler() http.Handler {
 	mux.HandleFunc("DELETE /pipelines/{name}", w.remove)
 	mux.HandleFunc("GET /pipelines/{name}/status", w.status)
 	mux.HandleFunc("POST /pipelines/{name}/restart", w.restart)
+	mux.HandleFunc("POST /pipelines/{name}/pause", w.pause)
+	mux.HandleFunc("POST /pipelines/{name}/resume", w.resume)
+	mux.HandleFunc("GET /pipelines/{name}/offsets", w.offsetsGet)
+	mux.HandleFunc("PATCH /pipelines/{name}/offsets", w.offsetsPatch)
+	mux.HandleFunc("DELETE /pipelines/{name}/offsets", w.offsetsDelete)
+	mux.HandleFunc("GET /pipelines/{name}/local", w.local)
+	mux.HandleFunc("GET /metrics", w.metrics)
 	return mux
 }
 
@@ -104,30 +123,38 @@ func (w *Worker) workers(rw http.ResponseWriter, r *http.Request) {
 }
 
 // pipelineStatus gathers a pipeline's instances: where the last generation
-// put them and what their workers last wrote.
-func (w *Worker) pipelineStatus(d Definition, r *http.Request) PipelineStatus {
+// put them, what their workers last wrote and, with remote, the counters
+// of the workers that run them (else only this worker's).
+func (w *Worker) pipelineStatus(d Definition, r *http.Request, remote bool) PipelineStatus {
 	w.mu.Lock()
-	owner := map[string]string{}
+	owner := map[string]Member{}
 	for _, m := range w.members {
 		for _, in := range m.Instances {
-			owner[in] = m.Worker
+			owner[in] = m
 		}
 	}
+	self := w.member
 	w.mu.Unlock()
 	sts := map[string]Status{}
 	for _, st := range w.store.statusOf(d.Name) {
 		sts[st.Instance] = st
 	}
 	id := InstanceID(d.Name, 0)
-	in := Instance{Assigned: owner[id], Status: sts[id]}
+	m := owner[id]
+	in := Instance{Assigned: m.Worker, Status: sts[id]}
 	if in.Status.Instance == "" {
 		in.Status = Status{Instance: id, Pipeline: d.Name, State: "unassigned"}
 	}
-	if h := w.handleOf(id); h != nil && r.URL.Query().Get("snapshot") != "" {
-		s := h.Snapshot(r.Context())
-		in.Snapshot = &s
+	if m.ID != "" && (remote || m.ID == self) {
+		if s, ok := w.snapshots(r.Context(), d.Name, m)[id]; ok {
+			in.RecordsIn, in.RecordsOut = counts(s)
+			if r.URL.Query().Get("snapshot") != "" {
+				in.Snapshot = &s
+			}
+		}
 	}
-	return PipelineStatus{Name: d.Name, Version: d.Version, Instances: []Instance{in}}
+	paused, _ := w.store.pausedState(d.Name)
+	return PipelineStatus{Name: d.Name, Version: d.Version, Paused: paused, RecordsIn: in.RecordsIn, RecordsOut: in.RecordsOut, Instances: []Instance{in}}
 }
 
 // handleOf returns the handle of an instance this worker runs.
@@ -145,7 +172,7 @@ func (w *Worker) list(rw http.ResponseWriter, r *http.Request) {
 	slices.SortFunc(defs, func(a, b Definition) int { return strings.Compare(a.Name, b.Name) })
 	out := []PipelineStatus{}
 	for _, d := range defs {
-		out = append(out, w.pipelineStatus(d, r))
+		out = append(out, w.pipelineStatus(d, r, false))
 	}
 	writeJSON(rw, http.StatusOK, out)
 }
@@ -173,7 +200,7 @@ func (w *Worker) get(rw http.ResponseWriter, r *http.Request) {
 
 func (w *Worker) status(rw http.ResponseWriter, r *http.Request) {
 	if d, ok := w.lookup(rw, r); ok {
-		writeJSON(rw, http.StatusOK, w.pipelineStatus(d, r))
+		writeJSON(rw, http.StatusOK, w.pipelineStatus(d, r, true))
 	}
 }
 

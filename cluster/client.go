@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"pipe.dev/pipe/exec"
 )
 
 // Client speaks to a cluster through the REST API of any of its workers.
@@ -121,5 +123,55 @@ func (c *Client) Definition(ctx context.Context, name string) (Definition, error
 func (c *Client) Workers(ctx context.Context) (Workers, error) {
 	var out Workers
 	_, err := c.do(ctx, http.MethodGet, "/workers", nil, &out)
+	return out, err
+}
+
+// Pause pauses a pipeline: its instances stop reading (each drains and
+// checkpoints) and show "paused" until Resume.
+func (c *Client) Pause(ctx context.Context, name string) error {
+	_, err := c.do(ctx, http.MethodPost, pipelinePath(name)+"/pause", nil, nil)
+	return err
+}
+
+// Resume starts a paused pipeline's instances again.
+func (c *Client) Resume(ctx context.Context, name string) error {
+	_, err := c.do(ctx, http.MethodPost, pipelinePath(name)+"/resume", nil, nil)
+	return err
+}
+
+// Offsets returns the positions a pipeline resumes from, per source
+// partition and holder.
+func (c *Client) Offsets(ctx context.Context, name string) (exec.OffsetsReport, error) {
+	var out exec.OffsetsReport
+	_, err := c.do(ctx, http.MethodGet, pipelinePath(name)+"/offsets", nil, &out)
+	return out, err
+}
+
+// SetOffsets changes the positions of a paused pipeline and returns them
+// after.
+func (c *Client) SetOffsets(ctx context.Context, name string, change []OffsetChange) (exec.OffsetsReport, error) {
+	body, err := json.Marshal(OffsetsChange{Offsets: change})
+	if err != nil {
+		return exec.OffsetsReport{}, err
+	}
+	var out exec.OffsetsReport
+	_, err = c.do(ctx, http.MethodPatch, pipelinePath(name)+"/offsets", body, &out)
+	return out, err
+}
+
+// ResetOffsets forgets the positions of a paused pipeline: of every source
+// when source is "", else of source (only of partitions, when given).
+func (c *Client) ResetOffsets(ctx context.Context, name, source string, partitions []string) (exec.OffsetsReport, error) {
+	q := url.Values{}
+	if source != "" {
+		q.Set("source", source)
+		q["partition"] = partitions
+	}
+	path := pipelinePath(name) + "/offsets"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out exec.OffsetsReport
+	_, err := c.do(ctx, http.MethodDelete, path, nil, &out)
 	return out, err
 }

@@ -20,15 +20,16 @@ import (
 func cmdWorker(e *env, args []string) int {
 	fs := newFlags(e, "worker", "",
 		"Run a worker of a pipe cluster: the workers of one --cluster share its pipelines through\n"+
-			"Kafka's group coordinator, keep definitions and statuses in the topics <cluster>-configs and\n"+
-			"<cluster>-status, and each serve the cluster's REST API. SIGINT/SIGTERM stops the worker's\n"+
+			"Kafka's group coordinator, keep definitions, statuses and checkpoints in the topics\n"+
+			"<cluster>-configs, <cluster>-status and <cluster>-offsets, and each serve the cluster's REST API. SIGINT/SIGTERM stops the worker's\n"+
 			"pipelines (each drains and checkpoints) and leaves the group at once: they move to other workers.")
 	brokers := fs.String("brokers", "", "Kafka bootstrap brokers, host:port[,host:port...] (required)")
 	name := fs.String("cluster", "", "cluster name: the Kafka group id and the prefix of its topics (required)")
 	httpAddr := fs.String("http", "127.0.0.1:8083", "serve the REST API on ADDR (host:port; port 0 picks a free one)")
 	advertise := fs.String("advertise-url", "", "the API's URL as other workers and clients reach it (default: http://ADDR)")
 	id := fs.String("id", "", "the worker's name in statuses (default host:pid)")
-	stateDir := fs.String("state-dir", ".pipe-state", "directory of the state stores: one per pipeline, DIR/<pipeline>")
+	stateDir := fs.String("state-dir", ".pipe-state", "local directory of each pipeline, DIR/<pipeline>: its components' local state (and its checkpoints with --local-state)")
+	localState := fs.Bool("local-state", false, "keep checkpoints in --state-dir (a directory the workers share) instead of the topic <cluster>-offsets")
 	session := fs.Duration("session-timeout", 10*time.Second, "a worker silent this long is dropped and its pipelines move")
 	rebalance := fs.Duration("rebalance-timeout", 30*time.Second, "how long a rebalance waits for the workers to rejoin")
 	replication := fs.Int16("replication-factor", -1, "replication factor of the topics the worker creates (-1: the broker's default)")
@@ -71,7 +72,7 @@ func cmdWorker(e *env, args []string) int {
 	}
 	w, err := cluster.New(ctx, cluster.Config{
 		Brokers: strings.Split(*brokers, ","), Cluster: *name, ID: *id, URL: url,
-		StateDir: *stateDir, SessionTimeout: *session, RebalanceTimeout: *rebalance,
+		StateDir: *stateDir, LocalState: *localState, SessionTimeout: *session, RebalanceTimeout: *rebalance,
 		ReplicationFactor: *replication, Registry: stdlib.Default, Logger: logger.With("worker", *id),
 	})
 	if err != nil {
