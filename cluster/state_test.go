@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -107,6 +109,35 @@ func TestClusterStateInKafka(t *testing.T) {
 		t.Errorf("the moved instance read %d records, want the 300 appended after the move (not the input from its start)", read)
 	}
 	t.Logf("moved instance read %d records of 600", read)
+	// The CLI: pipe offsets --cluster prints the positions as pipe
+	// offsets show does; pipe pause and pipe resume.
+	pipe := func(args ...string) string {
+		t.Helper()
+		outp, err := osexec.Command(bin, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("pipe %s: %v\n%s", strings.Join(args, " "), err, outp)
+		}
+		return string(outp)
+	}
+	if got := pipe("offsets", "--cluster", survivor.url, "clusterfiles"); !strings.Contains(got, "HELD BY") || !strings.Contains(got, "state store") {
+		t.Errorf("pipe offsets --cluster printed:\n%s", got)
+	}
+	pipe("pause", "--cluster", survivor.url, "clusterfiles")
+	waitFor(t, 30*time.Second, "the pipeline paused", func() error {
+		got := pipe("status", "--cluster", survivor.url, "clusterfiles")
+		if !strings.Contains(got, StatePaused) {
+			return fmt.Errorf("pipe status: %s", got)
+		}
+		return nil
+	})
+	pipe("resume", "--cluster", survivor.url, "clusterfiles")
+	waitFor(t, 30*time.Second, "the pipeline running again", func() error {
+		got, err := running(ctx, c)
+		if err == nil && got["clusterfiles"] == "" {
+			err = fmt.Errorf("running: %v", got)
+		}
+		return err
+	})
 	// Its state directory on the survivor holds no checkpoint: the
 	// topic does.
 	if _, err := os.Stat(filepath.Join(dir, "state-"+survivor.id, "clusterfiles", "checkpoint.json")); err == nil {

@@ -318,3 +318,17 @@ func NewOffsetsReport(pipeline string, held []HeldPosition) OffsetsReport {
 	}
 	return out
 }
+
+// Held returns the report's positions as [NewOffsetsReport] took them.
+func (r OffsetsReport) Held() []HeldPosition {
+	out := make([]HeldPosition, 0, len(r.Positions))
+	for _, p := range r.Positions {
+		h := HeldPosition{Holder: p.Holder, Component: p.Component, OfSource: p.OfSource,
+			Position: stdlib.Position{Source: p.Source, Partition: p.Partition, Offset: p.Offset, Identity: p.Identity}}
+		if p.Time != nil {
+			h.Time = *p.Time
+		}
+		out = append(out, h)
+	}
+	return out
+}

@@ -172,6 +172,9 @@ func printInstances(e *env, st cluster.PipelineStatus) {
 			worker = "-"
 		}
 		fmt.Fprintf(e.stdout, "%-24s %-10s version %-6d worker %s", in.Instance, in.State, in.Version, worker)
+		if in.RecordsIn != 0 || in.RecordsOut != 0 {
+			fmt.Fprintf(e.stdout, "  records in %d out %d", in.RecordsIn, in.RecordsOut)
+		}
 		if in.Error != "" {
 			fmt.Fprintf(e.stdout, "  error: %s", in.Error)
 		}
@@ -213,21 +216,59 @@ func cmdStatus(e *env, args []string) int {
 	return exitOK
 }
 
-func cmdUndeploy(e *env, args []string) int {
-	fs := newFlags(e, "undeploy", "NAME",
-		"Remove a pipeline from a cluster: its instances stop (each drains and checkpoints).")
+// clusterPipelineArgs parses the arguments of a command that takes a
+// cluster's pipeline NAME and --cluster URL; c is nil when the command
+// ends with code.
+func clusterPipelineArgs(e *env, cmd, help string, args []string) (c *cluster.Client, name string, code int) {
+	fs := newFlags(e, cmd, "NAME", help)
 	url := fs.String("cluster", "", "URL of any worker of the cluster, http://host:port (required)")
 	if code, ok := parseFlags(fs, args); !ok {
-		return code
+		return nil, "", code
 	}
 	if fs.NArg() != 1 || *url == "" {
 		fs.Usage()
-		return exitUsage
+		return nil, "", exitUsage
 	}
-	if err := clusterClient(*url).Undeploy(context.Background(), fs.Arg(0)); err != nil {
+	return clusterClient(*url), fs.Arg(0), exitOK
+}
+
+func cmdUndeploy(e *env, args []string) int {
+	c, name, code := clusterPipelineArgs(e, "undeploy",
+		"Remove a pipeline from a cluster: its instances stop (each drains and checkpoints).", args)
+	if c == nil {
+		return code
+	}
+	if err := c.Undeploy(context.Background(), name); err != nil {
 		fmt.Fprintf(e.stderr, "pipe: undeploy: %v\n", err)
 		return exitFindings
 	}
-	fmt.Fprintf(e.stdout, "pipeline %s removed\n", fs.Arg(0))
+	fmt.Fprintf(e.stdout, "pipeline %s removed\n", name)
+	return exitOK
+}
+
+func cmdPause(e *env, args []string) int {
+	return clusterTarget(e, "pause", args, "Pause a cluster's pipeline: its instances drain, take a final checkpoint and read nothing\n"+
+		"(state paused, also after a move) until pipe resume. Its offsets can be changed only while it is paused.")
+}
+
+func cmdResume(e *env, args []string) int {
+	return clusterTarget(e, "resume", args, "Resume a paused pipeline of a cluster: its instances start again from their checkpoints.")
+}
+
+// clusterTarget runs pipe pause or pipe resume.
+func clusterTarget(e *env, verb string, args []string, help string) int {
+	c, name, code := clusterPipelineArgs(e, verb, help, args)
+	if c == nil {
+		return code
+	}
+	change, done := c.Pause, "paused"
+	if verb == "resume" {
+		change, done = c.Resume, "resumed"
+	}
+	if err := change(context.Background(), name); err != nil {
+		fmt.Fprintf(e.stderr, "pipe: %s: %v\n", verb, err)
+		return exitFindings
+	}
+	fmt.Fprintf(e.stdout, "pipeline %s %s\n", name, done)
 	return exitOK
 }
