@@ -46,6 +46,20 @@ type Instance struct {
 	Snapshot   *exec.Snapshot `json:"snapshot,omitempty"` // counters, from the worker that runs it
 }
 
+// Bundle is the body of a PUT of Content-Type application/json: a
+// pipeline and the files it imports (by the path its compilation reads,
+// as [ImportedFiles] gives them).
+type Bundle struct {
+	File    string            `json:"file"`
+	Source  string            `json:"source"`
+	Imports map[string]string `json:"imports,omitempty"`
+}
+
+func isJSON(r *http.Request) bool {
+	ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
+	return strings.TrimSpace(ct) == "application/json"
+}
+
 // Deployed is the answer of a PUT.
 type Deployed struct {
 	Name    string `json:"name"`
@@ -216,10 +230,22 @@ func (w *Worker) put(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	file := r.URL.Query().Get("file")
+	var imports map[string]string
+	if isJSON(r) {
+		var b Bundle
+		if err := json.Unmarshal(src, &b); err != nil {
+			fail(rw, http.StatusBadRequest, "reading the bundle: "+err.Error())
+			return
+		}
+		src, imports = []byte(b.Source), b.Imports
+		if b.File != "" {
+			file = b.File
+		}
+	}
 	if file == "" {
 		file = name + ".pipe"
 	}
-	_, diags, err := Check(w.cfg.Registry, file, src, name)
+	_, diags, err := Check(w.cfg.Registry, file, src, name, imports)
 	var ne *NameError
 	switch {
 	case errors.As(err, &ne):
@@ -241,7 +267,7 @@ func (w *Worker) put(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, existed := w.store.definition(name)
-	v, err := w.store.put(r.Context(), Definition{Name: name, File: file, Source: string(src), Time: time.Now().UTC()})
+	v, err := w.store.put(r.Context(), Definition{Name: name, File: file, Source: string(src), Imports: imports, Time: time.Now().UTC()})
 	if err != nil {
 		fail(rw, http.StatusServiceUnavailable, err.Error())
 		return

@@ -33,6 +33,11 @@ type NotFound struct{ Msg string }
 func (e *NotFound) Error() string { return e.Msg }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) (int, error) {
+	return c.doType(ctx, method, path, "text/plain; charset=utf-8", body, out)
+}
+
+// doType is do with the body's Content-Type.
+func (c *Client) doType(ctx context.Context, method, path, ctype string, body []byte, out any) (int, error) {
 	base := strings.TrimRight(c.URL, "/")
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
@@ -46,7 +51,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 		return 0, err
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "text/plain; charset=utf-8")
+		req.Header.Set("Content-Type", ctype)
 	}
 	hc := c.HTTP
 	if hc == nil {
@@ -89,6 +94,18 @@ func pipelinePath(name string) string { return "/pipelines/" + url.PathEscape(na
 func (c *Client) Deploy(ctx context.Context, name, file string, src []byte) (Deployed, error) {
 	var out Deployed
 	_, err := c.do(ctx, http.MethodPut, pipelinePath(name)+"?file="+url.QueryEscape(file), src, &out)
+	return out, err
+}
+
+// DeployBundle submits a pipeline's .pipe text with the files it imports
+// ([ImportedFiles]); file is the name its diagnostics use.
+func (c *Client) DeployBundle(ctx context.Context, name, file string, src []byte, imports map[string]string) (Deployed, error) {
+	body, err := json.Marshal(Bundle{File: file, Source: string(src), Imports: imports})
+	if err != nil {
+		return Deployed{}, err
+	}
+	var out Deployed
+	_, err = c.doType(ctx, http.MethodPut, pipelinePath(name), "application/json", body, &out)
 	return out, err
 }
 

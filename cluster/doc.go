@@ -41,7 +41,8 @@
 // factor of --replication-factor (-1: the broker's default):
 //
 //   - NAME-configs: key the pipeline name, value a JSON [Definition] (the
-//     .pipe text and the file name its diagnostics use); a tombstone
+//     .pipe text, the files it imports and the file name its diagnostics
+//     use); a tombstone
 //     removes the pipeline. A definition's version is its record's offset.
 //     A key "target-state:NAME" holds the pipeline's target state, JSON
 //     {"state":"paused"} or {"state":"running"}: a paused pipeline's

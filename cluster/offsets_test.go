@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -11,14 +12,21 @@ import (
 	"pipe.dev/pipe/stdlib/kafka/devbroker"
 )
 
-func startBroker(t *testing.T) []kgo.Opt {
+// startDevBroker starts an in-process broker for the test and returns its
+// address.
+func startDevBroker(t *testing.T) string {
 	t.Helper()
-	b, err := devbroker.Start(t.Context(), devbroker.Options{})
+	b, err := devbroker.Start(context.Background(), devbroker.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(b.Close)
-	opts := []kgo.Opt{kgo.SeedBrokers(b.Addr())}
+	t.Cleanup(b.Close) // after the workers' cleanups: they write as they stop
+	return b.Addr()
+}
+
+func startBroker(t *testing.T) []kgo.Opt {
+	t.Helper()
+	opts := []kgo.Opt{kgo.SeedBrokers(startDevBroker(t))}
 	admin, err := kgo.NewClient(opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -105,4 +113,49 @@ func TestKafkaState(t *testing.T) {
 		t.Fatalf("the other instance's checkpoint: %+v, %v", got, err)
 	}
 	other.Close()
+}
+
+// BenchmarkStateSave compares saving a checkpoint of 16 positions in the
+// offsets topic (a transaction on the development broker) with the local
+// store (a synced file).
+func BenchmarkStateSave(b *testing.B) {
+	pos := make([]stdlib.Position, 16)
+	for i := range pos {
+		pos[i] = stdlib.Position{Source: "in", Partition: fmt.Sprint(i), Offset: int64(i)}
+	}
+	b.Run("kafka", func(b *testing.B) {
+		br, err := devbroker.Start(b.Context(), devbroker.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer br.Close()
+		opts := []kgo.Opt{kgo.SeedBrokers(br.Addr())}
+		admin, _ := kgo.NewClient(opts...)
+		if err := createTopics(b.Context(), admin, "capibench", -1); err != nil {
+			b.Fatal(err)
+		}
+		admin.Close()
+		s, err := openKafkaState(b.Context(), opts, "capibench", "p/0", true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		saveLoop(b, s, pos)
+	})
+	b.Run("local", func(b *testing.B) {
+		s, err := state.Open(b.TempDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		saveLoop(b, s, pos)
+	})
+}
+
+func saveLoop(b *testing.B, s state.Backend, pos []stdlib.Position) {
+	for i := 0; b.Loop(); i++ {
+		if err := s.Save(state.Checkpoint{ID: uint64(i), Positions: pos}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

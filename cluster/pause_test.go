@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"pipe.dev/pipe/exec"
-	"pipe.dev/pipe/stdlib/kafka/devbroker"
 )
 
 func filesPipeline(name, in, out string) []byte {
@@ -49,15 +48,11 @@ in -> out
 // instance's counters and the worker running it serves its metrics
 // labelled with the instance.
 func TestPauseAndOffsets(t *testing.T) {
-	b, err := devbroker.Start(context.Background(), devbroker.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	addr := startDevBroker(t)
 	dir := t.TempDir()
 	ws := []*testWorker{
-		startTestWorker(t, b.Addr(), "w1", filepath.Join(dir, "state1")),
-		startTestWorker(t, b.Addr(), "w2", filepath.Join(dir, "state2")),
+		startTestWorker(t, addr, "w1", filepath.Join(dir, "state1")),
+		startTestWorker(t, addr, "w2", filepath.Join(dir, "state2")),
 	}
 	ctx := context.Background()
 	hc := &http.Client{Timeout: 30 * time.Second}
@@ -80,6 +75,7 @@ func TestPauseAndOffsets(t *testing.T) {
 	})
 	var st PipelineStatus
 	waitFor(t, 10*time.Second, "the counters in the status", func() error {
+		var err error
 		if st, err = c.Status(ctx, name); err != nil {
 			return err
 		}

@@ -20,6 +20,9 @@ type Definition struct {
 	Name   string `json:"name"`
 	File   string `json:"file"`   // the file name its diagnostics name
 	Source string `json:"source"` // the .pipe text
+	// Imports holds the files it imports, by the path its compilation
+	// reads (see [Check]).
+	Imports map[string]string `json:"imports,omitempty"`
 	// Version is the offset of the definition's record in the config
 	// topic: unique and increasing across the cluster's life. It is not
 	// stored in the record; a reader sets it.

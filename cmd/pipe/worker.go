@@ -102,6 +102,7 @@ func cmdDeploy(e *env, args []string) int {
 	fs := newFlags(e, "deploy", "FILE.pipe",
 		"Deploy a pipeline to a cluster: check it here, then submit it to a worker, which checks it\n"+
 			"again and stores it; a pipeline already deployed under its name is replaced (a new version).\n"+
+			"The files it imports (.pipe and schema files) are sent with it and stored with its version.\n"+
 			"Prints the diagnostics of a broken pipeline (exit 1; the cluster is left unchanged), else where it runs.")
 	url := fs.String("cluster", "", "URL of any worker of the cluster, http://host:port (required)")
 	format := fs.String("format", "text", "diagnostics format: text, json or github")
@@ -123,9 +124,15 @@ func cmdDeploy(e *env, args []string) int {
 	if p == nil {
 		return code
 	}
+	// The files it imports go with it: a worker reads none of its own.
+	imports, err := cluster.ImportedFiles(stdlib.Default, path, src)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pipe: deploy: %v\n", err)
+		return exitUsage
+	}
 	ctx := context.Background()
 	c := clusterClient(*url)
-	d, err := c.Deploy(ctx, p.Pipeline, path, src)
+	d, err := c.DeployBundle(ctx, p.Pipeline, path, src, imports)
 	var rej *cluster.Rejected
 	if errors.As(err, &rej) {
 		// The worker's components differ from ours: show its verdict.
