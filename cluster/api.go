@@ -153,22 +153,36 @@ func (w *Worker) pipelineStatus(d Definition, r *http.Request, remote bool) Pipe
 	for _, st := range w.store.statusOf(d.Name) {
 		sts[st.Instance] = st
 	}
-	id := InstanceID(d.Name, 0)
-	m := owner[id]
-	in := Instance{Assigned: m.Worker, Status: sts[id]}
-	if in.Status.Instance == "" {
-		in.Status = Status{Instance: id, Pipeline: d.Name, State: "unassigned"}
+	paused, _ := w.store.pausedState(d.Name)
+	ps := PipelineStatus{Name: d.Name, Version: d.Version, Paused: paused}
+	for _, id := range []string{InstanceID(d.Name, 0)} {
+		m := owner[id]
+		in := w.instanceStatus(r, d.Name, id, m, sts[id], remote || m.ID == self)
+		ps.RecordsIn += in.RecordsIn
+		ps.RecordsOut += in.RecordsOut
+		ps.Instances = append(ps.Instances, in)
 	}
-	if m.ID != "" && (remote || m.ID == self) {
-		if s, ok := w.snapshots(r.Context(), d.Name, m)[id]; ok {
-			in.RecordsIn, in.RecordsOut = counts(s)
-			if r.URL.Query().Get("snapshot") != "" {
-				in.Snapshot = &s
-			}
+	return ps
+}
+
+// instanceStatus is one instance's entry of a pipeline's status: st is
+// its last status, m the member the generation gives it; with counters,
+// the counters of that member's run of it.
+func (w *Worker) instanceStatus(r *http.Request, pipeline, id string, m Member, st Status, counters bool) Instance {
+	in := Instance{Assigned: m.Worker, Status: st}
+	if in.Status.Instance == "" {
+		in.Status = Status{Instance: id, Pipeline: pipeline, State: "unassigned"}
+	}
+	if m.ID == "" || !counters {
+		return in
+	}
+	if s, ok := w.snapshots(r.Context(), pipeline, m)[id]; ok {
+		in.RecordsIn, in.RecordsOut = counts(s)
+		if r.URL.Query().Get("snapshot") != "" {
+			in.Snapshot = &s
 		}
 	}
-	paused, _ := w.store.pausedState(d.Name)
-	return PipelineStatus{Name: d.Name, Version: d.Version, Paused: paused, RecordsIn: in.RecordsIn, RecordsOut: in.RecordsOut, Instances: []Instance{in}}
+	return in
 }
 
 // handleOf returns the handle of an instance this worker runs.

@@ -597,8 +597,8 @@ func (w *Worker) runInstance(ctx context.Context, in *instance, def Definition, 
 			err = exec.Run(rctx, p, cfg)
 			unpause()
 			close(done)
-			if err == nil && ctx.Err() == nil && rctx.Err() != nil {
-				continue // paused: it drained and checkpointed
+			if ctx.Err() == nil && rctx.Err() != nil {
+				continue // paused: it drained and checkpointed (or stopped opening)
 			}
 		}
 		if ctx.Err() != nil {
