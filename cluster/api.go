@@ -20,9 +20,16 @@ const maxSource = 4 << 20
 // PipelineStatus is the answer of GET /pipelines/NAME/status, and one
 // entry of GET /pipelines.
 type PipelineStatus struct {
-	Name      string     `json:"name"`
-	Version   int64      `json:"version"`
-	Instances []Instance `json:"instances"`
+	Name    string `json:"name"`
+	Version int64  `json:"version"`
+	// Paused says the pipeline's target state is paused.
+	Paused bool `json:"paused"`
+	// RecordsIn and RecordsOut sum the instances' (as Instance has
+	// them; in GET /pipelines, only of instances the answering worker
+	// runs).
+	RecordsIn  int64      `json:"records_in"`
+	RecordsOut int64      `json:"records_out"`
+	Instances  []Instance `json:"instances"`
 }
 
 // Instance is one instance's assignment and state.
@@ -31,7 +38,26 @@ type Instance struct {
 	// Status.Worker the worker that last wrote its state.
 	Assigned string `json:"assigned"`
 	Status
-	Snapshot *exec.Snapshot `json:"snapshot,omitempty"` // counters, from the worker that runs it
+	// RecordsIn and RecordsOut count what the instance's current run
+	// read from its sources and wrote to its sinks (from the worker that
+	// runs it; 0 when it is not running).
+	RecordsIn  int64          `json:"records_in"`
+	RecordsOut int64          `json:"records_out"`
+	Snapshot   *exec.Snapshot `json:"snapshot,omitempty"` // counters, from the worker that runs it
+}
+
+// Bundle is the body of a PUT of Content-Type application/json: a
+// pipeline and the files it imports (by the path its compilation reads,
+// as [ImportedFiles] gives them).
+type Bundle struct {
+	File    string            `json:"file"`
+	Source  string            `json:"source"`
+	Imports map[string]string `json:"imports,omitempty"`
+}
+
+func isJSON(r *http.Request) bool {
+	ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
+	return strings.TrimSpace(ct) == "application/json"
 }
 
 // Deployed is the answer of a PUT.
@@ -57,6 +83,13 @@ func (w *Worker) Handler() http.Handler {
 	mux.HandleFunc("DELETE /pipelines/{name}", w.remove)
 	mux.HandleFunc("GET /pipelines/{name}/status", w.status)
 	mux.HandleFunc("POST /pipelines/{name}/restart", w.restart)
+	mux.HandleFunc("POST /pipelines/{name}/pause", w.pause)
+	mux.HandleFunc("POST /pipelines/{name}/resume", w.resume)
+	mux.HandleFunc("GET /pipelines/{name}/offsets", w.offsetsGet)
+	mux.HandleFunc("PATCH /pipelines/{name}/offsets", w.offsetsPatch)
+	mux.HandleFunc("DELETE /pipelines/{name}/offsets", w.offsetsDelete)
+	mux.HandleFunc("GET /pipelines/{name}/local", w.local)
+	mux.HandleFunc("GET /metrics", w.metrics)
 	return mux
 }
 
@@ -104,30 +137,52 @@ func (w *Worker) workers(rw http.ResponseWriter, r *http.Request) {
 }
 
 // pipelineStatus gathers a pipeline's instances: where the last generation
-// put them and what their workers last wrote.
-func (w *Worker) pipelineStatus(d Definition, r *http.Request) PipelineStatus {
+// put them, what their workers last wrote and, with remote, the counters
+// of the workers that run them (else only this worker's).
+func (w *Worker) pipelineStatus(d Definition, r *http.Request, remote bool) PipelineStatus {
 	w.mu.Lock()
-	owner := map[string]string{}
+	owner := map[string]Member{}
 	for _, m := range w.members {
 		for _, in := range m.Instances {
-			owner[in] = m.Worker
+			owner[in] = m
 		}
 	}
+	self := w.member
 	w.mu.Unlock()
 	sts := map[string]Status{}
 	for _, st := range w.store.statusOf(d.Name) {
 		sts[st.Instance] = st
 	}
-	id := InstanceID(d.Name, 0)
-	in := Instance{Assigned: owner[id], Status: sts[id]}
+	paused, _ := w.store.pausedState(d.Name)
+	ps := PipelineStatus{Name: d.Name, Version: d.Version, Paused: paused}
+	for _, id := range []string{InstanceID(d.Name, 0)} {
+		m := owner[id]
+		in := w.instanceStatus(r, d.Name, id, m, sts[id], remote || m.ID == self)
+		ps.RecordsIn += in.RecordsIn
+		ps.RecordsOut += in.RecordsOut
+		ps.Instances = append(ps.Instances, in)
+	}
+	return ps
+}
+
+// instanceStatus is one instance's entry of a pipeline's status: st is
+// its last status, m the member the generation gives it; with counters,
+// the counters of that member's run of it.
+func (w *Worker) instanceStatus(r *http.Request, pipeline, id string, m Member, st Status, counters bool) Instance {
+	in := Instance{Assigned: m.Worker, Status: st}
 	if in.Status.Instance == "" {
-		in.Status = Status{Instance: id, Pipeline: d.Name, State: "unassigned"}
+		in.Status = Status{Instance: id, Pipeline: pipeline, State: "unassigned"}
 	}
-	if h := w.handleOf(id); h != nil && r.URL.Query().Get("snapshot") != "" {
-		s := h.Snapshot(r.Context())
-		in.Snapshot = &s
+	if m.ID == "" || !counters {
+		return in
 	}
-	return PipelineStatus{Name: d.Name, Version: d.Version, Instances: []Instance{in}}
+	if s, ok := w.snapshots(r.Context(), pipeline, m)[id]; ok {
+		in.RecordsIn, in.RecordsOut = counts(s)
+		if r.URL.Query().Get("snapshot") != "" {
+			in.Snapshot = &s
+		}
+	}
+	return in
 }
 
 // handleOf returns the handle of an instance this worker runs.
@@ -145,7 +200,7 @@ func (w *Worker) list(rw http.ResponseWriter, r *http.Request) {
 	slices.SortFunc(defs, func(a, b Definition) int { return strings.Compare(a.Name, b.Name) })
 	out := []PipelineStatus{}
 	for _, d := range defs {
-		out = append(out, w.pipelineStatus(d, r))
+		out = append(out, w.pipelineStatus(d, r, false))
 	}
 	writeJSON(rw, http.StatusOK, out)
 }
@@ -173,7 +228,7 @@ func (w *Worker) get(rw http.ResponseWriter, r *http.Request) {
 
 func (w *Worker) status(rw http.ResponseWriter, r *http.Request) {
 	if d, ok := w.lookup(rw, r); ok {
-		writeJSON(rw, http.StatusOK, w.pipelineStatus(d, r))
+		writeJSON(rw, http.StatusOK, w.pipelineStatus(d, r, true))
 	}
 }
 
@@ -189,10 +244,22 @@ func (w *Worker) put(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	file := r.URL.Query().Get("file")
+	var imports map[string]string
+	if isJSON(r) {
+		var b Bundle
+		if err := json.Unmarshal(src, &b); err != nil {
+			fail(rw, http.StatusBadRequest, "reading the bundle: "+err.Error())
+			return
+		}
+		src, imports = []byte(b.Source), b.Imports
+		if b.File != "" {
+			file = b.File
+		}
+	}
 	if file == "" {
 		file = name + ".pipe"
 	}
-	_, diags, err := Check(w.cfg.Registry, file, src, name)
+	_, diags, err := Check(w.cfg.Registry, file, src, name, imports)
 	var ne *NameError
 	switch {
 	case errors.As(err, &ne):
@@ -214,7 +281,7 @@ func (w *Worker) put(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, existed := w.store.definition(name)
-	v, err := w.store.put(r.Context(), Definition{Name: name, File: file, Source: string(src), Time: time.Now().UTC()})
+	v, err := w.store.put(r.Context(), Definition{Name: name, File: file, Source: string(src), Imports: imports, Time: time.Now().UTC()})
 	if err != nil {
 		fail(rw, http.StatusServiceUnavailable, err.Error())
 		return

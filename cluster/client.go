@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"pipe.dev/pipe/exec"
 )
 
 // Client speaks to a cluster through the REST API of any of its workers.
@@ -31,6 +33,11 @@ type NotFound struct{ Msg string }
 func (e *NotFound) Error() string { return e.Msg }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) (int, error) {
+	return c.doType(ctx, method, path, "text/plain; charset=utf-8", body, out)
+}
+
+// doType is do with the body's Content-Type.
+func (c *Client) doType(ctx context.Context, method, path, ctype string, body []byte, out any) (int, error) {
 	base := strings.TrimRight(c.URL, "/")
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
@@ -44,7 +51,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 		return 0, err
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "text/plain; charset=utf-8")
+		req.Header.Set("Content-Type", ctype)
 	}
 	hc := c.HTTP
 	if hc == nil {
@@ -90,6 +97,18 @@ func (c *Client) Deploy(ctx context.Context, name, file string, src []byte) (Dep
 	return out, err
 }
 
+// DeployBundle submits a pipeline's .pipe text with the files it imports
+// ([ImportedFiles]); file is the name its diagnostics use.
+func (c *Client) DeployBundle(ctx context.Context, name, file string, src []byte, imports map[string]string) (Deployed, error) {
+	body, err := json.Marshal(Bundle{File: file, Source: string(src), Imports: imports})
+	if err != nil {
+		return Deployed{}, err
+	}
+	var out Deployed
+	_, err = c.doType(ctx, http.MethodPut, pipelinePath(name), "application/json", body, &out)
+	return out, err
+}
+
 // Undeploy removes a pipeline: its instances stop.
 func (c *Client) Undeploy(ctx context.Context, name string) error {
 	_, err := c.do(ctx, http.MethodDelete, pipelinePath(name), nil, nil)
@@ -121,5 +140,55 @@ func (c *Client) Definition(ctx context.Context, name string) (Definition, error
 func (c *Client) Workers(ctx context.Context) (Workers, error) {
 	var out Workers
 	_, err := c.do(ctx, http.MethodGet, "/workers", nil, &out)
+	return out, err
+}
+
+// Pause pauses a pipeline: its instances stop reading (each drains and
+// checkpoints) and show "paused" until Resume.
+func (c *Client) Pause(ctx context.Context, name string) error {
+	_, err := c.do(ctx, http.MethodPost, pipelinePath(name)+"/pause", nil, nil)
+	return err
+}
+
+// Resume starts a paused pipeline's instances again.
+func (c *Client) Resume(ctx context.Context, name string) error {
+	_, err := c.do(ctx, http.MethodPost, pipelinePath(name)+"/resume", nil, nil)
+	return err
+}
+
+// Offsets returns the positions a pipeline resumes from, per source
+// partition and holder.
+func (c *Client) Offsets(ctx context.Context, name string) (exec.OffsetsReport, error) {
+	var out exec.OffsetsReport
+	_, err := c.do(ctx, http.MethodGet, pipelinePath(name)+"/offsets", nil, &out)
+	return out, err
+}
+
+// SetOffsets changes the positions of a paused pipeline and returns them
+// after.
+func (c *Client) SetOffsets(ctx context.Context, name string, change []OffsetChange) (exec.OffsetsReport, error) {
+	body, err := json.Marshal(OffsetsChange{Offsets: change})
+	if err != nil {
+		return exec.OffsetsReport{}, err
+	}
+	var out exec.OffsetsReport
+	_, err = c.do(ctx, http.MethodPatch, pipelinePath(name)+"/offsets", body, &out)
+	return out, err
+}
+
+// ResetOffsets forgets the positions of a paused pipeline: of every source
+// when source is "", else of source (only of partitions, when given).
+func (c *Client) ResetOffsets(ctx context.Context, name, source string, partitions []string) (exec.OffsetsReport, error) {
+	q := url.Values{}
+	if source != "" {
+		q.Set("source", source)
+		q["partition"] = partitions
+	}
+	path := pipelinePath(name) + "/offsets"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out exec.OffsetsReport
+	_, err := c.do(ctx, http.MethodDelete, path, nil, &out)
 	return out, err
 }

@@ -36,13 +36,17 @@
 //
 // # Topics
 //
-// Two topics, created by the first worker with one partition each,
+// Three topics, created by the first worker with one partition each,
 // cleanup.policy=compact, min.compaction.lag.ms=0 and the replication
 // factor of --replication-factor (-1: the broker's default):
 //
 //   - NAME-configs: key the pipeline name, value a JSON [Definition] (the
-//     .pipe text and the file name its diagnostics use); a tombstone
+//     .pipe text, the files it imports and the file name its diagnostics
+//     use); a tombstone
 //     removes the pipeline. A definition's version is its record's offset.
+//     A key "target-state:NAME" holds the pipeline's target state, JSON
+//     {"state":"paused"} or {"state":"running"}: a paused pipeline's
+//     instances run nothing and show "paused" (pause.go).
 //   - NAME-status: key the instance id, value a JSON [Status] (worker,
 //     state, last error, version and group generation), written by the
 //     worker running the instance when it starts, finishes, fails or
@@ -51,9 +55,11 @@
 //     stopping or fenced worker's last word does not hide its
 //     successor's, and a group whose generations begin again (it was
 //     empty) still shows its new starts.
+//   - NAME-offsets: key the instance id, value its last completed
+//     checkpoint (below), written in transactions and read committed.
 //
-// Every worker reads both topics from the start and keeps their latest
-// values; the REST API answers from them.
+// Every worker reads the first two topics from the start and keeps their
+// latest values; the REST API answers from them.
 //
 // # Writes
 //
@@ -68,11 +74,21 @@
 // A moved instance keeps its identity: the Kafka sink's transactional ids
 // derive from the pipeline, stage and task, the same on every worker, so
 // the new owner's first transaction fences the old owner's producer. The
-// file sink's lock refuses two writers of one file. A Kafka sink that is
-// exactly once keeps the positions it covers in Kafka (__pipe_offsets,
-// committed in its transactions), so its instance resumes exactly on any
-// worker. Other instances resume from their state store in
-// STATE_DIR/NAME: exactly when the workers share that directory (shared
-// storage); a worker with a directory of its own starts a moved instance
-// from what its store holds there (nothing, the first time).
+// file sink's lock refuses two writers of one file. Each instance's state
+// store is its record in NAME-offsets ([kafkaState]): a checkpoint is
+// saved in a transaction of the id NAME-offsets-INSTANCE and counts once
+// that commits; opening the store fences the instance's earlier owners
+// before it reads, so a moved instance resumes exactly from the last
+// checkpoint any owner completed, on a worker with any state directory.
+// With LocalState the store is STATE_DIR/NAME instead: exact across moves
+// only when the workers share that directory.
+//
+// # Pause and offsets
+//
+// POST pause writes the target state; the worker running the instance
+// cancels its run (drain, final checkpoint) and writes "paused". The
+// offsets API (exec.Offsets over the instance's store and its sinks)
+// changes positions only while the pipeline is paused and its instance
+// shows it, as Kafka Connect's KIP-875 does; a worker that is not the
+// leader forwards these writes to the leader.
 package cluster

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +20,9 @@ type Definition struct {
 	Name   string `json:"name"`
 	File   string `json:"file"`   // the file name its diagnostics name
 	Source string `json:"source"` // the .pipe text
+	// Imports holds the files it imports, by the path its compilation
+	// reads (see [Check]).
+	Imports map[string]string `json:"imports,omitempty"`
 	// Version is the offset of the definition's record in the config
 	// topic: unique and increasing across the cluster's life. It is not
 	// stored in the record; a reader sets it.
@@ -65,17 +69,18 @@ type store struct {
 	next     map[string]int64
 	defs     map[string]Definition
 	statuses map[string]Status
+	paused   map[string]bool // pipelines whose target state is paused
 	// onConfig is called, without mu, for each config record read.
 	onConfig func(name string, def *Definition)
 }
 
-// createTopics creates the cluster's topics if they do not exist: one
+// createTopics creates the cluster's three topics if they do not exist: one
 // partition each, cleanup.policy=compact, the replication factor given
 // (-1: the broker's default.replication.factor).
 func createTopics(ctx context.Context, cl *kgo.Client, cluster string, replication int16) error {
 	req := kmsg.NewPtrCreateTopicsRequest()
 	req.TimeoutMillis = 30000
-	for _, name := range []string{configTopic(cluster), statusTopic(cluster)} {
+	for _, name := range []string{configTopic(cluster), statusTopic(cluster), offsetsTopic(cluster)} {
 		t := kmsg.NewCreateTopicsRequestTopic()
 		t.Topic = name
 		t.NumPartitions = 1
@@ -107,7 +112,7 @@ func newStore(cl *kgo.Client, cluster string) *store {
 	return &store{
 		cl: cl, config: configTopic(cluster), status: statusTopic(cluster),
 		changed: make(chan struct{}), next: map[string]int64{},
-		defs: map[string]Definition{}, statuses: map[string]Status{},
+		defs: map[string]Definition{}, statuses: map[string]Status{}, paused: map[string]bool{},
 	}
 }
 
@@ -130,6 +135,10 @@ func (s *store) read(ctx context.Context) {
 			key := string(r.Key)
 			switch r.Topic {
 			case s.config:
+				if name, ok := strings.CutPrefix(key, targetPrefix); ok {
+					s.readTarget(name, r.Value)
+					return
+				}
 				if r.Value == nil {
 					delete(s.defs, key)
 					changes = append(changes, change{key, nil})
@@ -198,25 +207,11 @@ func (s *store) waitRead(ctx context.Context, topic string, end int64) error {
 // catchUp blocks until the store has read everything written to topic
 // before it was called.
 func (s *store) catchUp(ctx context.Context, topic string) error {
-	req := kmsg.NewPtrListOffsetsRequest()
-	rt := kmsg.NewListOffsetsRequestTopic()
-	rt.Topic = topic
-	rp := kmsg.NewListOffsetsRequestTopicPartition()
-	rp.Partition, rp.Timestamp = 0, -1 // the end
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	resp, err := req.RequestWith(ctx, s.cl)
+	end, err := listEnd(ctx, s.cl, topic, 0)
 	if err != nil {
 		return err
 	}
-	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
-		return fmt.Errorf("end of %s: no answer", topic)
-	}
-	p := resp.Topics[0].Partitions[0]
-	if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-		return fmt.Errorf("end of %s: %w", topic, err)
-	}
-	return s.waitRead(ctx, topic, p.Offset)
+	return s.waitRead(ctx, topic, end)
 }
 
 // configRead is how far the config topic was read (the next offset).
@@ -270,9 +265,10 @@ func (s *store) put(ctx context.Context, d Definition) (int64, error) {
 	return r.Offset, s.waitRead(ctx, s.config, r.Offset+1)
 }
 
-// remove writes the tombstones of a pipeline's definition and statuses.
+// remove writes the tombstones of a pipeline's definition, target state
+// and statuses.
 func (s *store) remove(ctx context.Context, name string, instances []string) error {
-	recs := []*kgo.Record{{Topic: s.config, Key: []byte(name)}}
+	recs := []*kgo.Record{{Topic: s.config, Key: []byte(name)}, {Topic: s.config, Key: []byte(targetPrefix + name)}}
 	for _, in := range instances {
 		recs = append(recs, &kgo.Record{Topic: s.status, Key: []byte(in)})
 	}

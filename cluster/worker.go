@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"pipe.dev/pipe/compiler/plan"
 	"pipe.dev/pipe/exec"
 	"pipe.dev/pipe/exec/state"
 	"pipe.dev/pipe/stdlib"
@@ -36,8 +37,13 @@ type Config struct {
 	// URL is the base URL of the worker's REST API that other workers
 	// and clients are told.
 	URL string
-	// StateDir holds each instance's state store in StateDir/NAME.
+	// StateDir is the instances' local directory, StateDir/NAME: the
+	// state store with LocalState, and the components' own local state.
 	StateDir string
+	// LocalState keeps each instance's checkpoints in StateDir/NAME
+	// (workers that share that directory) instead of the cluster's
+	// offsets topic.
+	LocalState bool
 	// SessionTimeout: a worker that has not heartbeat for this long is
 	// dropped from the group and its instances run elsewhere (default 10s).
 	SessionTimeout time.Duration
@@ -105,6 +111,8 @@ type instance struct {
 	done    chan struct{}
 	handle  *exec.Handle
 	quiet   bool // stopped for a deletion: its status is not written
+
+	plan *plan.Plan // of the handle's run
 }
 
 // New connects a worker to its brokers and creates the cluster's topics.
@@ -546,13 +554,18 @@ func (w *Worker) runInstance(ctx context.Context, in *instance, def Definition, 
 	pause := time.Second
 	status(StateStarting, nil, nil)
 	for {
+		// A paused pipeline's instance runs nothing until resumed.
+		resumed := w.awaitResumed(ctx, def.Name, func() {
+			status(StatePaused, nil, nil)
+			log.Info("instance paused")
+		})
 		p, err := compileDef(w.cfg.Registry, def)
 		red := &exec.Redactor{}
 		started := time.Now()
-		if err == nil {
+		if resumed && err == nil {
 			h := exec.NewHandle()
 			w.mu.Lock()
-			in.handle = h
+			in.handle, in.plan = h, p
 			w.mu.Unlock()
 			cfg := &exec.Config{
 				Registry: w.cfg.Registry,
@@ -561,6 +574,7 @@ func (w *Worker) runInstance(ctx context.Context, in *instance, def Definition, 
 				Redactor: red,
 				Handle:   h,
 			}
+			cfg.OpenState = w.openState(ctx, in.id)
 			done := make(chan struct{})
 			go func() {
 				// "running" once every source and sink is open.
@@ -579,8 +593,13 @@ func (w *Worker) runInstance(ctx context.Context, in *instance, def Definition, 
 					}
 				}
 			}()
-			err = exec.Run(ctx, p, cfg)
+			rctx, unpause := w.pausable(ctx, def.Name)
+			err = exec.Run(rctx, p, cfg)
+			unpause()
 			close(done)
+			if ctx.Err() == nil && rctx.Err() != nil {
+				continue // paused: it drained and checkpointed (or stopped opening)
+			}
 		}
 		if ctx.Err() != nil {
 			if !in.quiet {

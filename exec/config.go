@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"pipe.dev/pipe/compiler/plan"
+	"pipe.dev/pipe/exec/state"
 	"pipe.dev/pipe/stdlib"
 )
 
@@ -18,6 +19,11 @@ type Config struct {
 	// StateDir is the state store's directory; "" means
 	// .pipe-state/<pipeline> under the working directory.
 	StateDir string
+	// OpenState, if set, opens the state store instead of the directory
+	// StateDir (which the components still get for local state of their
+	// own): a cluster keeps each instance's checkpoints in a Kafka topic.
+	// The store is closed when the run (or the [Offsets]) ends.
+	OpenState func() (state.Backend, error)
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock (dead-letter envelope times); nil means time.Now.
@@ -149,6 +155,14 @@ func (c *Config) withDefaults(p *plan.Plan) Config {
 		out.ChannelDepth = 8
 	}
 	return out
+}
+
+// openState opens the run's state store.
+func (c *Config) openState() (state.Backend, error) {
+	if c.OpenState != nil {
+		return c.OpenState()
+	}
+	return state.Open(c.StateDir)
 }
 
 // Load reads a compiled plan.json.

@@ -30,12 +30,12 @@ type HeldPosition struct {
 }
 
 // Offsets shows and changes the positions a pipeline's state store and
-// exactly-once sinks hold: the job of Kafka Connect's offsets API. It
-// locks the state directory, so it fails while the pipeline runs there,
-// and a run cannot start while it is open.
+// exactly-once sinks hold: the job of Kafka Connect's offsets API. With
+// the local store it locks the state directory, so it fails while the
+// pipeline runs there, and a run cannot start while it is open.
 type Offsets struct {
 	p     *plan.Plan
-	store *state.Store
+	store state.Backend
 	sinks []offsetSink
 	cfg   Config // with defaults: builds a source as change needs it
 }
@@ -56,7 +56,7 @@ func OpenOffsets(p *plan.Plan, cfg *Config) (o *Offsets, err error) {
 		return nil, err
 	}
 	o = &Offsets{p: p, cfg: c}
-	if o.store, err = state.Open(c.StateDir); err != nil {
+	if o.store, err = c.openState(); err != nil {
 		return nil, err
 	}
 	for _, st := range p.Stages {
@@ -158,7 +158,7 @@ func (o *Offsets) sourcePositions(ctx context.Context) ([]HeldPosition, error) {
 	return out, nil
 }
 
-// Close unlocks the state directory.
+// Close closes the state store (unlocking a local one).
 func (o *Offsets) Close() error { return o.store.Close() }
 
 // Positions returns every held position, sorted by source, partition and
@@ -315,6 +315,20 @@ func NewOffsetsReport(pipeline string, held []HeldPosition) OffsetsReport {
 			j.Time = &t
 		}
 		out.Positions = append(out.Positions, j)
+	}
+	return out
+}
+
+// Held returns the report's positions as [NewOffsetsReport] took them.
+func (r OffsetsReport) Held() []HeldPosition {
+	out := make([]HeldPosition, 0, len(r.Positions))
+	for _, p := range r.Positions {
+		h := HeldPosition{Holder: p.Holder, Component: p.Component, OfSource: p.OfSource,
+			Position: stdlib.Position{Source: p.Source, Partition: p.Partition, Offset: p.Offset, Identity: p.Identity}}
+		if p.Time != nil {
+			h.Time = *p.Time
+		}
+		out = append(out, h)
 	}
 	return out
 }

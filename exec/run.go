@@ -23,7 +23,7 @@ type run struct {
 	p      *plan.Plan
 	cfg    Config
 	stages []*stageRT
-	store  *state.Store
+	store  state.Backend
 	prev   *state.Checkpoint
 	// recycler passes batches done with back to the sources.
 	recycler *stdlib.Recycler
@@ -119,7 +119,7 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 	if err != nil {
 		return err
 	}
-	if r.store, err = state.Open(r.cfg.StateDir); err != nil {
+	if r.store, err = r.cfg.openState(); err != nil {
 		return err
 	}
 	defer r.store.Close()

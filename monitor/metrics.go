@@ -164,3 +164,9 @@ func newRegistry(h *exec.Handle, p *plan.Plan) *prometheus.Registry {
 		collectors.NewGoCollector())
 	return reg
 }
+
+// Collector returns the metrics of h's run of p, as /metrics serves them:
+// a cluster worker serves those of each instance it runs, labelled.
+func Collector(h *exec.Handle, p *plan.Plan) prometheus.Collector {
+	return &collector{h: h, p: p}
+}

@@ -79,6 +79,8 @@ func commands() []command {
 		{"deploy", "deploy a pipeline to a cluster", cmdDeploy},
 		{"status", "show the pipelines of a cluster", cmdStatus},
 		{"undeploy", "remove a pipeline from a cluster", cmdUndeploy},
+		{"pause", "pause a pipeline of a cluster", cmdPause},
+		{"resume", "resume a paused pipeline of a cluster", cmdResume},
 		{"broker", "run an embedded Kafka-protocol broker for development", cmdBroker},
 		{"schema", "work with schemas: pull a registry subject into files (schema pull)", cmdSchema},
 		{"version", "print the version", cmdVersion},

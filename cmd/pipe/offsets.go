@@ -9,12 +9,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"pipe.dev/pipe/cluster"
 	"pipe.dev/pipe/compiler/plan"
 	"pipe.dev/pipe/exec"
 )
 
 func cmdOffsets(e *env, args []string) int {
-	fs := newFlags(e, "offsets", "show|reset|set FILE.pipe|PLAN.json",
+	fs := newFlags(e, "offsets", "show|reset|set FILE.pipe|PLAN.json, or [show|reset|set] NAME --cluster URL",
 		"Show or change the positions a pipeline resumes from: those of its state store and of every\n"+
 			"exactly-once sink that keeps positions in its target (a table, a topic, a sidecar file).\n"+
 			"  show                        every position, per source partition and holder\n"+
@@ -23,7 +24,10 @@ func cmdOffsets(e *env, args []string) int {
 			"                              source's start attribute says, and no sink drops them as replays\n"+
 			"  set --source S --partition P --offset N\n"+
 			"                              the next run reads the partition from offset N, everywhere\n"+
-			"It locks the state directory: it fails while the pipeline runs there.")
+			"It locks the state directory: it fails while the pipeline runs there.\n"+
+			"With --cluster it shows or changes the positions of the cluster's pipeline NAME (kept in the\n"+
+			"topic <cluster>-offsets); reset and set only while it is paused (pipe pause).")
+	cluster := fs.String("cluster", "", "URL of any worker of a cluster: the positions of its pipeline NAME")
 	stateDir := fs.String("state-dir", "", "directory of the checkpoint store (default .pipe-state/<pipeline>)")
 	format := fs.String("format", "text", "output of show: text or json")
 	source := fs.String("source", "", "the source stage whose positions reset or set changes")
@@ -32,11 +36,15 @@ func cmdOffsets(e *env, args []string) int {
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	if fs.NArg() != 2 {
+	args = fs.Args()
+	if *cluster != "" && len(args) == 1 {
+		args = []string{"show", args[0]}
+	}
+	if len(args) != 2 {
 		fs.Usage()
 		return exitUsage
 	}
-	verb, path := fs.Arg(0), fs.Arg(1)
+	verb, path := args[0], args[1]
 	switch verb {
 	case "show":
 		if *format != "text" && *format != "json" {
@@ -56,6 +64,9 @@ func cmdOffsets(e *env, args []string) int {
 	default:
 		fs.Usage()
 		return exitUsage
+	}
+	if *cluster != "" {
+		return clusterOffsets(e, *cluster, verb, path, *format, *source, *parts, *offset)
 	}
 	var p *plan.Plan
 	p, code := loadPlan(e, path)
@@ -83,9 +94,8 @@ func cmdOffsets(e *env, args []string) int {
 	case "reset":
 		err = o.Reset(ctx, *source, *parts)
 	case "set":
-		n, perr := strconv.ParseInt(*offset, 10, 64)
-		if perr != nil || n < 0 {
-			fmt.Fprintf(e.stderr, "pipe: offsets set: --offset %q is not an offset (0 or more)\n", *offset)
+		n, ok := parseOffset(e, *offset)
+		if !ok {
 			return exitUsage
 		}
 		err = o.Set(ctx, *source, (*parts)[0], n)
@@ -94,6 +104,49 @@ func cmdOffsets(e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "pipe: offsets %s: %v\n", p.Pipeline, err)
 		return exitFindings
 	}
+	return exitOK
+}
+
+// parseOffset reads set's --offset.
+func parseOffset(e *env, s string) (int64, bool) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		fmt.Fprintf(e.stderr, "pipe: offsets set: --offset %q is not an offset (0 or more)\n", s)
+		return 0, false
+	}
+	return n, true
+}
+
+// clusterOffsets shows or changes the positions of a cluster's pipeline
+// name through the REST API of a worker.
+func clusterOffsets(e *env, url, verb, name, format, source string, parts []string, offset string) int {
+	ctx := context.Background()
+	c := clusterClient(url)
+	var rep exec.OffsetsReport
+	var err error
+	switch verb {
+	case "show":
+		rep, err = c.Offsets(ctx, name)
+	case "reset":
+		rep, err = c.ResetOffsets(ctx, name, source, parts)
+	case "set":
+		n, ok := parseOffset(e, offset)
+		if !ok {
+			return exitUsage
+		}
+		rep, err = c.SetOffsets(ctx, name, []cluster.OffsetChange{{Source: source, Partition: parts[0], Next: &n}})
+	}
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pipe: offsets %s: %v\n", name, err)
+		return exitFindings
+	}
+	if verb != "show" {
+		return exitOK
+	}
+	if format == "json" {
+		return printOffsetsJSON(e, name, rep.Held())
+	}
+	printOffsets(e, rep.Held())
 	return exitOK
 }
 

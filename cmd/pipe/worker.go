@@ -20,15 +20,16 @@ import (
 func cmdWorker(e *env, args []string) int {
 	fs := newFlags(e, "worker", "",
 		"Run a worker of a pipe cluster: the workers of one --cluster share its pipelines through\n"+
-			"Kafka's group coordinator, keep definitions and statuses in the topics <cluster>-configs and\n"+
-			"<cluster>-status, and each serve the cluster's REST API. SIGINT/SIGTERM stops the worker's\n"+
+			"Kafka's group coordinator, keep definitions, statuses and checkpoints in the topics\n"+
+			"<cluster>-configs, <cluster>-status and <cluster>-offsets, and each serve the cluster's REST API. SIGINT/SIGTERM stops the worker's\n"+
 			"pipelines (each drains and checkpoints) and leaves the group at once: they move to other workers.")
 	brokers := fs.String("brokers", "", "Kafka bootstrap brokers, host:port[,host:port...] (required)")
 	name := fs.String("cluster", "", "cluster name: the Kafka group id and the prefix of its topics (required)")
 	httpAddr := fs.String("http", "127.0.0.1:8083", "serve the REST API on ADDR (host:port; port 0 picks a free one)")
 	advertise := fs.String("advertise-url", "", "the API's URL as other workers and clients reach it (default: http://ADDR)")
 	id := fs.String("id", "", "the worker's name in statuses (default host:pid)")
-	stateDir := fs.String("state-dir", ".pipe-state", "directory of the state stores: one per pipeline, DIR/<pipeline>")
+	stateDir := fs.String("state-dir", ".pipe-state", "local directory of each pipeline, DIR/<pipeline>: its components' local state (and its checkpoints with --local-state)")
+	localState := fs.Bool("local-state", false, "keep checkpoints in --state-dir (a directory the workers share) instead of the topic <cluster>-offsets")
 	session := fs.Duration("session-timeout", 10*time.Second, "a worker silent this long is dropped and its pipelines move")
 	rebalance := fs.Duration("rebalance-timeout", 30*time.Second, "how long a rebalance waits for the workers to rejoin")
 	replication := fs.Int16("replication-factor", -1, "replication factor of the topics the worker creates (-1: the broker's default)")
@@ -71,7 +72,7 @@ func cmdWorker(e *env, args []string) int {
 	}
 	w, err := cluster.New(ctx, cluster.Config{
 		Brokers: strings.Split(*brokers, ","), Cluster: *name, ID: *id, URL: url,
-		StateDir: *stateDir, SessionTimeout: *session, RebalanceTimeout: *rebalance,
+		StateDir: *stateDir, LocalState: *localState, SessionTimeout: *session, RebalanceTimeout: *rebalance,
 		ReplicationFactor: *replication, Registry: stdlib.Default, Logger: logger.With("worker", *id),
 	})
 	if err != nil {
@@ -101,6 +102,7 @@ func cmdDeploy(e *env, args []string) int {
 	fs := newFlags(e, "deploy", "FILE.pipe",
 		"Deploy a pipeline to a cluster: check it here, then submit it to a worker, which checks it\n"+
 			"again and stores it; a pipeline already deployed under its name is replaced (a new version).\n"+
+			"The files it imports (.pipe and schema files) are sent with it and stored with its version.\n"+
 			"Prints the diagnostics of a broken pipeline (exit 1; the cluster is left unchanged), else where it runs.")
 	url := fs.String("cluster", "", "URL of any worker of the cluster, http://host:port (required)")
 	format := fs.String("format", "text", "diagnostics format: text, json or github")
@@ -122,9 +124,15 @@ func cmdDeploy(e *env, args []string) int {
 	if p == nil {
 		return code
 	}
+	// The files it imports go with it: a worker reads none of its own.
+	imports, err := cluster.ImportedFiles(stdlib.Default, path, src)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "pipe: deploy: %v\n", err)
+		return exitUsage
+	}
 	ctx := context.Background()
 	c := clusterClient(*url)
-	d, err := c.Deploy(ctx, p.Pipeline, path, src)
+	d, err := c.DeployBundle(ctx, p.Pipeline, path, src, imports)
 	var rej *cluster.Rejected
 	if errors.As(err, &rej) {
 		// The worker's components differ from ours: show its verdict.
@@ -171,6 +179,9 @@ func printInstances(e *env, st cluster.PipelineStatus) {
 			worker = "-"
 		}
 		fmt.Fprintf(e.stdout, "%-24s %-10s version %-6d worker %s", in.Instance, in.State, in.Version, worker)
+		if in.RecordsIn != 0 || in.RecordsOut != 0 {
+			fmt.Fprintf(e.stdout, "  records in %d out %d", in.RecordsIn, in.RecordsOut)
+		}
 		if in.Error != "" {
 			fmt.Fprintf(e.stdout, "  error: %s", in.Error)
 		}
@@ -212,21 +223,59 @@ func cmdStatus(e *env, args []string) int {
 	return exitOK
 }
 
-func cmdUndeploy(e *env, args []string) int {
-	fs := newFlags(e, "undeploy", "NAME",
-		"Remove a pipeline from a cluster: its instances stop (each drains and checkpoints).")
+// clusterPipelineArgs parses the arguments of a command that takes a
+// cluster's pipeline NAME and --cluster URL; c is nil when the command
+// ends with code.
+func clusterPipelineArgs(e *env, cmd, help string, args []string) (c *cluster.Client, name string, code int) {
+	fs := newFlags(e, cmd, "NAME", help)
 	url := fs.String("cluster", "", "URL of any worker of the cluster, http://host:port (required)")
 	if code, ok := parseFlags(fs, args); !ok {
-		return code
+		return nil, "", code
 	}
 	if fs.NArg() != 1 || *url == "" {
 		fs.Usage()
-		return exitUsage
+		return nil, "", exitUsage
 	}
-	if err := clusterClient(*url).Undeploy(context.Background(), fs.Arg(0)); err != nil {
+	return clusterClient(*url), fs.Arg(0), exitOK
+}
+
+func cmdUndeploy(e *env, args []string) int {
+	c, name, code := clusterPipelineArgs(e, "undeploy",
+		"Remove a pipeline from a cluster: its instances stop (each drains and checkpoints).", args)
+	if c == nil {
+		return code
+	}
+	if err := c.Undeploy(context.Background(), name); err != nil {
 		fmt.Fprintf(e.stderr, "pipe: undeploy: %v\n", err)
 		return exitFindings
 	}
-	fmt.Fprintf(e.stdout, "pipeline %s removed\n", fs.Arg(0))
+	fmt.Fprintf(e.stdout, "pipeline %s removed\n", name)
+	return exitOK
+}
+
+func cmdPause(e *env, args []string) int {
+	return clusterTarget(e, "pause", args, "Pause a cluster's pipeline: its instances drain, take a final checkpoint and read nothing\n"+
+		"(state paused, also after a move) until pipe resume. Its offsets can be changed only while it is paused.")
+}
+
+func cmdResume(e *env, args []string) int {
+	return clusterTarget(e, "resume", args, "Resume a paused pipeline of a cluster: its instances start again from their checkpoints.")
+}
+
+// clusterTarget runs pipe pause or pipe resume.
+func clusterTarget(e *env, verb string, args []string, help string) int {
+	c, name, code := clusterPipelineArgs(e, verb, help, args)
+	if c == nil {
+		return code
+	}
+	change, done := c.Pause, "paused"
+	if verb == "resume" {
+		change, done = c.Resume, "resumed"
+	}
+	if err := change(context.Background(), name); err != nil {
+		fmt.Fprintf(e.stderr, "pipe: %s: %v\n", verb, err)
+		return exitFindings
+	}
+	fmt.Fprintf(e.stdout, "pipeline %s %s\n", name, done)
 	return exitOK
 }

@@ -51,6 +51,54 @@ type fileFormat struct {
 	Checkpoint
 }
 
+// Backend keeps a pipeline's last completed checkpoint: a [Store] (a
+// local directory) or another backend (a Kafka topic in a cluster).
+// Save must be durable when it returns: the executor counts a checkpoint
+// completed only then. Load returns nil when nothing is stored.
+type Backend interface {
+	Load() (*Checkpoint, error)
+	Save(Checkpoint) error
+	Close() error
+}
+
+// Sort orders positions by source, then partition, as Save stores them.
+func Sort(pos []stdlib.Position) {
+	sort.Slice(pos, func(i, j int) bool {
+		if pos[i].Source != pos[j].Source {
+			return pos[i].Source < pos[j].Source
+		}
+		return pos[i].Partition < pos[j].Partition
+	})
+}
+
+// Encode returns the stored form of cp (the checkpoint file's content):
+// its positions sorted and, when cp.Time is zero, the time now.
+func Encode(cp Checkpoint) ([]byte, error) {
+	cp.Positions = append([]stdlib.Position(nil), cp.Positions...)
+	Sort(cp.Positions)
+	if cp.Time.IsZero() {
+		cp.Time = time.Now().UTC().Truncate(time.Millisecond)
+	}
+	data, err := json.MarshalIndent(fileFormat{Version: formatVersion, Checkpoint: cp}, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	return append(data, '\n'), nil
+}
+
+// Decode reads what Encode wrote; where names the data in errors.
+func Decode(data []byte, where string) (*Checkpoint, error) {
+	var f fileFormat
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("state: %s is corrupt: %w", where, err)
+	}
+	if f.Version != formatVersion {
+		return nil, fmt.Errorf("state: %s has format version %d, want %d", where, f.Version, formatVersion)
+	}
+	cp := f.Checkpoint
+	return &cp, nil
+}
+
 // lockName is the name of the lock file inside a store's directory.
 const lockName = "lock"
 
@@ -109,35 +157,15 @@ func (s *Store) Load() (*Checkpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
-	var f fileFormat
-	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("state: %s is corrupt: %w", path, err)
-	}
-	if f.Version != formatVersion {
-		return nil, fmt.Errorf("state: %s has format version %d, want %d", path, f.Version, formatVersion)
-	}
-	cp := f.Checkpoint
-	return &cp, nil
+	return Decode(data, path)
 }
 
 // Save durably replaces the stored checkpoint with cp.
 func (s *Store) Save(cp Checkpoint) error {
-	pos := append([]stdlib.Position(nil), cp.Positions...)
-	sort.Slice(pos, func(i, j int) bool {
-		if pos[i].Source != pos[j].Source {
-			return pos[i].Source < pos[j].Source
-		}
-		return pos[i].Partition < pos[j].Partition
-	})
-	cp.Positions = pos
-	if cp.Time.IsZero() {
-		cp.Time = time.Now().UTC().Truncate(time.Millisecond)
-	}
-	data, err := json.MarshalIndent(fileFormat{Version: formatVersion, Checkpoint: cp}, "", "  ")
+	data, err := Encode(cp)
 	if err != nil {
-		return fmt.Errorf("state: %w", err)
+		return err
 	}
-	data = append(data, '\n')
 	if err := durable.WriteFile(filepath.Join(s.dir, fileName), data, 0o600); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
