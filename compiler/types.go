@@ -2,8 +2,6 @@ package compiler
 
 import (
 	"path/filepath"
-
-	havro "github.com/hamba/avro/v2"
 	"slices"
 	"strings"
 
@@ -79,10 +77,7 @@ func (c *checker) fileSchemaType(u *unit, from *ast.StringLit) *types.Type {
 	if ext == ".json" {
 		t, err = jsonschema.TypeOf(src)
 	} else {
-		var s havro.Schema
-		if s, err = avro.ParseSchema(src); err == nil {
-			t, err = avro.TypeOf(s)
-		}
+		t, err = avro.LoadFile(path, c.readFile)
 	}
 	if err != nil {
 		return fail("schema file %q: %v", rel, err)

@@ -118,35 +118,64 @@ const lookupTimeout = 30 * time.Second
 
 // avroDecoder decodes wire-format Avro messages into records of type t
 // (nil: as the writer's schema maps), resolving each writer schema against
-// t once. It implements codec.Codec for decoding.
+// t once: by Avro schema resolution against t's own Avro schema when t was
+// read from an .avsc file (defaults, enum defaults, promotions), else by
+// field name against t. It implements codec.Codec for decoding.
 type avroDecoder struct {
-	reg *schemareg.Client
-	t   *types.Type
-	mu  sync.Mutex
-	ok  map[int]error // whether each writer schema resolves to t
+	reg    *schemareg.Client
+	t      *types.Type
+	reader havro.Schema // t's Avro schema, nil when t has none
+	mu     sync.Mutex
+	byID   map[int]*writerDec
 }
 
-func newAvroDecoder(reg *schemareg.Client, t *types.Type) *avroDecoder {
-	return &avroDecoder{reg: reg, t: t, ok: map[int]error{}}
+// writerDec is how the values of one writer schema decode.
+type writerDec struct {
+	s   havro.Schema
+	res *avro.Resolver // with a reader schema
+	err error          // the writer schema does not resolve
 }
 
-func (d *avroDecoder) writer(id int) (havro.Schema, error) {
+func newAvroDecoder(reg *schemareg.Client, t *types.Type) (*avroDecoder, error) {
+	reader, err := avro.WireSchema(t)
+	if err != nil {
+		return nil, err
+	}
+	return &avroDecoder{reg: reg, t: t, reader: reader, byID: map[int]*writerDec{}}, nil
+}
+
+func (d *avroDecoder) writer(id int) (*writerDec, error) {
+	d.mu.Lock()
+	wd := d.byID[id]
+	d.mu.Unlock()
+	if wd != nil {
+		return wd, wd.err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
 	defer cancel()
 	s, err := d.reg.AvroByID(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	rerr, seen := d.ok[id]
-	if !seen {
-		if rerr = avro.Resolvable(s, d.t); rerr != nil {
-			rerr = fmt.Errorf("writer schema id %d does not resolve to the declared schema: %w", id, rerr)
+	wd = &writerDec{s: s}
+	switch {
+	case d.reader != nil:
+		// The compatibility check names the field that breaks.
+		if err := schemareg.AvroCompatible(d.reader, s); err != nil {
+			wd.err = err
+		} else if wd.res, err = avro.NewResolver(d.reader, s); err != nil {
+			wd.err = err
 		}
-		d.ok[id] = rerr
+	default:
+		wd.err = avro.Resolvable(s, d.t)
 	}
-	return s, rerr
+	if wd.err != nil {
+		wd.err = fmt.Errorf("writer schema id %d does not resolve to the declared schema: %w", id, wd.err)
+	}
+	d.mu.Lock()
+	d.byID[id] = wd
+	d.mu.Unlock()
+	return wd, wd.err
 }
 
 func (d *avroDecoder) value(data []byte) (any, error) {
@@ -158,10 +187,13 @@ func (d *avroDecoder) value(data []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if derefRecord(w) {
-		return avro.Decode(w, d.t, payload)
+	if w.res != nil {
+		return w.res.Decode(payload)
 	}
-	return avro.DecodeValue(w, payload)
+	if derefRecord(w.s) {
+		return avro.Decode(w.s, d.t, payload)
+	}
+	return avro.DecodeValue(w.s, payload)
 }
 
 func derefRecord(s havro.Schema) bool {

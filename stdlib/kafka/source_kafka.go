@@ -205,10 +205,14 @@ func newSource(cfg stdlib.Config) (*source, error) {
 		return nil, err
 	}
 	if cfg.String("key_format") == "avro" {
-		s.keyAvro = newAvroDecoder(reg, nil)
+		if s.keyAvro, err = newAvroDecoder(reg, nil); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.String("format") == "avro" {
-		s.val = newAvroDecoder(reg, cfg.Schema)
+		if s.val, err = newAvroDecoder(reg, cfg.Schema); err != nil {
+			return nil, err
+		}
 		return s, nil
 	}
 	s.val, err = codec.New(cfg.String("format"), cfg.Schema, codec.Options{})

@@ -1,0 +1,106 @@
+package kafka
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"pipe.dev/pipe/lang/types"
+	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/stdlib/avro"
+	"pipe.dev/pipe/stdlib/kafka/devbroker"
+)
+
+const (
+	// resolveV1 is what older producers wrote.
+	resolveV1 = `{"type":"record","name":"Item","namespace":"shop","fields":[
+	  {"name":"id","type":"int"},
+	  {"name":"qty","type":"int"},
+	  {"name":"label","type":"string"},
+	  {"name":"state","type":{"type":"enum","name":"State","symbols":["NEW","PAID","LOST"]}},
+	  {"name":"legacy","type":"string"},
+	  {"name":"extra","type":["null","string","long"]}]}`
+	// resolveV2 is the declared (reader) schema: id and qty promoted,
+	// label read as bytes, state's LOST unknown (its default reads),
+	// legacy removed, region added with a default, extra's long read
+	// as a double.
+	resolveV2 = `{"type":"record","name":"Item","namespace":"shop","fields":[
+	  {"name":"id","type":"long"},
+	  {"name":"qty","type":"double"},
+	  {"name":"label","type":"bytes"},
+	  {"name":"state","type":{"type":"enum","name":"State","symbols":["NEW","PAID","OTHER"],"default":"OTHER"}},
+	  {"name":"region","type":"string","default":"eu"},
+	  {"name":"extra","type":["null","string","double"],"default":null}]}`
+	// resolveNoDefault adds a field without a default: it cannot read v1.
+	resolveNoDefault = `{"type":"record","name":"Item","namespace":"shop","fields":[
+	  {"name":"id","type":"long"},
+	  {"name":"region","type":"string"}]}`
+)
+
+// declaredFile returns the record type of an .avsc file with text, as
+// `schema X from "file.avsc"` declares it.
+func declaredFile(t *testing.T, text string) *types.Type {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "item.avsc")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ty, err := avro.LoadFile(path, os.ReadFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ty.Name = "Item"
+	return ty
+}
+
+// With the source's schema read from an .avsc file, each writer schema
+// is resolved against that Avro schema: records of two versions read as
+// one type, added fields take the reader's defaults, removed ones are
+// dropped, numbers promote, an unknown enum symbol reads as the enum's
+// default, a union branch as the reader's branch that reads it; a writer
+// schema the declared one cannot read is a record error naming the field.
+func TestAvroReaderResolution(t *testing.T) {
+	reg := testRegistry(t)
+	brokers := testBroker(t, devbroker.Options{})
+	topic := uniq("regcompat-resolve")
+	id1 := register(t, reg.URL(), topic+"-value", resolveV1)
+	id2 := register(t, reg.URL(), topic+"-value", resolveV2)
+	id3 := register(t, reg.URL(), "regcompat-other-value", resolveNoDefault)
+	newTopic(t, brokers, topic, 1)
+	produce(t, brokers, topic,
+		frame(t, id1, resolveV1, map[string]any{"id": int64(1), "qty": int64(3), "label": "a", "state": "LOST", "legacy": "x", "extra": int64(7)}),
+		frame(t, id2, resolveV2, map[string]any{"id": int64(2), "qty": 2.5, "label": []byte("b"), "state": "PAID", "region": "us", "extra": "s"}),
+		frame(t, id1, resolveV1, map[string]any{"id": int64(3), "qty": int64(1), "label": "c", "state": "NEW", "legacy": "y", "extra": nil}),
+		frame(t, id3, resolveNoDefault, map[string]any{"id": int64(4), "region": "ap"}),
+	)
+	cfg := config("in", brokers, map[string]any{"topic": topic, "format": stdlib.Ident("avro"), "registry": reg.URL()})
+	cfg.Schema = declaredFile(t, resolveV2)
+	src := openSource(t, cfg, nil)
+	defer closeAll(t, src)
+	got := readN(t, src, 4)
+	for i, want := range []map[string]any{
+		{"id": int64(1), "qty": 3.0, "label": "a", "state": "OTHER", "region": "eu", "extra": 7.0},
+		{"id": int64(2), "qty": 2.5, "label": "b", "state": "PAID", "region": "us", "extra": "s"},
+		{"id": int64(3), "qty": 1.0, "label": "c", "state": "NEW", "region": "eu", "extra": nil},
+	} {
+		if got[i].Err != nil {
+			t.Fatalf("record %d: %v", i, got[i].Err)
+		}
+		m := got[i].Value.(map[string]any)
+		b, ok := m["label"].([]byte)
+		if !ok {
+			t.Fatalf("record %d: label is %T, want bytes", i, m["label"])
+		}
+		m = clone(m)
+		m["label"] = string(b)
+		if d := diffValues(m, want); d != "" {
+			t.Errorf("record %d: %s", i, d)
+		}
+	}
+	// resolveNoDefault lacks qty, label, state (no default in the
+	// reader's schema).
+	if err := got[3].Err; err == nil || !strings.Contains(err.Error(), "field qty") {
+		t.Errorf("unresolvable writer: err %v, want one naming field qty", err)
+	}
+}
