@@ -14,10 +14,10 @@ import (
 )
 
 // WireFormat is the types.Wire format of a record type read from an .avsc
-// file: its Doc is a JSON array of the schema texts, the files it
-// references first and the schema itself last, so that a plan carries
-// the whole schema (defaults, enum symbols, logical types) without the
-// files.
+// file: its Doc is a JSON array of the schema files' texts (as strings,
+// unchanged), the files it references first and the schema itself last,
+// so that a plan carries the whole schema (defaults, enum symbols,
+// logical types) without the files.
 const WireFormat = "avro"
 
 // maxRefs bounds the referenced files one schema may pull in.
@@ -54,23 +54,23 @@ func LoadFile(path string, read func(string) ([]byte, error)) (*types.Type, erro
 
 // loadDocs parses the schema of path, loading referenced files into one
 // cache first; it returns the texts in parse order.
-func loadDocs(path string, read func(string) ([]byte, error)) ([]json.RawMessage, havro.Schema, error) {
+func loadDocs(path string, read func(string) ([]byte, error)) ([]string, havro.Schema, error) {
 	src, err := read(path)
 	if err != nil {
 		return nil, nil, err
 	}
 	dir := filepath.Dir(path)
 	cache := &havro.SchemaCache{}
-	var docs []json.RawMessage
+	var docs []string
 	loaded := map[string]bool{}
 	// pending is the stack of texts being parsed: a text whose parse
 	// names an unknown type waits for that type's file.
-	pending := []json.RawMessage{src}
+	pending := [][]byte{src}
 	for len(pending) > 0 {
 		text := pending[len(pending)-1]
 		s, err := havro.ParseBytesWithCache(text, "", cache)
 		if err == nil {
-			docs = append(docs, compact(text))
+			docs = append(docs, string(text))
 			pending = pending[:len(pending)-1]
 			if len(pending) == 0 {
 				return docs, s, nil
@@ -111,51 +111,33 @@ func findRef(dir, name string, read func(string) ([]byte, error)) (string, []byt
 	return "", nil, fmt.Errorf("no file %s.avsc beside it", name)
 }
 
-func compact(b []byte) json.RawMessage {
-	var v any
-	if json.Unmarshal(b, &v) != nil {
-		return json.RawMessage(b)
-	}
-	out, err := json.Marshal(v)
-	if err != nil {
-		return json.RawMessage(b)
-	}
-	return out
-}
-
 // WireSchema returns the Avro schema kept in t.Wire by LoadFile, and nil
 // when t was not read from an .avsc file.
 func WireSchema(t *types.Type) (havro.Schema, error) {
-	if t == nil || t.Wire == nil || t.Wire.Format != WireFormat {
+	docs := WireDocs(t)
+	if docs == nil {
 		return nil, nil
-	}
-	var docs []json.RawMessage
-	if err := json.Unmarshal(t.Wire.Doc, &docs); err != nil || len(docs) == 0 {
-		return nil, fmt.Errorf("avro schema of %s: bad document", t.Name)
 	}
 	cache := &havro.SchemaCache{}
 	var s havro.Schema
 	for _, d := range docs {
 		var err error
-		if s, err = havro.ParseBytesWithCache(d, "", cache); err != nil {
+		if s, err = havro.ParseWithCache(d, "", cache); err != nil {
 			return nil, fmt.Errorf("avro schema of %s: %w", t.Name, err)
 		}
 	}
 	return s, nil
 }
 
-// WireText returns the text of the schema kept in t.Wire (the last
-// document), and its references' texts, the ones they reference first.
-func WireText(t *types.Type) (schema string, refs []string) {
+// WireDocs returns the schema texts kept in t.Wire by LoadFile, the
+// referenced ones first and t's own last; nil when t has none.
+func WireDocs(t *types.Type) []string {
 	if t == nil || t.Wire == nil || t.Wire.Format != WireFormat {
-		return "", nil
+		return nil
 	}
-	var docs []json.RawMessage
+	var docs []string
 	if json.Unmarshal(t.Wire.Doc, &docs) != nil || len(docs) == 0 {
-		return "", nil
+		return nil
 	}
-	for _, d := range docs[:len(docs)-1] {
-		refs = append(refs, string(d))
-	}
-	return string(docs[len(docs)-1]), refs
+	return docs
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	havro "github.com/hamba/avro/v2"
 
+	"pipe.dev/pipe/lang"
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/avro"
@@ -51,7 +53,7 @@ func checkRegistry(attrs map[string]any) []stdlib.AttrError {
 		}
 	}
 	if !avroUsed {
-		for _, a := range []string{"registry", "registry_auth", "registry_tls", "schema_id", "register"} {
+		for _, a := range []string{"registry", "registry_auth", "registry_tls", "schema_id", "register", "compat_with", "compatibility"} {
 			if v, ok := attrs[a]; ok && v != false { // register's default is false
 				errs = append(errs, stdlib.AttrError{Attr: a, Message: a + " applies to format avro only"})
 			}
@@ -77,19 +79,82 @@ func checkRegistry(attrs map[string]any) []stdlib.AttrError {
 	return errs
 }
 
+// compatParams are the kafka sink's attributes of the offline
+// compatibility check (pipe check, format = avro).
+var compatParams = []stdlib.Param{
+	{Name: "compat_with", Type: stdlib.String, SchemaFile: true,
+		Doc: "format avro: an .avsc file holding the subject's schema (pulled and pinned): pipe check reports a schema the sink writes that breaks compatibility with it"},
+	{Name: "compatibility", Type: stdlib.Enum("backward", "forward", "full"),
+		Doc: "compat_with's rule (default backward): backward, the sink's schema reads what compat_with's wrote; forward, compat_with's reads what the sink writes; full, both"},
+}
+
 // checkSinkInput checks that register = true has a record type with an
-// Avro schema to register, and that format = debezium writes change records.
+// Avro schema to register, that the schema the sink writes keeps the
+// compatibility declared against compat_with, and that format = debezium
+// writes change records.
 func checkSinkInput(attrs map[string]any, records *types.Type) []stdlib.AttrError {
-	if f, _ := attrs["format"].(stdlib.Ident); f != "avro" || attrs["register"] != true {
+	if f, _ := attrs["format"].(stdlib.Ident); f != "avro" {
 		return stdlib.CheckDebeziumInput(attrs, records)
 	}
-	if records == nil || records.Kind != types.Record || len(records.Fields) == 0 {
-		return []stdlib.AttrError{{Attr: "register", Message: "register = true needs the type of the records written: declare the sink's schema"}}
+	hasType := records != nil && records.Kind == types.Record && len(records.Fields) > 0
+	if attrs["register"] == true {
+		if !hasType {
+			return []stdlib.AttrError{{Attr: "register", Message: "register = true needs the type of the records written: declare the sink's schema"}}
+		}
+		if _, err := sinkSchema(records); err != nil {
+			return []stdlib.AttrError{{Attr: "register", Message: "register = true: " + err.Error()}}
+		}
 	}
-	if _, err := avro.SchemaOf(records); err != nil {
-		return []stdlib.AttrError{{Attr: "register", Message: "register = true: " + err.Error()}}
+	prev, ok := attrs["compat_with"].(*types.Type)
+	if !ok {
+		return nil
 	}
-	return nil
+	if !hasType {
+		return []stdlib.AttrError{{Attr: "compat_with", Message: "compat_with needs the type of the records written: declare the sink's schema"}}
+	}
+	old, err := avro.WireSchema(prev)
+	if err != nil || old == nil {
+		return []stdlib.AttrError{{Attr: "compat_with", Message: "compat_with names an Avro schema file (.avsc)"}}
+	}
+	next, err := sinkSchema(records)
+	if err != nil {
+		return []stdlib.AttrError{{Attr: "compat_with", Message: "compat_with: " + err.Error()}}
+	}
+	lv, _ := attrs["compatibility"].(stdlib.Ident)
+	level := strings.ToUpper(string(lv))
+	if level == "" {
+		level = schemareg.Backward
+	}
+	err = schemareg.CheckAvroPair(level, next, old)
+	if err == nil {
+		return nil
+	}
+	msg := fmt.Sprintf("the sink's schema is not %s compatible with %q: %v", level, prev.Wire.File, err)
+	var fe *schemareg.FieldError
+	if errors.As(err, &fe) {
+		var at []string
+		for _, t := range []*types.Type{records, prev} {
+			if docs := avro.WireDocs(t); docs != nil {
+				if line := avro.FieldLine([]byte(docs[len(docs)-1]), fe.Path); line > 0 {
+					at = append(at, fmt.Sprintf("%s:%d", t.Wire.File, line))
+				}
+			}
+		}
+		if len(at) > 0 {
+			msg += " (" + strings.Join(at, ", ") + ")"
+		}
+	}
+	return []stdlib.AttrError{{Attr: "compat_with", Message: msg, Code: lang.SchemaIncompatible}}
+}
+
+// sinkSchema is the Avro schema a sink registers for records of type t:
+// the .avsc file's own when t was read from one, else the schema derived
+// from t.
+func sinkSchema(t *types.Type) (havro.Schema, error) {
+	if s, err := avro.WireSchema(t); s != nil || err != nil {
+		return s, err
+	}
+	return avro.SchemaOf(t)
 }
 
 // newRegistry returns the registry client of cfg, or nil when it sets no
@@ -266,6 +331,14 @@ func (e *avroEncoder) forTopic(ctx context.Context, topic string) (*subjectEnc, 
 		se.id = e.pinned
 		s, err = e.reg.AvroByID(ctx, e.pinned)
 	case e.register:
+		if docs := avro.WireDocs(e.t); docs != nil {
+			// The .avsc file's own schema, with its references.
+			last := len(docs) - 1
+			if se.id, err = e.reg.Register(ctx, subject, docs[last], docs[:last]...); err == nil {
+				s, err = avro.WireSchema(e.t)
+			}
+			break
+		}
 		s, err = avro.SchemaOf(e.t)
 		if err == nil {
 			se.id, err = e.reg.Register(ctx, subject, s.String())

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/sr"
+
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/avro"
@@ -39,12 +41,19 @@ const (
 )
 
 // declaredFile returns the record type of an .avsc file with text, as
-// `schema X from "file.avsc"` declares it.
-func declaredFile(t *testing.T, text string) *types.Type {
+// `schema X from "file.avsc"` declares it; refs are the files beside it,
+// by name.
+func declaredFile(t *testing.T, text string, refs ...string) *types.Type {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "item.avsc")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "item.avsc")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(refs); i += 2 {
+		if err := os.WriteFile(filepath.Join(dir, refs[i]), []byte(refs[i+1]), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ty, err := avro.LoadFile(path, os.ReadFile)
 	if err != nil {
@@ -102,5 +111,52 @@ func TestAvroReaderResolution(t *testing.T) {
 	// reader's schema).
 	if err := got[3].Err; err == nil || !strings.Contains(err.Error(), "field qty") {
 		t.Errorf("unresolvable writer: err %v, want one naming field qty", err)
+	}
+}
+
+// A sink with register = true whose schema was read from an .avsc that
+// uses a type of another file registers that file first, under the type's
+// full name, and its own schema with a reference to it; the source reads
+// the records back through the registry's references.
+func TestAvroSinkRegistersReferences(t *testing.T) {
+	reg := testRegistry(t)
+	brokers := testBroker(t, devbroker.Options{})
+	topic := uniq("regcompat-refs")
+	const (
+		order = `{"type":"record","name":"Order","namespace":"regcompat","fields":[
+		  {"name":"id","type":"long"},{"name":"ship_to","type":"regcompat.Address"}]}`
+		address = `{"type":"record","name":"Address","namespace":"regcompat","fields":[{"name":"city","type":"string"}]}`
+	)
+	ty := declaredFile(t, order, "regcompat.Address.avsc", address)
+	cfg := config("out", brokers, map[string]any{"topic": topic, "format": stdlib.Ident("avro"), "registry": reg.URL(), "register": true,
+		"create_topic": map[string]any{"partitions": int64(1)}})
+	cfg.Schema = ty
+	writeAll(t, cfg, []stdlib.Record{{Value: map[string]any{"id": int64(1), "ship_to": map[string]any{"city": "Lyon"}}, Partition: -1}})
+
+	cl, err := sr.NewClient(sr.URLs(reg.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := cl.SchemaByVersion(t.Context(), topic+"-value", -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ss.References) != 1 || ss.References[0].Name != "regcompat.Address" || ss.References[0].Subject != "regcompat.Address" {
+		t.Errorf("references registered: %+v", ss.References)
+	}
+	if strings.Contains(ss.Schema.Schema, `"city"`) {
+		t.Errorf("the referencing schema inlines its reference: %s", ss.Schema.Schema)
+	}
+	scfg := config("in", brokers, map[string]any{"topic": topic, "format": stdlib.Ident("avro"), "registry": reg.URL()})
+	scfg.Schema = ty
+	src := openSource(t, scfg, nil)
+	defer closeAll(t, src)
+	got := readN(t, src, 1)
+	if got[0].Err != nil {
+		t.Fatal(got[0].Err)
+	}
+	m := got[0].Value.(map[string]any)
+	if m["id"] != int64(1) || m["ship_to"].(map[string]any)["city"] != "Lyon" {
+		t.Errorf("read back %v", m)
 	}
 }

@@ -30,7 +30,7 @@ var SinkSpec = &stdlib.Spec{
 	Summary:  "write records to Kafka topics, exactly once through Kafka transactions",
 	Delivery: []stdlib.Delivery{stdlib.ExactlyOnce, stdlib.AtLeastOnce},
 	Schema:   true,
-	Params: append(slices.Concat(connParams, registryParams),
+	Params: append(slices.Concat(connParams, registryParams, compatParams),
 		stdlib.Param{Name: "topic", Type: stdlib.String, Expr: true, Doc: "topic to write to; topic := expr chooses it per record"},
 		stdlib.Param{Name: "key", Type: stdlib.AnyValue, Expr: true, Doc: "message key, key := expr"},
 		stdlib.Param{Name: "headers", Type: stdlib.MapOf(stdlib.String), Expr: true, Doc: "message headers, headers := expr"},
