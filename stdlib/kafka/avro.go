@@ -14,6 +14,7 @@ import (
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/avro"
+	"pipe.dev/pipe/stdlib/codec"
 	"pipe.dev/pipe/stdlib/schemareg"
 	"pipe.dev/pipe/stdlib/tlsconf"
 )
@@ -45,10 +46,10 @@ func checkRegistry(attrs map[string]any) []stdlib.AttrError {
 	var errs []stdlib.AttrError
 	avroUsed := false
 	for _, a := range []string{"format", "key_format"} {
-		if f, _ := attrs[a].(stdlib.Ident); f == "avro" {
+		if f, _ := attrs[a].(stdlib.Ident); avroFormat(string(f)) {
 			avroUsed = true
 			if _, ok := attrs["registry"]; !ok {
-				errs = append(errs, stdlib.AttrError{Attr: a, Message: a + " avro needs registry = \"http://…\" (the schema registry)"})
+				errs = append(errs, stdlib.AttrError{Attr: a, Message: fmt.Sprintf("%s %s needs registry = \"http://…\" (the schema registry)", a, f)})
 			}
 		}
 	}
@@ -93,7 +94,11 @@ var compatParams = []stdlib.Param{
 // compatibility declared against compat_with, and that format = debezium
 // writes change records.
 func checkSinkInput(attrs map[string]any, records *types.Type) []stdlib.AttrError {
-	if f, _ := attrs["format"].(stdlib.Ident); f != "avro" {
+	f, _ := attrs["format"].(stdlib.Ident)
+	if f == debeziumAvro {
+		return checkDebeziumAvroInput(attrs, records)
+	}
+	if f != "avro" {
 		return stdlib.CheckDebeziumInput(attrs, records)
 	}
 	hasType := records != nil && records.Kind == types.Record && len(records.Fields) > 0
@@ -295,6 +300,11 @@ type avroEncoder struct {
 	pinned   int         // schema_id, 0 when not set
 	register bool        // register the record type's schema
 	t        *types.Type // the sink's record type (register, record names)
+	// schemaOf, when set, is the schema registered for t (else
+	// sinkSchema's), and wrap turns each value into what it encodes
+	// (debezium_avro: change records into envelopes).
+	schemaOf func(*types.Type) (havro.Schema, error)
+	wrap     func(any) (any, error)
 	mu       sync.Mutex
 	subjects map[string]*subjectEnc
 }
@@ -330,6 +340,11 @@ func (e *avroEncoder) forTopic(ctx context.Context, topic string) (*subjectEnc, 
 	case e.pinned != 0:
 		se.id = e.pinned
 		s, err = e.reg.AvroByID(ctx, e.pinned)
+	case e.register && e.schemaOf != nil:
+		s, err = e.schemaOf(e.t)
+		if err == nil {
+			se.id, err = e.reg.Register(ctx, subject, s.String())
+		}
 	case e.register:
 		if docs := avro.WireDocs(e.t); docs != nil {
 			// The .avsc file's own schema, with its references.
@@ -367,6 +382,11 @@ func (e *avroEncoder) appendValue(dst []byte, topic string, v any) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
+	if e.wrap != nil {
+		if v, err = e.wrap(v); err != nil {
+			return nil, err
+		}
+	}
 	start := len(dst)
 	dst = schemareg.Append(dst, se.id)
 	out, err := se.enc.AppendValue(dst, v)
@@ -374,4 +394,21 @@ func (e *avroEncoder) appendValue(dst []byte, topic string, v any) ([]byte, erro
 		return dst[:start], err
 	}
 	return out, nil
+}
+
+// checkDebeziumAvroInput checks that a debezium_avro sink writes change
+// records, whose rows have a type when it registers their schema.
+func checkDebeziumAvroInput(attrs map[string]any, records *types.Type) []stdlib.AttrError {
+	if err := codec.CheckDebezium(records); err != nil {
+		return []stdlib.AttrError{{Attr: "format", Message: err.Error()}}
+	}
+	if attrs["register"] == true {
+		if _, err := debeziumEnvelopeSchema(records); err != nil {
+			return []stdlib.AttrError{{Attr: "register", Message: err.Error()}}
+		}
+	}
+	if _, ok := attrs["compat_with"]; ok {
+		return []stdlib.AttrError{{Attr: "compat_with", Message: "compat_with applies to format avro only"}}
+	}
+	return nil
 }

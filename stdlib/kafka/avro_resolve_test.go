@@ -160,3 +160,76 @@ func TestAvroSinkRegistersReferences(t *testing.T) {
 		t.Errorf("read back %v", m)
 	}
 }
+
+// dbzEnvelope is the value schema Debezium's AvroConverter registers for
+// a PostgreSQL table (connect.* attributes and all).
+const dbzEnvelope = `{"type":"record","name":"Envelope","namespace":"dbserver1.inventory.customers","fields":[
+  {"name":"before","type":["null",{"type":"record","name":"Value","fields":[
+    {"name":"id","type":"int"},
+    {"name":"first_name","type":"string"},
+    {"name":"email","type":["null","string"],"default":null}],
+    "connect.name":"dbserver1.inventory.customers.Value"}],"default":null},
+  {"name":"after","type":["null","Value"],"default":null},
+  {"name":"source","type":{"type":"record","name":"Source","namespace":"io.debezium.connector.postgresql","fields":[
+    {"name":"version","type":"string"},{"name":"connector","type":"string"},{"name":"name","type":"string"},
+    {"name":"ts_ms","type":"long"},
+    {"name":"snapshot","type":[{"type":"string","connect.version":1,"connect.parameters":{"allowed":"true,last,false,incremental"},"connect.default":"false","connect.name":"io.debezium.data.Enum"},"null"],"default":"false"},
+    {"name":"db","type":"string"},{"name":"sequence","type":["null","string"],"default":null},
+    {"name":"schema","type":"string"},{"name":"table","type":"string"},
+    {"name":"txId","type":["null","long"],"default":null},{"name":"lsn","type":["null","long"],"default":null},
+    {"name":"xmin","type":["null","long"],"default":null}],"connect.name":"io.debezium.connector.postgresql.Source"}},
+  {"name":"op","type":"string"},
+  {"name":"ts_ms","type":["null","long"],"default":null},
+  {"name":"transaction","type":["null",{"type":"record","name":"block","namespace":"event","fields":[
+    {"name":"id","type":"string"},{"name":"total_order","type":"long"},{"name":"data_collection_order","type":"long"}],
+    "connect.version":1,"connect.name":"event.block"}],"default":null}],
+  "connect.version":1,"connect.name":"dbserver1.inventory.customers.Envelope"}`
+
+// format = debezium_avro reads the envelopes Debezium's AvroConverter
+// writes as their rows, with the operation in __op: the row after an
+// insert or update, before it for a delete; a truncate is a record error.
+func TestDebeziumAvroReadsDebeziumEvents(t *testing.T) {
+	reg := testRegistry(t)
+	brokers := testBroker(t, devbroker.Options{})
+	topic := uniq("regcompat-dbz")
+	id := register(t, reg.URL(), topic+"-value", dbzEnvelope)
+	newTopic(t, brokers, topic, 1)
+	src := map[string]any{"version": "2.7.0.Final", "connector": "postgresql", "name": "dbserver1", "ts_ms": int64(1700000000000),
+		"snapshot": "false", "db": "inventory", "schema": "inventory", "table": "customers", "txId": int64(7), "lsn": int64(99)}
+	ev := func(op string, before, after map[string]any) string {
+		var b, a any
+		if before != nil {
+			b = before
+		}
+		if after != nil {
+			a = after
+		}
+		return frame(t, id, dbzEnvelope, map[string]any{"before": b, "after": a, "source": src, "op": op, "ts_ms": int64(1700000000001)})
+	}
+	anne := map[string]any{"id": int64(1001), "first_name": "Anne", "email": "a@example.com"}
+	anne2 := map[string]any{"id": int64(1001), "first_name": "Anne Marie", "email": nil}
+	produce(t, brokers, topic, ev("r", nil, anne), ev("u", anne, anne2), ev("d", anne2, nil), ev("t", nil, nil))
+
+	row := types.RecordOf(&types.Field{Name: "id", Type: types.IntType}, &types.Field{Name: "first_name", Type: types.StringType},
+		&types.Field{Name: "email", Type: types.StringType.WithOptional(true)})
+	cfg := config("in", brokers, map[string]any{"topic": topic, "format": stdlib.Ident("debezium_avro"), "registry": reg.URL()})
+	cfg.Schema = row
+	s := openSource(t, cfg, nil)
+	defer closeAll(t, s)
+	got := readN(t, s, 4)
+	for i, want := range []map[string]any{
+		{"id": int64(1001), "first_name": "Anne", "email": "a@example.com", "__op": "read"},
+		{"id": int64(1001), "first_name": "Anne Marie", "email": nil, "__op": "update"},
+		{"id": int64(1001), "first_name": "Anne Marie", "email": nil, "__op": "delete"},
+	} {
+		if got[i].Err != nil {
+			t.Fatalf("record %d: %v", i, got[i].Err)
+		}
+		if d := diffValues(got[i].Value.(map[string]any), want); d != "" {
+			t.Errorf("record %d: %s", i, d)
+		}
+	}
+	if err := got[3].Err; err == nil || !strings.Contains(err.Error(), "truncate") {
+		t.Errorf("truncate: err %v", err)
+	}
+}
