@@ -66,12 +66,13 @@ func loadDocs(path string, read func(string) ([]byte, error)) ([]string, havro.S
 	// pending is the stack of texts being parsed: a text whose parse
 	// names an unknown type waits for that type's file.
 	pending := [][]byte{src}
+	names := []string{""} // the file of each pending text, "" for path's
 	for len(pending) > 0 {
 		text := pending[len(pending)-1]
 		s, err := havro.ParseBytesWithCache(text, "", cache)
 		if err == nil {
 			docs = append(docs, string(text))
-			pending = pending[:len(pending)-1]
+			pending, names = pending[:len(pending)-1], names[:len(names)-1]
 			if len(pending) == 0 {
 				return docs, s, nil
 			}
@@ -79,6 +80,9 @@ func loadDocs(path string, read func(string) ([]byte, error)) ([]string, havro.S
 		}
 		m := unknownType.FindStringSubmatch(err.Error())
 		if m == nil {
+			if f := names[len(names)-1]; f != "" {
+				return nil, nil, fmt.Errorf("%s: %w", f, err)
+			}
 			return nil, nil, err
 		}
 		ref, rsrc, rerr := findRef(dir, m[1], read)
@@ -89,7 +93,7 @@ func loadDocs(path string, read func(string) ([]byte, error)) ([]string, havro.S
 			return nil, nil, fmt.Errorf("type %s: %s does not define it", m[1], filepath.Base(ref))
 		}
 		loaded[ref] = true
-		pending = append(pending, rsrc)
+		pending, names = append(pending, rsrc), append(names, filepath.Base(ref))
 	}
 	return nil, nil, errors.New("no schema")
 }
