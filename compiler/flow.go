@@ -474,12 +474,23 @@ func (c *checker) sinkChecks(st *stage) {
 		if records == nil && st.typed {
 			records = st.in
 		}
-		for _, e := range st.spec.CheckInput(plainAttrs(st.attrs, st.schema), records) {
+		attrs := plainAttrs(st.attrs, st.schema)
+		for _, p := range st.spec.Params {
+			fa := st.flatSeen[p.Name]
+			if path, ok := attrs[p.Name].(string); ok && p.SchemaFile && fa != nil {
+				attrs[p.Name] = c.schemaFileAt(path, fa.span, fa.rel())
+			}
+		}
+		for _, e := range st.spec.CheckInput(attrs, records) {
 			span, rel := st.span, st.instRel
 			if fa := st.flatSeen[e.Attr]; fa != nil {
 				span, rel = fa.span, fa.rel()
 			}
-			c.add(lang.Errorf(lang.BadAttributeValue, span, "%s", e.Message), rel)
+			code := e.Code
+			if code == 0 {
+				code = lang.BadAttributeValue
+			}
+			c.add(lang.Errorf(code, span, "%s", e.Message), rel)
 		}
 	}
 	del := c.deliveryOf(st)

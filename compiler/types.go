@@ -2,8 +2,6 @@ package compiler
 
 import (
 	"path/filepath"
-
-	havro "github.com/hamba/avro/v2"
 	"slices"
 	"strings"
 
@@ -45,16 +43,20 @@ func (c *checker) schemaType(si *schemaInfo) *types.Type {
 // (.json). A file that cannot be read, parsed or mapped is PIPE004 at the
 // path.
 func (c *checker) fileSchemaType(u *unit, from *ast.StringLit) *types.Type {
-	rel := from.Value()
-	span := u.nodeSpan(ast.SpanOf(from.Pos, from.EndPos))
+	return c.schemaFileAt(from.Value(), u.nodeSpan(ast.SpanOf(from.Pos, from.EndPos)), nil)
+}
+
+// schemaFileAt reads schema file rel, relative to the file of span, where
+// its errors are reported.
+func (c *checker) schemaFileAt(rel string, span lang.Span, related []lang.Related) *types.Type {
 	file, message, hasMessage := strings.Cut(rel, "#")
 	path := file
 	if !filepath.IsAbs(path) {
-		path = filepath.Join(filepath.Dir(u.name), file)
+		path = filepath.Join(filepath.Dir(span.File), file)
 	}
 	ext := filepath.Ext(file)
 	fail := func(format string, args ...any) *types.Type {
-		c.errorf(lang.ImportError, span, format, args...)
+		c.add(lang.Errorf(lang.ImportError, span, format, args...), related)
 		return &types.Type{Kind: types.Record}
 	}
 	switch {
@@ -79,9 +81,8 @@ func (c *checker) fileSchemaType(u *unit, from *ast.StringLit) *types.Type {
 	if ext == ".json" {
 		t, err = jsonschema.TypeOf(src)
 	} else {
-		var s havro.Schema
-		if s, err = avro.ParseSchema(src); err == nil {
-			t, err = avro.TypeOf(s)
+		if t, err = avro.LoadFile(path, c.readFile); err == nil {
+			t.Wire.File = rel
 		}
 	}
 	if err != nil {

@@ -159,6 +159,11 @@ const (
 	// (lines, string, bytes: each record is {value}).
 	//   source in: stdin { format = lines  schema = Order }
 	SchemaRawFormat Code = 309
+	// SchemaIncompatible: the schema a sink writes breaks the compatibility
+	// rule it declares against a schema file (a pinned registry subject's);
+	// the message names the field and its line in the schema files.
+	//   compat_with = "schemas/orders-v3.avsc"  compatibility = backward
+	SchemaIncompatible Code = 310
 )
 
 // Lints (4xx): warnings; `pipe lint --deny` makes them failures and
@@ -269,6 +274,7 @@ var codeInfo = map[Code]codeDoc{
 	DuplicateAttribute:  {"duplicate-attribute", "attribute set twice"},
 	SecretNotAllowed:    {"secret-not-allowed", "secret reference where none may be used"},
 	SchemaRawFormat:     {"schema-raw-format", "schema on a source whose format cannot carry one"},
+	SchemaIncompatible:  {"schema-incompatible", "sink schema breaks its declared compatibility"},
 	StageNotInFlow:      {"stage-not-in-flow", "stage used by no flow"},
 	DeadEnd:             {"dead-end", "output that goes nowhere"},
 	SinkUnreachable:     {"sink-unreachable", "sink no source reaches"},

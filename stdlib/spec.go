@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"pipe.dev/pipe/lang"
 	"pipe.dev/pipe/lang/types"
 )
 
@@ -126,6 +127,12 @@ type Param struct {
 	// for each record before Write, into Record.Attrs (see
 	// Config.ExprIndex); the expression must have the attribute's type.
 	Expr bool
+	// SchemaFile marks a string attribute naming a schema file, relative
+	// to the declaring file (as `schema X from "…"`): the compiler reads it
+	// (PIPE004 when it cannot) and hands CheckInput the record type it
+	// declares, a *types.Type with its Wire, in place of the path. At run
+	// time the attribute is its path, and the file is not read.
+	SchemaFile bool
 }
 
 // Spec describes a component to the compiler and builds it for the executor.
@@ -218,6 +225,8 @@ func (s *Spec) Param(name string) *Param {
 type AttrError struct {
 	Attr    string // attribute name, dotted for nested blocks ("sasl.mechanism")
 	Message string
+	// Code is the diagnostic's code; zero reports BadAttributeValue.
+	Code lang.Code
 }
 
 // Values held by Config.Attrs and Param.Default, by ParamKind:

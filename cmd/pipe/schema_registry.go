@@ -17,7 +17,8 @@ import (
 func cmdSchemaPull(e *env, args []string) int {
 	fs := newFlags(e, "schema pull", "",
 		"Write a schema registry subject's schema, and the schemas it references, to files in DIR\n"+
-			"(<subject>.avsc for Avro), pinned to the version pulled, for `schema X from \"…\"`;\n"+
+			"(<subject>.avsc for Avro; an Avro reference as <its type's full name>.avsc, where a\n"+
+			"schema file's loader finds it), pinned to the version pulled, for `schema X from \"…\"`;\n"+
 			"or, with --postgres, the row types of PostgreSQL tables as schemas in <table>.pipe files,\n"+
 			"for `import` (the DSN may come from PIPE_POSTGRES_DSN instead).")
 	url := fs.String("registry", "", "schema registry URL")
@@ -56,15 +57,18 @@ func cmdSchemaPull(e *env, args []string) int {
 		return exitFindings
 	}
 	seen := map[string]bool{}
-	if err := pullSubject(ctx, e, cl.SR(), *subject, *version, *dir, seen); err != nil {
+	if err := pullSubject(ctx, e, cl.SR(), *subject, *version, "", *dir, seen); err != nil {
 		fmt.Fprintf(e.stderr, "pipe: schema pull: %v\n", err)
 		return exitFindings
 	}
 	return exitOK
 }
 
-// pullSubject writes one version of subject and, first, what it references.
-func pullSubject(ctx context.Context, e *env, cl *sr.Client, subject string, version int, dir string, seen map[string]bool) error {
+// pullSubject writes one version of subject and, first, what it
+// references. An Avro schema referenced as refName (the full name of the
+// type it defines) is written to <refName>.avsc, where the schema loader
+// looks for a type a schema file uses but does not define.
+func pullSubject(ctx context.Context, e *env, cl *sr.Client, subject string, version int, refName, dir string, seen map[string]bool) error {
 	ss, err := cl.SchemaByVersion(ctx, subject, version)
 	if err != nil {
 		return fmt.Errorf("subject %q: %w", subject, err)
@@ -75,7 +79,7 @@ func pullSubject(ctx context.Context, e *env, cl *sr.Client, subject string, ver
 	}
 	seen[key] = true
 	for _, r := range ss.References {
-		if err := pullSubject(ctx, e, cl, r.Subject, r.Version, dir, seen); err != nil {
+		if err := pullSubject(ctx, e, cl, r.Subject, r.Version, r.Name, dir, seen); err != nil {
 			return err
 		}
 	}
@@ -94,7 +98,11 @@ func pullSubject(ctx context.Context, e *env, cl *sr.Client, subject string, ver
 			}
 		}
 	}
-	name := strings.NewReplacer("/", "_", "\\", "_", ":", "_").Replace(subject) + ext
+	base := subject
+	if refName != "" && ext == ".avsc" {
+		base = refName
+	}
+	name := strings.NewReplacer("/", "_", "\\", "_", ":", "_").Replace(base) + ext
 	path := filepath.Join(dir, name)
 	if err := os.WriteFile(path, []byte(text+"\n"), 0o644); err != nil {
 		return err

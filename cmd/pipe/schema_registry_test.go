@@ -18,8 +18,9 @@ import (
 	"pipe.dev/pipe/stdlib/schemareg/devreg"
 )
 
-// pipe schema pull writes a subject's schema and the one it references;
-// the files parse as the schema pipe types it from.
+// pipe schema pull writes a subject's schema and the one it references
+// (named by the type's full name); the files parse as the schema pipe
+// types it from, the referencing one with its reference.
 func TestSchemaPull(t *testing.T) {
 	reg, err := devreg.Start("127.0.0.1:0")
 	if err != nil {
@@ -44,12 +45,16 @@ func TestSchemaPull(t *testing.T) {
 	if code := run([]string{"schema", "pull", "--registry", reg.URL(), "--subject", "registry-customer-value", "-o", dir}, nil, &out, &errb); code != exitOK {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	for _, f := range []string{"registry-address.avsc", "registry-customer-value.avsc"} {
+	for _, f := range []string{"registry.Address.avsc", "registry-customer-value.avsc"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("output does not name %s: %s", f, out.String())
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "registry-address.avsc"))
+	ty, err := avro.LoadFile(filepath.Join(dir, "registry-customer-value.avsc"), os.ReadFile)
+	if err != nil || ty.String() != "{id: int, home: {city: string}}" {
+		t.Errorf("pulled schema with its reference types as %v, %v", ty, err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "registry.Address.avsc"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,8 +62,9 @@ type Type struct {
 // Wire is a schema as a format's codec needs it at run time, self-contained
 // so that a plan does not read the schema file again.
 type Wire struct {
-	// Format is the format the schema describes: "protobuf" or
-	// "json_schema".
+	// Format is the format the schema describes: "protobuf",
+	// "json_schema" or "avro" (Doc then holds the .avsc texts, see
+	// stdlib/avro.LoadFile).
 	Format string `json:"format"`
 	// Name is the full name of the protobuf message.
 	Name string `json:"name,omitempty"`
@@ -71,6 +72,9 @@ type Wire struct {
 	// message's file and its imports (protobuf), or the JSON Schema
 	// document (json_schema).
 	Doc []byte `json:"doc"`
+	// File is the schema file's path as the pipeline names it, for
+	// messages (avro).
+	File string `json:"file,omitempty"`
 }
 
 // Field is a named field of a record type.

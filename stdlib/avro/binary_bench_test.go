@@ -46,13 +46,21 @@ func BenchmarkAvroDecode(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	benchDecode(b, msg, func(payload []byte) error {
+		_, err := avro.Decode(s, t, payload)
+		return err
+	})
+}
+
+// benchDecode decodes wire-format message msg with decode per op.
+func benchDecode(b *testing.B, msg []byte, decode func(payload []byte) error) {
 	b.SetBytes(int64(len(msg)))
 	for b.Loop() {
 		_, payload, err := schemareg.Parse(msg)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := avro.Decode(s, t, payload); err != nil {
+		if err := decode(payload); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -106,4 +114,31 @@ func BenchmarkJSONEncode(b *testing.B) {
 	}
 	b.SetBytes(int64(len(buf)))
 	perSecond(b)
+}
+
+// BenchmarkAvroResolveDecode decodes the same message resolved against a
+// reader schema read from an .avsc (Resolver: hamba/avro's resolution,
+// here with one field promoted and one added with a default).
+func BenchmarkAvroResolveDecode(b *testing.B) {
+	s, _ := benchSetup(b)
+	reader, err := havro.Parse(`{"type":"record","name":"Event","fields":[
+  {"name":"id","type":"long"},{"name":"user","type":"string"},{"name":"amount","type":"double"},
+  {"name":"country","type":"string"},{"name":"event","type":"bytes"},
+  {"name":"ts","type":{"type":"long","logicalType":"timestamp-micros"}},
+  {"name":"channel","type":"string","default":"web"}]}`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := avro.NewResolver(reader, s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg, err := avro.NewEncoder(s).Append(schemareg.Append(nil, 1), benchRecord)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchDecode(b, msg, func(payload []byte) error {
+		_, err := r.Decode(payload)
+		return err
+	})
 }

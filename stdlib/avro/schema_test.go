@@ -1,8 +1,11 @@
 package avro
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+
+	havro "github.com/hamba/avro/v2"
 
 	"pipe.dev/pipe/lang/types"
 )
@@ -78,5 +81,37 @@ func TestTypeOfErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: got %v, want %q", c.avsc, err, c.want)
 		}
+	}
+}
+
+// LoadFile reads the types a schema file uses from the files beside it,
+// and names what it cannot find or parse.
+func TestLoadFileReferences(t *testing.T) {
+	files := map[string]string{
+		"d/order.avsc":        `{"type":"record","name":"Order","namespace":"shop","fields":[{"name":"to","type":"shop.Address"},{"name":"c","type":"Country"}]}`,
+		"d/shop.Address.avsc": `{"type":"record","name":"Address","namespace":"shop","fields":[{"name":"city","type":"string"}]}`,
+		"d/Country.avsc":      `{"type":"enum","name":"Country","namespace":"shop","symbols":["DE"]}`,
+		"d/missing.avsc":      `{"type":"record","name":"M","fields":[{"name":"x","type":"Nope"}]}`,
+		"d/bad.avsc":          `{"type":"record","name":"B","fields":[{"name":"x","type":"Broken"}]}`,
+		"d/Broken.avsc":       `{"type":"record","name":"Broken"}`,
+	}
+	read := func(p string) ([]byte, error) {
+		if s, ok := files[p]; ok {
+			return []byte(s), nil
+		}
+		return nil, fmt.Errorf("open %s: no such file", p)
+	}
+	ty, err := LoadFile("d/order.avsc", read)
+	if err != nil || ty.String() != "{to: {city: string}, c: string}" {
+		t.Fatalf("got %v, %v", ty, err)
+	}
+	if s, err := WireSchema(ty); err != nil || s.(*havro.RecordSchema).FullName() != "shop.Order" {
+		t.Errorf("wire schema: %v, %v", s, err)
+	}
+	if _, err := LoadFile("d/missing.avsc", read); err == nil || !strings.Contains(err.Error(), "type Nope is not defined in the schema: no file Nope.avsc beside it") {
+		t.Errorf("missing reference: %v", err)
+	}
+	if _, err := LoadFile("d/bad.avsc", read); err == nil || !strings.Contains(err.Error(), "Broken.avsc: ") {
+		t.Errorf("broken reference: %v", err)
 	}
 }

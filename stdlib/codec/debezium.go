@@ -52,24 +52,9 @@ func (c *debeziumCodec) Decode(data []byte) (map[string]any, error) {
 			m = p
 		}
 	}
-	code, ok := m["op"].(string)
-	if !ok {
-		return nil, errors.New("not a Debezium change event: no op field")
-	}
-	op, ok := debeziumNames[code]
-	if !ok {
-		return nil, fmt.Errorf("a Debezium change event of unknown op %q", code)
-	}
-	field := "after"
-	if op == "delete" {
-		field = "before"
-	}
-	row, ok := m[field].(map[string]any)
-	if !ok {
-		if op == "truncate" {
-			return nil, errors.New("a Debezium truncate event carries no row")
-		}
-		return nil, fmt.Errorf("a Debezium %s event without %s", op, field)
+	row, op, err := DebeziumRow(m)
+	if err != nil {
+		return nil, err
 	}
 	if c.schema != nil {
 		if c.schema.Field(DebeziumOp) == nil {
@@ -83,36 +68,96 @@ func (c *debeziumCodec) Decode(data []byte) (map[string]any, error) {
 	return row, nil
 }
 
-// Append implements Codec: the envelope of change record v.
-func (c *debeziumCodec) Append(dst []byte, v map[string]any) ([]byte, error) {
+// DebeziumRow returns the row of a decoded Debezium change event m
+// ({before, after, op, …}) as ExtractNewRecordState does: the row after
+// the change, before it for a delete, with the change record's name of
+// the operation (insert, update, delete, read). A truncate, an unknown op
+// or a missing row is an error.
+func DebeziumRow(m map[string]any) (row map[string]any, op string, err error) {
+	code, ok := m["op"].(string)
+	if !ok {
+		return nil, "", errors.New("not a Debezium change event: no op field")
+	}
+	op, ok = debeziumNames[code]
+	if !ok {
+		return nil, "", fmt.Errorf("a Debezium change event of unknown op %q", code)
+	}
+	field := "after"
+	if op == "delete" {
+		field = "before"
+	}
+	row, ok = m[field].(map[string]any)
+	if !ok {
+		if op == "truncate" {
+			return nil, "", errors.New("a Debezium truncate event carries no row")
+		}
+		return nil, "", fmt.Errorf("a Debezium %s event without %s", op, field)
+	}
+	return row, op, nil
+}
+
+// DebeziumEnvelope returns the Debezium envelope of change record v as a
+// value ({before, after, source, op, ts_ms, transaction}, source as the
+// JSON format writes it), for formats that encode it by a schema; now is
+// the envelope's ts_ms.
+func DebeziumEnvelope(v map[string]any, now time.Time) (map[string]any, error) {
+	h, err := envelopeHead(v)
+	if err != nil {
+		return nil, err
+	}
+	var db any
+	if s, ok := v["db"].(string); ok {
+		db = s
+	}
+	return map[string]any{
+		"before": v["before"], "after": v["after"],
+		"source": map[string]any{"version": "pipe", "connector": "postgresql", "name": "pipe", "ts_ms": h.tsMS,
+			"snapshot": h.snapshot, "db": db, "schema": h.schema, "table": h.table, "txId": v["xid"], "lsn": h.lsn, "xmin": nil},
+		"op": h.code, "ts_ms": now.UnixMilli(), "transaction": nil,
+	}, nil
+}
+
+// head is what an envelope says of a change record beside its rows.
+type head struct {
+	code, schema, table, snapshot string
+	tsMS, lsn                     any // int64 or nil
+}
+
+func envelopeHead(v map[string]any) (head, error) {
 	op, _ := v["op"].(string)
 	code, ok := debeziumOps[op]
 	if !ok {
-		return dst, fmt.Errorf("format debezium: the record is not a change: its op is %v, not insert, update, delete, truncate or read", v["op"])
+		return head{}, fmt.Errorf("format debezium: the record is not a change: its op is %v, not insert, update, delete, truncate or read", v["op"])
 	}
+	h := head{code: code, snapshot: "false"}
 	table, _ := v["table"].(string)
-	schema, name, _ := strings.Cut(table, ".")
-	if name == "" {
-		schema, name = "", schema
+	h.schema, h.table, _ = strings.Cut(table, ".")
+	if h.table == "" {
+		h.schema, h.table = "", h.schema
 	}
-	var tsMS any
 	if t, ok := v["commit_time"].(time.Time); ok {
-		tsMS = t.UnixMilli()
+		h.tsMS = t.UnixMilli()
 	}
-	var lsn any
 	if s, ok := v["lsn"].(string); ok {
 		n, err := parseLSN(s)
 		if err != nil {
-			return dst, fmt.Errorf("format debezium: field \"lsn\": %w", err)
+			return head{}, fmt.Errorf("format debezium: field \"lsn\": %w", err)
 		}
-		lsn = n
+		h.lsn = n
 	}
-	snapshot := "false"
 	if op == "read" {
-		snapshot = "true"
+		h.snapshot = "true"
+	}
+	return h, nil
+}
+
+// Append implements Codec: the envelope of change record v.
+func (c *debeziumCodec) Append(dst []byte, v map[string]any) ([]byte, error) {
+	h, err := envelopeHead(v)
+	if err != nil {
+		return dst, err
 	}
 	dst = append(dst, `{"before":`...)
-	var err error
 	if dst, err = appendValue(dst, v["before"]); err != nil {
 		return dst, fmt.Errorf("field \"before\": %w", err)
 	}
@@ -121,23 +166,23 @@ func (c *debeziumCodec) Append(dst []byte, v map[string]any) ([]byte, error) {
 		return dst, fmt.Errorf("field \"after\": %w", err)
 	}
 	dst = append(dst, `,"source":{"version":"pipe","connector":"postgresql","name":"pipe","ts_ms":`...)
-	dst, _ = appendValue(dst, tsMS)
+	dst, _ = appendValue(dst, h.tsMS)
 	dst = append(dst, `,"snapshot":`...)
-	dst = appendString(dst, snapshot)
+	dst = appendString(dst, h.snapshot)
 	dst = append(dst, `,"db":`...)
 	dst, _ = appendValue(dst, v["db"])
 	dst = append(dst, `,"schema":`...)
-	dst = appendString(dst, schema)
+	dst = appendString(dst, h.schema)
 	dst = append(dst, `,"table":`...)
-	dst = appendString(dst, name)
+	dst = appendString(dst, h.table)
 	dst = append(dst, `,"txId":`...)
 	if dst, err = appendValue(dst, v["xid"]); err != nil {
 		return dst, fmt.Errorf("field \"xid\": %w", err)
 	}
 	dst = append(dst, `,"lsn":`...)
-	dst, _ = appendValue(dst, lsn)
+	dst, _ = appendValue(dst, h.lsn)
 	dst = append(dst, `,"xmin":null},"op":`...)
-	dst = appendString(dst, code)
+	dst = appendString(dst, h.code)
 	dst = append(dst, `,"ts_ms":`...)
 	dst = strconv.AppendInt(dst, c.now().UnixMilli(), 10)
 	return append(dst, `,"transaction":null}`...), nil

@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	havro "github.com/hamba/avro/v2"
 
+	"pipe.dev/pipe/lang"
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/avro"
+	"pipe.dev/pipe/stdlib/codec"
 	"pipe.dev/pipe/stdlib/schemareg"
 	"pipe.dev/pipe/stdlib/tlsconf"
 )
@@ -43,15 +46,15 @@ func checkRegistry(attrs map[string]any) []stdlib.AttrError {
 	var errs []stdlib.AttrError
 	avroUsed := false
 	for _, a := range []string{"format", "key_format"} {
-		if f, _ := attrs[a].(stdlib.Ident); f == "avro" {
+		if f, _ := attrs[a].(stdlib.Ident); avroFormat(string(f)) {
 			avroUsed = true
 			if _, ok := attrs["registry"]; !ok {
-				errs = append(errs, stdlib.AttrError{Attr: a, Message: a + " avro needs registry = \"http://…\" (the schema registry)"})
+				errs = append(errs, stdlib.AttrError{Attr: a, Message: fmt.Sprintf("%s %s needs registry = \"http://…\" (the schema registry)", a, f)})
 			}
 		}
 	}
 	if !avroUsed {
-		for _, a := range []string{"registry", "registry_auth", "registry_tls", "schema_id", "register"} {
+		for _, a := range []string{"registry", "registry_auth", "registry_tls", "schema_id", "register", "compat_with", "compatibility"} {
 			if v, ok := attrs[a]; ok && v != false { // register's default is false
 				errs = append(errs, stdlib.AttrError{Attr: a, Message: a + " applies to format avro only"})
 			}
@@ -77,19 +80,86 @@ func checkRegistry(attrs map[string]any) []stdlib.AttrError {
 	return errs
 }
 
+// compatParams are the kafka sink's attributes of the offline
+// compatibility check (pipe check, format = avro).
+var compatParams = []stdlib.Param{
+	{Name: "compat_with", Type: stdlib.String, SchemaFile: true,
+		Doc: "format avro: an .avsc file holding the subject's schema (pulled and pinned): pipe check reports a schema the sink writes that breaks compatibility with it"},
+	{Name: "compatibility", Type: stdlib.Enum("backward", "forward", "full"),
+		Doc: "compat_with's rule (default backward): backward, the sink's schema reads what compat_with's wrote; forward, compat_with's reads what the sink writes; full, both"},
+}
+
 // checkSinkInput checks that register = true has a record type with an
-// Avro schema to register, and that format = debezium writes change records.
+// Avro schema to register, that the schema the sink writes keeps the
+// compatibility declared against compat_with, and that format = debezium
+// writes change records.
 func checkSinkInput(attrs map[string]any, records *types.Type) []stdlib.AttrError {
-	if f, _ := attrs["format"].(stdlib.Ident); f != "avro" || attrs["register"] != true {
+	f, _ := attrs["format"].(stdlib.Ident)
+	if f == debeziumAvro {
+		return checkDebeziumAvroInput(attrs, records)
+	}
+	if f != "avro" {
 		return stdlib.CheckDebeziumInput(attrs, records)
 	}
-	if records == nil || records.Kind != types.Record || len(records.Fields) == 0 {
-		return []stdlib.AttrError{{Attr: "register", Message: "register = true needs the type of the records written: declare the sink's schema"}}
+	hasType := records != nil && records.Kind == types.Record && len(records.Fields) > 0
+	if attrs["register"] == true {
+		if !hasType {
+			return []stdlib.AttrError{{Attr: "register", Message: "register = true needs the type of the records written: declare the sink's schema"}}
+		}
+		if _, err := sinkSchema(records); err != nil {
+			return []stdlib.AttrError{{Attr: "register", Message: "register = true: " + err.Error()}}
+		}
 	}
-	if _, err := avro.SchemaOf(records); err != nil {
-		return []stdlib.AttrError{{Attr: "register", Message: "register = true: " + err.Error()}}
+	prev, ok := attrs["compat_with"].(*types.Type)
+	if !ok {
+		return nil
 	}
-	return nil
+	if !hasType {
+		return []stdlib.AttrError{{Attr: "compat_with", Message: "compat_with needs the type of the records written: declare the sink's schema"}}
+	}
+	old, err := avro.WireSchema(prev)
+	if err != nil || old == nil {
+		return []stdlib.AttrError{{Attr: "compat_with", Message: "compat_with names an Avro schema file (.avsc)"}}
+	}
+	next, err := sinkSchema(records)
+	if err != nil {
+		return []stdlib.AttrError{{Attr: "compat_with", Message: "compat_with: " + err.Error()}}
+	}
+	lv, _ := attrs["compatibility"].(stdlib.Ident)
+	level := strings.ToUpper(string(lv))
+	if level == "" {
+		level = schemareg.Backward
+	}
+	err = schemareg.CheckAvroPair(level, next, old)
+	if err == nil {
+		return nil
+	}
+	msg := fmt.Sprintf("the sink's schema is not %s compatible with %q: %v", level, prev.Wire.File, err)
+	var fe *schemareg.FieldError
+	if errors.As(err, &fe) {
+		var at []string
+		for _, t := range []*types.Type{records, prev} {
+			if docs := avro.WireDocs(t); docs != nil {
+				if line := avro.FieldLine([]byte(docs[len(docs)-1]), fe.Path); line > 0 {
+					at = append(at, fmt.Sprintf("%s:%d", t.Wire.File, line))
+				}
+			}
+		}
+		if len(at) > 0 {
+			msg += " (" + strings.Join(at, ", ") + ")"
+		}
+	}
+	return []stdlib.AttrError{{Attr: "compat_with", Message: msg, Code: lang.SchemaIncompatible}}
+}
+
+// sinkSchema is the Avro schema a sink registers for records of type t:
+// the .avsc file's own when t was read from one, else the schema derived
+// from t.
+func sinkSchema(t *types.Type) (havro.Schema, error) {
+	if s, err := avro.WireSchema(t); s != nil || err != nil {
+		return s, err
+	}
+	return avro.SchemaOf(t)
 }
 
 // newRegistry returns the registry client of cfg, or nil when it sets no
@@ -118,35 +188,64 @@ const lookupTimeout = 30 * time.Second
 
 // avroDecoder decodes wire-format Avro messages into records of type t
 // (nil: as the writer's schema maps), resolving each writer schema against
-// t once. It implements codec.Codec for decoding.
+// t once: by Avro schema resolution against t's own Avro schema when t was
+// read from an .avsc file (defaults, enum defaults, promotions), else by
+// field name against t. It implements codec.Codec for decoding.
 type avroDecoder struct {
-	reg *schemareg.Client
-	t   *types.Type
-	mu  sync.Mutex
-	ok  map[int]error // whether each writer schema resolves to t
+	reg    *schemareg.Client
+	t      *types.Type
+	reader havro.Schema // t's Avro schema, nil when t has none
+	mu     sync.Mutex
+	byID   map[int]*writerDec
 }
 
-func newAvroDecoder(reg *schemareg.Client, t *types.Type) *avroDecoder {
-	return &avroDecoder{reg: reg, t: t, ok: map[int]error{}}
+// writerDec is how the values of one writer schema decode.
+type writerDec struct {
+	s   havro.Schema
+	res *avro.Resolver // with a reader schema
+	err error          // the writer schema does not resolve
 }
 
-func (d *avroDecoder) writer(id int) (havro.Schema, error) {
+func newAvroDecoder(reg *schemareg.Client, t *types.Type) (*avroDecoder, error) {
+	reader, err := avro.WireSchema(t)
+	if err != nil {
+		return nil, err
+	}
+	return &avroDecoder{reg: reg, t: t, reader: reader, byID: map[int]*writerDec{}}, nil
+}
+
+func (d *avroDecoder) writer(id int) (*writerDec, error) {
+	d.mu.Lock()
+	wd := d.byID[id]
+	d.mu.Unlock()
+	if wd != nil {
+		return wd, wd.err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
 	defer cancel()
 	s, err := d.reg.AvroByID(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	rerr, seen := d.ok[id]
-	if !seen {
-		if rerr = avro.Resolvable(s, d.t); rerr != nil {
-			rerr = fmt.Errorf("writer schema id %d does not resolve to the declared schema: %w", id, rerr)
+	wd = &writerDec{s: s}
+	switch {
+	case d.reader != nil:
+		// The compatibility check names the field that breaks.
+		if err := schemareg.AvroCompatible(d.reader, s); err != nil {
+			wd.err = err
+		} else if wd.res, err = avro.NewResolver(d.reader, s); err != nil {
+			wd.err = err
 		}
-		d.ok[id] = rerr
+	default:
+		wd.err = avro.Resolvable(s, d.t)
 	}
-	return s, rerr
+	if wd.err != nil {
+		wd.err = fmt.Errorf("writer schema id %d does not resolve to the declared schema: %w", id, wd.err)
+	}
+	d.mu.Lock()
+	d.byID[id] = wd
+	d.mu.Unlock()
+	return wd, wd.err
 }
 
 func (d *avroDecoder) value(data []byte) (any, error) {
@@ -158,10 +257,13 @@ func (d *avroDecoder) value(data []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if derefRecord(w) {
-		return avro.Decode(w, d.t, payload)
+	if w.res != nil {
+		return w.res.Decode(payload)
 	}
-	return avro.DecodeValue(w, payload)
+	if derefRecord(w.s) {
+		return avro.Decode(w.s, d.t, payload)
+	}
+	return avro.DecodeValue(w.s, payload)
 }
 
 func derefRecord(s havro.Schema) bool {
@@ -198,6 +300,11 @@ type avroEncoder struct {
 	pinned   int         // schema_id, 0 when not set
 	register bool        // register the record type's schema
 	t        *types.Type // the sink's record type (register, record names)
+	// schemaOf, when set, is the schema registered for t (else
+	// sinkSchema's), and wrap turns each value into what it encodes
+	// (debezium_avro: change records into envelopes).
+	schemaOf func(*types.Type) (havro.Schema, error)
+	wrap     func(any) (any, error)
 	mu       sync.Mutex
 	subjects map[string]*subjectEnc
 }
@@ -233,7 +340,20 @@ func (e *avroEncoder) forTopic(ctx context.Context, topic string) (*subjectEnc, 
 	case e.pinned != 0:
 		se.id = e.pinned
 		s, err = e.reg.AvroByID(ctx, e.pinned)
+	case e.register && e.schemaOf != nil:
+		s, err = e.schemaOf(e.t)
+		if err == nil {
+			se.id, err = e.reg.Register(ctx, subject, s.String())
+		}
 	case e.register:
+		if docs := avro.WireDocs(e.t); docs != nil {
+			// The .avsc file's own schema, with its references.
+			last := len(docs) - 1
+			if se.id, err = e.reg.Register(ctx, subject, docs[last], docs[:last]...); err == nil {
+				s, err = avro.WireSchema(e.t)
+			}
+			break
+		}
 		s, err = avro.SchemaOf(e.t)
 		if err == nil {
 			se.id, err = e.reg.Register(ctx, subject, s.String())
@@ -262,6 +382,11 @@ func (e *avroEncoder) appendValue(dst []byte, topic string, v any) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
+	if e.wrap != nil {
+		if v, err = e.wrap(v); err != nil {
+			return nil, err
+		}
+	}
 	start := len(dst)
 	dst = schemareg.Append(dst, se.id)
 	out, err := se.enc.AppendValue(dst, v)
@@ -269,4 +394,21 @@ func (e *avroEncoder) appendValue(dst []byte, topic string, v any) ([]byte, erro
 		return dst[:start], err
 	}
 	return out, nil
+}
+
+// checkDebeziumAvroInput checks that a debezium_avro sink writes change
+// records, whose rows have a type when it registers their schema.
+func checkDebeziumAvroInput(attrs map[string]any, records *types.Type) []stdlib.AttrError {
+	if err := codec.CheckDebezium(records); err != nil {
+		return []stdlib.AttrError{{Attr: "format", Message: err.Error()}}
+	}
+	if attrs["register"] == true {
+		if _, err := debeziumEnvelopeSchema(records); err != nil {
+			return []stdlib.AttrError{{Attr: "register", Message: err.Error()}}
+		}
+	}
+	if _, ok := attrs["compat_with"]; ok {
+		return []stdlib.AttrError{{Attr: "compat_with", Message: "compat_with applies to format avro only"}}
+	}
+	return nil
 }

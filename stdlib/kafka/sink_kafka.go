@@ -30,11 +30,11 @@ var SinkSpec = &stdlib.Spec{
 	Summary:  "write records to Kafka topics, exactly once through Kafka transactions",
 	Delivery: []stdlib.Delivery{stdlib.ExactlyOnce, stdlib.AtLeastOnce},
 	Schema:   true,
-	Params: append(slices.Concat(connParams, registryParams),
+	Params: append(slices.Concat(connParams, registryParams, compatParams),
 		stdlib.Param{Name: "topic", Type: stdlib.String, Expr: true, Doc: "topic to write to; topic := expr chooses it per record"},
 		stdlib.Param{Name: "key", Type: stdlib.AnyValue, Expr: true, Doc: "message key, key := expr"},
 		stdlib.Param{Name: "headers", Type: stdlib.MapOf(stdlib.String), Expr: true, Doc: "message headers, headers := expr"},
-		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes", "avro", "debezium", "json_schema", "protobuf"), Default: stdlib.Ident("json"), Doc: "value format; avro: Confluent wire format through the registry; debezium: a change record (postgres_cdc) as Debezium's JSON envelope; json_schema and protobuf encode by the sink's schema (read from a JSON Schema or .proto file), the plain payload without a registry's framing"},
+		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes", "avro", "debezium", "debezium_avro", "json_schema", "protobuf"), Default: stdlib.Ident("json"), Doc: "value format; avro: Confluent wire format through the registry; debezium: a change record (postgres_cdc) as Debezium's JSON envelope; debezium_avro: the same envelope in Avro through the registry; json_schema and protobuf encode by the sink's schema (read from a JSON Schema or .proto file), the plain payload without a registry's framing"},
 		stdlib.Param{Name: "key_format", Type: stdlib.Enum("string", "avro"), Default: stdlib.Ident("string"), Doc: "key format: string (text; numbers in decimal, other values as JSON) or avro (the key subject's latest schema, or schema_id's)"},
 		stdlib.Param{Name: "schema_id", Type: stdlib.Int, Doc: "format avro: write with this registered schema id"},
 		stdlib.Param{Name: "register", Type: stdlib.Bool, Default: false, Doc: "format avro: register the sink's record type as the subject's next version (refused when incompatible); default: the subject's latest version"},
@@ -157,11 +157,14 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	if cfg.String("key_format") == "avro" {
 		s.avroKey = newEnc(true)
 	}
-	if cfg.String("format") == "avro" {
+	if avroFormat(cfg.String("format")) {
 		if cfg.Bool("register") && cfg.RecordType() == nil {
 			return nil, errors.New("register = true needs the record type: declare the sink's schema")
 		}
 		s.avroVal = newEnc(false)
+		if cfg.String("format") == debeziumAvro {
+			s.avroVal.schemaOf, s.avroVal.wrap = debeziumEnvelopeSchema, debeziumEnvelope
+		}
 	} else if s.val, err = codec.New(cfg.String("format"), schemaFileType(cfg), codec.Options{}); err != nil {
 		return nil, err
 	}

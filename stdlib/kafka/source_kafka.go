@@ -43,7 +43,7 @@ var SourceSpec = &stdlib.Spec{
 		stdlib.Param{Name: "start", Type: stdlib.ParamType{Kind: stdlib.TimeParam, OrEnum: []string{"earliest", "latest", "committed"}},
 			Default: stdlib.Ident("earliest"),
 			Doc:     "where a partition without a resume position or committed offset begins: earliest, latest, committed (latest when none) or an RFC 3339 time"},
-		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes", "avro", "debezium", "json_schema", "protobuf"), Default: stdlib.Ident("json"), Doc: "value format; avro: Confluent wire format through the registry, each writer schema resolved against the declared schema; debezium: a Debezium change event (JSON) read as its row with the operation in __op; json_schema and protobuf decode by the source's schema (read from a JSON Schema or .proto file), a plain payload without a registry's framing"},
+		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes", "avro", "debezium", "debezium_avro", "json_schema", "protobuf"), Default: stdlib.Ident("json"), Doc: "value format; avro: Confluent wire format through the registry, each writer schema resolved against the declared schema; debezium: a Debezium change event (JSON) read as its row with the operation in __op; debezium_avro: the same in Avro through the registry; json_schema and protobuf decode by the source's schema (read from a JSON Schema or .proto file), a plain payload without a registry's framing"},
 		stdlib.Param{Name: "key_format", Type: stdlib.Enum("json", "string", "bytes", "avro"), Default: stdlib.Ident("string"), Doc: "key format"},
 		stdlib.Param{Name: "isolation", Type: stdlib.Enum("read_committed", "read_uncommitted"), Default: stdlib.Ident("read_committed"),
 			Doc: "read_committed skips records of aborted transactions"},
@@ -205,10 +205,20 @@ func newSource(cfg stdlib.Config) (*source, error) {
 		return nil, err
 	}
 	if cfg.String("key_format") == "avro" {
-		s.keyAvro = newAvroDecoder(reg, nil)
+		if s.keyAvro, err = newAvroDecoder(reg, nil); err != nil {
+			return nil, err
+		}
 	}
-	if cfg.String("format") == "avro" {
-		s.val = newAvroDecoder(reg, cfg.Schema)
+	switch cfg.String("format") {
+	case "avro":
+		if s.val, err = newAvroDecoder(reg, cfg.Schema); err != nil {
+			return nil, err
+		}
+		return s, nil
+	case debeziumAvro:
+		if s.val, err = newDebeziumAvroDecoder(reg, cfg.Schema); err != nil {
+			return nil, err
+		}
 		return s, nil
 	}
 	s.val, err = codec.New(cfg.String("format"), cfg.Schema, codec.Options{})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -141,45 +142,80 @@ func (c *Client) Version(ctx context.Context, subject string, v int) (id int, s 
 // Register registers the Avro schema text under subject and returns its
 // id, after checking locally that it is compatible with the subject's
 // versions under the subject's compatibility level: the error then names
-// the field that breaks.
-func (c *Client) Register(ctx context.Context, subject, text string) (int, error) {
-	next, err := havro.ParseWithCache(text, "", &havro.SchemaCache{})
+// the field that breaks. text may use the named types the schema texts
+// refs define (Avro references, the ones they use first): each is
+// registered first under its full name (the record name strategy) and
+// referenced by that name.
+func (c *Client) Register(ctx context.Context, subject, text string, refs ...string) (int, error) {
+	var srRefs []sr.SchemaReference
+	for _, r := range refs {
+		s, err := parseWith(r, srRefs, refs)
+		if err != nil {
+			return 0, fmt.Errorf("reference of subject %q: %w", subject, err)
+		}
+		name := r
+		if n, ok := s.(havro.NamedSchema); ok {
+			name = n.FullName()
+		}
+		ss, err := c.register(ctx, name, r, slices.Clone(srRefs), refs)
+		if err != nil {
+			return 0, err
+		}
+		srRefs = append(srRefs, sr.SchemaReference{Name: name, Subject: name, Version: ss.Version})
+	}
+	ss, err := c.register(ctx, subject, text, srRefs, refs)
+	return ss.ID, err
+}
+
+// parseWith parses text after the first len(refs) texts of all.
+func parseWith(text string, refs []sr.SchemaReference, all []string) (havro.Schema, error) {
+	cache := &havro.SchemaCache{}
+	for _, r := range all[:len(refs)] {
+		if _, err := havro.ParseWithCache(r, "", cache); err != nil {
+			return nil, err
+		}
+	}
+	return havro.ParseWithCache(text, "", cache)
+}
+
+func (c *Client) register(ctx context.Context, subject, text string, refs []sr.SchemaReference, all []string) (sr.SubjectSchema, error) {
+	next, err := parseWith(text, refs, all)
 	if err != nil {
-		return 0, fmt.Errorf("schema for subject %q: %w", subject, err)
+		return sr.SubjectSchema{}, fmt.Errorf("schema for subject %q: %w", subject, err)
 	}
 	level := Backward
 	if rs := c.cl.Compatibility(sr.WithParams(ctx, sr.DefaultToGlobal), subject); len(rs) == 1 && rs[0].Err == nil && rs[0].Level.String() != "" {
 		level = rs[0].Level.String()
 	}
-	all, err := c.cl.Schemas(ctx, subject)
+	versions, err := c.cl.Schemas(ctx, subject)
 	if err != nil && !notFound(err) {
-		return 0, fmt.Errorf("subject %q: %w", subject, err)
+		return sr.SubjectSchema{}, fmt.Errorf("subject %q: %w", subject, err)
 	}
 	var prev []Version
-	for _, ss := range all {
+	for _, ss := range versions {
 		if ss.Type != sr.TypeAvro {
 			continue
 		}
 		s, err := c.parseAvro(ctx, ss.Schema)
 		if err != nil {
-			return 0, fmt.Errorf("subject %q version %d: %w", subject, ss.Version, err)
+			return sr.SubjectSchema{}, fmt.Errorf("subject %q version %d: %w", subject, ss.Version, err)
 		}
 		if s.Fingerprint() == next.Fingerprint() {
-			return ss.ID, nil
+			return ss, nil
 		}
 		prev = append(prev, Version{Version: ss.Version, Schema: s})
 	}
 	if err := CheckAvro(level, next, prev); err != nil {
-		return 0, fmt.Errorf("subject %q refuses the schema: %w", subject, err)
+		return sr.SubjectSchema{}, fmt.Errorf("subject %q refuses the schema: %w", subject, err)
 	}
-	ss, err := c.cl.CreateSchema(ctx, subject, sr.Schema{Schema: text, Type: sr.TypeAvro})
+	ss, err := c.cl.CreateSchema(ctx, subject, sr.Schema{Schema: text, Type: sr.TypeAvro, References: refs})
 	if err != nil {
-		return 0, fmt.Errorf("register under subject %q: %w", subject, err)
+		return sr.SubjectSchema{}, fmt.Errorf("register under subject %q: %w", subject, err)
 	}
 	c.mu.Lock()
 	c.byID[ss.ID] = avroEntry{s: next}
 	c.mu.Unlock()
-	return ss.ID, nil
+	return ss, nil
 }
 
 // parseAvro parses an Avro schema with its references.

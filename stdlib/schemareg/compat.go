@@ -32,29 +32,76 @@ func CheckAvro(level string, next havro.Schema, prev []Version) error {
 	if len(prev) == 0 || level == None {
 		return nil
 	}
+	if !slices.Contains(Levels, level) {
+		return fmt.Errorf("unknown compatibility level %q", level)
+	}
 	against := prev[len(prev)-1:]
 	if strings.HasSuffix(level, "_TRANSITIVE") {
 		against = prev
 	}
-	base := strings.TrimSuffix(level, "_TRANSITIVE")
-	if !slices.Contains(Levels, level) {
-		return fmt.Errorf("unknown compatibility level %q", level)
-	}
 	for i := len(against) - 1; i >= 0; i-- {
 		v := against[i]
-		if base == Backward || base == Full {
-			if err := AvroCompatible(next, v.Schema); err != nil {
-				return fmt.Errorf("incompatible with version %d under %s (the new schema must read what version %d wrote): %w", v.Version, level, v.Version, err)
+		if err := CheckAvroPair(level, next, v.Schema); err != nil {
+			var ce *CompatError
+			if errors.As(err, &ce) {
+				if ce.NewReads {
+					return fmt.Errorf("incompatible with version %d under %s (the new schema must read what version %d wrote): %w", v.Version, level, v.Version, ce.Err)
+				}
+				return fmt.Errorf("incompatible with version %d under %s (version %d must read what the new schema writes): %w", v.Version, level, v.Version, ce.Err)
 			}
-		}
-		if base == Forward || base == Full {
-			if err := AvroCompatible(v.Schema, next); err != nil {
-				return fmt.Errorf("incompatible with version %d under %s (version %d must read what the new schema writes): %w", v.Version, level, v.Version, err)
-			}
+			return err
 		}
 	}
 	return nil
 }
+
+// CheckAvroPair checks that schema next may follow schema prev under
+// compatibility level (its _TRANSITIVE form is the same with one
+// schema). A break is a *CompatError.
+func CheckAvroPair(level string, next, prev havro.Schema) error {
+	base := strings.TrimSuffix(level, "_TRANSITIVE")
+	if !slices.Contains(Levels, level) {
+		return fmt.Errorf("unknown compatibility level %q", level)
+	}
+	if base == Backward || base == Full {
+		if err := AvroCompatible(next, prev); err != nil {
+			return &CompatError{NewReads: true, Err: err}
+		}
+	}
+	if base == Forward || base == Full {
+		if err := AvroCompatible(prev, next); err != nil {
+			return &CompatError{Err: err}
+		}
+	}
+	return nil
+}
+
+// CompatError is a compatibility break between a new schema and an
+// earlier one.
+type CompatError struct {
+	// NewReads: the new schema cannot read what the earlier one wrote
+	// (else the earlier cannot read what the new one writes).
+	NewReads bool
+	Err      error // a *FieldError when a field breaks
+}
+
+func (e *CompatError) Error() string {
+	if e.NewReads {
+		return "the new schema cannot read what the earlier wrote: " + e.Err.Error()
+	}
+	return "the earlier schema cannot read what the new one writes: " + e.Err.Error()
+}
+
+func (e *CompatError) Unwrap() error { return e.Err }
+
+// FieldError is a break at a field: Path is its dotted path from the
+// top-level record ("sub.x"; "[]" for array items, "{}" for map values).
+type FieldError struct {
+	Path    string
+	Message string
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("field %s: %s", e.Path, e.Message) }
 
 // Version is one version of a subject's schema.
 type Version struct {
@@ -80,7 +127,7 @@ func fieldErr(path string, format string, args ...any) error {
 	if path == "" {
 		return errors.New(msg)
 	}
-	return fmt.Errorf("field %s: %s", path, msg)
+	return &FieldError{Path: path, Message: msg}
 }
 
 func join(path, name string) string {
