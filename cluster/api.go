@@ -118,16 +118,19 @@ func (w *Worker) pipelineStatus(d Definition, r *http.Request) PipelineStatus {
 	for _, st := range w.store.statusOf(d.Name) {
 		sts[st.Instance] = st
 	}
-	id := InstanceID(d.Name, 0)
-	in := Instance{Assigned: owner[id], Status: sts[id]}
-	if in.Status.Instance == "" {
-		in.Status = Status{Instance: id, Pipeline: d.Name, State: "unassigned"}
+	out := PipelineStatus{Name: d.Name, Version: d.Version, Instances: []Instance{}}
+	for _, id := range w.instanceIDs(d) {
+		in := Instance{Assigned: owner[id], Status: sts[id]}
+		if in.Status.Instance == "" {
+			in.Status = Status{Instance: id, Pipeline: d.Name, State: "unassigned"}
+		}
+		if h := w.handleOf(id); h != nil && r.URL.Query().Get("snapshot") != "" {
+			s := h.Snapshot(r.Context())
+			in.Snapshot = &s
+		}
+		out.Instances = append(out.Instances, in)
 	}
-	if h := w.handleOf(id); h != nil && r.URL.Query().Get("snapshot") != "" {
-		s := h.Snapshot(r.Context())
-		in.Snapshot = &s
-	}
-	return PipelineStatus{Name: d.Name, Version: d.Version, Instances: []Instance{in}}
+	return out
 }
 
 // handleOf returns the handle of an instance this worker runs.
@@ -231,7 +234,13 @@ func (w *Worker) remove(rw http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := w.store.remove(r.Context(), d.Name, []string{InstanceID(d.Name, 0)}); err != nil {
+	ids := w.instanceIDs(d)
+	for _, st := range w.store.statusOf(d.Name) {
+		if !slices.Contains(ids, st.Instance) {
+			ids = append(ids, st.Instance) // of a version with more instances
+		}
+	}
+	if err := w.store.remove(r.Context(), d.Name, ids); err != nil {
 		fail(rw, http.StatusServiceUnavailable, err.Error())
 		return
 	}

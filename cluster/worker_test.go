@@ -69,8 +69,19 @@ func waitFor(t *testing.T, d time.Duration, what string, f func() error) {
 }
 
 // runningStatuses returns the status of every running instance whose
-// worker the current generation assigns it to.
+// worker the current generation assigns it to, by pipeline.
 func runningStatuses(ctx context.Context, c *Client) (map[string]Instance, error) {
+	ins, err := runningInstances(ctx, c)
+	out := map[string]Instance{}
+	for _, in := range ins {
+		out[in.Pipeline] = in
+	}
+	return out, err
+}
+
+// runningInstances returns the status of every running instance whose
+// worker the current generation assigns it to, by instance id.
+func runningInstances(ctx context.Context, c *Client) (map[string]Instance, error) {
 	all, err := c.Pipelines(ctx)
 	if err != nil {
 		return nil, err
@@ -79,7 +90,7 @@ func runningStatuses(ctx context.Context, c *Client) (map[string]Instance, error
 	for _, p := range all {
 		for _, in := range p.Instances {
 			if in.State == StateRunning && in.Version == p.Version && in.Worker == in.Assigned {
-				out[p.Name] = in
+				out[in.Instance] = in
 			}
 		}
 	}
