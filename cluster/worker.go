@@ -648,7 +648,14 @@ func (w *Worker) runInstance(ctx context.Context, in *instance, def Definition, 
 			if !in.quiet {
 				status(StateStopped, nil, nil)
 			}
-			log.Info("instance stopped")
+			if err != nil {
+				// Its final checkpoint failed (a sink fenced by the
+				// instance's new owner, say): the next owner resumes from
+				// what was committed before.
+				log.Warn("instance stopped with an error", "error", red.Redact(err.Error()))
+			} else {
+				log.Info("instance stopped")
+			}
 			return
 		}
 		if err == nil {
