@@ -293,6 +293,13 @@ func TestClusterKill(t *testing.T) {
 	}
 	t.Logf("k2pg's sink took %d epochs on %d workers; none committed after the next began; %d commits of fenced epochs refused",
 		epochs, owners, refused)
+	if refused == 0 {
+		// The first SIGSTOP paused killk2pg's worker for twice the
+		// session timeout: its instance started elsewhere (a new epoch)
+		// and, once awake, the paused worker's final checkpoint must have
+		// been refused.
+		t.Errorf("no commit of a fenced epoch was refused: the paused worker of killk2pg was not fenced")
+	}
 	if epochs < 2 {
 		t.Errorf("k2pg's sink took %d epochs: it never moved", epochs)
 	}
