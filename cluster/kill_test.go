@@ -291,8 +291,7 @@ func TestClusterKill(t *testing.T) {
 	for _, w := range ever {
 		refused += strings.Count(w.log.String(), errFencedText)
 	}
-	t.Logf("k2pg's sink took %d epochs on %d workers; none committed after the next began; %d commits of fenced epochs refused",
-		epochs, owners, refused)
+	t.Logf("k2pg's sink took %d epochs on %d workers; %d commits of fenced epochs refused", epochs, owners, refused)
 	if refused == 0 {
 		// The first SIGSTOP paused killk2pg's worker for twice the
 		// session timeout: its instance started elsewhere (a new epoch)
