@@ -155,7 +155,7 @@ func (w *Worker) pipelineStatus(d Definition, r *http.Request, remote bool) Pipe
 	}
 	paused, _ := w.store.pausedState(d.Name)
 	ps := PipelineStatus{Name: d.Name, Version: d.Version, Paused: paused}
-	for _, id := range []string{InstanceID(d.Name, 0)} {
+	for _, id := range w.instanceIDs(d) {
 		m := owner[id]
 		in := w.instanceStatus(r, d.Name, id, m, sts[id], remote || m.ID == self)
 		ps.RecordsIn += in.RecordsIn
@@ -298,7 +298,13 @@ func (w *Worker) remove(rw http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := w.store.remove(r.Context(), d.Name, []string{InstanceID(d.Name, 0)}); err != nil {
+	ids := w.instanceIDs(d)
+	for _, st := range w.store.statusOf(d.Name) {
+		if !slices.Contains(ids, st.Instance) {
+			ids = append(ids, st.Instance) // of a version with more instances
+		}
+	}
+	if err := w.store.remove(r.Context(), d.Name, ids); err != nil {
 		fail(rw, http.StatusServiceUnavailable, err.Error())
 		return
 	}

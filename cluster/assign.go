@@ -7,8 +7,8 @@ import (
 	"strings"
 )
 
-// InstanceID names one instance of a pipeline: "NAME/INDEX". A pipeline
-// runs one instance today, NAME/0.
+// InstanceID names one instance of a pipeline: "NAME/INDEX", INDEX from 0
+// to the pipeline's `instances` - 1.
 func InstanceID(pipeline string, index int) string {
 	return pipeline + "/" + strconv.Itoa(index)
 }
@@ -49,6 +49,14 @@ type decision struct {
 // its quota. An instance run by two members (a member that was cut off
 // and came back) is kept by the first in member order and revoked from
 // the other; one that no longer exists is revoked.
+//
+// Instances of one pipeline are spread: a free instance goes to a member
+// that runs no other instance of its pipeline. When every member with room
+// runs one, a member that runs none gives up one of its own instances in
+// exchange (revoked, placed next generation in the room left) if one fits
+// there; only when no exchange fits do two instances of a pipeline share a
+// member (more instances than members). A member beyond its quota gives up
+// a second instance of a pipeline before anything else.
 func assign(members []holder, instances []string) decision {
 	out := decision{Assigned: map[string][]string{}, Revoked: map[string][]string{}}
 	if len(members) == 0 {
@@ -88,26 +96,44 @@ func assign(members []holder, instances []string) decision {
 	for _, m := range members {
 		held := kept[m.ID]
 		if extra := len(held) - quota[m.ID]; extra > 0 {
-			// Revoke the last ones (in name order): deterministic.
+			// Revoke second instances of a pipeline first, then the last
+			// ones (in name order): deterministic.
+			held = slices.Clone(held)
+			slices.SortStableFunc(held, func(a, b string) int {
+				return cmp.Compare(siblingRank(held, a), siblingRank(held, b))
+			})
 			out.Revoked[m.ID] = append(out.Revoked[m.ID], held[len(held)-extra:]...)
 			held = held[:len(held)-extra]
+			slices.Sort(held)
 		}
 		out.Assigned[m.ID] = held
 	}
-	// Free instances go to the member furthest under its quota; the
-	// slots left after them wait for the revoked ones, next generation.
+	// Free instances go to the member furthest under its quota that runs
+	// no instance of their pipeline; the slots left after them wait for
+	// the revoked ones, next generation.
+	reserved := map[string]int{} // room kept for an exchanged instance
+	room := func(id string) int { return quota[id] - len(out.Assigned[id]) - reserved[id] }
 	for _, in := range instances {
 		if owner[in] != "" {
 			continue
 		}
-		best, room := "", 0
+		best, most, any := "", 0, ""
 		for _, m := range members {
-			if r := quota[m.ID] - len(out.Assigned[m.ID]); r > room {
-				best, room = m.ID, r
+			r := room(m.ID)
+			if r > 0 && (any == "" || r > room(any)) {
+				any = m.ID
+			}
+			if r > most && !runsSibling(out.Assigned[m.ID], in) {
+				best, most = m.ID, r
 			}
 		}
-		if best == "" {
+		if any == "" {
 			break
+		}
+		if best == "" {
+			if best = exchange(members, out, any, in); best != any {
+				reserved[any]++
+			}
 		}
 		out.Assigned[best] = append(out.Assigned[best], in)
 	}
@@ -119,4 +145,49 @@ func assign(members []holder, instances []string) decision {
 		slices.Sort(out.Assigned[id])
 	}
 	return out
+}
+
+// runsSibling reports whether ins holds another instance of in's pipeline.
+func runsSibling(ins []string, in string) bool {
+	name, _ := splitInstance(in)
+	for _, x := range ins {
+		if n, _ := splitInstance(x); n == name && x != in {
+			return true
+		}
+	}
+	return false
+}
+
+// siblingRank is 1 for an instance of held whose pipeline has an instance
+// of lower index in held, else 0.
+func siblingRank(held []string, in string) int {
+	name, idx := splitInstance(in)
+	for _, x := range held {
+		if n, i := splitInstance(x); n == name && i < idx {
+			return 1
+		}
+	}
+	return 0
+}
+
+// exchange finds a home for free instance in when the member with room,
+// full, runs a sibling of it: a member that runs none of its pipeline
+// takes it and gives up (revoked) an instance that full can take next
+// generation in the room left. With none, in goes to full.
+func exchange(members []holder, out decision, full, in string) string {
+	for _, m := range members {
+		if m.ID == full || runsSibling(out.Assigned[m.ID], in) {
+			continue
+		}
+		held := out.Assigned[m.ID]
+		for i := len(held) - 1; i >= 0; i-- {
+			if runsSibling(out.Assigned[full], held[i]) {
+				continue
+			}
+			out.Revoked[m.ID] = append(out.Revoked[m.ID], held[i])
+			out.Assigned[m.ID] = slices.Delete(slices.Clone(held), i, i+1)
+			return m.ID
+		}
+	}
+	return full
 }

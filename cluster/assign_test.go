@@ -137,3 +137,58 @@ func TestStatusSupersedes(t *testing.T) {
 		}
 	}
 }
+
+// siblings counts, per member, the pipelines it runs more than one
+// instance of.
+func siblings(d decision) map[string]int {
+	out := map[string]int{}
+	for m, ins := range d.Assigned {
+		seen := map[string]bool{}
+		for _, in := range ins {
+			name, _ := splitInstance(in)
+			if seen[name] {
+				out[m]++
+			}
+			seen[name] = true
+		}
+	}
+	return out
+}
+
+func TestAssignSpreadsInstances(t *testing.T) {
+	ins := []string{InstanceID("a", 0), InstanceID("a", 1), InstanceID("a", 2), InstanceID("b", 0), InstanceID("c", 0)}
+	d := assign([]holder{{ID: "m1"}, {ID: "m2"}, {ID: "m3"}}, ins)
+	check(t, d, ins)
+	if s := siblings(d); len(s) != 0 {
+		t.Fatalf("two instances of a pipeline on one member: %v", d.Assigned)
+	}
+	// m3 ran a/1 and dies; m1 runs a/0, m2 runs b/0 and c/0. The only
+	// member with room (m1) runs a sibling of a/1: m2 takes a/1 and gives
+	// up an instance in exchange, which the next generation places on m1.
+	four := []string{InstanceID("a", 0), InstanceID("a", 1), InstanceID("b", 0), InstanceID("c", 0)}
+	d = assign([]holder{{ID: "m1", Running: []string{InstanceID("a", 0)}}, {ID: "m2", Running: []string{InstanceID("b", 0), InstanceID("c", 0)}}}, four)
+	check(t, d, four)
+	if s := siblings(d); len(s) != 0 || len(d.Revoked["m2"]) != 1 {
+		t.Fatalf("want a/1 on m2 in exchange for one of its own: %+v", d)
+	}
+	var hs []holder
+	for _, m := range []string{"m1", "m2"} {
+		hs = append(hs, holder{ID: m, Running: d.Assigned[m]})
+	}
+	d2 := assign(hs, four)
+	check(t, d2, four)
+	if s := siblings(d2); len(s) != 0 || len(d2.Revoked) != 0 || len(d2.Assigned["m1"]) != 2 || len(d2.Assigned["m2"]) != 2 {
+		t.Fatalf("second generation: %+v", d2)
+	}
+	// Two members, three instances of one pipeline: two share a member.
+	d = assign([]holder{{ID: "m1"}, {ID: "m2"}}, ins[:3])
+	if n := len(d.Assigned["m1"]) + len(d.Assigned["m2"]); n != 3 {
+		t.Fatalf("assigns %d of 3: %+v", n, d)
+	}
+	// A member beyond its quota gives up a second instance first.
+	d = assign([]holder{{ID: "m1", Running: []string{InstanceID("a", 0), InstanceID("a", 1), InstanceID("b", 0)}}, {ID: "m2"}},
+		[]string{InstanceID("a", 0), InstanceID("a", 1), InstanceID("b", 0)})
+	if got := d.Revoked["m1"]; len(got) != 1 || got[0] != InstanceID("a", 1) {
+		t.Fatalf("revoked %v, want [a/1]", got)
+	}
+}

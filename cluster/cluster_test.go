@@ -86,8 +86,9 @@ func produceIDs(t *testing.T, cl *kgo.Client, topic string, from, to int) {
 	}
 }
 
-// readIDs reads a topic's committed records to its end and counts ids.
-func readIDs(t *testing.T, brokers, topic string) map[int]int {
+// eachCommitted calls f with each committed record of a topic, reading it
+// to its end.
+func eachCommitted(t *testing.T, brokers, topic string, f func(*kgo.Record)) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
@@ -95,23 +96,32 @@ func readIDs(t *testing.T, brokers, topic string) map[int]int {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	out := map[int]int{}
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		fs := cl.PollFetches(ctx)
 		cancel()
 		n := 0
 		fs.EachRecord(func(r *kgo.Record) {
-			var v struct{ ID int }
-			if json.Unmarshal(r.Value, &v) == nil {
-				out[v.ID]++
-			}
+			f(r)
 			n++
 		})
 		if n == 0 {
-			return out
+			return
 		}
 	}
+}
+
+// readIDs reads a topic's committed records to its end and counts ids.
+func readIDs(t *testing.T, brokers, topic string) map[int]int {
+	t.Helper()
+	out := map[int]int{}
+	eachCommitted(t, brokers, topic, func(r *kgo.Record) {
+		var v struct{ ID int }
+		if json.Unmarshal(r.Value, &v) == nil {
+			out[v.ID]++
+		}
+	})
+	return out
 }
 
 func fileIDs(t *testing.T, path string) map[int]int {

@@ -20,14 +20,20 @@
 //
 // # Assignment
 //
-// The unit of work is a pipeline instance, "NAME/0": all the stages of a
-// pipeline in one worker, run as `pipe run` runs them (exec.Run), with its
-// state store in STATE_DIR/NAME. The leader's assignor is balanced and
+// The unit of work is a pipeline instance, "NAME/0" … "NAME/N-1" for a
+// pipeline of `instances = N`: all the stages of a pipeline in one worker,
+// run as `pipe run` runs them (exec.Run), with its state store in
+// STATE_DIR/NAME (STATE_DIR/NAME#I for instance I > 0). Instances of one
+// pipeline share its grouped Kafka sources' partitions as several `pipe
+// run` processes do; the leader spreads them over distinct workers when
+// there are enough (see assign). The leader's assignor is balanced and
 // sticky, in two phases (the idea of KIP-415/KIP-429, incremental
 // cooperative rebalancing): a member keeps every instance it runs up to its
 // quota (⌊n/k⌋ or ⌈n/k⌉); what it holds beyond is revoked, not reassigned in
 // the same generation; the member stops it and rejoins at once, and in the
-// next generation it goes to a member under its quota. Instances that stay
+// next generation it goes to a member under its quota.
+// Its count of instances is the definition's plan's (compiled once per
+// version). Instances that stay
 // put run on through a rebalance. An instance nobody runs (new, or its
 // worker died) goes to the member furthest under its quota. A rebalance
 // starts when a member joins or leaves, and when the leader reads that a
@@ -72,8 +78,11 @@
 // # Exactly once across moves
 //
 // A moved instance keeps its identity: the Kafka sink's transactional ids
-// derive from the pipeline, stage and task, the same on every worker, so
-// the new owner's first transaction fences the old owner's producer. The
+// derive from the pipeline, stage, task and instance, the same on every
+// worker, so the new owner's first transaction fences the old owner's
+// producer. The PostgreSQL sink takes a new epoch of the instance at open
+// (its fences table, keyed by pipeline, sink task and instance) and refuses
+// commits of an older one, so a paused worker that wakes cannot commit. The
 // file sink's lock refuses two writers of one file. Each instance's state
 // store is its record in NAME-offsets ([kafkaState]): a checkpoint is
 // saved in a transaction of the id NAME-offsets-INSTANCE and counts once

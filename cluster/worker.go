@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -101,6 +102,7 @@ type Worker struct {
 	lastBeat   time.Time // the last sync or heartbeat the coordinator took
 	running    map[string]*instance
 	runCtx     context.Context
+	counts     map[int64]int // definition version → its instances
 }
 
 // instance is one pipeline instance this worker runs.
@@ -161,7 +163,7 @@ func New(ctx context.Context, cfg Config) (*Worker, error) {
 	}
 	w := &Worker{
 		cfg: cfg, cl: cl, store: newStore(cl, cfg.Cluster), log: cfg.Logger,
-		configChanged: make(chan struct{}, 1), running: map[string]*instance{},
+		configChanged: make(chan struct{}, 1), running: map[string]*instance{}, counts: map[int64]int{},
 	}
 	w.store.onConfig = w.configRecord
 	return w, nil
@@ -307,7 +309,7 @@ func (w *Worker) lead(ctx context.Context, jr *kmsg.JoinGroupResponse) ([]kmsg.S
 	}
 	var instances []string
 	for _, d := range w.store.definitions() {
-		instances = append(instances, InstanceID(d.Name, 0))
+		instances = append(instances, w.instanceIDs(d)...)
 	}
 	slices.Sort(instances)
 	holders := make([]holder, 0, len(jr.Members))
@@ -477,24 +479,73 @@ func (w *Worker) leave() {
 	}
 }
 
-// configRecord is called for every config record the store reads: a new
-// or removed pipeline asks the leader for a rebalance; a new version of a
-// pipeline this worker runs restarts it here; a removed one stops.
-func (w *Worker) configRecord(name string, def *Definition) {
-	id := InstanceID(name, 0)
+// instanceCount returns how many instances a definition asks for
+// (`instances`, 1 when unset or when it does not compile here).
+func (w *Worker) instanceCount(d Definition) int {
 	w.mu.Lock()
-	in := w.running[id]
-	if in != nil && (def == nil || def.Version != in.version) {
-		delete(w.running, id)
-	}
+	n, ok := w.counts[d.Version]
 	w.mu.Unlock()
-	if in != nil && (def == nil || def.Version != in.version) {
-		w.stopInstances([]*instance{in}, def == nil)
-		if def != nil {
-			w.start(id)
+	if ok {
+		return n
+	}
+	n = 1
+	if p, err := compileDef(w.cfg.Registry, d); err == nil && p.Instances > 1 {
+		n = p.Instances
+	}
+	w.mu.Lock()
+	w.counts[d.Version] = n
+	w.mu.Unlock()
+	return n
+}
+
+// instanceIDs returns the ids of a definition's instances.
+func (w *Worker) instanceIDs(d Definition) []string {
+	n := w.instanceCount(d)
+	out := make([]string, n)
+	for i := range n {
+		out[i] = InstanceID(d.Name, i)
+	}
+	return out
+}
+
+// configRecord is called for every config record the store reads: a new
+// or removed pipeline, or one whose number of instances changed, asks the
+// leader for a rebalance; a new version of a pipeline this worker runs
+// restarts its instances here (those the new version still has); a
+// removed one stops.
+func (w *Worker) configRecord(name string, def *Definition) {
+	want := map[string]bool{}
+	if def != nil {
+		for _, id := range w.instanceIDs(*def) {
+			want[id] = true
 		}
 	}
-	if in == nil || def == nil {
+	var stop []*instance
+	var again []string
+	ran, resized := false, false
+	w.mu.Lock()
+	for id, in := range w.running {
+		if n, _ := splitInstance(id); n != name {
+			continue
+		}
+		ran = true
+		if n, ok := w.counts[in.version]; ok && n != len(want) {
+			resized = true
+		}
+		if def == nil || def.Version != in.version {
+			delete(w.running, id)
+			stop = append(stop, in)
+			if want[id] {
+				again = append(again, id)
+			}
+		}
+	}
+	w.mu.Unlock()
+	w.stopInstances(stop, def == nil)
+	for _, id := range again {
+		w.start(id)
+	}
+	if !ran || def == nil || resized {
 		select {
 		case w.configChanged <- struct{}{}:
 		default:
@@ -514,7 +565,7 @@ func (w *Worker) runningIDs() []string {
 
 // start runs an instance unless it runs already.
 func (w *Worker) start(id string) {
-	name, _ := splitInstance(id)
+	name, index := splitInstance(id)
 	def, ok := w.store.definition(name)
 	if !ok {
 		return // removed since: the next generation drops it
@@ -528,13 +579,22 @@ func (w *Worker) start(id string) {
 	in := &instance{id: id, version: def.Version, cancel: cancel, done: make(chan struct{})}
 	w.running[id] = in
 	gen := w.generation
-	go w.runInstance(ctx, in, def, gen)
+	go w.runInstance(ctx, in, def, gen, index)
+}
+
+// stateDir is the state store of instance index of a pipeline:
+// STATE_DIR/NAME for the first, STATE_DIR/NAME#INDEX for the others.
+func (w *Worker) stateDir(name string, index int) string {
+	if index == 0 {
+		return filepath.Join(w.cfg.StateDir, name)
+	}
+	return filepath.Join(w.cfg.StateDir, name+"#"+strconv.Itoa(index))
 }
 
 // runInstance runs one instance as `pipe run` runs a pipeline, until its
 // context is cancelled; a failed run is started again after a pause that
 // doubles up to a minute.
-func (w *Worker) runInstance(ctx context.Context, in *instance, def Definition, gen int32) {
+func (w *Worker) runInstance(ctx context.Context, in *instance, def Definition, gen int32, index int) {
 	defer close(in.done)
 	log := w.log.With("instance", in.id, "version", def.Version)
 	status := func(state string, err error, red *exec.Redactor) {
@@ -569,7 +629,9 @@ func (w *Worker) runInstance(ctx context.Context, in *instance, def Definition, 
 			w.mu.Unlock()
 			cfg := &exec.Config{
 				Registry: w.cfg.Registry,
-				StateDir: filepath.Join(w.cfg.StateDir, def.Name),
+				StateDir: w.stateDir(def.Name, index),
+				Instance: index,
+				Owner:    w.cfg.ID,
 				Logger:   slog.New(red.Handler(log.Handler())),
 				Redactor: red,
 				Handle:   h,
@@ -605,7 +667,14 @@ func (w *Worker) runInstance(ctx context.Context, in *instance, def Definition, 
 			if !in.quiet {
 				status(StateStopped, nil, nil)
 			}
-			log.Info("instance stopped")
+			if err != nil {
+				// Its final checkpoint failed (a sink fenced by the
+				// instance's new owner, say): the next owner resumes from
+				// what was committed before.
+				log.Warn("instance stopped with an error", "error", red.Redact(err.Error()))
+			} else {
+				log.Info("instance stopped")
+			}
 			return
 		}
 		if err == nil {

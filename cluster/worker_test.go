@@ -1,15 +1,19 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"pipe.dev/pipe/stdlib/kafka/devbroker"
 
@@ -69,8 +73,19 @@ func waitFor(t *testing.T, d time.Duration, what string, f func() error) {
 }
 
 // runningStatuses returns the status of every running instance whose
-// worker the current generation assigns it to.
+// worker the current generation assigns it to, by pipeline.
 func runningStatuses(ctx context.Context, c *Client) (map[string]Instance, error) {
+	ins, err := runningInstances(ctx, c)
+	out := map[string]Instance{}
+	for _, in := range ins {
+		out[in.Pipeline] = in
+	}
+	return out, err
+}
+
+// runningInstances returns the status of every running instance whose
+// worker the current generation assigns it to, by instance id.
+func runningInstances(ctx context.Context, c *Client) (map[string]Instance, error) {
 	all, err := c.Pipelines(ctx)
 	if err != nil {
 		return nil, err
@@ -79,7 +94,7 @@ func runningStatuses(ctx context.Context, c *Client) (map[string]Instance, error
 	for _, p := range all {
 		for _, in := range p.Instances {
 			if in.State == StateRunning && in.Version == p.Version && in.Worker == in.Assigned {
-				out[p.Name] = in
+				out[in.Instance] = in
 			}
 		}
 	}
@@ -236,4 +251,129 @@ func TestJoinMovesOnlyWhatMustMove(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// instancesPipeline reads topic in through a group and writes topic out,
+// in n instances.
+func instancesPipeline(brokers string, n int) []byte {
+	return fmt.Appendf(nil, `pipeline clusterinst {
+  checkpoint = 200ms
+  instances  = %d
+}
+
+schema Event {
+  id: int
+}
+
+source in: kafka {
+  brokers            = [%q]
+  topic              = "instin"
+  group              = "clusterinst"
+  format             = json
+  schema             = Event
+  session_timeout    = 1s
+  heartbeat_interval = 300ms
+}
+
+sink out: kafka {
+  brokers  = [%q]
+  topic    = "instout"
+  delivery = at_least_once
+}
+
+in -> out
+`, n, brokers, brokers)
+}
+
+// A pipeline of instances = 2 runs two instances on two workers, each
+// with a state directory of its own, and they share the input; one that
+// asks for 1 again runs one. A generate source cannot be shared: such a
+// pipeline is refused with PIPE207.
+func TestInstances(t *testing.T) {
+	b, err := devbroker.Start(context.Background(), devbroker.Options{
+		Topics: []devbroker.Topic{{Name: "instin", Partitions: 4}, {Name: "instout", Partitions: 1}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	w1 := startTestWorker(t, b.Addr(), "w1", state)
+	w2 := startTestWorker(t, b.Addr(), "w2", state)
+	ctx := context.Background()
+	c := &Client{URL: w1.srv.URL, HTTP: &http.Client{Timeout: 30 * time.Second}}
+	if _, err := c.Deploy(ctx, "clusterinst", "clusterinst.pipe", instancesPipeline(b.Addr(), 2)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "two instances on two workers", func() error {
+		got, err := runningInstances(ctx, c)
+		if err != nil {
+			return err
+		}
+		a, b := got[InstanceID("clusterinst", 0)], got[InstanceID("clusterinst", 1)]
+		if len(got) != 2 || a.Worker == b.Worker {
+			return fmt.Errorf("running %v", workersOf(got))
+		}
+		return nil
+	})
+	for _, d := range []string{"clusterinst", "clusterinst#1"} {
+		if _, err := os.Stat(filepath.Join(state, d)); err != nil {
+			t.Errorf("state directory of an instance: %v", err)
+		}
+	}
+	pcl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pcl.Close()
+	var recs []*kgo.Record
+	for i := range 200 {
+		recs = append(recs, &kgo.Record{Topic: "instin", Partition: int32(i % 4), Value: fmt.Appendf(nil, `{"id":%d}`, i)})
+	}
+	if err := pcl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "every record through", func() error {
+		got := readIDs(t, b.Addr(), "instout")
+		for i := range 200 {
+			if got[i] == 0 {
+				return fmt.Errorf("id %d missing (%d seen)", i, len(got))
+			}
+		}
+		return nil
+	})
+	// Each instance read part of the input: both wrote a status of
+	// their own and ran on their own worker.
+	st, err := c.Status(ctx, "clusterinst")
+	if err != nil || len(st.Instances) != 2 {
+		t.Fatalf("status: %+v, %v", st, err)
+	}
+
+	// Back to one instance: clusterinst/1 stops.
+	d, err := c.Deploy(ctx, "clusterinst", "clusterinst.pipe", instancesPipeline(b.Addr(), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "one instance", func() error {
+		got, err := runningInstances(ctx, c)
+		if err != nil {
+			return err
+		}
+		if in, ok := got[InstanceID("clusterinst", 0)]; len(got) != 1 || !ok || in.Version != d.Version {
+			return fmt.Errorf("running %v", workersOf(got))
+		}
+		for _, tw := range []*testWorker{w1, w2} {
+			if tw.w.handleOf(InstanceID("clusterinst", 1)) != nil {
+				return fmt.Errorf("clusterinst/1 still runs on %s", tw.w.cfg.ID)
+			}
+		}
+		return nil
+	})
+
+	gen := bytes.Replace(genPipeline("clustergeninst", filepath.Join(dir, "g.jsonl")), []byte("checkpoint = 200ms"), []byte("checkpoint = 200ms\n  instances  = 2"), 1)
+	var rej *Rejected
+	if _, err := c.Deploy(ctx, "clustergeninst", "g.pipe", gen); !errors.As(err, &rej) || !strings.Contains(string(rej.JSON), `"PIPE207"`) {
+		t.Errorf("two instances of a generate source: %v, want it rejected with PIPE207", err)
+	}
 }

@@ -54,7 +54,40 @@ func (c *checker) check() *ir.Program {
 		c.prog.Stages = append(c.prog.Stages, is)
 	}
 	c.prog.Edges = c.irEdges()
+	c.checkInstances()
 	return c.prog
+}
+
+// checkInstances refuses instances > 1 when a stage cannot be shared by
+// several instances running at once (stdlib.Spec.Shared): every source
+// must share its work out (a kafka source with a group) and every
+// exactly_once sink must take a moving partition over from another
+// instance (kafka); anything else would be read twice or lose its
+// guarantee.
+func (c *checker) checkInstances() {
+	if c.prog.Instances <= 1 {
+		return
+	}
+	for _, st := range c.order {
+		if st.spec == nil {
+			continue
+		}
+		var why string
+		switch {
+		case st.kind == stdlib.SourceKind:
+			why = "every instance would read all of source %q (%s): only a source that shares its work out (kafka with a group) may run in several instances"
+		case st.kind == stdlib.SinkKind && st.delivery == stdlib.ExactlyOnce:
+			why = "sink %q (%s) cannot keep exactly_once across instances that share the work: only one that takes a moving partition over (kafka) may"
+		default:
+			continue
+		}
+		if st.spec.Shared != nil && st.spec.Shared(plainAttrs(st.attrs, st.schema)) {
+			continue
+		}
+		d := c.errorf(lang.InstancesUnshared, c.instancesSpan, why, st.name, st.component)
+		d.Detail = "set instances = 1 (failover still moves the one instance), or split the pipeline"
+		d.Related = []lang.Related{{Span: st.span, Message: "this stage"}}
+	}
 }
 
 func portsOf(st *stage) []string {
@@ -93,6 +126,7 @@ func (c *checker) readPipeline() {
 		{Name: "delivery", Type: stdlib.Enum(string(stdlib.ExactlyOnce), string(stdlib.AtLeastOnce), string(stdlib.AtMostOnce))},
 		{Name: "checkpoint", Type: stdlib.Duration},
 		{Name: "tasks", Type: stdlib.Int},
+		{Name: "instances", Type: stdlib.Int},
 		{Name: "http", Type: stdlib.String},
 		{Name: "http_token", Type: stdlib.String},
 		{Name: "http_tls_cert", Type: stdlib.String},
@@ -117,7 +151,7 @@ func (c *checker) readPipeline() {
 		for _, b := range p.Items {
 			bspan := u.nodeSpan(ast.SpanOf(b.Pos, b.EndPos))
 			if b.Member == nil || b.Member.Value == nil || len(b.Member.Path.Parts) != 1 {
-				c.errorf(lang.MisplacedItem, bspan, "only name, delivery, checkpoint, tasks and the http attributes may be set in the pipeline block")
+				c.errorf(lang.MisplacedItem, bspan, "only name, delivery, checkpoint, tasks, instances and the http attributes may be set in the pipeline block")
 				continue
 			}
 			m := b.Member
@@ -166,6 +200,14 @@ func (c *checker) readPipeline() {
 					continue
 				}
 				c.prog.Tasks = int(n)
+			case "instances":
+				n, _ := v.(int64)
+				if n < 1 {
+					c.errorf(lang.BadAttributeValue, vspan, "instances must be at least 1")
+					continue
+				}
+				c.prog.Instances = int(n)
+				c.instancesSpan = vspan
 			case "http":
 				c.prog.HTTP.Addr, _ = v.(string)
 			case "http_token":

@@ -99,6 +99,7 @@ type checker struct {
 	inFlow           map[string]bool
 	flowPos          map[string]lang.Span // first flow mention of a stage
 	pipelineDelivery lang.Span            // where the pipeline sets delivery
+	instancesSpan    lang.Span            // where the pipeline sets instances
 	exprs            exprs.Checker        // reuses typed environments across expressions
 	tops             map[topKey][]stdlib.Param
 	// fileParams is the type of the file's run-time parameters as

@@ -24,6 +24,12 @@ type Config struct {
 	// own): a cluster keeps each instance's checkpoints in a Kafka topic.
 	// The store is closed when the run (or the [Offsets]) ends.
 	OpenState func() (state.Backend, error)
+	// Instance is the index of this run among its pipeline's instances
+	// (a cluster's `instances = N`; 0 for `pipe run`) and Owner names where
+	// it runs (a cluster worker's id): components get both
+	// ([stdlib.Config]), and exactly_once sinks fence by them.
+	Instance int
+	Owner    string
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock (dead-letter envelope times); nil means time.Now.

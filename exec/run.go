@@ -273,6 +273,7 @@ func (r *run) open(ctx context.Context) ([]*transformTask, error) {
 				Pipeline: r.p.Pipeline, Stage: s.st.Name, Attrs: attrs[si],
 				Schema: s.st.Schema, Input: s.st.Input, Delivery: stdlib.Delivery(s.st.Delivery),
 				Task: i, Tasks: s.st.Tasks, StateDir: r.cfg.StateDir,
+				Instance: r.cfg.Instance, Owner: r.cfg.Owner,
 				Logger:   r.cfg.Logger.With("stage", s.st.Name, "task", i),
 				Recycler: r.recycler,
 				Rows:     s.isSource(), // stages materialize rows on entry

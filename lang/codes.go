@@ -127,6 +127,11 @@ const (
 	// that is not a library (or a library given to pipe run).
 	//   (an empty file)
 	NoSource Code = 206
+	// InstancesUnshared: instances > 1 on a pipeline with a stage that
+	// several instances cannot share: a source other than a kafka source
+	// with a group, or an exactly_once sink other than kafka.
+	//   pipeline p { instances = 2 }   source s: generate { ... }
+	InstancesUnshared Code = 207
 )
 
 // Component configuration (3xx).
@@ -265,6 +270,7 @@ var codeInfo = map[Code]codeDoc{
 	DeliveryUnsupported: {"delivery-unsupported", "a sink cannot honour the delivery guarantee"},
 	NoInput:             {"no-input", "a transform or sink without input"},
 	NoSource:            {"no-source", "a pipeline without a source or sink"},
+	InstancesUnshared:   {"instances-unshared", "instances > 1 with a stage instances cannot share"},
 	UnknownComponent:    {"unknown-component", "no such source, transform or sink"},
 	UnknownAttribute:    {"unknown-attribute", "attribute not taken by the component"},
 	AttributeType:       {"attribute-type", "attribute value of the wrong kind"},

@@ -171,6 +171,13 @@ type Spec struct {
 	// alone (generate, discard): an on_error policy on its stage has
 	// nothing to catch (a lint).
 	NoRecordErrors bool
+	// Shared reports that several instances of a pipeline (`instances =
+	// N`, or several `pipe run` processes) may run the stage at once: a
+	// source shares its work out among them (a Kafka source with a group),
+	// an exactly_once sink takes over from another instance what it wrote
+	// for a source partition that moves (the kafka sink). attrs are the
+	// stage's attributes as [Spec.Check] gets them. nil: never.
+	Shared func(attrs map[string]any) bool
 
 	// Output returns the type of the records a source emits when it can be
 	// told from its attributes alone (generate's fields, a raw format's
@@ -269,6 +276,12 @@ type Config struct {
 	Task, Tasks int
 	// StateDir is a directory the component may keep local state in.
 	StateDir string
+	// Instance is the index of this run among the instances of its
+	// pipeline (`instances = N` on a cluster; 0 for `pipe run`), and Owner
+	// names where it runs (a cluster worker's id; "" for `pipe run`). An
+	// exactly_once sink fences earlier runs of the same instance by them.
+	Instance int
+	Owner    string
 	Logger   *slog.Logger
 	// Recycler, when not nil, holds batches a source may fill instead of
 	// allocating its own (Recycler.Batch).

@@ -155,10 +155,14 @@ func cmdDeploy(e *env, args []string) int {
 	for {
 		st, err := c.Status(ctx, d.Name)
 		if err == nil && len(st.Instances) > 0 {
-			in := st.Instances[0]
-			if in.Version == d.Version && in.State != "unassigned" && in.State != cluster.StateStarting {
+			settled, failed := true, false
+			for _, in := range st.Instances {
+				settled = settled && in.Version == d.Version && in.State != "unassigned" && in.State != cluster.StateStarting
+				failed = failed || in.State == cluster.StateFailed
+			}
+			if settled {
 				printInstances(e, st)
-				if in.State == cluster.StateFailed {
+				if failed {
 					return exitFindings
 				}
 				return exitOK

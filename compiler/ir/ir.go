@@ -19,6 +19,9 @@ type Program struct {
 	Delivery stdlib.Delivery
 	// Tasks is the pipeline's default task count (0 when unset).
 	Tasks int
+	// Instances is how many instances of the pipeline a cluster runs
+	// (`instances = N`; 0 when unset, which means 1).
+	Instances int
 	// HTTP is where `pipe run` serves metrics, health and control.
 	HTTP HTTP
 	// Stages in topological order: by level (longest path from a source),

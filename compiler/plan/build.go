@@ -28,6 +28,9 @@ func Build(p *ir.Program) (pl *Plan, err error) {
 		Stages:     []*Stage{},
 		Edges:      []*Edge{},
 	}
+	if p.Instances > 1 {
+		pl.Instances = p.Instances
+	}
 	if h := p.HTTP; h != (ir.HTTP{}) {
 		pl.HTTP = &HTTP{Addr: h.Addr, Token: h.Token, TLSCert: h.TLSCert, TLSKey: h.TLSKey}
 	}

@@ -23,6 +23,9 @@ type Plan struct {
 	Pipeline string `json:"pipeline"`
 	// Checkpoint is the checkpoint interval in nanoseconds.
 	Checkpoint int64 `json:"checkpoint_ns"`
+	// Instances is how many instances of the pipeline a cluster runs
+	// (omitted: 1).
+	Instances int `json:"instances,omitempty"`
 	// Stages in topological order (sources first).
 	Stages []*Stage `json:"stages"`
 	Edges  []*Edge  `json:"edges"`

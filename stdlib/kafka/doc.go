@@ -101,8 +101,10 @@
 //
 // Limits: a restart after a crash waits for the group to drop the dead
 // member (up to about the session timeout, as kafka-go has no static
-// membership). The task's own writer is still one per task, so sources
-// that do not move between processes run in one process only.
+// membership). The task's own writer is one per task and instance (a
+// cluster's `instances = N`: instance I > 0 adds "#I" to its transactional
+// id), so sources that do not move between processes run in one process
+// only.
 //
 // # Lost connections
 //

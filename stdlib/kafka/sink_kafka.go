@@ -30,6 +30,9 @@ var SinkSpec = &stdlib.Spec{
 	Summary:  "write records to Kafka topics, exactly once through Kafka transactions",
 	Delivery: []stdlib.Delivery{stdlib.ExactlyOnce, stdlib.AtLeastOnce},
 	Schema:   true,
+	// exactly_once: a partition that moves between instances is acquired
+	// by its new owner's writer, which fences the old one (Acquire).
+	Shared: func(map[string]any) bool { return true },
 	Params: append(slices.Concat(connParams, registryParams, compatParams),
 		stdlib.Param{Name: "topic", Type: stdlib.String, Expr: true, Doc: "topic to write to; topic := expr chooses it per record"},
 		stdlib.Param{Name: "key", Type: stdlib.AnyValue, Expr: true, Doc: "message key, key := expr"},

@@ -90,6 +90,17 @@ func TransactionalID(pipeline, stage string, task int) string {
 	return "pipe/" + pipeline + "/" + stage + "/" + strconv.Itoa(task)
 }
 
+// instanceTxID is the transactional.id of a task's own writer in one
+// instance of its pipeline: instances other than the first add "#N", so
+// that instances sharing a grouped source's partitions do not fence each
+// other's writer (their units, one per partition, fence as they move).
+func instanceTxID(task string, instance int) string {
+	if instance == 0 {
+		return task
+	}
+	return task + "#" + strconv.Itoa(instance)
+}
+
 // unitTxID is the transactional.id of a task's writer for one acquired
 // source partition.
 func unitTxID(task, source, partition string) string {
@@ -170,7 +181,7 @@ func (s *sink) openEOS(ctx context.Context) ([]stdlib.Position, error) {
 	s.eos = e
 	// Fence older instances and abort their open transaction first, so that
 	// the positions read next are final.
-	e.main, err = s.newWriter(ctx, TransactionalID(s.cfg.Pipeline, s.cfg.Stage, s.cfg.Task), nil)
+	e.main, err = s.newWriter(ctx, instanceTxID(TransactionalID(s.cfg.Pipeline, s.cfg.Stage, s.cfg.Task), s.cfg.Instance), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +281,7 @@ func (s *sink) Acquire(ctx context.Context, source string, partitions []string) 
 	for i, p := range partitions {
 		wg.Go(func() {
 			u := &unitKey{source, p}
-			ws[i], errs[i] = s.newWriter(ctx, unitTxID(e.main.txid, source, p), u)
+			ws[i], errs[i] = s.newWriter(ctx, unitTxID(TransactionalID(s.cfg.Pipeline, s.cfg.Stage, s.cfg.Task), source, p), u)
 		})
 	}
 	wg.Wait()

@@ -34,6 +34,8 @@ var SourceSpec = &stdlib.Spec{
 	Name:    "kafka",
 	Summary: "read records from Kafka topics through a consumer group",
 	Schema:  true,
+	// Instances of a pipeline share the partitions through the group.
+	Shared: func(attrs map[string]any) bool { g, _ := attrs["group"].(string); return g != "" },
 	Meta: []stdlib.MetaField{stdlib.MetaTopic, stdlib.MetaPartition, stdlib.MetaOffset,
 		stdlib.MetaKey, stdlib.MetaTimestamp, stdlib.MetaHeaders},
 	Params: append(slices.Concat(connParams, registryParams),

@@ -143,6 +143,9 @@ func (s *sink) forTarget(rows []heldRow) []heldRow {
 // into the offsets table in tx; positions held for another table are
 // deleted first, once.
 func (s *sink) storePositions(ctx context.Context, tx pgx.Tx, ps []stdlib.Position, token int64) error {
+	if err := s.checkEpoch(ctx, tx); err != nil {
+		return err
+	}
 	if s.stale {
 		if _, err := tx.Exec(ctx, `DELETE FROM `+s.offsets.sql()+` WHERE pipeline = $1 AND sink = $2 AND target <> $3`,
 			s.Pipeline, s.ID, s.target); err != nil {

@@ -43,6 +43,10 @@ type sink struct {
 	hasOffsets bool   // the offsets table exists (StoredPositions, SetPositions)
 	stale      bool   // the offsets table holds positions of another table
 
+	instance  int    // of the pipeline (stdlib.Config.Instance)
+	ownerName string // stdlib.Config.Owner
+	epoch     int64  // exactly_once: the epoch Open took (see fence.go)
+
 	conn         *pgx.Conn
 	backendStart time.Time // of conn's server process
 	tx           pgx.Tx
@@ -51,7 +55,7 @@ type sink struct {
 }
 
 func newSink(cfg stdlib.Config) (*sink, error) {
-	s := &sink{dsn: cfg.String("dsn")}
+	s := &sink{dsn: cfg.String("dsn"), instance: cfg.Instance, ownerName: cfg.Owner}
 	s.Sink = sqlcommon.NewSink[*column]("postgres", cfg, toColumn, sinkConn{s})
 	if s.dsn == "" {
 		return nil, errors.New("postgres sink: dsn is empty")
@@ -99,10 +103,14 @@ func (s *sink) Keys(ctx context.Context) ([]string, []string, error) {
 	return uniques, pk, err
 }
 
-// Held creates the offsets table if need be and returns the positions the
-// task holds for the table.
+// Held creates the offsets table if need be, takes the next epoch of the
+// task's instance (fencing earlier runs of it) and returns the positions
+// the task holds for the table.
 func (s *sink) Held(ctx context.Context) ([]stdlib.Position, error) {
 	if err := s.createOffsets(ctx, s.conn); err != nil {
+		return nil, err
+	}
+	if err := s.fence(ctx); err != nil {
 		return nil, err
 	}
 	var err error
