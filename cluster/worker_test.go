@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -317,11 +316,6 @@ func TestInstances(t *testing.T) {
 		}
 		return nil
 	})
-	for _, d := range []string{"clusterinst", "clusterinst#1"} {
-		if _, err := os.Stat(filepath.Join(state, d)); err != nil {
-			t.Errorf("state directory of an instance: %v", err)
-		}
-	}
 	pcl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
 	if err != nil {
 		t.Fatal(err)
@@ -339,6 +333,19 @@ func TestInstances(t *testing.T) {
 		for i := range 200 {
 			if got[i] == 0 {
 				return fmt.Errorf("id %d missing (%d seen)", i, len(got))
+			}
+		}
+		return nil
+	})
+	// Each instance keeps checkpoints of its own in the offsets topic.
+	waitFor(t, 30*time.Second, "a checkpoint of each instance", func() error {
+		recs, err := readOffsets(ctx, []kgo.Opt{kgo.SeedBrokers(b.Addr())}, offsetsTopic("clusterjoin"))
+		if err != nil {
+			return err
+		}
+		for i := range 2 {
+			if id := InstanceID("clusterinst", i); recs[id] == nil {
+				return fmt.Errorf("no checkpoint of %s", id)
 			}
 		}
 		return nil
