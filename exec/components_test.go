@@ -120,6 +120,19 @@ func (s *memSource) Read(ctx context.Context) ([]stdlib.Record, error) {
 	return nil, stdlib.ErrEndOfInput
 }
 
+// caughtUpSource is a memSource that tells whether it read every record
+// of its partitions (stdlib.CaughtUpper).
+type caughtUpSource struct{ *memSource }
+
+func (s caughtUpSource) CaughtUp() bool {
+	for _, p := range s.parts {
+		if s.next[p] < s.count {
+			return false
+		}
+	}
+	return true
+}
+
 // memShape is the shape of memSource's rows (attribute rows).
 var memShape = stdlib.NewShape("amount", "id", "nested", "part", "user")
 
@@ -260,6 +273,9 @@ func newTestEnv(t *testing.T) *testEnv {
 	env.reg = stdlib.NewRegistry(
 		&stdlib.Spec{Kind: stdlib.SourceKind, Name: "mem", Bounded: true, NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {
 			return &memSource{cfg: cfg, env: env}, nil
+		}},
+		&stdlib.Spec{Kind: stdlib.SourceKind, Name: "memcaught", Bounded: true, NewSource: func(cfg stdlib.Config) (stdlib.Source, error) {
+			return caughtUpSource{&memSource{cfg: cfg, env: env}}, nil
 		}},
 		&stdlib.Spec{Kind: stdlib.SinkKind, Name: "memsink", NewSink: func(cfg stdlib.Config) (stdlib.Sink, error) {
 			st := env.sink(cfg.Stage)

@@ -57,7 +57,8 @@ func (r *run) coordinate() {
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	look := time.NewTicker(quietLook(interval))
+	every := quietLook(interval)
+	look := time.NewTicker(every)
 	defer look.Stop()
 	for {
 		var ok bool
@@ -67,7 +68,7 @@ func (r *run) coordinate() {
 		case <-tick.C:
 			ok = c.tick()
 		case <-look.C:
-			ok = c.quiet()
+			ok = c.quiet(every)
 		case reply := <-r.cpReq:
 			ok = c.request(reply)
 		case m := <-r.ctrl:
@@ -116,6 +117,11 @@ func quietLook(interval time.Duration) time.Duration {
 	return min(max(interval/20, 5*time.Millisecond), 250*time.Millisecond)
 }
 
+// quietLooks is how many looks a Read of a source that cannot tell
+// whether it is caught up (not a [stdlib.CaughtUpper]) must have blocked
+// without records before its input counts as quiet.
+const quietLooks = 4
+
 // read is how many records the source tasks have read.
 func (c *coordinator) read() int64 {
 	var n int64
@@ -125,17 +131,39 @@ func (c *coordinator) read() int64 {
 	return n
 }
 
-// quiet starts a checkpoint ahead of the interval when the sources read
-// records since the last checkpoint started and none since the previous
-// look: the input went quiet, and what it brought is made durable (for
-// exactly-once sinks: visible) now rather than up to an interval later.
-// Input that keeps coming is checkpointed at the interval as before.
-func (c *coordinator) quiet() bool {
+// quiet starts a checkpoint ahead of the interval when the input went
+// quiet: the sources read records since the last checkpoint started, none
+// since the previous look, and every source task waits for input (idle).
+// What the input brought is then made durable (for exactly-once sinks:
+// visible) now rather than up to an interval later. Input that keeps
+// coming, or that the pipeline is still working through (a source held
+// up handing on its batches, or behind its input's end), is checkpointed
+// at the interval only, so that a loaded pipeline's batches and
+// transactions are not cut short.
+func (c *coordinator) quiet(look time.Duration) bool {
 	n := c.read()
 	still := n == c.readAtLook
 	c.readAtLook = n
-	if still && n != c.readAtStart && c.cur == nil && !c.finishing {
+	if still && n != c.readAtStart && c.cur == nil && !c.finishing && c.idle(quietLooks*look) {
+		c.r.cfg.Logger.Debug("input quiet: checkpoint ahead of the interval", "id", c.next)
 		return c.start(false)
+	}
+	return true
+}
+
+// idle reports whether every source task waits for input: its source has
+// nothing more waiting (sourceTask.caughtUp), or, when the source cannot
+// tell, its Read has blocked for at least wait.
+func (c *coordinator) idle(wait time.Duration) bool {
+	now := time.Now().UnixNano()
+	for _, t := range c.r.sources {
+		if t.caughtUp.Load() {
+			continue
+		}
+		if since := t.readSince.Load(); t.cu == nil && since != 0 && now-since >= int64(wait) {
+			continue
+		}
+		return false
 	}
 	return true
 }

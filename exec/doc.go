@@ -23,7 +23,8 @@
 // Checkpoints follow DESIGN.md §4. A coordinator starts checkpoint n every
 // plan.Checkpoint interval, when the input went quiet (records read since
 // the last checkpoint began, none since its previous look, every twentieth
-// of the interval), when every source is exhausted or stopped, and on
+// of the interval, and every source task waiting for input: see
+// coordinator.quiet), when every source is exhausted or stopped, and on
 // shutdown. Source tasks inject barrier n after the last batch they
 // emitted, carrying the last position of every partition they emitted; a
 // task forwards a barrier once it arrived from every upstream task (each

@@ -625,32 +625,76 @@ func TestQuietInputCheckpoints(t *testing.T) {
 		stage("in", "source", "mem", 1, attr("count", ival(50)), attr("batch", ival(10)), attr("hold", bval(true))),
 		stage("out", "sink", "memsink", 2, attr("exactly", bval(true))),
 	}, edge("in", "out"))
+	runUntilCheckpoint(t, env, p, "covering the 50 records read", func(cps []stdlib.Checkpoint) bool {
+		n := len(cps)
+		return n > 0 && len(cps[n-1].Positions) == 1 && cps[n-1].Positions[0].Offset == 49
+	})
+	if n := len(env.output("out")); n != 50 {
+		t.Fatalf("out holds %d records, want 50", n)
+	}
+}
+
+// runUntilCheckpoint runs p until the checkpoints sink "out" took satisfy
+// done, failing after 30 s; what says what is awaited.
+func runUntilCheckpoint(t *testing.T, env *testEnv, p *plan.Plan, what string, done func([]stdlib.Checkpoint) bool) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	done, state := make(chan error, 1), t.TempDir()
-	go func() { done <- env.run(ctx, p, state) }()
+	ended, state := make(chan error, 1), t.TempDir()
+	go func() { ended <- env.run(ctx, p, state) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		st := env.sink("out")
 		st.mu.Lock()
-		var covered int64 = -1
-		if n := len(st.cps); n > 0 && len(st.cps[n-1].Positions) == 1 {
-			covered = st.cps[n-1].Positions[0].Offset
-		}
+		ok := done(st.cps)
 		st.mu.Unlock()
-		if covered == 49 {
+		if ok {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no checkpoint covering the 50 records read 30 s ago (last covers offset %d)", covered)
+			t.Fatalf("no checkpoint %s within 30 s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()
-	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+	if err := <-ended; err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
 	}
-	if n := len(env.output("out")); n != 50 {
-		t.Fatalf("out holds %d records, want 50", n)
+}
+
+// TestQuietInputWaitsForSources reads batches slower than the coordinator
+// looks for quiet input (a twentieth of the one-hour interval, 250 ms):
+// between two batches the input is still for a look or more, but the
+// source is still working through it, so the first checkpoint comes once
+// it waits for input after its last batch. "mem" cannot tell whether it is
+// caught up: a Read blocked for 700 ms is not yet quiet (four looks are).
+// "memcaught" can: a Read blocked for 1.5 s does not make it quiet while
+// records are left.
+func TestQuietInputWaitsForSources(t *testing.T) {
+	for _, tc := range []struct {
+		source string
+		delay  time.Duration
+	}{{"mem", 700 * time.Millisecond}, {"memcaught", 1500 * time.Millisecond}} {
+		t.Run(tc.source, func(t *testing.T) {
+			env := newTestEnv(t)
+			p := newPlan(time.Hour, []*plan.Stage{
+				stage("in", "source", tc.source, 1, attr("count", ival(20)), attr("batch", ival(10)), attr("hold", bval(true)),
+					attr("delay", dur(tc.delay))),
+				stage("out", "sink", "memsink", 2, attr("exactly", bval(true))),
+			}, edge("in", "out"))
+			var first int64 = -1 // the offset the first checkpoint covers
+			runUntilCheckpoint(t, env, p, "at all", func(cps []stdlib.Checkpoint) bool {
+				for _, cp := range cps {
+					if len(cp.Positions) == 1 {
+						first = cp.Positions[0].Offset
+						return true
+					}
+				}
+				return false
+			})
+			if first != 19 {
+				t.Fatalf("the first checkpoint covers offset %d, want 19 (the last record): it came while the source was busy", first)
+			}
+		})
 	}
 }
 

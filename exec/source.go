@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"pipe.dev/pipe/stdlib"
@@ -52,11 +53,22 @@ type sourceTask struct {
 	touched []partKey
 	pubMu   sync.Mutex
 	pub     map[partKey]int64
+
+	// For the quiet-input checkpoint (coordinator.quiet): readSince is
+	// when the Read under way began (Unix ns; 0: none is), caughtUp that
+	// the input has nothing more waiting as far as the task knows (the
+	// last Read came back empty, the source said so through cu, or reading
+	// ended).
+	cu        stdlib.CaughtUpper
+	readSince atomic.Int64
+	caughtUp  atomic.Bool
 }
 
 func newSourceTask(r *run, s *stageRT, task int, src stdlib.Source) *sourceTask {
+	cu, _ := src.(stdlib.CaughtUpper)
 	return &sourceTask{
-		r: r, s: s, task: task, src: src,
+		cu: cu,
+		r:  r, s: s, task: task, src: src,
 		req:       make(chan *barrier, 1),
 		results:   make(chan readResult),
 		commitCh:  make(chan struct{}, 1),
@@ -130,10 +142,14 @@ func (t *sourceTask) read(ctx context.Context) (err error) {
 		if err := t.whilePaused(ctx); err != nil {
 			return err
 		}
+		t.readSince.Store(time.Now().UnixNano())
 		batch, rerr := t.src.Read(t.r.rctx)
+		t.readSince.Store(0)
 		if len(batch) == 0 && rerr == nil {
+			t.caughtUp.Store(true)
 			continue
 		}
+		t.caughtUp.Store(rerr != nil || (t.cu != nil && t.cu.CaughtUp()))
 		// A batch read while the run was paused waits for the resume.
 		if err := t.whilePaused(ctx); err != nil {
 			return err

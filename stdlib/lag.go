@@ -25,6 +25,17 @@ type Lagger interface {
 	Lag(ctx context.Context) []Lag
 }
 
+// CaughtUpper is implemented by a source that knows, after a Read that
+// returned records, whether its input held nothing more at that moment (a
+// Kafka source: every partition read to its end). The executor asks it on
+// the goroutine that calls Read, right after Read. A checkpoint ahead of
+// the interval when the input goes quiet waits for a source that is
+// behind; one that is not a CaughtUpper counts as quiet once a Read has
+// blocked for a while without records.
+type CaughtUpper interface {
+	CaughtUp() bool
+}
+
 // ByteCounter is implemented by a sink that counts the bytes it wrote to
 // its target (encoded records, as sent: a file's lines, Kafka message keys
 // and values). SentBytes is cumulative since the sink was built and is

@@ -30,7 +30,11 @@ func coerceRecord(m map[string]any, t *types.Type, path string) error {
 			}
 			return fmt.Errorf("field %q is null", path+f.Name)
 		}
-		cv, err := coerce(v, f.Type, path+f.Name)
+		name := f.Name // the field's path, for errors
+		if path != "" {
+			name = path + f.Name
+		}
+		cv, err := coerce(v, f.Type, name)
 		if err != nil {
 			return err
 		}

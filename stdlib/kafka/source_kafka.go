@@ -125,6 +125,9 @@ type source struct {
 	val       codec.Codec
 	keyFormat string
 	keyAvro   *avroDecoder // key_format = avro
+	// behind: the last fetch left records between a partition's position
+	// and its end (CaughtUp); set by concurrent fetches of several leaders.
+	behind atomic.Bool
 
 	resume  stdlib.Resumer
 	cg      *kafka.ConsumerGroup
@@ -548,6 +551,10 @@ func (s *source) refreshLeaders(ctx context.Context) error {
 	return nil
 }
 
+// CaughtUp implements [stdlib.CaughtUpper]: the last fetch read every
+// partition to its end (its last stable offset under read_committed).
+func (s *source) CaughtUp() bool { return !s.behind.Load() }
+
 func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 	for {
 		if err := ctx.Err(); err != nil {
@@ -588,7 +595,11 @@ func (s *source) Read(ctx context.Context) ([]stdlib.Record, error) {
 		// An empty answer returns too (after max_wait), so that the
 		// caller gets to commit between reads of an idle source.
 		cl := s.link.client()
+		s.behind.Store(false)
 		recs, err := s.fetch(ctx, cl)
+		if err != nil {
+			s.behind.Store(true)
+		}
 		switch {
 		case err == nil:
 			s.bo.Reset()
@@ -750,6 +761,7 @@ func (s *source) fetchFrom(ctx context.Context, cl *kafka.Client, ps []*partStat
 				continue
 			}
 			if rp.ErrorCode != 0 {
+				s.behind.Store(true)
 				if err := s.partitionError(ctx, p, kafka.Error(rp.ErrorCode)); err != nil {
 					return nil, err
 				}
@@ -760,6 +772,13 @@ func (s *source) fetchFrom(ctx context.Context, cl *kafka.Client, ps []*partStat
 				return nil, err
 			}
 			s.lag.note(p.key, rp.HighWatermark-p.next)
+			end := rp.HighWatermark
+			if s.iso == kafka.ReadCommitted && rp.LastStableOffset >= 0 {
+				end = min(end, rp.LastStableOffset) // what read_committed can read
+			}
+			if end > p.next {
+				s.behind.Store(true)
+			}
 		}
 	}
 	return out, nil
