@@ -25,19 +25,14 @@ func cmdBroker(e *env, args []string) int {
 	dataDir := fs.String("data-dir", "", "directory that keeps the broker's data across restarts (default: memory only)")
 	withRegistry := fs.Bool("schema-registry", false, "also serve a Confluent-compatible schema registry (in memory, for development only)")
 	registryPort := fs.Int("registry-port", 8081, "port of the schema registry (0 picks a free one)")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, nArgs(0)); !ok {
 		return code
-	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return exitUsage
 	}
 	opts := devbroker.Options{Port: *port, Host: *host, Partitions: *partitions, DataDir: *dataDir}
 	for _, t := range *topics {
 		name, n, err := parseTopicFlag(t)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "pipe: --topic %q: %v\n", t, err)
-			return exitUsage
+			return e.fail(exitUsage, "--topic %q: %v", t, err)
 		}
 		opts.Topics = append(opts.Topics, devbroker.Topic{Name: name, Partitions: n})
 	}
@@ -45,8 +40,7 @@ func cmdBroker(e *env, args []string) int {
 	defer stop()
 	b, err := devbroker.Start(ctx, opts)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: broker: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "broker: %v", err)
 	}
 	defer b.Close()
 	fmt.Fprintf(e.stdout, "%s\n", b.Addr())
@@ -54,8 +48,7 @@ func cmdBroker(e *env, args []string) int {
 	if *withRegistry {
 		reg, err := devreg.Start(net.JoinHostPort(*host, strconv.Itoa(*registryPort)))
 		if err != nil {
-			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-			return exitUsage
+			return e.fail(exitUsage, "%v", err)
 		}
 		defer reg.Close()
 		fmt.Fprintf(e.stdout, "%s\n", reg.URL())

@@ -5,37 +5,12 @@ import (
 	"os"
 	"strings"
 
-	"github.com/spf13/pflag"
-
 	"pipe.dev/pipe/compiler"
 	"pipe.dev/pipe/compiler/plan"
 	"pipe.dev/pipe/exec"
 	"pipe.dev/pipe/lang"
 	"pipe.dev/pipe/stdlib"
 )
-
-// newFlags returns a flag set that reports errors instead of exiting.
-func newFlags(e *env, name, argsUsage, summary string) *pflag.FlagSet {
-	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "Usage: pipe %s [flags] %s\n\n%s\n\nFlags:\n", name, argsUsage, summary)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parseFlags parses args; it returns false and the exit code to use when
-// parsing failed or help was asked for.
-func parseFlags(fs *pflag.FlagSet, args []string) (int, bool) {
-	if err := fs.Parse(args); err != nil {
-		if err == pflag.ErrHelp {
-			return exitOK, false
-		}
-		return exitUsage, false
-	}
-	return 0, true
-}
 
 // compileFile reads and compiles one file.
 func compileFile(path string) (*compiler.Program, lang.Diagnostics, error) {
@@ -58,24 +33,20 @@ type lintOptions struct {
 // or with lint set, warnings too under its policy. It returns the exit code.
 func checkFiles(e *env, args []string, format string, lint *lintOptions) int {
 	if !validFormat(format, diagFormats) {
-		fmt.Fprintf(e.stderr, "pipe: unknown --format %q (want %s)\n", format, strings.Join(diagFormats, ", "))
-		return exitUsage
+		return e.fail(exitUsage, "unknown --format %q (want %s)", format, strings.Join(diagFormats, ", "))
 	}
 	files, err := expandArgs(args)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "%v", err)
 	}
 	if len(files) == 0 {
-		fmt.Fprintln(e.stderr, "pipe: no .pipe files given")
-		return exitUsage
+		return e.fail(exitUsage, "no .pipe files given")
 	}
 	var all lang.Diagnostics
 	for _, f := range files {
 		prog, diags, err := compileFile(f)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-			return exitUsage
+			return e.fail(exitUsage, "%v", err)
 		}
 		switch {
 		case lint == nil:
@@ -90,8 +61,7 @@ func checkFiles(e *env, args []string, format string, lint *lintOptions) int {
 	}
 	all.Sort()
 	if err := printDiagnostics(e.stdout, format, all, sources{}); err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "%v", err)
 	}
 	if all.HasErrors() {
 		return exitFindings
@@ -103,13 +73,9 @@ func cmdCheck(e *env, args []string) int {
 	fs := newFlags(e, "check", "FILES|DIRS|DIR/...",
 		"Check .pipe files: syntax, names, types, attributes, graph, delivery guarantees.\n"+
 			"Prints errors as file:line:col: error PIPEnnn: message. Exit 1 when any error is found.")
-	format := fs.String("format", "text", "diagnostics format: text, json or github")
-	if code, ok := parseFlags(fs, args); !ok {
+	format := diagFormatFlag(fs)
+	if code, ok := parseFlags(fs, args, someArgs); !ok {
 		return code
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return exitUsage
 	}
 	return checkFiles(e, fs.Args(), *format, nil)
 }
@@ -118,15 +84,11 @@ func cmdLint(e *env, args []string) int {
 	fs := newFlags(e, "lint", "FILES|DIRS|DIR/...",
 		"Check .pipe files and report lint warnings (PIPE4xx) besides errors.\n"+
 			"Warnings do not fail the run unless denied with --deny.")
-	format := fs.String("format", "text", "diagnostics format: text, json or github")
+	format := diagFormatFlag(fs)
 	denyList := fs.StringSlice("deny", nil, "lint codes that fail the run (PIPE430,PIPE410) or \"all\"")
 	requireTests := fs.Bool("require-tests", false, "also report every source and sink no inline test covers (PIPE480)")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, someArgs); !ok {
 		return code
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return exitUsage
 	}
 	opts := &lintOptions{requireTests: *requireTests}
 	for _, d := range *denyList {
@@ -136,8 +98,7 @@ func cmdLint(e *env, args []string) int {
 		}
 		c, ok := lang.ParseCode(strings.ToUpper(d))
 		if !ok || !c.IsLint() {
-			fmt.Fprintf(e.stderr, "pipe: --deny %q is not a lint code (PIPE4xx)\n", d)
-			return exitUsage
+			return e.fail(exitUsage, "--deny %q is not a lint code (PIPE4xx)", d)
 		}
 		opts.deny = append(opts.deny, c)
 	}
@@ -191,13 +152,9 @@ func cmdCompile(e *env, args []string) int {
 	fs := newFlags(e, "compile", "FILE",
 		"Compile a .pipe file into a task plan: deterministic, versioned JSON with secrets kept symbolic.")
 	out := fs.StringP("output", "o", "-", "write the plan to this file (- for stdout)")
-	format := fs.String("format", "text", "diagnostics format: text, json or github")
-	if code, ok := parseFlags(fs, args); !ok {
+	format := diagFormatFlag(fs)
+	if code, ok := parseFlags(fs, args, nArgs(1)); !ok {
 		return code
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return exitUsage
 	}
 	p, code := buildPlan(e, fs.Arg(0), *format)
 	if p == nil {
@@ -205,16 +162,14 @@ func cmdCompile(e *env, args []string) int {
 	}
 	data, err := plan.Marshal(p)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "%v", err)
 	}
 	if *out == "-" {
 		e.stdout.Write(data)
 		return exitOK
 	}
 	if err := os.WriteFile(*out, data, 0o644); err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "%v", err)
 	}
 	return exitOK
 }

@@ -29,29 +29,22 @@ func cmdOffsets(e *env, args []string) int {
 	source := fs.String("source", "", "the source stage whose positions reset or set changes")
 	parts := fs.StringArray("partition", nil, "a partition of the source (repeatable; reset: all when none)")
 	offset := fs.String("offset", "", "set: the offset the next run reads first")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, nArgs(2)); !ok {
 		return code
-	}
-	if fs.NArg() != 2 {
-		fs.Usage()
-		return exitUsage
 	}
 	verb, path := fs.Arg(0), fs.Arg(1)
 	switch verb {
 	case "show":
 		if *format != "text" && *format != "json" {
-			fmt.Fprintf(e.stderr, "pipe: offsets: --format is text or json, not %q\n", *format)
-			return exitUsage
+			return e.fail(exitUsage, "offsets: --format is text or json, not %q", *format)
 		}
 	case "reset":
 		if *source == "" || *offset != "" {
-			fmt.Fprintln(e.stderr, "pipe: offsets reset takes --source and optionally --partition")
-			return exitUsage
+			return e.fail(exitUsage, "offsets reset takes --source and optionally --partition")
 		}
 	case "set":
 		if *source == "" || len(*parts) != 1 || *offset == "" {
-			fmt.Fprintln(e.stderr, "pipe: offsets set takes --source, one --partition and --offset")
-			return exitUsage
+			return e.fail(exitUsage, "offsets set takes --source, one --partition and --offset")
 		}
 	default:
 		fs.Usage()
@@ -64,8 +57,7 @@ func cmdOffsets(e *env, args []string) int {
 	}
 	o, err := exec.OpenOffsets(p, &exec.Config{StateDir: *stateDir})
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: offsets %s: %v\n", p.Pipeline, err)
-		return exitFindings
+		return e.fail(exitFindings, "offsets %s: %v", p.Pipeline, err)
 	}
 	defer o.Close()
 	ctx := context.Background()
@@ -73,8 +65,7 @@ func cmdOffsets(e *env, args []string) int {
 	case "show":
 		held, err := o.Positions(ctx)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "pipe: offsets %s: %v\n", p.Pipeline, err)
-			return exitFindings
+			return e.fail(exitFindings, "offsets %s: %v", p.Pipeline, err)
 		}
 		if *format == "json" {
 			return printOffsetsJSON(e, p.Pipeline, held)
@@ -85,14 +76,12 @@ func cmdOffsets(e *env, args []string) int {
 	case "set":
 		n, perr := strconv.ParseInt(*offset, 10, 64)
 		if perr != nil || n < 0 {
-			fmt.Fprintf(e.stderr, "pipe: offsets set: --offset %q is not an offset (0 or more)\n", *offset)
-			return exitUsage
+			return e.fail(exitUsage, "offsets set: --offset %q is not an offset (0 or more)", *offset)
 		}
 		err = o.Set(ctx, *source, (*parts)[0], n)
 	}
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: offsets %s: %v\n", p.Pipeline, err)
-		return exitFindings
+		return e.fail(exitFindings, "offsets %s: %v", p.Pipeline, err)
 	}
 	return exitOK
 }
@@ -136,8 +125,7 @@ func printOffsetsJSON(e *env, pipeline string, held []exec.HeldPosition) int {
 	enc := json.NewEncoder(e.stdout)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(out); err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "%v", err)
 	}
 	return exitOK
 }

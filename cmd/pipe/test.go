@@ -36,12 +36,11 @@ func cmdTest(e *env, args []string) int {
 	parallel := fs.Int("parallel", 4, "tests run at once")
 	timeout := fs.Duration("timeout", time.Minute, "time limit of one test")
 	verbose := fs.BoolP("verbose", "v", false, "list passing tests too")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, anyArgs); !ok {
 		return code
 	}
 	if !validFormat(*format, []string{"text", "json", "junit"}) {
-		fmt.Fprintf(e.stderr, "pipe: unknown --format %q (want text, json or junit)\n", *format)
-		return exitUsage
+		return e.fail(exitUsage, "unknown --format %q (want text, json or junit)", *format)
 	}
 	paths := fs.Args()
 	if len(paths) == 0 {
@@ -49,15 +48,13 @@ func cmdTest(e *env, args []string) int {
 	}
 	files, err := expandArgs(paths)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "%v", err)
 	}
 	opts := &testrun.Options{Parallel: *parallel, Timeout: *timeout}
 	if *runRx != "" {
 		rx, err := regexp.Compile(*runRx)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "pipe: --run: %v\n", err)
-			return exitUsage
+			return e.fail(exitUsage, "--run: %v", err)
 		}
 		opts.Match = rx
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"pipe.dev/pipe/cluster"
+	"pipe.dev/pipe/monitor"
 	"pipe.dev/pipe/stdlib"
 )
 
@@ -32,34 +33,20 @@ func cmdWorker(e *env, args []string) int {
 	session := fs.Duration("session-timeout", 10*time.Second, "a worker silent this long is dropped and its pipelines move")
 	rebalance := fs.Duration("rebalance-timeout", 30*time.Second, "how long a rebalance waits for the workers to rejoin")
 	replication := fs.Int16("replication-factor", -1, "replication factor of the topics the worker creates (-1: the broker's default)")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	if code, ok := parseFlags(fs, args); !ok {
+	logs := addLogFlags(fs)
+	if code, ok := parseFlags(fs, args, func(n int) bool { return n == 0 && *brokers != "" && *name != "" }); !ok {
 		return code
 	}
-	if fs.NArg() != 0 || *brokers == "" || *name == "" {
-		fs.Usage()
-		return exitUsage
-	}
-	logger, err := newLogger(e.stderr, *logFormat, *logLevel)
+	logger, err := logs.logger(e.stderr)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "%v", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	addr := *httpAddr
-	if !strings.Contains(addr, ":") {
-		addr = ":" + addr
-	}
-	if strings.HasPrefix(addr, ":") {
-		addr = "127.0.0.1" + addr
-	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", monitor.ListenAddr(*httpAddr))
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: --http: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "--http: %v", err)
 	}
 	url := *advertise
 	if url == "" {
@@ -76,8 +63,7 @@ func cmdWorker(e *env, args []string) int {
 	})
 	if err != nil {
 		ln.Close()
-		fmt.Fprintf(e.stderr, "pipe: worker: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "worker: %v", err)
 	}
 	srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
@@ -87,8 +73,7 @@ func cmdWorker(e *env, args []string) int {
 	defer cancel()
 	srv.Shutdown(sctx)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: worker: %v\n", err)
-		return exitFindings
+		return e.fail(exitFindings, "worker: %v", err)
 	}
 	return exitOK
 }
@@ -102,21 +87,16 @@ func cmdDeploy(e *env, args []string) int {
 		"Deploy a pipeline to a cluster: check it here, then submit it to a worker, which checks it\n"+
 			"again and stores it; a pipeline already deployed under its name is replaced (a new version).\n"+
 			"Prints the diagnostics of a broken pipeline (exit 1; the cluster is left unchanged), else where it runs.")
-	url := fs.String("cluster", "", "URL of any worker of the cluster, http://host:port (required)")
-	format := fs.String("format", "text", "diagnostics format: text, json or github")
+	url := clusterFlag(fs)
+	format := diagFormatFlag(fs)
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the pipeline to run (0: do not wait)")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, func(n int) bool { return n == 1 && *url != "" }); !ok {
 		return code
-	}
-	if fs.NArg() != 1 || *url == "" {
-		fs.Usage()
-		return exitUsage
 	}
 	path := fs.Arg(0)
 	src, err := os.ReadFile(path)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "%v", err)
 	}
 	p, code := buildPlan(e, path, *format)
 	if p == nil {
@@ -132,8 +112,7 @@ func cmdDeploy(e *env, args []string) int {
 		return exitFindings
 	}
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: deploy: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "deploy: %v", err)
 	}
 	verb := "updated"
 	if d.Created {
@@ -157,8 +136,7 @@ func cmdDeploy(e *env, args []string) int {
 			}
 		}
 		if time.Now().After(deadline) {
-			fmt.Fprintf(e.stderr, "pipe: pipeline %s is not running after %s; see pipe status --cluster %s %s\n", d.Name, *wait, *url, d.Name)
-			return exitFindings
+			return e.fail(exitFindings, "pipeline %s is not running after %s; see pipe status --cluster %s %s", d.Name, *wait, *url, d.Name)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -181,13 +159,9 @@ func printInstances(e *env, st cluster.PipelineStatus) {
 func cmdStatus(e *env, args []string) int {
 	fs := newFlags(e, "status", "[NAME]",
 		"Show a cluster's pipelines, or one pipeline, with the worker and state of each instance.")
-	url := fs.String("cluster", "", "URL of any worker of the cluster, http://host:port (required)")
-	if code, ok := parseFlags(fs, args); !ok {
+	url := clusterFlag(fs)
+	if code, ok := parseFlags(fs, args, func(n int) bool { return n <= 1 && *url != "" }); !ok {
 		return code
-	}
-	if fs.NArg() > 1 || *url == "" {
-		fs.Usage()
-		return exitUsage
 	}
 	ctx := context.Background()
 	c := clusterClient(*url)
@@ -195,15 +169,13 @@ func cmdStatus(e *env, args []string) int {
 	if fs.NArg() == 1 {
 		st, err := c.Status(ctx, fs.Arg(0))
 		if err != nil {
-			fmt.Fprintf(e.stderr, "pipe: status: %v\n", err)
-			return exitFindings
+			return e.fail(exitFindings, "status: %v", err)
 		}
 		all = append(all, st)
 	} else {
 		var err error
 		if all, err = c.Pipelines(ctx); err != nil {
-			fmt.Fprintf(e.stderr, "pipe: status: %v\n", err)
-			return exitUsage
+			return e.fail(exitUsage, "status: %v", err)
 		}
 	}
 	for _, st := range all {
@@ -215,17 +187,12 @@ func cmdStatus(e *env, args []string) int {
 func cmdUndeploy(e *env, args []string) int {
 	fs := newFlags(e, "undeploy", "NAME",
 		"Remove a pipeline from a cluster: its instances stop (each drains and checkpoints).")
-	url := fs.String("cluster", "", "URL of any worker of the cluster, http://host:port (required)")
-	if code, ok := parseFlags(fs, args); !ok {
+	url := clusterFlag(fs)
+	if code, ok := parseFlags(fs, args, func(n int) bool { return n == 1 && *url != "" }); !ok {
 		return code
 	}
-	if fs.NArg() != 1 || *url == "" {
-		fs.Usage()
-		return exitUsage
-	}
 	if err := clusterClient(*url).Undeploy(context.Background(), fs.Arg(0)); err != nil {
-		fmt.Fprintf(e.stderr, "pipe: undeploy: %v\n", err)
-		return exitFindings
+		return e.fail(exitFindings, "undeploy: %v", err)
 	}
 	fmt.Fprintf(e.stdout, "pipeline %s removed\n", fs.Arg(0))
 	return exitOK
