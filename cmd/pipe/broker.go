@@ -14,10 +14,9 @@ import (
 )
 
 func cmdBroker(e *env, args []string) int {
-	fs := newFlags(e, "broker", "",
-		"Run an embedded Kafka-protocol broker for development and tests: it creates the listed\n"+
-			"topics, auto-creates others on first use, prints its address and runs until signalled.\n"+
-			"It is not a production broker: one process, no replication, no security by default.")
+	fs := newFlags(e, "broker", "", `Run an embedded Kafka-protocol broker for development and tests: it creates the listed
+topics, auto-creates others on first use, prints its address and runs until signalled.
+It is not a production broker: one process, no replication, no security by default.`)
 	port := fs.Int("port", 9092, "port to listen on (0 picks a free one)")
 	host := fs.String("host", "127.0.0.1", "address to listen on")
 	partitions := fs.Int("partitions", 1, "partitions of auto-created topics and of --topic without a count")

@@ -70,9 +70,8 @@ func checkFiles(e *env, args []string, format string, lint *lintOptions) int {
 }
 
 func cmdCheck(e *env, args []string) int {
-	fs := newFlags(e, "check", "FILES|DIRS|DIR/...",
-		"Check .pipe files: syntax, names, types, attributes, graph, delivery guarantees.\n"+
-			"Prints errors as file:line:col: error PIPEnnn: message. Exit 1 when any error is found.")
+	fs := newFlags(e, "check", "FILES|DIRS|DIR/...", `Check .pipe files: syntax, names, types, attributes, graph, delivery guarantees.
+Prints errors as file:line:col: error PIPEnnn: message. Exit 1 when any error is found.`)
 	format := diagFormatFlag(fs)
 	if code, ok := parseFlags(fs, args, someArgs); !ok {
 		return code
@@ -81,9 +80,8 @@ func cmdCheck(e *env, args []string) int {
 }
 
 func cmdLint(e *env, args []string) int {
-	fs := newFlags(e, "lint", "FILES|DIRS|DIR/...",
-		"Check .pipe files and report lint warnings (PIPE4xx) besides errors.\n"+
-			"Warnings do not fail the run unless denied with --deny.")
+	fs := newFlags(e, "lint", "FILES|DIRS|DIR/...", `Check .pipe files and report lint warnings (PIPE4xx) besides errors.
+Warnings do not fail the run unless denied with --deny.`)
 	format := diagFormatFlag(fs)
 	denyList := fs.StringSlice("deny", nil, "lint codes that fail the run (PIPE430,PIPE410) or \"all\"")
 	requireTests := fs.Bool("require-tests", false, "also report every source and sink no inline test covers (PIPE480)")

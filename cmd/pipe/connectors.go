@@ -15,9 +15,8 @@ import (
 )
 
 func cmdConnectors(e *env, args []string) int {
-	fs := newFlags(e, "connectors", "[NAME]",
-		"List every registered source, transform and sink; with NAME, show its attributes,\n"+
-			"their types, defaults and the delivery guarantees it can honour.")
+	fs := newFlags(e, "connectors", "[NAME]", `List every registered source, transform and sink; with NAME, show its attributes,
+their types, defaults and the delivery guarantees it can honour.`)
 	format := fs.String("format", "text", "output format: text or json")
 	if code, ok := parseFlags(fs, args, anyArgs); !ok {
 		return code

@@ -11,9 +11,8 @@ import (
 )
 
 func cmdFmt(e *env, args []string) int {
-	fs := newFlags(e, "fmt", "FILES|DIRS|DIR/...",
-		"Print .pipe files in canonical form (comments kept). With -w rewrite them in place,\n"+
-			"with -l list the files whose formatting differs, with -d print a unified diff.")
+	fs := newFlags(e, "fmt", "FILES|DIRS|DIR/...", `Print .pipe files in canonical form (comments kept). With -w rewrite them in place,
+with -l list the files whose formatting differs, with -d print a unified diff.`)
 	write := fs.BoolP("write", "w", false, "rewrite files in place")
 	list := fs.BoolP("list", "l", false, "list files whose formatting differs")
 	diff := fs.BoolP("diff", "d", false, "print a diff instead of the formatted source")

@@ -14,14 +14,13 @@ import (
 )
 
 func cmdImport(e *env, args []string) int {
-	fs := newFlags(e, "import", "CONFIG... | --connect URL",
-		"Write .pipe files from Kafka Connect connector configs: the REST form ({\"name\", \"config\"}),\n"+
-			"a bare config object, an array of them, the answer of GET /connectors?expand=info, or a\n"+
-			"standalone .properties file. Each file is formatted and checked; what a connector sets that\n"+
-			"the pipeline does not carry over is listed at the file's top and on standard error.\n"+
-			"With one pipeline and no -o it is printed on standard output. --connect reads every connector\n"+
-			"of a running Kafka Connect cluster from its REST API; its basic-auth credentials come from\n"+
-			"--connect-user (or PIPE_CONNECT_USER) and PIPE_CONNECT_PASSWORD, or the URL's user-info.")
+	fs := newFlags(e, "import", "CONFIG... | --connect URL", `Write .pipe files from Kafka Connect connector configs: the REST form ({"name", "config"}),
+a bare config object, an array of them, the answer of GET /connectors?expand=info, or a
+standalone .properties file. Each file is formatted and checked; what a connector sets that
+the pipeline does not carry over is listed at the file's top and on standard error.
+With one pipeline and no -o it is printed on standard output. --connect reads every connector
+of a running Kafka Connect cluster from its REST API; its basic-auth credentials come from
+--connect-user (or PIPE_CONNECT_USER) and PIPE_CONNECT_PASSWORD, or the URL's user-info.`)
 	out := fs.StringP("output", "o", "", "write to this file (one pipeline) or directory (one file a pipeline)")
 	joinFlag := fs.Bool("join", false, "join a source connector and a sink connector that share a topic into one pipeline, without Kafka between them")
 	strict := fs.Bool("strict", false, "fail (exit 1) when any config key is not carried over as it was, naming each")

@@ -14,16 +14,15 @@ import (
 )
 
 func cmdOffsets(e *env, args []string) int {
-	fs := newFlags(e, "offsets", "show|reset|set FILE.pipe|PLAN.json",
-		"Show or change the positions a pipeline resumes from: those of its state store and of every\n"+
-			"exactly-once sink that keeps positions in its target (a table, a topic, a sidecar file).\n"+
-			"  show                        every position, per source partition and holder\n"+
-			"  reset --source S [--partition P]...\n"+
-			"                              forget them: the next run reads those partitions as the\n"+
-			"                              source's start attribute says, and no sink drops them as replays\n"+
-			"  set --source S --partition P --offset N\n"+
-			"                              the next run reads the partition from offset N, everywhere\n"+
-			"It locks the state directory: it fails while the pipeline runs there.")
+	fs := newFlags(e, "offsets", "show|reset|set FILE.pipe|PLAN.json", `Show or change the positions a pipeline resumes from: those of its state store and of every
+exactly-once sink that keeps positions in its target (a table, a topic, a sidecar file).
+  show                        every position, per source partition and holder
+  reset --source S [--partition P]...
+                              forget them: the next run reads those partitions as the
+                              source's start attribute says, and no sink drops them as replays
+  set --source S --partition P --offset N
+                              the next run reads the partition from offset N, everywhere
+It locks the state directory: it fails while the pipeline runs there.`)
 	stateDir := fs.String("state-dir", "", "directory of the checkpoint store (default .pipe-state/<pipeline>)")
 	format := fs.String("format", "text", "output of show: text or json")
 	source := fs.String("source", "", "the source stage whose positions reset or set changes")

@@ -21,10 +21,9 @@ import (
 )
 
 func cmdRun(e *env, args []string) int {
-	fs := newFlags(e, "run", "FILE.pipe|PLAN.json",
-		"Run a pipeline until its bounded sources are exhausted, or until SIGINT/SIGTERM:\n"+
-			"the first signal drains in-flight records, takes a final checkpoint and exits 0;\n"+
-			"a second exits at once (nothing is lost: the next run resumes from the last checkpoint).")
+	fs := newFlags(e, "run", "FILE.pipe|PLAN.json", `Run a pipeline until its bounded sources are exhausted, or until SIGINT/SIGTERM:
+the first signal drains in-flight records, takes a final checkpoint and exits 0;
+a second exits at once (nothing is lost: the next run resumes from the last checkpoint).`)
 	stateDir := fs.String("state-dir", "", "directory of the checkpoint store (default .pipe-state/<pipeline>)")
 	logs := addLogFlags(fs)
 	statusEvery := fs.Duration("status-interval", 0, "how often to report per-stage counts (default 1s on a terminal, 10s otherwise)")

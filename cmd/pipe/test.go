@@ -23,12 +23,11 @@ type fileResults struct {
 }
 
 func cmdTest(e *env, args []string) int {
-	fs := newFlags(e, "test", "[FILES|DIRS|DIR/...]",
-		"Run the inline tests of .pipe files on the real executor, hermetically: given records\n"+
-			"replace the sources, captures replace the sinks, the clock is pinned, no network or\n"+
-			"secrets are needed. Exit 1 when any test fails. With --generate N, feed N random\n"+
-			"records per typed source through each pipeline and report records that make a stage\n"+
-			"fail or reach a sink not matching its declared schema.")
+	fs := newFlags(e, "test", "[FILES|DIRS|DIR/...]", `Run the inline tests of .pipe files on the real executor, hermetically: given records
+replace the sources, captures replace the sinks, the clock is pinned, no network or
+secrets are needed. Exit 1 when any test fails. With --generate N, feed N random
+records per typed source through each pipeline and report records that make a stage
+fail or reach a sink not matching its declared schema.`)
 	runRx := fs.String("run", "", "run only tests whose name matches this regular expression")
 	format := fs.String("format", "text", "output format: text, json or junit")
 	generate := fs.Int("generate", 0, "instead of the inline tests, feed N random records per typed source")

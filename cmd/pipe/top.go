@@ -15,9 +15,8 @@ import (
 )
 
 func cmdTop(e *env, args []string) int {
-	fs := newFlags(e, "top", "URL",
-		"Show a running pipeline live, from the /status of its HTTP server (pipe run --http ADDR):\n"+
-			"per stage its counts, rate, errors, dead-lettered records, lag and last error.")
+	fs := newFlags(e, "top", "URL", `Show a running pipeline live, from the /status of its HTTP server (pipe run --http ADDR):
+per stage its counts, rate, errors, dead-lettered records, lag and last error.`)
 	interval := fs.Duration("interval", time.Second, "how often to refresh")
 	once := fs.Bool("once", false, "print one view and exit")
 	token := fs.String("token", "", "a ${env:NAME} or ${file:path} reference to the server's bearer token")

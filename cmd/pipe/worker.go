@@ -19,11 +19,10 @@ import (
 )
 
 func cmdWorker(e *env, args []string) int {
-	fs := newFlags(e, "worker", "",
-		"Run a worker of a pipe cluster: the workers of one --cluster share its pipelines through\n"+
-			"Kafka's group coordinator, keep definitions and statuses in the topics <cluster>-configs and\n"+
-			"<cluster>-status, and each serve the cluster's REST API. SIGINT/SIGTERM stops the worker's\n"+
-			"pipelines (each drains and checkpoints) and leaves the group at once: they move to other workers.")
+	fs := newFlags(e, "worker", "", `Run a worker of a pipe cluster: the workers of one --cluster share its pipelines through
+Kafka's group coordinator, keep definitions and statuses in the topics <cluster>-configs and
+<cluster>-status, and each serve the cluster's REST API. SIGINT/SIGTERM stops the worker's
+pipelines (each drains and checkpoints) and leaves the group at once: they move to other workers.`)
 	brokers := fs.String("brokers", "", "Kafka bootstrap brokers, host:port[,host:port...] (required)")
 	name := fs.String("cluster", "", "cluster name: the Kafka group id and the prefix of its topics (required)")
 	httpAddr := fs.String("http", "127.0.0.1:8083", "serve the REST API on ADDR (host:port; port 0 picks a free one)")
@@ -83,10 +82,9 @@ func clusterClient(url string) *cluster.Client {
 }
 
 func cmdDeploy(e *env, args []string) int {
-	fs := newFlags(e, "deploy", "FILE.pipe",
-		"Deploy a pipeline to a cluster: check it here, then submit it to a worker, which checks it\n"+
-			"again and stores it; a pipeline already deployed under its name is replaced (a new version).\n"+
-			"Prints the diagnostics of a broken pipeline (exit 1; the cluster is left unchanged), else where it runs.")
+	fs := newFlags(e, "deploy", "FILE.pipe", `Deploy a pipeline to a cluster: check it here, then submit it to a worker, which checks it
+again and stores it; a pipeline already deployed under its name is replaced (a new version).
+Prints the diagnostics of a broken pipeline (exit 1; the cluster is left unchanged), else where it runs.`)
 	url := clusterFlag(fs)
 	format := diagFormatFlag(fs)
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the pipeline to run (0: do not wait)")
