@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"strings"
 
@@ -103,7 +102,6 @@ Warnings do not fail the run unless denied with --deny.`)
 	return checkFiles(e, fs.Args(), *format, opts)
 }
 
-// buildPlan compiles one file into a plan, printing diagnostics on failure.
 // loadPlan reads a compiled plan (a .json file) or compiles a .pipe file;
 // on failure it has reported why and returns the exit code.
 func loadPlan(e *env, path string) (*plan.Plan, int) {
@@ -112,12 +110,12 @@ func loadPlan(e *env, path string) (*plan.Plan, int) {
 	}
 	p, err := exec.Load(path)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return nil, exitUsage
+		return nil, e.fail(exitUsage, "%v", err)
 	}
 	return p, exitOK
 }
 
+// buildPlan compiles one file into a plan, printing diagnostics on failure.
 func buildPlan(e *env, path, format string) (*plan.Plan, int) {
 	return compilePlan(e, path, format, false)
 }
@@ -128,8 +126,7 @@ func buildPlan(e *env, path, format string) (*plan.Plan, int) {
 func compilePlan(e *env, path, format string, library bool) (*plan.Plan, int) {
 	prog, diags, err := compileFile(path)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return nil, exitUsage
+		return nil, e.fail(exitUsage, "%v", err)
 	}
 	if !library {
 		diags = compiler.Runnable(prog, diags, path)
@@ -140,8 +137,7 @@ func compilePlan(e *env, path, format string, library bool) (*plan.Plan, int) {
 	}
 	p, err := plan.Build(prog)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return nil, exitUsage
+		return nil, e.fail(exitUsage, "%v", err)
 	}
 	return p, exitOK
 }
