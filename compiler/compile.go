@@ -30,13 +30,7 @@ type Program = ir.Program
 // Compile parses and checks the file name holding src. It returns the
 // program (nil when any error was found) and every diagnostic, sorted.
 func Compile(cfg *Config, name string, src []byte) (prog *Program, diags lang.Diagnostics) {
-	defer func() {
-		if r := recover(); r != nil {
-			prog = nil
-			diags = append(diags, internalError(name, r))
-			diags.Sort()
-		}
-	}()
+	defer recoverInternal(name, &prog, &diags)
 	f, pd := parser.ParseFile(name, src)
 	if f == nil || pd.HasErrors() {
 		pd.Sort()
@@ -55,13 +49,7 @@ func CompileFile(cfg *Config, f *ast.File, src []byte) (prog *Program, diags lan
 		cfg = &Config{}
 	}
 	name := f.Name
-	defer func() {
-		if r := recover(); r != nil {
-			prog = nil
-			diags = append(diags, internalError(name, r))
-			diags.Sort()
-		}
-	}()
+	defer recoverInternal(name, &prog, &diags)
 	c := newChecker(cfg)
 	u := c.newUnit(name, f, src)
 	c.main = u
@@ -74,6 +62,16 @@ func CompileFile(cfg *Config, f *ast.File, src []byte) (prog *Program, diags lan
 		prog = nil
 	}
 	return prog, c.diags
+}
+
+// recoverInternal, deferred, turns a panic of the compiler into a result
+// without a program and with an internal-error diagnostic about file.
+func recoverInternal(file string, prog **Program, diags *lang.Diagnostics) {
+	if r := recover(); r != nil {
+		*prog = nil
+		*diags = append(*diags, internalError(file, r))
+		diags.Sort()
+	}
 }
 
 func internalError(file string, r any) lang.Diagnostic {

@@ -142,16 +142,7 @@ func runQuickstart(t *testing.T, dir, command string) {
 	seen := map[float64]bool{}
 	for _, f := range files {
 		recs := readJSONL(t, filepath.Join(dir, f))
-		for _, r := range recs {
-			id, _ := r["id"].(float64)
-			if seen[id] {
-				t.Fatalf("%s: id %v written twice", f, id)
-			}
-			seen[id] = true
-			if amount, _ := r["amount"].(float64); amount <= 50 {
-				t.Errorf("%s: %v should have been filtered out", f, r)
-			}
-		}
+		checkFiltered(t, f, seen, recs)
 		total += len(recs)
 	}
 	// Half of the generated amounts (uniform in [1, 100)) are over 50.

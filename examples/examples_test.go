@@ -229,15 +229,9 @@ func TestQuickstartRuns(t *testing.T) {
 		eu := readJSONL(t, filepath.Join(dir, "out/quickstart-eu.jsonl"))
 		rest := readJSONL(t, filepath.Join(dir, "out/quickstart-rest.jsonl"))
 		seen := map[float64]bool{}
-		for _, r := range append(eu, rest...) {
-			id, _ := r["id"].(float64)
-			if seen[id] {
-				t.Fatalf("run %d: id %v written twice", run, id)
-			}
-			seen[id] = true
-			if amount, _ := r["amount"].(float64); amount <= 50 {
-				t.Errorf("run %d: record %v passed the filter", run, r)
-			}
+		all := append(eu, rest...)
+		checkFiltered(t, fmt.Sprintf("run %d", run), seen, all)
+		for _, r := range all {
 			if _, ok := r["user"]; ok {
 				t.Errorf("run %d: user was not renamed: %v", run, r)
 			}
@@ -273,6 +267,23 @@ func TestQuickstartRuns(t *testing.T) {
 	}
 	if again, _ := os.ReadFile(filepath.Join(dir, "out/quickstart-eu.jsonl")); string(again) != string(first) {
 		t.Fatalf("after starting over the EU file has %d bytes, want the %d of the first run", len(again), len(first))
+	}
+}
+
+// checkFiltered fails t unless each of recs has an id that no record seen
+// before had (adding it to seen) and an amount over 50, which the example
+// pipelines' filters let through.
+func checkFiltered(t *testing.T, what string, seen map[float64]bool, recs []map[string]any) {
+	t.Helper()
+	for _, r := range recs {
+		id, _ := r["id"].(float64)
+		if seen[id] {
+			t.Fatalf("%s: id %v written twice", what, id)
+		}
+		seen[id] = true
+		if amount, _ := r["amount"].(float64); amount <= 50 {
+			t.Errorf("%s: record %v passed the filter", what, r)
+		}
 	}
 }
 

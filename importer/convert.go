@@ -316,12 +316,20 @@ func (cv *converter) kafkaSource() (*stage, error) {
 	return src, nil
 }
 
+// kafkaTo returns the kafka source of a sink connector and its sink
+// stage, of component.
+func (cv *converter) kafkaTo(component string) (src, snk *stage, err error) {
+	if src, err = cv.kafkaSource(); err != nil {
+		return nil, nil, err
+	}
+	return src, &stage{reads: &cv.pending, kind: "sink", name: "out", component: component}, nil
+}
+
 func (cv *converter) fileSink() error {
-	src, err := cv.kafkaSource()
+	src, snk, err := cv.kafkaTo("file")
 	if err != nil {
 		return err
 	}
-	snk := &stage{reads: &cv.pending, kind: "sink", name: "out", component: "file"}
 	if !cv.has("file") {
 		return fmt.Errorf("no file: FileStreamSink writing standard output: use the stdout sink")
 	}
@@ -877,11 +885,10 @@ func shown(key, v string) string {
 // s3Sink maps the Confluent S3 sink: its partitioner becomes the sink's
 // prefix expression, flush.size and rotate.interval.ms its rotation.
 func (cv *converter) s3Sink() error {
-	src, err := cv.kafkaSource()
+	src, snk, err := cv.kafkaTo("s3")
 	if err != nil {
 		return err
 	}
-	snk := &stage{reads: &cv.pending, kind: "sink", name: "out", component: "s3"}
 	region := cv.get("s3.region")
 	if region == "" {
 		region = "us-west-2" // the connector's default
@@ -1027,11 +1034,10 @@ func (cv *converter) s3Prefix(dir string) (string, error) {
 
 // httpSink maps the Confluent HTTP sink.
 func (cv *converter) httpSink() error {
-	src, err := cv.kafkaSource()
+	src, snk, err := cv.kafkaTo("http")
 	if err != nil {
 		return err
 	}
-	snk := &stage{reads: &cv.pending, kind: "sink", name: "out", component: "http"}
 	u := cv.get("http.api.url")
 	if u == "" {
 		return fmt.Errorf("no http.api.url")
@@ -1172,11 +1178,10 @@ func (cv *converter) rabbitSource() error {
 }
 
 func (cv *converter) rabbitSink() error {
-	src, err := cv.kafkaSource()
+	src, snk, err := cv.kafkaTo("rabbitmq")
 	if err != nil {
 		return err
 	}
-	snk := &stage{reads: &cv.pending, kind: "sink", name: "out", component: "rabbitmq"}
 	snk.set("url", quoteRefs(cv.amqpURL()))
 	snk.set("exchange", cv.str("rabbitmq.exchange"))
 	if rk := cv.get("rabbitmq.routing.key"); rk != "" {
@@ -1249,11 +1254,10 @@ func (cv *converter) mqttSource() error {
 }
 
 func (cv *converter) mqttSink() error {
-	src, err := cv.kafkaSource()
+	src, snk, err := cv.kafkaTo("mqtt")
 	if err != nil {
 		return err
 	}
-	snk := &stage{reads: &cv.pending, kind: "sink", name: "out", component: "mqtt"}
 	if err := cv.mqttBrokers(snk); err != nil {
 		return err
 	}
@@ -1270,11 +1274,10 @@ func (cv *converter) mqttSink() error {
 // redisSink maps the common Redis sink (SET of each record's key to its
 // value).
 func (cv *converter) redisSink() error {
-	src, err := cv.kafkaSource()
+	src, snk, err := cv.kafkaTo("redis")
 	if err != nil {
 		return err
 	}
-	snk := &stage{reads: &cv.pending, kind: "sink", name: "out", component: "redis"}
 	hosts := list(cv.get("redis.hosts"))
 	if len(hosts) > 1 {
 		cv.note("redis.hosts", "one server is written to: %s", hosts[0])

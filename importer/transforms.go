@@ -267,7 +267,7 @@ func (cv *converter) smt(name, short, pre, cond string) (*stage, error) {
 		return s, nil
 	case "Filter":
 		if cond == "" {
-			return nil, fmt.Errorf("Filter without a predicate drops every record")
+			return nil, fmt.Errorf("a Filter without a predicate drops every record")
 		}
 		return &stage{reads: &cv.pending, kind: "transform", component: "filter", body: []string{"where !(" + cond + ")"}}, nil
 	case "TimestampConverter":

@@ -2,7 +2,6 @@ package monitor
 
 import (
 	"context"
-	"pipe.dev/pipe/stdlib"
 	"strconv"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 
 	"pipe.dev/pipe/compiler/plan"
 	"pipe.dev/pipe/exec"
+	"pipe.dev/pipe/stdlib"
 )
 
 // Metric names and labels follow Vector's component metrics, prefixed

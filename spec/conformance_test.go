@@ -309,3 +309,31 @@ func buildPlan(prog *compiler.Program) ([]byte, error) {
 	}
 	return plan.Marshal(p)
 }
+
+// source is the files of a conformance case or of a pipe block of spec.md.
+type source struct {
+	name  string
+	files map[string][]byte
+}
+
+// sources returns the conformance cases that keep accepts, then the
+// blocks of spec.md whose info string is one of infos.
+func sources(t *testing.T, keep func(*conformanceCase) bool, infos ...string) []source {
+	var out []source
+	for _, path := range caseFiles(t) {
+		c, err := loadCase(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if keep(c) {
+			out = append(out, source{path, c.files})
+		}
+	}
+	_, blocks := readSpec(t)
+	for _, b := range blocks {
+		if slices.Contains(infos, b.info) {
+			out = append(out, source{fmt.Sprintf("spec.md:%d", b.line), map[string][]byte{mainFile: []byte(b.src)}})
+		}
+	}
+	return out
+}

@@ -1,7 +1,6 @@
 package spec
 
 import (
-	"fmt"
 	"slices"
 	"testing"
 
@@ -14,24 +13,7 @@ import (
 // idempotent, and the formatted files compile to the same diagnostic codes
 // as the originals (formatting never changes meaning).
 func TestFormatConformance(t *testing.T) {
-	type input struct {
-		name  string
-		files map[string][]byte
-	}
-	var inputs []input
-	for _, path := range caseFiles(t) {
-		c, err := loadCase(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		inputs = append(inputs, input{path, c.files})
-	}
-	_, blocks := readSpec(t)
-	for _, b := range blocks {
-		if b.info == "pipe" || b.info == "pipe-error" {
-			inputs = append(inputs, input{fmt.Sprintf("spec.md:%d", b.line), map[string][]byte{mainFile: []byte(b.src)}})
-		}
-	}
+	inputs := sources(t, func(*conformanceCase) bool { return true }, "pipe", "pipe-error")
 	for _, in := range inputs {
 		t.Run(in.name, func(t *testing.T) {
 			formatted := map[string][]byte{}

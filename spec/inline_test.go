@@ -1,7 +1,6 @@
 package spec
 
 import (
-	"fmt"
 	"testing"
 
 	"pipe.dev/pipe/compiler/plan"
@@ -13,26 +12,7 @@ import (
 // pipe block of spec.md and of every clean conformance case: the examples
 // of the reference mean what they say.
 func TestInlineTests(t *testing.T) {
-	type input struct {
-		name  string
-		files map[string][]byte
-	}
-	var inputs []input
-	_, blocks := readSpec(t)
-	for _, b := range blocks {
-		if b.info == "pipe" {
-			inputs = append(inputs, input{fmt.Sprintf("spec.md:%d", b.line), map[string][]byte{mainFile: []byte(b.src)}})
-		}
-	}
-	for _, path := range caseFiles(t) {
-		c, err := loadCase(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(c.want) == 0 && c.skip == "" {
-			inputs = append(inputs, input{path, c.files})
-		}
-	}
+	inputs := sources(t, func(c *conformanceCase) bool { return len(c.want) == 0 && c.skip == "" }, "pipe")
 	ran := 0
 	for _, in := range inputs {
 		prog, ds := compileDir(t, in.files)

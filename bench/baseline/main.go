@@ -10,16 +10,11 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
-	"os"
 
 	"pipe.dev/pipe/bench/internal/loop"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
-
-func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	return loop.Run("baseline", args, stdin, stdout, stderr, transform)
-}
+func main() { loop.Main("baseline", transform) }
 
 // transform is the loop being measured.
 func transform(r io.Reader, w io.Writer) (int, error) {

@@ -4,26 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"fmt"
-	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"pipe.dev/pipe/internal/proctest"
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib/avro"
 )
 
-// avroPipe is examples/bench/file_map_file.pipe reading an Avro object
-// container file, followed while blocks are appended to it.
-const avroPipe = `pipeline avro_map_file {
-  delivery   = exactly_once
-  checkpoint = 200ms
-}
-
-schema Event {
+// avroEdits make examples/bench/file_map_file.pipe read an Avro object
+// container file.
+var avroEdits = []string{
+	"source events: file {", `schema Event {
   id:      int
   user:    string
   amount:  float
@@ -32,33 +24,9 @@ schema Event {
   ts:      string
 }
 
-source events: file {
-  path   = "${env:PIPE_IN}"
-  format = avro
-  schema = Event
-  follow = true
-  poll   = 20ms
-  batch  = 100
+source events: file {`,
+	"  format = json\n", "  format = avro\n  schema = Event\n  batch  = 100\n",
 }
-
-transform big: filter {
-  where amount > 50
-}
-
-transform shape: map {
-  customer := user
-  region   := "EU"
-  drop user
-}
-
-sink out: file {
-  path     = "${env:PIPE_OUT}"
-  format   = json
-  delivery = exactly_once
-}
-
-events -> big -> shape -> out
-`
 
 // TestKillAvroSource is the crash test of the file source reading Avro:
 // blocks of 37 records are appended to a container file while pipe run,
@@ -68,10 +36,7 @@ events -> big -> shape -> out
 func TestKillAvroSource(t *testing.T) {
 	records, kills := proctest.KillTest(t, 100000, 12)
 	dir := t.TempDir()
-	pipe := filepath.Join(dir, "avro_map_file.pipe")
-	if err := os.WriteFile(pipe, []byte(avroPipe), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	pipe := benchPipe(t, dir, "avro_map_file.pipe", avroEdits...)
 	input, want := generate(t, records, 13)
 	t.Logf("%d input records, %d expected output records", records, len(want))
 	typ := types.RecordOf(
@@ -110,48 +75,24 @@ func TestKillAvroSource(t *testing.T) {
 	if count > 0 {
 		blocks = append(blocks, w.Block(nil, count, body))
 	}
-	in := filepath.Join(dir, "in.avro")
 	header, err := w.Header(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(in, header, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, "out", "out.jsonl")
-	k := &proctest.Kill{
-		Bin: proctest.BuildPipe(t), File: pipe, State: filepath.Join(dir, "state"),
-		Dir: dir, Env: []string{"PIPE_IN=" + in, "PIPE_OUT=" + out}, Name: "file", Kills: kills,
-		Life:     func() time.Duration { return time.Duration(200+rand.IntN(700)) * time.Millisecond },
-		Progress: func() string { return fmt.Sprintf("%d records out", countLines(out)) },
-		Complete: func(t *testing.T) {
-			for deadline := time.Now().Add(2 * time.Minute); countLines(out) < len(want); time.Sleep(100 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatalf("the last run wrote %d of %d records in 2 minutes", countLines(out), len(want))
-				}
-			}
-		},
-		Check: func(t *testing.T) proctest.Tallied { return compare(t, readCanonical(t, out), want) },
-	}
-	k.Produce = func() error {
-		f, err := os.OpenFile(in, os.O_WRONLY|os.O_APPEND, 0)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		n := 4 * kills
-		per := len(blocks)/n + 1
-		for len(blocks) > 0 {
-			m := min(per, len(blocks))
-			for _, b := range blocks[:m] {
-				if _, err := f.Write(b); err != nil {
-					return err
-				}
-			}
-			blocks = blocks[m:]
-			time.Sleep(time.Duration(kills) * 600 * time.Millisecond / time.Duration(n))
-		}
-		return nil
-	}
+	in := writeFile(t, filepath.Join(dir, "in.avro"), header)
+	k := killRound(t, dir, pipe, in, jsonLines(filepath.Join(dir, "out", "out.jsonl")), kills, want, true)
+	k.Produce = func() error { return feed(in, joinChunks(blocks, 4*kills), nil) }
 	k.Run(t)
+}
+
+// joinChunks joins parts into at most n chunks, in order.
+func joinChunks(parts [][]byte, n int) [][]byte {
+	var chunks [][]byte
+	per := len(parts)/n + 1
+	for len(parts) > 0 {
+		m := min(per, len(parts))
+		chunks = append(chunks, bytes.Join(parts[:m], nil))
+		parts = parts[m:]
+	}
+	return chunks
 }

@@ -44,11 +44,9 @@ func TestKill(t *testing.T) {
 	// in flight, however fast the pipeline is.
 	input, want := generate(t, records, 7)
 	t.Logf("%d input records, %d expected output records", records, len(want))
-	in := emptyFile(t, filepath.Join(dir, "in.jsonl"))
+	in := writeFile(t, filepath.Join(dir, "in.jsonl"), nil)
 	k := fileKill(t, dir, in, kills, want, true)
-	k.Produce = func() error {
-		return feed(in, input, 4*kills, time.Duration(kills)*600*time.Millisecond, nil)
-	}
+	k.Produce = func() error { return feed(in, lineChunks(input, 4*kills), nil) }
 	k.Run(t)
 }
 
@@ -56,21 +54,46 @@ func TestKill(t *testing.T) {
 // source following in (a glob) and its output compared with want, in
 // order when ordered.
 func fileKill(t *testing.T, dir, in string, kills int, want []string, ordered bool) *proctest.Kill {
-	out := filepath.Join(dir, "out", "out.jsonl")
+	pipe := benchPipe(t, dir, "file_map_file.pipe")
+	return killRound(t, dir, pipe, in, jsonLines(filepath.Join(dir, "out", "out.jsonl")), kills, want, ordered)
+}
+
+// output is the output file of a kill round: count says how many records
+// it holds so far, records returns them in canonical form (failing the
+// test on an output that is not whole).
+type output struct {
+	path    string
+	count   func() int
+	records func(t *testing.T) []string
+}
+
+// jsonLines is an output of JSON lines.
+func jsonLines(path string) output {
+	return output{
+		path:    path,
+		count:   func() int { return countLines(path) },
+		records: func(t *testing.T) []string { return readCanonical(t, path) },
+	}
+}
+
+// killRound is the kill round of the pipeline file pipe reading in
+// (${env:PIPE_IN}) and writing out (${env:PIPE_OUT}): after the last run
+// out must hold want, in order when ordered.
+func killRound(t *testing.T, dir, pipe, in string, out output, kills int, want []string, ordered bool) *proctest.Kill {
 	return &proctest.Kill{
-		Bin: proctest.BuildPipe(t), File: followed(t, proctest.ModuleRoot(t), dir), State: filepath.Join(dir, "state"),
-		Dir: dir, Env: []string{"PIPE_IN=" + in, "PIPE_OUT=" + out}, Name: "file", Kills: kills,
+		Bin: proctest.BuildPipe(t), File: pipe, State: filepath.Join(dir, "state"),
+		Dir: dir, Env: []string{"PIPE_IN=" + in, "PIPE_OUT=" + out.path}, Name: "file", Kills: kills,
 		Life:     func() time.Duration { return time.Duration(200+rand.IntN(700)) * time.Millisecond },
-		Progress: func() string { return fmt.Sprintf("%d records out", countLines(out)) },
+		Progress: func() string { return fmt.Sprintf("%d records out", out.count()) },
 		Complete: func(t *testing.T) {
-			for deadline := time.Now().Add(2 * time.Minute); countLines(out) < len(want); time.Sleep(100 * time.Millisecond) {
+			for deadline := time.Now().Add(2 * time.Minute); out.count() < len(want); time.Sleep(100 * time.Millisecond) {
 				if time.Now().After(deadline) {
-					t.Fatalf("the last run wrote %d of %d records in 2 minutes", countLines(out), len(want))
+					t.Fatalf("the last run wrote %d of %d records in 2 minutes", out.count(), len(want))
 				}
 			}
 		},
 		Check: func(t *testing.T) proctest.Tallied {
-			got := readCanonical(t, out)
+			got := out.records(t)
 			if !ordered {
 				slices.Sort(got)
 				slices.Sort(want)
@@ -80,54 +103,66 @@ func fileKill(t *testing.T, dir, in string, kills int, want []string, ordered bo
 	}
 }
 
-// followed writes examples/bench/file_map_file.pipe with its source
-// following the input file and returns the copy's path.
-func followed(t *testing.T, root, dir string) string {
-	src, err := os.ReadFile(filepath.Join(root, "examples", "bench", "file_map_file.pipe"))
+// benchPipe writes examples/bench/file_map_file.pipe to dir/name with
+// its source following the input file and each of the edits made (pairs
+// of the text to replace and its replacement), and returns the copy's
+// path.
+func benchPipe(t *testing.T, dir, name string, edits ...string) string {
+	src, err := os.ReadFile(filepath.Join(proctest.ModuleRoot(t), "examples", "bench", "file_map_file.pipe"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	in := "  path   = \"${env:PIPE_IN}\"\n"
-	text := strings.Replace(string(src), in, in+"  follow = true\n  poll   = 20ms\n", 1)
-	if text == string(src) {
-		t.Fatal("file_map_file.pipe: source block not found")
+	edits = append([]string{in, in + "  follow = true\n  poll   = 20ms\n"}, edits...)
+	text := string(src)
+	for i := 0; i+1 < len(edits); i += 2 {
+		if !strings.Contains(text, edits[i]) {
+			t.Fatalf("file_map_file.pipe: %q not found", edits[i])
+		}
+		text = strings.Replace(text, edits[i], edits[i+1], 1)
 	}
-	path := filepath.Join(dir, "file_map_file.pipe")
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return writeFile(t, filepath.Join(dir, name), []byte(text))
 }
 
-// feed appends data to path in n chunks of whole lines, spread over d.
-// rotate, when not nil, is called after each chunk with the file written
-// and returns the file to write to next.
-func feed(path string, data []byte, n int, d time.Duration, rotate func(chunk int, f *os.File) (*os.File, error)) error {
+// feed appends the chunks to path, one every 150ms (about four a run of
+// pipe run, which lives 200ms to 900ms). rotate, when not nil, is called
+// after each chunk but the last with the file written and returns the
+// file to write to next.
+func feed(path string, chunks [][]byte, rotate func(chunk int, f *os.File) (*os.File, error)) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return err
 	}
 	defer func() { f.Close() }()
+	for i, c := range chunks {
+		if _, err := f.Write(c); err != nil {
+			return err
+		}
+		time.Sleep(150 * time.Millisecond)
+		if rotate != nil && i < len(chunks)-1 {
+			if f, err = rotate(i, f); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// lineChunks cuts data into at most n chunks of whole lines.
+func lineChunks(data []byte, n int) [][]byte {
+	var chunks [][]byte
 	size := len(data)/n + 1
-	for chunk := 0; len(data) > 0; chunk++ {
+	for len(data) > 0 {
 		end := min(size, len(data))
 		if i := bytes.IndexByte(data[end-1:], '\n'); i >= 0 {
 			end += i
 		} else {
 			end = len(data)
 		}
-		if _, err := f.Write(data[:end]); err != nil {
-			return err
-		}
+		chunks = append(chunks, data[:end])
 		data = data[end:]
-		time.Sleep(d / time.Duration(n))
-		if rotate != nil && len(data) > 0 {
-			if f, err = rotate(chunk, f); err != nil {
-				return err
-			}
-		}
 	}
-	return nil
+	return chunks
 }
 
 // generate returns records input records of the generator with seed, and
@@ -140,12 +175,12 @@ func generate(t *testing.T, records int, seed uint64) ([]byte, []string) {
 	return input.Bytes(), expected(t, bytes.NewReader(input.Bytes()))
 }
 
-// emptyFile creates path, empty, and returns it.
-func emptyFile(t *testing.T, path string) string {
+// writeFile writes data to path, making its directory, and returns path.
+func writeFile(t *testing.T, path string, data []byte) string {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(path, nil, 0o644); err != nil {
+	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path

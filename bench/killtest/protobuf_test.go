@@ -4,11 +4,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"pipe.dev/pipe/internal/proctest"
 	"pipe.dev/pipe/stdlib/protobuf"
@@ -30,40 +28,12 @@ message Out {
 }
 `
 
-// protobufPipe is examples/bench/file_map_file.pipe writing length-delimited
-// Protobuf messages instead of JSON lines.
-const protobufPipe = `pipeline file_map_protobuf {
-  delivery   = exactly_once
-  checkpoint = 200ms
+// protobufEdits make examples/bench/file_map_file.pipe write
+// length-delimited Protobuf messages instead of JSON lines.
+var protobufEdits = []string{
+	"source events: file {", "schema Out from \"out.proto#killtest.Out\"\n\nsource events: file {",
+	"  format   = json\n", "  format   = protobuf\n  schema   = Out\n",
 }
-
-schema Out from "out.proto#killtest.Out"
-
-source events: file {
-  path   = "${env:PIPE_IN}"
-  follow = true
-  poll   = 20ms
-}
-
-transform big: filter {
-  where amount > 50
-}
-
-transform shape: map {
-  customer := user
-  region   := "EU"
-  drop user
-}
-
-sink out: file {
-  path     = "${env:PIPE_OUT}"
-  format   = protobuf
-  schema   = Out
-  delivery = exactly_once
-}
-
-events -> big -> shape -> out
-`
 
 // TestKillProtobuf is TestKill with the sink writing format = protobuf:
 // SIGKILLed at random moments and restarted, pipe run must leave every
@@ -72,14 +42,8 @@ events -> big -> shape -> out
 func TestKillProtobuf(t *testing.T) {
 	records, kills := proctest.KillTest(t, 100000, 12)
 	dir := t.TempDir()
-	proto := filepath.Join(dir, "out.proto")
-	pipe := filepath.Join(dir, "file_map_protobuf.pipe")
-	if err := os.WriteFile(proto, []byte(outProto), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(pipe, []byte(protobufPipe), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	proto := writeFile(t, filepath.Join(dir, "out.proto"), []byte(outProto))
+	pipe := benchPipe(t, dir, "file_map_protobuf.pipe", protobufEdits...)
 	typ, err := protobuf.Compile(proto, "killtest.Out", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +54,7 @@ func TestKillProtobuf(t *testing.T) {
 	}
 	input, want := generate(t, records, 11)
 	t.Logf("%d input records, %d expected output records", records, len(want))
-	in := emptyFile(t, filepath.Join(dir, "in.jsonl"))
+	in := writeFile(t, filepath.Join(dir, "in.jsonl"), nil)
 	out := filepath.Join(dir, "out", "out.pb")
 	// read decodes the output; cut reports a frame cut short at the end.
 	read := func() (recs []string, cut bool, err error) {
@@ -113,20 +77,10 @@ func TestKillProtobuf(t *testing.T) {
 		}
 		return recs, false, nil
 	}
-	count := func() int { recs, _, _ := read(); return len(recs) }
-	k := &proctest.Kill{
-		Bin: proctest.BuildPipe(t), File: pipe, State: filepath.Join(dir, "state"),
-		Dir: dir, Env: []string{"PIPE_IN=" + in, "PIPE_OUT=" + out}, Name: "file", Kills: kills,
-		Life:     func() time.Duration { return time.Duration(200+rand.IntN(700)) * time.Millisecond },
-		Progress: func() string { return fmt.Sprintf("%d records out", count()) },
-		Complete: func(t *testing.T) {
-			for deadline := time.Now().Add(2 * time.Minute); count() < len(want); time.Sleep(100 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatalf("the last run wrote %d of %d records in 2 minutes", count(), len(want))
-				}
-			}
-		},
-		Check: func(t *testing.T) proctest.Tallied {
+	frames := output{
+		path:  out,
+		count: func() int { recs, _, _ := read(); return len(recs) },
+		records: func(t *testing.T) []string {
 			got, cut, err := read()
 			if err != nil {
 				t.Fatal(err)
@@ -134,11 +88,10 @@ func TestKillProtobuf(t *testing.T) {
 			if cut {
 				t.Errorf("%s ends with a message cut short", out)
 			}
-			return compare(t, got, want)
+			return got
 		},
 	}
-	k.Produce = func() error {
-		return feed(in, input, 4*kills, time.Duration(kills)*600*time.Millisecond, nil)
-	}
+	k := killRound(t, dir, pipe, in, frames, kills, want, true)
+	k.Produce = func() error { return feed(in, lineChunks(input, 4*kills), nil) }
 	k.Run(t)
 }

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"pipe.dev/pipe/internal/proctest"
 )
@@ -69,11 +68,11 @@ func rotateTest(t *testing.T, rotate func(log string, f *os.File) (*os.File, err
 	records, kills := proctest.KillTest(t, 200000, 12)
 	dir := t.TempDir()
 	input, want := generate(t, records, 11)
-	log := emptyFile(t, filepath.Join(dir, "logs", "app.log"))
+	log := writeFile(t, filepath.Join(dir, "logs", "app.log"), nil)
 	rotations := 0
 	k := fileKill(t, dir, log+"*", kills, want, false)
 	k.Produce = func() error {
-		return feed(log, input, 4*kills, time.Duration(kills)*600*time.Millisecond, func(chunk int, f *os.File) (*os.File, error) {
+		return feed(log, lineChunks(input, 4*kills), func(chunk int, f *os.File) (*os.File, error) {
 			if chunk%3 != 2 {
 				return f, nil
 			}

@@ -14,18 +14,13 @@ package main
 import (
 	"bufio"
 	"io"
-	"os"
 
 	"github.com/valyala/fastjson"
 
 	"pipe.dev/pipe/bench/internal/loop"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
-
-func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	return loop.Run("tuned", args, stdin, stdout, stderr, transform)
-}
+func main() { loop.Main("tuned", transform) }
 
 // field is one output field: its name and its value in the parsed line.
 type field struct {

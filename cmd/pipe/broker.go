@@ -14,10 +14,9 @@ import (
 )
 
 func cmdBroker(e *env, args []string) int {
-	fs := newFlags(e, "broker", "",
-		"Run an embedded Kafka-protocol broker for development and tests: it creates the listed\n"+
-			"topics, auto-creates others on first use, prints its address and runs until signalled.\n"+
-			"It is not a production broker: one process, no replication, no security by default.")
+	fs := newFlags(e, "broker", "", `Run an embedded Kafka-protocol broker for development and tests: it creates the listed
+topics, auto-creates others on first use, prints its address and runs until signalled.
+It is not a production broker: one process, no replication, no security by default.`)
 	port := fs.Int("port", 9092, "port to listen on (0 picks a free one)")
 	host := fs.String("host", "127.0.0.1", "address to listen on")
 	partitions := fs.Int("partitions", 1, "partitions of auto-created topics and of --topic without a count")
@@ -25,19 +24,14 @@ func cmdBroker(e *env, args []string) int {
 	dataDir := fs.String("data-dir", "", "directory that keeps the broker's data across restarts (default: memory only)")
 	withRegistry := fs.Bool("schema-registry", false, "also serve a Confluent-compatible schema registry (in memory, for development only)")
 	registryPort := fs.Int("registry-port", 8081, "port of the schema registry (0 picks a free one)")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, nArgs(0)); !ok {
 		return code
-	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return exitUsage
 	}
 	opts := devbroker.Options{Port: *port, Host: *host, Partitions: *partitions, DataDir: *dataDir}
 	for _, t := range *topics {
 		name, n, err := parseTopicFlag(t)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "pipe: --topic %q: %v\n", t, err)
-			return exitUsage
+			return e.fail(exitUsage, "--topic %q: %v", t, err)
 		}
 		opts.Topics = append(opts.Topics, devbroker.Topic{Name: name, Partitions: n})
 	}
@@ -45,8 +39,7 @@ func cmdBroker(e *env, args []string) int {
 	defer stop()
 	b, err := devbroker.Start(ctx, opts)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: broker: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "broker: %v", err)
 	}
 	defer b.Close()
 	fmt.Fprintf(e.stdout, "%s\n", b.Addr())
@@ -54,8 +47,7 @@ func cmdBroker(e *env, args []string) int {
 	if *withRegistry {
 		reg, err := devreg.Start(net.JoinHostPort(*host, strconv.Itoa(*registryPort)))
 		if err != nil {
-			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-			return exitUsage
+			return e.fail(exitUsage, "%v", err)
 		}
 		defer reg.Close()
 		fmt.Fprintf(e.stdout, "%s\n", reg.URL())

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"strings"
-
-	"github.com/spf13/pflag"
 
 	"pipe.dev/pipe/compiler"
 	"pipe.dev/pipe/compiler/plan"
@@ -13,29 +10,6 @@ import (
 	"pipe.dev/pipe/lang"
 	"pipe.dev/pipe/stdlib"
 )
-
-// newFlags returns a flag set that reports errors instead of exiting.
-func newFlags(e *env, name, argsUsage, summary string) *pflag.FlagSet {
-	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "Usage: pipe %s [flags] %s\n\n%s\n\nFlags:\n", name, argsUsage, summary)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parseFlags parses args; it returns false and the exit code to use when
-// parsing failed or help was asked for.
-func parseFlags(fs *pflag.FlagSet, args []string) (int, bool) {
-	if err := fs.Parse(args); err != nil {
-		if err == pflag.ErrHelp {
-			return exitOK, false
-		}
-		return exitUsage, false
-	}
-	return 0, true
-}
 
 // compileFile reads and compiles one file.
 func compileFile(path string) (*compiler.Program, lang.Diagnostics, error) {
@@ -58,24 +32,20 @@ type lintOptions struct {
 // or with lint set, warnings too under its policy. It returns the exit code.
 func checkFiles(e *env, args []string, format string, lint *lintOptions) int {
 	if !validFormat(format, diagFormats) {
-		fmt.Fprintf(e.stderr, "pipe: unknown --format %q (want %s)\n", format, strings.Join(diagFormats, ", "))
-		return exitUsage
+		return e.fail(exitUsage, "unknown --format %q (want %s)", format, strings.Join(diagFormats, ", "))
 	}
 	files, err := expandArgs(args)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "%v", err)
 	}
 	if len(files) == 0 {
-		fmt.Fprintln(e.stderr, "pipe: no .pipe files given")
-		return exitUsage
+		return e.fail(exitUsage, "no .pipe files given")
 	}
 	var all lang.Diagnostics
 	for _, f := range files {
 		prog, diags, err := compileFile(f)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-			return exitUsage
+			return e.fail(exitUsage, "%v", err)
 		}
 		switch {
 		case lint == nil:
@@ -90,8 +60,7 @@ func checkFiles(e *env, args []string, format string, lint *lintOptions) int {
 	}
 	all.Sort()
 	if err := printDiagnostics(e.stdout, format, all, sources{}); err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "%v", err)
 	}
 	if all.HasErrors() {
 		return exitFindings
@@ -100,33 +69,23 @@ func checkFiles(e *env, args []string, format string, lint *lintOptions) int {
 }
 
 func cmdCheck(e *env, args []string) int {
-	fs := newFlags(e, "check", "FILES|DIRS|DIR/...",
-		"Check .pipe files: syntax, names, types, attributes, graph, delivery guarantees.\n"+
-			"Prints errors as file:line:col: error PIPEnnn: message. Exit 1 when any error is found.")
-	format := fs.String("format", "text", "diagnostics format: text, json or github")
-	if code, ok := parseFlags(fs, args); !ok {
+	fs := newFlags(e, "check", "FILES|DIRS|DIR/...", `Check .pipe files: syntax, names, types, attributes, graph, delivery guarantees.
+Prints errors as file:line:col: error PIPEnnn: message. Exit 1 when any error is found.`)
+	format := diagFormatFlag(fs)
+	if code, ok := parseFlags(fs, args, someArgs); !ok {
 		return code
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return exitUsage
 	}
 	return checkFiles(e, fs.Args(), *format, nil)
 }
 
 func cmdLint(e *env, args []string) int {
-	fs := newFlags(e, "lint", "FILES|DIRS|DIR/...",
-		"Check .pipe files and report lint warnings (PIPE4xx) besides errors.\n"+
-			"Warnings do not fail the run unless denied with --deny.")
-	format := fs.String("format", "text", "diagnostics format: text, json or github")
+	fs := newFlags(e, "lint", "FILES|DIRS|DIR/...", `Check .pipe files and report lint warnings (PIPE4xx) besides errors.
+Warnings do not fail the run unless denied with --deny.`)
+	format := diagFormatFlag(fs)
 	denyList := fs.StringSlice("deny", nil, "lint codes that fail the run (PIPE430,PIPE410) or \"all\"")
 	requireTests := fs.Bool("require-tests", false, "also report every source and sink no inline test covers (PIPE480)")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, someArgs); !ok {
 		return code
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return exitUsage
 	}
 	opts := &lintOptions{requireTests: *requireTests}
 	for _, d := range *denyList {
@@ -136,15 +95,13 @@ func cmdLint(e *env, args []string) int {
 		}
 		c, ok := lang.ParseCode(strings.ToUpper(d))
 		if !ok || !c.IsLint() {
-			fmt.Fprintf(e.stderr, "pipe: --deny %q is not a lint code (PIPE4xx)\n", d)
-			return exitUsage
+			return e.fail(exitUsage, "--deny %q is not a lint code (PIPE4xx)", d)
 		}
 		opts.deny = append(opts.deny, c)
 	}
 	return checkFiles(e, fs.Args(), *format, opts)
 }
 
-// buildPlan compiles one file into a plan, printing diagnostics on failure.
 // loadPlan reads a compiled plan (a .json file) or compiles a .pipe file;
 // on failure it has reported why and returns the exit code.
 func loadPlan(e *env, path string) (*plan.Plan, int) {
@@ -153,12 +110,12 @@ func loadPlan(e *env, path string) (*plan.Plan, int) {
 	}
 	p, err := exec.Load(path)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return nil, exitUsage
+		return nil, e.fail(exitUsage, "%v", err)
 	}
 	return p, exitOK
 }
 
+// buildPlan compiles one file into a plan, printing diagnostics on failure.
 func buildPlan(e *env, path, format string) (*plan.Plan, int) {
 	return compilePlan(e, path, format, false)
 }
@@ -169,8 +126,7 @@ func buildPlan(e *env, path, format string) (*plan.Plan, int) {
 func compilePlan(e *env, path, format string, library bool) (*plan.Plan, int) {
 	prog, diags, err := compileFile(path)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return nil, exitUsage
+		return nil, e.fail(exitUsage, "%v", err)
 	}
 	if !library {
 		diags = compiler.Runnable(prog, diags, path)
@@ -181,8 +137,7 @@ func compilePlan(e *env, path, format string, library bool) (*plan.Plan, int) {
 	}
 	p, err := plan.Build(prog)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return nil, exitUsage
+		return nil, e.fail(exitUsage, "%v", err)
 	}
 	return p, exitOK
 }
@@ -191,13 +146,9 @@ func cmdCompile(e *env, args []string) int {
 	fs := newFlags(e, "compile", "FILE",
 		"Compile a .pipe file into a task plan: deterministic, versioned JSON with secrets kept symbolic.")
 	out := fs.StringP("output", "o", "-", "write the plan to this file (- for stdout)")
-	format := fs.String("format", "text", "diagnostics format: text, json or github")
-	if code, ok := parseFlags(fs, args); !ok {
+	format := diagFormatFlag(fs)
+	if code, ok := parseFlags(fs, args, nArgs(1)); !ok {
 		return code
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return exitUsage
 	}
 	p, code := buildPlan(e, fs.Arg(0), *format)
 	if p == nil {
@@ -205,16 +156,14 @@ func cmdCompile(e *env, args []string) int {
 	}
 	data, err := plan.Marshal(p)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "%v", err)
 	}
 	if *out == "-" {
 		e.stdout.Write(data)
 		return exitOK
 	}
 	if err := os.WriteFile(*out, data, 0o644); err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "%v", err)
 	}
 	return exitOK
 }

@@ -15,11 +15,10 @@ import (
 )
 
 func cmdConnectors(e *env, args []string) int {
-	fs := newFlags(e, "connectors", "[NAME]",
-		"List every registered source, transform and sink; with NAME, show its attributes,\n"+
-			"their types, defaults and the delivery guarantees it can honour.")
+	fs := newFlags(e, "connectors", "[NAME]", `List every registered source, transform and sink; with NAME, show its attributes,
+their types, defaults and the delivery guarantees it can honour.`)
 	format := fs.String("format", "text", "output format: text or json")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, anyArgs); !ok {
 		return code
 	}
 	// The registry's components and the compiler's own transforms.
@@ -42,11 +41,9 @@ func cmdConnectors(e *env, args []string) int {
 			}
 			names = dedupe(names)
 			if d := compiler.Suggest(name, names); d != "" {
-				fmt.Fprintf(e.stderr, "pipe: no component %q; %s\n", name, d)
-				return exitFindings
+				return e.fail(exitFindings, "no component %q; %s", name, d)
 			}
-			fmt.Fprintf(e.stderr, "pipe: no component %q (have %s)\n", name, strings.Join(names, ", "))
-			return exitFindings
+			return e.fail(exitFindings, "no component %q (have %s)", name, strings.Join(names, ", "))
 		}
 		specs = found
 	}

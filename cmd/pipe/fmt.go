@@ -11,30 +11,23 @@ import (
 )
 
 func cmdFmt(e *env, args []string) int {
-	fs := newFlags(e, "fmt", "FILES|DIRS|DIR/...",
-		"Print .pipe files in canonical form (comments kept). With -w rewrite them in place,\n"+
-			"with -l list the files whose formatting differs, with -d print a unified diff.")
+	fs := newFlags(e, "fmt", "FILES|DIRS|DIR/...", `Print .pipe files in canonical form (comments kept). With -w rewrite them in place,
+with -l list the files whose formatting differs, with -d print a unified diff.`)
 	write := fs.BoolP("write", "w", false, "rewrite files in place")
 	list := fs.BoolP("list", "l", false, "list files whose formatting differs")
 	diff := fs.BoolP("diff", "d", false, "print a diff instead of the formatted source")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, someArgs); !ok {
 		return code
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return exitUsage
 	}
 	files, err := expandArgs(fs.Args())
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "%v", err)
 	}
 	code := exitOK
 	for _, f := range files {
 		src, err := os.ReadFile(f)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-			return exitUsage
+			return e.fail(exitUsage, "%v", err)
 		}
 		out, diags := format.Source(f, src)
 		if diags.HasErrors() {
@@ -54,12 +47,10 @@ func cmdFmt(e *env, args []string) int {
 			if *write && changed {
 				st, err := os.Stat(f)
 				if err != nil {
-					fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-					return exitUsage
+					return e.fail(exitUsage, "%v", err)
 				}
 				if err := os.WriteFile(f, out, st.Mode().Perm()); err != nil {
-					fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-					return exitUsage
+					return e.fail(exitUsage, "%v", err)
 				}
 			}
 		default:

@@ -13,16 +13,11 @@ import (
 func cmdGraph(e *env, args []string) int {
 	fs := newFlags(e, "graph", "FILE", "Draw a pipeline's stage graph in Graphviz dot or Mermaid syntax, or as SVG\n(the drawing of the status page of pipe run --http).")
 	format := fs.String("format", "dot", "graph format: dot, mermaid or svg")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, nArgs(1)); !ok {
 		return code
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return exitUsage
-	}
 	if *format != "dot" && *format != "mermaid" && *format != "svg" {
-		fmt.Fprintf(e.stderr, "pipe: unknown --format %q (want dot, mermaid or svg)\n", *format)
-		return exitUsage
+		return e.fail(exitUsage, "unknown --format %q (want dot, mermaid or svg)", *format)
 	}
 	p, code := buildPlan(e, fs.Arg(0), "text")
 	if p == nil {

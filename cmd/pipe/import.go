@@ -14,25 +14,20 @@ import (
 )
 
 func cmdImport(e *env, args []string) int {
-	fs := newFlags(e, "import", "CONFIG... | --connect URL",
-		"Write .pipe files from Kafka Connect connector configs: the REST form ({\"name\", \"config\"}),\n"+
-			"a bare config object, an array of them, the answer of GET /connectors?expand=info, or a\n"+
-			"standalone .properties file. Each file is formatted and checked; what a connector sets that\n"+
-			"the pipeline does not carry over is listed at the file's top and on standard error.\n"+
-			"With one pipeline and no -o it is printed on standard output. --connect reads every connector\n"+
-			"of a running Kafka Connect cluster from its REST API; its basic-auth credentials come from\n"+
-			"--connect-user (or PIPE_CONNECT_USER) and PIPE_CONNECT_PASSWORD, or the URL's user-info.")
+	fs := newFlags(e, "import", "CONFIG... | --connect URL", `Write .pipe files from Kafka Connect connector configs: the REST form ({"name", "config"}),
+a bare config object, an array of them, the answer of GET /connectors?expand=info, or a
+standalone .properties file. Each file is formatted and checked; what a connector sets that
+the pipeline does not carry over is listed at the file's top and on standard error.
+With one pipeline and no -o it is printed on standard output. --connect reads every connector
+of a running Kafka Connect cluster from its REST API; its basic-auth credentials come from
+--connect-user (or PIPE_CONNECT_USER) and PIPE_CONNECT_PASSWORD, or the URL's user-info.`)
 	out := fs.StringP("output", "o", "", "write to this file (one pipeline) or directory (one file a pipeline)")
 	joinFlag := fs.Bool("join", false, "join a source connector and a sink connector that share a topic into one pipeline, without Kafka between them")
 	strict := fs.Bool("strict", false, "fail (exit 1) when any config key is not carried over as it was, naming each")
 	connect := fs.String("connect", "", "read every connector from the Kafka Connect REST API at this URL (http://host:8083)")
 	connectUser := fs.String("connect-user", os.Getenv("PIPE_CONNECT_USER"), "user for the REST API's basic authentication (the password is read from $PIPE_CONNECT_PASSWORD)")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, func(n int) bool { return n > 0 || *connect != "" }); !ok {
 		return code
-	}
-	if fs.NArg() == 0 && *connect == "" {
-		fs.Usage()
-		return exitUsage
 	}
 	var conns []importer.Connector
 	if *connect != "" {
@@ -40,25 +35,21 @@ func cmdImport(e *env, args []string) int {
 			URL: *connect, User: *connectUser, Password: os.Getenv("PIPE_CONNECT_PASSWORD"),
 		})
 		if err != nil {
-			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-			return exitFindings
+			return e.fail(exitFindings, "%v", err)
 		}
 		if len(cs) == 0 {
-			fmt.Fprintf(e.stderr, "pipe: the Kafka Connect cluster has no connectors\n")
-			return exitFindings
+			return e.fail(exitFindings, "the Kafka Connect cluster has no connectors")
 		}
 		conns = append(conns, cs...)
 	}
 	for _, name := range fs.Args() {
 		data, err := os.ReadFile(name)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-			return exitUsage
+			return e.fail(exitUsage, "%v", err)
 		}
 		cs, err := importer.Load(name, data)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-			return exitFindings
+			return e.fail(exitFindings, "%v", err)
 		}
 		conns = append(conns, cs...)
 	}
@@ -66,8 +57,7 @@ func cmdImport(e *env, args []string) int {
 		return stdlib.Default.Lookup(stdlib.Kind(kind), name) != nil
 	}})
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return exitFindings
+		return e.fail(exitFindings, "%v", err)
 	}
 	if *strict {
 		// Every key not carried over as it was is an error: nothing is
@@ -82,20 +72,17 @@ func cmdImport(e *env, args []string) int {
 			}
 		}
 		if n > 0 {
-			fmt.Fprintf(e.stderr, "pipe: --strict: %d config key(s) not carried over as they were\n", n)
-			return exitFindings
+			return e.fail(exitFindings, "--strict: %d config key(s) not carried over as they were", n)
 		}
 	}
 	dir := ""
 	switch {
 	case *out == "" && len(files) > 1:
-		fmt.Fprintf(e.stderr, "pipe: %d pipelines: name a directory with -o\n", len(files))
-		return exitUsage
+		return e.fail(exitUsage, "%d pipelines: name a directory with -o", len(files))
 	case *out != "" && (strings.HasSuffix(*out, "/") || isDir(*out) || len(files) > 1):
 		dir = *out
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-			return exitUsage
+			return e.fail(exitUsage, "%v", err)
 		}
 	}
 	code := exitOK
@@ -127,8 +114,7 @@ func cmdImport(e *env, args []string) int {
 			continue
 		}
 		if err := os.WriteFile(path, src, 0o644); err != nil {
-			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-			return exitUsage
+			return e.fail(exitUsage, "%v", err)
 		}
 		fmt.Fprintf(e.stdout, "wrote %s\n", path)
 	}

@@ -12,6 +12,7 @@ import (
 	"runtime/pprof"
 	"sort"
 
+	"pipe.dev/pipe/lang"
 	_ "pipe.dev/pipe/stdlib/all" // every component, registered into stdlib.Default
 )
 
@@ -132,7 +133,7 @@ func usage(w io.Writer) {
 func suggestCommand(name string) string {
 	best, bestD := "", 3
 	for _, c := range commands() {
-		if d := editDistance(name, c.name); d < bestD {
+		if d := lang.EditDistance(name, c.name); d < bestD {
 			best, bestD = c.name, d
 		}
 	}
@@ -140,26 +141,6 @@ func suggestCommand(name string) string {
 		return ""
 	}
 	return fmt.Sprintf("; did you mean %q?", best)
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 func cmdVersion(e *env, args []string) int {

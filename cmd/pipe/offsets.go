@@ -15,51 +15,43 @@ import (
 )
 
 func cmdOffsets(e *env, args []string) int {
-	fs := newFlags(e, "offsets", "show|reset|set FILE.pipe|PLAN.json, or [show|reset|set] NAME --cluster URL",
-		"Show or change the positions a pipeline resumes from: those of its state store and of every\n"+
-			"exactly-once sink that keeps positions in its target (a table, a topic, a sidecar file).\n"+
-			"  show                        every position, per source partition and holder\n"+
-			"  reset --source S [--partition P]...\n"+
-			"                              forget them: the next run reads those partitions as the\n"+
-			"                              source's start attribute says, and no sink drops them as replays\n"+
-			"  set --source S --partition P --offset N\n"+
-			"                              the next run reads the partition from offset N, everywhere\n"+
-			"It locks the state directory: it fails while the pipeline runs there.\n"+
-			"With --cluster it shows or changes the positions of the cluster's pipeline NAME (kept in the\n"+
-			"topic <cluster>-offsets); reset and set only while it is paused (pipe pause).")
+	fs := newFlags(e, "offsets", "show|reset|set FILE.pipe|PLAN.json, or [show|reset|set] NAME --cluster URL", `Show or change the positions a pipeline resumes from: those of its state store and of every
+exactly-once sink that keeps positions in its target (a table, a topic, a sidecar file).
+  show                        every position, per source partition and holder
+  reset --source S [--partition P]...
+                              forget them: the next run reads those partitions as the
+                              source's start attribute says, and no sink drops them as replays
+  set --source S --partition P --offset N
+                              the next run reads the partition from offset N, everywhere
+It locks the state directory: it fails while the pipeline runs there.
+With --cluster it shows or changes the positions of the cluster's pipeline NAME (kept in the
+topic <cluster>-offsets); reset and set only while it is paused (pipe pause).`)
 	cluster := fs.String("cluster", "", "URL of any worker of a cluster: the positions of its pipeline NAME")
 	stateDir := fs.String("state-dir", "", "directory of the checkpoint store (default .pipe-state/<pipeline>)")
 	format := fs.String("format", "text", "output of show: text or json")
 	source := fs.String("source", "", "the source stage whose positions reset or set changes")
 	parts := fs.StringArray("partition", nil, "a partition of the source (repeatable; reset: all when none)")
 	offset := fs.String("offset", "", "set: the offset the next run reads first")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, func(n int) bool { return n == 2 || n == 1 && *cluster != "" }); !ok {
 		return code
 	}
 	args = fs.Args()
-	if *cluster != "" && len(args) == 1 {
+	if len(args) == 1 {
 		args = []string{"show", args[0]}
-	}
-	if len(args) != 2 {
-		fs.Usage()
-		return exitUsage
 	}
 	verb, path := args[0], args[1]
 	switch verb {
 	case "show":
 		if *format != "text" && *format != "json" {
-			fmt.Fprintf(e.stderr, "pipe: offsets: --format is text or json, not %q\n", *format)
-			return exitUsage
+			return e.fail(exitUsage, "offsets: --format is text or json, not %q", *format)
 		}
 	case "reset":
 		if *source == "" || *offset != "" {
-			fmt.Fprintln(e.stderr, "pipe: offsets reset takes --source and optionally --partition")
-			return exitUsage
+			return e.fail(exitUsage, "offsets reset takes --source and optionally --partition")
 		}
 	case "set":
 		if *source == "" || len(*parts) != 1 || *offset == "" {
-			fmt.Fprintln(e.stderr, "pipe: offsets set takes --source, one --partition and --offset")
-			return exitUsage
+			return e.fail(exitUsage, "offsets set takes --source, one --partition and --offset")
 		}
 	default:
 		fs.Usage()
@@ -75,8 +67,7 @@ func cmdOffsets(e *env, args []string) int {
 	}
 	o, err := exec.OpenOffsets(p, &exec.Config{StateDir: *stateDir})
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: offsets %s: %v\n", p.Pipeline, err)
-		return exitFindings
+		return e.fail(exitFindings, "offsets %s: %v", p.Pipeline, err)
 	}
 	defer o.Close()
 	ctx := context.Background()
@@ -84,8 +75,7 @@ func cmdOffsets(e *env, args []string) int {
 	case "show":
 		held, err := o.Positions(ctx)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "pipe: offsets %s: %v\n", p.Pipeline, err)
-			return exitFindings
+			return e.fail(exitFindings, "offsets %s: %v", p.Pipeline, err)
 		}
 		if *format == "json" {
 			return printOffsetsJSON(e, p.Pipeline, held)
@@ -101,8 +91,7 @@ func cmdOffsets(e *env, args []string) int {
 		err = o.Set(ctx, *source, (*parts)[0], n)
 	}
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: offsets %s: %v\n", p.Pipeline, err)
-		return exitFindings
+		return e.fail(exitFindings, "offsets %s: %v", p.Pipeline, err)
 	}
 	return exitOK
 }
@@ -137,8 +126,7 @@ func clusterOffsets(e *env, url, verb, name, format, source string, parts []stri
 		rep, err = c.SetOffsets(ctx, name, []cluster.OffsetChange{{Source: source, Partition: parts[0], Next: &n}})
 	}
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: offsets %s: %v\n", name, err)
-		return exitFindings
+		return e.fail(exitFindings, "offsets %s: %v", name, err)
 	}
 	if verb != "show" {
 		return exitOK
@@ -189,8 +177,7 @@ func printOffsetsJSON(e *env, pipeline string, held []exec.HeldPosition) int {
 	enc := json.NewEncoder(e.stdout)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(out); err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "%v", err)
 	}
 	return exitOK
 }

@@ -21,13 +21,11 @@ import (
 )
 
 func cmdRun(e *env, args []string) int {
-	fs := newFlags(e, "run", "FILE.pipe|PLAN.json",
-		"Run a pipeline until its bounded sources are exhausted, or until SIGINT/SIGTERM:\n"+
-			"the first signal drains in-flight records, takes a final checkpoint and exits 0;\n"+
-			"a second exits at once (nothing is lost: the next run resumes from the last checkpoint).")
+	fs := newFlags(e, "run", "FILE.pipe|PLAN.json", `Run a pipeline until its bounded sources are exhausted, or until SIGINT/SIGTERM:
+the first signal drains in-flight records, takes a final checkpoint and exits 0;
+a second exits at once (nothing is lost: the next run resumes from the last checkpoint).`)
 	stateDir := fs.String("state-dir", "", "directory of the checkpoint store (default .pipe-state/<pipeline>)")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	logs := addLogFlags(fs)
 	statusEvery := fs.Duration("status-interval", 0, "how often to report per-stage counts (default 1s on a terminal, 10s otherwise)")
 	quiet := fs.BoolP("quiet", "q", false, "no live status or periodic count lines")
 	devBroker := fs.Bool("dev-broker", false, "start an embedded development Kafka broker (not for production) and point ${env:KAFKA_BROKERS} at it")
@@ -37,12 +35,8 @@ func cmdRun(e *env, args []string) int {
 	httpToken := fs.String("http-token", "", "a ${env:NAME} or ${file:path} reference to the bearer token the server requires (default: the pipeline block's http_token)")
 	httpCert := fs.String("http-tls-cert", "", "PEM certificate file: serve HTTPS (with --http-tls-key)")
 	httpKey := fs.String("http-tls-key", "", "PEM private key file of --http-tls-cert")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, nArgs(1)); !ok {
 		return code
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return exitUsage
 	}
 	// Signals are caught from the start: one that arrives while the plan is
 	// compiled or the broker starts is handled once the run begins.
@@ -59,10 +53,9 @@ func cmdRun(e *env, args []string) int {
 		return code
 	}
 
-	logger, err := newLogger(e.stderr, *logFormat, *logLevel)
+	logger, err := logs.logger(e.stderr)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "%v", err)
 	}
 	// The run adds each secret it resolves to red; every log line is
 	// redacted with it, and so is the error Run returns.
@@ -73,22 +66,19 @@ func cmdRun(e *env, args []string) int {
 		limit, err = stdlib.ParseSize(*memLimit)
 	}
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: --memory-limit: %q: %v\n", *memLimit, err)
-		return exitUsage
+		return e.fail(exitUsage, "--memory-limit: %q: %v", *memLimit, err)
 	}
 	cfg := &exec.Config{StateDir: *stateDir, Logger: logger, MemoryLimit: limit, Redactor: red}
 	hopts, err := httpOptions(p, *httpAddr, *httpToken, *httpCert, *httpKey, red)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", red.Redact(err.Error()))
-		return exitUsage
+		return e.fail(exitUsage, "%v", red.Redact(err.Error()))
 	}
 	if hopts != nil {
 		hopts.Logger = logger
 		cfg.Handle = exec.NewHandle()
 		srv, err := monitor.Listen(*hopts, cfg.Handle, p)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-			return exitUsage
+			return e.fail(exitUsage, "%v", err)
 		}
 		defer func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -117,8 +107,7 @@ func cmdRun(e *env, args []string) int {
 		// Its own context: the broker must outlive the drain after a signal.
 		b, err := devbroker.Start(context.Background(), devbroker.Options{Partitions: 1, DataDir: *devBrokerDir})
 		if err != nil {
-			fmt.Fprintf(e.stderr, "pipe: dev broker: %v\n", err)
-			return exitUsage
+			return e.fail(exitUsage, "dev broker: %v", err)
 		}
 		defer b.Close()
 		os.Setenv("KAFKA_BROKERS", b.Addr())
@@ -138,8 +127,7 @@ func cmdRun(e *env, args []string) int {
 	}()
 
 	if err := exec.Run(ctx, p, cfg); err != nil {
-		fmt.Fprintf(e.stderr, "pipe: run %s: %v\n", p.Pipeline, err)
-		return exitFindings
+		return e.fail(exitFindings, "run %s: %v", p.Pipeline, err)
 	}
 	return exitOK
 }
@@ -174,21 +162,6 @@ func httpOptions(p *plan.Plan, addr, token, cert, key string, red *exec.Redactor
 		o.Token = v
 	}
 	return &o, nil
-}
-
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("unknown --log-level %q", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("unknown --log-format %q (want text or json)", format)
 }
 
 func isTerminal(w io.Writer) bool {

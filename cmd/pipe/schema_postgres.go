@@ -21,14 +21,12 @@ func pullPostgres(e *env, dsn string, tables []string, dir string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		fmt.Fprintf(e.stderr, "pipe: schema pull: %v\n", err)
-		return exitFindings
+		return e.fail(exitFindings, "schema pull: %v", err)
 	}
 	for _, table := range tables {
 		t, err := postgres.TableType(ctx, dsn, table)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "pipe: schema pull: table %q: %v\n", table, err)
-			return exitFindings
+			return e.fail(exitFindings, "schema pull: table %q: %v", table, err)
 		}
 		base := table[strings.LastIndexByte(table, '.')+1:]
 		var b strings.Builder
@@ -47,8 +45,7 @@ func pullPostgres(e *env, dsn string, tables []string, dir string) int {
 			return exitFindings
 		}
 		if err := os.WriteFile(path, out, 0o644); err != nil {
-			fmt.Fprintf(e.stderr, "pipe: schema pull: %v\n", err)
-			return exitFindings
+			return e.fail(exitFindings, "schema pull: %v", err)
 		}
 		fmt.Fprintln(e.stdout, path)
 	}

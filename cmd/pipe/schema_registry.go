@@ -27,39 +27,36 @@ func cmdSchemaPull(e *env, args []string) int {
 	dsn := fs.String("postgres", "", "PostgreSQL connection string (default: $PIPE_POSTGRES_DSN when --table is given)")
 	tables := fs.StringArray("table", nil, "with --postgres: a table (schema.table) whose row type to write; repeatable")
 	dir := fs.StringP("out", "o", ".", "directory to write to")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, nArgs(0)); !ok {
 		return code
 	}
 	if len(*tables) > 0 {
 		if *dsn == "" {
 			*dsn = os.Getenv("PIPE_POSTGRES_DSN")
 		}
-		if *dsn == "" || *url != "" || fs.NArg() != 0 {
+		if *dsn == "" || *url != "" {
 			fs.Usage()
 			return exitUsage
 		}
 		return pullPostgres(e, *dsn, *tables, *dir)
 	}
-	if *url == "" || *subject == "" || fs.NArg() != 0 {
+	if *url == "" || *subject == "" {
 		fs.Usage()
 		return exitUsage
 	}
 	cl, err := schemareg.New(schemareg.Options{URL: *url, Username: os.Getenv("PIPE_REGISTRY_USERNAME"),
 		Password: os.Getenv("PIPE_REGISTRY_PASSWORD"), Token: os.Getenv("PIPE_REGISTRY_TOKEN")})
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: schema pull: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "schema pull: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := os.MkdirAll(*dir, 0o755); err != nil {
-		fmt.Fprintf(e.stderr, "pipe: schema pull: %v\n", err)
-		return exitFindings
+		return e.fail(exitFindings, "schema pull: %v", err)
 	}
 	seen := map[string]bool{}
 	if err := pullSubject(ctx, e, cl.SR(), *subject, *version, "", *dir, seen); err != nil {
-		fmt.Fprintf(e.stderr, "pipe: schema pull: %v\n", err)
-		return exitFindings
+		return e.fail(exitFindings, "schema pull: %v", err)
 	}
 	return exitOK
 }

@@ -23,12 +23,11 @@ type fileResults struct {
 }
 
 func cmdTest(e *env, args []string) int {
-	fs := newFlags(e, "test", "[FILES|DIRS|DIR/...]",
-		"Run the inline tests of .pipe files on the real executor, hermetically: given records\n"+
-			"replace the sources, captures replace the sinks, the clock is pinned, no network or\n"+
-			"secrets are needed. Exit 1 when any test fails. With --generate N, feed N random\n"+
-			"records per typed source through each pipeline and report records that make a stage\n"+
-			"fail or reach a sink not matching its declared schema.")
+	fs := newFlags(e, "test", "[FILES|DIRS|DIR/...]", `Run the inline tests of .pipe files on the real executor, hermetically: given records
+replace the sources, captures replace the sinks, the clock is pinned, no network or
+secrets are needed. Exit 1 when any test fails. With --generate N, feed N random
+records per typed source through each pipeline and report records that make a stage
+fail or reach a sink not matching its declared schema.`)
 	runRx := fs.String("run", "", "run only tests whose name matches this regular expression")
 	format := fs.String("format", "text", "output format: text, json or junit")
 	generate := fs.Int("generate", 0, "instead of the inline tests, feed N random records per typed source")
@@ -36,12 +35,11 @@ func cmdTest(e *env, args []string) int {
 	parallel := fs.Int("parallel", 4, "tests run at once")
 	timeout := fs.Duration("timeout", time.Minute, "time limit of one test")
 	verbose := fs.BoolP("verbose", "v", false, "list passing tests too")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, anyArgs); !ok {
 		return code
 	}
 	if !validFormat(*format, []string{"text", "json", "junit"}) {
-		fmt.Fprintf(e.stderr, "pipe: unknown --format %q (want text, json or junit)\n", *format)
-		return exitUsage
+		return e.fail(exitUsage, "unknown --format %q (want text, json or junit)", *format)
 	}
 	paths := fs.Args()
 	if len(paths) == 0 {
@@ -49,15 +47,13 @@ func cmdTest(e *env, args []string) int {
 	}
 	files, err := expandArgs(paths)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "%v", err)
 	}
 	opts := &testrun.Options{Parallel: *parallel, Timeout: *timeout}
 	if *runRx != "" {
 		rx, err := regexp.Compile(*runRx)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "pipe: --run: %v\n", err)
-			return exitUsage
+			return e.fail(exitUsage, "--run: %v", err)
 		}
 		opts.Match = rx
 	}

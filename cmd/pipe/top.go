@@ -15,18 +15,13 @@ import (
 )
 
 func cmdTop(e *env, args []string) int {
-	fs := newFlags(e, "top", "URL",
-		"Show a running pipeline live, from the /status of its HTTP server (pipe run --http ADDR):\n"+
-			"per stage its counts, rate, errors, dead-lettered records, lag and last error.")
+	fs := newFlags(e, "top", "URL", `Show a running pipeline live, from the /status of its HTTP server (pipe run --http ADDR):
+per stage its counts, rate, errors, dead-lettered records, lag and last error.`)
 	interval := fs.Duration("interval", time.Second, "how often to refresh")
 	once := fs.Bool("once", false, "print one view and exit")
 	token := fs.String("token", "", "a ${env:NAME} or ${file:path} reference to the server's bearer token")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, func(n int) bool { return n == 1 && *interval > 0 }); !ok {
 		return code
-	}
-	if fs.NArg() != 1 || *interval <= 0 {
-		fs.Usage()
-		return exitUsage
 	}
 	base := strings.TrimSuffix(fs.Arg(0), "/")
 	if !strings.Contains(base, "://") {
@@ -36,8 +31,7 @@ func cmdTop(e *env, args []string) int {
 	if *token != "" {
 		var err error
 		if tok, err = exec.ExpandSecrets(*token, nil, nil); err != nil {
-			fmt.Fprintf(e.stderr, "pipe: top: --token %s: %v\n", *token, err)
-			return exitUsage
+			return e.fail(exitUsage, "top: --token %s: %v", *token, err)
 		}
 	}
 	client := &http.Client{Timeout: 5 * time.Second}
@@ -45,8 +39,7 @@ func cmdTop(e *env, args []string) int {
 	for {
 		st, err := fetchStatus(client, base, tok)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "pipe: top: %v\n", err)
-			return exitFindings
+			return e.fail(exitFindings, "top: %v", err)
 		}
 		var b strings.Builder
 		if tty && !*once {

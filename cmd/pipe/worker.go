@@ -14,15 +14,15 @@ import (
 	"time"
 
 	"pipe.dev/pipe/cluster"
+	"pipe.dev/pipe/monitor"
 	"pipe.dev/pipe/stdlib"
 )
 
 func cmdWorker(e *env, args []string) int {
-	fs := newFlags(e, "worker", "",
-		"Run a worker of a pipe cluster: the workers of one --cluster share its pipelines through\n"+
-			"Kafka's group coordinator, keep definitions, statuses and checkpoints in the topics\n"+
-			"<cluster>-configs, <cluster>-status and <cluster>-offsets, and each serve the cluster's REST API. SIGINT/SIGTERM stops the worker's\n"+
-			"pipelines (each drains and checkpoints) and leaves the group at once: they move to other workers.")
+	fs := newFlags(e, "worker", "", `Run a worker of a pipe cluster: the workers of one --cluster share its pipelines through
+Kafka's group coordinator, keep definitions, statuses and checkpoints in the topics
+<cluster>-configs, <cluster>-status and <cluster>-offsets, and each serve the cluster's REST API. SIGINT/SIGTERM stops the worker's
+pipelines (each drains and checkpoints) and leaves the group at once: they move to other workers.`)
 	brokers := fs.String("brokers", "", "Kafka bootstrap brokers, host:port[,host:port...] (required)")
 	name := fs.String("cluster", "", "cluster name: the Kafka group id and the prefix of its topics (required)")
 	httpAddr := fs.String("http", "127.0.0.1:8083", "serve the REST API on ADDR (host:port; port 0 picks a free one)")
@@ -33,34 +33,20 @@ func cmdWorker(e *env, args []string) int {
 	session := fs.Duration("session-timeout", 10*time.Second, "a worker silent this long is dropped and its pipelines move")
 	rebalance := fs.Duration("rebalance-timeout", 30*time.Second, "how long a rebalance waits for the workers to rejoin")
 	replication := fs.Int16("replication-factor", -1, "replication factor of the topics the worker creates (-1: the broker's default)")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	if code, ok := parseFlags(fs, args); !ok {
+	logs := addLogFlags(fs)
+	if code, ok := parseFlags(fs, args, func(n int) bool { return n == 0 && *brokers != "" && *name != "" }); !ok {
 		return code
 	}
-	if fs.NArg() != 0 || *brokers == "" || *name == "" {
-		fs.Usage()
-		return exitUsage
-	}
-	logger, err := newLogger(e.stderr, *logFormat, *logLevel)
+	logger, err := logs.logger(e.stderr)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "%v", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	addr := *httpAddr
-	if !strings.Contains(addr, ":") {
-		addr = ":" + addr
-	}
-	if strings.HasPrefix(addr, ":") {
-		addr = "127.0.0.1" + addr
-	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", monitor.ListenAddr(*httpAddr))
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: --http: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "--http: %v", err)
 	}
 	url := *advertise
 	if url == "" {
@@ -77,8 +63,7 @@ func cmdWorker(e *env, args []string) int {
 	})
 	if err != nil {
 		ln.Close()
-		fmt.Fprintf(e.stderr, "pipe: worker: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "worker: %v", err)
 	}
 	srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
@@ -88,8 +73,7 @@ func cmdWorker(e *env, args []string) int {
 	defer cancel()
 	srv.Shutdown(sctx)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: worker: %v\n", err)
-		return exitFindings
+		return e.fail(exitFindings, "worker: %v", err)
 	}
 	return exitOK
 }
@@ -99,26 +83,20 @@ func clusterClient(url string) *cluster.Client {
 }
 
 func cmdDeploy(e *env, args []string) int {
-	fs := newFlags(e, "deploy", "FILE.pipe",
-		"Deploy a pipeline to a cluster: check it here, then submit it to a worker, which checks it\n"+
-			"again and stores it; a pipeline already deployed under its name is replaced (a new version).\n"+
-			"The files it imports (.pipe and schema files) are sent with it and stored with its version.\n"+
-			"Prints the diagnostics of a broken pipeline (exit 1; the cluster is left unchanged), else where it runs.")
-	url := fs.String("cluster", "", "URL of any worker of the cluster, http://host:port (required)")
-	format := fs.String("format", "text", "diagnostics format: text, json or github")
+	fs := newFlags(e, "deploy", "FILE.pipe", `Deploy a pipeline to a cluster: check it here, then submit it to a worker, which checks it
+again and stores it; a pipeline already deployed under its name is replaced (a new version).
+The files it imports (.pipe and schema files) are sent with it and stored with its version.
+Prints the diagnostics of a broken pipeline (exit 1; the cluster is left unchanged), else where it runs.`)
+	url := clusterFlag(fs)
+	format := diagFormatFlag(fs)
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the pipeline to run (0: do not wait)")
-	if code, ok := parseFlags(fs, args); !ok {
+	if code, ok := parseFlags(fs, args, func(n int) bool { return n == 1 && *url != "" }); !ok {
 		return code
-	}
-	if fs.NArg() != 1 || *url == "" {
-		fs.Usage()
-		return exitUsage
 	}
 	path := fs.Arg(0)
 	src, err := os.ReadFile(path)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "%v", err)
 	}
 	p, code := buildPlan(e, path, *format)
 	if p == nil {
@@ -127,8 +105,7 @@ func cmdDeploy(e *env, args []string) int {
 	// The files it imports go with it: a worker reads none of its own.
 	imports, err := cluster.ImportedFiles(stdlib.Default, path, src)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: deploy: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "deploy: %v", err)
 	}
 	ctx := context.Background()
 	c := clusterClient(*url)
@@ -140,8 +117,7 @@ func cmdDeploy(e *env, args []string) int {
 		return exitFindings
 	}
 	if err != nil {
-		fmt.Fprintf(e.stderr, "pipe: deploy: %v\n", err)
-		return exitUsage
+		return e.fail(exitUsage, "deploy: %v", err)
 	}
 	verb := "updated"
 	if d.Created {
@@ -155,22 +131,17 @@ func cmdDeploy(e *env, args []string) int {
 	for {
 		st, err := c.Status(ctx, d.Name)
 		if err == nil && len(st.Instances) > 0 {
-			settled, failed := true, false
-			for _, in := range st.Instances {
-				settled = settled && in.Version == d.Version && in.State != "unassigned" && in.State != cluster.StateStarting
-				failed = failed || in.State == cluster.StateFailed
-			}
-			if settled {
+			in := st.Instances[0]
+			if in.Version == d.Version && in.State != "unassigned" && in.State != cluster.StateStarting {
 				printInstances(e, st)
-				if failed {
+				if in.State == cluster.StateFailed {
 					return exitFindings
 				}
 				return exitOK
 			}
 		}
 		if time.Now().After(deadline) {
-			fmt.Fprintf(e.stderr, "pipe: pipeline %s is not running after %s; see pipe status --cluster %s %s\n", d.Name, *wait, *url, d.Name)
-			return exitFindings
+			return e.fail(exitFindings, "pipeline %s is not running after %s; see pipe status --cluster %s %s", d.Name, *wait, *url, d.Name)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -196,13 +167,9 @@ func printInstances(e *env, st cluster.PipelineStatus) {
 func cmdStatus(e *env, args []string) int {
 	fs := newFlags(e, "status", "[NAME]",
 		"Show a cluster's pipelines, or one pipeline, with the worker and state of each instance.")
-	url := fs.String("cluster", "", "URL of any worker of the cluster, http://host:port (required)")
-	if code, ok := parseFlags(fs, args); !ok {
+	url := clusterFlag(fs)
+	if code, ok := parseFlags(fs, args, func(n int) bool { return n <= 1 && *url != "" }); !ok {
 		return code
-	}
-	if fs.NArg() > 1 || *url == "" {
-		fs.Usage()
-		return exitUsage
 	}
 	ctx := context.Background()
 	c := clusterClient(*url)
@@ -210,15 +177,13 @@ func cmdStatus(e *env, args []string) int {
 	if fs.NArg() == 1 {
 		st, err := c.Status(ctx, fs.Arg(0))
 		if err != nil {
-			fmt.Fprintf(e.stderr, "pipe: status: %v\n", err)
-			return exitFindings
+			return e.fail(exitFindings, "status: %v", err)
 		}
 		all = append(all, st)
 	} else {
 		var err error
 		if all, err = c.Pipelines(ctx); err != nil {
-			fmt.Fprintf(e.stderr, "pipe: status: %v\n", err)
-			return exitUsage
+			return e.fail(exitUsage, "status: %v", err)
 		}
 	}
 	for _, st := range all {
@@ -232,13 +197,9 @@ func cmdStatus(e *env, args []string) int {
 // ends with code.
 func clusterPipelineArgs(e *env, cmd, help string, args []string) (c *cluster.Client, name string, code int) {
 	fs := newFlags(e, cmd, "NAME", help)
-	url := fs.String("cluster", "", "URL of any worker of the cluster, http://host:port (required)")
-	if code, ok := parseFlags(fs, args); !ok {
+	url := clusterFlag(fs)
+	if code, ok := parseFlags(fs, args, func(n int) bool { return n == 1 && *url != "" }); !ok {
 		return nil, "", code
-	}
-	if fs.NArg() != 1 || *url == "" {
-		fs.Usage()
-		return nil, "", exitUsage
 	}
 	return clusterClient(*url), fs.Arg(0), exitOK
 }
@@ -250,8 +211,7 @@ func cmdUndeploy(e *env, args []string) int {
 		return code
 	}
 	if err := c.Undeploy(context.Background(), name); err != nil {
-		fmt.Fprintf(e.stderr, "pipe: undeploy: %v\n", err)
-		return exitFindings
+		return e.fail(exitFindings, "undeploy: %v", err)
 	}
 	fmt.Fprintf(e.stdout, "pipeline %s removed\n", name)
 	return exitOK
@@ -277,8 +237,7 @@ func clusterTarget(e *env, verb string, args []string, help string) int {
 		change, done = c.Resume, "resumed"
 	}
 	if err := change(context.Background(), name); err != nil {
-		fmt.Fprintf(e.stderr, "pipe: %s: %v\n", verb, err)
-		return exitFindings
+		return e.fail(exitFindings, "%s: %v", verb, err)
 	}
 	fmt.Fprintf(e.stdout, "pipeline %s %s\n", name, done)
 	return exitOK

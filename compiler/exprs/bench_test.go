@@ -17,7 +17,11 @@ func BenchmarkRunNested(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rec := orderRecord()
+	benchProgram(b, p, orderRecord())
+}
+
+// benchProgram measures p running on rec.
+func benchProgram(b *testing.B, p *Program, rec map[string]any) {
 	var v vm.VM
 	b.ReportAllocs()
 	for b.Loop() {

@@ -91,11 +91,7 @@ func TestCheckTypes(t *testing.T) {
 }
 
 func TestCheckIssues(t *testing.T) {
-	tests := []struct {
-		src  string
-		kind plan.ExprKind
-		want string
-	}{
+	tests := []issueCase{
 		// Unknown fields: at the field, nested or not, with a suggestion.
 		{`customer.vipp`, plan.WhereExpr,
 			`PIPE104@9:13[error] unknown field "vipp" in Customer (did you mean "vip"?)`},
@@ -171,14 +167,7 @@ func TestCheckIssues(t *testing.T) {
 		{`amount / 0.5`, plan.AssignExpr, ``},
 		{`qty % (2 - 1)`, plan.AssignExpr, ``},
 	}
-	for _, tt := range tests {
-		t.Run(tt.src, func(t *testing.T) {
-			_, is := Check(tt.src, Context{Kind: tt.kind, Input: orderType})
-			if got := dump(tt.src, is); got != tt.want {
-				t.Errorf("issues:\n%s\nwant:\n%s", got, tt.want)
-			}
-		})
-	}
+	checkIssues(t, tests)
 }
 
 // TestCheckNullSafety: a value that may be null, used where null fails, is
@@ -197,11 +186,7 @@ func TestCheckNullSafety(t *testing.T) {
 		}
 		return "PIPE116@" + at + "[error] " + msg + " (" + fmt.Sprintf(hint, p) + ")"
 	}
-	tests := []struct {
-		src  string
-		kind plan.ExprKind
-		want string
-	}{
+	tests := []issueCase{
 		{`note > "a"`, plan.WhereExpr, bad("0:4", "note", "string?", "operator >")},
 		{`upper(customer.tier) == "GOLD"`, plan.WhereExpr, bad("6:19", "customer.tier", "string?", "upper()")},
 		{`risk * 100`, plan.AssignExpr, bad("0:4", "risk", "float?", "operator *")},
@@ -244,14 +229,7 @@ func TestCheckNullSafety(t *testing.T) {
 		{`note in ["x", nil] && upper(note) == "X"`, plan.WhereExpr, bad("28:32", "note", "string?", "upper()")},
 		{`risk != nil && note > "a"`, plan.WhereExpr, bad("15:19", "note", "string?", "operator >")},
 	}
-	for _, tt := range tests {
-		t.Run(tt.src, func(t *testing.T) {
-			_, is := Check(tt.src, Context{Kind: tt.kind, Input: orderType})
-			if got := dump(tt.src, is); got != tt.want {
-				t.Errorf("issues:\n%s\nwant:\n%s", got, tt.want)
-			}
-		})
-	}
+	checkIssues(t, tests)
 }
 
 func TestCheckAnnotation(t *testing.T) {
@@ -479,5 +457,25 @@ func TestCheckUndeclaredMeta(t *testing.T) {
 	// Without Meta every field may be read.
 	if _, is := Check(`meta.topic`, Context{Kind: plan.AssignExpr}); len(is) > 0 {
 		t.Errorf("issues:\n%s", dump("meta.topic", is))
+	}
+}
+
+// issueCase is an expression of kind on orderType and the issues Check
+// reports for it (dumped; "" for none).
+type issueCase struct {
+	src  string
+	kind plan.ExprKind
+	want string
+}
+
+func checkIssues(t *testing.T, tests []issueCase) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.src, func(t *testing.T) {
+			_, is := Check(tt.src, Context{Kind: tt.kind, Input: orderType})
+			if got := dump(tt.src, is); got != tt.want {
+				t.Errorf("issues:\n%s\nwant:\n%s", got, tt.want)
+			}
+		})
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/expr-lang/expr/checker"
 	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/parser"
+
+	"pipe.dev/pipe/lang"
 )
 
 // rewriteMessage rewrites an expr message so that no Go type shows: the
@@ -190,33 +192,12 @@ func didYouMean(name string, candidates []string) string {
 		if c == name {
 			continue
 		}
-		d := levenshtein(strings.ToLower(name), strings.ToLower(c))
+		d := lang.EditDistance(strings.ToLower(name), strings.ToLower(c))
 		if d < bestD || (d == bestD && c < best) {
 			best, bestD = c, d
 		}
 	}
 	return best
-}
-
-func levenshtein(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }
 
 // callMismatch rewrites expr's messages about a call whose arguments fit

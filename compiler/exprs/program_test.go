@@ -271,13 +271,7 @@ func BenchmarkRunMap(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var v vm.VM
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := p.Run(&v, benchRecord); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchProgram(b, p, benchRecord)
 }
 
 // TestFastPath checks that top-level field loads use expr's map fast path

@@ -230,19 +230,11 @@ func (p *printer) topItem(it *ast.TopItem, limit int) {
 			}
 		}
 		p.write("): " + refOrCall(d.Component))
-		if d.Body || len(d.Items) > 0 {
-			p.body(d.Items, endOf(d.Component, d.Pos), d.EndPos, limit)
-		} else {
-			p.trailing(d.EndPos, limit)
-		}
+		p.optBody(d.Body, d.Items, endOf(d.Component, d.Pos), d.EndPos, limit)
 	case it.Stage != nil:
 		d := it.Stage
 		p.write(string(d.Kind) + " " + d.Name.Name + ": " + refOrCall(d.Component))
-		if d.Body || len(d.Items) > 0 {
-			p.body(d.Items, endOf(d.Component, d.Pos), d.EndPos, limit)
-		} else {
-			p.trailing(d.EndPos, limit)
-		}
+		p.optBody(d.Body, d.Items, endOf(d.Component, d.Pos), d.EndPos, limit)
 	case it.Param != nil:
 		d := it.Param
 		p.write("param " + d.Param.Name.Name + ": " + typ(d.Param.Type))
@@ -309,32 +301,75 @@ func (p *printer) empty(n int, closeOff int) bool {
 	return n == 0 && (p.next >= len(p.comments) || p.comments[p.next].Pos.Offset >= closeOff)
 }
 
+// spans gives the positions of the i-th item of a body, list or map.
+type spans func(i int) (start, end lexer.Position)
+
+// first returns the offset of the first of n items, or closeOff when n is 0.
+func (at spans) first(n, closeOff int) int {
+	if n == 0 {
+		return closeOff
+	}
+	start, _ := at(0)
+	return start.Offset
+}
+
+// openBody prints the " {" of a body of n items after header and returns
+// the offset of its "}"; an empty body it prints whole, " {}", and
+// returns false.
+func (p *printer) openBody(n int, at spans, header, end lexer.Position, limit int) (int, bool) {
+	closeOff := closeOffset(end)
+	if p.empty(n, closeOff) {
+		p.write(" {}")
+		p.trailing(end, limit)
+		return closeOff, false
+	}
+	p.open(header, at.first(n, closeOff))
+	return closeOff, true
+}
+
+// eachLine prints n items one a line, each after the comments before it
+// (and, with gaps, the blank line it had before it): item prints the i-th,
+// given the offset where the next starts (closeOff after the last).
+func (p *printer) eachLine(n, closeOff int, at spans, gaps bool, item func(i, next int)) {
+	for i := range n {
+		next := closeOff
+		if i+1 < n {
+			start, _ := at(i + 1)
+			next = start.Offset
+		}
+		start, _ := at(i)
+		line := 0
+		if gaps {
+			line = start.Line
+		}
+		p.leading(start.Offset, line)
+		p.startLine()
+		item(i, next)
+	}
+}
+
 // --- bodies ---------------------------------------------------------------
 
 // body prints " { items }" for a stage, def, pipeline or nested block.
 func (p *printer) body(items []*ast.BodyItem, header lexer.Position, end lexer.Position, limit int) {
-	closeOff := closeOffset(end)
-	if p.empty(len(items), closeOff) {
-		p.write(" {}")
-		p.trailing(end, limit)
+	at := func(i int) (lexer.Position, lexer.Position) { return items[i].Pos, items[i].EndPos }
+	closeOff, ok := p.openBody(len(items), at, header, end, limit)
+	if !ok {
 		return
 	}
-	first := closeOff
-	if len(items) > 0 {
-		first = items[0].Pos.Offset
-	}
-	p.open(header, first)
 	widths := p.alignBody(items)
-	for i, it := range items {
-		next := closeOff
-		if i+1 < len(items) {
-			next = items[i+1].Pos.Offset
-		}
-		p.leading(it.Pos.Offset, it.Pos.Line)
-		p.startLine()
-		p.bodyItem(it, widths[i], next)
-	}
+	p.eachLine(len(items), closeOff, at, true, func(i, next int) { p.bodyItem(items[i], widths[i], next) })
 	p.close(closeOff, end, limit)
+}
+
+// optBody prints the body of a stage or def that has one, " { items }",
+// else ends its line.
+func (p *printer) optBody(body bool, items []*ast.BodyItem, header lexer.Position, end lexer.Position, limit int) {
+	if body || len(items) > 0 {
+		p.body(items, header, end, limit)
+		return
+	}
+	p.trailing(end, limit)
 }
 
 func (p *printer) bodyItem(it *ast.BodyItem, width int, limit int) {
@@ -475,7 +510,7 @@ func splitByOperator(items []*ast.BodyItem, widths []int, keyWidth func(*ast.Bod
 // alignRuns fills widths with the maximum key width of each run of
 // alignable items that follow each other on consecutive lines with no
 // comment between them.
-func alignRuns(n int, widths []int, key func(int) (int, bool), span func(int) (lexer.Position, lexer.Position), p *printer) {
+func alignRuns(n int, widths []int, key func(int) (int, bool), span spans, p *printer) {
 	for i := 0; i < n; {
 		w, ok := key(i)
 		if !ok {
@@ -509,25 +544,22 @@ func alignRuns(n int, widths []int, key func(int) (int, bool), span func(int) (l
 // --- schemas and types ----------------------------------------------------
 
 func (p *printer) fields(fields []*ast.Field, header lexer.Position, end lexer.Position, limit int) {
-	closeOff := closeOffset(end)
-	if p.empty(len(fields), closeOff) {
-		p.write(" {}")
-		p.trailing(end, limit)
+	closeOff, ok := p.openBody(len(fields), fieldSpans(fields), header, end, limit)
+	if !ok {
 		return
 	}
-	first := closeOff
-	if len(fields) > 0 {
-		first = fields[0].Pos.Offset
-	}
-	p.open(header, first)
 	p.fieldList(fields, closeOff)
 	p.close(closeOff, end, limit)
+}
+
+func fieldSpans(fields []*ast.Field) spans {
+	return func(i int) (lexer.Position, lexer.Position) { return fields[i].Pos, fields[i].EndPos }
 }
 
 // fieldsInner prints the fields of a multi-line inline record type; the
 // caller writes the braces.
 func (p *printer) fieldsInner(fields []*ast.Field, headerLine int, closeOff int) {
-	p.trailing(lexer.Position{Line: headerLine, Offset: -1}, firstFieldOff(fields, closeOff))
+	p.trailing(lexer.Position{Line: headerLine, Offset: -1}, fieldSpans(fields).first(len(fields), closeOff))
 	p.indent++
 	p.atStart = true
 	p.fieldList(fields, closeOff)
@@ -545,14 +577,9 @@ func (p *printer) fieldList(fields []*ast.Field, closeOff int) {
 			return 0, false
 		}
 		return utf8.RuneCountInString(fields[i].Name.Name) + 1, true
-	}, func(i int) (lexer.Position, lexer.Position) { return fields[i].Pos, fields[i].EndPos }, p)
-	for i, fd := range fields {
-		next := closeOff
-		if i+1 < len(fields) {
-			next = fields[i+1].Pos.Offset
-		}
-		p.leading(fd.Pos.Offset, fd.Pos.Line)
-		p.startLine()
+	}, fieldSpans(fields), p)
+	p.eachLine(len(fields), closeOff, fieldSpans(fields), true, func(i, next int) {
+		fd := fields[i]
 		p.write(pad(fd.Name.Name+":", widths[i]) + " ")
 		if multiRecord(fd.Type) {
 			p.write("{")
@@ -565,14 +592,7 @@ func (p *printer) fieldList(fields []*ast.Field, closeOff int) {
 			p.write(typ(fd.Type))
 		}
 		p.trailing(fd.EndPos, next)
-	}
-}
-
-func firstFieldOff(fields []*ast.Field, closeOff int) int {
-	if len(fields) > 0 {
-		return fields[0].Pos.Offset
-	}
-	return closeOff
+	})
 }
 
 // multiRecord reports whether t is an inline record type that was written
@@ -614,17 +634,11 @@ func typ(t *ast.Type) string {
 // --- tests ----------------------------------------------------------------
 
 func (p *printer) testBody(items []*ast.TestItem, header lexer.Position, end lexer.Position, limit int) {
-	closeOff := closeOffset(end)
-	if p.empty(len(items), closeOff) {
-		p.write(" {}")
-		p.trailing(end, limit)
+	at := func(i int) (lexer.Position, lexer.Position) { return items[i].Pos, items[i].EndPos }
+	closeOff, ok := p.openBody(len(items), at, header, end, limit)
+	if !ok {
 		return
 	}
-	first := closeOff
-	if len(items) > 0 {
-		first = items[0].Pos.Offset
-	}
-	p.open(header, first)
 	widths := make([]int, len(items))
 	alignRuns(len(items), widths, func(i int) (int, bool) {
 		m := items[i].Member
@@ -635,14 +649,9 @@ func (p *printer) testBody(items []*ast.TestItem, header lexer.Position, end lex
 			return 0, false
 		}
 		return utf8.RuneCountInString(memberKey(m)), true
-	}, func(i int) (lexer.Position, lexer.Position) { return items[i].Pos, items[i].EndPos }, p)
-	for i, it := range items {
-		next := closeOff
-		if i+1 < len(items) {
-			next = items[i+1].Pos.Offset
-		}
-		p.leading(it.Pos.Offset, it.Pos.Line)
-		p.startLine()
+	}, at, p)
+	p.eachLine(len(items), closeOff, at, true, func(i, next int) {
+		it := items[i]
 		switch {
 		case it.Given != nil:
 			p.write("given " + ident(it.Given.Source) + " ")
@@ -666,10 +675,10 @@ func (p *printer) testBody(items []*ast.TestItem, header lexer.Position, end lex
 			}
 		case it.Member != nil:
 			p.member(it.Member, widths[i], next)
-			continue
+			return
 		}
 		p.trailing(it.EndPos, next)
-	}
+	})
 	p.close(closeOff, end, limit)
 }
 
@@ -770,30 +779,8 @@ func (p *printer) list(l *ast.List) {
 		p.write(flatList(l))
 		return
 	}
-	closeOff := closeOffset(l.EndPos)
-	p.write("[")
-	first := closeOff
-	if len(l.Items) > 0 {
-		first = l.Items[0].Pos.Offset
-	}
-	p.trailing(lexer.Position{Line: l.Pos.Line, Offset: -1}, first)
-	p.indent++
-	p.atStart = true
-	for i, it := range l.Items {
-		next := closeOff
-		if i+1 < len(l.Items) {
-			next = l.Items[i+1].Pos.Offset
-		}
-		p.leading(it.Pos.Offset, 0)
-		p.startLine()
-		p.value(it)
-		p.trailing(it.EndPos, next)
-	}
-	p.leading(closeOff, 0)
-	p.atStart = false
-	p.indent--
-	p.startLine()
-	p.write("]")
+	span := func(i int) (lexer.Position, lexer.Position) { return l.Items[i].Pos, l.Items[i].EndPos }
+	p.bracketed("[", "]", l.Pos, l.EndPos, len(l.Items), span, func(i int) { p.value(l.Items[i]) })
 }
 
 func (p *printer) mapValue(m *ast.Map) {
@@ -801,15 +788,7 @@ func (p *printer) mapValue(m *ast.Map) {
 		p.write(flatMap(m))
 		return
 	}
-	closeOff := closeOffset(m.EndPos)
-	p.write("{")
-	first := closeOff
-	if len(m.Entries) > 0 {
-		first = m.Entries[0].Pos.Offset
-	}
-	p.trailing(lexer.Position{Line: m.Pos.Line, Offset: -1}, first)
-	p.indent++
-	p.atStart = true
+	span := func(i int) (lexer.Position, lexer.Position) { return m.Entries[i].Pos, m.Entries[i].EndPos }
 	// "key = value" entries on consecutive lines align their "=" like
 	// block attributes; "key: value" entries (test records) are not padded.
 	widths := make([]int, len(m.Entries))
@@ -819,27 +798,37 @@ func (p *printer) mapValue(m *ast.Map) {
 			return 0, false
 		}
 		return utf8.RuneCountInString(entryName(e)), true
-	}, func(i int) (lexer.Position, lexer.Position) { return m.Entries[i].Pos, m.Entries[i].EndPos }, p)
-	for i, e := range m.Entries {
-		next := closeOff
-		if i+1 < len(m.Entries) {
-			next = m.Entries[i+1].Pos.Offset
-		}
-		p.leading(e.Pos.Offset, 0)
-		p.startLine()
+	}, span, p)
+	p.bracketed("{", "}", m.Pos, m.EndPos, len(m.Entries), span, func(i int) {
+		e := m.Entries[i]
 		key := entryKey(e)
 		if pad := widths[i] - utf8.RuneCountInString(entryName(e)); pad > 0 {
 			key = entryName(e) + strings.Repeat(" ", pad) + key[len(entryName(e)):]
 		}
 		p.write(key)
 		p.value(e.Value)
-		p.trailing(e.EndPos, next)
-	}
+	})
+}
+
+// bracketed writes the n items of a list or map spanning start to end
+// between open and close, one a line with their comments: item writes the
+// i-th.
+func (p *printer) bracketed(open, close string, start, end lexer.Position, n int, at spans, item func(int)) {
+	closeOff := closeOffset(end)
+	p.write(open)
+	p.trailing(lineOnly(start), at.first(n, closeOff))
+	p.indent++
+	p.atStart = true
+	p.eachLine(n, closeOff, at, false, func(i, next int) {
+		item(i)
+		_, end := at(i)
+		p.trailing(end, next)
+	})
 	p.leading(closeOff, 0)
 	p.atStart = false
 	p.indent--
 	p.startLine()
-	p.write("}")
+	p.write(close)
 }
 
 // entryName is an entry's key as printed (quoted if it was).

@@ -10,3 +10,6 @@ import (
 func ParseWithParticiple(name string, src []byte) (*ast.File, lang.Diagnostics) {
 	return parse(name, src, false)
 }
+
+// Walk calls fn for every non-nil pointer to a struct reachable from v.
+var Walk = walk

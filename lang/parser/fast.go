@@ -106,12 +106,15 @@ func (p *fastParser) accept(v string) bool {
 	return false
 }
 
-func (p *fastParser) ident() string {
-	if !p.isType(0, tokIdent) {
+// take consumes a token of type typ and returns its text.
+func (p *fastParser) take(typ lexer.TokenType) string {
+	if !p.isType(0, typ) {
 		p.fail()
 	}
 	return p.next().Value
 }
+
+func (p *fastParser) ident() string { return p.take(tokIdent) }
 
 func isKind(v string) bool { return v == "source" || v == "transform" || v == "sink" }
 
@@ -364,11 +367,8 @@ func (p *fastParser) member() *ast.Member {
 }
 
 func (p *fastParser) expr() *ast.Expr {
-	if !p.isType(0, tokExpr) {
-		p.fail()
-	}
 	n := &ast.Expr{Pos: p.pos()}
-	n.Text = p.next().Value
+	n.Text = p.take(tokExpr)
 	n.EndPos = p.end()
 	return n
 }
@@ -437,13 +437,7 @@ func (p *fastParser) value() *ast.Value {
 		s := p.next().Value
 		n.Size = &s
 	case t.Type == tokInt || t.Type == tokFloat || (t.Value == "-" && (p.isType(1, tokInt) || p.isType(1, tokFloat))):
-		num := &ast.Number{Pos: p.pos()}
-		if p.accept("-") {
-			num.Neg = true
-		}
-		num.Text = p.next().Value
-		num.EndPos = p.end()
-		n.Number = num
+		n.Number = p.number()
 	case t.Value == "true" || t.Value == "false":
 		b := ast.Bool(p.next().Value == "true")
 		n.Bool = &b
@@ -459,6 +453,18 @@ func (p *fastParser) value() *ast.Value {
 	default:
 		p.fail()
 	}
+	n.EndPos = p.end()
+	return n
+}
+
+// number is an int or float literal, optionally negated.
+func (p *fastParser) number() *ast.Number {
+	n := &ast.Number{Pos: p.pos()}
+	n.Neg = p.accept("-")
+	if !p.isType(0, tokInt) && !p.isType(0, tokFloat) {
+		p.fail()
+	}
+	n.Text = p.next().Value
 	n.EndPos = p.end()
 	return n
 }
@@ -506,11 +512,8 @@ func (p *fastParser) mapLit() *ast.Map {
 }
 
 func (p *fastParser) stringLit() *ast.StringLit {
-	if !p.isType(0, tokString) {
-		p.fail()
-	}
 	n := &ast.StringLit{Pos: p.pos()}
-	n.Raw = p.next().Value
+	n.Raw = p.take(tokString)
 	n.EndPos = p.end()
 	var d lang.Diagnostics
 	n.Parts, d = decodeString(p.name, n.Raw, n.Pos)
@@ -551,19 +554,7 @@ func (p *fastParser) testItem() *ast.TestItem {
 			e.Records = p.list()
 		case p.is(0, "count"):
 			p.i++
-			if !(p.isType(0, tokInt) || p.isType(0, tokFloat) || p.is(0, "-")) {
-				p.fail()
-			}
-			num := &ast.Number{Pos: p.pos()}
-			if p.accept("-") {
-				num.Neg = true
-			}
-			if !(p.isType(0, tokInt) || p.isType(0, tokFloat)) {
-				p.fail()
-			}
-			num.Text = p.next().Value
-			num.EndPos = p.end()
-			e.Count = num
+			e.Count = p.number()
 		case p.is(0, "empty"):
 			p.i++
 			e.Empty = true

@@ -8,6 +8,7 @@ import (
 
 	"pipe.dev/pipe/lang"
 	"pipe.dev/pipe/lang/ast"
+	"pipe.dev/pipe/lang/parser"
 )
 
 // checkSpans returns a description of every node position, interpolation
@@ -41,7 +42,7 @@ func checkSpans(name string, src []byte, f *ast.File, diags lang.Diagnostics) []
 	if f == nil {
 		return bad
 	}
-	walkNodes(reflect.ValueOf(f), func(v reflect.Value) {
+	parser.Walk(reflect.ValueOf(f), func(v reflect.Value) {
 		typ := v.Elem().Type().Name()
 		if pos := v.Elem().FieldByName("Pos"); pos.IsValid() && pos.Type() == reflect.TypeOf(lexer.Position{}) {
 			start := pos.Interface().(lexer.Position)
@@ -62,33 +63,6 @@ func checkSpans(name string, src []byte, f *ast.File, diags lang.Diagnostics) []
 		}
 	})
 	return bad
-}
-
-// walkNodes calls fn for every non-nil pointer to a struct reachable from v.
-func walkNodes(v reflect.Value, fn func(reflect.Value)) {
-	switch v.Kind() {
-	case reflect.Pointer:
-		if v.IsNil() {
-			return
-		}
-		if v.Elem().Kind() == reflect.Struct {
-			fn(v)
-		}
-		walkNodes(v.Elem(), fn)
-	case reflect.Struct:
-		if v.Type() == reflect.TypeOf(lexer.Position{}) || v.Type() == reflect.TypeOf(lang.Span{}) {
-			return
-		}
-		for i := 0; i < v.NumField(); i++ {
-			if v.Type().Field(i).IsExported() {
-				walkNodes(v.Field(i), fn)
-			}
-		}
-	case reflect.Slice:
-		for i := 0; i < v.Len(); i++ {
-			walkNodes(v.Index(i), fn)
-		}
-	}
 }
 
 type reflectValue = reflect.Value

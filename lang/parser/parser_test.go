@@ -59,7 +59,7 @@ func TestExamples(t *testing.T) {
 				t.Error(b)
 			}
 			checkRoundTrip(t, path, src)
-			walkNodes(reflectOf(f), func(v reflectValue) {
+			parser.Walk(reflectOf(f), func(v reflectValue) {
 				if s, ok := v.Interface().(*ast.StringLit); ok && s.Parts == nil {
 					t.Errorf("string %s at %v has no parts", s.Raw, s.Pos)
 				}

@@ -16,6 +16,12 @@ import (
 // how many it wrote.
 type Transform func(r io.Reader, w io.Writer) (int, error)
 
+// Main is the main function of the baseline name: Run on the process's
+// arguments and standard streams, exiting with its code.
+func Main(name string, transform Transform) {
+	os.Exit(Run(name, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, transform))
+}
+
 // Run parses args (-i/--input, -o/--output, "-" for the standard streams),
 // runs transform and returns the exit code.
 func Run(name string, args []string, stdin io.Reader, stdout, stderr io.Writer, transform Transform) int {
