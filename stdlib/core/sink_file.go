@@ -76,7 +76,7 @@ var FileSinkSpec = &stdlib.Spec{
 const fileSinkPathDoc = `the output file. Without rotation a single task writes exactly this file; with rotate_size or rotate_interval the files are numbered before the extension (out/events.jsonl: out/events-000001.jsonl, out/events-000002.jsonl, ...). With tasks > 1 each task writes its own files, "-t<task>" added to the name (events-t0.jsonl or events-t0-000001.jsonl). The sink owns these names: it truncates them when it starts them afresh. Beside them it keeps a state file .<name>.pipe-sink.json recording how many bytes of which file are committed, a fingerprint of them and the source positions they cover; a run fails at start when that file is missing, shorter or different. Delete the state file to start the output afresh`
 
 // flushSize is how much encoded data the sink buffers before writing.
-const flushSize = 1 << 20
+const flushSize = 256 << 10
 
 // fileSink is one task of a file sink stage.
 //

@@ -61,7 +61,7 @@ var FileSourceSpec = &stdlib.Spec{
 }
 
 // readChunk is how much a file read asks for.
-const readChunk = 1 << 20
+const readChunk = 256 << 10
 
 // fileSource is one task of a file source stage.
 //
