@@ -10,6 +10,8 @@
 #   bench/run.sh                 # 1,000,000 records, 3 rounds
 #   N=200000 R=5 bench/run.sh    # fewer records, more rounds
 #   BENCH_DIR=/tmp/b bench/run.sh  # keep inputs and outputs there
+#   BEFORE=/tmp/old/pipe bench/run.sh  # also another build of pipe, in the same
+#                                      # rounds (rows file_map_file_before, ...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,6 +53,11 @@ median() { # median NAME FIELD: the median of FIELD over NAME's successful runs
 }
 
 PROGS="tuned baseline file_map_file gen_map_discard stdin_map_stdout"
+CHECKED="baseline file_map_file stdin_map_stdout"
+if [ -n "${BEFORE:-}" ]; then
+  PROGS="$PROGS file_map_file_before gen_map_discard_before"
+  CHECKED="$CHECKED file_map_file_before"
+fi
 
 rm -rf "$WORK/state-"* "$WORK"/out-* "$WORK"/.out-* "$WORK"/*.runs
 for round in $(seq 1 "$R"); do
@@ -62,9 +69,14 @@ for round in $(seq 1 "$R"); do
   N="$N" measure gen_map_discard -- bin/pipe run examples/bench/gen_map_discard.pipe --state-dir "$WORK/state-gen"
   measure stdin_map_stdout -i "$IN" -o "$WORK/out-stdin_map_stdout.jsonl" -- \
     bin/pipe run examples/bench/stdin_map_stdout.pipe --state-dir "$WORK/state-stdin"
+  if [ -n "${BEFORE:-}" ]; then
+    PIPE_IN="$IN" PIPE_OUT="$WORK/out-file_map_file_before.jsonl" \
+      measure file_map_file_before -- "$BEFORE" run examples/bench/file_map_file.pipe --state-dir "$WORK/state-file-before"
+    N="$N" measure gen_map_discard_before -- "$BEFORE" run examples/bench/gen_map_discard.pipe --state-dir "$WORK/state-gen-before"
+  fi
 
   # Every program must write what the tuned loop writes, byte for byte.
-  for p in baseline file_map_file stdin_map_stdout; do
+  for p in $CHECKED; do
     if [ "$(field exit_code "$(cat "$WORK/$p.json")")" = 0 ] && ! cmp -s "$WORK/out-tuned.jsonl" "$WORK/out-$p.jsonl"; then
       echo "$p wrote $(wc -l <"$WORK/out-$p.jsonl") lines differing from the tuned loop's $(wc -l <"$WORK/out-tuned.jsonl")" >&2
       exit 1
@@ -79,7 +91,7 @@ b_wall=$(median baseline wall_s); b_cpu=$(median baseline cpu_s)
   echo "## $(date -u '+%Y-%m-%d %H:%M UTC') — $N records, medians of $R interleaved rounds"
   echo
   echo "Machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); $(go version | cut -d' ' -f3); commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); load average before the run: $LOAD."
-  echo "records/s counts input records (all $N, before the filter) per wall-clock second; CPU s is user + system time; the ratios are a run's wall time and CPU seconds (per record: all runs read the same $N) over the tuned loop's (÷ tuned) and the encoding/json loop's (÷ json), below 1 when the run is the faster. Command: \`bench/run.sh\`."
+  echo "records/s counts input records (all $N, before the filter) per wall-clock second; CPU s is user + system time; the ratios are a run's wall time and CPU seconds (per record: all runs read the same $N) over the tuned loop's (÷ tuned) and the encoding/json loop's (÷ json), below 1 when the run is the faster.${BEFORE:+ Rows ending in _before ran the build $BEFORE names.} Command: \`${BEFORE:+BEFORE=$BEFORE }bench/run.sh\`."
   echo
   echo "| run | wall s | records/s | CPU s | peak RSS MiB | wall ÷ tuned | CPU ÷ tuned | wall ÷ json | CPU ÷ json |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"

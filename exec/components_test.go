@@ -161,6 +161,9 @@ type sinkStore struct {
 	held    map[int]map[partKey]stdlib.Position // per task
 	writes  int
 	cps     []stdlib.Checkpoint
+	// overlaps counts a startSink's checkpoints that finished while it
+	// went on writing.
+	overlaps int
 }
 
 // memSink buffers writes and makes them durable on Checkpoint together
@@ -227,8 +230,14 @@ func (s *memSink) Write(ctx context.Context, b []stdlib.Record) error {
 func (s *memSink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
 	s.st.mu.Lock()
 	defer s.st.mu.Unlock()
-	s.st.durable = append(s.st.durable, s.buf...)
+	s.commit(s.buf, cp)
 	s.buf = nil
+	return nil
+}
+
+// commit makes recs durable with the checkpoint cp; s.st.mu is held.
+func (s *memSink) commit(recs []stdlib.Record, cp stdlib.Checkpoint) {
+	s.st.durable = append(s.st.durable, recs...)
 	if s.st.held == nil {
 		s.st.held = map[int]map[partKey]stdlib.Position{}
 	}
@@ -238,7 +247,6 @@ func (s *memSink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
 	}
 	s.st.held[s.cfg.Task] = h
 	s.st.cps = append(s.st.cps, cp)
-	return nil
 }
 
 func (s *memSink) Close(ctx context.Context) error { return nil }
@@ -283,6 +291,9 @@ func newTestEnv(t *testing.T) *testEnv {
 			st.cfg = cfg
 			st.mu.Unlock()
 			return &memSink{cfg: cfg, st: st}, nil
+		}},
+		&stdlib.Spec{Kind: stdlib.SinkKind, Name: "memsink_start", NewSink: func(cfg stdlib.Config) (stdlib.Sink, error) {
+			return &startSink{memSink: &memSink{cfg: cfg, st: env.sink(cfg.Stage)}}, nil
 		}},
 		&stdlib.Spec{Kind: stdlib.SinkKind, Name: "memrows", ReadsRows: true, NewSink: func(cfg stdlib.Config) (stdlib.Sink, error) {
 			return &memSink{cfg: cfg, st: env.sink(cfg.Stage)}, nil

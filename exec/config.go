@@ -55,10 +55,12 @@ type Config struct {
 	// positions and health, and control over it, while it lasts.
 	Handle *Handle
 	// MemoryLimit, when positive, tunes the Go garbage collector for the
-	// run (process-wide, restored when Run returns): GOGC 400 under this
-	// soft memory limit in bytes. Collection then costs about 40% less CPU
-	// on record-heavy pipelines. It is ignored when the GOGC or GOMEMLIMIT
-	// environment variable is set.
+	// run (process-wide, restored when Run returns): GOGC 400 under a soft
+	// memory limit that keeps the process's resident memory within this
+	// many bytes (the Go runtime's limit is this less what the executable
+	// and libraries mapped from their files hold resident, on Linux).
+	// Collection then costs about 40% less CPU on record-heavy pipelines.
+	// It is ignored when the GOGC or GOMEMLIMIT environment variable is set.
 	MemoryLimit int64
 }
 

@@ -130,7 +130,7 @@ func Run(ctx context.Context, p *plan.Plan, cfg *Config) (err error) {
 		r.pubCP = *r.prev
 	}
 	if lim := r.cfg.MemoryLimit; lim > 0 && os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
-		oldLimit := debug.SetMemoryLimit(lim)
+		oldLimit := debug.SetMemoryLimit(goMemoryLimit(lim, fileResident()))
 		oldGC := debug.SetGCPercent(400)
 		defer func() {
 			debug.SetGCPercent(oldGC)

@@ -46,6 +46,9 @@ type sinkTask struct {
 	// it held when opened, before).
 	durable []stdlib.Position
 	attrs   []*program
+	// pending delivers the outcome of the checkpoint a CheckpointStarter
+	// sink is finishing on another goroutine, if any.
+	pending chan error
 }
 
 func newSinkTask(r *run, s *stageRT, task int, snk stdlib.Sink) (*sinkTask, error) {
@@ -63,6 +66,11 @@ func newSinkTask(r *run, s *stageRT, task int, snk stdlib.Sink) (*sinkTask, erro
 
 func (t *sinkTask) run(ctx context.Context) (err error) {
 	defer t.s.closeInto(ctx, &err, t.sink.Close)
+	defer func() { // a checkpoint finishing ends before Close
+		if perr := t.settle(); err == nil && perr != nil {
+			err = perr
+		}
+	}()
 	defer t.s.recoverPanic(&err)
 	t.rt = newRouter(t.r, t.s, t.task)
 	return t.r.receive(ctx, t.s.inboxes[t.task], t)
@@ -199,19 +207,30 @@ func (t *sinkTask) sinkWrite(ctx context.Context, b []stdlib.Record) error {
 	return t.sink.Write(ctx, b)
 }
 
-// sinkCheckpoint calls the sink's Checkpoint, timed; a failure is counted.
-func (t *sinkTask) sinkCheckpoint(ctx context.Context, cp stdlib.Checkpoint) error {
+// sinkCheckpoint calls the sink's Checkpoint, or finish when not nil,
+// timed; a failure is counted.
+func (t *sinkTask) sinkCheckpoint(ctx context.Context, cp stdlib.Checkpoint, finish func(context.Context) error) error {
 	m := t.rt.m
 	defer m.end(&m.checkpoint, m.begin(opCheckpoint))
-	err := t.sink.Checkpoint(ctx, cp)
+	var err error
+	if finish != nil {
+		err = finish(ctx)
+	} else {
+		err = t.sink.Checkpoint(ctx, cp)
+	}
 	if err == nil {
 		m.durableAt.Store(time.Now().UnixNano())
 	} else {
-		m.errors[CheckpointError].Add(1)
-		t.r.cpFailed.Add(1)
-		t.r.noteError(t.s, CheckpointError, t.s.at, nil, fmt.Errorf("checkpoint %d: %w", cp.ID, err))
+		t.checkpointFailed(cp, err)
 	}
 	return err
+}
+
+// checkpointFailed counts a failed attempt at the checkpoint cp.
+func (t *sinkTask) checkpointFailed(cp stdlib.Checkpoint, err error) {
+	t.rt.m.errors[CheckpointError].Add(1)
+	t.r.cpFailed.Add(1)
+	t.r.noteError(t.s, CheckpointError, t.s.at, nil, fmt.Errorf("checkpoint %d: %w", cp.ID, err))
 }
 
 func isRecordErrors(err error) bool {
@@ -255,23 +274,77 @@ func (t *sinkTask) barrier(ctx context.Context, b *barrier) error {
 			"held", held)
 	}
 	sortPositions(cp.Positions)
-	err := t.sinkCheckpoint(ctx, cp)
+	if err := t.settle(); err != nil {
+		return err
+	}
+	cs, ok := t.sink.(stdlib.CheckpointStarter)
+	if !ok {
+		return t.complete(ctx, cp, nil)
+	}
+	finish, err := cs.StartCheckpoint(ctx, cp)
+	if err != nil {
+		t.checkpointFailed(cp, err)
+		if pol := t.s.policy; pol != nil && pol.Action == stdlib.ActionRetry {
+			return t.complete(ctx, cp, nil) // by Checkpoint, retried
+		}
+		return t.s.fail(fmt.Errorf("checkpoint %d: %w", b.id, err))
+	}
+	if finish == nil { // durable already
+		t.rt.m.durableAt.Store(time.Now().UnixNano())
+		return t.acknowledge(cp)
+	}
+	// The sink makes the checkpoint durable while this task goes on
+	// writing what follows the barrier; the next barrier, the end of the
+	// run and Close wait for it.
+	done := make(chan error, 1)
+	t.pending = done
+	go func() {
+		err := t.complete(ctx, cp, finish)
+		if err != nil && !errors.Is(err, errStopped) {
+			t.r.fail(err) // the run stops even if this task waits for input
+		}
+		done <- err
+	}()
+	return nil
+}
+
+// complete makes the checkpoint cp durable, by the sink's Checkpoint or by
+// finish when not nil, retried as the stage's policy says, then
+// acknowledges it.
+func (t *sinkTask) complete(ctx context.Context, cp stdlib.Checkpoint, finish func(context.Context) error) error {
+	err := t.sinkCheckpoint(ctx, cp, finish)
 	if pol := t.s.policy; err != nil && pol != nil && pol.Action == stdlib.ActionRetry {
 		for i := 0; i < pol.Max && err != nil; i++ {
 			if serr := sleepCtx(ctx, backoff(pol.Backoff, i)); serr != nil {
 				return serr
 			}
 			t.rt.m.retries.Add(1)
-			err = t.sinkCheckpoint(ctx, cp)
+			err = t.sinkCheckpoint(ctx, cp, finish)
 		}
 	}
 	if err != nil {
-		return t.s.fail(fmt.Errorf("checkpoint %d: %w", b.id, err))
+		return t.s.fail(fmt.Errorf("checkpoint %d: %w", cp.ID, err))
 	}
+	return t.acknowledge(cp)
+}
+
+// acknowledge tells the coordinator that the checkpoint cp is durable.
+func (t *sinkTask) acknowledge(cp stdlib.Checkpoint) error {
 	t.mu.Lock()
 	t.durable = cp.Positions
 	t.mu.Unlock()
-	return t.r.control(ctrlMsg{kind: ctrlAck, id: b.id})
+	return t.r.control(ctrlMsg{kind: ctrlAck, id: cp.ID})
+}
+
+// settle waits for the checkpoint the sink is finishing, if any, and
+// returns its error.
+func (t *sinkTask) settle() error {
+	if t.pending == nil {
+		return nil
+	}
+	err := <-t.pending
+	t.pending = nil
+	return err
 }
 
 func (t *sinkTask) end(ctx context.Context) error {

@@ -132,6 +132,22 @@ type Sink interface {
 	Close(ctx context.Context) error
 }
 
+// CheckpointStarter is implemented by a sink whose checkpoint can become
+// durable while it goes on writing (a file sink syncing what it wrote):
+// the executor then calls StartCheckpoint instead of Checkpoint. It does,
+// in order with Write, what the checkpoint must cover (writing out what
+// the sink buffered; no record written after it belongs to the
+// checkpoint) and returns finish, which makes it durable with the
+// positions as Checkpoint would. The executor runs finish on another
+// goroutine, concurrently with later calls of Write, and acknowledges the
+// checkpoint when it returns nil; it calls finish again to retry, and
+// neither StartCheckpoint nor Close before finish returned. The sink
+// waits for a finish in progress itself wherever Write would disturb it
+// (closing the file finish syncs, say).
+type CheckpointStarter interface {
+	StartCheckpoint(ctx context.Context, cp Checkpoint) (finish func(context.Context) error, err error)
+}
+
 // Transform is a record-at-a-time transform component (the built-in filter,
 // map and route stages are compiled by the executor itself).
 type Transform interface {

@@ -30,7 +30,7 @@ a second exits at once (nothing is lost: the next run resumes from the last chec
 	quiet := fs.BoolP("quiet", "q", false, "no live status or periodic count lines")
 	devBroker := fs.Bool("dev-broker", false, "start an embedded development Kafka broker (not for production) and point ${env:KAFKA_BROKERS} at it")
 	devBrokerDir := fs.String("dev-broker-dir", "", "with --dev-broker: keep the broker's data in this directory across runs (default: memory only)")
-	memLimit := fs.String("memory-limit", "64MiB", "soft memory limit of the Go heap (GOGC 400 under it); 0 keeps Go's defaults, as do GOGC or GOMEMLIMIT in the environment")
+	memLimit := fs.String("memory-limit", "64MiB", "soft limit of the process's resident memory (the Go heap's limit is this less the binary's resident pages, GOGC 400 under it); 0 keeps Go's defaults, as do GOGC or GOMEMLIMIT in the environment")
 	httpAddr := fs.String("http", "", "serve /metrics, /health, /ready, /status, /offsets, control and a status page on ADDR (host:port, :port or port; no host binds 127.0.0.1; port 0 picks a free one); default: the pipeline block's http, else no server")
 	httpToken := fs.String("http-token", "", "a ${env:NAME} or ${file:path} reference to the bearer token the server requires (default: the pipeline block's http_token)")
 	httpCert := fs.String("http-tls-cert", "", "PEM certificate file: serve HTTPS (with --http-tls-key)")

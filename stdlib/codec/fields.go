@@ -87,7 +87,11 @@ func (d *jsonDecoder) fields(keys []string, vals []any) ([]string, []any, error)
 			k = d.names[m]
 			d.i += len(k) + 2
 			d.named++
-			err = d.colon(k)
+			if d.i < len(d.s) && d.s[d.i] == ':' {
+				d.i++
+			} else {
+				err = d.colon(k)
+			}
 		} else {
 			k, err = d.key()
 		}

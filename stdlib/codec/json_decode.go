@@ -3,6 +3,7 @@ package codec
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -66,7 +67,9 @@ func (d *jsonDecoder) invalidUTF8(i int, what string) error {
 }
 
 func (d *jsonDecoder) skipSpace() {
-	for d.i < len(d.s) {
+	// Every byte JSON counts as space is at most ' ': one comparison
+	// settles the usual case of none.
+	for d.i < len(d.s) && d.s[d.i] <= ' ' {
 		switch d.s[d.i] {
 		case ' ', '\t', '\n', '\r':
 			d.i++
@@ -193,6 +196,10 @@ func (d *jsonDecoder) colon(k string) error {
 // next reads what follows a member of an object or array (in): a ','
 // (another member follows: true) or its closing byte, which leaves it.
 func (d *jsonDecoder) next(closing byte, in string) (bool, error) {
+	if d.i < len(d.s) && d.s[d.i] == ',' {
+		d.i++
+		return true, nil
+	}
 	d.skipSpace()
 	if d.i >= len(d.s) {
 		return false, d.errorf("unexpected end of input in %s", in)
@@ -213,7 +220,15 @@ func (d *jsonDecoder) next(closing byte, in string) (bool, error) {
 func (d *jsonDecoder) str() (string, error) {
 	start := d.i + 1
 	j := start
-	for j+8 <= len(d.s) && plainWord(loadWord(d.s, j)) {
+	for j+8 <= len(d.s) {
+		if m := stopBytes(loadWord(d.s, j)); m != 0 {
+			j += bits.TrailingZeros64(m) >> 3 // the first byte to look at
+			if d.s[j] == '"' {
+				d.i = j + 1
+				return d.s[start:j], nil
+			}
+			break
+		}
 		j += 8
 	}
 	for ; j < len(d.s); j++ {
@@ -484,10 +499,12 @@ func loadWord(s string, i int) uint64 {
 		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
-// plainWord reports whether none of the 8 bytes in w needs a closer look
-// inside a JSON string: no control character, '"', '\\' or non-ASCII byte.
-func plainWord(w uint64) bool {
+// stopBytes returns 0 when none of the 8 bytes in w needs a closer look
+// inside a JSON string (no control character, '"', '\\' or non-ASCII
+// byte), and otherwise a mask whose lowest set bit is the high bit of the
+// first byte that does (bits above it may be set for bytes that do not).
+func stopBytes(w uint64) uint64 {
 	const lo, hi = 0x0101010101010101, 0x8080808080808080
 	q, b := w^(lo*'"'), w^(lo*'\\')
-	return ((w-lo*0x20)&^w|(q-lo)&^q|(b-lo)&^b|w)&hi == 0
+	return ((w-lo*0x20)&^w | (q-lo)&^q | (b-lo)&^b | w) & hi
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strconv"
 	"time"
@@ -347,7 +348,11 @@ const hexDigits = "0123456789abcdef"
 func appendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start, i := 0, 0
-	for i+8 <= len(s) && plainWord(loadWord(s, i)) {
+	for i+8 <= len(s) {
+		if m := stopBytes(loadWord(s, i)); m != 0 {
+			i += bits.TrailingZeros64(m) >> 3 // the first byte to look at
+			break
+		}
 		i += 8
 	}
 	for i < len(s) {

@@ -3,6 +3,7 @@ package codec
 import (
 	"encoding/json"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -81,16 +82,48 @@ func TestAppendFloatMatchesStrconv(t *testing.T) {
 	}
 }
 
-func TestPlainWord(t *testing.T) {
+func TestStopBytes(t *testing.T) {
+	stop := func(c byte) bool { return c < 0x20 || c >= 0x80 || c == '"' || c == '\\' }
+	first := func(b []byte) int { // the index stopBytes must point at, 8 for none
+		for i, c := range b {
+			if stop(c) {
+				return i
+			}
+		}
+		return 8
+	}
+	check := func(b []byte) {
+		t.Helper()
+		got := 8
+		if m := stopBytes(loadWord(string(b), 0)); m != 0 {
+			got = bits.TrailingZeros64(m) >> 3
+		}
+		if want := first(b); got != want {
+			t.Fatalf("%q: stopBytes points at %d, want %d", b, got, want)
+		}
+	}
 	for c := range 256 {
-		want := c >= 0x20 && c < 0x80 && c != '"' && c != '\\'
 		for pos := range 8 {
 			b := []byte("abcdefgh")
 			b[pos] = byte(c)
-			if got := plainWord(loadWord(string(b), 0)); got != want {
-				t.Fatalf("byte %#x at %d: plainWord %v, want %v", c, pos, got, want)
+			check(b)
+			// A byte after it that stops too, or one that carries a borrow.
+			for _, later := range []byte{0, 0x1f, '"', '\\', 0x80, 0xff, 0x21, 0x01} {
+				for p2 := pos + 1; p2 < 8; p2++ {
+					b2 := append([]byte(nil), b...)
+					b2[p2] = later
+					check(b2)
+				}
 			}
 		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 200000 {
+		var b [8]byte
+		for i := range b {
+			b[i] = byte(r.Uint32())
+		}
+		check(b[:])
 	}
 }
 

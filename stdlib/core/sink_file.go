@@ -76,7 +76,7 @@ var FileSinkSpec = &stdlib.Spec{
 const fileSinkPathDoc = `the output file. Without rotation a single task writes exactly this file; with rotate_size or rotate_interval the files are numbered before the extension (out/events.jsonl: out/events-000001.jsonl, out/events-000002.jsonl, ...). With tasks > 1 each task writes its own files, "-t<task>" added to the name (events-t0.jsonl or events-t0-000001.jsonl). The sink owns these names: it truncates them when it starts them afresh. Beside them it keeps a state file .<name>.pipe-sink.json recording how many bytes of which file are committed, a fingerprint of them and the source positions they cover; a run fails at start when that file is missing, shorter or different. Delete the state file to start the output afresh`
 
 // flushSize is how much encoded data the sink buffers before writing.
-const flushSize = 1 << 20
+const flushSize = 256 << 10
 
 // fileSink is one task of a file sink stage.
 //
@@ -539,11 +539,21 @@ func (s *fileSink) rotate() error {
 // Checkpoint implements stdlib.Sink: it syncs the data, then commits the
 // state file naming the committed length and the positions.
 func (s *fileSink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
-	if err := s.flush(); err != nil {
+	finish, err := s.StartCheckpoint(ctx, cp)
+	if err != nil || finish == nil {
 		return err
 	}
-	if err := s.f.Sync(); err != nil {
-		return s.errorf("syncing %s: %v", s.f.Name(), err)
+	return finish(ctx)
+}
+
+// StartCheckpoint implements stdlib.CheckpointStarter: it writes out the
+// buffer and notes the committed length and the positions; finish syncs
+// the data up to that length (and what Write added since, which the state
+// file does not claim) and commits the state file. A rotating sink, which
+// closes the file it would sync, does it all at once.
+func (s *fileSink) StartCheckpoint(_ context.Context, cp stdlib.Checkpoint) (func(context.Context) error, error) {
+	if err := s.flush(); err != nil {
+		return nil, err
 	}
 	for _, p := range cp.Positions {
 		// A position of another incarnation of the partition replaces
@@ -554,18 +564,29 @@ func (s *fileSink) Checkpoint(ctx context.Context, cp stdlib.Checkpoint) error {
 		}
 	}
 	s.lastCP = cp.ID
-	fp, err := fileFingerprint(s.f, s.size)
-	if err != nil {
-		return s.errorf("reading %s: %v", s.f.Name(), err)
-	}
+	f, path := s.f, s.statePath()
 	st := sinkState{
-		Seq: s.seq, File: filepath.Base(s.name(s.seq)), Size: s.size, Fingerprint: fp,
+		Seq: s.seq, File: filepath.Base(s.name(s.seq)), Size: s.size,
 		Opened: s.opened, Checkpoint: cp.ID, Positions: s.heldPositions(),
 	}
-	if err := writeSinkState(s.statePath(), &st); err != nil {
-		return s.errorf("committing checkpoint %d: %v", cp.ID, err)
+	finish := func(context.Context) error {
+		if err := f.Sync(); err != nil {
+			return s.errorf("syncing %s: %v", f.Name(), err)
+		}
+		fp, err := fileFingerprint(f, st.Size)
+		if err != nil {
+			return s.errorf("reading %s: %v", f.Name(), err)
+		}
+		st.Fingerprint = fp
+		if err := writeSinkState(path, &st); err != nil {
+			return s.errorf("committing checkpoint %d: %v", cp.ID, err)
+		}
+		return nil
 	}
-	return nil
+	if s.rotating {
+		return nil, finish(context.Background())
+	}
+	return finish, nil
 }
 
 // statePaths returns the state files of every task of the stage.

@@ -61,7 +61,7 @@ var FileSourceSpec = &stdlib.Spec{
 }
 
 // readChunk is how much a file read asks for.
-const readChunk = 1 << 20
+const readChunk = 256 << 10
 
 // fileSource is one task of a file source stage.
 //
@@ -927,8 +927,24 @@ const maxRowShapes = 64
 // when it names a field twice (the last value wins, as in a map).
 func (rd *rowDecoder) decode(data []byte) (any, error) {
 	var names []string
-	if rd.shape != nil {
+	var row *stdlib.Row
+	if rd.shape != nil && len(rd.shape.Names()) > 0 {
+		// The message most likely has the fields of the one before: its
+		// values go straight into a row of that shape.
 		names = rd.shape.Names()
+		row = rd.rows.NewRow(rd.shape)
+		keys, vals, same, err := rd.codec.DecodeFieldsOwned(data, names, rd.keys[:0], row.Vals()[:0])
+		rd.keys = keys
+		if err != nil {
+			clear(row.Vals())
+			return nil, err
+		}
+		if same && len(vals) == len(names) && &vals[0] == &row.Vals()[0] {
+			return row, nil
+		}
+		// Other fields: the row taken is left unused.
+		defer clear(row.Vals()[:cap(row.Vals())])
+		return rd.build(names, keys, vals, same)
 	}
 	keys, vals, same, err := rd.codec.DecodeFieldsOwned(data, names, rd.keys[:0], rd.vals[:0])
 	rd.keys, rd.vals = keys, vals
@@ -936,6 +952,13 @@ func (rd *rowDecoder) decode(data []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	return rd.build(names, keys, vals, same)
+}
+
+// build returns the message with the fields keys and values vals, those of
+// a message with the fields names when same, as a row, or as a map when
+// it names a field twice.
+func (rd *rowDecoder) build(names, keys []string, vals []any, same bool) (any, error) {
 	if rd.shape == nil || !same && !slices.Equal(names, keys) {
 		if rd.shapes >= maxRowShapes || !distinct(keys) {
 			m := make(map[string]any, len(keys))

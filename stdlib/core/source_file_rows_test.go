@@ -3,6 +3,7 @@ package core
 import (
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	"pipe.dev/pipe/stdlib"
@@ -47,6 +48,25 @@ func TestFileRowDecoder(t *testing.T) {
 	}
 	if r4 := asRow(decode(`{"id":4}`)); !reflect.DeepEqual(r4.Map(), map[string]any{"id": int64(4)}) {
 		t.Fatalf("fewer fields: %v", r4.Map())
+	}
+	// More fields than a row holds inline, then the same layout again.
+	wide := func(n int) (string, map[string]any) {
+		var b strings.Builder
+		want := map[string]any{}
+		for i := range 10 {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `"f%d":%d`, i, n+i)
+			want[fmt.Sprintf("f%d", i)] = int64(n + i)
+		}
+		return "{" + b.String() + "}", want
+	}
+	for _, n := range []int{10, 20} {
+		msg, want := wide(n)
+		if r := asRow(decode(msg)); !reflect.DeepEqual(r.Map(), want) {
+			t.Fatalf("%s: %v", msg, r.Map())
+		}
 	}
 	if m, ok := decode(`{"id":5,"id":6}`).(map[string]any); !ok || !reflect.DeepEqual(m, map[string]any{"id": int64(6)}) {
 		t.Fatalf("a repeated name: %#v", m)
