@@ -40,20 +40,11 @@ var registryParams = []stdlib.Param{
 
 // checkRegistry checks the registry attributes of a source or sink.
 func checkRegistry(attrs map[string]any) []stdlib.AttrError {
-	var errs []stdlib.AttrError
-	avroUsed := false
-	for _, a := range []string{"format", "key_format"} {
-		if f, _ := attrs[a].(stdlib.Ident); f == "avro" {
-			avroUsed = true
-			if _, ok := attrs["registry"]; !ok {
-				errs = append(errs, stdlib.AttrError{Attr: a, Message: a + " avro needs registry = \"http://…\" (the schema registry)"})
-			}
-		}
-	}
-	if !avroUsed {
+	errs, used := checkRegistryFormats(attrs)
+	if !used {
 		for _, a := range []string{"registry", "registry_auth", "registry_tls", "schema_id", "register"} {
 			if v, ok := attrs[a]; ok && v != false { // register's default is false
-				errs = append(errs, stdlib.AttrError{Attr: a, Message: a + " applies to format avro only"})
+				errs = append(errs, stdlib.AttrError{Attr: a, Message: a + " applies to the formats avro, protobuf and json_schema only"})
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -39,15 +40,20 @@ func Compile(path, message string, read func(string) ([]byte, error)) (*types.Ty
 		}
 		return err
 	}, nil)
+	if read == nil {
+		read = os.ReadFile
+	}
+	texts := map[string]string{}
 	res := &protocompile.SourceResolver{ImportPaths: []string{dir}}
-	if read != nil {
-		res.Accessor = func(p string) (io.ReadCloser, error) {
-			b, err := read(p)
-			if err != nil {
-				return nil, err
-			}
-			return io.NopCloser(bytes.NewReader(b)), nil
+	res.Accessor = func(p string) (io.ReadCloser, error) {
+		b, err := read(p)
+		if err != nil {
+			return nil, err
 		}
+		if rel, err := filepath.Rel(dir, p); err == nil {
+			texts[filepath.ToSlash(rel)] = string(b)
+		}
+		return io.NopCloser(bytes.NewReader(b)), nil
 	}
 	c := protocompile.Compiler{Resolver: protocompile.WithStandardImports(res), Reporter: rep}
 	files, err := c.Compile(context.Background(), base)
@@ -94,7 +100,13 @@ func Compile(path, message string, read func(string) ([]byte, error)) (*types.Ty
 	if err != nil {
 		return nil, err
 	}
-	t.Wire = &types.Wire{Format: "protobuf", Name: string(md.FullName()), Doc: doc}
+	kept := map[string]string{}
+	for _, f := range set.File {
+		if text, ok := texts[f.GetName()]; ok {
+			kept[f.GetName()] = text
+		}
+	}
+	t.Wire = &types.Wire{Format: "protobuf", Name: string(md.FullName()), Doc: doc, Files: kept, File: fd.Path()}
 	return t, nil
 }
 
