@@ -75,12 +75,7 @@ func TestProtobufRegistryRoundTrip(t *testing.T) {
 		t.Errorf("frame % x, want prefix % x", raw[0][:min(8, len(raw[0]))], want)
 	}
 
-	delete(attrs, "create_topic")
-	delete(attrs, "register")
-	in := config("in", brokers, attrs)
-	in.Schema = ty
-	src := openSource(t, in, nil)
-	defer closeAll(t, src)
+	src := readBack(t, brokers, attrs, ty)
 	for i, r := range readN(t, src, 4) {
 		if r.Err != nil {
 			t.Fatalf("record %d: %v", i, r.Err)
@@ -204,12 +199,7 @@ func TestJSONSchemaRegistryRoundTrip(t *testing.T) {
 		t.Errorf("message %q", raw[0])
 	}
 
-	delete(attrs, "create_topic")
-	delete(attrs, "register")
-	in := config("in", brokers, attrs)
-	in.Schema = ty
-	src := openSource(t, in, nil)
-	defer closeAll(t, src)
+	src := readBack(t, brokers, attrs, ty)
 	got := readN(t, src, 3)
 	if got[1].Err != nil || got[1].Value.(map[string]any)["note"] != "n" {
 		t.Errorf("record 1: %v %v", got[1].Value, got[1].Err)
@@ -226,4 +216,17 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// readBack opens a source of the sink attributes attrs (without
+// create_topic and register) with the declared type ty.
+func readBack(t *testing.T, brokers string, attrs map[string]any, ty *types.Type) stdlib.Source {
+	t.Helper()
+	delete(attrs, "create_topic")
+	delete(attrs, "register")
+	in := config("in", brokers, attrs)
+	in.Schema = ty
+	src := openSource(t, in, nil)
+	t.Cleanup(func() { closeAll(t, src) })
+	return src
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 
 	"github.com/bufbuild/protocompile"
+	"github.com/bufbuild/protocompile/linker"
 	"github.com/bufbuild/protocompile/reporter"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -28,23 +30,34 @@ func CompileFiles(files map[string]string, main string) (protoreflect.FileDescri
 		}
 		return io.NopCloser(strings.NewReader(text)), nil
 	}}
+	out, err := compile(res, main, "")
+	if err != nil {
+		return nil, err
+	}
+	return out[0], nil
+}
+
+// compile compiles file with res (and the well-known files); the error
+// is the first problem at its file:line:col, the file name under dir.
+func compile(res protocompile.Resolver, file, dir string) (linker.Files, error) {
 	var first error
 	rep := reporter.NewReporter(func(err reporter.ErrorWithPos) error {
 		if first == nil {
 			p := err.GetPosition()
-			first = fmt.Errorf("%s:%d:%d: %v", p.Filename, p.Line, p.Col, err.Unwrap())
+			name := p.Filename
+			if dir != "." && dir != "" && !filepath.IsAbs(name) {
+				name = filepath.Join(dir, name)
+			}
+			first = fmt.Errorf("%s:%d:%d: %v", name, p.Line, p.Col, err.Unwrap())
 		}
 		return err
 	}, nil)
 	c := protocompile.Compiler{Resolver: protocompile.WithStandardImports(res), Reporter: rep}
-	out, err := c.Compile(context.Background(), main)
-	if err != nil {
-		if first != nil {
-			return nil, first
-		}
-		return nil, err
+	files, err := c.Compile(context.Background(), file)
+	if err != nil && first != nil {
+		return nil, first
 	}
-	return out[0], nil
+	return files, err
 }
 
 // MessageAt returns the message of fd at the path idx, the message

@@ -2,7 +2,6 @@ package protobuf
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/bufbuild/protocompile"
-	"github.com/bufbuild/protocompile/reporter"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -28,18 +26,6 @@ import (
 // as given.
 func Compile(path, message string, read func(string) ([]byte, error)) (*types.Type, error) {
 	dir, base := filepath.Dir(path), filepath.Base(path)
-	var first error
-	rep := reporter.NewReporter(func(err reporter.ErrorWithPos) error {
-		if first == nil {
-			p := err.GetPosition()
-			name := p.Filename
-			if dir != "." && !filepath.IsAbs(name) {
-				name = filepath.Join(dir, name)
-			}
-			first = fmt.Errorf("%s:%d:%d: %v", name, p.Line, p.Col, err.Unwrap())
-		}
-		return err
-	}, nil)
 	if read == nil {
 		read = os.ReadFile
 	}
@@ -55,12 +41,8 @@ func Compile(path, message string, read func(string) ([]byte, error)) (*types.Ty
 		}
 		return io.NopCloser(bytes.NewReader(b)), nil
 	}
-	c := protocompile.Compiler{Resolver: protocompile.WithStandardImports(res), Reporter: rep}
-	files, err := c.Compile(context.Background(), base)
+	files, err := compile(res, base, dir)
 	if err != nil {
-		if first != nil {
-			return nil, first
-		}
 		return nil, err
 	}
 	fd := files[0]
