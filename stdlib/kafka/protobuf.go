@@ -149,7 +149,7 @@ func (e *subjectEncoder) protobuf(cfg stdlib.Config, isKey bool) error {
 		var md protoreflect.MessageDescriptor
 		if decl == nil {
 			md, err = protobuf.MessageAt(fd, []int{0})
-		} else if md = findMessage(fd.Messages(), decl.Message().FullName()); md == nil {
+		} else if md = protobuf.FindMessage(fd, decl.Message().FullName()); md == nil {
 			err = fmt.Errorf("schema id %d has no message %s", id, decl.Message().FullName())
 		} else if err = protobuf.Compatible(decl.Message(), md); err != nil {
 			err = fmt.Errorf("schema id %d does not read what the sink writes: %w", id, err)
@@ -174,18 +174,6 @@ func (e *subjectEncoder) protobuf(cfg stdlib.Config, isKey bool) error {
 	return nil
 }
 
-func findMessage(msgs protoreflect.MessageDescriptors, name protoreflect.FullName) protoreflect.MessageDescriptor {
-	for i := range msgs.Len() {
-		md := msgs.Get(i)
-		if md.FullName() == name {
-			return md
-		}
-		if n := findMessage(md.Messages(), name); n != nil {
-			return n
-		}
-	}
-	return nil
-}
 
 // registerProto returns the schema of the .proto file main to register,
 // after registering the files it imports (but the well-known ones), each

@@ -161,3 +161,22 @@ func kindText(f protoreflect.FieldDescriptor) string {
 	}
 	return s
 }
+
+// FindMessage returns the message of fd (top-level or nested) named name,
+// or nil.
+func FindMessage(fd protoreflect.FileDescriptor, name protoreflect.FullName) protoreflect.MessageDescriptor {
+	return findIn(fd.Messages(), name)
+}
+
+func findIn(msgs protoreflect.MessageDescriptors, name protoreflect.FullName) protoreflect.MessageDescriptor {
+	for i := range msgs.Len() {
+		md := msgs.Get(i)
+		if md.FullName() == name {
+			return md
+		}
+		if n := findIn(md.Messages(), name); n != nil {
+			return n
+		}
+	}
+	return nil
+}

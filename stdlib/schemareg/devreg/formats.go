@@ -115,7 +115,7 @@ func (r *Registry) breaks(typ, base string, next, prev *schema) (string, error) 
 func protoBreaks(msgs protoreflect.MessageDescriptors, prev protoreflect.FileDescriptor) string {
 	for i := range msgs.Len() {
 		md := msgs.Get(i)
-		if old := findMessage(prev.Messages(), md.FullName()); old != nil {
+		if old := protobuf.FindMessage(prev, md.FullName()); old != nil {
 			if err := protobuf.Compatible(old, md); err != nil {
 				return err.Error()
 			}
@@ -127,18 +127,6 @@ func protoBreaks(msgs protoreflect.MessageDescriptors, prev protoreflect.FileDes
 	return ""
 }
 
-func findMessage(msgs protoreflect.MessageDescriptors, name protoreflect.FullName) protoreflect.MessageDescriptor {
-	for i := range msgs.Len() {
-		md := msgs.Get(i)
-		if md.FullName() == name {
-			return md
-		}
-		if n := findMessage(md.Messages(), name); n != nil {
-			return n
-		}
-	}
-	return nil
-}
 
 type jsonObject struct {
 	Properties map[string]struct {
