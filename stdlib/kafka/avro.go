@@ -44,7 +44,7 @@ func checkRegistry(attrs map[string]any) []stdlib.AttrError {
 	if !used {
 		for _, a := range []string{"registry", "registry_auth", "registry_tls", "schema_id", "register"} {
 			if v, ok := attrs[a]; ok && v != false { // register's default is false
-				errs = append(errs, stdlib.AttrError{Attr: a, Message: a + " applies to the formats avro, protobuf and json_schema only"})
+				errs = append(errs, stdlib.AttrError{Attr: a, Message: a + " applies to the formats avro, protobuf and json_schema through a registry (registry = \"http://…\")"})
 			}
 		}
 	}
@@ -71,6 +71,9 @@ func checkRegistry(attrs map[string]any) []stdlib.AttrError {
 // checkSinkInput checks that register = true has a record type with an
 // Avro schema to register, and that format = debezium writes change records.
 func checkSinkInput(attrs map[string]any, records *types.Type) []stdlib.AttrError {
+	if errs := checkSubjectName(attrs, records); errs != nil {
+		return errs
+	}
 	if f, _ := attrs["format"].(stdlib.Ident); f != "avro" || attrs["register"] != true {
 		return stdlib.CheckDebeziumInput(attrs, records)
 	}

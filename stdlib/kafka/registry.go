@@ -8,8 +8,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/codec"
+	"pipe.dev/pipe/stdlib/jsonschema"
 	"pipe.dev/pipe/stdlib/protobuf"
 	"pipe.dev/pipe/stdlib/schemareg"
 )
@@ -288,5 +290,38 @@ func checkRegistryFormats(attrs map[string]any) (errs []stdlib.AttrError, used b
 			used = used || hasReg
 		}
 	}
+	vf, _ := attrs["format"].(stdlib.Ident)
+	if used && vf != "avro" && !(hasReg && (vf == "protobuf" || vf == "json_schema")) {
+		for _, a := range []string{"schema_id", "register"} {
+			if v, ok := attrs[a]; ok && v != false {
+				errs = append(errs, stdlib.AttrError{Attr: a, Message: a + " applies to the value's format through the registry (format avro, protobuf or json_schema)"})
+			}
+		}
+	}
 	return errs, used
+}
+
+// checkKeySubject checks that a sink's protobuf or json_schema key, which
+// has no declared schema, has its subject named by the topic.
+func checkKeySubject(attrs map[string]any) []stdlib.AttrError {
+	if kf, _ := attrs["key_format"].(stdlib.Ident); kf == "protobuf" || kf == "json_schema" {
+		if st, _ := attrs["subject_strategy"].(stdlib.Ident); st != "" && st != schemareg.TopicName {
+			return []stdlib.AttrError{{Attr: "subject_strategy", Message: fmt.Sprintf("subject_strategy %s names a subject by the record, and a %s key has no declared schema: use topic", st, kf)}}
+		}
+	}
+	return nil
+}
+
+// checkSubjectName checks that a sink whose subject is named by the record
+// (subject_strategy record or topic_record) has a record name: a JSON
+// Schema's "title".
+func checkSubjectName(attrs map[string]any, records *types.Type) []stdlib.AttrError {
+	st, _ := attrs["subject_strategy"].(stdlib.Ident)
+	if f, _ := attrs["format"].(stdlib.Ident); f != "json_schema" || st == "" || st == schemareg.TopicName || attrs["registry"] == nil || attrs["schema_id"] != nil {
+		return nil
+	}
+	if records == nil || records.Wire == nil || records.Wire.Format != "json_schema" || jsonschema.Title(records.Wire.Doc) != "" {
+		return nil
+	}
+	return []stdlib.AttrError{{Attr: "subject_strategy", Message: fmt.Sprintf("subject_strategy %s names the subject by the record, and the JSON Schema has no \"title\": give it one or use topic", st)}}
 }

@@ -59,6 +59,7 @@ var SinkSpec = &stdlib.Spec{
 func checkSink(attrs map[string]any) []stdlib.AttrError {
 	errs := append(tlsconf.Check(attrs), retry.Check(attrs)...)
 	errs = append(errs, checkRegistry(attrs)...)
+	errs = append(errs, checkKeySubject(attrs)...)
 	if _, ok := attrs["schema_id"]; ok && attrs["register"] == true {
 		errs = append(errs, stdlib.AttrError{Attr: "register", Message: "set schema_id or register, not both"})
 	}
