@@ -174,7 +174,6 @@ func (e *subjectEncoder) protobuf(cfg stdlib.Config, isKey bool) error {
 	return nil
 }
 
-
 // registerProto returns the schema of the .proto file main to register,
 // after registering the files it imports (but the well-known ones), each
 // under a subject named by its import path: the references.

@@ -127,7 +127,6 @@ func protoBreaks(msgs protoreflect.MessageDescriptors, prev protoreflect.FileDes
 	return ""
 }
 
-
 type jsonObject struct {
 	Properties map[string]struct {
 		Type json.RawMessage `json:"type"`
