@@ -56,15 +56,18 @@ func cmdSchemaPull(e *env, args []string) int {
 		return exitFindings
 	}
 	seen := map[string]bool{}
-	if err := pullSubject(ctx, e, cl.SR(), *subject, *version, *dir, seen); err != nil {
+	if err := pullSubject(ctx, e, cl.SR(), *subject, *version, "", *dir, seen); err != nil {
 		fmt.Fprintf(e.stderr, "pipe: schema pull: %v\n", err)
 		return exitFindings
 	}
 	return exitOK
 }
 
-// pullSubject writes one version of subject and, first, what it references.
-func pullSubject(ctx context.Context, e *env, cl *sr.Client, subject string, version int, dir string, seen map[string]bool) error {
+// pullSubject writes one version of subject and, first, what it
+// references. A Protobuf or JSON schema referenced as ref (the import path
+// or $ref) is written under that name, so that the file referring to it
+// reads it from there; anything else as <subject>.<ext>.
+func pullSubject(ctx context.Context, e *env, cl *sr.Client, subject string, version int, ref, dir string, seen map[string]bool) error {
 	ss, err := cl.SchemaByVersion(ctx, subject, version)
 	if err != nil {
 		return fmt.Errorf("subject %q: %w", subject, err)
@@ -75,7 +78,7 @@ func pullSubject(ctx context.Context, e *env, cl *sr.Client, subject string, ver
 	}
 	seen[key] = true
 	for _, r := range ss.References {
-		if err := pullSubject(ctx, e, cl, r.Subject, r.Version, dir, seen); err != nil {
+		if err := pullSubject(ctx, e, cl, r.Subject, r.Version, r.Name, dir, seen); err != nil {
 			return err
 		}
 	}
@@ -95,10 +98,22 @@ func pullSubject(ctx context.Context, e *env, cl *sr.Client, subject string, ver
 		}
 	}
 	name := strings.NewReplacer("/", "_", "\\", "_", ":", "_").Replace(subject) + ext
+	if ss.Type != sr.TypeAvro && refFile(ref, ext) {
+		name = filepath.FromSlash(ref)
+	}
 	path := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
 	if err := os.WriteFile(path, []byte(text+"\n"), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "%s\t%s version %d, id %d\n", path, subject, ss.Version, ss.ID)
 	return nil
+}
+
+// refFile reports whether a reference name is a relative path of a file
+// of extension ext, inside the output directory.
+func refFile(ref, ext string) bool {
+	return ref != "" && strings.HasSuffix(ref, ext) && filepath.IsLocal(filepath.FromSlash(ref))
 }
