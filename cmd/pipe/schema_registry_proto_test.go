@@ -17,15 +17,7 @@ import (
 // it imports under its import path, so that the pulled file compiles as a
 // pipe schema; a JSON Schema subject as a .json file that types as one.
 func TestSchemaPullProtobufJSON(t *testing.T) {
-	reg, err := devreg.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
-	cl, err := sr.NewClient(sr.URLs(reg.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg, cl := devRegistry(t)
 	ctx := t.Context()
 	money := "syntax = \"proto3\";\npackage shop.common;\nmessage Money { string currency = 1; int64 units = 2; }\n"
 	if _, err := cl.CreateSchema(ctx, "regproto-money", sr.Schema{Schema: money, Type: sr.TypeProtobuf}); err != nil {
@@ -64,4 +56,20 @@ func TestSchemaPullProtobufJSON(t *testing.T) {
 	if jt, err := jsonschema.TypeOf(b); err != nil || jt.String() != "{id: int}" {
 		t.Errorf("pulled JSON Schema types as %v, %v", jt, err)
 	}
+}
+
+// devRegistry starts a development registry for the test and returns it
+// with a client.
+func devRegistry(t *testing.T) (*devreg.Registry, *sr.Client) {
+	t.Helper()
+	reg, err := devreg.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reg.Close() })
+	cl, err := sr.NewClient(sr.URLs(reg.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg, cl
 }
