@@ -104,7 +104,8 @@ func newEncoder(cfg stdlib.Config, reg *schemareg.Client, isKey bool) (wireEncod
 		}
 		return e, nil
 	}
-	e := &subjectEncoder{reg: reg, strategy: cfg.String("subject_strategy"), isKey: isKey, subjects: map[string]*wireSchema{}}
+	e := &subjectEncoder{reg: reg, strategy: cfg.String("subject_strategy"), isKey: isKey,
+		subjects: map[string]*wireSchema{}, byTopic: map[string]*wireSchema{}}
 	if !isKey {
 		e.pinned, e.register = int(cfg.Int("schema_id")), cfg.Bool("register")
 	}
@@ -134,6 +135,7 @@ type subjectEncoder struct {
 
 	mu       sync.Mutex
 	subjects map[string]*wireSchema
+	byTopic  map[string]*wireSchema // the same, by topic
 }
 
 // wireSchema encodes values with one writer schema.
@@ -160,6 +162,17 @@ func (e *subjectEncoder) subject(topic string) (string, error) {
 	return schemareg.Subject(e.strategy, topic, e.record, e.isKey), nil
 }
 
+// cached returns the writer of topic's subject when it is settled.
+func (e *subjectEncoder) cached(topic string) (*wireSchema, error) {
+	e.mu.Lock()
+	ws := e.byTopic[topic]
+	e.mu.Unlock()
+	if ws == nil {
+		return nil, nil
+	}
+	return ws, ws.err
+}
+
 func (e *subjectEncoder) forTopic(ctx context.Context, topic string) (*wireSchema, error) {
 	subject, err := e.subject(topic)
 	if err != nil {
@@ -168,6 +181,7 @@ func (e *subjectEncoder) forTopic(ctx context.Context, topic string) (*wireSchem
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if ws, ok := e.subjects[subject]; ok {
+		e.byTopic[topic] = ws
 		return ws, ws.err
 	}
 	var id int
@@ -196,13 +210,17 @@ func (e *subjectEncoder) forTopic(ctx context.Context, topic string) (*wireSchem
 		ws = &wireSchema{err: err}
 	}
 	e.subjects[subject] = ws
+	e.byTopic[topic] = ws
 	return ws, ws.err
 }
 
 func (e *subjectEncoder) appendValue(dst []byte, topic string, v any) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
-	defer cancel()
-	ws, err := e.forTopic(ctx, topic)
+	ws, err := e.cached(topic)
+	if ws == nil && err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+		ws, err = e.forTopic(ctx, topic)
+		cancel()
+	}
 	if err != nil {
 		return nil, err
 	}
