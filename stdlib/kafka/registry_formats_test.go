@@ -3,6 +3,7 @@ package kafka
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -229,4 +230,65 @@ func readBack(t *testing.T, brokers string, attrs map[string]any, ty *types.Type
 	src := openSource(t, in, nil)
 	t.Cleanup(func() { closeAll(t, src) })
 	return src
+}
+
+// Keys in protobuf and json_schema go through the key subject's latest
+// schema and read back by their writer's schema; a pinned schema_id
+// writes values with that id.
+func TestRegistryKeysAndPinnedID(t *testing.T) {
+	reg := testRegistry(t)
+	brokers := testBroker(t, devbroker.Options{})
+	cl, err := sr.NewClient(sr.URLs(reg.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	create := func(subject string, s sr.Schema) int {
+		ss, err := cl.CreateSchema(t.Context(), subject, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ss.ID
+	}
+	value := "syntax = \"proto3\";\npackage shop;\nmessage Order { int64 id = 1; string name = 2; }\n"
+	ty := protoType(t, "order.proto", "shop.Order")
+	for _, c := range []struct {
+		format string
+		key    sr.Schema
+		want   any
+	}{
+		{"protobuf", sr.Schema{Schema: "syntax = \"proto3\";\nmessage K { string k = 1; int64 n = 2; }\n", Type: sr.TypeProtobuf},
+			map[string]any{"k": "x", "n": int64(3)}},
+		{"json_schema", sr.Schema{Schema: `{"type":"object","properties":{"k":{"type":"string"}},"required":["k"]}`, Type: sr.TypeJSON},
+			map[string]any{"k": "x"}},
+	} {
+		t.Run(c.format, func(t *testing.T) {
+			topic := uniq("regproto-keys-" + c.format)
+			create(topic+"-key", c.key)
+			pinned := create(uniq("regproto-pinned"), sr.Schema{Schema: value, Type: sr.TypeProtobuf})
+			attrs := map[string]any{"topic": topic, "format": stdlib.Ident("protobuf"), "key_format": stdlib.Ident(c.format),
+				"registry": reg.URL(), "schema_id": int64(pinned), "create_topic": map[string]any{"partitions": int64(1)}}
+			cfg := config("out", brokers, attrs)
+			cfg.Schema = ty
+			writeAll(t, cfg, []stdlib.Record{{Key: c.want, Value: protoOrder(1), Partition: -1}})
+			raw := fetchRaw(t, brokers, topic, 1)
+			if !bytes.HasPrefix(raw[0], schemareg.Append(nil, pinned)) {
+				t.Errorf("value % x not framed with pinned id %d", raw[0][:5], pinned)
+			}
+			delete(attrs, "schema_id")
+			src := readBack(t, brokers, attrs, ty)
+			r := readN(t, src, 1)[0]
+			if r.Err != nil {
+				t.Fatal(r.Err)
+			}
+			got, _ := r.Key.(map[string]any)
+			for k, w := range c.want.(map[string]any) {
+				if g := got[k]; g != w && !(c.format == "json_schema" && fmt.Sprint(g) == fmt.Sprint(w)) {
+					t.Errorf("key %s: got %#v, want %#v", k, g, w)
+				}
+			}
+			if r.Value.(map[string]any)["id"] != int64(1) {
+				t.Errorf("value %v", r.Value)
+			}
+		})
+	}
 }
