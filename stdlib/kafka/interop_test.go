@@ -31,9 +31,10 @@ const s = require(process.argv[1]); process.stdout.write(s)`, filepath.Join(dir,
 }
 
 // Protobuf records produced by @kafkajs/confluent-schema-registry (which
-// writes no message indexes) go through pipe (kafka protobuf → map →
-// kafka protobuf, the schemas pulled with pipe schema pull) and decode
-// with the same library field by field equal.
+// writes no message indexes), their schema importing another registered
+// as a reference, go through pipe (kafka protobuf → map → kafka protobuf,
+// the schemas and the import pulled with pipe schema pull) and decode with
+// the same library field by field equal.
 func TestProtobufInteropKafkaJS(t *testing.T) {
 	registryInterop(t, "protobuf", nil)
 }
@@ -96,15 +97,15 @@ func registryInterop(t *testing.T, format string, prepare func(t *testing.T, nod
 		prepare(t, node, dir, work)
 	} else {
 		for subject, name := range map[string]string{in + "-value": "order", out + "-value": "order_out"} {
-			pulled := filepath.Join(work, "pulled")
-			if outp, err := exec.Command(bin, "schema", "pull", "--registry", reg.URL(), "--subject", subject, "-o", pulled).CombinedOutput(); err != nil {
+			// Referenced files land under their import paths in work.
+			if outp, err := exec.Command(bin, "schema", "pull", "--registry", reg.URL(), "--subject", subject, "-o", work).CombinedOutput(); err != nil {
 				t.Fatalf("pipe schema pull: %v\n%s", err, outp)
 			}
 			ext, dst := ".proto", name+".proto"
 			if format == "json_schema" {
 				ext, dst = ".json", name+".schema.json"
 			}
-			if err := os.Rename(filepath.Join(pulled, subject+ext), filepath.Join(work, dst)); err != nil {
+			if err := os.Rename(filepath.Join(work, subject+ext), filepath.Join(work, dst)); err != nil {
 				t.Fatal(err)
 			}
 		}

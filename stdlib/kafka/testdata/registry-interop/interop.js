@@ -31,6 +31,11 @@ const formats = {
   },
   protobuf: {
     type: SchemaType.PROTOBUF,
+    // order.proto imports interop/line.proto: registered first, a reference
+    references: async (registry) => {
+      await registry.register({ type: SchemaType.PROTOBUF, schema: text('interop/line.proto') }, { subject: 'interop-line' })
+      return [{ name: 'interop/line.proto', subject: 'interop-line', version: 1 }]
+    },
     // the output message: the input's in another package, with big
     schemas: () => [text('order.proto'), text('order.proto')
       .replace('package interop;', 'package interop.out;')
@@ -154,8 +159,9 @@ async function main() {
     const [inTopic, outTopic, n, name = 'avro'] = rest
     const f = formats[name]
     const [inText, outText] = f.schemas()
-    const { id } = await registry.register({ type: f.type, schema: inText }, { subject: `${inTopic}-value` })
-    await registry.register({ type: f.type, schema: outText }, { subject: `${outTopic}-value` })
+    const references = f.references ? await f.references(registry) : undefined
+    const { id } = await registry.register({ type: f.type, schema: inText, references }, { subject: `${inTopic}-value` })
+    await registry.register({ type: f.type, schema: outText, references }, { subject: `${outTopic}-value` })
     const producer = kafka.producer()
     await producer.connect()
     const messages = []
