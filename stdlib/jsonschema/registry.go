@@ -3,10 +3,11 @@ package jsonschema
 import "encoding/json"
 
 // ValidatorOf returns the validator of a JSON Schema document, such as a
-// schema registry holds: a null of a top-level property the document does
+// schema registry holds, with the documents it references (see
+// [CompileWith]): a null of a top-level property the document does
 // not require is left out when encoding.
-func ValidatorOf(doc []byte) (*Validator, error) {
-	s, err := Compile(doc)
+func ValidatorOf(doc []byte, refs map[string][]byte) (*Validator, error) {
+	s, err := CompileWith(doc, refs)
 	if err != nil {
 		return nil, err
 	}

@@ -45,17 +45,14 @@ func compactJSON(doc []byte) []byte {
 // jsonWriter returns the validator of the JSON schema id, nil when it is
 // the declared document (which the declared codec validates against).
 func jsonWriter(ctx context.Context, reg *schemareg.Client, id int, decl []byte) (*jsonschema.Validator, error) {
-	s, _, err := writerSchema(ctx, reg, id, sr.TypeJSON)
+	s, refs, err := writerSchema(ctx, reg, id, sr.TypeJSON)
 	if err != nil {
 		return nil, err
 	}
-	if len(s.References) > 0 {
-		return nil, fmt.Errorf("schema id %d: JSON Schema references are not read", id)
-	}
-	if decl != nil && bytes.Equal(compactJSON([]byte(s.Schema)), decl) {
+	if decl != nil && len(refs) == 0 && bytes.Equal(compactJSON([]byte(s.Schema)), decl) {
 		return nil, nil
 	}
-	v, err := jsonschema.ValidatorOf([]byte(s.Schema))
+	v, err := jsonschema.ValidatorOf([]byte(s.Schema), refDocs(refs))
 	if err != nil {
 		return nil, fmt.Errorf("schema id %d: %w", id, err)
 	}
@@ -120,13 +117,13 @@ func (e *subjectEncoder) jsonSchema(cfg stdlib.Config, isKey bool) error {
 		if s.Type != sr.TypeJSON {
 			return nil, fmt.Errorf("schema id %d is %s, not JSON", id, s.Type)
 		}
-		if len(s.References) > 0 {
-			return nil, fmt.Errorf("schema id %d: JSON Schema references are not read", id)
+		refs, err := e.reg.References(ctx, s.References)
+		if err != nil {
+			return nil, fmt.Errorf("schema id %d: %w", id, err)
 		}
 		var v *jsonschema.Validator
-		if decl == nil || !bytes.Equal(compactJSON([]byte(s.Schema)), compact) {
-			var err error
-			if v, err = jsonschema.ValidatorOf([]byte(s.Schema)); err != nil {
+		if decl == nil || len(refs) > 0 || !bytes.Equal(compactJSON([]byte(s.Schema)), compact) {
+			if v, err = jsonschema.ValidatorOf([]byte(s.Schema), refDocs(refs)); err != nil {
 				return nil, fmt.Errorf("schema id %d: %w", id, err)
 			}
 		}
@@ -156,4 +153,12 @@ func (e *subjectEncoder) jsonSchema(cfg stdlib.Config, isKey bool) error {
 		return ws, nil
 	}
 	return nil
+}
+
+func refDocs(refs map[string]string) map[string][]byte {
+	out := make(map[string][]byte, len(refs))
+	for k, v := range refs {
+		out[k] = []byte(v)
+	}
+	return out
 }

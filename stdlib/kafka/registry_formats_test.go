@@ -292,3 +292,40 @@ func TestRegistryKeysAndPinnedID(t *testing.T) {
 		})
 	}
 }
+
+// A JSON Schema writer whose $ref names another registered schema (a
+// reference) validates messages with the referenced document.
+func TestJSONSchemaRegistryReferences(t *testing.T) {
+	reg := testRegistry(t)
+	brokers := testBroker(t, devbroker.Options{})
+	topic := uniq("regproto-jsref")
+	newTopic(t, brokers, topic, 1)
+	cl, err := sr.NewClient(sr.URLs(reg.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := `{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}`
+	if _, err := cl.CreateSchema(t.Context(), "regproto-address", sr.Schema{Schema: addr, Type: sr.TypeJSON}); err != nil {
+		t.Fatal(err)
+	}
+	main := `{"type":"object","properties":{"id":{"type":"integer"},"home":{"$ref":"address.json"}},"required":["id","home"]}`
+	ss, err := cl.CreateSchema(t.Context(), topic+"-value", sr.Schema{Schema: main, Type: sr.TypeJSON,
+		References: []sr.SchemaReference{{Name: "address.json", Subject: "regproto-address", Version: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := func(s string) []byte { return append(schemareg.Append(nil, ss.ID), s...) }
+	produceKV(t, brokers, topic, nil, frame(`{"id":1,"home":{"city":"Utrecht"}}`), frame(`{"id":2,"home":{"town":"x"}}`))
+	ty, err := jsonschema.TypeOf([]byte(`{"type":"object","properties":{"id":{"type":"integer"},"home":{"type":"object"}},"required":["id","home"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := readBack(t, brokers, map[string]any{"topic": topic, "format": stdlib.Ident("json_schema"), "registry": reg.URL()}, ty)
+	got := readN(t, src, 2)
+	if got[0].Err != nil || got[0].Value.(map[string]any)["home"].(map[string]any)["city"] != "Utrecht" {
+		t.Errorf("record 0: %v %v", got[0].Value, got[0].Err)
+	}
+	if got[1].Err == nil || !strings.Contains(got[1].Err.Error(), "city") {
+		t.Errorf("record 1 (no city): %v", got[1].Err)
+	}
+}

@@ -69,10 +69,15 @@ func (r *Registry) validate(typ, text string, refs []reference) error {
 		_, err := r.protoFile(text, refs)
 		return err
 	}
-	if len(refs) > 0 {
-		return nil // the referenced documents are not resolved here
+	files := map[string]string{}
+	if err := r.refTexts(refs, files, 0); err != nil {
+		return err
 	}
-	_, err := jsonschema.Compile([]byte(text))
+	docs := map[string][]byte{}
+	for k, v := range files {
+		docs[k] = []byte(v)
+	}
+	_, err := jsonschema.CompileWith([]byte(text), docs)
 	return err
 }
 
