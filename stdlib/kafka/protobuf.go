@@ -22,9 +22,9 @@ const mainProto = "pipe.registry.schema.proto"
 
 // protoDecoder decodes Protobuf messages in the wire format (magic byte,
 // schema id, message indexes, payload). With a declared message it
-// decodes by it, once it has checked that the writer's message reads as
-// it (field numbers by wire encoding); without one (keys), by the
-// writer's message.
+// decodes by it, once it has checked that the writer's message has its
+// full name and reads as it (field numbers by wire encoding); without one
+// (keys), by the writer's message.
 type protoDecoder struct {
 	reg   *schemareg.Client
 	c     *protobuf.Codec // declared, nil for keys
@@ -92,7 +92,11 @@ func (d *protoDecoder) value(data []byte) (any, error) {
 	w.mu.Lock()
 	cerr, seen := w.ok[md.FullName()]
 	if !seen {
-		if cerr = protobuf.Compatible(md, d.c.Message()); cerr != nil {
+		if want := d.c.Message().FullName(); md.FullName() != want {
+			// A topic may carry several message types (record subject
+			// strategies): only the declared one reads as the schema.
+			cerr = fmt.Errorf("writer schema id %d writes message %s, not the declared %s", id, md.FullName(), want)
+		} else if cerr = protobuf.Compatible(md, d.c.Message()); cerr != nil {
 			cerr = fmt.Errorf("writer schema id %d does not read as the declared message %s: %w", id, d.c.Message().FullName(), cerr)
 		}
 		w.ok[md.FullName()] = cerr

@@ -104,7 +104,8 @@ func fetchRaw(t *testing.T, brokers, topic string, n int) [][]byte {
 
 // Messages without message indexes (as @kafkajs/confluent-schema-registry
 // writes them) read as the schema's first message; a writer whose field
-// changes its wire encoding is refused with the field named; a key in
+// changes its wire encoding, or a message of another name, is refused
+// with the field or message named; a key in
 // protobuf decodes by the writer's message.
 func TestProtobufRegistryWriters(t *testing.T) {
 	reg := testRegistry(t)
@@ -130,15 +131,18 @@ func TestProtobufRegistryWriters(t *testing.T) {
 	indexed := append(append(schemareg.Append(nil, good), 0), payload...)
 	badMsg := append(append(schemareg.Append(nil, bad), 0), 0x08, 0x01, 0x10, 0x02)
 	keyMsg := append(append(schemareg.Append(nil, key), 0), 0x0a, 0x01, 'k')
-	produceKV(t, brokers, topic, keyMsg, plain, indexed, badMsg)
+	multi := create(topic+"-multi", "syntax = \"proto3\";\npackage shop;\nmessage Header { string source = 1; }\nmessage Order { int64 id = 1; string name = 2; }\n")
+	second := append(append(schemareg.Append(nil, multi), 2, 2), payload...)  // indexes [1]: Order
+	first := append(append(schemareg.Append(nil, multi), 0), 0x0a, 0x01, 'h') // indexes [0]: Header
+	produceKV(t, brokers, topic, keyMsg, plain, indexed, badMsg, second, first)
 
 	ty := protoType(t, "order.proto", "shop.Order")
 	in := config("in", brokers, map[string]any{"topic": topic, "format": stdlib.Ident("protobuf"), "key_format": stdlib.Ident("protobuf"), "registry": reg.URL()})
 	in.Schema = ty
 	src := openSource(t, in, nil)
 	defer closeAll(t, src)
-	got := readN(t, src, 3)
-	for i, r := range got[:2] {
+	got := readN(t, src, 5)
+	for i, r := range []stdlib.Record{got[0], got[1], got[3]} {
 		if r.Err != nil {
 			t.Fatalf("record %d: %v", i, r.Err)
 		}
@@ -151,6 +155,9 @@ func TestProtobufRegistryWriters(t *testing.T) {
 	}
 	if got[2].Err == nil || !strings.Contains(got[2].Err.Error(), "field name (number 2)") {
 		t.Errorf("incompatible writer: %v", got[2].Err)
+	}
+	if got[4].Err == nil || !strings.Contains(got[4].Err.Error(), "writes message shop.Header") {
+		t.Errorf("another message: %v", got[4].Err)
 	}
 }
 
