@@ -72,12 +72,12 @@ type Wire struct {
 	// document (json_schema).
 	Doc []byte `json:"doc"`
 	// Files are the .proto files as written, by the path the compiler read
-	// them under (the message's file as File, its imports as imported):
+	// them under (the message's file as Main, its imports as imported):
 	// what a sink registers with a schema registry. The well-known
 	// google/protobuf files are built in and not kept.
 	Files map[string]string `json:"files,omitempty"`
-	// File is the name of the message's .proto file in Files.
-	File string `json:"file,omitempty"`
+	// Main is the name of the message's .proto file in Files.
+	Main string `json:"main,omitempty"`
 }
 
 // Field is a named field of a record type.

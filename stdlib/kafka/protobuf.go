@@ -134,7 +134,7 @@ func (e *subjectEncoder) protobuf(cfg stdlib.Config, isKey bool) error {
 		}
 		decl, e.record = c, t.Wire.Name
 		e.schema = func(ctx context.Context) (sr.Schema, error) {
-			return registerProto(ctx, e.reg, t.Wire.Files, t.Wire.Doc, t.Wire.File)
+			return registerProto(ctx, e.reg, t.Wire.Files, t.Wire.Doc, t.Wire.Main)
 		}
 	}
 	e.build = func(ctx context.Context, id int, s sr.Schema) (*wireSchema, error) {

@@ -88,7 +88,7 @@ func Compile(path, message string, read func(string) ([]byte, error)) (*types.Ty
 			kept[f.GetName()] = text
 		}
 	}
-	t.Wire = &types.Wire{Format: "protobuf", Name: string(md.FullName()), Doc: doc, Files: kept, File: fd.Path()}
+	t.Wire = &types.Wire{Format: "protobuf", Name: string(md.FullName()), Doc: doc, Files: kept, Main: fd.Path()}
 	return t, nil
 }
 
