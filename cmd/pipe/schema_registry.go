@@ -62,10 +62,13 @@ func cmdSchemaPull(e *env, args []string) int {
 }
 
 // pullSubject writes one version of subject and, first, what it
-// references. An Avro schema referenced as refName (the full name of the
-// type it defines) is written to <refName>.avsc, where the schema loader
-// looks for a type a schema file uses but does not define.
-func pullSubject(ctx context.Context, e *env, cl *sr.Client, subject string, version int, refName, dir string, seen map[string]bool) error {
+// references. An Avro schema referenced as ref (the full name of the type
+// it defines) is written to <ref>.avsc, where the schema loader looks for a
+// type a schema file uses but does not define; a Protobuf or JSON schema
+// referenced as ref (the import path or $ref) is written under that name,
+// so that the file referring to it reads it from there; anything else as
+// <subject>.<ext>.
+func pullSubject(ctx context.Context, e *env, cl *sr.Client, subject string, version int, ref, dir string, seen map[string]bool) error {
 	ss, err := cl.SchemaByVersion(ctx, subject, version)
 	if err != nil {
 		return fmt.Errorf("subject %q: %w", subject, err)
@@ -96,14 +99,26 @@ func pullSubject(ctx context.Context, e *env, cl *sr.Client, subject string, ver
 		}
 	}
 	base := subject
-	if refName != "" && ext == ".avsc" {
-		base = refName
+	if ref != "" && ext == ".avsc" {
+		base = ref
 	}
 	name := strings.NewReplacer("/", "_", "\\", "_", ":", "_").Replace(base) + ext
+	if ss.Type != sr.TypeAvro && refFile(ref, ext) {
+		name = filepath.FromSlash(ref)
+	}
 	path := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
 	if err := os.WriteFile(path, []byte(text+"\n"), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "%s\t%s version %d, id %d\n", path, subject, ss.Version, ss.ID)
 	return nil
+}
+
+// refFile reports whether a reference name is a relative path of a file
+// of extension ext, inside the output directory.
+func refFile(ref, ext string) bool {
+	return ref != "" && strings.HasSuffix(ref, ext) && filepath.IsLocal(filepath.FromSlash(ref))
 }

@@ -15,22 +15,13 @@ import (
 
 	"pipe.dev/pipe/internal/proctest"
 	"pipe.dev/pipe/stdlib/avro"
-	"pipe.dev/pipe/stdlib/schemareg/devreg"
 )
 
 // pipe schema pull writes a subject's schema and the one it references
 // (named by the type's full name); the files parse as the schema pipe
 // types it from, the referencing one with its reference.
 func TestSchemaPull(t *testing.T) {
-	reg, err := devreg.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
-	cl, err := sr.NewClient(sr.URLs(reg.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg, cl := devRegistry(t)
 	addr := `{"type":"record","name":"Address","namespace":"registry","fields":[{"name":"city","type":"string"}]}`
 	if _, err := cl.CreateSchema(t.Context(), "registry-address", sr.Schema{Schema: addr, Type: sr.TypeAvro}); err != nil {
 		t.Fatal(err)

@@ -75,6 +75,13 @@ type Wire struct {
 	// File is the schema file's path as the pipeline names it, for
 	// messages (avro).
 	File string `json:"file,omitempty"`
+	// Files are the .proto files as written, by the path the compiler read
+	// them under (the message's file as Main, its imports as imported):
+	// what a sink registers with a schema registry. The well-known
+	// google/protobuf files are built in and not kept.
+	Files map[string]string `json:"files,omitempty"`
+	// Main is the name of the message's .proto file in Files.
+	Main string `json:"main,omitempty"`
 }
 
 // Field is a named field of a record type.

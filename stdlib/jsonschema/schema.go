@@ -22,7 +22,12 @@ import (
 const docURL = "file:///schema.json"
 
 // Compile compiles a JSON Schema document for validation.
-func Compile(src []byte) (*js.Schema, error) {
+func Compile(src []byte) (*js.Schema, error) { return CompileWith(src, nil) }
+
+// CompileWith compiles a JSON Schema document whose $refs may name the
+// documents refs holds (by URL, or by a name relative to the document's,
+// as a schema registry's references name them).
+func CompileWith(src []byte, refs map[string][]byte) (*js.Schema, error) {
 	doc, err := js.UnmarshalJSON(bytes.NewReader(src))
 	if err != nil {
 		return nil, syntaxError(src, err)
@@ -30,6 +35,19 @@ func Compile(src []byte) (*js.Schema, error) {
 	c := js.NewCompiler()
 	c.AssertFormat()
 	c.UseLoader(noLoader{})
+	for name, text := range refs {
+		rdoc, err := js.UnmarshalJSON(bytes.NewReader(text))
+		if err != nil {
+			return nil, fmt.Errorf("reference %q: %w", name, syntaxError(text, err))
+		}
+		url := name
+		if !strings.Contains(name, "://") {
+			url = "file:///" + strings.TrimPrefix(name, "/")
+		}
+		if err := c.AddResource(url, rdoc); err != nil {
+			return nil, fmt.Errorf("reference %q: %w", name, err)
+		}
+	}
 	if err := c.AddResource(docURL, doc); err != nil {
 		return nil, err
 	}

@@ -43,20 +43,11 @@ var registryParams = []stdlib.Param{
 
 // checkRegistry checks the registry attributes of a source or sink.
 func checkRegistry(attrs map[string]any) []stdlib.AttrError {
-	var errs []stdlib.AttrError
-	avroUsed := false
-	for _, a := range []string{"format", "key_format"} {
-		if f, _ := attrs[a].(stdlib.Ident); avroFormat(string(f)) {
-			avroUsed = true
-			if _, ok := attrs["registry"]; !ok {
-				errs = append(errs, stdlib.AttrError{Attr: a, Message: fmt.Sprintf("%s %s needs registry = \"http://…\" (the schema registry)", a, f)})
-			}
-		}
-	}
-	if !avroUsed {
+	errs, used := checkRegistryFormats(attrs)
+	if !used {
 		for _, a := range []string{"registry", "registry_auth", "registry_tls", "schema_id", "register", "compat_with", "compatibility"} {
 			if v, ok := attrs[a]; ok && v != false { // register's default is false
-				errs = append(errs, stdlib.AttrError{Attr: a, Message: a + " applies to format avro only"})
+				errs = append(errs, stdlib.AttrError{Attr: a, Message: a + " applies to the formats avro, protobuf and json_schema through a registry (registry = \"http://…\")"})
 			}
 		}
 	}
@@ -94,6 +85,9 @@ var compatParams = []stdlib.Param{
 // compatibility declared against compat_with, and that format = debezium
 // writes change records.
 func checkSinkInput(attrs map[string]any, records *types.Type) []stdlib.AttrError {
+	if errs := checkSubjectName(attrs, records); errs != nil {
+		return errs
+	}
 	f, _ := attrs["format"].(stdlib.Ident)
 	if f == debeziumAvro {
 		return checkDebeziumAvroInput(attrs, records)

@@ -256,8 +256,8 @@ func TestAvroAttributesChecked(t *testing.T) {
 	}{
 		{SourceSpec, map[string]any{"format": stdlib.Ident("avro")}, "needs registry"},
 		{SourceSpec, map[string]any{"key_format": stdlib.Ident("avro")}, "needs registry"},
-		{SinkSpec, map[string]any{"registry": "http://r"}, "registry applies to format avro only"},
-		{SinkSpec, map[string]any{"format": stdlib.Ident("json"), "register": true}, "register applies to format avro only"},
+		{SinkSpec, map[string]any{"registry": "http://r"}, "registry applies to the formats avro, protobuf and json_schema through a registry"},
+		{SinkSpec, map[string]any{"format": stdlib.Ident("json"), "register": true}, "register applies to the formats avro, protobuf and json_schema through a registry"},
 		{SinkSpec, map[string]any{"format": stdlib.Ident("avro"), "registry": "http://r", "register": true, "schema_id": int64(3)}, "not both"},
 		{SinkSpec, map[string]any{"format": stdlib.Ident("avro"), "registry": "http://r", "registry_auth": map[string]any{"username": "u"}}, "both username and password"},
 		{SinkSpec, map[string]any{"format": stdlib.Ident("avro"), "registry": "http://r", "registry_auth": map[string]any{"token": "t", "password": "p", "username": "u"}}, "token or username"},

@@ -12,41 +12,46 @@ import (
 	"pipe.dev/pipe/stdlib/kafka/devbroker"
 )
 
-// interopPipeline reads Avro records through the registry, adds a field
-// and writes them with the output subject's latest schema.
-const interopPipeline = `pipeline registry_interop {
-  delivery = at_least_once
-}
-
-schema Order from "order.avsc"
-
-source in: kafka {
-  brokers  = ["${env:KAFKA_BROKERS}"]
-  topic    = "${env:IN_TOPIC}"
-  format   = avro
-  registry = "${env:REGISTRY}"
-  schema   = Order
-  start    = earliest
-}
-
-transform tag: map {
-  big := id > 5
-}
-
-sink out: kafka {
-  brokers  = ["${env:KAFKA_BROKERS}"]
-  topic    = "${env:OUT_TOPIC}"
-  format   = avro
-  registry = "${env:REGISTRY}"
-}
-
-in -> tag -> out
-`
-
 // Records produced by @kafkajs/confluent-schema-registry go through pipe
 // (kafka avro → map → kafka avro) and decode with the same library field
 // by field equal, logical types included.
 func TestAvroInteropKafkaJS(t *testing.T) {
+	registryInterop(t, "avro", func(t *testing.T, node, dir, work string) {
+		// The pipeline's schema is the input subject's, as pipe schema
+		// pull would write it.
+		schema, err := exec.Command(node, "-e", `
+const s = require(process.argv[1]); process.stdout.write(s)`, filepath.Join(dir, "order_schema.js")).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(work, "order.avsc"), schema, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// Protobuf records produced by @kafkajs/confluent-schema-registry (which
+// writes no message indexes), their schema importing another registered
+// as a reference, go through pipe (kafka protobuf → map → kafka protobuf,
+// the schemas and the import pulled with pipe schema pull) and decode with
+// the same library field by field equal.
+func TestProtobufInteropKafkaJS(t *testing.T) {
+	registryInterop(t, "protobuf", nil)
+}
+
+// JSON Schema records produced by @kafkajs/confluent-schema-registry go
+// through pipe, validated on both sides, and decode (validated by ajv)
+// with the same library field by field equal.
+func TestJSONSchemaInteropKafkaJS(t *testing.T) {
+	registryInterop(t, "json_schema", nil)
+}
+
+// registryInterop runs testdata/registry-interop/<format>.pipe between
+// interop.js producing N records of format to the dev broker through the
+// dev registry and interop.js checking what pipe wrote. The schema files
+// the pipeline reads are the subjects' as pipe schema pull writes them, or
+// (prepare, when set) what prepare writes into work.
+func registryInterop(t *testing.T, format string, prepare func(t *testing.T, node, dir, work string)) {
 	node, err := exec.LookPath("node")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -85,21 +90,32 @@ func TestAvroInteropKafkaJS(t *testing.T) {
 			t.Logf("node %s: %s", args[0], outp)
 		}
 	}
-	runNode("produce", brokers, reg.URL(), in, out, n)
+	runNode("produce", brokers, reg.URL(), in, out, n, format)
 
 	work := t.TempDir()
-	// The pipeline's schema is the input subject's, as pipe schema pull
-	// would write it.
-	schema, err := exec.Command(node, "-e", `
-const s = require(process.argv[1]); process.stdout.write(s)`, filepath.Join(dir, "order_schema.js")).Output()
+	if prepare != nil {
+		prepare(t, node, dir, work)
+	} else {
+		for subject, name := range map[string]string{in + "-value": "order", out + "-value": "order_out"} {
+			// Referenced files land under their import paths in work.
+			if outp, err := exec.Command(bin, "schema", "pull", "--registry", reg.URL(), "--subject", subject, "-o", work).CombinedOutput(); err != nil {
+				t.Fatalf("pipe schema pull: %v\n%s", err, outp)
+			}
+			ext, dst := ".proto", name+".proto"
+			if format == "json_schema" {
+				ext, dst = ".json", name+".schema.json"
+			}
+			if err := os.Rename(filepath.Join(work, subject+ext), filepath.Join(work, dst)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pipeline, err := os.ReadFile(filepath.Join(dir, format+".pipe"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(work, "order.avsc"), schema, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	file := filepath.Join(work, "interop.pipe")
-	if err := os.WriteFile(file, []byte(interopPipeline), 0o644); err != nil {
+	if err := os.WriteFile(file, pipeline, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "run", "--state-dir", filepath.Join(work, "state"), file)
@@ -117,5 +133,5 @@ const s = require(process.argv[1]); process.stdout.write(s)`, filepath.Join(dir,
 			t.Logf("pipe run:\n%s", b)
 		}
 	}()
-	runNode("check", brokers, reg.URL(), out, n)
+	runNode("check", brokers, reg.URL(), out, n, format)
 }

@@ -37,10 +37,10 @@ var SinkSpec = &stdlib.Spec{
 		stdlib.Param{Name: "topic", Type: stdlib.String, Expr: true, Doc: "topic to write to; topic := expr chooses it per record"},
 		stdlib.Param{Name: "key", Type: stdlib.AnyValue, Expr: true, Doc: "message key, key := expr"},
 		stdlib.Param{Name: "headers", Type: stdlib.MapOf(stdlib.String), Expr: true, Doc: "message headers, headers := expr"},
-		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes", "avro", "debezium", "debezium_avro", "json_schema", "protobuf"), Default: stdlib.Ident("json"), Doc: "value format; avro: Confluent wire format through the registry; debezium: a change record (postgres_cdc) as Debezium's JSON envelope; debezium_avro: the same envelope in Avro through the registry; json_schema and protobuf encode by the sink's schema (read from a JSON Schema or .proto file), the plain payload without a registry's framing"},
-		stdlib.Param{Name: "key_format", Type: stdlib.Enum("string", "avro"), Default: stdlib.Ident("string"), Doc: "key format: string (text; numbers in decimal, other values as JSON) or avro (the key subject's latest schema, or schema_id's)"},
-		stdlib.Param{Name: "schema_id", Type: stdlib.Int, Doc: "format avro: write with this registered schema id"},
-		stdlib.Param{Name: "register", Type: stdlib.Bool, Default: false, Doc: "format avro: register the sink's record type as the subject's next version (refused when incompatible); default: the subject's latest version"},
+		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes", "avro", "debezium", "debezium_avro", "json_schema", "protobuf"), Default: stdlib.Ident("json"), Doc: "value format; avro: Confluent wire format through the registry; debezium: a change record (postgres_cdc) as Debezium's JSON envelope; debezium_avro: the same envelope in Avro through the registry; json_schema and protobuf encode by the sink's schema (read from a JSON Schema or .proto file): with registry set, in the Confluent wire format (schema id; Protobuf's message indexes), else the plain payload"},
+		stdlib.Param{Name: "key_format", Type: stdlib.Enum("string", "avro", "protobuf", "json_schema"), Default: stdlib.Ident("string"), Doc: "key format: string (text; numbers in decimal, other values as JSON), or avro, protobuf or json_schema through the registry (the key subject's latest schema)"},
+		stdlib.Param{Name: "schema_id", Type: stdlib.Int, Doc: "format avro, protobuf or json_schema with a registry: write with this registered schema id"},
+		stdlib.Param{Name: "register", Type: stdlib.Bool, Default: false, Doc: "format avro, protobuf or json_schema with a registry: register the sink's schema (Avro from its record type; the .proto files, imports as references; the JSON Schema document) as the subject's next version (refused when incompatible); default: the subject's latest version"},
 		stdlib.Param{Name: "partitioner", Type: stdlib.Enum("hash", "round_robin", "source"), Default: stdlib.Ident("hash"),
 			Doc: "hash of the key (murmur2, as the Java client), round_robin, or the partition the record was read from"},
 		stdlib.Param{Name: "compression", Type: stdlib.Enum("none", "gzip", "snappy", "lz4", "zstd"), Default: stdlib.Ident("none")},
@@ -62,6 +62,7 @@ var SinkSpec = &stdlib.Spec{
 func checkSink(attrs map[string]any) []stdlib.AttrError {
 	errs := append(tlsconf.Check(attrs), retry.Check(attrs)...)
 	errs = append(errs, checkRegistry(attrs)...)
+	errs = append(errs, checkKeySubject(attrs)...)
 	if _, ok := attrs["schema_id"]; ok && attrs["register"] == true {
 		errs = append(errs, stdlib.AttrError{Attr: "register", Message: "set schema_id or register, not both"})
 	}
@@ -96,8 +97,8 @@ type sink struct {
 	conn        *conn
 	topic       string
 	val         codec.Codec
-	avroVal     *avroEncoder // format = avro
-	avroKey     *avroEncoder // key_format = avro
+	regVal      wireEncoder // format through the registry
+	regKey      wireEncoder // key_format through the registry
 	balancer    kafka.Balancer
 	compression kafka.Compression
 	batchBytes  int64
@@ -149,24 +150,14 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	newEnc := func(isKey bool) *avroEncoder {
-		e := &avroEncoder{reg: reg, strategy: cfg.String("subject_strategy"), isKey: isKey,
-			t: cfg.RecordType(), subjects: map[string]*subjectEnc{}}
-		if !isKey {
-			e.pinned, e.register = int(cfg.Int("schema_id")), cfg.Bool("register")
+	if viaRegistry(cfg, cfg.String("key_format")) {
+		if s.regKey, err = newEncoder(cfg, reg, true); err != nil {
+			return nil, err
 		}
-		return e
 	}
-	if cfg.String("key_format") == "avro" {
-		s.avroKey = newEnc(true)
-	}
-	if avroFormat(cfg.String("format")) {
-		if cfg.Bool("register") && cfg.RecordType() == nil {
-			return nil, errors.New("register = true needs the record type: declare the sink's schema")
-		}
-		s.avroVal = newEnc(false)
-		if cfg.String("format") == debeziumAvro {
-			s.avroVal.schemaOf, s.avroVal.wrap = debeziumEnvelopeSchema, debeziumEnvelope
+	if viaRegistry(cfg, cfg.String("format")) {
+		if s.regVal, err = newEncoder(cfg, reg, false); err != nil {
+			return nil, err
 		}
 	} else if s.val, err = codec.New(cfg.String("format"), schemaFileType(cfg), codec.Options{}); err != nil {
 		return nil, err
@@ -214,9 +205,9 @@ func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
 	// The writer schemas of a fixed topic are settled before anything is
 	// written: a refused registration or a subject without a schema stops
 	// the run here rather than failing every record.
-	for _, e := range []*avroEncoder{s.avroVal, s.avroKey} {
-		if e != nil && (s.topic != "" || e.pinned != 0) {
-			if _, err := e.forTopic(ctx, s.topic); err != nil {
+	for _, e := range []wireEncoder{s.regVal, s.regKey} {
+		if e != nil && (s.topic != "" || e.fixed()) {
+			if err := e.open(ctx, s.topic); err != nil {
 				return nil, err
 			}
 		}
@@ -359,8 +350,8 @@ func (s *sink) message(r *stdlib.Record, buf []byte) (kafka.Message, []byte, err
 		key = v
 	}
 	var err error
-	if s.avroKey != nil && key != nil {
-		if m.Key, err = s.avroKey.appendValue(nil, m.Topic, key); err != nil {
+	if s.regKey != nil && key != nil {
+		if m.Key, err = s.regKey.appendValue(nil, m.Topic, key); err != nil {
 			return m, buf, fmt.Errorf("encode key: %w", err)
 		}
 	} else if m.Key, err = encodeKey(key); err != nil {
@@ -369,14 +360,14 @@ func (s *sink) message(r *stdlib.Record, buf []byte) (kafka.Message, []byte, err
 	start := len(buf)
 	switch v := r.Value.(type) {
 	case map[string]any:
-		if s.avroVal == nil {
+		if s.regVal == nil {
 			buf, err = s.val.Append(buf, v)
 			break
 		}
-		buf, err = s.avroVal.appendValue(buf, m.Topic, v)
+		buf, err = s.regVal.appendValue(buf, m.Topic, v)
 	case nil:
-		if s.avroVal != nil {
-			err = errors.New("a null value has no Avro record encoding")
+		if s.regVal != nil {
+			err = errors.New("a null value has no record encoding through the registry")
 			break
 		}
 		buf, err = s.val.Append(buf, map[string]any{})

@@ -45,8 +45,8 @@ var SourceSpec = &stdlib.Spec{
 		stdlib.Param{Name: "start", Type: stdlib.ParamType{Kind: stdlib.TimeParam, OrEnum: []string{"earliest", "latest", "committed"}},
 			Default: stdlib.Ident("earliest"),
 			Doc:     "where a partition without a resume position or committed offset begins: earliest, latest, committed (latest when none) or an RFC 3339 time"},
-		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes", "avro", "debezium", "debezium_avro", "json_schema", "protobuf"), Default: stdlib.Ident("json"), Doc: "value format; avro: Confluent wire format through the registry, each writer schema resolved against the declared schema; debezium: a Debezium change event (JSON) read as its row with the operation in __op; debezium_avro: the same in Avro through the registry; json_schema and protobuf decode by the source's schema (read from a JSON Schema or .proto file), a plain payload without a registry's framing"},
-		stdlib.Param{Name: "key_format", Type: stdlib.Enum("json", "string", "bytes", "avro"), Default: stdlib.Ident("string"), Doc: "key format"},
+		stdlib.Param{Name: "format", Type: stdlib.Enum("json", "string", "bytes", "avro", "debezium", "debezium_avro", "json_schema", "protobuf"), Default: stdlib.Ident("json"), Doc: "value format; avro: Confluent wire format through the registry, each writer schema resolved against the declared schema; debezium: a Debezium change event (JSON) read as its row with the operation in __op; debezium_avro: the same in Avro through the registry; json_schema and protobuf decode by the source's schema (read from a JSON Schema or .proto file): with registry set, in the Confluent wire format (schema id; Protobuf's message indexes), else the plain payload"},
+		stdlib.Param{Name: "key_format", Type: stdlib.Enum("json", "string", "bytes", "avro", "protobuf", "json_schema"), Default: stdlib.Ident("string"), Doc: "key format; avro, protobuf and json_schema through the registry, decoded by the writer's schema"},
 		stdlib.Param{Name: "isolation", Type: stdlib.Enum("read_committed", "read_uncommitted"), Default: stdlib.Ident("read_committed"),
 			Doc: "read_committed skips records of aborted transactions"},
 		stdlib.Param{Name: "fetch_max_bytes", Type: stdlib.Size, Default: int64(1 << 20), Doc: "largest fetch answer, shared by the partitions fetched together (larger answers cost more copying and memory than they save)"},
@@ -124,7 +124,7 @@ type source struct {
 	maxWait   time.Duration
 	val       codec.Codec
 	keyFormat string
-	keyAvro   *avroDecoder // key_format = avro
+	keyReg    keyDecoder // key_format through the registry
 	// behind: the last fetch left records between a partition's position
 	// and its end (CaughtUp); set by concurrent fetches of several leaders.
 	behind atomic.Bool
@@ -209,24 +209,14 @@ func newSource(cfg stdlib.Config) (*source, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.String("key_format") == "avro" {
-		if s.keyAvro, err = newAvroDecoder(reg, nil); err != nil {
-			return nil, err
-		}
+	if s.keyReg, err = newKeyDecoder(cfg, reg); err != nil {
+		return nil, err
 	}
-	switch cfg.String("format") {
-	case "avro":
-		if s.val, err = newAvroDecoder(reg, cfg.Schema); err != nil {
-			return nil, err
-		}
-		return s, nil
-	case debeziumAvro:
-		if s.val, err = newDebeziumAvroDecoder(reg, cfg.Schema); err != nil {
-			return nil, err
-		}
-		return s, nil
+	if viaRegistry(cfg, cfg.String("format")) {
+		s.val, err = newValueDecoder(cfg, reg)
+	} else {
+		s.val, err = codec.New(cfg.String("format"), cfg.Schema, codec.Options{})
 	}
-	s.val, err = codec.New(cfg.String("format"), cfg.Schema, codec.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -997,8 +987,8 @@ func (s *source) record(p *partState, r *protocol.Record) (stdlib.Record, error)
 		derr = fmt.Errorf("decode value of %s@%d: %w", p.key, r.Offset, err)
 	}
 	var key any
-	if s.keyAvro != nil && kb != nil {
-		key, err = s.keyAvro.value(kb)
+	if s.keyReg != nil && kb != nil {
+		key, err = s.keyReg.value(kb)
 	} else {
 		key, err = decodeKey(s.keyFormat, kb)
 	}

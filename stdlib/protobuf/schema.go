@@ -2,15 +2,14 @@ package protobuf
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/bufbuild/protocompile"
-	"github.com/bufbuild/protocompile/reporter"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -27,34 +26,23 @@ import (
 // as given.
 func Compile(path, message string, read func(string) ([]byte, error)) (*types.Type, error) {
 	dir, base := filepath.Dir(path), filepath.Base(path)
-	var first error
-	rep := reporter.NewReporter(func(err reporter.ErrorWithPos) error {
-		if first == nil {
-			p := err.GetPosition()
-			name := p.Filename
-			if dir != "." && !filepath.IsAbs(name) {
-				name = filepath.Join(dir, name)
-			}
-			first = fmt.Errorf("%s:%d:%d: %v", name, p.Line, p.Col, err.Unwrap())
-		}
-		return err
-	}, nil)
-	res := &protocompile.SourceResolver{ImportPaths: []string{dir}}
-	if read != nil {
-		res.Accessor = func(p string) (io.ReadCloser, error) {
-			b, err := read(p)
-			if err != nil {
-				return nil, err
-			}
-			return io.NopCloser(bytes.NewReader(b)), nil
-		}
+	if read == nil {
+		read = os.ReadFile
 	}
-	c := protocompile.Compiler{Resolver: protocompile.WithStandardImports(res), Reporter: rep}
-	files, err := c.Compile(context.Background(), base)
-	if err != nil {
-		if first != nil {
-			return nil, first
+	texts := map[string]string{}
+	res := &protocompile.SourceResolver{ImportPaths: []string{dir}}
+	res.Accessor = func(p string) (io.ReadCloser, error) {
+		b, err := read(p)
+		if err != nil {
+			return nil, err
 		}
+		if rel, err := filepath.Rel(dir, p); err == nil {
+			texts[filepath.ToSlash(rel)] = string(b)
+		}
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}
+	files, err := compile(res, base, dir)
+	if err != nil {
 		return nil, err
 	}
 	fd := files[0]
@@ -94,7 +82,13 @@ func Compile(path, message string, read func(string) ([]byte, error)) (*types.Ty
 	if err != nil {
 		return nil, err
 	}
-	t.Wire = &types.Wire{Format: "protobuf", Name: string(md.FullName()), Doc: doc}
+	kept := map[string]string{}
+	for _, f := range set.File {
+		if text, ok := texts[f.GetName()]; ok {
+			kept[f.GetName()] = text
+		}
+	}
+	t.Wire = &types.Wire{Format: "protobuf", Name: string(md.FullName()), Doc: doc, Files: kept, Main: fd.Path()}
 	return t, nil
 }
 

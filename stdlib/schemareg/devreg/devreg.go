@@ -5,8 +5,8 @@
 // forgets everything when it stops. It has no authentication, no
 // persistence and no cluster: it is not for production.
 //
-// Protobuf and JSON schemas are kept and served as they are, without a
-// compatibility check.
+// Protobuf and JSON schemas must compile and pass simple compatibility
+// checks (see formats.go).
 package devreg
 
 import (
@@ -366,8 +366,8 @@ func (r *Registry) parse(text, typ string, refs []reference) (*schema, error) {
 		}
 		s.key = "AVRO:" + as.String()
 	case "PROTOBUF", "JSON":
-		if typ == "JSON" && !json.Valid([]byte(text)) {
-			return nil, errf(http.StatusUnprocessableEntity, codeInvalidSchema, "Invalid schema: not JSON")
+		if err := r.validate(typ, text, refs); err != nil {
+			return nil, errf(http.StatusUnprocessableEntity, codeInvalidSchema, "Invalid schema: %v", err)
 		}
 		s.key = typ + ":" + text
 	default:
@@ -429,8 +429,11 @@ func (r *Registry) level(name string) string {
 // versions against (all of them when nil), or "".
 func (r *Registry) incompatibility(name string, s *schema, level string, only *version) (string, error) {
 	sub := r.subjects[name]
-	if sub == nil || s.typ != "AVRO" {
+	if sub == nil {
 		return "", nil
+	}
+	if s.typ != "AVRO" {
+		return r.textIncompatibility(sub, s, level, only)
 	}
 	next, err := r.avro(s.text, s.refs)
 	if err != nil {
