@@ -45,9 +45,16 @@ var registryParams = []stdlib.Param{
 func checkRegistry(attrs map[string]any) []stdlib.AttrError {
 	errs, used := checkRegistryFormats(attrs)
 	if !used {
-		for _, a := range []string{"registry", "registry_auth", "registry_tls", "schema_id", "register", "compat_with", "compatibility"} {
+		for _, a := range []string{"registry", "registry_auth", "registry_tls", "schema_id", "register"} {
 			if v, ok := attrs[a]; ok && v != false { // register's default is false
 				errs = append(errs, stdlib.AttrError{Attr: a, Message: a + " applies to the formats avro, protobuf and json_schema through a registry (registry = \"http://…\")"})
+			}
+		}
+	}
+	if f, _ := attrs["format"].(stdlib.Ident); !avroFormat(string(f)) {
+		for _, a := range []string{"compat_with", "compatibility"} {
+			if _, ok := attrs[a]; ok {
+				errs = append(errs, stdlib.AttrError{Attr: a, Message: a + " applies to format avro only"})
 			}
 		}
 	}
