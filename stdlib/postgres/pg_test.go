@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -21,10 +20,7 @@ import (
 
 // testDSN is the server the tests use: PIPE_PG_URL, or the local one.
 func testDSN() string {
-	if v := os.Getenv("PIPE_PG_URL"); v != "" {
-		return v
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	return testkit.Server("PIPE_PG_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
 }
 
 // pgEnv is one test's connection and its own schema, dropped at the end.
