@@ -46,13 +46,3 @@ func FreePort(t testing.TB) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
-
-// Server returns the address of a server the tests use: the value of the
-// environment variable env when set (a server elsewhere), else def (the
-// local one).
-func Server(env, def string) string {
-	if v := os.Getenv(env); v != "" {
-		return v
-	}
-	return def
-}

@@ -10,6 +10,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"pipe.dev/pipe/internal/proctest"
+	"pipe.dev/pipe/internal/testkit"
 )
 
 // restartRabbitMQ stops the local RabbitMQ (rabbitmqctl stop) and starts
@@ -25,17 +26,15 @@ func restartRabbitMQ(t *testing.T) {
 	if out, err := osexec.Command("rabbitmq-server", "-detached").CombinedOutput(); err != nil {
 		t.Fatalf("rabbitmq-server -detached: %v: %s", err, out)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
+	err := testkit.Await(time.Minute, func() error {
 		cn, err := amqp.Dial(testURL())
 		if err == nil {
 			cn.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rabbitmq not back a minute after rabbitmq-server -detached: %v", err)
-		}
-		time.Sleep(250 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("rabbitmq not back a minute after rabbitmq-server -detached: %v", err)
 	}
 	t.Logf("rabbitmq restarted: stopped in %v, up again after %v", stopped.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 }
@@ -60,7 +59,8 @@ func TestServerRestartRabbitMQ(t *testing.T) {
 	k.Doubles = true
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	k.Produce = func() error { return publishSlowly(ctx, in, total, span) }
+	resent := map[int64]int{} // Produce writes it, Check reads it after
+	k.Produce = func() error { return publishSlowly(ctx, in, total, span, resent) }
 	k.During = func(t *testing.T) {
 		time.Sleep(3 * time.Second)
 		restartRabbitMQ(t)
@@ -73,8 +73,8 @@ func TestServerRestartRabbitMQ(t *testing.T) {
 		proctest.WaitSettled(t, "queue "+outQ, func() int { return e.count(outQ) }, total, time.Minute)
 	}
 	k.Check = func(t *testing.T) proctest.Tallied {
-		consumed, published := checkConsumed(t, e, in, out, total), checkQueue(t, e, outQ, total)
-		t.Logf("across a restart: consumed %+v, published %+v", consumed, published)
+		consumed, published := checkConsumed(t, e, in, out, total, resent), checkQueue(t, e, outQ, total)
+		t.Logf("across a restart: consumed %+v (%d messages published again), published %+v", consumed, len(resent), published)
 		return consumed.Plus(published)
 	}
 	k.Run(t)

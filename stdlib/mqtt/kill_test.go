@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -13,13 +12,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"pipe.dev/pipe/internal/proctest"
+	"pipe.dev/pipe/internal/testkit"
 )
 
 // killRound is a kill round of pipeline text named name (proctest.Kill),
@@ -271,30 +270,16 @@ func restartMosquitto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		t.Fatalf("stopping mosquitto (pid %d): %v", pid, err)
-	}
-	for i := 0; syscall.Kill(pid, 0) == nil; i++ {
-		if i > 100 {
-			t.Fatalf("mosquitto (pid %d) did not stop", pid)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := testkit.Stop(pid, 10*time.Second); err != nil {
+		t.Fatalf("mosquitto: %v", err)
 	}
 	t.Logf("mosquitto stopped")
 	time.Sleep(time.Second)
 	if out, err := osexec.Command("mosquitto", "-d", "-c", "/etc/mosquitto/mosquitto.conf").CombinedOutput(); err != nil {
 		t.Fatalf("starting mosquitto: %v\n%s", err, out)
 	}
-	for i := 0; ; i++ {
-		c, err := net.DialTimeout("tcp", testBroker(), time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i > 100 {
-			t.Fatalf("mosquitto did not come back: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := testkit.Await(10*time.Second, testkit.Dialable(testBroker())); err != nil {
+		t.Fatalf("mosquitto did not come back: %v", err)
 	}
 	t.Logf("mosquitto started again")
 }

@@ -20,7 +20,7 @@ import (
 
 // testURL is the NATS server the tests use: PIPE_NATS_URL or the local
 // server with JetStream.
-func testURL() string { return testkit.Server("PIPE_NATS_URL", "nats://127.0.0.1:4222") }
+func testURL() string { return testkit.Env("PIPE_NATS_URL", "nats://127.0.0.1:4222") }
 
 // natsEnv is a connection to the test server and its JetStream.
 type natsEnv struct {

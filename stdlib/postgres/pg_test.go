@@ -20,7 +20,7 @@ import (
 
 // testDSN is the server the tests use: PIPE_PG_URL, or the local one.
 func testDSN() string {
-	return testkit.Server("PIPE_PG_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+	return testkit.Env("PIPE_PG_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
 }
 
 // pgEnv is one test's connection and its own schema, dropped at the end.

@@ -22,7 +22,7 @@ import (
 )
 
 // testAddr is the test server: PIPE_REDIS_ADDR or 127.0.0.1:6379.
-func testAddr() string { return testkit.Server("PIPE_REDIS_ADDR", "127.0.0.1:6379") }
+func testAddr() string { return testkit.Env("PIPE_REDIS_ADDR", "127.0.0.1:6379") }
 
 // newClient connects to the test server; a missing server skips the
 // test, or fails it when CI=true.
