@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,15 @@ func (e *pgEnv) exec(sql string, args ...any) {
 
 // table returns the schema-qualified name of table.
 func (e *pgEnv) table(name string) string { return e.schema + "." + name }
+
+// sameRows fails t unless got holds the rows want, in order (as rows
+// formats them).
+func sameRows(t testing.TB, got, want []string) {
+	t.Helper()
+	if !slices.Equal(got, want) {
+		t.Fatalf("rows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
 
 // rows returns "col=value ..." lines of a query, one per row.
 func (e *pgEnv) rows(sql string) []string {
