@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	osexec "os/exec"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -53,6 +54,20 @@ type Kill struct {
 	Ends bool
 }
 
+// NewKill returns a round of `pipe run` of the pipeline text, named name,
+// run by the pipe binary bin: the text is written to name.pipe in a new
+// temporary directory, which is the runs' working directory and holds
+// their state directory. The caller sets Kills, the input and the checks.
+func NewKill(t testing.TB, bin, name, text string) *Kill {
+	t.Helper()
+	dir := t.TempDir()
+	file := filepath.Join(dir, name+".pipe")
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &Kill{Bin: bin, File: file, State: filepath.Join(dir, "state"), Dir: dir, Name: name}
+}
+
 // Want returns the set of ids from to to-1, for Tally.
 func Want(from, to int64) map[int64]bool {
 	want := make(map[int64]bool, to-from)
@@ -72,6 +87,11 @@ func TallyIDs(want map[int64]bool, ids []int64) Tallied {
 // expected ones missing or there more than once, and those not expected.
 type Tallied struct {
 	Read, Missing, Doubled, Extra int
+}
+
+// Plus returns the tally of two targets checked together.
+func (a Tallied) Plus(b Tallied) Tallied {
+	return Tallied{Read: a.Read + b.Read, Missing: a.Missing + b.Missing, Doubled: a.Doubled + b.Doubled, Extra: a.Extra + b.Extra}
 }
 
 // run is one `pipe run` child; done gets its end.

@@ -6,7 +6,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -21,12 +20,7 @@ import (
 )
 
 // testURL is the server the tests use: PIPE_AMQP_URL, or the local one.
-func testURL() string {
-	if v := os.Getenv("PIPE_AMQP_URL"); v != "" {
-		return v
-	}
-	return "amqp://guest:guest@127.0.0.1:5672/"
-}
+func testURL() string { return testkit.Env("PIPE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/") }
 
 // rmq is one test's connection to the server, with the queues and
 // exchanges it made, deleted at the end.

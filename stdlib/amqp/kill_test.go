@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	osexec "os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -70,41 +68,20 @@ func pipelineText(name string, count int, rate float64, stages ...string) string
 	return strings.NewReplacer("COUNT", fmt.Sprint(count), "RATE", fmt.Sprintf("%.1f", rate)).Replace(text)
 }
 
-// killEnv is what a kill or restart test runs: the pipe binary and a
-// directory for pipeline files, state and output.
-type killEnv struct {
-	t    *testing.T
-	bin  string
-	root string
-	dir  string
-}
-
-func newKillEnv(t *testing.T) *killEnv {
-	return &killEnv{t: t, bin: proctest.BuildPipe(t), root: proctest.ModuleRoot(t), dir: t.TempDir()}
-}
-
-// start runs `pipe run` on the pipeline text with env.
-func (k *killEnv) start(name, text string, env ...string) *osexec.Cmd {
-	k.t.Helper()
-	file := filepath.Join(k.dir, name+".pipe")
-	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-		k.t.Fatal(err)
-	}
-	cmd := osexec.Command(k.bin, "run", "-q", "--state-dir", filepath.Join(k.dir, "state-"+name), file)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Dir = k.root
-	cmd.Stderr = &proctest.LogWriter{T: k.t, Prefix: name + ": "}
-	if err := cmd.Start(); err != nil {
-		k.t.Fatal(err)
-	}
-	return cmd
+// killRound is a kill round of pipeline text named name (proctest.Kill),
+// each run living 0.7 to 2.2 s before its kill.
+func killRound(t *testing.T, name, text string, kills int, env ...string) *proctest.Kill {
+	k := proctest.NewKill(t, proctest.BuildPipe(t), name, text)
+	k.Kills, k.Env = kills, env
+	k.Life = func() time.Duration { return time.Duration(700+rand.IntN(1500)) * time.Millisecond }
+	return k
 }
 
 // publishSlowly publishes messages n = 0..total-1 to queue q over span,
 // persistent, with message ids "m<n>", each confirmed by the broker; a
 // broken connection (a server restart) is reconnected and the messages
 // not confirmed are published again.
-func publishSlowly(ctx context.Context, q string, total int, span time.Duration) error {
+func publishSlowly(ctx context.Context, q string, total int, span time.Duration, resent map[int64]int) error {
 	var (
 		cn   *amqp.Connection
 		ch   *amqp.Channel
@@ -152,6 +129,11 @@ func publishSlowly(ctx context.Context, q string, total int, span time.Duration)
 			ok = dc.Wait() && ok
 		}
 		if !ok {
+			// The batch goes again from next: each message of it
+			// published may now arrive twice.
+			for i := range dcs {
+				resent[int64(next+i)]++
+			}
 			cn.Close()
 			cn, ch = nil, nil
 			continue
@@ -169,11 +151,12 @@ type outLine struct {
 	Redelivered bool   `json:"redelivered"`
 }
 
-// checkSourceOutput checks that file holds every message 0..total-1 at
-// least once, and each more than once only as redeliveries: one copy at
-// most was not flagged redelivered. It returns how many lines are
-// duplicates.
-func checkSourceOutput(t *testing.T, file string, total int) int {
+// checkSourceOutput tallies the messages in file against 0..total-1
+// (proctest.Tallied), and fails t on a message written under another
+// message id, or more than once other than as a redelivery: one copy at
+// most was not flagged redelivered, or one more for each time
+// publishSlowly published it again (resent).
+func checkSourceOutput(t *testing.T, file string, total int, resent map[int64]int) proctest.Tallied {
 	t.Helper()
 	f, err := os.Open(file)
 	if err != nil {
@@ -181,35 +164,36 @@ func checkSourceOutput(t *testing.T, file string, total int) int {
 	}
 	defer f.Close()
 	fresh := map[int64]int{}
-	copies := map[int64]int{}
-	lines := 0
+	var ns []int64
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		var l outLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatalf("line %d: %v: %s", lines+1, err, sc.Bytes())
+			t.Fatalf("line %d: %v: %s", len(ns)+1, err, sc.Bytes())
 		}
-		lines++
+		ns = append(ns, l.N)
 		if l.ID != fmt.Sprintf("m%d", l.N) {
-			t.Fatalf("line %d: message id %q for n=%d", lines, l.ID, l.N)
+			t.Fatalf("line %d: message id %q for n=%d", len(ns), l.ID, l.N)
 		}
-		copies[l.N]++
 		if !l.Redelivered {
-			fresh[l.N]++
+			if fresh[l.N]++; fresh[l.N] > 1+resent[l.N] {
+				t.Fatalf("message %d was written %d times without being a redelivery (published %d times)", l.N, fresh[l.N], 1+resent[l.N])
+			}
 		}
 	}
-	for n := range int64(total) {
-		if copies[n] == 0 {
-			t.Fatalf("message %d is missing from the output (%d lines, %d distinct)", n, lines, len(copies))
-		}
-		if fresh[n] > 1 {
-			t.Fatalf("message %d was written %d times without being a redelivery", n, fresh[n])
-		}
+	return proctest.TallyIDs(proctest.Want(0, int64(total)), ns)
+}
+
+// checkConsumed checks the file a source pipeline wrote (checkSourceOutput)
+// and that queue q is empty after the clean stop: everything was
+// acknowledged.
+func checkConsumed(t *testing.T, e *rmq, q, file string, total int, resent map[int64]int) proctest.Tallied {
+	t.Helper()
+	got := checkSourceOutput(t, file, total, resent)
+	if n := e.count(q); n != 0 {
+		t.Fatalf("queue %s holds %d messages after a clean stop: not acknowledged", q, n)
 	}
-	if len(copies) != total {
-		t.Fatalf("%d distinct messages in the output, want %d", len(copies), total)
-	}
-	return lines - total
+	return got
 }
 
 // waitLines waits until file has at least want lines and no more come for
@@ -231,47 +215,32 @@ func waitLines(t *testing.T, file string, want int, timeout time.Duration) {
 func TestKillRabbitMQSource(t *testing.T) {
 	total, kills := proctest.KillTest(t, 3000, 12)
 	e := newRMQ(t)
-	k := newKillEnv(t)
 	q := e.queue("in")
-	out := filepath.Join(k.dir, "out.jsonl")
-	env := []string{"AMQP_URL=" + testURL(), "QUEUE=" + q, "OUT=" + out}
 	text := pipelineText("rmq_source_kill", 0, 0, sourceStages)
-	span := time.Duration(kills) * 1500 * time.Millisecond
-	published := make(chan error, 1)
-	go func() { published <- publishSlowly(t.Context(), q, total, span) }()
-	for i := range kills {
-		cmd := k.start("source", text, env...)
-		time.Sleep(time.Duration(700+rand.IntN(1500)) * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-		t.Logf("kill %d: queue holds %d", i+1, e.count(q))
+	k := killRound(t, "source", text, kills, "AMQP_URL="+testURL(), "QUEUE="+q)
+	out := filepath.Join(k.Dir, "out.jsonl")
+	k.Env = append(k.Env, "OUT="+out)
+	k.Doubles = true          // redeliveries
+	resent := map[int64]int{} // Produce writes it, Check reads it after
+	k.Produce = func() error {
+		return publishSlowly(t.Context(), q, total, time.Duration(kills)*1500*time.Millisecond, resent)
 	}
-	cmd := k.start("source", text, env...)
-	if err := <-published; err != nil {
-		t.Fatal(err)
-	}
-	waitLines(t, out, total, time.Minute)
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("pipe run: %v", err)
-	}
-	dups := checkSourceOutput(t, out, total)
-	t.Logf("%d messages, %d kills: all arrived, %d written again as redeliveries", total, kills, dups)
-	if n := e.count(q); n != 0 {
-		t.Fatalf("queue holds %d messages after a clean stop: not acknowledged", n)
-	}
+	k.Progress = func() string { return fmt.Sprintf("queue holds %d", e.count(q)) }
+	k.Complete = func(t *testing.T) { waitLines(t, out, total, time.Minute) }
+	k.Check = func(t *testing.T) proctest.Tallied { return checkConsumed(t, e, q, out, total, resent) }
+	k.Run(t)
 }
 
-// checkQueue drains q and checks that it held every generated record
-// 0..total-1, and that copies share their message id (derived from the
-// record's position) and body, so consumers can drop them. It returns how
-// many messages are duplicates.
-func checkQueue(t *testing.T, e *rmq, q string, total int) int {
+// checkQueue drains q and tallies the generated records in it against
+// 0..total-1 (proctest.Tallied), failing t unless copies share their
+// message id (derived from the record's position) and body, so consumers
+// can drop them.
+func checkQueue(t *testing.T, e *rmq, q string, total int) proctest.Tallied {
 	t.Helper()
 	byID := map[string]string{}
-	ns := map[int64]string{}
-	msgs := e.drain(q, 2*time.Second)
-	for _, d := range msgs {
+	ids := map[int64]string{}
+	var ns []int64
+	for _, d := range e.drain(q, 2*time.Second) {
 		var v struct {
 			N   int64  `json:"n"`
 			Tag string `json:"tag"`
@@ -285,20 +254,13 @@ func checkQueue(t *testing.T, e *rmq, q string, total int) int {
 		if b, ok := byID[d.MessageId]; ok && b != string(d.Body) {
 			t.Fatalf("message id %s on two bodies: %s and %s", d.MessageId, b, d.Body)
 		}
-		if id, ok := ns[v.N]; ok && id != d.MessageId {
+		if id, ok := ids[v.N]; ok && id != d.MessageId {
 			t.Fatalf("record %d published with two message ids: %s and %s", v.N, id, d.MessageId)
 		}
-		byID[d.MessageId], ns[v.N] = string(d.Body), d.MessageId
+		byID[d.MessageId], ids[v.N] = string(d.Body), d.MessageId
+		ns = append(ns, v.N)
 	}
-	for n := range int64(total) {
-		if _, ok := ns[n]; !ok {
-			t.Fatalf("record %d is missing from the queue (%d messages, %d distinct)", n, len(msgs), len(ns))
-		}
-	}
-	if len(ns) != total {
-		t.Fatalf("%d distinct records in the queue, want %d", len(ns), total)
-	}
-	return len(msgs) - total
+	return proctest.TallyIDs(proctest.Want(0, int64(total)), ns)
 }
 
 // TestKillRabbitMQSink SIGKILLs `pipe run` of a generate -> rabbitmq
@@ -308,30 +270,13 @@ func checkQueue(t *testing.T, e *rmq, q string, total int) int {
 func TestKillRabbitMQSink(t *testing.T) {
 	total, kills := proctest.KillTest(t, 3000, 12)
 	e := newRMQ(t)
-	k := newKillEnv(t)
 	q := e.queue("out")
 	rate := float64(total) / (float64(kills) * 1.2)
-	env := []string{"AMQP_URL=" + testURL(), "OUT_QUEUE=" + q}
-	text := pipelineText("rmq_sink_kill", total, rate, sinkStages)
-	for i := range kills {
-		cmd := k.start("sink", text, env...)
-		time.Sleep(time.Duration(700+rand.IntN(1500)) * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-		t.Logf("kill %d: queue holds %d", i+1, e.count(q))
-	}
-	cmd := k.start("sink", text, env...)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("pipe run: %v", err)
-		}
-	case <-time.After(time.Minute):
-		cmd.Process.Kill()
-		t.Fatal("pipe run did not end within a minute")
-	}
-	dups := checkQueue(t, e, q, total)
-	t.Logf("%d records, %d kills: all in the queue, %d published again (same message id)", total, kills, dups)
+	k := killRound(t, "sink", pipelineText("rmq_sink_kill", total, rate, sinkStages), kills,
+		"AMQP_URL="+testURL(), "OUT_QUEUE="+q)
+	k.Ends = true    // the generator's count
+	k.Doubles = true // published again, with the same message id
+	k.Progress = func() string { return fmt.Sprintf("queue holds %d", e.count(q)) }
+	k.Check = func(t *testing.T) proctest.Tallied { return checkQueue(t, e, q, total) }
+	k.Run(t)
 }

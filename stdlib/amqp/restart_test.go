@@ -4,13 +4,13 @@ import (
 	"context"
 	osexec "os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"pipe.dev/pipe/internal/proctest"
+	"pipe.dev/pipe/internal/testkit"
 )
 
 // restartRabbitMQ stops the local RabbitMQ (rabbitmqctl stop) and starts
@@ -26,17 +26,15 @@ func restartRabbitMQ(t *testing.T) {
 	if out, err := osexec.Command("rabbitmq-server", "-detached").CombinedOutput(); err != nil {
 		t.Fatalf("rabbitmq-server -detached: %v: %s", err, out)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
+	err := testkit.Await(time.Minute, func() error {
 		cn, err := amqp.Dial(testURL())
 		if err == nil {
 			cn.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rabbitmq not back a minute after rabbitmq-server -detached: %v", err)
-		}
-		time.Sleep(250 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("rabbitmq not back a minute after rabbitmq-server -detached: %v", err)
 	}
 	t.Logf("rabbitmq restarted: stopped in %v, up again after %v", stopped.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 }
@@ -52,46 +50,32 @@ func restartRabbitMQ(t *testing.T) {
 func TestServerRestartRabbitMQ(t *testing.T) {
 	total, _ := proctest.KillTest(t, 3000, 0)
 	e := newRMQ(t)
-	k := newKillEnv(t)
 	in, outQ := e.queue("in"), e.queue("out")
-	out := filepath.Join(k.dir, "out.jsonl")
-	env := []string{"AMQP_URL=" + testURL(), "QUEUE=" + in, "OUT_QUEUE=" + outQ, "OUT=" + out}
 	span := 12 * time.Second
 	text := pipelineText("rmq_restart", total, float64(total)/span.Seconds(), sourceStages, sinkStages)
+	k := killRound(t, "restart", text, 0, "AMQP_URL="+testURL(), "QUEUE="+in, "OUT_QUEUE="+outQ)
+	out := filepath.Join(k.Dir, "out.jsonl")
+	k.Env = append(k.Env, "OUT="+out)
+	k.Doubles = true
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	published := make(chan error, 1)
-	go func() { published <- publishSlowly(ctx, in, total, span) }()
-	cmd := k.start("restart", text, env...)
-	time.Sleep(3 * time.Second)
-	restartRabbitMQ(t)
-	e.reconnect(ctx)
-	if err := <-published; err != nil {
-		t.Fatal(err)
+	resent := map[int64]int{} // Produce writes it, Check reads it after
+	k.Produce = func() error { return publishSlowly(ctx, in, total, span, resent) }
+	k.During = func(t *testing.T) {
+		time.Sleep(3 * time.Second)
+		restartRabbitMQ(t)
+		e.reconnect(ctx)
 	}
-	waitLines(t, out, total, time.Minute)
-	// The generated records are all published once the file is complete
-	// and the queue stops growing.
-	deadline := time.Now().Add(time.Minute)
-	for last := -1; ; {
-		n := e.count(outQ)
-		if n >= total && n == last {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("queue %s holds %d messages, want at least %d", outQ, n, total)
-		}
-		last = n
-		time.Sleep(time.Second)
+	k.Complete = func(t *testing.T) {
+		waitLines(t, out, total, time.Minute)
+		// The generated records are all published once the file is
+		// complete and the queue stops growing.
+		proctest.WaitSettled(t, "queue "+outQ, func() int { return e.count(outQ) }, total, time.Minute)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("pipe run: %v", err)
+	k.Check = func(t *testing.T) proctest.Tallied {
+		consumed, published := checkConsumed(t, e, in, out, total, resent), checkQueue(t, e, outQ, total)
+		t.Logf("across a restart: consumed %+v (%d messages published again), published %+v", consumed, len(resent), published)
+		return consumed.Plus(published)
 	}
-	dups := checkSourceOutput(t, out, total)
-	pubDups := checkQueue(t, e, outQ, total)
-	t.Logf("across a restart: %d messages consumed (%d again as redeliveries), %d records published (%d again)", total, dups, total, pubDups)
-	if n := e.count(in); n != 0 {
-		t.Fatalf("queue %s holds %d messages after a clean stop: not acknowledged", in, n)
-	}
+	k.Run(t)
 }

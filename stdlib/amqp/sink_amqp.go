@@ -54,10 +54,7 @@ var SinkSpec = &stdlib.Spec{
 }
 
 func checkSink(attrs map[string]any) []stdlib.AttrError {
-	errs := checkConn(attrs)
-	if n, ok := attrs["max_unconfirmed"].(int64); ok && n < 1 {
-		errs = append(errs, stdlib.AttrError{Attr: "max_unconfirmed", Message: "max_unconfirmed must be positive"})
-	}
+	errs := append(checkConn(attrs), stdlib.Positive(attrs, "max_unconfirmed")...)
 	if e, ok := attrs["exchange"].(string); ok && e == "" {
 		if _, ok := attrs["declare_exchange"]; ok {
 			errs = append(errs, stdlib.AttrError{Attr: "declare_exchange", Message: "the default exchange (exchange = \"\") cannot be declared: name an exchange"})

@@ -60,12 +60,7 @@ func checkSource(attrs map[string]any) []stdlib.AttrError {
 	if n, ok := attrs["prefetch"].(int64); ok && (n < 1 || n > 65535) {
 		errs = append(errs, stdlib.AttrError{Attr: "prefetch", Message: "prefetch must be between 1 and 65535"})
 	}
-	if n, ok := attrs["batch"].(int64); ok && n < 1 {
-		errs = append(errs, stdlib.AttrError{Attr: "batch", Message: "batch must be positive"})
-	}
-	if d, ok := attrs["max_wait"].(time.Duration); ok && d <= 0 {
-		errs = append(errs, stdlib.AttrError{Attr: "max_wait", Message: "max_wait must be positive"})
-	}
+	errs = append(errs, stdlib.Positive(attrs, "batch", "max_wait")...)
 	if b, ok := attrs["bind"].(map[string]any); ok {
 		if l, ok := b["keys"].([]any); ok && len(l) == 0 {
 			errs = append(errs, stdlib.AttrError{Attr: "bind.keys", Message: "bind needs at least one key"})

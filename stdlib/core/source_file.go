@@ -46,10 +46,7 @@ var FileSourceSpec = &stdlib.Spec{
 	Meta:    []stdlib.MetaField{stdlib.MetaOffset},
 	Output:  stdlib.RawOutput,
 	Check: func(attrs map[string]any) []stdlib.AttrError {
-		errs := checkTextSource(attrs)
-		if d, ok := attrs["poll"].(time.Duration); ok && d <= 0 {
-			errs = append(errs, stdlib.AttrError{Attr: "poll", Message: "poll must be positive"})
-		}
+		errs := append(checkTextSource(attrs), stdlib.Positive(attrs, "poll")...)
 		if n, ok := attrs["fingerprint_bytes"].(int64); ok && (n < 1 || n > maxFingerprint) {
 			errs = append(errs, stdlib.AttrError{Attr: "fingerprint_bytes", Message: fmt.Sprintf("fingerprint_bytes must be between 1 and 1MiB, not %d", n)})
 		}

@@ -63,9 +63,7 @@ func checkSink(attrs map[string]any) []stdlib.AttrError {
 	if f, ok := attrs["rate_limit"].(float64); ok && f < 0 {
 		errs = append(errs, stdlib.AttrError{Attr: "rate_limit", Message: "rate_limit must not be negative"})
 	}
-	if d, ok := attrs["timeout"].(time.Duration); ok && d <= 0 {
-		errs = append(errs, stdlib.AttrError{Attr: "timeout", Message: "timeout must be positive"})
-	}
+	errs = append(errs, stdlib.Positive(attrs, "timeout")...)
 	if l, ok := attrs["retry_on"].([]any); ok {
 		for _, v := range l {
 			if e := checkStatus("retry_on", v, 400, 599); e != nil {

@@ -51,11 +51,7 @@ func checkPoll(attrs map[string]any) []stdlib.AttrError {
 	if m, ok := attrs["method"].(string); ok && m != "GET" && m != "POST" {
 		errs = append(errs, stdlib.AttrError{Attr: "method", Message: fmt.Sprintf("method %q: want GET or POST", m)})
 	}
-	for _, a := range []string{"interval", "timeout"} {
-		if d, ok := attrs[a].(time.Duration); ok && d <= 0 {
-			errs = append(errs, stdlib.AttrError{Attr: a, Message: a + " must be positive"})
-		}
-	}
+	errs = append(errs, stdlib.Positive(attrs, "interval", "timeout")...)
 	for _, a := range []string{"records", "cursor"} {
 		if src, ok := attrs[a].(string); ok {
 			if _, err := compileResponseExpr(src); err != nil {

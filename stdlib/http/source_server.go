@@ -86,11 +86,7 @@ func checkServer(attrs map[string]any) []stdlib.AttrError {
 			errs = append(errs, stdlib.AttrError{Attr: a, Message: a + " must be at least 1"})
 		}
 	}
-	for _, a := range []string{"reply_timeout", "dedupe_window"} {
-		if d, ok := attrs[a].(time.Duration); ok && d <= 0 {
-			errs = append(errs, stdlib.AttrError{Attr: a, Message: a + " must be positive"})
-		}
-	}
+	errs = append(errs, stdlib.Positive(attrs, "reply_timeout", "dedupe_window")...)
 	if h, ok := attrs["idempotency_header"].(string); ok && h != "" && !validHeaderName(h) {
 		errs = append(errs, stdlib.AttrError{Attr: "idempotency_header", Message: fmt.Sprintf("%q is not a header name", h)})
 	}

@@ -53,11 +53,7 @@ func checkConn(attrs map[string]any, minQoS int64) []stdlib.AttrError {
 			errs = append(errs, stdlib.AttrError{Attr: "password", Message: "password needs username"})
 		}
 	}
-	for _, name := range []string{"keep_alive", "connect_timeout"} {
-		if d, ok := attrs[name].(time.Duration); ok && d <= 0 {
-			errs = append(errs, stdlib.AttrError{Attr: name, Message: name + " must be positive"})
-		}
-	}
+	errs = append(errs, stdlib.Positive(attrs, "keep_alive", "connect_timeout")...)
 	if d, ok := attrs["keep_alive"].(time.Duration); ok && d > 0 && (d < time.Second || d > 65535*time.Second) {
 		errs = append(errs, stdlib.AttrError{Attr: "keep_alive", Message: "keep_alive must be 1s to 18h12m15s (whole seconds on the wire)"})
 	}

@@ -1,72 +1,50 @@
 package mqtt
 
 import (
-	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"pipe.dev/pipe/internal/proctest"
+	"pipe.dev/pipe/internal/testkit"
 )
 
-// killEnv runs `pipe run` on one pipeline file and state directory.
-type killEnv struct {
-	t     *testing.T
-	bin   string
-	file  string
-	state string
+// killRound is a kill round of pipeline text named name (proctest.Kill),
+// each run living 0.5 to 2.5 s before its kill. Its directory holds the
+// file out.jsonl the source pipelines write.
+func killRound(t *testing.T, bin, name, text string, kills int) *proctest.Kill {
+	k := proctest.NewKill(t, bin, name, text)
+	k.Kills = kills
+	k.Life = func() time.Duration { return time.Duration(500+rand.IntN(2000)) * time.Millisecond }
+	k.Doubles = true // MQTT gives no identity to drop copies by
+	return k
 }
 
-func newKillEnv(t *testing.T, bin, text string) *killEnv {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "p.pipe")
-	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return &killEnv{t: t, bin: bin, file: file, state: filepath.Join(dir, "state")}
-}
-
-func (k *killEnv) start(prefix string) *osexec.Cmd {
-	cmd := osexec.Command(k.bin, "run", "-q", "--state-dir", k.state, k.file)
-	cmd.Dir = filepath.Dir(k.file)
-	cmd.Stderr = &proctest.LogWriter{T: k.t, Prefix: prefix}
-	if err := cmd.Start(); err != nil {
-		k.t.Fatal(err)
-	}
-	return cmd
-}
-
-// killLoop runs the pipeline kills times, each SIGKILLed after a random
-// while, calling after with the kill's number.
-func (k *killEnv) killLoop(kills int, after func(i int)) {
-	for i := range kills {
-		cmd := k.start(fmt.Sprintf("run %d: ", i+1))
-		time.Sleep(time.Duration(500+rand.IntN(2000)) * time.Millisecond)
-		cmd.Process.Signal(syscall.SIGKILL)
-		cmd.Wait()
-		after(i + 1)
-	}
-}
-
-// publisher publishes n messages {"id": i} at QoS 1 to topic/<i%3>, one
-// every span/n, each until the broker acknowledges it: a message whose
+// publisher returns a function that waits until the pipeline's source has
+// subscribed to topic (waitSubscribed: the channel returned is closed
+// then) and then publishes n messages {"id": i} at QoS 1 to topic/<i%3>,
+// one every span/n, each until the broker acknowledges it: a message whose
 // acknowledgement is lost (the broker went down) is published again.
-func publisher(t *testing.T, topic string, n int, span time.Duration) chan error {
+func publisher(t *testing.T, topic, out string, n int, span time.Duration) (func() error, <-chan struct{}) {
 	cl := testClient(t, uniq("pipe-pub"), true, nil)
-	done := make(chan error, 1)
-	go func() {
+	subscribed := make(chan struct{})
+	return func() error {
+		if err := waitSubscribed(cl, topic, out); err != nil {
+			return err
+		}
+		close(subscribed)
 		for i := range n {
 			// No catching up after an outage: a burst would overflow
 			// Mosquitto's queue of the session (max_queued_messages,
@@ -79,80 +57,56 @@ func publisher(t *testing.T, topic string, n int, span time.Duration) chan error
 					break
 				}
 				if time.Now().After(deadline) {
-					done <- fmt.Errorf("message %d not acknowledged in a minute: %v", i, tok.Error())
-					return
+					return fmt.Errorf("message %d not acknowledged in a minute: %v", i, tok.Error())
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
 		}
-		done <- nil
-	}()
-	return done
+		return nil
+	}, subscribed
 }
 
-// readIDs counts the ids in a JSON-lines file.
-func readIDs(t *testing.T, path string) map[int]int {
-	f, err := os.Open(path)
-	if err != nil {
-		if os.IsNotExist(err) {
-			return nil
-		}
-		t.Fatal(err)
-	}
-	defer f.Close()
-	ids := map[int]int{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var r struct{ ID *int }
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil || r.ID == nil {
-			t.Fatalf("%s: bad line %q: %v", path, sc.Text(), err)
-		}
-		ids[*r.ID]++
-	}
-	return ids
-}
+// probeID is the id of waitSubscribed's probe messages.
+const probeID = -1
 
-// checkIDs checks that ids holds every id below n at least once and no
-// other, and logs how many came more than once.
-func checkIDs(t *testing.T, ids map[int]int, n int) {
-	t.Helper()
-	var missing []int
-	dups := 0
-	for i := range n {
-		switch c := ids[i]; {
-		case c == 0:
-			missing = append(missing, i)
-		case c > 1:
-			dups += c - 1
-		}
-	}
-	for id := range ids {
-		if id < -1 || id >= n { // -1: waitSubscribed's probe
-			t.Errorf("unexpected id %d", id)
-		}
-	}
-	if len(missing) > 0 {
-		t.Errorf("%d of %d messages lost, first %v", len(missing), n, missing[:min(len(missing), 10)])
-	}
-	t.Logf("%d messages, %d distinct received, %d duplicates (at least once)", n, len(ids), dups)
-}
-
-// waitIDs waits until every id below n is in the file at path.
-func waitIDs(t *testing.T, path string, n int, d time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(d)
+// waitSubscribed publishes a probe {"id": -1} to topic until it shows in
+// the file at out: the pipeline's source has subscribed, and its session
+// keeps from then on what is published while no process runs.
+func waitSubscribed(cl paho.Client, topic, out string) error {
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		ids := readIDs(t, path)
-		all := len(ids) >= n
-		for i := 0; all && i < n; i++ {
-			all = ids[i] > 0
+		tok := cl.Publish(topic+"/probe", 1, false, fmt.Sprintf(`{"id":%d}`, probeID))
+		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			time.Sleep(100 * time.Millisecond)
+			continue
 		}
-		if all {
-			return
+		for range 10 {
+			time.Sleep(50 * time.Millisecond)
+			b, _ := os.ReadFile(out)
+			if strings.Contains(string(b), fmt.Sprintf(`"id":%d`, probeID)) {
+				return nil
+			}
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
-	t.Logf("the output does not hold every message after %v", d)
+	return errors.New("the pipeline did not subscribe in 30s")
+}
+
+// fileIDs returns the ids in the JSON lines file at out, the probes left
+// out.
+func fileIDs(t *testing.T, out string) []int64 {
+	return slices.DeleteFunc(proctest.FileIDs(t, out), func(id int64) bool { return id == probeID })
+}
+
+// consumed sets k up to tally the messages 0..n-1 in its out.jsonl.
+func consumed(t *testing.T, k *proctest.Kill, n int) {
+	out := filepath.Join(k.Dir, "out.jsonl")
+	k.Progress = func() string { return fmt.Sprintf("%d lines", len(proctest.FileIDs(t, out))) }
+	k.Complete = func(t *testing.T) {
+		proctest.WaitSettled(t, "lines with an id", func() int { return len(fileIDs(t, out)) }, n, 30*time.Second)
+	}
+	k.Check = func(t *testing.T) proctest.Tallied {
+		return proctest.TallyIDs(proctest.Want(0, int64(n)), fileIDs(t, out))
+	}
 }
 
 // sourcePipeline reads topic/# into the file out.jsonl beside the
@@ -188,49 +142,14 @@ in -> out
 func TestKillMQTTSource(t *testing.T) {
 	n, kills := proctest.KillTest(t, 3000, 12)
 	needBroker(t)
-	bin := proctest.BuildPipe(t)
 	topic, id := uniq("pipe-kill"), uniq("pipe-kill")
 	t.Cleanup(func() { dropSession(t, id) })
-	k := newKillEnv(t, bin, sourcePipeline(topic, id))
-	out := filepath.Join(filepath.Dir(k.file), "out.jsonl")
-	// The first run subscribes: from then on the session keeps what is
+	k := killRound(t, proctest.BuildPipe(t), "source", sourcePipeline(topic, id), kills)
+	consumed(t, k, n)
+	// From the first subscription on, the session keeps what is
 	// published while no process runs.
-	cmd := k.start("first: ")
-	waitSubscribed(t, topic, out)
-	cmd.Process.Signal(syscall.SIGKILL)
-	cmd.Wait()
-	published := publisher(t, topic, n, time.Duration(kills)*1200*time.Millisecond)
-	k.killLoop(kills, func(i int) { t.Logf("kill %d: %d distinct messages in the file", i, len(readIDs(t, out))) })
-	cmd = k.start("last: ")
-	time.Sleep(time.Second) // a signal before pipe run catches them would kill it
-	if err := <-published; err != nil {
-		t.Fatal(err)
-	}
-	waitIDs(t, out, n, 30*time.Second)
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("last run: %v", err)
-	}
-	checkIDs(t, readIDs(t, out), n)
-}
-
-// waitSubscribed publishes a probe {"id": -1} to topic until it shows in
-// the file at out: the pipeline's source has subscribed, and its session
-// keeps from then on what is published while no process runs.
-func waitSubscribed(t *testing.T, topic, out string) {
-	t.Helper()
-	cl := testClient(t, uniq("pipe-probe"), true, nil)
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		publish(t, cl, topic+"/probe", 1, `{"id":-1}`)
-		for range 10 {
-			time.Sleep(50 * time.Millisecond)
-			if readIDs(t, out)[-1] > 0 {
-				return
-			}
-		}
-	}
-	t.Fatal("the pipeline did not subscribe in 30s")
+	k.Produce, _ = publisher(t, topic, filepath.Join(k.Dir, "out.jsonl"), n, time.Duration(kills)*1200*time.Millisecond)
+	k.Run(t)
 }
 
 // sinkPipeline generates n records {"id": i} at rate per second and
@@ -260,26 +179,26 @@ gen -> out
 }
 
 // subscriber subscribes to topic/# at QoS 1 under a persistent session
-// (kept across broker restarts) and counts the ids it receives.
+// (kept across broker restarts) and collects the ids it receives.
 type subscriber struct {
 	mu  sync.Mutex
-	ids map[int]int
+	ids []int64
 	bad []string
 }
 
 func newSubscriber(t *testing.T, topic string) *subscriber {
-	s := &subscriber{ids: map[int]int{}}
+	s := &subscriber{}
 	id := uniq("pipe-sub")
 	t.Cleanup(func() { dropSession(t, id) })
 	cl := testClient(t, id, false, func(_ paho.Client, m paho.Message) {
-		var r struct{ ID *int }
+		var r struct{ ID *int64 }
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if err := json.Unmarshal(m.Payload(), &r); err != nil || r.ID == nil || m.Topic() != topic+"/"+strconv.Itoa(*r.ID%4) {
+		if err := json.Unmarshal(m.Payload(), &r); err != nil || r.ID == nil || m.Topic() != topic+"/"+strconv.FormatInt(*r.ID%4, 10) {
 			s.bad = append(s.bad, m.Topic()+" "+string(m.Payload()))
 			return
 		}
-		s.ids[*r.ID]++
+		s.ids = append(s.ids, *r.ID)
 	})
 	if tok := cl.Subscribe(topic+"/#", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
@@ -287,33 +206,36 @@ func newSubscriber(t *testing.T, topic string) *subscriber {
 	return s
 }
 
-func (s *subscriber) snapshot() (map[int]int, []string) {
+func (s *subscriber) snapshot() ([]int64, []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[int]int, len(s.ids))
-	for k, v := range s.ids {
-		out[k] = v
-	}
-	return out, append([]string(nil), s.bad...)
+	return slices.Clone(s.ids), slices.Clone(s.bad)
 }
 
-// wait waits until every id below n came, and a little more for late
-// duplicates.
-func (s *subscriber) wait(t *testing.T, n int, d time.Duration) (map[int]int, []string) {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
+// expect sets k up to tally the messages 0..n-1 the subscriber receives,
+// waiting for them at most wait, and to fail on one not as published
+// (another topic than its id gives).
+func (s *subscriber) expect(k *proctest.Kill, n int, wait time.Duration) {
+	k.Progress = func() string {
 		ids, _ := s.snapshot()
-		all := true
-		for i := 0; all && i < n; i++ {
-			all = ids[i] > 0
-		}
-		if all {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+		return fmt.Sprintf("%d messages received", len(ids))
 	}
-	time.Sleep(500 * time.Millisecond)
-	return s.snapshot()
+	k.Check = func(t *testing.T) proctest.Tallied {
+		want := proctest.Want(0, int64(n))
+		deadline := time.Now().Add(wait)
+		for time.Now().Before(deadline) {
+			if ids, _ := s.snapshot(); proctest.TallyIDs(want, ids).Missing == 0 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		time.Sleep(500 * time.Millisecond) // late copies
+		ids, bad := s.snapshot()
+		if len(bad) > 0 {
+			t.Errorf("%d messages not as published, first %q", len(bad), bad[0])
+		}
+		return proctest.TallyIDs(want, ids)
+	}
 }
 
 // TestKillMQTTSink SIGKILLs `pipe run` of generate -> MQTT at random
@@ -326,32 +248,13 @@ func (s *subscriber) wait(t *testing.T, n int, d time.Duration) (map[int]int, []
 func TestKillMQTTSink(t *testing.T) {
 	n, kills := proctest.KillTest(t, 3000, 12)
 	needBroker(t)
-	bin := proctest.BuildPipe(t)
 	topic := uniq("pipe-kill")
 	sub := newSubscriber(t, topic)
 	rate := max(n/(kills*2), 1) // the records outlast the kill loop
-	k := newKillEnv(t, bin, sinkPipeline(topic, n, rate))
-	k.killLoop(kills, func(i int) {
-		ids, _ := sub.snapshot()
-		t.Logf("kill %d: %d distinct messages received", i, len(ids))
-	})
-	cmd := k.start("last: ")
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("last run: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("the last run did not end")
-	}
-	ids, bad := sub.wait(t, n, 10*time.Second)
-	if len(bad) > 0 {
-		t.Errorf("%d messages not as published, first %q", len(bad), bad[0])
-	}
-	checkIDs(t, ids, n)
+	k := killRound(t, proctest.BuildPipe(t), "sink", sinkPipeline(topic, n, rate), kills)
+	k.Ends = true
+	sub.expect(k, n, 10*time.Second)
+	k.Run(t)
 }
 
 // restartMosquitto stops the test broker (SIGTERM: Mosquitto saves its
@@ -367,30 +270,16 @@ func restartMosquitto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		t.Fatalf("stopping mosquitto (pid %d): %v", pid, err)
-	}
-	for i := 0; syscall.Kill(pid, 0) == nil; i++ {
-		if i > 100 {
-			t.Fatalf("mosquitto (pid %d) did not stop", pid)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := testkit.Stop(pid, 10*time.Second); err != nil {
+		t.Fatalf("mosquitto: %v", err)
 	}
 	t.Logf("mosquitto stopped")
 	time.Sleep(time.Second)
 	if out, err := osexec.Command("mosquitto", "-d", "-c", "/etc/mosquitto/mosquitto.conf").CombinedOutput(); err != nil {
 		t.Fatalf("starting mosquitto: %v\n%s", err, out)
 	}
-	for i := 0; ; i++ {
-		c, err := net.DialTimeout("tcp", testBroker(), time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i > 100 {
-			t.Fatalf("mosquitto did not come back: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := testkit.Await(10*time.Second, testkit.Dialable(testBroker())); err != nil {
+		t.Fatalf("mosquitto did not come back: %v", err)
 	}
 	t.Logf("mosquitto started again")
 }
@@ -410,27 +299,28 @@ func TestServerRestartMQTT(t *testing.T) {
 		t.Skip("restarting mosquitto needs root")
 	}
 	bin := proctest.BuildPipe(t)
-	t.Run("source", func(t *testing.T) {
-		topic, id := uniq("pipe-restart"), uniq("pipe-restart")
-		t.Cleanup(func() { dropSession(t, id) })
-		k := newKillEnv(t, bin, sourcePipeline(topic, id))
-		out := filepath.Join(filepath.Dir(k.file), "out.jsonl")
-		cmd := k.start("run: ")
-		waitSubscribed(t, topic, out)
-		published := publisher(t, topic, n, 8*time.Second)
+	restarts := func(t *testing.T) {
 		for range 2 {
 			time.Sleep(time.Duration(1500+rand.IntN(1000)) * time.Millisecond)
 			restartMosquitto(t)
 		}
-		if err := <-published; err != nil {
-			t.Fatal(err)
+	}
+	t.Run("source", func(t *testing.T) {
+		topic, id := uniq("pipe-restart"), uniq("pipe-restart")
+		t.Cleanup(func() { dropSession(t, id) })
+		k := killRound(t, bin, "run", sourcePipeline(topic, id), 0)
+		consumed(t, k, n)
+		var subscribed <-chan struct{}
+		k.Produce, subscribed = publisher(t, topic, filepath.Join(k.Dir, "out.jsonl"), n, 8*time.Second)
+		k.During = func(t *testing.T) {
+			select {
+			case <-subscribed:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the pipeline did not subscribe in 30s")
+			}
+			restarts(t)
 		}
-		waitIDs(t, out, n, 30*time.Second)
-		cmd.Process.Signal(syscall.SIGTERM)
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("run: %v", err)
-		}
-		checkIDs(t, readIDs(t, out), n)
+		k.Run(t)
 	})
 	t.Run("sink", func(t *testing.T) {
 		topic := uniq("pipe-restart")
@@ -438,27 +328,10 @@ func TestServerRestartMQTT(t *testing.T) {
 		// What the sink could not publish while the broker was down
 		// follows in a burst; the test's subscriber, reconnecting too,
 		// must not be more than Mosquitto's queue (1000) behind.
-		k := newKillEnv(t, bin, sinkPipeline(topic, n, n/16))
-		cmd := k.start("run: ")
-		for range 2 {
-			time.Sleep(time.Duration(1500+rand.IntN(1000)) * time.Millisecond)
-			restartMosquitto(t)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("run: %v", err)
-			}
-		case <-time.After(60 * time.Second):
-			cmd.Process.Kill()
-			t.Fatal("the run did not end")
-		}
-		ids, bad := sub.wait(t, n, 20*time.Second)
-		if len(bad) > 0 {
-			t.Errorf("%d messages not as published, first %q", len(bad), bad[0])
-		}
-		checkIDs(t, ids, n)
+		k := killRound(t, bin, "run", sinkPipeline(topic, n, n/16), 0)
+		k.Ends = true
+		k.During = restarts
+		sub.expect(k, n, 20*time.Second)
+		k.Run(t)
 	})
 }

@@ -20,12 +20,7 @@ import (
 )
 
 // testBroker is the Mosquitto the tests use (PIPE_MQTT_BROKER overrides it).
-func testBroker() string {
-	if b := os.Getenv("PIPE_MQTT_BROKER"); b != "" {
-		return b
-	}
-	return "127.0.0.1:1883"
-}
+func testBroker() string { return testkit.Env("PIPE_MQTT_BROKER", "127.0.0.1:1883") }
 
 // needBroker skips t when Mosquitto is not running, or fails it when
 // CI=true.

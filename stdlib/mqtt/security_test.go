@@ -2,7 +2,6 @@ package mqtt
 
 import (
 	"fmt"
-	"net"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -40,12 +39,7 @@ func tlsBroker(t *testing.T, password string) (addr, ca string) {
 	if out, err := osexec.Command("mosquitto_passwd", "-U", pw).CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_passwd: %v\n%s", err, out)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := testkit.FreePort(t)
 	conf := filepath.Join(dir, "mosquitto.conf")
 	text := fmt.Sprintf("user root\npersistence false\nlistener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nallow_anonymous false\npassword_file %s\n",
 		port, ca, cert, key, pw)
@@ -62,16 +56,8 @@ func tlsBroker(t *testing.T, password string) (addr, ca string) {
 		cmd.Wait()
 	})
 	addr = "127.0.0.1:" + strconv.Itoa(port)
-	for i := 0; ; i++ {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i > 50 {
-			t.Fatalf("mosquitto with TLS did not start: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := testkit.Await(5*time.Second, testkit.Dialable(addr)); err != nil {
+		t.Fatalf("mosquitto with TLS did not start: %v", err)
 	}
 	return addr, ca
 }

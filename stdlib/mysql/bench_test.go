@@ -32,79 +32,33 @@ const benchWriteBatch, benchCheckpoint = 1000, 100000
 
 const benchTable = `CREATE TABLE bench (id bigint %s, user longtext, amount double, country longtext, event longtext, ts datetime(6))`
 
-func benchSink(b *testing.B, mode string, d stdlib.Delivery) {
+// newBenchTable creates the table bench in a database of the benchmark's
+// own, with a primary key for upsert.
+func newBenchTable(b *testing.B, mode string) *myEnv {
 	e := newMy(b)
 	key := ""
 	if mode == "upsert" {
 		key = "PRIMARY KEY"
 	}
 	e.exec(fmt.Sprintf(benchTable, key))
-	s, _ := e.openSink(e.sinkConfig(map[string]any{"table": "bench", "mode": stdlib.Ident(mode), "batch": int64(10000)}, eventType, d))
-	run := func() {
-		var id uint64
-		for written := 0; written < b.N; {
-			b.StopTimer()
-			batch := events(int64(written), int64(min(written+benchWriteBatch, b.N)))
-			b.StartTimer()
-			if err := s.Write(b.Context(), batch); err != nil {
-				b.Fatal(err)
-			}
-			written += len(batch)
-			if written%benchCheckpoint == 0 || written == b.N {
-				id++
-				if err := s.Checkpoint(b.Context(), stdlib.Checkpoint{ID: id, Positions: pos(int64(written - 1))}); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
-	}
-	if mode == "upsert" {
-		b.StopTimer()
-		run() // the rows exist: the timed run updates them
-		b.StartTimer()
-	}
-	b.ResetTimer()
-	run()
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rows/s")
-	if n := e.count("bench"); n != int64(b.N) {
-		b.Fatalf("%d rows in the table, want %d", n, b.N)
-	}
+	return e
 }
 
-// benchPlain writes the same rows with database/sql and the same driver:
-// per statements of per rows, committing every 100,000 rows.
-func benchPlain(b *testing.B, mode string, per int) {
-	e := newMy(b)
-	key := ""
-	if mode == "upsert" {
-		key = "PRIMARY KEY"
-	}
-	e.exec(fmt.Sprintf(benchTable, key))
-	db := e.open()
-	defer db.Close()
-	ctx := b.Context()
+// benchWrites times writing b.N event rows into the table bench: write
+// takes them benchWriteBatch at a time, and commit is called every
+// benchCheckpoint rows and at the end, with the count written. For upsert
+// the rows are written once untimed first, so that the timed run updates
+// them.
+func benchWrites(b *testing.B, e *myEnv, mode string, write func([]stdlib.Record), commit func(written int)) {
 	run := func() {
-		var tx *sql.Tx
 		for written := 0; written < b.N; {
 			b.StopTimer()
 			batch := events(int64(written), int64(min(written+benchWriteBatch, b.N)))
 			b.StartTimer()
-			if tx == nil {
-				var err error
-				if tx, err = db.BeginTx(ctx, nil); err != nil {
-					b.Fatal(err)
-				}
-			}
-			for i := 0; i < len(batch); i += per {
-				plainInsert(ctx, b, tx, mode, batch[i:min(i+per, len(batch))])
-			}
+			write(batch)
 			written += len(batch)
 			if written%benchCheckpoint == 0 || written == b.N {
-				if err := tx.Commit(); err != nil {
-					b.Fatal(err)
-				}
-				tx = nil
+				commit(written)
 			}
 		}
 	}
@@ -120,6 +74,48 @@ func benchPlain(b *testing.B, mode string, per int) {
 	if n := e.count("bench"); n != int64(b.N) {
 		b.Fatalf("%d rows in the table, want %d", n, b.N)
 	}
+}
+
+func benchSink(b *testing.B, mode string, d stdlib.Delivery) {
+	e := newBenchTable(b, mode)
+	s, _ := e.openSink(e.sinkConfig(map[string]any{"table": "bench", "mode": stdlib.Ident(mode), "batch": int64(10000)}, eventType, d))
+	var id uint64
+	benchWrites(b, e, mode, func(batch []stdlib.Record) {
+		if err := s.Write(b.Context(), batch); err != nil {
+			b.Fatal(err)
+		}
+	}, func(written int) {
+		id++
+		if err := s.Checkpoint(b.Context(), stdlib.Checkpoint{ID: id, Positions: pos(int64(written - 1))}); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// benchPlain writes the same rows with database/sql and the same driver:
+// per statements of per rows, committing every 100,000 rows.
+func benchPlain(b *testing.B, mode string, per int) {
+	e := newBenchTable(b, mode)
+	db := e.open()
+	defer db.Close()
+	ctx := b.Context()
+	var tx *sql.Tx
+	benchWrites(b, e, mode, func(batch []stdlib.Record) {
+		if tx == nil {
+			var err error
+			if tx, err = db.BeginTx(ctx, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for i := 0; i < len(batch); i += per {
+			plainInsert(ctx, b, tx, mode, batch[i:min(i+per, len(batch))])
+		}
+	}, func(int) {
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+		tx = nil
+	})
 }
 
 func plainInsert(ctx context.Context, b *testing.B, tx *sql.Tx, mode string, recs []stdlib.Record) {

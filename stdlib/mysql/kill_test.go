@@ -2,6 +2,7 @@ package mysql
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"pipe.dev/pipe/internal/proctest"
+	"pipe.dev/pipe/internal/testkit"
 )
 
 // killPipeline generates ids 1..n at a steady rate into a MySQL table,
@@ -122,24 +124,23 @@ func restartServer(t *testing.T) {
 	}
 	// The shutdown command returns before the process ends: the start
 	// command does nothing while it runs.
-	deadline := time.Now().Add(time.Minute)
-	for osexec.Command("pidof", "mariadbd").Run() == nil {
-		if time.Now().After(deadline) {
-			t.Error("mariadbd did not stop in a minute")
-			break
+	err := testkit.Await(time.Minute, func() error {
+		if osexec.Command("pidof", "mariadbd").Run() == nil {
+			return errors.New("mariadbd did not stop in a minute")
 		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
 	}
 	if out, err := osexec.Command("start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd").CombinedOutput(); err != nil {
 		t.Errorf("start mariadb: %v: %s", err, out)
 	}
-	deadline = time.Now().Add(time.Minute)
-	for osexec.Command("mariadb-admin", "-uroot", "-h127.0.0.1", "--connect-timeout=1", "ping").Run() != nil {
-		if time.Now().After(deadline) {
-			t.Error("mariadb did not come back in a minute")
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	err = testkit.Await(time.Minute, func() error {
+		return osexec.Command("mariadb-admin", "-uroot", "-h127.0.0.1", "--connect-timeout=1", "ping").Run()
+	})
+	if err != nil {
+		t.Errorf("mariadb did not come back in a minute: %v", err)
 	}
 }
 

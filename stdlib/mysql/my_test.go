@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -23,12 +22,7 @@ import (
 
 // testAddr is the server the tests use: PIPE_MYSQL_ADDR, or the local
 // MariaDB.
-func testAddr() string {
-	if v := os.Getenv("PIPE_MYSQL_ADDR"); v != "" {
-		return v
-	}
-	return "127.0.0.1:3306"
-}
+func testAddr() string { return testkit.Env("PIPE_MYSQL_ADDR", "127.0.0.1:3306") }
 
 // testDSN is the DSN of database db as root without a password.
 func testDSN(db string) string { return "root@tcp(" + testAddr() + ")/" + db }

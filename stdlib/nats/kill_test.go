@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"pipe.dev/pipe/internal/proctest"
+	"pipe.dev/pipe/internal/testkit"
 )
 
 // publishSpread publishes messages {"id": i} for i in [0, n) on subject,
@@ -267,7 +267,7 @@ in -> [file_out, nats_out]
 			want := proctest.Want(0, int64(n))
 			f, s := proctest.TallyIDs(want, proctest.FileIDs(t, out)), proctest.TallyIDs(want, e.ids(t, outStream))
 			t.Logf("file sink: %+v, nats sink: %+v", f, s)
-			return proctest.Tallied{Read: f.Read + s.Read, Missing: f.Missing + s.Missing, Doubled: f.Doubled + s.Doubled, Extra: f.Extra + s.Extra}
+			return f.Plus(s)
 		},
 	}).Run(t)
 }
@@ -290,14 +290,8 @@ func restartServer(t *testing.T) {
 	if pid == 0 {
 		t.Fatal("nats-server is not running")
 	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; syscall.Kill(pid, 0) == nil; i++ {
-		if i > 300 {
-			t.Fatal("nats-server did not stop")
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := testkit.Stop(pid, 15*time.Second); err != nil {
+		t.Fatalf("nats-server: %v", err)
 	}
 	time.Sleep(500 * time.Millisecond)
 	start := osexec.Command("start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/nats-server", "--",
@@ -306,20 +300,19 @@ func restartServer(t *testing.T) {
 		t.Fatalf("starting nats-server: %v\n%s", err, out)
 	}
 	// Wait until JetStream answers again.
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	err := testkit.Await(30*time.Second, func() error {
 		nc, err := nats.Connect(testURL())
-		if err == nil {
-			js, _ := jetstream.New(nc)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			_, err = js.AccountInfo(ctx)
-			cancel()
-			nc.Close()
-			if err == nil {
-				return
-			}
+		if err != nil {
+			return err
 		}
-		time.Sleep(100 * time.Millisecond)
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err = js.AccountInfo(ctx)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("nats-server did not come back with JetStream: %v", err)
 	}
-	t.Fatal("nats-server did not come back with JetStream")
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -21,12 +20,7 @@ import (
 
 // testURL is the NATS server the tests use: PIPE_NATS_URL or the local
 // server with JetStream.
-func testURL() string {
-	if u := os.Getenv("PIPE_NATS_URL"); u != "" {
-		return u
-	}
-	return "nats://127.0.0.1:4222"
-}
+func testURL() string { return testkit.Env("PIPE_NATS_URL", "nats://127.0.0.1:4222") }
 
 // natsEnv is a connection to the test server and its JetStream.
 type natsEnv struct {

@@ -27,11 +27,7 @@ var CoreSinkSpec = &stdlib.Spec{
 		stdlib.Param{Name: "timeout", Type: stdlib.Duration, Default: 10 * time.Second, Doc: "longest a checkpoint waits for the server to have every message (a flush)"},
 	),
 	Check: func(attrs map[string]any) []stdlib.AttrError {
-		errs := checkMsg(attrs)
-		if v, ok := attrs["timeout"].(time.Duration); ok && v <= 0 {
-			errs = append(errs, stdlib.AttrError{Attr: "timeout", Message: "timeout must be positive"})
-		}
-		return errs
+		return append(checkMsg(attrs), stdlib.Positive(attrs, "timeout")...)
 	},
 	NewSink: func(cfg stdlib.Config) (stdlib.Sink, error) { return newCoreSink(cfg) },
 }

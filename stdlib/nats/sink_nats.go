@@ -94,13 +94,7 @@ func checkSink(attrs map[string]any) []stdlib.AttrError {
 	if v, ok := attrs["offsets_bucket"].(string); ok && !validName(v) {
 		errs = append(errs, stdlib.AttrError{Attr: "offsets_bucket", Message: "offsets_bucket must be a name without '.', '*', '>' or blanks"})
 	}
-	if v, ok := attrs["max_pending"].(int64); ok && v <= 0 {
-		errs = append(errs, stdlib.AttrError{Attr: "max_pending", Message: "max_pending must be positive"})
-	}
-	if v, ok := attrs["timeout"].(time.Duration); ok && v <= 0 {
-		errs = append(errs, stdlib.AttrError{Attr: "timeout", Message: "timeout must be positive"})
-	}
-	return errs
+	return append(errs, stdlib.Positive(attrs, "max_pending", "timeout")...)
 }
 
 // encoder turns records into messages: the parts both sinks share.

@@ -38,13 +38,7 @@ var CoreSourceSpec = &stdlib.Spec{
 		if v, ok := attrs["queue"].(string); ok && !validName(v) {
 			errs = append(errs, stdlib.AttrError{Attr: "queue", Message: "queue must be a name without '.', '*', '>' or blanks"})
 		}
-		if v, ok := attrs["buffer"].(int64); ok && v <= 0 {
-			errs = append(errs, stdlib.AttrError{Attr: "buffer", Message: "buffer must be positive"})
-		}
-		if v, ok := attrs["max_wait"].(time.Duration); ok && v <= 0 {
-			errs = append(errs, stdlib.AttrError{Attr: "max_wait", Message: "max_wait must be positive"})
-		}
-		return errs
+		return append(errs, stdlib.Positive(attrs, "buffer", "max_wait")...)
 	},
 	NewSource: func(cfg stdlib.Config) (stdlib.Source, error) { return newCoreSource(cfg) },
 }

@@ -67,16 +67,7 @@ func checkSource(attrs map[string]any) []stdlib.AttrError {
 	if v, ok := attrs["filter"].(string); ok && !validSubject(v, true) {
 		errs = append(errs, stdlib.AttrError{Attr: "filter", Message: fmt.Sprintf("filter %q is not a valid subject", v)})
 	}
-	for _, name := range []string{"batch", "max_ack_pending"} {
-		if v, ok := attrs[name].(int64); ok && v <= 0 {
-			errs = append(errs, stdlib.AttrError{Attr: name, Message: name + " must be positive"})
-		}
-	}
-	for _, name := range []string{"max_wait", "ack_wait"} {
-		if v, ok := attrs[name].(time.Duration); ok && v <= 0 {
-			errs = append(errs, stdlib.AttrError{Attr: name, Message: name + " must be positive"})
-		}
-	}
+	errs = append(errs, stdlib.Positive(attrs, "batch", "max_ack_pending", "max_wait", "ack_wait")...)
 	if w, ok := attrs["max_wait"].(time.Duration); ok && w > time.Minute {
 		errs = append(errs, stdlib.AttrError{Attr: "max_wait", Message: "max_wait must be at most 1m: commits wait for it"})
 	}

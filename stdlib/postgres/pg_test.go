@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,10 +21,7 @@ import (
 
 // testDSN is the server the tests use: PIPE_PG_URL, or the local one.
 func testDSN() string {
-	if v := os.Getenv("PIPE_PG_URL"); v != "" {
-		return v
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	return testkit.Env("PIPE_PG_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
 }
 
 // pgEnv is one test's connection and its own schema, dropped at the end.
@@ -74,6 +71,15 @@ func (e *pgEnv) exec(sql string, args ...any) {
 
 // table returns the schema-qualified name of table.
 func (e *pgEnv) table(name string) string { return e.schema + "." + name }
+
+// sameRows fails t unless got holds the rows want, in order (as rows
+// formats them).
+func sameRows(t testing.TB, got, want []string) {
+	t.Helper()
+	if !slices.Equal(got, want) {
+		t.Fatalf("rows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
 
 // rows returns "col=value ..." lines of a query, one per row.
 func (e *pgEnv) rows(sql string) []string {

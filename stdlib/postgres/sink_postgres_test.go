@@ -47,9 +47,7 @@ WHERE table_schema = '` + e.schema + `' AND table_name = 'events' ORDER BY ordin
 		"id=2 user=u2 amount=0.02 country=NL event=purchase ts=2024-01-01T00:00:02Z",
 		"id=3 user=u3 amount=0.03 country=NL event=purchase ts=2024-01-01T00:00:03Z",
 	}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("rows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+	sameRows(t, got, want)
 	if got := e.rows("SELECT to_regclass('" + e.table("pipe_offsets") + "') IS NULL AS absent"); got[0] != "absent=true" {
 		t.Fatal("at_least_once created the offsets table")
 	}
@@ -102,9 +100,7 @@ func testSinkTypes(t *testing.T, mode string) {
 		"id=1 n=7 f=1.5 d=12.25 s=abc b=[1 2] ok=true j={\"a\": [1, \"x\"]} u=6ba7b810-9dad-11d1-80b4-00c04fd430c8 at=2024-01-01T00:00:00Z",
 		"id=7 n=<nil> f=<nil> d=<nil> s=<nil> b=<nil> ok=<nil> j=<nil> u=<nil> at=2024-01-02T03:04:05Z",
 	}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("rows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+	sameRows(t, got, want)
 }
 
 func TestSinkUpsertAndDeletes(t *testing.T) {
@@ -139,9 +135,7 @@ func TestSinkUpsertAndDeletes(t *testing.T) {
 	}
 	got := e.rows("SELECT * FROM " + e.table("u") + " ORDER BY id")
 	want := []string{"id=1 name=a2 n=2", "id=4 name=d n=1", "id=7 name=g2 n=2"}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("rows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+	sameRows(t, got, want)
 }
 
 func TestSinkDeleteMode(t *testing.T) {
@@ -164,9 +158,7 @@ INSERT INTO ` + e.table("d") + ` VALUES ('x', 1, 'keep'), ('x', 2, 'drop'), ('y'
 	}
 	got := e.rows("SELECT * FROM " + e.table("d") + " ORDER BY a, b")
 	want := []string{"a=x b=1 v=keep", "a=y b=2 v=keep"}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("rows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+	sameRows(t, got, want)
 }
 
 func TestSinkEvolve(t *testing.T) {
@@ -212,9 +204,7 @@ WHERE table_schema = '` + e.schema + `' AND table_name = 'ev' ORDER BY ordinal_p
 		"id=2 user=u2 amount=0.02 tags=<nil> score=<nil>",
 		`id=3 user=<nil> amount=<nil> tags=["a"] score=5`,
 	}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("rows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+	sameRows(t, got, want)
 }
 
 func TestSinkColumnMismatch(t *testing.T) {
@@ -496,9 +486,7 @@ func TestSinkNonFinite(t *testing.T) {
 				"id=2 f=-Infinity r=<nil> n=Infinity d=<nil>",
 				"id=5 f=<nil> r=<nil> n=-Infinity d=NaN",
 			}
-			if !reflect.DeepEqual(got, want) {
-				t.Fatalf("rows:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-			}
+			sameRows(t, got, want)
 		})
 	}
 }

@@ -32,9 +32,7 @@ func checkConn(attrs map[string]any) []stdlib.AttrError {
 	if n, ok := attrs["db"].(int64); ok && n < 0 {
 		errs = append(errs, stdlib.AttrError{Attr: "db", Message: "db must not be negative"})
 	}
-	if d, ok := attrs["timeout"].(time.Duration); ok && d <= 0 {
-		errs = append(errs, stdlib.AttrError{Attr: "timeout", Message: "timeout must be positive"})
-	}
+	errs = append(errs, stdlib.Positive(attrs, "timeout")...)
 	errs = append(errs, tlsconf.Check(attrs)...)
 	return append(errs, retry.Check(attrs)...)
 }

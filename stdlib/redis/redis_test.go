@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,12 +22,7 @@ import (
 )
 
 // testAddr is the test server: PIPE_REDIS_ADDR or 127.0.0.1:6379.
-func testAddr() string {
-	if a := os.Getenv("PIPE_REDIS_ADDR"); a != "" {
-		return a
-	}
-	return "127.0.0.1:6379"
-}
+func testAddr() string { return testkit.Env("PIPE_REDIS_ADDR", "127.0.0.1:6379") }
 
 // newClient connects to the test server; a missing server skips the
 // test, or fails it when CI=true.

@@ -29,17 +29,10 @@ import (
 // pipe-test-secret). Without one they skip, naming it; with CI=true they
 // fail.
 
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
 var (
-	testEndpoint  = envOr("PIPE_S3_ENDPOINT", "127.0.0.1:9123")
-	testAccessKey = envOr("PIPE_S3_ACCESS_KEY", "pipe-test")
-	testSecretKey = envOr("PIPE_S3_SECRET_KEY", "pipe-test-secret")
+	testEndpoint  = testkit.Env("PIPE_S3_ENDPOINT", "127.0.0.1:9123")
+	testAccessKey = testkit.Env("PIPE_S3_ACCESS_KEY", "pipe-test")
+	testSecretKey = testkit.Env("PIPE_S3_SECRET_KEY", "pipe-test-secret")
 )
 
 // s3Env is a fresh bucket on the test server.

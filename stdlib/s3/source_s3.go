@@ -43,9 +43,7 @@ var SourceSpec = &stdlib.Spec{
 		if n, ok := attrs["batch"].(int64); ok && (n < 1 || n > 1<<20) {
 			errs = append(errs, stdlib.AttrError{Attr: "batch", Message: "batch must be between 1 and 1048576"})
 		}
-		if d, ok := attrs["poll"].(time.Duration); ok && d <= 0 {
-			errs = append(errs, stdlib.AttrError{Attr: "poll", Message: "poll must be positive"})
-		}
+		errs = append(errs, stdlib.Positive(attrs, "poll")...)
 		if d, ok := attrs["delimiter"].(string); ok && len(d) != 1 {
 			errs = append(errs, stdlib.AttrError{Attr: "delimiter", Message: "delimiter must be one byte"})
 		}

@@ -84,9 +84,7 @@ func CheckSink(attrs map[string]any, parseTable func(string) error) []stdlib.Att
 			}
 		}
 	}
-	if n, ok := attrs["batch"].(int64); ok && n <= 0 {
-		errs = append(errs, stdlib.AttrError{Attr: "batch", Message: "batch must be positive"})
-	}
+	errs = append(errs, stdlib.Positive(attrs, "batch")...)
 	if d, ok := attrs["flush"].(time.Duration); ok && d < 0 {
 		errs = append(errs, stdlib.AttrError{Attr: "flush", Message: "flush must not be negative"})
 	}

@@ -58,12 +58,7 @@ func CheckSource(attrs map[string]any, parseTable func(string) error) []stdlib.A
 	if (mode == "timestamp" || mode == "timestamp_incrementing") && !hasTS {
 		errs = append(errs, stdlib.AttrError{Attr: "mode", Message: fmt.Sprintf("mode %s needs timestamp_column", mode)})
 	}
-	if n, ok := attrs["batch"].(int64); ok && n <= 0 {
-		errs = append(errs, stdlib.AttrError{Attr: "batch", Message: "batch must be positive"})
-	}
-	if d, ok := attrs["poll"].(time.Duration); ok && d <= 0 {
-		errs = append(errs, stdlib.AttrError{Attr: "poll", Message: "poll must be positive"})
-	}
+	errs = append(errs, stdlib.Positive(attrs, "batch", "poll")...)
 	if d, ok := attrs["delay"].(time.Duration); ok && d < 0 {
 		errs = append(errs, stdlib.AttrError{Attr: "delay", Message: "delay must not be negative"})
 	}
