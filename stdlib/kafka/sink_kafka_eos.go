@@ -483,7 +483,7 @@ func (s *sink) writeEOS(ctx context.Context, batch []stdlib.Record, msgs []kafka
 		if len(m.Headers) > 0 {
 			r.Headers = make([]protocol.Header, len(m.Headers))
 			for j, h := range m.Headers {
-				r.Headers[j] = protocol.Header{Key: h.Key, Value: h.Value}
+				r.Headers[j] = protocol.Header(h)
 				size += int64(len(h.Key) + len(h.Value) + 8)
 			}
 		}
