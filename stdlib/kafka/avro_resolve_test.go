@@ -107,6 +107,15 @@ func TestAvroReaderResolution(t *testing.T) {
 			t.Errorf("record %d: %s", i, d)
 		}
 	}
+	// The declared schema's own writer decodes directly; an older one
+	// through the resolution.
+	dec := src.(*source).val.(*avroDecoder)
+	if w, err := dec.writer(id2); err != nil || w.res != nil {
+		t.Errorf("writer of the declared schema: %+v, %v; want it decoded without a resolver", w, err)
+	}
+	if w, err := dec.writer(id1); err != nil || w.res == nil {
+		t.Errorf("writer of an older version: %+v, %v; want it resolved", w, err)
+	}
 	// resolveNoDefault lacks qty, label, state (no default in the
 	// reader's schema).
 	if err := got[3].Err; err == nil || !strings.Contains(err.Error(), "field qty") {
