@@ -158,6 +158,23 @@ func TestJoinMovesOnlyWhatMustMove(t *testing.T) {
 		t.Fatalf("before the join: %v, want 2 and 2", per)
 	}
 
+	// The records each run wrote (its metrics, which a restart sets back
+	// to 0): at 20 records/s, 150 is more than a restarted run could
+	// write again while w3 joins.
+	counts := map[string]int64{}
+	waitFor(t, 30*time.Second, "150 records out of each pipeline", func() error {
+		for _, n := range names {
+			st, err := c.Status(ctx, n)
+			if err != nil {
+				return err
+			}
+			if counts[n] = st.RecordsOut; st.RecordsOut < 150 {
+				return fmt.Errorf("%s wrote %d", n, st.RecordsOut)
+			}
+		}
+		return nil
+	})
+
 	startTestWorker(t, b.Addr(), "w3", filepath.Join(dir, "state"))
 	var after map[string]Instance
 	waitFor(t, 30*time.Second, "w3 runs one pipeline", func() error {
@@ -186,6 +203,9 @@ func TestJoinMovesOnlyWhatMustMove(t *testing.T) {
 		if in.Generation != before[n].Generation || !in.Time.Equal(before[n].Time) {
 			t.Errorf("%s stayed on %s but was restarted: generation %d at %s, before %d at %s",
 				n, in.Worker, in.Generation, in.Time, before[n].Generation, before[n].Time)
+		}
+		if st, err := c.Status(ctx, in.Pipeline); err != nil || st.RecordsOut < counts[in.Pipeline] {
+			t.Errorf("%s stayed on %s but its records out went from %d to %+v (%v): its run restarted", n, in.Worker, counts[in.Pipeline], st, err)
 		}
 	}
 	if moved != 1 {
