@@ -130,80 +130,70 @@ func consumeValue(fd protoreflect.FieldDescriptor, typ protowire.Type, b []byte)
 	if typ != wireTypeOf(k) {
 		return nil, 0, errWireType
 	}
+	var u uint64
+	var v []byte
+	var n int
 	switch typ {
 	case protowire.VarintType:
-		u, n := protowire.ConsumeVarint(b)
-		if n < 0 {
-			return nil, 0, protowire.ParseError(n)
-		}
-		switch k {
-		case protoreflect.BoolKind:
-			return u != 0, n, nil
-		case protoreflect.Int32Kind:
-			return int64(int32(u)), n, nil
-		case protoreflect.Int64Kind:
-			return int64(u), n, nil
-		case protoreflect.Uint32Kind:
-			return int64(uint32(u)), n, nil
-		case protoreflect.Uint64Kind:
-			i, err := toInt(u)
-			return i, n, err
-		case protoreflect.Sint32Kind:
-			return int64(int32(protowire.DecodeZigZag(u & math.MaxUint32))), n, nil
-		case protoreflect.Sint64Kind:
-			return protowire.DecodeZigZag(u), n, nil
-		case protoreflect.EnumKind:
-			ed := fd.Enum()
-			if ed.FullName() == "google.protobuf.NullValue" {
-				return nil, n, nil
-			}
-			if ev := ed.Values().ByNumber(protoreflect.EnumNumber(int32(u))); ev != nil {
-				return string(ev.Name()), n, nil
-			}
-			return strconv.Itoa(int(int32(u))), n, nil
-		}
+		u, n = protowire.ConsumeVarint(b)
 	case protowire.Fixed32Type:
-		u, n := protowire.ConsumeFixed32(b)
-		if n < 0 {
-			return nil, 0, protowire.ParseError(n)
-		}
-		switch k {
-		case protoreflect.Fixed32Kind:
-			return int64(u), n, nil
-		case protoreflect.Sfixed32Kind:
-			return int64(int32(u)), n, nil
-		default:
-			return float64(math.Float32frombits(u)), n, nil
-		}
+		var u32 uint32
+		u32, n = protowire.ConsumeFixed32(b)
+		u = uint64(u32)
 	case protowire.Fixed64Type:
-		u, n := protowire.ConsumeFixed64(b)
-		if n < 0 {
-			return nil, 0, protowire.ParseError(n)
-		}
-		switch k {
-		case protoreflect.Fixed64Kind:
-			i, err := toInt(u)
-			return i, n, err
-		case protoreflect.Sfixed64Kind:
-			return int64(u), n, nil
-		default:
-			return math.Float64frombits(u), n, nil
-		}
+		u, n = protowire.ConsumeFixed64(b)
 	case protowire.BytesType:
-		v, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return nil, 0, protowire.ParseError(n)
-		}
-		switch k {
-		case protoreflect.StringKind:
-			return string(v), n, nil
-		case protoreflect.BytesKind:
-			return append([]byte{}, v...), n, nil
-		}
-		x, err := decodeSub(v, fd.Message())
-		return x, n, err
+		v, n = protowire.ConsumeBytes(b)
+	default:
+		return nil, 0, fmt.Errorf("%s fields are not read", k)
 	}
-	return nil, 0, fmt.Errorf("%s fields are not read", k)
+	if n < 0 {
+		return nil, 0, protowire.ParseError(n)
+	}
+	x, err := kindValue(fd, u, v)
+	return x, n, err
+}
+
+// kindValue is the pipe value of field fd read from the wire as the number
+// u (varint and fixed wire types) or the bytes v (length-delimited).
+func kindValue(fd protoreflect.FieldDescriptor, u uint64, v []byte) (any, error) {
+	switch k := fd.Kind(); k {
+	case protoreflect.BoolKind:
+		return u != 0, nil
+	case protoreflect.Int32Kind, protoreflect.Sfixed32Kind:
+		return int64(int32(u)), nil
+	case protoreflect.Int64Kind, protoreflect.Sfixed64Kind:
+		return int64(u), nil
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		return int64(uint32(u)), nil
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return toInt(u)
+	case protoreflect.Sint32Kind:
+		return int64(int32(protowire.DecodeZigZag(u & math.MaxUint32))), nil
+	case protoreflect.Sint64Kind:
+		return protowire.DecodeZigZag(u), nil
+	case protoreflect.FloatKind:
+		return float64(math.Float32frombits(uint32(u))), nil
+	case protoreflect.DoubleKind:
+		return math.Float64frombits(u), nil
+	case protoreflect.EnumKind:
+		ed := fd.Enum()
+		if ed.FullName() == "google.protobuf.NullValue" {
+			return nil, nil
+		}
+		if ev := ed.Values().ByNumber(protoreflect.EnumNumber(int32(u))); ev != nil {
+			return string(ev.Name()), nil
+		}
+		return strconv.Itoa(int(int32(u))), nil
+	case protoreflect.StringKind:
+		return string(v), nil
+	case protoreflect.BytesKind:
+		return append([]byte{}, v...), nil
+	case protoreflect.MessageKind:
+		return decodeSub(v, fd.Message())
+	default:
+		return nil, fmt.Errorf("%s fields are not read", k)
+	}
 }
 
 // decodeSub decodes a message value: a well-known one as its pipe value,
