@@ -388,13 +388,21 @@ func (r *Registry) parse(text, typ string, refs []reference) (*schema, error) {
 // avro parses an Avro schema after the schemas it references.
 func (r *Registry) avro(text string, refs []reference) (havro.Schema, error) {
 	cache := &havro.SchemaCache{}
-	if err := r.avroRefs(refs, cache, 0); err != nil {
+	err := r.eachRef(refs, 0, func(name string, s *schema) error {
+		if _, err := havro.ParseWithCache(s.text, "", cache); err != nil {
+			return fmt.Errorf("reference %q: %v", name, err)
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return havro.ParseWithCache(text, "", cache)
 }
 
-func (r *Registry) avroRefs(refs []reference, cache *havro.SchemaCache, depth int) error {
+// eachRef calls visit with every schema refs reach, directly or through
+// the references of a referenced schema, each after those it references.
+func (r *Registry) eachRef(refs []reference, depth int, visit func(name string, s *schema) error) error {
 	if depth > 32 {
 		return errors.New("references nest too deeply")
 	}
@@ -408,11 +416,11 @@ func (r *Registry) avroRefs(refs []reference, cache *havro.SchemaCache, depth in
 			return fmt.Errorf("reference %q: %v", ref.Name, err)
 		}
 		s := r.schemas[v.id-1]
-		if err := r.avroRefs(s.refs, cache, depth+1); err != nil {
+		if err := r.eachRef(s.refs, depth+1, visit); err != nil {
 			return err
 		}
-		if _, err := havro.ParseWithCache(s.text, "", cache); err != nil {
-			return fmt.Errorf("reference %q: %v", ref.Name, err)
+		if err := visit(ref.Name, s); err != nil {
+			return err
 		}
 	}
 	return nil

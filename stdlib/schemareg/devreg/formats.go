@@ -2,11 +2,9 @@ package devreg
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -33,34 +31,22 @@ const mainProto = "pipe.devreg.schema.proto"
 
 // protoFile compiles a Protobuf schema with its references.
 func (r *Registry) protoFile(text string, refs []reference) (protoreflect.FileDescriptor, error) {
-	files := map[string]string{}
-	if err := r.refTexts(refs, files, 0); err != nil {
+	files, err := r.refTexts(refs)
+	if err != nil {
 		return nil, err
 	}
 	files[mainProto] = text
 	return protobuf.CompileFiles(files, mainProto)
 }
 
-func (r *Registry) refTexts(refs []reference, out map[string]string, depth int) error {
-	if depth > 32 {
-		return errors.New("references nest too deeply")
-	}
-	for _, ref := range refs {
-		sub := r.subjects[ref.Subject]
-		if sub == nil {
-			return fmt.Errorf("reference %q: subject %q not found", ref.Name, ref.Subject)
-		}
-		v, err := sub.find(strconv.Itoa(ref.Version), false)
-		if err != nil {
-			return fmt.Errorf("reference %q: %v", ref.Name, err)
-		}
-		s := r.schemas[v.id-1]
-		out[ref.Name] = s.text
-		if err := r.refTexts(s.refs, out, depth+1); err != nil {
-			return err
-		}
-	}
-	return nil
+// refTexts maps the name of every schema refs reach to its text.
+func (r *Registry) refTexts(refs []reference) (map[string]string, error) {
+	out := map[string]string{}
+	err := r.eachRef(refs, 0, func(name string, s *schema) error {
+		out[name] = s.text
+		return nil
+	})
+	return out, err
 }
 
 // validate checks that a PROTOBUF or JSON schema compiles.
@@ -69,15 +55,15 @@ func (r *Registry) validate(typ, text string, refs []reference) error {
 		_, err := r.protoFile(text, refs)
 		return err
 	}
-	files := map[string]string{}
-	if err := r.refTexts(refs, files, 0); err != nil {
+	files, err := r.refTexts(refs)
+	if err != nil {
 		return err
 	}
 	docs := map[string][]byte{}
 	for k, v := range files {
 		docs[k] = []byte(v)
 	}
-	_, err := jsonschema.CompileWith([]byte(text), docs)
+	_, err = jsonschema.CompileWith([]byte(text), docs)
 	return err
 }
 
