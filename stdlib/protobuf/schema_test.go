@@ -65,14 +65,7 @@ func TestCompileErrors(t *testing.T) {
 // A record encodes and decodes back to itself, well-known types included,
 // through a codec built from the type alone (the descriptor it keeps).
 func TestRoundTrip(t *testing.T) {
-	typ, err := Compile("testdata/all.proto", "t.All", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := NewCodec(typ)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testCodec(t, "t.All")
 	at := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
 	in := map[string]any{
 		"s": "héllo", "by": []byte{0, 1, 2}, "b": true, "i32": int64(-7), "i64": int64(1) << 40,
@@ -132,14 +125,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestEncodeErrors(t *testing.T) {
-	typ, err := Compile("testdata/all.proto", "t.All", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := NewCodec(typ)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testCodec(t, "t.All")
 	for _, e := range []struct {
 		v    map[string]any
 		want string
@@ -166,14 +152,7 @@ func TestEncodeErrors(t *testing.T) {
 // Packed and unpacked repeated scalars and maps with non-string keys
 // round-trip, and decode as dynamicpb decodes them.
 func TestRepeated(t *testing.T) {
-	typ, err := Compile("testdata/all.proto", "t.Packs", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := NewCodec(typ)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testCodec(t, "t.Packs")
 	in := map[string]any{"p": []any{int64(1), int64(-2), int64(1) << 50}, "u": []any{int64(-3), int64(4)},
 		"d": []any{0.5, -1.25}, "flags": map[string]any{"true": map[string]any{"x": "t"}, "false": map[string]any{"x": ""}}}
 	b, err := c.Append(nil, in)
@@ -202,4 +181,18 @@ func TestRepeated(t *testing.T) {
 	if again, err := c.Decode(pb); err != nil || !reflect.DeepEqual(again, in) {
 		t.Errorf("dynamicpb's encoding decoded as %v (%v)", again, err)
 	}
+}
+
+// testCodec is the codec of message msg of testdata/all.proto.
+func testCodec(t *testing.T, msg string) *Codec {
+	t.Helper()
+	typ, err := Compile("testdata/all.proto", msg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewCodec(typ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
