@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/twmb/franz-go/pkg/sr"
-
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/avro"
@@ -142,14 +140,7 @@ func TestAvroSinkRegistersReferences(t *testing.T) {
 	cfg.Schema = ty
 	writeAll(t, cfg, []stdlib.Record{{Value: map[string]any{"id": int64(1), "ship_to": map[string]any{"city": "Lyon"}}, Partition: -1}})
 
-	cl, err := sr.NewClient(sr.URLs(reg.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ss, err := cl.SchemaByVersion(t.Context(), topic+"-value", -1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ss := latestSchema(t, reg.URL(), topic+"-value")
 	if len(ss.References) != 1 || ss.References[0].Name != "regcompat.Address" || ss.References[0].Subject != "regcompat.Address" {
 		t.Errorf("references registered: %+v", ss.References)
 	}

@@ -50,15 +50,32 @@ func testRegistry(t *testing.T) *devreg.Registry {
 
 func register(t *testing.T, url, subject, text string) int {
 	t.Helper()
-	cl, err := sr.NewClient(sr.URLs(url))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := registryClient(t, url)
 	ss, err := cl.CreateSchema(t.Context(), subject, sr.Schema{Schema: text, Type: sr.TypeAvro})
 	if err != nil {
 		t.Fatalf("register %s: %v", subject, err)
 	}
 	return ss.ID
+}
+
+// registryClient is a client of the schema registry at url.
+func registryClient(t *testing.T, url string) *sr.Client {
+	t.Helper()
+	cl, err := sr.NewClient(sr.URLs(url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// latestSchema is the latest version registered under subject.
+func latestSchema(t *testing.T, url, subject string) sr.SubjectSchema {
+	t.Helper()
+	ss, err := registryClient(t, url).SchemaByVersion(t.Context(), subject, -1)
+	if err != nil {
+		t.Fatalf("subject %s: %v", subject, err)
+	}
+	return ss
 }
 
 // frame encodes v with schema text in the wire format of id.
@@ -176,11 +193,8 @@ func TestAvroIncompatibleRegistrationRefused(t *testing.T) {
 	topic := uniq("registry-refuse")
 	register(t, reg.URL(), topic+"-value", avroV1)
 
-	cl, err := sr.NewClient(sr.URLs(reg.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = cl.CreateSchema(t.Context(), topic+"-value", sr.Schema{Schema: avroBad, Type: sr.TypeAvro})
+	cl := registryClient(t, reg.URL())
+	_, err := cl.CreateSchema(t.Context(), topic+"-value", sr.Schema{Schema: avroBad, Type: sr.TypeAvro})
 	if err == nil || !strings.Contains(err.Error(), "field name") {
 		t.Errorf("registry accepted or did not name the field: %v", err)
 	}
@@ -295,13 +309,9 @@ func TestAvroSinkRegisters(t *testing.T) {
 	at := time.Date(2024, 5, 6, 7, 8, 9, 123456e3, time.UTC)
 	writeAll(t, cfg, []stdlib.Record{{Value: map[string]any{"id": int64(1), "at": at, "note": "x"}, Partition: -1},
 		{Value: map[string]any{"id": int64(2), "at": at}, Partition: -1}})
-	cl, err := sr.NewClient(sr.URLs(reg.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ss, err := cl.SchemaByVersion(t.Context(), topic+"-value", -1)
-	if err != nil || ss.Version != 1 || !strings.Contains(ss.Schema.Schema, "timestamp-micros") {
-		t.Fatalf("registered: %+v %v", ss, err)
+	ss := latestSchema(t, reg.URL(), topic+"-value")
+	if ss.Version != 1 || !strings.Contains(ss.Schema.Schema, "timestamp-micros") {
+		t.Fatalf("registered: %+v", ss)
 	}
 	scfg := config("in", brokers, map[string]any{"topic": topic, "format": stdlib.Ident("avro"), "registry": reg.URL()})
 	scfg.Schema = ty

@@ -56,14 +56,7 @@ func TestProtobufRegistryRoundTrip(t *testing.T) {
 	cfg.Schema = ty
 	writeAll(t, cfg, recs)
 
-	cl, err := sr.NewClient(sr.URLs(reg.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ss, err := cl.SchemaByVersion(t.Context(), topic+"-value", -1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ss := latestSchema(t, reg.URL(), topic+"-value")
 	if ss.Type != sr.TypeProtobuf || !strings.Contains(ss.Schema.Schema, "message Order") {
 		t.Errorf("registered %s %q", ss.Type, ss.Schema.Schema)
 	}
@@ -112,10 +105,7 @@ func TestProtobufRegistryWriters(t *testing.T) {
 	brokers := testBroker(t, devbroker.Options{})
 	topic := uniq("regproto-pbw")
 	newTopic(t, brokers, topic, 1)
-	cl, err := sr.NewClient(sr.URLs(reg.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := registryClient(t, reg.URL())
 	create := func(subject, text string) int {
 		ss, err := cl.CreateSchema(t.Context(), subject, sr.Schema{Schema: text, Type: sr.TypeProtobuf})
 		if err != nil {
@@ -192,13 +182,9 @@ func TestJSONSchemaRegistryRoundTrip(t *testing.T) {
 		{Value: map[string]any{"id": int64(1), "name": "a", "note": nil}, Partition: -1},
 		{Value: map[string]any{"id": int64(2), "name": "b", "note": "n"}, Partition: -1},
 	})
-	cl, err := sr.NewClient(sr.URLs(reg.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ss, err := cl.SchemaByVersion(t.Context(), topic+"-shop.Order", -1)
-	if err != nil || ss.Type != sr.TypeJSON {
-		t.Fatalf("subject %s-shop.Order: %v %v", topic, ss.Type, err)
+	ss := latestSchema(t, reg.URL(), topic+"-shop.Order")
+	if ss.Type != sr.TypeJSON {
+		t.Fatalf("subject %s-shop.Order: %v", topic, ss.Type)
 	}
 	invalid := append(schemareg.Append(nil, ss.ID), `{"id":-3,"name":"c"}`...)
 	produceKV(t, brokers, topic, nil, invalid)
@@ -245,10 +231,7 @@ func readBack(t *testing.T, brokers string, attrs map[string]any, ty *types.Type
 func TestRegistryKeysAndPinnedID(t *testing.T) {
 	reg := testRegistry(t)
 	brokers := testBroker(t, devbroker.Options{})
-	cl, err := sr.NewClient(sr.URLs(reg.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := registryClient(t, reg.URL())
 	create := func(subject string, s sr.Schema) int {
 		ss, err := cl.CreateSchema(t.Context(), subject, s)
 		if err != nil {
@@ -307,10 +290,7 @@ func TestJSONSchemaRegistryReferences(t *testing.T) {
 	brokers := testBroker(t, devbroker.Options{})
 	topic := uniq("regproto-jsref")
 	newTopic(t, brokers, topic, 1)
-	cl, err := sr.NewClient(sr.URLs(reg.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := registryClient(t, reg.URL())
 	addr := `{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}`
 	if _, err := cl.CreateSchema(t.Context(), "regproto-address", sr.Schema{Schema: addr, Type: sr.TypeJSON}); err != nil {
 		t.Fatal(err)
