@@ -193,6 +193,7 @@ const lookupTimeout = 30 * time.Second
 // read from an .avsc file (defaults, enum defaults, promotions), else by
 // field name against t. It implements codec.Codec for decoding.
 type avroDecoder struct {
+	decodeOnly
 	reg    *schemareg.Client
 	t      *types.Type
 	reader havro.Schema // t's Avro schema, nil when t has none
@@ -212,7 +213,7 @@ func newAvroDecoder(reg *schemareg.Client, t *types.Type) (*avroDecoder, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &avroDecoder{reg: reg, t: t, reader: reader, byID: map[int]*writerDec{}}, nil
+	return &avroDecoder{decodeOnly: "avro", reg: reg, t: t, reader: reader, byID: map[int]*writerDec{}}, nil
 }
 
 func (d *avroDecoder) writer(id int) (*writerDec, error) {
@@ -288,10 +289,6 @@ func (d *avroDecoder) Decode(data []byte) (map[string]any, error) {
 		return map[string]any{"value": v}, nil
 	}
 	return m, nil
-}
-
-func (d *avroDecoder) Append([]byte, map[string]any) ([]byte, error) {
-	return nil, errors.New("avro: a decoder does not encode")
 }
 
 // avroEncoder encodes records in the wire format with the writer schema of

@@ -28,6 +28,7 @@ func avroFormat(format string) bool { return format == "avro" || format == debez
 // format: the row after the change (before it, for a delete) with the
 // operation in __op.
 type debeziumAvroDecoder struct {
+	decodeOnly
 	env *avroDecoder
 }
 
@@ -51,7 +52,7 @@ func newDebeziumAvroDecoder(reg *schemareg.Client, row *types.Type) (*debeziumAv
 	if err != nil {
 		return nil, err
 	}
-	return &debeziumAvroDecoder{env: d}, nil
+	return &debeziumAvroDecoder{decodeOnly: "debezium_avro", env: d}, nil
 }
 
 func (d *debeziumAvroDecoder) Decode(data []byte) (map[string]any, error) {
@@ -69,10 +70,6 @@ func (d *debeziumAvroDecoder) Decode(data []byte) (map[string]any, error) {
 	}
 	row[codec.DebeziumOp] = op
 	return row, nil
-}
-
-func (d *debeziumAvroDecoder) Append([]byte, map[string]any) ([]byte, error) {
-	return nil, errors.New("debezium_avro: a decoder does not encode")
 }
 
 // debeziumEnvelope is the value written for change record v.

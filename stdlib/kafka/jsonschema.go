@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/twmb/franz-go/pkg/sr"
@@ -21,6 +20,7 @@ import (
 // codec, which validates it against the declared one too (once when the
 // two are the same document).
 type jsonSchemaDecoder struct {
+	decodeOnly
 	reg     *schemareg.Client
 	c       codec.Codec // declared json_schema codec, nil for keys
 	decl    []byte      // the declared document, compacted
@@ -28,7 +28,7 @@ type jsonSchemaDecoder struct {
 }
 
 func newJSONSchemaDecoder(reg *schemareg.Client, c codec.Codec, doc []byte) *jsonSchemaDecoder {
-	return &jsonSchemaDecoder{reg: reg, c: c, decl: compactJSON(doc)}
+	return &jsonSchemaDecoder{decodeOnly: "json_schema", reg: reg, c: c, decl: compactJSON(doc)}
 }
 
 func compactJSON(doc []byte) []byte {
@@ -83,16 +83,7 @@ func (d *jsonSchemaDecoder) value(data []byte) (any, error) {
 
 // Decode implements codec.Codec.
 func (d *jsonSchemaDecoder) Decode(data []byte) (map[string]any, error) {
-	v, err := d.value(data)
-	if err != nil {
-		return nil, err
-	}
-	return v.(map[string]any), nil
-}
-
-// Append implements codec.Codec.
-func (d *jsonSchemaDecoder) Append([]byte, map[string]any) ([]byte, error) {
-	return nil, errors.New("json_schema: a decoder does not encode")
+	return decodedRecord(d.value(data))
 }
 
 // jsonSchema sets e up for format json_schema: the value is encoded by the

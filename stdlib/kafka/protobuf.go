@@ -26,6 +26,7 @@ const mainProto = "pipe.registry.schema.proto"
 // full name and reads as it (field numbers by wire encoding); without one
 // (keys), by the writer's message.
 type protoDecoder struct {
+	decodeOnly
 	reg   *schemareg.Client
 	c     *protobuf.Codec // declared, nil for keys
 	files idCache[*protoWriter]
@@ -40,7 +41,7 @@ type protoWriter struct {
 }
 
 func newProtoDecoder(reg *schemareg.Client, c *protobuf.Codec) *protoDecoder {
-	return &protoDecoder{reg: reg, c: c}
+	return &protoDecoder{decodeOnly: "protobuf", reg: reg, c: c}
 }
 
 func (d *protoDecoder) writer(id int) (*protoWriter, error) {
@@ -110,16 +111,7 @@ func (d *protoDecoder) value(data []byte) (any, error) {
 
 // Decode implements codec.Codec.
 func (d *protoDecoder) Decode(data []byte) (map[string]any, error) {
-	v, err := d.value(data)
-	if err != nil {
-		return nil, err
-	}
-	return v.(map[string]any), nil
-}
-
-// Append implements codec.Codec.
-func (d *protoDecoder) Append([]byte, map[string]any) ([]byte, error) {
-	return nil, errors.New("protobuf: a decoder does not encode")
+	return decodedRecord(d.value(data))
 }
 
 // protobuf sets e up for format protobuf: the sink's message (the value's)

@@ -26,6 +26,24 @@ type keyDecoder interface {
 	value(data []byte) (any, error)
 }
 
+// decodedRecord is the record a value decoder returned with err: a
+// decoder of a declared record type returns only records.
+func decodedRecord(v any, err error) (map[string]any, error) {
+	if err != nil {
+		return nil, err
+	}
+	return v.(map[string]any), nil
+}
+
+// decodeOnly gives a registry decoder of the format it names the Append
+// of a codec.Codec, which refuses: a decoder does not encode.
+type decodeOnly string
+
+// Append implements codec.Codec.
+func (f decodeOnly) Append([]byte, map[string]any) ([]byte, error) {
+	return nil, errors.New(string(f) + ": a decoder does not encode")
+}
+
 // wireEncoder encodes a key or value in a registry's wire format with the
 // writer schema of the topic's subject.
 type wireEncoder interface {
