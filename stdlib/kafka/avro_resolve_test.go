@@ -9,7 +9,6 @@ import (
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/avro"
-	"pipe.dev/pipe/stdlib/kafka/devbroker"
 )
 
 const (
@@ -68,9 +67,7 @@ func declaredFile(t *testing.T, text string, refs ...string) *types.Type {
 // default, a union branch as the reader's branch that reads it; a writer
 // schema the declared one cannot read is a record error naming the field.
 func TestAvroReaderResolution(t *testing.T) {
-	reg := testRegistry(t)
-	brokers := testBroker(t, devbroker.Options{})
-	topic := uniq("regcompat-resolve")
+	reg, brokers, topic := registryTopic(t, "regcompat-resolve")
 	id1 := register(t, reg.URL(), topic+"-value", resolveV1)
 	id2 := register(t, reg.URL(), topic+"-value", resolveV2)
 	id3 := register(t, reg.URL(), "regcompat-other-value", resolveNoDefault)
@@ -126,9 +123,7 @@ func TestAvroReaderResolution(t *testing.T) {
 // full name, and its own schema with a reference to it; the source reads
 // the records back through the registry's references.
 func TestAvroSinkRegistersReferences(t *testing.T) {
-	reg := testRegistry(t)
-	brokers := testBroker(t, devbroker.Options{})
-	topic := uniq("regcompat-refs")
+	reg, brokers, topic := registryTopic(t, "regcompat-refs")
 	const (
 		order = `{"type":"record","name":"Order","namespace":"regcompat","fields":[
 		  {"name":"id","type":"long"},{"name":"ship_to","type":"regcompat.Address"}]}`
@@ -189,9 +184,7 @@ const dbzEnvelope = `{"type":"record","name":"Envelope","namespace":"dbserver1.i
 // writes as their rows, with the operation in __op: the row after an
 // insert or update, before it for a delete; a truncate is a record error.
 func TestDebeziumAvroReadsDebeziumEvents(t *testing.T) {
-	reg := testRegistry(t)
-	brokers := testBroker(t, devbroker.Options{})
-	topic := uniq("regcompat-dbz")
+	reg, brokers, topic := registryTopic(t, "regcompat-dbz")
 	id := register(t, reg.URL(), topic+"-value", dbzEnvelope)
 	newTopic(t, brokers, topic, 1)
 	src := map[string]any{"version": "2.7.0.Final", "connector": "postgresql", "name": "dbserver1", "ts_ms": int64(1700000000000),

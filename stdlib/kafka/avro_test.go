@@ -58,6 +58,13 @@ func register(t *testing.T, url, subject, text string) int {
 	return ss.ID
 }
 
+// registryTopic starts a schema registry and a broker for a test and
+// names a topic (not created) after prefix.
+func registryTopic(t *testing.T, prefix string) (reg *devreg.Registry, brokers, topic string) {
+	t.Helper()
+	return testRegistry(t), testBroker(t, devbroker.Options{}), uniq(prefix)
+}
+
 // registryClient is a client of the schema registry at url.
 func registryClient(t *testing.T, url string) *sr.Client {
 	t.Helper()
@@ -119,9 +126,7 @@ func declared(t *testing.T, text string) *types.Type {
 // A topic holding records of two compatible schema versions reads as the
 // one declared type; a record of an unknown id carries its error.
 func TestAvroTwoVersionsReadAsOneType(t *testing.T) {
-	reg := testRegistry(t)
-	brokers := testBroker(t, devbroker.Options{})
-	topic := uniq("registry-orders")
+	reg, brokers, topic := registryTopic(t, "registry-orders")
 	id1 := register(t, reg.URL(), topic+"-value", avroV1)
 	id2 := register(t, reg.URL(), topic+"-value", avroV2)
 	if id1 == id2 {
@@ -227,9 +232,7 @@ func TestAvroIncompatibleRegistrationRefused(t *testing.T) {
 // The sink writes with the subject's latest schema; the source reads the
 // records back equal, logical types included.
 func TestAvroSinkSourceRoundTrip(t *testing.T) {
-	reg := testRegistry(t)
-	brokers := testBroker(t, devbroker.Options{})
-	topic := uniq("registry-rt")
+	reg, brokers, topic := registryTopic(t, "registry-rt")
 	register(t, reg.URL(), topic+"-value", avroV2)
 	register(t, reg.URL(), topic+"-key", `"long"`)
 	var recs []stdlib.Record
@@ -297,9 +300,7 @@ func TestAvroAttributesChecked(t *testing.T) {
 // register = true registers the sink's record type (once) and writes with
 // it; the source reads the records back.
 func TestAvroSinkRegisters(t *testing.T) {
-	reg := testRegistry(t)
-	brokers := testBroker(t, devbroker.Options{})
-	topic := uniq("registry-reg")
+	reg, brokers, topic := registryTopic(t, "registry-reg")
 	ty := types.RecordOf(&types.Field{Name: "id", Type: types.IntType}, &types.Field{Name: "at", Type: types.TimestampType},
 		&types.Field{Name: "note", Type: types.StringType.WithOptional(true)})
 	ty.Name = "Reg"

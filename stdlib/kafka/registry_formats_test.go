@@ -42,9 +42,7 @@ func protoOrder(i int64) map[string]any {
 // the message indexes ([1]: the second message of the file); the source
 // reads the records back equal by the registry's schema.
 func TestProtobufRegistryRoundTrip(t *testing.T) {
-	reg := testRegistry(t)
-	brokers := testBroker(t, devbroker.Options{})
-	topic := uniq("regproto-pb")
+	reg, brokers, topic := registryTopic(t, "regproto-pb")
 	ty := protoType(t, "order.proto", "shop.Order")
 	var recs []stdlib.Record
 	for i := range int64(4) {
@@ -101,9 +99,7 @@ func fetchRaw(t *testing.T, brokers, topic string, n int) [][]byte {
 // with the field or message named; a key in
 // protobuf decodes by the writer's message.
 func TestProtobufRegistryWriters(t *testing.T) {
-	reg := testRegistry(t)
-	brokers := testBroker(t, devbroker.Options{})
-	topic := uniq("regproto-pbw")
+	reg, brokers, topic := registryTopic(t, "regproto-pbw")
 	newTopic(t, brokers, topic, 1)
 	cl := registryClient(t, reg.URL())
 	create := func(subject, text string) int {
@@ -166,9 +162,7 @@ func produceKV(t *testing.T, brokers, topic string, key []byte, values ...[]byte
 // each message against its writer's schema, and one that fails carries
 // the reason as its error.
 func TestJSONSchemaRegistryRoundTrip(t *testing.T) {
-	reg := testRegistry(t)
-	brokers := testBroker(t, devbroker.Options{})
-	topic := uniq("regproto-js")
+	reg, brokers, topic := registryTopic(t, "regproto-js")
 	doc := mustRead(t, "testdata/registry-proto/order.schema.json")
 	ty, err := jsonschema.TypeOf(doc)
 	if err != nil {
@@ -286,9 +280,7 @@ func TestRegistryKeysAndPinnedID(t *testing.T) {
 // A JSON Schema writer whose $ref names another registered schema (a
 // reference) validates messages with the referenced document.
 func TestJSONSchemaRegistryReferences(t *testing.T) {
-	reg := testRegistry(t)
-	brokers := testBroker(t, devbroker.Options{})
-	topic := uniq("regproto-jsref")
+	reg, brokers, topic := registryTopic(t, "regproto-jsref")
 	newTopic(t, brokers, topic, 1)
 	cl := registryClient(t, reg.URL())
 	addr := `{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}`
