@@ -343,7 +343,7 @@ func TestInstances(t *testing.T) {
 		}
 		return nil
 	})
-	pcl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
+	pcl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
