@@ -25,8 +25,7 @@ type PipelineStatus struct {
 	// Paused says the pipeline's target state is paused.
 	Paused bool `json:"paused"`
 	// RecordsIn and RecordsOut sum the instances' (as Instance has
-	// them; in GET /pipelines, only of instances the answering worker
-	// runs).
+	// them).
 	RecordsIn  int64      `json:"records_in"`
 	RecordsOut int64      `json:"records_out"`
 	Instances  []Instance `json:"instances"`
@@ -40,7 +39,8 @@ type Instance struct {
 	Status
 	// RecordsIn and RecordsOut count what the instance's current run
 	// read from its sources and wrote to its sinks (from the worker that
-	// runs it; 0 when it is not running).
+	// runs it; 0 when it is not running, or that worker does not answer
+	// within [counterTimeout]).
 	RecordsIn  int64          `json:"records_in"`
 	RecordsOut int64          `json:"records_out"`
 	Snapshot   *exec.Snapshot `json:"snapshot,omitempty"` // counters, from the worker that runs it
@@ -89,6 +89,7 @@ func (w *Worker) Handler() http.Handler {
 	mux.HandleFunc("PATCH /pipelines/{name}/offsets", w.offsetsPatch)
 	mux.HandleFunc("DELETE /pipelines/{name}/offsets", w.offsetsDelete)
 	mux.HandleFunc("GET /pipelines/{name}/local", w.local)
+	mux.HandleFunc("GET /local", w.local)
 	mux.HandleFunc("GET /metrics", w.metrics)
 	return mux
 }
@@ -136,19 +137,24 @@ func (w *Worker) workers(rw http.ResponseWriter, r *http.Request) {
 	writeJSON(rw, http.StatusOK, out)
 }
 
-// pipelineStatus gathers a pipeline's instances: where the last generation
-// put them, what their workers last wrote and, with remote, the counters
-// of the workers that run them (else only this worker's).
-func (w *Worker) pipelineStatus(d Definition, r *http.Request, remote bool) PipelineStatus {
+// owners returns the member of the current generation running each
+// instance, by instance id.
+func (w *Worker) owners() map[string]Member {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	owner := map[string]Member{}
 	for _, m := range w.members {
 		for _, in := range m.Instances {
 			owner[in] = m
 		}
 	}
-	self := w.member
-	w.mu.Unlock()
+	return owner
+}
+
+// pipelineStatus gathers a pipeline's instances: where the last generation
+// put them (owner), what their workers last wrote and the counters of
+// their runs (snaps, as [Worker.gather] returns them).
+func (w *Worker) pipelineStatus(d Definition, r *http.Request, owner map[string]Member, snaps map[string]map[string]exec.Snapshot) PipelineStatus {
 	sts := map[string]Status{}
 	for _, st := range w.store.statusOf(d.Name) {
 		sts[st.Instance] = st
@@ -157,32 +163,21 @@ func (w *Worker) pipelineStatus(d Definition, r *http.Request, remote bool) Pipe
 	ps := PipelineStatus{Name: d.Name, Version: d.Version, Paused: paused}
 	for _, id := range w.instanceIDs(d) {
 		m := owner[id]
-		in := w.instanceStatus(r, d.Name, id, m, sts[id], remote || m.ID == self)
+		in := Instance{Assigned: m.Worker, Status: sts[id]}
+		if in.Status.Instance == "" {
+			in.Status = Status{Instance: id, Pipeline: d.Name, State: "unassigned"}
+		}
+		if s, ok := snaps[m.ID][id]; ok && m.ID != "" {
+			in.RecordsIn, in.RecordsOut = counts(s)
+			if r.URL.Query().Get("snapshot") != "" {
+				in.Snapshot = &s
+			}
+		}
 		ps.RecordsIn += in.RecordsIn
 		ps.RecordsOut += in.RecordsOut
 		ps.Instances = append(ps.Instances, in)
 	}
 	return ps
-}
-
-// instanceStatus is one instance's entry of a pipeline's status: st is
-// its last status, m the member the generation gives it; with counters,
-// the counters of that member's run of it.
-func (w *Worker) instanceStatus(r *http.Request, pipeline, id string, m Member, st Status, counters bool) Instance {
-	in := Instance{Assigned: m.Worker, Status: st}
-	if in.Status.Instance == "" {
-		in.Status = Status{Instance: id, Pipeline: pipeline, State: "unassigned"}
-	}
-	if m.ID == "" || !counters {
-		return in
-	}
-	if s, ok := w.snapshots(r.Context(), pipeline, m)[id]; ok {
-		in.RecordsIn, in.RecordsOut = counts(s)
-		if r.URL.Query().Get("snapshot") != "" {
-			in.Snapshot = &s
-		}
-	}
-	return in
 }
 
 // handleOf returns the handle of an instance this worker runs.
@@ -198,9 +193,15 @@ func (w *Worker) handleOf(id string) *exec.Handle {
 func (w *Worker) list(rw http.ResponseWriter, r *http.Request) {
 	defs := w.store.definitions()
 	slices.SortFunc(defs, func(a, b Definition) int { return strings.Compare(a.Name, b.Name) })
+	owner := w.owners()
+	var ids []string
+	for _, d := range defs {
+		ids = append(ids, w.instanceIDs(d)...)
+	}
+	snaps := w.gather(r.Context(), owner, ids, "")
 	out := []PipelineStatus{}
 	for _, d := range defs {
-		out = append(out, w.pipelineStatus(d, r, false))
+		out = append(out, w.pipelineStatus(d, r, owner, snaps))
 	}
 	writeJSON(rw, http.StatusOK, out)
 }
@@ -228,7 +229,9 @@ func (w *Worker) get(rw http.ResponseWriter, r *http.Request) {
 
 func (w *Worker) status(rw http.ResponseWriter, r *http.Request) {
 	if d, ok := w.lookup(rw, r); ok {
-		writeJSON(rw, http.StatusOK, w.pipelineStatus(d, r, true))
+		owner := w.owners()
+		snaps := w.gather(r.Context(), owner, w.instanceIDs(d), d.Name)
+		writeJSON(rw, http.StatusOK, w.pipelineStatus(d, r, owner, snaps))
 	}
 }
 

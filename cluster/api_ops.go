@@ -9,8 +9,8 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,9 +81,10 @@ func (w *Worker) setTarget(rw http.ResponseWriter, r *http.Request, paused bool)
 	writeJSON(rw, http.StatusAccepted, map[string]any{"name": d.Name, "paused": paused})
 }
 
-// openOffsets opens the held positions of a pipeline's instance: its
-// checkpoint in the offsets topic (write: fencing the instance's owners)
-// or, with LocalState, in this worker's directory; and its sinks'.
+// openOffsets opens the held positions of a pipeline: the checkpoint of
+// each instance of its definition in the offsets topic (write: fencing
+// each instance's owners) or, with LocalState, in this worker's
+// directories; and its sinks'.
 func (w *Worker) openOffsets(ctx context.Context, d Definition, write bool) (*exec.Offsets, []string, error) {
 	p, err := compileDef(w.cfg.Registry, d)
 	if err != nil {
@@ -95,14 +96,18 @@ func (w *Worker) openOffsets(ctx context.Context, d Definition, write bool) (*ex
 			sources = append(sources, st.Name)
 		}
 	}
-	cfg := &exec.Config{Registry: w.cfg.Registry, StateDir: filepath.Join(w.cfg.StateDir, d.Name), Logger: w.log}
-	if !w.cfg.LocalState {
-		id := InstanceID(d.Name, 0)
-		cfg.OpenState = func() (state.Backend, error) {
+	var stores []exec.InstanceState
+	for i, id := range w.instanceIDs(d) {
+		open := func() (state.Backend, error) {
+			if w.cfg.LocalState {
+				return state.Open(w.stateDir(d.Name, i))
+			}
 			return openKafkaState(ctx, w.kafkaOpts(), w.cfg.Cluster, id, write)
 		}
+		stores = append(stores, exec.InstanceState{Instance: id, Open: open})
 	}
-	o, err := exec.OpenOffsets(p, cfg)
+	cfg := &exec.Config{Registry: w.cfg.Registry, StateDir: w.stateDir(d.Name, 0), Logger: w.log}
+	o, err := exec.OpenInstanceOffsets(p, cfg, stores)
 	return o, sources, err
 }
 
@@ -244,14 +249,15 @@ func (w *Worker) offsetsDelete(rw http.ResponseWriter, r *http.Request) {
 }
 
 // local answers the snapshots of the instances of a pipeline this worker
-// runs (for the status other workers aggregate).
+// runs, or of every instance it runs (GET /local), for the statuses other
+// workers aggregate.
 func (w *Worker) local(rw http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	out := map[string]exec.Snapshot{}
 	w.mu.Lock()
 	var ids []string
 	for id := range w.running {
-		if p, _ := splitInstance(id); p == name {
+		if p, _ := splitInstance(id); name == "" || p == name {
 			ids = append(ids, id)
 		}
 	}
@@ -264,30 +270,61 @@ func (w *Worker) local(rw http.ResponseWriter, r *http.Request) {
 	writeJSON(rw, http.StatusOK, out)
 }
 
-// snapshots returns the snapshot of each instance of a pipeline that owner
-// runs: this worker's from their handles, another's over its API.
-func (w *Worker) snapshots(ctx context.Context, name string, owner Member) map[string]exec.Snapshot {
+// counterTimeout bounds how long a status waits for the workers running
+// its instances: a dead worker's instances show no counters.
+const counterTimeout = 2 * time.Second
+
+// gather returns the snapshots of the instances ids, by the member owner
+// gives each and instance id: this worker's from their handles, the
+// others' over their API (GET /pipelines/PIPELINE/local, or GET /local
+// when pipeline is ""), asked of all of them at once and awaited for at
+// most counterTimeout.
+func (w *Worker) gather(ctx context.Context, owner map[string]Member, ids []string, pipeline string) map[string]map[string]exec.Snapshot {
 	w.mu.Lock()
-	self := owner.ID == w.member
+	self := w.member
 	w.mu.Unlock()
-	out := map[string]exec.Snapshot{}
-	if self {
-		for _, id := range owner.Instances {
+	out := map[string]map[string]exec.Snapshot{}
+	remote := map[string]Member{}
+	for _, id := range ids {
+		m := owner[id]
+		switch {
+		case m.ID == "":
+		case m.ID == self:
 			if h := w.handleOf(id); h != nil {
-				out[id] = h.Snapshot(ctx)
+				if out[m.ID] == nil {
+					out[m.ID] = map[string]exec.Snapshot{}
+				}
+				out[m.ID][id] = h.Snapshot(ctx)
 			}
+		case m.URL != "":
+			remote[m.ID] = m
 		}
+	}
+	if len(remote) == 0 {
 		return out
 	}
-	if owner.URL == "" {
-		return out
+	path := "/local"
+	if pipeline != "" {
+		path = pipelinePath(pipeline) + "/local"
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, counterTimeout)
 	defer cancel()
-	c := &Client{URL: owner.URL}
-	if _, err := c.do(ctx, http.MethodGet, pipelinePath(name)+"/local", nil, &out); err != nil {
-		w.log.Debug("reading an instance's counters", "worker", owner.Worker, "error", err)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, m := range remote {
+		wg.Go(func() {
+			var got map[string]exec.Snapshot
+			c := &Client{URL: m.URL}
+			if _, err := c.do(ctx, http.MethodGet, path, nil, &got); err != nil {
+				w.log.Debug("reading instances' counters", "worker", m.Worker, "error", err)
+				return
+			}
+			mu.Lock()
+			out[m.ID] = got
+			mu.Unlock()
+		})
 	}
+	wg.Wait()
 	return out
 }
 

@@ -275,7 +275,14 @@ func TestJoinMovesOnlyWhatMustMove(t *testing.T) {
 // instancesPipeline reads topic in through a group and writes topic out,
 // in n instances.
 func instancesPipeline(brokers string, n int) []byte {
-	return fmt.Appendf(nil, `pipeline clusterinst {
+	return groupedPipeline("clusterinst", "instin", "instout", "at_least_once", brokers, n)
+}
+
+// groupedPipeline is pipeline name of n instances: it reads topic in
+// through the group name and writes topic out with delivery.
+func groupedPipeline(name, in, out, delivery, brokers string, n int) []byte {
+	return fmt.Appendf(nil, `pipeline %s {
+  delivery   = %s
   checkpoint = 200ms
   instances  = %d
 }
@@ -286,8 +293,8 @@ schema Event {
 
 source in: kafka {
   brokers            = [%q]
-  topic              = "instin"
-  group              = "clusterinst"
+  topic              = %q
+  group              = %q
   format             = json
   schema             = Event
   session_timeout    = 1s
@@ -296,12 +303,12 @@ source in: kafka {
 
 sink out: kafka {
   brokers  = [%q]
-  topic    = "instout"
-  delivery = at_least_once
+  topic    = %q
+  delivery = %s
 }
 
 in -> out
-`, n, brokers, brokers)
+`, name, delivery, n, brokers, in, name, brokers, out, delivery)
 }
 
 // A pipeline of instances = 2 runs two instances on two workers, each
@@ -336,7 +343,7 @@ func TestInstances(t *testing.T) {
 		}
 		return nil
 	})
-	pcl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()))
+	pcl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -375,7 +375,8 @@ func sortHeld(out []HeldPosition) {
 			strings.Compare(a.Source, b.Source),
 			strings.Compare(a.Partition, b.Partition),
 			cmp.Compare(holderRank(a.Holder), holderRank(b.Holder)),
-			strings.Compare(a.Holder, b.Holder))
+			strings.Compare(a.Holder, b.Holder),
+			instanceCompare(a.Instance, b.Instance))
 	})
 }
 

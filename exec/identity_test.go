@@ -246,6 +246,69 @@ func TestOffsets(t *testing.T) {
 	}
 }
 
+// TestInstanceOffsets: the offsets of a pipeline run as several instances
+// list each instance's store, marked with the instance and ordered by its
+// index, beside the sink's positions once; Set and Reset change every
+// store, also one that did not hold the partition.
+func TestInstanceOffsets(t *testing.T) {
+	env := newTestEnv(t)
+	dirs := []string{t.TempDir(), t.TempDir()}
+	p := twoPartitionPlan()
+	if err := Run(t.Context(), p, &Config{Registry: env.reg, StateDir: dirs[0]}); err != nil {
+		t.Fatal(err)
+	}
+	// The other instance held p0 only, further back.
+	st, err := state.Open(dirs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Save(state.Checkpoint{ID: 1, Positions: []stdlib.Position{{Source: "src", Partition: "p0", Offset: 4, Identity: "id-1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	stores := func() []InstanceState {
+		return []InstanceState{
+			{Instance: "x/10", Open: func() (state.Backend, error) { return state.Open(dirs[0]) }},
+			{Instance: "x/2", Open: func() (state.Backend, error) { return state.Open(dirs[1]) }},
+		}
+	}
+	show := func() []string {
+		o, err := OpenInstanceOffsets(p, &Config{Registry: env.reg, StateDir: dirs[0]}, stores())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer o.Close()
+		held, err := o.Positions(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, h := range held {
+			got = append(got, fmt.Sprintf("%s %s %s@%d", h.Holder, h.Instance, h.Partition, h.Offset))
+		}
+		return got
+	}
+	want := []string{"state store x/2 p0@4", "state store x/10 p0@9", "out  p0@9", "state store x/10 p1@9", "out  p1@9"}
+	if got := show(); !slices.Equal(got, want) {
+		t.Fatalf("positions %q, want %q", got, want)
+	}
+	o, err := OpenInstanceOffsets(p, &Config{Registry: env.reg, StateDir: dirs[0]}, stores())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Set(t.Context(), "src", "p1", 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Reset(t.Context(), "src", []string{"p0"}); err != nil {
+		t.Fatal(err)
+	}
+	o.Close()
+	want = []string{"state store x/2 p1@6", "state store x/10 p1@6", "out  p1@6"}
+	if got := show(); !slices.Equal(got, want) {
+		t.Fatalf("after set p1=7 and reset p0: positions %q, want %q", got, want)
+	}
+}
+
 // eo makes a memsink an exactly-once sink that keeps its positions.
 func eo(s *plan.Stage) {
 	s.Delivery = string(stdlib.ExactlyOnce)

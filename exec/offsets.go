@@ -1,9 +1,13 @@
 package exec
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"pipe.dev/pipe/compiler/plan"
@@ -24,6 +28,9 @@ type HeldPosition struct {
 	// OfSource says the source's input keeps the position (a replication
 	// slot): shown, never changed by Reset or Set.
 	OfSource bool
+	// Instance names the instance whose state store holds the position,
+	// for a pipeline run as several ([OpenInstanceOffsets]); "" else.
+	Instance string
 	stdlib.Position
 	// Time is when the position was stored, where the holder knows it.
 	Time time.Time
@@ -34,10 +41,25 @@ type HeldPosition struct {
 // the local store it locks the state directory, so it fails while the
 // pipeline runs there, and a run cannot start while it is open.
 type Offsets struct {
-	p     *plan.Plan
-	store state.Backend
-	sinks []offsetSink
-	cfg   Config // with defaults: builds a source as change needs it
+	p      *plan.Plan
+	stores []heldStore
+	sinks  []offsetSink
+	cfg    Config // with defaults: builds a source as change needs it
+}
+
+// heldStore is one state store of an [Offsets]: the pipeline's, or one
+// instance's.
+type heldStore struct {
+	instance string
+	b        state.Backend
+}
+
+// InstanceState is the state store of one instance of a pipeline run as
+// several (a cluster's `instances = N`).
+type InstanceState struct {
+	// Instance names it where its positions are shown ("NAME/1").
+	Instance string
+	Open     func() (state.Backend, error)
 }
 
 type offsetSink struct {
@@ -48,7 +70,18 @@ type offsetSink struct {
 // OpenOffsets opens the state store of p (cfg.StateDir as for Run) and
 // builds every sink of p that keeps positions (a [stdlib.PositionStore])
 // with its secrets resolved, without opening it.
-func OpenOffsets(p *plan.Plan, cfg *Config) (o *Offsets, err error) {
+func OpenOffsets(p *plan.Plan, cfg *Config) (*Offsets, error) {
+	return OpenInstanceOffsets(p, cfg, nil)
+}
+
+// OpenInstanceOffsets is [OpenOffsets] for a pipeline run as several
+// instances, each with a state store of its own (instead of
+// cfg.OpenState or cfg.StateDir's; none: as OpenOffsets). The sinks and
+// sources are shared: Positions lists what every instance's store holds,
+// each position marked with its instance, beside the sinks' once; Reset
+// and Set change every store. The stores are opened in order; one that
+// fails closes those opened before.
+func OpenInstanceOffsets(p *plan.Plan, cfg *Config, stores []InstanceState) (o *Offsets, err error) {
 	c := cfg.withDefaults(p)
 	defer func() { err = c.Redactor.Error(err) }()
 	// The graph only: the parameters' types, not their values.
@@ -56,8 +89,20 @@ func OpenOffsets(p *plan.Plan, cfg *Config) (o *Offsets, err error) {
 		return nil, err
 	}
 	o = &Offsets{p: p, cfg: c}
-	if o.store, err = c.openState(); err != nil {
-		return nil, err
+	if len(stores) == 0 {
+		b, err := c.openState()
+		if err != nil {
+			return nil, err
+		}
+		o.stores = []heldStore{{b: b}}
+	}
+	for _, st := range stores {
+		b, err := st.Open()
+		if err != nil {
+			o.Close()
+			return nil, fmt.Errorf("instance %s: %w", st.Instance, err)
+		}
+		o.stores = append(o.stores, heldStore{st.Instance, b})
 	}
 	for _, st := range p.Stages {
 		if st.Kind != stdlib.SinkKind {
@@ -158,20 +203,28 @@ func (o *Offsets) sourcePositions(ctx context.Context) ([]HeldPosition, error) {
 	return out, nil
 }
 
-// Close closes the state store (unlocking a local one).
-func (o *Offsets) Close() error { return o.store.Close() }
+// Close closes the state stores (unlocking a local one).
+func (o *Offsets) Close() error {
+	var errs []error
+	for _, s := range o.stores {
+		errs = append(errs, s.b.Close())
+	}
+	return errors.Join(errs...)
+}
 
 // Positions returns every held position, sorted by source, partition and
-// holder (the state store first).
+// holder (the state stores first, by instance).
 func (o *Offsets) Positions(ctx context.Context) ([]HeldPosition, error) {
-	cp, err := o.store.Load()
-	if err != nil {
-		return nil, err
-	}
 	var out []HeldPosition
-	if cp != nil {
-		for _, p := range cp.Positions {
-			out = append(out, HeldPosition{Holder: StateHolder, Position: p, Time: cp.Time})
+	for _, s := range o.stores {
+		cp, err := s.b.Load()
+		if err != nil {
+			return nil, s.wrap(err)
+		}
+		if cp != nil {
+			for _, p := range cp.Positions {
+				out = append(out, HeldPosition{Holder: StateHolder, Instance: s.instance, Position: p, Time: cp.Time})
+			}
 		}
 	}
 	for _, s := range o.sinks {
@@ -197,6 +250,20 @@ func holderRank(h string) int {
 		return 0
 	}
 	return 1
+}
+
+// instanceCompare orders instance names ("NAME/I") by their index.
+func instanceCompare(a, b string) int {
+	ia, ea := instanceIndex(a)
+	ib, eb := instanceIndex(b)
+	if ea != nil || eb != nil {
+		return strings.Compare(a, b)
+	}
+	return cmp.Compare(ia, ib)
+}
+
+func instanceIndex(s string) (int, error) {
+	return strconv.Atoi(s[strings.LastIndexByte(s, '/')+1:])
 }
 
 // Reset forgets the positions of source (only of partitions, when given)
@@ -246,7 +313,17 @@ func (o *Offsets) change(ctx context.Context, source string, partitions []string
 			return fmt.Errorf("sink %q: changing its positions: %w", s.st.Name, err)
 		}
 	}
-	cp, err := o.store.Load()
+	for _, s := range o.stores {
+		if err := s.change(source, partitions, set); err != nil {
+			return s.wrap(err)
+		}
+	}
+	return nil
+}
+
+// change replaces what the store keeps for the partitions of source.
+func (s heldStore) change(source string, partitions []string, set []stdlib.Position) error {
+	cp, err := s.b.Load()
 	if err != nil {
 		return err
 	}
@@ -265,7 +342,15 @@ func (o *Offsets) change(ctx context.Context, source string, partitions []string
 	}
 	cp.Positions = append(kept, set...)
 	cp.Time = time.Time{}
-	return o.store.Save(*cp)
+	return s.b.Save(*cp)
+}
+
+// wrap names the store's instance in err, if it has one.
+func (s heldStore) wrap(err error) error {
+	if s.instance == "" {
+		return err
+	}
+	return fmt.Errorf("instance %s: %w", s.instance, err)
 }
 
 func (o *Offsets) hasSource(name string) bool {
@@ -291,11 +376,14 @@ type OffsetsReport struct {
 }
 
 // ReportPosition is one position of an [OffsetsReport]; Next is the offset
-// a resumed run reads first.
+// a resumed run reads first. Instance names the instance whose state store
+// holds it, for a pipeline run as several: each instance's store is a
+// holder of its own.
 type ReportPosition struct {
 	Source    string     `json:"source"`
 	Partition string     `json:"partition"`
 	Holder    string     `json:"holder"`
+	Instance  string     `json:"instance,omitempty"`
 	Component string     `json:"component,omitempty"`
 	OfSource  bool       `json:"of_source,omitempty"`
 	Offset    int64      `json:"offset"`
@@ -308,7 +396,7 @@ type ReportPosition struct {
 func NewOffsetsReport(pipeline string, held []HeldPosition) OffsetsReport {
 	out := OffsetsReport{Version: 1, Pipeline: pipeline, Positions: []ReportPosition{}}
 	for _, h := range held {
-		j := ReportPosition{Source: h.Source, Partition: h.Partition, Holder: h.Holder, Component: h.Component, OfSource: h.OfSource,
+		j := ReportPosition{Source: h.Source, Partition: h.Partition, Holder: h.Holder, Instance: h.Instance, Component: h.Component, OfSource: h.OfSource,
 			Offset: h.Offset, Next: h.Offset + 1, Identity: h.Identity}
 		if !h.Time.IsZero() {
 			t := h.Time.UTC()
@@ -323,7 +411,7 @@ func NewOffsetsReport(pipeline string, held []HeldPosition) OffsetsReport {
 func (r OffsetsReport) Held() []HeldPosition {
 	out := make([]HeldPosition, 0, len(r.Positions))
 	for _, p := range r.Positions {
-		h := HeldPosition{Holder: p.Holder, Component: p.Component, OfSource: p.OfSource,
+		h := HeldPosition{Holder: p.Holder, Instance: p.Instance, Component: p.Component, OfSource: p.OfSource,
 			Position: stdlib.Position{Source: p.Source, Partition: p.Partition, Offset: p.Offset, Identity: p.Identity}}
 		if p.Time != nil {
 			h.Time = *p.Time

@@ -24,8 +24,9 @@ exactly-once sink that keeps positions in its target (a table, a topic, a sideca
   set --source S --partition P --offset N
                               the next run reads the partition from offset N, everywhere
 It locks the state directory: it fails while the pipeline runs there.
-With --cluster it shows or changes the positions of the cluster's pipeline NAME (kept in the
-topic <cluster>-offsets); reset and set only while it is paused (pipe pause).`)
+With --cluster it shows or changes the positions of the cluster's pipeline NAME: the state store
+of each of its instances (in the topic <cluster>-offsets) and its sinks'; reset and set change
+every instance's, only while it is paused (pipe pause).`)
 	cluster := fs.String("cluster", "", "URL of any worker of a cluster: the positions of its pipeline NAME")
 	stateDir := fs.String("state-dir", "", "directory of the checkpoint store (default .pipe-state/<pipeline>)")
 	format := fs.String("format", "text", "output of show: text or json")
@@ -154,6 +155,8 @@ func printOffsets(e *env, held []exec.HeldPosition) {
 			holder = fmt.Sprintf("source: %s", h.Holder)
 		case h.Component != "":
 			holder = fmt.Sprintf("sink %s (%s)", h.Holder, h.Component)
+		case h.Instance != "":
+			holder = fmt.Sprintf("%s (%s)", h.Holder, h.Instance)
 		}
 		id := h.Identity
 		if id == "" {
