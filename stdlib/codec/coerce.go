@@ -50,6 +50,10 @@ func coerceRecord(m map[string]any, t *types.Type, path string) error {
 	return nil
 }
 
+// CoerceRecord converts the values of a decoded message m in place to
+// the representation of record type t, as a typed codec's Decode does.
+func CoerceRecord(m map[string]any, t *types.Type) error { return coerceRecord(m, t, "") }
+
 // Coerce converts a decoded value to the representation of t; name is used
 // in errors ("field %q: ...").
 func Coerce(v any, t *types.Type, name string) (any, error) { return coerce(v, t, name) }

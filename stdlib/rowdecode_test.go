@@ -1,4 +1,4 @@
-package core
+package stdlib
 
 import (
 	"fmt"
@@ -6,34 +6,35 @@ import (
 	"strings"
 	"testing"
 
-	"pipe.dev/pipe/stdlib"
 	"pipe.dev/pipe/stdlib/codec"
 )
 
-func TestFileRowDecoder(t *testing.T) {
+// TestRowDecoder decodes messages of changing layouts into rows, as the
+// file source does.
+func TestRowDecoder(t *testing.T) {
 	c, err := codec.New("json", nil, codec.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rd := &rowDecoder{codec: c.(codec.FieldsCodec)}
+	rd := NewRowDecoder(c.(codec.FieldsCodec), nil)
 	decode := func(s string) any {
 		t.Helper()
-		v, err := rd.decode([]byte(s))
+		v, err := rd.Decode([]byte(s))
 		if err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}
 		return v
 	}
-	asRow := func(v any) *stdlib.Row {
+	asRow := func(v any) *Row {
 		t.Helper()
-		r, ok := v.(*stdlib.Row)
+		r, ok := v.(*Row)
 		if !ok {
 			t.Fatalf("got %T, want a row", v)
 		}
 		return r
 	}
 	line := []byte(`{"id":1,"user":"u1"}`)
-	r1, err := rd.decode(line)
+	r1, err := rd.Decode(line)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func TestFileRowDecoder(t *testing.T) {
 	if m, ok := decode(`{"id":5,"id":6}`).(map[string]any); !ok || !reflect.DeepEqual(m, map[string]any{"id": int64(6)}) {
 		t.Fatalf("a repeated name: %#v", m)
 	}
-	if _, err := rd.decode([]byte(`{"id":`)); err == nil {
+	if _, err := rd.Decode([]byte(`{"id":`)); err == nil {
 		t.Fatal("a bad message decoded")
 	}
 	for i := range maxRowShapes {
