@@ -68,14 +68,16 @@ func coerce(v any, t *types.Type, path string) (any, error) {
 	switch t.Kind {
 	case types.Any:
 		return v, nil
+	// A value that already has the representation is returned as it is:
+	// boxing it again would allocate.
 	case types.String:
-		if s, ok := v.(string); ok {
-			return s, nil
+		if _, ok := v.(string); ok {
+			return v, nil
 		}
 	case types.Int:
 		switch n := v.(type) {
 		case int64:
-			return n, nil
+			return v, nil
 		case float64:
 			if n == math.Trunc(n) && math.Abs(n) < 1<<63 {
 				return int64(n), nil
@@ -85,13 +87,13 @@ func coerce(v any, t *types.Type, path string) (any, error) {
 	case types.Float:
 		switch n := v.(type) {
 		case float64:
-			return n, nil
+			return v, nil
 		case int64:
 			return float64(n), nil
 		}
 	case types.Bool:
-		if b, ok := v.(bool); ok {
-			return b, nil
+		if _, ok := v.(bool); ok {
+			return v, nil
 		}
 	case types.Timestamp:
 		switch s := v.(type) {
@@ -102,7 +104,7 @@ func coerce(v any, t *types.Type, path string) (any, error) {
 			}
 			return ts, nil
 		case time.Time:
-			return s, nil
+			return v, nil
 		}
 	case types.Bytes:
 		switch s := v.(type) {
@@ -113,7 +115,7 @@ func coerce(v any, t *types.Type, path string) (any, error) {
 			}
 			return b, nil
 		case []byte:
-			return s, nil
+			return v, nil
 		}
 	case types.List:
 		if l, ok := v.([]any); ok {
