@@ -26,6 +26,7 @@ type RowDecoder struct {
 	// every record becomes a map.
 	shapes int
 	rows   RowArena
+	arena  codec.Arena
 	// typed is how the last shape's columns meet the schema.
 	typed *typedShape
 }
@@ -141,7 +142,7 @@ func (rd *RowDecoder) coerce(row *Row) (any, error) {
 			}
 			return nil, fmt.Errorf("field %q is null", f.Name)
 		}
-		v, err := codec.Coerce(vals[c], f.Type, f.Name)
+		v, err := rd.arena.Coerce(vals[c], f.Type, f.Name)
 		if err != nil {
 			return nil, err
 		}
