@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib/codec"
 )
 
@@ -80,5 +81,49 @@ func TestRowDecoder(t *testing.T) {
 	}
 	if m, ok := decode(`{"g":1}`).(map[string]any); !ok || m["g"] != int64(1) {
 		t.Fatalf("past %d layouts: %#v, want a map", maxRowShapes, m)
+	}
+}
+
+// TestRowDecoderTyped decodes messages of alternating layouts with a
+// schema: each value (as a map) and each error is the typed codec's.
+func TestRowDecoderTyped(t *testing.T) {
+	schema := types.RecordOf(
+		&types.Field{Name: "id", Type: types.IntType},
+		&types.Field{Name: "at", Type: types.TimestampType},
+		&types.Field{Name: "n", Type: types.FloatType.WithOptional(true)},
+	)
+	typed, err := codec.New("json", schema, codec.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := codec.New("json", nil, codec.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := NewRowDecoder(c.(codec.FieldsCodec), schema)
+	msgs := []string{
+		`{"id":1,"at":"2024-01-01T00:00:01Z"}`,
+		`{"id":2,"at":"2024-01-01T00:00:02Z","x":"dropped","n":3}`,
+		`{"id":3,"at":"2024-01-01T00:00:03Z"}`,
+		`{"at":"2024-01-01T00:00:04Z","n":null,"id":4.0}`,
+		`{"id":5,"at":"2024-01-01T00:00:05Z","x":"dropped","n":3}`,
+		`{"id":6,"at":"2024-01-01T00:00:06Z","n":"7"}`,
+		`{"id":7,"at":"then"}`,
+		`{"id":null,"at":"2024-01-01T00:00:08Z"}`,
+		`{"at":"2024-01-01T00:00:09Z"}`,
+		`{"id":10,"id":11,"at":"2024-01-01T00:00:10Z","x":1}`,
+		`{"id":12,"id":"13","at":"2024-01-01T00:00:12Z"}`,
+		`{"id":14.5,"at":"2024-01-01T00:00:14Z"}`,
+	}
+	for _, msg := range msgs {
+		want, wantErr := typed.Decode([]byte(msg))
+		got, err := rd.Decode([]byte(msg))
+		if fmt.Sprint(err) != fmt.Sprint(wantErr) {
+			t.Errorf("%s: error %v, want %v", msg, err, wantErr)
+			continue
+		}
+		if err == nil && !reflect.DeepEqual(Materialize(got), want) {
+			t.Errorf("%s: %#v, want %#v", msg, Materialize(got), want)
+		}
 	}
 }
