@@ -3,6 +3,7 @@ package kafka
 import (
 	"reflect"
 	"testing"
+	"time"
 
 	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib"
@@ -82,6 +83,34 @@ func TestSourceRows(t *testing.T) {
 		}
 		if nerrs != wantErrs || nrows != len(msgs)-nerrs-1 {
 			t.Errorf("typed %v: %d errors and %d rows, want %d and %d", typed, nerrs, nrows, wantErrs, len(msgs)-wantErrs-1)
+		}
+	}
+}
+
+// TestSinkRows encodes a row as the map it stands for, in each value
+// format the sink takes rows in, headers included.
+func TestSinkRows(t *testing.T) {
+	shape := stdlib.NewShape("id", "user", "at", "tags")
+	row := stdlib.NewRow(shape)
+	copy(row.Vals(), []any{int64(7), "u\"7", time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC), []any{"a", int64(1)}})
+	for _, format := range []string{"json", "string"} {
+		cfg := config("out", "127.0.0.1:1", map[string]any{"topic": "krow-rows", "format": stdlib.Ident(format)})
+		sk, err := SinkSpec.NewSink(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := sk.(*sink)
+		hs := []stdlib.Header{{Key: "h", Value: []byte("v")}}
+		fromRow, _, err := s.message(&stdlib.Record{Value: row, Headers: hs}, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", format, err)
+		}
+		fromMap, _, err := s.message(&stdlib.Record{Value: row.Map(), Headers: hs}, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", format, err)
+		}
+		if string(fromRow.Value) != string(fromMap.Value) || len(fromRow.Value) == 0 || !reflect.DeepEqual(fromRow.Headers, fromMap.Headers) {
+			t.Errorf("%s: row encodes to %q %v, its map to %q %v", format, fromRow.Value, fromRow.Headers, fromMap.Value, fromMap.Headers)
 		}
 	}
 }
