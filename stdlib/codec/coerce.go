@@ -50,6 +50,10 @@ func coerceRecord(m map[string]any, t *types.Type, path string) error {
 	return nil
 }
 
+// CoerceRecord converts the values of a decoded message m in place to
+// the representation of record type t, as a typed codec's Decode does.
+func CoerceRecord(m map[string]any, t *types.Type) error { return coerceRecord(m, t, "") }
+
 // Coerce converts a decoded value to the representation of t; name is used
 // in errors ("field %q: ...").
 func Coerce(v any, t *types.Type, name string) (any, error) { return coerce(v, t, name) }
@@ -64,14 +68,16 @@ func coerce(v any, t *types.Type, path string) (any, error) {
 	switch t.Kind {
 	case types.Any:
 		return v, nil
+	// A value that already has the representation is returned as it is:
+	// boxing it again would allocate.
 	case types.String:
-		if s, ok := v.(string); ok {
-			return s, nil
+		if _, ok := v.(string); ok {
+			return v, nil
 		}
 	case types.Int:
 		switch n := v.(type) {
 		case int64:
-			return n, nil
+			return v, nil
 		case float64:
 			if n == math.Trunc(n) && math.Abs(n) < 1<<63 {
 				return int64(n), nil
@@ -81,24 +87,24 @@ func coerce(v any, t *types.Type, path string) (any, error) {
 	case types.Float:
 		switch n := v.(type) {
 		case float64:
-			return n, nil
+			return v, nil
 		case int64:
 			return float64(n), nil
 		}
 	case types.Bool:
-		if b, ok := v.(bool); ok {
-			return b, nil
+		if _, ok := v.(bool); ok {
+			return v, nil
 		}
 	case types.Timestamp:
 		switch s := v.(type) {
 		case string:
-			ts, err := time.Parse(time.RFC3339Nano, s)
+			ts, err := parseTimestamp(s, path)
 			if err != nil {
-				return nil, fmt.Errorf("field %q: want an RFC 3339 timestamp, got %q", path, s)
+				return nil, err
 			}
 			return ts, nil
 		case time.Time:
-			return s, nil
+			return v, nil
 		}
 	case types.Bytes:
 		switch s := v.(type) {
@@ -109,7 +115,7 @@ func coerce(v any, t *types.Type, path string) (any, error) {
 			}
 			return b, nil
 		case []byte:
-			return s, nil
+			return v, nil
 		}
 	case types.List:
 		if l, ok := v.([]any); ok {
@@ -142,6 +148,28 @@ func coerce(v any, t *types.Type, path string) (any, error) {
 		}
 	}
 	return nil, fmt.Errorf("field %q: want %s, got %s", path, t.WithOptional(false), kindOf(v))
+}
+
+// Coerce is Coerce boxing a timestamp parsed from text in a, which spares
+// an allocation per timestamp field.
+func (a *Arena) Coerce(v any, t *types.Type, name string) (any, error) {
+	if s, ok := v.(string); ok && t.Kind == types.Timestamp {
+		ts, err := parseTimestamp(s, name)
+		if err != nil {
+			return nil, err
+		}
+		return a.Time(ts), nil
+	}
+	return coerce(v, t, name)
+}
+
+// parseTimestamp parses the RFC 3339 text s of the field path.
+func parseTimestamp(s, path string) (time.Time, error) {
+	ts, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("field %q: want an RFC 3339 timestamp, got %q", path, s)
+	}
+	return ts, nil
 }
 
 // kindOf names the JSON kind of a decoded value for messages.

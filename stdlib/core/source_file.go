@@ -126,7 +126,7 @@ type tailFile struct {
 	codecs []codec.Codec // more codecs, to decode parts of a batch in parallel
 	// rows[i] turns what codec i (0: codec, then codecs) decodes into
 	// rows, when the executor takes rows and the codec can; nil otherwise.
-	rows []*rowDecoder
+	rows []*stdlib.RowDecoder
 }
 
 func newFileSource(cfg stdlib.Config) (*fileSource, error) {
@@ -836,14 +836,14 @@ func (s *fileSource) decode(tf *tailFile, recs []stdlib.Record, parts int) {
 			if i > 0 {
 				c = tf.codecs[i-1]
 			}
-			var rd *rowDecoder
+			var rd *stdlib.RowDecoder
 			if fc, ok := c.(codec.FieldsCodec); ok && fc.Fields() {
-				rd = &rowDecoder{codec: fc}
+				rd = stdlib.NewRowDecoder(fc, nil)
 			}
 			tf.rows = append(tf.rows, rd)
 		}
 	}
-	rows := func(i int) *rowDecoder {
+	rows := func(i int) *stdlib.RowDecoder {
 		if i < len(tf.rows) {
 			return tf.rows[i]
 		}
@@ -857,7 +857,7 @@ func (s *fileSource) decode(tf *tailFile, recs []stdlib.Record, parts int) {
 	// less of a core still finishes with the others.
 	chunks := (len(recs) + decodeChunk - 1) / decodeChunk
 	var next atomic.Int64
-	work := func(c codec.Codec, rd *rowDecoder) {
+	work := func(c codec.Codec, rd *stdlib.RowDecoder) {
 		for k := int(next.Add(1) - 1); k < chunks; k = int(next.Add(1) - 1) {
 			lo, hi := k*decodeChunk, min((k+1)*decodeChunk, len(recs))
 			tf.decodeRecords(recs[lo:hi], c, rd)
@@ -874,11 +874,11 @@ func (s *fileSource) decode(tf *tailFile, recs []stdlib.Record, parts int) {
 // decodeRecords decodes each record's Raw with c, or into a row with rd
 // when it is not nil. Raw is a line (at r.Line, starting at r.Start) of
 // the batch's own copy of the file's bytes, never written again.
-func (tf *tailFile) decodeRecords(recs []stdlib.Record, c codec.Codec, rd *rowDecoder) {
+func (tf *tailFile) decodeRecords(recs []stdlib.Record, c codec.Codec, rd *stdlib.RowDecoder) {
 	if rd != nil {
 		for i := range recs {
 			r := &recs[i]
-			if v, err := rd.decode(r.Raw); err != nil {
+			if v, err := rd.Decode(r.Raw); err != nil {
 				r.Err = lineError(tf.path, r.Line, r.Start, err)
 			} else {
 				r.Value = v
@@ -902,95 +902,6 @@ func (tf *tailFile) decodeRecords(recs []stdlib.Record, c codec.Codec, rd *rowDe
 			r.Value = v
 		}
 	}
-}
-
-// rowDecoder decodes messages into rows with one codec: records of a
-// stream share their field names, so it keeps the shape of the last one.
-type rowDecoder struct {
-	codec codec.FieldsCodec
-	shape *stdlib.Shape
-	keys  []string
-	vals  []any
-	// shapes counts the shapes made; past maxRowShapes the stream's
-	// layouts vary too much to intern (shapes are never freed), and
-	// every record becomes a map.
-	shapes int
-	rows   stdlib.RowArena
-}
-
-const maxRowShapes = 64
-
-// decode returns the message data as a *Row, or as the map it stands for
-// when it names a field twice (the last value wins, as in a map).
-func (rd *rowDecoder) decode(data []byte) (any, error) {
-	var names []string
-	var row *stdlib.Row
-	if rd.shape != nil && len(rd.shape.Names()) > 0 {
-		// The message most likely has the fields of the one before: its
-		// values go straight into a row of that shape.
-		names = rd.shape.Names()
-		row = rd.rows.NewRow(rd.shape)
-		keys, vals, same, err := rd.codec.DecodeFieldsOwned(data, names, rd.keys[:0], row.Vals()[:0])
-		rd.keys = keys
-		if err != nil {
-			clear(row.Vals())
-			return nil, err
-		}
-		if same && len(vals) == len(names) && &vals[0] == &row.Vals()[0] {
-			return row, nil
-		}
-		// Other fields: the row taken is left unused.
-		defer clear(row.Vals()[:cap(row.Vals())])
-		return rd.build(names, keys, vals, same)
-	}
-	keys, vals, same, err := rd.codec.DecodeFieldsOwned(data, names, rd.keys[:0], rd.vals[:0])
-	rd.keys, rd.vals = keys, vals
-	defer clear(vals) // drop the references the scratch slice holds
-	if err != nil {
-		return nil, err
-	}
-	return rd.build(names, keys, vals, same)
-}
-
-// build returns the message with the fields keys and values vals, those of
-// a message with the fields names when same, as a row, or as a map when
-// it names a field twice.
-func (rd *rowDecoder) build(names, keys []string, vals []any, same bool) (any, error) {
-	if rd.shape == nil || !same && !slices.Equal(names, keys) {
-		if rd.shapes >= maxRowShapes || !distinct(keys) {
-			m := make(map[string]any, len(keys))
-			for i, k := range keys {
-				m[k] = vals[i]
-			}
-			return m, nil
-		}
-		names := make([]string, len(keys))
-		for i, k := range keys {
-			names[i] = strings.Clone(k) // keys alias the message; a shape lives on
-		}
-		rd.shape = stdlib.NewShape(names...)
-		rd.shapes++
-	}
-	row := rd.rows.NewRow(rd.shape)
-	copy(row.Vals(), vals)
-	return row, nil
-}
-
-// distinct reports whether no name appears twice in names.
-func distinct(names []string) bool {
-	if len(names) > 16 {
-		seen := make(map[string]struct{}, len(names))
-		for _, n := range names {
-			seen[n] = struct{}{}
-		}
-		return len(seen) == len(names)
-	}
-	for i := 1; i < len(names); i++ {
-		if slices.Contains(names[:i], names[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 // fill reads more of the file into buf.

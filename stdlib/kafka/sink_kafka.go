@@ -30,6 +30,9 @@ var SinkSpec = &stdlib.Spec{
 	Summary:  "write records to Kafka topics, exactly once through Kafka transactions",
 	Delivery: []stdlib.Delivery{stdlib.ExactlyOnce, stdlib.AtLeastOnce},
 	Schema:   true,
+	// Untyped json encodes a row's fields as they are; other formats
+	// encode the map it stands for (message).
+	ReadsRows: true,
 	// exactly_once: a partition that moves between instances is acquired
 	// by its new owner's writer, which fences the old one (Acquire).
 	Shared: func(map[string]any) bool { return true },
@@ -358,7 +361,17 @@ func (s *sink) message(r *stdlib.Record, buf []byte) (kafka.Message, []byte, err
 		return m, buf, err
 	}
 	start := len(buf)
-	switch v := r.Value.(type) {
+	value := r.Value
+	if row, ok := value.(*stdlib.Row); ok {
+		if fc, ok := s.val.(codec.FieldsCodec); ok && s.regVal == nil && fc.Fields() {
+			// The bytes the map it stands for encodes to.
+			buf, err = fc.AppendFields(buf, row.Shape().Names(), row.Vals())
+		} else {
+			value = row.Map()
+		}
+	}
+	switch v := value.(type) {
+	case *stdlib.Row: // encoded above
 	case map[string]any:
 		if s.regVal == nil {
 			buf, err = s.val.Append(buf, v)

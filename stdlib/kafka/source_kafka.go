@@ -123,6 +123,8 @@ type source struct {
 	maxBytes  int32
 	maxWait   time.Duration
 	val       codec.Codec
+	// rows decodes format json into rows (Config.Rows), in place of val.
+	rows      *stdlib.RowDecoder
 	keyFormat string
 	keyReg    keyDecoder // key_format through the registry
 	// behind: the last fetch left records between a partition's position
@@ -219,6 +221,15 @@ func newSource(cfg stdlib.Config) (*source, error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Rows && cfg.String("format") == "json" {
+		// The untyped codec yields the message's fields, which the row
+		// decoder converts to the schema as s.val's Decode would.
+		c, err := codec.New("json", nil, codec.Options{})
+		if err != nil {
+			return nil, err
+		}
+		s.rows = stdlib.NewRowDecoder(c.(codec.FieldsCodec), cfg.Schema)
 	}
 	return s, nil
 }
@@ -982,7 +993,14 @@ func (s *source) record(p *partState, r *protocol.Record) (stdlib.Record, error)
 	// A message that does not decode goes on with Err set: the stage's
 	// error policy decides (fail, skip, dead letter).
 	var derr error
-	v, err := s.val.Decode(val)
+	var v any
+	if s.rows != nil {
+		// val is the record's own copy (readValue), never written again,
+		// so the row's strings may alias it.
+		v, err = s.rows.Decode(val)
+	} else {
+		v, err = s.val.Decode(val)
+	}
 	if err != nil {
 		derr = fmt.Errorf("decode value of %s@%d: %w", p.key, r.Offset, err)
 	}

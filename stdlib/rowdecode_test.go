@@ -1,4 +1,4 @@
-package core
+package stdlib
 
 import (
 	"fmt"
@@ -6,34 +6,36 @@ import (
 	"strings"
 	"testing"
 
-	"pipe.dev/pipe/stdlib"
+	"pipe.dev/pipe/lang/types"
 	"pipe.dev/pipe/stdlib/codec"
 )
 
-func TestFileRowDecoder(t *testing.T) {
+// TestRowDecoder decodes messages of changing layouts into rows, as the
+// file source does.
+func TestRowDecoder(t *testing.T) {
 	c, err := codec.New("json", nil, codec.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rd := &rowDecoder{codec: c.(codec.FieldsCodec)}
+	rd := NewRowDecoder(c.(codec.FieldsCodec), nil)
 	decode := func(s string) any {
 		t.Helper()
-		v, err := rd.decode([]byte(s))
+		v, err := rd.Decode([]byte(s))
 		if err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}
 		return v
 	}
-	asRow := func(v any) *stdlib.Row {
+	asRow := func(v any) *Row {
 		t.Helper()
-		r, ok := v.(*stdlib.Row)
+		r, ok := v.(*Row)
 		if !ok {
 			t.Fatalf("got %T, want a row", v)
 		}
 		return r
 	}
 	line := []byte(`{"id":1,"user":"u1"}`)
-	r1, err := rd.decode(line)
+	r1, err := rd.Decode(line)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +73,7 @@ func TestFileRowDecoder(t *testing.T) {
 	if m, ok := decode(`{"id":5,"id":6}`).(map[string]any); !ok || !reflect.DeepEqual(m, map[string]any{"id": int64(6)}) {
 		t.Fatalf("a repeated name: %#v", m)
 	}
-	if _, err := rd.decode([]byte(`{"id":`)); err == nil {
+	if _, err := rd.Decode([]byte(`{"id":`)); err == nil {
 		t.Fatal("a bad message decoded")
 	}
 	for i := range maxRowShapes {
@@ -79,5 +81,49 @@ func TestFileRowDecoder(t *testing.T) {
 	}
 	if m, ok := decode(`{"g":1}`).(map[string]any); !ok || m["g"] != int64(1) {
 		t.Fatalf("past %d layouts: %#v, want a map", maxRowShapes, m)
+	}
+}
+
+// TestRowDecoderTyped decodes messages of alternating layouts with a
+// schema: each value (as a map) and each error is the typed codec's.
+func TestRowDecoderTyped(t *testing.T) {
+	schema := types.RecordOf(
+		&types.Field{Name: "id", Type: types.IntType},
+		&types.Field{Name: "at", Type: types.TimestampType},
+		&types.Field{Name: "n", Type: types.FloatType.WithOptional(true)},
+	)
+	typed, err := codec.New("json", schema, codec.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := codec.New("json", nil, codec.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := NewRowDecoder(c.(codec.FieldsCodec), schema)
+	msgs := []string{
+		`{"id":1,"at":"2024-01-01T00:00:01Z"}`,
+		`{"id":2,"at":"2024-01-01T00:00:02Z","x":"dropped","n":3}`,
+		`{"id":3,"at":"2024-01-01T00:00:03Z"}`,
+		`{"at":"2024-01-01T00:00:04Z","n":null,"id":4.0}`,
+		`{"id":5,"at":"2024-01-01T00:00:05Z","x":"dropped","n":3}`,
+		`{"id":6,"at":"2024-01-01T00:00:06Z","n":"7"}`,
+		`{"id":7,"at":"then"}`,
+		`{"id":null,"at":"2024-01-01T00:00:08Z"}`,
+		`{"at":"2024-01-01T00:00:09Z"}`,
+		`{"id":10,"id":11,"at":"2024-01-01T00:00:10Z","x":1}`,
+		`{"id":12,"id":"13","at":"2024-01-01T00:00:12Z"}`,
+		`{"id":14.5,"at":"2024-01-01T00:00:14Z"}`,
+	}
+	for _, msg := range msgs {
+		want, wantErr := typed.Decode([]byte(msg))
+		got, err := rd.Decode([]byte(msg))
+		if fmt.Sprint(err) != fmt.Sprint(wantErr) {
+			t.Errorf("%s: error %v, want %v", msg, err, wantErr)
+			continue
+		}
+		if err == nil && !reflect.DeepEqual(Materialize(got), want) {
+			t.Errorf("%s: %#v, want %#v", msg, Materialize(got), want)
+		}
 	}
 }
