@@ -9,6 +9,7 @@ import (
 	"pipe.dev/pipe/lang"
 	"pipe.dev/pipe/stdlib"
 	_ "pipe.dev/pipe/stdlib/core"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // TestCompilerChecks compiles pipelines with the rabbitmq components and
@@ -28,6 +29,10 @@ source g: generate {
   fields = { id = seq(), region = "eu" }
 }
 `
+	// sink returns gen into a rabbitmq sink out with attrs.
+	sink := func(attrs ...string) string {
+		return gen + stdlibtest.Stage("sink", "out", "rabbitmq", append([]string{`url = "${env:AMQP_URL}"`}, attrs...)...) + "g -> out\n"
+	}
 	for _, c := range []struct {
 		name, text string
 		want       string // "code line:col" of the one error, "" for none
@@ -48,30 +53,9 @@ sink out: rabbitmq {
 }
 in -> m -> out
 `, ""},
-		{"routing key not a string", gen + `
-sink out: rabbitmq {
-  url          = "${env:AMQP_URL}"
-  routing_key := id
-  delivery     = at_least_once
-}
-g -> out
-`, "PIPE303 9:18"},
-		{"exchange type", gen + `
-sink out: rabbitmq {
-  url      = "${env:AMQP_URL}"
-  exchange = "x"
-  delivery = at_least_once
-  declare_exchange { type = topics }
-}
-g -> out
-`, "PIPE305 11:29"},
-		{"sink exactly once", gen + `
-sink out: rabbitmq {
-  url      = "${env:AMQP_URL}"
-  delivery = exactly_once
-}
-g -> out
-`, "PIPE204 9:14"},
+		{"routing key not a string", sink(`routing_key := id`, `delivery = at_least_once`), "PIPE303 8:18"},
+		{"exchange type", sink(`exchange = "x"`, `delivery = at_least_once`, `declare_exchange { type = topics }`), "PIPE305 10:29"},
+		{"sink exactly once", sink(`delivery = exactly_once`), "PIPE204 8:14"},
 		{"source into an exactly once sink", head + `
 sink out: file {
   path     = "out.jsonl"

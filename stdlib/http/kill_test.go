@@ -50,10 +50,7 @@ func waitListening(t *testing.T, port int) {
 func TestKillHTTPServer(t *testing.T) {
 	n, kills := proctest.KillTest(t, 2000, 12)
 	bin := proctest.BuildPipe(t)
-	dir := t.TempDir()
 	port := testkit.FreePort(t)
-	out := filepath.Join(dir, "out", "records.jsonl")
-	file := filepath.Join(dir, "hook.pipe")
 	src := `pipeline hook_kill {
   delivery   = exactly_once
   checkpoint = 300ms
@@ -73,9 +70,8 @@ sink out: file {
 }
 in -> t -> out
 `
-	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	k := proctest.NewKill(t, bin, "hook", src)
+	out := filepath.Join(k.Dir, "out", "records.jsonl")
 	url := fmt.Sprintf("http://127.0.0.1:%d/hook", port)
 
 	// Requests: request i holds 1 + i%5 records {req: i, n: j}.
@@ -178,45 +174,44 @@ in -> t -> out
 			return fmt.Errorf("clients did not finish: %d of %d requests answered 2xx", sent2xx.Load(), n)
 		}
 	}
-	(&proctest.Kill{
-		Bin: bin, File: file, State: filepath.Join(dir, "state"), Dir: dir, Name: "run", Kills: kills,
-		Env:     []string{fmt.Sprintf("PORT=%d", port), "OUT=" + out, "TOKEN=s3cret"},
-		Life:    func() time.Duration { return time.Duration(800+rand.IntN(1700)) * time.Millisecond },
-		Produce: produce,
-		Progress: func() string {
-			return fmt.Sprintf("%d requests answered 2xx, %d attempts", sent2xx.Load(), attempts.Load())
-		},
-		// Every request was answered 2xx: its records are durable.
-		Complete: func(t *testing.T) {},
-		// Every record of every request (id 10*request + record), once.
-		Check: func(t *testing.T) proctest.Tallied {
-			t.Logf("%d requests, %d attempts, %d answered 2xx sent again", n, attempts.Load(), resent.Load())
-			if resent.Load() == 0 && n >= 100 {
-				t.Error("no request answered 2xx was sent again: the test did not cover duplicates")
+	k.Kills = kills
+	k.Env = []string{fmt.Sprintf("PORT=%d", port), "OUT=" + out, "TOKEN=s3cret"}
+	k.Life = func() time.Duration { return time.Duration(800+rand.IntN(1700)) * time.Millisecond }
+	k.Produce = produce
+	k.Progress = func() string {
+		return fmt.Sprintf("%d requests answered 2xx, %d attempts", sent2xx.Load(), attempts.Load())
+	}
+	// Every request was answered 2xx: its records are durable.
+	k.Complete = func(t *testing.T) {}
+	// Every record of every request (id 10*request + record), once.
+	k.Check = func(t *testing.T) proctest.Tallied {
+		t.Logf("%d requests, %d attempts, %d answered 2xx sent again", n, attempts.Load(), resent.Load())
+		if resent.Load() == 0 && n >= 100 {
+			t.Error("no request answered 2xx was sent again: the test did not cover duplicates")
+		}
+		f, err := os.Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		var ids []int64
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var r struct{ Req, N int64 }
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				t.Fatalf("output line %q: %v", sc.Text(), err)
 			}
-			f, err := os.Open(out)
-			if err != nil {
-				t.Fatal(err)
+			ids = append(ids, 10*r.Req+r.N)
+		}
+		want := map[int64]bool{}
+		for i := range int64(n) {
+			for j := range 1 + i%5 {
+				want[10*i+j] = true
 			}
-			defer f.Close()
-			var ids []int64
-			sc := bufio.NewScanner(f)
-			for sc.Scan() {
-				var r struct{ Req, N int64 }
-				if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-					t.Fatalf("output line %q: %v", sc.Text(), err)
-				}
-				ids = append(ids, 10*r.Req+r.N)
-			}
-			want := map[int64]bool{}
-			for i := range int64(n) {
-				for j := range 1 + i%5 {
-					want[10*i+j] = true
-				}
-			}
-			return proctest.TallyIDs(want, ids)
-		},
-	}).Run(t)
+		}
+		return proctest.TallyIDs(want, ids)
+	}
+	k.Run(t)
 }
 
 // TestKillHTTPSink runs a file → http (at_least_once) pipeline under `pipe
@@ -230,7 +225,6 @@ in -> t -> out
 func TestKillHTTPSink(t *testing.T) {
 	n, kills := proctest.KillTest(t, 10000, 10)
 	bin := proctest.BuildPipe(t)
-	dir := t.TempDir()
 	var (
 		mu     sync.Mutex
 		byKey  = map[string]string{}
@@ -263,15 +257,6 @@ func TestKillHTTPSink(t *testing.T) {
 		bodies.Add(1)
 	}))
 	defer srv.Close()
-	in := filepath.Join(dir, "in.jsonl")
-	var buf bytes.Buffer
-	for i := range n {
-		fmt.Fprintf(&buf, "{\"id\":%d,\"pad\":%q}\n", i, strings.Repeat("x", i%7))
-	}
-	if err := os.WriteFile(in, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(dir, "sink.pipe")
 	src := `pipeline sink_kill {
   delivery   = at_least_once
   checkpoint = 300ms
@@ -288,42 +273,47 @@ sink out: http {
 }
 in -> out
 `
-	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+	k := proctest.NewKill(t, bin, "sink", src)
+	in := filepath.Join(k.Dir, "in.jsonl")
+	var buf bytes.Buffer
+	for i := range n {
+		fmt.Fprintf(&buf, "{\"id\":%d,\"pad\":%q}\n", i, strings.Repeat("x", i%7))
+	}
+	if err := os.WriteFile(in, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	(&proctest.Kill{
-		Bin: bin, File: file, State: filepath.Join(dir, "state"), Dir: dir, Name: "run", Kills: kills,
-		Env: []string{"IN=" + in, "URL=" + srv.URL + "/in"},
-		// The file source is bounded: the last run ends by itself.
-		Ends: true,
-		Life: func() time.Duration { return time.Duration(1000+rand.IntN(1500)) * time.Millisecond },
-		Progress: func() string {
-			mu.Lock()
-			defer mu.Unlock()
-			return fmt.Sprintf("%d keys received", len(byKey))
-		},
-		// The records of the distinct keys: each once (a replay comes
-		// under its key again, a record under two keys is doubled).
-		Check: func(t *testing.T) proctest.Tallied {
-			mu.Lock()
-			defer mu.Unlock()
-			if bad.Load() > 0 {
-				t.Errorf("%d keys arrived with another record than before", bad.Load())
+	k.Kills = kills
+	k.Env = []string{"IN=" + in, "URL=" + srv.URL + "/in"}
+	// The file source is bounded: the last run ends by itself.
+	k.Ends = true
+	k.Life = func() time.Duration { return time.Duration(1000+rand.IntN(1500)) * time.Millisecond }
+	k.Progress = func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return fmt.Sprintf("%d keys received", len(byKey))
+	}
+	// The records of the distinct keys: each once (a replay comes
+	// under its key again, a record under two keys is doubled).
+	k.Check = func(t *testing.T) proctest.Tallied {
+		mu.Lock()
+		defer mu.Unlock()
+		if bad.Load() > 0 {
+			t.Errorf("%d keys arrived with another record than before", bad.Load())
+		}
+		var ids []int64
+		again := 0
+		for key, body := range byKey {
+			var r struct{ ID int64 }
+			if err := json.Unmarshal([]byte(body), &r); err != nil {
+				t.Fatalf("key %s: body %q: %v", key, body, err)
 			}
-			var ids []int64
-			again := 0
-			for key, body := range byKey {
-				var r struct{ ID int64 }
-				if err := json.Unmarshal([]byte(body), &r); err != nil {
-					t.Fatalf("key %s: body %q: %v", key, body, err)
-				}
-				ids = append(ids, r.ID)
-				again += count[key] - 1
-			}
-			t.Logf("%d records, %d requests answered 2xx, %d of them replays a receiver dropped by key", n, bodies.Load(), again)
-			return proctest.TallyIDs(proctest.Want(0, int64(n)), ids)
-		},
-	}).Run(t)
+			ids = append(ids, r.ID)
+			again += count[key] - 1
+		}
+		t.Logf("%d records, %d requests answered 2xx, %d of them replays a receiver dropped by key", n, bodies.Load(), again)
+		return proctest.TallyIDs(proctest.Want(0, int64(n)), ids)
+	}
+	k.Run(t)
 }
 
 // TestKillHTTPPoll runs an http_poll → file (exactly_once) pipeline under
@@ -334,15 +324,12 @@ in -> out
 func TestKillHTTPPoll(t *testing.T) {
 	n, kills := proctest.KillTest(t, 3000, 10)
 	bin := proctest.BuildPipe(t)
-	dir := t.TempDir()
 	api := &pagedAPI{total: n, size: 20}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(40 * time.Millisecond) // about 500 items a second
 		api.ServeHTTP(w, r)
 	}))
 	defer srv.Close()
-	out := filepath.Join(dir, "out", "items.jsonl")
-	file := filepath.Join(dir, "poll.pipe")
 	src := `pipeline poll_kill {
   delivery   = exactly_once
   checkpoint = 200ms
@@ -364,48 +351,46 @@ sink out: file {
 }
 api -> out
 `
-	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
+	k := proctest.NewKill(t, bin, "poll", src)
+	out := filepath.Join(k.Dir, "out", "items.jsonl")
+	k.Kills = kills
+	k.Env = []string{"URL=" + srv.URL + "/items", "OUT=" + out, "TOKEN=tok"}
+	k.Life = func() time.Duration { return time.Duration(400+rand.IntN(600)) * time.Millisecond }
+	k.Progress = func() string {
+		b, _ := os.ReadFile(out)
+		return fmt.Sprintf("%d lines in the output", bytes.Count(b, []byte{'\n'}))
 	}
-	(&proctest.Kill{
-		Bin: bin, File: file, State: filepath.Join(dir, "state"), Dir: dir, Name: "run", Kills: kills,
-		Env:  []string{"URL=" + srv.URL + "/items", "OUT=" + out, "TOKEN=tok"},
-		Life: func() time.Duration { return time.Duration(400+rand.IntN(600)) * time.Millisecond },
-		Progress: func() string {
-			b, _ := os.ReadFile(out)
-			return fmt.Sprintf("%d lines in the output", bytes.Count(b, []byte{'\n'}))
-		},
-		// Until the last page was asked for, and a checkpoint after it.
-		Complete: func(t *testing.T) {
-			deadline := time.Now().Add(60 * time.Second)
-			for time.Now().Before(deadline) {
-				api.mu.Lock()
-				asked := len(api.cursors) > 0 && api.cursors[len(api.cursors)-1] == strconv.Itoa(n)
-				api.mu.Unlock()
-				if asked {
-					time.Sleep(500 * time.Millisecond)
-					return
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-		},
-		Check: func(t *testing.T) proctest.Tallied {
-			b, err := os.ReadFile(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var ids []int64
-			for _, line := range bytes.Split(bytes.TrimSpace(b), []byte{'\n'}) {
-				var r struct{ ID int64 }
-				if err := json.Unmarshal(line, &r); err != nil {
-					t.Fatalf("line %q: %v", line, err)
-				}
-				ids = append(ids, r.ID)
-			}
+	// Until the last page was asked for, and a checkpoint after it.
+	k.Complete = func(t *testing.T) {
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
 			api.mu.Lock()
-			t.Logf("%d items, %d requests", n, len(api.cursors))
+			asked := len(api.cursors) > 0 && api.cursors[len(api.cursors)-1] == strconv.Itoa(n)
 			api.mu.Unlock()
-			return proctest.TallyIDs(proctest.Want(1, int64(n)+1), ids)
-		},
-	}).Run(t)
+			if asked {
+				time.Sleep(500 * time.Millisecond)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	k.Check = func(t *testing.T) proctest.Tallied {
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []int64
+		for _, line := range bytes.Split(bytes.TrimSpace(b), []byte{'\n'}) {
+			var r struct{ ID int64 }
+			if err := json.Unmarshal(line, &r); err != nil {
+				t.Fatalf("line %q: %v", line, err)
+			}
+			ids = append(ids, r.ID)
+		}
+		api.mu.Lock()
+		t.Logf("%d items, %d requests", n, len(api.cursors))
+		api.mu.Unlock()
+		return proctest.TallyIDs(proctest.Want(1, int64(n)+1), ids)
+	}
+	k.Run(t)
 }

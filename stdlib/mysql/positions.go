@@ -166,7 +166,7 @@ func (s *sink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
 
 // SetPositions implements stdlib.PositionStore, in one transaction: the
 // positions of every task of the stage for the partitions of source in
-// reset (all of source's when reset is empty) are deleted, and each task is
+// Reset (all of source's when reset is empty) are deleted, and each task is
 // given set, stored for the table the sink writes to now (which must
 // exist).
 func (s *sink) SetPositions(ctx context.Context, source string, reset []string, set []stdlib.Position) error {
@@ -230,7 +230,7 @@ func (s *sink) offline(ctx context.Context, fn func(q queryer) error) error {
 		return err
 	}
 	defer func() {
-		s.reset()
+		s.Reset()
 		if s.db != nil {
 			s.db.Close()
 			s.db = nil

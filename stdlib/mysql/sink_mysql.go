@@ -58,7 +58,7 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 		return nil, fmt.Errorf("mysql sink: %w", err)
 	}
 	s := &sink{conf: conf}
-	s.Sink = sqlcommon.NewSink[*column]("mysql", cfg, toColumn, sinkConn{s})
+	s.Sink = sqlcommon.NewSink[*column]("mysql", cfg, toColumn, s)
 	if s.table, s.offsets, err = sqlcommon.ParseTables(cfg, parseTable); err == nil {
 		err = s.Configure(cfg)
 	}
@@ -68,21 +68,15 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	return s, nil
 }
 
-// Open connects, prepares the table and returns the positions held.
-func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
+// Connect connects unless connected, forgetting any transaction.
+func (s *sink) Connect(ctx context.Context) error {
 	s.tx = nil
-	return s.OpenWith(ctx, s.dial, s)
+	return s.dial(ctx)
 }
 
 // Resolve qualifies the names of the table and of the offsets table.
 func (s *sink) Resolve(ctx context.Context) error {
-	var err error
-	if s.table, err = resolveDB(ctx, s.conn, s.table); err != nil {
-		return err
-	}
-	s.offsets, err = resolveDB(ctx, s.conn, s.offsets)
-	s.Tbl.Name = s.table.String()
-	return err
+	return sqlcommon.ResolveTables(&s.Sink, &s.table, &s.offsets, func(t tableName) (tableName, error) { return resolveDB(ctx, s.conn, t) })
 }
 
 // Columns returns the table's columns, none if it does not exist.
@@ -223,10 +217,10 @@ func (s *sink) addColumns(ctx context.Context, cols []sqlcommon.NewColumn) error
 	return nil
 }
 
-// evolveFor adds a nullable column for every field of the batch that the
+// EvolveFor adds a nullable column for every field of the batch that the
 // table lacks. DDL commits the open transaction in MySQL: it is rolled
 // back first, and replayed after.
-func (s *sink) evolveFor(ctx context.Context, batch []stdlib.Record) error {
+func (s *sink) EvolveFor(ctx context.Context, batch []stdlib.Record) error {
 	add := s.Tbl.Evolve(batch, &myTypes)
 	if len(add) == 0 {
 		return nil
@@ -237,7 +231,7 @@ func (s *sink) evolveFor(ctx context.Context, batch []stdlib.Record) error {
 		}
 	}
 	return s.Retry(ctx, func() error {
-		s.abort(ctx)
+		s.Abort(ctx)
 		if err := s.dial(ctx); err != nil {
 			return err
 		}

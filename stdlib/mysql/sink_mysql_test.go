@@ -311,7 +311,7 @@ func TestSinkCommitOutcome(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.tx = nil
-	s.reset()
+	s.Reset()
 	if ok, err := s.decide(ctx, 111, id); err != nil || !ok {
 		t.Fatalf("decide on a committed token: %v %v", ok, err)
 	}

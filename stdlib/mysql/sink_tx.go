@@ -38,8 +38,8 @@ func (s *sink) dial(ctx context.Context) error {
 	return nil
 }
 
-// reset drops the connection and the transaction it held.
-func (s *sink) reset() {
+// Reset drops the connection and the transaction it held.
+func (s *sink) Reset() {
 	if s.tx != nil {
 		_ = s.tx.Rollback() // releases the connection, which a Tx holds
 	}
@@ -47,20 +47,20 @@ func (s *sink) reset() {
 	s.conn, s.tx = nil, nil
 }
 
-// abort rolls the open transaction back, keeping the connection.
-func (s *sink) abort(ctx context.Context) {
+// Abort rolls the open transaction back, keeping the connection.
+func (s *sink) Abort(ctx context.Context) {
 	if s.tx != nil {
 		if err := s.tx.Rollback(); err != nil {
-			s.reset()
+			s.Reset()
 			return
 		}
 	}
 	s.tx = nil
 }
 
-// begin makes sure a connection and an open transaction exist; a new
+// Begin makes sure a connection and an open transaction exist; a new
 // transaction first replays the steps of the one that was lost.
-func (s *sink) begin(ctx context.Context) error {
+func (s *sink) Begin(ctx context.Context) error {
 	if err := s.dial(ctx); err != nil {
 		return err
 	}
@@ -79,18 +79,18 @@ func (s *sink) begin(ctx context.Context) error {
 // connection loss until retry_timeout.
 func (s *sink) inTx(ctx context.Context, fn func() error) error {
 	return s.Retry(ctx, func() error {
-		if err := s.begin(ctx); err != nil {
+		if err := s.Begin(ctx); err != nil {
 			return err
 		}
 		return fn()
 	})
 }
 
-// apply runs one step of a Write. A statement the server rejects for the
+// Apply runs one step of a Write. A statement the server rejects for the
 // content of a row is undone whole while the transaction goes on (InnoDB
 // rolls back the statement only): its rows are sent again in halves until
 // the rejected ones are found, and returned.
-func (s *sink) apply(ctx context.Context, st sqlcommon.Step) (stdlib.RecordErrors, error) {
+func (s *sink) Apply(ctx context.Context, st sqlcommon.Step) (stdlib.RecordErrors, error) {
 	err := s.inTx(ctx, func() error { return s.exec(ctx, st) })
 	if err == nil {
 		s.Done = append(s.Done, st)
@@ -104,11 +104,11 @@ func (s *sink) apply(ctx context.Context, st sqlcommon.Step) (stdlib.RecordError
 		return stdlib.RecordErrors{{Index: st.Idx[0], Err: rowError(err)}}, nil
 	}
 	mid := len(st.Rows) / 2
-	first, err := s.apply(ctx, sqlcommon.Step{Op: st.Op, Cols: st.Cols, Rows: st.Rows[:mid], Idx: st.Idx[:mid]})
+	first, err := s.Apply(ctx, sqlcommon.Step{Op: st.Op, Cols: st.Cols, Rows: st.Rows[:mid], Idx: st.Idx[:mid]})
 	if err != nil {
 		return nil, err
 	}
-	second, err := s.apply(ctx, sqlcommon.Step{Op: st.Op, Cols: st.Cols, Rows: st.Rows[mid:], Idx: st.Idx[mid:]})
+	second, err := s.Apply(ctx, sqlcommon.Step{Op: st.Op, Cols: st.Cols, Rows: st.Rows[mid:], Idx: st.Idx[mid:]})
 	if err != nil {
 		return nil, err
 	}
@@ -231,29 +231,20 @@ func (s *sink) Close(ctx context.Context) error {
 	return s.conf.close(&s.db)
 }
 
-// sinkConn is the sink's side of [sqlcommon.Conn].
-type sinkConn struct{ s *sink }
+// InTx reports whether a transaction is open.
+func (s *sink) InTx() bool { return s.tx != nil }
 
-func (c sinkConn) EvolveFor(ctx context.Context, batch []stdlib.Record) error {
-	return c.s.evolveFor(ctx, batch)
-}
-
-func (c sinkConn) Apply(ctx context.Context, st sqlcommon.Step) (stdlib.RecordErrors, error) {
-	return c.s.apply(ctx, st)
-}
-
-func (c sinkConn) InTx() bool                      { return c.s.tx != nil }
-func (c sinkConn) Begin(ctx context.Context) error { return c.s.begin(ctx) }
-func (c sinkConn) StorePositions(ctx context.Context, ps []stdlib.Position, token int64) error {
-	return c.s.storePositions(ctx, ps, token)
+// StorePositions stores ps and the commit token in the open transaction.
+func (s *sink) StorePositions(ctx context.Context, ps []stdlib.Position, token int64) error {
+	return s.storePositions(ctx, ps, token)
 }
 
 // CommitTx commits; a transaction whose COMMIT failed is decided by the
 // connection (its id) that ran it.
-func (c sinkConn) CommitTx(context.Context) (func(context.Context, int64) (bool, error), error) {
-	id := c.s.connID
-	err := c.s.tx.Commit()
-	return func(ctx context.Context, token int64) (bool, error) { return c.s.readToken(ctx, token, id) }, err
+func (s *sink) CommitTx(context.Context) (func(context.Context, int64) (bool, error), error) {
+	id := s.connID
+	err := s.tx.Commit()
+	return func(ctx context.Context, token int64) (bool, error) { return s.readToken(ctx, token, id) }, err
 }
 
 // decide tells whether the transaction that carried token, run by the
@@ -262,12 +253,11 @@ func (s *sink) decide(ctx context.Context, token, id int64) (bool, error) {
 	return s.Decide(ctx, token, func(ctx context.Context, token int64) (bool, error) { return s.readToken(ctx, token, id) })
 }
 
-func (c sinkConn) Committed() {
-	c.s.tx = nil
-	c.s.stale = false
-}
+// TxCommitted forgets the transaction that committed.
+func (s *sink) TxCommitted() { s.tx, s.stale = nil, false }
 
-func (c sinkConn) Reset()                    { c.s.reset() }
-func (c sinkConn) Abort(ctx context.Context) { c.s.abort(ctx) }
-func (c sinkConn) Transient(err error) bool  { return transient(err) }
-func (c sinkConn) Redact(err error) error    { return c.s.conf.redact(err) }
+// Transient reports an error that a new connection may cure.
+func (s *sink) Transient(err error) bool { return transient(err) }
+
+// Redact removes the password from err.
+func (s *sink) Redact(err error) error { return s.conf.redact(err) }

@@ -9,6 +9,7 @@ import (
 	"pipe.dev/pipe/stdlib"
 	_ "pipe.dev/pipe/stdlib/core"
 	_ "pipe.dev/pipe/stdlib/kafka"
+	"pipe.dev/pipe/stdlib/stdlibtest"
 )
 
 // TestCompilerChecks checks what the compiler rejects in NATS stages
@@ -16,72 +17,36 @@ import (
 // that exclude each other or are not subjects, and expressions of the
 // wrong type.
 func TestCompilerChecks(t *testing.T) {
-	const src = `source in: nats {
-  url      = "nats://127.0.0.1:4222"
-  stream   = "S"
-  consumer = "c"
-}
-`
+	const url = `url = "nats://127.0.0.1:4222"`
+	source := func(attrs ...string) string {
+		return stdlibtest.Stage("source", "in", "nats", append([]string{url}, attrs...)...)
+	}
+	src := source(`stream = "S"`, `consumer = "c"`)
+	// sink returns src into a sink out of component with attrs.
+	sink := func(component string, attrs ...string) string {
+		return src + stdlibtest.Stage("sink", "out", component, append([]string{url}, attrs...)...) + "in -> out\n"
+	}
+	discard := stdlibtest.Stage("sink", "out", "discard") + "in -> out\n"
 	cases := []struct {
 		name, text string
 		code       lang.Code
 		msg        string
 	}{
-		{"core sink is at most once", src + `sink out: nats_core {
-  url      = "nats://127.0.0.1:4222"
-  subject  = "a.b"
-  delivery = exactly_once
-}
-in -> out
-`, lang.DeliveryUnsupported, "cannot honour exactly_once"},
-		{"core sink is not at least once either", src + `sink out: nats_core {
-  url      = "nats://127.0.0.1:4222"
-  subject  = "a.b"
-  delivery = at_least_once
-}
-in -> out
-`, lang.DeliveryUnsupported, "cannot honour at_least_once"},
-		{"create_stream needs stream", src + `sink out: nats {
-  url           = "nats://127.0.0.1:4222"
-  subject       = "a.b"
-  create_stream = true
-  delivery      = exactly_once
-}
-in -> out
-`, lang.BadAttributeValue, "create_stream needs stream"},
-		{"no wildcard to publish on", src + `sink out: nats {
-  url      = "nats://127.0.0.1:4222"
-  subject  = "a.*"
-  delivery = exactly_once
-}
-in -> out
-`, lang.BadAttributeValue, "not a subject to publish on"},
-		{"subject is a string", src + `sink out: nats {
-  url      = "nats://127.0.0.1:4222"
-  subject := 42
-  delivery = exactly_once
-}
-in -> out
-`, 0, "subject"},
-		{"credentials stay out of the url", `source in: nats {
-  url      = "nats://u:p@127.0.0.1:4222"
-  stream   = "S"
-  consumer = "c"
-}
-sink out: discard {}
-in -> out
-`, lang.BadAttributeValue, "url holds credentials"},
-		{"one way to authenticate", `source in: nats {
-  url      = "nats://127.0.0.1:4222"
-  stream   = "S"
-  consumer = "c"
-  token    = "${env:T}"
-  user     = "u"
-  password = "${env:P}"
-}
-sink out: discard {}
-in -> out
-`, lang.BadAttributeValue, "set one of"},
+		{"core sink is at most once", sink("nats_core", `subject = "a.b"`, `delivery = exactly_once`),
+			lang.DeliveryUnsupported, "cannot honour exactly_once"},
+		{"core sink is not at least once either", sink("nats_core", `subject = "a.b"`, `delivery = at_least_once`),
+			lang.DeliveryUnsupported, "cannot honour at_least_once"},
+		{"create_stream needs stream", sink("nats", `subject = "a.b"`, `create_stream = true`, `delivery = exactly_once`),
+			lang.BadAttributeValue, "create_stream needs stream"},
+		{"no wildcard to publish on", sink("nats", `subject = "a.*"`, `delivery = exactly_once`),
+			lang.BadAttributeValue, "not a subject to publish on"},
+		{"subject is a string", sink("nats", `subject := 42`, `delivery = exactly_once`), 0, "subject"},
+		{"credentials stay out of the url",
+			stdlibtest.Stage("source", "in", "nats", `url = "nats://u:p@127.0.0.1:4222"`, `stream = "S"`, `consumer = "c"`) + discard,
+			lang.BadAttributeValue, "url holds credentials"},
+		{"one way to authenticate",
+			source(`stream = "S"`, `consumer = "c"`, `token = "${env:T}"`, `user = "u"`, `password = "${env:P}"`) + discard,
+			lang.BadAttributeValue, "set one of"},
 		{"meta.subject only from nats", `source in: kafka {
   brokers = ["k:9092"]
   topic   = "t"
@@ -92,14 +57,8 @@ transform m: map {
 sink out: discard {}
 in -> m -> out
 `, lang.UndeclaredMeta, "subject"},
-		{"stream names have no dots", `source in: nats {
-  url      = "nats://127.0.0.1:4222"
-  stream   = "a.b"
-  consumer = "c"
-}
-sink out: discard {}
-in -> out
-`, lang.BadAttributeValue, "stream must be"},
+		{"stream names have no dots", source(`stream = "a.b"`, `consumer = "c"`) + discard,
+			lang.BadAttributeValue, "stream must be"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -166,3 +166,24 @@ func transient(err error) bool {
 	}
 	return false
 }
+
+// stage is what the JetStream sink and source both keep of their
+// configuration.
+type stage struct {
+	cfg    stdlib.Config
+	log    *slog.Logger
+	conn   *conn
+	stream string
+}
+
+// newStage returns the stage of cfg, whose attributes check finds sound.
+func newStage(cfg stdlib.Config, check func(map[string]any) []stdlib.AttrError) (stage, error) {
+	cn, err := newConn(cfg)
+	if err != nil {
+		return stage{}, err
+	}
+	if errs := check(cfg.Attrs); len(errs) > 0 {
+		return stage{}, errors.New(errs[0].Message)
+	}
+	return stage{cfg: cfg, log: cfg.Log(), conn: cn, stream: cfg.String("stream")}, nil
+}

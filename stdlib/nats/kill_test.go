@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	osexec "os/exec"
 	"path/filepath"
 	"strconv"
@@ -81,11 +80,8 @@ func TestKillNATSSource(t *testing.T) {
 	n, kills := proctest.KillTest(t, 4000, 12)
 	e := newNATS(t)
 	bin := proctest.BuildPipe(t)
-	dir := t.TempDir()
 	sn := name("killsrc")
 	e.stream(t, sn, sn)
-	out := filepath.Join(dir, "out.jsonl")
-	file := filepath.Join(dir, "src.pipe")
 	text := fmt.Sprintf(`pipeline nats_kill_source {
   checkpoint = 300ms
 }
@@ -104,34 +100,31 @@ transform shape: map {
 }
 
 sink out: file {
-  path     = %q
+  path     = "out.jsonl"
   format   = json
   delivery = exactly_once
 }
 
 in -> shape -> out
-`, sn, out)
-	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
+`, sn)
+	k := proctest.NewKill(t, bin, "source", text)
+	out := filepath.Join(k.Dir, "out.jsonl")
+	k.Env, k.Kills = []string{"NATS_URL=" + testURL()}, kills
+	k.Life = func() time.Duration { return time.Duration(500+rand.IntN(1500)) * time.Millisecond }
+	k.Produce = func() error {
+		return publishSpread(t.Context(), sn+".events", n, time.Duration(kills)*1500*time.Millisecond)
 	}
-	(&proctest.Kill{
-		Bin: bin, File: file, State: filepath.Join(dir, "state"), Dir: dir, Name: "source",
-		Env: []string{"NATS_URL=" + testURL()}, Kills: kills,
-		Life: func() time.Duration { return time.Duration(500+rand.IntN(1500)) * time.Millisecond },
-		Produce: func() error {
-			return publishSpread(t.Context(), sn+".events", n, time.Duration(kills)*1500*time.Millisecond)
-		},
-		Progress: func() string { return fmt.Sprintf("%d lines", len(proctest.FileIDs(t, out))) },
-		Complete: func(t *testing.T) {
-			proctest.WaitSettled(t, "file", func() int { return len(proctest.FileIDs(t, out)) }, n, time.Minute)
-		},
-		Check: func(t *testing.T) proctest.Tallied {
-			if info := consumerInfo(t, e, sn, "pipe"); info.AckFloor.Stream != uint64(n) {
-				t.Errorf("consumer acknowledged up to %d, want %d", info.AckFloor.Stream, n)
-			}
-			return proctest.TallyIDs(proctest.Want(0, int64(n)), proctest.FileIDs(t, out))
-		},
-	}).Run(t)
+	k.Progress = func() string { return fmt.Sprintf("%d lines", len(proctest.FileIDs(t, out))) }
+	k.Complete = func(t *testing.T) {
+		proctest.WaitSettled(t, "file", func() int { return len(proctest.FileIDs(t, out)) }, n, time.Minute)
+	}
+	k.Check = func(t *testing.T) proctest.Tallied {
+		if info := consumerInfo(t, e, sn, "pipe"); info.AckFloor.Stream != uint64(n) {
+			t.Errorf("consumer acknowledged up to %d, want %d", info.AckFloor.Stream, n)
+		}
+		return proctest.TallyIDs(proctest.Want(0, int64(n)), proctest.FileIDs(t, out))
+	}
+	k.Run(t)
 }
 
 // TestKillNATSSink runs a pipeline writing generated records to JetStream
@@ -144,11 +137,9 @@ func TestKillNATSSink(t *testing.T) {
 	n, kills := proctest.KillTest(t, 4000, 12)
 	e := newNATS(t)
 	bin := proctest.BuildPipe(t)
-	dir := t.TempDir()
 	sn := name("killsink")
 	t.Cleanup(func() { e.js.DeleteStream(context.Background(), sn) })
 	t.Cleanup(func() { e.purgeKey("nats_kill_sink.out.0") })
-	file := filepath.Join(dir, "sink.pipe")
 	// About 12 s of records at the rate: the kills land in the middle.
 	rate := float64(n) / (float64(kills) * 1.0)
 	text := fmt.Sprintf(`pipeline nats_kill_sink {
@@ -174,24 +165,20 @@ sink out: nats {
 
 gen -> out
 `, n, rate, sn, sn+".>", sn)
-	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
+	k := proctest.NewKill(t, bin, "sink", text)
+	k.Env, k.Kills, k.Ends = []string{"NATS_URL=" + testURL()}, kills, true
+	k.Life = func() time.Duration { return time.Duration(400+rand.IntN(1200)) * time.Millisecond }
+	k.Progress = func() string {
+		st, err := e.js.Stream(t.Context(), sn)
+		if err != nil {
+			return "no stream yet"
+		}
+		return fmt.Sprintf("%d messages", st.CachedInfo().State.Msgs)
 	}
-	(&proctest.Kill{
-		Bin: bin, File: file, State: filepath.Join(dir, "state"), Dir: dir, Name: "sink",
-		Env: []string{"NATS_URL=" + testURL()}, Kills: kills, Ends: true,
-		Life: func() time.Duration { return time.Duration(400+rand.IntN(1200)) * time.Millisecond },
-		Progress: func() string {
-			st, err := e.js.Stream(t.Context(), sn)
-			if err != nil {
-				return "no stream yet"
-			}
-			return fmt.Sprintf("%d messages", st.CachedInfo().State.Msgs)
-		},
-		Check: func(t *testing.T) proctest.Tallied {
-			return proctest.TallyIDs(proctest.Want(0, int64(n)), e.ids(t, sn))
-		},
-	}).Run(t)
+	k.Check = func(t *testing.T) proctest.Tallied {
+		return proctest.TallyIDs(proctest.Want(0, int64(n)), e.ids(t, sn))
+	}
+	k.Run(t)
 }
 
 // TestServerRestartNATS runs a pipeline reading a JetStream stream into
@@ -210,13 +197,10 @@ func TestServerRestartNATS(t *testing.T) {
 		t.Skip("no local nats-server process to restart")
 	}
 	bin := proctest.BuildPipe(t)
-	dir := t.TempDir()
 	in, outStream := name("rsin"), name("rsout")
 	e.stream(t, in, in)
 	t.Cleanup(func() { e.js.DeleteStream(context.Background(), outStream) })
 	t.Cleanup(func() { e.purgeKey("nats_restart.nats_out.0") })
-	out := filepath.Join(dir, "out.jsonl")
-	file := filepath.Join(dir, "restart.pipe")
 	text := fmt.Sprintf(`pipeline nats_restart {
   checkpoint = 300ms
   delivery   = exactly_once
@@ -230,7 +214,7 @@ source in: nats {
 }
 
 sink file_out: file {
-  path   = %q
+  path   = "out.jsonl"
   format = json
 }
 
@@ -243,33 +227,30 @@ sink nats_out: nats {
 }
 
 in -> [file_out, nats_out]
-`, in, out, outStream, outStream+".>", outStream)
-	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
+`, in, outStream, outStream+".>", outStream)
+	k := proctest.NewKill(t, bin, "restart", text)
+	out := filepath.Join(k.Dir, "out.jsonl")
+	k.Env = []string{"NATS_URL=" + testURL()}
+	k.Produce = func() error { return publishSpread(t.Context(), in+".events", n, 10*time.Second) }
+	k.During = func(t *testing.T) {
+		for range 2 {
+			time.Sleep(time.Duration(2000+rand.IntN(1500)) * time.Millisecond)
+			restartServer(t)
+			t.Logf("restarted nats-server: %d lines", len(proctest.FileIDs(t, out)))
+		}
 	}
-	(&proctest.Kill{
-		Bin: bin, File: file, State: filepath.Join(dir, "state"), Dir: dir, Name: "restart",
-		Env:     []string{"NATS_URL=" + testURL()},
-		Produce: func() error { return publishSpread(t.Context(), in+".events", n, 10*time.Second) },
-		During: func(t *testing.T) {
-			for range 2 {
-				time.Sleep(time.Duration(2000+rand.IntN(1500)) * time.Millisecond)
-				restartServer(t)
-				t.Logf("restarted nats-server: %d lines", len(proctest.FileIDs(t, out)))
-			}
-		},
-		Complete: func(t *testing.T) {
-			proctest.WaitSettled(t, "file", func() int { return len(proctest.FileIDs(t, out)) }, n, time.Minute)
-		},
-		// Both sinks: each expected record once in the file and once in
-		// the stream.
-		Check: func(t *testing.T) proctest.Tallied {
-			want := proctest.Want(0, int64(n))
-			f, s := proctest.TallyIDs(want, proctest.FileIDs(t, out)), proctest.TallyIDs(want, e.ids(t, outStream))
-			t.Logf("file sink: %+v, nats sink: %+v", f, s)
-			return f.Plus(s)
-		},
-	}).Run(t)
+	k.Complete = func(t *testing.T) {
+		proctest.WaitSettled(t, "file", func() int { return len(proctest.FileIDs(t, out)) }, n, time.Minute)
+	}
+	// Both sinks: each expected record once in the file and once in
+	// the stream.
+	k.Check = func(t *testing.T) proctest.Tallied {
+		want := proctest.Want(0, int64(n))
+		f, s := proctest.TallyIDs(want, proctest.FileIDs(t, out)), proctest.TallyIDs(want, e.ids(t, outStream))
+		t.Logf("file sink: %+v, nats sink: %+v", f, s)
+		return f.Plus(s)
+	}
+	k.Run(t)
 }
 
 // serverPID returns the pid of the local nats-server, or 0.

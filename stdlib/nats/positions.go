@@ -54,7 +54,7 @@ func (s *sink) offline(ctx context.Context, op func(kv jetstream.KeyValue) error
 func (s *sink) taskKey(task int) string {
 	c := s.cfg
 	c.Task = task
-	return (&sink{cfg: c}).key()
+	return (&sink{stage: stage{cfg: c}}).key()
 }
 
 // StoredPositions implements stdlib.PositionStore: the positions every task

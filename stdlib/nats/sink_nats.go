@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"maps"
 	"slices"
 	"strconv"
@@ -168,11 +167,8 @@ func (e *encoder) message(r *stdlib.Record) (*nats.Msg, error) {
 }
 
 type sink struct {
-	cfg      stdlib.Config
-	log      *slog.Logger
-	conn     *conn
+	stage
 	enc      encoder
-	stream   string
 	create   bool
 	subjects []string
 	window   time.Duration
@@ -195,18 +191,12 @@ type sink struct {
 }
 
 func newSink(cfg stdlib.Config) (*sink, error) {
-	cn, err := newConn(cfg)
+	st, err := newStage(cfg, checkSink)
 	if err != nil {
 		return nil, err
 	}
-	if errs := checkSink(cfg.Attrs); len(errs) > 0 {
-		return nil, errors.New(errs[0].Message)
-	}
 	s := &sink{
-		cfg:      cfg,
-		log:      cfg.Log(),
-		conn:     cn,
-		stream:   cfg.String("stream"),
+		stage:    st,
 		create:   cfg.Bool("create_stream"),
 		subjects: cfg.Strings("subjects"),
 		window:   cfg.Duration("duplicate_window"),

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -126,10 +125,7 @@ type ackRef struct {
 }
 
 type source struct {
-	cfg      stdlib.Config
-	log      *slog.Logger
-	conn     *conn
-	stream   string
+	stage
 	consumer string
 	filter   string
 	start    string // earliest, latest, or "" with startTime
@@ -161,18 +157,12 @@ type source struct {
 }
 
 func newSource(cfg stdlib.Config) (*source, error) {
-	cn, err := newConn(cfg)
+	st, err := newStage(cfg, checkSource)
 	if err != nil {
 		return nil, err
 	}
-	if errs := checkSource(cfg.Attrs); len(errs) > 0 {
-		return nil, errors.New(errs[0].Message)
-	}
 	s := &source{
-		cfg:      cfg,
-		log:      cfg.Log(),
-		conn:     cn,
-		stream:   cfg.String("stream"),
+		stage:    st,
 		consumer: cfg.String("consumer"),
 		filter:   cfg.String("filter"),
 		fetchN:   int(cfg.Int("batch")),

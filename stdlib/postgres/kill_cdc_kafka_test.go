@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	osexec "os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -63,11 +62,7 @@ func TestKillCDCKafka(t *testing.T) {
 	bin := proctest.BuildPipe(t)
 	brokers := proctest.StartBroker(t, bin, 4)
 	topic := "cdcout.changes" // as the pipeline names it
-	dir := t.TempDir()
-	file := filepath.Join(dir, "cdc.pipe")
-	if err := os.WriteFile(file, []byte(cdcKafkaKillPipe), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	kill := proctest.NewKill(t, bin, "cdc-kafka", cdcKafkaKillPipe)
 	// read returns the committed changes of the topic, failing on a key
 	// that is not the row's primary key.
 	read := func(t *testing.T) []cdcChange {
@@ -105,28 +100,26 @@ func TestKillCDCKafka(t *testing.T) {
 	}
 	w := &cdcWriter{table: table, rows: map[int]bool{}, want: map[int][]string{}}
 	span := time.Duration(kills) * 2 * time.Second
-	kill := &proctest.Kill{
-		Bin: bin, File: file, State: filepath.Join(dir, "state"), Dir: dir, Name: "cdc-kafka", Kills: kills,
-		Env: []string{"PG_URL=" + testDSN(), "PUB=" + c.pub, "SLOT=" + c.slot, "PG_TABLE=" + table,
-			"KAFKA_BROKERS=" + brokers},
-		Produce:  func() error { return w.run(span) },
-		Progress: func() string { return fmt.Sprintf("%d changes written", w.total()) },
-		Complete: func(t *testing.T) {
-			deadline := time.Now().Add(60 * time.Second)
-			for len(read(t)) < w.total() {
-				if time.Now().After(deadline) {
-					t.Fatalf("%d changes in the topic, want %d", len(read(t)), w.total())
-				}
-				time.Sleep(500 * time.Millisecond)
+	kill.Kills = kills
+	kill.Env = []string{"PG_URL=" + testDSN(), "PUB=" + c.pub, "SLOT=" + c.slot, "PG_TABLE=" + table,
+		"KAFKA_BROKERS=" + brokers}
+	kill.Produce = func() error { return w.run(span) }
+	kill.Progress = func() string { return fmt.Sprintf("%d changes written", w.total()) }
+	kill.Complete = func(t *testing.T) {
+		deadline := time.Now().Add(60 * time.Second)
+		for len(read(t)) < w.total() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d changes in the topic, want %d", len(read(t)), w.total())
 			}
-			time.Sleep(2 * time.Second) // more would be doubles
-		},
-		Check: func(t *testing.T) proctest.Tallied { return w.check(t, read(t)) },
+			time.Sleep(500 * time.Millisecond)
+		}
+		time.Sleep(2 * time.Second) // more would be doubles
 	}
+	kill.Check = func(t *testing.T) proctest.Tallied { return w.check(t, read(t)) }
 	kill.Run(t)
 
 	// pipe offsets show lists the slot's position beside the sink's.
-	cmd := osexec.Command(bin, "offsets", "show", "--state-dir", kill.State, file)
+	cmd := osexec.Command(bin, "offsets", "show", "--state-dir", kill.State, kill.File)
 	cmd.Env = append(os.Environ(), kill.Env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -110,11 +108,7 @@ func TestKillCDCSnapshot(t *testing.T) {
 	e.exec(fmt.Sprintf("INSERT INTO %s.big SELECT g, g * 7, 'row ' || g FROM generate_series(1, %d) g", quote(src), cdcSnapBigRows))
 	e.exec(fmt.Sprintf("INSERT INTO %s.t2 SELECT g, g, 'r' FROM generate_series(1, 500) g", quote(src)))
 
-	dir := t.TempDir()
-	file := filepath.Join(dir, "cdcsnap.pipe")
-	if err := os.WriteFile(file, []byte(cdcSnapKillPipe), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	kill := proctest.NewKill(t, proctest.BuildPipe(t), "cdcsnap", cdcSnapKillPipe)
 	// A kill while the big table's snapshot is not yet durable in its
 	// replica (the sink holds no done position of it).
 	var duringSnapshot atomic.Int32
@@ -130,62 +124,60 @@ func TestKillCDCSnapshot(t *testing.T) {
 	span := time.Duration(kills) * 2 * time.Second
 	var lastKilled atomic.Bool
 	var written atomic.Int64
-	kill := &proctest.Kill{
-		Bin: proctest.BuildPipe(t), File: file, State: filepath.Join(dir, "state"), Dir: dir, Name: "cdcsnap", Kills: kills,
-		Env: []string{"PG_URL=" + testDSN(), "PUB=" + pub, "SLOT=" + slot, "SRC=" + src, "DST=" + dst},
-		Life: func() time.Duration {
-			runs++
-			lastKilled.Store(runs >= kills)
-			switch {
-			case runs <= 3: // the snapshot of the big table takes a few runs
-				return time.Duration(1000+rand.IntN(1000)) * time.Millisecond
-			case runs > kills*2/3 && !snapshotDone():
-				// A loaded machine: this run lives until the snapshot is
-				// durable (30 s at most), so that the last kills hit the
-				// stream. Life is called once the run started.
-				for end := time.Now().Add(30 * time.Second); !snapshotDone() && time.Now().Before(end); {
-					time.Sleep(200 * time.Millisecond)
-				}
-				return time.Duration(500+rand.IntN(1000)) * time.Millisecond
+	kill.Kills = kills
+	kill.Env = []string{"PG_URL=" + testDSN(), "PUB=" + pub, "SLOT=" + slot, "SRC=" + src, "DST=" + dst}
+	kill.Life = func() time.Duration {
+		runs++
+		lastKilled.Store(runs >= kills)
+		switch {
+		case runs <= 3: // the snapshot of the big table takes a few runs
+			return time.Duration(1000+rand.IntN(1000)) * time.Millisecond
+		case runs > kills*2/3 && !snapshotDone():
+			// A loaded machine: this run lives until the snapshot is
+			// durable (30 s at most), so that the last kills hit the
+			// stream. Life is called once the run started.
+			for end := time.Now().Add(30 * time.Second); !snapshotDone() && time.Now().Before(end); {
+				time.Sleep(200 * time.Millisecond)
 			}
-			return time.Duration(1000+rand.IntN(3000)) * time.Millisecond
-		},
-		Produce: func() error { return cdcSnapWorkload(src, span, &lastKilled, &written) },
-		Progress: func() string {
-			done := snapshotDone()
-			if !done {
-				duringSnapshot.Add(1)
+			return time.Duration(500+rand.IntN(1000)) * time.Millisecond
+		}
+		return time.Duration(1000+rand.IntN(3000)) * time.Millisecond
+	}
+	kill.Produce = func() error { return cdcSnapWorkload(src, span, &lastKilled, &written) }
+	kill.Progress = func() string {
+		done := snapshotDone()
+		if !done {
+			duringSnapshot.Add(1)
+		}
+		return fmt.Sprintf("%d replica rows of big, snapshot durable: %v; %d changes written", e.count(quote(dst)+".big"), done, written.Load())
+	}
+	kill.Complete = func(t *testing.T) {
+		deadline := time.Now().Add(90 * time.Second)
+		for !cdcSnapSame(t, e, src, dst) && time.Now().Before(deadline) {
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	kill.Check = func(t *testing.T) proctest.Tallied {
+		var tl proctest.Tallied
+		for _, tb := range cdcSnapTables {
+			s, d := quote(src)+"."+tb.name, quote(dst)+"."+tb.name
+			if hs, hd := tableHash(t, e, s), tableHash(t, e, d); hs != hd {
+				t.Errorf("table %s: hash %s, replica %s", tb.name, hs, hd)
 			}
-			return fmt.Sprintf("%d replica rows of big, snapshot durable: %v; %d changes written", e.count(quote(dst)+".big"), done, written.Load())
-		},
-		Complete: func(t *testing.T) {
-			deadline := time.Now().Add(90 * time.Second)
-			for !cdcSnapSame(t, e, src, dst) && time.Now().Before(deadline) {
-				time.Sleep(500 * time.Millisecond)
-			}
-		},
-		Check: func(t *testing.T) proctest.Tallied {
-			var tl proctest.Tallied
-			for _, tb := range cdcSnapTables {
-				s, d := quote(src)+"."+tb.name, quote(dst)+"."+tb.name
-				if hs, hd := tableHash(t, e, s), tableHash(t, e, d); hs != hd {
-					t.Errorf("table %s: hash %s, replica %s", tb.name, hs, hd)
-				}
-				var read, missing, extra int
-				err := e.conn.QueryRow(t.Context(), `SELECT
+			var read, missing, extra int
+			err := e.conn.QueryRow(t.Context(), `SELECT
   (SELECT count(*) FROM `+d+`),
   (SELECT count(*) FROM `+s+` s WHERE NOT EXISTS (SELECT 1 FROM `+d+` d WHERE d.id = s.id AND d.v IS NOT DISTINCT FROM s.v AND d.note IS NOT DISTINCT FROM s.note)),
   (SELECT count(*) FROM `+d+` d WHERE NOT EXISTS (SELECT 1 FROM `+s+` s WHERE s.id = d.id))`).Scan(&read, &missing, &extra)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Logf("table %s: %d rows in the replica, %d missing or different, %d not in the source", tb.name, read, missing, extra)
-				tl.Read += read
-				tl.Missing += missing
-				tl.Extra += extra
+			if err != nil {
+				t.Fatal(err)
 			}
-			return tl
-		},
+			t.Logf("table %s: %d rows in the replica, %d missing or different, %d not in the source", tb.name, read, missing, extra)
+			tl.Read += read
+			tl.Missing += missing
+			tl.Extra += extra
+		}
+		return tl
 	}
 	kill.Run(t)
 	if kills > 1 && duringSnapshot.Load() == 0 {

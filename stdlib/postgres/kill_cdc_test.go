@@ -56,31 +56,25 @@ func TestKillCDC(t *testing.T) {
 	// source streams from the slot (no snapshot of earlier rows).
 	c.exec("CREATE PUBLICATION " + quote(c.pub) + " FOR TABLE " + table)
 	c.exec("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", c.slot)
-	dir := t.TempDir()
-	file := filepath.Join(dir, "cdc.pipe")
-	if err := os.WriteFile(file, []byte(cdcKillPipe), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, "out.jsonl")
+	kill := proctest.NewKill(t, proctest.BuildPipe(t), "cdc", cdcKillPipe)
+	out := filepath.Join(kill.Dir, "out.jsonl")
 	w := &cdcWriter{table: table, rows: map[int]bool{}, want: map[int][]string{}}
 	span := time.Duration(kills) * 2 * time.Second
-	kill := &proctest.Kill{
-		Bin: proctest.BuildPipe(t), File: file, State: filepath.Join(dir, "state"), Dir: dir, Name: "cdc", Kills: kills,
-		Env:      []string{"PG_URL=" + testDSN(), "PUB=" + c.pub, "SLOT=" + c.slot, "PG_TABLE=" + table, "OUT=" + out},
-		Produce:  func() error { return w.run(span) },
-		Progress: func() string { return fmt.Sprintf("%d changes written", len(readChanges(t, out))) },
-		Complete: func(t *testing.T) {
-			deadline := time.Now().Add(40 * time.Second)
-			for len(readChanges(t, out)) < w.total() {
-				if time.Now().After(deadline) {
-					t.Fatalf("%d changes in the file, want %d", len(readChanges(t, out)), w.total())
-				}
-				time.Sleep(200 * time.Millisecond)
+	kill.Kills = kills
+	kill.Env = []string{"PG_URL=" + testDSN(), "PUB=" + c.pub, "SLOT=" + c.slot, "PG_TABLE=" + table, "OUT=" + out}
+	kill.Produce = func() error { return w.run(span) }
+	kill.Progress = func() string { return fmt.Sprintf("%d changes written", len(readChanges(t, out))) }
+	kill.Complete = func(t *testing.T) {
+		deadline := time.Now().Add(40 * time.Second)
+		for len(readChanges(t, out)) < w.total() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d changes in the file, want %d", len(readChanges(t, out)), w.total())
 			}
-			time.Sleep(2 * time.Second) // more would be doubles
-		},
-		Check: func(t *testing.T) proctest.Tallied { return w.check(t, readChanges(t, out)) },
+			time.Sleep(200 * time.Millisecond)
+		}
+		time.Sleep(2 * time.Second) // more would be doubles
 	}
+	kill.Check = func(t *testing.T) proctest.Tallied { return w.check(t, readChanges(t, out)) }
 	kill.Run(t)
 }
 

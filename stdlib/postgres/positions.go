@@ -209,7 +209,7 @@ func (s *sink) StoredPositions(ctx context.Context) ([]stdlib.Position, error) {
 
 // SetPositions implements stdlib.PositionStore, in one transaction: the
 // positions of every task of the stage for the partitions of source in
-// reset (all of source's when reset is empty) are deleted, and each task is
+// Reset (all of source's when reset is empty) are deleted, and each task is
 // given set, stored for the table the sink writes to now (which must
 // exist). An at_least_once sink keeps none: nothing to change.
 func (s *sink) SetPositions(ctx context.Context, source string, reset []string, set []stdlib.Position) error {
@@ -256,7 +256,7 @@ func (s *sink) offline(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	if err := s.dial(ctx); err != nil {
 		return err
 	}
-	defer s.reset()
+	defer s.Reset()
 	if err := s.Resolve(ctx); err != nil {
 		return err
 	}

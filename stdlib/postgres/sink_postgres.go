@@ -56,7 +56,7 @@ type sink struct {
 
 func newSink(cfg stdlib.Config) (*sink, error) {
 	s := &sink{dsn: cfg.String("dsn"), instance: cfg.Instance, ownerName: cfg.Owner}
-	s.Sink = sqlcommon.NewSink[*column]("postgres", cfg, toColumn, sinkConn{s})
+	s.Sink = sqlcommon.NewSink[*column]("postgres", cfg, toColumn, s)
 	if s.dsn == "" {
 		return nil, errors.New("postgres sink: dsn is empty")
 	}
@@ -70,21 +70,15 @@ func newSink(cfg stdlib.Config) (*sink, error) {
 	return s, nil
 }
 
-// Open connects, prepares the table and returns the positions held.
-func (s *sink) Open(ctx context.Context) ([]stdlib.Position, error) {
+// Connect connects unless connected, forgetting any transaction.
+func (s *sink) Connect(ctx context.Context) error {
 	s.tx = nil
-	return s.OpenWith(ctx, s.dial, s)
+	return s.dial(ctx)
 }
 
 // Resolve qualifies the names of the table and of the offsets table.
 func (s *sink) Resolve(ctx context.Context) error {
-	var err error
-	if s.table, err = resolveSchema(ctx, s.conn, s.table); err != nil {
-		return err
-	}
-	s.offsets, err = resolveSchema(ctx, s.conn, s.offsets)
-	s.Tbl.Name = s.table.String()
-	return err
+	return sqlcommon.ResolveTables(&s.Sink, &s.table, &s.offsets, func(t tableName) (tableName, error) { return resolveSchema(ctx, s.conn, t) })
 }
 
 // Columns returns the table's columns, none if it does not exist.

@@ -351,7 +351,7 @@ func TestSinkCommitOutcome(t *testing.T) {
 	if err := s.Write(t.Context(), events(1, 3)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.begin(t.Context()); err != nil {
+	if err := s.Begin(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.storePositions(t.Context(), s.tx, pos(2), 4242); err != nil {
@@ -377,7 +377,7 @@ func TestSinkCommitOutcome(t *testing.T) {
 		t.Fatalf("%d rows after the undecided transaction was ended", n)
 	}
 	// A committed token is recognised.
-	s.reset()
+	s.Reset()
 	if err := s.Checkpoint(t.Context(), stdlib.Checkpoint{ID: 1, Positions: pos(2)}); err != nil {
 		t.Fatal(err)
 	}

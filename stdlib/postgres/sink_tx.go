@@ -15,9 +15,9 @@ import (
 	"pipe.dev/pipe/stdlib/internal/sqlcommon"
 )
 
-// begin makes sure a connection and an open transaction exist; a new
+// Begin makes sure a connection and an open transaction exist; a new
 // transaction first replays the steps of the one that was lost.
-func (s *sink) begin(ctx context.Context) error {
+func (s *sink) Begin(ctx context.Context) error {
 	if err := s.dial(ctx); err != nil {
 		return err
 	}
@@ -51,8 +51,8 @@ func (s *sink) dial(ctx context.Context) error {
 	return nil
 }
 
-// reset drops the connection and the transaction it held.
-func (s *sink) reset() {
+// Reset drops the connection and the transaction it held.
+func (s *sink) Reset() {
 	if s.conn != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		s.conn.Close(ctx)
@@ -61,11 +61,11 @@ func (s *sink) reset() {
 	s.conn, s.tx = nil, nil
 }
 
-// abort rolls the open transaction back, keeping the connection.
-func (s *sink) abort(ctx context.Context) {
+// Abort rolls the open transaction back, keeping the connection.
+func (s *sink) Abort(ctx context.Context) {
 	if s.tx != nil {
 		if err := s.tx.Rollback(ctx); err != nil {
-			s.reset()
+			s.Reset()
 			return
 		}
 	}
@@ -76,16 +76,16 @@ func (s *sink) abort(ctx context.Context) {
 // connection loss until retry_timeout.
 func (s *sink) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	return s.Retry(ctx, func() error {
-		if err := s.begin(ctx); err != nil {
+		if err := s.Begin(ctx); err != nil {
 			return err
 		}
 		return fn(s.tx)
 	})
 }
 
-// apply runs one step of a Write. Rows the server rejects for their
+// Apply runs one step of a Write. Rows the server rejects for their
 // content are found by bisection under savepoints and returned.
-func (s *sink) apply(ctx context.Context, st sqlcommon.Step) (stdlib.RecordErrors, error) {
+func (s *sink) Apply(ctx context.Context, st sqlcommon.Step) (stdlib.RecordErrors, error) {
 	err := s.inTx(ctx, func(tx pgx.Tx) error { return s.exec(ctx, tx, st) })
 	if err == nil {
 		s.Done = append(s.Done, st)
@@ -96,7 +96,7 @@ func (s *sink) apply(ctx context.Context, st sqlcommon.Step) (stdlib.RecordError
 		return nil, err
 	}
 	// The transaction is aborted: start it again and find the bad rows.
-	s.abort(ctx)
+	s.Abort(ctx)
 	var rejected stdlib.RecordErrors
 	good := sqlcommon.Step{Op: st.Op, Cols: st.Cols}
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
@@ -236,9 +236,9 @@ func (s *sink) deleteSQL() string {
 		") WHERE " + strings.Join(conds, " AND ")
 }
 
-// evolveFor adds a nullable column for every field of the batch that the
+// EvolveFor adds a nullable column for every field of the batch that the
 // table lacks.
-func (s *sink) evolveFor(ctx context.Context, batch []stdlib.Record) error {
+func (s *sink) EvolveFor(ctx context.Context, batch []stdlib.Record) error {
 	adds := addColumns(s.Tbl.Evolve(batch, &pgTypes))
 	if len(adds) == 0 {
 		return nil
@@ -309,40 +309,30 @@ func (s *sink) Close(ctx context.Context) error {
 	return disconnect(ctx, &s.conn)
 }
 
-// sinkConn is the sink's side of [sqlcommon.Conn].
-type sinkConn struct{ s *sink }
+// InTx reports whether a transaction is open.
+func (s *sink) InTx() bool { return s.tx != nil }
 
-func (c sinkConn) EvolveFor(ctx context.Context, batch []stdlib.Record) error {
-	return c.s.evolveFor(ctx, batch)
-}
-
-func (c sinkConn) Apply(ctx context.Context, st sqlcommon.Step) (stdlib.RecordErrors, error) {
-	return c.s.apply(ctx, st)
-}
-
-func (c sinkConn) InTx() bool                      { return c.s.tx != nil }
-func (c sinkConn) Begin(ctx context.Context) error { return c.s.begin(ctx) }
-func (c sinkConn) StorePositions(ctx context.Context, ps []stdlib.Position, token int64) error {
-	return c.s.storePositions(ctx, c.s.tx, ps, token)
+// StorePositions stores ps and the commit token in the open transaction.
+func (s *sink) StorePositions(ctx context.Context, ps []stdlib.Position, token int64) error {
+	return s.storePositions(ctx, s.tx, ps, token)
 }
 
 // CommitTx commits; a transaction whose COMMIT failed is decided by the
 // backend (pid and start) that ran it.
-func (c sinkConn) CommitTx(ctx context.Context) (func(context.Context, int64) (bool, error), error) {
-	pid, start := c.s.conn.PgConn().PID(), c.s.backendStart
-	err := c.s.tx.Commit(ctx)
-	return func(ctx context.Context, token int64) (bool, error) { return c.s.readToken(ctx, token, pid, start) }, err
+func (s *sink) CommitTx(ctx context.Context) (func(context.Context, int64) (bool, error), error) {
+	pid, start := s.conn.PgConn().PID(), s.backendStart
+	err := s.tx.Commit(ctx)
+	return func(ctx context.Context, token int64) (bool, error) { return s.readToken(ctx, token, pid, start) }, err
 }
 
-func (c sinkConn) Committed() {
-	c.s.tx = nil
-	c.s.stale = false
-}
+// TxCommitted forgets the transaction that committed.
+func (s *sink) TxCommitted() { s.tx, s.stale = nil, false }
 
-func (c sinkConn) Reset()                    { c.s.reset() }
-func (c sinkConn) Abort(ctx context.Context) { c.s.abort(ctx) }
-func (c sinkConn) Transient(err error) bool  { return transient(err) }
-func (sinkConn) Redact(err error) error      { return err }
+// Transient reports an error that a new connection may cure.
+func (s *sink) Transient(err error) bool { return transient(err) }
+
+// Redact returns err unchanged.
+func (s *sink) Redact(err error) error { return err }
 
 // decide tells whether the transaction that carried token, run by the
 // backend pid started at start, committed.

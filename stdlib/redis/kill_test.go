@@ -73,7 +73,6 @@ func TestKillRedisSource(t *testing.T) {
 	cl := newClient(t)
 	root := proctest.ModuleRoot(t)
 	bin := proctest.BuildPipe(t)
-	dir := t.TempDir()
 	stream, group := uniq("kill-src"), "pipe"
 	t.Cleanup(func() { cl.Del(context.Background(), stream) })
 	src, err := os.ReadFile(filepath.Join(root, "examples", "redis_to_file.pipe"))
@@ -84,27 +83,26 @@ func TestKillRedisSource(t *testing.T) {
 	if text == string(src) {
 		t.Fatal("the example changed: no schema line to add the consumer after")
 	}
-	file := filepath.Join(dir, "redis_to_file.pipe")
-	os.WriteFile(file, []byte(text), 0o644)
-	out := filepath.Join(dir, "out.jsonl")
-	(&proctest.Kill{
-		Bin: bin, File: file, State: filepath.Join(dir, "state"), Dir: root, Name: "redis source", Kills: kills,
-		Env:    []string{"REDIS_ADDR=" + testAddr(), "IN_STREAM=" + stream, "GROUP=" + group, "OUT=" + out},
-		RunEnv: func(i int) []string { return []string{"CONSUMER=c" + strconv.Itoa(i%3)} },
-		Life:   func() time.Duration { return time.Duration(1000+rand.IntN(1500)) * time.Millisecond },
-		Produce: func() error {
-			return produce(t.Context(), cl, stream, 0, n, time.Duration(kills)*1500*time.Millisecond)
-		},
-		Progress: func() string {
-			return fmt.Sprintf("%d lines, %d pending", len(proctest.FileIDs(t, out)), pendingCount(t, cl, stream, group))
-		},
-		Complete: func(t *testing.T) {
-			proctest.WaitSettled(t, "lines in the file", func() int { return len(proctest.FileIDs(t, out)) }, n, time.Minute)
-		},
-		Check: func(t *testing.T) proctest.Tallied {
-			return proctest.TallyIDs(proctest.Want(0, int64(n)), proctest.FileIDs(t, out))
-		},
-	}).Run(t)
+	k := proctest.NewKill(t, bin, "redis-source", text)
+	out := filepath.Join(k.Dir, "out.jsonl")
+	k.Dir = root
+	k.Kills = kills
+	k.Env = []string{"REDIS_ADDR=" + testAddr(), "IN_STREAM=" + stream, "GROUP=" + group, "OUT=" + out}
+	k.RunEnv = func(i int) []string { return []string{"CONSUMER=c" + strconv.Itoa(i%3)} }
+	k.Life = func() time.Duration { return time.Duration(1000+rand.IntN(1500)) * time.Millisecond }
+	k.Produce = func() error {
+		return produce(t.Context(), cl, stream, 0, n, time.Duration(kills)*1500*time.Millisecond)
+	}
+	k.Progress = func() string {
+		return fmt.Sprintf("%d lines, %d pending", len(proctest.FileIDs(t, out)), pendingCount(t, cl, stream, group))
+	}
+	k.Complete = func(t *testing.T) {
+		proctest.WaitSettled(t, "lines in the file", func() int { return len(proctest.FileIDs(t, out)) }, n, time.Minute)
+	}
+	k.Check = func(t *testing.T) proctest.Tallied {
+		return proctest.TallyIDs(proctest.Want(0, int64(n)), proctest.FileIDs(t, out))
+	}
+	k.Run(t)
 	if p := pendingCount(t, cl, stream, group); p != 0 {
 		t.Errorf("%d entries still pending after the last checkpoint", p)
 	}
@@ -194,24 +192,23 @@ func TestKillRedisSink(t *testing.T) {
 	cl := newClient(t)
 	root := proctest.ModuleRoot(t)
 	bin := proctest.BuildPipe(t)
-	dir := t.TempDir()
 	prefix := uniq("kill-sink")
 	t.Cleanup(func() { delPrefix(cl, prefix) })
 	rate := max(n/(kills*2), 50)
-	file := filepath.Join(dir, "sink.pipe")
-	os.WriteFile(file, fmt.Appendf(nil, sinkPipeline, n, rate), 0o644)
+	k := proctest.NewKill(t, bin, "redis-sink", fmt.Sprintf(sinkPipeline, n, rate))
+	k.Dir = root
 	xlen := func() int { return int(cl.XLen(t.Context(), prefix+":stream").Val()) }
-	(&proctest.Kill{
-		Bin: bin, File: file, State: filepath.Join(dir, "state"), Dir: root, Name: "redis sink", Kills: kills, Ends: true,
-		Env:      []string{"REDIS_ADDR=" + testAddr(), "PREFIX=" + prefix},
-		Life:     func() time.Duration { return time.Duration(1000+rand.IntN(1500)) * time.Millisecond },
-		Progress: func() string { return fmt.Sprintf("%d entries", xlen()) },
-		Complete: func(t *testing.T) { proctest.WaitSettled(t, "entries in the stream", xlen, n, time.Minute) },
-		Check: func(t *testing.T) proctest.Tallied {
-			checkHashesAndKeys(t, cl, prefix, n)
-			return proctest.TallyIDs(proctest.Want(0, int64(n)), streamIDs(t, cl, prefix+":stream"))
-		},
-	}).Run(t)
+	k.Kills = kills
+	k.Ends = true
+	k.Env = []string{"REDIS_ADDR=" + testAddr(), "PREFIX=" + prefix}
+	k.Life = func() time.Duration { return time.Duration(1000+rand.IntN(1500)) * time.Millisecond }
+	k.Progress = func() string { return fmt.Sprintf("%d entries", xlen()) }
+	k.Complete = func(t *testing.T) { proctest.WaitSettled(t, "entries in the stream", xlen, n, time.Minute) }
+	k.Check = func(t *testing.T) proctest.Tallied {
+		checkHashesAndKeys(t, cl, prefix, n)
+		return proctest.TallyIDs(proctest.Want(0, int64(n)), streamIDs(t, cl, prefix+":stream"))
+	}
+	k.Run(t)
 }
 
 func delPrefix(cl *goredis.Client, prefix string) {

@@ -107,12 +107,8 @@ type killRun struct {
 // newKillRun writes the pipeline in format and its input of n records,
 // and returns its round of kills without its Produce.
 func newKillRun(t *testing.T, e *s3Env, endpoint, bin, format string, n, kills int) *killRun {
-	dir := t.TempDir()
-	k := &killRun{e: e, began: time.Now(), in: filepath.Join(dir, "in.jsonl")}
-	file := filepath.Join(dir, "kill.pipe")
-	if err := os.WriteFile(file, []byte(strings.Replace(killPipeline, "FORMAT", format, 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	k := &killRun{Kill: *proctest.NewKill(t, bin, format, strings.Replace(killPipeline, "FORMAT", format, 1)), e: e, began: time.Now()}
+	k.in = filepath.Join(k.Dir, "in.jsonl")
 	if err := os.WriteFile(k.in, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -121,29 +117,27 @@ func newKillRun(t *testing.T, e *s3Env, endpoint, bin, format string, n, kills i
 		fmt.Fprintf(&input, "{\"id\":%d,\"name\":\"n%d\"}\n", id, id)
 	}
 	k.input = input.Bytes()
-	k.Kill = proctest.Kill{
-		Bin: bin, File: file, State: filepath.Join(dir, "state"), Dir: dir, Name: format, Kills: kills,
-		Env: []string{"PIPE_IN=" + k.in, "S3_ENDPOINT=http://" + endpoint, "S3_BUCKET=" + e.bucket,
-			"S3_ACCESS_KEY=" + testAccessKey, "S3_SECRET_KEY=" + testSecretKey},
-		Life: func() time.Duration { return time.Duration(300+rand.IntN(900)) * time.Millisecond },
-		Progress: func() string {
-			return fmt.Sprintf("at %v: %d objects", time.Since(k.began).Round(time.Millisecond), len(e.keys(t, "out/")))
-		},
-		// Until the objects hold n records, and a second more for
-		// anything that would come after them.
-		Complete: func(t *testing.T) {
-			deadline := time.Now().Add(60 * time.Second)
-			for len(e.readIDs(t, format)) < n && time.Now().Before(deadline) {
-				time.Sleep(300 * time.Millisecond)
-			}
-			t.Logf("last run: every record in after %v", time.Since(k.began).Round(time.Millisecond))
-			time.Sleep(time.Second)
-		},
-		Check: func(t *testing.T) proctest.Tallied {
-			got := e.readIDs(t, format)
-			t.Logf("%d records in %d objects", len(got), len(e.keys(t, "out/")))
-			return proctest.TallyIDs(proctest.Want(1, int64(n)+1), got)
-		},
+	k.Kills = kills
+	k.Env = []string{"PIPE_IN=" + k.in, "S3_ENDPOINT=http://" + endpoint, "S3_BUCKET=" + e.bucket,
+		"S3_ACCESS_KEY=" + testAccessKey, "S3_SECRET_KEY=" + testSecretKey}
+	k.Life = func() time.Duration { return time.Duration(300+rand.IntN(900)) * time.Millisecond }
+	k.Progress = func() string {
+		return fmt.Sprintf("at %v: %d objects", time.Since(k.began).Round(time.Millisecond), len(e.keys(t, "out/")))
+	}
+	// Until the objects hold n records, and a second more for
+	// anything that would come after them.
+	k.Complete = func(t *testing.T) {
+		deadline := time.Now().Add(60 * time.Second)
+		for len(e.readIDs(t, format)) < n && time.Now().Before(deadline) {
+			time.Sleep(300 * time.Millisecond)
+		}
+		t.Logf("last run: every record in after %v", time.Since(k.began).Round(time.Millisecond))
+		time.Sleep(time.Second)
+	}
+	k.Check = func(t *testing.T) proctest.Tallied {
+		got := e.readIDs(t, format)
+		t.Logf("%d records in %d objects", len(got), len(e.keys(t, "out/")))
+		return proctest.TallyIDs(proctest.Want(1, int64(n)+1), got)
 	}
 	return k
 }

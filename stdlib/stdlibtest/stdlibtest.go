@@ -1012,3 +1012,16 @@ func WantLag(t testing.TB, src stdlib.Lagger, want ...stdlib.Lag) {
 		t.Fatalf("lag %+v, want %+v", got, want)
 	}
 }
+
+// Stage returns the text of a stage of a pipeline, `kind name: component {`
+// with one attribute (or block) a line as given, for tests that compile
+// many variants of one stage.
+func Stage(kind, name, component string, attrs ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s: %s {\n", kind, name, component)
+	for _, a := range attrs {
+		b.WriteString("  " + a + "\n")
+	}
+	b.WriteString("}\n")
+	return b.String()
+}

@@ -44,11 +44,19 @@ type Sink[C Column] struct {
 	Done    []Step // steps of the open transaction
 
 	Conn Conn
+	Cat  Catalog[C]
+}
+
+// Server is a SQL sink's own part, over its driver's types: its
+// connection and transaction, and its catalog.
+type Server[C Column] interface {
+	Conn
+	Catalog[C]
 }
 
 // NewSink returns the state of a sink of system configured by cfg (the
-// attributes of [SinkParams]); conn is the sink's side.
-func NewSink[C Column](system string, cfg stdlib.Config, toColumn func(C, any) (any, error), conn Conn) Sink[C] {
+// attributes of [SinkParams]); srv is the sink's side.
+func NewSink[C Column](system string, cfg stdlib.Config, toColumn func(C, any) (any, error), srv Server[C]) Sink[C] {
 	s := Sink[C]{
 		System:       system,
 		Log:          cfg.Log(),
@@ -62,7 +70,8 @@ func NewSink[C Column](system string, cfg stdlib.Config, toColumn func(C, any) (
 		FlushEvery:   cfg.Duration("flush"),
 		Evolve:       cfg.String("evolve") == "add_columns",
 		Exactly:      cfg.Delivery == stdlib.ExactlyOnce,
-		Conn:         conn,
+		Conn:         srv,
+		Cat:          srv,
 	}
 	s.Tbl.Keys = cfg.Strings("key")
 	s.Tbl.ToColumn = toColumn
@@ -87,16 +96,28 @@ func (s *Sink[C]) Configure(cfg stdlib.Config) error {
 	return err
 }
 
-// OpenWith connects by dial, prepares the table in cat ([Sink.Prepare])
-// and returns the positions held, retrying transient failures until
-// retry_timeout.
-func (s *Sink[C]) OpenWith(ctx context.Context, dial func(context.Context) error, cat Catalog[C]) ([]stdlib.Position, error) {
+// ResolveTables qualifies *table and *offsets by resolve, with the
+// connection's database or schema, and names the table in s.Tbl: the body
+// of a [Catalog.Resolve].
+func ResolveTables[C Column, T fmt.Stringer](s *Sink[C], table, offsets *T, resolve func(T) (T, error)) error {
+	var err error
+	if *table, err = resolve(*table); err != nil {
+		return err
+	}
+	*offsets, err = resolve(*offsets)
+	s.Tbl.Name = (*table).String()
+	return err
+}
+
+// Open connects, prepares the table ([Sink.Prepare]) and returns the
+// positions held, retrying transient failures until retry_timeout.
+func (s *Sink[C]) Open(ctx context.Context) ([]stdlib.Position, error) {
 	s.Failed, s.Buf, s.Done, s.TxRows = nil, Buffer{}, nil, 0
 	var held []stdlib.Position
 	err := s.Retry(ctx, func() error {
-		err := dial(ctx)
+		err := s.Conn.Connect(ctx)
 		if err == nil {
-			held, err = s.Prepare(ctx, cat)
+			held, err = s.Prepare(ctx, s.Cat)
 		}
 		if err != nil {
 			s.Conn.Reset()
@@ -153,6 +174,9 @@ func (s *Sink[C]) Retry(ctx context.Context, attempt func() error) error {
 // Conn is what a SQL sink does with its server: the transaction, the
 // statements and the reading back of a commit token.
 type Conn interface {
+	// Connect connects unless connected, forgetting any transaction: the
+	// first step of Open.
+	Connect(ctx context.Context) error
 	// EvolveFor adds a column for every field of batch the table lacks.
 	EvolveFor(ctx context.Context, batch []stdlib.Record) error
 	// Apply runs a step in the open transaction.
@@ -166,8 +190,8 @@ type Conn interface {
 	// CommitTx commits the open transaction. On failure, readToken tells
 	// whether the transaction that carried a token committed after all.
 	CommitTx(ctx context.Context) (readToken func(ctx context.Context, token int64) (bool, error), err error)
-	// Committed forgets the transaction that committed.
-	Committed()
+	// TxCommitted forgets the transaction that committed.
+	TxCommitted()
 	// Reset drops the connection and the transaction it held.
 	Reset()
 	// Abort rolls the open transaction back, keeping the connection.
@@ -341,7 +365,7 @@ func (s *Sink[C]) commit(ctx context.Context, cp *stdlib.Checkpoint) error {
 func (s *Sink[C]) Committed() {
 	s.Done = nil
 	s.TxRows = 0
-	s.Conn.Committed()
+	s.Conn.TxCommitted()
 }
 
 // Decide tells whether the transaction that carried token committed, by
