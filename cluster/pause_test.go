@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"pipe.dev/pipe/exec"
 	"pipe.dev/pipe/stdlib/kafka/devbroker"
 )
@@ -207,30 +205,9 @@ func TestInstanceOffsets(t *testing.T) {
 	if _, err := c.Deploy(ctx, name, name+".pipe", groupedPipeline(name, "cofsin", "cofsout", "exactly_once", b.Addr(), 2)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "two instances on two workers", func() error {
-		got, err := runningInstances(ctx, c)
-		if err != nil {
-			return err
-		}
-		a, b := got[InstanceID(name, 0)], got[InstanceID(name, 1)]
-		if len(got) != 2 || a.Worker == b.Worker {
-			return fmt.Errorf("running %v", workersOf(got))
-		}
-		return nil
-	})
-	pcl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pcl.Close()
+	waitTwoInstances(t, c, name)
 	const n = 200
-	var recs []*kgo.Record
-	for i := range n {
-		recs = append(recs, &kgo.Record{Topic: "cofsin", Partition: int32(i % 4), Value: fmt.Appendf(nil, `{"id":%d}`, i)})
-	}
-	if err := pcl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	produceSpread(t, b.Addr(), "cofsin", n)
 	waitFor(t, 30*time.Second, "every record through", func() error {
 		return exactlyOnce(readIDs(t, b.Addr(), "cofsout"), 0, n)
 	})

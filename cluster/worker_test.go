@@ -332,29 +332,8 @@ func TestInstances(t *testing.T) {
 	if _, err := c.Deploy(ctx, "clusterinst", "clusterinst.pipe", instancesPipeline(b.Addr(), 2)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "two instances on two workers", func() error {
-		got, err := runningInstances(ctx, c)
-		if err != nil {
-			return err
-		}
-		a, b := got[InstanceID("clusterinst", 0)], got[InstanceID("clusterinst", 1)]
-		if len(got) != 2 || a.Worker == b.Worker {
-			return fmt.Errorf("running %v", workersOf(got))
-		}
-		return nil
-	})
-	pcl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pcl.Close()
-	var recs []*kgo.Record
-	for i := range 200 {
-		recs = append(recs, &kgo.Record{Topic: "instin", Partition: int32(i % 4), Value: fmt.Appendf(nil, `{"id":%d}`, i)})
-	}
-	if err := pcl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
+	waitTwoInstances(t, c, "clusterinst")
+	produceSpread(t, b.Addr(), "instin", 200)
 	waitFor(t, 30*time.Second, "every record through", func() error {
 		got := readIDs(t, b.Addr(), "instout")
 		for i := range 200 {
@@ -409,5 +388,40 @@ func TestInstances(t *testing.T) {
 	var rej *Rejected
 	if _, err := c.Deploy(ctx, "clustergeninst", "g.pipe", gen); !errors.As(err, &rej) || !strings.Contains(string(rej.JSON), `"PIPE207"`) {
 		t.Errorf("two instances of a generate source: %v, want it rejected with PIPE207", err)
+	}
+}
+
+// waitTwoInstances waits until both instances of pipeline name run, on
+// two workers.
+func waitTwoInstances(t *testing.T, c *Client, name string) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "two instances on two workers", func() error {
+		got, err := runningInstances(context.Background(), c)
+		if err != nil {
+			return err
+		}
+		a, b := got[InstanceID(name, 0)], got[InstanceID(name, 1)]
+		if len(got) != 2 || a.Worker == b.Worker {
+			return fmt.Errorf("running %v", workersOf(got))
+		}
+		return nil
+	})
+}
+
+// produceSpread writes {"id":0} … {"id":n-1} to topic, spread over its 4
+// partitions by hand (kgo's default partitioner ignores Record.Partition).
+func produceSpread(t *testing.T, brokers, topic string, n int) {
+	t.Helper()
+	pcl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pcl.Close()
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, &kgo.Record{Topic: topic, Partition: int32(i % 4), Value: fmt.Appendf(nil, `{"id":%d}`, i)})
+	}
+	if err := pcl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
 	}
 }
