@@ -263,10 +263,11 @@ func (s *scanner) run() {
 }
 
 // startsExpr reports whether the keyword where/when ending at end starts
-// an expression: it does unless it is preceded by "." or followed by
-// "=", ":", ",", ".", "}" or "->" (then it is a plain name).
+// an expression: it does unless it is preceded by "." or ":" (a field's
+// type) or followed by "=", ":", ",", ".", "}" or "->" (then it is a
+// plain name).
 func (s *scanner) startsExpr(end int) bool {
-	if p := s.prevSignificant(); p != nil && p.Type == tokPunct && p.Value == "." {
+	if p := s.prevSignificant(); p != nil && p.Type == tokPunct && (p.Value == "." || p.Value == ":") {
 		return false
 	}
 	i := end

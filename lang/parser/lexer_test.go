@@ -62,6 +62,7 @@ func TestLexer(t *testing.T) {
 		{"a = 5 m = 1", "a = Int:5 m = Int:1"},
 		{"where", "where Expr: ! t.pipe:1:1: error PIPE001: expected an expression after \"where\""},
 		{"where (a\n", "where Expr:(a ! t.pipe:1:7: error PIPE002: unclosed \"(\": missing \")\""},
+		{"a: where\n}", "a : where }"},
 	}
 	for _, tt := range tests {
 		if got := tokens(tt.src); got != tt.want {
